@@ -1,0 +1,43 @@
+# Kairos. `make help` lists the targets.
+GO      ?= go
+BIN     := bin/kairos
+# Packages whose code runs goroutines concurrently get -race in `make test`.
+RACE_PKGS ?= ./state/...
+FUZZTIME ?= 30s
+
+.PHONY: help build test race check fuzz bench run sim clean
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
+
+build: ## build bin/kairos
+	$(GO) build -o $(BIN) ./cmd/kairos
+
+test: ## run the whole test suite (race detector on concurrent packages)
+	$(GO) test -count=1 ./...
+	$(GO) test -count=1 -race $(RACE_PKGS)
+
+check: ## gofmt, go vet, go mod tidy diff, dependency rules
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) mod tidy -diff
+	$(GO) test -count=1 ./internal/depcheck/
+	@if command -v staticcheck >/dev/null; then staticcheck ./...; fi
+
+fuzz: ## run every fuzz target for FUZZTIME each
+	@for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	  done; done
+
+bench: build ## print the benchmark tables (state store)
+	$(BIN) bench state
+
+run: build ## the demo: a state store under ./.kairos
+	$(BIN) demo
+
+sim: ## run the consensus simulator over many seeds
+	$(GO) test -count=1 -run Sim ./consensus/... -sim.seeds=5000
+
+clean: ## remove build output and the demo data
+	rm -rf bin .kairos

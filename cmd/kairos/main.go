@@ -1,0 +1,38 @@
+// Command kairos is the one binary of Kairos: it runs a node or a local
+// devnet, manages keys, deploys and calls modules, and runs the benchmarks
+// and the simulator.
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+)
+
+func main() {
+	if err := newRootCmd().Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "kairos:", err)
+		os.Exit(1)
+	}
+}
+
+func newRootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "kairos",
+		Short:         "Kairos: a WebAssembly execution network with fair timestamp ordering",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(newBenchCmd())
+	return root
+}
+
+// newBenchCmd is the parent of the benchmark commands; each prints a table
+// with its baseline measured in the same run.
+func newBenchCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "bench",
+		Short: "Run a benchmark and print a table with its baseline",
+	}
+}

@@ -1,0 +1,2 @@
+// Package internal holds test helpers shared across Kairos packages.
+package internal

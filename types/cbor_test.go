@@ -1,0 +1,132 @@
+package types
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"encoding/hex"
+	"errors"
+	"testing"
+)
+
+type sample struct {
+	_     struct{} `cbor:",toarray"`
+	N     uint64
+	B     []byte
+	S     string
+	Items []uint32
+}
+
+func TestEncodeDecodeRoundTrip(t *testing.T) {
+	in := sample{N: 1 << 40, B: []byte{1, 2, 3}, S: "kairos", Items: []uint32{7, 8}}
+	b := MustEncode(in)
+	var out sample
+	if err := Decode(b, &out); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(MustEncode(out), b) {
+		t.Fatalf("round trip changed bytes")
+	}
+}
+
+func TestDecodeRejects(t *testing.T) {
+	valid := MustEncode(sample{N: 1})
+	cases := []struct {
+		name string
+		hex  string
+		into any
+		want error
+	}{
+		{"trailing", hex.EncodeToString(valid) + "00", new(sample), ErrTrailing},
+		{"float16", "f93c00", new(any), ErrFloat},
+		{"float64", "fb3ff0000000000000", new(any), ErrFloat},
+		{"indefinite array", "9f01ff", new([]int), ErrIndefinite},
+		{"indefinite bytes", "5f4101ff", new([]byte), ErrIndefinite},
+		{"tag", "c11a514b67b0", new(any), ErrTag},
+		{"duplicate key", "a2616101616102", new(map[string]int), ErrMalformed},
+		{"unsorted keys", "a2616201616101", new(map[string]int), ErrNonCanonical},
+		{"non-shortest int", "1801", new(uint64), ErrNonCanonical},
+		{"truncated", "5820aa", new([]byte), ErrMalformed},
+		{"empty", "", new(uint64), ErrMalformed},
+		{"huge array claim", "9b00000000ffffffff", new([]int), ErrMalformed},
+		{"reserved info", "1c", new(uint64), ErrMalformed},
+		{"unknown field", "a1617801", new(struct{ A int }), ErrMalformed},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			data, err := hex.DecodeString(c.hex)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = Decode(data, c.into)
+			if !errors.Is(err, c.want) {
+				t.Fatalf("Decode(%s) = %v, want %v", c.hex, err, c.want)
+			}
+		})
+	}
+}
+
+func TestAddressText(t *testing.T) {
+	pub, _, _ := ed25519.GenerateKey(bytes.NewReader(make([]byte, 64)))
+	a := AddressFromPublicKey(pub)
+	s := a.String()
+	back, err := ParseAddress(s)
+	if err != nil || back != a {
+		t.Fatalf("ParseAddress(%s) = %v, %v", s, back, err)
+	}
+	// Flip one character: the checksum must catch it.
+	bad := []byte(s)
+	if bad[10] == 'a' {
+		bad[10] = 'b'
+	} else {
+		bad[10] = 'a'
+	}
+	if _, err := ParseAddress(string(bad)); !errors.Is(err, ErrBadAddress) {
+		t.Fatalf("corrupted address accepted: %v", err)
+	}
+	for _, s := range []string{"", "kai", "xyz" + s[3:], s[:len(s)-1]} {
+		if _, err := ParseAddress(s); !errors.Is(err, ErrBadAddress) {
+			t.Fatalf("ParseAddress(%q) accepted", s)
+		}
+	}
+}
+
+func TestRootMultihash(t *testing.T) {
+	var r Root
+	r[0], r[31] = 0xab, 0xcd
+	b := MustEncode(r)
+	var back Root
+	if err := Decode(b, &back); err != nil || back != r {
+		t.Fatalf("root round trip: %v %v", back, err)
+	}
+	txt, _ := r.MarshalText()
+	var fromText Root
+	if err := fromText.UnmarshalText(txt); err != nil || fromText != r {
+		t.Fatalf("root text round trip: %v", err)
+	}
+	// A sha2-512 multihash is not a root.
+	if _, err := RootFromMultihash(append([]byte{0x13, 0x20}, r[:]...)); !errors.Is(err, ErrBadRoot) {
+		t.Fatalf("wrong hash code accepted: %v", err)
+	}
+}
+
+// FuzzDecode checks that Decode never panics and that whatever it accepts
+// re-encodes to exactly the input.
+func FuzzDecode(f *testing.F) {
+	f.Add(MustEncode(sample{N: 3, B: []byte("x"), S: "y", Items: []uint32{1}}))
+	f.Add([]byte{0x9f, 0x01, 0xff})
+	f.Add([]byte{0xf9, 0x3c, 0x00})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var s sample
+		if err := Decode(data, &s); err == nil {
+			if !bytes.Equal(MustEncode(s), data) {
+				t.Fatalf("accepted non-canonical %x", data)
+			}
+		}
+		var v any
+		if err := Decode(data, &v); err == nil {
+			if !bytes.Equal(MustEncode(v), data) {
+				t.Fatalf("accepted non-canonical generic %x", data)
+			}
+		}
+	})
+}
