@@ -1,8 +1,60 @@
 // Package state is the versioned, content-addressed Merkle state store of
 // Kairos, kept in a go-datastore (pebble by default).
 //
-// Invariants: the root of a version depends only on the set of (key, value)
-// pairs it holds; each version is written by one durable batch; every node
-// reachable from a retained root is present; a reader below the prune
-// horizon gets ErrPruned, never a missing node.
+// # Use
+//
+//	s, err := state.OpenPebble(dir, state.Options{KeepVersions: 100})
+//	root, err := s.Commit(ctx, height, []state.Write{{Key: k, Value: v}}) // height = latest+1
+//	v, err := s.Get(ctx, k)                 // latest value, flat index
+//	view, err := s.View(ctx, height)        // pinned reader of a retained version
+//	v, err = view.Get(ctx, k)
+//	proof, err := view.Prove(ctx, k1, k2)   // one proof, shared siblings
+//	view.Close()
+//	err = types.Verify(root, proof)         // what a client does, with only the root
+//	stats, err := s.Prune(ctx)              // keep the last K versions
+//
+// # Tree
+//
+// A binary sparse Merkle tree over 256-bit key paths (hashing and proof
+// verification live in package types, so that clients need only types). It
+// is stored as physical nodes of 4 binary levels (16 slots). A node's id is
+// the binary Merkle hash of the subtree it stands for, so the root node's id
+// is the state root and any node fetched by id checks itself. A leaf lives
+// in its parent's slot as (key path, value hash); its key and value are in a
+// value record stored under the leaf hash. A subtree with one leaf is never
+// a node: the leaf moves up into the slot.
+//
+// # Datastore layout
+//
+//	/kairos/n/<b32 multihash>            node ('N') or value record ('V'), each with its born version
+//	/kairos/kv/<hex module>/k<hex key>   latest value (flat index)
+//	/kairos/r/<height>                   root slot of a version
+//	/kairos/c/<height>                   change set: (key, old, new), CBOR
+//	/kairos/s/<stale_since>/<born>/<id>  stale index
+//	/kairos/pin/<height>                 persistent pins (retained snapshot versions)
+//	/kairos/latest, /kairos/min, /kairos/prunedone
+//
+// # Invariants
+//
+//   - The root of a version depends only on its set of (key, value) pairs:
+//     not on write order, batch splits, GOMAXPROCS or the backend.
+//   - Each version is written by one durable batch (synced). On backends
+//     whose batches are not atomic (Options.AtomicBatches false) the change
+//     set is made durable before the batch and the latest pointer after it,
+//     and Open undoes a torn commit from the change set.
+//   - Every node reachable from a retained root (versions min..latest) is
+//     present. Prune persists the new minimum first, refuses readers below
+//     it with ErrPruned, and never deletes a node whose stored born is not
+//     older than its stale_since (a node id can come back: A → B → A).
+//   - An open View pins its version; Prune never moves the horizon past a
+//     pinned version, so a View never meets a missing node.
+//   - A missing or mismatching node is ErrCorrupt, never a panic.
+//
+// # Concurrency
+//
+// Commit calls are serialized by the caller (blocks execute in order). Get,
+// Iterate, Latest, View, Prove and View methods may run on any goroutine,
+// also during Commit and Prune. Prune and Audit serialize themselves.
+// Slices passed to Commit must not change until it returns; returned slices
+// belong to the caller.
 package state

@@ -1,0 +1,365 @@
+package state
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"sort"
+	"sync"
+
+	ds "github.com/ipfs/go-datastore"
+
+	"github.com/kairos-network/kairos/types"
+)
+
+// Write sets Key to Value in a Commit. A nil or empty Value deletes the key:
+// a key holding an empty value does not exist.
+type Write struct {
+	Key   types.StateKey
+	Value []byte
+}
+
+// Change is one entry of a version's change set.
+type Change struct {
+	_   struct{} `cbor:",toarray"`
+	Key types.StateKey
+	Old []byte // nil: the key was absent
+	New []byte // nil: the key was deleted
+}
+
+// ChangeSet lists the keys a version changed, sorted by key path.
+type ChangeSet struct {
+	_       struct{} `cbor:",toarray"`
+	Height  uint64
+	Changes []Change
+}
+
+func decodeChangeSet(b []byte) (*ChangeSet, error) {
+	var cs ChangeSet
+	if err := types.Decode(b, &cs); err != nil {
+		return nil, fmt.Errorf("%w: change set: %w", ErrCorrupt, err)
+	}
+	return &cs, nil
+}
+
+// parallelMin is the smallest write set whose 16 top-level subtrees are
+// updated in parallel; below it goroutines cost more than they save.
+const parallelMin = 256
+
+// item is a write with its key path and value hash computed.
+type item struct {
+	kp, vh types.Hash
+	key    types.StateKey
+	value  []byte // nil: delete
+	isNew  bool   // a leaf to write (false: an existing leaf that stays)
+}
+
+// staleRef names a node or value record that a version stopped using.
+type staleRef struct {
+	id   types.Hash
+	born uint64
+}
+
+// out collects what one subtree update writes. Each goroutine fills its own,
+// and they are merged in slot order, so the batch never depends on
+// scheduling.
+type out struct {
+	nodes   []*node
+	values  []*item
+	stale   []staleRef
+	changes []Change
+}
+
+func (o *out) merge(p *out) {
+	o.nodes = append(o.nodes, p.nodes...)
+	o.values = append(o.values, p.values...)
+	o.stale = append(o.stale, p.stale...)
+	o.changes = append(o.changes, p.changes...)
+}
+
+type committer struct {
+	s      *Store
+	ctx    context.Context
+	height uint64
+}
+
+// Commit applies writes as version height, which must be latest+1, in one
+// durable batch, and returns the new root. The root depends only on the
+// resulting set of (key, value) pairs, not on the order of writes or on
+// GOMAXPROCS. Writes to the same key twice fail with ErrDuplicateKey; the
+// store is unchanged by any failed Commit.
+func (s *Store) Commit(ctx context.Context, height uint64, writes []Write) (types.Root, error) {
+	s.commitMu.Lock()
+	defer s.commitMu.Unlock()
+	s.mu.Lock()
+	latest, root := s.latest, s.root
+	s.mu.Unlock()
+	if height != latest+1 {
+		return types.Root{}, fmt.Errorf("%w: got %d, latest is %d", ErrHeight, height, latest)
+	}
+	items, err := prepare(writes)
+	if err != nil {
+		return types.Root{}, err
+	}
+	c := &committer{s: s, ctx: ctx, height: height}
+	var o out
+	newRoot, err := c.update(&o, root, 0, items)
+	if err != nil {
+		return types.Root{}, err
+	}
+	if err := s.write(ctx, height, newRoot, &o); err != nil {
+		return types.Root{}, err
+	}
+	for _, n := range o.nodes {
+		s.cache.put(n)
+	}
+	s.mu.Lock()
+	s.latest, s.root = height, newRoot
+	s.mu.Unlock()
+	return types.Root(newRoot.h), nil
+}
+
+// prepare validates writes and returns them as items sorted by key path.
+func prepare(writes []Write) ([]item, error) {
+	if len(writes) > BlockWritesMax {
+		return nil, fmt.Errorf("%w: %d > %d", ErrTooManyWrites, len(writes), BlockWritesMax)
+	}
+	items := make([]item, len(writes))
+	for i, w := range writes {
+		if len(w.Key.Key) > types.StateKeyMax {
+			return nil, fmt.Errorf("%w: %d bytes in write %d", ErrKeyTooLong, len(w.Key.Key), i)
+		}
+		if len(w.Value) > types.StateValueMax {
+			return nil, fmt.Errorf("%w: %d bytes in write %d", ErrValueTooLarge, len(w.Value), i)
+		}
+		it := item{kp: types.KeyPath(w.Key), key: w.Key, isNew: true}
+		if len(w.Value) > 0 {
+			it.value = w.Value
+			it.vh = types.ValueHash(w.Value)
+		}
+		items[i] = it
+	}
+	sort.Slice(items, func(i, j int) bool { return bytes.Compare(items[i].kp[:], items[j].kp[:]) < 0 })
+	for i := 1; i < len(items); i++ {
+		if items[i].kp == items[i-1].kp {
+			return nil, fmt.Errorf("%w: %s", ErrDuplicateKey, items[i].key)
+		}
+	}
+	return items, nil
+}
+
+// update returns the new content of the subtree at nibble depth d whose
+// current content is old, after applying ws (sorted, all under this
+// subtree). It records new nodes, new value records, stale ids and changes
+// in o.
+func (c *committer) update(o *out, old slot, d int, ws []item) (slot, error) {
+	if len(ws) == 0 {
+		return old, nil
+	}
+	if old.kind == slotChild {
+		n, err := c.s.loadNode(c.ctx, old.h)
+		if err != nil {
+			return slot{}, err
+		}
+		nn := &node{born: c.height, slots: n.slots}
+		err = c.forGroups(o, d, ws, func(o *out, nib int, group []item) error {
+			ns, err := c.update(o, n.slots[nib], d+1, group)
+			nn.slots[nib] = ns
+			return err
+		})
+		if err != nil {
+			return slot{}, err
+		}
+		if nn.slots == n.slots {
+			return old, nil
+		}
+		o.stale = append(o.stale, staleRef{n.id, n.born})
+		return c.finish(o, nn), nil
+	}
+	// old is empty or a leaf: gather the leaves of the new subtree.
+	leaves := make([]item, 0, len(ws)+1)
+	keepOld := old.kind == slotLeaf
+	for i := range ws {
+		w := &ws[i]
+		if keepOld && w.kp == old.kp {
+			if w.value != nil && w.vh == old.vh {
+				continue // same value: nothing changes
+			}
+			born, _, oldValue, err := c.s.readValue(c.ctx, &old)
+			if err != nil {
+				return slot{}, err
+			}
+			o.stale = append(o.stale, staleRef{old.h, born})
+			o.changes = append(o.changes, Change{Key: w.key, Old: oldValue, New: w.value})
+			keepOld = false
+		} else if w.value != nil {
+			o.changes = append(o.changes, Change{Key: w.key, New: w.value})
+		}
+		if w.value != nil {
+			leaves = append(leaves, *w)
+		}
+	}
+	if keepOld {
+		if len(leaves) == 0 {
+			return old, nil
+		}
+		at := sort.Search(len(leaves), func(i int) bool { return bytes.Compare(leaves[i].kp[:], old.kp[:]) > 0 })
+		leaves = append(leaves, item{})
+		copy(leaves[at+1:], leaves[at:])
+		leaves[at] = item{kp: old.kp, vh: old.vh}
+	}
+	return c.build(o, leaves, d), nil
+}
+
+// build returns a fresh subtree at nibble depth d holding leaves (sorted).
+func (c *committer) build(o *out, leaves []item, d int) slot {
+	switch len(leaves) {
+	case 0:
+		return slot{}
+	case 1:
+		l := &leaves[0]
+		s := leafSlot(l.kp, l.vh)
+		if l.isNew {
+			o.values = append(o.values, l)
+		}
+		return s
+	}
+	nn := &node{born: c.height}
+	// build cannot fail: it reads nothing.
+	_ = c.forGroups(o, d, leaves, func(o *out, nib int, group []item) error {
+		nn.slots[nib] = c.build(o, group, d+1)
+		return nil
+	})
+	return c.finish(o, nn)
+}
+
+// finish turns an updated node into the slot that replaces it: nothing if it
+// is empty, its only leaf if one leaf is left (the sparse tree collapses a
+// one-leaf subtree), else the node itself, recorded for writing.
+func (c *committer) finish(o *out, nn *node) slot {
+	count, last := nn.occupied()
+	if count == 0 {
+		return slot{}
+	}
+	if count == 1 && nn.slots[last].kind == slotLeaf {
+		return nn.slots[last]
+	}
+	nn.rehash()
+	o.nodes = append(o.nodes, nn)
+	return slot{kind: slotChild, h: nn.id}
+}
+
+// forGroups calls fn for each run of ws that shares nibble d, in nibble
+// order. At the top of the tree and for large write sets the runs go to
+// goroutines, each with its own out, merged afterwards in nibble order; the
+// first error in nibble order wins, so errors are deterministic too.
+func (c *committer) forGroups(o *out, d int, ws []item, fn func(o *out, nib int, group []item) error) error {
+	type run struct {
+		nib    int
+		lo, hi int
+	}
+	var runs []run
+	for lo := 0; lo < len(ws); {
+		nib := nibble(ws[lo].kp, d)
+		hi := lo + 1
+		for hi < len(ws) && nibble(ws[hi].kp, d) == nib {
+			hi++
+		}
+		runs = append(runs, run{nib, lo, hi})
+		lo = hi
+	}
+	if d > 0 || len(ws) < parallelMin || len(runs) == 1 {
+		for _, r := range runs {
+			if err := fn(o, r.nib, ws[r.lo:r.hi]); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	outs := make([]out, len(runs))
+	errs := make([]error, len(runs))
+	var wg sync.WaitGroup
+	for i, r := range runs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = fn(&outs[i], r.nib, ws[r.lo:r.hi])
+		}()
+	}
+	wg.Wait()
+	for i := range runs {
+		if errs[i] != nil {
+			return errs[i]
+		}
+		o.merge(&outs[i])
+	}
+	return nil
+}
+
+// write stores a version: nodes, value records, stale entries, flat index,
+// root record, change set and the latest pointer. On atomic backends this is
+// one synced batch. Otherwise the change set is made durable first and the
+// latest pointer last, so that recovery finds what to undo.
+func (s *Store) write(ctx context.Context, height uint64, root slot, o *out) error {
+	cs := types.MustEncode(ChangeSet{Height: height, Changes: o.changes})
+	sync := func() error { return s.d.Sync(ctx, ds.NewKey("/kairos")) }
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	if !s.opts.AtomicBatches {
+		if err := s.d.Put(ctx, changesKey(height), cs); err != nil {
+			return err
+		}
+		if err := sync(); err != nil {
+			return err
+		}
+	}
+	b, err := s.d.Batch(ctx)
+	if err != nil {
+		return err
+	}
+	put := func(k ds.Key, v []byte) {
+		if err == nil {
+			err = b.Put(ctx, k, v)
+		}
+	}
+	for _, n := range o.nodes {
+		put(nodeKey(n.id), encodeNode(n, height))
+	}
+	for _, v := range o.values {
+		put(nodeKey(types.LeafHash(v.kp, v.vh)), encodeValue(v.key, v.value, height))
+	}
+	for _, st := range o.stale {
+		put(staleKey(height, st.born, st.id), []byte{})
+	}
+	for _, ch := range o.changes {
+		if ch.New == nil {
+			if err == nil {
+				err = b.Delete(ctx, kvKey(ch.Key))
+			}
+		} else {
+			put(kvKey(ch.Key), ch.New)
+		}
+	}
+	put(rootKey(height), encodeRoot(root))
+	if s.opts.AtomicBatches {
+		put(changesKey(height), cs)
+		put(keyLatest, binary.AppendUvarint(nil, height))
+	}
+	if err != nil {
+		return err
+	}
+	if err := b.Commit(ctx); err != nil {
+		return err
+	}
+	if s.opts.AtomicBatches {
+		return nil // the batch was written with sync
+	}
+	if err := sync(); err != nil {
+		return err
+	}
+	if err := s.d.Put(ctx, keyLatest, binary.AppendUvarint(nil, height)); err != nil {
+		return err
+	}
+	return sync()
+}

@@ -1,0 +1,274 @@
+package state
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	"github.com/kairos-network/kairos/types"
+)
+
+// fanout is the number of child slots of a physical node: one node stands
+// for 4 binary levels of the tree.
+const (
+	fanout      = 16
+	nibbleDepth = types.KeyPathDepth / 4
+)
+
+// Record tags: the first byte of every value under /kairos/n/.
+const (
+	tagNode  = 'N'
+	tagValue = 'V'
+)
+
+type slotKind uint8
+
+const (
+	slotEmpty slotKind = iota
+	slotLeaf
+	slotChild
+)
+
+// slot is one child position of a node, or the root of a version. A leaf
+// lives in its parent's slot as (key path, value hash); its key and value are
+// in a value record stored under the leaf hash. A child is named by its id.
+type slot struct {
+	kind slotKind
+	h    types.Hash // leaf hash or child node id
+	kp   types.Hash // leaf only
+	vh   types.Hash // leaf only
+}
+
+func leafSlot(kp, vh types.Hash) slot {
+	return slot{kind: slotLeaf, h: types.LeafHash(kp, vh), kp: kp, vh: vh}
+}
+
+// treeKind maps a slot to the kind of the binary subtree it stands for. A
+// child node always holds two or more leaves: a node with one leaf is never
+// stored, the leaf moves up into the parent slot instead.
+func (s *slot) treeKind() types.NodeKind {
+	switch s.kind {
+	case slotLeaf:
+		return types.KindLeaf
+	case slotChild:
+		return types.KindInternal
+	}
+	return types.KindEmpty
+}
+
+// node is a decoded physical node. Its id is the binary Merkle hash of the
+// subtree it stands for, so the root node's id is the state root and a node
+// fetched by id verifies itself. Nodes are immutable once built and shared
+// through the cache; born is the version that (re)wrote it.
+type node struct {
+	id    types.Hash
+	born  uint64
+	slots [fanout]slot
+	// inner holds the binary subtrees inside the node in heap order: 1 is
+	// the node itself, 2i and 2i+1 the children of i; indexes 16..31 are
+	// the slots themselves and are not stored here.
+	inner [fanout]struct {
+		kind types.NodeKind
+		h    types.Hash
+	}
+}
+
+// sub returns the kind and hash of binary subtree i (heap order, 1..31).
+func (n *node) sub(i int) (types.NodeKind, types.Hash) {
+	if i >= fanout {
+		s := &n.slots[i-fanout]
+		return s.treeKind(), s.h
+	}
+	return n.inner[i].kind, n.inner[i].h
+}
+
+// rehash computes the inner binary subtrees and the id from the slots.
+func (n *node) rehash() {
+	for i := fanout - 1; i >= 1; i-- {
+		lk, lh := n.sub(2 * i)
+		rk, rh := n.sub(2*i + 1)
+		n.inner[i].kind, n.inner[i].h = types.Combine(lk, lh, rk, rh)
+	}
+	n.id = n.inner[1].h
+}
+
+// occupied counts the non-empty slots and returns the last one seen.
+func (n *node) occupied() (int, int) {
+	c, last := 0, -1
+	for i := range n.slots {
+		if n.slots[i].kind != slotEmpty {
+			c, last = c+1, i
+		}
+	}
+	return c, last
+}
+
+// encodeNode writes a node record: tag, uvarint born, uint16 occupancy,
+// uint16 leaf mask, then per occupied slot in order either the child id or
+// the leaf's key path and value hash.
+func encodeNode(n *node, born uint64) []byte {
+	buf := make([]byte, 0, 1+binary.MaxVarintLen64+4+fanout*2*types.HashLen)
+	buf = append(buf, tagNode)
+	buf = binary.AppendUvarint(buf, born)
+	var occ, leaves uint16
+	for i := range n.slots {
+		switch n.slots[i].kind {
+		case slotLeaf:
+			leaves |= 1 << i
+			occ |= 1 << i
+		case slotChild:
+			occ |= 1 << i
+		}
+	}
+	buf = binary.BigEndian.AppendUint16(buf, occ)
+	buf = binary.BigEndian.AppendUint16(buf, leaves)
+	for i := range n.slots {
+		s := &n.slots[i]
+		switch s.kind {
+		case slotLeaf:
+			buf = append(buf, s.kp[:]...)
+			buf = append(buf, s.vh[:]...)
+		case slotChild:
+			buf = append(buf, s.h[:]...)
+		}
+	}
+	return buf
+}
+
+// decodeNode parses a node record and recomputes its hashes. The caller
+// compares the id with the one it asked for.
+func decodeNode(b []byte) (*node, error) {
+	born, rest, err := recordHeader(b, tagNode)
+	if err != nil {
+		return nil, err
+	}
+	if len(rest) < 4 {
+		return nil, fmt.Errorf("%w: short node", ErrCorrupt)
+	}
+	occ := binary.BigEndian.Uint16(rest)
+	leaves := binary.BigEndian.Uint16(rest[2:])
+	rest = rest[4:]
+	if leaves&^occ != 0 {
+		return nil, fmt.Errorf("%w: node leaf mask outside occupancy", ErrCorrupt)
+	}
+	n := &node{born: born}
+	for i := range n.slots {
+		if occ&(1<<i) == 0 {
+			continue
+		}
+		var kp, vh types.Hash
+		if leaves&(1<<i) != 0 {
+			if len(rest) < 2*types.HashLen {
+				return nil, fmt.Errorf("%w: short node", ErrCorrupt)
+			}
+			copy(kp[:], rest)
+			copy(vh[:], rest[types.HashLen:])
+			rest = rest[2*types.HashLen:]
+			n.slots[i] = leafSlot(kp, vh)
+			continue
+		}
+		if len(rest) < types.HashLen {
+			return nil, fmt.Errorf("%w: short node", ErrCorrupt)
+		}
+		n.slots[i].kind = slotChild
+		copy(n.slots[i].h[:], rest)
+		rest = rest[types.HashLen:]
+	}
+	if len(rest) != 0 {
+		return nil, fmt.Errorf("%w: %d trailing bytes in node", ErrCorrupt, len(rest))
+	}
+	if c, last := n.occupied(); c < 2 && (c == 0 || n.slots[last].kind == slotLeaf) {
+		return nil, fmt.Errorf("%w: node with fewer than two leaves", ErrCorrupt)
+	}
+	n.rehash()
+	return n, nil
+}
+
+func recordHeader(b []byte, tag byte) (uint64, []byte, error) {
+	if len(b) == 0 || b[0] != tag {
+		return 0, nil, fmt.Errorf("%w: record is not of type %q", ErrCorrupt, tag)
+	}
+	born, n := binary.Uvarint(b[1:])
+	if n <= 0 {
+		return 0, nil, fmt.Errorf("%w: bad born varint", ErrCorrupt)
+	}
+	return born, b[1+n:], nil
+}
+
+// encodeValue writes a value record: tag, uvarint born, module, uvarint key
+// length, key, value. It is stored under the leaf hash, so its lifetime is
+// the leaf's: two keys with the same value never share a record.
+func encodeValue(k types.StateKey, value []byte, born uint64) []byte {
+	buf := make([]byte, 0, 1+2*binary.MaxVarintLen64+types.AddressLen+len(k.Key)+len(value))
+	buf = append(buf, tagValue)
+	buf = binary.AppendUvarint(buf, born)
+	buf = append(buf, k.Module[:]...)
+	buf = binary.AppendUvarint(buf, uint64(len(k.Key)))
+	buf = append(buf, k.Key...)
+	return append(buf, value...)
+}
+
+func decodeValue(b []byte) (born uint64, k types.StateKey, value []byte, err error) {
+	born, rest, err := recordHeader(b, tagValue)
+	if err != nil {
+		return 0, k, nil, err
+	}
+	if len(rest) < types.AddressLen {
+		return 0, k, nil, fmt.Errorf("%w: short value record", ErrCorrupt)
+	}
+	copy(k.Module[:], rest)
+	rest = rest[types.AddressLen:]
+	kl, n := binary.Uvarint(rest)
+	if n <= 0 || kl > uint64(len(rest)-n) || kl > types.StateKeyMax {
+		return 0, k, nil, fmt.Errorf("%w: bad key length in value record", ErrCorrupt)
+	}
+	k.Key = append([]byte{}, rest[n:n+int(kl)]...)
+	value = append([]byte{}, rest[n+int(kl):]...)
+	return born, k, value, nil
+}
+
+// encodeRoot writes a root record: the root slot of a version.
+func encodeRoot(s slot) []byte {
+	buf := []byte{byte(s.kind)}
+	switch s.kind {
+	case slotLeaf:
+		buf = append(append(buf, s.kp[:]...), s.vh[:]...)
+	case slotChild:
+		buf = append(buf, s.h[:]...)
+	}
+	return buf
+}
+
+func decodeRoot(b []byte) (slot, error) {
+	if len(b) == 0 {
+		return slot{}, fmt.Errorf("%w: empty root record", ErrCorrupt)
+	}
+	switch slotKind(b[0]) {
+	case slotEmpty:
+		if len(b) == 1 {
+			return slot{}, nil
+		}
+	case slotLeaf:
+		if len(b) == 1+2*types.HashLen {
+			var kp, vh types.Hash
+			copy(kp[:], b[1:])
+			copy(vh[:], b[1+types.HashLen:])
+			return leafSlot(kp, vh), nil
+		}
+	case slotChild:
+		if len(b) == 1+types.HashLen {
+			s := slot{kind: slotChild}
+			copy(s.h[:], b[1:])
+			return s, nil
+		}
+	}
+	return slot{}, fmt.Errorf("%w: bad root record", ErrCorrupt)
+}
+
+// nibble returns the 4-bit child index of kp at nibble depth d.
+func nibble(kp types.Hash, d int) int {
+	b := kp[d/2]
+	if d%2 == 0 {
+		return int(b >> 4)
+	}
+	return int(b & 0x0f)
+}

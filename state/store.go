@@ -1,0 +1,435 @@
+package state
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/cockroachdb/pebble/v2"
+	ds "github.com/ipfs/go-datastore"
+	"github.com/ipfs/go-datastore/query"
+	dssync "github.com/ipfs/go-datastore/sync"
+	leveldb "github.com/ipfs/go-ds-leveldb"
+	pebbleds "github.com/ipfs/go-ds-pebble"
+
+	"github.com/kairos-network/kairos/types"
+)
+
+// Errors of the state store. Each is wrapped with detail; test with
+// errors.Is.
+var (
+	// ErrPruned reports a version below the prune horizon.
+	ErrPruned = errors.New("state: version pruned")
+	// ErrUnknownVersion reports a version above the latest commit.
+	ErrUnknownVersion = errors.New("state: version not committed")
+	// ErrHeight reports a commit whose height is not latest+1.
+	ErrHeight = errors.New("state: commit height is not latest+1")
+	// ErrDuplicateKey reports a key written (or proved) twice in one call.
+	ErrDuplicateKey = errors.New("state: duplicate key")
+	// ErrKeyTooLong reports a key longer than types.StateKeyMax.
+	ErrKeyTooLong = errors.New("state: key too long")
+	// ErrValueTooLarge reports a value longer than types.StateValueMax.
+	ErrValueTooLarge = errors.New("state: value too large")
+	// ErrTooManyWrites reports a block with more than BlockWritesMax writes.
+	ErrTooManyWrites = errors.New("state: too many writes in one block")
+	// ErrViewClosed reports use of a closed View.
+	ErrViewClosed = errors.New("state: view closed")
+	// ErrCorrupt reports stored data that fails its checks, including a
+	// node that a retained version needs and that is missing. It stops the
+	// node: it is never caused by input from peers or clients.
+	ErrCorrupt = errors.New("state: corrupt store")
+)
+
+// BlockWritesMax is the most writes one Commit accepts. It bounds the
+// memory of a commit and the size of its change set.
+const BlockWritesMax = 1 << 17
+
+// Defaults for Options fields left zero.
+const (
+	DefaultCacheBytes = 128 << 20
+	DefaultPruneChunk = 4096
+)
+
+// Options configure a Store. The zero value keeps every version (archive
+// mode) with the default cache.
+type Options struct {
+	// KeepVersions is K: Prune keeps the last K versions readable (plus
+	// pinned ones). 0 disables pruning. It may change between opens of the
+	// same database; a smaller K prunes more on the next Prune, a larger one
+	// cannot bring back versions already pruned.
+	KeepVersions uint64
+	// CacheBytes bounds the decoded-node cache.
+	CacheBytes int
+	// PruneChunk is the number of stale entries deleted per batch.
+	PruneChunk int
+	// AtomicBatches says the datastore applies a batch all or nothing (pebble,
+	// leveldb). When false, Commit first writes the change set on its own
+	// and the latest pointer last, so that recovery can undo a torn batch.
+	AtomicBatches bool
+}
+
+func (o Options) withDefaults() Options {
+	if o.CacheBytes <= 0 {
+		o.CacheBytes = DefaultCacheBytes
+	}
+	if o.PruneChunk <= 0 {
+		o.PruneChunk = DefaultPruneChunk
+	}
+	return o
+}
+
+// Store is the versioned Merkle state. Concurrency: Commit calls must not
+// overlap each other (the caller executes blocks in order; a second
+// concurrent Commit waits, then fails with ErrHeight unless its height
+// fits). Get, Iterate, Latest, View and everything on a View may be called
+// from any goroutine at any time, also during Commit and Prune. Prune and
+// Audit serialize themselves.
+type Store struct {
+	d      ds.Batching
+	closer io.Closer
+	opts   Options
+	cache  *nodeCache
+
+	commitMu sync.Mutex // one Commit at a time; Audit holds it too
+	pruneMu  sync.Mutex // one Prune at a time; Audit holds it too
+	// writeMu makes a commit's batch and a pruner chunk's born check and
+	// delete mutually exclusive, so a node re-created by a commit is never
+	// deleted on the strength of an old born.
+	writeMu sync.Mutex
+
+	mu        sync.Mutex // guards the fields below
+	latest    uint64
+	root      slot
+	min       uint64 // lowest readable version
+	pruneDone uint64 // stale entries with since <= pruneDone are processed
+	views     map[uint64]int
+	pins      map[uint64]bool
+}
+
+// Open opens (or initializes) a store in d and recovers from a commit that
+// did not complete: anything written for a version above the durable latest
+// is undone, and the latest root node is checked against its id.
+func Open(ctx context.Context, d ds.Batching, opts Options) (*Store, error) {
+	opts = opts.withDefaults()
+	s := &Store{d: d, opts: opts, cache: newNodeCache(opts.CacheBytes), views: map[uint64]int{}, pins: map[uint64]bool{}}
+	latest, ok, err := s.getUint(ctx, keyLatest)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		if err := s.initialize(ctx); err != nil {
+			return nil, err
+		}
+	}
+	if err := s.recover(ctx, latest); err != nil {
+		return nil, err
+	}
+	s.latest = latest
+	if s.root, err = s.rootAt(ctx, latest); err != nil {
+		return nil, err
+	}
+	if s.root.kind == slotChild {
+		// loadNode recomputes the node's hash from its slots and compares
+		// it with the id it was stored under.
+		if _, err := s.loadNode(ctx, s.root.h); err != nil {
+			return nil, fmt.Errorf("checking root of version %d: %w", latest, err)
+		}
+	}
+	if s.min, _, err = s.getUint(ctx, keyMin); err != nil {
+		return nil, err
+	}
+	if s.pruneDone, _, err = s.getUint(ctx, keyPruneDone); err != nil {
+		return nil, err
+	}
+	res, err := d.Query(ctx, query.Query{Prefix: nsPin, KeysOnly: true})
+	if err != nil {
+		return nil, err
+	}
+	entries, err := res.Rest()
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range entries {
+		h, err := parseHeightKey(e.Key, nsPin)
+		if err != nil {
+			return nil, err
+		}
+		s.pins[h] = true
+	}
+	return s, nil
+}
+
+// OpenMemory opens a store in a fresh in-memory datastore (tests, tools).
+func OpenMemory(opts Options) (*Store, error) {
+	return Open(context.Background(), dssync.MutexWrap(ds.NewMapDatastore()), opts)
+}
+
+// OpenPebble opens a store in a pebble database at path. Writes are synced:
+// go-ds-pebble defaults to NoSync, which loses acknowledged batches on power
+// loss.
+func OpenPebble(path string, opts Options) (*Store, error) {
+	d, err := pebbleds.NewDatastore(path, pebbleds.WithPebbleWriteOptions(pebble.Sync))
+	if err != nil {
+		return nil, fmt.Errorf("state: open pebble %s: %w", path, err)
+	}
+	opts.AtomicBatches = true
+	s, err := Open(context.Background(), d, opts)
+	if err != nil {
+		d.Close()
+		return nil, err
+	}
+	s.closer = d
+	return s, nil
+}
+
+// OpenLevelDB opens a store in a leveldb database at path (synced writes,
+// atomic batches).
+func OpenLevelDB(path string, opts Options) (*Store, error) {
+	d, err := leveldb.NewDatastore(path, nil)
+	if err != nil {
+		return nil, fmt.Errorf("state: open leveldb %s: %w", path, err)
+	}
+	opts.AtomicBatches = true
+	s, err := Open(context.Background(), d, opts)
+	if err != nil {
+		d.Close()
+		return nil, err
+	}
+	s.closer = d
+	return s, nil
+}
+
+// Close closes the datastore if the store opened it. Views must be closed
+// first.
+func (s *Store) Close() error {
+	if s.closer != nil {
+		return s.closer.Close()
+	}
+	return nil
+}
+
+// Datastore returns the underlying datastore (for snapshot and test code
+// that adds its own keys outside the /kairos/ namespaces used here).
+func (s *Store) Datastore() ds.Batching { return s.d }
+
+func (s *Store) initialize(ctx context.Context) error {
+	b, err := s.d.Batch(ctx)
+	if err != nil {
+		return err
+	}
+	for _, kv := range []struct {
+		k ds.Key
+		v []byte
+	}{
+		{rootKey(0), encodeRoot(slot{})},
+		{keyMin, binary.AppendUvarint(nil, 0)},
+		{keyPruneDone, binary.AppendUvarint(nil, 0)},
+		{keyLatest, binary.AppendUvarint(nil, 0)},
+	} {
+		if err := b.Put(ctx, kv.k, kv.v); err != nil {
+			return err
+		}
+	}
+	if err := b.Commit(ctx); err != nil {
+		return err
+	}
+	return s.d.Sync(ctx, ds.NewKey("/kairos"))
+}
+
+// recover undoes a commit of latest+1 that did not finish: it restores the
+// flat index from the change set's old values and removes the version's
+// root record and stale entries. Nodes written by the torn commit stay: they
+// are content-addressed and correct, replaying the block rewrites them, and
+// deleting one could remove a node an older retained version still uses.
+func (s *Store) recover(ctx context.Context, latest uint64) error {
+	next := latest + 1
+	raw, err := s.d.Get(ctx, changesKey(next))
+	if errors.Is(err, ds.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	cs, err := decodeChangeSet(raw)
+	if err != nil {
+		return err
+	}
+	b, err := s.d.Batch(ctx)
+	if err != nil {
+		return err
+	}
+	for _, c := range cs.Changes {
+		if c.Old == nil {
+			err = b.Delete(ctx, kvKey(c.Key))
+		} else {
+			err = b.Put(ctx, kvKey(c.Key), c.Old)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	stale, err := s.keysWithPrefix(ctx, stalePrefix(next), 0)
+	if err != nil {
+		return err
+	}
+	for _, k := range stale {
+		if err := b.Delete(ctx, ds.RawKey(k)); err != nil {
+			return err
+		}
+	}
+	if err := b.Delete(ctx, rootKey(next)); err != nil {
+		return err
+	}
+	if err := b.Commit(ctx); err != nil {
+		return err
+	}
+	// The change set goes last: while it exists, recovery can run again.
+	if err := s.d.Sync(ctx, ds.NewKey("/kairos")); err != nil {
+		return err
+	}
+	if err := s.d.Delete(ctx, changesKey(next)); err != nil {
+		return err
+	}
+	return s.d.Sync(ctx, ds.NewKey("/kairos"))
+}
+
+// Latest returns the height and root of the last durable commit.
+func (s *Store) Latest() (uint64, types.Root) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.latest, types.Root(s.root.h)
+}
+
+// Get returns the latest value of k from the flat index, or nil if k is
+// absent. The returned slice belongs to the caller.
+func (s *Store) Get(ctx context.Context, k types.StateKey) ([]byte, error) {
+	if len(k.Key) > types.StateKeyMax {
+		return nil, fmt.Errorf("%w: %d bytes", ErrKeyTooLong, len(k.Key))
+	}
+	v, err := s.d.Get(ctx, kvKey(k))
+	if errors.Is(err, ds.ErrNotFound) {
+		return nil, nil
+	}
+	return v, err
+}
+
+// Iterate calls fn for every key of module that starts with prefix, in key
+// byte order, with its latest value, until fn returns an error (which
+// Iterate returns). On pebble and leveldb the iteration reads one
+// consistent snapshot; fn must not keep the slices.
+func (s *Store) Iterate(ctx context.Context, module types.Address, prefix []byte, fn func(key, value []byte) error) error {
+	res, err := s.d.Query(ctx, query.Query{Prefix: kvModulePrefix(module), Orders: []query.Order{query.OrderByKey{}}})
+	if err != nil {
+		return err
+	}
+	defer res.Close()
+	want := kvKey(types.StateKey{Module: module, Key: prefix}).String()
+	for r := range res.Next() {
+		if r.Error != nil {
+			return r.Error
+		}
+		if !strings.HasPrefix(r.Key, want) {
+			continue
+		}
+		k, err := parseKVKey(r.Key)
+		if err != nil {
+			return err
+		}
+		if err := fn(k.Key, r.Value); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Store) getUint(ctx context.Context, k ds.Key) (uint64, bool, error) {
+	b, err := s.d.Get(ctx, k)
+	if errors.Is(err, ds.ErrNotFound) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, err
+	}
+	v, n := binary.Uvarint(b)
+	if n <= 0 || n != len(b) {
+		return 0, false, fmt.Errorf("%w: bad counter %s", ErrCorrupt, k)
+	}
+	return v, true, nil
+}
+
+func (s *Store) rootAt(ctx context.Context, h uint64) (slot, error) {
+	b, err := s.d.Get(ctx, rootKey(h))
+	if errors.Is(err, ds.ErrNotFound) {
+		return slot{}, fmt.Errorf("%w: no root record for version %d", ErrCorrupt, h)
+	}
+	if err != nil {
+		return slot{}, err
+	}
+	return decodeRoot(b)
+}
+
+// loadNode returns node id from the cache or the datastore. A node read
+// from the datastore is checked against its id.
+func (s *Store) loadNode(ctx context.Context, id types.Hash) (*node, error) {
+	if n := s.cache.get(id); n != nil {
+		return n, nil
+	}
+	b, err := s.d.Get(ctx, nodeKey(id))
+	if errors.Is(err, ds.ErrNotFound) {
+		return nil, fmt.Errorf("%w: missing node %x", ErrCorrupt, id)
+	}
+	if err != nil {
+		return nil, err
+	}
+	n, err := decodeNode(b)
+	if err != nil {
+		return nil, fmt.Errorf("node %x: %w", id, err)
+	}
+	if n.id != id {
+		return nil, fmt.Errorf("%w: node stored as %x hashes to %x", ErrCorrupt, id, n.id)
+	}
+	s.cache.put(n)
+	return n, nil
+}
+
+// readValue returns the value record of a leaf.
+func (s *Store) readValue(ctx context.Context, leaf *slot) (uint64, types.StateKey, []byte, error) {
+	b, err := s.d.Get(ctx, nodeKey(leaf.h))
+	if errors.Is(err, ds.ErrNotFound) {
+		return 0, types.StateKey{}, nil, fmt.Errorf("%w: missing value record %x", ErrCorrupt, leaf.h)
+	}
+	if err != nil {
+		return 0, types.StateKey{}, nil, err
+	}
+	born, k, v, err := decodeValue(b)
+	if err != nil {
+		return 0, k, nil, err
+	}
+	if types.KeyPath(k) != leaf.kp || types.ValueHash(v) != leaf.vh {
+		return 0, k, nil, fmt.Errorf("%w: value record %x does not match its leaf", ErrCorrupt, leaf.h)
+	}
+	return born, k, v, nil
+}
+
+// keysWithPrefix lists keys under prefix (at most limit, 0 = all), sorted.
+func (s *Store) keysWithPrefix(ctx context.Context, prefix string, limit int) ([]string, error) {
+	res, err := s.d.Query(ctx, query.Query{Prefix: prefix, KeysOnly: true, Limit: limit, Orders: []query.Order{query.OrderByKey{}}})
+	if err != nil {
+		return nil, err
+	}
+	entries, err := res.Rest()
+	if err != nil {
+		return nil, err
+	}
+	keys := make([]string, len(entries))
+	for i, e := range entries {
+		keys[i] = e.Key
+	}
+	sort.Strings(keys)
+	return keys, nil
+}
