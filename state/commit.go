@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"sort"
 	"sync"
@@ -28,11 +29,24 @@ type Change struct {
 	New []byte // nil: the key was deleted
 }
 
-// ChangeSet lists the keys a version changed, sorted by key path.
+// ChangeSet lists the keys a version changed, sorted by key path. On
+// backends without atomic batches it also lists the records the commit
+// writes that did not exist before (Created) and the ones it rewrites, with
+// their previous born (Reborn), so that recovery can undo a torn commit
+// exactly.
 type ChangeSet struct {
 	_       struct{} `cbor:",toarray"`
 	Height  uint64
 	Changes []Change
+	Created []types.Hash
+	Reborn  []Reborn
+}
+
+// Reborn names a record that a commit rewrote and the born it had before.
+type Reborn struct {
+	_    struct{} `cbor:",toarray"`
+	ID   types.Hash
+	Born uint64
 }
 
 func decodeChangeSet(b []byte) (*ChangeSet, error) {
@@ -302,10 +316,16 @@ func (c *committer) forGroups(o *out, d int, ws []item, fn func(o *out, nib int,
 // one synced batch. Otherwise the change set is made durable first and the
 // latest pointer last, so that recovery finds what to undo.
 func (s *Store) write(ctx context.Context, height uint64, root slot, o *out) error {
-	cs := types.MustEncode(ChangeSet{Height: height, Changes: o.changes})
+	changes := ChangeSet{Height: height, Changes: o.changes}
 	sync := func() error { return s.d.Sync(ctx, ds.NewKey("/kairos")) }
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
+	if !s.opts.AtomicBatches {
+		if err := s.noteOverwrites(ctx, o, &changes); err != nil {
+			return err
+		}
+	}
+	cs := types.MustEncode(changes)
 	if !s.opts.AtomicBatches {
 		if err := s.d.Put(ctx, changesKey(height), cs); err != nil {
 			return err
@@ -362,4 +382,36 @@ func (s *Store) write(ctx context.Context, height uint64, root slot, o *out) err
 		return err
 	}
 	return sync()
+}
+
+// noteOverwrites fills Created and Reborn of a change set from what the
+// datastore holds now. Only non-atomic backends need it: a torn batch there
+// can leave any subset of the records.
+func (s *Store) noteOverwrites(ctx context.Context, o *out, cs *ChangeSet) error {
+	ids := make([]types.Hash, 0, len(o.nodes)+len(o.values))
+	for _, n := range o.nodes {
+		ids = append(ids, n.id)
+	}
+	for _, v := range o.values {
+		ids = append(ids, types.LeafHash(v.kp, v.vh))
+	}
+	for _, id := range ids {
+		raw, err := s.d.Get(ctx, nodeKey(id))
+		if errors.Is(err, ds.ErrNotFound) {
+			cs.Created = append(cs.Created, id)
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if len(raw) == 0 {
+			return fmt.Errorf("%w: empty record %x", ErrCorrupt, id)
+		}
+		born, _, err := recordHeader(raw, raw[0])
+		if err != nil {
+			return err
+		}
+		cs.Reborn = append(cs.Reborn, Reborn{ID: id, Born: born})
+	}
+	return nil
 }

@@ -35,14 +35,14 @@ func refRoot(m map[string][]byte) types.Root {
 	return types.Root(rec(leaves, 0))
 }
 
-// Model keys are strings: the module byte followed by the key bytes, so a
-// Go map can hold them.
-func modelKey(k types.StateKey) string { return string(k.Module[:1]) + string(k.Key) }
+// Model keys are strings: the module followed by the key bytes, so a Go map
+// can hold them.
+func modelKey(k types.StateKey) string { return string(k.Module[:]) + string(k.Key) }
 
 func splitKey(s string) types.StateKey {
 	var k types.StateKey
-	k.Module[0] = s[0]
-	k.Key = []byte(s[1:])
+	copy(k.Module[:], s)
+	k.Key = []byte(s[types.AddressLen:])
 	return k
 }
 

@@ -242,10 +242,10 @@ func (s *Store) initialize(ctx context.Context) error {
 }
 
 // recover undoes a commit of latest+1 that did not finish: it restores the
-// flat index from the change set's old values and removes the version's
-// root record and stale entries. Nodes written by the torn commit stay: they
-// are content-addressed and correct, replaying the block rewrites them, and
-// deleting one could remove a node an older retained version still uses.
+// flat index from the change set's old values, deletes the records the
+// commit created, gives rewritten records back their old born, and removes
+// the version's root record and stale entries. A record that an older
+// retained version uses is never deleted: it is in Reborn, not Created.
 func (s *Store) recover(ctx context.Context, latest uint64) error {
 	next := latest + 1
 	raw, err := s.d.Get(ctx, changesKey(next))
@@ -270,6 +270,28 @@ func (s *Store) recover(ctx context.Context, latest uint64) error {
 			err = b.Put(ctx, kvKey(c.Key), c.Old)
 		}
 		if err != nil {
+			return err
+		}
+	}
+	for _, id := range cs.Created {
+		if err := b.Delete(ctx, nodeKey(id)); err != nil {
+			return err
+		}
+	}
+	for _, r := range cs.Reborn {
+		raw, err := s.d.Get(ctx, nodeKey(r.ID))
+		if err != nil {
+			return fmt.Errorf("%w: rewritten record %x: %w", ErrCorrupt, r.ID, err)
+		}
+		if len(raw) == 0 {
+			return fmt.Errorf("%w: empty record %x", ErrCorrupt, r.ID)
+		}
+		_, body, err := recordHeader(raw, raw[0])
+		if err != nil {
+			return err
+		}
+		fixed := binary.AppendUvarint([]byte{raw[0]}, r.Born)
+		if err := b.Put(ctx, nodeKey(r.ID), append(fixed, body...)); err != nil {
 			return err
 		}
 	}
@@ -432,4 +454,27 @@ func (s *Store) keysWithPrefix(ctx context.Context, prefix string, limit int) ([
 	}
 	sort.Strings(keys)
 	return keys, nil
+}
+
+// iterateIndex calls fn for every entry of the flat index, in no particular
+// order.
+func (s *Store) iterateIndex(ctx context.Context, fn func(k types.StateKey, v []byte) error) error {
+	res, err := s.d.Query(ctx, query.Query{Prefix: strings.TrimSuffix(nsKV, "/")})
+	if err != nil {
+		return err
+	}
+	defer res.Close()
+	for r := range res.Next() {
+		if r.Error != nil {
+			return r.Error
+		}
+		k, err := parseKVKey(r.Key)
+		if err != nil {
+			return err
+		}
+		if err := fn(k, r.Value); err != nil {
+			return err
+		}
+	}
+	return nil
 }

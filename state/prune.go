@@ -1,0 +1,376 @@
+package state
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	ds "github.com/ipfs/go-datastore"
+
+	"github.com/kairos-network/kairos/types"
+)
+
+// PruneStats reports what one Prune did.
+type PruneStats struct {
+	Min     uint64 // lowest readable version afterwards
+	Deleted int    // nodes and value records deleted
+	Reborn  int    // stale entries skipped because the id was written again later
+	Missing int    // stale entries whose node was already gone (a crashed earlier run)
+}
+
+// Prune makes versions below the horizon unreadable and deletes what only
+// they used. The horizon is latest+1-K (Options.KeepVersions), held back by
+// open Views and persistent pins. In order: the new minimum is refused to
+// new readers and made durable, then stale entries with stale_since <= min
+// are processed in chunks of Options.PruneChunk; an entry's node is deleted
+// only if its stored born is older than stale_since. Prune is idempotent: a
+// crashed run is finished by the next one, and missing nodes are counted,
+// not fatal. With KeepVersions 0 it does nothing.
+func (s *Store) Prune(ctx context.Context) (PruneStats, error) {
+	s.pruneMu.Lock()
+	defer s.pruneMu.Unlock()
+	s.mu.Lock()
+	target := s.horizonLocked()
+	raised := target > s.min
+	if raised {
+		s.min = target // new readers below target get ErrPruned from now on
+	}
+	min, done := s.min, s.pruneDone
+	s.mu.Unlock()
+	st := PruneStats{Min: min}
+	if raised {
+		if err := s.d.Put(ctx, keyMin, binary.AppendUvarint(nil, min)); err != nil {
+			return st, err
+		}
+		if err := s.d.Sync(ctx, keyMin); err != nil {
+			return st, err
+		}
+	}
+	for v := done + 1; v <= min; v++ {
+		if err := s.pruneVersion(ctx, v, &st); err != nil {
+			return st, err
+		}
+		s.mu.Lock()
+		s.pruneDone = v
+		s.mu.Unlock()
+	}
+	return st, nil
+}
+
+// horizonLocked returns the lowest version Prune may keep readable now.
+func (s *Store) horizonLocked() uint64 {
+	k := s.opts.KeepVersions
+	if k == 0 || s.latest+1 <= k {
+		return s.min
+	}
+	target := s.latest + 1 - k
+	for h := range s.views {
+		target = min(target, h)
+	}
+	for h := range s.pins {
+		target = min(target, h)
+	}
+	return max(target, s.min)
+}
+
+// pruneVersion processes the stale entries of version v and drops the root
+// record and change set of version v-1, which is now below the minimum.
+func (s *Store) pruneVersion(ctx context.Context, v uint64, st *PruneStats) error {
+	for {
+		keys, err := s.keysWithPrefix(ctx, stalePrefix(v), s.opts.PruneChunk)
+		if err != nil {
+			return err
+		}
+		if len(keys) == 0 {
+			break
+		}
+		if err := s.pruneChunk(ctx, v, keys, st); err != nil {
+			return err
+		}
+	}
+	b, err := s.d.Batch(ctx)
+	if err != nil {
+		return err
+	}
+	for _, err := range []error{
+		b.Delete(ctx, rootKey(v-1)),
+		b.Delete(ctx, changesKey(v-1)),
+		b.Put(ctx, keyPruneDone, binary.AppendUvarint(nil, v)),
+	} {
+		if err != nil {
+			return err
+		}
+	}
+	if err := b.Commit(ctx); err != nil {
+		return err
+	}
+	return s.syncIfNeeded(ctx)
+}
+
+func (s *Store) pruneChunk(ctx context.Context, since uint64, keys []string, st *PruneStats) error {
+	// Holding writeMu from the born check to the delete keeps a concurrent
+	// Commit from re-creating a node between the two.
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	nodes, err := s.d.Batch(ctx)
+	if err != nil {
+		return err
+	}
+	for _, k := range keys {
+		_, id, err := parseStaleKey(k)
+		if err != nil {
+			return err
+		}
+		raw, err := s.d.Get(ctx, nodeKey(id))
+		if errors.Is(err, ds.ErrNotFound) {
+			st.Missing++
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if len(raw) == 0 {
+			return fmt.Errorf("%w: empty record %x", ErrCorrupt, id)
+		}
+		born, _, err := recordHeader(raw, raw[0])
+		if err != nil {
+			return err
+		}
+		if born >= since {
+			st.Reborn++ // written again at or after since: in use
+			continue
+		}
+		if err := nodes.Delete(ctx, nodeKey(id)); err != nil {
+			return err
+		}
+		st.Deleted++
+	}
+	if err := nodes.Commit(ctx); err != nil {
+		return err
+	}
+	// On non-atomic backends the entries go only after the deletes are
+	// durable, so a crash never loses the entry of an undeleted node.
+	if err := s.syncIfNeeded(ctx); err != nil {
+		return err
+	}
+	entries, err := s.d.Batch(ctx)
+	if err != nil {
+		return err
+	}
+	for _, k := range keys {
+		if err := entries.Delete(ctx, ds.RawKey(k)); err != nil {
+			return err
+		}
+	}
+	if err := entries.Commit(ctx); err != nil {
+		return err
+	}
+	return s.syncIfNeeded(ctx)
+}
+
+func (s *Store) syncIfNeeded(ctx context.Context) error {
+	if s.opts.AtomicBatches {
+		return nil // batches are written with sync
+	}
+	return s.d.Sync(ctx, ds.NewKey("/kairos"))
+}
+
+// PrunerLag returns how many versions below the K-version horizon still
+// await pruning (held back by views or pins, or Prune not run yet). It is a
+// gauge for metrics; 0 when pruning is off.
+func (s *Store) PrunerLag() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k := s.opts.KeepVersions
+	if k == 0 || s.latest+1 <= k {
+		return 0
+	}
+	want := s.latest + 1 - k
+	if want <= s.pruneDone {
+		return 0
+	}
+	return want - s.pruneDone
+}
+
+// MinVersion returns the lowest readable version.
+func (s *Store) MinVersion() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.min
+}
+
+// Pin keeps version h readable across restarts until Unpin (for snapshots
+// being served). A pin holds back pruning of every version after it too.
+func (s *Store) Pin(ctx context.Context, h uint64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if h < s.min {
+		return fmt.Errorf("%w: version %d < %d", ErrPruned, h, s.min)
+	}
+	if h > s.latest {
+		return fmt.Errorf("%w: version %d > %d", ErrUnknownVersion, h, s.latest)
+	}
+	if err := s.d.Put(ctx, pinKey(h), []byte{}); err != nil {
+		return err
+	}
+	if err := s.d.Sync(ctx, pinKey(h)); err != nil {
+		return err
+	}
+	s.pins[h] = true
+	return nil
+}
+
+// Unpin removes a pin set by Pin.
+func (s *Store) Unpin(ctx context.Context, h uint64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.d.Delete(ctx, pinKey(h)); err != nil {
+		return err
+	}
+	delete(s.pins, h)
+	return s.d.Sync(ctx, pinKey(h))
+}
+
+// AuditReport is the result of Audit.
+type AuditReport struct {
+	Versions  uint64       // retained versions walked
+	Reachable int          // distinct nodes and value records reachable
+	Leaked    []types.Hash // stored, unreachable and not awaiting pruning
+	Missing   []types.Hash // reachable but not stored (or not matching their id)
+	// IndexMismatch counts flat index entries that disagree with the
+	// latest tree, plus latest leaves absent from the index.
+	IndexMismatch int
+}
+
+// Clean reports whether the audit found nothing wrong.
+func (r *AuditReport) Clean() bool {
+	return len(r.Leaked) == 0 && len(r.Missing) == 0 && r.IndexMismatch == 0
+}
+
+// Audit marks everything reachable from the retained roots, reading the
+// datastore directly (not the cache), and sweeps the node namespace: it
+// reports leaked records (stored but unreachable, excluding ones whose stale
+// entry awaits the pruner) and missing ones. It also checks the flat index
+// against the latest tree. It blocks Commit and Prune while it runs and
+// reads everything, so it is a test and maintenance tool.
+func (s *Store) Audit(ctx context.Context) (*AuditReport, error) {
+	s.commitMu.Lock()
+	defer s.commitMu.Unlock()
+	s.pruneMu.Lock()
+	defer s.pruneMu.Unlock()
+	s.mu.Lock()
+	min, latest, done := s.min, s.latest, s.pruneDone
+	s.mu.Unlock()
+
+	rep := &AuditReport{}
+	marked := map[types.Hash]bool{}
+	latestLeaves := map[types.Hash]types.Hash{}
+	var mark func(sl slot, leaves map[types.Hash]types.Hash) error
+	mark = func(sl slot, leaves map[types.Hash]types.Hash) error {
+		if sl.kind == slotEmpty {
+			return nil
+		}
+		if sl.kind == slotLeaf && leaves != nil {
+			leaves[sl.kp] = sl.vh
+		}
+		if marked[sl.h] {
+			return nil
+		}
+		marked[sl.h] = true
+		raw, err := s.d.Get(ctx, nodeKey(sl.h))
+		if errors.Is(err, ds.ErrNotFound) {
+			rep.Missing = append(rep.Missing, sl.h)
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if sl.kind == slotLeaf {
+			_, k, v, err := decodeValue(raw)
+			if err != nil || types.KeyPath(k) != sl.kp || types.ValueHash(v) != sl.vh {
+				rep.Missing = append(rep.Missing, sl.h)
+			}
+			return nil
+		}
+		n, err := decodeNode(raw)
+		if err != nil || n.id != sl.h {
+			rep.Missing = append(rep.Missing, sl.h)
+			return nil
+		}
+		for _, c := range n.slots {
+			if err := mark(c, leaves); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	// The latest version goes first, collecting its leaves for the index
+	// check; nothing is marked yet, and within one tree no node repeats.
+	for v := latest; ; v-- {
+		root, err := s.rootAt(ctx, v)
+		if err != nil {
+			return nil, err
+		}
+		var leaves map[types.Hash]types.Hash
+		if v == latest {
+			leaves = latestLeaves
+		}
+		if err := mark(root, leaves); err != nil {
+			return nil, err
+		}
+		rep.Versions++
+		if v == min {
+			break
+		}
+	}
+	rep.Reachable = len(marked)
+
+	pending := map[types.Hash]bool{}
+	stale, err := s.keysWithPrefix(ctx, nsStale, 0)
+	if err != nil {
+		return nil, err
+	}
+	for _, k := range stale {
+		since, err := parseHeightKey(k[:len(nsStale)+16], nsStale)
+		if err != nil {
+			return nil, err
+		}
+		_, id, err := parseStaleKey(k)
+		if err != nil {
+			return nil, err
+		}
+		if since > done {
+			pending[id] = true
+		}
+	}
+	stored, err := s.keysWithPrefix(ctx, nsNode, 0)
+	if err != nil {
+		return nil, err
+	}
+	for _, k := range stored {
+		id, err := parseMultihashB32(k[len(nsNode):])
+		if err != nil {
+			return nil, err
+		}
+		if !marked[id] && !pending[id] {
+			rep.Leaked = append(rep.Leaked, id)
+		}
+	}
+
+	indexed := 0
+	err = s.iterateIndex(ctx, func(k types.StateKey, v []byte) error {
+		indexed++
+		if vh, ok := latestLeaves[types.KeyPath(k)]; !ok || vh != types.ValueHash(v) {
+			rep.IndexMismatch++
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if indexed < len(latestLeaves) {
+		rep.IndexMismatch += len(latestLeaves) - indexed
+	}
+	return rep, nil
+}
