@@ -1,0 +1,45 @@
+package state
+
+import (
+	"bytes"
+	"context"
+	"testing"
+
+	ds "github.com/ipfs/go-datastore"
+	dssync "github.com/ipfs/go-datastore/sync"
+
+	"github.com/kairos-network/kairos/types"
+)
+
+// FuzzChunkImport feeds arbitrary bytes to an importer of a fixed snapshot.
+// Nothing may panic, and whatever is accepted must be exactly one of the
+// snapshot's real chunks: the range proof leaves no other choice.
+func FuzzChunkImport(f *testing.F) {
+	leaves := randomLeaves(11, 24)
+	m, chunks := build(f, leaves, 5)
+	for _, c := range chunks {
+		f.Add(c)
+	}
+	f.Add([]byte{})
+	f.Add([]byte{0x87, 0x00})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		ctx := context.Background()
+		im, err := NewImporter(ctx, dssync.MutexWrap(ds.NewMapDatastore()), m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := im.Add(ctx, b); err != nil {
+			if len(im.Missing()) != len(chunks) {
+				t.Fatal("a rejected chunk was staged")
+			}
+			return
+		}
+		var c Chunk
+		if err := types.Decode(b, &c); err != nil {
+			t.Fatalf("accepted bytes do not decode: %v", err)
+		}
+		if !bytes.Equal(b, chunks[c.Index]) {
+			t.Fatalf("accepted a chunk %d that is not the exported one", c.Index)
+		}
+	})
+}

@@ -1,0 +1,132 @@
+package state
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/kairos-network/kairos/types"
+)
+
+// ErrSnapshotTarget reports an import into a store that already holds
+// versions: a snapshot replaces nothing, it only seeds an empty store.
+var ErrSnapshotTarget = errors.New("state: snapshot import needs an empty store")
+
+// ErrSnapshotTooLarge reports a snapshot too large to install on a backend
+// without atomic batches, whose recovery replays the version's change set
+// and so bounds it like a block (BlockWritesMax).
+var ErrSnapshotTooLarge = errors.New("state: snapshot too large for a backend without atomic batches")
+
+// ExportSnapshot writes a snapshot of version height: each chunk (at most
+// perChunk leaves, in key-path order) goes to emit as it is cut, and the
+// manifest is returned last. The version is pinned by a View for the whole
+// export, so a concurrent Prune never removes a node the export still
+// needs. The export reads every leaf of the version and keeps the leaves in
+// memory while it cuts chunks (about 200 bytes per key with 100-byte values).
+func (s *Store) ExportSnapshot(ctx context.Context, height uint64, perChunk int, emit func(index int, chunk []byte) error) (*Manifest, error) {
+	v, err := s.View(ctx, height)
+	if err != nil {
+		return nil, err
+	}
+	defer v.Close()
+	leaves, err := v.leaves(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return buildSnapshot(height, v.Root(), leaves, perChunk, emit)
+}
+
+// leaves returns every (key, value) of the view's version in key-path order:
+// a node's slots are in nibble order, which is key-path order.
+func (v *View) leaves(ctx context.Context) ([]SnapshotLeaf, error) {
+	if err := v.enter(); err != nil {
+		return nil, err
+	}
+	defer v.mu.RUnlock()
+	var out []SnapshotLeaf
+	var walk func(sl slot) error
+	walk = func(sl slot) error {
+		switch sl.kind {
+		case slotEmpty:
+			return nil
+		case slotLeaf:
+			_, k, val, err := v.s.readValue(ctx, &sl)
+			if err != nil {
+				return err
+			}
+			out = append(out, SnapshotLeaf{Key: k, Value: val})
+			return ctx.Err()
+		}
+		n, err := v.s.loadNode(ctx, sl.h)
+		if err != nil {
+			return err
+		}
+		for i := range n.slots {
+			if err := walk(n.slots[i]); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return out, walk(v.root)
+}
+
+// Install rebuilds the tree of a fully staged snapshot in s, which must be
+// empty, re-checks the rebuilt root against the manifest, and only then
+// writes it as version Manifest().Height (the lowest readable version from
+// then on) and clears the staging area. Installing is idempotent: after a
+// crash, a new Importer for the same manifest finishes the job, and one whose
+// version is already in place only clears the staging area.
+func (im *Importer) Install(ctx context.Context, s *Store) error {
+	m := im.m
+	s.commitMu.Lock()
+	defer s.commitMu.Unlock()
+	s.mu.Lock()
+	latest, root := s.latest, s.root
+	s.mu.Unlock()
+	if latest == m.Height && types.Root(root.h) == m.Root {
+		return clearSnapshotStaging(ctx, im.d)
+	}
+	if latest != 0 || root.kind != slotEmpty {
+		return fmt.Errorf("%w: store is at version %d", ErrSnapshotTarget, latest)
+	}
+	if m.Height == 0 {
+		return fmt.Errorf("%w: snapshot of version 0", ErrSnapshotManifest)
+	}
+	if !s.opts.AtomicBatches && m.Leaves > BlockWritesMax {
+		return fmt.Errorf("%w: %d leaves, limit %d", ErrSnapshotTooLarge, m.Leaves, BlockWritesMax)
+	}
+	items := make([]item, 0, m.Leaves)
+	err := im.leaves(ctx, func(l SnapshotLeaf) error {
+		items = append(items, item{kp: types.KeyPath(l.Key), vh: types.ValueHash(l.Value), key: l.Key, value: l.Value, isNew: true})
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	c := &committer{s: s, ctx: ctx, height: m.Height}
+	var o out
+	newRoot, err := c.update(&o, slot{}, 0, items)
+	if err != nil {
+		return err
+	}
+	if types.Root(newRoot.h) != m.Root {
+		return fmt.Errorf("%w: rebuilt %s, manifest %s", ErrSnapshotRoot, types.Root(newRoot.h), m.Root)
+	}
+	// The new lowest readable version goes first: from then on a reader
+	// asking for an older version gets ErrPruned, not a missing root.
+	if err := s.d.Put(ctx, keyMin, binary.AppendUvarint(nil, m.Height)); err != nil {
+		return err
+	}
+	if err := s.write(ctx, m.Height, newRoot, &o); err != nil {
+		return err
+	}
+	for _, n := range o.nodes {
+		s.cache.put(n)
+	}
+	s.mu.Lock()
+	s.latest, s.root, s.min = m.Height, newRoot, m.Height
+	s.mu.Unlock()
+	return clearSnapshotStaging(ctx, im.d)
+}

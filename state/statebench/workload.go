@@ -1,0 +1,137 @@
+package statebench
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"math/rand/v2"
+	"sort"
+
+	"github.com/kairos-network/kairos/types"
+)
+
+// Write is one (key, value) pair of a block's write set.
+type Write struct {
+	Key   types.StateKey
+	Value []byte
+}
+
+// Workload describes a deterministic stream of blocks: heights
+// 1..FillBlocks() insert Keys fresh keys, Block per block; every later block
+// overwrites Block distinct keys chosen at random among the live ones.
+type Workload struct {
+	Keys      int    // live keys once the fill phase is done
+	Block     int    // writes per block
+	ValueSize int    // bytes per value
+	Modules   int    // keys are spread over this many module addresses
+	Seed      uint64 // selects the keys updated and the value bytes
+}
+
+// DefaultWorkload is the workload of state.md's targets: 100-byte values,
+// 10k-key blocks on a 1M-key tree.
+func DefaultWorkload() Workload {
+	return Workload{Keys: 1_000_000, Block: 10_000, ValueSize: 100, Modules: 16, Seed: 1}
+}
+
+// Validate reports a workload that cannot generate blocks.
+func (w Workload) Validate() error {
+	switch {
+	case w.Keys <= 0, w.Block <= 0, w.ValueSize <= 0, w.Modules <= 0:
+		return fmt.Errorf("statebench: workload needs positive keys, block, value size and modules: %+v", w)
+	case w.Block > w.Keys:
+		return fmt.Errorf("statebench: block of %d writes exceeds the %d live keys", w.Block, w.Keys)
+	}
+	return nil
+}
+
+// FillBlocks is the number of blocks that insert the initial keys.
+func (w Workload) FillBlocks() uint64 { return uint64((w.Keys + w.Block - 1) / w.Block) }
+
+// Module returns the address of module m (0 <= m < Modules).
+func (w Workload) Module(m int) types.Address {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], uint64(m))
+	return types.Address(sha256.Sum256(append([]byte("kairos/bench-module\x00"), b[:]...)))
+}
+
+// Key returns the state key of key index i.
+func (w Workload) Key(i int) types.StateKey {
+	k := make([]byte, 9)
+	k[0] = 'k'
+	binary.BigEndian.PutUint64(k[1:], uint64(i))
+	return types.StateKey{Module: w.Module(i % w.Modules), Key: k}
+}
+
+// rng returns the generator of block h; it is seeded from (Seed, h) only.
+func (w Workload) rng(h uint64) *rand.ChaCha8 {
+	var seed [32]byte
+	binary.BigEndian.PutUint64(seed[0:], w.Seed)
+	binary.BigEndian.PutUint64(seed[8:], h)
+	copy(seed[16:], "kairos-bench")
+	return rand.NewChaCha8(seed)
+}
+
+// Indexes returns the key indexes written by block h (h >= 1), ascending.
+func (w Workload) Indexes(h uint64) []int {
+	if h == 0 {
+		return nil
+	}
+	if h <= w.FillBlocks() {
+		lo := int(h-1) * w.Block
+		hi := min(lo+w.Block, w.Keys)
+		out := make([]int, 0, hi-lo)
+		for i := lo; i < hi; i++ {
+			out = append(out, i)
+		}
+		return out
+	}
+	r := rand.New(w.rng(h))
+	seen := make(map[int]struct{}, w.Block)
+	out := make([]int, 0, w.Block)
+	for len(out) < w.Block {
+		i := r.IntN(w.Keys)
+		if _, dup := seen[i]; !dup {
+			seen[i] = struct{}{}
+			out = append(out, i)
+		}
+	}
+	sort.Ints(out)
+	return out
+}
+
+// Writes returns the write set of block h, sorted by (module, key).
+func (w Workload) Writes(h uint64) []Write {
+	idx := w.Indexes(h)
+	src := w.rng(h ^ 0x8000_0000_0000_0000)
+	vals := make([]byte, len(idx)*w.ValueSize)
+	_, _ = src.Read(vals) // ChaCha8.Read never fails
+	out := make([]Write, len(idx))
+	for j, i := range idx {
+		out[j] = Write{Key: w.Key(i), Value: vals[j*w.ValueSize : (j+1)*w.ValueSize : (j+1)*w.ValueSize]}
+	}
+	sort.Slice(out, func(a, b int) bool { return lessKey(out[a].Key, out[b].Key) })
+	return out
+}
+
+func lessKey(a, b types.StateKey) bool {
+	if c := bytes.Compare(a.Module[:], b.Module[:]); c != 0 {
+		return c < 0
+	}
+	return bytes.Compare(a.Key, b.Key) < 0
+}
+
+// Model is the dumb reference: the latest value of every key after applying
+// blocks 1..h in order.
+func (w Workload) Model(h uint64) map[string][]byte {
+	m := make(map[string][]byte)
+	for b := uint64(1); b <= h; b++ {
+		for _, wr := range w.Writes(b) {
+			m[ModelKey(wr.Key)] = wr.Value
+		}
+	}
+	return m
+}
+
+// ModelKey is the map key Model uses for k.
+func ModelKey(k types.StateKey) string { return string(k.Module[:]) + string(k.Key) }

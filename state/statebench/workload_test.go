@@ -1,0 +1,103 @@
+package statebench
+
+import (
+	"bytes"
+	"context"
+	"testing"
+)
+
+func small() Workload { return Workload{Keys: 1000, Block: 100, ValueSize: 16, Modules: 3, Seed: 7} }
+
+func TestWritesDeterministicSortedDistinct(t *testing.T) {
+	w := small()
+	for h := uint64(1); h <= w.FillBlocks()+5; h++ {
+		a, b := w.Writes(h), w.Writes(h)
+		if len(a) != w.Block {
+			t.Fatalf("block %d: %d writes, want %d", h, len(a), w.Block)
+		}
+		for i := range a {
+			if !bytes.Equal(a[i].Value, b[i].Value) || ModelKey(a[i].Key) != ModelKey(b[i].Key) {
+				t.Fatalf("block %d write %d differs between two calls", h, i)
+			}
+			if i > 0 && !lessKey(a[i-1].Key, a[i].Key) {
+				t.Fatalf("block %d: writes %d,%d not strictly sorted", h, i-1, i)
+			}
+		}
+	}
+}
+
+func TestFillCoversEveryKeyOnce(t *testing.T) {
+	w := Workload{Keys: 1050, Block: 100, ValueSize: 8, Modules: 4, Seed: 1}
+	seen := map[int]int{}
+	for h := uint64(1); h <= w.FillBlocks(); h++ {
+		for _, i := range w.Indexes(h) {
+			seen[i]++
+		}
+	}
+	if len(seen) != w.Keys {
+		t.Fatalf("fill wrote %d distinct keys, want %d", len(seen), w.Keys)
+	}
+	for i, n := range seen {
+		if n != 1 || i < 0 || i >= w.Keys {
+			t.Fatalf("key %d written %d times", i, n)
+		}
+	}
+	if len(w.Model(w.FillBlocks()+3)) != w.Keys {
+		t.Fatal("updates after the fill must not add keys")
+	}
+}
+
+func TestSeedChangesUpdates(t *testing.T) {
+	a, b := small(), small()
+	b.Seed++
+	h := a.FillBlocks() + 1
+	if bytes.Equal(a.Writes(h)[0].Value, b.Writes(h)[0].Value) {
+		t.Fatal("different seeds produced the same value bytes")
+	}
+}
+
+func TestValidate(t *testing.T) {
+	for _, w := range []Workload{{}, {Keys: 10, Block: 20, ValueSize: 1, Modules: 1}, {Keys: 10, Block: 5, ValueSize: 0, Modules: 1}} {
+		if w.Validate() == nil {
+			t.Errorf("%+v: want an error", w)
+		}
+	}
+	if err := DefaultWorkload().Validate(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestFloorRoundTrip(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	w := small()
+	f, err := OpenFloor(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := w.FillBlocks() + 2
+	for h := uint64(1); h <= last; h++ {
+		if err := f.Commit(ctx, w.Writes(h)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	f, err = OpenFloor(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	model := w.Model(last)
+	for i := 0; i < w.Keys; i++ {
+		k := w.Key(i)
+		got, err := f.Get(ctx, Write{Key: k})
+		if err != nil || !bytes.Equal(got, model[ModelKey(k)]) {
+			t.Fatalf("key %d: got %x, %v; want %x", i, got, err, model[ModelKey(k)])
+		}
+	}
+	if n, err := DirBytes(dir); err != nil || n == 0 {
+		t.Fatalf("DirBytes = %d, %v", n, err)
+	}
+}
