@@ -633,7 +633,7 @@ func (m *Module) section(id byte, r *reader) error {
 		}
 		m.Start = &v
 	case SecElement:
-		n, err := r.count(5)
+		n, err := r.count(3)
 		if err != nil {
 			return err
 		}
