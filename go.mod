@@ -10,6 +10,7 @@ require (
 	github.com/ipfs/go-ds-pebble v0.5.13
 	github.com/multiformats/go-multihash v0.2.3
 	github.com/spf13/cobra v1.10.2
+	github.com/tetratelabs/wazero v1.12.0
 )
 
 require (

@@ -1,0 +1,168 @@
+package meter
+
+import "github.com/kairos-network/kairos/runtime/wasm"
+
+// globals are the indices of the injected globals.
+type globals struct{ gas, depth, exceeded uint32 }
+
+func op(o wasm.Opcode) wasm.Instr              { return wasm.Instr{Op: o} }
+func idx(o wasm.Opcode, i uint32) wasm.Instr   { return wasm.Instr{Op: o, A: uint64(i)} }
+func i32c(v int32) wasm.Instr                  { return wasm.Instr{Op: wasm.OpI32Const, A: uint64(int64(v))} }
+func i64c(v int64) wasm.Instr                  { return wasm.Instr{Op: wasm.OpI64Const, A: uint64(v)} }
+func block(o wasm.Opcode, bt int64) wasm.Instr { return wasm.Instr{Op: o, A: uint64(bt)} }
+
+// fn is the state of instrumenting one function.
+type fn struct {
+	g   globals
+	out []wasm.Instr
+	seg []wasm.Instr // the open metered segment, not yet charged
+	// cost of the open segment; uint64 cannot overflow: a body has at most
+	// validate's instruction limit of instructions of cost <= 16.
+	cost uint64
+	// Scratch locals, allocated on first use after the function's own
+	// locals: an i32 for dynamic charges and one float of each type for
+	// NaN canonicalization.
+	nLocals                uint32
+	scratch                []wasm.LocalDecl
+	i32, f32, f64          uint32
+	hasI32, hasF32, hasF64 bool
+}
+
+func (f *fn) local(t wasm.ValType) uint32 {
+	var have *bool
+	var slot *uint32
+	switch t {
+	case wasm.I32:
+		have, slot = &f.hasI32, &f.i32
+	case wasm.F32:
+		have, slot = &f.hasF32, &f.f32
+	default:
+		have, slot = &f.hasF64, &f.f64
+	}
+	if !*have {
+		*have, *slot = true, f.nLocals
+		f.nLocals++
+		f.scratch = append(f.scratch, wasm.LocalDecl{Count: 1, Type: t})
+	}
+	return *slot
+}
+
+// charge appends gas_left -= cost; if gas_left < 0 { unreachable }.
+func (f *fn) charge(dst []wasm.Instr, cost uint64) []wasm.Instr {
+	dst = append(dst,
+		idx(wasm.OpGlobalGet, f.g.gas), i64c(int64(cost)), op(wasm.OpI64Sub), idx(wasm.OpGlobalSet, f.g.gas))
+	return f.trapIfNegative(dst)
+}
+
+func (f *fn) trapIfNegative(dst []wasm.Instr) []wasm.Instr {
+	return append(dst,
+		idx(wasm.OpGlobalGet, f.g.gas), i64c(0), op(wasm.OpI64LtS),
+		block(wasm.OpIf, wasm.BlockEmpty), op(wasm.OpUnreachable), op(wasm.OpEnd))
+}
+
+// flush closes the open segment: its charge, then its instructions.
+func (f *fn) flush() {
+	if f.cost > 0 {
+		f.out = f.charge(f.out, f.cost)
+	}
+	f.out = append(f.out, f.seg...)
+	f.seg, f.cost = f.seg[:0], 0
+}
+
+// dynamic charges gas for the i32 operand on top of the stack (kept there):
+// gas_left -= extend_u(n) * mul / div.
+func (f *fn) dynamic(mul, div int64) {
+	t := f.local(wasm.I32)
+	f.seg = append(f.seg,
+		idx(wasm.OpLocalSet, t),
+		idx(wasm.OpGlobalGet, f.g.gas), idx(wasm.OpLocalGet, t), op(wasm.OpI64ExtendI32U))
+	if mul != 1 {
+		f.seg = append(f.seg, i64c(mul), op(wasm.OpI64Mul))
+	}
+	if div != 1 {
+		f.seg = append(f.seg, i64c(div), op(wasm.OpI64DivU))
+	}
+	f.seg = append(f.seg, op(wasm.OpI64Sub), idx(wasm.OpGlobalSet, f.g.gas))
+	f.seg = f.trapIfNegative(f.seg)
+	f.seg = append(f.seg, idx(wasm.OpLocalGet, t))
+}
+
+// canonicalize replaces a NaN of type t on top of the stack by the
+// canonical NaN: select(x, NaN, x == x).
+func (f *fn) canonicalize(t wasm.ValType) {
+	if t == wasm.F32 {
+		l := f.local(wasm.F32)
+		f.seg = append(f.seg, idx(wasm.OpLocalTee, l), wasm.Instr{Op: wasm.OpF32Const, A: uint64(CanonicalNaN32)},
+			idx(wasm.OpLocalGet, l), idx(wasm.OpLocalGet, l), op(wasm.OpF32Eq), op(wasm.OpSelect))
+		return
+	}
+	l := f.local(wasm.F64)
+	f.seg = append(f.seg, idx(wasm.OpLocalTee, l), wasm.Instr{Op: wasm.OpF64Const, A: CanonicalNaN64},
+		idx(wasm.OpLocalGet, l), idx(wasm.OpLocalGet, l), op(wasm.OpF64Eq), op(wasm.OpSelect))
+}
+
+func (f *fn) depthDown(dst []wasm.Instr) []wasm.Instr {
+	return append(dst, idx(wasm.OpGlobalGet, f.g.depth), i32c(1), op(wasm.OpI32Sub), idx(wasm.OpGlobalSet, f.g.depth))
+}
+
+// instrumentFunc rewrites one body. m is the output module: a type may be
+// added to it for the wrapper block of a multi-result function.
+func instrumentFunc(m *wasm.Module, c *wasm.Code, t wasm.FuncType, g globals) wasm.Code {
+	f := &fn{g: g, nLocals: uint32(uint64(len(t.Params)) + c.NumLocals())}
+	f.out = make([]wasm.Instr, 0, len(c.Body)*2+32)
+
+	// Prologue: depth++; if depth > MaxCallDepth { exceeded = 1; unreachable }.
+	f.out = append(f.out,
+		idx(wasm.OpGlobalGet, g.depth), i32c(1), op(wasm.OpI32Add), idx(wasm.OpGlobalSet, g.depth),
+		idx(wasm.OpGlobalGet, g.depth), i32c(MaxCallDepth), op(wasm.OpI32GtU),
+		block(wasm.OpIf, wasm.BlockEmpty), i32c(1), idx(wasm.OpGlobalSet, g.exceeded), op(wasm.OpUnreachable), op(wasm.OpEnd),
+		block(wasm.OpBlock, resultBlockType(m, t.Results)))
+
+	for _, in := range c.Body {
+		f.cost += Cost(in.Op)
+		switch in.Op {
+		case wasm.OpMemoryGrow:
+			f.dynamic(GrowPageGas, 1)
+		case wasm.OpMemoryCopy, wasm.OpMemoryFill, wasm.OpMemoryInit:
+			f.dynamic(1, BulkBytesPerGas)
+		case wasm.OpReturn:
+			f.seg = f.depthDown(f.seg)
+		}
+		f.seg = append(f.seg, in)
+		if nt := nanResult(in.Op); nt != 0 {
+			f.canonicalize(nt)
+		}
+		switch in.Op {
+		case wasm.OpLoop, wasm.OpIf, wasm.OpElse, wasm.OpEnd, wasm.OpBr, wasm.OpBrIf, wasm.OpBrTable,
+			wasm.OpReturn, wasm.OpUnreachable, wasm.OpCall, wasm.OpCallIndirect:
+			f.flush()
+		}
+	}
+	f.flush()
+	// Epilogue: the wrapper block ends here, so fallthrough and branches to
+	// the function's label both pass the decrement.
+	f.out = append(f.out, op(wasm.OpEnd))
+	f.out = f.depthDown(f.out)
+
+	locals := append(append([]wasm.LocalDecl(nil), c.Locals...), f.scratch...)
+	return wasm.Code{Locals: locals, Body: f.out}
+}
+
+// resultBlockType is a block type producing results, adding a [] -> results
+// type to m when there is more than one.
+func resultBlockType(m *wasm.Module, results []wasm.ValType) int64 {
+	switch len(results) {
+	case 0:
+		return wasm.BlockEmpty
+	case 1:
+		return wasm.BlockOf(results[0])
+	}
+	want := wasm.FuncType{Results: results}
+	for i, t := range m.Types {
+		if t.Equal(want) {
+			return int64(i)
+		}
+	}
+	m.Types = append(m.Types, want)
+	return int64(len(m.Types) - 1)
+}
