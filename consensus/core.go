@@ -66,6 +66,8 @@ type Stats struct {
 	Conflicts uint64 // conflicting certificates seen (ErrConflict)
 	Verifies  uint64 // signature verifications
 	Headers   uint64 // own headers proposed
+	// LastReject names the rule the last rejected message broke.
+	LastReject string
 }
 
 // Core is the TDAG state machine of one validator. It is not safe for
@@ -112,9 +114,10 @@ type Core struct {
 	timerAt   int64
 
 	// Transactions.
-	have    map[TxID]int64
-	unacked []seenTx
-	inUnack map[TxID]bool
+	inflight map[Digest][]seenTx // acks in own certificates not yet committed
+	have     map[TxID]int64
+	unacked  []seenTx
+	inUnack  map[TxID]bool
 
 	// Commit.
 	lastAnchor uint64 // round of the last committed anchor (0 = none)
@@ -137,7 +140,7 @@ func New(cfg Config) (*Core, error) {
 		dag: map[Digest]*node{}, rounds: map[uint64]map[uint32]Digest{}, pending: map[Digest]*Certificate{},
 		missing: map[Digest]bool{}, missTx: map[TxID]bool{}, signedBy: map[uint32]uint64{},
 		voted: map[ar]Digest{}, waiting: map[ar]*Header{}, ownVotes: map[uint32][]byte{},
-		have: map[TxID]int64{}, inUnack: map[TxID]bool{}, ord: ord, timerAt: -1,
+		have: map[TxID]int64{}, inflight: map[Digest][]seenTx{}, inUnack: map[TxID]bool{}, ord: ord, timerAt: -1,
 	}, nil
 }
 
@@ -219,7 +222,7 @@ func (c *Core) seeTx(id TxID, at int64) {
 		return
 	}
 	c.have[id] = at
-	if c.ord.Known(id) || len(c.unacked) >= MaxUnacked {
+	if c.ord.Done(id) || len(c.unacked) >= MaxUnacked {
 		return
 	}
 	c.unacked = append(c.unacked, seenTx{id, at})
@@ -244,7 +247,7 @@ func (c *Core) onHeader(h *Header) {
 	}
 	d, err := c.c.CheckHeader(h)
 	if err != nil {
-		c.stats.Invalid++
+		c.reject("bad header")
 		return
 	}
 	if v, ok := c.voted[key]; ok {
@@ -285,7 +288,7 @@ func (c *Core) tryVote(h *Header) bool {
 			}
 			a := n.cert.Header.Author
 			if n.cert.Header.Round != h.Round-1 || seen[a] {
-				c.stats.Invalid++
+				c.reject("parent round or duplicate author")
 				return true
 			}
 			seen[a] = true
@@ -296,7 +299,7 @@ func (c *Core) tryVote(h *Header) bool {
 			return false
 		}
 		if w < c.c.q && h.Round-1 >= c.gcRound {
-			c.stats.Invalid++
+			c.reject("parents below quorum")
 			return true
 		}
 	}
@@ -314,13 +317,13 @@ func (c *Core) tryVote(h *Header) bool {
 	if sp := c.dag[h.SelfParent]; sp != nil {
 		sh := &sp.cert.Header
 		if sh.Author != h.Author || sh.Round >= h.Round || h.Time <= sh.Time || (latest != nil && latest != sp) {
-			c.stats.Invalid++
+			c.reject("self parent mismatch")
 			return true
 		}
 		tPrev = sh.Time
 	} else if latest != nil {
 		if h.SelfParent == (Digest{}) {
-			c.stats.Invalid++
+			c.reject("self parent missing")
 			return true
 		}
 		c.want([]Digest{h.SelfParent}) // we may simply lag behind the author
@@ -335,11 +338,11 @@ func (c *Core) tryVote(h *Header) bool {
 	var need []TxID
 	for _, a := range h.Acks {
 		if ids[a.TxID] || a.TRecv <= tPrev || a.TRecv > h.Time {
-			c.stats.Invalid++
+			c.reject("ack out of range or duplicate")
 			return true
 		}
 		ids[a.TxID] = true
-		if _, ok := c.have[a.TxID]; !ok && !c.ord.Known(a.TxID) {
+		if _, ok := c.have[a.TxID]; !ok && !c.ord.Done(a.TxID) {
 			need = append(need, a.TxID)
 		}
 	}
@@ -384,7 +387,7 @@ func (c *Core) onVote(v *Vote) {
 		return
 	}
 	if err := c.c.CheckVote(v); err != nil {
-		c.stats.Invalid++
+		c.reject("bad vote")
 		return
 	}
 	c.ownVotes[v.Voter] = v.Sig
@@ -404,18 +407,21 @@ func (c *Core) onVote(v *Vote) {
 		cert.Sigs = append(cert.Sigs, c.ownVotes[s])
 	}
 	c.ownDone = true
-	// Our acks are now certified: drop them from the queue.
+	// Our acks are now certified: they leave the queue until the
+	// certificate is committed, or come back if it is collected unused.
 	acked := make(map[TxID]bool, len(c.own.Acks))
 	for _, a := range c.own.Acks {
 		acked[a.TxID] = true
 	}
+	var flying []seenTx
 	c.unacked = slices.DeleteFunc(c.unacked, func(s seenTx) bool {
 		if acked[s.id] {
-			delete(c.inUnack, s.id)
+			flying = append(flying, s)
 			return true
 		}
 		return false
 	})
+	c.inflight[c.ownDigest] = flying
 	c.insertCert(cert, true)
 	c.emit(Broadcast{Msg: &Message{Cert: cert}})
 }
@@ -430,7 +436,7 @@ func (c *Core) onCert(cert *Certificate) {
 		return
 	}
 	if _, err := c.c.CheckCertificate(cert); err != nil {
-		c.stats.Invalid++
+		c.reject("bad certificate")
 		return
 	}
 	c.insertCert(cert, true)
@@ -597,6 +603,7 @@ func (c *Core) commitAnchor(a *node) {
 	certs := make([]*Certificate, len(sub))
 	in := make([]order.Cert, len(sub))
 	for i, n := range sub {
+		delete(c.inflight, n.digest)
 		certs[i] = n.cert
 		h := &n.cert.Header
 		in[i] = order.Cert{Author: int(h.Author), Time: h.Time, Acks: h.Acks}
@@ -623,11 +630,27 @@ func (c *Core) gc(g uint64) {
 		delete(c.rounds, r)
 	}
 	c.gcRound = max(c.gcRound, g)
+	var orphans []Digest
 	for d, n := range c.dag {
 		// Keep our latest certificate: our next header names it.
 		if n.cert.Header.Round < g && n != c.lastCert {
 			delete(c.dag, d)
+			if _, ok := c.inflight[d]; ok {
+				orphans = append(orphans, d)
+			}
 		}
+	}
+	// Own certificates that no anchor reached: ack their transactions again.
+	sortDigests(orphans)
+	for _, d := range orphans {
+		for _, s := range c.inflight[d] {
+			if !c.ord.Done(s.id) {
+				c.unacked = append(c.unacked, s)
+			} else {
+				delete(c.inUnack, s.id)
+			}
+		}
+		delete(c.inflight, d)
 	}
 	for d, p := range c.pending {
 		if p.Header.Round < g {
@@ -747,10 +770,11 @@ func (c *Core) propose(round, parentRound uint64) {
 		if len(h.Acks) == c.c.Params.MaxAcks {
 			break
 		}
-		if c.ord.Known(s.id) {
+		if c.ord.Done(s.id) {
 			continue
 		}
-		h.Acks = append(h.Acks, Ack{TxID: s.id, TRecv: max(s.at, tPrev+1)})
+		// After a backward clock jump a receive time can exceed Time.
+		h.Acks = append(h.Acks, Ack{TxID: s.id, TRecv: min(max(s.at, tPrev+1), h.Time)})
 	}
 	if c.hooks.Header != nil {
 		c.hooks.Header(h)
@@ -837,6 +861,11 @@ func (c *Core) armTimer() {
 	}
 }
 
+func (c *Core) reject(why string) {
+	c.stats.Invalid++
+	c.stats.LastReject = why
+}
+
 // Stats returns counters.
 func (c *Core) Stats() Stats { return c.stats }
 
@@ -883,3 +912,10 @@ func (c *Core) Certificates(ds []Digest, fromRound uint64) []*Certificate {
 // SignedRound returns the highest round at which this node holds a
 // certificate authored or signed by validator v (the amnesia-guard answer).
 func (c *Core) SignedRound(v uint32) uint64 { return c.signedBy[v] }
+
+// String summarises the core's progress for traces.
+func (c *Core) String() string {
+	return fmt.Sprintf("v%d ready=%v floor=%d round=%d highest=%d quorum=%d gc=%d anchor=%d waiting=%d pending=%d missing=%d missTx=%d own=%v stats=%+v",
+		c.me, c.ready, c.floor, c.round, c.highest, c.quorumRound(), c.gcRound, c.lastAnchor, len(c.waiting), len(c.pending),
+		len(c.missing), len(c.missTx), c.own != nil && !c.ownDone, c.stats)
+}

@@ -112,13 +112,12 @@ func New(p Params) (*Orderer, error) {
 	return o, nil
 }
 
-// Known reports whether id has been seen in a committed ack and is still
-// remembered (pending, released or expired). Honest validators do not ack
-// such ids again.
-func (o *Orderer) Known(id TxID) bool {
-	_, p := o.pending[id]
+// Done reports whether id was released or expired (and is still
+// remembered). Honest validators do not ack such ids again; ids that are
+// merely pending still need their acks.
+func (o *Orderer) Done(id TxID) bool {
 	_, g := o.gone[id]
-	return p || g
+	return g
 }
 
 // Watermark returns the last released watermark B_k.

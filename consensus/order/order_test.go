@@ -121,7 +121,7 @@ func TestTable(t *testing.T) {
 	// the watermark at its quantile with T substitutes.
 	c := txid(2)
 	b = o.Apply([]Cert{{Author: 0, Time: 60, Acks: []Ack{{TxID: a, TRecv: 55}, {TxID: c, TRecv: 21}}}})
-	if b != nil || o.Known(a) != true || o.Pending() != 1 {
+	if b != nil || !o.Done(a) || o.Done(c) || o.Pending() != 1 {
 		t.Fatalf("block %+v pending %d", b, o.Pending())
 	}
 	// T = (60, 20, 40, 50) so W = 40; c's values are (21, 20, 40, 50)
