@@ -1,0 +1,301 @@
+package order
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"sort"
+
+	"github.com/kairos-network/kairos/types"
+)
+
+// TxID identifies a transaction: the sha2-256 digest of its canonical bytes.
+type TxID [32]byte
+
+// Ack is one validator's report: "I first received TxID at my local time
+// TRecv (unix ns) and I hold its payload".
+type Ack struct {
+	_     struct{} `cbor:",toarray"`
+	TxID  TxID
+	TRecv int64
+}
+
+// Cert is the part of a committed certificate the ordering layer reads.
+type Cert struct {
+	Author int   // validator index
+	Time   int64 // header time, unix ns
+	Acks   []Ack
+}
+
+// Tx is one released transaction with its consensus timestamp.
+type Tx struct {
+	_  struct{} `cbor:",toarray"`
+	ID TxID
+	TS int64
+}
+
+// Block is one released batch. Its boundaries, like its contents, are a
+// pure function of the committed sequence.
+type Block struct {
+	_         struct{} `cbor:",toarray"`
+	Height    uint64
+	Parent    [32]byte // ID of the previous block (zero for height 1)
+	Txs       []Tx     // sorted by (TS, ID)
+	Watermark int64    // B_k at release
+	Time      int64    // TS of the last tx
+}
+
+// ID returns the sha2-256 digest of the block's canonical encoding.
+func (b *Block) ID() [32]byte { return sha256.Sum256(types.MustEncode(b)) }
+
+// ErrBadParams reports weights or limits the layer cannot work with.
+var ErrBadParams = errors.New("order: bad params")
+
+// Params configure the layer; identical on every validator (genesis).
+type Params struct {
+	Weights  []uint64 // by validator index
+	TxExpiry int64    // ns: an id with < Q acks is dropped when its newest ack is older than W_k - TxExpiry
+	Retain   int64    // ns: released/expired ids are remembered this long below W_k (>= TxExpiry)
+}
+
+// Quorums returns total weight W, F = floor((W-1)/3) and Q = W - F.
+func Quorums(weights []uint64) (w, f, q uint64) {
+	for _, x := range weights {
+		w += x
+	}
+	if w == 0 {
+		return 0, 0, 0
+	}
+	f = (w - 1) / 3
+	return w, f, w - f
+}
+
+type entry struct {
+	acks   []int64 // by validator; valid where set[j]
+	set    []bool
+	weight uint64
+	newest int64
+	ts     int64
+	done   bool // assigned
+}
+
+// Orderer is the layer's state. It is not safe for concurrent use.
+type Orderer struct {
+	p       Params
+	f, q    uint64
+	noClamp bool // tests only: shows the clamp is needed
+
+	t       []int64 // T[j]: Time of j's latest committed header
+	pending map[TxID]*entry
+	gone    map[TxID]int64 // released or expired ids -> ts or newest ack, pruned below W - Retain
+	height  uint64
+	last    [32]byte
+	lastB   int64
+	w       int64
+}
+
+// minTime is below any real time and far from overflow on +1.
+const minTime = -1 << 62
+
+// New returns an Orderer at genesis.
+func New(p Params) (*Orderer, error) {
+	_, f, q := Quorums(p.Weights)
+	if q == 0 || p.TxExpiry <= 0 || p.Retain < p.TxExpiry {
+		return nil, fmt.Errorf("%w: %d validators, expiry %d, retain %d", ErrBadParams, len(p.Weights), p.TxExpiry, p.Retain)
+	}
+	o := &Orderer{p: p, f: f, q: q, t: make([]int64, len(p.Weights)),
+		pending: map[TxID]*entry{}, gone: map[TxID]int64{}, lastB: minTime, w: minTime}
+	for j := range o.t {
+		o.t[j] = minTime
+	}
+	return o, nil
+}
+
+// Done reports whether id was released or expired (and is still
+// remembered). Honest validators do not ack such ids again; ids that are
+// merely pending still need their acks.
+func (o *Orderer) Done(id TxID) bool {
+	_, g := o.gone[id]
+	return g
+}
+
+// Watermark returns the last released watermark B_k.
+func (o *Orderer) Watermark() int64 { return o.lastB }
+
+// Height returns the height of the last released block.
+func (o *Orderer) Height() uint64 { return o.height }
+
+// Pending returns how many ids are waiting for assignment or release.
+func (o *Orderer) Pending() int { return len(o.pending) }
+
+type wv struct {
+	v int64
+	j int
+}
+
+// QuantileF1 returns the first value, in (value, validator) order, at which
+// the cumulative weight of the given validators reaches f+1. ok is false if
+// the total weight is below f+1.
+func QuantileF1(vals []int64, has []bool, weights []uint64, f uint64) (v int64, ok bool) {
+	s := make([]wv, 0, len(vals))
+	for j, x := range vals {
+		if has == nil || has[j] {
+			s = append(s, wv{x, j})
+		}
+	}
+	sort.Slice(s, func(a, b int) bool {
+		if s[a].v != s[b].v {
+			return s[a].v < s[b].v
+		}
+		return s[a].j < s[b].j
+	})
+	var cum uint64
+	for _, e := range s {
+		cum += weights[e.j]
+		if cum >= f+1 {
+			return e.v, true
+		}
+	}
+	return 0, false
+}
+
+// Apply runs the layer on one committed sub-DAG (in its commit order) and
+// returns the released block, or nil when nothing is released. Certificates
+// with an author outside the validator set are ignored (the DAG never
+// commits them; this keeps the function total).
+func (o *Orderer) Apply(sub []Cert) *Block {
+	n := len(o.p.Weights)
+	for _, c := range sub {
+		j := c.Author
+		if j < 0 || j >= n {
+			continue
+		}
+		for _, a := range c.Acks {
+			if _, g := o.gone[a.TxID]; g {
+				continue
+			}
+			e := o.pending[a.TxID]
+			if e == nil {
+				e = &entry{acks: make([]int64, n), set: make([]bool, n), newest: minTime}
+				o.pending[a.TxID] = e
+			}
+			if e.set[j] {
+				continue
+			}
+			t := a.TRecv
+			if !o.noClamp {
+				t = max(t, o.t[j]+1) // THE CLAMP
+			}
+			e.acks[j], e.set[j] = t, true
+			e.weight += o.p.Weights[j]
+			e.newest = max(e.newest, t)
+		}
+		o.t[j] = max(o.t[j], c.Time)
+	}
+	// T[j] only grow, so W_k never decreases.
+	o.w, _ = QuantileF1(o.t, nil, o.p.Weights, o.f)
+	b := o.w
+	var release []Tx
+	// Map scans below only take a minimum or collect ids that are sorted
+	// before use, so iteration order cannot reach the output.
+	for _, e := range o.pending {
+		if !e.done && e.weight >= o.q {
+			e.ts, _ = QuantileF1(e.acks, e.set, o.p.Weights, o.f)
+			e.done = true
+		}
+		if !e.done {
+			vals := make([]int64, n)
+			for j := range vals {
+				vals[j] = o.t[j]
+				if e.set[j] {
+					vals[j] = e.acks[j]
+				}
+			}
+			if x, _ := QuantileF1(vals, nil, o.p.Weights, o.f); x < b {
+				b = x
+			}
+		}
+	}
+	for id, e := range o.pending {
+		if e.done && e.ts < b {
+			release = append(release, Tx{ID: id, TS: e.ts})
+		}
+	}
+	sort.Slice(release, func(a, c int) bool { return less(release[a], release[c]) })
+	for _, tx := range release {
+		delete(o.pending, tx.ID)
+		o.gone[tx.ID] = tx.TS
+	}
+	for id, e := range o.pending {
+		if !e.done && e.newest < o.w-o.p.TxExpiry {
+			delete(o.pending, id)
+			o.gone[id] = e.newest
+		}
+	}
+	for id, t := range o.gone {
+		if t < o.w-o.p.Retain {
+			delete(o.gone, id)
+		}
+	}
+	o.lastB = b
+	if len(release) == 0 {
+		return nil
+	}
+	o.height++
+	blk := &Block{Height: o.height, Parent: o.last, Txs: release, Watermark: b, Time: release[len(release)-1].TS}
+	o.last = blk.ID()
+	return blk
+}
+
+func less(a, b Tx) bool {
+	if a.TS != b.TS {
+		return a.TS < b.TS
+	}
+	return bytes.Compare(a.ID[:], b.ID[:]) < 0
+}
+
+// Less reports whether a sorts before b in the released log, by (TS, ID).
+func Less(a, b Tx) bool { return less(a, b) }
+
+type snapEntry struct {
+	_      struct{} `cbor:",toarray"`
+	ID     TxID
+	Acks   []int64
+	Set    []bool
+	Newest int64
+	TS     int64
+	Done   bool
+}
+
+type snapGone struct {
+	_  struct{} `cbor:",toarray"`
+	ID TxID
+	T  int64
+}
+
+type snapshot struct {
+	_       struct{} `cbor:",toarray"`
+	T       []int64
+	Pending []snapEntry
+	Gone    []snapGone
+	Height  uint64
+	Last    [32]byte
+	LastB   int64
+}
+
+// Hash returns the sha2-256 digest of a canonical encoding of the whole
+// ordering state. Checkpoint votes carry it so that a node restoring from a
+// snapshot can verify the ordering state it is given.
+func (o *Orderer) Hash() [32]byte {
+	s := snapshot{T: o.t, Height: o.height, Last: o.last, LastB: o.lastB}
+	for id, e := range o.pending {
+		s.Pending = append(s.Pending, snapEntry{ID: id, Acks: e.acks, Set: e.set, Newest: e.newest, TS: e.ts, Done: e.done})
+	}
+	sort.Slice(s.Pending, func(a, b int) bool { return bytes.Compare(s.Pending[a].ID[:], s.Pending[b].ID[:]) < 0 })
+	for id, t := range o.gone {
+		s.Gone = append(s.Gone, snapGone{ID: id, T: t})
+	}
+	sort.Slice(s.Gone, func(a, b int) bool { return bytes.Compare(s.Gone[a].ID[:], s.Gone[b].ID[:]) < 0 })
+	return sha256.Sum256(types.MustEncode(s))
+}

@@ -1,0 +1,219 @@
+package sim
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"fmt"
+
+	"github.com/kairos-network/kairos/consensus"
+	"github.com/kairos-network/kairos/consensus/order"
+)
+
+// hashScheme is the simulation's signature scheme: sig = sha256(secret ‖
+// msg), verified by a table from public key (sha256(secret)) to secret.
+// Nobody in the simulation signs with a key it does not own, so accepting
+// and rejecting behave as with ed25519 for every message that occurs.
+type hashScheme map[string][]byte
+
+type hashSigner []byte
+
+func (k hashSigner) Sign(msg []byte) []byte {
+	d := sha256.Sum256(append(append([]byte(nil), k...), msg...))
+	return d[:]
+}
+
+func (h hashScheme) Verify(pub, msg, sig []byte) bool {
+	secret, ok := h[string(pub)]
+	return ok && bytes.Equal(hashSigner(secret).Sign(msg), sig)
+}
+
+// checkSent records what honest slots sign: S3 (no equivocation of headers
+// or votes, also across restarts) and S4 (one certificate per author and
+// round among all certificates formed).
+func (s *sim) checkSent(sl *slot, m *consensus.Message) {
+	switch {
+	case m.Cert != nil:
+		h := &m.Cert.Header
+		d := s.comm.Digest(h)
+		k := [2]uint64{uint64(h.Author), h.Round}
+		if old, ok := s.certs[k]; ok && old != d {
+			s.violate("S4: two certificates for author %d round %d", h.Author, h.Round)
+		}
+		s.certs[k] = d
+	case !s.honest(sl):
+	case m.Header != nil:
+		h := m.Header
+		d := s.comm.Digest(h)
+		k := [2]uint64{uint64(h.Author), h.Round}
+		if old, ok := s.headers[k]; ok && old != d {
+			s.violate("S3: honest validator %d signed two headers for round %d", h.Author, h.Round)
+		}
+		s.headers[k] = d
+	case m.Vote != nil:
+		v := m.Vote
+		k := [3]uint64{uint64(v.Voter), uint64(v.Author), v.Round}
+		if old, ok := s.votes[k]; ok && old != v.HeaderDigest {
+			s.violate("S3: honest validator %d voted twice for author %d round %d", v.Voter, v.Author, v.Round)
+		}
+		s.votes[k] = v.HeaderDigest
+	}
+}
+
+func (s *sim) onCommitted(sl *slot, c consensus.Committed) {
+	if !s.honest(sl) {
+		return
+	}
+	sl.subs = append(sl.subs, c.Anchor)
+	i := len(sl.subs) - 1
+	if uint64(len(sl.subs)) != c.Index {
+		s.violate("S1: validator %d sub-DAG index %d after %d", sl.idx, c.Index, i)
+	}
+	if i < len(s.refSubs) {
+		if s.refSubs[i] != c.Anchor {
+			s.violate("S1: validator %d sub-DAG %d anchor %x, others %x", sl.idx, c.Index, c.Anchor[:4], s.refSubs[i][:4])
+		}
+	} else {
+		s.refSubs = append(s.refSubs, c.Anchor)
+		s.note("commit %d anchor %x (%d certs) by %d", c.Index, c.Anchor[:4], len(c.Certs), sl.idx)
+	}
+	s.res.Commits = max(s.res.Commits, c.Index)
+	if DebugAcks && sl.idx == 0 {
+		for _, cert := range c.Certs {
+			for _, a := range cert.Header.Acks {
+				if a.TxID[0] == 0xbb && a.TxID[1] == 0x48 {
+					s.note("   slot0 commits ack of bb48 by %d round %d: %d", cert.Header.Author, cert.Header.Round, a.TRecv)
+				}
+			}
+		}
+	}
+	for _, cert := range c.Certs {
+		h := &cert.Header
+		if int(h.Author) == s.faulty {
+			continue
+		}
+		for _, a := range h.Acks {
+			r, ok := s.honestAck[a.TxID]
+			if !ok {
+				r = [2]int64{a.TRecv, a.TRecv}
+			}
+			s.honestAck[a.TxID] = [2]int64{min(r[0], a.TRecv), max(r[1], a.TRecv)}
+		}
+	}
+}
+
+func (s *sim) onReleased(sl *slot, b *order.Block) {
+	if !s.honest(sl) {
+		return
+	}
+	sl.blocks = append(sl.blocks, b)
+	id := b.ID()
+	h := int(b.Height) - 1
+	if h != len(sl.blocks)-1 {
+		s.violate("S1: validator %d block height %d after %d blocks", sl.idx, b.Height, len(sl.blocks)-1)
+	}
+	first := h >= len(s.refBlocks)
+	if first {
+		s.refBlocks = append(s.refBlocks, id)
+	} else if s.refBlocks[h] != id {
+		s.violate("S1: validator %d block %d is %x, others %x", sl.idx, b.Height, id[:4], s.refBlocks[h][:4])
+	}
+	if b.Watermark < sl.lastB {
+		s.violate("S7: validator %d watermark %d < %d", sl.idx, b.Watermark, sl.lastB)
+	}
+	sl.lastB = b.Watermark
+	for _, tx := range b.Txs {
+		if sl.log[tx.ID] {
+			s.violate("S5: validator %d released %x twice", sl.idx, tx.ID[:4])
+		}
+		sl.log[tx.ID] = true
+		if sl.lastTx != nil && !order.Less(*sl.lastTx, tx) {
+			s.violate("S6: validator %d log not increasing at %x", sl.idx, tx.ID[:4])
+		}
+		t := tx
+		sl.lastTx = &t
+		r, ok := s.honestAck[tx.ID]
+		if !ok || tx.TS < r[0] || tx.TS > r[1] {
+			s.violate("S8: validator %d ts %d of %x outside honest acks %v", sl.idx, tx.TS, tx.ID[:4], r)
+		}
+		if first {
+			// S9: a tx whose every committed honest ack precedes every
+			// honest ack of an already released tx cannot come after it.
+			if r[1] < s.maxMinAck {
+				s.violate("S9: %x released after a tx all of whose honest acks are later", tx.ID[:4])
+			}
+			s.maxMinAck = max(s.maxMinAck, r[0])
+			if i, ok := s.txIndex[tx.ID]; ok && !s.txs[i].released {
+				s.txs[i].released = true
+				s.res.Released++
+				s.res.Latencies = append(s.res.Latencies, s.now-s.txs[i].submitted)
+			}
+		}
+	}
+}
+
+// finish runs the liveness checks (L1-L4) once the calm period is over.
+func (s *sim) finish() {
+	maxHeight, maxSub := 0, 0
+	for _, sl := range s.slots {
+		if s.honest(sl) {
+			maxHeight = max(maxHeight, len(sl.blocks))
+			maxSub = max(maxSub, len(sl.subs))
+			s.res.Rounds = max(s.res.Rounds, sl.core.Round())
+		}
+		sl.verifies += sl.core.Stats().Verifies
+		s.res.Verifies += sl.verifies
+		if s.honest(sl) && sl.core.Stats().Conflicts > 0 {
+			s.violate("S4: validator %d saw %d conflicting certificates", sl.idx, sl.core.Stats().Conflicts)
+		}
+	}
+	if s.cfg.CalmTime < 2*Second {
+		return // too short to demand liveness
+	}
+	for _, sl := range s.slots {
+		if !s.honest(sl) {
+			continue
+		}
+		if len(sl.subs) < maxSub-2 {
+			s.violate("L3: validator %d committed %d sub-DAGs, others %d", sl.idx, len(sl.subs), maxSub)
+		}
+		if len(sl.blocks) != maxHeight {
+			s.violate("L3: validator %d at height %d, others %d", sl.idx, len(sl.blocks), maxHeight)
+		}
+		p := s.comm.Params
+		bounds := map[string]int{"dag": s.n*(int(p.GCDepth)+2*64) + 1, "pending": p.MaxPending, "missing": p.MaxPending,
+			"waiting": s.n * 64, "voted": s.n * (int(p.GCDepth) + 2*64)}
+		for k, v := range sl.core.Sizes() {
+			if b, ok := bounds[k]; ok && v > b {
+				s.violate("L4: validator %d %s holds %d > %d", sl.idx, k, v, b)
+			}
+		}
+	}
+	if s.calmCommits() < 3 {
+		s.violate("L1: only %d sub-DAGs committed after the faults stopped", s.calmCommits())
+	}
+	for i := range s.txs {
+		tx := &s.txs[i]
+		if len(tx.seenBy) > 0 && !tx.released {
+			s.violate("L2: tx %d (%x) seen by honest %v not released", i, tx.id[:4], keys(tx.seenBy))
+			break
+		}
+	}
+}
+
+func (s *sim) calmCommits() int { return len(s.refSubs) - s.calmSubs }
+
+func keys(m map[uint32]bool) []uint32 {
+	var out []uint32
+	for k := uint32(0); k < 64; k++ {
+		if m[k] {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// String renders the result as one line.
+func (r *Result) String() string {
+	return fmt.Sprintf("seed %d: commits %d rounds %d txs %d/%d msgs %d verifies %d violations %d",
+		r.Seed, r.Commits, r.Rounds, r.Released, r.Submitted, r.Messages, r.Verifies, len(r.Violations))
+}

@@ -1,0 +1,285 @@
+package consensus
+
+import (
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/kairos-network/kairos/consensus/order"
+	"github.com/kairos-network/kairos/types"
+)
+
+// Digest identifies a header (and so its certificate): the sha2-256 of the
+// domain-separated canonical bytes that the author signs.
+type Digest [32]byte
+
+// TxID identifies a transaction; Ack is a receive-time report. Both are the
+// ordering layer's types, so committed headers feed it without copying.
+type (
+	TxID = order.TxID
+	Ack  = order.Ack
+)
+
+// Header is a validator's proposal for one round.
+type Header struct {
+	_          struct{} `cbor:",toarray"`
+	Round      uint64
+	Author     uint32
+	Time       int64    // unix ns, strictly greater than the author's previous header
+	SelfParent Digest   // the author's previous certificate; zero if it has none
+	Parents    []Digest // certificates of Round-1 with weight >= Q (none in round 1)
+	Acks       []Ack    // each in (SelfParent.Time, Time]
+	Sig        []byte
+}
+
+// Vote is a validator's signature on a header it checked.
+type Vote struct {
+	_            struct{} `cbor:",toarray"`
+	HeaderDigest Digest
+	Round        uint64
+	Author       uint32
+	Voter        uint32
+	Sig          []byte
+}
+
+// Certificate is a header with votes of weight >= Q. Signers are ascending
+// and distinct; Sigs[i] is the vote signature of Signers[i].
+type Certificate struct {
+	_       struct{} `cbor:",toarray"`
+	Header  Header
+	Signers []uint32
+	Sigs    [][]byte
+}
+
+// CheckpointVote signs the result of executing a block; >= Q matching votes
+// form a checkpoint certificate.
+type CheckpointVote struct {
+	_                 struct{} `cbor:",toarray"`
+	Height            uint64
+	BlockID           [32]byte
+	StateRoot         types.Root
+	OrderingStateHash [32]byte
+	Signer            uint32
+	Sig               []byte
+}
+
+// Domain tags: one per signed message kind, so a signature on one kind can
+// never be replayed as another.
+const (
+	tagHeader     = "kairos/consensus/header/v1"
+	tagVote       = "kairos/consensus/vote/v1"
+	tagCheckpoint = "kairos/consensus/checkpoint/v1"
+)
+
+// Errors returned when checking messages. Each is wrapped with detail.
+var (
+	ErrMalformed    = errors.New("consensus: malformed message")
+	ErrTooLarge     = errors.New("consensus: message over limit")
+	ErrUnknown      = errors.New("consensus: unknown validator")
+	ErrBadSignature = errors.New("consensus: bad signature")
+	ErrNoQuorum     = errors.New("consensus: signers below quorum")
+	ErrBadParams    = errors.New("consensus: bad committee or params")
+)
+
+// signingHash is sha256(tag ‖ 0 ‖ len(chain) ‖ chain ‖ epoch ‖ body).
+func (c *Committee) signingHash(tag string, body []byte) [32]byte {
+	h := sha256.New()
+	h.Write([]byte(tag))
+	h.Write([]byte{0})
+	var n [8]byte
+	binary.BigEndian.PutUint64(n[:], uint64(len(c.ChainID)))
+	h.Write(n[:])
+	h.Write([]byte(c.ChainID))
+	binary.BigEndian.PutUint64(n[:], c.Epoch)
+	h.Write(n[:])
+	h.Write(body)
+	var d [32]byte
+	h.Sum(d[:0])
+	return d
+}
+
+// Digest returns the header's identity (its signing hash, without Sig).
+func (c *Committee) Digest(h *Header) Digest {
+	u := *h
+	u.Sig = nil
+	return Digest(c.signingHash(tagHeader, types.MustEncode(&u)))
+}
+
+func (c *Committee) voteHash(d Digest, round uint64, author, voter uint32) [32]byte {
+	return c.signingHash(tagVote, types.MustEncode(&Vote{HeaderDigest: d, Round: round, Author: author, Voter: voter}))
+}
+
+func (c *Committee) checkpointHash(v *CheckpointVote) [32]byte {
+	u := *v
+	u.Sig = nil
+	return c.signingHash(tagCheckpoint, types.MustEncode(&u))
+}
+
+// Signer produces signatures with a validator's private key.
+type Signer interface {
+	Sign(msg []byte) []byte
+}
+
+// Verifier checks signatures; ed25519 in production. The simulator may
+// substitute a cheaper scheme with the same accept/reject behaviour for
+// keys it controls (see RATIONALE.md).
+type Verifier interface {
+	Verify(pub, msg, sig []byte) bool
+}
+
+// Ed25519 is the production Verifier.
+type Ed25519 struct{}
+
+// Verify implements Verifier.
+func (Ed25519) Verify(pub, msg, sig []byte) bool {
+	return len(pub) == ed25519.PublicKeySize && ed25519.Verify(pub, msg, sig)
+}
+
+// Ed25519Signer signs with an ed25519 private key.
+type Ed25519Signer ed25519.PrivateKey
+
+// Sign implements Signer.
+func (k Ed25519Signer) Sign(msg []byte) []byte { return ed25519.Sign(ed25519.PrivateKey(k), msg) }
+
+// SignHeader fills h.Sig.
+func (c *Committee) SignHeader(s Signer, h *Header) {
+	d := c.Digest(h)
+	h.Sig = s.Sign(d[:])
+}
+
+// SignVote returns the vote of voter for header h.
+func (c *Committee) SignVote(s Signer, h *Header, d Digest, voter uint32) Vote {
+	m := c.voteHash(d, h.Round, h.Author, voter)
+	return Vote{HeaderDigest: d, Round: h.Round, Author: h.Author, Voter: voter, Sig: s.Sign(m[:])}
+}
+
+// SignCheckpoint fills v.Sig.
+func (c *Committee) SignCheckpoint(s Signer, v *CheckpointVote) {
+	m := c.checkpointHash(v)
+	v.Sig = s.Sign(m[:])
+}
+
+// CheckHeader checks a header's shape, limits and signature (rule 1 of
+// consensus.md and the static part of rules 2 and 4). It counts one
+// signature verification.
+func (c *Committee) CheckHeader(h *Header) (Digest, error) {
+	n := len(c.Validators)
+	switch {
+	case int(h.Author) >= n:
+		return Digest{}, fmt.Errorf("%w: header author %d of %d", ErrUnknown, h.Author, n)
+	case h.Round < 1:
+		return Digest{}, fmt.Errorf("%w: header round 0", ErrMalformed)
+	case len(h.Parents) > n:
+		return Digest{}, fmt.Errorf("%w: %d parents for %d validators", ErrTooLarge, len(h.Parents), n)
+	case len(h.Acks) > c.Params.MaxAcks:
+		return Digest{}, fmt.Errorf("%w: %d acks, limit %d", ErrTooLarge, len(h.Acks), c.Params.MaxAcks)
+	case h.Round == 1 && (len(h.Parents) > 0 || h.SelfParent != Digest{}):
+		return Digest{}, fmt.Errorf("%w: round 1 header with parents", ErrMalformed)
+	}
+	d := c.Digest(h)
+	c.verifies++
+	if !c.Verifier.Verify(c.Validators[h.Author].Key, d[:], h.Sig) {
+		return d, fmt.Errorf("%w: header %d/%d", ErrBadSignature, h.Round, h.Author)
+	}
+	return d, nil
+}
+
+// CheckVote checks a vote's signature.
+func (c *Committee) CheckVote(v *Vote) error {
+	if int(v.Voter) >= len(c.Validators) || int(v.Author) >= len(c.Validators) {
+		return fmt.Errorf("%w: vote by %d on %d", ErrUnknown, v.Voter, v.Author)
+	}
+	m := c.voteHash(v.HeaderDigest, v.Round, v.Author, v.Voter)
+	c.verifies++
+	if !c.Verifier.Verify(c.Validators[v.Voter].Key, m[:], v.Sig) {
+		return fmt.Errorf("%w: vote by %d on %d/%d", ErrBadSignature, v.Voter, v.Round, v.Author)
+	}
+	return nil
+}
+
+// CheckCertificate checks a certificate: the header, then signers distinct,
+// ascending, known, of weight >= Q, each signature valid. A certificate is
+// self-verifying, so it may come from any peer.
+func (c *Committee) CheckCertificate(cert *Certificate) (Digest, error) {
+	d, err := c.CheckHeader(&cert.Header)
+	if err != nil {
+		return d, err
+	}
+	if len(cert.Signers) != len(cert.Sigs) {
+		return d, fmt.Errorf("%w: %d signers, %d sigs", ErrMalformed, len(cert.Signers), len(cert.Sigs))
+	}
+	var w uint64
+	for i, s := range cert.Signers {
+		if int(s) >= len(c.Validators) {
+			return d, fmt.Errorf("%w: signer %d", ErrUnknown, s)
+		}
+		if i > 0 && s <= cert.Signers[i-1] {
+			return d, fmt.Errorf("%w: signers not ascending", ErrMalformed)
+		}
+		w += c.Validators[s].Weight
+	}
+	if w < c.q {
+		return d, fmt.Errorf("%w: weight %d < %d", ErrNoQuorum, w, c.q)
+	}
+	h := &cert.Header
+	for i, s := range cert.Signers {
+		m := c.voteHash(d, h.Round, h.Author, s)
+		c.verifies++
+		if !c.Verifier.Verify(c.Validators[s].Key, m[:], cert.Sigs[i]) {
+			return d, fmt.Errorf("%w: certificate %d/%d signer %d", ErrBadSignature, h.Round, h.Author, s)
+		}
+	}
+	return d, nil
+}
+
+// CheckCheckpointVote checks a checkpoint vote's signature.
+func (c *Committee) CheckCheckpointVote(v *CheckpointVote) error {
+	if int(v.Signer) >= len(c.Validators) {
+		return fmt.Errorf("%w: checkpoint signer %d", ErrUnknown, v.Signer)
+	}
+	m := c.checkpointHash(v)
+	c.verifies++
+	if !c.Verifier.Verify(c.Validators[v.Signer].Key, m[:], v.Sig) {
+		return fmt.Errorf("%w: checkpoint vote by %d", ErrBadSignature, v.Signer)
+	}
+	return nil
+}
+
+// Message is the one envelope peers exchange: exactly one field is set.
+type Message struct {
+	_          struct{} `cbor:",toarray"`
+	Header     *Header
+	Vote       *Vote
+	Cert       *Certificate
+	Checkpoint *CheckpointVote
+}
+
+// MaxMessageBytes bounds one encoded Message: a header with MaxAcksLimit
+// acks (about 45 bytes each) plus signatures fits with room to spare.
+const MaxMessageBytes = 1 << 20
+
+// EncodeMessage returns the canonical bytes of m.
+func EncodeMessage(m *Message) []byte { return types.MustEncode(m) }
+
+// DecodeMessage decodes and shape-checks one message (not its signatures).
+func DecodeMessage(b []byte) (*Message, error) {
+	if len(b) > MaxMessageBytes {
+		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(b), MaxMessageBytes)
+	}
+	var m Message
+	if err := types.Decode(b, &m); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
+	}
+	set := 0
+	for _, p := range []bool{m.Header != nil, m.Vote != nil, m.Cert != nil, m.Checkpoint != nil} {
+		if p {
+			set++
+		}
+	}
+	if set != 1 {
+		return nil, fmt.Errorf("%w: %d payloads in one message", ErrMalformed, set)
+	}
+	return &m, nil
+}
