@@ -68,7 +68,7 @@ func (e *CallError) Unwrap() error {
 // back here: it stops the whole transaction.
 func Call(addr Address, method string, input []byte, gas int64) ([]byte, error) {
 	if !ValidMethodName(method) {
-		return nil, &CallError{Code: CallNoMethod, Message: method}
+		return nil, &CallError{Code: CallNoMethod}
 	}
 	if len(input) > InputLenMax {
 		Abort("guest: call input longer than InputLenMax")
