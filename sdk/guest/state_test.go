@@ -22,7 +22,7 @@ var body func()
 
 // newChain returns a chain with the test module deployed at mod.
 func newChain() *guesttest.Chain {
-	c := newChain()
+	c := guesttest.New()
 	c.Deploy(mod, guesttest.Module{"run": func() { body() }}, user, nil)
 	return c
 }
