@@ -5,13 +5,22 @@ BIN     := bin/kairos
 RACE_PKGS ?= ./state/...
 FUZZTIME ?= 30s
 
-.PHONY: help build test race check fuzz bench run sim clean
+.PHONY: help build contracts test race check fuzz bench run sim clean
 
 help: ## list the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
-build: ## build bin/kairos
+build: contracts ## build bin/kairos (and the example modules)
 	$(GO) build -o $(BIN) ./cmd/kairos
+
+# Go example modules (contracts/<name>/main.go) built to bin/contracts/<name>.wasm;
+# contracts/counter_wat/counter.wasm is committed (see RATIONALE.md).
+CONTRACTS := $(patsubst contracts/%/main.go,%,$(wildcard contracts/*/main.go))
+
+contracts: ## build the Go example modules to bin/contracts/*.wasm (wasip1, c-shared)
+	@mkdir -p bin/contracts
+	@echo $(CONTRACTS) | tr ' ' '\n' | xargs -P 2 -I{} env GOOS=wasip1 GOARCH=wasm \
+	  $(GO) build -buildmode=c-shared -o bin/contracts/{}.wasm ./contracts/{}
 
 test: ## run the whole test suite (race detector on concurrent packages)
 	$(GO) test -count=1 ./...

@@ -1,4 +1,29 @@
-// Package guest is the SDK for writing Kairos modules in Go. Modules built
-// with GOOS=wasip1 GOARCH=wasm -buildmode=c-shared call the host ABI; the
-// same code runs natively against an in-memory fake host in unit tests.
+// Package guest is the SDK for writing Kairos modules in Go.
+//
+// A module is a `package main` whose methods are exported with
+// //go:wasmexport (signature func()), built with
+//
+//	GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -o m.wasm .
+//
+// Methods read their input with Input or a Decoder, keep data in state
+// through Map and Value, emit events, call other modules with Call, and
+// set their result with Return. A failed precondition calls Abort: the
+// transaction ends with status "aborted", every write and event is
+// discarded and the message goes to the receipt.
+//
+// The same code runs natively under `go test` against the in-memory fake
+// host of package guesttest, which keeps the semantics of docs/abi.md
+// (overlays discarded on failure, limits, cross-module calls between
+// registered modules) but ignores gas.
+//
+// Invariants:
+//   - Everything a module sees comes from the host: no clock, randomness or
+//     environment of the machine reaches it, so execution is deterministic.
+//   - Encodings are the documented byte layout of docs/abi.md section 7:
+//     big-endian fixed-width integers, raw 32-byte addresses, u32-length-
+//     prefixed bytes. Decoders reject short input and trailing bytes.
+//   - State keys of Map and Value are u8(len(name)) ‖ name ‖ key fields, so
+//     the key spaces of two names never overlap.
+//   - The package imports nothing that needs WASI beyond the Go runtime's
+//     own ten imports (docs/abi.md section 8), and nothing of the project.
 package guest

@@ -1,0 +1,128 @@
+// Command token is a fungible token module: the deployer is the admin and
+// the only minter; holders transfer, approve spenders and spenders move
+// approved amounts.
+//
+// Methods and encodings (docs/abi.md section 7; amounts are u64):
+//   - init: input empty; the caller becomes the admin.
+//   - mint: to address ‖ amount; admin only; emits "mint" (to ‖ amount).
+//   - transfer: to address ‖ amount; from the caller; emits "transfer"
+//     (from ‖ to ‖ amount).
+//   - approve: spender address ‖ amount; sets the caller's allowance for
+//     spender (replacing it); emits "approval" (owner ‖ spender ‖ amount).
+//   - transfer_from: from address ‖ to address ‖ amount; the caller spends
+//     from's allowance; emits "transfer".
+//   - balance: owner address; returns u64.
+//   - allowance: owner address ‖ spender address; returns u64.
+//   - total_supply: input empty; returns u64.
+//
+// Failures abort with a "token: ..." message and change nothing.
+package main
+
+import "github.com/kairos-network/kairos/sdk/guest"
+
+var (
+	admin      = guest.NewValue("admin", guest.AddressCodec)
+	supply     = guest.NewValue("supply", guest.Uint64Codec)
+	balances   = guest.NewMap("bal", guest.AddressCodec, guest.Uint64Codec)
+	allowances = guest.NewMap("allow", guest.PairCodec(guest.AddressCodec, guest.AddressCodec), guest.Uint64Codec)
+
+	// Input layouts.
+	addrAmount  = guest.PairCodec(guest.AddressCodec, guest.Uint64Codec)
+	addrPair    = guest.PairCodec(guest.AddressCodec, guest.AddressCodec)
+	transferArg = guest.PairCodec(addrPair, guest.Uint64Codec)
+)
+
+//go:wasmexport init
+func initToken() {
+	guest.Require(len(guest.Input()) == 0, "token: init takes no input")
+	admin.Set(guest.Caller())
+}
+
+//go:wasmexport mint
+func mint() {
+	in := guest.DecodeInput(addrAmount)
+	a, ok := admin.Get()
+	guest.Require(ok && a == guest.Caller(), "token: not admin")
+	s := supply.GetOr(0)
+	guest.Require(s+in.Second >= s, "token: supply overflow")
+	supply.Set(s + in.Second)
+	credit(in.First, in.Second)
+	guest.Emit("mint", guest.Encode(addrAmount, in))
+}
+
+//go:wasmexport transfer
+func transfer() {
+	in := guest.DecodeInput(addrAmount)
+	move(guest.Caller(), in.First, in.Second)
+}
+
+//go:wasmexport approve
+func approve() {
+	in := guest.DecodeInput(addrAmount)
+	owner := guest.Caller()
+	key := guest.Pair[guest.Address, guest.Address]{First: owner, Second: in.First}
+	if in.Second == 0 {
+		allowances.Delete(key)
+	} else {
+		allowances.Set(key, in.Second)
+	}
+	guest.Emit("approval", guest.NewEncoder().PutAddress(owner).PutAddress(in.First).PutUint64(in.Second).Bytes())
+}
+
+//go:wasmexport transfer_from
+func transferFrom() {
+	in := guest.DecodeInput(transferArg)
+	from, to, amount := in.First.First, in.First.Second, in.Second
+	key := guest.Pair[guest.Address, guest.Address]{First: from, Second: guest.Caller()}
+	allowed := allowances.GetOr(key, 0)
+	guest.Require(allowed >= amount, "token: allowance exceeded")
+	if allowed == amount {
+		allowances.Delete(key)
+	} else {
+		allowances.Set(key, allowed-amount)
+	}
+	move(from, to, amount)
+}
+
+//go:wasmexport balance
+func balance() {
+	owner := guest.DecodeInput(guest.AddressCodec)
+	guest.Return(guest.Encode(guest.Uint64Codec, balances.GetOr(owner, 0)))
+}
+
+//go:wasmexport allowance
+func allowance() {
+	key := guest.DecodeInput(addrPair)
+	guest.Return(guest.Encode(guest.Uint64Codec, allowances.GetOr(key, 0)))
+}
+
+//go:wasmexport total_supply
+func totalSupply() {
+	guest.Require(len(guest.Input()) == 0, "token: total_supply takes no input")
+	guest.Return(guest.Encode(guest.Uint64Codec, supply.GetOr(0)))
+}
+
+// move debits from and credits to; with from == to it changes nothing but
+// still requires the balance.
+func move(from, to guest.Address, amount uint64) {
+	have := balances.GetOr(from, 0)
+	guest.Require(have >= amount, "token: insufficient balance")
+	setBalance(from, have-amount)
+	credit(to, amount)
+	guest.Emit("transfer", guest.NewEncoder().PutAddress(from).PutAddress(to).PutUint64(amount).Bytes())
+}
+
+// credit cannot overflow: every balance is at most the supply, which mint
+// keeps below 2^64.
+func credit(to guest.Address, amount uint64) { setBalance(to, balances.GetOr(to, 0)+amount) }
+
+// setBalance deletes zero balances, so state holds only live holders.
+func setBalance(who guest.Address, v uint64) {
+	if v == 0 {
+		balances.Delete(who)
+	} else {
+		balances.Set(who, v)
+	}
+}
+
+func main() {}

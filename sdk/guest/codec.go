@@ -1,0 +1,227 @@
+package guest
+
+import (
+	"encoding/binary"
+	"errors"
+	"strconv"
+)
+
+// Decoding errors. A Decoder keeps the first one; Decode and the state
+// helpers wrap it with %w.
+var (
+	ErrShortInput    = errors.New("guest: input too short")
+	ErrTrailingBytes = errors.New("guest: trailing bytes")
+	ErrBadBool       = errors.New("guest: bool is not 0 or 1")
+)
+
+// Encoder appends fields in the layout of docs/abi.md section 7. The zero
+// value is ready to use.
+type Encoder struct{ buf []byte }
+
+// NewEncoder returns an empty Encoder.
+func NewEncoder() *Encoder { return &Encoder{} }
+
+// Bytes returns the encoded message. The Encoder keeps appending to the
+// same array, so callers that keep encoding must copy it first.
+func (e *Encoder) Bytes() []byte { return e.buf }
+
+// PutUint64 appends 8 big-endian bytes.
+func (e *Encoder) PutUint64(v uint64) *Encoder {
+	e.buf = binary.BigEndian.AppendUint64(e.buf, v)
+	return e
+}
+
+// PutInt64 appends v in two's complement, 8 big-endian bytes.
+func (e *Encoder) PutInt64(v int64) *Encoder { return e.PutUint64(uint64(v)) }
+
+// PutUint32 appends 4 big-endian bytes.
+func (e *Encoder) PutUint32(v uint32) *Encoder {
+	e.buf = binary.BigEndian.AppendUint32(e.buf, v)
+	return e
+}
+
+// PutBool appends 0x01 or 0x00.
+func (e *Encoder) PutBool(v bool) *Encoder {
+	b := byte(0)
+	if v {
+		b = 1
+	}
+	e.buf = append(e.buf, b)
+	return e
+}
+
+// PutAddress appends the 32 raw bytes.
+func (e *Encoder) PutAddress(a Address) *Encoder { e.buf = append(e.buf, a[:]...); return e }
+
+// PutBytes appends a u32 length and the bytes.
+func (e *Encoder) PutBytes(b []byte) *Encoder {
+	e.PutUint32(uint32(len(b)))
+	e.buf = append(e.buf, b...)
+	return e
+}
+
+// PutString appends a u32 length and the bytes of s.
+func (e *Encoder) PutString(s string) *Encoder {
+	e.PutUint32(uint32(len(s)))
+	e.buf = append(e.buf, s...)
+	return e
+}
+
+// Decoder reads fields in the layout of docs/abi.md section 7. After the
+// first error every read returns the zero value and Err keeps that error,
+// so a method can read all its fields and check once.
+type Decoder struct {
+	buf []byte
+	off int
+	err error
+}
+
+// NewDecoder reads b. Bytes and String results alias b.
+func NewDecoder(b []byte) *Decoder { return &Decoder{buf: b} }
+
+// Err returns the first decoding error, if any.
+func (d *Decoder) Err() error { return d.err }
+
+// End records ErrTrailingBytes if unread bytes remain, and returns Err.
+func (d *Decoder) End() error {
+	if d.err == nil && d.off != len(d.buf) {
+		d.err = errors.Join(ErrTrailingBytes, errors.New("guest: "+strconv.Itoa(len(d.buf)-d.off)+" unread bytes"))
+	}
+	return d.err
+}
+
+func (d *Decoder) take(n int) []byte {
+	if d.err != nil {
+		return nil
+	}
+	if n < 0 || n > len(d.buf)-d.off {
+		d.err = errors.Join(ErrShortInput, errors.New("guest: need "+strconv.Itoa(n)+" bytes at offset "+strconv.Itoa(d.off)+", have "+strconv.Itoa(len(d.buf)-d.off)))
+		return nil
+	}
+	b := d.buf[d.off : d.off+n : d.off+n]
+	d.off += n
+	return b
+}
+
+// Uint64 reads 8 big-endian bytes.
+func (d *Decoder) Uint64() uint64 {
+	if b := d.take(8); b != nil {
+		return binary.BigEndian.Uint64(b)
+	}
+	return 0
+}
+
+// Int64 reads an 8-byte two's complement integer.
+func (d *Decoder) Int64() int64 { return int64(d.Uint64()) }
+
+// Uint32 reads 4 big-endian bytes.
+func (d *Decoder) Uint32() uint32 {
+	if b := d.take(4); b != nil {
+		return binary.BigEndian.Uint32(b)
+	}
+	return 0
+}
+
+// Bool reads one byte, which must be 0 or 1.
+func (d *Decoder) Bool() bool {
+	b := d.take(1)
+	if b == nil {
+		return false
+	}
+	if b[0] > 1 {
+		d.err = ErrBadBool
+		return false
+	}
+	return b[0] == 1
+}
+
+// Address reads 32 raw bytes.
+func (d *Decoder) Address() (a Address) {
+	copy(a[:], d.take(AddressLen))
+	return a
+}
+
+// Bytes reads a u32 length and that many bytes (aliasing the input).
+func (d *Decoder) Bytes() []byte {
+	n := d.Uint32()
+	if d.err != nil {
+		return nil
+	}
+	b := d.take(int(n))
+	if b == nil && d.err == nil {
+		return []byte{}
+	}
+	return b
+}
+
+// String reads a u32 length and that many bytes.
+func (d *Decoder) String() string { return string(d.Bytes()) }
+
+// Codec encodes values of one type as a field sequence of docs/abi.md
+// section 7. Map and Value use codecs for keys and values; composite codecs
+// (Pair, custom ones from CodecOf) are built from the field reads.
+type Codec[T any] interface {
+	Append(e *Encoder, v T)
+	Read(d *Decoder) T
+}
+
+type funcCodec[T any] struct {
+	put func(*Encoder, T)
+	get func(*Decoder) T
+}
+
+func (c funcCodec[T]) Append(e *Encoder, v T) { c.put(e, v) }
+func (c funcCodec[T]) Read(d *Decoder) T      { return c.get(d) }
+
+// CodecOf builds a Codec from two functions, typically for a module's own
+// record types. get must read exactly the fields put writes, in order.
+func CodecOf[T any](put func(*Encoder, T), get func(*Decoder) T) Codec[T] {
+	return funcCodec[T]{put, get}
+}
+
+// The codecs of the field types.
+var (
+	Uint64Codec  = CodecOf(func(e *Encoder, v uint64) { e.PutUint64(v) }, (*Decoder).Uint64)
+	Int64Codec   = CodecOf(func(e *Encoder, v int64) { e.PutInt64(v) }, (*Decoder).Int64)
+	Uint32Codec  = CodecOf(func(e *Encoder, v uint32) { e.PutUint32(v) }, (*Decoder).Uint32)
+	BoolCodec    = CodecOf(func(e *Encoder, v bool) { e.PutBool(v) }, (*Decoder).Bool)
+	AddressCodec = CodecOf(func(e *Encoder, v Address) { e.PutAddress(v) }, (*Decoder).Address)
+	StringCodec  = CodecOf(func(e *Encoder, v string) { e.PutString(v) }, (*Decoder).String)
+	// BytesCodec copies what it reads, so a decoded value never aliases a
+	// buffer the caller may reuse.
+	BytesCodec = CodecOf(func(e *Encoder, v []byte) { e.PutBytes(v) },
+		func(d *Decoder) []byte { return append([]byte{}, d.Bytes()...) })
+)
+
+// Pair holds two values, for composite keys such as (owner, spender).
+type Pair[A, B any] struct {
+	First  A
+	Second B
+}
+
+// PairCodec encodes a Pair as the first value's fields then the second's.
+func PairCodec[A, B any](a Codec[A], b Codec[B]) Codec[Pair[A, B]] {
+	return CodecOf(
+		func(e *Encoder, p Pair[A, B]) { a.Append(e, p.First); b.Append(e, p.Second) },
+		func(d *Decoder) Pair[A, B] { return Pair[A, B]{a.Read(d), b.Read(d)} },
+	)
+}
+
+// Encode returns the encoding of v.
+func Encode[T any](c Codec[T], v T) []byte {
+	var e Encoder
+	c.Append(&e, v)
+	return e.buf
+}
+
+// Decode decodes all of b as one T: short input and trailing bytes are
+// errors.
+func Decode[T any](c Codec[T], b []byte) (T, error) {
+	d := NewDecoder(b)
+	v := c.Read(d)
+	if err := d.End(); err != nil {
+		var zero T
+		return zero, err
+	}
+	return v, nil
+}

@@ -1,0 +1,86 @@
+//go:build !wasip1
+
+package abi
+
+import "sync/atomic"
+
+// Host is the native stand-in for the "kairos" host module: one method per
+// host function of docs/abi.md, with Go slices instead of pointers. It is
+// as wide as the ABI on purpose (one implementation exists, the test
+// harness); it is not a seam for other uses.
+//
+// Methods are called from the goroutine running the module code, one call
+// at a time. Abort and any rule violation must not return: the
+// implementation panics with its own value and recovers it where the frame
+// started.
+type Host interface {
+	Input() []byte
+	SetReturn(b []byte)
+	StateGet(key []byte) ([]byte, bool)
+	StateSet(key, val []byte)
+	StateDelete(key []byte)
+	IterOpen(prefix []byte) int32
+	IterNext(h int32) bool
+	IterKey(h int32) []byte
+	IterValue(h int32) []byte
+	IterClose(h int32)
+	EmitEvent(topic string, data []byte)
+	Caller() [32]byte
+	Self() [32]byte
+	TxTime() int64
+	BlockHeight() int64
+	Call(addr [32]byte, method string, input []byte, gas int64) (int32, []byte)
+	Sha256(b []byte) [32]byte
+	Ed25519Verify(pub *[32]byte, msg []byte, sig *[64]byte) bool
+	Abort(msg string)
+	DebugLog(msg string)
+}
+
+var installed atomic.Pointer[Host]
+
+// Install makes h the host of every ABI call until the returned function
+// is called. Installing over another host panics: two harnesses at once
+// would interleave their state.
+func Install(h Host) (uninstall func()) {
+	if !installed.CompareAndSwap(nil, &h) {
+		panic("abi: a host is already installed")
+	}
+	return func() { installed.Store(nil) }
+}
+
+func host() Host {
+	h := installed.Load()
+	if h == nil {
+		panic("kairos guest: no host installed (run module code through sdk/guest/guesttest)")
+	}
+	return *h
+}
+
+func Input() []byte                       { return host().Input() }
+func SetReturn(b []byte)                  { host().SetReturn(b) }
+func StateGet(key []byte) ([]byte, bool)  { return host().StateGet(key) }
+func StateSet(key, val []byte)            { host().StateSet(key, val) }
+func StateDelete(key []byte)              { host().StateDelete(key) }
+func IterOpen(prefix []byte) int32        { return host().IterOpen(prefix) }
+func IterNext(h int32) bool               { return host().IterNext(h) }
+func IterKey(h int32) []byte              { return host().IterKey(h) }
+func IterValue(h int32) []byte            { return host().IterValue(h) }
+func IterClose(h int32)                   { host().IterClose(h) }
+func EmitEvent(topic string, data []byte) { host().EmitEvent(topic, data) }
+func Caller() [32]byte                    { return host().Caller() }
+func Self() [32]byte                      { return host().Self() }
+func TxTime() int64                       { return host().TxTime() }
+func BlockHeight() int64                  { return host().BlockHeight() }
+func Sha256(b []byte) [32]byte            { return host().Sha256(b) }
+func DebugLog(msg string)                 { host().DebugLog(msg) }
+func Ed25519Verify(pub *[32]byte, msg []byte, sig *[64]byte) bool {
+	return host().Ed25519Verify(pub, msg, sig)
+}
+func Call(addr [32]byte, method string, input []byte, gas int64) (int32, []byte) {
+	return host().Call(addr, method, input, gas)
+}
+
+func Abort(msg string) {
+	host().Abort(msg)
+	panic("kairos guest: Host.Abort returned")
+}
