@@ -58,7 +58,7 @@ func (m *Metrics) Kind(kind string) *Counters {
 
 // KindCounters is a point-in-time copy of one kind's Counters.
 type KindCounters struct {
-	Kind                                                  string
+	Kind                                                   string
 	In, Out, Dropped, Rejected, Oversize, Timeouts, Errors uint64
 }
 
