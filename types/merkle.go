@@ -5,9 +5,10 @@ import (
 	"encoding/binary"
 )
 
-// Hash is a sha2-256 digest used inside the state tree: a key path, a value
-// hash, a leaf hash or the hash of an internal subtree. The hash function is
-// fixed at genesis, so the multihash prefix is not stored.
+// Hash is a sha2-256 digest: inside the state tree a key path, a value hash,
+// a leaf hash or the hash of an internal subtree; elsewhere the id of a
+// transaction or a block. The hash function is fixed at genesis, so the
+// multihash prefix is not stored.
 type Hash [HashLen]byte
 
 // EmptyHash is the hash of an empty subtree (32 zero bytes).

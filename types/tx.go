@@ -8,9 +8,6 @@ import (
 	"fmt"
 )
 
-// Hash is a sha2-256 digest used as the id of transactions and blocks.
-type Hash [HashLen]byte
-
 // String returns the hex digest.
 func (h Hash) String() string { return hex.EncodeToString(h[:]) }
 
