@@ -18,8 +18,8 @@ import (
 type Status string
 
 // The receipt statuses of docs/abi.md section 3. The harness never
-// produces StatusOutOfGas or StatusAccessViolation (it models neither gas
-// nor access lists); they exist so that tests can name them.
+// produces StatusOutOfGas (it does not model gas); StatusAccessViolation
+// comes only from CallDeclared.
 const (
 	StatusOK              Status = "ok"
 	StatusOutOfGas        Status = "out_of_gas"
@@ -59,8 +59,9 @@ type Chain struct {
 	logs    []string
 
 	// Per-transaction context, valid during Call.
-	frames []*frame
-	events int // events emitted by frames still alive in this tx
+	frames   []*frame
+	events   int      // events emitted by frames still alive in this tx
+	declared []Access // nil: accesses are not checked
 }
 
 // New returns an empty chain at height 1 and time 1 s after the epoch.
@@ -198,6 +199,8 @@ func (c *Chain) exec(fn func()) (st Status, msg string) {
 				st, msg = StatusAborted, r.msg
 			case trap:
 				st, msg = StatusTrapped, r.reason
+			case accessViolation:
+				st, msg = StatusAccessViolation, r.reason
 			default:
 				// A Go panic in a wasm guest reaches the host as an
 				// unreachable trap.
@@ -244,6 +247,7 @@ func (x *fakeHost) SetReturn(b []byte) {
 func (x *fakeHost) StateGet(key []byte) ([]byte, bool) {
 	c := (*Chain)(x)
 	checkKey(key)
+	c.checkAccess(c.top().self, key, false, false)
 	v, ok := c.lookup(skey(c.top().self, key))
 	return append([]byte{}, v...), ok
 }
@@ -255,6 +259,7 @@ func (x *fakeHost) StateSet(key, val []byte) {
 		panic(trap{"host: value too long"})
 	}
 	f := c.top()
+	c.checkAccess(f.self, key, false, true)
 	f.writes[skey(f.self, key)] = write{val: append([]byte{}, val...)}
 }
 
@@ -262,6 +267,7 @@ func (x *fakeHost) StateDelete(key []byte) {
 	c := (*Chain)(x)
 	checkKey(key)
 	f := c.top()
+	c.checkAccess(f.self, key, false, true)
 	f.writes[skey(f.self, key)] = write{deleted: true}
 }
 
@@ -274,6 +280,7 @@ func (x *fakeHost) IterOpen(prefix []byte) int32 {
 	if len(f.iters) >= guest.IteratorsOpenMax {
 		panic(trap{"host: too many open iterators"})
 	}
+	c.checkAccess(f.self, prefix, true, false)
 	// Snapshot every visible key under the prefix.
 	p := skey(f.self, prefix)
 	seen := map[string]bool{}
@@ -414,6 +421,7 @@ func (c *Chain) call(parent *frame, addr guest.Address, method string, input []b
 	if len(input) > guest.InputLenMax {
 		panic(trap{"host: call input too long"})
 	}
+	c.checkCallee(addr)
 	m, ok := c.modules[addr]
 	if !ok {
 		return guest.CallNoModule, nil
@@ -444,6 +452,9 @@ func (c *Chain) call(parent *frame, addr guest.Address, method string, input []b
 	case StatusAborted:
 		c.events = events
 		return guest.CallAborted, []byte(msg)
+	case StatusAccessViolation:
+		// Not a code for the caller: it stops the whole transaction.
+		panic(accessViolation{msg})
 	default:
 		c.events = events
 		return guest.CallTrapped, nil
