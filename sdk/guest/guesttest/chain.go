@@ -135,13 +135,8 @@ func (c *Chain) run(sender, to guest.Address, method string, input []byte) Resul
 	if st != StatusOK {
 		return Result{Status: st, Message: msg}
 	}
-	keys := make([]string, 0, len(f.writes))
-	for k := range f.writes {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		if w := f.writes[k]; w.deleted {
+	for k, w := range f.writes {
+		if w.deleted {
 			delete(c.state, k)
 		} else {
 			c.state[k] = w.val
@@ -160,7 +155,6 @@ type frame struct {
 	caller, self guest.Address
 	input        []byte
 	ret          []byte
-	callResult   []byte
 	writes       map[string]write
 	events       []Event
 	iters        map[int32]*iter
@@ -189,8 +183,8 @@ func (c *Chain) top() *frame {
 type abortSignal struct{ msg string }
 type trap struct{ reason string }
 
-// exec runs fn in frame f and classifies how it ended. f stays on the
-// stack; the caller merges or drops it.
+// exec runs fn in the frame on top of the stack and classifies how it
+// ended. The frame stays on the stack; the caller merges or drops it.
 func (c *Chain) exec(fn func()) (st Status, msg string) {
 	defer func() {
 		if r := recover(); r != nil {
@@ -411,9 +405,7 @@ func (x *fakeHost) DebugLog(msg string) {
 // Call runs a nested frame (docs/abi.md section 4.6). Gas is not modelled.
 func (x *fakeHost) Call(addr [32]byte, method string, input []byte, _ int64) (int32, []byte) {
 	c := (*Chain)(x)
-	parent := c.top()
-	code, res := c.call(parent, addr, method, input)
-	parent.callResult = res
+	code, res := c.call(c.top(), addr, method, input)
 	return code, append([]byte{}, res...)
 }
 
