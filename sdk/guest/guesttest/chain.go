@@ -110,6 +110,26 @@ func (c *Chain) Deploy(addr guest.Address, m Module, deployer guest.Address, inp
 	return r
 }
 
+// Upgrade replaces the code of the module at addr with m and, if m has a
+// "migrate" method, runs it with input as admin's transaction before the
+// new code serves calls. If migrate fails the old code stays. The harness
+// does not track admins: admin is whoever the test says.
+func (c *Chain) Upgrade(addr guest.Address, m Module, admin guest.Address, input []byte) Result {
+	old, ok := c.modules[addr]
+	if !ok {
+		panic("guesttest: no module to upgrade at " + addr.String())
+	}
+	c.modules[addr] = m
+	if m["migrate"] == nil {
+		return Result{Status: StatusOK}
+	}
+	r := c.run(admin, addr, "migrate", input)
+	if r.Status != StatusOK {
+		c.modules[addr] = old
+	}
+	return r
+}
+
 // Call runs method of the module at to as a transaction from sender.
 func (c *Chain) Call(sender, to guest.Address, method string, input []byte) Result {
 	if _, ok := c.modules[to]; !ok {

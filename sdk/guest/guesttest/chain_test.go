@@ -209,3 +209,32 @@ func TestDeclaredAccess(t *testing.T) {
 		}
 	}
 }
+
+func TestUpgradeRunsMigrate(t *testing.T) {
+	v1 := Module{"get": func() { guest.Return([]byte("v1")) }}
+	v2 := Module{
+		"get":     func() { guest.Return([]byte("v2")) },
+		"migrate": func() { guest.StateSet([]byte("migrated"), guest.Input()) },
+	}
+	broken := Module{"get": func() {}, "migrate": func() { guest.Abort("no") }}
+	c := New()
+	c.Deploy(modA, v1, alice, nil)
+	if r := c.Upgrade(modA, broken, alice, nil); r.Status != StatusAborted {
+		t.Fatalf("broken migrate: %+v", r)
+	}
+	if r := c.Call(alice, modA, "get", nil); string(r.Return) != "v1" {
+		t.Fatalf("a failed upgrade replaced the code: %+v", r)
+	}
+	if r := c.Upgrade(modA, v2, alice, []byte("in")); r.Status != StatusOK {
+		t.Fatal(r)
+	}
+	if v, _ := c.State(modA, []byte("migrated")); string(v) != "in" {
+		t.Fatalf("migrate input %q", v)
+	}
+	if r := c.Call(alice, modA, "get", nil); string(r.Return) != "v2" {
+		t.Fatalf("after upgrade: %+v", r)
+	}
+	if r := c.Call(alice, modA, "migrate", nil); r.Status != StatusTrapped {
+		t.Fatalf("migrate is callable: %+v", r)
+	}
+}
