@@ -169,6 +169,7 @@ func TestGoModulesBuildAndFollowABI(t *testing.T) {
 		names = append(names, n)
 	}
 	slices.Sort(names)
+	names = append(names, "internal/allimports")
 	var (
 		wg   sync.WaitGroup
 		sem  = make(chan struct{}, 2) // at most two compilers on a 2-core machine
@@ -181,7 +182,7 @@ func TestGoModulesBuildAndFollowABI(t *testing.T) {
 			defer wg.Done()
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", filepath.Join(dir, n+".wasm"), "./"+n)
+			cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", filepath.Join(dir, filepath.Base(n)+".wasm"), "./"+n)
 			cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
 			outs[i], errs[i] = cmd.CombinedOutput()
 		}()
@@ -192,12 +193,35 @@ func TestGoModulesBuildAndFollowABI(t *testing.T) {
 			t.Errorf("build %s: %v\n%s", n, errs[i], outs[i])
 			continue
 		}
-		b, err := os.ReadFile(filepath.Join(dir, n+".wasm"))
+		b, err := os.ReadFile(filepath.Join(dir, filepath.Base(n)+".wasm"))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := checkModule(t, doc, n, b, runtimeWASI); !slices.Equal(got, goModules[n]) {
+		got := checkModule(t, doc, n, b, runtimeWASI)
+		if n == "internal/allimports" {
+			checkAllKairosImports(t, doc, b)
+		} else if !slices.Equal(got, goModules[n]) {
 			t.Errorf("%s exports methods %v, want %v", n, got, goModules[n])
+		}
+	}
+}
+
+// checkAllKairosImports requires the module built from
+// internal/allimports, which calls every SDK function, to import every
+// "kairos" function of docs/abi.md: together with checkModule's signature
+// check, every //go:wasmimport of the SDK matches the document.
+func checkAllKairosImports(t *testing.T, doc abiDoc, b []byte) {
+	m, err := wasmfile.Parse(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	imported := map[string]bool{}
+	for _, im := range m.Imports {
+		imported[im.Module+"."+im.Name] = true
+	}
+	for name := range doc.imports {
+		if strings.HasPrefix(name, "kairos.") && !imported[name] {
+			t.Errorf("no SDK function imports %s", name)
 		}
 	}
 }

@@ -22,7 +22,8 @@ var projectRules = map[string][]string{
 	"p2p":       {"types"},
 	"node":      {"types", "consensus", "state", "runtime", "p2p"},
 	"sdk":       {"types"},
-	"contracts": {"sdk"},
+	// Modules are compiled to wasm: only the guest SDK, never the client SDK.
+	"contracts": {"sdk/guest"},
 	"internal":  {"types", "consensus", "state", "runtime", "p2p", "node", "sdk"},
 	// The binary is a thin shell: its commands call into node and sdk, and
 	// into the packages whose bench, sim and check commands it exposes.

@@ -46,6 +46,9 @@ type CallError struct {
 
 func (e *CallError) Error() string {
 	s := e.Unwrap().Error()
+	if _, known := callErrs[e.Code]; !known {
+		s += " " + strconv.Itoa(int(e.Code))
+	}
 	if e.Message != "" {
 		s += ": " + e.Message
 	}
@@ -57,7 +60,7 @@ func (e *CallError) Unwrap() error {
 	if err, ok := callErrs[e.Code]; ok {
 		return err
 	}
-	return errors.Join(ErrCallUnknown, errors.New("guest: code "+strconv.Itoa(int(e.Code))))
+	return ErrCallUnknown
 }
 
 // Call runs method of the module at addr with input, forwarding at most

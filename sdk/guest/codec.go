@@ -14,6 +14,16 @@ var (
 	ErrBadBool       = errors.New("guest: bool is not 0 or 1")
 )
 
+// decodeError is a decoding failure: one of the sentinels above plus where
+// it happened, in one line (it becomes an abort message).
+type decodeError struct {
+	sentinel error
+	detail   string
+}
+
+func (e *decodeError) Error() string { return e.sentinel.Error() + ": " + e.detail }
+func (e *decodeError) Unwrap() error { return e.sentinel }
+
 // Encoder appends fields in the layout of docs/abi.md section 7. The zero
 // value is ready to use.
 type Encoder struct{ buf []byte }
@@ -85,7 +95,7 @@ func (d *Decoder) Err() error { return d.err }
 // End records ErrTrailingBytes if unread bytes remain, and returns Err.
 func (d *Decoder) End() error {
 	if d.err == nil && d.off != len(d.buf) {
-		d.err = errors.Join(ErrTrailingBytes, errors.New("guest: "+strconv.Itoa(len(d.buf)-d.off)+" unread bytes"))
+		d.err = &decodeError{ErrTrailingBytes, strconv.Itoa(len(d.buf)-d.off) + " unread bytes"}
 	}
 	return d.err
 }
@@ -95,7 +105,7 @@ func (d *Decoder) take(n int) []byte {
 		return nil
 	}
 	if n < 0 || n > len(d.buf)-d.off {
-		d.err = errors.Join(ErrShortInput, errors.New("guest: need "+strconv.Itoa(n)+" bytes at offset "+strconv.Itoa(d.off)+", have "+strconv.Itoa(len(d.buf)-d.off)))
+		d.err = &decodeError{ErrShortInput, "need " + strconv.Itoa(n) + " bytes at offset " + strconv.Itoa(d.off) + ", have " + strconv.Itoa(len(d.buf)-d.off)}
 		return nil
 	}
 	b := d.buf[d.off : d.off+n : d.off+n]
@@ -129,7 +139,7 @@ func (d *Decoder) Bool() bool {
 		return false
 	}
 	if b[0] > 1 {
-		d.err = ErrBadBool
+		d.err = &decodeError{ErrBadBool, "at offset " + strconv.Itoa(d.off-1)}
 		return false
 	}
 	return b[0] == 1

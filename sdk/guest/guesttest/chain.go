@@ -18,8 +18,8 @@ import (
 type Status string
 
 // The receipt statuses of docs/abi.md section 3. The harness never
-// produces StatusOutOfGas or StatusAccessViolation (it models neither gas
-// nor access lists); they exist so that tests can name them.
+// produces StatusOutOfGas (it does not model gas); StatusAccessViolation
+// comes only from CallDeclared.
 const (
 	StatusOK              Status = "ok"
 	StatusOutOfGas        Status = "out_of_gas"
@@ -59,8 +59,9 @@ type Chain struct {
 	logs    []string
 
 	// Per-transaction context, valid during Call.
-	frames []*frame
-	events int // events emitted by frames still alive in this tx
+	frames   []*frame
+	events   int      // events emitted by frames still alive in this tx
+	declared []Access // nil: accesses are not checked
 }
 
 // New returns an empty chain at height 1 and time 1 s after the epoch.
@@ -109,6 +110,26 @@ func (c *Chain) Deploy(addr guest.Address, m Module, deployer guest.Address, inp
 	return r
 }
 
+// Upgrade replaces the code of the module at addr with m and, if m has a
+// "migrate" method, runs it with input as admin's transaction before the
+// new code serves calls. If migrate fails the old code stays. The harness
+// does not track admins: admin is whoever the test says.
+func (c *Chain) Upgrade(addr guest.Address, m Module, admin guest.Address, input []byte) Result {
+	old, ok := c.modules[addr]
+	if !ok {
+		panic("guesttest: no module to upgrade at " + addr.String())
+	}
+	c.modules[addr] = m
+	if m["migrate"] == nil {
+		return Result{Status: StatusOK}
+	}
+	r := c.run(admin, addr, "migrate", input)
+	if r.Status != StatusOK {
+		c.modules[addr] = old
+	}
+	return r
+}
+
 // Call runs method of the module at to as a transaction from sender.
 func (c *Chain) Call(sender, to guest.Address, method string, input []byte) Result {
 	if _, ok := c.modules[to]; !ok {
@@ -134,13 +155,8 @@ func (c *Chain) run(sender, to guest.Address, method string, input []byte) Resul
 	if st != StatusOK {
 		return Result{Status: st, Message: msg}
 	}
-	keys := make([]string, 0, len(f.writes))
-	for k := range f.writes {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		if w := f.writes[k]; w.deleted {
+	for k, w := range f.writes {
+		if w.deleted {
 			delete(c.state, k)
 		} else {
 			c.state[k] = w.val
@@ -159,7 +175,6 @@ type frame struct {
 	caller, self guest.Address
 	input        []byte
 	ret          []byte
-	callResult   []byte
 	writes       map[string]write
 	events       []Event
 	iters        map[int32]*iter
@@ -188,8 +203,8 @@ func (c *Chain) top() *frame {
 type abortSignal struct{ msg string }
 type trap struct{ reason string }
 
-// exec runs fn in frame f and classifies how it ended. f stays on the
-// stack; the caller merges or drops it.
+// exec runs fn in the frame on top of the stack and classifies how it
+// ended. The frame stays on the stack; the caller merges or drops it.
 func (c *Chain) exec(fn func()) (st Status, msg string) {
 	defer func() {
 		if r := recover(); r != nil {
@@ -198,6 +213,8 @@ func (c *Chain) exec(fn func()) (st Status, msg string) {
 				st, msg = StatusAborted, r.msg
 			case trap:
 				st, msg = StatusTrapped, r.reason
+			case accessViolation:
+				st, msg = StatusAccessViolation, r.reason
 			default:
 				// A Go panic in a wasm guest reaches the host as an
 				// unreachable trap.
@@ -244,6 +261,7 @@ func (x *fakeHost) SetReturn(b []byte) {
 func (x *fakeHost) StateGet(key []byte) ([]byte, bool) {
 	c := (*Chain)(x)
 	checkKey(key)
+	c.checkAccess(c.top().self, key, false, false)
 	v, ok := c.lookup(skey(c.top().self, key))
 	return append([]byte{}, v...), ok
 }
@@ -255,6 +273,7 @@ func (x *fakeHost) StateSet(key, val []byte) {
 		panic(trap{"host: value too long"})
 	}
 	f := c.top()
+	c.checkAccess(f.self, key, false, true)
 	f.writes[skey(f.self, key)] = write{val: append([]byte{}, val...)}
 }
 
@@ -262,6 +281,7 @@ func (x *fakeHost) StateDelete(key []byte) {
 	c := (*Chain)(x)
 	checkKey(key)
 	f := c.top()
+	c.checkAccess(f.self, key, false, true)
 	f.writes[skey(f.self, key)] = write{deleted: true}
 }
 
@@ -274,6 +294,7 @@ func (x *fakeHost) IterOpen(prefix []byte) int32 {
 	if len(f.iters) >= guest.IteratorsOpenMax {
 		panic(trap{"host: too many open iterators"})
 	}
+	c.checkAccess(f.self, prefix, true, false)
 	// Snapshot every visible key under the prefix.
 	p := skey(f.self, prefix)
 	seen := map[string]bool{}
@@ -404,9 +425,7 @@ func (x *fakeHost) DebugLog(msg string) {
 // Call runs a nested frame (docs/abi.md section 4.6). Gas is not modelled.
 func (x *fakeHost) Call(addr [32]byte, method string, input []byte, _ int64) (int32, []byte) {
 	c := (*Chain)(x)
-	parent := c.top()
-	code, res := c.call(parent, addr, method, input)
-	parent.callResult = res
+	code, res := c.call(c.top(), addr, method, input)
 	return code, append([]byte{}, res...)
 }
 
@@ -414,6 +433,7 @@ func (c *Chain) call(parent *frame, addr guest.Address, method string, input []b
 	if len(input) > guest.InputLenMax {
 		panic(trap{"host: call input too long"})
 	}
+	c.checkCallee(addr)
 	m, ok := c.modules[addr]
 	if !ok {
 		return guest.CallNoModule, nil
@@ -444,6 +464,9 @@ func (c *Chain) call(parent *frame, addr guest.Address, method string, input []b
 	case StatusAborted:
 		c.events = events
 		return guest.CallAborted, []byte(msg)
+	case StatusAccessViolation:
+		// Not a code for the caller: it stops the whole transaction.
+		panic(accessViolation{msg})
 	default:
 		c.events = events
 		return guest.CallTrapped, nil

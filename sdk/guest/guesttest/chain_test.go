@@ -150,3 +150,91 @@ func TestDeployFailureRemovesModule(t *testing.T) {
 		t.Fatalf("module left after failed init: %+v", r)
 	}
 }
+
+func TestDeclaredAccess(t *testing.T) {
+	modB := Addr("b")
+	newChain := func() *Chain {
+		c := New()
+		c.Deploy(modA, Module{
+			"read":    func() { guest.StateGet([]byte("k")) },
+			"write":   func() { guest.StateSet([]byte("k"), nil) },
+			"iterate": func() { guest.StateIterate([]byte("p/"), func(_, _ []byte) bool { return true }) },
+			"call": func() {
+				// The callee's violation must stop this frame too: the
+				// Abort below is never reached.
+				if _, err := guest.Call(modB, "write", nil, 0); err != nil {
+					guest.Abort("callee failed")
+				}
+				guest.StateSet([]byte("after"), nil)
+			},
+		}, alice, nil)
+		c.Deploy(modB, Module{"write": func() { guest.StateSet([]byte("x"), nil) }}, alice, nil)
+		return c
+	}
+	r := func(m guest.Address, key string) Access { return Access{Module: m, Key: []byte(key)} }
+	w := func(m guest.Address, key string) Access { return Access{Module: m, Key: []byte(key), Write: true} }
+	p := func(m guest.Address, key string) Access { return Access{Module: m, Key: []byte(key), Prefix: true} }
+	cases := []struct {
+		method   string
+		declared []Access
+		want     Status
+	}{
+		{"read", []Access{r(modA, "k")}, StatusOK},
+		{"read", []Access{w(modA, "k")}, StatusOK},
+		{"read", []Access{p(modA, "")}, StatusOK},
+		{"read", []Access{r(modA, "kk"), r(modB, "k")}, StatusAccessViolation},
+		{"write", []Access{r(modA, "k")}, StatusAccessViolation},
+		{"write", []Access{w(modA, "k")}, StatusOK},
+		{"iterate", []Access{p(modA, "p")}, StatusOK},
+		{"iterate", []Access{p(modA, "p/x")}, StatusAccessViolation},
+		{"iterate", []Access{r(modA, "p/")}, StatusAccessViolation},
+		{"call", []Access{w(modA, "after"), w(modB, "x")}, StatusOK},
+		{"call", []Access{w(modA, "after"), r(modB, "x")}, StatusAccessViolation},
+		{"call", []Access{w(modA, "after")}, StatusAccessViolation},
+		{"read", nil, StatusAccessViolation},
+	}
+	for i, tc := range cases {
+		c := newChain()
+		declared := tc.declared
+		if declared == nil {
+			declared = []Access{}
+		}
+		if got := c.CallDeclared(alice, modA, tc.method, nil, declared); got.Status != tc.want {
+			t.Errorf("case %d %s: %s (%s), want %s", i, tc.method, got.Status, got.Message, tc.want)
+		}
+		if tc.want != StatusOK {
+			if _, ok := c.State(modB, []byte("x")); ok {
+				t.Errorf("case %d: a violating transaction kept a callee's write", i)
+			}
+		}
+	}
+}
+
+func TestUpgradeRunsMigrate(t *testing.T) {
+	v1 := Module{"get": func() { guest.Return([]byte("v1")) }}
+	v2 := Module{
+		"get":     func() { guest.Return([]byte("v2")) },
+		"migrate": func() { guest.StateSet([]byte("migrated"), guest.Input()) },
+	}
+	broken := Module{"get": func() {}, "migrate": func() { guest.Abort("no") }}
+	c := New()
+	c.Deploy(modA, v1, alice, nil)
+	if r := c.Upgrade(modA, broken, alice, nil); r.Status != StatusAborted {
+		t.Fatalf("broken migrate: %+v", r)
+	}
+	if r := c.Call(alice, modA, "get", nil); string(r.Return) != "v1" {
+		t.Fatalf("a failed upgrade replaced the code: %+v", r)
+	}
+	if r := c.Upgrade(modA, v2, alice, []byte("in")); r.Status != StatusOK {
+		t.Fatal(r)
+	}
+	if v, _ := c.State(modA, []byte("migrated")); string(v) != "in" {
+		t.Fatalf("migrate input %q", v)
+	}
+	if r := c.Call(alice, modA, "get", nil); string(r.Return) != "v2" {
+		t.Fatalf("after upgrade: %+v", r)
+	}
+	if r := c.Call(alice, modA, "migrate", nil); r.Status != StatusTrapped {
+		t.Fatalf("migrate is callable: %+v", r)
+	}
+}

@@ -13,9 +13,9 @@
 // guest.Call between modules registered with Deploy, with the depth limit,
 // the reentrancy rule and the result codes of the ABI.
 //
-// Not modelled: gas (always enough) and declared access lists (every
-// access is allowed). The real wasm build runs in the real runtime in
-// integration tests.
+// Declared access lists are checked only by CallDeclared (Call allows every
+// access). Gas is not modelled: there is always enough. The real wasm
+// build runs in the real runtime in integration tests.
 //
 // Concurrency: a Chain is installed as the process-wide host for the
 // duration of each Call; Calls of different Chains are serialized by a
