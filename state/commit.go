@@ -349,8 +349,8 @@ func (s *Store) write(ctx context.Context, height uint64, root slot, o *out) err
 	for _, v := range o.values {
 		put(nodeKey(types.LeafHash(v.kp, v.vh)), encodeValue(v.key, v.value, height))
 	}
-	for _, st := range o.stale {
-		put(staleKey(height, st.born, st.id), []byte{})
+	if len(o.stale) > 0 {
+		put(staleKey(height), encodeStale(o.stale))
 	}
 	for _, ch := range o.changes {
 		if ch.New == nil {
