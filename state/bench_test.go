@@ -50,8 +50,8 @@ func fillStore(b *testing.B, n int) (*Store, uint64) {
 	}
 	b.Cleanup(func() { s.Close() })
 	h := uint64(0)
-	for lo := 0; lo < n; lo += 100_000 {
-		hi := min(n, lo+100_000)
+	for lo := 0; lo < n; lo += 25_000 {
+		hi := min(n, lo+25_000)
 		ws := make([]Write, 0, hi-lo)
 		for i := lo; i < hi; i++ {
 			ws = append(ws, Write{benchKey(i), benchValue(i, 0)})

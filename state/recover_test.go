@@ -95,8 +95,11 @@ func TestRecoverTornCommit(t *testing.T) {
 				}
 			}
 			torn.armed = true
-			if _, err := s.Commit(ctx, 6, randWrites(r, 30, 40)); !errors.Is(err, errTorn) {
+			if _, err := s.Commit(ctx, 6, randWrites(r, 30, 40)); !errors.Is(err, errTorn) || !errors.Is(err, ErrNeedsReopen) {
 				t.Fatalf("torn commit: %v", err)
+			}
+			if _, err := s.Commit(ctx, 6, nil); !errors.Is(err, ErrNeedsReopen) {
+				t.Fatalf("commit after a torn one: %v", err)
 			}
 
 			s2, err := Open(ctx, base, Options{KeepVersions: 3})

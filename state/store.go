@@ -38,6 +38,9 @@ var (
 	ErrValueTooLarge = errors.New("state: value too large")
 	// ErrTooManyWrites reports a block with more than BlockWritesMax writes.
 	ErrTooManyWrites = errors.New("state: too many writes in one block")
+	// ErrNeedsReopen reports a store whose last commit failed while
+	// writing; reopening it recovers.
+	ErrNeedsReopen = errors.New("state: commit failed while writing; reopen the store")
 	// ErrViewClosed reports use of a closed View.
 	ErrViewClosed = errors.New("state: view closed")
 	// ErrCorrupt reports stored data that fails its checks, including a
@@ -53,8 +56,8 @@ const BlockWritesMax = 1 << 17
 // Pebble settings used by OpenPebble. Together with the node cache they are
 // the store's memory budget (target: peak RSS <= 1 GiB at 1M keys).
 const (
-	PebbleCacheBytes    = 256 << 20
-	PebbleMemTableBytes = 64 << 20
+	PebbleCacheBytes    = 128 << 20
+	PebbleMemTableBytes = 32 << 20
 )
 
 // Defaults for Options fields left zero.
@@ -105,6 +108,7 @@ type Store struct {
 	cache  *nodeCache
 
 	commitMu sync.Mutex // one Commit at a time; Audit holds it too
+	failed   error      // set by a Commit that failed while writing; under commitMu
 	pruneMu  sync.Mutex // one Prune at a time; Audit holds it too
 	// writeMu makes a commit's batch and a pruner chunk's born check and
 	// delete mutually exclusive, so a node re-created by a commit is never
