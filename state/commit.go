@@ -101,14 +101,18 @@ type committer struct {
 // Commit applies writes as version height, which must be latest+1, in one
 // durable batch, and returns the new root. The root depends only on the
 // resulting set of (key, value) pairs, not on the order of writes or on
-// GOMAXPROCS. Writes to the same key twice fail with ErrDuplicateKey; the
-// store is unchanged by any failed Commit.
+// GOMAXPROCS. Writes to the same key twice fail with ErrDuplicateKey; a
+// rejected Commit leaves the store unchanged. If writing fails, the store
+// refuses further commits with ErrNeedsReopen: Open undoes the torn version.
 func (s *Store) Commit(ctx context.Context, height uint64, writes []Write) (types.Root, error) {
 	s.commitMu.Lock()
 	defer s.commitMu.Unlock()
 	s.mu.Lock()
 	latest, root := s.latest, s.root
 	s.mu.Unlock()
+	if s.failed != nil {
+		return types.Root{}, s.failed
+	}
 	if height != latest+1 {
 		return types.Root{}, fmt.Errorf("%w: got %d, latest is %d", ErrHeight, height, latest)
 	}
@@ -123,7 +127,10 @@ func (s *Store) Commit(ctx context.Context, height uint64, writes []Write) (type
 		return types.Root{}, err
 	}
 	if err := s.write(ctx, height, newRoot, &o); err != nil {
-		return types.Root{}, err
+		// Part of the version may be on disk; only Open's recovery knows
+		// how to undo it.
+		s.failed = fmt.Errorf("%w: commit %d: %w", ErrNeedsReopen, height, err)
+		return types.Root{}, s.failed
 	}
 	for _, n := range o.nodes {
 		s.cache.put(n)
@@ -349,8 +356,8 @@ func (s *Store) write(ctx context.Context, height uint64, root slot, o *out) err
 	for _, v := range o.values {
 		put(nodeKey(types.LeafHash(v.kp, v.vh)), encodeValue(v.key, v.value, height))
 	}
-	for _, st := range o.stale {
-		put(staleKey(height, st.born, st.id), []byte{})
+	if len(o.stale) > 0 {
+		put(staleKey(height), encodeStale(o.stale))
 	}
 	for _, ch := range o.changes {
 		if ch.New == nil {

@@ -3,6 +3,7 @@ package state
 import (
 	"encoding/binary"
 	"fmt"
+	"sync"
 
 	"github.com/kairos-network/kairos/types"
 )
@@ -65,11 +66,15 @@ type node struct {
 	slots [fanout]slot
 	// inner holds the binary subtrees inside the node in heap order: 1 is
 	// the node itself, 2i and 2i+1 the children of i; indexes 16..31 are
-	// the slots themselves and are not stored here.
-	inner [fanout]struct {
-		kind types.NodeKind
-		h    types.Hash
-	}
+	// the slots themselves and are not stored here. Only proofs need it, so
+	// a node read from the datastore computes it on first use.
+	innerOnce sync.Once
+	inner     *innerHashes
+}
+
+type innerHashes [fanout]struct {
+	kind types.NodeKind
+	h    types.Hash
 }
 
 // sub returns the kind and hash of binary subtree i (heap order, 1..31).
@@ -78,18 +83,38 @@ func (n *node) sub(i int) (types.NodeKind, types.Hash) {
 		s := &n.slots[i-fanout]
 		return s.treeKind(), s.h
 	}
+	n.innerOnce.Do(func() { n.inner = n.computeInner() })
 	return n.inner[i].kind, n.inner[i].h
 }
 
-// rehash computes the inner binary subtrees and the id from the slots.
-func (n *node) rehash() {
-	for i := fanout - 1; i >= 1; i-- {
-		lk, lh := n.sub(2 * i)
-		rk, rh := n.sub(2*i + 1)
-		n.inner[i].kind, n.inner[i].h = types.Combine(lk, lh, rk, rh)
+func (n *node) computeInner() *innerHashes {
+	in := new(innerHashes)
+	get := func(i int) (types.NodeKind, types.Hash) {
+		if i >= fanout {
+			s := &n.slots[i-fanout]
+			return s.treeKind(), s.h
+		}
+		return in[i].kind, in[i].h
 	}
-	n.id = n.inner[1].h
+	for i := fanout - 1; i >= 1; i-- {
+		lk, lh := get(2 * i)
+		rk, rh := get(2*i + 1)
+		in[i].kind, in[i].h = types.Combine(lk, lh, rk, rh)
+	}
+	return in
 }
+
+// rehash computes the inner binary subtrees and the id of a node being
+// built.
+func (n *node) rehash() {
+	in := n.computeInner()
+	n.innerOnce.Do(func() { n.inner = in })
+	n.id = in[1].h
+}
+
+// hashMatches recomputes a node's hash and compares it with its id: the
+// check for nodes from peers, at Open and in Audit.
+func (n *node) hashMatches(id types.Hash) bool { return n.computeInner()[1].h == id }
 
 // occupied counts the non-empty slots and returns the last one seen.
 func (n *node) occupied() (int, int) {
@@ -134,9 +159,9 @@ func encodeNode(n *node, born uint64) []byte {
 	return buf
 }
 
-// decodeNode parses a node record and recomputes its hashes. The caller
-// compares the id with the one it asked for.
-func decodeNode(b []byte) (*node, error) {
+// decodeNode parses a node record stored under id. It does not rehash the
+// node (hashMatches does); local records are trusted on the read path.
+func decodeNode(b []byte, id types.Hash) (*node, error) {
 	born, rest, err := recordHeader(b, tagNode)
 	if err != nil {
 		return nil, err
@@ -150,7 +175,7 @@ func decodeNode(b []byte) (*node, error) {
 	if leaves&^occ != 0 {
 		return nil, fmt.Errorf("%w: node leaf mask outside occupancy", ErrCorrupt)
 	}
-	n := &node{born: born}
+	n := &node{id: id, born: born}
 	for i := range n.slots {
 		if occ&(1<<i) == 0 {
 			continue
@@ -179,7 +204,6 @@ func decodeNode(b []byte) (*node, error) {
 	if c, last := n.occupied(); c < 2 && (c == 0 || n.slots[last].kind == slotLeaf) {
 		return nil, fmt.Errorf("%w: node with fewer than two leaves", ErrCorrupt)
 	}
-	n.rehash()
 	return n, nil
 }
 
