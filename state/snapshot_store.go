@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 
+	ds "github.com/ipfs/go-datastore"
+
 	"github.com/kairos-network/kairos/types"
 )
 
@@ -115,9 +117,12 @@ func (im *Importer) Install(ctx context.Context, s *Store) error {
 		return fmt.Errorf("%w: rebuilt %s, manifest %s", ErrSnapshotRoot, types.Root(newRoot.h), m.Root)
 	}
 	// The new lowest readable version goes first: from then on a reader
-	// asking for an older version gets ErrPruned, not a missing root.
-	if err := s.d.Put(ctx, keyMin, binary.AppendUvarint(nil, m.Height)); err != nil {
-		return err
+	// asking for an older version gets ErrPruned, not a missing root. There
+	// is nothing to prune below it either.
+	for _, k := range []ds.Key{keyMin, keyPruneDone} {
+		if err := s.d.Put(ctx, k, binary.AppendUvarint(nil, m.Height)); err != nil {
+			return err
+		}
 	}
 	if err := s.write(ctx, m.Height, newRoot, &o); err != nil {
 		return err
@@ -126,7 +131,7 @@ func (im *Importer) Install(ctx context.Context, s *Store) error {
 		s.cache.put(n)
 	}
 	s.mu.Lock()
-	s.latest, s.root, s.min = m.Height, newRoot, m.Height
+	s.latest, s.root, s.min, s.pruneDone = m.Height, newRoot, m.Height, m.Height
 	s.mu.Unlock()
 	return clearSnapshotStaging(ctx, im.d)
 }

@@ -110,7 +110,7 @@ func TestSnapshotExportImport(t *testing.T) {
 		if m.Root != root || m.Height != h || m.Leaves != uint64(len(model)) {
 			t.Fatalf("manifest (%d, %s, %d leaves), store (%d, %s, %d keys)", m.Height, m.Root, m.Leaves, h, root, len(model))
 		}
-		dst := OpenOnFSStore(t, vfs.NewMem())
+		dst := OpenOnFSStore(t, vfs.NewMem(), Options{})
 		im, err := NewImporter(ctx, dst.Datastore(), m)
 		if err != nil {
 			t.Fatal(err)
