@@ -157,10 +157,11 @@ func (f *crashPointFile) SyncTo(length int64) (bool, error) {
 
 // OpenOnFSStore opens a store over OpenOnFS with synced, atomic batches, as
 // OpenPebble does on disk.
-func OpenOnFSStore(t testing.TB, fs vfs.FS) *Store {
+func OpenOnFSStore(t testing.TB, fs vfs.FS, opts Options) *Store {
 	t.Helper()
 	d := OpenOnFS(t, fs, true)
-	s, err := Open(context.Background(), d, Options{AtomicBatches: true})
+	opts.AtomicBatches = true
+	s, err := Open(context.Background(), d, opts)
 	if err != nil {
 		d.Close()
 		t.Fatal(err)

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 
+	ds "github.com/ipfs/go-datastore"
+
 	"github.com/kairos-network/kairos/types"
 )
 
@@ -20,21 +22,27 @@ var ErrSnapshotTooLarge = errors.New("state: snapshot too large for a backend wi
 
 // ExportSnapshot writes a snapshot of version height: each chunk (at most
 // perChunk leaves, in key-path order) goes to emit as it is cut, and the
-// manifest is returned last. The version is pinned by a View for the whole
-// export, so a concurrent Prune never removes a node the export still
-// needs. The export reads every leaf of the version and keeps the leaves in
-// memory while it cuts chunks (about 200 bytes per key with 100-byte values).
+// manifest is returned last. It is View(height).ExportSnapshot.
 func (s *Store) ExportSnapshot(ctx context.Context, height uint64, perChunk int, emit func(index int, chunk []byte) error) (*Manifest, error) {
 	v, err := s.View(ctx, height)
 	if err != nil {
 		return nil, err
 	}
 	defer v.Close()
+	return v.ExportSnapshot(ctx, perChunk, emit)
+}
+
+// ExportSnapshot writes a snapshot of the view's version. The open View
+// pins the version, so a concurrent Prune never removes a node the export
+// still needs. The export reads every leaf of the version and keeps the
+// leaves in memory while it cuts chunks (about 200 bytes per key with
+// 100-byte values).
+func (v *View) ExportSnapshot(ctx context.Context, perChunk int, emit func(index int, chunk []byte) error) (*Manifest, error) {
 	leaves, err := v.leaves(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return buildSnapshot(height, v.Root(), leaves, perChunk, emit)
+	return buildSnapshot(v.height, v.Root(), leaves, perChunk, emit)
 }
 
 // leaves returns every (key, value) of the view's version in key-path order:
@@ -115,9 +123,12 @@ func (im *Importer) Install(ctx context.Context, s *Store) error {
 		return fmt.Errorf("%w: rebuilt %s, manifest %s", ErrSnapshotRoot, types.Root(newRoot.h), m.Root)
 	}
 	// The new lowest readable version goes first: from then on a reader
-	// asking for an older version gets ErrPruned, not a missing root.
-	if err := s.d.Put(ctx, keyMin, binary.AppendUvarint(nil, m.Height)); err != nil {
-		return err
+	// asking for an older version gets ErrPruned, not a missing root. There
+	// is nothing to prune below it either.
+	for _, k := range []ds.Key{keyMin, keyPruneDone} {
+		if err := s.d.Put(ctx, k, binary.AppendUvarint(nil, m.Height)); err != nil {
+			return err
+		}
 	}
 	if err := s.write(ctx, m.Height, newRoot, &o); err != nil {
 		return err
@@ -126,7 +137,7 @@ func (im *Importer) Install(ctx context.Context, s *Store) error {
 		s.cache.put(n)
 	}
 	s.mu.Lock()
-	s.latest, s.root, s.min = m.Height, newRoot, m.Height
+	s.latest, s.root, s.min, s.pruneDone = m.Height, newRoot, m.Height, m.Height
 	s.mu.Unlock()
 	return clearSnapshotStaging(ctx, im.d)
 }

@@ -10,6 +10,8 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	ds "github.com/ipfs/go-datastore"
 	pebbleds "github.com/ipfs/go-ds-pebble"
+
+	"github.com/kairos-network/kairos/state"
 )
 
 var keyEncoding = base32.StdEncoding.WithPadding(base32.NoPadding)
@@ -31,13 +33,13 @@ func OpenFloor(dir string) (*Floor, error) {
 }
 
 // FloorKey is the datastore key of one state key, in the flat index shape.
-func FloorKey(w Write) ds.Key {
+func FloorKey(w state.Write) ds.Key {
 	b := append(append(make([]byte, 0, 32+len(w.Key.Key)), w.Key.Module[:]...), w.Key.Key...)
 	return ds.NewKey("/kairos/kv/" + keyEncoding.EncodeToString(b))
 }
 
 // Commit writes one block as one synced batch.
-func (f *Floor) Commit(ctx context.Context, writes []Write) error {
+func (f *Floor) Commit(ctx context.Context, writes []state.Write) error {
 	b, err := f.ds.Batch(ctx)
 	if err != nil {
 		return err
@@ -51,7 +53,7 @@ func (f *Floor) Commit(ctx context.Context, writes []Write) error {
 }
 
 // Get reads the latest value of one key.
-func (f *Floor) Get(ctx context.Context, w Write) ([]byte, error) {
+func (f *Floor) Get(ctx context.Context, w state.Write) ([]byte, error) {
 	return f.ds.Get(ctx, FloorKey(w))
 }
 

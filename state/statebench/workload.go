@@ -8,14 +8,9 @@ import (
 	"math/rand/v2"
 	"sort"
 
+	"github.com/kairos-network/kairos/state"
 	"github.com/kairos-network/kairos/types"
 )
-
-// Write is one (key, value) pair of a block's write set.
-type Write struct {
-	Key   types.StateKey
-	Value []byte
-}
 
 // Workload describes a deterministic stream of blocks: heights
 // 1..FillBlocks() insert Keys fresh keys, Block per block; every later block
@@ -101,14 +96,14 @@ func (w Workload) Indexes(h uint64) []int {
 }
 
 // Writes returns the write set of block h, sorted by (module, key).
-func (w Workload) Writes(h uint64) []Write {
+func (w Workload) Writes(h uint64) []state.Write {
 	idx := w.Indexes(h)
 	src := w.rng(h ^ 0x8000_0000_0000_0000)
 	vals := make([]byte, len(idx)*w.ValueSize)
 	_, _ = src.Read(vals) // ChaCha8.Read never fails
-	out := make([]Write, len(idx))
+	out := make([]state.Write, len(idx))
 	for j, i := range idx {
-		out[j] = Write{Key: w.Key(i), Value: vals[j*w.ValueSize : (j+1)*w.ValueSize : (j+1)*w.ValueSize]}
+		out[j] = state.Write{Key: w.Key(i), Value: vals[j*w.ValueSize : (j+1)*w.ValueSize : (j+1)*w.ValueSize]}
 	}
 	sort.Slice(out, func(a, b int) bool { return lessKey(out[a].Key, out[b].Key) })
 	return out

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"testing"
+
+	"github.com/kairos-network/kairos/state"
 )
 
 func small() Workload { return Workload{Keys: 1000, Block: 100, ValueSize: 16, Modules: 3, Seed: 7} }
@@ -92,7 +94,7 @@ func TestFloorRoundTrip(t *testing.T) {
 	model := w.Model(last)
 	for i := 0; i < w.Keys; i++ {
 		k := w.Key(i)
-		got, err := f.Get(ctx, Write{Key: k})
+		got, err := f.Get(ctx, state.Write{Key: k})
 		if err != nil || !bytes.Equal(got, model[ModelKey(k)]) {
 			t.Fatalf("key %d: got %x, %v; want %x", i, got, err, model[ModelKey(k)])
 		}
