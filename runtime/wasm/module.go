@@ -67,6 +67,30 @@ type Module struct {
 	Code      []Code
 	Data      []Data
 	Customs   []Custom
+
+	// Layout, when set, holds the LEB128 widths of the decoded bytes that
+	// were longer than necessary, so that Encode reproduces the input byte
+	// for byte. A pass that changes the module must set it to nil (Encode
+	// never writes an invalid integer from a stale Layout, but the padding
+	// would land on the wrong integers).
+	Layout *Layout
+}
+
+// Layout records non-minimal LEB128 widths by the ordinal of the integer in
+// the byte stream (the order Decode reads and Encode writes them).
+type Layout struct {
+	n   int
+	pad map[int]uint8
+}
+
+func (l *Layout) record(width, minimal int) {
+	if width != minimal {
+		if l.pad == nil {
+			l.pad = map[int]uint8{}
+		}
+		l.pad[l.n] = uint8(width)
+	}
+	l.n++
 }
 
 // FuncType is a function signature.
