@@ -1,5 +1,10 @@
 package wasm
 
+import (
+	"fmt"
+	"strings"
+)
+
 // ValType is a value type byte.
 type ValType byte
 
@@ -257,4 +262,46 @@ func (m *Module) FuncType(fi uint32) (FuncType, bool) {
 		return FuncType{}, false
 	}
 	return m.Types[ti], true
+}
+
+// String gives the text-format name of a value type.
+func (t ValType) String() string {
+	switch t {
+	case I32:
+		return "i32"
+	case I64:
+		return "i64"
+	case F32:
+		return "f32"
+	case F64:
+		return "f64"
+	}
+	return fmt.Sprintf("0x%02x", byte(t))
+}
+
+// String formats a signature as "(i32, i64) -> (i32)".
+func (t FuncType) String() string {
+	list := func(v []ValType) string {
+		s := make([]string, len(v))
+		for i, x := range v {
+			s[i] = x.String()
+		}
+		return "(" + strings.Join(s, ", ") + ")"
+	}
+	return list(t.Params) + " -> " + list(t.Results)
+}
+
+// String names an extern kind.
+func (k ExternKind) String() string {
+	switch k {
+	case ExternFunc:
+		return "func"
+	case ExternTable:
+		return "table"
+	case ExternMemory:
+		return "memory"
+	case ExternGlobal:
+		return "global"
+	}
+	return fmt.Sprintf("kind(%d)", byte(k))
 }
