@@ -3,6 +3,7 @@ package vm_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"reflect"
 	"testing"
 
@@ -160,5 +161,46 @@ func TestGoGuestRestore(t *testing.T) {
 	other := call(t, engines(t, prepare(t, GoGuest(t)), env)[1], "random", 1<<30)
 	if reflect.DeepEqual(other.Values, first[4].Values) {
 		t.Error("random does not depend on the seed")
+	}
+}
+
+// TestConcurrentInstances: instances of one Code on separate goroutines
+// (the documented concurrency contract) give the same outcomes as serial
+// calls. Run with -race.
+func TestConcurrentInstances(t *testing.T) {
+	ctx := context.Background()
+	e, err := vm.NewEngine(ctx, vm.DefaultConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close(ctx)
+	code, err := e.Compile(ctx, prepare(t, counter()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const workers, calls = 4, 50
+	errs := make(chan error, workers)
+	for range workers {
+		go func() {
+			in, err := code.Instantiate(ctx, vm.Env{})
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer in.Close(ctx)
+			for range calls {
+				o, err := in.Call(ctx, "bump", 1000)
+				if err != nil || o.Status != vm.StatusOK || o.Values[0] != 11 {
+					errs <- fmt.Errorf("bump: %+v, %v", o, err)
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range workers {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
 	}
 }
