@@ -97,8 +97,9 @@ func (e *Engine) Compile(ctx context.Context, instrumented []byte) (*Code, error
 }
 
 // Env is the deterministic environment of the guest's virtual WASI: the
-// wall clock starts at ClockNs and advances ClockStepNs per read (the Go
-// runtime reads it in its GC); randomness is sha256(Seed ‖ counter).
+// wall clock starts at ClockNs and advances ClockStepNs (at least 1) per
+// read (the Go runtime reads it in its GC, and traps at start-up if it
+// reads zero); randomness is sha256(Seed ‖ counter).
 type Env struct {
 	ClockNs     int64
 	ClockStepNs int64
@@ -171,13 +172,16 @@ type Instance struct {
 	snapGlob  []uint64
 	snapState detState
 	discarded error
+	// funcs caches exported functions: wazero builds a new call engine
+	// (with its stack) on every ExportedFunction lookup.
+	funcs map[string]api.Function
 }
 
 // Instantiate creates an instance in env, runs _initialize if the module
 // exports it (metered with Config.InitGas), and takes the snapshot every
 // call starts from.
 func (c *Code) Instantiate(ctx context.Context, env Env) (*Instance, error) {
-	st := &detState{clock: env.ClockNs, step: env.ClockStepNs, seed: env.Seed}
+	st := &detState{clock: env.ClockNs, step: max(env.ClockStepNs, 1), seed: env.Seed}
 	mc := wazero.NewModuleConfig().
 		WithName("").
 		WithStartFunctions(). // _initialize runs below, metered
@@ -190,7 +194,7 @@ func (c *Code) Instantiate(ctx context.Context, env Env) (*Instance, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInstantiate, err)
 	}
-	in := &Instance{mod: mod, state: st}
+	in := &Instance{mod: mod, state: st, funcs: map[string]api.Function{}}
 	var ok bool
 	if in.gas, ok = mod.ExportedGlobal(meter.GasExport).(api.MutableGlobal); !ok {
 		mod.Close(ctx)
@@ -274,9 +278,12 @@ func (in *Instance) Call(ctx context.Context, name string, gas int64, args ...ui
 }
 
 func (in *Instance) call(ctx context.Context, name string, gas int64, args ...uint64) (Outcome, error) {
-	f := in.mod.ExportedFunction(name)
-	if f == nil || strings.HasPrefix(name, "__kairos") {
-		return Outcome{}, fmt.Errorf("%w: %q", ErrNoExport, name)
+	f, ok := in.funcs[name]
+	if !ok {
+		if f = in.mod.ExportedFunction(name); f == nil || strings.HasPrefix(name, "__kairos") {
+			return Outcome{}, fmt.Errorf("%w: %q", ErrNoExport, name)
+		}
+		in.funcs[name] = f
 	}
 	vals, err := f.Call(ctx, args...)
 	left := int64(in.gas.Get())
@@ -299,6 +306,10 @@ func (in *Instance) discard(ctx context.Context, why error) {
 	in.discarded = why
 	in.mod.Close(ctx)
 }
+
+// SnapshotBytes is the size of the memory snapshot copied before every
+// call, the dominant per-call cost of a large guest.
+func (in *Instance) SnapshotBytes() int { return len(in.snapMem) }
 
 // Discarded reports whether the instance can no longer be used.
 func (in *Instance) Discarded() bool { return in.discarded != nil }
