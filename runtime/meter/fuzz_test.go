@@ -136,7 +136,8 @@ func genModule(src []byte) []byte {
 
 // FuzzInstrumentSemantics: for generated valid modules, the instrumented
 // module returns what the original returns (or traps when it traps) when
-// gas is plentiful, with equal gas on both engines.
+// gas is plentiful, with equal gas on both engines, and — when it does not
+// trap — exactly the gas of the per-instruction reference metering.
 func FuzzInstrumentSemantics(f *testing.F) {
 	f.Add([]byte{0, 5, 1, 1, 2, 0, 12, 3, 1, 0, 0, 2, 0}, uint32(5), uint32(3))
 	f.Add([]byte{9, 0, 1, 11, 0, 2, 15, 10, 1, 0, 4, 15, 0, 9, 15, 2, 1}, uint32(5), uint32(3))
@@ -156,6 +157,12 @@ func FuzzInstrumentSemantics(f *testing.F) {
 		}
 		if c := Instantiate(t, comp, inst).Call("f", plenty, uint64(a), uint64(b)); c.GasLeft != got.GasLeft || !reflect.DeepEqual(c.Values, got.Values) {
 			t.Fatalf("compiler %+v, interpreter %+v", c, got)
+		}
+		if got.Trap == "" {
+			ref := Instantiate(t, interp, reference(t, orig)).Call("f", plenty, uint64(a), uint64(b))
+			if ref.GasLeft != got.GasLeft || !reflect.DeepEqual(ref.Values, got.Values) {
+				t.Fatalf("reference metering %+v, segment metering %+v", ref, got)
+			}
 		}
 	})
 }
