@@ -41,3 +41,17 @@ func encodeInstrumented(t testing.TB, m *wasm.Module) []byte {
 	}
 	return wasm.Encode(im)
 }
+
+// reference instruments with the per-instruction reference metering.
+func reference(t testing.TB, bin []byte) []byte {
+	t.Helper()
+	m, _, err := validate.Check(bin, testConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	im, err := meter.InstrumentPerInstr(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return wasm.Encode(im)
+}

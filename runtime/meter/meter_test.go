@@ -91,6 +91,7 @@ var programCalls = []call{
 func TestInstrumentedMatchesOriginalOnBothEngines(t *testing.T) {
 	orig := programs()
 	inst := instrument(t, orig)
+	ref := reference(t, orig)
 	var gas []int64
 	for i, e := range Engines {
 		o, n := Instantiate(t, e, orig), Instantiate(t, e, inst)
@@ -101,6 +102,10 @@ func TestInstrumentedMatchesOriginalOnBothEngines(t *testing.T) {
 			}
 			if got.OutOfGas || got.DepthExceeded {
 				t.Errorf("%s %s%v: %+v with plenty of gas", e.Name, c.fn, c.args, got)
+			}
+			// Gas equals the per-instruction reference when nothing trapped.
+			if r := Instantiate(t, e, ref).Call(c.fn, plenty, c.args...); got.Trap == "" && r.GasLeft != got.GasLeft {
+				t.Errorf("%s %s%v: gas left %d, reference %d", e.Name, c.fn, c.args, got.GasLeft, r.GasLeft)
 			}
 			if i == 0 {
 				gas = append(gas, got.GasLeft)

@@ -74,8 +74,17 @@ const WASIModule = "wasi_snapshot_preview1"
 // (GOOS=wasip1 GOARCH=wasm -buildmode=c-shared, Go 1.26) imports, and
 // nothing more: the host implements it deterministically (fixed args and
 // environment, clock and randomness from the transaction, fd_write only as
-// a debug sink, no filesystem). TestWASISubsetMatchesGoGuest rebuilds a Go
-// guest and checks this table against its imports.
+// a debug sink, no filesystem and no preopened directories).
+// TestWASISubsetMatchesGoGuest rebuilds a Go guest and checks this table
+// against its imports.
+//
+// The first ten are what the Go runtime itself imports. The last five come
+// with package os, which fmt, time and most of the standard library pull
+// in: os probes and closes its stdio descriptors and lists preopened
+// directories at start-up. With no filesystem those answer fixed values
+// (no preopens), so they are as deterministic as the first ten. Path-based
+// calls (path_open and the like) are not in the subset: a guest that opens
+// files is rejected at deploy.
 var WASISubset = []HostFunc{
 	{WASIModule, "sched_yield", sig(noVal, []wasm.ValType{i32})},
 	{WASIModule, "proc_exit", sig([]wasm.ValType{i32}, noVal)},
@@ -87,6 +96,12 @@ var WASISubset = []HostFunc{
 	{WASIModule, "fd_write", sig([]wasm.ValType{i32, i32, i32, i32}, []wasm.ValType{i32})},
 	{WASIModule, "random_get", sig([]wasm.ValType{i32, i32}, []wasm.ValType{i32})},
 	{WASIModule, "poll_oneoff", sig([]wasm.ValType{i32, i32, i32, i32}, []wasm.ValType{i32})},
+	// Package os: stdio probing and preopen listing.
+	{WASIModule, "fd_close", sig([]wasm.ValType{i32}, []wasm.ValType{i32})},
+	{WASIModule, "fd_fdstat_get", sig([]wasm.ValType{i32, i32}, []wasm.ValType{i32})},
+	{WASIModule, "fd_fdstat_set_flags", sig([]wasm.ValType{i32, i32}, []wasm.ValType{i32})},
+	{WASIModule, "fd_prestat_get", sig([]wasm.ValType{i32, i32}, []wasm.ValType{i32})},
+	{WASIModule, "fd_prestat_dir_name", sig([]wasm.ValType{i32, i32, i32}, []wasm.ValType{i32})},
 }
 
 // Reserved export names: the instrumenter adds these, so a module must not

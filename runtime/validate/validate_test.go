@@ -124,6 +124,12 @@ func hostileCases() []struct {
 	add("reserved prefix", validate.ErrReservedName, "__kairos_depth", func(b *Builder) {
 		b.M.Exports = append(b.M.Exports, wasm.Export{Name: "__kairos_depth", Kind: wasm.ExternFunc})
 	})
+	add("start function", validate.ErrStartFunction, "function 0", func(b *Builder) {
+		var zero uint32
+		b.M.Start = &zero
+		b.M.Types[0] = wasm.FuncType{} // () -> () so only the start rule is broken
+		b.M.Code[0].Body = nil
+	})
 	add("two memories", validate.ErrFeature, "multi-memory", func(b *Builder) {
 		b.M.Memories = append(b.M.Memories, wasm.Limits{Min: 1})
 	})

@@ -100,6 +100,10 @@ func (in *Instance) Call(name string, gas int64, args ...uint64) Result {
 	return r
 }
 
+// Module is the underlying wazero module, for benchmarks that call
+// functions directly.
+func (in *Instance) Module() api.Module { return in.mod }
+
 // Global reads an exported global.
 func (in *Instance) Global(name string) uint64 { return in.mod.ExportedGlobal(name).Get() }
 
