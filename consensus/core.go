@@ -55,6 +55,11 @@ type node struct {
 	committed bool
 }
 
+type waitHeader struct {
+	h *Header
+	d Digest
+}
+
 type seenTx struct {
 	id TxID
 	at int64
@@ -94,7 +99,7 @@ type Core struct {
 
 	// Voting.
 	voted   map[ar]Digest
-	waiting map[ar]*Header
+	waiting map[ar]waitHeader
 
 	// Own proposals.
 	ready     bool   // false until the amnesia check answered
@@ -139,7 +144,7 @@ func New(cfg Config) (*Core, error) {
 		c: c, me: cfg.Me, signer: cfg.Signer, hooks: cfg.Hooks, recs: cfg.Records,
 		dag: map[Digest]*node{}, rounds: map[uint64]map[uint32]Digest{}, pending: map[Digest]*Certificate{},
 		missing: map[Digest]bool{}, missTx: map[TxID]bool{}, signedBy: map[uint32]uint64{},
-		voted: map[ar]Digest{}, waiting: map[ar]*Header{}, ownVotes: map[uint32][]byte{},
+		voted: map[ar]Digest{}, waiting: map[ar]waitHeader{}, ownVotes: map[uint32][]byte{},
 		have: map[TxID]int64{}, inflight: map[Digest][]seenTx{}, inUnack: map[TxID]bool{}, ord: ord, timerAt: -1,
 	}, nil
 }
@@ -180,7 +185,7 @@ func (c *Core) start() {
 		case r.Vote != nil:
 			c.voted[ar{r.Vote.Author, r.Vote.Round}] = r.Vote.Digest
 		case r.Cert != nil:
-			c.insertCert(r.Cert, false)
+			c.insertCert(r.Cert, c.c.Digest(&r.Cert.Header), false)
 		}
 	}
 	if len(c.recs) == 0 {
@@ -257,7 +262,7 @@ func (c *Core) onHeader(h *Header) {
 		return // never a second vote for the same (author, round)
 	}
 	if _, ok := c.waiting[key]; !ok {
-		c.waiting[key] = h
+		c.waiting[key] = waitHeader{h, d}
 	}
 }
 
@@ -268,11 +273,11 @@ func (c *Core) sendVote(h *Header, d Digest) {
 
 // tryVote applies the voting rules; it returns true when the header is
 // settled (voted or rejected) and may leave the waiting set.
-func (c *Core) tryVote(h *Header) bool {
+func (c *Core) tryVote(w waitHeader) bool {
+	h, d := w.h, w.d
 	if !c.ready || h.Round <= c.floor || h.Round < c.gcRound {
 		return h.Round < c.gcRound
 	}
-	d := c.c.Digest(h)
 	// Rule 2: parents.
 	if h.Round > 1 {
 		var w uint64
@@ -422,7 +427,7 @@ func (c *Core) onVote(v *Vote) {
 		return false
 	})
 	c.inflight[c.ownDigest] = flying
-	c.insertCert(cert, true)
+	c.insertCert(cert, c.ownDigest, true)
 	c.emit(Broadcast{Msg: &Message{Cert: cert}})
 }
 
@@ -435,18 +440,17 @@ func (c *Core) onCert(cert *Certificate) {
 	if c.dag[d] != nil || c.pending[d] != nil {
 		return
 	}
-	if _, err := c.c.CheckCertificate(cert); err != nil {
+	if err := c.c.checkCertificate(cert, d); err != nil {
 		c.reject("bad certificate")
 		return
 	}
-	c.insertCert(cert, true)
+	c.insertCert(cert, d, true)
 }
 
 // insertCert adds a verified certificate once its parents are present;
 // otherwise it waits in pending and the parents are fetched.
-func (c *Core) insertCert(cert *Certificate, persist bool) {
+func (c *Core) insertCert(cert *Certificate, d Digest, persist bool) {
 	h := &cert.Header
-	d := c.c.Digest(h)
 	if c.dag[d] != nil || h.Round < c.gcRound {
 		return
 	}
@@ -503,7 +507,7 @@ func (c *Core) insertCert(cert *Certificate, persist bool) {
 	sortDigests(ready)
 	for _, pd := range ready {
 		if pc := c.pending[pd]; pc != nil {
-			c.insertCert(pc, persist)
+			c.insertCert(pc, pd, persist)
 		}
 	}
 }
@@ -849,8 +853,8 @@ func (c *Core) armTimer() {
 		if t := c.waitStart + c.leaderTimeout(); t > c.now {
 			at = min(at, t)
 		}
-		for _, h := range c.waiting {
-			if t := h.Time - c.c.Params.MaxClockSkew; t > c.now {
+		for _, w := range c.waiting {
+			if t := w.h.Time - c.c.Params.MaxClockSkew; t > c.now {
 				at = min(at, t)
 			}
 		}

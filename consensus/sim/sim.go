@@ -126,6 +126,7 @@ type event struct {
 	slot  int
 	from  uint32
 	data  []byte
+	msg   *decoded
 	gen   uint64
 	res   *consensus.FetchResult
 	req   *consensus.Fetch
@@ -511,12 +512,11 @@ func (s *sim) handle(e *event) {
 		if !sl.up {
 			return
 		}
-		m, err := consensus.DecodeMessage(e.data)
-		if err != nil {
-			s.note("slot %d rejects %d bytes from %d: %v", e.slot, len(e.data), e.from, errKind(err))
+		if e.msg.err != nil {
+			s.note("slot %d rejects %d bytes from %d: %v", e.slot, len(e.data), e.from, errKind(e.msg.err))
 			return
 		}
-		s.step(e.slot, consensus.MsgIn{Now: sl.clk.local(s.now), From: e.from, Msg: m})
+		s.step(e.slot, consensus.MsgIn{Now: sl.clk.local(s.now), From: e.from, Msg: e.msg.m})
 	case evTimer:
 		sl := s.slots[e.slot]
 		if !sl.up || e.gen != sl.timerGen {
@@ -664,7 +664,16 @@ func (s *sim) send(i int, to []uint32, m *consensus.Message) {
 	s.transmit(sl.idx, to, data)
 }
 
+// decoded is one transmission decoded once for all its recipients (the
+// core treats received messages as read-only).
+type decoded struct {
+	m   *consensus.Message
+	err error
+}
+
 func (s *sim) transmit(from uint32, to []uint32, data []byte) {
+	m, err := consensus.DecodeMessage(data)
+	msg := &decoded{m, err}
 	for _, v := range to {
 		if !s.linkUp(from, v) {
 			continue
@@ -677,9 +686,9 @@ func (s *sim) transmit(from uint32, to []uint32, data []byte) {
 			if s.r.Float64() < s.loss {
 				continue
 			}
-			s.push(&event{at: s.now + s.latency(), kind: evDeliver, slot: j, from: from, data: data})
+			s.push(&event{at: s.now + s.latency(), kind: evDeliver, slot: j, from: from, data: data, msg: msg})
 			if s.r.Float64() < s.dup {
-				s.push(&event{at: s.now + s.latency(), kind: evDeliver, slot: j, from: from, data: data})
+				s.push(&event{at: s.now + s.latency(), kind: evDeliver, slot: j, from: from, data: data, msg: msg})
 			}
 		}
 	}
