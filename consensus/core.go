@@ -180,7 +180,7 @@ func (c *Core) start() {
 			h := r.Own
 			c.round, c.lastTime, c.own, c.ownDone = h.Round, h.Time, h, false
 			c.ownDigest = c.c.Digest(h)
-			c.ownVotes = map[uint32][]byte{}
+			c.ownVotes = map[uint32][]byte{c.me: c.c.SignVote(c.signer, h, c.ownDigest, c.me).Sig}
 			c.voted[ar{c.me, h.Round}] = c.ownDigest
 		case r.Vote != nil:
 			c.voted[ar{r.Vote.Author, r.Vote.Round}] = r.Vote.Digest
@@ -613,6 +613,22 @@ func (c *Core) commitAnchor(a *node) {
 		in[i] = order.Cert{Author: int(h.Author), Time: h.Time, Acks: h.Acks}
 	}
 	c.emit(Committed{Index: c.subIndex, Anchor: a.digest, Certs: certs})
+	// Payloads acked by others that we never received: fetch them, so we
+	// hold what we will execute and can add our own ack (otherwise a
+	// transaction that reached fewer than Q validators would hold the
+	// watermark back until it expires).
+	var ask []TxID
+	for _, x := range in {
+		for _, ack := range x.Acks {
+			if _, ok := c.have[ack.TxID]; !ok && !c.missTx[ack.TxID] && !c.ord.Done(ack.TxID) && len(c.missTx) < MaxUnacked {
+				c.missTx[ack.TxID] = true
+				ask = append(ask, ack.TxID)
+			}
+		}
+	}
+	if len(ask) > 0 {
+		c.emit(Fetch{Txs: ask})
+	}
 	if b := c.ord.Apply(in); b != nil {
 		for _, tx := range b.Txs {
 			delete(c.have, tx.ID)
@@ -622,29 +638,23 @@ func (c *Core) commitAnchor(a *node) {
 	}
 	c.lastAnchor = a.cert.Header.Round
 	c.misses = 0
+	c.requeueOrphans()
 	if c.lastAnchor > c.c.Params.GCDepth {
 		c.gc(c.lastAnchor - c.c.Params.GCDepth)
 	}
 }
 
-// gc drops everything below round g. Rounds are visited in order; the maps
-// are only deleted from.
-func (c *Core) gc(g uint64) {
-	for r := c.gcRound; r < g; r++ {
-		delete(c.rounds, r)
-	}
-	c.gcRound = max(c.gcRound, g)
+// requeueOrphans acks again the transactions of own certificates that the
+// last committed anchor, two or more rounds above, did not reach. Such a
+// certificate may still be committed later through another path; then the
+// ordering layer keeps our first ack and ignores the second.
+func (c *Core) requeueOrphans() {
 	var orphans []Digest
-	for d, n := range c.dag {
-		// Keep our latest certificate: our next header names it.
-		if n.cert.Header.Round < g && n != c.lastCert {
-			delete(c.dag, d)
-			if _, ok := c.inflight[d]; ok {
-				orphans = append(orphans, d)
-			}
+	for d := range c.inflight {
+		if n := c.dag[d]; n == nil || (!n.committed && n.cert.Header.Round+2 <= c.lastAnchor) {
+			orphans = append(orphans, d)
 		}
 	}
-	// Own certificates that no anchor reached: ack their transactions again.
 	sortDigests(orphans)
 	for _, d := range orphans {
 		for _, s := range c.inflight[d] {
@@ -655,6 +665,21 @@ func (c *Core) gc(g uint64) {
 			}
 		}
 		delete(c.inflight, d)
+	}
+}
+
+// gc drops everything below round g. Rounds are visited in order; the maps
+// are only deleted from.
+func (c *Core) gc(g uint64) {
+	for r := c.gcRound; r < g; r++ {
+		delete(c.rounds, r)
+	}
+	c.gcRound = max(c.gcRound, g)
+	for d, n := range c.dag {
+		// Keep our latest certificate: our next header names it.
+		if n.cert.Header.Round < g && n != c.lastCert {
+			delete(c.dag, d)
+		}
 	}
 	for d, p := range c.pending {
 		if p.Header.Round < g {
@@ -786,14 +811,11 @@ func (c *Core) propose(round, parentRound uint64) {
 	c.c.SignHeader(c.signer, h)
 	d := c.c.Digest(h)
 	c.round, c.lastTime, c.own, c.ownDigest, c.ownDone = round, h.Time, h, d, false
-	c.ownVotes = map[uint32][]byte{}
+	c.ownVotes = map[uint32][]byte{c.me: c.c.SignVote(c.signer, h, d, c.me).Sig}
 	c.voted[ar{c.me, round}] = d
 	c.stats.Headers++
 	c.emit(Persist{Rec: Record{Own: h}, Sync: true})
 	c.emit(Broadcast{Msg: &Message{Header: h}})
-	// Our own vote.
-	v := c.c.SignVote(c.signer, h, d, c.me)
-	c.ownVotes[c.me] = v.Sig
 	c.resendAt = c.now + c.c.Params.ResendInterval
 }
 

@@ -80,7 +80,7 @@ func (s *sim) onCommitted(sl *slot, c consensus.Committed) {
 	if DebugAcks && sl.idx == 0 {
 		for _, cert := range c.Certs {
 			for _, a := range cert.Header.Acks {
-				if a.TxID[0] == 0xbb && a.TxID[1] == 0x48 {
+				if a.TxID[0] == 0x2d && a.TxID[1] == 0x99 {
 					s.note("   slot0 commits ack of bb48 by %d round %d: %d", cert.Header.Author, cert.Header.Round, a.TRecv)
 				}
 			}
@@ -122,6 +122,9 @@ func (s *sim) onReleased(sl *slot, b *order.Block) {
 	}
 	sl.lastB = b.Watermark
 	for _, tx := range b.Txs {
+		if DebugAcks && tx.ID[0] == 0xe5 && tx.ID[1] == 0xfc {
+			s.note("   released e5fc at %d in block %d first=%v", sl.idx, b.Height, first)
+		}
 		if sl.log[tx.ID] {
 			s.violate("S5: validator %d released %x twice", sl.idx, tx.ID[:4])
 		}
