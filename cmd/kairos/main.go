@@ -25,6 +25,7 @@ func newRootCmd() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(newBenchCmd())
+	root.AddCommand(newSimCmd())
 	return root
 }
 

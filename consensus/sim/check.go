@@ -158,12 +158,17 @@ func (s *sim) onReleased(sl *slot, b *order.Block) {
 func (s *sim) finish() {
 	maxHeight, maxSub := 0, 0
 	for _, sl := range s.slots {
+		if sl.core == nil {
+			continue
+		}
 		if s.honest(sl) {
 			maxHeight = max(maxHeight, len(sl.blocks))
 			maxSub = max(maxSub, len(sl.subs))
 			s.res.Rounds = max(s.res.Rounds, sl.core.Round())
 		}
-		sl.verifies += sl.core.Stats().Verifies
+		if sl.up {
+			sl.verifies += sl.core.Stats().Verifies
+		}
 		s.res.Verifies += sl.verifies
 		if s.honest(sl) && sl.core.Stats().Conflicts > 0 {
 			s.violate("S4: validator %d saw %d conflicting certificates", sl.idx, sl.core.Stats().Conflicts)

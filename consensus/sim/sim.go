@@ -63,6 +63,8 @@ type Config struct {
 	LatencyMin int64    // one-way latency base
 	LatencyAvg int64    // mean of the exponential tail added to the base
 	Ed25519    bool     // real signatures instead of the keyed-hash scheme
+	Always     bool     // inject every listed kind (figures); otherwise each seed draws some
+	FaultyDown bool     // the faulty validator is down for the whole run
 	Params     *consensus.Params
 	Script     []Step // scheduled faults (scenario files); added to the random ones
 	Trace      func(string)
@@ -254,7 +256,9 @@ func Run(cfg Config) *Result {
 	}
 	s.now = end
 	for i, sl := range s.slots {
-		s.note("end slot %d up=%v %v", i, sl.up, sl.core)
+		if sl.core != nil {
+			s.note("end slot %d up=%v %v", i, sl.up, sl.core)
+		}
 	}
 	s.finish()
 	s.res.VirtualTime = end
@@ -298,7 +302,7 @@ func (s *sim) has(kind string) bool {
 
 // pick decides whether this seed injects kind.
 func (s *sim) pick(kind string, p float64) bool {
-	if !s.has(kind) || s.r.Float64() >= p {
+	if !s.has(kind) || (!s.cfg.Always && s.r.Float64() >= p) {
 		return false
 	}
 	s.res.Faults[kind]++
@@ -341,7 +345,11 @@ func (s *sim) setup() {
 	}
 	s.faulty = s.n - 1 - s.r.IntN(s.n) // at most F weight misbehaves: one validator
 	s.planFaults()
-	for i := range s.slots {
+	for i, sl := range s.slots {
+		if s.cfg.FaultyDown && int(sl.idx) == s.faulty {
+			s.res.Faults["validator-down"]++
+			continue
+		}
 		s.startSlot(i)
 	}
 	// Open-loop clients: Poisson arrivals until shortly before the end so
@@ -494,7 +502,7 @@ func (s *sim) stopFaults() {
 	s.loss, s.dup, s.flapping, s.isolateUntil = 0, 0, false, 0
 	s.cut = map[[2]uint32]bool{}
 	for i, sl := range s.slots {
-		if !sl.up {
+		if !sl.up && !(s.cfg.FaultyDown && int(sl.idx) == s.faulty) {
 			s.note("calm: restart %d", i)
 			s.startSlot(i)
 		}
@@ -529,6 +537,10 @@ func (s *sim) handle(e *event) {
 		s.step(e.slot, consensus.Tick{Now: sl.clk.local(s.now)})
 	case evFetch:
 		sl := s.slots[e.slot]
+		if e.req != nil {
+			s.answerFetch(e.slot, e.req)
+			return
+		}
 		if !sl.up {
 			return
 		}
@@ -759,7 +771,14 @@ func (s *sim) junk(i int) {
 	s.push(&event{at: s.now + 20*Millisecond + s.r.Int64N(80*Millisecond), kind: evJunk, slot: i})
 }
 
+// fetch models a request/response exchange with one random reachable
+// peer: the answer reflects the peer's state when the request arrives.
 func (s *sim) fetch(i int, f consensus.Fetch) {
+	req := f
+	s.push(&event{at: s.now + s.latency(), kind: evFetch, slot: i, req: &req})
+}
+
+func (s *sim) answerFetch(i int, f *consensus.Fetch) {
 	sl := s.slots[i]
 	var peers []int
 	for j, p := range s.slots {
@@ -788,7 +807,7 @@ func (s *sim) fetch(i int, f consensus.Fetch) {
 			res.Txs = append(res.Txs, id)
 		}
 	}
-	s.push(&event{at: s.now + 2*s.latency(), kind: evFetch, slot: i, res: res})
+	s.push(&event{at: s.now + s.latency(), kind: evFetch, slot: i, res: res})
 }
 
 func (s *sim) submit() {
