@@ -200,6 +200,11 @@ func (s *sim) finish() {
 		s.violate("L1: only %d sub-DAGs committed after the faults stopped", s.calmCommits())
 	}
 	for i := range s.txs {
+		if len(s.txs[i].seenBy) > 0 {
+			s.res.Seen++
+		}
+	}
+	for i := range s.txs {
 		tx := &s.txs[i]
 		if len(tx.seenBy) > 0 && !tx.released {
 			s.violate("L2: tx %d (%x) seen by honest %v not released", i, tx.id[:4], keys(tx.seenBy))

@@ -65,6 +65,7 @@ type Config struct {
 	Ed25519    bool     // real signatures instead of the keyed-hash scheme
 	Always     bool     // inject every listed kind (figures); otherwise each seed draws some
 	FaultyDown bool     // the faulty validator is down for the whole run
+	Faulty     *int     // which validator may misbehave; nil = drawn from the seed
 	Params     *consensus.Params
 	Script     []Step // scheduled faults (scenario files); added to the random ones
 	Trace      func(string)
@@ -93,6 +94,7 @@ type Result struct {
 	Commits     uint64 // highest committed sub-DAG index among honest nodes
 	Rounds      uint64 // highest own round among honest nodes
 	Submitted   int
+	Seen        int     // txs that reached at least one honest validator
 	Released    int     // txs released at the first honest node
 	Latencies   []int64 // submit -> first honest release, per released tx
 	Messages    uint64
@@ -226,6 +228,8 @@ type sim struct {
 	txIndex   map[order.TxID]int
 	calm      bool
 	calmSubs  int // committed sub-DAGs when the faults stopped
+
+	crashOnHeader map[int]bool // scenario: crash right after the next own header
 }
 
 type txInfo struct {
@@ -344,6 +348,9 @@ func (s *sim) setup() {
 		s.slots = append(s.slots, &slot{idx: uint32(i), mempool: map[int]int64{}})
 	}
 	s.faulty = s.n - 1 - s.r.IntN(s.n) // at most F weight misbehaves: one validator
+	if s.cfg.Faulty != nil {
+		s.faulty = *s.cfg.Faulty
+	}
 	s.planFaults()
 	for i, sl := range s.slots {
 		if s.cfg.FaultyDown && int(sl.idx) == s.faulty {
@@ -611,6 +618,7 @@ func (s *sim) step(i int, ev consensus.Event) {
 				}
 			}
 			s.checkSent(sl, a.Msg)
+			defer s.crashAfterHeader(i, a.Msg)
 			var to []uint32
 			for v := uint32(0); v < uint32(s.n); v++ {
 				if v != sl.idx {
@@ -633,6 +641,13 @@ func (s *sim) step(i int, ev consensus.Event) {
 		case consensus.Released:
 			s.onReleased(sl, a.Block)
 		}
+	}
+}
+
+func (s *sim) crashAfterHeader(i int, m *consensus.Message) {
+	if m.Header != nil && s.crashOnHeader[i] && s.slots[i].up {
+		delete(s.crashOnHeader, i)
+		s.crash(i, false)
 	}
 }
 
@@ -872,6 +887,19 @@ func (s *sim) script(st *Step) {
 		if !s.slots[st.Node].up {
 			s.startSlot(st.Node)
 		}
+	case "crash-anchor":
+		lead := s.currentLeader()
+		for i, sl := range s.slots {
+			if sl.idx == lead && sl.up {
+				s.crash(i, false)
+				s.push(&event{at: s.now + st.Val, kind: evRestart, slot: i})
+			}
+		}
+	case "crash-on-header":
+		if s.crashOnHeader == nil {
+			s.crashOnHeader = map[int]bool{}
+		}
+		s.crashOnHeader[st.Node] = true
 	case "jump":
 		s.slots[st.Node].clk.offset += st.Val
 	case "skew":
