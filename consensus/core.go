@@ -935,13 +935,25 @@ func (c *Core) Certificates(ds []Digest, fromRound uint64) []*Certificate {
 	return out
 }
 
-// SignedRound returns the highest round at which this node holds a
-// certificate authored or signed by validator v (the amnesia-guard answer).
-func (c *Core) SignedRound(v uint32) uint64 { return c.signedBy[v] }
-
-// String summarises the core's progress for traces.
-func (c *Core) String() string {
-	return fmt.Sprintf("v%d ready=%v floor=%d round=%d highest=%d quorum=%d gc=%d anchor=%d waiting=%d pending=%d missing=%d missTx=%d own=%v stats=%+v",
-		c.me, c.ready, c.floor, c.round, c.highest, c.quorumRound(), c.gcRound, c.lastAnchor, len(c.waiting), len(c.pending),
-		len(c.missing), len(c.missTx), c.own != nil && !c.ownDone, c.stats)
+// SignedRound answers a wiped validator's amnesia check: the highest round
+// of anything signed by v that this node holds — certificates v authored or
+// signed, v's headers it voted on or keeps waiting, and v's votes on its own
+// current header. The asking core adds a margin on top (amnesiaMargin), for
+// signatures that reached no one who answers.
+func (c *Core) SignedRound(v uint32) uint64 {
+	r := c.signedBy[v]
+	for k := range c.voted {
+		if k.author == v {
+			r = max(r, k.round)
+		}
+	}
+	for k := range c.waiting {
+		if k.author == v {
+			r = max(r, k.round)
+		}
+	}
+	if _, ok := c.ownVotes[v]; ok && c.own != nil {
+		r = max(r, c.own.Round)
+	}
+	return r
 }

@@ -82,7 +82,7 @@ validator, checking safety after every step and liveness after the faults stop.
 	f.Int64Var(&latMinUs, "latency-min-us", 500, "one-way network latency base, microseconds")
 	f.Int64Var(&latAvgUs, "latency-avg-us", 1000, "mean of the exponential latency tail, microseconds")
 	f.BoolVar(&ed25519, "ed25519", false, "use real ed25519 signatures (slower)")
-	f.BoolVar(&verbose, "v", false, "print the trace of every seed to stderr")
+	f.BoolVarP(&verbose, "verbose", "v", false, "print the trace of every seed to stderr")
 	return cmd
 }
 

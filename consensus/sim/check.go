@@ -27,10 +27,11 @@ func (h hashScheme) Verify(pub, msg, sig []byte) bool {
 	return ok && bytes.Equal(hashSigner(secret).Sign(msg), sig)
 }
 
-// checkSent records what honest slots sign: S3 (no equivocation of headers
-// or votes, also across restarts) and S4 (one certificate per author and
-// round among all certificates formed).
-func (s *sim) checkSent(sl *slot, m *consensus.Message) {
+// checkSigned records what validators signed, as delivered to a peer (a
+// signature that reached no one cannot be used): S3 (no equivocation of
+// headers or votes by honest validators, also across restarts and wipes)
+// and S4 (one certificate per author and round among all certificates).
+func (s *sim) checkSigned(from uint32, m *consensus.Message) {
 	switch {
 	case m.Cert != nil:
 		h := &m.Cert.Header
@@ -40,7 +41,7 @@ func (s *sim) checkSent(sl *slot, m *consensus.Message) {
 			s.violate("S4: two certificates for author %d round %d", h.Author, h.Round)
 		}
 		s.certs[k] = d
-	case !s.honest(sl):
+	case !s.signsHonestly(from):
 	case m.Header != nil:
 		h := m.Header
 		d := s.comm.Digest(h)
@@ -58,6 +59,11 @@ func (s *sim) checkSent(sl *slot, m *consensus.Message) {
 		s.votes[k] = v.HeaderDigest
 	}
 }
+
+// signsHonestly: the faulty validator runs honest code when its only fault
+// is a wiped disk, and then it must not equivocate either (the amnesia
+// guard).
+func (s *sim) signsHonestly(v uint32) bool { return int(v) != s.faulty || len(s.byz) == 0 }
 
 func (s *sim) onCommitted(sl *slot, c consensus.Committed) {
 	if !s.honest(sl) {

@@ -531,6 +531,7 @@ func (s *sim) handle(e *event) {
 			s.note("slot %d rejects %d bytes from %d: %v", e.slot, len(e.data), e.from, errKind(e.msg.err))
 			return
 		}
+		s.checkSigned(e.from, e.msg.m)
 		s.step(e.slot, consensus.MsgIn{Now: sl.clk.local(s.now), From: e.from, Msg: e.msg.m})
 	case evTimer:
 		sl := s.slots[e.slot]
@@ -606,7 +607,6 @@ func (s *sim) step(i int, ev consensus.Event) {
 	for _, a := range acts {
 		switch a := a.(type) {
 		case consensus.Send:
-			s.checkSent(sl, a.Msg)
 			s.send(i, []uint32{a.To}, a.Msg)
 		case consensus.Broadcast:
 			if a.Msg.Header != nil {
@@ -617,7 +617,6 @@ func (s *sim) step(i int, ev consensus.Event) {
 					}
 				}
 			}
-			s.checkSent(sl, a.Msg)
 			defer s.crashAfterHeader(i, a.Msg)
 			var to []uint32
 			for v := uint32(0); v < uint32(s.n); v++ {
