@@ -957,3 +957,10 @@ func (c *Core) SignedRound(v uint32) uint64 {
 	}
 	return r
 }
+
+// String summarises the core's progress for traces.
+func (c *Core) String() string {
+	return fmt.Sprintf("v%d ready=%v floor=%d round=%d highest=%d quorum=%d gc=%d anchor=%d waiting=%d pending=%d missing=%d missTx=%d own=%v stats=%+v",
+		c.me, c.ready, c.floor, c.round, c.highest, c.quorumRound(), c.gcRound, c.lastAnchor, len(c.waiting), len(c.pending),
+		len(c.missing), len(c.missTx), c.own != nil && !c.ownDone, c.stats)
+}
