@@ -83,15 +83,6 @@ func (s *sim) onCommitted(sl *slot, c consensus.Committed) {
 		s.note("commit %d anchor %x (%d certs) by %d", c.Index, c.Anchor[:4], len(c.Certs), sl.idx)
 	}
 	s.res.Commits = max(s.res.Commits, c.Index)
-	if DebugAcks && sl.idx == 0 {
-		for _, cert := range c.Certs {
-			for _, a := range cert.Header.Acks {
-				if a.TxID[0] == 0x2d && a.TxID[1] == 0x99 {
-					s.note("   slot0 commits ack of bb48 by %d round %d: %d", cert.Header.Author, cert.Header.Round, a.TRecv)
-				}
-			}
-		}
-	}
 	for _, cert := range c.Certs {
 		h := &cert.Header
 		if int(h.Author) == s.faulty {
@@ -128,9 +119,6 @@ func (s *sim) onReleased(sl *slot, b *order.Block) {
 	}
 	sl.lastB = b.Watermark
 	for _, tx := range b.Txs {
-		if DebugAcks && tx.ID[0] == 0xe5 && tx.ID[1] == 0xfc {
-			s.note("   released e5fc at %d in block %d first=%v", sl.idx, b.Height, first)
-		}
 		if sl.log[tx.ID] {
 			s.violate("S5: validator %d released %x twice", sl.idx, tx.ID[:4])
 		}

@@ -239,8 +239,6 @@ type txInfo struct {
 	released  bool
 }
 
-var DebugAcks = false
-
 // Run executes one simulation.
 func Run(cfg Config) *Result {
 	s := &sim{cfg: cfg, r: rand.New(rand.NewPCG(cfg.Seed, 0x5eed)), n: cfg.Validators, faulty: -1,
@@ -610,12 +608,7 @@ func (s *sim) step(i int, ev consensus.Event) {
 			s.send(i, []uint32{a.To}, a.Msg)
 		case consensus.Broadcast:
 			if a.Msg.Header != nil {
-				s.note("slot %d header round %d time %d acks %d sp %x", i, a.Msg.Header.Round, a.Msg.Header.Time, len(a.Msg.Header.Acks), a.Msg.Header.SelfParent[:4])
-				if DebugAcks {
-					for _, x := range a.Msg.Header.Acks {
-						s.note("   ack %x %d", x.TxID[:4], x.TRecv)
-					}
-				}
+				s.note("slot %d header round %d time %d acks %d", i, a.Msg.Header.Round, a.Msg.Header.Time, len(a.Msg.Header.Acks))
 			}
 			defer s.crashAfterHeader(i, a.Msg)
 			var to []uint32
