@@ -46,7 +46,7 @@ run: build ## the demo: a state store under ./.kairos
 	$(BIN) demo
 
 sim: ## run the consensus simulator over many seeds
-	$(GO) test -count=1 -run Sim ./consensus/... -sim.seeds=5000
+	$(GO) test -count=1 -run Sim ./consensus/sim -sim.seeds=5000
 
 clean: ## remove build output and the demo data
 	rm -rf bin .kairos

@@ -55,6 +55,11 @@ type node struct {
 	committed bool
 }
 
+type waitHeader struct {
+	h *Header
+	d Digest
+}
+
 type seenTx struct {
 	id TxID
 	at int64
@@ -94,7 +99,7 @@ type Core struct {
 
 	// Voting.
 	voted   map[ar]Digest
-	waiting map[ar]*Header
+	waiting map[ar]waitHeader
 
 	// Own proposals.
 	ready     bool   // false until the amnesia check answered
@@ -139,7 +144,7 @@ func New(cfg Config) (*Core, error) {
 		c: c, me: cfg.Me, signer: cfg.Signer, hooks: cfg.Hooks, recs: cfg.Records,
 		dag: map[Digest]*node{}, rounds: map[uint64]map[uint32]Digest{}, pending: map[Digest]*Certificate{},
 		missing: map[Digest]bool{}, missTx: map[TxID]bool{}, signedBy: map[uint32]uint64{},
-		voted: map[ar]Digest{}, waiting: map[ar]*Header{}, ownVotes: map[uint32][]byte{},
+		voted: map[ar]Digest{}, waiting: map[ar]waitHeader{}, ownVotes: map[uint32][]byte{},
 		have: map[TxID]int64{}, inflight: map[Digest][]seenTx{}, inUnack: map[TxID]bool{}, ord: ord, timerAt: -1,
 	}, nil
 }
@@ -175,12 +180,12 @@ func (c *Core) start() {
 			h := r.Own
 			c.round, c.lastTime, c.own, c.ownDone = h.Round, h.Time, h, false
 			c.ownDigest = c.c.Digest(h)
-			c.ownVotes = map[uint32][]byte{}
+			c.ownVotes = map[uint32][]byte{c.me: c.c.SignVote(c.signer, h, c.ownDigest, c.me).Sig}
 			c.voted[ar{c.me, h.Round}] = c.ownDigest
 		case r.Vote != nil:
 			c.voted[ar{r.Vote.Author, r.Vote.Round}] = r.Vote.Digest
 		case r.Cert != nil:
-			c.insertCert(r.Cert, false)
+			c.insertCert(r.Cert, c.c.Digest(&r.Cert.Header), false)
 		}
 	}
 	if len(c.recs) == 0 {
@@ -257,7 +262,7 @@ func (c *Core) onHeader(h *Header) {
 		return // never a second vote for the same (author, round)
 	}
 	if _, ok := c.waiting[key]; !ok {
-		c.waiting[key] = h
+		c.waiting[key] = waitHeader{h, d}
 	}
 }
 
@@ -268,11 +273,11 @@ func (c *Core) sendVote(h *Header, d Digest) {
 
 // tryVote applies the voting rules; it returns true when the header is
 // settled (voted or rejected) and may leave the waiting set.
-func (c *Core) tryVote(h *Header) bool {
+func (c *Core) tryVote(w waitHeader) bool {
+	h, d := w.h, w.d
 	if !c.ready || h.Round <= c.floor || h.Round < c.gcRound {
 		return h.Round < c.gcRound
 	}
-	d := c.c.Digest(h)
 	// Rule 2: parents.
 	if h.Round > 1 {
 		var w uint64
@@ -422,7 +427,7 @@ func (c *Core) onVote(v *Vote) {
 		return false
 	})
 	c.inflight[c.ownDigest] = flying
-	c.insertCert(cert, true)
+	c.insertCert(cert, c.ownDigest, true)
 	c.emit(Broadcast{Msg: &Message{Cert: cert}})
 }
 
@@ -435,18 +440,17 @@ func (c *Core) onCert(cert *Certificate) {
 	if c.dag[d] != nil || c.pending[d] != nil {
 		return
 	}
-	if _, err := c.c.CheckCertificate(cert); err != nil {
+	if err := c.c.checkCertificate(cert, d); err != nil {
 		c.reject("bad certificate")
 		return
 	}
-	c.insertCert(cert, true)
+	c.insertCert(cert, d, true)
 }
 
 // insertCert adds a verified certificate once its parents are present;
 // otherwise it waits in pending and the parents are fetched.
-func (c *Core) insertCert(cert *Certificate, persist bool) {
+func (c *Core) insertCert(cert *Certificate, d Digest, persist bool) {
 	h := &cert.Header
-	d := c.c.Digest(h)
 	if c.dag[d] != nil || h.Round < c.gcRound {
 		return
 	}
@@ -503,7 +507,7 @@ func (c *Core) insertCert(cert *Certificate, persist bool) {
 	sortDigests(ready)
 	for _, pd := range ready {
 		if pc := c.pending[pd]; pc != nil {
-			c.insertCert(pc, persist)
+			c.insertCert(pc, pd, persist)
 		}
 	}
 }
@@ -609,6 +613,22 @@ func (c *Core) commitAnchor(a *node) {
 		in[i] = order.Cert{Author: int(h.Author), Time: h.Time, Acks: h.Acks}
 	}
 	c.emit(Committed{Index: c.subIndex, Anchor: a.digest, Certs: certs})
+	// Payloads acked by others that we never received: fetch them, so we
+	// hold what we will execute and can add our own ack (otherwise a
+	// transaction that reached fewer than Q validators would hold the
+	// watermark back until it expires).
+	var ask []TxID
+	for _, x := range in {
+		for _, ack := range x.Acks {
+			if _, ok := c.have[ack.TxID]; !ok && !c.missTx[ack.TxID] && !c.ord.Done(ack.TxID) && len(c.missTx) < MaxUnacked {
+				c.missTx[ack.TxID] = true
+				ask = append(ask, ack.TxID)
+			}
+		}
+	}
+	if len(ask) > 0 {
+		c.emit(Fetch{Txs: ask})
+	}
 	if b := c.ord.Apply(in); b != nil {
 		for _, tx := range b.Txs {
 			delete(c.have, tx.ID)
@@ -618,29 +638,23 @@ func (c *Core) commitAnchor(a *node) {
 	}
 	c.lastAnchor = a.cert.Header.Round
 	c.misses = 0
+	c.requeueOrphans()
 	if c.lastAnchor > c.c.Params.GCDepth {
 		c.gc(c.lastAnchor - c.c.Params.GCDepth)
 	}
 }
 
-// gc drops everything below round g. Rounds are visited in order; the maps
-// are only deleted from.
-func (c *Core) gc(g uint64) {
-	for r := c.gcRound; r < g; r++ {
-		delete(c.rounds, r)
-	}
-	c.gcRound = max(c.gcRound, g)
+// requeueOrphans acks again the transactions of own certificates that the
+// last committed anchor, two or more rounds above, did not reach. Such a
+// certificate may still be committed later through another path; then the
+// ordering layer keeps our first ack and ignores the second.
+func (c *Core) requeueOrphans() {
 	var orphans []Digest
-	for d, n := range c.dag {
-		// Keep our latest certificate: our next header names it.
-		if n.cert.Header.Round < g && n != c.lastCert {
-			delete(c.dag, d)
-			if _, ok := c.inflight[d]; ok {
-				orphans = append(orphans, d)
-			}
+	for d := range c.inflight {
+		if n := c.dag[d]; n == nil || (!n.committed && n.cert.Header.Round+2 <= c.lastAnchor) {
+			orphans = append(orphans, d)
 		}
 	}
-	// Own certificates that no anchor reached: ack their transactions again.
 	sortDigests(orphans)
 	for _, d := range orphans {
 		for _, s := range c.inflight[d] {
@@ -651,6 +665,21 @@ func (c *Core) gc(g uint64) {
 			}
 		}
 		delete(c.inflight, d)
+	}
+}
+
+// gc drops everything below round g. Rounds are visited in order; the maps
+// are only deleted from.
+func (c *Core) gc(g uint64) {
+	for r := c.gcRound; r < g; r++ {
+		delete(c.rounds, r)
+	}
+	c.gcRound = max(c.gcRound, g)
+	for d, n := range c.dag {
+		// Keep our latest certificate: our next header names it.
+		if n.cert.Header.Round < g && n != c.lastCert {
+			delete(c.dag, d)
+		}
 	}
 	for d, p := range c.pending {
 		if p.Header.Round < g {
@@ -782,14 +811,11 @@ func (c *Core) propose(round, parentRound uint64) {
 	c.c.SignHeader(c.signer, h)
 	d := c.c.Digest(h)
 	c.round, c.lastTime, c.own, c.ownDigest, c.ownDone = round, h.Time, h, d, false
-	c.ownVotes = map[uint32][]byte{}
+	c.ownVotes = map[uint32][]byte{c.me: c.c.SignVote(c.signer, h, d, c.me).Sig}
 	c.voted[ar{c.me, round}] = d
 	c.stats.Headers++
 	c.emit(Persist{Rec: Record{Own: h}, Sync: true})
 	c.emit(Broadcast{Msg: &Message{Header: h}})
-	// Our own vote.
-	v := c.c.SignVote(c.signer, h, d, c.me)
-	c.ownVotes[c.me] = v.Sig
 	c.resendAt = c.now + c.c.Params.ResendInterval
 }
 
@@ -849,8 +875,8 @@ func (c *Core) armTimer() {
 		if t := c.waitStart + c.leaderTimeout(); t > c.now {
 			at = min(at, t)
 		}
-		for _, h := range c.waiting {
-			if t := h.Time - c.c.Params.MaxClockSkew; t > c.now {
+		for _, w := range c.waiting {
+			if t := w.h.Time - c.c.Params.MaxClockSkew; t > c.now {
 				at = min(at, t)
 			}
 		}
@@ -909,9 +935,28 @@ func (c *Core) Certificates(ds []Digest, fromRound uint64) []*Certificate {
 	return out
 }
 
-// SignedRound returns the highest round at which this node holds a
-// certificate authored or signed by validator v (the amnesia-guard answer).
-func (c *Core) SignedRound(v uint32) uint64 { return c.signedBy[v] }
+// SignedRound answers a wiped validator's amnesia check: the highest round
+// of anything signed by v that this node holds — certificates v authored or
+// signed, v's headers it voted on or keeps waiting, and v's votes on its own
+// current header. The asking core adds a margin on top (amnesiaMargin), for
+// signatures that reached no one who answers.
+func (c *Core) SignedRound(v uint32) uint64 {
+	r := c.signedBy[v]
+	for k := range c.voted {
+		if k.author == v {
+			r = max(r, k.round)
+		}
+	}
+	for k := range c.waiting {
+		if k.author == v {
+			r = max(r, k.round)
+		}
+	}
+	if _, ok := c.ownVotes[v]; ok && c.own != nil {
+		r = max(r, c.own.Round)
+	}
+	return r
+}
 
 // String summarises the core's progress for traces.
 func (c *Core) String() string {

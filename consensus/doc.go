@@ -1,9 +1,47 @@
 // Package consensus implements TDAG: a certified DAG (Narwhal-style) with the
-// Bullshark commit rule and a fair-ordering layer that sorts transactions by
-// a consensus timestamp derived from validators' receive times.
+// Bullshark commit rule and a fair-ordering layer (consensus/order) that
+// sorts transactions by a consensus timestamp derived from validators'
+// receive times. The protocol is specified in the design's consensus.md.
 //
-// The protocol is a pure state machine: it starts no goroutines, does no
-// I/O, never reads the wall clock and never uses global randomness. The
-// node drives it in production and consensus/sim drives it in tests.
-// See ../shared/design/consensus.md.
+// # Shape
+//
+// Core is a pure state machine: Step(Event) []Action. It starts no
+// goroutines, does no I/O, never reads the wall clock and never uses global
+// randomness; time arrives in every event as the node's local clock
+// reading. The driver (node/ in production, consensus/sim in tests)
+// performs the actions in order: Send/Broadcast messages, Persist records
+// (a synced Persist completes before any later send), SetTimer, Fetch
+// certificates/payloads/the amnesia answer from peers, and consume
+// Committed sub-DAGs and Released blocks.
+//
+// Wire types (Header, Vote, Certificate, CheckpointVote, wrapped in Message)
+// use canonical CBOR through types.Encode/Decode and are signed with
+// ed25519 over sha256(domain tag ‖ chain id ‖ epoch ‖ canonical bytes),
+// one tag per kind. Times are int64 unix nanoseconds. Committee derives
+// W, F = floor((W-1)/3) and Q = W - F from the validator weights.
+//
+// # Invariants the core keeps
+//
+//   - One vote per (author, round), persisted (synced) before it is sent;
+//     one own header per round, persisted before broadcast and re-sent,
+//     never re-created, after a restart (S3).
+//   - A wiped validator (empty disk) signs nothing until peers report the
+//     highest round it signed at, and never at or below that plus a margin.
+//   - A certificate enters the DAG only after all its parents (above the gc
+//     round); at most one certificate per (author, round) is accepted (S4).
+//   - Commits are a deterministic function of the DAG: the anchor of even
+//     round r commits when round r+1 certificates referencing it weigh
+//     >= F+1; skipped anchors with a path from it are committed first; each
+//     sub-DAG is sorted by (round, author). Any insertion order of the same
+//     certificates, with restarts in between, gives the same sequence (S10).
+//   - Restart = replay of the persisted log (certificates, votes, own
+//     header): commits and blocks are re-emitted identically from index 1,
+//     so the driver deduplicates by sub-DAG index and block height.
+//   - Every queue a peer or client can grow has a named limit (MaxPending,
+//     MaxRoundsAhead, MaxUnacked, MaxAcks, MaxMessageBytes, MaxFetchCerts);
+//     everything below the gc round is dropped.
+//
+// Bad input never panics: decoding and checks return errors wrapping the
+// sentinels ErrMalformed, ErrTooLarge, ErrUnknown, ErrBadSignature,
+// ErrNoQuorum; the core counts rejected messages in Stats.
 package consensus

@@ -165,25 +165,29 @@ func (c *Committee) SignCheckpoint(s Signer, v *CheckpointVote) {
 // consensus.md and the static part of rules 2 and 4). It counts one
 // signature verification.
 func (c *Committee) CheckHeader(h *Header) (Digest, error) {
+	d := c.Digest(h)
+	return d, c.checkHeader(h, d)
+}
+
+func (c *Committee) checkHeader(h *Header, d Digest) error {
 	n := len(c.Validators)
 	switch {
 	case int(h.Author) >= n:
-		return Digest{}, fmt.Errorf("%w: header author %d of %d", ErrUnknown, h.Author, n)
+		return fmt.Errorf("%w: header author %d of %d", ErrUnknown, h.Author, n)
 	case h.Round < 1:
-		return Digest{}, fmt.Errorf("%w: header round 0", ErrMalformed)
+		return fmt.Errorf("%w: header round 0", ErrMalformed)
 	case len(h.Parents) > n:
-		return Digest{}, fmt.Errorf("%w: %d parents for %d validators", ErrTooLarge, len(h.Parents), n)
+		return fmt.Errorf("%w: %d parents for %d validators", ErrTooLarge, len(h.Parents), n)
 	case len(h.Acks) > c.Params.MaxAcks:
-		return Digest{}, fmt.Errorf("%w: %d acks, limit %d", ErrTooLarge, len(h.Acks), c.Params.MaxAcks)
+		return fmt.Errorf("%w: %d acks, limit %d", ErrTooLarge, len(h.Acks), c.Params.MaxAcks)
 	case h.Round == 1 && (len(h.Parents) > 0 || h.SelfParent != Digest{}):
-		return Digest{}, fmt.Errorf("%w: round 1 header with parents", ErrMalformed)
+		return fmt.Errorf("%w: round 1 header with parents", ErrMalformed)
 	}
-	d := c.Digest(h)
 	c.verifies++
 	if !c.Verifier.Verify(c.Validators[h.Author].Key, d[:], h.Sig) {
-		return d, fmt.Errorf("%w: header %d/%d", ErrBadSignature, h.Round, h.Author)
+		return fmt.Errorf("%w: header %d/%d", ErrBadSignature, h.Round, h.Author)
 	}
-	return d, nil
+	return nil
 }
 
 // CheckVote checks a vote's signature.
@@ -203,35 +207,40 @@ func (c *Committee) CheckVote(v *Vote) error {
 // ascending, known, of weight >= Q, each signature valid. A certificate is
 // self-verifying, so it may come from any peer.
 func (c *Committee) CheckCertificate(cert *Certificate) (Digest, error) {
-	d, err := c.CheckHeader(&cert.Header)
-	if err != nil {
-		return d, err
+	d := c.Digest(&cert.Header)
+	return d, c.checkCertificate(cert, d)
+}
+
+// checkCertificate is CheckCertificate for a digest already computed.
+func (c *Committee) checkCertificate(cert *Certificate, d Digest) error {
+	if err := c.checkHeader(&cert.Header, d); err != nil {
+		return err
 	}
 	if len(cert.Signers) != len(cert.Sigs) {
-		return d, fmt.Errorf("%w: %d signers, %d sigs", ErrMalformed, len(cert.Signers), len(cert.Sigs))
+		return fmt.Errorf("%w: %d signers, %d sigs", ErrMalformed, len(cert.Signers), len(cert.Sigs))
 	}
 	var w uint64
 	for i, s := range cert.Signers {
 		if int(s) >= len(c.Validators) {
-			return d, fmt.Errorf("%w: signer %d", ErrUnknown, s)
+			return fmt.Errorf("%w: signer %d", ErrUnknown, s)
 		}
 		if i > 0 && s <= cert.Signers[i-1] {
-			return d, fmt.Errorf("%w: signers not ascending", ErrMalformed)
+			return fmt.Errorf("%w: signers not ascending", ErrMalformed)
 		}
 		w += c.Validators[s].Weight
 	}
 	if w < c.q {
-		return d, fmt.Errorf("%w: weight %d < %d", ErrNoQuorum, w, c.q)
+		return fmt.Errorf("%w: weight %d < %d", ErrNoQuorum, w, c.q)
 	}
 	h := &cert.Header
 	for i, s := range cert.Signers {
 		m := c.voteHash(d, h.Round, h.Author, s)
 		c.verifies++
 		if !c.Verifier.Verify(c.Validators[s].Key, m[:], cert.Sigs[i]) {
-			return d, fmt.Errorf("%w: certificate %d/%d signer %d", ErrBadSignature, h.Round, h.Author, s)
+			return fmt.Errorf("%w: certificate %d/%d signer %d", ErrBadSignature, h.Round, h.Author, s)
 		}
 	}
-	return d, nil
+	return nil
 }
 
 // CheckCheckpointVote checks a checkpoint vote's signature.

@@ -26,6 +26,7 @@ func newRootCmd() *cobra.Command {
 	}
 	root.AddCommand(newBenchCmd())
 	root.AddCommand(newModuleCmd())
+	root.AddCommand(newSimCmd())
 	return root
 }
 

@@ -27,10 +27,11 @@ func (h hashScheme) Verify(pub, msg, sig []byte) bool {
 	return ok && bytes.Equal(hashSigner(secret).Sign(msg), sig)
 }
 
-// checkSent records what honest slots sign: S3 (no equivocation of headers
-// or votes, also across restarts) and S4 (one certificate per author and
-// round among all certificates formed).
-func (s *sim) checkSent(sl *slot, m *consensus.Message) {
+// checkSigned records what validators signed, as delivered to a peer (a
+// signature that reached no one cannot be used): S3 (no equivocation of
+// headers or votes by honest validators, also across restarts and wipes)
+// and S4 (one certificate per author and round among all certificates).
+func (s *sim) checkSigned(from uint32, m *consensus.Message) {
 	switch {
 	case m.Cert != nil:
 		h := &m.Cert.Header
@@ -40,7 +41,7 @@ func (s *sim) checkSent(sl *slot, m *consensus.Message) {
 			s.violate("S4: two certificates for author %d round %d", h.Author, h.Round)
 		}
 		s.certs[k] = d
-	case !s.honest(sl):
+	case !s.signsHonestly(from):
 	case m.Header != nil:
 		h := m.Header
 		d := s.comm.Digest(h)
@@ -58,6 +59,11 @@ func (s *sim) checkSent(sl *slot, m *consensus.Message) {
 		s.votes[k] = v.HeaderDigest
 	}
 }
+
+// signsHonestly: the faulty validator runs honest code when its only fault
+// is a wiped disk, and then it must not equivocate either (the amnesia
+// guard).
+func (s *sim) signsHonestly(v uint32) bool { return int(v) != s.faulty || len(s.byz) == 0 }
 
 func (s *sim) onCommitted(sl *slot, c consensus.Committed) {
 	if !s.honest(sl) {
@@ -77,15 +83,6 @@ func (s *sim) onCommitted(sl *slot, c consensus.Committed) {
 		s.note("commit %d anchor %x (%d certs) by %d", c.Index, c.Anchor[:4], len(c.Certs), sl.idx)
 	}
 	s.res.Commits = max(s.res.Commits, c.Index)
-	if DebugAcks && sl.idx == 0 {
-		for _, cert := range c.Certs {
-			for _, a := range cert.Header.Acks {
-				if a.TxID[0] == 0xbb && a.TxID[1] == 0x48 {
-					s.note("   slot0 commits ack of bb48 by %d round %d: %d", cert.Header.Author, cert.Header.Round, a.TRecv)
-				}
-			}
-		}
-	}
 	for _, cert := range c.Certs {
 		h := &cert.Header
 		if int(h.Author) == s.faulty {
@@ -155,12 +152,17 @@ func (s *sim) onReleased(sl *slot, b *order.Block) {
 func (s *sim) finish() {
 	maxHeight, maxSub := 0, 0
 	for _, sl := range s.slots {
+		if sl.core == nil {
+			continue
+		}
 		if s.honest(sl) {
 			maxHeight = max(maxHeight, len(sl.blocks))
 			maxSub = max(maxSub, len(sl.subs))
 			s.res.Rounds = max(s.res.Rounds, sl.core.Round())
 		}
-		sl.verifies += sl.core.Stats().Verifies
+		if sl.up {
+			sl.verifies += sl.core.Stats().Verifies
+		}
 		s.res.Verifies += sl.verifies
 		if s.honest(sl) && sl.core.Stats().Conflicts > 0 {
 			s.violate("S4: validator %d saw %d conflicting certificates", sl.idx, sl.core.Stats().Conflicts)
@@ -190,6 +192,11 @@ func (s *sim) finish() {
 	}
 	if s.calmCommits() < 3 {
 		s.violate("L1: only %d sub-DAGs committed after the faults stopped", s.calmCommits())
+	}
+	for i := range s.txs {
+		if len(s.txs[i].seenBy) > 0 {
+			s.res.Seen++
+		}
 	}
 	for i := range s.txs {
 		tx := &s.txs[i]

@@ -63,6 +63,9 @@ type Config struct {
 	LatencyMin int64    // one-way latency base
 	LatencyAvg int64    // mean of the exponential tail added to the base
 	Ed25519    bool     // real signatures instead of the keyed-hash scheme
+	Always     bool     // inject every listed kind (figures); otherwise each seed draws some
+	FaultyDown bool     // the faulty validator is down for the whole run
+	Faulty     *int     // which validator may misbehave; nil = drawn from the seed
 	Params     *consensus.Params
 	Script     []Step // scheduled faults (scenario files); added to the random ones
 	Trace      func(string)
@@ -91,6 +94,7 @@ type Result struct {
 	Commits     uint64 // highest committed sub-DAG index among honest nodes
 	Rounds      uint64 // highest own round among honest nodes
 	Submitted   int
+	Seen        int     // txs that reached at least one honest validator
 	Released    int     // txs released at the first honest node
 	Latencies   []int64 // submit -> first honest release, per released tx
 	Messages    uint64
@@ -126,6 +130,7 @@ type event struct {
 	slot  int
 	from  uint32
 	data  []byte
+	msg   *decoded
 	gen   uint64
 	res   *consensus.FetchResult
 	req   *consensus.Fetch
@@ -223,6 +228,8 @@ type sim struct {
 	txIndex   map[order.TxID]int
 	calm      bool
 	calmSubs  int // committed sub-DAGs when the faults stopped
+
+	crashOnHeader map[int]bool // scenario: crash right after the next own header
 }
 
 type txInfo struct {
@@ -231,8 +238,6 @@ type txInfo struct {
 	seenBy    map[uint32]bool // honest validators whose core saw it
 	released  bool
 }
-
-var DebugAcks = false
 
 // Run executes one simulation.
 func Run(cfg Config) *Result {
@@ -253,7 +258,9 @@ func Run(cfg Config) *Result {
 	}
 	s.now = end
 	for i, sl := range s.slots {
-		s.note("end slot %d up=%v %v", i, sl.up, sl.core)
+		if sl.core != nil {
+			s.note("end slot %d up=%v %v", i, sl.up, sl.core)
+		}
 	}
 	s.finish()
 	s.res.VirtualTime = end
@@ -297,7 +304,7 @@ func (s *sim) has(kind string) bool {
 
 // pick decides whether this seed injects kind.
 func (s *sim) pick(kind string, p float64) bool {
-	if !s.has(kind) || s.r.Float64() >= p {
+	if !s.has(kind) || (!s.cfg.Always && s.r.Float64() >= p) {
 		return false
 	}
 	s.res.Faults[kind]++
@@ -339,8 +346,15 @@ func (s *sim) setup() {
 		s.slots = append(s.slots, &slot{idx: uint32(i), mempool: map[int]int64{}})
 	}
 	s.faulty = s.n - 1 - s.r.IntN(s.n) // at most F weight misbehaves: one validator
+	if s.cfg.Faulty != nil {
+		s.faulty = *s.cfg.Faulty
+	}
 	s.planFaults()
-	for i := range s.slots {
+	for i, sl := range s.slots {
+		if s.cfg.FaultyDown && int(sl.idx) == s.faulty {
+			s.res.Faults["validator-down"]++
+			continue
+		}
 		s.startSlot(i)
 	}
 	// Open-loop clients: Poisson arrivals until shortly before the end so
@@ -493,7 +507,7 @@ func (s *sim) stopFaults() {
 	s.loss, s.dup, s.flapping, s.isolateUntil = 0, 0, false, 0
 	s.cut = map[[2]uint32]bool{}
 	for i, sl := range s.slots {
-		if !sl.up {
+		if !sl.up && !(s.cfg.FaultyDown && int(sl.idx) == s.faulty) {
 			s.note("calm: restart %d", i)
 			s.startSlot(i)
 		}
@@ -511,12 +525,12 @@ func (s *sim) handle(e *event) {
 		if !sl.up {
 			return
 		}
-		m, err := consensus.DecodeMessage(e.data)
-		if err != nil {
-			s.note("slot %d rejects %d bytes from %d: %v", e.slot, len(e.data), e.from, errKind(err))
+		if e.msg.err != nil {
+			s.note("slot %d rejects %d bytes from %d: %v", e.slot, len(e.data), e.from, errKind(e.msg.err))
 			return
 		}
-		s.step(e.slot, consensus.MsgIn{Now: sl.clk.local(s.now), From: e.from, Msg: m})
+		s.checkSigned(e.from, e.msg.m)
+		s.step(e.slot, consensus.MsgIn{Now: sl.clk.local(s.now), From: e.from, Msg: e.msg.m})
 	case evTimer:
 		sl := s.slots[e.slot]
 		if !sl.up || e.gen != sl.timerGen {
@@ -529,6 +543,10 @@ func (s *sim) handle(e *event) {
 		s.step(e.slot, consensus.Tick{Now: sl.clk.local(s.now)})
 	case evFetch:
 		sl := s.slots[e.slot]
+		if e.req != nil {
+			s.answerFetch(e.slot, e.req)
+			return
+		}
 		if !sl.up {
 			return
 		}
@@ -587,18 +605,12 @@ func (s *sim) step(i int, ev consensus.Event) {
 	for _, a := range acts {
 		switch a := a.(type) {
 		case consensus.Send:
-			s.checkSent(sl, a.Msg)
 			s.send(i, []uint32{a.To}, a.Msg)
 		case consensus.Broadcast:
 			if a.Msg.Header != nil {
-				s.note("slot %d header round %d time %d acks %d sp %x", i, a.Msg.Header.Round, a.Msg.Header.Time, len(a.Msg.Header.Acks), a.Msg.Header.SelfParent[:4])
-				if DebugAcks {
-					for _, x := range a.Msg.Header.Acks {
-						s.note("   ack %x %d", x.TxID[:4], x.TRecv)
-					}
-				}
+				s.note("slot %d header round %d time %d acks %d", i, a.Msg.Header.Round, a.Msg.Header.Time, len(a.Msg.Header.Acks))
 			}
-			s.checkSent(sl, a.Msg)
+			defer s.crashAfterHeader(i, a.Msg)
 			var to []uint32
 			for v := uint32(0); v < uint32(s.n); v++ {
 				if v != sl.idx {
@@ -621,6 +633,13 @@ func (s *sim) step(i int, ev consensus.Event) {
 		case consensus.Released:
 			s.onReleased(sl, a.Block)
 		}
+	}
+}
+
+func (s *sim) crashAfterHeader(i int, m *consensus.Message) {
+	if m.Header != nil && s.crashOnHeader[i] && s.slots[i].up {
+		delete(s.crashOnHeader, i)
+		s.crash(i, false)
 	}
 }
 
@@ -664,7 +683,16 @@ func (s *sim) send(i int, to []uint32, m *consensus.Message) {
 	s.transmit(sl.idx, to, data)
 }
 
+// decoded is one transmission decoded once for all its recipients (the
+// core treats received messages as read-only).
+type decoded struct {
+	m   *consensus.Message
+	err error
+}
+
 func (s *sim) transmit(from uint32, to []uint32, data []byte) {
+	m, err := consensus.DecodeMessage(data)
+	msg := &decoded{m, err}
 	for _, v := range to {
 		if !s.linkUp(from, v) {
 			continue
@@ -677,9 +705,9 @@ func (s *sim) transmit(from uint32, to []uint32, data []byte) {
 			if s.r.Float64() < s.loss {
 				continue
 			}
-			s.push(&event{at: s.now + s.latency(), kind: evDeliver, slot: j, from: from, data: data})
+			s.push(&event{at: s.now + s.latency(), kind: evDeliver, slot: j, from: from, data: data, msg: msg})
 			if s.r.Float64() < s.dup {
-				s.push(&event{at: s.now + s.latency(), kind: evDeliver, slot: j, from: from, data: data})
+				s.push(&event{at: s.now + s.latency(), kind: evDeliver, slot: j, from: from, data: data, msg: msg})
 			}
 		}
 	}
@@ -750,7 +778,14 @@ func (s *sim) junk(i int) {
 	s.push(&event{at: s.now + 20*Millisecond + s.r.Int64N(80*Millisecond), kind: evJunk, slot: i})
 }
 
+// fetch models a request/response exchange with one random reachable
+// peer: the answer reflects the peer's state when the request arrives.
 func (s *sim) fetch(i int, f consensus.Fetch) {
+	req := f
+	s.push(&event{at: s.now + s.latency(), kind: evFetch, slot: i, req: &req})
+}
+
+func (s *sim) answerFetch(i int, f *consensus.Fetch) {
 	sl := s.slots[i]
 	var peers []int
 	for j, p := range s.slots {
@@ -779,7 +814,7 @@ func (s *sim) fetch(i int, f consensus.Fetch) {
 			res.Txs = append(res.Txs, id)
 		}
 	}
-	s.push(&event{at: s.now + 2*s.latency(), kind: evFetch, slot: i, res: res})
+	s.push(&event{at: s.now + s.latency(), kind: evFetch, slot: i, res: res})
 }
 
 func (s *sim) submit() {
@@ -844,6 +879,19 @@ func (s *sim) script(st *Step) {
 		if !s.slots[st.Node].up {
 			s.startSlot(st.Node)
 		}
+	case "crash-anchor":
+		lead := s.currentLeader()
+		for i, sl := range s.slots {
+			if sl.idx == lead && sl.up {
+				s.crash(i, false)
+				s.push(&event{at: s.now + st.Val, kind: evRestart, slot: i})
+			}
+		}
+	case "crash-on-header":
+		if s.crashOnHeader == nil {
+			s.crashOnHeader = map[int]bool{}
+		}
+		s.crashOnHeader[st.Node] = true
 	case "jump":
 		s.slots[st.Node].clk.offset += st.Val
 	case "skew":

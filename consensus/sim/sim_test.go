@@ -1,12 +1,15 @@
 package sim
 
 import (
+	"errors"
 	"flag"
+	"os"
+	"path/filepath"
 	"testing"
 )
 
 var (
-	simSeeds = flag.Int("sim.seeds", 200, "number of simulator seeds")
+	simSeeds = flag.Int("sim.seeds", 300, "number of simulator seeds (make sim runs thousands)")
 	simSeed  = flag.Int64("sim.seed", -1, "run only this seed, with a trace")
 )
 
@@ -37,5 +40,64 @@ func TestSimSeeds(t *testing.T) {
 			t.Errorf("seed %d: %d violations, first: %s\nfaults %v\nreplay: go test -count=1 -run TestSimSeeds ./consensus/sim -sim.seed=%d -v",
 				seed, len(r.Violations), r.Violations[0], r.Faults, seed)
 		}
+	}
+}
+
+// TestSimScenarios replays the data-driven scenarios in testdata/*.txt.
+func TestSimScenarios(t *testing.T) {
+	files, err := filepath.Glob("testdata/*.txt")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no scenarios: %v", err)
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			text, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sc, err := ParseScenario(string(text))
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := Run(sc.Config)
+			for _, p := range sc.Check(r) {
+				t.Error(p)
+			}
+			t.Log(r)
+		})
+	}
+}
+
+func TestScenarioParseErrors(t *testing.T) {
+	for _, text := range []string{
+		"at 10ms explode 1",
+		"at soon crash 1",
+		"at 10ms crash 9",
+		"config colour=blue",
+		"frobnicate",
+		"at 10ms partition 1",
+	} {
+		if _, err := ParseScenario(text); !errors.Is(err, ErrScenario) {
+			t.Errorf("%q: got %v, want ErrScenario", text, err)
+		}
+	}
+	// An expectation that does not hold is reported.
+	sc, _ := ParseScenario("config calm-ms=0\nexpect min-commits 1000000")
+	if len(sc.Check(&Result{})) == 0 {
+		t.Fatal("unmet expectation not reported")
+	}
+}
+
+// TestSimDeterministic reruns a sample of seeds and compares trace hashes
+// and results: the simulation (and so the cores) depend on the seed only.
+func TestSimDeterministic(t *testing.T) {
+	for seed := uint64(0); seed < 8; seed++ {
+		a, b := Run(DefaultConfig(seed*97)), Run(DefaultConfig(seed*97))
+		if a.TraceHash != b.TraceHash || a.String() != b.String() {
+			t.Fatalf("seed %d differs between runs:\n%v\n%v", seed*97, a, b)
+		}
+	}
+	if Run(DefaultConfig(1)).TraceHash == Run(DefaultConfig(2)).TraceHash {
+		t.Fatal("different seeds gave the same trace: the hash covers nothing")
 	}
 }

@@ -1,0 +1,206 @@
+package consensus
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+func sampleHeader(c *Committee, s []Signer) *Header {
+	h := &Header{Round: 2, Author: 1, Time: 1_700_000_000_000_000_000, SelfParent: Digest{1},
+		Parents: []Digest{{2}, {3}, {4}}, Acks: []Ack{{TxID: txidN(1), TRecv: 1_699_999_999_000_000_000}}}
+	c.SignHeader(s[1], h)
+	return h
+}
+
+func sampleCert(c *Committee, s []Signer) *Certificate {
+	h := sampleHeader(c, s)
+	d := c.Digest(h)
+	cert := &Certificate{Header: *h}
+	for v := uint32(0); v < 3; v++ {
+		vote := c.SignVote(s[v], h, d, v)
+		cert.Signers = append(cert.Signers, v)
+		cert.Sigs = append(cert.Sigs, vote.Sig)
+	}
+	return cert
+}
+
+func TestMessageRoundTrip(t *testing.T) {
+	c, s := testCommittee(t, 4)
+	h := sampleHeader(c, s)
+	vote := c.SignVote(s[2], h, c.Digest(h), 2)
+	cp := &CheckpointVote{Height: 7, BlockID: [32]byte{9}, Signer: 3}
+	c.SignCheckpoint(s[3], cp)
+	for _, m := range []*Message{{Header: h}, {Vote: &vote}, {Cert: sampleCert(c, s)}, {Checkpoint: cp}} {
+		b := EncodeMessage(m)
+		got, err := DecodeMessage(b)
+		if err != nil {
+			t.Fatalf("decode %T: %v", m, err)
+		}
+		if !bytes.Equal(EncodeMessage(got), b) {
+			t.Fatalf("round trip changed the bytes")
+		}
+	}
+	if _, err := c.CheckHeader(h); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.CheckVote(&vote); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.CheckCheckpointVote(cp); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.CheckCertificate(sampleCert(c, s)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestChecksRejectBadMessages: each broken rule gives its sentinel.
+func TestChecksRejectBadMessages(t *testing.T) {
+	c, s := testCommittee(t, 4)
+	other, _ := NewCommittee("other-chain", 0, c.Validators, c.Params, nil)
+	nextEpoch, _ := NewCommittee("test", 1, c.Validators, c.Params, nil)
+	cases := []struct {
+		name string
+		mut  func(cert *Certificate) *Committee
+		want error
+	}{
+		{"header sig", func(x *Certificate) *Committee { x.Header.Sig[0] ^= 1; return c }, ErrBadSignature},
+		{"vote sig", func(x *Certificate) *Committee { x.Sigs[1][0] ^= 1; return c }, ErrBadSignature},
+		{"changed field", func(x *Certificate) *Committee { x.Header.Time++; return c }, ErrBadSignature},
+		{"other chain", func(x *Certificate) *Committee { return other }, ErrBadSignature},
+		{"other epoch", func(x *Certificate) *Committee { return nextEpoch }, ErrBadSignature},
+		{"unknown author", func(x *Certificate) *Committee { x.Header.Author = 9; return c }, ErrUnknown},
+		{"round 0", func(x *Certificate) *Committee { x.Header.Round = 0; return c }, ErrMalformed},
+		{"too many parents", func(x *Certificate) *Committee {
+			x.Header.Parents = make([]Digest, 5)
+			return c
+		}, ErrTooLarge},
+		{"below quorum", func(x *Certificate) *Committee {
+			x.Signers, x.Sigs = x.Signers[:2], x.Sigs[:2]
+			return c
+		}, ErrNoQuorum},
+		{"duplicate signer", func(x *Certificate) *Committee { x.Signers[1] = 0; return c }, ErrMalformed},
+		{"unknown signer", func(x *Certificate) *Committee { x.Signers[2] = 7; return c }, ErrUnknown},
+		{"sigs mismatch", func(x *Certificate) *Committee { x.Sigs = x.Sigs[:2]; return c }, ErrMalformed},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			cert := sampleCert(c, s)
+			cc := tc.mut(cert)
+			if _, err := cc.CheckCertificate(cert); !errors.Is(err, tc.want) {
+				t.Fatalf("got %v, want %v", err, tc.want)
+			}
+		})
+	}
+	// A vote signature is not a header signature (domain separation).
+	h := sampleHeader(c, s)
+	v := c.SignVote(s[1], h, c.Digest(h), 1)
+	h.Sig = v.Sig
+	if _, err := c.CheckHeader(h); !errors.Is(err, ErrBadSignature) {
+		t.Fatalf("vote signature accepted as header signature: %v", err)
+	}
+	big := make([]byte, MaxMessageBytes+1)
+	if _, err := DecodeMessage(big); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("oversized: %v", err)
+	}
+	if _, err := DecodeMessage(EncodeMessage(&Message{})); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("empty message: %v", err)
+	}
+	two := EncodeMessage(&Message{Header: h, Vote: &v})
+	if _, err := DecodeMessage(two); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("two payloads: %v", err)
+	}
+	if _, err := DecodeMessage(append(EncodeMessage(&Message{Header: h}), 0)); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("trailing byte: %v", err)
+	}
+}
+
+func TestNewCommitteeQuorums(t *testing.T) {
+	c, _ := testCommittee(t, 4)
+	if c.W() != 4 || c.F() != 1 || c.Q() != 3 {
+		t.Fatalf("W F Q = %d %d %d", c.W(), c.F(), c.Q())
+	}
+	vals := append([]Validator(nil), c.Validators...)
+	vals[0].Weight = 0
+	if _, err := NewCommittee("x", 0, vals, c.Params, nil); !errors.Is(err, ErrBadParams) {
+		t.Fatalf("zero weight: %v", err)
+	}
+	p := c.Params
+	p.MaxAcks = MaxAcksLimit + 1
+	if _, err := NewCommittee("x", 0, c.Validators, p, nil); !errors.Is(err, ErrBadParams) {
+		t.Fatalf("max acks over limit: %v", err)
+	}
+	if _, err := NewCommittee("x", 0, nil, c.Params, nil); !errors.Is(err, ErrBadParams) {
+		t.Fatalf("no validators: %v", err)
+	}
+}
+
+// FuzzDecodeMessage: any input decodes to a message that re-encodes to the
+// same bytes, or gives an error; it never panics. Checks on a decoded
+// message never panic either.
+func FuzzDecodeMessage(f *testing.F) {
+	c, s := testCommittee(f, 4)
+	h := sampleHeader(c, s)
+	v := c.SignVote(s[2], h, c.Digest(h), 2)
+	for _, m := range []*Message{{Header: h}, {Vote: &v}, {Cert: sampleCert(c, s)}} {
+		f.Add(EncodeMessage(m))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, err := DecodeMessage(b)
+		if err != nil {
+			if !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrTooLarge) {
+				t.Fatalf("unexpected error class: %v", err)
+			}
+			return
+		}
+		if !bytes.Equal(EncodeMessage(m), b) {
+			t.Fatal("decoded message re-encodes differently")
+		}
+		switch {
+		case m.Header != nil:
+			_, _ = c.CheckHeader(m.Header)
+		case m.Vote != nil:
+			_ = c.CheckVote(m.Vote)
+		case m.Cert != nil:
+			_, _ = c.CheckCertificate(m.Cert)
+		case m.Checkpoint != nil:
+			_ = c.CheckCheckpointVote(m.Checkpoint)
+		}
+	})
+}
+
+// TestWriteFuzzCorpus keeps the checked-in corpus in sync with the seeds
+// above when run with KAIROS_WRITE_CORPUS=1.
+func TestWriteFuzzCorpus(t *testing.T) {
+	if os.Getenv("KAIROS_WRITE_CORPUS") == "" {
+		t.Skip("set KAIROS_WRITE_CORPUS=1 to rewrite testdata/fuzz/FuzzDecodeMessage")
+	}
+	c, s := testCommittee(t, 4)
+	h := sampleHeader(c, s)
+	v := c.SignVote(s[2], h, c.Digest(h), 2)
+	dir := filepath.Join("testdata", "fuzz", "FuzzDecodeMessage")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, m := range map[string]*Message{"header": {Header: h}, "vote": {Vote: &v}, "cert": {Cert: sampleCert(c, s)}} {
+		body := "go test fuzz v1\n[]byte(" + quote(EncodeMessage(m)) + ")\n"
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func quote(b []byte) string {
+	var out bytes.Buffer
+	out.WriteByte('"')
+	for _, x := range b {
+		out.WriteString("\\x")
+		out.WriteByte("0123456789abcdef"[x>>4])
+		out.WriteByte("0123456789abcdef"[x&15])
+	}
+	out.WriteByte('"')
+	return out.String()
+}
