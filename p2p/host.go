@@ -159,10 +159,16 @@ func (h *Host) start() error {
 		pubsub.WithMessageSignaturePolicy(pubsub.StrictNoSign),
 		pubsub.WithNoAuthor(),
 		pubsub.WithMessageIdFn(func(m *pb.Message) string { return string(MessageID(m.Data)) }),
+		// A publisher sends its own messages to every subscribed peer,
+		// not only to its mesh: validator sets are small, and a fresh
+		// transaction then reaches everyone in one hop, also while the
+		// mesh is still forming (at start, after reconnects).
+		pubsub.WithFloodPublish(true),
 		pubsub.WithPeerOutboundQueueSize(h.cfg.peerOutbound),
 		pubsub.WithValidateQueueSize(h.cfg.validateQueue),
 		pubsub.WithMaxMessageSize(h.cfg.maxGossipBytes),
 		pubsub.WithLogger(h.cfg.logger),
+		pubsub.WithRawTracer(tracer{h}),
 	)
 	if err != nil {
 		return fmt.Errorf("p2p: gossipsub: %w", err)
