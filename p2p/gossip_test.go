@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 
+	pubsub "github.com/libp2p/go-libp2p-pubsub"
+	pb "github.com/libp2p/go-libp2p-pubsub/pb"
 	"github.com/libp2p/go-libp2p/core/peer"
 )
 
@@ -221,5 +223,55 @@ func TestGossipDeliversOnceAndValidates(t *testing.T) {
 		if in := hosts[i].metrics.Kind(testTopic).In.Load(); in != wantIn {
 			t.Errorf("host %d: In = %d, want %d", i, in, wantIn)
 		}
+	}
+}
+
+// TestTopicValidatorOutcomes drives the validator wrapper directly: cap,
+// rate limit (remote only), the caller's verdicts, and what each counts.
+func TestTopicValidatorOutcomes(t *testing.T) {
+	h := newHost(t, testConfig(0).WithRateLimit(1e-9, 2))
+	verdict := func(_ context.Context, _ peer.ID, data []byte) error {
+		switch string(data) {
+		case "dup":
+			return fmt.Errorf("already in the mempool: %w", ErrIgnore)
+		case "forged":
+			return errors.New("bad signature")
+		}
+		return nil
+	}
+	tp, err := h.Join(testTopic, 8, verdict)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := tp.validator(verdict)
+	msg := func(data string) *pubsub.Message {
+		topic := testTopic
+		return &pubsub.Message{Message: &pb.Message{Data: []byte(data), Topic: &topic}}
+	}
+	remote, other := peer.ID("remote"), peer.ID("other")
+	cases := []struct {
+		name string
+		from peer.ID
+		data string
+		want pubsub.ValidationResult
+	}{
+		{"valid", remote, "tx", pubsub.ValidationAccept},
+		{"oversized", remote, "123456789", pubsub.ValidationReject},
+		{"caller ignores", remote, "dup", pubsub.ValidationIgnore},
+		{"over the rate", remote, "tx2", pubsub.ValidationIgnore},
+		{"other peer's own bucket", other, "tx3", pubsub.ValidationAccept},
+		{"caller rejects", other, "forged", pubsub.ValidationReject},
+		{"local is not rate limited", h.ID(), "tx4", pubsub.ValidationAccept},
+		{"local is validated", h.ID(), "forged", pubsub.ValidationReject},
+	}
+	for _, tc := range cases {
+		if got := v(context.Background(), tc.from, msg(tc.data)); got != tc.want {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	c := h.metrics.Kind(testTopic)
+	got := [5]uint64{c.In.Load(), c.Oversize.Load(), c.Dropped.Load(), c.Rejected.Load(), c.Out.Load()}
+	if want := [5]uint64{2, 1, 1, 3, 0}; got != want {
+		t.Errorf("counters in, oversize, dropped, rejected, out = %v, want %v", got, want)
 	}
 }

@@ -270,15 +270,17 @@ func (h *Host) Connect(ctx context.Context, pi peer.AddrInfo) error {
 // bootstrap peers and none could be reached.
 func (h *Host) Bootstrap(ctx context.Context) error {
 	var errs []error
+	tried := 0
 	for _, b := range h.cfg.bootstrap {
-		if b.ID == h.ID() {
+		if b.ID == h.ID() { // a shared validator list includes ourselves
 			continue
 		}
+		tried++
 		if err := h.Connect(ctx, b); err != nil {
 			errs = append(errs, fmt.Errorf("bootstrap peer %s: %w", b.ID, err))
 		}
 	}
-	if len(errs) > 0 && len(errs) == len(h.cfg.bootstrap) {
+	if tried > 0 && len(errs) == tried {
 		return errors.Join(errs...)
 	}
 	if h.dht != nil {
