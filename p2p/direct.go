@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
@@ -101,6 +102,7 @@ type outStream struct {
 	mu       sync.Mutex
 	s        network.Stream // nil: open on next Send
 	lastUsed time.Time
+	dropped  atomic.Bool // removed from Host.out: callers fetch a new entry
 }
 
 // outStream returns the entry for (to, proto), creating it.
@@ -119,25 +121,19 @@ func (h *Host) outStream(to peer.ID, proto protocol.ID) (*outStream, error) {
 	return o, nil
 }
 
-// dropOutStreams resets and forgets the outbound streams to p (all of them
-// when p is empty).
+// dropOutStreams forgets the outbound streams to p (all of them when p is
+// empty). It runs in libp2p's notification path, so it does not wait for
+// a Send in progress: the streams die with their connection (disconnect,
+// Close), and a Send holding a dropped entry sees the flag and fetches a
+// fresh one.
 func (h *Host) dropOutStreams(p peer.ID) {
 	h.mu.Lock()
-	var drop []*outStream
+	defer h.mu.Unlock()
 	for k, o := range h.out {
 		if p == "" || k.peer == p {
-			drop = append(drop, o)
+			o.dropped.Store(true)
 			delete(h.out, k)
 		}
-	}
-	h.mu.Unlock()
-	for _, o := range drop {
-		o.mu.Lock()
-		if o.s != nil {
-			_ = o.s.Reset()
-			o.s = nil
-		}
-		o.mu.Unlock()
 	}
 }
 
@@ -153,11 +149,17 @@ func (h *Host) Send(ctx context.Context, to peer.ID, proto protocol.ID, msg []by
 		c.Oversize.Add(1)
 		return fmt.Errorf("%w: sending %d > %d bytes", ErrFrameTooLarge, len(msg), h.cfg.maxFrameBytes)
 	}
-	o, err := h.outStream(to, proto)
-	if err != nil {
-		return err
+	var o *outStream
+	for o == nil || o.dropped.Load() {
+		if o != nil {
+			o.mu.Unlock()
+		}
+		var err error
+		if o, err = h.outStream(to, proto); err != nil {
+			return err
+		}
+		o.mu.Lock()
 	}
-	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.s != nil && time.Since(o.lastUsed) > h.cfg.idleTimeout/2 {
 		_ = o.s.Close()

@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	pubsub "github.com/libp2p/go-libp2p-pubsub"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
 )
 
 // Validator decides whether a gossip message is delivered and forwarded. It
@@ -165,4 +167,42 @@ func (t *Topic) close() {
 	}
 	_ = t.h.ps.UnregisterTopicValidator(t.name)
 	_ = t.topic.Close()
+}
+
+// tracer counts gossipsub events that no validator sees: duplicates
+// (dedupe by message id at work) and RPCs dropped because a peer's
+// outbound queue was full. pubsub calls it from its event loop, so it
+// only does atomic adds.
+type tracer struct{ h *Host }
+
+var _ pubsub.RawTracer = tracer{}
+
+func (tr tracer) DuplicateMessage(m *pubsub.Message) {
+	if t := tr.h.topic(m.GetTopic()); t != nil {
+		t.counters.Duplicates.Add(1)
+	}
+}
+
+func (tr tracer) DropRPC(*pubsub.RPC, peer.ID) { tr.h.metrics.GossipQueueDrops.Add(1) }
+
+func (tracer) OnNewOutboundStream(peer.ID, protocol.ID)             {}
+func (tracer) OnClosedOutboundStream(peer.ID)                       {}
+func (tracer) Join(string)                                          {}
+func (tracer) Leave(string)                                         {}
+func (tracer) Graft(peer.ID, string)                                {}
+func (tracer) Prune(peer.ID, string)                                {}
+func (tracer) ValidateMessage(*pubsub.Message)                      {}
+func (tracer) DeliverMessage(*pubsub.Message)                       {}
+func (tracer) RejectMessage(*pubsub.Message, string)                {}
+func (tracer) ThrottlePeer(peer.ID)                                 {}
+func (tracer) RecvRPC(*pubsub.RPC)                                  {}
+func (tracer) SendRPC(*pubsub.RPC, peer.ID)                         {}
+func (tracer) SendRPCCompleted(*pubsub.RPC, peer.ID, time.Duration) {}
+func (tracer) UndeliverableMessage(*pubsub.Message)                 {}
+
+// topic returns the joined topic called name, or nil.
+func (h *Host) topic(name string) *Topic {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.topics[name]
 }

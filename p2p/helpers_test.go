@@ -6,6 +6,8 @@ import (
 	"crypto/ed25519"
 	"fmt"
 	"testing"
+
+	"github.com/libp2p/go-libp2p/core/crypto"
 	"time"
 
 	ma "github.com/multiformats/go-multiaddr"
@@ -58,11 +60,17 @@ func connect(t *testing.T, a, b *Host) {
 // a fixed time and then assert.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
+	waitForState(t, what, cond, func() string { return "" })
+}
+
+// waitForState is waitFor that reports state() when it times out.
+func waitForState(t *testing.T, what string, cond func() bool, state func() string) {
+	t.Helper()
 	end := time.Now().Add(testDeadline)
 	tick := time.Millisecond
 	for !cond() {
 		if time.Now().After(end) {
-			t.Fatalf("timed out waiting for %s", what)
+			t.Fatalf("timed out waiting for %s; state: %s", what, state())
 		}
 		time.Sleep(tick)
 		tick = min(2*tick, 50*time.Millisecond)
@@ -86,3 +94,13 @@ func assert127(t *testing.T, what string, a ma.Multiaddr) {
 }
 
 func msgN(i int) []byte { return []byte(fmt.Sprintf("message %04d", i)) }
+
+// mustPub returns the libp2p public key of a config's identity.
+func mustPub(t *testing.T, c Config) crypto.PubKey {
+	t.Helper()
+	k, err := crypto.UnmarshalEd25519PrivateKey(c.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k.GetPublic()
+}

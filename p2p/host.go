@@ -159,10 +159,16 @@ func (h *Host) start() error {
 		pubsub.WithMessageSignaturePolicy(pubsub.StrictNoSign),
 		pubsub.WithNoAuthor(),
 		pubsub.WithMessageIdFn(func(m *pb.Message) string { return string(MessageID(m.Data)) }),
+		// A publisher sends its own messages to every subscribed peer,
+		// not only to its mesh: validator sets are small, and a fresh
+		// transaction then reaches everyone in one hop, also while the
+		// mesh is still forming (at start, after reconnects).
+		pubsub.WithFloodPublish(true),
 		pubsub.WithPeerOutboundQueueSize(h.cfg.peerOutbound),
 		pubsub.WithValidateQueueSize(h.cfg.validateQueue),
 		pubsub.WithMaxMessageSize(h.cfg.maxGossipBytes),
 		pubsub.WithLogger(h.cfg.logger),
+		pubsub.WithRawTracer(tracer{h}),
 	)
 	if err != nil {
 		return fmt.Errorf("p2p: gossipsub: %w", err)
@@ -264,15 +270,17 @@ func (h *Host) Connect(ctx context.Context, pi peer.AddrInfo) error {
 // bootstrap peers and none could be reached.
 func (h *Host) Bootstrap(ctx context.Context) error {
 	var errs []error
+	tried := 0
 	for _, b := range h.cfg.bootstrap {
-		if b.ID == h.ID() {
+		if b.ID == h.ID() { // a shared validator list includes ourselves
 			continue
 		}
+		tried++
 		if err := h.Connect(ctx, b); err != nil {
 			errs = append(errs, fmt.Errorf("bootstrap peer %s: %w", b.ID, err))
 		}
 	}
-	if len(errs) > 0 && len(errs) == len(h.cfg.bootstrap) {
+	if tried > 0 && len(errs) == tried {
 		return errors.Join(errs...)
 	}
 	if h.dht != nil {

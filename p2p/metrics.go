@@ -21,6 +21,9 @@ type Counters struct {
 	Rejected atomic.Uint64
 	// Oversize counts messages or frames above their cap.
 	Oversize atomic.Uint64
+	// Duplicates counts gossip messages that arrived again after their
+	// first copy (same sha256 id) and were dropped by pubsub.
+	Duplicates atomic.Uint64
 	// Timeouts counts streams that missed a deadline.
 	Timeouts atomic.Uint64
 	// Errors counts other stream failures (resets, malformed frames,
@@ -34,6 +37,9 @@ type Counters struct {
 type Metrics struct {
 	// Gated counts connections refused by the connection gater.
 	Gated atomic.Uint64
+	// GossipQueueDrops counts gossipsub RPCs dropped because a peer's
+	// outbound queue was full.
+	GossipQueueDrops atomic.Uint64
 
 	mu    sync.Mutex
 	kinds map[string]*Counters
@@ -58,8 +64,8 @@ func (m *Metrics) Kind(kind string) *Counters {
 
 // KindCounters is a point-in-time copy of one kind's Counters.
 type KindCounters struct {
-	Kind                                                   string
-	In, Out, Dropped, Rejected, Oversize, Timeouts, Errors uint64
+	Kind                                                               string
+	In, Out, Dropped, Rejected, Oversize, Duplicates, Timeouts, Errors uint64
 }
 
 // Snapshot copies every kind's counters, sorted by kind.
@@ -70,7 +76,7 @@ func (m *Metrics) Snapshot() []KindCounters {
 	for k, c := range m.kinds {
 		out = append(out, KindCounters{
 			Kind: k, In: c.In.Load(), Out: c.Out.Load(), Dropped: c.Dropped.Load(),
-			Rejected: c.Rejected.Load(), Oversize: c.Oversize.Load(),
+			Rejected: c.Rejected.Load(), Oversize: c.Oversize.Load(), Duplicates: c.Duplicates.Load(),
 			Timeouts: c.Timeouts.Load(), Errors: c.Errors.Load(),
 		})
 	}

@@ -37,14 +37,21 @@ func (h *Host) HandleRequest(proto protocol.ID, fn RequestHandler) {
 	h.host.SetStreamHandler(proto, func(s network.Stream) {
 		from := s.Conn().RemotePeer()
 		_ = s.SetReadDeadline(time.Now().Add(h.cfg.frameTimeout))
-		req, err := readFrame(bufio.NewReaderSize(s, readBufBytes), h.cfg.maxFrameBytes)
+		r := bufio.NewReaderSize(s, readBufBytes)
+		n, err := readPrefix(r, h.cfg.maxFrameBytes)
 		if err != nil {
 			h.streamFailed(s, c, truncated(err)) // EOF before a request is a truncation
 			return
 		}
+		// Refuse over-rate requests before reading (allocating) them.
 		if !h.limiter.allow(from, string(proto)) {
 			c.Dropped.Add(1)
 			_ = s.Reset()
+			return
+		}
+		req, err := readBody(r, n)
+		if err != nil {
+			h.streamFailed(s, c, err)
 			return
 		}
 		ctx, cancel := context.WithTimeout(h.ctx, h.cfg.requestTimeout)

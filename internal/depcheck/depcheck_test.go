@@ -53,6 +53,7 @@ var thirdParty = map[string][]string{
 	"github.com/prometheus/client_golang":  {"node", "p2p", "cmd"},
 	"github.com/BurntSushi/toml":           {"node", "cmd"},
 	"github.com/anishathalye/porcupine":    {"*"},
+	"go.uber.org/goleak":                   {"*"},
 	"golang.org/x/":                        {"*"},
 }
 

@@ -1,0 +1,154 @@
+package p2p
+
+import (
+	"errors"
+	"sync/atomic"
+	"testing"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
+)
+
+// TestDiscoveryBootstrapAndDHT: four hosts on 127.0.0.1 (TCP and QUIC)
+// find each other from one bootstrap peer through the private DHT, and
+// every address involved is 127.0.0.1.
+func TestDiscoveryBootstrapAndDHT(t *testing.T) {
+	ctx := testCtx(t)
+	boot := newHost(t, NewConfig(testKey(0)).WithDHT(true))
+	hosts := []*Host{boot}
+	for i := 1; i < 4; i++ {
+		hosts = append(hosts, newHost(t, NewConfig(testKey(i)).WithDHT(true).WithBootstrap(boot.AddrInfo())))
+	}
+	for _, h := range hosts[1:] {
+		if err := h.Bootstrap(ctx); err != nil {
+			t.Fatalf("bootstrap: %v", err)
+		}
+	}
+	waitFor(t, "the bootstrap peer's routing table to hold the other three", func() bool {
+		return boot.RoutingTableSize() == 3
+	})
+	// Each non-bootstrap host looks every other one up through the DHT
+	// and connects to the addresses it learnt. The only address any host
+	// was given is the bootstrap peer's, so every connection between the
+	// other three comes from the DHT: from FindPeer here, or from the
+	// routing-table refresh that Bootstrap started (then FindPeer answers
+	// from the live connection, whose addresses identify may still be
+	// filling in).
+	for _, h := range hosts[1:] {
+		for _, other := range hosts[1:] {
+			if other == h {
+				continue
+			}
+			pi, err := h.FindPeer(ctx, other.ID())
+			if err != nil {
+				t.Fatalf("FindPeer: %v", err)
+			}
+			if len(pi.Addrs) == 0 && h.host.Network().Connectedness(other.ID()) != network.Connected {
+				t.Fatalf("FindPeer returned no addresses for %s", other.ID())
+			}
+			if err := h.Connect(ctx, pi); err != nil {
+				t.Fatalf("connect to a DHT-found peer: %v", err)
+			}
+		}
+	}
+	for i, h := range hosts {
+		if n := len(h.Peers()); n != 3 {
+			t.Errorf("host %d has %d peers, want 3", i, n)
+		}
+		if len(h.Addrs()) != 2 {
+			t.Errorf("host %d advertises %v, want one TCP and one QUIC address", i, h.Addrs())
+		}
+		for _, a := range h.Addrs() {
+			assert127(t, "listen address", a)
+		}
+		for _, a := range h.host.Network().ListenAddresses() {
+			assert127(t, "network listen address", a)
+		}
+		for _, c := range h.host.Network().Conns() {
+			assert127(t, "remote address", c.RemoteMultiaddr())
+			assert127(t, "local address", c.LocalMultiaddr())
+		}
+		for _, p := range h.host.Peerstore().PeersWithAddrs() {
+			for _, a := range h.host.Peerstore().Addrs(p) {
+				assert127(t, "peerstore address", a)
+			}
+		}
+	}
+	if _, err := newHost(t, testConfig(9)).FindPeer(ctx, boot.ID()); !errors.Is(err, ErrNoDHT) {
+		t.Fatalf("FindPeer without DHT: %v, want ErrNoDHT", err)
+	}
+}
+
+// TestLoopbackOnlyRefusesOtherAddresses: a loopback-only host does not dial
+// a non-loopback address, neither through Connect nor through libp2p
+// directly (the gater). The address is TEST-NET-1 and is never reached:
+// the gater refuses before any packet is sent.
+func TestLoopbackOnlyRefusesOtherAddresses(t *testing.T) {
+	ctx := testCtx(t)
+	h := newHost(t, testConfig(0))
+	other := testConfig(1)
+	id, err := peer.IDFromPublicKey(mustPub(t, other))
+	if err != nil {
+		t.Fatal(err)
+	}
+	far, err := ma.NewMultiaddr("/ip4/192.0.2.1/tcp/4001")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pi := peer.AddrInfo{ID: id, Addrs: []ma.Multiaddr{far}}
+	if err := h.Connect(ctx, pi); !errors.Is(err, ErrNonLoopback) {
+		t.Fatalf("Connect: %v, want ErrNonLoopback", err)
+	}
+	if err := h.host.Connect(ctx, pi); err == nil {
+		t.Fatal("libp2p dialed a non-loopback address")
+	}
+	if h.metrics.Gated.Load() == 0 {
+		t.Fatal("the gater did not count the refused dial")
+	}
+	if h.host.Network().Connectedness(id) == network.Connected {
+		t.Fatal("connected to a non-loopback peer")
+	}
+}
+
+// TestPermissionedSetRefusesStrangers: only configured peer ids connect,
+// in either direction. An inbound stranger may finish its side of the
+// handshake (the dialer completes first), but the guarded host refuses it
+// at InterceptSecured, so the connection never reaches the guarded host's
+// swarm: no Connected event, no streams.
+func TestPermissionedSetRefusesStrangers(t *testing.T) {
+	ctx := testCtx(t)
+	member := newHost(t, testConfig(1))
+	stranger := newHost(t, testConfig(2))
+	guarded := newHost(t, testConfig(0).WithAllowedPeers(member.ID()))
+	var sawStranger atomic.Bool
+	guarded.host.Network().Notify(&network.NotifyBundle{ConnectedF: func(_ network.Network, c network.Conn) {
+		if c.RemotePeer() == stranger.ID() {
+			sawStranger.Store(true)
+		}
+	}})
+	const proto = "/kairos/test/permissioned/1"
+	guarded.HandleDirect(proto, func(peer.ID, []byte) {})
+
+	connect(t, member, guarded)
+	_ = stranger.Connect(ctx, guarded.AddrInfo()) // may succeed on the dialer's side only
+	if err := stranger.Send(ctx, guarded.ID(), proto, []byte("hello")); err == nil {
+		t.Fatal("a stranger's frame was written to a guarded host")
+	}
+	if err := guarded.Connect(ctx, stranger.AddrInfo()); err == nil {
+		t.Fatal("the guarded host dialed a peer outside the set")
+	}
+	waitFor(t, "the stranger's half-open connection to close", func() bool { return len(stranger.Peers()) == 0 })
+	if sawStranger.Load() {
+		t.Fatal("the guarded host accepted a connection from a peer outside the set")
+	}
+	if got := guarded.Peers(); len(got) != 1 || got[0] != member.ID() {
+		t.Fatalf("guarded host's peers = %v, want only the member", got)
+	}
+	if guarded.metrics.Gated.Load() < 2 {
+		t.Fatalf("gated = %d, want the inbound and the outbound refusal counted", guarded.metrics.Gated.Load())
+	}
+	if err := member.Send(ctx, guarded.ID(), proto, []byte("hello")); err != nil {
+		t.Fatalf("a member cannot send: %v", err)
+	}
+}
