@@ -22,7 +22,7 @@ func TestWATCounter(t *testing.T) {
 		t.Run(engines[ei].name, func(t *testing.T) {
 			c := newChain(t, ei)
 			self := addr("counter")
-			c.deploy(self, contract(t, "counter_wat"), alice, nil)
+			c.deploy(self, contract(t, "counter_wat"), alice, nil, 1e9)
 			for want := uint64(1); want <= 3; want++ {
 				r := c.run(call{from: alice, to: self, method: "increment"}, false)
 				if r.Status != types.StatusOK || string(r.Return) != string(u64(want)) {
@@ -59,8 +59,8 @@ func TestWATAndGoCounterAgree(t *testing.T) {
 		t.Run(engines[ei].name, func(t *testing.T) {
 			wat, goc := newChain(t, ei), newChain(t, ei)
 			self := addr("counter")
-			wat.deploy(self, contract(t, "counter_wat"), alice, nil)
-			goc.deploy(self, contract(t, "counter"), alice, nil)
+			wat.deploy(self, contract(t, "counter_wat"), alice, nil, 1e9)
+			goc.deploy(self, contract(t, "counter"), alice, nil, 1e9)
 			for i, m := range []string{"get", "increment", "increment", "get", "increment"} {
 				a := wat.run(call{from: alice, to: self, method: m}, false)
 				b := goc.run(call{from: alice, to: self, method: m}, false)

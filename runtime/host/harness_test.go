@@ -199,7 +199,7 @@ func (c *chain) run(tc call, lifecycle bool) host.Result {
 }
 
 // deploy installs bin at a and runs init (when exported) with input.
-func (c *chain) deploy(a types.Address, bin []byte, deployer types.Address, input []byte) host.Result {
+func (c *chain) deploy(a types.Address, bin []byte, deployer types.Address, input []byte, time int64) host.Result {
 	c.eng.t.Helper()
 	c.eng.deploy(a, bin)
 	mod, _, err := c.eng.Acquire(context.Background(), a)
@@ -211,5 +211,5 @@ func (c *chain) deploy(a types.Address, bin []byte, deployer types.Address, inpu
 	if !hasInit {
 		return host.Result{Status: types.StatusOK}
 	}
-	return c.run(call{from: deployer, to: a, method: "init", input: input, time: 1e9}, true)
+	return c.run(call{from: deployer, to: a, method: "init", input: input, time: time}, true)
 }
