@@ -339,7 +339,9 @@ func TestDifferentialAgainstGuesttest(t *testing.T) {
 			copy(m[:], k)
 			keys[name] = append(keys[name], stateKey{m, []byte(k[32:])})
 		}
-		slices.SortFunc(keys[name], func(a, b stateKey) int { return strings.Compare(string(a.Module[:])+string(a.Key), string(b.Module[:])+string(b.Key)) })
+		slices.SortFunc(keys[name], func(a, b stateKey) int {
+			return strings.Compare(string(a.Module[:])+string(a.Key), string(b.Module[:])+string(b.Key))
+		})
 		in, _ := json.Marshal(nativeIn{Steps: steps, Keys: keys[name]})
 		if err := os.WriteFile(filepath.Join(dir, name+".in.json"), in, 0o644); err != nil {
 			t.Fatal(err)
