@@ -1,0 +1,189 @@
+package exec
+
+import (
+	"sort"
+	"strings"
+
+	"github.com/kairos-network/kairos/types"
+)
+
+// dag is the conflict DAG of a block in compressed form: ndeps[i] is the
+// number of distinct earlier transactions i waits for, and the transactions
+// waiting for j are out[start[j]:start[j+1]].
+type dag struct {
+	ndeps []int32
+	start []int32
+	out   []int32
+}
+
+func (d *dag) dependents(j int) []int32 { return d.out[d.start[j]:d.start[j+1]] }
+
+// access is one entry of the conflict analysis: k is module ‖ key.
+type access struct {
+	k      string
+	prefix bool
+	write  bool
+}
+
+// entries lists tx's accesses for the conflict analysis: the implicit write
+// of the sender's account record first, then the declared list.
+func entries(tx *types.Tx, sender types.Address) []access {
+	es := make([]access, 0, 1+len(tx.Body.Access))
+	es = append(es, access{k: accountKey(sender), write: true})
+	for _, a := range tx.Body.Access {
+		es = append(es, access{k: key(a.Module, a.Key), prefix: a.Prefix, write: a.Mode >= types.Write})
+	}
+	return es
+}
+
+// keyState is the conflict history of one exact key or one prefix: its
+// latest writer and the readers since then.
+type keyState struct {
+	writer  int32 // -1: none yet
+	readers []int32
+}
+
+// buildDAG computes each transaction's dependencies: for everything it
+// touches, the latest earlier writer of an overlapping key or prefix, and
+// if it writes, the earlier readers of it since that writer. Older
+// conflicts are reached transitively through those (see doc.go).
+func buildDAG(txs []*types.Tx, senders []types.Address) *dag {
+	n := len(txs)
+	all := make([][]access, n)
+	exactSet := map[string]bool{}
+	prefixSet := map[string]bool{}
+	for i, tx := range txs {
+		all[i] = entries(tx, senders[i])
+		for _, e := range all[i] {
+			if e.prefix {
+				prefixSet[e.k] = true
+			} else {
+				exactSet[e.k] = true
+			}
+		}
+	}
+	// Sorted key lists turn "every key under a prefix" into a binary
+	// search and a contiguous range. They are needed only with prefixes.
+	var sortedExact, sortedPrefix []string
+	var prefixLens []int
+	if len(prefixSet) > 0 {
+		sortedExact = sortedKeys(exactSet)
+		sortedPrefix = sortedKeys(prefixSet)
+		lens := map[int]bool{}
+		for p := range prefixSet {
+			lens[len(p)] = true
+		}
+		for l := range lens {
+			prefixLens = append(prefixLens, l)
+		}
+		sort.Ints(prefixLens)
+	}
+	exact := make(map[string]*keyState, len(exactSet))
+	prefixes := make(map[string]*keyState, len(prefixSet))
+	stateOf := func(m map[string]*keyState, k string) *keyState {
+		s := m[k]
+		if s == nil {
+			s = &keyState{writer: -1}
+			m[k] = s
+		}
+		return s
+	}
+
+	mark := make([]int32, n) // mark[j] == i+1: j already a dependency of i
+	deps := make([][]int32, n)
+	var ndeps = make([]int32, n)
+	edges := 0
+	for i := range n {
+		me := int32(i)
+		add := func(j int32) {
+			if j >= 0 && j != me && mark[j] != me+1 {
+				mark[j] = me + 1
+				deps[i] = append(deps[i], j)
+			}
+		}
+		consult := func(s *keyState, write bool) {
+			if s == nil {
+				return
+			}
+			add(s.writer)
+			if write {
+				for _, r := range s.readers {
+					add(r)
+				}
+			}
+		}
+		for _, e := range all[i] {
+			// Prefixes that contain e.k (for a prefix entry, e.k itself too).
+			for _, l := range prefixLens {
+				if l > len(e.k) {
+					break
+				}
+				consult(prefixes[e.k[:l]], e.write)
+			}
+			if !e.prefix {
+				consult(exact[e.k], e.write)
+				continue
+			}
+			// Exact keys and longer prefixes under e.k.
+			for _, k := range under(sortedExact, e.k) {
+				consult(exact[k], e.write)
+			}
+			for _, k := range under(sortedPrefix, e.k) {
+				if len(k) > len(e.k) {
+					consult(prefixes[k], e.write)
+				}
+			}
+		}
+		for _, e := range all[i] {
+			var s *keyState
+			if e.prefix {
+				s = stateOf(prefixes, e.k)
+			} else {
+				s = stateOf(exact, e.k)
+			}
+			if e.write {
+				s.writer, s.readers = me, nil
+			} else if l := len(s.readers); l == 0 || s.readers[l-1] != me {
+				s.readers = append(s.readers, me)
+			}
+		}
+		ndeps[i] = int32(len(deps[i]))
+		edges += len(deps[i])
+	}
+	d := &dag{ndeps: ndeps, start: make([]int32, n+1), out: make([]int32, edges)}
+	for i := range n {
+		for _, j := range deps[i] {
+			d.start[j+1]++
+		}
+	}
+	for j := range n {
+		d.start[j+1] += d.start[j]
+	}
+	fill := append([]int32(nil), d.start[:n]...)
+	for i := range n { // ascending i: each dependents list is in block order
+		for _, j := range deps[i] {
+			d.out[fill[j]] = int32(i)
+			fill[j]++
+		}
+	}
+	return d
+}
+
+func sortedKeys(m map[string]bool) []string {
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return ks
+}
+
+// under returns the contiguous run of sorted keys that start with prefix.
+func under(sorted []string, prefix string) []string {
+	lo := sort.SearchStrings(sorted, prefix)
+	hi := lo
+	for hi < len(sorted) && strings.HasPrefix(sorted[hi], prefix) {
+		hi++
+	}
+	return sorted[lo:hi]
+}

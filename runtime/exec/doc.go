@@ -1,0 +1,75 @@
+// Package exec executes one ordered block of transactions against a parent
+// state version, in parallel by the access each transaction declares, with
+// a result byte-identical to executing the block serially.
+//
+// # Use
+//
+//	x := exec.New(runner, exec.Options{Workers: 2})
+//	res, err := x.ExecuteBlock(ctx, parent, block, txs) // txs[i] is the body of block.Txs[i]
+//	root, err := store.Commit(ctx, block.Height, res.Writes)
+//	sim, err := x.Simulate(ctx, latest, env, tx)        // result, gas and the access list used
+//
+// The per-transaction work is behind Runner (NativeRunner runs Go-coded
+// modules; the wasm runner plugs in the same way), so the scheduler is
+// tested on its own.
+//
+// # Schedule
+//
+// Each transaction's access list (plus its implicit write of the sender's
+// account key, see below) is turned into a conflict DAG: a transaction
+// depends on the latest earlier writer of everything it reads or writes,
+// and, when it writes, on every earlier reader since that writer. Exact
+// keys are indexed in a map; prefixes by a map per prefix length plus a
+// sorted list of the block's keys, so building the DAG costs O(A log A) for
+// A access entries when prefixes are few, never a scan over all pairs.
+// Ready transactions run on a fixed pool of workers. Each runs on a private
+// overlay: its own writes, then the published writes of earlier
+// transactions of the block, then the parent version (through a prefetch
+// of every exact key the block declares, done before execution by the
+// serial path too).
+//
+// # Invariants
+//
+//   - Parallel = serial: receipts, gas, events and the write set are equal
+//     byte for byte for every worker count. Why reads are right: every
+//     earlier transaction that declared a write overlapping a key a
+//     transaction reads is an ancestor in the DAG (writers of one entry form
+//     a chain and overlapping entries are linked), so it has finished and
+//     published; a transaction that wrote without declaring has its writes
+//     discarded (access_violation); a later writer depends on the reader, so
+//     it cannot have published yet. Hence the newest published version of a
+//     key is exactly the value the serial order gives.
+//   - The write set of a block is merged in block order and sorted by
+//     (module, key); a deleted key is a Write with a nil value.
+//   - Time, randomness and scheduling never reach results: the block time
+//     and timestamps come from the block, the worker that runs a
+//     transaction is irrelevant, and map iteration is always sorted.
+//   - Guest failures are receipt statuses. ExecuteBlock returns an error only
+//     for a node problem (state read failure, cancelled context, a block
+//     that does not match its bodies); the caller must not commit then.
+//
+// # Accounts, nonces and replay protection
+//
+// The system module AccountsModule keeps, under the sender's 32-byte
+// account address, the nonce of the sender's last executed transaction
+// (8 bytes big-endian; absent = 0). Every transaction implicitly writes
+// that key, so transactions of one sender are always ordered among
+// themselves. At its place in the block a transaction is StatusInvalid
+// when its ValidUntil is before the block time, or when its nonce is not
+// exactly the account nonce + 1 (so a replay, a duplicate and a gap are all
+// refused, and nonces start at 1). An invalid transaction uses no gas,
+// writes nothing and does not consume its nonce, so the sender can submit
+// the right nonce again. A transaction that passes both checks consumes its
+// nonce whatever its status: a failed or out-of-gas transaction discards
+// its own writes and events but still advances the nonce, so it cannot be
+// replayed. A runner may also answer StatusInvalid (an unknown module);
+// that is treated like a failed check. There is no fee yet; a fee debit
+// will live under the same account key, so it adds no new conflicts.
+//
+// # Concurrency
+//
+// An Executor may run several blocks at once (it keeps no per-block
+// state). The parent StateView is read from several goroutines: it must be
+// safe for concurrent use (state.Store and state.View are). A Runner is
+// called from several goroutines at once, one transaction per call.
+package exec

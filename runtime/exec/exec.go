@@ -1,0 +1,349 @@
+package exec
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"sort"
+	"sync"
+	"sync/atomic"
+
+	"github.com/kairos-network/kairos/state"
+	"github.com/kairos-network/kairos/types"
+)
+
+// Errors of the executor. They are node errors, never guest failures;
+// each is wrapped with detail.
+var (
+	// ErrBlockMismatch reports transaction bodies that do not line up with
+	// the block (count, or a nil body).
+	ErrBlockMismatch = errors.New("exec: block and transaction bodies differ")
+	// ErrBlockTooLarge reports a block over Options.MaxTxs transactions.
+	ErrBlockTooLarge = errors.New("exec: too many transactions in block")
+	// ErrState reports a failed read of the parent state.
+	ErrState = errors.New("exec: parent state read failed")
+	// ErrRunner reports a runner that returned a node error (Result.Fatal).
+	ErrRunner = errors.New("exec: runner failed")
+)
+
+// BlockTxsMax is the default cap on transactions per block. Consensus
+// bounds blocks much lower; this keeps a bad caller from making the DAG
+// and the write set unbounded.
+const BlockTxsMax = 1 << 16
+
+// StateView is what the executor reads of the parent version. Both methods
+// may be called from several goroutines at once. *state.Store (its latest
+// version) satisfies it. Returned and passed slices belong to the callee:
+// the executor copies what it keeps.
+type StateView interface {
+	// Get returns the value of k, or nil when absent.
+	Get(ctx context.Context, k types.StateKey) ([]byte, error)
+	// Iterate calls fn for every key of module starting with prefix, in
+	// key byte order.
+	Iterate(ctx context.Context, module types.Address, prefix []byte, fn func(key, value []byte) error) error
+}
+
+// BlockEnv is what a block gives its transactions.
+type BlockEnv struct {
+	Height uint64
+	Time   int64 // the block time (unix ns), against which ValidUntil is checked
+}
+
+// TxEnv is what a runner learns about the transaction it runs.
+type TxEnv struct {
+	BlockEnv
+	TS       int64 // the transaction's consensus timestamp (tx_time)
+	Index    int   // position in the block
+	Sender   types.Address
+	Simulate bool // access is recorded, not enforced; debug output allowed
+}
+
+// Result is what a runner reports for one transaction. The writes are the
+// ones made through the Overlay; the executor keeps them only when Status
+// is StatusOK.
+type Result struct {
+	Status  types.Status
+	GasUsed uint64
+	Return  []byte
+	Events  []types.Event
+	Error   string // why a failed transaction failed
+	// Fatal is a node error (a state read failed): the block is not
+	// executed and ExecuteBlock returns it.
+	Fatal error
+}
+
+// Runner executes one transaction on an overlay. It is called from several
+// goroutines at once, one transaction per call, and must be deterministic:
+// the same overlay contents, tx and env give the same Result and writes.
+// Unless env.Simulate is set it must enforce tx's declared access list and
+// answer StatusAccessViolation for an undeclared access.
+type Runner interface {
+	Run(ctx context.Context, o Overlay, tx *types.Tx, env TxEnv) Result
+}
+
+// BlockResult is the outcome of a block, ready for one state.Commit.
+type BlockResult struct {
+	Writes   []state.Write   // sorted by (module, key); nil Value = delete
+	Receipts []types.Receipt // one per transaction, in block order
+	Events   []types.Event   // all receipts' events, in block order
+	GasUsed  uint64
+}
+
+// Options configure an Executor. The zero value runs one worker per core.
+type Options struct {
+	// Workers is the size of the worker pool; 0 means runtime.GOMAXPROCS.
+	Workers int
+	// MaxTxs caps the transactions of a block; 0 means BlockTxsMax.
+	MaxTxs int
+
+	// reverseMerge merges write sets in reverse block order: a deliberate
+	// bug that lets a test prove the equality checks can fail.
+	reverseMerge bool
+}
+
+// Executor executes blocks with a Runner. It holds no per-block state.
+type Executor struct {
+	run  Runner
+	opts Options
+}
+
+// New returns an executor of r.
+func New(r Runner, opts Options) *Executor {
+	if opts.Workers <= 0 {
+		opts.Workers = runtime.GOMAXPROCS(0)
+	}
+	if opts.MaxTxs <= 0 {
+		opts.MaxTxs = BlockTxsMax
+	}
+	return &Executor{run: r, opts: opts}
+}
+
+// Workers returns the size of the worker pool.
+func (x *Executor) Workers() int { return x.opts.Workers }
+
+// txOut is the outcome of one transaction: its receipt and the writes it
+// leaves (empty value = delete).
+type txOut struct {
+	receipt types.Receipt
+	writes  map[string][]byte
+}
+
+// block is the per-block input shared by the serial and parallel paths.
+type block struct {
+	env     BlockEnv
+	b       *types.Block
+	txs     []*types.Tx
+	senders []types.Address
+	cache   *prefetched
+}
+
+func (x *Executor) prepare(ctx context.Context, parent StateView, b *types.Block, txs []*types.Tx) (*block, error) {
+	if len(txs) != len(b.Txs) {
+		return nil, fmt.Errorf("%w: %d bodies for %d transactions", ErrBlockMismatch, len(txs), len(b.Txs))
+	}
+	if len(txs) > x.opts.MaxTxs {
+		return nil, fmt.Errorf("%w: %d > %d", ErrBlockTooLarge, len(txs), x.opts.MaxTxs)
+	}
+	bl := &block{env: BlockEnv{Height: b.Height, Time: b.Time}, b: b, txs: txs, senders: make([]types.Address, len(txs))}
+	for i, tx := range txs {
+		if tx == nil {
+			return nil, fmt.Errorf("%w: body %d is nil", ErrBlockMismatch, i)
+		}
+		bl.senders[i] = tx.SenderAddress()
+	}
+	c, err := prefetch(ctx, parent, txs, bl.senders)
+	if err != nil {
+		return nil, err
+	}
+	bl.cache = c
+	return bl, nil
+}
+
+// ExecuteBlock executes b, whose transaction bodies are txs (txs[i] is the
+// body of b.Txs[i]; the caller checked the ids when it fetched them), on
+// top of parent, in parallel by declared access.
+func (x *Executor) ExecuteBlock(ctx context.Context, parent StateView, b *types.Block, txs []*types.Tx) (*BlockResult, error) {
+	bl, err := x.prepare(ctx, parent, b, txs)
+	if err != nil {
+		return nil, err
+	}
+	n := len(txs)
+	outs := make([]txOut, n)
+	if n == 0 {
+		return x.merge(outs), nil
+	}
+	d := buildDAG(txs, bl.senders)
+	mv := newMVStore()
+	pending := make([]atomic.Int32, n)
+	ready := make(chan int, n)
+	for i := range n {
+		pending[i].Store(d.ndeps[i])
+		if d.ndeps[i] == 0 {
+			ready <- i
+		}
+	}
+	var (
+		remaining atomic.Int64
+		failed    atomic.Bool
+		errMu     sync.Mutex
+		firstErr  error
+		errIdx    = n
+		wg        sync.WaitGroup
+	)
+	remaining.Store(int64(n))
+	worker := func() {
+		defer wg.Done()
+		for i := range ready {
+			if !failed.Load() {
+				out, err := x.runTx(ctx, bl, mv, parent, i, false, nil)
+				if err != nil {
+					failed.Store(true)
+					errMu.Lock()
+					// The lowest failing index wins, so the error does not
+					// depend on scheduling when several fail.
+					if i < errIdx {
+						errIdx, firstErr = i, err
+					}
+					errMu.Unlock()
+				} else {
+					outs[i] = out
+					mv.publish(i, out.writes)
+				}
+			}
+			for _, dep := range d.dependents(i) {
+				if pending[dep].Add(-1) == 0 {
+					ready <- int(dep)
+				}
+			}
+			if remaining.Add(-1) == 0 {
+				close(ready)
+			}
+		}
+	}
+	workers := min(x.opts.Workers, n)
+	wg.Add(workers)
+	for range workers {
+		go worker()
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return nil, firstErr
+	}
+	return x.merge(outs), nil
+}
+
+// ExecuteSerial executes b one transaction after the other, with the same
+// prefetch as ExecuteBlock and no DAG. It is the baseline ExecuteBlock is
+// measured against and must equal.
+func (x *Executor) ExecuteSerial(ctx context.Context, parent StateView, b *types.Block, txs []*types.Tx) (*BlockResult, error) {
+	bl, err := x.prepare(ctx, parent, b, txs)
+	if err != nil {
+		return nil, err
+	}
+	outs := make([]txOut, len(txs))
+	sl := serialLayer{}
+	for i := range txs {
+		out, err := x.runTx(ctx, bl, sl, parent, i, false, nil)
+		if err != nil {
+			return nil, err
+		}
+		outs[i] = out
+		sl.publish(i, out.writes)
+	}
+	return x.merge(outs), nil
+}
+
+// runTx applies the replay checks, runs the transaction on a fresh overlay
+// and returns its receipt and the writes it leaves.
+func (x *Executor) runTx(ctx context.Context, bl *block, layer blockLayer, parent StateView, i int, simulate bool, rec *recorder) (txOut, error) {
+	if err := ctx.Err(); err != nil {
+		return txOut{}, err
+	}
+	tx := bl.txs[i]
+	env := TxEnv{BlockEnv: bl.env, Index: i, Sender: bl.senders[i], Simulate: simulate}
+	if bl.b != nil {
+		env.TS = bl.b.Txs[i].TS
+	}
+	o := &overlay{ctx: ctx, layer: layer, cache: bl.cache, parent: parent, idx: i, rec: rec}
+	out := txOut{receipt: types.Receipt{Status: types.StatusInvalid}}
+	if bl.b != nil {
+		out.receipt.TxID = bl.b.Txs[i].ID
+	}
+	acct := accountKey(env.Sender)
+	cur, err := o.getRaw(acct)
+	if err != nil {
+		return txOut{}, err
+	}
+	nonce, err := decodeNonce(cur)
+	if err != nil {
+		return txOut{}, err
+	}
+	switch {
+	case tx.Body.ValidUntil < env.Time:
+		out.receipt.Error = fmt.Sprintf("expired: valid until %d < block time %d", tx.Body.ValidUntil, env.Time)
+		return out, nil
+	case tx.Body.Nonce != nonce+1:
+		out.receipt.Error = fmt.Sprintf("bad nonce %d: account nonce is %d, want %d", tx.Body.Nonce, nonce, nonce+1)
+		return out, nil
+	}
+	res := x.run.Run(ctx, o, tx, env)
+	if res.Fatal != nil {
+		return txOut{}, fmt.Errorf("%w: tx %d: %w", ErrRunner, i, res.Fatal)
+	}
+	if res.Status == types.StatusInvalid {
+		out.receipt.Error = res.Error
+		return out, nil
+	}
+	if res.GasUsed > tx.Body.GasLimit {
+		// A runner must stop at the limit; clamp so a runner bug cannot
+		// charge more than the sender agreed to.
+		res = Result{Status: types.StatusOutOfGas, GasUsed: tx.Body.GasLimit, Error: "out of gas"}
+	}
+	out.receipt = types.Receipt{TxID: out.receipt.TxID, Status: res.Status, GasUsed: res.GasUsed, Error: res.Error}
+	if res.Status == types.StatusOK {
+		out.receipt.Return = res.Return
+		out.receipt.Events = res.Events
+		out.writes = o.writes
+	}
+	if out.writes == nil {
+		out.writes = make(map[string][]byte, 1)
+	}
+	out.writes[acct] = encodeNonce(tx.Body.Nonce)
+	return out, nil
+}
+
+// merge combines the transactions' writes in block order and sorts them.
+func (x *Executor) merge(outs []txOut) *BlockResult {
+	res := &BlockResult{Receipts: make([]types.Receipt, len(outs))}
+	final := make(map[string][]byte)
+	for j := range outs {
+		i := j
+		if x.opts.reverseMerge {
+			i = len(outs) - 1 - j
+		}
+		for k, v := range outs[i].writes {
+			final[k] = v
+		}
+	}
+	for i := range outs {
+		r := outs[i].receipt
+		res.Receipts[i] = r
+		res.GasUsed += r.GasUsed
+		res.Events = append(res.Events, r.Events...)
+	}
+	keys := make([]string, 0, len(final))
+	for k := range final {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	res.Writes = make([]state.Write, len(keys))
+	for i, k := range keys {
+		v := final[k]
+		if len(v) == 0 {
+			v = nil
+		}
+		res.Writes[i] = state.Write{Key: splitKey(k), Value: v}
+	}
+	return res
+}

@@ -1,0 +1,183 @@
+package exec
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"testing"
+
+	"github.com/kairos-network/kairos/state"
+	"github.com/kairos-network/kairos/types"
+)
+
+// seeds returns how many random seeds a property test runs: a few in
+// `make test`, more with KAIROS_EXEC_SEEDS=N.
+func seeds(t *testing.T, def int) int {
+	if s := os.Getenv("KAIROS_EXEC_SEEDS"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil {
+			t.Fatalf("KAIROS_EXEC_SEEDS=%q: %v", s, err)
+		}
+		return n
+	}
+	return def
+}
+
+// config is one way of executing blocks.
+type config struct {
+	name string
+	x    *Executor
+	// serial selects ExecuteSerial.
+	serial bool
+}
+
+func configs(r Runner) []config {
+	cs := []config{{name: "serial", x: New(r, Options{}), serial: true}}
+	for _, w := range []int{1, 2, 3, 8} {
+		cs = append(cs, config{name: fmt.Sprintf("workers=%d", w), x: New(r, Options{Workers: w})})
+	}
+	return cs
+}
+
+func (c config) execute(ctx context.Context, parent StateView, b *types.Block, txs []*types.Tx) (*BlockResult, error) {
+	if c.serial {
+		return c.x.ExecuteSerial(ctx, parent, b, txs)
+	}
+	return c.x.ExecuteBlock(ctx, parent, b, txs)
+}
+
+// runChain executes the same random chain under every config, each into
+// its own real store, and returns the first difference from the first
+// config: result bytes or state root.
+func runChain(t *testing.T, seed uint64, cs []config, blocks, txsPerBlock int) error {
+	t.Helper()
+	ctx := context.Background()
+	const senders = 10
+	stores := make([]*state.Store, len(cs))
+	for i := range cs {
+		stores[i] = newStore(t, senders+4, 1000)
+	}
+	g := newGen(seed, senders)
+	for h := uint64(2); h < uint64(2+blocks); h++ {
+		b, txs := g.block(h, int64(h)*1e12, txsPerBlock)
+		var want []byte
+		var wantRoot types.Root
+		for i, c := range cs {
+			res, err := c.execute(ctx, stores[i], b, txs)
+			if err != nil {
+				t.Fatalf("seed %d height %d %s: %v", seed, h, c.name, err)
+			}
+			root, err := stores[i].Commit(ctx, h, res.Writes)
+			if err != nil {
+				t.Fatalf("seed %d height %d %s: commit: %v", seed, h, c.name, err)
+			}
+			got := encodeResult(res)
+			if i == 0 {
+				want, wantRoot = got, root
+				continue
+			}
+			if !bytes.Equal(got, want) {
+				return fmt.Errorf("seed %d height %d: %s result differs from %s", seed, h, c.name, cs[0].name)
+			}
+			if root != wantRoot {
+				return fmt.Errorf("seed %d height %d: %s root %s != %s root %s", seed, h, c.name, root, cs[0].name, wantRoot)
+			}
+		}
+	}
+	return nil
+}
+
+// TestParallelEqualsSerial is the metamorphic test of the package: random
+// blocks executed serially and with 1, 2, 3 and 8 workers give identical
+// receipts, events, gas, write sets and state roots.
+func TestParallelEqualsSerial(t *testing.T) {
+	cs := configs(NewNativeRunner(NativeModules()))
+	for seed := range uint64(seeds(t, 40)) {
+		if err := runChain(t, seed, cs, 3, 60); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestRandomBlocksAreInteresting guards the generator: the random blocks
+// must actually contain every status, or the equality test proves little.
+func TestRandomBlocksAreInteresting(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t, 14, 1000)
+	x := New(NewNativeRunner(NativeModules()), Options{Workers: 2})
+	g := newGen(1, 10)
+	seen := map[types.Status]int{}
+	for h := uint64(2); h < 6; h++ {
+		b, txs := g.block(h, int64(h)*1e12, 100)
+		res, err := x.ExecuteBlock(ctx, s, b, txs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range res.Receipts {
+			seen[r.Status]++
+		}
+		if _, err := s.Commit(ctx, h, res.Writes); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("statuses: %v", seen)
+	for st := types.StatusOK; st <= types.StatusInvalid; st++ {
+		if st == types.StatusTrapped {
+			continue // native modules cannot trap
+		}
+		if seen[st] == 0 {
+			t.Errorf("no %s transaction in 400 random ones: %v", st, seen)
+		}
+	}
+}
+
+// TestComparisonCanFail runs the same comparison against an executor that
+// merges write sets in reverse block order: it must be caught.
+func TestComparisonCanFail(t *testing.T) {
+	r := NewNativeRunner(NativeModules())
+	broken := config{name: "reverse-merge", x: New(r, Options{Workers: 2, reverseMerge: true})}
+	cs := []config{configs(r)[0], broken}
+	caught := 0
+	for seed := range uint64(5) {
+		if err := runChain(t, seed, cs, 2, 60); err != nil {
+			caught++
+		}
+	}
+	if caught == 0 {
+		t.Fatal("a reverse-order merge went unnoticed on every seed")
+	}
+	// And on a minimal block: two increments of one counter.
+	ctx := context.Background()
+	s := newStore(t, 2, 0)
+	k := []byte("k")
+	txs := []*types.Tx{
+		mkTx(0, 1, 1e18, call(CounterModule, "incr", k), rw(CounterModule, k)),
+		mkTx(1, 1, 1e18, call(CounterModule, "incr", k), rw(CounterModule, k)),
+	}
+	b := mkBlock(2, 1e12, txs)
+	good, err := New(r, Options{Workers: 2}).ExecuteBlock(ctx, s, b, txs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad, err := broken.x.ExecuteBlock(ctx, s, b, txs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Equal(encodeResult(good), encodeResult(bad)) {
+		t.Fatal("reverse merge gave the same write set")
+	}
+	if got := valueOf(good.Writes, CounterModule, k); u64(got) != 2 {
+		t.Fatalf("counter = %d, want 2", u64(got))
+	}
+}
+
+func valueOf(ws []state.Write, module types.Address, k []byte) []byte {
+	for _, w := range ws {
+		if w.Key.Module == module && bytes.Equal(w.Key.Key, k) {
+			return w.Value
+		}
+	}
+	return nil
+}

@@ -1,0 +1,270 @@
+package exec
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/kairos-network/kairos/types"
+)
+
+// Errors a runner gets from an Overlay for a guest's bad request; they are
+// guest failures (StatusAborted), not node errors.
+var (
+	// ErrKeyTooLong reports a key over types.StateKeyMax.
+	ErrKeyTooLong = errors.New("exec: key too long")
+	// ErrValueTooLarge reports a value over types.StateValueMax.
+	ErrValueTooLarge = errors.New("exec: value too large")
+	// ErrIterTooLarge reports a prefix with more than IterItemsMax keys.
+	ErrIterTooLarge = errors.New("exec: too many keys under prefix")
+)
+
+// IterItemsMax caps the keys one Iterate call visits: the overlay merges
+// the parent's keys with the block's writes in memory before calling back.
+const IterItemsMax = 1 << 16
+
+// Overlay is a transaction's view of the state: its own writes over the
+// writes of earlier transactions of the block over the parent version. It
+// belongs to one transaction and one goroutine. Returned slices must not
+// be modified; values passed to Set are not copied and must not change.
+type Overlay interface {
+	// Get returns the value of module's key, or nil when absent. An error
+	// wrapping ErrState is a node error; ErrKeyTooLong a guest error.
+	Get(module types.Address, key []byte) ([]byte, error)
+	// Set writes value (empty = delete).
+	Set(module types.Address, key, value []byte) error
+	// Iterate calls fn for every present key of module with prefix, in key
+	// byte order, until fn returns an error.
+	Iterate(module types.Address, prefix []byte, fn func(key, value []byte) error) error
+}
+
+// blockLayer holds the published writes of a block's finished
+// transactions. get and scan return the newest version written by a
+// transaction before idx.
+type blockLayer interface {
+	get(k string, idx int) ([]byte, bool)
+	scan(prefix string, idx int, fn func(k string, v []byte))
+	publish(idx int, writes map[string][]byte)
+}
+
+// serialLayer is the block layer of serial execution: the latest value.
+type serialLayer map[string][]byte
+
+func (s serialLayer) get(k string, _ int) ([]byte, bool) { v, ok := s[k]; return v, ok }
+
+func (s serialLayer) scan(prefix string, _ int, fn func(string, []byte)) {
+	for k, v := range s {
+		if strings.HasPrefix(k, prefix) {
+			fn(k, v)
+		}
+	}
+}
+
+func (s serialLayer) publish(_ int, writes map[string][]byte) {
+	for k, v := range writes {
+		s[k] = v
+	}
+}
+
+// mvStore is the block layer of parallel execution: every published
+// version of every key. Readers pick the newest version before them; by
+// the DAG invariant (doc.go) no version after them can be present for a key
+// they may read, but the index check keeps that an assertion, not a
+// requirement.
+type mvStore struct {
+	mu sync.RWMutex
+	m  map[string][]version
+}
+
+type version struct {
+	idx int
+	val []byte
+}
+
+func newMVStore() *mvStore { return &mvStore{m: make(map[string][]version)} }
+
+func newest(vs []version, idx int) ([]byte, bool) {
+	best := -1
+	for j, v := range vs {
+		if v.idx < idx && (best < 0 || v.idx > vs[best].idx) {
+			best = j
+		}
+	}
+	if best < 0 {
+		return nil, false
+	}
+	return vs[best].val, true
+}
+
+func (s *mvStore) get(k string, idx int) ([]byte, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return newest(s.m[k], idx)
+}
+
+func (s *mvStore) scan(prefix string, idx int, fn func(string, []byte)) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for k, vs := range s.m {
+		if strings.HasPrefix(k, prefix) {
+			if v, ok := newest(vs, idx); ok {
+				fn(k, v)
+			}
+		}
+	}
+}
+
+func (s *mvStore) publish(idx int, writes map[string][]byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k, v := range writes {
+		s.m[k] = append(s.m[k], version{idx, v})
+	}
+}
+
+// overlay implements Overlay for transaction idx.
+type overlay struct {
+	ctx    context.Context
+	layer  blockLayer
+	cache  *prefetched
+	parent StateView
+	idx    int
+	writes map[string][]byte
+	rec    *recorder // non-nil in simulation
+}
+
+func (o *overlay) getRaw(k string) ([]byte, error) {
+	if v, ok := o.writes[k]; ok {
+		return v, nil
+	}
+	if v, ok := o.layer.get(k, o.idx); ok {
+		return v, nil
+	}
+	if v, ok := o.cache.get(k); ok {
+		return v, nil
+	}
+	v, err := o.parent.Get(o.ctx, splitKey(k))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrState, err)
+	}
+	return v, nil
+}
+
+func (o *overlay) Get(module types.Address, k []byte) ([]byte, error) {
+	if len(k) > types.StateKeyMax {
+		return nil, fmt.Errorf("%w: %d bytes", ErrKeyTooLong, len(k))
+	}
+	o.rec.note(module, k, false, types.Read)
+	v, err := o.getRaw(key(module, k))
+	if len(v) == 0 {
+		v = nil
+	}
+	return v, err
+}
+
+func (o *overlay) Set(module types.Address, k, value []byte) error {
+	if len(k) > types.StateKeyMax {
+		return fmt.Errorf("%w: %d bytes", ErrKeyTooLong, len(k))
+	}
+	if len(value) > types.StateValueMax {
+		return fmt.Errorf("%w: %d bytes", ErrValueTooLarge, len(value))
+	}
+	o.rec.note(module, k, false, types.Write)
+	if o.writes == nil {
+		o.writes = make(map[string][]byte)
+	}
+	o.writes[key(module, k)] = value
+	return nil
+}
+
+func (o *overlay) Iterate(module types.Address, prefix []byte, fn func(key, value []byte) error) error {
+	if len(prefix) > types.StateKeyMax {
+		return fmt.Errorf("%w: %d bytes", ErrKeyTooLong, len(prefix))
+	}
+	o.rec.note(module, prefix, true, types.Read)
+	merged := make(map[string][]byte)
+	err := o.parent.Iterate(o.ctx, module, prefix, func(k, v []byte) error {
+		if len(merged) >= IterItemsMax {
+			return ErrIterTooLarge
+		}
+		merged[string(k)] = append([]byte(nil), v...)
+		return nil
+	})
+	if errors.Is(err, ErrIterTooLarge) {
+		return fmt.Errorf("%w: over %d", ErrIterTooLarge, IterItemsMax)
+	}
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrState, err)
+	}
+	p := key(module, prefix)
+	o.layer.scan(p, o.idx, func(k string, v []byte) { merged[k[types.AddressLen:]] = v })
+	for k, v := range o.writes {
+		if strings.HasPrefix(k, p) {
+			merged[k[types.AddressLen:]] = v
+		}
+	}
+	keys := make([]string, 0, len(merged))
+	for k, v := range merged {
+		if len(v) > 0 {
+			keys = append(keys, k)
+		}
+	}
+	if len(keys) > IterItemsMax {
+		return fmt.Errorf("%w: %d > %d", ErrIterTooLarge, len(keys), IterItemsMax)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if err := fn([]byte(k), merged[k]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// prefetched holds the parent values of every exact key a block declares,
+// read before execution. It is read-only once built.
+type prefetched struct{ m map[string][]byte }
+
+func (p *prefetched) get(k string) ([]byte, bool) {
+	if p == nil {
+		return nil, false
+	}
+	v, ok := p.m[k]
+	return v, ok
+}
+
+// prefetch reads the block's declared exact keys and the senders' account
+// records from parent. Prefix contents are not prefetched: they are read
+// by Iterate when a transaction asks.
+func prefetch(ctx context.Context, parent StateView, txs []*types.Tx, senders []types.Address) (*prefetched, error) {
+	p := &prefetched{m: make(map[string][]byte, 2*len(txs))}
+	fetch := func(k string) error {
+		if _, ok := p.m[k]; ok {
+			return nil
+		}
+		v, err := parent.Get(ctx, splitKey(k))
+		if err != nil {
+			return fmt.Errorf("%w: prefetch: %w", ErrState, err)
+		}
+		p.m[k] = v
+		return nil
+	}
+	for i, tx := range txs {
+		if err := fetch(accountKey(senders[i])); err != nil {
+			return nil, err
+		}
+		for _, a := range tx.Body.Access {
+			// An over-long key fails the transaction when it is used; it
+			// must not fail the block here.
+			if !a.Prefix && len(a.Key) <= types.StateKeyMax {
+				if err := fetch(key(a.Module, a.Key)); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
+	return p, nil
+}
