@@ -160,7 +160,7 @@ type call struct {
 }
 
 // chain runs transactions through the real host on one engine, committing
-// successful writes to a MemState.
+// the writes of successful ones (not of simulations) to a MemState.
 type chain struct {
 	eng    *fresh
 	state  host.MemState
@@ -192,7 +192,7 @@ func (c *chain) run(tc call, lifecycle bool) host.Result {
 	if err != nil {
 		c.eng.t.Fatalf("%s: node error: %v", tc.method, err)
 	}
-	if res.Status == types.StatusOK {
+	if res.Status == types.StatusOK && !c.sim {
 		c.state.Apply(res.Writes)
 	}
 	return res
