@@ -75,23 +75,23 @@ func (e *fresh) deploy(addr types.Address, bin []byte) {
 	e.code[addr] = cm
 }
 
-func (e *fresh) Acquire(ctx context.Context, addr types.Address) (api.Module, bool, error) {
+func (e *fresh) Acquire(ctx context.Context, addr types.Address, method string) (api.Module, api.Function, bool, error) {
 	cm, ok := e.code[addr]
 	if !ok {
-		return nil, false, nil
+		return nil, nil, false, nil
 	}
 	mod, err := e.rt.InstantiateModule(ctx, cm, wazero.NewModuleConfig().WithName("").WithStartFunctions())
 	if err != nil {
-		return nil, false, err
+		return nil, nil, false, err
 	}
 	if init := mod.ExportedFunction("_initialize"); init != nil {
 		mod.ExportedGlobal(meter.GasExport).(api.MutableGlobal).Set(host.InitGasMax)
 		st := wasi.InitState()
 		if err := init.CallWithStack(wasi.WithState(ctx, &st), nil); err != nil {
-			return nil, false, fmt.Errorf("_initialize: %w", err)
+			return nil, nil, false, fmt.Errorf("_initialize: %w", err)
 		}
 	}
-	return mod, true, nil
+	return mod, mod.ExportedFunction(method), true, nil
 }
 
 func (e *fresh) Release(mod api.Module, _ bool) { mod.Close(context.Background()) }
@@ -202,11 +202,11 @@ func (c *chain) run(tc call, lifecycle bool) host.Result {
 func (c *chain) deploy(a types.Address, bin []byte, deployer types.Address, input []byte, time int64) host.Result {
 	c.eng.t.Helper()
 	c.eng.deploy(a, bin)
-	mod, _, err := c.eng.Acquire(context.Background(), a)
+	mod, initFn, _, err := c.eng.Acquire(context.Background(), a, "init")
 	if err != nil {
 		c.eng.t.Fatal(err)
 	}
-	hasInit := mod.ExportedFunction("init") != nil
+	hasInit := initFn != nil
 	c.eng.Release(mod, false)
 	if !hasInit {
 		return host.Result{Status: types.StatusOK}

@@ -76,9 +76,12 @@ type Instances interface {
 	// Acquire returns an instrumented instance of the module deployed at
 	// addr, in its post-_initialize state (memory, every global, WASI
 	// state restored), instantiated in a runtime where Instantiate and
-	// wasi.Instantiate registered the host modules. ok is false when no
-	// module is deployed at addr.
-	Acquire(ctx context.Context, addr types.Address) (mod api.Module, ok bool, err error)
+	// wasi.Instantiate registered the host modules, and its export named
+	// method (nil if there is none; the host checks names and
+	// signatures). ok is false when no module is deployed at addr.
+	// Engines should cache the api.Function per instance: wazero's
+	// ExportedFunction allocates a call stack (~12 KB) on every lookup.
+	Acquire(ctx context.Context, addr types.Address, method string) (mod api.Module, fn api.Function, ok bool, err error)
 	// Release hands the instance back after the frame; failed reports the
 	// frame did not end normally (the engine may discard the instance).
 	Release(mod api.Module, failed bool)
@@ -197,14 +200,13 @@ type outcome struct {
 // run it releases the instance and returns the outcome (no module, no
 // method) with a nil mod.
 func (r *run) prepare(ctx context.Context, self types.Address, method string) (api.Module, api.Function, outcome, error) {
-	mod, ok, err := r.tx.Instances.Acquire(ctx, self)
+	mod, fn, ok, err := r.tx.Instances.Acquire(ctx, self, method)
 	if err != nil {
 		return nil, nil, outcome{}, err
 	}
 	if !ok {
 		return nil, nil, outcome{types.StatusTrapped, fmt.Errorf("%w at %s", ErrNoModule, self), CallNoModule, nil}, nil
 	}
-	fn := mod.ExportedFunction(method)
 	if fn == nil || !ValidMethodName(method) || len(fn.Definition().ParamTypes()) != 0 || len(fn.Definition().ResultTypes()) != 0 {
 		r.tx.Instances.Release(mod, false)
 		return nil, nil, outcome{types.StatusTrapped, fmt.Errorf("%w %q", ErrNoMethod, method), CallNoMethod, nil}, nil
