@@ -359,8 +359,8 @@ func debugLog(f *frame, s []uint64) {
 	p, n := uint32(s[0]), min(uint32(s[1]), DebugLogLenMax)
 	f.check(p, uint64(n))
 	f.charge(uint64(n) * GasByte)
-	if d := f.run.tx.Debug; d != nil && f.run.tx.Simulate {
-		d(append([]byte{}, f.view(p, n)...))
+	if d := f.run.tx.Debug; d != nil {
+		d(f.view(p, n))
 	}
 }
 

@@ -186,7 +186,9 @@ func (c *chain) run(tc call, lifecycle bool) host.Result {
 	tx := &host.Tx{
 		ID: sha256.Sum256(append([]byte(tc.method), tc.input...)), Sender: tc.from, Time: tc.time, Height: c.height,
 		Gas: c.gas, Access: access, Simulate: c.sim, Lifecycle: lifecycle, State: c.state, Instances: c.eng,
-		Debug: func(m []byte) { c.debug = append(c.debug, string(m)) },
+	}
+	if c.sim { // as the node: a debug sink in simulation only
+		tx.Debug = func(m []byte) { c.debug = append(c.debug, string(m)) }
 	}
 	res, err := host.Run(context.Background(), tx, tc.to, tc.method, tc.input)
 	if err != nil {

@@ -97,15 +97,17 @@ type Tx struct {
 	// Access is the declared access list, enforced unless Simulate.
 	Access []types.Access
 	// Simulate records accesses (Result.Accessed) instead of enforcing
-	// Access, and sends debug output to Debug.
+	// Access.
 	Simulate bool
 	// Lifecycle lets the top frame be init or migrate (deploy and upgrade
 	// transactions); ordinary calls may not invoke them.
 	Lifecycle bool
 	State     State
 	Instances Instances
-	// Debug receives debug_log messages and WASI stdout/stderr when set;
-	// nil discards them (consensus execution). Gas is the same either way.
+	// Debug receives debug_log messages (truncated to DebugLogLenMax) and
+	// WASI stdout/stderr when set: simulation and tests set it, consensus
+	// execution leaves it nil. Gas is the same either way. The message is
+	// only valid during the call.
 	Debug func(msg []byte)
 }
 
@@ -228,9 +230,7 @@ func (r *run) exec(ctx context.Context, mod api.Module, fn api.Function, caller,
 	g.Set(uint64(gas))
 	f = &frame{run: r, ctx: ctx, mod: mod, mem: mod.Memory(), gas: g, caller: caller, self: self, input: input, events0: r.events}
 	f.wasi = wasi.FrameState(r.tx.ID, r.started, r.tx.Time)
-	if r.tx.Simulate {
-		f.wasi.Debug = r.tx.Debug
-	}
+	f.wasi.Debug = r.tx.Debug
 	r.started++
 	r.frames = append(r.frames, f)
 	fctx := context.WithValue(wasi.WithState(ctx, &f.wasi), frameKey{}, f)
