@@ -244,7 +244,10 @@ func callModule(f *frame, s []uint64) {
 	f.allowCall(addr)
 	f.charge(GasCall + uint64(addressLen+uint64(mn)+uint64(in))*GasByte)
 	f.callResult = nil
-	method := string(f.view(mp, mn))
+	method := "" // a name longer than any method is no method (code 5)
+	if mn <= MethodNameLenMax {
+		method = string(f.view(mp, mn))
+	}
 	input := append([]byte{}, f.view(ip, in)...)
 	s[0] = uint64(f.call(addr, method, input, gas))
 }
