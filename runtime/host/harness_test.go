@@ -38,32 +38,53 @@ var deployConfig = validate.Config{Limits: validate.DefaultLimits, Imports: appe
 // frame (and runs _initialize in its fixed environment), the simplest
 // correct engine: the reference the pooled engine must agree with.
 type fresh struct {
-	t    testing.TB
-	rt   wazero.Runtime
-	code map[types.Address]wazero.CompiledModule
+	t      testing.TB
+	engine int
+	rt     wazero.Runtime
+	code   map[types.Address]wazero.CompiledModule
+}
+
+// shared is one wazero runtime per engine for the whole test process, with
+// every module compiled once: Go guests take about a second to validate,
+// instrument and compile, and tests deploy them many times.
+var shared struct {
+	sync.Mutex
+	rt       [2]wazero.Runtime
+	compiled [2]map[[32]byte]wazero.CompiledModule
 }
 
 func newFresh(t testing.TB, engine int) *fresh {
 	t.Helper()
-	ctx := context.Background()
-	cfg := engines[engine].config().
-		WithCoreFeatures(api.CoreFeaturesV2.SetEnabled(api.CoreFeatureSIMD, false).SetEnabled(api.CoreFeatureReferenceTypes, false)).
-		WithMemoryLimitPages(512).
-		WithCloseOnContextDone(false)
-	rt := wazero.NewRuntimeWithConfig(ctx, cfg)
-	t.Cleanup(func() { rt.Close(ctx) })
-	if _, err := host.Instantiate(ctx, rt); err != nil {
-		t.Fatal(err)
+	shared.Lock()
+	defer shared.Unlock()
+	if shared.rt[engine] == nil {
+		ctx := context.Background()
+		cfg := engines[engine].config().
+			WithCoreFeatures(api.CoreFeaturesV2.SetEnabled(api.CoreFeatureSIMD, false).SetEnabled(api.CoreFeatureReferenceTypes, false)).
+			WithMemoryLimitPages(512).
+			WithCloseOnContextDone(false)
+		rt := wazero.NewRuntimeWithConfig(ctx, cfg)
+		if _, err := host.Instantiate(ctx, rt); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := wasi.Instantiate(ctx, rt); err != nil {
+			t.Fatal(err)
+		}
+		shared.rt[engine], shared.compiled[engine] = rt, map[[32]byte]wazero.CompiledModule{}
 	}
-	if _, err := wasi.Instantiate(ctx, rt); err != nil {
-		t.Fatal(err)
-	}
-	return &fresh{t: t, rt: rt, code: map[types.Address]wazero.CompiledModule{}}
+	return &fresh{t: t, engine: engine, rt: shared.rt[engine], code: map[types.Address]wazero.CompiledModule{}}
 }
 
 // deploy validates, instruments and compiles bin at addr.
 func (e *fresh) deploy(addr types.Address, bin []byte) {
 	e.t.Helper()
+	shared.Lock()
+	defer shared.Unlock()
+	id := sha256.Sum256(bin)
+	if cm, ok := shared.compiled[e.engine][id]; ok {
+		e.code[addr] = cm
+		return
+	}
 	p, err := deploy.Prepare(bin, deployConfig)
 	if err != nil {
 		e.t.Fatalf("deploy: %v", err)
@@ -72,6 +93,7 @@ func (e *fresh) deploy(addr types.Address, bin []byte) {
 	if err != nil {
 		e.t.Fatalf("compile: %v", err)
 	}
+	shared.compiled[e.engine][id] = cm
 	e.code[addr] = cm
 }
 
