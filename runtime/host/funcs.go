@@ -352,9 +352,7 @@ func abort(f *frame, s []uint64) {
 	p, n := uint32(s[0]), min(uint32(s[1]), AbortMsgLenMax)
 	f.check(p, uint64(n))
 	f.charge(uint64(n) * GasByte)
-	msg := append([]byte{}, f.view(p, n)...)
-	f.stop = &outcome{types.StatusAborted, ErrAborted, CallAborted, msg}
-	panic(stopPanic{ErrAborted})
+	f.stopWith(outcome{types.StatusAborted, ErrAborted, CallAborted, append([]byte{}, f.view(p, n)...)})
 }
 
 func debugLog(f *frame, s []uint64) {
