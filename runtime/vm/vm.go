@@ -143,7 +143,7 @@ type Status uint8
 // Statuses.
 const (
 	StatusOK            Status = iota
-	StatusOutOfGas             // trapped with gas_left < 0
+	StatusOutOfGas             // gas_left < 0 after the call, trapped or returned
 	StatusDepthExceeded        // trapped by the call-depth limit
 	StatusTrapped              // any other trap (unreachable, bounds, division, host abort)
 )
@@ -287,18 +287,21 @@ func (in *Instance) call(ctx context.Context, name string, gas int64, args ...ui
 	}
 	vals, err := f.Call(ctx, args...)
 	left := int64(in.gas.Get())
-	out := Outcome{Values: vals, GasUsed: gas - left}
-	if err != nil {
-		out.Trap, out.Values = err, nil
-		switch {
-		case left < 0:
-			out.Status, out.GasUsed = StatusOutOfGas, gas
-		case in.exceeded.Get() == 1:
-			out.Status = StatusDepthExceeded
-		default:
-			out.Status = StatusTrapped
-		}
+	out := Outcome{Values: vals, GasUsed: gas - left, Trap: err}
+	switch {
+	case left < 0:
+		// The meter tests the balance only at loop headers, function
+		// entries and host calls, so a call may also return normally
+		// after overspending: its results do not count either.
+		out.Status, out.GasUsed = StatusOutOfGas, gas
+	case err == nil:
+		return out, nil
+	case in.exceeded.Get() == 1:
+		out.Status = StatusDepthExceeded
+	default:
+		out.Status = StatusTrapped
 	}
+	out.Values = nil
 	return out, nil
 }
 
