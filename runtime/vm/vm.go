@@ -171,6 +171,7 @@ type Instance struct {
 	snapMem   []byte
 	snapGlob  []uint64
 	snapState detState
+	snapped   bool // the snapshot exists (reset before it only sets the meter)
 	discarded error
 	// funcs caches exported functions: wazero builds a new call engine
 	// (with its stack) on every ExportedFunction lookup.
@@ -232,24 +233,23 @@ func (c *Code) Instantiate(ctx context.Context, env Env) (*Instance, error) {
 	}
 	in.snapState = *st
 	in.snapState.buf = append([]byte(nil), st.buf...)
+	in.snapped = true
 	return in, nil
 }
 
 // reset restores the snapshot (memory, globals, clock and random state) and
 // sets the meter's globals for a call with gas.
 func (in *Instance) reset(gas int64) {
-	if m := in.mod.Memory(); m != nil && in.snapMem != nil {
-		view, _ := m.Read(0, uint32(len(in.snapMem)))
-		copy(view, in.snapMem)
-	}
-	for i, g := range in.globals {
-		if i < len(in.snapGlob) {
+	if in.snapped {
+		if m := in.mod.Memory(); m != nil {
+			view, _ := m.Read(0, uint32(len(in.snapMem)))
+			copy(view, in.snapMem)
+		}
+		for i, g := range in.globals {
 			g.Set(in.snapGlob[i])
 		}
-	}
-	if in.snapMem != nil || in.snapGlob != nil {
 		*in.state = in.snapState
-		in.state.buf = append([]byte(nil), in.snapState.buf...)
+		in.state.buf = append(in.state.buf[:0:0], in.snapState.buf...)
 	}
 	in.gas.Set(uint64(gas))
 	in.depth.Set(0)
