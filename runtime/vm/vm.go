@@ -41,8 +41,8 @@ type Config struct {
 	InitGas int64
 }
 
-// DefaultConfig matches validate.DefaultLimits (512 pages).
-var DefaultConfig = Config{MemoryLimitPages: 512, InitGas: 1 << 32}
+// DefaultConfig matches validate.DefaultLimits() (512 pages).
+func DefaultConfig() Config { return Config{MemoryLimitPages: 512, InitGas: 1 << 32} }
 
 // Engine owns one wazero runtime with the virtual WASI host module.
 type Engine struct {
