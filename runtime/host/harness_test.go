@@ -32,7 +32,7 @@ var engines = []struct {
 }
 
 // deployConfig admits exactly the host ABI and the virtual WASI.
-var deployConfig = validate.Config{Limits: validate.DefaultLimits, Imports: append(host.Funcs(), wasi.Funcs()...)}
+var deployConfig = validate.Config{Limits: validate.DefaultLimits(), Imports: append(host.Funcs(), wasi.Funcs()...)}
 
 // fresh is a host.Instances that instantiates a new instance for every
 // frame (and runs _initialize in its fixed environment), the simplest
