@@ -41,7 +41,7 @@ Allowed imports are the virtual WASI subset for Go guests plus every
 --allow 'kairos.state_get(i32,i32,i32,i32)->i32'.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg := validate.Config{Limits: validate.DefaultLimits, Imports: append([]validate.HostFunc(nil), validate.WASISubset...)}
+			cfg := validate.Config{Limits: validate.DefaultLimits(), Imports: validate.WASISubset()}
 			for _, a := range allow {
 				h, err := deploy.ParseHostFunc(a)
 				if err != nil {
@@ -62,7 +62,7 @@ Allowed imports are the virtual WASI subset for Go guests plus every
 
 func compileCheck(instrumented []byte) error {
 	ctx := context.Background()
-	e, err := vm.NewEngine(ctx, vm.DefaultConfig)
+	e, err := vm.NewEngine(ctx, vm.DefaultConfig())
 	if err != nil {
 		return err
 	}

@@ -9,7 +9,7 @@ import (
 	"github.com/kairos-network/kairos/runtime/wasm"
 )
 
-var testConfig = validate.Config{Limits: validate.DefaultLimits, Imports: validate.WASISubset}
+var testConfig = validate.Config{Limits: validate.DefaultLimits(), Imports: validate.WASISubset()}
 
 // instrument validates bin, instruments it, and checks that the output
 // re-validates structurally and that instrumentation is deterministic.

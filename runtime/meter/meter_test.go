@@ -290,3 +290,26 @@ func TestBulkMemoryChargesByLength(t *testing.T) {
 		t.Errorf("growloop: %+v, want out of gas", r)
 	}
 }
+
+// TestOverspendWithoutTrap: the balance is tested at entries, loop headers
+// and host calls only, so a call can return normally with gas_left < 0;
+// both engines agree and the result is classified as out of gas.
+func TestOverspendWithoutTrap(t *testing.T) {
+	b := New()
+	g := b.Func("", nil, nil, nil)
+	body := []wasm.Instr{Idx(wasm.OpCall, g)} // entry segment: the call (cost 4), tested
+	for range 20 {                            // after the call: 40 gas, not tested
+		body = append(body, I32(1), Op(wasm.OpDrop))
+	}
+	body = append(body, I32(5))
+	b.Func("f", nil, I32s, nil, body...)
+	inst := instrument(t, b.Bytes())
+	// 4 (the call) + 0 (g's empty body) + 41 after it = 45 in all.
+	if r := bothEngines(t, inst, "f", 45)[0]; r.OutOfGas || r.Trap != "" || r.GasLeft != 0 {
+		t.Errorf("with 45 gas: %+v", r)
+	}
+	r := bothEngines(t, inst, "f", 10)[0]
+	if r.Trap != "" || !r.OutOfGas || r.GasLeft != 10-45 {
+		t.Errorf("with 10 gas: %+v, want a normal return at %d gas, classified out of gas", r, 10-45)
+	}
+}

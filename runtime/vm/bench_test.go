@@ -36,7 +36,7 @@ func BenchmarkDeploy(b *testing.B) {
 					}
 					code = p.Instrumented
 				}
-				e, err := vm.NewEngine(ctx, vm.DefaultConfig)
+				e, err := vm.NewEngine(ctx, vm.DefaultConfig())
 				if err != nil {
 					b.Fatal(err)
 				}

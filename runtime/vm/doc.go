@@ -9,7 +9,8 @@
 // instantiation (and _initialize for Go guests) it snapshots linear memory,
 // every global (exported by the meter as __kairos_g<i>) and the
 // deterministic clock and random state given to the guest's virtual WASI;
-// before every call it copies that snapshot back. An instance whose memory
+// before every call it copies that snapshot back. Tables need no snapshot:
+// validate rejects every instruction that could change one. An instance whose memory
 // grew or whose call trapped is discarded (memory cannot shrink and a trap
 // can leave the guest's runtime inconsistent); later calls fail with
 // ErrDiscarded and the caller instantiates a new one.

@@ -41,8 +41,8 @@ type Config struct {
 	InitGas int64
 }
 
-// DefaultConfig matches validate.DefaultLimits (512 pages).
-var DefaultConfig = Config{MemoryLimitPages: 512, InitGas: 1 << 32}
+// DefaultConfig matches validate.DefaultLimits() (512 pages).
+func DefaultConfig() Config { return Config{MemoryLimitPages: 512, InitGas: 1 << 32} }
 
 // Engine owns one wazero runtime with the virtual WASI host module.
 type Engine struct {
@@ -143,7 +143,7 @@ type Status uint8
 // Statuses.
 const (
 	StatusOK            Status = iota
-	StatusOutOfGas             // trapped with gas_left < 0
+	StatusOutOfGas             // gas_left < 0 after the call, trapped or returned
 	StatusDepthExceeded        // trapped by the call-depth limit
 	StatusTrapped              // any other trap (unreachable, bounds, division, host abort)
 )
@@ -171,6 +171,7 @@ type Instance struct {
 	snapMem   []byte
 	snapGlob  []uint64
 	snapState detState
+	snapped   bool // the snapshot exists (reset before it only sets the meter)
 	discarded error
 	// funcs caches exported functions: wazero builds a new call engine
 	// (with its stack) on every ExportedFunction lookup.
@@ -232,24 +233,23 @@ func (c *Code) Instantiate(ctx context.Context, env Env) (*Instance, error) {
 	}
 	in.snapState = *st
 	in.snapState.buf = append([]byte(nil), st.buf...)
+	in.snapped = true
 	return in, nil
 }
 
 // reset restores the snapshot (memory, globals, clock and random state) and
 // sets the meter's globals for a call with gas.
 func (in *Instance) reset(gas int64) {
-	if m := in.mod.Memory(); m != nil && in.snapMem != nil {
-		view, _ := m.Read(0, uint32(len(in.snapMem)))
-		copy(view, in.snapMem)
-	}
-	for i, g := range in.globals {
-		if i < len(in.snapGlob) {
+	if in.snapped {
+		if m := in.mod.Memory(); m != nil {
+			view, _ := m.Read(0, uint32(len(in.snapMem)))
+			copy(view, in.snapMem)
+		}
+		for i, g := range in.globals {
 			g.Set(in.snapGlob[i])
 		}
-	}
-	if in.snapMem != nil || in.snapGlob != nil {
 		*in.state = in.snapState
-		in.state.buf = append([]byte(nil), in.snapState.buf...)
+		in.state.buf = append(in.state.buf[:0:0], in.snapState.buf...)
 	}
 	in.gas.Set(uint64(gas))
 	in.depth.Set(0)
@@ -287,18 +287,21 @@ func (in *Instance) call(ctx context.Context, name string, gas int64, args ...ui
 	}
 	vals, err := f.Call(ctx, args...)
 	left := int64(in.gas.Get())
-	out := Outcome{Values: vals, GasUsed: gas - left}
-	if err != nil {
-		out.Trap, out.Values = err, nil
-		switch {
-		case left < 0:
-			out.Status, out.GasUsed = StatusOutOfGas, gas
-		case in.exceeded.Get() == 1:
-			out.Status = StatusDepthExceeded
-		default:
-			out.Status = StatusTrapped
-		}
+	out := Outcome{Values: vals, GasUsed: gas - left, Trap: err}
+	switch {
+	case left < 0:
+		// The meter tests the balance only at loop headers, function
+		// entries and host calls, so a call may also return normally
+		// after overspending: its results do not count either.
+		out.Status, out.GasUsed = StatusOutOfGas, gas
+	case err == nil:
+		return out, nil
+	case in.exceeded.Get() == 1:
+		out.Status = StatusDepthExceeded
+	default:
+		out.Status = StatusTrapped
 	}
+	out.Values = nil
 	return out, nil
 }
 

@@ -14,7 +14,7 @@ import (
 	"github.com/kairos-network/kairos/runtime/wasm"
 )
 
-var cfg = validate.Config{Limits: validate.DefaultLimits, Imports: validate.WASISubset}
+var cfg = validate.Config{Limits: validate.DefaultLimits(), Imports: validate.WASISubset()}
 
 func prepare(t testing.TB, bin []byte) []byte {
 	t.Helper()
@@ -31,7 +31,7 @@ func engines(t testing.TB, instrumented []byte, env vm.Env) []*vm.Instance {
 	ctx := context.Background()
 	var out []*vm.Instance
 	for _, interp := range []bool{false, true} {
-		c := vm.DefaultConfig
+		c := vm.DefaultConfig()
 		c.Interpreter = interp
 		c.CacheDir = t.TempDir()
 		e, err := vm.NewEngine(ctx, c)
@@ -170,7 +170,7 @@ func TestGoGuestRestore(t *testing.T) {
 // calls. Run with -race.
 func TestConcurrentInstances(t *testing.T) {
 	ctx := context.Background()
-	e, err := vm.NewEngine(ctx, vm.DefaultConfig)
+	e, err := vm.NewEngine(ctx, vm.DefaultConfig())
 	if err != nil {
 		t.Fatal(err)
 	}
