@@ -38,6 +38,10 @@ const (
 	// with the defaults and none with larger queues.
 	DefaultPeerOutboundQueue = 1024
 	DefaultValidateQueue     = 1024
+	// DefaultSubscriptionBuffer is how many validated messages a
+	// subscription holds for a slow reader before it drops (pubsub's
+	// default is 32).
+	DefaultSubscriptionBuffer = 1024
 	// DefaultResourceMemoryBytes and DefaultResourceFDs are the fixed inputs
 	// of the libp2p resource-manager limit set (see resources.go). They are
 	// fixed rather than scaled to the machine so every node enforces the
@@ -79,6 +83,7 @@ type Config struct {
 	rateBurst        int
 	peerOutbound     int
 	validateQueue    int
+	subBuffer        int
 	resourceMemory   int64
 	resourceFDs      int
 
@@ -106,6 +111,7 @@ func NewConfig(key ed25519.PrivateKey) Config {
 		rateBurst:        DefaultRateBurst,
 		peerOutbound:     DefaultPeerOutboundQueue,
 		validateQueue:    DefaultValidateQueue,
+		subBuffer:        DefaultSubscriptionBuffer,
 		resourceMemory:   DefaultResourceMemoryBytes,
 		resourceFDs:      DefaultResourceFDs,
 		logger:           slog.New(slog.DiscardHandler),
@@ -189,9 +195,10 @@ func (c Config) WithRateLimit(perSecond float64, burst int) Config {
 	return c
 }
 
-// WithQueues sets gossipsub's per-peer outbound and validation queue sizes.
-func (c Config) WithQueues(peerOutbound, validate int) Config {
-	c.peerOutbound, c.validateQueue = peerOutbound, validate
+// WithQueues sets gossipsub's per-peer outbound and validation queue sizes
+// and each subscription's buffer.
+func (c Config) WithQueues(peerOutbound, validate, subscription int) Config {
+	c.peerOutbound, c.validateQueue, c.subBuffer = peerOutbound, validate, subscription
 	return c
 }
 
@@ -238,7 +245,7 @@ func (c Config) validate() error {
 		{"max gossip bytes", int64(c.maxGossipBytes)}, {"idle timeout", int64(c.idleTimeout)},
 		{"frame timeout", int64(c.frameTimeout)}, {"request timeout", int64(c.requestTimeout)},
 		{"rate burst", int64(c.rateBurst)}, {"peer outbound queue", int64(c.peerOutbound)},
-		{"validate queue", int64(c.validateQueue)}, {"resource memory", c.resourceMemory},
+		{"validate queue", int64(c.validateQueue)}, {"subscription buffer", int64(c.subBuffer)}, {"resource memory", c.resourceMemory},
 		{"resource fds", int64(c.resourceFDs)},
 	} {
 		if n.v <= 0 {

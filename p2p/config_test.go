@@ -76,7 +76,8 @@ func TestConfigRejected(t *testing.T) {
 		{"zero frame timeout", base.WithTimeouts(time.Second, 0, time.Second), ErrConfig},
 		{"zero rate", base.WithRateLimit(0, 10), ErrConfig},
 		{"zero burst", base.WithRateLimit(10, 0), ErrConfig},
-		{"zero queue", base.WithQueues(0, 10), ErrConfig},
+		{"zero queue", base.WithQueues(0, 10, 10), ErrConfig},
+		{"zero subscription buffer", base.WithQueues(10, 10, 0), ErrConfig},
 		{"zero memory", base.WithResources(0, 10), ErrConfig},
 		{"nil logger", base.WithLogger(nil), ErrConfig},
 	}

@@ -125,7 +125,7 @@ type Subscription struct {
 // Subscribe starts delivering the topic's messages. Cancel the
 // subscription when done; Close cancels all.
 func (t *Topic) Subscribe() (*Subscription, error) {
-	sub, err := t.topic.Subscribe()
+	sub, err := t.topic.Subscribe(pubsub.WithBufferSize(t.h.cfg.subBuffer))
 	if err != nil {
 		return nil, fmt.Errorf("p2p: subscribe %s: %w", t.name, err)
 	}
@@ -170,8 +170,9 @@ func (t *Topic) close() {
 }
 
 // tracer counts gossipsub events that no validator sees: duplicates
-// (dedupe by message id at work) and RPCs dropped because a peer's
-// outbound queue was full. pubsub calls it from its event loop, so it
+// (dedupe by message id at work), messages dropped because the validation
+// queue was full, messages a subscriber was too slow to take, and RPCs
+// dropped because a peer's outbound queue was full. pubsub calls it from its event loop, so it
 // only does atomic adds.
 type tracer struct{ h *Host }
 
@@ -185,6 +186,21 @@ func (tr tracer) DuplicateMessage(m *pubsub.Message) {
 
 func (tr tracer) DropRPC(*pubsub.RPC, peer.ID) { tr.h.metrics.GossipQueueDrops.Add(1) }
 
+func (tr tracer) RejectMessage(m *pubsub.Message, reason string) {
+	if reason != pubsub.RejectValidationQueueFull && reason != pubsub.RejectValidationThrottled {
+		return // the validator wrapper counts its own verdicts
+	}
+	if t := tr.h.topic(m.GetTopic()); t != nil {
+		t.counters.Throttled.Add(1)
+	}
+}
+
+func (tr tracer) UndeliverableMessage(m *pubsub.Message) {
+	if t := tr.h.topic(m.GetTopic()); t != nil {
+		t.counters.SlowSubscriber.Add(1)
+	}
+}
+
 func (tracer) OnNewOutboundStream(peer.ID, protocol.ID)             {}
 func (tracer) OnClosedOutboundStream(peer.ID)                       {}
 func (tracer) Join(string)                                          {}
@@ -193,12 +209,10 @@ func (tracer) Graft(peer.ID, string)                                {}
 func (tracer) Prune(peer.ID, string)                                {}
 func (tracer) ValidateMessage(*pubsub.Message)                      {}
 func (tracer) DeliverMessage(*pubsub.Message)                       {}
-func (tracer) RejectMessage(*pubsub.Message, string)                {}
 func (tracer) ThrottlePeer(peer.ID)                                 {}
 func (tracer) RecvRPC(*pubsub.RPC)                                  {}
 func (tracer) SendRPC(*pubsub.RPC, peer.ID)                         {}
 func (tracer) SendRPCCompleted(*pubsub.RPC, peer.ID, time.Duration) {}
-func (tracer) UndeliverableMessage(*pubsub.Message)                 {}
 
 // topic returns the joined topic called name, or nil.
 func (h *Host) topic(name string) *Topic {
