@@ -107,9 +107,7 @@ func New(cfg Config) (*Host, error) {
 		libp2p.DisableMetrics(),
 	}
 	if cfg.loopbackOnly {
-		opts = append(opts, libp2p.AddrsFactory(func(as []ma.Multiaddr) []ma.Multiaddr {
-			return slices.DeleteFunc(slices.Clone(as), func(a ma.Multiaddr) bool { return !isLoopback(a) })
-		}))
+		opts = append(opts, libp2p.AddrsFactory(loopbackAddrs))
 	}
 	if cfg.relay {
 		opts = append(opts, libp2p.EnableRelay(), libp2p.EnableAutoRelayWithStaticRelays(cfg.bootstrap))
@@ -130,7 +128,7 @@ func New(cfg Config) (*Host, error) {
 	}
 	lh, err := libp2p.New(opts...)
 	if err != nil {
-		_ = rm.Close()
+		_ = rm.Close() // idempotent; libp2p closes it on some failures only
 		return nil, fmt.Errorf("p2p: libp2p host: %w", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -184,9 +182,7 @@ func (h *Host) start() error {
 			dht.DisableValues(),
 		}
 		if h.cfg.loopbackOnly {
-			opts = append(opts, dht.AddressFilter(func(as []ma.Multiaddr) []ma.Multiaddr {
-				return slices.DeleteFunc(slices.Clone(as), func(a ma.Multiaddr) bool { return !isLoopback(a) })
-			}))
+			opts = append(opts, dht.AddressFilter(loopbackAddrs))
 		}
 		if h.dht, err = dht.New(h.host, opts...); err != nil {
 			return fmt.Errorf("p2p: dht: %w", err)
