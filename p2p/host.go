@@ -2,6 +2,7 @@ package p2p
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -354,4 +355,15 @@ func deadline(ctx context.Context, d time.Duration) time.Time {
 		return dl
 	}
 	return t
+}
+
+// PeerID returns the libp2p peer id of a validator's ed25519 public key,
+// e.g. to build the permissioned set for WithAllowedPeers from the
+// validator set.
+func PeerID(pub ed25519.PublicKey) (peer.ID, error) {
+	k, err := crypto.UnmarshalEd25519PublicKey(pub)
+	if err != nil {
+		return "", fmt.Errorf("%w: %v", ErrConfig, err)
+	}
+	return peer.IDFromPublicKey(k)
 }

@@ -1,6 +1,7 @@
 package p2p
 
 import (
+	"crypto/ed25519"
 	"errors"
 	"sync/atomic"
 	"testing"
@@ -87,8 +88,7 @@ func TestDiscoveryBootstrapAndDHT(t *testing.T) {
 func TestLoopbackOnlyRefusesOtherAddresses(t *testing.T) {
 	ctx := testCtx(t)
 	h := newHost(t, testConfig(0))
-	other := testConfig(1)
-	id, err := peer.IDFromPublicKey(mustPub(t, other))
+	id, err := PeerID(testKey(1).Public().(ed25519.PublicKey))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,5 +150,19 @@ func TestPermissionedSetRefusesStrangers(t *testing.T) {
 	}
 	if err := member.Send(ctx, guarded.ID(), proto, []byte("hello")); err != nil {
 		t.Fatalf("a member cannot send: %v", err)
+	}
+}
+
+func TestPeerIDIsTheValidatorKey(t *testing.T) {
+	h := newHost(t, testConfig(3))
+	id, err := PeerID(testKey(3).Public().(ed25519.PublicKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id != h.ID() {
+		t.Fatalf("PeerID = %s, host id %s", id, h.ID())
+	}
+	if _, err := PeerID(ed25519.PublicKey{1, 2, 3}); !errors.Is(err, ErrConfig) {
+		t.Fatalf("short key: %v, want ErrConfig", err)
 	}
 }
