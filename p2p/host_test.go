@@ -6,8 +6,11 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/security/noise"
+	libp2ptls "github.com/libp2p/go-libp2p/p2p/security/tls"
 	ma "github.com/multiformats/go-multiaddr"
 )
 
@@ -164,5 +167,32 @@ func TestPeerIDIsTheValidatorKey(t *testing.T) {
 	}
 	if _, err := PeerID(ed25519.PublicKey{1, 2, 3}); !errors.Is(err, ErrConfig) {
 		t.Fatalf("short key: %v, want ErrConfig", err)
+	}
+}
+
+// TestAcceptsNoiseAndTLS: a peer that speaks only one of the two security
+// protocols can connect, over TCP, and the connection uses it.
+func TestAcceptsNoiseAndTLS(t *testing.T) {
+	ctx := testCtx(t)
+	h := newHost(t, testConfig(0))
+	for _, sec := range []struct {
+		id  string
+		new any
+	}{{noise.ID, noise.New}, {libp2ptls.ID, libp2ptls.New}} {
+		t.Run(sec.id, func(t *testing.T) {
+			other, err := libp2p.New(libp2p.Security(sec.id, sec.new), libp2p.ListenAddrStrings(tcpOnly),
+				libp2p.DisableRelay(), libp2p.DisableMetrics())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer other.Close()
+			if err := other.Connect(ctx, h.AddrInfo()); err != nil {
+				t.Fatal(err)
+			}
+			conns := other.Network().ConnsToPeer(h.ID())
+			if len(conns) != 1 || string(conns[0].ConnState().Security) != sec.id {
+				t.Fatalf("connections %v, want one secured by %s", conns, sec.id)
+			}
+		})
 	}
 }
