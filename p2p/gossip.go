@@ -67,6 +67,7 @@ func (h *Host) Join(topic string, maxBytes int, v Validator) (*Topic, error) {
 	}
 	t.topic = pt
 	h.topics[topic] = t
+	h.joined.Store(topic, t.counters)
 	return t, nil
 }
 
@@ -179,8 +180,8 @@ type tracer struct{ h *Host }
 var _ pubsub.RawTracer = tracer{}
 
 func (tr tracer) DuplicateMessage(m *pubsub.Message) {
-	if t := tr.h.topic(m.GetTopic()); t != nil {
-		t.counters.Duplicates.Add(1)
+	if c := tr.h.topicCounters(m.GetTopic()); c != nil {
+		c.Duplicates.Add(1)
 	}
 }
 
@@ -190,14 +191,14 @@ func (tr tracer) RejectMessage(m *pubsub.Message, reason string) {
 	if reason != pubsub.RejectValidationQueueFull && reason != pubsub.RejectValidationThrottled {
 		return // the validator wrapper counts its own verdicts
 	}
-	if t := tr.h.topic(m.GetTopic()); t != nil {
-		t.counters.Throttled.Add(1)
+	if c := tr.h.topicCounters(m.GetTopic()); c != nil {
+		c.Throttled.Add(1)
 	}
 }
 
 func (tr tracer) UndeliverableMessage(m *pubsub.Message) {
-	if t := tr.h.topic(m.GetTopic()); t != nil {
-		t.counters.SlowSubscriber.Add(1)
+	if c := tr.h.topicCounters(m.GetTopic()); c != nil {
+		c.SlowSubscriber.Add(1)
 	}
 }
 
@@ -214,9 +215,12 @@ func (tracer) RecvRPC(*pubsub.RPC)                                  {}
 func (tracer) SendRPC(*pubsub.RPC, peer.ID)                         {}
 func (tracer) SendRPCCompleted(*pubsub.RPC, peer.ID, time.Duration) {}
 
-// topic returns the joined topic called name, or nil.
-func (h *Host) topic(name string) *Topic {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.topics[name]
+// topicCounters returns the counters of the joined topic called name, or
+// nil. It does not take h.mu: pubsub calls the tracer from its event loop,
+// and Join holds h.mu while it waits for that loop.
+func (h *Host) topicCounters(name string) *Counters {
+	if c, ok := h.joined.Load(name); ok {
+		return c.(*Counters)
+	}
+	return nil
 }

@@ -47,10 +47,14 @@ type Host struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // goroutines started by this package
 
+	// mu guards the fields below. Join holds it while waiting for
+	// pubsub's event loop, so nothing called from that loop (the tracer)
+	// may take it; the tracer reads joined instead.
 	mu     sync.Mutex
 	closed bool
 	topics map[string]*Topic
 	out    map[outKey]*outStream
+	joined sync.Map // topic name -> *Counters, for the tracer
 }
 
 // New validates cfg and starts a host listening on its addresses.
@@ -138,6 +142,11 @@ func New(cfg Config) (*Host, error) {
 		limiter: newRateLimiter(cfg.ratePerSecond, cfg.rateBurst),
 		topics:  make(map[string]*Topic),
 		out:     make(map[outKey]*outStream),
+	}
+	// The connection manager trims connections above its high-water
+	// mark; validators of a permissioned set must never be the ones cut.
+	for _, id := range cfg.allowedPeers {
+		lh.ConnManager().Protect(id, "kairos-validator")
 	}
 	h.notifee = &network.NotifyBundle{DisconnectedF: h.disconnected}
 	lh.Network().Notify(h.notifee)

@@ -151,6 +151,9 @@ func TestPermissionedSetRefusesStrangers(t *testing.T) {
 	if guarded.metrics.Gated.Load() < 2 {
 		t.Fatalf("gated = %d, want the inbound and the outbound refusal counted", guarded.metrics.Gated.Load())
 	}
+	if !guarded.host.ConnManager().IsProtected(member.ID(), "") {
+		t.Fatal("the connection manager may trim a validator's connection")
+	}
 	if err := member.Send(ctx, guarded.ID(), proto, []byte("hello")); err != nil {
 		t.Fatalf("a member cannot send: %v", err)
 	}
