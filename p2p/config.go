@@ -48,6 +48,9 @@ const (
 	// same limits.
 	DefaultResourceMemoryBytes = 512 << 20
 	DefaultResourceFDs         = 1024
+	// DefaultReconnectInterval is how often a host redials bootstrap peers
+	// it has lost (a restarted validator, a dropped connection).
+	DefaultReconnectInterval = 10 * time.Second
 	// DHTProtocolPrefix keeps our DHT apart from the public IPFS DHT.
 	DHTProtocolPrefix = "/kairos"
 )
@@ -79,6 +82,7 @@ type Config struct {
 	idleTimeout      time.Duration
 	frameTimeout     time.Duration
 	requestTimeout   time.Duration
+	reconnect        time.Duration // 0: never redial
 	ratePerSecond    float64
 	rateBurst        int
 	peerOutbound     int
@@ -93,7 +97,8 @@ type Config struct {
 
 // NewConfig returns the default configuration for a host whose identity is
 // key (the validator's ed25519 key): loopback only, listening on
-// DefaultListenAddrs, no bootstrap peers, no DHT, no mDNS, no NAT port
+// DefaultListenAddrs, no bootstrap peers (lost ones are redialed every
+// DefaultReconnectInterval), no DHT, no mDNS, no NAT port
 // mapping, no relay, no hole punching, no AutoNAT, any peer id accepted, and
 // the Default* limits.
 func NewConfig(key ed25519.PrivateKey) Config {
@@ -107,6 +112,7 @@ func NewConfig(key ed25519.PrivateKey) Config {
 		idleTimeout:      DefaultIdleTimeout,
 		frameTimeout:     DefaultFrameTimeout,
 		requestTimeout:   DefaultRequestTimeout,
+		reconnect:        DefaultReconnectInterval,
 		ratePerSecond:    DefaultRatePerSecond,
 		rateBurst:        DefaultRateBurst,
 		peerOutbound:     DefaultPeerOutboundQueue,
@@ -189,6 +195,10 @@ func (c Config) WithTimeouts(idle, frame, request time.Duration) Config {
 	return c
 }
 
+// WithReconnectInterval sets how often lost bootstrap peers are redialed;
+// zero turns redialing off.
+func (c Config) WithReconnectInterval(d time.Duration) Config { c.reconnect = d; return c }
+
 // WithRateLimit sets the inbound token bucket per (peer, kind).
 func (c Config) WithRateLimit(perSecond float64, burst int) Config {
 	c.ratePerSecond, c.rateBurst = perSecond, burst
@@ -251,6 +261,9 @@ func (c Config) validate() error {
 		if n.v <= 0 {
 			return fmt.Errorf("%w: %s must be positive, have %d", ErrConfig, n.name, n.v)
 		}
+	}
+	if c.reconnect < 0 {
+		return fmt.Errorf("%w: negative reconnect interval", ErrConfig)
 	}
 	if c.ratePerSecond <= 0 {
 		return fmt.Errorf("%w: rate must be positive", ErrConfig)

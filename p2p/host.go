@@ -198,6 +198,10 @@ func (h *Host) start() error {
 			return fmt.Errorf("p2p: dht: %w", err)
 		}
 	}
+	if h.cfg.reconnect > 0 && len(h.cfg.bootstrap) > 0 {
+		h.wg.Add(1)
+		go h.reconnectLoop()
+	}
 	if h.cfg.mdns {
 		h.mdns = mdns.NewMdnsService(h.host, mdnsServiceName, mdnsNotifee{h})
 		if err := h.mdns.Start(); err != nil {
@@ -205,6 +209,32 @@ func (h *Host) start() error {
 		}
 	}
 	return nil
+}
+
+// reconnectLoop redials lost bootstrap peers every reconnect interval
+// until Close. libp2p's dial backoff keeps an unreachable peer from being
+// hammered.
+func (h *Host) reconnectLoop() {
+	defer h.wg.Done()
+	tick := time.NewTicker(h.cfg.reconnect)
+	defer tick.Stop()
+	for {
+		select {
+		case <-h.ctx.Done():
+			return
+		case <-tick.C:
+		}
+		for _, b := range h.cfg.bootstrap {
+			if b.ID == h.ID() || h.host.Network().Connectedness(b.ID) == network.Connected {
+				continue
+			}
+			ctx, cancel := context.WithTimeout(h.ctx, h.cfg.requestTimeout)
+			if err := h.Connect(ctx, b); err != nil {
+				h.cfg.logger.Debug("p2p: redial failed", "peer", b.ID, "err", err)
+			}
+			cancel()
+		}
+	}
 }
 
 // mdnsNotifee connects to peers found by mDNS.

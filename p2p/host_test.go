@@ -5,6 +5,7 @@ import (
 	"errors"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/network"
@@ -198,4 +199,29 @@ func TestAcceptsNoiseAndTLS(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestReconnectsLostBootstrapPeer: a dropped connection to a bootstrap peer
+// comes back by itself, every time.
+func TestReconnectsLostBootstrapPeer(t *testing.T) {
+	boot := newHost(t, testConfig(0))
+	h := newHost(t, testConfig(1).WithBootstrap(boot.AddrInfo()).WithReconnectInterval(20*time.Millisecond))
+	var dials atomic.Int64 // new connections from h to boot
+	h.host.Network().Notify(&network.NotifyBundle{ConnectedF: func(_ network.Network, c network.Conn) {
+		if c.RemotePeer() == boot.ID() {
+			dials.Add(1)
+		}
+	}})
+	if err := h.Bootstrap(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	for round := int64(1); round <= 2; round++ {
+		waitFor(t, "the connection to the bootstrap peer", func() bool { return dials.Load() == round })
+		if err := boot.host.Network().ClosePeer(h.ID()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "the bootstrap peer to be redialed twice", func() bool {
+		return dials.Load() == 3 && h.host.Network().Connectedness(boot.ID()) == network.Connected
+	})
 }
