@@ -30,7 +30,12 @@ func TestDiscoveryBootstrapAndDHT(t *testing.T) {
 			t.Fatalf("bootstrap: %v", err)
 		}
 	}
-	waitFor(t, "the bootstrap peer's routing table to hold the other three", func() bool {
+	waitFor(t, "the bootstrap peer's routing table to hold the other three, and theirs the bootstrap peer", func() bool {
+		for _, h := range hosts[1:] {
+			if h.RoutingTableSize() == 0 {
+				return false
+			}
+		}
 		return boot.RoutingTableSize() == 3
 	})
 	// Each non-bootstrap host looks every other one up through the DHT
