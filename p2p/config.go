@@ -38,12 +38,19 @@ const (
 	// with the defaults and none with larger queues.
 	DefaultPeerOutboundQueue = 1024
 	DefaultValidateQueue     = 1024
+	// DefaultSubscriptionBuffer is how many validated messages a
+	// subscription holds for a slow reader before it drops (pubsub's
+	// default is 32).
+	DefaultSubscriptionBuffer = 1024
 	// DefaultResourceMemoryBytes and DefaultResourceFDs are the fixed inputs
 	// of the libp2p resource-manager limit set (see resources.go). They are
 	// fixed rather than scaled to the machine so every node enforces the
 	// same limits.
 	DefaultResourceMemoryBytes = 512 << 20
 	DefaultResourceFDs         = 1024
+	// DefaultReconnectInterval is how often a host redials bootstrap peers
+	// it has lost (a restarted validator, a dropped connection).
+	DefaultReconnectInterval = 10 * time.Second
 	// DHTProtocolPrefix keeps our DHT apart from the public IPFS DHT.
 	DHTProtocolPrefix = "/kairos"
 )
@@ -75,10 +82,12 @@ type Config struct {
 	idleTimeout      time.Duration
 	frameTimeout     time.Duration
 	requestTimeout   time.Duration
+	reconnect        time.Duration // 0: never redial
 	ratePerSecond    float64
 	rateBurst        int
 	peerOutbound     int
 	validateQueue    int
+	subBuffer        int
 	resourceMemory   int64
 	resourceFDs      int
 
@@ -88,7 +97,8 @@ type Config struct {
 
 // NewConfig returns the default configuration for a host whose identity is
 // key (the validator's ed25519 key): loopback only, listening on
-// DefaultListenAddrs, no bootstrap peers, no DHT, no mDNS, no NAT port
+// DefaultListenAddrs, no bootstrap peers (lost ones are redialed every
+// DefaultReconnectInterval), no DHT, no mDNS, no NAT port
 // mapping, no relay, no hole punching, no AutoNAT, any peer id accepted, and
 // the Default* limits.
 func NewConfig(key ed25519.PrivateKey) Config {
@@ -102,10 +112,12 @@ func NewConfig(key ed25519.PrivateKey) Config {
 		idleTimeout:      DefaultIdleTimeout,
 		frameTimeout:     DefaultFrameTimeout,
 		requestTimeout:   DefaultRequestTimeout,
+		reconnect:        DefaultReconnectInterval,
 		ratePerSecond:    DefaultRatePerSecond,
 		rateBurst:        DefaultRateBurst,
 		peerOutbound:     DefaultPeerOutboundQueue,
 		validateQueue:    DefaultValidateQueue,
+		subBuffer:        DefaultSubscriptionBuffer,
 		resourceMemory:   DefaultResourceMemoryBytes,
 		resourceFDs:      DefaultResourceFDs,
 		logger:           slog.New(slog.DiscardHandler),
@@ -183,15 +195,20 @@ func (c Config) WithTimeouts(idle, frame, request time.Duration) Config {
 	return c
 }
 
+// WithReconnectInterval sets how often lost bootstrap peers are redialed;
+// zero turns redialing off.
+func (c Config) WithReconnectInterval(d time.Duration) Config { c.reconnect = d; return c }
+
 // WithRateLimit sets the inbound token bucket per (peer, kind).
 func (c Config) WithRateLimit(perSecond float64, burst int) Config {
 	c.ratePerSecond, c.rateBurst = perSecond, burst
 	return c
 }
 
-// WithQueues sets gossipsub's per-peer outbound and validation queue sizes.
-func (c Config) WithQueues(peerOutbound, validate int) Config {
-	c.peerOutbound, c.validateQueue = peerOutbound, validate
+// WithQueues sets gossipsub's per-peer outbound and validation queue sizes
+// and each subscription's buffer.
+func (c Config) WithQueues(peerOutbound, validate, subscription int) Config {
+	c.peerOutbound, c.validateQueue, c.subBuffer = peerOutbound, validate, subscription
 	return c
 }
 
@@ -238,12 +255,15 @@ func (c Config) validate() error {
 		{"max gossip bytes", int64(c.maxGossipBytes)}, {"idle timeout", int64(c.idleTimeout)},
 		{"frame timeout", int64(c.frameTimeout)}, {"request timeout", int64(c.requestTimeout)},
 		{"rate burst", int64(c.rateBurst)}, {"peer outbound queue", int64(c.peerOutbound)},
-		{"validate queue", int64(c.validateQueue)}, {"resource memory", c.resourceMemory},
+		{"validate queue", int64(c.validateQueue)}, {"subscription buffer", int64(c.subBuffer)}, {"resource memory", c.resourceMemory},
 		{"resource fds", int64(c.resourceFDs)},
 	} {
 		if n.v <= 0 {
 			return fmt.Errorf("%w: %s must be positive, have %d", ErrConfig, n.name, n.v)
 		}
+	}
+	if c.reconnect < 0 {
+		return fmt.Errorf("%w: negative reconnect interval", ErrConfig)
 	}
 	if c.ratePerSecond <= 0 {
 		return fmt.Errorf("%w: rate must be positive", ErrConfig)

@@ -75,8 +75,10 @@ func TestConfigRejected(t *testing.T) {
 		{"zero gossip cap", base.WithMaxGossipBytes(0), ErrConfig},
 		{"zero frame timeout", base.WithTimeouts(time.Second, 0, time.Second), ErrConfig},
 		{"zero rate", base.WithRateLimit(0, 10), ErrConfig},
+		{"negative reconnect interval", base.WithReconnectInterval(-time.Second), ErrConfig},
 		{"zero burst", base.WithRateLimit(10, 0), ErrConfig},
-		{"zero queue", base.WithQueues(0, 10), ErrConfig},
+		{"zero queue", base.WithQueues(0, 10, 10), ErrConfig},
+		{"zero subscription buffer", base.WithQueues(10, 10, 0), ErrConfig},
 		{"zero memory", base.WithResources(0, 10), ErrConfig},
 		{"nil logger", base.WithLogger(nil), ErrConfig},
 	}

@@ -29,7 +29,8 @@
 //     and never the public bootstrap list.
 //   - Permissioned sets: when WithAllowedPeers is given, a connection to or
 //     from any other peer id is refused at the secured handshake
-//     (InterceptSecured) and before dialing (InterceptPeerDial).
+//     (InterceptSecured) and before dialing (InterceptPeerDial), and the
+//     connection manager never trims the allowed peers' connections.
 //   - Every length a peer controls is capped before it is allocated: a frame
 //     length prefix above the cap resets the stream without allocating
 //     (ErrFrameTooLarge); gossip messages above the topic cap are rejected by
@@ -42,6 +43,14 @@
 //   - Nothing in this package influences consensus ordering: time is used
 //     only for deadlines and rate limits.
 //   - Close stops every goroutine the host started (tested with goleak).
+//
+// # Metrics
+//
+// Metrics holds atomic Counters per kind (in, out, dropped by rate,
+// rejected by the validator, oversize, gossip duplicates, validation-queue
+// throttling, slow subscribers, timeouts, errors) plus host-wide counters
+// (gated connections, gossip queue drops). node/ exports them; this
+// package does not import Prometheus.
 //
 // # Concurrency
 //

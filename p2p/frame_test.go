@@ -110,3 +110,71 @@ func FuzzReadFrame(f *testing.F) {
 		}
 	})
 }
+
+func TestResponseFrames(t *testing.T) {
+	long := string(bytes.Repeat([]byte("é"), maxErrorBytes)) // 2 bytes per rune
+	cases := []struct {
+		name   string
+		status byte
+		body   []byte
+		want   []byte
+		err    error
+	}{
+		{"ok", statusOK, []byte("cert"), []byte("cert"), nil},
+		{"ok empty", statusOK, nil, []byte{}, nil},
+		{"error", statusError, errorText("not found"), nil, ErrRemote},
+		{"long error truncated on a rune boundary", statusError, errorText(long), nil, ErrRemote},
+		{"unknown status", 7, nil, nil, ErrBadResponse},
+		{"error text not utf-8", statusError, []byte{0xff}, nil, ErrBadResponse},
+		{"error text too long", statusError, bytes.Repeat([]byte("x"), maxErrorBytes+1), nil, ErrBadResponse},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var buf bytes.Buffer
+			if err := writeResponse(&buf, tc.status, tc.body); err != nil {
+				t.Fatal(err)
+			}
+			frame, err := readFrame(bufio.NewReader(&buf), 1<<10)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := parseResponse(frame)
+			if !errors.Is(err, tc.err) {
+				t.Fatalf("err = %v, want %v", err, tc.err)
+			}
+			if err == nil && !bytes.Equal(got, tc.want) {
+				t.Fatalf("got %q, want %q", got, tc.want)
+			}
+		})
+	}
+	if _, err := parseResponse(nil); !errors.Is(err, ErrBadResponse) {
+		t.Fatalf("empty frame: %v", err)
+	}
+	if n := len(errorText(long)); n > maxErrorBytes || n%2 != 0 {
+		t.Fatalf("truncated error text of %d bytes", n)
+	}
+}
+
+// FuzzParseResponse: any response frame either fails with a package error
+// or parses into a body that re-encodes to the same frame.
+func FuzzParseResponse(f *testing.F) {
+	for _, s := range [][]byte{{statusOK}, {statusOK, 'x'}, append([]byte{statusError}, "gone"...), {statusError, 0xff}, {9}} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, frame []byte) {
+		body, err := parseResponse(frame)
+		if err != nil {
+			if !errors.Is(err, ErrRemote) && !errors.Is(err, ErrBadResponse) {
+				t.Fatalf("unexpected error kind: %v", err)
+			}
+			return
+		}
+		var buf bytes.Buffer
+		if err := writeResponse(&buf, statusOK, body); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(buf.Bytes(), appendFrame(nil, frame)) {
+			t.Fatalf("response does not re-encode: %x", frame)
+		}
+	})
+}

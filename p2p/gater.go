@@ -2,6 +2,7 @@ package p2p
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/libp2p/go-libp2p/core/connmgr"
 	"github.com/libp2p/go-libp2p/core/control"
@@ -38,6 +39,11 @@ func newGater(c Config, self peer.ID, m *Metrics) *gater {
 // isLoopback reports whether a starts with a loopback IP (127.0.0.0/8 or
 // ::1). DNS names, relay circuits and anything else are not loopback.
 func isLoopback(a ma.Multiaddr) bool { return a != nil && manet.IsIPLoopback(a) }
+
+// loopbackAddrs returns the loopback addresses of as, in a new slice.
+func loopbackAddrs(as []ma.Multiaddr) []ma.Multiaddr {
+	return slices.DeleteFunc(slices.Clone(as), func(a ma.Multiaddr) bool { return !isLoopback(a) })
+}
 
 // checkLoopback returns ErrNonLoopback for the first non-loopback address.
 func checkLoopback(addrs []ma.Multiaddr) error {

@@ -67,6 +67,7 @@ func (h *Host) Join(topic string, maxBytes int, v Validator) (*Topic, error) {
 	}
 	t.topic = pt
 	h.topics[topic] = t
+	h.joined.Store(topic, t.counters)
 	return t, nil
 }
 
@@ -125,7 +126,7 @@ type Subscription struct {
 // Subscribe starts delivering the topic's messages. Cancel the
 // subscription when done; Close cancels all.
 func (t *Topic) Subscribe() (*Subscription, error) {
-	sub, err := t.topic.Subscribe()
+	sub, err := t.topic.Subscribe(pubsub.WithBufferSize(t.h.cfg.subBuffer))
 	if err != nil {
 		return nil, fmt.Errorf("p2p: subscribe %s: %w", t.name, err)
 	}
@@ -170,20 +171,36 @@ func (t *Topic) close() {
 }
 
 // tracer counts gossipsub events that no validator sees: duplicates
-// (dedupe by message id at work) and RPCs dropped because a peer's
-// outbound queue was full. pubsub calls it from its event loop, so it
+// (dedupe by message id at work), messages dropped because the validation
+// queue was full, messages a subscriber was too slow to take, and RPCs
+// dropped because a peer's outbound queue was full. pubsub calls it from its event loop, so it
 // only does atomic adds.
 type tracer struct{ h *Host }
 
 var _ pubsub.RawTracer = tracer{}
 
 func (tr tracer) DuplicateMessage(m *pubsub.Message) {
-	if t := tr.h.topic(m.GetTopic()); t != nil {
-		t.counters.Duplicates.Add(1)
+	if c := tr.h.topicCounters(m.GetTopic()); c != nil {
+		c.Duplicates.Add(1)
 	}
 }
 
 func (tr tracer) DropRPC(*pubsub.RPC, peer.ID) { tr.h.metrics.GossipQueueDrops.Add(1) }
+
+func (tr tracer) RejectMessage(m *pubsub.Message, reason string) {
+	if reason != pubsub.RejectValidationQueueFull && reason != pubsub.RejectValidationThrottled {
+		return // the validator wrapper counts its own verdicts
+	}
+	if c := tr.h.topicCounters(m.GetTopic()); c != nil {
+		c.Throttled.Add(1)
+	}
+}
+
+func (tr tracer) UndeliverableMessage(m *pubsub.Message) {
+	if c := tr.h.topicCounters(m.GetTopic()); c != nil {
+		c.SlowSubscriber.Add(1)
+	}
+}
 
 func (tracer) OnNewOutboundStream(peer.ID, protocol.ID)             {}
 func (tracer) OnClosedOutboundStream(peer.ID)                       {}
@@ -193,16 +210,17 @@ func (tracer) Graft(peer.ID, string)                                {}
 func (tracer) Prune(peer.ID, string)                                {}
 func (tracer) ValidateMessage(*pubsub.Message)                      {}
 func (tracer) DeliverMessage(*pubsub.Message)                       {}
-func (tracer) RejectMessage(*pubsub.Message, string)                {}
 func (tracer) ThrottlePeer(peer.ID)                                 {}
 func (tracer) RecvRPC(*pubsub.RPC)                                  {}
 func (tracer) SendRPC(*pubsub.RPC, peer.ID)                         {}
 func (tracer) SendRPCCompleted(*pubsub.RPC, peer.ID, time.Duration) {}
-func (tracer) UndeliverableMessage(*pubsub.Message)                 {}
 
-// topic returns the joined topic called name, or nil.
-func (h *Host) topic(name string) *Topic {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.topics[name]
+// topicCounters returns the counters of the joined topic called name, or
+// nil. It does not take h.mu: pubsub calls the tracer from its event loop,
+// and Join holds h.mu while it waits for that loop.
+func (h *Host) topicCounters(name string) *Counters {
+	if c, ok := h.joined.Load(name); ok {
+		return c.(*Counters)
+	}
+	return nil
 }

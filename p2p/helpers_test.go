@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"testing"
 
-	"github.com/libp2p/go-libp2p/core/crypto"
 	"time"
 
 	ma "github.com/multiformats/go-multiaddr"
@@ -94,13 +93,3 @@ func assert127(t *testing.T, what string, a ma.Multiaddr) {
 }
 
 func msgN(i int) []byte { return []byte(fmt.Sprintf("message %04d", i)) }
-
-// mustPub returns the libp2p public key of a config's identity.
-func mustPub(t *testing.T, c Config) crypto.PubKey {
-	t.Helper()
-	k, err := crypto.UnmarshalEd25519PrivateKey(c.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k.GetPublic()
-}

@@ -2,6 +2,7 @@ package p2p
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -46,10 +47,14 @@ type Host struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // goroutines started by this package
 
+	// mu guards the fields below. Join holds it while waiting for
+	// pubsub's event loop, so nothing called from that loop (the tracer)
+	// may take it; the tracer reads joined instead.
 	mu     sync.Mutex
 	closed bool
 	topics map[string]*Topic
 	out    map[outKey]*outStream
+	joined sync.Map // topic name -> *Counters, for the tracer
 }
 
 // New validates cfg and starts a host listening on its addresses.
@@ -107,9 +112,7 @@ func New(cfg Config) (*Host, error) {
 		libp2p.DisableMetrics(),
 	}
 	if cfg.loopbackOnly {
-		opts = append(opts, libp2p.AddrsFactory(func(as []ma.Multiaddr) []ma.Multiaddr {
-			return slices.DeleteFunc(slices.Clone(as), func(a ma.Multiaddr) bool { return !isLoopback(a) })
-		}))
+		opts = append(opts, libp2p.AddrsFactory(loopbackAddrs))
 	}
 	if cfg.relay {
 		opts = append(opts, libp2p.EnableRelay(), libp2p.EnableAutoRelayWithStaticRelays(cfg.bootstrap))
@@ -130,7 +133,7 @@ func New(cfg Config) (*Host, error) {
 	}
 	lh, err := libp2p.New(opts...)
 	if err != nil {
-		_ = rm.Close()
+		_ = rm.Close() // idempotent; libp2p closes it on some failures only
 		return nil, fmt.Errorf("p2p: libp2p host: %w", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -139,6 +142,11 @@ func New(cfg Config) (*Host, error) {
 		limiter: newRateLimiter(cfg.ratePerSecond, cfg.rateBurst),
 		topics:  make(map[string]*Topic),
 		out:     make(map[outKey]*outStream),
+	}
+	// The connection manager trims connections above its high-water
+	// mark; validators of a permissioned set must never be the ones cut.
+	for _, id := range cfg.allowedPeers {
+		lh.ConnManager().Protect(id, "kairos-validator")
 	}
 	h.notifee = &network.NotifyBundle{DisconnectedF: h.disconnected}
 	lh.Network().Notify(h.notifee)
@@ -184,13 +192,15 @@ func (h *Host) start() error {
 			dht.DisableValues(),
 		}
 		if h.cfg.loopbackOnly {
-			opts = append(opts, dht.AddressFilter(func(as []ma.Multiaddr) []ma.Multiaddr {
-				return slices.DeleteFunc(slices.Clone(as), func(a ma.Multiaddr) bool { return !isLoopback(a) })
-			}))
+			opts = append(opts, dht.AddressFilter(loopbackAddrs))
 		}
 		if h.dht, err = dht.New(h.host, opts...); err != nil {
 			return fmt.Errorf("p2p: dht: %w", err)
 		}
+	}
+	if h.cfg.reconnect > 0 && len(h.cfg.bootstrap) > 0 {
+		h.wg.Add(1)
+		go h.reconnectLoop()
 	}
 	if h.cfg.mdns {
 		h.mdns = mdns.NewMdnsService(h.host, mdnsServiceName, mdnsNotifee{h})
@@ -199,6 +209,32 @@ func (h *Host) start() error {
 		}
 	}
 	return nil
+}
+
+// reconnectLoop redials lost bootstrap peers every reconnect interval
+// until Close. libp2p's dial backoff keeps an unreachable peer from being
+// hammered.
+func (h *Host) reconnectLoop() {
+	defer h.wg.Done()
+	tick := time.NewTicker(h.cfg.reconnect)
+	defer tick.Stop()
+	for {
+		select {
+		case <-h.ctx.Done():
+			return
+		case <-tick.C:
+		}
+		for _, b := range h.cfg.bootstrap {
+			if b.ID == h.ID() || h.host.Network().Connectedness(b.ID) == network.Connected {
+				continue
+			}
+			ctx, cancel := context.WithTimeout(h.ctx, h.cfg.requestTimeout)
+			if err := h.Connect(ctx, b); err != nil {
+				h.cfg.logger.Debug("p2p: redial failed", "peer", b.ID, "err", err)
+			}
+			cancel()
+		}
+	}
 }
 
 // mdnsNotifee connects to peers found by mDNS.
@@ -358,4 +394,15 @@ func deadline(ctx context.Context, d time.Duration) time.Time {
 		return dl
 	}
 	return t
+}
+
+// PeerID returns the libp2p peer id of a validator's ed25519 public key,
+// e.g. to build the permissioned set for WithAllowedPeers from the
+// validator set.
+func PeerID(pub ed25519.PublicKey) (peer.ID, error) {
+	k, err := crypto.UnmarshalEd25519PublicKey(pub)
+	if err != nil {
+		return "", fmt.Errorf("%w: %v", ErrConfig, err)
+	}
+	return peer.IDFromPublicKey(k)
 }

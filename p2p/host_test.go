@@ -1,12 +1,17 @@
 package p2p
 
 import (
+	"crypto/ed25519"
 	"errors"
 	"sync/atomic"
 	"testing"
+	"time"
 
+	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/security/noise"
+	libp2ptls "github.com/libp2p/go-libp2p/p2p/security/tls"
 	ma "github.com/multiformats/go-multiaddr"
 )
 
@@ -25,7 +30,12 @@ func TestDiscoveryBootstrapAndDHT(t *testing.T) {
 			t.Fatalf("bootstrap: %v", err)
 		}
 	}
-	waitFor(t, "the bootstrap peer's routing table to hold the other three", func() bool {
+	waitFor(t, "the bootstrap peer's routing table to hold the other three, and theirs the bootstrap peer", func() bool {
+		for _, h := range hosts[1:] {
+			if h.RoutingTableSize() == 0 {
+				return false
+			}
+		}
 		return boot.RoutingTableSize() == 3
 	})
 	// Each non-bootstrap host looks every other one up through the DHT
@@ -87,8 +97,7 @@ func TestDiscoveryBootstrapAndDHT(t *testing.T) {
 func TestLoopbackOnlyRefusesOtherAddresses(t *testing.T) {
 	ctx := testCtx(t)
 	h := newHost(t, testConfig(0))
-	other := testConfig(1)
-	id, err := peer.IDFromPublicKey(mustPub(t, other))
+	id, err := PeerID(testKey(1).Public().(ed25519.PublicKey))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +157,76 @@ func TestPermissionedSetRefusesStrangers(t *testing.T) {
 	if guarded.metrics.Gated.Load() < 2 {
 		t.Fatalf("gated = %d, want the inbound and the outbound refusal counted", guarded.metrics.Gated.Load())
 	}
+	if !guarded.host.ConnManager().IsProtected(member.ID(), "") {
+		t.Fatal("the connection manager may trim a validator's connection")
+	}
 	if err := member.Send(ctx, guarded.ID(), proto, []byte("hello")); err != nil {
 		t.Fatalf("a member cannot send: %v", err)
 	}
+}
+
+func TestPeerIDIsTheValidatorKey(t *testing.T) {
+	h := newHost(t, testConfig(3))
+	id, err := PeerID(testKey(3).Public().(ed25519.PublicKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id != h.ID() {
+		t.Fatalf("PeerID = %s, host id %s", id, h.ID())
+	}
+	if _, err := PeerID(ed25519.PublicKey{1, 2, 3}); !errors.Is(err, ErrConfig) {
+		t.Fatalf("short key: %v, want ErrConfig", err)
+	}
+}
+
+// TestAcceptsNoiseAndTLS: a peer that speaks only one of the two security
+// protocols can connect, over TCP, and the connection uses it.
+func TestAcceptsNoiseAndTLS(t *testing.T) {
+	ctx := testCtx(t)
+	h := newHost(t, testConfig(0))
+	for _, sec := range []struct {
+		id  string
+		new any
+	}{{noise.ID, noise.New}, {libp2ptls.ID, libp2ptls.New}} {
+		t.Run(sec.id, func(t *testing.T) {
+			other, err := libp2p.New(libp2p.Security(sec.id, sec.new), libp2p.ListenAddrStrings(tcpOnly),
+				libp2p.DisableRelay(), libp2p.DisableMetrics())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer other.Close()
+			if err := other.Connect(ctx, h.AddrInfo()); err != nil {
+				t.Fatal(err)
+			}
+			conns := other.Network().ConnsToPeer(h.ID())
+			if len(conns) != 1 || string(conns[0].ConnState().Security) != sec.id {
+				t.Fatalf("connections %v, want one secured by %s", conns, sec.id)
+			}
+		})
+	}
+}
+
+// TestReconnectsLostBootstrapPeer: a dropped connection to a bootstrap peer
+// comes back by itself, every time.
+func TestReconnectsLostBootstrapPeer(t *testing.T) {
+	boot := newHost(t, testConfig(0))
+	h := newHost(t, testConfig(1).WithBootstrap(boot.AddrInfo()).WithReconnectInterval(20*time.Millisecond))
+	var dials atomic.Int64 // new connections from h to boot
+	h.host.Network().Notify(&network.NotifyBundle{ConnectedF: func(_ network.Network, c network.Conn) {
+		if c.RemotePeer() == boot.ID() {
+			dials.Add(1)
+		}
+	}})
+	if err := h.Bootstrap(testCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	for round := int64(1); round <= 2; round++ {
+		waitFor(t, "the connection to the bootstrap peer", func() bool { return dials.Load() == round })
+		if err := boot.host.Network().ClosePeer(h.ID()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "the bootstrap peer to be redialed twice", func() bool {
+		return dials.Load() == 3 && h.host.Network().Connectedness(boot.ID()) == network.Connected
+	})
 }

@@ -24,6 +24,12 @@ type Counters struct {
 	// Duplicates counts gossip messages that arrived again after their
 	// first copy (same sha256 id) and were dropped by pubsub.
 	Duplicates atomic.Uint64
+	// Throttled counts gossip messages dropped before validation because
+	// the validation queue was full.
+	Throttled atomic.Uint64
+	// SlowSubscriber counts validated gossip messages a subscription's
+	// buffer had no room for.
+	SlowSubscriber atomic.Uint64
 	// Timeouts counts streams that missed a deadline.
 	Timeouts atomic.Uint64
 	// Errors counts other stream failures (resets, malformed frames,
@@ -64,8 +70,10 @@ func (m *Metrics) Kind(kind string) *Counters {
 
 // KindCounters is a point-in-time copy of one kind's Counters.
 type KindCounters struct {
-	Kind                                                               string
-	In, Out, Dropped, Rejected, Oversize, Duplicates, Timeouts, Errors uint64
+	Kind                                  string
+	In, Out, Dropped, Rejected, Oversize  uint64
+	Duplicates, Throttled, SlowSubscriber uint64
+	Timeouts, Errors                      uint64
 }
 
 // Snapshot copies every kind's counters, sorted by kind.
@@ -77,6 +85,7 @@ func (m *Metrics) Snapshot() []KindCounters {
 		out = append(out, KindCounters{
 			Kind: k, In: c.In.Load(), Out: c.Out.Load(), Dropped: c.Dropped.Load(),
 			Rejected: c.Rejected.Load(), Oversize: c.Oversize.Load(), Duplicates: c.Duplicates.Load(),
+			Throttled: c.Throttled.Load(), SlowSubscriber: c.SlowSubscriber.Load(),
 			Timeouts: c.Timeouts.Load(), Errors: c.Errors.Load(),
 		})
 	}

@@ -3,8 +3,10 @@ package p2p
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 	"unicode/utf8"
 
@@ -57,20 +59,17 @@ func (h *Host) HandleRequest(proto protocol.ID, fn RequestHandler) {
 		ctx, cancel := context.WithTimeout(h.ctx, h.cfg.requestTimeout)
 		resp, err := fn(ctx, from, req)
 		cancel()
-		var frame []byte
+		status := byte(statusOK)
 		switch {
 		case err != nil:
 			c.Errors.Add(1)
-			frame = errorFrame(err.Error())
+			status, resp = statusError, errorText(err.Error())
 		case len(resp) > h.cfg.maxResponseBytes:
 			c.Oversize.Add(1)
-			frame = errorFrame(fmt.Sprintf("response of %d bytes over the cap", len(resp)))
-		default:
-			frame = append(make([]byte, 0, 1+len(resp)), statusOK)
-			frame = append(frame, resp...)
+			status, resp = statusError, errorText(fmt.Sprintf("response of %d bytes over the cap", len(resp)))
 		}
 		_ = s.SetWriteDeadline(time.Now().Add(h.cfg.frameTimeout))
-		if err := writeFrame(s, frame); err != nil {
+		if err := writeResponse(s, status, resp); err != nil {
 			h.streamFailed(s, c, err)
 			return
 		}
@@ -79,16 +78,24 @@ func (h *Host) HandleRequest(proto protocol.ID, fn RequestHandler) {
 	})
 }
 
-// errorFrame builds a statusError response, truncating msg to
-// maxErrorBytes on a rune boundary.
-func errorFrame(msg string) []byte {
+// errorText truncates msg to maxErrorBytes on a rune boundary.
+func errorText(msg string) []byte {
 	if len(msg) > maxErrorBytes {
 		msg = msg[:maxErrorBytes]
 		for !utf8.ValidString(msg) {
 			msg = msg[:len(msg)-1]
 		}
 	}
-	return append([]byte{statusError}, msg...)
+	return []byte(msg)
+}
+
+// writeResponse writes the frame of status followed by body with one
+// Write and one copy of body.
+func writeResponse(w io.Writer, status byte, body []byte) error {
+	buf := binary.AppendUvarint(make([]byte, 0, maxPrefixLen+1+len(body)), uint64(1+len(body)))
+	buf = append(append(buf, status), body...)
+	_, err := w.Write(buf)
+	return err
 }
 
 // Request sends req to peer to on proto and returns the response. The
