@@ -201,3 +201,44 @@ func cpuNow() float64 {
 	tv := func(t syscall.Timeval) float64 { return float64(t.Sec) + float64(t.Usec)/1e6 }
 	return tv(ru.Utime) + tv(ru.Stime)
 }
+
+// BenchmarkOpen opens a pebble store with a long history (2000 versions
+// kept, nothing pruned): Open reads a fixed handful of records, so its time
+// must not grow with history. The baseline opens the same pebble database
+// through go-ds-pebble alone.
+func BenchmarkOpen(b *testing.B) {
+	dir := filepath.Join(b.TempDir(), "db")
+	s, err := OpenPebble(dir, Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for h := uint64(1); h <= 2000; h++ {
+		ws := make([]Write, 50)
+		for j := range ws {
+			k := int(h)*50 + j
+			ws[j] = Write{benchKey(k % 20_000), benchValue(k, int(h))}
+		}
+		if _, err := s.Commit(context.Background(), h, ws); err != nil {
+			b.Fatal(err)
+		}
+	}
+	s.Close()
+	b.Run("store", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			s, err := OpenPebble(dir, Options{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			s.Close()
+		}
+	})
+	b.Run("baseline=go-ds-pebble", func(b *testing.B) {
+		for i := 0; i < b.N; i++ {
+			d, err := pebbleds.NewDatastore(dir, pebbleds.WithPebbleOpts(pebbleOptions()))
+			if err != nil {
+				b.Fatal(err)
+			}
+			d.Close()
+		}
+	})
+}

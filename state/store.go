@@ -62,7 +62,7 @@ const (
 
 // Defaults for Options fields left zero.
 const (
-	DefaultCacheBytes = 128 << 20
+	DefaultCacheBytes = 256 << 20
 	DefaultPruneChunk = 4096
 )
 
