@@ -52,3 +52,16 @@ func (c *nodeCache) addLocked(n *node) {
 	c.cur[n.id] = n
 	c.curBytes += n.size()
 }
+
+// drop removes a node that the latest version no longer uses. Old views
+// may still read it (and load it again); dropping it keeps the budget for
+// live nodes, which commits read.
+func (c *nodeCache) drop(id types.Hash) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if n, ok := c.cur[id]; ok {
+		c.curBytes -= n.size()
+		delete(c.cur, id)
+	}
+	delete(c.prev, id)
+}

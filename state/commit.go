@@ -132,6 +132,9 @@ func (s *Store) Commit(ctx context.Context, height uint64, writes []Write) (type
 		s.failed = fmt.Errorf("%w: commit %d: %w", ErrNeedsReopen, height, err)
 		return types.Root{}, s.failed
 	}
+	for _, st := range o.stale {
+		s.cache.drop(st.id)
+	}
 	for _, n := range o.nodes {
 		s.cache.put(n)
 	}
