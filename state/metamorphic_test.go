@@ -175,4 +175,13 @@ func TestCommitRejects(t *testing.T) {
 	if _, err := s.Prove(context.Background(), 0); err == nil {
 		t.Fatal("Prove of no keys accepted")
 	}
+	v, err := s.View(context.Background(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.Close()
+	v.Close() // idempotent
+	if _, err := v.Get(context.Background(), k); !errors.Is(err, ErrViewClosed) {
+		t.Fatalf("Get on a closed view: %v", err)
+	}
 }

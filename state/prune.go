@@ -281,7 +281,7 @@ func (s *Store) Audit(ctx context.Context) (*AuditReport, error) {
 			rep.Missing = append(rep.Missing, sl.h)
 			return nil
 		}
-		for _, c := range n.slots {
+		for _, c := range n.entries {
 			if err := mark(c, leaves); err != nil {
 				return err
 			}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
+	"github.com/cockroachdb/pebble/v2/sstable"
 	ds "github.com/ipfs/go-datastore"
 	"github.com/ipfs/go-datastore/query"
 	dssync "github.com/ipfs/go-datastore/sync"
@@ -62,7 +63,7 @@ const (
 
 // Defaults for Options fields left zero.
 const (
-	DefaultCacheBytes = 128 << 20
+	DefaultCacheBytes = 256 << 20
 	DefaultPruneChunk = 4096
 )
 
@@ -210,9 +211,11 @@ func pebbleOptions() *pebble.Options {
 	// becoming a flushable batch that is written out as its own table.
 	o := &pebble.Options{MemTableSize: PebbleMemTableBytes}
 	// Node and value reads are point lookups by hash; bloom filters let
-	// them skip the levels that do not hold the key.
+	// them skip the levels that do not hold the key. Most stored bytes are
+	// hashes, which do not compress: snappy cost CPU for nothing.
 	for i := range o.Levels {
 		o.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
+		o.Levels[i].Compression = func() *sstable.CompressionProfile { return sstable.NoCompression }
 	}
 	return o
 }
