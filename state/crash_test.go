@@ -97,6 +97,9 @@ func crashRun(t *testing.T, fs vfs.FS, blocks uint64, acked *atomic.Uint64) {
 // audit clean: no leaked or missing node, the flat index in step.
 func TestCrashPoints(t *testing.T) {
 	points := crashPoints
+	if state.RaceEnabled {
+		points = crashPoints / 8
+	}
 	if v := os.Getenv(crashPointsEnv); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n <= 0 {
