@@ -138,6 +138,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer) error {
 	}
 	var read time.Duration
 	var proofs proofStats
+	var snap snapshotStats
 	pruned, rss, err := runStore(ctx, cfg, "prune", cfg.Keep, sampleAt, func(s *state.Store) error {
 		keys := readKeys(w, cfg.ReadSamples)
 		var err error
@@ -147,14 +148,18 @@ func Run(ctx context.Context, cfg Config, out io.Writer) error {
 		}); err != nil {
 			return err
 		}
-		proofs, err = measureProofs(ctx, s, w, cfg.ProofSamples)
+		if proofs, err = measureProofs(ctx, s, w, cfg.ProofSamples); err != nil {
+			return err
+		}
+		snap, err = measureSnapshot(ctx, s, filepath.Join(cfg.Dir, "import"))
 		return err
 	})
 	if err != nil {
 		return err
 	}
-	big := "not measured (run with --proof-keys 10000000)"
+	big, bigKeys := "not measured (run with --proof-keys 10000000)", 10_000_000
 	if cfg.ProofKeys > 0 {
+		bigKeys = cfg.ProofKeys
 		if big, err = bigProofs(ctx, cfg); err != nil {
 			return err
 		}
@@ -165,11 +170,13 @@ func Run(ctx context.Context, cfg Config, out io.Writer) error {
 	fmt.Fprintf(tw, "what\tstate, prune K=%d\tstate, no prune\tpebble floor\ttarget\n", cfg.Keep)
 	fmt.Fprintf(tw, "commit, update blocks (updates/s)\t%s\t%s\t%s\t>= 100k/s\n", rate(pruned.updateRate()), rate(unpruned.updateRate()), rate(floor.updateRate()))
 	fmt.Fprintf(tw, "commit, fill blocks (inserts/s)\t%s\t%s\t%s\t\n", rate(pruned.fillRate()), rate(unpruned.fillRate()), rate(floor.fillRate()))
-	fmt.Fprintf(tw, "prune time per update block\t%s\t-\t-\t\n", pruned.prune/time.Duration(cfg.Blocks))
-	fmt.Fprintf(tw, "latest read, warm (flat index)\t%s\t-\t%s\t<= 5µs\n", read, floorRead)
+	fmt.Fprintf(tw, "prune time per update block\t%s\t-\t-\t\n", dur(pruned.prune/time.Duration(cfg.Blocks)))
+	fmt.Fprintf(tw, "latest read, warm (flat index)\t%s\t-\t%s\t<= 5µs\n", dur(read), dur(floorRead))
 	fmt.Fprintf(tw, "proof at %d keys: size present/absent\t%s\t-\t-\t<= 1 KB at 10M\n", w.Keys, proofs.size())
 	fmt.Fprintf(tw, "proof at %d keys: verify present/absent\t%s\t-\t-\t<= 20µs at 10M\n", w.Keys, proofs.verify())
-	fmt.Fprintf(tw, "proof at %d keys\t%s\t\t\t\n", cfg.ProofKeys, big)
+	fmt.Fprintf(tw, "proof at %d keys\t%s\t\t\t\n", bigKeys, big)
+	fmt.Fprintf(tw, "snapshot export (%s in %d chunks)\t%s\t-\t-\t\n", mib(snap.bytes), snap.chunks, mbps(snap.bytes, snap.export))
+	fmt.Fprintf(tw, "snapshot import: verify+stage / rebuild+install\t%s / %s\t-\t-\t>= 50 MB/s\n", mbps(snap.bytes, snap.stage), mbps(snap.bytes, snap.install))
 	fmt.Fprintf(tw, "disk bytes per live key (raw %0.f B)\t%.0f (%.1f× raw)\t%.0f (%.1f× raw)\t%.0f (%.1f× raw)\t<= 3× raw\n", raw,
 		perKey(pruned.final, w), perKey(pruned.final, w)/raw, perKey(unpruned.final, w), perKey(unpruned.final, w)/raw, perKey(floor.final, w), perKey(floor.final, w)/raw)
 	fmt.Fprintf(tw, "peak RSS (whole process so far)\t%s\t\t\t\n", mib(rss))
@@ -304,7 +311,7 @@ func (p proofStats) size() string {
 }
 
 func (p proofStats) verify() string {
-	return fmt.Sprintf("%s / %s", p.presentVerify, p.absentVerify)
+	return fmt.Sprintf("%s / %s", dur(p.presentVerify), dur(p.absentVerify))
 }
 
 // measureProofs proves n present and n absent keys one by one at the latest
@@ -376,6 +383,73 @@ func bigProofs(ctx context.Context, cfg Config) (string, error) {
 		return "", err
 	}
 	return fmt.Sprintf("size %s, verify %s (present/absent)", p.size(), p.verify()), nil
+}
+
+type snapshotStats struct {
+	bytes                  int64
+	chunks                 int
+	export, stage, install time.Duration
+}
+
+// measureSnapshot exports the latest version of s into memory and imports
+// it into a fresh pebble store in dir, checking the imported root.
+func measureSnapshot(ctx context.Context, s *state.Store, dir string) (snapshotStats, error) {
+	var st snapshotStats
+	h, root := s.Latest()
+	var chunks [][]byte
+	t0 := time.Now()
+	m, err := s.ExportSnapshot(ctx, h, state.SnapshotChunkLeavesDefault, func(_ int, b []byte) error {
+		chunks = append(chunks, b)
+		st.bytes += int64(len(b))
+		return nil
+	})
+	if err != nil {
+		return st, err
+	}
+	st.export, st.chunks = time.Since(t0), len(chunks)
+	dst, err := state.OpenPebble(dir, state.Options{})
+	if err != nil {
+		return st, err
+	}
+	defer os.RemoveAll(dir)
+	defer dst.Close()
+	t0 = time.Now()
+	im, err := state.NewImporter(ctx, dst.Datastore(), m)
+	if err != nil {
+		return st, err
+	}
+	for _, c := range chunks {
+		if _, err := im.Add(ctx, c); err != nil {
+			return st, err
+		}
+	}
+	st.stage = time.Since(t0)
+	t0 = time.Now()
+	if err := im.Install(ctx, dst); err != nil {
+		return st, err
+	}
+	st.install = time.Since(t0)
+	if gh, gr := dst.Latest(); gh != h || gr != root {
+		return st, fmt.Errorf("statebench: imported snapshot at (%d, %s), want (%d, %s)", gh, gr, h, root)
+	}
+	return st, nil
+}
+
+// dur rounds a duration to about three significant digits.
+func dur(d time.Duration) string {
+	switch {
+	case d >= time.Second:
+		return d.Round(10 * time.Millisecond).String()
+	case d >= time.Millisecond:
+		return d.Round(10 * time.Microsecond).String()
+	case d >= time.Microsecond:
+		return d.Round(10 * time.Nanosecond).String()
+	}
+	return d.String()
+}
+
+func mbps(b int64, d time.Duration) string {
+	return fmt.Sprintf("%.1f MB/s", float64(b)/1e6/d.Seconds())
 }
 
 func rate(r float64) string {
