@@ -2,13 +2,9 @@ package state
 
 import (
 	"sync"
-	"unsafe"
 
 	"github.com/kairos-network/kairos/types"
 )
-
-// nodeSize is the memory one cached node costs, map entry included.
-const nodeSize = int(unsafe.Sizeof(node{})) + 64
 
 // nodeCache is a bounded cache of decoded nodes with two generations: hits
 // are looked up in the current map and then in the previous one (and moved
@@ -17,16 +13,13 @@ const nodeSize = int(unsafe.Sizeof(node{})) + 64
 // Nodes are immutable, so sharing them between goroutines is safe.
 type nodeCache struct {
 	mu        sync.Mutex
-	max       int // entries per generation
+	max       int // bytes per generation
+	curBytes  int
 	cur, prev map[types.Hash]*node
 }
 
 func newNodeCache(bytes int) *nodeCache {
-	max := bytes / nodeSize / 2
-	if max < 16 {
-		max = 16
-	}
-	return &nodeCache{max: max, cur: map[types.Hash]*node{}, prev: map[types.Hash]*node{}}
+	return &nodeCache{max: bytes / 2, cur: map[types.Hash]*node{}, prev: map[types.Hash]*node{}}
 }
 
 func (c *nodeCache) get(id types.Hash) *node {
@@ -49,8 +42,26 @@ func (c *nodeCache) put(n *node) {
 }
 
 func (c *nodeCache) addLocked(n *node) {
-	if len(c.cur) >= c.max {
-		c.prev, c.cur = c.cur, make(map[types.Hash]*node, c.max)
+	if _, ok := c.cur[n.id]; ok {
+		c.cur[n.id] = n // a re-created node: keep the newest born
+		return
+	}
+	if c.curBytes >= c.max {
+		c.prev, c.cur, c.curBytes = c.cur, make(map[types.Hash]*node, len(c.cur)), 0
 	}
 	c.cur[n.id] = n
+	c.curBytes += n.size()
+}
+
+// drop removes a node that the latest version no longer uses. Old views
+// may still read it (and load it again); dropping it keeps the budget for
+// live nodes, which commits read.
+func (c *nodeCache) drop(id types.Hash) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if n, ok := c.cur[id]; ok {
+		c.curBytes -= n.size()
+		delete(c.cur, id)
+	}
+	delete(c.prev, id)
 }

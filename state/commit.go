@@ -101,14 +101,18 @@ type committer struct {
 // Commit applies writes as version height, which must be latest+1, in one
 // durable batch, and returns the new root. The root depends only on the
 // resulting set of (key, value) pairs, not on the order of writes or on
-// GOMAXPROCS. Writes to the same key twice fail with ErrDuplicateKey; the
-// store is unchanged by any failed Commit.
+// GOMAXPROCS. Writes to the same key twice fail with ErrDuplicateKey; a
+// rejected Commit leaves the store unchanged. If writing fails, the store
+// refuses further commits with ErrNeedsReopen: Open undoes the torn version.
 func (s *Store) Commit(ctx context.Context, height uint64, writes []Write) (types.Root, error) {
 	s.commitMu.Lock()
 	defer s.commitMu.Unlock()
 	s.mu.Lock()
 	latest, root := s.latest, s.root
 	s.mu.Unlock()
+	if s.failed != nil {
+		return types.Root{}, s.failed
+	}
 	if height != latest+1 {
 		return types.Root{}, fmt.Errorf("%w: got %d, latest is %d", ErrHeight, height, latest)
 	}
@@ -123,7 +127,13 @@ func (s *Store) Commit(ctx context.Context, height uint64, writes []Write) (type
 		return types.Root{}, err
 	}
 	if err := s.write(ctx, height, newRoot, &o); err != nil {
-		return types.Root{}, err
+		// Part of the version may be on disk; only Open's recovery knows
+		// how to undo it.
+		s.failed = fmt.Errorf("%w: commit %d: %w", ErrNeedsReopen, height, err)
+		return types.Root{}, s.failed
+	}
+	for _, st := range o.stale {
+		s.cache.drop(st.id)
 	}
 	for _, n := range o.nodes {
 		s.cache.put(n)
@@ -176,20 +186,21 @@ func (c *committer) update(o *out, old slot, d int, ws []item) (slot, error) {
 		if err != nil {
 			return slot{}, err
 		}
-		nn := &node{born: c.height, slots: n.slots}
+		was := n.all()
+		a := was
 		err = c.forGroups(o, d, ws, func(o *out, nib int, group []item) error {
-			ns, err := c.update(o, n.slots[nib], d+1, group)
-			nn.slots[nib] = ns
+			ns, err := c.update(o, was[nib], d+1, group)
+			a[nib] = ns
 			return err
 		})
 		if err != nil {
 			return slot{}, err
 		}
-		if nn.slots == n.slots {
+		if a == was {
 			return old, nil
 		}
 		o.stale = append(o.stale, staleRef{n.id, n.born})
-		return c.finish(o, nn), nil
+		return c.finish(o, &a), nil
 	}
 	// old is empty or a leaf: gather the leaves of the new subtree.
 	leaves := make([]item, 0, len(ws)+1)
@@ -239,26 +250,27 @@ func (c *committer) build(o *out, leaves []item, d int) slot {
 		}
 		return s
 	}
-	nn := &node{born: c.height}
+	var a [fanout]slot
 	// build cannot fail: it reads nothing.
 	_ = c.forGroups(o, d, leaves, func(o *out, nib int, group []item) error {
-		nn.slots[nib] = c.build(o, group, d+1)
+		a[nib] = c.build(o, group, d+1)
 		return nil
 	})
-	return c.finish(o, nn)
+	return c.finish(o, &a)
 }
 
 // finish turns an updated node into the slot that replaces it: nothing if it
 // is empty, its only leaf if one leaf is left (the sparse tree collapses a
 // one-leaf subtree), else the node itself, recorded for writing.
-func (c *committer) finish(o *out, nn *node) slot {
-	count, last := nn.occupied()
+func (c *committer) finish(o *out, a *[fanout]slot) slot {
+	count, last := occupied(a)
 	if count == 0 {
 		return slot{}
 	}
-	if count == 1 && nn.slots[last].kind == slotLeaf {
-		return nn.slots[last]
+	if count == 1 && a[last].kind == slotLeaf {
+		return a[last]
 	}
+	nn := makeNode(c.height, a)
 	nn.rehash()
 	o.nodes = append(o.nodes, nn)
 	return slot{kind: slotChild, h: nn.id}
@@ -349,8 +361,8 @@ func (s *Store) write(ctx context.Context, height uint64, root slot, o *out) err
 	for _, v := range o.values {
 		put(nodeKey(types.LeafHash(v.kp, v.vh)), encodeValue(v.key, v.value, height))
 	}
-	for _, st := range o.stale {
-		put(staleKey(height, st.born, st.id), []byte{})
+	if len(o.stale) > 0 {
+		put(staleKey(height), encodeStale(o.stale))
 	}
 	for _, ch := range o.changes {
 		if ch.New == nil {

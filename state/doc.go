@@ -12,6 +12,7 @@
 //	view.Close()
 //	err = types.Verify(root, proof)         // what a client does, with only the root
 //	stats, err := s.Prune(ctx)              // keep the last K versions
+//	rep, err := s.Audit(ctx)                // mark and sweep: leaked / missing nodes
 //
 // # Tree
 //
@@ -30,7 +31,7 @@
 //	/kairos/kv/<hex module>/k<hex key>   latest value (flat index)
 //	/kairos/r/<height>                   root slot of a version
 //	/kairos/c/<height>                   change set: (key, old, new), CBOR
-//	/kairos/s/<stale_since>/<born>/<id>  stale index
+//	/kairos/s/<stale_since>              stale index: (born, id) list of the version
 //	/kairos/pin/<height>                 persistent pins (retained snapshot versions)
 //	/kairos/latest, /kairos/min, /kairos/prunedone
 //
@@ -48,7 +49,9 @@
 //     older than its stale_since (a node id can come back: A → B → A).
 //   - An open View pins its version; Prune never moves the horizon past a
 //     pinned version, so a View never meets a missing node.
-//   - A missing or mismatching node is ErrCorrupt, never a panic.
+//   - A missing or mismatching node is ErrCorrupt, never a panic. A Commit
+//     that fails while writing leaves the store refusing commits
+//     (ErrNeedsReopen) until Open has recovered it.
 //
 // # Concurrency
 //

@@ -2,6 +2,7 @@ package state
 
 import (
 	"encoding/base32"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"strconv"
@@ -20,7 +21,7 @@ const (
 	nsKV      = "/kairos/kv/" // <hex module>/k<hex key> → latest value
 	nsRoot    = "/kairos/r/"  // <height> → root slot
 	nsChanges = "/kairos/c/"  // <height> → change set
-	nsStale   = "/kairos/s/"  // <stale_since>/<born>/<base32 multihash> → empty
+	nsStale   = "/kairos/s/"  // <stale_since> → list of (born, id)
 	nsPin     = "/kairos/pin/"
 )
 
@@ -80,24 +81,31 @@ func rootKey(h uint64) ds.Key    { return ds.RawKey(nsRoot + heightStr(h)) }
 func changesKey(h uint64) ds.Key { return ds.RawKey(nsChanges + heightStr(h)) }
 func pinKey(h uint64) ds.Key     { return ds.RawKey(nsPin + heightStr(h)) }
 
-func stalePrefix(since uint64) string { return nsStale + heightStr(since) }
+func staleKey(since uint64) ds.Key { return ds.RawKey(nsStale + heightStr(since)) }
 
-func staleKey(since, born uint64, id types.Hash) ds.Key {
-	return ds.RawKey(stalePrefix(since) + "/" + heightStr(born) + "/" + b32.EncodeToString(types.Root(id).Multihash()))
+// encodeStale writes a version's stale list: per entry uvarint born and the
+// 32-byte id. One record per version keeps a block's thousands of entries
+// out of the datastore's key space.
+func encodeStale(refs []staleRef) []byte {
+	buf := make([]byte, 0, len(refs)*(types.HashLen+3))
+	for _, r := range refs {
+		buf = binary.AppendUvarint(buf, r.born)
+		buf = append(buf, r.id[:]...)
+	}
+	return buf
 }
 
-// parseStaleKey returns born and id of a stale entry.
-func parseStaleKey(s string) (uint64, types.Hash, error) {
-	parts := strings.Split(strings.TrimPrefix(s, nsStale), "/")
-	if len(parts) != 3 {
-		return 0, types.Hash{}, fmt.Errorf("%w: bad stale key %q", ErrCorrupt, s)
+func decodeStale(b []byte) ([]staleRef, error) {
+	var refs []staleRef
+	for len(b) > 0 {
+		born, n := binary.Uvarint(b)
+		if n <= 0 || len(b) < n+types.HashLen {
+			return nil, fmt.Errorf("%w: bad stale list", ErrCorrupt)
+		}
+		refs = append(refs, staleRef{id: types.Hash(b[n : n+types.HashLen]), born: born})
+		b = b[n+types.HashLen:]
 	}
-	born, err := strconv.ParseUint(parts[1], 16, 64)
-	if err != nil {
-		return 0, types.Hash{}, fmt.Errorf("%w: bad stale key %q", ErrCorrupt, s)
-	}
-	id, err := parseMultihashB32(parts[2])
-	return born, id, err
+	return refs, nil
 }
 
 func parseHeightKey(s, ns string) (uint64, error) {

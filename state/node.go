@@ -3,6 +3,9 @@ package state
 import (
 	"encoding/binary"
 	"fmt"
+	"math/bits"
+	"sync"
+	"unsafe"
 
 	"github.com/kairos-network/kairos/types"
 )
@@ -60,42 +63,109 @@ func (s *slot) treeKind() types.NodeKind {
 // fetched by id verifies itself. Nodes are immutable once built and shared
 // through the cache; born is the version that (re)wrote it.
 type node struct {
-	id    types.Hash
-	born  uint64
-	slots [fanout]slot
+	id   types.Hash
+	born uint64
+	// occ has bit i set when slot i is occupied; entries holds the
+	// occupied slots in order. Near the bottom of a large tree most nodes
+	// hold two or three leaves, so not storing empty slots lets the cache
+	// hold several times more nodes.
+	occ     uint16
+	entries []slot
 	// inner holds the binary subtrees inside the node in heap order: 1 is
 	// the node itself, 2i and 2i+1 the children of i; indexes 16..31 are
-	// the slots themselves and are not stored here.
-	inner [fanout]struct {
-		kind types.NodeKind
-		h    types.Hash
+	// the slots themselves and are not stored here. Only proofs need it, so
+	// a node read from the datastore computes it on first use.
+	innerOnce sync.Once
+	inner     *innerHashes
+}
+
+type innerHashes [fanout]struct {
+	kind types.NodeKind
+	h    types.Hash
+}
+
+// makeNode builds a node from a full slot array.
+func makeNode(born uint64, a *[fanout]slot) *node {
+	n := &node{born: born}
+	for i := range a {
+		if a[i].kind != slotEmpty {
+			n.occ |= 1 << i
+			n.entries = append(n.entries, a[i])
+		}
 	}
+	return n
+}
+
+// slot returns slot i (empty if unoccupied).
+func (n *node) slot(i int) slot {
+	if n.occ&(1<<i) == 0 {
+		return slot{}
+	}
+	return n.entries[bits.OnesCount16(n.occ&(1<<i-1))]
+}
+
+// all returns the node's slots as a full array, the working copy of a
+// commit.
+func (n *node) all() (a [fanout]slot) {
+	j := 0
+	for i := range a {
+		if n.occ&(1<<i) != 0 {
+			a[i] = n.entries[j]
+			j++
+		}
+	}
+	return a
+}
+
+// size estimates the memory the node takes in the cache.
+func (n *node) size() int {
+	return int(unsafe.Sizeof(node{})) + cap(n.entries)*int(unsafe.Sizeof(slot{})) + 64
 }
 
 // sub returns the kind and hash of binary subtree i (heap order, 1..31).
 func (n *node) sub(i int) (types.NodeKind, types.Hash) {
 	if i >= fanout {
-		s := &n.slots[i-fanout]
+		s := n.slot(i - fanout)
 		return s.treeKind(), s.h
 	}
+	n.innerOnce.Do(func() { n.inner = n.computeInner() })
 	return n.inner[i].kind, n.inner[i].h
 }
 
-// rehash computes the inner binary subtrees and the id from the slots.
-func (n *node) rehash() {
-	for i := fanout - 1; i >= 1; i-- {
-		lk, lh := n.sub(2 * i)
-		rk, rh := n.sub(2*i + 1)
-		n.inner[i].kind, n.inner[i].h = types.Combine(lk, lh, rk, rh)
+func (n *node) computeInner() *innerHashes {
+	in := new(innerHashes)
+	a := n.all()
+	get := func(i int) (types.NodeKind, types.Hash) {
+		if i >= fanout {
+			return a[i-fanout].treeKind(), a[i-fanout].h
+		}
+		return in[i].kind, in[i].h
 	}
-	n.id = n.inner[1].h
+	for i := fanout - 1; i >= 1; i-- {
+		lk, lh := get(2 * i)
+		rk, rh := get(2*i + 1)
+		in[i].kind, in[i].h = types.Combine(lk, lh, rk, rh)
+	}
+	return in
 }
 
-// occupied counts the non-empty slots and returns the last one seen.
-func (n *node) occupied() (int, int) {
+// rehash computes the inner binary subtrees and the id of a node being
+// built.
+func (n *node) rehash() {
+	in := n.computeInner()
+	n.innerOnce.Do(func() { n.inner = in })
+	n.id = in[1].h
+}
+
+// hashMatches recomputes a node's hash and compares it with its id: the
+// check for nodes from peers, at Open and in Audit.
+func (n *node) hashMatches(id types.Hash) bool { return n.computeInner()[1].h == id }
+
+// occupied counts the non-empty slots of a and returns the last one.
+func occupied(a *[fanout]slot) (int, int) {
 	c, last := 0, -1
-	for i := range n.slots {
-		if n.slots[i].kind != slotEmpty {
+	for i := range a {
+		if a[i].kind != slotEmpty {
 			c, last = c+1, i
 		}
 	}
@@ -109,20 +179,20 @@ func encodeNode(n *node, born uint64) []byte {
 	buf := make([]byte, 0, 1+binary.MaxVarintLen64+4+fanout*2*types.HashLen)
 	buf = append(buf, tagNode)
 	buf = binary.AppendUvarint(buf, born)
-	var occ, leaves uint16
-	for i := range n.slots {
-		switch n.slots[i].kind {
-		case slotLeaf:
-			leaves |= 1 << i
-			occ |= 1 << i
-		case slotChild:
-			occ |= 1 << i
+	var leaves uint16
+	j := 0
+	for i := 0; i < fanout; i++ {
+		if n.occ&(1<<i) != 0 {
+			if n.entries[j].kind == slotLeaf {
+				leaves |= 1 << i
+			}
+			j++
 		}
 	}
-	buf = binary.BigEndian.AppendUint16(buf, occ)
+	buf = binary.BigEndian.AppendUint16(buf, n.occ)
 	buf = binary.BigEndian.AppendUint16(buf, leaves)
-	for i := range n.slots {
-		s := &n.slots[i]
+	for i := range n.entries {
+		s := &n.entries[i]
 		switch s.kind {
 		case slotLeaf:
 			buf = append(buf, s.kp[:]...)
@@ -134,9 +204,9 @@ func encodeNode(n *node, born uint64) []byte {
 	return buf
 }
 
-// decodeNode parses a node record and recomputes its hashes. The caller
-// compares the id with the one it asked for.
-func decodeNode(b []byte) (*node, error) {
+// decodeNode parses a node record stored under id. It does not rehash the
+// node (hashMatches does); local records are trusted on the read path.
+func decodeNode(b []byte, id types.Hash) (*node, error) {
 	born, rest, err := recordHeader(b, tagNode)
 	if err != nil {
 		return nil, err
@@ -150,8 +220,8 @@ func decodeNode(b []byte) (*node, error) {
 	if leaves&^occ != 0 {
 		return nil, fmt.Errorf("%w: node leaf mask outside occupancy", ErrCorrupt)
 	}
-	n := &node{born: born}
-	for i := range n.slots {
+	n := &node{id: id, born: born, occ: occ, entries: make([]slot, 0, bits.OnesCount16(occ))}
+	for i := 0; i < fanout; i++ {
 		if occ&(1<<i) == 0 {
 			continue
 		}
@@ -163,23 +233,23 @@ func decodeNode(b []byte) (*node, error) {
 			copy(kp[:], rest)
 			copy(vh[:], rest[types.HashLen:])
 			rest = rest[2*types.HashLen:]
-			n.slots[i] = leafSlot(kp, vh)
+			n.entries = append(n.entries, leafSlot(kp, vh))
 			continue
 		}
 		if len(rest) < types.HashLen {
 			return nil, fmt.Errorf("%w: short node", ErrCorrupt)
 		}
-		n.slots[i].kind = slotChild
-		copy(n.slots[i].h[:], rest)
+		c := slot{kind: slotChild}
+		copy(c.h[:], rest)
+		n.entries = append(n.entries, c)
 		rest = rest[types.HashLen:]
 	}
 	if len(rest) != 0 {
 		return nil, fmt.Errorf("%w: %d trailing bytes in node", ErrCorrupt, len(rest))
 	}
-	if c, last := n.occupied(); c < 2 && (c == 0 || n.slots[last].kind == slotLeaf) {
+	if len(n.entries) < 2 && (len(n.entries) == 0 || n.entries[0].kind == slotLeaf) {
 		return nil, fmt.Errorf("%w: node with fewer than two leaves", ErrCorrupt)
 	}
-	n.rehash()
 	return n, nil
 }
 

@@ -1,6 +1,7 @@
 package state
 
 import (
+	"bytes"
 	"context"
 	"math/rand/v2"
 	"testing"
@@ -57,5 +58,40 @@ func TestProveVerifyAgainstModel(t *testing.T) {
 				t.Fatalf("proof value %x, model %x", e.Value, want)
 			}
 		}
+	}
+}
+
+// TestMultiProofSharesSiblings: one proof of many keys carries fewer
+// siblings than the single-key proofs together, and each key's single
+// proof agrees with the multi-key one.
+func TestMultiProofSharesSiblings(t *testing.T) {
+	ctx := context.Background()
+	s, err := OpenMemory(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := rand.New(rand.NewPCG(12, 12))
+	root := mustCommit(t, s, 1, randWrites(r, 2000, 3000))
+	var keys []types.StateKey
+	for i := 0; i < 64; i++ {
+		keys = append(keys, types.StateKey{Key: []byte{byte(i), 'x'}})
+	}
+	multi, err := s.Prove(ctx, 1, keys...)
+	if err != nil || types.Verify(root, multi) != nil {
+		t.Fatalf("multi proof: %v", err)
+	}
+	single := 0
+	for _, k := range keys {
+		p, err := s.Prove(ctx, 1, k)
+		if err != nil || types.Verify(root, p) != nil {
+			t.Fatalf("single proof: %v", err)
+		}
+		single += len(p.Siblings)
+		if !bytes.Equal(p.Entries[0].Value, multi.Entries[indexOf(multi, k)].Value) {
+			t.Fatalf("single and multi proofs disagree on %s", k)
+		}
+	}
+	if len(multi.Siblings) >= single {
+		t.Fatalf("multi proof has %d sibling bytes, singles %d", len(multi.Siblings), single)
 	}
 }

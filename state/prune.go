@@ -74,18 +74,21 @@ func (s *Store) horizonLocked() uint64 {
 	return max(target, s.min)
 }
 
-// pruneVersion processes the stale entries of version v and drops the root
-// record and change set of version v-1, which is now below the minimum.
+// pruneVersion processes the stale list of version v and drops the root
+// record and change set of version v-1, which is now below the minimum. The
+// list goes last, with the progress mark: a crash before that repeats the
+// version, and every step is safe to repeat.
 func (s *Store) pruneVersion(ctx context.Context, v uint64, st *PruneStats) error {
-	for {
-		keys, err := s.keysWithPrefix(ctx, stalePrefix(v), s.opts.PruneChunk)
-		if err != nil {
-			return err
-		}
-		if len(keys) == 0 {
-			break
-		}
-		if err := s.pruneChunk(ctx, v, keys, st); err != nil {
+	raw, err := s.d.Get(ctx, staleKey(v))
+	if err != nil && !errors.Is(err, ds.ErrNotFound) {
+		return err
+	}
+	refs, err := decodeStale(raw)
+	if err != nil {
+		return err
+	}
+	for lo := 0; lo < len(refs); lo += s.opts.PruneChunk {
+		if err := s.pruneChunk(ctx, v, refs[lo:min(len(refs), lo+s.opts.PruneChunk)], st); err != nil {
 			return err
 		}
 	}
@@ -94,6 +97,7 @@ func (s *Store) pruneVersion(ctx context.Context, v uint64, st *PruneStats) erro
 		return err
 	}
 	for _, err := range []error{
+		b.Delete(ctx, staleKey(v)),
 		b.Delete(ctx, rootKey(v-1)),
 		b.Delete(ctx, changesKey(v-1)),
 		b.Put(ctx, keyPruneDone, binary.AppendUvarint(nil, v)),
@@ -108,21 +112,17 @@ func (s *Store) pruneVersion(ctx context.Context, v uint64, st *PruneStats) erro
 	return s.syncIfNeeded(ctx)
 }
 
-func (s *Store) pruneChunk(ctx context.Context, since uint64, keys []string, st *PruneStats) error {
+func (s *Store) pruneChunk(ctx context.Context, since uint64, refs []staleRef, st *PruneStats) error {
 	// Holding writeMu from the born check to the delete keeps a concurrent
 	// Commit from re-creating a node between the two.
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
-	nodes, err := s.d.Batch(ctx)
+	b, err := s.d.Batch(ctx)
 	if err != nil {
 		return err
 	}
-	for _, k := range keys {
-		_, id, err := parseStaleKey(k)
-		if err != nil {
-			return err
-		}
-		raw, err := s.d.Get(ctx, nodeKey(id))
+	for _, r := range refs {
+		raw, err := s.d.Get(ctx, nodeKey(r.id))
 		if errors.Is(err, ds.ErrNotFound) {
 			st.Missing++
 			continue
@@ -131,7 +131,7 @@ func (s *Store) pruneChunk(ctx context.Context, since uint64, keys []string, st 
 			return err
 		}
 		if len(raw) == 0 {
-			return fmt.Errorf("%w: empty record %x", ErrCorrupt, id)
+			return fmt.Errorf("%w: empty record %x", ErrCorrupt, r.id)
 		}
 		born, _, err := recordHeader(raw, raw[0])
 		if err != nil {
@@ -141,29 +141,12 @@ func (s *Store) pruneChunk(ctx context.Context, since uint64, keys []string, st 
 			st.Reborn++ // written again at or after since: in use
 			continue
 		}
-		if err := nodes.Delete(ctx, nodeKey(id)); err != nil {
+		if err := b.Delete(ctx, nodeKey(r.id)); err != nil {
 			return err
 		}
 		st.Deleted++
 	}
-	if err := nodes.Commit(ctx); err != nil {
-		return err
-	}
-	// On non-atomic backends the entries go only after the deletes are
-	// durable, so a crash never loses the entry of an undeleted node.
-	if err := s.syncIfNeeded(ctx); err != nil {
-		return err
-	}
-	entries, err := s.d.Batch(ctx)
-	if err != nil {
-		return err
-	}
-	for _, k := range keys {
-		if err := entries.Delete(ctx, ds.RawKey(k)); err != nil {
-			return err
-		}
-	}
-	if err := entries.Commit(ctx); err != nil {
+	if err := b.Commit(ctx); err != nil {
 		return err
 	}
 	return s.syncIfNeeded(ctx)
@@ -293,12 +276,12 @@ func (s *Store) Audit(ctx context.Context) (*AuditReport, error) {
 			}
 			return nil
 		}
-		n, err := decodeNode(raw)
-		if err != nil || n.id != sl.h {
+		n, err := decodeNode(raw, sl.h)
+		if err != nil || !n.hashMatches(sl.h) {
 			rep.Missing = append(rep.Missing, sl.h)
 			return nil
 		}
-		for _, c := range n.slots {
+		for _, c := range n.entries {
 			if err := mark(c, leaves); err != nil {
 				return err
 			}
@@ -327,21 +310,17 @@ func (s *Store) Audit(ctx context.Context) (*AuditReport, error) {
 	rep.Reachable = len(marked)
 
 	pending := map[types.Hash]bool{}
-	stale, err := s.keysWithPrefix(ctx, nsStale, 0)
-	if err != nil {
-		return nil, err
-	}
-	for _, k := range stale {
-		since, err := parseHeightKey(k[:len(nsStale)+16], nsStale)
+	for v := done + 1; v <= latest; v++ {
+		raw, err := s.d.Get(ctx, staleKey(v))
+		if err != nil && !errors.Is(err, ds.ErrNotFound) {
+			return nil, err
+		}
+		refs, err := decodeStale(raw)
 		if err != nil {
 			return nil, err
 		}
-		_, id, err := parseStaleKey(k)
-		if err != nil {
-			return nil, err
-		}
-		if since > done {
-			pending[id] = true
+		for _, r := range refs {
+			pending[r.id] = true
 		}
 	}
 	stored, err := s.keysWithPrefix(ctx, nsNode, 0)

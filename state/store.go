@@ -11,6 +11,8 @@ import (
 	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
+	"github.com/cockroachdb/pebble/v2/sstable"
 	ds "github.com/ipfs/go-datastore"
 	"github.com/ipfs/go-datastore/query"
 	dssync "github.com/ipfs/go-datastore/sync"
@@ -37,6 +39,9 @@ var (
 	ErrValueTooLarge = errors.New("state: value too large")
 	// ErrTooManyWrites reports a block with more than BlockWritesMax writes.
 	ErrTooManyWrites = errors.New("state: too many writes in one block")
+	// ErrNeedsReopen reports a store whose last commit failed while
+	// writing; reopening it recovers.
+	ErrNeedsReopen = errors.New("state: commit failed while writing; reopen the store")
 	// ErrViewClosed reports use of a closed View.
 	ErrViewClosed = errors.New("state: view closed")
 	// ErrCorrupt reports stored data that fails its checks, including a
@@ -49,9 +54,16 @@ var (
 // memory of a commit and the size of its change set.
 const BlockWritesMax = 1 << 17
 
+// Pebble settings used by OpenPebble. Together with the node cache they are
+// the store's memory budget (target: peak RSS <= 1 GiB at 1M keys).
+const (
+	PebbleCacheBytes    = 128 << 20
+	PebbleMemTableBytes = 32 << 20
+)
+
 // Defaults for Options fields left zero.
 const (
-	DefaultCacheBytes = 128 << 20
+	DefaultCacheBytes = 256 << 20
 	DefaultPruneChunk = 4096
 )
 
@@ -65,7 +77,8 @@ type Options struct {
 	KeepVersions uint64
 	// CacheBytes bounds the decoded-node cache.
 	CacheBytes int
-	// PruneChunk is the number of stale entries deleted per batch.
+	// PruneChunk is the number of stale entries checked and deleted per
+	// batch (and per hold of the lock that Commit's write also takes).
 	PruneChunk int
 	// AtomicBatches says the datastore applies a batch all or nothing (pebble,
 	// leveldb). When false, Commit first writes the change set on its own
@@ -96,6 +109,7 @@ type Store struct {
 	cache  *nodeCache
 
 	commitMu sync.Mutex // one Commit at a time; Audit holds it too
+	failed   error      // set by a Commit that failed while writing; under commitMu
 	pruneMu  sync.Mutex // one Prune at a time; Audit holds it too
 	// writeMu makes a commit's batch and a pruner chunk's born check and
 	// delete mutually exclusive, so a node re-created by a commit is never
@@ -134,10 +148,12 @@ func Open(ctx context.Context, d ds.Batching, opts Options) (*Store, error) {
 		return nil, err
 	}
 	if s.root.kind == slotChild {
-		// loadNode recomputes the node's hash from its slots and compares
-		// it with the id it was stored under.
-		if _, err := s.loadNode(ctx, s.root.h); err != nil {
+		n, err := s.loadNode(ctx, s.root.h)
+		if err != nil {
 			return nil, fmt.Errorf("checking root of version %d: %w", latest, err)
+		}
+		if !n.hashMatches(s.root.h) {
+			return nil, fmt.Errorf("%w: root node of version %d does not hash to its id", ErrCorrupt, latest)
 		}
 	}
 	if s.min, _, err = s.getUint(ctx, keyMin); err != nil {
@@ -173,7 +189,10 @@ func OpenMemory(opts Options) (*Store, error) {
 // go-ds-pebble defaults to NoSync, which loses acknowledged batches on power
 // loss.
 func OpenPebble(path string, opts Options) (*Store, error) {
-	d, err := pebbleds.NewDatastore(path, pebbleds.WithPebbleWriteOptions(pebble.Sync))
+	d, err := pebbleds.NewDatastore(path,
+		pebbleds.WithPebbleWriteOptions(pebble.Sync),
+		pebbleds.WithCacheSize(PebbleCacheBytes),
+		pebbleds.WithPebbleOpts(pebbleOptions()))
 	if err != nil {
 		return nil, fmt.Errorf("state: open pebble %s: %w", path, err)
 	}
@@ -185,6 +204,20 @@ func OpenPebble(path string, opts Options) (*Store, error) {
 	}
 	s.closer = d
 	return s, nil
+}
+
+func pebbleOptions() *pebble.Options {
+	// A block's batch (megabytes of nodes) fits the memtable instead of
+	// becoming a flushable batch that is written out as its own table.
+	o := &pebble.Options{MemTableSize: PebbleMemTableBytes}
+	// Node and value reads are point lookups by hash; bloom filters let
+	// them skip the levels that do not hold the key. Most stored bytes are
+	// hashes, which do not compress: snappy cost CPU for nothing.
+	for i := range o.Levels {
+		o.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
+		o.Levels[i].Compression = func() *sstable.CompressionProfile { return sstable.NoCompression }
+	}
+	return o
 }
 
 // OpenLevelDB opens a store in a leveldb database at path (synced writes,
@@ -295,14 +328,8 @@ func (s *Store) recover(ctx context.Context, latest uint64) error {
 			return err
 		}
 	}
-	stale, err := s.keysWithPrefix(ctx, stalePrefix(next), 0)
-	if err != nil {
+	if err := b.Delete(ctx, staleKey(next)); err != nil {
 		return err
-	}
-	for _, k := range stale {
-		if err := b.Delete(ctx, ds.RawKey(k)); err != nil {
-			return err
-		}
 	}
 	if err := b.Delete(ctx, rootKey(next)); err != nil {
 		return err
@@ -395,8 +422,7 @@ func (s *Store) rootAt(ctx context.Context, h uint64) (slot, error) {
 	return decodeRoot(b)
 }
 
-// loadNode returns node id from the cache or the datastore. A node read
-// from the datastore is checked against its id.
+// loadNode returns node id from the cache or the datastore.
 func (s *Store) loadNode(ctx context.Context, id types.Hash) (*node, error) {
 	if n := s.cache.get(id); n != nil {
 		return n, nil
@@ -408,12 +434,9 @@ func (s *Store) loadNode(ctx context.Context, id types.Hash) (*node, error) {
 	if err != nil {
 		return nil, err
 	}
-	n, err := decodeNode(b)
+	n, err := decodeNode(b, id)
 	if err != nil {
 		return nil, fmt.Errorf("node %x: %w", id, err)
-	}
-	if n.id != id {
-		return nil, fmt.Errorf("%w: node stored as %x hashes to %x", ErrCorrupt, id, n.id)
 	}
 	s.cache.put(n)
 	return n, nil

@@ -109,7 +109,7 @@ func (v *View) Get(ctx context.Context, k types.StateKey) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		cur = n.slots[nibble(kp, d)]
+		cur = n.slot(nibble(kp, d))
 	}
 }
 
@@ -198,7 +198,7 @@ func slotCursor(s slot) cursor {
 func (g *prover) child(c cursor, bit int) cursor {
 	j := 2*c.i + bit
 	if j >= fanout {
-		return slotCursor(c.n.slots[j-fanout])
+		return slotCursor(c.n.slot(j - fanout))
 	}
 	k, h := c.n.sub(j)
 	cur := cursor{n: c.n, i: j, kind: k, h: h}
@@ -211,8 +211,8 @@ func (g *prover) child(c cursor, bit int) cursor {
 		width := fanout >> level
 		lo := (j - 1<<level) * width
 		for s := lo; s < lo+width; s++ {
-			if c.n.slots[s].kind == slotLeaf {
-				cur.leaf = c.n.slots[s]
+			if sl := c.n.slot(s); sl.kind == slotLeaf {
+				cur.leaf = sl
 			}
 		}
 	}
