@@ -70,8 +70,8 @@ func (v *View) leaves(ctx context.Context) ([]SnapshotLeaf, error) {
 		if err != nil {
 			return err
 		}
-		for i := range n.slots {
-			if err := walk(n.slots[i]); err != nil {
+		for _, child := range n.entries { // occupied slots, in nibble order
+			if err := walk(child); err != nil {
 				return err
 			}
 		}
