@@ -93,6 +93,9 @@ func (im *Importer) Install(ctx context.Context, s *Store) error {
 	s.mu.Lock()
 	latest, root := s.latest, s.root
 	s.mu.Unlock()
+	if s.failed != nil {
+		return s.failed
+	}
 	if latest == m.Height && types.Root(root.h) == m.Root {
 		return clearSnapshotStaging(ctx, im.d)
 	}
@@ -131,7 +134,9 @@ func (im *Importer) Install(ctx context.Context, s *Store) error {
 		}
 	}
 	if err := s.write(ctx, m.Height, newRoot, &o); err != nil {
-		return err
+		// As in Commit: part of the version may be on disk.
+		s.failed = fmt.Errorf("%w: snapshot install %d: %w", ErrNeedsReopen, m.Height, err)
+		return s.failed
 	}
 	for _, n := range o.nodes {
 		s.cache.put(n)
