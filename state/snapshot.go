@@ -44,9 +44,6 @@ var (
 	ErrChunkUnsorted     = errors.New("state: snapshot chunk leaves not strictly sorted by key path")
 	ErrChunkOutOfRange   = errors.New("state: snapshot chunk leaf outside the chunk's key-path range")
 	ErrChunkProof        = errors.New("state: snapshot chunk range proof does not prove the manifest root")
-	// ErrCorruptSnapshotSource marks a version whose leaves do not hash to
-	// its recorded root: the store is corrupt and must not be exported.
-	ErrCorruptSnapshotSource = errors.New("state: snapshot source does not hash to its root")
 )
 
 // SnapshotLeaf is one (key, value) pair of a snapshot chunk. The full key is
@@ -452,7 +449,7 @@ func buildSnapshot(height uint64, root types.Root, kv []SnapshotLeaf, per int, e
 	}
 	t := newSnapTree(leaves)
 	if got := t.root(); got != types.Hash(root) {
-		return nil, fmt.Errorf("%w: leaves of height %d hash to %x, root is %s", ErrCorruptSnapshotSource, height, got, root)
+		return nil, fmt.Errorf("%w: snapshot source: leaves of height %d hash to %x, root is %s", ErrCorrupt, height, got, root)
 	}
 	runs, ranges := chunkBounds(leaves, per)
 	if len(runs) > SnapshotChunksMax {
