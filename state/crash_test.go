@@ -91,10 +91,11 @@ func crashRun(t *testing.T, fs vfs.FS, blocks uint64, acked *atomic.Uint64) {
 // TestCrashPoints simulates a power loss at many points of a run of commits
 // and prunes: after the N-th write-side filesystem operation (writes, syncs,
 // creates, renames, removes, in pebble's WAL, memtable flushes, compactions
-// and manifest) it keeps only synced data, or synced data plus a random part
-// of the unsynced data. Each crashed filesystem must reopen at the last
-// acknowledged version or the one in flight, with the reference root, and
-// audit clean: no leaked or missing node, the flat index in step.
+// and manifest) it keeps only synced data, synced data plus a random half
+// of the unsynced blocks, or everything. Each crashed filesystem must
+// reopen at the last acknowledged version or the one in flight, with the
+// reference root, and audit clean: no leaked or missing node, the flat
+// index in step.
 func TestCrashPoints(t *testing.T) {
 	points := crashPoints
 	if state.RaceEnabled {
@@ -124,9 +125,13 @@ func TestCrashPoints(t *testing.T) {
 	inFlight, versions := 0, map[uint64]bool{}
 	for p := 0; p < points; p++ {
 		target := 1 + int64(p)*total/int64(points) + r.Int64N(max(1, total/int64(points)))
+		// A third of the points keep only synced data (power loss), a
+		// third a random half of the unsynced blocks (a disk that wrote
+		// some of its cache), a third all of it (a process crash: the OS
+		// still has every write).
 		cfg := vfs.CrashCloneCfg{}
-		if p%2 == 1 {
-			cfg = vfs.CrashCloneCfg{UnsyncedDataPercent: 50, RNG: rand.New(rand.NewPCG(uint64(p), 1))}
+		if keep := 50 * (p % 3); keep > 0 {
+			cfg = vfs.CrashCloneCfg{UnsyncedDataPercent: keep, RNG: rand.New(rand.NewPCG(uint64(p), 1))}
 		}
 		mem := vfs.NewCrashableMem()
 		fs := state.NewCrashPointFS(mem, target, cfg)
