@@ -2,7 +2,6 @@ package state_test
 
 import (
 	"context"
-	"errors"
 	"math/rand/v2"
 	"os"
 	"strconv"
@@ -10,47 +9,48 @@ import (
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
-	ds "github.com/ipfs/go-datastore"
 
 	"github.com/kairos-network/kairos/state"
 	"github.com/kairos-network/kairos/state/statebench"
 )
 
 // TestCrashHarnessCanFail is the negative control of the crash tests: a
-// batch written with go-ds-pebble's default NoSync and acknowledged is gone
-// after the simulated power loss, while the same batch written with Sync
-// survives. If the harness ever stopped dropping unsynced data, the first
+// store over go-ds-pebble with its default NoSync loses acknowledged commits
+// in the simulated power loss, while the same commits written with Sync
+// survive. If the harness ever stopped dropping unsynced data, the first
 // half of this test fails and the crash tests below would prove nothing.
 func TestCrashHarnessCanFail(t *testing.T) {
 	ctx := context.Background()
-	key := ds.NewKey("/kairos/latest")
+	w := crashWorkload()
+	const blocks = 3
 	for _, sync := range []bool{false, true} {
 		fs := vfs.NewCrashableMem()
 		d := state.OpenOnFS(t, fs, sync)
-		b, err := d.Batch(ctx)
+		s, err := state.Open(ctx, d, state.Options{AtomicBatches: true})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := b.Put(ctx, key, []byte{1}); err != nil {
-			t.Fatal(err)
-		}
-		if err := b.Commit(ctx); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := d.Get(ctx, key); err != nil {
-			t.Fatalf("sync=%v: acknowledged batch not readable before the crash: %v", sync, err)
+		for h := uint64(1); h <= blocks; h++ {
+			if _, err := s.Commit(ctx, h, w.Writes(h)); err != nil {
+				t.Fatal(err)
+			}
 		}
 		after := state.Crash(fs)
 		d.Close() // the clone is taken; closing the original cannot change it
 		d2 := state.OpenOnFS(t, after, sync)
-		_, err = d2.Get(ctx, key)
+		s2, err := state.Open(ctx, d2, state.Options{AtomicBatches: true})
+		if err != nil {
+			t.Fatalf("sync=%v: reopen after the crash: %v", sync, err)
+		}
+		h, _ := s2.Latest()
 		d2.Close()
 		switch {
-		case !sync && !errors.Is(err, ds.ErrNotFound):
-			t.Fatalf("NoSync batch survived the crash (err=%v): the harness does not drop unsynced data", err)
-		case sync && err != nil:
-			t.Fatalf("synced batch lost in the crash: %v", err)
+		case !sync && h == blocks:
+			t.Fatalf("NoSync: all %d acknowledged commits survived the crash: the harness does not drop unsynced data", blocks)
+		case sync && h != blocks:
+			t.Fatalf("Sync: reopened at version %d after %d acknowledged commits", h, blocks)
 		}
+		t.Logf("sync=%v: %d commits acknowledged, version %d after the crash", sync, blocks, h)
 	}
 }
 
