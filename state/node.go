@@ -149,13 +149,10 @@ func (n *node) computeInner() *innerHashes {
 	return in
 }
 
-// rehash computes the inner binary subtrees and the id of a node being
-// built.
-func (n *node) rehash() {
-	in := n.computeInner()
-	n.innerOnce.Do(func() { n.inner = in })
-	n.id = in[1].h
-}
+// rehash computes the id of a node being built. The inner hashes are not
+// kept: most new nodes are never proved from, and keeping them would
+// double what a cached node costs.
+func (n *node) rehash() { n.id = n.computeInner()[1].h }
 
 // hashMatches recomputes a node's hash and compares it with its id: the
 // check for nodes from peers, at Open and in Audit.
