@@ -43,6 +43,9 @@ func TestKillNine(t *testing.T) {
 		runKillChild(dir)
 		return
 	}
+	if state.RaceEnabled {
+		t.Skip("the kill test runs in the plain (non -race) test run")
+	}
 	rounds := killRounds
 	if v := os.Getenv(killRoundsEnv); v != "" {
 		n, err := strconv.Atoi(v)

@@ -44,9 +44,6 @@ var (
 	ErrChunkUnsorted     = errors.New("state: snapshot chunk leaves not strictly sorted by key path")
 	ErrChunkOutOfRange   = errors.New("state: snapshot chunk leaf outside the chunk's key-path range")
 	ErrChunkProof        = errors.New("state: snapshot chunk range proof does not prove the manifest root")
-	// ErrCorruptSnapshotSource marks a version whose leaves do not hash to
-	// its recorded root: the store is corrupt and must not be exported.
-	ErrCorruptSnapshotSource = errors.New("state: snapshot source does not hash to its root")
 )
 
 // SnapshotLeaf is one (key, value) pair of a snapshot chunk. The full key is
@@ -434,46 +431,91 @@ func chunkBounds(leaves []snapLeaf, per int) (runs [][2]int, ranges [][2]types.H
 	}
 }
 
-// buildSnapshot cuts a version's leaves (sorted by key path) into chunks of
-// at most per leaves, hands each encoded chunk to emit in index order, and
-// returns the manifest. It fails if the leaves do not hash to root, so a
-// corrupt store never produces a snapshot.
-func buildSnapshot(height uint64, root types.Root, kv []SnapshotLeaf, per int, emit func(index int, chunk []byte) error) (*Manifest, error) {
+// snapPlan is a snapshot being cut: the chunk ranges and proofs are fixed
+// from the leaf hashes alone, and the leaves with their keys and values are
+// handed in one chunk at a time, so an export keeps 64 bytes per key in
+// memory instead of every value.
+type snapPlan struct {
+	m      *Manifest
+	t      *snapTree
+	runs   [][2]int
+	ranges [][2]types.Hash
+	emit   func(index int, chunk []byte) error
+}
+
+// planSnapshot checks a version's leaves (sorted by key path) against its
+// root, so that a corrupt store never produces a snapshot, and cuts them
+// into runs of at most per leaves.
+func planSnapshot(height uint64, root types.Root, leaves []snapLeaf, per int, emit func(int, []byte) error) (*snapPlan, error) {
 	if per <= 0 || per > SnapshotChunkLeavesMax {
 		return nil, fmt.Errorf("%w: %d leaves per chunk, want 1..%d", ErrSnapshotManifest, per, SnapshotChunkLeavesMax)
 	}
-	leaves := make([]snapLeaf, len(kv))
-	for i, l := range kv {
-		p := types.KeyPath(l.Key)
-		leaves[i] = snapLeaf{path: p, hash: types.LeafHash(p, types.ValueHash(l.Value))}
-		if i > 0 && bytes.Compare(leaves[i-1].path[:], p[:]) >= 0 {
+	for i := 1; i < len(leaves); i++ {
+		if bytes.Compare(leaves[i-1].path[:], leaves[i].path[:]) >= 0 {
 			return nil, fmt.Errorf("%w: export leaves %d and %d", ErrChunkUnsorted, i-1, i)
 		}
 	}
 	t := newSnapTree(leaves)
 	if got := t.root(); got != types.Hash(root) {
-		return nil, fmt.Errorf("%w: leaves of height %d hash to %x, root is %s", ErrCorruptSnapshotSource, height, got, root)
+		return nil, fmt.Errorf("%w: snapshot source: leaves of height %d hash to %x, root is %s", ErrCorrupt, height, got, root)
 	}
 	runs, ranges := chunkBounds(leaves, per)
 	if len(runs) > SnapshotChunksMax {
 		return nil, fmt.Errorf("%w: %d chunks, limit %d; raise the leaves per chunk", ErrSnapshotManifest, len(runs), SnapshotChunksMax)
 	}
-	m := &Manifest{Height: height, Root: root, Leaves: uint64(len(kv))}
-	for i, run := range runs {
-		c := &Chunk{
-			Height: height, Index: uint32(i),
-			Start: ranges[i][0], End: ranges[i][1],
-			Leaves: kv[run[0]:run[1]],
-			Proof:  t.proof(ranges[i][0], ranges[i][1]),
+	m := &Manifest{Height: height, Root: root, Leaves: uint64(len(leaves))}
+	return &snapPlan{m: m, t: t, runs: runs, ranges: ranges, emit: emit}, nil
+}
+
+// wants is the number of leaves of the next chunk, or -1 once all are cut.
+func (p *snapPlan) wants() int {
+	i := len(p.m.Chunks)
+	if i == len(p.runs) {
+		return -1
+	}
+	return p.runs[i][1] - p.runs[i][0]
+}
+
+// cut encodes the next chunk from its leaves and emits it.
+func (p *snapPlan) cut(kv []SnapshotLeaf) error {
+	i := len(p.m.Chunks)
+	run := p.runs[i]
+	for j, l := range kv {
+		if types.KeyPath(l.Key) != p.t.leaves[run[0]+j].path {
+			return fmt.Errorf("%w: snapshot source: leaf %d of chunk %d changed between passes", ErrCorrupt, j, i)
 		}
-		b, err := EncodeChunk(c)
-		if err != nil {
-			return nil, err
-		}
-		m.Chunks = append(m.Chunks, ChunkRef{Start: c.Start, End: c.End, Leaves: uint64(len(c.Leaves)), Hash: sha256.Sum256(b)})
-		if err := emit(i, b); err != nil {
+	}
+	c := &Chunk{
+		Height: p.m.Height, Index: uint32(i),
+		Start: p.ranges[i][0], End: p.ranges[i][1],
+		Leaves: kv,
+		Proof:  p.t.proof(p.ranges[i][0], p.ranges[i][1]),
+	}
+	b, err := EncodeChunk(c)
+	if err != nil {
+		return err
+	}
+	p.m.Chunks = append(p.m.Chunks, ChunkRef{Start: c.Start, End: c.End, Leaves: uint64(len(kv)), Hash: sha256.Sum256(b)})
+	return p.emit(i, b)
+}
+
+// buildSnapshot is the in-memory form of an export: it cuts kv (sorted by
+// key path) into chunks of at most per leaves, hands each encoded chunk to
+// emit in index order, and returns the manifest.
+func buildSnapshot(height uint64, root types.Root, kv []SnapshotLeaf, per int, emit func(index int, chunk []byte) error) (*Manifest, error) {
+	leaves := make([]snapLeaf, len(kv))
+	for i, l := range kv {
+		p := types.KeyPath(l.Key)
+		leaves[i] = snapLeaf{path: p, hash: types.LeafHash(p, types.ValueHash(l.Value))}
+	}
+	p, err := planSnapshot(height, root, leaves, per, emit)
+	if err != nil {
+		return nil, err
+	}
+	for _, run := range p.runs {
+		if err := p.cut(kv[run[0]:run[1]]); err != nil {
 			return nil, err
 		}
 	}
-	return m, nil
+	return p.m, nil
 }

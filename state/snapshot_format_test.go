@@ -98,8 +98,8 @@ func TestSnapshotChunksVerifyAndCover(t *testing.T) {
 func TestSnapshotRefusesWrongRoot(t *testing.T) {
 	leaves := randomLeaves(1, 10)
 	_, err := buildSnapshot(1, types.Root{1}, leaves, 4, func(int, []byte) error { return nil })
-	if !errors.Is(err, ErrCorruptSnapshotSource) {
-		t.Fatalf("got %v, want ErrCorruptSnapshotSource", err)
+	if !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("got %v, want ErrCorrupt", err)
 	}
 }
 

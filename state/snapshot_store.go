@@ -34,50 +34,78 @@ func (s *Store) ExportSnapshot(ctx context.Context, height uint64, perChunk int,
 
 // ExportSnapshot writes a snapshot of the view's version. The open View
 // pins the version, so a concurrent Prune never removes a node the export
-// still needs. The export reads every leaf of the version and keeps the
-// leaves in memory while it cuts chunks (about 200 bytes per key with
-// 100-byte values).
+// still needs. It walks the tree twice: once for the leaf hashes, which fix
+// the chunk ranges and proofs (64 bytes per key in memory), and once for the
+// keys and values, one chunk at a time.
 func (v *View) ExportSnapshot(ctx context.Context, perChunk int, emit func(index int, chunk []byte) error) (*Manifest, error) {
-	leaves, err := v.leaves(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return buildSnapshot(v.height, v.Root(), leaves, perChunk, emit)
-}
-
-// leaves returns every (key, value) of the view's version in key-path order:
-// a node's slots are in nibble order, which is key-path order.
-func (v *View) leaves(ctx context.Context) ([]SnapshotLeaf, error) {
 	if err := v.enter(); err != nil {
 		return nil, err
 	}
 	defer v.mu.RUnlock()
-	var out []SnapshotLeaf
-	var walk func(sl slot) error
-	walk = func(sl slot) error {
-		switch sl.kind {
-		case slotEmpty:
-			return nil
-		case slotLeaf:
-			_, k, val, err := v.s.readValue(ctx, &sl)
-			if err != nil {
+	var leaves []snapLeaf
+	err := v.walkLeaves(ctx, v.root, func(sl *slot) error {
+		leaves = append(leaves, snapLeaf{path: sl.kp, hash: sl.h})
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	p, err := planSnapshot(v.height, v.Root(), leaves, perChunk, emit)
+	if err != nil {
+		return nil, err
+	}
+	var cur []SnapshotLeaf
+	flush := func() error {
+		for n := p.wants(); n >= 0 && len(cur) == n; n = p.wants() {
+			if err := p.cut(cur); err != nil {
 				return err
 			}
-			out = append(out, SnapshotLeaf{Key: k, Value: val})
-			return ctx.Err()
-		}
-		n, err := v.s.loadNode(ctx, sl.h)
-		if err != nil {
-			return err
-		}
-		for i := range n.slots {
-			if err := walk(n.slots[i]); err != nil {
-				return err
-			}
+			cur = nil
 		}
 		return nil
 	}
-	return out, walk(v.root)
+	err = v.walkLeaves(ctx, v.root, func(sl *slot) error {
+		_, k, val, err := v.s.readValue(ctx, sl)
+		if err != nil {
+			return err
+		}
+		cur = append(cur, SnapshotLeaf{Key: k, Value: val})
+		return flush()
+	})
+	if err == nil {
+		err = flush() // the one empty chunk of an empty tree
+	}
+	if err == nil && p.wants() >= 0 {
+		err = fmt.Errorf("%w: snapshot source: %d of %d chunks cut", ErrCorrupt, len(p.m.Chunks), len(p.runs))
+	}
+	if err != nil {
+		return nil, err
+	}
+	return p.m, nil
+}
+
+// walkLeaves calls fn for every leaf under sl in key-path order: a node's
+// occupied slots are in nibble order, which is key-path order.
+func (v *View) walkLeaves(ctx context.Context, sl slot, fn func(*slot) error) error {
+	switch sl.kind {
+	case slotEmpty:
+		return nil
+	case slotLeaf:
+		if err := fn(&sl); err != nil {
+			return err
+		}
+		return ctx.Err()
+	}
+	n, err := v.s.loadNode(ctx, sl.h)
+	if err != nil {
+		return err
+	}
+	for _, child := range n.entries {
+		if err := v.walkLeaves(ctx, child, fn); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Install rebuilds the tree of a fully staged snapshot in s, which must be
@@ -93,6 +121,9 @@ func (im *Importer) Install(ctx context.Context, s *Store) error {
 	s.mu.Lock()
 	latest, root := s.latest, s.root
 	s.mu.Unlock()
+	if s.failed != nil {
+		return s.failed
+	}
 	if latest == m.Height && types.Root(root.h) == m.Root {
 		return clearSnapshotStaging(ctx, im.d)
 	}
@@ -131,7 +162,9 @@ func (im *Importer) Install(ctx context.Context, s *Store) error {
 		}
 	}
 	if err := s.write(ctx, m.Height, newRoot, &o); err != nil {
-		return err
+		// As in Commit: part of the version may be on disk.
+		s.failed = fmt.Errorf("%w: snapshot install %d: %w", ErrNeedsReopen, m.Height, err)
+		return s.failed
 	}
 	for _, n := range o.nodes {
 		s.cache.put(n)

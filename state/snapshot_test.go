@@ -105,7 +105,11 @@ func TestSnapshotExportImport(t *testing.T) {
 	}
 	model := snapWorkload(t, src, 1, 12, 150)
 	h, root := src.Latest()
-	for _, per := range []int{1, 7, 100, SnapshotChunkLeavesDefault} {
+	pers := []int{1, 7, 100, SnapshotChunkLeavesDefault}
+	if RaceEnabled {
+		pers = []int{1, 100}
+	}
+	for _, per := range pers {
 		m, chunks := export(t, src, h, per)
 		if m.Root != root || m.Height != h || m.Leaves != uint64(len(model)) {
 			t.Fatalf("manifest (%d, %s, %d leaves), store (%d, %s, %d keys)", m.Height, m.Root, m.Leaves, h, root, len(model))
@@ -209,7 +213,11 @@ func TestSnapshotExportDuringPrune(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	snapWorkload(t, src, 4, 10, 400)
+	perBlock := 400
+	if RaceEnabled {
+		perBlock = 100
+	}
+	snapWorkload(t, src, 4, 10, perBlock)
 	if _, err := src.Prune(ctx); err != nil { // so that the prunes below are short
 		t.Fatal(err)
 	}
@@ -318,7 +326,10 @@ func TestSnapshotImportCrashResume(t *testing.T) {
 	s.Close()
 	total := dry.Ops()
 
-	const points = 24
+	points := int64(24)
+	if RaceEnabled {
+		points = 6
+	}
 	resumed := 0
 	for p := int64(0); p < points; p++ {
 		fs := NewCrashPointFS(vfs.NewCrashableMem(), 1+p*total/points, vfs.CrashCloneCfg{})

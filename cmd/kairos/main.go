@@ -27,14 +27,17 @@ func newRootCmd() *cobra.Command {
 	root.AddCommand(newBenchCmd())
 	root.AddCommand(newModuleCmd())
 	root.AddCommand(newSimCmd())
+	root.AddCommand(newDemoCmd())
 	return root
 }
 
 // newBenchCmd is the parent of the benchmark commands; each prints a table
 // with its baseline measured in the same run.
 func newBenchCmd() *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "bench",
 		Short: "Run a benchmark and print a table with its baseline",
 	}
+	cmd.AddCommand(newBenchStateCmd())
+	return cmd
 }

@@ -3,6 +3,7 @@ package statebench
 import (
 	"context"
 	"encoding/base32"
+	"errors"
 	"fmt"
 	"io/fs"
 	"path/filepath"
@@ -64,11 +65,17 @@ func (f *Floor) Close() error { return f.ds.Close() }
 func DirBytes(dir string) (int64, error) {
 	var n int64
 	err := filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil // deleted by a compaction while we walk
+		}
 		if err != nil {
 			return err
 		}
 		if d.Type().IsRegular() {
 			info, err := d.Info()
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
 			if err != nil {
 				return err
 			}

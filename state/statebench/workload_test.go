@@ -3,6 +3,7 @@ package statebench
 import (
 	"bytes"
 	"context"
+	"strings"
 	"testing"
 
 	"github.com/kairos-network/kairos/state"
@@ -101,5 +102,25 @@ func TestFloorRoundTrip(t *testing.T) {
 	}
 	if n, err := DirBytes(dir); err != nil || n == 0 {
 		t.Fatalf("DirBytes = %d, %v", n, err)
+	}
+}
+
+// TestRunSmall runs the whole benchmark at a tiny size: every measurement
+// path (commits, prunes, reads, proofs that must verify, disk samples) runs
+// and the table has its rows.
+func TestRunSmall(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Workload = Workload{Keys: 400, Block: 50, ValueSize: 20, Modules: 2, Seed: 3}
+	cfg.Blocks, cfg.Keep, cfg.Samples = 12, 3, 4
+	cfg.ReadSamples, cfg.ProofSamples, cfg.ProofKeys = 50, 10, 300
+	cfg.Dir = t.TempDir()
+	var out strings.Builder
+	if err := Run(context.Background(), cfg, &out); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"commit, update blocks", "latest read", "proof at 400 keys", "proof at 300 keys", "disk bytes per live key", "pebble floor", "snapshot import", "end"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, out.String())
+		}
 	}
 }

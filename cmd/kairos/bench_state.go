@@ -1,0 +1,50 @@
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kairos-network/kairos/state/statebench"
+)
+
+// newBenchStateCmd is `kairos bench state`: the state store against its
+// targets, beside the pebble floor measured in the same run.
+func newBenchStateCmd() *cobra.Command {
+	cfg := statebench.DefaultConfig()
+	var dir string
+	cmd := &cobra.Command{
+		Use:   "state",
+		Short: "Benchmark the state store (commit, reads, proofs, disk with and without pruning) against the pebble floor",
+		Long: `Runs the same deterministic workload three times: as plain pebble key-value
+batches (the floor), through the state store with pruning on, and with pruning
+off; every commit is synced. Prints one table with the targets of state.md and
+the disk size over the run. Scale it down with --keys, --block and --blocks.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			scratch, err := os.MkdirTemp(dir, "kairos-bench-state-")
+			if err != nil {
+				return err
+			}
+			defer os.RemoveAll(scratch)
+			cfg.Dir = scratch
+			cfg.Progress = cmd.ErrOrStderr()
+			if err := statebench.Run(cmd.Context(), cfg, cmd.OutOrStdout()); err != nil {
+				return fmt.Errorf("bench state: %w", err)
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.IntVar(&cfg.Workload.Keys, "keys", cfg.Workload.Keys, "live keys in the tree")
+	f.IntVar(&cfg.Workload.Block, "block", cfg.Workload.Block, "writes per block")
+	f.IntVar(&cfg.Blocks, "blocks", cfg.Blocks, "update blocks after the fill")
+	f.IntVar(&cfg.Workload.ValueSize, "value-size", cfg.Workload.ValueSize, "bytes per value")
+	f.Uint64Var(&cfg.Workload.Seed, "seed", cfg.Workload.Seed, "workload seed")
+	f.Uint64Var(&cfg.Keep, "keep", cfg.Keep, "K: versions kept by the pruning store")
+	f.IntVar(&cfg.Samples, "samples", cfg.Samples, "disk size samples")
+	f.IntVar(&cfg.ProofKeys, "proof-keys", cfg.ProofKeys, "also build a tree of this many keys to measure proofs at that size (10000000 for the 10M target; slow)")
+	f.StringVar(&dir, "dir", "", "directory for the scratch stores (default: the system temp dir); use a real disk, not tmpfs")
+	return cmd
+}
