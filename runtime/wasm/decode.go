@@ -404,8 +404,8 @@ func (r *reader) zeroByte(what, feature string) error {
 // not stored. It tracks block nesting only to find that end.
 func (r *reader) body() ([]Instr, error) {
 	// An instruction takes at least one byte, so the body size bounds the
-	// allocation; compiled code averages about two bytes an instruction.
-	out := make([]Instr, 0, r.remaining()/2+16)
+	// count: one allocation of at most 24 bytes per body byte, never grown.
+	out := make([]Instr, 0, r.remaining())
 	depth := 0
 	for {
 		if r.remaining() == 0 {
