@@ -99,9 +99,10 @@ func (f *fn) depthDown(dst []wasm.Instr) []wasm.Instr {
 	return append(dst, idx(wasm.OpGlobalGet, f.g.depth), i32c(1), op(wasm.OpI32Sub), idx(wasm.OpGlobalSet, f.g.depth))
 }
 
-// splits reports whether op ends a metered segment: the next instruction
-// may run without this one's successor having run (a branch target, a
-// conditional or unconditional jump, a trap, or a call that may not return).
+// splits reports whether op ends a metered segment: after it, control may
+// go elsewhere than the next instruction (a branch, return or trap), the
+// next instruction may be reached from elsewhere (loop, if, else and end
+// start or close blocks), or it is a call, which may not come back.
 func splits(op wasm.Opcode) bool {
 	switch op {
 	case wasm.OpLoop, wasm.OpIf, wasm.OpElse, wasm.OpEnd, wasm.OpBr, wasm.OpBrIf, wasm.OpBrTable,
