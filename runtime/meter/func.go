@@ -15,10 +15,6 @@ func block(o wasm.Opcode, bt int64) wasm.Instr { return wasm.Instr{Op: o, A: uin
 type fn struct {
 	g   globals
 	out []wasm.Instr
-	seg []wasm.Instr // the open metered segment, not yet charged
-	// cost of the open segment; uint64 cannot overflow: a body has at most
-	// validate's instruction limit of instructions of cost <= 16.
-	cost uint64
 	// Scratch locals, allocated on first use after the function's own
 	// locals: an i32 for dynamic charges and one float of each type for
 	// NaN canonicalization.
@@ -26,12 +22,7 @@ type fn struct {
 	scratch                []wasm.LocalDecl
 	i32, f32, f64          uint32
 	hasI32, hasF32, hasF64 bool
-	// perInstr charges every instruction on its own: the obviously
-	// correct reference the tests compare segment charging against.
-	perInstr bool
-	// check: the open segment must also test gas_left < 0 (see flush).
-	check     bool
-	nImported uint64 // imported functions: calls to them are host calls
+	nImported              uint64 // imported functions: calls to them are host calls
 }
 
 func (f *fn) local(t wasm.ValType) uint32 {
@@ -72,41 +63,22 @@ func (f *fn) trapIfNegative(dst []wasm.Instr) []wasm.Instr {
 		block(wasm.OpIf, wasm.BlockEmpty), op(wasm.OpUnreachable), op(wasm.OpEnd))
 }
 
-// flush closes the open segment: its charge, then its instructions.
-//
-// Every segment subtracts its cost, but only some test for a negative
-// balance: the segment at function entry and after each loop header (every
-// unbounded repetition passes one of them, so even a zero-cost one tests),
-// and a segment that ends in a host call (an import or call_indirect, which
-// may reach an import) so no host function runs without gas. Between tests
-// a guest runs a bounded stretch of forward code, which may take gas_left
-// below zero; the host treats gas_left < 0 after a call as out of gas
-// whether the call trapped or returned. Testing less often keeps the
-// instrumented code small and cheap to compile (each test is a branch).
-func (f *fn) flush() {
-	if f.cost > 0 || f.check {
-		f.out = f.charge(f.out, f.cost, f.check)
-	}
-	f.out = append(f.out, f.seg...)
-	f.seg, f.cost, f.check = f.seg[:0], 0, false
-}
-
 // dynamic charges gas for the i32 operand on top of the stack (kept there):
 // gas_left -= extend_u(n) * mul / div.
 func (f *fn) dynamic(mul, div int64) {
 	t := f.local(wasm.I32)
-	f.seg = append(f.seg,
+	f.out = append(f.out,
 		idx(wasm.OpLocalSet, t),
 		idx(wasm.OpGlobalGet, f.g.gas), idx(wasm.OpLocalGet, t), op(wasm.OpI64ExtendI32U))
 	if mul != 1 {
-		f.seg = append(f.seg, i64c(mul), op(wasm.OpI64Mul))
+		f.out = append(f.out, i64c(mul), op(wasm.OpI64Mul))
 	}
 	if div != 1 {
-		f.seg = append(f.seg, i64c(div), op(wasm.OpI64DivU))
+		f.out = append(f.out, i64c(div), op(wasm.OpI64DivU))
 	}
-	f.seg = append(f.seg, op(wasm.OpI64Sub), idx(wasm.OpGlobalSet, f.g.gas))
-	f.seg = f.trapIfNegative(f.seg)
-	f.seg = append(f.seg, idx(wasm.OpLocalGet, t))
+	f.out = append(f.out, op(wasm.OpI64Sub), idx(wasm.OpGlobalSet, f.g.gas))
+	f.out = f.trapIfNegative(f.out)
+	f.out = append(f.out, idx(wasm.OpLocalGet, t))
 }
 
 // canonicalize replaces a NaN of type t on top of the stack by the
@@ -114,12 +86,12 @@ func (f *fn) dynamic(mul, div int64) {
 func (f *fn) canonicalize(t wasm.ValType) {
 	if t == wasm.F32 {
 		l := f.local(wasm.F32)
-		f.seg = append(f.seg, idx(wasm.OpLocalTee, l), wasm.Instr{Op: wasm.OpF32Const, A: uint64(CanonicalNaN32)},
+		f.out = append(f.out, idx(wasm.OpLocalTee, l), wasm.Instr{Op: wasm.OpF32Const, A: uint64(CanonicalNaN32)},
 			idx(wasm.OpLocalGet, l), idx(wasm.OpLocalGet, l), op(wasm.OpF32Eq), op(wasm.OpSelect))
 		return
 	}
 	l := f.local(wasm.F64)
-	f.seg = append(f.seg, idx(wasm.OpLocalTee, l), wasm.Instr{Op: wasm.OpF64Const, A: CanonicalNaN64},
+	f.out = append(f.out, idx(wasm.OpLocalTee, l), wasm.Instr{Op: wasm.OpF64Const, A: CanonicalNaN64},
 		idx(wasm.OpLocalGet, l), idx(wasm.OpLocalGet, l), op(wasm.OpF64Eq), op(wasm.OpSelect))
 }
 
@@ -127,12 +99,36 @@ func (f *fn) depthDown(dst []wasm.Instr) []wasm.Instr {
 	return append(dst, idx(wasm.OpGlobalGet, f.g.depth), i32c(1), op(wasm.OpI32Sub), idx(wasm.OpGlobalSet, f.g.depth))
 }
 
+// splits reports whether op ends a metered segment: after it, control may
+// go elsewhere than the next instruction (a branch, return or trap), the
+// next instruction may be reached from elsewhere (loop, if, else and end
+// start or close blocks), or it is a call, which may not come back.
+func splits(op wasm.Opcode) bool {
+	switch op {
+	case wasm.OpLoop, wasm.OpIf, wasm.OpElse, wasm.OpEnd, wasm.OpBr, wasm.OpBrIf, wasm.OpBrTable,
+		wasm.OpReturn, wasm.OpUnreachable, wasm.OpCall, wasm.OpCallIndirect:
+		return true
+	}
+	return false
+}
+
 // instrumentFunc rewrites one body. m is the output module: a type may be
 // added to it for the wrapper block of a multi-result function.
+//
+// The body is cut into segments, each ending at an instruction for which
+// splits is true. Every segment subtracts the sum of its costs before it
+// runs; only some also test for a negative balance: the segment at function
+// entry and after each loop header (every unbounded repetition passes one of
+// them, so even a zero-cost one tests), and a segment that ends in a host
+// call (an import, or call_indirect, which may reach one) so no host
+// function runs without gas. Between tests a guest runs a bounded stretch
+// of forward code, which may take gas_left below zero; the host treats
+// gas_left < 0 after a call as out of gas whether the call trapped or
+// returned. Testing less often keeps the instrumented code small and cheap
+// to compile (each test is a branch).
 func instrumentFunc(m *wasm.Module, c *wasm.Code, t wasm.FuncType, g globals, perInstr bool) wasm.Code {
-	f := &fn{g: g, nLocals: uint32(uint64(len(t.Params)) + c.NumLocals()), perInstr: perInstr,
-		check: true, nImported: uint64(m.NumImportedFuncs())}
-	f.out = make([]wasm.Instr, 0, len(c.Body)*2+32)
+	f := &fn{g: g, nLocals: uint32(uint64(len(t.Params)) + c.NumLocals()), nImported: uint64(m.NumImportedFuncs())}
+	f.out = make([]wasm.Instr, 0, len(c.Body)+len(c.Body)/2+32)
 
 	// Prologue: depth++; if depth > MaxCallDepth { exceeded = 1; unreachable }.
 	f.out = append(f.out,
@@ -141,38 +137,43 @@ func instrumentFunc(m *wasm.Module, c *wasm.Code, t wasm.FuncType, g globals, pe
 		block(wasm.OpIf, wasm.BlockEmpty), i32c(1), idx(wasm.OpGlobalSet, g.exceeded), op(wasm.OpUnreachable), op(wasm.OpEnd),
 		block(wasm.OpBlock, resultBlockType(m, t.Results)))
 
-	for _, in := range c.Body {
-		f.cost += Cost(in.Op)
-		switch in.Op {
-		case wasm.OpMemoryGrow:
-			f.dynamic(GrowPageGas, 1)
-		case wasm.OpMemoryCopy, wasm.OpMemoryFill, wasm.OpMemoryInit:
-			f.dynamic(1, BulkBytesPerGas)
-		case wasm.OpReturn:
-			f.seg = f.depthDown(f.seg)
-		case wasm.OpCall:
-			f.check = f.check || in.A < f.nImported
-		case wasm.OpCallIndirect:
-			f.check = true
-		}
-		f.seg = append(f.seg, in)
-		if nt := nanResult(in.Op); nt != 0 {
-			f.canonicalize(nt)
-		}
-		switch in.Op {
-		case wasm.OpLoop:
-			f.flush()
-			f.check = true // the loop header
-		case wasm.OpIf, wasm.OpElse, wasm.OpEnd, wasm.OpBr, wasm.OpBrIf, wasm.OpBrTable,
-			wasm.OpReturn, wasm.OpUnreachable, wasm.OpCall, wasm.OpCallIndirect:
-			f.flush()
-		default:
-			if f.perInstr {
-				f.flush()
+	body := c.Body
+	check := true // function entry
+	for i := 0; i < len(body); {
+		// Look ahead to the end of the segment for its cost. The sum
+		// cannot overflow: validate caps a body at BodyInstrs
+		// instructions of cost <= 16.
+		var cost uint64
+		j := i
+		for ; j < len(body); j++ {
+			in := &body[j]
+			cost += Cost(in.Op)
+			if in.Op == wasm.OpCall && in.A < f.nImported || in.Op == wasm.OpCallIndirect {
+				check = true
+			}
+			if splits(in.Op) || perInstr {
+				break
 			}
 		}
+		j = min(j, len(body)-1)
+		f.out = f.charge(f.out, cost, check)
+		for _, in := range body[i : j+1] {
+			switch in.Op {
+			case wasm.OpMemoryGrow:
+				f.dynamic(GrowPageGas, 1)
+			case wasm.OpMemoryCopy, wasm.OpMemoryFill, wasm.OpMemoryInit:
+				f.dynamic(1, BulkBytesPerGas)
+			case wasm.OpReturn:
+				f.out = f.depthDown(f.out)
+			}
+			f.out = append(f.out, in)
+			if nt := nanResult(in.Op); nt != 0 {
+				f.canonicalize(nt)
+			}
+		}
+		check = body[j].Op == wasm.OpLoop // the loop header tests
+		i = j + 1
 	}
-	f.flush()
 	// Epilogue: the wrapper block ends here, so fallthrough and branches to
 	// the function's label both pass the decrement.
 	f.out = append(f.out, op(wasm.OpEnd))

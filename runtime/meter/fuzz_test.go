@@ -34,7 +34,8 @@ const (
 )
 
 // block emits instructions until the input runs out or a closing choice;
-// it returns with exactly one i32 on the stack.
+// it returns with exactly one i32 on the stack. Every generated program
+// terminates: the only backward branch is each loop's own counted br_if.
 func (g *gen) block(depth int, budget *int) {
 	height := 0
 	for *budget > 0 && len(g.src) > 0 {
@@ -93,7 +94,9 @@ func (g *gen) block(depth int, budget *int) {
 				height++
 			}
 		case 11:
-			if depth > 0 && height >= 2 { // br_if out of the current block with a value
+			// br_if out of the current block with a value; never back to a
+			// loop header, which would skip the loop's counter.
+			if depth > 0 && height >= 2 && !g.labels[len(g.labels)-1] {
 				g.body = append(g.body, Idx(wasm.OpBrIf, 0))
 				height--
 			}

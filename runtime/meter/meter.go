@@ -27,6 +27,8 @@ func GlobalExport(i int) string { return GlobalExportPrefix + strconv.Itoa(i) }
 // not modified. m must have passed validate.Check.
 func Instrument(m *wasm.Module) (*wasm.Module, error) { return instrument(m, false) }
 
+// instrument is Instrument; perInstr makes every instruction its own
+// segment, the obviously correct reference the tests compare with.
 func instrument(m *wasm.Module, perInstr bool) (*wasm.Module, error) {
 	if len(m.Code) != len(m.Funcs) {
 		return nil, fmt.Errorf("%w: %d functions but %d bodies", ErrInvalid, len(m.Funcs), len(m.Code))

@@ -199,7 +199,7 @@ func (env *funcEnv) body(c *wasm.Code, t wasm.FuncType) error {
 			if in.A > uint64(len(open)) {
 				return bad(ErrIndex, "default label %d at depth %d", in.A, len(open))
 			}
-			for _, l := range in.Targets {
+			for _, l := range in.Labels() {
 				if uint64(l) > uint64(len(open)) {
 					return bad(ErrIndex, "label %d at depth %d", l, len(open))
 				}

@@ -113,7 +113,7 @@ func measure(m *wasm.Module, size uint64, l Limits) []Use {
 			case wasm.OpEnd:
 				d--
 			case wasm.OpBrTable:
-				brTable = max(brTable, uint64(len(in.Targets)))
+				brTable = max(brTable, uint64(len(in.Labels())))
 			}
 		}
 	}

@@ -308,12 +308,13 @@ func (r *reader) instr() (Instr, error) {
 		if n > MaxBrTableDecode {
 			return in, r.errf("br_table of %d labels", n)
 		}
-		in.Targets = make([]uint32, n)
-		for i := range in.Targets {
-			if in.Targets[i], err = r.u32(); err != nil {
+		labels := make([]uint32, n)
+		for i := range labels {
+			if labels[i], err = r.u32(); err != nil {
 				return in, err
 			}
 		}
+		in.Targets = &labels
 		v, err := r.u32()
 		in.A = uint64(v)
 		if err != nil {
@@ -340,7 +341,7 @@ func (r *reader) instr() (Instr, error) {
 		if err != nil {
 			return in, err
 		}
-		in.A, in.B = uint64(a), uint64(o)
+		in.A, in.B = uint64(a), o
 	case immMemByte:
 		if err := r.zeroByte("memory index", "multi-memory"); err != nil {
 			return in, err
@@ -402,8 +403,9 @@ func (r *reader) zeroByte(what, feature string) error {
 // body decodes a function body up to and including its final end, which is
 // not stored. It tracks block nesting only to find that end.
 func (r *reader) body() ([]Instr, error) {
-	// An instruction takes at least one byte: this bounds the allocation.
-	out := make([]Instr, 0, min(r.remaining(), 1<<16))
+	// An instruction takes at least one byte, so the body size bounds the
+	// count: one allocation of at most 24 bytes per body byte, never grown.
+	out := make([]Instr, 0, r.remaining())
 	depth := 0
 	for {
 		if r.remaining() == 0 {

@@ -314,8 +314,9 @@ func (w *writer) instr(in *Instr) {
 	case immIndex:
 		w.u32(uint32(in.A))
 	case immBrTable:
-		w.u32(uint32(len(in.Targets)))
-		for _, t := range in.Targets {
+		labels := in.Labels()
+		w.u32(uint32(len(labels)))
+		for _, t := range labels {
 			w.u32(t)
 		}
 		w.u32(uint32(in.A))
@@ -324,7 +325,7 @@ func (w *writer) instr(in *Instr) {
 		w.b = append(w.b, 0)
 	case immMemArg:
 		w.u32(uint32(in.A))
-		w.u32(uint32(in.B))
+		w.u32(in.B)
 	case immMemByte:
 		w.b = append(w.b, 0)
 	case immI32:

@@ -207,10 +207,23 @@ type Custom struct {
 // bits), f32/f64 constants (raw bits) and memarg alignment live in A; the
 // memarg offset lives in B; br_table keeps its labels in Targets and its
 // default label in A.
+//
+// Instr is kept at 24 bytes (the br_table labels behind a pointer, the
+// memarg offset in 32 bits) because a module is decoded into one Instr per
+// instruction: a 4 MiB module of one-byte instructions is 4 M of them.
 type Instr struct {
 	Op      Opcode
-	A, B    uint64
-	Targets []uint32
+	B       uint32
+	A       uint64
+	Targets *[]uint32 // br_table only
+}
+
+// Labels returns the br_table labels (nil for other instructions).
+func (in *Instr) Labels() []uint32 {
+	if in.Targets == nil {
+		return nil
+	}
+	return *in.Targets
 }
 
 // NumImportedFuncs counts function imports; defined functions follow them in

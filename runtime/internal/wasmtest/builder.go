@@ -112,12 +112,12 @@ func Block(op wasm.Opcode, bt int64) wasm.Instr { return wasm.Instr{Op: op, A: u
 
 // Mem is a load or store with alignment and offset.
 func Mem(op wasm.Opcode, align, offset uint32) wasm.Instr {
-	return wasm.Instr{Op: op, A: uint64(align), B: uint64(offset)}
+	return wasm.Instr{Op: op, A: uint64(align), B: offset}
 }
 
 // BrTable is br_table with labels and a default.
 func BrTable(def uint32, labels ...uint32) wasm.Instr {
-	return wasm.Instr{Op: wasm.OpBrTable, A: uint64(def), Targets: labels}
+	return wasm.Instr{Op: wasm.OpBrTable, A: uint64(def), Targets: &labels}
 }
 
 // Shorthand value-type lists.
