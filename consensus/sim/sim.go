@@ -385,10 +385,7 @@ func (s *sim) startSlot(i int) {
 	if err != nil {
 		panic(err)
 	}
-	if sl.core != nil {
-		sl.verifies += sl.core.Stats().Verifies
-	}
-	sl.core, sl.up = core, true
+	sl.core, sl.up = core, true // crash() already counted the old core's verifications
 	sl.subs, sl.blocks, sl.log, sl.lastTx, sl.lastB = nil, nil, map[order.TxID]bool{}, nil, math.MinInt64
 	s.step(i, consensus.Start{Now: sl.clk.local(s.now)})
 	// The mempool survives a restart (not a wipe): the node sees its
