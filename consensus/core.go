@@ -2,18 +2,12 @@ package consensus
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"slices"
 	"sort"
 
 	"github.com/kairos-network/kairos/consensus/order"
 )
-
-// ErrConflict marks a second certificate for an (author, round) that already
-// has one: impossible with at most F faulty weight, so it is counted and
-// reported, never inserted.
-var ErrConflict = errors.New("consensus: conflicting certificate")
 
 // Limits on per-node queues that peers or clients can grow.
 const (
@@ -67,8 +61,11 @@ type seenTx struct {
 
 // Stats are counters for the simulator and metrics.
 type Stats struct {
-	Invalid   uint64 // messages rejected (bad signature, shape, rules)
-	Conflicts uint64 // conflicting certificates seen (ErrConflict)
+	Invalid uint64 // messages rejected (bad signature, shape, rules)
+	// Conflicts counts certificates for an (author, round) that already has
+	// another one: impossible with at most F faulty weight, so they are
+	// reported here and never inserted.
+	Conflicts uint64
 	Verifies  uint64 // signature verifications
 	Headers   uint64 // own headers proposed
 	// LastReject names the rule the last rejected message broke.
@@ -198,6 +195,7 @@ func (c *Core) start() {
 	c.ready = true
 	if c.own != nil && !c.ownDone {
 		c.emit(Broadcast{Msg: &Message{Header: c.own}}) // re-sent, never re-created
+		c.tryCertify()
 	}
 	c.emit(Fetch{FromRound: c.highest + 1})
 }
@@ -396,6 +394,12 @@ func (c *Core) onVote(v *Vote) {
 		return
 	}
 	c.ownVotes[v.Voter] = v.Sig
+	c.tryCertify()
+}
+
+// tryCertify forms the certificate of the own header once its votes
+// (including our own) weigh >= Q.
+func (c *Core) tryCertify() {
 	var w uint64
 	for s := range c.ownVotes {
 		w += c.c.Validators[s].Weight
@@ -816,6 +820,7 @@ func (c *Core) propose(round, parentRound uint64) {
 	c.stats.Headers++
 	c.emit(Persist{Rec: Record{Own: h}, Sync: true})
 	c.emit(Broadcast{Msg: &Message{Header: h}})
+	c.tryCertify() // a validator holding a quorum alone certifies at once
 	c.resendAt = c.now + c.c.Params.ResendInterval
 }
 

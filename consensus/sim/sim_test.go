@@ -9,7 +9,7 @@ import (
 )
 
 var (
-	simSeeds = flag.Int("sim.seeds", 300, "number of simulator seeds (make sim runs thousands)")
+	simSeeds = flag.Int("sim.seeds", 150, "number of simulator seeds (make sim runs thousands)")
 	simSeed  = flag.Int64("sim.seed", -1, "run only this seed, with a trace")
 )
 
@@ -99,5 +99,20 @@ func TestSimDeterministic(t *testing.T) {
 	}
 	if Run(DefaultConfig(1)).TraceHash == Run(DefaultConfig(2)).TraceHash {
 		t.Fatal("different seeds gave the same trace: the hash covers nothing")
+	}
+}
+
+// TestSimCommitteeSizes runs a few seeds per committee size, from a
+// single validator (F=0, which certifies alone) to 7 (F=2).
+func TestSimCommitteeSizes(t *testing.T) {
+	for _, n := range []int{1, 2, 3, 5, 7} {
+		for seed := uint64(0); seed < 3; seed++ {
+			cfg := DefaultConfig(seed)
+			cfg.Validators = n
+			r := Run(cfg)
+			if len(r.Violations) > 0 || r.Commits == 0 {
+				t.Errorf("n=%d seed %d: %d commits, violations %v", n, seed, r.Commits, r.Violations)
+			}
+		}
 	}
 }
