@@ -132,7 +132,7 @@ func Verify(root Root, p *Proof) error {
 		return fmt.Errorf("%w: trailing bitmap bits set", ErrProofBitmap)
 	}
 	if Root(got) != root {
-		return fmt.Errorf("%w: computed %x", ErrProofRoot, got)
+		return fmt.Errorf("%w: computed %s", ErrProofRoot, got)
 	}
 	return nil
 }
