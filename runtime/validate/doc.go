@@ -3,8 +3,9 @@
 // is defined elsewhere; the virtual WASI subset for Go guests is the fixed
 // table WASISubset), the feature set (core 2.0 minus SIMD, threads,
 // reference types, table mutation, multi-memory, exceptions, tail calls,
-// GC), structural limits (Limits), index and nesting rules, and names the
-// instrumenter reserves.
+// GC), structural limits (Limits), index and nesting rules, names the
+// instrumenter reserves ("gas_left", "__kairos…"), and no start section (it
+// would run before the host can set gas).
 //
 // Invariants:
 //   - Every rejection wraps exactly one sentinel of this package that names
