@@ -2,7 +2,7 @@
 GO      ?= go
 BIN     := bin/kairos
 # Packages whose code runs goroutines concurrently get -race in `make test`.
-RACE_PKGS ?= ./state/... ./p2p/...
+RACE_PKGS ?= ./state/... ./p2p/... ./runtime/exec/...
 FUZZTIME ?= 30s
 
 .PHONY: help build contracts test race check fuzz bench run sim clean

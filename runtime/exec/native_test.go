@@ -65,7 +65,7 @@ func TestOverlaySemantics(t *testing.T) {
 	x := New(NewNativeRunner(NativeModules()), Options{Workers: 3})
 	a := []byte("a/")
 	txs := []*types.Tx{
-		mkTx(0, 1, 1e18, call(ScanModule, "put", PutArgs([]byte("a/1"), nil)), rw(ScanModule, []byte("a/1"))),            // delete a parent key
+		mkTx(0, 1, 1e18, call(ScanModule, "put", PutArgs([]byte("a/1"), nil)), rw(ScanModule, []byte("a/1"))),           // delete a parent key
 		mkTx(1, 1, 1e18, call(ScanModule, "put", PutArgs([]byte("a/9"), putU64(100))), pfx(ScanModule, a, types.Write)), // add a key
 		mkTx(2, 1, 1e18, call(ScanModule, "sum", a), pfx(ScanModule, a, types.Read), rw(ScanModule, SumKey(a))),
 		mkTx(2, 2, 1e18, call(ScanModule, "clear", []byte("a/x/")), pfx(ScanModule, []byte("a/x/"), types.Write)),

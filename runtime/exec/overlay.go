@@ -86,17 +86,16 @@ type version struct {
 
 func newMVStore() *mvStore { return &mvStore{m: make(map[string][]version)} }
 
+// newest returns the value of the newest version before idx. Versions are
+// kept sorted by idx, so for the usual reader (after every version) this is
+// the last one: a hot key with many versions costs O(1), not O(versions).
 func newest(vs []version, idx int) ([]byte, bool) {
-	best := -1
-	for j, v := range vs {
-		if v.idx < idx && (best < 0 || v.idx > vs[best].idx) {
-			best = j
+	for j := len(vs) - 1; j >= 0; j-- {
+		if vs[j].idx < idx {
+			return vs[j].val, true
 		}
 	}
-	if best < 0 {
-		return nil, false
-	}
-	return vs[best].val, true
+	return nil, false
 }
 
 func (s *mvStore) get(k string, idx int) ([]byte, bool) {
@@ -121,7 +120,13 @@ func (s *mvStore) publish(idx int, writes map[string][]byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for k, v := range writes {
-		s.m[k] = append(s.m[k], version{idx, v})
+		// Writers of one key are ordered by the DAG, so this appends at
+		// the end; the insertion keeps the order even if they were not.
+		vs := append(s.m[k], version{idx, v})
+		for j := len(vs) - 1; j > 0 && vs[j-1].idx > vs[j].idx; j-- {
+			vs[j-1], vs[j] = vs[j], vs[j-1]
+		}
+		s.m[k] = vs
 	}
 }
 
