@@ -93,6 +93,8 @@ type BlockResult struct {
 // Options configure an Executor. The zero value runs one worker per core.
 type Options struct {
 	// Workers is the size of the worker pool; 0 means runtime.GOMAXPROCS.
+	// The prefetch before execution reads with as many goroutines, in
+	// ExecuteSerial too.
 	Workers int
 	// MaxTxs caps the transactions of a block; 0 means BlockTxsMax.
 	MaxTxs int
@@ -152,7 +154,7 @@ func (x *Executor) prepare(ctx context.Context, parent StateView, b *types.Block
 		}
 		bl.senders[i] = tx.SenderAddress()
 	}
-	c, err := prefetch(ctx, parent, txs, bl.senders)
+	c, err := prefetch(ctx, parent, txs, bl.senders, x.opts.Workers)
 	if err != nil {
 		return nil, err
 	}
