@@ -25,6 +25,7 @@ func newRootCmd() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(newBenchCmd())
+	root.AddCommand(newModuleCmd())
 	return root
 }
 

@@ -40,8 +40,8 @@ var subRules = map[string][]string{
 // the folders that may import it directly. "*" means any folder.
 var thirdParty = map[string][]string{
 	"github.com/fxamacker/cbor/v2":         {"types"},
-	"github.com/multiformats/go-multihash": {"types", "state", "p2p", "node"},
-	"github.com/ipfs/go-cid":               {"types", "state", "p2p", "node"},
+	"github.com/multiformats/go-multihash": {"types", "state", "p2p", "node", "runtime"},
+	"github.com/ipfs/go-cid":               {"types", "state", "p2p", "node", "runtime"},
 	"github.com/ipfs/go-datastore":         {"state", "node"},
 	"github.com/ipfs/go-ds-pebble":         {"state", "node"},
 	"github.com/ipfs/go-ds-leveldb":        {"state", "node"},

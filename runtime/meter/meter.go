@@ -30,6 +30,7 @@ func Instrument(m *wasm.Module) (*wasm.Module, error) {
 		return nil, fmt.Errorf("%w: %d functions but %d bodies", ErrInvalid, len(m.Funcs), len(m.Code))
 	}
 	out := *m
+	out.Layout = nil // integer widths of the input do not apply to the output
 	out.Types = append([]wasm.FuncType(nil), m.Types...)
 	out.Globals = append([]wasm.Global(nil), m.Globals...)
 	out.Exports = append([]wasm.Export(nil), m.Exports...)

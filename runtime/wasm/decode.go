@@ -29,8 +29,9 @@ var sectionOrder = [13]int{
 }
 
 type reader struct {
-	b   []byte
-	off int
+	b      []byte
+	off    int
+	layout *Layout // shared by the readers of one module
 }
 
 func (r *reader) errf(format string, args ...any) error {
@@ -60,6 +61,15 @@ func (r *reader) bytes(n uint32) ([]byte, error) {
 // uleb reads an unsigned LEB128 of at most bits bits. Over-long encodings
 // and values that do not fit are malformed.
 func (r *reader) uleb(bits uint) (uint64, error) {
+	start := r.off
+	v, err := r.ulebRaw(bits)
+	if err == nil {
+		r.layout.record(r.off-start, ulebLen(v))
+	}
+	return v, err
+}
+
+func (r *reader) ulebRaw(bits uint) (uint64, error) {
 	var v uint64
 	for shift := uint(0); ; shift += 7 {
 		c, err := r.byte()
@@ -86,6 +96,15 @@ func (r *reader) u32() (uint32, error) {
 
 // sleb reads a signed LEB128 of at most bits bits, sign-extended to 64.
 func (r *reader) sleb(bits uint) (int64, error) {
+	start := r.off
+	v, err := r.slebRaw(bits)
+	if err == nil {
+		r.layout.record(r.off-start, slebLen(v))
+	}
+	return v, err
+}
+
+func (r *reader) slebRaw(bits uint) (int64, error) {
 	var v int64
 	for shift := uint(0); ; shift += 7 {
 		c, err := r.byte()
@@ -420,7 +439,7 @@ func (r *reader) body() ([]Instr, error) {
 
 // Decode parses a binary module. See the package invariants.
 func Decode(b []byte) (*Module, error) {
-	r := &reader{b: b}
+	r := &reader{b: b, layout: &Layout{}}
 	if len(b) < len(magicVersion) || string(b[:4]) != string(magicVersion[:4]) {
 		return nil, r.errf("not a wasm module (bad magic)")
 	}
@@ -428,7 +447,7 @@ func Decode(b []byte) (*Module, error) {
 		return nil, r.errf("unsupported binary version")
 	}
 	r.off = 8
-	m := &Module{}
+	m := &Module{Layout: r.layout}
 	last := 0       // order of the last non-custom section
 	var lastID byte // its id
 	var funcCount *uint32
@@ -446,7 +465,7 @@ func Decode(b []byte) (*Module, error) {
 			return nil, err
 		}
 		base := r.off - int(size)
-		s := &reader{b: payload}
+		s := &reader{b: payload, layout: r.layout}
 		if id == SecCustom {
 			name, err := s.name()
 			if err != nil {
@@ -475,6 +494,9 @@ func Decode(b []byte) (*Module, error) {
 	}
 	if funcCount != nil && int(*funcCount) != len(m.Code) || funcCount == nil && len(m.Code) != 0 {
 		return nil, fmt.Errorf("%w: %d function declarations but %d bodies", ErrMalformed, len(m.Funcs), len(m.Code))
+	}
+	if len(r.layout.pad) == 0 {
+		m.Layout = nil
 	}
 	if m.DataCount != nil && int(*m.DataCount) != len(m.Data) {
 		return nil, fmt.Errorf("%w: data count %d but %d data segments", ErrMalformed, *m.DataCount, len(m.Data))
@@ -685,7 +707,7 @@ func (m *Module) section(id byte, r *reader) error {
 			if err != nil {
 				return err
 			}
-			fr := &reader{b: b}
+			fr := &reader{b: b, layout: r.layout}
 			if err := fr.code(&m.Code[i]); err != nil {
 				return fmt.Errorf("function body %d: %w", i, err)
 			}

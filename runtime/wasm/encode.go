@@ -4,25 +4,32 @@ package wasm
 // m to be well-formed; encoding a Module that Decode returned or that a pass
 // built from one always succeeds.
 func Encode(m *Module) []byte {
-	var w writer
+	var n int
+	var pad map[int]uint8
+	if m.Layout != nil {
+		pad = m.Layout.pad
+	}
+	w := writer{pad: pad, n: &n}
 	w.b = append(w.b, magicVersion...)
-	var s writer
+	s := writer{pad: pad, n: &n}
 	customs := func(after byte) {
 		for _, c := range m.Customs {
 			if c.After == after {
+				k := w.next() // the size comes first in the byte stream
 				s.reset()
 				s.name(c.Name)
 				s.b = append(s.b, c.Data...)
-				w.section(SecCustom, s.b)
+				w.section(SecCustom, s.b, k)
 			}
 		}
 	}
 	customs(0)
-	emit := func(id byte, n int, body func()) {
-		if n > 0 {
+	emit := func(id byte, count int, body func()) {
+		if count > 0 {
+			k := w.next()
 			s.reset()
 			body()
-			w.section(id, s.b)
+			w.section(id, s.b, k)
 		}
 		// Customs that followed a section we did not write (because it
 		// was empty) would be lost; a section is only recorded as After
@@ -106,8 +113,9 @@ func Encode(m *Module) []byte {
 	emit(SecDataCount, bool2int(m.DataCount != nil), func() { s.u32(*m.DataCount) })
 	emit(SecCode, len(m.Code), func() {
 		s.u32(uint32(len(m.Code)))
-		var f writer
+		f := writer{pad: pad, n: &n}
 		for i := range m.Code {
+			k := f.next()
 			f.reset()
 			c := &m.Code[i]
 			f.u32(uint32(len(c.Locals)))
@@ -119,7 +127,7 @@ func Encode(m *Module) []byte {
 				f.instr(&c.Body[j])
 			}
 			f.b = append(f.b, byte(OpEnd))
-			s.u32(uint32(len(f.b)))
+			s.uleb(uint64(len(f.b)), k)
 			s.b = append(s.b, f.b...)
 		}
 	})
@@ -157,13 +165,73 @@ func bool2int(b bool) int {
 	return 0
 }
 
-type writer struct{ b []byte }
+// writer appends the encoding. When a module has a Layout, all writers of
+// one Encode share an ordinal counter so padded integers land where they
+// were read.
+type writer struct {
+	b   []byte
+	pad map[int]uint8
+	n   *int
+}
 
 func (w *writer) reset() { w.b = w.b[:0] }
 
-func (w *writer) u32(v uint32) { w.uleb(uint64(v)) }
+func (w *writer) u32(v uint32) { w.uleb(uint64(v), w.next()) }
 
-func (w *writer) uleb(v uint64) {
+// next takes the next integer ordinal and returns its recorded width, or 0.
+func (w *writer) next() int {
+	if w.pad == nil {
+		return 0
+	}
+	k := *w.n
+	*w.n++
+	return int(w.pad[k])
+}
+
+// ulebLen and slebLen are the minimal encoded sizes.
+func ulebLen(v uint64) int {
+	n := 1
+	for v >= 0x80 {
+		v >>= 7
+		n++
+	}
+	return n
+}
+
+func slebLen(v int64) int {
+	n := 1
+	for v < -64 || v > 63 {
+		v >>= 7
+		n++
+	}
+	return n
+}
+
+// padded writes v in width bytes when that is a longer valid encoding
+// (at most 5 bytes for 32-bit integers, 10 for 64-bit); otherwise minimal.
+func (w *writer) padded(v uint64, width, minimal, maxWidth int, neg bool) bool {
+	if width <= minimal || width > maxWidth {
+		return false
+	}
+	for i := 0; i < width-1; i++ {
+		w.b = append(w.b, byte(v&0x7F)|0x80)
+		v >>= 7
+		if neg {
+			v |= 0x7F << 57
+		}
+	}
+	w.b = append(w.b, byte(v&0x7F))
+	return true
+}
+
+func (w *writer) uleb(v uint64, width int) {
+	maxW := 10
+	if v <= 0xFFFFFFFF {
+		maxW = 5
+	}
+	if w.padded(v, width, ulebLen(v), maxW, false) {
+		return
+	}
 	for {
 		c := byte(v & 0x7F)
 		v >>= 7
@@ -177,7 +245,10 @@ func (w *writer) uleb(v uint64) {
 	}
 }
 
-func (w *writer) sleb(v int64) {
+func (w *writer) sleb(v int64, maxW int) {
+	if w.padded(uint64(v), w.next(), slebLen(v), maxW, v < 0) {
+		return
+	}
 	for {
 		c := byte(v & 0x7F)
 		v >>= 7
@@ -194,9 +265,10 @@ func (w *writer) name(s string) {
 	w.b = append(w.b, s...)
 }
 
-func (w *writer) section(id byte, payload []byte) {
+// section writes a section whose size integer had ordinal width sizeWidth.
+func (w *writer) section(id byte, payload []byte, sizeWidth int) {
 	w.b = append(w.b, id)
-	w.u32(uint32(len(payload)))
+	w.uleb(uint64(len(payload)), sizeWidth)
 	w.b = append(w.b, payload...)
 }
 
@@ -238,7 +310,7 @@ func (w *writer) instr(in *Instr) {
 	}
 	switch in.Op.kind() {
 	case immBlockType:
-		w.sleb(int64(in.A))
+		w.sleb(int64(in.A), 5)
 	case immIndex:
 		w.u32(uint32(in.A))
 	case immBrTable:
@@ -256,9 +328,9 @@ func (w *writer) instr(in *Instr) {
 	case immMemByte:
 		w.b = append(w.b, 0)
 	case immI32:
-		w.sleb(int64(int32(in.A)))
+		w.sleb(int64(int32(in.A)), 5)
 	case immI64:
-		w.sleb(int64(in.A))
+		w.sleb(int64(in.A), 10)
 	case immF32:
 		v := uint32(in.A)
 		w.b = append(w.b, byte(v), byte(v>>8), byte(v>>16), byte(v>>24))

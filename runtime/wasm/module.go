@@ -1,5 +1,10 @@
 package wasm
 
+import (
+	"fmt"
+	"strings"
+)
+
 // ValType is a value type byte.
 type ValType byte
 
@@ -67,6 +72,30 @@ type Module struct {
 	Code      []Code
 	Data      []Data
 	Customs   []Custom
+
+	// Layout, when set, holds the LEB128 widths of the decoded bytes that
+	// were longer than necessary, so that Encode reproduces the input byte
+	// for byte. A pass that changes the module must set it to nil (Encode
+	// never writes an invalid integer from a stale Layout, but the padding
+	// would land on the wrong integers).
+	Layout *Layout
+}
+
+// Layout records non-minimal LEB128 widths by the ordinal of the integer in
+// the byte stream (the order Decode reads and Encode writes them).
+type Layout struct {
+	n   int
+	pad map[int]uint8
+}
+
+func (l *Layout) record(width, minimal int) {
+	if width != minimal {
+		if l.pad == nil {
+			l.pad = map[int]uint8{}
+		}
+		l.pad[l.n] = uint8(width)
+	}
+	l.n++
 }
 
 // FuncType is a function signature.
@@ -233,4 +262,46 @@ func (m *Module) FuncType(fi uint32) (FuncType, bool) {
 		return FuncType{}, false
 	}
 	return m.Types[ti], true
+}
+
+// String gives the text-format name of a value type.
+func (t ValType) String() string {
+	switch t {
+	case I32:
+		return "i32"
+	case I64:
+		return "i64"
+	case F32:
+		return "f32"
+	case F64:
+		return "f64"
+	}
+	return fmt.Sprintf("0x%02x", byte(t))
+}
+
+// String formats a signature as "(i32, i64) -> (i32)".
+func (t FuncType) String() string {
+	list := func(v []ValType) string {
+		s := make([]string, len(v))
+		for i, x := range v {
+			s[i] = x.String()
+		}
+		return "(" + strings.Join(s, ", ") + ")"
+	}
+	return list(t.Params) + " -> " + list(t.Results)
+}
+
+// String names an extern kind.
+func (k ExternKind) String() string {
+	switch k {
+	case ExternFunc:
+		return "func"
+	case ExternTable:
+		return "table"
+	case ExternMemory:
+		return "memory"
+	case ExternGlobal:
+		return "global"
+	}
+	return fmt.Sprintf("kind(%d)", byte(k))
 }

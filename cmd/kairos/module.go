@@ -1,0 +1,97 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/kairos-network/kairos/runtime/deploy"
+	"github.com/kairos-network/kairos/runtime/validate"
+)
+
+// newModuleCmd groups the commands that work on wasm module files.
+func newModuleCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "module",
+		Short: "Inspect wasm modules",
+	}
+	cmd.AddCommand(newModuleCheckCmd())
+	return cmd
+}
+
+func newModuleCheckCmd() *cobra.Command {
+	var allow []string
+	cmd := &cobra.Command{
+		Use:   "check FILE.wasm",
+		Short: "Validate and instrument a module as a deploy would, and report",
+		Long: `check runs the deploy pipeline on a module file: it prints the code CID
+(CIDv1 raw, sha2-256 of the file), size, imports, exports, every limit used
+against its limit, the instrumented size and the instrumenter version, then
+OK, or the rule the module breaks (and exits non-zero).
+
+Allowed imports are the virtual WASI subset for Go guests plus every
+--allow host function, written module.name(params)->(results), e.g.
+--allow 'kairos.state_get(i32,i32,i32,i32)->i32'.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg := validate.Config{Limits: validate.DefaultLimits, Imports: append([]validate.HostFunc(nil), validate.WASISubset...)}
+			for _, a := range allow {
+				h, err := deploy.ParseHostFunc(a)
+				if err != nil {
+					return err
+				}
+				cfg.Imports = append(cfg.Imports, h)
+			}
+			b, err := os.ReadFile(args[0])
+			if err != nil {
+				return err
+			}
+			return checkModule(cmd.OutOrStdout(), args[0], b, cfg)
+		},
+	}
+	cmd.Flags().StringArrayVar(&allow, "allow", nil, "allow a host function import: module.name(params)->(results) (repeatable)")
+	return cmd
+}
+
+// checkModule prints the report and returns the rejection, if any.
+func checkModule(w io.Writer, name string, b []byte, cfg validate.Config) error {
+	p, err := deploy.Prepare(b, cfg)
+	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	fmt.Fprintf(tw, "file\t%s\n", name)
+	fmt.Fprintf(tw, "code cid\t%s\n", p.CodeCID)
+	fmt.Fprintf(tw, "size\t%d bytes\n", len(b))
+	if m := p.Module; m != nil {
+		fmt.Fprintf(tw, "imports\t%d\n", len(m.Imports))
+		for _, im := range m.Imports {
+			desc := im.Kind.String()
+			if int(im.TypeIndex) < len(m.Types) && im.Kind == 0 {
+				desc = m.Types[im.TypeIndex].String()
+			}
+			fmt.Fprintf(tw, "  %s.%s\t%s\n", im.Module, im.Name, desc)
+		}
+		fmt.Fprintf(tw, "exports\t%d\n", len(m.Exports))
+		for _, e := range m.Exports {
+			fmt.Fprintf(tw, "  %s\t%s %d\n", e.Name, e.Kind, e.Index)
+		}
+	}
+	if len(p.Uses) > 0 {
+		fmt.Fprintf(tw, "limits\tused / limit\n")
+		for _, u := range p.Uses {
+			fmt.Fprintf(tw, "  %s\t%d / %d\n", u.Rule, u.Used, u.Limit)
+		}
+	}
+	if p.Instrumented != nil {
+		fmt.Fprintf(tw, "instrumented\t%d bytes (%+.1f%%), instrumenter version %d\n",
+			len(p.Instrumented), 100*float64(len(p.Instrumented)-len(b))/float64(len(b)), p.MeterVersion)
+	}
+	tw.Flush()
+	if err != nil {
+		fmt.Fprintf(w, "REJECTED: %v\n", err)
+		return err
+	}
+	fmt.Fprintln(w, "OK")
+	return nil
+}

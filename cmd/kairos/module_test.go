@@ -1,0 +1,71 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/kairos-network/kairos/runtime/validate"
+)
+
+// A module with one exported function "f" () -> (), written out by hand.
+var tinyModule = []byte{
+	0, 'a', 's', 'm', 1, 0, 0, 0,
+	1, 4, 1, 0x60, 0, 0, // type () -> ()
+	3, 2, 1, 0, // one function of type 0
+	7, 5, 1, 1, 'f', 0, 0, // export "f" = func 0
+	10, 4, 1, 2, 0, 0x0B, // body: no locals, end
+}
+
+func runKairos(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	var out bytes.Buffer
+	root := newRootCmd()
+	root.SetOut(&out)
+	root.SetErr(&out)
+	root.SetArgs(args)
+	err := root.Execute()
+	return out.String(), err
+}
+
+func TestModuleCheck(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.wasm")
+	if err := os.WriteFile(good, tinyModule, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := runKairos(t, "module", "check", good)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	for _, want := range []string{"code cid", "bafkrei", "31 bytes", "  f ", "functions", "1 / 20000", "instrumenter version", "\nOK\n"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+
+	// An import that is not allowed, then allowed with --allow.
+	withImport := append([]byte{}, tinyModule[:8]...)
+	withImport = append(withImport,
+		1, 4, 1, 0x60, 0, 0,
+		2, 12, 1, 6, 'k', 'a', 'i', 'r', 'o', 's', 1, 'x', 0, 0)
+	withImport = append(withImport, tinyModule[14:]...)
+	withImport[bytes.Index(withImport, []byte{'f', 0, 0})+2] = 1 // export the defined function, now index 1
+	bad := filepath.Join(dir, "import.wasm")
+	if err := os.WriteFile(bad, withImport, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err = runKairos(t, "module", "check", bad)
+	if !errors.Is(err, validate.ErrImportNotAllowed) || !strings.Contains(out, "REJECTED: validate: import not allowed") {
+		t.Fatalf("err %v, output:\n%s", err, out)
+	}
+	if out, err = runKairos(t, "module", "check", "--allow", "kairos.x()", bad); err != nil {
+		t.Fatalf("with --allow: %v\n%s", err, out)
+	}
+	if _, err = runKairos(t, "module", "check", "--allow", "kairos.x(i128)", bad); err == nil {
+		t.Fatal("a bad --allow was accepted")
+	}
+}

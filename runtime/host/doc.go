@@ -1,0 +1,42 @@
+// Package host implements the Kairos host ABI, version 1 (docs/abi.md): the
+// "kairos" host module for wazero and the per-transaction frame machinery
+// behind it (write buffers, events, iterators, access checks, gas, calls
+// between modules).
+//
+// Use: register the host module in a wazero runtime with Instantiate (and
+// the virtual WASI with wasi.Instantiate), deploy modules through
+// runtime/deploy with Funcs() and wasi.Funcs() as the import allow-list,
+// then execute a transaction with Run, giving it a Tx: the state to read
+// (State, a pinned version), the engine's instance supplier (Instances),
+// the declared access list, sender, time, height, gas limit, tx id.
+//
+// Invariants:
+//   - A host function follows the order of docs/abi.md section 4.1: charge
+//     GasHostCall; check every range (64-bit arithmetic, whole output
+//     capacity), limit and handle; check the declared access; charge the
+//     size-dependent rest; only then act. So a call that breaks two rules
+//     gets the same status on every node, and nothing is observable before
+//     the last check passed.
+//   - Gas lives in the instrumented module's gas_left global; host charges
+//     decrement it. A charge larger than what is left stops the frame with
+//     out_of_gas without changing it.
+//   - Guest failures never become Go errors: a host function records the
+//     outcome in its frame and panics with a stopPanic, which wazero turns
+//     into the export call's error; the frame is classified from the
+//     record (or, for a plain wasm trap, from gas_left and the depth flag).
+//     Run returns a Go error only for node failures (State I/O, an engine
+//     handing out an uninstrumented instance).
+//   - The host never writes to State. Each frame buffers its writes; a
+//     callee's buffer is merged into its caller's when it ends normally and
+//     dropped otherwise, so failed frames leave nothing. Reads look through
+//     the buffers of every frame on the stack, newest first.
+//   - Iterators merge the State's iterator with a snapshot of the buffered
+//     writes under the prefix taken at open: later writes are not seen.
+//   - Determinism: nothing depends on map order (write sets, recorded
+//     access lists and pending-write snapshots are sorted), time or
+//     randomness outside Tx.
+//
+// Concurrency: one Run per goroutine; a Tx, its State and its Instances are
+// used by that goroutine only. Host functions of different runs never
+// share mutable state.
+package host

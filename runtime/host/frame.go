@@ -1,0 +1,273 @@
+package host
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+
+	"github.com/tetratelabs/wazero/api"
+
+	"github.com/kairos-network/kairos/runtime/wasi"
+	"github.com/kairos-network/kairos/types"
+)
+
+type frameKey struct{}
+
+// frame is one executing module instance.
+type frame struct {
+	run          *run
+	ctx          context.Context // of the caller, for nested frames
+	mod          api.Module
+	mem          api.Memory
+	gas          api.MutableGlobal
+	caller, self types.Address
+	input        []byte
+	ret          []byte
+	writes       map[string]write // string(module ‖ key) → change
+	events       []types.Event
+	events0      int // run.events when the frame started
+	iters        [IteratorsOpenMax]*iterator
+	callResult   []byte
+	wasi         wasi.State
+	stop         *outcome // why a host function stopped the frame
+	nodeErr      error    // a State error: the whole run fails
+}
+
+type write struct {
+	val     []byte
+	deleted bool
+}
+
+// errStop unwinds the guest after a host function recorded f.stop; the
+// frame is classified from the record, not from this value.
+type stopPanic struct{ err error }
+
+func (s stopPanic) Error() string { return s.err.Error() }
+func (s stopPanic) Unwrap() error { return s.err }
+
+// fail stops the frame with status and the error naming the rule.
+func (f *frame) fail(status types.Status, err error) {
+	code := int32(CallTrapped)
+	switch status {
+	case types.StatusOutOfGas:
+		code = CallOutOfGas
+	case types.StatusAborted:
+		code = CallAborted
+	}
+	f.stop = &outcome{status, err, code, nil}
+	panic(stopPanic{err})
+}
+
+func (f *frame) trap(err error) { f.fail(types.StatusTrapped, err) }
+
+// nodeError stops the frame and, through every caller, the run: the
+// transaction cannot be executed (it is not a receipt status).
+func (f *frame) nodeError(err error) {
+	f.nodeErr = err
+	f.fail(types.StatusTrapped, err)
+}
+
+// charge takes gas from gas_left, or stops the frame with out_of_gas.
+func (f *frame) charge(gas uint64) {
+	left := int64(f.gas.Get())
+	if left < 0 || uint64(left) < gas {
+		f.fail(types.StatusOutOfGas, ErrOutOfGas)
+	}
+	f.gas.Set(uint64(left - int64(gas)))
+}
+
+// check stops the frame unless [ptr, ptr+n) lies in memory (docs/abi.md
+// section 2; 64-bit arithmetic cannot overflow for 32-bit operands).
+func (f *frame) check(ptr uint32, n uint64) {
+	var size uint64
+	if f.mem != nil {
+		size = uint64(f.mem.Size())
+	}
+	if uint64(ptr)+n > size {
+		f.trap(fmt.Errorf("%w: [%d, +%d) outside %d bytes", ErrBadPointer, ptr, n, size))
+	}
+}
+
+// view is guest memory [ptr, ptr+n), already checked; it aliases memory.
+func (f *frame) view(ptr, n uint32) []byte {
+	b, _ := f.mem.Read(ptr, n)
+	return b
+}
+
+// give finishes a two-call-pattern function: data has been looked up,
+// dst checked; it charges extra plus the copied bytes, copies and returns
+// the total length.
+func (f *frame) give(dst, capacity uint32, data []byte, extra uint64) uint64 {
+	n := min(uint32(len(data)), capacity)
+	f.charge(extra + uint64(n)*GasByte)
+	f.mem.Write(dst, data[:n])
+	return uint64(uint32(len(data)))
+}
+
+// Access control.
+
+type accessKey struct {
+	module types.Address
+	key    string
+	prefix bool
+}
+
+// allow checks (or, in simulation, records) an access of this frame's
+// module: key with mode, or with iterate every key under the prefix key.
+func (f *frame) allow(key []byte, mode types.AccessMode, iterate bool) {
+	r := f.run
+	if r.access != nil {
+		k := accessKey{f.self, string(key), iterate}
+		r.access[k] = max(r.access[k], mode)
+		return
+	}
+	for _, a := range r.tx.Access {
+		if (a.Prefix || !iterate) && a.Covers(f.self, key, mode) {
+			return
+		}
+	}
+	what := "read"
+	switch {
+	case iterate:
+		what = "iteration"
+	case mode == types.Write:
+		what = "write"
+	}
+	f.fail(types.StatusAccessViolation, fmt.Errorf("%w: undeclared %s of %s/%s", ErrAccess, what, f.self, strconv.Quote(string(key))))
+}
+
+// allowCall checks (or records) that the access list names module.
+func (f *frame) allowCall(module types.Address) {
+	r := f.run
+	if r.access != nil {
+		k := accessKey{module: module}
+		r.access[k] = max(r.access[k], types.Read)
+		return
+	}
+	for _, a := range r.tx.Access {
+		if a.Module == module {
+			return
+		}
+	}
+	f.fail(types.StatusAccessViolation, fmt.Errorf("%w: undeclared call to module %s", ErrAccess, module))
+}
+
+// accessed is the recorded access list: each (module, key, prefix) once
+// with the strongest mode. The entry that only records a called module
+// (empty exact key, which covers no key) is kept only for modules with no
+// other entry.
+func (r *run) accessed() []types.Access {
+	if r.access == nil {
+		return nil
+	}
+	used := map[types.Address]bool{}
+	for k := range r.access {
+		if k.key != "" || k.prefix {
+			used[k.module] = true
+		}
+	}
+	var out []types.Access
+	for k, m := range r.access {
+		if k.key == "" && !k.prefix && used[k.module] {
+			continue
+		}
+		out = append(out, types.Access{Module: k.module, Key: []byte(k.key), Prefix: k.prefix, Mode: m})
+	}
+	slices.SortFunc(out, func(a, b types.Access) int {
+		if c := bytes.Compare(a.Module[:], b.Module[:]); c != 0 {
+			return c
+		}
+		if c := bytes.Compare(a.Key, b.Key); c != 0 {
+			return c
+		}
+		if a.Prefix == b.Prefix {
+			return 0
+		}
+		if a.Prefix {
+			return 1
+		}
+		return -1
+	})
+	return out
+}
+
+// Iterators.
+
+type kv struct {
+	key, val []byte
+	deleted  bool
+}
+
+// iterator merges the State's iterator with a snapshot of the buffered
+// writes taken at open, so later writes are not seen.
+type iterator struct {
+	base     Iterator
+	overlay  []kv
+	next     int  // index of the next overlay entry
+	peeked   bool // base holds an unconsumed entry
+	baseDone bool
+	state    int8 // 0 before the first next, 1 on an entry, 2 exhausted
+	key, val []byte
+}
+
+func (it *iterator) advance() (bool, error) {
+	for {
+		if !it.peeked && !it.baseDone {
+			if it.base.Next() {
+				it.peeked = true
+			} else {
+				it.baseDone = true
+				if err := it.base.Err(); err != nil {
+					return false, err
+				}
+			}
+		}
+		haveO := it.next < len(it.overlay)
+		if !it.peeked && !haveO {
+			return false, nil
+		}
+		c := 1 // which side is smaller: -1 base, 1 overlay, 0 equal
+		if it.peeked && haveO {
+			c = bytes.Compare(it.base.Key(), it.overlay[it.next].key)
+		} else if it.peeked {
+			c = -1
+		}
+		if c < 0 {
+			it.key = append(it.key[:0], it.base.Key()...)
+			it.val = append(it.val[:0], it.base.Value()...)
+			it.peeked = false
+			return true, nil
+		}
+		o := it.overlay[it.next]
+		it.next++
+		if c == 0 {
+			it.peeked = false
+		}
+		if !o.deleted {
+			it.key = append(it.key[:0], o.key...)
+			it.val = append(it.val[:0], o.val...)
+			return true, nil
+		}
+	}
+}
+
+func (f *frame) closeIters() {
+	for i, it := range f.iters {
+		if it != nil {
+			if err := it.base.Close(); err != nil && f.nodeErr == nil {
+				f.nodeErr = err
+			}
+			f.iters[i] = nil
+		}
+	}
+}
+
+// iter returns the open iterator h or stops the frame.
+func (f *frame) iter(h uint32) *iterator {
+	if h >= IteratorsOpenMax || f.iters[h] == nil {
+		f.trap(fmt.Errorf("%w %d", ErrBadIterator, int32(h)))
+	}
+	return f.iters[h]
+}

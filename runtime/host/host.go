@@ -1,0 +1,326 @@
+package host
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/tetratelabs/wazero/api"
+
+	"github.com/kairos-network/kairos/runtime/meter"
+	"github.com/kairos-network/kairos/runtime/wasi"
+	"github.com/kairos-network/kairos/types"
+)
+
+// Sentinels naming the rule that stopped a frame. Result.Err wraps one of
+// them (or a wasi sentinel, or none for a plain wasm trap).
+var (
+	ErrOutOfGas         = errors.New("host: out of gas")
+	ErrBadPointer       = errors.New("host: bad pointer")
+	ErrKeyLength        = errors.New("host: key length outside 1..KeyLenMax")
+	ErrPrefixTooLong    = errors.New("host: prefix too long")
+	ErrValueTooLong     = errors.New("host: value too long")
+	ErrInputTooLong     = errors.New("host: input too long")
+	ErrReturnTooLong    = errors.New("host: return data too long")
+	ErrTooManyIterators = errors.New("host: too many open iterators")
+	ErrBadIterator      = errors.New("host: bad iterator handle")
+	ErrNoEntry          = errors.New("host: iterator has no current entry")
+	ErrBadTopic         = errors.New("host: bad event topic")
+	ErrEventTooLong     = errors.New("host: event data too long")
+	ErrTooManyEvents    = errors.New("host: too many events")
+	ErrHashInputTooLong = errors.New("host: hash input too long")
+	ErrAccess           = errors.New("host: access violation")
+	ErrAborted          = errors.New("host: aborted")
+	ErrNoModule         = errors.New("host: no module")
+	ErrNoMethod         = errors.New("host: no such method")
+	ErrCallDepth        = errors.New("host: call depth exceeded")
+	ErrWasmTrap         = errors.New("host: wasm trap")
+	ErrNoFrame          = errors.New("host: kairos function called outside a frame")
+	// ErrNotMetered is a node error: an engine handed the host an instance
+	// without the gas_left global (not instrumented).
+	ErrNotMetered = errors.New("host: instance is not instrumented")
+)
+
+// State is the committed state a transaction reads: a pinned version (or
+// the overlay of earlier transactions of the block on one). The host never
+// writes to it: it buffers the transaction's writes per frame and returns
+// them in Result.Writes. A State is used by one transaction at a time.
+// Errors are node errors (I/O, a pruned version), never guest failures.
+type State interface {
+	// Get returns the value of key in module; ok is false when absent.
+	// The host copies the value before the next call.
+	Get(module types.Address, key []byte) (val []byte, ok bool, err error)
+	// Iterate returns the entries of module whose keys start with prefix,
+	// in ascending bytewise key order, as they are at this moment.
+	Iterate(module types.Address, prefix []byte) (Iterator, error)
+}
+
+// Iterator walks entries in ascending key order. Key and Value return
+// slices valid until the next call of Next; keys are without the module.
+type Iterator interface {
+	Next() bool
+	Key() []byte
+	Value() []byte
+	Err() error
+	Close() error
+}
+
+// Instances supplies module instances to run frames; the engine (runtime/vm)
+// implements it with pooled, reset instances, tests with instantiate-per-call.
+// Acquire and Release are called from the goroutine running the
+// transaction, in nested pairs.
+type Instances interface {
+	// Acquire returns an instrumented instance of the module deployed at
+	// addr, in its post-_initialize state (memory, every global, WASI
+	// state restored), instantiated in a runtime where Instantiate and
+	// wasi.Instantiate registered the host modules. ok is false when no
+	// module is deployed at addr.
+	Acquire(ctx context.Context, addr types.Address) (mod api.Module, ok bool, err error)
+	// Release hands the instance back after the frame; failed reports the
+	// frame did not end normally (the engine may discard the instance).
+	Release(mod api.Module, failed bool)
+}
+
+// Tx is the context of one transaction.
+type Tx struct {
+	ID     types.Hash    // seeds the WASI random stream
+	Sender types.Address // caller of the top frame
+	Time   int64         // consensus timestamp, Unix ns
+	Height int64         // block height
+	Gas    int64         // gas limit of the top frame
+	// Access is the declared access list, enforced unless Simulate.
+	Access []types.Access
+	// Simulate records accesses (Result.Accessed) instead of enforcing
+	// Access, and sends debug output to Debug.
+	Simulate bool
+	// Lifecycle lets the top frame be init or migrate (deploy and upgrade
+	// transactions); ordinary calls may not invoke them.
+	Lifecycle bool
+	State     State
+	Instances Instances
+	// Debug receives debug_log messages and WASI stdout/stderr when set;
+	// nil discards them (consensus execution). Gas is the same either way.
+	Debug func(msg []byte)
+}
+
+// Write is one state change of a successful transaction.
+type Write struct {
+	Module  types.Address
+	Key     []byte
+	Value   []byte // nil when Deleted
+	Deleted bool
+}
+
+// Result is the outcome of one transaction, the content of its receipt.
+type Result struct {
+	Status  types.Status
+	Err     error  // why a failed transaction failed; nil for ok
+	Abort   []byte // the abort message, for StatusAborted
+	Return  []byte
+	GasUsed int64
+	Events  []types.Event
+	Writes  []Write // sorted by module then key; empty unless ok
+	// Accessed is the exact access list the transaction used (simulation
+	// only), sorted by module, key, prefix flag.
+	Accessed []types.Access
+}
+
+// Reason is the receipt's error text.
+func (r *Result) Reason() string {
+	if r.Status == types.StatusAborted {
+		return string(r.Abort)
+	}
+	if r.Err == nil {
+		return ""
+	}
+	return r.Err.Error()
+}
+
+// run is the state of one transaction while it executes.
+type run struct {
+	tx      *Tx
+	frames  []*frame // the call stack, top frame first
+	started uint32   // frames started so far: the next frame's index
+	events  int      // events emitted by frames still alive
+	kbuf    []byte   // scratch for write-buffer keys
+	access  map[accessKey]types.AccessMode
+}
+
+// Run executes method of the module at to as transaction tx. Guest
+// failures are in Result; the error is a node error (state I/O, a broken
+// engine), after which the transaction must not be committed.
+func Run(ctx context.Context, tx *Tx, to types.Address, method string, input []byte) (Result, error) {
+	r := &run{tx: tx}
+	if tx.Simulate {
+		r.access = map[accessKey]types.AccessMode{}
+	}
+	var res Result
+	switch {
+	case !ValidMethodName(method) || ReservedMethod(method) && !tx.Lifecycle:
+		res.Status, res.Err = types.StatusTrapped, fmt.Errorf("%w %q", ErrNoMethod, method)
+	case len(input) > InputLenMax:
+		res.Status, res.Err = types.StatusTrapped, fmt.Errorf("%w: %d bytes", ErrInputTooLong, len(input))
+	default:
+		mod, fn, o, err := r.prepare(ctx, to, method)
+		if err != nil {
+			return Result{}, err
+		}
+		if mod != nil {
+			var f *frame
+			var left int64
+			if f, o, left, err = r.exec(ctx, mod, fn, tx.Sender, to, input, tx.Gas); err != nil {
+				return Result{}, err
+			}
+			res.GasUsed = tx.Gas - left
+			if o.status == types.StatusOK {
+				res.Return, res.Events, res.Writes = f.ret, f.events, f.sortedWrites()
+			}
+		}
+		res.Status, res.Err, res.Abort = o.status, o.err, o.msg
+	}
+	res.Accessed = r.accessed()
+	return res, nil
+}
+
+// outcome is how a frame ended.
+type outcome struct {
+	status types.Status
+	err    error
+	code   int32  // for a callee: the call result code
+	msg    []byte // the abort message
+}
+
+// prepare acquires an instance of self and finds method; when nothing can
+// run it releases the instance and returns the outcome (no module, no
+// method) with a nil mod.
+func (r *run) prepare(ctx context.Context, self types.Address, method string) (api.Module, api.Function, outcome, error) {
+	mod, ok, err := r.tx.Instances.Acquire(ctx, self)
+	if err != nil {
+		return nil, nil, outcome{}, err
+	}
+	if !ok {
+		return nil, nil, outcome{types.StatusTrapped, fmt.Errorf("%w at %s", ErrNoModule, self), CallNoModule, nil}, nil
+	}
+	fn := mod.ExportedFunction(method)
+	if fn == nil || !ValidMethodName(method) || len(fn.Definition().ParamTypes()) != 0 || len(fn.Definition().ResultTypes()) != 0 {
+		r.tx.Instances.Release(mod, false)
+		return nil, nil, outcome{types.StatusTrapped, fmt.Errorf("%w %q", ErrNoMethod, method), CallNoMethod, nil}, nil
+	}
+	return mod, fn, outcome{}, nil
+}
+
+// exec runs one frame on an acquired instance with gas, classifies how it
+// ended and releases the instance; gasLeft is what the frame did not use.
+func (r *run) exec(ctx context.Context, mod api.Module, fn api.Function, caller, self types.Address, input []byte, gas int64) (f *frame, o outcome, gasLeft int64, err error) {
+	g, ok := mod.ExportedGlobal(meter.GasExport).(api.MutableGlobal)
+	if !ok {
+		r.tx.Instances.Release(mod, true)
+		return nil, o, 0, fmt.Errorf("%w: module %s", ErrNotMetered, self)
+	}
+	if d, ok := mod.ExportedGlobal(meter.DepthExport).(api.MutableGlobal); ok {
+		d.Set(0)
+	}
+	g.Set(uint64(gas))
+	f = &frame{run: r, ctx: ctx, mod: mod, mem: mod.Memory(), gas: g, caller: caller, self: self, input: input, events0: r.events}
+	f.wasi = wasi.FrameState(r.tx.ID, r.started, r.tx.Time)
+	if r.tx.Simulate {
+		f.wasi.Debug = r.tx.Debug
+	}
+	r.started++
+	r.frames = append(r.frames, f)
+	fctx := context.WithValue(wasi.WithState(ctx, &f.wasi), frameKey{}, f)
+	callErr := fn.CallWithStack(fctx, nil)
+	r.frames = r.frames[:len(r.frames)-1]
+	gasLeft = int64(g.Get())
+	o = f.classify(callErr, gasLeft)
+	f.closeIters()
+	if o.status == types.StatusOutOfGas {
+		gasLeft = 0
+	}
+	if o.status != types.StatusOK {
+		r.events = f.events0
+	}
+	r.tx.Instances.Release(mod, o.status != types.StatusOK)
+	if f.nodeErr != nil {
+		return nil, o, 0, f.nodeErr
+	}
+	return f, o, gasLeft, nil
+}
+
+// classify maps how the export call ended to a status. A host function
+// that stopped the frame recorded why; anything else is a wasm trap.
+func (f *frame) classify(callErr error, gasLeft int64) outcome {
+	switch {
+	case f.stop != nil:
+		return *f.stop
+	case f.wasi.Stop != nil:
+		if errors.Is(f.wasi.Stop, wasi.ErrOutOfGas) {
+			return outcome{types.StatusOutOfGas, ErrOutOfGas, CallOutOfGas, nil}
+		}
+		return outcome{types.StatusTrapped, f.wasi.Stop, CallTrapped, nil}
+	case callErr == nil:
+		return outcome{types.StatusOK, nil, CallOK, nil}
+	case gasLeft < 0:
+		return outcome{types.StatusOutOfGas, ErrOutOfGas, CallOutOfGas, nil}
+	}
+	if g := f.mod.ExportedGlobal(meter.DepthExceededExport); g != nil && g.Get() != 0 {
+		return outcome{types.StatusTrapped, ErrCallDepth, CallTrapped, nil}
+	}
+	line, _, _ := strings.Cut(callErr.Error(), "\n")
+	return outcome{types.StatusTrapped, fmt.Errorf("%w: %s", ErrWasmTrap, line), CallTrapped, nil}
+}
+
+// lookup reads a key through the write buffers of the frames on the stack,
+// newest first, then State. It stops the frame on a State error.
+func (f *frame) lookup(key []byte) ([]byte, bool) {
+	r := f.run
+	r.kbuf = append(append(r.kbuf[:0], f.self[:]...), key...)
+	for i := len(r.frames) - 1; i >= 0; i-- {
+		if w, ok := r.frames[i].writes[string(r.kbuf)]; ok {
+			return w.val, !w.deleted
+		}
+	}
+	v, ok, err := r.tx.State.Get(f.self, key)
+	if err != nil {
+		f.nodeError(err)
+	}
+	return v, ok
+}
+
+// pending is a snapshot of the buffered writes of module under prefix,
+// sorted by key, newest frame winning.
+func (f *frame) pending(prefix []byte) []kv {
+	var out []kv
+	seen := map[string]bool{}
+	for i := len(f.run.frames) - 1; i >= 0; i-- {
+		for k, w := range f.run.frames[i].writes {
+			if seen[k] || k[:addressLen] != string(f.self[:]) || !strings.HasPrefix(k[addressLen:], string(prefix)) {
+				continue
+			}
+			seen[k] = true
+			out = append(out, kv{key: []byte(k[addressLen:]), val: w.val, deleted: w.deleted})
+		}
+	}
+	slices.SortFunc(out, func(a, b kv) int { return bytes.Compare(a.key, b.key) })
+	return out
+}
+
+// sortedWrites is the frame's write buffer in module, key order.
+func (f *frame) sortedWrites() []Write {
+	out := make([]Write, 0, len(f.writes))
+	for k, w := range f.writes {
+		var m types.Address
+		copy(m[:], k)
+		out = append(out, Write{Module: m, Key: []byte(k[addressLen:]), Value: w.val, Deleted: w.deleted})
+	}
+	slices.SortFunc(out, func(a, b Write) int {
+		if c := bytes.Compare(a.Module[:], b.Module[:]); c != 0 {
+			return c
+		}
+		return bytes.Compare(a.Key, b.Key)
+	})
+	return out
+}

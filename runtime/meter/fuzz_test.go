@@ -1,0 +1,161 @@
+package meter_test
+
+import (
+	"reflect"
+	"testing"
+
+	. "github.com/kairos-network/kairos/runtime/internal/wasmtest"
+	"github.com/kairos-network/kairos/runtime/wasm"
+)
+
+// gen turns fuzz bytes into a valid function f(i32, i32) -> i32 over i32
+// arithmetic, locals, memory, bulk memory, calls, nested blocks, ifs,
+// br_if and loops bounded by their own counter locals, so every generated
+// module terminates. It tracks the operand stack height to stay valid.
+type gen struct {
+	src  []byte
+	body []wasm.Instr
+}
+
+func (g *gen) next() byte {
+	if len(g.src) == 0 {
+		return 0
+	}
+	c := g.src[0]
+	g.src = g.src[1:]
+	return c
+}
+
+const (
+	genLocals   = 2 // params 0 and 1 are data; locals 2..4 are loop counters
+	genMaxDepth = 3
+	genHelper   = 0 // function index of the helper g(x) = x*3 + 1
+)
+
+// block emits instructions until the input runs out or a closing choice;
+// it returns with exactly one i32 on the stack.
+func (g *gen) block(depth int, budget *int) {
+	height := 0
+	for *budget > 0 && len(g.src) > 0 {
+		*budget--
+		c := g.next()
+		if c%16 == 15 && depth > 0 { // close this block
+			break
+		}
+		switch c % 16 {
+		case 0:
+			g.body = append(g.body, I32(int32(int8(g.next()))))
+			height++
+		case 1:
+			g.body = append(g.body, Idx(wasm.OpLocalGet, uint32(g.next()%genLocals)))
+			height++
+		case 2, 3:
+			if height >= 2 {
+				ops := []wasm.Opcode{0x6A, 0x6B, 0x6C, 0x71, 0x72, 0x73, 0x74, 0x76, 0x77, 0x6E, 0x70} // add sub mul and or xor shl shr_u rotl div_u rem_u
+				g.body = append(g.body, Op(ops[int(g.next())%len(ops)]))
+				height--
+			}
+		case 4:
+			if height >= 1 {
+				g.body = append(g.body, Idx(wasm.OpLocalSet, uint32(g.next()%genLocals)))
+				height--
+			}
+		case 5:
+			if height >= 1 {
+				g.body = append(g.body, Idx(wasm.OpCall, genHelper))
+			}
+		case 6:
+			if height >= 1 { // store then load back through memory
+				g.body = append(g.body, Idx(wasm.OpLocalSet, 0), I32(int32(g.next())*4), Idx(wasm.OpLocalGet, 0), Mem(wasm.OpI32Store, 2, 0),
+					I32(int32(g.next())*4), Mem(wasm.OpI32Load, 2, 0))
+			}
+		case 7:
+			g.body = append(g.body, I32(int32(g.next())), I32(int32(g.next())), I32(int32(g.next())), Op(wasm.OpMemoryFill))
+		case 8:
+			g.body = append(g.body, I32(int32(g.next()%2)), Op(wasm.OpMemoryGrow))
+			height++
+		case 9, 10: // nested block or if with an i32 result
+			if depth < genMaxDepth {
+				if c%16 == 10 && height >= 1 {
+					g.body = append(g.body, Block(wasm.OpIf, wasm.BlockOf(wasm.I32)))
+					height--
+					g.block(depth+1, budget)
+					g.body = append(g.body, Op(wasm.OpElse))
+					g.block(depth+1, budget)
+				} else {
+					g.body = append(g.body, Block(wasm.OpBlock, wasm.BlockOf(wasm.I32)))
+					g.block(depth+1, budget)
+				}
+				g.body = append(g.body, Op(wasm.OpEnd))
+				height++
+			}
+		case 11:
+			if depth > 0 && height >= 2 { // br_if out of the current block with a value
+				g.body = append(g.body, Idx(wasm.OpBrIf, 0))
+				height--
+			}
+		case 12:
+			if depth < genMaxDepth { // loop run 1..8 times, counter local 2+depth
+				ctr := uint32(genLocals + depth)
+				g.body = append(g.body, I32(int32(g.next()%8)+1), Idx(wasm.OpLocalSet, ctr), Block(wasm.OpLoop, wasm.BlockOf(wasm.I32)))
+				g.block(depth+1, budget)
+				g.body = append(g.body, Op(wasm.OpDrop),
+					Idx(wasm.OpLocalGet, ctr), I32(1), Op(wasm.OpI32Sub), Idx(wasm.OpLocalTee, ctr), Idx(wasm.OpBrIf, 0),
+					Idx(wasm.OpLocalGet, ctr), Op(wasm.OpEnd))
+				height++
+			}
+		case 13:
+			if height >= 1 {
+				g.body = append(g.body, Op(wasm.OpDrop))
+				height--
+			}
+		case 14: // float round trip; trunc_sat makes NaN 0 on every engine
+			if height >= 1 {
+				g.body = append(g.body, Op(0xB7 /* f64.convert_i32_s */), F64Bits(0x3FF8000000000000), Op(0xA2 /* f64.mul */), Op(0xFC02 /* i32.trunc_sat_f64_s */))
+			}
+		}
+	}
+	for ; height > 1; height-- {
+		g.body = append(g.body, Op(wasm.OpDrop))
+	}
+	if height == 0 {
+		g.body = append(g.body, I32(7))
+	}
+}
+
+func genModule(src []byte) []byte {
+	b := New()
+	b.Memory(1, 4)
+	b.Func("", I32s, I32s, nil, Idx(wasm.OpLocalGet, 0), I32(3), Op(wasm.OpI32Mul), I32(1), Op(wasm.OpI32Add))
+	g := &gen{src: src}
+	budget := 400
+	g.block(0, &budget)
+	b.Func("f", []wasm.ValType{wasm.I32, wasm.I32}, I32s, []wasm.ValType{wasm.I32, wasm.I32, wasm.I32}, g.body...)
+	return b.Bytes()
+}
+
+// FuzzInstrumentSemantics: for generated valid modules, the instrumented
+// module returns what the original returns (or traps when it traps) when
+// gas is plentiful, with equal gas on both engines.
+func FuzzInstrumentSemantics(f *testing.F) {
+	f.Add([]byte{0, 5, 1, 1, 2, 0, 12, 3, 1, 0, 0, 2, 0}, uint32(5), uint32(3))
+	f.Add([]byte{9, 0, 1, 11, 0, 2, 15, 10, 1, 0, 4, 15, 0, 9, 15, 2, 1}, uint32(5), uint32(3))
+	f.Add([]byte{1, 0, 1, 1, 2, 9, 6, 3, 4, 7, 1, 2, 3, 8, 1, 14, 5}, uint32(5), uint32(3))
+	f.Add([]byte{12, 7, 12, 7, 12, 7, 1, 0, 5, 15, 15, 15}, uint32(5), uint32(3))
+	f.Fuzz(func(t *testing.T, src []byte, a, b uint32) {
+		orig := genModule(src)
+		inst := instrument(t, orig)
+		interp, comp := Engines[1], Engines[0]
+		want := Instantiate(t, interp, orig).Call("f", 0, uint64(a), uint64(b))
+		got := Instantiate(t, interp, inst).Call("f", plenty, uint64(a), uint64(b))
+		if !reflect.DeepEqual(want.Values, got.Values) || (want.Trap == "") != (got.Trap == "") {
+			t.Fatalf("original %+v, instrumented %+v", want, got)
+		}
+		if got.OutOfGas || got.DepthExceeded {
+			t.Fatalf("instrumented %+v with plenty of gas", got)
+		}
+		if c := Instantiate(t, comp, inst).Call("f", plenty, uint64(a), uint64(b)); c.GasLeft != got.GasLeft || !reflect.DeepEqual(c.Values, got.Values) {
+			t.Fatalf("compiler %+v, interpreter %+v", c, got)
+		}
+	})
+}
