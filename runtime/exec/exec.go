@@ -54,7 +54,8 @@ type BlockEnv struct {
 type TxEnv struct {
 	BlockEnv
 	TS       int64 // the transaction's consensus timestamp (tx_time)
-	Index    int   // position in the block
+	TxID     types.Hash
+	Index    int // position in the block
 	Sender   types.Address
 	Simulate bool // access is recorded, not enforced; debug output allowed
 }
@@ -265,13 +266,12 @@ func (x *Executor) runTx(ctx context.Context, bl *block, layer blockLayer, paren
 	tx := bl.txs[i]
 	env := TxEnv{BlockEnv: bl.env, Index: i, Sender: bl.senders[i], Simulate: simulate}
 	if bl.b != nil {
-		env.TS = bl.b.Txs[i].TS
+		env.TS, env.TxID = bl.b.Txs[i].TS, bl.b.Txs[i].ID
+	} else {
+		env.TS, env.TxID = bl.env.Time, tx.ID()
 	}
 	o := &overlay{ctx: ctx, layer: layer, cache: bl.cache, parent: parent, idx: i, rec: rec}
-	out := txOut{receipt: types.Receipt{Status: types.StatusInvalid}}
-	if bl.b != nil {
-		out.receipt.TxID = bl.b.Txs[i].ID
-	}
+	out := txOut{receipt: types.Receipt{TxID: env.TxID, Status: types.StatusInvalid}}
 	acct := accountKey(env.Sender)
 	cur, err := o.getRaw(acct)
 	if err != nil {

@@ -51,7 +51,7 @@ func (c config) execute(ctx context.Context, parent StateView, b *types.Block, t
 // runChain executes the same random chain under every config, each into
 // its own real store, and returns the first difference from the first
 // config: result bytes or state root.
-func runChain(t *testing.T, seed uint64, cs []config, blocks, txsPerBlock int) error {
+func runChain(t *testing.T, seed uint64, cs []config, blocks, txsPerBlock int, wasm ...types.Address) error {
 	t.Helper()
 	ctx := context.Background()
 	const senders = 10
@@ -60,6 +60,7 @@ func runChain(t *testing.T, seed uint64, cs []config, blocks, txsPerBlock int) e
 		stores[i] = newStore(t, senders+4, 1000)
 	}
 	g := newGen(seed, senders)
+	g.wasm = wasm
 	for h := uint64(2); h < uint64(2+blocks); h++ {
 		b, txs := g.block(h, int64(h)*1e12, txsPerBlock)
 		var want []byte

@@ -55,7 +55,6 @@ func (x *Executor) Simulate(ctx context.Context, view StateView, env BlockEnv, t
 	if err != nil {
 		return nil, err
 	}
-	out.receipt.TxID = tx.ID()
 	res := &SimResult{Receipt: out.receipt}
 	keys := make([]recKey, 0, len(rec.m))
 	for rk := range rec.m {
