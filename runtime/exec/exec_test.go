@@ -182,3 +182,18 @@ func valueOf(ws []state.Write, module types.Address, k []byte) []byte {
 	}
 	return nil
 }
+
+// FuzzParallelEqualsSerial explores generator seeds, block sizes and worker
+// counts: serial and parallel execution must agree.
+func FuzzParallelEqualsSerial(f *testing.F) {
+	f.Add(uint64(0), uint8(40), uint8(2))
+	f.Add(uint64(7), uint8(200), uint8(3))
+	f.Add(uint64(99), uint8(1), uint8(8))
+	r := NewNativeRunner(NativeModules())
+	f.Fuzz(func(t *testing.T, seed uint64, n, workers uint8) {
+		cs := []config{configs(r)[0], {name: fmt.Sprintf("workers=%d", workers%16+1), x: New(r, Options{Workers: int(workers%16) + 1})}}
+		if err := runChain(t, seed, cs, 2, int(n)); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
