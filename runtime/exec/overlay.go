@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
 	"strings"
 	"sync"
 
@@ -18,13 +17,7 @@ var (
 	ErrKeyTooLong = errors.New("exec: key too long")
 	// ErrValueTooLarge reports a value over types.StateValueMax.
 	ErrValueTooLarge = errors.New("exec: value too large")
-	// ErrIterTooLarge reports a prefix with more than IterItemsMax keys.
-	ErrIterTooLarge = errors.New("exec: too many keys under prefix")
 )
-
-// IterItemsMax caps the keys one Iterate call visits: the overlay merges
-// the parent's keys with the block's writes in memory before calling back.
-const IterItemsMax = 1 << 16
 
 // Overlay is a transaction's view of the state: its own writes over the
 // writes of earlier transactions of the block over the parent version. It
@@ -36,9 +29,9 @@ type Overlay interface {
 	Get(module types.Address, key []byte) ([]byte, error)
 	// Set writes value (empty = delete).
 	Set(module types.Address, key, value []byte) error
-	// Iterate calls fn for every present key of module with prefix, in key
-	// byte order, until fn returns an error.
-	Iterate(module types.Address, prefix []byte, fn func(key, value []byte) error) error
+	// Iterate opens an Iterator over the present keys of module with
+	// prefix, in key byte order. Close it when done.
+	Iterate(module types.Address, prefix []byte) (*Iterator, error)
 }
 
 // blockLayer holds the published writes of a block's finished
@@ -182,50 +175,6 @@ func (o *overlay) Set(module types.Address, k, value []byte) error {
 		o.writes = make(map[string][]byte)
 	}
 	o.writes[key(module, k)] = value
-	return nil
-}
-
-func (o *overlay) Iterate(module types.Address, prefix []byte, fn func(key, value []byte) error) error {
-	if len(prefix) > types.StateKeyMax {
-		return fmt.Errorf("%w: %d bytes", ErrKeyTooLong, len(prefix))
-	}
-	o.rec.note(module, prefix, true, types.Read)
-	merged := make(map[string][]byte)
-	err := o.parent.Iterate(o.ctx, module, prefix, func(k, v []byte) error {
-		if len(merged) >= IterItemsMax {
-			return ErrIterTooLarge
-		}
-		merged[string(k)] = append([]byte(nil), v...)
-		return nil
-	})
-	if errors.Is(err, ErrIterTooLarge) {
-		return fmt.Errorf("%w: over %d", ErrIterTooLarge, IterItemsMax)
-	}
-	if err != nil {
-		return fmt.Errorf("%w: %w", ErrState, err)
-	}
-	p := key(module, prefix)
-	o.layer.scan(p, o.idx, func(k string, v []byte) { merged[k[types.AddressLen:]] = v })
-	for k, v := range o.writes {
-		if strings.HasPrefix(k, p) {
-			merged[k[types.AddressLen:]] = v
-		}
-	}
-	keys := make([]string, 0, len(merged))
-	for k, v := range merged {
-		if len(v) > 0 {
-			keys = append(keys, k)
-		}
-	}
-	if len(keys) > IterItemsMax {
-		return fmt.Errorf("%w: %d > %d", ErrIterTooLarge, len(keys), IterItemsMax)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		if err := fn([]byte(k), merged[k]); err != nil {
-			return err
-		}
-	}
 	return nil
 }
 

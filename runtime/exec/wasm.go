@@ -76,25 +76,9 @@ func (s hostState) Get(module types.Address, key []byte) ([]byte, bool, error) {
 }
 
 func (s hostState) Iterate(module types.Address, prefix []byte) (host.Iterator, error) {
-	it := &sliceIter{pos: -1}
-	err := s.o.Iterate(module, prefix, func(k, v []byte) error {
-		it.kvs = append(it.kvs, [2][]byte{append([]byte(nil), k...), v})
-		return nil
-	})
+	it, err := s.o.Iterate(module, prefix)
 	if err != nil {
-		return nil, err
+		return nil, err // not a typed nil in the interface
 	}
 	return it, nil
 }
-
-// sliceIter is a host.Iterator over a materialized, sorted entry list.
-type sliceIter struct {
-	kvs [][2][]byte
-	pos int
-}
-
-func (it *sliceIter) Next() bool    { it.pos++; return it.pos < len(it.kvs) }
-func (it *sliceIter) Key() []byte   { return it.kvs[it.pos][0] }
-func (it *sliceIter) Value() []byte { return it.kvs[it.pos][1] }
-func (it *sliceIter) Err() error    { return nil }
-func (it *sliceIter) Close() error  { return nil }
