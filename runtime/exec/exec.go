@@ -122,9 +122,6 @@ func New(r Runner, opts Options) *Executor {
 	return &Executor{run: r, opts: opts}
 }
 
-// Workers returns the size of the worker pool.
-func (x *Executor) Workers() int { return x.opts.Workers }
-
 // txOut is the outcome of one transaction: its receipt and the writes it
 // leaves (empty value = delete).
 type txOut struct {

@@ -131,6 +131,10 @@ func TestIteratorCloseEarly(t *testing.T) {
 		if !it.Next() {
 			t.Fatal("genesis scan keys missing")
 		}
+		// Reading the parent while its iteration is open must not block.
+		if v, err := o.Get(ScanModule, []byte("b/1")); err != nil || u64(v) != 3 {
+			t.Fatalf("get during iteration: %x %v", v, err)
+		}
 		it.Close()
 		it.Close() // idempotent
 	}
