@@ -200,8 +200,9 @@ func (x *Executor) ExecuteBlock(ctx context.Context, parent StateView, b *types.
 				if err != nil {
 					failed.Store(true)
 					errMu.Lock()
-					// The lowest failing index wins, so the error does not
-					// depend on scheduling when several fail.
+					// A node error aborts the block whichever it is; keeping
+					// the lowest index seen only makes the report stable
+					// when several workers fail at once.
 					if i < errIdx {
 						errIdx, firstErr = i, err
 					}

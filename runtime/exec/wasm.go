@@ -44,6 +44,13 @@ func (r *WasmRunner) Run(ctx context.Context, o Overlay, tx *types.Tx, env TxEnv
 	if err != nil {
 		return Result{Fatal: err}
 	}
+	if rec, ok := o.(accessRecorder); ok && env.Simulate {
+		// The host's record also holds what a failed transaction touched
+		// and what it read from its own write buffer.
+		for _, a := range res.Accessed {
+			rec.recordAccess(a)
+		}
+	}
 	if errors.Is(res.Err, host.ErrNoModule) {
 		// Like the native runner and types.StatusInvalid: a transaction to
 		// no module did nothing, so it costs nothing and keeps its nonce.

@@ -13,6 +13,7 @@ import (
 	"github.com/kairos-network/kairos/runtime/host"
 	"github.com/kairos-network/kairos/runtime/validate"
 	"github.com/kairos-network/kairos/runtime/wasi"
+	"github.com/kairos-network/kairos/state"
 	"github.com/kairos-network/kairos/types"
 )
 
@@ -176,5 +177,24 @@ func TestSimulateWasm(t *testing.T) {
 	}
 	if rc := res.Receipts[0]; rc.Status != types.StatusOK || rc.GasUsed != sim.Receipt.GasUsed {
 		t.Fatalf("block: %s gas %d, simulated gas %d", rc.Status, rc.GasUsed, sim.Receipt.GasUsed)
+	}
+}
+
+// TestSimulateWasmFailure: a simulated transaction that aborts still
+// reports what it touched (from the host's record), so a client can see it.
+func TestSimulateWasmFailure(t *testing.T) {
+	r, cs := wasmSetup(t, 1)
+	c := cs[0]
+	s := newStore(t, 1, 0)
+	// A count of the wrong size makes the WAT counter abort after reading it.
+	if _, err := s.Commit(context.Background(), 2, []state.Write{{Key: types.StateKey{Module: c, Key: wasmCountKey}, Value: []byte{1}}}); err != nil {
+		t.Fatal(err)
+	}
+	sim, err := New(r, Options{}).Simulate(context.Background(), s, BlockEnv{Height: 3, Time: 1e12}, mkTx(0, 1, 1e18, call(c, "increment", nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sim.Receipt.Status != types.StatusAborted || len(sim.Access) != 1 || sim.Access[0].Module != c || len(sim.Writes) != 0 {
+		t.Fatalf("simulate: %s (%s) access %v writes %v", sim.Receipt.Status, sim.Receipt.Error, sim.Access, sim.Writes)
 	}
 }
