@@ -51,16 +51,19 @@ func (c config) execute(ctx context.Context, parent StateView, b *types.Block, t
 // runChain executes the same random chain under every config, each into
 // its own real store, and returns the first difference from the first
 // config: result bytes or state root.
-func runChain(t *testing.T, seed uint64, cs []config, blocks, txsPerBlock int, wasm ...types.Address) error {
+func runChain(t *testing.T, seed uint64, cs []config, blocks, txsPerBlock int, w *wasmWorld) error {
 	t.Helper()
 	ctx := context.Background()
 	const senders = 10
 	stores := make([]*state.Store, len(cs))
-	for i := range cs {
-		stores[i] = newStore(t, senders+4, 1000)
-	}
+	var genesis []state.Write
 	g := newGen(seed, senders)
-	g.wasm = wasm
+	if w != nil {
+		genesis, g.wasm = w.genesis, w
+	}
+	for i := range cs {
+		stores[i] = newStore(t, senders+4, 1000, genesis...)
+	}
 	for h := uint64(2); h < uint64(2+blocks); h++ {
 		b, txs := g.block(h, int64(h)*1e12, txsPerBlock)
 		var want []byte
@@ -96,7 +99,7 @@ func runChain(t *testing.T, seed uint64, cs []config, blocks, txsPerBlock int, w
 func TestParallelEqualsSerial(t *testing.T) {
 	cs := configs(NewNativeRunner(NativeModules()))
 	for seed := range uint64(seeds(t, 40)) {
-		if err := runChain(t, seed, cs, 3, 60); err != nil {
+		if err := runChain(t, seed, cs, 3, 60, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -142,7 +145,7 @@ func TestComparisonCanFail(t *testing.T) {
 	cs := []config{configs(r)[0], broken}
 	caught := 0
 	for seed := range uint64(5) {
-		if err := runChain(t, seed, cs, 2, 60); err != nil {
+		if err := runChain(t, seed, cs, 2, 60, nil); err != nil {
 			caught++
 		}
 	}
@@ -192,7 +195,7 @@ func FuzzParallelEqualsSerial(f *testing.F) {
 	r := NewNativeRunner(NativeModules())
 	f.Fuzz(func(t *testing.T, seed uint64, n, workers uint8) {
 		cs := []config{configs(r)[0], {name: fmt.Sprintf("workers=%d", workers%16+1), x: New(r, Options{Workers: int(workers%16) + 1})}}
-		if err := runChain(t, seed, cs, 2, int(n)); err != nil {
+		if err := runChain(t, seed, cs, 2, int(n), nil); err != nil {
 			t.Fatal(err)
 		}
 	})

@@ -1,0 +1,223 @@
+package exec
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/tetratelabs/wazero/api"
+
+	"github.com/kairos-network/kairos/runtime/deploy"
+	"github.com/kairos-network/kairos/runtime/host"
+	"github.com/kairos-network/kairos/runtime/validate"
+	"github.com/kairos-network/kairos/runtime/wasi"
+	"github.com/kairos-network/kairos/state"
+	"github.com/kairos-network/kairos/types"
+)
+
+// ModulesModule is the system module that keeps module instances: under an
+// instance address its ModuleRecord, under 'c' ‖ CID the original code and
+// under 'i' ‖ CID the instrumented code (so snapshots carry code).
+var ModulesModule = types.Address(sha256.Sum256([]byte("kairos/system/modules\x00")))
+
+// ModuleRecord is the state of one module instance.
+type ModuleRecord struct {
+	_     struct{} `cbor:",toarray"`
+	Code  []byte        // CID bytes of the original code
+	Admin types.Address // zero: immutable forever
+}
+
+// Gas of the lifecycle steps, on top of what init or migrate use.
+const (
+	GasDeployBase = 10_000
+	GasCodeByte   = 10 // per byte of code validated, instrumented and stored
+	GasAdmin      = 1_000
+)
+
+// Lifecycle errors, in receipts (StatusAborted).
+var (
+	ErrNotAdmin     = errors.New("exec: sender is not the module's admin")
+	ErrImmutable    = errors.New("exec: module is immutable")
+	ErrCodeRejected = errors.New("exec: code rejected")
+	ErrCodeTooLarge = errors.New("exec: code larger than one state value")
+)
+
+// InstanceAddress is the address of the instance a deploy transaction of
+// sender with nonce creates: known before execution, so the deploy's own
+// access list (for init) and later calls can name it.
+func InstanceAddress(sender types.Address, nonce uint64) types.Address {
+	b := append([]byte("kairos/instance\x00"), sender[:]...)
+	return types.Address(sha256.Sum256(binary.BigEndian.AppendUint64(b, nonce)))
+}
+
+func recordKey(a types.Address) []byte { return a[:] }
+func codeKey(cid []byte) []byte         { return append([]byte{'c'}, cid...) }
+func instrKey(cid []byte) []byte        { return append([]byte{'i'}, cid...) }
+
+// DeployConfig admits exactly the host ABI and the virtual WASI.
+var DeployConfig = validate.Config{Limits: validate.DefaultLimits, Imports: append(host.Funcs(), wasi.Funcs()...)}
+
+// GenesisModule returns the writes that install code at addr with admin,
+// for a chain's genesis and for tests.
+func GenesisModule(addr types.Address, code []byte, admin types.Address) ([]state.Write, error) {
+	p, err := deploy.Prepare(code, DeployConfig)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrCodeRejected, err)
+	}
+	cid := p.CodeCID.Bytes()
+	k := func(b []byte) types.StateKey { return types.StateKey{Module: ModulesModule, Key: b} }
+	return []state.Write{
+		{Key: k(recordKey(addr)), Value: types.MustEncode(&ModuleRecord{Code: cid, Admin: admin})},
+		{Key: k(codeKey(cid)), Value: p.Original},
+		{Key: k(instrKey(cid)), Value: p.Instrumented},
+	}, nil
+}
+
+// Engine supplies wasm instances by code id (runtime/vm's pools): an
+// instrumented module in its post-_initialize state, in a runtime where
+// host.Instantiate and wasi.Instantiate registered the host modules.
+// instrumented loads the code on a cache miss. Safe for use by several
+// goroutines; Acquire and Release of one transaction come from one.
+type Engine interface {
+	Acquire(ctx context.Context, codeID string, instrumented func() ([]byte, error)) (api.Module, error)
+	Release(mod api.Module, failed bool)
+}
+
+func loadRecord(o Overlay, a types.Address) (*ModuleRecord, error) {
+	v, err := o.Get(ModulesModule, recordKey(a))
+	if err != nil || v == nil {
+		return nil, err
+	}
+	var rec ModuleRecord
+	if err := types.Decode(v, &rec); err != nil {
+		return nil, fmt.Errorf("%w: module record of %s: %w", ErrState, a, err)
+	}
+	return &rec, nil
+}
+
+// txInstances resolves module addresses through the transaction's overlay,
+// so a module deployed or upgraded earlier in the block (or earlier in the
+// same transaction) is the one that runs.
+type txInstances struct {
+	o Overlay
+	e Engine
+}
+
+func (t txInstances) Acquire(ctx context.Context, a types.Address) (api.Module, bool, error) {
+	rec, err := loadRecord(t.o, a)
+	if err != nil || rec == nil {
+		return nil, false, err
+	}
+	mod, err := t.e.Acquire(ctx, string(rec.Code), func() ([]byte, error) {
+		v, err := t.o.Get(ModulesModule, instrKey(rec.Code))
+		if err == nil && v == nil {
+			err = fmt.Errorf("%w: instrumented code of %s missing", ErrState, a)
+		}
+		return v, err
+	})
+	return mod, err == nil, err
+}
+
+func (t txInstances) Release(mod api.Module, failed bool) { t.e.Release(mod, failed) }
+
+// gasMeter counts the runner's own charges.
+type gasMeter struct{ used, limit uint64 }
+
+func (g *gasMeter) charge(n uint64) bool {
+	if n > g.limit-g.used {
+		g.used = g.limit
+		return false
+	}
+	g.used += n
+	return true
+}
+
+// lifecycle runs deploy, upgrade and the admin operations.
+func (r *WasmRunner) lifecycle(ctx context.Context, o Overlay, tx *types.Tx, env TxEnv) Result {
+	p := &tx.Body.Payload
+	g := &gasMeter{limit: tx.Body.GasLimit}
+	fail := func(st types.Status, err error) Result {
+		return Result{Status: st, GasUsed: g.used, Error: err.Error()}
+	}
+	oog := func() Result { return Result{Status: types.StatusOutOfGas, GasUsed: g.limit, Error: "out of gas"} }
+	target := p.Module
+	var rec *ModuleRecord
+	if p.Kind != types.Deploy {
+		var err error
+		if rec, err = loadRecord(o, target); err != nil {
+			return Result{Fatal: err}
+		}
+		if rec == nil {
+			return Result{Status: types.StatusInvalid, Error: fmt.Sprintf("unknown module %s", target)}
+		}
+		if !g.charge(GasAdmin) {
+			return oog()
+		}
+		if rec.Admin == (types.Address{}) {
+			return fail(types.StatusAborted, ErrImmutable)
+		}
+		if rec.Admin != env.Sender {
+			return fail(types.StatusAborted, ErrNotAdmin)
+		}
+	}
+	switch p.Kind {
+	case types.SetAdmin, types.ClearAdmin:
+		rec.Admin = p.Admin // zero for ClearAdmin (types.Tx.Validate)
+		return r.finish(o, target, rec, g, Result{Status: types.StatusOK})
+	case types.Deploy:
+		target = InstanceAddress(env.Sender, tx.Body.Nonce)
+		rec = &ModuleRecord{Admin: p.Admin}
+		if !g.charge(GasDeployBase) {
+			return oog()
+		}
+	}
+	if !g.charge(GasCodeByte * uint64(len(p.Code))) {
+		return oog()
+	}
+	prep, err := deploy.Prepare(p.Code, DeployConfig)
+	if err != nil {
+		return fail(types.StatusAborted, fmt.Errorf("%w: %w", ErrCodeRejected, err))
+	}
+	if len(prep.Original) > types.StateValueMax || len(prep.Instrumented) > types.StateValueMax {
+		return fail(types.StatusAborted, fmt.Errorf("%w: %d bytes, instrumented %d", ErrCodeTooLarge, len(prep.Original), len(prep.Instrumented)))
+	}
+	rec.Code = prep.CodeCID.Bytes()
+	for _, w := range [][2][]byte{{codeKey(rec.Code), prep.Original}, {instrKey(rec.Code), prep.Instrumented}} {
+		if err := o.Set(ModulesModule, w[0], w[1]); err != nil {
+			return Result{Fatal: err}
+		}
+	}
+	if err := o.Set(ModulesModule, recordKey(target), types.MustEncode(rec)); err != nil {
+		return Result{Fatal: err}
+	}
+	method := "init"
+	if p.Kind == types.Upgrade {
+		method = "migrate"
+	}
+	// init / migrate run on the new code with what gas is left; if they
+	// fail the transaction fails and the executor drops every write, so
+	// the old code and state stay.
+	res, why := r.call(ctx, o, tx, env, target, method, p.Args, g.limit-g.used, true)
+	if res.Fatal != nil {
+		return res
+	}
+	if res.Status == types.StatusTrapped && errors.Is(why, host.ErrNoMethod) {
+		res = Result{Status: types.StatusOK} // the module has no init / migrate
+	}
+	res.GasUsed += g.used
+	if p.Kind == types.Deploy && res.Status == types.StatusOK {
+		res.Return = target[:]
+	}
+	return res
+}
+
+// finish writes rec for an admin operation.
+func (r *WasmRunner) finish(o Overlay, a types.Address, rec *ModuleRecord, g *gasMeter, res Result) Result {
+	if err := o.Set(ModulesModule, recordKey(a), types.MustEncode(rec)); err != nil {
+		return Result{Fatal: err}
+	}
+	res.GasUsed = g.used
+	return res
+}
