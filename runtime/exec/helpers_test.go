@@ -101,7 +101,7 @@ type gen struct {
 	rng     *rand.Rand
 	senders int
 	next    []uint64
-	wasm    *wasmWorld      // nil: native modules only
+	wasm    *wasmWorld // nil: native modules only
 	// deployed are the instances this generator's deploys create (if
 	// they succeed; a call to one that does not exist is invalid).
 	deployed []types.Address

@@ -24,7 +24,7 @@ var ModulesModule = types.Address(sha256.Sum256([]byte("kairos/system/modules\x0
 
 // ModuleRecord is the state of one module instance.
 type ModuleRecord struct {
-	_     struct{} `cbor:",toarray"`
+	_     struct{}      `cbor:",toarray"`
 	Code  []byte        // CID bytes of the original code
 	Admin types.Address // zero: immutable forever
 }
@@ -53,8 +53,8 @@ func InstanceAddress(sender types.Address, nonce uint64) types.Address {
 }
 
 func recordKey(a types.Address) []byte { return a[:] }
-func codeKey(cid []byte) []byte         { return append([]byte{'c'}, cid...) }
-func instrKey(cid []byte) []byte        { return append([]byte{'i'}, cid...) }
+func codeKey(cid []byte) []byte        { return append([]byte{'c'}, cid...) }
+func instrKey(cid []byte) []byte       { return append([]byte{'i'}, cid...) }
 
 // DeployConfig admits exactly the host ABI and the virtual WASI.
 var DeployConfig = validate.Config{Limits: validate.DefaultLimits, Imports: append(host.Funcs(), wasi.Funcs()...)}
