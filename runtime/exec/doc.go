@@ -26,6 +26,10 @@
 // keys are indexed in a map; prefixes by a map per prefix length plus a
 // sorted list of the block's keys, so building the DAG costs O(A log A) for
 // A access entries when prefixes are few, never a scan over all pairs.
+// A lifecycle transaction (deploy, upgrade, set or clear admin) is a
+// barrier: it waits for every transaction since the previous barrier and
+// every later transaction waits for it, because it changes which code runs
+// at an address, which cross-module calls read without declaring it.
 // Ready transactions run on a fixed pool of workers. Each runs on a private
 // overlay: its own writes, then the published writes of earlier
 // transactions of the block, then the parent version (through a prefetch
@@ -69,6 +73,19 @@
 // replayed. A runner may also answer StatusInvalid (an unknown module);
 // that is treated like a failed check. There is no fee yet; a fee debit
 // will live under the same account key, so it adds no new conflicts.
+//
+// # Modules
+//
+// The system module ModulesModule keeps each instance's ModuleRecord (code
+// CID, admin; zero admin = immutable forever) under its address, and the
+// original and instrumented code under the CID, so snapshots carry code.
+// A deploy creates InstanceAddress(sender, nonce) with Payload.Admin,
+// validates and instruments the code (runtime/deploy) and runs its
+// optional init; an upgrade (admin only) stores the new code, points the
+// record at it and runs the new code's optional migrate in the same
+// transaction. A failing init or migrate fails the transaction, and since
+// a failed transaction's writes are all dropped, the old code and state
+// stay. Code must fit one state value (types.StateValueMax) for now.
 //
 // # Concurrency
 //
