@@ -135,6 +135,33 @@ func TestRandomBlocksAreInteresting(t *testing.T) {
 			t.Errorf("no %s transaction in 400 random ones: %v", st, seen)
 		}
 	}
+
+	// With wasm: lifecycle transactions succeed and fail in the mix.
+	w := wasmSetup(t, 3)
+	s = newStore(t, 14, 1000, w.genesis...)
+	x = New(w.runner, Options{Workers: 2})
+	g = newGen(1, 10)
+	g.wasm = w
+	life := map[string]int{}
+	for h := uint64(2); h < 8; h++ {
+		b, txs := g.block(h, int64(h)*1e12, 100)
+		res, err := x.ExecuteBlock(ctx, s, b, txs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, r := range res.Receipts {
+			life[txs[i].Body.Payload.Kind.String()+"/"+r.Status.String()]++
+		}
+		if _, err := s.Commit(ctx, h, res.Writes); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("wasm mix: %v", life)
+	for _, k := range []string{"deploy/ok", "upgrade/ok", "upgrade/aborted", "set-admin/ok", "call/access_violation", "call/out_of_gas"} {
+		if life[k] == 0 {
+			t.Errorf("no %s in the wasm mix: %v", k, life)
+		}
+	}
 }
 
 // TestComparisonCanFail runs the same comparison against an executor that

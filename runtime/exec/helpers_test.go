@@ -105,6 +105,9 @@ type gen struct {
 	// deployed are the instances this generator's deploys create (if
 	// they succeed; a call to one that does not exist is invalid).
 	deployed []types.Address
+	// admin is who the generator believes administers each module, so
+	// that lifecycle transactions often come from the admin.
+	admin map[types.Address]int
 }
 
 func newGen(seed uint64, senders int) *gen {
@@ -220,8 +223,22 @@ func (g *gen) tx(t int64) *types.Tx {
 // change, in the middle of a block.
 func (g *gen) wasmTx(s int, nonce uint64, valid int64, consumes bool) *types.Tx {
 	r := g.rng
+	if g.admin == nil {
+		g.admin = map[types.Address]int{}
+		for i, c := range g.wasm.counters {
+			g.admin[c] = i
+		}
+	}
 	all := append(append([]types.Address(nil), g.wasm.counters...), g.deployed...)
 	m := all[r.IntN(len(all))]
+	if r.IntN(2) == 0 {
+		for _, a := range all { // prefer a module s administers
+			if g.admin[a] == s {
+				m = a
+				break
+			}
+		}
+	}
 	lifecycle := func(p types.Payload, access ...types.Access) *types.Tx {
 		tx := mkTx(s, nonce, valid, p, access...)
 		tx.Body.GasLimit = 100_000
@@ -240,15 +257,21 @@ func (g *gen) wasmTx(s int, nonce uint64, valid int64, consumes bool) *types.Tx 
 		tx := lifecycle(types.Payload{Kind: types.Deploy, Code: code, Admin: admin})
 		if consumes && tx.Body.GasLimit > 5_000 {
 			// Sure to exist: later calls may go to it.
-			g.deployed = append(g.deployed, InstanceAddress(addr(s), nonce))
+			a := InstanceAddress(addr(s), nonce)
+			g.deployed = append(g.deployed, a)
+			g.admin[a] = s
 		}
 		return tx
-	case k < 14:
+	case k < 20:
 		p := types.Payload{Kind: types.Upgrade, Module: m, Code: g.wasm.code[r.IntN(3)]}
 		return lifecycle(p, rw(m, wasmCountKey))
-	case k < 17:
-		return lifecycle(types.Payload{Kind: types.SetAdmin, Module: m, Admin: addr(r.IntN(g.senders))})
-	case k < 19:
+	case k < 24:
+		to := r.IntN(g.senders)
+		if g.admin[m] == s {
+			g.admin[m] = to // a belief: the tx may still fail
+		}
+		return lifecycle(types.Payload{Kind: types.SetAdmin, Module: m, Admin: addr(to)})
+	case k < 26:
 		return lifecycle(types.Payload{Kind: types.ClearAdmin, Module: m})
 	}
 	tx := mkTx(s, nonce, valid, call(m, "increment", nil), rw(m, wasmCountKey))

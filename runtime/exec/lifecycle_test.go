@@ -119,7 +119,7 @@ func TestDeployInTheMiddleOfABlock(t *testing.T) {
 
 func TestUpgradeAndAdmin(t *testing.T) {
 	c := newLifecycleChain(t)
-	m := c.w.counters[0] // admin: account 0
+	m := c.w.counters[0] // admin: account 0 (wasmSetup)
 	okCode, failCode := c.w.code[1], c.w.code[2]
 	up := func(sender int, nonce uint64, code []byte) *types.Tx {
 		return lc(sender, nonce, types.Payload{Kind: types.Upgrade, Module: m, Code: code}, rw(m, wasmCountKey))

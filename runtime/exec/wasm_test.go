@@ -80,8 +80,9 @@ func (m muxRunner) Run(ctx context.Context, o Overlay, tx *types.Tx, env TxEnv) 
 	return m.wasm.Run(ctx, o, tx, env)
 }
 
-// wasmWorld is a set of WAT counters installed at genesis (admin: test
-// account 0) and the code a generator may deploy or upgrade to.
+// wasmWorld is a set of WAT counters installed at genesis (counter i has
+// test account i as admin) and the code a generator may deploy or upgrade
+// to.
 type wasmWorld struct {
 	runner   Runner
 	counters []types.Address
@@ -107,7 +108,7 @@ func wasmSetup(t testing.TB, n int) *wasmWorld {
 	}}
 	for i := range n {
 		a := nativeAddress("wasm-counter-" + string(rune('a'+i)))
-		ws, err := GenesisModule(a, w.code[0], addr(0))
+		ws, err := GenesisModule(a, w.code[0], addr(i))
 		if err != nil {
 			t.Fatal(err)
 		}
