@@ -85,7 +85,7 @@
 // record at it and runs the new code's optional migrate in the same
 // transaction. A failing init or migrate fails the transaction, and since
 // a failed transaction's writes are all dropped, the old code and state
-// stay. Code must fit one state value (types.StateValueMax) for now.
+// stay. Code is stored in chunks of types.StateValueMax bytes.
 //
 // # Concurrency
 //

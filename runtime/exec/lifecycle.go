@@ -18,8 +18,10 @@ import (
 )
 
 // ModulesModule is the system module that keeps module instances: under an
-// instance address its ModuleRecord, under 'c' ‖ CID the original code and
-// under 'i' ‖ CID the instrumented code (so snapshots carry code).
+// instance address its ModuleRecord, under 'c' ‖ CID ‖ u16 chunk the
+// original code and under 'i' ‖ CID ‖ u16 chunk the instrumented code, in
+// chunks of at most types.StateValueMax bytes (so snapshots carry code,
+// and a 2 MB Go guest fits).
 var ModulesModule = types.Address(sha256.Sum256([]byte("kairos/system/modules\x00")))
 
 // ModuleRecord is the state of one module instance.
@@ -41,8 +43,12 @@ var (
 	ErrNotAdmin     = errors.New("exec: sender is not the module's admin")
 	ErrImmutable    = errors.New("exec: module is immutable")
 	ErrCodeRejected = errors.New("exec: code rejected")
-	ErrCodeTooLarge = errors.New("exec: code larger than one state value")
+	ErrCodeTooLarge = errors.New("exec: code too large")
 )
+
+// CodeChunksMax caps the chunks of one stored code (original or
+// instrumented): 16 MiB, well above validate's module size limit.
+const CodeChunksMax = 16
 
 // InstanceAddress is the address of the instance a deploy transaction of
 // sender with nonce creates: known before execution, so the deploy's own
@@ -52,9 +58,50 @@ func InstanceAddress(sender types.Address, nonce uint64) types.Address {
 	return types.Address(sha256.Sum256(binary.BigEndian.AppendUint64(b, nonce)))
 }
 
+// Kinds of stored code.
+const (
+	original     = 'c'
+	instrumented = 'i'
+)
+
 func recordKey(a types.Address) []byte { return a[:] }
-func codeKey(cid []byte) []byte        { return append([]byte{'c'}, cid...) }
-func instrKey(cid []byte) []byte       { return append([]byte{'i'}, cid...) }
+
+func chunkKey(kind byte, cid []byte, i int) []byte {
+	return binary.BigEndian.AppendUint16(append([]byte{kind}, cid...), uint16(i))
+}
+
+// codeWrites splits code into chunk writes of ModulesModule.
+func codeWrites(kind byte, cid, code []byte) ([]state.Write, error) {
+	n := (len(code) + types.StateValueMax - 1) / types.StateValueMax
+	if n > CodeChunksMax {
+		return nil, fmt.Errorf("%w: %d bytes", ErrCodeTooLarge, len(code))
+	}
+	ws := make([]state.Write, n)
+	for i := range n {
+		chunk := code[i*types.StateValueMax : min(len(code), (i+1)*types.StateValueMax)]
+		ws[i] = state.Write{Key: types.StateKey{Module: ModulesModule, Key: chunkKey(kind, cid, i)}, Value: chunk}
+	}
+	return ws, nil
+}
+
+// loadCode reads the chunks of a stored code until the first absent one.
+func loadCode(o Overlay, kind byte, cid []byte) ([]byte, error) {
+	var code []byte
+	for i := range CodeChunksMax + 1 {
+		v, err := o.Get(ModulesModule, chunkKey(kind, cid, i))
+		if err != nil {
+			return nil, err
+		}
+		if v == nil {
+			break
+		}
+		code = append(code, v...)
+	}
+	if len(code) == 0 {
+		return nil, fmt.Errorf("%w: code %x missing", ErrState, cid)
+	}
+	return code, nil
+}
 
 // DeployConfig admits exactly the host ABI and the virtual WASI.
 var DeployConfig = validate.Config{Limits: validate.DefaultLimits, Imports: append(host.Funcs(), wasi.Funcs()...)}
@@ -67,12 +114,18 @@ func GenesisModule(addr types.Address, code []byte, admin types.Address) ([]stat
 		return nil, fmt.Errorf("%w: %w", ErrCodeRejected, err)
 	}
 	cid := p.CodeCID.Bytes()
-	k := func(b []byte) types.StateKey { return types.StateKey{Module: ModulesModule, Key: b} }
-	return []state.Write{
-		{Key: k(recordKey(addr)), Value: types.MustEncode(&ModuleRecord{Code: cid, Admin: admin})},
-		{Key: k(codeKey(cid)), Value: p.Original},
-		{Key: k(instrKey(cid)), Value: p.Instrumented},
-	}, nil
+	ws := []state.Write{{Key: types.StateKey{Module: ModulesModule, Key: recordKey(addr)}, Value: types.MustEncode(&ModuleRecord{Code: cid, Admin: admin})}}
+	for _, c := range []struct {
+		kind byte
+		code []byte
+	}{{original, p.Original}, {instrumented, p.Instrumented}} {
+		cw, err := codeWrites(c.kind, cid, c.code)
+		if err != nil {
+			return nil, err
+		}
+		ws = append(ws, cw...)
+	}
+	return ws, nil
 }
 
 // Engine supplies wasm instances by code id (runtime/vm's pools): an
@@ -111,11 +164,7 @@ func (t txInstances) Acquire(ctx context.Context, a types.Address) (api.Module, 
 		return nil, false, err
 	}
 	mod, err := t.e.Acquire(ctx, string(rec.Code), func() ([]byte, error) {
-		v, err := t.o.Get(ModulesModule, instrKey(rec.Code))
-		if err == nil && v == nil {
-			err = fmt.Errorf("%w: instrumented code of %s missing", ErrState, a)
-		}
-		return v, err
+		return loadCode(t.o, instrumented, rec.Code)
 	})
 	return mod, err == nil, err
 }
@@ -180,13 +229,19 @@ func (r *WasmRunner) lifecycle(ctx context.Context, o Overlay, tx *types.Tx, env
 	if err != nil {
 		return fail(types.StatusAborted, fmt.Errorf("%w: %w", ErrCodeRejected, err))
 	}
-	if len(prep.Original) > types.StateValueMax || len(prep.Instrumented) > types.StateValueMax {
-		return fail(types.StatusAborted, fmt.Errorf("%w: %d bytes, instrumented %d", ErrCodeTooLarge, len(prep.Original), len(prep.Instrumented)))
-	}
 	rec.Code = prep.CodeCID.Bytes()
-	for _, w := range [][2][]byte{{codeKey(rec.Code), prep.Original}, {instrKey(rec.Code), prep.Instrumented}} {
-		if err := o.Set(ModulesModule, w[0], w[1]); err != nil {
-			return Result{Fatal: err}
+	for _, c := range []struct {
+		kind byte
+		code []byte
+	}{{original, prep.Original}, {instrumented, prep.Instrumented}} {
+		ws, err := codeWrites(c.kind, rec.Code, c.code)
+		if err != nil {
+			return fail(types.StatusAborted, err)
+		}
+		for _, w := range ws {
+			if err := o.Set(w.Key.Module, w.Key.Key, w.Value); err != nil {
+				return Result{Fatal: err}
+			}
 		}
 	}
 	if err := o.Set(ModulesModule, recordKey(target), types.MustEncode(rec)); err != nil {

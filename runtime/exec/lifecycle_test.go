@@ -3,6 +3,7 @@ package exec
 import (
 	"bytes"
 	"context"
+	"errors"
 	"slices"
 	"strings"
 	"testing"
@@ -169,5 +170,42 @@ func TestBarriersInTheDAG(t *testing.T) {
 		if !slices.Equal(got[i], want[i]) {
 			t.Errorf("tx %d depends on %v, want %v", i, got[i], want[i])
 		}
+	}
+}
+
+// TestCodeChunks: code over one state value is split and read back whole;
+// a code over CodeChunksMax chunks is refused.
+func TestCodeChunks(t *testing.T) {
+	s := newStore(t, 0, 0)
+	o := &overlay{ctx: context.Background(), layer: serialLayer{}, parent: s}
+	cid := []byte("cid")
+	for _, n := range []int{1, types.StateValueMax, types.StateValueMax + 1, 5*types.StateValueMax/2 + 3} {
+		code := make([]byte, n)
+		for i := range code {
+			code[i] = byte(i * 7)
+		}
+		ws, err := codeWrites(instrumented, cid, code)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := (n + types.StateValueMax - 1) / types.StateValueMax; len(ws) != want {
+			t.Fatalf("%d bytes: %d chunks, want %d", n, len(ws), want)
+		}
+		o.writes = nil
+		for _, w := range ws {
+			if err := o.Set(w.Key.Module, w.Key.Key, w.Value); err != nil {
+				t.Fatal(err)
+			}
+		}
+		got, err := loadCode(o, instrumented, cid)
+		if err != nil || !bytes.Equal(got, code) {
+			t.Fatalf("%d bytes: read back %d bytes, %v", n, len(got), err)
+		}
+		if _, err := loadCode(o, original, cid); !errors.Is(err, ErrState) {
+			t.Fatalf("missing code: %v", err)
+		}
+	}
+	if _, err := codeWrites(original, cid, make([]byte, CodeChunksMax*types.StateValueMax+1)); !errors.Is(err, ErrCodeTooLarge) {
+		t.Fatalf("huge code: %v", err)
 	}
 }
