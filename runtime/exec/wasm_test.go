@@ -2,6 +2,7 @@ package exec
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"sync"
 	"testing"
@@ -10,6 +11,7 @@ import (
 	"github.com/tetratelabs/wazero/api"
 
 	"github.com/kairos-network/kairos/runtime/host"
+	"github.com/kairos-network/kairos/runtime/meter"
 	"github.com/kairos-network/kairos/runtime/wasi"
 	"github.com/kairos-network/kairos/state"
 	"github.com/kairos-network/kairos/types"
@@ -21,7 +23,8 @@ var wasmCountKey = []byte("\x05count")
 // freshEngine is an Engine that compiles code once and instantiates a new
 // instance per frame: the simplest correct engine, enough to drive the
 // scheduler with real wasm until runtime/vm's pools implement Engine. The
-// test modules have no _initialize, so no WASI state is set up here.
+// _initialize of a Go guest runs in wasi.InitState, as runtime/host's tests
+// do.
 type freshEngine struct {
 	rt   wazero.Runtime
 	mu   sync.Mutex
@@ -62,7 +65,20 @@ func (e *freshEngine) Acquire(ctx context.Context, id string, load func() ([]byt
 		e.code[id] = cm
 		e.mu.Unlock()
 	}
-	return e.rt.InstantiateModule(ctx, cm, wazero.NewModuleConfig().WithName("").WithStartFunctions())
+	mod, err := e.rt.InstantiateModule(ctx, cm, wazero.NewModuleConfig().WithName("").WithStartFunctions())
+	if err != nil {
+		return nil, err
+	}
+	if init := mod.ExportedFunction("_initialize"); init != nil {
+		// A Go guest: run its runtime's start-up in the fixed environment.
+		mod.ExportedGlobal(meter.GasExport).(api.MutableGlobal).Set(host.InitGasMax)
+		st := wasi.InitState()
+		if err := init.CallWithStack(wasi.WithState(ctx, &st), nil); err != nil {
+			mod.Close(ctx)
+			return nil, fmt.Errorf("_initialize: %w", err)
+		}
+	}
+	return mod, nil
 }
 
 func (e *freshEngine) Release(mod api.Module, _ bool) { mod.Close(context.Background()) }
