@@ -113,19 +113,25 @@ func GenesisModule(addr types.Address, code []byte, admin types.Address) ([]stat
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrCodeRejected, err)
 	}
-	cid := p.CodeCID.Bytes()
-	ws := []state.Write{{Key: types.StateKey{Module: ModulesModule, Key: recordKey(addr)}, Value: types.MustEncode(&ModuleRecord{Code: cid, Admin: admin})}}
-	for _, c := range []struct {
-		kind byte
-		code []byte
-	}{{original, p.Original}, {instrumented, p.Instrumented}} {
-		cw, err := codeWrites(c.kind, cid, c.code)
-		if err != nil {
-			return nil, err
-		}
-		ws = append(ws, cw...)
+	chunks, err := storedCode(p)
+	if err != nil {
+		return nil, err
 	}
-	return ws, nil
+	rec := &ModuleRecord{Code: p.CodeCID.Bytes(), Admin: admin}
+	ws := []state.Write{{Key: types.StateKey{Module: ModulesModule, Key: recordKey(addr)}, Value: types.MustEncode(rec)}}
+	return append(ws, chunks...), nil
+}
+
+// storedCode returns the chunk writes of a prepared module's original and
+// instrumented code.
+func storedCode(p *deploy.Prepared) ([]state.Write, error) {
+	cid := p.CodeCID.Bytes()
+	ws, err := codeWrites(original, cid, p.Original)
+	if err != nil {
+		return nil, err
+	}
+	iws, err := codeWrites(instrumented, cid, p.Instrumented)
+	return append(ws, iws...), err
 }
 
 // Engine supplies wasm instances by code id (runtime/vm's pools): an
@@ -230,18 +236,13 @@ func (r *WasmRunner) lifecycle(ctx context.Context, o Overlay, tx *types.Tx, env
 		return fail(types.StatusAborted, fmt.Errorf("%w: %w", ErrCodeRejected, err))
 	}
 	rec.Code = prep.CodeCID.Bytes()
-	for _, c := range []struct {
-		kind byte
-		code []byte
-	}{{original, prep.Original}, {instrumented, prep.Instrumented}} {
-		ws, err := codeWrites(c.kind, rec.Code, c.code)
-		if err != nil {
-			return fail(types.StatusAborted, err)
-		}
-		for _, w := range ws {
-			if err := o.Set(w.Key.Module, w.Key.Key, w.Value); err != nil {
-				return Result{Fatal: err}
-			}
+	code, err := storedCode(prep)
+	if err != nil {
+		return fail(types.StatusAborted, err)
+	}
+	for _, w := range code {
+		if err := o.Set(w.Key.Module, w.Key.Key, w.Value); err != nil {
+			return Result{Fatal: err}
 		}
 	}
 	if err := o.Set(ModulesModule, recordKey(target), types.MustEncode(rec)); err != nil {
