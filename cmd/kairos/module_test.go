@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/kairos-network/kairos/runtime/validate"
+	"github.com/kairos-network/kairos/runtime/vm"
 )
 
 // A module with one exported function "f" () -> (), written out by hand.
@@ -67,5 +68,23 @@ func TestModuleCheck(t *testing.T) {
 	}
 	if _, err = runKairos(t, "module", "check", "--allow", "kairos.x(i128)", bad); err == nil {
 		t.Fatal("a bad --allow was accepted")
+	}
+
+	// Structurally valid but ill-typed (the body returns nothing for an
+	// i32 result): only the engine's compile can tell.
+	illTyped := []byte{
+		0, 'a', 's', 'm', 1, 0, 0, 0,
+		1, 5, 1, 0x60, 0, 1, 0x7F, // type () -> (i32)
+		3, 2, 1, 0,
+		7, 5, 1, 1, 'f', 0, 0,
+		10, 4, 1, 2, 0, 0x0B, // the body leaves nothing on the stack
+	}
+	ill := filepath.Join(dir, "ill.wasm")
+	if err := os.WriteFile(ill, illTyped, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err = runKairos(t, "module", "check", ill)
+	if !errors.Is(err, vm.ErrCompile) || !strings.Contains(out, "REJECTED: vm: compile failed") {
+		t.Fatalf("ill-typed module: %v\n%s", err, out)
 	}
 }

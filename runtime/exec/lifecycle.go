@@ -103,13 +103,17 @@ func loadCode(o Overlay, kind byte, cid []byte) ([]byte, error) {
 	return code, nil
 }
 
-// DeployConfig admits exactly the host ABI and the virtual WASI.
-var DeployConfig = validate.Config{Limits: validate.DefaultLimits, Imports: append(host.Funcs(), wasi.Funcs()...)}
+// DeployConfig returns the deploy pipeline's configuration: the network's
+// limits, and an import allow-list of exactly the host ABI and the virtual
+// WASI. A function, so no caller can change what another one gets.
+func DeployConfig() validate.Config {
+	return validate.Config{Limits: validate.DefaultLimits(), Imports: append(host.Funcs(), wasi.Funcs()...)}
+}
 
 // GenesisModule returns the writes that install code at addr with admin,
 // for a chain's genesis and for tests.
 func GenesisModule(addr types.Address, code []byte, admin types.Address) ([]state.Write, error) {
-	p, err := deploy.Prepare(code, DeployConfig)
+	p, err := deploy.Prepare(code, DeployConfig())
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrCodeRejected, err)
 	}
@@ -134,13 +138,14 @@ func storedCode(p *deploy.Prepared) ([]state.Write, error) {
 	return append(ws, iws...), err
 }
 
-// Engine supplies wasm instances by code id (runtime/vm's pools): an
-// instrumented module in its post-_initialize state, in a runtime where
-// host.Instantiate and wasi.Instantiate registered the host modules.
-// instrumented loads the code on a cache miss. Safe for use by several
-// goroutines; Acquire and Release of one transaction come from one.
+// Engine supplies wasm instances by code id (runtime/vm's pools): like
+// host.Instances, an instrumented module in its post-_initialize state, in
+// a runtime where host.Instantiate and wasi.Instantiate registered the host
+// modules, with its export named method (nil if none); instrumented loads
+// the code on a cache miss. Safe for use by several goroutines; Acquire
+// and Release of one transaction come from one.
 type Engine interface {
-	Acquire(ctx context.Context, codeID string, instrumented func() ([]byte, error)) (api.Module, error)
+	Acquire(ctx context.Context, codeID, method string, instrumented func() ([]byte, error)) (api.Module, api.Function, error)
 	Release(mod api.Module, failed bool)
 }
 
@@ -164,15 +169,15 @@ type txInstances struct {
 	e Engine
 }
 
-func (t txInstances) Acquire(ctx context.Context, a types.Address) (api.Module, bool, error) {
+func (t txInstances) Acquire(ctx context.Context, a types.Address, method string) (api.Module, api.Function, bool, error) {
 	rec, err := loadRecord(t.o, a)
 	if err != nil || rec == nil {
-		return nil, false, err
+		return nil, nil, false, err
 	}
-	mod, err := t.e.Acquire(ctx, string(rec.Code), func() ([]byte, error) {
+	mod, fn, err := t.e.Acquire(ctx, string(rec.Code), method, func() ([]byte, error) {
 		return loadCode(t.o, instrumented, rec.Code)
 	})
-	return mod, err == nil, err
+	return mod, fn, err == nil, err
 }
 
 func (t txInstances) Release(mod api.Module, failed bool) { t.e.Release(mod, failed) }
@@ -231,7 +236,7 @@ func (r *WasmRunner) lifecycle(ctx context.Context, o Overlay, tx *types.Tx, env
 	if !g.charge(GasCodeByte * uint64(len(p.Code))) {
 		return oog()
 	}
-	prep, err := deploy.Prepare(p.Code, DeployConfig)
+	prep, err := deploy.Prepare(p.Code, DeployConfig())
 	if err != nil {
 		return fail(types.StatusAborted, fmt.Errorf("%w: %w", ErrCodeRejected, err))
 	}

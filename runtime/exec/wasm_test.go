@@ -49,17 +49,17 @@ func newFreshEngine(t testing.TB) *freshEngine {
 	return &freshEngine{rt: rt, code: map[string]wazero.CompiledModule{}}
 }
 
-func (e *freshEngine) Acquire(ctx context.Context, id string, load func() ([]byte, error)) (api.Module, error) {
+func (e *freshEngine) Acquire(ctx context.Context, id, method string, load func() ([]byte, error)) (api.Module, api.Function, error) {
 	e.mu.Lock()
 	cm, ok := e.code[id]
 	e.mu.Unlock()
 	if !ok {
 		b, err := load()
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if cm, err = e.rt.CompileModule(ctx, b); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		e.mu.Lock()
 		e.code[id] = cm
@@ -67,7 +67,7 @@ func (e *freshEngine) Acquire(ctx context.Context, id string, load func() ([]byt
 	}
 	mod, err := e.rt.InstantiateModule(ctx, cm, wazero.NewModuleConfig().WithName("").WithStartFunctions())
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if init := mod.ExportedFunction("_initialize"); init != nil {
 		// A Go guest: run its runtime's start-up in the fixed environment.
@@ -75,10 +75,10 @@ func (e *freshEngine) Acquire(ctx context.Context, id string, load func() ([]byt
 		st := wasi.InitState()
 		if err := init.CallWithStack(wasi.WithState(ctx, &st), nil); err != nil {
 			mod.Close(ctx)
-			return nil, fmt.Errorf("_initialize: %w", err)
+			return nil, nil, fmt.Errorf("_initialize: %w", err)
 		}
 	}
-	return mod, nil
+	return mod, mod.ExportedFunction(method), nil
 }
 
 func (e *freshEngine) Release(mod api.Module, _ bool) { mod.Close(context.Background()) }

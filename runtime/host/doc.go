@@ -9,6 +9,11 @@
 // then execute a transaction with Run, giving it a Tx: the state to read
 // (State, a pinned version), the engine's instance supplier (Instances),
 // the declared access list, sender, time, height, gas limit, tx id.
+// An engine runs a fresh instance's _initialize itself, outside Run, with
+// gas InitGasMax and ctx = wasi.WithState(ctx, &st) for st :=
+// wasi.InitState(); kairos functions trap there (ErrNoFrame). Run gives
+// every frame its own WASI state (wasi.FrameState), so an engine that
+// reuses instances restores memory and globals only.
 //
 // Invariants:
 //   - A host function follows the order of docs/abi.md section 4.1: charge

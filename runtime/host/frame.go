@@ -40,7 +40,7 @@ type write struct {
 	deleted bool
 }
 
-// errStop unwinds the guest after a host function recorded f.stop; the
+// stopPanic unwinds the guest after a host function recorded f.stop; the
 // frame is classified from the record, not from this value.
 type stopPanic struct{ err error }
 
@@ -56,8 +56,13 @@ func (f *frame) fail(status types.Status, err error) {
 	case types.StatusAborted:
 		code = CallAborted
 	}
-	f.stop = &outcome{status, err, code, nil}
-	panic(stopPanic{err})
+	f.stopWith(outcome{status, err, code, nil})
+}
+
+// stopWith records how the frame ends and unwinds the guest.
+func (f *frame) stopWith(o outcome) {
+	f.stop = &o
+	panic(stopPanic{o.err})
 }
 
 func (f *frame) trap(err error) { f.fail(types.StatusTrapped, err) }

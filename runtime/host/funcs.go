@@ -244,7 +244,10 @@ func callModule(f *frame, s []uint64) {
 	f.allowCall(addr)
 	f.charge(GasCall + uint64(addressLen+uint64(mn)+uint64(in))*GasByte)
 	f.callResult = nil
-	method := string(f.view(mp, mn))
+	method := "" // a name longer than any method is no method (code 5)
+	if mn <= MethodNameLenMax {
+		method = string(f.view(mp, mn))
+	}
 	input := append([]byte{}, f.view(ip, in)...)
 	s[0] = uint64(f.call(addr, method, input, gas))
 }
@@ -349,9 +352,7 @@ func abort(f *frame, s []uint64) {
 	p, n := uint32(s[0]), min(uint32(s[1]), AbortMsgLenMax)
 	f.check(p, uint64(n))
 	f.charge(uint64(n) * GasByte)
-	msg := append([]byte{}, f.view(p, n)...)
-	f.stop = &outcome{types.StatusAborted, ErrAborted, CallAborted, msg}
-	panic(stopPanic{ErrAborted})
+	f.stopWith(outcome{types.StatusAborted, ErrAborted, CallAborted, append([]byte{}, f.view(p, n)...)})
 }
 
 func debugLog(f *frame, s []uint64) {
@@ -359,8 +360,8 @@ func debugLog(f *frame, s []uint64) {
 	p, n := uint32(s[0]), min(uint32(s[1]), DebugLogLenMax)
 	f.check(p, uint64(n))
 	f.charge(uint64(n) * GasByte)
-	if d := f.run.tx.Debug; d != nil && f.run.tx.Simulate {
-		d(append([]byte{}, f.view(p, n)...))
+	if d := f.run.tx.Debug; d != nil {
+		d(f.view(p, n))
 	}
 }
 

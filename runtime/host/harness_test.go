@@ -32,38 +32,59 @@ var engines = []struct {
 }
 
 // deployConfig admits exactly the host ABI and the virtual WASI.
-var deployConfig = validate.Config{Limits: validate.DefaultLimits, Imports: append(host.Funcs(), wasi.Funcs()...)}
+var deployConfig = validate.Config{Limits: validate.DefaultLimits(), Imports: append(host.Funcs(), wasi.Funcs()...)}
 
 // fresh is a host.Instances that instantiates a new instance for every
 // frame (and runs _initialize in its fixed environment), the simplest
 // correct engine: the reference the pooled engine must agree with.
 type fresh struct {
-	t    testing.TB
-	rt   wazero.Runtime
-	code map[types.Address]wazero.CompiledModule
+	t      testing.TB
+	engine int
+	rt     wazero.Runtime
+	code   map[types.Address]wazero.CompiledModule
+}
+
+// shared is one wazero runtime per engine for the whole test process, with
+// every module compiled once: Go guests take about a second to validate,
+// instrument and compile, and tests deploy them many times.
+var shared struct {
+	sync.Mutex
+	rt       [2]wazero.Runtime
+	compiled [2]map[[32]byte]wazero.CompiledModule
 }
 
 func newFresh(t testing.TB, engine int) *fresh {
 	t.Helper()
-	ctx := context.Background()
-	cfg := engines[engine].config().
-		WithCoreFeatures(api.CoreFeaturesV2.SetEnabled(api.CoreFeatureSIMD, false).SetEnabled(api.CoreFeatureReferenceTypes, false)).
-		WithMemoryLimitPages(512).
-		WithCloseOnContextDone(false)
-	rt := wazero.NewRuntimeWithConfig(ctx, cfg)
-	t.Cleanup(func() { rt.Close(ctx) })
-	if _, err := host.Instantiate(ctx, rt); err != nil {
-		t.Fatal(err)
+	shared.Lock()
+	defer shared.Unlock()
+	if shared.rt[engine] == nil {
+		ctx := context.Background()
+		cfg := engines[engine].config().
+			WithCoreFeatures(api.CoreFeaturesV2.SetEnabled(api.CoreFeatureSIMD, false).SetEnabled(api.CoreFeatureReferenceTypes, false)).
+			WithMemoryLimitPages(512).
+			WithCloseOnContextDone(false)
+		rt := wazero.NewRuntimeWithConfig(ctx, cfg)
+		if _, err := host.Instantiate(ctx, rt); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := wasi.Instantiate(ctx, rt); err != nil {
+			t.Fatal(err)
+		}
+		shared.rt[engine], shared.compiled[engine] = rt, map[[32]byte]wazero.CompiledModule{}
 	}
-	if _, err := wasi.Instantiate(ctx, rt); err != nil {
-		t.Fatal(err)
-	}
-	return &fresh{t: t, rt: rt, code: map[types.Address]wazero.CompiledModule{}}
+	return &fresh{t: t, engine: engine, rt: shared.rt[engine], code: map[types.Address]wazero.CompiledModule{}}
 }
 
 // deploy validates, instruments and compiles bin at addr.
 func (e *fresh) deploy(addr types.Address, bin []byte) {
 	e.t.Helper()
+	shared.Lock()
+	defer shared.Unlock()
+	id := sha256.Sum256(bin)
+	if cm, ok := shared.compiled[e.engine][id]; ok {
+		e.code[addr] = cm
+		return
+	}
 	p, err := deploy.Prepare(bin, deployConfig)
 	if err != nil {
 		e.t.Fatalf("deploy: %v", err)
@@ -72,26 +93,27 @@ func (e *fresh) deploy(addr types.Address, bin []byte) {
 	if err != nil {
 		e.t.Fatalf("compile: %v", err)
 	}
+	shared.compiled[e.engine][id] = cm
 	e.code[addr] = cm
 }
 
-func (e *fresh) Acquire(ctx context.Context, addr types.Address) (api.Module, bool, error) {
+func (e *fresh) Acquire(ctx context.Context, addr types.Address, method string) (api.Module, api.Function, bool, error) {
 	cm, ok := e.code[addr]
 	if !ok {
-		return nil, false, nil
+		return nil, nil, false, nil
 	}
 	mod, err := e.rt.InstantiateModule(ctx, cm, wazero.NewModuleConfig().WithName("").WithStartFunctions())
 	if err != nil {
-		return nil, false, err
+		return nil, nil, false, err
 	}
 	if init := mod.ExportedFunction("_initialize"); init != nil {
 		mod.ExportedGlobal(meter.GasExport).(api.MutableGlobal).Set(host.InitGasMax)
 		st := wasi.InitState()
 		if err := init.CallWithStack(wasi.WithState(ctx, &st), nil); err != nil {
-			return nil, false, fmt.Errorf("_initialize: %w", err)
+			return nil, nil, false, fmt.Errorf("_initialize: %w", err)
 		}
 	}
-	return mod, true, nil
+	return mod, mod.ExportedFunction(method), true, nil
 }
 
 func (e *fresh) Release(mod api.Module, _ bool) { mod.Close(context.Background()) }
@@ -186,7 +208,9 @@ func (c *chain) run(tc call, lifecycle bool) host.Result {
 	tx := &host.Tx{
 		ID: sha256.Sum256(append([]byte(tc.method), tc.input...)), Sender: tc.from, Time: tc.time, Height: c.height,
 		Gas: c.gas, Access: access, Simulate: c.sim, Lifecycle: lifecycle, State: c.state, Instances: c.eng,
-		Debug: func(m []byte) { c.debug = append(c.debug, string(m)) },
+	}
+	if c.sim { // as the node: a debug sink in simulation only
+		tx.Debug = func(m []byte) { c.debug = append(c.debug, string(m)) }
 	}
 	res, err := host.Run(context.Background(), tx, tc.to, tc.method, tc.input)
 	if err != nil {
@@ -202,11 +226,11 @@ func (c *chain) run(tc call, lifecycle bool) host.Result {
 func (c *chain) deploy(a types.Address, bin []byte, deployer types.Address, input []byte, time int64) host.Result {
 	c.eng.t.Helper()
 	c.eng.deploy(a, bin)
-	mod, _, err := c.eng.Acquire(context.Background(), a)
+	mod, initFn, _, err := c.eng.Acquire(context.Background(), a, "init")
 	if err != nil {
 		c.eng.t.Fatal(err)
 	}
-	hasInit := mod.ExportedFunction("init") != nil
+	hasInit := initFn != nil
 	c.eng.Release(mod, false)
 	if !hasInit {
 		return host.Result{Status: types.StatusOK}

@@ -76,9 +76,12 @@ type Instances interface {
 	// Acquire returns an instrumented instance of the module deployed at
 	// addr, in its post-_initialize state (memory, every global, WASI
 	// state restored), instantiated in a runtime where Instantiate and
-	// wasi.Instantiate registered the host modules. ok is false when no
-	// module is deployed at addr.
-	Acquire(ctx context.Context, addr types.Address) (mod api.Module, ok bool, err error)
+	// wasi.Instantiate registered the host modules, and its export named
+	// method (nil if there is none; the host checks names and
+	// signatures). ok is false when no module is deployed at addr.
+	// Engines should cache the api.Function per instance: wazero's
+	// ExportedFunction allocates a call stack (~12 KB) on every lookup.
+	Acquire(ctx context.Context, addr types.Address, method string) (mod api.Module, fn api.Function, ok bool, err error)
 	// Release hands the instance back after the frame; failed reports the
 	// frame did not end normally (the engine may discard the instance).
 	Release(mod api.Module, failed bool)
@@ -94,15 +97,17 @@ type Tx struct {
 	// Access is the declared access list, enforced unless Simulate.
 	Access []types.Access
 	// Simulate records accesses (Result.Accessed) instead of enforcing
-	// Access, and sends debug output to Debug.
+	// Access.
 	Simulate bool
 	// Lifecycle lets the top frame be init or migrate (deploy and upgrade
 	// transactions); ordinary calls may not invoke them.
 	Lifecycle bool
 	State     State
 	Instances Instances
-	// Debug receives debug_log messages and WASI stdout/stderr when set;
-	// nil discards them (consensus execution). Gas is the same either way.
+	// Debug receives debug_log messages (truncated to DebugLogLenMax) and
+	// WASI stdout/stderr when set: simulation and tests set it, consensus
+	// execution leaves it nil. Gas is the same either way. The message is
+	// only valid during the call.
 	Debug func(msg []byte)
 }
 
@@ -197,14 +202,13 @@ type outcome struct {
 // run it releases the instance and returns the outcome (no module, no
 // method) with a nil mod.
 func (r *run) prepare(ctx context.Context, self types.Address, method string) (api.Module, api.Function, outcome, error) {
-	mod, ok, err := r.tx.Instances.Acquire(ctx, self)
+	mod, fn, ok, err := r.tx.Instances.Acquire(ctx, self, method)
 	if err != nil {
 		return nil, nil, outcome{}, err
 	}
 	if !ok {
 		return nil, nil, outcome{types.StatusTrapped, fmt.Errorf("%w at %s", ErrNoModule, self), CallNoModule, nil}, nil
 	}
-	fn := mod.ExportedFunction(method)
 	if fn == nil || !ValidMethodName(method) || len(fn.Definition().ParamTypes()) != 0 || len(fn.Definition().ResultTypes()) != 0 {
 		r.tx.Instances.Release(mod, false)
 		return nil, nil, outcome{types.StatusTrapped, fmt.Errorf("%w %q", ErrNoMethod, method), CallNoMethod, nil}, nil
@@ -226,9 +230,7 @@ func (r *run) exec(ctx context.Context, mod api.Module, fn api.Function, caller,
 	g.Set(uint64(gas))
 	f = &frame{run: r, ctx: ctx, mod: mod, mem: mod.Memory(), gas: g, caller: caller, self: self, input: input, events0: r.events}
 	f.wasi = wasi.FrameState(r.tx.ID, r.started, r.tx.Time)
-	if r.tx.Simulate {
-		f.wasi.Debug = r.tx.Debug
-	}
+	f.wasi.Debug = r.tx.Debug
 	r.started++
 	r.frames = append(r.frames, f)
 	fctx := context.WithValue(wasi.WithState(ctx, &f.wasi), frameKey{}, f)

@@ -127,3 +127,43 @@ func TestHostileArguments(t *testing.T) {
 		})
 	}
 }
+
+// FuzzHostArguments is TestHostileArguments with fuzzed arguments: any
+// host function, any six argument values; both engines must agree and no
+// node error or panic may escape. Seeds are the all-16 baseline and the
+// all-ones call of every function.
+//
+//	go test -run '^$' -fuzz FuzzHostArguments -fuzztime 60s ./runtime/host
+func FuzzHostArguments(f *testing.F) {
+	funcs := host.Funcs()
+	for i := range funcs {
+		f.Add(uint8(i), uint64(16), uint64(16), uint64(16), uint64(16), uint64(16), uint64(16))
+		f.Add(uint8(i), ^uint64(0), ^uint64(0), ^uint64(0), ^uint64(0), ^uint64(0), ^uint64(0))
+	}
+	self := addr("hostile")
+	var chains [2][]*chain
+	f.Fuzz(func(t *testing.T, fi uint8, a0, a1, a2, a3, a4, a5 uint64) {
+		i := int(fi) % len(funcs)
+		var got [2]string
+		for ei := range engines {
+			if chains[ei] == nil {
+				for _, hf := range funcs {
+					c := newChain(t, ei)
+					c.gas = 1_000_000
+					c.deploy(self, hostileModule(hf), alice, nil, 1e9)
+					chains[ei] = append(chains[ei], c)
+				}
+			}
+			c := chains[ei][i]
+			c.eng.t = t
+			c.state = host.MemState{}
+			c.state.Set(self, []byte("k"), []byte("v"))
+			args := []uint64{a0, a1, a2, a3, a4, a5}[:len(funcs[i].Type.Params)]
+			r := c.run(call{from: alice, to: self, method: "run", input: argsInput(args)}, false)
+			got[ei] = fmt.Sprintf("%v %q gas=%d ret=%x", r.Status, r.Reason(), r.GasUsed, r.Return)
+		}
+		if got[0] != got[1] {
+			t.Fatalf("%s: engines differ:\n%s\n%s", funcs[i].Name, got[0], got[1])
+		}
+	})
+}

@@ -1,6 +1,7 @@
 package host_test
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"testing"
@@ -92,5 +93,35 @@ func TestIterationSnapshotAndSimulation(t *testing.T) {
 				t.Fatalf("exact entry for a prefix: %v %s", r.Status, r.Reason())
 			}
 		})
+	}
+}
+
+// Simulating caller.bump (two calls into counter) records exactly the
+// keys both modules touch; executing with that list gives the simulated
+// outcome, and dropping any entry is an access violation.
+func TestSimulateCrossModule(t *testing.T) {
+	caller, counter := addr("caller"), addr("counter")
+	c := newChain(t, 0)
+	c.deploy(counter, contract(t, "counter"), alice, nil, 1e9)
+	c.deploy(caller, contract(t, "caller"), alice, counter[:], 1e9)
+	c.sim = true
+	sim := c.run(call{from: bob, to: caller, method: "bump"}, false)
+	want := []types.Access{{Module: caller, Key: []byte("\x06target"), Mode: types.Read}, {Module: counter, Key: countKey, Mode: types.Write}}
+	if bytes.Compare(caller[:], counter[:]) > 0 {
+		want[0], want[1] = want[1], want[0]
+	}
+	if sim.Status != types.StatusOK || fmt.Sprint(sim.Accessed) != fmt.Sprint(want) {
+		t.Fatalf("simulated %v %s, recorded %v\nwant %v", sim.Status, sim.Reason(), sim.Accessed, want)
+	}
+	c.sim = false
+	c.access = sim.Accessed
+	if r := c.run(call{from: bob, to: caller, method: "bump"}, false); r.Status != types.StatusOK || r.GasUsed != sim.GasUsed || string(r.Return) != string(sim.Return) {
+		t.Fatalf("executed %+v\nsimulated %+v", r, sim)
+	}
+	for i := range sim.Accessed {
+		c.access = append(append([]types.Access{}, sim.Accessed[:i]...), sim.Accessed[i+1:]...)
+		if r := c.run(call{from: bob, to: caller, method: "bump"}, false); r.Status != types.StatusAccessViolation {
+			t.Fatalf("without %v: %v %s", sim.Accessed[i], r.Status, r.Reason())
+		}
 	}
 }

@@ -26,6 +26,12 @@ type fn struct {
 	scratch                []wasm.LocalDecl
 	i32, f32, f64          uint32
 	hasI32, hasF32, hasF64 bool
+	// perInstr charges every instruction on its own: the obviously
+	// correct reference the tests compare segment charging against.
+	perInstr bool
+	// check: the open segment must also test gas_left < 0 (see flush).
+	check     bool
+	nImported uint64 // imported functions: calls to them are host calls
 }
 
 func (f *fn) local(t wasm.ValType) uint32 {
@@ -47,11 +53,17 @@ func (f *fn) local(t wasm.ValType) uint32 {
 	return *slot
 }
 
-// charge appends gas_left -= cost; if gas_left < 0 { unreachable }.
-func (f *fn) charge(dst []wasm.Instr, cost uint64) []wasm.Instr {
-	dst = append(dst,
-		idx(wasm.OpGlobalGet, f.g.gas), i64c(int64(cost)), op(wasm.OpI64Sub), idx(wasm.OpGlobalSet, f.g.gas))
-	return f.trapIfNegative(dst)
+// charge appends gas_left -= cost, then, if check, the trap
+// if gas_left < 0 { unreachable }.
+func (f *fn) charge(dst []wasm.Instr, cost uint64, check bool) []wasm.Instr {
+	if cost > 0 {
+		dst = append(dst,
+			idx(wasm.OpGlobalGet, f.g.gas), i64c(int64(cost)), op(wasm.OpI64Sub), idx(wasm.OpGlobalSet, f.g.gas))
+	}
+	if check {
+		dst = f.trapIfNegative(dst)
+	}
+	return dst
 }
 
 func (f *fn) trapIfNegative(dst []wasm.Instr) []wasm.Instr {
@@ -61,12 +73,22 @@ func (f *fn) trapIfNegative(dst []wasm.Instr) []wasm.Instr {
 }
 
 // flush closes the open segment: its charge, then its instructions.
+//
+// Every segment subtracts its cost, but only some test for a negative
+// balance: the segment at function entry and after each loop header (every
+// unbounded repetition passes one of them, so even a zero-cost one tests),
+// and a segment that ends in a host call (an import or call_indirect, which
+// may reach an import) so no host function runs without gas. Between tests
+// a guest runs a bounded stretch of forward code, which may take gas_left
+// below zero; the host treats gas_left < 0 after a call as out of gas
+// whether the call trapped or returned. Testing less often keeps the
+// instrumented code small and cheap to compile (each test is a branch).
 func (f *fn) flush() {
-	if f.cost > 0 {
-		f.out = f.charge(f.out, f.cost)
+	if f.cost > 0 || f.check {
+		f.out = f.charge(f.out, f.cost, f.check)
 	}
 	f.out = append(f.out, f.seg...)
-	f.seg, f.cost = f.seg[:0], 0
+	f.seg, f.cost, f.check = f.seg[:0], 0, false
 }
 
 // dynamic charges gas for the i32 operand on top of the stack (kept there):
@@ -107,8 +129,9 @@ func (f *fn) depthDown(dst []wasm.Instr) []wasm.Instr {
 
 // instrumentFunc rewrites one body. m is the output module: a type may be
 // added to it for the wrapper block of a multi-result function.
-func instrumentFunc(m *wasm.Module, c *wasm.Code, t wasm.FuncType, g globals) wasm.Code {
-	f := &fn{g: g, nLocals: uint32(uint64(len(t.Params)) + c.NumLocals())}
+func instrumentFunc(m *wasm.Module, c *wasm.Code, t wasm.FuncType, g globals, perInstr bool) wasm.Code {
+	f := &fn{g: g, nLocals: uint32(uint64(len(t.Params)) + c.NumLocals()), perInstr: perInstr,
+		check: true, nImported: uint64(m.NumImportedFuncs())}
 	f.out = make([]wasm.Instr, 0, len(c.Body)*2+32)
 
 	// Prologue: depth++; if depth > MaxCallDepth { exceeded = 1; unreachable }.
@@ -127,15 +150,26 @@ func instrumentFunc(m *wasm.Module, c *wasm.Code, t wasm.FuncType, g globals) wa
 			f.dynamic(1, BulkBytesPerGas)
 		case wasm.OpReturn:
 			f.seg = f.depthDown(f.seg)
+		case wasm.OpCall:
+			f.check = f.check || in.A < f.nImported
+		case wasm.OpCallIndirect:
+			f.check = true
 		}
 		f.seg = append(f.seg, in)
 		if nt := nanResult(in.Op); nt != 0 {
 			f.canonicalize(nt)
 		}
 		switch in.Op {
-		case wasm.OpLoop, wasm.OpIf, wasm.OpElse, wasm.OpEnd, wasm.OpBr, wasm.OpBrIf, wasm.OpBrTable,
+		case wasm.OpLoop:
+			f.flush()
+			f.check = true // the loop header
+		case wasm.OpIf, wasm.OpElse, wasm.OpEnd, wasm.OpBr, wasm.OpBrIf, wasm.OpBrTable,
 			wasm.OpReturn, wasm.OpUnreachable, wasm.OpCall, wasm.OpCallIndirect:
 			f.flush()
+		default:
+			if f.perInstr {
+				f.flush()
+			}
 		}
 	}
 	f.flush()

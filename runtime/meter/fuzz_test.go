@@ -13,8 +13,9 @@ import (
 // br_if and loops bounded by their own counter locals, so every generated
 // module terminates. It tracks the operand stack height to stay valid.
 type gen struct {
-	src  []byte
-	body []wasm.Instr
+	src    []byte
+	body   []wasm.Instr
+	labels []bool // enclosing labels, innermost last: true for a loop (arity 0), false for block/if (arity 1)
 }
 
 func (g *gen) next() byte {
@@ -76,6 +77,7 @@ func (g *gen) block(depth int, budget *int) {
 			height++
 		case 9, 10: // nested block or if with an i32 result
 			if depth < genMaxDepth {
+				g.labels = append(g.labels, false)
 				if c%16 == 10 && height >= 1 {
 					g.body = append(g.body, Block(wasm.OpIf, wasm.BlockOf(wasm.I32)))
 					height--
@@ -87,6 +89,7 @@ func (g *gen) block(depth int, budget *int) {
 					g.block(depth+1, budget)
 				}
 				g.body = append(g.body, Op(wasm.OpEnd))
+				g.labels = g.labels[:len(g.labels)-1]
 				height++
 			}
 		case 11:
@@ -98,7 +101,9 @@ func (g *gen) block(depth int, budget *int) {
 			if depth < genMaxDepth { // loop run 1..8 times, counter local 2+depth
 				ctr := uint32(genLocals + depth)
 				g.body = append(g.body, I32(int32(g.next()%8)+1), Idx(wasm.OpLocalSet, ctr), Block(wasm.OpLoop, wasm.BlockOf(wasm.I32)))
+				g.labels = append(g.labels, true)
 				g.block(depth+1, budget)
+				g.labels = g.labels[:len(g.labels)-1]
 				g.body = append(g.body, Op(wasm.OpDrop),
 					Idx(wasm.OpLocalGet, ctr), I32(1), Op(wasm.OpI32Sub), Idx(wasm.OpLocalTee, ctr), Idx(wasm.OpBrIf, 0),
 					Idx(wasm.OpLocalGet, ctr), Op(wasm.OpEnd))
@@ -109,9 +114,29 @@ func (g *gen) block(depth int, budget *int) {
 				g.body = append(g.body, Op(wasm.OpDrop))
 				height--
 			}
-		case 14: // float round trip; trunc_sat makes NaN 0 on every engine
-			if height >= 1 {
+		case 14:
+			if height < 1 {
+				break
+			}
+			switch g.next() % 4 {
+			case 0: // float round trip; trunc_sat makes NaN 0 on every engine
 				g.body = append(g.body, Op(0xB7 /* f64.convert_i32_s */), F64Bits(0x3FF8000000000000), Op(0xA2 /* f64.mul */), Op(0xFC02 /* i32.trunc_sat_f64_s */))
+			case 1: // x/0 * 0 is a NaN; only a comparison of it escapes, not its bits
+				g.body = append(g.body, Op(0xB2 /* f32.convert_i32_s */), F32Bits(0), Op(wasm.OpF32Div), F32Bits(0), Op(0x94 /* f32.mul */),
+					F32Bits(0x3F800000 /* 1 */), Op(0x5D /* f32.lt */))
+			case 2: // return from anywhere with the value on top
+				g.body = append(g.body, Op(wasm.OpReturn))
+			case 3: // br_table over the enclosing block/if labels (arity 1)
+				var targets []uint32
+				for i := len(g.labels) - 1; i >= 0 && len(targets) < 4; i-- {
+					if !g.labels[i] {
+						targets = append(targets, uint32(len(g.labels)-1-i))
+					}
+				}
+				if len(targets) > 0 && height >= 1 {
+					// value, then the index from param 1
+					g.body = append(g.body, Idx(wasm.OpLocalGet, 1), BrTable(targets[0], targets...))
+				}
 			}
 		}
 	}
@@ -136,12 +161,15 @@ func genModule(src []byte) []byte {
 
 // FuzzInstrumentSemantics: for generated valid modules, the instrumented
 // module returns what the original returns (or traps when it traps) when
-// gas is plentiful, with equal gas on both engines.
+// gas is plentiful, with equal gas on both engines, and — when it does not
+// trap — exactly the gas of the per-instruction reference metering.
 func FuzzInstrumentSemantics(f *testing.F) {
 	f.Add([]byte{0, 5, 1, 1, 2, 0, 12, 3, 1, 0, 0, 2, 0}, uint32(5), uint32(3))
 	f.Add([]byte{9, 0, 1, 11, 0, 2, 15, 10, 1, 0, 4, 15, 0, 9, 15, 2, 1}, uint32(5), uint32(3))
 	f.Add([]byte{1, 0, 1, 1, 2, 9, 6, 3, 4, 7, 1, 2, 3, 8, 1, 14, 5}, uint32(5), uint32(3))
 	f.Add([]byte{12, 7, 12, 7, 12, 7, 1, 0, 5, 15, 15, 15}, uint32(5), uint32(3))
+	f.Add([]byte{9, 9, 0, 1, 14, 3, 15, 0, 2, 14, 1, 15, 1, 0, 14, 2}, uint32(0), uint32(1)) // br_table, NaN test, return
+	f.Add([]byte{10, 1, 0, 14, 3, 15, 0, 4, 15, 0, 9}, uint32(7), uint32(0))                 // br_table out of an if
 	f.Fuzz(func(t *testing.T, src []byte, a, b uint32) {
 		orig := genModule(src)
 		inst := instrument(t, orig)
@@ -156,6 +184,12 @@ func FuzzInstrumentSemantics(f *testing.F) {
 		}
 		if c := Instantiate(t, comp, inst).Call("f", plenty, uint64(a), uint64(b)); c.GasLeft != got.GasLeft || !reflect.DeepEqual(c.Values, got.Values) {
 			t.Fatalf("compiler %+v, interpreter %+v", c, got)
+		}
+		if got.Trap == "" {
+			ref := Instantiate(t, interp, reference(t, orig)).Call("f", plenty, uint64(a), uint64(b))
+			if ref.GasLeft != got.GasLeft || !reflect.DeepEqual(ref.Values, got.Values) {
+				t.Fatalf("reference metering %+v, segment metering %+v", ref, got)
+			}
 		}
 	})
 }

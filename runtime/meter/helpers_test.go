@@ -9,7 +9,7 @@ import (
 	"github.com/kairos-network/kairos/runtime/wasm"
 )
 
-var testConfig = validate.Config{Limits: validate.DefaultLimits, Imports: validate.WASISubset}
+var testConfig = validate.Config{Limits: validate.DefaultLimits(), Imports: validate.WASISubset()}
 
 // instrument validates bin, instruments it, and checks that the output
 // re-validates structurally and that instrumentation is deterministic.
@@ -36,6 +36,20 @@ func instrument(t testing.TB, bin []byte) []byte {
 func encodeInstrumented(t testing.TB, m *wasm.Module) []byte {
 	t.Helper()
 	im, err := meter.Instrument(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return wasm.Encode(im)
+}
+
+// reference instruments with the per-instruction reference metering.
+func reference(t testing.TB, bin []byte) []byte {
+	t.Helper()
+	m, _, err := validate.Check(bin, testConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	im, err := meter.InstrumentPerInstr(m)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -25,7 +25,9 @@ func GlobalExport(i int) string { return GlobalExportPrefix + strconv.Itoa(i) }
 
 // Instrument returns an instrumented copy of m (see the package doc); m is
 // not modified. m must have passed validate.Check.
-func Instrument(m *wasm.Module) (*wasm.Module, error) {
+func Instrument(m *wasm.Module) (*wasm.Module, error) { return instrument(m, false) }
+
+func instrument(m *wasm.Module, perInstr bool) (*wasm.Module, error) {
 	if len(m.Code) != len(m.Funcs) {
 		return nil, fmt.Errorf("%w: %d functions but %d bodies", ErrInvalid, len(m.Funcs), len(m.Code))
 	}
@@ -58,7 +60,7 @@ func Instrument(m *wasm.Module) (*wasm.Module, error) {
 		if uint64(ti) >= uint64(len(m.Types)) {
 			return nil, fmt.Errorf("%w: function %d has type %d of %d", ErrInvalid, i, ti, len(m.Types))
 		}
-		out.Code[i] = instrumentFunc(&out, &m.Code[i], m.Types[ti], g)
+		out.Code[i] = instrumentFunc(&out, &m.Code[i], m.Types[ti], g, perInstr)
 	}
 	return &out, nil
 }

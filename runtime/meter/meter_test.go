@@ -91,6 +91,7 @@ var programCalls = []call{
 func TestInstrumentedMatchesOriginalOnBothEngines(t *testing.T) {
 	orig := programs()
 	inst := instrument(t, orig)
+	ref := reference(t, orig)
 	var gas []int64
 	for i, e := range Engines {
 		o, n := Instantiate(t, e, orig), Instantiate(t, e, inst)
@@ -101,6 +102,10 @@ func TestInstrumentedMatchesOriginalOnBothEngines(t *testing.T) {
 			}
 			if got.OutOfGas || got.DepthExceeded {
 				t.Errorf("%s %s%v: %+v with plenty of gas", e.Name, c.fn, c.args, got)
+			}
+			// Gas equals the per-instruction reference when nothing trapped.
+			if r := Instantiate(t, e, ref).Call(c.fn, plenty, c.args...); got.Trap == "" && r.GasLeft != got.GasLeft {
+				t.Errorf("%s %s%v: gas left %d, reference %d", e.Name, c.fn, c.args, got.GasLeft, r.GasLeft)
 			}
 			if i == 0 {
 				gas = append(gas, got.GasLeft)
@@ -283,5 +288,28 @@ func TestBulkMemoryChargesByLength(t *testing.T) {
 	r := bothEngines(t, instrument(t, b.Bytes()), "growloop", 100*meter.GrowPageGas)[0]
 	if !r.OutOfGas {
 		t.Errorf("growloop: %+v, want out of gas", r)
+	}
+}
+
+// TestOverspendWithoutTrap: the balance is tested at entries, loop headers
+// and host calls only, so a call can return normally with gas_left < 0;
+// both engines agree and the result is classified as out of gas.
+func TestOverspendWithoutTrap(t *testing.T) {
+	b := New()
+	g := b.Func("", nil, nil, nil)
+	body := []wasm.Instr{Idx(wasm.OpCall, g)} // entry segment: the call (cost 4), tested
+	for range 20 {                            // after the call: 40 gas, not tested
+		body = append(body, I32(1), Op(wasm.OpDrop))
+	}
+	body = append(body, I32(5))
+	b.Func("f", nil, I32s, nil, body...)
+	inst := instrument(t, b.Bytes())
+	// 4 (the call) + 0 (g's empty body) + 41 after it = 45 in all.
+	if r := bothEngines(t, inst, "f", 45)[0]; r.OutOfGas || r.Trap != "" || r.GasLeft != 0 {
+		t.Errorf("with 45 gas: %+v", r)
+	}
+	r := bothEngines(t, inst, "f", 10)[0]
+	if r.Trap != "" || !r.OutOfGas || r.GasLeft != 10-45 {
+		t.Errorf("with 10 gas: %+v, want a normal return at %d gas, classified out of gas", r, 10-45)
 	}
 }

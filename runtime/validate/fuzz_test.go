@@ -2,7 +2,11 @@ package validate_test
 
 import (
 	"bytes"
+	"context"
 	"testing"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
 
 	. "github.com/kairos-network/kairos/runtime/internal/wasmtest"
 	"github.com/kairos-network/kairos/runtime/meter"
@@ -12,7 +16,9 @@ import (
 
 // FuzzValidate: arbitrary bytes never panic or hang Check; Check and
 // instrumentation are deterministic; every accepted module instruments into
-// a module that decodes and passes Structure again.
+// a module that decodes and passes Structure again, and — when wazero
+// compiles the original — that wazero compiles too (validate does not
+// check operand types, the engine does).
 func FuzzValidate(f *testing.F) {
 	f.Add(base().Bytes())
 	b := base()
@@ -51,5 +57,21 @@ func FuzzValidate(f *testing.F) {
 		if err := validate.Structure(back); err != nil {
 			t.Fatalf("instrumented module does not validate: %v", err)
 		}
+		if compiles(bin) == nil {
+			if err := compiles(out); err != nil {
+				t.Fatalf("the original compiles, the instrumented module does not: %v", err)
+			}
+		}
 	})
+}
+
+// compiles reports whether wazero's interpreter (the cheaper compile, same
+// validator) accepts a module under the runtime's feature set.
+func compiles(bin []byte) error {
+	ctx := context.Background()
+	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigInterpreter().
+		WithCoreFeatures(api.CoreFeaturesV2.SetEnabled(api.CoreFeatureSIMD, false).SetEnabled(api.CoreFeatureReferenceTypes, false)))
+	defer rt.Close(ctx)
+	_, err := rt.CompileModule(ctx, bin)
+	return err
 }

@@ -70,7 +70,17 @@ func Structure(m *wasm.Module) error {
 			return fmt.Errorf("%w: export %q defined twice", ErrStructure, e.Name)
 		}
 		seen[e.Name] = true
-		n := map[wasm.ExternKind]uint64{wasm.ExternFunc: nFuncs, wasm.ExternTable: nTables, wasm.ExternMemory: nMems, wasm.ExternGlobal: uint64(len(globals))}[e.Kind]
+		var n uint64
+		switch e.Kind {
+		case wasm.ExternFunc:
+			n = nFuncs
+		case wasm.ExternTable:
+			n = nTables
+		case wasm.ExternMemory:
+			n = nMems
+		case wasm.ExternGlobal:
+			n = uint64(len(globals))
+		}
 		if uint64(e.Index) >= n {
 			return fmt.Errorf("%w: export %q refers to index %d of %d", ErrIndex, e.Name, e.Index, n)
 		}

@@ -15,6 +15,7 @@ var (
 	ErrFeature             = errors.New("validate: feature not allowed")
 	ErrImportNotAllowed    = errors.New("validate: import not allowed")
 	ErrReservedName        = errors.New("validate: reserved export name")
+	ErrStartFunction       = errors.New("validate: start function not allowed")
 	ErrTooManyTypes        = errors.New("validate: too many types")
 	ErrTooManyImports      = errors.New("validate: too many imports")
 	ErrTooManyFunctions    = errors.New("validate: too many functions")
@@ -72,6 +73,12 @@ func Check(b []byte, cfg Config) (*wasm.Module, []Use, error) {
 		if e.Name == ReservedGas || strings.HasPrefix(e.Name, ReservedPrefix) {
 			return m, uses, fmt.Errorf("%w: %q (the instrumenter defines %q and names starting with %q)", ErrReservedName, e.Name, ReservedGas, ReservedPrefix)
 		}
+	}
+	// A start function runs inside instantiation, before the host can set
+	// gas_left: it would be unmetered or always out of gas. Modules
+	// initialize in an exported function instead (Go's _initialize).
+	if m.Start != nil {
+		return m, uses, fmt.Errorf("%w: function %d (export an initializer instead)", ErrStartFunction, *m.Start)
 	}
 	if err := Structure(m); err != nil {
 		return m, uses, err

@@ -10,9 +10,9 @@ import (
 	"github.com/kairos-network/kairos/runtime/wasm"
 )
 
-var cfg = validate.Config{Limits: validate.DefaultLimits, Imports: append([]validate.HostFunc{
+var cfg = validate.Config{Limits: validate.DefaultLimits(), Imports: append([]validate.HostFunc{
 	{Module: "kairos", Name: "input_len", Type: wasm.FuncType{Results: I32s}},
-}, validate.WASISubset...)}
+}, validate.WASISubset()...)}
 
 func base() *Builder {
 	b := New()
@@ -50,7 +50,7 @@ func hostileCases() []struct {
 		mk(b)
 		cases = append(cases, tc{name, b.Bytes(), want, msg})
 	}
-	l := validate.DefaultLimits
+	l := validate.DefaultLimits()
 	add("many functions", validate.ErrTooManyFunctions, "(20001 > 20000)", func(b *Builder) {
 		for len(b.M.Funcs) < int(l.Functions)+1 {
 			b.Func("", nil, nil, nil)
@@ -123,6 +123,12 @@ func hostileCases() []struct {
 	})
 	add("reserved prefix", validate.ErrReservedName, "__kairos_depth", func(b *Builder) {
 		b.M.Exports = append(b.M.Exports, wasm.Export{Name: "__kairos_depth", Kind: wasm.ExternFunc})
+	})
+	add("start function", validate.ErrStartFunction, "function 0", func(b *Builder) {
+		var zero uint32
+		b.M.Start = &zero
+		b.M.Types[0] = wasm.FuncType{} // () -> () so only the start rule is broken
+		b.M.Code[0].Body = nil
 	})
 	add("two memories", validate.ErrFeature, "multi-memory", func(b *Builder) {
 		b.M.Memories = append(b.M.Memories, wasm.Limits{Min: 1})
@@ -215,8 +221,8 @@ func TestAcceptsBase(t *testing.T) {
 // TestLimitsAreInclusive: a module exactly at a limit passes.
 func TestLimitsAreInclusive(t *testing.T) {
 	b := base()
-	b.M.Memories[0] = wasm.Limits{Min: uint32(validate.DefaultLimits.MemoryPages)}
-	for len(b.M.Funcs) < int(validate.DefaultLimits.Functions) {
+	b.M.Memories[0] = wasm.Limits{Min: uint32(validate.DefaultLimits().MemoryPages)}
+	for len(b.M.Funcs) < int(validate.DefaultLimits().Functions) {
 		b.Func("", nil, nil, nil)
 	}
 	if _, _, err := validate.Check(b.Bytes(), cfg); err != nil {

@@ -96,7 +96,7 @@ func probeModule(t *testing.T) []byte {
 		}
 		b.Func(p.name, nil, nil, nil, body...)
 	}
-	pr, err := deploy.Prepare(b.Bytes(), validate.Config{Limits: validate.DefaultLimits, Imports: wasi.Funcs()})
+	pr, err := deploy.Prepare(b.Bytes(), validate.Config{Limits: validate.DefaultLimits(), Imports: wasi.Funcs()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -270,13 +270,9 @@ func (r *reader) instr() (Instr, error) {
 	in := Instr{Op: op}
 	switch op.kind() {
 	case immInvalid:
+		// Prefixes of whole proposals (0xFB GC, 0xFD SIMD, 0xFE threads)
+		// are rejected on the prefix byte alone.
 		if f, ok := unsupported[op]; ok {
-			return in, fmt.Errorf("%w: %s (opcode %v)", ErrUnsupported, f, op)
-		}
-		if op > 0xFF {
-			return in, r.errf("unknown opcode %v", op)
-		}
-		if f, ok := unsupported[op&0xFF]; ok && op < 0x100 {
 			return in, fmt.Errorf("%w: %s (opcode %v)", ErrUnsupported, f, op)
 		}
 		return in, r.errf("unknown opcode %v", op)

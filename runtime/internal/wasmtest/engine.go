@@ -70,7 +70,7 @@ type Result struct {
 	Values        []uint64
 	GasLeft       int64  // gas_left after the call (0 for modules without it)
 	Trap          string // first line of the error, "" when the call returned
-	OutOfGas      bool   // trapped with gas_left < 0
+	OutOfGas      bool   // gas_left < 0 after the call, trapped or not
 	DepthExceeded bool   // trapped with the depth flag set
 }
 
@@ -92,13 +92,17 @@ func (in *Instance) Call(name string, gas int64, args ...uint64) Result {
 	if metered {
 		r.GasLeft = int64(gasG.Get())
 	}
+	r.OutOfGas = metered && r.GasLeft < 0
 	if err != nil {
 		r.Trap, _, _ = strings.Cut(err.Error(), "\n")
-		r.OutOfGas = metered && r.GasLeft < 0
 		r.DepthExceeded = metered && in.mod.ExportedGlobal("__kairos_depth_exceeded").Get() == 1
 	}
 	return r
 }
+
+// Module is the underlying wazero module, for benchmarks that call
+// functions directly.
+func (in *Instance) Module() api.Module { return in.mod }
 
 // Global reads an exported global.
 func (in *Instance) Global(name string) uint64 { return in.mod.ExportedGlobal(name).Get() }

@@ -10,10 +10,16 @@ import (
 
 // GoGuestSource is a standard Go guest: an integer export, an
 // allocation-heavy export (the GC runs and reads the clock), a float export,
-// and the runtime's own use of WASI in _initialize.
+// a counter, clock and randomness, fmt (and so os), and the runtime's own
+// use of WASI in _initialize.
 const GoGuestSource = `package main
 
-import "math"
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"time"
+)
 
 //go:wasmexport add
 func add(a, b int32) int32 { return a + b }
@@ -35,6 +41,26 @@ func churn(n int32) int32 {
 func fdiv(a, b float64) int64 {
 	return int64(math.Float64bits(a / b))
 }
+
+var bumps int32
+
+// bump shows whether state leaks between calls: 1 on a restored instance.
+//
+//go:wasmexport bump
+func bump() int32 { bumps++; return bumps }
+
+// now and random read the virtual WASI clock and the seeded randomness.
+//
+//go:wasmexport now
+func now() int64 { return time.Now().UnixNano() }
+
+//go:wasmexport random
+func random() int64 { return rand.Int64() }
+
+// hello uses fmt, which brings in os and its stdio file-descriptor probing.
+//
+//go:wasmexport hello
+func hello(n int32) int32 { return int32(len(fmt.Sprintf("hello %d", n))) }
 
 func main() {}
 `

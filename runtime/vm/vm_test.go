@@ -1,0 +1,207 @@
+package vm_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"testing"
+
+	"github.com/kairos-network/kairos/runtime/deploy"
+	. "github.com/kairos-network/kairos/runtime/internal/wasmtest"
+	"github.com/kairos-network/kairos/runtime/validate"
+	"github.com/kairos-network/kairos/runtime/vm"
+	"github.com/kairos-network/kairos/runtime/wasm"
+)
+
+var cfg = validate.Config{Limits: validate.DefaultLimits(), Imports: validate.WASISubset()}
+
+func prepare(t testing.TB, bin []byte) []byte {
+	t.Helper()
+	p, err := deploy.Prepare(bin, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p.Instrumented
+}
+
+// engines returns an instance of the module on each engine.
+func engines(t testing.TB, instrumented []byte, env vm.Env) []*vm.Instance {
+	t.Helper()
+	ctx := context.Background()
+	var out []*vm.Instance
+	for _, interp := range []bool{false, true} {
+		c := vm.DefaultConfig()
+		c.Interpreter = interp
+		c.CacheDir = t.TempDir()
+		e, err := vm.NewEngine(ctx, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { e.Close(ctx) })
+		code, err := e.Compile(ctx, instrumented)
+		if err != nil {
+			t.Fatal(err)
+		}
+		in, err := code.Instantiate(ctx, env)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, in)
+	}
+	return out
+}
+
+func call(t testing.TB, in *vm.Instance, fn string, gas int64, args ...uint64) vm.Outcome {
+	t.Helper()
+	o, err := in.Call(context.Background(), fn, gas, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(o.Values) == 0 {
+		o.Values = nil
+	}
+	o.Trap = nil // engines word traps differently; Status carries the class
+	return o
+}
+
+// counter is a module whose state would leak between calls without the
+// restore: a global counter and a memory cell, both incremented.
+func counter() []byte {
+	b := New()
+	b.Memory(1, 2)
+	g := b.Global(wasm.I32, true, I32(0))
+	b.Func("bump", nil, I32s, nil,
+		Idx(wasm.OpGlobalGet, g), I32(1), Op(wasm.OpI32Add), Idx(wasm.OpGlobalSet, g),
+		I32(0), I32(0), Mem(wasm.OpI32Load, 2, 0), I32(10), Op(wasm.OpI32Add), Mem(wasm.OpI32Store, 2, 0),
+		Idx(wasm.OpGlobalGet, g), I32(0), Mem(wasm.OpI32Load, 2, 0), Op(wasm.OpI32Add))
+	b.Func("grow", nil, I32s, nil, I32(1), Op(wasm.OpMemoryGrow))
+	b.Func("spin", nil, nil, nil, Block(wasm.OpLoop, wasm.BlockEmpty), Idx(wasm.OpBr, 0), Op(wasm.OpEnd))
+	b.Func("bomb", nil, nil, nil, Idx(wasm.OpCall, 3))
+	b.Func("trap", nil, nil, nil, Op(wasm.OpUnreachable))
+	return b.Bytes()
+}
+
+func TestRestoreBeforeEveryCall(t *testing.T) {
+	for _, in := range engines(t, prepare(t, counter()), vm.Env{}) {
+		for range 3 {
+			if o := call(t, in, "bump", 1000); o.Status != vm.StatusOK || o.Values[0] != 11 {
+				t.Fatalf("bump = %+v, want 11 on every call", o)
+			}
+		}
+	}
+}
+
+func TestStatusesAndDiscard(t *testing.T) {
+	bin := prepare(t, counter())
+	for _, c := range []struct {
+		fn   string
+		want vm.Status
+	}{{"grow", vm.StatusOK}, {"spin", vm.StatusOutOfGas}, {"bomb", vm.StatusDepthExceeded}, {"trap", vm.StatusTrapped}} {
+		var outs []vm.Outcome
+		for _, in := range engines(t, bin, vm.Env{}) {
+			o := call(t, in, c.fn, 1_000_000)
+			outs = append(outs, o)
+			if o.Status != c.want {
+				t.Errorf("%s: %s, want %s", c.fn, o.Status, c.want)
+			}
+			// Every one of these grew memory or trapped: discarded.
+			if !in.Discarded() {
+				t.Errorf("%s: instance not discarded", c.fn)
+			}
+			if _, err := in.Call(context.Background(), "bump", 1000); !errors.Is(err, vm.ErrDiscarded) {
+				t.Errorf("%s: call after discard: %v", c.fn, err)
+			}
+		}
+		if !reflect.DeepEqual(outs[0], outs[1]) {
+			t.Errorf("%s: compiler %+v, interpreter %+v", c.fn, outs[0], outs[1])
+		}
+	}
+}
+
+// TestGoGuestRestore: a Go guest's package state, clock and randomness are
+// all back at the snapshot before every call, identically on both engines.
+func TestGoGuestRestore(t *testing.T) {
+	if testing.Short() {
+		t.Skip("compiles a 2 MB module on two engines")
+	}
+	env := vm.Env{ClockNs: 1_700_000_000_000_000_000, ClockStepNs: 1000, Seed: [32]byte{7}}
+	ins := engines(t, prepare(t, GoGuest(t)), env)
+	var first []vm.Outcome
+	for i, in := range ins {
+		var outs []vm.Outcome
+		for _, fn := range []string{"bump", "bump", "now", "now", "random", "random", "churn"} {
+			var args []uint64
+			if fn == "churn" {
+				args = []uint64{20}
+			}
+			o := call(t, in, fn, 1<<30, args...)
+			if o.Status != vm.StatusOK {
+				t.Fatalf("%s: %+v", fn, o)
+			}
+			outs = append(outs, o)
+		}
+		if outs[0].Values[0] != 1 || !reflect.DeepEqual(outs[0], outs[1]) {
+			t.Errorf("bump: %+v then %+v, want 1 twice", outs[0], outs[1])
+		}
+		if !reflect.DeepEqual(outs[2], outs[3]) || int64(outs[2].Values[0]) < env.ClockNs {
+			t.Errorf("now: %+v then %+v", outs[2], outs[3])
+		}
+		if !reflect.DeepEqual(outs[4], outs[5]) {
+			t.Errorf("random: %+v then %+v", outs[4], outs[5])
+		}
+		if i == 0 {
+			first = outs
+		} else if !reflect.DeepEqual(first, outs) {
+			t.Errorf("engines differ:\n compiler    %+v\n interpreter %+v", first, outs)
+		}
+	}
+	// Another seed gives other randomness: the seed reaches the guest. The
+	// zero clock still starts a Go guest (its runtime refuses a clock that
+	// reads 0).
+	other := call(t, engines(t, prepare(t, GoGuest(t)), vm.Env{Seed: [32]byte{8}})[1], "random", 1<<30)
+	if reflect.DeepEqual(other.Values, first[4].Values) {
+		t.Error("random does not depend on the seed")
+	}
+}
+
+// TestConcurrentInstances: instances of one Code on separate goroutines
+// (the documented concurrency contract) give the same outcomes as serial
+// calls. Run with -race.
+func TestConcurrentInstances(t *testing.T) {
+	ctx := context.Background()
+	e, err := vm.NewEngine(ctx, vm.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close(ctx)
+	code, err := e.Compile(ctx, prepare(t, counter()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const workers, calls = 4, 50
+	errs := make(chan error, workers)
+	for range workers {
+		go func() {
+			in, err := code.Instantiate(ctx, vm.Env{})
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer in.Close(ctx)
+			for range calls {
+				o, err := in.Call(ctx, "bump", 1000)
+				if err != nil || o.Status != vm.StatusOK || o.Values[0] != 11 {
+					errs <- fmt.Errorf("bump: %+v, %v", o, err)
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range workers {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+}
