@@ -11,8 +11,10 @@
 //
 // The per-transaction work is behind Runner, so the scheduler is tested on
 // its own: NativeRunner runs Go-coded modules (the test and benchmark set
-// Token, Counter, Scan); WasmRunner runs calls in wasm through the host ABI
-// of runtime/host on the instances of an engine (host.Instances). A runner
+// Token, Counter, Scan); WasmRunner runs calls and the module lifecycle in
+// wasm through the host ABI of runtime/host, on the instances of an Engine
+// (to be implemented by runtime/vm's pools; tests use a fresh instance per
+// frame). A runner
 // sees the state through an Overlay, whose prefix Iterator streams the
 // parent's keys merged with the pending writes, so no prefix is ever
 // materialized whole.
@@ -20,7 +22,8 @@
 // # Schedule
 //
 // Each transaction's access list (plus its implicit write of the sender's
-// account key, see below) is turned into a conflict DAG: a transaction
+// account key, see below, and for a call the implicit read of the called
+// module's record) is turned into a conflict DAG: a transaction
 // depends on the latest earlier writer of everything it reads or writes,
 // and, when it writes, on every earlier reader since that writer. Exact
 // keys are indexed in a map; prefixes by a map per prefix length plus a
