@@ -39,5 +39,6 @@ func newBenchCmd() *cobra.Command {
 		Short: "Run a benchmark and print a table with its baseline",
 	}
 	cmd.AddCommand(newBenchStateCmd())
+	cmd.AddCommand(newBenchExecCmd())
 	return cmd
 }

@@ -13,14 +13,23 @@ type SimResult struct {
 	Receipt types.Receipt
 	// Access is the exact access list the transaction used, sorted by
 	// (module, key, prefix): every key read or written and every prefix
-	// iterated, with Write where it wrote. The implicit account record is
-	// left out (every transaction has it). Declaring it makes the same
+	// iterated, with Write where it wrote. The system modules (account
+	// records, module records and code) are left out: their accesses are
+	// implicit. Declaring it makes the same
 	// transaction, run on the same state, pass the access check.
 	Access []types.Access
 	// Writes lists the keys the transaction would write (or delete),
 	// sorted, without the account record.
 	Writes []types.StateKey
 }
+
+// accessRecorder is implemented by the overlay of a simulation, for runners
+// that learn of accesses the overlay did not see.
+type accessRecorder interface {
+	recordAccess(a types.Access)
+}
+
+func (o *overlay) recordAccess(a types.Access) { o.rec.note(a.Module, a.Key, a.Prefix, a.Mode) }
 
 // recorder collects the accesses of a simulated transaction.
 type recorder struct {
@@ -55,7 +64,6 @@ func (x *Executor) Simulate(ctx context.Context, view StateView, env BlockEnv, t
 	if err != nil {
 		return nil, err
 	}
-	out.receipt.TxID = tx.ID()
 	res := &SimResult{Receipt: out.receipt}
 	keys := make([]recKey, 0, len(rec.m))
 	for rk := range rec.m {
@@ -69,10 +77,10 @@ func (x *Executor) Simulate(ctx context.Context, view StateView, env BlockEnv, t
 	})
 	acct := accountKey(bl.senders[0])
 	for _, rk := range keys {
-		if rk.k == acct && !rk.prefix {
+		sk := splitKey(rk.k)
+		if sk.Module == AccountsModule || sk.Module == ModulesModule {
 			continue
 		}
-		sk := splitKey(rk.k)
 		res.Access = append(res.Access, types.Access{Module: sk.Module, Key: sk.Key, Prefix: rk.prefix, Mode: rec.m[rk]})
 	}
 	wk := make([]string, 0, len(out.writes))
