@@ -104,6 +104,15 @@ func BenchmarkCommit(b *testing.B) {
 			}
 			b.ReportMetric(float64(b.N*benchBlock)/b.Elapsed().Seconds(), "updates/s")
 			b.ReportMetric(cpu.since()/float64(b.N), "cpu-s/op")
+			if du, ok := s.d.(ds.PersistentDatastore); ok {
+				// Disk per live key against the raw key+value bytes.
+				used, err := du.DiskUsage(ctx)
+				if err != nil {
+					b.Fatal(err)
+				}
+				raw := len(benchKey(0).Key) + types.AddressLen + len(benchValue(0, 0))
+				b.ReportMetric(float64(used)/float64(n)/float64(raw), "disk-x-raw")
+			}
 		})
 	}
 	b.Run("baseline=raw-pebble-batch", func(b *testing.B) {
