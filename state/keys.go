@@ -104,7 +104,7 @@ func encodeStale(refs []staleRef) []byte {
 func decodeStale(b []byte) ([]staleRef, error) {
 	var refs []staleRef
 	for len(b) > 0 {
-		born, n := binary.Uvarint(b)
+		born, n := uvarint(b)
 		if n <= 0 || len(b) < n+types.HashLen {
 			return nil, fmt.Errorf("%w: bad stale list", ErrCorrupt)
 		}

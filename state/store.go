@@ -399,7 +399,7 @@ func (s *Store) getUint(ctx context.Context, k ds.Key) (uint64, bool, error) {
 	if err != nil {
 		return 0, false, err
 	}
-	v, n := binary.Uvarint(b)
+	v, n := uvarint(b)
 	if n <= 0 || n != len(b) {
 		return 0, false, fmt.Errorf("%w: bad counter %s", ErrCorrupt, k)
 	}
