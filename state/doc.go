@@ -9,6 +9,7 @@
 //	view, err := s.View(ctx, height)        // pinned reader of a retained version
 //	v, err = view.Get(ctx, k)
 //	proof, err := view.Prove(ctx, k1, k2)   // one proof, shared siblings
+//	err = view.Leaves(ctx, fn)              // every leaf in key path order (snapshots)
 //	view.Close()
 //	err = types.Verify(root, proof)         // what a client does, with only the root
 //	stats, err := s.Prune(ctx)              // keep the last K versions

@@ -58,7 +58,13 @@ func kvModulePrefix(m types.Address) string { return nsKV + hex.EncodeToString(m
 // kvKey names a key in the flat index. The "k" keeps an empty key from
 // cleaning away to the module prefix; hex keeps byte order.
 func kvKey(k types.StateKey) ds.Key {
-	return ds.RawKey(kvModulePrefix(k.Module) + "/k" + hex.EncodeToString(k.Key))
+	// One allocation: this is on the latest-read path.
+	buf := make([]byte, 0, len(nsKV)+2*types.AddressLen+2+2*len(k.Key))
+	buf = append(buf, nsKV...)
+	buf = hex.AppendEncode(buf, k.Module[:])
+	buf = append(buf, "/k"...)
+	buf = hex.AppendEncode(buf, k.Key)
+	return ds.RawKey(string(buf))
 }
 
 func parseKVKey(s string) (types.StateKey, error) {
@@ -98,7 +104,7 @@ func encodeStale(refs []staleRef) []byte {
 func decodeStale(b []byte) ([]staleRef, error) {
 	var refs []staleRef
 	for len(b) > 0 {
-		born, n := binary.Uvarint(b)
+		born, n := uvarint(b)
 		if n <= 0 || len(b) < n+types.HashLen {
 			return nil, fmt.Errorf("%w: bad stale list", ErrCorrupt)
 		}

@@ -207,6 +207,22 @@ func checkView(t *testing.T, r *rand.Rand, v *View, want map[string][]byte, root
 		}
 	}
 	checkTampered(t, root, p, want)
+
+	var prev types.Hash
+	n := 0
+	err = v.Leaves(ctx, func(kp types.Hash, k types.StateKey, val []byte) error {
+		if n > 0 && bytes.Compare(prev[:], kp[:]) >= 0 {
+			t.Fatalf("leaves out of key path order")
+		}
+		if kp != types.KeyPath(k) || !bytes.Equal(val, want[modelKey(k)]) {
+			t.Fatalf("leaf %s = %x, model %x", k, val, want[modelKey(k)])
+		}
+		prev, n = kp, n+1
+		return nil
+	})
+	if err != nil || n != len(want) {
+		t.Fatalf("walked %d leaves, model has %d: %v", n, len(want), err)
+	}
 }
 
 // checkTampered flips every byte of the encoded proof (except the height,

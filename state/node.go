@@ -254,7 +254,7 @@ func recordHeader(b []byte, tag byte) (uint64, []byte, error) {
 	if len(b) == 0 || b[0] != tag {
 		return 0, nil, fmt.Errorf("%w: record is not of type %q", ErrCorrupt, tag)
 	}
-	born, n := binary.Uvarint(b[1:])
+	born, n := uvarint(b[1:])
 	if n <= 0 {
 		return 0, nil, fmt.Errorf("%w: bad born varint", ErrCorrupt)
 	}
@@ -284,7 +284,7 @@ func decodeValue(b []byte) (born uint64, k types.StateKey, value []byte, err err
 	}
 	copy(k.Module[:], rest)
 	rest = rest[types.AddressLen:]
-	kl, n := binary.Uvarint(rest)
+	kl, n := uvarint(rest)
 	if n <= 0 || kl > uint64(len(rest)-n) || kl > types.StateKeyMax {
 		return 0, k, nil, fmt.Errorf("%w: bad key length in value record", ErrCorrupt)
 	}
@@ -338,4 +338,22 @@ func nibble(kp types.Hash, d int) int {
 		return int(b >> 4)
 	}
 	return int(b & 0x0f)
+}
+
+// uvarint is binary.Uvarint that also rejects non-shortest encodings
+// (n <= 0), so that every record has one byte form.
+func uvarint(b []byte) (uint64, int) {
+	v, n := binary.Uvarint(b)
+	if n > 0 && n != uvarintLen(v) {
+		return 0, -1
+	}
+	return v, n
+}
+
+func uvarintLen(v uint64) int {
+	n := 1
+	for ; v >= 0x80; v >>= 7 {
+		n++
+	}
+	return n
 }

@@ -1,10 +1,12 @@
 package state
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"sort"
 
 	ds "github.com/ipfs/go-datastore"
 
@@ -323,7 +325,7 @@ func (s *Store) Audit(ctx context.Context) (*AuditReport, error) {
 			pending[r.id] = true
 		}
 	}
-	stored, err := s.keysWithPrefix(ctx, nsNode, 0)
+	stored, err := s.keysWithPrefix(ctx, nsNode)
 	if err != nil {
 		return nil, err
 	}
@@ -337,6 +339,9 @@ func (s *Store) Audit(ctx context.Context) (*AuditReport, error) {
 		}
 	}
 
+	for _, l := range [][]types.Hash{rep.Leaked, rep.Missing} {
+		sort.Slice(l, func(i, j int) bool { return bytes.Compare(l[i][:], l[j][:]) < 0 })
+	}
 	indexed := 0
 	err = s.iterateIndex(ctx, func(k types.StateKey, v []byte) error {
 		indexed++

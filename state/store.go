@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sort"
 	"strings"
 	"sync"
 
@@ -162,16 +161,12 @@ func Open(ctx context.Context, d ds.Batching, opts Options) (*Store, error) {
 	if s.pruneDone, _, err = s.getUint(ctx, keyPruneDone); err != nil {
 		return nil, err
 	}
-	res, err := d.Query(ctx, query.Query{Prefix: nsPin, KeysOnly: true})
+	pins, err := s.keysWithPrefix(ctx, nsPin)
 	if err != nil {
 		return nil, err
 	}
-	entries, err := res.Rest()
-	if err != nil {
-		return nil, err
-	}
-	for _, e := range entries {
-		h, err := parseHeightKey(e.Key, nsPin)
+	for _, k := range pins {
+		h, err := parseHeightKey(k, nsPin)
 		if err != nil {
 			return nil, err
 		}
@@ -404,7 +399,7 @@ func (s *Store) getUint(ctx context.Context, k ds.Key) (uint64, bool, error) {
 	if err != nil {
 		return 0, false, err
 	}
-	v, n := binary.Uvarint(b)
+	v, n := uvarint(b)
 	if n <= 0 || n != len(b) {
 		return 0, false, fmt.Errorf("%w: bad counter %s", ErrCorrupt, k)
 	}
@@ -461,9 +456,9 @@ func (s *Store) readValue(ctx context.Context, leaf *slot) (uint64, types.StateK
 	return born, k, v, nil
 }
 
-// keysWithPrefix lists keys under prefix (at most limit, 0 = all), sorted.
-func (s *Store) keysWithPrefix(ctx context.Context, prefix string, limit int) ([]string, error) {
-	res, err := s.d.Query(ctx, query.Query{Prefix: prefix, KeysOnly: true, Limit: limit, Orders: []query.Order{query.OrderByKey{}}})
+// keysWithPrefix lists the keys under prefix.
+func (s *Store) keysWithPrefix(ctx context.Context, prefix string) ([]string, error) {
+	res, err := s.d.Query(ctx, query.Query{Prefix: prefix, KeysOnly: true})
 	if err != nil {
 		return nil, err
 	}
@@ -475,7 +470,6 @@ func (s *Store) keysWithPrefix(ctx context.Context, prefix string, limit int) ([
 	for i, e := range entries {
 		keys[i] = e.Key
 	}
-	sort.Strings(keys)
 	return keys, nil
 }
 

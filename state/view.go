@@ -275,3 +275,40 @@ func (g *prover) walk(c cursor, depth, lo, hi int) error {
 	}
 	return nil
 }
+
+// Leaves calls fn for every (key path, key, value) of the view's version in
+// key path order (the order of snapshot chunks), until fn returns an error,
+// which Leaves returns. fn must not keep key or value.
+func (v *View) Leaves(ctx context.Context, fn func(kp types.Hash, k types.StateKey, value []byte) error) error {
+	if err := v.enter(); err != nil {
+		return err
+	}
+	defer v.mu.RUnlock()
+	var walk func(s slot) error
+	walk = func(s slot) error {
+		switch s.kind {
+		case slotEmpty:
+			return nil
+		case slotLeaf:
+			_, k, val, err := v.s.readValue(ctx, &s)
+			if err != nil {
+				return err
+			}
+			return fn(s.kp, k, val)
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		n, err := v.s.loadNode(ctx, s.h)
+		if err != nil {
+			return err
+		}
+		for _, c := range n.entries {
+			if err := walk(c); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return walk(v.root)
+}
