@@ -104,6 +104,7 @@ func TestMetamorphic(t *testing.T) {
 					}
 				}
 			}
+			checkIterate(t, s, m.versions[len(m.versions)-1])
 			rep, err := s.Audit(context.Background())
 			if err != nil || !rep.Clean() {
 				t.Fatalf("audit: %+v %v", rep, err)
