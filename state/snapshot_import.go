@@ -110,9 +110,6 @@ func clearSnapshotStaging(ctx context.Context, d ds.Batching) error {
 	return d.Sync(ctx, ds.NewKey("/kairos/snapimport"))
 }
 
-// Manifest returns the manifest being imported.
-func (im *Importer) Manifest() *Manifest { return im.m }
-
 // Add verifies one chunk and stages it durably. A chunk already staged is
 // skipped (staged reports false). Nothing is staged unless every check of
 // VerifyChunk passes.

@@ -115,18 +115,3 @@ func lessKey(a, b types.StateKey) bool {
 	}
 	return bytes.Compare(a.Key, b.Key) < 0
 }
-
-// Model is the dumb reference: the latest value of every key after applying
-// blocks 1..h in order.
-func (w Workload) Model(h uint64) map[string][]byte {
-	m := make(map[string][]byte)
-	for b := uint64(1); b <= h; b++ {
-		for _, wr := range w.Writes(b) {
-			m[ModelKey(wr.Key)] = wr.Value
-		}
-	}
-	return m
-}
-
-// ModelKey is the map key Model uses for k.
-func ModelKey(k types.StateKey) string { return string(k.Module[:]) + string(k.Key) }
