@@ -14,7 +14,7 @@ import (
 	"github.com/kairos-network/kairos/runtime/wasm"
 )
 
-var cfg = validate.Config{Limits: validate.DefaultLimits(), Imports: validate.WASISubset()}
+var cfg = deploy.Config()
 
 // TestCodeCID recomputes the CID by hand: "b" + base32 of
 // <version 1><raw 0x55><sha2-256 0x12><32> <digest>.
