@@ -8,13 +8,14 @@ import (
 	"testing"
 
 	"github.com/kairos-network/kairos/runtime/deploy"
+	"github.com/kairos-network/kairos/runtime/host"
 	. "github.com/kairos-network/kairos/runtime/internal/wasmtest"
-	"github.com/kairos-network/kairos/runtime/validate"
 	"github.com/kairos-network/kairos/runtime/vm"
+	"github.com/kairos-network/kairos/runtime/wasi"
 	"github.com/kairos-network/kairos/runtime/wasm"
 )
 
-var cfg = validate.Config{Limits: validate.DefaultLimits(), Imports: validate.WASISubset()}
+var cfg = deploy.Config()
 
 func prepare(t testing.TB, bin []byte) []byte {
 	t.Helper()
@@ -156,12 +157,15 @@ func TestGoGuestRestore(t *testing.T) {
 			t.Errorf("engines differ:\n compiler    %+v\n interpreter %+v", first, outs)
 		}
 	}
-	// Another seed gives other randomness: the seed reaches the guest. The
-	// zero clock still starts a Go guest (its runtime refuses a clock that
-	// reads 0).
+	// math/rand's generator is seeded from random_get in _initialize,
+	// whose seed is fixed (docs/abi.md 8.1), and restored with memory: the
+	// frame's seed does not reach it. The clock base does reach the guest.
 	other := call(t, engines(t, prepare(t, GoGuest(t)), vm.Env{Seed: [32]byte{8}})[1], "random", 1<<30)
-	if reflect.DeepEqual(other.Values, first[4].Values) {
-		t.Error("random does not depend on the seed")
+	if !reflect.DeepEqual(other.Values, first[4].Values) {
+		t.Errorf("random with another frame seed: %v, want %v", other.Values, first[4].Values)
+	}
+	if now := first[2].Values[0]; now != uint64(env.ClockNs)+wasi.ClockStep*2 && now != uint64(env.ClockNs)+wasi.ClockStep {
+		t.Errorf("now = %d, want the clock base %d plus one or two steps", now, env.ClockNs)
 	}
 }
 
@@ -203,5 +207,51 @@ func TestConcurrentInstances(t *testing.T) {
 		if err := <-errs; err != nil {
 			t.Error(err)
 		}
+	}
+}
+
+// TestInitialize: _initialize runs with the ABI's budget and environment
+// (docs/abi.md 8.1); any failure there fails the instantiation.
+func TestInitialize(t *testing.T) {
+	mk := func(body ...wasm.Instr) []byte {
+		b := New()
+		b.Import("kairos", "block_height", nil, []wasm.ValType{wasm.I64}) // function 0
+		b.Memory(1, 1)
+		b.Global(wasm.I32, true, I32(0))
+		b.Func("_initialize", nil, nil, nil, body...)
+		b.Func("get", nil, I32s, nil, Idx(wasm.OpGlobalGet, 0))
+		return b.Bytes()
+	}
+	ok := mk(I32(42), Idx(wasm.OpGlobalSet, 0))
+	for _, in := range engines(t, prepare(t, ok), vm.Env{}) {
+		if o := call(t, in, "get", 1000); o.Status != vm.StatusOK || o.Values[0] != 42 {
+			t.Errorf("get after _initialize = %+v, want 42", o)
+		}
+	}
+	ctx := context.Background()
+	for name, bin := range map[string][]byte{
+		"spins past InitGas": mk(Block(wasm.OpLoop, wasm.BlockEmpty), Idx(wasm.OpBr, 0), Op(wasm.OpEnd)),
+		"calls kairos":       mk(Idx(wasm.OpCall, 0), Op(wasm.OpDrop)),
+		"traps":              mk(Op(wasm.OpUnreachable)),
+	} {
+		for _, interp := range []bool{false, true} {
+			c := vm.DefaultConfig()
+			c.Interpreter = interp
+			e, err := vm.NewEngine(ctx, c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			code, err := e.Compile(ctx, prepare(t, bin))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := code.Instantiate(ctx, vm.Env{}); !errors.Is(err, vm.ErrInstantiate) {
+				t.Errorf("%s: %v, want ErrInstantiate", name, err)
+			}
+			e.Close(ctx)
+		}
+	}
+	if vm.DefaultConfig().InitGas != host.InitGasMax {
+		t.Errorf("InitGas %d, want host.InitGasMax", vm.DefaultConfig().InitGas)
 	}
 }
