@@ -83,19 +83,6 @@ func (e *freshEngine) Acquire(ctx context.Context, id, method string, load func(
 
 func (e *freshEngine) Release(mod api.Module, _ bool) { mod.Close(context.Background()) }
 
-// muxRunner sends native modules to the native runner and the rest to wasm.
-type muxRunner struct {
-	native *NativeRunner
-	wasm   *WasmRunner
-}
-
-func (m muxRunner) Run(ctx context.Context, o Overlay, tx *types.Tx, env TxEnv) Result {
-	if _, ok := m.native.modules[tx.Body.Payload.Module]; ok && tx.Body.Payload.Kind == types.Call {
-		return m.native.Run(ctx, o, tx, env)
-	}
-	return m.wasm.Run(ctx, o, tx, env)
-}
-
 // wasmWorld is a set of WAT counters installed at genesis (counter i has
 // test account i as admin) and the code a generator may deploy or upgrade
 // to.
@@ -134,7 +121,7 @@ func wasmSetup(t testing.TB, n int) *wasmWorld {
 		w.genesis = append(w.genesis, ws...)
 		w.counters = append(w.counters, a)
 	}
-	w.runner = muxRunner{native: NewNativeRunner(NativeModules()), wasm: NewWasmRunner(newFreshEngine(t))}
+	w.runner = NewRunner(NativeModules(), newFreshEngine(t))
 	return w
 }
 
