@@ -45,7 +45,7 @@ func TestPooledGoToken(t *testing.T) {
 		// A transfer of more than the balance aborts in the guest.
 		from, to := types.AddressFromPublicKey(benchPub(20)), types.AddressFromPublicKey(benchPub(21))
 		bad := &types.Tx{Body: types.TxBody{ChainID: "bench", Sender: benchPub(20), Nonce: 1, ValidUntil: 2e12, GasLimit: 1 << 30,
-			Access: []types.Access{rw(benchGoToken, goBalanceKey(from)), rw(benchGoToken, goBalanceKey(to))},
+			Access:  []types.Access{rw(benchGoToken, goBalanceKey(from)), rw(benchGoToken, goBalanceKey(to))},
 			Payload: types.Payload{Kind: types.Call, Module: benchGoToken, Method: "transfer", Args: TransferArgs(to, 1<<41)}}}
 		txs = append(txs[:6:6], append([]*types.Tx{bad}, txs[6:]...)...)
 		b = mkBlock(2, 1e12, txs)
