@@ -46,11 +46,12 @@ func DefaultPoolConfig() PoolConfig {
 
 // PoolStats counts what a PooledEngine did, for tests and benchmarks.
 type PoolStats struct {
-	Compiles       int // modules compiled (cache misses)
-	Instantiations int // new instances (each runs _initialize if exported)
-	Reuses         int // acquisitions served by a restored idle instance
-	Discards       int // released instances closed (failed frame, grown memory, full pool, evicted code)
-	Evictions      int // compiled modules evicted
+	Compiles       int   // modules compiled (cache misses)
+	Instantiations int   // new instances (each runs _initialize if exported)
+	Reuses         int   // acquisitions served by a restored idle instance
+	RestoredBytes  int64 // linear memory copied back by those restores: the per-call cost of a large guest
+	Discards       int   // released instances closed (failed frame, grown memory, full pool, evicted code)
+	Evictions      int   // compiled modules evicted
 }
 
 // PooledEngine is the production Engine: compiled modules cached by code
@@ -120,6 +121,7 @@ func (e *PooledEngine) Acquire(ctx context.Context, codeID, method string, instr
 		in, c.idle = c.idle[n-1], c.idle[:n-1]
 		e.idleBytes -= instanceBytes(in)
 		e.stats.Reuses++
+		e.stats.RestoredBytes += int64(in.SnapshotBytes())
 	}
 	e.mu.Unlock()
 	if in != nil {
