@@ -2,7 +2,7 @@
 GO      ?= go
 BIN     := bin/kairos
 # Packages whose code runs goroutines concurrently get -race in `make test`.
-RACE_PKGS ?= ./state/... ./p2p/...
+RACE_PKGS ?= ./state/... ./p2p/... ./runtime/vm/...
 FUZZTIME ?= 30s
 
 .PHONY: help build contracts test race check fuzz bench run sim clean
@@ -36,7 +36,7 @@ check: ## gofmt, go vet, go mod tidy diff, dependency rules
 fuzz: ## run every fuzz target for FUZZTIME each
 	@for pkg in $$($(GO) list ./...); do \
 	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
-	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 5s $$pkg || exit 1; \
 	  done; done
 
 bench: build ## print the benchmark tables (state store)

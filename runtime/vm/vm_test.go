@@ -125,8 +125,8 @@ func TestStatusesAndDiscard(t *testing.T) {
 // TestGoGuestRestore: a Go guest's package state, clock and randomness are
 // all back at the snapshot before every call, identically on both engines.
 func TestGoGuestRestore(t *testing.T) {
-	if testing.Short() {
-		t.Skip("compiles a 2 MB module on two engines")
+	if testing.Short() || raceEnabled {
+		t.Skip("compiles a 2 MB module on two engines (not a concurrency test)")
 	}
 	env := vm.Env{ClockNs: 1_700_000_000_000_000_000, ClockStepNs: 1000, Seed: [32]byte{7}}
 	ins := engines(t, prepare(t, GoGuest(t)), env)
@@ -239,6 +239,7 @@ func TestInitialize(t *testing.T) {
 		for _, interp := range []bool{false, true} {
 			c := vm.DefaultConfig()
 			c.Interpreter = interp
+			c.InitGas = 1_000_000 // the spin would take 50 times longer on InitGasMax
 			e, err := vm.NewEngine(ctx, c)
 			if err != nil {
 				t.Fatal(err)
