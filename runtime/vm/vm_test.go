@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
+	"path/filepath"
 	"reflect"
 	"testing"
 
@@ -123,8 +125,8 @@ func TestStatusesAndDiscard(t *testing.T) {
 // TestGoGuestRestore: a Go guest's package state, clock and randomness are
 // all back at the snapshot before every call, identically on both engines.
 func TestGoGuestRestore(t *testing.T) {
-	if testing.Short() {
-		t.Skip("compiles a 2 MB module on two engines")
+	if testing.Short() || raceEnabled {
+		t.Skip("compiles a 2 MB module on two engines (not a concurrency test)")
 	}
 	env := vm.Env{ClockNs: 1_700_000_000_000_000_000, ClockStepNs: 1000, Seed: [32]byte{7}}
 	ins := engines(t, prepare(t, GoGuest(t)), env)
@@ -237,6 +239,7 @@ func TestInitialize(t *testing.T) {
 		for _, interp := range []bool{false, true} {
 			c := vm.DefaultConfig()
 			c.Interpreter = interp
+			c.InitGas = 1_000_000 // the spin would take 50 times longer on InitGasMax
 			e, err := vm.NewEngine(ctx, c)
 			if err != nil {
 				t.Fatal(err)
@@ -253,5 +256,128 @@ func TestInitialize(t *testing.T) {
 	}
 	if vm.DefaultConfig().InitGas != host.InitGasMax {
 		t.Errorf("InitGas %d, want host.InitGasMax", vm.DefaultConfig().InitGas)
+	}
+}
+
+// TestCompilationCacheDir: a second engine on the same cache directory
+// serves the module from the files the first one wrote (it rewrites none:
+// every file keeps its modification time) and runs it identically.
+func TestCompilationCacheDir(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	bin := prepare(t, counter())
+	files := func() map[string]int64 {
+		out := map[string]int64{}
+		filepath.WalkDir(dir, func(path string, d fs.DirEntry, _ error) error {
+			if d != nil && !d.IsDir() {
+				if info, err := d.Info(); err == nil {
+					out[path] = info.ModTime().UnixNano()
+				}
+			}
+			return nil
+		})
+		return out
+	}
+	run := func() []vm.Outcome {
+		c := vm.DefaultConfig()
+		c.CacheDir = dir
+		e, err := vm.NewEngine(ctx, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer e.Close(ctx)
+		code, err := e.Compile(ctx, bin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		in, err := code.Instantiate(ctx, vm.Env{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return []vm.Outcome{call(t, in, "bump", 1000), call(t, in, "spin", 5000)}
+	}
+	first := run()
+	written := files()
+	if len(written) == 0 {
+		t.Fatal("the first engine wrote nothing to the cache directory")
+	}
+	if second := run(); !reflect.DeepEqual(first, second) {
+		t.Fatalf("from cache %+v, compiled %+v", second, first)
+	}
+	if after := files(); !reflect.DeepEqual(after, written) {
+		t.Fatalf("the second engine wrote the cache again: %v, then %v", written, after)
+	}
+}
+
+// TestPool: released healthy instances come back restored, failed or grown
+// ones are closed, and no more than PoolIdleMax stay idle; Pools is used
+// from several goroutines (run with -race).
+func TestPool(t *testing.T) {
+	ctx := context.Background()
+	c := vm.DefaultConfig()
+	c.PoolIdleMax = 2
+	e, err := vm.NewEngine(ctx, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close(ctx)
+	code, err := e.Compile(ctx, prepare(t, counter()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := code.NewPool()
+	defer p.Close(ctx)
+	var ins []*vm.Instance
+	for range 3 {
+		in, err := p.Acquire(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ins = append(ins, in)
+	}
+	for _, in := range ins {
+		if o := call(t, in, "bump", 1000); o.Values[0] != 11 {
+			t.Fatalf("bump %+v", o)
+		}
+		p.Release(ctx, in, false)
+	}
+	if p.Idle() != 2 || !ins[2].Discarded() {
+		t.Fatalf("idle %d, third instance discarded %v: want 2 idle, the third closed", p.Idle(), ins[2].Discarded())
+	}
+	in, _ := p.Acquire(ctx)
+	p.Release(ctx, in, true)
+	in, _ = p.Acquire(ctx)
+	call(t, in, "grow", 1000)
+	p.Release(ctx, in, false)
+	if p.Idle() != 0 {
+		t.Fatalf("idle %d after releasing a failed and a grown instance, want 0", p.Idle())
+	}
+
+	ps := e.NewPools()
+	defer ps.Close(ctx)
+	instrumented := prepare(t, counter())
+	load := func() ([]byte, error) { return instrumented, nil }
+	errs := make(chan error, 4)
+	for w := range 4 {
+		go func() {
+			for i := range 50 {
+				mod, err := ps.Acquire(ctx, "counter", load)
+				if err != nil {
+					errs <- err
+					return
+				}
+				if ps.Export(mod, "bump") == nil {
+					errs <- fmt.Errorf("worker %d: no export", w)
+					return
+				}
+				ps.Release(mod, i%7 == 0)
+			}
+			errs <- nil
+		}()
+	}
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
 	}
 }
