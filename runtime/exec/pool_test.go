@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
 
 	"github.com/kairos-network/kairos/runtime/deploy"
@@ -203,5 +204,77 @@ func TestPooledEngineBounds(t *testing.T) {
 	}
 	if _, err := NewPooledEngine(ctx, PoolConfig{VM: cfg.VM}); !errors.Is(err, ErrEngineConfig) {
 		t.Fatalf("zero bounds accepted: %v", err)
+	}
+}
+
+// TestPooledEngineConcurrent acquires and releases from several
+// goroutines (run with -race): a code id that all want at once is loaded
+// once, eviction churn under a bound of 2 modules loses no instance, and
+// at the end nothing is out and the idle bounds hold.
+func TestPooledEngineConcurrent(t *testing.T) {
+	ctx := context.Background()
+	var code [][]byte
+	for _, f := range []string{"testdata/pool_dirty.wasm", "../../contracts/counter_wat/counter.wasm", "testdata/migrate_ok.wasm"} {
+		p, err := deploy.Prepare(readWasm(t, f), DeployConfig())
+		if err != nil {
+			t.Fatal(err)
+		}
+		code = append(code, p.Instrumented)
+	}
+	cfg := DefaultPoolConfig()
+	cfg.CodeMax, cfg.IdlePerCode = 2, 3
+	e := newPooledEngine(t, cfg)
+	var mu sync.Mutex
+	loads := map[string]int{}
+	load := func(id string, i int) func() ([]byte, error) {
+		return func() ([]byte, error) { mu.Lock(); loads[id]++; mu.Unlock(); return code[i], nil }
+	}
+	const goroutines, rounds = 4, 40
+	start := make(chan struct{})
+	errs := make(chan error, goroutines)
+	var wg sync.WaitGroup
+	for g := range goroutines {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			if _, _, err := e.Acquire(ctx, "first", "get", load("first", 0)); err != nil {
+				errs <- err
+				return
+			}
+			for r := range rounds {
+				i := (g + r) % len(code)
+				mod, _, err := e.Acquire(ctx, fmt.Sprint(i), "get", load(fmt.Sprint(i), i))
+				if err != nil {
+					errs <- err
+					return
+				}
+				e.Release(mod, r%5 == 0)
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if loads["first"] != 1 {
+		t.Fatalf("a code id wanted by %d goroutines at once was loaded %d times", goroutines, loads["first"])
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var idleBytes int64
+	for _, c := range e.codes {
+		if len(c.idle) > cfg.IdlePerCode {
+			t.Fatalf("%d idle instances of %q, bound %d", len(c.idle), c.id, cfg.IdlePerCode)
+		}
+		for _, in := range c.idle {
+			idleBytes += instanceBytes(in)
+		}
+	}
+	// The "first" instances are still out; everything else came back.
+	if len(e.out) != goroutines || len(e.codes) > cfg.CodeMax || idleBytes != e.idleBytes {
+		t.Fatalf("%d out, %d codes, idle bytes %d counted %d", len(e.out), len(e.codes), idleBytes, e.idleBytes)
 	}
 }
