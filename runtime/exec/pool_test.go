@@ -278,3 +278,39 @@ func TestPooledEngineConcurrent(t *testing.T) {
 		t.Fatalf("%d out, %d codes, idle bytes %d counted %d", len(e.out), len(e.codes), idleBytes, e.idleBytes)
 	}
 }
+
+// TestDeployUninstantiable: a deploy of code whose _initialize traps
+// (testdata/init_trap.wasm) fails as a transaction, costing its whole gas,
+// on both engines serially and in parallel; the block goes on.
+func TestDeployUninstantiable(t *testing.T) {
+	bad := lc(1, 1, types.Payload{Kind: types.Deploy, Code: readWasm(t, "testdata/init_trap.wasm")})
+	good := lc(2, 1, types.Payload{Kind: types.Deploy, Code: readWasm(t, "../../contracts/counter_wat/counter.wasm")})
+	txs := []*types.Tx{bad, good}
+	b := mkBlock(2, 1e12, txs)
+	var ref []byte
+	for name, r := range map[string]Runner{"fresh": NewRunner(nil, newFreshEngine(t)), "pooled": NewRunner(nil, newPooledEngine(t, DefaultPoolConfig()))} {
+		for _, workers := range []int{0, 2} {
+			x := New(r, Options{Workers: workers})
+			run := x.ExecuteBlock
+			if workers == 0 {
+				run = x.ExecuteSerial
+			}
+			res, err := run(context.Background(), newStore(t, 4, 0), b, txs)
+			if err != nil {
+				t.Fatalf("%s/%d: the block failed: %v", name, workers, err)
+			}
+			expect(t, res.Receipts, types.StatusTrapped, types.StatusOK)
+			if res.Receipts[0].Error != ErrUninstantiable.Error() {
+				t.Fatalf("%s/%d: error %q", name, workers, res.Receipts[0].Error)
+			}
+			if res.Receipts[0].GasUsed != bad.Body.GasLimit {
+				t.Fatalf("%s/%d: used %d gas of %d", name, workers, res.Receipts[0].GasUsed, bad.Body.GasLimit)
+			}
+			if got := encodeResult(res); ref == nil {
+				ref = got
+			} else if !bytes.Equal(got, ref) {
+				t.Fatalf("%s with %d workers differs", name, workers)
+			}
+		}
+	}
+}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/kairos-network/kairos/runtime/host"
 	"github.com/kairos-network/kairos/runtime/meter"
+	"github.com/kairos-network/kairos/runtime/vm"
 	"github.com/kairos-network/kairos/runtime/wasi"
 	"github.com/kairos-network/kairos/state"
 	"github.com/kairos-network/kairos/types"
@@ -67,7 +68,7 @@ func (e *freshEngine) Acquire(ctx context.Context, id, method string, load func(
 	}
 	mod, err := e.rt.InstantiateModule(ctx, cm, wazero.NewModuleConfig().WithName("").WithStartFunctions())
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("%w: %w", vm.ErrInstantiate, err)
 	}
 	if init := mod.ExportedFunction("_initialize"); init != nil {
 		// A Go guest: run its runtime's start-up in the fixed environment.
@@ -75,7 +76,7 @@ func (e *freshEngine) Acquire(ctx context.Context, id, method string, load func(
 		st := wasi.InitState()
 		if err := init.CallWithStack(wasi.WithState(ctx, &st), nil); err != nil {
 			mod.Close(ctx)
-			return nil, nil, fmt.Errorf("_initialize: %w", err)
+			return nil, nil, fmt.Errorf("%w: _initialize: %w", vm.ErrInstantiate, err)
 		}
 	}
 	return mod, mod.ExportedFunction(method), nil
