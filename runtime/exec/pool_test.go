@@ -232,13 +232,19 @@ func TestPooledEngineConcurrent(t *testing.T) {
 	const goroutines, rounds = 4, 40
 	start := make(chan struct{})
 	errs := make(chan error, goroutines)
-	var wg sync.WaitGroup
+	var wg, first sync.WaitGroup
+	first.Add(goroutines)
 	for g := range goroutines {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			<-start
-			if _, _, err := e.Acquire(ctx, "first", "get", load("first", 0)); err != nil {
+			_, _, err := e.Acquire(ctx, "first", "get", load("first", 0))
+			// No churn before every goroutine has "first": eviction
+			// would make a late one load it again.
+			first.Done()
+			first.Wait()
+			if err != nil {
 				errs <- err
 				return
 			}
