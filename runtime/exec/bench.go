@@ -19,8 +19,8 @@ type BenchConfig struct {
 	Module        string    // BenchNative (default), BenchWAT or BenchGo
 	Code          []byte    // the wasm of a BenchWAT or BenchGo module
 	Accounts      int       // accounts with a balance (default 10 000)
-	Txs           int       // transfers in the block (default Accounts/2)
-	ConflictRates []float64 // share of transfers to one hot account (default 0, 0.1, 1)
+	Txs           int       // transactions in the block (default Accounts/2)
+	ConflictRates []float64 // share of transactions to one hot account (default 0, 0.1, 1)
 	Rounds        int       // executions per figure; the fastest is kept (default 5)
 }
 
@@ -60,11 +60,11 @@ func TransferWorkload(accounts, txs int, conflictRate float64) (*types.Block, []
 	return Workload(BenchNative, nil, accounts, txs, conflictRate)
 }
 
-// Bench measures the transfer workload at each conflict rate: serial with
-// a 1-reader and a 2-reader prefetch, 1 worker and 2 workers (fastest of Rounds interleaved
+// Bench measures the Workload of cfg.Module (wasm modules on a warm
+// PooledEngine) at each conflict rate: serial with a 1-reader and a
+// 2-reader prefetch, 1 worker and 2 workers (fastest of Rounds interleaved
 // executions each, on the same in-memory store), and the state commit of
-// the resulting writes.
-// It prints a table to w and returns the rows.
+// the resulting writes. It prints a table to w and returns the rows.
 func Bench(ctx context.Context, cfg BenchConfig, w io.Writer) ([]BenchRow, error) {
 	if cfg.Accounts <= 0 {
 		cfg.Accounts = 10_000

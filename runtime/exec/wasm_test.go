@@ -22,8 +22,8 @@ import (
 var wasmCountKey = []byte("\x05count")
 
 // freshEngine is an Engine that compiles code once and instantiates a new
-// instance per frame: the simplest correct engine, enough to drive the
-// scheduler with real wasm until runtime/vm's pools implement Engine. The
+// instance per frame: the simplest correct engine, the reference the
+// PooledEngine is compared with (pool_test.go). The
 // _initialize of a Go guest runs in wasi.InitState, as runtime/host's tests
 // do.
 type freshEngine struct {
