@@ -29,7 +29,8 @@ func newPooledEngine(t testing.TB, cfg PoolConfig) *PooledEngine {
 // gas, events, write sets and roots must be byte-identical, although the
 // pooled instances run transactions in different prior orders across
 // configs, blocks and seeds, and are discarded after the random failing
-// transactions.
+// transactions; a second engine bounded to one module evicts code all the
+// time. KAIROS_EXEC_SEEDS sets the number of seeds (make exec-soak).
 func TestParallelEqualsSerialWasmPooled(t *testing.T) {
 	w := wasmSetup(t, 3)
 	e := newPooledEngine(t, DefaultPoolConfig())
@@ -38,6 +39,12 @@ func TestParallelEqualsSerialWasmPooled(t *testing.T) {
 	for _, n := range []int{1, 2, 8} {
 		cs = append(cs, config{name: fmt.Sprintf("pooled workers=%d", n), x: New(pooled, Options{Workers: n})})
 	}
+	// A cache of one module and one idle instance: eviction churn between
+	// the counters' code and the code the generator deploys.
+	tinyCfg := DefaultPoolConfig()
+	tinyCfg.CodeMax, tinyCfg.IdlePerCode = 1, 1
+	tiny := newPooledEngine(t, tinyCfg)
+	cs = append(cs, config{name: "tiny pool workers=2", x: New(NewRunner(NativeModules(), tiny), Options{Workers: 2})})
 	for seed := range uint64(seeds(t, 6)) {
 		if err := runChain(t, seed, cs, 2, 60, w); err != nil {
 			t.Fatal(err)
@@ -46,6 +53,9 @@ func TestParallelEqualsSerialWasmPooled(t *testing.T) {
 	// Without reuse the comparison would only test fresh against fresh.
 	if st := e.Stats(); st.Reuses == 0 || st.Instantiations >= st.Reuses {
 		t.Fatalf("the pooled engine hardly reused instances: %+v", st)
+	}
+	if st := tiny.Stats(); st.Evictions == 0 || st.Reuses == 0 {
+		t.Fatalf("the tiny pool did not churn: %+v", st)
 	}
 }
 
