@@ -90,14 +90,14 @@ type modules struct {
 	e      *vm.Engine
 	ei     int
 	pools  *vm.Pools // nil: fresh
-	code   map[types.Address][]byte
+	code   map[types.Address]installed
 	fresh  map[api.Module]*vm.Instance
 	failed int // frames released as failed
 }
 
 func newModules(t testing.TB, c config) *modules {
 	e, ei := engine(t, c.interp)
-	m := &modules{t: t, e: e, ei: ei, code: map[types.Address][]byte{}, fresh: map[api.Module]*vm.Instance{}}
+	m := &modules{t: t, e: e, ei: ei, code: map[types.Address]installed{}, fresh: map[api.Module]*vm.Instance{}}
 	if c.pooled {
 		m.pools = e.NewPools()
 		t.Cleanup(func() { m.pools.Close(context.Background()) })
@@ -105,8 +105,18 @@ func newModules(t testing.TB, c config) *modules {
 	return m
 }
 
+// installed is a module's instrumented code and its id (hashed once: a Go
+// guest is 2 MB).
+type installed struct {
+	bin []byte
+	id  string
+}
+
 // install makes the instrumented module servable at a.
-func (m *modules) install(a types.Address, instrumented []byte) { m.code[a] = instrumented }
+func (m *modules) install(a types.Address, instrumented []byte) {
+	id := sha256.Sum256(instrumented)
+	m.code[a] = installed{instrumented, string(id[:])}
+}
 
 func (m *modules) compiled(ctx context.Context, instrumented []byte) (*vm.Code, error) {
 	id := sha256.Sum256(instrumented)
@@ -123,19 +133,18 @@ func (m *modules) compiled(ctx context.Context, instrumented []byte) (*vm.Code, 
 }
 
 func (m *modules) Acquire(ctx context.Context, a types.Address, method string) (api.Module, api.Function, bool, error) {
-	b, ok := m.code[a]
+	c, ok := m.code[a]
 	if !ok {
 		return nil, nil, false, nil
 	}
 	if m.pools != nil {
-		id := sha256.Sum256(b)
-		mod, err := m.pools.Acquire(ctx, string(id[:]), func() ([]byte, error) { return b, nil })
+		mod, err := m.pools.Acquire(ctx, c.id, func() ([]byte, error) { return c.bin, nil })
 		if err != nil {
 			return nil, nil, false, err
 		}
 		return mod, m.pools.Export(mod, method), true, nil
 	}
-	code, err := m.compiled(ctx, b)
+	code, err := m.compiled(ctx, c.bin)
 	if err != nil {
 		return nil, nil, false, err
 	}
