@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sync"
 	"testing"
 
@@ -17,6 +18,7 @@ import (
 	"github.com/kairos-network/kairos/runtime/deploy"
 	"github.com/kairos-network/kairos/runtime/host"
 	"github.com/kairos-network/kairos/runtime/vm"
+	"github.com/kairos-network/kairos/runtime/wasm"
 	"github.com/kairos-network/kairos/types"
 )
 
@@ -39,7 +41,7 @@ var configs = []config{
 var shared struct {
 	sync.Mutex
 	engines  [2]*vm.Engine
-	prepared map[[32]byte]*deploy.Prepared
+	prepared map[[32]byte]*prepared
 	codes    [2]map[[32]byte]*vm.Code
 }
 
@@ -63,23 +65,37 @@ func engine(t testing.TB, interp bool) (*vm.Engine, int) {
 	return shared.engines[i], i
 }
 
+// prepared is what the tests keep of a deploy: not the decoded module,
+// which for a Go guest is tens of MB the RSS test would count.
+type prepared struct {
+	instrumented []byte
+	methods      []string // exported functions
+}
+
 // prepare runs the deploy pipeline once per module.
-func prepare(t testing.TB, bin []byte) (*deploy.Prepared, error) {
+func prepare(t testing.TB, bin []byte) (*prepared, error) {
 	t.Helper()
 	id := sha256.Sum256(bin)
 	shared.Lock()
 	defer shared.Unlock()
 	if shared.prepared == nil {
-		shared.prepared = map[[32]byte]*deploy.Prepared{}
+		shared.prepared = map[[32]byte]*prepared{}
 	}
 	if p, ok := shared.prepared[id]; ok {
 		return p, nil
 	}
-	p, err := deploy.Prepare(bin, deploy.Config())
-	if err == nil {
-		shared.prepared[id] = p
+	d, err := deploy.Prepare(bin, deploy.Config())
+	if err != nil {
+		return nil, err
 	}
-	return p, err
+	p := &prepared{instrumented: d.Instrumented}
+	for _, e := range d.Module.Exports {
+		if e.Kind == wasm.ExternFunc {
+			p.methods = append(p.methods, e.Name)
+		}
+	}
+	shared.prepared[id] = p
+	return p, nil
 }
 
 // modules is a host.Instances over runtime/vm: fresh instantiates (and
@@ -216,21 +232,12 @@ func (c *chain) deploy(a types.Address, bin []byte, from types.Address, input []
 	if err != nil {
 		c.t.Fatalf("deploy: %v", err)
 	}
-	c.mods.install(a, p.Instrumented)
-	if hasExport(p, "init") {
+	c.mods.install(a, p.instrumented)
+	if slices.Contains(p.methods, "init") {
 		if r := c.run(tx{from: from, to: a, method: "init", input: input, time: 1e9}, true, true); r.Status != types.StatusOK {
 			c.t.Fatalf("init: %v %s", r.Status, r.Reason())
 		}
 	}
-}
-
-func hasExport(p *deploy.Prepared, name string) bool {
-	for _, e := range p.Module.Exports {
-		if e.Name == name {
-			return true
-		}
-	}
-	return false
 }
 
 // record is everything of a Result that consensus sees, as one comparable
