@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sync"
 	"testing"
 
@@ -17,6 +18,7 @@ import (
 	"github.com/kairos-network/kairos/runtime/deploy"
 	"github.com/kairos-network/kairos/runtime/host"
 	"github.com/kairos-network/kairos/runtime/vm"
+	"github.com/kairos-network/kairos/runtime/wasm"
 	"github.com/kairos-network/kairos/types"
 )
 
@@ -39,7 +41,7 @@ var configs = []config{
 var shared struct {
 	sync.Mutex
 	engines  [2]*vm.Engine
-	prepared map[[32]byte]*deploy.Prepared
+	prepared map[[32]byte]*prepared
 	codes    [2]map[[32]byte]*vm.Code
 }
 
@@ -63,23 +65,37 @@ func engine(t testing.TB, interp bool) (*vm.Engine, int) {
 	return shared.engines[i], i
 }
 
+// prepared is what the tests keep of a deploy: not the decoded module,
+// which for a Go guest is tens of MB the RSS test would count.
+type prepared struct {
+	instrumented []byte
+	methods      []string // exported functions
+}
+
 // prepare runs the deploy pipeline once per module.
-func prepare(t testing.TB, bin []byte) (*deploy.Prepared, error) {
+func prepare(t testing.TB, bin []byte) (*prepared, error) {
 	t.Helper()
 	id := sha256.Sum256(bin)
 	shared.Lock()
 	defer shared.Unlock()
 	if shared.prepared == nil {
-		shared.prepared = map[[32]byte]*deploy.Prepared{}
+		shared.prepared = map[[32]byte]*prepared{}
 	}
 	if p, ok := shared.prepared[id]; ok {
 		return p, nil
 	}
-	p, err := deploy.Prepare(bin, deploy.Config())
-	if err == nil {
-		shared.prepared[id] = p
+	d, err := deploy.Prepare(bin, deploy.Config())
+	if err != nil {
+		return nil, err
 	}
-	return p, err
+	p := &prepared{instrumented: d.Instrumented}
+	for _, e := range d.Module.Exports {
+		if e.Kind == wasm.ExternFunc {
+			p.methods = append(p.methods, e.Name)
+		}
+	}
+	shared.prepared[id] = p
+	return p, nil
 }
 
 // modules is a host.Instances over runtime/vm: fresh instantiates (and
@@ -90,14 +106,14 @@ type modules struct {
 	e      *vm.Engine
 	ei     int
 	pools  *vm.Pools // nil: fresh
-	code   map[types.Address][]byte
+	code   map[types.Address]installed
 	fresh  map[api.Module]*vm.Instance
 	failed int // frames released as failed
 }
 
 func newModules(t testing.TB, c config) *modules {
 	e, ei := engine(t, c.interp)
-	m := &modules{t: t, e: e, ei: ei, code: map[types.Address][]byte{}, fresh: map[api.Module]*vm.Instance{}}
+	m := &modules{t: t, e: e, ei: ei, code: map[types.Address]installed{}, fresh: map[api.Module]*vm.Instance{}}
 	if c.pooled {
 		m.pools = e.NewPools()
 		t.Cleanup(func() { m.pools.Close(context.Background()) })
@@ -105,8 +121,18 @@ func newModules(t testing.TB, c config) *modules {
 	return m
 }
 
+// installed is a module's instrumented code and its id (hashed once: a Go
+// guest is 2 MB).
+type installed struct {
+	bin []byte
+	id  string
+}
+
 // install makes the instrumented module servable at a.
-func (m *modules) install(a types.Address, instrumented []byte) { m.code[a] = instrumented }
+func (m *modules) install(a types.Address, instrumented []byte) {
+	id := sha256.Sum256(instrumented)
+	m.code[a] = installed{instrumented, string(id[:])}
+}
 
 func (m *modules) compiled(ctx context.Context, instrumented []byte) (*vm.Code, error) {
 	id := sha256.Sum256(instrumented)
@@ -123,19 +149,18 @@ func (m *modules) compiled(ctx context.Context, instrumented []byte) (*vm.Code, 
 }
 
 func (m *modules) Acquire(ctx context.Context, a types.Address, method string) (api.Module, api.Function, bool, error) {
-	b, ok := m.code[a]
+	c, ok := m.code[a]
 	if !ok {
 		return nil, nil, false, nil
 	}
 	if m.pools != nil {
-		id := sha256.Sum256(b)
-		mod, err := m.pools.Acquire(ctx, string(id[:]), func() ([]byte, error) { return b, nil })
+		mod, err := m.pools.Acquire(ctx, c.id, func() ([]byte, error) { return c.bin, nil })
 		if err != nil {
 			return nil, nil, false, err
 		}
 		return mod, m.pools.Export(mod, method), true, nil
 	}
-	code, err := m.compiled(ctx, b)
+	code, err := m.compiled(ctx, c.bin)
 	if err != nil {
 		return nil, nil, false, err
 	}
@@ -207,21 +232,12 @@ func (c *chain) deploy(a types.Address, bin []byte, from types.Address, input []
 	if err != nil {
 		c.t.Fatalf("deploy: %v", err)
 	}
-	c.mods.install(a, p.Instrumented)
-	if hasExport(p, "init") {
+	c.mods.install(a, p.instrumented)
+	if slices.Contains(p.methods, "init") {
 		if r := c.run(tx{from: from, to: a, method: "init", input: input, time: 1e9}, true, true); r.Status != types.StatusOK {
 			c.t.Fatalf("init: %v %s", r.Status, r.Reason())
 		}
 	}
-}
-
-func hasExport(p *deploy.Prepared, name string) bool {
-	for _, e := range p.Module.Exports {
-		if e.Name == name {
-			return true
-		}
-	}
-	return false
 }
 
 // record is everything of a Result that consensus sees, as one comparable

@@ -273,14 +273,18 @@ func (in *Instance) grew() bool {
 }
 
 // Export returns the exported function name (cached per instance), nil if
-// the module has none or the name is the instrumenter's.
+// the module has none or the name is the instrumenter's. Misses are not
+// cached: transactions choose the names, so the cache holds at most the
+// module's exports.
 func (in *Instance) Export(name string) api.Function {
-	f, ok := in.funcs[name]
-	if !ok {
-		if strings.HasPrefix(name, validate.ReservedPrefix) {
-			return nil
-		}
-		f = in.mod.ExportedFunction(name)
+	if f, ok := in.funcs[name]; ok {
+		return f
+	}
+	if strings.HasPrefix(name, validate.ReservedPrefix) {
+		return nil
+	}
+	f := in.mod.ExportedFunction(name)
+	if f != nil {
 		in.funcs[name] = f
 	}
 	return f
