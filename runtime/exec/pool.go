@@ -178,7 +178,7 @@ func (e *PooledEngine) code(ctx context.Context, id string, instrumented func() 
 		// Not cached: a failure to read state or a cancelled context is
 		// not a property of the code.
 		e.drop(c)
-	} else if !c.evicted {
+	} else { // evict skips entries still compiling, so c is in the cache
 		e.codeBytes += c.size
 		closing = e.evict()
 	}
@@ -192,7 +192,8 @@ func (e *PooledEngine) code(ctx context.Context, id string, instrumented func() 
 // a bound, never the most recent one nor one still compiling, and returns
 // their idle instances to close. Called with mu held. An evicted module's
 // compiled code stays in the wazero runtime until the engine is closed:
-// runtime/vm has no way yet to close one Code.
+// runtime/vm has no way yet to close one Code (closing it here would also
+// need a count of the Acquires still instantiating from it).
 func (e *PooledEngine) evict() []*vm.Instance {
 	var closing []*vm.Instance
 	for el := e.lru.Back(); el != nil && el != e.lru.Front() && (e.lru.Len() > e.cfg.CodeMax || e.codeBytes > e.cfg.CodeBytesMax); {
