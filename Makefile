@@ -2,7 +2,7 @@
 GO      ?= go
 BIN     := bin/kairos
 # Packages whose code runs goroutines concurrently get -race in `make test`.
-RACE_PKGS ?= ./state/... ./p2p/... ./runtime/exec/...
+RACE_PKGS ?= ./state/... ./p2p/... ./runtime/exec/... ./runtime/vm/...
 FUZZTIME ?= 30s
 EXEC_SEEDS ?= 2000
 
@@ -37,7 +37,7 @@ check: ## gofmt, go vet, go mod tidy diff, dependency rules
 fuzz: ## run every fuzz target for FUZZTIME each
 	@for pkg in $$($(GO) list ./...); do \
 	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
-	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 5s $$pkg || exit 1; \
 	  done; done
 
 bench: build ## print the benchmark tables (state store)

@@ -24,4 +24,11 @@ func TestBenchExec(t *testing.T) {
 	if _, err := runKairos(t, "bench", "exec", "--accounts", "10", "--txs", "20"); err == nil {
 		t.Error("20 transfers over 10 accounts accepted")
 	}
+	out, err = runKairos(t, "bench", "exec", "--module", "wat", "--wasm", "../../contracts/counter_wat/counter.wasm", "--accounts", "40", "--txs", "20", "--rounds", "1", "--conflict", "1")
+	if err != nil || !strings.Contains(out, "WAT counters") || !strings.Contains(out, "Reuses:") {
+		t.Errorf("--module wat: %v\n%s", err, out)
+	}
+	if _, err := runKairos(t, "bench", "exec", "--module", "evm"); err == nil {
+		t.Error("--module evm accepted")
+	}
 }

@@ -8,10 +8,25 @@ import (
 	"github.com/ipfs/go-cid"
 	mh "github.com/multiformats/go-multihash"
 
+	"github.com/kairos-network/kairos/runtime/host"
 	"github.com/kairos-network/kairos/runtime/meter"
 	"github.com/kairos-network/kairos/runtime/validate"
+	"github.com/kairos-network/kairos/runtime/wasi"
 	"github.com/kairos-network/kairos/runtime/wasm"
 )
+
+// Imports is the network's import allow-list: exactly the functions the
+// engine registers, the host ABI (host.Funcs) then the virtual WASI
+// (wasi.Funcs), so a module deploys if and only if every import it names
+// is served (docs/abi.md sections 4 and 8). It is the one source of truth;
+// validate.WASISubset is only the part the Go runtime itself imports.
+func Imports() []validate.HostFunc { return append(host.Funcs(), wasi.Funcs()...) }
+
+// Config is the network's deploy configuration: the default limits and
+// Imports.
+func Config() validate.Config {
+	return validate.Config{Limits: validate.DefaultLimits(), Imports: Imports()}
+}
 
 // Prepared is a module that passed the pipeline, or as much of it as was
 // measured before a rejection.

@@ -4,6 +4,11 @@ import (
 	"crypto/sha256"
 	"encoding/base32"
 	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -14,7 +19,7 @@ import (
 	"github.com/kairos-network/kairos/runtime/wasm"
 )
 
-var cfg = validate.Config{Limits: validate.DefaultLimits(), Imports: validate.WASISubset()}
+var cfg = deploy.Config()
 
 // TestCodeCID recomputes the CID by hand: "b" + base32 of
 // <version 1><raw 0x55><sha2-256 0x12><32> <digest>.
@@ -72,5 +77,44 @@ func TestParseHostFunc(t *testing.T) {
 		if err != nil && !errors.Is(err, deploy.ErrBadHostFunc) {
 			t.Errorf("%q: %v is not ErrBadHostFunc", c.in, err)
 		}
+	}
+}
+
+// TestImportsMatchABIDoc: the allow-list is exactly the functions of the
+// normative tables of docs/abi.md (sections 4 and 8), in order, and a
+// module importing every one of them deploys; one more WASI import does
+// not.
+func TestImportsMatchABIDoc(t *testing.T) {
+	_, file, _, _ := runtime.Caller(0)
+	doc, err := os.ReadFile(filepath.Join(filepath.Dir(file), "../../docs/abi.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	row := regexp.MustCompile("(?m)^\\| `((?:kairos|wasi_snapshot_preview1)\\.[a-z0-9_]+)` \\| `([^`]+)` \\|")
+	var fromDoc []validate.HostFunc
+	for _, m := range row.FindAllStringSubmatch(string(doc), -1) {
+		f, err := deploy.ParseHostFunc(m[1] + strings.ReplaceAll(m[2], " ", ""))
+		if err != nil {
+			t.Fatal(err)
+		}
+		fromDoc = append(fromDoc, f)
+	}
+	if got := deploy.Imports(); len(fromDoc) != 21+19 || !reflect.DeepEqual(got, fromDoc) {
+		t.Fatalf("deploy.Imports() (%d) differs from docs/abi.md (%d):\n%v\n%v", len(got), len(fromDoc), got, fromDoc)
+	}
+	importing := func(fs []validate.HostFunc) []byte {
+		b := New()
+		for _, f := range fs {
+			b.Import(f.Module, f.Name, f.Type.Params, f.Type.Results)
+		}
+		b.Func("run", nil, nil, nil)
+		return b.Bytes()
+	}
+	if _, err := deploy.Prepare(importing(fromDoc), deploy.Config()); err != nil {
+		t.Fatalf("a module importing every ABI function: %v", err)
+	}
+	extra := validate.HostFunc{Module: validate.WASIModule, Name: "sock_accept", Type: wasm.FuncType{Params: []wasm.ValType{wasm.I32, wasm.I32, wasm.I32}, Results: I32s}}
+	if _, err := deploy.Prepare(importing(append(fromDoc, extra)), deploy.Config()); !errors.Is(err, validate.ErrImportNotAllowed) {
+		t.Fatalf("sock_accept: %v, want ErrImportNotAllowed", err)
 	}
 }

@@ -16,9 +16,11 @@ import (
 
 // BenchConfig sets up Bench. Zero fields take the defaults.
 type BenchConfig struct {
+	Module        string    // BenchNative (default), BenchWAT or BenchGo
+	Code          []byte    // the wasm of a BenchWAT or BenchGo module
 	Accounts      int       // accounts with a balance (default 10 000)
-	Txs           int       // transfers in the block (default Accounts/2)
-	ConflictRates []float64 // share of transfers to one hot account (default 0, 0.1, 1)
+	Txs           int       // transactions in the block (default Accounts/2)
+	ConflictRates []float64 // share of transactions to one hot account (default 0, 0.1, 1)
 	Rounds        int       // executions per figure; the fastest is kept (default 5)
 }
 
@@ -53,47 +55,16 @@ func benchPub(i int) []byte {
 	return h[:]
 }
 
-// TransferWorkload builds a block of txs token transfers over accounts:
-// sender i (distinct senders) pays a distinct receiver, except that a
-// share conflictRate of them pay one hot account, so they form a chain.
-// It returns the block, its bodies and the genesis writes.
+// TransferWorkload is Workload of the native token.
 func TransferWorkload(accounts, txs int, conflictRate float64) (*types.Block, []*types.Tx, []state.Write, error) {
-	if txs < 1 || 2*txs > accounts {
-		return nil, nil, nil, fmt.Errorf("exec: bench needs 1 <= txs <= accounts/2, got %d txs, %d accounts", txs, accounts)
-	}
-	addrs := make([]types.Address, accounts)
-	genesis := make([]state.Write, accounts)
-	for i := range accounts {
-		addrs[i] = types.AddressFromPublicKey(benchPub(i))
-		genesis[i] = state.Write{Key: types.StateKey{Module: TokenModule, Key: BalanceKey(addrs[i])}, Value: putU64(1 << 40)}
-	}
-	hot := accounts - 1
-	// Spread the conflicting transfers evenly: tx i is hot when the running
-	// count floor(i*rate) steps up, so the share is exact and deterministic.
-	b := &types.Block{Height: 2, Time: 1e12}
-	body := make([]*types.Tx, txs)
-	for i := range txs {
-		to := txs + i
-		if int(float64(i+1)*conflictRate) > int(float64(i)*conflictRate) {
-			to = hot
-		}
-		tx := &types.Tx{Body: types.TxBody{ChainID: "bench", Sender: benchPub(i), Nonce: 1, ValidUntil: 2e12, GasLimit: 10_000,
-			Access: []types.Access{
-				{Module: TokenModule, Key: BalanceKey(addrs[i]), Mode: types.Write},
-				{Module: TokenModule, Key: BalanceKey(addrs[to]), Mode: types.Write},
-			},
-			Payload: types.Payload{Kind: types.Call, Module: TokenModule, Method: "transfer", Args: TransferArgs(addrs[to], 1)}}}
-		body[i] = tx
-		b.Txs = append(b.Txs, types.OrderedTx{ID: tx.ID(), TS: b.Time - int64(txs-i)})
-	}
-	return b, body, genesis, nil
+	return Workload(BenchNative, nil, accounts, txs, conflictRate)
 }
 
-// Bench measures the transfer workload at each conflict rate: serial with
-// a 1-reader and a 2-reader prefetch, 1 worker and 2 workers (fastest of Rounds interleaved
+// Bench measures the Workload of cfg.Module (wasm modules on a warm
+// PooledEngine) at each conflict rate: serial with a 1-reader and a
+// 2-reader prefetch, 1 worker and 2 workers (fastest of Rounds interleaved
 // executions each, on the same in-memory store), and the state commit of
-// the resulting writes.
-// It prints a table to w and returns the rows.
+// the resulting writes. It prints a table to w and returns the rows.
 func Bench(ctx context.Context, cfg BenchConfig, w io.Writer) ([]BenchRow, error) {
 	if cfg.Accounts <= 0 {
 		cfg.Accounts = 10_000
@@ -107,11 +78,23 @@ func Bench(ctx context.Context, cfg BenchConfig, w io.Writer) ([]BenchRow, error
 	if cfg.Rounds <= 0 {
 		cfg.Rounds = 5
 	}
-	r := NewNativeRunner(NativeModules())
+	if cfg.Module == "" {
+		cfg.Module = BenchNative
+	}
+	var r Runner = NewNativeRunner(NativeModules())
+	var pool *PooledEngine
+	if cfg.Module != BenchNative {
+		var err error
+		if pool, err = NewPooledEngine(ctx, DefaultPoolConfig()); err != nil {
+			return nil, err
+		}
+		defer pool.Close(ctx)
+		r = NewRunner(nil, pool)
+	}
 	w1, w2 := New(r, Options{Workers: 1}), New(r, Options{Workers: 2})
 	var rows []BenchRow
 	for _, rate := range cfg.ConflictRates {
-		b, txs, genesis, err := TransferWorkload(cfg.Accounts, cfg.Txs, rate)
+		b, txs, genesis, err := Workload(cfg.Module, cfg.Code, cfg.Accounts, cfg.Txs, rate)
 		if err != nil {
 			return nil, err
 		}
@@ -132,6 +115,14 @@ func Bench(ctx context.Context, cfg BenchConfig, w io.Writer) ([]BenchRow, error
 			{&row.Serial2, func() (*BlockResult, error) { return w2.ExecuteSerial(ctx, s, b, txs) }},
 			{&row.Workers1, func() (*BlockResult, error) { return w1.ExecuteBlock(ctx, s, b, txs) }},
 			{&row.Workers2, func() (*BlockResult, error) { return w2.ExecuteBlock(ctx, s, b, txs) }},
+		}
+		if pool != nil {
+			// Compile and fill the pools outside the figures: a node runs
+			// warm.
+			if _, err := w2.ExecuteBlock(ctx, s, b, txs); err != nil {
+				s.Close()
+				return nil, err
+			}
 		}
 		// Rounds interleave the modes (rotating which goes first), and each
 		// figure is the fastest of its rounds: on a shared machine the
@@ -171,12 +162,15 @@ func Bench(ctx context.Context, cfg BenchConfig, w io.Writer) ([]BenchRow, error
 		rows = append(rows, row)
 	}
 	printBench(w, cfg, rows)
+	if pool != nil {
+		fmt.Fprintf(w, "engine: %+v\n", pool.Stats())
+	}
 	return rows, nil
 }
 
 func printBench(w io.Writer, cfg BenchConfig, rows []BenchRow) {
-	fmt.Fprintf(w, "transfer workload (native token module): %d accounts, %d transfers per block, best of %d interleaved, GOMAXPROCS=%d, %s/%s\n",
-		cfg.Accounts, cfg.Txs, cfg.Rounds, runtime.GOMAXPROCS(0), runtime.GOOS, runtime.GOARCH)
+	fmt.Fprintf(w, "%s: %d accounts, %d transactions per block, best of %d interleaved, GOMAXPROCS=%d, %s/%s\n",
+		benchTitle[cfg.Module], cfg.Accounts, cfg.Txs, cfg.Rounds, runtime.GOMAXPROCS(0), runtime.GOOS, runtime.GOARCH)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "conflict\tserial tx/s\tserial, 2-reader prefetch tx/s\t1 worker tx/s\t2 workers tx/s\tspeedup 2w/serial\tsched overhead/tx\tcommit\twith commit (2w) tx/s\t")
 	for _, r := range rows {

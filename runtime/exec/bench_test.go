@@ -2,49 +2,68 @@ package exec
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"os"
 	"testing"
 
 	"github.com/kairos-network/kairos/state"
 	"github.com/kairos-network/kairos/types"
 )
 
-// BenchmarkExecute runs the transfer workload (10 000 accounts, 5 000
-// transfers per block) serially and with 1 and 2 workers.
+// BenchmarkExecute runs the workload of each bench module (10 000
+// accounts, 5 000 transactions per block) serially and with 1 and 2
+// workers; the wasm modules on a warm PooledEngine. KAIROS_EXEC_SKIP_GO=1
+// leaves out the Go token (it is built with the local Go toolchain).
 func BenchmarkExecute(b *testing.B) {
 	ctx := context.Background()
-	for _, rate := range []float64{0, 0.1, 1} {
-		blk, txs, genesis, err := TransferWorkload(10_000, 5_000, rate)
-		if err != nil {
+	code := map[string][]byte{BenchWAT: readWasm(b, "../../contracts/counter_wat/counter.wasm")}
+	if os.Getenv("KAIROS_EXEC_SKIP_GO") == "" {
+		var err error
+		if code[BenchGo], err = BuildGoGuest("../../contracts/token"); err != nil {
 			b.Fatal(err)
 		}
-		s, err := state.OpenMemory(state.Options{})
-		if err != nil {
-			b.Fatal(err)
+	}
+	for _, module := range []string{BenchNative, BenchWAT, BenchGo} {
+		var r Runner = NewNativeRunner(NativeModules())
+		if module != BenchNative {
+			if code[module] == nil {
+				continue
+			}
+			r = NewRunner(nil, newPooledEngine(b, DefaultPoolConfig()))
 		}
-		if _, err := s.Commit(ctx, 1, genesis); err != nil {
-			b.Fatal(err)
-		}
-		r := NewNativeRunner(NativeModules())
-		for _, c := range []struct {
-			name string
-			run  func() (*BlockResult, error)
-		}{
-			{"serial", func() (*BlockResult, error) { return New(r, Options{}).ExecuteSerial(ctx, s, blk, txs) }},
-			{"workers=1", func() (*BlockResult, error) { return New(r, Options{Workers: 1}).ExecuteBlock(ctx, s, blk, txs) }},
-			{"workers=2", func() (*BlockResult, error) { return New(r, Options{Workers: 2}).ExecuteBlock(ctx, s, blk, txs) }},
-		} {
-			b.Run(fmt.Sprintf("conflict=%.0f%%/%s", 100*rate, c.name), func(b *testing.B) {
-				for b.Loop() {
-					if _, err := c.run(); err != nil {
-						b.Fatal(err)
+		for _, rate := range []float64{0, 0.1, 1} {
+			blk, txs, genesis, err := Workload(module, code[module], 10_000, 5_000, rate)
+			if err != nil {
+				b.Fatal(err)
+			}
+			s, err := state.OpenMemory(state.Options{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if _, err := s.Commit(ctx, 1, genesis); err != nil {
+				b.Fatal(err)
+			}
+			for _, c := range []struct {
+				name string
+				run  func() (*BlockResult, error)
+			}{
+				{"serial", func() (*BlockResult, error) { return New(r, Options{}).ExecuteSerial(ctx, s, blk, txs) }},
+				{"workers=1", func() (*BlockResult, error) { return New(r, Options{Workers: 1}).ExecuteBlock(ctx, s, blk, txs) }},
+				{"workers=2", func() (*BlockResult, error) { return New(r, Options{Workers: 2}).ExecuteBlock(ctx, s, blk, txs) }},
+			} {
+				b.Run(fmt.Sprintf("%s/conflict=%.0f%%/%s", module, 100*rate, c.name), func(b *testing.B) {
+					for b.Loop() {
+						if _, err := c.run(); err != nil {
+							b.Fatal(err)
+						}
 					}
-				}
-				b.ReportMetric(float64(len(txs))*float64(b.N)/b.Elapsed().Seconds(), "tx/s")
-			})
+					b.ReportMetric(float64(len(txs))*float64(b.N)/b.Elapsed().Seconds(), "tx/s")
+				})
+			}
+			s.Close()
 		}
-		s.Close()
 	}
 }
 
@@ -52,29 +71,46 @@ func BenchmarkExecute(b *testing.B) {
 // that is not OK) and checks the workload's conflict shape: 100% is one
 // chain, 0% has no edge.
 func TestBenchSmall(t *testing.T) {
-	rows, err := Bench(context.Background(), BenchConfig{Accounts: 40, Txs: 20, Rounds: 1}, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(rows) != 3 {
-		t.Fatalf("%d rows", len(rows))
-	}
-	_, txs, _, err := TransferWorkload(40, 20, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := buildDAG(txs, sendersOf(txs))
-	for i := 1; i < len(txs); i++ {
-		if d.ndeps[i] != 1 {
-			t.Fatalf("100%% conflict: tx %d has %d dependencies, want 1", i, d.ndeps[i])
+	wat := readWasm(t, "../../contracts/counter_wat/counter.wasm")
+	for _, cfg := range []BenchConfig{
+		{Accounts: 40, Txs: 20, Rounds: 1},
+		{Accounts: 40, Txs: 20, Rounds: 1, Module: BenchWAT, Code: wat},
+	} {
+		rows, err := Bench(context.Background(), cfg, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rows) != 3 {
+			t.Fatalf("%s: %d rows", cfg.Module, len(rows))
 		}
 	}
-	_, txs, _, _ = TransferWorkload(40, 20, 0)
-	if d := buildDAG(txs, sendersOf(txs)); len(d.out) != 0 {
-		t.Fatalf("0%% conflict: %d edges", len(d.out))
+	for _, m := range []struct {
+		name string
+		code []byte
+	}{{BenchNative, nil}, {BenchWAT, wat}} {
+		_, txs, _, err := Workload(m.name, m.code, 40, 20, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := buildDAG(txs, sendersOf(txs))
+		for i := 1; i < len(txs); i++ {
+			if d.ndeps[i] != 1 {
+				t.Fatalf("%s, 100%% conflict: tx %d has %d dependencies, want 1", m.name, i, d.ndeps[i])
+			}
+		}
+		_, txs, _, _ = Workload(m.name, m.code, 40, 20, 0)
+		if d := buildDAG(txs, sendersOf(txs)); len(d.out) != 0 {
+			t.Fatalf("%s, 0%% conflict: %d edges", m.name, len(d.out))
+		}
 	}
 	if _, _, _, err := TransferWorkload(10, 6, 0); err == nil {
 		t.Fatal("workload larger than its accounts accepted")
+	}
+	if _, _, _, err := Workload(BenchGo, nil, 40, 20, 0); !errors.Is(err, ErrBenchModule) {
+		t.Fatalf("go workload without code: %v", err)
+	}
+	if _, _, _, err := Workload("evm", nil, 40, 20, 0); !errors.Is(err, ErrBenchModule) {
+		t.Fatalf("unknown module: %v", err)
 	}
 }
 

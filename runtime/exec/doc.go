@@ -13,8 +13,10 @@
 // its own: NativeRunner runs Go-coded modules (the test and benchmark set
 // Token, Counter, Scan); WasmRunner runs calls and the module lifecycle in
 // wasm through the host ABI of runtime/host, on the instances of an Engine
-// (to be implemented by runtime/vm's pools; tests use a fresh instance per
-// frame). A runner
+// (PooledEngine: compiled code in a bounded LRU, idle instances restored
+// to their post-_initialize snapshot; tests compare it with a fresh
+// instance per frame); MuxRunner, the node's runner, sends calls of the
+// native modules to a NativeRunner and the rest to a WasmRunner. A runner
 // sees the state through an Overlay, whose prefix Iterator streams the
 // parent's keys merged with the pending writes, so no prefix is ever
 // materialized whole.

@@ -8,8 +8,6 @@ package exec
 import (
 	"context"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
 
 	"github.com/kairos-network/kairos/types"
@@ -23,13 +21,10 @@ func TestGoGuestLifecycle(t *testing.T) {
 	if os.Getenv("KAIROS_EXEC_SKIP_GO") != "" {
 		t.Skip("KAIROS_EXEC_SKIP_GO set")
 	}
-	out := filepath.Join(t.TempDir(), "counter.wasm")
-	cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", out, "../../contracts/counter")
-	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("building the Go counter: %v\n%s", err, b)
+	code, err := BuildGoGuest("../../contracts/counter")
+	if err != nil {
+		t.Fatal(err)
 	}
-	code := readWasm(t, out)
 	if len(code) <= types.StateValueMax {
 		t.Fatalf("Go counter of %d bytes no longer needs chunks; pick a bigger module", len(code))
 	}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/kairos-network/kairos/runtime/host"
 	"github.com/kairos-network/kairos/runtime/meter"
+	"github.com/kairos-network/kairos/runtime/vm"
 	"github.com/kairos-network/kairos/runtime/wasi"
 	"github.com/kairos-network/kairos/state"
 	"github.com/kairos-network/kairos/types"
@@ -21,8 +22,8 @@ import (
 var wasmCountKey = []byte("\x05count")
 
 // freshEngine is an Engine that compiles code once and instantiates a new
-// instance per frame: the simplest correct engine, enough to drive the
-// scheduler with real wasm until runtime/vm's pools implement Engine. The
+// instance per frame: the simplest correct engine, the reference the
+// PooledEngine is compared with (pool_test.go). The
 // _initialize of a Go guest runs in wasi.InitState, as runtime/host's tests
 // do.
 type freshEngine struct {
@@ -67,7 +68,7 @@ func (e *freshEngine) Acquire(ctx context.Context, id, method string, load func(
 	}
 	mod, err := e.rt.InstantiateModule(ctx, cm, wazero.NewModuleConfig().WithName("").WithStartFunctions())
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("%w: %w", vm.ErrInstantiate, err)
 	}
 	if init := mod.ExportedFunction("_initialize"); init != nil {
 		// A Go guest: run its runtime's start-up in the fixed environment.
@@ -75,26 +76,13 @@ func (e *freshEngine) Acquire(ctx context.Context, id, method string, load func(
 		st := wasi.InitState()
 		if err := init.CallWithStack(wasi.WithState(ctx, &st), nil); err != nil {
 			mod.Close(ctx)
-			return nil, nil, fmt.Errorf("_initialize: %w", err)
+			return nil, nil, fmt.Errorf("%w: _initialize: %w", vm.ErrInstantiate, err)
 		}
 	}
 	return mod, mod.ExportedFunction(method), nil
 }
 
 func (e *freshEngine) Release(mod api.Module, _ bool) { mod.Close(context.Background()) }
-
-// muxRunner sends native modules to the native runner and the rest to wasm.
-type muxRunner struct {
-	native *NativeRunner
-	wasm   *WasmRunner
-}
-
-func (m muxRunner) Run(ctx context.Context, o Overlay, tx *types.Tx, env TxEnv) Result {
-	if _, ok := m.native.modules[tx.Body.Payload.Module]; ok && tx.Body.Payload.Kind == types.Call {
-		return m.native.Run(ctx, o, tx, env)
-	}
-	return m.wasm.Run(ctx, o, tx, env)
-}
 
 // wasmWorld is a set of WAT counters installed at genesis (counter i has
 // test account i as admin) and the code a generator may deploy or upgrade
@@ -134,7 +122,7 @@ func wasmSetup(t testing.TB, n int) *wasmWorld {
 		w.genesis = append(w.genesis, ws...)
 		w.counters = append(w.counters, a)
 	}
-	w.runner = muxRunner{native: NewNativeRunner(NativeModules()), wasm: NewWasmRunner(newFreshEngine(t))}
+	w.runner = NewRunner(NativeModules(), newFreshEngine(t))
 	return w
 }
 

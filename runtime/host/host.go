@@ -263,10 +263,13 @@ func (f *frame) classify(callErr error, gasLeft int64) outcome {
 			return outcome{types.StatusOutOfGas, ErrOutOfGas, CallOutOfGas, nil}
 		}
 		return outcome{types.StatusTrapped, f.wasi.Stop, CallTrapped, nil}
+	case gasLeft < 0:
+		// Before callErr == nil: the meter tests the balance only at
+		// function entries, loop headers and host calls, so a frame can
+		// return normally having overspent; it ran out of gas all the same.
+		return outcome{types.StatusOutOfGas, ErrOutOfGas, CallOutOfGas, nil}
 	case callErr == nil:
 		return outcome{types.StatusOK, nil, CallOK, nil}
-	case gasLeft < 0:
-		return outcome{types.StatusOutOfGas, ErrOutOfGas, CallOutOfGas, nil}
 	}
 	if g := f.mod.ExportedGlobal(meter.DepthExceededExport); g != nil && g.Get() != 0 {
 		return outcome{types.StatusTrapped, ErrCallDepth, CallTrapped, nil}

@@ -138,3 +138,49 @@ func TestAbortAndTrap(t *testing.T) {
 		}
 	}
 }
+
+// TestOverspendIsOutOfGas: the meter checks gas_left only at function
+// entries, loop headers and host calls, so a frame whose if-body costs more
+// than is left returns normally with gas_left < 0. For every gas limit the
+// frame is ok using at most the limit, or out_of_gas using all of it, and
+// a larger limit never turns ok into out_of_gas.
+func TestOverspendIsOutOfGas(t *testing.T) {
+	b := wasmtest.New()
+	body := []wasm.Instr{wasmtest.I32(1), wasmtest.Block(wasm.OpIf, wasm.BlockEmpty)}
+	for range 40 {
+		body = append(body, wasmtest.I32(1), wasmtest.Op(wasm.OpDrop))
+	}
+	b.Func("run", nil, nil, nil, append(body, wasmtest.Op(wasm.OpEnd))...)
+	bin := b.Bytes()
+	self := addr("overspend")
+	for ei := range engines {
+		c := newChain(t, ei)
+		c.deploy(self, bin, alice, nil, 1e9)
+		lastOOG := int64(-1)
+		for gas := int64(0); gas <= 200; gas++ {
+			c.gas = gas
+			r := c.run(call{from: alice, to: self, method: "run"}, false)
+			switch r.Status {
+			case types.StatusOK:
+				if r.GasUsed > gas {
+					t.Fatalf("%s: gas %d: ok using %d", engines[ei].name, gas, r.GasUsed)
+				}
+			case types.StatusOutOfGas:
+				if r.GasUsed != gas || !errors.Is(r.Err, host.ErrOutOfGas) {
+					t.Fatalf("%s: gas %d: out_of_gas using %d (%v)", engines[ei].name, gas, r.GasUsed, r.Err)
+				}
+				if lastOOG != gas-1 {
+					t.Fatalf("%s: out_of_gas at %d after ok at %d", engines[ei].name, gas, gas-1)
+				}
+				lastOOG = gas
+			default:
+				t.Fatalf("%s: gas %d: %v", engines[ei].name, gas, r.Status)
+			}
+		}
+		// The limits just below the ok threshold passed the entry check
+		// and overspent in the if-body: the case under test happened.
+		if lastOOG < 10 || lastOOG >= 200 {
+			t.Fatalf("%s: ok from gas %d: the if-body overspend was not exercised", engines[ei].name, lastOOG+1)
+		}
+	}
+}

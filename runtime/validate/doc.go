@@ -1,7 +1,7 @@
 // Package validate decides whether a wasm module may be deployed: a size
-// cap, an import allow-list given as configuration (the Kairos host module
-// is defined elsewhere; the virtual WASI subset for Go guests is the fixed
-// table WASISubset), the feature set (core 2.0 minus SIMD, threads,
+// cap, an import allow-list given as configuration (the network's list is
+// deploy.Imports: runtime/host's and runtime/wasi's functions; this package
+// cannot import them), the feature set (core 2.0 minus SIMD, threads,
 // reference types, table mutation, multi-memory, exceptions, tail calls,
 // GC), structural limits (Limits), index and nesting rules, names the
 // instrumenter reserves ("gas_left", "__kairos…"), and no start section (it

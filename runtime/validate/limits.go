@@ -87,8 +87,12 @@ const WASIModule = "wasi_snapshot_preview1"
 // in: os probes and closes its stdio descriptors and lists preopened
 // directories at start-up. With no filesystem those answer fixed values
 // (no preopens), so they are as deterministic as the first ten. Path-based
-// calls (path_open and the like) are not in the subset: a guest that opens
-// files is rejected at deploy.
+// calls (path_open and the like) are not in this subset.
+//
+// Deprecated: this is only what the Go runtime imports, not the network's
+// allow-list. Deploy with deploy.Config() (deploy.Imports: the host ABI and
+// all 19 virtual WASI functions of docs/abi.md section 8); with this list a
+// Go module that reads stdin or stats a file would be rejected.
 func WASISubset() []HostFunc { return append([]HostFunc(nil), wasiSubset...) }
 
 var wasiSubset = []HostFunc{

@@ -3,19 +3,35 @@
 // v1.12.0 (go.mod), the compiler engine chosen explicitly, core features
 // 2.0 minus SIMD and reference types, a memory page limit, no
 // close-on-context-done (wall-clock interrupts are not deterministic), and a
-// compilation cache.
+// compilation cache (in memory, or on disk with Config.CacheDir).
 //
-// An Instance never carries state from one call to the next: after
-// instantiation (and _initialize for Go guests) it snapshots linear memory,
-// every global (exported by the meter as __kairos_g<i>) and the
-// deterministic clock and random state given to the guest's virtual WASI;
-// before every call it copies that snapshot back. Tables need no snapshot:
-// validate rejects every instruction that could change one. An instance whose memory
-// grew or whose call trapped is discarded (memory cannot shrink and a trap
-// can leave the guest's runtime inconsistent); later calls fail with
-// ErrDiscarded and the caller instantiates a new one.
+// An Engine's runtime serves exactly the ABI's host modules: "kairos"
+// (runtime/host) and the virtual WASI (runtime/wasi), never wazero's own
+// WASI. Their functions read everything from the frame's context: the
+// host.Run frame, and the frame's wasi.State. deploy.Imports is the
+// matching allow-list.
 //
-// Concurrency: an Engine and its Code may be used from many goroutines; an
-// Instance belongs to one goroutine at a time (wazero calls are not
-// goroutine-safe).
+// An Instance never carries state from one frame to the next: after
+// instantiation it runs _initialize (if exported) as docs/abi.md 8.1 says,
+// with Config.InitGas (host.InitGasMax) under wasi.InitState(), then
+// snapshots linear memory and every global (exported by the meter as
+// __kairos_g<i>); Restore, and Call before every call, copy that snapshot
+// back. The WASI clock and random position are not instance state: each
+// frame brings its own wasi.State (host.Run: wasi.FrameState; Instance.Call:
+// the instance's Env). Tables need no snapshot: validate rejects every
+// instruction that could change one. An instance whose memory grew or whose
+// frame failed is not reused (memory cannot shrink and a trap can leave the
+// guest's runtime inconsistent): Call discards it, Pool.Release closes it.
+//
+// Pool and Pools keep restored instances for reuse, at most
+// Config.PoolIdleMax idle ones per module; Pools hands them out by code id
+// as api.Modules, the shape of host.Instances and runtime/exec's engine.
+//
+// A call that returns normally with gas_left < 0 ran out of gas (the meter
+// tests the balance only at function entries, loop headers and host calls);
+// callers classify by Outcome.Status, never by the call's error alone.
+//
+// Concurrency: an Engine, its Code, a Pool and Pools may be used from many
+// goroutines; an Instance belongs to one goroutine at a time (wazero calls
+// are not goroutine-safe).
 package vm

@@ -2,17 +2,17 @@ package vm
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"strings"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
-	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 
+	"github.com/kairos-network/kairos/runtime/host"
 	"github.com/kairos-network/kairos/runtime/meter"
+	"github.com/kairos-network/kairos/runtime/validate"
+	"github.com/kairos-network/kairos/runtime/wasi"
 )
 
 // Errors.
@@ -37,14 +37,22 @@ type Config struct {
 	// the compiler.
 	Interpreter bool
 	// InitGas is the gas given to _initialize when a Go guest is
-	// instantiated.
+	// instantiated: host.InitGasMax (docs/abi.md 8.1) on a node.
 	InitGas int64
+	// PoolIdleMax bounds the idle instances a Pool keeps per module; with
+	// MemoryLimitPages it bounds the memory pools hold (each instance also
+	// keeps a snapshot of its memory).
+	PoolIdleMax int
 }
 
-// DefaultConfig matches validate.DefaultLimits() (512 pages).
-func DefaultConfig() Config { return Config{MemoryLimitPages: 512, InitGas: 1 << 32} }
+// DefaultConfig matches validate.DefaultLimits() (512 pages) and the ABI's
+// _initialize budget.
+func DefaultConfig() Config {
+	return Config{MemoryLimitPages: 512, InitGas: host.InitGasMax, PoolIdleMax: 4}
+}
 
-// Engine owns one wazero runtime with the virtual WASI host module.
+// Engine owns one wazero runtime with the two host modules of the ABI:
+// "kairos" (runtime/host) and the virtual WASI (runtime/wasi).
 type Engine struct {
 	cfg Config
 	rt  wazero.Runtime
@@ -69,9 +77,13 @@ func NewEngine(ctx context.Context, cfg Config) (*Engine, error) {
 		}
 	}
 	rt := wazero.NewRuntimeWithConfig(ctx, rc.WithCompilationCache(cache))
-	// The WASI functions read clock, randomness, args and environment from
-	// each guest's ModuleConfig, which Instantiate makes deterministic.
-	if _, err := wasi_snapshot_preview1.Instantiate(ctx, rt); err != nil {
+	// Never wazero's own WASI: it reads the machine's clock and charges no
+	// gas. The virtual WASI answers from the frame's wasi.State.
+	if _, err := host.Instantiate(ctx, rt); err != nil {
+		rt.Close(ctx)
+		return nil, fmt.Errorf("vm: host module: %w", err)
+	}
+	if _, err := wasi.Instantiate(ctx, rt); err != nil {
 		rt.Close(ctx)
 		return nil, fmt.Errorf("vm: wasi: %w", err)
 	}
@@ -96,45 +108,21 @@ func (e *Engine) Compile(ctx context.Context, instrumented []byte) (*Code, error
 	return &Code{e: e, cm: cm}, nil
 }
 
-// Env is the deterministic environment of the guest's virtual WASI: the
-// wall clock starts at ClockNs and advances ClockStepNs (at least 1) per
-// read (the Go runtime reads it in its GC, and traps at start-up if it
-// reads zero); randomness is sha256(Seed ‖ counter).
+// Env is the virtual WASI environment of the frames that Instance.Call
+// runs directly (outside host.Run, which gives every frame its own state):
+// each call starts from wasi.FrameState(Seed ‖ 0, frame 0, ClockNs), so
+// the clock reads ClockNs + wasi.ClockStep·k and randomness is the
+// docs/abi.md section 8 stream of that seed.
 type Env struct {
-	ClockNs     int64
+	ClockNs int64
+	// Deprecated: the virtual WASI clock advances by wasi.ClockStep per
+	// read (docs/abi.md section 8); this field is ignored.
 	ClockStepNs int64
 	Seed        [32]byte
 }
 
-// detState is the host-side guest state that lives outside linear memory;
-// it is part of the snapshot.
-type detState struct {
-	clock   int64
-	step    int64
-	seed    [32]byte
-	counter uint64
-	buf     []byte // unread bytes of the current random block
-}
-
-func (s *detState) now() int64 { s.clock += s.step; return s.clock }
-
-func (s *detState) Read(p []byte) (int, error) {
-	n := 0
-	for n < len(p) {
-		if len(s.buf) == 0 {
-			var in [40]byte
-			copy(in[:], s.seed[:])
-			binary.LittleEndian.PutUint64(in[32:], s.counter)
-			s.counter++
-			blk := sha256.Sum256(in[:])
-			s.buf = blk[:]
-		}
-		c := copy(p[n:], s.buf)
-		s.buf = s.buf[c:]
-		n += c
-	}
-	return n, nil
-}
+// frameState is the WASI state a direct call starts from.
+func (env Env) frameState() wasi.State { return wasi.FrameState(env.Seed, 0, env.ClockNs) }
 
 // Status classifies how a call ended; guest failures are values, not
 // errors.
@@ -163,14 +151,13 @@ type Outcome struct {
 // Instance is a live module with its post-init snapshot.
 type Instance struct {
 	mod       api.Module
-	state     *detState
+	env       Env
 	gas       api.MutableGlobal
 	depth     api.MutableGlobal
 	exceeded  api.MutableGlobal
 	globals   []api.MutableGlobal // mutable original globals
 	snapMem   []byte
 	snapGlob  []uint64
-	snapState detState
 	snapped   bool // the snapshot exists (reset before it only sets the meter)
 	discarded error
 	// funcs caches exported functions: wazero builds a new call engine
@@ -178,24 +165,20 @@ type Instance struct {
 	funcs map[string]api.Function
 }
 
-// Instantiate creates an instance in env, runs _initialize if the module
-// exports it (metered with Config.InitGas), and takes the snapshot every
-// call starts from.
+// Instantiate creates an instance, runs _initialize if the module exports
+// it (docs/abi.md 8.1: Config.InitGas, the fixed wasi.InitState, no kairos
+// functions), and takes the snapshot every frame starts from. env is the
+// WASI environment of later direct Calls. A failing _initialize is
+// ErrInstantiate (it fails the deploy).
 func (c *Code) Instantiate(ctx context.Context, env Env) (*Instance, error) {
-	st := &detState{clock: env.ClockNs, step: max(env.ClockStepNs, 1), seed: env.Seed}
 	mc := wazero.NewModuleConfig().
 		WithName("").
-		WithStartFunctions(). // _initialize runs below, metered
-		WithWalltime(func() (int64, int32) { ns := st.now(); return ns / 1e9, int32(ns % 1e9) }, 1).
-		WithNanotime(st.now, 1).
-		WithRandSource(st).
-		WithNanosleep(func(int64) {}).
-		WithOsyield(func() {})
+		WithStartFunctions() // _initialize runs below, metered
 	mod, err := c.e.rt.InstantiateModule(ctx, c.cm, mc)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInstantiate, err)
 	}
-	in := &Instance{mod: mod, state: st, funcs: map[string]api.Function{}}
+	in := &Instance{mod: mod, env: env, funcs: map[string]api.Function{}}
 	var ok bool
 	if in.gas, ok = mod.ExportedGlobal(meter.GasExport).(api.MutableGlobal); !ok {
 		mod.Close(ctx)
@@ -218,7 +201,8 @@ func (c *Code) Instantiate(ctx context.Context, env Env) (*Instance, error) {
 	}
 	if mod.ExportedFunction("_initialize") != nil {
 		in.reset(c.e.cfg.InitGas)
-		out, err := in.call(ctx, "_initialize", c.e.cfg.InitGas)
+		st := wasi.InitState()
+		out, err := in.call(wasi.WithState(ctx, &st), "_initialize", c.e.cfg.InitGas)
 		if err != nil || out.Status != StatusOK {
 			mod.Close(ctx)
 			return nil, fmt.Errorf("%w: _initialize: %s: %v", ErrInstantiate, out.Status, out.Trap)
@@ -231,14 +215,18 @@ func (c *Code) Instantiate(ctx context.Context, env Env) (*Instance, error) {
 	for _, g := range in.globals {
 		in.snapGlob = append(in.snapGlob, g.Get())
 	}
-	in.snapState = *st
-	in.snapState.buf = append([]byte(nil), st.buf...)
 	in.snapped = true
 	return in, nil
 }
 
-// reset restores the snapshot (memory, globals, clock and random state) and
-// sets the meter's globals for a call with gas.
+// Restore copies the snapshot back (memory and every global) and clears
+// the meter's depth globals, so the instance is in its post-_initialize
+// state; the caller sets gas_left. The WASI state is not part of the
+// instance: it belongs to the frame (wasi.FrameState).
+func (in *Instance) Restore() { in.reset(0) }
+
+// reset restores the snapshot (memory, globals) and sets the meter's
+// globals for a call with gas.
 func (in *Instance) reset(gas int64) {
 	if in.snapped {
 		if m := in.mod.Memory(); m != nil {
@@ -248,42 +236,67 @@ func (in *Instance) reset(gas int64) {
 		for i, g := range in.globals {
 			g.Set(in.snapGlob[i])
 		}
-		*in.state = in.snapState
-		in.state.buf = append(in.state.buf[:0:0], in.snapState.buf...)
 	}
 	in.gas.Set(uint64(gas))
 	in.depth.Set(0)
 	in.exceeded.Set(0)
 }
 
-// Call restores the snapshot and calls an export with a gas limit. The
-// error is for host problems (discarded instance, unknown export); guest
-// failures are in the Outcome. After a trap or a memory grow the instance
-// is discarded.
+// Call restores the snapshot and calls an export with a gas limit, as one
+// frame with the WASI state of the instance's Env (kairos functions trap:
+// host.Run is the way to run transactions). The error is for host problems
+// (discarded instance, unknown export); guest failures are in the Outcome.
+// After a trap or a memory grow the instance is discarded.
 func (in *Instance) Call(ctx context.Context, name string, gas int64, args ...uint64) (Outcome, error) {
 	if in.discarded != nil {
 		return Outcome{}, fmt.Errorf("%w: %w", ErrDiscarded, in.discarded)
 	}
 	in.reset(gas)
-	out, err := in.call(ctx, name, gas, args...)
+	st := in.env.frameState()
+	out, err := in.call(wasi.WithState(ctx, &st), name, gas, args...)
 	if err != nil {
 		return out, err
 	}
 	if out.Status != StatusOK {
 		in.discard(ctx, fmt.Errorf("call trapped: %s", out.Status))
-	} else if m := in.mod.Memory(); m != nil && int(m.Size()) != len(in.snapMem) {
-		in.discard(ctx, fmt.Errorf("memory grew from %d to %d bytes", len(in.snapMem), m.Size()))
+	} else if in.grew() {
+		in.discard(ctx, fmt.Errorf("memory grew from %d to %d bytes", len(in.snapMem), in.mod.Memory().Size()))
 	}
 	return out, nil
 }
 
-func (in *Instance) call(ctx context.Context, name string, gas int64, args ...uint64) (Outcome, error) {
-	f, ok := in.funcs[name]
-	if !ok {
-		if f = in.mod.ExportedFunction(name); f == nil || strings.HasPrefix(name, "__kairos") {
-			return Outcome{}, fmt.Errorf("%w: %q", ErrNoExport, name)
-		}
+// grew reports whether linear memory is larger than the snapshot: memory
+// cannot shrink, so such an instance cannot be restored.
+func (in *Instance) grew() bool {
+	m := in.mod.Memory()
+	return m != nil && int(m.Size()) != len(in.snapMem)
+}
+
+// Export returns the exported function name (cached per instance), nil if
+// the module has none or the name is the instrumenter's. Misses are not
+// cached: transactions choose the names, so the cache holds at most the
+// module's exports.
+func (in *Instance) Export(name string) api.Function {
+	if f, ok := in.funcs[name]; ok {
+		return f
+	}
+	if strings.HasPrefix(name, validate.ReservedPrefix) {
+		return nil
+	}
+	f := in.mod.ExportedFunction(name)
+	if f != nil {
 		in.funcs[name] = f
+	}
+	return f
+}
+
+// Module is the wazero module, for host.Instances.
+func (in *Instance) Module() api.Module { return in.mod }
+
+func (in *Instance) call(ctx context.Context, name string, gas int64, args ...uint64) (Outcome, error) {
+	f := in.Export(name)
+	if f == nil {
+		return Outcome{}, fmt.Errorf("%w: %q", ErrNoExport, name)
 	}
 	vals, err := f.Call(ctx, args...)
 	left := int64(in.gas.Get())

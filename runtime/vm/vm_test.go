@@ -4,17 +4,20 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
+	"path/filepath"
 	"reflect"
 	"testing"
 
 	"github.com/kairos-network/kairos/runtime/deploy"
+	"github.com/kairos-network/kairos/runtime/host"
 	. "github.com/kairos-network/kairos/runtime/internal/wasmtest"
-	"github.com/kairos-network/kairos/runtime/validate"
 	"github.com/kairos-network/kairos/runtime/vm"
+	"github.com/kairos-network/kairos/runtime/wasi"
 	"github.com/kairos-network/kairos/runtime/wasm"
 )
 
-var cfg = validate.Config{Limits: validate.DefaultLimits(), Imports: validate.WASISubset()}
+var cfg = deploy.Config()
 
 func prepare(t testing.TB, bin []byte) []byte {
 	t.Helper()
@@ -122,8 +125,8 @@ func TestStatusesAndDiscard(t *testing.T) {
 // TestGoGuestRestore: a Go guest's package state, clock and randomness are
 // all back at the snapshot before every call, identically on both engines.
 func TestGoGuestRestore(t *testing.T) {
-	if testing.Short() {
-		t.Skip("compiles a 2 MB module on two engines")
+	if testing.Short() || raceEnabled {
+		t.Skip("compiles a 2 MB module on two engines (not a concurrency test)")
 	}
 	env := vm.Env{ClockNs: 1_700_000_000_000_000_000, ClockStepNs: 1000, Seed: [32]byte{7}}
 	ins := engines(t, prepare(t, GoGuest(t)), env)
@@ -156,12 +159,15 @@ func TestGoGuestRestore(t *testing.T) {
 			t.Errorf("engines differ:\n compiler    %+v\n interpreter %+v", first, outs)
 		}
 	}
-	// Another seed gives other randomness: the seed reaches the guest. The
-	// zero clock still starts a Go guest (its runtime refuses a clock that
-	// reads 0).
+	// math/rand's generator is seeded from random_get in _initialize,
+	// whose seed is fixed (docs/abi.md 8.1), and restored with memory: the
+	// frame's seed does not reach it. The clock base does reach the guest.
 	other := call(t, engines(t, prepare(t, GoGuest(t)), vm.Env{Seed: [32]byte{8}})[1], "random", 1<<30)
-	if reflect.DeepEqual(other.Values, first[4].Values) {
-		t.Error("random does not depend on the seed")
+	if !reflect.DeepEqual(other.Values, first[4].Values) {
+		t.Errorf("random with another frame seed: %v, want %v", other.Values, first[4].Values)
+	}
+	if now := first[2].Values[0]; now != uint64(env.ClockNs)+wasi.ClockStep*2 && now != uint64(env.ClockNs)+wasi.ClockStep {
+		t.Errorf("now = %d, want the clock base %d plus one or two steps", now, env.ClockNs)
 	}
 }
 
@@ -202,6 +208,176 @@ func TestConcurrentInstances(t *testing.T) {
 	for range workers {
 		if err := <-errs; err != nil {
 			t.Error(err)
+		}
+	}
+}
+
+// TestInitialize: _initialize runs with the ABI's budget and environment
+// (docs/abi.md 8.1); any failure there fails the instantiation.
+func TestInitialize(t *testing.T) {
+	mk := func(body ...wasm.Instr) []byte {
+		b := New()
+		b.Import("kairos", "block_height", nil, []wasm.ValType{wasm.I64}) // function 0
+		b.Memory(1, 1)
+		b.Global(wasm.I32, true, I32(0))
+		b.Func("_initialize", nil, nil, nil, body...)
+		b.Func("get", nil, I32s, nil, Idx(wasm.OpGlobalGet, 0))
+		return b.Bytes()
+	}
+	ok := mk(I32(42), Idx(wasm.OpGlobalSet, 0))
+	for _, in := range engines(t, prepare(t, ok), vm.Env{}) {
+		if o := call(t, in, "get", 1000); o.Status != vm.StatusOK || o.Values[0] != 42 {
+			t.Errorf("get after _initialize = %+v, want 42", o)
+		}
+	}
+	ctx := context.Background()
+	for name, bin := range map[string][]byte{
+		"spins past InitGas": mk(Block(wasm.OpLoop, wasm.BlockEmpty), Idx(wasm.OpBr, 0), Op(wasm.OpEnd)),
+		"calls kairos":       mk(Idx(wasm.OpCall, 0), Op(wasm.OpDrop)),
+		"traps":              mk(Op(wasm.OpUnreachable)),
+	} {
+		for _, interp := range []bool{false, true} {
+			c := vm.DefaultConfig()
+			c.Interpreter = interp
+			c.InitGas = 1_000_000 // the spin would take 50 times longer on InitGasMax
+			e, err := vm.NewEngine(ctx, c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			code, err := e.Compile(ctx, prepare(t, bin))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := code.Instantiate(ctx, vm.Env{}); !errors.Is(err, vm.ErrInstantiate) {
+				t.Errorf("%s: %v, want ErrInstantiate", name, err)
+			}
+			e.Close(ctx)
+		}
+	}
+	if vm.DefaultConfig().InitGas != host.InitGasMax {
+		t.Errorf("InitGas %d, want host.InitGasMax", vm.DefaultConfig().InitGas)
+	}
+}
+
+// TestCompilationCacheDir: a second engine on the same cache directory
+// serves the module from the files the first one wrote (it rewrites none:
+// every file keeps its modification time) and runs it identically.
+func TestCompilationCacheDir(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	bin := prepare(t, counter())
+	files := func() map[string]int64 {
+		out := map[string]int64{}
+		filepath.WalkDir(dir, func(path string, d fs.DirEntry, _ error) error {
+			if d != nil && !d.IsDir() {
+				if info, err := d.Info(); err == nil {
+					out[path] = info.ModTime().UnixNano()
+				}
+			}
+			return nil
+		})
+		return out
+	}
+	run := func() []vm.Outcome {
+		c := vm.DefaultConfig()
+		c.CacheDir = dir
+		e, err := vm.NewEngine(ctx, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer e.Close(ctx)
+		code, err := e.Compile(ctx, bin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		in, err := code.Instantiate(ctx, vm.Env{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return []vm.Outcome{call(t, in, "bump", 1000), call(t, in, "spin", 5000)}
+	}
+	first := run()
+	written := files()
+	if len(written) == 0 {
+		t.Fatal("the first engine wrote nothing to the cache directory")
+	}
+	if second := run(); !reflect.DeepEqual(first, second) {
+		t.Fatalf("from cache %+v, compiled %+v", second, first)
+	}
+	if after := files(); !reflect.DeepEqual(after, written) {
+		t.Fatalf("the second engine wrote the cache again: %v, then %v", written, after)
+	}
+}
+
+// TestPool: released healthy instances come back restored, failed or grown
+// ones are closed, and no more than PoolIdleMax stay idle; Pools is used
+// from several goroutines (run with -race).
+func TestPool(t *testing.T) {
+	ctx := context.Background()
+	c := vm.DefaultConfig()
+	c.PoolIdleMax = 2
+	e, err := vm.NewEngine(ctx, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close(ctx)
+	code, err := e.Compile(ctx, prepare(t, counter()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := code.NewPool()
+	defer p.Close(ctx)
+	var ins []*vm.Instance
+	for range 3 {
+		in, err := p.Acquire(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ins = append(ins, in)
+	}
+	for _, in := range ins {
+		if o := call(t, in, "bump", 1000); o.Values[0] != 11 {
+			t.Fatalf("bump %+v", o)
+		}
+		p.Release(ctx, in, false)
+	}
+	if p.Idle() != 2 || !ins[2].Discarded() {
+		t.Fatalf("idle %d, third instance discarded %v: want 2 idle, the third closed", p.Idle(), ins[2].Discarded())
+	}
+	in, _ := p.Acquire(ctx)
+	p.Release(ctx, in, true)
+	in, _ = p.Acquire(ctx)
+	call(t, in, "grow", 1000)
+	p.Release(ctx, in, false)
+	if p.Idle() != 0 {
+		t.Fatalf("idle %d after releasing a failed and a grown instance, want 0", p.Idle())
+	}
+
+	ps := e.NewPools()
+	defer ps.Close(ctx)
+	instrumented := prepare(t, counter())
+	load := func() ([]byte, error) { return instrumented, nil }
+	errs := make(chan error, 4)
+	for w := range 4 {
+		go func() {
+			for i := range 50 {
+				mod, err := ps.Acquire(ctx, "counter", load)
+				if err != nil {
+					errs <- err
+					return
+				}
+				if ps.Export(mod, "bump") == nil {
+					errs <- fmt.Errorf("worker %d: no export", w)
+					return
+				}
+				ps.Release(mod, i%7 == 0)
+			}
+			errs <- nil
+		}()
+	}
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
 		}
 	}
 }

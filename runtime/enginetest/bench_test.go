@@ -1,0 +1,106 @@
+package enginetest
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"slices"
+	"testing"
+
+	"github.com/kairos-network/kairos/runtime/host"
+	"github.com/kairos-network/kairos/types"
+)
+
+// BenchmarkTokenTransfer: one token transfer (the Go example module)
+// through the full host path, host.Run on runtime/vm, per engine and
+// instance strategy: pooled (restore the post-_initialize snapshot) or
+// fresh (instantiate and run _initialize per frame). The writes are not
+// committed, so every iteration does the same work.
+//
+//	go test -run '^$' -bench TokenTransfer -count 3 ./runtime/enginetest/
+//
+// native is the floor: the same transfer written in Go against the same
+// State, producing the same writes and event (checked against the wasm
+// receipt first). Metered against unmetered code is runtime/meter's
+// BenchmarkCall.
+func BenchmarkTokenTransfer(b *testing.B) {
+	for _, c := range configs {
+		b.Run(c.name, func(b *testing.B) {
+			ch := newChain(b, c)
+			setup(ch)
+			t := tx{from: alice, to: token, method: "transfer", input: enc(bob, uint64(1)), time: t0}
+			var gas int64
+			for b.Loop() {
+				r := ch.run(t, false, false)
+				if r.Status != types.StatusOK {
+					b.Fatal(record(r))
+				}
+				gas = r.GasUsed
+			}
+			b.ReportMetric(float64(gas), "gas/op")
+		})
+	}
+}
+
+func BenchmarkTokenTransferNativeFloor(b *testing.B) {
+	ch := newChain(b, configs[1])
+	setup(ch)
+	input := enc(bob, uint64(1))
+	wasm := ch.run(tx{from: alice, to: token, method: "transfer", input: input, time: t0}, false, false)
+	res, err := nativeTransfer(ch.state, alice, input)
+	if err != nil || fmt.Sprint(res.Writes, res.Events) != fmt.Sprint(wasm.Writes, wasm.Events) {
+		b.Fatalf("native %v %v %v\nwasm   %v %v", err, res.Writes, res.Events, wasm.Writes, wasm.Events)
+	}
+	for b.Loop() {
+		if _, err := nativeTransfer(ch.state, alice, input); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// nativeTransfer is contracts/token's transfer in plain Go over
+// host.State, with the SDK's key layout (docs/abi.md section 7).
+func nativeTransfer(st host.State, from types.Address, input []byte) (host.Result, error) {
+	if len(input) != 40 {
+		return host.Result{}, fmt.Errorf("bad input")
+	}
+	var to types.Address
+	copy(to[:], input)
+	amount := binary.BigEndian.Uint64(input[32:])
+	key := func(a types.Address) []byte { return append([]byte("\x03bal"), a[:]...) }
+	balance := func(a types.Address) (uint64, error) {
+		v, ok, err := st.Get(token, key(a))
+		if err != nil || !ok {
+			return 0, err
+		}
+		return binary.BigEndian.Uint64(v), nil
+	}
+	writes := map[string]uint64{}
+	have, err := balance(from)
+	if err != nil || have < amount {
+		return host.Result{}, fmt.Errorf("insufficient balance: %v", err)
+	}
+	writes[string(key(from))] = have - amount
+	got, err := balance(to)
+	if v, ok := writes[string(key(to))]; ok {
+		got = v
+	}
+	if err != nil {
+		return host.Result{}, err
+	}
+	writes[string(key(to))] = got + amount
+	var res host.Result
+	for k, v := range writes {
+		w := host.Write{Module: token, Key: []byte(k)}
+		if v == 0 {
+			w.Deleted = true
+		} else {
+			w.Value = binary.BigEndian.AppendUint64(nil, v)
+		}
+		res.Writes = append(res.Writes, w)
+	}
+	slices.SortFunc(res.Writes, func(a, b host.Write) int { return bytes.Compare(a.Key, b.Key) })
+	data := append(append(append([]byte(nil), from[:]...), to[:]...), input[32:]...)
+	res.Events = []types.Event{{Module: token, Topic: "transfer", Data: data}}
+	return res, nil
+}

@@ -1,0 +1,317 @@
+package enginetest
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"sync"
+	"testing"
+
+	"github.com/tetratelabs/wazero/api"
+
+	"github.com/kairos-network/kairos/runtime/deploy"
+	"github.com/kairos-network/kairos/runtime/host"
+	"github.com/kairos-network/kairos/runtime/vm"
+	"github.com/kairos-network/kairos/runtime/wasm"
+	"github.com/kairos-network/kairos/types"
+)
+
+// config is one engine configuration.
+type config struct {
+	name           string
+	interp, pooled bool
+}
+
+// configs: the reference (compiler, fresh instance per frame) first.
+var configs = []config{
+	{"compiler/fresh", false, false},
+	{"compiler/pooled", false, true},
+	{"interpreter/fresh", true, false},
+	{"interpreter/pooled", true, true},
+}
+
+// shared holds one vm.Engine per wazero engine for the test process and
+// every deploy's output, so each module is prepared and compiled once.
+var shared struct {
+	sync.Mutex
+	engines  [2]*vm.Engine
+	prepared map[[32]byte]*prepared
+	codes    [2]map[[32]byte]*vm.Code
+}
+
+func engine(t testing.TB, interp bool) (*vm.Engine, int) {
+	t.Helper()
+	i := 0
+	if interp {
+		i = 1
+	}
+	shared.Lock()
+	defer shared.Unlock()
+	if shared.engines[i] == nil {
+		c := vm.DefaultConfig()
+		c.Interpreter = interp
+		e, err := vm.NewEngine(context.Background(), c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		shared.engines[i], shared.codes[i] = e, map[[32]byte]*vm.Code{}
+	}
+	return shared.engines[i], i
+}
+
+// prepared is what the tests keep of a deploy: not the decoded module,
+// which for a Go guest is tens of MB the RSS test would count.
+type prepared struct {
+	instrumented []byte
+	methods      []string // exported functions
+}
+
+// prepare runs the deploy pipeline once per module.
+func prepare(t testing.TB, bin []byte) (*prepared, error) {
+	t.Helper()
+	id := sha256.Sum256(bin)
+	shared.Lock()
+	defer shared.Unlock()
+	if shared.prepared == nil {
+		shared.prepared = map[[32]byte]*prepared{}
+	}
+	if p, ok := shared.prepared[id]; ok {
+		return p, nil
+	}
+	d, err := deploy.Prepare(bin, deploy.Config())
+	if err != nil {
+		return nil, err
+	}
+	p := &prepared{instrumented: d.Instrumented}
+	for _, e := range d.Module.Exports {
+		if e.Kind == wasm.ExternFunc {
+			p.methods = append(p.methods, e.Name)
+		}
+	}
+	shared.prepared[id] = p
+	return p, nil
+}
+
+// modules is a host.Instances over runtime/vm: fresh instantiates (and
+// initializes) an instance per frame, pooled reuses restored instances
+// through vm.Pools.
+type modules struct {
+	t      testing.TB
+	e      *vm.Engine
+	ei     int
+	pools  *vm.Pools // nil: fresh
+	code   map[types.Address]installed
+	fresh  map[api.Module]*vm.Instance
+	failed int // frames released as failed
+}
+
+func newModules(t testing.TB, c config) *modules {
+	e, ei := engine(t, c.interp)
+	m := &modules{t: t, e: e, ei: ei, code: map[types.Address]installed{}, fresh: map[api.Module]*vm.Instance{}}
+	if c.pooled {
+		m.pools = e.NewPools()
+		t.Cleanup(func() { m.pools.Close(context.Background()) })
+	}
+	return m
+}
+
+// installed is a module's instrumented code and its id (hashed once: a Go
+// guest is 2 MB).
+type installed struct {
+	bin []byte
+	id  string
+}
+
+// install makes the instrumented module servable at a.
+func (m *modules) install(a types.Address, instrumented []byte) {
+	id := sha256.Sum256(instrumented)
+	m.code[a] = installed{instrumented, string(id[:])}
+}
+
+func (m *modules) compiled(ctx context.Context, instrumented []byte) (*vm.Code, error) {
+	id := sha256.Sum256(instrumented)
+	shared.Lock()
+	defer shared.Unlock()
+	if c, ok := shared.codes[m.ei][id]; ok {
+		return c, nil
+	}
+	c, err := m.e.Compile(ctx, instrumented)
+	if err == nil {
+		shared.codes[m.ei][id] = c
+	}
+	return c, err
+}
+
+func (m *modules) Acquire(ctx context.Context, a types.Address, method string) (api.Module, api.Function, bool, error) {
+	c, ok := m.code[a]
+	if !ok {
+		return nil, nil, false, nil
+	}
+	if m.pools != nil {
+		mod, err := m.pools.Acquire(ctx, c.id, func() ([]byte, error) { return c.bin, nil })
+		if err != nil {
+			return nil, nil, false, err
+		}
+		return mod, m.pools.Export(mod, method), true, nil
+	}
+	code, err := m.compiled(ctx, c.bin)
+	if err != nil {
+		return nil, nil, false, err
+	}
+	in, err := code.Instantiate(ctx, vm.Env{})
+	if err != nil {
+		return nil, nil, false, err
+	}
+	m.fresh[in.Module()] = in
+	return in.Module(), in.Export(method), true, nil
+}
+
+func (m *modules) Release(mod api.Module, failed bool) {
+	if failed {
+		m.failed++
+	}
+	if m.pools != nil {
+		m.pools.Release(mod, failed)
+		return
+	}
+	m.fresh[mod].Close(context.Background())
+	delete(m.fresh, mod)
+}
+
+// tx is one transaction of a script.
+type tx struct {
+	from, to types.Address
+	method   string
+	input    []byte
+	time     int64
+}
+
+// chain runs transactions through host.Run on one configuration and
+// commits the writes of successful ones to a MemState.
+type chain struct {
+	t     testing.TB
+	mods  *modules
+	state host.MemState
+	gas   int64
+}
+
+func newChain(t testing.TB, c config) *chain {
+	return &chain{t: t, mods: newModules(t, c), state: host.MemState{}, gas: 50_000_000}
+}
+
+// run executes tc; commit applies the writes of a successful run.
+func (c *chain) run(tc tx, lifecycle, commit bool) host.Result {
+	c.t.Helper()
+	var access []types.Access
+	for a := range c.mods.code {
+		access = append(access, types.Access{Module: a, Prefix: true, Mode: types.Write})
+	}
+	res, err := host.Run(context.Background(), &host.Tx{
+		ID: sha256.Sum256(append([]byte(tc.method), tc.input...)), Sender: tc.from, Time: tc.time, Height: 7,
+		Gas: c.gas, Access: access, Lifecycle: lifecycle, State: c.state, Instances: c.mods,
+	}, tc.to, tc.method, tc.input)
+	if err != nil {
+		c.t.Fatalf("%s: node error: %v", tc.method, err)
+	}
+	if commit && res.Status == types.StatusOK {
+		c.state.Apply(res.Writes)
+	}
+	return res
+}
+
+// deploy installs bin at a and runs its init with input (if it has one).
+func (c *chain) deploy(a types.Address, bin []byte, from types.Address, input []byte) {
+	c.t.Helper()
+	p, err := prepare(c.t, bin)
+	if err != nil {
+		c.t.Fatalf("deploy: %v", err)
+	}
+	c.mods.install(a, p.instrumented)
+	if slices.Contains(p.methods, "init") {
+		if r := c.run(tx{from: from, to: a, method: "init", input: input, time: 1e9}, true, true); r.Status != types.StatusOK {
+			c.t.Fatalf("init: %v %s", r.Status, r.Reason())
+		}
+	}
+}
+
+// record is everything of a Result that consensus sees, as one comparable
+// string.
+func record(r host.Result) string {
+	return fmt.Sprintf("status=%v reason=%q return=%x gas=%d events=%v writes=%v", r.Status, r.Reason(), r.Return, r.GasUsed, r.Events, r.Writes)
+}
+
+func addr(name string) types.Address { return sha256.Sum256([]byte("enginetest/" + name)) }
+
+// enc concatenates fields in the SDK encoding (docs/abi.md section 7).
+func enc(parts ...any) []byte {
+	var b []byte
+	for _, p := range parts {
+		switch p := p.(type) {
+		case types.Address:
+			b = append(b, p[:]...)
+		case uint64:
+			b = binary.BigEndian.AppendUint64(b, p)
+		case string:
+			b = binary.BigEndian.AppendUint32(b, uint32(len(p)))
+			b = append(b, p...)
+		default:
+			panic(fmt.Sprintf("enc: %T", p))
+		}
+	}
+	return b
+}
+
+func repoRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "../..")
+}
+
+// contracts builds the Go example modules once per test process (as `make
+// contracts` does) and adds the committed counter_wat.
+var contracts struct {
+	once sync.Once
+	bins map[string][]byte
+	err  error
+}
+
+func contract(t testing.TB, name string) []byte {
+	t.Helper()
+	contracts.once.Do(func() { contracts.bins, contracts.err = buildContracts() })
+	if contracts.err != nil {
+		t.Fatal(contracts.err)
+	}
+	return contracts.bins[name]
+}
+
+func buildContracts() (map[string][]byte, error) {
+	root := repoRoot()
+	out := map[string][]byte{}
+	var err error
+	if out["counter_wat"], err = os.ReadFile(filepath.Join(root, "contracts/counter_wat/counter.wasm")); err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "kairos-contracts-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	for _, name := range []string{"counter", "token", "registry", "caller"} {
+		path := filepath.Join(dir, name+".wasm")
+		cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", path, "./contracts/"+name)
+		cmd.Dir = root
+		cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "CGO_ENABLED=0")
+		if msg, err := cmd.CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("building contracts/%s: %v\n%s", name, err, msg)
+		}
+		if out[name], err = os.ReadFile(path); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}

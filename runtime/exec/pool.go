@@ -1,0 +1,287 @@
+package exec
+
+import (
+	"container/list"
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/tetratelabs/wazero/api"
+
+	"github.com/kairos-network/kairos/runtime/vm"
+)
+
+// ErrEngineConfig rejects a PoolConfig with a limit below its minimum.
+var ErrEngineConfig = errors.New("exec: bad engine configuration")
+
+// PoolConfig bounds what a PooledEngine keeps between transactions. The
+// instances handed out at one time are not bounded here: they are at most
+// workers × the host's call-depth limit, and blocking an Acquire on a bound
+// could deadlock nested cross-module calls.
+type PoolConfig struct {
+	// VM is the pinned wazero configuration (memory page limit, the gas of
+	// _initialize).
+	VM vm.Config
+	// CodeMax is the number of compiled modules kept, least recently used
+	// evicted first (at least 1).
+	CodeMax int
+	// CodeBytesMax bounds the instrumented bytes of the compiled modules
+	// kept (compiled code is a few times that); the most recent module is
+	// kept even if it alone exceeds the bound.
+	CodeBytesMax int64
+	// IdlePerCode is the number of idle instances kept per module: with 2
+	// workers and a few nested calls, a handful covers a block.
+	IdlePerCode int
+	// IdleBytesMax bounds the memory idle instances hold: each holds its
+	// linear memory and a snapshot of the same size.
+	IdleBytesMax int64
+}
+
+// DefaultPoolConfig is the node's configuration: 256 modules or 256 MiB of
+// code, 4 idle instances per module and 512 MiB of idle instances.
+func DefaultPoolConfig() PoolConfig {
+	return PoolConfig{VM: vm.DefaultConfig(), CodeMax: 256, CodeBytesMax: 256 << 20, IdlePerCode: 4, IdleBytesMax: 512 << 20}
+}
+
+// PoolStats counts what a PooledEngine did, for tests and benchmarks.
+type PoolStats struct {
+	Compiles       int   // modules compiled (cache misses)
+	Instantiations int   // new instances (each runs _initialize if exported)
+	Reuses         int   // acquisitions served by a restored idle instance
+	RestoredBytes  int64 // linear memory copied back by those restores: the per-call cost of a large guest
+	Discards       int   // released instances closed (failed frame, grown memory, full pool, evicted code)
+	Evictions      int   // compiled modules evicted
+}
+
+// PooledEngine is the production Engine: compiled modules cached by code
+// id in a bounded LRU, and for each a pool of idle instances, each restored
+// to its post-_initialize snapshot (linear memory and every global,
+// vm.Instance.Restore) when it is handed out. An instance whose frame did
+// not end normally or whose memory grew is closed on Release, never
+// reused. Safe for use by several goroutines; an acquired instance belongs
+// to the goroutine that acquired it until it is released.
+//
+// Pooling cannot change a result: a frame sees only the restored snapshot
+// and its own wasi.FrameState (host.Run gives each frame one), and the
+// snapshot is taken after _initialize in the fixed wasi.InitState, so a
+// reused instance starts where a fresh one does.
+type PooledEngine struct {
+	vm  *vm.Engine
+	cfg PoolConfig
+
+	mu        sync.Mutex
+	codes     map[string]*pooledCode
+	lru       list.List // of *pooledCode, most recently used first
+	codeBytes int64
+	idleBytes int64
+	out       map[api.Module]acquiredInstance
+	stats     PoolStats
+}
+
+type pooledCode struct {
+	id      string
+	ready   chan struct{} // closed when code or err is set
+	code    *vm.Code
+	err     error
+	size    int64
+	elem    *list.Element
+	idle    []*vm.Instance
+	evicted bool
+}
+
+type acquiredInstance struct {
+	in   *vm.Instance
+	code *pooledCode
+}
+
+// NewPooledEngine creates the wazero runtime (runtime/vm, with the host
+// modules registered) and an empty cache. Close releases both.
+func NewPooledEngine(ctx context.Context, cfg PoolConfig) (*PooledEngine, error) {
+	if cfg.CodeMax < 1 || cfg.CodeBytesMax < 1 || cfg.IdlePerCode < 0 || cfg.IdleBytesMax < 0 {
+		return nil, fmt.Errorf("%w: %+v", ErrEngineConfig, cfg)
+	}
+	e, err := vm.NewEngine(ctx, cfg.VM)
+	if err != nil {
+		return nil, err
+	}
+	return &PooledEngine{vm: e, cfg: cfg, codes: map[string]*pooledCode{}, out: map[api.Module]acquiredInstance{}}, nil
+}
+
+// Acquire implements Engine. The first Acquire of a code id loads and
+// compiles it; concurrent ones wait for that compilation.
+func (e *PooledEngine) Acquire(ctx context.Context, codeID, method string, instrumented func() ([]byte, error)) (api.Module, api.Function, error) {
+	c, err := e.code(ctx, codeID, instrumented)
+	if err != nil {
+		return nil, nil, err
+	}
+	e.mu.Lock()
+	var in *vm.Instance
+	if n := len(c.idle); n > 0 {
+		in, c.idle = c.idle[n-1], c.idle[:n-1]
+		e.idleBytes -= instanceBytes(in)
+		e.stats.Reuses++
+		e.stats.RestoredBytes += int64(in.SnapshotBytes())
+	}
+	e.mu.Unlock()
+	if in != nil {
+		in.Restore()
+	} else {
+		// Env is for vm's direct calls only: host.Run gives every frame
+		// its own WASI state.
+		if in, err = c.code.Instantiate(ctx, vm.Env{}); err != nil {
+			return nil, nil, err
+		}
+		e.mu.Lock()
+		e.stats.Instantiations++
+		e.mu.Unlock()
+	}
+	mod := in.Module()
+	e.mu.Lock()
+	e.out[mod] = acquiredInstance{in: in, code: c}
+	e.mu.Unlock()
+	return mod, in.Export(method), nil
+}
+
+// code returns the compiled module of id, compiling it on a miss.
+func (e *PooledEngine) code(ctx context.Context, id string, instrumented func() ([]byte, error)) (*pooledCode, error) {
+	e.mu.Lock()
+	c := e.codes[id]
+	if c != nil {
+		e.lru.MoveToFront(c.elem)
+		e.mu.Unlock()
+		select {
+		case <-c.ready:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		if c.err != nil {
+			return nil, c.err
+		}
+		return c, nil
+	}
+	c = &pooledCode{id: id, ready: make(chan struct{})}
+	c.elem = e.lru.PushFront(c)
+	e.codes[id] = c
+	e.stats.Compiles++
+	e.mu.Unlock()
+
+	b, err := instrumented()
+	var code *vm.Code
+	if err == nil {
+		code, err = e.vm.Compile(ctx, b)
+	}
+	e.mu.Lock()
+	c.code, c.err, c.size = code, err, int64(len(b))
+	var closing []*vm.Instance
+	if err != nil {
+		// Not cached: a failure to read state or a cancelled context is
+		// not a property of the code.
+		e.drop(c)
+	} else { // evict skips entries still compiling, so c is in the cache
+		e.codeBytes += c.size
+		closing = e.evict()
+	}
+	close(c.ready)
+	e.mu.Unlock()
+	e.close(closing)
+	return c, err
+}
+
+// evict drops least recently used compiled modules while the cache is over
+// a bound, never the most recent one nor one still compiling, and returns
+// their idle instances to close. Called with mu held. An evicted module's
+// compiled code stays in the wazero runtime until the engine is closed:
+// runtime/vm has no way yet to close one Code (closing it here would also
+// need a count of the Acquires still instantiating from it).
+func (e *PooledEngine) evict() []*vm.Instance {
+	var closing []*vm.Instance
+	for el := e.lru.Back(); el != nil && el != e.lru.Front() && (e.lru.Len() > e.cfg.CodeMax || e.codeBytes > e.cfg.CodeBytesMax); {
+		c, prev := el.Value.(*pooledCode), el.Prev()
+		if c.code != nil {
+			closing = append(closing, c.idle...)
+			for _, in := range c.idle {
+				e.idleBytes -= instanceBytes(in)
+			}
+			c.idle = nil
+			e.codeBytes -= c.size
+			e.drop(c)
+			e.stats.Evictions++
+		}
+		el = prev
+	}
+	return closing
+}
+
+// drop removes c from the cache. Called with mu held.
+func (e *PooledEngine) drop(c *pooledCode) {
+	c.evicted = true
+	e.lru.Remove(c.elem)
+	delete(e.codes, c.id)
+}
+
+// Release implements Engine: a healthy instance goes back to its module's
+// idle list if the bounds allow; a failed frame, a grown memory (memory
+// cannot shrink back to the snapshot) or an evicted module closes it.
+// Releasing a module that is not out is a no-op.
+func (e *PooledEngine) Release(mod api.Module, failed bool) {
+	e.mu.Lock()
+	a, ok := e.out[mod]
+	delete(e.out, mod)
+	if !ok {
+		e.mu.Unlock()
+		return
+	}
+	in, c := a.in, a.code
+	size := instanceBytes(in)
+	keep := !failed && !in.Discarded() && !grew(in) && !c.evicted &&
+		len(c.idle) < e.cfg.IdlePerCode && e.idleBytes+size <= e.cfg.IdleBytesMax
+	if keep {
+		c.idle = append(c.idle, in)
+		e.idleBytes += size
+	} else {
+		e.stats.Discards++
+	}
+	e.mu.Unlock()
+	if !keep {
+		in.Close(context.Background())
+	}
+}
+
+// grew reports whether in's memory is larger than its snapshot.
+func grew(in *vm.Instance) bool {
+	m := in.Module().Memory()
+	return m != nil && int(m.Size()) != in.SnapshotBytes()
+}
+
+// instanceBytes is the memory an idle instance holds: its linear memory
+// (the snapshot's size, or it would not be idle) and the snapshot.
+func instanceBytes(in *vm.Instance) int64 { return 2 * int64(in.SnapshotBytes()) }
+
+func (e *PooledEngine) close(ins []*vm.Instance) {
+	for _, in := range ins {
+		in.Close(context.Background())
+	}
+}
+
+// Stats returns the counters so far.
+func (e *PooledEngine) Stats() PoolStats {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.stats
+}
+
+// Close closes the idle instances and the runtime (with every compiled
+// module and any instance still out).
+func (e *PooledEngine) Close(ctx context.Context) error {
+	e.mu.Lock()
+	var idle []*vm.Instance
+	for _, c := range e.codes {
+		idle = append(idle, c.idle...)
+		c.idle = nil
+	}
+	e.idleBytes = 0
+	e.mu.Unlock()
+	e.close(idle)
+	return e.vm.Close(ctx)
+}
