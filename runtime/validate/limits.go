@@ -89,10 +89,10 @@ const WASIModule = "wasi_snapshot_preview1"
 // (no preopens), so they are as deterministic as the first ten. Path-based
 // calls (path_open and the like) are not in this subset.
 //
-// Deprecated: this is only what the Go runtime imports, not the network's
-// allow-list. Deploy with deploy.Config() (deploy.Imports: the host ABI and
-// all 19 virtual WASI functions of docs/abi.md section 8); with this list a
-// Go module that reads stdin or stats a file would be rejected.
+// This is only what the Go runtime imports, not the network's allow-list:
+// deploy with deploy.Config() (deploy.Imports: the host ABI and all 19
+// virtual WASI functions of docs/abi.md section 8). With this list a Go
+// module whose code can read stdin or stat a file is rejected.
 func WASISubset() []HostFunc { return append([]HostFunc(nil), wasiSubset...) }
 
 var wasiSubset = []HostFunc{

@@ -39,9 +39,9 @@ type Config struct {
 	// InitGas is the gas given to _initialize when a Go guest is
 	// instantiated: host.InitGasMax (docs/abi.md 8.1) on a node.
 	InitGas int64
-	// PoolIdleMax bounds the idle instances a Pool keeps per module; with
-	// MemoryLimitPages it bounds the memory pools hold (each instance also
-	// keeps a snapshot of its memory).
+	// PoolIdleMax bounds the idle instances a Pool keeps per module (0
+	// keeps none); with MemoryLimitPages it bounds the memory pools hold
+	// (each instance also keeps a snapshot of its memory).
 	PoolIdleMax int
 }
 
