@@ -2,18 +2,12 @@ package consensus
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"slices"
 	"sort"
 
 	"github.com/kairos-network/kairos/consensus/order"
 )
-
-// ErrConflict marks a second certificate for an (author, round) that already
-// has one: impossible with at most F faulty weight, so it is counted and
-// reported, never inserted.
-var ErrConflict = errors.New("consensus: conflicting certificate")
 
 // Limits on per-node queues that peers or clients can grow.
 const (
@@ -67,8 +61,11 @@ type seenTx struct {
 
 // Stats are counters for the simulator and metrics.
 type Stats struct {
-	Invalid   uint64 // messages rejected (bad signature, shape, rules)
-	Conflicts uint64 // conflicting certificates seen (ErrConflict)
+	Invalid uint64 // messages rejected (bad signature, shape, rules)
+	// Conflicts counts certificates for an (author, round) that already has
+	// another one: impossible with at most F faulty weight, so they are
+	// reported here and never inserted.
+	Conflicts uint64
 	Verifies  uint64 // signature verifications
 	Headers   uint64 // own headers proposed
 	// LastReject names the rule the last rejected message broke.

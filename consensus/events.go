@@ -1,6 +1,11 @@
 package consensus
 
-import "github.com/kairos-network/kairos/consensus/order"
+import (
+	"fmt"
+
+	"github.com/kairos-network/kairos/consensus/order"
+	"github.com/kairos-network/kairos/types"
+)
 
 // Event is an input to Core.Step. Every event carries Now, the node's local
 // clock reading (unix ns) when the driver delivers it; the core never reads
@@ -119,4 +124,28 @@ type VoteRecord struct {
 	Author uint32
 	Round  uint64
 	Digest Digest
+}
+
+// EncodeRecord returns the canonical bytes of a persisted record.
+func EncodeRecord(r *Record) []byte { return types.MustEncode(r) }
+
+// DecodeRecord decodes one persisted record; exactly one field must be set.
+func DecodeRecord(b []byte) (*Record, error) {
+	if len(b) > MaxMessageBytes {
+		return nil, fmt.Errorf("%w: record of %d bytes", ErrTooLarge, len(b))
+	}
+	var r Record
+	if err := types.Decode(b, &r); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
+	}
+	set := 0
+	for _, p := range []bool{r.Cert != nil, r.Vote != nil, r.Own != nil} {
+		if p {
+			set++
+		}
+	}
+	if set != 1 {
+		return nil, fmt.Errorf("%w: record with %d entries", ErrMalformed, set)
+	}
+	return &r, nil
 }

@@ -172,23 +172,37 @@ func FuzzDecodeMessage(f *testing.F) {
 	})
 }
 
-// TestWriteFuzzCorpus keeps the checked-in corpus in sync with the seeds
-// above when run with KAIROS_WRITE_CORPUS=1.
+// TestWriteFuzzCorpus keeps the checked-in corpora in sync with the seeds
+// of the fuzz targets when run with KAIROS_WRITE_CORPUS=1.
 func TestWriteFuzzCorpus(t *testing.T) {
 	if os.Getenv("KAIROS_WRITE_CORPUS") == "" {
-		t.Skip("set KAIROS_WRITE_CORPUS=1 to rewrite testdata/fuzz/FuzzDecodeMessage")
+		t.Skip("set KAIROS_WRITE_CORPUS=1 to rewrite testdata/fuzz")
 	}
 	c, s := testCommittee(t, 4)
 	h := sampleHeader(c, s)
 	v := c.SignVote(s[2], h, c.Digest(h), 2)
-	dir := filepath.Join("testdata", "fuzz", "FuzzDecodeMessage")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
+	corpora := map[string]map[string][]byte{
+		"FuzzDecodeMessage": {
+			"header": EncodeMessage(&Message{Header: h}),
+			"vote":   EncodeMessage(&Message{Vote: &v}),
+			"cert":   EncodeMessage(&Message{Cert: sampleCert(c, s)}),
+		},
+		"FuzzDecodeRecord": {
+			"own":  EncodeRecord(&Record{Own: h}),
+			"cert": EncodeRecord(&Record{Cert: sampleCert(c, s)}),
+			"vote": EncodeRecord(&Record{Vote: &VoteRecord{Author: 1, Round: 2, Digest: Digest{3}}}),
+		},
 	}
-	for name, m := range map[string]*Message{"header": {Header: h}, "vote": {Vote: &v}, "cert": {Cert: sampleCert(c, s)}} {
-		body := "go test fuzz v1\n[]byte(" + quote(EncodeMessage(m)) + ")\n"
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+	for target, files := range corpora {
+		dir := filepath.Join("testdata", "fuzz", target)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
 			t.Fatal(err)
+		}
+		for name, b := range files {
+			body := "go test fuzz v1\n[]byte(" + quote(b) + ")\n"
+			if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 }

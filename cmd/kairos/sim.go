@@ -47,6 +47,16 @@ validator, checking safety after every step and liveness after the faults stop.
 				}
 			}
 			var sum sim.Summary
+			sum.Replay = func(seed uint64) string {
+				// The same flags, narrowed to one seed with its trace.
+				args := []string{"go run ./cmd/kairos sim"}
+				for _, name := range replayFlags {
+					if cmd.Flags().Changed(name) {
+						args = append(args, "--"+name+"="+cmd.Flags().Lookup(name).Value.String())
+					}
+				}
+				return strings.Join(append(args, fmt.Sprintf("--seed=%d --seeds=1 -v", seed)), " ")
+			}
 			for i := 0; i < seeds; i++ {
 				cfg := sim.DefaultConfig(seed + uint64(i))
 				cfg.Validators, cfg.Faults, cfg.Always, cfg.FaultyDown = validators, kinds, always, faultyDown
@@ -85,6 +95,11 @@ validator, checking safety after every step and liveness after the faults stop.
 	f.BoolVarP(&verbose, "verbose", "v", false, "print the trace of every seed to stderr")
 	return cmd
 }
+
+// replayFlags are the flags that shape a run (all but the seed range and
+// the trace switch).
+var replayFlags = []string{"validators", "faults", "always", "faulty-down", "fault-ms", "calm-ms", "rate",
+	"latency-min-us", "latency-avg-us", "ed25519"}
 
 func contains(list []string, s string) bool {
 	for _, x := range list {

@@ -22,7 +22,9 @@
 // ack can never be older than its own latest committed header. The tests
 // show the released log becoming unsorted without it.
 //
-// Memory is bounded: expired and released ids are remembered only for
-// Params.Retain below the watermark (long enough that honest validators
-// never ack them again, since a transaction's validity window is shorter).
+// Memory is bounded: released ids are remembered only for Params.Retain
+// below the watermark (long enough that honest validators never ack them
+// again, since a transaction's validity window is shorter). Expired ids are
+// forgotten at once rather than barred, so that one Byzantine ack with an
+// ancient time cannot censor a transaction (see Apply).
 package order

@@ -56,7 +56,7 @@ var ErrBadParams = errors.New("order: bad params")
 type Params struct {
 	Weights  []uint64 // by validator index
 	TxExpiry int64    // ns: an id with < Q acks is dropped when its newest ack is older than W_k - TxExpiry
-	Retain   int64    // ns: released/expired ids are remembered this long below W_k (>= TxExpiry)
+	Retain   int64    // ns: released ids are remembered this long below W_k (>= TxExpiry)
 }
 
 // Quorums returns total weight W, F = floor((W-1)/3) and Q = W - F.
@@ -88,7 +88,7 @@ type Orderer struct {
 
 	t       []int64 // T[j]: Time of j's latest committed header
 	pending map[TxID]*entry
-	gone    map[TxID]int64 // released or expired ids -> ts or newest ack, pruned below W - Retain
+	gone    map[TxID]int64 // released ids -> ts, pruned below W - Retain
 	height  uint64
 	last    [32]byte
 	lastB   int64
@@ -112,9 +112,9 @@ func New(p Params) (*Orderer, error) {
 	return o, nil
 }
 
-// Done reports whether id was released or expired (and is still
-// remembered). Honest validators do not ack such ids again; ids that are
-// merely pending still need their acks.
+// Done reports whether id was released (and is still remembered). Honest
+// validators do not ack such ids again; ids that are pending or expired
+// still need their acks.
 func (o *Orderer) Done(id TxID) bool {
 	_, g := o.gone[id]
 	return g
@@ -227,10 +227,13 @@ func (o *Orderer) Apply(sub []Cert) *Block {
 		delete(o.pending, tx.ID)
 		o.gone[tx.ID] = tx.TS
 	}
+	// Expired ids are forgotten, not barred: a Byzantine validator whose
+	// clamp bound is still old (its first header) could otherwise expire a
+	// transaction at once with one ancient ack and censor it for good.
+	// Later acks simply start a new entry.
 	for id, e := range o.pending {
 		if !e.done && e.newest < o.w-o.p.TxExpiry {
 			delete(o.pending, id)
-			o.gone[id] = e.newest
 		}
 	}
 	for id, t := range o.gone {

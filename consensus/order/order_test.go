@@ -307,3 +307,30 @@ func TestDeterministic(t *testing.T) {
 		}
 	}
 }
+
+// TestAncientAckDoesNotCensor: a Byzantine validator whose first header
+// acks a transaction with an ancient time expires that entry at once, but
+// the honest acks that follow still get the transaction released.
+func TestAncientAckDoesNotCensor(t *testing.T) {
+	const s = int64(1e9)
+	o, _ := New(Params{Weights: []uint64{1, 1, 1, 1}, TxExpiry: 10 * s, Retain: 20 * s})
+	id := txid(9)
+	now := 100 * s
+	o.Apply([]Cert{
+		{Author: 0, Time: now}, {Author: 1, Time: now}, {Author: 2, Time: now},
+		{Author: 3, Time: now, Acks: []Ack{{TxID: id, TRecv: now - 60*s}}},
+	})
+	var got *Block
+	for k := int64(1); k < 5 && got == nil; k++ {
+		t2 := now + k*s
+		got = o.Apply([]Cert{
+			{Author: 0, Time: t2, Acks: []Ack{{TxID: id, TRecv: t2 - 1}}},
+			{Author: 1, Time: t2, Acks: []Ack{{TxID: id, TRecv: t2 - 2}}},
+			{Author: 2, Time: t2, Acks: []Ack{{TxID: id, TRecv: t2 - 3}}},
+			{Author: 3, Time: t2},
+		})
+	}
+	if got == nil || len(got.Txs) != 1 || got.Txs[0].ID != id {
+		t.Fatalf("transaction censored by one ancient ack: %+v", got)
+	}
+}

@@ -9,7 +9,7 @@ import (
 )
 
 var (
-	simSeeds = flag.Int("sim.seeds", 300, "number of simulator seeds (make sim runs thousands)")
+	simSeeds = flag.Int("sim.seeds", 150, "number of simulator seeds (make sim runs thousands)")
 	simSeed  = flag.Int64("sim.seed", -1, "run only this seed, with a trace")
 )
 

@@ -23,6 +23,9 @@ type Summary struct {
 	Verifies    uint64
 	Violations  int
 	Failed      []uint64 // seeds with violations
+	// Replay renders the command that reruns one seed; nil means
+	// ReplayCommand (the default configuration).
+	Replay func(seed uint64) string
 }
 
 // Add folds one result in.
@@ -105,6 +108,10 @@ func (s *Summary) Print(w io.Writer) {
 	}
 	tw.Flush()
 	if len(s.Failed) > 0 {
-		fmt.Fprintf(w, "failed seeds: %v\nreplay one with: %s\n", s.Failed, ReplayCommand(s.Failed[0]))
+		replay := s.Replay
+		if replay == nil {
+			replay = ReplayCommand
+		}
+		fmt.Fprintf(w, "failed seeds: %v\nreplay one with: %s\n", s.Failed, replay(s.Failed[0]))
 	}
 }
