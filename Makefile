@@ -2,10 +2,11 @@
 GO      ?= go
 BIN     := bin/kairos
 # Packages whose code runs goroutines concurrently get -race in `make test`.
-RACE_PKGS ?= ./state/... ./p2p/...
+RACE_PKGS ?= ./state/... ./p2p/... ./runtime/exec/...
 FUZZTIME ?= 30s
+EXEC_SEEDS ?= 2000
 
-.PHONY: help build contracts test race check fuzz bench run sim clean
+.PHONY: help build contracts test race check fuzz bench run sim exec-soak clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -47,6 +48,9 @@ run: build ## the demo: a state store under ./.kairos
 
 sim: ## run the consensus simulator over many seeds
 	$(GO) test -count=1 -run Sim ./consensus/sim -sim.seeds=5000
+
+exec-soak: ## parallel = serial block execution over EXEC_SEEDS random chains per test
+	KAIROS_EXEC_SEEDS=$(EXEC_SEEDS) $(GO) test -count=1 -run 'ParallelEqualsSerial|DAGAgainstReference' ./runtime/exec/
 
 clean: ## remove build output and the demo data
 	rm -rf bin .kairos

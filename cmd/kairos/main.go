@@ -33,8 +33,10 @@ func newRootCmd() *cobra.Command {
 // newBenchCmd is the parent of the benchmark commands; each prints a table
 // with its baseline measured in the same run.
 func newBenchCmd() *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "bench",
 		Short: "Run a benchmark and print a table with its baseline",
 	}
+	cmd.AddCommand(newBenchExecCmd())
+	return cmd
 }

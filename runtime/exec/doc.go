@@ -9,9 +9,13 @@
 //	root, err := store.Commit(ctx, block.Height, res.Writes)
 //	sim, err := x.Simulate(ctx, latest, env, tx)        // result, gas and the access list used
 //
-// The per-transaction work is behind Runner (NativeRunner runs Go-coded
-// modules; the wasm runner plugs in the same way), so the scheduler is
-// tested on its own.
+// The per-transaction work is behind Runner, so the scheduler is tested on
+// its own: NativeRunner runs Go-coded modules (the test and benchmark set
+// Token, Counter, Scan); WasmRunner runs calls in wasm through the host ABI
+// of runtime/host on the instances of an engine (host.Instances). A runner
+// sees the state through an Overlay, whose prefix Iterator streams the
+// parent's keys merged with the pending writes, so no prefix is ever
+// materialized whole.
 //
 // # Schedule
 //

@@ -54,7 +54,8 @@ type BlockEnv struct {
 type TxEnv struct {
 	BlockEnv
 	TS       int64 // the transaction's consensus timestamp (tx_time)
-	Index    int   // position in the block
+	TxID     types.Hash
+	Index    int // position in the block
 	Sender   types.Address
 	Simulate bool // access is recorded, not enforced; debug output allowed
 }
@@ -93,6 +94,8 @@ type BlockResult struct {
 // Options configure an Executor. The zero value runs one worker per core.
 type Options struct {
 	// Workers is the size of the worker pool; 0 means runtime.GOMAXPROCS.
+	// The prefetch before execution reads with as many goroutines, in
+	// ExecuteSerial too.
 	Workers int
 	// MaxTxs caps the transactions of a block; 0 means BlockTxsMax.
 	MaxTxs int
@@ -118,9 +121,6 @@ func New(r Runner, opts Options) *Executor {
 	}
 	return &Executor{run: r, opts: opts}
 }
-
-// Workers returns the size of the worker pool.
-func (x *Executor) Workers() int { return x.opts.Workers }
 
 // txOut is the outcome of one transaction: its receipt and the writes it
 // leaves (empty value = delete).
@@ -152,7 +152,7 @@ func (x *Executor) prepare(ctx context.Context, parent StateView, b *types.Block
 		}
 		bl.senders[i] = tx.SenderAddress()
 	}
-	c, err := prefetch(ctx, parent, txs, bl.senders)
+	c, err := prefetch(ctx, parent, txs, bl.senders, x.opts.Workers)
 	if err != nil {
 		return nil, err
 	}
@@ -200,8 +200,9 @@ func (x *Executor) ExecuteBlock(ctx context.Context, parent StateView, b *types.
 				if err != nil {
 					failed.Store(true)
 					errMu.Lock()
-					// The lowest failing index wins, so the error does not
-					// depend on scheduling when several fail.
+					// A node error aborts the block whichever it is; keeping
+					// the lowest index seen only makes the report stable
+					// when several workers fail at once.
 					if i < errIdx {
 						errIdx, firstErr = i, err
 					}
@@ -263,13 +264,12 @@ func (x *Executor) runTx(ctx context.Context, bl *block, layer blockLayer, paren
 	tx := bl.txs[i]
 	env := TxEnv{BlockEnv: bl.env, Index: i, Sender: bl.senders[i], Simulate: simulate}
 	if bl.b != nil {
-		env.TS = bl.b.Txs[i].TS
+		env.TS, env.TxID = bl.b.Txs[i].TS, bl.b.Txs[i].ID
+	} else {
+		env.TS, env.TxID = bl.env.Time, tx.ID()
 	}
 	o := &overlay{ctx: ctx, layer: layer, cache: bl.cache, parent: parent, idx: i, rec: rec}
-	out := txOut{receipt: types.Receipt{Status: types.StatusInvalid}}
-	if bl.b != nil {
-		out.receipt.TxID = bl.b.Txs[i].ID
-	}
+	out := txOut{receipt: types.Receipt{TxID: env.TxID, Status: types.StatusInvalid}}
 	acct := accountKey(env.Sender)
 	cur, err := o.getRaw(acct)
 	if err != nil {

@@ -51,7 +51,7 @@ func (c config) execute(ctx context.Context, parent StateView, b *types.Block, t
 // runChain executes the same random chain under every config, each into
 // its own real store, and returns the first difference from the first
 // config: result bytes or state root.
-func runChain(t *testing.T, seed uint64, cs []config, blocks, txsPerBlock int) error {
+func runChain(t *testing.T, seed uint64, cs []config, blocks, txsPerBlock int, wasm ...types.Address) error {
 	t.Helper()
 	ctx := context.Background()
 	const senders = 10
@@ -60,6 +60,7 @@ func runChain(t *testing.T, seed uint64, cs []config, blocks, txsPerBlock int) e
 		stores[i] = newStore(t, senders+4, 1000)
 	}
 	g := newGen(seed, senders)
+	g.wasm = wasm
 	for h := uint64(2); h < uint64(2+blocks); h++ {
 		b, txs := g.block(h, int64(h)*1e12, txsPerBlock)
 		var want []byte
@@ -180,4 +181,19 @@ func valueOf(ws []state.Write, module types.Address, k []byte) []byte {
 		}
 	}
 	return nil
+}
+
+// FuzzParallelEqualsSerial explores generator seeds, block sizes and worker
+// counts: serial and parallel execution must agree.
+func FuzzParallelEqualsSerial(f *testing.F) {
+	f.Add(uint64(0), uint8(40), uint8(2))
+	f.Add(uint64(7), uint8(200), uint8(3))
+	f.Add(uint64(99), uint8(1), uint8(8))
+	r := NewNativeRunner(NativeModules())
+	f.Fuzz(func(t *testing.T, seed uint64, n, workers uint8) {
+		cs := []config{configs(r)[0], {name: fmt.Sprintf("workers=%d", workers%16+1), x: New(r, Options{Workers: int(workers%16) + 1})}}
+		if err := runChain(t, seed, cs, 2, int(n)); err != nil {
+			t.Fatal(err)
+		}
+	})
 }

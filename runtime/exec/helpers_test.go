@@ -101,6 +101,7 @@ type gen struct {
 	rng     *rand.Rand
 	senders int
 	next    []uint64
+	wasm    []types.Address // wasm counter instances; none: native only
 }
 
 func newGen(seed uint64, senders int) *gen {
@@ -139,6 +140,27 @@ func (g *gen) tx(t int64) *types.Tx {
 		consumes = false
 	}
 	var tx *types.Tx
+	if len(g.wasm) > 0 && r.IntN(4) == 0 {
+		// The WAT counter: increment its one key; sometimes undeclared,
+		// declared read-only, short of gas, or reading it only.
+		m := g.wasm[r.IntN(len(g.wasm))]
+		tx = mkTx(s, nonce, valid, call(m, "increment", nil), rw(m, wasmCountKey))
+		switch r.IntN(10) {
+		case 0:
+			tx.Body.Access = nil
+		case 1:
+			tx.Body.Access[0].Mode = types.Read
+		case 2:
+			tx.Body.GasLimit = 50
+		case 3:
+			tx.Body.Payload.Method = "get"
+			tx.Body.Access[0].Mode = types.Read
+		}
+		if consumes {
+			g.next[s]++
+		}
+		return tx
+	}
 	hot := func(k int) int {
 		if r.IntN(3) == 0 {
 			return 0 // a hot account

@@ -172,12 +172,20 @@ func (c *Call) Iterate(prefix []byte, fn func(k, v []byte) error) error {
 	if err := c.check(prefix, true, types.Read); err != nil {
 		return err
 	}
-	return c.guard(c.o.Iterate(c.Self, prefix, func(k, v []byte) error {
+	it, err := c.o.Iterate(c.Self, prefix)
+	if err != nil {
+		return c.guard(err)
+	}
+	defer it.Close()
+	for it.Next() {
 		if err := c.Charge(GasIterItem); err != nil {
 			return err
 		}
-		return fn(k, v)
-	}))
+		if err := fn(it.Key(), it.Value()); err != nil {
+			return err
+		}
+	}
+	return c.guard(it.Err())
 }
 
 // Emit appends an event of the module.

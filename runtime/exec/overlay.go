@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
 	"strings"
 	"sync"
 
@@ -18,13 +17,7 @@ var (
 	ErrKeyTooLong = errors.New("exec: key too long")
 	// ErrValueTooLarge reports a value over types.StateValueMax.
 	ErrValueTooLarge = errors.New("exec: value too large")
-	// ErrIterTooLarge reports a prefix with more than IterItemsMax keys.
-	ErrIterTooLarge = errors.New("exec: too many keys under prefix")
 )
-
-// IterItemsMax caps the keys one Iterate call visits: the overlay merges
-// the parent's keys with the block's writes in memory before calling back.
-const IterItemsMax = 1 << 16
 
 // Overlay is a transaction's view of the state: its own writes over the
 // writes of earlier transactions of the block over the parent version. It
@@ -36,9 +29,9 @@ type Overlay interface {
 	Get(module types.Address, key []byte) ([]byte, error)
 	// Set writes value (empty = delete).
 	Set(module types.Address, key, value []byte) error
-	// Iterate calls fn for every present key of module with prefix, in key
-	// byte order, until fn returns an error.
-	Iterate(module types.Address, prefix []byte, fn func(key, value []byte) error) error
+	// Iterate opens an Iterator over the present keys of module with
+	// prefix, in key byte order. Close it when done.
+	Iterate(module types.Address, prefix []byte) (*Iterator, error)
 }
 
 // blockLayer holds the published writes of a block's finished
@@ -86,17 +79,16 @@ type version struct {
 
 func newMVStore() *mvStore { return &mvStore{m: make(map[string][]version)} }
 
+// newest returns the value of the newest version before idx. Versions are
+// kept sorted by idx, so for the usual reader (after every version) this is
+// the last one: a hot key with many versions costs O(1), not O(versions).
 func newest(vs []version, idx int) ([]byte, bool) {
-	best := -1
-	for j, v := range vs {
-		if v.idx < idx && (best < 0 || v.idx > vs[best].idx) {
-			best = j
+	for j := len(vs) - 1; j >= 0; j-- {
+		if vs[j].idx < idx {
+			return vs[j].val, true
 		}
 	}
-	if best < 0 {
-		return nil, false
-	}
-	return vs[best].val, true
+	return nil, false
 }
 
 func (s *mvStore) get(k string, idx int) ([]byte, bool) {
@@ -121,7 +113,13 @@ func (s *mvStore) publish(idx int, writes map[string][]byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for k, v := range writes {
-		s.m[k] = append(s.m[k], version{idx, v})
+		// Writers of one key are ordered by the DAG, so this appends at
+		// the end; the insertion keeps the order even if they were not.
+		vs := append(s.m[k], version{idx, v})
+		for j := len(vs) - 1; j > 0 && vs[j-1].idx > vs[j].idx; j-- {
+			vs[j-1], vs[j] = vs[j], vs[j-1]
+		}
+		s.m[k] = vs
 	}
 }
 
@@ -180,91 +178,73 @@ func (o *overlay) Set(module types.Address, k, value []byte) error {
 	return nil
 }
 
-func (o *overlay) Iterate(module types.Address, prefix []byte, fn func(key, value []byte) error) error {
-	if len(prefix) > types.StateKeyMax {
-		return fmt.Errorf("%w: %d bytes", ErrKeyTooLong, len(prefix))
-	}
-	o.rec.note(module, prefix, true, types.Read)
-	merged := make(map[string][]byte)
-	err := o.parent.Iterate(o.ctx, module, prefix, func(k, v []byte) error {
-		if len(merged) >= IterItemsMax {
-			return ErrIterTooLarge
-		}
-		merged[string(k)] = append([]byte(nil), v...)
-		return nil
-	})
-	if errors.Is(err, ErrIterTooLarge) {
-		return fmt.Errorf("%w: over %d", ErrIterTooLarge, IterItemsMax)
-	}
-	if err != nil {
-		return fmt.Errorf("%w: %w", ErrState, err)
-	}
-	p := key(module, prefix)
-	o.layer.scan(p, o.idx, func(k string, v []byte) { merged[k[types.AddressLen:]] = v })
-	for k, v := range o.writes {
-		if strings.HasPrefix(k, p) {
-			merged[k[types.AddressLen:]] = v
-		}
-	}
-	keys := make([]string, 0, len(merged))
-	for k, v := range merged {
-		if len(v) > 0 {
-			keys = append(keys, k)
-		}
-	}
-	if len(keys) > IterItemsMax {
-		return fmt.Errorf("%w: %d > %d", ErrIterTooLarge, len(keys), IterItemsMax)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		if err := fn([]byte(k), merged[k]); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // prefetched holds the parent values of every exact key a block declares,
 // read before execution. It is read-only once built.
-type prefetched struct{ m map[string][]byte }
+type prefetched struct {
+	idx  map[string]int32
+	vals [][]byte
+}
 
 func (p *prefetched) get(k string) ([]byte, bool) {
 	if p == nil {
 		return nil, false
 	}
-	v, ok := p.m[k]
-	return v, ok
+	i, ok := p.idx[k]
+	if !ok {
+		return nil, false
+	}
+	return p.vals[i], true
 }
 
 // prefetch reads the block's declared exact keys and the senders' account
-// records from parent. Prefix contents are not prefetched: they are read
-// by Iterate when a transaction asks.
-func prefetch(ctx context.Context, parent StateView, txs []*types.Tx, senders []types.Address) (*prefetched, error) {
-	p := &prefetched{m: make(map[string][]byte, 2*len(txs))}
-	fetch := func(k string) error {
-		if _, ok := p.m[k]; ok {
-			return nil
+// records from parent, with readers goroutines (the serial path uses the
+// same prefetch, so the baseline is fair). Prefix contents are not
+// prefetched: they are read by Iterate when a transaction asks.
+func prefetch(ctx context.Context, parent StateView, txs []*types.Tx, senders []types.Address, readers int) (*prefetched, error) {
+	p := &prefetched{idx: make(map[string]int32, 2*len(txs))}
+	var keys []string
+	add := func(k string) {
+		if _, ok := p.idx[k]; !ok {
+			p.idx[k] = int32(len(keys))
+			keys = append(keys, k)
 		}
-		v, err := parent.Get(ctx, splitKey(k))
-		if err != nil {
-			return fmt.Errorf("%w: prefetch: %w", ErrState, err)
-		}
-		p.m[k] = v
-		return nil
 	}
 	for i, tx := range txs {
-		if err := fetch(accountKey(senders[i])); err != nil {
-			return nil, err
-		}
+		add(accountKey(senders[i]))
 		for _, a := range tx.Body.Access {
 			// An over-long key fails the transaction when it is used; it
 			// must not fail the block here.
 			if !a.Prefix && len(a.Key) <= types.StateKeyMax {
-				if err := fetch(key(a.Module, a.Key)); err != nil {
-					return nil, err
-				}
+				add(key(a.Module, a.Key))
 			}
+		}
+	}
+	p.vals = make([][]byte, len(keys))
+	readers = max(1, min(readers, len(keys)/prefetchChunkMin))
+	errs := make([]error, readers)
+	var wg sync.WaitGroup
+	for r := range readers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := r; i < len(keys); i += readers {
+				v, err := parent.Get(ctx, splitKey(keys[i]))
+				if err != nil {
+					errs[r] = fmt.Errorf("%w: prefetch: %w", ErrState, err)
+					return
+				}
+				p.vals[i] = v
+			}
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return nil, err
 		}
 	}
 	return p, nil
 }
+
+// prefetchChunkMin is the fewest keys worth a prefetch goroutine.
+const prefetchChunkMin = 64

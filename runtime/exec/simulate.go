@@ -22,6 +22,14 @@ type SimResult struct {
 	Writes []types.StateKey
 }
 
+// accessRecorder is implemented by the overlay of a simulation, for runners
+// that learn of accesses the overlay did not see.
+type accessRecorder interface {
+	recordAccess(a types.Access)
+}
+
+func (o *overlay) recordAccess(a types.Access) { o.rec.note(a.Module, a.Key, a.Prefix, a.Mode) }
+
 // recorder collects the accesses of a simulated transaction.
 type recorder struct {
 	m map[recKey]types.AccessMode
@@ -55,7 +63,6 @@ func (x *Executor) Simulate(ctx context.Context, view StateView, env BlockEnv, t
 	if err != nil {
 		return nil, err
 	}
-	out.receipt.TxID = tx.ID()
 	res := &SimResult{Receipt: out.receipt}
 	keys := make([]recKey, 0, len(rec.m))
 	for rk := range rec.m {
