@@ -1,0 +1,195 @@
+package mempool
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"testing"
+
+	pebbleds "github.com/ipfs/go-ds-pebble"
+
+	"github.com/kairos-network/kairos/types"
+)
+
+const (
+	chain = "test"
+	now   = int64(1_700_000_000e9)
+)
+
+func senderKey(i int) ed25519.PrivateKey {
+	s := sha256.Sum256([]byte(fmt.Sprintf("mempool-test-%d", i)))
+	return ed25519.NewKeyFromSeed(s[:])
+}
+
+// signed returns the canonical bytes of a call from sender with nonce.
+func signed(sender int, nonce uint64, mod func(*types.TxBody)) []byte {
+	b := types.TxBody{ChainID: chain, Nonce: nonce, ValidUntil: now + 60e9, GasLimit: 1000,
+		Payload: types.Payload{Kind: types.Call, Module: types.Address{1}, Method: "incr", Args: []byte("k")}}
+	if mod != nil {
+		mod(&b)
+	}
+	return types.MustEncode(types.SignTx(b, senderKey(sender)))
+}
+
+func openPool(t *testing.T, dir string, cfg Config, at int64) (*Mempool, func()) {
+	t.Helper()
+	d, err := pebbleds.NewDatastore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.ChainID = chain
+	m, err := Open(context.Background(), d, cfg, at)
+	if err != nil {
+		d.Close()
+		t.Fatal(err)
+	}
+	return m, func() { d.Close() }
+}
+
+func TestAddRejects(t *testing.T) {
+	good := signed(1, 1, nil)
+	badSig := append([]byte(nil), good...)
+	badSig[len(badSig)-1] ^= 1
+	cases := []struct {
+		name string
+		raw  []byte
+		want error
+	}{
+		{"empty", nil, types.ErrTxMalformed},
+		{"garbage", []byte{0xff, 0x00}, types.ErrTxMalformed},
+		{"trailing bytes", append(append([]byte(nil), good...), 0), types.ErrTxMalformed},
+		{"bad signature", badSig, types.ErrTxSignature},
+		{"wrong chain", signed(1, 1, func(b *types.TxBody) { b.ChainID = "other" }), types.ErrTxChain},
+		{"expired", signed(1, 1, func(b *types.TxBody) { b.ValidUntil = now - 1 }), types.ErrTxExpired},
+		{"far future", signed(1, 1, func(b *types.TxBody) { b.ValidUntil = now + 2*types.DefaultTxLimits.MaxValidity }), types.ErrTxFarFuture},
+		{"zero gas", signed(1, 1, func(b *types.TxBody) { b.GasLimit = 0 }), types.ErrTxGas},
+		{"oversize", make([]byte, types.DefaultTxLimits.MaxCodeTxBytes+1), types.ErrTxTooLarge},
+	}
+	m, done := openPool(t, t.TempDir(), Config{}, now)
+	defer done()
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if _, _, err := m.Add(context.Background(), c.raw, now); !errors.Is(err, c.want) {
+				t.Fatalf("Add: %v, want %v", err, c.want)
+			}
+		})
+	}
+	if n, b := m.Len(); n != 0 || b != 0 {
+		t.Fatalf("rejected transactions left %d entries, %d bytes", n, b)
+	}
+}
+
+func TestDedupeKeepsFirstSeen(t *testing.T) {
+	m, done := openPool(t, t.TempDir(), Config{}, now)
+	defer done()
+	ctx := context.Background()
+	raw := signed(1, 1, nil)
+	e1, isNew, err := m.Add(ctx, raw, now)
+	if err != nil || !isNew {
+		t.Fatalf("first Add: new=%v err=%v", isNew, err)
+	}
+	e2, isNew, err := m.Add(ctx, raw, now+5)
+	if err != nil || isNew || e2.FirstSeen != now || e2.ID != e1.ID {
+		t.Fatalf("second Add: new=%v err=%v first seen %d (want %d)", isNew, err, e2.FirstSeen, now)
+	}
+	var tx types.Tx
+	if err := types.Decode(raw, &tx); err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := m.Get(tx.ID()); !ok || got.FirstSeen != now {
+		t.Fatalf("Get by the transaction's own id: ok=%v", ok)
+	}
+	if n, b := m.Len(); n != 1 || b != len(raw) {
+		t.Fatalf("Len = %d, %d; want 1, %d", n, b, len(raw))
+	}
+}
+
+func TestLimits(t *testing.T) {
+	raw := signed(1, 1, nil)
+	cases := []struct {
+		name string
+		cfg  Config
+		adds [][2]int // (sender, nonce)
+		want error    // of the last add
+	}{
+		{"count", Config{MaxCount: 2}, [][2]int{{1, 1}, {2, 1}, {3, 1}}, ErrFull},
+		{"bytes", Config{MaxBytes: 2*len(raw) + len(raw)/2}, [][2]int{{1, 1}, {2, 1}, {3, 1}}, ErrBytesFull},
+		{"per sender", Config{MaxPerSender: 2}, [][2]int{{1, 1}, {1, 2}, {1, 3}}, ErrSenderFull},
+		{"per sender, other sender fits", Config{MaxPerSender: 2}, [][2]int{{1, 1}, {1, 2}, {2, 1}}, nil},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			m, done := openPool(t, t.TempDir(), c.cfg, now)
+			defer done()
+			var err error
+			for i, a := range c.adds {
+				_, _, err = m.Add(context.Background(), signed(a[0], uint64(a[1]), nil), now)
+				if i < len(c.adds)-1 && err != nil {
+					t.Fatalf("add %d: %v", i, err)
+				}
+			}
+			if !errors.Is(err, c.want) || (c.want == nil) != (err == nil) {
+				t.Fatalf("last add: %v, want %v", err, c.want)
+			}
+			if n, _ := m.Len(); c.want != nil && n != len(c.adds)-1 {
+				t.Fatalf("refused add changed the pool: %d entries", n)
+			}
+		})
+	}
+}
+
+// TestRestartRemoveExpire checks persistence against a map model: what Open
+// reloads is exactly what was added and not removed or expired.
+func TestRestartRemoveExpire(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	m, done := openPool(t, dir, Config{ExpiryGrace: 1e9}, now)
+	model := map[types.Hash]int64{}
+	var ids []types.Hash
+	for i := 0; i < 6; i++ {
+		valid := now + 60e9
+		if i%3 == 0 {
+			valid = now + 1e9 // expires early
+		}
+		e, _, err := m.Add(ctx, signed(10+i, 1, func(b *types.TxBody) { b.ValidUntil = valid }), now+int64(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, e.ID)
+		model[e.ID] = e.FirstSeen
+	}
+	if err := m.Remove(ctx, ids[1:2]); err != nil {
+		t.Fatal(err)
+	}
+	delete(model, ids[1])
+	done()
+
+	later := now + 3e9 // past ValidUntil + grace of the early ones
+	m, done = openPool(t, dir, Config{ExpiryGrace: 1e9}, later)
+	defer done()
+	for _, id := range []types.Hash{ids[0], ids[3]} {
+		delete(model, id)
+	}
+	got := m.Entries()
+	if len(got) != len(model) {
+		t.Fatalf("reloaded %d entries, model has %d", len(got), len(model))
+	}
+	for i, e := range got {
+		if fs, ok := model[e.ID]; !ok || fs != e.FirstSeen {
+			t.Fatalf("reloaded %s first seen %d; model %d (present %v)", e.ID, e.FirstSeen, fs, ok)
+		}
+		if i > 0 && got[i-1].FirstSeen > e.FirstSeen {
+			t.Fatal("Entries not sorted by first seen")
+		}
+	}
+	// Expire on a live pool drops the rest once they are past the grace.
+	n, err := m.Expire(ctx, now+62e9)
+	if err != nil || n != len(model) {
+		t.Fatalf("Expire = %d, %v; want %d", n, err, len(model))
+	}
+	if c, b := m.Len(); c != 0 || b != 0 {
+		t.Fatalf("after Expire: %d entries, %d bytes", c, b)
+	}
+}
