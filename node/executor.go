@@ -379,10 +379,15 @@ func (n *Node) Block(h uint64) (*types.Block, types.Root, error) {
 }
 
 // Receipt returns the receipt of an executed transaction and its height.
+// Receipts are stored before the state commit of their block and become
+// visible with it.
 func (n *Node) Receipt(id types.Hash) (*types.Receipt, uint64, error) {
 	var r txRecord
 	if err := getCBOR(n.ctx, n.d, idKey(nsTx, id), &r); err != nil {
 		return nil, 0, err
+	}
+	if h, _ := n.store.Latest(); r.Height > h {
+		return nil, 0, fmt.Errorf("%w: transaction %s not committed", ErrNotFound, id)
 	}
 	var rc types.Receipt
 	if err := getCBOR(n.ctx, n.d, idKey(nsReceipt, id), &rc); err != nil {

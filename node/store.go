@@ -30,7 +30,7 @@ var keyCPLatest = ds.NewKey("/node/cplatest")
 // does not have.
 var ErrNotFound = errors.New("node: not found")
 
-func heightKey(ns string, h uint64) ds.Key { return ds.NewKey(fmt.Sprintf("%s%016x", ns, h)) }
+func heightKey(ns string, h uint64) ds.Key  { return ds.NewKey(fmt.Sprintf("%s%016x", ns, h)) }
 func idKey(ns string, id types.Hash) ds.Key { return ds.NewKey(ns + hex.EncodeToString(id[:])) }
 
 // txRecord is an executed transaction: where it is, and its body (served
@@ -79,4 +79,3 @@ func getCBOR(ctx context.Context, d ds.Datastore, k ds.Key, v any) error {
 	}
 	return nil
 }
-
