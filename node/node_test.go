@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"testing"
@@ -241,4 +242,22 @@ func TestClusterAgreesAndRestarts(t *testing.T) {
 		return c.executedAll(c.nodes[3], all) && c.nodes[3].Status().Height >= down
 	})
 	t.Logf("after restart: height %d on all nodes", c.sameChain())
+
+	// A quorum certifying another root at an executed height stops the node.
+	b, root, err := c.nodes[3].Block(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root[0] ^= 1
+	for v := 0; v < 3; v++ {
+		vote := &consensus.CheckpointVote{Height: 1, BlockID: b.ID(), StateRoot: root, Signer: uint32(v)}
+		c.comm.SignCheckpoint(consensus.Ed25519Signer(validatorKey(v)), vote)
+		c.nodes[3].onCheckpointVote(vote)
+	}
+	if err := c.nodes[3].Err(); !errors.Is(err, ErrStateDiverged) {
+		t.Fatalf("after a certified foreign root: Err() = %v, want %v", err, ErrStateDiverged)
+	}
+	if _, err := c.nodes[3].SubmitTx(context.Background(), counterTx(99, "k0")); !errors.Is(err, ErrStopped) {
+		t.Fatalf("submit to a halted node: %v, want %v", err, ErrStopped)
+	}
 }
