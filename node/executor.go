@@ -395,3 +395,42 @@ func (n *Node) Receipt(id types.Hash) (*types.Receipt, uint64, error) {
 	}
 	return &rc, r.Height, nil
 }
+
+// StateValue is a value read at a height, with an optional Merkle proof
+// against the root of that height.
+type StateValue struct {
+	Height uint64
+	Root   types.Root
+	Value  []byte // nil when absent
+	Proof  *types.Proof
+}
+
+// State reads key at height (0 = latest), with a proof when prove is set.
+// Heights outside the retained versions fail with the state errors
+// (state.ErrPruned, state.ErrUnknownVersion).
+func (n *Node) State(ctx context.Context, key types.StateKey, height uint64, prove bool) (*StateValue, error) {
+	if height == 0 {
+		height, _ = n.store.Latest()
+	}
+	v, err := n.store.View(ctx, height)
+	if err != nil {
+		return nil, err
+	}
+	defer v.Close()
+	out := &StateValue{Height: height, Root: v.Root()}
+	if out.Value, err = v.Get(ctx, key); err != nil {
+		return nil, err
+	}
+	if prove {
+		if out.Proof, err = v.Prove(ctx, key); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// Pending reports whether the mempool holds id.
+func (n *Node) Pending(id types.Hash) bool {
+	_, ok := n.pool.Get(id)
+	return ok
+}
