@@ -225,6 +225,9 @@ func TestSubmitExecuteQuery(t *testing.T) {
 	if err := types.Verify(cc.StateRoot, proof); err != nil {
 		t.Fatalf("proof does not verify against the certified root: %v", err)
 	}
+	if len(proof.Entries) != 1 || string(proof.Entries[0].Key.Key) != "k" || hex.EncodeToString(proof.Entries[0].Value) != *sv.Value {
+		t.Fatalf("proof entries %+v do not prove the served value", proof.Entries)
+	}
 	if status, body = do(t, "GET", srv.URL+"/v1/status", ""); status != 200 || !strings.Contains(string(body), `"height"`) {
 		t.Fatalf("status: %d %s", status, body)
 	}
