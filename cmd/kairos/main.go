@@ -27,6 +27,7 @@ func newRootCmd() *cobra.Command {
 	root.AddCommand(newBenchCmd())
 	root.AddCommand(newModuleCmd())
 	root.AddCommand(newSimCmd())
+	root.AddCommand(newDevnetCmd())
 	return root
 }
 
