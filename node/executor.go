@@ -140,6 +140,7 @@ func (n *Node) executeBlock(ob *order.Block) error {
 	n.exe.mu.Lock()
 	n.exe.next = b.Height + 1
 	n.exe.mu.Unlock()
+	n.executedTxs.Add(uint64(len(b.Txs)))
 	ids := make([]types.Hash, len(b.Txs))
 	for i, t := range b.Txs {
 		ids[i] = t.ID

@@ -94,19 +94,20 @@ type Node struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	inbox   chan input            // consensus inputs for the driver
-	calls   chan func()           // closures the driver runs between steps (fetch answers)
-	outbox  []chan []byte         // per validator; nil for this node
-	gossip  chan []byte           // certificates to publish
-	fetches chan struct{}         // semaphore of MaxFetches
-	blocks  chan struct{}         // signals queued released blocks
-	logSeq  uint64                // next consensus log sequence (driver only)
-	core    *consensus.Core       // owned by the driver goroutine
-	round   atomic.Uint64         // last own round, for Status
-	dropped atomic.Uint64         // inputs dropped at a full inbox or outbox
-	exe     executorState         // released-block queue and execution results
-	cp      checkpointState       // checkpoint votes and certificates
-	fatal   atomic.Pointer[error] // why the node stopped
+	inbox       chan input            // consensus inputs for the driver
+	calls       chan func()           // closures the driver runs between steps (fetch answers)
+	outbox      []chan []byte         // per validator; nil for this node
+	gossip      chan []byte           // certificates to publish
+	fetches     chan struct{}         // semaphore of MaxFetches
+	blocks      chan struct{}         // signals queued released blocks
+	logSeq      uint64                // next consensus log sequence (driver only)
+	core        *consensus.Core       // owned by the driver goroutine
+	round       atomic.Uint64         // last own round, for Status
+	dropped     atomic.Uint64         // inputs dropped at a full inbox or outbox
+	executedTxs atomic.Uint64         // transactions executed since start
+	exe         executorState         // released-block queue and execution results
+	cp          checkpointState       // checkpoint votes and certificates
+	fatal       atomic.Pointer[error] // why the node stopped
 }
 
 // input is a consensus input stamped with the clock when the driver takes it.

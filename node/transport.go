@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -9,6 +10,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/protocol"
 
 	"github.com/kairos-network/kairos/consensus"
+	"github.com/kairos-network/kairos/node/mempool"
 	"github.com/kairos-network/kairos/p2p"
 	"github.com/kairos-network/kairos/types"
 )
@@ -97,8 +99,16 @@ func (n *Node) startHost() error {
 
 // validateTx is the gossip validator of transactions: a transaction enters
 // the mempool (and consensus) here, so only valid ones are forwarded.
+// Refusals that depend on this node's clock or fullness are ignored rather
+// than rejected, so an honest forwarder is not penalized for them.
 func (n *Node) validateTx(ctx context.Context, _ peer.ID, data []byte) error {
 	_, err := n.addTx(ctx, data)
+	for _, local := range []error{types.ErrTxExpired, types.ErrTxFarFuture, mempool.ErrFull,
+		mempool.ErrBytesFull, mempool.ErrSenderFull} {
+		if errors.Is(err, local) {
+			return fmt.Errorf("%w: %w", p2p.ErrIgnore, err)
+		}
+	}
 	return err
 }
 

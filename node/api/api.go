@@ -12,6 +12,10 @@ import (
 	"net/http"
 	"strconv"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"github.com/kairos-network/kairos/consensus"
 	"github.com/kairos-network/kairos/node"
 	"github.com/kairos-network/kairos/node/mempool"
@@ -57,6 +61,12 @@ type Backend interface {
 	LatestCheckpoint() (*consensus.CheckpointCert, error)
 }
 
+// MetricsBackend is a Backend that also exports Prometheus metrics, served
+// at /metrics (found by type assertion, so a Backend need not have them).
+type MetricsBackend interface {
+	Collector() prometheus.Collector
+}
+
 // Error is the JSON body of every error response.
 type Error struct {
 	Code    string `json:"code"`
@@ -100,6 +110,11 @@ func Handler(b Backend, log *slog.Logger) http.Handler {
 	mux.HandleFunc("/v1/state/{module}/{key}", s.method("GET", s.state))
 	mux.HandleFunc("/v1/status", s.method("GET", s.status))
 	mux.HandleFunc("/v1/checkpoints/latest", s.method("GET", s.checkpoint))
+	if mc, ok := b.(MetricsBackend); ok {
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(mc.Collector(), collectors.NewGoCollector())
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, CodeNotFound, "no such endpoint: "+r.URL.Path)
 	})

@@ -231,4 +231,10 @@ func TestSubmitExecuteQuery(t *testing.T) {
 	if status, body = do(t, "GET", srv.URL+"/v1/status", ""); status != 200 || !strings.Contains(string(body), `"height"`) {
 		t.Fatalf("status: %d %s", status, body)
 	}
+	status, body = do(t, "GET", srv.URL+"/metrics", "")
+	for _, m := range []string{"kairos_height ", "kairos_executed_txs_total ", `kairos_p2p_messages_total{kind="/kairos/consensus/1",outcome="in"}`} {
+		if status != 200 || !strings.Contains(string(body), m) {
+			t.Fatalf("metrics: %d, no %s in\n%s", status, m, body)
+		}
+	}
 }

@@ -6,6 +6,7 @@
 //	GET  /v1/state/{module}/{key}?height=&prove=1  value (hex key) and Merkle proof
 //	GET  /v1/status                           the node's progress
 //	GET  /v1/checkpoints/latest               the highest checkpoint certificate
+//	GET  /metrics                             Prometheus (when the backend has a Collector)
 //
 // # Invariants
 //
