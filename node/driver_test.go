@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync"
 	"testing"
+	"time"
 
 	ds "github.com/ipfs/go-datastore"
 	dssync "github.com/ipfs/go-datastore/sync"
 
 	"github.com/kairos-network/kairos/consensus"
+	"github.com/kairos-network/kairos/node/mempool"
 )
 
 // hookStore calls onCommit before each batch commit and fails it when
@@ -114,4 +117,124 @@ func TestPersistBeforeSend(t *testing.T) {
 			t.Fatalf("Err() = %v, want %v wrapping %v", err, ErrPersist, boom)
 		}
 	})
+}
+
+// fakeClock is a manual Clock: time moves only in Advance.
+type fakeClock struct {
+	mu     sync.Mutex
+	now    int64
+	timers []*fakeTimer
+	armed  chan int64 // every Timer request
+}
+
+type fakeTimer struct {
+	at      int64
+	ch      chan struct{}
+	stopped bool
+}
+
+func (c *fakeClock) Now() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) Timer(at int64) (<-chan struct{}, func()) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t := &fakeTimer{at: at, ch: make(chan struct{}, 1)}
+	c.timers = append(c.timers, t)
+	c.armed <- at
+	c.fire()
+	return t.ch, func() {
+		c.mu.Lock()
+		t.stopped = true
+		c.mu.Unlock()
+	}
+}
+
+func (c *fakeClock) Advance(d int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now += d
+	c.fire()
+}
+
+func (c *fakeClock) fire() {
+	kept := c.timers[:0]
+	for _, t := range c.timers {
+		switch {
+		case t.stopped:
+		case t.at <= c.now:
+			t.ch <- struct{}{}
+		default:
+			kept = append(kept, t)
+		}
+	}
+	c.timers = kept
+}
+
+// TestDriverClock runs the driver loop on a fake clock: timers fire only
+// when the clock reaches them, inputs are stamped with the clock, and the
+// core's header carries the fake time.
+func TestDriverClock(t *testing.T) {
+	const t0 = int64(1_700_000_000e9)
+	d := dssync.MutexWrap(ds.NewMapDatastore())
+	n := driverNode(t, d)
+	clk := &fakeClock{now: t0, armed: make(chan int64, 64)}
+	n.clock = clk
+	n.inbox, n.calls = make(chan input, MaxInbox), make(chan func())
+	n.fetches = make(chan struct{}) // no fetch can start: this test has no network
+	var err error
+	if n.pool, err = mempool.Open(n.ctx, d, mempool.Config{ChainID: testChain}, t0); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); n.drive() }()
+	defer func() { n.cancel(); <-done }()
+
+	wait := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not reached", what)
+			}
+			time.Sleep(time.Millisecond) // polling a condition
+		}
+	}
+	p := testCommittee(t, 4).Params
+	// An empty disk: the core waits for the amnesia answer and asks again
+	// on its resend timer.
+	if at := <-clk.armed; at != t0+p.ResendInterval {
+		t.Fatalf("first timer at %d, want now + resend interval %d", at-t0, p.ResendInterval)
+	}
+	clk.Advance(p.ResendInterval - 1)
+	select {
+	case at := <-clk.armed:
+		t.Fatalf("timer re-armed at %d before the clock reached the old one", at-t0)
+	default:
+	}
+	clk.Advance(1)
+	if at := <-clk.armed; at != t0+2*p.ResendInterval {
+		t.Fatalf("after the tick: timer at %d, want %d", at-t0, 2*p.ResendInterval)
+	}
+	// The amnesia answer arrives: the core proposes round 1 at the clock's
+	// time, persists the header and broadcasts it.
+	clk.Advance(5)
+	n.push(n.ctx, func(now int64) consensus.Event {
+		return consensus.FetchResult{Now: now, HasOwnRound: true}
+	}, true)
+	wait("header broadcast", func() bool { return len(n.outbox[1]) > 0 })
+	m, err := consensus.DecodeMessage(<-n.outbox[1])
+	if err != nil || m.Header == nil {
+		t.Fatalf("first message %+v, %v", m, err)
+	}
+	if want := t0 + p.ResendInterval + 5; m.Header.Round != 1 || m.Header.Time != want {
+		t.Fatalf("header round %d time %d, want round 1 time %d", m.Header.Round, m.Header.Time-t0, want-t0)
+	}
+	recs, _, err := loadLog(context.Background(), d)
+	if err != nil || len(recs) == 0 || recs[len(recs)-1].Own == nil || recs[len(recs)-1].Own.Time != m.Header.Time {
+		t.Fatalf("own header not persisted: %d records, %v", len(recs), err)
+	}
 }
