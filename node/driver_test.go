@@ -43,7 +43,7 @@ func (b hookBatch) Commit(ctx context.Context) error {
 
 // driverNode is a node with only what perform touches: a datastore, the
 // outboxes of a 4-validator committee and a core.
-func driverNode(t *testing.T, d ds.Batching) *Node {
+func driverNode(t testing.TB, d ds.Batching) *Node {
 	t.Helper()
 	comm := testCommittee(t, 4)
 	core, err := consensus.New(consensus.Config{Committee: comm, Me: 0, Signer: consensus.Ed25519Signer(validatorKey(0))})

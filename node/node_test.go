@@ -25,7 +25,7 @@ func validatorKey(i int) ed25519.PrivateKey {
 	return ed25519.NewKeyFromSeed(s[:])
 }
 
-func testCommittee(t *testing.T, n int) *consensus.Committee {
+func testCommittee(t testing.TB, n int) *consensus.Committee {
 	t.Helper()
 	vals := make([]consensus.Validator, n)
 	for i := range vals {
