@@ -117,7 +117,10 @@ func (n *Node) perform(acts []consensus.Action) (timer *int64, ok bool) {
 			at := a.At
 			timer = &at
 		case consensus.Released:
-			n.exe.enqueue(a.Block)
+			if err := n.exe.enqueue(a.Block); err != nil {
+				n.halt(err)
+				return nil, false
+			}
 			select {
 			case n.blocks <- struct{}{}:
 			default:

@@ -42,18 +42,23 @@ func (e *executorState) init(ctx context.Context, n *Node) error {
 	return n.d.Put(ctx, heightKey(nsRoot, h), root[:])
 }
 
-// enqueue keeps b unless it was executed already (a restarted core
-// re-releases every block from height 1).
-func (e *executorState) enqueue(b *order.Block) {
+// enqueue keeps b unless it was executed or queued already (a restarted
+// core re-releases every block from height 1). A block above the next
+// height is ErrBlockGap.
+func (e *executorState) enqueue(b *order.Block) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	last := e.next - 1
 	if len(e.queue) > 0 {
 		last = e.queue[len(e.queue)-1].Height
 	}
-	if b.Height == last+1 {
+	switch {
+	case b.Height == last+1:
 		e.queue = append(e.queue, b)
+	case b.Height > last+1:
+		return fmt.Errorf("%w: height %d after %d", ErrBlockGap, b.Height, last)
 	}
+	return nil
 }
 
 func (e *executorState) pop() *order.Block {
@@ -161,7 +166,7 @@ func (n *Node) executeBlock(ob *order.Block) error {
 func (n *Node) bodies(b *types.Block) ([][]byte, []*types.Tx, error) {
 	raws := make([][]byte, len(b.Txs))
 	txs := make([]*types.Tx, len(b.Txs))
-	for {
+	for tries := 0; ; {
 		var missing []types.Hash
 		for i, t := range b.Txs {
 			if txs[i] != nil {
@@ -175,6 +180,9 @@ func (n *Node) bodies(b *types.Block) ([][]byte, []*types.Tx, error) {
 		}
 		if len(missing) == 0 {
 			return raws, txs, nil
+		}
+		if tries++; tries%100 == 0 {
+			n.log.Warn("block waits for transaction bodies", "height", b.Height, "missing", len(missing))
 		}
 		got := n.fetchBodies(missing)
 		for i, t := range b.Txs {

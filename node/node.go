@@ -36,6 +36,9 @@ var (
 	ErrPersist = errors.New("node: persist failed")
 	// ErrStopped is returned by calls on a node that has stopped.
 	ErrStopped = errors.New("node: stopped")
+	// ErrBlockGap: consensus released a block that does not follow the
+	// last one. The core releases blocks in height order, so this is a bug.
+	ErrBlockGap = errors.New("node: released block does not follow the last one")
 )
 
 // Limits on queues that peers and clients can grow.
@@ -90,9 +93,11 @@ type Node struct {
 	txs   *p2p.Topic
 	certs *p2p.Topic
 
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	ctx       context.Context
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
 
 	inbox       chan input            // consensus inputs for the driver
 	calls       chan func()           // closures the driver runs between steps (fetch answers)
@@ -150,6 +155,11 @@ func New(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	if err := n.open(); err != nil {
+		n.cancel()
+		if n.host != nil {
+			_ = n.host.Close()
+		}
+		n.wg.Wait()
 		n.store.Close()
 		return nil, err
 	}
@@ -217,12 +227,16 @@ func (n *Node) Err() error {
 	return nil
 }
 
-// Close stops the node and waits for its goroutines.
+// Close stops the node and waits for its goroutines. Later calls return
+// the first call's result.
 func (n *Node) Close() error {
-	n.cancel()
-	herr := n.host.Close()
-	n.wg.Wait()
-	return errors.Join(herr, n.store.Close())
+	n.closeOnce.Do(func() {
+		n.cancel()
+		herr := n.host.Close()
+		n.wg.Wait()
+		n.closeErr = errors.Join(herr, n.store.Close())
+	})
+	return n.closeErr
 }
 
 // AddrInfo returns the node's libp2p address, for other nodes' Bootstrap.
