@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"testing"
 
 	pebbleds "github.com/ipfs/go-ds-pebble"
@@ -191,5 +192,104 @@ func TestRestartRemoveExpire(t *testing.T) {
 	}
 	if c, b := m.Len(); c != 0 || b != 0 {
 		t.Fatalf("after Expire: %d entries, %d bytes", c, b)
+	}
+}
+
+// TestModel applies random adds, re-adds, removes, expiries and restarts to
+// a pool and to a map model of (id → first seen, sender) with the same
+// limits; they must agree on every outcome.
+func TestModel(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	cfg := Config{MaxCount: 8, MaxPerSender: 3, ExpiryGrace: 1e9}
+	m, done := openPool(t, dir, cfg, now)
+	defer func() { done() }()
+	type entry struct {
+		seen, valid int64
+		sender      int
+	}
+	model := map[types.Hash]entry{}
+	expire := func(at int64) {
+		for id, e := range model {
+			if e.valid < at-cfg.ExpiryGrace {
+				delete(model, id)
+			}
+		}
+	}
+	perSender := func(s int) int {
+		c := 0
+		for _, e := range model {
+			if e.sender == s {
+				c++
+			}
+		}
+		return c
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	clock := now
+	var known []types.Hash
+	for step := 0; step < 400; step++ {
+		clock += int64(r.IntN(50)) * 1e6
+		switch op := r.IntN(10); {
+		case op < 6: // add a transaction of a few senders, nonces, lifetimes
+			sender, nonce := r.IntN(4), uint64(1+r.IntN(4))
+			valid := now + int64(1+r.IntN(20))*1e9
+			raw := signed(sender, nonce, func(b *types.TxBody) { b.ValidUntil = valid })
+			var tx types.Tx
+			if err := types.Decode(raw, &tx); err != nil {
+				t.Fatal(err)
+			}
+			id := tx.ID()
+			e, isNew, err := m.Add(ctx, raw, clock)
+			old, held := model[id]
+			switch {
+			case valid < clock:
+				if !errors.Is(err, types.ErrTxExpired) {
+					t.Fatalf("step %d: expired add: %v", step, err)
+				}
+			case held:
+				if err != nil || isNew || e.FirstSeen != old.seen {
+					t.Fatalf("step %d: re-add: new=%v err=%v", step, isNew, err)
+				}
+			case len(model) >= cfg.MaxCount:
+				if !errors.Is(err, ErrFull) {
+					t.Fatalf("step %d: add to a full pool: %v", step, err)
+				}
+			case perSender(sender) >= cfg.MaxPerSender:
+				if !errors.Is(err, ErrSenderFull) {
+					t.Fatalf("step %d: add over the sender limit: %v", step, err)
+				}
+			default:
+				if err != nil || !isNew {
+					t.Fatalf("step %d: add: new=%v err=%v", step, isNew, err)
+				}
+				model[id] = entry{clock, valid, sender}
+				known = append(known, id)
+			}
+		case op < 8 && len(known) > 0: // remove a known id (maybe already gone)
+			id := known[r.IntN(len(known))]
+			if err := m.Remove(ctx, []types.Hash{id}); err != nil {
+				t.Fatal(err)
+			}
+			delete(model, id)
+		case op == 8:
+			if _, err := m.Expire(ctx, clock); err != nil {
+				t.Fatal(err)
+			}
+			expire(clock)
+		default: // restart
+			done()
+			m, done = openPool(t, dir, cfg, clock)
+			expire(clock)
+		}
+		if n, _ := m.Len(); n != len(model) {
+			t.Fatalf("step %d: pool holds %d, model %d", step, n, len(model))
+		}
+		for id, e := range model {
+			got, ok := m.Get(id)
+			if !ok || got.FirstSeen != e.seen {
+				t.Fatalf("step %d: %s: held=%v", step, id, ok)
+			}
+		}
 	}
 }
