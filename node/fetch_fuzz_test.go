@@ -6,6 +6,7 @@ import (
 
 	ds "github.com/ipfs/go-datastore"
 	dssync "github.com/ipfs/go-datastore/sync"
+	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/kairos-network/kairos/node/mempool"
 	"github.com/kairos-network/kairos/types"
@@ -24,6 +25,7 @@ func FuzzFetchRequest(f *testing.F) {
 		f.Fatal(err)
 	}
 	n.calls = make(chan func())
+	n.index = map[peer.ID]uint32{"": 1} // the fuzzer's requests come from validator 1
 	go func() {
 		for {
 			select {

@@ -110,7 +110,7 @@ type Node struct {
 	round       atomic.Uint64         // last own round, for Status
 	dropped     atomic.Uint64         // inputs dropped at a full inbox or outbox
 	executedTxs atomic.Uint64         // transactions executed since start
-	exe         executorState         // released-block queue and execution results
+	exe         executorState         // released blocks waiting for the executor
 	cp          checkpointState       // checkpoint votes and certificates
 	fatal       atomic.Pointer[error] // why the node stopped
 }

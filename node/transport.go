@@ -260,8 +260,12 @@ func (n *Node) serveTxs(_ context.Context, _ peer.ID, req []byte) ([]byte, error
 }
 
 func (n *Node) serveOwnRound(ctx context.Context, from peer.ID, _ []byte) ([]byte, error) {
+	v, ok := n.index[from]
+	if !ok {
+		return nil, fmt.Errorf("%w: %s is not a validator", consensus.ErrUnknown, from)
+	}
 	var r uint64
-	err := n.call(ctx, func() { r = n.core.SignedRound(n.index[from]) })
+	err := n.call(ctx, func() { r = n.core.SignedRound(v) })
 	return types.MustEncode(&ownRoundResponse{Round: r}), err
 }
 
