@@ -3,6 +3,7 @@ module github.com/kairos-network/kairos
 go 1.26.8
 
 require (
+	github.com/BurntSushi/toml v1.2.1
 	github.com/cockroachdb/pebble/v2 v2.1.7
 	github.com/fxamacker/cbor/v2 v2.10.0
 	github.com/ipfs/go-cid v0.6.2

@@ -71,6 +71,7 @@ type Config struct {
 	Clock     Clock                // nil = SystemClock
 	Logger    *slog.Logger         // nil = discard
 	Bootstrap []peer.AddrInfo      // peers to dial at start (and redial)
+	Listen    []string             // libp2p listen multiaddrs; nil = 127.0.0.1, a free TCP port
 	// KeepVersions is how many state versions stay readable (0 = all).
 	KeepVersions uint64
 	Mempool      mempool.Config // ChainID is taken from the committee

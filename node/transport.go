@@ -69,7 +69,11 @@ func (n *Node) startHost() error {
 			others = append(others, id)
 		}
 	}
-	cfg := p2p.NewConfig(n.cfg.Key).WithListenAddrs("/ip4/127.0.0.1/tcp/0").
+	listen := n.cfg.Listen
+	if len(listen) == 0 {
+		listen = []string{"/ip4/127.0.0.1/tcp/0"}
+	}
+	cfg := p2p.NewConfig(n.cfg.Key).WithListenAddrs(listen...).
 		WithAllowedPeers(others...).WithBootstrap(n.cfg.Bootstrap...).WithLogger(n.log)
 	h, err := p2p.New(cfg)
 	if err != nil {
