@@ -220,6 +220,10 @@ func (n *Node) halt(err error) {
 	n.cancel()
 }
 
+// Halted is closed when the node stops, by Close or by itself (then Err
+// says why).
+func (n *Node) Halted() <-chan struct{} { return n.ctx.Done() }
+
 // Err returns why the node stopped by itself, or nil.
 func (n *Node) Err() error {
 	if p := n.fatal.Load(); p != nil {

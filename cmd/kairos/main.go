@@ -28,6 +28,8 @@ func newRootCmd() *cobra.Command {
 	root.AddCommand(newModuleCmd())
 	root.AddCommand(newSimCmd())
 	root.AddCommand(newDevnetCmd())
+	root.AddCommand(newInitCmd())
+	root.AddCommand(newNodeCmd())
 	return root
 }
 
