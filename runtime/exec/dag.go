@@ -26,10 +26,14 @@ type access struct {
 }
 
 // entries lists tx's accesses for the conflict analysis: the implicit write
-// of the sender's account record first, then the declared list.
+// of the sender's account record first, for a call the implicit read of
+// the called module's record, then the declared list.
 func entries(tx *types.Tx, sender types.Address) []access {
-	es := make([]access, 0, 1+len(tx.Body.Access))
+	es := make([]access, 0, 2+len(tx.Body.Access))
 	es = append(es, access{k: accountKey(sender), write: true})
+	if tx.Body.Payload.Kind == types.Call {
+		es = append(es, access{k: key(ModulesModule, recordKey(tx.Body.Payload.Module))})
+	}
 	for _, a := range tx.Body.Access {
 		es = append(es, access{k: key(a.Module, a.Key), prefix: a.Prefix, write: a.Mode >= types.Write})
 	}
@@ -43,10 +47,18 @@ type keyState struct {
 	readers []int32
 }
 
+// isBarrier reports a lifecycle transaction (deploy, upgrade, admin): it
+// changes which code runs at an address, which cross-module calls read
+// without declaring, so it is ordered against every other transaction.
+// Lifecycle transactions are rare; the O(n) edges each one adds are cheap.
+func isBarrier(tx *types.Tx) bool { return tx.Body.Payload.Kind != types.Call }
+
 // buildDAG computes each transaction's dependencies: for everything it
 // touches, the latest earlier writer of an overlapping key or prefix, and
 // if it writes, the earlier readers of it since that writer. Older
-// conflicts are reached transitively through those (see doc.go).
+// conflicts are reached transitively through those (see doc.go). A
+// barrier depends on every transaction since the previous barrier, and
+// every transaction depends on the latest barrier before it.
 func buildDAG(txs []*types.Tx, senders []types.Address) *dag {
 	n := len(txs)
 	all := make([][]access, n)
@@ -93,6 +105,7 @@ func buildDAG(txs []*types.Tx, senders []types.Address) *dag {
 	deps := make([][]int32, n)
 	var ndeps = make([]int32, n)
 	edges := 0
+	barrier := int32(-1)
 	for i := range n {
 		me := int32(i)
 		add := func(j int32) {
@@ -100,6 +113,13 @@ func buildDAG(txs []*types.Tx, senders []types.Address) *dag {
 				mark[j] = me + 1
 				deps[i] = append(deps[i], j)
 			}
+		}
+		add(barrier)
+		if isBarrier(txs[i]) {
+			for j := barrier + 1; j < me; j++ {
+				add(j)
+			}
+			barrier = me
 		}
 		consult := func(s *keyState, write bool) {
 			if s == nil {

@@ -84,8 +84,12 @@ func conflicts(a, b []access) bool {
 // blocks: every edge is a real conflict, and every conflicting earlier
 // transaction is reachable (so it finished before the later one starts).
 func TestDAGAgainstReference(t *testing.T) {
+	w := wasmSetup(t, 2)
 	for seed := range uint64(seeds(t, 30)) {
 		g := newGen(seed, 6)
+		if seed%2 == 1 {
+			g.wasm = w // with lifecycle barriers
+		}
 		_, txs := g.block(2, 1e12, 80)
 		senders := make([]types.Address, len(txs))
 		es := make([][]access, len(txs))
@@ -102,7 +106,7 @@ func TestDAGAgainstReference(t *testing.T) {
 				if j >= i {
 					t.Fatalf("seed %d: tx %d depends on later tx %d", seed, i, j)
 				}
-				if !conflicts(es[i], es[j]) {
+				if !conflicts(es[i], es[j]) && !isBarrier(txs[i]) && !isBarrier(txs[j]) {
 					t.Fatalf("seed %d: edge %d -> %d without a conflict", seed, i, j)
 				}
 				reach[i][j] = true
@@ -111,7 +115,7 @@ func TestDAGAgainstReference(t *testing.T) {
 				}
 			}
 			for j := range i {
-				if conflicts(es[i], es[j]) && !reach[i][j] {
+				if (conflicts(es[i], es[j]) || isBarrier(txs[i]) || isBarrier(txs[j])) && !reach[i][j] {
 					t.Fatalf("seed %d: tx %d conflicts with %d but does not wait for it", seed, i, j)
 				}
 			}

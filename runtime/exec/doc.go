@@ -11,8 +11,10 @@
 //
 // The per-transaction work is behind Runner, so the scheduler is tested on
 // its own: NativeRunner runs Go-coded modules (the test and benchmark set
-// Token, Counter, Scan); WasmRunner runs calls in wasm through the host ABI
-// of runtime/host on the instances of an engine (host.Instances). A runner
+// Token, Counter, Scan); WasmRunner runs calls and the module lifecycle in
+// wasm through the host ABI of runtime/host, on the instances of an Engine
+// (to be implemented by runtime/vm's pools; tests use a fresh instance per
+// frame). A runner
 // sees the state through an Overlay, whose prefix Iterator streams the
 // parent's keys merged with the pending writes, so no prefix is ever
 // materialized whole.
@@ -20,12 +22,17 @@
 // # Schedule
 //
 // Each transaction's access list (plus its implicit write of the sender's
-// account key, see below) is turned into a conflict DAG: a transaction
+// account key, see below, and for a call the implicit read of the called
+// module's record) is turned into a conflict DAG: a transaction
 // depends on the latest earlier writer of everything it reads or writes,
 // and, when it writes, on every earlier reader since that writer. Exact
 // keys are indexed in a map; prefixes by a map per prefix length plus a
 // sorted list of the block's keys, so building the DAG costs O(A log A) for
 // A access entries when prefixes are few, never a scan over all pairs.
+// A lifecycle transaction (deploy, upgrade, set or clear admin) is a
+// barrier: it waits for every transaction since the previous barrier and
+// every later transaction waits for it, because it changes which code runs
+// at an address, which cross-module calls read without declaring it.
 // Ready transactions run on a fixed pool of workers. Each runs on a private
 // overlay: its own writes, then the published writes of earlier
 // transactions of the block, then the parent version (through a prefetch
@@ -69,6 +76,19 @@
 // replayed. A runner may also answer StatusInvalid (an unknown module);
 // that is treated like a failed check. There is no fee yet; a fee debit
 // will live under the same account key, so it adds no new conflicts.
+//
+// # Modules
+//
+// The system module ModulesModule keeps each instance's ModuleRecord (code
+// CID, admin; zero admin = immutable forever) under its address, and the
+// original and instrumented code under the CID, so snapshots carry code.
+// A deploy creates InstanceAddress(sender, nonce) with Payload.Admin,
+// validates and instruments the code (runtime/deploy) and runs its
+// optional init; an upgrade (admin only) stores the new code, points the
+// record at it and runs the new code's optional migrate in the same
+// transaction. A failing init or migrate fails the transaction, and since
+// a failed transaction's writes are all dropped, the old code and state
+// stay. Code is stored in chunks of types.StateValueMax bytes.
 //
 // # Concurrency
 //

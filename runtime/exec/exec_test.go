@@ -51,16 +51,19 @@ func (c config) execute(ctx context.Context, parent StateView, b *types.Block, t
 // runChain executes the same random chain under every config, each into
 // its own real store, and returns the first difference from the first
 // config: result bytes or state root.
-func runChain(t *testing.T, seed uint64, cs []config, blocks, txsPerBlock int, wasm ...types.Address) error {
+func runChain(t *testing.T, seed uint64, cs []config, blocks, txsPerBlock int, w *wasmWorld) error {
 	t.Helper()
 	ctx := context.Background()
 	const senders = 10
 	stores := make([]*state.Store, len(cs))
-	for i := range cs {
-		stores[i] = newStore(t, senders+4, 1000)
-	}
+	var genesis []state.Write
 	g := newGen(seed, senders)
-	g.wasm = wasm
+	if w != nil {
+		genesis, g.wasm = w.genesis, w
+	}
+	for i := range cs {
+		stores[i] = newStore(t, senders+4, 1000, genesis...)
+	}
 	for h := uint64(2); h < uint64(2+blocks); h++ {
 		b, txs := g.block(h, int64(h)*1e12, txsPerBlock)
 		var want []byte
@@ -96,7 +99,7 @@ func runChain(t *testing.T, seed uint64, cs []config, blocks, txsPerBlock int, w
 func TestParallelEqualsSerial(t *testing.T) {
 	cs := configs(NewNativeRunner(NativeModules()))
 	for seed := range uint64(seeds(t, 40)) {
-		if err := runChain(t, seed, cs, 3, 60); err != nil {
+		if err := runChain(t, seed, cs, 3, 60, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -132,6 +135,33 @@ func TestRandomBlocksAreInteresting(t *testing.T) {
 			t.Errorf("no %s transaction in 400 random ones: %v", st, seen)
 		}
 	}
+
+	// With wasm: lifecycle transactions succeed and fail in the mix.
+	w := wasmSetup(t, 3)
+	s = newStore(t, 14, 1000, w.genesis...)
+	x = New(w.runner, Options{Workers: 2})
+	g = newGen(1, 10)
+	g.wasm = w
+	life := map[string]int{}
+	for h := uint64(2); h < 8; h++ {
+		b, txs := g.block(h, int64(h)*1e12, 100)
+		res, err := x.ExecuteBlock(ctx, s, b, txs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, r := range res.Receipts {
+			life[txs[i].Body.Payload.Kind.String()+"/"+r.Status.String()]++
+		}
+		if _, err := s.Commit(ctx, h, res.Writes); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("wasm mix: %v", life)
+	for _, k := range []string{"deploy/ok", "upgrade/ok", "upgrade/aborted", "set-admin/ok", "call/access_violation", "call/out_of_gas"} {
+		if life[k] == 0 {
+			t.Errorf("no %s in the wasm mix: %v", k, life)
+		}
+	}
 }
 
 // TestComparisonCanFail runs the same comparison against an executor that
@@ -142,7 +172,7 @@ func TestComparisonCanFail(t *testing.T) {
 	cs := []config{configs(r)[0], broken}
 	caught := 0
 	for seed := range uint64(5) {
-		if err := runChain(t, seed, cs, 2, 60); err != nil {
+		if err := runChain(t, seed, cs, 2, 60, nil); err != nil {
 			caught++
 		}
 	}
@@ -192,7 +222,7 @@ func FuzzParallelEqualsSerial(f *testing.F) {
 	r := NewNativeRunner(NativeModules())
 	f.Fuzz(func(t *testing.T, seed uint64, n, workers uint8) {
 		cs := []config{configs(r)[0], {name: fmt.Sprintf("workers=%d", workers%16+1), x: New(r, Options{Workers: int(workers%16) + 1})}}
-		if err := runChain(t, seed, cs, 2, int(n)); err != nil {
+		if err := runChain(t, seed, cs, 2, int(n), nil); err != nil {
 			t.Fatal(err)
 		}
 	})

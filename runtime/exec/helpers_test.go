@@ -61,7 +61,7 @@ func mkBlock(height uint64, t int64, txs []*types.Tx) *types.Block {
 
 // newStore opens an in-memory store with the genesis of the tests at
 // height 1: balances of accounts 0..n-1 and a few Scan keys.
-func newStore(t testing.TB, accounts int, balance uint64) *state.Store {
+func newStore(t testing.TB, accounts int, balance uint64, extra ...state.Write) *state.Store {
 	t.Helper()
 	s, err := state.OpenMemory(state.Options{})
 	if err != nil {
@@ -75,7 +75,7 @@ func newStore(t testing.TB, accounts int, balance uint64) *state.Store {
 	for _, k := range []string{"a/1", "a/2", "a/x/1", "b/1"} {
 		ws = append(ws, state.Write{Key: types.StateKey{Module: ScanModule, Key: []byte(k)}, Value: putU64(uint64(len(k)))})
 	}
-	if _, err := s.Commit(context.Background(), 1, ws); err != nil {
+	if _, err := s.Commit(context.Background(), 1, append(ws, extra...)); err != nil {
 		t.Fatal(err)
 	}
 	return s
@@ -101,7 +101,13 @@ type gen struct {
 	rng     *rand.Rand
 	senders int
 	next    []uint64
-	wasm    []types.Address // wasm counter instances; none: native only
+	wasm    *wasmWorld // nil: native modules only
+	// deployed are the instances this generator's deploys create (if
+	// they succeed; a call to one that does not exist is invalid).
+	deployed []types.Address
+	// admin is who the generator believes administers each module, so
+	// that lifecycle transactions often come from the admin.
+	admin map[types.Address]int
 }
 
 func newGen(seed uint64, senders int) *gen {
@@ -140,22 +146,8 @@ func (g *gen) tx(t int64) *types.Tx {
 		consumes = false
 	}
 	var tx *types.Tx
-	if len(g.wasm) > 0 && r.IntN(4) == 0 {
-		// The WAT counter: increment its one key; sometimes undeclared,
-		// declared read-only, short of gas, or reading it only.
-		m := g.wasm[r.IntN(len(g.wasm))]
-		tx = mkTx(s, nonce, valid, call(m, "increment", nil), rw(m, wasmCountKey))
-		switch r.IntN(10) {
-		case 0:
-			tx.Body.Access = nil
-		case 1:
-			tx.Body.Access[0].Mode = types.Read
-		case 2:
-			tx.Body.GasLimit = 50
-		case 3:
-			tx.Body.Payload.Method = "get"
-			tx.Body.Access[0].Mode = types.Read
-		}
+	if g.wasm != nil && r.IntN(4) == 0 {
+		tx = g.wasmTx(s, nonce, valid, consumes)
 		if consumes {
 			g.next[s]++
 		}
@@ -222,6 +214,77 @@ func (g *gen) tx(t int64) *types.Tx {
 	}
 	if consumes {
 		g.next[s]++
+	}
+	return tx
+}
+
+// wasmTx makes a WAT counter call, or now and then a deploy, an upgrade
+// (by the admin or not, with a migrate that works or fails) or an admin
+// change, in the middle of a block.
+func (g *gen) wasmTx(s int, nonce uint64, valid int64, consumes bool) *types.Tx {
+	r := g.rng
+	if g.admin == nil {
+		g.admin = map[types.Address]int{}
+		for i, c := range g.wasm.counters {
+			g.admin[c] = i
+		}
+	}
+	all := append(append([]types.Address(nil), g.wasm.counters...), g.deployed...)
+	m := all[r.IntN(len(all))]
+	if r.IntN(2) == 0 {
+		for _, a := range all { // prefer a module s administers
+			if g.admin[a] == s {
+				m = a
+				break
+			}
+		}
+	}
+	lifecycle := func(p types.Payload, access ...types.Access) *types.Tx {
+		tx := mkTx(s, nonce, valid, p, access...)
+		tx.Body.GasLimit = 100_000
+		if r.IntN(10) == 0 {
+			tx.Body.GasLimit = 5_000 // out of gas while storing code
+		}
+		return tx
+	}
+	switch k := r.IntN(100); {
+	case k < 8:
+		code := g.wasm.code[r.IntN(2)]
+		admin := addr(s)
+		if r.IntN(3) == 0 {
+			admin = types.Address{}
+		}
+		tx := lifecycle(types.Payload{Kind: types.Deploy, Code: code, Admin: admin})
+		if consumes && tx.Body.GasLimit > 5_000 {
+			// Sure to exist: later calls may go to it.
+			a := InstanceAddress(addr(s), nonce)
+			g.deployed = append(g.deployed, a)
+			g.admin[a] = s
+		}
+		return tx
+	case k < 20:
+		p := types.Payload{Kind: types.Upgrade, Module: m, Code: g.wasm.code[r.IntN(3)]}
+		return lifecycle(p, rw(m, wasmCountKey))
+	case k < 24:
+		to := r.IntN(g.senders)
+		if g.admin[m] == s {
+			g.admin[m] = to // a belief: the tx may still fail
+		}
+		return lifecycle(types.Payload{Kind: types.SetAdmin, Module: m, Admin: addr(to)})
+	case k < 26:
+		return lifecycle(types.Payload{Kind: types.ClearAdmin, Module: m})
+	}
+	tx := mkTx(s, nonce, valid, call(m, "increment", nil), rw(m, wasmCountKey))
+	switch r.IntN(10) {
+	case 0:
+		tx.Body.Access = nil
+	case 1:
+		tx.Body.Access[0].Mode = types.Read
+	case 2:
+		tx.Body.GasLimit = 50
+	case 3:
+		tx.Body.Payload.Method = "get"
+		tx.Body.Access[0].Mode = types.Read
 	}
 	return tx
 }

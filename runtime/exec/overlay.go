@@ -211,6 +211,9 @@ func prefetch(ctx context.Context, parent StateView, txs []*types.Tx, senders []
 	}
 	for i, tx := range txs {
 		add(accountKey(senders[i]))
+		if tx.Body.Payload.Kind == types.Call {
+			add(key(ModulesModule, recordKey(tx.Body.Payload.Module)))
+		}
 		for _, a := range tx.Body.Access {
 			// An over-long key fails the transaction when it is used; it
 			// must not fail the block here.

@@ -13,8 +13,9 @@ type SimResult struct {
 	Receipt types.Receipt
 	// Access is the exact access list the transaction used, sorted by
 	// (module, key, prefix): every key read or written and every prefix
-	// iterated, with Write where it wrote. The implicit account record is
-	// left out (every transaction has it). Declaring it makes the same
+	// iterated, with Write where it wrote. The system modules (account
+	// records, module records and code) are left out: their accesses are
+	// implicit. Declaring it makes the same
 	// transaction, run on the same state, pass the access check.
 	Access []types.Access
 	// Writes lists the keys the transaction would write (or delete),
@@ -76,10 +77,10 @@ func (x *Executor) Simulate(ctx context.Context, view StateView, env BlockEnv, t
 	})
 	acct := accountKey(bl.senders[0])
 	for _, rk := range keys {
-		if rk.k == acct && !rk.prefix {
+		sk := splitKey(rk.k)
+		if sk.Module == AccountsModule || sk.Module == ModulesModule {
 			continue
 		}
-		sk := splitKey(rk.k)
 		res.Access = append(res.Access, types.Access{Module: sk.Module, Key: sk.Key, Prefix: rk.prefix, Mode: rec.m[rk]})
 	}
 	wk := make([]string, 0, len(out.writes))

@@ -9,40 +9,48 @@ import (
 	"github.com/kairos-network/kairos/types"
 )
 
-// WasmRunner runs Call transactions in wasm through the host ABI
-// (runtime/host), on instances supplied by an engine (host.Instances,
-// implemented by the instance pools of runtime/vm). The host enforces the
-// declared access list (or records it in simulation), meters gas and
-// buffers writes; the runner hands a successful transaction's writes to
-// the overlay. Deploy, upgrade and admin transactions are not executed yet
-// (StatusInvalid): module records in the state and code loading by the
-// engine are still to be built.
+// WasmRunner runs wasm transactions through the host ABI (runtime/host)
+// on the instances of an Engine: calls, and the module lifecycle (deploy,
+// upgrade with migrate, set and clear admin; lifecycle.go). The host
+// enforces the declared access list (or records it in simulation), meters
+// gas and buffers writes; the runner hands a successful transaction's
+// writes to the overlay. Modules are found through the overlay's
+// ModulesModule records, so deploys and upgrades earlier in the block are
+// seen.
 type WasmRunner struct {
-	inst host.Instances
+	engine Engine
 }
 
-// NewWasmRunner returns a runner on inst, which must be safe for use by
-// several goroutines at once (each transaction acquires and releases its
-// own instances from one goroutine).
-func NewWasmRunner(inst host.Instances) *WasmRunner { return &WasmRunner{inst: inst} }
+// NewWasmRunner returns a runner on e.
+func NewWasmRunner(e Engine) *WasmRunner { return &WasmRunner{engine: e} }
 
 // Run implements Runner.
 func (r *WasmRunner) Run(ctx context.Context, o Overlay, tx *types.Tx, env TxEnv) Result {
 	p := &tx.Body.Payload
 	if p.Kind != types.Call {
-		return Result{Status: types.StatusInvalid, Error: fmt.Sprintf("wasm runner: %s not supported yet", p.Kind)}
+		return r.lifecycle(ctx, o, tx, env)
 	}
-	gas := tx.Body.GasLimit
-	if gas > uint64(1<<62) {
-		gas = 1 << 62 // host gas is an int64; no chain allows this much
+	res, why := r.call(ctx, o, tx, env, p.Module, p.Method, p.Args, tx.Body.GasLimit, false)
+	if errors.Is(why, host.ErrNoModule) {
+		// Like the native runner and types.StatusInvalid: a transaction to
+		// no module did nothing, so it costs nothing and keeps its nonce.
+		return Result{Status: types.StatusInvalid, Error: res.Error}
 	}
+	return res
+}
+
+// call runs method of module to in a host frame with gas, applies the
+// writes of a success to o and returns the result and the host's reason.
+func (r *WasmRunner) call(ctx context.Context, o Overlay, tx *types.Tx, env TxEnv, to types.Address, method string, args []byte, gas uint64, lifecycle bool) (Result, error) {
+	gas = min(gas, 1<<62) // host gas is an int64; no chain allows this much
 	htx := &host.Tx{
 		ID: env.TxID, Sender: env.Sender, Time: env.TS, Height: int64(env.Height), Gas: int64(gas),
-		Access: tx.Body.Access, Simulate: env.Simulate, State: hostState{o}, Instances: r.inst,
+		Access: tx.Body.Access, Simulate: env.Simulate, Lifecycle: lifecycle,
+		State: hostState{o}, Instances: txInstances{o: o, e: r.engine},
 	}
-	res, err := host.Run(ctx, htx, p.Module, p.Method, p.Args)
+	res, err := host.Run(ctx, htx, to, method, args)
 	if err != nil {
-		return Result{Fatal: err}
+		return Result{Fatal: err}, nil
 	}
 	if rec, ok := o.(accessRecorder); ok && env.Simulate {
 		// The host's record also holds what a failed transaction touched
@@ -51,14 +59,9 @@ func (r *WasmRunner) Run(ctx context.Context, o Overlay, tx *types.Tx, env TxEnv
 			rec.recordAccess(a)
 		}
 	}
-	if errors.Is(res.Err, host.ErrNoModule) {
-		// Like the native runner and types.StatusInvalid: a transaction to
-		// no module did nothing, so it costs nothing and keeps its nonce.
-		return Result{Status: types.StatusInvalid, Error: res.Reason()}
-	}
 	out := Result{Status: res.Status, GasUsed: uint64(res.GasUsed), Error: res.Reason()}
 	if res.Status != types.StatusOK {
-		return out
+		return out, res.Err
 	}
 	for _, w := range res.Writes {
 		v := w.Value
@@ -67,11 +70,11 @@ func (r *WasmRunner) Run(ctx context.Context, o Overlay, tx *types.Tx, env TxEnv
 		}
 		if err := o.Set(w.Module, w.Key, v); err != nil {
 			// The host checks the same limits before buffering a write.
-			return Result{Fatal: fmt.Errorf("exec: host write rejected by the overlay: %w", err)}
+			return Result{Fatal: fmt.Errorf("exec: host write rejected by the overlay: %w", err)}, nil
 		}
 	}
 	out.Return, out.Events = res.Return, res.Events
-	return out
+	return out, nil
 }
 
 // hostState shows an Overlay to the host.

@@ -2,6 +2,7 @@ package exec
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"sync"
 	"testing"
@@ -9,9 +10,8 @@ import (
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
 
-	"github.com/kairos-network/kairos/runtime/deploy"
 	"github.com/kairos-network/kairos/runtime/host"
-	"github.com/kairos-network/kairos/runtime/validate"
+	"github.com/kairos-network/kairos/runtime/meter"
 	"github.com/kairos-network/kairos/runtime/wasi"
 	"github.com/kairos-network/kairos/state"
 	"github.com/kairos-network/kairos/types"
@@ -20,17 +20,18 @@ import (
 // wasmCountKey is the one key of the WAT counter (contracts/counter_wat).
 var wasmCountKey = []byte("\x05count")
 
-// freshInstances is a host.Instances that instantiates a new instance per
-// frame: the simplest correct engine, enough to drive the scheduler with
-// real wasm until runtime/vm's pools implement host.Instances. The WAT
-// counter has no _initialize, so no WASI state is set up here.
-type freshInstances struct {
+// freshEngine is an Engine that compiles code once and instantiates a new
+// instance per frame: the simplest correct engine, enough to drive the
+// scheduler with real wasm until runtime/vm's pools implement Engine. The
+// _initialize of a Go guest runs in wasi.InitState, as runtime/host's tests
+// do.
+type freshEngine struct {
 	rt   wazero.Runtime
 	mu   sync.Mutex
-	code map[types.Address]wazero.CompiledModule
+	code map[string]wazero.CompiledModule
 }
 
-func newFreshInstances(t testing.TB) *freshInstances {
+func newFreshEngine(t testing.TB) *freshEngine {
 	t.Helper()
 	ctx := context.Background()
 	cfg := wazero.NewRuntimeConfigCompiler().
@@ -45,37 +46,42 @@ func newFreshInstances(t testing.TB) *freshInstances {
 	if _, err := wasi.Instantiate(ctx, rt); err != nil {
 		t.Fatal(err)
 	}
-	return &freshInstances{rt: rt, code: map[types.Address]wazero.CompiledModule{}}
+	return &freshEngine{rt: rt, code: map[string]wazero.CompiledModule{}}
 }
 
-// deployAt validates, instruments and compiles bin as the module at a.
-func (e *freshInstances) deployAt(t testing.TB, a types.Address, bin []byte) {
-	t.Helper()
-	p, err := deploy.Prepare(bin, validate.Config{Limits: validate.DefaultLimits, Imports: append(host.Funcs(), wasi.Funcs()...)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cm, err := e.rt.CompileModule(context.Background(), p.Instrumented)
-	if err != nil {
-		t.Fatal(err)
-	}
+func (e *freshEngine) Acquire(ctx context.Context, id, method string, load func() ([]byte, error)) (api.Module, api.Function, error) {
 	e.mu.Lock()
-	e.code[a] = cm
-	e.mu.Unlock()
-}
-
-func (e *freshInstances) Acquire(ctx context.Context, a types.Address) (api.Module, bool, error) {
-	e.mu.Lock()
-	cm, ok := e.code[a]
+	cm, ok := e.code[id]
 	e.mu.Unlock()
 	if !ok {
-		return nil, false, nil
+		b, err := load()
+		if err != nil {
+			return nil, nil, err
+		}
+		if cm, err = e.rt.CompileModule(ctx, b); err != nil {
+			return nil, nil, err
+		}
+		e.mu.Lock()
+		e.code[id] = cm
+		e.mu.Unlock()
 	}
 	mod, err := e.rt.InstantiateModule(ctx, cm, wazero.NewModuleConfig().WithName("").WithStartFunctions())
-	return mod, err == nil, err
+	if err != nil {
+		return nil, nil, err
+	}
+	if init := mod.ExportedFunction("_initialize"); init != nil {
+		// A Go guest: run its runtime's start-up in the fixed environment.
+		mod.ExportedGlobal(meter.GasExport).(api.MutableGlobal).Set(host.InitGasMax)
+		st := wasi.InitState()
+		if err := init.CallWithStack(wasi.WithState(ctx, &st), nil); err != nil {
+			mod.Close(ctx)
+			return nil, nil, fmt.Errorf("_initialize: %w", err)
+		}
+	}
+	return mod, mod.ExportedFunction(method), nil
 }
 
-func (e *freshInstances) Release(mod api.Module, _ bool) { mod.Close(context.Background()) }
+func (e *freshEngine) Release(mod api.Module, _ bool) { mod.Close(context.Background()) }
 
 // muxRunner sends native modules to the native runner and the rest to wasm.
 type muxRunner struct {
@@ -84,45 +90,69 @@ type muxRunner struct {
 }
 
 func (m muxRunner) Run(ctx context.Context, o Overlay, tx *types.Tx, env TxEnv) Result {
-	if _, ok := m.native.modules[tx.Body.Payload.Module]; ok {
+	if _, ok := m.native.modules[tx.Body.Payload.Module]; ok && tx.Body.Payload.Kind == types.Call {
 		return m.native.Run(ctx, o, tx, env)
 	}
 	return m.wasm.Run(ctx, o, tx, env)
 }
 
-// wasmSetup deploys the WAT counter at n addresses and returns a runner of
-// the native modules and those.
-func wasmSetup(t testing.TB, n int) (Runner, []types.Address) {
+// wasmWorld is a set of WAT counters installed at genesis (counter i has
+// test account i as admin) and the code a generator may deploy or upgrade
+// to.
+type wasmWorld struct {
+	runner   Runner
+	counters []types.Address
+	genesis  []state.Write
+	code     [][]byte // counter.wasm, migrate_ok.wasm, migrate_fail.wasm
+}
+
+func readWasm(t testing.TB, path string) []byte {
 	t.Helper()
-	bin, err := os.ReadFile("../../contracts/counter_wat/counter.wasm")
+	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := newFreshInstances(t)
-	var addrs []types.Address
+	return b
+}
+
+func wasmSetup(t testing.TB, n int) *wasmWorld {
+	t.Helper()
+	w := &wasmWorld{code: [][]byte{
+		readWasm(t, "../../contracts/counter_wat/counter.wasm"),
+		readWasm(t, "testdata/migrate_ok.wasm"),
+		readWasm(t, "testdata/migrate_fail.wasm"),
+	}}
 	for i := range n {
 		a := nativeAddress("wasm-counter-" + string(rune('a'+i)))
-		e.deployAt(t, a, bin)
-		addrs = append(addrs, a)
+		ws, err := GenesisModule(a, w.code[0], addr(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i > 0 {
+			ws = ws[:1] // the code records are already there
+		}
+		w.genesis = append(w.genesis, ws...)
+		w.counters = append(w.counters, a)
 	}
-	return muxRunner{native: NewNativeRunner(NativeModules()), wasm: NewWasmRunner(e)}, addrs
+	w.runner = muxRunner{native: NewNativeRunner(NativeModules()), wasm: NewWasmRunner(newFreshEngine(t))}
+	return w
 }
 
 // TestParallelEqualsSerialWasm is TestParallelEqualsSerial with a quarter
 // of the transactions in real wasm through the host ABI.
 func TestParallelEqualsSerialWasm(t *testing.T) {
-	r, counters := wasmSetup(t, 3)
-	cs := configs(r)
+	w := wasmSetup(t, 3)
+	cs := configs(w.runner)
 	for seed := range uint64(seeds(t, 8)) {
-		if err := runChain(t, seed, cs, 2, 60, counters...); err != nil {
+		if err := runChain(t, seed, cs, 2, 60, w); err != nil {
 			t.Fatal(err)
 		}
 	}
 }
 
 func TestWasmStatuses(t *testing.T) {
-	r, cs := wasmSetup(t, 1)
-	c := cs[0]
+	w := wasmSetup(t, 1)
+	r, c := w.runner, w.counters[0]
 	T := int64(2e12)
 	txs := []*types.Tx{
 		mkTx(0, 1, T, call(c, "increment", nil), rw(c, wasmCountKey)),
@@ -133,7 +163,7 @@ func TestWasmStatuses(t *testing.T) {
 		mkTx(0, 2, T, call(c, "get", nil), rd(c, wasmCountKey)),
 	}
 	want := []types.Status{types.StatusOK, types.StatusOK, types.StatusAccessViolation, types.StatusAccessViolation, types.StatusInvalid, types.StatusOK}
-	s := newStore(t, 4, 0)
+	s := newStore(t, 4, 0, w.genesis...)
 	res, err := New(r, Options{Workers: 2}).ExecuteBlock(context.Background(), s, mkBlock(2, 1e12, txs), txs)
 	if err != nil {
 		t.Fatal(err)
@@ -158,9 +188,9 @@ func TestWasmStatuses(t *testing.T) {
 }
 
 func TestSimulateWasm(t *testing.T) {
-	r, cs := wasmSetup(t, 1)
-	c := cs[0]
-	s := newStore(t, 1, 0)
+	w := wasmSetup(t, 1)
+	r, c := w.runner, w.counters[0]
+	s := newStore(t, 1, 0, w.genesis...)
 	x := New(r, Options{})
 	sim, err := x.Simulate(context.Background(), s, BlockEnv{Height: 2, Time: 1e12}, mkTx(0, 1, 1e18, call(c, "increment", nil)))
 	if err != nil {
@@ -183,9 +213,9 @@ func TestSimulateWasm(t *testing.T) {
 // TestSimulateWasmFailure: a simulated transaction that aborts still
 // reports what it touched (from the host's record), so a client can see it.
 func TestSimulateWasmFailure(t *testing.T) {
-	r, cs := wasmSetup(t, 1)
-	c := cs[0]
-	s := newStore(t, 1, 0)
+	w := wasmSetup(t, 1)
+	r, c := w.runner, w.counters[0]
+	s := newStore(t, 1, 0, w.genesis...)
 	// A count of the wrong size makes the WAT counter abort after reading it.
 	if _, err := s.Commit(context.Background(), 2, []state.Write{{Key: types.StateKey{Module: c, Key: wasmCountKey}, Value: []byte{1}}}); err != nil {
 		t.Fatal(err)
