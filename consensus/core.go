@@ -195,6 +195,7 @@ func (c *Core) start() {
 	c.ready = true
 	if c.own != nil && !c.ownDone {
 		c.emit(Broadcast{Msg: &Message{Header: c.own}}) // re-sent, never re-created
+		c.tryCertify()
 	}
 	c.emit(Fetch{FromRound: c.highest + 1})
 }
@@ -393,6 +394,12 @@ func (c *Core) onVote(v *Vote) {
 		return
 	}
 	c.ownVotes[v.Voter] = v.Sig
+	c.tryCertify()
+}
+
+// tryCertify forms the certificate of the own header once its votes
+// (including our own) weigh >= Q.
+func (c *Core) tryCertify() {
 	var w uint64
 	for s := range c.ownVotes {
 		w += c.c.Validators[s].Weight
@@ -813,6 +820,7 @@ func (c *Core) propose(round, parentRound uint64) {
 	c.stats.Headers++
 	c.emit(Persist{Rec: Record{Own: h}, Sync: true})
 	c.emit(Broadcast{Msg: &Message{Header: h}})
+	c.tryCertify() // a validator holding a quorum alone certifies at once
 	c.resendAt = c.now + c.c.Params.ResendInterval
 }
 

@@ -349,6 +349,9 @@ func (s *sim) setup() {
 	if s.cfg.Faulty != nil {
 		s.faulty = *s.cfg.Faulty
 	}
+	if s.comm.F() == 0 {
+		s.faulty = -1 // nothing is tolerated: every validator is honest
+	}
 	s.planFaults()
 	for i, sl := range s.slots {
 		if s.cfg.FaultyDown && int(sl.idx) == s.faulty {
@@ -382,10 +385,7 @@ func (s *sim) startSlot(i int) {
 	if err != nil {
 		panic(err)
 	}
-	if sl.core != nil {
-		sl.verifies += sl.core.Stats().Verifies
-	}
-	sl.core, sl.up = core, true
+	sl.core, sl.up = core, true // crash() already counted the old core's verifications
 	sl.subs, sl.blocks, sl.log, sl.lastTx, sl.lastB = nil, nil, map[order.TxID]bool{}, nil, math.MinInt64
 	s.step(i, consensus.Start{Now: sl.clk.local(s.now)})
 	// The mempool survives a restart (not a wipe): the node sees its
@@ -451,6 +451,9 @@ func (s *sim) planFaults() {
 		}
 	}
 	// The faulty validator misbehaves in one or more ways, or loses its disk.
+	if s.faulty < 0 {
+		return
+	}
 	if s.pick(FWipe, 0.2) {
 		t := at()
 		s.push(&event{at: t, kind: evCrash, slot: s.faulty})
@@ -793,7 +796,7 @@ func (s *sim) answerFetch(i int, f *consensus.Fetch) {
 			peers = append(peers, j)
 		}
 	}
-	if len(peers) == 0 || s.r.Float64() < s.loss {
+	if (len(peers) == 0 && s.n > 1) || s.r.Float64() < s.loss {
 		return // lost; the core asks again on its resend tick
 	}
 	res := &consensus.FetchResult{}
@@ -804,6 +807,11 @@ func (s *sim) answerFetch(i int, f *consensus.Fetch) {
 			res.OwnRound = max(res.OwnRound, s.slots[j].core.SignedRound(sl.idx))
 		}
 		res.HasOwnRound = true
+	}
+	if len(peers) == 0 {
+		// A network of one: nobody else can hold anything.
+		s.push(&event{at: s.now + s.latency(), kind: evFetch, slot: i, res: res})
+		return
 	}
 	p := s.slots[peers[s.r.IntN(len(peers))]]
 	if len(f.Digests) > 0 || f.FromRound > 0 {

@@ -101,3 +101,18 @@ func TestSimDeterministic(t *testing.T) {
 		t.Fatal("different seeds gave the same trace: the hash covers nothing")
 	}
 }
+
+// TestSimCommitteeSizes runs a few seeds per committee size, from a
+// single validator (F=0, which certifies alone) to 7 (F=2).
+func TestSimCommitteeSizes(t *testing.T) {
+	for _, n := range []int{1, 2, 3, 5, 7} {
+		for seed := uint64(0); seed < 3; seed++ {
+			cfg := DefaultConfig(seed)
+			cfg.Validators = n
+			r := Run(cfg)
+			if len(r.Violations) > 0 || r.Commits == 0 {
+				t.Errorf("n=%d seed %d: %d commits, violations %v", n, seed, r.Commits, r.Violations)
+			}
+		}
+	}
+}
