@@ -49,13 +49,13 @@ func testCommittee(t testing.TB, n int) *consensus.Committee {
 }
 
 type cluster struct {
-	t     *testing.T
+	t     testing.TB
 	comm  *consensus.Committee
 	dirs  []string
 	nodes []*Node
 }
 
-func newCluster(t *testing.T, n int) *cluster {
+func newCluster(t testing.TB, n int) *cluster {
 	c := &cluster{t: t, comm: testCommittee(t, n), nodes: make([]*Node, n)}
 	root := t.TempDir()
 	for i := 0; i < n; i++ {
