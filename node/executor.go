@@ -220,7 +220,9 @@ func (n *Node) decodeBody(raw []byte, id types.Hash) (*types.Tx, error) {
 	return &tx, tx.Validate(n.cfg.Committee.ChainID, tx.Body.ValidUntil, lim)
 }
 
-// fetchBodies asks each other validator once for ids.
+// fetchBodies asks each other validator once for ids. Unlike fetchTxs it
+// does not go through the mempool: a body a block needs may already be
+// expired by the local clock, which the mempool would refuse.
 func (n *Node) fetchBodies(ids []types.Hash) map[types.Hash][]byte {
 	if len(ids) > MaxFetchTxs {
 		ids = ids[:MaxFetchTxs]

@@ -333,9 +333,6 @@ func (n *Node) request(v uint32, proto protocol.ID, req any, resp any) error {
 func (n *Node) fetchCerts(digests []consensus.Digest, from uint64) []*consensus.Certificate {
 	var out []*consensus.Certificate
 	n.tryPeers(func(v uint32) bool {
-		if v == n.me {
-			return false
-		}
 		var r certResponse
 		if err := n.request(v, protoCerts, &certRequest{Digests: digests, FromRound: from}, &r); err != nil {
 			return false
@@ -357,9 +354,6 @@ func (n *Node) fetchTxs(ids []consensus.TxID) []consensus.TxID {
 	}
 	var got []consensus.TxID
 	n.tryPeers(func(v uint32) bool {
-		if v == n.me {
-			return false
-		}
 		req := txRequest{}
 		for _, id := range ids {
 			if want[types.Hash(id)] {
