@@ -131,6 +131,7 @@ func New(cfg Config) (*Node, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	cfg.Mempool.ChainID = cfg.Committee.ChainID
+	cfg.Mempool.SyncedWrites = true // state.OpenPebble writes with pebble.Sync
 	n := &Node{cfg: cfg, clock: cfg.Clock, index: map[peer.ID]uint32{},
 		inbox: make(chan input, MaxInbox), calls: make(chan func()), gossip: make(chan []byte, MaxOutbox),
 		fetches: make(chan struct{}, MaxFetches), blocks: make(chan struct{}, 1)}

@@ -47,6 +47,10 @@ type Config struct {
 	MaxBytes     int            // sum of encoded transaction sizes
 	MaxPerSender int            // entries per sender address
 	ExpiryGrace  int64          // ns kept past ValidUntil
+	// SyncedWrites says the datastore makes every Put durable by itself
+	// (the node's pebble store writes with pebble.Sync), so Add need not
+	// ask for a second sync.
+	SyncedWrites bool
 }
 
 func (c Config) withDefaults() Config {
@@ -185,8 +189,10 @@ func (m *Mempool) Add(ctx context.Context, raw []byte, now int64) (e *Entry, isN
 	if err := m.d.Put(ctx, key(id), types.MustEncode(&record{FirstSeen: now, Raw: e.Raw})); err != nil {
 		return nil, false, fmt.Errorf("mempool: persist: %w", err)
 	}
-	if err := m.d.Sync(ctx, ds.NewKey(Prefix)); err != nil {
-		return nil, false, fmt.Errorf("mempool: sync: %w", err)
+	if !m.cfg.SyncedWrites {
+		if err := m.d.Sync(ctx, ds.NewKey(Prefix)); err != nil {
+			return nil, false, fmt.Errorf("mempool: sync: %w", err)
+		}
 	}
 	m.insert(e)
 	return e, true, nil
