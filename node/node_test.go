@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -242,6 +243,18 @@ func TestClusterAgreesAndRestarts(t *testing.T) {
 		return c.executedAll(c.nodes[3], all) && c.nodes[3].Status().Height >= down
 	})
 	t.Logf("after restart: height %d on all nodes", c.sameChain())
+
+	// A validator that lost its disk asks peers how far it had signed,
+	// re-syncs the DAG from round 1 and re-executes every block.
+	c.stop(2)
+	if err := os.RemoveAll(c.dirs[2]); err != nil {
+		t.Fatal(err)
+	}
+	c.start(2)
+	c.waitFor("the wiped node catches up", 60*time.Second, func() bool {
+		return c.executedAll(c.nodes[2], all)
+	})
+	t.Logf("after wipe: height %d on all nodes", c.sameChain())
 
 	// A quorum certifying another root at an executed height stops the node.
 	b, root, err := c.nodes[3].Block(1)
