@@ -12,6 +12,7 @@ import (
 	dssync "github.com/ipfs/go-datastore/sync"
 
 	"github.com/kairos-network/kairos/consensus"
+	"github.com/kairos-network/kairos/consensus/order"
 	"github.com/kairos-network/kairos/node/mempool"
 )
 
@@ -236,5 +237,38 @@ func TestDriverClock(t *testing.T) {
 	recs, _, err := loadLog(context.Background(), d)
 	if err != nil || len(recs) == 0 || recs[len(recs)-1].Own == nil || recs[len(recs)-1].Own.Time != m.Header.Time {
 		t.Fatalf("own header not persisted: %d records, %v", len(recs), err)
+	}
+}
+
+// TestEnqueue: released blocks are queued once, in height order, whether
+// or not the executor has already taken the previous one; re-released
+// heights are ignored and a gap is an error.
+func TestEnqueue(t *testing.T) {
+	e := executorState{last: 3}
+	steps := []struct {
+		height uint64
+		pop    bool // pop before enqueueing
+		queued int
+		gap    bool
+	}{
+		{height: 1, queued: 0},
+		{height: 3, queued: 0},
+		{height: 4, queued: 1},
+		{height: 4, queued: 1},
+		{height: 5, pop: true, queued: 1}, // the executor took 4 and has not finished it
+		{height: 7, queued: 1, gap: true},
+		{height: 6, queued: 2},
+	}
+	for i, s := range steps {
+		if s.pop && e.pop() == nil {
+			t.Fatalf("step %d: nothing to pop", i)
+		}
+		err := e.enqueue(&order.Block{Height: s.height})
+		if errors.Is(err, ErrBlockGap) != s.gap || (err != nil && !s.gap) {
+			t.Fatalf("step %d: height %d: %v, gap expected %v", i, s.height, err, s.gap)
+		}
+		if len(e.queue) != s.queued {
+			t.Fatalf("step %d: %d queued, want %d", i, len(e.queue), s.queued)
+		}
 	}
 }

@@ -24,12 +24,12 @@ const bodyRetryDelay = 50 * time.Millisecond
 type executorState struct {
 	mu    sync.Mutex
 	queue []*order.Block
-	next  uint64 // height of the next block to execute
+	last  uint64 // height of the last block queued (or executed before start)
 }
 
 func (e *executorState) init(ctx context.Context, n *Node) error {
 	h, root := n.store.Latest()
-	e.next = h + 1
+	e.last = h
 	n.cp.executed = h
 	if h == 0 {
 		return nil
@@ -48,15 +48,12 @@ func (e *executorState) init(ctx context.Context, n *Node) error {
 func (e *executorState) enqueue(b *order.Block) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	last := e.next - 1
-	if len(e.queue) > 0 {
-		last = e.queue[len(e.queue)-1].Height
-	}
 	switch {
-	case b.Height == last+1:
+	case b.Height == e.last+1:
 		e.queue = append(e.queue, b)
-	case b.Height > last+1:
-		return fmt.Errorf("%w: height %d after %d", ErrBlockGap, b.Height, last)
+		e.last = b.Height
+	case b.Height > e.last+1:
+		return fmt.Errorf("%w: height %d after %d", ErrBlockGap, b.Height, e.last)
 	}
 	return nil
 }
@@ -142,9 +139,6 @@ func (n *Node) executeBlock(ob *order.Block) error {
 	if err := n.d.Put(ctx, heightKey(nsRoot, b.Height), root[:]); err != nil {
 		return err
 	}
-	n.exe.mu.Lock()
-	n.exe.next = b.Height + 1
-	n.exe.mu.Unlock()
 	n.executedTxs.Add(uint64(len(b.Txs)))
 	ids := make([]types.Hash, len(b.Txs))
 	for i, t := range b.Txs {
