@@ -130,5 +130,8 @@ func (n *Node) perform(acts []consensus.Action) (timer *int64, ok bool) {
 		}
 	}
 	n.round.Store(n.core.Round())
+	st := n.core.Stats()
+	n.invalid.Store(st.Invalid)
+	n.conflicts.Store(st.Conflicts)
 	return timer, flush()
 }

@@ -20,18 +20,20 @@ var (
 		"peers":             prometheus.NewDesc("kairos_peers", "Connected peers.", nil, nil),
 		"halted":            prometheus.NewDesc("kairos_halted", "1 when the node stopped by itself (see /v1/status).", nil, nil),
 	}
-	descDropped  = prometheus.NewDesc("kairos_consensus_dropped_total", "Consensus messages dropped at a full inbox or outbox.", nil, nil)
-	descTxs      = prometheus.NewDesc("kairos_executed_txs_total", "Transactions executed since start.", nil, nil)
-	descMessages = prometheus.NewDesc("kairos_p2p_messages_total", "p2p messages by kind and outcome.", []string{"kind", "outcome"}, nil)
-	descGated    = prometheus.NewDesc("kairos_p2p_gated_total", "Connections refused by the connection gater.", nil, nil)
-	descQueue    = prometheus.NewDesc("kairos_p2p_gossip_queue_drops_total", "Gossip RPCs dropped at a full peer queue.", nil, nil)
+	descDropped   = prometheus.NewDesc("kairos_consensus_dropped_total", "Consensus messages dropped at a full inbox or outbox.", nil, nil)
+	descInvalid   = prometheus.NewDesc("kairos_consensus_invalid_total", "Consensus messages rejected by the core.", nil, nil)
+	descConflicts = prometheus.NewDesc("kairos_consensus_conflicts_total", "Conflicting certificates seen (equivocation).", nil, nil)
+	descTxs       = prometheus.NewDesc("kairos_executed_txs_total", "Transactions executed since start.", nil, nil)
+	descMessages  = prometheus.NewDesc("kairos_p2p_messages_total", "p2p messages by kind and outcome.", []string{"kind", "outcome"}, nil)
+	descGated     = prometheus.NewDesc("kairos_p2p_gated_total", "Connections refused by the connection gater.", nil, nil)
+	descQueue     = prometheus.NewDesc("kairos_p2p_gossip_queue_drops_total", "Gossip RPCs dropped at a full peer queue.", nil, nil)
 )
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range descGauge {
 		ch <- d
 	}
-	for _, d := range []*prometheus.Desc{descDropped, descTxs, descMessages, descGated, descQueue} {
+	for _, d := range []*prometheus.Desc{descDropped, descInvalid, descConflicts, descTxs, descMessages, descGated, descQueue} {
 		ch <- d
 	}
 }
@@ -48,6 +50,8 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descGauge[name], prometheus.GaugeValue, v)
 	}
 	ch <- prometheus.MustNewConstMetric(descDropped, prometheus.CounterValue, float64(st.Dropped))
+	ch <- prometheus.MustNewConstMetric(descInvalid, prometheus.CounterValue, float64(st.Invalid))
+	ch <- prometheus.MustNewConstMetric(descConflicts, prometheus.CounterValue, float64(st.Conflicts))
 	ch <- prometheus.MustNewConstMetric(descTxs, prometheus.CounterValue, float64(c.n.executedTxs.Load()))
 	m := c.n.host.Metrics()
 	ch <- prometheus.MustNewConstMetric(descGated, prometheus.CounterValue, float64(m.Gated.Load()))

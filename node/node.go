@@ -109,6 +109,8 @@ type Node struct {
 	logSeq      uint64                // next consensus log sequence (driver only)
 	core        *consensus.Core       // owned by the driver goroutine
 	round       atomic.Uint64         // last own round, for Status
+	invalid     atomic.Uint64         // consensus messages the core rejected
+	conflicts   atomic.Uint64         // certificates conflicting with one held (equivocation)
 	dropped     atomic.Uint64         // inputs dropped at a full inbox or outbox
 	executedTxs atomic.Uint64         // transactions executed since start
 	exe         executorState         // released blocks waiting for the executor
@@ -313,6 +315,8 @@ type Status struct {
 	Mempool          int    // pending transactions
 	Peers            int
 	Dropped          uint64 // consensus messages dropped at full queues
+	Invalid          uint64 // consensus messages rejected by the core
+	Conflicts        uint64 // certificates for an (author, round) that has another: equivocation seen
 	Err              string // why the node halted, if it did
 }
 
@@ -321,7 +325,8 @@ func (n *Node) Status() Status {
 	h, root := n.store.Latest()
 	count, _ := n.pool.Len()
 	s := Status{Validator: n.me, Round: n.round.Load(), Height: h, StateRoot: root,
-		CheckpointHeight: n.cp.latestHeight(), Mempool: count, Peers: len(n.host.Peers()), Dropped: n.dropped.Load()}
+		CheckpointHeight: n.cp.latestHeight(), Mempool: count, Peers: len(n.host.Peers()), Dropped: n.dropped.Load(),
+		Invalid: n.invalid.Load(), Conflicts: n.conflicts.Load()}
 	if err := n.Err(); err != nil {
 		s.Err = err.Error()
 	}

@@ -255,6 +255,11 @@ func TestClusterAgreesAndRestarts(t *testing.T) {
 		return c.executedAll(c.nodes[2], all)
 	})
 	t.Logf("after wipe: height %d on all nodes", c.sameChain())
+	for i, nd := range c.nodes {
+		if st := nd.Status(); st.Conflicts != 0 {
+			t.Fatalf("node %d saw %d conflicting certificates (equivocation)", i, st.Conflicts)
+		}
+	}
 
 	// A quorum certifying another root at an executed height stops the node.
 	b, root, err := c.nodes[3].Block(1)

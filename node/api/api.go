@@ -348,7 +348,7 @@ func (s *server) status(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{
 		"validator": st.Validator, "round": st.Round, "height": st.Height, "state_root": st.StateRoot.String(),
 		"checkpoint_height": st.CheckpointHeight, "mempool": st.Mempool, "peers": st.Peers,
-		"dropped": st.Dropped, "halted": st.Err})
+		"dropped": st.Dropped, "invalid": st.Invalid, "conflicts": st.Conflicts, "halted": st.Err})
 }
 
 // CheckpointResponse answers GET /v1/checkpoints/latest. Cert is the hex of
