@@ -281,7 +281,9 @@ func (n *Node) addTx(ctx context.Context, raw []byte) (*mempool.Entry, error) {
 	}
 	if isNew {
 		id, seen := consensus.TxID(e.ID), e.FirstSeen
-		n.push(ctx, func(int64) consensus.Event { return consensus.TxSeen{Now: seen, ID: id} }, true)
+		// Not bounded by the caller's ctx: a held transaction must reach
+		// consensus even if the client that sent it has gone.
+		n.push(n.ctx, func(int64) consensus.Event { return consensus.TxSeen{Now: seen, ID: id} }, true)
 	}
 	return e, nil
 }
