@@ -223,7 +223,7 @@ func TestDriverClock(t *testing.T) {
 	// The amnesia answer arrives: the core proposes round 1 at the clock's
 	// time, persists the header and broadcasts it.
 	clk.Advance(5)
-	n.push(n.ctx, func(now int64) consensus.Event {
+	n.push(func(now int64) consensus.Event {
 		return consensus.FetchResult{Now: now, HasOwnRound: true}
 	}, true)
 	wait("header broadcast", func() bool { return len(n.outbox[1]) > 0 })

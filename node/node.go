@@ -283,7 +283,7 @@ func (n *Node) addTx(ctx context.Context, raw []byte) (*mempool.Entry, error) {
 		id, seen := consensus.TxID(e.ID), e.FirstSeen
 		// Not bounded by the caller's ctx: a held transaction must reach
 		// consensus even if the client that sent it has gone.
-		n.push(n.ctx, func(int64) consensus.Event { return consensus.TxSeen{Now: seen, ID: id} }, true)
+		n.push(func(int64) consensus.Event { return consensus.TxSeen{Now: seen, ID: id} }, true)
 	}
 	return e, nil
 }
@@ -291,11 +291,10 @@ func (n *Node) addTx(ctx context.Context, raw []byte) (*mempool.Entry, error) {
 // push hands an input to the driver. A blocking push waits for room (a new
 // transaction must reach consensus, and the mempool bounds how many there
 // are); a non-blocking one drops the input when the inbox is full.
-func (n *Node) push(ctx context.Context, in input, block bool) {
+func (n *Node) push(in input, block bool) {
 	if block {
 		select {
 		case n.inbox <- in:
-		case <-ctx.Done():
 		case <-n.ctx.Done():
 		}
 		return

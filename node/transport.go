@@ -149,7 +149,7 @@ func (n *Node) onMessage(from peer.ID, data []byte) {
 		n.onCheckpointVote(m.Checkpoint)
 		return
 	}
-	n.push(n.ctx, func(now int64) consensus.Event { return consensus.MsgIn{Now: now, From: v, Msg: m} }, false)
+	n.push(func(now int64) consensus.Event { return consensus.MsgIn{Now: now, From: v, Msg: m} }, false)
 }
 
 // send queues data for validator to (dropped when its outbox is full).
@@ -294,7 +294,7 @@ func (n *Node) fetch(f consensus.Fetch) {
 			res.Txs = n.fetchTxs(f.Txs)
 		}
 		if res.HasOwnRound || len(res.Certs) > 0 || len(res.Txs) > 0 {
-			n.push(n.ctx, func(now int64) consensus.Event { res.Now = now; return res }, true)
+			n.push(func(now int64) consensus.Event { res.Now = now; return res }, true)
 		}
 	})
 }
