@@ -94,14 +94,16 @@ type Mempool struct {
 
 	mu       sync.Mutex
 	byID     map[types.Hash]*Entry
-	bySender map[types.Address]int
-	bytes    int
+	pending  map[types.Hash]chan struct{} // being persisted; closed when done
+	bySender map[types.Address]int        // held and pending
+	bytes    int                          // held and pending
 }
 
 // Open loads the persisted entries of d (dropping those expired at now)
 // and returns the pool.
 func Open(ctx context.Context, d ds.Batching, cfg Config, now int64) (*Mempool, error) {
-	m := &Mempool{cfg: cfg.withDefaults(), d: d, byID: map[types.Hash]*Entry{}, bySender: map[types.Address]int{}}
+	m := &Mempool{cfg: cfg.withDefaults(), d: d, byID: map[types.Hash]*Entry{}, pending: map[types.Hash]chan struct{}{},
+		bySender: map[types.Address]int{}}
 	res, err := d.Query(ctx, query.Query{Prefix: Prefix})
 	if err != nil {
 		return nil, fmt.Errorf("mempool: load: %w", err)
@@ -148,22 +150,29 @@ func (m *Mempool) expired(e *Entry, now int64) bool {
 
 func (m *Mempool) insert(e *Entry) {
 	m.byID[e.ID] = e
-	m.bySender[e.Tx.SenderAddress()]++
-	m.bytes += len(e.Raw)
+	m.count(e, 1)
 }
 
 func (m *Mempool) drop(e *Entry) {
 	delete(m.byID, e.ID)
+	m.count(e, -1)
+}
+
+// count adds (+1) or removes (-1) e's share of the limits.
+func (m *Mempool) count(e *Entry, sign int) {
 	s := e.Tx.SenderAddress()
-	if m.bySender[s]--; m.bySender[s] == 0 {
+	if m.bySender[s] += sign; m.bySender[s] == 0 {
 		delete(m.bySender, s)
 	}
-	m.bytes -= len(e.Raw)
+	m.bytes += sign * len(e.Raw)
 }
 
 // Add validates raw at the local time now and holds it. isNew is false when
 // the transaction was already held; e is then the first entry, with its
-// original FirstSeen. The entry is durable when Add returns.
+// original FirstSeen. The entry is durable when Add returns it as new, and
+// only then visible to Get; concurrent Adds persist in parallel (the
+// datastore can group their syncs), and an Add of an id being persisted
+// waits for that one.
 func (m *Mempool) Add(ctx context.Context, raw []byte, now int64) (e *Entry, isNew bool, err error) {
 	tx, err := types.DecodeTx(raw, m.cfg.ChainID, now, m.cfg.Limits)
 	if err != nil {
@@ -171,31 +180,63 @@ func (m *Mempool) Add(ctx context.Context, raw []byte, now int64) (e *Entry, isN
 	}
 	id := tx.ID()
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	if old, ok := m.byID[id]; ok {
-		return old, false, nil
+	for {
+		if old, ok := m.byID[id]; ok {
+			m.mu.Unlock()
+			return old, false, nil
+		}
+		ch, ok := m.pending[id]
+		if !ok {
+			break
+		}
+		m.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return nil, false, ctx.Err()
+		}
+		m.mu.Lock() // held again, or the first Add failed: try ourselves
 	}
 	switch sender := tx.SenderAddress(); {
-	case len(m.byID) >= m.cfg.MaxCount:
-		return nil, false, fmt.Errorf("%w: %d held", ErrFull, len(m.byID))
+	case len(m.byID)+len(m.pending) >= m.cfg.MaxCount:
+		m.mu.Unlock()
+		return nil, false, fmt.Errorf("%w: %d held", ErrFull, len(m.byID)+len(m.pending))
 	case m.bytes+len(raw) > m.cfg.MaxBytes:
+		m.mu.Unlock()
 		return nil, false, fmt.Errorf("%w: %d + %d > %d bytes", ErrBytesFull, m.bytes, len(raw), m.cfg.MaxBytes)
 	case m.bySender[sender] >= m.cfg.MaxPerSender:
+		m.mu.Unlock()
 		return nil, false, fmt.Errorf("%w: %d from %s", ErrSenderFull, m.bySender[sender], sender)
 	}
 	e = &Entry{ID: id, Tx: tx, Raw: append([]byte(nil), raw...), FirstSeen: now}
-	// Persisting under the lock keeps a concurrent Add of the same id from
-	// acking before the bytes are durable.
-	if err := m.d.Put(ctx, key(id), types.MustEncode(&record{FirstSeen: now, Raw: e.Raw})); err != nil {
-		return nil, false, fmt.Errorf("mempool: persist: %w", err)
+	done := make(chan struct{})
+	m.pending[id] = done
+	m.count(e, 1) // reserve the limits while persisting
+	m.mu.Unlock()
+
+	err = m.persist(ctx, e)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.pending, id)
+	close(done)
+	if err != nil {
+		m.count(e, -1)
+		return nil, false, err
+	}
+	m.byID[id] = e
+	return e, true, nil
+}
+
+func (m *Mempool) persist(ctx context.Context, e *Entry) error {
+	if err := m.d.Put(ctx, key(e.ID), types.MustEncode(&record{FirstSeen: e.FirstSeen, Raw: e.Raw})); err != nil {
+		return fmt.Errorf("mempool: persist: %w", err)
 	}
 	if !m.cfg.SyncedWrites {
 		if err := m.d.Sync(ctx, ds.NewKey(Prefix)); err != nil {
-			return nil, false, fmt.Errorf("mempool: sync: %w", err)
+			return fmt.Errorf("mempool: sync: %w", err)
 		}
 	}
-	m.insert(e)
-	return e, true, nil
+	return nil
 }
 
 // Get returns the entry of id.
@@ -206,7 +247,8 @@ func (m *Mempool) Get(id types.Hash) (*Entry, bool) {
 	return e, ok
 }
 
-// Len returns the number of held transactions and their total bytes.
+// Len returns the number of held transactions and the bytes counted
+// against MaxBytes (including transactions being persisted).
 func (m *Mempool) Len() (count, bytes int) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -231,7 +273,8 @@ func (m *Mempool) Entries() []*Entry {
 	return out
 }
 
-// Remove drops ids (executed, or otherwise final); unknown ids are ignored.
+// Remove drops ids (executed, or otherwise final); unknown ids, and ids
+// still being persisted by an Add, are ignored.
 func (m *Mempool) Remove(ctx context.Context, ids []types.Hash) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"sync"
 	"testing"
 
 	pebbleds "github.com/ipfs/go-ds-pebble"
@@ -291,5 +292,50 @@ func TestModel(t *testing.T) {
 				t.Fatalf("step %d: %s: held=%v", step, id, ok)
 			}
 		}
+	}
+}
+
+// TestConcurrentAdds: goroutines adding overlapping transactions at once
+// (run with -race) create each entry exactly once.
+func TestConcurrentAdds(t *testing.T) {
+	m, done := openPool(t, t.TempDir(), Config{}, now)
+	defer done()
+	const txs, workers = 20, 8
+	raws := make([][]byte, txs)
+	for i := range raws {
+		raws[i] = signed(100+i, 1, nil)
+	}
+	var mu sync.Mutex
+	created := map[types.Hash]int{}
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range raws {
+				e, isNew, err := m.Add(context.Background(), raws[(i+w)%txs], now)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if isNew {
+					mu.Lock()
+					created[e.ID]++
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if len(created) != txs {
+		t.Fatalf("%d entries created, want %d", len(created), txs)
+	}
+	for id, c := range created {
+		if c != 1 {
+			t.Fatalf("%s created %d times", id, c)
+		}
+	}
+	if n, _ := m.Len(); n != txs {
+		t.Fatalf("Len = %d, want %d", n, txs)
 	}
 }
