@@ -1,6 +1,8 @@
 // Package node wires a Kairos validator together: mempool (node/mempool),
-// consensus driver, p2p transport, block executor, checkpoints and the
-// HTTP API (node/api).
+// consensus driver, p2p transport, block executor, checkpoints, metrics and
+// the HTTP API (node/api). node/config reads a validator's TOML home
+// (`kairos node`), node/devnet runs a local network in one process
+// (`kairos devnet`).
 //
 // # Use
 //
@@ -30,6 +32,10 @@
 //     new core, which re-releases every block from height 1; the executor
 //     skips heights at or below the state's latest version. The mempool is
 //     reloaded and its payloads reported again with their first-seen times.
+//     A wiped node asks peers how far it had signed (answers of weight
+//     Q − own weight), fetches the DAG from round 1 and re-executes; this
+//     works while peers still hold round 1 (gc_depth), state sync does not
+//     exist yet.
 //   - Blocks execute in height order against the latest state. Block,
 //     transaction and receipt records are written before the block's state
 //     commit, so a crash in between re-executes the block (identically);
