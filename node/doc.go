@@ -1,3 +1,58 @@
-// Package node wires a Kairos peer together: mempool, consensus driver,
-// block executor, checkpoints, HTTP API and metrics.
+// Package node wires a Kairos validator together: mempool (node/mempool),
+// consensus driver, p2p transport, block executor, checkpoints, metrics and
+// the HTTP API (node/api). node/config reads a validator's TOML home
+// (`kairos node`), node/devnet runs a local network in one process
+// (`kairos devnet`).
+//
+// # Use
+//
+//	n, err := node.New(node.Config{Committee: comm, Key: key, Dir: dir, Runner: runner, Bootstrap: peers})
+//	id, err := n.SubmitTx(ctx, raw)
+//	rc, height, err := n.Receipt(id)
+//	defer n.Close()
+//
+// # Goroutines and ownership
+//
+//   - The driver (drive) is the only goroutine that touches the consensus
+//     core. Every input reaches it through the inbox as a closure stamped
+//     with Clock.Now when taken; fetch answers for peers run on it through
+//     calls. It keeps the one timer the core asks for.
+//   - One sender per peer writes that peer's outbox to a direct stream, so
+//     a slow peer delays only itself; a publisher gossips certificates.
+//   - The executor takes released blocks in height order.
+//   - Fetches run in at most MaxFetches goroutines.
+//
+// # Invariants
+//
+//   - Persist before send: the records of one Step are written in one
+//     batch, committed (synced) before the first Send, Broadcast or Fetch
+//     that follows them; a failed commit halts the node (ErrPersist) with
+//     nothing sent.
+//   - Restart = replay: the consensus log (/node/log) is replayed into a
+//     new core, which re-releases every block from height 1; the executor
+//     skips heights at or below the state's latest version. The mempool is
+//     reloaded and its payloads reported again with their first-seen times.
+//     A wiped node asks peers how far it had signed (answers of weight
+//     Q − own weight), fetches the DAG from round 1 and re-executes; this
+//     works while peers still hold round 1 (gc_depth), state sync does not
+//     exist yet.
+//   - Blocks execute in height order against the latest state. Block,
+//     transaction and receipt records are written before the block's state
+//     commit, so a crash in between re-executes the block (identically);
+//     receipts and blocks become visible with the state commit.
+//   - After each block the node signs a checkpoint vote (height, block id,
+//     state root) and sends it to every validator. A certificate of Q
+//     matching votes is stored; if its root or block id differs from this
+//     node's at that height, the node halts with ErrStateDiverged.
+//   - Every queue a peer can grow has a named limit (MaxInbox, MaxOutbox,
+//     MaxFetches, MaxFetchTxs, MaxFetchResponseBytes,
+//     MaxPendingCheckpoints); a message at a full queue is dropped and
+//     counted (consensus re-sends and fetches what it misses).
+//   - Everything listens on 127.0.0.1 only (p2p's loopback default).
+//
+// # Datastore
+//
+// The node shares the state store's pebble datastore (state uses /kairos):
+// /node/log, /node/block, /node/root, /node/tx, /node/receipt, /node/cp,
+// /node/cplatest and /node/mempool (see store.go).
 package node

@@ -28,6 +28,9 @@ func newRootCmd() *cobra.Command {
 	root.AddCommand(newModuleCmd())
 	root.AddCommand(newSimCmd())
 	root.AddCommand(newDemoCmd())
+	root.AddCommand(newDevnetCmd())
+	root.AddCommand(newInitCmd())
+	root.AddCommand(newNodeCmd())
 	return root
 }
 

@@ -1,0 +1,372 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/kairos-network/kairos/consensus"
+	"github.com/kairos-network/kairos/node"
+	"github.com/kairos-network/kairos/node/mempool"
+	"github.com/kairos-network/kairos/state"
+	"github.com/kairos-network/kairos/types"
+)
+
+// MaxBodyBytes caps a request body: the largest transaction (a deploy of
+// types.DefaultTxLimits.MaxCodeTxBytes) hex-encoded, plus the JSON around it.
+const MaxBodyBytes = 2*(4<<20) + 1024
+
+// Stable error codes.
+const (
+	CodeBadRequest       = "bad_request"
+	CodeBodyTooLarge     = "body_too_large"
+	CodeNotFound         = "not_found"
+	CodeMethodNotAllowed = "method_not_allowed"
+	CodeMempoolFull      = "mempool_full"
+	CodePruned           = "pruned"
+	CodeHalted           = "halted"
+	CodeInternal         = "internal"
+	// Transaction rejections name the rule broken.
+	CodeTxMalformed  = "tx_malformed"
+	CodeTxTooLarge   = "tx_too_large"
+	CodeTxSignature  = "tx_signature"
+	CodeTxChain      = "tx_chain"
+	CodeTxExpired    = "tx_expired"
+	CodeTxFarFuture  = "tx_far_future"
+	CodeTxAccessList = "tx_access_list"
+	CodeTxPayload    = "tx_payload"
+	CodeTxGas        = "tx_gas"
+)
+
+// Backend is what the API needs of a node; *node.Node implements it. It is
+// called from many goroutines at once.
+type Backend interface {
+	SubmitTx(ctx context.Context, raw []byte) (types.Hash, error)
+	Pending(id types.Hash) bool
+	Receipt(id types.Hash) (*types.Receipt, uint64, error)
+	Block(h uint64) (*types.Block, types.Root, error)
+	State(ctx context.Context, key types.StateKey, height uint64, prove bool) (*node.StateValue, error)
+	Status() node.Status
+	LatestCheckpoint() (*consensus.CheckpointCert, error)
+}
+
+// MetricsBackend is a Backend that also exports Prometheus metrics, served
+// at /metrics (found by type assertion, so a Backend need not have them).
+type MetricsBackend interface {
+	Collector() prometheus.Collector
+}
+
+// Error is the JSON body of every error response.
+type Error struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// errorCodes maps sentinels to codes and statuses, first match wins.
+var errorCodes = []struct {
+	err    error
+	code   string
+	status int
+}{
+	{types.ErrTxMalformed, CodeTxMalformed, http.StatusBadRequest},
+	{types.ErrTxTooLarge, CodeTxTooLarge, http.StatusRequestEntityTooLarge},
+	{types.ErrTxSignature, CodeTxSignature, http.StatusBadRequest},
+	{types.ErrTxChain, CodeTxChain, http.StatusBadRequest},
+	{types.ErrTxExpired, CodeTxExpired, http.StatusBadRequest},
+	{types.ErrTxFarFuture, CodeTxFarFuture, http.StatusBadRequest},
+	{types.ErrTxAccessList, CodeTxAccessList, http.StatusBadRequest},
+	{types.ErrTxPayload, CodeTxPayload, http.StatusBadRequest},
+	{types.ErrTxGas, CodeTxGas, http.StatusBadRequest},
+	{mempool.ErrFull, CodeMempoolFull, http.StatusServiceUnavailable},
+	{mempool.ErrBytesFull, CodeMempoolFull, http.StatusServiceUnavailable},
+	{mempool.ErrSenderFull, CodeMempoolFull, http.StatusTooManyRequests},
+	{node.ErrNotFound, CodeNotFound, http.StatusNotFound},
+	{state.ErrUnknownVersion, CodeNotFound, http.StatusNotFound},
+	{state.ErrPruned, CodePruned, http.StatusGone},
+	{node.ErrStopped, CodeHalted, http.StatusServiceUnavailable},
+}
+
+// Handler returns the API's handler for b.
+func Handler(b Backend, log *slog.Logger) http.Handler {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &server{b: b, log: log}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/v1/txs", s.method("POST", s.submit))
+	mux.HandleFunc("/v1/txs/{id}", s.method("GET", s.tx))
+	mux.HandleFunc("/v1/blocks/{height}", s.method("GET", s.block))
+	mux.HandleFunc("/v1/state/{module}/{key}", s.method("GET", s.state))
+	mux.HandleFunc("/v1/status", s.method("GET", s.status))
+	mux.HandleFunc("/v1/checkpoints/latest", s.method("GET", s.checkpoint))
+	if mc, ok := b.(MetricsBackend); ok {
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(mc.Collector(), collectors.NewGoCollector())
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	}
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, CodeNotFound, "no such endpoint: "+r.URL.Path)
+	})
+	return s.recover(mux)
+}
+
+type server struct {
+	b   Backend
+	log *slog.Logger
+}
+
+func (s *server) recover(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if p := recover(); p != nil {
+				s.log.Error("api handler panic", "path", r.URL.Path, "panic", p)
+				writeError(w, http.StatusInternalServerError, CodeInternal, "internal error")
+			}
+		}()
+		h.ServeHTTP(w, r)
+	})
+}
+
+func (s *server) method(m string, f http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != m {
+			w.Header().Set("Allow", m)
+			writeError(w, http.StatusMethodNotAllowed, CodeMethodNotAllowed, r.Method+" not allowed, use "+m)
+			return
+		}
+		f(w, r)
+	}
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, code, msg string) {
+	writeJSON(w, status, Error{Code: code, Message: msg})
+}
+
+// fail writes err with the code of its sentinel, or internal.
+func (s *server) fail(w http.ResponseWriter, err error) {
+	for _, c := range errorCodes {
+		if errors.Is(err, c.err) {
+			writeError(w, c.status, c.code, err.Error())
+			return
+		}
+	}
+	s.log.Error("api", "err", err)
+	writeError(w, http.StatusInternalServerError, CodeInternal, err.Error())
+}
+
+// SubmitRequest is the body of POST /v1/txs.
+type SubmitRequest struct {
+	Tx string `json:"tx"` // hex of the canonical transaction bytes
+}
+
+// SubmitResponse answers POST /v1/txs.
+type SubmitResponse struct {
+	ID types.Hash `json:"id"`
+}
+
+func (s *server) submit(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			writeError(w, http.StatusRequestEntityTooLarge, CodeBodyTooLarge, fmt.Sprintf("body over %d bytes", MaxBodyBytes))
+			return
+		}
+		writeError(w, http.StatusBadRequest, CodeBadRequest, "reading body: "+err.Error())
+		return
+	}
+	var req SubmitRequest
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil || dec.More() {
+		writeError(w, http.StatusBadRequest, CodeBadRequest, fmt.Sprintf("body must be one JSON object {\"tx\": hex}: %v", err))
+		return
+	}
+	raw, err := hex.DecodeString(req.Tx)
+	if err != nil || len(raw) == 0 {
+		writeError(w, http.StatusBadRequest, CodeBadRequest, "tx must be non-empty hex")
+		return
+	}
+	id, err := s.b.SubmitTx(r.Context(), raw)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, SubmitResponse{ID: id})
+}
+
+// Receipt is the JSON form of a receipt.
+type Receipt struct {
+	Status  string  `json:"status"`
+	GasUsed uint64  `json:"gas_used"`
+	Return  string  `json:"return"` // hex
+	Events  []Event `json:"events"`
+	Error   string  `json:"error,omitempty"`
+}
+
+// Event is the JSON form of an event.
+type Event struct {
+	Module types.Address `json:"module"`
+	Topic  string        `json:"topic"`
+	Data   string        `json:"data"` // hex
+}
+
+// TxResponse answers GET /v1/txs/{id}.
+type TxResponse struct {
+	ID      types.Hash `json:"id"`
+	Status  string     `json:"status"` // "pending" or "executed"
+	Height  uint64     `json:"height,omitempty"`
+	Receipt *Receipt   `json:"receipt,omitempty"`
+}
+
+func parseHash(s string) (types.Hash, error) {
+	var h types.Hash
+	return h, h.UnmarshalText([]byte(s))
+}
+
+func (s *server) tx(w http.ResponseWriter, r *http.Request) {
+	id, err := parseHash(r.PathValue("id"))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, CodeBadRequest, "id: "+err.Error())
+		return
+	}
+	rc, h, err := s.b.Receipt(id)
+	switch {
+	case err == nil:
+		out := &Receipt{Status: rc.Status.String(), GasUsed: rc.GasUsed, Return: hex.EncodeToString(rc.Return),
+			Error: rc.Error, Events: []Event{}}
+		for _, e := range rc.Events {
+			out.Events = append(out.Events, Event{Module: e.Module, Topic: e.Topic, Data: hex.EncodeToString(e.Data)})
+		}
+		writeJSON(w, http.StatusOK, TxResponse{ID: id, Status: "executed", Height: h, Receipt: out})
+	case errors.Is(err, node.ErrNotFound) && s.b.Pending(id):
+		writeJSON(w, http.StatusOK, TxResponse{ID: id, Status: "pending"})
+	default:
+		s.fail(w, err)
+	}
+}
+
+// BlockResponse answers GET /v1/blocks/{height}.
+type BlockResponse struct {
+	Height    uint64      `json:"height"`
+	ID        types.Hash  `json:"id"`
+	Parent    types.Hash  `json:"parent"`
+	Time      int64       `json:"time"`
+	Watermark int64       `json:"watermark"`
+	StateRoot string      `json:"state_root"`
+	Txs       []OrderedTx `json:"txs"`
+}
+
+// OrderedTx is a transaction's place in a block.
+type OrderedTx struct {
+	ID types.Hash `json:"id"`
+	TS int64      `json:"ts"`
+}
+
+func (s *server) block(w http.ResponseWriter, r *http.Request) {
+	h, err := strconv.ParseUint(r.PathValue("height"), 10, 64)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, CodeBadRequest, "height: "+err.Error())
+		return
+	}
+	b, root, err := s.b.Block(h)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	out := BlockResponse{Height: b.Height, ID: b.ID(), Parent: b.Parent, Time: b.Time, Watermark: b.Watermark,
+		StateRoot: root.String(), Txs: []OrderedTx{}}
+	for _, t := range b.Txs {
+		out.Txs = append(out.Txs, OrderedTx{ID: t.ID, TS: t.TS})
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// StateResponse answers GET /v1/state/{module}/{key}.
+type StateResponse struct {
+	Height uint64  `json:"height"`
+	Root   string  `json:"root"`
+	Value  *string `json:"value"`           // hex; null when absent
+	Proof  string  `json:"proof,omitempty"` // hex of the canonical proof (types.DecodeProof)
+}
+
+func (s *server) state(w http.ResponseWriter, r *http.Request) {
+	mod, err := types.ParseAddress(r.PathValue("module"))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, CodeBadRequest, "module: "+err.Error())
+		return
+	}
+	key, err := hex.DecodeString(r.PathValue("key"))
+	if err != nil || len(key) > types.StateKeyMax {
+		writeError(w, http.StatusBadRequest, CodeBadRequest, fmt.Sprintf("key must be hex of at most %d bytes", types.StateKeyMax))
+		return
+	}
+	q := r.URL.Query()
+	var height uint64
+	if hs := q.Get("height"); hs != "" {
+		if height, err = strconv.ParseUint(hs, 10, 64); err != nil {
+			writeError(w, http.StatusBadRequest, CodeBadRequest, "height: "+err.Error())
+			return
+		}
+	}
+	prove := q.Get("prove") == "1" || q.Get("prove") == "true"
+	v, err := s.b.State(r.Context(), types.StateKey{Module: mod, Key: key}, height, prove)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	out := StateResponse{Height: v.Height, Root: v.Root.String()}
+	if v.Value != nil {
+		x := hex.EncodeToString(v.Value)
+		out.Value = &x
+	}
+	if v.Proof != nil {
+		out.Proof = hex.EncodeToString(types.MustEncode(v.Proof))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (s *server) status(w http.ResponseWriter, _ *http.Request) {
+	st := s.b.Status()
+	writeJSON(w, http.StatusOK, map[string]any{
+		"validator": st.Validator, "round": st.Round, "height": st.Height, "state_root": st.StateRoot.String(),
+		"checkpoint_height": st.CheckpointHeight, "mempool": st.Mempool, "peers": st.Peers,
+		"dropped": st.Dropped, "invalid": st.Invalid, "conflicts": st.Conflicts, "halted": st.Err})
+}
+
+// CheckpointResponse answers GET /v1/checkpoints/latest. Cert is the hex of
+// the canonical certificate, which clients verify themselves.
+type CheckpointResponse struct {
+	Height    uint64   `json:"height"`
+	BlockID   string   `json:"block_id"`
+	StateRoot string   `json:"state_root"`
+	Signers   []uint32 `json:"signers"`
+	Cert      string   `json:"cert"`
+}
+
+func (s *server) checkpoint(w http.ResponseWriter, _ *http.Request) {
+	cc, err := s.b.LatestCheckpoint()
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, CheckpointResponse{Height: cc.Height, BlockID: hex.EncodeToString(cc.BlockID[:]),
+		StateRoot: cc.StateRoot.String(), Signers: cc.Signers, Cert: hex.EncodeToString(types.MustEncode(cc))})
+}

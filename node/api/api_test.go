@@ -1,0 +1,240 @@
+package api
+
+import (
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/kairos-network/kairos/consensus"
+	"github.com/kairos-network/kairos/node"
+	"github.com/kairos-network/kairos/runtime/exec"
+	"github.com/kairos-network/kairos/types"
+)
+
+const chain = "api-test"
+
+// newNode starts four real validators (pebble in temp dirs, libp2p on
+// 127.0.0.1; a committee of one never certifies, see the report) and serves
+// the API of the first.
+func newNode(t *testing.T) (*node.Node, *httptest.Server) {
+	t.Helper()
+	const n = 4
+	keys := make([]ed25519.PrivateKey, n)
+	vals := make([]consensus.Validator, n)
+	for i := range keys {
+		seed := sha256.Sum256([]byte(fmt.Sprintf("api-test-validator-%d", i)))
+		keys[i] = ed25519.NewKeyFromSeed(seed[:])
+		vals[i] = consensus.Validator{Key: keys[i].Public().(ed25519.PublicKey), Weight: 1}
+	}
+	p := consensus.DefaultParams()
+	p.MinRoundDelay = int64(50 * time.Millisecond)
+	comm, err := consensus.NewCommittee(chain, 0, vals, p, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var nodes []*node.Node
+	var boot []peer.AddrInfo
+	for i := range keys {
+		nd, err := node.New(node.Config{Committee: comm, Key: keys[i], Dir: t.TempDir(), Workers: 1,
+			Runner: exec.NewNativeRunner(exec.NativeModules()), Bootstrap: boot})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			if err := nd.Close(); err != nil {
+				t.Error(err)
+			}
+		})
+		nodes = append(nodes, nd)
+		boot = append(boot, nd.AddrInfo())
+	}
+	srv := httptest.NewServer(Handler(nodes[0], nil))
+	t.Cleanup(srv.Close)
+	return nodes[0], srv
+}
+
+func counterTx(seq int, k string, mod func(*types.TxBody)) []byte {
+	s := sha256.Sum256([]byte(fmt.Sprintf("api-test-sender-%d", seq)))
+	body := types.TxBody{ChainID: chain, Nonce: 1, ValidUntil: time.Now().Add(time.Minute).UnixNano(),
+		GasLimit: 1_000_000, Access: []types.Access{{Module: exec.CounterModule, Key: []byte(k), Mode: types.Write}},
+		Payload: types.Payload{Kind: types.Call, Module: exec.CounterModule, Method: "incr", Args: []byte(k)}}
+	if mod != nil {
+		mod(&body)
+	}
+	return types.MustEncode(types.SignTx(body, ed25519.NewKeyFromSeed(s[:])))
+}
+
+func do(t *testing.T, method, url, body string) (int, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, b
+}
+
+func submitBody(raw []byte) string { return fmt.Sprintf(`{"tx":%q}`, hex.EncodeToString(raw)) }
+
+// TestErrors: malformed requests on every endpoint get the stable JSON
+// error, never a panic (an escaped panic would be code internal / 500).
+func TestErrors(t *testing.T) {
+	_, srv := newNode(t)
+	badSig := counterTx(1, "k", nil)
+	badSig[len(badSig)-1] ^= 1
+	mod := types.Address{7}.String()
+	cases := []struct {
+		name, method, path, body string
+		status                   int
+		code                     string
+	}{
+		{"empty body", "POST", "/v1/txs", "", 400, CodeBadRequest},
+		{"not json", "POST", "/v1/txs", "\x00\xff", 400, CodeBadRequest},
+		{"json array", "POST", "/v1/txs", "[]", 400, CodeBadRequest},
+		{"unknown field", "POST", "/v1/txs", `{"tx":"00","x":1}`, 400, CodeBadRequest},
+		{"two objects", "POST", "/v1/txs", `{"tx":"00"}{"tx":"00"}`, 400, CodeBadRequest},
+		{"tx not hex", "POST", "/v1/txs", `{"tx":"zz"}`, 400, CodeBadRequest},
+		{"tx empty", "POST", "/v1/txs", `{"tx":""}`, 400, CodeBadRequest},
+		{"tx garbage", "POST", "/v1/txs", `{"tx":"ffff"}`, 400, CodeTxMalformed},
+		{"tx bad signature", "POST", "/v1/txs", submitBody(badSig), 400, CodeTxSignature},
+		{"tx wrong chain", "POST", "/v1/txs", submitBody(counterTx(1, "k", func(b *types.TxBody) { b.ChainID = "x" })), 400, CodeTxChain},
+		{"tx expired", "POST", "/v1/txs", submitBody(counterTx(1, "k", func(b *types.TxBody) { b.ValidUntil = 1 })), 400, CodeTxExpired},
+		{"body too large", "POST", "/v1/txs", `{"tx":"` + strings.Repeat("0", MaxBodyBytes) + `"}`, 413, CodeBodyTooLarge},
+		{"wrong method", "GET", "/v1/txs", "", 405, CodeMethodNotAllowed},
+		{"post to status", "POST", "/v1/status", "{}", 405, CodeMethodNotAllowed},
+		{"unknown path", "GET", "/v2/status", "", 404, CodeNotFound},
+		{"tx id not hex", "GET", "/v1/txs/xyz", "", 400, CodeBadRequest},
+		{"tx id short", "GET", "/v1/txs/00", "", 400, CodeBadRequest},
+		{"tx unknown", "GET", "/v1/txs/" + strings.Repeat("ab", 32), "", 404, CodeNotFound},
+		{"block negative", "GET", "/v1/blocks/-1", "", 400, CodeBadRequest},
+		{"block overflow", "GET", "/v1/blocks/99999999999999999999999", "", 400, CodeBadRequest},
+		{"block unknown", "GET", "/v1/blocks/1000000", "", 404, CodeNotFound},
+		{"state bad module", "GET", "/v1/state/nope/00", "", 400, CodeBadRequest},
+		{"state bad key", "GET", "/v1/state/" + mod + "/zz", "", 400, CodeBadRequest},
+		{"state key too long", "GET", "/v1/state/" + mod + "/" + strings.Repeat("00", types.StateKeyMax+1), "", 400, CodeBadRequest},
+		{"state bad height", "GET", "/v1/state/" + mod + "/00?height=x", "", 400, CodeBadRequest},
+		{"state future height", "GET", "/v1/state/" + mod + "/00?height=1000000", "", 404, CodeNotFound},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			status, body := do(t, c.method, srv.URL+c.path, c.body)
+			var e Error
+			if err := json.Unmarshal(body, &e); err != nil {
+				t.Fatalf("status %d, body %q is not a JSON error: %v", status, body, err)
+			}
+			if status != c.status || e.Code != c.code || e.Message == "" {
+				t.Fatalf("got %d %+v, want %d %s", status, e, c.status, c.code)
+			}
+		})
+	}
+}
+
+// TestSubmitExecuteQuery: a submitted transaction is executed, and its
+// receipt, block, state value with a verified proof, status and
+// checkpoint are served.
+func TestSubmitExecuteQuery(t *testing.T) {
+	n, srv := newNode(t)
+	status, body := do(t, "POST", srv.URL+"/v1/txs", submitBody(counterTx(1, "k", nil)))
+	if status != http.StatusAccepted {
+		t.Fatalf("submit: %d %s", status, body)
+	}
+	var sub SubmitResponse
+	if err := json.Unmarshal(body, &sub); err != nil {
+		t.Fatal(err)
+	}
+	var tx TxResponse
+	deadline := time.Now().Add(30 * time.Second)
+	for tx.Status != "executed" {
+		if time.Now().After(deadline) {
+			t.Fatalf("tx not executed: %+v; node %+v", tx, n.Status())
+		}
+		time.Sleep(20 * time.Millisecond) // polling a condition
+		status, body = do(t, "GET", srv.URL+"/v1/txs/"+sub.ID.String(), "")
+		if status != http.StatusOK {
+			t.Fatalf("get tx: %d %s", status, body)
+		}
+		tx = TxResponse{}
+		if err := json.Unmarshal(body, &tx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if tx.Receipt.Status != "ok" || tx.Receipt.Return != "0000000000000001" {
+		t.Fatalf("receipt %+v", tx.Receipt)
+	}
+	status, body = do(t, "GET", fmt.Sprintf("%s/v1/blocks/%d", srv.URL, tx.Height), "")
+	var blk BlockResponse
+	if err := json.Unmarshal(body, &blk); status != 200 || err != nil || len(blk.Txs) == 0 {
+		t.Fatalf("block: %d %s %v", status, body, err)
+	}
+	// Wait for a checkpoint at or above the block, then verify a proof
+	// of the value against the certified root, as a client does.
+	var cp CheckpointResponse
+	status, body = do(t, "GET", srv.URL+"/v1/checkpoints/latest", "")
+	deadline = time.Now().Add(30 * time.Second)
+	for status != 200 || cp.Height < tx.Height {
+		if time.Now().After(deadline) {
+			t.Fatalf("no checkpoint for height %d: %d %s", tx.Height, status, body)
+		}
+		time.Sleep(20 * time.Millisecond) // polling a condition
+		status, body = do(t, "GET", srv.URL+"/v1/checkpoints/latest", "")
+		_ = json.Unmarshal(body, &cp)
+	}
+	var cc consensus.CheckpointCert
+	certRaw, err := hex.DecodeString(cp.Cert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := types.Decode(certRaw, &cc); err != nil || cc.Height != cp.Height {
+		t.Fatalf("certificate %+v: %v", cc, err)
+	}
+	path := fmt.Sprintf("%s/v1/state/%s/%s?prove=1&height=%d", srv.URL, exec.CounterModule, hex.EncodeToString([]byte("k")), cc.Height)
+	status, body = do(t, "GET", path, "")
+	var sv StateResponse
+	if err := json.Unmarshal(body, &sv); status != 200 || err != nil || sv.Value == nil || *sv.Value != "0000000000000001" {
+		t.Fatalf("state: %d %s %v", status, body, err)
+	}
+	if sv.Root != cc.StateRoot.String() || (cc.Height == tx.Height && sv.Root != blk.StateRoot) {
+		t.Fatalf("state root %s, certified %s, block's %s", sv.Root, cc.StateRoot, blk.StateRoot)
+	}
+	raw, err := hex.DecodeString(sv.Proof)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proof, err := types.DecodeProof(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := types.Verify(cc.StateRoot, proof); err != nil {
+		t.Fatalf("proof does not verify against the certified root: %v", err)
+	}
+	if len(proof.Entries) != 1 || string(proof.Entries[0].Key.Key) != "k" || hex.EncodeToString(proof.Entries[0].Value) != *sv.Value {
+		t.Fatalf("proof entries %+v do not prove the served value", proof.Entries)
+	}
+	if status, body = do(t, "GET", srv.URL+"/v1/status", ""); status != 200 || !strings.Contains(string(body), `"height"`) {
+		t.Fatalf("status: %d %s", status, body)
+	}
+	status, body = do(t, "GET", srv.URL+"/metrics", "")
+	for _, m := range []string{"kairos_height ", "kairos_executed_txs_total ", `kairos_p2p_messages_total{kind="/kairos/consensus/1",outcome="in"}`} {
+		if status != 200 || !strings.Contains(string(body), m) {
+			t.Fatalf("metrics: %d, no %s in\n%s", status, m, body)
+		}
+	}
+}

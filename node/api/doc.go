@@ -1,0 +1,24 @@
+// Package api serves a node's HTTP/JSON interface, versioned under /v1:
+//
+//	POST /v1/txs                              submit {"tx": "<hex canonical bytes>"} → 202 {"id"}
+//	GET  /v1/txs/{id}                         pending, or executed with height and receipt
+//	GET  /v1/blocks/{height}                  an executed block and the state root after it
+//	GET  /v1/state/{module}/{key}?height=&prove=1  value (hex key) and Merkle proof
+//	GET  /v1/status                           the node's progress
+//	GET  /v1/checkpoints/latest               the highest checkpoint certificate
+//	GET  /metrics                             Prometheus (when the backend has a Collector)
+//
+// # Invariants
+//
+//   - Every error is JSON {"code", "message"} with a stable code (see the
+//     Code* constants); the HTTP status follows from the code.
+//   - No input makes a handler panic: bodies are capped (MaxBodyBytes) and
+//     decoded strictly, path parameters are parsed before use, and a panic
+//     that escapes anyway is turned into code "internal" (and logged) by
+//     the recovery wrapper, never a crashed server.
+//   - The API only reads the node and submits transactions; it never
+//     touches consensus state.
+//
+// Servers built by Handler are meant for 127.0.0.1 in devnets; exposing one
+// publicly needs a reverse proxy with its own limits.
+package api

@@ -1,0 +1,441 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	ds "github.com/ipfs/go-datastore"
+
+	"github.com/kairos-network/kairos/consensus"
+	"github.com/kairos-network/kairos/consensus/order"
+	"github.com/kairos-network/kairos/types"
+)
+
+// bodyRetryDelay spaces fetches of transaction bodies a block needs and no
+// peer has served yet.
+const bodyRetryDelay = 50 * time.Millisecond
+
+// executorState is the queue of released blocks. The driver appends, the
+// executor goroutine takes them in height order. Its length is bounded by
+// how far execution trails consensus (blocks are not a peer's choice).
+type executorState struct {
+	mu    sync.Mutex
+	queue []*order.Block
+	last  uint64 // height of the last block queued (or executed before start)
+}
+
+func (e *executorState) init(ctx context.Context, n *Node) error {
+	h, root := n.store.Latest()
+	e.last = h
+	n.cp.executed = h
+	if h == 0 {
+		return nil
+	}
+	// A crash between the state commit and the root record leaves the
+	// record missing; the state itself knows its latest root.
+	if ok, err := n.d.Has(ctx, heightKey(nsRoot, h)); err != nil || ok {
+		return err
+	}
+	return n.d.Put(ctx, heightKey(nsRoot, h), root[:])
+}
+
+// enqueue keeps b unless it was executed or queued already (a restarted
+// core re-releases every block from height 1). A block above the next
+// height is ErrBlockGap.
+func (e *executorState) enqueue(b *order.Block) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	switch {
+	case b.Height == e.last+1:
+		e.queue = append(e.queue, b)
+		e.last = b.Height
+	case b.Height > e.last+1:
+		return fmt.Errorf("%w: height %d after %d", ErrBlockGap, b.Height, e.last)
+	}
+	return nil
+}
+
+func (e *executorState) pop() *order.Block {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if len(e.queue) == 0 {
+		return nil
+	}
+	b := e.queue[0]
+	e.queue = e.queue[1:]
+	return b
+}
+
+// execute runs released blocks in height order until the node stops.
+func (n *Node) execute() {
+	for {
+		b := n.exe.pop()
+		if b == nil {
+			select {
+			case <-n.ctx.Done():
+				return
+			case <-n.blocks:
+				continue
+			}
+		}
+		if err := n.executeBlock(b); err != nil {
+			if n.ctx.Err() == nil {
+				n.halt(err)
+			}
+			return
+		}
+	}
+}
+
+// typesBlock converts a block of the ordering layer to the executed form.
+func typesBlock(b *order.Block) *types.Block {
+	tb := &types.Block{Height: b.Height, Parent: types.Hash(b.Parent), Time: b.Time, Watermark: b.Watermark,
+		Txs: make([]types.OrderedTx, len(b.Txs))}
+	for i, t := range b.Txs {
+		tb.Txs[i] = types.OrderedTx{ID: types.Hash(t.ID), TS: t.TS}
+	}
+	return tb
+}
+
+// executeBlock executes one block against the latest state, stores the
+// block, its transactions and receipts, commits the state, and signs and
+// sends a checkpoint vote. Records are written before the state commit, so
+// a crash in between re-executes the block (identically) on restart.
+func (n *Node) executeBlock(ob *order.Block) error {
+	ctx := n.ctx
+	b := typesBlock(ob)
+	raws, txs, err := n.bodies(b)
+	if err != nil {
+		return err
+	}
+	res, err := n.x.ExecuteBlock(ctx, n.store, b, txs)
+	if err != nil {
+		return fmt.Errorf("node: execute block %d: %w", b.Height, err)
+	}
+	batch, err := n.d.Batch(ctx)
+	if err != nil {
+		return err
+	}
+	puts := map[ds.Key][]byte{heightKey(nsBlock, b.Height): types.MustEncode(b)}
+	for i, t := range b.Txs {
+		puts[idKey(nsTx, t.ID)] = types.MustEncode(&txRecord{Height: b.Height, Index: uint32(i), Raw: raws[i]})
+		puts[idKey(nsReceipt, t.ID)] = types.MustEncode(&res.Receipts[i])
+	}
+	for k, v := range puts {
+		if err := batch.Put(ctx, k, v); err != nil {
+			return err
+		}
+	}
+	if err := batch.Commit(ctx); err != nil {
+		return fmt.Errorf("node: store block %d: %w", b.Height, err)
+	}
+	root, err := n.store.Commit(ctx, b.Height, res.Writes)
+	if err != nil {
+		return fmt.Errorf("node: commit block %d: %w", b.Height, err)
+	}
+	if err := n.d.Put(ctx, heightKey(nsRoot, b.Height), root[:]); err != nil {
+		return err
+	}
+	n.executedTxs.Add(uint64(len(b.Txs)))
+	ids := make([]types.Hash, len(b.Txs))
+	for i, t := range b.Txs {
+		ids[i] = t.ID
+	}
+	if err := n.pool.Remove(ctx, ids); err != nil {
+		return err
+	}
+	if _, err := n.pool.Expire(ctx, n.clock.Now()); err != nil {
+		return err
+	}
+	n.log.Debug("executed", "height", b.Height, "txs", len(b.Txs), "root", root)
+	return n.checkpoint(b, root)
+}
+
+// bodies returns the bodies of b's transactions from the mempool, or from
+// peers. A block cannot execute without them, so it retries until the node
+// stops; Q validators acked each id and promised to hold its payload.
+func (n *Node) bodies(b *types.Block) ([][]byte, []*types.Tx, error) {
+	raws := make([][]byte, len(b.Txs))
+	txs := make([]*types.Tx, len(b.Txs))
+	for tries := 0; ; {
+		var missing []types.Hash
+		for i, t := range b.Txs {
+			if txs[i] != nil {
+				continue
+			}
+			if e, ok := n.pool.Get(t.ID); ok {
+				raws[i], txs[i] = e.Raw, e.Tx
+				continue
+			}
+			missing = append(missing, t.ID)
+		}
+		if len(missing) == 0 {
+			return raws, txs, nil
+		}
+		if tries++; tries%100 == 0 {
+			n.log.Warn("block waits for transaction bodies", "height", b.Height, "missing", len(missing))
+		}
+		got := n.fetchBodies(missing)
+		for i, t := range b.Txs {
+			if raw, ok := got[t.ID]; ok && txs[i] == nil {
+				tx, err := n.decodeBody(raw, t.ID)
+				if err != nil {
+					continue
+				}
+				raws[i], txs[i] = raw, tx
+			}
+		}
+		select {
+		case <-n.ctx.Done():
+			return nil, nil, n.ctx.Err()
+		case <-time.After(bodyRetryDelay):
+		}
+	}
+}
+
+// decodeBody checks a fetched body for a block. The time checks are left
+// to the executor, at the block time (an expired transaction is a receipt
+// status, not a missing body), so validation runs at ValidUntil itself.
+func (n *Node) decodeBody(raw []byte, id types.Hash) (*types.Tx, error) {
+	var tx types.Tx
+	if err := types.Decode(raw, &tx); err != nil {
+		return nil, err
+	}
+	if tx.ID() != id {
+		return nil, fmt.Errorf("%w: body of %s has id %s", types.ErrTxMalformed, id, tx.ID())
+	}
+	lim := n.cfg.Mempool.Limits
+	if lim == (types.TxLimits{}) {
+		lim = types.DefaultTxLimits
+	}
+	return &tx, tx.Validate(n.cfg.Committee.ChainID, tx.Body.ValidUntil, lim)
+}
+
+// fetchBodies asks each other validator once for ids. Unlike fetchTxs it
+// does not go through the mempool: a body a block needs may already be
+// expired by the local clock, which the mempool would refuse.
+func (n *Node) fetchBodies(ids []types.Hash) map[types.Hash][]byte {
+	if len(ids) > MaxFetchTxs {
+		ids = ids[:MaxFetchTxs]
+	}
+	got := map[types.Hash][]byte{}
+	for v := range n.peers {
+		if uint32(v) == n.me || len(got) == len(ids) {
+			continue
+		}
+		var r txResponse
+		if err := n.request(uint32(v), protoTxs, &txRequest{IDs: ids}, &r); err != nil {
+			continue
+		}
+		for _, raw := range r.Raw {
+			var tx types.Tx
+			if types.Decode(raw, &tx) == nil {
+				got[tx.ID()] = raw
+			}
+		}
+	}
+	return got
+}
+
+// txBody returns the body of a held or executed transaction, or nil.
+func (n *Node) txBody(id types.Hash) []byte {
+	if e, ok := n.pool.Get(id); ok {
+		return e.Raw
+	}
+	var r txRecord
+	if getCBOR(n.ctx, n.d, idKey(nsTx, id), &r) != nil {
+		return nil
+	}
+	return r.Raw
+}
+
+// checkpointState collects checkpoint votes into certificates and checks
+// them against this node's roots.
+type checkpointState struct {
+	mu       sync.Mutex
+	comm     consensus.Committee // own copy: verification counts are not shared
+	col      *consensus.Checkpoints
+	executed uint64                               // highest height with a root record
+	pending  map[uint64]*consensus.CheckpointCert // certified, not yet executed here
+	latest   uint64                               // highest certificate held
+}
+
+func (c *checkpointState) init(comm *consensus.Committee) {
+	c.comm = *comm
+	c.col = consensus.NewCheckpoints(&c.comm)
+	c.pending = map[uint64]*consensus.CheckpointCert{}
+}
+
+func (c *checkpointState) latestHeight() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.latest
+}
+
+// checkpoint signs and sends this node's checkpoint vote for b, then
+// checks a certificate of b's height that arrived before execution.
+func (n *Node) checkpoint(b *types.Block, root types.Root) error {
+	v := &consensus.CheckpointVote{Height: b.Height, BlockID: b.ID(), StateRoot: root, Signer: n.me}
+	n.cp.mu.Lock()
+	n.cp.comm.SignCheckpoint(consensus.Ed25519Signer(n.cfg.Key), v)
+	n.cp.executed = b.Height
+	cc := n.cp.pending[b.Height]
+	delete(n.cp.pending, b.Height)
+	n.cp.mu.Unlock()
+	n.broadcast(consensus.EncodeMessage(&consensus.Message{Checkpoint: v}))
+	n.onCheckpointVote(v)
+	if cc != nil {
+		return n.verifyCheckpoint(cc)
+	}
+	return nil
+}
+
+// onCheckpointVote adds a vote; a completed certificate is stored and
+// checked against this node's root of that height.
+func (n *Node) onCheckpointVote(v *consensus.CheckpointVote) {
+	n.cp.mu.Lock()
+	cc, err := n.cp.col.Add(v)
+	if err != nil || cc == nil {
+		n.cp.mu.Unlock()
+		if err != nil {
+			n.log.Debug("checkpoint vote", "err", err)
+		}
+		return
+	}
+	executed := cc.Height <= n.cp.executed
+	if !executed && len(n.cp.pending) < MaxPendingCheckpoints {
+		n.cp.pending[cc.Height] = cc
+	}
+	newest := cc.Height > n.cp.latest
+	if newest {
+		n.cp.latest = cc.Height
+	}
+	n.cp.mu.Unlock()
+	if err := n.storeCheckpoint(cc, newest); err != nil {
+		n.halt(err)
+		return
+	}
+	if executed {
+		if err := n.verifyCheckpoint(cc); err != nil {
+			n.halt(err)
+		}
+	}
+}
+
+func (n *Node) storeCheckpoint(cc *consensus.CheckpointCert, newest bool) error {
+	b := types.MustEncode(cc)
+	if err := n.d.Put(n.ctx, heightKey(nsCP, cc.Height), b); err != nil {
+		return fmt.Errorf("node: store checkpoint %d: %w", cc.Height, err)
+	}
+	if newest {
+		return n.d.Put(n.ctx, keyCPLatest, b)
+	}
+	return nil
+}
+
+// verifyCheckpoint compares a certificate with this node's executed block
+// and root of its height.
+func (n *Node) verifyCheckpoint(cc *consensus.CheckpointCert) error {
+	var root types.Root
+	b, err := n.d.Get(n.ctx, heightKey(nsRoot, cc.Height))
+	if err != nil {
+		return fmt.Errorf("node: root of %d: %w", cc.Height, err)
+	}
+	copy(root[:], b)
+	var blk types.Block
+	if err := getCBOR(n.ctx, n.d, heightKey(nsBlock, cc.Height), &blk); err != nil {
+		return err
+	}
+	if root != cc.StateRoot || blk.ID() != types.Hash(cc.BlockID) {
+		return fmt.Errorf("%w: height %d: own root %s block %s, certified root %s block %x",
+			ErrStateDiverged, cc.Height, root, blk.ID(), cc.StateRoot, cc.BlockID)
+	}
+	return nil
+}
+
+// LatestCheckpoint returns the highest checkpoint certificate held.
+func (n *Node) LatestCheckpoint() (*consensus.CheckpointCert, error) {
+	var cc consensus.CheckpointCert
+	if err := getCBOR(n.ctx, n.d, keyCPLatest, &cc); err != nil {
+		return nil, err
+	}
+	return &cc, nil
+}
+
+// Block returns the executed block at height h and the state root after it.
+func (n *Node) Block(h uint64) (*types.Block, types.Root, error) {
+	var b types.Block
+	if err := getCBOR(n.ctx, n.d, heightKey(nsBlock, h), &b); err != nil {
+		return nil, types.Root{}, err
+	}
+	raw, err := n.d.Get(n.ctx, heightKey(nsRoot, h))
+	if errors.Is(err, ds.ErrNotFound) {
+		return nil, types.Root{}, fmt.Errorf("%w: block %d not committed", ErrNotFound, h)
+	}
+	if err != nil {
+		return nil, types.Root{}, err
+	}
+	var root types.Root
+	copy(root[:], raw)
+	return &b, root, nil
+}
+
+// Receipt returns the receipt of an executed transaction and its height.
+// Receipts are stored before the state commit of their block and become
+// visible with it.
+func (n *Node) Receipt(id types.Hash) (*types.Receipt, uint64, error) {
+	var r txRecord
+	if err := getCBOR(n.ctx, n.d, idKey(nsTx, id), &r); err != nil {
+		return nil, 0, err
+	}
+	if h, _ := n.store.Latest(); r.Height > h {
+		return nil, 0, fmt.Errorf("%w: transaction %s not committed", ErrNotFound, id)
+	}
+	var rc types.Receipt
+	if err := getCBOR(n.ctx, n.d, idKey(nsReceipt, id), &rc); err != nil {
+		return nil, 0, err
+	}
+	return &rc, r.Height, nil
+}
+
+// StateValue is a value read at a height, with an optional Merkle proof
+// against the root of that height.
+type StateValue struct {
+	Height uint64
+	Root   types.Root
+	Value  []byte // nil when absent
+	Proof  *types.Proof
+}
+
+// State reads key at height (0 = latest), with a proof when prove is set.
+// Heights outside the retained versions fail with the state errors
+// (state.ErrPruned, state.ErrUnknownVersion).
+func (n *Node) State(ctx context.Context, key types.StateKey, height uint64, prove bool) (*StateValue, error) {
+	if height == 0 {
+		height, _ = n.store.Latest()
+	}
+	v, err := n.store.View(ctx, height)
+	if err != nil {
+		return nil, err
+	}
+	defer v.Close()
+	out := &StateValue{Height: height, Root: v.Root()}
+	if out.Value, err = v.Get(ctx, key); err != nil {
+		return nil, err
+	}
+	if prove {
+		if out.Proof, err = v.Prove(ctx, key); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// Pending reports whether the mempool holds id.
+func (n *Node) Pending(id types.Hash) bool {
+	_, ok := n.pool.Get(id)
+	return ok
+}

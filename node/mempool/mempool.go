@@ -1,0 +1,322 @@
+package mempool
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+
+	ds "github.com/ipfs/go-datastore"
+	"github.com/ipfs/go-datastore/query"
+
+	"github.com/kairos-network/kairos/types"
+)
+
+// Default limits of a Config left zero.
+const (
+	DefaultMaxCount     = 100_000
+	DefaultMaxBytes     = 256 << 20
+	DefaultMaxPerSender = 1_000
+	// DefaultExpiryGrace keeps an expired transaction this long past its
+	// ValidUntil: it may still be released in a block timed before
+	// ValidUntil (consensus timestamps trail the local clock), and the
+	// executor needs its body then. It exceeds consensus tx_expiry (10 s).
+	DefaultExpiryGrace = int64(30e9)
+)
+
+// Errors of Add. Decode and validation failures wrap the types.ErrTx*
+// sentinels instead.
+var (
+	ErrFull       = errors.New("mempool: too many transactions")
+	ErrBytesFull  = errors.New("mempool: transaction bytes over limit")
+	ErrSenderFull = errors.New("mempool: too many transactions from one sender")
+	ErrCorrupt    = errors.New("mempool: corrupt persisted entry")
+)
+
+// Prefix is the datastore namespace of persisted entries; it is disjoint
+// from the state store's /kairos namespace.
+const Prefix = "/node/mempool/"
+
+// Config configures a Mempool.
+type Config struct {
+	ChainID      string
+	Limits       types.TxLimits // zero value: types.DefaultTxLimits
+	MaxCount     int            // entries
+	MaxBytes     int            // sum of encoded transaction sizes
+	MaxPerSender int            // entries per sender address
+	ExpiryGrace  int64          // ns kept past ValidUntil
+	// SyncedWrites says the datastore makes every Put durable by itself
+	// (the node's pebble store writes with pebble.Sync), so Add need not
+	// ask for a second sync.
+	SyncedWrites bool
+}
+
+func (c Config) withDefaults() Config {
+	if c.Limits == (types.TxLimits{}) {
+		c.Limits = types.DefaultTxLimits
+	}
+	if c.MaxCount <= 0 {
+		c.MaxCount = DefaultMaxCount
+	}
+	if c.MaxBytes <= 0 {
+		c.MaxBytes = DefaultMaxBytes
+	}
+	if c.MaxPerSender <= 0 {
+		c.MaxPerSender = DefaultMaxPerSender
+	}
+	if c.ExpiryGrace <= 0 {
+		c.ExpiryGrace = DefaultExpiryGrace
+	}
+	return c
+}
+
+// Entry is one held transaction.
+type Entry struct {
+	ID        types.Hash
+	Tx        *types.Tx
+	Raw       []byte // canonical bytes as received
+	FirstSeen int64  // local clock (unix ns) when first added
+}
+
+// record is what is persisted per entry.
+type record struct {
+	_         struct{} `cbor:",toarray"`
+	FirstSeen int64
+	Raw       []byte
+}
+
+// Mempool is the set of pending transactions.
+type Mempool struct {
+	cfg Config
+	d   ds.Batching
+
+	mu       sync.Mutex
+	byID     map[types.Hash]*Entry
+	pending  map[types.Hash]chan struct{} // being persisted; closed when done
+	bySender map[types.Address]int        // held and pending
+	bytes    int                          // held and pending
+}
+
+// Open loads the persisted entries of d (dropping those expired at now)
+// and returns the pool.
+func Open(ctx context.Context, d ds.Batching, cfg Config, now int64) (*Mempool, error) {
+	m := &Mempool{cfg: cfg.withDefaults(), d: d, byID: map[types.Hash]*Entry{}, pending: map[types.Hash]chan struct{}{},
+		bySender: map[types.Address]int{}}
+	res, err := d.Query(ctx, query.Query{Prefix: Prefix})
+	if err != nil {
+		return nil, fmt.Errorf("mempool: load: %w", err)
+	}
+	defer res.Close()
+	var stale []ds.Key
+	for r := range res.Next() {
+		if r.Error != nil {
+			return nil, fmt.Errorf("mempool: load: %w", r.Error)
+		}
+		var rec record
+		if err := types.Decode(r.Value, &rec); err != nil {
+			return nil, fmt.Errorf("%w: %s: %w", ErrCorrupt, r.Key, err)
+		}
+		// Validate at the first-seen time: the entry was valid then, and
+		// expiry is decided below with the grace period.
+		tx, err := types.DecodeTx(rec.Raw, m.cfg.ChainID, rec.FirstSeen, m.cfg.Limits)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s: %w", ErrCorrupt, r.Key, err)
+		}
+		e := &Entry{ID: tx.ID(), Tx: tx, Raw: rec.Raw, FirstSeen: rec.FirstSeen}
+		if ds.NewKey(r.Key) != key(e.ID) {
+			return nil, fmt.Errorf("%w: %s holds transaction %s", ErrCorrupt, r.Key, e.ID)
+		}
+		if m.expired(e, now) {
+			stale = append(stale, key(e.ID))
+			continue
+		}
+		m.insert(e)
+	}
+	for _, k := range stale {
+		if err := d.Delete(ctx, k); err != nil {
+			return nil, fmt.Errorf("mempool: drop expired: %w", err)
+		}
+	}
+	return m, nil
+}
+
+func key(id types.Hash) ds.Key { return ds.NewKey(Prefix + hex.EncodeToString(id[:])) }
+
+func (m *Mempool) expired(e *Entry, now int64) bool {
+	return e.Tx.Body.ValidUntil < now-m.cfg.ExpiryGrace
+}
+
+func (m *Mempool) insert(e *Entry) {
+	m.byID[e.ID] = e
+	m.count(e, 1)
+}
+
+func (m *Mempool) drop(e *Entry) {
+	delete(m.byID, e.ID)
+	m.count(e, -1)
+}
+
+// count adds (+1) or removes (-1) e's share of the limits.
+func (m *Mempool) count(e *Entry, sign int) {
+	s := e.Tx.SenderAddress()
+	if m.bySender[s] += sign; m.bySender[s] == 0 {
+		delete(m.bySender, s)
+	}
+	m.bytes += sign * len(e.Raw)
+}
+
+// Add validates raw at the local time now and holds it. isNew is false when
+// the transaction was already held; e is then the first entry, with its
+// original FirstSeen. The entry is durable when Add returns it as new, and
+// only then visible to Get; concurrent Adds persist in parallel (the
+// datastore can group their syncs), and an Add of an id being persisted
+// waits for that one.
+func (m *Mempool) Add(ctx context.Context, raw []byte, now int64) (e *Entry, isNew bool, err error) {
+	tx, err := types.DecodeTx(raw, m.cfg.ChainID, now, m.cfg.Limits)
+	if err != nil {
+		return nil, false, err
+	}
+	id := tx.ID()
+	m.mu.Lock()
+	for {
+		if old, ok := m.byID[id]; ok {
+			m.mu.Unlock()
+			return old, false, nil
+		}
+		ch, ok := m.pending[id]
+		if !ok {
+			break
+		}
+		m.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return nil, false, ctx.Err()
+		}
+		m.mu.Lock() // held again, or the first Add failed: try ourselves
+	}
+	switch sender := tx.SenderAddress(); {
+	case len(m.byID)+len(m.pending) >= m.cfg.MaxCount:
+		m.mu.Unlock()
+		return nil, false, fmt.Errorf("%w: %d held", ErrFull, len(m.byID)+len(m.pending))
+	case m.bytes+len(raw) > m.cfg.MaxBytes:
+		m.mu.Unlock()
+		return nil, false, fmt.Errorf("%w: %d + %d > %d bytes", ErrBytesFull, m.bytes, len(raw), m.cfg.MaxBytes)
+	case m.bySender[sender] >= m.cfg.MaxPerSender:
+		m.mu.Unlock()
+		return nil, false, fmt.Errorf("%w: %d from %s", ErrSenderFull, m.bySender[sender], sender)
+	}
+	e = &Entry{ID: id, Tx: tx, Raw: append([]byte(nil), raw...), FirstSeen: now}
+	done := make(chan struct{})
+	m.pending[id] = done
+	m.count(e, 1) // reserve the limits while persisting
+	m.mu.Unlock()
+
+	err = m.persist(ctx, e)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.pending, id)
+	close(done)
+	if err != nil {
+		m.count(e, -1)
+		return nil, false, err
+	}
+	m.byID[id] = e
+	return e, true, nil
+}
+
+func (m *Mempool) persist(ctx context.Context, e *Entry) error {
+	if err := m.d.Put(ctx, key(e.ID), types.MustEncode(&record{FirstSeen: e.FirstSeen, Raw: e.Raw})); err != nil {
+		return fmt.Errorf("mempool: persist: %w", err)
+	}
+	if !m.cfg.SyncedWrites {
+		if err := m.d.Sync(ctx, ds.NewKey(Prefix)); err != nil {
+			return fmt.Errorf("mempool: sync: %w", err)
+		}
+	}
+	return nil
+}
+
+// Get returns the entry of id.
+func (m *Mempool) Get(id types.Hash) (*Entry, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e, ok := m.byID[id]
+	return e, ok
+}
+
+// Len returns the number of held transactions and the bytes counted
+// against MaxBytes (including transactions being persisted).
+func (m *Mempool) Len() (count, bytes int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.byID), m.bytes
+}
+
+// Entries returns every entry sorted by (FirstSeen, ID): the order in which
+// a restarted node reports them to consensus again.
+func (m *Mempool) Entries() []*Entry {
+	m.mu.Lock()
+	out := make([]*Entry, 0, len(m.byID))
+	for _, e := range m.byID {
+		out = append(out, e)
+	}
+	m.mu.Unlock()
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].FirstSeen != out[j].FirstSeen {
+			return out[i].FirstSeen < out[j].FirstSeen
+		}
+		return string(out[i].ID[:]) < string(out[j].ID[:])
+	})
+	return out
+}
+
+// Remove drops ids (executed, or otherwise final); unknown ids, and ids
+// still being persisted by an Add, are ignored.
+func (m *Mempool) Remove(ctx context.Context, ids []types.Hash) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.removeLocked(ctx, ids)
+}
+
+func (m *Mempool) removeLocked(ctx context.Context, ids []types.Hash) error {
+	b, err := m.d.Batch(ctx)
+	if err != nil {
+		return fmt.Errorf("mempool: remove: %w", err)
+	}
+	var gone []*Entry
+	for _, id := range ids {
+		if e, ok := m.byID[id]; ok {
+			if err := b.Delete(ctx, key(id)); err != nil {
+				return fmt.Errorf("mempool: remove: %w", err)
+			}
+			gone = append(gone, e)
+		}
+	}
+	if len(gone) == 0 {
+		return nil
+	}
+	if err := b.Commit(ctx); err != nil {
+		return fmt.Errorf("mempool: remove: %w", err)
+	}
+	for _, e := range gone {
+		m.drop(e)
+	}
+	return nil
+}
+
+// Expire drops the entries whose ValidUntil is more than the grace period
+// before now and returns how many.
+func (m *Mempool) Expire(ctx context.Context, now int64) (int, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var ids []types.Hash
+	for id, e := range m.byID {
+		if m.expired(e, now) {
+			ids = append(ids, id)
+		}
+	}
+	return len(ids), m.removeLocked(ctx, ids)
+}

@@ -1,0 +1,341 @@
+package mempool
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"testing"
+
+	pebbleds "github.com/ipfs/go-ds-pebble"
+
+	"github.com/kairos-network/kairos/types"
+)
+
+const (
+	chain = "test"
+	now   = int64(1_700_000_000e9)
+)
+
+func senderKey(i int) ed25519.PrivateKey {
+	s := sha256.Sum256([]byte(fmt.Sprintf("mempool-test-%d", i)))
+	return ed25519.NewKeyFromSeed(s[:])
+}
+
+// signed returns the canonical bytes of a call from sender with nonce.
+func signed(sender int, nonce uint64, mod func(*types.TxBody)) []byte {
+	b := types.TxBody{ChainID: chain, Nonce: nonce, ValidUntil: now + 60e9, GasLimit: 1000,
+		Payload: types.Payload{Kind: types.Call, Module: types.Address{1}, Method: "incr", Args: []byte("k")}}
+	if mod != nil {
+		mod(&b)
+	}
+	return types.MustEncode(types.SignTx(b, senderKey(sender)))
+}
+
+func openPool(t *testing.T, dir string, cfg Config, at int64) (*Mempool, func()) {
+	t.Helper()
+	d, err := pebbleds.NewDatastore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.ChainID = chain
+	m, err := Open(context.Background(), d, cfg, at)
+	if err != nil {
+		d.Close()
+		t.Fatal(err)
+	}
+	return m, func() { d.Close() }
+}
+
+func TestAddRejects(t *testing.T) {
+	good := signed(1, 1, nil)
+	badSig := append([]byte(nil), good...)
+	badSig[len(badSig)-1] ^= 1
+	cases := []struct {
+		name string
+		raw  []byte
+		want error
+	}{
+		{"empty", nil, types.ErrTxMalformed},
+		{"garbage", []byte{0xff, 0x00}, types.ErrTxMalformed},
+		{"trailing bytes", append(append([]byte(nil), good...), 0), types.ErrTxMalformed},
+		{"bad signature", badSig, types.ErrTxSignature},
+		{"wrong chain", signed(1, 1, func(b *types.TxBody) { b.ChainID = "other" }), types.ErrTxChain},
+		{"expired", signed(1, 1, func(b *types.TxBody) { b.ValidUntil = now - 1 }), types.ErrTxExpired},
+		{"far future", signed(1, 1, func(b *types.TxBody) { b.ValidUntil = now + 2*types.DefaultTxLimits.MaxValidity }), types.ErrTxFarFuture},
+		{"zero gas", signed(1, 1, func(b *types.TxBody) { b.GasLimit = 0 }), types.ErrTxGas},
+		{"oversize", make([]byte, types.DefaultTxLimits.MaxCodeTxBytes+1), types.ErrTxTooLarge},
+	}
+	m, done := openPool(t, t.TempDir(), Config{}, now)
+	defer done()
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if _, _, err := m.Add(context.Background(), c.raw, now); !errors.Is(err, c.want) {
+				t.Fatalf("Add: %v, want %v", err, c.want)
+			}
+		})
+	}
+	if n, b := m.Len(); n != 0 || b != 0 {
+		t.Fatalf("rejected transactions left %d entries, %d bytes", n, b)
+	}
+}
+
+func TestDedupeKeepsFirstSeen(t *testing.T) {
+	m, done := openPool(t, t.TempDir(), Config{}, now)
+	defer done()
+	ctx := context.Background()
+	raw := signed(1, 1, nil)
+	e1, isNew, err := m.Add(ctx, raw, now)
+	if err != nil || !isNew {
+		t.Fatalf("first Add: new=%v err=%v", isNew, err)
+	}
+	e2, isNew, err := m.Add(ctx, raw, now+5)
+	if err != nil || isNew || e2.FirstSeen != now || e2.ID != e1.ID {
+		t.Fatalf("second Add: new=%v err=%v first seen %d (want %d)", isNew, err, e2.FirstSeen, now)
+	}
+	var tx types.Tx
+	if err := types.Decode(raw, &tx); err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := m.Get(tx.ID()); !ok || got.FirstSeen != now {
+		t.Fatalf("Get by the transaction's own id: ok=%v", ok)
+	}
+	if n, b := m.Len(); n != 1 || b != len(raw) {
+		t.Fatalf("Len = %d, %d; want 1, %d", n, b, len(raw))
+	}
+}
+
+func TestLimits(t *testing.T) {
+	raw := signed(1, 1, nil)
+	cases := []struct {
+		name string
+		cfg  Config
+		adds [][2]int // (sender, nonce)
+		want error    // of the last add
+	}{
+		{"count", Config{MaxCount: 2}, [][2]int{{1, 1}, {2, 1}, {3, 1}}, ErrFull},
+		{"bytes", Config{MaxBytes: 2*len(raw) + len(raw)/2}, [][2]int{{1, 1}, {2, 1}, {3, 1}}, ErrBytesFull},
+		{"per sender", Config{MaxPerSender: 2}, [][2]int{{1, 1}, {1, 2}, {1, 3}}, ErrSenderFull},
+		{"per sender, other sender fits", Config{MaxPerSender: 2}, [][2]int{{1, 1}, {1, 2}, {2, 1}}, nil},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			m, done := openPool(t, t.TempDir(), c.cfg, now)
+			defer done()
+			var err error
+			for i, a := range c.adds {
+				_, _, err = m.Add(context.Background(), signed(a[0], uint64(a[1]), nil), now)
+				if i < len(c.adds)-1 && err != nil {
+					t.Fatalf("add %d: %v", i, err)
+				}
+			}
+			if !errors.Is(err, c.want) || (c.want == nil) != (err == nil) {
+				t.Fatalf("last add: %v, want %v", err, c.want)
+			}
+			if n, _ := m.Len(); c.want != nil && n != len(c.adds)-1 {
+				t.Fatalf("refused add changed the pool: %d entries", n)
+			}
+		})
+	}
+}
+
+// TestRestartRemoveExpire checks persistence against a map model: what Open
+// reloads is exactly what was added and not removed or expired.
+func TestRestartRemoveExpire(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	m, done := openPool(t, dir, Config{ExpiryGrace: 1e9}, now)
+	model := map[types.Hash]int64{}
+	var ids []types.Hash
+	for i := 0; i < 6; i++ {
+		valid := now + 60e9
+		if i%3 == 0 {
+			valid = now + 1e9 // expires early
+		}
+		e, _, err := m.Add(ctx, signed(10+i, 1, func(b *types.TxBody) { b.ValidUntil = valid }), now+int64(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, e.ID)
+		model[e.ID] = e.FirstSeen
+	}
+	if err := m.Remove(ctx, ids[1:2]); err != nil {
+		t.Fatal(err)
+	}
+	delete(model, ids[1])
+	done()
+
+	later := now + 3e9 // past ValidUntil + grace of the early ones
+	m, done = openPool(t, dir, Config{ExpiryGrace: 1e9}, later)
+	defer done()
+	for _, id := range []types.Hash{ids[0], ids[3]} {
+		delete(model, id)
+	}
+	got := m.Entries()
+	if len(got) != len(model) {
+		t.Fatalf("reloaded %d entries, model has %d", len(got), len(model))
+	}
+	for i, e := range got {
+		if fs, ok := model[e.ID]; !ok || fs != e.FirstSeen {
+			t.Fatalf("reloaded %s first seen %d; model %d (present %v)", e.ID, e.FirstSeen, fs, ok)
+		}
+		if i > 0 && got[i-1].FirstSeen > e.FirstSeen {
+			t.Fatal("Entries not sorted by first seen")
+		}
+	}
+	// Expire on a live pool drops the rest once they are past the grace.
+	n, err := m.Expire(ctx, now+62e9)
+	if err != nil || n != len(model) {
+		t.Fatalf("Expire = %d, %v; want %d", n, err, len(model))
+	}
+	if c, b := m.Len(); c != 0 || b != 0 {
+		t.Fatalf("after Expire: %d entries, %d bytes", c, b)
+	}
+}
+
+// TestModel applies random adds, re-adds, removes, expiries and restarts to
+// a pool and to a map model of (id → first seen, sender) with the same
+// limits; they must agree on every outcome.
+func TestModel(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	cfg := Config{MaxCount: 8, MaxPerSender: 3, ExpiryGrace: 1e9}
+	m, done := openPool(t, dir, cfg, now)
+	defer func() { done() }()
+	type entry struct {
+		seen, valid int64
+		sender      int
+	}
+	model := map[types.Hash]entry{}
+	expire := func(at int64) {
+		for id, e := range model {
+			if e.valid < at-cfg.ExpiryGrace {
+				delete(model, id)
+			}
+		}
+	}
+	perSender := func(s int) int {
+		c := 0
+		for _, e := range model {
+			if e.sender == s {
+				c++
+			}
+		}
+		return c
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	clock := now
+	var known []types.Hash
+	for step := 0; step < 400; step++ {
+		clock += int64(r.IntN(50)) * 1e6
+		switch op := r.IntN(10); {
+		case op < 6: // add a transaction of a few senders, nonces, lifetimes
+			sender, nonce := r.IntN(4), uint64(1+r.IntN(4))
+			valid := now + int64(1+r.IntN(20))*1e9
+			raw := signed(sender, nonce, func(b *types.TxBody) { b.ValidUntil = valid })
+			var tx types.Tx
+			if err := types.Decode(raw, &tx); err != nil {
+				t.Fatal(err)
+			}
+			id := tx.ID()
+			e, isNew, err := m.Add(ctx, raw, clock)
+			old, held := model[id]
+			switch {
+			case valid < clock:
+				if !errors.Is(err, types.ErrTxExpired) {
+					t.Fatalf("step %d: expired add: %v", step, err)
+				}
+			case held:
+				if err != nil || isNew || e.FirstSeen != old.seen {
+					t.Fatalf("step %d: re-add: new=%v err=%v", step, isNew, err)
+				}
+			case len(model) >= cfg.MaxCount:
+				if !errors.Is(err, ErrFull) {
+					t.Fatalf("step %d: add to a full pool: %v", step, err)
+				}
+			case perSender(sender) >= cfg.MaxPerSender:
+				if !errors.Is(err, ErrSenderFull) {
+					t.Fatalf("step %d: add over the sender limit: %v", step, err)
+				}
+			default:
+				if err != nil || !isNew {
+					t.Fatalf("step %d: add: new=%v err=%v", step, isNew, err)
+				}
+				model[id] = entry{clock, valid, sender}
+				known = append(known, id)
+			}
+		case op < 8 && len(known) > 0: // remove a known id (maybe already gone)
+			id := known[r.IntN(len(known))]
+			if err := m.Remove(ctx, []types.Hash{id}); err != nil {
+				t.Fatal(err)
+			}
+			delete(model, id)
+		case op == 8:
+			if _, err := m.Expire(ctx, clock); err != nil {
+				t.Fatal(err)
+			}
+			expire(clock)
+		default: // restart
+			done()
+			m, done = openPool(t, dir, cfg, clock)
+			expire(clock)
+		}
+		if n, _ := m.Len(); n != len(model) {
+			t.Fatalf("step %d: pool holds %d, model %d", step, n, len(model))
+		}
+		for id, e := range model {
+			got, ok := m.Get(id)
+			if !ok || got.FirstSeen != e.seen {
+				t.Fatalf("step %d: %s: held=%v", step, id, ok)
+			}
+		}
+	}
+}
+
+// TestConcurrentAdds: goroutines adding overlapping transactions at once
+// (run with -race) create each entry exactly once.
+func TestConcurrentAdds(t *testing.T) {
+	m, done := openPool(t, t.TempDir(), Config{}, now)
+	defer done()
+	const txs, workers = 20, 8
+	raws := make([][]byte, txs)
+	for i := range raws {
+		raws[i] = signed(100+i, 1, nil)
+	}
+	var mu sync.Mutex
+	created := map[types.Hash]int{}
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range raws {
+				e, isNew, err := m.Add(context.Background(), raws[(i+w)%txs], now)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if isNew {
+					mu.Lock()
+					created[e.ID]++
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if len(created) != txs {
+		t.Fatalf("%d entries created, want %d", len(created), txs)
+	}
+	for id, c := range created {
+		if c != 1 {
+			t.Fatalf("%s created %d times", id, c)
+		}
+	}
+	if n, _ := m.Len(); n != txs {
+		t.Fatalf("Len = %d, want %d", n, txs)
+	}
+}

@@ -1,0 +1,335 @@
+package node
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+
+	ds "github.com/ipfs/go-datastore"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/kairos-network/kairos/consensus"
+	"github.com/kairos-network/kairos/node/mempool"
+	"github.com/kairos-network/kairos/p2p"
+	"github.com/kairos-network/kairos/runtime/exec"
+	"github.com/kairos-network/kairos/state"
+	"github.com/kairos-network/kairos/types"
+)
+
+// Errors of a node. A node that stops for one of them reports it through
+// Err.
+var (
+	ErrConfig = errors.New("node: bad config")
+	// ErrStateDiverged: this node's state root at a height differs from a
+	// checkpoint certificate signed by a quorum. It is a determinism bug;
+	// the node stops rather than serve or sign a wrong state.
+	ErrStateDiverged = errors.New("node: state root differs from a certified checkpoint")
+	// ErrCorrupt marks a persisted record that does not decode.
+	ErrCorrupt = errors.New("node: corrupt record")
+	// ErrPersist: a consensus record could not be made durable; the node
+	// stops because sending what follows it could equivocate after a crash.
+	ErrPersist = errors.New("node: persist failed")
+	// ErrStopped is returned by calls on a node that has stopped.
+	ErrStopped = errors.New("node: stopped")
+	// ErrBlockGap: consensus released a block that does not follow the
+	// last one. The core releases blocks in height order, so this is a bug.
+	ErrBlockGap = errors.New("node: released block does not follow the last one")
+)
+
+// Limits on queues that peers and clients can grow.
+const (
+	// MaxInbox bounds consensus inputs waiting for the driver; a message
+	// arriving at a full inbox is dropped (consensus re-sends and fetches).
+	MaxInbox = 4096
+	// MaxOutbox bounds encoded messages waiting to be sent to one peer; a
+	// full outbox drops the message (same reason).
+	MaxOutbox = 1024
+	// MaxFetches bounds fetch requests in flight; a fetch beyond it is
+	// skipped, and the core asks again on its next resend tick.
+	MaxFetches = 4
+	// MaxFetchTxs bounds transaction ids in one fetch request.
+	MaxFetchTxs = 1024
+	// MaxFetchResponseBytes bounds one fetch response this node builds.
+	MaxFetchResponseBytes = 8 << 20
+	// MaxPendingCheckpoints bounds checkpoint certificates kept for heights
+	// not yet executed.
+	MaxPendingCheckpoints = 1024
+)
+
+// Config describes one validator node.
+type Config struct {
+	Committee *consensus.Committee // genesis; validator keys are ed25519 public keys
+	Key       ed25519.PrivateKey   // this validator's key, also its libp2p identity
+	Dir       string               // data directory (pebble database under Dir/db)
+	Runner    exec.Runner          // executes transactions
+	Workers   int                  // executor workers; 0 = GOMAXPROCS
+	Clock     Clock                // nil = SystemClock
+	Logger    *slog.Logger         // nil = discard
+	Bootstrap []peer.AddrInfo      // peers to dial at start (and redial)
+	Listen    []string             // libp2p listen multiaddrs; nil = 127.0.0.1, a free TCP port
+	// KeepVersions is how many state versions stay readable (0 = all).
+	KeepVersions uint64
+	Mempool      mempool.Config // ChainID is taken from the committee
+}
+
+// Node is a running validator.
+type Node struct {
+	cfg   Config
+	me    uint32
+	log   *slog.Logger
+	clock Clock
+	store *state.Store
+	d     ds.Batching
+	pool  *mempool.Mempool
+	host  *p2p.Host
+	x     *exec.Executor
+
+	peers []peer.ID          // by validator index
+	index map[peer.ID]uint32 // validator index by peer id
+	txs   *p2p.Topic
+	certs *p2p.Topic
+
+	ctx       context.Context
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
+
+	inbox       chan input            // consensus inputs for the driver
+	calls       chan func()           // closures the driver runs between steps (fetch answers)
+	outbox      []chan []byte         // per validator; nil for this node
+	gossip      chan []byte           // certificates to publish
+	fetches     chan struct{}         // semaphore of MaxFetches
+	blocks      chan struct{}         // signals queued released blocks
+	logSeq      uint64                // next consensus log sequence (driver only)
+	core        *consensus.Core       // owned by the driver goroutine
+	round       atomic.Uint64         // last own round, for Status
+	invalid     atomic.Uint64         // consensus messages the core rejected
+	conflicts   atomic.Uint64         // certificates conflicting with one held (equivocation)
+	dropped     atomic.Uint64         // inputs dropped at a full inbox or outbox
+	executedTxs atomic.Uint64         // transactions executed since start
+	exe         executorState         // released blocks waiting for the executor
+	cp          checkpointState       // checkpoint votes and certificates
+	fatal       atomic.Pointer[error] // why the node stopped
+}
+
+// input is a consensus input stamped with the clock when the driver takes it.
+type input func(now int64) consensus.Event
+
+// New opens the node's store, starts its libp2p host and its loops.
+func New(cfg Config) (*Node, error) {
+	if cfg.Committee == nil || cfg.Key == nil || cfg.Runner == nil || cfg.Dir == "" {
+		return nil, fmt.Errorf("%w: committee, key, runner and dir are required", ErrConfig)
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = SystemClock{}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	cfg.Mempool.ChainID = cfg.Committee.ChainID
+	cfg.Mempool.SyncedWrites = true // state.OpenPebble writes with pebble.Sync
+	n := &Node{cfg: cfg, clock: cfg.Clock, index: map[peer.ID]uint32{},
+		inbox: make(chan input, MaxInbox), calls: make(chan func()), gossip: make(chan []byte, MaxOutbox),
+		fetches: make(chan struct{}, MaxFetches), blocks: make(chan struct{}, 1)}
+	pub := cfg.Key.Public().(ed25519.PublicKey)
+	found := false
+	for i, v := range cfg.Committee.Validators {
+		id, err := p2p.PeerID(ed25519.PublicKey(v.Key))
+		if err != nil {
+			return nil, fmt.Errorf("%w: validator %d: %w", ErrConfig, i, err)
+		}
+		n.peers = append(n.peers, id)
+		n.index[id] = uint32(i)
+		if string(v.Key) == string(pub) {
+			n.me, found = uint32(i), true
+		}
+	}
+	if !found {
+		return nil, fmt.Errorf("%w: key is not a validator's", ErrConfig)
+	}
+	n.log = cfg.Logger.With("validator", n.me)
+	var err error
+	if n.store, err = state.OpenPebble(filepath.Join(cfg.Dir, "db"), state.Options{KeepVersions: cfg.KeepVersions}); err != nil {
+		return nil, err
+	}
+	if err := n.open(); err != nil {
+		n.cancel()
+		if n.host != nil {
+			_ = n.host.Close()
+		}
+		n.wg.Wait()
+		n.store.Close()
+		return nil, err
+	}
+	return n, nil
+}
+
+func (n *Node) open() error {
+	n.d = n.store.Datastore()
+	n.ctx, n.cancel = context.WithCancel(context.Background())
+	recs, next, err := loadLog(n.ctx, n.d)
+	if err != nil {
+		return err
+	}
+	n.logSeq = next
+	if n.pool, err = mempool.Open(n.ctx, n.d, n.cfg.Mempool, n.clock.Now()); err != nil {
+		return err
+	}
+	if n.core, err = consensus.New(consensus.Config{Committee: n.cfg.Committee, Me: n.me,
+		Signer: consensus.Ed25519Signer(n.cfg.Key), Records: recs}); err != nil {
+		return err
+	}
+	n.x = exec.New(n.cfg.Runner, exec.Options{Workers: n.cfg.Workers})
+	n.cp.init(n.cfg.Committee)
+	if err := n.exe.init(n.ctx, n); err != nil {
+		return err
+	}
+	if err := n.startHost(); err != nil {
+		return err
+	}
+	n.outbox = make([]chan []byte, len(n.peers))
+	for i := range n.peers {
+		if uint32(i) != n.me {
+			n.outbox[i] = make(chan []byte, MaxOutbox)
+			n.goLoop(func() { n.sender(uint32(i)) })
+		}
+	}
+	n.goLoop(n.publisher)
+	n.goLoop(n.drive)
+	n.goLoop(n.execute)
+	n.goLoop(func() { _ = n.host.Bootstrap(n.ctx) })
+	return nil
+}
+
+func (n *Node) goLoop(f func()) {
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		f()
+	}()
+}
+
+// halt stops the node for err (the first reason wins).
+func (n *Node) halt(err error) {
+	if n.fatal.CompareAndSwap(nil, &err) {
+		n.log.Error("node halted", "err", err)
+	}
+	n.cancel()
+}
+
+// Halted is closed when the node stops, by Close or by itself (then Err
+// says why).
+func (n *Node) Halted() <-chan struct{} { return n.ctx.Done() }
+
+// Err returns why the node stopped by itself, or nil.
+func (n *Node) Err() error {
+	if p := n.fatal.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// Close stops the node and waits for its goroutines. Later calls return
+// the first call's result.
+func (n *Node) Close() error {
+	n.closeOnce.Do(func() {
+		n.cancel()
+		herr := n.host.Close()
+		n.wg.Wait()
+		n.closeErr = errors.Join(herr, n.store.Close())
+	})
+	return n.closeErr
+}
+
+// AddrInfo returns the node's libp2p address, for other nodes' Bootstrap.
+func (n *Node) AddrInfo() peer.AddrInfo { return n.host.AddrInfo() }
+
+// Index returns this node's validator index.
+func (n *Node) Index() uint32 { return n.me }
+
+// SubmitTx validates raw, holds it and gossips it. It returns the
+// transaction id; a transaction already held is not an error.
+func (n *Node) SubmitTx(ctx context.Context, raw []byte) (types.Hash, error) {
+	if err := n.Err(); err != nil {
+		return types.Hash{}, fmt.Errorf("%w: %w", ErrStopped, err)
+	}
+	e, err := n.addTx(ctx, raw)
+	if err != nil {
+		return types.Hash{}, err
+	}
+	// Gossip is best effort: peers that miss it fetch the payload by id.
+	if err := n.txs.Publish(ctx, raw); err != nil {
+		n.log.Debug("publish tx", "id", e.ID, "err", err)
+	}
+	return e.ID, nil
+}
+
+// addTx puts raw into the mempool and reports a new transaction to
+// consensus. A transaction that was already executed may enter again; the
+// ordering layer never releases an id twice and the nonce rule refuses a
+// replay, so it only occupies the pool until it expires.
+func (n *Node) addTx(ctx context.Context, raw []byte) (*mempool.Entry, error) {
+	e, isNew, err := n.pool.Add(ctx, raw, n.clock.Now())
+	if err != nil {
+		return nil, err
+	}
+	if isNew {
+		id, seen := consensus.TxID(e.ID), e.FirstSeen
+		// Not bounded by the caller's ctx: a held transaction must reach
+		// consensus even if the client that sent it has gone.
+		n.push(func(int64) consensus.Event { return consensus.TxSeen{Now: seen, ID: id} }, true)
+	}
+	return e, nil
+}
+
+// push hands an input to the driver. A blocking push waits for room (a new
+// transaction must reach consensus, and the mempool bounds how many there
+// are); a non-blocking one drops the input when the inbox is full.
+func (n *Node) push(in input, block bool) {
+	if block {
+		select {
+		case n.inbox <- in:
+		case <-n.ctx.Done():
+		}
+		return
+	}
+	select {
+	case n.inbox <- in:
+	default:
+		n.dropped.Add(1)
+	}
+}
+
+// Status is a summary of the node's progress.
+type Status struct {
+	Validator        uint32
+	Round            uint64 // last own consensus round
+	Height           uint64 // last executed block
+	StateRoot        types.Root
+	CheckpointHeight uint64 // highest checkpoint certificate held
+	Mempool          int    // pending transactions
+	Peers            int
+	Dropped          uint64 // consensus messages dropped at full queues
+	Invalid          uint64 // consensus messages rejected by the core
+	Conflicts        uint64 // certificates for an (author, round) that has another: equivocation seen
+	Err              string // why the node halted, if it did
+}
+
+// Status returns the node's progress.
+func (n *Node) Status() Status {
+	h, root := n.store.Latest()
+	count, _ := n.pool.Len()
+	s := Status{Validator: n.me, Round: n.round.Load(), Height: h, StateRoot: root,
+		CheckpointHeight: n.cp.latestHeight(), Mempool: count, Peers: len(n.host.Peers()), Dropped: n.dropped.Load(),
+		Invalid: n.invalid.Load(), Conflicts: n.conflicts.Load()}
+	if err := n.Err(); err != nil {
+		s.Err = err.Error()
+	}
+	return s
+}

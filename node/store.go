@@ -1,0 +1,81 @@
+package node
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+
+	ds "github.com/ipfs/go-datastore"
+	"github.com/ipfs/go-datastore/query"
+
+	"github.com/kairos-network/kairos/consensus"
+	"github.com/kairos-network/kairos/types"
+)
+
+// The node's records live in the state store's datastore, under /node (the
+// state uses /kairos). The mempool has its own namespace (mempool.Prefix).
+const (
+	nsLog     = "/node/log/"     // <seq %016x> consensus.Record, in append order
+	nsBlock   = "/node/block/"   // <height %016x> types.Block
+	nsRoot    = "/node/root/"    // <height %016x> state root after the block
+	nsTx      = "/node/tx/"      // <hex id> txRecord: where an executed tx is
+	nsReceipt = "/node/receipt/" // <hex id> types.Receipt
+	nsCP      = "/node/cp/"      // <height %016x> consensus.CheckpointCert
+)
+
+var keyCPLatest = ds.NewKey("/node/cplatest")
+
+// ErrNotFound is returned for a block, transaction or checkpoint the node
+// does not have.
+var ErrNotFound = errors.New("node: not found")
+
+func heightKey(ns string, h uint64) ds.Key  { return ds.NewKey(fmt.Sprintf("%s%016x", ns, h)) }
+func idKey(ns string, id types.Hash) ds.Key { return ds.NewKey(ns + hex.EncodeToString(id[:])) }
+
+// txRecord is an executed transaction: where it is, and its body (served
+// to peers that fetch it and to clients).
+type txRecord struct {
+	_      struct{} `cbor:",toarray"`
+	Height uint64
+	Index  uint32
+	Raw    []byte
+}
+
+// loadLog returns the persisted consensus records in append order and the
+// next sequence number.
+func loadLog(ctx context.Context, d ds.Datastore) ([]consensus.Record, uint64, error) {
+	res, err := d.Query(ctx, query.Query{Prefix: nsLog, Orders: []query.Order{query.OrderByKey{}}})
+	if err != nil {
+		return nil, 0, fmt.Errorf("node: load consensus log: %w", err)
+	}
+	defer res.Close()
+	var recs []consensus.Record
+	var next uint64
+	for r := range res.Next() {
+		if r.Error != nil {
+			return nil, 0, fmt.Errorf("node: load consensus log: %w", r.Error)
+		}
+		rec, err := consensus.DecodeRecord(r.Value)
+		if err != nil {
+			return nil, 0, fmt.Errorf("%w: consensus log %s: %w", ErrCorrupt, r.Key, err)
+		}
+		recs = append(recs, *rec)
+		next++
+	}
+	return recs, next, nil
+}
+
+func getCBOR(ctx context.Context, d ds.Datastore, k ds.Key, v any) error {
+	b, err := d.Get(ctx, k)
+	if errors.Is(err, ds.ErrNotFound) {
+		return fmt.Errorf("%w: %s", ErrNotFound, k)
+	}
+	if err != nil {
+		return fmt.Errorf("node: read %s: %w", k, err)
+	}
+	if err := types.Decode(b, v); err != nil {
+		return fmt.Errorf("%w: %s: %w", ErrCorrupt, k, err)
+	}
+	return nil
+}

@@ -1,0 +1,400 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+
+	"github.com/kairos-network/kairos/consensus"
+	"github.com/kairos-network/kairos/node/mempool"
+	"github.com/kairos-network/kairos/p2p"
+	"github.com/kairos-network/kairos/types"
+)
+
+// Protocols and topics of the node (consensus.md, "Transport"): headers,
+// votes, certificates and checkpoint votes go over direct streams to every
+// validator; certificates also over gossip; transactions over gossip;
+// whatever is missing is fetched by request.
+const (
+	protoMsg      protocol.ID = "/kairos/consensus/1"
+	protoCerts    protocol.ID = "/kairos/fetch/certs/1"
+	protoTxs      protocol.ID = "/kairos/fetch/txs/1"
+	protoOwnRound protocol.ID = "/kairos/fetch/ownround/1"
+	topicTxs                  = "kairos/txs/1"
+	topicCerts                = "kairos/certs/1"
+
+	// sendTimeout bounds one direct send; a stuck peer only delays its own
+	// outbox.
+	sendTimeout = 5 * time.Second
+	// fetchRetries and fetchRetryDelay bound how long one fetch tries the
+	// peers in turn (a node starting before its peers are connected).
+	fetchRetries    = 20
+	fetchRetryDelay = 100 * time.Millisecond
+)
+
+type certRequest struct {
+	_         struct{} `cbor:",toarray"`
+	Digests   []consensus.Digest
+	FromRound uint64
+}
+
+type certResponse struct {
+	_     struct{} `cbor:",toarray"`
+	Certs []*consensus.Certificate
+}
+
+type txRequest struct {
+	_   struct{} `cbor:",toarray"`
+	IDs []types.Hash
+}
+
+type txResponse struct {
+	_   struct{} `cbor:",toarray"`
+	Raw [][]byte
+}
+
+type ownRoundResponse struct {
+	_     struct{} `cbor:",toarray"`
+	Round uint64
+}
+
+func (n *Node) startHost() error {
+	others := make([]peer.ID, 0, len(n.peers))
+	for i, id := range n.peers {
+		if uint32(i) != n.me {
+			others = append(others, id)
+		}
+	}
+	listen := n.cfg.Listen
+	if len(listen) == 0 {
+		listen = []string{"/ip4/127.0.0.1/tcp/0"}
+	}
+	cfg := p2p.NewConfig(n.cfg.Key).WithListenAddrs(listen...).
+		WithAllowedPeers(others...).WithBootstrap(n.cfg.Bootstrap...).WithLogger(n.log)
+	h, err := p2p.New(cfg)
+	if err != nil {
+		return err
+	}
+	n.host = h
+	h.HandleDirect(protoMsg, n.onDirect)
+	h.HandleRequest(protoCerts, n.serveCerts)
+	h.HandleRequest(protoTxs, n.serveTxs)
+	h.HandleRequest(protoOwnRound, n.serveOwnRound)
+	if n.txs, err = h.Join(topicTxs, p2p.DefaultMaxGossipBytes, n.validateTx); err != nil {
+		return err
+	}
+	if n.certs, err = h.Join(topicCerts, consensus.MaxMessageBytes, nil); err != nil {
+		return err
+	}
+	for _, t := range []*p2p.Topic{n.txs, n.certs} {
+		sub, err := t.Subscribe()
+		if err != nil {
+			return err
+		}
+		certs := t == n.certs
+		n.goLoop(func() { n.drain(sub, certs) })
+	}
+	return nil
+}
+
+// validateTx is the gossip validator of transactions: a transaction enters
+// the mempool (and consensus) here, so only valid ones are forwarded.
+// Refusals that depend on this node's clock or fullness are ignored rather
+// than rejected, so an honest forwarder is not penalized for them.
+func (n *Node) validateTx(ctx context.Context, _ peer.ID, data []byte) error {
+	_, err := n.addTx(ctx, data)
+	for _, local := range []error{types.ErrTxExpired, types.ErrTxFarFuture, mempool.ErrFull,
+		mempool.ErrBytesFull, mempool.ErrSenderFull} {
+		if errors.Is(err, local) {
+			return fmt.Errorf("%w: %w", p2p.ErrIgnore, err)
+		}
+	}
+	return err
+}
+
+// drain consumes a subscription. Transactions were taken by the validator;
+// certificates go to consensus.
+func (n *Node) drain(sub *p2p.Subscription, certs bool) {
+	defer sub.Cancel()
+	for {
+		m, err := sub.Next(n.ctx)
+		if err != nil {
+			return
+		}
+		if certs && !m.Local {
+			n.onMessage(m.From, m.Data)
+		}
+	}
+}
+
+func (n *Node) onDirect(from peer.ID, data []byte) { n.onMessage(from, data) }
+
+// onMessage decodes a consensus message from a validator and hands it to
+// the driver, or a checkpoint vote to the checkpoint collector.
+func (n *Node) onMessage(from peer.ID, data []byte) {
+	v, ok := n.index[from]
+	if !ok {
+		return
+	}
+	m, err := consensus.DecodeMessage(data)
+	if err != nil {
+		n.log.Debug("bad message", "from", v, "err", err)
+		return
+	}
+	if m.Checkpoint != nil {
+		n.onCheckpointVote(m.Checkpoint)
+		return
+	}
+	n.push(func(now int64) consensus.Event { return consensus.MsgIn{Now: now, From: v, Msg: m} }, false)
+}
+
+// send queues data for validator to (dropped when its outbox is full).
+func (n *Node) send(to uint32, data []byte) {
+	if int(to) >= len(n.outbox) || n.outbox[to] == nil {
+		return
+	}
+	select {
+	case n.outbox[to] <- data:
+	default:
+		n.dropped.Add(1)
+	}
+}
+
+func (n *Node) broadcast(data []byte) {
+	for i := range n.outbox {
+		n.send(uint32(i), data)
+	}
+}
+
+// sender writes validator to's outbox to its direct stream, in order.
+func (n *Node) sender(to uint32) {
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case data := <-n.outbox[to]:
+			ctx, cancel := context.WithTimeout(n.ctx, sendTimeout)
+			if err := n.host.Send(ctx, n.peers[to], protoMsg, data); err != nil {
+				n.log.Debug("send", "to", to, "err", err)
+			}
+			cancel()
+		}
+	}
+}
+
+func (n *Node) publisher() {
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case data := <-n.gossip:
+			if err := n.certs.Publish(n.ctx, data); err != nil {
+				n.log.Debug("publish certificate", "err", err)
+			}
+		}
+	}
+}
+
+// call runs f on the driver goroutine (which owns the core) and waits.
+func (n *Node) call(ctx context.Context, f func()) error {
+	done := make(chan struct{})
+	select {
+	case n.calls <- func() { f(); close(done) }:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-n.ctx.Done():
+		return ErrStopped
+	}
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-n.ctx.Done():
+		return ErrStopped
+	}
+}
+
+func (n *Node) serveCerts(ctx context.Context, _ peer.ID, req []byte) ([]byte, error) {
+	var r certRequest
+	if err := types.Decode(req, &r); err != nil {
+		return nil, fmt.Errorf("%w: %w", consensus.ErrMalformed, err)
+	}
+	if len(r.Digests) > consensus.MaxFetchCerts {
+		return nil, fmt.Errorf("%w: %d digests", consensus.ErrTooLarge, len(r.Digests))
+	}
+	var out []byte
+	err := n.call(ctx, func() {
+		// Encoded on the driver goroutine: the certificates are the core's.
+		certs := n.core.Certificates(r.Digests, r.FromRound)
+		for {
+			out = types.MustEncode(&certResponse{Certs: certs})
+			if len(out) <= MaxFetchResponseBytes || len(certs) <= 1 {
+				return
+			}
+			certs = certs[:len(certs)/2]
+		}
+	})
+	return out, err
+}
+
+func (n *Node) serveTxs(_ context.Context, _ peer.ID, req []byte) ([]byte, error) {
+	var r txRequest
+	if err := types.Decode(req, &r); err != nil {
+		return nil, fmt.Errorf("%w: %w", consensus.ErrMalformed, err)
+	}
+	if len(r.IDs) > MaxFetchTxs {
+		return nil, fmt.Errorf("%w: %d ids", consensus.ErrTooLarge, len(r.IDs))
+	}
+	var resp txResponse
+	size := 0
+	for _, id := range r.IDs {
+		raw := n.txBody(id)
+		if raw == nil || size+len(raw) > MaxFetchResponseBytes {
+			continue
+		}
+		size += len(raw)
+		resp.Raw = append(resp.Raw, raw)
+	}
+	return types.MustEncode(&resp), nil
+}
+
+func (n *Node) serveOwnRound(ctx context.Context, from peer.ID, _ []byte) ([]byte, error) {
+	v, ok := n.index[from]
+	if !ok {
+		return nil, fmt.Errorf("%w: %s is not a validator", consensus.ErrUnknown, from)
+	}
+	var r uint64
+	err := n.call(ctx, func() { r = n.core.SignedRound(v) })
+	return types.MustEncode(&ownRoundResponse{Round: r}), err
+}
+
+// fetch performs a Fetch action in the background, unless MaxFetches are
+// in flight (the core asks again on its resend tick).
+func (n *Node) fetch(f consensus.Fetch) {
+	select {
+	case n.fetches <- struct{}{}:
+	default:
+		return
+	}
+	n.goLoop(func() {
+		defer func() { <-n.fetches }()
+		res := consensus.FetchResult{}
+		if f.OwnRound {
+			res.OwnRound, res.HasOwnRound = n.fetchOwnRound()
+		}
+		if len(f.Digests) > 0 || f.FromRound > 0 {
+			res.Certs = n.fetchCerts(f.Digests, f.FromRound)
+		}
+		if len(f.Txs) > 0 {
+			res.Txs = n.fetchTxs(f.Txs)
+		}
+		if res.HasOwnRound || len(res.Certs) > 0 || len(res.Txs) > 0 {
+			n.push(func(now int64) consensus.Event { res.Now = now; return res }, true)
+		}
+	})
+}
+
+// tryPeers calls f on the other validators in turn, starting after this
+// node, until f reports done or the retries run out.
+func (n *Node) tryPeers(f func(v uint32) (done bool)) {
+	for attempt := 0; attempt < fetchRetries; attempt++ {
+		for k := 1; k < len(n.peers); k++ {
+			if f((n.me + uint32(k) + uint32(attempt)) % uint32(len(n.peers))) {
+				return
+			}
+			if n.ctx.Err() != nil {
+				return
+			}
+		}
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-time.After(fetchRetryDelay):
+		}
+	}
+}
+
+func (n *Node) request(v uint32, proto protocol.ID, req any, resp any) error {
+	if v == n.me {
+		return fmt.Errorf("%w: request to self", ErrConfig)
+	}
+	b, err := n.host.Request(n.ctx, n.peers[v], proto, types.MustEncode(req))
+	if err != nil {
+		return err
+	}
+	return types.Decode(b, resp)
+}
+
+func (n *Node) fetchCerts(digests []consensus.Digest, from uint64) []*consensus.Certificate {
+	var out []*consensus.Certificate
+	n.tryPeers(func(v uint32) bool {
+		var r certResponse
+		if err := n.request(v, protoCerts, &certRequest{Digests: digests, FromRound: from}, &r); err != nil {
+			return false
+		}
+		out = r.Certs
+		return true // an answer, even an empty one: the peer may simply be behind
+	})
+	return out
+}
+
+// fetchTxs asks peers for payloads and adds the valid ones to the mempool.
+func (n *Node) fetchTxs(ids []consensus.TxID) []consensus.TxID {
+	if len(ids) > MaxFetchTxs {
+		ids = ids[:MaxFetchTxs]
+	}
+	want := map[types.Hash]bool{}
+	for _, id := range ids {
+		want[types.Hash(id)] = true
+	}
+	var got []consensus.TxID
+	n.tryPeers(func(v uint32) bool {
+		req := txRequest{}
+		for _, id := range ids {
+			if want[types.Hash(id)] {
+				req.IDs = append(req.IDs, types.Hash(id))
+			}
+		}
+		var r txResponse
+		if err := n.request(v, protoTxs, &req, &r); err != nil {
+			return false
+		}
+		for _, raw := range r.Raw {
+			e, _, err := n.pool.Add(n.ctx, raw, n.clock.Now())
+			if err != nil || !want[e.ID] {
+				continue
+			}
+			delete(want, e.ID)
+			got = append(got, consensus.TxID(e.ID))
+		}
+		return len(want) == 0
+	})
+	return got
+}
+
+// fetchOwnRound asks the other validators for the highest round this node
+// signed at. It needs answers of weight Q - own weight: with this node's
+// own (empty) knowledge that makes a quorum, which any certificate it
+// signed for intersects.
+func (n *Node) fetchOwnRound() (uint64, bool) {
+	c := n.cfg.Committee
+	need := c.Q() - c.Validators[n.me].Weight
+	var w, r uint64
+	for v := range n.peers {
+		if uint32(v) == n.me {
+			continue
+		}
+		var resp ownRoundResponse
+		if err := n.request(uint32(v), protoOwnRound, &struct{}{}, &resp); err != nil {
+			continue
+		}
+		w += c.Validators[v].Weight
+		r = max(r, resp.Round)
+	}
+	return r, w >= need
+}
