@@ -220,13 +220,18 @@ func TestReconnectsLostBootstrapPeer(t *testing.T) {
 	if err := h.Bootstrap(testCtx(t)); err != nil {
 		t.Fatal(err)
 	}
-	for round := int64(1); round <= 2; round++ {
-		waitFor(t, "the connection to the bootstrap peer", func() bool { return dials.Load() == round })
+	// Count with >= rather than ==: libp2p may open more than one connection
+	// to the same peer (TCP and QUIC, or a simultaneous dial), and ClosePeer
+	// closes all of them; what matters is that a new one follows each loss.
+	var seen int64
+	for round := 0; round < 2; round++ {
+		waitFor(t, "the connection to the bootstrap peer", func() bool { return dials.Load() > seen })
+		seen = dials.Load()
 		if err := boot.host.Network().ClosePeer(h.ID()); err != nil {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, "the bootstrap peer to be redialed twice", func() bool {
-		return dials.Load() == 3 && h.host.Network().Connectedness(boot.ID()) == network.Connected
+	waitFor(t, "the bootstrap peer to be redialed", func() bool {
+		return dials.Load() > seen && h.host.Network().Connectedness(boot.ID()) == network.Connected
 	})
 }
