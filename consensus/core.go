@@ -319,17 +319,19 @@ func (c *Core) tryVote(w waitHeader) bool {
 	}
 	if sp := c.dag[h.SelfParent]; sp != nil {
 		sh := &sp.cert.Header
-		if sh.Author != h.Author || sh.Round >= h.Round || h.Time <= sh.Time || (latest != nil && latest != sp) {
+		if sh.Author != h.Author || sh.Round != h.SelfParentRound || h.Time <= sh.Time || (latest != nil && latest != sp) {
 			c.reject("self parent mismatch")
 			return true
 		}
 		tPrev = sh.Time
-	} else if latest != nil {
+	} else if latest != nil || h.SelfParentRound >= max(c.gcRound, 1) {
 		if h.SelfParent == (Digest{}) {
 			c.reject("self parent missing")
 			return true
 		}
-		c.want([]Digest{h.SelfParent}) // we may simply lag behind the author
+		// We may simply lag behind the author. A certificate of this
+		// header could not enter our DAG without its self parent either.
+		c.want([]Digest{h.SelfParent})
 		return false
 	}
 	// Rule 3: not too far in the future; wait, do not reject.
@@ -468,6 +470,9 @@ func (c *Core) insertCert(cert *Certificate, d Digest, persist bool) {
 			need = append(need, p)
 		}
 	}
+	if h.SelfParentRound >= max(c.gcRound, 1) && c.dag[h.SelfParent] == nil {
+		need = append(need, h.SelfParent)
+	}
 	if len(need) > 0 {
 		if len(c.pending) < c.c.Params.MaxPending {
 			c.pending[d] = cert
@@ -498,13 +503,16 @@ func (c *Core) insertCert(cert *Certificate, d Digest, persist bool) {
 		}
 	}
 	if persist {
-		c.emit(Persist{Rec: Record{Cert: cert}})
+		// An own certificate is durable before it is broadcast: a restart
+		// that lost it would name an older self parent in the next header,
+		// and the self-parent chain would skip a certificate peers hold.
+		c.emit(Persist{Rec: Record{Cert: cert}, Sync: h.Author == c.me})
 	}
 	c.tryCommit(h.Round)
 	// Certificates that waited for this one.
 	var ready []Digest
 	for pd, pc := range c.pending {
-		if slices.Contains(pc.Header.Parents, d) {
+		if pc.Header.SelfParent == d || slices.Contains(pc.Header.Parents, d) {
 			ready = append(ready, pd)
 		}
 	}
@@ -559,6 +567,32 @@ func (c *Core) tryCommit(q uint64) {
 	}
 }
 
+// edges returns n's DAG predecessors at or above the gc round: its parents
+// and its self parent. The self parent is an edge so that an author's
+// certificates commit in round order: otherwise a later certificate could
+// commit first, and the ordering layer's clamp would then raise the acks
+// of the earlier one above the honest values (S8). Which edges exist is
+// the same at every node: a certificate enters the DAG only after every
+// predecessor at or above the gc round of that moment, the gc round only
+// grows, and it is a function of the commit sequence. A self parent whose
+// round is not the one the header names is no edge (a Byzantine author's
+// lie cannot make nodes disagree about it).
+func (c *Core) edges(n *node) []*node {
+	h := &n.cert.Header
+	out := make([]*node, 0, len(h.Parents)+1)
+	for _, p := range h.Parents {
+		if pn := c.dag[p]; pn != nil && pn.cert.Header.Round >= c.gcRound {
+			out = append(out, pn)
+		}
+	}
+	if h.SelfParentRound >= max(c.gcRound, 1) {
+		if sp := c.dag[h.SelfParent]; sp != nil && sp.cert.Header.Round == h.SelfParentRound && sp.cert.Header.Author == h.Author {
+			out = append(out, sp)
+		}
+	}
+	return out
+}
+
 // path reports whether to is in the causal history of from.
 func (c *Core) path(from, to *node) bool {
 	target := to.cert.Header.Round
@@ -573,9 +607,9 @@ func (c *Core) path(from, to *node) bool {
 			if n.cert.Header.Round <= target {
 				continue
 			}
-			for _, p := range n.cert.Header.Parents {
-				if pn := c.dag[p]; pn != nil && !seen[p] {
-					seen[p] = true
+			for _, pn := range c.edges(n) {
+				if !seen[pn.digest] {
+					seen[pn.digest] = true
 					next = append(next, pn)
 				}
 			}
@@ -593,8 +627,8 @@ func (c *Core) commitAnchor(a *node) {
 		n := stack[len(stack)-1]
 		stack = stack[:len(stack)-1]
 		sub = append(sub, n)
-		for _, p := range n.cert.Header.Parents {
-			if pn := c.dag[p]; pn != nil && !pn.committed && pn.cert.Header.Round >= c.gcRound {
+		for _, pn := range c.edges(n) {
+			if !pn.committed {
 				pn.committed = true
 				stack = append(stack, pn)
 			}
@@ -786,6 +820,7 @@ func (c *Core) propose(round, parentRound uint64) {
 	tPrev := int64(-1 << 62)
 	if c.lastCert != nil {
 		h.SelfParent = c.lastCert.digest
+		h.SelfParentRound = c.lastCert.cert.Header.Round
 		tPrev = c.lastCert.cert.Header.Time
 		h.Time = max(h.Time, tPrev+1)
 	}

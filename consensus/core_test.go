@@ -55,7 +55,7 @@ func randomDAG(t testing.TB, c *Committee, signers []Signer, r *rand.Rand, round
 			}
 			h := Header{Round: round, Author: a, Time: int64(round)*1000 + int64(a)}
 			if p := last[a]; p != nil {
-				h.SelfParent = c.Digest(&p.Header)
+				h.SelfParent, h.SelfParentRound = c.Digest(&p.Header), p.Header.Round
 			}
 			if round > 1 {
 				keys := make([]uint32, 0, len(prev))
@@ -228,5 +228,72 @@ func TestCommitDeterministicWithRestarts(t *testing.T) {
 				t.Fatalf("seed %d perm %d: trace differs\n got %v\nwant %v", seed, perm, got, want)
 			}
 		}
+	}
+}
+
+// TestAuthorCommitsInRoundOrder: validator 4's round-2 certificate is a
+// parent of only one round-3 certificate, which no round-4 certificate
+// names; its round-3 certificate (self parent: the round-2 one) is in the
+// anchor of round 4's history. Following parents alone, the anchor of round
+// 4 would commit 4's round-3 certificate and the anchor of round 6 its
+// round-2 one later; with the self parent as an edge both commit together,
+// in round order.
+func TestAuthorCommitsInRoundOrder(t *testing.T) {
+	c, s := testCommittee(t, 5) // F=1, Q=4; leaders: r2→1, r4→2, r6→3
+	last := map[uint32]*Certificate{}
+	byRound := map[uint64]map[uint32]Digest{}
+	var certs []*Certificate
+	// parents[r][a] lists the round r-1 authors that a's round-r header names.
+	all := []uint32{0, 1, 2, 3, 4}
+	parents := map[uint64]map[uint32][]uint32{
+		3: {0: {0, 1, 2, 3}, 1: {0, 1, 2, 3}, 2: {0, 1, 2, 3}, 3: {0, 1, 2, 4}, 4: {0, 1, 2, 3}},
+		4: {0: {0, 1, 2, 4}, 1: {0, 1, 2, 4}, 2: {0, 1, 2, 4}, 3: {0, 1, 2, 3}, 4: {0, 1, 2, 4}},
+	}
+	for r := uint64(1); r <= 7; r++ {
+		byRound[r] = map[uint32]Digest{}
+		for _, a := range all {
+			h := Header{Round: r, Author: a, Time: int64(r)*1000 + int64(a)}
+			if p := last[a]; p != nil {
+				h.SelfParent, h.SelfParentRound = c.Digest(&p.Header), p.Header.Round
+			}
+			if r > 1 {
+				ps, ok := parents[r][a]
+				if !ok {
+					ps = all
+				}
+				for _, p := range ps {
+					h.Parents = append(h.Parents, byRound[r-1][p])
+				}
+			}
+			cert := certFor(c, s, h)
+			byRound[r][a] = c.Digest(&cert.Header)
+			last[a] = cert
+			certs = append(certs, cert)
+		}
+	}
+	core, err := New(Config{Committee: c, Me: 0, Signer: s[0]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	committed := map[uint32]uint64{} // author → highest committed round
+	subs := 0
+	for _, cert := range certs {
+		for _, a := range core.Step(MsgIn{Now: 0, From: 1, Msg: &Message{Cert: cert}}) {
+			com, ok := a.(Committed)
+			if !ok {
+				continue
+			}
+			subs++
+			for _, x := range com.Certs {
+				h := &x.Header
+				if h.Round <= committed[h.Author] {
+					t.Fatalf("sub-DAG %d commits %d's round %d after its round %d", com.Index, h.Author, h.Round, committed[h.Author])
+				}
+				committed[h.Author] = h.Round
+			}
+		}
+	}
+	if subs < 3 || committed[4] < 3 {
+		t.Fatalf("%d sub-DAGs, validator 4 up to round %d: the DAG does not reach the case", subs, committed[4])
 	}
 }

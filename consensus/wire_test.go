@@ -9,7 +9,7 @@ import (
 )
 
 func sampleHeader(c *Committee, s []Signer) *Header {
-	h := &Header{Round: 2, Author: 1, Time: 1_700_000_000_000_000_000, SelfParent: Digest{1},
+	h := &Header{Round: 2, Author: 1, Time: 1_700_000_000_000_000_000, SelfParent: Digest{1}, SelfParentRound: 1,
 		Parents: []Digest{{2}, {3}, {4}}, Acks: []Ack{{TxID: txidN(1), TRecv: 1_699_999_999_000_000_000}}}
 	c.SignHeader(s[1], h)
 	return h

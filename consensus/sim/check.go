@@ -85,6 +85,12 @@ func (s *sim) onCommitted(sl *slot, c consensus.Committed) {
 	s.res.Commits = max(s.res.Commits, c.Index)
 	for _, cert := range c.Certs {
 		h := &cert.Header
+		// A Byzantine author (a twin) may chain its certificates as it
+		// likes; the clamp is what keeps its acks harmless.
+		if last, ok := sl.authorRound[h.Author]; ok && h.Round <= last && s.signsHonestly(h.Author) {
+			s.violate("order: validator %d commits %d's round %d after its round %d", sl.idx, h.Author, h.Round, last)
+		}
+		sl.authorRound[h.Author] = h.Round
 		if int(h.Author) == s.faulty {
 			continue
 		}

@@ -185,14 +185,17 @@ type slot struct {
 	clk      clock
 	timerGen uint64
 	subs     []consensus.Digest
-	blocks   []*order.Block
-	log      map[order.TxID]bool
-	lastTx   *order.Tx
-	lastB    int64
-	restarts int
-	wiped    bool
-	verifies uint64
-	sent     [][]byte // byzantine replay pool
+	// authorRound is the highest committed round of each author (S8
+	// needs each author's certificates committed in round order).
+	authorRound map[uint32]uint64
+	blocks      []*order.Block
+	log         map[order.TxID]bool
+	lastTx      *order.Tx
+	lastB       int64
+	restarts    int
+	wiped       bool
+	verifies    uint64
+	sent        [][]byte // byzantine replay pool
 }
 
 type sim struct {
@@ -387,6 +390,7 @@ func (s *sim) startSlot(i int) {
 	}
 	sl.core, sl.up = core, true // crash() already counted the old core's verifications
 	sl.subs, sl.blocks, sl.log, sl.lastTx, sl.lastB = nil, nil, map[order.TxID]bool{}, nil, math.MinInt64
+	sl.authorRound = map[uint32]uint64{}
 	s.step(i, consensus.Start{Now: sl.clk.local(s.now)})
 	// The mempool survives a restart (not a wipe): the node sees its
 	// payloads again.
