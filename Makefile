@@ -47,6 +47,7 @@ run: build ## the demo: a state store under ./.kairos
 
 sim: ## run the consensus simulator over many seeds
 	$(GO) test -count=1 -run Sim ./consensus/sim -sim.seeds=5000
+	KAIROS_SIMEXEC_SEEDS=500 $(GO) test -count=1 -run SimS2 ./internal/simexec
 
 clean: ## remove build output and the demo data
 	rm -rf bin .kairos

@@ -37,6 +37,7 @@
 // round order (what S8 relies on).
 // After the faults stop: L1 commits resume at every honest node, L2 every
 // tx an honest validator saw is released everywhere, L3 restarted nodes
-// catch up, L4 core queues stay within bounds. S2 (state roots) needs the
-// executor and is not checked here.
+// catch up, L4 core queues stay within bounds. S2 (equal height ⇒ equal
+// state root) is checked when Config.Executor is set: consensus may not
+// import the executor, so internal/simexec wires a real one.
 package sim
