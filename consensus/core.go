@@ -787,7 +787,7 @@ func (c *Core) advance() {
 	if c.waitRound != r {
 		c.waitRound, c.waitStart = r, c.now
 	}
-	if c.round > 0 && c.now < c.lastTime+c.c.Params.MinRoundDelay {
+	if c.round > 0 && c.now < c.lastTime+c.roundDelay() {
 		return
 	}
 	timedOut := c.now >= c.waitStart+c.leaderTimeout()
@@ -813,6 +813,24 @@ func (c *Core) advance() {
 		}
 	}
 	c.propose(next, r)
+}
+
+// roundDelay is min_round_delay, raised to IdleRoundDelay while this node
+// has nothing to order: no transaction waiting for its ack, none acked in
+// an own certificate not yet committed, none committed but not released.
+// Every input is local state the core already keeps (no clock, no map
+// order); it only paces own headers, never what is committed.
+func (c *Core) roundDelay() int64 {
+	p := &c.c.Params
+	if p.IdleRoundDelay <= p.MinRoundDelay || len(c.unacked) > 0 || c.ord.Pending() > 0 {
+		return p.MinRoundDelay
+	}
+	for _, txs := range c.inflight {
+		if len(txs) > 0 {
+			return p.MinRoundDelay
+		}
+	}
+	return p.IdleRoundDelay
 }
 
 func (c *Core) propose(round, parentRound uint64) {
@@ -909,7 +927,7 @@ func (c *Core) armTimer() {
 		c.resendAt = at
 	}
 	if c.ready {
-		if t := c.lastTime + c.c.Params.MinRoundDelay; t > c.now {
+		if t := c.lastTime + c.roundDelay(); t > c.now {
 			at = min(at, t)
 		}
 		if t := c.waitStart + c.leaderTimeout(); t > c.now {
