@@ -443,7 +443,14 @@ func (c *Core) onCert(cert *Certificate) {
 		return
 	}
 	d := c.c.Digest(h)
-	if c.dag[d] != nil || c.pending[d] != nil {
+	if c.dag[d] != nil {
+		return
+	}
+	if pc := c.pending[d]; pc != nil {
+		// Checked already. What it waits for may have fallen below the gc
+		// round since (a self parent can be far older than the parents),
+		// so a copy from a peer is a cue to try again.
+		c.insertCert(pc, d, true)
 		return
 	}
 	if err := c.c.checkCertificate(cert, d); err != nil {

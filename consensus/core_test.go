@@ -231,6 +231,47 @@ func TestCommitDeterministicWithRestarts(t *testing.T) {
 	}
 }
 
+// buildDAG certifies rounds 1..rounds of validators for which present
+// holds; each header names the round-1 certificates of the authors that
+// parents returns (nil = every certificate of round-1) and its author's
+// previous certificate as self parent.
+func buildDAG(c *Committee, s []Signer, rounds uint64, present func(r uint64, a uint32) bool, parents func(r uint64, a uint32) []uint32) []*Certificate {
+	last := map[uint32]*Certificate{}
+	prev := map[uint32]Digest{}
+	var certs []*Certificate
+	for r := uint64(1); r <= rounds; r++ {
+		cur := map[uint32]Digest{}
+		for a := uint32(0); a < uint32(len(s)); a++ {
+			if !present(r, a) {
+				continue
+			}
+			h := Header{Round: r, Author: a, Time: int64(r)*1000 + int64(a)}
+			if p := last[a]; p != nil {
+				h.SelfParent, h.SelfParentRound = c.Digest(&p.Header), p.Header.Round
+			}
+			if r > 1 {
+				ps := parents(r, a)
+				if ps == nil {
+					for p := uint32(0); p < uint32(len(s)); p++ {
+						if _, ok := prev[p]; ok {
+							ps = append(ps, p)
+						}
+					}
+				}
+				for _, p := range ps {
+					h.Parents = append(h.Parents, prev[p])
+				}
+			}
+			cert := certFor(c, s, h)
+			cur[a] = c.Digest(&cert.Header)
+			last[a] = cert
+			certs = append(certs, cert)
+		}
+		prev = cur
+	}
+	return certs
+}
+
 // TestAuthorCommitsInRoundOrder: validator 4's round-2 certificate is a
 // parent of only one round-3 certificate, which no round-4 certificate
 // names; its round-3 certificate (self parent: the round-2 one) is in the
@@ -240,37 +281,12 @@ func TestCommitDeterministicWithRestarts(t *testing.T) {
 // in round order.
 func TestAuthorCommitsInRoundOrder(t *testing.T) {
 	c, s := testCommittee(t, 5) // F=1, Q=4; leaders: r2→1, r4→2, r6→3
-	last := map[uint32]*Certificate{}
-	byRound := map[uint64]map[uint32]Digest{}
-	var certs []*Certificate
-	// parents[r][a] lists the round r-1 authors that a's round-r header names.
-	all := []uint32{0, 1, 2, 3, 4}
-	parents := map[uint64]map[uint32][]uint32{
+	special := map[uint64]map[uint32][]uint32{
 		3: {0: {0, 1, 2, 3}, 1: {0, 1, 2, 3}, 2: {0, 1, 2, 3}, 3: {0, 1, 2, 4}, 4: {0, 1, 2, 3}},
 		4: {0: {0, 1, 2, 4}, 1: {0, 1, 2, 4}, 2: {0, 1, 2, 4}, 3: {0, 1, 2, 3}, 4: {0, 1, 2, 4}},
 	}
-	for r := uint64(1); r <= 7; r++ {
-		byRound[r] = map[uint32]Digest{}
-		for _, a := range all {
-			h := Header{Round: r, Author: a, Time: int64(r)*1000 + int64(a)}
-			if p := last[a]; p != nil {
-				h.SelfParent, h.SelfParentRound = c.Digest(&p.Header), p.Header.Round
-			}
-			if r > 1 {
-				ps, ok := parents[r][a]
-				if !ok {
-					ps = all
-				}
-				for _, p := range ps {
-					h.Parents = append(h.Parents, byRound[r-1][p])
-				}
-			}
-			cert := certFor(c, s, h)
-			byRound[r][a] = c.Digest(&cert.Header)
-			last[a] = cert
-			certs = append(certs, cert)
-		}
-	}
+	certs := buildDAG(c, s, 7, func(uint64, uint32) bool { return true },
+		func(r uint64, a uint32) []uint32 { return special[r][a] })
 	core, err := New(Config{Committee: c, Me: 0, Signer: s[0]})
 	if err != nil {
 		t.Fatal(err)
@@ -295,5 +311,33 @@ func TestAuthorCommitsInRoundOrder(t *testing.T) {
 	}
 	if subs < 3 || committed[4] < 3 {
 		t.Fatalf("%d sub-DAGs, validator 4 up to round %d: the DAG does not reach the case", subs, committed[4])
+	}
+}
+
+// TestSelfParentBelowGC: validator 3 certifies round 1 (a certificate no
+// one names), is away until round 71, then names that certificate as self
+// parent. By then it lies below the gc round, so a node that never saw it
+// inserts and commits the round-71 certificate without it, and commits
+// exactly what a node that did see it commits.
+func TestSelfParentBelowGC(t *testing.T) {
+	c, s := testCommittee(t, 4)
+	certs := buildDAG(c, s, 90, func(r uint64, a uint32) bool { return a != 3 || r == 1 || r >= 71 },
+		func(r uint64, a uint32) []uint32 {
+			if r == 2 {
+				return []uint32{0, 1, 2}
+			}
+			return nil
+		})
+	if certs[3].Header.Author != 3 || certs[3].Header.Round != 1 {
+		t.Fatal("unexpected DAG layout")
+	}
+	want := feed(t, c, s, certs)
+	without := append(append([]*Certificate(nil), certs[:3]...), certs[4:]...)
+	got := feed(t, c, s, without)
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("commits differ without the gc'd self parent\n got %v\nwant %v", got, want)
+	}
+	if !strings.Contains(fmt.Sprint(got), " 71/3") {
+		t.Fatalf("validator 3's round-71 certificate was not committed: %v", got)
 	}
 }

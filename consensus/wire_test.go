@@ -74,6 +74,12 @@ func TestChecksRejectBadMessages(t *testing.T) {
 		{"other epoch", func(x *Certificate) *Committee { return nextEpoch }, ErrBadSignature},
 		{"unknown author", func(x *Certificate) *Committee { x.Header.Author = 9; return c }, ErrUnknown},
 		{"round 0", func(x *Certificate) *Committee { x.Header.Round = 0; return c }, ErrMalformed},
+		{"self parent without round", func(x *Certificate) *Committee { x.Header.SelfParentRound = 0; return c }, ErrMalformed},
+		{"self parent round without self parent", func(x *Certificate) *Committee {
+			x.Header.SelfParent = Digest{}
+			return c
+		}, ErrMalformed},
+		{"self parent round not below round", func(x *Certificate) *Committee { x.Header.SelfParentRound = 2; return c }, ErrMalformed},
 		{"too many parents", func(x *Certificate) *Committee {
 			x.Header.Parents = make([]Digest, 5)
 			return c
