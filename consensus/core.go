@@ -741,6 +741,36 @@ func (c *Core) gc(g uint64) {
 			delete(c.waiting, k)
 		}
 	}
+	// Forget digests nothing waits for any more (say, a bogus parent of a
+	// header just dropped): they would never arrive, and a full missing
+	// set stops the fetches that liveness needs.
+	still := map[Digest]bool{}
+	for _, p := range c.pending {
+		c.absentDeps(&p.Header, still)
+	}
+	for _, w := range c.waiting {
+		c.absentDeps(w.h, still)
+	}
+	for d := range c.missing {
+		if !still[d] {
+			delete(c.missing, d)
+		}
+	}
+}
+
+// absentDeps adds to set the predecessors of h at or above the gc round
+// that are not in the DAG.
+func (c *Core) absentDeps(h *Header, set map[Digest]bool) {
+	if h.Round-1 >= c.gcRound {
+		for _, p := range h.Parents {
+			if c.dag[p] == nil {
+				set[p] = true
+			}
+		}
+	}
+	if h.SelfParentRound >= max(c.gcRound, 1) && c.dag[h.SelfParent] == nil {
+		set[h.SelfParent] = true
+	}
 }
 
 // quorumRound returns the highest round whose certificates weigh >= Q.

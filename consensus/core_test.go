@@ -341,3 +341,32 @@ func TestSelfParentBelowGC(t *testing.T) {
 		t.Fatalf("validator 3's round-71 certificate was not committed: %v", got)
 	}
 }
+
+// TestMissingForgottenAtGC: a header naming parents that do not exist
+// makes the core fetch them; once the gc round passes the header, the
+// digests leave the missing set (else a Byzantine validator could fill it
+// and stop the fetches that liveness needs).
+func TestMissingForgottenAtGC(t *testing.T) {
+	c, s := testCommittee(t, 4)
+	core, err := New(Config{Committee: c, Me: 0, Signer: s[0]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	core.Step(Start{Now: t0})
+	core.Step(FetchResult{Now: t0, HasOwnRound: true})
+	h := Header{Round: 2, Author: 1, Time: t0, Parents: []Digest{{7}, {8}, {9}}}
+	c.SignHeader(s[1], &h)
+	core.Step(MsgIn{Now: t0, From: 1, Msg: &Message{Header: &h}})
+	if n := core.Sizes()["missing"]; n != 3 {
+		t.Fatalf("missing %d digests after the header, want 3", n)
+	}
+	for _, cert := range buildDAG(c, s, 70, func(uint64, uint32) bool { return true }, func(uint64, uint32) []uint32 { return nil }) {
+		core.Step(MsgIn{Now: t0, From: 2, Msg: &Message{Cert: cert}})
+	}
+	if n := core.Sizes()["dag"]; n >= 70*4 {
+		t.Fatalf("dag holds %d certificates: no gc happened", n)
+	}
+	if n := core.Sizes()["missing"]; n != 0 {
+		t.Fatalf("missing %d digests after gc: %v", n, core)
+	}
+}
