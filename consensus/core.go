@@ -324,7 +324,7 @@ func (c *Core) tryVote(w waitHeader) bool {
 			return true
 		}
 		tPrev = sh.Time
-	} else if latest != nil || h.SelfParentRound >= max(c.gcRound, 1) {
+	} else if latest != nil || c.selfEdge(h) {
 		if h.SelfParent == (Digest{}) {
 			c.reject("self parent missing")
 			return true
@@ -449,8 +449,11 @@ func (c *Core) onCert(cert *Certificate) {
 	if pc := c.pending[d]; pc != nil {
 		// Checked already. What it waits for may have fallen below the gc
 		// round since (a self parent can be far older than the parents),
-		// so a copy from a peer is a cue to try again.
-		c.insertCert(pc, d, true)
+		// so a copy from a peer is a cue to look again.
+		deps := map[Digest]bool{}
+		if c.absentDeps(&pc.Header, deps); len(deps) == 0 {
+			c.insertCert(pc, d, true)
+		}
 		return
 	}
 	if err := c.c.checkCertificate(cert, d); err != nil {
@@ -477,7 +480,7 @@ func (c *Core) insertCert(cert *Certificate, d Digest, persist bool) {
 			need = append(need, p)
 		}
 	}
-	if h.SelfParentRound >= max(c.gcRound, 1) && c.dag[h.SelfParent] == nil {
+	if c.selfEdge(h) && c.dag[h.SelfParent] == nil {
 		need = append(need, h.SelfParent)
 	}
 	if len(need) > 0 {
@@ -574,16 +577,27 @@ func (c *Core) tryCommit(q uint64) {
 	}
 }
 
-// edges returns n's DAG predecessors at or above the gc round: its parents
-// and its self parent. The self parent is an edge so that an author's
+// selfEdge reports whether h's self parent is a DAG edge as far as this
+// node can tell now: it is at or above the gc round and at most
+// GCDepth/2 rounds below h. The self parent is an edge so that an author's
 // certificates commit in round order: otherwise a later certificate could
 // commit first, and the ordering layer's clamp would then raise the acks
-// of the earlier one above the honest values (S8). Which edges exist is
-// the same at every node: a certificate enters the DAG only after every
-// predecessor at or above the gc round of that moment, the gc round only
-// grows, and it is a function of the commit sequence. A self parent whose
-// round is not the one the header names is no edge (a Byzantine author's
-// lie cannot make nodes disagree about it).
+// of the earlier one above the honest values (S8). The span limit keeps a
+// node that lags a little from waiting for a self parent that every peer
+// has already dropped (a validator back after a long absence names a
+// certificate from before it); parents have GCDepth rounds of that margin,
+// self parents half of it.
+func (c *Core) selfEdge(h *Header) bool {
+	return h.SelfParentRound >= max(c.gcRound, 1) && h.Round-h.SelfParentRound <= c.c.Params.GCDepth/2
+}
+
+// edges returns n's DAG predecessors at or above the gc round: its parents
+// and, if selfEdge holds, its self parent. Which edges exist is the same at
+// every node: a certificate enters the DAG only after every predecessor
+// selfEdge and the parent rule name at that moment, the gc round only
+// grows, and at commit time it is a function of the commit sequence. A
+// self parent whose round is not the one the header names is no edge (a
+// Byzantine author's lie cannot make nodes disagree about it).
 func (c *Core) edges(n *node) []*node {
 	h := &n.cert.Header
 	out := make([]*node, 0, len(h.Parents)+1)
@@ -592,7 +606,7 @@ func (c *Core) edges(n *node) []*node {
 			out = append(out, pn)
 		}
 	}
-	if h.SelfParentRound >= max(c.gcRound, 1) {
+	if c.selfEdge(h) {
 		if sp := c.dag[h.SelfParent]; sp != nil && sp.cert.Header.Round == h.SelfParentRound && sp.cert.Header.Author == h.Author {
 			out = append(out, sp)
 		}
@@ -768,7 +782,7 @@ func (c *Core) absentDeps(h *Header, set map[Digest]bool) {
 			}
 		}
 	}
-	if h.SelfParentRound >= max(c.gcRound, 1) && c.dag[h.SelfParent] == nil {
+	if c.selfEdge(h) && c.dag[h.SelfParent] == nil {
 		set[h.SelfParent] = true
 	}
 }

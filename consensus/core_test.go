@@ -314,31 +314,34 @@ func TestAuthorCommitsInRoundOrder(t *testing.T) {
 	}
 }
 
-// TestSelfParentBelowGC: validator 3 certifies round 1 (a certificate no
-// one names), is away until round 71, then names that certificate as self
-// parent. By then it lies below the gc round, so a node that never saw it
-// inserts and commits the round-71 certificate without it, and commits
-// exactly what a node that did see it commits.
-func TestSelfParentBelowGC(t *testing.T) {
+// TestFarSelfParent: validator 3 certifies round 1 (a certificate no one
+// names), is away, then names that certificate as self parent. A node that
+// never saw it must insert and commit the new certificate without it, and
+// commit exactly what a node that did see it commits: back at round 30 the
+// self parent is more than GCDepth/2 rounds old (no edge, nobody need keep
+// it); back at round 71 it is also below the gc round.
+func TestFarSelfParent(t *testing.T) {
 	c, s := testCommittee(t, 4)
-	certs := buildDAG(c, s, 90, func(r uint64, a uint32) bool { return a != 3 || r == 1 || r >= 71 },
-		func(r uint64, a uint32) []uint32 {
-			if r == 2 {
-				return []uint32{0, 1, 2}
-			}
-			return nil
-		})
-	if certs[3].Header.Author != 3 || certs[3].Header.Round != 1 {
-		t.Fatal("unexpected DAG layout")
-	}
-	want := feed(t, c, s, certs)
-	without := append(append([]*Certificate(nil), certs[:3]...), certs[4:]...)
-	got := feed(t, c, s, without)
-	if fmt.Sprint(got) != fmt.Sprint(want) {
-		t.Fatalf("commits differ without the gc'd self parent\n got %v\nwant %v", got, want)
-	}
-	if !strings.Contains(fmt.Sprint(got), " 71/3") {
-		t.Fatalf("validator 3's round-71 certificate was not committed: %v", got)
+	for _, back := range []uint64{30, 71} {
+		certs := buildDAG(c, s, back+19, func(r uint64, a uint32) bool { return a != 3 || r == 1 || r >= back },
+			func(r uint64, a uint32) []uint32 {
+				if r == 2 {
+					return []uint32{0, 1, 2}
+				}
+				return nil
+			})
+		if certs[3].Header.Author != 3 || certs[3].Header.Round != 1 {
+			t.Fatal("unexpected DAG layout")
+		}
+		want := feed(t, c, s, certs)
+		without := append(append([]*Certificate(nil), certs[:3]...), certs[4:]...)
+		got := feed(t, c, s, without)
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("back at %d: commits differ without the old self parent\n got %v\nwant %v", back, got, want)
+		}
+		if !strings.Contains(fmt.Sprint(got), fmt.Sprintf(" %d/3", back)) {
+			t.Fatalf("back at %d: validator 3's certificate was not committed: %v", back, got)
+		}
 	}
 }
 

@@ -34,6 +34,9 @@
 //     author's certificates commit in round order and the ordering layer's
 //     clamp never raises an honest ack (S8); own certificates are synced
 //     before they are broadcast so a restart cannot skip one in the chain.
+//   - Own headers are at least MinRoundDelay apart, IdleRoundDelay while
+//     the node has nothing to order (no unacked, in-flight or unreleased
+//     transaction); pacing never changes what is committed.
 //   - Commits are a deterministic function of the DAG: the anchor of even
 //     round r commits when round r+1 certificates referencing it weigh
 //     >= F+1; skipped anchors with a path from it are committed first; each
