@@ -16,8 +16,14 @@ type Validator struct {
 
 // Params are the genesis parameters of consensus.md; all times are ns.
 type Params struct {
-	MaxClockSkew     int64 // Δ: votes wait while header.Time > now + Δ
-	MinRoundDelay    int64 // minimum time between own headers
+	MaxClockSkew  int64 // Δ: votes wait while header.Time > now + Δ
+	MinRoundDelay int64 // minimum time between own headers
+	// IdleRoundDelay replaces MinRoundDelay while the node has nothing to
+	// order (no unacked, in-flight or unreleased transaction): an idle
+	// network makes fewer rounds, and the first transaction seen brings
+	// the minimum back. Below MinRoundDelay (or 0) it has no effect. Keep
+	// it under LeaderTimeout, or idle anchors would time out.
+	IdleRoundDelay   int64
 	LeaderTimeout    int64 // wait for anchor / support; doubles per consecutive miss
 	LeaderTimeoutMax int64 // cap of the doubling
 	GCDepth          uint64
@@ -46,6 +52,7 @@ func DefaultParams() Params {
 	return Params{
 		MaxClockSkew:     100 * ms,
 		MinRoundDelay:    20 * ms,
+		IdleRoundDelay:   100 * ms,
 		LeaderTimeout:    200 * ms,
 		LeaderTimeoutMax: 2000 * ms,
 		GCDepth:          50,
@@ -83,7 +90,7 @@ func NewCommittee(chainID string, epoch uint64, vals []Validator, p Params, v Ve
 		}
 		ws[i] = x.Weight
 	}
-	if p.MaxAcks <= 0 || p.MaxAcks > MaxAcksLimit || p.GCDepth < 4 || p.MinRoundDelay < 0 ||
+	if p.MaxAcks <= 0 || p.MaxAcks > MaxAcksLimit || p.GCDepth < 4 || p.MinRoundDelay < 0 || p.IdleRoundDelay < 0 ||
 		p.LeaderTimeout <= 0 || p.LeaderTimeoutMax < p.LeaderTimeout || p.TxExpiry <= 0 ||
 		p.MaxClockSkew < 0 || p.MaxPending <= 0 || p.ResendInterval <= 0 {
 		return nil, fmt.Errorf("%w: %+v", ErrBadParams, p)

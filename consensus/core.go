@@ -319,17 +319,19 @@ func (c *Core) tryVote(w waitHeader) bool {
 	}
 	if sp := c.dag[h.SelfParent]; sp != nil {
 		sh := &sp.cert.Header
-		if sh.Author != h.Author || sh.Round >= h.Round || h.Time <= sh.Time || (latest != nil && latest != sp) {
+		if sh.Author != h.Author || sh.Round != h.SelfParentRound || h.Time <= sh.Time || (latest != nil && latest != sp) {
 			c.reject("self parent mismatch")
 			return true
 		}
 		tPrev = sh.Time
-	} else if latest != nil {
+	} else if latest != nil || c.selfEdge(h) {
 		if h.SelfParent == (Digest{}) {
 			c.reject("self parent missing")
 			return true
 		}
-		c.want([]Digest{h.SelfParent}) // we may simply lag behind the author
+		// We may simply lag behind the author. A certificate of this
+		// header could not enter our DAG without its self parent either.
+		c.want([]Digest{h.SelfParent})
 		return false
 	}
 	// Rule 3: not too far in the future; wait, do not reject.
@@ -441,7 +443,17 @@ func (c *Core) onCert(cert *Certificate) {
 		return
 	}
 	d := c.c.Digest(h)
-	if c.dag[d] != nil || c.pending[d] != nil {
+	if c.dag[d] != nil {
+		return
+	}
+	if pc := c.pending[d]; pc != nil {
+		// Checked already. What it waits for may have fallen below the gc
+		// round since (a self parent can be far older than the parents),
+		// so a copy from a peer is a cue to look again.
+		deps := map[Digest]bool{}
+		if c.absentDeps(&pc.Header, deps); len(deps) == 0 {
+			c.insertCert(pc, d, true)
+		}
 		return
 	}
 	if err := c.c.checkCertificate(cert, d); err != nil {
@@ -467,6 +479,9 @@ func (c *Core) insertCert(cert *Certificate, d Digest, persist bool) {
 		if c.dag[p] == nil && h.Round-1 >= c.gcRound {
 			need = append(need, p)
 		}
+	}
+	if c.selfEdge(h) && c.dag[h.SelfParent] == nil {
+		need = append(need, h.SelfParent)
 	}
 	if len(need) > 0 {
 		if len(c.pending) < c.c.Params.MaxPending {
@@ -498,13 +513,16 @@ func (c *Core) insertCert(cert *Certificate, d Digest, persist bool) {
 		}
 	}
 	if persist {
-		c.emit(Persist{Rec: Record{Cert: cert}})
+		// An own certificate is durable before it is broadcast: a restart
+		// that lost it would name an older self parent in the next header,
+		// and the self-parent chain would skip a certificate peers hold.
+		c.emit(Persist{Rec: Record{Cert: cert}, Sync: h.Author == c.me})
 	}
 	c.tryCommit(h.Round)
 	// Certificates that waited for this one.
 	var ready []Digest
 	for pd, pc := range c.pending {
-		if slices.Contains(pc.Header.Parents, d) {
+		if pc.Header.SelfParent == d || slices.Contains(pc.Header.Parents, d) {
 			ready = append(ready, pd)
 		}
 	}
@@ -559,6 +577,43 @@ func (c *Core) tryCommit(q uint64) {
 	}
 }
 
+// selfEdge reports whether h's self parent is a DAG edge as far as this
+// node can tell now: it is at or above the gc round and at most
+// GCDepth/2 rounds below h. The self parent is an edge so that an author's
+// certificates commit in round order: otherwise a later certificate could
+// commit first, and the ordering layer's clamp would then raise the acks
+// of the earlier one above the honest values (S8). The span limit keeps a
+// node that lags a little from waiting for a self parent that every peer
+// has already dropped (a validator back after a long absence names a
+// certificate from before it); parents have GCDepth rounds of that margin,
+// self parents half of it.
+func (c *Core) selfEdge(h *Header) bool {
+	return h.SelfParentRound >= max(c.gcRound, 1) && h.Round-h.SelfParentRound <= c.c.Params.GCDepth/2
+}
+
+// edges returns n's DAG predecessors at or above the gc round: its parents
+// and, if selfEdge holds, its self parent. Which edges exist is the same at
+// every node: a certificate enters the DAG only after every predecessor
+// selfEdge and the parent rule name at that moment, the gc round only
+// grows, and at commit time it is a function of the commit sequence. A
+// self parent whose round is not the one the header names is no edge (a
+// Byzantine author's lie cannot make nodes disagree about it).
+func (c *Core) edges(n *node) []*node {
+	h := &n.cert.Header
+	out := make([]*node, 0, len(h.Parents)+1)
+	for _, p := range h.Parents {
+		if pn := c.dag[p]; pn != nil && pn.cert.Header.Round >= c.gcRound {
+			out = append(out, pn)
+		}
+	}
+	if c.selfEdge(h) {
+		if sp := c.dag[h.SelfParent]; sp != nil && sp.cert.Header.Round == h.SelfParentRound && sp.cert.Header.Author == h.Author {
+			out = append(out, sp)
+		}
+	}
+	return out
+}
+
 // path reports whether to is in the causal history of from.
 func (c *Core) path(from, to *node) bool {
 	target := to.cert.Header.Round
@@ -573,9 +628,9 @@ func (c *Core) path(from, to *node) bool {
 			if n.cert.Header.Round <= target {
 				continue
 			}
-			for _, p := range n.cert.Header.Parents {
-				if pn := c.dag[p]; pn != nil && !seen[p] {
-					seen[p] = true
+			for _, pn := range c.edges(n) {
+				if !seen[pn.digest] {
+					seen[pn.digest] = true
 					next = append(next, pn)
 				}
 			}
@@ -593,8 +648,8 @@ func (c *Core) commitAnchor(a *node) {
 		n := stack[len(stack)-1]
 		stack = stack[:len(stack)-1]
 		sub = append(sub, n)
-		for _, p := range n.cert.Header.Parents {
-			if pn := c.dag[p]; pn != nil && !pn.committed && pn.cert.Header.Round >= c.gcRound {
+		for _, pn := range c.edges(n) {
+			if !pn.committed {
 				pn.committed = true
 				stack = append(stack, pn)
 			}
@@ -700,6 +755,36 @@ func (c *Core) gc(g uint64) {
 			delete(c.waiting, k)
 		}
 	}
+	// Forget digests nothing waits for any more (say, a bogus parent of a
+	// header just dropped): they would never arrive, and a full missing
+	// set stops the fetches that liveness needs.
+	still := map[Digest]bool{}
+	for _, p := range c.pending {
+		c.absentDeps(&p.Header, still)
+	}
+	for _, w := range c.waiting {
+		c.absentDeps(w.h, still)
+	}
+	for d := range c.missing {
+		if !still[d] {
+			delete(c.missing, d)
+		}
+	}
+}
+
+// absentDeps adds to set the predecessors of h at or above the gc round
+// that are not in the DAG.
+func (c *Core) absentDeps(h *Header, set map[Digest]bool) {
+	if h.Round-1 >= c.gcRound {
+		for _, p := range h.Parents {
+			if c.dag[p] == nil {
+				set[p] = true
+			}
+		}
+	}
+	if c.selfEdge(h) && c.dag[h.SelfParent] == nil {
+		set[h.SelfParent] = true
+	}
 }
 
 // quorumRound returns the highest round whose certificates weigh >= Q.
@@ -753,7 +838,7 @@ func (c *Core) advance() {
 	if c.waitRound != r {
 		c.waitRound, c.waitStart = r, c.now
 	}
-	if c.round > 0 && c.now < c.lastTime+c.c.Params.MinRoundDelay {
+	if c.round > 0 && c.now < c.lastTime+c.roundDelay() {
 		return
 	}
 	timedOut := c.now >= c.waitStart+c.leaderTimeout()
@@ -781,11 +866,30 @@ func (c *Core) advance() {
 	c.propose(next, r)
 }
 
+// roundDelay is min_round_delay, raised to IdleRoundDelay while this node
+// has nothing to order: no transaction waiting for its ack, none acked in
+// an own certificate not yet committed, none committed but not released.
+// Every input is local state the core already keeps (no clock, no map
+// order); it only paces own headers, never what is committed.
+func (c *Core) roundDelay() int64 {
+	p := &c.c.Params
+	if p.IdleRoundDelay <= p.MinRoundDelay || len(c.unacked) > 0 || c.ord.Pending() > 0 {
+		return p.MinRoundDelay
+	}
+	for _, txs := range c.inflight {
+		if len(txs) > 0 {
+			return p.MinRoundDelay
+		}
+	}
+	return p.IdleRoundDelay
+}
+
 func (c *Core) propose(round, parentRound uint64) {
 	h := &Header{Round: round, Author: c.me, Time: max(c.now, c.lastTime+1)}
 	tPrev := int64(-1 << 62)
 	if c.lastCert != nil {
 		h.SelfParent = c.lastCert.digest
+		h.SelfParentRound = c.lastCert.cert.Header.Round
 		tPrev = c.lastCert.cert.Header.Time
 		h.Time = max(h.Time, tPrev+1)
 	}
@@ -874,7 +978,7 @@ func (c *Core) armTimer() {
 		c.resendAt = at
 	}
 	if c.ready {
-		if t := c.lastTime + c.c.Params.MinRoundDelay; t > c.now {
+		if t := c.lastTime + c.roundDelay(); t > c.now {
 			at = min(at, t)
 		}
 		if t := c.waitStart + c.leaderTimeout(); t > c.now {

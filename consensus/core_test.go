@@ -55,7 +55,7 @@ func randomDAG(t testing.TB, c *Committee, signers []Signer, r *rand.Rand, round
 			}
 			h := Header{Round: round, Author: a, Time: int64(round)*1000 + int64(a)}
 			if p := last[a]; p != nil {
-				h.SelfParent = c.Digest(&p.Header)
+				h.SelfParent, h.SelfParentRound = c.Digest(&p.Header), p.Header.Round
 			}
 			if round > 1 {
 				keys := make([]uint32, 0, len(prev))
@@ -228,5 +228,148 @@ func TestCommitDeterministicWithRestarts(t *testing.T) {
 				t.Fatalf("seed %d perm %d: trace differs\n got %v\nwant %v", seed, perm, got, want)
 			}
 		}
+	}
+}
+
+// buildDAG certifies rounds 1..rounds of validators for which present
+// holds; each header names the round-1 certificates of the authors that
+// parents returns (nil = every certificate of round-1) and its author's
+// previous certificate as self parent.
+func buildDAG(c *Committee, s []Signer, rounds uint64, present func(r uint64, a uint32) bool, parents func(r uint64, a uint32) []uint32) []*Certificate {
+	last := map[uint32]*Certificate{}
+	prev := map[uint32]Digest{}
+	var certs []*Certificate
+	for r := uint64(1); r <= rounds; r++ {
+		cur := map[uint32]Digest{}
+		for a := uint32(0); a < uint32(len(s)); a++ {
+			if !present(r, a) {
+				continue
+			}
+			h := Header{Round: r, Author: a, Time: int64(r)*1000 + int64(a)}
+			if p := last[a]; p != nil {
+				h.SelfParent, h.SelfParentRound = c.Digest(&p.Header), p.Header.Round
+			}
+			if r > 1 {
+				ps := parents(r, a)
+				if ps == nil {
+					for p := uint32(0); p < uint32(len(s)); p++ {
+						if _, ok := prev[p]; ok {
+							ps = append(ps, p)
+						}
+					}
+				}
+				for _, p := range ps {
+					h.Parents = append(h.Parents, prev[p])
+				}
+			}
+			cert := certFor(c, s, h)
+			cur[a] = c.Digest(&cert.Header)
+			last[a] = cert
+			certs = append(certs, cert)
+		}
+		prev = cur
+	}
+	return certs
+}
+
+// TestAuthorCommitsInRoundOrder: validator 4's round-2 certificate is a
+// parent of only one round-3 certificate, which no round-4 certificate
+// names; its round-3 certificate (self parent: the round-2 one) is in the
+// anchor of round 4's history. Following parents alone, the anchor of round
+// 4 would commit 4's round-3 certificate and the anchor of round 6 its
+// round-2 one later; with the self parent as an edge both commit together,
+// in round order.
+func TestAuthorCommitsInRoundOrder(t *testing.T) {
+	c, s := testCommittee(t, 5) // F=1, Q=4; leaders: r2→1, r4→2, r6→3
+	special := map[uint64]map[uint32][]uint32{
+		3: {0: {0, 1, 2, 3}, 1: {0, 1, 2, 3}, 2: {0, 1, 2, 3}, 3: {0, 1, 2, 4}, 4: {0, 1, 2, 3}},
+		4: {0: {0, 1, 2, 4}, 1: {0, 1, 2, 4}, 2: {0, 1, 2, 4}, 3: {0, 1, 2, 3}, 4: {0, 1, 2, 4}},
+	}
+	certs := buildDAG(c, s, 7, func(uint64, uint32) bool { return true },
+		func(r uint64, a uint32) []uint32 { return special[r][a] })
+	core, err := New(Config{Committee: c, Me: 0, Signer: s[0]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	committed := map[uint32]uint64{} // author → highest committed round
+	subs := 0
+	for _, cert := range certs {
+		for _, a := range core.Step(MsgIn{Now: 0, From: 1, Msg: &Message{Cert: cert}}) {
+			com, ok := a.(Committed)
+			if !ok {
+				continue
+			}
+			subs++
+			for _, x := range com.Certs {
+				h := &x.Header
+				if h.Round <= committed[h.Author] {
+					t.Fatalf("sub-DAG %d commits %d's round %d after its round %d", com.Index, h.Author, h.Round, committed[h.Author])
+				}
+				committed[h.Author] = h.Round
+			}
+		}
+	}
+	if subs < 3 || committed[4] < 3 {
+		t.Fatalf("%d sub-DAGs, validator 4 up to round %d: the DAG does not reach the case", subs, committed[4])
+	}
+}
+
+// TestFarSelfParent: validator 3 certifies round 1 (a certificate no one
+// names), is away, then names that certificate as self parent. A node that
+// never saw it must insert and commit the new certificate without it, and
+// commit exactly what a node that did see it commits: back at round 30 the
+// self parent is more than GCDepth/2 rounds old (no edge, nobody need keep
+// it); back at round 71 it is also below the gc round.
+func TestFarSelfParent(t *testing.T) {
+	c, s := testCommittee(t, 4)
+	for _, back := range []uint64{30, 71} {
+		certs := buildDAG(c, s, back+19, func(r uint64, a uint32) bool { return a != 3 || r == 1 || r >= back },
+			func(r uint64, a uint32) []uint32 {
+				if r == 2 {
+					return []uint32{0, 1, 2}
+				}
+				return nil
+			})
+		if certs[3].Header.Author != 3 || certs[3].Header.Round != 1 {
+			t.Fatal("unexpected DAG layout")
+		}
+		want := feed(t, c, s, certs)
+		without := append(append([]*Certificate(nil), certs[:3]...), certs[4:]...)
+		got := feed(t, c, s, without)
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("back at %d: commits differ without the old self parent\n got %v\nwant %v", back, got, want)
+		}
+		if !strings.Contains(fmt.Sprint(got), fmt.Sprintf(" %d/3", back)) {
+			t.Fatalf("back at %d: validator 3's certificate was not committed: %v", back, got)
+		}
+	}
+}
+
+// TestMissingForgottenAtGC: a header naming parents that do not exist
+// makes the core fetch them; once the gc round passes the header, the
+// digests leave the missing set (else a Byzantine validator could fill it
+// and stop the fetches that liveness needs).
+func TestMissingForgottenAtGC(t *testing.T) {
+	c, s := testCommittee(t, 4)
+	core, err := New(Config{Committee: c, Me: 0, Signer: s[0]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	core.Step(Start{Now: t0})
+	core.Step(FetchResult{Now: t0, HasOwnRound: true})
+	h := Header{Round: 2, Author: 1, Time: t0, Parents: []Digest{{7}, {8}, {9}}}
+	c.SignHeader(s[1], &h)
+	core.Step(MsgIn{Now: t0, From: 1, Msg: &Message{Header: &h}})
+	if n := core.Sizes()["missing"]; n != 3 {
+		t.Fatalf("missing %d digests after the header, want 3", n)
+	}
+	for _, cert := range buildDAG(c, s, 70, func(uint64, uint32) bool { return true }, func(uint64, uint32) []uint32 { return nil }) {
+		core.Step(MsgIn{Now: t0, From: 2, Msg: &Message{Cert: cert}})
+	}
+	if n := core.Sizes()["dag"]; n >= 70*4 {
+		t.Fatalf("dag holds %d certificates: no gc happened", n)
+	}
+	if n := core.Sizes()["missing"]; n != 0 {
+		t.Fatalf("missing %d digests after gc: %v", n, core)
 	}
 }

@@ -27,8 +27,16 @@
 //     never re-created, after a restart (S3).
 //   - A wiped validator (empty disk) signs nothing until peers report the
 //     highest round it signed at, and never at or below that plus a margin.
-//   - A certificate enters the DAG only after all its parents (above the gc
-//     round); at most one certificate per (author, round) is accepted (S4).
+//   - A certificate enters the DAG only after all its parents and its self
+//     parent (above the gc round; a header names its self parent's round so
+//     that every node can tell); at most one certificate per (author,
+//     round) is accepted (S4). The self parent is a DAG edge, so an honest
+//     author's certificates commit in round order and the ordering layer's
+//     clamp never raises an honest ack (S8); own certificates are synced
+//     before they are broadcast so a restart cannot skip one in the chain.
+//   - Own headers are at least MinRoundDelay apart, IdleRoundDelay while
+//     the node has nothing to order (no unacked, in-flight or unreleased
+//     transaction); pacing never changes what is committed.
 //   - Commits are a deterministic function of the DAG: the anchor of even
 //     round r commits when round r+1 certificates referencing it weigh
 //     >= F+1; skipped anchors with a path from it are committed first; each

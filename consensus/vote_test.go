@@ -105,13 +105,13 @@ func TestVotingRules(t *testing.T) {
 			h.SelfParent = c.Digest(&r1[1].Header)
 		}},
 		{name: "missing self parent", seeTx: true, invalid: true, mut: func(h *Header, _ *Committee, _ []*Certificate) {
-			h.SelfParent = Digest{}
+			h.SelfParent, h.SelfParentRound = Digest{}, 0
 		}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			core, c, s, r1 := readyCore(t)
-			h := Header{Round: 2, Author: 1, Time: t0 + 100*ms, SelfParent: c.Digest(&r1[0].Header),
+			h := Header{Round: 2, Author: 1, Time: t0 + 100*ms, SelfParent: c.Digest(&r1[0].Header), SelfParentRound: 1,
 				Parents: digests(c, r1), Acks: []Ack{{TxID: tx, TRecv: t0 + 50*ms}}}
 			if tc.mut != nil {
 				tc.mut(&h, c, r1)
@@ -143,7 +143,7 @@ func TestVoteLifecycle(t *testing.T) {
 	ms := int64(1e6)
 	core, c, s, r1 := readyCore(t)
 	tx := txidN(7)
-	h := Header{Round: 2, Author: 1, Time: t0 + 500*ms, SelfParent: c.Digest(&r1[0].Header),
+	h := Header{Round: 2, Author: 1, Time: t0 + 500*ms, SelfParent: c.Digest(&r1[0].Header), SelfParentRound: 1,
 		Parents: digests(c, r1), Acks: []Ack{{TxID: tx, TRecv: t0 + 400*ms}}}
 	c.SignHeader(s[1], &h)
 	p := map[Digest]bool{}
@@ -178,7 +178,7 @@ func TestVoteLifecycle(t *testing.T) {
 		t.Fatal("voted for an equivocating header")
 	}
 	// A header with a missing parent asks for it.
-	h3 := Header{Round: 2, Author: 2, Time: t0 + 480*ms, SelfParent: c.Digest(&r1[1].Header),
+	h3 := Header{Round: 2, Author: 2, Time: t0 + 480*ms, SelfParent: c.Digest(&r1[1].Header), SelfParentRound: 1,
 		Parents: []Digest{c.Digest(&r1[0].Header), c.Digest(&r1[1].Header), {9}}}
 	c.SignHeader(s[2], &h3)
 	acts = core.Step(MsgIn{Now: t0 + 490*ms, From: 2, Msg: &Message{Header: &h3}})

@@ -27,11 +27,16 @@ type Header struct {
 	_          struct{} `cbor:",toarray"`
 	Round      uint64
 	Author     uint32
-	Time       int64    // unix ns, strictly greater than the author's previous header
-	SelfParent Digest   // the author's previous certificate; zero if it has none
-	Parents    []Digest // certificates of Round-1 with weight >= Q (none in round 1)
-	Acks       []Ack    // each in (SelfParent.Time, Time]
-	Sig        []byte
+	Time       int64  // unix ns, strictly greater than the author's previous header
+	SelfParent Digest // the author's previous certificate; zero if it has none
+	// SelfParentRound is SelfParent's round (0 with no self parent). It
+	// lets a receiver below whose gc round the self parent lies insert the
+	// certificate without it, and everyone else wait for it: the
+	// self-parent link is a DAG edge (see doc.go).
+	SelfParentRound uint64
+	Parents         []Digest // certificates of Round-1 with weight >= Q (none in round 1)
+	Acks            []Ack    // each in (SelfParent.Time, Time]
+	Sig             []byte
 }
 
 // Vote is a validator's signature on a header it checked.
@@ -182,6 +187,8 @@ func (c *Committee) checkHeader(h *Header, d Digest) error {
 		return fmt.Errorf("%w: %d acks, limit %d", ErrTooLarge, len(h.Acks), c.Params.MaxAcks)
 	case h.Round == 1 && (len(h.Parents) > 0 || h.SelfParent != Digest{}):
 		return fmt.Errorf("%w: round 1 header with parents", ErrMalformed)
+	case (h.SelfParent == Digest{}) != (h.SelfParentRound == 0) || h.SelfParentRound >= h.Round:
+		return fmt.Errorf("%w: self parent round %d in round %d", ErrMalformed, h.SelfParentRound, h.Round)
 	}
 	c.verifies++
 	if !c.Verifier.Verify(c.Validators[h.Author].Key, d[:], h.Sig) {

@@ -9,7 +9,7 @@ import (
 )
 
 func sampleHeader(c *Committee, s []Signer) *Header {
-	h := &Header{Round: 2, Author: 1, Time: 1_700_000_000_000_000_000, SelfParent: Digest{1},
+	h := &Header{Round: 2, Author: 1, Time: 1_700_000_000_000_000_000, SelfParent: Digest{1}, SelfParentRound: 1,
 		Parents: []Digest{{2}, {3}, {4}}, Acks: []Ack{{TxID: txidN(1), TRecv: 1_699_999_999_000_000_000}}}
 	c.SignHeader(s[1], h)
 	return h
@@ -74,6 +74,12 @@ func TestChecksRejectBadMessages(t *testing.T) {
 		{"other epoch", func(x *Certificate) *Committee { return nextEpoch }, ErrBadSignature},
 		{"unknown author", func(x *Certificate) *Committee { x.Header.Author = 9; return c }, ErrUnknown},
 		{"round 0", func(x *Certificate) *Committee { x.Header.Round = 0; return c }, ErrMalformed},
+		{"self parent without round", func(x *Certificate) *Committee { x.Header.SelfParentRound = 0; return c }, ErrMalformed},
+		{"self parent round without self parent", func(x *Certificate) *Committee {
+			x.Header.SelfParent = Digest{}
+			return c
+		}, ErrMalformed},
+		{"self parent round not below round", func(x *Certificate) *Committee { x.Header.SelfParentRound = 2; return c }, ErrMalformed},
 		{"too many parents", func(x *Certificate) *Committee {
 			x.Header.Parents = make([]Digest, 5)
 			return c

@@ -85,6 +85,12 @@ func (s *sim) onCommitted(sl *slot, c consensus.Committed) {
 	s.res.Commits = max(s.res.Commits, c.Index)
 	for _, cert := range c.Certs {
 		h := &cert.Header
+		// A Byzantine author (a twin) may chain its certificates as it
+		// likes; the clamp is what keeps its acks harmless.
+		if last, ok := sl.authorRound[h.Author]; ok && h.Round <= last && s.signsHonestly(h.Author) {
+			s.violate("order: validator %d commits %d's round %d after its round %d", sl.idx, h.Author, h.Round, last)
+		}
+		sl.authorRound[h.Author] = h.Round
 		if int(h.Author) == s.faulty {
 			continue
 		}
@@ -114,6 +120,7 @@ func (s *sim) onReleased(sl *slot, b *order.Block) {
 	} else if s.refBlocks[h] != id {
 		s.violate("S1: validator %d block %d is %x, others %x", sl.idx, b.Height, id[:4], s.refBlocks[h][:4])
 	}
+	s.execute(sl, b)
 	if b.Watermark < sl.lastB {
 		s.violate("S7: validator %d watermark %d < %d", sl.idx, b.Watermark, sl.lastB)
 	}
@@ -223,4 +230,30 @@ func keys(m map[uint32]bool) []uint32 {
 func (r *Result) String() string {
 	return fmt.Sprintf("seed %d: commits %d rounds %d txs %d/%d msgs %d verifies %d violations %d",
 		r.Seed, r.Commits, r.Rounds, r.Released, r.Submitted, r.Messages, r.Verifies, len(r.Violations))
+}
+
+// execute runs an honest validator's block through the executor, once per
+// height of its state, and checks S2 against the first root seen at that
+// height.
+func (s *sim) execute(sl *slot, b *order.Block) {
+	if s.cfg.Executor == nil || b.Height <= sl.executed {
+		return // a restarted core re-emits blocks its state already holds
+	}
+	if b.Height != sl.executed+1 {
+		s.violate("S2: validator %d state at height %d given block %d", sl.idx, sl.executed, b.Height)
+		return
+	}
+	root, err := s.cfg.Executor.Execute(int(sl.idx), b)
+	if err != nil {
+		s.violate("S2: validator %d block %d: %v", sl.idx, b.Height, err)
+		return
+	}
+	sl.executed = b.Height
+	h := int(b.Height) - 1
+	if h >= len(s.refRoots) {
+		s.refRoots = append(s.refRoots, root)
+		s.res.Executed = len(s.refRoots)
+	} else if s.refRoots[h] != root {
+		s.violate("S2: validator %d root %x at height %d, others %x", sl.idx, root[:4], b.Height, s.refRoots[h][:4])
+	}
 }

@@ -32,9 +32,12 @@
 // headers or votes across restarts, S4 at most one certificate per
 // (author, round), S5 no tx released twice, S6 log strictly increasing in
 // (ts, txid), S7 watermark never decreases, S8 timestamps within committed
-// honest acks, S9 ordering linearizability against committed honest acks.
+// honest acks, S9 ordering linearizability against committed honest acks,
+// and each honest author's certificates committed in strictly increasing
+// round order (what S8 relies on).
 // After the faults stop: L1 commits resume at every honest node, L2 every
 // tx an honest validator saw is released everywhere, L3 restarted nodes
-// catch up, L4 core queues stay within bounds. S2 (state roots) needs the
-// executor and is not checked here.
+// catch up, L4 core queues stay within bounds. S2 (equal height ⇒ equal
+// state root) is checked when Config.Executor is set: consensus may not
+// import the executor, so internal/simexec wires a real one.
 package sim

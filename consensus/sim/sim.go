@@ -13,6 +13,7 @@ import (
 
 	"github.com/kairos-network/kairos/consensus"
 	"github.com/kairos-network/kairos/consensus/order"
+	"github.com/kairos-network/kairos/types"
 )
 
 // Time units in virtual nanoseconds.
@@ -69,6 +70,25 @@ type Config struct {
 	Params     *consensus.Params
 	Script     []Step // scheduled faults (scenario files); added to the random ones
 	Trace      func(string)
+	// Executor, if set, executes every honest validator's released blocks
+	// so that S2 (equal height ⇒ equal state root) is checked.
+	Executor Executor
+	// TxID, if set, names the client's n-th transaction (n from 0), so an
+	// executor can map released ids to transactions it built.
+	TxID func(n int) order.TxID
+}
+
+// Executor executes released blocks for the S2 check. The simulator calls
+// it from its one goroutine, for each validator in height order, each
+// height once per state: a validator's state survives a crash (heights it
+// holds are not executed again when the restarted core re-emits them) and
+// is dropped by Wipe when its disk is wiped.
+type Executor interface {
+	// Execute applies block b to validator v's state and returns the
+	// state root after it.
+	Execute(v int, b *order.Block) (types.Root, error)
+	// Wipe drops validator v's state.
+	Wipe(v int)
 }
 
 // Step is one scheduled action of a scenario.
@@ -96,6 +116,7 @@ type Result struct {
 	Submitted   int
 	Seen        int     // txs that reached at least one honest validator
 	Released    int     // txs released at the first honest node
+	Executed    int     // heights executed (with Config.Executor)
 	Latencies   []int64 // submit -> first honest release, per released tx
 	Messages    uint64
 	Verifies    uint64
@@ -185,14 +206,18 @@ type slot struct {
 	clk      clock
 	timerGen uint64
 	subs     []consensus.Digest
-	blocks   []*order.Block
-	log      map[order.TxID]bool
-	lastTx   *order.Tx
-	lastB    int64
-	restarts int
-	wiped    bool
-	verifies uint64
-	sent     [][]byte // byzantine replay pool
+	// authorRound is the highest committed round of each author (S8
+	// needs each author's certificates committed in round order).
+	authorRound map[uint32]uint64
+	blocks      []*order.Block
+	log         map[order.TxID]bool
+	lastTx      *order.Tx
+	lastB       int64
+	restarts    int
+	wiped       bool
+	verifies    uint64
+	sent        [][]byte // byzantine replay pool
+	executed    uint64   // height of the executor's state (survives crashes, not wipes)
 }
 
 type sim struct {
@@ -219,6 +244,7 @@ type sim struct {
 	// checkers
 	refSubs   []consensus.Digest
 	refBlocks [][32]byte
+	refRoots  []types.Root                   // state root after each height (S2)
 	headers   map[[2]uint64]consensus.Digest // honest (author, round) -> digest
 	votes     map[[3]uint64]consensus.Digest // honest (voter, author, round) -> digest
 	certs     map[[2]uint64]consensus.Digest
@@ -387,6 +413,7 @@ func (s *sim) startSlot(i int) {
 	}
 	sl.core, sl.up = core, true // crash() already counted the old core's verifications
 	sl.subs, sl.blocks, sl.log, sl.lastTx, sl.lastB = nil, nil, map[order.TxID]bool{}, nil, math.MinInt64
+	sl.authorRound = map[uint32]uint64{}
 	s.step(i, consensus.Start{Now: sl.clk.local(s.now)})
 	// The mempool survives a restart (not a wipe): the node sees its
 	// payloads again.
@@ -597,6 +624,10 @@ func (s *sim) crash(i int, wipe bool) {
 	sl.restarts++
 	if wipe {
 		sl.disk, sl.synced, sl.mempool, sl.wiped = nil, 0, map[int]int64{}, true
+		if s.cfg.Executor != nil {
+			s.cfg.Executor.Wipe(i)
+			sl.executed = 0
+		}
 	}
 	s.note("crash %d wipe=%v", i, wipe)
 }
@@ -830,6 +861,9 @@ func (s *sim) submit() {
 	binary.BigEndian.PutUint64(b[:], uint64(len(s.txs)))
 	id := order.TxID(sha256.Sum256(append([]byte(fmt.Sprintf("sim-tx-%d-", s.cfg.Seed)), b[:]...)))
 	tx := len(s.txs)
+	if s.cfg.TxID != nil {
+		id = s.cfg.TxID(tx)
+	}
 	s.txs = append(s.txs, txInfo{id: id, submitted: s.now, seenBy: map[uint32]bool{}})
 	s.txIndex[id] = tx
 	s.res.Submitted++

@@ -5,7 +5,10 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
+
+	"github.com/kairos-network/kairos/consensus"
 )
 
 var (
@@ -115,4 +118,52 @@ func TestSimCommitteeSizes(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestIdleRoundDelay: with no transactions, validators pace their headers
+// by IdleRoundDelay and make far fewer rounds than with the minimum delay
+// alone; under load the delay stays at the minimum, so release latency is
+// what it is without an idle delay. Both runs use the same seed and
+// network; "baseline" sets IdleRoundDelay to 0 (off).
+func TestIdleRoundDelay(t *testing.T) {
+	run := func(rate float64, idle bool) *Result {
+		cfg := DefaultConfig(3)
+		cfg.Faults, cfg.TxRate = nil, rate
+		p := consensus.DefaultParams()
+		if !idle {
+			p.IdleRoundDelay = 0
+		}
+		cfg.Params = &p
+		r := Run(cfg)
+		if len(r.Violations) > 0 {
+			t.Fatalf("rate %v idle %v: %v", rate, idle, r.Violations)
+		}
+		return r
+	}
+	base, idle := run(0, false), run(0, true)
+	t.Logf("no load: %d rounds in %d ms without the idle delay, %d with it", base.Rounds, base.VirtualTime/Millisecond, idle.Rounds)
+	if idle.Rounds*2 > base.Rounds {
+		t.Errorf("idle network: %d rounds with the idle delay, %d without: not fewer by half", idle.Rounds, base.Rounds)
+	}
+	loadBase, loadIdle := run(200, false), run(200, true)
+	pb, pi := percentiles(loadBase.Latencies), percentiles(loadIdle.Latencies)
+	t.Logf("200 tx/s latency p50/p99 ms: %v without, %v with the idle delay", pb, pi)
+	if loadIdle.Released != loadBase.Released || loadBase.Released == 0 {
+		t.Fatalf("released %d with the idle delay, %d without", loadIdle.Released, loadBase.Released)
+	}
+	for i := range pb {
+		if pi[i] > pb[i]+pb[i]/10 {
+			t.Errorf("latency percentile %d: %d ms with the idle delay, %d ms without", i, pi[i], pb[i])
+		}
+	}
+}
+
+// percentiles returns the p50 and p99 of latencies in ms.
+func percentiles(l []int64) [2]int64 {
+	s := slices.Clone(l)
+	slices.Sort(s)
+	if len(s) == 0 {
+		return [2]int64{}
+	}
+	return [2]int64{s[len(s)/2] / Millisecond, s[len(s)*99/100] / Millisecond}
 }
