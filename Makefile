@@ -47,8 +47,8 @@ run: build ## the demo: a state store under ./.kairos
 	$(BIN) demo
 
 sim: ## run the consensus simulator over many seeds
-	$(GO) test -count=1 -run Sim ./consensus/sim -sim.seeds=5000
-	KAIROS_SIMEXEC_SEEDS=500 $(GO) test -count=1 -run SimS2 ./internal/simexec
+	$(GO) test -count=1 -timeout 60m -run Sim ./consensus/sim -sim.seeds=5000
+	KAIROS_SIMEXEC_SEEDS=500 $(GO) test -count=1 -timeout 60m -run SimS2 ./internal/simexec
 
 exec-soak: ## parallel = serial block execution over EXEC_SEEDS random chains per test
 	KAIROS_EXEC_SEEDS=$(EXEC_SEEDS) $(GO) test -count=1 -run 'ParallelEqualsSerial|DAGAgainstReference' ./runtime/exec/
