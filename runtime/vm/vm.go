@@ -39,16 +39,12 @@ type Config struct {
 	// InitGas is the gas given to _initialize when a Go guest is
 	// instantiated: host.InitGasMax (docs/abi.md 8.1) on a node.
 	InitGas int64
-	// PoolIdleMax bounds the idle instances a Pool keeps per module (0
-	// keeps none); with MemoryLimitPages it bounds the memory pools hold
-	// (each instance also keeps a snapshot of its memory).
-	PoolIdleMax int
 }
 
 // DefaultConfig matches validate.DefaultLimits() (512 pages) and the ABI's
 // _initialize budget.
 func DefaultConfig() Config {
-	return Config{MemoryLimitPages: 512, InitGas: host.InitGasMax, PoolIdleMax: 4}
+	return Config{MemoryLimitPages: 512, InitGas: host.InitGasMax}
 }
 
 // Engine owns one wazero runtime with the two host modules of the ABI:
