@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/kairos-network/kairos/runtime/deploy"
+	"github.com/kairos-network/kairos/runtime/vm"
 	"github.com/kairos-network/kairos/types"
 )
 
@@ -196,13 +197,18 @@ func TestPooledEngineBounds(t *testing.T) {
 	if loads["a"] != 1 || loads["b"] != 2 || loads["c"] != 1 {
 		t.Fatalf("loads %v, want a once, b twice (evicted), c once", loads)
 	}
-	// An instance out while its code is evicted is closed on release.
+	// An instance out while its code is evicted is closed on release, and
+	// the evicted compiled module is closed.
 	held := acquire("c")
+	evictedCode := e.codes["c"].code
 	e.Release(acquire("a").in.Module(), false)
 	e.Release(acquire("b").in.Module(), false) // evicts c
 	e.Release(held.in.Module(), false)
 	if !held.in.Discarded() {
 		t.Fatal("an instance of evicted code went back to a pool")
+	}
+	if _, err := evictedCode.Instantiate(ctx, vm.Env{}); !errors.Is(err, vm.ErrCodeClosed) {
+		t.Fatalf("evicted code not closed: instantiate %v", err)
 	}
 	// A failing load is returned and not cached.
 	boom := errors.New("boom")

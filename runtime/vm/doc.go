@@ -24,6 +24,9 @@
 // guest's runtime inconsistent): Call discards it, and runtime/exec's
 // PooledEngine (the one pool of restored instances) closes it on Release.
 //
+// Code.Close releases compiled code (a pool evicting it) once the
+// Instantiates in progress end; instances already made keep working.
+//
 // A call that returns normally with gas_left < 0 ran out of gas (the meter
 // tests the balance only at function entries, loop headers and host calls);
 // callers classify by Outcome.Status, never by the call's error alone.
