@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/tetratelabs/wazero/api"
+
 	"github.com/kairos-network/kairos/runtime/deploy"
 	"github.com/kairos-network/kairos/runtime/vm"
 	"github.com/kairos-network/kairos/types"
@@ -334,5 +336,84 @@ func TestDeployUninstantiable(t *testing.T) {
 				t.Fatalf("%s with %d workers differs", name, workers)
 			}
 		}
+	}
+}
+
+// staleEngine is a broken pool for TestMissingRestoreIsCaught: it reuses
+// one idle instance per module without restoring its snapshot.
+type staleEngine struct {
+	vm   *vm.Engine
+	mu   sync.Mutex
+	code map[string]*vm.Code
+	idle map[string]*vm.Instance
+	out  map[api.Module]staleInstance
+}
+
+type staleInstance struct {
+	in *vm.Instance
+	id string
+}
+
+func (e *staleEngine) Acquire(ctx context.Context, id, method string, load func() ([]byte, error)) (api.Module, api.Function, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	in := e.idle[id]
+	delete(e.idle, id)
+	if in == nil {
+		c := e.code[id]
+		if c == nil {
+			b, err := load()
+			if err != nil {
+				return nil, nil, err
+			}
+			if c, err = e.vm.Compile(ctx, b); err != nil {
+				return nil, nil, err
+			}
+			e.code[id] = c
+		}
+		var err error
+		if in, err = c.Instantiate(ctx, vm.Env{}); err != nil {
+			return nil, nil, err
+		}
+	}
+	e.out[in.Module()] = staleInstance{in, id}
+	return in.Module(), in.Export(method), nil
+}
+
+func (e *staleEngine) Release(mod api.Module, failed bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	a := e.out[mod]
+	delete(e.out, mod)
+	if failed || grew(a.in) || e.idle[a.id] != nil {
+		a.in.Close(context.Background())
+		return
+	}
+	e.idle[a.id] = a.in
+}
+
+// TestMissingRestoreIsCaught: the random wasm comparison notices a pool
+// that hands out instances without restoring them (pool_dirty is in the
+// generator's mix for this).
+func TestMissingRestoreIsCaught(t *testing.T) {
+	w := wasmSetup(t, 3)
+	ve, err := vm.NewEngine(context.Background(), vm.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ve.Close(context.Background()) })
+	stale := &staleEngine{vm: ve, code: map[string]*vm.Code{}, idle: map[string]*vm.Instance{}, out: map[api.Module]staleInstance{}}
+	cs := []config{
+		{name: "fresh serial", x: New(w.runner, Options{}), serial: true},
+		{name: "stale serial", x: New(NewRunner(NativeModules(), stale), Options{}), serial: true},
+	}
+	caught := 0
+	for seed := range uint64(3) {
+		if runChain(t, seed, cs, 2, 60, w) != nil {
+			caught++
+		}
+	}
+	if caught == 0 {
+		t.Fatal("a pool without restore went unnoticed on every seed")
 	}
 }
