@@ -36,12 +36,16 @@ against its limit, the instrumented size and the instrumenter version,
 whether the instrumented module compiles in wazero, then OK, or the rule
 the module breaks (and exits non-zero).
 
-Allowed imports are the virtual WASI subset for Go guests plus every
---allow host function, written module.name(params)->(results), e.g.
---allow 'kairos.state_get(i32,i32,i32,i32)->i32'.`,
+Allowed imports are the network's, the ones a deploy accepts (the kairos
+host functions and the virtual WASI), plus every --allow host function,
+written module.name(params)->(results), e.g. --allow 'kairos.x(i32)->i32'
+to try an ABI addition.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg := validate.Config{Limits: validate.DefaultLimits(), Imports: validate.WASISubset()}
+			// deploy.Config, not a list of its own: check must accept
+			// exactly what a deploy accepts (a Go guest imports both
+			// kairos and WASI functions).
+			cfg := deploy.Config()
 			for _, a := range allow {
 				h, err := deploy.ParseHostFunc(a)
 				if err != nil {

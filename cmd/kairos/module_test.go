@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -86,5 +87,35 @@ func TestModuleCheck(t *testing.T) {
 	out, err = runKairos(t, "module", "check", ill)
 	if !errors.Is(err, vm.ErrCompile) || !strings.Contains(out, "REJECTED: vm: compile failed") {
 		t.Fatalf("ill-typed module: %v\n%s", err, out)
+	}
+}
+
+// TestModuleCheckDeployable: check accepts the modules a deploy accepts,
+// with no --allow: the WAT counter (kairos imports) and a Go contract
+// built as `make contracts` does (kairos and WASI imports).
+func TestModuleCheckDeployable(t *testing.T) {
+	gobin := filepath.Join(t.TempDir(), "counter.wasm")
+	build := exec.Command("go", "build", "-buildmode=c-shared", "-o", gobin, "./contracts/counter")
+	build.Dir = "../.."
+	build.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "CGO_ENABLED=0")
+	if msg, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building contracts/counter: %v\n%s", err, msg)
+	}
+	for _, c := range []struct {
+		file    string
+		imports []string
+	}{
+		{"../../contracts/counter_wat/counter.wasm", []string{"  kairos."}},
+		{gobin, []string{"  kairos.", "  wasi_snapshot_preview1."}},
+	} {
+		out, err := runKairos(t, "module", "check", c.file)
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", c.file, err, out)
+		}
+		for _, want := range append(c.imports, "ok (wazero compiler engine", "\nOK\n") {
+			if !strings.Contains(out, want) {
+				t.Errorf("%s: output lacks %q:\n%s", c.file, want, out)
+			}
+		}
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/tetratelabs/wazero/api"
 
 	"github.com/kairos-network/kairos/runtime/deploy"
+	kexec "github.com/kairos-network/kairos/runtime/exec"
 	"github.com/kairos-network/kairos/runtime/host"
 	"github.com/kairos-network/kairos/runtime/vm"
 	"github.com/kairos-network/kairos/runtime/wasm"
@@ -36,16 +37,19 @@ var configs = []config{
 	{"interpreter/pooled", true, true},
 }
 
-// shared holds one vm.Engine per wazero engine for the test process and
-// every deploy's output, so each module is prepared and compiled once.
+// shared holds, per wazero engine, one vm.Engine (fresh instances) and one
+// exec.PooledEngine (the node's pool) for the test process, and every
+// deploy's output, so each module is prepared once and compiled once per
+// engine. Code ids are content hashes, so tests can share the pool.
 var shared struct {
 	sync.Mutex
 	engines  [2]*vm.Engine
+	pools    [2]*kexec.PooledEngine
 	prepared map[[32]byte]*prepared
 	codes    [2]map[[32]byte]*vm.Code
 }
 
-func engine(t testing.TB, interp bool) (*vm.Engine, int) {
+func engine(t testing.TB, interp bool) (*vm.Engine, *kexec.PooledEngine, int) {
 	t.Helper()
 	i := 0
 	if interp {
@@ -60,9 +64,15 @@ func engine(t testing.TB, interp bool) (*vm.Engine, int) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		shared.engines[i], shared.codes[i] = e, map[[32]byte]*vm.Code{}
+		pc := kexec.DefaultPoolConfig()
+		pc.VM = c
+		p, err := kexec.NewPooledEngine(context.Background(), pc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		shared.engines[i], shared.pools[i], shared.codes[i] = e, p, map[[32]byte]*vm.Code{}
 	}
-	return shared.engines[i], i
+	return shared.engines[i], shared.pools[i], i
 }
 
 // prepared is what the tests keep of a deploy: not the decoded module,
@@ -100,23 +110,22 @@ func prepare(t testing.TB, bin []byte) (*prepared, error) {
 
 // modules is a host.Instances over runtime/vm: fresh instantiates (and
 // initializes) an instance per frame, pooled reuses restored instances
-// through vm.Pools.
+// through exec.PooledEngine.
 type modules struct {
 	t      testing.TB
 	e      *vm.Engine
 	ei     int
-	pools  *vm.Pools // nil: fresh
+	pool   *kexec.PooledEngine // nil: fresh
 	code   map[types.Address]installed
 	fresh  map[api.Module]*vm.Instance
 	failed int // frames released as failed
 }
 
 func newModules(t testing.TB, c config) *modules {
-	e, ei := engine(t, c.interp)
+	e, pool, ei := engine(t, c.interp)
 	m := &modules{t: t, e: e, ei: ei, code: map[types.Address]installed{}, fresh: map[api.Module]*vm.Instance{}}
 	if c.pooled {
-		m.pools = e.NewPools()
-		t.Cleanup(func() { m.pools.Close(context.Background()) })
+		m.pool = pool
 	}
 	return m
 }
@@ -153,12 +162,9 @@ func (m *modules) Acquire(ctx context.Context, a types.Address, method string) (
 	if !ok {
 		return nil, nil, false, nil
 	}
-	if m.pools != nil {
-		mod, err := m.pools.Acquire(ctx, c.id, func() ([]byte, error) { return c.bin, nil })
-		if err != nil {
-			return nil, nil, false, err
-		}
-		return mod, m.pools.Export(mod, method), true, nil
+	if m.pool != nil {
+		mod, f, err := m.pool.Acquire(ctx, c.id, method, func() ([]byte, error) { return c.bin, nil })
+		return mod, f, err == nil, err
 	}
 	code, err := m.compiled(ctx, c.bin)
 	if err != nil {
@@ -176,8 +182,8 @@ func (m *modules) Release(mod api.Module, failed bool) {
 	if failed {
 		m.failed++
 	}
-	if m.pools != nil {
-		m.pools.Release(mod, failed)
+	if m.pool != nil {
+		m.pool.Release(mod, failed)
 		return
 	}
 	m.fresh[mod].Close(context.Background())

@@ -152,7 +152,7 @@ func TestHostileCorpus(t *testing.T) {
 
 // TestHostileRSSBounded: two workers run the deployable corpus on pooled
 // instances in a loop and the process RSS stays under 1 GiB (instances are
-// bounded by Config.MemoryLimitPages, idle ones by Config.PoolIdleMax).
+// bounded by vm.Config.MemoryLimitPages, idle ones by exec.PoolConfig).
 // A few rounds normally; KAIROS_LONG=1 loops for a minute. The loop runs
 // in a child process (this test binary again), so the RSS is the corpus's
 // and not what earlier tests left.

@@ -157,7 +157,7 @@ func TestRandomBlocksAreInteresting(t *testing.T) {
 		}
 	}
 	t.Logf("wasm mix: %v", life)
-	for _, k := range []string{"deploy/ok", "upgrade/ok", "upgrade/aborted", "set-admin/ok", "call/access_violation", "call/out_of_gas"} {
+	for _, k := range []string{"deploy/ok", "upgrade/ok", "upgrade/aborted", "set-admin/ok", "call/access_violation", "call/out_of_gas", "call/trapped"} {
 		if life[k] == 0 {
 			t.Errorf("no %s in the wasm mix: %v", k, life)
 		}

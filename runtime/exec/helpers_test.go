@@ -221,6 +221,10 @@ func (g *gen) tx(t int64) *types.Tx {
 // wasmTx makes a WAT counter call, or now and then a deploy, an upgrade
 // (by the admin or not, with a migrate that works or fails) or an admin
 // change, in the middle of a block.
+// dirtyMethods are the calls of pool_dirty the generator makes: mostly
+// successful ones, whose return would show an unrestored instance.
+var dirtyMethods = []string{"dirty", "dirty", "grow", "trap"}
+
 func (g *gen) wasmTx(s int, nonce uint64, valid int64, consumes bool) *types.Tx {
 	r := g.rng
 	if g.admin == nil {
@@ -273,6 +277,8 @@ func (g *gen) wasmTx(s int, nonce uint64, valid int64, consumes bool) *types.Tx 
 		return lifecycle(types.Payload{Kind: types.SetAdmin, Module: m, Admin: addr(to)})
 	case k < 26:
 		return lifecycle(types.Payload{Kind: types.ClearAdmin, Module: m})
+	case k < 38: // state a pooled instance must not carry to the next call
+		return mkTx(s, nonce, valid, call(g.wasm.dirty, dirtyMethods[r.IntN(len(dirtyMethods))], nil))
 	}
 	tx := mkTx(s, nonce, valid, call(m, "increment", nil), rw(m, wasmCountKey))
 	switch r.IntN(10) {

@@ -12,6 +12,7 @@ import (
 	"github.com/kairos-network/kairos/runtime/deploy"
 	"github.com/kairos-network/kairos/runtime/host"
 	"github.com/kairos-network/kairos/runtime/validate"
+	"github.com/kairos-network/kairos/runtime/vm"
 	"github.com/kairos-network/kairos/runtime/wasi"
 	"github.com/kairos-network/kairos/state"
 	"github.com/kairos-network/kairos/types"
@@ -177,6 +178,13 @@ func (t txInstances) Acquire(ctx context.Context, a types.Address, method string
 	mod, fn, err := t.e.Acquire(ctx, string(rec.Code), method, func() ([]byte, error) {
 		return loadCode(t.o, instrumented, rec.Code)
 	})
+	if errors.Is(err, vm.ErrInstantiate) {
+		// Its _initialize fails, in a fixed environment with fixed gas,
+		// so on every node: the guest's fault, which the host turns into
+		// a trapped frame (a deploy of such code fails, the block goes
+		// on), not a node error.
+		err = fmt.Errorf("%w: %w", host.ErrUninstantiable, err)
+	}
 	return mod, fn, err == nil, err
 }
 

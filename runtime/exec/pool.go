@@ -59,8 +59,10 @@ type PoolStats struct {
 // to its post-_initialize snapshot (linear memory and every global,
 // vm.Instance.Restore) when it is handed out. An instance whose frame did
 // not end normally or whose memory grew is closed on Release, never
-// reused. Safe for use by several goroutines; an acquired instance belongs
-// to the goroutine that acquired it until it is released.
+// reused. An evicted module's compiled code is closed (vm.Code.Close), so
+// the bounds hold for the wazero runtime too. Safe for use by several
+// goroutines; an acquired instance belongs to the goroutine that acquired
+// it until it is released.
 //
 // Pooling cannot change a result: a frame sees only the restored snapshot
 // and its own wasi.FrameState (host.Run gives each frame one), and the
@@ -111,10 +113,28 @@ func NewPooledEngine(ctx context.Context, cfg PoolConfig) (*PooledEngine, error)
 // Acquire implements Engine. The first Acquire of a code id loads and
 // compiles it; concurrent ones wait for that compilation.
 func (e *PooledEngine) Acquire(ctx context.Context, codeID, method string, instrumented func() ([]byte, error)) (api.Module, api.Function, error) {
-	c, err := e.code(ctx, codeID, instrumented)
-	if err != nil {
-		return nil, nil, err
+	var c *pooledCode
+	var in *vm.Instance
+	for in == nil {
+		var err error
+		if c, err = e.code(ctx, codeID, instrumented); err != nil {
+			return nil, nil, err
+		}
+		if in, err = e.instance(ctx, c); err != nil && !errors.Is(err, vm.ErrCodeClosed) {
+			return nil, nil, err
+		}
+		// ErrCodeClosed: another goroutine evicted c since e.code
+		// returned it; look it up (and compile it) again.
 	}
+	mod := in.Module()
+	e.mu.Lock()
+	e.out[mod] = acquiredInstance{in: in, code: c}
+	e.mu.Unlock()
+	return mod, in.Export(method), nil
+}
+
+// instance returns an idle instance of c, restored, or a new one.
+func (e *PooledEngine) instance(ctx context.Context, c *pooledCode) (*vm.Instance, error) {
 	e.mu.Lock()
 	var in *vm.Instance
 	if n := len(c.idle); n > 0 {
@@ -126,21 +146,18 @@ func (e *PooledEngine) Acquire(ctx context.Context, codeID, method string, instr
 	e.mu.Unlock()
 	if in != nil {
 		in.Restore()
-	} else {
-		// Env is for vm's direct calls only: host.Run gives every frame
-		// its own WASI state.
-		if in, err = c.code.Instantiate(ctx, vm.Env{}); err != nil {
-			return nil, nil, err
-		}
-		e.mu.Lock()
-		e.stats.Instantiations++
-		e.mu.Unlock()
+		return in, nil
 	}
-	mod := in.Module()
+	// Env is for vm's direct calls only: host.Run gives every frame its
+	// own WASI state.
+	in, err := c.code.Instantiate(ctx, vm.Env{})
+	if err != nil {
+		return nil, err
+	}
 	e.mu.Lock()
-	e.out[mod] = acquiredInstance{in: in, code: c}
+	e.stats.Instantiations++
 	e.mu.Unlock()
-	return mod, in.Export(method), nil
+	return in, nil
 }
 
 // code returns the compiled module of id, compiling it on a miss.
@@ -173,7 +190,7 @@ func (e *PooledEngine) code(ctx context.Context, id string, instrumented func() 
 	}
 	e.mu.Lock()
 	c.code, c.err, c.size = code, err, int64(len(b))
-	var closing []*vm.Instance
+	var closing evicted
 	if err != nil {
 		// Not cached: a failure to read state or a cancelled context is
 		// not a property of the code.
@@ -188,18 +205,25 @@ func (e *PooledEngine) code(ctx context.Context, id string, instrumented func() 
 	return c, err
 }
 
+// evicted is what an eviction closes outside the lock: idle instances and
+// compiled modules. vm.Code.Close waits for the Instantiates in progress,
+// an Acquire that loses the race gets vm.ErrCodeClosed and compiles
+// again, and instances still out are closed on Release.
+type evicted struct {
+	idle  []*vm.Instance
+	codes []*vm.Code
+}
+
 // evict drops least recently used compiled modules while the cache is over
 // a bound, never the most recent one nor one still compiling, and returns
-// their idle instances to close. Called with mu held. An evicted module's
-// compiled code stays in the wazero runtime until the engine is closed:
-// runtime/vm has no way yet to close one Code (closing it here would also
-// need a count of the Acquires still instantiating from it).
-func (e *PooledEngine) evict() []*vm.Instance {
-	var closing []*vm.Instance
+// what to close. Called with mu held.
+func (e *PooledEngine) evict() evicted {
+	var closing evicted
 	for el := e.lru.Back(); el != nil && el != e.lru.Front() && (e.lru.Len() > e.cfg.CodeMax || e.codeBytes > e.cfg.CodeBytesMax); {
 		c, prev := el.Value.(*pooledCode), el.Prev()
 		if c.code != nil {
-			closing = append(closing, c.idle...)
+			closing.idle = append(closing.idle, c.idle...)
+			closing.codes = append(closing.codes, c.code)
 			for _, in := range c.idle {
 				e.idleBytes -= instanceBytes(in)
 			}
@@ -258,9 +282,12 @@ func grew(in *vm.Instance) bool {
 // (the snapshot's size, or it would not be idle) and the snapshot.
 func instanceBytes(in *vm.Instance) int64 { return 2 * int64(in.SnapshotBytes()) }
 
-func (e *PooledEngine) close(ins []*vm.Instance) {
-	for _, in := range ins {
+func (e *PooledEngine) close(ev evicted) {
+	for _, in := range ev.idle {
 		in.Close(context.Background())
+	}
+	for _, c := range ev.codes {
+		c.Close(context.Background())
 	}
 }
 
@@ -282,6 +309,6 @@ func (e *PooledEngine) Close(ctx context.Context) error {
 	}
 	e.idleBytes = 0
 	e.mu.Unlock()
-	e.close(idle)
+	e.close(evicted{idle: idle})
 	return e.vm.Close(ctx)
 }

@@ -9,7 +9,10 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/tetratelabs/wazero/api"
+
 	"github.com/kairos-network/kairos/runtime/deploy"
+	"github.com/kairos-network/kairos/runtime/vm"
 	"github.com/kairos-network/kairos/types"
 )
 
@@ -196,13 +199,18 @@ func TestPooledEngineBounds(t *testing.T) {
 	if loads["a"] != 1 || loads["b"] != 2 || loads["c"] != 1 {
 		t.Fatalf("loads %v, want a once, b twice (evicted), c once", loads)
 	}
-	// An instance out while its code is evicted is closed on release.
+	// An instance out while its code is evicted is closed on release, and
+	// the evicted compiled module is closed.
 	held := acquire("c")
+	evictedCode := e.codes["c"].code
 	e.Release(acquire("a").in.Module(), false)
 	e.Release(acquire("b").in.Module(), false) // evicts c
 	e.Release(held.in.Module(), false)
 	if !held.in.Discarded() {
 		t.Fatal("an instance of evicted code went back to a pool")
+	}
+	if _, err := evictedCode.Instantiate(ctx, vm.Env{}); !errors.Is(err, vm.ErrCodeClosed) {
+		t.Fatalf("evicted code not closed: instantiate %v", err)
 	}
 	// A failing load is returned and not cached.
 	boom := errors.New("boom")
@@ -296,8 +304,10 @@ func TestPooledEngineConcurrent(t *testing.T) {
 }
 
 // TestDeployUninstantiable: a deploy of code whose _initialize traps
-// (testdata/init_trap.wasm) fails as a transaction, costing its whole gas,
-// on both engines serially and in parallel; the block goes on.
+// (testdata/init_trap.wasm) fails as a transaction, costing the deploy's
+// own charges (the failed instantiation is no frame: like a successful
+// one, docs/abi.md 8.1, it charges no gas), on both engines serially and
+// in parallel; the block goes on.
 func TestDeployUninstantiable(t *testing.T) {
 	bad := lc(1, 1, types.Payload{Kind: types.Deploy, Code: readWasm(t, "testdata/init_trap.wasm")})
 	good := lc(2, 1, types.Payload{Kind: types.Deploy, Code: readWasm(t, "../../contracts/counter_wat/counter.wasm")})
@@ -319,8 +329,8 @@ func TestDeployUninstantiable(t *testing.T) {
 			if res.Receipts[0].Error != ErrUninstantiable.Error() {
 				t.Fatalf("%s/%d: error %q", name, workers, res.Receipts[0].Error)
 			}
-			if res.Receipts[0].GasUsed != bad.Body.GasLimit {
-				t.Fatalf("%s/%d: used %d gas of %d", name, workers, res.Receipts[0].GasUsed, bad.Body.GasLimit)
+			if want := GasDeployBase + GasCodeByte*uint64(len(bad.Body.Payload.Code)); res.Receipts[0].GasUsed != want {
+				t.Fatalf("%s/%d: used %d gas, want the deploy's %d", name, workers, res.Receipts[0].GasUsed, want)
 			}
 			if got := encodeResult(res); ref == nil {
 				ref = got
@@ -328,5 +338,84 @@ func TestDeployUninstantiable(t *testing.T) {
 				t.Fatalf("%s with %d workers differs", name, workers)
 			}
 		}
+	}
+}
+
+// staleEngine is a broken pool for TestMissingRestoreIsCaught: it reuses
+// one idle instance per module without restoring its snapshot.
+type staleEngine struct {
+	vm   *vm.Engine
+	mu   sync.Mutex
+	code map[string]*vm.Code
+	idle map[string]*vm.Instance
+	out  map[api.Module]staleInstance
+}
+
+type staleInstance struct {
+	in *vm.Instance
+	id string
+}
+
+func (e *staleEngine) Acquire(ctx context.Context, id, method string, load func() ([]byte, error)) (api.Module, api.Function, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	in := e.idle[id]
+	delete(e.idle, id)
+	if in == nil {
+		c := e.code[id]
+		if c == nil {
+			b, err := load()
+			if err != nil {
+				return nil, nil, err
+			}
+			if c, err = e.vm.Compile(ctx, b); err != nil {
+				return nil, nil, err
+			}
+			e.code[id] = c
+		}
+		var err error
+		if in, err = c.Instantiate(ctx, vm.Env{}); err != nil {
+			return nil, nil, err
+		}
+	}
+	e.out[in.Module()] = staleInstance{in, id}
+	return in.Module(), in.Export(method), nil
+}
+
+func (e *staleEngine) Release(mod api.Module, failed bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	a := e.out[mod]
+	delete(e.out, mod)
+	if failed || grew(a.in) || e.idle[a.id] != nil {
+		a.in.Close(context.Background())
+		return
+	}
+	e.idle[a.id] = a.in
+}
+
+// TestMissingRestoreIsCaught: the random wasm comparison notices a pool
+// that hands out instances without restoring them (pool_dirty is in the
+// generator's mix for this).
+func TestMissingRestoreIsCaught(t *testing.T) {
+	w := wasmSetup(t, 3)
+	ve, err := vm.NewEngine(context.Background(), vm.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ve.Close(context.Background()) })
+	stale := &staleEngine{vm: ve, code: map[string]*vm.Code{}, idle: map[string]*vm.Instance{}, out: map[api.Module]staleInstance{}}
+	cs := []config{
+		{name: "fresh serial", x: New(w.runner, Options{}), serial: true},
+		{name: "stale serial", x: New(NewRunner(NativeModules(), stale), Options{}), serial: true},
+	}
+	caught := 0
+	for seed := range uint64(3) {
+		if runChain(t, seed, cs, 2, 60, w) != nil {
+			caught++
+		}
+	}
+	if caught == 0 {
+		t.Fatal("a pool without restore went unnoticed on every seed")
 	}
 }

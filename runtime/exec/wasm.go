@@ -6,13 +6,13 @@ import (
 	"fmt"
 
 	"github.com/kairos-network/kairos/runtime/host"
-	"github.com/kairos-network/kairos/runtime/vm"
 	"github.com/kairos-network/kairos/types"
 )
 
 // ErrUninstantiable fails a transaction that needs an instance of a module
-// that cannot be instantiated (vm.ErrInstantiate: its _initialize fails).
-var ErrUninstantiable = errors.New("exec: module cannot be instantiated")
+// that cannot be instantiated (vm.ErrInstantiate: its _initialize fails):
+// the host's rule, which the receipt names.
+var ErrUninstantiable = host.ErrUninstantiable
 
 // WasmRunner runs wasm transactions through the host ABI (runtime/host)
 // on the instances of an Engine: calls, and the module lifecycle (deploy,
@@ -54,16 +54,6 @@ func (r *WasmRunner) call(ctx context.Context, o Overlay, tx *types.Tx, env TxEn
 		State: hostState{o}, Instances: txInstances{o: o, e: r.engine},
 	}
 	res, err := host.Run(ctx, htx, to, method, args)
-	if errors.Is(err, vm.ErrInstantiate) {
-		// The module cannot be instantiated (its _initialize fails: it
-		// runs in a fixed environment with fixed gas, so it fails on every
-		// node). That is the guest's fault, not the node's: a deploy of
-		// such code must fail, not halt block execution. It costs all the
-		// gas, as how far the frames got before is not kept. The receipt
-		// says only the rule: the engine's message (a trap, a stack trace)
-		// may differ between engines.
-		return Result{Status: types.StatusTrapped, GasUsed: gas, Error: ErrUninstantiable.Error()}, err
-	}
 	if err != nil {
 		return Result{Fatal: err}, nil
 	}

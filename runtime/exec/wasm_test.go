@@ -85,13 +85,18 @@ func (e *freshEngine) Acquire(ctx context.Context, id, method string, load func(
 func (e *freshEngine) Release(mod api.Module, _ bool) { mod.Close(context.Background()) }
 
 // wasmWorld is a set of WAT counters installed at genesis (counter i has
-// test account i as admin) and the code a generator may deploy or upgrade
-// to.
+// test account i as admin), the pool_dirty module, and the code a
+// generator may deploy or upgrade to.
 type wasmWorld struct {
 	runner   Runner
 	counters []types.Address
-	genesis  []state.Write
-	code     [][]byte // counter.wasm, migrate_ok.wasm, migrate_fail.wasm
+	// dirty runs testdata/pool_dirty.wasm: every call changes a global
+	// and memory, and its return shows whether they were restored. The
+	// counters keep nothing between calls, so without it a pool that
+	// skipped the restore would pass the random comparisons.
+	dirty   types.Address
+	genesis []state.Write
+	code    [][]byte // counter.wasm, migrate_ok.wasm, migrate_fail.wasm
 }
 
 func readWasm(t testing.TB, path string) []byte {
@@ -122,6 +127,12 @@ func wasmSetup(t testing.TB, n int) *wasmWorld {
 		w.genesis = append(w.genesis, ws...)
 		w.counters = append(w.counters, a)
 	}
+	w.dirty = nativeAddress("wasm-pool-dirty")
+	ws, err := GenesisModule(w.dirty, readWasm(t, "testdata/pool_dirty.wasm"), types.Address{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.genesis = append(w.genesis, ws...)
 	w.runner = NewRunner(NativeModules(), newFreshEngine(t))
 	return w
 }

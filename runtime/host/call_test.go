@@ -73,7 +73,7 @@ func TestCall(t *testing.T) {
 	for i := range r {
 		r[i] = addr(fmt.Sprint("relay", i))
 	}
-	stopper, nobody := addr("stopper"), addr("nobody")
+	stopper, nobody, broken := addr("stopper"), addr("nobody"), addr("broken")
 	x := []byte("x")
 	cases := []struct {
 		name   string
@@ -90,6 +90,7 @@ func TestCall(t *testing.T) {
 		{"trapped", chainInput([]byte{1, 2}, r[1]), nil, types.StatusOK, []uint32{host.CallTrapped}, r[:1]},
 		{"out of gas", chainInput([]byte{1, 2, 3}, r[1]), nil, types.StatusOK, []uint32{host.CallOutOfGas}, r[:1]},
 		{"no method", chainInput(nil, stopper), nil, types.StatusOK, []uint32{host.CallNoMethod}, r[:1]},
+		{"uninstantiable", chainInput(nil, broken), nil, types.StatusOK, []uint32{host.CallTrapped}, r[:1]},
 		{"no module", chainInput(nil, nobody), []types.Access{{Module: r[0], Prefix: true, Mode: types.Write}, {Module: nobody, Key: []byte("a"), Mode: types.Read}}, types.StatusOK, []uint32{host.CallNoModule}, r[:1]},
 		{"undeclared callee", chainInput(nil, r[1]), []types.Access{{Module: r[0], Prefix: true, Mode: types.Write}}, types.StatusAccessViolation, nil, nil},
 		{"violation inside the callee", chainInput(nil, r[1]), []types.Access{{Module: r[0], Prefix: true, Mode: types.Write}, {Module: r[1], Key: []byte("y"), Mode: types.Write}}, types.StatusAccessViolation, nil, nil},
@@ -102,6 +103,7 @@ func TestCall(t *testing.T) {
 			c.deploy(a, relayModule(), alice, nil, 1e9)
 		}
 		c.deploy(stopper, stopperModule(), alice, nil, 1e9)
+		c.eng.deploy(broken, brokenModule())
 		for _, tc := range cases {
 			c.state = host.MemState{}
 			c.access = tc.access
@@ -131,6 +133,30 @@ func TestCall(t *testing.T) {
 	}
 	if fmt.Sprint(gas[0]) != fmt.Sprint(gas[1]) {
 		t.Errorf("engines differ:\n%v\n%v", gas[0], gas[1])
+	}
+}
+
+// brokenModule's _initialize traps: no instance of it can be made.
+func brokenModule() []byte {
+	b := New()
+	b.Memory(1, 1)
+	b.Func("_initialize", nil, nil, nil, Op(wasm.OpUnreachable))
+	b.Func("run", nil, nil, nil)
+	return b.Bytes()
+}
+
+// TestUninstantiable: a transaction to a module whose _initialize fails
+// is trapped with the rule ErrUninstantiable, using no gas, on both
+// engines (a nested call to it is the "uninstantiable" case of TestCall).
+func TestUninstantiable(t *testing.T) {
+	broken := addr("broken")
+	for ei := range engines {
+		c := newChain(t, ei)
+		c.eng.deploy(broken, brokenModule())
+		res := c.run(call{from: alice, to: broken, method: "run"}, false)
+		if res.Status != types.StatusTrapped || res.Err != host.ErrUninstantiable || res.GasUsed != 0 {
+			t.Errorf("%s: %v %v, %d gas", engines[ei].name, res.Status, res.Err, res.GasUsed)
+		}
 	}
 }
 

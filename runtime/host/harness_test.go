@@ -110,7 +110,8 @@ func (e *fresh) Acquire(ctx context.Context, addr types.Address, method string) 
 		mod.ExportedGlobal(meter.GasExport).(api.MutableGlobal).Set(host.InitGasMax)
 		st := wasi.InitState()
 		if err := init.CallWithStack(wasi.WithState(ctx, &st), nil); err != nil {
-			return nil, nil, false, fmt.Errorf("_initialize: %w", err)
+			mod.Close(ctx)
+			return nil, nil, false, fmt.Errorf("%w: _initialize: %w", host.ErrUninstantiable, err)
 		}
 	}
 	return mod, mod.ExportedFunction(method), true, nil

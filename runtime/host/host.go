@@ -39,6 +39,10 @@ var (
 	ErrCallDepth        = errors.New("host: call depth exceeded")
 	ErrWasmTrap         = errors.New("host: wasm trap")
 	ErrNoFrame          = errors.New("host: kairos function called outside a frame")
+	// ErrUninstantiable: Instances.Acquire could not instantiate the
+	// module because its _initialize fails (docs/abi.md 8.1), a property
+	// of the code, not of the node.
+	ErrUninstantiable = errors.New("host: module cannot be instantiated")
 	// ErrNotMetered is a node error: an engine handed the host an instance
 	// without the gas_left global (not instrumented).
 	ErrNotMetered = errors.New("host: instance is not instrumented")
@@ -81,6 +85,9 @@ type Instances interface {
 	// signatures). ok is false when no module is deployed at addr.
 	// Engines should cache the api.Function per instance: wazero's
 	// ExportedFunction allocates a call stack (~12 KB) on every lookup.
+	// An error wrapping ErrUninstantiable fails the frame that needed the
+	// instance as trapped, having used no gas (a caller gets CallTrapped);
+	// any other error is a node error.
 	Acquire(ctx context.Context, addr types.Address, method string) (mod api.Module, fn api.Function, ok bool, err error)
 	// Release hands the instance back after the frame; failed reports the
 	// frame did not end normally (the engine may discard the instance).
@@ -203,6 +210,12 @@ type outcome struct {
 // method) with a nil mod.
 func (r *run) prepare(ctx context.Context, self types.Address, method string) (api.Module, api.Function, outcome, error) {
 	mod, fn, ok, err := r.tx.Instances.Acquire(ctx, self, method)
+	if errors.Is(err, ErrUninstantiable) {
+		// Deterministic (_initialize runs in a fixed environment), so a
+		// guest failure; only the rule goes into the result, as the
+		// engine's message may differ between engines.
+		return nil, nil, outcome{types.StatusTrapped, ErrUninstantiable, CallTrapped, nil}, nil
+	}
 	if err != nil {
 		return nil, nil, outcome{}, err
 	}

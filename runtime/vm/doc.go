@@ -21,17 +21,17 @@
 // the instance's Env). Tables need no snapshot: validate rejects every
 // instruction that could change one. An instance whose memory grew or whose
 // frame failed is not reused (memory cannot shrink and a trap can leave the
-// guest's runtime inconsistent): Call discards it, Pool.Release closes it.
+// guest's runtime inconsistent): Call discards it, and runtime/exec's
+// PooledEngine (the one pool of restored instances) closes it on Release.
 //
-// Pool and Pools keep restored instances for reuse, at most
-// Config.PoolIdleMax idle ones per module; Pools hands them out by code id
-// as api.Modules, the shape of host.Instances and runtime/exec's engine.
+// Code.Close releases compiled code (a pool evicting it) once the
+// Instantiates in progress end; instances already made keep working.
 //
 // A call that returns normally with gas_left < 0 ran out of gas (the meter
 // tests the balance only at function entries, loop headers and host calls);
 // callers classify by Outcome.Status, never by the call's error alone.
 //
-// Concurrency: an Engine, its Code, a Pool and Pools may be used from many
+// Concurrency: an Engine and its Code may be used from many
 // goroutines; an Instance belongs to one goroutine at a time (wazero calls
 // are not goroutine-safe).
 package vm

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
@@ -22,6 +23,7 @@ var (
 	ErrNotMetered  = errors.New("vm: module is not instrumented")
 	ErrNoExport    = errors.New("vm: no such exported function")
 	ErrDiscarded   = errors.New("vm: instance discarded")
+	ErrCodeClosed  = errors.New("vm: code closed")
 )
 
 // Config is the engine configuration. The zero value is not valid; start
@@ -39,16 +41,12 @@ type Config struct {
 	// InitGas is the gas given to _initialize when a Go guest is
 	// instantiated: host.InitGasMax (docs/abi.md 8.1) on a node.
 	InitGas int64
-	// PoolIdleMax bounds the idle instances a Pool keeps per module (0
-	// keeps none); with MemoryLimitPages it bounds the memory pools hold
-	// (each instance also keeps a snapshot of its memory).
-	PoolIdleMax int
 }
 
 // DefaultConfig matches validate.DefaultLimits() (512 pages) and the ABI's
 // _initialize budget.
 func DefaultConfig() Config {
-	return Config{MemoryLimitPages: 512, InitGas: host.InitGasMax, PoolIdleMax: 4}
+	return Config{MemoryLimitPages: 512, InitGas: host.InitGasMax}
 }
 
 // Engine owns one wazero runtime with the two host modules of the ABI:
@@ -97,6 +95,63 @@ func (e *Engine) Close(ctx context.Context) error { return e.rt.Close(ctx) }
 type Code struct {
 	e  *Engine
 	cm wazero.CompiledModule
+
+	// Close may come while other goroutines instantiate (a pool evicting
+	// code another Acquire just got): the compiled module is released only
+	// when the last instantiation in progress ends. Instances already
+	// created keep working after it (wazero keeps what they reference).
+	mu            sync.Mutex
+	instantiating int  // Instantiate calls in progress
+	closed        bool // Close was called: Instantiate fails
+	released      bool // the compiled module was closed
+}
+
+// Close releases the compiled module once no Instantiate is in progress
+// (at once, or when the last one ends); later Instantiates fail with
+// ErrCodeClosed. Instances already created are not affected: close them
+// on their own. Closing twice is a no-op.
+func (c *Code) Close(ctx context.Context) error {
+	c.mu.Lock()
+	c.closed = true
+	release := c.releasable()
+	c.mu.Unlock()
+	if release {
+		return c.cm.Close(ctx)
+	}
+	return nil
+}
+
+// begin counts an instantiation in progress, or fails on closed code.
+func (c *Code) begin() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return ErrCodeClosed
+	}
+	c.instantiating++
+	return nil
+}
+
+// end ends an instantiation and releases the compiled module if Close
+// came meanwhile and this was the last one.
+func (c *Code) end(ctx context.Context) {
+	c.mu.Lock()
+	c.instantiating--
+	release := c.releasable()
+	c.mu.Unlock()
+	if release {
+		c.cm.Close(ctx)
+	}
+}
+
+// releasable reports (once) that the compiled module is to be closed now.
+// Called with mu held.
+func (c *Code) releasable() bool {
+	if !c.closed || c.instantiating > 0 || c.released {
+		return false
+	}
+	c.released = true
+	return true
 }
 
 // Compile compiles an instrumented module (deploy.Prepared.Instrumented).
@@ -169,8 +224,12 @@ type Instance struct {
 // it (docs/abi.md 8.1: Config.InitGas, the fixed wasi.InitState, no kairos
 // functions), and takes the snapshot every frame starts from. env is the
 // WASI environment of later direct Calls. A failing _initialize is
-// ErrInstantiate (it fails the deploy).
+// ErrInstantiate (it fails the deploy); closed code is ErrCodeClosed.
 func (c *Code) Instantiate(ctx context.Context, env Env) (*Instance, error) {
+	if err := c.begin(); err != nil {
+		return nil, err
+	}
+	defer c.end(ctx)
 	mc := wazero.NewModuleConfig().
 		WithName("").
 		WithStartFunctions() // _initialize runs below, metered

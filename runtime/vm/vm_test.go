@@ -37,22 +37,30 @@ func engines(t testing.TB, instrumented []byte, env vm.Env) []*vm.Instance {
 		c := vm.DefaultConfig()
 		c.Interpreter = interp
 		c.CacheDir = t.TempDir()
-		e, err := vm.NewEngine(ctx, c)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { e.Close(ctx) })
-		code, err := e.Compile(ctx, instrumented)
-		if err != nil {
-			t.Fatal(err)
-		}
-		in, err := code.Instantiate(ctx, env)
+		in, err := compile(t, c, instrumented).Instantiate(ctx, env)
 		if err != nil {
 			t.Fatal(err)
 		}
 		out = append(out, in)
 	}
 	return out
+}
+
+// compile compiles instrumented on a new engine of configuration c, closed
+// when the test ends.
+func compile(t testing.TB, c vm.Config, instrumented []byte) *vm.Code {
+	t.Helper()
+	ctx := context.Background()
+	e, err := vm.NewEngine(ctx, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close(ctx) })
+	code, err := e.Compile(ctx, instrumented)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return code
 }
 
 func call(t testing.TB, in *vm.Instance, fn string, gas int64, args ...uint64) vm.Outcome {
@@ -281,16 +289,7 @@ func TestCompilationCacheDir(t *testing.T) {
 	run := func() []vm.Outcome {
 		c := vm.DefaultConfig()
 		c.CacheDir = dir
-		e, err := vm.NewEngine(ctx, c)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer e.Close(ctx)
-		code, err := e.Compile(ctx, bin)
-		if err != nil {
-			t.Fatal(err)
-		}
-		in, err := code.Instantiate(ctx, vm.Env{})
+		in, err := compile(t, c, bin).Instantiate(ctx, vm.Env{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -309,75 +308,99 @@ func TestCompilationCacheDir(t *testing.T) {
 	}
 }
 
-// TestPool: released healthy instances come back restored, failed or grown
-// ones are closed, and no more than PoolIdleMax stay idle; Pools is used
-// from several goroutines (run with -race).
-func TestPool(t *testing.T) {
+// TestCodeClose: closing code releases its compiled module only after the
+// instantiations in progress end, refuses new ones, and leaves instances
+// already made working (a pool evicts code whose instances are still out);
+// on both engines.
+func TestCodeClose(t *testing.T) {
 	ctx := context.Background()
-	c := vm.DefaultConfig()
-	c.PoolIdleMax = 2
-	e, err := vm.NewEngine(ctx, c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close(ctx)
-	code, err := e.Compile(ctx, prepare(t, counter()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := code.NewPool()
-	defer p.Close(ctx)
-	var ins []*vm.Instance
-	for range 3 {
-		in, err := p.Acquire(ctx)
+	bin := prepare(t, counter())
+	for _, interp := range []bool{false, true} {
+		c := vm.DefaultConfig()
+		c.Interpreter = interp
+		code := compile(t, c, bin)
+		live, err := code.Instantiate(ctx, vm.Env{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		ins = append(ins, in)
-	}
-	for _, in := range ins {
-		if o := call(t, in, "bump", 1000); o.Values[0] != 11 {
-			t.Fatalf("bump %+v", o)
+		doomed, err := code.Instantiate(ctx, vm.Env{})
+		if err != nil {
+			t.Fatal(err)
 		}
-		p.Release(ctx, in, false)
+		if err := vm.BeginInstantiate(code); err != nil {
+			t.Fatal(err)
+		}
+		if err := code.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if vm.Released(code) {
+			t.Fatalf("interpreter %v: released during an instantiation", interp)
+		}
+		if _, err := code.Instantiate(ctx, vm.Env{}); !errors.Is(err, vm.ErrCodeClosed) {
+			t.Fatalf("interpreter %v: instantiate after close: %v", interp, err)
+		}
+		vm.EndInstantiate(ctx, code)
+		if !vm.Released(code) {
+			t.Fatalf("interpreter %v: not released after the last instantiation", interp)
+		}
+		if err := code.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+		for range 2 {
+			if o := call(t, live, "bump", 1000); o.Status != vm.StatusOK || o.Values[0] != 11 {
+				t.Fatalf("interpreter %v: bump on an instance of closed code = %+v", interp, o)
+			}
+		}
+		// A trap walks the stack through the closed code's frames.
+		if o := call(t, doomed, "trap", 1000); o.Status != vm.StatusTrapped {
+			t.Fatalf("interpreter %v: trap on an instance of closed code = %+v", interp, o)
+		}
+		live.Close(ctx)
 	}
-	if p.Idle() != 2 || !ins[2].Discarded() {
-		t.Fatalf("idle %d, third instance discarded %v: want 2 idle, the third closed", p.Idle(), ins[2].Discarded())
-	}
-	in, _ := p.Acquire(ctx)
-	p.Release(ctx, in, true)
-	in, _ = p.Acquire(ctx)
-	call(t, in, "grow", 1000)
-	p.Release(ctx, in, false)
-	if p.Idle() != 0 {
-		t.Fatalf("idle %d after releasing a failed and a grown instance, want 0", p.Idle())
-	}
+}
 
-	ps := e.NewPools()
-	defer ps.Close(ctx)
-	instrumented := prepare(t, counter())
-	load := func() ([]byte, error) { return instrumented, nil }
-	errs := make(chan error, 4)
-	for w := range 4 {
+// TestCodeCloseConcurrent: Close racing with Instantiates (run with
+// -race): each gets an instance or ErrCodeClosed, and the compiled module
+// is released once they are done.
+func TestCodeCloseConcurrent(t *testing.T) {
+	ctx := context.Background()
+	code := compile(t, vm.DefaultConfig(), prepare(t, counter()))
+	const workers = 4
+	errs := make(chan error, workers)
+	started := make(chan struct{}, workers)
+	for range workers {
 		go func() {
-			for i := range 50 {
-				mod, err := ps.Acquire(ctx, "counter", load)
+			for i := 0; ; i++ {
+				in, err := code.Instantiate(ctx, vm.Env{})
+				if i == 0 {
+					started <- struct{}{}
+				}
+				if errors.Is(err, vm.ErrCodeClosed) {
+					errs <- nil
+					return
+				}
 				if err != nil {
 					errs <- err
 					return
 				}
-				if ps.Export(mod, "bump") == nil {
-					errs <- fmt.Errorf("worker %d: no export", w)
+				if o, err := in.Call(ctx, "bump", 1000); err != nil || o.Values[0] != 11 {
+					errs <- fmt.Errorf("bump: %+v, %v", o, err)
 					return
 				}
-				ps.Release(mod, i%7 == 0)
+				in.Close(ctx)
 			}
-			errs <- nil
 		}()
 	}
-	for range 4 {
+	for range workers {
+		<-started
+	}
+	code.Close(ctx)
+	for range workers {
 		if err := <-errs; err != nil {
 			t.Fatal(err)
 		}
+	}
+	if !vm.Released(code) {
+		t.Fatal("closed code not released after the instantiations ended")
 	}
 }

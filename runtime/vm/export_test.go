@@ -1,0 +1,15 @@
+package vm
+
+import "context"
+
+// BeginInstantiate and EndInstantiate bracket an instantiation in
+// progress, so a test can close code in the middle of one.
+func BeginInstantiate(c *Code) error              { return c.begin() }
+func EndInstantiate(ctx context.Context, c *Code) { c.end(ctx) }
+
+// Released reports whether the compiled module was closed.
+func Released(c *Code) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.released
+}
