@@ -66,12 +66,18 @@ type Config struct {
 	Committee *consensus.Committee // genesis; validator keys are ed25519 public keys
 	Key       ed25519.PrivateKey   // this validator's key, also its libp2p identity
 	Dir       string               // data directory (pebble database under Dir/db)
-	Runner    exec.Runner          // executes transactions
-	Workers   int                  // executor workers; 0 = GOMAXPROCS
-	Clock     Clock                // nil = SystemClock
-	Logger    *slog.Logger         // nil = discard
-	Bootstrap []peer.AddrInfo      // peers to dial at start (and redial)
-	Listen    []string             // libp2p listen multiaddrs; nil = 127.0.0.1, a free TCP port
+	// Runner executes transactions; nil = the node's own MuxRunner: the
+	// Native modules plus wasm modules on one PooledEngine (Pool, nil =
+	// exec.DefaultPoolConfig) with its compilation cache under Dir/wasm,
+	// closed with the node.
+	Runner    exec.Runner
+	Native    map[types.Address]exec.NativeModule
+	Pool      *exec.PoolConfig
+	Workers   int             // executor workers; 0 = GOMAXPROCS
+	Clock     Clock           // nil = SystemClock
+	Logger    *slog.Logger    // nil = discard
+	Bootstrap []peer.AddrInfo // peers to dial at start (and redial)
+	Listen    []string        // libp2p listen multiaddrs; nil = 127.0.0.1, a free TCP port
 	// KeepVersions is how many state versions stay readable (0 = all).
 	KeepVersions uint64
 	Mempool      mempool.Config // ChainID is taken from the committee
@@ -88,6 +94,7 @@ type Node struct {
 	pool  *mempool.Mempool
 	host  *p2p.Host
 	x     *exec.Executor
+	wasm  *exec.PooledEngine // the engine of the node's own runner, or nil
 
 	peers []peer.ID          // by validator index
 	index map[peer.ID]uint32 // validator index by peer id
@@ -123,8 +130,8 @@ type input func(now int64) consensus.Event
 
 // New opens the node's store, starts its libp2p host and its loops.
 func New(cfg Config) (*Node, error) {
-	if cfg.Committee == nil || cfg.Key == nil || cfg.Runner == nil || cfg.Dir == "" {
-		return nil, fmt.Errorf("%w: committee, key, runner and dir are required", ErrConfig)
+	if cfg.Committee == nil || cfg.Key == nil || cfg.Dir == "" {
+		return nil, fmt.Errorf("%w: committee, key and dir are required", ErrConfig)
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = SystemClock{}
@@ -165,9 +172,36 @@ func New(cfg Config) (*Node, error) {
 		}
 		n.wg.Wait()
 		n.store.Close()
+		if n.wasm != nil {
+			_ = n.wasm.Close(context.Background())
+		}
 		return nil, err
 	}
 	return n, nil
+}
+
+// newRunner builds the node's own runner when the config names none: one
+// engine per node, so compiled code and idle instances are shared by every
+// block and bounded once (PoolConfig); the on-disk compilation cache makes
+// a restart skip recompiling deployed modules.
+func (n *Node) newRunner(ctx context.Context) error {
+	if n.cfg.Runner != nil {
+		return nil
+	}
+	pc := exec.DefaultPoolConfig()
+	if n.cfg.Pool != nil {
+		pc = *n.cfg.Pool
+	}
+	if pc.VM.CacheDir == "" {
+		pc.VM.CacheDir = filepath.Join(n.cfg.Dir, "wasm")
+	}
+	e, err := exec.NewPooledEngine(ctx, pc)
+	if err != nil {
+		return fmt.Errorf("%w: wasm engine: %w", ErrConfig, err)
+	}
+	n.wasm = e
+	n.cfg.Runner = exec.NewRunner(n.cfg.Native, e)
+	return nil
 }
 
 func (n *Node) open() error {
@@ -183,6 +217,9 @@ func (n *Node) open() error {
 	}
 	if n.core, err = consensus.New(consensus.Config{Committee: n.cfg.Committee, Me: n.me,
 		Signer: consensus.Ed25519Signer(n.cfg.Key), Records: recs}); err != nil {
+		return err
+	}
+	if err := n.newRunner(n.ctx); err != nil {
 		return err
 	}
 	n.x = exec.New(n.cfg.Runner, exec.Options{Workers: n.cfg.Workers})
@@ -242,7 +279,11 @@ func (n *Node) Close() error {
 		n.cancel()
 		herr := n.host.Close()
 		n.wg.Wait()
-		n.closeErr = errors.Join(herr, n.store.Close())
+		var werr error
+		if n.wasm != nil {
+			werr = n.wasm.Close(context.Background())
+		}
+		n.closeErr = errors.Join(herr, werr, n.store.Close())
 	})
 	return n.closeErr
 }
