@@ -71,7 +71,7 @@ func newDevnetCmd() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("demo: %w", err)
 			}
-			fmt.Fprintf(out, "first block committed %v after `kairos devnet` started\n",
+			fmt.Fprintf(out, "first block of this run committed %v after `kairos devnet` started\n",
 				(demoStart.Sub(start) + rep.FirstBlock).Round(time.Millisecond))
 			if !exit {
 				fmt.Fprintln(out, "devnet running; APIs:")

@@ -134,7 +134,6 @@ func Demo(ctx context.Context, w io.Writer, apis []string, cfg DemoConfig) (*Dem
 		return nil, err
 	}
 	rep.FirstBlock = time.Since(start)
-	fmt.Fprintf(w, "first block committed %v after the demo started\n", rep.FirstBlock.Round(time.Millisecond))
 	r, err := d.run(0, d.admin.Sign(callGas, types.Payload{Kind: types.Call, Module: rep.Counter, Method: "increment"},
 		rw(rep.Counter, counterKey)))
 	if err != nil {
