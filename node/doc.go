@@ -6,10 +6,19 @@
 //
 // # Use
 //
-//	n, err := node.New(node.Config{Committee: comm, Key: key, Dir: dir, Runner: runner, Bootstrap: peers})
+//	n, err := node.New(node.Config{Committee: comm, Key: key, Dir: dir, Native: natives, Bootstrap: peers})
 //	id, err := n.SubmitTx(ctx, raw)
 //	rc, height, err := n.Receipt(id)
 //	defer n.Close()
+//
+// # Runner
+//
+// Without Config.Runner the node builds exec.NewRunner(Native, engine)
+// with one exec.PooledEngine per node (bounded by Config.Pool, default
+// exec.DefaultPoolConfig; wazero's compilation cache under Dir/wasm so a
+// restart does not recompile deployed modules). Deploy, upgrade, admin
+// and calls of wasm modules all run there; the engine is closed after the
+// loops stop, so no block executes on a closed engine.
 //
 // # Goroutines and ownership
 //
