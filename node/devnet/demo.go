@@ -101,9 +101,10 @@ type demo struct {
 
 // Demo shows the devnet working, printing to w what a newcomer wants to
 // see: it waits for the validators to connect, deploys the example modules
-// as transactions (account 0 signs), mints tokens to Accounts holders and
-// runs Rounds of transfers between them (each holder sends one transfer per
-// round to the next holder, through validator APIs in turn, and the round
+// as transactions (account 0 signs), mints 1,000,000 tokens to each of
+// Accounts holders and runs Rounds of transfers between them (holder i
+// sends i+1 tokens to holder i+1 mod Accounts per round, through the
+// validator APIs in turn, and the round
 // waits for its receipts, so nonces never race), then prints blocks, the
 // rate, a receipt, and a balance read with a Merkle proof verified against
 // a quorum-signed checkpoint's state root.
@@ -140,7 +141,7 @@ func Demo(ctx context.Context, w io.Writer, apis []string, cfg DemoConfig) (*Dem
 		return nil, err
 	}
 	fmt.Fprintf(w, "counter.increment  -> %s, returned %s, gas %d, height %d\n", r.Receipt.Status, r.Receipt.Return, r.Receipt.GasUsed, r.Height)
-	proofKey := types.StateKey{Module: rep.Counter, Key: counterKey}
+	proofKey, proofOf := types.StateKey{Module: rep.Counter, Key: counterKey}, "counter count"
 	last := r
 	if cfg.Token != nil {
 		if rep.Token, err = d.deploy("token (Go)", cfg.Token, tokenAdminKey); err != nil {
@@ -151,13 +152,13 @@ func Demo(ctx context.Context, w io.Writer, apis []string, cfg DemoConfig) (*Dem
 			return nil, err
 		}
 		rep.Transfers, rep.TransferTime, last = n, took, lastTransfer
-		proofKey = types.StateKey{Module: rep.Token, Key: TokenBalanceKey(holders[1].Addr)}
+		proofKey, proofOf = types.StateKey{Module: rep.Token, Key: TokenBalanceKey(holders[1].Addr)}, "token balance of "+holders[1].Addr.String()
 	}
 	if err := d.printBlocks(); err != nil {
 		return nil, err
 	}
 	printReceipt(w, last)
-	if rep.ProofHeight, rep.ProofValue, err = d.proveValue(proofKey, last.Height); err != nil {
+	if rep.ProofHeight, rep.ProofValue, err = d.proveValue(proofOf, proofKey, last.Height); err != nil {
 		return nil, err
 	}
 	return rep, nil
@@ -248,7 +249,7 @@ func (d *demo) deploy(name string, code []byte, init ...[]byte) (types.Address, 
 // time since they share a sender) and runs the transfer rounds. It returns
 // the holders, the last transfer, the number of transfers and their time.
 func (d *demo) tokenWorkload(token types.Address) ([]*Account, *txResult, int, time.Duration, error) {
-	const minted, amount = 1_000_000, 7
+	const minted = 1_000_000
 	holders := make([]*Account, d.cfg.Accounts)
 	for i := range holders {
 		holders[i] = NewAccount(i + 1)
@@ -272,7 +273,8 @@ func (d *demo) tokenWorkload(token types.Address) ([]*Account, *txResult, int, t
 		ids := make([]types.Hash, len(holders))
 		for i, h := range holders {
 			to := holders[(i+1)%len(holders)].Addr
-			tx := h.Sign(callGas, types.Payload{Kind: types.Call, Module: token, Method: "transfer", Args: transferArgs(to, amount)},
+			// Holder i sends i+1, so balances drift apart visibly.
+			tx := h.Sign(callGas, types.Payload{Kind: types.Call, Module: token, Method: "transfer", Args: transferArgs(to, uint64(i+1))},
 				rw(token, TokenBalanceKey(h.Addr)), rw(token, TokenBalanceKey(to)))
 			id, err := d.clients[i%len(d.clients)].Submit(d.ctx, tx)
 			if err != nil {
@@ -328,7 +330,7 @@ func printReceipt(w io.Writer, r *txResult) {
 // its quorum signatures against the committee, reads k at the certified
 // height with a proof from another validator and verifies the proof against
 // the certified root, so the value is trusted without trusting the API.
-func (d *demo) proveValue(k types.StateKey, height uint64) (uint64, uint64, error) {
+func (d *demo) proveValue(what string, k types.StateKey, height uint64) (uint64, uint64, error) {
 	var cc consensus.CheckpointCert
 	for {
 		cp, err := d.clients[0].Checkpoint(d.ctx)
@@ -372,7 +374,7 @@ func (d *demo) proveValue(k types.StateKey, height uint64) (uint64, uint64, erro
 		return 0, 0, fmt.Errorf("%w: the proof does not hold an 8-byte value of the key read", ErrDemo)
 	}
 	v := binary.BigEndian.Uint64(p.Entries[0].Value)
-	fmt.Fprintf(d.w, "proof verified: key %x of module %s = %d at height %d, against the checkpoint-certified root %s\n",
-		k.Key, k.Module, v, cc.Height, cc.StateRoot)
+	fmt.Fprintf(d.w, "proof verified: %s = %d at height %d (key %x of module %s), against the checkpoint-certified root %s\n",
+		what, v, cc.Height, k.Key, k.Module, cc.StateRoot)
 	return cc.Height, v, nil
 }

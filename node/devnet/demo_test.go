@@ -48,11 +48,12 @@ func TestDemoDeploysAndAgrees(t *testing.T) {
 	if !strings.Contains(out.String(), "proof verified") {
 		t.Fatal("no verified proof line")
 	}
-	// Holders pass 7 tokens round a ring, so each keeps what was minted;
-	// without the token the proof is of the counter, incremented once.
+	// Holder i sends i+1 tokens to holder i+1 per round, so holder 1 (whose
+	// balance is proven) gains 1 and loses 2 per round; without the token
+	// the proof is of the counter, incremented once.
 	want := uint64(1)
 	if cfg.Token != nil {
-		want = 1_000_000
+		want = 1_000_000 - uint64(cfg.Rounds)
 		if rep.Transfers != 6 {
 			t.Fatalf("%d transfers, want 6", rep.Transfers)
 		}
