@@ -41,6 +41,11 @@
 //     new core, which re-releases every block from height 1; the executor
 //     skips heights at or below the state's latest version. The mempool is
 //     reloaded and its payloads reported again with their first-seen times.
+//   - The pool holds no executed transaction for long: a block's are
+//     removed after its commit, and one arriving again (late gossip, a
+//     resubmission, a replayed core's fetch, a crash before the removal)
+//     is dropped when its receipt exists; peers fetch executed bodies from
+//     the transaction records.
 //     A wiped node asks peers how far it had signed (answers of weight
 //     Q − own weight), fetches the DAG from round 1 and re-executes; this
 //     works while peers still hold round 1 (gc_depth), state sync does not

@@ -215,6 +215,13 @@ func (n *Node) open() error {
 	if n.pool, err = mempool.Open(n.ctx, n.d, n.cfg.Mempool, n.clock.Now()); err != nil {
 		return err
 	}
+	// A crash between a block's commit and the pool's removal of its
+	// transactions leaves executed ones in the persisted pool.
+	for _, e := range n.pool.Entries() {
+		if _, err := n.dropExecuted(n.ctx, e.ID); err != nil {
+			return err
+		}
+	}
 	if n.core, err = consensus.New(consensus.Config{Committee: n.cfg.Committee, Me: n.me,
 		Signer: consensus.Ed25519Signer(n.cfg.Key), Records: recs}); err != nil {
 		return err
@@ -312,21 +319,37 @@ func (n *Node) SubmitTx(ctx context.Context, raw []byte) (types.Hash, error) {
 }
 
 // addTx puts raw into the mempool and reports a new transaction to
-// consensus. A transaction that was already executed may enter again; the
-// ordering layer never releases an id twice and the nonce rule refuses a
-// replay, so it only occupies the pool until it expires.
+// consensus. A transaction that was already executed (gossip arriving
+// late, a client resubmitting) is not held: the ordering layer never
+// releases an id twice, so it would only occupy the pool until it expired.
+// The receipt is checked after the add because the executor commits before
+// it removes a block's transactions from the pool: either this check sees
+// the receipt, or the executor's removal comes after this add.
 func (n *Node) addTx(ctx context.Context, raw []byte) (*mempool.Entry, error) {
 	e, isNew, err := n.pool.Add(ctx, raw, n.clock.Now())
 	if err != nil {
 		return nil, err
 	}
-	if isNew {
-		id, seen := consensus.TxID(e.ID), e.FirstSeen
-		// Not bounded by the caller's ctx: a held transaction must reach
-		// consensus even if the client that sent it has gone.
-		n.push(func(int64) consensus.Event { return consensus.TxSeen{Now: seen, ID: id} }, true)
+	if !isNew {
+		return e, nil
 	}
+	if executed, err := n.dropExecuted(ctx, e.ID); executed || err != nil {
+		return e, err
+	}
+	id, seen := consensus.TxID(e.ID), e.FirstSeen
+	// Not bounded by the caller's ctx: a held transaction must reach
+	// consensus even if the client that sent it has gone.
+	n.push(func(int64) consensus.Event { return consensus.TxSeen{Now: seen, ID: id} }, true)
 	return e, nil
+}
+
+// dropExecuted removes id from the pool if it was executed (its body is
+// then served from the transaction record) and reports whether it was.
+func (n *Node) dropExecuted(ctx context.Context, id types.Hash) (bool, error) {
+	if _, _, err := n.Receipt(id); err != nil {
+		return false, nil
+	}
+	return true, n.pool.Remove(ctx, []types.Hash{id})
 }
 
 // push hands an input to the driver. A blocking push waits for room (a new

@@ -222,7 +222,12 @@ func TestClusterAgreesAndRestarts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ids := append(c.submit(0, 24), deployID)
+	again := counterTx(100, "k0") // sent again once executed
+	againID, err := c.nodes[0].SubmitTx(context.Background(), again)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := append(c.submit(0, 24), deployID, againID)
 	c.waitFor("all nodes execute the first batch", 60*time.Second, func() bool {
 		for _, nd := range c.nodes {
 			if !c.executedAll(nd, ids) {
@@ -243,6 +248,11 @@ func TestClusterAgreesAndRestarts(t *testing.T) {
 		return err == nil && cc.Height >= 1
 	})
 	t.Logf("first batch: height %d on all nodes", h)
+	// An executed transaction sent again is not held (it would only wait
+	// for its expiry): the API still answers with its receipt.
+	if id, err := c.nodes[0].SubmitTx(context.Background(), again); err != nil || id != againID || c.nodes[0].Pending(id) {
+		t.Fatalf("resubmitted executed tx: id %s (want %s), err %v, pending %v", id, againID, err, c.nodes[0].Pending(id))
+	}
 
 	c.stop(3)
 	inst := exec.InstanceAddress(wasmSender(), 1)
@@ -274,6 +284,16 @@ func TestClusterAgreesAndRestarts(t *testing.T) {
 		return c.executedAll(c.nodes[3], all) && c.nodes[3].Status().Height >= down
 	})
 	t.Logf("after restart: height %d on all nodes", c.sameChain())
+	// The restarted node's replayed core fetches payloads it had before;
+	// executed ones do not stay in any pool.
+	c.waitFor("every pool drains", 30*time.Second, func() bool {
+		for _, nd := range c.nodes {
+			if nd.Status().Mempool != 0 {
+				return false
+			}
+		}
+		return true
+	})
 
 	// A validator that lost its disk asks peers how far it had signed,
 	// re-syncs the DAG from round 1 and re-executes every block.
