@@ -72,12 +72,18 @@ func transferArgs(to types.Address, amount uint64) []byte {
 	return binary.BigEndian.AppendUint64(append([]byte(nil), to[:]...), amount)
 }
 
+// Bounds of a demo workload (one process, a shared machine).
+const (
+	MaxDemoAccounts = 256
+	MaxDemoRounds   = 1000
+)
+
 // DemoConfig is what Demo runs.
 type DemoConfig struct {
 	Counter   []byte // wasm of contracts/counter_wat (required)
 	Token     []byte // wasm of contracts/token; nil skips the token workload
-	Accounts  int    // token holders besides the admin (default 8)
-	Rounds    int    // transfer rounds, one transfer per holder each (default 5)
+	Accounts  int    // token holders besides the admin (0 = 8; 2..MaxDemoAccounts)
+	Rounds    int    // transfer rounds, one transfer per holder each (0 = 5; 1..MaxDemoRounds)
 	Committee *consensus.Committee
 }
 
@@ -86,7 +92,6 @@ type DemoReport struct {
 	Counter, Token types.Address
 	FirstBlock     time.Duration // from Demo's start to the first receipt
 	Transfers      int
-	TransferTime   time.Duration
 	ProofHeight    uint64
 	ProofValue     uint64 // the proven u64 (a holder's balance, or the count)
 }
@@ -104,19 +109,22 @@ type demo struct {
 // as transactions (account 0 signs), mints 1,000,000 tokens to each of
 // Accounts holders and runs Rounds of transfers between them (holder i
 // sends i+1 tokens to holder i+1 mod Accounts per round, through the
-// validator APIs in turn, and the round
-// waits for its receipts, so nonces never race), then prints blocks, the
-// rate, a receipt, and a balance read with a Merkle proof verified against
-// a quorum-signed checkpoint's state root.
+// validator APIs in turn, and the round waits for its receipts, so nonces
+// never race), then prints blocks, the rate, a receipt, and a balance read
+// with a Merkle proof verified against a quorum-signed checkpoint's state
+// root.
 func Demo(ctx context.Context, w io.Writer, apis []string, cfg DemoConfig) (*DemoReport, error) {
 	if len(apis) == 0 || cfg.Counter == nil || cfg.Committee == nil {
 		return nil, fmt.Errorf("%w: APIs, counter code and committee are required", ErrDemo)
 	}
-	if cfg.Accounts <= 0 {
+	if cfg.Accounts == 0 {
 		cfg.Accounts = 8
 	}
-	if cfg.Rounds <= 0 {
+	if cfg.Rounds == 0 {
 		cfg.Rounds = 5
+	}
+	if cfg.Accounts < 2 || cfg.Accounts > MaxDemoAccounts || cfg.Rounds < 1 || cfg.Rounds > MaxDemoRounds {
+		return nil, fmt.Errorf("%w: %d accounts (2..%d), %d rounds (1..%d)", ErrDemo, cfg.Accounts, MaxDemoAccounts, cfg.Rounds, MaxDemoRounds)
 	}
 	d := &demo{ctx: ctx, w: w, cfg: cfg, admin: NewAccount(0)}
 	for _, u := range apis {
@@ -147,11 +155,11 @@ func Demo(ctx context.Context, w io.Writer, apis []string, cfg DemoConfig) (*Dem
 		if rep.Token, err = d.deploy("token (Go)", cfg.Token, tokenAdminKey); err != nil {
 			return nil, err
 		}
-		holders, lastTransfer, n, took, err := d.tokenWorkload(rep.Token)
+		holders, lastTransfer, n, err := d.tokenWorkload(rep.Token)
 		if err != nil {
 			return nil, err
 		}
-		rep.Transfers, rep.TransferTime, last = n, took, lastTransfer
+		rep.Transfers, last = n, lastTransfer
 		proofKey, proofOf = types.StateKey{Module: rep.Token, Key: TokenBalanceKey(holders[1].Addr)}, "token balance of "+holders[1].Addr.String()
 	}
 	if err := d.printBlocks(); err != nil {
@@ -247,22 +255,22 @@ func (d *demo) deploy(name string, code []byte, init ...[]byte) (types.Address, 
 
 // tokenWorkload mints to the holders (the admin's transactions, one at a
 // time since they share a sender) and runs the transfer rounds. It returns
-// the holders, the last transfer, the number of transfers and their time.
-func (d *demo) tokenWorkload(token types.Address) ([]*Account, *txResult, int, time.Duration, error) {
+// the holders, the last transfer and the number of transfers.
+func (d *demo) tokenWorkload(token types.Address) ([]*Account, *txResult, int, error) {
 	const minted = 1_000_000
 	holders := make([]*Account, d.cfg.Accounts)
 	for i := range holders {
 		holders[i] = NewAccount(i + 1)
 		n, err := d.clients[0].Nonce(d.ctx, holders[i].Addr)
 		if err != nil {
-			return nil, nil, 0, 0, err
+			return nil, nil, 0, err
 		}
 		holders[i].nonce = n
 		if _, err := d.run(i, d.admin.Sign(callGas, types.Payload{Kind: types.Call, Module: token, Method: "mint",
 			Args: transferArgs(holders[i].Addr, minted)},
 			types.Access{Module: token, Key: tokenAdminKey, Mode: types.Read},
 			rw(token, tokenSupplyKey), rw(token, TokenBalanceKey(holders[i].Addr)))); err != nil {
-			return nil, nil, 0, 0, fmt.Errorf("mint: %w", err)
+			return nil, nil, 0, fmt.Errorf("mint: %w", err)
 		}
 	}
 	fmt.Fprintf(d.w, "minted %d tokens to each of %d holders (admin %s)\n", minted, len(holders), d.admin.Addr)
@@ -278,14 +286,14 @@ func (d *demo) tokenWorkload(token types.Address) ([]*Account, *txResult, int, t
 				rw(token, TokenBalanceKey(h.Addr)), rw(token, TokenBalanceKey(to)))
 			id, err := d.clients[i%len(d.clients)].Submit(d.ctx, tx)
 			if err != nil {
-				return nil, nil, 0, 0, err
+				return nil, nil, 0, err
 			}
 			ids[i] = id
 		}
 		for i, id := range ids {
 			r, err := d.wait(d.clients[i%len(d.clients)], id)
 			if err != nil {
-				return nil, nil, 0, 0, fmt.Errorf("transfer: %w", err)
+				return nil, nil, 0, fmt.Errorf("transfer: %w", err)
 			}
 			if last == nil || r.Height > last.Height {
 				last = r
@@ -296,7 +304,7 @@ func (d *demo) tokenWorkload(token types.Address) ([]*Account, *txResult, int, t
 	took := time.Since(start)
 	fmt.Fprintf(d.w, "transfers: %d in %d rounds of %d senders in %v = %.1f tx/s (each round waits for its receipts)\n",
 		n, d.cfg.Rounds, len(holders), took.Round(time.Millisecond), float64(n)/took.Seconds())
-	return holders, last, n, took, nil
+	return holders, last, n, nil
 }
 
 // maxBlocksShown bounds the blocks printed.

@@ -3,11 +3,14 @@ package devnet
 import (
 	"bytes"
 	"context"
+	"errors"
+	"io"
 	"os"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/kairos-network/kairos/consensus"
 	"github.com/kairos-network/kairos/runtime/exec"
 )
 
@@ -90,4 +93,19 @@ func allAtLeast(d *Devnet, h uint64) bool {
 		}
 	}
 	return true
+}
+
+func TestDemoConfigErrors(t *testing.T) {
+	for _, c := range []DemoConfig{
+		{},
+		{Counter: []byte{0}},
+		{Counter: []byte{0}, Committee: &consensus.Committee{}, Accounts: 1},
+		{Counter: []byte{0}, Committee: &consensus.Committee{}, Accounts: MaxDemoAccounts + 1},
+		{Counter: []byte{0}, Committee: &consensus.Committee{}, Rounds: -1},
+		{Counter: []byte{0}, Committee: &consensus.Committee{}, Rounds: MaxDemoRounds + 1},
+	} {
+		if _, err := Demo(context.Background(), io.Discard, []string{"http://127.0.0.1:1"}, c); !errors.Is(err, ErrDemo) {
+			t.Errorf("Demo(%+v) = %v, want %v", c, err, ErrDemo)
+		}
+	}
 }
