@@ -6,7 +6,7 @@ RACE_PKGS ?= ./state/... ./p2p/... ./node/... ./runtime/exec/... ./runtime/vm/..
 FUZZTIME ?= 30s
 EXEC_SEEDS ?= 2000
 
-.PHONY: help build contracts test race check fuzz bench run sim exec-soak clean
+.PHONY: help build contracts test race check fuzz bench run demo sim exec-soak clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -43,7 +43,10 @@ fuzz: ## run every fuzz target for FUZZTIME each
 bench: build ## print the benchmark tables (state store)
 	$(BIN) bench state
 
-run: build ## the demo: a state store under ./.kairos
+run: build ## a 4-validator devnet under ./.kairos/devnet: deploys the examples, runs transfers, proves a balance; Ctrl-C stops
+	$(BIN) devnet --dir ./.kairos/devnet $(RUN_FLAGS)
+
+demo: build ## the state-store demo under ./.kairos
 	$(BIN) demo
 
 sim: ## run the consensus simulator over many seeds

@@ -6,10 +6,19 @@
 //
 // # Use
 //
-//	n, err := node.New(node.Config{Committee: comm, Key: key, Dir: dir, Runner: runner, Bootstrap: peers})
+//	n, err := node.New(node.Config{Committee: comm, Key: key, Dir: dir, Native: natives, Bootstrap: peers})
 //	id, err := n.SubmitTx(ctx, raw)
 //	rc, height, err := n.Receipt(id)
 //	defer n.Close()
+//
+// # Runner
+//
+// Without Config.Runner the node builds exec.NewRunner(Native, engine)
+// with one exec.PooledEngine per node (bounded by Config.Pool, default
+// exec.DefaultPoolConfig; wazero's compilation cache under Dir/wasm so a
+// restart does not recompile deployed modules). Deploy, upgrade, admin
+// and calls of wasm modules all run there; the engine is closed after the
+// loops stop, so no block executes on a closed engine.
 //
 // # Goroutines and ownership
 //
@@ -32,6 +41,11 @@
 //     new core, which re-releases every block from height 1; the executor
 //     skips heights at or below the state's latest version. The mempool is
 //     reloaded and its payloads reported again with their first-seen times.
+//   - The pool holds no executed transaction for long: a block's are
+//     removed after its commit, and one arriving again (late gossip, a
+//     resubmission, a replayed core's fetch, a crash before the removal)
+//     is dropped when its receipt exists; peers fetch executed bodies from
+//     the transaction records.
 //     A wiped node asks peers how far it had signed (answers of weight
 //     Q − own weight), fetches the DAG from round 1 and re-executes; this
 //     works while peers still hold round 1 (gc_depth), state sync does not

@@ -66,12 +66,18 @@ type Config struct {
 	Committee *consensus.Committee // genesis; validator keys are ed25519 public keys
 	Key       ed25519.PrivateKey   // this validator's key, also its libp2p identity
 	Dir       string               // data directory (pebble database under Dir/db)
-	Runner    exec.Runner          // executes transactions
-	Workers   int                  // executor workers; 0 = GOMAXPROCS
-	Clock     Clock                // nil = SystemClock
-	Logger    *slog.Logger         // nil = discard
-	Bootstrap []peer.AddrInfo      // peers to dial at start (and redial)
-	Listen    []string             // libp2p listen multiaddrs; nil = 127.0.0.1, a free TCP port
+	// Runner executes transactions; nil = the node's own MuxRunner: the
+	// Native modules plus wasm modules on one PooledEngine (Pool, nil =
+	// exec.DefaultPoolConfig) with its compilation cache under Dir/wasm,
+	// closed with the node.
+	Runner    exec.Runner
+	Native    map[types.Address]exec.NativeModule
+	Pool      *exec.PoolConfig
+	Workers   int             // executor workers; 0 = GOMAXPROCS
+	Clock     Clock           // nil = SystemClock
+	Logger    *slog.Logger    // nil = discard
+	Bootstrap []peer.AddrInfo // peers to dial at start (and redial)
+	Listen    []string        // libp2p listen multiaddrs; nil = 127.0.0.1, a free TCP port
 	// KeepVersions is how many state versions stay readable (0 = all).
 	KeepVersions uint64
 	Mempool      mempool.Config // ChainID is taken from the committee
@@ -88,6 +94,7 @@ type Node struct {
 	pool  *mempool.Mempool
 	host  *p2p.Host
 	x     *exec.Executor
+	wasm  *exec.PooledEngine // the engine of the node's own runner, or nil
 
 	peers []peer.ID          // by validator index
 	index map[peer.ID]uint32 // validator index by peer id
@@ -123,8 +130,8 @@ type input func(now int64) consensus.Event
 
 // New opens the node's store, starts its libp2p host and its loops.
 func New(cfg Config) (*Node, error) {
-	if cfg.Committee == nil || cfg.Key == nil || cfg.Runner == nil || cfg.Dir == "" {
-		return nil, fmt.Errorf("%w: committee, key, runner and dir are required", ErrConfig)
+	if cfg.Committee == nil || cfg.Key == nil || cfg.Dir == "" {
+		return nil, fmt.Errorf("%w: committee, key and dir are required", ErrConfig)
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = SystemClock{}
@@ -165,9 +172,36 @@ func New(cfg Config) (*Node, error) {
 		}
 		n.wg.Wait()
 		n.store.Close()
+		if n.wasm != nil {
+			_ = n.wasm.Close(context.Background())
+		}
 		return nil, err
 	}
 	return n, nil
+}
+
+// newRunner builds the node's own runner when the config names none: one
+// engine per node, so compiled code and idle instances are shared by every
+// block and bounded once (PoolConfig); the on-disk compilation cache makes
+// a restart skip recompiling deployed modules.
+func (n *Node) newRunner(ctx context.Context) error {
+	if n.cfg.Runner != nil {
+		return nil
+	}
+	pc := exec.DefaultPoolConfig()
+	if n.cfg.Pool != nil {
+		pc = *n.cfg.Pool
+	}
+	if pc.VM.CacheDir == "" {
+		pc.VM.CacheDir = filepath.Join(n.cfg.Dir, "wasm")
+	}
+	e, err := exec.NewPooledEngine(ctx, pc)
+	if err != nil {
+		return fmt.Errorf("%w: wasm engine: %w", ErrConfig, err)
+	}
+	n.wasm = e
+	n.cfg.Runner = exec.NewRunner(n.cfg.Native, e)
+	return nil
 }
 
 func (n *Node) open() error {
@@ -181,8 +215,18 @@ func (n *Node) open() error {
 	if n.pool, err = mempool.Open(n.ctx, n.d, n.cfg.Mempool, n.clock.Now()); err != nil {
 		return err
 	}
+	// A crash between a block's commit and the pool's removal of its
+	// transactions leaves executed ones in the persisted pool.
+	for _, e := range n.pool.Entries() {
+		if _, err := n.dropExecuted(n.ctx, e.ID); err != nil {
+			return err
+		}
+	}
 	if n.core, err = consensus.New(consensus.Config{Committee: n.cfg.Committee, Me: n.me,
 		Signer: consensus.Ed25519Signer(n.cfg.Key), Records: recs}); err != nil {
+		return err
+	}
+	if err := n.newRunner(n.ctx); err != nil {
 		return err
 	}
 	n.x = exec.New(n.cfg.Runner, exec.Options{Workers: n.cfg.Workers})
@@ -242,7 +286,11 @@ func (n *Node) Close() error {
 		n.cancel()
 		herr := n.host.Close()
 		n.wg.Wait()
-		n.closeErr = errors.Join(herr, n.store.Close())
+		var werr error
+		if n.wasm != nil {
+			werr = n.wasm.Close(context.Background())
+		}
+		n.closeErr = errors.Join(herr, werr, n.store.Close())
 	})
 	return n.closeErr
 }
@@ -271,21 +319,37 @@ func (n *Node) SubmitTx(ctx context.Context, raw []byte) (types.Hash, error) {
 }
 
 // addTx puts raw into the mempool and reports a new transaction to
-// consensus. A transaction that was already executed may enter again; the
-// ordering layer never releases an id twice and the nonce rule refuses a
-// replay, so it only occupies the pool until it expires.
+// consensus. A transaction that was already executed (gossip arriving
+// late, a client resubmitting) is not held: the ordering layer never
+// releases an id twice, so it would only occupy the pool until it expired.
+// The receipt is checked after the add because the executor commits before
+// it removes a block's transactions from the pool: either this check sees
+// the receipt, or the executor's removal comes after this add.
 func (n *Node) addTx(ctx context.Context, raw []byte) (*mempool.Entry, error) {
 	e, isNew, err := n.pool.Add(ctx, raw, n.clock.Now())
 	if err != nil {
 		return nil, err
 	}
-	if isNew {
-		id, seen := consensus.TxID(e.ID), e.FirstSeen
-		// Not bounded by the caller's ctx: a held transaction must reach
-		// consensus even if the client that sent it has gone.
-		n.push(func(int64) consensus.Event { return consensus.TxSeen{Now: seen, ID: id} }, true)
+	if !isNew {
+		return e, nil
 	}
+	if executed, err := n.dropExecuted(ctx, e.ID); executed || err != nil {
+		return e, err
+	}
+	id, seen := consensus.TxID(e.ID), e.FirstSeen
+	// Not bounded by the caller's ctx: a held transaction must reach
+	// consensus even if the client that sent it has gone.
+	n.push(func(int64) consensus.Event { return consensus.TxSeen{Now: seen, ID: id} }, true)
 	return e, nil
+}
+
+// dropExecuted removes id from the pool if it was executed (its body is
+// then served from the transaction record) and reports whether it was.
+func (n *Node) dropExecuted(ctx context.Context, id types.Hash) (bool, error) {
+	if _, _, err := n.Receipt(id); err != nil {
+		return false, nil
+	}
+	return true, n.pool.Remove(ctx, []types.Hash{id})
 }
 
 // push hands an input to the driver. A blocking push waits for room (a new

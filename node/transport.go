@@ -343,7 +343,8 @@ func (n *Node) fetchCerts(digests []consensus.Digest, from uint64) []*consensus.
 	return out
 }
 
-// fetchTxs asks peers for payloads and adds the valid ones to the mempool.
+// fetchTxs asks peers for payloads and adds the valid ones not executed yet
+// to the mempool.
 func (n *Node) fetchTxs(ids []consensus.TxID) []consensus.TxID {
 	if len(ids) > MaxFetchTxs {
 		ids = ids[:MaxFetchTxs]
@@ -368,6 +369,11 @@ func (n *Node) fetchTxs(ids []consensus.TxID) []consensus.TxID {
 			e, _, err := n.pool.Add(n.ctx, raw, n.clock.Now())
 			if err != nil || !want[e.ID] {
 				continue
+			}
+			// A replayed core asks again for payloads it had before the
+			// restart; those already executed need not be held.
+			if _, err := n.dropExecuted(n.ctx, e.ID); err != nil {
+				n.log.Debug("drop executed tx", "id", e.ID, "err", err)
 			}
 			delete(want, e.ID)
 			got = append(got, consensus.TxID(e.ID))

@@ -1,10 +1,14 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -15,18 +19,36 @@ import (
 
 func newDevnetCmd() *cobra.Command {
 	var cfg devnet.Config
-	var verbose bool
+	var verbose, exit bool
+	var contracts, counter string
+	var accounts, rounds int
+	var timeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "devnet",
-		Short: "Run a local network of validators in this process (127.0.0.1 only)",
+		Short: "Run a local network of validators in this process (127.0.0.1 only) and show it working",
 		Long: "devnet starts validators with pebble datastores under --dir, libp2p and the HTTP API on\n" +
-			"127.0.0.1, and runs until interrupted. Restarting on the same --dir resumes the chain.",
+			"127.0.0.1, deploys the example modules (the WAT counter, and the Go token from\n" +
+			"--contracts/token.wasm when it exists: `make contracts` builds it) as transactions,\n" +
+			"runs a token workload signed by several accounts through the APIs, verifies a balance's\n" +
+			"Merkle proof against a checkpoint certificate, and runs until interrupted (--exit stops\n" +
+			"after the demo). Restarting on the same --dir resumes the chain.",
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			level := slog.LevelWarn
 			if verbose {
 				level = slog.LevelDebug
 			}
 			cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+			dc := devnet.DemoConfig{Accounts: accounts, Rounds: rounds}
+			var err error
+			if dc.Counter, err = os.ReadFile(counter); err != nil {
+				return fmt.Errorf("the WAT counter (run from the repository root, or set --counter): %w", err)
+			}
+			token := filepath.Join(contracts, "token.wasm")
+			if dc.Token, err = os.ReadFile(token); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
 			start := time.Now()
 			d, err := devnet.Start(cfg)
 			if err != nil {
@@ -38,9 +60,27 @@ func newDevnetCmd() *cobra.Command {
 			for i, u := range d.APIs {
 				fmt.Fprintf(out, "  validator %d  API %s/v1/status  data %s/%d\n", i, u, cfg.Dir, i)
 			}
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
-			<-ctx.Done()
+			if dc.Token == nil {
+				fmt.Fprintf(out, "no %s (make contracts builds it): the token workload is skipped\n", token)
+			}
+			dc.Committee = d.Committee
+			demoStart := time.Now()
+			dctx, cancel := context.WithTimeout(ctx, timeout)
+			rep, err := devnet.Demo(dctx, out, d.APIs, dc)
+			cancel()
+			if err != nil {
+				return fmt.Errorf("demo: %w", err)
+			}
+			fmt.Fprintf(out, "first block of this run committed %v after `kairos devnet` started\n",
+				(demoStart.Sub(start) + rep.FirstBlock).Round(time.Millisecond))
+			if !exit {
+				fmt.Fprintln(out, "devnet running; APIs:")
+				for i, u := range d.APIs {
+					fmt.Fprintf(out, "  validator %d  %s/v1/status\n", i, u)
+				}
+				fmt.Fprintln(out, "Ctrl-C stops it.")
+				<-ctx.Done()
+			}
 			for i, n := range d.Nodes {
 				st := n.Status()
 				fmt.Fprintf(out, "validator %d stops at height %d, root %s %s\n", i, st.Height, st.StateRoot, st.Err)
@@ -50,7 +90,13 @@ func newDevnetCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&cfg.Dir, "dir", "./.kairos/devnet", "data directory")
 	cmd.Flags().IntVar(&cfg.Validators, "validators", 4, "number of validators")
-	cmd.Flags().StringVar(&cfg.APIAddr, "api", "127.0.0.1:8600", "API address of validator 0 (validator i uses port+i)")
+	cmd.Flags().StringVar(&cfg.APIAddr, "api", "127.0.0.1:8600", "API address of validator 0 (validator i uses port+i; port 0 picks free ports)")
+	cmd.Flags().StringVar(&contracts, "contracts", "bin/contracts", "directory of the built Go example modules")
+	cmd.Flags().StringVar(&counter, "counter", "contracts/counter_wat/counter.wasm", "the WAT counter module")
+	cmd.Flags().IntVar(&accounts, "accounts", 8, "token holders sending transfers")
+	cmd.Flags().IntVar(&rounds, "rounds", 5, "transfer rounds (one transfer per holder each)")
+	cmd.Flags().DurationVar(&timeout, "timeout", 2*time.Minute, "bound on the demo")
+	cmd.Flags().BoolVar(&exit, "exit", false, "stop after the demo instead of running until interrupted")
 	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "debug logs")
 	return cmd
 }

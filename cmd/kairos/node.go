@@ -61,7 +61,7 @@ func newNodeCmd() *cobra.Command {
 			}
 			nc := l.NodeConfig()
 			nc.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-			nc.Runner = exec.NewNativeRunner(exec.NativeModules())
+			nc.Native = exec.NativeModules() // wasm modules run on the node's own pooled engine
 			ln, err := net.Listen("tcp", l.File.API)
 			if err != nil {
 				return err

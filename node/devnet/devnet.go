@@ -3,8 +3,10 @@
 // on 127.0.0.1 only. Validator keys derive from the validator index, so a
 // devnet restarted on the same directory resumes where it stopped.
 //
-// Modules are the runtime's native test set (exec.NativeModules: token,
-// counter, scan) until the node wires the wasm runner.
+// Each node runs its own MuxRunner: wasm modules deployed by transactions
+// on one pooled wazero engine per node, plus the runtime's native test set
+// (exec.NativeModules: token, counter, scan) at their fixed addresses.
+// Demo deploys the example modules and runs a workload through the APIs.
 package devnet
 
 import (
@@ -49,9 +51,10 @@ type Config struct {
 
 // Devnet is a running local network.
 type Devnet struct {
-	Nodes   []*node.Node
-	APIs    []string // base URLs, http://127.0.0.1:port
-	servers []*http.Server
+	Nodes     []*node.Node
+	APIs      []string // base URLs, http://127.0.0.1:port
+	Committee *consensus.Committee
+	servers   []*http.Server
 }
 
 // Key returns the deterministic key of validator i.
@@ -94,7 +97,7 @@ func Start(cfg Config) (_ *Devnet, err error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &Devnet{}
+	d := &Devnet{Committee: comm}
 	defer func() {
 		if err != nil {
 			d.Close()
@@ -103,7 +106,7 @@ func Start(cfg Config) (_ *Devnet, err error) {
 	var boot []peer.AddrInfo
 	for i := range vals {
 		n, err := node.New(node.Config{Committee: comm, Key: Key(i), Dir: filepath.Join(cfg.Dir, fmt.Sprint(i)),
-			Runner: exec.NewNativeRunner(exec.NativeModules()), Bootstrap: boot, Logger: cfg.Logger})
+			Native: exec.NativeModules(), Bootstrap: boot, Logger: cfg.Logger})
 		if err != nil {
 			return nil, fmt.Errorf("devnet: validator %d: %w", i, err)
 		}
