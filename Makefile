@@ -40,8 +40,17 @@ fuzz: ## run every fuzz target for FUZZTIME each
 	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 5s $$pkg || exit 1; \
 	  done; done
 
-bench: build ## print the benchmark tables (state store)
-	$(BIN) bench state
+# STATE_BENCH_FLAGS scales the state benchmark (defaults: 1M keys, 10k-key
+# blocks, 2000 blocks, K=100 — the state.md workload, which takes long here).
+STATE_BENCH_FLAGS ?=
+bench: build ## print the benchmark tables: block execution (native, wat, go) and the state store
+	for m in native wat go; do $(BIN) bench exec --module $$m || exit 1; done
+	$(BIN) bench state $(STATE_BENCH_FLAGS)
+
+long: ## the long randomized runs: model/metamorphic seeds, kill -9 x100, crash points x300, exec seeds
+	KAIROS_LONG=1 KAIROS_SEEDS=2000 KAIROS_KILL_ROUNDS=100 KAIROS_CRASH_POINTS=300 \
+	  $(GO) test -count=1 -timeout 60m ./state/ ./runtime/enginetest/
+	KAIROS_EXEC_SEEDS=$(EXEC_SEEDS) $(GO) test -count=1 -timeout 60m ./runtime/exec/
 
 run: build ## a 4-validator devnet under ./.kairos/devnet: deploys the examples, runs transfers, proves a balance; Ctrl-C stops
 	$(BIN) devnet --dir ./.kairos/devnet $(RUN_FLAGS)
