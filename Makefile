@@ -6,7 +6,7 @@ RACE_PKGS ?= ./state/... ./p2p/... ./node/... ./runtime/exec/... ./runtime/vm/..
 FUZZTIME ?= 30s
 EXEC_SEEDS ?= 2000
 
-.PHONY: help build contracts test race check fuzz bench run demo sim exec-soak clean
+.PHONY: help build contracts test check fuzz bench long run demo sim exec-soak clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
