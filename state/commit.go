@@ -69,10 +69,11 @@ type item struct {
 	isNew  bool   // a leaf to write (false: an existing leaf that stays)
 }
 
-// staleRef names a node or value record that a version stopped using.
+// staleRef names a node or value record that a version stopped using. The
+// pruner decides from the record's stored born, read when it deletes, so the
+// entry needs no born of its own.
 type staleRef struct {
-	id   types.Hash
-	born uint64
+	id types.Hash
 }
 
 // out collects what one subtree update writes. Each goroutine fills its own,
@@ -96,6 +97,9 @@ type committer struct {
 	s      *Store
 	ctx    context.Context
 	height uint64
+	// oldValues says the change set records old values: only recovery on
+	// backends without atomic batches reads them (see write).
+	oldValues bool
 }
 
 // Commit applies writes as version height, which must be latest+1, in one
@@ -120,7 +124,7 @@ func (s *Store) Commit(ctx context.Context, height uint64, writes []Write) (type
 	if err != nil {
 		return types.Root{}, err
 	}
-	c := &committer{s: s, ctx: ctx, height: height}
+	c := &committer{s: s, ctx: ctx, height: height, oldValues: !s.opts.AtomicBatches}
 	var o out
 	newRoot, err := c.update(&o, root, 0, items)
 	if err != nil {
@@ -199,7 +203,7 @@ func (c *committer) update(o *out, old slot, d int, ws []item) (slot, error) {
 		if a == was {
 			return old, nil
 		}
-		o.stale = append(o.stale, staleRef{n.id, n.born})
+		o.stale = append(o.stale, staleRef{n.id})
 		return c.finish(o, &a), nil
 	}
 	// old is empty or a leaf: gather the leaves of the new subtree.
@@ -211,11 +215,14 @@ func (c *committer) update(o *out, old slot, d int, ws []item) (slot, error) {
 			if w.value != nil && w.vh == old.vh {
 				continue // same value: nothing changes
 			}
-			born, _, oldValue, err := c.s.readValue(c.ctx, &old)
-			if err != nil {
-				return slot{}, err
+			var oldValue []byte
+			if c.oldValues {
+				var err error
+				if _, _, oldValue, err = c.s.readValue(c.ctx, &old); err != nil {
+					return slot{}, err
+				}
 			}
-			o.stale = append(o.stale, staleRef{old.h, born})
+			o.stale = append(o.stale, staleRef{old.h})
 			o.changes = append(o.changes, Change{Key: w.key, Old: oldValue, New: w.value})
 			keepOld = false
 		} else if w.value != nil {
@@ -324,22 +331,22 @@ func (c *committer) forGroups(o *out, d int, ws []item, fn func(o *out, nib int,
 }
 
 // write stores a version: nodes, value records, stale entries, flat index,
-// root record, change set and the latest pointer. On atomic backends this is
-// one synced batch. Otherwise the change set is made durable first and the
-// latest pointer last, so that recovery finds what to undo.
+// root record and the latest pointer. On atomic backends this is one synced
+// batch. Otherwise a change set is made durable first and the latest pointer
+// last, so that recovery finds what to undo.
 func (s *Store) write(ctx context.Context, height uint64, root slot, o *out) error {
-	changes := ChangeSet{Height: height, Changes: o.changes}
 	sync := func() error { return s.d.Sync(ctx, ds.NewKey("/kairos")) }
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
+	// Only recovery reads a change set, and only on backends whose batches
+	// can tear: an atomic batch holds the latest pointer too, so a version
+	// is either all there or not at all and there is nothing to undo.
 	if !s.opts.AtomicBatches {
+		changes := ChangeSet{Height: height, Changes: o.changes}
 		if err := s.noteOverwrites(ctx, o, &changes); err != nil {
 			return err
 		}
-	}
-	cs := types.MustEncode(changes)
-	if !s.opts.AtomicBatches {
-		if err := s.d.Put(ctx, changesKey(height), cs); err != nil {
+		if err := s.d.Put(ctx, changesKey(height), types.MustEncode(changes)); err != nil {
 			return err
 		}
 		if err := sync(); err != nil {
@@ -375,7 +382,6 @@ func (s *Store) write(ctx context.Context, height uint64, root slot, o *out) err
 	}
 	put(rootKey(height), encodeRoot(root))
 	if s.opts.AtomicBatches {
-		put(changesKey(height), cs)
 		put(keyLatest, binary.AppendUvarint(nil, height))
 	}
 	if err != nil {

@@ -31,8 +31,8 @@
 //	/kairos/n/<b32 multihash>            node ('N') or value record ('V'), each with its born version
 //	/kairos/kv/<hex module>/k<hex key>   latest value (flat index)
 //	/kairos/r/<height>                   root slot of a version
-//	/kairos/c/<height>                   change set: (key, old, new), CBOR
-//	/kairos/s/<stale_since>              stale index: (born, id) list of the version
+//	/kairos/c/<height>                   change set: (key, old, new), CBOR; only without atomic batches
+//	/kairos/s/<stale_since>              stale index: ids the version stopped using
 //	/kairos/pin/<height>                 persistent pins (retained snapshot versions)
 //	/kairos/latest, /kairos/min, /kairos/prunedone
 //
