@@ -76,19 +76,27 @@ type staleRef struct {
 	id types.Hash
 }
 
+// record is a node or value record ready for the batch. Encoding it in the
+// subtree's goroutine, where it is built, spreads that work over the cores.
+type record struct {
+	id  types.Hash
+	key ds.Key
+	val []byte
+}
+
 // out collects what one subtree update writes. Each goroutine fills its own,
 // and they are merged in slot order, so the batch never depends on
 // scheduling.
 type out struct {
-	nodes   []*node
-	values  []*item
+	nodes   []*node  // new nodes, for the cache
+	records []record // new nodes and value records, encoded
 	stale   []staleRef
 	changes []Change
 }
 
 func (o *out) merge(p *out) {
 	o.nodes = append(o.nodes, p.nodes...)
-	o.values = append(o.values, p.values...)
+	o.records = append(o.records, p.records...)
 	o.stale = append(o.stale, p.stale...)
 	o.changes = append(o.changes, p.changes...)
 }
@@ -253,7 +261,7 @@ func (c *committer) build(o *out, leaves []item, d int) slot {
 		l := &leaves[0]
 		s := leafSlot(l.kp, l.vh)
 		if l.isNew {
-			o.values = append(o.values, l)
+			o.records = append(o.records, record{s.h, nodeKey(s.h), encodeValue(l.key, l.value, c.height)})
 		}
 		return s
 	}
@@ -280,6 +288,7 @@ func (c *committer) finish(o *out, a *[fanout]slot) slot {
 	nn := makeNode(c.height, a)
 	nn.rehash()
 	o.nodes = append(o.nodes, nn)
+	o.records = append(o.records, record{nn.id, nodeKey(nn.id), encodeNode(nn, c.height)})
 	return slot{kind: slotChild, h: nn.id}
 }
 
@@ -362,11 +371,8 @@ func (s *Store) write(ctx context.Context, height uint64, root slot, o *out) err
 			err = b.Put(ctx, k, v)
 		}
 	}
-	for _, n := range o.nodes {
-		put(nodeKey(n.id), encodeNode(n, height))
-	}
-	for _, v := range o.values {
-		put(nodeKey(types.LeafHash(v.kp, v.vh)), encodeValue(v.key, v.value, height))
+	for _, r := range o.records {
+		put(r.key, r.val)
 	}
 	if len(o.stale) > 0 {
 		put(staleKey(height), encodeStale(o.stale))
@@ -406,30 +412,23 @@ func (s *Store) write(ctx context.Context, height uint64, root slot, o *out) err
 // datastore holds now. Only non-atomic backends need it: a torn batch there
 // can leave any subset of the records.
 func (s *Store) noteOverwrites(ctx context.Context, o *out, cs *ChangeSet) error {
-	ids := make([]types.Hash, 0, len(o.nodes)+len(o.values))
-	for _, n := range o.nodes {
-		ids = append(ids, n.id)
-	}
-	for _, v := range o.values {
-		ids = append(ids, types.LeafHash(v.kp, v.vh))
-	}
-	for _, id := range ids {
-		raw, err := s.d.Get(ctx, nodeKey(id))
+	for _, r := range o.records {
+		raw, err := s.d.Get(ctx, r.key)
 		if errors.Is(err, ds.ErrNotFound) {
-			cs.Created = append(cs.Created, id)
+			cs.Created = append(cs.Created, r.id)
 			continue
 		}
 		if err != nil {
 			return err
 		}
 		if len(raw) == 0 {
-			return fmt.Errorf("%w: empty record %x", ErrCorrupt, id)
+			return fmt.Errorf("%w: empty record %x", ErrCorrupt, r.id)
 		}
 		born, _, err := recordHeader(raw, raw[0])
 		if err != nil {
 			return err
 		}
-		cs.Reborn = append(cs.Reborn, Reborn{ID: id, Born: born})
+		cs.Reborn = append(cs.Reborn, Reborn{ID: r.id, Born: born})
 	}
 	return nil
 }
