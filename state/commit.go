@@ -347,6 +347,10 @@ func (s *Store) write(ctx context.Context, height uint64, root slot, o *out) err
 	sync := func() error { return s.d.Sync(ctx, ds.NewKey("/kairos")) }
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
+	if s.opts.KeepVersions > 0 {
+		// Before the batch: a write that fails half way is covered too.
+		s.written.add(height, o)
+	}
 	// Only recovery reads a change set, and only on backends whose batches
 	// can tear: an atomic batch holds the latest pointer too, so a version
 	// is either all there or not at all and there is nothing to undo.
