@@ -90,6 +90,11 @@ func makeNode(born uint64, a *[fanout]slot) *node {
 	for i := range a {
 		if a[i].kind != slotEmpty {
 			n.occ |= 1 << i
+		}
+	}
+	n.entries = make([]slot, 0, bits.OnesCount16(n.occ))
+	for i := range a {
+		if a[i].kind != slotEmpty {
 			n.entries = append(n.entries, a[i])
 		}
 	}
