@@ -48,6 +48,8 @@
 //     present. Prune persists the new minimum first, refuses readers below
 //     it with ErrPruned, and never deletes a node whose stored born is not
 //     older than its stale_since (a node id can come back: A → B → A).
+//     It reads that born only when the in-memory filters of the ids each
+//     version wrote (written.go) cannot rule a rewrite out.
 //   - An open View pins its version; Prune never moves the horizon past a
 //     pinned version, so a View never meets a missing node.
 //   - A missing or mismatching node is ErrCorrupt, never a panic. A Commit
