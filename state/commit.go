@@ -70,8 +70,8 @@ type item struct {
 }
 
 // staleRef names a node or value record that a version stopped using. The
-// pruner decides from the record's stored born, read when it deletes, so the
-// entry needs no born of its own.
+// pruner decides from the written-id filters or the record's stored born,
+// read when it deletes, so the entry needs no born of its own.
 type staleRef struct {
 	id types.Hash
 }
