@@ -69,25 +69,34 @@ type item struct {
 	isNew  bool   // a leaf to write (false: an existing leaf that stays)
 }
 
-// staleRef names a node or value record that a version stopped using.
+// staleRef names a node or value record that a version stopped using. The
+// pruner decides from the written-id filters or the record's stored born,
+// read when it deletes, so the entry needs no born of its own.
 type staleRef struct {
-	id   types.Hash
-	born uint64
+	id types.Hash
+}
+
+// record is a node or value record ready for the batch. Encoding it in the
+// subtree's goroutine, where it is built, spreads that work over the cores.
+type record struct {
+	id  types.Hash
+	key ds.Key
+	val []byte
 }
 
 // out collects what one subtree update writes. Each goroutine fills its own,
 // and they are merged in slot order, so the batch never depends on
 // scheduling.
 type out struct {
-	nodes   []*node
-	values  []*item
+	nodes   []*node  // new nodes, for the cache
+	records []record // new nodes and value records, encoded
 	stale   []staleRef
 	changes []Change
 }
 
 func (o *out) merge(p *out) {
 	o.nodes = append(o.nodes, p.nodes...)
-	o.values = append(o.values, p.values...)
+	o.records = append(o.records, p.records...)
 	o.stale = append(o.stale, p.stale...)
 	o.changes = append(o.changes, p.changes...)
 }
@@ -96,6 +105,9 @@ type committer struct {
 	s      *Store
 	ctx    context.Context
 	height uint64
+	// oldValues says the change set records old values: only recovery on
+	// backends without atomic batches reads them (see write).
+	oldValues bool
 }
 
 // Commit applies writes as version height, which must be latest+1, in one
@@ -120,7 +132,7 @@ func (s *Store) Commit(ctx context.Context, height uint64, writes []Write) (type
 	if err != nil {
 		return types.Root{}, err
 	}
-	c := &committer{s: s, ctx: ctx, height: height}
+	c := &committer{s: s, ctx: ctx, height: height, oldValues: !s.opts.AtomicBatches}
 	var o out
 	newRoot, err := c.update(&o, root, 0, items)
 	if err != nil {
@@ -199,7 +211,7 @@ func (c *committer) update(o *out, old slot, d int, ws []item) (slot, error) {
 		if a == was {
 			return old, nil
 		}
-		o.stale = append(o.stale, staleRef{n.id, n.born})
+		o.stale = append(o.stale, staleRef{n.id})
 		return c.finish(o, &a), nil
 	}
 	// old is empty or a leaf: gather the leaves of the new subtree.
@@ -211,11 +223,14 @@ func (c *committer) update(o *out, old slot, d int, ws []item) (slot, error) {
 			if w.value != nil && w.vh == old.vh {
 				continue // same value: nothing changes
 			}
-			born, _, oldValue, err := c.s.readValue(c.ctx, &old)
-			if err != nil {
-				return slot{}, err
+			var oldValue []byte
+			if c.oldValues {
+				var err error
+				if _, _, oldValue, err = c.s.readValue(c.ctx, &old); err != nil {
+					return slot{}, err
+				}
 			}
-			o.stale = append(o.stale, staleRef{old.h, born})
+			o.stale = append(o.stale, staleRef{old.h})
 			o.changes = append(o.changes, Change{Key: w.key, Old: oldValue, New: w.value})
 			keepOld = false
 		} else if w.value != nil {
@@ -246,7 +261,7 @@ func (c *committer) build(o *out, leaves []item, d int) slot {
 		l := &leaves[0]
 		s := leafSlot(l.kp, l.vh)
 		if l.isNew {
-			o.values = append(o.values, l)
+			o.records = append(o.records, record{s.h, nodeKey(s.h), encodeValue(l.key, l.value, c.height)})
 		}
 		return s
 	}
@@ -273,6 +288,7 @@ func (c *committer) finish(o *out, a *[fanout]slot) slot {
 	nn := makeNode(c.height, a)
 	nn.rehash()
 	o.nodes = append(o.nodes, nn)
+	o.records = append(o.records, record{nn.id, nodeKey(nn.id), encodeNode(nn, c.height)})
 	return slot{kind: slotChild, h: nn.id}
 }
 
@@ -324,22 +340,26 @@ func (c *committer) forGroups(o *out, d int, ws []item, fn func(o *out, nib int,
 }
 
 // write stores a version: nodes, value records, stale entries, flat index,
-// root record, change set and the latest pointer. On atomic backends this is
-// one synced batch. Otherwise the change set is made durable first and the
-// latest pointer last, so that recovery finds what to undo.
+// root record and the latest pointer. On atomic backends this is one synced
+// batch. Otherwise a change set is made durable first and the latest pointer
+// last, so that recovery finds what to undo.
 func (s *Store) write(ctx context.Context, height uint64, root slot, o *out) error {
-	changes := ChangeSet{Height: height, Changes: o.changes}
 	sync := func() error { return s.d.Sync(ctx, ds.NewKey("/kairos")) }
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
+	if s.opts.KeepVersions > 0 {
+		// Before the batch: a write that fails half way is covered too.
+		s.written.add(height, o)
+	}
+	// Only recovery reads a change set, and only on backends whose batches
+	// can tear: an atomic batch holds the latest pointer too, so a version
+	// is either all there or not at all and there is nothing to undo.
 	if !s.opts.AtomicBatches {
+		changes := ChangeSet{Height: height, Changes: o.changes}
 		if err := s.noteOverwrites(ctx, o, &changes); err != nil {
 			return err
 		}
-	}
-	cs := types.MustEncode(changes)
-	if !s.opts.AtomicBatches {
-		if err := s.d.Put(ctx, changesKey(height), cs); err != nil {
+		if err := s.d.Put(ctx, changesKey(height), types.MustEncode(changes)); err != nil {
 			return err
 		}
 		if err := sync(); err != nil {
@@ -355,11 +375,8 @@ func (s *Store) write(ctx context.Context, height uint64, root slot, o *out) err
 			err = b.Put(ctx, k, v)
 		}
 	}
-	for _, n := range o.nodes {
-		put(nodeKey(n.id), encodeNode(n, height))
-	}
-	for _, v := range o.values {
-		put(nodeKey(types.LeafHash(v.kp, v.vh)), encodeValue(v.key, v.value, height))
+	for _, r := range o.records {
+		put(r.key, r.val)
 	}
 	if len(o.stale) > 0 {
 		put(staleKey(height), encodeStale(o.stale))
@@ -375,7 +392,6 @@ func (s *Store) write(ctx context.Context, height uint64, root slot, o *out) err
 	}
 	put(rootKey(height), encodeRoot(root))
 	if s.opts.AtomicBatches {
-		put(changesKey(height), cs)
 		put(keyLatest, binary.AppendUvarint(nil, height))
 	}
 	if err != nil {
@@ -400,30 +416,23 @@ func (s *Store) write(ctx context.Context, height uint64, root slot, o *out) err
 // datastore holds now. Only non-atomic backends need it: a torn batch there
 // can leave any subset of the records.
 func (s *Store) noteOverwrites(ctx context.Context, o *out, cs *ChangeSet) error {
-	ids := make([]types.Hash, 0, len(o.nodes)+len(o.values))
-	for _, n := range o.nodes {
-		ids = append(ids, n.id)
-	}
-	for _, v := range o.values {
-		ids = append(ids, types.LeafHash(v.kp, v.vh))
-	}
-	for _, id := range ids {
-		raw, err := s.d.Get(ctx, nodeKey(id))
+	for _, r := range o.records {
+		raw, err := s.d.Get(ctx, r.key)
 		if errors.Is(err, ds.ErrNotFound) {
-			cs.Created = append(cs.Created, id)
+			cs.Created = append(cs.Created, r.id)
 			continue
 		}
 		if err != nil {
 			return err
 		}
 		if len(raw) == 0 {
-			return fmt.Errorf("%w: empty record %x", ErrCorrupt, id)
+			return fmt.Errorf("%w: empty record %x", ErrCorrupt, r.id)
 		}
 		born, _, err := recordHeader(raw, raw[0])
 		if err != nil {
 			return err
 		}
-		cs.Reborn = append(cs.Reborn, Reborn{ID: id, Born: born})
+		cs.Reborn = append(cs.Reborn, Reborn{ID: r.id, Born: born})
 	}
 	return nil
 }

@@ -31,8 +31,8 @@
 //	/kairos/n/<b32 multihash>            node ('N') or value record ('V'), each with its born version
 //	/kairos/kv/<hex module>/k<hex key>   latest value (flat index)
 //	/kairos/r/<height>                   root slot of a version
-//	/kairos/c/<height>                   change set: (key, old, new), CBOR
-//	/kairos/s/<stale_since>              stale index: (born, id) list of the version
+//	/kairos/c/<height>                   change set: (key, old, new), CBOR; only without atomic batches
+//	/kairos/s/<stale_since>              stale index: ids the version stopped using
 //	/kairos/pin/<height>                 persistent pins (retained snapshot versions)
 //	/kairos/latest, /kairos/min, /kairos/prunedone
 //
@@ -48,6 +48,8 @@
 //     present. Prune persists the new minimum first, refuses readers below
 //     it with ErrPruned, and never deletes a node whose stored born is not
 //     older than its stale_since (a node id can come back: A → B → A).
+//     It reads that born only when the in-memory filters of the ids each
+//     version wrote (written.go) cannot rule a rewrite out.
 //   - An open View pins its version; Prune never moves the horizon past a
 //     pinned version, so a View never meets a missing node.
 //   - A missing or mismatching node is ErrCorrupt, never a panic. A Commit

@@ -19,7 +19,7 @@ func FuzzDecodeRecords(f *testing.F) {
 	f.Add(encodeNode(n, 7))
 	f.Add(encodeValue(types.StateKey{Key: []byte("k")}, []byte("v"), 3))
 	f.Add(encodeRoot(a[3]))
-	f.Add(encodeStale([]staleRef{{id: types.Hash{4}, born: 2}}))
+	f.Add(encodeStale([]staleRef{{id: types.Hash{4}}}))
 	f.Add(types.MustEncode(ChangeSet{Height: 1, Changes: []Change{{Key: types.StateKey{Key: []byte{}}, New: []byte{1}}}}))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if n, err := decodeNode(b, types.Hash{}); err == nil {

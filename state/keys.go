@@ -2,7 +2,6 @@ package state
 
 import (
 	"encoding/base32"
-	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"strconv"
@@ -89,27 +88,24 @@ func pinKey(h uint64) ds.Key     { return ds.RawKey(nsPin + heightStr(h)) }
 
 func staleKey(since uint64) ds.Key { return ds.RawKey(nsStale + heightStr(since)) }
 
-// encodeStale writes a version's stale list: per entry uvarint born and the
-// 32-byte id. One record per version keeps a block's thousands of entries
-// out of the datastore's key space.
+// encodeStale writes a version's stale list: the 32-byte ids, concatenated.
+// One record per version keeps a block's thousands of entries out of the
+// datastore's key space.
 func encodeStale(refs []staleRef) []byte {
-	buf := make([]byte, 0, len(refs)*(types.HashLen+3))
+	buf := make([]byte, 0, len(refs)*types.HashLen)
 	for _, r := range refs {
-		buf = binary.AppendUvarint(buf, r.born)
 		buf = append(buf, r.id[:]...)
 	}
 	return buf
 }
 
 func decodeStale(b []byte) ([]staleRef, error) {
-	var refs []staleRef
-	for len(b) > 0 {
-		born, n := uvarint(b)
-		if n <= 0 || len(b) < n+types.HashLen {
-			return nil, fmt.Errorf("%w: bad stale list", ErrCorrupt)
-		}
-		refs = append(refs, staleRef{id: types.Hash(b[n : n+types.HashLen]), born: born})
-		b = b[n+types.HashLen:]
+	if len(b)%types.HashLen != 0 {
+		return nil, fmt.Errorf("%w: bad stale list length %d", ErrCorrupt, len(b))
+	}
+	refs := make([]staleRef, 0, len(b)/types.HashLen)
+	for ; len(b) > 0; b = b[types.HashLen:] {
+		refs = append(refs, staleRef{id: types.Hash(b[:types.HashLen])})
 	}
 	return refs, nil
 }

@@ -90,6 +90,11 @@ func makeNode(born uint64, a *[fanout]slot) *node {
 	for i := range a {
 		if a[i].kind != slotEmpty {
 			n.occ |= 1 << i
+		}
+	}
+	n.entries = make([]slot, 0, bits.OnesCount16(n.occ))
+	for i := range a {
+		if a[i].kind != slotEmpty {
 			n.entries = append(n.entries, a[i])
 		}
 	}
@@ -128,12 +133,15 @@ func (n *node) sub(i int) (types.NodeKind, types.Hash) {
 		s := n.slot(i - fanout)
 		return s.treeKind(), s.h
 	}
-	n.innerOnce.Do(func() { n.inner = n.computeInner() })
+	n.innerOnce.Do(func() {
+		n.inner = new(innerHashes)
+		n.computeInner(n.inner)
+	})
 	return n.inner[i].kind, n.inner[i].h
 }
 
-func (n *node) computeInner() *innerHashes {
-	in := new(innerHashes)
+// computeInner fills in with the node's inner hashes and returns its id.
+func (n *node) computeInner(in *innerHashes) types.Hash {
 	a := n.all()
 	get := func(i int) (types.NodeKind, types.Hash) {
 		if i >= fanout {
@@ -146,17 +154,23 @@ func (n *node) computeInner() *innerHashes {
 		rk, rh := get(2*i + 1)
 		in[i].kind, in[i].h = types.Combine(lk, lh, rk, rh)
 	}
-	return in
+	return in[1].h
 }
 
 // rehash computes the id of a node being built. The inner hashes are not
-// kept: most new nodes are never proved from, and keeping them would
-// double what a cached node costs.
-func (n *node) rehash() { n.id = n.computeInner()[1].h }
+// kept (nor allocated): most new nodes are never proved from, and keeping
+// them would double what a cached node costs.
+func (n *node) rehash() {
+	var in innerHashes
+	n.id = n.computeInner(&in)
+}
 
 // hashMatches recomputes a node's hash and compares it with its id: the
 // check for nodes from peers, at Open and in Audit.
-func (n *node) hashMatches(id types.Hash) bool { return n.computeInner()[1].h == id }
+func (n *node) hashMatches(id types.Hash) bool {
+	var in innerHashes
+	return n.computeInner(&in) == id
+}
 
 // occupied counts the non-empty slots of a and returns the last one.
 func occupied(a *[fanout]slot) (int, int) {

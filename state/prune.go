@@ -18,7 +18,7 @@ type PruneStats struct {
 	Min     uint64 // lowest readable version afterwards
 	Deleted int    // nodes and value records deleted
 	Reborn  int    // stale entries skipped because the id was written again later
-	Missing int    // stale entries whose node was already gone (a crashed earlier run)
+	Missing int    // stale entries whose node was already gone (a crashed earlier run, seen by a born read)
 }
 
 // Prune makes versions below the horizon unreadable and deletes what only
@@ -111,7 +111,13 @@ func (s *Store) pruneVersion(ctx context.Context, v uint64, st *PruneStats) erro
 	if err := b.Commit(ctx); err != nil {
 		return err
 	}
-	return s.syncIfNeeded(ctx)
+	if err := s.syncIfNeeded(ctx); err != nil {
+		return err
+	}
+	s.writeMu.Lock()
+	s.written.dropBelow(v + 1)
+	s.writeMu.Unlock()
+	return nil
 }
 
 func (s *Store) pruneChunk(ctx context.Context, since uint64, refs []staleRef, st *PruneStats) error {
@@ -119,11 +125,22 @@ func (s *Store) pruneChunk(ctx context.Context, since uint64, refs []staleRef, s
 	// Commit from re-creating a node between the two.
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
+	s.mu.Lock()
+	latest := s.latest
+	s.mu.Unlock()
+	fs := s.written.covering(since, latest)
 	b, err := s.d.Batch(ctx)
 	if err != nil {
 		return err
 	}
 	for _, r := range refs {
+		if notRewritten(fs, &r.id) {
+			if err := b.Delete(ctx, nodeKey(r.id)); err != nil {
+				return err
+			}
+			st.Deleted++
+			continue
+		}
 		raw, err := s.d.Get(ctx, nodeKey(r.id))
 		if errors.Is(err, ds.ErrNotFound) {
 			st.Missing++

@@ -114,6 +114,7 @@ type Store struct {
 	// delete mutually exclusive, so a node re-created by a commit is never
 	// deleted on the strength of an old born.
 	writeMu sync.Mutex
+	written writtenFilters // under writeMu
 
 	mu        sync.Mutex // guards the fields below
 	latest    uint64
