@@ -74,6 +74,19 @@ func counterTx(seq int, k string, mod func(*types.TxBody)) []byte {
 	return types.MustEncode(types.SignTx(body, ed25519.NewKeyFromSeed(s[:])))
 }
 
+// unsignedTx is counterTx(2, "k") without its signature, changed by mod.
+func unsignedTx(mod func(*types.Tx)) []byte {
+	var tx types.Tx
+	if err := types.Decode(counterTx(1, "k", func(b *types.TxBody) { b.Nonce = 2; b.Access = nil }), &tx); err != nil {
+		panic(err)
+	}
+	tx.Sig = nil
+	if mod != nil {
+		mod(&tx)
+	}
+	return types.MustEncode(&tx)
+}
+
 func do(t *testing.T, method, url, body string) (int, []byte) {
 	t.Helper()
 	req, err := http.NewRequest(method, url, strings.NewReader(body))
@@ -131,6 +144,15 @@ func TestErrors(t *testing.T) {
 		{"state bad key", "GET", "/v1/state/" + mod + "/zz", "", 400, CodeBadRequest},
 		{"state key too long", "GET", "/v1/state/" + mod + "/" + strings.Repeat("00", types.StateKeyMax+1), "", 400, CodeBadRequest},
 		{"state bad height", "GET", "/v1/state/" + mod + "/00?height=x", "", 400, CodeBadRequest},
+		{"simulate empty body", "POST", "/v1/simulate", "", 400, CodeBadRequest},
+		{"simulate garbage", "POST", "/v1/simulate", `{"tx":"ffff"}`, 400, CodeTxMalformed},
+		{"simulate bad signature", "POST", "/v1/simulate", submitBody(badSig), 400, CodeTxSignature},
+		{"simulate unsigned, no sender", "POST", "/v1/simulate", submitBody(unsignedTx(func(tx *types.Tx) { tx.Body.Sender = nil })), 400, CodeTxSignature},
+		{"simulate unsigned, wrong chain", "POST", "/v1/simulate", submitBody(unsignedTx(func(tx *types.Tx) { tx.Body.ChainID = "x" })), 400, CodeTxChain},
+		{"simulate unsigned, no gas", "POST", "/v1/simulate", submitBody(unsignedTx(func(tx *types.Tx) { tx.Body.GasLimit = 0 })), 400, CodeTxGas},
+		{"simulate wrong method", "GET", "/v1/simulate", "", 405, CodeMethodNotAllowed},
+		{"module bad address", "GET", "/v1/modules/nope", "", 400, CodeBadRequest},
+		{"module unknown", "GET", "/v1/modules/" + mod, "", 404, CodeNotFound},
 		{"state future height", "GET", "/v1/state/" + mod + "/00?height=1000000", "", 404, CodeNotFound},
 	}
 	for _, c := range cases {
@@ -178,6 +200,17 @@ func TestSubmitExecuteQuery(t *testing.T) {
 	}
 	if tx.Receipt.Status != "ok" || tx.Receipt.Return != "0000000000000001" {
 		t.Fatalf("receipt %+v", tx.Receipt)
+	}
+	// Simulating the sender's next increment, unsigned and with no access
+	// list, predicts its result and the one key it writes.
+	status, body = do(t, "POST", srv.URL+"/v1/simulate", submitBody(unsignedTx(nil)))
+	var sim SimulateResponse
+	if err := json.Unmarshal(body, &sim); status != 200 || err != nil {
+		t.Fatalf("simulate: %d %s %v", status, body, err)
+	}
+	wantAccess := []Access{{Module: exec.CounterModule, Key: hex.EncodeToString([]byte("k")), Write: true}}
+	if sim.Receipt.Status != "ok" || sim.Receipt.Return != "0000000000000002" || fmt.Sprint(sim.Access) != fmt.Sprint(wantAccess) {
+		t.Fatalf("simulate: %+v %+v, want access %+v", sim, sim.Receipt, wantAccess)
 	}
 	status, body = do(t, "GET", fmt.Sprintf("%s/v1/blocks/%d", srv.URL, tx.Height), "")
 	var blk BlockResponse

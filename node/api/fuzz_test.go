@@ -10,6 +10,7 @@ import (
 
 	"github.com/kairos-network/kairos/consensus"
 	"github.com/kairos-network/kairos/node"
+	"github.com/kairos-network/kairos/runtime/exec"
 	"github.com/kairos-network/kairos/types"
 )
 
@@ -38,6 +39,13 @@ func (stubBackend) LatestCheckpoint() (*consensus.CheckpointCert, error) {
 
 // FuzzRequest: any method, path and body gets a response that is either a
 // success or a JSON error with a code, never a 5xx.
+func (stubBackend) Simulate(context.Context, *types.Tx) (*exec.SimResult, uint64, error) {
+	return nil, 0, types.ErrTxSignature
+}
+func (stubBackend) Module(context.Context, types.Address) (*node.ModuleInfo, error) {
+	return nil, node.ErrNotFound
+}
+
 func FuzzRequest(f *testing.F) {
 	f.Add("POST", "/v1/txs", `{"tx":"00"}`)
 	f.Add("GET", "/v1/txs/"+strings.Repeat("ab", 32), "")
