@@ -348,6 +348,16 @@ func (c *Client) state(ctx context.Context, k types.StateKey, height uint64, pro
 	return &s, c.do(ctx, "GET", "/v1/state/"+k.Module.String()+"/"+hex.EncodeToString(k.Key)+"?"+q.Encode(), nil, &s)
 }
 
+// Get reads k at the node's latest height, unverified: the node is
+// trusted. Query verifies.
+func (c *Client) Get(ctx context.Context, k types.StateKey) (value []byte, height uint64, err error) {
+	s, err := c.state(ctx, k, 0, false)
+	if err != nil || s.Value == nil {
+		return nil, s.Height, err
+	}
+	return *s.Value, s.Height, nil
+}
+
 // Checkpoint reads the node's latest checkpoint certificate and verifies it
 // against the client's committee.
 func (c *Client) Checkpoint(ctx context.Context) (*CheckpointCert, error) {
