@@ -106,7 +106,7 @@ func Handler(b Backend, log *slog.Logger) http.Handler {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &server{b: b, log: log}
+	s := &server{b: b, log: log, streams: make(chan struct{}, MaxEventStreams)}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/v1/txs", s.method("POST", s.submit))
 	mux.HandleFunc("/v1/txs/{id}", s.method("GET", s.tx))
@@ -116,6 +116,7 @@ func Handler(b Backend, log *slog.Logger) http.Handler {
 	mux.HandleFunc("/v1/checkpoints/latest", s.method("GET", s.checkpoint))
 	mux.HandleFunc("/v1/simulate", s.method("POST", s.simulate))
 	mux.HandleFunc("/v1/modules/{address}", s.method("GET", s.module))
+	mux.HandleFunc("/v1/events", s.method("GET", s.events))
 	if mc, ok := b.(MetricsBackend); ok {
 		reg := prometheus.NewRegistry()
 		reg.MustRegister(mc.Collector(), collectors.NewGoCollector())
@@ -128,8 +129,9 @@ func Handler(b Backend, log *slog.Logger) http.Handler {
 }
 
 type server struct {
-	b   Backend
-	log *slog.Logger
+	b       Backend
+	log     *slog.Logger
+	streams chan struct{} // a semaphore of MaxEventStreams
 }
 
 func (s *server) recover(h http.Handler) http.Handler {
@@ -434,9 +436,9 @@ func (s *server) simulate(w http.ResponseWriter, r *http.Request) {
 // ModuleResponse answers GET /v1/modules/{address}.
 type ModuleResponse struct {
 	Height uint64        `json:"height"`
-	Code   string        `json:"code"`            // CID of the original code
+	Code   string        `json:"code"`  // CID of the original code
 	Admin  types.Address `json:"admin"` // the zero address: immutable
-	Size   int           `json:"size"`            // bytes of the original code
+	Size   int           `json:"size"`  // bytes of the original code
 }
 
 func (s *server) module(w http.ResponseWriter, r *http.Request) {

@@ -50,6 +50,8 @@ func FuzzRequest(f *testing.F) {
 	f.Add("POST", "/v1/txs", `{"tx":"00"}`)
 	f.Add("GET", "/v1/txs/"+strings.Repeat("ab", 32), "")
 	f.Add("GET", "/v1/blocks/1", "")
+	f.Add("GET", "/v1/events?from=1:2", "")
+	f.Add("POST", "/v1/simulate", `{"tx":"00"}`)
 	f.Add("GET", "/v1/state/x/00?prove=1&height=2", "")
 	h := Handler(stubBackend{}, nil)
 	f.Fuzz(func(t *testing.T, method, path, body string) {
@@ -60,8 +62,12 @@ func FuzzRequest(f *testing.F) {
 		if err != nil {
 			return // not a request a client could send
 		}
+		// A cancelled request context: the stub ignores it, and an event
+		// stream (which follows the chain until the client leaves) ends.
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
 		w := httptest.NewRecorder()
-		h.ServeHTTP(w, req)
+		h.ServeHTTP(w, req.WithContext(ctx))
 		if w.Code >= 500 {
 			t.Fatalf("%s %q: %d %s", method, path, w.Code, w.Body)
 		}
