@@ -117,6 +117,34 @@ func TestClientAgainstDevnet(t *testing.T) {
 		t.Fatalf("absent key: %+v, %v", v, err)
 	}
 
+	// The module's two events stream in order, and resume after the first.
+	var evs []sdk.StreamEvent
+	errDone := errors.New("done")
+	collect := func(n int) func(e sdk.StreamEvent) error {
+		return func(e sdk.StreamEvent) error {
+			if e.Module == addr {
+				evs = append(evs, e)
+			}
+			if len(evs) == n {
+				return errDone
+			}
+			return nil
+		}
+	}
+	if err := c.Events(ctx, "0", collect(2)); !errors.Is(err, errDone) {
+		t.Fatal(err)
+	}
+	for i, e := range evs {
+		if e.Topic != "incremented" || string(e.Data) != string(u64(uint64(i+1))) {
+			t.Fatalf("event %d: %+v", i, e)
+		}
+	}
+	first := evs[0]
+	evs = nil
+	if err := c.Events(ctx, first.Cursor, collect(1)); !errors.Is(err, errDone) || string(evs[0].Data) != string(u64(2)) {
+		t.Fatalf("resumed after %s: %+v, %v", first.Cursor, evs, err)
+	}
+
 	t.Run("wrong committee", func(t *testing.T) {
 		for name, mod := range map[string]func(*sdk.Committee){
 			"chain": func(c *sdk.Committee) { c.ChainID = "other" },
