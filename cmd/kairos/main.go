@@ -31,6 +31,11 @@ func newRootCmd() *cobra.Command {
 	root.AddCommand(newDevnetCmd())
 	root.AddCommand(newInitCmd())
 	root.AddCommand(newNodeCmd())
+	root.AddCommand(newKeysCmd())
+	root.AddCommand(newDeployCmd())
+	root.AddCommand(newCallCmd())
+	root.AddCommand(newQueryCmd())
+	root.AddCommand(newStatusCmd())
 	return root
 }
 

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"strconv"
 
+	"github.com/ipfs/go-cid"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -19,6 +20,7 @@ import (
 	"github.com/kairos-network/kairos/consensus"
 	"github.com/kairos-network/kairos/node"
 	"github.com/kairos-network/kairos/node/mempool"
+	"github.com/kairos-network/kairos/runtime/exec"
 	"github.com/kairos-network/kairos/state"
 	"github.com/kairos-network/kairos/types"
 )
@@ -59,6 +61,8 @@ type Backend interface {
 	State(ctx context.Context, key types.StateKey, height uint64, prove bool) (*node.StateValue, error)
 	Status() node.Status
 	LatestCheckpoint() (*consensus.CheckpointCert, error)
+	Simulate(ctx context.Context, tx *types.Tx) (*exec.SimResult, uint64, error)
+	Module(ctx context.Context, a types.Address) (*node.ModuleInfo, error)
 }
 
 // MetricsBackend is a Backend that also exports Prometheus metrics, served
@@ -102,7 +106,7 @@ func Handler(b Backend, log *slog.Logger) http.Handler {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &server{b: b, log: log}
+	s := &server{b: b, log: log, streams: make(chan struct{}, MaxEventStreams)}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/v1/txs", s.method("POST", s.submit))
 	mux.HandleFunc("/v1/txs/{id}", s.method("GET", s.tx))
@@ -110,6 +114,9 @@ func Handler(b Backend, log *slog.Logger) http.Handler {
 	mux.HandleFunc("/v1/state/{module}/{key}", s.method("GET", s.state))
 	mux.HandleFunc("/v1/status", s.method("GET", s.status))
 	mux.HandleFunc("/v1/checkpoints/latest", s.method("GET", s.checkpoint))
+	mux.HandleFunc("/v1/simulate", s.method("POST", s.simulate))
+	mux.HandleFunc("/v1/modules/{address}", s.method("GET", s.module))
+	mux.HandleFunc("/v1/events", s.method("GET", s.events))
 	if mc, ok := b.(MetricsBackend); ok {
 		reg := prometheus.NewRegistry()
 		reg.MustRegister(mc.Collector(), collectors.NewGoCollector())
@@ -122,8 +129,9 @@ func Handler(b Backend, log *slog.Logger) http.Handler {
 }
 
 type server struct {
-	b   Backend
-	log *slog.Logger
+	b       Backend
+	log     *slog.Logger
+	streams chan struct{} // a semaphore of MaxEventStreams
 }
 
 func (s *server) recover(h http.Handler) http.Handler {
@@ -181,27 +189,37 @@ type SubmitResponse struct {
 	ID types.Hash `json:"id"`
 }
 
-func (s *server) submit(w http.ResponseWriter, r *http.Request) {
+// readTx reads a SubmitRequest body and returns the raw transaction, or
+// writes the error and returns nil.
+func readTx(w http.ResponseWriter, r *http.Request) []byte {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
 			writeError(w, http.StatusRequestEntityTooLarge, CodeBodyTooLarge, fmt.Sprintf("body over %d bytes", MaxBodyBytes))
-			return
+			return nil
 		}
 		writeError(w, http.StatusBadRequest, CodeBadRequest, "reading body: "+err.Error())
-		return
+		return nil
 	}
 	var req SubmitRequest
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil || dec.More() {
 		writeError(w, http.StatusBadRequest, CodeBadRequest, fmt.Sprintf("body must be one JSON object {\"tx\": hex}: %v", err))
-		return
+		return nil
 	}
 	raw, err := hex.DecodeString(req.Tx)
 	if err != nil || len(raw) == 0 {
 		writeError(w, http.StatusBadRequest, CodeBadRequest, "tx must be non-empty hex")
+		return nil
+	}
+	return raw
+}
+
+func (s *server) submit(w http.ResponseWriter, r *http.Request) {
+	raw := readTx(w, r)
+	if raw == nil {
 		return
 	}
 	id, err := s.b.SubmitTx(r.Context(), raw)
@@ -236,6 +254,15 @@ type TxResponse struct {
 	Receipt *Receipt   `json:"receipt,omitempty"`
 }
 
+func receiptJSON(rc *types.Receipt) *Receipt {
+	out := &Receipt{Status: rc.Status.String(), GasUsed: rc.GasUsed, Return: hex.EncodeToString(rc.Return),
+		Error: rc.Error, Events: []Event{}}
+	for _, e := range rc.Events {
+		out.Events = append(out.Events, Event{Module: e.Module, Topic: e.Topic, Data: hex.EncodeToString(e.Data)})
+	}
+	return out
+}
+
 func parseHash(s string) (types.Hash, error) {
 	var h types.Hash
 	return h, h.UnmarshalText([]byte(s))
@@ -250,12 +277,7 @@ func (s *server) tx(w http.ResponseWriter, r *http.Request) {
 	rc, h, err := s.b.Receipt(id)
 	switch {
 	case err == nil:
-		out := &Receipt{Status: rc.Status.String(), GasUsed: rc.GasUsed, Return: hex.EncodeToString(rc.Return),
-			Error: rc.Error, Events: []Event{}}
-		for _, e := range rc.Events {
-			out.Events = append(out.Events, Event{Module: e.Module, Topic: e.Topic, Data: hex.EncodeToString(e.Data)})
-		}
-		writeJSON(w, http.StatusOK, TxResponse{ID: id, Status: "executed", Height: h, Receipt: out})
+		writeJSON(w, http.StatusOK, TxResponse{ID: id, Status: "executed", Height: h, Receipt: receiptJSON(rc)})
 	case errors.Is(err, node.ErrNotFound) && s.b.Pending(id):
 		writeJSON(w, http.StatusOK, TxResponse{ID: id, Status: "pending"})
 	default:
@@ -369,4 +391,71 @@ func (s *server) checkpoint(w http.ResponseWriter, _ *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, CheckpointResponse{Height: cc.Height, BlockID: hex.EncodeToString(cc.BlockID[:]),
 		StateRoot: cc.StateRoot.String(), Signers: cc.Signers, Cert: hex.EncodeToString(types.MustEncode(cc))})
+}
+
+// SimulateResponse answers POST /v1/simulate (body: a SubmitRequest whose
+// transaction may be unsigned). Access is the exact access list the
+// transaction used; declaring it makes the same transaction pass the
+// access check on the same state.
+type SimulateResponse struct {
+	Height  uint64   `json:"height"` // the state simulated on
+	Receipt *Receipt `json:"receipt"`
+	Access  []Access `json:"access"`
+}
+
+// Access is the JSON form of an access list entry.
+type Access struct {
+	Module types.Address `json:"module"`
+	Key    string        `json:"key"` // hex
+	Prefix bool          `json:"prefix,omitempty"`
+	Write  bool          `json:"write,omitempty"`
+}
+
+func (s *server) simulate(w http.ResponseWriter, r *http.Request) {
+	raw := readTx(w, r)
+	if raw == nil {
+		return
+	}
+	var tx types.Tx
+	if err := types.Decode(raw, &tx); err != nil {
+		s.fail(w, fmt.Errorf("%w: %w", types.ErrTxMalformed, err))
+		return
+	}
+	res, h, err := s.b.Simulate(r.Context(), &tx)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	out := SimulateResponse{Height: h, Receipt: receiptJSON(&res.Receipt), Access: []Access{}}
+	for _, a := range res.Access {
+		out.Access = append(out.Access, Access{Module: a.Module, Key: hex.EncodeToString(a.Key), Prefix: a.Prefix, Write: a.Mode == types.Write})
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// ModuleResponse answers GET /v1/modules/{address}.
+type ModuleResponse struct {
+	Height uint64        `json:"height"`
+	Code   string        `json:"code"`  // CID of the original code
+	Admin  types.Address `json:"admin"` // the zero address: immutable
+	Size   int           `json:"size"`  // bytes of the original code
+}
+
+func (s *server) module(w http.ResponseWriter, r *http.Request) {
+	a, err := types.ParseAddress(r.PathValue("address"))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, CodeBadRequest, "address: "+err.Error())
+		return
+	}
+	m, err := s.b.Module(r.Context(), a)
+	if err != nil {
+		s.fail(w, err)
+		return
+	}
+	c, err := cid.Cast(m.Code)
+	if err != nil {
+		s.fail(w, fmt.Errorf("api: module %s has a bad code CID: %w", a, err))
+		return
+	}
+	writeJSON(w, http.StatusOK, ModuleResponse{Height: m.Height, Code: c.String(), Admin: m.Admin, Size: m.Size})
 }

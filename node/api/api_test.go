@@ -1,6 +1,8 @@
 package api
 
 import (
+	"bufio"
+	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/hex"
@@ -74,6 +76,19 @@ func counterTx(seq int, k string, mod func(*types.TxBody)) []byte {
 	return types.MustEncode(types.SignTx(body, ed25519.NewKeyFromSeed(s[:])))
 }
 
+// unsignedTx is counterTx(2, "k") without its signature, changed by mod.
+func unsignedTx(mod func(*types.Tx)) []byte {
+	var tx types.Tx
+	if err := types.Decode(counterTx(1, "k", func(b *types.TxBody) { b.Nonce = 2; b.Access = nil }), &tx); err != nil {
+		panic(err)
+	}
+	tx.Sig = nil
+	if mod != nil {
+		mod(&tx)
+	}
+	return types.MustEncode(&tx)
+}
+
 func do(t *testing.T, method, url, body string) (int, []byte) {
 	t.Helper()
 	req, err := http.NewRequest(method, url, strings.NewReader(body))
@@ -131,6 +146,18 @@ func TestErrors(t *testing.T) {
 		{"state bad key", "GET", "/v1/state/" + mod + "/zz", "", 400, CodeBadRequest},
 		{"state key too long", "GET", "/v1/state/" + mod + "/" + strings.Repeat("00", types.StateKeyMax+1), "", 400, CodeBadRequest},
 		{"state bad height", "GET", "/v1/state/" + mod + "/00?height=x", "", 400, CodeBadRequest},
+		{"simulate empty body", "POST", "/v1/simulate", "", 400, CodeBadRequest},
+		{"simulate garbage", "POST", "/v1/simulate", `{"tx":"ffff"}`, 400, CodeTxMalformed},
+		{"simulate bad signature", "POST", "/v1/simulate", submitBody(badSig), 400, CodeTxSignature},
+		{"simulate unsigned, no sender", "POST", "/v1/simulate", submitBody(unsignedTx(func(tx *types.Tx) { tx.Body.Sender = nil })), 400, CodeTxSignature},
+		{"simulate unsigned, wrong chain", "POST", "/v1/simulate", submitBody(unsignedTx(func(tx *types.Tx) { tx.Body.ChainID = "x" })), 400, CodeTxChain},
+		{"simulate unsigned, no gas", "POST", "/v1/simulate", submitBody(unsignedTx(func(tx *types.Tx) { tx.Body.GasLimit = 0 })), 400, CodeTxGas},
+		{"simulate wrong method", "GET", "/v1/simulate", "", 405, CodeMethodNotAllowed},
+		{"module bad address", "GET", "/v1/modules/nope", "", 400, CodeBadRequest},
+		{"module unknown", "GET", "/v1/modules/" + mod, "", 404, CodeNotFound},
+		{"events bad cursor", "GET", "/v1/events?from=x", "", 400, CodeBadRequest},
+		{"events bad index", "GET", "/v1/events?from=1:x", "", 400, CodeBadRequest},
+		{"events post", "POST", "/v1/events", "", 405, CodeMethodNotAllowed},
 		{"state future height", "GET", "/v1/state/" + mod + "/00?height=1000000", "", 404, CodeNotFound},
 	}
 	for _, c := range cases {
@@ -178,6 +205,17 @@ func TestSubmitExecuteQuery(t *testing.T) {
 	}
 	if tx.Receipt.Status != "ok" || tx.Receipt.Return != "0000000000000001" {
 		t.Fatalf("receipt %+v", tx.Receipt)
+	}
+	// Simulating the sender's next increment, unsigned and with no access
+	// list, predicts its result and the one key it writes.
+	status, body = do(t, "POST", srv.URL+"/v1/simulate", submitBody(unsignedTx(nil)))
+	var sim SimulateResponse
+	if err := json.Unmarshal(body, &sim); status != 200 || err != nil {
+		t.Fatalf("simulate: %d %s %v", status, body, err)
+	}
+	wantAccess := []Access{{Module: exec.CounterModule, Key: hex.EncodeToString([]byte("k")), Write: true}}
+	if sim.Receipt.Status != "ok" || sim.Receipt.Return != "0000000000000002" || fmt.Sprint(sim.Access) != fmt.Sprint(wantAccess) {
+		t.Fatalf("simulate: %+v %+v, want access %+v", sim, sim.Receipt, wantAccess)
 	}
 	status, body = do(t, "GET", fmt.Sprintf("%s/v1/blocks/%d", srv.URL, tx.Height), "")
 	var blk BlockResponse
@@ -236,5 +274,84 @@ func TestSubmitExecuteQuery(t *testing.T) {
 		if status != 200 || !strings.Contains(string(body), m) {
 			t.Fatalf("metrics: %d, no %s in\n%s", status, m, body)
 		}
+	}
+}
+
+// sseEvent is one parsed Server-Sent Event.
+type sseEvent struct {
+	id   string
+	data StreamEvent
+}
+
+// readEvents opens GET /v1/events?from= and returns the first n events.
+func readEvents(t *testing.T, base, from string, n int) []sseEvent {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, "GET", base+"/v1/events?from="+from, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/event-stream" {
+		t.Fatalf("events: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	var out []sseEvent
+	var cur sseEvent
+	sc := bufio.NewScanner(resp.Body)
+	for len(out) < n && sc.Scan() {
+		line := sc.Text()
+		switch {
+		case strings.HasPrefix(line, "id: "):
+			cur.id = strings.TrimPrefix(line, "id: ")
+		case strings.HasPrefix(line, "data: "):
+			if err := json.Unmarshal([]byte(strings.TrimPrefix(line, "data: ")), &cur.data); err != nil {
+				t.Fatalf("event data %q: %v", line, err)
+			}
+		case line == "":
+			out = append(out, cur)
+			cur = sseEvent{}
+		}
+	}
+	if len(out) < n {
+		t.Fatalf("stream ended after %d of %d events: %v", len(out), n, sc.Err())
+	}
+	return out
+}
+
+// TestEventStream: events come in chain order with cursors that resume
+// exactly after the last one read.
+func TestEventStream(t *testing.T) {
+	n, srv := newNode(t)
+	ctx := context.Background()
+	var ids []types.Hash
+	for i, k := range []string{"a", "b"} {
+		id, err := n.SubmitTx(ctx, counterTx(10+i, k, nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	all := readEvents(t, srv.URL, "0", 2)
+	seen := map[types.Hash]bool{}
+	for i, e := range all {
+		if e.data.Topic != "incr" || e.data.Data != "0000000000000001" || e.id != (Cursor{e.data.Height, e.data.Index + 1}).String() {
+			t.Fatalf("event %d: %+v", i, e)
+		}
+		if i > 0 && (e.data.Height < all[i-1].data.Height || (e.data.Height == all[i-1].data.Height && e.data.Index <= all[i-1].data.Index)) {
+			t.Fatalf("events out of order: %+v then %+v", all[i-1], e)
+		}
+		seen[e.data.Tx] = true
+	}
+	if !seen[ids[0]] || !seen[ids[1]] {
+		t.Fatalf("events %+v are not of the transactions %v", all, ids)
+	}
+	// Resuming from the first event's id gives the second first.
+	if next := readEvents(t, srv.URL, all[0].id, 1); next[0] != all[1] {
+		t.Fatalf("resumed at %+v, want %+v", next[0], all[1])
 	}
 }

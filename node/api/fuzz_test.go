@@ -10,6 +10,7 @@ import (
 
 	"github.com/kairos-network/kairos/consensus"
 	"github.com/kairos-network/kairos/node"
+	"github.com/kairos-network/kairos/runtime/exec"
 	"github.com/kairos-network/kairos/types"
 )
 
@@ -38,10 +39,19 @@ func (stubBackend) LatestCheckpoint() (*consensus.CheckpointCert, error) {
 
 // FuzzRequest: any method, path and body gets a response that is either a
 // success or a JSON error with a code, never a 5xx.
+func (stubBackend) Simulate(context.Context, *types.Tx) (*exec.SimResult, uint64, error) {
+	return nil, 0, types.ErrTxSignature
+}
+func (stubBackend) Module(context.Context, types.Address) (*node.ModuleInfo, error) {
+	return nil, node.ErrNotFound
+}
+
 func FuzzRequest(f *testing.F) {
 	f.Add("POST", "/v1/txs", `{"tx":"00"}`)
 	f.Add("GET", "/v1/txs/"+strings.Repeat("ab", 32), "")
 	f.Add("GET", "/v1/blocks/1", "")
+	f.Add("GET", "/v1/events?from=1:2", "")
+	f.Add("POST", "/v1/simulate", `{"tx":"00"}`)
 	f.Add("GET", "/v1/state/x/00?prove=1&height=2", "")
 	h := Handler(stubBackend{}, nil)
 	f.Fuzz(func(t *testing.T, method, path, body string) {
@@ -52,8 +62,12 @@ func FuzzRequest(f *testing.F) {
 		if err != nil {
 			return // not a request a client could send
 		}
+		// A cancelled request context: the stub ignores it, and an event
+		// stream (which follows the chain until the client leaves) ends.
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
 		w := httptest.NewRecorder()
-		h.ServeHTTP(w, req)
+		h.ServeHTTP(w, req.WithContext(ctx))
 		if w.Code >= 500 {
 			t.Fatalf("%s %q: %d %s", method, path, w.Code, w.Body)
 		}
