@@ -2,7 +2,7 @@
 GO      ?= go
 BIN     := bin/kairos
 # Packages whose code runs goroutines concurrently get -race in `make test`.
-RACE_PKGS ?= ./state/... ./p2p/... ./node/... ./runtime/exec/... ./runtime/vm/...
+RACE_PKGS ?= ./state/... ./p2p/... ./node/... ./runtime/exec/... ./runtime/vm/... ./sdk/... ./internal/sdktest/...
 FUZZTIME ?= 30s
 EXEC_SEEDS ?= 2000
 
