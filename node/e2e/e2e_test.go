@@ -1,0 +1,388 @@
+package e2e
+
+import (
+	"context"
+
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/kairos-network/kairos/node/devnet"
+	kexec "github.com/kairos-network/kairos/runtime/exec"
+	"github.com/kairos-network/kairos/types"
+)
+
+const (
+	validators = 4
+	// callGas is ample for a native counter increment.
+	callGas = 1 << 20
+	// poll spaces the polls of a condition.
+	poll = 20 * time.Millisecond
+)
+
+// plan sizes one run.
+type plan struct {
+	workers, txsPerWorker int
+	kills                 int // kill/restart cycles, validator (k+1) % validators each
+	deadline              time.Duration
+}
+
+func choosePlan() plan {
+	if os.Getenv("KAIROS_LONG") == "1" {
+		return plan{workers: 8, txsPerWorker: 60, kills: validators, deadline: 8 * time.Minute}
+	}
+	return plan{workers: 4, txsPerWorker: 12, kills: 1, deadline: 90 * time.Second}
+}
+
+// proc is one `kairos node` process.
+type proc struct {
+	home, log string
+	cmd       *exec.Cmd
+	done      chan struct{}
+}
+
+type network struct {
+	t       *testing.T
+	bin     string
+	procs   [validators]*proc
+	clients [validators]*devnet.Client
+	down    [validators]atomic.Bool
+	mu      sync.Mutex
+}
+
+// buildKairos builds cmd/kairos once into a temporary directory.
+func buildKairos(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "kairos")
+	out, err := exec.Command("go", "build", "-o", bin, "github.com/kairos-network/kairos/cmd/kairos").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// freeRun finds n consecutive free TCP ports on 127.0.0.1, starting the
+// search at a port derived from the process id so parallel runs differ.
+func freeRun(t *testing.T, n, from int) int {
+	t.Helper()
+	for base := from; base+n < 60000; base += n {
+		ok := true
+		var ls []net.Listener
+		for i := 0; i < n && ok; i++ {
+			l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(base+i))
+			if err != nil {
+				ok = false
+				break
+			}
+			ls = append(ls, l)
+		}
+		for _, l := range ls {
+			l.Close()
+		}
+		if ok {
+			return base
+		}
+	}
+	t.Fatal("no free port run")
+	return 0
+}
+
+func startNetwork(t *testing.T) *network {
+	nw := &network{t: t, bin: buildKairos(t)}
+	dir := t.TempDir()
+	from := 20000 + (os.Getpid()%2000)*8
+	p2pBase := freeRun(t, validators, from)
+	apiBase := freeRun(t, validators, p2pBase+validators)
+	out, err := exec.Command(nw.bin, "init", "--dir", dir, "--chain", devnet.ChainID, "--validators", strconv.Itoa(validators),
+		"--p2p-port", strconv.Itoa(p2pBase), "--api-port", strconv.Itoa(apiBase)).CombinedOutput()
+	if err != nil {
+		t.Fatalf("kairos init: %v\n%s", err, out)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil || len(entries) != validators {
+		t.Fatalf("kairos init wrote %d homes (%v)", len(entries), err)
+	}
+	for i := range nw.procs {
+		// WriteTestnet names the homes in validator order.
+		nw.procs[i] = &proc{home: filepath.Join(dir, entries[i].Name()), log: filepath.Join(dir, fmt.Sprintf("node%d.log", i))}
+		nw.clients[i] = devnet.NewClient(fmt.Sprintf("http://127.0.0.1:%d", apiBase+i))
+		nw.clients[i].HTTP.Timeout = 5 * time.Second
+		nw.start(i)
+	}
+	t.Cleanup(func() {
+		for i := range nw.procs {
+			nw.kill(i)
+		}
+		if t.Failed() {
+			for i, p := range nw.procs {
+				b, _ := os.ReadFile(p.log)
+				if len(b) > 4000 {
+					b = b[len(b)-4000:]
+				}
+				t.Logf("--- validator %d log tail:\n%s", i, b)
+			}
+		}
+	})
+	return nw
+}
+
+// start runs validator i from its home, appending to its log.
+func (nw *network) start(i int) {
+	nw.t.Helper()
+	p := nw.procs[i]
+	f, err := os.OpenFile(p.log, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		nw.t.Fatal(err)
+	}
+	defer f.Close()
+	cmd := exec.Command(nw.bin, "node", "--home", p.home)
+	cmd.Stdout, cmd.Stderr = f, f
+	if err := cmd.Start(); err != nil {
+		nw.t.Fatalf("start validator %d: %v", i, err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	nw.mu.Lock()
+	p.cmd, p.done = cmd, done
+	nw.mu.Unlock()
+	nw.down[i].Store(false)
+}
+
+// kill sends SIGKILL to validator i and waits for the process to end.
+func (nw *network) kill(i int) {
+	nw.mu.Lock()
+	p := nw.procs[i]
+	cmd, done := p.cmd, p.done
+	p.cmd = nil
+	nw.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	nw.down[i].Store(true)
+	_ = cmd.Process.Signal(syscall.SIGKILL)
+	<-done
+}
+
+// waitUntil polls cond until it holds or ctx ends.
+func waitUntil(ctx context.Context, what string, cond func() (bool, error)) error {
+	var last error
+	for {
+		ok, err := cond()
+		if ok {
+			return nil
+		}
+		if err != nil {
+			last = err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for %s: %w (last error: %v)", what, ctx.Err(), last)
+		case <-time.After(poll):
+		}
+	}
+}
+
+// acked is a transaction an API accepted.
+type acked struct {
+	id     types.Hash
+	via    int    // validator whose API accepted it
+	height uint64 // from the receipt the worker read
+}
+
+// worker sends n counter increments from account, one at a time (nonces
+// in order), each to the next validator that is up; it resubmits the same
+// signed transaction elsewhere when a validator does not answer.
+func (nw *network) worker(ctx context.Context, w, n int, out chan<- acked) error {
+	acct := devnet.NewAccount(1000 + w)
+	key := []byte(fmt.Sprintf("e2e-worker-%d", w))
+	access := types.Access{Module: kexec.CounterModule, Key: key, Mode: types.Write}
+	for j := 0; j < n; j++ {
+		tx := acct.Sign(callGas, types.Payload{Kind: types.Call, Module: kexec.CounterModule, Method: "incr", Args: key}, access)
+		var a acked
+		v := w + j
+		err := waitUntil(ctx, "a validator to accept a tx", func() (bool, error) {
+			v++
+			if nw.down[v%validators].Load() {
+				return false, nil
+			}
+			id, err := nw.clients[v%validators].Submit(ctx, tx)
+			if err != nil {
+				return false, err
+			}
+			a = acked{id: id, via: v % validators}
+			return true, nil
+		})
+		if err != nil {
+			return err
+		}
+		if a.id != tx.ID() {
+			return fmt.Errorf("API returned id %s for tx %s", a.id, tx.ID())
+		}
+		err = waitUntil(ctx, "receipt of "+a.id.String(), func() (bool, error) {
+			v++
+			if nw.down[v%validators].Load() {
+				return false, nil
+			}
+			rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			defer cancel()
+			r, err := nw.clients[v%validators].Receipt(rctx, a.id)
+			if err != nil {
+				return false, err
+			}
+			if r.Receipt.Status != types.StatusOK.String() {
+				return false, fmt.Errorf("tx %s: %s %s", a.id, r.Receipt.Status, r.Receipt.Error)
+			}
+			a.height = r.Height
+			return true, nil
+		})
+		if err != nil {
+			return err
+		}
+		out <- a
+	}
+	return nil
+}
+
+// TestDevnetKill9: 4 validator processes, workers submitting through
+// several APIs, one validator killed with SIGKILL mid-workload and
+// restarted from its home; every acknowledged transaction is committed
+// exactly once and all validators agree on every block.
+func TestDevnetKill9(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-process devnet")
+	}
+	pl := choosePlan()
+	ctx, cancel := context.WithTimeout(context.Background(), pl.deadline)
+	defer cancel()
+	nw := startNetwork(t)
+	if err := waitUntil(ctx, "every validator connected to the others", func() (bool, error) {
+		for _, c := range nw.clients {
+			s, err := c.Status(ctx)
+			if err != nil || s.Peers < validators-1 {
+				return false, err
+			}
+		}
+		return true, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	total := pl.workers * pl.txsPerWorker
+	out := make(chan acked, total)
+	errs := make(chan error, pl.workers)
+	wctx, wcancel := context.WithCancel(ctx)
+	defer wcancel()
+	for w := 0; w < pl.workers; w++ {
+		go func() { errs <- nw.worker(wctx, w, pl.txsPerWorker, out) }()
+	}
+	var acks []acked
+	// The kills happen at evenly spaced points of the workload: validator
+	// v is killed once a share of the transactions has receipts, and
+	// restarted once a few more have been committed without it.
+	running := pl.workers
+	next := 0
+	for running > 0 {
+		select {
+		case a := <-out:
+			acks = append(acks, a)
+		case err := <-errs:
+			running--
+			if err != nil {
+				wcancel()
+				t.Fatalf("worker: %v (%d acknowledged)", err, len(acks))
+			}
+			continue
+		}
+		if next < pl.kills && len(acks) == (2*next+1)*total/(2*pl.kills+1) {
+			v := (next + 1) % validators
+			nw.kill(v)
+			t.Logf("killed validator %d after %d receipts", v, len(acks))
+		}
+		if next < pl.kills && len(acks) == (2*next+2)*total/(2*pl.kills+1) {
+			v := (next + 1) % validators
+			nw.start(v)
+			t.Logf("restarted validator %d after %d receipts", v, len(acks))
+			next++
+		}
+	}
+	if next != pl.kills {
+		t.Fatalf("only %d of %d kill cycles ran", next, pl.kills)
+	}
+	if len(acks) != total {
+		t.Fatalf("%d acknowledged transactions, want %d", len(acks), total)
+	}
+	var top uint64
+	for _, a := range acks {
+		top = max(top, a.height)
+	}
+	// Every validator, the restarted ones included, reaches the highest
+	// receipt height; the common final height is the lowest they report.
+	final := uint64(0)
+	if err := waitUntil(ctx, fmt.Sprintf("every validator at height %d", top), func() (bool, error) {
+		low := uint64(1 << 63)
+		for _, c := range nw.clients {
+			s, err := c.Status(ctx)
+			if err != nil {
+				return false, err
+			}
+			if s.Halted != "" {
+				return false, fmt.Errorf("halted: %s", s.Halted)
+			}
+			low = min(low, s.Height)
+		}
+		final = low
+		return low >= top, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	checkChains(ctx, t, nw, final, acks)
+	t.Logf("%d transactions from %d workers, %d kill cycles, final height %d", total, pl.workers, pl.kills, final)
+}
+
+// checkChains reads blocks 1..final from every validator: identical ids and
+// state roots at every height, and every acknowledged transaction in
+// exactly one block, at its receipt's height, with a receipt at that
+// height on every validator.
+func checkChains(ctx context.Context, t *testing.T, nw *network, final uint64, acks []acked) {
+	t.Helper()
+	var ref []string // block id and root per height, from validator 0
+	for v, c := range nw.clients {
+		where := make(map[types.Hash][]uint64)
+		for h := uint64(1); h <= final; h++ {
+			b, err := c.Block(ctx, h)
+			if err != nil {
+				t.Fatalf("validator %d block %d: %v", v, h, err)
+			}
+			got := b.ID.String() + " " + b.StateRoot
+			if v == 0 {
+				ref = append(ref, got)
+			} else if ref[h-1] != got {
+				t.Fatalf("height %d: validator %d has %s, validator 0 %s", h, v, got, ref[h-1])
+			}
+			for _, tx := range b.Txs {
+				where[tx.ID] = append(where[tx.ID], h)
+			}
+		}
+		for _, a := range acks {
+			hs := where[a.id]
+			if len(hs) != 1 || hs[0] != a.height {
+				t.Fatalf("validator %d: tx %s (accepted by %d, receipt height %d) is in blocks %v", v, a.id, a.via, a.height, hs)
+			}
+			r, err := c.Receipt(ctx, a.id)
+			if err != nil {
+				t.Fatalf("validator %d: receipt of %s: %v", v, a.id, err)
+			}
+			if r.Height != a.height {
+				t.Fatalf("validator %d: receipt of %s at height %d, want %d", v, a.id, r.Height, a.height)
+			}
+		}
+	}
+}
