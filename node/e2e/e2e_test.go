@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"context"
+	"encoding/binary"
+	"encoding/hex"
 
 	"fmt"
 	"net"
@@ -202,7 +204,7 @@ type acked struct {
 // signed transaction elsewhere when a validator does not answer.
 func (nw *network) worker(ctx context.Context, w, n int, out chan<- acked) error {
 	acct := devnet.NewAccount(1000 + w)
-	key := []byte(fmt.Sprintf("e2e-worker-%d", w))
+	key := counterKey(w)
 	access := types.Access{Module: kexec.CounterModule, Key: key, Mode: types.Write}
 	for j := 0; j < n; j++ {
 		tx := acct.Sign(callGas, types.Payload{Kind: types.Call, Module: kexec.CounterModule, Method: "incr", Args: key}, access)
@@ -250,6 +252,9 @@ func (nw *network) worker(ctx context.Context, w, n int, out chan<- acked) error
 	}
 	return nil
 }
+
+// counterKey is the native counter key worker w increments.
+func counterKey(w int) []byte { return []byte(fmt.Sprintf("e2e-worker-%d", w)) }
 
 // TestDevnetKill9: 4 validator processes, workers submitting through
 // several APIs, one validator killed with SIGKILL mid-workload and
@@ -344,6 +349,7 @@ func TestDevnetKill9(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkChains(ctx, t, nw, final, acks)
+	checkCounters(ctx, t, nw, final, pl)
 	t.Logf("%d transactions from %d workers, %d kill cycles, final height %d", total, pl.workers, pl.kills, final)
 }
 
@@ -382,6 +388,25 @@ func checkChains(ctx context.Context, t *testing.T, nw *network, final uint64, a
 			}
 			if r.Height != a.height {
 				t.Fatalf("validator %d: receipt of %s at height %d, want %d", v, a.id, r.Height, a.height)
+			}
+		}
+	}
+}
+
+// checkCounters reads every worker's counter at the final height on every
+// validator: the reference model is one increment per transaction, so each
+// must equal txsPerWorker (a lost or doubled transaction shows here too).
+func checkCounters(ctx context.Context, t *testing.T, nw *network, final uint64, pl plan) {
+	t.Helper()
+	want := hex.EncodeToString(binary.BigEndian.AppendUint64(nil, uint64(pl.txsPerWorker)))
+	for v, c := range nw.clients {
+		for w := 0; w < pl.workers; w++ {
+			s, err := c.State(ctx, types.StateKey{Module: kexec.CounterModule, Key: counterKey(w)}, final, false)
+			if err != nil {
+				t.Fatalf("validator %d: counter of worker %d: %v", v, w, err)
+			}
+			if s.Value == nil || *s.Value != want {
+				t.Fatalf("validator %d: counter of worker %d at height %d is %v, want %s", v, w, final, s.Value, want)
 			}
 		}
 	}
