@@ -34,14 +34,15 @@ const (
 type plan struct {
 	workers, txsPerWorker int
 	kills                 int // kill/restart cycles, validator (k+1) % validators each
+	burst                 int // txs the victim accepts just before its kill
 	deadline              time.Duration
 }
 
 func choosePlan() plan {
 	if os.Getenv("KAIROS_LONG") == "1" {
-		return plan{workers: 8, txsPerWorker: 60, kills: validators, deadline: 8 * time.Minute}
+		return plan{workers: 8, txsPerWorker: 60, kills: validators, burst: 32, deadline: 8 * time.Minute}
 	}
-	return plan{workers: 4, txsPerWorker: 12, kills: 1, deadline: 90 * time.Second}
+	return plan{workers: 4, txsPerWorker: 12, kills: 1, burst: 16, deadline: 90 * time.Second}
 }
 
 // proc is one `kairos node` process.
@@ -228,24 +229,7 @@ func (nw *network) worker(ctx context.Context, w, n int, out chan<- acked) error
 		if a.id != tx.ID() {
 			return fmt.Errorf("API returned id %s for tx %s", a.id, tx.ID())
 		}
-		err = waitUntil(ctx, "receipt of "+a.id.String(), func() (bool, error) {
-			v++
-			if nw.down[v%validators].Load() {
-				return false, nil
-			}
-			rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-			defer cancel()
-			r, err := nw.clients[v%validators].Receipt(rctx, a.id)
-			if err != nil {
-				return false, err
-			}
-			if r.Receipt.Status != types.StatusOK.String() {
-				return false, fmt.Errorf("tx %s: %s %s", a.id, r.Receipt.Status, r.Receipt.Error)
-			}
-			a.height = r.Height
-			return true, nil
-		})
-		if err != nil {
+		if err := nw.waitReceipt(ctx, &a, v); err != nil {
 			return err
 		}
 		out <- a
@@ -255,6 +239,48 @@ func (nw *network) worker(ctx context.Context, w, n int, out chan<- acked) error
 
 // counterKey is the native counter key worker w increments.
 func counterKey(w int) []byte { return []byte(fmt.Sprintf("e2e-worker-%d", w)) }
+
+// waitReceipt polls the validators that are up, in turn from v+1, until
+// one returns a's receipt, which must be ok, and records its height.
+func (nw *network) waitReceipt(ctx context.Context, a *acked, v int) error {
+	return waitUntil(ctx, "receipt of "+a.id.String(), func() (bool, error) {
+		v++
+		if nw.down[v%validators].Load() {
+			return false, nil
+		}
+		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		r, err := nw.clients[v%validators].Receipt(rctx, a.id)
+		if err != nil {
+			return false, err
+		}
+		if r.Receipt.Status != types.StatusOK.String() {
+			return false, fmt.Errorf("tx %s: %s %s", a.id, r.Receipt.Status, r.Receipt.Error)
+		}
+		a.height = r.Height
+		return true, nil
+	})
+}
+
+// burst has validator v accept n transactions from fresh accounts (one
+// each, so their nonces do not depend on each other) and returns them
+// without waiting: the caller kills v right after, while they may still
+// be only in v's pool and gossip queue.
+func (nw *network) burst(ctx context.Context, v, cycle, n int) ([]acked, error) {
+	var out []acked
+	for i := 0; i < n; i++ {
+		acct := devnet.NewAccount(100_000 + cycle*10_000 + i)
+		key := []byte(fmt.Sprintf("e2e-burst-%d-%d", cycle, i))
+		tx := acct.Sign(callGas, types.Payload{Kind: types.Call, Module: kexec.CounterModule, Method: "incr", Args: key},
+			types.Access{Module: kexec.CounterModule, Key: key, Mode: types.Write})
+		id, err := nw.clients[v].Submit(ctx, tx)
+		if err != nil {
+			return nil, fmt.Errorf("burst to validator %d: %w", v, err)
+		}
+		out = append(out, acked{id: id, via: v})
+	}
+	return out, nil
+}
 
 // TestDevnetKill9: 4 validator processes, workers submitting through
 // several APIs, one validator killed with SIGKILL mid-workload and
@@ -288,7 +314,7 @@ func TestDevnetKill9(t *testing.T) {
 	for w := 0; w < pl.workers; w++ {
 		go func() { errs <- nw.worker(wctx, w, pl.txsPerWorker, out) }()
 	}
-	var acks []acked
+	var acks, bursts []acked
 	// The kills happen at evenly spaced points of the workload: validator
 	// v is killed once a share of the transactions has receipts, and
 	// restarted once a few more have been committed without it.
@@ -308,8 +334,13 @@ func TestDevnetKill9(t *testing.T) {
 		}
 		if next < pl.kills && len(acks) == (2*next+1)*total/(2*pl.kills+1) {
 			v := (next + 1) % validators
+			b, err := nw.burst(ctx, v, next, pl.burst)
+			if err != nil {
+				t.Fatal(err)
+			}
+			bursts = append(bursts, b...)
 			nw.kill(v)
-			t.Logf("killed validator %d after %d receipts", v, len(acks))
+			t.Logf("killed validator %d after %d receipts, right after it accepted %d more", v, len(acks), len(b))
 		}
 		if next < pl.kills && len(acks) == (2*next+2)*total/(2*pl.kills+1) {
 			v := (next + 1) % validators
@@ -324,6 +355,12 @@ func TestDevnetKill9(t *testing.T) {
 	if len(acks) != total {
 		t.Fatalf("%d acknowledged transactions, want %d", len(acks), total)
 	}
+	for i := range bursts {
+		if err := nw.waitReceipt(ctx, &bursts[i], i); err != nil {
+			t.Fatalf("a transaction the killed validator %d accepted: %v", bursts[i].via, err)
+		}
+	}
+	acks = append(acks, bursts...)
 	var top uint64
 	for _, a := range acks {
 		top = max(top, a.height)
@@ -350,7 +387,8 @@ func TestDevnetKill9(t *testing.T) {
 	}
 	checkChains(ctx, t, nw, final, acks)
 	checkCounters(ctx, t, nw, final, pl)
-	t.Logf("%d transactions from %d workers, %d kill cycles, final height %d", total, pl.workers, pl.kills, final)
+	t.Logf("%d transactions from %d workers and %d accepted right before a kill, %d kill cycles, final height %d",
+		total, pl.workers, len(bursts), pl.kills, final)
 }
 
 // checkChains reads blocks 1..final from every validator: identical ids and
