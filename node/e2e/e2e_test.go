@@ -11,12 +11,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/kairos-network/kairos/node/config"
 	"github.com/kairos-network/kairos/node/devnet"
 	kexec "github.com/kairos-network/kairos/runtime/exec"
 	"github.com/kairos-network/kairos/types"
@@ -100,7 +102,7 @@ func freeRun(t *testing.T, n, from int) int {
 
 func startNetwork(t *testing.T) *network {
 	nw := &network{t: t, bin: buildKairos(t)}
-	dir := t.TempDir()
+	dir, logs := t.TempDir(), t.TempDir()
 	from := 20000 + (os.Getpid()%2000)*8
 	p2pBase := freeRun(t, validators, from)
 	apiBase := freeRun(t, validators, p2pBase+validators)
@@ -109,14 +111,23 @@ func startNetwork(t *testing.T) *network {
 	if err != nil {
 		t.Fatalf("kairos init: %v\n%s", err, out)
 	}
-	entries, err := os.ReadDir(dir)
-	if err != nil || len(entries) != validators {
-		t.Fatalf("kairos init wrote %d homes (%v)", len(entries), err)
+	// init prints one `kairos node --home HOME` line per validator, in
+	// validator order; each home's config names its API address.
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	if len(lines) != validators {
+		t.Fatalf("kairos init printed %d homes:\n%s", len(lines), out)
 	}
 	for i := range nw.procs {
-		// WriteTestnet names the homes in validator order.
-		nw.procs[i] = &proc{home: filepath.Join(dir, entries[i].Name()), log: filepath.Join(dir, fmt.Sprintf("node%d.log", i))}
-		nw.clients[i] = devnet.NewClient(fmt.Sprintf("http://127.0.0.1:%d", apiBase+i))
+		home, ok := strings.CutPrefix(lines[i], "kairos node --home ")
+		if !ok {
+			t.Fatalf("kairos init line %q", lines[i])
+		}
+		l, err := config.Load(home)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nw.procs[i] = &proc{home: home, log: filepath.Join(logs, fmt.Sprintf("node%d.log", i))}
+		nw.clients[i] = devnet.NewClient("http://" + l.File.API)
 		nw.clients[i].HTTP.Timeout = 5 * time.Second
 		nw.start(i)
 	}
