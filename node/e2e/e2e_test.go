@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 
 	"fmt"
 	"net"
@@ -111,6 +112,25 @@ func startNetwork(t *testing.T) *network {
 	if err != nil {
 		t.Fatalf("kairos init: %v\n%s", err, out)
 	}
+	// Registered before the first start, so a failure below still kills
+	// the processes already running.
+	t.Cleanup(func() {
+		for i := range nw.procs {
+			nw.kill(i)
+		}
+		if t.Failed() {
+			for i, p := range nw.procs {
+				if p == nil {
+					continue
+				}
+				b, _ := os.ReadFile(p.log)
+				if len(b) > 4000 {
+					b = b[len(b)-4000:]
+				}
+				t.Logf("--- validator %d log tail:\n%s", i, b)
+			}
+		}
+	})
 	// init prints one `kairos node --home HOME` line per validator, in
 	// validator order; each home's config names its API address.
 	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
@@ -131,20 +151,6 @@ func startNetwork(t *testing.T) *network {
 		nw.clients[i].HTTP.Timeout = 5 * time.Second
 		nw.start(i)
 	}
-	t.Cleanup(func() {
-		for i := range nw.procs {
-			nw.kill(i)
-		}
-		if t.Failed() {
-			for i, p := range nw.procs {
-				b, _ := os.ReadFile(p.log)
-				if len(b) > 4000 {
-					b = b[len(b)-4000:]
-				}
-				t.Logf("--- validator %d log tail:\n%s", i, b)
-			}
-		}
-	})
 	return nw
 }
 
@@ -174,8 +180,12 @@ func (nw *network) start(i int) {
 func (nw *network) kill(i int) {
 	nw.mu.Lock()
 	p := nw.procs[i]
-	cmd, done := p.cmd, p.done
-	p.cmd = nil
+	var cmd *exec.Cmd
+	var done chan struct{}
+	if p != nil {
+		cmd, done = p.cmd, p.done
+		p.cmd = nil
+	}
 	nw.mu.Unlock()
 	if cmd == nil {
 		return
@@ -185,13 +195,39 @@ func (nw *network) kill(i int) {
 	<-done
 }
 
-// waitUntil polls cond until it holds or ctx ends.
+// exited reports a validator that is meant to run but whose process has
+// ended on its own (a crash, a halt).
+func (nw *network) exited() error {
+	nw.mu.Lock()
+	defer nw.mu.Unlock()
+	for i, p := range nw.procs {
+		if p == nil || p.cmd == nil {
+			continue
+		}
+		select {
+		case <-p.done:
+			return fmt.Errorf("%w: validator %d exited: %v (log %s)", errGiveUp, i, p.cmd.ProcessState, p.log)
+		default:
+		}
+	}
+	return nil
+}
+
+// errGiveUp marks a condition's error that waiting cannot cure (a crashed
+// validator, a failed receipt); other errors are retried until the deadline.
+var errGiveUp = errors.New("e2e: give up")
+
+// waitUntil polls cond until it holds, ctx ends, or cond fails with
+// errGiveUp.
 func waitUntil(ctx context.Context, what string, cond func() (bool, error)) error {
 	var last error
 	for {
 		ok, err := cond()
 		if ok {
 			return nil
+		}
+		if errors.Is(err, errGiveUp) {
+			return fmt.Errorf("waiting for %s: %w", what, err)
 		}
 		if err != nil {
 			last = err
@@ -266,7 +302,7 @@ func (nw *network) waitReceipt(ctx context.Context, a *acked, v int) error {
 			return false, err
 		}
 		if r.Receipt.Status != types.StatusOK.String() {
-			return false, fmt.Errorf("tx %s: %s %s", a.id, r.Receipt.Status, r.Receipt.Error)
+			return false, fmt.Errorf("%w: tx %s: %s %s", errGiveUp, a.id, r.Receipt.Status, r.Receipt.Error)
 		}
 		a.height = r.Height
 		return true, nil
@@ -387,7 +423,7 @@ func TestDevnetKill9(t *testing.T) {
 				return false, err
 			}
 			if s.Halted != "" {
-				return false, fmt.Errorf("halted: %s", s.Halted)
+				return false, fmt.Errorf("%w: halted: %s", errGiveUp, s.Halted)
 			}
 			low = min(low, s.Height)
 		}
