@@ -7,7 +7,9 @@ import (
 	"errors"
 
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -408,6 +410,9 @@ func TestDevnetKill9(t *testing.T) {
 		}
 	}
 	acks = append(acks, bursts...)
+	// A code transaction over the old 1 MiB gossip cap, after the kills,
+	// so the restarted validators must receive it too.
+	acks = append(acks, nw.bigDeploy(ctx, t))
 	var top uint64
 	for _, a := range acks {
 		top = max(top, a.height)
@@ -495,4 +500,72 @@ func checkCounters(ctx context.Context, t *testing.T, nw *network, final uint64,
 			}
 		}
 	}
+}
+
+// bigCodeBytes is the size of the deploy bigDeploy sends: between the old
+// 1 MiB gossip cap and types.DefaultTxLimits.MaxCodeTxBytes.
+const bigCodeBytes = 2 << 20
+
+// bigDeploy deploys contracts/counter_wat padded with a custom section to
+// bigCodeBytes through validator 0 and waits for its receipt. Every
+// validator must then count no oversized transaction gossip: a cap below
+// the transaction would reject it at each receiver's topic validator.
+func (nw *network) bigDeploy(ctx context.Context, t *testing.T) acked {
+	t.Helper()
+	code, err := os.ReadFile(filepath.Join("..", "..", "contracts", "counter_wat", "counter.wasm"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A custom section (id 0, LEB128 size, name, bytes) may follow the
+	// module's other sections and is ignored by execution.
+	name := "e2e-padding"
+	pad := bigCodeBytes - len(code) - 16 - len(name)
+	body := append(append([]byte{byte(len(name))}, name...), make([]byte, pad)...)
+	code = append(code, 0)
+	code = binary.AppendUvarint(code, uint64(len(body)))
+	code = append(code, body...)
+	acct := devnet.NewAccount(200_000)
+	tx := acct.Sign(types.DefaultTxLimits.MaxGas, types.Payload{Kind: types.Deploy, Code: code, Admin: acct.Addr})
+	id, err := nw.clients[0].Submit(ctx, tx)
+	if err != nil {
+		t.Fatalf("submit a %d-byte deploy: %v", len(code), err)
+	}
+	a := acked{id: id, via: 0}
+	if err := nw.waitReceipt(ctx, &a, 0); err != nil {
+		t.Fatalf("%d-byte deploy: %v", len(code), err)
+	}
+	for v, c := range nw.clients {
+		n, err := metric(ctx, c, `kairos_p2p_messages_total{kind="kairos/txs/1",outcome="oversize"}`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n != 0 {
+			t.Errorf("validator %d rejected %v oversized transaction messages", v, n)
+		}
+	}
+	t.Logf("a %d-byte deploy committed at height %d", len(code), a.height)
+	return a
+}
+
+// metric reads one sample of the validator's Prometheus metrics.
+func metric(ctx context.Context, c *devnet.Client, sample string) (float64, error) {
+	req, err := http.NewRequestWithContext(ctx, "GET", c.Base+"/metrics", nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, devnet.MaxResponseBytes))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, sample+" "); ok {
+			return strconv.ParseFloat(v, 64)
+		}
+	}
+	return 0, fmt.Errorf("%s: no sample %s", c.Base, sample)
 }
