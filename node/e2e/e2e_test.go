@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
-
 	"fmt"
 	"io"
 	"net"
@@ -57,6 +56,8 @@ type proc struct {
 	done      chan struct{}
 }
 
+// network is the running devnet: the processes, their API clients, and
+// which validators the test has killed (workers skip those).
 type network struct {
 	t       *testing.T
 	bin     string
@@ -249,7 +250,7 @@ type acked struct {
 	height uint64 // from the receipt the worker read
 }
 
-// worker sends n counter increments from account, one at a time (nonces
+// worker sends n counter increments from worker w's account, one at a time (nonces
 // in order), each to the next validator that is up; it resubmits the same
 // signed transaction elsewhere when a validator does not answer.
 func (nw *network) worker(ctx context.Context, w, n int, out chan<- acked) error {
