@@ -14,5 +14,5 @@
 //     height up to a common final height.
 //
 // The package has only tests. KAIROS_LONG=1 runs a longer soak (more
-// transactions, a kill of every validator in turn).
+// transactions, two kills of every validator in turn).
 package e2e

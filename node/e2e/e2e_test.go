@@ -44,7 +44,7 @@ type plan struct {
 
 func choosePlan() plan {
 	if os.Getenv("KAIROS_LONG") == "1" {
-		return plan{workers: 8, txsPerWorker: 60, kills: validators, burst: 32, deadline: 8 * time.Minute}
+		return plan{workers: 8, txsPerWorker: 150, kills: 2 * validators, burst: 32, deadline: 8 * time.Minute}
 	}
 	return plan{workers: 4, txsPerWorker: 12, kills: 1, burst: 16, deadline: 90 * time.Second}
 }
