@@ -20,7 +20,17 @@ const (
 	DefaultMaxResponseBytes = 16 << 20
 	// DefaultMaxGossipBytes caps one gossip message at the pubsub layer;
 	// each topic has its own, smaller or equal, cap checked by the validator.
-	DefaultMaxGossipBytes = 1 << 20
+	// It is the largest valid transaction (a code transaction,
+	// types.DefaultTxLimits.MaxCodeTxBytes, 4 MiB) plus GossipEnvelopeBytes:
+	// the transaction topic uses it as its cap, and a cap below the largest
+	// valid transaction would leave every big deploy to the fetch path
+	// (TestGossipCapCoversLargestTx keeps the two aligned). pubsub reads
+	// the length prefix of an RPC and rejects it before allocating.
+	DefaultMaxGossipBytes = 4<<20 + GossipEnvelopeBytes
+	// GossipEnvelopeBytes is the room left for pubsub's own framing of a
+	// message (sender, sequence number, signature, topic, RPC fields)
+	// around the largest payload.
+	GossipEnvelopeBytes = 64 << 10
 	// DefaultIdleTimeout is how long an inbound direct stream may stay
 	// silent between frames before it is closed.
 	DefaultIdleTimeout = 2 * time.Minute
