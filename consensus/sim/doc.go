@@ -36,8 +36,10 @@
 // and each honest author's certificates committed in strictly increasing
 // round order (what S8 relies on).
 // After the faults stop: L1 commits resume at every honest node, L2 every
-// tx an honest validator saw is released everywhere, L3 restarted nodes
-// catch up, L4 core queues stay within bounds. S2 (equal height ⇒ equal
+// tx an honest validator saw is released everywhere, L3 every honest node
+// (restarted ones too) reaches the highest honest height and sub-DAG count
+// of the end, within a bounded settle time after it (see settle), L4 core
+// queues stay within bounds. S2 (equal height ⇒ equal
 // state root) is checked when Config.Executor is set: consensus may not
 // import the executor, so internal/simexec wires a real one.
 package sim

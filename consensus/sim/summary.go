@@ -22,6 +22,7 @@ type Summary struct {
 	Messages    uint64
 	Verifies    uint64
 	Violations  int
+	Settle      int64    // longest run past the end for a lagging node to catch up (L3)
 	Failed      []uint64 // seeds with violations
 	// Replay renders the command that reruns one seed; nil means
 	// ReplayCommand (the default configuration).
@@ -50,6 +51,7 @@ func (s *Summary) Add(r *Result) {
 	s.Messages += r.Messages
 	s.Verifies += r.Verifies
 	s.Violations += len(r.Violations)
+	s.Settle = max(s.Settle, r.Settle)
 	if len(r.Violations) > 0 {
 		s.Failed = append(s.Failed, r.Seed)
 	}
@@ -89,6 +91,7 @@ func (s *Summary) Print(w io.Writer) {
 		{"latency max", ms(s.Percentile(100))},
 		{"messages per released tx", per(s.Messages)},
 		{"signature verifications per released tx", per(s.Verifies)},
+		{"longest catch-up after the end (L3)", ms(s.Settle)},
 		{"violations", fmt.Sprint(s.Violations)},
 	}
 	for _, r := range rows {
