@@ -39,7 +39,7 @@
 // tx an honest validator saw is released everywhere, L3 every honest node
 // (restarted ones too) reaches the highest honest height and sub-DAG count
 // of the end, within a bounded settle time after it (see settle), L4 core
-// queues stay within bounds. S2 (equal height ⇒ equal
-// state root) is checked when Config.Executor is set: consensus may not
-// import the executor, so internal/simexec wires a real one.
+// queues stay within bounds. S2 (equal height ⇒ equal state root) is
+// checked when Config.Executor is set: consensus may not import the
+// executor, so internal/simexec wires a real one.
 package sim
