@@ -10,7 +10,6 @@ import (
 	"github.com/tetratelabs/wazero/api"
 
 	"github.com/kairos-network/kairos/runtime/validate"
-	"github.com/kairos-network/kairos/runtime/wasm"
 	"github.com/kairos-network/kairos/types"
 )
 
@@ -370,15 +369,7 @@ func debugLog(f *frame, s []uint64) {
 func Funcs() []validate.HostFunc {
 	out := make([]validate.HostFunc, len(funcs))
 	for i, h := range funcs {
-		out[i] = validate.HostFunc{Module: ModuleName, Name: h.name, Type: wasm.FuncType{Params: valTypes(h.params), Results: valTypes(h.results)}}
-	}
-	return out
-}
-
-func valTypes(ts []api.ValueType) []wasm.ValType {
-	var out []wasm.ValType
-	for _, t := range ts {
-		out = append(out, wasm.ValType(t))
+		out[i] = validate.NewHostFunc(ModuleName, h.name, h.params, h.results)
 	}
 	return out
 }

@@ -55,6 +55,20 @@ type HostFunc struct {
 	Type         wasm.FuncType
 }
 
+// NewHostFunc builds an allow-list entry from parameter and result types
+// given as wasm value type bytes (wazero's api.ValueType is such a byte), so
+// a host module's own table is the one source of its allow-list.
+func NewHostFunc(module, name string, params, results []byte) HostFunc {
+	conv := func(ts []byte) []wasm.ValType {
+		var out []wasm.ValType
+		for _, t := range ts {
+			out = append(out, wasm.ValType(t))
+		}
+		return out
+	}
+	return HostFunc{Module: module, Name: name, Type: wasm.FuncType{Params: conv(params), Results: conv(results)}}
+}
+
 // Config is what Check needs besides the bytes.
 type Config struct {
 	Limits  Limits

@@ -12,7 +12,6 @@ import (
 
 	"github.com/kairos-network/kairos/runtime/meter"
 	"github.com/kairos-network/kairos/runtime/validate"
-	"github.com/kairos-network/kairos/runtime/wasm"
 )
 
 // ModuleName is the import module the functions are registered under.
@@ -337,15 +336,7 @@ func fdFdstatGet(c *call, s []uint64) {
 func Funcs() []validate.HostFunc {
 	out := make([]validate.HostFunc, len(funcs))
 	for i, f := range funcs {
-		out[i] = validate.HostFunc{Module: ModuleName, Name: f.name, Type: wasm.FuncType{Params: valTypes(f.params), Results: valTypes(f.results)}}
-	}
-	return out
-}
-
-func valTypes(ts []api.ValueType) []wasm.ValType {
-	var out []wasm.ValType
-	for _, t := range ts {
-		out = append(out, wasm.ValType(t))
+		out[i] = validate.NewHostFunc(ModuleName, f.name, f.params, f.results)
 	}
 	return out
 }
