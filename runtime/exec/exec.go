@@ -135,6 +135,7 @@ type block struct {
 	b       *types.Block
 	txs     []*types.Tx
 	senders []types.Address
+	access  *accessTable
 	cache   *prefetched
 }
 
@@ -152,7 +153,8 @@ func (x *Executor) prepare(ctx context.Context, parent StateView, b *types.Block
 		}
 		bl.senders[i] = tx.SenderAddress()
 	}
-	c, err := prefetch(ctx, parent, txs, bl.senders, x.opts.Workers)
+	bl.access = newAccessTable(txs, bl.senders)
+	c, err := prefetch(ctx, parent, bl.access, x.opts.Workers)
 	if err != nil {
 		return nil, err
 	}
@@ -173,8 +175,11 @@ func (x *Executor) ExecuteBlock(ctx context.Context, parent StateView, b *types.
 	if n == 0 {
 		return x.merge(outs), nil
 	}
-	d := buildDAG(txs, bl.senders)
-	mv := newMVStore()
+	d := bl.access.dag(txs)
+	if len(d.out) == 0 {
+		return x.executeIndependent(ctx, bl, parent, outs)
+	}
+	mv := newMVStore(len(bl.cache.vals))
 	pending := make([]atomic.Int32, n)
 	ready := make(chan int, n)
 	for i := range n {
@@ -234,6 +239,60 @@ func (x *Executor) ExecuteBlock(ctx context.Context, parent StateView, b *types.
 	return x.merge(outs), nil
 }
 
+// independentChunk is how many consecutive transactions a worker claims
+// at once in a block without conflicts: large enough that the shared
+// cursor is touched rarely, small enough that the workers finish together.
+const independentChunk = 32
+
+// executeIndependent runs a block whose DAG has no edge. No transaction
+// reads or writes a key another one writes (that would be an edge), so
+// none can see another's writes: they run on an empty block layer, and
+// the workers claim chunks of consecutive transactions from one atomic
+// cursor instead of passing each transaction through a channel.
+func (x *Executor) executeIndependent(ctx context.Context, bl *block, parent StateView, outs []txOut) (*BlockResult, error) {
+	n := len(outs)
+	var (
+		next     atomic.Int64
+		failed   atomic.Bool
+		errMu    sync.Mutex
+		firstErr error
+		errIdx   = n
+		wg       sync.WaitGroup
+	)
+	worker := func() {
+		defer wg.Done()
+		for !failed.Load() {
+			lo := int(next.Add(independentChunk)) - independentChunk
+			if lo >= n {
+				return
+			}
+			for i := lo; i < min(lo+independentChunk, n); i++ {
+				out, err := x.runTx(ctx, bl, emptyLayer{}, parent, i, false, nil)
+				if err != nil {
+					failed.Store(true)
+					errMu.Lock()
+					if i < errIdx { // stable report, as in ExecuteBlock
+						errIdx, firstErr = i, err
+					}
+					errMu.Unlock()
+					return
+				}
+				outs[i] = out
+			}
+		}
+	}
+	workers := min(x.opts.Workers, (n+independentChunk-1)/independentChunk)
+	wg.Add(workers)
+	for range workers {
+		go worker()
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return nil, firstErr
+	}
+	return x.merge(outs), nil
+}
+
 // ExecuteSerial executes b one transaction after the other, with the same
 // prefetch as ExecuteBlock and no DAG. It is the baseline ExecuteBlock is
 // measured against and must equal.
@@ -243,7 +302,7 @@ func (x *Executor) ExecuteSerial(ctx context.Context, parent StateView, b *types
 		return nil, err
 	}
 	outs := make([]txOut, len(txs))
-	sl := serialLayer{}
+	sl := make(serialLayer, len(bl.cache.vals))
 	for i := range txs {
 		out, err := x.runTx(ctx, bl, sl, parent, i, false, nil)
 		if err != nil {
@@ -316,7 +375,12 @@ func (x *Executor) runTx(ctx context.Context, bl *block, layer blockLayer, paren
 // merge combines the transactions' writes in block order and sorts them.
 func (x *Executor) merge(outs []txOut) *BlockResult {
 	res := &BlockResult{Receipts: make([]types.Receipt, len(outs))}
-	final := make(map[string][]byte)
+	nw := 0
+	for i := range outs {
+		nw += len(outs[i].writes)
+	}
+	// Sized for the upper bound, so the map never rehashes while it grows.
+	final := make(map[string][]byte, nw)
 	for j := range outs {
 		i := j
 		if x.opts.reverseMerge {

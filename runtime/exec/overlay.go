@@ -62,6 +62,14 @@ func (s serialLayer) publish(_ int, writes map[string][]byte) {
 	}
 }
 
+// emptyLayer is the block layer of a block without conflicts, where no
+// transaction may see another's writes.
+type emptyLayer struct{}
+
+func (emptyLayer) get(string, int) ([]byte, bool)         { return nil, false }
+func (emptyLayer) scan(string, int, func(string, []byte)) {}
+func (emptyLayer) publish(int, map[string][]byte)         {}
+
 // mvStore is the block layer of parallel execution: every published
 // version of every key. Readers pick the newest version before them; by
 // the DAG invariant (doc.go) no version after them can be present for a key
@@ -77,7 +85,9 @@ type version struct {
 	val []byte
 }
 
-func newMVStore() *mvStore { return &mvStore{m: make(map[string][]version)} }
+// newMVStore sizes the map for keys keys: the block's prefetched
+// keys bound almost every key it writes, so it rarely rehashes.
+func newMVStore(keys int) *mvStore { return &mvStore{m: make(map[string][]version, keys)} }
 
 // newest returns the value of the newest version before idx. Versions are
 // kept sorted by idx, so for the usual reader (after every version) this is
@@ -197,31 +207,12 @@ func (p *prefetched) get(k string) ([]byte, bool) {
 }
 
 // prefetch reads the block's declared exact keys and the senders' account
-// records from parent, with readers goroutines (the serial path uses the
-// same prefetch, so the baseline is fair). Prefix contents are not
+// records (t.keys) from parent, with readers goroutines (the serial path
+// uses the same prefetch, so the baseline is fair). Prefix contents are not
 // prefetched: they are read by Iterate when a transaction asks.
-func prefetch(ctx context.Context, parent StateView, txs []*types.Tx, senders []types.Address, readers int) (*prefetched, error) {
-	p := &prefetched{idx: make(map[string]int32, 2*len(txs))}
-	var keys []string
-	add := func(k string) {
-		if _, ok := p.idx[k]; !ok {
-			p.idx[k] = int32(len(keys))
-			keys = append(keys, k)
-		}
-	}
-	for i, tx := range txs {
-		add(accountKey(senders[i]))
-		if tx.Body.Payload.Kind == types.Call {
-			add(key(ModulesModule, recordKey(tx.Body.Payload.Module)))
-		}
-		for _, a := range tx.Body.Access {
-			// An over-long key fails the transaction when it is used; it
-			// must not fail the block here.
-			if !a.Prefix && len(a.Key) <= types.StateKeyMax {
-				add(key(a.Module, a.Key))
-			}
-		}
-	}
+func prefetch(ctx context.Context, parent StateView, t *accessTable, readers int) (*prefetched, error) {
+	p := &prefetched{idx: t.slots}
+	keys := t.keys
 	p.vals = make([][]byte, len(keys))
 	readers = max(1, min(readers, len(keys)/prefetchChunkMin))
 	errs := make([]error, readers)
@@ -231,6 +222,12 @@ func prefetch(ctx context.Context, parent StateView, txs []*types.Tx, senders []
 		go func() {
 			defer wg.Done()
 			for i := r; i < len(keys); i += readers {
+				if len(keys[i]) > types.AddressLen+types.StateKeyMax {
+					// An over-long key fails the transaction when it is
+					// used; it must not fail the block here. No state
+					// holds it, so absent (nil) is its value.
+					continue
+				}
 				v, err := parent.Get(ctx, splitKey(keys[i]))
 				if err != nil {
 					errs[r] = fmt.Errorf("%w: prefetch: %w", ErrState, err)
