@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
-	"sort"
 	"sync"
 	"sync/atomic"
 
@@ -173,7 +172,7 @@ func (x *Executor) ExecuteBlock(ctx context.Context, parent StateView, b *types.
 	n := len(txs)
 	outs := make([]txOut, n)
 	if n == 0 {
-		return x.merge(outs), nil
+		return x.merge(outs, 1), nil
 	}
 	d := bl.access.dag(txs)
 	if len(d.out) == 0 {
@@ -236,7 +235,7 @@ func (x *Executor) ExecuteBlock(ctx context.Context, parent StateView, b *types.
 	if firstErr != nil {
 		return nil, firstErr
 	}
-	return x.merge(outs), nil
+	return x.merge(outs, x.opts.Workers), nil
 }
 
 // independentChunk is how many consecutive transactions a worker claims
@@ -290,7 +289,7 @@ func (x *Executor) executeIndependent(ctx context.Context, bl *block, parent Sta
 	if firstErr != nil {
 		return nil, firstErr
 	}
-	return x.merge(outs), nil
+	return x.merge(outs, x.opts.Workers), nil
 }
 
 // ExecuteSerial executes b one transaction after the other, with the same
@@ -311,7 +310,7 @@ func (x *Executor) ExecuteSerial(ctx context.Context, parent StateView, b *types
 		outs[i] = out
 		sl.publish(i, out.writes)
 	}
-	return x.merge(outs), nil
+	return x.merge(outs, 1), nil
 }
 
 // runTx applies the replay checks, runs the transaction on a fresh overlay
@@ -370,44 +369,4 @@ func (x *Executor) runTx(ctx context.Context, bl *block, layer blockLayer, paren
 	}
 	out.writes[acct] = encodeNonce(tx.Body.Nonce)
 	return out, nil
-}
-
-// merge combines the transactions' writes in block order and sorts them.
-func (x *Executor) merge(outs []txOut) *BlockResult {
-	res := &BlockResult{Receipts: make([]types.Receipt, len(outs))}
-	nw := 0
-	for i := range outs {
-		nw += len(outs[i].writes)
-	}
-	// Sized for the upper bound, so the map never rehashes while it grows.
-	final := make(map[string][]byte, nw)
-	for j := range outs {
-		i := j
-		if x.opts.reverseMerge {
-			i = len(outs) - 1 - j
-		}
-		for k, v := range outs[i].writes {
-			final[k] = v
-		}
-	}
-	for i := range outs {
-		r := outs[i].receipt
-		res.Receipts[i] = r
-		res.GasUsed += r.GasUsed
-		res.Events = append(res.Events, r.Events...)
-	}
-	keys := make([]string, 0, len(final))
-	for k := range final {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	res.Writes = make([]state.Write, len(keys))
-	for i, k := range keys {
-		v := final[k]
-		if len(v) == 0 {
-			v = nil
-		}
-		res.Writes[i] = state.Write{Key: splitKey(k), Value: v}
-	}
-	return res
 }
