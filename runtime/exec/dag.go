@@ -40,7 +40,12 @@ type accessTable struct {
 // newAccessTable lists every transaction's entries and numbers the
 // distinct exact keys in order of first appearance.
 func newAccessTable(txs []*types.Tx, senders []types.Address) *accessTable {
-	t := &accessTable{all: make([][]access, len(txs)), slots: make(map[string]int32, 2*len(txs))}
+	ne := 0
+	for _, tx := range txs {
+		ne += 2 + len(tx.Body.Access)
+	}
+	// Sized for the upper bound, so the map never rehashes while it grows.
+	t := &accessTable{all: make([][]access, len(txs)), slots: make(map[string]int32, ne)}
 	for i, tx := range txs {
 		es := entries(tx, senders[i])
 		for j := range es {

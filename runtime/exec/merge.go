@@ -1,6 +1,7 @@
 package exec
 
 import (
+	"cmp"
 	"slices"
 	"strings"
 	"sync"
@@ -14,8 +15,9 @@ const mergePartMin = 1024
 
 // kv is one merged write in the executor's internal key form.
 type kv struct {
-	k string
-	v []byte
+	k   string
+	v   []byte
+	idx int // the writing transaction (for sorting only)
 }
 
 // merge combines the transactions' writes in block order and sorts them,
@@ -63,29 +65,39 @@ func (x *Executor) merge(outs []txOut, parts int) *BlockResult {
 }
 
 // sortedRun merges the writes of outs, in block order, into a run sorted
-// by key.
+// by key: it sorts every write by (key, transaction) and keeps the last of
+// each key, which needs no map.
 func (x *Executor) sortedRun(outs []txOut) []kv {
 	nw := 0
 	for i := range outs {
 		nw += len(outs[i].writes)
 	}
-	// Sized for the upper bound, so the map never rehashes while it grows.
-	final := make(map[string][]byte, nw)
-	for j := range outs {
-		i := j
+	run := make([]kv, 0, nw)
+	for i := range outs {
+		idx := i
 		if x.opts.reverseMerge {
-			i = len(outs) - 1 - j
+			idx = len(outs) - 1 - i
 		}
 		for k, v := range outs[i].writes {
-			final[k] = v
+			run = append(run, kv{k, v, idx})
 		}
 	}
-	run := make([]kv, 0, len(final))
-	for k, v := range final {
-		run = append(run, kv{k, v})
+	// A transaction writes a key once, so (key, idx) orders the run
+	// totally and map iteration order cannot show.
+	slices.SortFunc(run, func(a, b kv) int {
+		if c := strings.Compare(a.k, b.k); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.idx, b.idx)
+	})
+	out := run[:0]
+	for j := range run {
+		if j+1 < len(run) && run[j+1].k == run[j].k {
+			continue // a later transaction overwrites it
+		}
+		out = append(out, run[j])
 	}
-	slices.SortFunc(run, func(a, b kv) int { return strings.Compare(a.k, b.k) })
-	return run
+	return out
 }
 
 // foldRuns merges two sorted runs; on a key in both, later (the run of
