@@ -196,33 +196,48 @@ func (x *Executor) ExecuteBlock(ctx context.Context, parent StateView, b *types.
 		wg        sync.WaitGroup
 	)
 	remaining.Store(int64(n))
-	worker := func() {
-		defer wg.Done()
-		for i := range ready {
-			if !failed.Load() {
-				out, err := x.runTx(ctx, bl, mv, parent, i, false, nil)
-				if err != nil {
-					failed.Store(true)
-					errMu.Lock()
-					// A node error aborts the block whichever it is; keeping
-					// the lowest index seen only makes the report stable
-					// when several workers fail at once.
-					if i < errIdx {
-						errIdx, firstErr = i, err
-					}
-					errMu.Unlock()
-				} else {
-					outs[i] = out
-					mv.publish(i, out.writes)
+	// step runs transaction i and releases its dependents. It returns the
+	// first dependent that became ready (or -1), which the same worker
+	// runs next: a chain then stays on one worker instead of passing every
+	// link through the channel.
+	step := func(i int) int {
+		if !failed.Load() {
+			out, err := x.runTx(ctx, bl, mv, parent, i, false, nil)
+			if err != nil {
+				failed.Store(true)
+				errMu.Lock()
+				// A node error aborts the block whichever it is; keeping
+				// the lowest index seen only makes the report stable
+				// when several workers fail at once.
+				if i < errIdx {
+					errIdx, firstErr = i, err
 				}
+				errMu.Unlock()
+			} else {
+				outs[i] = out
+				mv.publish(i, out.writes)
 			}
-			for _, dep := range d.dependents(i) {
-				if pending[dep].Add(-1) == 0 {
+		}
+		next := -1
+		for _, dep := range d.dependents(i) {
+			if pending[dep].Add(-1) == 0 {
+				if next < 0 {
+					next = int(dep)
+				} else {
 					ready <- int(dep)
 				}
 			}
-			if remaining.Add(-1) == 0 {
-				close(ready)
+		}
+		if remaining.Add(-1) == 0 {
+			close(ready)
+		}
+		return next
+	}
+	worker := func() {
+		defer wg.Done()
+		for i := range ready {
+			for i >= 0 {
+				i = step(i)
 			}
 		}
 	}
