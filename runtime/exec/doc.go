@@ -35,11 +35,19 @@
 // barrier: it waits for every transaction since the previous barrier and
 // every later transaction waits for it, because it changes which code runs
 // at an address, which cross-module calls read without declaring it.
-// Ready transactions run on a fixed pool of workers. Each runs on a private
-// overlay: its own writes, then the published writes of earlier
-// transactions of the block, then the parent version (through a prefetch
-// of every exact key the block declares, done before execution by the
-// serial path too).
+// Ready transactions run on a fixed pool of workers; a worker that
+// releases dependents runs the first of them itself, so a chain does not
+// hop between workers. Each runs on a private overlay: its own writes,
+// then the published writes of earlier transactions of the block, then
+// the parent version (through a prefetch of every exact key the block
+// declares, done before execution by the serial path too). The entries
+// and the numbering of exact keys are computed once per block and shared
+// by the prefetch and the DAG. A block whose DAG has no edge skips the
+// version store and the ready queue: no transaction can see another's
+// writes, so the workers claim chunks of consecutive transactions from
+// one atomic cursor. The write sets are merged by the workers too, each
+// sorting a contiguous range of transactions into a run, and the runs are
+// folded in block order.
 //
 // # Invariants
 //
