@@ -37,17 +37,24 @@ type accessTable struct {
 	slots map[string]int32 // key -> slot
 }
 
-// newAccessTable lists every transaction's entries and numbers the
-// distinct exact keys in order of first appearance.
-func newAccessTable(txs []*types.Tx, senders []types.Address) *accessTable {
+// newAccessTable lists every transaction's entries, with up to workers
+// goroutines over contiguous ranges, and numbers the distinct exact keys
+// in order of first appearance.
+func newAccessTable(txs []*types.Tx, senders []types.Address, workers int) *accessTable {
+	t := &accessTable{all: make([][]access, len(txs))}
+	parts := max(1, min(workers, len(txs)/accessPartMin))
+	parallel(parts, func(p int) {
+		for i := p * len(txs) / parts; i < (p+1)*len(txs)/parts; i++ {
+			t.all[i] = entries(txs[i], senders[i])
+		}
+	})
 	ne := 0
-	for _, tx := range txs {
-		ne += 2 + len(tx.Body.Access)
+	for _, es := range t.all {
+		ne += len(es)
 	}
 	// Sized for the upper bound, so the map never rehashes while it grows.
-	t := &accessTable{all: make([][]access, len(txs)), slots: make(map[string]int32, ne)}
-	for i, tx := range txs {
-		es := entries(tx, senders[i])
+	t.slots = make(map[string]int32, ne)
+	for _, es := range t.all {
 		for j := range es {
 			e := &es[j]
 			if e.prefix {
@@ -62,10 +69,13 @@ func newAccessTable(txs []*types.Tx, senders []types.Address) *accessTable {
 			}
 			e.slot = sl
 		}
-		t.all[i] = es
 	}
 	return t
 }
+
+// accessPartMin is the fewest transactions worth an entry-listing
+// goroutine of their own.
+const accessPartMin = 256
 
 // entries lists tx's accesses for the conflict analysis: the implicit write
 // of the sender's account record first, for a call the implicit read of
@@ -102,7 +112,7 @@ func isBarrier(tx *types.Tx) bool { return tx.Body.Payload.Kind != types.Call }
 // barrier depends on every transaction since the previous barrier, and
 // every transaction depends on the latest barrier before it.
 func buildDAG(txs []*types.Tx, senders []types.Address) *dag {
-	return newAccessTable(txs, senders).dag(txs)
+	return newAccessTable(txs, senders, 1).dag(txs)
 }
 
 // dag builds the conflict DAG of the block t was made of (see buildDAG).

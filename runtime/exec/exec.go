@@ -152,7 +152,7 @@ func (x *Executor) prepare(ctx context.Context, parent StateView, b *types.Block
 		}
 		bl.senders[i] = tx.SenderAddress()
 	}
-	bl.access = newAccessTable(txs, bl.senders)
+	bl.access = newAccessTable(txs, bl.senders, x.opts.Workers)
 	c, err := prefetch(ctx, parent, bl.access, x.opts.Workers)
 	if err != nil {
 		return nil, err
