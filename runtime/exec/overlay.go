@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"strings"
 	"sync"
 
@@ -74,10 +75,21 @@ func (emptyLayer) publish(int, map[string][]byte)         {}
 // version of every key. Readers pick the newest version before them; by
 // the DAG invariant (doc.go) no version after them can be present for a key
 // they may read, but the index check keeps that an assertion, not a
-// requirement.
+// requirement. Keys are spread over mvShards maps with a lock each, so
+// workers reading and publishing different keys rarely meet on a lock;
+// which shard holds a key decides nothing else.
 type mvStore struct {
+	seed   maphash.Seed
+	shards [mvShards]mvShard
+}
+
+// mvShards is the number of independently locked parts of an mvStore.
+const mvShards = 16
+
+type mvShard struct {
 	mu sync.RWMutex
 	m  map[string][]version
+	_  [64]byte // keep two shards' locks off one cache line
 }
 
 type version struct {
@@ -85,9 +97,19 @@ type version struct {
 	val []byte
 }
 
-// newMVStore sizes the map for keys keys: the block's prefetched
-// keys bound almost every key it writes, so it rarely rehashes.
-func newMVStore(keys int) *mvStore { return &mvStore{m: make(map[string][]version, keys)} }
+// newMVStore sizes the maps for keys keys: the block's prefetched keys
+// bound almost every key it writes, so they rarely rehash.
+func newMVStore(keys int) *mvStore {
+	s := &mvStore{seed: maphash.MakeSeed()}
+	for i := range s.shards {
+		s.shards[i].m = make(map[string][]version, keys/mvShards)
+	}
+	return s
+}
+
+func (s *mvStore) shard(k string) *mvShard {
+	return &s.shards[maphash.String(s.seed, k)%mvShards]
+}
 
 // newest returns the value of the newest version before idx. Versions are
 // kept sorted by idx, so for the usual reader (after every version) this is
@@ -102,34 +124,39 @@ func newest(vs []version, idx int) ([]byte, bool) {
 }
 
 func (s *mvStore) get(k string, idx int) ([]byte, bool) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return newest(s.m[k], idx)
+	sh := s.shard(k)
+	sh.mu.RLock()
+	defer sh.mu.RUnlock()
+	return newest(sh.m[k], idx)
 }
 
 func (s *mvStore) scan(prefix string, idx int, fn func(string, []byte)) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	for k, vs := range s.m {
-		if strings.HasPrefix(k, prefix) {
-			if v, ok := newest(vs, idx); ok {
-				fn(k, v)
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.RLock()
+		for k, vs := range sh.m {
+			if strings.HasPrefix(k, prefix) {
+				if v, ok := newest(vs, idx); ok {
+					fn(k, v)
+				}
 			}
 		}
+		sh.mu.RUnlock()
 	}
 }
 
 func (s *mvStore) publish(idx int, writes map[string][]byte) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	for k, v := range writes {
+		sh := s.shard(k)
+		sh.mu.Lock()
 		// Writers of one key are ordered by the DAG, so this appends at
 		// the end; the insertion keeps the order even if they were not.
-		vs := append(s.m[k], version{idx, v})
+		vs := append(sh.m[k], version{idx, v})
 		for j := len(vs) - 1; j > 0 && vs[j-1].idx > vs[j].idx; j-- {
 			vs[j-1], vs[j] = vs[j], vs[j-1]
 		}
-		s.m[k] = vs
+		sh.m[k] = vs
+		sh.mu.Unlock()
 	}
 }
 
