@@ -248,7 +248,9 @@ func prefetch(ctx context.Context, parent StateView, t *accessTable, readers int
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := r; i < len(keys); i += readers {
+			// A contiguous range per reader: interleaved indices would
+			// have both readers writing to the same cache lines of vals.
+			for i := r * len(keys) / readers; i < (r+1)*len(keys)/readers; i++ {
 				if len(keys[i]) > types.AddressLen+types.StateKeyMax {
 					// An over-long key fails the transaction when it is
 					// used; it must not fail the block here. No state
