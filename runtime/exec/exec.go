@@ -189,10 +189,7 @@ func (x *Executor) ExecuteBlock(ctx context.Context, parent StateView, b *types.
 	}
 	var (
 		remaining atomic.Int64
-		failed    atomic.Bool
-		errMu     sync.Mutex
-		firstErr  error
-		errIdx    = n
+		fail      blockErr
 		wg        sync.WaitGroup
 	)
 	remaining.Store(int64(n))
@@ -201,18 +198,10 @@ func (x *Executor) ExecuteBlock(ctx context.Context, parent StateView, b *types.
 	// runs next: a chain then stays on one worker instead of passing every
 	// link through the channel.
 	step := func(i int) int {
-		if !failed.Load() {
+		if !fail.failed.Load() {
 			out, err := x.runTx(ctx, bl, mv, parent, i, false, nil)
 			if err != nil {
-				failed.Store(true)
-				errMu.Lock()
-				// A node error aborts the block whichever it is; keeping
-				// the lowest index seen only makes the report stable
-				// when several workers fail at once.
-				if i < errIdx {
-					errIdx, firstErr = i, err
-				}
-				errMu.Unlock()
+				fail.set(i, err)
 			} else {
 				outs[i] = out
 				mv.publish(i, out.writes)
@@ -247,10 +236,30 @@ func (x *Executor) ExecuteBlock(ctx context.Context, parent StateView, b *types.
 		go worker()
 	}
 	wg.Wait()
-	if firstErr != nil {
-		return nil, firstErr
+	if fail.err != nil {
+		return nil, fail.err
 	}
 	return x.merge(outs, x.opts.Workers), nil
+}
+
+// blockErr is the node error that aborts a block, set by any worker.
+type blockErr struct {
+	failed atomic.Bool // set at the first error: workers stop running
+	mu     sync.Mutex
+	err    error
+	idx    int // the transaction of err
+}
+
+// set records the error of transaction i. A node error aborts the block
+// whichever it is; keeping the lowest index seen only makes the report
+// stable when several workers fail at once.
+func (b *blockErr) set(i int, err error) {
+	b.failed.Store(true)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.err == nil || i < b.idx {
+		b.idx, b.err = i, err
+	}
 }
 
 // independentChunk is how many consecutive transactions a worker claims
@@ -266,16 +275,13 @@ const independentChunk = 32
 func (x *Executor) executeIndependent(ctx context.Context, bl *block, parent StateView, outs []txOut) (*BlockResult, error) {
 	n := len(outs)
 	var (
-		next     atomic.Int64
-		failed   atomic.Bool
-		errMu    sync.Mutex
-		firstErr error
-		errIdx   = n
-		wg       sync.WaitGroup
+		next atomic.Int64
+		fail blockErr
+		wg   sync.WaitGroup
 	)
 	worker := func() {
 		defer wg.Done()
-		for !failed.Load() {
+		for !fail.failed.Load() {
 			lo := int(next.Add(independentChunk)) - independentChunk
 			if lo >= n {
 				return
@@ -283,12 +289,7 @@ func (x *Executor) executeIndependent(ctx context.Context, bl *block, parent Sta
 			for i := lo; i < min(lo+independentChunk, n); i++ {
 				out, err := x.runTx(ctx, bl, emptyLayer{}, parent, i, false, nil)
 				if err != nil {
-					failed.Store(true)
-					errMu.Lock()
-					if i < errIdx { // stable report, as in ExecuteBlock
-						errIdx, firstErr = i, err
-					}
-					errMu.Unlock()
+					fail.set(i, err)
 					return
 				}
 				outs[i] = out
@@ -301,8 +302,8 @@ func (x *Executor) executeIndependent(ctx context.Context, bl *block, parent Sta
 		go worker()
 	}
 	wg.Wait()
-	if firstErr != nil {
-		return nil, firstErr
+	if fail.err != nil {
+		return nil, fail.err
 	}
 	return x.merge(outs, x.opts.Workers), nil
 }
