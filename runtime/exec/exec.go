@@ -199,12 +199,22 @@ func (x *Executor) ExecuteBlock(ctx context.Context, parent StateView, b *types.
 	// link through the channel.
 	step := func(i int) int {
 		if !fail.failed.Load() {
-			out, err := x.runTx(ctx, bl, mv, parent, i, false, nil)
+			// Without a dependency no earlier transaction wrote what i may
+			// read, and without a dependent no later one reads what i
+			// writes (either would be an edge): the version store is then
+			// skipped, as in a conflict-free block.
+			var layer blockLayer = mv
+			if d.ndeps[i] == 0 {
+				layer = emptyLayer{}
+			}
+			out, err := x.runTx(ctx, bl, layer, parent, i, false, nil)
 			if err != nil {
 				fail.set(i, err)
 			} else {
 				outs[i] = out
-				mv.publish(i, out.writes)
+				if len(d.dependents(i)) > 0 {
+					mv.publish(i, out.writes)
+				}
 			}
 		}
 		next := -1
