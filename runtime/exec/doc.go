@@ -45,7 +45,9 @@
 // by the prefetch and the DAG. A block whose DAG has no edge skips the
 // version store and the ready queue: no transaction can see another's
 // writes, so the workers claim chunks of consecutive transactions from
-// one atomic cursor. The write sets are merged by the workers too, each
+// one atomic cursor. In other blocks the same holds per transaction: one
+// without dependencies reads no published version, and the writes of one
+// without dependents are not published. The write sets are merged by the workers too, each
 // sorting a contiguous range of transactions into a run, and the runs are
 // folded in block order.
 //
