@@ -28,7 +28,8 @@
 // module's record) is turned into a conflict DAG: a transaction
 // depends on the latest earlier writer of everything it reads or writes,
 // and, when it writes, on every earlier reader since that writer. Exact
-// keys are indexed in a map; prefixes by a map per prefix length plus a
+// keys are indexed by their number in the block (one map numbers them,
+// shared with the prefetch); prefixes by a map per prefix length plus a
 // sorted list of the block's keys, so building the DAG costs O(A log A) for
 // A access entries when prefixes are few, never a scan over all pairs.
 // A lifecycle transaction (deploy, upgrade, set or clear admin) is a
@@ -47,9 +48,9 @@
 // writes, so the workers claim chunks of consecutive transactions from
 // one atomic cursor. In other blocks the same holds per transaction: one
 // without dependencies reads no published version, and the writes of one
-// without dependents are not published. The write sets are merged by the workers too, each
-// sorting a contiguous range of transactions into a run, and the runs are
-// folded in block order.
+// without dependents are not published. The write sets are merged by the
+// workers too, each sorting a contiguous range of transactions into a run,
+// and the runs are folded in block order.
 //
 // # Invariants
 //
