@@ -1,6 +1,7 @@
 package exec
 
 import (
+	"slices"
 	"sort"
 	"strings"
 
@@ -18,12 +19,63 @@ type dag struct {
 
 func (d *dag) dependents(j int) []int32 { return d.out[d.start[j]:d.start[j+1]] }
 
-// access is one entry of the conflict analysis: k is module ‖ key.
+// access is one entry of the conflict analysis: k is module ‖ key. slot
+// numbers an exact key in its block's accessTable (-1 for a prefix).
 type access struct {
 	k      string
+	slot   int32
 	prefix bool
 	write  bool
 }
+
+// accessTable is a block's conflict entries, computed once per block: the
+// prefetch reads its exact keys and the DAG indexes them by slot, so
+// neither hashes a key into a map of its own.
+type accessTable struct {
+	all   [][]access       // per transaction, see entries
+	keys  []string         // the distinct exact keys, by slot
+	slots map[string]int32 // key -> slot
+}
+
+// newAccessTable lists every transaction's entries, with up to workers
+// goroutines over contiguous ranges, and numbers the distinct exact keys
+// in order of first appearance.
+func newAccessTable(txs []*types.Tx, senders []types.Address, workers int) *accessTable {
+	t := &accessTable{all: make([][]access, len(txs))}
+	parts := max(1, min(workers, len(txs)/accessPartMin))
+	parallel(parts, func(p int) {
+		for i := p * len(txs) / parts; i < (p+1)*len(txs)/parts; i++ {
+			t.all[i] = entries(txs[i], senders[i])
+		}
+	})
+	ne := 0
+	for _, es := range t.all {
+		ne += len(es)
+	}
+	// Sized for the upper bound, so the map never rehashes while it grows.
+	t.slots = make(map[string]int32, ne)
+	for _, es := range t.all {
+		for j := range es {
+			e := &es[j]
+			if e.prefix {
+				e.slot = -1
+				continue
+			}
+			sl, ok := t.slots[e.k]
+			if !ok {
+				sl = int32(len(t.keys))
+				t.slots[e.k] = sl
+				t.keys = append(t.keys, e.k)
+			}
+			e.slot = sl
+		}
+	}
+	return t
+}
+
+// accessPartMin is the fewest transactions worth an entry-listing
+// goroutine of their own.
+const accessPartMin = 256
 
 // entries lists tx's accesses for the conflict analysis: the implicit write
 // of the sender's account record first, for a call the implicit read of
@@ -60,17 +112,18 @@ func isBarrier(tx *types.Tx) bool { return tx.Body.Payload.Kind != types.Call }
 // barrier depends on every transaction since the previous barrier, and
 // every transaction depends on the latest barrier before it.
 func buildDAG(txs []*types.Tx, senders []types.Address) *dag {
-	n := len(txs)
-	all := make([][]access, n)
-	exactSet := map[string]bool{}
+	return newAccessTable(txs, senders, 1).dag(txs)
+}
+
+// dag builds the conflict DAG of the block t was made of (see buildDAG).
+func (t *accessTable) dag(txs []*types.Tx) *dag {
+	n := len(t.all)
+	all := t.all
 	prefixSet := map[string]bool{}
-	for i, tx := range txs {
-		all[i] = entries(tx, senders[i])
-		for _, e := range all[i] {
+	for _, es := range all {
+		for _, e := range es {
 			if e.prefix {
 				prefixSet[e.k] = true
-			} else {
-				exactSet[e.k] = true
 			}
 		}
 	}
@@ -79,7 +132,8 @@ func buildDAG(txs []*types.Tx, senders []types.Address) *dag {
 	var sortedExact, sortedPrefix []string
 	var prefixLens []int
 	if len(prefixSet) > 0 {
-		sortedExact = sortedKeys(exactSet)
+		sortedExact = slices.Clone(t.keys)
+		sort.Strings(sortedExact)
 		sortedPrefix = sortedKeys(prefixSet)
 		lens := map[int]bool{}
 		for p := range prefixSet {
@@ -90,13 +144,17 @@ func buildDAG(txs []*types.Tx, senders []types.Address) *dag {
 		}
 		sort.Ints(prefixLens)
 	}
-	exact := make(map[string]*keyState, len(exactSet))
+	// Exact keys are indexed by slot; prefixes, rare, by a map.
+	exact := make([]keyState, len(t.keys))
+	for j := range exact {
+		exact[j].writer = -1
+	}
 	prefixes := make(map[string]*keyState, len(prefixSet))
-	stateOf := func(m map[string]*keyState, k string) *keyState {
-		s := m[k]
+	stateOf := func(k string) *keyState {
+		s := prefixes[k]
 		if s == nil {
 			s = &keyState{writer: -1}
-			m[k] = s
+			prefixes[k] = s
 		}
 		return s
 	}
@@ -141,12 +199,12 @@ func buildDAG(txs []*types.Tx, senders []types.Address) *dag {
 				consult(prefixes[e.k[:l]], e.write)
 			}
 			if !e.prefix {
-				consult(exact[e.k], e.write)
+				consult(&exact[e.slot], e.write)
 				continue
 			}
 			// Exact keys and longer prefixes under e.k.
 			for _, k := range under(sortedExact, e.k) {
-				consult(exact[k], e.write)
+				consult(&exact[t.slots[k]], e.write)
 			}
 			for _, k := range under(sortedPrefix, e.k) {
 				if len(k) > len(e.k) {
@@ -157,9 +215,9 @@ func buildDAG(txs []*types.Tx, senders []types.Address) *dag {
 		for _, e := range all[i] {
 			var s *keyState
 			if e.prefix {
-				s = stateOf(prefixes, e.k)
+				s = stateOf(e.k)
 			} else {
-				s = stateOf(exact, e.k)
+				s = &exact[e.slot]
 			}
 			if e.write {
 				s.writer, s.readers = me, nil

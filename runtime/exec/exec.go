@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
-	"sort"
 	"sync"
 	"sync/atomic"
 
@@ -135,6 +134,7 @@ type block struct {
 	b       *types.Block
 	txs     []*types.Tx
 	senders []types.Address
+	access  *accessTable
 	cache   *prefetched
 }
 
@@ -152,7 +152,8 @@ func (x *Executor) prepare(ctx context.Context, parent StateView, b *types.Block
 		}
 		bl.senders[i] = tx.SenderAddress()
 	}
-	c, err := prefetch(ctx, parent, txs, bl.senders, x.opts.Workers)
+	bl.access = newAccessTable(txs, bl.senders, x.opts.Workers)
+	c, err := prefetch(ctx, parent, bl.access, x.opts.Workers)
 	if err != nil {
 		return nil, err
 	}
@@ -171,10 +172,13 @@ func (x *Executor) ExecuteBlock(ctx context.Context, parent StateView, b *types.
 	n := len(txs)
 	outs := make([]txOut, n)
 	if n == 0 {
-		return x.merge(outs), nil
+		return x.merge(outs, 1), nil
 	}
-	d := buildDAG(txs, bl.senders)
-	mv := newMVStore()
+	d := bl.access.dag(txs)
+	if len(d.out) == 0 {
+		return x.executeIndependent(ctx, bl, parent, outs)
+	}
+	mv := newMVStore(len(bl.cache.vals))
 	pending := make([]atomic.Int32, n)
 	ready := make(chan int, n)
 	for i := range n {
@@ -185,40 +189,54 @@ func (x *Executor) ExecuteBlock(ctx context.Context, parent StateView, b *types.
 	}
 	var (
 		remaining atomic.Int64
-		failed    atomic.Bool
-		errMu     sync.Mutex
-		firstErr  error
-		errIdx    = n
+		fail      blockErr
 		wg        sync.WaitGroup
 	)
 	remaining.Store(int64(n))
-	worker := func() {
-		defer wg.Done()
-		for i := range ready {
-			if !failed.Load() {
-				out, err := x.runTx(ctx, bl, mv, parent, i, false, nil)
-				if err != nil {
-					failed.Store(true)
-					errMu.Lock()
-					// A node error aborts the block whichever it is; keeping
-					// the lowest index seen only makes the report stable
-					// when several workers fail at once.
-					if i < errIdx {
-						errIdx, firstErr = i, err
-					}
-					errMu.Unlock()
-				} else {
-					outs[i] = out
+	// step runs transaction i and releases its dependents. It returns the
+	// first dependent that became ready (or -1), which the same worker
+	// runs next: a chain then stays on one worker instead of passing every
+	// link through the channel.
+	step := func(i int) int {
+		if !fail.failed.Load() {
+			// Without a dependency no earlier transaction wrote what i may
+			// read, and without a dependent no later one reads what i
+			// writes (either would be an edge): the version store is then
+			// skipped, as in a conflict-free block.
+			var layer blockLayer = mv
+			if d.ndeps[i] == 0 {
+				layer = emptyLayer{}
+			}
+			out, err := x.runTx(ctx, bl, layer, parent, i, false, nil)
+			if err != nil {
+				fail.set(i, err)
+			} else {
+				outs[i] = out
+				if len(d.dependents(i)) > 0 {
 					mv.publish(i, out.writes)
 				}
 			}
-			for _, dep := range d.dependents(i) {
-				if pending[dep].Add(-1) == 0 {
+		}
+		next := -1
+		for _, dep := range d.dependents(i) {
+			if pending[dep].Add(-1) == 0 {
+				if next < 0 {
+					next = int(dep)
+				} else {
 					ready <- int(dep)
 				}
 			}
-			if remaining.Add(-1) == 0 {
-				close(ready)
+		}
+		if remaining.Add(-1) == 0 {
+			close(ready)
+		}
+		return next
+	}
+	worker := func() {
+		defer wg.Done()
+		for i := range ready {
+			for i >= 0 {
+				i = step(i)
 			}
 		}
 	}
@@ -228,10 +246,76 @@ func (x *Executor) ExecuteBlock(ctx context.Context, parent StateView, b *types.
 		go worker()
 	}
 	wg.Wait()
-	if firstErr != nil {
-		return nil, firstErr
+	if fail.err != nil {
+		return nil, fail.err
 	}
-	return x.merge(outs), nil
+	return x.merge(outs, x.opts.Workers), nil
+}
+
+// blockErr is the node error that aborts a block, set by any worker.
+type blockErr struct {
+	failed atomic.Bool // set at the first error: workers stop running
+	mu     sync.Mutex
+	err    error
+	idx    int // the transaction of err
+}
+
+// set records the error of transaction i. A node error aborts the block
+// whichever it is; keeping the lowest index seen only makes the report
+// stable when several workers fail at once.
+func (b *blockErr) set(i int, err error) {
+	b.failed.Store(true)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.err == nil || i < b.idx {
+		b.idx, b.err = i, err
+	}
+}
+
+// independentChunk is how many consecutive transactions a worker claims
+// at once in a block without conflicts: large enough that the shared
+// cursor is touched rarely, small enough that the workers finish together.
+const independentChunk = 32
+
+// executeIndependent runs a block whose DAG has no edge. No transaction
+// reads or writes a key another one writes (that would be an edge), so
+// none can see another's writes: they run on an empty block layer, and
+// the workers claim chunks of consecutive transactions from one atomic
+// cursor instead of passing each transaction through a channel.
+func (x *Executor) executeIndependent(ctx context.Context, bl *block, parent StateView, outs []txOut) (*BlockResult, error) {
+	n := len(outs)
+	var (
+		next atomic.Int64
+		fail blockErr
+		wg   sync.WaitGroup
+	)
+	worker := func() {
+		defer wg.Done()
+		for !fail.failed.Load() {
+			lo := int(next.Add(independentChunk)) - independentChunk
+			if lo >= n {
+				return
+			}
+			for i := lo; i < min(lo+independentChunk, n); i++ {
+				out, err := x.runTx(ctx, bl, emptyLayer{}, parent, i, false, nil)
+				if err != nil {
+					fail.set(i, err)
+					return
+				}
+				outs[i] = out
+			}
+		}
+	}
+	workers := min(x.opts.Workers, (n+independentChunk-1)/independentChunk)
+	wg.Add(workers)
+	for range workers {
+		go worker()
+	}
+	wg.Wait()
+	if fail.err != nil {
+		return nil, fail.err
+	}
+	return x.merge(outs, x.opts.Workers), nil
 }
 
 // ExecuteSerial executes b one transaction after the other, with the same
@@ -243,7 +327,7 @@ func (x *Executor) ExecuteSerial(ctx context.Context, parent StateView, b *types
 		return nil, err
 	}
 	outs := make([]txOut, len(txs))
-	sl := serialLayer{}
+	sl := make(serialLayer, len(bl.cache.vals))
 	for i := range txs {
 		out, err := x.runTx(ctx, bl, sl, parent, i, false, nil)
 		if err != nil {
@@ -252,7 +336,7 @@ func (x *Executor) ExecuteSerial(ctx context.Context, parent StateView, b *types
 		outs[i] = out
 		sl.publish(i, out.writes)
 	}
-	return x.merge(outs), nil
+	return x.merge(outs, 1), nil
 }
 
 // runTx applies the replay checks, runs the transaction on a fresh overlay
@@ -311,39 +395,4 @@ func (x *Executor) runTx(ctx context.Context, bl *block, layer blockLayer, paren
 	}
 	out.writes[acct] = encodeNonce(tx.Body.Nonce)
 	return out, nil
-}
-
-// merge combines the transactions' writes in block order and sorts them.
-func (x *Executor) merge(outs []txOut) *BlockResult {
-	res := &BlockResult{Receipts: make([]types.Receipt, len(outs))}
-	final := make(map[string][]byte)
-	for j := range outs {
-		i := j
-		if x.opts.reverseMerge {
-			i = len(outs) - 1 - j
-		}
-		for k, v := range outs[i].writes {
-			final[k] = v
-		}
-	}
-	for i := range outs {
-		r := outs[i].receipt
-		res.Receipts[i] = r
-		res.GasUsed += r.GasUsed
-		res.Events = append(res.Events, r.Events...)
-	}
-	keys := make([]string, 0, len(final))
-	for k := range final {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	res.Writes = make([]state.Write, len(keys))
-	for i, k := range keys {
-		v := final[k]
-		if len(v) == 0 {
-			v = nil
-		}
-		res.Writes[i] = state.Write{Key: splitKey(k), Value: v}
-	}
-	return res
 }

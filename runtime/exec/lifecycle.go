@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync/atomic"
 
 	"github.com/tetratelabs/wazero/api"
 
@@ -150,28 +151,56 @@ type Engine interface {
 	Release(mod api.Module, failed bool)
 }
 
+// loadRecord reads and decodes the record of module a (nil when absent).
 func loadRecord(o Overlay, a types.Address) (*ModuleRecord, error) {
-	v, err := o.Get(ModulesModule, recordKey(a))
-	if err != nil || v == nil {
-		return nil, err
-	}
-	var rec ModuleRecord
-	if err := types.Decode(v, &rec); err != nil {
-		return nil, fmt.Errorf("%w: module record of %s: %w", ErrState, a, err)
-	}
-	return &rec, nil
+	return (*recordCache)(nil).load(o, a)
 }
 
 // txInstances resolves module addresses through the transaction's overlay,
 // so a module deployed or upgraded earlier in the block (or earlier in the
 // same transaction) is the one that runs.
 type txInstances struct {
-	o Overlay
-	e Engine
+	o       Overlay
+	e       Engine
+	records *recordCache
+}
+
+// recordCache keeps the last module record a runner decoded, keyed by its
+// stored bytes: a block calls the same few modules over and over, and
+// decoding the record's CBOR on every call was a fifth of a small wasm
+// call. Keyed by value, it cannot answer a stale record; one entry bounds
+// it. The record it returns is shared and must not be modified.
+type recordCache struct{ last atomic.Pointer[recordEntry] }
+
+type recordEntry struct {
+	raw string
+	rec *ModuleRecord
+}
+
+// load is loadRecord through the cache (a nil cache decodes every time,
+// for callers that modify the record).
+func (c *recordCache) load(o Overlay, a types.Address) (*ModuleRecord, error) {
+	v, err := o.Get(ModulesModule, recordKey(a))
+	if err != nil || v == nil {
+		return nil, err
+	}
+	if c != nil {
+		if e := c.last.Load(); e != nil && e.raw == string(v) {
+			return e.rec, nil
+		}
+	}
+	var rec ModuleRecord
+	if err := types.Decode(v, &rec); err != nil {
+		return nil, fmt.Errorf("%w: module record of %s: %w", ErrState, a, err)
+	}
+	if c != nil {
+		c.last.Store(&recordEntry{raw: string(v), rec: &rec})
+	}
+	return &rec, nil
 }
 
 func (t txInstances) Acquire(ctx context.Context, a types.Address, method string) (api.Module, api.Function, bool, error) {
-	rec, err := loadRecord(t.o, a)
+	rec, err := t.records.load(t.o, a)
 	if err != nil || rec == nil {
 		return nil, nil, false, err
 	}

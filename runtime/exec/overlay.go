@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"strings"
 	"sync"
 
@@ -62,14 +63,33 @@ func (s serialLayer) publish(_ int, writes map[string][]byte) {
 	}
 }
 
+// emptyLayer is the block layer of a block without conflicts, where no
+// transaction may see another's writes.
+type emptyLayer struct{}
+
+func (emptyLayer) get(string, int) ([]byte, bool)         { return nil, false }
+func (emptyLayer) scan(string, int, func(string, []byte)) {}
+func (emptyLayer) publish(int, map[string][]byte)         {}
+
 // mvStore is the block layer of parallel execution: every published
 // version of every key. Readers pick the newest version before them; by
 // the DAG invariant (doc.go) no version after them can be present for a key
 // they may read, but the index check keeps that an assertion, not a
-// requirement.
+// requirement. Keys are spread over mvShards maps with a lock each, so
+// workers reading and publishing different keys rarely meet on a lock;
+// which shard holds a key decides nothing else.
 type mvStore struct {
+	seed   maphash.Seed
+	shards [mvShards]mvShard
+}
+
+// mvShards is the number of independently locked parts of an mvStore.
+const mvShards = 16
+
+type mvShard struct {
 	mu sync.RWMutex
 	m  map[string][]version
+	_  [64]byte // keep two shards' locks off one cache line
 }
 
 type version struct {
@@ -77,7 +97,19 @@ type version struct {
 	val []byte
 }
 
-func newMVStore() *mvStore { return &mvStore{m: make(map[string][]version)} }
+// newMVStore sizes the maps for keys keys: the block's prefetched keys
+// bound almost every key it writes, so they rarely rehash.
+func newMVStore(keys int) *mvStore {
+	s := &mvStore{seed: maphash.MakeSeed()}
+	for i := range s.shards {
+		s.shards[i].m = make(map[string][]version, keys/mvShards)
+	}
+	return s
+}
+
+func (s *mvStore) shard(k string) *mvShard {
+	return &s.shards[maphash.String(s.seed, k)%mvShards]
+}
 
 // newest returns the value of the newest version before idx. Versions are
 // kept sorted by idx, so for the usual reader (after every version) this is
@@ -92,34 +124,39 @@ func newest(vs []version, idx int) ([]byte, bool) {
 }
 
 func (s *mvStore) get(k string, idx int) ([]byte, bool) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return newest(s.m[k], idx)
+	sh := s.shard(k)
+	sh.mu.RLock()
+	defer sh.mu.RUnlock()
+	return newest(sh.m[k], idx)
 }
 
 func (s *mvStore) scan(prefix string, idx int, fn func(string, []byte)) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	for k, vs := range s.m {
-		if strings.HasPrefix(k, prefix) {
-			if v, ok := newest(vs, idx); ok {
-				fn(k, v)
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.RLock()
+		for k, vs := range sh.m {
+			if strings.HasPrefix(k, prefix) {
+				if v, ok := newest(vs, idx); ok {
+					fn(k, v)
+				}
 			}
 		}
+		sh.mu.RUnlock()
 	}
 }
 
 func (s *mvStore) publish(idx int, writes map[string][]byte) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	for k, v := range writes {
+		sh := s.shard(k)
+		sh.mu.Lock()
 		// Writers of one key are ordered by the DAG, so this appends at
 		// the end; the insertion keeps the order even if they were not.
-		vs := append(s.m[k], version{idx, v})
+		vs := append(sh.m[k], version{idx, v})
 		for j := len(vs) - 1; j > 0 && vs[j-1].idx > vs[j].idx; j-- {
 			vs[j-1], vs[j] = vs[j], vs[j-1]
 		}
-		s.m[k] = vs
+		sh.m[k] = vs
+		sh.mu.Unlock()
 	}
 }
 
@@ -197,31 +234,12 @@ func (p *prefetched) get(k string) ([]byte, bool) {
 }
 
 // prefetch reads the block's declared exact keys and the senders' account
-// records from parent, with readers goroutines (the serial path uses the
-// same prefetch, so the baseline is fair). Prefix contents are not
+// records (t.keys) from parent, with readers goroutines (the serial path
+// uses the same prefetch, so the baseline is fair). Prefix contents are not
 // prefetched: they are read by Iterate when a transaction asks.
-func prefetch(ctx context.Context, parent StateView, txs []*types.Tx, senders []types.Address, readers int) (*prefetched, error) {
-	p := &prefetched{idx: make(map[string]int32, 2*len(txs))}
-	var keys []string
-	add := func(k string) {
-		if _, ok := p.idx[k]; !ok {
-			p.idx[k] = int32(len(keys))
-			keys = append(keys, k)
-		}
-	}
-	for i, tx := range txs {
-		add(accountKey(senders[i]))
-		if tx.Body.Payload.Kind == types.Call {
-			add(key(ModulesModule, recordKey(tx.Body.Payload.Module)))
-		}
-		for _, a := range tx.Body.Access {
-			// An over-long key fails the transaction when it is used; it
-			// must not fail the block here.
-			if !a.Prefix && len(a.Key) <= types.StateKeyMax {
-				add(key(a.Module, a.Key))
-			}
-		}
-	}
+func prefetch(ctx context.Context, parent StateView, t *accessTable, readers int) (*prefetched, error) {
+	p := &prefetched{idx: t.slots}
+	keys := t.keys
 	p.vals = make([][]byte, len(keys))
 	readers = max(1, min(readers, len(keys)/prefetchChunkMin))
 	errs := make([]error, readers)
@@ -230,7 +248,15 @@ func prefetch(ctx context.Context, parent StateView, txs []*types.Tx, senders []
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := r; i < len(keys); i += readers {
+			// A contiguous range per reader: interleaved indices would
+			// have both readers writing to the same cache lines of vals.
+			for i := r * len(keys) / readers; i < (r+1)*len(keys)/readers; i++ {
+				if len(keys[i]) > types.AddressLen+types.StateKeyMax {
+					// An over-long key fails the transaction when it is
+					// used; it must not fail the block here. No state
+					// holds it, so absent (nil) is its value.
+					continue
+				}
 				v, err := parent.Get(ctx, splitKey(keys[i]))
 				if err != nil {
 					errs[r] = fmt.Errorf("%w: prefetch: %w", ErrState, err)

@@ -23,7 +23,8 @@ var ErrUninstantiable = host.ErrUninstantiable
 // ModulesModule records, so deploys and upgrades earlier in the block are
 // seen.
 type WasmRunner struct {
-	engine Engine
+	engine  Engine
+	records recordCache
 }
 
 // NewWasmRunner returns a runner on e.
@@ -51,7 +52,7 @@ func (r *WasmRunner) call(ctx context.Context, o Overlay, tx *types.Tx, env TxEn
 	htx := &host.Tx{
 		ID: env.TxID, Sender: env.Sender, Time: env.TS, Height: int64(env.Height), Gas: int64(gas),
 		Access: tx.Body.Access, Simulate: env.Simulate, Lifecycle: lifecycle,
-		State: hostState{o}, Instances: txInstances{o: o, e: r.engine},
+		State: hostState{o}, Instances: txInstances{o: o, e: r.engine, records: &r.records},
 	}
 	res, err := host.Run(ctx, htx, to, method, args)
 	if err != nil {

@@ -1,0 +1,64 @@
+package exec
+
+import (
+	"bytes"
+	"math/rand/v2"
+	"slices"
+	"testing"
+
+	"github.com/kairos-network/kairos/types"
+)
+
+// TestMergeAgainstReference checks merge with 1 to 8 parts against a map
+// that applies every write in block order, on blocks large enough to be
+// split (keys often rewritten, across parts too, and deleted).
+func TestMergeAgainstReference(t *testing.T) {
+	for seed := range uint64(seeds(t, 4)) {
+		rng := rand.New(rand.NewPCG(seed, 7))
+		n := 2000 + rng.IntN(3000)
+		keys := 1 + rng.IntN(4*n)
+		outs := make([]txOut, n)
+		model := map[string][]byte{}
+		for i := range outs {
+			outs[i].receipt = types.Receipt{GasUsed: uint64(i)}
+			outs[i].writes = map[string][]byte{}
+			for range rng.IntN(4) {
+				k := key(TokenModule, []byte{byte(rng.IntN(keys)), byte(rng.IntN(keys) >> 8)})
+				var v []byte
+				if rng.IntN(5) > 0 {
+					v = []byte{byte(i), byte(i >> 8), byte(rng.IntN(256))}
+				}
+				outs[i].writes[k] = v
+			}
+			for k, v := range outs[i].writes {
+				model[k] = v
+			}
+		}
+		want := slices.Sorted(func(yield func(string) bool) {
+			for k := range model {
+				if !yield(k) {
+					return
+				}
+			}
+		})
+		x := New(nil, Options{})
+		for parts := 1; parts <= 8; parts++ {
+			res := x.merge(outs, parts)
+			if len(res.Writes) != len(want) {
+				t.Fatalf("seed %d, %d parts: %d writes, want %d", seed, parts, len(res.Writes), len(want))
+			}
+			for i, w := range res.Writes {
+				k := splitKey(want[i])
+				if w.Key.Module != k.Module || !bytes.Equal(w.Key.Key, k.Key) {
+					t.Fatalf("seed %d, %d parts: write %d is %x, want %x", seed, parts, i, w.Key.Key, k.Key)
+				}
+				if v := model[want[i]]; !bytes.Equal(w.Value, v) || (len(v) == 0) != (w.Value == nil) {
+					t.Fatalf("seed %d, %d parts: %x = %x, want %x", seed, parts, k.Key, w.Value, v)
+				}
+			}
+			if wantGas := uint64(n) * uint64(n-1) / 2; res.GasUsed != wantGas || len(res.Receipts) != n {
+				t.Fatalf("seed %d, %d parts: gas %d, %d receipts", seed, parts, res.GasUsed, len(res.Receipts))
+			}
+		}
+	}
+}
