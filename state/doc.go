@@ -28,13 +28,16 @@
 //
 // # Datastore layout
 //
-//	/kairos/n/<b32 multihash>            node ('N') or value record ('V'), each with its born version
-//	/kairos/kv/<hex module>/k<hex key>   latest value (flat index)
+//	/kairos/n/<id>                       node ('N') or value record ('V'), each with its born version
+//	/kairos/kv/<module>/k<key>           latest value (flat index)
 //	/kairos/r/<height>                   root slot of a version
 //	/kairos/c/<height>                   change set: (key, old, new), CBOR; only without atomic batches
 //	/kairos/s/<stale_since>              stale index: ids the version stopped using
 //	/kairos/pin/<height>                 persistent pins (retained snapshot versions)
 //	/kairos/latest, /kairos/min, /kairos/prunedone
+//
+// Ids, modules and keys are raw bytes with '.' and '/' escaped (keys.go),
+// which keeps byte order.
 //
 // # Invariants
 //

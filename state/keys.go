@@ -1,14 +1,11 @@
 package state
 
 import (
-	"encoding/base32"
-	"encoding/hex"
 	"fmt"
 	"strconv"
 	"strings"
 
 	ds "github.com/ipfs/go-datastore"
-	mh "github.com/multiformats/go-multihash"
 
 	"github.com/kairos-network/kairos/types"
 )
@@ -16,8 +13,8 @@ import (
 // Datastore layout. Heights are fixed-width hex so that key order is height
 // order on ordered backends.
 const (
-	nsNode    = "/kairos/n/"  // <base32 multihash> → node or value record
-	nsKV      = "/kairos/kv/" // <hex module>/k<hex key> → latest value
+	nsNode    = "/kairos/n/"  // <escaped id> → node or value record
+	nsKV      = "/kairos/kv/" // <escaped module>/k<escaped key> → latest value
 	nsRoot    = "/kairos/r/"  // <height> → root slot
 	nsChanges = "/kairos/c/"  // <height> → change set
 	nsStale   = "/kairos/s/"  // <stale_since> → list of (born, id)
@@ -30,55 +27,111 @@ var (
 	keyPruneDone = ds.NewKey("/kairos/prunedone") // uvarint: stale entries with since <= it are processed
 )
 
-var b32 = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
+// Key bytes (node ids, modules, state keys) go into datastore keys raw, with
+// two escapes so that no '/' appears inside a segment: '.' becomes ".\x01"
+// and '/' becomes ".\x02". Both sequences sort between '-' and '0', so the
+// encoding keeps byte order (the flat index is read in key order), and a
+// segment is never "." or "..", which go-datastore would clean away. It costs
+// about one byte per byte, where hex cost two and base32 of a multihash 1.7:
+// shorter keys are fewer bytes written, compared and stored per update.
+const (
+	escByte  = '.'
+	escDot   = 0x01
+	escSlash = 0x02
+)
 
-// nodeKey names a stored node or value record by the sha2-256 multihash of
-// its id.
-func nodeKey(id types.Hash) ds.Key {
-	return ds.RawKey(nsNode + b32.EncodeToString(types.Root(id).Multihash()))
+func appendEscaped(dst, src []byte) []byte {
+	for _, c := range src {
+		switch c {
+		case '.':
+			dst = append(dst, escByte, escDot)
+		case '/':
+			dst = append(dst, escByte, escSlash)
+		default:
+			dst = append(dst, c)
+		}
+	}
+	return dst
 }
 
-func parseMultihashB32(s string) (types.Hash, error) {
-	raw, err := b32.DecodeString(s)
-	if err != nil {
+// unescape decodes s up to its end (n < 0) or until n bytes are decoded,
+// and returns the bytes and the undecoded rest.
+func unescape(s string, n int) ([]byte, string, bool) {
+	out := make([]byte, 0, max(n, len(s)))
+	i := 0
+	for ; i < len(s) && len(out) != n; i++ {
+		c := s[i]
+		switch c {
+		case '/':
+			return nil, "", false
+		case escByte:
+			if i+1 == len(s) {
+				return nil, "", false
+			}
+			i++
+			switch s[i] {
+			case escDot:
+				c = '.'
+			case escSlash:
+				c = '/'
+			default:
+				return nil, "", false
+			}
+		}
+		out = append(out, c)
+	}
+	if n >= 0 && len(out) != n {
+		return nil, "", false
+	}
+	return out, s[i:], true
+}
+
+// nodeKey names a stored node or value record by its id.
+func nodeKey(id types.Hash) ds.Key {
+	buf := make([]byte, 0, len(nsNode)+2*types.HashLen)
+	buf = append(buf, nsNode...)
+	return ds.RawKey(string(appendEscaped(buf, id[:])))
+}
+
+// parseNodeKey is the inverse of nodeKey, given the part after nsNode.
+func parseNodeKey(s string) (types.Hash, error) {
+	id, rest, ok := unescape(s, types.HashLen)
+	if !ok || rest != "" {
 		return types.Hash{}, fmt.Errorf("%w: bad node key %q", ErrCorrupt, s)
 	}
-	d, err := mh.Decode(raw)
-	if err != nil || d.Code != mh.SHA2_256 || len(d.Digest) != types.HashLen {
-		return types.Hash{}, fmt.Errorf("%w: bad node key %q", ErrCorrupt, s)
-	}
-	return types.Hash(d.Digest), nil
+	return types.Hash(id), nil
 }
 
 func heightStr(h uint64) string { return fmt.Sprintf("%016x", h) }
 
-func kvModulePrefix(m types.Address) string { return nsKV + hex.EncodeToString(m[:]) }
+func kvModulePrefix(m types.Address) string {
+	return string(appendEscaped([]byte(nsKV), m[:]))
+}
 
 // kvKey names a key in the flat index. The "k" keeps an empty key from
-// cleaning away to the module prefix; hex keeps byte order.
+// leaving the key with a trailing '/'. The module is fixed-length, so the
+// index sorts by (module, key).
 func kvKey(k types.StateKey) ds.Key {
 	// One allocation: this is on the latest-read path.
 	buf := make([]byte, 0, len(nsKV)+2*types.AddressLen+2+2*len(k.Key))
 	buf = append(buf, nsKV...)
-	buf = hex.AppendEncode(buf, k.Module[:])
+	buf = appendEscaped(buf, k.Module[:])
 	buf = append(buf, "/k"...)
-	buf = hex.AppendEncode(buf, k.Key)
+	buf = appendEscaped(buf, k.Key)
 	return ds.RawKey(string(buf))
 }
 
 func parseKVKey(s string) (types.StateKey, error) {
 	var k types.StateKey
 	rest, ok := strings.CutPrefix(s, nsKV)
-	mod, key, ok2 := strings.Cut(rest, "/k")
-	m, err := hex.DecodeString(mod)
-	if !ok || !ok2 || err != nil || len(m) != types.AddressLen {
+	m, rest, ok2 := unescape(rest, types.AddressLen)
+	rest, ok3 := strings.CutPrefix(rest, "/k")
+	key, rest, ok4 := unescape(rest, -1)
+	if !ok || !ok2 || !ok3 || !ok4 || rest != "" {
 		return k, fmt.Errorf("%w: bad index key %q", ErrCorrupt, s)
 	}
 	copy(k.Module[:], m)
-	k.Key, err = hex.DecodeString(key)
-	if err != nil {
-		return k, fmt.Errorf("%w: bad index key %q", ErrCorrupt, s)
-	}
+	k.Key = key
 	return k, nil
 }
 

@@ -347,7 +347,7 @@ func (s *Store) Audit(ctx context.Context) (*AuditReport, error) {
 		return nil, err
 	}
 	for _, k := range stored {
-		id, err := parseMultihashB32(k[len(nsNode):])
+		id, err := parseNodeKey(k[len(nsNode):])
 		if err != nil {
 			return nil, err
 		}

@@ -1,0 +1,177 @@
+package state
+
+import (
+	"bytes"
+	"context"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/kairos-network/kairos/types"
+)
+
+// randKeyBytes draws bytes biased towards the escaped ones and their
+// neighbours, where an escaping bug would show.
+func randKeyBytes(r *rand.Rand, n int) []byte {
+	alphabet := []byte{0, escDot, escSlash, '-', '.', '/', '0', 0xff}
+	b := make([]byte, n)
+	for i := range b {
+		if r.IntN(2) == 0 {
+			b[i] = alphabet[r.IntN(len(alphabet))]
+		} else {
+			b[i] = byte(r.IntN(256))
+		}
+	}
+	return b
+}
+
+func randStateKey(r *rand.Rand) types.StateKey {
+	var k types.StateKey
+	copy(k.Module[:], randKeyBytes(r, types.AddressLen))
+	if r.IntN(4) == 0 { // share modules often so that keys decide the order
+		k.Module = types.Address{'/', '.'}
+	}
+	k.Key = randKeyBytes(r, r.IntN(6))
+	return k
+}
+
+// The flat index must sort like the (module, key) bytes it encodes, and
+// parse back to them; the reference is bytes.Compare on the raw bytes.
+func TestKVKeyRoundTripAndOrder(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	for range 20000 {
+		a, b := randStateKey(r), randStateKey(r)
+		ka, kb := kvKey(a).String(), kvKey(b).String()
+		for _, k := range []types.StateKey{a, b} {
+			s := kvKey(k).String()
+			got, err := parseKVKey(s)
+			if err != nil || got.Module != k.Module || !bytes.Equal(got.Key, k.Key) {
+				t.Fatalf("parse(%q) = %v, %v; want %v", s, got, err, k)
+			}
+			if !strings.HasPrefix(s, kvModulePrefix(k.Module)+"/") {
+				t.Fatalf("%q is not under its module prefix", s)
+			}
+		}
+		want := bytes.Compare(append(a.Module[:], a.Key...), append(b.Module[:], b.Key...))
+		if a.Module != b.Module {
+			want = bytes.Compare(a.Module[:], b.Module[:])
+		}
+		if got := strings.Compare(ka, kb); got != want {
+			t.Fatalf("order of %q, %q = %d; raw order %d", ka, kb, got, want)
+		}
+	}
+}
+
+func TestNodeKeyRoundTrip(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	for range 2000 {
+		id := types.Hash(randKeyBytes(r, types.HashLen))
+		s := nodeKey(id).String()
+		if strings.Count(s, "/") != strings.Count(nsNode, "/") {
+			t.Fatalf("%q has a '/' inside the id", s)
+		}
+		got, err := parseNodeKey(s[len(nsNode):])
+		if err != nil || got != id {
+			t.Fatalf("parse(%q) = %x, %v; want %x", s, got, err, id)
+		}
+	}
+}
+
+func TestParseKeyRejects(t *testing.T) {
+	mod := strings.Repeat("m", types.AddressLen)
+	for _, s := range []string{
+		nsKV + mod,                // no key part
+		nsKV + mod + "/x",         // wrong separator
+		nsKV + mod[1:] + "/k",     // module too short
+		nsKV + mod + "/k.",        // dangling escape
+		nsKV + mod + "/k.\x03",    // unknown escape
+		nsKV + mod + "/ka/b",      // raw '/' in the key
+		nsKV + mod + ".\x01/k",    // module too long
+		"/kairos/x/" + mod + "/k", // wrong namespace
+	} {
+		if _, err := parseKVKey(s); err == nil {
+			t.Errorf("parseKVKey(%q) accepted", s)
+		}
+	}
+	if _, err := parseKVKey(nsKV + strings.Repeat("m", types.AddressLen-2) + ".\x02.\x01/ka"); err != nil {
+		t.Errorf("escaped module rejected: %v", err)
+	}
+	for _, s := range []string{"", strings.Repeat("a", types.HashLen-1), strings.Repeat("a", types.HashLen+1), strings.Repeat("a", types.HashLen-1) + "."} {
+		if _, err := parseNodeKey(s); err == nil {
+			t.Errorf("parseNodeKey(%q) accepted", s)
+		}
+	}
+}
+
+// FuzzParseKVKey: any string parses to a key that encodes back to it, or
+// is rejected; never a panic.
+func FuzzParseKVKey(f *testing.F) {
+	f.Add(kvKey(types.StateKey{Module: types.Address{'/', '.'}, Key: []byte("a/.b")}).String())
+	f.Add(nsKV + strings.Repeat("m", types.AddressLen) + "/k")
+	f.Fuzz(func(t *testing.T, s string) {
+		k, err := parseKVKey(s)
+		if err != nil {
+			return
+		}
+		if back := kvKey(k).String(); back != s {
+			t.Fatalf("parse(%q) = %v, which encodes to %q", s, k, back)
+		}
+	})
+}
+
+// Keys made of the escaped bytes and their neighbours go through real
+// backends: every one reads back, and Iterate returns a module's keys under a
+// prefix in raw byte order, as the reference (a sorted slice) says.
+func TestEscapedKeysThroughStore(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	mod := types.Address{'.', '/', escDot}
+	var writes []Write
+	seen := map[string]bool{}
+	for len(writes) < 300 {
+		k := types.StateKey{Module: mod, Key: randKeyBytes(r, r.IntN(5))}
+		if r.IntN(5) == 0 {
+			k.Module = types.Address{'.', '/', escSlash} // a neighbour module
+		}
+		id := string(k.Module[:]) + string(k.Key)
+		if seen[id] {
+			continue
+		}
+		seen[id] = true
+		writes = append(writes, Write{Key: k, Value: []byte(id)})
+	}
+	wantUnder := func(prefix []byte) [][]byte {
+		var want [][]byte
+		for _, w := range writes {
+			if w.Key.Module == mod && bytes.HasPrefix(w.Key.Key, prefix) {
+				want = append(want, w.Key.Key)
+			}
+		}
+		slices.SortFunc(want, bytes.Compare)
+		return want
+	}
+	for name, open := range map[string]func(*testing.T) *Store{"memory": openMem, "pebble": openPebble, "leveldb": openLevel} {
+		t.Run(name, func(t *testing.T) {
+			s := open(t)
+			ctx := context.Background()
+			if _, err := s.Commit(ctx, 1, writes); err != nil {
+				t.Fatal(err)
+			}
+			for _, w := range writes {
+				if v, err := s.Get(ctx, w.Key); err != nil || !bytes.Equal(v, w.Value) {
+					t.Fatalf("Get(%q) = %q, %v; want %q", w.Key.Key, v, err, w.Value)
+				}
+			}
+			for _, prefix := range [][]byte{nil, {'.'}, {'/'}} {
+				var got [][]byte
+				err := s.Iterate(ctx, mod, prefix, func(k, _ []byte) error {
+					got = append(got, bytes.Clone(k))
+					return nil
+				})
+				if want := wantUnder(prefix); err != nil || !slices.EqualFunc(got, want, bytes.Equal) {
+					t.Fatalf("Iterate(%q) = %q, %v; want %q", prefix, got, err, want)
+				}
+			}
+		})
+	}
+}
