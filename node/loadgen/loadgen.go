@@ -157,7 +157,7 @@ type txRec struct {
 	seen   time.Time // block holding it first seen on its API
 	status string
 	why    string // the receipt's error
-	err    error // submission refused
+	err    error  // submission refused
 }
 
 // Run offers rate tx/s for duration, then waits up to drain for the
