@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/kairos-network/kairos/node/api"
 	"github.com/kairos-network/kairos/node/devnet"
 	"github.com/kairos-network/kairos/runtime/exec"
 	"github.com/kairos-network/kairos/types"
@@ -151,13 +153,14 @@ type Result struct {
 }
 
 type txRec struct {
-	due    time.Time
-	id     types.Hash
-	api    int
-	seen   time.Time // block holding it first seen on its API
-	status string
-	why    string // the receipt's error
-	err    error  // submission refused
+	due     time.Time
+	id      types.Hash
+	api     int
+	seen    time.Time // block holding it first seen on its API
+	status  string
+	why     string // the receipt's error
+	err     error  // submission refused
+	settled bool   // counted in Run's remaining
 }
 
 // Run offers rate tx/s for duration, then waits up to drain for the
@@ -184,9 +187,19 @@ func (g *Gen) Run(ctx context.Context, rate float64, duration, drain time.Durati
 	}
 	wctx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
-	var mu sync.Mutex // guards recs[*].seen and remaining
+	// settle counts transaction k as done (seen in a block, or refused)
+	// once, even when a refused submission still reached the node.
+	var mu sync.Mutex // guards recs[*].seen, .err, .settled and remaining
 	remaining := total
 	allSeen := make(chan struct{})
+	settle := func(k int) {
+		if !recs[k].settled {
+			recs[k].settled = true
+			if remaining--; remaining == 0 {
+				close(allSeen)
+			}
+		}
+	}
 	var watchErr error
 	var wg sync.WaitGroup
 	for a, c := range g.clients {
@@ -203,9 +216,7 @@ func (g *Gen) Run(ctx context.Context, rate float64, duration, drain time.Durati
 				for _, id := range ids {
 					if k, ok := byID[a][id]; ok && recs[k].seen.IsZero() {
 						recs[k].seen = at
-						if remaining--; remaining == 0 {
-							close(allSeen)
-						}
+						settle(k)
 					}
 				}
 			})
@@ -229,9 +240,7 @@ func (g *Gen) Run(ctx context.Context, rate float64, duration, drain time.Durati
 				if _, err := g.clients[recs[k].api].Submit(ctx, txs[k]); err != nil {
 					mu.Lock()
 					recs[k].err = err
-					if remaining--; remaining == 0 {
-						close(allSeen)
-					}
+					settle(k)
 					mu.Unlock()
 				}
 			}
@@ -281,6 +290,11 @@ func watch(ctx context.Context, c *devnet.Client, after uint64, fn func([]types.
 		}
 		for ; after < st.Height; after++ {
 			b, err := c.Block(ctx, after+1)
+			if err != nil && strings.Contains(err.Error(), ": "+api.CodeNotFound+": ") {
+				// The node's status can show a height a moment before
+				// its block is readable: ask again on the next poll.
+				break
+			}
 			if err != nil {
 				return err
 			}
@@ -336,7 +350,7 @@ func summarize(recs []txRec, rate float64, start time.Time) *Result {
 	var last time.Time
 	for _, t := range recs {
 		switch {
-		case t.err != nil:
+		case t.err != nil && t.seen.IsZero():
 			r.Rejected++
 			if r.FirstProblem == "" {
 				r.FirstProblem = "rejected: " + t.err.Error()
