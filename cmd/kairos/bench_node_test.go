@@ -9,7 +9,7 @@ import (
 // low rates: the devnet starts, every transaction is ok, and the table,
 // the sweep verdict and the RSS line come out.
 func TestBenchNode(t *testing.T) {
-	out, err := runKairos(t, "bench", "node", "--rates", "10,20", "--duration", "1s", "--senders", "4", "--dir", t.TempDir())
+	out, err := runKairos(t, "bench", "node", "--rates", "10,20", "--duration", "1s", "--senders", "10", "--dir", t.TempDir())
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}

@@ -12,6 +12,11 @@
 //     without waiting for the previous receipt. Each sender is pinned to one
 //     API and submits its transactions one after another, so the node sees
 //     them in nonce order; the senders are spread evenly over the APIs.
+//     The node does not promise to execute them in that order: a
+//     transaction's timestamp is a quantile of the validators' acks, so two
+//     transactions of one sender closer together than the spread of those
+//     acks can be ordered n+1 before n, and n+1 then fails "bad nonce".
+//     Those show up as failed, with the first reason in Result.FirstProblem.
 //   - Workload: transfers of 1 unit of the native token (exec.TokenModule,
 //     no wasm build) from each sender to its own sink address, so senders
 //     never touch each other's keys. Senders are funded by a mint first.
