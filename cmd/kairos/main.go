@@ -48,5 +48,6 @@ func newBenchCmd() *cobra.Command {
 	}
 	cmd.AddCommand(newBenchStateCmd())
 	cmd.AddCommand(newBenchExecCmd())
+	cmd.AddCommand(newBenchNodeCmd())
 	return cmd
 }

@@ -1,0 +1,42 @@
+package main
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestBenchNode runs `kairos bench node` through the command tree at two
+// low rates: the devnet starts, every transaction is ok, and the table,
+// the sweep verdict and the RSS line come out.
+func TestBenchNode(t *testing.T) {
+	out, err := runKairos(t, "bench", "node", "--rates", "10,20", "--duration", "1s", "--senders", "10", "--dir", t.TempDir())
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	for _, want := range []string{"10/10", "20/20", "offered rate with every tx ok", "per validator (RSS/4)"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "first problem") {
+		t.Errorf("a transaction was not ok:\n%s", out)
+	}
+}
+
+func TestParseVmRSS(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want int64
+		ok   bool
+	}{
+		{"Name:\tkairos\nVmRSS:\t  1024 kB\nVmSwap:\t0 kB\n", 1 << 20, true},
+		{"VmRSS:\t7 kB\n", 7 << 10, true},
+		{"Name:\tkairos\n", 0, false},
+		{"VmRSS:\tlots kB\n", 0, false},
+	} {
+		got, err := parseVmRSS(strings.NewReader(c.in))
+		if (err == nil) != c.ok || (c.ok && got != c.want) {
+			t.Errorf("%q: got %d, %v", c.in, got, err)
+		}
+	}
+}
