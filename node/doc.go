@@ -52,8 +52,11 @@
 //     exist yet.
 //   - Blocks execute in height order against the latest state. Block,
 //     transaction and receipt records are written before the block's state
-//     commit, so a crash in between re-executes the block (identically);
-//     receipts and blocks become visible with the state commit.
+//     commit, so a crash in between re-executes the block (identically).
+//     The root record follows the state commit (the root is its result);
+//     blocks and receipts become visible with it. Every height reported
+//     to clients (Status, Receipt, State at 0) is this served height, not
+//     the state's latest version, so a reported height is always fetchable.
 //   - After each block the node signs a checkpoint vote (height, block id,
 //     state root) and sends it to every validator. A certificate of Q
 //     matching votes is stored; if its root or block id differs from this

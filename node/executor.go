@@ -32,14 +32,22 @@ func (e *executorState) init(ctx context.Context, n *Node) error {
 	e.last = h
 	n.cp.executed = h
 	if h == 0 {
+		n.setServed(h, root)
 		return nil
 	}
 	// A crash between the state commit and the root record leaves the
 	// record missing; the state itself knows its latest root.
-	if ok, err := n.d.Has(ctx, heightKey(nsRoot, h)); err != nil || ok {
+	ok, err := n.d.Has(ctx, heightKey(nsRoot, h))
+	if err != nil {
 		return err
 	}
-	return n.d.Put(ctx, heightKey(nsRoot, h), root[:])
+	if !ok {
+		if err := n.d.Put(ctx, heightKey(nsRoot, h), root[:]); err != nil {
+			return err
+		}
+	}
+	n.setServed(h, root)
+	return nil
 }
 
 // enqueue keeps b unless it was executed or queued already (a restarted
@@ -136,9 +144,13 @@ func (n *Node) executeBlock(ob *order.Block) error {
 	if err != nil {
 		return fmt.Errorf("node: commit block %d: %w", b.Height, err)
 	}
+	if n.cfg.afterStateCommit != nil {
+		n.cfg.afterStateCommit(b.Height)
+	}
 	if err := n.d.Put(ctx, heightKey(nsRoot, b.Height), root[:]); err != nil {
 		return err
 	}
+	n.setServed(b.Height, root)
 	n.executedTxs.Add(uint64(len(b.Txs)))
 	ids := make([]types.Hash, len(b.Txs))
 	for i, t := range b.Txs {
@@ -385,13 +397,13 @@ func (n *Node) Block(h uint64) (*types.Block, types.Root, error) {
 
 // Receipt returns the receipt of an executed transaction and its height.
 // Receipts are stored before the state commit of their block and become
-// visible with it.
+// visible with its root record (the served height), like the block.
 func (n *Node) Receipt(id types.Hash) (*types.Receipt, uint64, error) {
 	var r txRecord
 	if err := getCBOR(n.ctx, n.d, idKey(nsTx, id), &r); err != nil {
 		return nil, 0, err
 	}
-	if h, _ := n.store.Latest(); r.Height > h {
+	if h, _ := n.servedLatest(); r.Height > h {
 		return nil, 0, fmt.Errorf("%w: transaction %s not committed", ErrNotFound, id)
 	}
 	var rc types.Receipt
@@ -410,12 +422,13 @@ type StateValue struct {
 	Proof  *types.Proof
 }
 
-// State reads key at height (0 = latest), with a proof when prove is set.
+// State reads key at height (0 = the served height, whose block is
+// fetchable), with a proof when prove is set.
 // Heights outside the retained versions fail with the state errors
 // (state.ErrPruned, state.ErrUnknownVersion).
 func (n *Node) State(ctx context.Context, key types.StateKey, height uint64, prove bool) (*StateValue, error) {
 	if height == 0 {
-		height, _ = n.store.Latest()
+		height, _ = n.servedLatest()
 	}
 	v, err := n.store.View(ctx, height)
 	if err != nil {

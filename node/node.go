@@ -81,6 +81,11 @@ type Config struct {
 	// KeepVersions is how many state versions stay readable (0 = all).
 	KeepVersions uint64
 	Mempool      mempool.Config // ChainID is taken from the committee
+
+	// afterStateCommit, when set (by tests), runs between a block's state
+	// commit and its root record: the fault point where the state is ahead
+	// of what the node serves.
+	afterStateCommit func(height uint64)
 }
 
 // Node is a running validator.
@@ -123,6 +128,32 @@ type Node struct {
 	exe         executorState         // released blocks waiting for the executor
 	cp          checkpointState       // checkpoint votes and certificates
 	fatal       atomic.Pointer[error] // why the node stopped
+	// served is the last height whose block, transactions, receipts and
+	// root record are all stored. The state commits before the root
+	// record, so the state's latest version may be one ahead; every height
+	// the node reports to clients comes from here, so a client never sees
+	// a height whose block it cannot fetch yet.
+	served atomic.Pointer[servedHeight]
+}
+
+// servedHeight is a height the node serves and the state root after it.
+type servedHeight struct {
+	height uint64
+	root   types.Root
+}
+
+// setServed records that height h (root after it) is fully stored.
+func (n *Node) setServed(h uint64, root types.Root) {
+	n.served.Store(&servedHeight{height: h, root: root})
+}
+
+// servedLatest returns the last fully stored height and its root (0 before
+// the executor is initialised).
+func (n *Node) servedLatest() (uint64, types.Root) {
+	if s := n.served.Load(); s != nil {
+		return s.height, s.root
+	}
+	return 0, types.Root{}
 }
 
 // input is a consensus input stamped with the clock when the driver takes it.
@@ -374,7 +405,7 @@ func (n *Node) push(in input, block bool) {
 type Status struct {
 	Validator        uint32
 	Round            uint64 // last own consensus round
-	Height           uint64 // last executed block
+	Height           uint64 // last executed block that Block, Receipt and State serve
 	StateRoot        types.Root
 	CheckpointHeight uint64 // highest checkpoint certificate held
 	Mempool          int    // pending transactions
@@ -387,7 +418,7 @@ type Status struct {
 
 // Status returns the node's progress.
 func (n *Node) Status() Status {
-	h, root := n.store.Latest()
+	h, root := n.servedLatest()
 	count, _ := n.pool.Len()
 	s := Status{Validator: n.me, Round: n.round.Load(), Height: h, StateRoot: root,
 		CheckpointHeight: n.cp.latestHeight(), Mempool: count, Peers: len(n.host.Peers()), Dropped: n.dropped.Load(),

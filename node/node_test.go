@@ -54,10 +54,15 @@ type cluster struct {
 	comm  *consensus.Committee
 	dirs  []string
 	nodes []*Node
+	tweak func(i int, cfg *Config) // adjusts node i's config before start; may be nil
 }
 
 func newCluster(t testing.TB, n int) *cluster {
-	c := &cluster{t: t, comm: testCommittee(t, n), nodes: make([]*Node, n)}
+	return newClusterWith(t, n, nil)
+}
+
+func newClusterWith(t testing.TB, n int, tweak func(i int, cfg *Config)) *cluster {
+	c := &cluster{t: t, comm: testCommittee(t, n), nodes: make([]*Node, n), tweak: tweak}
 	root := t.TempDir()
 	for i := 0; i < n; i++ {
 		c.dirs = append(c.dirs, filepath.Join(root, fmt.Sprint(i)))
@@ -83,8 +88,12 @@ func (c *cluster) start(i int) {
 			boot = append(boot, nd.AddrInfo())
 		}
 	}
-	nd, err := New(Config{Committee: c.comm, Key: validatorKey(i), Dir: c.dirs[i], Workers: 1,
-		Native: exec.NativeModules(), Bootstrap: boot})
+	cfg := Config{Committee: c.comm, Key: validatorKey(i), Dir: c.dirs[i], Workers: 1,
+		Native: exec.NativeModules(), Bootstrap: boot}
+	if c.tweak != nil {
+		c.tweak(i, &cfg)
+	}
+	nd, err := New(cfg)
 	if err != nil {
 		c.t.Fatalf("start node %d: %v", i, err)
 	}
