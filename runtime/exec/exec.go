@@ -54,7 +54,7 @@ type TxEnv struct {
 	BlockEnv
 	TS       int64 // the transaction's consensus timestamp (tx_time)
 	TxID     types.Hash
-	Index    int // position in the block
+	Index    int // position in execution order (see nonceOrder)
 	Sender   types.Address
 	Simulate bool // access is recorded, not enforced; debug output allowed
 }
