@@ -178,7 +178,7 @@ func (x *Executor) ExecuteBlock(ctx context.Context, parent StateView, b *types.
 	n := len(txs)
 	outs := make([]txOut, n)
 	if n == 0 {
-		return restoreOrder(x.merge(outs, 1), bl.order), nil
+		return x.merge(outs, 1), nil
 	}
 	d := bl.access.dag(bl.txs)
 	if len(d.out) == 0 {
