@@ -90,8 +90,9 @@
 // and the strict rule would then refuse n+1 and every later nonce.
 // TxEnv.Index is the execution position; BlockResult.Receipts and Events
 // stay in the block's order (the node stores receipt i under
-// block.Txs[i]). An invalid transaction uses no gas, writes nothing and does not consume its nonce, so the sender can submit
-// the right nonce again. A transaction that passes both checks consumes its
+// block.Txs[i]). An invalid transaction uses no gas, writes nothing and
+// does not consume its nonce, so the sender can submit the right nonce
+// again. A transaction that passes both checks consumes its
 // nonce whatever its status: a failed or out-of-gas transaction discards
 // its own writes and events but still advances the nonce, so it cannot be
 // replayed. A runner may also answer StatusInvalid (an unknown module);
