@@ -81,9 +81,18 @@
 // themselves. At its place in the block a transaction is StatusInvalid
 // when its ValidUntil is before the block time, or when its nonce is not
 // exactly the account nonce + 1 (so a replay, a duplicate and a gap are all
-// refused, and nonces start at 1). An invalid transaction uses no gas,
-// writes nothing and does not consume its nonce, so the sender can submit
-// the right nonce again. A transaction that passes both checks consumes its
+// refused, and nonces start at 1). Before execution (in ExecuteBlock and
+// ExecuteSerial alike) each sender's transactions are permuted among the
+// positions that sender holds in the block into ascending nonce order
+// (equal nonces keep their block order); other senders' positions do not
+// move, so the fair order between senders is untouched. The fair order can
+// put a sender's nonce n+1 before n when both arrive within the ack spread,
+// and the strict rule would then refuse n+1 and every later nonce.
+// TxEnv.Index is the execution position; BlockResult.Receipts and Events
+// stay in the block's order (the node stores receipt i under
+// block.Txs[i]). An invalid transaction uses no gas, writes nothing and
+// does not consume its nonce, so the sender can submit the right nonce
+// again. A transaction that passes both checks consumes its
 // nonce whatever its status: a failed or out-of-gas transaction discards
 // its own writes and events but still advances the nonce, so it cannot be
 // replayed. A runner may also answer StatusInvalid (an unknown module);

@@ -54,7 +54,7 @@ type TxEnv struct {
 	BlockEnv
 	TS       int64 // the transaction's consensus timestamp (tx_time)
 	TxID     types.Hash
-	Index    int // position in the block
+	Index    int // position in execution order (see nonceOrder)
 	Sender   types.Address
 	Simulate bool // access is recorded, not enforced; debug output allowed
 }
@@ -136,6 +136,9 @@ type block struct {
 	senders []types.Address
 	access  *accessTable
 	cache   *prefetched
+	// order maps execution positions to block indexes (nil = identity):
+	// b, txs and senders are in execution order, see nonceOrder.
+	order []int
 }
 
 func (x *Executor) prepare(ctx context.Context, parent StateView, b *types.Block, txs []*types.Tx) (*block, error) {
@@ -152,7 +155,10 @@ func (x *Executor) prepare(ctx context.Context, parent StateView, b *types.Block
 		}
 		bl.senders[i] = tx.SenderAddress()
 	}
-	bl.access = newAccessTable(txs, bl.senders, x.opts.Workers)
+	if bl.order = nonceOrder(txs, bl.senders); bl.order != nil {
+		bl.b, bl.txs, bl.senders = reorder(b, txs, bl.senders, bl.order)
+	}
+	bl.access = newAccessTable(bl.txs, bl.senders, x.opts.Workers)
 	c, err := prefetch(ctx, parent, bl.access, x.opts.Workers)
 	if err != nil {
 		return nil, err
@@ -174,7 +180,7 @@ func (x *Executor) ExecuteBlock(ctx context.Context, parent StateView, b *types.
 	if n == 0 {
 		return x.merge(outs, 1), nil
 	}
-	d := bl.access.dag(txs)
+	d := bl.access.dag(bl.txs)
 	if len(d.out) == 0 {
 		return x.executeIndependent(ctx, bl, parent, outs)
 	}
@@ -249,7 +255,7 @@ func (x *Executor) ExecuteBlock(ctx context.Context, parent StateView, b *types.
 	if fail.err != nil {
 		return nil, fail.err
 	}
-	return x.merge(outs, x.opts.Workers), nil
+	return restoreOrder(x.merge(outs, x.opts.Workers), bl.order), nil
 }
 
 // blockErr is the node error that aborts a block, set by any worker.
@@ -315,7 +321,7 @@ func (x *Executor) executeIndependent(ctx context.Context, bl *block, parent Sta
 	if fail.err != nil {
 		return nil, fail.err
 	}
-	return x.merge(outs, x.opts.Workers), nil
+	return restoreOrder(x.merge(outs, x.opts.Workers), bl.order), nil
 }
 
 // ExecuteSerial executes b one transaction after the other, with the same
@@ -336,7 +342,7 @@ func (x *Executor) ExecuteSerial(ctx context.Context, parent StateView, b *types
 		outs[i] = out
 		sl.publish(i, out.writes)
 	}
-	return x.merge(outs, 1), nil
+	return restoreOrder(x.merge(outs, 1), bl.order), nil
 }
 
 // runTx applies the replay checks, runs the transaction on a fresh overlay
