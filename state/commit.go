@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"sort"
 	"sync"
@@ -417,20 +416,13 @@ func (s *Store) write(ctx context.Context, height uint64, root slot, o *out) err
 // can leave any subset of the records.
 func (s *Store) noteOverwrites(ctx context.Context, o *out, cs *ChangeSet) error {
 	for _, r := range o.records {
-		raw, err := s.d.Get(ctx, r.key)
-		if errors.Is(err, ds.ErrNotFound) {
+		born, found, err := s.storedBorn(ctx, r.id)
+		if err != nil {
+			return err
+		}
+		if !found {
 			cs.Created = append(cs.Created, r.id)
 			continue
-		}
-		if err != nil {
-			return err
-		}
-		if len(raw) == 0 {
-			return fmt.Errorf("%w: empty record %x", ErrCorrupt, r.id)
-		}
-		born, _, err := recordHeader(raw, raw[0])
-		if err != nil {
-			return err
 		}
 		cs.Reborn = append(cs.Reborn, Reborn{ID: r.id, Born: born})
 	}

@@ -1,11 +1,15 @@
 package state
 
 import (
+	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math/bits"
 	"sync"
 	"unsafe"
+
+	ds "github.com/ipfs/go-datastore"
 
 	"github.com/kairos-network/kairos/types"
 )
@@ -370,4 +374,22 @@ func uvarintLen(v uint64) int {
 		n++
 	}
 	return n
+}
+
+// storedBorn reads the born version of the record stored under id; found is
+// false when there is none. Commit (change sets on non-atomic backends) and
+// the pruner's born check both need it.
+func (s *Store) storedBorn(ctx context.Context, id types.Hash) (born uint64, found bool, err error) {
+	raw, err := s.d.Get(ctx, nodeKey(id))
+	if errors.Is(err, ds.ErrNotFound) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, err
+	}
+	if len(raw) == 0 {
+		return 0, false, fmt.Errorf("%w: empty record %x", ErrCorrupt, id)
+	}
+	born, _, err = recordHeader(raw, raw[0])
+	return born, err == nil, err
 }

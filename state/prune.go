@@ -141,20 +141,13 @@ func (s *Store) pruneChunk(ctx context.Context, since uint64, refs []staleRef, s
 			st.Deleted++
 			continue
 		}
-		raw, err := s.d.Get(ctx, nodeKey(r.id))
-		if errors.Is(err, ds.ErrNotFound) {
+		born, found, err := s.storedBorn(ctx, r.id)
+		if err != nil {
+			return err
+		}
+		if !found {
 			st.Missing++
 			continue
-		}
-		if err != nil {
-			return err
-		}
-		if len(raw) == 0 {
-			return fmt.Errorf("%w: empty record %x", ErrCorrupt, r.id)
-		}
-		born, _, err := recordHeader(raw, raw[0])
-		if err != nil {
-			return err
 		}
 		if born >= since {
 			st.Reborn++ // written again at or after since: in use

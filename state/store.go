@@ -192,14 +192,7 @@ func OpenPebble(path string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("state: open pebble %s: %w", path, err)
 	}
-	opts.AtomicBatches = true
-	s, err := Open(context.Background(), d, opts)
-	if err != nil {
-		d.Close()
-		return nil, err
-	}
-	s.closer = d
-	return s, nil
+	return openOwned(d, opts)
 }
 
 func pebbleOptions() *pebble.Options {
@@ -223,6 +216,15 @@ func OpenLevelDB(path string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("state: open leveldb %s: %w", path, err)
 	}
+	return openOwned(d, opts)
+}
+
+// openOwned opens a store on a datastore it owns (closed with the store,
+// or at once if opening fails) whose batches are atomic.
+func openOwned(d interface {
+	ds.Batching
+	io.Closer
+}, opts Options) (*Store, error) {
 	opts.AtomicBatches = true
 	s, err := Open(context.Background(), d, opts)
 	if err != nil {
