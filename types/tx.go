@@ -191,7 +191,9 @@ func DecodeTx(data []byte, chainID string, now int64, lim TxLimits) (*Tx, error)
 	if err := Decode(data, &tx); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrTxMalformed, err)
 	}
-	if err := tx.Validate(chainID, now, lim); err != nil {
+	// Decode accepted only the canonical form, so len(data) is the
+	// encoded size: no need to encode the transaction again to measure it.
+	if err := tx.validate(len(data), chainID, now, lim); err != nil {
 		return nil, err
 	}
 	return &tx, nil
@@ -201,8 +203,12 @@ func DecodeTx(data []byte, chainID string, now int64, lim TxLimits) (*Tx, error)
 // validity window, limits, payload shape and signature (checked last, as
 // it is the expensive part).
 func (tx *Tx) Validate(chainID string, now int64, lim TxLimits) error {
+	return tx.validate(len(MustEncode(tx)), chainID, now, lim)
+}
+
+// validate is Validate with the encoded size already known.
+func (tx *Tx) validate(size int, chainID string, now int64, lim TxLimits) error {
 	b := &tx.Body
-	size := len(MustEncode(tx))
 	limit := lim.MaxBytes
 	if b.Payload.Kind == Deploy || b.Payload.Kind == Upgrade {
 		limit = lim.MaxCodeTxBytes
