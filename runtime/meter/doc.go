@@ -33,4 +33,20 @@
 // locals appended after the function's own locals; with plentiful gas the
 // instrumented module computes what the original computes, except that NaN
 // payloads are canonical (FuzzInstrumentSemantics checks that).
+//
+// Track (track.go) is a second, node-local pass over Instrument's output
+// for runtime/vm's restores, not part of the consensus format: every write
+// to linear memory marks its 4 KiB page in a funcref table added after the
+// guest's (stores inline, after they succeed; memory.fill/copy/init and the
+// host functions that write guest memory through added helper functions,
+// before or after the write, clamped to memory so marking never traps).
+// Invariants: a call's changed bytes all lie in marked pages, or within 7
+// bytes past one (a store's reach) — FuzzTrack checks it; Track adds no
+// gas and no call depth, so results and gas are those of the untracked
+// code; no guest instruction can reach the table or the mark (wasm.Decode
+// rejects reference and table instructions, validate a second table, and
+// the guest's calls, table entries and exports of writing host functions
+// are redirected to the helpers); a module whose writes Track cannot
+// account for (an imported memory, an unknown host function) is refused
+// with ErrUntracked, never tracked partially.
 package meter

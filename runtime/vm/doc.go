@@ -1,9 +1,10 @@
 // Package vm runs instrumented modules in wazero with the configuration
 // pinned for consensus (runtime.md "Pinned wazero configuration"): wazero
 // v1.12.0 (go.mod), the compiler engine chosen explicitly, core features
-// 2.0 minus SIMD and reference types, a memory page limit, no
-// close-on-context-done (wall-clock interrupts are not deterministic), and a
-// compilation cache (in memory, or on disk with Config.CacheDir).
+// 2.0 minus SIMD (reference types only for meter.Track's table: see below),
+// a memory page limit, no close-on-context-done (wall-clock interrupts are
+// not deterministic), and a compilation cache (in memory, or on disk with
+// Config.CacheDir).
 //
 // An Engine's runtime serves exactly the ABI's host modules: "kairos"
 // (runtime/host) and the virtual WASI (runtime/wasi), never wazero's own
@@ -23,6 +24,14 @@
 // frame failed is not reused (memory cannot shrink and a trap can leave the
 // guest's runtime inconsistent): Call discards it, and runtime/exec's
 // PooledEngine (the one pool of restored instances) closes it on Release.
+//
+// Restores copy back only what the last frames dirtied: Compile runs
+// meter.Track over the instrumented code (hostWrites tells it which guest
+// memory every host function writes), and reset asks the instance's
+// meter.DirtyExport for the marked pages, copying each with the 7 bytes
+// after it. Code Track refuses, and every engine with Config.FullRestore,
+// copies the whole snapshot. Reference types are enabled in wazero for the
+// mark table only; guests still cannot use them (wasm.Decode).
 //
 // Code.Close releases compiled code (a pool evicting it) once the
 // Instantiates in progress end; instances already made keep working.

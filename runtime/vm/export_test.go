@@ -1,6 +1,9 @@
 package vm
 
-import "context"
+import (
+	"context"
+	"sort"
+)
 
 // BeginInstantiate and EndInstantiate bracket an instantiation in
 // progress, so a test can close code in the middle of one.
@@ -12,4 +15,16 @@ func Released(c *Code) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.released
+}
+
+// HostWriteNames lists the functions hostWrites describes, as module.name.
+func HostWriteNames() []string {
+	var out []string
+	for m, fs := range hostWrites {
+		for f := range fs {
+			out = append(out, m+"."+f)
+		}
+	}
+	sort.Strings(out)
+	return out
 }

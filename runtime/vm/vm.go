@@ -14,6 +14,7 @@ import (
 	"github.com/kairos-network/kairos/runtime/meter"
 	"github.com/kairos-network/kairos/runtime/validate"
 	"github.com/kairos-network/kairos/runtime/wasi"
+	"github.com/kairos-network/kairos/runtime/wasm"
 )
 
 // Errors.
@@ -41,6 +42,9 @@ type Config struct {
 	// InitGas is the gas given to _initialize when a Go guest is
 	// instantiated: host.InitGasMax (docs/abi.md 8.1) on a node.
 	InitGas int64
+	// FullRestore turns dirty-page tracking off: every restore copies the
+	// whole snapshot. It exists for the benchmarks that compare the two.
+	FullRestore bool
 }
 
 // DefaultConfig matches validate.DefaultLimits() (512 pages) and the ABI's
@@ -62,9 +66,11 @@ func NewEngine(ctx context.Context, cfg Config) (*Engine, error) {
 	if cfg.Interpreter {
 		rc = wazero.NewRuntimeConfigInterpreter()
 	}
+	// Reference types are on for meter.Track's dirty-page table only:
+	// guests cannot use them (wasm.Decode rejects every reference and
+	// table instruction, validate a second table).
 	rc = rc.WithCoreFeatures(api.CoreFeaturesV2.
-		SetEnabled(api.CoreFeatureSIMD, false).
-		SetEnabled(api.CoreFeatureReferenceTypes, false)).
+		SetEnabled(api.CoreFeatureSIMD, false)).
 		WithMemoryLimitPages(cfg.MemoryLimitPages).
 		WithCloseOnContextDone(false)
 	cache := wazero.NewCompilationCache()
@@ -93,8 +99,9 @@ func (e *Engine) Close(ctx context.Context) error { return e.rt.Close(ctx) }
 
 // Code is a compiled instrumented module.
 type Code struct {
-	e  *Engine
-	cm wazero.CompiledModule
+	e       *Engine
+	cm      wazero.CompiledModule
+	tracked bool // compiled with meter.Track
 
 	// Close may come while other goroutines instantiate (a pool evicting
 	// code another Acquire just got): the compiled module is released only
@@ -154,14 +161,28 @@ func (c *Code) releasable() bool {
 	return true
 }
 
-// Compile compiles an instrumented module (deploy.Prepared.Instrumented).
+// Compile compiles an instrumented module (deploy.Prepared.Instrumented),
+// with dirty-page tracking (meter.Track) unless Config.FullRestore is set
+// or Track cannot account for every write of the module: such code restores
+// whole snapshots.
 func (e *Engine) Compile(ctx context.Context, instrumented []byte) (*Code, error) {
-	cm, err := e.rt.CompileModule(ctx, instrumented)
+	bin, tracked := instrumented, false
+	if !e.cfg.FullRestore {
+		if m, err := wasm.Decode(instrumented); err == nil {
+			if tm, err := meter.Track(m, trackConfig(e.cfg)); err == nil {
+				bin, tracked = wasm.Encode(tm), true
+			}
+		}
+	}
+	cm, err := e.rt.CompileModule(ctx, bin)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrCompile, err)
 	}
-	return &Code{e: e, cm: cm}, nil
+	return &Code{e: e, cm: cm, tracked: tracked}, nil
 }
+
+// Tracked reports whether the code restores only the pages a call dirtied.
+func (c *Code) Tracked() bool { return c.tracked }
 
 // Env is the virtual WASI environment of the frames that Instance.Call
 // runs directly (outside host.Run, which gives every frame its own state):
@@ -205,16 +226,20 @@ type Outcome struct {
 
 // Instance is a live module with its post-init snapshot.
 type Instance struct {
-	mod       api.Module
-	env       Env
-	gas       api.MutableGlobal
-	depth     api.MutableGlobal
-	exceeded  api.MutableGlobal
-	globals   []api.MutableGlobal // mutable original globals
-	snapMem   []byte
-	snapGlob  []uint64
-	snapped   bool // the snapshot exists (reset before it only sets the meter)
-	discarded error
+	mod      api.Module
+	env      Env
+	gas      api.MutableGlobal
+	depth    api.MutableGlobal
+	exceeded api.MutableGlobal
+	globals  []api.MutableGlobal // mutable original globals
+	snapMem  []byte
+	snapGlob []uint64
+	snapped  bool // the snapshot exists (reset before it only sets the meter)
+	// dirty is meter.DirtyExport when the code is tracked: reset copies
+	// back only the pages it reports.
+	dirty      api.Function
+	dirtyStack [2]uint64
+	discarded  error
 	// funcs caches exported functions: wazero builds a new call engine
 	// (with its stack) on every ExportedFunction lookup.
 	funcs map[string]api.Function
@@ -271,6 +296,17 @@ func (c *Code) Instantiate(ctx context.Context, env Env) (*Instance, error) {
 		view, _ := m.Read(0, m.Size())
 		in.snapMem = append([]byte(nil), view...)
 	}
+	if c.tracked {
+		if in.dirty = mod.ExportedFunction(meter.DirtyExport); in.dirty == nil {
+			mod.Close(ctx)
+			return nil, fmt.Errorf("%w: tracked code without %s", ErrInstantiate, meter.DirtyExport)
+		}
+		// _initialize's writes are in the snapshot: clear their marks.
+		if err := in.eachDirty(func(int, int) {}); err != nil {
+			mod.Close(ctx)
+			return nil, fmt.Errorf("%w: %w", ErrInstantiate, err)
+		}
+	}
 	for _, g := range in.globals {
 		in.snapGlob = append(in.snapGlob, g.Get())
 	}
@@ -290,7 +326,7 @@ func (in *Instance) reset(gas int64) {
 	if in.snapped {
 		if m := in.mod.Memory(); m != nil {
 			view, _ := m.Read(0, uint32(len(in.snapMem)))
-			copy(view, in.snapMem)
+			in.restoreMemory(view)
 		}
 		for i, g := range in.globals {
 			g.Set(in.snapGlob[i])
@@ -299,6 +335,45 @@ func (in *Instance) reset(gas int64) {
 	in.gas.Set(uint64(gas))
 	in.depth.Set(0)
 	in.exceeded.Set(0)
+}
+
+// restoreMemory copies the snapshot into view: the pages the last calls
+// marked, or all of it for untracked code. A page is restored with the 7
+// bytes after it, where a store that began in it may have reached (see
+// meter.Track).
+func (in *Instance) restoreMemory(view []byte) {
+	if in.dirty != nil {
+		err := in.eachDirty(func(lo, hi int) { copy(view[lo:hi], in.snapMem[lo:hi]) })
+		if err == nil {
+			return
+		}
+		// Not expected (dirty cannot trap below the tracked pages), but
+		// a whole copy is always right.
+	}
+	copy(view, in.snapMem)
+}
+
+// storeReach is how far past its page a marked store may have written.
+const storeReach = 7
+
+// eachDirty calls fn(lo, hi) with the byte range of every marked page of
+// the snapshot, clearing the marks.
+func (in *Instance) eachDirty(fn func(lo, hi int)) error {
+	pages := uint64(len(in.snapMem) >> meter.PageShift)
+	ctx := context.Background()
+	for from := uint64(0); ; {
+		in.dirtyStack[0], in.dirtyStack[1] = from, pages
+		if err := in.dirty.CallWithStack(ctx, in.dirtyStack[:]); err != nil {
+			return fmt.Errorf("vm: reading dirty pages: %w", err)
+		}
+		p := int32(in.dirtyStack[0])
+		if p < 0 {
+			return nil
+		}
+		lo := int(p) << meter.PageShift
+		fn(lo, min(lo+1<<meter.PageShift+storeReach, len(in.snapMem)))
+		from = uint64(p) + 1
+	}
 }
 
 // Call restores the snapshot and calls an export with a gas limit, as one

@@ -308,7 +308,9 @@ func (w *writer) instr(in *Instr) {
 	} else {
 		w.b = append(w.b, byte(in.Op))
 	}
-	switch in.Op.kind() {
+	switch in.Op.encodeKind() {
+	case immRefType:
+		w.b = append(w.b, byte(FuncRef))
 	case immBlockType:
 		w.sleb(int64(in.A), 5)
 	case immIndex:

@@ -68,6 +68,22 @@ const (
 	OpMemoryFill Opcode = 0xFC0B
 )
 
+// Instructions of reference types that only the runtime's own passes emit
+// (meter.Track's dirty-page table): Encode writes them, Decode keeps
+// rejecting them, so a guest can never address a table or a reference.
+const (
+	OpTableGet  Opcode = 0x25
+	OpTableSet  Opcode = 0x26
+	OpRefNull   Opcode = 0xD0 // its immediate is always funcref
+	OpRefIsNull Opcode = 0xD1
+	OpRefFunc   Opcode = 0xD2
+	OpTableFill Opcode = 0xFC11
+)
+
+// FuncRef is the funcref type of the globals those passes declare; Decode
+// rejects it like every reference type.
+const FuncRef ValType = 0x70
+
 // immKind says which immediates follow an opcode.
 type immKind uint8
 
@@ -86,6 +102,7 @@ const (
 	immF64                      // 8 raw bytes in A
 	immDataMem                  // data index in A, then memory byte 0x00 (memory.init)
 	immTwoMem                   // two memory bytes 0x00 0x00 (memory.copy)
+	immRefType                  // the funcref byte 0x70 (ref.null, encode only)
 )
 
 var immKinds [256]immKind
@@ -153,6 +170,21 @@ func (op Opcode) kind() immKind {
 		return fcKinds[op&0xFF]
 	}
 	return immInvalid
+}
+
+// encodeOnly are the immediate kinds of the instructions Encode writes and
+// Decode rejects.
+var encodeOnly = map[Opcode]immKind{
+	OpTableGet: immIndex, OpTableSet: immIndex, OpTableFill: immIndex,
+	OpRefNull: immRefType, OpRefIsNull: immNone, OpRefFunc: immIndex,
+}
+
+// encodeKind is kind, extended with the encode-only instructions.
+func (op Opcode) encodeKind() immKind {
+	if k := op.kind(); k != immInvalid {
+		return k
+	}
+	return encodeOnly[op]
 }
 
 // String gives the opcode in hex, which is what error messages need.

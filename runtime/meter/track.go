@@ -1,0 +1,327 @@
+package meter
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/kairos-network/kairos/runtime/wasm"
+)
+
+// Dirty-page tracking: Track rewrites an instrumented module so that every
+// write to linear memory marks its 4 KiB page in a funcref table the guest
+// cannot address; the host then restores only the marked pages (runtime/vm).
+// Track is not part of the consensus format: it adds no gas and changes no
+// result, so a node applies it when it compiles code, never at deploy.
+
+// PageShift is log2 of the tracked page size (4 KiB).
+const PageShift = 12
+
+// DirtyExport is the function Track exports: dirty(from, limit) returns the
+// first marked page in [from, limit) and clears its mark, or -1. limit must
+// not exceed the tracked pages (TrackConfig.MemoryPages·16) or it traps.
+const DirtyExport = "__kairos_dirty"
+
+// ErrUntracked: Track cannot account for every write the module can make
+// (an imported memory, or a host import TrackConfig does not describe);
+// the caller restores whole snapshots instead.
+var ErrUntracked = errors.New("meter: memory writes cannot be tracked")
+
+// Region is guest memory a host function may write during a call:
+// [arg Ptr, arg Ptr + Fixed + Scale·arg Len) (without the Len term when Len
+// is negative). Track marks it after the call returns, clamped to memory.
+type Region struct {
+	Ptr   int
+	Len   int
+	Scale uint32
+	Fixed uint32
+}
+
+// TrackConfig says what Track may assume.
+type TrackConfig struct {
+	// MemoryPages is the most 64 KiB pages memory can ever have (the
+	// engine's limit): the table covers them all, so no mark can trap.
+	MemoryPages uint32
+	// HostWrites returns the regions an imported function writes (nil for
+	// none), ok false for a function it does not know.
+	HostWrites func(module, name string) (regions []Region, ok bool)
+}
+
+// Track returns a copy of m in which every memory write is recorded (see
+// the comment at the top of this file): stores mark the page of their
+// effective address after they succeed (a store of up to 8 bytes may reach
+// 7 bytes into the next page: the host restores those with the page);
+// memory.fill, memory.copy, memory.init and the host functions that write
+// are called through added functions that mark their whole range. Added
+// code neither charges gas nor counts call depth. m must be Instrument's
+// output.
+func Track(m *wasm.Module, cfg TrackConfig) (*wasm.Module, error) {
+	if len(m.Memories) != 1 || cfg.MemoryPages == 0 {
+		return nil, fmt.Errorf("%w: %d defined memories, %d pages", ErrUntracked, len(m.Memories), cfg.MemoryPages)
+	}
+	t := &tracker{m: m, wrappers: map[uint32]uint32{}, helpers: map[uint64]uint32{}}
+	out := *m
+	t.out = &out
+	out.Layout = nil
+	out.Types = append([]wasm.FuncType(nil), m.Types...)
+	out.Funcs = append([]uint32(nil), m.Funcs...)
+	out.Code = append([]wasm.Code(nil), m.Code...)
+	out.Globals = append([]wasm.Global(nil), m.Globals...)
+	out.Tables = append([]wasm.Limits(nil), m.Tables...)
+	out.Exports = append([]wasm.Export(nil), m.Exports...)
+
+	nImpFuncs := uint32(m.NumImportedFuncs())
+	var nImpTables uint32
+	for _, im := range m.Imports {
+		if im.Kind == wasm.ExternTable {
+			nImpTables++
+		}
+		if im.Kind == wasm.ExternMemory {
+			return nil, fmt.Errorf("%w: imported memory", ErrUntracked)
+		}
+	}
+	pages := uint64(cfg.MemoryPages) << (16 - PageShift)
+	if mem := m.Memories[0]; mem.HasMax {
+		pages = min(pages, uint64(mem.Max)<<(16-PageShift))
+	}
+	pages = max(pages, 1)
+	if pages > 1<<(32-PageShift) {
+		pages = 1 << (32 - PageShift)
+	}
+	t.table = nImpTables + uint32(len(out.Tables))
+	out.Tables = append(out.Tables, wasm.Limits{Min: uint32(pages), Max: uint32(pages), HasMax: true})
+	t.global = uint32(m.NumImportedGlobals() + len(out.Globals))
+	t.mark = t.addFunc(wasm.FuncType{Params: []wasm.ValType{wasm.I32, wasm.I64}}, t.markBody())
+	out.Globals = append(out.Globals, wasm.Global{GlobalType: wasm.GlobalType{Type: wasm.FuncRef}, Init: idx(wasm.OpRefFunc, t.mark)})
+	dirty := t.addFunc(wasm.FuncType{Params: []wasm.ValType{wasm.I32, wasm.I32}, Results: []wasm.ValType{wasm.I32}}, t.dirtyBody())
+	out.Exports = append(out.Exports, wasm.Export{Name: DirtyExport, Kind: wasm.ExternFunc, Index: dirty})
+
+	// Writing host functions are reached only through their wrappers:
+	// direct calls, table entries (call_indirect), exports and start.
+	fi := uint32(0)
+	for _, im := range m.Imports {
+		if im.Kind != wasm.ExternFunc {
+			continue
+		}
+		regions, ok := cfg.HostWrites(im.Module, im.Name)
+		if !ok {
+			return nil, fmt.Errorf("%w: host function %s.%s", ErrUntracked, im.Module, im.Name)
+		}
+		if len(regions) > 0 {
+			w, err := t.wrapper(im.TypeIndex, fi, regions)
+			if err != nil {
+				return nil, err
+			}
+			t.wrappers[fi] = w
+		}
+		fi++
+	}
+	redirect := func(f uint32) uint32 {
+		if w, ok := t.wrappers[f]; ok {
+			return w
+		}
+		return f
+	}
+	for i := range m.Code { // the original functions only: added ones are final
+		out.Code[i] = t.body(&m.Code[i], m.Types[m.Funcs[i]], redirect)
+	}
+	out.Elements = make([]wasm.Element, len(m.Elements))
+	for i, e := range m.Elements {
+		e.Funcs = append([]uint32(nil), e.Funcs...)
+		for j, f := range e.Funcs {
+			e.Funcs[j] = redirect(f)
+		}
+		out.Elements[i] = e
+	}
+	for i := range out.Exports {
+		if out.Exports[i].Kind == wasm.ExternFunc && out.Exports[i].Index < nImpFuncs {
+			out.Exports[i].Index = redirect(out.Exports[i].Index)
+		}
+	}
+	if m.Start != nil {
+		s := redirect(*m.Start)
+		out.Start = &s
+	}
+	return &out, nil
+}
+
+type tracker struct {
+	m, out   *wasm.Module
+	table    uint32            // the dirty-page table
+	global   uint32            // an immutable non-null funcref: the mark
+	mark     uint32            // mark(ptr i32, len i64)
+	wrappers map[uint32]uint32 // writing import -> its wrapper
+	helpers  map[uint64]uint32 // opcode<<32 | data segment -> bulk helper
+}
+
+// addFunc appends a function and returns its index.
+func (t *tracker) addFunc(ft wasm.FuncType, c wasm.Code) uint32 {
+	t.out.Types = append(t.out.Types, ft)
+	t.out.Funcs = append(t.out.Funcs, uint32(len(t.out.Types)-1))
+	t.out.Code = append(t.out.Code, c)
+	return uint32(t.m.NumImportedFuncs() + len(t.out.Funcs) - 1)
+}
+
+// markBody is mark(p i32, n i64): mark the pages of [p, p+n) ∩ memory.
+// Clamping to memory keeps it from trapping: a range past the end is the
+// caller's problem (the operation it guards traps, or the host checked).
+func (t *tracker) markBody() wasm.Code {
+	const p, n, end, first = 0, 1, 2, 3
+	return wasm.Code{
+		Locals: []wasm.LocalDecl{{Count: 1, Type: wasm.I64}, {Count: 1, Type: wasm.I32}},
+		Body: []wasm.Instr{
+			// end = min(p + n, memory bytes), as i64 (no wrap-around).
+			idx(wasm.OpLocalGet, p), op(wasm.OpI64ExtendI32U), idx(wasm.OpLocalGet, n), op(wasm.OpI64Add), idx(wasm.OpLocalSet, end),
+			op(wasm.OpMemorySize), op(wasm.OpI64ExtendI32U), i64c(16), op(opI64Shl), idx(wasm.OpLocalTee, n),
+			idx(wasm.OpLocalGet, end), op(opI64LtU),
+			block(wasm.OpIf, wasm.BlockEmpty), idx(wasm.OpLocalGet, n), idx(wasm.OpLocalSet, end), op(wasm.OpEnd),
+			// Nothing to mark when end <= p.
+			idx(wasm.OpLocalGet, end), idx(wasm.OpLocalGet, p), op(wasm.OpI64ExtendI32U), op(opI64LeU),
+			block(wasm.OpIf, wasm.BlockEmpty), op(wasm.OpReturn), op(wasm.OpEnd),
+			// table.fill(first, mark, last - first + 1).
+			idx(wasm.OpLocalGet, p), i32c(PageShift), op(opI32ShrU), idx(wasm.OpLocalTee, first),
+			idx(wasm.OpGlobalGet, t.global),
+			idx(wasm.OpLocalGet, end), i64c(1), op(wasm.OpI64Sub), i64c(PageShift), op(opI64ShrU), op(opI32WrapI64),
+			idx(wasm.OpLocalGet, first), op(wasm.OpI32Sub), i32c(1), op(wasm.OpI32Add),
+			idx(wasm.OpTableFill, t.table),
+		},
+	}
+}
+
+// dirtyBody is DirtyExport.
+func (t *tracker) dirtyBody() wasm.Code {
+	const from, limit = 0, 1
+	return wasm.Code{Body: []wasm.Instr{
+		block(wasm.OpLoop, wasm.BlockEmpty),
+		idx(wasm.OpLocalGet, from), idx(wasm.OpLocalGet, limit), op(opI32GeU),
+		block(wasm.OpIf, wasm.BlockEmpty), i32c(-1), op(wasm.OpReturn), op(wasm.OpEnd),
+		idx(wasm.OpLocalGet, from), idx(wasm.OpTableGet, t.table), op(wasm.OpRefIsNull), op(wasm.OpI32Eqz),
+		block(wasm.OpIf, wasm.BlockEmpty),
+		idx(wasm.OpLocalGet, from), op(wasm.OpRefNull), idx(wasm.OpTableSet, t.table),
+		idx(wasm.OpLocalGet, from), op(wasm.OpReturn),
+		op(wasm.OpEnd),
+		idx(wasm.OpLocalGet, from), i32c(1), op(wasm.OpI32Add), idx(wasm.OpLocalSet, from),
+		idx(wasm.OpBr, 0),
+		op(wasm.OpEnd),
+		i32c(-1),
+	}}
+}
+
+// wrapper returns a function with import fi's signature that calls it and
+// then marks what it may have written.
+func (t *tracker) wrapper(ti, fi uint32, regions []Region) (uint32, error) {
+	if uint64(ti) >= uint64(len(t.m.Types)) {
+		return 0, fmt.Errorf("%w: import type %d of %d", ErrInvalid, ti, len(t.m.Types))
+	}
+	ft := t.m.Types[ti]
+	var body []wasm.Instr
+	for i := range ft.Params {
+		body = append(body, idx(wasm.OpLocalGet, uint32(i)))
+	}
+	body = append(body, idx(wasm.OpCall, fi))
+	arg := func(i int) (wasm.ValType, bool) {
+		if i < 0 || i >= len(ft.Params) {
+			return 0, false
+		}
+		return ft.Params[i], true
+	}
+	for _, r := range regions {
+		if pt, ok := arg(r.Ptr); !ok || pt != wasm.I32 {
+			return 0, fmt.Errorf("%w: %s region pointer %d", ErrUntracked, t.m.Types[ti].Params, r.Ptr)
+		}
+		body = append(body, idx(wasm.OpLocalGet, uint32(r.Ptr)), i64c(int64(r.Fixed)))
+		if r.Len >= 0 {
+			lt, ok := arg(r.Len)
+			if !ok || (lt != wasm.I32 && lt != wasm.I64) {
+				return 0, fmt.Errorf("%w: region length %d", ErrUntracked, r.Len)
+			}
+			body = append(body, idx(wasm.OpLocalGet, uint32(r.Len)))
+			if lt == wasm.I32 {
+				body = append(body, op(wasm.OpI64ExtendI32U))
+			}
+			body = append(body, i64c(int64(max(r.Scale, 1))), op(wasm.OpI64Mul), op(wasm.OpI64Add))
+		}
+		body = append(body, idx(wasm.OpCall, t.mark))
+	}
+	return t.addFunc(ft, wasm.Code{Body: body}), nil
+}
+
+// bulk returns the helper h(d, x, n) that marks [d, d+n) and then runs the
+// bulk operation in (memory.fill, memory.copy, or memory.init of in.A).
+func (t *tracker) bulk(in wasm.Instr) uint32 {
+	key := uint64(in.Op)<<32 | in.A
+	if f, ok := t.helpers[key]; ok {
+		return f
+	}
+	i32s := []wasm.ValType{wasm.I32, wasm.I32, wasm.I32}
+	f := t.addFunc(wasm.FuncType{Params: i32s}, wasm.Code{Body: []wasm.Instr{
+		idx(wasm.OpLocalGet, 0), idx(wasm.OpLocalGet, 2), op(wasm.OpI64ExtendI32U), idx(wasm.OpCall, t.mark),
+		idx(wasm.OpLocalGet, 0), idx(wasm.OpLocalGet, 1), idx(wasm.OpLocalGet, 2), in,
+	}})
+	t.helpers[key] = f
+	return f
+}
+
+// Opcodes the tracker emits that the rest of the runtime does not name.
+const (
+	opI32GeU     wasm.Opcode = 0x4F
+	opI64LtU     wasm.Opcode = 0x54
+	opI64LeU     wasm.Opcode = 0x58
+	opI32ShrU    wasm.Opcode = 0x76
+	opI64Shl     wasm.Opcode = 0x86
+	opI64ShrU    wasm.Opcode = 0x88
+	opI32WrapI64 wasm.Opcode = 0xA7
+)
+
+// storeType is the operand type of a store opcode, 0 for other opcodes.
+func storeType(o wasm.Opcode) wasm.ValType {
+	switch o {
+	case 0x36, 0x3A, 0x3B:
+		return wasm.I32
+	case 0x37, 0x3C, 0x3D, 0x3E:
+		return wasm.I64
+	case 0x38:
+		return wasm.F32
+	case 0x39:
+		return wasm.F64
+	}
+	return 0
+}
+
+// body rewrites one original function: stores mark their page through
+// scratch locals, bulk operations and writing host calls go through their
+// helpers.
+func (t *tracker) body(c *wasm.Code, ft wasm.FuncType, redirect func(uint32) uint32) wasm.Code {
+	next := uint32(len(ft.Params)) + uint32(c.NumLocals())
+	out := wasm.Code{Locals: append([]wasm.LocalDecl(nil), c.Locals...), Body: make([]wasm.Instr, 0, len(c.Body)+len(c.Body)/4)}
+	// scratch locals: the address (key 0) and one per stored value type.
+	scratch := map[wasm.ValType]uint32{}
+	local := func(key, vt wasm.ValType) uint32 {
+		if l, ok := scratch[key]; ok {
+			return l
+		}
+		out.Locals = append(out.Locals, wasm.LocalDecl{Count: 1, Type: vt})
+		scratch[key] = next
+		next++
+		return next - 1
+	}
+	for _, in := range c.Body {
+		switch {
+		case storeType(in.Op) != 0:
+			v, a := local(storeType(in.Op), storeType(in.Op)), local(0, wasm.I32)
+			out.Body = append(out.Body,
+				idx(wasm.OpLocalSet, v), idx(wasm.OpLocalTee, a), idx(wasm.OpLocalGet, v), in,
+				idx(wasm.OpLocalGet, a))
+			if in.B != 0 {
+				out.Body = append(out.Body, i32c(int32(in.B)), op(wasm.OpI32Add))
+			}
+			out.Body = append(out.Body, i32c(PageShift), op(opI32ShrU), idx(wasm.OpGlobalGet, t.global), idx(wasm.OpTableSet, t.table))
+		case in.Op == wasm.OpMemoryFill || in.Op == wasm.OpMemoryCopy || in.Op == wasm.OpMemoryInit:
+			out.Body = append(out.Body, idx(wasm.OpCall, t.bulk(in)))
+		case in.Op == wasm.OpCall:
+			out.Body = append(out.Body, idx(wasm.OpCall, redirect(uint32(in.A))))
+		default:
+			out.Body = append(out.Body, in)
+		}
+	}
+	return out
+}

@@ -1,0 +1,220 @@
+package meter_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"reflect"
+	"testing"
+
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+
+	. "github.com/kairos-network/kairos/runtime/internal/wasmtest"
+	"github.com/kairos-network/kairos/runtime/meter"
+	"github.com/kairos-network/kairos/runtime/wasm"
+)
+
+// noHost is a TrackConfig for modules without imports.
+var noHost = meter.TrackConfig{MemoryPages: 512, HostWrites: func(string, string) ([]meter.Region, bool) { return nil, false }}
+
+// track instruments and tracks bin (validated first).
+func track(t testing.TB, bin []byte, cfg meter.TrackConfig) []byte {
+	t.Helper()
+	m, err := wasm.Decode(instrument(t, bin))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tm, err := meter.Track(m, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return wasm.Encode(tm)
+}
+
+// tracked is an instance of tracked code on the runtime's configuration
+// plus reference types (runtime/vm turns them on for the dirty table).
+type tracked struct {
+	t   testing.TB
+	mod api.Module
+}
+
+func instantiateTracked(t testing.TB, interp bool, bin []byte) *tracked {
+	t.Helper()
+	ctx := context.Background()
+	rc := wazero.NewRuntimeConfigCompiler()
+	if interp {
+		rc = wazero.NewRuntimeConfigInterpreter()
+	}
+	rt := wazero.NewRuntimeWithConfig(ctx, rc.WithCoreFeatures(api.CoreFeaturesV2.SetEnabled(api.CoreFeatureSIMD, false)).
+		WithMemoryLimitPages(512).WithCloseOnContextDone(false))
+	t.Cleanup(func() { rt.Close(ctx) })
+	mod, err := rt.InstantiateWithConfig(ctx, bin, wazero.NewModuleConfig().WithName("").WithStartFunctions())
+	if err != nil {
+		t.Fatalf("interpreter=%v: %v", interp, err)
+	}
+	return &tracked{t: t, mod: mod}
+}
+
+// call is wasmtest.Instance.Call for tracked code.
+func (in *tracked) call(name string, gas int64, args ...uint64) Result {
+	in.t.Helper()
+	g := in.mod.ExportedGlobal(meter.GasExport).(api.MutableGlobal)
+	g.Set(uint64(gas))
+	in.mod.ExportedGlobal(meter.DepthExport).(api.MutableGlobal).Set(0)
+	vals, err := in.mod.ExportedFunction(name).Call(context.Background(), args...)
+	r := Result{Values: vals, GasLeft: int64(g.Get())}
+	r.OutOfGas = r.GasLeft < 0
+	if err != nil {
+		r.Trap = "trap"
+		r.DepthExceeded = in.mod.ExportedGlobal(meter.DepthExceededExport).Get() == 1
+	}
+	if len(r.Values) == 0 {
+		r.Values = nil
+	}
+	return r
+}
+
+func (in *tracked) memory() []byte {
+	b, _ := in.mod.Memory().Read(0, in.mod.Memory().Size())
+	return bytes.Clone(b)
+}
+
+// dirty drains the marks: the set of marked pages.
+func (in *tracked) dirty() map[int]bool {
+	in.t.Helper()
+	out := map[int]bool{}
+	pages := uint64(in.mod.Memory().Size() >> meter.PageShift)
+	for from := uint64(0); ; {
+		r, err := in.mod.ExportedFunction(meter.DirtyExport).Call(context.Background(), from, pages)
+		if err != nil {
+			in.t.Fatal(err)
+		}
+		p := int32(r[0])
+		if p < 0 {
+			return out
+		}
+		out[int(p)] = true
+		from = uint64(p) + 1
+	}
+}
+
+// uncovered returns the first byte that differs between before (zero
+// extended) and after and is not covered by a marked page (the page and
+// the 7 bytes after it), or -1.
+func uncovered(before, after []byte, marked map[int]bool) int {
+	for i, b := range after {
+		var was byte
+		if i < len(before) {
+			was = before[i]
+		}
+		if b == was {
+			continue
+		}
+		p := i >> meter.PageShift
+		if marked[p] || (i&(1<<meter.PageShift-1) < 7 && marked[p-1]) {
+			continue
+		}
+		return i
+	}
+	return -1
+}
+
+// FuzzTrack: tracking changes nothing a call computes (values, traps,
+// gas, on both engines), and every byte a call changed, trapped or not,
+// lies in a page it marked.
+func FuzzTrack(f *testing.F) {
+	f.Add([]byte{0, 5, 1, 1, 2, 0, 12, 3, 1, 0, 0, 2, 0}, uint32(5), uint32(3))
+	f.Add([]byte{6, 200, 9, 6, 255, 255, 7, 1, 250, 200, 8, 1, 6, 10, 20}, uint32(0xfffffff0), uint32(3))
+	f.Add([]byte{7, 255, 7, 255, 7, 255, 6, 255, 1, 8, 1, 7, 0, 255, 255}, uint32(65535), uint32(4097))
+	f.Add([]byte{1, 0, 1, 1, 2, 9, 6, 3, 4, 7, 1, 2, 3, 8, 1, 14, 5}, uint32(5), uint32(3))
+	f.Fuzz(func(t *testing.T, src []byte, a, b uint32) {
+		orig := genModule(src)
+		inst, tr := instrument(t, orig), track(t, orig, noHost)
+		for i, e := range Engines {
+			want := Instantiate(t, e, inst).Call("f", plenty, uint64(a), uint64(b))
+			in := instantiateTracked(t, i == 1, tr)
+			before := in.memory()
+			got := in.call("f", plenty, uint64(a), uint64(b))
+			if want.Trap != "" {
+				want.Trap = "trap"
+			}
+			if len(want.Values) == 0 {
+				want.Values = nil
+			}
+			if !reflect.DeepEqual(want, got) {
+				t.Fatalf("%s: untracked %+v, tracked %+v", e.Name, want, got)
+			}
+			if at := uncovered(before, in.memory(), in.dirty()); at >= 0 {
+				t.Fatalf("%s: byte %d changed in an unmarked page", e.Name, at)
+			}
+		}
+	})
+}
+
+// TestTrackMarksWhatChanged is FuzzTrack's check on hand-written writes:
+// every store width, at page edges, with offsets, and the bulk operations;
+// the marks are exactly the written pages (plus the page a store spilling
+// 7 bytes over starts in).
+func TestTrackMarksWhatChanged(t *testing.T) {
+	b := New()
+	b.Memory(2, 2)
+	seg := b.PassiveData(bytes.Repeat([]byte{1}, 5000))
+	b.Func("w", nil, nil, nil,
+		I32(4093), I64(-1), Mem(wasm.OpI64Store, 3, 0), // page 0, spilling 5 bytes into page 1
+		I32(0), I32(-1), Mem(0x3A, 0, 3*4096+5), // page 3
+		I32(10*4096), I32(7), I32(4097), Op(wasm.OpMemoryFill), // pages 10, 11
+		I32(20*4096), I32(0), I32(1), Op(wasm.OpMemoryCopy), // page 20 (a zero byte: marked, unchanged)
+		I32(25*4096-1), I32(0), I32(2), Idx(wasm.OpMemoryInit, seg), // pages 24, 25
+		I32(0), I32(0), I32(0), Op(wasm.OpMemoryFill), // nothing
+	)
+	tr := track(t, b.Bytes(), noHost)
+	for _, interp := range []bool{false, true} {
+		in := instantiateTracked(t, interp, tr)
+		before := in.memory()
+		if r := in.call("w", plenty); r.Trap != "" {
+			t.Fatal(r)
+		}
+		after := in.memory()
+		marked := in.dirty()
+		if want := map[int]bool{0: true, 3: true, 10: true, 11: true, 20: true, 24: true, 25: true}; !reflect.DeepEqual(marked, want) {
+			t.Errorf("interpreter=%v: marked %v, want %v", interp, marked, want)
+		}
+		if at := uncovered(before, after, marked); at >= 0 {
+			t.Errorf("interpreter=%v: byte %d changed unmarked", interp, at)
+		}
+		if again := in.dirty(); len(again) != 0 {
+			t.Errorf("interpreter=%v: marks left after draining: %v", interp, again)
+		}
+	}
+}
+
+// TestTrackRefuses: Track only takes what it can account for.
+func TestTrackRefuses(t *testing.T) {
+	b := New()
+	b.Import("kairos", "mystery", nil, nil)
+	b.Memory(1, 1)
+	b.Func("f", nil, nil, nil, Idx(wasm.OpCall, 0))
+	m, err := wasm.Decode(b.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := meter.Track(m, noHost); !errors.Is(err, meter.ErrUntracked) {
+		t.Errorf("unknown import: %v, want %v", err, meter.ErrUntracked)
+	}
+	// A region that does not fit the signature.
+	bad := meter.TrackConfig{MemoryPages: 512, HostWrites: func(string, string) ([]meter.Region, bool) {
+		return []meter.Region{{Ptr: 3, Len: -1, Fixed: 4}}, true
+	}}
+	if _, err := meter.Track(m, bad); !errors.Is(err, meter.ErrUntracked) {
+		t.Errorf("region outside the signature: %v, want %v", err, meter.ErrUntracked)
+	}
+	nomem := New()
+	nomem.Func("f", nil, nil, nil)
+	if m, err = wasm.Decode(nomem.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := meter.Track(m, noHost); !errors.Is(err, meter.ErrUntracked) {
+		t.Errorf("no memory: %v, want %v", err, meter.ErrUntracked)
+	}
+}
