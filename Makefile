@@ -15,7 +15,8 @@ build: contracts ## build bin/kairos (and the example modules)
 	$(GO) build -o $(BIN) ./cmd/kairos
 
 # Go example modules (contracts/<name>/main.go) built to bin/contracts/<name>.wasm;
-# contracts/counter_wat/counter.wasm is committed (see RATIONALE.md).
+# contracts/counter_wat/counter.wasm and contracts/token_wat/token.wasm are
+# committed, rebuilt with wat2wasm as their .wat files say (see RATIONALE.md).
 CONTRACTS := $(patsubst contracts/%/main.go,%,$(wildcard contracts/*/main.go))
 
 contracts: ## build the Go example modules to bin/contracts/*.wasm (wasip1, c-shared)

@@ -12,6 +12,7 @@ var (
 	accounts                = []types.Address{alice, bob, carol, dave}
 	counterGo, counterWAT   = addr("counter"), addr("counter_wat")
 	token, registry, caller = addr("token"), addr("registry"), addr("caller")
+	tokenWAT                = addr("token_wat")
 )
 
 const t0 = int64(1_700_000_000_000_000_000)
@@ -22,11 +23,14 @@ func setup(c *chain) {
 	c.deploy(counterGo, contract(c.t, "counter"), alice, nil)
 	c.deploy(counterWAT, contract(c.t, "counter_wat"), alice, nil)
 	c.deploy(token, contract(c.t, "token"), carol, nil)
+	c.deploy(tokenWAT, contract(c.t, "token_wat"), carol, nil)
 	c.deploy(registry, contract(c.t, "registry"), alice, enc(uint64(3_600_000_000_000)))
 	c.deploy(caller, contract(c.t, "caller"), alice, enc(counterGo))
 	for _, a := range accounts {
-		if r := c.run(tx{from: carol, to: token, method: "mint", input: enc(a, uint64(1000))}, false, true); r.Status != types.StatusOK {
-			c.t.Fatalf("mint: %s", record(r))
+		for _, tok := range []types.Address{token, tokenWAT} {
+			if r := c.run(tx{from: carol, to: tok, method: "mint", input: enc(a, uint64(1000))}, false, true); r.Status != types.StatusOK {
+				c.t.Fatalf("mint: %s", record(r))
+			}
 		}
 	}
 }
@@ -41,7 +45,7 @@ func workload(seed uint64, n int) []tx {
 	var out []tx
 	for i := range n {
 		t := tx{from: pick(), time: t0 + int64(i)*1e9}
-		switch rng.IntN(11) {
+		switch rng.IntN(12) {
 		case 0:
 			t.to, t.method = counterGo, []string{"increment", "get"}[rng.IntN(2)]
 		case 1:
@@ -60,6 +64,8 @@ func workload(seed uint64, n int) []tx {
 			t.to, t.method = caller, "bump"
 		case 9:
 			t.to, t.method, t.input = caller, "try_call", enc([]string{"increment", "nope", "init", "get"}[rng.IntN(4)])
+		case 10:
+			t.to, t.method, t.input = tokenWAT, "transfer", enc(pick(), uint64(rng.IntN(1200)))
 		default: // malformed input
 			t.to, t.method, t.input = token, "transfer", enc(pick())
 		}

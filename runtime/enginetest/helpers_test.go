@@ -23,43 +23,48 @@ import (
 	"github.com/kairos-network/kairos/types"
 )
 
-// config is one engine configuration.
+// config is one engine configuration. fullRestore turns off dirty-page
+// tracking (vm.Config.FullRestore), for the benchmarks' before/after.
 type config struct {
-	name           string
-	interp, pooled bool
+	name                        string
+	interp, pooled, fullRestore bool
 }
 
 // configs: the reference (compiler, fresh instance per frame) first.
 var configs = []config{
-	{"compiler/fresh", false, false},
-	{"compiler/pooled", false, true},
-	{"interpreter/fresh", true, false},
-	{"interpreter/pooled", true, true},
+	{"compiler/fresh", false, false, false},
+	{"compiler/pooled", false, true, false},
+	{"interpreter/fresh", true, false, false},
+	{"interpreter/pooled", true, true, false},
 }
 
-// shared holds, per wazero engine, one vm.Engine (fresh instances) and one
+// shared holds, per wazero engine and restore mode, one vm.Engine (fresh instances) and one
 // exec.PooledEngine (the node's pool) for the test process, and every
 // deploy's output, so each module is prepared once and compiled once per
 // engine. Code ids are content hashes, so tests can share the pool.
 var shared struct {
 	sync.Mutex
-	engines  [2]*vm.Engine
-	pools    [2]*kexec.PooledEngine
+	engines  [4]*vm.Engine
+	pools    [4]*kexec.PooledEngine
 	prepared map[[32]byte]*prepared
-	codes    [2]map[[32]byte]*vm.Code
+	codes    [4]map[[32]byte]*vm.Code
 }
 
-func engine(t testing.TB, interp bool) (*vm.Engine, *kexec.PooledEngine, int) {
+func engine(t testing.TB, cf config) (*vm.Engine, *kexec.PooledEngine, int) {
 	t.Helper()
 	i := 0
-	if interp {
+	if cf.interp {
 		i = 1
+	}
+	if cf.fullRestore {
+		i += 2
 	}
 	shared.Lock()
 	defer shared.Unlock()
 	if shared.engines[i] == nil {
 		c := vm.DefaultConfig()
-		c.Interpreter = interp
+		c.Interpreter = cf.interp
+		c.FullRestore = cf.fullRestore
 		e, err := vm.NewEngine(context.Background(), c)
 		if err != nil {
 			t.Fatal(err)
@@ -122,7 +127,7 @@ type modules struct {
 }
 
 func newModules(t testing.TB, c config) *modules {
-	e, pool, ei := engine(t, c.interp)
+	e, pool, ei := engine(t, c)
 	m := &modules{t: t, e: e, ei: ei, code: map[types.Address]installed{}, fresh: map[api.Module]*vm.Instance{}}
 	if c.pooled {
 		m.pool = pool
@@ -279,7 +284,7 @@ func repoRoot() string {
 }
 
 // contracts builds the Go example modules once per test process (as `make
-// contracts` does) and adds the committed counter_wat.
+// contracts` does) and adds the committed WAT modules.
 var contracts struct {
 	once sync.Once
 	bins map[string][]byte
@@ -299,8 +304,10 @@ func buildContracts() (map[string][]byte, error) {
 	root := repoRoot()
 	out := map[string][]byte{}
 	var err error
-	if out["counter_wat"], err = os.ReadFile(filepath.Join(root, "contracts/counter_wat/counter.wasm")); err != nil {
-		return nil, err
+	for name, path := range map[string]string{"counter_wat": "contracts/counter_wat/counter.wasm", "token_wat": "contracts/token_wat/token.wasm"} {
+		if out[name], err = os.ReadFile(filepath.Join(root, path)); err != nil {
+			return nil, err
+		}
 	}
 	dir, err := os.MkdirTemp("", "kairos-contracts-")
 	if err != nil {
