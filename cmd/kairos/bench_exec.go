@@ -14,14 +14,15 @@ import (
 // commit.
 func newBenchExecCmd() *cobra.Command {
 	var cfg exec.BenchConfig
-	var wasmFile, goPkg string
+	var wasmFile, watToken, goPkg string
 	cmd := &cobra.Command{
 		Use:   "exec",
 		Short: "Block executor: a module's workload at several conflict rates, serial vs 1 and 2 workers",
 		Long: `Block executor: a module's workload at several conflict rates, serial vs 1 and 2 workers.
 --module native: transfers of the native Go-coded token (no wasm);
 --module wat:    increments of the WAT counter (--wasm), one instance per receiver;
---module go:     transfers of the Go token (--go-package, built with the local Go toolchain).
+--module go:     transfers of the Go token (--go-package, built with the local Go toolchain);
+--module wattoken: transfers of the WAT token (--wat-token), the Go token's twin by hand.
 wasm modules run on the pooled engine, warmed up before timing.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -32,20 +33,25 @@ wasm modules run on the pooled engine, warmed up before timing.`,
 				if cfg.Code, err = os.ReadFile(wasmFile); err != nil {
 					return err
 				}
+			case exec.BenchWATToken:
+				if cfg.Code, err = os.ReadFile(watToken); err != nil {
+					return err
+				}
 			case exec.BenchGo:
 				if cfg.Code, err = exec.BuildGoGuest(goPkg); err != nil {
 					return err
 				}
 			default:
-				return fmt.Errorf("%w: --module %q (native, wat or go)", exec.ErrBenchModule, cfg.Module)
+				return fmt.Errorf("%w: --module %q (native, wat, go or wattoken)", exec.ErrBenchModule, cfg.Module)
 			}
 			_, err = exec.Bench(cmd.Context(), cfg, cmd.OutOrStdout())
 			return err
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&cfg.Module, "module", exec.BenchNative, "workload module: native, wat or go")
+	f.StringVar(&cfg.Module, "module", exec.BenchNative, "workload module: native, wat, go or wattoken")
 	f.StringVar(&wasmFile, "wasm", "contracts/counter_wat/counter.wasm", "the WAT counter's wasm (--module wat)")
+	f.StringVar(&watToken, "wat-token", "contracts/token_wat/token.wasm", "the WAT token's wasm (--module wattoken)")
 	f.StringVar(&goPkg, "go-package", "./contracts/token", "the Go token's package directory (--module go)")
 	f.IntVar(&cfg.Accounts, "accounts", 10_000, "accounts with a balance")
 	f.IntVar(&cfg.Txs, "txs", 5_000, "transactions per block (at most accounts/2)")

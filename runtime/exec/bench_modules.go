@@ -24,12 +24,16 @@ const (
 	// BenchGo: transfers of the Go token (contracts/token, built by
 	// BuildGoGuest).
 	BenchGo = "go"
+	// BenchWATToken: transfers of the WAT token (contracts/token_wat, the
+	// Go token's twin by hand: same keys, so the same workload).
+	BenchWATToken = "wattoken"
 )
 
 var benchTitle = map[string]string{
-	BenchNative: "transfers of the native token",
-	BenchWAT:    "increments of WAT counters (one instance per receiver)",
-	BenchGo:     "transfers of the Go token (contracts/token)",
+	BenchNative:   "transfers of the native token",
+	BenchWAT:      "increments of WAT counters (one instance per receiver)",
+	BenchGo:       "transfers of the Go token (contracts/token)",
+	BenchWATToken: "transfers of the WAT token (contracts/token_wat)",
 }
 
 // ErrBenchModule rejects an unknown bench module or a wasm module without
@@ -37,21 +41,22 @@ var benchTitle = map[string]string{
 var ErrBenchModule = errors.New("exec: bad bench module")
 
 // Addresses of the bench's wasm instances.
-var benchGoToken = benchAddress("go-token", 0)
+var benchGoToken, benchWATToken = benchAddress("go-token", 0), benchAddress("wat-token", 0)
 
 func benchAddress(name string, i int) types.Address {
 	return types.Address(sha256.Sum256(binary.BigEndian.AppendUint64([]byte("kairos/bench/"+name+"\x00"), uint64(i))))
 }
 
-// goBalanceKey is the Go token's balance key: the SDK's Map key,
-// u8(len("bal")) ‖ "bal" ‖ address (sdk/guest doc).
+// goBalanceKey is the balance key of the Go token (and of the WAT token,
+// which copies it): the SDK's Map key, u8(len("bal")) ‖ "bal" ‖ address
+// (sdk/guest doc).
 func goBalanceKey(a types.Address) []byte { return append([]byte("\x03bal"), a[:]...) }
 
 // Workload builds a block of txs transactions of module over accounts:
 // sender i (distinct senders) pays (or, for the WAT counter, increments
 // the counter of) a distinct receiver, except that a share conflictRate
 // of them target one hot account, so they form a chain. code is the wasm
-// of a BenchWAT or BenchGo module. It returns the block, its bodies and
+// of a BenchWAT, BenchGo or BenchWATToken module. It returns the block, its bodies and
 // the genesis writes.
 func Workload(module string, code []byte, accounts, txs int, conflictRate float64) (*types.Block, []*types.Tx, []state.Write, error) {
 	if txs < 1 || 2*txs > accounts {
@@ -85,14 +90,15 @@ func Workload(module string, code []byte, accounts, txs int, conflictRate float6
 	case BenchNative:
 		balances(TokenModule, BalanceKey)
 		transfer(TokenModule, BalanceKey)
-	case BenchGo:
-		ws, err := GenesisModule(benchGoToken, code, types.Address{})
+	case BenchGo, BenchWATToken:
+		tok := map[string]types.Address{BenchGo: benchGoToken, BenchWATToken: benchWATToken}[module]
+		ws, err := GenesisModule(tok, code, types.Address{})
 		if err != nil {
 			return nil, nil, nil, err
 		}
 		genesis, gas = ws, 1<<30
-		balances(benchGoToken, goBalanceKey)
-		transfer(benchGoToken, goBalanceKey)
+		balances(tok, goBalanceKey)
+		transfer(tok, goBalanceKey)
 	case BenchWAT:
 		ws, err := GenesisModule(benchAddress("counter", 0), code, types.Address{})
 		if err != nil {
