@@ -9,6 +9,7 @@ import (
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 
 	. "github.com/kairos-network/kairos/runtime/internal/wasmtest"
 	"github.com/kairos-network/kairos/runtime/meter"
@@ -49,6 +50,9 @@ func instantiateTracked(t testing.TB, interp bool, bin []byte) *tracked {
 	rt := wazero.NewRuntimeWithConfig(ctx, rc.WithCoreFeatures(api.CoreFeaturesV2.SetEnabled(api.CoreFeatureSIMD, false)).
 		WithMemoryLimitPages(512).WithCloseOnContextDone(false))
 	t.Cleanup(func() { rt.Close(ctx) })
+	if _, err := wasi_snapshot_preview1.Instantiate(ctx, rt); err != nil { // for Go guests in benchmarks
+		t.Fatal(err)
+	}
 	mod, err := rt.InstantiateWithConfig(ctx, bin, wazero.NewModuleConfig().WithName("").WithStartFunctions())
 	if err != nil {
 		t.Fatalf("interpreter=%v: %v", interp, err)

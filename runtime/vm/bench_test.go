@@ -14,29 +14,36 @@ import (
 //	go test -run '^$' -bench . -count 3 ./runtime/vm/
 //
 // BenchmarkDeploy: validate + instrument + compile (compiler engine, empty
-// cache) of the Go guest, the runtime.md target is <= 1.5 s; the plain
-// compile of the original bytes is the baseline of the same run.
-// BenchmarkCall: one call including the snapshot restore before it.
+// cache) of the Go guest, the runtime.md target is <= 1.5 s, with and
+// without meter.Track (which vm.Compile runs unless Config.FullRestore);
+// the plain compile of the original bytes is the baseline of the same run.
+// BenchmarkCall: one call including the snapshot restore before it, with
+// dirty-page tracking and with whole-snapshot restores.
 
 func BenchmarkDeploy(b *testing.B) {
 	bin := GoGuest(b)
 	ctx := context.Background()
-	for _, full := range []bool{false, true} {
-		name := "goguest/compile-original"
-		if full {
-			name = "goguest/validate+instrument+compile"
-		}
-		b.Run(name, func(b *testing.B) {
+	for _, c := range []struct {
+		name              string
+		prepare, tracking bool
+	}{
+		{"goguest/compile-original", false, false},
+		{"goguest/validate+instrument+compile-fullrestore", true, false},
+		{"goguest/validate+instrument+track+compile", true, true},
+	} {
+		b.Run(c.name, func(b *testing.B) {
 			for b.Loop() {
 				code := bin
-				if full {
+				if c.prepare {
 					p, err := deploy.Prepare(bin, cfg)
 					if err != nil {
 						b.Fatal(err)
 					}
 					code = p.Instrumented
 				}
-				e, err := vm.NewEngine(ctx, vm.DefaultConfig())
+				vc := vm.DefaultConfig()
+				vc.FullRestore = !c.tracking
+				e, err := vm.NewEngine(ctx, vc)
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -56,21 +63,37 @@ func BenchmarkCall(b *testing.B) {
 		bin  func(testing.TB) []byte
 		fn   string
 	}{{"small/bump", func(testing.TB) []byte { return counter() }, "bump"}, {"goguest/add", GoGuest, "add"}} {
-		in := engines(b, prepare(b, c.bin(b)), vm.Env{})[0]
 		args := []uint64{}
 		if c.fn == "add" {
 			args = []uint64{2, 40}
 		}
-		b.Run(c.name+"/restore+call", func(b *testing.B) {
-			for b.Loop() {
-				if o, err := in.Call(ctx, c.fn, 1<<30, args...); err != nil || o.Status != vm.StatusOK {
-					b.Fatal(o, err)
-				}
+		code := prepare(b, c.bin(b))
+		for _, full := range []bool{false, true} {
+			name := c.name + "/tracked-restore+call"
+			if full {
+				name = c.name + "/full-restore+call"
 			}
-			b.ReportMetric(float64(in.SnapshotBytes()), "snapshot-bytes")
-		})
+			vc := vm.DefaultConfig()
+			vc.FullRestore = full
+			in, err := compile(b, vc, code).Instantiate(ctx, vm.Env{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Run(name, func(b *testing.B) {
+				for b.Loop() {
+					if o, err := in.Call(ctx, c.fn, 1<<30, args...); err != nil || o.Status != vm.StatusOK {
+						b.Fatal(o, err)
+					}
+				}
+				b.ReportMetric(float64(in.SnapshotBytes()), "snapshot-bytes")
+			})
+		}
 		// Baseline: copying a buffer of the snapshot's size, nothing else.
 		b.Run(c.name+"/memcpy-baseline", func(b *testing.B) {
+			in, err := compile(b, vm.DefaultConfig(), code).Instantiate(ctx, vm.Env{})
+			if err != nil {
+				b.Fatal(err)
+			}
 			src, dst := make([]byte, in.SnapshotBytes()), make([]byte, in.SnapshotBytes())
 			for b.Loop() {
 				copy(dst, src)
