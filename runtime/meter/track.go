@@ -50,15 +50,15 @@ type TrackConfig struct {
 // the comment at the top of this file): stores mark the page of their
 // effective address after they succeed (a store of up to 8 bytes may reach
 // 7 bytes into the next page: the host restores those with the page);
-// memory.fill, memory.copy, memory.init and the host functions that write
-// are called through added functions that mark their whole range. Added
-// code neither charges gas nor counts call depth. m must be Instrument's
-// output.
+// memory.fill, memory.copy and memory.init mark their range after they
+// succeed; the host functions that write are called through added wrappers
+// that mark what they may have written. Added code neither charges gas nor
+// counts call depth. m must be Instrument's output.
 func Track(m *wasm.Module, cfg TrackConfig) (*wasm.Module, error) {
 	if len(m.Memories) != 1 || cfg.MemoryPages == 0 {
 		return nil, fmt.Errorf("%w: %d defined memories, %d pages", ErrUntracked, len(m.Memories), cfg.MemoryPages)
 	}
-	t := &tracker{m: m, wrappers: map[uint32]uint32{}, helpers: map[uint64]uint32{}}
+	t := &tracker{m: m, wrappers: map[uint32]uint32{}}
 	out := *m
 	t.out = &out
 	out.Layout = nil
@@ -150,7 +150,6 @@ type tracker struct {
 	global   uint32            // an immutable non-null funcref: the mark
 	mark     uint32            // mark(ptr i32, len i64)
 	wrappers map[uint32]uint32 // writing import -> its wrapper
-	helpers  map[uint64]uint32 // opcode<<32 | data segment -> bulk helper
 }
 
 // addFunc appends a function and returns its index.
@@ -245,24 +244,9 @@ func (t *tracker) wrapper(ti, fi uint32, regions []Region) (uint32, error) {
 	return t.addFunc(ft, wasm.Code{Body: body}), nil
 }
 
-// bulk returns the helper h(d, x, n) that marks [d, d+n) and then runs the
-// bulk operation in (memory.fill, memory.copy, or memory.init of in.A).
-func (t *tracker) bulk(in wasm.Instr) uint32 {
-	key := uint64(in.Op)<<32 | in.A
-	if f, ok := t.helpers[key]; ok {
-		return f
-	}
-	i32s := []wasm.ValType{wasm.I32, wasm.I32, wasm.I32}
-	f := t.addFunc(wasm.FuncType{Params: i32s}, wasm.Code{Body: []wasm.Instr{
-		idx(wasm.OpLocalGet, 0), idx(wasm.OpLocalGet, 2), op(wasm.OpI64ExtendI32U), idx(wasm.OpCall, t.mark),
-		idx(wasm.OpLocalGet, 0), idx(wasm.OpLocalGet, 1), idx(wasm.OpLocalGet, 2), in,
-	}})
-	t.helpers[key] = f
-	return f
-}
-
 // Opcodes the tracker emits that the rest of the runtime does not name.
 const (
+	opI32Ne      wasm.Opcode = 0x47
 	opI32GeU     wasm.Opcode = 0x4F
 	opI64LtU     wasm.Opcode = 0x54
 	opI64LeU     wasm.Opcode = 0x58
@@ -287,13 +271,16 @@ func storeType(o wasm.Opcode) wasm.ValType {
 	return 0
 }
 
-// body rewrites one original function: stores mark their page through
-// scratch locals, bulk operations and writing host calls go through their
-// helpers.
+// body rewrites one original function: stores and bulk operations mark
+// their pages inline through scratch locals, and writing host calls go
+// through their wrappers.
 func (t *tracker) body(c *wasm.Code, ft wasm.FuncType, redirect func(uint32) uint32) wasm.Code {
 	next := uint32(len(ft.Params)) + uint32(c.NumLocals())
 	out := wasm.Code{Locals: append([]wasm.LocalDecl(nil), c.Locals...), Body: make([]wasm.Instr, 0, len(c.Body)+len(c.Body)/4)}
-	// scratch locals: the address (key 0) and one per stored value type.
+	// scratch locals: one per stored value type, the address (then the
+	// page + 1), the page + 1 this invocation marked last (0: none), and
+	// the other two operands of a bulk operation.
+	const keyAddr, keyLast, keyX, keyN = 0, 1, 2, 3
 	scratch := map[wasm.ValType]uint32{}
 	local := func(key, vt wasm.ValType) uint32 {
 		if l, ok := scratch[key]; ok {
@@ -307,16 +294,38 @@ func (t *tracker) body(c *wasm.Code, ft wasm.FuncType, redirect func(uint32) uin
 	for _, in := range c.Body {
 		switch {
 		case storeType(in.Op) != 0:
-			v, a := local(storeType(in.Op), storeType(in.Op)), local(0, wasm.I32)
+			v, a, last := local(storeType(in.Op), storeType(in.Op)), local(keyAddr, wasm.I32), local(keyLast, wasm.I32)
 			out.Body = append(out.Body,
 				idx(wasm.OpLocalSet, v), idx(wasm.OpLocalTee, a), idx(wasm.OpLocalGet, v), in,
 				idx(wasm.OpLocalGet, a))
 			if in.B != 0 {
 				out.Body = append(out.Body, i32c(int32(in.B)), op(wasm.OpI32Add))
 			}
-			out.Body = append(out.Body, i32c(PageShift), op(opI32ShrU), idx(wasm.OpGlobalGet, t.global), idx(wasm.OpTableSet, t.table))
+			// a = page+1; mark unless this invocation marked it last
+			// (marks are only cleared between calls, by the host).
+			out.Body = append(out.Body, i32c(PageShift), op(opI32ShrU), i32c(1), op(wasm.OpI32Add), idx(wasm.OpLocalTee, a),
+				idx(wasm.OpLocalGet, last), op(opI32Ne), block(wasm.OpIf, wasm.BlockEmpty),
+				idx(wasm.OpLocalGet, a), idx(wasm.OpLocalSet, last),
+				idx(wasm.OpLocalGet, a), i32c(1), op(wasm.OpI32Sub), idx(wasm.OpGlobalGet, t.global), idx(wasm.OpTableSet, t.table),
+				op(wasm.OpEnd))
 		case in.Op == wasm.OpMemoryFill || in.Op == wasm.OpMemoryCopy || in.Op == wasm.OpMemoryInit:
-			out.Body = append(out.Body, idx(wasm.OpCall, t.bulk(in)))
+			// Run it, then mark [d, d+n): in memory, since it did not trap
+			// (d+n-1 cannot wrap: d+n <= 2^32). One page is a table.set.
+			d, x, n := local(keyAddr, wasm.I32), local(keyX, wasm.I32), local(keyN, wasm.I32)
+			out.Body = append(out.Body,
+				idx(wasm.OpLocalSet, n), idx(wasm.OpLocalSet, x), idx(wasm.OpLocalTee, d), idx(wasm.OpLocalGet, x), idx(wasm.OpLocalGet, n), in,
+				idx(wasm.OpLocalGet, n), block(wasm.OpIf, wasm.BlockEmpty),
+				idx(wasm.OpLocalGet, d), i32c(PageShift), op(opI32ShrU), idx(wasm.OpLocalTee, x), // first page
+				idx(wasm.OpLocalGet, d), idx(wasm.OpLocalGet, n), op(wasm.OpI32Add), i32c(1), op(wasm.OpI32Sub),
+				i32c(PageShift), op(opI32ShrU), idx(wasm.OpLocalTee, n), // last page
+				op(wasm.OpI32Eq), block(wasm.OpIf, wasm.BlockEmpty),
+				idx(wasm.OpLocalGet, x), idx(wasm.OpGlobalGet, t.global), idx(wasm.OpTableSet, t.table),
+				op(wasm.OpElse),
+				idx(wasm.OpLocalGet, x), idx(wasm.OpGlobalGet, t.global),
+				idx(wasm.OpLocalGet, n), idx(wasm.OpLocalGet, x), op(wasm.OpI32Sub), i32c(1), op(wasm.OpI32Add),
+				idx(wasm.OpTableFill, t.table),
+				op(wasm.OpEnd),
+				op(wasm.OpEnd))
 		case in.Op == wasm.OpCall:
 			out.Body = append(out.Body, idx(wasm.OpCall, redirect(uint32(in.A))))
 		default:

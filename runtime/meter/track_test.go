@@ -53,7 +53,14 @@ func instantiateTracked(t testing.TB, interp bool, bin []byte) *tracked {
 	if _, err := wasi_snapshot_preview1.Instantiate(ctx, rt); err != nil { // for Go guests in benchmarks
 		t.Fatal(err)
 	}
-	mod, err := rt.InstantiateWithConfig(ctx, bin, wazero.NewModuleConfig().WithName("").WithStartFunctions())
+	// The clocks and randomness of wasmtest.Instantiate: the Go runtime's
+	// GC paces itself by the clock, so benchmarks compare like with like.
+	var clock int64
+	mc := wazero.NewModuleConfig().WithName("").WithStartFunctions().
+		WithWalltime(func() (int64, int32) { clock += 1000; return clock, 0 }, 1).
+		WithNanotime(func() int64 { clock += 1000; return clock }, 1).
+		WithRandSource(bytes.NewReader(make([]byte, 1<<16)))
+	mod, err := rt.InstantiateWithConfig(ctx, bin, mc)
 	if err != nil {
 		t.Fatalf("interpreter=%v: %v", interp, err)
 	}
