@@ -89,6 +89,7 @@ func BenchmarkCall(b *testing.B) {
 					}
 				}
 				b.ReportMetric(float64(in.SnapshotBytes()), "snapshot-bytes")
+				b.ReportMetric(float64(in.RestoredBytes()), "restored-bytes")
 			})
 		}
 		// Baseline: copying a buffer of the snapshot's size, nothing else.

@@ -239,6 +239,7 @@ type Instance struct {
 	// back only the pages it reports.
 	dirty      api.Function
 	dirtyStack [2]uint64
+	restored   int // bytes the last restore copied
 	discarded  error
 	// funcs caches exported functions: wazero builds a new call engine
 	// (with its stack) on every ExportedFunction lookup.
@@ -342,16 +343,21 @@ func (in *Instance) reset(gas int64) {
 // bytes after it, where a store that began in it may have reached (see
 // meter.Track).
 func (in *Instance) restoreMemory(view []byte) {
+	in.restored = 0
 	if in.dirty != nil {
-		err := in.eachDirty(func(lo, hi int) { copy(view[lo:hi], in.snapMem[lo:hi]) })
+		err := in.eachDirty(func(lo, hi int) { in.restored += copy(view[lo:hi], in.snapMem[lo:hi]) })
 		if err == nil {
 			return
 		}
 		// Not expected (dirty cannot trap below the tracked pages), but
 		// a whole copy is always right.
 	}
-	copy(view, in.snapMem)
+	in.restored = copy(view, in.snapMem)
 }
+
+// RestoredBytes is how many bytes of memory the last restore copied back:
+// the dirtied pages, or the whole snapshot for untracked code.
+func (in *Instance) RestoredBytes() int { return in.restored }
 
 // storeReach is how far past its page a marked store may have written.
 const storeReach = 7
