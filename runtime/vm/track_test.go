@@ -171,6 +171,9 @@ func TestDirtyRestoreSeesSnapshot(t *testing.T) {
 		t.Fatal(err)
 	}
 	want, wantSum := memory(fresh), call(t, fresh, "sum", 1<<40)
+	if fresh.Export(meter.DirtyExport) != nil {
+		t.Fatalf("%s is callable as a method", meter.DirtyExport)
+	}
 	ins := make([]*vm.Instance, len(codes))
 	kinds := map[string]int{}
 	rng := rand.New(rand.NewPCG(1, 2))
