@@ -271,15 +271,16 @@ func TestDirtyRestoreMatchesFullRestore(t *testing.T) {
 // of all memory) and then a store at each page's last byte; the restore
 // after it brings back every byte.
 func TestWriteEverywhereInOneCall(t *testing.T) {
+	const pages = 10 // 160 tracked pages
 	b := New()
-	b.Memory(3, -1)
-	b.Data(0, bytes.Repeat([]byte{7}, 3<<16))
+	b.Memory(pages, -1)
+	b.Data(0, bytes.Repeat([]byte{7}, pages<<16))
 	b.Func("all", nil, nil, []wasm.ValType{wasm.I32},
-		I32(0), I32(9), I32(3<<16), Op(wasm.OpMemoryFill),
+		I32(0), I32(9), I32(pages<<16), Op(wasm.OpMemoryFill),
 		Block(wasm.OpLoop, wasm.BlockEmpty),
 		Idx(wasm.OpLocalGet, 0), I32(4095), Op(wasm.OpI32Add), I32(1), Mem(0x3A, 0, 0),
 		Idx(wasm.OpLocalGet, 0), I32(4096), Op(wasm.OpI32Add), Idx(wasm.OpLocalTee, 0),
-		I32(3<<16), Op(0x49 /* i32.lt_u */), Idx(wasm.OpBrIf, 0),
+		I32(pages<<16), Op(0x49 /* i32.lt_u */), Idx(wasm.OpBrIf, 0),
 		Op(wasm.OpEnd))
 	for _, in := range engines(t, prepare(t, b.Bytes()), vm.Env{}) {
 		want := memory(in)
