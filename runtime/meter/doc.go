@@ -37,9 +37,9 @@
 // Track (track.go) is a second, node-local pass over Instrument's output
 // for runtime/vm's restores, not part of the consensus format: every write
 // to linear memory marks its 4 KiB page in a funcref table added after the
-// guest's (stores inline, after they succeed; memory.fill/copy/init and the
-// host functions that write guest memory through added helper functions,
-// before or after the write, clamped to memory so marking never traps).
+// guest's: stores and memory.fill/copy/init inline, after they succeed (so
+// in bounds); the host functions that write guest memory through added
+// wrappers, after the call, clamped to memory so marking never traps.
 // Invariants: a call's changed bytes all lie in marked pages, or within 7
 // bytes past one (a store's reach) — FuzzTrack checks it; Track adds no
 // gas and no call depth, so results and gas are those of the untracked

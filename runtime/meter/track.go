@@ -160,9 +160,10 @@ func (t *tracker) addFunc(ft wasm.FuncType, c wasm.Code) uint32 {
 	return uint32(t.m.NumImportedFuncs() + len(t.out.Funcs) - 1)
 }
 
-// markBody is mark(p i32, n i64): mark the pages of [p, p+n) ∩ memory.
-// Clamping to memory keeps it from trapping: a range past the end is the
-// caller's problem (the operation it guards traps, or the host checked).
+// markBody is mark(p i32, n i64), which the host-function wrappers call:
+// mark the pages of [p, p+n) ∩ memory. A host function may write less than
+// the capacity it is given, and only checks what it writes, so the range is
+// clamped to memory rather than trusted: marking never traps.
 func (t *tracker) markBody() wasm.Code {
 	const p, n, end, first = 0, 1, 2, 3
 	return wasm.Code{

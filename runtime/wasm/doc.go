@@ -16,6 +16,10 @@
 //     Encode∘Decode is idempotent.
 //   - Custom sections are kept with their position (the id of the section
 //     they follow) and re-emitted there.
+//   - The few reference-type instructions and the funcref global type that
+//     the runtime's own passes emit (OpTableGet ... OpTableFill, FuncRef,
+//     for meter.Track) are encode-only: Decode rejects them like every
+//     reference type, so no guest can use them.
 //
 // The package checks the binary grammar and the feature subset, not index
 // ranges or types; that is package validate's job.
