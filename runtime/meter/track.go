@@ -247,7 +247,6 @@ func (t *tracker) wrapper(ti, fi uint32, regions []Region) (uint32, error) {
 
 // Opcodes the tracker emits that the rest of the runtime does not name.
 const (
-	opI32Ne      wasm.Opcode = 0x47
 	opI32GeU     wasm.Opcode = 0x4F
 	opI64LtU     wasm.Opcode = 0x54
 	opI64LeU     wasm.Opcode = 0x58
@@ -278,10 +277,9 @@ func storeType(o wasm.Opcode) wasm.ValType {
 func (t *tracker) body(c *wasm.Code, ft wasm.FuncType, redirect func(uint32) uint32) wasm.Code {
 	next := uint32(len(ft.Params)) + uint32(c.NumLocals())
 	out := wasm.Code{Locals: append([]wasm.LocalDecl(nil), c.Locals...), Body: make([]wasm.Instr, 0, len(c.Body)+len(c.Body)/4)}
-	// scratch locals: one per stored value type, the address (then the
-	// page + 1), the page + 1 this invocation marked last (0: none), and
-	// the other two operands of a bulk operation.
-	const keyAddr, keyLast, keyX, keyN = 0, 1, 2, 3
+	// scratch locals: one per stored value type, the address (or a bulk
+	// operation's destination) and the bulk operation's other operands.
+	const keyAddr, keyX, keyN = 0, 1, 2
 	scratch := map[wasm.ValType]uint32{}
 	local := func(key, vt wasm.ValType) uint32 {
 		if l, ok := scratch[key]; ok {
@@ -295,20 +293,16 @@ func (t *tracker) body(c *wasm.Code, ft wasm.FuncType, redirect func(uint32) uin
 	for _, in := range c.Body {
 		switch {
 		case storeType(in.Op) != 0:
-			v, a, last := local(storeType(in.Op), storeType(in.Op)), local(keyAddr, wasm.I32), local(keyLast, wasm.I32)
+			v, a := local(storeType(in.Op), storeType(in.Op)), local(keyAddr, wasm.I32)
 			out.Body = append(out.Body,
 				idx(wasm.OpLocalSet, v), idx(wasm.OpLocalTee, a), idx(wasm.OpLocalGet, v), in,
 				idx(wasm.OpLocalGet, a))
 			if in.B != 0 {
 				out.Body = append(out.Body, i32c(int32(in.B)), op(wasm.OpI32Add))
 			}
-			// a = page+1; mark unless this invocation marked it last
-			// (marks are only cleared between calls, by the host).
-			out.Body = append(out.Body, i32c(PageShift), op(opI32ShrU), i32c(1), op(wasm.OpI32Add), idx(wasm.OpLocalTee, a),
-				idx(wasm.OpLocalGet, last), op(opI32Ne), block(wasm.OpIf, wasm.BlockEmpty),
-				idx(wasm.OpLocalGet, a), idx(wasm.OpLocalSet, last),
-				idx(wasm.OpLocalGet, a), i32c(1), op(wasm.OpI32Sub), idx(wasm.OpGlobalGet, t.global), idx(wasm.OpTableSet, t.table),
-				op(wasm.OpEnd))
+			// No branch to skip a page marked already: it made compiling
+			// a Go guest twice as slow and its transfers no faster.
+			out.Body = append(out.Body, i32c(PageShift), op(opI32ShrU), idx(wasm.OpGlobalGet, t.global), idx(wasm.OpTableSet, t.table))
 		case in.Op == wasm.OpMemoryFill || in.Op == wasm.OpMemoryCopy || in.Op == wasm.OpMemoryInit:
 			// Run it, then mark [d, d+n): in memory, since it did not trap
 			// (d+n-1 cannot wrap: d+n <= 2^32). One page is a table.set.
