@@ -95,7 +95,7 @@ func TestWATTokenMatchesGoToken(t *testing.T) {
 	ch := newChain(t, configs[1])
 	setup(ch)
 	reasons := map[string]int{}
-	for i, tc := range tokenScript(5, 300) {
+	for i, tc := range tokenScript(5, 200) {
 		goTx, watTx := tc, tc
 		goTx.to, watTx.to = token, tokenWAT
 		lifecycle := tc.method == "init" // init runs at deploy (or upgrade) only
