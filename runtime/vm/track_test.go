@@ -299,8 +299,9 @@ func TestWriteEverywhereInOneCall(t *testing.T) {
 
 // TestTrackingIsUnreachableForGuests: everything a guest could use to
 // read, clear or forge the dirty-page marks is refused at deploy:
-// reference and table instructions (wasm.Decode), a second table, and
-// exports under the reserved prefix (DirtyExport is one).
+// reference and table instructions and call_indirect through another
+// table than 0 (wasm.Decode), a second table, and exports under the
+// reserved prefix (DirtyExport is one).
 func TestTrackingIsUnreachableForGuests(t *testing.T) {
 	for name, body := range map[string][]wasm.Instr{
 		"table.set":   {I32(0), Op(wasm.OpRefNull), Idx(wasm.OpTableSet, 1)},
@@ -317,7 +318,21 @@ func TestTrackingIsUnreachableForGuests(t *testing.T) {
 			t.Errorf("%s: deploy %v, want %v", name, err, wasm.ErrUnsupported)
 		}
 	}
+	// call_indirect through table 1 (where Track puts its table).
 	b := New()
+	b.Memory(1, 1)
+	b.M.Tables = []wasm.Limits{{Min: 1}}
+	b.Func("f", nil, nil, nil, I32(0), wasm.Instr{Op: wasm.OpCallIndirect, A: 0})
+	bin := b.Bytes()
+	at := bytes.Index(bin, []byte{byte(wasm.OpI32Const), 0, byte(wasm.OpCallIndirect), 0, 0})
+	if at < 0 {
+		t.Fatal("call_indirect not found in the encoding")
+	}
+	bin[at+4] = 1 // the table index
+	if _, err := deploy.Prepare(bin, cfg); !errors.Is(err, wasm.ErrUnsupported) {
+		t.Errorf("call_indirect through table 1: deploy %v, want %v", err, wasm.ErrUnsupported)
+	}
+	b = New()
 	b.Memory(1, 1)
 	b.M.Tables = []wasm.Limits{{Min: 1}, {Min: 8192}}
 	b.Func("f", nil, nil, nil)
