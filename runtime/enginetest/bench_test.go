@@ -52,9 +52,7 @@ func BenchmarkTokenTransfer(b *testing.B) {
 		nativeCPU = float64(cpuNs(b)-cpu0) / float64(b.N)
 		b.ReportMetric(nativeCPU, "cpu-ns/op")
 	})
-	all := append(slices.Clone(configs),
-		config{"compiler/pooled-fullrestore", false, true, true},
-		config{"interpreter/pooled-fullrestore", true, true, true})
+	all := append(slices.Clone(configs), fullRestore, config{"interpreter/pooled-fullrestore", true, true, true})
 	for _, mod := range []struct {
 		name string
 		addr types.Address

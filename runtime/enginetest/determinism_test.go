@@ -2,6 +2,7 @@ package enginetest
 
 import (
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/kairos-network/kairos/types"
@@ -76,11 +77,12 @@ func workload(seed uint64, n int) []tx {
 
 // TestConfigurationsAgree: every example module and a generated workload
 // give identical receipts (status, reason, return, gas, events, writes) on
-// the compiler and the interpreter, with fresh and with pooled instances.
+// the compiler and the interpreter, with fresh and with pooled instances,
+// and with dirty-page and whole-snapshot restores (the marks cost no gas).
 func TestConfigurationsAgree(t *testing.T) {
 	script := workload(1, 60)
 	var want []string
-	for ci, c := range configs {
+	for ci, c := range append(slices.Clone(configs), fullRestore) {
 		t.Run(c.name, func(t *testing.T) {
 			ch := newChain(t, c)
 			setup(ch)

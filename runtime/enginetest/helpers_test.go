@@ -38,8 +38,13 @@ var configs = []config{
 	{"interpreter/pooled", true, true, false},
 }
 
-// shared holds, per wazero engine and restore mode, one vm.Engine (fresh instances) and one
-// exec.PooledEngine (the node's pool) for the test process, and every
+// fullRestore is the pooled compiler restoring whole snapshots, the
+// untracked reference for dirty-page restores.
+var fullRestore = config{"compiler/pooled-fullrestore", false, true, true}
+
+// shared holds, per wazero engine and restore mode, one vm.Engine (fresh
+// instances) and one exec.PooledEngine (the node's pool) for the test
+// process, and every
 // deploy's output, so each module is prepared once and compiled once per
 // engine. Code ids are content hashes, so tests can share the pool.
 var shared struct {
