@@ -261,7 +261,9 @@ func less(a, b Tx) bool {
 // Less reports whether a sorts before b in the released log, by (TS, ID).
 func Less(a, b Tx) bool { return less(a, b) }
 
-type snapEntry struct {
+// Entry is one pending transaction id in a State: its acks by validator
+// (valid where Set), the newest ack, and its timestamp once assigned (Done).
+type Entry struct {
 	_      struct{} `cbor:",toarray"`
 	ID     TxID
 	Acks   []int64
@@ -271,34 +273,94 @@ type snapEntry struct {
 	Done   bool
 }
 
-type snapGone struct {
+// Gone is a released id remembered (until Params.Retain below the
+// watermark) so that late acks of it are ignored.
+type Gone struct {
 	_  struct{} `cbor:",toarray"`
 	ID TxID
-	T  int64
+	TS int64
 }
 
-type snapshot struct {
+// State is the whole layer state in canonical form: slices sorted by id,
+// so that equal states encode to equal bytes. The watermark W_k is not
+// part of it; Apply recomputes it from T before using it.
+type State struct {
 	_       struct{} `cbor:",toarray"`
-	T       []int64
-	Pending []snapEntry
-	Gone    []snapGone
+	T       []int64 // by validator
+	Pending []Entry // ascending ID
+	Gone    []Gone  // ascending ID
 	Height  uint64
 	Last    [32]byte
 	LastB   int64
 }
 
-// Hash returns the sha2-256 digest of a canonical encoding of the whole
-// ordering state. Checkpoint votes carry it so that a node restoring from a
-// snapshot can verify the ordering state it is given.
-func (o *Orderer) Hash() [32]byte {
-	s := snapshot{T: o.t, Height: o.height, Last: o.last, LastB: o.lastB}
+// ErrBadState reports a State that does not fit the params or is not in
+// canonical form (it came from a peer or a disk).
+var ErrBadState = errors.New("order: bad state")
+
+// State returns a deep copy of the layer state in canonical form.
+func (o *Orderer) State() State {
+	s := State{T: append([]int64(nil), o.t...), Height: o.height, Last: o.last, LastB: o.lastB,
+		Pending: make([]Entry, 0, len(o.pending)), Gone: make([]Gone, 0, len(o.gone))}
 	for id, e := range o.pending {
-		s.Pending = append(s.Pending, snapEntry{ID: id, Acks: e.acks, Set: e.set, Newest: e.newest, TS: e.ts, Done: e.done})
+		s.Pending = append(s.Pending, Entry{ID: id, Acks: append([]int64(nil), e.acks...), Set: append([]bool(nil), e.set...),
+			Newest: e.newest, TS: e.ts, Done: e.done})
 	}
 	sort.Slice(s.Pending, func(a, b int) bool { return bytes.Compare(s.Pending[a].ID[:], s.Pending[b].ID[:]) < 0 })
 	for id, t := range o.gone {
-		s.Gone = append(s.Gone, snapGone{ID: id, T: t})
+		s.Gone = append(s.Gone, Gone{ID: id, TS: t})
 	}
 	sort.Slice(s.Gone, func(a, b int) bool { return bytes.Compare(s.Gone[a].ID[:], s.Gone[b].ID[:]) < 0 })
-	return sha256.Sum256(types.MustEncode(s))
+	return s
+}
+
+// Restore returns an Orderer continuing from s. It checks that s fits p
+// and is canonical (ids strictly ascending, one ack slot per validator),
+// and recomputes what State leaves out (ack weights, W_k is recomputed by
+// the next Apply), so a restored layer behaves exactly like the one that
+// exported s.
+func Restore(p Params, s *State) (*Orderer, error) {
+	o, err := New(p)
+	if err != nil {
+		return nil, err
+	}
+	n := len(p.Weights)
+	if len(s.T) != n {
+		return nil, fmt.Errorf("%w: %d clock entries for %d validators", ErrBadState, len(s.T), n)
+	}
+	copy(o.t, s.T)
+	for i := range s.Pending {
+		e := &s.Pending[i]
+		if i > 0 && bytes.Compare(s.Pending[i-1].ID[:], e.ID[:]) >= 0 {
+			return nil, fmt.Errorf("%w: pending ids not strictly ascending at %d", ErrBadState, i)
+		}
+		if len(e.Acks) != n || len(e.Set) != n {
+			return nil, fmt.Errorf("%w: pending %d has %d acks, %d flags for %d validators", ErrBadState, i, len(e.Acks), len(e.Set), n)
+		}
+		x := &entry{acks: append([]int64(nil), e.Acks...), set: append([]bool(nil), e.Set...), newest: e.Newest, ts: e.TS, done: e.Done}
+		for j, ok := range x.set {
+			if ok {
+				x.weight += p.Weights[j]
+			}
+		}
+		o.pending[e.ID] = x
+	}
+	for i, g := range s.Gone {
+		if i > 0 && bytes.Compare(s.Gone[i-1].ID[:], g.ID[:]) >= 0 {
+			return nil, fmt.Errorf("%w: released ids not strictly ascending at %d", ErrBadState, i)
+		}
+		if _, dup := o.pending[g.ID]; dup {
+			return nil, fmt.Errorf("%w: id both pending and released", ErrBadState)
+		}
+		o.gone[g.ID] = g.TS
+	}
+	o.height, o.last, o.lastB = s.Height, s.Last, s.LastB
+	o.w, _ = QuantileF1(o.t, nil, p.Weights, o.f)
+	return o, nil
+}
+
+// Hash returns the sha2-256 digest of the canonical encoding of State.
+func (o *Orderer) Hash() [32]byte {
+	s := o.State()
+	return sha256.Sum256(types.MustEncode(&s))
 }
