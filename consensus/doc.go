@@ -45,6 +45,14 @@
 //   - Restart = replay of the persisted log (certificates, votes, own
 //     header): commits and blocks are re-emitted identically from index 1,
 //     so the driver deduplicates by sub-DAG index and block height.
+//   - Every Released block carries the OrderingState after it (last
+//     anchor, sub-DAG index, gc round, the committed certificates at or
+//     above the gc round, the ordering layer's state): a pure function of
+//     the committed sequence, equal at every honest node, whose hash goes
+//     into the block's checkpoint vote. A core built with Config.Restore
+//     continues from such a state (a compacted log only needs the records
+//     at or above its gc round; a synced node needs none) and releases the
+//     same later blocks as one that replayed everything.
 //   - Every queue a peer or client can grow has a named limit (MaxPending,
 //     MaxRoundsAhead, MaxUnacked, MaxAcks, MaxMessageBytes, MaxFetchCerts);
 //     everything below the gc round is dropped.

@@ -120,6 +120,9 @@ func (o *Orderer) Done(id TxID) bool {
 	return g
 }
 
+// Params returns the layer's parameters.
+func (o *Orderer) Params() Params { return o.p }
+
 // Watermark returns the last released watermark B_k.
 func (o *Orderer) Watermark() int64 { return o.lastB }
 
