@@ -39,7 +39,7 @@ const MaxOrderingStateBytes = 64 << 20
 // votes.
 type OrderingState struct {
 	_          struct{} `cbor:",toarray"`
-	Height     uint64 // last released block; equals Order.Height
+	Height     uint64   // last released block; equals Order.Height
 	LastAnchor uint64
 	SubIndex   uint64
 	GCRound    uint64

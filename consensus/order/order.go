@@ -289,9 +289,9 @@ type Gone struct {
 // part of it; Apply recomputes it from T before using it.
 type State struct {
 	_       struct{} `cbor:",toarray"`
-	T       []int64 // by validator
-	Pending []Entry // ascending ID
-	Gone    []Gone  // ascending ID
+	T       []int64  // by validator
+	Pending []Entry  // ascending ID
+	Gone    []Gone   // ascending ID
 	Height  uint64
 	Last    [32]byte
 	LastB   int64
