@@ -37,10 +37,21 @@
 //     batch, committed (synced) before the first Send, Broadcast or Fetch
 //     that follows them; a failed commit halts the node (ErrPersist) with
 //     nothing sent.
-//   - Restart = replay: the consensus log (/node/log) is replayed into a
-//     new core, which re-releases every block from height 1; the executor
-//     skips heights at or below the state's latest version. The mempool is
-//     reloaded and its payloads reported again with their first-seen times.
+//   - Restart = restore + replay: a new core continues from the last
+//     persisted ordering state (/node/ostate, with its checkpoint
+//     certificate) and replays the consensus log (/node/log) left after
+//     compaction, re-releasing the blocks after that state; the executor
+//     skips heights at or below the state's latest version. Without a
+//     persisted state it replays from genesis. The mempool is reloaded and
+//     its payloads reported again with their first-seen times.
+//   - Compaction (compact.go): every CompactEvery heights, the first
+//     executed height whose checkpoint certificate matches this node's
+//     block, root and ordering state has its ordering state persisted;
+//     then log records of rounds below the previous persisted state's gc
+//     round are deleted (the latest own header stays), and blocks,
+//     transaction records and receipts at or below that height minus
+//     RetainBlocks. Checkpoint certificates stay. Certificates below the
+//     core's gc round are served to peers from the log.
 //   - The pool holds no executed transaction for long: a block's are
 //     removed after its commit, and one arriving again (late gossip, a
 //     resubmission, a replayed core's fetch, a crash before the removal)
@@ -58,9 +69,10 @@
 //     to clients (Status, Receipt, State at 0) is this served height, not
 //     the state's latest version, so a reported height is always fetchable.
 //   - After each block the node signs a checkpoint vote (height, block id,
-//     state root) and sends it to every validator. A certificate of Q
-//     matching votes is stored; if its root or block id differs from this
-//     node's at that height, the node halts with ErrStateDiverged.
+//     state root, ordering state hash) and sends it to every validator. A
+//     certificate of Q matching votes is stored; if its root, block id or
+//     ordering state hash differs from this node's at that height, the
+//     node halts with ErrStateDiverged.
 //   - Every queue a peer can grow has a named limit (MaxInbox, MaxOutbox,
 //     MaxFetches, MaxFetchTxs, MaxFetchResponseBytes,
 //     MaxPendingCheckpoints); a message at a full queue is dropped and
@@ -71,5 +83,6 @@
 //
 // The node shares the state store's pebble datastore (state uses /kairos):
 // /node/log, /node/block, /node/root, /node/tx, /node/receipt, /node/cp,
-// /node/cplatest and /node/mempool (see store.go).
+// /node/cplatest and /node/mempool (see store.go), /node/ostate,
+// /node/ostatecert and /node/prunedto (see compact.go).
 package node

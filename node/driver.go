@@ -117,7 +117,7 @@ func (n *Node) perform(acts []consensus.Action) (timer *int64, ok bool) {
 			at := a.At
 			timer = &at
 		case consensus.Released:
-			if err := n.exe.enqueue(a.Block); err != nil {
+			if err := n.exe.enqueue(a); err != nil {
 				n.halt(err)
 				return nil, false
 			}

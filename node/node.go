@@ -80,6 +80,14 @@ type Config struct {
 	Listen    []string        // libp2p listen multiaddrs; nil = 127.0.0.1, a free TCP port
 	// KeepVersions is how many state versions stay readable (0 = all).
 	KeepVersions uint64
+	// CompactEvery is how many heights apart the node persists a
+	// certified ordering state and compacts its consensus log (0 =
+	// DefaultCompactEvery).
+	CompactEvery uint64
+	// RetainBlocks is how many heights of blocks, transaction records and
+	// receipts are kept below the last compacted checkpoint (0 =
+	// DefaultRetainBlocks).
+	RetainBlocks uint64
 	Mempool      mempool.Config // ChainID is taken from the committee
 
 	// afterStateCommit, when set (by tests), runs between a block's state
@@ -127,6 +135,8 @@ type Node struct {
 	executedTxs atomic.Uint64         // transactions executed since start
 	exe         executorState         // released blocks waiting for the executor
 	cp          checkpointState       // checkpoint votes and certificates
+	cmp         compactState          // ordering states awaiting compaction
+	logRead     int                   // consensus log records read at open
 	fatal       atomic.Pointer[error] // why the node stopped
 	// served is the last height whose block, transactions, receipts and
 	// root record are all stored. The state commits before the root
@@ -169,6 +179,12 @@ func New(cfg Config) (*Node, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.CompactEvery == 0 {
+		cfg.CompactEvery = DefaultCompactEvery
+	}
+	if cfg.RetainBlocks == 0 {
+		cfg.RetainBlocks = DefaultRetainBlocks
 	}
 	cfg.Mempool.ChainID = cfg.Committee.ChainID
 	cfg.Mempool.SyncedWrites = true // state.OpenPebble writes with pebble.Sync
@@ -238,11 +254,26 @@ func (n *Node) newRunner(ctx context.Context) error {
 func (n *Node) open() error {
 	n.d = n.store.Datastore()
 	n.ctx, n.cancel = context.WithCancel(context.Background())
+	// A compacted log starts at the last persisted ordering state; the
+	// state itself is at that height or beyond (compaction waits for the
+	// block's execution).
+	st, _, err := loadOrderingState(n.ctx, n.d, n.cfg.Committee)
+	if err != nil {
+		return err
+	}
 	recs, next, err := loadLog(n.ctx, n.d)
 	if err != nil {
 		return err
 	}
-	n.logSeq = next
+	n.logSeq, n.logRead = next, len(recs)
+	var from uint64
+	if st != nil {
+		if h, _ := n.store.Latest(); h < st.Height {
+			return fmt.Errorf("%w: ordering state at height %d, state at %d", ErrCorrupt, st.Height, h)
+		}
+		from = st.Height
+	}
+	n.cmp.init(n.cfg.CompactEvery, from)
 	if n.pool, err = mempool.Open(n.ctx, n.d, n.cfg.Mempool, n.clock.Now()); err != nil {
 		return err
 	}
@@ -254,7 +285,7 @@ func (n *Node) open() error {
 		}
 	}
 	if n.core, err = consensus.New(consensus.Config{Committee: n.cfg.Committee, Me: n.me,
-		Signer: consensus.Ed25519Signer(n.cfg.Key), Records: recs}); err != nil {
+		Signer: consensus.Ed25519Signer(n.cfg.Key), Records: recs, Restore: st}); err != nil {
 		return err
 	}
 	if err := n.newRunner(n.ctx); err != nil {
@@ -278,6 +309,7 @@ func (n *Node) open() error {
 	n.goLoop(n.publisher)
 	n.goLoop(n.drive)
 	n.goLoop(n.execute)
+	n.goLoop(n.compactor)
 	n.goLoop(func() { _ = n.host.Bootstrap(n.ctx) })
 	return nil
 }

@@ -228,9 +228,23 @@ func (n *Node) serveCerts(ctx context.Context, _ peer.ID, req []byte) ([]byte, e
 		return nil, fmt.Errorf("%w: %d digests", consensus.ErrTooLarge, len(r.Digests))
 	}
 	var out []byte
+	var gc uint64
+	if err := n.call(ctx, func() { gc = n.core.GCRound() }); err != nil {
+		return nil, err
+	}
+	// Rounds the core dropped come from the log (compaction keeps them
+	// for a while): a peer restored from an ordering state needs them.
+	var old []*consensus.Certificate
+	if r.FromRound > 0 && r.FromRound < gc {
+		var err error
+		if old, err = logCerts(ctx, n.d, n.cfg.Committee, r.FromRound, gc, consensus.MaxFetchCerts); err != nil {
+			return nil, err
+		}
+	}
 	err := n.call(ctx, func() {
 		// Encoded on the driver goroutine: the certificates are the core's.
-		certs := n.core.Certificates(r.Digests, r.FromRound)
+		certs := append(old, n.core.Certificates(r.Digests, r.FromRound)...)
+		certs = certs[:min(len(certs), consensus.MaxFetchCerts)]
 		for {
 			out = types.MustEncode(&certResponse{Certs: certs})
 			if len(out) <= MaxFetchResponseBytes || len(certs) <= 1 {
