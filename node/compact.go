@@ -38,8 +38,10 @@ var (
 )
 
 // compactState decides when the log is compacted. The executor offers the
-// encoded ordering state of every height due for compaction; the first one
-// a checkpoint certificate confirms goes to the compactor goroutine.
+// encoded ordering state of every height due for compaction (a multiple
+// of every, so that peers compact at the same heights and can all serve
+// the snapshot of the latest one); the first one a checkpoint certificate
+// confirms goes to the compactor goroutine.
 type compactState struct {
 	mu    sync.Mutex
 	every uint64
@@ -57,9 +59,10 @@ type compactJob struct {
 }
 
 func (c *compactState) init(every, from uint64) {
-	c.every, c.next = every, from+every
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.every, c.next = every, from+1
 	c.cand = map[uint64][]byte{}
-	c.jobs = make(chan compactJob, 1)
 }
 
 // offer keeps enc, the ordering state after height h, if h is due.
@@ -71,7 +74,7 @@ func (c *compactState) offer(h uint64, enc []byte) {
 			delete(c.cand, k) // its certificate is not coming
 		}
 	}
-	if h >= c.next && len(c.cand) < maxCompactCandidates {
+	if h >= c.next && h%c.every == 0 && len(c.cand) < maxCompactCandidates {
 		c.cand[h] = enc
 	}
 }
@@ -92,7 +95,7 @@ func (c *compactState) certified(cc *consensus.CheckpointCert) {
 	}
 	select {
 	case c.jobs <- compactJob{cc: cc, state: enc}:
-		c.next = cc.Height + c.every
+		c.next = cc.Height + 1
 	default: // one is running; the next certified height goes instead
 	}
 }
@@ -299,4 +302,11 @@ func logCerts(ctx context.Context, d ds.Datastore, c *consensus.Committee, from,
 		return cmp.Compare(a.Header.Author, b.Header.Author)
 	})
 	return out[:min(len(out), limit)], nil
+}
+
+// pruned reports whether height h is at or below the pruned mark (blocks
+// gone, or never held: a state sync starts above them).
+func (n *Node) pruned(h uint64) bool {
+	var to uint64
+	return getCBOR(n.ctx, n.d, keyPrunedTo, &to) == nil && h <= to
 }

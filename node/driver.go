@@ -26,6 +26,14 @@ func (n *Node) drive() {
 		}
 		return true
 	}
+	if n.fresh {
+		if err := n.startFresh(); err != nil {
+			if n.ctx.Err() == nil {
+				n.halt(err)
+			}
+			return
+		}
+	}
 	if !step(consensus.Start{Now: n.clock.Now()}) {
 		return
 	}

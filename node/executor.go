@@ -31,7 +31,9 @@ type executorState struct {
 func (e *executorState) init(ctx context.Context, n *Node) error {
 	h, root := n.store.Latest()
 	e.last = h
+	n.cp.mu.Lock()
 	n.cp.executed = h
+	n.cp.mu.Unlock()
 	if h == 0 {
 		n.setServed(h, root)
 		return nil
@@ -366,12 +368,18 @@ func (n *Node) storeCheckpoint(cc *consensus.CheckpointCert, newest bool) error 
 func (n *Node) verifyCheckpoint(cc *consensus.CheckpointCert) error {
 	var root types.Root
 	b, err := n.d.Get(n.ctx, heightKey(nsRoot, cc.Height))
+	if errors.Is(err, ds.ErrNotFound) && n.pruned(cc.Height) {
+		return nil // nothing left to compare
+	}
 	if err != nil {
 		return fmt.Errorf("node: root of %d: %w", cc.Height, err)
 	}
 	copy(root[:], b)
 	var blk types.Block
 	if err := getCBOR(n.ctx, n.d, heightKey(nsBlock, cc.Height), &blk); err != nil {
+		if errors.Is(err, ErrNotFound) && n.pruned(cc.Height) {
+			return nil // pruned, or the height a state sync started at
+		}
 		return err
 	}
 	if root != cc.StateRoot || blk.ID() != types.Hash(cc.BlockID) {

@@ -12,6 +12,7 @@ import (
 
 	ds "github.com/ipfs/go-datastore"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
 
 	"github.com/kairos-network/kairos/consensus"
 	"github.com/kairos-network/kairos/node/mempool"
@@ -88,12 +89,18 @@ type Config struct {
 	// receipts are kept below the last compacted checkpoint (0 =
 	// DefaultRetainBlocks).
 	RetainBlocks uint64
-	Mempool      mempool.Config // ChainID is taken from the committee
+	// SyncChunkLeaves is how many leaves a snapshot chunk served to a
+	// syncing peer holds (0 = DefaultSyncChunkLeaves).
+	SyncChunkLeaves int
+	Mempool         mempool.Config // ChainID is taken from the committee
 
 	// afterStateCommit, when set (by tests), runs between a block's state
 	// commit and its root record: the fault point where the state is ahead
 	// of what the node serves.
 	afterStateCommit func(height uint64)
+	// tamperSync, when set (by tests), rewrites this node's answers to
+	// state-sync requests: a peer serving bad data.
+	tamperSync func(p protocol.ID, resp []byte) []byte
 }
 
 // Node is a running validator.
@@ -137,6 +144,10 @@ type Node struct {
 	cp          checkpointState       // checkpoint votes and certificates
 	cmp         compactState          // ordering states awaiting compaction
 	logRead     int                   // consensus log records read at open
+	fresh       bool                  // empty disk: the driver syncs before it starts the core
+	running     atomic.Bool           // the core exists and the driver serves calls
+	snap        snapServe             // the snapshot served to syncing peers
+	sync        syncState             // answers refused while syncing
 	fatal       atomic.Pointer[error] // why the node stopped
 	// served is the last height whose block, transactions, receipts and
 	// root record are all stored. The state commits before the root
@@ -186,11 +197,15 @@ func New(cfg Config) (*Node, error) {
 	if cfg.RetainBlocks == 0 {
 		cfg.RetainBlocks = DefaultRetainBlocks
 	}
+	if cfg.SyncChunkLeaves <= 0 || cfg.SyncChunkLeaves > state.SnapshotChunkLeavesMax {
+		cfg.SyncChunkLeaves = DefaultSyncChunkLeaves
+	}
 	cfg.Mempool.ChainID = cfg.Committee.ChainID
 	cfg.Mempool.SyncedWrites = true // state.OpenPebble writes with pebble.Sync
 	n := &Node{cfg: cfg, clock: cfg.Clock, index: map[peer.ID]uint32{},
 		inbox: make(chan input, MaxInbox), calls: make(chan func()), gossip: make(chan []byte, MaxOutbox),
 		fetches: make(chan struct{}, MaxFetches), blocks: make(chan struct{}, 1)}
+	n.cmp.jobs = make(chan compactJob, 1)
 	pub := cfg.Key.Public().(ed25519.PublicKey)
 	found := false
 	for i, v := range cfg.Committee.Validators {
@@ -266,14 +281,11 @@ func (n *Node) open() error {
 		return err
 	}
 	n.logSeq, n.logRead = next, len(recs)
-	var from uint64
-	if st != nil {
-		if h, _ := n.store.Latest(); h < st.Height {
-			return fmt.Errorf("%w: ordering state at height %d, state at %d", ErrCorrupt, st.Height, h)
-		}
-		from = st.Height
+	latest, _ := n.store.Latest()
+	if st != nil && latest < st.Height {
+		return fmt.Errorf("%w: ordering state at height %d, state at %d", ErrCorrupt, st.Height, latest)
 	}
-	n.cmp.init(n.cfg.CompactEvery, from)
+	n.fresh = st == nil && len(recs) == 0 && latest == 0
 	if n.pool, err = mempool.Open(n.ctx, n.d, n.cfg.Mempool, n.clock.Now()); err != nil {
 		return err
 	}
@@ -284,17 +296,15 @@ func (n *Node) open() error {
 			return err
 		}
 	}
-	if n.core, err = consensus.New(consensus.Config{Committee: n.cfg.Committee, Me: n.me,
-		Signer: consensus.Ed25519Signer(n.cfg.Key), Records: recs, Restore: st}); err != nil {
-		return err
-	}
 	if err := n.newRunner(n.ctx); err != nil {
 		return err
 	}
 	n.x = exec.New(n.cfg.Runner, exec.Options{Workers: n.cfg.Workers})
 	n.cp.init(n.cfg.Committee)
-	if err := n.exe.init(n.ctx, n); err != nil {
-		return err
+	if !n.fresh {
+		if err := n.startCore(st, recs); err != nil {
+			return err
+		}
 	}
 	if err := n.startHost(); err != nil {
 		return err
@@ -311,6 +321,27 @@ func (n *Node) open() error {
 	n.goLoop(n.execute)
 	n.goLoop(n.compactor)
 	n.goLoop(func() { _ = n.host.Bootstrap(n.ctx) })
+	return nil
+}
+
+// startCore builds the consensus core from the ordering state st (nil =
+// genesis) and the log records, and readies the executor at the state's
+// latest height. It runs in open, or on the driver after a state sync.
+func (n *Node) startCore(st *consensus.OrderingState, recs []consensus.Record) error {
+	var err error
+	if n.core, err = consensus.New(consensus.Config{Committee: n.cfg.Committee, Me: n.me,
+		Signer: consensus.Ed25519Signer(n.cfg.Key), Records: recs, Restore: st}); err != nil {
+		return err
+	}
+	var from uint64
+	if st != nil {
+		from = st.Height
+	}
+	n.cmp.init(n.cfg.CompactEvery, from)
+	if err := n.exe.init(n.ctx, n); err != nil {
+		return err
+	}
+	n.running.Store(true)
 	return nil
 }
 

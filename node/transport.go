@@ -84,6 +84,7 @@ func (n *Node) startHost() error {
 	h.HandleRequest(protoCerts, n.serveCerts)
 	h.HandleRequest(protoTxs, n.serveTxs)
 	h.HandleRequest(protoOwnRound, n.serveOwnRound)
+	n.handleSync()
 	if n.txs, err = h.Join(topicTxs, p2p.DefaultMaxGossipBytes, n.validateTx); err != nil {
 		return err
 	}
@@ -201,6 +202,9 @@ func (n *Node) publisher() {
 
 // call runs f on the driver goroutine (which owns the core) and waits.
 func (n *Node) call(ctx context.Context, f func()) error {
+	if !n.running.Load() {
+		return errNotRunning // syncing: answer at once rather than at the timeout
+	}
 	done := make(chan struct{})
 	select {
 	case n.calls <- func() { f(); close(done) }:
