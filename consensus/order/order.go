@@ -3,6 +3,7 @@ package order
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"sort"
@@ -89,6 +90,10 @@ type Orderer struct {
 	t       []int64 // T[j]: Time of j's latest committed header
 	pending map[TxID]*entry
 	gone    map[TxID]int64 // released ids -> ts, pruned below W - Retain
+	// goneLog holds the same ids as goneRecord records in release order,
+	// which is (ts, id) order (the released log is strictly increasing),
+	// so pruning drops a prefix and State copies it without sorting.
+	goneLog []byte
 	height  uint64
 	last    [32]byte
 	lastB   int64
@@ -229,6 +234,7 @@ func (o *Orderer) Apply(sub []Cert) *Block {
 	for _, tx := range release {
 		delete(o.pending, tx.ID)
 		o.gone[tx.ID] = tx.TS
+		o.goneLog = appendGone(o.goneLog, tx.ID, tx.TS)
 	}
 	// Expired ids are forgotten, not barred: a Byzantine validator whose
 	// clamp bound is still old (its first header) could otherwise expire a
@@ -239,10 +245,13 @@ func (o *Orderer) Apply(sub []Cert) *Block {
 			delete(o.pending, id)
 		}
 	}
-	for id, t := range o.gone {
-		if t < o.w-o.p.Retain {
-			delete(o.gone, id)
+	for len(o.goneLog) > 0 {
+		id, t := goneAt(o.goneLog)
+		if t >= o.w-o.p.Retain {
+			break
 		}
+		delete(o.gone, id)
+		o.goneLog = o.goneLog[goneRecord:]
 	}
 	o.lastB = b
 	if len(release) == 0 {
@@ -276,25 +285,34 @@ type Entry struct {
 	Done   bool
 }
 
-// Gone is a released id remembered (until Params.Retain below the
-// watermark) so that late acks of it are ignored.
-type Gone struct {
-	_  struct{} `cbor:",toarray"`
-	ID TxID
-	TS int64
+// goneRecord is the size of one released id in State.Gone: the id, then
+// its timestamp as a big-endian int64.
+const goneRecord = 32 + 8
+
+func appendGone(b []byte, id TxID, ts int64) []byte {
+	return binary.BigEndian.AppendUint64(append(b, id[:]...), uint64(ts))
 }
 
-// State is the whole layer state in canonical form: slices sorted by id,
-// so that equal states encode to equal bytes. The watermark W_k is not
-// part of it; Apply recomputes it from T before using it.
+func goneAt(b []byte) (id TxID, ts int64) {
+	copy(id[:], b)
+	return id, int64(binary.BigEndian.Uint64(b[32:goneRecord]))
+}
+
+// State is the whole layer state in canonical form, so that equal states
+// encode to equal bytes. The watermark W_k is not part of it; Apply
+// recomputes it from T before using it.
 type State struct {
 	_       struct{} `cbor:",toarray"`
 	T       []int64  // by validator
 	Pending []Entry  // ascending ID
-	Gone    []Gone   // ascending ID
-	Height  uint64
-	Last    [32]byte
-	LastB   int64
+	// Gone is the released ids still remembered, goneRecord bytes each,
+	// in release order: strictly increasing (ts, id). One byte string
+	// rather than a list of pairs: it is most of the state, and copying
+	// and hashing it is what every block's checkpoint vote costs.
+	Gone   []byte
+	Height uint64
+	Last   [32]byte
+	LastB  int64
 }
 
 // ErrBadState reports a State that does not fit the params or is not in
@@ -304,16 +322,12 @@ var ErrBadState = errors.New("order: bad state")
 // State returns a deep copy of the layer state in canonical form.
 func (o *Orderer) State() State {
 	s := State{T: append([]int64(nil), o.t...), Height: o.height, Last: o.last, LastB: o.lastB,
-		Pending: make([]Entry, 0, len(o.pending)), Gone: make([]Gone, 0, len(o.gone))}
+		Pending: make([]Entry, 0, len(o.pending)), Gone: append([]byte(nil), o.goneLog...)}
 	for id, e := range o.pending {
 		s.Pending = append(s.Pending, Entry{ID: id, Acks: append([]int64(nil), e.acks...), Set: append([]bool(nil), e.set...),
 			Newest: e.newest, TS: e.ts, Done: e.done})
 	}
 	sort.Slice(s.Pending, func(a, b int) bool { return bytes.Compare(s.Pending[a].ID[:], s.Pending[b].ID[:]) < 0 })
-	for id, t := range o.gone {
-		s.Gone = append(s.Gone, Gone{ID: id, TS: t})
-	}
-	sort.Slice(s.Gone, func(a, b int) bool { return bytes.Compare(s.Gone[a].ID[:], s.Gone[b].ID[:]) < 0 })
 	return s
 }
 
@@ -348,15 +362,23 @@ func Restore(p Params, s *State) (*Orderer, error) {
 		}
 		o.pending[e.ID] = x
 	}
-	for i, g := range s.Gone {
-		if i > 0 && bytes.Compare(s.Gone[i-1].ID[:], g.ID[:]) >= 0 {
-			return nil, fmt.Errorf("%w: released ids not strictly ascending at %d", ErrBadState, i)
+	if len(s.Gone)%goneRecord != 0 {
+		return nil, fmt.Errorf("%w: released ids of %d bytes", ErrBadState, len(s.Gone))
+	}
+	var prev Tx
+	for k := 0; k < len(s.Gone); k += goneRecord {
+		id, ts := goneAt(s.Gone[k:])
+		cur := Tx{ID: id, TS: ts}
+		if k > 0 && !less(prev, cur) {
+			return nil, fmt.Errorf("%w: released ids not in strictly increasing (ts, id) order at %d", ErrBadState, k/goneRecord)
 		}
-		if _, dup := o.pending[g.ID]; dup {
+		prev = cur
+		if _, dup := o.pending[id]; dup {
 			return nil, fmt.Errorf("%w: id both pending and released", ErrBadState)
 		}
-		o.gone[g.ID] = g.TS
+		o.gone[id] = ts
 	}
+	o.goneLog = append([]byte(nil), s.Gone...)
 	o.height, o.last, o.lastB = s.Height, s.Last, s.LastB
 	o.w, _ = QuantileF1(o.t, nil, p.Weights, o.f)
 	return o, nil

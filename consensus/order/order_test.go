@@ -369,19 +369,21 @@ func TestRestoreRejectsBadState(t *testing.T) {
 		ids := []TxID{txid(1), txid(2), txid(3), txid(4)}
 		sort.Slice(ids, func(a, b int) bool { return string(ids[a][:]) < string(ids[b][:]) })
 		return State{T: make([]int64, 4), Pending: []Entry{{ID: ids[0], Acks: make([]int64, 4), Set: make([]bool, 4)},
-			{ID: ids[1], Acks: make([]int64, 4), Set: make([]bool, 4)}}, Gone: []Gone{{ID: ids[2]}, {ID: ids[3]}}}
+			{ID: ids[1], Acks: make([]int64, 4), Set: make([]bool, 4)}}, Gone: appendGone(appendGone(nil, ids[2], 5), ids[3], 6)}
 	}
 	if s := good(); mustRestore(t, p, &s) != nil {
 		t.Fatal("good state refused")
 	}
 	for name, bad := range map[string]func(*State){
-		"clock entries":   func(s *State) { s.T = s.T[:3] },
-		"pending order":   func(s *State) { s.Pending[0], s.Pending[1] = s.Pending[1], s.Pending[0] },
-		"pending dup":     func(s *State) { s.Pending[1].ID = s.Pending[0].ID },
-		"ack slots":       func(s *State) { s.Pending[0].Acks = nil },
-		"flag slots":      func(s *State) { s.Pending[1].Set = make([]bool, 5) },
-		"gone order":      func(s *State) { s.Gone[0], s.Gone[1] = s.Gone[1], s.Gone[0] },
-		"pending or gone": func(s *State) { s.Gone[0].ID = s.Pending[0].ID },
+		"clock entries":    func(s *State) { s.T = s.T[:3] },
+		"pending order":    func(s *State) { s.Pending[0], s.Pending[1] = s.Pending[1], s.Pending[0] },
+		"pending dup":      func(s *State) { s.Pending[1].ID = s.Pending[0].ID },
+		"ack slots":        func(s *State) { s.Pending[0].Acks = nil },
+		"flag slots":       func(s *State) { s.Pending[1].Set = make([]bool, 5) },
+		"gone order":       func(s *State) { s.Gone = appendGone(appendGone(nil, txid(3), 6), txid(4), 5) },
+		"gone same ts":     func(s *State) { s.Gone = appendGone(appendGone(nil, txid(3), 5), txid(3), 5) },
+		"gone record size": func(s *State) { s.Gone = s.Gone[:goneRecord+1] },
+		"pending or gone":  func(s *State) { s.Gone = appendGone(nil, s.Pending[0].ID, 5) },
 	} {
 		s := good()
 		bad(&s)
