@@ -54,6 +54,7 @@ func driverNode(t testing.TB, d ds.Batching) *Node {
 	n := &Node{d: d, core: core, log: slog.New(slog.DiscardHandler), gossip: make(chan []byte, 1),
 		outbox: []chan []byte{nil, make(chan []byte, 4), make(chan []byte, 4), make(chan []byte, 4)}}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
+	n.running.Store(true)
 	t.Cleanup(n.cancel)
 	return n
 }

@@ -246,7 +246,7 @@ func (n *Node) findCheckpoint(comm *consensus.Committee) *syncCandidate {
 			case err != nil:
 				continue // not reachable (yet)
 			default:
-				c, err := n.checkSyncState(comm, uint32(v), &r)
+				c, err := checkSyncState(comm, uint32(v), &r)
 				if err != nil {
 					n.sync.reject(err)
 					n.log.Warn("state sync: rejected checkpoint", "peer", v, "err", err)
@@ -270,7 +270,7 @@ func (n *Node) findCheckpoint(comm *consensus.Committee) *syncCandidate {
 
 // checkSyncState verifies a peer's checkpoint: a quorum certificate, and
 // an ordering state whose hash it certifies.
-func (n *Node) checkSyncState(comm *consensus.Committee, from uint32, r *syncStateResponse) (*syncCandidate, error) {
+func checkSyncState(comm *consensus.Committee, from uint32, r *syncStateResponse) (*syncCandidate, error) {
 	if err := comm.CheckCheckpointCert(&r.Cert); err != nil {
 		return nil, fmt.Errorf("%w: peer %d: certificate: %w", ErrSyncAnswer, from, err)
 	}
