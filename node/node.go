@@ -281,11 +281,14 @@ func (n *Node) open() error {
 		return err
 	}
 	n.logSeq, n.logRead = next, len(recs)
+	// An empty store and log: a new or wiped node, or a state sync that
+	// stopped before its install (it persists the ordering state first;
+	// the importer resumes from the chunks it staged).
 	latest, _ := n.store.Latest()
-	if st != nil && latest < st.Height {
+	n.fresh = len(recs) == 0 && latest == 0
+	if st != nil && latest < st.Height && !n.fresh {
 		return fmt.Errorf("%w: ordering state at height %d, state at %d", ErrCorrupt, st.Height, latest)
 	}
-	n.fresh = st == nil && len(recs) == 0 && latest == 0
 	if n.pool, err = mempool.Open(n.ctx, n.d, n.cfg.Mempool, n.clock.Now()); err != nil {
 		return err
 	}

@@ -310,11 +310,10 @@ func (n *Node) stateSync() (*consensus.OrderingState, error) {
 	if err := n.syncChunks(im, m); err != nil {
 		return nil, err
 	}
-	if err := im.Install(n.ctx, n.store); err != nil {
-		return nil, err
-	}
-	// The synced height is served (its root, not its block) and is where
-	// a restart continues from.
+	// The ordering state is where a restart continues from, the synced
+	// height is served (its root; its block is not held) and nothing
+	// below it is. Written before the install: a restart that finds them
+	// with an empty store syncs again (open treats it as fresh).
 	b, err := n.d.Batch(n.ctx)
 	if err != nil {
 		return nil, err
@@ -327,6 +326,9 @@ func (n *Node) stateSync() (*consensus.OrderingState, error) {
 		}
 	}
 	if err := b.Commit(n.ctx); err != nil {
+		return nil, err
+	}
+	if err := im.Install(n.ctx, n.store); err != nil {
 		return nil, err
 	}
 	return c.state, nil

@@ -319,10 +319,14 @@ type State struct {
 // canonical form (it came from a peer or a disk).
 var ErrBadState = errors.New("order: bad state")
 
-// State returns a deep copy of the layer state in canonical form.
+// State returns a copy of the layer state in canonical form. Gone shares
+// storage with the layer: its bytes are never written again (released ids
+// are only appended after it and dropped from its front), so states kept
+// for many blocks cost one copy of the ids, not one per block. The caller
+// must not modify it.
 func (o *Orderer) State() State {
 	s := State{T: append([]int64(nil), o.t...), Height: o.height, Last: o.last, LastB: o.lastB,
-		Pending: make([]Entry, 0, len(o.pending)), Gone: append([]byte(nil), o.goneLog...)}
+		Pending: make([]Entry, 0, len(o.pending)), Gone: o.goneLog[:len(o.goneLog):len(o.goneLog)]}
 	for id, e := range o.pending {
 		s.Pending = append(s.Pending, Entry{ID: id, Acks: append([]int64(nil), e.acks...), Set: append([]bool(nil), e.set...),
 			Newest: e.newest, TS: e.ts, Done: e.done})
