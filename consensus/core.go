@@ -130,11 +130,10 @@ type Core struct {
 	lastAnchor uint64 // round of the last committed anchor (0 = none)
 	subIndex   uint64
 	ord        *order.Orderer
-	// restored holds the digests a restored ordering state lists as
-	// committed that have not re-entered the DAG yet; restoredTop is that
-	// state's last anchor (nothing above it is in the set).
-	restored    map[Digest]bool
-	restoredTop uint64
+	// restored holds the certificates (digest → round) a restored
+	// ordering state lists as committed that have not re-entered the DAG
+	// yet.
+	restored map[Digest]uint64
 }
 
 // New returns a core; deliver Start next.
@@ -514,7 +513,8 @@ func (c *Core) insertCert(cert *Certificate, d Digest, persist bool) {
 	}
 	delete(c.pending, d)
 	delete(c.missing, d)
-	n := &node{cert: cert, digest: d, committed: c.restored[d]}
+	_, done := c.restored[d]
+	n := &node{cert: cert, digest: d, committed: done}
 	delete(c.restored, d)
 	c.dag[d] = n
 	if c.rounds[h.Round] == nil {
@@ -757,8 +757,10 @@ func (c *Core) gc(g uint64) {
 		delete(c.rounds, r)
 	}
 	c.gcRound = max(c.gcRound, g)
-	if g > c.restoredTop {
-		c.restored = nil // all its certificates are below the gc round now
+	for d, r := range c.restored {
+		if r < g {
+			delete(c.restored, d)
+		}
 	}
 	for d, n := range c.dag {
 		// Keep our latest certificate: our next header names it.

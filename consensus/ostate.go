@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"fmt"
+	"slices"
 
 	"github.com/kairos-network/kairos/consensus/order"
 	"github.com/kairos-network/kairos/types"
@@ -28,8 +29,10 @@ const MaxOrderingStateBytes = 12 << 20
 //     edges and the self-parent rule ignore everything below it;
 //   - Committed: which certificates at or above GCRound are committed
 //     already (a later anchor's sub-DAG leaves them out). It is a set of
-//     digests, not a round per author, because a Byzantine author's
-//     certificates need not commit in round order;
+//     (round, digest), not a round per author, because a Byzantine
+//     author's certificates need not commit in round order; the round
+//     lets a restored core that has not fetched a certificate again still
+//     export the same set after its gc round moves;
 //   - Order: the fair-ordering layer (clocks T[j], pending acks, released
 //     ids still remembered, last block and watermark).
 //
@@ -44,8 +47,22 @@ type OrderingState struct {
 	LastAnchor uint64
 	SubIndex   uint64
 	GCRound    uint64
-	Committed  []Digest // ascending
+	Committed  []CommittedCert // ascending (round, digest)
 	Order      order.State
+}
+
+// CommittedCert names a committed certificate in an OrderingState.
+type CommittedCert struct {
+	_      struct{} `cbor:",toarray"`
+	Round  uint64
+	Digest Digest
+}
+
+func (a CommittedCert) less(b CommittedCert) bool {
+	if a.Round != b.Round {
+		return a.Round < b.Round
+	}
+	return bytes.Compare(a.Digest[:], b.Digest[:]) < 0
 }
 
 // Encode returns the canonical bytes of s; their sha2-256 is
@@ -84,9 +101,12 @@ func (c *Committee) checkOrderingState(s *OrderingState) error {
 	if max := uint64(len(c.Validators)) * (c.Params.GCDepth + 1); uint64(len(s.Committed)) > max {
 		return fmt.Errorf("%w: %d committed digests, at most %d", ErrTooLarge, len(s.Committed), max)
 	}
-	for i := 1; i < len(s.Committed); i++ {
-		if bytes.Compare(s.Committed[i-1][:], s.Committed[i][:]) >= 0 {
-			return fmt.Errorf("%w: committed digests not strictly ascending", ErrMalformed)
+	for i, cc := range s.Committed {
+		if cc.Round < s.GCRound || cc.Round > s.LastAnchor {
+			return fmt.Errorf("%w: committed certificate of round %d outside [%d, %d]", ErrMalformed, cc.Round, s.GCRound, s.LastAnchor)
+		}
+		if i > 0 && !s.Committed[i-1].less(cc) {
+			return fmt.Errorf("%w: committed certificates not strictly ascending", ErrMalformed)
 		}
 	}
 	return nil
@@ -106,11 +126,21 @@ func (c *Core) orderingState() *OrderingState {
 	s := &OrderingState{Height: c.ord.Height(), LastAnchor: c.lastAnchor, SubIndex: c.subIndex, GCRound: c.gcRound,
 		Order: c.ord.State()}
 	for d, n := range c.dag {
-		if n.committed && n.cert.Header.Round >= c.gcRound {
-			s.Committed = append(s.Committed, d)
+		if r := n.cert.Header.Round; n.committed && r >= c.gcRound {
+			s.Committed = append(s.Committed, CommittedCert{Round: r, Digest: d})
 		}
 	}
-	sortDigests(s.Committed)
+	// Restored as committed but not in the DAG again (not fetched yet):
+	// still committed, and at or above the gc round (gc drops the rest).
+	for d, r := range c.restored {
+		s.Committed = append(s.Committed, CommittedCert{Round: r, Digest: d})
+	}
+	slices.SortFunc(s.Committed, func(a, b CommittedCert) int {
+		if a.less(b) {
+			return -1
+		}
+		return 1 // distinct digests never compare equal
+	})
 	return s
 }
 
@@ -121,10 +151,10 @@ func (c *Core) restore(s *OrderingState) error {
 		return fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
 	c.ord = ord
-	c.lastAnchor, c.subIndex, c.gcRound, c.restoredTop = s.LastAnchor, s.SubIndex, s.GCRound, s.LastAnchor
-	c.restored = make(map[Digest]bool, len(s.Committed))
-	for _, d := range s.Committed {
-		c.restored[d] = true
+	c.lastAnchor, c.subIndex, c.gcRound = s.LastAnchor, s.SubIndex, s.GCRound
+	c.restored = make(map[Digest]uint64, len(s.Committed))
+	for _, cc := range s.Committed {
+		c.restored[cc.Digest] = cc.Round
 	}
 	return nil
 }

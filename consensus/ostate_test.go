@@ -12,7 +12,7 @@ import (
 // sampleOrderingState is a well-formed state of a 4-validator committee at
 // anchor 60 (gc round 10 with the default depth 50).
 func sampleOrderingState(c *Committee) *OrderingState {
-	return &OrderingState{Height: 3, LastAnchor: 60, SubIndex: 30, GCRound: 10, Committed: []Digest{{1}, {2}, {3}},
+	return &OrderingState{Height: 3, LastAnchor: 60, SubIndex: 30, GCRound: 10, Committed: []CommittedCert{{Round: 10, Digest: Digest{1}}, {Round: 10, Digest: Digest{2}}, {Round: 60, Digest: Digest{1}}},
 		Order: order.State{T: []int64{1, 2, 3, 4}, Height: 3, LastB: 5,
 			Pending: []order.Entry{{ID: TxID{9}, Acks: []int64{1, 0, 0, 0}, Set: []bool{true, false, false, false}}},
 			Gone:    append(make([]byte, 32), 0, 0, 0, 0, 0, 0, 0, 1)}}
@@ -27,9 +27,9 @@ func TestDecodeOrderingStateRejects(t *testing.T) {
 	} else if _, err := New(Config{Committee: c, Me: 0, Signer: s[0], Restore: st}); err != nil {
 		t.Fatalf("good state does not restore: %v", err)
 	}
-	tooMany := make([]Digest, 4*51+1)
+	tooMany := make([]CommittedCert, 4*51+1)
 	for i := range tooMany {
-		tooMany[i][0], tooMany[i][1] = byte(i>>8), byte(i)
+		tooMany[i] = CommittedCert{Round: 10 + uint64(i/5), Digest: Digest{byte(i)}}
 	}
 	for _, tc := range []struct {
 		name string
@@ -40,6 +40,8 @@ func TestDecodeOrderingStateRejects(t *testing.T) {
 		{"gc round not implied by the anchor", func(s *OrderingState) { s.GCRound = 11 }, ErrMalformed},
 		{"committed not ascending", func(s *OrderingState) { s.Committed[0], s.Committed[1] = s.Committed[1], s.Committed[0] }, ErrMalformed},
 		{"committed duplicate", func(s *OrderingState) { s.Committed[1] = s.Committed[0] }, ErrMalformed},
+		{"committed below the gc round", func(s *OrderingState) { s.Committed[0].Round = 9 }, ErrMalformed},
+		{"committed above the anchor", func(s *OrderingState) { s.Committed[2].Round = 61 }, ErrMalformed},
 		{"more committed than the window holds", func(s *OrderingState) { s.Committed = tooMany }, ErrTooLarge},
 		{"layer state for 3 validators", func(s *OrderingState) { s.Order.T = s.Order.T[:3] }, ErrMalformed},
 	} {
