@@ -44,9 +44,10 @@
 //     skips heights at or below the state's latest version. Without a
 //     persisted state it replays from genesis. The mempool is reloaded and
 //     its payloads reported again with their first-seen times.
-//   - Compaction (compact.go): every CompactEvery heights, the first
-//     executed height whose checkpoint certificate matches this node's
-//     block, root and ordering state has its ordering state persisted;
+//   - Compaction (compact.go): at executed heights that are multiples of
+//     CompactEvery (the same at every validator, so all can serve that
+//     snapshot), once a checkpoint certificate matches this node's block,
+//     root and ordering state, the ordering state is persisted;
 //     then log records of rounds below the previous persisted state's gc
 //     round are deleted (the latest own header stays), and blocks,
 //     transaction records and receipts at or below that height minus
@@ -57,10 +58,17 @@
 //     resubmission, a replayed core's fetch, a crash before the removal)
 //     is dropped when its receipt exists; peers fetch executed bodies from
 //     the transaction records.
-//     A wiped node asks peers how far it had signed (answers of weight
-//     Q − own weight), fetches the DAG from round 1 and re-executes; this
-//     works while peers still hold round 1 (gc_depth), state sync does not
-//     exist yet.
+//   - Empty disk (statesync.go): before its core starts, the node asks
+//     the peers for their last compacted checkpoint; it installs the state
+//     snapshot of the highest one (certificate with a quorum, ordering
+//     state hashing to the certified value, manifest root equal to the
+//     certified root, chunks from several peers verified on arrival and
+//     staged, so an interrupted sync resumes) and starts the core from
+//     that ordering state; if answers of weight > F report none, the
+//     network is young and the core starts at genesis, fetching the DAG
+//     from round 1. Either way it first asks peers how far it had signed
+//     (answers of weight Q − own weight). A node whose disk is intact but
+//     that lags beyond the peers' retained log cannot catch up yet.
 //   - Blocks execute in height order against the latest state. Block,
 //     transaction and receipt records are written before the block's state
 //     commit, so a crash in between re-executes the block (identically).

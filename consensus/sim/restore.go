@@ -49,9 +49,10 @@ func prefixD(ds []consensus.Digest, n uint64) []consensus.Digest {
 	return append([]consensus.Digest(nil), ds[:min(uint64(len(ds)), n)]...)
 }
 
-// compact drops the log records below gc round g, as node/ does: a
-// restored core ignores them, and only the latest own header is needed
-// below g (the next header is never re-created at its round).
+// compact drops the log records below gc round g (node/ keeps one
+// compaction interval more, for syncing peers): a restored core ignores
+// them, and only the latest own header is needed below g (the next header
+// is never re-created at its round).
 func (s *sim) compact(sl *slot, g uint64) {
 	lastOwn := -1
 	for k, r := range sl.disk {
