@@ -81,9 +81,10 @@ type Config struct {
 	Listen    []string        // libp2p listen multiaddrs; nil = 127.0.0.1, a free TCP port
 	// KeepVersions is how many state versions stay readable (0 = all).
 	KeepVersions uint64
-	// CompactEvery is how many heights apart the node persists a
-	// certified ordering state and compacts its consensus log (0 =
-	// DefaultCompactEvery).
+	// CompactEvery: at executed heights that are multiples of it, the
+	// node persists the certified ordering state and compacts its
+	// consensus log (0 = DefaultCompactEvery). Validators should agree on
+	// it, so that they all serve the same snapshot heights.
 	CompactEvery uint64
 	// RetainBlocks is how many heights of blocks, transaction records and
 	// receipts are kept below the last compacted checkpoint (0 =

@@ -232,17 +232,19 @@ func (n *Node) serveCerts(ctx context.Context, _ peer.ID, req []byte) ([]byte, e
 		return nil, fmt.Errorf("%w: %d digests", consensus.ErrTooLarge, len(r.Digests))
 	}
 	var out []byte
-	var gc uint64
-	if err := n.call(ctx, func() { gc = n.core.GCRound() }); err != nil {
-		return nil, err
-	}
 	// Rounds the core dropped come from the log (compaction keeps them
 	// for a while): a peer restored from an ordering state needs them.
 	var old []*consensus.Certificate
-	if r.FromRound > 0 && r.FromRound < gc {
-		var err error
-		if old, err = logCerts(ctx, n.d, n.cfg.Committee, r.FromRound, gc, consensus.MaxFetchCerts); err != nil {
+	if r.FromRound > 0 {
+		var gc uint64
+		if err := n.call(ctx, func() { gc = n.core.GCRound() }); err != nil {
 			return nil, err
+		}
+		if r.FromRound < gc {
+			var err error
+			if old, err = logCerts(ctx, n.d, n.cfg.Committee, r.FromRound, gc, consensus.MaxFetchCerts); err != nil {
+				return nil, err
+			}
 		}
 	}
 	err := n.call(ctx, func() {
