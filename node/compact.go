@@ -13,6 +13,7 @@ import (
 	ds "github.com/ipfs/go-datastore"
 
 	"github.com/kairos-network/kairos/consensus"
+	"github.com/kairos-network/kairos/state"
 	"github.com/kairos-network/kairos/types"
 )
 
@@ -132,6 +133,14 @@ func (n *Node) compact(ctx context.Context, j compactJob) error {
 	if err != nil {
 		return err
 	}
+	// The state version of the checkpoint stays readable while it is the
+	// one served to syncing peers, whatever KeepVersions says.
+	if err := n.store.Pin(ctx, st.Height); errors.Is(err, state.ErrPruned) {
+		n.log.Warn("compaction skipped: state version already pruned", "height", st.Height)
+		return nil
+	} else if err != nil {
+		return err
+	}
 	b, err := n.d.Batch(ctx)
 	if err != nil {
 		return err
@@ -145,6 +154,11 @@ func (n *Node) compact(ctx context.Context, j compactJob) error {
 		return err
 	}
 	if prev != nil {
+		if prev.Height != st.Height {
+			if err := n.store.Unpin(ctx, prev.Height); err != nil {
+				return err
+			}
+		}
 		k, err := compactLog(ctx, n.d, prev.GCRound)
 		if err != nil {
 			return err

@@ -331,6 +331,10 @@ func (n *Node) stateSync() (*consensus.OrderingState, error) {
 	if err := im.Install(n.ctx, n.store); err != nil {
 		return nil, err
 	}
+	// Served to other syncing peers until this node's first compaction.
+	if err := n.store.Pin(n.ctx, cc.Height); err != nil {
+		return nil, err
+	}
 	return c.state, nil
 }
 
