@@ -203,9 +203,11 @@ func (c *Core) start() {
 			c.insertCert(r.Cert, c.c.Digest(&r.Cert.Header), false)
 		}
 	}
-	if len(c.recs) == 0 {
-		// Empty disk: this may be a wiped validator. Do not sign anything
-		// until peers say how far we had signed (the amnesia guard).
+	if !slices.ContainsFunc(c.recs, func(r Record) bool { return r.Own != nil || r.Vote != nil }) {
+		// Nothing signed on disk: this may be a wiped validator, also one
+		// that crashed again (with fetched certificates persisted) before
+		// peers answered. Do not sign anything until peers say how far we
+		// had signed (the amnesia guard).
 		c.emit(Fetch{OwnRound: true})
 		return
 	}
@@ -965,12 +967,23 @@ func (c *Core) onTick() {
 		c.emit(Fetch{OwnRound: true})
 		return
 	}
+	stalled := c.progress == c.round
 	if c.own != nil && !c.ownDone {
 		c.emit(Broadcast{Msg: &Message{Header: c.own}})
-	} else if c.progress == c.round && c.lastCert != nil {
+	} else if stalled && c.lastCert != nil {
 		c.emit(Broadcast{Msg: &Message{Cert: c.lastCert.cert}})
 	}
 	c.progress = c.round
+	if stalled && len(c.pending) > 0 {
+		// Certificates wait for parents a digest fetch did not bring:
+		// peers may have dropped them from memory (a node back from a
+		// restart or a sync lags), but serve round ranges from their logs.
+		from := uint64(1<<64 - 1)
+		for _, p := range c.pending {
+			from = min(from, p.Header.Round)
+		}
+		c.emit(Fetch{FromRound: max(from-1, c.gcRound, 1)})
+	}
 	if len(c.missing) > 0 {
 		ds := make([]Digest, 0, len(c.missing))
 		for d := range c.missing {

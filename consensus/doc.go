@@ -25,8 +25,10 @@
 //   - One vote per (author, round), persisted (synced) before it is sent;
 //     one own header per round, persisted before broadcast and re-sent,
 //     never re-created, after a restart (S3).
-//   - A wiped validator (empty disk) signs nothing until peers report the
-//     highest round it signed at, and never at or below that plus a margin.
+//   - A validator whose log holds nothing it signed (an empty disk, or a
+//     wiped one that crashed again before the answer, its fetched
+//     certificates persisted) signs nothing until peers report the highest
+//     round it signed at, and never at or below that plus a margin.
 //   - A certificate enters the DAG only after all its parents and its self
 //     parent (above the gc round; a header names its self parent's round so
 //     that every node can tell); at most one certificate per (author,
