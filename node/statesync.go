@@ -219,7 +219,6 @@ func (n *Node) tamper(p protocol.ID, b []byte) []byte {
 
 // syncCandidate is a verified answer to protoSyncState.
 type syncCandidate struct {
-	from  uint32
 	cert  *consensus.CheckpointCert
 	raw   []byte
 	state *consensus.OrderingState
@@ -284,7 +283,7 @@ func checkSyncState(comm *consensus.Committee, from uint32, r *syncStateResponse
 	if st.Height != r.Cert.Height {
 		return nil, fmt.Errorf("%w: peer %d: ordering state of height %d under a certificate of %d", ErrSyncAnswer, from, st.Height, r.Cert.Height)
 	}
-	return &syncCandidate{from: from, cert: &r.Cert, raw: r.State, state: st}, nil
+	return &syncCandidate{cert: &r.Cert, raw: r.State, state: st}, nil
 }
 
 // stateSync installs the state of the highest checkpoint peers offer and
@@ -389,25 +388,32 @@ func (n *Node) syncChunks(im *state.Importer, m *state.Manifest) error {
 			return fmt.Errorf("%w: %d chunks missing", ErrSyncFailed, len(im.Missing()))
 		}
 		missing := im.Missing()
-		results := make(chan result, len(missing))
-		sem := make(chan struct{}, syncWorkers)
-		var wg sync.WaitGroup
-		for _, i := range missing {
-			v := others[(i+tries[i])%len(others)]
+		peerOf := make([]uint32, len(missing))
+		for k, i := range missing {
+			peerOf[k] = others[(i+tries[i])%len(others)]
 			tries[i]++
-			wg.Add(1)
-			sem <- struct{}{}
-			go func() {
-				defer func() { <-sem; wg.Done() }()
-				b, err := n.host.Request(n.ctx, n.peers[v], protoSyncChunk, types.MustEncode(&syncChunkRequest{Height: m.Height, Index: uint32(i)}))
-				if err != nil {
-					return
-				}
-				results <- result{i, v, b}
-			}()
 		}
-		wg.Wait()
-		close(results)
+		// Chunks are added as they arrive: at most syncWorkers fetched
+		// chunks wait in memory, however many the manifest lists.
+		results := make(chan result, syncWorkers)
+		go func() {
+			sem := make(chan struct{}, syncWorkers)
+			var wg sync.WaitGroup
+			for k, i := range missing {
+				wg.Add(1)
+				sem <- struct{}{}
+				go func() {
+					defer func() { <-sem; wg.Done() }()
+					v := peerOf[k]
+					b, err := n.host.Request(n.ctx, n.peers[v], protoSyncChunk, types.MustEncode(&syncChunkRequest{Height: m.Height, Index: uint32(i)}))
+					if err == nil {
+						results <- result{i, v, b}
+					}
+				}()
+			}
+			wg.Wait()
+			close(results)
+		}()
 		for r := range results {
 			if _, err := im.Add(n.ctx, r.data); err != nil {
 				n.sync.reject(fmt.Errorf("peer %d: chunk %d: %w", r.peer, r.index, err))
