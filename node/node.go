@@ -102,6 +102,9 @@ type Config struct {
 	// tamperSync, when set (by tests), rewrites this node's answers to
 	// state-sync requests: a peer serving bad data.
 	tamperSync func(p protocol.ID, resp []byte) []byte
+	// afterChunk, when set (by tests), runs after each snapshot chunk this
+	// node stages while syncing; an error stops the sync (and the node).
+	afterChunk func(staged int) error
 }
 
 // Node is a running validator.

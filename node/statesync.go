@@ -84,6 +84,9 @@ type snapServe struct {
 type syncState struct {
 	mu      sync.Mutex
 	rejects []error // last maxSyncRejects rejected answers
+	chunks  int     // chunks of the manifest being imported
+	resumed int     // of them, staged by an earlier, interrupted sync
+	staged  int     // of them, staged by this one
 }
 
 func (s *syncState) reject(err error) {
@@ -306,6 +309,9 @@ func (n *Node) stateSync() (*consensus.OrderingState, error) {
 	if err != nil {
 		return nil, err
 	}
+	n.sync.mu.Lock()
+	n.sync.chunks, n.sync.resumed = len(m.Chunks), len(m.Chunks)-len(im.Missing())
+	n.sync.mu.Unlock()
 	if err := n.syncChunks(im, m); err != nil {
 		return nil, err
 	}
@@ -414,11 +420,26 @@ func (n *Node) syncChunks(im *state.Importer, m *state.Manifest) error {
 			wg.Wait()
 			close(results)
 		}()
+		var stop error
 		for r := range results {
-			if _, err := im.Add(n.ctx, r.data); err != nil {
+			staged, err := im.Add(n.ctx, r.data)
+			if err != nil {
 				n.sync.reject(fmt.Errorf("peer %d: chunk %d: %w", r.peer, r.index, err))
 				n.log.Warn("state sync: rejected chunk", "peer", r.peer, "chunk", r.index, "err", err)
+				continue
 			}
+			if staged && stop == nil {
+				n.sync.mu.Lock()
+				n.sync.staged++
+				k := n.sync.staged
+				n.sync.mu.Unlock()
+				if n.cfg.afterChunk != nil {
+					stop = n.cfg.afterChunk(k)
+				}
+			}
+		}
+		if stop != nil {
+			return stop
 		}
 		if !im.Done() && len(im.Missing()) == len(missing) {
 			select {

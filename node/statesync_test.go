@@ -40,14 +40,28 @@ func badPeer(p protocol.ID, resp []byte) []byte {
 // ordering state, then DAG-syncs after it, executes what follows and
 // reaches the same blocks and roots as the others. One peer serves a wrong
 // ordering state and corrupt chunks: those are refused with their errors
-// and other peers are used.
+// and other peers are used. The first sync is interrupted after two chunks;
+// the restarted node finds them staged and fetches only the rest.
 func TestStateSyncAfterWipe(t *testing.T) {
 	const gc = 10
 	comm := smallGCCommittee(t, 4, gc)
+	errInterrupt := errors.New("test: sync interrupted")
+	interrupted := false
 	c := newClusterWith(t, 4, func(i int, cfg *Config) {
 		cfg.Committee, cfg.CompactEvery, cfg.SyncChunkLeaves = comm, 3, 4
-		if i == 2 {
+		switch i {
+		case 2:
 			cfg.tamperSync = badPeer
+		case 3:
+			// The first sync stops after two chunks; the restarted node
+			// must find them staged.
+			cfg.afterChunk = func(staged int) error {
+				if !interrupted && staged == 2 {
+					interrupted = true
+					return errInterrupt
+				}
+				return nil
+			}
 		}
 	})
 	c.waves(0, 2)
@@ -79,6 +93,17 @@ func TestStateSyncAfterWipe(t *testing.T) {
 		}
 	}
 	c.start(3)
+	select { // the node stops itself (c.waitFor would fail on that)
+	case <-c.nodes[3].Halted():
+	case <-time.After(60 * time.Second):
+		t.Fatal("the first sync was not interrupted")
+	}
+	if err := c.nodes[3].Err(); !errors.Is(err, errInterrupt) {
+		t.Fatalf("interrupted sync: node error %v", err)
+	}
+	first := c.nodes[3].Rejected()
+	c.stop(3)
+	c.start(3)
 	nd := c.nodes[3]
 	later := c.waves(200, 3)
 	c.waitFor("the synced node executes the later waves", 60*time.Second, func() bool {
@@ -92,8 +117,14 @@ func TestStateSyncAfterWipe(t *testing.T) {
 	if err := getCBOR(t.Context(), nd.d, keyPrunedTo, &synced); err != nil || synced == 0 {
 		t.Fatalf("the wiped node did not start from a synced state: %v", err)
 	}
+	nd.sync.mu.Lock()
+	chunks, resumed, staged := nd.sync.chunks, nd.sync.resumed, nd.sync.staged
+	nd.sync.mu.Unlock()
+	if resumed < 2 || resumed+staged != chunks {
+		t.Fatalf("resumed sync: %d of %d chunks found staged, %d fetched", resumed, chunks, staged)
+	}
 	var badState, badChunk bool
-	for _, err := range nd.Rejected() {
+	for _, err := range append(first, nd.Rejected()...) {
 		t.Logf("rejected: %v", err)
 		badState = badState || errors.Is(err, ErrSyncAnswer)
 		badChunk = badChunk || errors.Is(err, state.ErrChunkProof) || errors.Is(err, state.ErrChunkHash) || errors.Is(err, state.ErrChunkMalformed)
@@ -106,6 +137,6 @@ func TestStateSyncAfterWipe(t *testing.T) {
 	if h <= above {
 		t.Fatalf("nothing to compare above height %d", above)
 	}
-	t.Logf("synced at height %d (round gap %d, latest compaction %d); blocks (%d, %d] equal on all nodes",
-		synced, c.nodes[0].Status().Round-stopped, cc.Height, above, h)
+	t.Logf("synced at height %d (round gap %d, latest compaction %d, %d of %d chunks resumed); blocks (%d, %d] equal on all nodes",
+		synced, c.nodes[0].Status().Round-stopped, cc.Height, resumed, chunks, above, h)
 }
