@@ -98,8 +98,8 @@ func (c *Committee) checkOrderingState(s *OrderingState) error {
 		return fmt.Errorf("%w: ordering state gc round %d, anchor %d implies %d", ErrMalformed, s.GCRound, s.LastAnchor, g)
 	}
 	// Every committed certificate in the window is one per (author, round).
-	if max := uint64(len(c.Validators)) * (c.Params.GCDepth + 1); uint64(len(s.Committed)) > max {
-		return fmt.Errorf("%w: %d committed digests, at most %d", ErrTooLarge, len(s.Committed), max)
+	if limit := uint64(len(c.Validators)) * (c.Params.GCDepth + 1); uint64(len(s.Committed)) > limit {
+		return fmt.Errorf("%w: %d committed certificates, at most %d", ErrTooLarge, len(s.Committed), limit)
 	}
 	for i, cc := range s.Committed {
 		if cc.Round < s.GCRound || cc.Round > s.LastAnchor {
