@@ -126,7 +126,12 @@ func (n *Node) compactor() {
 // certificates stay (they keep retained state provable).
 func (n *Node) compact(ctx context.Context, j compactJob) error {
 	st, err := n.cfg.Committee.DecodeOrderingState(j.state)
-	if err != nil {
+	if errors.Is(err, consensus.ErrTooLarge) {
+		// More released ids than a peer would accept: keep the log until
+		// the load drops rather than persist what nobody can sync from.
+		n.log.Warn("compaction skipped", "height", j.cc.Height, "err", err)
+		return nil
+	} else if err != nil {
 		return err
 	}
 	prev, _, err := loadOrderingState(ctx, n.d, n.cfg.Committee)
