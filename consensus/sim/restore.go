@@ -13,7 +13,7 @@ import (
 // wipe, from the latest ordering state of the first honest running peer
 // (state sync), with an empty log. It returns nil for a replay from the
 // log (first start, no state yet, or an executor that cannot import a
-// snapshot), and otherwise the state with the blocks and sub-DAG anchors
+// snapshot), and otherwise the state with the blocks and sub-DAG names
 // the restored core will not re-emit.
 func (s *sim) restoreFor(i int) (*consensus.OrderingState, []*order.Block, []consensus.Digest) {
 	sl := s.slots[i]
