@@ -26,8 +26,8 @@ func (n *Node) drive() {
 		}
 		return true
 	}
-	if n.fresh {
-		if err := n.startFresh(); err != nil {
+	if n.core == nil { // unit tests hand the driver a core of their own
+		if err := n.startConsensus(); err != nil {
 			if n.ctx.Err() == nil {
 				n.halt(err)
 			}

@@ -113,7 +113,8 @@ func typesBlock(b *order.Block) *types.Block {
 
 // executeBlock executes one block against the latest state, stores the
 // block, its transactions and receipts, commits the state, and signs and
-// sends a checkpoint vote with the ordering state st after the block.
+// sends a checkpoint vote with the ordering state st after the block (none
+// without st: a block fetched during catch-up, certified already).
 // Records are written before the state commit, so a crash in between
 // re-executes the block (identically) on restart.
 func (n *Node) executeBlock(ob *order.Block, st *consensus.OrderingState) error {
@@ -167,6 +168,9 @@ func (n *Node) executeBlock(ob *order.Block, st *consensus.OrderingState) error 
 		return err
 	}
 	n.log.Debug("executed", "height", b.Height, "txs", len(b.Txs), "root", root)
+	if st == nil {
+		return nil // a block fetched during catch-up: certified already
+	}
 	return n.checkpoint(b, root, st)
 }
 

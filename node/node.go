@@ -149,6 +149,7 @@ type Node struct {
 	cmp         compactState          // ordering states awaiting compaction
 	logRead     int                   // consensus log records read at open
 	fresh       bool                  // empty disk: the driver syncs before it starts the core
+	boot        bootState             // what open read for the core; the driver starts it
 	running     atomic.Bool           // the core exists and the driver serves calls
 	snap        snapServe             // the snapshot served to syncing peers
 	sync        syncState             // answers refused while syncing
@@ -308,11 +309,7 @@ func (n *Node) open() error {
 	}
 	n.x = exec.New(n.cfg.Runner, exec.Options{Workers: n.cfg.Workers})
 	n.cp.init(n.cfg.Committee)
-	if !n.fresh {
-		if err := n.startCore(st, recs); err != nil {
-			return err
-		}
-	}
+	n.boot = bootState{state: st, recs: recs}
 	if err := n.startHost(); err != nil {
 		return err
 	}
@@ -329,6 +326,12 @@ func (n *Node) open() error {
 	n.goLoop(n.compactor)
 	n.goLoop(func() { _ = n.host.Bootstrap(n.ctx) })
 	return nil
+}
+
+// bootState is what open read from disk for the consensus core.
+type bootState struct {
+	state *consensus.OrderingState
+	recs  []consensus.Record
 }
 
 // startCore builds the consensus core from the ordering state st (nil =

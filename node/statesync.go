@@ -87,6 +87,7 @@ type syncState struct {
 	chunks  int     // chunks of the manifest being imported
 	resumed int     // of them, staged by an earlier, interrupted sync
 	staged  int     // of them, staged by this one
+	blocks  int     // blocks fetched and executed by catch-up
 }
 
 func (s *syncState) reject(err error) {
@@ -110,6 +111,7 @@ func (n *Node) handleSync() {
 	n.host.HandleRequest(protoSyncState, n.serveSyncState)
 	n.host.HandleRequest(protoSyncManifest, n.serveSyncManifest)
 	n.host.HandleRequest(protoSyncChunk, n.serveSyncChunk)
+	n.host.HandleRequest(protoSyncBlock, n.serveSyncBlock)
 }
 
 func decodeSyncRequest(req []byte, v any) error {
@@ -201,15 +203,24 @@ func (n *Node) serveSyncChunk(ctx context.Context, _ peer.ID, req []byte) ([]byt
 	return n.tamper(protoSyncChunk, s.chunks[r.Index]), nil
 }
 
-// startFresh runs on the driver before its first step when the disk was
-// empty: it syncs the state of the peers' latest compacted checkpoint (or
-// finds the network at genesis), then builds the core from it.
-func (n *Node) startFresh() error {
-	st, err := n.stateSync()
+// startConsensus runs on the driver before its first step. With an empty disk it
+// syncs the state of the peers' latest compacted checkpoint (or finds the
+// network at genesis); with a disk behind that checkpoint it catches up by
+// blocks; then it builds the core.
+func (n *Node) startConsensus() error {
+	b := n.boot
+	n.boot = bootState{}
+	var restore *consensus.OrderingState
+	var err error
+	if n.fresh {
+		restore, err = n.stateSync()
+	} else if restore, err = n.catchUp(); restore == nil && err == nil {
+		restore = b.state
+	}
 	if err != nil {
 		return err
 	}
-	return n.startCore(st, nil)
+	return n.startCore(restore, b.recs)
 }
 
 // tamper lets tests make this node a peer that serves bad answers.
