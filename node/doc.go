@@ -67,8 +67,14 @@
 //     that ordering state; if answers of weight > F report none, the
 //     network is young and the core starts at genesis, fetching the DAG
 //     from round 1. Either way it first asks peers how far it had signed
-//     (answers of weight Q − own weight). A node whose disk is intact but
-//     that lags beyond the peers' retained log cannot catch up yet.
+//     (answers of weight Q − own weight).
+//   - Intact disk behind the peers' latest compacted checkpoint
+//     (catchup.go): before its core starts the node fetches the blocks up
+//     to it, each with its checkpoint certificate, executes them checking
+//     every root, and starts the core from the checkpoint's ordering
+//     state, so an absence longer than gc_depth plus the peers' log
+//     retention is bridged (up to RetainBlocks blocks). Otherwise the log
+//     replay does. Both paths run on the driver before its first step.
 //   - Blocks execute in height order against the latest state. Block,
 //     transaction and receipt records are written before the block's state
 //     commit, so a crash in between re-executes the block (identically).
