@@ -72,7 +72,7 @@ func signedCert(comm *consensus.Committee, h uint64, root types.Root, ordering [
 	return cc
 }
 
-// TestSyncRequestsRejectBadInput: every state-sync handler refuses an
+// TestSyncRequestsRejectBadInput: every state-sync and catch-up handler refuses an
 // oversized request before decoding it, a malformed one, and a height or
 // chunk it does not have, each with its sentinel; good requests are served.
 func TestSyncRequestsRejectBadInput(t *testing.T) {
@@ -82,6 +82,7 @@ func TestSyncRequestsRejectBadInput(t *testing.T) {
 		"state":    func(c context.Context, b []byte) ([]byte, error) { return n.serveSyncState(c, "", b) },
 		"manifest": func(c context.Context, b []byte) ([]byte, error) { return n.serveSyncManifest(c, "", b) },
 		"chunk":    func(c context.Context, b []byte) ([]byte, error) { return n.serveSyncChunk(c, "", b) },
+		"block":    func(c context.Context, b []byte) ([]byte, error) { return n.serveSyncBlock(c, "", b) },
 	}
 	for name, h := range handlers {
 		if _, err := h(ctx, make([]byte, maxSyncRequestBytes+1)); !errors.Is(err, ErrSyncRequest) {
@@ -92,6 +93,9 @@ func TestSyncRequestsRejectBadInput(t *testing.T) {
 		}
 	}
 	req := func(h uint64, i uint32) []byte { return types.MustEncode(&syncChunkRequest{Height: h, Index: i}) }
+	if _, err := n.serveSyncBlock(ctx, "", req(1, 0)); !errors.Is(err, ErrNotFound) {
+		t.Errorf("block above the served height: %v, want %v", err, ErrNotFound)
+	}
 	if _, err := n.serveSyncManifest(ctx, "", req(3, 0)); !errors.Is(err, ErrNotFound) {
 		t.Errorf("manifest of a height not compacted: %v, want %v", err, ErrNotFound)
 	}
@@ -160,7 +164,7 @@ func FuzzSyncRequest(f *testing.F) {
 	f.Fuzz(func(t *testing.T, which byte, req []byte) {
 		ctx := context.Background()
 		var err error
-		switch which % 3 {
+		switch which % 4 {
 		case 0:
 			var b []byte
 			if b, err = n.serveSyncState(ctx, "", req); err == nil {
@@ -173,9 +177,41 @@ func FuzzSyncRequest(f *testing.F) {
 			}
 		case 2:
 			_, err = n.serveSyncChunk(ctx, "", req)
+		case 3:
+			_, err = n.serveSyncBlock(ctx, "", req)
 		}
 		if err != nil && !errors.Is(err, ErrSyncRequest) && !errors.Is(err, ErrNotFound) {
 			t.Fatalf("unexpected error class: %v", err)
 		}
 	})
+}
+
+// TestCheckSyncBlockRejects: a block fetched during catch-up is taken only
+// under a quorum certificate of its height naming its id.
+func TestCheckSyncBlockRejects(t *testing.T) {
+	comm := testCommittee(t, 4)
+	blk := types.Block{Height: 5, Time: 9}
+	cert := func(h uint64, id types.Hash, signers int) consensus.CheckpointCert {
+		cc := consensus.CheckpointCert{Height: h, BlockID: id}
+		for v := 0; v < signers; v++ {
+			vote := &consensus.CheckpointVote{Height: h, BlockID: id, Signer: uint32(v)}
+			comm.SignCheckpoint(consensus.Ed25519Signer(validatorKey(v)), vote)
+			cc.Signers, cc.Sigs = append(cc.Signers, uint32(v)), append(cc.Sigs, vote.Sig)
+		}
+		return cc
+	}
+	if err := checkSyncBlock(comm, 5, &syncBlockResponse{Block: blk, Cert: cert(5, blk.ID(), 3)}); err != nil {
+		t.Fatalf("good block: %v", err)
+	}
+	other := types.Block{Height: 5, Time: 10}
+	for name, r := range map[string]syncBlockResponse{
+		"no quorum":               {Block: blk, Cert: cert(5, blk.ID(), 2)},
+		"another block's id":      {Block: blk, Cert: cert(5, other.ID(), 3)},
+		"certificate of 6":        {Block: blk, Cert: cert(6, blk.ID(), 3)},
+		"block of another height": {Block: types.Block{Height: 4}, Cert: cert(5, (&types.Block{Height: 4}).ID(), 3)},
+	} {
+		if err := checkSyncBlock(comm, 5, &r); !errors.Is(err, ErrSyncAnswer) {
+			t.Errorf("%s: %v, want %v", name, err, ErrSyncAnswer)
+		}
+	}
 }
