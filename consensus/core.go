@@ -35,7 +35,12 @@ type Config struct {
 	Me        uint32
 	Signer    Signer
 	Records   []Record // the persisted log, replayed on Start
-	Hooks     Hooks
+	// Restore, if set, is the ordering state to continue from (a
+	// compacted log's checkpoint, or a state sync's): Records then hold
+	// only what is at or above its gc round, and blocks are released from
+	// Restore.Height+1 on.
+	Restore *OrderingState
+	Hooks   Hooks
 }
 
 type ar struct {
@@ -125,6 +130,10 @@ type Core struct {
 	lastAnchor uint64 // round of the last committed anchor (0 = none)
 	subIndex   uint64
 	ord        *order.Orderer
+	// restored holds the certificates (digest → round) a restored
+	// ordering state lists as committed that have not re-entered the DAG
+	// yet.
+	restored map[Digest]uint64
 }
 
 // New returns a core; deliver Start next.
@@ -137,13 +146,22 @@ func New(cfg Config) (*Core, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrBadParams, err)
 	}
-	return &Core{
+	core := &Core{
 		c: c, me: cfg.Me, signer: cfg.Signer, hooks: cfg.Hooks, recs: cfg.Records,
 		dag: map[Digest]*node{}, rounds: map[uint64]map[uint32]Digest{}, pending: map[Digest]*Certificate{},
 		missing: map[Digest]bool{}, missTx: map[TxID]bool{}, signedBy: map[uint32]uint64{},
 		voted: map[ar]Digest{}, waiting: map[ar]waitHeader{}, ownVotes: map[uint32][]byte{},
 		have: map[TxID]int64{}, inflight: map[Digest][]seenTx{}, inUnack: map[TxID]bool{}, ord: ord, timerAt: -1,
-	}, nil
+	}
+	if cfg.Restore != nil {
+		if err := c.checkOrderingState(cfg.Restore); err != nil {
+			return nil, err
+		}
+		if err := core.restore(cfg.Restore); err != nil {
+			return nil, err
+		}
+	}
+	return core, nil
 }
 
 // Step applies one event and returns the actions to perform, in order.
@@ -185,9 +203,11 @@ func (c *Core) start() {
 			c.insertCert(r.Cert, c.c.Digest(&r.Cert.Header), false)
 		}
 	}
-	if len(c.recs) == 0 {
-		// Empty disk: this may be a wiped validator. Do not sign anything
-		// until peers say how far we had signed (the amnesia guard).
+	if !slices.ContainsFunc(c.recs, func(r Record) bool { return r.Own != nil || r.Vote != nil }) {
+		// Nothing signed on disk: this may be a wiped validator, also one
+		// that crashed again (with fetched certificates persisted) before
+		// peers answered. Do not sign anything until peers say how far we
+		// had signed (the amnesia guard).
 		c.emit(Fetch{OwnRound: true})
 		return
 	}
@@ -209,7 +229,7 @@ func (c *Core) onFetch(e FetchResult) {
 			c.floor = e.OwnRound + amnesiaMargin
 		}
 		c.round = max(c.round, c.floor)
-		c.emit(Fetch{FromRound: 1})
+		c.emit(Fetch{FromRound: max(1, c.gcRound)})
 	}
 	for _, id := range e.Txs {
 		delete(c.missTx, id)
@@ -495,7 +515,9 @@ func (c *Core) insertCert(cert *Certificate, d Digest, persist bool) {
 	}
 	delete(c.pending, d)
 	delete(c.missing, d)
-	n := &node{cert: cert, digest: d}
+	_, done := c.restored[d]
+	n := &node{cert: cert, digest: d, committed: done}
+	delete(c.restored, d)
 	c.dag[d] = n
 	if c.rounds[h.Round] == nil {
 		c.rounds[h.Round] = map[uint32]Digest{}
@@ -688,18 +710,21 @@ func (c *Core) commitAnchor(a *node) {
 	if len(ask) > 0 {
 		c.emit(Fetch{Txs: ask})
 	}
-	if b := c.ord.Apply(in); b != nil {
+	b := c.ord.Apply(in)
+	c.lastAnchor = a.cert.Header.Round
+	c.misses = 0
+	c.requeueOrphans()
+	if g := gcRoundAfter(c.lastAnchor, c.c.Params.GCDepth); g > 0 {
+		c.gc(g)
+	}
+	if b != nil {
 		for _, tx := range b.Txs {
 			delete(c.have, tx.ID)
 			delete(c.missTx, tx.ID)
 		}
-		c.emit(Released{Block: b})
-	}
-	c.lastAnchor = a.cert.Header.Round
-	c.misses = 0
-	c.requeueOrphans()
-	if c.lastAnchor > c.c.Params.GCDepth {
-		c.gc(c.lastAnchor - c.c.Params.GCDepth)
+		// The state after the whole sub-DAG, gc included: what a node
+		// restored at this height continues from.
+		c.emit(Released{Block: b, State: c.orderingState()})
 	}
 }
 
@@ -734,6 +759,11 @@ func (c *Core) gc(g uint64) {
 		delete(c.rounds, r)
 	}
 	c.gcRound = max(c.gcRound, g)
+	for d, r := range c.restored {
+		if r < g {
+			delete(c.restored, d)
+		}
+	}
 	for d, n := range c.dag {
 		// Keep our latest certificate: our next header names it.
 		if n.cert.Header.Round < g && n != c.lastCert {
@@ -937,12 +967,23 @@ func (c *Core) onTick() {
 		c.emit(Fetch{OwnRound: true})
 		return
 	}
+	stalled := c.progress == c.round
 	if c.own != nil && !c.ownDone {
 		c.emit(Broadcast{Msg: &Message{Header: c.own}})
-	} else if c.progress == c.round && c.lastCert != nil {
+	} else if stalled && c.lastCert != nil {
 		c.emit(Broadcast{Msg: &Message{Cert: c.lastCert.cert}})
 	}
 	c.progress = c.round
+	if stalled && len(c.pending) > 0 {
+		// Certificates wait for parents a digest fetch did not bring:
+		// peers may have dropped them from memory (a node back from a
+		// restart or a sync lags), but serve round ranges from their logs.
+		from := uint64(1<<64 - 1)
+		for _, p := range c.pending {
+			from = min(from, p.Header.Round)
+		}
+		c.emit(Fetch{FromRound: max(from-1, c.gcRound, 1)})
+	}
 	if len(c.missing) > 0 {
 		ds := make([]Digest, 0, len(c.missing))
 		for d := range c.missing {
@@ -1004,11 +1045,12 @@ func (c *Core) reject(why string) {
 // Stats returns counters.
 func (c *Core) Stats() Stats { return c.stats }
 
+// GCRound returns the round below which the core dropped everything; a
+// node serves older certificates from its log.
+func (c *Core) GCRound() uint64 { return c.gcRound }
+
 // Round returns the round of the last own header.
 func (c *Core) Round() uint64 { return c.round }
-
-// OrderingHash returns the hash of the ordering state.
-func (c *Core) OrderingHash() [32]byte { return c.ord.Hash() }
 
 // Sizes returns the lengths of the core's queues (for L4 checks).
 func (c *Core) Sizes() map[string]int {

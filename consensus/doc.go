@@ -25,8 +25,10 @@
 //   - One vote per (author, round), persisted (synced) before it is sent;
 //     one own header per round, persisted before broadcast and re-sent,
 //     never re-created, after a restart (S3).
-//   - A wiped validator (empty disk) signs nothing until peers report the
-//     highest round it signed at, and never at or below that plus a margin.
+//   - A validator whose log holds nothing it signed (an empty disk, or a
+//     wiped one that crashed again before the answer, its fetched
+//     certificates persisted) signs nothing until peers report the highest
+//     round it signed at, and never at or below that plus a margin.
 //   - A certificate enters the DAG only after all its parents and its self
 //     parent (above the gc round; a header names its self parent's round so
 //     that every node can tell); at most one certificate per (author,
@@ -45,6 +47,14 @@
 //   - Restart = replay of the persisted log (certificates, votes, own
 //     header): commits and blocks are re-emitted identically from index 1,
 //     so the driver deduplicates by sub-DAG index and block height.
+//   - Every Released block carries the OrderingState after it (last
+//     anchor, sub-DAG index, gc round, the committed certificates at or
+//     above the gc round, the ordering layer's state): a pure function of
+//     the committed sequence, equal at every honest node, whose hash goes
+//     into the block's checkpoint vote. A core built with Config.Restore
+//     continues from such a state (a compacted log only needs the records
+//     at or above its gc round; a synced node needs none) and releases the
+//     same later blocks as one that replayed everything.
 //   - Every queue a peer or client can grow has a named limit (MaxPending,
 //     MaxRoundsAhead, MaxUnacked, MaxAcks, MaxMessageBytes, MaxFetchCerts);
 //     everything below the gc round is dropped.

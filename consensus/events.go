@@ -98,8 +98,13 @@ type Committed struct {
 	Certs  []*Certificate
 }
 
-// Released reports a block of the fair-ordering layer.
-type Released struct{ Block *order.Block }
+// Released reports a block of the fair-ordering layer, with the ordering
+// state right after it (the driver hashes it into the block's checkpoint
+// vote and persists it when it compacts its log). Both are the receiver's.
+type Released struct {
+	Block *order.Block
+	State *OrderingState
+}
 
 func (Send) isAction()      {}
 func (Broadcast) isAction() {}

@@ -53,3 +53,29 @@ func FuzzCoreStep(f *testing.F) {
 		core.Step(Tick{Now: t0 + 1e12})
 	})
 }
+
+// FuzzDecodeOrderingState: an ordering state from a peer decodes to one
+// that re-encodes to the same bytes and that a core accepts, or to an error
+// of a known class; never a panic.
+func FuzzDecodeOrderingState(f *testing.F) {
+	c, s := testCommittee(f, 4)
+	f.Add(sampleOrderingState(c).Encode())
+	st := sampleOrderingState(c)
+	st.Committed = nil
+	f.Add(st.Encode())
+	f.Fuzz(func(t *testing.T, b []byte) {
+		st, err := c.DecodeOrderingState(b)
+		if err != nil {
+			if !errors.Is(err, ErrMalformed) && !errors.Is(err, ErrTooLarge) {
+				t.Fatalf("unexpected error class: %v", err)
+			}
+			return
+		}
+		if !bytes.Equal(st.Encode(), b) {
+			t.Fatal("decoded state re-encodes differently")
+		}
+		if _, err := New(Config{Committee: c, Me: 0, Signer: s[0], Restore: st}); err != nil && !errors.Is(err, ErrMalformed) {
+			t.Fatalf("restore: unexpected error class: %v", err)
+		}
+	})
+}

@@ -37,19 +37,44 @@
 //     batch, committed (synced) before the first Send, Broadcast or Fetch
 //     that follows them; a failed commit halts the node (ErrPersist) with
 //     nothing sent.
-//   - Restart = replay: the consensus log (/node/log) is replayed into a
-//     new core, which re-releases every block from height 1; the executor
-//     skips heights at or below the state's latest version. The mempool is
-//     reloaded and its payloads reported again with their first-seen times.
+//   - Restart = restore + replay: a new core continues from the last
+//     persisted ordering state (/node/ostate, with its checkpoint
+//     certificate) and replays the consensus log (/node/log) left after
+//     compaction, re-releasing the blocks after that state; the executor
+//     skips heights at or below the state's latest version. Without a
+//     persisted state it replays from genesis. The mempool is reloaded and
+//     its payloads reported again with their first-seen times.
+//   - Compaction (compact.go): at executed heights that are multiples of
+//     CompactEvery (the same at every validator, so all can serve that
+//     snapshot), once a checkpoint certificate matches this node's block,
+//     root and ordering state, the ordering state is persisted;
+//     then log records of rounds below the previous persisted state's gc
+//     round are deleted (the latest own header stays), and blocks,
+//     transaction records and receipts at or below that height minus
+//     RetainBlocks. Checkpoint certificates stay. Certificates below the
+//     core's gc round are served to peers from the log.
 //   - The pool holds no executed transaction for long: a block's are
 //     removed after its commit, and one arriving again (late gossip, a
 //     resubmission, a replayed core's fetch, a crash before the removal)
 //     is dropped when its receipt exists; peers fetch executed bodies from
 //     the transaction records.
-//     A wiped node asks peers how far it had signed (answers of weight
-//     Q − own weight), fetches the DAG from round 1 and re-executes; this
-//     works while peers still hold round 1 (gc_depth), state sync does not
-//     exist yet.
+//   - Empty disk (statesync.go): before its core starts, the node asks
+//     the peers for their last compacted checkpoint; it installs the state
+//     snapshot of the highest one (certificate with a quorum, ordering
+//     state hashing to the certified value, manifest root equal to the
+//     certified root, chunks from several peers verified on arrival and
+//     staged, so an interrupted sync resumes) and starts the core from
+//     that ordering state; if answers of weight > F report none, the
+//     network is young and the core starts at genesis, fetching the DAG
+//     from round 1. Either way it first asks peers how far it had signed
+//     (answers of weight Q − own weight).
+//   - Intact disk behind the peers' latest compacted checkpoint
+//     (catchup.go): before its core starts the node fetches the blocks up
+//     to it, each with its checkpoint certificate, executes them checking
+//     every root, and starts the core from the checkpoint's ordering
+//     state, so an absence longer than gc_depth plus the peers' log
+//     retention is bridged (up to RetainBlocks blocks). Otherwise the log
+//     replay does. Both paths run on the driver before its first step.
 //   - Blocks execute in height order against the latest state. Block,
 //     transaction and receipt records are written before the block's state
 //     commit, so a crash in between re-executes the block (identically).
@@ -58,9 +83,10 @@
 //     to clients (Status, Receipt, State at 0) is this served height, not
 //     the state's latest version, so a reported height is always fetchable.
 //   - After each block the node signs a checkpoint vote (height, block id,
-//     state root) and sends it to every validator. A certificate of Q
-//     matching votes is stored; if its root or block id differs from this
-//     node's at that height, the node halts with ErrStateDiverged.
+//     state root, ordering state hash) and sends it to every validator. A
+//     certificate of Q matching votes is stored; if its root, block id or
+//     ordering state hash differs from this node's at that height, the
+//     node halts with ErrStateDiverged.
 //   - Every queue a peer can grow has a named limit (MaxInbox, MaxOutbox,
 //     MaxFetches, MaxFetchTxs, MaxFetchResponseBytes,
 //     MaxPendingCheckpoints); a message at a full queue is dropped and
@@ -71,5 +97,6 @@
 //
 // The node shares the state store's pebble datastore (state uses /kairos):
 // /node/log, /node/block, /node/root, /node/tx, /node/receipt, /node/cp,
-// /node/cplatest and /node/mempool (see store.go).
+// /node/cplatest and /node/mempool (see store.go), /node/ostate,
+// /node/ostatecert and /node/prunedto (see compact.go).
 package node

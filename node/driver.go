@@ -26,6 +26,14 @@ func (n *Node) drive() {
 		}
 		return true
 	}
+	if n.core == nil { // unit tests hand the driver a core of their own
+		if err := n.startConsensus(); err != nil {
+			if n.ctx.Err() == nil {
+				n.halt(err)
+			}
+			return
+		}
+	}
 	if !step(consensus.Start{Now: n.clock.Now()}) {
 		return
 	}
@@ -117,7 +125,7 @@ func (n *Node) perform(acts []consensus.Action) (timer *int64, ok bool) {
 			at := a.At
 			timer = &at
 		case consensus.Released:
-			if err := n.exe.enqueue(a.Block); err != nil {
+			if err := n.exe.enqueue(a); err != nil {
 				n.halt(err)
 				return nil, false
 			}

@@ -54,6 +54,7 @@ func driverNode(t testing.TB, d ds.Batching) *Node {
 	n := &Node{d: d, core: core, log: slog.New(slog.DiscardHandler), gossip: make(chan []byte, 1),
 		outbox: []chan []byte{nil, make(chan []byte, 4), make(chan []byte, 4), make(chan []byte, 4)}}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
+	n.running.Store(true)
 	t.Cleanup(n.cancel)
 	return n
 }
@@ -260,10 +261,12 @@ func TestEnqueue(t *testing.T) {
 		{height: 6, queued: 2},
 	}
 	for i, s := range steps {
-		if s.pop && e.pop() == nil {
-			t.Fatalf("step %d: nothing to pop", i)
+		if s.pop {
+			if _, ok := e.pop(); !ok {
+				t.Fatalf("step %d: nothing to pop", i)
+			}
 		}
-		err := e.enqueue(&order.Block{Height: s.height})
+		err := e.enqueue(consensus.Released{Block: &order.Block{Height: s.height}})
 		if errors.Is(err, ErrBlockGap) != s.gap || (err != nil && !s.gap) {
 			t.Fatalf("step %d: height %d: %v, gap expected %v", i, s.height, err, s.gap)
 		}

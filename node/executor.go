@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"sync"
@@ -23,14 +24,16 @@ const bodyRetryDelay = 50 * time.Millisecond
 // how far execution trails consensus (blocks are not a peer's choice).
 type executorState struct {
 	mu    sync.Mutex
-	queue []*order.Block
+	queue []consensus.Released
 	last  uint64 // height of the last block queued (or executed before start)
 }
 
 func (e *executorState) init(ctx context.Context, n *Node) error {
 	h, root := n.store.Latest()
 	e.last = h
+	n.cp.mu.Lock()
 	n.cp.executed = h
+	n.cp.mu.Unlock()
 	if h == 0 {
 		n.setServed(h, root)
 		return nil
@@ -50,15 +53,15 @@ func (e *executorState) init(ctx context.Context, n *Node) error {
 	return nil
 }
 
-// enqueue keeps b unless it was executed or queued already (a restarted
-// core re-releases every block from height 1). A block above the next
-// height is ErrBlockGap.
-func (e *executorState) enqueue(b *order.Block) error {
+// enqueue keeps a released block unless it was executed or queued already
+// (a restarted core re-releases every block after its ordering state). A
+// block above the next height is ErrBlockGap.
+func (e *executorState) enqueue(r consensus.Released) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	switch {
+	switch b := r.Block; {
 	case b.Height == e.last+1:
-		e.queue = append(e.queue, b)
+		e.queue = append(e.queue, r)
 		e.last = b.Height
 	case b.Height > e.last+1:
 		return fmt.Errorf("%w: height %d after %d", ErrBlockGap, b.Height, e.last)
@@ -66,22 +69,22 @@ func (e *executorState) enqueue(b *order.Block) error {
 	return nil
 }
 
-func (e *executorState) pop() *order.Block {
+func (e *executorState) pop() (consensus.Released, bool) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if len(e.queue) == 0 {
-		return nil
+		return consensus.Released{}, false
 	}
-	b := e.queue[0]
+	r := e.queue[0]
 	e.queue = e.queue[1:]
-	return b
+	return r, true
 }
 
 // execute runs released blocks in height order until the node stops.
 func (n *Node) execute() {
 	for {
-		b := n.exe.pop()
-		if b == nil {
+		r, ok := n.exe.pop()
+		if !ok {
 			select {
 			case <-n.ctx.Done():
 				return
@@ -89,7 +92,7 @@ func (n *Node) execute() {
 				continue
 			}
 		}
-		if err := n.executeBlock(b); err != nil {
+		if err := n.executeBlock(r.Block, r.State); err != nil {
 			if n.ctx.Err() == nil {
 				n.halt(err)
 			}
@@ -110,9 +113,11 @@ func typesBlock(b *order.Block) *types.Block {
 
 // executeBlock executes one block against the latest state, stores the
 // block, its transactions and receipts, commits the state, and signs and
-// sends a checkpoint vote. Records are written before the state commit, so
-// a crash in between re-executes the block (identically) on restart.
-func (n *Node) executeBlock(ob *order.Block) error {
+// sends a checkpoint vote with the ordering state st after the block (none
+// without st: a block fetched during catch-up, certified already).
+// Records are written before the state commit, so a crash in between
+// re-executes the block (identically) on restart.
+func (n *Node) executeBlock(ob *order.Block, st *consensus.OrderingState) error {
 	ctx := n.ctx
 	b := typesBlock(ob)
 	raws, txs, err := n.bodies(b)
@@ -163,7 +168,10 @@ func (n *Node) executeBlock(ob *order.Block) error {
 		return err
 	}
 	n.log.Debug("executed", "height", b.Height, "txs", len(b.Txs), "root", root)
-	return n.checkpoint(b, root)
+	if st == nil {
+		return nil // a block fetched during catch-up: certified already
+	}
+	return n.checkpoint(b, root, st)
 }
 
 // bodies returns the bodies of b's transactions from the mempool, or from
@@ -273,12 +281,17 @@ type checkpointState struct {
 	executed uint64                               // highest height with a root record
 	pending  map[uint64]*consensus.CheckpointCert // certified, not yet executed here
 	latest   uint64                               // highest certificate held
+	// own holds this node's ordering state hash of the last
+	// MaxPendingCheckpoints executed heights (a certificate may arrive
+	// after execution).
+	own map[uint64][32]byte
 }
 
 func (c *checkpointState) init(comm *consensus.Committee) {
 	c.comm = *comm
 	c.col = consensus.NewCheckpoints(&c.comm)
 	c.pending = map[uint64]*consensus.CheckpointCert{}
+	c.own = map[uint64][32]byte{}
 }
 
 func (c *checkpointState) latestHeight() uint64 {
@@ -288,12 +301,18 @@ func (c *checkpointState) latestHeight() uint64 {
 }
 
 // checkpoint signs and sends this node's checkpoint vote for b, then
-// checks a certificate of b's height that arrived before execution.
-func (n *Node) checkpoint(b *types.Block, root types.Root) error {
-	v := &consensus.CheckpointVote{Height: b.Height, BlockID: b.ID(), StateRoot: root, Signer: n.me}
+// checks a certificate of b's height that arrived before execution. The
+// ordering state after b is encoded here, off the driver; its bytes are
+// kept when b's height is due for compaction.
+func (n *Node) checkpoint(b *types.Block, root types.Root, st *consensus.OrderingState) error {
+	enc := st.Encode()
+	v := &consensus.CheckpointVote{Height: b.Height, BlockID: b.ID(), StateRoot: root, OrderingStateHash: sha256.Sum256(enc), Signer: n.me}
+	n.cmp.offer(b.Height, enc)
 	n.cp.mu.Lock()
 	n.cp.comm.SignCheckpoint(consensus.Ed25519Signer(n.cfg.Key), v)
 	n.cp.executed = b.Height
+	n.cp.own[b.Height] = v.OrderingStateHash
+	delete(n.cp.own, b.Height-min(b.Height, MaxPendingCheckpoints))
 	cc := n.cp.pending[b.Height]
 	delete(n.cp.pending, b.Height)
 	n.cp.mu.Unlock()
@@ -353,18 +372,31 @@ func (n *Node) storeCheckpoint(cc *consensus.CheckpointCert, newest bool) error 
 func (n *Node) verifyCheckpoint(cc *consensus.CheckpointCert) error {
 	var root types.Root
 	b, err := n.d.Get(n.ctx, heightKey(nsRoot, cc.Height))
+	if errors.Is(err, ds.ErrNotFound) && n.pruned(cc.Height) {
+		return nil // nothing left to compare
+	}
 	if err != nil {
 		return fmt.Errorf("node: root of %d: %w", cc.Height, err)
 	}
 	copy(root[:], b)
 	var blk types.Block
 	if err := getCBOR(n.ctx, n.d, heightKey(nsBlock, cc.Height), &blk); err != nil {
+		if errors.Is(err, ErrNotFound) && n.pruned(cc.Height) {
+			return nil // pruned, or the height a state sync started at
+		}
 		return err
 	}
 	if root != cc.StateRoot || blk.ID() != types.Hash(cc.BlockID) {
 		return fmt.Errorf("%w: height %d: own root %s block %s, certified root %s block %x",
 			ErrStateDiverged, cc.Height, root, blk.ID(), cc.StateRoot, cc.BlockID)
 	}
+	n.cp.mu.Lock()
+	own, ok := n.cp.own[cc.Height]
+	n.cp.mu.Unlock()
+	if ok && own != cc.OrderingStateHash {
+		return fmt.Errorf("%w: height %d: own ordering state %x, certified %x", ErrStateDiverged, cc.Height, own, cc.OrderingStateHash)
+	}
+	n.cmp.certified(cc)
 	return nil
 }
 

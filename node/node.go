@@ -12,6 +12,7 @@ import (
 
 	ds "github.com/ipfs/go-datastore"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
 
 	"github.com/kairos-network/kairos/consensus"
 	"github.com/kairos-network/kairos/node/mempool"
@@ -80,12 +81,30 @@ type Config struct {
 	Listen    []string        // libp2p listen multiaddrs; nil = 127.0.0.1, a free TCP port
 	// KeepVersions is how many state versions stay readable (0 = all).
 	KeepVersions uint64
-	Mempool      mempool.Config // ChainID is taken from the committee
+	// CompactEvery: at executed heights that are multiples of it, the
+	// node persists the certified ordering state and compacts its
+	// consensus log (0 = DefaultCompactEvery). Validators should agree on
+	// it, so that they all serve the same snapshot heights.
+	CompactEvery uint64
+	// RetainBlocks is how many heights of blocks, transaction records and
+	// receipts are kept below the last compacted checkpoint (0 =
+	// DefaultRetainBlocks).
+	RetainBlocks uint64
+	// SyncChunkLeaves is how many leaves a snapshot chunk served to a
+	// syncing peer holds (0 = DefaultSyncChunkLeaves).
+	SyncChunkLeaves int
+	Mempool         mempool.Config // ChainID is taken from the committee
 
 	// afterStateCommit, when set (by tests), runs between a block's state
 	// commit and its root record: the fault point where the state is ahead
 	// of what the node serves.
 	afterStateCommit func(height uint64)
+	// tamperSync, when set (by tests), rewrites this node's answers to
+	// state-sync requests: a peer serving bad data.
+	tamperSync func(p protocol.ID, resp []byte) []byte
+	// afterChunk, when set (by tests), runs after each snapshot chunk this
+	// node stages while syncing; an error stops the sync (and the node).
+	afterChunk func(staged int) error
 }
 
 // Node is a running validator.
@@ -127,6 +146,13 @@ type Node struct {
 	executedTxs atomic.Uint64         // transactions executed since start
 	exe         executorState         // released blocks waiting for the executor
 	cp          checkpointState       // checkpoint votes and certificates
+	cmp         compactState          // ordering states awaiting compaction
+	logRead     int                   // consensus log records read at open
+	fresh       bool                  // empty disk: the driver syncs before it starts the core
+	boot        bootState             // what open read for the core; the driver starts it
+	running     atomic.Bool           // the core exists and the driver serves calls
+	snap        snapServe             // the snapshot served to syncing peers
+	sync        syncState             // answers refused while syncing
 	fatal       atomic.Pointer[error] // why the node stopped
 	// served is the last height whose block, transactions, receipts and
 	// root record are all stored. The state commits before the root
@@ -170,11 +196,21 @@ func New(cfg Config) (*Node, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.CompactEvery == 0 {
+		cfg.CompactEvery = DefaultCompactEvery
+	}
+	if cfg.RetainBlocks == 0 {
+		cfg.RetainBlocks = DefaultRetainBlocks
+	}
+	if cfg.SyncChunkLeaves <= 0 || cfg.SyncChunkLeaves > state.SnapshotChunkLeavesMax {
+		cfg.SyncChunkLeaves = DefaultSyncChunkLeaves
+	}
 	cfg.Mempool.ChainID = cfg.Committee.ChainID
 	cfg.Mempool.SyncedWrites = true // state.OpenPebble writes with pebble.Sync
 	n := &Node{cfg: cfg, clock: cfg.Clock, index: map[peer.ID]uint32{},
 		inbox: make(chan input, MaxInbox), calls: make(chan func()), gossip: make(chan []byte, MaxOutbox),
 		fetches: make(chan struct{}, MaxFetches), blocks: make(chan struct{}, 1)}
+	n.cmp.jobs = make(chan compactJob, 1)
 	pub := cfg.Key.Public().(ed25519.PublicKey)
 	found := false
 	for i, v := range cfg.Committee.Validators {
@@ -238,11 +274,26 @@ func (n *Node) newRunner(ctx context.Context) error {
 func (n *Node) open() error {
 	n.d = n.store.Datastore()
 	n.ctx, n.cancel = context.WithCancel(context.Background())
+	// A compacted log starts at the last persisted ordering state; the
+	// state itself is at that height or beyond (compaction waits for the
+	// block's execution).
+	st, _, err := loadOrderingState(n.ctx, n.d, n.cfg.Committee)
+	if err != nil {
+		return err
+	}
 	recs, next, err := loadLog(n.ctx, n.d)
 	if err != nil {
 		return err
 	}
-	n.logSeq = next
+	n.logSeq, n.logRead = next, len(recs)
+	// An empty store and log: a new or wiped node, or a state sync that
+	// stopped before its install (it persists the ordering state first;
+	// the importer resumes from the chunks it staged).
+	latest, _ := n.store.Latest()
+	n.fresh = len(recs) == 0 && latest == 0
+	if st != nil && latest < st.Height && !n.fresh {
+		return fmt.Errorf("%w: ordering state at height %d, state at %d", ErrCorrupt, st.Height, latest)
+	}
 	if n.pool, err = mempool.Open(n.ctx, n.d, n.cfg.Mempool, n.clock.Now()); err != nil {
 		return err
 	}
@@ -253,18 +304,12 @@ func (n *Node) open() error {
 			return err
 		}
 	}
-	if n.core, err = consensus.New(consensus.Config{Committee: n.cfg.Committee, Me: n.me,
-		Signer: consensus.Ed25519Signer(n.cfg.Key), Records: recs}); err != nil {
-		return err
-	}
 	if err := n.newRunner(n.ctx); err != nil {
 		return err
 	}
 	n.x = exec.New(n.cfg.Runner, exec.Options{Workers: n.cfg.Workers})
 	n.cp.init(n.cfg.Committee)
-	if err := n.exe.init(n.ctx, n); err != nil {
-		return err
-	}
+	n.boot = bootState{state: st, recs: recs}
 	if err := n.startHost(); err != nil {
 		return err
 	}
@@ -278,7 +323,35 @@ func (n *Node) open() error {
 	n.goLoop(n.publisher)
 	n.goLoop(n.drive)
 	n.goLoop(n.execute)
+	n.goLoop(n.compactor)
 	n.goLoop(func() { _ = n.host.Bootstrap(n.ctx) })
+	return nil
+}
+
+// bootState is what open read from disk for the consensus core.
+type bootState struct {
+	state *consensus.OrderingState
+	recs  []consensus.Record
+}
+
+// startCore builds the consensus core from the ordering state st (nil =
+// genesis) and the log records, and readies the executor at the state's
+// latest height. It runs in open, or on the driver after a state sync.
+func (n *Node) startCore(st *consensus.OrderingState, recs []consensus.Record) error {
+	var err error
+	if n.core, err = consensus.New(consensus.Config{Committee: n.cfg.Committee, Me: n.me,
+		Signer: consensus.Ed25519Signer(n.cfg.Key), Records: recs, Restore: st}); err != nil {
+		return err
+	}
+	var from uint64
+	if st != nil {
+		from = st.Height
+	}
+	n.cmp.init(n.cfg.CompactEvery, from)
+	if err := n.exe.init(n.ctx, n); err != nil {
+		return err
+	}
+	n.running.Store(true)
 	return nil
 }
 

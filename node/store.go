@@ -5,6 +5,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 
 	ds "github.com/ipfs/go-datastore"
 	"github.com/ipfs/go-datastore/query"
@@ -42,28 +44,45 @@ type txRecord struct {
 	Raw    []byte
 }
 
-// loadLog returns the persisted consensus records in append order and the
-// next sequence number.
-func loadLog(ctx context.Context, d ds.Datastore) ([]consensus.Record, uint64, error) {
+// scanLog calls fn for every persisted consensus record in append order,
+// with its sequence number.
+func scanLog(ctx context.Context, d ds.Datastore, fn func(seq uint64, rec *consensus.Record) error) error {
 	res, err := d.Query(ctx, query.Query{Prefix: nsLog, Orders: []query.Order{query.OrderByKey{}}})
 	if err != nil {
-		return nil, 0, fmt.Errorf("node: load consensus log: %w", err)
+		return fmt.Errorf("node: read consensus log: %w", err)
 	}
 	defer res.Close()
-	var recs []consensus.Record
-	var next uint64
 	for r := range res.Next() {
 		if r.Error != nil {
-			return nil, 0, fmt.Errorf("node: load consensus log: %w", r.Error)
+			return fmt.Errorf("node: read consensus log: %w", r.Error)
+		}
+		seq, err := strconv.ParseUint(strings.TrimPrefix(r.Key, nsLog), 16, 64)
+		if err != nil {
+			return fmt.Errorf("%w: consensus log key %s", ErrCorrupt, r.Key)
 		}
 		rec, err := consensus.DecodeRecord(r.Value)
 		if err != nil {
-			return nil, 0, fmt.Errorf("%w: consensus log %s: %w", ErrCorrupt, r.Key, err)
+			return fmt.Errorf("%w: consensus log %s: %w", ErrCorrupt, r.Key, err)
 		}
-		recs = append(recs, *rec)
-		next++
+		if err := fn(seq, rec); err != nil {
+			return err
+		}
 	}
-	return recs, next, nil
+	return nil
+}
+
+// loadLog returns the persisted consensus records in append order and the
+// next sequence number. Compaction leaves gaps, so the next number follows
+// the last record, not the count.
+func loadLog(ctx context.Context, d ds.Datastore) ([]consensus.Record, uint64, error) {
+	var recs []consensus.Record
+	var next uint64
+	err := scanLog(ctx, d, func(seq uint64, rec *consensus.Record) error {
+		recs = append(recs, *rec)
+		next = seq + 1
+		return nil
+	})
+	return recs, next, err
 }
 
 func getCBOR(ctx context.Context, d ds.Datastore, k ds.Key, v any) error {

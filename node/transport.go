@@ -84,6 +84,7 @@ func (n *Node) startHost() error {
 	h.HandleRequest(protoCerts, n.serveCerts)
 	h.HandleRequest(protoTxs, n.serveTxs)
 	h.HandleRequest(protoOwnRound, n.serveOwnRound)
+	n.handleSync()
 	if n.txs, err = h.Join(topicTxs, p2p.DefaultMaxGossipBytes, n.validateTx); err != nil {
 		return err
 	}
@@ -201,6 +202,9 @@ func (n *Node) publisher() {
 
 // call runs f on the driver goroutine (which owns the core) and waits.
 func (n *Node) call(ctx context.Context, f func()) error {
+	if !n.running.Load() {
+		return errNotRunning // syncing: answer at once rather than at the timeout
+	}
 	done := make(chan struct{})
 	select {
 	case n.calls <- func() { f(); close(done) }:
@@ -228,9 +232,25 @@ func (n *Node) serveCerts(ctx context.Context, _ peer.ID, req []byte) ([]byte, e
 		return nil, fmt.Errorf("%w: %d digests", consensus.ErrTooLarge, len(r.Digests))
 	}
 	var out []byte
+	// Rounds the core dropped come from the log (compaction keeps them
+	// for a while): a peer restored from an ordering state needs them.
+	var old []*consensus.Certificate
+	if r.FromRound > 0 {
+		var gc uint64
+		if err := n.call(ctx, func() { gc = n.core.GCRound() }); err != nil {
+			return nil, err
+		}
+		if r.FromRound < gc {
+			var err error
+			if old, err = logCerts(ctx, n.d, n.cfg.Committee, r.FromRound, gc, consensus.MaxFetchCerts); err != nil {
+				return nil, err
+			}
+		}
+	}
 	err := n.call(ctx, func() {
 		// Encoded on the driver goroutine: the certificates are the core's.
-		certs := n.core.Certificates(r.Digests, r.FromRound)
+		certs := append(old, n.core.Certificates(r.Digests, r.FromRound)...)
+		certs = certs[:min(len(certs), consensus.MaxFetchCerts)]
 		for {
 			out = types.MustEncode(&certResponse{Certs: certs})
 			if len(out) <= MaxFetchResponseBytes || len(certs) <= 1 {

@@ -3,6 +3,7 @@ package order
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"sort"
@@ -89,6 +90,10 @@ type Orderer struct {
 	t       []int64 // T[j]: Time of j's latest committed header
 	pending map[TxID]*entry
 	gone    map[TxID]int64 // released ids -> ts, pruned below W - Retain
+	// goneLog holds the same ids as goneRecord records in release order,
+	// which is (ts, id) order (the released log is strictly increasing),
+	// so pruning drops a prefix and State copies it without sorting.
+	goneLog []byte
 	height  uint64
 	last    [32]byte
 	lastB   int64
@@ -119,6 +124,9 @@ func (o *Orderer) Done(id TxID) bool {
 	_, g := o.gone[id]
 	return g
 }
+
+// Params returns the layer's parameters.
+func (o *Orderer) Params() Params { return o.p }
 
 // Watermark returns the last released watermark B_k.
 func (o *Orderer) Watermark() int64 { return o.lastB }
@@ -226,6 +234,7 @@ func (o *Orderer) Apply(sub []Cert) *Block {
 	for _, tx := range release {
 		delete(o.pending, tx.ID)
 		o.gone[tx.ID] = tx.TS
+		o.goneLog = appendGone(o.goneLog, tx.ID, tx.TS)
 	}
 	// Expired ids are forgotten, not barred: a Byzantine validator whose
 	// clamp bound is still old (its first header) could otherwise expire a
@@ -236,10 +245,13 @@ func (o *Orderer) Apply(sub []Cert) *Block {
 			delete(o.pending, id)
 		}
 	}
-	for id, t := range o.gone {
-		if t < o.w-o.p.Retain {
-			delete(o.gone, id)
+	for len(o.goneLog) > 0 {
+		id, t := goneAt(o.goneLog)
+		if t >= o.w-o.p.Retain {
+			break
 		}
+		delete(o.gone, id)
+		o.goneLog = o.goneLog[goneRecord:]
 	}
 	o.lastB = b
 	if len(release) == 0 {
@@ -261,7 +273,9 @@ func less(a, b Tx) bool {
 // Less reports whether a sorts before b in the released log, by (TS, ID).
 func Less(a, b Tx) bool { return less(a, b) }
 
-type snapEntry struct {
+// Entry is one pending transaction id in a State: its acks by validator
+// (valid where Set), the newest ack, and its timestamp once assigned (Done).
+type Entry struct {
 	_      struct{} `cbor:",toarray"`
 	ID     TxID
 	Acks   []int64
@@ -271,34 +285,111 @@ type snapEntry struct {
 	Done   bool
 }
 
-type snapGone struct {
-	_  struct{} `cbor:",toarray"`
-	ID TxID
-	T  int64
+// goneRecord is the size of one released id in State.Gone: the id, then
+// its timestamp as a big-endian int64.
+const goneRecord = 32 + 8
+
+func appendGone(b []byte, id TxID, ts int64) []byte {
+	return binary.BigEndian.AppendUint64(append(b, id[:]...), uint64(ts))
 }
 
-type snapshot struct {
+func goneAt(b []byte) (id TxID, ts int64) {
+	copy(id[:], b)
+	return id, int64(binary.BigEndian.Uint64(b[32:goneRecord]))
+}
+
+// State is the whole layer state in canonical form, so that equal states
+// encode to equal bytes. The watermark W_k is not part of it; Apply
+// recomputes it from T before using it.
+type State struct {
 	_       struct{} `cbor:",toarray"`
-	T       []int64
-	Pending []snapEntry
-	Gone    []snapGone
-	Height  uint64
-	Last    [32]byte
-	LastB   int64
+	T       []int64  // by validator
+	Pending []Entry  // ascending ID
+	// Gone is the released ids still remembered, goneRecord bytes each,
+	// in release order: strictly increasing (ts, id). One byte string
+	// rather than a list of pairs: it is most of the state, and copying
+	// and hashing it is what every block's checkpoint vote costs.
+	Gone   []byte
+	Height uint64
+	Last   [32]byte
+	LastB  int64
 }
 
-// Hash returns the sha2-256 digest of a canonical encoding of the whole
-// ordering state. Checkpoint votes carry it so that a node restoring from a
-// snapshot can verify the ordering state it is given.
-func (o *Orderer) Hash() [32]byte {
-	s := snapshot{T: o.t, Height: o.height, Last: o.last, LastB: o.lastB}
+// ErrBadState reports a State that does not fit the params or is not in
+// canonical form (it came from a peer or a disk).
+var ErrBadState = errors.New("order: bad state")
+
+// State returns a copy of the layer state in canonical form. Gone shares
+// storage with the layer: its bytes are never written again (released ids
+// are only appended after it and dropped from its front), so states kept
+// for many blocks cost one copy of the ids, not one per block. The caller
+// must not modify it.
+func (o *Orderer) State() State {
+	s := State{T: append([]int64(nil), o.t...), Height: o.height, Last: o.last, LastB: o.lastB,
+		Pending: make([]Entry, 0, len(o.pending)), Gone: o.goneLog[:len(o.goneLog):len(o.goneLog)]}
 	for id, e := range o.pending {
-		s.Pending = append(s.Pending, snapEntry{ID: id, Acks: e.acks, Set: e.set, Newest: e.newest, TS: e.ts, Done: e.done})
+		s.Pending = append(s.Pending, Entry{ID: id, Acks: append([]int64(nil), e.acks...), Set: append([]bool(nil), e.set...),
+			Newest: e.newest, TS: e.ts, Done: e.done})
 	}
 	sort.Slice(s.Pending, func(a, b int) bool { return bytes.Compare(s.Pending[a].ID[:], s.Pending[b].ID[:]) < 0 })
-	for id, t := range o.gone {
-		s.Gone = append(s.Gone, snapGone{ID: id, T: t})
+	return s
+}
+
+// Restore returns an Orderer continuing from s. It checks that s fits p
+// and is canonical (ids strictly ascending, one ack slot per validator),
+// and recomputes what State leaves out (ack weights, W_k is recomputed by
+// the next Apply), so a restored layer behaves exactly like the one that
+// exported s.
+func Restore(p Params, s *State) (*Orderer, error) {
+	o, err := New(p)
+	if err != nil {
+		return nil, err
 	}
-	sort.Slice(s.Gone, func(a, b int) bool { return bytes.Compare(s.Gone[a].ID[:], s.Gone[b].ID[:]) < 0 })
-	return sha256.Sum256(types.MustEncode(s))
+	n := len(p.Weights)
+	if len(s.T) != n {
+		return nil, fmt.Errorf("%w: %d clock entries for %d validators", ErrBadState, len(s.T), n)
+	}
+	copy(o.t, s.T)
+	for i := range s.Pending {
+		e := &s.Pending[i]
+		if i > 0 && bytes.Compare(s.Pending[i-1].ID[:], e.ID[:]) >= 0 {
+			return nil, fmt.Errorf("%w: pending ids not strictly ascending at %d", ErrBadState, i)
+		}
+		if len(e.Acks) != n || len(e.Set) != n {
+			return nil, fmt.Errorf("%w: pending %d has %d acks, %d flags for %d validators", ErrBadState, i, len(e.Acks), len(e.Set), n)
+		}
+		x := &entry{acks: append([]int64(nil), e.Acks...), set: append([]bool(nil), e.Set...), newest: e.Newest, ts: e.TS, done: e.Done}
+		for j, ok := range x.set {
+			if ok {
+				x.weight += p.Weights[j]
+			}
+		}
+		o.pending[e.ID] = x
+	}
+	if len(s.Gone)%goneRecord != 0 {
+		return nil, fmt.Errorf("%w: released ids of %d bytes", ErrBadState, len(s.Gone))
+	}
+	var prev Tx
+	for k := 0; k < len(s.Gone); k += goneRecord {
+		id, ts := goneAt(s.Gone[k:])
+		cur := Tx{ID: id, TS: ts}
+		if k > 0 && !less(prev, cur) {
+			return nil, fmt.Errorf("%w: released ids not in strictly increasing (ts, id) order at %d", ErrBadState, k/goneRecord)
+		}
+		prev = cur
+		if _, dup := o.pending[id]; dup {
+			return nil, fmt.Errorf("%w: id both pending and released", ErrBadState)
+		}
+		o.gone[id] = ts
+	}
+	o.goneLog = append([]byte(nil), s.Gone...)
+	o.height, o.last, o.lastB = s.Height, s.Last, s.LastB
+	o.w, _ = QuantileF1(o.t, nil, p.Weights, o.f)
+	return o, nil
+}
+
+// Hash returns the sha2-256 digest of the canonical encoding of State.
+func (o *Orderer) Hash() [32]byte {
+	s := o.State()
+	return sha256.Sum256(types.MustEncode(&s))
 }

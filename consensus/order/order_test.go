@@ -8,6 +8,8 @@ import (
 	"math/rand/v2"
 	"sort"
 	"testing"
+
+	"github.com/kairos-network/kairos/types"
 )
 
 var orderSeeds = flag.Int("order.seeds", 300, "seeds for the randomized Byzantine-ack property test")
@@ -139,15 +141,26 @@ type scenario struct {
 	lastB    int64
 	problems []string
 	honest   map[TxID][2]int64 // min, max honest ack
+
+	restoreAt int      // sub-DAG index at which twin is restored (-1 never)
+	applied   int      // sub-DAGs applied so far
+	twin      *Orderer // restored from the main orderer's State
+	early     State    // the State twin was restored from, kept to the end
+	earlyHash [32]byte // its hash when taken
 }
 
-func runScenario(seed uint64, clamp bool) *scenario {
+func runScenario(seed uint64, clamp bool) *scenario { return runScenarioRestoring(seed, clamp, -1) }
+
+// runScenarioRestoring is runScenario that, before the restoreAt-th
+// committed sub-DAG, restores a second Orderer from the first one's State
+// (through its canonical bytes) and feeds it the same sub-DAGs from then on.
+func runScenarioRestoring(seed uint64, clamp bool, restoreAt int) *scenario {
 	r := rand.New(rand.NewPCG(seed, 0xfa1))
 	const n, byz = 4, 3
 	const ms = int64(1e6)
 	o, _ := New(Params{Weights: []uint64{1, 1, 1, 1}, TxExpiry: 10_000 * ms, Retain: 20_000 * ms})
 	o.noClamp = !clamp
-	s := &scenario{lastB: minTime, honest: map[TxID][2]int64{}}
+	s := &scenario{lastB: minTime, honest: map[TxID][2]int64{}, restoreAt: restoreAt}
 	offset := make([]int64, n)
 	for j := range offset {
 		offset[j] = int64(r.IntN(100)) * ms
@@ -245,7 +258,31 @@ func sortByAuthorOrder(sub []Cert) {
 }
 
 func (s *scenario) apply(o *Orderer, sub []Cert) {
+	if s.applied == s.restoreAt {
+		st := o.State()
+		s.early, s.earlyHash = st, sha256.Sum256(types.MustEncode(&st))
+		var dec State
+		if err := types.Decode(types.MustEncode(&st), &dec); err != nil {
+			s.problems = append(s.problems, "state does not decode: "+err.Error())
+		} else if tw, err := Restore(o.p, &dec); err != nil {
+			s.problems = append(s.problems, "restore: "+err.Error())
+		} else if s.twin = tw; tw.Hash() != o.Hash() {
+			s.problems = append(s.problems, "restored state hashes differently")
+		}
+	}
+	s.applied++
 	b := o.Apply(sub)
+	if s.twin != nil {
+		tb := s.twin.Apply(sub)
+		switch {
+		case (b == nil) != (tb == nil):
+			s.problems = append(s.problems, "restored orderer releases differently")
+		case b != nil && b.ID() != tb.ID():
+			s.problems = append(s.problems, "restored orderer releases another block")
+		case s.twin.Hash() != o.Hash():
+			s.problems = append(s.problems, "restored orderer state diverges")
+		}
+	}
 	if o.Watermark() < s.lastB {
 		s.problems = append(s.problems, "watermark decreased")
 	}
@@ -306,6 +343,68 @@ func TestDeterministic(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestRestoreContinuesIdentically: an Orderer restored from another's
+// State at any point releases the same blocks afterwards and keeps the
+// same state hash, Byzantine acks included.
+func TestRestoreContinuesIdentically(t *testing.T) {
+	compared := 0
+	for seed := uint64(0); seed < 40; seed++ {
+		s := runScenarioRestoring(seed, true, int(seed%30))
+		if len(s.problems) > 0 {
+			t.Fatalf("seed %d: %v", seed, s.problems[0])
+		}
+		if s.twin != nil {
+			compared++
+			// A State shares the released ids with the layer; Apply
+			// must never change the bytes of one taken earlier.
+			if sha256.Sum256(types.MustEncode(&s.early)) != s.earlyHash {
+				t.Fatalf("seed %d: a State taken earlier changed", seed)
+			}
+		}
+	}
+	if compared < 30 {
+		t.Fatalf("only %d seeds restored: the check does not run", compared)
+	}
+}
+
+// TestRestoreRejectsBadState: a State from a peer or disk that does not fit
+// the params or is not canonical is refused with ErrBadState.
+func TestRestoreRejectsBadState(t *testing.T) {
+	p := Params{Weights: []uint64{1, 1, 1, 1}, TxExpiry: 10, Retain: 20}
+	good := func() State {
+		ids := []TxID{txid(1), txid(2), txid(3), txid(4)}
+		sort.Slice(ids, func(a, b int) bool { return string(ids[a][:]) < string(ids[b][:]) })
+		return State{T: make([]int64, 4), Pending: []Entry{{ID: ids[0], Acks: make([]int64, 4), Set: make([]bool, 4)},
+			{ID: ids[1], Acks: make([]int64, 4), Set: make([]bool, 4)}}, Gone: appendGone(appendGone(nil, ids[2], 5), ids[3], 6)}
+	}
+	if s := good(); mustRestore(t, p, &s) != nil {
+		t.Fatal("good state refused")
+	}
+	for name, bad := range map[string]func(*State){
+		"clock entries":    func(s *State) { s.T = s.T[:3] },
+		"pending order":    func(s *State) { s.Pending[0], s.Pending[1] = s.Pending[1], s.Pending[0] },
+		"pending dup":      func(s *State) { s.Pending[1].ID = s.Pending[0].ID },
+		"ack slots":        func(s *State) { s.Pending[0].Acks = nil },
+		"flag slots":       func(s *State) { s.Pending[1].Set = make([]bool, 5) },
+		"gone order":       func(s *State) { s.Gone = appendGone(appendGone(nil, txid(3), 6), txid(4), 5) },
+		"gone same ts":     func(s *State) { s.Gone = appendGone(appendGone(nil, txid(3), 5), txid(3), 5) },
+		"gone record size": func(s *State) { s.Gone = s.Gone[:goneRecord+1] },
+		"pending or gone":  func(s *State) { s.Gone = appendGone(nil, s.Pending[0].ID, 5) },
+	} {
+		s := good()
+		bad(&s)
+		if err := mustRestore(t, p, &s); !errors.Is(err, ErrBadState) {
+			t.Errorf("%s: %v, want ErrBadState", name, err)
+		}
+	}
+}
+
+func mustRestore(t *testing.T, p Params, s *State) error {
+	t.Helper()
+	_, err := Restore(p, s)
+	return err
 }
 
 // TestAncientAckDoesNotCensor: a Byzantine validator whose first header

@@ -69,17 +69,30 @@ func (s *sim) onCommitted(sl *slot, c consensus.Committed) {
 	if !s.honest(sl) {
 		return
 	}
-	sl.subs = append(sl.subs, c.Anchor)
+	// A sub-DAG is named by its anchor and the digests of its certificates
+	// in order: a core that committed a certificate twice (say, restored
+	// without its committed set) would emit the same blocks, since the
+	// ordering layer ignores acks of released ids, but not the same
+	// sub-DAGs.
+	h := sha256.New()
+	h.Write(c.Anchor[:])
+	for _, cert := range c.Certs {
+		d := s.comm.Digest(&cert.Header)
+		h.Write(d[:])
+	}
+	var sub consensus.Digest
+	h.Sum(sub[:0])
+	sl.subs = append(sl.subs, sub)
 	i := len(sl.subs) - 1
 	if uint64(len(sl.subs)) != c.Index {
 		s.violate("S1: validator %d sub-DAG index %d after %d", sl.idx, c.Index, i)
 	}
 	if i < len(s.refSubs) {
-		if s.refSubs[i] != c.Anchor {
-			s.violate("S1: validator %d sub-DAG %d anchor %x, others %x", sl.idx, c.Index, c.Anchor[:4], s.refSubs[i][:4])
+		if s.refSubs[i] != sub {
+			s.violate("S1: validator %d sub-DAG %d (anchor %x) differs from the others'", sl.idx, c.Index, c.Anchor[:4])
 		}
 	} else {
-		s.refSubs = append(s.refSubs, c.Anchor)
+		s.refSubs = append(s.refSubs, sub)
 		s.note("commit %d anchor %x (%d certs) by %d", c.Index, c.Anchor[:4], len(c.Certs), sl.idx)
 	}
 	s.res.Commits = max(s.res.Commits, c.Index)
@@ -121,6 +134,9 @@ func (s *sim) onReleased(sl *slot, b *order.Block) {
 		s.violate("S1: validator %d block %d is %x, others %x", sl.idx, b.Height, id[:4], s.refBlocks[h][:4])
 	}
 	s.execute(sl, b)
+	if s.cfg.Restore {
+		s.checkOrderingState(sl, h)
+	}
 	if b.Watermark < sl.lastB {
 		s.violate("S7: validator %d watermark %d < %d", sl.idx, b.Watermark, sl.lastB)
 	}
@@ -152,6 +168,27 @@ func (s *sim) onReleased(sl *slot, b *order.Block) {
 				s.res.Latencies = append(s.res.Latencies, s.now-s.txs[i].submitted)
 			}
 		}
+	}
+}
+
+// checkOrderingState checks that every honest node exports the same
+// ordering state after block h+1: it is what checkpoint votes sign, and a
+// node restored from another's state continues from it.
+func (s *sim) checkOrderingState(sl *slot, h int) {
+	if sl.state == nil || sl.state.Height != uint64(h+1) {
+		s.violate("S1: validator %d released block %d without its ordering state", sl.idx, h+1)
+		return
+	}
+	d := sl.state.Hash()
+	switch {
+	case h == len(s.refOrder):
+		s.refOrder = append(s.refOrder, d)
+	case h > len(s.refOrder):
+		// A synced node ahead of the checker's record cannot happen: it
+		// restored from a state some honest node released.
+		s.violate("S1: validator %d ordering state %d before %d", sl.idx, h+1, len(s.refOrder))
+	case s.refOrder[h] != d:
+		s.violate("S1: validator %d ordering state after block %d is %x, others %x", sl.idx, h+1, d[:4], s.refOrder[h][:4])
 	}
 }
 

@@ -42,4 +42,10 @@
 // queues stay within bounds. S2 (equal height ⇒ equal state root) is
 // checked when Config.Executor is set: consensus may not import the
 // executor, so internal/simexec wires a real one.
+//
+// With Config.Restore, restarts continue from an ordering state instead of
+// replaying the log from genesis (a crashed node from its own, over a log
+// compacted to that state's gc round; a wiped one from an honest peer's),
+// peers serve round ranges below their gc round from their logs, and every
+// honest node's ordering state after each block must be equal (S1).
 package sim

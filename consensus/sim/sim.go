@@ -76,6 +76,12 @@ type Config struct {
 	// TxID, if set, names the client's n-th transaction (n from 0), so an
 	// executor can map released ids to transactions it built.
 	TxID func(n int) order.TxID
+	// Restore makes restarts continue from an ordering state instead of
+	// replaying the log from genesis: a crashed node from its own latest
+	// one with its log compacted to its gc round, a wiped node from an
+	// honest peer's (state sync; not with Executor). Peers then serve
+	// certificates below their gc round from their logs.
+	Restore bool
 }
 
 // Executor executes released blocks for the S2 check. The simulator calls
@@ -222,6 +228,9 @@ type slot struct {
 	verifies    uint64
 	sent        [][]byte // byzantine replay pool
 	executed    uint64   // height of the executor's state (survives crashes, not wipes)
+	// state is the ordering state after the last released block (what a
+	// node persists at a checkpoint); dropped by a wipe.
+	state *consensus.OrderingState
 }
 
 type sim struct {
@@ -249,6 +258,7 @@ type sim struct {
 	refSubs   []consensus.Digest
 	refBlocks [][32]byte
 	refRoots  []types.Root                   // state root after each height (S2)
+	refOrder  [][32]byte                     // ordering state hash after each height (with Restore)
 	headers   map[[2]uint64]consensus.Digest // honest (author, round) -> digest
 	votes     map[[3]uint64]consensus.Digest // honest (voter, author, round) -> digest
 	certs     map[[2]uint64]consensus.Digest
@@ -463,13 +473,15 @@ func (s *sim) setup() {
 
 func (s *sim) startSlot(i int) {
 	sl := s.slots[i]
+	st, blocks, subs := s.restoreFor(i)
 	core, err := consensus.New(consensus.Config{Committee: s.comm, Me: sl.idx, Signer: s.signer[sl.idx],
-		Records: append([]consensus.Record(nil), sl.disk...), Hooks: s.hooks(sl)})
+		Records: append([]consensus.Record(nil), sl.disk...), Restore: st, Hooks: s.hooks(sl)})
 	if err != nil {
 		panic(err)
 	}
-	sl.core, sl.up = core, true // crash() already counted the old core's verifications
-	sl.subs, sl.blocks, sl.log, sl.lastTx, sl.lastB = nil, nil, map[order.TxID]bool{}, nil, math.MinInt64
+	sl.core, sl.up, sl.state = core, true, st // crash() already counted the old core's verifications
+	sl.log, sl.lastTx, sl.lastB = map[order.TxID]bool{}, nil, math.MinInt64
+	sl.resume(blocks, subs)
 	sl.authorRound = map[uint32]uint64{}
 	s.step(i, consensus.Start{Now: sl.clk.local(s.now)})
 	// The mempool survives a restart (not a wipe): the node sees its
@@ -680,7 +692,12 @@ func (s *sim) crash(i int, wipe bool) {
 	sl.disk = sl.disk[:sl.synced] // unsynced writes are lost
 	sl.restarts++
 	if wipe {
-		sl.disk, sl.synced, sl.mempool, sl.wiped = nil, 0, map[int]int64{}, true
+		// The payloads go with the disk: L2 cannot demand a transaction
+		// only this node held (an honest node is wiped only by scripts).
+		for tx := range sl.mempool {
+			delete(s.txs[tx].seenBy, sl.idx)
+		}
+		sl.disk, sl.synced, sl.mempool, sl.wiped, sl.state = nil, 0, map[int]int64{}, true, nil
 		if s.cfg.Executor != nil {
 			s.cfg.Executor.Wipe(i)
 			sl.executed = 0
@@ -722,6 +739,7 @@ func (s *sim) step(i int, ev consensus.Event) {
 		case consensus.Committed:
 			s.onCommitted(sl, a)
 		case consensus.Released:
+			sl.state = a.State
 			s.onReleased(sl, a.Block)
 		}
 	}
@@ -902,8 +920,13 @@ func (s *sim) answerFetch(i int, f *consensus.Fetch) {
 		return
 	}
 	p := s.slots[peers[s.r.IntN(len(peers))]]
-	if len(f.Digests) > 0 || f.FromRound > 0 {
-		res.Certs = p.core.Certificates(f.Digests, f.FromRound)
+	if len(f.Digests) > 0 {
+		res.Certs = p.core.Certificates(f.Digests, 0)
+	}
+	if f.FromRound > 0 && s.cfg.Restore {
+		res.Certs = append(res.Certs, s.logCerts(p, f.FromRound)...)
+	} else if f.FromRound > 0 {
+		res.Certs = append(res.Certs, p.core.Certificates(nil, f.FromRound)...)
 	}
 	for _, id := range f.Txs {
 		if _, ok := s.txIndex[id]; ok {

@@ -169,24 +169,25 @@ func percentiles(l []int64) [2]int64 {
 	return [2]int64{s[len(s)/2] / Millisecond, s[len(s)*99/100] / Millisecond}
 }
 
-// TestL3Settle replays the all-Byzantine seeds whose run ended while an
-// honest node was one block behind: seed 51 a block released 0.2 ms
-// before the end, seed 40 a node that had asked a peer for a missing
-// certificate before that peer held it and asked again on its next resend
-// tick, 197 ms after the end. Judged at the end instant both failed L3;
-// with settle they must pass, and seed 40 must actually have needed it
-// (otherwise the test no longer covers a lagging node).
+// TestL3Settle replays all-Byzantine seeds whose run ended while an
+// honest node was behind: seed 51 a block released 0.2 ms before the end,
+// seed 33 a node that caught up 185 ms after the end. (Seed 40, a node
+// that had asked a peer for a missing certificate before that peer held
+// it, stopped lagging once stalled cores also fetch round ranges; 33 took
+// its place.) Judged at the end instant they would fail L3; with settle
+// they must pass, and seed 33 must actually have needed it (otherwise the
+// test no longer covers a lagging node).
 func TestL3Settle(t *testing.T) {
 	byzOnly := []string{FTwin, FAcksWithheld, FAcksEarly, FAcksLate, FAcksAncient, FBadSig, FReplay, FOversize, FMalformed}
-	for _, seed := range []uint64{40, 51} {
+	for _, seed := range []uint64{33, 51} {
 		cfg := DefaultConfig(seed)
 		cfg.Faults, cfg.Always = byzOnly, true
 		r := Run(cfg)
 		if len(r.Violations) > 0 {
 			t.Errorf("seed %d: %v", seed, r.Violations)
 		}
-		if seed == 40 && r.Settle == 0 {
-			t.Errorf("seed 40 no longer lags at the end: the test covers nothing, pick another seed")
+		if seed == 33 && r.Settle == 0 {
+			t.Errorf("seed 33 no longer lags at the end: the test covers nothing, pick another seed")
 		}
 		t.Logf("seed %d: caught up %.1f ms after the end", seed, float64(r.Settle)/1e6)
 	}

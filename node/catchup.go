@@ -1,0 +1,128 @@
+package node
+
+import (
+	"context"
+	"fmt"
+
+	ds "github.com/ipfs/go-datastore"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+
+	"github.com/kairos-network/kairos/consensus"
+	"github.com/kairos-network/kairos/consensus/order"
+	"github.com/kairos-network/kairos/types"
+)
+
+// Catch-up of a node whose disk is intact but whose state is behind the
+// peers' latest compacted checkpoint (it was away longer than the peers'
+// gc depth plus their log retention, so it cannot replay the DAG): before
+// its core starts it fetches the blocks up to that checkpoint, each with
+// its checkpoint certificate, executes them and checks every root, then
+// starts its core from the checkpoint's ordering state and DAG-syncs after
+// it. Blocks are kept for RetainBlocks heights, so this works for a lag of
+// up to that many blocks; beyond it the node needs an empty disk.
+const protoSyncBlock protocol.ID = "/kairos/sync/block/1"
+
+type syncBlockResponse struct {
+	_     struct{} `cbor:",toarray"`
+	Block types.Block
+	Cert  consensus.CheckpointCert
+}
+
+// serveSyncBlock answers with the executed block of a height and the
+// checkpoint certificate of that height.
+func (n *Node) serveSyncBlock(ctx context.Context, _ peer.ID, req []byte) ([]byte, error) {
+	var r syncChunkRequest
+	if err := decodeSyncRequest(req, &r); err != nil {
+		return nil, err
+	}
+	if h, _ := n.servedLatest(); r.Height > h {
+		return nil, fmt.Errorf("%w: block %d not served", ErrNotFound, r.Height)
+	}
+	var resp syncBlockResponse
+	if err := getCBOR(ctx, n.d, heightKey(nsBlock, r.Height), &resp.Block); err != nil {
+		return nil, err
+	}
+	if err := getCBOR(ctx, n.d, heightKey(nsCP, r.Height), &resp.Cert); err != nil {
+		return nil, err
+	}
+	return types.MustEncode(&resp), nil
+}
+
+// checkSyncBlock verifies a fetched block: a quorum certificate of its
+// height that names its id.
+func checkSyncBlock(comm *consensus.Committee, h uint64, r *syncBlockResponse) error {
+	if err := comm.CheckCheckpointCert(&r.Cert); err != nil {
+		return fmt.Errorf("%w: block %d: certificate: %w", ErrSyncAnswer, h, err)
+	}
+	if r.Block.Height != h || r.Cert.Height != h || r.Block.ID() != types.Hash(r.Cert.BlockID) {
+		return fmt.Errorf("%w: block %d: block of height %d id %s under a certificate of %d naming %x",
+			ErrSyncAnswer, h, r.Block.Height, r.Block.ID(), r.Cert.Height, r.Cert.BlockID)
+	}
+	return nil
+}
+
+// orderBlock is the inverse of typesBlock.
+func orderBlock(b *types.Block) *order.Block {
+	ob := &order.Block{Height: b.Height, Parent: [32]byte(b.Parent), Time: b.Time, Watermark: b.Watermark,
+		Txs: make([]order.Tx, len(b.Txs))}
+	for i, t := range b.Txs {
+		ob.Txs[i] = order.Tx{ID: order.TxID(t.ID), TS: t.TS}
+	}
+	return ob
+}
+
+// catchUp brings a node with an intact disk up to the peers' latest
+// compacted checkpoint when its state is below it, and returns that
+// checkpoint's ordering state to start the core from (nil: no catch-up
+// needed, the log replay will do).
+func (n *Node) catchUp() (*consensus.OrderingState, error) {
+	comm := *n.cfg.Committee // own copy: verification counts are not shared
+	c := n.findCheckpoint(&comm)
+	latest, _ := n.store.Latest()
+	if c == nil || c.cert.Height <= latest {
+		return nil, nil
+	}
+	n.log.Info("catching up by blocks", "from", latest, "to", c.cert.Height)
+	for h := latest + 1; h <= c.cert.Height; h++ {
+		var got *syncBlockResponse
+		n.tryPeers(func(v uint32) bool {
+			var r syncBlockResponse
+			if err := n.request(v, protoSyncBlock, &syncChunkRequest{Height: h}, &r); err != nil {
+				return false
+			}
+			if err := checkSyncBlock(&comm, h, &r); err != nil {
+				n.sync.reject(fmt.Errorf("peer %d: %w", v, err))
+				return false
+			}
+			got = &r
+			return true
+		})
+		if got == nil {
+			return nil, fmt.Errorf("%w: no peer served block %d", ErrSyncFailed, h)
+		}
+		if err := n.executeBlock(orderBlock(&got.Block), nil); err != nil {
+			return nil, err
+		}
+		if _, root := n.servedLatest(); root != got.Cert.StateRoot {
+			return nil, fmt.Errorf("%w: height %d: own root %s, certified %s", ErrStateDiverged, h, root, got.Cert.StateRoot)
+		}
+		if err := n.storeCheckpoint(&got.Cert, h == c.cert.Height); err != nil {
+			return nil, err
+		}
+		n.sync.mu.Lock()
+		n.sync.blocks++
+		n.sync.mu.Unlock()
+	}
+	// The checkpoint is where a restart continues from.
+	b, err := n.d.Batch(n.ctx)
+	if err != nil {
+		return nil, err
+	}
+	for k, v := range map[ds.Key][]byte{keyOState: c.raw, keyOStateCert: types.MustEncode(c.cert)} {
+		if err := b.Put(n.ctx, k, v); err != nil {
+			return nil, err
+		}
+	}
+	return c.state, b.Commit(n.ctx)
+}

@@ -1,0 +1,463 @@
+package node
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	ds "github.com/ipfs/go-datastore"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
+
+	"github.com/kairos-network/kairos/consensus"
+	"github.com/kairos-network/kairos/p2p"
+	"github.com/kairos-network/kairos/state"
+	"github.com/kairos-network/kairos/types"
+)
+
+// State sync (consensus.md, "Catch-up and restarts"): a node with an empty
+// disk asks its peers for their latest compacted checkpoint — the
+// checkpoint certificate and the ordering state it certifies — then for
+// the state snapshot of that height (manifest, then chunks from several
+// peers, each verified on arrival by state's importer and staged, so a
+// crashed sync resumes), installs it, and starts its core from the
+// ordering state; the core then fetches the certificates after it
+// (DAG-sync; peers serve rounds below their gc round from their logs).
+const (
+	protoSyncState    protocol.ID = "/kairos/sync/state/1"
+	protoSyncManifest protocol.ID = "/kairos/sync/manifest/1"
+	protoSyncChunk    protocol.ID = "/kairos/sync/chunk/1"
+
+	// DefaultSyncChunkLeaves is how many leaves a served snapshot chunk holds:
+	// about 70 KB with 100-byte values. A chunk must fit one p2p response
+	// (16 MiB), so a state with many values near the 1 MiB value limit
+	// cannot be synced yet.
+	DefaultSyncChunkLeaves = 512
+	// maxSyncRequestBytes bounds a state-sync request before it is
+	// decoded: two integers.
+	maxSyncRequestBytes = 32
+	// syncWorkers bounds the chunk fetches in flight.
+	syncWorkers = 4
+	// maxSyncRejects bounds the rejected answers a node remembers.
+	maxSyncRejects = 64
+)
+
+// State-sync errors.
+var (
+	// ErrSyncAnswer: a peer's answer to a sync request does not match the
+	// checkpoint certificate it should prove (another peer is asked).
+	ErrSyncAnswer = errors.New("node: state sync answer does not match its checkpoint")
+	// ErrSyncRequest: a sync request is malformed or over its size limit.
+	ErrSyncRequest = errors.New("node: bad state sync request")
+	// ErrSyncFailed: no peer completed a state sync.
+	ErrSyncFailed = errors.New("node: state sync failed")
+	// errNotRunning answers peers while this node syncs (its core does not
+	// exist yet).
+	errNotRunning = errors.New("node: syncing, no consensus core yet")
+)
+
+type syncStateResponse struct {
+	_     struct{} `cbor:",toarray"`
+	Cert  consensus.CheckpointCert
+	State []byte // canonical consensus.OrderingState
+}
+
+type syncChunkRequest struct {
+	_      struct{} `cbor:",toarray"`
+	Height uint64
+	Index  uint32
+}
+
+// snapServe is the snapshot this node serves: one height, exported once
+// and kept, so that every chunk request is a lookup.
+type snapServe struct {
+	mu       sync.Mutex
+	height   uint64
+	manifest []byte
+	chunks   [][]byte
+}
+
+// syncState is what a syncing node remembers of its peers' answers.
+type syncState struct {
+	mu      sync.Mutex
+	rejects []error // last maxSyncRejects rejected answers
+	chunks  int     // chunks of the manifest being imported
+	resumed int     // of them, staged by an earlier, interrupted sync
+	staged  int     // of them, staged by this one
+	blocks  int     // blocks fetched and executed by catch-up
+}
+
+func (s *syncState) reject(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.rejects) == maxSyncRejects {
+		s.rejects = s.rejects[1:]
+	}
+	s.rejects = append(s.rejects, err)
+}
+
+// Rejected returns the answers this node refused during state sync, oldest
+// first (at most maxSyncRejects).
+func (n *Node) Rejected() []error {
+	n.sync.mu.Lock()
+	defer n.sync.mu.Unlock()
+	return append([]error(nil), n.sync.rejects...)
+}
+
+func (n *Node) handleSync() {
+	n.host.HandleRequest(protoSyncState, n.serveSyncState)
+	n.host.HandleRequest(protoSyncManifest, n.serveSyncManifest)
+	n.host.HandleRequest(protoSyncChunk, n.serveSyncChunk)
+	n.host.HandleRequest(protoSyncBlock, n.serveSyncBlock)
+}
+
+func decodeSyncRequest(req []byte, v any) error {
+	if len(req) > maxSyncRequestBytes {
+		return fmt.Errorf("%w: %d bytes", ErrSyncRequest, len(req))
+	}
+	if err := types.Decode(req, v); err != nil {
+		return fmt.Errorf("%w: %w", ErrSyncRequest, err)
+	}
+	return nil
+}
+
+// serveSyncState answers with the last compacted ordering state and its
+// certificate: the log still holds the certificates after it.
+func (n *Node) serveSyncState(ctx context.Context, _ peer.ID, req []byte) ([]byte, error) {
+	if err := decodeSyncRequest(req, &struct{}{}); err != nil {
+		return nil, err
+	}
+	b, err := n.d.Get(ctx, keyOState)
+	if errors.Is(err, ds.ErrNotFound) {
+		return nil, fmt.Errorf("%w: no compacted checkpoint yet", ErrNotFound)
+	}
+	if err != nil {
+		return nil, err
+	}
+	var cc consensus.CheckpointCert
+	if err := getCBOR(ctx, n.d, keyOStateCert, &cc); err != nil {
+		return nil, err
+	}
+	return n.tamper(protoSyncState, types.MustEncode(&syncStateResponse{Cert: cc, State: b})), nil
+}
+
+// snapshot returns the manifest and chunks of height h, exporting them on
+// first use. Only the height of the last compacted checkpoint is served.
+func (n *Node) snapshot(ctx context.Context, h uint64) (*snapServe, error) {
+	st, _, err := loadOrderingState(ctx, n.d, n.cfg.Committee)
+	if err != nil {
+		return nil, err
+	}
+	if st == nil || st.Height != h {
+		return nil, fmt.Errorf("%w: snapshot of height %d", ErrNotFound, h)
+	}
+	s := &n.snap
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.height == h && s.manifest != nil {
+		return s, nil
+	}
+	var chunks [][]byte
+	m, err := n.store.ExportSnapshot(ctx, h, n.cfg.SyncChunkLeaves, func(_ int, c []byte) error {
+		chunks = append(chunks, c)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	mb, err := state.EncodeManifest(m)
+	if err != nil {
+		return nil, err
+	}
+	s.height, s.manifest, s.chunks = h, mb, chunks
+	return s, nil
+}
+
+func (n *Node) serveSyncManifest(ctx context.Context, _ peer.ID, req []byte) ([]byte, error) {
+	var r syncChunkRequest
+	if err := decodeSyncRequest(req, &r); err != nil {
+		return nil, err
+	}
+	s, err := n.snapshot(ctx, r.Height)
+	if err != nil {
+		return nil, err
+	}
+	return n.tamper(protoSyncManifest, s.manifest), nil
+}
+
+func (n *Node) serveSyncChunk(ctx context.Context, _ peer.ID, req []byte) ([]byte, error) {
+	var r syncChunkRequest
+	if err := decodeSyncRequest(req, &r); err != nil {
+		return nil, err
+	}
+	s, err := n.snapshot(ctx, r.Height)
+	if err != nil {
+		return nil, err
+	}
+	if int(r.Index) >= len(s.chunks) {
+		return nil, fmt.Errorf("%w: chunk %d of %d", ErrNotFound, r.Index, len(s.chunks))
+	}
+	return n.tamper(protoSyncChunk, s.chunks[r.Index]), nil
+}
+
+// startConsensus runs on the driver before its first step. With an empty disk it
+// syncs the state of the peers' latest compacted checkpoint (or finds the
+// network at genesis); with a disk behind that checkpoint it catches up by
+// blocks; then it builds the core.
+func (n *Node) startConsensus() error {
+	b := n.boot
+	n.boot = bootState{}
+	var restore *consensus.OrderingState
+	var err error
+	if n.fresh {
+		restore, err = n.stateSync()
+	} else if restore, err = n.catchUp(); restore == nil && err == nil {
+		restore = b.state
+	}
+	if err != nil {
+		return err
+	}
+	return n.startCore(restore, b.recs)
+}
+
+// tamper lets tests make this node a peer that serves bad answers.
+func (n *Node) tamper(p protocol.ID, b []byte) []byte {
+	if n.cfg.tamperSync == nil {
+		return b
+	}
+	return n.cfg.tamperSync(p, b)
+}
+
+// syncCandidate is a verified answer to protoSyncState.
+type syncCandidate struct {
+	cert  *consensus.CheckpointCert
+	raw   []byte
+	state *consensus.OrderingState
+}
+
+// findCheckpoint asks every peer for its last compacted checkpoint and
+// returns the highest verified one, or nil when answers of weight > F say
+// there is none yet (a network at genesis). It asks again while fewer
+// answered, up to fetchRetries times.
+func (n *Node) findCheckpoint(comm *consensus.Committee) *syncCandidate {
+	var best *syncCandidate
+	answered := map[uint32]bool{}
+	var w uint64
+	for attempt := 0; attempt < fetchRetries && n.ctx.Err() == nil; attempt++ {
+		for v := range n.peers {
+			if uint32(v) == n.me || answered[uint32(v)] {
+				continue
+			}
+			var r syncStateResponse
+			err := n.request(uint32(v), protoSyncState, &struct{}{}, &r)
+			switch {
+			case errors.Is(err, p2p.ErrRemote):
+				// "none yet", or a store error: an answer either way.
+			case err != nil:
+				continue // not reachable (yet)
+			default:
+				c, err := checkSyncState(comm, uint32(v), &r)
+				if err != nil {
+					n.sync.reject(err)
+					n.log.Warn("state sync: rejected checkpoint", "peer", v, "err", err)
+				} else if best == nil || c.cert.Height > best.cert.Height {
+					best = c
+				}
+			}
+			answered[uint32(v)] = true
+			w += comm.Validators[v].Weight
+		}
+		if w > comm.F() {
+			break
+		}
+		select {
+		case <-n.ctx.Done():
+		case <-time.After(fetchRetryDelay):
+		}
+	}
+	return best
+}
+
+// checkSyncState verifies a peer's checkpoint: a quorum certificate, and
+// an ordering state whose hash it certifies.
+func checkSyncState(comm *consensus.Committee, from uint32, r *syncStateResponse) (*syncCandidate, error) {
+	if err := comm.CheckCheckpointCert(&r.Cert); err != nil {
+		return nil, fmt.Errorf("%w: peer %d: certificate: %w", ErrSyncAnswer, from, err)
+	}
+	if sha256.Sum256(r.State) != r.Cert.OrderingStateHash {
+		return nil, fmt.Errorf("%w: peer %d: ordering state of height %d does not hash to the certified one", ErrSyncAnswer, from, r.Cert.Height)
+	}
+	st, err := comm.DecodeOrderingState(r.State)
+	if err != nil {
+		return nil, fmt.Errorf("%w: peer %d: %w", ErrSyncAnswer, from, err)
+	}
+	if st.Height != r.Cert.Height {
+		return nil, fmt.Errorf("%w: peer %d: ordering state of height %d under a certificate of %d", ErrSyncAnswer, from, st.Height, r.Cert.Height)
+	}
+	return &syncCandidate{cert: &r.Cert, raw: r.State, state: st}, nil
+}
+
+// stateSync installs the state of the highest checkpoint peers offer and
+// returns its ordering state, or nil when the network has none yet. A
+// peer whose manifest or chunk fails verification is skipped for it and
+// another asked.
+func (n *Node) stateSync() (*consensus.OrderingState, error) {
+	comm := *n.cfg.Committee // own copy: verification counts are not shared
+	c := n.findCheckpoint(&comm)
+	if c == nil {
+		return nil, nil
+	}
+	cc := c.cert
+	n.log.Info("state sync", "height", cc.Height, "root", cc.StateRoot)
+	m, err := n.syncManifest(cc)
+	if err != nil {
+		return nil, err
+	}
+	im, err := state.NewImporter(n.ctx, n.d, m)
+	if err != nil {
+		return nil, err
+	}
+	n.sync.mu.Lock()
+	n.sync.chunks, n.sync.resumed = len(m.Chunks), len(m.Chunks)-len(im.Missing())
+	n.sync.mu.Unlock()
+	if err := n.syncChunks(im, m); err != nil {
+		return nil, err
+	}
+	// The ordering state is where a restart continues from, the synced
+	// height is served (its root; its block is not held) and nothing
+	// below it is. Written before the install: a restart that finds them
+	// with an empty store syncs again (open treats it as fresh).
+	b, err := n.d.Batch(n.ctx)
+	if err != nil {
+		return nil, err
+	}
+	cb := types.MustEncode(cc)
+	for k, v := range map[ds.Key][]byte{keyOState: c.raw, keyOStateCert: cb, heightKey(nsCP, cc.Height): cb,
+		keyCPLatest: cb, heightKey(nsRoot, cc.Height): cc.StateRoot[:], keyPrunedTo: types.MustEncode(cc.Height)} {
+		if err := b.Put(n.ctx, k, v); err != nil {
+			return nil, err
+		}
+	}
+	if err := b.Commit(n.ctx); err != nil {
+		return nil, err
+	}
+	if err := im.Install(n.ctx, n.store); err != nil {
+		return nil, err
+	}
+	// Served to other syncing peers until this node's first compaction.
+	if err := n.store.Pin(n.ctx, cc.Height); err != nil {
+		return nil, err
+	}
+	return c.state, nil
+}
+
+// syncManifest fetches the manifest of cc's height from the peers in turn
+// and returns the first that matches cc's root.
+func (n *Node) syncManifest(cc *consensus.CheckpointCert) (*state.Manifest, error) {
+	var m *state.Manifest
+	n.tryPeers(func(v uint32) bool {
+		b, err := n.host.Request(n.ctx, n.peers[v], protoSyncManifest, types.MustEncode(&syncChunkRequest{Height: cc.Height}))
+		if err != nil {
+			return false
+		}
+		got, err := state.DecodeManifest(b)
+		if err == nil && (got.Height != cc.Height || got.Root != cc.StateRoot) {
+			err = fmt.Errorf("%w: manifest of height %d root %s, certified %d %s", ErrSyncAnswer, got.Height, got.Root, cc.Height, cc.StateRoot)
+		}
+		if err != nil {
+			n.sync.reject(fmt.Errorf("peer %d: manifest: %w", v, err))
+			return false
+		}
+		m = got
+		return true
+	})
+	if m == nil {
+		return nil, fmt.Errorf("%w: no peer served the manifest of height %d", ErrSyncFailed, cc.Height)
+	}
+	return m, nil
+}
+
+// syncChunks fetches the missing chunks, at most syncWorkers at a time,
+// chunk i first from peer i mod (peers) so that several peers share the
+// work; a chunk a peer fails to serve or that fails verification is asked
+// of the next peer. The importer checks and stages each chunk serially.
+func (n *Node) syncChunks(im *state.Importer, m *state.Manifest) error {
+	type result struct {
+		index int
+		peer  uint32
+		data  []byte
+	}
+	others := make([]uint32, 0, len(n.peers)-1)
+	for v := range n.peers {
+		if uint32(v) != n.me {
+			others = append(others, uint32(v))
+		}
+	}
+	tries := map[int]int{}
+	for rounds := 0; !im.Done(); rounds++ {
+		if n.ctx.Err() != nil {
+			return n.ctx.Err()
+		}
+		if rounds > fetchRetries*len(others) {
+			return fmt.Errorf("%w: %d chunks missing", ErrSyncFailed, len(im.Missing()))
+		}
+		missing := im.Missing()
+		peerOf := make([]uint32, len(missing))
+		for k, i := range missing {
+			peerOf[k] = others[(i+tries[i])%len(others)]
+			tries[i]++
+		}
+		// Chunks are added as they arrive: at most syncWorkers fetched
+		// chunks wait in memory, however many the manifest lists.
+		results := make(chan result, syncWorkers)
+		go func() {
+			sem := make(chan struct{}, syncWorkers)
+			var wg sync.WaitGroup
+			for k, i := range missing {
+				wg.Add(1)
+				sem <- struct{}{}
+				go func() {
+					defer func() { <-sem; wg.Done() }()
+					v := peerOf[k]
+					b, err := n.host.Request(n.ctx, n.peers[v], protoSyncChunk, types.MustEncode(&syncChunkRequest{Height: m.Height, Index: uint32(i)}))
+					if err == nil {
+						results <- result{i, v, b}
+					}
+				}()
+			}
+			wg.Wait()
+			close(results)
+		}()
+		var stop error
+		for r := range results {
+			staged, err := im.Add(n.ctx, r.data)
+			if err != nil {
+				n.sync.reject(fmt.Errorf("peer %d: chunk %d: %w", r.peer, r.index, err))
+				n.log.Warn("state sync: rejected chunk", "peer", r.peer, "chunk", r.index, "err", err)
+				continue
+			}
+			if staged && stop == nil {
+				n.sync.mu.Lock()
+				n.sync.staged++
+				k := n.sync.staged
+				n.sync.mu.Unlock()
+				if n.cfg.afterChunk != nil {
+					stop = n.cfg.afterChunk(k)
+				}
+			}
+		}
+		if stop != nil {
+			return stop
+		}
+		if !im.Done() && len(im.Missing()) == len(missing) {
+			select {
+			case <-n.ctx.Done():
+			case <-time.After(fetchRetryDelay):
+			}
+		}
+	}
+	return nil
+}

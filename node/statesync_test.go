@@ -1,0 +1,195 @@
+package node
+
+import (
+	"errors"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/protocol"
+
+	"github.com/kairos-network/kairos/consensus"
+	"github.com/kairos-network/kairos/state"
+	"github.com/kairos-network/kairos/types"
+)
+
+// badPeer makes a node serve a wrong ordering state and corrupt snapshot
+// chunks to syncing peers.
+func badPeer(p protocol.ID, resp []byte) []byte {
+	switch p {
+	case protoSyncState:
+		var r syncStateResponse
+		if types.Decode(resp, &r) == nil && len(r.State) > 0 {
+			r.State = append([]byte(nil), r.State...)
+			r.State[len(r.State)-1] ^= 1
+			return types.MustEncode(&r)
+		}
+	case protoSyncChunk:
+		out := append([]byte(nil), resp...)
+		out[len(out)-1] ^= 1
+		return out
+	}
+	return resp
+}
+
+// TestStateSyncAfterWipe: four real nodes with a small gc depth; one is
+// stopped and wiped while the others advance far beyond the gc depth, so
+// the certificates it would need to replay from genesis are gone. With an
+// empty disk it fetches the latest compacted checkpoint, the snapshot of
+// that height (chunks from several peers, verified on arrival) and the
+// ordering state, then DAG-syncs after it, executes what follows and
+// reaches the same blocks and roots as the others. One peer serves a wrong
+// ordering state and corrupt chunks: those are refused with their errors
+// and other peers are used. The first sync is interrupted after two chunks;
+// the restarted node finds them staged and fetches only the rest.
+func TestStateSyncAfterWipe(t *testing.T) {
+	const gc = 10
+	comm := smallGCCommittee(t, 4, gc)
+	errInterrupt := errors.New("test: sync interrupted")
+	interrupted := false
+	c := newClusterWith(t, 4, func(i int, cfg *Config) {
+		cfg.Committee, cfg.CompactEvery, cfg.SyncChunkLeaves = comm, 3, 4
+		switch i {
+		case 2:
+			cfg.tamperSync = badPeer
+		case 3:
+			// The first sync stops after two chunks; the restarted node
+			// must find them staged.
+			cfg.afterChunk = func(staged int) error {
+				if !interrupted && staged == 2 {
+					interrupted = true
+					return errInterrupt
+				}
+				return nil
+			}
+		}
+	})
+	c.waves(0, 2)
+	c.stop(3)
+	if err := os.RemoveAll(c.dirs[3]); err != nil {
+		t.Fatal(err)
+	}
+	stopped := c.nodes[0].Status().Round
+	c.waves(100, 8)
+	c.waitFor("the others advance well beyond the gc depth and compact", 60*time.Second, func() bool {
+		for _, nd := range c.nodes[:3] {
+			if nd.Status().Round < stopped+4*gc || nd.cmp.runs.Load() < 2 {
+				return false
+			}
+		}
+		return true
+	})
+	// Replaying from genesis is impossible now: no peer holds round 1.
+	for i, p := range c.nodes[:3] {
+		var low uint64 = 1 << 62
+		err := scanLog(t.Context(), p.d, func(_ uint64, r *consensus.Record) error {
+			if r.Cert != nil {
+				low = min(low, r.Cert.Header.Round)
+			}
+			return nil
+		})
+		if err != nil || low <= 1 {
+			t.Fatalf("node %d still holds certificates from round %d (%v)", i, low, err)
+		}
+	}
+	c.start(3)
+	select { // the node stops itself (c.waitFor would fail on that)
+	case <-c.nodes[3].Halted():
+	case <-time.After(60 * time.Second):
+		t.Fatal("the first sync was not interrupted")
+	}
+	if err := c.nodes[3].Err(); !errors.Is(err, errInterrupt) {
+		t.Fatalf("interrupted sync: node error %v", err)
+	}
+	first := c.nodes[3].Rejected()
+	c.stop(3)
+	c.start(3)
+	nd := c.nodes[3]
+	later := c.waves(200, 3)
+	c.waitFor("the synced node executes the later waves", 60*time.Second, func() bool {
+		return c.executedAll(nd, later)
+	})
+	st, cc, err := loadOrderingState(t.Context(), nd.d, comm)
+	if err != nil || st == nil {
+		t.Fatalf("synced node has no ordering state: %v", err)
+	}
+	var synced uint64
+	if err := getCBOR(t.Context(), nd.d, keyPrunedTo, &synced); err != nil || synced == 0 {
+		t.Fatalf("the wiped node did not start from a synced state: %v", err)
+	}
+	nd.sync.mu.Lock()
+	chunks, resumed, staged := nd.sync.chunks, nd.sync.resumed, nd.sync.staged
+	nd.sync.mu.Unlock()
+	if resumed < 2 || resumed+staged != chunks {
+		t.Fatalf("resumed sync: %d of %d chunks found staged, %d fetched", resumed, chunks, staged)
+	}
+	var badState, badChunk bool
+	for _, err := range append(first, nd.Rejected()...) {
+		t.Logf("rejected: %v", err)
+		badState = badState || errors.Is(err, ErrSyncAnswer)
+		badChunk = badChunk || errors.Is(err, state.ErrChunkProof) || errors.Is(err, state.ErrChunkHash) || errors.Is(err, state.ErrChunkMalformed)
+	}
+	if !badState || !badChunk {
+		t.Fatalf("the bad peer's ordering state refused: %v, a chunk refused: %v", badState, badChunk)
+	}
+	above := c.prunedTo()
+	h := c.sameChainAbove(above)
+	if h <= above {
+		t.Fatalf("nothing to compare above height %d", above)
+	}
+	t.Logf("synced at height %d (round gap %d, latest compaction %d, %d of %d chunks resumed); blocks (%d, %d] equal on all nodes",
+		synced, c.nodes[0].Status().Round-stopped, cc.Height, resumed, chunks, above, h)
+}
+
+// TestCatchUpAfterLongAbsence: a node that keeps its disk but stays away
+// while the others advance far beyond the gc depth and compact (no peer
+// holds the rounds after its last one any more) fetches the blocks up to
+// their latest compacted checkpoint, each with its certificate, executes
+// them, starts its core from that checkpoint's ordering state and then
+// produces the same blocks and roots as the others.
+func TestCatchUpAfterLongAbsence(t *testing.T) {
+	const gc = 10
+	comm := smallGCCommittee(t, 4, gc)
+	c := newClusterWith(t, 4, func(i int, cfg *Config) {
+		cfg.Committee, cfg.CompactEvery = comm, 3
+	})
+	c.waves(0, 2)
+	old := c.nodes[3]
+	c.stop(3)
+	last := old.round.Load()
+	c.waves(100, 8)
+	c.waitFor("the others advance well beyond the gc depth and compact", 60*time.Second, func() bool {
+		for _, nd := range c.nodes[:3] {
+			if nd.Status().Round < last+4*gc || nd.cmp.runs.Load() < 2 {
+				return false
+			}
+		}
+		return true
+	})
+	for i, p := range c.nodes[:3] {
+		var low uint64 = 1 << 62
+		err := scanLog(t.Context(), p.d, func(_ uint64, r *consensus.Record) error {
+			if r.Cert != nil {
+				low = min(low, r.Cert.Header.Round)
+			}
+			return nil
+		})
+		if err != nil || low <= last+1 {
+			t.Fatalf("node %d still holds certificates from round %d, the absent node's last is %d (%v)", i, low, last, err)
+		}
+	}
+	c.start(3)
+	nd := c.nodes[3]
+	later := c.waves(200, 3)
+	c.waitFor("the node back executes the later waves", 60*time.Second, func() bool {
+		return c.executedAll(nd, later)
+	})
+	nd.sync.mu.Lock()
+	blocks := nd.sync.blocks
+	nd.sync.mu.Unlock()
+	if blocks == 0 {
+		t.Fatal("the node caught up without fetching blocks: the test does not cover a long absence")
+	}
+	h := c.sameChainAbove(c.prunedTo())
+	t.Logf("absent from round %d; caught up %d blocks; blocks up to %d equal on all nodes", last, blocks, h)
+}
