@@ -1,6 +1,8 @@
 package exec
 
 import (
+	"cmp"
+	"encoding/binary"
 	"slices"
 	"sort"
 	"strings"
@@ -29,46 +31,74 @@ type access struct {
 }
 
 // accessTable is a block's conflict entries, computed once per block: the
-// prefetch reads its exact keys and the DAG indexes them by slot, so
-// neither hashes a key into a map of its own.
+// prefetch reads its exact keys, the DAG and the block layers index them
+// by slot, the overlays find a transaction's keys among its own entries,
+// and the merge emits the written slots in order, so no stage hashes keys.
+// A slot is the rank of its key among the block's distinct exact keys, so
+// slot order is key order.
 type accessTable struct {
-	all   [][]access       // per transaction, see entries
-	keys  []string         // the distinct exact keys, by slot
-	slots map[string]int32 // key -> slot
+	all  [][]access // per transaction, see entries (views of one array)
+	keys []string   // the distinct exact keys, sorted; a slot indexes it
+	raw  []byte     // the keys' bytes after the module, concatenated
+	off  []int32    // keys[s]'s bytes are raw[off[s]:off[s+1]]
 }
 
-// newAccessTable lists every transaction's entries, with up to workers
-// goroutines over contiguous ranges, and numbers the distinct exact keys
-// in order of first appearance.
+// newAccessTable lists every transaction's entries and numbers the distinct
+// exact keys by sorting them, with up to workers goroutines over contiguous
+// ranges of transactions (each sorts its entries, the sorted runs are then
+// merged); a sort of fixed-size prefixes costs less than a map insert per
+// entry and gives the keys in the order the merge emits them.
 func newAccessTable(txs []*types.Tx, senders []types.Address, workers int) *accessTable {
-	t := &accessTable{all: make([][]access, len(txs))}
-	parts := max(1, min(workers, len(txs)/accessPartMin))
-	parallel(parts, func(p int) {
-		for i := p * len(txs) / parts; i < (p+1)*len(txs)/parts; i++ {
-			t.all[i] = entries(txs[i], senders[i])
-		}
-	})
-	ne := 0
-	for _, es := range t.all {
-		ne += len(es)
+	n := len(txs)
+	t := &accessTable{all: make([][]access, n)}
+	start := make([]int, n+1)
+	for i, tx := range txs {
+		start[i+1] = start[i] + entryCount(tx)
 	}
-	// Sized for the upper bound, so the map never rehashes while it grows.
-	t.slots = make(map[string]int32, ne)
-	for _, es := range t.all {
-		for j := range es {
-			e := &es[j]
-			if e.prefix {
-				e.slot = -1
-				continue
-			}
-			sl, ok := t.slots[e.k]
-			if !ok {
-				sl = int32(len(t.keys))
-				t.slots[e.k] = sl
-				t.keys = append(t.keys, e.k)
-			}
-			e.slot = sl
+	flat := make([]access, start[n])
+	parts := max(1, min(workers, n/accessPartMin))
+	runs := make([][]keyRef, parts)
+	parallel(parts, func(p int) {
+		lo, hi := p*n/parts, (p+1)*n/parts
+		var b strings.Builder
+		size := 0
+		for i := lo; i < hi; i++ {
+			size += entryBytes(txs[i])
 		}
+		b.Grow(size)
+		for i := lo; i < hi; i++ {
+			t.all[i] = flat[start[i]:start[i]:start[i+1]]
+			t.all[i] = entries(t.all[i], &b, txs[i], senders[i])
+		}
+		// The keys of the part share the builder's one string.
+		run := make([]keyRef, 0, start[hi]-start[lo])
+		for j := start[lo]; j < start[hi]; j++ {
+			if flat[j].prefix {
+				flat[j].slot = -1
+			} else {
+				run = append(run, newKeyRef(flat[j].k, int32(j)))
+			}
+		}
+		slices.SortFunc(run, keyRef.cmp)
+		runs[p] = run
+	})
+	sorted := runs[0]
+	for _, r := range runs[1:] {
+		sorted = mergeKeyRefs(sorted, r)
+	}
+	size := 0
+	for j, r := range sorted {
+		if j == 0 || r.k != sorted[j-1].k {
+			t.keys = append(t.keys, r.k)
+			size += len(r.k) - types.AddressLen
+		}
+		flat[r.pos].slot = int32(len(t.keys) - 1)
+	}
+	t.raw = make([]byte, 0, size)
+	t.off = make([]int32, len(t.keys)+1)
+	for s, k := range t.keys {
+		t.raw = append(t.raw, k[types.AddressLen:]...)
+		t.off[s+1] = int32(len(t.raw))
 	}
 	return t
 }
@@ -77,19 +107,119 @@ func newAccessTable(txs []*types.Tx, senders []types.Address, workers int) *acce
 // goroutine of their own.
 const accessPartMin = 256
 
-// entries lists tx's accesses for the conflict analysis: the implicit write
-// of the sender's account record first, for a call the implicit read of
-// the called module's record, then the declared list.
-func entries(tx *types.Tx, sender types.Address) []access {
-	es := make([]access, 0, 2+len(tx.Body.Access))
-	es = append(es, access{k: accountKey(sender), write: true})
+// entryCount is the number of entries of tx (see entries).
+func entryCount(tx *types.Tx) int {
+	n := 1 + len(tx.Body.Access)
 	if tx.Body.Payload.Kind == types.Call {
-		es = append(es, access{k: key(ModulesModule, recordKey(tx.Body.Payload.Module))})
+		n++
+	}
+	return n
+}
+
+// entryBytes is the length of tx's entries' keys together.
+func entryBytes(tx *types.Tx) int {
+	n := 2 * types.AddressLen
+	if tx.Body.Payload.Kind == types.Call {
+		n += 2 * types.AddressLen
 	}
 	for _, a := range tx.Body.Access {
-		es = append(es, access{k: key(a.Module, a.Key), prefix: a.Prefix, write: a.Mode >= types.Write})
+		n += types.AddressLen + len(a.Key)
+	}
+	return n
+}
+
+// entries appends tx's accesses for the conflict analysis to es: the
+// implicit write of the sender's account record first, for a call the
+// implicit read of the called module's record, then the declared list.
+// The keys are written to b and sliced from its string, so a range of
+// transactions allocates its keys once (b must have grown enough to never
+// reallocate, or earlier keys would keep old copies: correct, but wasted).
+func entries(es []access, b *strings.Builder, tx *types.Tx, sender types.Address) []access {
+	add := func(module types.Address, k []byte, prefix, write bool) {
+		from := b.Len()
+		b.Write(module[:])
+		b.Write(k)
+		es = append(es, access{k: b.String()[from:], prefix: prefix, write: write})
+	}
+	add(AccountsModule, sender[:], false, true)
+	if tx.Body.Payload.Kind == types.Call {
+		add(ModulesModule, recordKey(tx.Body.Payload.Module), false, false)
+	}
+	for _, a := range tx.Body.Access {
+		add(a.Module, a.Key, a.Prefix, a.Mode >= types.Write)
 	}
 	return es
+}
+
+// slotOf returns the slot of the exact key k, or -1 when no transaction of
+// the block declared it.
+func (t *accessTable) slotOf(k string) int32 {
+	if t == nil {
+		return -1
+	}
+	if s, ok := slices.BinarySearch(t.keys, k); ok {
+		return int32(s)
+	}
+	return -1
+}
+
+// stateKey is the state key of slot s. Its Key shares the table's bytes
+// (capacity clipped, so an append copies): no allocation per key.
+func (t *accessTable) stateKey(s int32) types.StateKey {
+	var k types.StateKey
+	copy(k.Module[:], t.keys[s])
+	k.Key = t.raw[t.off[s]:t.off[s+1]:t.off[s+1]]
+	return k
+}
+
+// keyRef is an exact entry in a key sort: hi and lo are the big-endian
+// first 8 bytes of the module and of the key (zero-padded), so most
+// comparisons are integer compares, and the strings decide only ties. pos
+// is the entry's index in the table's entry array.
+type keyRef struct {
+	hi, lo uint64
+	k      string
+	pos    int32
+}
+
+func newKeyRef(k string, pos int32) keyRef {
+	var hi, lo [8]byte
+	copy(hi[:], k)
+	copy(lo[:], k[types.AddressLen:])
+	return keyRef{hi: binary.BigEndian.Uint64(hi[:]), lo: binary.BigEndian.Uint64(lo[:]), k: k, pos: pos}
+}
+
+// cmp orders by key bytes: modules first (their prefixes, then whole),
+// then the keys' prefixes, which order as the keys do (a zero-padded
+// prefix of a shorter key is never greater), then the whole keys.
+func (a keyRef) cmp(b keyRef) int {
+	if c := cmp.Compare(a.hi, b.hi); c != 0 {
+		return c
+	}
+	if c := strings.Compare(a.k[:types.AddressLen], b.k[:types.AddressLen]); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(a.lo, b.lo); c != 0 {
+		return c
+	}
+	return strings.Compare(a.k[types.AddressLen:], b.k[types.AddressLen:])
+}
+
+// mergeKeyRefs merges two sorted runs.
+func mergeKeyRefs(a, b []keyRef) []keyRef {
+	out := make([]keyRef, 0, len(a)+len(b))
+	i, j := 0, 0
+	for i < len(a) && j < len(b) {
+		if b[j].cmp(a[i]) < 0 {
+			out = append(out, b[j])
+			j++
+		} else {
+			out = append(out, a[i])
+			i++
+		}
+	}
+	out = append(out, a[i:]...)
+	return append(out, b[j:]...)
 }
 
 // keyState is the conflict history of one exact key or one prefix: its
@@ -127,13 +257,11 @@ func (t *accessTable) dag(txs []*types.Tx) *dag {
 			}
 		}
 	}
-	// Sorted key lists turn "every key under a prefix" into a binary
-	// search and a contiguous range. They are needed only with prefixes.
-	var sortedExact, sortedPrefix []string
+	// Sorted key lists (t.keys is one) turn "every key under a prefix"
+	// into a binary search and a contiguous range.
+	var sortedPrefix []string
 	var prefixLens []int
 	if len(prefixSet) > 0 {
-		sortedExact = slices.Clone(t.keys)
-		sort.Strings(sortedExact)
 		sortedPrefix = sortedKeys(prefixSet)
 		lens := map[int]bool{}
 		for p := range prefixSet {
@@ -203,10 +331,12 @@ func (t *accessTable) dag(txs []*types.Tx) *dag {
 				continue
 			}
 			// Exact keys and longer prefixes under e.k.
-			for _, k := range under(sortedExact, e.k) {
-				consult(&exact[t.slots[k]], e.write)
+			lo, hi := under(t.keys, e.k)
+			for s := lo; s < hi; s++ {
+				consult(&exact[s], e.write)
 			}
-			for _, k := range under(sortedPrefix, e.k) {
+			lo, hi = under(sortedPrefix, e.k)
+			for _, k := range sortedPrefix[lo:hi] {
 				if len(k) > len(e.k) {
 					consult(prefixes[k], e.write)
 				}
@@ -256,12 +386,13 @@ func sortedKeys(m map[string]bool) []string {
 	return ks
 }
 
-// under returns the contiguous run of sorted keys that start with prefix.
-func under(sorted []string, prefix string) []string {
-	lo := sort.SearchStrings(sorted, prefix)
-	hi := lo
+// under returns the contiguous run sorted[lo:hi] of the sorted keys that
+// start with prefix.
+func under(sorted []string, prefix string) (lo, hi int) {
+	lo = sort.SearchStrings(sorted, prefix)
+	hi = lo
 	for hi < len(sorted) && strings.HasPrefix(sorted[hi], prefix) {
 		hi++
 	}
-	return sorted[lo:hi]
+	return lo, hi
 }

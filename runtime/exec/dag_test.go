@@ -1,6 +1,7 @@
 package exec
 
 import (
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"testing"
@@ -95,7 +96,7 @@ func TestDAGAgainstReference(t *testing.T) {
 		es := make([][]access, len(txs))
 		for i, tx := range txs {
 			senders[i] = tx.SenderAddress()
-			es[i] = entries(tx, senders[i])
+			es[i] = entries(nil, new(strings.Builder), tx, senders[i])
 		}
 		deps := depsOf(buildDAG(txs, senders))
 		// reach[i][j]: j is an ancestor of i.
@@ -119,6 +120,81 @@ func TestDAGAgainstReference(t *testing.T) {
 					t.Fatalf("seed %d: tx %d conflicts with %d but does not wait for it", seed, i, j)
 				}
 			}
+		}
+	}
+}
+
+// TestAccessTableAgainstReference checks the sort-based key numbering with
+// 1 to 3 parts against a map: every exact entry's slot names its key, the
+// keys are distinct and sorted, and stateKey gives each key back. Keys are
+// short and drawn from bytes that include zero, so many share the first
+// 8 bytes the sort compares first, or differ only by trailing zeros.
+func TestAccessTableAgainstReference(t *testing.T) {
+	for seed := range uint64(seeds(t, 20)) {
+		rng := rand.New(rand.NewPCG(seed, 11))
+		modules := []types.Address{TokenModule, CounterModule, {}, {1}}
+		txs := make([]*types.Tx, 300+rng.IntN(700))
+		senders := make([]types.Address, len(txs))
+		for i := range txs {
+			tx := &types.Tx{Body: types.TxBody{Payload: types.Payload{Kind: types.Call, Module: modules[rng.IntN(4)]}}}
+			for range rng.IntN(5) {
+				k := make([]byte, rng.IntN(12))
+				for j := range k {
+					k[j] = []byte{0, 1, 'a', 0xff}[rng.IntN(4)]
+				}
+				tx.Body.Access = append(tx.Body.Access, types.Access{Module: modules[rng.IntN(4)], Key: k, Prefix: rng.IntN(6) == 0, Mode: types.Write})
+			}
+			txs[i], senders[i] = tx, addr(rng.IntN(50))
+		}
+		for parts := 1; parts <= 3; parts++ {
+			tab := newAccessTable(txs, senders, parts*accessPartMin)
+			want := map[string]bool{}
+			for i, tx := range txs {
+				es := entries(nil, new(strings.Builder), tx, senders[i])
+				if len(tab.all[i]) != len(es) {
+					t.Fatalf("seed %d: tx %d has %d entries, want %d", seed, i, len(tab.all[i]), len(es))
+				}
+				for j, e := range tab.all[i] {
+					if e.k != es[j].k || e.prefix != es[j].prefix || e.write != es[j].write {
+						t.Fatalf("seed %d: tx %d entry %d is %+v, want %+v", seed, i, j, e, es[j])
+					}
+					switch {
+					case e.prefix && e.slot != -1:
+						t.Fatalf("seed %d: prefix with slot %d", seed, e.slot)
+					case !e.prefix && tab.keys[e.slot] != e.k:
+						t.Fatalf("seed %d: slot %d is %x, entry %x", seed, e.slot, tab.keys[e.slot], e.k)
+					}
+					if !e.prefix {
+						want[e.k] = true
+					}
+				}
+			}
+			if len(tab.keys) != len(want) || !slices.IsSorted(tab.keys) {
+				t.Fatalf("seed %d: %d keys (sorted %v), want %d distinct", seed, len(tab.keys), slices.IsSorted(tab.keys), len(want))
+			}
+			for s, k := range tab.keys {
+				if sk := tab.stateKey(int32(s)); key(sk.Module, sk.Key) != k || tab.slotOf(k) != int32(s) {
+					t.Fatalf("seed %d: slot %d: state key %v, slotOf %d", seed, s, sk, tab.slotOf(k))
+				}
+			}
+		}
+	}
+}
+
+// TestKeyRefOrder checks the sort's comparison against the strings'.
+func TestKeyRefOrder(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	rk := func() string {
+		b := make([]byte, types.AddressLen+rng.IntN(12))
+		for j := range b {
+			b[j] = []byte{0, 1, 0xff}[rng.IntN(3)]
+		}
+		return string(b)
+	}
+	for range 20000 {
+		a, b := rk(), rk()
+		if got, want := newKeyRef(a, 0).cmp(newKeyRef(b, 0)), strings.Compare(a, b); got != want {
+			t.Fatalf("%x vs %x: %d, want %d", a, b, got, want)
 		}
 	}
 }

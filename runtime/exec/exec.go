@@ -122,10 +122,10 @@ func New(r Runner, opts Options) *Executor {
 }
 
 // txOut is the outcome of one transaction: its receipt and the writes it
-// leaves (empty value = delete).
+// leaves (empty value = delete), each key once.
 type txOut struct {
 	receipt types.Receipt
-	writes  map[string][]byte
+	writes  []write
 }
 
 // block is the per-block input shared by the serial and parallel paths.
@@ -134,8 +134,8 @@ type block struct {
 	b       *types.Block
 	txs     []*types.Tx
 	senders []types.Address
-	access  *accessTable
-	cache   *prefetched
+	access  *accessTable // nil in a simulation
+	cache   [][]byte     // the prefetched parent values by slot
 	// order maps execution positions to block indexes (nil = identity):
 	// b, txs and senders are in execution order, see nonceOrder.
 	order []int
@@ -153,8 +153,14 @@ func (x *Executor) prepare(ctx context.Context, parent StateView, b *types.Block
 		if tx == nil {
 			return nil, fmt.Errorf("%w: body %d is nil", ErrBlockMismatch, i)
 		}
-		bl.senders[i] = tx.SenderAddress()
 	}
+	// A sender address is a hash of the public key: worth the workers.
+	parts := max(1, min(x.opts.Workers, len(txs)/accessPartMin))
+	parallel(parts, func(p int) {
+		for i := p * len(txs) / parts; i < (p+1)*len(txs)/parts; i++ {
+			bl.senders[i] = txs[i].SenderAddress()
+		}
+	})
 	if bl.order = nonceOrder(txs, bl.senders); bl.order != nil {
 		bl.b, bl.txs, bl.senders = reorder(b, txs, bl.senders, bl.order)
 	}
@@ -178,13 +184,13 @@ func (x *Executor) ExecuteBlock(ctx context.Context, parent StateView, b *types.
 	n := len(txs)
 	outs := make([]txOut, n)
 	if n == 0 {
-		return x.merge(outs, 1), nil
+		return x.merge(outs, bl.access, 1), nil
 	}
 	d := bl.access.dag(bl.txs)
 	if len(d.out) == 0 {
 		return x.executeIndependent(ctx, bl, parent, outs)
 	}
-	mv := newMVStore(len(bl.cache.vals))
+	mv := newMVStore(bl.access)
 	pending := make([]atomic.Int32, n)
 	ready := make(chan int, n)
 	for i := range n {
@@ -255,7 +261,7 @@ func (x *Executor) ExecuteBlock(ctx context.Context, parent StateView, b *types.
 	if fail.err != nil {
 		return nil, fail.err
 	}
-	return restoreOrder(x.merge(outs, x.opts.Workers), bl.order), nil
+	return restoreOrder(x.merge(outs, bl.access, x.opts.Workers), bl.order), nil
 }
 
 // blockErr is the node error that aborts a block, set by any worker.
@@ -321,7 +327,7 @@ func (x *Executor) executeIndependent(ctx context.Context, bl *block, parent Sta
 	if fail.err != nil {
 		return nil, fail.err
 	}
-	return restoreOrder(x.merge(outs, x.opts.Workers), bl.order), nil
+	return restoreOrder(x.merge(outs, bl.access, x.opts.Workers), bl.order), nil
 }
 
 // ExecuteSerial executes b one transaction after the other, with the same
@@ -333,7 +339,7 @@ func (x *Executor) ExecuteSerial(ctx context.Context, parent StateView, b *types
 		return nil, err
 	}
 	outs := make([]txOut, len(txs))
-	sl := make(serialLayer, len(bl.cache.vals))
+	sl := newSerialLayer(bl.access)
 	for i := range txs {
 		out, err := x.runTx(ctx, bl, sl, parent, i, false, nil)
 		if err != nil {
@@ -342,7 +348,7 @@ func (x *Executor) ExecuteSerial(ctx context.Context, parent StateView, b *types
 		outs[i] = out
 		sl.publish(i, out.writes)
 	}
-	return restoreOrder(x.merge(outs, 1), bl.order), nil
+	return restoreOrder(x.merge(outs, bl.access, 1), bl.order), nil
 }
 
 // runTx applies the replay checks, runs the transaction on a fresh overlay
@@ -358,10 +364,16 @@ func (x *Executor) runTx(ctx context.Context, bl *block, layer blockLayer, paren
 	} else {
 		env.TS, env.TxID = bl.env.Time, tx.ID()
 	}
-	o := &overlay{ctx: ctx, layer: layer, cache: bl.cache, parent: parent, idx: i, rec: rec}
+	o := &overlay{ctx: ctx, layer: layer, tab: bl.access, cache: bl.cache, parent: parent, idx: i, rec: rec}
+	acctSlot, acct := int32(-1), ""
+	if bl.access != nil {
+		o.es = bl.access.all[i]
+		acctSlot, acct = o.es[0].slot, o.es[0].k // see entries
+	} else {
+		acct = accountKey(env.Sender)
+	}
 	out := txOut{receipt: types.Receipt{TxID: env.TxID, Status: types.StatusInvalid}}
-	acct := accountKey(env.Sender)
-	cur, err := o.getRaw(acct)
+	cur, err := o.getRaw(acctSlot, acct)
 	if err != nil {
 		return txOut{}, err
 	}
@@ -394,11 +406,10 @@ func (x *Executor) runTx(ctx context.Context, bl *block, layer blockLayer, paren
 	if res.Status == types.StatusOK {
 		out.receipt.Return = res.Return
 		out.receipt.Events = res.Events
-		out.writes = o.writes
+	} else {
+		o.writes, o.index = nil, nil
 	}
-	if out.writes == nil {
-		out.writes = make(map[string][]byte, 1)
-	}
-	out.writes[acct] = encodeNonce(tx.Body.Nonce)
+	o.set(acctSlot, acct, encodeNonce(tx.Body.Nonce))
+	out.writes = o.writes
 	return out, nil
 }
