@@ -37,7 +37,8 @@ type access struct {
 // A slot is the rank of its key among the block's distinct exact keys, so
 // slot order is key order.
 type accessTable struct {
-	all  [][]access // per transaction, see entries (views of one array)
+	all   [][]access // per transaction, see entries (views of one array)
+	start []int      // all[i] is entries start[i]:start[i+1] of that array
 	keys []string   // the distinct exact keys, sorted; a slot indexes it
 	raw  []byte     // the keys' bytes after the module, concatenated
 	off  []int32    // keys[s]'s bytes are raw[off[s]:off[s+1]]
@@ -50,8 +51,8 @@ type accessTable struct {
 // entry and gives the keys in the order the merge emits them.
 func newAccessTable(txs []*types.Tx, senders []types.Address, workers int) *accessTable {
 	n := len(txs)
-	t := &accessTable{all: make([][]access, n)}
-	start := make([]int, n+1)
+	t := &accessTable{all: make([][]access, n), start: make([]int, n+1)}
+	start := t.start
 	for i, tx := range txs {
 		start[i+1] = start[i] + entryCount(tx)
 	}
@@ -66,11 +67,10 @@ func newAccessTable(txs []*types.Tx, senders []types.Address, workers int) *acce
 			size += entryBytes(txs[i])
 		}
 		b.Grow(size)
-		for i := lo; i < hi; i++ {
-			t.all[i] = flat[start[i]:start[i]:start[i+1]]
-			t.all[i] = entries(t.all[i], &b, txs[i], senders[i])
-		}
 		// The keys of the part share the builder's one string.
+		for i := lo; i < hi; i++ {
+			t.all[i] = entries(flat[start[i]:start[i]:start[i+1]], &b, txs[i], senders[i])
+		}
 		run := make([]keyRef, 0, start[hi]-start[lo])
 		for j := start[lo]; j < start[hi]; j++ {
 			if flat[j].prefix {
@@ -79,18 +79,17 @@ func newAccessTable(txs []*types.Tx, senders []types.Address, workers int) *acce
 				run = append(run, newKeyRef(flat[j].k, int32(j)))
 			}
 		}
-		slices.SortFunc(run, keyRef.cmp)
+		keyRefs(flat).sort(run)
 		runs[p] = run
 	})
-	sorted := runs[0]
-	for _, r := range runs[1:] {
-		sorted = mergeKeyRefs(sorted, r)
-	}
+	sorted := keyRefs(flat).sorted(runs)
 	size := 0
+	t.keys = make([]string, 0, len(sorted))
 	for j, r := range sorted {
-		if j == 0 || r.k != sorted[j-1].k {
-			t.keys = append(t.keys, r.k)
-			size += len(r.k) - types.AddressLen
+		k := flat[r.pos].k
+		if j == 0 || r.hi != sorted[j-1].hi || r.lo != sorted[j-1].lo || k != t.keys[len(t.keys)-1] {
+			t.keys = append(t.keys, k)
+			size += len(k) - types.AddressLen
 		}
 		flat[r.pos].slot = int32(len(t.keys) - 1)
 	}
@@ -174,11 +173,12 @@ func (t *accessTable) stateKey(s int32) types.StateKey {
 
 // keyRef is an exact entry in a key sort: hi and lo are the big-endian
 // first 8 bytes of the module and of the key (zero-padded), so most
-// comparisons are integer compares, and the strings decide only ties. pos
-// is the entry's index in the table's entry array.
+// comparisons are integer compares; pos is the entry's index in the
+// table's entry array, whose key decides ties. It holds no pointer, so
+// the sort moves it without write barriers and the collector never scans
+// it.
 type keyRef struct {
 	hi, lo uint64
-	k      string
 	pos    int32
 }
 
@@ -186,31 +186,56 @@ func newKeyRef(k string, pos int32) keyRef {
 	var hi, lo [8]byte
 	copy(hi[:], k)
 	copy(lo[:], k[types.AddressLen:])
-	return keyRef{hi: binary.BigEndian.Uint64(hi[:]), lo: binary.BigEndian.Uint64(lo[:]), k: k, pos: pos}
+	return keyRef{hi: binary.BigEndian.Uint64(hi[:]), lo: binary.BigEndian.Uint64(lo[:]), pos: pos}
 }
 
-// cmp orders by key bytes: modules first (their prefixes, then whole),
-// then the keys' prefixes, which order as the keys do (a zero-padded
-// prefix of a shorter key is never greater), then the whole keys.
-func (a keyRef) cmp(b keyRef) int {
-	if c := cmp.Compare(a.hi, b.hi); c != 0 {
-		return c
+// keyRefs sorts keyRefs of the entries es.
+type keyRefs []access
+
+// cmp orders by module prefix, then key: the key's prefixes order as the
+// keys do (a zero-padded prefix of a shorter key is never greater). It is
+// the key order when distinct modules of the block differ in their first
+// 8 bytes, which sorted checks; comparing whole modules here would cost a
+// string comparison whenever two keys share a module.
+func (es keyRefs) cmp(a, b keyRef) int {
+	if a.hi != b.hi {
+		return cmp.Compare(a.hi, b.hi)
 	}
-	if c := strings.Compare(a.k[:types.AddressLen], b.k[:types.AddressLen]); c != 0 {
-		return c
+	if a.lo != b.lo {
+		return cmp.Compare(a.lo, b.lo)
 	}
-	if c := cmp.Compare(a.lo, b.lo); c != 0 {
-		return c
-	}
-	return strings.Compare(a.k[types.AddressLen:], b.k[types.AddressLen:])
+	return strings.Compare(es[a.pos].k[types.AddressLen:], es[b.pos].k[types.AddressLen:])
 }
 
-// mergeKeyRefs merges two sorted runs.
-func mergeKeyRefs(a, b []keyRef) []keyRef {
+// sort sorts run by cmp.
+func (es keyRefs) sort(run []keyRef) { slices.SortFunc(run, es.cmp) }
+
+// sorted returns the runs, each sorted by cmp, merged into one run in key
+// order. If two distinct modules share their first 8 bytes (one block
+// would need addresses ground for it), cmp is not the key order and the
+// run is sorted again by whole keys: slower, never wrong.
+func (es keyRefs) sorted(runs [][]keyRef) []keyRef {
+	sorted := runs[0]
+	for _, r := range runs[1:] {
+		sorted = es.merge(sorted, r)
+	}
+	// Entries of one module prefix are contiguous, so a second module
+	// with that prefix shows next to the first somewhere.
+	for j := 1; j < len(sorted); j++ {
+		if a, b := es[sorted[j-1].pos].k, es[sorted[j].pos].k; sorted[j-1].hi == sorted[j].hi && a[:types.AddressLen] != b[:types.AddressLen] {
+			slices.SortFunc(sorted, func(a, b keyRef) int { return strings.Compare(es[a.pos].k, es[b.pos].k) })
+			break
+		}
+	}
+	return sorted
+}
+
+// merge merges two sorted runs.
+func (es keyRefs) merge(a, b []keyRef) []keyRef {
 	out := make([]keyRef, 0, len(a)+len(b))
 	i, j := 0, 0
 	for i < len(a) && j < len(b) {
-		if b[j].cmp(a[i]) < 0 {
+		if es.cmp(b[j], a[i]) < 0 {
 			out = append(out, b[j])
 			j++
 		} else {

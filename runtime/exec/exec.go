@@ -2,6 +2,7 @@ package exec
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"runtime"
@@ -136,6 +137,10 @@ type block struct {
 	senders []types.Address
 	access  *accessTable // nil in a simulation
 	cache   [][]byte     // the prefetched parent values by slot
+	// The block's pending writes and account records are carved from
+	// these, so a transaction allocates neither (see runTx).
+	wbuf   []write
+	nonces []byte
 	// order maps execution positions to block indexes (nil = identity):
 	// b, txs and senders are in execution order, see nonceOrder.
 	order []int
@@ -165,6 +170,8 @@ func (x *Executor) prepare(ctx context.Context, parent StateView, b *types.Block
 		bl.b, bl.txs, bl.senders = reorder(b, txs, bl.senders, bl.order)
 	}
 	bl.access = newAccessTable(bl.txs, bl.senders, x.opts.Workers)
+	bl.wbuf = make([]write, bl.access.start[len(txs)])
+	bl.nonces = make([]byte, nonceLen*len(txs))
 	c, err := prefetch(ctx, parent, bl.access, x.opts.Workers)
 	if err != nil {
 		return nil, err
@@ -366,9 +373,15 @@ func (x *Executor) runTx(ctx context.Context, bl *block, layer blockLayer, paren
 	}
 	o := &overlay{ctx: ctx, layer: layer, tab: bl.access, cache: bl.cache, parent: parent, idx: i, rec: rec}
 	acctSlot, acct := int32(-1), ""
+	var record []byte // where the new account record goes
 	if bl.access != nil {
 		o.es = bl.access.all[i]
 		acctSlot, acct = o.es[0].slot, o.es[0].k // see entries
+		// Room for a write per entry, which a transaction without prefix
+		// writes never exceeds (capped, so more writes reallocate).
+		from, to := bl.access.start[i], bl.access.start[i+1]
+		o.writes = bl.wbuf[from:from:to]
+		record = bl.nonces[nonceLen*i : nonceLen*i : nonceLen*(i+1)]
 	} else {
 		acct = accountKey(env.Sender)
 	}
@@ -407,9 +420,9 @@ func (x *Executor) runTx(ctx context.Context, bl *block, layer blockLayer, paren
 		out.receipt.Return = res.Return
 		out.receipt.Events = res.Events
 	} else {
-		o.writes, o.index = nil, nil
+		o.writes, o.index = o.writes[:0], nil
 	}
-	o.set(acctSlot, acct, encodeNonce(tx.Body.Nonce))
+	o.set(acctSlot, acct, binary.BigEndian.AppendUint64(record, tx.Body.Nonce))
 	out.writes = o.writes
 	return out, nil
 }

@@ -13,16 +13,34 @@ import (
 // nonces keep their block order); other senders' positions do not move.
 // The fair order can place a sender's nonce n+1 before n when both arrive
 // within the ack spread, and the strict nonce rule would then refuse both.
-// The result depends only on the senders and nonces, never on map order:
-// the groups are disjoint, so the order they are visited in is irrelevant.
+// The result depends only on the senders and nonces: the map is only
+// looked up, the groups are visited in block order, and they are disjoint.
 func nonceOrder(txs []*types.Tx, senders []types.Address) []int {
-	bySender := make(map[types.Address][]int, len(txs))
+	// Positions of one sender are linked (next), so no sender needs a
+	// list of its own: most senders have one transaction in a block.
+	first := make(map[types.Address]int32, len(txs))
+	next := make([]int32, len(txs))
+	tail := make([]int32, len(txs)) // of a sender's first position
+	var multi []int32               // first positions of senders with several
 	for i, s := range senders {
-		bySender[s] = append(bySender[s], i)
+		next[i] = -1
+		f, ok := first[s]
+		if !ok {
+			first[s], tail[i] = int32(i), int32(i)
+			continue
+		}
+		if tail[f] == f {
+			multi = append(multi, f)
+		}
+		next[tail[f]], tail[f] = int32(i), int32(i)
 	}
-	var order []int
-	for _, pos := range bySender {
-		if len(pos) < 2 || slices.IsSortedFunc(pos, func(a, b int) int { return cmpNonce(txs, a, b) }) {
+	var order, pos, sorted []int
+	for _, f := range multi {
+		pos = pos[:0]
+		for p := f; p >= 0; p = next[p] {
+			pos = append(pos, int(p))
+		}
+		if slices.IsSortedFunc(pos, func(a, b int) int { return cmpNonce(txs, a, b) }) {
 			continue
 		}
 		if order == nil {
@@ -31,7 +49,7 @@ func nonceOrder(txs []*types.Tx, senders []types.Address) []int {
 				order[i] = i
 			}
 		}
-		sorted := slices.Clone(pos)
+		sorted = append(sorted[:0], pos...)
 		slices.SortStableFunc(sorted, func(a, b int) int { return cmpNonce(txs, a, b) })
 		for k, p := range pos {
 			order[p] = sorted[k]
