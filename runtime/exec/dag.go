@@ -39,9 +39,9 @@ type access struct {
 type accessTable struct {
 	all   [][]access // per transaction, see entries (views of one array)
 	start []int      // all[i] is entries start[i]:start[i+1] of that array
-	keys []string   // the distinct exact keys, sorted; a slot indexes it
-	raw  []byte     // the keys' bytes after the module, concatenated
-	off  []int32    // keys[s]'s bytes are raw[off[s]:off[s+1]]
+	keys  []string   // the distinct exact keys, sorted; a slot indexes it
+	raw   []byte     // the keys' bytes after the module, concatenated
+	off   []int32    // keys[s]'s bytes are raw[off[s]:off[s+1]]
 }
 
 // newAccessTable lists every transaction's entries and numbers the distinct
