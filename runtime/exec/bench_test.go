@@ -54,12 +54,14 @@ func BenchmarkExecute(b *testing.B) {
 				{"workers=2", func() (*BlockResult, error) { return New(r, Options{Workers: 2}).ExecuteBlock(ctx, s, blk, txs) }},
 			} {
 				b.Run(fmt.Sprintf("%s/conflict=%.0f%%/%s", module, 100*rate, c.name), func(b *testing.B) {
+					cpu0 := processCPU()
 					for b.Loop() {
 						if _, err := c.run(); err != nil {
 							b.Fatal(err)
 						}
 					}
 					b.ReportMetric(float64(len(txs))*float64(b.N)/b.Elapsed().Seconds(), "tx/s")
+					b.ReportMetric((processCPU()-cpu0).Seconds()/float64(b.N), "cpu-s/op")
 				})
 			}
 			s.Close()
