@@ -100,9 +100,15 @@ func TestBenchSmall(t *testing.T) {
 				t.Fatalf("%s, 100%% conflict: tx %d has %d dependencies, want 1", m.name, i, d.ndeps[i])
 			}
 		}
+		if newAccessTable(txs, sendersOf(txs), 1).independent {
+			t.Fatalf("%s, 100%% conflict: independent", m.name)
+		}
 		_, txs, _, _ = Workload(m.name, m.code, 40, 20, 0)
 		if d := buildDAG(txs, sendersOf(txs)); len(d.out) != 0 {
 			t.Fatalf("%s, 0%% conflict: %d edges", m.name, len(d.out))
+		}
+		if !newAccessTable(txs, sendersOf(txs), 1).independent {
+			t.Fatalf("%s, 0%% conflict: not independent", m.name)
 		}
 	}
 	if _, _, _, err := TransferWorkload(10, 6, 0); err == nil {

@@ -40,8 +40,11 @@ type accessTable struct {
 	all   [][]access // per transaction, see entries (views of one array)
 	start []int      // all[i] is entries start[i]:start[i+1] of that array
 	keys  []string   // the distinct exact keys, sorted; a slot indexes it
-	raw   []byte     // the keys' bytes after the module, concatenated
-	off   []int32    // keys[s]'s bytes are raw[off[s]:off[s+1]]
+	// independent: no barrier, no prefix, and no key that one transaction
+	// writes and another uses, so the DAG has no edge (see dag).
+	independent bool
+	raw         []byte  // the keys' bytes after the module, concatenated
+	off         []int32 // keys[s]'s bytes are raw[off[s]:off[s+1]]
 }
 
 // newAccessTable lists every transaction's entries and numbers the distinct
@@ -59,6 +62,7 @@ func newAccessTable(txs []*types.Tx, senders []types.Address, workers int) *acce
 	flat := make([]access, start[n])
 	parts := max(1, min(workers, n/accessPartMin))
 	runs := make([][]keyRef, parts)
+	barriers, prefixes := make([]bool, parts), make([]bool, parts)
 	parallel(parts, func(p int) {
 		lo, hi := p*n/parts, (p+1)*n/parts
 		var b strings.Builder
@@ -72,11 +76,16 @@ func newAccessTable(txs []*types.Tx, senders []types.Address, workers int) *acce
 			t.all[i] = entries(flat[start[i]:start[i]:start[i+1]], &b, txs[i], senders[i])
 		}
 		run := make([]keyRef, 0, start[hi]-start[lo])
-		for j := start[lo]; j < start[hi]; j++ {
-			if flat[j].prefix {
-				flat[j].slot = -1
-			} else {
-				run = append(run, newKeyRef(flat[j].k, int32(j)))
+		for i := lo; i < hi; i++ {
+			if isBarrier(txs[i]) {
+				barriers[p] = true
+			}
+			for j := start[i]; j < start[i+1]; j++ {
+				if flat[j].prefix {
+					flat[j].slot, prefixes[p] = -1, true
+				} else {
+					run = append(run, newKeyRef(flat[j].k, int32(j), int32(i)))
+				}
 			}
 		}
 		keyRefs(flat).sort(run)
@@ -85,13 +94,23 @@ func newAccessTable(txs []*types.Tx, senders []types.Address, workers int) *acce
 	sorted := keyRefs(flat).sorted(runs)
 	size := 0
 	t.keys = make([]string, 0, len(sorted))
+	t.independent = !slices.Contains(barriers, true) && !slices.Contains(prefixes, true)
+	// Per key: the first transaction, whether another one uses it too,
+	// and whether any writes it (two of those make a conflict).
+	first, shared, written := int32(-1), false, false
 	for j, r := range sorted {
-		k := flat[r.pos].k
-		if j == 0 || r.hi != sorted[j-1].hi || r.lo != sorted[j-1].lo || k != t.keys[len(t.keys)-1] {
-			t.keys = append(t.keys, k)
-			size += len(k) - types.AddressLen
+		e := &flat[r.pos]
+		if j == 0 || r.hi != sorted[j-1].hi || r.lo != sorted[j-1].lo || e.k != t.keys[len(t.keys)-1] {
+			t.keys = append(t.keys, e.k)
+			size += len(e.k) - types.AddressLen
+			first, shared, written = r.tx, false, false
 		}
-		flat[r.pos].slot = int32(len(t.keys) - 1)
+		shared = shared || r.tx != first
+		written = written || e.write
+		if shared && written {
+			t.independent = false
+		}
+		e.slot = int32(len(t.keys) - 1)
 	}
 	t.raw = make([]byte, 0, size)
 	t.off = make([]int32, len(t.keys)+1)
@@ -180,13 +199,14 @@ func (t *accessTable) stateKey(s int32) types.StateKey {
 type keyRef struct {
 	hi, lo uint64
 	pos    int32
+	tx     int32 // the entry's transaction
 }
 
-func newKeyRef(k string, pos int32) keyRef {
+func newKeyRef(k string, pos, tx int32) keyRef {
 	var hi, lo [8]byte
 	copy(hi[:], k)
 	copy(lo[:], k[types.AddressLen:])
-	return keyRef{hi: binary.BigEndian.Uint64(hi[:]), lo: binary.BigEndian.Uint64(lo[:]), pos: pos}
+	return keyRef{hi: binary.BigEndian.Uint64(hi[:]), lo: binary.BigEndian.Uint64(lo[:]), pos: pos, tx: tx}
 }
 
 // keyRefs sorts keyRefs of the entries es.

@@ -49,7 +49,9 @@
 // merge. A block whose DAG has no edge skips the
 // version store and the ready queue: no transaction can see another's
 // writes, so the workers claim chunks of consecutive transactions from
-// one atomic cursor. In other blocks the same holds per transaction: one
+// one atomic cursor. The numbering pass over the sorted keys already
+// shows most such blocks (no barrier, no prefix, no key written by one
+// transaction and used by another), and then the DAG is not built. In other blocks the same holds per transaction: one
 // without dependencies reads no published version, and the writes of one
 // without dependents are not published. The merge needs no sort: one pass
 // in block order keeps each slot's last value, and the written slots are

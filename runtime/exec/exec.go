@@ -193,6 +193,9 @@ func (x *Executor) ExecuteBlock(ctx context.Context, parent StateView, b *types.
 	if n == 0 {
 		return x.merge(outs, bl.access, 1), nil
 	}
+	if bl.access.independent {
+		return x.executeIndependent(ctx, bl, parent, outs)
+	}
 	d := bl.access.dag(bl.txs)
 	if len(d.out) == 0 {
 		return x.executeIndependent(ctx, bl, parent, outs)
