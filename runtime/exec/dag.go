@@ -43,6 +43,9 @@ type accessTable struct {
 	// independent: no barrier, no prefix, and no key that one transaction
 	// writes and another uses, so the DAG has no edge (see dag).
 	independent bool
+	// senderGroups lists, for each sender with several transactions, their
+	// positions in ascending order (see nonceOrder).
+	senderGroups [][]int
 	raw         []byte  // the keys' bytes after the module, concatenated
 	off         []int32 // keys[s]'s bytes are raw[off[s]:off[s+1]]
 }
@@ -96,22 +99,37 @@ func newAccessTable(txs []*types.Tx, senders []types.Address, workers int) *acce
 	t.keys = make([]string, 0, len(sorted))
 	t.independent = !slices.Contains(barriers, true) && !slices.Contains(prefixes, true)
 	// Per key: the first transaction, whether another one uses it too,
-	// and whether any writes it (two of those make a conflict).
+	// and whether any writes it (two of those make a conflict). The
+	// senders' implicit account entries (first of their transaction) of
+	// one key are the transactions of one sender.
 	first, shared, written := int32(-1), false, false
+	var group []int
+	endGroup := func() {
+		if len(group) > 1 {
+			slices.Sort(group)
+			t.senderGroups = append(t.senderGroups, group)
+		}
+		group = nil
+	}
 	for j, r := range sorted {
 		e := &flat[r.pos]
 		if j == 0 || r.hi != sorted[j-1].hi || r.lo != sorted[j-1].lo || e.k != t.keys[len(t.keys)-1] {
 			t.keys = append(t.keys, e.k)
 			size += len(e.k) - types.AddressLen
 			first, shared, written = r.tx, false, false
+			endGroup()
 		}
 		shared = shared || r.tx != first
 		written = written || e.write
 		if shared && written {
 			t.independent = false
 		}
+		if int(r.pos) == start[r.tx] {
+			group = append(group, int(r.tx))
+		}
 		e.slot = int32(len(t.keys) - 1)
 	}
+	endGroup()
 	t.raw = make([]byte, 0, size)
 	t.off = make([]int32, len(t.keys)+1)
 	for s, k := range t.keys {
@@ -119,6 +137,18 @@ func newAccessTable(txs []*types.Tx, senders []types.Address, workers int) *acce
 		t.off[s+1] = int32(len(t.raw))
 	}
 	return t
+}
+
+// permute puts the table in the execution order: all[j] becomes the
+// entries of transaction order[j]. Slots, keys and independence are sets
+// and do not change; senderGroups is spent once the order is known.
+func (t *accessTable) permute(order []int) {
+	all := make([][]access, len(order))
+	for j, i := range order {
+		all[j] = t.all[i]
+		t.start[j+1] = t.start[j] + len(all[j])
+	}
+	t.all, t.senderGroups = all, nil
 }
 
 // accessPartMin is the fewest transactions worth an entry-listing

@@ -201,6 +201,25 @@ func TestAccessTableAgainstReference(t *testing.T) {
 					}
 				}
 			}
+			bySender := map[types.Address][]int{}
+			for i, s := range senders {
+				bySender[s] = append(bySender[s], i)
+			}
+			groups := 0
+			for _, g := range tab.senderGroups {
+				if !slices.Equal(g, bySender[senders[g[0]]]) {
+					t.Fatalf("seed %d: sender group %v, want %v", seed, g, bySender[senders[g[0]]])
+				}
+				groups++
+			}
+			for _, g := range bySender {
+				if len(g) > 1 {
+					groups--
+				}
+			}
+			if groups != 0 {
+				t.Fatalf("seed %d: %d sender groups too many", seed, groups)
+			}
 			if len(tab.keys) != len(want) || !slices.IsSorted(tab.keys) {
 				t.Fatalf("seed %d: %d keys (sorted %v), want %d distinct", seed, len(tab.keys), slices.IsSorted(tab.keys), len(want))
 			}

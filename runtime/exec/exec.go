@@ -166,10 +166,11 @@ func (x *Executor) prepare(ctx context.Context, parent StateView, b *types.Block
 			bl.senders[i] = txs[i].SenderAddress()
 		}
 	})
-	if bl.order = nonceOrder(txs, bl.senders); bl.order != nil {
+	bl.access = newAccessTable(txs, bl.senders, x.opts.Workers)
+	if bl.order = nonceOrder(txs, bl.access.senderGroups); bl.order != nil {
 		bl.b, bl.txs, bl.senders = reorder(b, txs, bl.senders, bl.order)
+		bl.access.permute(bl.order)
 	}
-	bl.access = newAccessTable(bl.txs, bl.senders, x.opts.Workers)
 	bl.wbuf = make([]write, bl.access.start[len(txs)])
 	bl.nonces = make([]byte, nonceLen*len(txs))
 	c, err := prefetch(ctx, parent, bl.access, x.opts.Workers)

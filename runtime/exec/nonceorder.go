@@ -13,33 +13,13 @@ import (
 // nonces keep their block order); other senders' positions do not move.
 // The fair order can place a sender's nonce n+1 before n when both arrive
 // within the ack spread, and the strict nonce rule would then refuse both.
-// The result depends only on the senders and nonces: the map is only
-// looked up, the groups are visited in block order, and they are disjoint.
-func nonceOrder(txs []*types.Tx, senders []types.Address) []int {
-	// Positions of one sender are linked (next), so no sender needs a
-	// list of its own: most senders have one transaction in a block.
-	first := make(map[types.Address]int32, len(txs))
-	next := make([]int32, len(txs))
-	tail := make([]int32, len(txs)) // of a sender's first position
-	var multi []int32               // first positions of senders with several
-	for i, s := range senders {
-		next[i] = -1
-		f, ok := first[s]
-		if !ok {
-			first[s], tail[i] = int32(i), int32(i)
-			continue
-		}
-		if tail[f] == f {
-			multi = append(multi, f)
-		}
-		next[tail[f]], tail[f] = int32(i), int32(i)
-	}
-	var order, pos, sorted []int
-	for _, f := range multi {
-		pos = pos[:0]
-		for p := f; p >= 0; p = next[p] {
-			pos = append(pos, int(p))
-		}
+// groups lists the ascending positions of each sender with several
+// transactions (accessTable.senderGroups, found by the key numbering, so
+// a block of distinct senders costs nothing here). The groups are disjoint,
+// so the result does not depend on their order.
+func nonceOrder(txs []*types.Tx, groups [][]int) []int {
+	var order, sorted []int
+	for _, pos := range groups {
 		if slices.IsSortedFunc(pos, func(a, b int) int { return cmpNonce(txs, a, b) }) {
 			continue
 		}
