@@ -46,8 +46,8 @@ type accessTable struct {
 	// senderGroups lists, for each sender with several transactions, their
 	// positions in ascending order (see nonceOrder).
 	senderGroups [][]int
-	raw         []byte  // the keys' bytes after the module, concatenated
-	off         []int32 // keys[s]'s bytes are raw[off[s]:off[s+1]]
+	raw          []byte  // the keys' bytes after the module, concatenated
+	off          []int32 // keys[s]'s bytes are raw[off[s]:off[s+1]]
 }
 
 // newAccessTable lists every transaction's entries and numbers the distinct
