@@ -267,7 +267,7 @@ func (es keyRefs) sort(run []keyRef) { slices.SortFunc(run, es.cmp) }
 func (es keyRefs) sorted(runs [][]keyRef) []keyRef {
 	sorted := runs[0]
 	for _, r := range runs[1:] {
-		sorted = es.merge(sorted, r)
+		sorted = es.merge(sorted, r, len(runs))
 	}
 	// Entries of one module prefix are contiguous, so a second module
 	// with that prefix shows next to the first somewhere.
@@ -280,21 +280,46 @@ func (es keyRefs) sorted(runs [][]keyRef) []keyRef {
 	return sorted
 }
 
-// merge merges two sorted runs.
-func (es keyRefs) merge(a, b []keyRef) []keyRef {
-	out := make([]keyRef, 0, len(a)+len(b))
-	i, j := 0, 0
-	for i < len(a) && j < len(b) {
-		if es.cmp(b[j], a[i]) < 0 {
-			out = append(out, b[j])
-			j++
+// merge merges two sorted runs (a first on equal keys), with parts
+// goroutines each writing one range of the output.
+func (es keyRefs) merge(a, b []keyRef, parts int) []keyRef {
+	out := make([]keyRef, len(a)+len(b))
+	parallel(parts, func(p int) {
+		lo, hi := p*len(out)/parts, (p+1)*len(out)/parts
+		ai, bi := es.split(a, b, lo)
+		aj, bj := es.split(a, b, hi)
+		es.mergeInto(out[lo:hi], a[ai:aj], b[bi:bj])
+	})
+	return out
+}
+
+// split returns how many of the first k merged elements come from a and
+// from b: the least i with a[i] after b[k-i-1], found by bisection since
+// that holds for every larger i too.
+func (es keyRefs) split(a, b []keyRef, k int) (int, int) {
+	lo, hi := max(0, k-len(b)), min(k, len(a))
+	for lo < hi {
+		i := (lo + hi) / 2
+		if es.cmp(a[i], b[k-i-1]) <= 0 {
+			lo = i + 1
 		} else {
-			out = append(out, a[i])
-			i++
+			hi = i
 		}
 	}
-	out = append(out, a[i:]...)
-	return append(out, b[j:]...)
+	return lo, k - lo
+}
+
+func (es keyRefs) mergeInto(out, a, b []keyRef) {
+	i, j := 0, 0
+	for n := range out {
+		if j == len(b) || (i < len(a) && es.cmp(a[i], b[j]) <= 0) {
+			out[n] = a[i]
+			i++
+		} else {
+			out[n] = b[j]
+			j++
+		}
+	}
 }
 
 // keyState is the conflict history of one exact key or one prefix: its

@@ -251,3 +251,41 @@ func TestKeyRefOrder(t *testing.T) {
 		}
 	}
 }
+
+// TestKeyRefsMerge checks the parallel merge of two sorted runs with 1 to
+// 5 parts: sorted, and every element once (many equal keys, so the
+// splits fall inside runs of ties).
+func TestKeyRefsMerge(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for range 200 {
+		es := make(keyRefs, rng.IntN(60))
+		refs := make([]keyRef, len(es))
+		for j := range es {
+			es[j].k = string(TokenModule[:]) + string([]byte{byte(rng.IntN(4))})
+			refs[j] = newKeyRef(es[j].k, int32(j), 0)
+		}
+		cut := 0
+		if len(refs) > 0 {
+			cut = rng.IntN(len(refs) + 1)
+		}
+		a, b := slices.Clone(refs[:cut]), slices.Clone(refs[cut:])
+		es.sort(a)
+		es.sort(b)
+		for parts := 1; parts <= 5; parts++ {
+			got := es.merge(a, b, parts)
+			seen := make([]bool, len(es))
+			for j, r := range got {
+				if j > 0 && es.cmp(got[j-1], r) > 0 {
+					t.Fatalf("%d parts: not sorted at %d", parts, j)
+				}
+				if seen[r.pos] {
+					t.Fatalf("%d parts: entry %d twice", parts, r.pos)
+				}
+				seen[r.pos] = true
+			}
+			if len(got) != len(es) {
+				t.Fatalf("%d parts: %d of %d entries", parts, len(got), len(es))
+			}
+		}
+	}
+}

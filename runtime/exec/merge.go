@@ -75,16 +75,25 @@ func (x *Executor) merge(outs []txOut, t *accessTable, parts int) *BlockResult {
 	if len(extra) > 0 {
 		res.Writes = mergeExtra(slotted, lastOfEach(extra))
 	}
-	ne := 0
+	// Receipts and events are copied by the parts too, each to where the
+	// events before it end.
+	evAt := make([]int, len(outs)+1)
 	for i := range outs {
-		ne += len(outs[i].receipt.Events)
+		evAt[i+1] = evAt[i] + len(outs[i].receipt.Events)
 	}
-	res.Events = make([]types.Event, 0, ne)
-	for i := range outs {
-		r := outs[i].receipt
-		res.Receipts[i] = r
-		res.GasUsed += r.GasUsed
-		res.Events = append(res.Events, r.Events...)
+	res.Events = make([]types.Event, evAt[len(outs)])
+	rparts := max(1, min(parts, len(outs)/mergePartMin))
+	gas := make([]uint64, rparts)
+	parallel(rparts, func(p int) {
+		for i := p * len(outs) / rparts; i < (p+1)*len(outs)/rparts; i++ {
+			r := &outs[i].receipt
+			res.Receipts[i] = *r
+			gas[p] += r.GasUsed
+			copy(res.Events[evAt[i]:], r.Events)
+		}
+	})
+	for _, g := range gas {
+		res.GasUsed += g
 	}
 	return res
 }
