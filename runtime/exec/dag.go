@@ -3,6 +3,7 @@ package exec
 import (
 	"cmp"
 	"encoding/binary"
+	"math/bits"
 	"slices"
 	"sort"
 	"strings"
@@ -257,8 +258,112 @@ func (es keyRefs) cmp(a, b keyRef) int {
 	return strings.Compare(es[a.pos].k[types.AddressLen:], es[b.pos].k[types.AddressLen:])
 }
 
-// sort sorts run by cmp.
-func (es keyRefs) sort(run []keyRef) { slices.SortFunc(run, es.cmp) }
+// less is cmp(a, b) < 0, inlined in the sort: a generic sort calls its
+// comparison through a function value, which cost more than the integer
+// compares it makes.
+func (es keyRefs) less(a, b *keyRef) bool {
+	if a.hi != b.hi {
+		return a.hi < b.hi
+	}
+	if a.lo != b.lo {
+		return a.lo < b.lo
+	}
+	return es[a.pos].k[types.AddressLen:] < es[b.pos].k[types.AddressLen:]
+}
+
+// sort sorts run by cmp: an introsort (quicksort with a median of three
+// and a partition that splits runs of equal keys evenly, heapsort past a
+// depth of 2 log n), so no choice of keys makes it worse than O(n log n).
+func (es keyRefs) sort(run []keyRef) { es.introsort(run, 2*bits.Len(uint(len(run)))) }
+
+// insertionMax is the longest run the introsort leaves to insertion sort.
+const insertionMax = 12
+
+func (es keyRefs) introsort(a []keyRef, depth int) {
+	for len(a) > insertionMax {
+		if depth == 0 {
+			es.heapsort(a)
+			return
+		}
+		depth--
+		p := es.partition(a)
+		// Recurse into the smaller side, loop on the larger: O(log n) stack.
+		if p < len(a)-p {
+			es.introsort(a[:p], depth)
+			a = a[p+1:]
+		} else {
+			es.introsort(a[p+1:], depth)
+			a = a[:p]
+		}
+	}
+	for i := 1; i < len(a); i++ {
+		for j := i; j > 0 && es.less(&a[j], &a[j-1]); j-- {
+			a[j], a[j-1] = a[j-1], a[j]
+		}
+	}
+}
+
+// partition puts the median of the first, middle and last element at p and
+// returns p, with nothing greater before it and nothing less after it.
+// Both scans stop at keys equal to the pivot, so equal keys spread over
+// both sides.
+func (es keyRefs) partition(a []keyRef) int {
+	m, l := len(a)/2, len(a)-1
+	if es.less(&a[m], &a[0]) {
+		a[m], a[0] = a[0], a[m]
+	}
+	if es.less(&a[l], &a[m]) {
+		a[l], a[m] = a[m], a[l]
+		if es.less(&a[m], &a[0]) {
+			a[m], a[0] = a[0], a[m]
+		}
+	}
+	a[0], a[m] = a[m], a[0]
+	pivot := a[0]
+	i, j := 1, l
+	for {
+		for i <= j && es.less(&a[i], &pivot) {
+			i++
+		}
+		for i <= j && es.less(&pivot, &a[j]) {
+			j--
+		}
+		if i >= j {
+			break
+		}
+		a[i], a[j] = a[j], a[i]
+		i, j = i+1, j-1
+	}
+	a[0], a[j] = a[j], a[0]
+	return j
+}
+
+func (es keyRefs) heapsort(a []keyRef) {
+	for i := len(a)/2 - 1; i >= 0; i-- {
+		es.siftDown(a, i)
+	}
+	for n := len(a) - 1; n > 0; n-- {
+		a[0], a[n] = a[n], a[0]
+		es.siftDown(a[:n], 0)
+	}
+}
+
+func (es keyRefs) siftDown(a []keyRef, i int) {
+	for {
+		c := 2*i + 1
+		if c >= len(a) {
+			return
+		}
+		if c+1 < len(a) && es.less(&a[c], &a[c+1]) {
+			c++
+		}
+		if !es.less(&a[i], &a[c]) {
+			return
+		}
+		a[i], a[c] = a[c], a[i]
+		i = c
+	}
+}
 
 // sorted returns the runs, each sorted by cmp, merged into one run in key
 // order. If two distinct modules share their first 8 bytes (one block

@@ -1,6 +1,7 @@
 package exec
 
 import (
+	"math/bits"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -285,6 +286,48 @@ func TestKeyRefsMerge(t *testing.T) {
 			}
 			if len(got) != len(es) {
 				t.Fatalf("%d parts: %d of %d entries", parts, len(got), len(es))
+			}
+		}
+	}
+}
+
+// TestKeyRefsSort checks the introsort on shapes that defeat naive
+// quicksorts (sorted, reversed, all equal, few values, organ pipe) and on
+// random keys, also with the depth limit reached at once (heapsort).
+func TestKeyRefsSort(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	shapes := map[string]func(i, n int) int{
+		"sorted":   func(i, n int) int { return i },
+		"reversed": func(i, n int) int { return n - i },
+		"equal":    func(i, n int) int { return 7 },
+		"few":      func(i, n int) int { return rng.IntN(3) },
+		"organ":    func(i, n int) int { return min(i, n-i) },
+		"random":   func(i, n int) int { return rng.IntN(1 << 20) },
+	}
+	for name, shape := range shapes {
+		for _, n := range []int{0, 1, 2, 13, 100, 2000} {
+			es := make(keyRefs, n)
+			refs := make([]keyRef, n)
+			for i := range es {
+				v := shape(i, n)
+				// The value in the key's 8th to 11th bytes: ties in (hi,
+				// lo) that only the strings decide.
+				es[i].k = string(TokenModule[:]) + "prefix.." + string([]byte{byte(v >> 16), byte(v >> 8), byte(v)})
+				refs[i] = newKeyRef(es[i].k, int32(i), 0)
+			}
+			for _, depth := range []int{0, 2 * bits.Len(uint(n))} {
+				a := slices.Clone(refs)
+				es.introsort(a, depth)
+				seen := make([]bool, n)
+				for j, r := range a {
+					if j > 0 && es[a[j-1].pos].k > es[r.pos].k {
+						t.Fatalf("%s, %d keys, depth %d: not sorted at %d", name, n, depth, j)
+					}
+					if seen[r.pos] {
+						t.Fatalf("%s, %d keys: entry %d twice", name, n, r.pos)
+					}
+					seen[r.pos] = true
+				}
 			}
 		}
 	}
