@@ -69,7 +69,7 @@ func newAccessTable(txs []*types.Tx, senders []types.Address, workers int) *acce
 	barriers, prefixes := make([]bool, parts), make([]bool, parts)
 	parallel(parts, func(p int) {
 		lo, hi := p*n/parts, (p+1)*n/parts
-		var b strings.Builder
+		var b keyBuilder
 		size := 0
 		for i := lo; i < hi; i++ {
 			size += entryBytes(txs[i])
@@ -177,13 +177,23 @@ func entryBytes(tx *types.Tx) int {
 	return n
 }
 
+// keyBuilder holds the keys of a range of transactions' entries: they are
+// written to one builder and sliced from its string, so the range
+// allocates its keys once (it must have grown enough to never reallocate,
+// or earlier keys would keep old copies: correct, but wasted). The record
+// key of the module called last is reused while the next transactions call
+// the same module: the sort then finds those keys equal at once, the
+// string comparison seeing the same bytes.
+type keyBuilder struct {
+	strings.Builder
+	module types.Address // of rec
+	rec    string
+}
+
 // entries appends tx's accesses for the conflict analysis to es: the
 // implicit write of the sender's account record first, for a call the
 // implicit read of the called module's record, then the declared list.
-// The keys are written to b and sliced from its string, so a range of
-// transactions allocates its keys once (b must have grown enough to never
-// reallocate, or earlier keys would keep old copies: correct, but wasted).
-func entries(es []access, b *strings.Builder, tx *types.Tx, sender types.Address) []access {
+func entries(es []access, b *keyBuilder, tx *types.Tx, sender types.Address) []access {
 	add := func(module types.Address, k []byte, prefix, write bool) {
 		from := b.Len()
 		b.Write(module[:])
@@ -191,8 +201,13 @@ func entries(es []access, b *strings.Builder, tx *types.Tx, sender types.Address
 		es = append(es, access{k: b.String()[from:], prefix: prefix, write: write})
 	}
 	add(AccountsModule, sender[:], false, true)
-	if tx.Body.Payload.Kind == types.Call {
-		add(ModulesModule, recordKey(tx.Body.Payload.Module), false, false)
+	if m := tx.Body.Payload.Module; tx.Body.Payload.Kind == types.Call {
+		if b.rec == "" || b.module != m {
+			add(ModulesModule, recordKey(m), false, false)
+			b.module, b.rec = m, es[len(es)-1].k
+		} else {
+			es = append(es, access{k: b.rec})
+		}
 	}
 	for _, a := range tx.Body.Access {
 		add(a.Module, a.Key, a.Prefix, a.Mode >= types.Write)

@@ -103,7 +103,7 @@ func TestDAGAgainstReference(t *testing.T) {
 		es := make([][]access, len(txs))
 		for i, tx := range txs {
 			senders[i] = tx.SenderAddress()
-			es[i] = entries(nil, new(strings.Builder), tx, senders[i])
+			es[i] = entries(nil, new(keyBuilder), tx, senders[i])
 		}
 		// independent is exactly: no barrier, no prefix entry, no
 		// conflicting pair; and then the DAG has no edge. Short heads of
@@ -183,7 +183,7 @@ func TestAccessTableAgainstReference(t *testing.T) {
 			tab := newAccessTable(txs, senders, parts*accessPartMin)
 			want := map[string]bool{}
 			for i, tx := range txs {
-				es := entries(nil, new(strings.Builder), tx, senders[i])
+				es := entries(nil, new(keyBuilder), tx, senders[i])
 				if len(tab.all[i]) != len(es) {
 					t.Fatalf("seed %d: tx %d has %d entries, want %d", seed, i, len(tab.all[i]), len(es))
 				}
