@@ -137,10 +137,11 @@ type block struct {
 	senders []types.Address
 	access  *accessTable // nil in a simulation
 	cache   [][]byte     // the prefetched parent values by slot
-	// The block's pending writes and account records are carved from
-	// these, so a transaction allocates neither (see runTx).
-	wbuf   []write
-	nonces []byte
+	// The block's overlays, pending writes and account records are carved
+	// from these, so a transaction allocates none of them (see runTx).
+	overlays []overlay
+	wbuf     []write
+	nonces   []byte
 	// order maps execution positions to block indexes (nil = identity):
 	// b, txs and senders are in execution order, see nonceOrder.
 	order []int
@@ -171,6 +172,7 @@ func (x *Executor) prepare(ctx context.Context, parent StateView, b *types.Block
 		bl.b, bl.txs, bl.senders = reorder(b, txs, bl.senders, bl.order)
 		bl.access.permute(bl.order)
 	}
+	bl.overlays = make([]overlay, len(txs))
 	bl.wbuf = make([]write, bl.access.start[len(txs)])
 	bl.nonces = make([]byte, nonceLen*len(txs))
 	c, err := prefetch(ctx, parent, bl.access, x.opts.Workers)
@@ -375,7 +377,13 @@ func (x *Executor) runTx(ctx context.Context, bl *block, layer blockLayer, paren
 	} else {
 		env.TS, env.TxID = bl.env.Time, tx.ID()
 	}
-	o := &overlay{ctx: ctx, layer: layer, tab: bl.access, cache: bl.cache, parent: parent, idx: i, rec: rec}
+	var o *overlay
+	if bl.overlays != nil {
+		o = &bl.overlays[i]
+	} else {
+		o = new(overlay)
+	}
+	*o = overlay{ctx: ctx, layer: layer, tab: bl.access, cache: bl.cache, parent: parent, idx: i, rec: rec}
 	acctSlot, acct := int32(-1), ""
 	var record []byte // where the new account record goes
 	if bl.access != nil {
