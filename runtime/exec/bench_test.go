@@ -129,3 +129,68 @@ func sendersOf(txs []*types.Tx) []types.Address {
 	}
 	return s
 }
+
+// BenchmarkPhases times the phases of a conflict-free block of each bench
+// module (10 000 accounts, 5 000 transactions) on one goroutine: the
+// sender hashes, the key numbering, the prefetch, the execution and the
+// merge. The serial baseline runs the first three on every worker too, so
+// they bound what two workers can gain (see RATIONALE.md).
+func BenchmarkPhases(b *testing.B) {
+	ctx := context.Background()
+	wat := readWasm(b, "../../contracts/counter_wat/counter.wasm")
+	for _, module := range []string{BenchNative, BenchWAT} {
+		var r Runner = NewNativeRunner(NativeModules())
+		var code []byte
+		if module == BenchWAT {
+			r, code = NewRunner(nil, newPooledEngine(b, DefaultPoolConfig())), wat
+		}
+		blk, txs, genesis, err := Workload(module, code, 10_000, 5_000, 0)
+		if err != nil {
+			b.Fatal(err)
+		}
+		s, err := state.OpenMemory(state.Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := s.Commit(ctx, 1, genesis); err != nil {
+			b.Fatal(err)
+		}
+		x := New(r, Options{Workers: 1})
+		bl, err := x.prepare(ctx, s, blk, txs)
+		if err != nil {
+			b.Fatal(err)
+		}
+		outs := make([]txOut, len(txs))
+		run := func() {
+			for i := range txs {
+				if outs[i], err = x.runTx(ctx, bl, emptyLayer{}, s, i, false, nil); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+		run() // warm the engine
+		for _, p := range []struct {
+			name string
+			fn   func()
+		}{
+			{"senders", func() { sendersOf(txs) }},
+			{"numbering", func() { newAccessTable(txs, bl.senders, 1) }},
+			{"prefetch", func() {
+				if _, err := prefetch(ctx, s, bl.access, 1); err != nil {
+					b.Fatal(err)
+				}
+			}},
+			{"execute", run},
+			{"merge", func() { x.merge(outs, bl.access, 1) }},
+		} {
+			b.Run(module+"/"+p.name, func(b *testing.B) {
+				cpu0 := processCPU()
+				for b.Loop() {
+					p.fn()
+				}
+				b.ReportMetric((processCPU()-cpu0).Seconds()/float64(b.N), "cpu-s/op")
+			})
+		}
+		s.Close()
+	}
+}
