@@ -25,9 +25,9 @@ type kv struct {
 // write set of the block t was made of (t nil: no slots). A slot's value
 // is the last one written to it, found in one pass over the writes in
 // block order; the written slots are then emitted in slot order, which is
-// key order, by up to parts goroutines over ranges of slots. Keys without
+// key order, by up to workers goroutines over ranges of slots. Keys without
 // a slot (written under a declared prefix) are sorted apart and merged in.
-func (x *Executor) merge(outs []txOut, t *accessTable, parts int) *BlockResult {
+func (x *Executor) merge(outs []txOut, t *accessTable, workers int) *BlockResult {
 	res := &BlockResult{Receipts: make([]types.Receipt, len(outs))}
 	var keys []string
 	if t != nil {
@@ -49,7 +49,7 @@ func (x *Executor) merge(outs []txOut, t *accessTable, parts int) *BlockResult {
 			}
 		}
 	}
-	parts = max(1, min(parts, len(keys)/mergePartMin))
+	parts := max(1, min(workers, len(keys)/mergePartMin))
 	counts := make([]int, parts+1)
 	parallel(parts, func(p int) {
 		for s := p * len(keys) / parts; s < (p+1)*len(keys)/parts; s++ {
@@ -82,15 +82,17 @@ func (x *Executor) merge(outs []txOut, t *accessTable, parts int) *BlockResult {
 		evAt[i+1] = evAt[i] + len(outs[i].receipt.Events)
 	}
 	res.Events = make([]types.Event, evAt[len(outs)])
-	rparts := max(1, min(parts, len(outs)/mergePartMin))
+	rparts := max(1, min(workers, len(outs)/mergePartMin))
 	gas := make([]uint64, rparts)
 	parallel(rparts, func(p int) {
+		var g uint64
 		for i := p * len(outs) / rparts; i < (p+1)*len(outs)/rparts; i++ {
 			r := &outs[i].receipt
 			res.Receipts[i] = *r
-			gas[p] += r.GasUsed
+			g += r.GasUsed
 			copy(res.Events[evAt[i]:], r.Events)
 		}
+		gas[p] = g
 	})
 	for _, g := range gas {
 		res.GasUsed += g
