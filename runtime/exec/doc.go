@@ -37,9 +37,11 @@
 // barrier: it waits for every transaction since the previous barrier and
 // every later transaction waits for it, because it changes which code runs
 // at an address, which cross-module calls read without declaring it.
-// Ready transactions run on a fixed pool of workers; a worker that
-// releases dependents runs the first of them itself, so a chain does not
-// hop between workers. Each runs on a private overlay: its own writes,
+// Ready transactions run on a fixed pool of workers: those without
+// dependencies are claimed in chunks from a cursor, those released later
+// pass through a queue behind them, and a worker that releases dependents
+// runs the first of them itself, so a chain does not hop between workers.
+// Each runs on a private overlay: its own writes,
 // then the published writes of earlier transactions of the block, then
 // the parent version (through a prefetch of every exact key the block
 // declares, done before execution by the serial path too). The entries

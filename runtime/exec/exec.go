@@ -204,14 +204,21 @@ func (x *Executor) ExecuteBlock(ctx context.Context, parent StateView, b *types.
 		return x.executeIndependent(ctx, bl, parent, outs)
 	}
 	mv := newMVStore(bl.access)
+	// The transactions ready from the start are claimed in chunks from a
+	// cursor; those released later go through the channel, behind them,
+	// as they would in one queue. A channel operation per transaction cost
+	// more than a small transaction, and filling it was serial.
 	pending := make([]atomic.Int32, n)
 	ready := make(chan int, n)
+	roots := make([]int32, 0, n)
 	for i := range n {
 		pending[i].Store(d.ndeps[i])
 		if d.ndeps[i] == 0 {
-			ready <- i
+			roots = append(roots, int32(i))
 		}
 	}
+	var cursor atomic.Int64
+	chunk := max(1, min(independentChunk, len(roots)/(4*x.opts.Workers)))
 	var (
 		remaining atomic.Int64
 		fail      blockErr
@@ -259,6 +266,17 @@ func (x *Executor) ExecuteBlock(ctx context.Context, parent StateView, b *types.
 	}
 	worker := func() {
 		defer wg.Done()
+		for {
+			lo := int(cursor.Add(int64(chunk))) - chunk
+			if lo >= len(roots) {
+				break
+			}
+			for _, r := range roots[lo:min(lo+chunk, len(roots))] {
+				for i := int(r); i >= 0; {
+					i = step(i)
+				}
+			}
+		}
 		for i := range ready {
 			for i >= 0 {
 				i = step(i)
