@@ -508,16 +508,19 @@ func (t *accessTable) dag(txs []*types.Tx) *dag {
 	}
 
 	mark := make([]int32, n) // mark[j] == i+1: j already a dependency of i
-	deps := make([][]int32, n)
+	// The dependencies of i are deps[from[i]:from[i+1]]: one slice for
+	// the block, not one per transaction.
+	var deps []int32
+	from := make([]int, n+1)
 	var ndeps = make([]int32, n)
-	edges := 0
 	barrier := int32(-1)
 	for i := range n {
 		me := int32(i)
+		from[i] = len(deps)
 		add := func(j int32) {
 			if j >= 0 && j != me && mark[j] != me+1 {
 				mark[j] = me + 1
-				deps[i] = append(deps[i], j)
+				deps = append(deps, j)
 			}
 		}
 		add(barrier)
@@ -575,21 +578,19 @@ func (t *accessTable) dag(txs []*types.Tx) *dag {
 				s.readers = append(s.readers, me)
 			}
 		}
-		ndeps[i] = int32(len(deps[i]))
-		edges += len(deps[i])
+		ndeps[i] = int32(len(deps) - from[i])
 	}
-	d := &dag{ndeps: ndeps, start: make([]int32, n+1), out: make([]int32, edges)}
-	for i := range n {
-		for _, j := range deps[i] {
-			d.start[j+1]++
-		}
+	from[n] = len(deps)
+	d := &dag{ndeps: ndeps, start: make([]int32, n+1), out: make([]int32, len(deps))}
+	for _, j := range deps {
+		d.start[j+1]++
 	}
 	for j := range n {
 		d.start[j+1] += d.start[j]
 	}
 	fill := append([]int32(nil), d.start[:n]...)
 	for i := range n { // ascending i: each dependents list is in block order
-		for _, j := range deps[i] {
+		for _, j := range deps[from[i]:from[i+1]] {
 			d.out[fill[j]] = int32(i)
 			fill[j]++
 		}

@@ -144,7 +144,13 @@ type version struct {
 func newMVStore(t *accessTable) *mvStore {
 	s := &mvStore{seed: maphash.MakeSeed()}
 	if t != nil {
+		// Each slot starts with room for one version in a shared array:
+		// most keys get one version in a block, and then no allocation.
 		s.keys, s.vers = t.keys, make([][]version, len(t.keys))
+		first := make([]version, len(t.keys))
+		for i := range s.vers {
+			s.vers[i] = first[i : i : i+1]
+		}
 	}
 	for i := range s.shards {
 		s.shards[i].m = make(map[string][]version)
