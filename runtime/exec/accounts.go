@@ -42,8 +42,6 @@ func decodeNonce(b []byte) (uint64, error) {
 	return binary.BigEndian.Uint64(b), nil
 }
 
-func encodeNonce(n uint64) []byte { return binary.BigEndian.AppendUint64(nil, n) }
-
 // key joins a module and a key into the executor's internal string form
 // (the 32 module bytes, then the key), whose byte order is (module, key).
 func key(module types.Address, k []byte) string { return string(module[:]) + string(k) }

@@ -54,12 +54,14 @@ func BenchmarkExecute(b *testing.B) {
 				{"workers=2", func() (*BlockResult, error) { return New(r, Options{Workers: 2}).ExecuteBlock(ctx, s, blk, txs) }},
 			} {
 				b.Run(fmt.Sprintf("%s/conflict=%.0f%%/%s", module, 100*rate, c.name), func(b *testing.B) {
+					cpu0 := processCPU()
 					for b.Loop() {
 						if _, err := c.run(); err != nil {
 							b.Fatal(err)
 						}
 					}
 					b.ReportMetric(float64(len(txs))*float64(b.N)/b.Elapsed().Seconds(), "tx/s")
+					b.ReportMetric((processCPU()-cpu0).Seconds()/float64(b.N), "cpu-s/op")
 				})
 			}
 			s.Close()
@@ -98,9 +100,15 @@ func TestBenchSmall(t *testing.T) {
 				t.Fatalf("%s, 100%% conflict: tx %d has %d dependencies, want 1", m.name, i, d.ndeps[i])
 			}
 		}
+		if newAccessTable(txs, sendersOf(txs), 1).independent {
+			t.Fatalf("%s, 100%% conflict: independent", m.name)
+		}
 		_, txs, _, _ = Workload(m.name, m.code, 40, 20, 0)
 		if d := buildDAG(txs, sendersOf(txs)); len(d.out) != 0 {
 			t.Fatalf("%s, 0%% conflict: %d edges", m.name, len(d.out))
+		}
+		if !newAccessTable(txs, sendersOf(txs), 1).independent {
+			t.Fatalf("%s, 0%% conflict: not independent", m.name)
 		}
 	}
 	if _, _, _, err := TransferWorkload(10, 6, 0); err == nil {
@@ -120,4 +128,69 @@ func sendersOf(txs []*types.Tx) []types.Address {
 		s[i] = tx.SenderAddress()
 	}
 	return s
+}
+
+// BenchmarkPhases times the phases of a conflict-free block of each bench
+// module (10 000 accounts, 5 000 transactions) on one goroutine: the
+// sender hashes, the key numbering, the prefetch, the execution and the
+// merge. The serial baseline runs the first three on every worker too, so
+// they bound what two workers can gain (see RATIONALE.md).
+func BenchmarkPhases(b *testing.B) {
+	ctx := context.Background()
+	wat := readWasm(b, "../../contracts/counter_wat/counter.wasm")
+	for _, module := range []string{BenchNative, BenchWAT} {
+		var r Runner = NewNativeRunner(NativeModules())
+		var code []byte
+		if module == BenchWAT {
+			r, code = NewRunner(nil, newPooledEngine(b, DefaultPoolConfig())), wat
+		}
+		blk, txs, genesis, err := Workload(module, code, 10_000, 5_000, 0)
+		if err != nil {
+			b.Fatal(err)
+		}
+		s, err := state.OpenMemory(state.Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := s.Commit(ctx, 1, genesis); err != nil {
+			b.Fatal(err)
+		}
+		x := New(r, Options{Workers: 1})
+		bl, err := x.prepare(ctx, s, blk, txs)
+		if err != nil {
+			b.Fatal(err)
+		}
+		outs := make([]txOut, len(txs))
+		run := func() {
+			for i := range txs {
+				if outs[i], err = x.runTx(ctx, bl, emptyLayer{}, s, i, false, nil); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+		run() // warm the engine
+		for _, p := range []struct {
+			name string
+			fn   func()
+		}{
+			{"senders", func() { sendersOf(txs) }},
+			{"numbering", func() { newAccessTable(txs, bl.senders, 1) }},
+			{"prefetch", func() {
+				if _, err := prefetch(ctx, s, bl.access, 1); err != nil {
+					b.Fatal(err)
+				}
+			}},
+			{"execute", run},
+			{"merge", func() { x.merge(outs, bl.access, 1) }},
+		} {
+			b.Run(module+"/"+p.name, func(b *testing.B) {
+				cpu0 := processCPU()
+				for b.Loop() {
+					p.fn()
+				}
+				b.ReportMetric((processCPU()-cpu0).Seconds()/float64(b.N), "cpu-s/op")
+			})
+		}
+		s.Close()
+	}
 }

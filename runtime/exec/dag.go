@@ -1,6 +1,9 @@
 package exec
 
 import (
+	"cmp"
+	"encoding/binary"
+	"math/bits"
 	"slices"
 	"sort"
 	"strings"
@@ -29,67 +32,414 @@ type access struct {
 }
 
 // accessTable is a block's conflict entries, computed once per block: the
-// prefetch reads its exact keys and the DAG indexes them by slot, so
-// neither hashes a key into a map of its own.
+// prefetch reads its exact keys, the DAG and the block layers index them
+// by slot, the overlays find a transaction's keys among its own entries,
+// and the merge emits the written slots in order, so no stage hashes keys.
+// A slot is the rank of its key among the block's distinct exact keys, so
+// slot order is key order.
 type accessTable struct {
-	all   [][]access       // per transaction, see entries
-	keys  []string         // the distinct exact keys, by slot
-	slots map[string]int32 // key -> slot
+	all   [][]access // per transaction, see entries (views of one array)
+	start []int      // all[i] is entries start[i]:start[i+1] of that array
+	keys  []string   // the distinct exact keys, sorted; a slot indexes it
+	// independent: no barrier, no prefix, and no key that one transaction
+	// writes and another uses, so the DAG has no edge (see dag).
+	independent bool
+	// senderGroups lists, for each sender with several transactions, their
+	// positions in ascending order (see nonceOrder).
+	senderGroups [][]int
+	raw          []byte  // the keys' bytes after the module, concatenated
+	off          []int32 // keys[s]'s bytes are raw[off[s]:off[s+1]]
 }
 
-// newAccessTable lists every transaction's entries, with up to workers
-// goroutines over contiguous ranges, and numbers the distinct exact keys
-// in order of first appearance.
+// newAccessTable lists every transaction's entries and numbers the distinct
+// exact keys by sorting them, with up to workers goroutines over contiguous
+// ranges of transactions (each sorts its entries, the sorted runs are then
+// merged); a sort of fixed-size prefixes costs less than a map insert per
+// entry and gives the keys in the order the merge emits them.
 func newAccessTable(txs []*types.Tx, senders []types.Address, workers int) *accessTable {
-	t := &accessTable{all: make([][]access, len(txs))}
-	parts := max(1, min(workers, len(txs)/accessPartMin))
-	parallel(parts, func(p int) {
-		for i := p * len(txs) / parts; i < (p+1)*len(txs)/parts; i++ {
-			t.all[i] = entries(txs[i], senders[i])
-		}
-	})
-	ne := 0
-	for _, es := range t.all {
-		ne += len(es)
+	n := len(txs)
+	t := &accessTable{all: make([][]access, n), start: make([]int, n+1)}
+	start := t.start
+	for i, tx := range txs {
+		start[i+1] = start[i] + entryCount(tx)
 	}
-	// Sized for the upper bound, so the map never rehashes while it grows.
-	t.slots = make(map[string]int32, ne)
-	for _, es := range t.all {
-		for j := range es {
-			e := &es[j]
-			if e.prefix {
-				e.slot = -1
-				continue
-			}
-			sl, ok := t.slots[e.k]
-			if !ok {
-				sl = int32(len(t.keys))
-				t.slots[e.k] = sl
-				t.keys = append(t.keys, e.k)
-			}
-			e.slot = sl
+	flat := make([]access, start[n])
+	parts := max(1, min(workers, n/accessPartMin))
+	runs := make([][]keyRef, parts)
+	barriers, prefixes := make([]bool, parts), make([]bool, parts)
+	parallel(parts, func(p int) {
+		lo, hi := p*n/parts, (p+1)*n/parts
+		var b keyBuilder
+		size := 0
+		for i := lo; i < hi; i++ {
+			size += entryBytes(txs[i])
 		}
+		b.Grow(size)
+		// The keys of the part share the builder's one string.
+		for i := lo; i < hi; i++ {
+			t.all[i] = entries(flat[start[i]:start[i]:start[i+1]], &b, txs[i], senders[i])
+		}
+		run := make([]keyRef, 0, start[hi]-start[lo])
+		for i := lo; i < hi; i++ {
+			if isBarrier(txs[i]) {
+				barriers[p] = true
+			}
+			for j := start[i]; j < start[i+1]; j++ {
+				if flat[j].prefix {
+					flat[j].slot, prefixes[p] = -1, true
+				} else {
+					run = append(run, newKeyRef(flat[j].k, int32(j), int32(i)))
+				}
+			}
+		}
+		keyRefs(flat).sort(run)
+		runs[p] = run
+	})
+	sorted := keyRefs(flat).sorted(runs)
+	size := 0
+	t.keys = make([]string, 0, len(sorted))
+	t.independent = !slices.Contains(barriers, true) && !slices.Contains(prefixes, true)
+	// Per key: the first transaction, whether another one uses it too,
+	// and whether any writes it (two of those make a conflict). The
+	// senders' implicit account entries (first of their transaction) of
+	// one key are the transactions of one sender.
+	first, shared, written := int32(-1), false, false
+	var group []int
+	endGroup := func() {
+		if len(group) > 1 {
+			slices.Sort(group)
+			t.senderGroups = append(t.senderGroups, group)
+		}
+		group = nil
+	}
+	for j, r := range sorted {
+		e := &flat[r.pos]
+		if j == 0 || r.hi != sorted[j-1].hi || r.lo != sorted[j-1].lo || e.k != t.keys[len(t.keys)-1] {
+			t.keys = append(t.keys, e.k)
+			size += len(e.k) - types.AddressLen
+			first, shared, written = r.tx, false, false
+			endGroup()
+		}
+		shared = shared || r.tx != first
+		written = written || e.write
+		if shared && written {
+			t.independent = false
+		}
+		if int(r.pos) == start[r.tx] {
+			group = append(group, int(r.tx))
+		}
+		e.slot = int32(len(t.keys) - 1)
+	}
+	endGroup()
+	t.raw = make([]byte, 0, size)
+	t.off = make([]int32, len(t.keys)+1)
+	for s, k := range t.keys {
+		t.raw = append(t.raw, k[types.AddressLen:]...)
+		t.off[s+1] = int32(len(t.raw))
 	}
 	return t
+}
+
+// permute puts the table in the execution order: all[j] becomes the
+// entries of transaction order[j]. Slots, keys and independence are sets
+// and do not change; senderGroups is spent once the order is known.
+func (t *accessTable) permute(order []int) {
+	all := make([][]access, len(order))
+	for j, i := range order {
+		all[j] = t.all[i]
+		t.start[j+1] = t.start[j] + len(all[j])
+	}
+	t.all, t.senderGroups = all, nil
 }
 
 // accessPartMin is the fewest transactions worth an entry-listing
 // goroutine of their own.
 const accessPartMin = 256
 
-// entries lists tx's accesses for the conflict analysis: the implicit write
-// of the sender's account record first, for a call the implicit read of
-// the called module's record, then the declared list.
-func entries(tx *types.Tx, sender types.Address) []access {
-	es := make([]access, 0, 2+len(tx.Body.Access))
-	es = append(es, access{k: accountKey(sender), write: true})
+// entryCount is the number of entries of tx (see entries).
+func entryCount(tx *types.Tx) int {
+	n := 1 + len(tx.Body.Access)
 	if tx.Body.Payload.Kind == types.Call {
-		es = append(es, access{k: key(ModulesModule, recordKey(tx.Body.Payload.Module))})
+		n++
+	}
+	return n
+}
+
+// entryBytes is the length of tx's entries' keys together.
+func entryBytes(tx *types.Tx) int {
+	n := 2 * types.AddressLen
+	if tx.Body.Payload.Kind == types.Call {
+		n += 2 * types.AddressLen
 	}
 	for _, a := range tx.Body.Access {
-		es = append(es, access{k: key(a.Module, a.Key), prefix: a.Prefix, write: a.Mode >= types.Write})
+		n += types.AddressLen + len(a.Key)
+	}
+	return n
+}
+
+// keyBuilder holds the keys of a range of transactions' entries: they are
+// written to one builder and sliced from its string, so the range
+// allocates its keys once (it must have grown enough to never reallocate,
+// or earlier keys would keep old copies: correct, but wasted). The record
+// key of the module called last is reused while the next transactions call
+// the same module: the sort then finds those keys equal at once, the
+// string comparison seeing the same bytes.
+type keyBuilder struct {
+	strings.Builder
+	module types.Address // of rec
+	rec    string
+}
+
+// entries appends tx's accesses for the conflict analysis to es: the
+// implicit write of the sender's account record first, for a call the
+// implicit read of the called module's record, then the declared list.
+func entries(es []access, b *keyBuilder, tx *types.Tx, sender types.Address) []access {
+	add := func(module types.Address, k []byte, prefix, write bool) {
+		from := b.Len()
+		b.Write(module[:])
+		b.Write(k)
+		es = append(es, access{k: b.String()[from:], prefix: prefix, write: write})
+	}
+	add(AccountsModule, sender[:], false, true)
+	if m := tx.Body.Payload.Module; tx.Body.Payload.Kind == types.Call {
+		if b.rec == "" || b.module != m {
+			add(ModulesModule, recordKey(m), false, false)
+			b.module, b.rec = m, es[len(es)-1].k
+		} else {
+			es = append(es, access{k: b.rec})
+		}
+	}
+	for _, a := range tx.Body.Access {
+		add(a.Module, a.Key, a.Prefix, a.Mode >= types.Write)
 	}
 	return es
+}
+
+// slotOf returns the slot of the exact key k, or -1 when no transaction of
+// the block declared it.
+func (t *accessTable) slotOf(k string) int32 {
+	if t == nil {
+		return -1
+	}
+	if s, ok := slices.BinarySearch(t.keys, k); ok {
+		return int32(s)
+	}
+	return -1
+}
+
+// stateKey is the state key of slot s. Its Key shares the table's bytes
+// (capacity clipped, so an append copies): no allocation per key.
+func (t *accessTable) stateKey(s int32) types.StateKey {
+	var k types.StateKey
+	copy(k.Module[:], t.keys[s])
+	k.Key = t.raw[t.off[s]:t.off[s+1]:t.off[s+1]]
+	return k
+}
+
+// keyRef is an exact entry in a key sort: hi and lo are the big-endian
+// first 8 bytes of the module and of the key (zero-padded), so most
+// comparisons are integer compares; pos is the entry's index in the
+// table's entry array, whose key decides ties. It holds no pointer, so
+// the sort moves it without write barriers and the collector never scans
+// it.
+type keyRef struct {
+	hi, lo uint64
+	pos    int32
+	tx     int32 // the entry's transaction
+}
+
+func newKeyRef(k string, pos, tx int32) keyRef {
+	var hi, lo [8]byte
+	copy(hi[:], k)
+	copy(lo[:], k[types.AddressLen:])
+	return keyRef{hi: binary.BigEndian.Uint64(hi[:]), lo: binary.BigEndian.Uint64(lo[:]), pos: pos, tx: tx}
+}
+
+// keyRefs sorts keyRefs of the entries es.
+type keyRefs []access
+
+// cmp orders by module prefix, then key: the key's prefixes order as the
+// keys do (a zero-padded prefix of a shorter key is never greater). It is
+// the key order when distinct modules of the block differ in their first
+// 8 bytes, which sorted checks; comparing whole modules here would cost a
+// string comparison whenever two keys share a module.
+func (es keyRefs) cmp(a, b keyRef) int {
+	if a.hi != b.hi {
+		return cmp.Compare(a.hi, b.hi)
+	}
+	if a.lo != b.lo {
+		return cmp.Compare(a.lo, b.lo)
+	}
+	return strings.Compare(es[a.pos].k[types.AddressLen:], es[b.pos].k[types.AddressLen:])
+}
+
+// less is cmp(a, b) < 0, inlined in the sort: a generic sort calls its
+// comparison through a function value, which cost more than the integer
+// compares it makes.
+func (es keyRefs) less(a, b *keyRef) bool {
+	if a.hi != b.hi {
+		return a.hi < b.hi
+	}
+	if a.lo != b.lo {
+		return a.lo < b.lo
+	}
+	return es[a.pos].k[types.AddressLen:] < es[b.pos].k[types.AddressLen:]
+}
+
+// sort sorts run by cmp: an introsort (quicksort with a median of three
+// and a partition that splits runs of equal keys evenly, heapsort past a
+// depth of 2 log n), so no choice of keys makes it worse than O(n log n).
+func (es keyRefs) sort(run []keyRef) { es.introsort(run, 2*bits.Len(uint(len(run)))) }
+
+// insertionMax is the longest run the introsort leaves to insertion sort.
+const insertionMax = 12
+
+func (es keyRefs) introsort(a []keyRef, depth int) {
+	for len(a) > insertionMax {
+		if depth == 0 {
+			es.heapsort(a)
+			return
+		}
+		depth--
+		p := es.partition(a)
+		// Recurse into the smaller side, loop on the larger: O(log n) stack.
+		if p < len(a)-p {
+			es.introsort(a[:p], depth)
+			a = a[p+1:]
+		} else {
+			es.introsort(a[p+1:], depth)
+			a = a[:p]
+		}
+	}
+	for i := 1; i < len(a); i++ {
+		for j := i; j > 0 && es.less(&a[j], &a[j-1]); j-- {
+			a[j], a[j-1] = a[j-1], a[j]
+		}
+	}
+}
+
+// partition puts the median of the first, middle and last element at p and
+// returns p, with nothing greater before it and nothing less after it.
+// Both scans stop at keys equal to the pivot, so equal keys spread over
+// both sides.
+func (es keyRefs) partition(a []keyRef) int {
+	m, l := len(a)/2, len(a)-1
+	if es.less(&a[m], &a[0]) {
+		a[m], a[0] = a[0], a[m]
+	}
+	if es.less(&a[l], &a[m]) {
+		a[l], a[m] = a[m], a[l]
+		if es.less(&a[m], &a[0]) {
+			a[m], a[0] = a[0], a[m]
+		}
+	}
+	a[0], a[m] = a[m], a[0]
+	pivot := a[0]
+	i, j := 1, l
+	for {
+		for i <= j && es.less(&a[i], &pivot) {
+			i++
+		}
+		for i <= j && es.less(&pivot, &a[j]) {
+			j--
+		}
+		if i >= j {
+			break
+		}
+		a[i], a[j] = a[j], a[i]
+		i, j = i+1, j-1
+	}
+	a[0], a[j] = a[j], a[0]
+	return j
+}
+
+func (es keyRefs) heapsort(a []keyRef) {
+	for i := len(a)/2 - 1; i >= 0; i-- {
+		es.siftDown(a, i)
+	}
+	for n := len(a) - 1; n > 0; n-- {
+		a[0], a[n] = a[n], a[0]
+		es.siftDown(a[:n], 0)
+	}
+}
+
+func (es keyRefs) siftDown(a []keyRef, i int) {
+	for {
+		c := 2*i + 1
+		if c >= len(a) {
+			return
+		}
+		if c+1 < len(a) && es.less(&a[c], &a[c+1]) {
+			c++
+		}
+		if !es.less(&a[i], &a[c]) {
+			return
+		}
+		a[i], a[c] = a[c], a[i]
+		i = c
+	}
+}
+
+// sorted returns the runs, each sorted by cmp, merged into one run in key
+// order. If two distinct modules share their first 8 bytes (one block
+// would need addresses ground for it), cmp is not the key order and the
+// run is sorted again by whole keys: slower, never wrong.
+func (es keyRefs) sorted(runs [][]keyRef) []keyRef {
+	sorted := runs[0]
+	for _, r := range runs[1:] {
+		sorted = es.merge(sorted, r, len(runs))
+	}
+	// Entries of one module prefix are contiguous, so a second module
+	// with that prefix shows next to the first somewhere.
+	for j := 1; j < len(sorted); j++ {
+		if a, b := es[sorted[j-1].pos].k, es[sorted[j].pos].k; sorted[j-1].hi == sorted[j].hi && a[:types.AddressLen] != b[:types.AddressLen] {
+			slices.SortFunc(sorted, func(a, b keyRef) int { return strings.Compare(es[a.pos].k, es[b.pos].k) })
+			break
+		}
+	}
+	return sorted
+}
+
+// merge merges two sorted runs (a first on equal keys), with parts
+// goroutines each writing one range of the output.
+func (es keyRefs) merge(a, b []keyRef, parts int) []keyRef {
+	out := make([]keyRef, len(a)+len(b))
+	parallel(parts, func(p int) {
+		lo, hi := p*len(out)/parts, (p+1)*len(out)/parts
+		ai, bi := es.split(a, b, lo)
+		aj, bj := es.split(a, b, hi)
+		es.mergeInto(out[lo:hi], a[ai:aj], b[bi:bj])
+	})
+	return out
+}
+
+// split returns how many of the first k merged elements come from a and
+// from b: the least i with a[i] after b[k-i-1], found by bisection since
+// that holds for every larger i too.
+func (es keyRefs) split(a, b []keyRef, k int) (int, int) {
+	lo, hi := max(0, k-len(b)), min(k, len(a))
+	for lo < hi {
+		i := (lo + hi) / 2
+		if es.cmp(a[i], b[k-i-1]) <= 0 {
+			lo = i + 1
+		} else {
+			hi = i
+		}
+	}
+	return lo, k - lo
+}
+
+func (es keyRefs) mergeInto(out, a, b []keyRef) {
+	i, j := 0, 0
+	for n := range out {
+		if j == len(b) || (i < len(a) && es.cmp(a[i], b[j]) <= 0) {
+			out[n] = a[i]
+			i++
+		} else {
+			out[n] = b[j]
+			j++
+		}
+	}
 }
 
 // keyState is the conflict history of one exact key or one prefix: its
@@ -127,13 +477,11 @@ func (t *accessTable) dag(txs []*types.Tx) *dag {
 			}
 		}
 	}
-	// Sorted key lists turn "every key under a prefix" into a binary
-	// search and a contiguous range. They are needed only with prefixes.
-	var sortedExact, sortedPrefix []string
+	// Sorted key lists (t.keys is one) turn "every key under a prefix"
+	// into a binary search and a contiguous range.
+	var sortedPrefix []string
 	var prefixLens []int
 	if len(prefixSet) > 0 {
-		sortedExact = slices.Clone(t.keys)
-		sort.Strings(sortedExact)
 		sortedPrefix = sortedKeys(prefixSet)
 		lens := map[int]bool{}
 		for p := range prefixSet {
@@ -160,16 +508,19 @@ func (t *accessTable) dag(txs []*types.Tx) *dag {
 	}
 
 	mark := make([]int32, n) // mark[j] == i+1: j already a dependency of i
-	deps := make([][]int32, n)
+	// The dependencies of i are deps[from[i]:from[i+1]]: one slice for
+	// the block, not one per transaction.
+	var deps []int32
+	from := make([]int, n+1)
 	var ndeps = make([]int32, n)
-	edges := 0
 	barrier := int32(-1)
 	for i := range n {
 		me := int32(i)
+		from[i] = len(deps)
 		add := func(j int32) {
 			if j >= 0 && j != me && mark[j] != me+1 {
 				mark[j] = me + 1
-				deps[i] = append(deps[i], j)
+				deps = append(deps, j)
 			}
 		}
 		add(barrier)
@@ -203,10 +554,12 @@ func (t *accessTable) dag(txs []*types.Tx) *dag {
 				continue
 			}
 			// Exact keys and longer prefixes under e.k.
-			for _, k := range under(sortedExact, e.k) {
-				consult(&exact[t.slots[k]], e.write)
+			lo, hi := under(t.keys, e.k)
+			for s := lo; s < hi; s++ {
+				consult(&exact[s], e.write)
 			}
-			for _, k := range under(sortedPrefix, e.k) {
+			lo, hi = under(sortedPrefix, e.k)
+			for _, k := range sortedPrefix[lo:hi] {
 				if len(k) > len(e.k) {
 					consult(prefixes[k], e.write)
 				}
@@ -225,21 +578,19 @@ func (t *accessTable) dag(txs []*types.Tx) *dag {
 				s.readers = append(s.readers, me)
 			}
 		}
-		ndeps[i] = int32(len(deps[i]))
-		edges += len(deps[i])
+		ndeps[i] = int32(len(deps) - from[i])
 	}
-	d := &dag{ndeps: ndeps, start: make([]int32, n+1), out: make([]int32, edges)}
-	for i := range n {
-		for _, j := range deps[i] {
-			d.start[j+1]++
-		}
+	from[n] = len(deps)
+	d := &dag{ndeps: ndeps, start: make([]int32, n+1), out: make([]int32, len(deps))}
+	for _, j := range deps {
+		d.start[j+1]++
 	}
 	for j := range n {
 		d.start[j+1] += d.start[j]
 	}
 	fill := append([]int32(nil), d.start[:n]...)
 	for i := range n { // ascending i: each dependents list is in block order
-		for _, j := range deps[i] {
+		for _, j := range deps[from[i]:from[i+1]] {
 			d.out[fill[j]] = int32(i)
 			fill[j]++
 		}
@@ -256,12 +607,13 @@ func sortedKeys(m map[string]bool) []string {
 	return ks
 }
 
-// under returns the contiguous run of sorted keys that start with prefix.
-func under(sorted []string, prefix string) []string {
-	lo := sort.SearchStrings(sorted, prefix)
-	hi := lo
+// under returns the contiguous run sorted[lo:hi] of the sorted keys that
+// start with prefix.
+func under(sorted []string, prefix string) (lo, hi int) {
+	lo = sort.SearchStrings(sorted, prefix)
+	hi = lo
 	for hi < len(sorted) && strings.HasPrefix(sorted[hi], prefix) {
 		hi++
 	}
-	return sorted[lo:hi]
+	return lo, hi
 }

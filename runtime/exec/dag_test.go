@@ -1,6 +1,8 @@
 package exec
 
 import (
+	"math/bits"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"testing"
@@ -85,6 +87,12 @@ func conflicts(a, b []access) bool {
 // transaction is reachable (so it finished before the later one starts).
 func TestDAGAgainstReference(t *testing.T) {
 	w := wasmSetup(t, 2)
+	independents := 0
+	defer func() {
+		if independents == 0 && !t.Failed() {
+			t.Error("no independent block was generated")
+		}
+	}()
 	for seed := range uint64(seeds(t, 30)) {
 		g := newGen(seed, 6)
 		if seed%2 == 1 {
@@ -95,7 +103,29 @@ func TestDAGAgainstReference(t *testing.T) {
 		es := make([][]access, len(txs))
 		for i, tx := range txs {
 			senders[i] = tx.SenderAddress()
-			es[i] = entries(tx, senders[i])
+			es[i] = entries(nil, new(keyBuilder), tx, senders[i])
+		}
+		// independent is exactly: no barrier, no prefix entry, no
+		// conflicting pair; and then the DAG has no edge. Short heads of
+		// the block are often independent.
+		for _, n := range []int{1, 2, 3, 5, len(txs)} {
+			want := true
+			for i := range n {
+				want = want && !isBarrier(txs[i])
+				for _, e := range es[i] {
+					want = want && !e.prefix
+				}
+				for j := range i {
+					want = want && !conflicts(es[i], es[j])
+				}
+			}
+			d := buildDAG(txs[:n], senders[:n])
+			if got := newAccessTable(txs[:n], senders[:n], 1).independent; got != want || (got && len(d.out) > 0) {
+				t.Fatalf("seed %d, %d txs: independent %v, want %v (%d edges)", seed, n, got, want, len(d.out))
+			}
+			if want {
+				independents++
+			}
 		}
 		deps := depsOf(buildDAG(txs, senders))
 		// reach[i][j]: j is an ancestor of i.
@@ -117,6 +147,186 @@ func TestDAGAgainstReference(t *testing.T) {
 			for j := range i {
 				if (conflicts(es[i], es[j]) || isBarrier(txs[i]) || isBarrier(txs[j])) && !reach[i][j] {
 					t.Fatalf("seed %d: tx %d conflicts with %d but does not wait for it", seed, i, j)
+				}
+			}
+		}
+	}
+}
+
+// TestAccessTableAgainstReference checks the sort-based key numbering with
+// 1 to 3 parts against a map: every exact entry's slot names its key, the
+// keys are distinct and sorted, and stateKey gives each key back. Keys are
+// short and drawn from bytes that include zero, so many share the first
+// 8 bytes the sort compares first, or differ only by trailing zeros.
+func TestAccessTableAgainstReference(t *testing.T) {
+	for seed := range uint64(seeds(t, 20)) {
+		rng := rand.New(rand.NewPCG(seed, 11))
+		// {} and {8: 1} share the 8 bytes the sort compares first.
+		modules := []types.Address{TokenModule, CounterModule, {}, {8: 1}}
+		if seed%2 == 0 {
+			modules[3] = types.Address{1}
+		}
+		txs := make([]*types.Tx, 300+rng.IntN(700))
+		senders := make([]types.Address, len(txs))
+		for i := range txs {
+			tx := &types.Tx{Body: types.TxBody{Payload: types.Payload{Kind: types.Call, Module: modules[rng.IntN(4)]}}}
+			for range rng.IntN(5) {
+				k := make([]byte, rng.IntN(12))
+				for j := range k {
+					k[j] = []byte{0, 1, 'a', 0xff}[rng.IntN(4)]
+				}
+				tx.Body.Access = append(tx.Body.Access, types.Access{Module: modules[rng.IntN(4)], Key: k, Prefix: rng.IntN(6) == 0, Mode: types.Write})
+			}
+			txs[i], senders[i] = tx, addr(rng.IntN(50))
+		}
+		for parts := 1; parts <= 3; parts++ {
+			tab := newAccessTable(txs, senders, parts*accessPartMin)
+			want := map[string]bool{}
+			for i, tx := range txs {
+				es := entries(nil, new(keyBuilder), tx, senders[i])
+				if len(tab.all[i]) != len(es) {
+					t.Fatalf("seed %d: tx %d has %d entries, want %d", seed, i, len(tab.all[i]), len(es))
+				}
+				for j, e := range tab.all[i] {
+					if e.k != es[j].k || e.prefix != es[j].prefix || e.write != es[j].write {
+						t.Fatalf("seed %d: tx %d entry %d is %+v, want %+v", seed, i, j, e, es[j])
+					}
+					switch {
+					case e.prefix && e.slot != -1:
+						t.Fatalf("seed %d: prefix with slot %d", seed, e.slot)
+					case !e.prefix && tab.keys[e.slot] != e.k:
+						t.Fatalf("seed %d: slot %d is %x, entry %x", seed, e.slot, tab.keys[e.slot], e.k)
+					}
+					if !e.prefix {
+						want[e.k] = true
+					}
+				}
+			}
+			bySender := map[types.Address][]int{}
+			for i, s := range senders {
+				bySender[s] = append(bySender[s], i)
+			}
+			groups := 0
+			for _, g := range tab.senderGroups {
+				if !slices.Equal(g, bySender[senders[g[0]]]) {
+					t.Fatalf("seed %d: sender group %v, want %v", seed, g, bySender[senders[g[0]]])
+				}
+				groups++
+			}
+			for _, g := range bySender {
+				if len(g) > 1 {
+					groups--
+				}
+			}
+			if groups != 0 {
+				t.Fatalf("seed %d: %d sender groups too many", seed, groups)
+			}
+			if len(tab.keys) != len(want) || !slices.IsSorted(tab.keys) {
+				t.Fatalf("seed %d: %d keys (sorted %v), want %d distinct", seed, len(tab.keys), slices.IsSorted(tab.keys), len(want))
+			}
+			for s, k := range tab.keys {
+				if sk := tab.stateKey(int32(s)); key(sk.Module, sk.Key) != k || tab.slotOf(k) != int32(s) {
+					t.Fatalf("seed %d: slot %d: state key %v, slotOf %d", seed, s, sk, tab.slotOf(k))
+				}
+			}
+		}
+	}
+}
+
+// TestKeyRefOrder checks the sort's comparison against the strings' for
+// keys of one module.
+func TestKeyRefOrder(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	rk := func() string {
+		b := make([]byte, rng.IntN(12))
+		for j := range b {
+			b[j] = []byte{0, 1, 0xff}[rng.IntN(3)]
+		}
+		return string(TokenModule[:]) + string(b)
+	}
+	for range 20000 {
+		a, b := rk(), rk()
+		es := keyRefs{{k: a}, {k: b}}
+		if got, want := es.cmp(newKeyRef(a, 0, 0), newKeyRef(b, 1, 1)), strings.Compare(a, b); got != want {
+			t.Fatalf("%x vs %x: %d, want %d", a, b, got, want)
+		}
+	}
+}
+
+// TestKeyRefsMerge checks the parallel merge of two sorted runs with 1 to
+// 5 parts: sorted, and every element once (many equal keys, so the
+// splits fall inside runs of ties).
+func TestKeyRefsMerge(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for range 200 {
+		es := make(keyRefs, rng.IntN(60))
+		refs := make([]keyRef, len(es))
+		for j := range es {
+			es[j].k = string(TokenModule[:]) + string([]byte{byte(rng.IntN(4))})
+			refs[j] = newKeyRef(es[j].k, int32(j), 0)
+		}
+		cut := 0
+		if len(refs) > 0 {
+			cut = rng.IntN(len(refs) + 1)
+		}
+		a, b := slices.Clone(refs[:cut]), slices.Clone(refs[cut:])
+		es.sort(a)
+		es.sort(b)
+		for parts := 1; parts <= 5; parts++ {
+			got := es.merge(a, b, parts)
+			seen := make([]bool, len(es))
+			for j, r := range got {
+				if j > 0 && es.cmp(got[j-1], r) > 0 {
+					t.Fatalf("%d parts: not sorted at %d", parts, j)
+				}
+				if seen[r.pos] {
+					t.Fatalf("%d parts: entry %d twice", parts, r.pos)
+				}
+				seen[r.pos] = true
+			}
+			if len(got) != len(es) {
+				t.Fatalf("%d parts: %d of %d entries", parts, len(got), len(es))
+			}
+		}
+	}
+}
+
+// TestKeyRefsSort checks the introsort on shapes that defeat naive
+// quicksorts (sorted, reversed, all equal, few values, organ pipe) and on
+// random keys, also with the depth limit reached at once (heapsort).
+func TestKeyRefsSort(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	shapes := map[string]func(i, n int) int{
+		"sorted":   func(i, n int) int { return i },
+		"reversed": func(i, n int) int { return n - i },
+		"equal":    func(i, n int) int { return 7 },
+		"few":      func(i, n int) int { return rng.IntN(3) },
+		"organ":    func(i, n int) int { return min(i, n-i) },
+		"random":   func(i, n int) int { return rng.IntN(1 << 20) },
+	}
+	for name, shape := range shapes {
+		for _, n := range []int{0, 1, 2, 13, 100, 2000} {
+			es := make(keyRefs, n)
+			refs := make([]keyRef, n)
+			for i := range es {
+				v := shape(i, n)
+				// The value in the key's 8th to 11th bytes: ties in (hi,
+				// lo) that only the strings decide.
+				es[i].k = string(TokenModule[:]) + "prefix.." + string([]byte{byte(v >> 16), byte(v >> 8), byte(v)})
+				refs[i] = newKeyRef(es[i].k, int32(i), 0)
+			}
+			for _, depth := range []int{0, 2 * bits.Len(uint(n))} {
+				a := slices.Clone(refs)
+				es.introsort(a, depth)
+				seen := make([]bool, n)
+				for j, r := range a {
+					if j > 0 && es[a[j-1].pos].k > es[r.pos].k {
+						t.Fatalf("%s, %d keys, depth %d: not sorted at %d", name, n, depth, j)
+					}
+					if seen[r.pos] {
+						t.Fatalf("%s, %d keys: entry %d twice", name, n, r.pos)
+					}
+					seen[r.pos] = true
 				}
 			}
 		}

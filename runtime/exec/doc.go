@@ -28,29 +28,38 @@
 // module's record) is turned into a conflict DAG: a transaction
 // depends on the latest earlier writer of everything it reads or writes,
 // and, when it writes, on every earlier reader since that writer. Exact
-// keys are indexed by their number in the block (one map numbers them,
-// shared with the prefetch); prefixes by a map per prefix length plus a
-// sorted list of the block's keys, so building the DAG costs O(A log A) for
-// A access entries when prefixes are few, never a scan over all pairs.
+// keys are indexed by their slot, their rank among the block's distinct
+// exact keys (numbered by a parallel sort, not a map); prefixes by a map
+// per prefix length plus the sorted list of the block's keys, so building
+// the DAG costs O(A log A) for A access entries when prefixes are few,
+// never a scan over all pairs.
 // A lifecycle transaction (deploy, upgrade, set or clear admin) is a
 // barrier: it waits for every transaction since the previous barrier and
 // every later transaction waits for it, because it changes which code runs
 // at an address, which cross-module calls read without declaring it.
-// Ready transactions run on a fixed pool of workers; a worker that
-// releases dependents runs the first of them itself, so a chain does not
-// hop between workers. Each runs on a private overlay: its own writes,
+// Ready transactions run on a fixed pool of workers: those without
+// dependencies are claimed in chunks from a cursor, those released later
+// pass through a queue behind them, and a worker that releases dependents
+// runs the first of them itself, so a chain does not hop between workers.
+// Each runs on a private overlay: its own writes,
 // then the published writes of earlier transactions of the block, then
 // the parent version (through a prefetch of every exact key the block
 // declares, done before execution by the serial path too). The entries
-// and the numbering of exact keys are computed once per block and shared
-// by the prefetch and the DAG. A block whose DAG has no edge skips the
+// and the slots are computed once per block and shared by the prefetch,
+// the DAG, the block layers (arrays by slot), the overlays (a transaction
+// finds the slot of a key it declared among its own few entries) and the
+// merge. A block whose DAG has no edge skips the
 // version store and the ready queue: no transaction can see another's
 // writes, so the workers claim chunks of consecutive transactions from
-// one atomic cursor. In other blocks the same holds per transaction: one
+// one atomic cursor. The numbering pass over the sorted keys already
+// shows most such blocks (no barrier, no prefix, no key written by one
+// transaction and used by another), and then the DAG is not built. In other blocks the same holds per transaction: one
 // without dependencies reads no published version, and the writes of one
-// without dependents are not published. The write sets are merged by the
-// workers too, each sorting a contiguous range of transactions into a run,
-// and the runs are folded in block order.
+// without dependents are not published. The merge needs no sort: one pass
+// in block order keeps each slot's last value, and the written slots are
+// emitted in slot order, which is key order (by the workers, over ranges
+// of slots); only keys without a slot (written under a declared prefix)
+// are sorted, and merged in.
 //
 // # Invariants
 //

@@ -2,6 +2,7 @@ package exec
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"runtime"
@@ -122,10 +123,10 @@ func New(r Runner, opts Options) *Executor {
 }
 
 // txOut is the outcome of one transaction: its receipt and the writes it
-// leaves (empty value = delete).
+// leaves (empty value = delete), each key once.
 type txOut struct {
 	receipt types.Receipt
-	writes  map[string][]byte
+	writes  []write
 }
 
 // block is the per-block input shared by the serial and parallel paths.
@@ -134,8 +135,13 @@ type block struct {
 	b       *types.Block
 	txs     []*types.Tx
 	senders []types.Address
-	access  *accessTable
-	cache   *prefetched
+	access  *accessTable // nil in a simulation
+	cache   [][]byte     // the prefetched parent values by slot
+	// The block's overlays, pending writes and account records are carved
+	// from these, so a transaction allocates none of them (see runTx).
+	overlays []overlay
+	wbuf     []write
+	nonces   []byte
 	// order maps execution positions to block indexes (nil = identity):
 	// b, txs and senders are in execution order, see nonceOrder.
 	order []int
@@ -153,12 +159,22 @@ func (x *Executor) prepare(ctx context.Context, parent StateView, b *types.Block
 		if tx == nil {
 			return nil, fmt.Errorf("%w: body %d is nil", ErrBlockMismatch, i)
 		}
-		bl.senders[i] = tx.SenderAddress()
 	}
-	if bl.order = nonceOrder(txs, bl.senders); bl.order != nil {
+	// A sender address is a hash of the public key: worth the workers.
+	parts := max(1, min(x.opts.Workers, len(txs)/accessPartMin))
+	parallel(parts, func(p int) {
+		for i := p * len(txs) / parts; i < (p+1)*len(txs)/parts; i++ {
+			bl.senders[i] = txs[i].SenderAddress()
+		}
+	})
+	bl.access = newAccessTable(txs, bl.senders, x.opts.Workers)
+	if bl.order = nonceOrder(txs, bl.access.senderGroups); bl.order != nil {
 		bl.b, bl.txs, bl.senders = reorder(b, txs, bl.senders, bl.order)
+		bl.access.permute(bl.order)
 	}
-	bl.access = newAccessTable(bl.txs, bl.senders, x.opts.Workers)
+	bl.overlays = make([]overlay, len(txs))
+	bl.wbuf = make([]write, bl.access.start[len(txs)])
+	bl.nonces = make([]byte, nonceLen*len(txs))
 	c, err := prefetch(ctx, parent, bl.access, x.opts.Workers)
 	if err != nil {
 		return nil, err
@@ -178,21 +194,31 @@ func (x *Executor) ExecuteBlock(ctx context.Context, parent StateView, b *types.
 	n := len(txs)
 	outs := make([]txOut, n)
 	if n == 0 {
-		return x.merge(outs, 1), nil
+		return x.merge(outs, bl.access, 1), nil
+	}
+	if bl.access.independent {
+		return x.executeIndependent(ctx, bl, parent, outs)
 	}
 	d := bl.access.dag(bl.txs)
 	if len(d.out) == 0 {
 		return x.executeIndependent(ctx, bl, parent, outs)
 	}
-	mv := newMVStore(len(bl.cache.vals))
+	mv := newMVStore(bl.access)
+	// The transactions ready from the start are claimed in chunks from a
+	// cursor; those released later go through the channel, behind them,
+	// as they would in one queue. A channel operation per transaction cost
+	// more than a small transaction, and filling it was serial.
 	pending := make([]atomic.Int32, n)
 	ready := make(chan int, n)
+	roots := make([]int32, 0, n)
 	for i := range n {
 		pending[i].Store(d.ndeps[i])
 		if d.ndeps[i] == 0 {
-			ready <- i
+			roots = append(roots, int32(i))
 		}
 	}
+	var cursor atomic.Int64
+	chunk := max(1, min(independentChunk, len(roots)/(4*x.opts.Workers)))
 	var (
 		remaining atomic.Int64
 		fail      blockErr
@@ -240,6 +266,17 @@ func (x *Executor) ExecuteBlock(ctx context.Context, parent StateView, b *types.
 	}
 	worker := func() {
 		defer wg.Done()
+		for {
+			lo := int(cursor.Add(int64(chunk))) - chunk
+			if lo >= len(roots) {
+				break
+			}
+			for _, r := range roots[lo:min(lo+chunk, len(roots))] {
+				for i := int(r); i >= 0; {
+					i = step(i)
+				}
+			}
+		}
 		for i := range ready {
 			for i >= 0 {
 				i = step(i)
@@ -255,7 +292,7 @@ func (x *Executor) ExecuteBlock(ctx context.Context, parent StateView, b *types.
 	if fail.err != nil {
 		return nil, fail.err
 	}
-	return restoreOrder(x.merge(outs, x.opts.Workers), bl.order), nil
+	return restoreOrder(x.merge(outs, bl.access, x.opts.Workers), bl.order), nil
 }
 
 // blockErr is the node error that aborts a block, set by any worker.
@@ -321,7 +358,7 @@ func (x *Executor) executeIndependent(ctx context.Context, bl *block, parent Sta
 	if fail.err != nil {
 		return nil, fail.err
 	}
-	return restoreOrder(x.merge(outs, x.opts.Workers), bl.order), nil
+	return restoreOrder(x.merge(outs, bl.access, x.opts.Workers), bl.order), nil
 }
 
 // ExecuteSerial executes b one transaction after the other, with the same
@@ -333,7 +370,7 @@ func (x *Executor) ExecuteSerial(ctx context.Context, parent StateView, b *types
 		return nil, err
 	}
 	outs := make([]txOut, len(txs))
-	sl := make(serialLayer, len(bl.cache.vals))
+	sl := newSerialLayer(bl.access)
 	for i := range txs {
 		out, err := x.runTx(ctx, bl, sl, parent, i, false, nil)
 		if err != nil {
@@ -342,7 +379,7 @@ func (x *Executor) ExecuteSerial(ctx context.Context, parent StateView, b *types
 		outs[i] = out
 		sl.publish(i, out.writes)
 	}
-	return restoreOrder(x.merge(outs, 1), bl.order), nil
+	return restoreOrder(x.merge(outs, bl.access, 1), bl.order), nil
 }
 
 // runTx applies the replay checks, runs the transaction on a fresh overlay
@@ -358,10 +395,28 @@ func (x *Executor) runTx(ctx context.Context, bl *block, layer blockLayer, paren
 	} else {
 		env.TS, env.TxID = bl.env.Time, tx.ID()
 	}
-	o := &overlay{ctx: ctx, layer: layer, cache: bl.cache, parent: parent, idx: i, rec: rec}
+	var o *overlay
+	if bl.overlays != nil {
+		o = &bl.overlays[i]
+	} else {
+		o = new(overlay)
+	}
+	*o = overlay{ctx: ctx, layer: layer, tab: bl.access, cache: bl.cache, parent: parent, idx: i, rec: rec}
+	acctSlot, acct := int32(-1), ""
+	var record []byte // where the new account record goes
+	if bl.access != nil {
+		o.es = bl.access.all[i]
+		acctSlot, acct = o.es[0].slot, o.es[0].k // see entries
+		// Room for a write per entry, which a transaction without prefix
+		// writes never exceeds (capped, so more writes reallocate).
+		from, to := bl.access.start[i], bl.access.start[i+1]
+		o.writes = bl.wbuf[from:from:to]
+		record = bl.nonces[nonceLen*i : nonceLen*i : nonceLen*(i+1)]
+	} else {
+		acct = accountKey(env.Sender)
+	}
 	out := txOut{receipt: types.Receipt{TxID: env.TxID, Status: types.StatusInvalid}}
-	acct := accountKey(env.Sender)
-	cur, err := o.getRaw(acct)
+	cur, err := o.getRaw(acctSlot, acct)
 	if err != nil {
 		return txOut{}, err
 	}
@@ -394,11 +449,10 @@ func (x *Executor) runTx(ctx context.Context, bl *block, layer blockLayer, paren
 	if res.Status == types.StatusOK {
 		out.receipt.Return = res.Return
 		out.receipt.Events = res.Events
-		out.writes = o.writes
+	} else {
+		o.writes, o.index = o.writes[:0], nil
 	}
-	if out.writes == nil {
-		out.writes = make(map[string][]byte, 1)
-	}
-	out.writes[acct] = encodeNonce(tx.Body.Nonce)
+	o.set(acctSlot, acct, binary.BigEndian.AppendUint64(record, tx.Body.Nonce))
+	out.writes = o.writes
 	return out, nil
 }

@@ -151,9 +151,9 @@ func (o *overlay) Iterate(module types.Address, prefix []byte) (*Iterator, error
 	p := key(module, prefix)
 	pending := make(map[string][]byte)
 	o.layer.scan(p, o.idx, func(k string, v []byte) { pending[k[types.AddressLen:]] = v })
-	for k, v := range o.writes {
-		if strings.HasPrefix(k, p) {
-			pending[k[types.AddressLen:]] = v
+	for _, w := range o.writes {
+		if strings.HasPrefix(w.k, p) {
+			pending[w.k[types.AddressLen:]] = w.v
 		}
 	}
 	it := &Iterator{over: make([]entry, 0, len(pending))}

@@ -51,7 +51,7 @@ func TestIteratorAgainstModel(t *testing.T) {
 			slices.Sort(ks)
 			return ks
 		}
-		mv := newMVStore(0)
+		mv := newMVStore(nil)
 		apply := func(writes map[string][]byte) {
 			for k, v := range writes {
 				if len(v) == 0 {
@@ -76,11 +76,11 @@ func TestIteratorAgainstModel(t *testing.T) {
 		}
 		for i := range 3 {
 			w := randWrites(fmt.Sprintf("b%d", i))
-			mv.publish(i, w)
+			mv.publish(i, writesOf(w))
 			apply(w)
 		}
 		// A version published by a later transaction must stay invisible.
-		mv.publish(10, map[string][]byte{key(m, []byte("a")): []byte("later")})
+		mv.publish(10, writesOf(map[string][]byte{key(m, []byte("a")): []byte("later")}))
 		o := &overlay{ctx: ctx, layer: mv, parent: s, idx: 5}
 		own := randWrites("o")
 		for k, v := range own {
@@ -123,7 +123,7 @@ func TestIteratorCloseEarly(t *testing.T) {
 	s := newStore(t, 0, 0)
 	before := runtime.NumGoroutine()
 	for range 20 {
-		o := &overlay{ctx: ctx, layer: serialLayer{}, parent: s}
+		o := &overlay{ctx: ctx, layer: &serialLayer{}, parent: s}
 		it, err := o.Iterate(ScanModule, nil)
 		if err != nil {
 			t.Fatal(err)
@@ -145,7 +145,7 @@ func TestIteratorCloseEarly(t *testing.T) {
 	if n := runtime.NumGoroutine(); n > before {
 		t.Fatalf("%d goroutines after closing iterators, %d before", n, before)
 	}
-	o := &overlay{ctx: ctx, layer: serialLayer{}, parent: failingView{}}
+	o := &overlay{ctx: ctx, layer: &serialLayer{}, parent: failingView{}}
 	it, err := o.Iterate(ScanModule, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -177,7 +177,7 @@ func TestBarriersInTheDAG(t *testing.T) {
 // a code over CodeChunksMax chunks is refused.
 func TestCodeChunks(t *testing.T) {
 	s := newStore(t, 0, 0)
-	o := &overlay{ctx: context.Background(), layer: serialLayer{}, parent: s}
+	o := &overlay{ctx: context.Background(), layer: &serialLayer{}, parent: s}
 	cid := []byte("cid")
 	for _, n := range []int{1, types.StateValueMax, types.StateValueMax + 1, 5*types.StateValueMax/2 + 3} {
 		code := make([]byte, n)

@@ -1,6 +1,7 @@
 package exec
 
 import (
+	"bytes"
 	"cmp"
 	"slices"
 	"strings"
@@ -10,80 +11,106 @@ import (
 	"github.com/kairos-network/kairos/types"
 )
 
-// mergePartMin is the fewest writes worth a merging goroutine of their own.
+// mergePartMin is the fewest slots worth a merging goroutine of their own.
 const mergePartMin = 1024
 
-// kv is one merged write in the executor's internal key form.
+// kv is one merged write of a key without a slot.
 type kv struct {
 	k   string
 	v   []byte
 	idx int // the writing transaction (for sorting only)
 }
 
-// merge combines the transactions' writes in block order and sorts them,
-// with up to parts goroutines: each turns a contiguous range of
-// transactions into a sorted run (the last writer of a key in the range
-// wins), then the runs are folded in block order (on equal keys the later
-// run wins), which is the serial result whatever parts is.
-func (x *Executor) merge(outs []txOut, parts int) *BlockResult {
+// merge combines the transactions' writes in block order into the sorted
+// write set of the block t was made of (t nil: no slots). A slot's value
+// is the last one written to it, found in one pass over the writes in
+// block order; the written slots are then emitted in slot order, which is
+// key order, by up to workers goroutines over ranges of slots. Keys without
+// a slot (written under a declared prefix) are sorted apart and merged in.
+func (x *Executor) merge(outs []txOut, t *accessTable, workers int) *BlockResult {
 	res := &BlockResult{Receipts: make([]types.Receipt, len(outs))}
-	nw, ne := 0, 0
-	for i := range outs {
-		nw += len(outs[i].writes)
-		ne += len(outs[i].receipt.Events)
+	var keys []string
+	if t != nil {
+		keys = t.keys
 	}
-	parts = max(1, min(parts, nw/mergePartMin))
-	if x.opts.reverseMerge {
-		parts = 1
-	}
-	runs := make([][]kv, parts)
-	parallel(parts, func(p int) {
-		runs[p] = x.sortedRun(outs[p*len(outs)/parts : (p+1)*len(outs)/parts])
-	})
-	final := runs[0]
-	for _, r := range runs[1:] {
-		final = foldRuns(final, r)
-	}
-	res.Writes = make([]state.Write, len(final))
-	parallel(parts, func(p int) {
-		for i := p * len(final) / parts; i < (p+1)*len(final)/parts; i++ {
-			v := final[i].v
-			if len(v) == 0 {
-				v = nil
+	last := make([][]byte, len(keys))
+	written := make([]bool, len(keys))
+	var extra []kv
+	for j := range outs {
+		i := j
+		if x.opts.reverseMerge {
+			i = len(outs) - 1 - j
+		}
+		for _, w := range outs[i].writes {
+			if w.slot >= 0 {
+				last[w.slot], written[w.slot] = w.v, true
+			} else {
+				extra = append(extra, kv{w.k, w.v, i})
 			}
-			res.Writes[i] = state.Write{Key: splitKey(final[i].k), Value: v}
+		}
+	}
+	parts := max(1, min(workers, len(keys)/mergePartMin))
+	counts := make([]int, parts+1)
+	parallel(parts, func(p int) {
+		for s := p * len(keys) / parts; s < (p+1)*len(keys)/parts; s++ {
+			if written[s] {
+				counts[p+1]++
+			}
 		}
 	})
-	res.Events = make([]types.Event, 0, ne)
+	for p := range parts {
+		counts[p+1] += counts[p]
+	}
+	slotted := make([]state.Write, counts[parts])
+	parallel(parts, func(p int) {
+		n := counts[p]
+		for s := p * len(keys) / parts; s < (p+1)*len(keys)/parts; s++ {
+			if written[s] {
+				slotted[n] = state.Write{Key: t.stateKey(int32(s)), Value: nilIfEmpty(last[s])}
+				n++
+			}
+		}
+	})
+	res.Writes = slotted
+	if len(extra) > 0 {
+		res.Writes = mergeExtra(slotted, lastOfEach(extra))
+	}
+	// Receipts and events are copied by the parts too, each to where the
+	// events before it end.
+	evAt := make([]int, len(outs)+1)
 	for i := range outs {
-		r := outs[i].receipt
-		res.Receipts[i] = r
-		res.GasUsed += r.GasUsed
-		res.Events = append(res.Events, r.Events...)
+		evAt[i+1] = evAt[i] + len(outs[i].receipt.Events)
+	}
+	res.Events = make([]types.Event, evAt[len(outs)])
+	rparts := max(1, min(workers, len(outs)/mergePartMin))
+	gas := make([]uint64, rparts)
+	parallel(rparts, func(p int) {
+		var g uint64
+		for i := p * len(outs) / rparts; i < (p+1)*len(outs)/rparts; i++ {
+			r := &outs[i].receipt
+			res.Receipts[i] = *r
+			g += r.GasUsed
+			copy(res.Events[evAt[i]:], r.Events)
+		}
+		gas[p] = g
+	})
+	for _, g := range gas {
+		res.GasUsed += g
 	}
 	return res
 }
 
-// sortedRun merges the writes of outs, in block order, into a run sorted
-// by key: it sorts every write by (key, transaction) and keeps the last of
-// each key, which needs no map.
-func (x *Executor) sortedRun(outs []txOut) []kv {
-	nw := 0
-	for i := range outs {
-		nw += len(outs[i].writes)
+func nilIfEmpty(v []byte) []byte {
+	if len(v) == 0 {
+		return nil
 	}
-	run := make([]kv, 0, nw)
-	for i := range outs {
-		idx := i
-		if x.opts.reverseMerge {
-			idx = len(outs) - 1 - i
-		}
-		for k, v := range outs[i].writes {
-			run = append(run, kv{k, v, idx})
-		}
-	}
-	// A transaction writes a key once, so (key, idx) orders the run
-	// totally and map iteration order cannot show.
+	return v
+}
+
+// lastOfEach sorts writes by (key, transaction) and keeps the last write of
+// each key. A transaction writes a key once, so the order is total and
+// the order writes came in cannot show.
+func lastOfEach(run []kv) []kv {
 	slices.SortFunc(run, func(a, b kv) int {
 		if c := strings.Compare(a.k, b.k); c != 0 {
 			return c
@@ -100,26 +127,29 @@ func (x *Executor) sortedRun(outs []txOut) []kv {
 	return out
 }
 
-// foldRuns merges two sorted runs; on a key in both, later (the run of
-// later transactions) wins.
-func foldRuns(earlier, later []kv) []kv {
-	out := make([]kv, 0, len(earlier)+len(later))
-	i, j := 0, 0
-	for i < len(earlier) && j < len(later) {
-		switch c := strings.Compare(earlier[i].k, later[j].k); {
-		case c < 0:
-			out = append(out, earlier[i])
+// mergeExtra merges the sorted writes of keys without a slot into the
+// sorted writes of slots. The two never share a key: a key any
+// transaction declared exactly has a slot wherever it is written.
+func mergeExtra(slotted []state.Write, extra []kv) []state.Write {
+	out := make([]state.Write, 0, len(slotted)+len(extra))
+	i := 0
+	for _, e := range extra {
+		k := splitKey(e.k)
+		for i < len(slotted) && compareKeys(slotted[i].Key, k) < 0 {
+			out = append(out, slotted[i])
 			i++
-		case c > 0:
-			out = append(out, later[j])
-			j++
-		default:
-			out = append(out, later[j])
-			i, j = i+1, j+1
 		}
+		out = append(out, state.Write{Key: k, Value: nilIfEmpty(e.v)})
 	}
-	out = append(out, earlier[i:]...)
-	return append(out, later[j:]...)
+	return append(out, slotted[i:]...)
+}
+
+// compareKeys orders state keys as their string forms: by module, then key.
+func compareKeys(a, b types.StateKey) int {
+	if c := bytes.Compare(a.Module[:], b.Module[:]); c != 0 {
+		return c
+	}
+	return bytes.Compare(a.Key, b.Key)
 }
 
 // parallel runs fn(0..n-1), the last on the calling goroutine, and waits.

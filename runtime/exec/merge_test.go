@@ -11,28 +11,35 @@ import (
 
 // TestMergeAgainstReference checks merge with 1 to 8 parts against a map
 // that applies every write in block order, on blocks large enough to be
-// split (keys often rewritten, across parts too, and deleted).
+// split (keys often rewritten, across parts too, and deleted), with about
+// half the keys numbered in the block's table and the others written
+// without a slot (as under a declared prefix).
 func TestMergeAgainstReference(t *testing.T) {
 	for seed := range uint64(seeds(t, 4)) {
 		rng := rand.New(rand.NewPCG(seed, 7))
 		n := 2000 + rng.IntN(3000)
 		keys := 1 + rng.IntN(4*n)
+		randKey := func() string { return key(TokenModule, []byte{byte(rng.IntN(keys)), byte(rng.IntN(keys) >> 8)}) }
+		var slotted []string
+		for range keys / 2 {
+			slotted = append(slotted, randKey())
+		}
+		tab := tableOf(slotted)
 		outs := make([]txOut, n)
 		model := map[string][]byte{}
 		for i := range outs {
 			outs[i].receipt = types.Receipt{GasUsed: uint64(i)}
-			outs[i].writes = map[string][]byte{}
+			o := &overlay{tab: tab}
 			for range rng.IntN(4) {
-				k := key(TokenModule, []byte{byte(rng.IntN(keys)), byte(rng.IntN(keys) >> 8)})
+				k := randKey()
 				var v []byte
 				if rng.IntN(5) > 0 {
 					v = []byte{byte(i), byte(i >> 8), byte(rng.IntN(256))}
 				}
-				outs[i].writes[k] = v
-			}
-			for k, v := range outs[i].writes {
+				o.set(tab.slotOf(k), k, v)
 				model[k] = v
 			}
+			outs[i].writes = o.writes
 		}
 		want := slices.Sorted(func(yield func(string) bool) {
 			for k := range model {
@@ -43,7 +50,7 @@ func TestMergeAgainstReference(t *testing.T) {
 		})
 		x := New(nil, Options{})
 		for parts := 1; parts <= 8; parts++ {
-			res := x.merge(outs, parts)
+			res := x.merge(outs, tab, parts)
 			if len(res.Writes) != len(want) {
 				t.Fatalf("seed %d, %d parts: %d writes, want %d", seed, parts, len(res.Writes), len(want))
 			}
@@ -61,4 +68,24 @@ func TestMergeAgainstReference(t *testing.T) {
 			}
 		}
 	}
+}
+
+// tableOf returns an access table numbering keys (as one transaction's
+// exact writes would), for tests of what uses slots.
+func tableOf(keys []string) *accessTable {
+	tx := &types.Tx{}
+	for _, k := range keys {
+		sk := splitKey(k)
+		tx.Body.Access = append(tx.Body.Access, types.Access{Module: sk.Module, Key: sk.Key, Mode: types.Write})
+	}
+	return newAccessTable([]*types.Tx{tx}, []types.Address{{}}, 1)
+}
+
+// writesOf turns a map of writes into pending writes without slots.
+func writesOf(m map[string][]byte) []write {
+	var ws []write
+	for k, v := range m {
+		ws = append(ws, write{-1, k, v})
+	}
+	return ws
 }

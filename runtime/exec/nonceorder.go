@@ -13,16 +13,14 @@ import (
 // nonces keep their block order); other senders' positions do not move.
 // The fair order can place a sender's nonce n+1 before n when both arrive
 // within the ack spread, and the strict nonce rule would then refuse both.
-// The result depends only on the senders and nonces, never on map order:
-// the groups are disjoint, so the order they are visited in is irrelevant.
-func nonceOrder(txs []*types.Tx, senders []types.Address) []int {
-	bySender := make(map[types.Address][]int, len(txs))
-	for i, s := range senders {
-		bySender[s] = append(bySender[s], i)
-	}
-	var order []int
-	for _, pos := range bySender {
-		if len(pos) < 2 || slices.IsSortedFunc(pos, func(a, b int) int { return cmpNonce(txs, a, b) }) {
+// groups lists the ascending positions of each sender with several
+// transactions (accessTable.senderGroups, found by the key numbering, so
+// a block of distinct senders costs nothing here). The groups are disjoint,
+// so the result does not depend on their order.
+func nonceOrder(txs []*types.Tx, groups [][]int) []int {
+	var order, sorted []int
+	for _, pos := range groups {
+		if slices.IsSortedFunc(pos, func(a, b int) int { return cmpNonce(txs, a, b) }) {
 			continue
 		}
 		if order == nil {
@@ -31,7 +29,7 @@ func nonceOrder(txs []*types.Tx, senders []types.Address) []int {
 				order[i] = i
 			}
 		}
-		sorted := slices.Clone(pos)
+		sorted = append(sorted[:0], pos...)
 		slices.SortStableFunc(sorted, func(a, b int) int { return cmpNonce(txs, a, b) })
 		for k, p := range pos {
 			order[p] = sorted[k]

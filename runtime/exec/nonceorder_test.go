@@ -36,7 +36,7 @@ func TestNonceOrder(t *testing.T) {
 				txs[i] = transfer(s.sender, s.sender+1, 1, s.nonce, 1)
 				senders[i] = addr(s.sender)
 			}
-			got := nonceOrder(txs, senders)
+			got := nonceOrder(txs, newAccessTable(txs, senders, 1).senderGroups)
 			if !slices.Equal(got, c.want) {
 				t.Fatalf("order %v, want %v", got, c.want)
 			}

@@ -35,31 +35,70 @@ type Overlay interface {
 	Iterate(module types.Address, prefix []byte) (*Iterator, error)
 }
 
-// blockLayer holds the published writes of a block's finished
-// transactions. get and scan return the newest version written by a
-// transaction before idx.
-type blockLayer interface {
-	get(k string, idx int) ([]byte, bool)
-	scan(prefix string, idx int, fn func(k string, v []byte))
-	publish(idx int, writes map[string][]byte)
+// write is one pending write of a transaction: slot is the key's slot in
+// the block's accessTable, or -1 for a key no transaction declared exactly
+// (under a declared prefix, or outside a block); k is the key in the
+// executor's string form either way. An empty value deletes.
+type write struct {
+	slot int32
+	k    string
+	v    []byte
 }
 
-// serialLayer is the block layer of serial execution: the latest value.
-type serialLayer map[string][]byte
+// blockLayer holds the published writes of a block's finished
+// transactions. get and scan return the newest version written by a
+// transaction before idx; slot is k's slot (-1: none).
+type blockLayer interface {
+	get(slot int32, k string, idx int) ([]byte, bool)
+	scan(prefix string, idx int, fn func(k string, v []byte))
+	publish(idx int, writes []write)
+}
 
-func (s serialLayer) get(k string, _ int) ([]byte, bool) { v, ok := s[k]; return v, ok }
+// serialLayer is the block layer of serial execution: the latest value, by
+// slot, and of other keys by key. The zero value is a layer without slots.
+type serialLayer struct {
+	keys  []string // the block's exact keys by slot (sorted)
+	vals  [][]byte
+	set   []bool
+	extra map[string][]byte
+}
 
-func (s serialLayer) scan(prefix string, _ int, fn func(string, []byte)) {
-	for k, v := range s {
+func newSerialLayer(t *accessTable) *serialLayer {
+	return &serialLayer{keys: t.keys, vals: make([][]byte, len(t.keys)), set: make([]bool, len(t.keys))}
+}
+
+func (s *serialLayer) get(slot int32, k string, _ int) ([]byte, bool) {
+	if slot >= 0 {
+		return s.vals[slot], s.set[slot]
+	}
+	v, ok := s.extra[k]
+	return v, ok
+}
+
+func (s *serialLayer) scan(prefix string, _ int, fn func(string, []byte)) {
+	lo, hi := under(s.keys, prefix)
+	for j := lo; j < hi; j++ {
+		if s.set[j] {
+			fn(s.keys[j], s.vals[j])
+		}
+	}
+	for k, v := range s.extra {
 		if strings.HasPrefix(k, prefix) {
 			fn(k, v)
 		}
 	}
 }
 
-func (s serialLayer) publish(_ int, writes map[string][]byte) {
-	for k, v := range writes {
-		s[k] = v
+func (s *serialLayer) publish(_ int, writes []write) {
+	for _, w := range writes {
+		if w.slot >= 0 {
+			s.vals[w.slot], s.set[w.slot] = w.v, true
+			continue
+		}
+		if s.extra == nil {
+			s.extra = make(map[string][]byte)
+		}
+		s.extra[w.k] = w.v
 	}
 }
 
@@ -67,19 +106,22 @@ func (s serialLayer) publish(_ int, writes map[string][]byte) {
 // transaction may see another's writes.
 type emptyLayer struct{}
 
-func (emptyLayer) get(string, int) ([]byte, bool)         { return nil, false }
+func (emptyLayer) get(int32, string, int) ([]byte, bool)  { return nil, false }
 func (emptyLayer) scan(string, int, func(string, []byte)) {}
-func (emptyLayer) publish(int, map[string][]byte)         {}
+func (emptyLayer) publish(int, []write)                   {}
 
 // mvStore is the block layer of parallel execution: every published
 // version of every key. Readers pick the newest version before them; by
 // the DAG invariant (doc.go) no version after them can be present for a key
 // they may read, but the index check keeps that an assertion, not a
-// requirement. Keys are spread over mvShards maps with a lock each, so
-// workers reading and publishing different keys rarely meet on a lock;
-// which shard holds a key decides nothing else.
+// requirement. The versions of a slot are in an array by slot; those of
+// other keys in maps by key. Both are spread over mvShards locks (by slot,
+// or by a hash of the key), so workers reading and publishing different
+// keys rarely meet on a lock; which shard holds a key decides nothing else.
 type mvStore struct {
 	seed   maphash.Seed
+	keys   []string    // the block's exact keys by slot (sorted)
+	vers   [][]version // by slot, under shards[slot%mvShards].mu
 	shards [mvShards]mvShard
 }
 
@@ -88,8 +130,8 @@ const mvShards = 16
 
 type mvShard struct {
 	mu sync.RWMutex
-	m  map[string][]version
-	_  [64]byte // keep two shards' locks off one cache line
+	m  map[string][]version // keys without a slot
+	_  [64]byte             // keep two shards' locks off one cache line
 }
 
 type version struct {
@@ -97,17 +139,29 @@ type version struct {
 	val []byte
 }
 
-// newMVStore sizes the maps for keys keys: the block's prefetched keys
-// bound almost every key it writes, so they rarely rehash.
-func newMVStore(keys int) *mvStore {
+// newMVStore returns the version store of a block with table t (nil: no
+// slots).
+func newMVStore(t *accessTable) *mvStore {
 	s := &mvStore{seed: maphash.MakeSeed()}
+	if t != nil {
+		// Each slot starts with room for one version in a shared array:
+		// most keys get one version in a block, and then no allocation.
+		s.keys, s.vers = t.keys, make([][]version, len(t.keys))
+		first := make([]version, len(t.keys))
+		for i := range s.vers {
+			s.vers[i] = first[i : i : i+1]
+		}
+	}
 	for i := range s.shards {
-		s.shards[i].m = make(map[string][]version, keys/mvShards)
+		s.shards[i].m = make(map[string][]version)
 	}
 	return s
 }
 
-func (s *mvStore) shard(k string) *mvShard {
+func (s *mvStore) shard(slot int32, k string) *mvShard {
+	if slot >= 0 {
+		return &s.shards[slot%mvShards]
+	}
 	return &s.shards[maphash.String(s.seed, k)%mvShards]
 }
 
@@ -123,14 +177,23 @@ func newest(vs []version, idx int) ([]byte, bool) {
 	return nil, false
 }
 
-func (s *mvStore) get(k string, idx int) ([]byte, bool) {
-	sh := s.shard(k)
+func (s *mvStore) get(slot int32, k string, idx int) ([]byte, bool) {
+	sh := s.shard(slot, k)
 	sh.mu.RLock()
 	defer sh.mu.RUnlock()
+	if slot >= 0 {
+		return newest(s.vers[slot], idx)
+	}
 	return newest(sh.m[k], idx)
 }
 
 func (s *mvStore) scan(prefix string, idx int, fn func(string, []byte)) {
+	lo, hi := under(s.keys, prefix)
+	for j := lo; j < hi; j++ {
+		if v, ok := s.get(int32(j), s.keys[j], idx); ok {
+			fn(s.keys[j], v)
+		}
+	}
 	for i := range s.shards {
 		sh := &s.shards[i]
 		sh.mu.RLock()
@@ -145,41 +208,106 @@ func (s *mvStore) scan(prefix string, idx int, fn func(string, []byte)) {
 	}
 }
 
-func (s *mvStore) publish(idx int, writes map[string][]byte) {
-	for k, v := range writes {
-		sh := s.shard(k)
+func (s *mvStore) publish(idx int, writes []write) {
+	for _, w := range writes {
+		sh := s.shard(w.slot, w.k)
 		sh.mu.Lock()
-		// Writers of one key are ordered by the DAG, so this appends at
-		// the end; the insertion keeps the order even if they were not.
-		vs := append(sh.m[k], version{idx, v})
-		for j := len(vs) - 1; j > 0 && vs[j-1].idx > vs[j].idx; j-- {
-			vs[j-1], vs[j] = vs[j], vs[j-1]
+		if w.slot >= 0 {
+			s.vers[w.slot] = appendVersion(s.vers[w.slot], version{idx, w.v})
+		} else {
+			sh.m[w.k] = appendVersion(sh.m[w.k], version{idx, w.v})
 		}
-		sh.m[k] = vs
 		sh.mu.Unlock()
 	}
+}
+
+// appendVersion adds v to vs, kept sorted by idx. Writers of one key are
+// ordered by the DAG, so this appends at the end; the insertion keeps the
+// order even if they were not.
+func appendVersion(vs []version, v version) []version {
+	vs = append(vs, v)
+	for j := len(vs) - 1; j > 0 && vs[j-1].idx > vs[j].idx; j-- {
+		vs[j-1], vs[j] = vs[j], vs[j-1]
+	}
+	return vs
 }
 
 // overlay implements Overlay for transaction idx.
 type overlay struct {
 	ctx    context.Context
 	layer  blockLayer
-	cache  *prefetched
+	tab    *accessTable // the block's, or nil (then every slot is -1)
+	cache  [][]byte     // the prefetched parent values, by slot
+	es     []access     // the transaction's entries: most keys it uses
 	parent StateView
 	idx    int
-	writes map[string][]byte
-	rec    *recorder // non-nil in simulation
+	writes []write
+	index  map[string]int // writes by key, once there are writesIndexMin
+	rec    *recorder      // non-nil in simulation
 }
 
-func (o *overlay) getRaw(k string) ([]byte, error) {
-	if v, ok := o.writes[k]; ok {
+// writesIndexMin is the number of pending writes from which an overlay
+// finds them through a map instead of a scan.
+const writesIndexMin = 16
+
+// lookup returns the slot and string form of module's key k. The
+// transaction's own entries are searched first: a key it declared is
+// found without building its string or searching the block's keys.
+func (o *overlay) lookup(module types.Address, k []byte) (int32, string) {
+	for j := range o.es {
+		e := &o.es[j]
+		if !e.prefix && len(e.k) == types.AddressLen+len(k) && e.k[types.AddressLen:] == string(k) && e.k[:types.AddressLen] == string(module[:]) {
+			return e.slot, e.k
+		}
+	}
+	s := key(module, k)
+	return o.tab.slotOf(s), s
+}
+
+// pending returns the index of the transaction's own write of the key, or
+// -1. Keys with a slot compare by slot.
+func (o *overlay) pending(slot int32, k string) int {
+	if o.index != nil {
+		if j, ok := o.index[k]; ok {
+			return j
+		}
+		return -1
+	}
+	for j := range o.writes {
+		if w := &o.writes[j]; w.slot == slot && (slot >= 0 || w.k == k) {
+			return j
+		}
+	}
+	return -1
+}
+
+// set records the transaction's write of a key.
+func (o *overlay) set(slot int32, k string, v []byte) {
+	if j := o.pending(slot, k); j >= 0 {
+		o.writes[j].v = v
+		return
+	}
+	o.writes = append(o.writes, write{slot, k, v})
+	switch {
+	case o.index != nil:
+		o.index[k] = len(o.writes) - 1
+	case len(o.writes) >= writesIndexMin:
+		o.index = make(map[string]int, 2*len(o.writes))
+		for j, w := range o.writes {
+			o.index[w.k] = j
+		}
+	}
+}
+
+func (o *overlay) getRaw(slot int32, k string) ([]byte, error) {
+	if j := o.pending(slot, k); j >= 0 {
+		return o.writes[j].v, nil
+	}
+	if v, ok := o.layer.get(slot, k, o.idx); ok {
 		return v, nil
 	}
-	if v, ok := o.layer.get(k, o.idx); ok {
-		return v, nil
-	}
-	if v, ok := o.cache.get(k); ok {
-		return v, nil
+	if slot >= 0 && o.cache != nil {
+		return o.cache[slot], nil
 	}
 	v, err := o.parent.Get(o.ctx, splitKey(k))
 	if err != nil {
@@ -193,7 +321,7 @@ func (o *overlay) Get(module types.Address, k []byte) ([]byte, error) {
 		return nil, fmt.Errorf("%w: %d bytes", ErrKeyTooLong, len(k))
 	}
 	o.rec.note(module, k, false, types.Read)
-	v, err := o.getRaw(key(module, k))
+	v, err := o.getRaw(o.lookup(module, k))
 	if len(v) == 0 {
 		v = nil
 	}
@@ -208,71 +336,44 @@ func (o *overlay) Set(module types.Address, k, value []byte) error {
 		return fmt.Errorf("%w: %d bytes", ErrValueTooLarge, len(value))
 	}
 	o.rec.note(module, k, false, types.Write)
-	if o.writes == nil {
-		o.writes = make(map[string][]byte)
-	}
-	o.writes[key(module, k)] = value
+	slot, s := o.lookup(module, k)
+	o.set(slot, s, value)
 	return nil
 }
 
-// prefetched holds the parent values of every exact key a block declares,
-// read before execution. It is read-only once built.
-type prefetched struct {
-	idx  map[string]int32
-	vals [][]byte
-}
-
-func (p *prefetched) get(k string) ([]byte, bool) {
-	if p == nil {
-		return nil, false
-	}
-	i, ok := p.idx[k]
-	if !ok {
-		return nil, false
-	}
-	return p.vals[i], true
-}
-
-// prefetch reads the block's declared exact keys and the senders' account
-// records (t.keys) from parent, with readers goroutines (the serial path
-// uses the same prefetch, so the baseline is fair). Prefix contents are not
-// prefetched: they are read by Iterate when a transaction asks.
-func prefetch(ctx context.Context, parent StateView, t *accessTable, readers int) (*prefetched, error) {
-	p := &prefetched{idx: t.slots}
-	keys := t.keys
-	p.vals = make([][]byte, len(keys))
-	readers = max(1, min(readers, len(keys)/prefetchChunkMin))
+// prefetch reads the parent values of the block's declared exact keys and
+// the senders' account records (t's slots) from parent, with readers
+// goroutines (the serial path uses the same prefetch, so the baseline is
+// fair). Prefix contents are not prefetched: they are read by Iterate when
+// a transaction asks.
+func prefetch(ctx context.Context, parent StateView, t *accessTable, readers int) ([][]byte, error) {
+	vals := make([][]byte, len(t.keys))
+	readers = max(1, min(readers, len(t.keys)/prefetchChunkMin))
 	errs := make([]error, readers)
-	var wg sync.WaitGroup
-	for r := range readers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			// A contiguous range per reader: interleaved indices would
-			// have both readers writing to the same cache lines of vals.
-			for i := r * len(keys) / readers; i < (r+1)*len(keys)/readers; i++ {
-				if len(keys[i]) > types.AddressLen+types.StateKeyMax {
-					// An over-long key fails the transaction when it is
-					// used; it must not fail the block here. No state
-					// holds it, so absent (nil) is its value.
-					continue
-				}
-				v, err := parent.Get(ctx, splitKey(keys[i]))
-				if err != nil {
-					errs[r] = fmt.Errorf("%w: prefetch: %w", ErrState, err)
-					return
-				}
-				p.vals[i] = v
+	parallel(readers, func(r int) {
+		// A contiguous range per reader: interleaved indices would have
+		// both readers writing to the same cache lines of vals.
+		for s := r * len(vals) / readers; s < (r+1)*len(vals)/readers; s++ {
+			if len(t.keys[s]) > types.AddressLen+types.StateKeyMax {
+				// An over-long key fails the transaction when it is used;
+				// it must not fail the block here. No state holds it, so
+				// absent (nil) is its value.
+				continue
 			}
-		}()
-	}
-	wg.Wait()
+			v, err := parent.Get(ctx, t.stateKey(int32(s)))
+			if err != nil {
+				errs[r] = fmt.Errorf("%w: prefetch: %w", ErrState, err)
+				return
+			}
+			vals[s] = v
+		}
+	})
 	for _, err := range errs {
 		if err != nil {
 			return nil, err
 		}
 	}
-	return p, nil
+	return vals, nil
 }
 
 // prefetchChunkMin is the fewest keys worth a prefetch goroutine.

@@ -60,7 +60,7 @@ func (x *Executor) Simulate(ctx context.Context, view StateView, env BlockEnv, t
 	}
 	bl := &block{env: env, txs: []*types.Tx{tx}, senders: []types.Address{tx.SenderAddress()}}
 	rec := &recorder{m: map[recKey]types.AccessMode{}}
-	out, err := x.runTx(ctx, bl, serialLayer{}, view, 0, true, rec)
+	out, err := x.runTx(ctx, bl, &serialLayer{}, view, 0, true, rec)
 	if err != nil {
 		return nil, err
 	}
@@ -84,9 +84,9 @@ func (x *Executor) Simulate(ctx context.Context, view StateView, env BlockEnv, t
 		res.Access = append(res.Access, types.Access{Module: sk.Module, Key: sk.Key, Prefix: rk.prefix, Mode: rec.m[rk]})
 	}
 	wk := make([]string, 0, len(out.writes))
-	for k := range out.writes {
-		if k != acct {
-			wk = append(wk, k)
+	for _, w := range out.writes {
+		if w.k != acct {
+			wk = append(wk, w.k)
 		}
 	}
 	sort.Strings(wk)

@@ -49,12 +49,19 @@ func (r *WasmRunner) Run(ctx context.Context, o Overlay, tx *types.Tx, env TxEnv
 // writes of a success to o and returns the result and the host's reason.
 func (r *WasmRunner) call(ctx context.Context, o Overlay, tx *types.Tx, env TxEnv, to types.Address, method string, args []byte, gas uint64, lifecycle bool) (Result, error) {
 	gas = min(gas, 1<<62) // host gas is an int64; no chain allows this much
-	htx := &host.Tx{
+	// One allocation for the frame's transaction and the two views the
+	// host gets of it (each boxed on its own was two more per call).
+	f := &struct {
+		tx   host.Tx
+		st   hostState
+		inst txInstances
+	}{st: hostState{o}, inst: txInstances{o: o, e: r.engine, records: &r.records}}
+	f.tx = host.Tx{
 		ID: env.TxID, Sender: env.Sender, Time: env.TS, Height: int64(env.Height), Gas: int64(gas),
 		Access: tx.Body.Access, Simulate: env.Simulate, Lifecycle: lifecycle,
-		State: hostState{o}, Instances: txInstances{o: o, e: r.engine, records: &r.records},
+		State: &f.st, Instances: &f.inst,
 	}
-	res, err := host.Run(ctx, htx, to, method, args)
+	res, err := host.Run(ctx, &f.tx, to, method, args)
 	if err != nil {
 		return Result{Fatal: err}, nil
 	}
