@@ -17,8 +17,8 @@ import (
 
 // BenchConfig sets up Bench. Zero fields take the defaults.
 type BenchConfig struct {
-	Module        string    // BenchNative (default), BenchWAT or BenchGo
-	Code          []byte    // the wasm of a BenchWAT or BenchGo module
+	Module        string    // BenchNative (default), BenchWAT, BenchWATToken or BenchGo
+	Code          []byte    // the wasm of a wasm module (all but BenchNative)
 	Accounts      int       // accounts with a balance (default 10 000)
 	Txs           int       // transactions in the block (default Accounts/2)
 	ConflictRates []float64 // share of transactions to one hot account (default 0, 0.1, 1)

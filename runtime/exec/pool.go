@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/tetratelabs/wazero/api"
 
@@ -49,7 +50,7 @@ type PoolStats struct {
 	Compiles       int   // modules compiled (cache misses)
 	Instantiations int   // new instances (each runs _initialize if exported)
 	Reuses         int   // acquisitions served by a restored idle instance
-	RestoredBytes  int64 // linear memory copied back by those restores: the per-call cost of a large guest
+	RestoredBytes  int64 // linear memory copied back by those restores (the pages the previous call dirtied, or whole snapshots of untracked code)
 	Discards       int   // released instances closed (failed frame, grown memory, full pool, evicted code)
 	Evictions      int   // compiled modules evicted
 }
@@ -79,6 +80,7 @@ type PooledEngine struct {
 	idleBytes int64
 	out       map[api.Module]acquiredInstance
 	stats     PoolStats
+	restored  atomic.Int64 // PoolStats.RestoredBytes, counted outside mu
 }
 
 type pooledCode struct {
@@ -114,7 +116,7 @@ func NewPooledEngine(ctx context.Context, cfg PoolConfig) (*PooledEngine, error)
 // compiles it; concurrent ones wait for that compilation.
 func (e *PooledEngine) Acquire(ctx context.Context, codeID, method string, instrumented func() ([]byte, error)) (api.Module, api.Function, error) {
 	if in := e.idle(codeID); in != nil {
-		in.Restore()
+		e.restore(in)
 		return in.Module(), in.Export(method), nil
 	}
 	var c *pooledCode
@@ -154,7 +156,6 @@ func (e *PooledEngine) idle(codeID string) *vm.Instance {
 	c.idle = c.idle[:n-1]
 	e.idleBytes -= instanceBytes(in)
 	e.stats.Reuses++
-	e.stats.RestoredBytes += int64(in.SnapshotBytes())
 	e.out[in.Module()] = acquiredInstance{in: in, code: c}
 	return in
 }
@@ -167,11 +168,10 @@ func (e *PooledEngine) instance(ctx context.Context, c *pooledCode) (*vm.Instanc
 		in, c.idle = c.idle[n-1], c.idle[:n-1]
 		e.idleBytes -= instanceBytes(in)
 		e.stats.Reuses++
-		e.stats.RestoredBytes += int64(in.SnapshotBytes())
 	}
 	e.mu.Unlock()
 	if in != nil {
-		in.Restore()
+		e.restore(in)
 		return in, nil
 	}
 	// Env is for vm's direct calls only: host.Run gives every frame its
@@ -321,7 +321,16 @@ func (e *PooledEngine) close(ev evicted) {
 func (e *PooledEngine) Stats() PoolStats {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.stats
+	st := e.stats
+	st.RestoredBytes = e.restored.Load()
+	return st
+}
+
+// restore restores an idle instance outside the lock and counts what it
+// copied.
+func (e *PooledEngine) restore(in *vm.Instance) {
+	in.Restore()
+	e.restored.Add(int64(in.RestoredBytes()))
 }
 
 // Close closes the idle instances and the runtime (with every compiled
