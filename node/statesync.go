@@ -303,29 +303,32 @@ func checkSyncState(comm *consensus.Committee, from uint32, r *syncStateResponse
 // stateSync installs the state of the highest checkpoint peers offer and
 // returns its ordering state, or nil when the network has none yet. A
 // peer whose manifest or chunk fails verification is skipped for it and
-// another asked.
+// another asked. Peers serve their latest compacted checkpoint only, so a
+// sync slower than their compactions moves on to the newer one.
 func (n *Node) stateSync() (*consensus.OrderingState, error) {
 	comm := *n.cfg.Committee // own copy: verification counts are not shared
 	c := n.findCheckpoint(&comm)
 	if c == nil {
 		return nil, nil
 	}
+	var im *state.Importer
+	var err error
+	for moves := 0; ; moves++ {
+		var next *syncCandidate
+		im, next, err = n.syncSnapshot(&comm, c)
+		if err == nil {
+			break
+		}
+		if next == nil || moves == fetchRetries {
+			return nil, err
+		}
+		// The peers compacted past c while we fetched it and serve only
+		// their newer checkpoint now: start over there (the staging area
+		// of c is cleared by the next importer).
+		n.log.Info("state sync: peers moved on", "from", c.cert.Height, "to", next.cert.Height)
+		c = next
+	}
 	cc := c.cert
-	n.log.Info("state sync", "height", cc.Height, "root", cc.StateRoot)
-	m, err := n.syncManifest(cc)
-	if err != nil {
-		return nil, err
-	}
-	im, err := state.NewImporter(n.ctx, n.d, m)
-	if err != nil {
-		return nil, err
-	}
-	n.sync.mu.Lock()
-	n.sync.chunks, n.sync.resumed = len(m.Chunks), len(m.Chunks)-len(im.Missing())
-	n.sync.mu.Unlock()
-	if err := n.syncChunks(im, m); err != nil {
-		return nil, err
-	}
 	// The ordering state is where a restart continues from, the synced
 	// height is served (its root; its block is not held) and nothing
 	// below it is. Written before the install: a restart that finds them
@@ -352,6 +355,30 @@ func (n *Node) stateSync() (*consensus.OrderingState, error) {
 		return nil, err
 	}
 	return c.state, nil
+}
+
+// syncSnapshot fetches and stages the snapshot of c's height. When it
+// cannot finish because the peers serve a newer checkpoint only, it
+// returns that one with the error.
+func (n *Node) syncSnapshot(comm *consensus.Committee, c *syncCandidate) (*state.Importer, *syncCandidate, error) {
+	cc := c.cert
+	n.log.Info("state sync", "height", cc.Height, "root", cc.StateRoot)
+	m, err := n.syncManifest(cc)
+	if err != nil {
+		if next := n.findCheckpoint(comm); next != nil && next.cert.Height > cc.Height {
+			return nil, next, err
+		}
+		return nil, nil, err
+	}
+	im, err := state.NewImporter(n.ctx, n.d, m)
+	if err != nil {
+		return nil, nil, err
+	}
+	n.sync.mu.Lock()
+	n.sync.chunks, n.sync.resumed, n.sync.staged = len(m.Chunks), len(m.Chunks)-len(im.Missing()), 0
+	n.sync.mu.Unlock()
+	next, err := n.syncChunks(comm, im, m)
+	return im, next, err
 }
 
 // syncManifest fetches the manifest of cc's height from the peers in turn
@@ -384,7 +411,7 @@ func (n *Node) syncManifest(cc *consensus.CheckpointCert) (*state.Manifest, erro
 // chunk i first from peer i mod (peers) so that several peers share the
 // work; a chunk a peer fails to serve or that fails verification is asked
 // of the next peer. The importer checks and stages each chunk serially.
-func (n *Node) syncChunks(im *state.Importer, m *state.Manifest) error {
+func (n *Node) syncChunks(comm *consensus.Committee, im *state.Importer, m *state.Manifest) (*syncCandidate, error) {
 	type result struct {
 		index int
 		peer  uint32
@@ -399,10 +426,10 @@ func (n *Node) syncChunks(im *state.Importer, m *state.Manifest) error {
 	tries := map[int]int{}
 	for rounds := 0; !im.Done(); rounds++ {
 		if n.ctx.Err() != nil {
-			return n.ctx.Err()
+			return nil, n.ctx.Err()
 		}
 		if rounds > fetchRetries*len(others) {
-			return fmt.Errorf("%w: %d chunks missing", ErrSyncFailed, len(im.Missing()))
+			return nil, fmt.Errorf("%w: %d chunks missing", ErrSyncFailed, len(im.Missing()))
 		}
 		missing := im.Missing()
 		peerOf := make([]uint32, len(missing))
@@ -450,14 +477,18 @@ func (n *Node) syncChunks(im *state.Importer, m *state.Manifest) error {
 			}
 		}
 		if stop != nil {
-			return stop
+			return nil, stop
 		}
 		if !im.Done() && len(im.Missing()) == len(missing) {
+			// No progress: the peers may serve a newer checkpoint only.
+			if c := n.findCheckpoint(comm); c != nil && c.cert.Height > m.Height {
+				return c, fmt.Errorf("%w: peers moved from height %d to %d", ErrSyncFailed, m.Height, c.cert.Height)
+			}
 			select {
 			case <-n.ctx.Done():
 			case <-time.After(fetchRetryDelay):
 			}
 		}
 	}
-	return nil
+	return nil, nil
 }

@@ -105,6 +105,10 @@ func TestStateSyncAfterWipe(t *testing.T) {
 	c.stop(3)
 	c.start(3)
 	nd := c.nodes[3]
+	// No transactions until the sync is done: new blocks would let the
+	// peers compact past the staged height, and the node would rightly
+	// move on to the newer one instead of resuming.
+	c.waitFor("the restarted node syncs", 60*time.Second, func() bool { return nd.Status().Height > 0 })
 	later := c.waves(200, 3)
 	c.waitFor("the synced node executes the later waves", 60*time.Second, func() bool {
 		return c.executedAll(nd, later)
