@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -25,7 +26,7 @@ func newBenchNodeCmd() *cobra.Command {
 	var rates []float64
 	var duration, drain time.Duration
 	var senders, validators int
-	var dir string
+	var dir, cpuProfile string
 	cmd := &cobra.Command{
 		Use:   "node",
 		Short: "Devnet under open-loop load: committed tx/s and submit→block latency per offered rate",
@@ -55,6 +56,14 @@ one after another on the same chain. RSS is the whole process, which hosts every
 			g, err := loadgen.New(ctx, d.APIs, senders)
 			if err != nil {
 				return err
+			}
+			// The profile covers the rates only, not start-up and funding.
+			if cpuProfile != "" {
+				stop, err := startCPUProfile(cpuProfile)
+				if err != nil {
+					return err
+				}
+				defer stop()
 			}
 			fmt.Fprintf(out, "devnet: %d validators in one process, %d senders (pipelined nonces, sender i → API i mod %d), %v per rate\n",
 				len(d.Nodes), senders, len(d.APIs), duration)
@@ -104,7 +113,25 @@ one after another on the same chain. RSS is the whole process, which hosts every
 	f.IntVar(&senders, "senders", 500, "funded sender accounts (each sends rate/senders tx/s)")
 	f.IntVar(&validators, "validators", 4, "validators of the devnet")
 	f.StringVar(&dir, "dir", "", "parent of the temporary data directory (default: the system temp dir)")
+	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the rates (whole process: validators and generator) to this file")
 	return cmd
+}
+
+// startCPUProfile starts a CPU profile written to path; stop ends it and
+// closes the file.
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }
 
 // selfRSS reads the resident set size of this process (Linux).
