@@ -247,6 +247,32 @@ func (m *Mempool) Add(ctx context.Context, raw []byte, now int64) (e *Entry, isN
 // batch instead of one per transaction. A call returns when the batch
 // holding its record is durable, whatever its ctx says (the entry's
 // reservation depends on the outcome).
+// Added is the outcome of one transaction of AddAll, as Add returns it.
+type Added struct {
+	Entry *Entry
+	New   bool
+	Err   error
+}
+
+// AddAll adds raws as concurrent Adds would: they are validated in
+// parallel and their new entries share group-committed batches, so a
+// fetched set of payloads costs about one sync rather than one per
+// transaction. out[i] is the outcome of raws[i].
+func (m *Mempool) AddAll(ctx context.Context, raws [][]byte, now int64) []Added {
+	out := make([]Added, len(raws))
+	var wg sync.WaitGroup
+	for i, raw := range raws {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			e, isNew, err := m.Add(ctx, raw, now)
+			out[i] = Added{Entry: e, New: isNew, Err: err}
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
 func (m *Mempool) persist(_ context.Context, e *Entry) error {
 	w := &write{key: key(e.ID), val: types.MustEncode(&record{FirstSeen: e.FirstSeen, Raw: e.Raw}), done: make(chan struct{})}
 	m.wmu.Lock()
