@@ -33,10 +33,16 @@
 //
 // # Invariants
 //
-//   - Persist before send: the records of one Step are written in one
-//     batch, committed (synced) before the first Send, Broadcast or Fetch
-//     that follows them; a failed commit halts the node (ErrPersist) with
-//     nothing sent.
+//   - Persist before send: the driver steps the inputs already queued (up
+//     to MaxGroupSteps) into one batch of records and commits it (synced)
+//     before the Sends, Broadcasts and Fetches those steps produced, when
+//     it holds a record that must be durable first (own header, vote, own
+//     certificate); a failed commit halts the node (ErrPersist) with
+//     nothing sent. Peers' certificates alone do not force a commit: they
+//     wait in the open batch for the next one (at most
+//     MaxDeferredRecords), so the log on disk is always a prefix and a
+//     crash loses at most certificates, which are fetched again. Calls
+//     (fetch answers) run between groups.
 //   - Restart = replay: the consensus log (/node/log) is replayed into a
 //     new core, which re-releases every block from height 1; the executor
 //     skips heights at or below the state's latest version. The mempool is

@@ -403,3 +403,32 @@ func TestGroupCommitFailure(t *testing.T) {
 		t.Fatalf("after failed adds: %d entries, %d bytes", n, b)
 	}
 }
+
+// TestAddAll: each outcome is the one Add gives for that payload, in
+// input order.
+func TestAddAll(t *testing.T) {
+	m, done := openPool(t, t.TempDir(), Config{}, now)
+	defer done()
+	held := signed(400, 1, nil)
+	if _, _, err := m.Add(context.Background(), held, now); err != nil {
+		t.Fatal(err)
+	}
+	fresh := signed(401, 1, nil)
+	bad := signed(402, 1, func(b *types.TxBody) { b.ChainID = "other" })
+	out := m.AddAll(context.Background(), [][]byte{fresh, held, bad, fresh}, now)
+	if len(out) != 4 {
+		t.Fatalf("%d outcomes for 4 payloads", len(out))
+	}
+	if out[0].Err != nil || out[1].Err != nil || out[3].Err != nil {
+		t.Fatalf("valid payloads failed: %v, %v, %v", out[0].Err, out[1].Err, out[3].Err)
+	}
+	if out[1].New || out[0].New == out[3].New {
+		t.Fatalf("New = %v %v %v: want exactly one of the two copies of fresh new, held not new", out[0].New, out[1].New, out[3].New)
+	}
+	if !errors.Is(out[2].Err, types.ErrTxChain) {
+		t.Fatalf("wrong chain: %v", out[2].Err)
+	}
+	if n, _ := m.Len(); n != 2 {
+		t.Fatalf("Len = %d, want 2", n)
+	}
+}
