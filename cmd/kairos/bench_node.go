@@ -7,14 +7,12 @@ import (
 	"io"
 	"os"
 	"runtime/pprof"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 	"github.com/spf13/cobra"
 
 	"github.com/kairos-network/kairos/node/devnet"
@@ -133,34 +131,34 @@ divided by the transactions sent.`,
 	return cmd
 }
 
-// nonZeroCounters renders c's non-zero counter metrics as name{labels}=value.
+// nonZeroCounters renders c's non-zero counters as name{labels}=value, in
+// the registry's order (by name, then labels).
 func nonZeroCounters(c prometheus.Collector) string {
-	ch := make(chan prometheus.Metric, 64)
-	go func() {
-		c.Collect(ch)
-		close(ch)
-	}()
-	var parts []string
-	for m := range ch {
-		var pb dto.Metric
-		if m.Write(&pb) != nil || pb.Counter == nil || pb.Counter.GetValue() == 0 {
-			continue
-		}
-		name := m.Desc().String()
-		if i := strings.Index(name, "fqName: \""); i >= 0 {
-			name = name[i+len("fqName: \""):]
-			name = name[:strings.IndexByte(name, '"')]
-		}
-		var labels []string
-		for _, l := range pb.Label {
-			labels = append(labels, l.GetValue())
-		}
-		if len(labels) > 0 {
-			name += "{" + strings.Join(labels, ",") + "}"
-		}
-		parts = append(parts, fmt.Sprintf("%s=%.0f", strings.TrimPrefix(name, "kairos_"), pb.Counter.GetValue()))
+	reg := prometheus.NewRegistry()
+	if err := reg.Register(c); err != nil {
+		return err.Error()
 	}
-	slices.Sort(parts)
+	families, err := reg.Gather()
+	if err != nil {
+		return err.Error()
+	}
+	var parts []string
+	for _, f := range families {
+		for _, m := range f.GetMetric() {
+			if m.GetCounter().GetValue() == 0 {
+				continue
+			}
+			name := strings.TrimPrefix(f.GetName(), "kairos_")
+			var labels []string
+			for _, l := range m.GetLabel() {
+				labels = append(labels, l.GetValue())
+			}
+			if len(labels) > 0 {
+				name += "{" + strings.Join(labels, ",") + "}"
+			}
+			parts = append(parts, fmt.Sprintf("%s=%.0f", name, m.GetCounter().GetValue()))
+		}
+	}
 	return strings.Join(parts, " ")
 }
 
