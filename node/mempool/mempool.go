@@ -184,9 +184,9 @@ func (m *Mempool) count(e *Entry, sign int) {
 // Add validates raw at the local time now and holds it. isNew is false when
 // the transaction was already held; e is then the first entry, with its
 // original FirstSeen. The entry is durable when Add returns it as new, and
-// only then visible to Get; concurrent Adds persist in parallel (the
-// datastore can group their syncs), and an Add of an id being persisted
-// waits for that one.
+// only then visible to Get; concurrent Adds share synced batches (group
+// commit), and an Add of an id being persisted waits for that one. ctx
+// bounds only that wait.
 func (m *Mempool) Add(ctx context.Context, raw []byte, now int64) (e *Entry, isNew bool, err error) {
 	tx, err := types.DecodeTx(raw, m.cfg.ChainID, now, m.cfg.Limits)
 	if err != nil {
@@ -228,7 +228,7 @@ func (m *Mempool) Add(ctx context.Context, raw []byte, now int64) (e *Entry, isN
 	m.count(e, 1) // reserve the limits while persisting
 	m.mu.Unlock()
 
-	err = m.persist(ctx, e)
+	err = m.persist(e)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	delete(m.pending, id)
@@ -241,12 +241,6 @@ func (m *Mempool) Add(ctx context.Context, raw []byte, now int64) (e *Entry, isN
 	return e, true, nil
 }
 
-// persist makes e durable. Concurrent calls share one synced batch: the
-// flusher commits everything queued while the previous batch was syncing,
-// so a burst of Adds (API clients, gossip validators) costs one fsync per
-// batch instead of one per transaction. A call returns when the batch
-// holding its record is durable, whatever its ctx says (the entry's
-// reservation depends on the outcome).
 // Added is the outcome of one transaction of AddAll, as Add returns it.
 type Added struct {
 	Entry *Entry
@@ -273,7 +267,13 @@ func (m *Mempool) AddAll(ctx context.Context, raws [][]byte, now int64) []Added 
 	return out
 }
 
-func (m *Mempool) persist(_ context.Context, e *Entry) error {
+// persist makes e durable. Concurrent calls share one synced batch: the
+// flusher commits everything queued while the previous batch was syncing,
+// so a burst of Adds (API clients, gossip validators) costs one fsync per
+// batch instead of one per transaction. A call returns when the batch
+// holding its record is durable (the entry's reservation depends on the
+// outcome, so it does not give up early).
+func (m *Mempool) persist(e *Entry) error {
 	w := &write{key: key(e.ID), val: types.MustEncode(&record{FirstSeen: e.FirstSeen, Raw: e.Raw}), done: make(chan struct{})}
 	m.wmu.Lock()
 	m.wqueue = append(m.wqueue, w)
