@@ -100,19 +100,6 @@ type group struct {
 	timer   *int64
 }
 
-// perform stages acts and releases them at once (one step, one group).
-func (n *Node) perform(acts []consensus.Action) (timer *int64, ok bool) {
-	var g group
-	if !n.stage(&g, acts) {
-		return nil, false
-	}
-	timer, ok = n.release(&g)
-	if ok && g.batch != nil {
-		ok = n.commitLog(&g)
-	}
-	return timer, ok
-}
-
 // stage takes one step's actions: records go into the open batch, sends,
 // broadcasts and fetches wait for release, released blocks go to the
 // executor at once. It returns false when the node must stop.

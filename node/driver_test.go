@@ -66,6 +66,20 @@ func queued(n *Node) int {
 	return c
 }
 
+// perform stages acts and releases them at once (one step, one group),
+// committing even records that need no sync.
+func (n *Node) perform(acts []consensus.Action) (timer *int64, ok bool) {
+	var g group
+	if !n.stage(&g, acts) {
+		return nil, false
+	}
+	timer, ok = n.release(&g)
+	if ok && g.batch != nil {
+		ok = n.commitLog(&g)
+	}
+	return timer, ok
+}
+
 // TestPersistBeforeSend: records are durable before any message that
 // follows them is handed to the network, and a failed persist sends
 // nothing and halts the node.
