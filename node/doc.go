@@ -39,8 +39,8 @@
 //     it holds a record that must be durable first (own header, vote, own
 //     certificate); a failed commit halts the node (ErrPersist) with
 //     nothing sent. Peers' certificates alone do not force a commit: they
-//     wait in the open batch for the next one (at most
-//     MaxDeferredRecords), so the log on disk is always a prefix and a
+//     wait in the open batch for the next one (at most MaxDeferredRecords
+//     and MaxDeferredBytes), so the log on disk is always a prefix and a
 //     crash loses at most certificates, which are fetched again. Calls
 //     (fetch answers) run between groups.
 //   - Restart = replay: the consensus log (/node/log) is replayed into a
@@ -69,7 +69,8 @@
 //     node's at that height, the node halts with ErrStateDiverged.
 //   - Every queue a peer can grow has a named limit (MaxInbox, MaxOutbox,
 //     MaxFetches, MaxFetchTxs, MaxFetchResponseBytes,
-//     MaxPendingCheckpoints); a message at a full queue is dropped and
+//     MaxPendingCheckpoints, MaxGroupSteps, MaxDeferredRecords,
+//     MaxDeferredBytes); a message at a full queue is dropped and
 //     counted (consensus re-sends and fetches what it misses).
 //   - Everything listens on 127.0.0.1 only (p2p's loopback default).
 //

@@ -16,10 +16,11 @@ const (
 	// a synced commit milliseconds, so inputs that queued up during one
 	// commit share the next one.
 	MaxGroupSteps = 64
-	// MaxDeferredRecords bounds the records that need no sync (peers'
-	// certificates) kept in the open batch while no synced record
-	// follows them.
+	// MaxDeferredRecords and MaxDeferredBytes bound the records that need
+	// no sync (peers' certificates) kept in the open batch while no synced
+	// record follows them.
 	MaxDeferredRecords = 256
+	MaxDeferredBytes   = 8 << 20
 )
 
 // drive is the consensus driver: the only goroutine that touches the core.
@@ -95,6 +96,7 @@ func (n *Node) drive() {
 type group struct {
 	batch   ds.Batch
 	records int  // in batch
+	bytes   int  // encoded records in batch
 	sync    bool // batch holds a record that must be durable before sends
 	out     []consensus.Action
 	timer   *int64
@@ -114,12 +116,14 @@ func (n *Node) stage(g *group, acts []consensus.Action) bool {
 					return false
 				}
 			}
-			if err := g.batch.Put(n.ctx, heightKey(nsLog, n.logSeq), consensus.EncodeRecord(&a.Rec)); err != nil {
+			rec := consensus.EncodeRecord(&a.Rec)
+			if err := g.batch.Put(n.ctx, heightKey(nsLog, n.logSeq), rec); err != nil {
 				n.halt(fmt.Errorf("%w: %w", ErrPersist, err))
 				return false
 			}
 			n.logSeq++
 			g.records++
+			g.bytes += len(rec)
 			g.sync = g.sync || a.Sync
 		case consensus.Send, consensus.Broadcast, consensus.Fetch:
 			g.out = append(g.out, a)
@@ -154,7 +158,7 @@ func (n *Node) stage(g *group, acts []consensus.Action) bool {
 // because batches commit in order. It returns the last timer asked for,
 // and false when the node must stop.
 func (n *Node) release(g *group) (timer *int64, ok bool) {
-	if g.batch != nil && (g.sync || g.records >= MaxDeferredRecords) && !n.commitLog(g) {
+	if g.batch != nil && (g.sync || g.records >= MaxDeferredRecords || g.bytes >= MaxDeferredBytes) && !n.commitLog(g) {
 		return nil, false
 	}
 	for _, a := range g.out {
@@ -183,7 +187,7 @@ func (n *Node) release(g *group) (timer *int64, ok bool) {
 // commitLog commits the open batch (synced); a failure halts the node.
 func (n *Node) commitLog(g *group) bool {
 	err := g.batch.Commit(n.ctx)
-	g.batch, g.records, g.sync = nil, 0, false
+	g.batch, g.records, g.bytes, g.sync = nil, 0, 0, false
 	if err != nil {
 		n.halt(fmt.Errorf("%w: %w", ErrPersist, err))
 		return false

@@ -172,7 +172,8 @@ func TestGroupCommit(t *testing.T) {
 	if err != nil || next != 2 || recs[0].Cert == nil || recs[1].Vote == nil {
 		t.Fatalf("log: %d records (%+v), err %v; want the certificate then the vote", next, recs, err)
 	}
-	// Past MaxDeferredRecords unsynced records are committed anyway.
+	// Past MaxDeferredRecords unsynced records are committed anyway (the
+	// byte bound works the same way).
 	for range MaxDeferredRecords {
 		if !n.stage(&g, []consensus.Action{consensus.Persist{Rec: consensus.Record{Cert: cert}}}) {
 			t.Fatal("stage failed")
