@@ -33,10 +33,16 @@
 //
 // # Invariants
 //
-//   - Persist before send: the records of one Step are written in one
-//     batch, committed (synced) before the first Send, Broadcast or Fetch
-//     that follows them; a failed commit halts the node (ErrPersist) with
-//     nothing sent.
+//   - Persist before send: the driver steps the inputs already queued (up
+//     to MaxGroupSteps) into one batch of records and commits it (synced)
+//     before the Sends, Broadcasts and Fetches those steps produced, when
+//     it holds a record that must be durable first (own header, vote, own
+//     certificate); a failed commit halts the node (ErrPersist) with
+//     nothing sent. Peers' certificates alone do not force a commit: they
+//     wait in the open batch for the next one (at most MaxDeferredRecords
+//     and MaxDeferredBytes), so the log on disk is always a prefix and a
+//     crash loses at most certificates, which are fetched again. Calls
+//     (fetch answers) run between groups.
 //   - Restart = restore + replay: a new core continues from the last
 //     persisted ordering state (/node/ostate, with its checkpoint
 //     certificate) and replays the consensus log (/node/log) left after
@@ -89,7 +95,8 @@
 //     node halts with ErrStateDiverged.
 //   - Every queue a peer can grow has a named limit (MaxInbox, MaxOutbox,
 //     MaxFetches, MaxFetchTxs, MaxFetchResponseBytes,
-//     MaxPendingCheckpoints); a message at a full queue is dropped and
+//     MaxPendingCheckpoints, MaxGroupSteps, MaxDeferredRecords,
+//     MaxDeferredBytes); a message at a full queue is dropped and
 //     counted (consensus re-sends and fetches what it misses).
 //   - Everything listens on 127.0.0.1 only (p2p's loopback default).
 //

@@ -1,11 +1,26 @@
 package node
 
 import (
+	"context"
 	"fmt"
 
 	ds "github.com/ipfs/go-datastore"
 
 	"github.com/kairos-network/kairos/consensus"
+)
+
+// Limits of the driver's group commit.
+const (
+	// MaxGroupSteps bounds the inputs the driver steps before it commits
+	// their records and sends what they produced: steps take microseconds,
+	// a synced commit milliseconds, so inputs that queued up during one
+	// commit share the next one.
+	MaxGroupSteps = 64
+	// MaxDeferredRecords and MaxDeferredBytes bound the records that need
+	// no sync (peers' certificates) kept in the open batch while no synced
+	// record follows them.
+	MaxDeferredRecords = 256
+	MaxDeferredBytes   = 8 << 20
 )
 
 // drive is the consensus driver: the only goroutine that touches the core.
@@ -15,16 +30,17 @@ func (n *Node) drive() {
 	var timer <-chan struct{}
 	stop := func() {}
 	defer func() { stop() }()
-	step := func(ev consensus.Event) bool {
-		at, ok := n.perform(n.core.Step(ev))
-		if !ok {
-			return false
-		}
-		if at != nil {
+	var g group
+	defer n.closeLog(&g)
+	// release commits the group's records if needed and performs its
+	// messages, then arms the last timer the core asked for.
+	release := func() bool {
+		at, ok := n.release(&g)
+		if ok && at != nil {
 			stop()
 			timer, stop = n.clock.Timer(*at)
 		}
-		return true
+		return ok
 	}
 	if n.core == nil { // unit tests hand the driver a core of their own
 		if err := n.startConsensus(); err != nil {
@@ -34,13 +50,14 @@ func (n *Node) drive() {
 			return
 		}
 	}
-	if !step(consensus.Start{Now: n.clock.Now()}) {
+	step := func(ev consensus.Event) bool { return n.stage(&g, n.core.Step(ev)) }
+	if !step(consensus.Start{Now: n.clock.Now()}) || !release() {
 		return
 	}
 	// The mempool survives a restart: report its payloads again, with the
 	// times they were first seen.
 	for _, e := range n.pool.Entries() {
-		if !step(consensus.TxSeen{Now: e.FirstSeen, ID: consensus.TxID(e.ID)}) {
+		if !step(consensus.TxSeen{Now: e.FirstSeen, ID: consensus.TxID(e.ID)}) || !release() {
 			return
 		}
 	}
@@ -50,6 +67,8 @@ func (n *Node) drive() {
 		case <-n.ctx.Done():
 			return
 		case f := <-n.calls:
+			// Calls read the core between groups, when everything it
+			// produced so far is committed or needs no sync.
 			f()
 			continue
 		case in := <-n.inbox:
@@ -61,73 +80,68 @@ func (n *Node) drive() {
 		if !step(ev) {
 			return
 		}
+		// Group commit: step whatever else is already waiting, then
+		// commit once and send.
+	more:
+		for steps := 1; steps < MaxGroupSteps; steps++ {
+			select {
+			case in := <-n.inbox:
+				if !step(in(n.clock.Now())) {
+					return
+				}
+			default:
+				break more
+			}
+		}
+		if !release() {
+			return
+		}
 	}
 }
 
-// perform carries out actions in order. Persist records are collected in
-// one batch that is committed (synced: the store's pebble writes are
-// synced) before the first send, broadcast or fetch after them, so nothing
-// this node signed leaves it before it is durable. It returns the last
-// timer asked for, and false when the node must stop.
-func (n *Node) perform(acts []consensus.Action) (timer *int64, ok bool) {
-	var batch ds.Batch
-	flush := func() bool {
-		if batch == nil {
-			return true
-		}
-		err := batch.Commit(n.ctx)
-		batch = nil
-		if err != nil {
-			n.halt(fmt.Errorf("%w: %w", ErrPersist, err))
-			return false
-		}
-		return true
-	}
+// group is what the driver's steps produced since the last release: the
+// open batch of log records and the messages that must wait for it.
+type group struct {
+	batch   ds.Batch
+	records int  // in batch
+	bytes   int  // encoded records in batch
+	sync    bool // batch holds a record that must be durable before sends
+	out     []consensus.Action
+	timer   *int64
+}
+
+// stage takes one step's actions: records go into the open batch, sends,
+// broadcasts and fetches wait for release, released blocks go to the
+// executor at once. It returns false when the node must stop.
+func (n *Node) stage(g *group, acts []consensus.Action) bool {
 	for _, a := range acts {
 		switch a := a.(type) {
 		case consensus.Persist:
-			if batch == nil {
+			if g.batch == nil {
 				var err error
-				if batch, err = n.d.Batch(n.ctx); err != nil {
+				if g.batch, err = n.d.Batch(n.ctx); err != nil {
 					n.halt(fmt.Errorf("%w: %w", ErrPersist, err))
-					return nil, false
+					return false
 				}
 			}
-			if err := batch.Put(n.ctx, heightKey(nsLog, n.logSeq), consensus.EncodeRecord(&a.Rec)); err != nil {
+			rec := consensus.EncodeRecord(&a.Rec)
+			if err := g.batch.Put(n.ctx, heightKey(nsLog, n.logSeq), rec); err != nil {
 				n.halt(fmt.Errorf("%w: %w", ErrPersist, err))
-				return nil, false
+				return false
 			}
 			n.logSeq++
-		case consensus.Send:
-			if !flush() {
-				return nil, false
-			}
-			n.send(a.To, consensus.EncodeMessage(a.Msg))
-		case consensus.Broadcast:
-			if !flush() {
-				return nil, false
-			}
-			data := consensus.EncodeMessage(a.Msg)
-			n.broadcast(data)
-			if a.Msg.Cert != nil {
-				select {
-				case n.gossip <- data:
-				default:
-					n.dropped.Add(1)
-				}
-			}
-		case consensus.Fetch:
-			if !flush() {
-				return nil, false
-			}
-			n.fetch(a)
+			g.records++
+			g.bytes += len(rec)
+			g.sync = g.sync || a.Sync
+		case consensus.Send, consensus.Broadcast, consensus.Fetch:
+			g.out = append(g.out, a)
 		case consensus.SetTimer:
 			at := a.At
-			timer = &at
+			g.timer = &at
 		case consensus.Released:
 			if err := n.exe.enqueue(a); err != nil {
 				n.halt(err)
-				return nil, false
+				return false
 			}
 			select {
 			case n.blocks <- struct{}{}:
@@ -141,5 +155,60 @@ func (n *Node) perform(acts []consensus.Action) (timer *int64, ok bool) {
 	st := n.core.Stats()
 	n.invalid.Store(st.Invalid)
 	n.conflicts.Store(st.Conflicts)
-	return timer, flush()
+	return true
+}
+
+// release commits the open batch if it holds a synced record (own header,
+// vote, own certificate) or too many deferred ones, and then performs the
+// group's messages in order: nothing this node signed leaves it before it
+// is durable (the store's pebble writes are synced). Records that need no
+// sync stay in the open batch for the next commit; the log stays a prefix
+// because batches commit in order. It returns the last timer asked for,
+// and false when the node must stop.
+func (n *Node) release(g *group) (timer *int64, ok bool) {
+	if g.batch != nil && (g.sync || g.records >= MaxDeferredRecords || g.bytes >= MaxDeferredBytes) && !n.commitLog(g) {
+		return nil, false
+	}
+	for _, a := range g.out {
+		switch a := a.(type) {
+		case consensus.Send:
+			n.send(a.To, consensus.EncodeMessage(a.Msg))
+		case consensus.Broadcast:
+			data := consensus.EncodeMessage(a.Msg)
+			n.broadcast(data)
+			if a.Msg.Cert != nil {
+				select {
+				case n.gossip <- data:
+				default:
+					n.dropped.Add(1)
+				}
+			}
+		case consensus.Fetch:
+			n.fetch(a)
+		}
+	}
+	timer = g.timer
+	g.out, g.timer = g.out[:0], nil
+	return timer, true
+}
+
+// commitLog commits the open batch (synced); a failure halts the node.
+func (n *Node) commitLog(g *group) bool {
+	err := g.batch.Commit(n.ctx)
+	g.batch, g.records, g.bytes, g.sync = nil, 0, 0, false
+	if err != nil {
+		n.halt(fmt.Errorf("%w: %w", ErrPersist, err))
+		return false
+	}
+	return true
+}
+
+// closeLog commits deferred records when the driver stops, so a clean
+// shutdown keeps them (a crash may lose them: they are fetched again).
+func (n *Node) closeLog(g *group) {
+	if g.batch != nil && n.Err() == nil {
+		if err := g.batch.Commit(context.Background()); err != nil {
+			n.log.Warn("commit deferred consensus records at stop", "err", err)
+		}
+	}
 }

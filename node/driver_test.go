@@ -67,6 +67,20 @@ func queued(n *Node) int {
 	return c
 }
 
+// perform stages acts and releases them at once (one step, one group),
+// committing even records that need no sync.
+func (n *Node) perform(acts []consensus.Action) (timer *int64, ok bool) {
+	var g group
+	if !n.stage(&g, acts) {
+		return nil, false
+	}
+	timer, ok = n.release(&g)
+	if ok && g.batch != nil {
+		ok = n.commitLog(&g)
+	}
+	return timer, ok
+}
+
 // TestPersistBeforeSend: records are durable before any message that
 // follows them is handed to the network, and a failed persist sends
 // nothing and halts the node.
@@ -119,6 +133,56 @@ func TestPersistBeforeSend(t *testing.T) {
 			t.Fatalf("Err() = %v, want %v wrapping %v", err, ErrPersist, boom)
 		}
 	})
+}
+
+// TestGroupCommit: records that need no sync (peers' certificates) do not
+// hold back the messages after them, and are committed, in log order,
+// with the next synced record before the messages that follow it.
+func TestGroupCommit(t *testing.T) {
+	s := &hookStore{Batching: dssync.MutexWrap(ds.NewMapDatastore())}
+	n := driverNode(t, s)
+	commits, queuedAtCommit := 0, -1
+	s.onCommit = func() { commits++; queuedAtCommit = queued(n) }
+	cert := &consensus.Certificate{Header: consensus.Header{Round: 1, Author: 2, Time: 3}}
+	vote := &consensus.VoteRecord{Author: 3, Round: 1}
+	var g group
+	// Step 1: a peer's certificate and a fetch; step 2: a send.
+	if !n.stage(&g, []consensus.Action{consensus.Persist{Rec: consensus.Record{Cert: cert}}, consensus.SetTimer{At: 7}}) ||
+		!n.stage(&g, []consensus.Action{consensus.Send{To: 1, Msg: &consensus.Message{Vote: &consensus.Vote{Round: 1}}}}) {
+		t.Fatal("stage failed")
+	}
+	timer, ok := n.release(&g)
+	if !ok || timer == nil || *timer != 7 {
+		t.Fatalf("release: ok=%v timer=%v, want the staged timer", ok, timer)
+	}
+	if commits != 0 || queued(n) != 1 {
+		t.Fatalf("after unsynced records: %d commits, %d queued; want 0 and 1", commits, queued(n))
+	}
+	// Step 3: a vote record (synced) and its send.
+	if !n.stage(&g, []consensus.Action{consensus.Persist{Rec: consensus.Record{Vote: vote}, Sync: true},
+		consensus.Send{To: 3, Msg: &consensus.Message{Vote: &consensus.Vote{Round: 1, Author: 3}}}}) {
+		t.Fatal("stage failed")
+	}
+	if _, ok := n.release(&g); !ok {
+		t.Fatal("release failed")
+	}
+	if commits != 1 || queuedAtCommit != 1 || queued(n) != 2 {
+		t.Fatalf("after a synced record: %d commits with %d queued at commit, %d queued; want 1, 1, 2", commits, queuedAtCommit, queued(n))
+	}
+	recs, next, err := loadLog(context.Background(), s)
+	if err != nil || next != 2 || recs[0].Cert == nil || recs[1].Vote == nil {
+		t.Fatalf("log: %d records (%+v), err %v; want the certificate then the vote", next, recs, err)
+	}
+	// Past MaxDeferredRecords unsynced records are committed anyway (the
+	// byte bound works the same way).
+	for range MaxDeferredRecords {
+		if !n.stage(&g, []consensus.Action{consensus.Persist{Rec: consensus.Record{Cert: cert}}}) {
+			t.Fatal("stage failed")
+		}
+	}
+	if _, ok := n.release(&g); !ok || commits != 2 || g.batch != nil {
+		t.Fatalf("after %d deferred records: %d commits, batch open %v", MaxDeferredRecords, commits, g.batch != nil)
+	}
 }
 
 // fakeClock is a manual Clock: time moves only in Advance.

@@ -106,7 +106,13 @@ func (n *Node) startHost() error {
 // the mempool (and consensus) here, so only valid ones are forwarded.
 // Refusals that depend on this node's clock or fullness are ignored rather
 // than rejected, so an honest forwarder is not penalized for them.
-func (n *Node) validateTx(ctx context.Context, _ peer.ID, data []byte) error {
+// This node's own publications come from SubmitTx, which added them
+// already: checking their signature a second time was a fifth of the
+// node's verification work under load.
+func (n *Node) validateTx(ctx context.Context, from peer.ID, data []byte) error {
+	if from == n.host.ID() {
+		return nil
+	}
 	_, err := n.addTx(ctx, data)
 	for _, local := range []error{types.ErrTxExpired, types.ErrTxFarFuture, mempool.ErrFull,
 		mempool.ErrBytesFull, mempool.ErrSenderFull} {
@@ -311,9 +317,13 @@ func (n *Node) fetch(f consensus.Fetch) {
 			res.Certs = n.fetchCerts(f.Digests, f.FromRound)
 		}
 		if len(f.Txs) > 0 {
-			res.Txs = n.fetchTxs(f.Txs)
+			// Each peer's answer goes to consensus at once: a vote waiting
+			// for these payloads should not also wait for the slowest.
+			n.fetchTxs(f.Txs, func(got []consensus.TxID) {
+				n.push(func(now int64) consensus.Event { return consensus.FetchResult{Now: now, Txs: got} }, true)
+			})
 		}
-		if res.HasOwnRound || len(res.Certs) > 0 || len(res.Txs) > 0 {
+		if res.HasOwnRound || len(res.Certs) > 0 {
 			n.push(func(now int64) consensus.Event { res.Now = now; return res }, true)
 		}
 	})
@@ -363,9 +373,9 @@ func (n *Node) fetchCerts(digests []consensus.Digest, from uint64) []*consensus.
 	return out
 }
 
-// fetchTxs asks peers for payloads and adds the valid ones not executed yet
-// to the mempool.
-func (n *Node) fetchTxs(ids []consensus.TxID) []consensus.TxID {
+// fetchTxs asks peers for payloads, adds the valid ones not executed yet
+// to the mempool and hands each answer's new ids to deliver.
+func (n *Node) fetchTxs(ids []consensus.TxID, deliver func([]consensus.TxID)) {
 	if len(ids) > MaxFetchTxs {
 		ids = ids[:MaxFetchTxs]
 	}
@@ -373,7 +383,6 @@ func (n *Node) fetchTxs(ids []consensus.TxID) []consensus.TxID {
 	for _, id := range ids {
 		want[types.Hash(id)] = true
 	}
-	var got []consensus.TxID
 	n.tryPeers(func(v uint32) bool {
 		req := txRequest{}
 		for _, id := range ids {
@@ -385,22 +394,24 @@ func (n *Node) fetchTxs(ids []consensus.TxID) []consensus.TxID {
 		if err := n.request(v, protoTxs, &req, &r); err != nil {
 			return false
 		}
-		for _, raw := range r.Raw {
-			e, _, err := n.pool.Add(n.ctx, raw, n.clock.Now())
-			if err != nil || !want[e.ID] {
+		var got []consensus.TxID
+		for _, a := range n.pool.AddAll(n.ctx, r.Raw, n.clock.Now()) {
+			if a.Err != nil || !want[a.Entry.ID] {
 				continue
 			}
 			// A replayed core asks again for payloads it had before the
 			// restart; those already executed need not be held.
-			if _, err := n.dropExecuted(n.ctx, e.ID); err != nil {
-				n.log.Debug("drop executed tx", "id", e.ID, "err", err)
+			if _, err := n.dropExecuted(n.ctx, a.Entry.ID); err != nil {
+				n.log.Debug("drop executed tx", "id", a.Entry.ID, "err", err)
 			}
-			delete(want, e.ID)
-			got = append(got, consensus.TxID(e.ID))
+			delete(want, a.Entry.ID)
+			got = append(got, consensus.TxID(a.Entry.ID))
+		}
+		if len(got) > 0 {
+			deliver(got)
 		}
 		return len(want) == 0
 	})
-	return got
 }
 
 // fetchOwnRound asks the other validators for the highest round this node

@@ -6,10 +6,13 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/pprof"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
 	"github.com/kairos-network/kairos/node/devnet"
@@ -25,7 +28,8 @@ func newBenchNodeCmd() *cobra.Command {
 	var rates []float64
 	var duration, drain time.Duration
 	var senders, validators int
-	var dir string
+	var dir, cpuProfile string
+	var counters bool
 	cmd := &cobra.Command{
 		Use:   "node",
 		Short: "Devnet under open-loop load: committed tx/s and submit→block latency per offered rate",
@@ -34,7 +38,9 @@ funds --senders accounts on the native token, and for each rate of --rates offer
 transfers per second for --duration, spread over the validators' APIs, each sender sending its
 next nonce without waiting for a receipt. Latency runs from a transaction's scheduled send time
 to its block being visible on the API it was sent to (block watchers poll every 5 ms). Rates run
-one after another on the same chain. RSS is the whole process, which hosts every validator.`,
+one after another on the same chain. RSS is the whole process, which hosts every validator;
+cpu-ms/tx is the process's user+system CPU during the rate (signing, sending, draining)
+divided by the transactions sent.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			tmp, err := os.MkdirTemp(dir, "kairos-bench-node-")
@@ -56,20 +62,31 @@ one after another on the same chain. RSS is the whole process, which hosts every
 			if err != nil {
 				return err
 			}
+			// The profile covers the rates only, not start-up and funding.
+			if cpuProfile != "" {
+				stop, err := startCPUProfile(cpuProfile)
+				if err != nil {
+					return err
+				}
+				defer stop()
+			}
 			fmt.Fprintf(out, "devnet: %d validators in one process, %d senders (pipelined nonces, sender i → API i mod %d), %v per rate\n",
 				len(d.Nodes), senders, len(d.APIs), duration)
-			fmt.Fprintf(out, "%9s %9s %10s %8s %8s %8s %8s %6s %6s %6s\n",
-				"offered/s", "ok tx/s", "ok/sent", "p50", "p90", "p99", "max", "rej", "failed", "lost")
+			fmt.Fprintf(out, "%9s %9s %10s %8s %8s %8s %8s %6s %6s %6s %10s\n",
+				"offered/s", "ok tx/s", "ok/sent", "p50", "p90", "p99", "max", "rej", "failed", "lost", "cpu-ms/tx")
 			best := 0.0
 			var problems []string
 			for _, rate := range rates {
+				cpu0 := processCPU()
 				r, err := g.Run(ctx, rate, duration, drain)
+				cpu := processCPU() - cpu0
 				if err != nil {
 					return fmt.Errorf("rate %v: %w", rate, err)
 				}
 				ms := func(d time.Duration) string { return fmt.Sprintf("%.0fms", float64(d)/float64(time.Millisecond)) }
-				fmt.Fprintf(out, "%9.0f %9.1f %10s %8s %8s %8s %8s %6d %6d %6d\n", r.Offered, r.Committed,
-					fmt.Sprintf("%d/%d", r.OK, r.Sent), ms(r.P50), ms(r.P90), ms(r.P99), ms(r.Max), r.Rejected, r.Failed, r.Lost)
+				fmt.Fprintf(out, "%9.0f %9.1f %10s %8s %8s %8s %8s %6d %6d %6d %10.3f\n", r.Offered, r.Committed,
+					fmt.Sprintf("%d/%d", r.OK, r.Sent), ms(r.P50), ms(r.P90), ms(r.P99), ms(r.Max), r.Rejected, r.Failed, r.Lost,
+					cpu.Seconds()*1000/float64(max(r.Sent, 1)))
 				if r.FirstProblem != "" {
 					problems = append(problems, fmt.Sprintf("rate %v: %s", rate, r.FirstProblem))
 				}
@@ -85,6 +102,11 @@ one after another on the same chain. RSS is the whole process, which hosts every
 					fmt.Fprintf(out, "highest offered rate with every tx ok and p99 < %v: %.0f tx/s\n", p99Target, best)
 				} else {
 					fmt.Fprintf(out, "no offered rate had every tx ok and p99 < %v\n", p99Target)
+				}
+			}
+			if counters {
+				for i, n := range d.Nodes {
+					fmt.Fprintf(out, "validator %d counters: %s\n", i, nonZeroCounters(n.Collector()))
 				}
 			}
 			if rss, err := selfRSS(); err == nil {
@@ -104,7 +126,68 @@ one after another on the same chain. RSS is the whole process, which hosts every
 	f.IntVar(&senders, "senders", 500, "funded sender accounts (each sends rate/senders tx/s)")
 	f.IntVar(&validators, "validators", 4, "validators of the devnet")
 	f.StringVar(&dir, "dir", "", "parent of the temporary data directory (default: the system temp dir)")
+	f.BoolVar(&counters, "counters", false, "print each validator's non-zero counters (drops, rejections, p2p messages) after the rates")
+	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the rates (whole process: validators and generator) to this file")
 	return cmd
+}
+
+// nonZeroCounters renders c's non-zero counters as name{labels}=value, in
+// the registry's order (by name, then labels).
+func nonZeroCounters(c prometheus.Collector) string {
+	reg := prometheus.NewRegistry()
+	if err := reg.Register(c); err != nil {
+		return err.Error()
+	}
+	families, err := reg.Gather()
+	if err != nil {
+		return err.Error()
+	}
+	var parts []string
+	for _, f := range families {
+		for _, m := range f.GetMetric() {
+			if m.GetCounter().GetValue() == 0 {
+				continue
+			}
+			name := strings.TrimPrefix(f.GetName(), "kairos_")
+			var labels []string
+			for _, l := range m.GetLabel() {
+				labels = append(labels, l.GetValue())
+			}
+			if len(labels) > 0 {
+				name += "{" + strings.Join(labels, ",") + "}"
+			}
+			parts = append(parts, fmt.Sprintf("%s=%.0f", name, m.GetCounter().GetValue()))
+		}
+	}
+	return strings.Join(parts, " ")
+}
+
+// startCPUProfile starts a CPU profile written to path; stop ends it and
+// closes the file.
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
+}
+
+// processCPU returns the user and system CPU time this process has used
+// (every validator and the generator), or 0 where getrusage fails. On a
+// shared machine CPU per transaction is steadier than wall-clock rates.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // selfRSS reads the resident set size of this process (Linux).

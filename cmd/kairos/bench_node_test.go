@@ -3,6 +3,8 @@ package main
 import (
 	"strings"
 	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // TestBenchNode runs `kairos bench node` through the command tree at two
@@ -13,7 +15,7 @@ func TestBenchNode(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
-	for _, want := range []string{"10/10", "20/20", "offered rate with every tx ok", "per validator (RSS/4)"} {
+	for _, want := range []string{"10/10", "20/20", "offered rate with every tx ok", "per validator (RSS/4)", "cpu-ms/tx"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
@@ -38,5 +40,31 @@ func TestParseVmRSS(t *testing.T) {
 		if (err == nil) != c.ok || (c.ok && got != c.want) {
 			t.Errorf("%q: got %d, %v", c.in, got, err)
 		}
+	}
+}
+
+func TestNonZeroCounters(t *testing.T) {
+	hits := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kairos_hits_total", Help: "h"}, []string{"kind"})
+	hits.WithLabelValues("b").Add(3)
+	hits.WithLabelValues("a").Add(2)
+	hits.WithLabelValues("zero")
+	idle := prometheus.NewCounter(prometheus.CounterOpts{Name: "idle_total", Help: "i"})
+	got := nonZeroCounters(multiCollector{hits, idle})
+	if want := "hits_total{a}=2 hits_total{b}=3"; got != want {
+		t.Fatalf("nonZeroCounters = %q, want %q", got, want)
+	}
+}
+
+type multiCollector []prometheus.Collector
+
+func (m multiCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, c := range m {
+		c.Describe(ch)
+	}
+}
+
+func (m multiCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, c := range m {
+		c.Collect(ch)
 	}
 }

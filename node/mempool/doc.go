@@ -18,9 +18,10 @@
 //     a rejected one leaves nothing behind (no id, no bytes, no record).
 //   - One entry per transaction id; re-adding returns the first entry and
 //     its first-seen time, which never changes while the entry lives.
-//   - The payload and first-seen time are durable (synced Put) before Add
-//     returns a new entry, so the node never acks what a restart would lose;
-//     Open reloads them, dropping the expired.
+//   - The payload and first-seen time are durable (a synced batch) before
+//     Add returns a new entry, so the node never acks what a restart would
+//     lose; Open reloads them, dropping the expired. Concurrent Adds share
+//     one batch (group commit): one fsync per batch, not per transaction.
 //   - Count, total bytes and entries per sender are capped by named limits
 //     (Config); a full pool refuses with ErrFull, ErrBytesFull or
 //     ErrSenderFull rather than evicting what the node may have acked.

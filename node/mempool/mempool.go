@@ -97,6 +97,20 @@ type Mempool struct {
 	pending  map[types.Hash]chan struct{} // being persisted; closed when done
 	bySender map[types.Address]int        // held and pending
 	bytes    int                          // held and pending
+
+	// Group commit of new entries: Adds queue their records, and one
+	// flusher at a time writes everything queued in one synced batch.
+	wmu    sync.Mutex
+	wqueue []*write // waiting for the next batch
+	wbusy  bool     // a flusher is running
+}
+
+// write is one queued record of a new entry; err is set before done closes.
+type write struct {
+	key  ds.Key
+	val  []byte
+	done chan struct{}
+	err  error
 }
 
 // Open loads the persisted entries of d (dropping those expired at now)
@@ -170,9 +184,9 @@ func (m *Mempool) count(e *Entry, sign int) {
 // Add validates raw at the local time now and holds it. isNew is false when
 // the transaction was already held; e is then the first entry, with its
 // original FirstSeen. The entry is durable when Add returns it as new, and
-// only then visible to Get; concurrent Adds persist in parallel (the
-// datastore can group their syncs), and an Add of an id being persisted
-// waits for that one.
+// only then visible to Get; concurrent Adds share synced batches (group
+// commit), and an Add of an id being persisted waits for that one. ctx
+// bounds only that wait.
 func (m *Mempool) Add(ctx context.Context, raw []byte, now int64) (e *Entry, isNew bool, err error) {
 	tx, err := types.DecodeTx(raw, m.cfg.ChainID, now, m.cfg.Limits)
 	if err != nil {
@@ -214,7 +228,7 @@ func (m *Mempool) Add(ctx context.Context, raw []byte, now int64) (e *Entry, isN
 	m.count(e, 1) // reserve the limits while persisting
 	m.mu.Unlock()
 
-	err = m.persist(ctx, e)
+	err = m.persist(e)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	delete(m.pending, id)
@@ -227,8 +241,85 @@ func (m *Mempool) Add(ctx context.Context, raw []byte, now int64) (e *Entry, isN
 	return e, true, nil
 }
 
-func (m *Mempool) persist(ctx context.Context, e *Entry) error {
-	if err := m.d.Put(ctx, key(e.ID), types.MustEncode(&record{FirstSeen: e.FirstSeen, Raw: e.Raw})); err != nil {
+// Added is the outcome of one transaction of AddAll, as Add returns it.
+type Added struct {
+	Entry *Entry
+	New   bool
+	Err   error
+}
+
+// AddAll adds raws as concurrent Adds would: they are validated in
+// parallel and their new entries share group-committed batches, so a
+// fetched set of payloads costs about one sync rather than one per
+// transaction. out[i] is the outcome of raws[i].
+func (m *Mempool) AddAll(ctx context.Context, raws [][]byte, now int64) []Added {
+	out := make([]Added, len(raws))
+	var wg sync.WaitGroup
+	for i, raw := range raws {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			e, isNew, err := m.Add(ctx, raw, now)
+			out[i] = Added{Entry: e, New: isNew, Err: err}
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+// persist makes e durable. Concurrent calls share one synced batch: the
+// flusher commits everything queued while the previous batch was syncing,
+// so a burst of Adds (API clients, gossip validators) costs one fsync per
+// batch instead of one per transaction. A call returns when the batch
+// holding its record is durable (the entry's reservation depends on the
+// outcome, so it does not give up early).
+func (m *Mempool) persist(e *Entry) error {
+	w := &write{key: key(e.ID), val: types.MustEncode(&record{FirstSeen: e.FirstSeen, Raw: e.Raw}), done: make(chan struct{})}
+	m.wmu.Lock()
+	m.wqueue = append(m.wqueue, w)
+	if !m.wbusy {
+		m.wbusy = true
+		go m.flush()
+	}
+	m.wmu.Unlock()
+	<-w.done
+	return w.err
+}
+
+// flush writes queued records in batches until the queue is empty.
+func (m *Mempool) flush() {
+	for {
+		m.wmu.Lock()
+		group := m.wqueue
+		m.wqueue = nil
+		if len(group) == 0 {
+			m.wbusy = false
+			m.wmu.Unlock()
+			return
+		}
+		m.wmu.Unlock()
+		err := m.writeGroup(group)
+		for _, w := range group {
+			w.err = err
+			close(w.done)
+		}
+	}
+}
+
+// writeGroup commits one batch of records. Its context is not a caller's:
+// one caller giving up must not fail the others' records.
+func (m *Mempool) writeGroup(group []*write) error {
+	ctx := context.Background()
+	b, err := m.d.Batch(ctx)
+	if err != nil {
+		return fmt.Errorf("mempool: persist: %w", err)
+	}
+	for _, w := range group {
+		if err := b.Put(ctx, w.key, w.val); err != nil {
+			return fmt.Errorf("mempool: persist: %w", err)
+		}
+	}
+	if err := b.Commit(ctx); err != nil {
 		return fmt.Errorf("mempool: persist: %w", err)
 	}
 	if !m.cfg.SyncedWrites {

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 
+	ds "github.com/ipfs/go-datastore"
+	dssync "github.com/ipfs/go-datastore/sync"
 	pebbleds "github.com/ipfs/go-ds-pebble"
 
 	"github.com/kairos-network/kairos/types"
@@ -337,5 +339,96 @@ func TestConcurrentAdds(t *testing.T) {
 	}
 	if n, _ := m.Len(); n != txs {
 		t.Fatalf("Len = %d, want %d", n, txs)
+	}
+}
+
+// TestGroupCommitDurable: entries added concurrently (sharing batches) are
+// all reloaded by a reopened pool.
+func TestGroupCommitDurable(t *testing.T) {
+	dir := t.TempDir()
+	m, done := openPool(t, dir, Config{}, now)
+	const txs = 64
+	var wg sync.WaitGroup
+	for i := range txs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, _, err := m.Add(context.Background(), signed(200+i, 1, nil), now); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	done()
+	m, done = openPool(t, dir, Config{}, now)
+	defer done()
+	if n, _ := m.Len(); n != txs {
+		t.Fatalf("reopened pool holds %d entries, want %d", n, txs)
+	}
+}
+
+// failingBatches is a datastore whose batch commits fail.
+type failingBatches struct{ ds.Batching }
+
+var errDisk = errors.New("disk failed")
+
+func (f failingBatches) Batch(ctx context.Context) (ds.Batch, error) {
+	b, err := f.Batching.Batch(ctx)
+	return failingBatch{b}, err
+}
+
+type failingBatch struct{ ds.Batch }
+
+func (failingBatch) Commit(context.Context) error { return errDisk }
+
+// TestGroupCommitFailure: when the shared batch fails, every Add in it
+// fails with the cause and leaves no entry and no reserved bytes.
+func TestGroupCommitFailure(t *testing.T) {
+	m, err := Open(context.Background(), failingBatches{dssync.MutexWrap(ds.NewMapDatastore())}, Config{ChainID: chain}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for i := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, _, err := m.Add(context.Background(), signed(300+i, 1, nil), now); !errors.Is(err, errDisk) {
+				t.Errorf("Add = %v, want %v", err, errDisk)
+			}
+		}()
+	}
+	wg.Wait()
+	if n, b := m.Len(); n != 0 || b != 0 {
+		t.Fatalf("after failed adds: %d entries, %d bytes", n, b)
+	}
+}
+
+// TestAddAll: each outcome is the one Add gives for that payload, in
+// input order.
+func TestAddAll(t *testing.T) {
+	m, done := openPool(t, t.TempDir(), Config{}, now)
+	defer done()
+	held := signed(400, 1, nil)
+	if _, _, err := m.Add(context.Background(), held, now); err != nil {
+		t.Fatal(err)
+	}
+	fresh := signed(401, 1, nil)
+	bad := signed(402, 1, func(b *types.TxBody) { b.ChainID = "other" })
+	out := m.AddAll(context.Background(), [][]byte{fresh, held, bad, fresh}, now)
+	if len(out) != 4 {
+		t.Fatalf("%d outcomes for 4 payloads", len(out))
+	}
+	if out[0].Err != nil || out[1].Err != nil || out[3].Err != nil {
+		t.Fatalf("valid payloads failed: %v, %v, %v", out[0].Err, out[1].Err, out[3].Err)
+	}
+	if out[1].New || out[0].New == out[3].New {
+		t.Fatalf("New = %v %v %v: want exactly one of the two copies of fresh new, held not new", out[0].New, out[1].New, out[3].New)
+	}
+	if !errors.Is(out[2].Err, types.ErrTxChain) {
+		t.Fatalf("wrong chain: %v", out[2].Err)
+	}
+	if n, _ := m.Len(); n != 2 {
+		t.Fatalf("Len = %d, want 2", n)
 	}
 }
