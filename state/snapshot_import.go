@@ -3,10 +3,14 @@ package state
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"runtime"
+	"sync"
 
 	ds "github.com/ipfs/go-datastore"
+	"github.com/ipfs/go-datastore/query"
 
 	"github.com/kairos-network/kairos/types"
 )
@@ -23,6 +27,9 @@ var (
 var (
 	snapStageManifestKey = ds.NewKey("/kairos/snapimport/manifest")
 	snapStageChunkPrefix = "/kairos/snapimport/chunk/"
+	// snapInstallKey marks an install that has started writing records
+	// and not switched yet; its value is the snapshot's height (uvarint).
+	snapInstallKey = ds.NewKey("/kairos/snapimport/installing")
 )
 
 func snapStageChunkKey(i int) ds.Key {
@@ -68,6 +75,9 @@ func NewImporter(ctx context.Context, d ds.Batching, m *Manifest) (*Importer, er
 	case err != nil && !errors.Is(err, ds.ErrNotFound):
 		return nil, err
 	}
+	if err := discardInstall(ctx, d); err != nil {
+		return nil, err
+	}
 	if err := clearSnapshotStaging(ctx, d); err != nil {
 		return nil, err
 	}
@@ -77,7 +87,8 @@ func NewImporter(ctx context.Context, d ds.Batching, m *Manifest) (*Importer, er
 	return im, d.Sync(ctx, snapStageManifestKey)
 }
 
-// clearSnapshotStaging deletes every staged chunk and the staged manifest.
+// clearSnapshotStaging deletes every staged chunk, the staged manifest and
+// the install marker.
 // Chunk indexes are bounded by SnapshotChunksMax, so the keys are probed
 // from the staged manifest rather than found by a query.
 func clearSnapshotStaging(ctx context.Context, d ds.Batching) error {
@@ -101,8 +112,10 @@ func clearSnapshotStaging(ctx context.Context, d ds.Batching) error {
 			return err
 		}
 	}
-	if err := b.Delete(ctx, snapStageManifestKey); err != nil {
-		return err
+	for _, k := range []ds.Key{snapStageManifestKey, snapInstallKey} {
+		if err := b.Delete(ctx, k); err != nil {
+			return err
+		}
 	}
 	if err := b.Commit(ctx); err != nil {
 		return err
@@ -147,27 +160,136 @@ func (im *Importer) Missing() []int {
 // Done reports whether every chunk is staged.
 func (im *Importer) Done() bool { return im.left == 0 }
 
-// leaves calls fn for every staged leaf in key-path order. Staged chunks
-// were verified before they were written; they are decoded again (not
-// trusted blindly) and the caller re-checks the rebuilt root.
-func (im *Importer) leaves(ctx context.Context, fn func(SnapshotLeaf) error) error {
+// discardInstall removes what an install that did not switch wrote into
+// d: every record, every flat index entry and its root record. The install
+// only ran on an empty store, so at version 0 all of them are its own. A
+// marker beside a non-zero latest version names an install that did switch
+// (the marker goes last on backends without atomic batches); then only the
+// marker goes.
+func discardInstall(ctx context.Context, d ds.Batching) error {
+	raw, err := d.Get(ctx, snapInstallKey)
+	if errors.Is(err, ds.ErrNotFound) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	height, n := uvarint(raw)
+	if n <= 0 || n != len(raw) {
+		return fmt.Errorf("%w: bad install marker", ErrCorrupt)
+	}
+	lb, err := d.Get(ctx, keyLatest)
+	if err != nil {
+		return err
+	}
+	if latest, n := uvarint(lb); n <= 0 || n != len(lb) {
+		return fmt.Errorf("%w: bad latest pointer", ErrCorrupt)
+	} else if latest == 0 {
+		w := newRecordWriter(ctx, d)
+		for _, prefix := range []string{nsNode, nsKV} {
+			if err := deletePrefix(ctx, d, prefix, w); err != nil {
+				return err
+			}
+		}
+		zero := binary.AppendUvarint(nil, 0)
+		if err := errors.Join(w.delete(rootKey(height)), w.put(keyMin, zero), w.put(keyPruneDone, zero), w.flush()); err != nil {
+			return err
+		}
+	}
+	if err := d.Delete(ctx, snapInstallKey); err != nil {
+		return err
+	}
+	return d.Sync(ctx, ds.NewKey("/kairos"))
+}
+
+// deletePrefix deletes every key under prefix through w. Pebble iterates a
+// snapshot and the map datastore collects its results first, so deleting
+// while iterating is safe on both.
+func deletePrefix(ctx context.Context, d ds.Batching, prefix string, w *recordWriter) error {
+	res, err := d.Query(ctx, query.Query{Prefix: prefix, KeysOnly: true})
+	if err != nil {
+		return err
+	}
+	defer res.Close()
+	for r := range res.Next() {
+		if r.Error != nil {
+			return r.Error
+		}
+		if err := w.delete(ds.RawKey(r.Key)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// snapInstallAhead is how many staged chunks per core an install decodes
+// and hashes ahead of the builder.
+const snapInstallAhead = 2
+
+// leaves hands every staged leaf, hashed, to add in key-path order. Staged
+// chunks were verified when they arrived; they are decoded and hashed again
+// here (not trusted blindly), and the caller re-checks the rebuilt root.
+// Decoding and hashing are most of an install's CPU, so they run on
+// goroutines a few chunks ahead of add; add still sees the chunks in order,
+// and at most snapInstallAhead chunks per core are held in memory.
+func (im *Importer) leaves(ctx context.Context, add func(*builtLeaf) error) error {
 	if !im.Done() {
 		return fmt.Errorf("%w: %d of %d chunks missing", ErrSnapshotIncomplete, im.left, len(im.m.Chunks))
 	}
-	for i := range im.m.Chunks {
-		b, err := im.d.Get(ctx, snapStageChunkKey(i))
-		if err != nil {
-			return fmt.Errorf("%w: staged chunk %d: %w", ErrSnapshotIncomplete, i, err)
+	type prepared struct {
+		leaves []builtLeaf
+		err    error
+	}
+	n := len(im.m.Chunks)
+	ready := make([]chan prepared, n)
+	var wg sync.WaitGroup
+	defer wg.Wait() // nothing reads the datastore after an early return
+	start := func(i int) {
+		ready[i] = make(chan prepared, 1) // the goroutine never blocks, even if add fails
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ls, err := im.prepare(ctx, i)
+			ready[i] <- prepared{ls, err}
+		}()
+	}
+	ahead := snapInstallAhead * runtime.GOMAXPROCS(0)
+	for i := 0; i < min(ahead, n); i++ {
+		start(i)
+	}
+	for i := 0; i < n; i++ {
+		p := <-ready[i]
+		ready[i] = nil
+		if p.err != nil {
+			return p.err
 		}
-		var c Chunk
-		if err := types.Decode(b, &c); err != nil {
-			return fmt.Errorf("%w: staged chunk %d: %w", ErrChunkMalformed, i, err)
+		if j := i + ahead; j < n {
+			start(j)
 		}
-		for _, l := range c.Leaves {
-			if err := fn(l); err != nil {
+		for k := range p.leaves {
+			if err := add(&p.leaves[k]); err != nil {
 				return err
 			}
 		}
 	}
 	return nil
+}
+
+// prepare reads, decodes and hashes staged chunk i.
+func (im *Importer) prepare(ctx context.Context, i int) ([]builtLeaf, error) {
+	b, err := im.d.Get(ctx, snapStageChunkKey(i))
+	if err != nil {
+		return nil, fmt.Errorf("%w: staged chunk %d: %w", ErrSnapshotIncomplete, i, err)
+	}
+	var c Chunk
+	if err := types.Decode(b, &c); err != nil {
+		return nil, fmt.Errorf("%w: staged chunk %d: %w", ErrChunkMalformed, i, err)
+	}
+	if int(c.Index) != i {
+		return nil, fmt.Errorf("%w: staged chunk %d holds chunk %d", ErrChunkMalformed, i, c.Index)
+	}
+	out := make([]builtLeaf, len(c.Leaves))
+	for j, l := range c.Leaves {
+		out[j] = hashLeaf(l)
+	}
+	return out, nil
 }

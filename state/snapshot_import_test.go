@@ -30,7 +30,7 @@ func TestSnapshotStagingSurvivesCrash(t *testing.T) {
 			t.Fatalf("chunk %d: staged=%v err=%v", i, ok, err)
 		}
 	}
-	if err := im.leaves(ctx, func(SnapshotLeaf) error { return nil }); !errors.Is(err, ErrSnapshotIncomplete) {
+	if err := im.leaves(ctx, func(*builtLeaf) error { return nil }); !errors.Is(err, ErrSnapshotIncomplete) {
 		t.Fatalf("reading an incomplete import: got %v", err)
 	}
 
@@ -58,7 +58,7 @@ func TestSnapshotStagingSurvivesCrash(t *testing.T) {
 		t.Fatalf("missing %v", im.Missing())
 	}
 	var got []SnapshotLeaf
-	if err := im.leaves(ctx, func(l SnapshotLeaf) error { got = append(got, l); return nil }); err != nil {
+	if err := im.leaves(ctx, func(l *builtLeaf) error { got = append(got, SnapshotLeaf{Key: l.key, Value: l.value}); return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if refRoot(leafMap(got)) != m.Root || len(got) != len(leaves) {

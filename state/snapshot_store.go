@@ -15,11 +15,6 @@ import (
 // versions: a snapshot replaces nothing, it only seeds an empty store.
 var ErrSnapshotTarget = errors.New("state: snapshot import needs an empty store")
 
-// ErrSnapshotTooLarge reports a snapshot too large to install on a backend
-// without atomic batches, whose recovery replays the version's change set
-// and so bounds it like a block (BlockWritesMax).
-var ErrSnapshotTooLarge = errors.New("state: snapshot too large for a backend without atomic batches")
-
 // ExportSnapshot writes a snapshot of version height: each chunk (at most
 // perChunk leaves, in key-path order) goes to emit as it is cut, and the
 // manifest is returned last. It is View(height).ExportSnapshot.
@@ -108,12 +103,23 @@ func (v *View) walkLeaves(ctx context.Context, sl slot, fn func(*slot) error) er
 	return nil
 }
 
-// Install rebuilds the tree of a fully staged snapshot in s, which must be
-// empty, re-checks the rebuilt root against the manifest, and only then
-// writes it as version Manifest().Height (the lowest readable version from
-// then on) and clears the staging area. Installing is idempotent: after a
-// crash, a new Importer for the same manifest finishes the job, and one whose
-// version is already in place only clears the staging area.
+// Install builds the tree of a fully staged snapshot in s, which must be
+// empty and must be the store of the Importer's datastore, and switches s to
+// it as version Manifest().Height (the lowest readable version from then
+// on), then clears the staging area.
+//
+// The tree is built bottom-up while the staged leaves stream past in
+// key-path order, and written in batches of SnapshotInstallBatchBytes, so
+// memory stays bounded at any snapshot size. None of it is reachable until
+// the switch: the root record and the latest pointer are written in one
+// last batch, after the rebuilt root has been checked against the manifest.
+// A durable install marker, written before the first batch, says that the
+// store holds an unfinished install. A crash before the switch is finished
+// by a new Importer of the same manifest and Install, which rewrites the same
+// records (they are content-addressed, so rewriting is idempotent); an
+// Importer of another manifest first discards what the unfinished install
+// wrote. A crash after the switch leaves only the staging area, which the
+// next Install of the same manifest clears.
 func (im *Importer) Install(ctx context.Context, s *Store) error {
 	m := im.m
 	s.commitMu.Lock()
@@ -133,44 +139,153 @@ func (im *Importer) Install(ctx context.Context, s *Store) error {
 	if m.Height == 0 {
 		return fmt.Errorf("%w: snapshot of version 0", ErrSnapshotManifest)
 	}
-	if !s.opts.AtomicBatches && m.Leaves > BlockWritesMax {
-		return fmt.Errorf("%w: %d leaves, limit %d", ErrSnapshotTooLarge, m.Leaves, BlockWritesMax)
+	if !im.Done() {
+		return fmt.Errorf("%w: %d of %d chunks missing", ErrSnapshotIncomplete, im.left, len(im.m.Chunks))
 	}
-	items := make([]item, 0, m.Leaves)
-	err := im.leaves(ctx, func(l SnapshotLeaf) error {
-		items = append(items, item{kp: types.KeyPath(l.Key), vh: types.ValueHash(l.Value), key: l.Key, value: l.Value, isNew: true})
-		return nil
-	})
-	if err != nil {
+	if err := s.d.Put(ctx, snapInstallKey, binary.AppendUvarint(nil, m.Height)); err != nil {
 		return err
 	}
-	c := &committer{s: s, ctx: ctx, height: m.Height}
-	var o out
-	newRoot, err := c.update(&o, slot{}, 0, items)
+	if err := s.d.Sync(ctx, snapInstallKey); err != nil {
+		return err
+	}
+	newRoot, err := s.build(ctx, m.Height, im.leaves)
 	if err != nil {
 		return err
 	}
 	if types.Root(newRoot.h) != m.Root {
-		return fmt.Errorf("%w: rebuilt %s, manifest %s", ErrSnapshotRoot, types.Root(newRoot.h), m.Root)
+		// Staged chunks were verified when they arrived, so only a
+		// corrupted staging area gets here: start the import over.
+		err := fmt.Errorf("%w: rebuilt %s, manifest %s", ErrSnapshotRoot, types.Root(newRoot.h), m.Root)
+		if derr := discardInstall(ctx, s.d); derr != nil {
+			return errors.Join(err, derr)
+		}
+		if cerr := clearSnapshotStaging(ctx, im.d); cerr != nil {
+			return errors.Join(err, cerr)
+		}
+		return err
 	}
-	// The new lowest readable version goes first: from then on a reader
-	// asking for an older version gets ErrPruned, not a missing root. There
-	// is nothing to prune below it either.
-	for _, k := range []ds.Key{keyMin, keyPruneDone} {
-		if err := s.d.Put(ctx, k, binary.AppendUvarint(nil, m.Height)); err != nil {
+	if err := s.switchTo(ctx, m.Height, newRoot); err != nil {
+		return err
+	}
+	return clearSnapshotStaging(ctx, im.d)
+}
+
+// Seed writes the leaves that fill hands to add, in strictly increasing
+// key-path order, as version height of the empty store s, and returns its
+// root. It is the install of a snapshot without a manifest to check against:
+// for genesis states and benchmarks that need a large tree fast. Memory is
+// bounded as in Install. If Seed fails or the process dies before it
+// returns, the store holds unreachable records: discard the datastore.
+func (s *Store) Seed(ctx context.Context, height uint64, fill func(add func(SnapshotLeaf) error) error) (types.Root, error) {
+	s.commitMu.Lock()
+	defer s.commitMu.Unlock()
+	s.mu.Lock()
+	latest, root := s.latest, s.root
+	s.mu.Unlock()
+	if s.failed != nil {
+		return types.Root{}, s.failed
+	}
+	if latest != 0 || root.kind != slotEmpty {
+		return types.Root{}, fmt.Errorf("%w: store is at version %d", ErrSnapshotTarget, latest)
+	}
+	if height == 0 {
+		return types.Root{}, fmt.Errorf("%w: seed of version 0", ErrHeight)
+	}
+	newRoot, err := s.build(ctx, height, func(ctx context.Context, add func(*builtLeaf) error) error {
+		return fill(func(l SnapshotLeaf) error {
+			if len(l.Key.Key) > types.StateKeyMax {
+				return fmt.Errorf("%w: %d bytes", ErrKeyTooLong, len(l.Key.Key))
+			}
+			if len(l.Value) == 0 || len(l.Value) > types.StateValueMax {
+				return fmt.Errorf("%w: %d bytes", ErrValueTooLarge, len(l.Value))
+			}
+			b := hashLeaf(l)
+			return add(&b)
+		})
+	})
+	if err != nil {
+		return types.Root{}, err
+	}
+	if err := s.switchTo(ctx, height, newRoot); err != nil {
+		return types.Root{}, err
+	}
+	return types.Root(newRoot.h), nil
+}
+
+// build streams the leaves of leaves through a treeBuilder into s and
+// returns the root slot; nothing is reachable yet.
+func (s *Store) build(ctx context.Context, height uint64, leaves func(context.Context, func(*builtLeaf) error) error) (slot, error) {
+	w := newRecordWriter(ctx, s.d)
+	b := newTreeBuilder(height, w)
+	if err := leaves(ctx, b.add); err != nil {
+		return slot{}, err
+	}
+	root, err := b.root()
+	if err != nil {
+		return slot{}, err
+	}
+	return root, w.flush()
+}
+
+// switchTo makes version height with root the latest and lowest readable
+// version of the empty store s, whose records build has written. On atomic
+// backends that is one synced batch; otherwise the latest pointer goes last,
+// after everything else is durable, and is the switch.
+func (s *Store) switchTo(ctx context.Context, height uint64, root slot) error {
+	if err := s.writeSwitch(ctx, height, root); err != nil {
+		// As in Commit: part of the switch may be on disk, and only Open
+		// reads back which.
+		s.failed = fmt.Errorf("%w: install of version %d: %w", ErrNeedsReopen, height, err)
+		return s.failed
+	}
+	s.mu.Lock()
+	s.latest, s.root, s.min, s.pruneDone = height, root, height, height
+	s.mu.Unlock()
+	return nil
+}
+
+func (s *Store) writeSwitch(ctx context.Context, height uint64, root slot) error {
+	b, err := s.d.Batch(ctx)
+	if err != nil {
+		return err
+	}
+	hv := binary.AppendUvarint(nil, height)
+	put := func(k ds.Key, v []byte) {
+		if err == nil {
+			err = b.Put(ctx, k, v)
+		}
+	}
+	put(rootKey(height), encodeRoot(root))
+	put(keyMin, hv)
+	put(keyPruneDone, hv)
+	if s.opts.AtomicBatches {
+		put(keyLatest, hv)
+		if err == nil {
+			err = b.Delete(ctx, snapInstallKey)
+		}
+	}
+	if err != nil {
+		return err
+	}
+	if err := b.Commit(ctx); err != nil {
+		return err
+	}
+	if !s.opts.AtomicBatches {
+		sync := func() error { return s.d.Sync(ctx, ds.NewKey("/kairos")) }
+		if err := sync(); err != nil {
+			return err
+		}
+		if err := s.d.Put(ctx, keyLatest, hv); err != nil {
+			return err
+		}
+		if err := sync(); err != nil {
+			return err
+		}
+		// A marker left by a crash here names a finished install, which
+		// discardInstall recognizes by the latest pointer.
+		if err := s.d.Delete(ctx, snapInstallKey); err != nil {
 			return err
 		}
 	}
-	if err := s.write(ctx, m.Height, newRoot, &o); err != nil {
-		// As in Commit: part of the version may be on disk.
-		s.failed = fmt.Errorf("%w: snapshot install %d: %w", ErrNeedsReopen, m.Height, err)
-		return s.failed
-	}
-	for _, n := range o.nodes {
-		s.cache.put(n)
-	}
-	s.mu.Lock()
-	s.latest, s.root, s.min, s.pruneDone = m.Height, newRoot, m.Height, m.Height
-	s.mu.Unlock()
-	return clearSnapshotStaging(ctx, im.d)
+	return nil
 }

@@ -286,21 +286,28 @@ func TestSnapshotExportDuringPrune(t *testing.T) {
 }
 
 // TestSnapshotImportCrashResume loses power at many points of an import
-// (staging chunks, rebuilding, installing, clearing the staging area), then
-// restarts the import on what survived: it must skip the chunks staged
-// before the crash, finish, and leave a store at the snapshot's root with an
-// audit that finds nothing leaked or missing.
+// (staging chunks, the install's record batches, the switch, clearing the
+// staging area), then restarts on what survived. The reopened store must be
+// at version 0 or at the snapshot, nothing in between. Every other restart
+// resumes the same snapshot: it must skip the chunks staged before the crash
+// and finish. The others import a snapshot of an older version instead,
+// which must first discard whatever the crashed install wrote. Either way
+// the store ends at the imported root with an audit that finds nothing
+// leaked or missing and a flat index that matches the tree.
 func TestSnapshotImportCrashResume(t *testing.T) {
+	smallInstallBatches(t, 8<<10) // the install spans dozens of batches
 	ctx := context.Background()
 	src, err := OpenMemory(Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	model := snapWorkload(t, src, 6, 8, 200)
+	snapWorkload(t, src, 6, 8, 200)
 	h, root := src.Latest()
 	m, chunks := export(t, src, h, 40)
+	oldH := h - 2
+	oldM, oldChunks := export(t, src, oldH, 40)
 
-	importAll := func(s *Store) int {
+	importAll := func(s *Store, m *Manifest, chunks [][]byte) int {
 		im, err := NewImporter(ctx, s.Datastore(), m)
 		if err != nil {
 			t.Fatal(err)
@@ -322,7 +329,7 @@ func TestSnapshotImportCrashResume(t *testing.T) {
 	}
 	dry := NewCrashPointFS(vfs.NewCrashableMem(), 0, vfs.CrashCloneCfg{})
 	s := OpenOnFSStore(t, dry, Options{})
-	importAll(s)
+	importAll(s, m, chunks)
 	s.Close()
 	total := dry.Ops()
 
@@ -330,31 +337,130 @@ func TestSnapshotImportCrashResume(t *testing.T) {
 	if RaceEnabled {
 		points = 6
 	}
-	resumed := 0
+	resumed, switched := 0, 0
 	for p := int64(0); p < points; p++ {
 		fs := NewCrashPointFS(vfs.NewCrashableMem(), 1+p*total/points, vfs.CrashCloneCfg{})
 		s := OpenOnFSStore(t, fs, Options{})
-		importAll(s)
+		importAll(s, m, chunks)
 		s.Close()
 		clone := fs.Clone()
 		if clone == nil {
 			continue
 		}
 		s = OpenOnFSStore(t, clone, Options{})
-		resumed += importAll(s)
-		if gh, gr := s.Latest(); gh != h || gr != root {
-			t.Fatalf("point %d: resumed import at (%d, %s), want (%d, %s)", p, gh, gr, h, root)
+		switch gh, gr := s.Latest(); {
+		case gh == h && gr == root:
+			switched++
+		case gh != 0 || gr != types.EmptyRoot:
+			t.Fatalf("point %d: after the crash the store is at (%d, %s)", p, gh, gr)
+		}
+		wantH, wantRoot := h, root
+		if p%2 == 0 {
+			resumed += importAll(s, m, chunks)
+		} else if gh, _ := s.Latest(); gh == 0 {
+			importAll(s, oldM, oldChunks)
+			wantH, wantRoot = oldH, oldM.Root
+		}
+		if gh, gr := s.Latest(); gh != wantH || gr != wantRoot {
+			t.Fatalf("point %d: import after the crash at (%d, %s), want (%d, %s)", p, gh, gr, wantH, wantRoot)
 		}
 		rep, err := s.Audit(ctx)
 		if err != nil || !rep.Clean() {
-			t.Fatalf("point %d: audit after resumed import: %+v, %v", p, rep, err)
+			t.Fatalf("point %d: audit after the import: %+v, %v", p, rep, err)
 		}
 		if p%6 == 0 {
-			sameReads(t, src, s, h, model)
+			sameReads(t, src, s, h, snapModel(t, src, h))
+		}
+		if p%6 == 3 && wantH == oldH {
+			sameReads(t, src, s, oldH, snapModel(t, src, oldH))
 		}
 	}
 	if resumed == 0 {
 		t.Fatal("no restarted import skipped a staged chunk: the crash points missed the staging phase")
 	}
-	t.Logf("%d crash points over %d operations, %d staged chunks skipped on resume", points, total, resumed)
+	t.Logf("%d crash points over %d operations, %d staged chunks skipped on resume, %d crashes after the switch", points, total, resumed, switched)
+}
+
+// snapModel returns the (key, value) pairs of version h of s.
+func snapModel(t *testing.T, s *Store, h uint64) map[string][]byte {
+	t.Helper()
+	v, err := s.View(context.Background(), h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	model := map[string][]byte{}
+	err = v.Leaves(context.Background(), func(_ types.Hash, k types.StateKey, value []byte) error {
+		model[modelKey(k)] = append([]byte{}, value...)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return model
+}
+
+// TestSnapshotInstallCorruptStaging corrupts a staged chunk after it was
+// verified (a disk fault): the rebuilt root no longer matches, so Install
+// must refuse to switch, discard what it wrote and the staging area, and a
+// fresh import must then succeed.
+func TestSnapshotInstallCorruptStaging(t *testing.T) {
+	smallInstallBatches(t, 4<<10)
+	ctx := context.Background()
+	src, err := OpenMemory(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	snapWorkload(t, src, 8, 4, 200)
+	h, root := src.Latest()
+	m, chunks := export(t, src, h, 50)
+	dst := OpenOnFSStore(t, vfs.NewMem(), Options{})
+	im, err := NewImporter(ctx, dst.Datastore(), m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range chunks {
+		if _, err := im.Add(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var c Chunk
+	if err := types.Decode(chunks[1], &c); err != nil {
+		t.Fatal(err)
+	}
+	c.Leaves[3].Value = append([]byte{}, c.Leaves[3].Value...)
+	c.Leaves[3].Value[0] ^= 1
+	if err := dst.Datastore().Put(ctx, snapStageChunkKey(1), types.MustEncode(&c)); err != nil {
+		t.Fatal(err)
+	}
+	if err := im.Install(ctx, dst); !errors.Is(err, ErrSnapshotRoot) {
+		t.Fatalf("install of a corrupted staging area: got %v, want ErrSnapshotRoot", err)
+	}
+	if gh, gr := dst.Latest(); gh != 0 || gr != types.EmptyRoot {
+		t.Fatalf("a refused install moved the store to (%d, %s)", gh, gr)
+	}
+	if left := dump(t, dst.Datastore(), nsNode, nsKV, "/kairos/snapimport"); len(left) != 0 {
+		t.Fatalf("a refused install left %d entries behind", len(left))
+	}
+	im, err = NewImporter(ctx, dst.Datastore(), m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(im.Missing()) != len(chunks) {
+		t.Fatalf("after the refused install %d of %d chunks are still staged", len(chunks)-len(im.Missing()), len(chunks))
+	}
+	for _, c := range chunks {
+		if _, err := im.Add(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := im.Install(ctx, dst); err != nil {
+		t.Fatal(err)
+	}
+	if gh, gr := dst.Latest(); gh != h || gr != root {
+		t.Fatalf("imported (%d, %s), want (%d, %s)", gh, gr, h, root)
+	}
+	if rep, err := dst.Audit(ctx); err != nil || !rep.Clean() {
+		t.Fatalf("audit: %+v, %v", rep, err)
+	}
 }

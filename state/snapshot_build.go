@@ -1,0 +1,199 @@
+package state
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+
+	ds "github.com/ipfs/go-datastore"
+
+	"github.com/kairos-network/kairos/types"
+)
+
+// SnapshotInstallBatchBytes bounds the records an install (or Seed) buffers
+// before it writes them as one batch. With it the memory of an install is a
+// batch plus the builder's right spine, whatever the size of the snapshot.
+const SnapshotInstallBatchBytes = 8 << 20
+
+// installBatchBytes is the limit in force; tests lower it so that a small
+// install spans many batches and crash points fall between them.
+var installBatchBytes = SnapshotInstallBatchBytes
+
+// builtLeaf is a snapshot leaf with the hashes the tree needs.
+type builtLeaf struct {
+	key    types.StateKey
+	value  []byte
+	kp, vh types.Hash
+}
+
+func hashLeaf(l SnapshotLeaf) builtLeaf {
+	return builtLeaf{key: l.Key, value: l.Value, kp: types.KeyPath(l.Key), vh: types.ValueHash(l.Value)}
+}
+
+// treeBuilder builds a tree bottom-up from leaves that arrive in strictly
+// increasing key-path order. Where a leaf goes depends on the leaves on both
+// sides of it: it sits in the node at the depth of the longer common nibble
+// prefix it shares with either neighbour. So the builder holds the last leaf
+// back until the next one arrives, and keeps open only the nodes on that
+// leaf's path (the right spine). A node closes when a leaf arrives that does
+// not share its prefix: nothing can be added to it any more, so it is hashed,
+// handed to the writer and dropped. Memory is at most 64 node arrays.
+//
+// The nodes it writes are exactly those Commit would write for the same
+// leaves into an empty tree (TestTreeBuilderMatchesCommit): a chain of
+// one-child nodes above the first split, one-leaf subtrees moved up into
+// their parent's slot.
+type treeBuilder struct {
+	height uint64
+	w      *recordWriter
+	spine  [][fanout]slot // open nodes at nibble depths 0..len-1 on last's path
+	last   slot           // the held-back leaf
+	depth  int            // nibbles last shares with the leaf before it
+	leaves uint64
+}
+
+func newTreeBuilder(height uint64, w *recordWriter) *treeBuilder {
+	return &treeBuilder{height: height, w: w, spine: make([][fanout]slot, 1, nibbleDepth)}
+}
+
+// add writes the leaf's value record and flat index entry and places the
+// leaf before it. Leaves must come in strictly increasing key-path order.
+func (b *treeBuilder) add(l *builtLeaf) error {
+	if b.leaves > 0 && bytes.Compare(b.last.kp[:], l.kp[:]) >= 0 {
+		return fmt.Errorf("%w: leaf %d (%s) does not follow the one before it", ErrChunkUnsorted, b.leaves, l.key)
+	}
+	s := leafSlot(l.kp, l.vh)
+	if err := b.w.put(nodeKey(s.h), encodeValue(l.key, l.value, b.height)); err != nil {
+		return err
+	}
+	if err := b.w.put(kvKey(l.key), l.value); err != nil {
+		return err
+	}
+	if b.leaves == 0 {
+		b.last, b.leaves = s, 1
+		return nil
+	}
+	c := 0
+	for nibble(b.last.kp, c) == nibble(s.kp, c) {
+		c++ // stops before 64: the key paths differ
+	}
+	if err := b.settle(c); err != nil {
+		return err
+	}
+	b.last, b.depth = s, c
+	b.leaves++
+	return nil
+}
+
+// settle places the held-back leaf and closes the open nodes below depth c,
+// the depth the next leaf shares with it (or 0 at the end).
+func (b *treeBuilder) settle(c int) error {
+	at := max(b.depth, c)
+	for len(b.spine) <= at {
+		b.spine = append(b.spine, [fanout]slot{})
+	}
+	b.spine[at][nibble(b.last.kp, at)] = b.last
+	for d := len(b.spine) - 1; d > c; d-- {
+		sl, err := b.finish(&b.spine[d])
+		if err != nil {
+			return err
+		}
+		b.spine[d] = [fanout]slot{}
+		b.spine = b.spine[:d]
+		b.spine[d-1][nibble(b.last.kp, d-1)] = sl
+	}
+	return nil
+}
+
+// finish is committer.finish for a node that is complete: its record goes
+// to the writer.
+func (b *treeBuilder) finish(a *[fanout]slot) (slot, error) {
+	count, last := occupied(a)
+	if count == 0 {
+		return slot{}, nil
+	}
+	if count == 1 && a[last].kind == slotLeaf {
+		return a[last], nil
+	}
+	n := makeNode(b.height, a)
+	n.rehash()
+	return slot{kind: slotChild, h: n.id}, b.w.put(nodeKey(n.id), encodeNode(n, b.height))
+}
+
+// root closes every open node and returns the root slot.
+func (b *treeBuilder) root() (slot, error) {
+	if b.leaves == 0 {
+		return slot{}, nil
+	}
+	if err := b.settle(0); err != nil {
+		return slot{}, err
+	}
+	return b.finish(&b.spine[0])
+}
+
+// recordWriter writes records in batches of about
+// SnapshotInstallBatchBytes. Until the version's root record and latest
+// pointer are written, what it wrote is unreachable: content-addressed
+// records no root names and flat index entries of an uncommitted version.
+type recordWriter struct {
+	ctx     context.Context
+	d       ds.Batching
+	b       ds.Batch
+	bytes   int
+	max     int
+	batches int
+}
+
+func newRecordWriter(ctx context.Context, d ds.Batching) *recordWriter {
+	return &recordWriter{ctx: ctx, d: d, max: installBatchBytes}
+}
+
+func (w *recordWriter) put(k ds.Key, v []byte) error {
+	if w.b == nil {
+		b, err := w.d.Batch(w.ctx)
+		if err != nil {
+			return err
+		}
+		w.b = b
+	}
+	if err := w.b.Put(w.ctx, k, v); err != nil {
+		return err
+	}
+	w.bytes += len(k.String()) + len(v)
+	if w.bytes >= w.max {
+		return w.flush()
+	}
+	return nil
+}
+
+func (w *recordWriter) delete(k ds.Key) error {
+	if w.b == nil {
+		b, err := w.d.Batch(w.ctx)
+		if err != nil {
+			return err
+		}
+		w.b = b
+	}
+	if err := w.b.Delete(w.ctx, k); err != nil {
+		return err
+	}
+	w.bytes += len(k.String())
+	if w.bytes >= w.max {
+		return w.flush()
+	}
+	return nil
+}
+
+// flush writes the buffered batch, if any.
+func (w *recordWriter) flush() error {
+	if w.b == nil {
+		return nil
+	}
+	b := w.b
+	w.b, w.bytes = nil, 0
+	w.batches++
+	if err := b.Commit(w.ctx); err != nil {
+		return err
+	}
+	return w.ctx.Err()
+}
