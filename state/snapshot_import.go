@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"runtime"
 	"sync"
 
 	ds "github.com/ipfs/go-datastore"
@@ -37,11 +36,15 @@ func snapStageChunkKey(i int) ds.Key {
 }
 
 // Importer receives the chunks of one manifest in any order, verifies each
-// against the manifest root on arrival and stages it durably. It is not safe
-// for concurrent use; the caller fetches in parallel and adds serially.
+// against the manifest root on arrival and stages it durably. Add, Missing
+// and Done may be called from several goroutines at once (chunks fetched
+// from several peers are verified in parallel); Install must not overlap
+// them.
 type Importer struct {
-	d      ds.Batching
-	m      *Manifest
+	d ds.Batching
+	m *Manifest
+
+	mu     sync.Mutex // guards staged and left
 	staged []bool
 	left   int
 }
@@ -131,15 +134,26 @@ func (im *Importer) Add(ctx context.Context, chunk []byte) (staged bool, err err
 	if err != nil {
 		return false, err
 	}
-	if im.staged[c.Index] {
+	im.mu.Lock()
+	done := im.staged[c.Index]
+	im.mu.Unlock()
+	if done {
 		return false, nil
 	}
+	// Two callers may stage the same chunk at once: the bytes that verify
+	// are the same for both (the manifest lists their hash), so both writes
+	// put the same value, and only the first to finish reports it staged.
 	key := snapStageChunkKey(int(c.Index))
 	if err := im.d.Put(ctx, key, chunk); err != nil {
 		return false, err
 	}
 	if err := im.d.Sync(ctx, key); err != nil {
 		return false, err
+	}
+	im.mu.Lock()
+	defer im.mu.Unlock()
+	if im.staged[c.Index] {
+		return false, nil
 	}
 	im.staged[c.Index] = true
 	im.left--
@@ -148,6 +162,8 @@ func (im *Importer) Add(ctx context.Context, chunk []byte) (staged bool, err err
 
 // Missing returns the indexes of the chunks not staged yet, ascending.
 func (im *Importer) Missing() []int {
+	im.mu.Lock()
+	defer im.mu.Unlock()
 	var out []int
 	for i, ok := range im.staged {
 		if !ok {
@@ -158,7 +174,11 @@ func (im *Importer) Missing() []int {
 }
 
 // Done reports whether every chunk is staged.
-func (im *Importer) Done() bool { return im.left == 0 }
+func (im *Importer) Done() bool {
+	im.mu.Lock()
+	defer im.mu.Unlock()
+	return im.left == 0
+}
 
 // discardInstall removes what an install that did not switch wrote into
 // d: every record, every flat index entry and its root record. The install
@@ -221,57 +241,25 @@ func deletePrefix(ctx context.Context, d ds.Batching, prefix string, w *recordWr
 	return nil
 }
 
-// snapInstallAhead is how many staged chunks per core an install decodes
-// and hashes ahead of the builder.
-const snapInstallAhead = 2
-
 // leaves hands every staged leaf, hashed, to add in key-path order. Staged
 // chunks were verified when they arrived; they are decoded and hashed again
 // here (not trusted blindly), and the caller re-checks the rebuilt root.
-// Decoding and hashing are most of an install's CPU, so they run on
-// goroutines a few chunks ahead of add; add still sees the chunks in order,
-// and at most snapInstallAhead chunks per core are held in memory.
+// Decoding and hashing are most of an install's CPU, so they run a few
+// chunks ahead of add on every core (inOrder).
 func (im *Importer) leaves(ctx context.Context, add func(*builtLeaf) error) error {
-	if !im.Done() {
-		return fmt.Errorf("%w: %d of %d chunks missing", ErrSnapshotIncomplete, im.left, len(im.m.Chunks))
+	if n := len(im.Missing()); n > 0 {
+		return fmt.Errorf("%w: %d of %d chunks missing", ErrSnapshotIncomplete, n, len(im.m.Chunks))
 	}
-	type prepared struct {
-		leaves []builtLeaf
-		err    error
-	}
-	n := len(im.m.Chunks)
-	ready := make([]chan prepared, n)
-	var wg sync.WaitGroup
-	defer wg.Wait() // nothing reads the datastore after an early return
-	start := func(i int) {
-		ready[i] = make(chan prepared, 1) // the goroutine never blocks, even if add fails
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			ls, err := im.prepare(ctx, i)
-			ready[i] <- prepared{ls, err}
-		}()
-	}
-	ahead := snapInstallAhead * runtime.GOMAXPROCS(0)
-	for i := 0; i < min(ahead, n); i++ {
-		start(i)
-	}
-	for i := 0; i < n; i++ {
-		p := <-ready[i]
-		ready[i] = nil
-		if p.err != nil {
-			return p.err
-		}
-		if j := i + ahead; j < n {
-			start(j)
-		}
-		for k := range p.leaves {
-			if err := add(&p.leaves[k]); err != nil {
+	return inOrder(len(im.m.Chunks), func(i int) ([]builtLeaf, error) {
+		return im.prepare(ctx, i)
+	}, func(_ int, ls []builtLeaf) error {
+		for k := range ls {
+			if err := add(&ls[k]); err != nil {
 				return err
 			}
 		}
-	}
-	return nil
+		return nil
+	})
 }
 
 // prepare reads, decodes and hashes staged chunk i.

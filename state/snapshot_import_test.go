@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
+	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -90,5 +92,58 @@ func TestSnapshotStagingOtherManifest(t *testing.T) {
 	}
 	if _, err := im.Add(ctx, c1[0]); !errors.Is(err, ErrChunkProof) && !errors.Is(err, ErrChunkBounds) && !errors.Is(err, ErrSnapshotLeafCount) {
 		t.Fatalf("a chunk of another snapshot: got %v", err)
+	}
+}
+
+// TestSnapshotConcurrentAdd adds every chunk twice from several goroutines
+// at once: each chunk must be reported staged exactly once, and the import
+// must complete to the manifest root.
+func TestSnapshotConcurrentAdd(t *testing.T) {
+	ctx := context.Background()
+	leaves := randomLeaves(31, 400)
+	m, chunks := build(t, leaves, 16)
+	s := OpenOnFSStore(t, vfs.NewMem(), Options{})
+	im, err := NewImporter(ctx, s.Datastore(), m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const workers = 4
+	counts := make([]atomic.Int32, len(chunks))
+	var wg sync.WaitGroup
+	errs := make(chan error, workers)
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for _, i := range rand.New(rand.NewPCG(uint64(w), 7)).Perm(len(chunks)) {
+				staged, err := im.Add(ctx, chunks[i])
+				if err != nil {
+					errs <- err
+					return
+				}
+				if staged {
+					counts[i].Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	for i := range counts {
+		if n := counts[i].Load(); n != 1 {
+			t.Fatalf("chunk %d reported staged %d times", i, n)
+		}
+	}
+	if !im.Done() {
+		t.Fatalf("missing %v", im.Missing())
+	}
+	if err := im.Install(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	if _, r := s.Latest(); r != m.Root {
+		t.Fatalf("installed root %s, manifest %s", r, m.Root)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"runtime"
 
 	ds "github.com/ipfs/go-datastore"
 
@@ -29,54 +30,78 @@ func (s *Store) ExportSnapshot(ctx context.Context, height uint64, perChunk int,
 
 // ExportSnapshot writes a snapshot of the view's version. The open View
 // pins the version, so a concurrent Prune never removes a node the export
-// still needs. It walks the tree twice: once for the leaf hashes, which fix
-// the chunk ranges and proofs (64 bytes per key in memory), and once for the
-// keys and values, one chunk at a time.
+// still needs. It walks the tree's nodes once for the leaf hashes, which fix
+// the chunk ranges and proofs (64 bytes per key in memory), then reads the
+// values chunk by chunk, several chunks at once, each by its leaf hash and
+// checked against it.
 func (v *View) ExportSnapshot(ctx context.Context, perChunk int, emit func(index int, chunk []byte) error) (*Manifest, error) {
 	if err := v.enter(); err != nil {
 		return nil, err
 	}
 	defer v.mu.RUnlock()
-	var leaves []snapLeaf
-	err := v.walkLeaves(ctx, v.root, func(sl *slot) error {
-		leaves = append(leaves, snapLeaf{path: sl.kp, hash: sl.h})
-		return nil
-	})
+	leaves, err := v.leafHashes(ctx)
 	if err != nil {
 		return nil, err
 	}
-	p, err := planSnapshot(v.height, v.Root(), leaves, perChunk, emit)
+	p, err := planSnapshot(v.height, v.Root(), leaves, perChunk)
 	if err != nil {
 		return nil, err
 	}
-	var cur []SnapshotLeaf
-	flush := func() error {
-		for n := p.wants(); n >= 0 && len(cur) == n; n = p.wants() {
-			if err := p.cut(cur); err != nil {
-				return err
+	return p.cut(func(lo, hi int) ([]SnapshotLeaf, error) {
+		out := make([]SnapshotLeaf, hi-lo)
+		for j := range out {
+			l, err := v.s.leafValue(ctx, &leaves[lo+j])
+			if err != nil {
+				return nil, err
 			}
-			cur = nil
+			out[j] = l
 		}
+		return out, ctx.Err()
+	}, emit)
+}
+
+// snapWalkSplit is how many subtrees per core the leaf walk of an export
+// aims for: the node reads of a large tree are spread over the cores.
+const snapWalkSplit = 8
+
+// leafHashes returns the key path and hash of every leaf of the view, in
+// key-path order. The top of the tree is opened until there are enough
+// subtrees to walk in parallel; their leaves are concatenated in order.
+func (v *View) leafHashes(ctx context.Context) ([]snapLeaf, error) {
+	frontier := []slot{v.root}
+	for want := snapWalkSplit * runtime.GOMAXPROCS(0); len(frontier) < want; {
+		var next []slot
+		opened := false
+		for _, sl := range frontier {
+			if sl.kind != slotChild {
+				next = append(next, sl)
+				continue
+			}
+			n, err := v.s.loadNode(ctx, sl.h)
+			if err != nil {
+				return nil, err
+			}
+			next = append(next, n.entries...)
+			opened = true
+		}
+		frontier = next
+		if !opened {
+			break
+		}
+	}
+	var leaves []snapLeaf
+	err := inOrder(len(frontier), func(i int) ([]snapLeaf, error) {
+		var out []snapLeaf
+		err := v.walkLeaves(ctx, frontier[i], func(sl *slot) error {
+			out = append(out, snapLeaf{path: sl.kp, hash: sl.h})
+			return nil
+		})
+		return out, err
+	}, func(_ int, ls []snapLeaf) error {
+		leaves = append(leaves, ls...)
 		return nil
-	}
-	err = v.walkLeaves(ctx, v.root, func(sl *slot) error {
-		_, k, val, err := v.s.readValue(ctx, sl)
-		if err != nil {
-			return err
-		}
-		cur = append(cur, SnapshotLeaf{Key: k, Value: val})
-		return flush()
 	})
-	if err == nil {
-		err = flush() // the one empty chunk of an empty tree
-	}
-	if err == nil && p.wants() >= 0 {
-		err = fmt.Errorf("%w: snapshot source: %d of %d chunks cut", ErrCorrupt, len(p.m.Chunks), len(p.runs))
-	}
-	if err != nil {
-		return nil, err
-	}
-	return p.m, nil
+	return leaves, err
 }
 
 // walkLeaves calls fn for every leaf under sl in key-path order: a node's
@@ -86,10 +111,10 @@ func (v *View) walkLeaves(ctx context.Context, sl slot, fn func(*slot) error) er
 	case slotEmpty:
 		return nil
 	case slotLeaf:
-		if err := fn(&sl); err != nil {
-			return err
-		}
-		return ctx.Err()
+		return fn(&sl)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
 	}
 	n, err := v.s.loadNode(ctx, sl.h)
 	if err != nil {
@@ -101,6 +126,26 @@ func (v *View) walkLeaves(ctx context.Context, sl slot, fn func(*slot) error) er
 		}
 	}
 	return nil
+}
+
+// leafValue reads the key and value of a leaf from its value record and
+// checks them against the leaf's key path and hash.
+func (s *Store) leafValue(ctx context.Context, l *snapLeaf) (SnapshotLeaf, error) {
+	b, err := s.d.Get(ctx, nodeKey(l.hash))
+	if errors.Is(err, ds.ErrNotFound) {
+		return SnapshotLeaf{}, fmt.Errorf("%w: missing value record %x", ErrCorrupt, l.hash)
+	}
+	if err != nil {
+		return SnapshotLeaf{}, err
+	}
+	_, k, val, err := decodeValue(b)
+	if err != nil {
+		return SnapshotLeaf{}, err
+	}
+	if kp := types.KeyPath(k); kp != l.path || types.LeafHash(kp, types.ValueHash(val)) != l.hash {
+		return SnapshotLeaf{}, fmt.Errorf("%w: value record %x does not match its leaf", ErrCorrupt, l.hash)
+	}
+	return SnapshotLeaf{Key: k, Value: val}, nil
 }
 
 // Install builds the tree of a fully staged snapshot in s, which must be
@@ -139,8 +184,8 @@ func (im *Importer) Install(ctx context.Context, s *Store) error {
 	if m.Height == 0 {
 		return fmt.Errorf("%w: snapshot of version 0", ErrSnapshotManifest)
 	}
-	if !im.Done() {
-		return fmt.Errorf("%w: %d of %d chunks missing", ErrSnapshotIncomplete, im.left, len(im.m.Chunks))
+	if n := len(im.Missing()); n > 0 {
+		return fmt.Errorf("%w: %d of %d chunks missing", ErrSnapshotIncomplete, n, len(im.m.Chunks))
 	}
 	if err := s.d.Put(ctx, snapInstallKey, binary.AppendUvarint(nil, m.Height)); err != nil {
 		return err
