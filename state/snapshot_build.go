@@ -13,7 +13,7 @@ import (
 // SnapshotInstallBatchBytes bounds the records an install (or Seed) buffers
 // before it writes them as one batch. With it the memory of an install is a
 // batch plus the builder's right spine, whatever the size of the snapshot.
-const SnapshotInstallBatchBytes = 8 << 20
+const SnapshotInstallBatchBytes = 32 << 20
 
 // installBatchBytes is the limit in force; tests lower it so that a small
 // install spans many batches and crash points fall between them.

@@ -44,9 +44,11 @@ func dump(t testing.TB, d ds.Datastore, prefixes ...string) map[string][]byte {
 
 func seed(t testing.TB, s *Store, height uint64, leaves []SnapshotLeaf) (types.Root, error) {
 	t.Helper()
-	return s.Seed(context.Background(), height, func(add func(SnapshotLeaf) error) error {
-		for _, l := range leaves {
-			if err := add(l); err != nil {
+	// Uneven pieces, so that leaves are split across add calls and across
+	// the hashing goroutines at every possible boundary.
+	return s.Seed(context.Background(), height, func(add func([]SnapshotLeaf) error) error {
+		for lo, n := 0, 1; lo < len(leaves); lo, n = lo+n, n*3 {
+			if err := add(leaves[lo:min(lo+n, len(leaves))]); err != nil {
 				return err
 			}
 		}
@@ -145,7 +147,7 @@ func TestSeedRejects(t *testing.T) {
 	}{
 		{"unsorted", swapped, ErrChunkUnsorted},
 		{"duplicate", dup, ErrChunkUnsorted},
-		{"empty value", empty, ErrValueTooLarge},
+		{"empty value", empty, ErrEmptyValue},
 	} {
 		s, err := OpenMemory(Options{})
 		if err != nil {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"sync"
 
 	ds "github.com/ipfs/go-datastore"
 
@@ -15,6 +16,10 @@ import (
 // ErrSnapshotTarget reports an import into a store that already holds
 // versions: a snapshot replaces nothing, it only seeds an empty store.
 var ErrSnapshotTarget = errors.New("state: snapshot import needs an empty store")
+
+// ErrEmptyValue reports a Seed leaf without a value: in the store an empty
+// value means the key is absent, so no leaf holds one.
+var ErrEmptyValue = errors.New("state: empty value in a seed leaf")
 
 // ExportSnapshot writes a snapshot of version height: each chunk (at most
 // perChunk leaves, in key-path order) goes to emit as it is cut, and the
@@ -216,12 +221,14 @@ func (im *Importer) Install(ctx context.Context, s *Store) error {
 }
 
 // Seed writes the leaves that fill hands to add, in strictly increasing
-// key-path order, as version height of the empty store s, and returns its
-// root. It is the install of a snapshot without a manifest to check against:
-// for genesis states and benchmarks that need a large tree fast. Memory is
-// bounded as in Install. If Seed fails or the process dies before it
-// returns, the store holds unreachable records: discard the datastore.
-func (s *Store) Seed(ctx context.Context, height uint64, fill func(add func(SnapshotLeaf) error) error) (types.Root, error) {
+// key-path order over all calls, as version height of the empty store s,
+// and returns its root. It is the install of a snapshot without a manifest
+// to check against: for genesis states and benchmarks that need a large
+// tree fast. The leaves of one add call are hashed on every core; add may
+// be called with any number of leaves. Memory is bounded as in Install. If
+// Seed fails or the process dies before it returns, the store holds
+// unreachable records: discard the datastore.
+func (s *Store) Seed(ctx context.Context, height uint64, fill func(add func([]SnapshotLeaf) error) error) (types.Root, error) {
 	s.commitMu.Lock()
 	defer s.commitMu.Unlock()
 	s.mu.Lock()
@@ -237,15 +244,37 @@ func (s *Store) Seed(ctx context.Context, height uint64, fill func(add func(Snap
 		return types.Root{}, fmt.Errorf("%w: seed of version 0", ErrHeight)
 	}
 	newRoot, err := s.build(ctx, height, func(ctx context.Context, add func(*builtLeaf) error) error {
-		return fill(func(l SnapshotLeaf) error {
-			if len(l.Key.Key) > types.StateKeyMax {
-				return fmt.Errorf("%w: %d bytes", ErrKeyTooLong, len(l.Key.Key))
+		return fill(func(ls []SnapshotLeaf) error {
+			for i, l := range ls {
+				if len(l.Key.Key) > types.StateKeyMax {
+					return fmt.Errorf("%w: %d bytes in leaf %d", ErrKeyTooLong, len(l.Key.Key), i)
+				}
+				if len(l.Value) == 0 {
+					return fmt.Errorf("%w: leaf %d", ErrEmptyValue, i)
+				}
+				if len(l.Value) > types.StateValueMax {
+					return fmt.Errorf("%w: %d bytes in leaf %d", ErrValueTooLarge, len(l.Value), i)
+				}
 			}
-			if len(l.Value) == 0 || len(l.Value) > types.StateValueMax {
-				return fmt.Errorf("%w: %d bytes", ErrValueTooLarge, len(l.Value))
+			hashed := make([]builtLeaf, len(ls))
+			parts := min(runtime.GOMAXPROCS(0), max(1, len(ls)/256))
+			var wg sync.WaitGroup
+			for p := 0; p < parts; p++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := p * len(ls) / parts; i < (p+1)*len(ls)/parts; i++ {
+						hashed[i] = hashLeaf(ls[i])
+					}
+				}()
 			}
-			b := hashLeaf(l)
-			return add(&b)
+			wg.Wait()
+			for i := range hashed {
+				if err := add(&hashed[i]); err != nil {
+					return err
+				}
+			}
+			return nil
 		})
 	})
 	if err != nil {

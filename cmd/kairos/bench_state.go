@@ -44,7 +44,7 @@ the disk size over the run. Scale it down with --keys, --block and --blocks.`,
 	f.Uint64Var(&cfg.Workload.Seed, "seed", cfg.Workload.Seed, "workload seed")
 	f.Uint64Var(&cfg.Keep, "keep", cfg.Keep, "K: versions kept by the pruning store")
 	f.IntVar(&cfg.Samples, "samples", cfg.Samples, "disk size samples")
-	f.IntVar(&cfg.ProofKeys, "proof-keys", cfg.ProofKeys, "also build a tree of this many keys to measure proofs at that size (10000000 for the 10M target; slow)")
+	f.IntVar(&cfg.ProofKeys, "proof-keys", cfg.ProofKeys, "also build a tree of this many keys (sorted by key path and written bottom-up by state.Seed, not by commits) to measure proofs at that size; 10000000 for the 10M target takes minutes")
 	f.StringVar(&dir, "dir", "", "directory for the scratch stores (default: the system temp dir); use a real disk, not tmpfs")
 	return cmd
 }
