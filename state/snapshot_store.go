@@ -170,6 +170,10 @@ func (s *Store) leafValue(ctx context.Context, l *snapLeaf) (SnapshotLeaf, error
 // Importer of another manifest first discards what the unfinished install
 // wrote. A crash after the switch leaves only the staging area, which the
 // next Install of the same manifest clears.
+//
+// The flat index is written with the records, so before the switch Get on
+// s may already return snapshot values while Latest still says version 0:
+// a store that is being seeded must not serve reads.
 func (im *Importer) Install(ctx context.Context, s *Store) error {
 	m := im.m
 	s.commitMu.Lock()
