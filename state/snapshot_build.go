@@ -136,12 +136,11 @@ func (b *treeBuilder) root() (slot, error) {
 // pointer are written, what it wrote is unreachable: content-addressed
 // records no root names and flat index entries of an uncommitted version.
 type recordWriter struct {
-	ctx     context.Context
-	d       ds.Batching
-	b       ds.Batch
-	bytes   int
-	max     int
-	batches int
+	ctx   context.Context
+	d     ds.Batching
+	b     ds.Batch
+	bytes int
+	max   int
 }
 
 func newRecordWriter(ctx context.Context, d ds.Batching) *recordWriter {
@@ -149,24 +148,14 @@ func newRecordWriter(ctx context.Context, d ds.Batching) *recordWriter {
 }
 
 func (w *recordWriter) put(k ds.Key, v []byte) error {
-	if w.b == nil {
-		b, err := w.d.Batch(w.ctx)
-		if err != nil {
-			return err
-		}
-		w.b = b
-	}
-	if err := w.b.Put(w.ctx, k, v); err != nil {
-		return err
-	}
-	w.bytes += len(k.String()) + len(v)
-	if w.bytes >= w.max {
-		return w.flush()
-	}
-	return nil
+	return w.add(len(k.String())+len(v), func(b ds.Batch) error { return b.Put(w.ctx, k, v) })
 }
 
 func (w *recordWriter) delete(k ds.Key) error {
+	return w.add(len(k.String()), func(b ds.Batch) error { return b.Delete(w.ctx, k) })
+}
+
+func (w *recordWriter) add(size int, op func(ds.Batch) error) error {
 	if w.b == nil {
 		b, err := w.d.Batch(w.ctx)
 		if err != nil {
@@ -174,10 +163,10 @@ func (w *recordWriter) delete(k ds.Key) error {
 		}
 		w.b = b
 	}
-	if err := w.b.Delete(w.ctx, k); err != nil {
+	if err := op(w.b); err != nil {
 		return err
 	}
-	w.bytes += len(k.String())
+	w.bytes += size
 	if w.bytes >= w.max {
 		return w.flush()
 	}
@@ -191,7 +180,6 @@ func (w *recordWriter) flush() error {
 	}
 	b := w.b
 	w.b, w.bytes = nil, 0
-	w.batches++
 	if err := b.Commit(w.ctx); err != nil {
 		return err
 	}
