@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"math"
 	"math/rand/v2"
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+	ds "github.com/ipfs/go-datastore"
+	dssync "github.com/ipfs/go-datastore/sync"
 
 	"github.com/kairos-network/kairos/types"
 )
@@ -462,5 +465,120 @@ func TestSnapshotInstallCorruptStaging(t *testing.T) {
 	}
 	if rep, err := dst.Audit(ctx); err != nil || !rep.Clean() {
 		t.Fatalf("audit: %+v, %v", rep, err)
+	}
+}
+
+// failingDS is a datastore whose writes start failing at the n-th one: the
+// process "dies" there. Its batches apply each operation at once, like a
+// backend without atomic batches, so a failure can tear any batch.
+type failingDS struct {
+	ds.Batching
+	n, count int
+}
+
+var errInjected = errors.New("injected write failure")
+
+func (f *failingDS) write(op func() error) error {
+	f.count++
+	if f.count >= f.n {
+		return errInjected
+	}
+	return op()
+}
+
+func (f *failingDS) Put(ctx context.Context, k ds.Key, v []byte) error {
+	return f.write(func() error { return f.Batching.Put(ctx, k, v) })
+}
+
+func (f *failingDS) Delete(ctx context.Context, k ds.Key) error {
+	return f.write(func() error { return f.Batching.Delete(ctx, k) })
+}
+
+func (f *failingDS) Sync(ctx context.Context, k ds.Key) error {
+	return f.write(func() error { return f.Batching.Sync(ctx, k) })
+}
+
+func (f *failingDS) Batch(context.Context) (ds.Batch, error) { return failingBatch{f}, nil }
+
+type failingBatch struct{ f *failingDS }
+
+func (b failingBatch) Put(ctx context.Context, k ds.Key, v []byte) error { return b.f.Put(ctx, k, v) }
+func (b failingBatch) Delete(ctx context.Context, k ds.Key) error        { return b.f.Delete(ctx, k) }
+func (b failingBatch) Commit(context.Context) error                      { return nil }
+
+// TestSnapshotImportTornWrites stops an import at a write on a backend
+// without atomic batches (the latest pointer is the switch there), then
+// opens the store again on what was written and imports the same snapshot,
+// or an older one, to the end: the store must be at version 0 or at the
+// snapshot after the failure, and end at the imported root with a clean
+// audit.
+func TestSnapshotImportTornWrites(t *testing.T) {
+	smallInstallBatches(t, 2<<10)
+	ctx := context.Background()
+	src, err := OpenMemory(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	snapWorkload(t, src, 9, 4, 80)
+	h, root := src.Latest()
+	m, chunks := export(t, src, h, 30)
+	oldM, oldChunks := export(t, src, h-1, 30)
+	importAll := func(d ds.Batching, m *Manifest, chunks [][]byte) (*Store, error) {
+		s, err := Open(ctx, d, Options{})
+		if err != nil {
+			return nil, err
+		}
+		im, err := NewImporter(ctx, d, m)
+		if err != nil {
+			return s, err
+		}
+		for _, c := range chunks {
+			if _, err := im.Add(ctx, c); err != nil {
+				return s, err
+			}
+		}
+		return s, im.Install(ctx, s)
+	}
+	counter := &failingDS{Batching: dssync.MutexWrap(ds.NewMapDatastore()), n: math.MaxInt}
+	if _, err := importAll(counter, m, chunks); err != nil {
+		t.Fatal(err)
+	}
+	total := counter.count
+	// Every write of the switch and the cleanup at the end, a sample of
+	// the rest.
+	step, tail := max(1, total/60), 40
+	if RaceEnabled {
+		step = max(1, total/12)
+	}
+	for n := 1; n <= total; n = min(n+step, max(n+1, total-tail)) {
+		base := dssync.MutexWrap(ds.NewMapDatastore())
+		s, err := importAll(&failingDS{Batching: base, n: n}, m, chunks)
+		if !errors.Is(err, errInjected) {
+			t.Fatalf("write %d of %d: import ended with %v, want the injected failure", n, total, err)
+		}
+		s, err = Open(ctx, base, Options{})
+		if err != nil {
+			t.Fatalf("write %d: reopen: %v", n, err)
+		}
+		switch gh, gr := s.Latest(); {
+		case gh == h && gr == root:
+		case gh != 0 || gr != types.EmptyRoot:
+			t.Fatalf("write %d: after the failure the store is at (%d, %s)", n, gh, gr)
+		}
+		wantM, wantChunks := m, chunks
+		if n%2 == 1 {
+			if gh, _ := s.Latest(); gh == 0 {
+				wantM, wantChunks = oldM, oldChunks
+			}
+		}
+		if s, err = importAll(base, wantM, wantChunks); err != nil {
+			t.Fatalf("write %d: import after the failure: %v", n, err)
+		}
+		if gh, gr := s.Latest(); gh != wantM.Height || gr != wantM.Root {
+			t.Fatalf("write %d: imported (%d, %s), want (%d, %s)", n, gh, gr, wantM.Height, wantM.Root)
+		}
+		if rep, err := s.Audit(ctx); err != nil || !rep.Clean() {
+			t.Fatalf("write %d: audit: %+v, %v", n, rep, err)
+		}
 	}
 }
