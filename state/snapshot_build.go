@@ -3,6 +3,7 @@ package state
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"fmt"
 
 	ds "github.com/ipfs/go-datastore"
@@ -131,6 +132,78 @@ func (b *treeBuilder) root() (slot, error) {
 	return b.finish(&b.spine[0])
 }
 
+// encodeState returns what the builder holds in memory: the held-back leaf,
+// its depth, the leaf count and the open nodes. With it an install resumes
+// where its last durable batch ended instead of starting over.
+func (b *treeBuilder) encodeState() []byte {
+	buf := binary.AppendUvarint(nil, b.leaves)
+	buf = binary.AppendUvarint(buf, uint64(b.depth))
+	buf = appendSlot(buf, b.last)
+	buf = binary.AppendUvarint(buf, uint64(len(b.spine)))
+	for i := range b.spine {
+		for _, sl := range b.spine[i] {
+			buf = appendSlot(buf, sl)
+		}
+	}
+	return buf
+}
+
+// restoreState is the inverse of encodeState. Any inconsistency is an
+// error; the caller then builds from the start.
+func (b *treeBuilder) restoreState(buf []byte) error {
+	bad := fmt.Errorf("%w: bad install progress record", ErrCorrupt)
+	next := func() (uint64, bool) {
+		v, n := uvarint(buf)
+		if n <= 0 {
+			return 0, false
+		}
+		buf = buf[n:]
+		return v, true
+	}
+	leaves, ok1 := next()
+	depth, ok2 := next()
+	if !ok1 || !ok2 || leaves == 0 || depth >= nibbleDepth {
+		return bad
+	}
+	last, err := readSlot(&buf)
+	if err != nil || last.kind != slotLeaf {
+		return bad
+	}
+	levels, ok := next()
+	if !ok || levels != depth+1 {
+		return bad
+	}
+	spine := make([][fanout]slot, levels, nibbleDepth)
+	for i := range spine {
+		for j := range spine[i] {
+			if spine[i][j], err = readSlot(&buf); err != nil {
+				return bad
+			}
+		}
+	}
+	if len(buf) != 0 {
+		return bad
+	}
+	b.leaves, b.depth, b.last, b.spine = leaves, int(depth), last, spine
+	return nil
+}
+
+// appendSlot writes a slot as a length-prefixed root record.
+func appendSlot(buf []byte, sl slot) []byte {
+	r := encodeRoot(sl)
+	return append(append(buf, byte(len(r))), r...)
+}
+
+func readSlot(buf *[]byte) (slot, error) {
+	b := *buf
+	if len(b) == 0 || int(b[0]) > len(b)-1 {
+		return slot{}, ErrCorrupt
+	}
+	sl, err := decodeRoot(b[1 : 1+int(b[0])])
+	*buf = b[1+int(b[0]):]
+	return sl, err
+}
+
 // recordWriter writes records in batches of about
 // SnapshotInstallBatchBytes. Until the version's root record and latest
 // pointer are written, what it wrote is unreachable: content-addressed
@@ -141,6 +214,9 @@ type recordWriter struct {
 	b     ds.Batch
 	bytes int
 	max   int
+	// manual leaves flushing to the caller (full, flush), which cuts
+	// batches where it can record its progress.
+	manual bool
 }
 
 func newRecordWriter(ctx context.Context, d ds.Batching) *recordWriter {
@@ -167,11 +243,14 @@ func (w *recordWriter) add(size int, op func(ds.Batch) error) error {
 		return err
 	}
 	w.bytes += size
-	if w.bytes >= w.max {
+	if !w.manual && w.full() {
 		return w.flush()
 	}
 	return nil
 }
+
+// full reports whether the buffered batch has reached its size.
+func (w *recordWriter) full() bool { return w.bytes >= w.max }
 
 // flush writes the buffered batch, if any.
 func (w *recordWriter) flush() error {

@@ -10,6 +10,7 @@ import (
 
 	ds "github.com/ipfs/go-datastore"
 	"github.com/ipfs/go-datastore/query"
+	dssync "github.com/ipfs/go-datastore/sync"
 
 	"github.com/kairos-network/kairos/types"
 )
@@ -172,5 +173,63 @@ func TestSeedRejects(t *testing.T) {
 	}
 	if _, err := s.Commit(ctx, 2, []Write{{Key: leaves[0].Key}}); err != nil {
 		t.Fatalf("commit after a seed: %v", err)
+	}
+}
+
+// TestTreeBuilderResume hands the builder's state over to a fresh builder
+// after every leaf, as an install resumed after each batch would: the
+// records written and the root must be those of one uninterrupted build.
+func TestTreeBuilderResume(t *testing.T) {
+	ctx := context.Background()
+	for name, leaves := range map[string][]SnapshotLeaf{
+		"random": randomLeaves(77, 300),
+		"prefix": prefixLeaves(78, 60),
+		"one":    randomLeaves(79, 1),
+	} {
+		build := func(resume bool) (slot, map[string][]byte) {
+			d := dssync.MutexWrap(ds.NewMapDatastore())
+			w := newRecordWriter(ctx, d)
+			b := newTreeBuilder(4, w)
+			for _, l := range leaves {
+				bl := hashLeaf(l)
+				if err := b.add(&bl); err != nil {
+					t.Fatal(err)
+				}
+				if resume {
+					state := b.encodeState()
+					b = newTreeBuilder(4, w)
+					if err := b.restoreState(state); err != nil {
+						t.Fatalf("%s: restore: %v", name, err)
+					}
+				}
+			}
+			root, err := b.root()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := w.flush(); err != nil {
+				t.Fatal(err)
+			}
+			return root, dump(t, d, nsNode, nsKV)
+		}
+		ra, da := build(false)
+		rb, db := build(true)
+		if ra != rb || types.Root(ra.h) != refRoot(leafMap(leaves)) {
+			t.Fatalf("%s: roots %x and %x", name, ra.h, rb.h)
+		}
+		if len(da) != len(db) {
+			t.Fatalf("%s: %d records, resumed %d", name, len(da), len(db))
+		}
+		for k, v := range da {
+			if !bytes.Equal(db[k], v) {
+				t.Fatalf("%s: record %q differs after resuming", name, k)
+			}
+		}
+	}
+	var b treeBuilder
+	for _, bad := range [][]byte{nil, {1}, {1, 0, 0}, {0, 0, 1, 0, 1}} {
+		if b.restoreState(bad) == nil {
+			t.Fatalf("restored from %x", bad)
+		}
 	}
 }

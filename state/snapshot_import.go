@@ -29,6 +29,10 @@ var (
 	// snapInstallKey marks an install that has started writing records
 	// and not switched yet; its value is the snapshot's height (uvarint).
 	snapInstallKey = ds.NewKey("/kairos/snapimport/installing")
+	// snapProgressKey records how far an unfinished install got: the next
+	// staged chunk and the tree builder's state after the previous one,
+	// written once the records before it are durable.
+	snapProgressKey = ds.NewKey("/kairos/snapimport/progress")
 )
 
 func snapStageChunkKey(i int) ds.Key {
@@ -91,7 +95,7 @@ func NewImporter(ctx context.Context, d ds.Batching, m *Manifest) (*Importer, er
 }
 
 // clearSnapshotStaging deletes every staged chunk, the staged manifest and
-// the install marker.
+// the install marker and progress.
 // Chunk indexes are bounded by SnapshotChunksMax, so the keys are probed
 // from the staged manifest rather than found by a query.
 func clearSnapshotStaging(ctx context.Context, d ds.Batching) error {
@@ -115,7 +119,7 @@ func clearSnapshotStaging(ctx context.Context, d ds.Batching) error {
 			return err
 		}
 	}
-	for _, k := range []ds.Key{snapStageManifestKey, snapInstallKey} {
+	for _, k := range []ds.Key{snapStageManifestKey, snapInstallKey, snapProgressKey} {
 		if err := b.Delete(ctx, k); err != nil {
 			return err
 		}
@@ -197,6 +201,14 @@ func discardInstall(ctx context.Context, d ds.Batching) error {
 	if n <= 0 || n != len(raw) {
 		return fmt.Errorf("%w: bad install marker", ErrCorrupt)
 	}
+	// The progress goes first: a resumed install must never skip chunks
+	// whose records are being deleted here.
+	if err := d.Delete(ctx, snapProgressKey); err != nil {
+		return err
+	}
+	if err := d.Sync(ctx, snapProgressKey); err != nil {
+		return err
+	}
 	lb, err := d.Get(ctx, keyLatest)
 	if err != nil {
 		return err
@@ -241,25 +253,77 @@ func deletePrefix(ctx context.Context, d ds.Batching, prefix string, w *recordWr
 	return nil
 }
 
-// leaves hands every staged leaf, hashed, to add in key-path order. Staged
-// chunks were verified when they arrived; they are decoded and hashed again
-// here (not trusted blindly), and the caller re-checks the rebuilt root.
-// Decoding and hashing are most of an install's CPU, so they run a few
-// chunks ahead of add on every core (inOrder).
-func (im *Importer) leaves(ctx context.Context, add func(*builtLeaf) error) error {
-	if n := len(im.Missing()); n > 0 {
-		return fmt.Errorf("%w: %d of %d chunks missing", ErrSnapshotIncomplete, n, len(im.m.Chunks))
+// buildTree streams the staged leaves through a treeBuilder into s and
+// returns the root slot; nothing is reachable yet. Staged chunks were
+// verified when they arrived; they are decoded and hashed again here (not
+// trusted blindly), and the caller re-checks the rebuilt root. Decoding and
+// hashing are most of an install's own CPU, so they run a few chunks ahead
+// on every core (inOrder) and the builder only places leaves.
+//
+// Batches are cut at chunk boundaries. Once a batch is durable the install
+// records its progress (the next chunk and the builder's state), and a
+// restarted install of the same staging area goes on from there.
+func (im *Importer) buildTree(ctx context.Context, s *Store) (slot, error) {
+	w := newRecordWriter(ctx, s.d)
+	w.manual = true
+	b := newTreeBuilder(im.m.Height, w)
+	n := len(im.m.Chunks)
+	start, err := im.progress(ctx, s, b)
+	if err != nil {
+		return slot{}, err
 	}
-	return inOrder(len(im.m.Chunks), func(i int) ([]builtLeaf, error) {
-		return im.prepare(ctx, i)
-	}, func(_ int, ls []builtLeaf) error {
+	err = inOrder(n-start, func(i int) ([]builtLeaf, error) {
+		return im.prepare(ctx, start+i)
+	}, func(i int, ls []builtLeaf) error {
 		for k := range ls {
-			if err := add(&ls[k]); err != nil {
+			if err := b.add(&ls[k]); err != nil {
 				return err
 			}
 		}
-		return nil
+		if !w.full() {
+			return nil
+		}
+		if err := w.flush(); err != nil {
+			return err
+		}
+		if !s.opts.AtomicBatches {
+			if err := s.d.Sync(ctx, ds.NewKey("/kairos")); err != nil {
+				return err
+			}
+		}
+		rec := binary.AppendUvarint(nil, uint64(start+i+1))
+		if err := s.d.Put(ctx, snapProgressKey, append(rec, b.encodeState()...)); err != nil {
+			return err
+		}
+		return s.d.Sync(ctx, snapProgressKey)
 	})
+	if err != nil {
+		return slot{}, err
+	}
+	root, err := b.root()
+	if err != nil {
+		return slot{}, err
+	}
+	return root, w.flush()
+}
+
+// progress restores b from the progress record of an unfinished install
+// and returns the first chunk still to build. Without a usable record the
+// install starts over: its records are rewritten with the same bytes.
+func (im *Importer) progress(ctx context.Context, s *Store, b *treeBuilder) (int, error) {
+	raw, err := s.d.Get(ctx, snapProgressKey)
+	if errors.Is(err, ds.ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	next, k := uvarint(raw)
+	if k <= 0 || next == 0 || next > uint64(len(im.m.Chunks)) || b.restoreState(raw[k:]) != nil {
+		*b = *newTreeBuilder(b.height, b.w)
+		return 0, nil
+	}
+	return int(next), nil
 }
 
 // prepare reads, decodes and hashes staged chunk i.

@@ -164,11 +164,12 @@ func (s *Store) leafValue(ctx context.Context, l *snapLeaf) (SnapshotLeaf, error
 // the switch: the root record and the latest pointer are written in one
 // last batch, after the rebuilt root has been checked against the manifest.
 // A durable install marker, written before the first batch, says that the
-// store holds an unfinished install. A crash before the switch is finished
-// by a new Importer of the same manifest and Install, which rewrites the same
-// records (they are content-addressed, so rewriting is idempotent); an
-// Importer of another manifest first discards what the unfinished install
-// wrote. A crash after the switch leaves only the staging area, which the
+// store holds an unfinished install, and a progress record after each
+// durable batch says where it got to. A crash before the switch is finished
+// by a new Importer of the same manifest and Install, which goes on from the
+// progress record (rewriting a record is harmless: records are
+// content-addressed); an Importer of another manifest first discards what
+// the unfinished install wrote. A crash after the switch leaves only the staging area, which the
 // next Install of the same manifest clears.
 //
 // The flat index is written with the records, so before the switch Get on
@@ -202,7 +203,7 @@ func (im *Importer) Install(ctx context.Context, s *Store) error {
 	if err := s.d.Sync(ctx, snapInstallKey); err != nil {
 		return err
 	}
-	newRoot, err := s.build(ctx, m.Height, im.leaves)
+	newRoot, err := im.buildTree(ctx, s)
 	if err != nil {
 		return err
 	}
@@ -338,8 +339,10 @@ func (s *Store) writeSwitch(ctx context.Context, height uint64, root slot) error
 	put(keyPruneDone, hv)
 	if s.opts.AtomicBatches {
 		put(keyLatest, hv)
-		if err == nil {
-			err = b.Delete(ctx, snapInstallKey)
+		for _, k := range []ds.Key{snapInstallKey, snapProgressKey} {
+			if err == nil {
+				err = b.Delete(ctx, k)
+			}
 		}
 	}
 	if err != nil {
@@ -361,8 +364,10 @@ func (s *Store) writeSwitch(ctx context.Context, height uint64, root slot) error
 		}
 		// A marker left by a crash here names a finished install, which
 		// discardInstall recognizes by the latest pointer.
-		if err := s.d.Delete(ctx, snapInstallKey); err != nil {
-			return err
+		for _, k := range []ds.Key{snapProgressKey, snapInstallKey} {
+			if err := s.d.Delete(ctx, k); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

@@ -340,7 +340,7 @@ func TestSnapshotImportCrashResume(t *testing.T) {
 	if RaceEnabled {
 		points = 6
 	}
-	resumed, switched := 0, 0
+	resumed, switched, progressed := 0, 0, 0
 	for p := int64(0); p < points; p++ {
 		fs := NewCrashPointFS(vfs.NewCrashableMem(), 1+p*total/points, vfs.CrashCloneCfg{})
 		s := OpenOnFSStore(t, fs, Options{})
@@ -351,6 +351,11 @@ func TestSnapshotImportCrashResume(t *testing.T) {
 			continue
 		}
 		s = OpenOnFSStore(t, clone, Options{})
+		if ok, err := s.Datastore().Has(ctx, snapProgressKey); err != nil {
+			t.Fatal(err)
+		} else if ok && p%2 == 0 {
+			progressed++ // the install below goes on from a durable batch
+		}
 		switch gh, gr := s.Latest(); {
 		case gh == h && gr == root:
 			switched++
@@ -378,10 +383,10 @@ func TestSnapshotImportCrashResume(t *testing.T) {
 			sameReads(t, src, s, oldH, snapModel(t, src, oldH))
 		}
 	}
-	if resumed == 0 {
-		t.Fatal("no restarted import skipped a staged chunk: the crash points missed the staging phase")
+	if resumed == 0 || progressed == 0 {
+		t.Fatalf("%d staged chunks skipped, %d installs resumed mid-way: the crash points missed the staging or the install", resumed, progressed)
 	}
-	t.Logf("%d crash points over %d operations, %d staged chunks skipped on resume, %d crashes after the switch", points, total, resumed, switched)
+	t.Logf("%d crash points over %d operations, %d staged chunks skipped on resume, %d installs resumed mid-way, %d crashes after the switch", points, total, resumed, progressed, switched)
 }
 
 // snapModel returns the (key, value) pairs of version h of s.
