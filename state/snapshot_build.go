@@ -14,6 +14,8 @@ import (
 // SnapshotInstallBatchBytes bounds the records an install (or Seed) buffers
 // before it writes them as one batch. With it the memory of an install is a
 // batch plus the builder's right spine, whatever the size of the snapshot.
+// An install cuts its batches at chunk boundaries, where it can record its
+// progress, so one of its batches can exceed the bound by a chunk's records.
 const SnapshotInstallBatchBytes = 32 << 20
 
 // installBatchBytes is the limit in force; tests lower it so that a small
