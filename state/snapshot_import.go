@@ -320,8 +320,7 @@ func (im *Importer) progress(ctx context.Context, s *Store, b *treeBuilder) (int
 	}
 	next, k := uvarint(raw)
 	if k <= 0 || next == 0 || next > uint64(len(im.m.Chunks)) || b.restoreState(raw[k:]) != nil {
-		*b = *newTreeBuilder(b.height, b.w)
-		return 0, nil
+		return 0, nil // restoreState changes b only when it succeeds
 	}
 	return int(next), nil
 }
