@@ -20,7 +20,11 @@ func newBenchStateCmd() *cobra.Command {
 		Long: `Runs the same deterministic workload three times: as plain pebble key-value
 batches (the floor), through the state store with pruning on, and with pruning
 off; every commit is synced. Prints one table with the targets of state.md and
-the disk size over the run. Scale it down with --keys, --block and --blocks.`,
+the disk size over the run. The warm pruning store is then exported as a
+snapshot and imported into a fresh store (verify and stage on every core, then
+install). With --proof-keys a second tree of that many keys is written
+bottom-up from sorted keys to measure proofs at that size. Scale it down with
+--keys, --block and --blocks.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			scratch, err := os.MkdirTemp(dir, "kairos-bench-state-")
