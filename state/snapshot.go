@@ -431,22 +431,23 @@ func chunkBounds(leaves []snapLeaf, per int) (runs [][2]int, ranges [][2]types.H
 	}
 }
 
-// snapPlan is a snapshot being cut: the chunk ranges and proofs are fixed
-// from the leaf hashes alone, and the leaves with their keys and values are
-// handed in one chunk at a time, so an export keeps 64 bytes per key in
-// memory instead of every value.
+// snapPlan is a snapshot being cut. The chunk ranges and proofs are fixed
+// from the leaf hashes alone (64 bytes per key in memory); the keys and
+// values are read one chunk at a time when the chunk is encoded, so an
+// export never holds every value.
 type snapPlan struct {
-	m      *Manifest
-	t      *snapTree
+	height uint64
+	root   types.Root
+	leaves []snapLeaf
 	runs   [][2]int
 	ranges [][2]types.Hash
-	emit   func(index int, chunk []byte) error
+	proofs [][]ProofNode
 }
 
 // planSnapshot checks a version's leaves (sorted by key path) against its
-// root, so that a corrupt store never produces a snapshot, and cuts them
-// into runs of at most per leaves.
-func planSnapshot(height uint64, root types.Root, leaves []snapLeaf, per int, emit func(int, []byte) error) (*snapPlan, error) {
+// root, so that a corrupt store never produces a snapshot, cuts them into
+// runs of at most per leaves and computes each run's range proof.
+func planSnapshot(height uint64, root types.Root, leaves []snapLeaf, per int) (*snapPlan, error) {
 	if per <= 0 || per > SnapshotChunkLeavesMax {
 		return nil, fmt.Errorf("%w: %d leaves per chunk, want 1..%d", ErrSnapshotManifest, per, SnapshotChunkLeavesMax)
 	}
@@ -463,40 +464,49 @@ func planSnapshot(height uint64, root types.Root, leaves []snapLeaf, per int, em
 	if len(runs) > SnapshotChunksMax {
 		return nil, fmt.Errorf("%w: %d chunks, limit %d; raise the leaves per chunk", ErrSnapshotManifest, len(runs), SnapshotChunksMax)
 	}
-	m := &Manifest{Height: height, Root: root, Leaves: uint64(len(leaves))}
-	return &snapPlan{m: m, t: t, runs: runs, ranges: ranges, emit: emit}, nil
-}
-
-// wants is the number of leaves of the next chunk, or -1 once all are cut.
-func (p *snapPlan) wants() int {
-	i := len(p.m.Chunks)
-	if i == len(p.runs) {
-		return -1
+	proofs := make([][]ProofNode, len(runs))
+	for i, r := range ranges {
+		proofs[i] = t.proof(r[0], r[1])
 	}
-	return p.runs[i][1] - p.runs[i][0]
+	return &snapPlan{height: height, root: root, leaves: leaves, runs: runs, ranges: ranges, proofs: proofs}, nil
 }
 
-// cut encodes the next chunk from its leaves and emits it.
-func (p *snapPlan) cut(kv []SnapshotLeaf) error {
-	i := len(p.m.Chunks)
-	run := p.runs[i]
-	for j, l := range kv {
-		if types.KeyPath(l.Key) != p.t.leaves[run[0]+j].path {
-			return fmt.Errorf("%w: snapshot source: leaf %d of chunk %d changed between passes", ErrCorrupt, j, i)
+type encodedChunk struct {
+	b   []byte
+	ref ChunkRef
+}
+
+// cut encodes every chunk and hands it to emit in index order, then returns
+// the manifest. read returns the keys and values of p.leaves[lo:hi], one
+// chunk's leaves; it runs on several goroutines at once (inOrder), because
+// reading values is most of the time an export takes.
+func (p *snapPlan) cut(read func(lo, hi int) ([]SnapshotLeaf, error), emit func(index int, chunk []byte) error) (*Manifest, error) {
+	m := &Manifest{Height: p.height, Root: p.root, Leaves: uint64(len(p.leaves)), Chunks: make([]ChunkRef, 0, len(p.runs))}
+	err := inOrder(len(p.runs), func(i int) (encodedChunk, error) {
+		run := p.runs[i]
+		kv, err := read(run[0], run[1])
+		if err != nil {
+			return encodedChunk{}, err
 		}
-	}
-	c := &Chunk{
-		Height: p.m.Height, Index: uint32(i),
-		Start: p.ranges[i][0], End: p.ranges[i][1],
-		Leaves: kv,
-		Proof:  p.t.proof(p.ranges[i][0], p.ranges[i][1]),
-	}
-	b, err := EncodeChunk(c)
+		c := &Chunk{
+			Height: p.height, Index: uint32(i),
+			Start: p.ranges[i][0], End: p.ranges[i][1],
+			Leaves: kv,
+			Proof:  p.proofs[i],
+		}
+		b, err := EncodeChunk(c)
+		if err != nil {
+			return encodedChunk{}, err
+		}
+		return encodedChunk{b, ChunkRef{Start: c.Start, End: c.End, Leaves: uint64(len(kv)), Hash: sha256.Sum256(b)}}, nil
+	}, func(i int, c encodedChunk) error {
+		m.Chunks = append(m.Chunks, c.ref)
+		return emit(i, c.b)
+	})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	p.m.Chunks = append(p.m.Chunks, ChunkRef{Start: c.Start, End: c.End, Leaves: uint64(len(kv)), Hash: sha256.Sum256(b)})
-	return p.emit(i, b)
+	return m, nil
 }
 
 // buildSnapshot is the in-memory form of an export: it cuts kv (sorted by
@@ -508,14 +518,9 @@ func buildSnapshot(height uint64, root types.Root, kv []SnapshotLeaf, per int, e
 		p := types.KeyPath(l.Key)
 		leaves[i] = snapLeaf{path: p, hash: types.LeafHash(p, types.ValueHash(l.Value))}
 	}
-	p, err := planSnapshot(height, root, leaves, per, emit)
+	p, err := planSnapshot(height, root, leaves, per)
 	if err != nil {
 		return nil, err
 	}
-	for _, run := range p.runs {
-		if err := p.cut(kv[run[0]:run[1]]); err != nil {
-			return nil, err
-		}
-	}
-	return p.m, nil
+	return p.cut(func(lo, hi int) ([]SnapshotLeaf, error) { return kv[lo:hi], nil }, emit)
 }

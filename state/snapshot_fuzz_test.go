@@ -43,3 +43,29 @@ func FuzzChunkImport(f *testing.F) {
 		}
 	})
 }
+
+// FuzzDecodeManifest feeds arbitrary bytes to the manifest decoder, which
+// reads what a peer sends. Nothing may panic; an accepted manifest must be
+// self-consistent and be the canonical encoding of itself.
+func FuzzDecodeManifest(f *testing.F) {
+	for _, per := range []int{1, 5, 100} {
+		m, _ := build(f, randomLeaves(12, 24), per)
+		f.Add(types.MustEncode(m))
+	}
+	m, _ := build(f, nil, 4)
+	f.Add(types.MustEncode(m))
+	f.Add([]byte{0x84, 0x01})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, err := DecodeManifest(b)
+		if err != nil {
+			return
+		}
+		if err := m.Validate(); err != nil {
+			t.Fatalf("accepted a manifest that does not validate: %v", err)
+		}
+		again, err := EncodeManifest(m)
+		if err != nil || !bytes.Equal(again, b) {
+			t.Fatalf("accepted bytes are not the canonical encoding (%v)", err)
+		}
+	})
+}

@@ -3,10 +3,13 @@ package state
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync"
 
 	ds "github.com/ipfs/go-datastore"
+	"github.com/ipfs/go-datastore/query"
 
 	"github.com/kairos-network/kairos/types"
 )
@@ -23,6 +26,13 @@ var (
 var (
 	snapStageManifestKey = ds.NewKey("/kairos/snapimport/manifest")
 	snapStageChunkPrefix = "/kairos/snapimport/chunk/"
+	// snapInstallKey marks an install that has started writing records
+	// and not switched yet; its value is the snapshot's height (uvarint).
+	snapInstallKey = ds.NewKey("/kairos/snapimport/installing")
+	// snapProgressKey records how far an unfinished install got: the next
+	// staged chunk and the tree builder's state after the previous one,
+	// written once the records before it are durable.
+	snapProgressKey = ds.NewKey("/kairos/snapimport/progress")
 )
 
 func snapStageChunkKey(i int) ds.Key {
@@ -30,11 +40,15 @@ func snapStageChunkKey(i int) ds.Key {
 }
 
 // Importer receives the chunks of one manifest in any order, verifies each
-// against the manifest root on arrival and stages it durably. It is not safe
-// for concurrent use; the caller fetches in parallel and adds serially.
+// against the manifest root on arrival and stages it durably. Add, Missing
+// and Done may be called from several goroutines at once (chunks fetched
+// from several peers are verified in parallel); Install must not overlap
+// them.
 type Importer struct {
-	d      ds.Batching
-	m      *Manifest
+	d ds.Batching
+	m *Manifest
+
+	mu     sync.Mutex // guards staged and left
 	staged []bool
 	left   int
 }
@@ -68,6 +82,9 @@ func NewImporter(ctx context.Context, d ds.Batching, m *Manifest) (*Importer, er
 	case err != nil && !errors.Is(err, ds.ErrNotFound):
 		return nil, err
 	}
+	if err := discardInstall(ctx, d); err != nil {
+		return nil, err
+	}
 	if err := clearSnapshotStaging(ctx, d); err != nil {
 		return nil, err
 	}
@@ -77,7 +94,8 @@ func NewImporter(ctx context.Context, d ds.Batching, m *Manifest) (*Importer, er
 	return im, d.Sync(ctx, snapStageManifestKey)
 }
 
-// clearSnapshotStaging deletes every staged chunk and the staged manifest.
+// clearSnapshotStaging deletes every staged chunk, the staged manifest and
+// the install marker and progress.
 // Chunk indexes are bounded by SnapshotChunksMax, so the keys are probed
 // from the staged manifest rather than found by a query.
 func clearSnapshotStaging(ctx context.Context, d ds.Batching) error {
@@ -101,8 +119,10 @@ func clearSnapshotStaging(ctx context.Context, d ds.Batching) error {
 			return err
 		}
 	}
-	if err := b.Delete(ctx, snapStageManifestKey); err != nil {
-		return err
+	for _, k := range []ds.Key{snapStageManifestKey, snapInstallKey, snapProgressKey} {
+		if err := b.Delete(ctx, k); err != nil {
+			return err
+		}
 	}
 	if err := b.Commit(ctx); err != nil {
 		return err
@@ -118,15 +138,26 @@ func (im *Importer) Add(ctx context.Context, chunk []byte) (staged bool, err err
 	if err != nil {
 		return false, err
 	}
-	if im.staged[c.Index] {
+	im.mu.Lock()
+	done := im.staged[c.Index]
+	im.mu.Unlock()
+	if done {
 		return false, nil
 	}
+	// Two callers may stage the same chunk at once: the bytes that verify
+	// are the same for both (the manifest lists their hash), so both writes
+	// put the same value, and only the first to finish reports it staged.
 	key := snapStageChunkKey(int(c.Index))
 	if err := im.d.Put(ctx, key, chunk); err != nil {
 		return false, err
 	}
 	if err := im.d.Sync(ctx, key); err != nil {
 		return false, err
+	}
+	im.mu.Lock()
+	defer im.mu.Unlock()
+	if im.staged[c.Index] {
+		return false, nil
 	}
 	im.staged[c.Index] = true
 	im.left--
@@ -135,6 +166,8 @@ func (im *Importer) Add(ctx context.Context, chunk []byte) (staged bool, err err
 
 // Missing returns the indexes of the chunks not staged yet, ascending.
 func (im *Importer) Missing() []int {
+	im.mu.Lock()
+	defer im.mu.Unlock()
 	var out []int
 	for i, ok := range im.staged {
 		if !ok {
@@ -145,29 +178,169 @@ func (im *Importer) Missing() []int {
 }
 
 // Done reports whether every chunk is staged.
-func (im *Importer) Done() bool { return im.left == 0 }
+func (im *Importer) Done() bool {
+	im.mu.Lock()
+	defer im.mu.Unlock()
+	return im.left == 0
+}
 
-// leaves calls fn for every staged leaf in key-path order. Staged chunks
-// were verified before they were written; they are decoded again (not
-// trusted blindly) and the caller re-checks the rebuilt root.
-func (im *Importer) leaves(ctx context.Context, fn func(SnapshotLeaf) error) error {
-	if !im.Done() {
-		return fmt.Errorf("%w: %d of %d chunks missing", ErrSnapshotIncomplete, im.left, len(im.m.Chunks))
+// discardInstall removes what an install that did not switch wrote into
+// d: every record, every flat index entry and its root record. The install
+// only ran on an empty store, so at version 0 all of them are its own. A
+// marker beside a non-zero latest version names an install that did switch
+// (the marker goes last on backends without atomic batches); then only the
+// marker goes.
+func discardInstall(ctx context.Context, d ds.Batching) error {
+	raw, err := d.Get(ctx, snapInstallKey)
+	if errors.Is(err, ds.ErrNotFound) {
+		return nil
+	} else if err != nil {
+		return err
 	}
-	for i := range im.m.Chunks {
-		b, err := im.d.Get(ctx, snapStageChunkKey(i))
-		if err != nil {
-			return fmt.Errorf("%w: staged chunk %d: %w", ErrSnapshotIncomplete, i, err)
-		}
-		var c Chunk
-		if err := types.Decode(b, &c); err != nil {
-			return fmt.Errorf("%w: staged chunk %d: %w", ErrChunkMalformed, i, err)
-		}
-		for _, l := range c.Leaves {
-			if err := fn(l); err != nil {
+	height, n := uvarint(raw)
+	if n <= 0 || n != len(raw) {
+		return fmt.Errorf("%w: bad install marker", ErrCorrupt)
+	}
+	// The progress goes first: a resumed install must never skip chunks
+	// whose records are being deleted here.
+	if err := d.Delete(ctx, snapProgressKey); err != nil {
+		return err
+	}
+	if err := d.Sync(ctx, snapProgressKey); err != nil {
+		return err
+	}
+	lb, err := d.Get(ctx, keyLatest)
+	if err != nil {
+		return err
+	}
+	if latest, n := uvarint(lb); n <= 0 || n != len(lb) {
+		return fmt.Errorf("%w: bad latest pointer", ErrCorrupt)
+	} else if latest == 0 {
+		w := newRecordWriter(ctx, d)
+		for _, prefix := range []string{nsNode, nsKV} {
+			if err := deletePrefix(ctx, d, prefix, w); err != nil {
 				return err
 			}
 		}
+		zero := binary.AppendUvarint(nil, 0)
+		if err := errors.Join(w.delete(rootKey(height)), w.put(keyMin, zero), w.put(keyPruneDone, zero), w.flush()); err != nil {
+			return err
+		}
+	}
+	if err := d.Delete(ctx, snapInstallKey); err != nil {
+		return err
+	}
+	return d.Sync(ctx, ds.NewKey("/kairos"))
+}
+
+// deletePrefix deletes every key under prefix through w. Pebble iterates a
+// snapshot and the map datastore collects its results first, so deleting
+// while iterating is safe on both.
+func deletePrefix(ctx context.Context, d ds.Batching, prefix string, w *recordWriter) error {
+	res, err := d.Query(ctx, query.Query{Prefix: prefix, KeysOnly: true})
+	if err != nil {
+		return err
+	}
+	defer res.Close()
+	for r := range res.Next() {
+		if r.Error != nil {
+			return r.Error
+		}
+		if err := w.delete(ds.RawKey(r.Key)); err != nil {
+			return err
+		}
 	}
 	return nil
+}
+
+// buildTree streams the staged leaves through a treeBuilder into s and
+// returns the root slot; nothing is reachable yet. Staged chunks were
+// verified when they arrived; they are decoded and hashed again here (not
+// trusted blindly), and the caller re-checks the rebuilt root. Decoding and
+// hashing are most of an install's own CPU, so they run a few chunks ahead
+// on every core (inOrder) and the builder only places leaves.
+//
+// Batches are cut at chunk boundaries. Once a batch is durable the install
+// records its progress (the next chunk and the builder's state), and a
+// restarted install of the same staging area goes on from there.
+func (im *Importer) buildTree(ctx context.Context, s *Store) (slot, error) {
+	w := newRecordWriter(ctx, s.d)
+	w.manual = true
+	b := newTreeBuilder(im.m.Height, w)
+	n := len(im.m.Chunks)
+	start, err := im.progress(ctx, s, b)
+	if err != nil {
+		return slot{}, err
+	}
+	err = inOrder(n-start, func(i int) ([]builtLeaf, error) {
+		return im.prepare(ctx, start+i)
+	}, func(i int, ls []builtLeaf) error {
+		for k := range ls {
+			if err := b.add(&ls[k]); err != nil {
+				return err
+			}
+		}
+		if !w.full() {
+			return nil
+		}
+		if err := w.flush(); err != nil {
+			return err
+		}
+		if !s.opts.AtomicBatches {
+			if err := s.d.Sync(ctx, ds.NewKey("/kairos")); err != nil {
+				return err
+			}
+		}
+		rec := binary.AppendUvarint(nil, uint64(start+i+1))
+		if err := s.d.Put(ctx, snapProgressKey, append(rec, b.encodeState()...)); err != nil {
+			return err
+		}
+		return s.d.Sync(ctx, snapProgressKey)
+	})
+	if err != nil {
+		return slot{}, err
+	}
+	root, err := b.root()
+	if err != nil {
+		return slot{}, err
+	}
+	return root, w.flush()
+}
+
+// progress restores b from the progress record of an unfinished install
+// and returns the first chunk still to build. Without a usable record the
+// install starts over: its records are rewritten with the same bytes.
+func (im *Importer) progress(ctx context.Context, s *Store, b *treeBuilder) (int, error) {
+	raw, err := s.d.Get(ctx, snapProgressKey)
+	if errors.Is(err, ds.ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	next, k := uvarint(raw)
+	if k <= 0 || next == 0 || next > uint64(len(im.m.Chunks)) || b.restoreState(raw[k:]) != nil {
+		return 0, nil // restoreState changes b only when it succeeds
+	}
+	return int(next), nil
+}
+
+// prepare reads, decodes and hashes staged chunk i.
+func (im *Importer) prepare(ctx context.Context, i int) ([]builtLeaf, error) {
+	b, err := im.d.Get(ctx, snapStageChunkKey(i))
+	if err != nil {
+		return nil, fmt.Errorf("%w: staged chunk %d: %w", ErrSnapshotIncomplete, i, err)
+	}
+	var c Chunk
+	if err := types.Decode(b, &c); err != nil {
+		return nil, fmt.Errorf("%w: staged chunk %d: %w", ErrChunkMalformed, i, err)
+	}
+	if int(c.Index) != i {
+		return nil, fmt.Errorf("%w: staged chunk %d holds chunk %d", ErrChunkMalformed, i, c.Index)
+	}
+	out := make([]builtLeaf, len(c.Leaves))
+	for j, l := range c.Leaves {
+		out[j] = hashLeaf(l)
+	}
+	return out, nil
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
+	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -30,7 +32,7 @@ func TestSnapshotStagingSurvivesCrash(t *testing.T) {
 			t.Fatalf("chunk %d: staged=%v err=%v", i, ok, err)
 		}
 	}
-	if err := im.leaves(ctx, func(SnapshotLeaf) error { return nil }); !errors.Is(err, ErrSnapshotIncomplete) {
+	if _, err := stagedLeaves(ctx, im); !errors.Is(err, ErrSnapshotIncomplete) {
 		t.Fatalf("reading an incomplete import: got %v", err)
 	}
 
@@ -57,13 +59,28 @@ func TestSnapshotStagingSurvivesCrash(t *testing.T) {
 	if !im.Done() {
 		t.Fatalf("missing %v", im.Missing())
 	}
-	var got []SnapshotLeaf
-	if err := im.leaves(ctx, func(l SnapshotLeaf) error { got = append(got, l); return nil }); err != nil {
+	got, err := stagedLeaves(ctx, im)
+	if err != nil {
 		t.Fatal(err)
 	}
 	if refRoot(leafMap(got)) != m.Root || len(got) != len(leaves) {
 		t.Fatalf("staged leaves (%d) do not rebuild the manifest root", len(got))
 	}
+}
+
+// stagedLeaves reads every staged leaf back, in key-path order.
+func stagedLeaves(ctx context.Context, im *Importer) ([]SnapshotLeaf, error) {
+	var out []SnapshotLeaf
+	for i := range im.m.Chunks {
+		ls, err := im.prepare(ctx, i)
+		if err != nil {
+			return nil, err
+		}
+		for _, l := range ls {
+			out = append(out, SnapshotLeaf{Key: l.key, Value: l.value})
+		}
+	}
+	return out, nil
 }
 
 // TestSnapshotStagingOtherManifest checks that staging of another snapshot
@@ -90,5 +107,58 @@ func TestSnapshotStagingOtherManifest(t *testing.T) {
 	}
 	if _, err := im.Add(ctx, c1[0]); !errors.Is(err, ErrChunkProof) && !errors.Is(err, ErrChunkBounds) && !errors.Is(err, ErrSnapshotLeafCount) {
 		t.Fatalf("a chunk of another snapshot: got %v", err)
+	}
+}
+
+// TestSnapshotConcurrentAdd adds every chunk twice from several goroutines
+// at once: each chunk must be reported staged exactly once, and the import
+// must complete to the manifest root.
+func TestSnapshotConcurrentAdd(t *testing.T) {
+	ctx := context.Background()
+	leaves := randomLeaves(31, 400)
+	m, chunks := build(t, leaves, 16)
+	s := OpenOnFSStore(t, vfs.NewMem(), Options{})
+	im, err := NewImporter(ctx, s.Datastore(), m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const workers = 4
+	counts := make([]atomic.Int32, len(chunks))
+	var wg sync.WaitGroup
+	errs := make(chan error, workers)
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for _, i := range rand.New(rand.NewPCG(uint64(w), 7)).Perm(len(chunks)) {
+				staged, err := im.Add(ctx, chunks[i])
+				if err != nil {
+					errs <- err
+					return
+				}
+				if staged {
+					counts[i].Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	for i := range counts {
+		if n := counts[i].Load(); n != 1 {
+			t.Fatalf("chunk %d reported staged %d times", i, n)
+		}
+	}
+	if !im.Done() {
+		t.Fatalf("missing %v", im.Missing())
+	}
+	if err := im.Install(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	if _, r := s.Latest(); r != m.Root {
+		t.Fatalf("installed root %s, manifest %s", r, m.Root)
 	}
 }

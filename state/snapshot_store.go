@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"runtime"
+	"sync"
 
 	ds "github.com/ipfs/go-datastore"
 
@@ -15,10 +17,9 @@ import (
 // versions: a snapshot replaces nothing, it only seeds an empty store.
 var ErrSnapshotTarget = errors.New("state: snapshot import needs an empty store")
 
-// ErrSnapshotTooLarge reports a snapshot too large to install on a backend
-// without atomic batches, whose recovery replays the version's change set
-// and so bounds it like a block (BlockWritesMax).
-var ErrSnapshotTooLarge = errors.New("state: snapshot too large for a backend without atomic batches")
+// ErrEmptyValue reports a Seed leaf without a value: in the store an empty
+// value means the key is absent, so no leaf holds one.
+var ErrEmptyValue = errors.New("state: empty value in a seed leaf")
 
 // ExportSnapshot writes a snapshot of version height: each chunk (at most
 // perChunk leaves, in key-path order) goes to emit as it is cut, and the
@@ -34,54 +35,78 @@ func (s *Store) ExportSnapshot(ctx context.Context, height uint64, perChunk int,
 
 // ExportSnapshot writes a snapshot of the view's version. The open View
 // pins the version, so a concurrent Prune never removes a node the export
-// still needs. It walks the tree twice: once for the leaf hashes, which fix
-// the chunk ranges and proofs (64 bytes per key in memory), and once for the
-// keys and values, one chunk at a time.
+// still needs. It walks the tree's nodes once for the leaf hashes, which fix
+// the chunk ranges and proofs (64 bytes per key in memory), then reads the
+// values chunk by chunk, several chunks at once, each by its leaf hash and
+// checked against it.
 func (v *View) ExportSnapshot(ctx context.Context, perChunk int, emit func(index int, chunk []byte) error) (*Manifest, error) {
 	if err := v.enter(); err != nil {
 		return nil, err
 	}
 	defer v.mu.RUnlock()
-	var leaves []snapLeaf
-	err := v.walkLeaves(ctx, v.root, func(sl *slot) error {
-		leaves = append(leaves, snapLeaf{path: sl.kp, hash: sl.h})
-		return nil
-	})
+	leaves, err := v.leafHashes(ctx)
 	if err != nil {
 		return nil, err
 	}
-	p, err := planSnapshot(v.height, v.Root(), leaves, perChunk, emit)
+	p, err := planSnapshot(v.height, v.Root(), leaves, perChunk)
 	if err != nil {
 		return nil, err
 	}
-	var cur []SnapshotLeaf
-	flush := func() error {
-		for n := p.wants(); n >= 0 && len(cur) == n; n = p.wants() {
-			if err := p.cut(cur); err != nil {
-				return err
+	return p.cut(func(lo, hi int) ([]SnapshotLeaf, error) {
+		out := make([]SnapshotLeaf, hi-lo)
+		for j := range out {
+			l, err := v.s.leafValue(ctx, &leaves[lo+j])
+			if err != nil {
+				return nil, err
 			}
-			cur = nil
+			out[j] = l
 		}
+		return out, ctx.Err()
+	}, emit)
+}
+
+// snapWalkSplit is how many subtrees per core the leaf walk of an export
+// aims for: the node reads of a large tree are spread over the cores.
+const snapWalkSplit = 8
+
+// leafHashes returns the key path and hash of every leaf of the view, in
+// key-path order. The top of the tree is opened until there are enough
+// subtrees to walk in parallel; their leaves are concatenated in order.
+func (v *View) leafHashes(ctx context.Context) ([]snapLeaf, error) {
+	frontier := []slot{v.root}
+	for want := snapWalkSplit * runtime.GOMAXPROCS(0); len(frontier) < want; {
+		var next []slot
+		opened := false
+		for _, sl := range frontier {
+			if sl.kind != slotChild {
+				next = append(next, sl)
+				continue
+			}
+			n, err := v.s.loadNode(ctx, sl.h)
+			if err != nil {
+				return nil, err
+			}
+			next = append(next, n.entries...)
+			opened = true
+		}
+		frontier = next
+		if !opened {
+			break
+		}
+	}
+	var leaves []snapLeaf
+	err := inOrder(len(frontier), func(i int) ([]snapLeaf, error) {
+		var out []snapLeaf
+		err := v.walkLeaves(ctx, frontier[i], func(sl *slot) error {
+			out = append(out, snapLeaf{path: sl.kp, hash: sl.h})
+			return nil
+		})
+		return out, err
+	}, func(_ int, ls []snapLeaf) error {
+		leaves = append(leaves, ls...)
 		return nil
-	}
-	err = v.walkLeaves(ctx, v.root, func(sl *slot) error {
-		_, k, val, err := v.s.readValue(ctx, sl)
-		if err != nil {
-			return err
-		}
-		cur = append(cur, SnapshotLeaf{Key: k, Value: val})
-		return flush()
 	})
-	if err == nil {
-		err = flush() // the one empty chunk of an empty tree
-	}
-	if err == nil && p.wants() >= 0 {
-		err = fmt.Errorf("%w: snapshot source: %d of %d chunks cut", ErrCorrupt, len(p.m.Chunks), len(p.runs))
-	}
-	if err != nil {
-		return nil, err
-	}
-	return p.m, nil
+	return leaves, err
 }
 
 // walkLeaves calls fn for every leaf under sl in key-path order: a node's
@@ -91,10 +116,10 @@ func (v *View) walkLeaves(ctx context.Context, sl slot, fn func(*slot) error) er
 	case slotEmpty:
 		return nil
 	case slotLeaf:
-		if err := fn(&sl); err != nil {
-			return err
-		}
-		return ctx.Err()
+		return fn(&sl)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
 	}
 	n, err := v.s.loadNode(ctx, sl.h)
 	if err != nil {
@@ -108,12 +133,48 @@ func (v *View) walkLeaves(ctx context.Context, sl slot, fn func(*slot) error) er
 	return nil
 }
 
-// Install rebuilds the tree of a fully staged snapshot in s, which must be
-// empty, re-checks the rebuilt root against the manifest, and only then
-// writes it as version Manifest().Height (the lowest readable version from
-// then on) and clears the staging area. Installing is idempotent: after a
-// crash, a new Importer for the same manifest finishes the job, and one whose
-// version is already in place only clears the staging area.
+// leafValue reads the key and value of a leaf from its value record and
+// checks them against the leaf's key path and hash.
+func (s *Store) leafValue(ctx context.Context, l *snapLeaf) (SnapshotLeaf, error) {
+	b, err := s.d.Get(ctx, nodeKey(l.hash))
+	if errors.Is(err, ds.ErrNotFound) {
+		return SnapshotLeaf{}, fmt.Errorf("%w: missing value record %x", ErrCorrupt, l.hash)
+	}
+	if err != nil {
+		return SnapshotLeaf{}, err
+	}
+	_, k, val, err := decodeValue(b)
+	if err != nil {
+		return SnapshotLeaf{}, err
+	}
+	if kp := types.KeyPath(k); kp != l.path || types.LeafHash(kp, types.ValueHash(val)) != l.hash {
+		return SnapshotLeaf{}, fmt.Errorf("%w: value record %x does not match its leaf", ErrCorrupt, l.hash)
+	}
+	return SnapshotLeaf{Key: k, Value: val}, nil
+}
+
+// Install builds the tree of a fully staged snapshot in s, which must be
+// empty and must be the store of the Importer's datastore, and switches s to
+// it as version Manifest().Height (the lowest readable version from then
+// on), then clears the staging area.
+//
+// The tree is built bottom-up while the staged leaves stream past in
+// key-path order, and written in batches of SnapshotInstallBatchBytes, so
+// memory stays bounded at any snapshot size. None of it is reachable until
+// the switch: the root record and the latest pointer are written in one
+// last batch, after the rebuilt root has been checked against the manifest.
+// A durable install marker, written before the first batch, says that the
+// store holds an unfinished install, and a progress record after each
+// durable batch says where it got to. A crash before the switch is finished
+// by a new Importer of the same manifest and Install, which goes on from the
+// progress record (rewriting a record is harmless: records are
+// content-addressed); an Importer of another manifest first discards what
+// the unfinished install wrote. A crash after the switch leaves only the staging area, which the
+// next Install of the same manifest clears.
+//
+// The flat index is written with the records, so before the switch Get on
+// s may already return snapshot values while Latest still says version 0:
+// a store that is being seeded must not serve reads.
 func (im *Importer) Install(ctx context.Context, s *Store) error {
 	m := im.m
 	s.commitMu.Lock()
@@ -133,44 +194,181 @@ func (im *Importer) Install(ctx context.Context, s *Store) error {
 	if m.Height == 0 {
 		return fmt.Errorf("%w: snapshot of version 0", ErrSnapshotManifest)
 	}
-	if !s.opts.AtomicBatches && m.Leaves > BlockWritesMax {
-		return fmt.Errorf("%w: %d leaves, limit %d", ErrSnapshotTooLarge, m.Leaves, BlockWritesMax)
+	if n := len(im.Missing()); n > 0 {
+		return fmt.Errorf("%w: %d of %d chunks missing", ErrSnapshotIncomplete, n, len(im.m.Chunks))
 	}
-	items := make([]item, 0, m.Leaves)
-	err := im.leaves(ctx, func(l SnapshotLeaf) error {
-		items = append(items, item{kp: types.KeyPath(l.Key), vh: types.ValueHash(l.Value), key: l.Key, value: l.Value, isNew: true})
-		return nil
-	})
-	if err != nil {
+	if err := s.d.Put(ctx, snapInstallKey, binary.AppendUvarint(nil, m.Height)); err != nil {
 		return err
 	}
-	c := &committer{s: s, ctx: ctx, height: m.Height}
-	var o out
-	newRoot, err := c.update(&o, slot{}, 0, items)
+	if err := s.d.Sync(ctx, snapInstallKey); err != nil {
+		return err
+	}
+	newRoot, err := im.buildTree(ctx, s)
 	if err != nil {
 		return err
 	}
 	if types.Root(newRoot.h) != m.Root {
-		return fmt.Errorf("%w: rebuilt %s, manifest %s", ErrSnapshotRoot, types.Root(newRoot.h), m.Root)
-	}
-	// The new lowest readable version goes first: from then on a reader
-	// asking for an older version gets ErrPruned, not a missing root. There
-	// is nothing to prune below it either.
-	for _, k := range []ds.Key{keyMin, keyPruneDone} {
-		if err := s.d.Put(ctx, k, binary.AppendUvarint(nil, m.Height)); err != nil {
-			return err
+		// Staged chunks were verified when they arrived, so only a
+		// corrupted staging area gets here: start the import over.
+		err := fmt.Errorf("%w: rebuilt %s, manifest %s", ErrSnapshotRoot, types.Root(newRoot.h), m.Root)
+		if derr := discardInstall(ctx, s.d); derr != nil {
+			return errors.Join(err, derr)
 		}
+		if cerr := clearSnapshotStaging(ctx, im.d); cerr != nil {
+			return errors.Join(err, cerr)
+		}
+		return err
 	}
-	if err := s.write(ctx, m.Height, newRoot, &o); err != nil {
-		// As in Commit: part of the version may be on disk.
-		s.failed = fmt.Errorf("%w: snapshot install %d: %w", ErrNeedsReopen, m.Height, err)
+	if err := s.switchTo(ctx, m.Height, newRoot); err != nil {
+		return err
+	}
+	return clearSnapshotStaging(ctx, im.d)
+}
+
+// Seed writes the leaves that fill hands to add, in strictly increasing
+// key-path order over all calls, as version height of the empty store s,
+// and returns its root. It is the install of a snapshot without a manifest
+// to check against: for genesis states and benchmarks that need a large
+// tree fast. The leaves of one add call are hashed on every core; add may
+// be called with any number of leaves. Memory is bounded as in Install. If
+// Seed fails or the process dies before it returns, the store holds
+// unreachable records: discard the datastore.
+func (s *Store) Seed(ctx context.Context, height uint64, fill func(add func([]SnapshotLeaf) error) error) (types.Root, error) {
+	s.commitMu.Lock()
+	defer s.commitMu.Unlock()
+	s.mu.Lock()
+	latest, root := s.latest, s.root
+	s.mu.Unlock()
+	if s.failed != nil {
+		return types.Root{}, s.failed
+	}
+	if latest != 0 || root.kind != slotEmpty {
+		return types.Root{}, fmt.Errorf("%w: store is at version %d", ErrSnapshotTarget, latest)
+	}
+	if height == 0 {
+		return types.Root{}, fmt.Errorf("%w: seed of version 0", ErrHeight)
+	}
+	newRoot, err := s.build(ctx, height, func(ctx context.Context, add func(*builtLeaf) error) error {
+		return fill(func(ls []SnapshotLeaf) error {
+			for i, l := range ls {
+				if len(l.Key.Key) > types.StateKeyMax {
+					return fmt.Errorf("%w: %d bytes in leaf %d", ErrKeyTooLong, len(l.Key.Key), i)
+				}
+				if len(l.Value) == 0 {
+					return fmt.Errorf("%w: leaf %d", ErrEmptyValue, i)
+				}
+				if len(l.Value) > types.StateValueMax {
+					return fmt.Errorf("%w: %d bytes in leaf %d", ErrValueTooLarge, len(l.Value), i)
+				}
+			}
+			hashed := make([]builtLeaf, len(ls))
+			parts := min(runtime.GOMAXPROCS(0), max(1, len(ls)/256))
+			var wg sync.WaitGroup
+			for p := 0; p < parts; p++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := p * len(ls) / parts; i < (p+1)*len(ls)/parts; i++ {
+						hashed[i] = hashLeaf(ls[i])
+					}
+				}()
+			}
+			wg.Wait()
+			for i := range hashed {
+				if err := add(&hashed[i]); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return types.Root{}, err
+	}
+	if err := s.switchTo(ctx, height, newRoot); err != nil {
+		return types.Root{}, err
+	}
+	return types.Root(newRoot.h), nil
+}
+
+// build streams the leaves of leaves through a treeBuilder into s and
+// returns the root slot; nothing is reachable yet.
+func (s *Store) build(ctx context.Context, height uint64, leaves func(context.Context, func(*builtLeaf) error) error) (slot, error) {
+	w := newRecordWriter(ctx, s.d)
+	b := newTreeBuilder(height, w)
+	if err := leaves(ctx, b.add); err != nil {
+		return slot{}, err
+	}
+	root, err := b.root()
+	if err != nil {
+		return slot{}, err
+	}
+	return root, w.flush()
+}
+
+// switchTo makes version height with root the latest and lowest readable
+// version of the empty store s, whose records build has written. On atomic
+// backends that is one synced batch; otherwise the latest pointer goes last,
+// after everything else is durable, and is the switch.
+func (s *Store) switchTo(ctx context.Context, height uint64, root slot) error {
+	if err := s.writeSwitch(ctx, height, root); err != nil {
+		// As in Commit: part of the switch may be on disk, and only Open
+		// reads back which.
+		s.failed = fmt.Errorf("%w: install of version %d: %w", ErrNeedsReopen, height, err)
 		return s.failed
 	}
-	for _, n := range o.nodes {
-		s.cache.put(n)
-	}
 	s.mu.Lock()
-	s.latest, s.root, s.min, s.pruneDone = m.Height, newRoot, m.Height, m.Height
+	s.latest, s.root, s.min, s.pruneDone = height, root, height, height
 	s.mu.Unlock()
-	return clearSnapshotStaging(ctx, im.d)
+	return nil
+}
+
+func (s *Store) writeSwitch(ctx context.Context, height uint64, root slot) error {
+	b, err := s.d.Batch(ctx)
+	if err != nil {
+		return err
+	}
+	hv := binary.AppendUvarint(nil, height)
+	put := func(k ds.Key, v []byte) {
+		if err == nil {
+			err = b.Put(ctx, k, v)
+		}
+	}
+	put(rootKey(height), encodeRoot(root))
+	put(keyMin, hv)
+	put(keyPruneDone, hv)
+	if s.opts.AtomicBatches {
+		put(keyLatest, hv)
+		for _, k := range []ds.Key{snapInstallKey, snapProgressKey} {
+			if err == nil {
+				err = b.Delete(ctx, k)
+			}
+		}
+	}
+	if err != nil {
+		return err
+	}
+	if err := b.Commit(ctx); err != nil {
+		return err
+	}
+	if !s.opts.AtomicBatches {
+		sync := func() error { return s.d.Sync(ctx, ds.NewKey("/kairos")) }
+		if err := sync(); err != nil {
+			return err
+		}
+		if err := s.d.Put(ctx, keyLatest, hv); err != nil {
+			return err
+		}
+		if err := sync(); err != nil {
+			return err
+		}
+		// A marker left by a crash here names a finished install, which
+		// discardInstall recognizes by the latest pointer.
+		for _, k := range []ds.Key{snapProgressKey, snapInstallKey} {
+			if err := s.d.Delete(ctx, k); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }

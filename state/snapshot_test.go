@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"math"
 	"math/rand/v2"
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+	ds "github.com/ipfs/go-datastore"
+	dssync "github.com/ipfs/go-datastore/sync"
 
 	"github.com/kairos-network/kairos/types"
 )
@@ -286,21 +289,28 @@ func TestSnapshotExportDuringPrune(t *testing.T) {
 }
 
 // TestSnapshotImportCrashResume loses power at many points of an import
-// (staging chunks, rebuilding, installing, clearing the staging area), then
-// restarts the import on what survived: it must skip the chunks staged
-// before the crash, finish, and leave a store at the snapshot's root with an
-// audit that finds nothing leaked or missing.
+// (staging chunks, the install's record batches, the switch, clearing the
+// staging area), then restarts on what survived. The reopened store must be
+// at version 0 or at the snapshot, nothing in between. Every other restart
+// resumes the same snapshot: it must skip the chunks staged before the crash
+// and finish. The others import a snapshot of an older version instead,
+// which must first discard whatever the crashed install wrote. Either way
+// the store ends at the imported root with an audit that finds nothing
+// leaked or missing and a flat index that matches the tree.
 func TestSnapshotImportCrashResume(t *testing.T) {
+	smallInstallBatches(t, 8<<10) // the install spans dozens of batches
 	ctx := context.Background()
 	src, err := OpenMemory(Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	model := snapWorkload(t, src, 6, 8, 200)
+	snapWorkload(t, src, 6, 8, 200)
 	h, root := src.Latest()
 	m, chunks := export(t, src, h, 40)
+	oldH := h - 2
+	oldM, oldChunks := export(t, src, oldH, 40)
 
-	importAll := func(s *Store) int {
+	importAll := func(s *Store, m *Manifest, chunks [][]byte) int {
 		im, err := NewImporter(ctx, s.Datastore(), m)
 		if err != nil {
 			t.Fatal(err)
@@ -322,7 +332,7 @@ func TestSnapshotImportCrashResume(t *testing.T) {
 	}
 	dry := NewCrashPointFS(vfs.NewCrashableMem(), 0, vfs.CrashCloneCfg{})
 	s := OpenOnFSStore(t, dry, Options{})
-	importAll(s)
+	importAll(s, m, chunks)
 	s.Close()
 	total := dry.Ops()
 
@@ -330,31 +340,250 @@ func TestSnapshotImportCrashResume(t *testing.T) {
 	if RaceEnabled {
 		points = 6
 	}
-	resumed := 0
+	resumed, switched, progressed := 0, 0, 0
 	for p := int64(0); p < points; p++ {
 		fs := NewCrashPointFS(vfs.NewCrashableMem(), 1+p*total/points, vfs.CrashCloneCfg{})
 		s := OpenOnFSStore(t, fs, Options{})
-		importAll(s)
+		importAll(s, m, chunks)
 		s.Close()
 		clone := fs.Clone()
 		if clone == nil {
 			continue
 		}
 		s = OpenOnFSStore(t, clone, Options{})
-		resumed += importAll(s)
-		if gh, gr := s.Latest(); gh != h || gr != root {
-			t.Fatalf("point %d: resumed import at (%d, %s), want (%d, %s)", p, gh, gr, h, root)
+		if ok, err := s.Datastore().Has(ctx, snapProgressKey); err != nil {
+			t.Fatal(err)
+		} else if ok && p%2 == 0 {
+			progressed++ // the install below goes on from a durable batch
+		}
+		switch gh, gr := s.Latest(); {
+		case gh == h && gr == root:
+			switched++
+		case gh != 0 || gr != types.EmptyRoot:
+			t.Fatalf("point %d: after the crash the store is at (%d, %s)", p, gh, gr)
+		}
+		wantH, wantRoot := h, root
+		if p%2 == 0 {
+			resumed += importAll(s, m, chunks)
+		} else if gh, _ := s.Latest(); gh == 0 {
+			importAll(s, oldM, oldChunks)
+			wantH, wantRoot = oldH, oldM.Root
+		}
+		if gh, gr := s.Latest(); gh != wantH || gr != wantRoot {
+			t.Fatalf("point %d: import after the crash at (%d, %s), want (%d, %s)", p, gh, gr, wantH, wantRoot)
 		}
 		rep, err := s.Audit(ctx)
 		if err != nil || !rep.Clean() {
-			t.Fatalf("point %d: audit after resumed import: %+v, %v", p, rep, err)
+			t.Fatalf("point %d: audit after the import: %+v, %v", p, rep, err)
 		}
 		if p%6 == 0 {
-			sameReads(t, src, s, h, model)
+			sameReads(t, src, s, h, snapModel(t, src, h))
+		}
+		if p%6 == 3 && wantH == oldH {
+			sameReads(t, src, s, oldH, snapModel(t, src, oldH))
 		}
 	}
-	if resumed == 0 {
-		t.Fatal("no restarted import skipped a staged chunk: the crash points missed the staging phase")
+	if resumed == 0 || progressed == 0 {
+		t.Fatalf("%d staged chunks skipped, %d installs resumed mid-way: the crash points missed the staging or the install", resumed, progressed)
 	}
-	t.Logf("%d crash points over %d operations, %d staged chunks skipped on resume", points, total, resumed)
+	t.Logf("%d crash points over %d operations, %d staged chunks skipped on resume, %d installs resumed mid-way, %d crashes after the switch", points, total, resumed, progressed, switched)
+}
+
+// snapModel returns the (key, value) pairs of version h of s.
+func snapModel(t *testing.T, s *Store, h uint64) map[string][]byte {
+	t.Helper()
+	v, err := s.View(context.Background(), h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	model := map[string][]byte{}
+	err = v.Leaves(context.Background(), func(_ types.Hash, k types.StateKey, value []byte) error {
+		model[modelKey(k)] = append([]byte{}, value...)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return model
+}
+
+// TestSnapshotInstallCorruptStaging corrupts a staged chunk after it was
+// verified (a disk fault): the rebuilt root no longer matches, so Install
+// must refuse to switch, discard what it wrote and the staging area, and a
+// fresh import must then succeed.
+func TestSnapshotInstallCorruptStaging(t *testing.T) {
+	smallInstallBatches(t, 4<<10)
+	ctx := context.Background()
+	src, err := OpenMemory(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	snapWorkload(t, src, 8, 4, 200)
+	h, root := src.Latest()
+	m, chunks := export(t, src, h, 50)
+	dst := OpenOnFSStore(t, vfs.NewMem(), Options{})
+	im, err := NewImporter(ctx, dst.Datastore(), m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range chunks {
+		if _, err := im.Add(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var c Chunk
+	if err := types.Decode(chunks[1], &c); err != nil {
+		t.Fatal(err)
+	}
+	c.Leaves[3].Value = append([]byte{}, c.Leaves[3].Value...)
+	c.Leaves[3].Value[0] ^= 1
+	if err := dst.Datastore().Put(ctx, snapStageChunkKey(1), types.MustEncode(&c)); err != nil {
+		t.Fatal(err)
+	}
+	if err := im.Install(ctx, dst); !errors.Is(err, ErrSnapshotRoot) {
+		t.Fatalf("install of a corrupted staging area: got %v, want ErrSnapshotRoot", err)
+	}
+	if gh, gr := dst.Latest(); gh != 0 || gr != types.EmptyRoot {
+		t.Fatalf("a refused install moved the store to (%d, %s)", gh, gr)
+	}
+	if left := dump(t, dst.Datastore(), nsNode, nsKV, "/kairos/snapimport"); len(left) != 0 {
+		t.Fatalf("a refused install left %d entries behind", len(left))
+	}
+	im, err = NewImporter(ctx, dst.Datastore(), m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(im.Missing()) != len(chunks) {
+		t.Fatalf("after the refused install %d of %d chunks are still staged", len(chunks)-len(im.Missing()), len(chunks))
+	}
+	for _, c := range chunks {
+		if _, err := im.Add(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := im.Install(ctx, dst); err != nil {
+		t.Fatal(err)
+	}
+	if gh, gr := dst.Latest(); gh != h || gr != root {
+		t.Fatalf("imported (%d, %s), want (%d, %s)", gh, gr, h, root)
+	}
+	if rep, err := dst.Audit(ctx); err != nil || !rep.Clean() {
+		t.Fatalf("audit: %+v, %v", rep, err)
+	}
+}
+
+// failingDS is a datastore whose writes start failing at the n-th one: the
+// process "dies" there. Its batches apply each operation at once, like a
+// backend without atomic batches, so a failure can tear any batch.
+type failingDS struct {
+	ds.Batching
+	n, count int
+}
+
+var errInjected = errors.New("injected write failure")
+
+func (f *failingDS) write(op func() error) error {
+	f.count++
+	if f.count >= f.n {
+		return errInjected
+	}
+	return op()
+}
+
+func (f *failingDS) Put(ctx context.Context, k ds.Key, v []byte) error {
+	return f.write(func() error { return f.Batching.Put(ctx, k, v) })
+}
+
+func (f *failingDS) Delete(ctx context.Context, k ds.Key) error {
+	return f.write(func() error { return f.Batching.Delete(ctx, k) })
+}
+
+func (f *failingDS) Sync(ctx context.Context, k ds.Key) error {
+	return f.write(func() error { return f.Batching.Sync(ctx, k) })
+}
+
+func (f *failingDS) Batch(context.Context) (ds.Batch, error) { return failingBatch{f}, nil }
+
+type failingBatch struct{ f *failingDS }
+
+func (b failingBatch) Put(ctx context.Context, k ds.Key, v []byte) error { return b.f.Put(ctx, k, v) }
+func (b failingBatch) Delete(ctx context.Context, k ds.Key) error        { return b.f.Delete(ctx, k) }
+func (b failingBatch) Commit(context.Context) error                      { return nil }
+
+// TestSnapshotImportTornWrites stops an import at a write on a backend
+// without atomic batches (the latest pointer is the switch there), then
+// opens the store again on what was written and imports the same snapshot,
+// or an older one, to the end: the store must be at version 0 or at the
+// snapshot after the failure, and end at the imported root with a clean
+// audit.
+func TestSnapshotImportTornWrites(t *testing.T) {
+	smallInstallBatches(t, 2<<10)
+	ctx := context.Background()
+	src, err := OpenMemory(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	snapWorkload(t, src, 9, 4, 80)
+	h, root := src.Latest()
+	m, chunks := export(t, src, h, 30)
+	oldM, oldChunks := export(t, src, h-1, 30)
+	importAll := func(d ds.Batching, m *Manifest, chunks [][]byte) (*Store, error) {
+		s, err := Open(ctx, d, Options{})
+		if err != nil {
+			return nil, err
+		}
+		im, err := NewImporter(ctx, d, m)
+		if err != nil {
+			return s, err
+		}
+		for _, c := range chunks {
+			if _, err := im.Add(ctx, c); err != nil {
+				return s, err
+			}
+		}
+		return s, im.Install(ctx, s)
+	}
+	counter := &failingDS{Batching: dssync.MutexWrap(ds.NewMapDatastore()), n: math.MaxInt}
+	if _, err := importAll(counter, m, chunks); err != nil {
+		t.Fatal(err)
+	}
+	total := counter.count
+	// Every write of the switch and the cleanup at the end, a sample of
+	// the rest.
+	step, tail := max(1, total/60), 40
+	if RaceEnabled {
+		step = max(1, total/12)
+	}
+	for n := 1; n <= total; n = min(n+step, max(n+1, total-tail)) {
+		base := dssync.MutexWrap(ds.NewMapDatastore())
+		s, err := importAll(&failingDS{Batching: base, n: n}, m, chunks)
+		if !errors.Is(err, errInjected) {
+			t.Fatalf("write %d of %d: import ended with %v, want the injected failure", n, total, err)
+		}
+		s, err = Open(ctx, base, Options{})
+		if err != nil {
+			t.Fatalf("write %d: reopen: %v", n, err)
+		}
+		switch gh, gr := s.Latest(); {
+		case gh == h && gr == root:
+		case gh != 0 || gr != types.EmptyRoot:
+			t.Fatalf("write %d: after the failure the store is at (%d, %s)", n, gh, gr)
+		}
+		wantM, wantChunks := m, chunks
+		if n%2 == 1 {
+			if gh, _ := s.Latest(); gh == 0 {
+				wantM, wantChunks = oldM, oldChunks
+			}
+		}
+		if s, err = importAll(base, wantM, wantChunks); err != nil {
+			t.Fatalf("write %d: import after the failure: %v", n, err)
+		}
+		if gh, gr := s.Latest(); gh != wantM.Height || gr != wantM.Root {
+			t.Fatalf("write %d: imported (%d, %s), want (%d, %s)", n, gh, gr, wantM.Height, wantM.Root)
+		}
+		if rep, err := s.Audit(ctx); err != nil || !rep.Clean() {
+			t.Fatalf("write %d: audit: %+v, %v", n, rep, err)
+		}
+	}
 }

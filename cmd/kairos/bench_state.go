@@ -20,7 +20,11 @@ func newBenchStateCmd() *cobra.Command {
 		Long: `Runs the same deterministic workload three times: as plain pebble key-value
 batches (the floor), through the state store with pruning on, and with pruning
 off; every commit is synced. Prints one table with the targets of state.md and
-the disk size over the run. Scale it down with --keys, --block and --blocks.`,
+the disk size over the run. The warm pruning store is then exported as a
+snapshot and imported into a fresh store (verify and stage on every core, then
+install). With --proof-keys a second tree of that many keys is written
+bottom-up from sorted keys to measure proofs at that size. Scale it down with
+--keys, --block and --blocks.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			scratch, err := os.MkdirTemp(dir, "kairos-bench-state-")
@@ -44,7 +48,7 @@ the disk size over the run. Scale it down with --keys, --block and --blocks.`,
 	f.Uint64Var(&cfg.Workload.Seed, "seed", cfg.Workload.Seed, "workload seed")
 	f.Uint64Var(&cfg.Keep, "keep", cfg.Keep, "K: versions kept by the pruning store")
 	f.IntVar(&cfg.Samples, "samples", cfg.Samples, "disk size samples")
-	f.IntVar(&cfg.ProofKeys, "proof-keys", cfg.ProofKeys, "also build a tree of this many keys to measure proofs at that size (10000000 for the 10M target; slow)")
+	f.IntVar(&cfg.ProofKeys, "proof-keys", cfg.ProofKeys, "also build a tree of this many keys (sorted by key path and written bottom-up by state.Seed, not by commits) to measure proofs at that size; 10000000 for the 10M target takes minutes")
 	f.StringVar(&dir, "dir", "", "directory for the scratch stores (default: the system temp dir); use a real disk, not tmpfs")
 	return cmd
 }

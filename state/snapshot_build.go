@@ -1,0 +1,268 @@
+package state
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+
+	ds "github.com/ipfs/go-datastore"
+
+	"github.com/kairos-network/kairos/types"
+)
+
+// SnapshotInstallBatchBytes bounds the records an install (or Seed) buffers
+// before it writes them as one batch. With it the memory of an install is a
+// batch plus the builder's right spine, whatever the size of the snapshot.
+// An install cuts its batches at chunk boundaries, where it can record its
+// progress, so one of its batches can exceed the bound by a chunk's records.
+const SnapshotInstallBatchBytes = 32 << 20
+
+// installBatchBytes is the limit in force; tests lower it so that a small
+// install spans many batches and crash points fall between them.
+var installBatchBytes = SnapshotInstallBatchBytes
+
+// builtLeaf is a snapshot leaf with the hashes the tree needs.
+type builtLeaf struct {
+	key    types.StateKey
+	value  []byte
+	kp, vh types.Hash
+}
+
+func hashLeaf(l SnapshotLeaf) builtLeaf {
+	return builtLeaf{key: l.Key, value: l.Value, kp: types.KeyPath(l.Key), vh: types.ValueHash(l.Value)}
+}
+
+// treeBuilder builds a tree bottom-up from leaves that arrive in strictly
+// increasing key-path order. Where a leaf goes depends on the leaves on both
+// sides of it: it sits in the node at the depth of the longer common nibble
+// prefix it shares with either neighbour. So the builder holds the last leaf
+// back until the next one arrives, and keeps open only the nodes on that
+// leaf's path (the right spine). A node closes when a leaf arrives that does
+// not share its prefix: nothing can be added to it any more, so it is hashed,
+// handed to the writer and dropped. Memory is at most 64 node arrays.
+//
+// The nodes it writes are exactly those Commit would write for the same
+// leaves into an empty tree (TestTreeBuilderMatchesCommit): a chain of
+// one-child nodes above the first split, one-leaf subtrees moved up into
+// their parent's slot.
+type treeBuilder struct {
+	height uint64
+	w      *recordWriter
+	spine  [][fanout]slot // open nodes at nibble depths 0..len-1 on last's path
+	last   slot           // the held-back leaf
+	depth  int            // nibbles last shares with the leaf before it
+	leaves uint64
+}
+
+func newTreeBuilder(height uint64, w *recordWriter) *treeBuilder {
+	return &treeBuilder{height: height, w: w, spine: make([][fanout]slot, 1, nibbleDepth)}
+}
+
+// add writes the leaf's value record and flat index entry and places the
+// leaf before it. Leaves must come in strictly increasing key-path order.
+func (b *treeBuilder) add(l *builtLeaf) error {
+	if b.leaves > 0 && bytes.Compare(b.last.kp[:], l.kp[:]) >= 0 {
+		return fmt.Errorf("%w: leaf %d (%s) does not follow the one before it", ErrChunkUnsorted, b.leaves, l.key)
+	}
+	s := leafSlot(l.kp, l.vh)
+	if err := b.w.put(nodeKey(s.h), encodeValue(l.key, l.value, b.height)); err != nil {
+		return err
+	}
+	if err := b.w.put(kvKey(l.key), l.value); err != nil {
+		return err
+	}
+	if b.leaves == 0 {
+		b.last, b.leaves = s, 1
+		return nil
+	}
+	c := 0
+	for nibble(b.last.kp, c) == nibble(s.kp, c) {
+		c++ // stops before 64: the key paths differ
+	}
+	if err := b.settle(c); err != nil {
+		return err
+	}
+	b.last, b.depth = s, c
+	b.leaves++
+	return nil
+}
+
+// settle places the held-back leaf and closes the open nodes below depth c,
+// the depth the next leaf shares with it (or 0 at the end).
+func (b *treeBuilder) settle(c int) error {
+	at := max(b.depth, c)
+	for len(b.spine) <= at {
+		b.spine = append(b.spine, [fanout]slot{})
+	}
+	b.spine[at][nibble(b.last.kp, at)] = b.last
+	for d := len(b.spine) - 1; d > c; d-- {
+		sl, err := b.finish(&b.spine[d])
+		if err != nil {
+			return err
+		}
+		b.spine[d] = [fanout]slot{}
+		b.spine = b.spine[:d]
+		b.spine[d-1][nibble(b.last.kp, d-1)] = sl
+	}
+	return nil
+}
+
+// finish is committer.finish for a node that is complete: its record goes
+// to the writer.
+func (b *treeBuilder) finish(a *[fanout]slot) (slot, error) {
+	count, last := occupied(a)
+	if count == 0 {
+		return slot{}, nil
+	}
+	if count == 1 && a[last].kind == slotLeaf {
+		return a[last], nil
+	}
+	n := makeNode(b.height, a)
+	n.rehash()
+	return slot{kind: slotChild, h: n.id}, b.w.put(nodeKey(n.id), encodeNode(n, b.height))
+}
+
+// root closes every open node and returns the root slot.
+func (b *treeBuilder) root() (slot, error) {
+	if b.leaves == 0 {
+		return slot{}, nil
+	}
+	if err := b.settle(0); err != nil {
+		return slot{}, err
+	}
+	return b.finish(&b.spine[0])
+}
+
+// encodeState returns what the builder holds in memory: the held-back leaf,
+// its depth, the leaf count and the open nodes. With it an install resumes
+// where its last durable batch ended instead of starting over.
+func (b *treeBuilder) encodeState() []byte {
+	buf := binary.AppendUvarint(nil, b.leaves)
+	buf = binary.AppendUvarint(buf, uint64(b.depth))
+	buf = appendSlot(buf, b.last)
+	buf = binary.AppendUvarint(buf, uint64(len(b.spine)))
+	for i := range b.spine {
+		for _, sl := range b.spine[i] {
+			buf = appendSlot(buf, sl)
+		}
+	}
+	return buf
+}
+
+// restoreState is the inverse of encodeState. Any inconsistency is an
+// error; the caller then builds from the start.
+func (b *treeBuilder) restoreState(buf []byte) error {
+	bad := fmt.Errorf("%w: bad install progress record", ErrCorrupt)
+	next := func() (uint64, bool) {
+		v, n := uvarint(buf)
+		if n <= 0 {
+			return 0, false
+		}
+		buf = buf[n:]
+		return v, true
+	}
+	leaves, ok1 := next()
+	depth, ok2 := next()
+	if !ok1 || !ok2 || leaves == 0 || depth >= nibbleDepth {
+		return bad
+	}
+	last, err := readSlot(&buf)
+	if err != nil || last.kind != slotLeaf {
+		return bad
+	}
+	levels, ok := next()
+	if !ok || levels != depth+1 {
+		return bad
+	}
+	spine := make([][fanout]slot, levels, nibbleDepth)
+	for i := range spine {
+		for j := range spine[i] {
+			if spine[i][j], err = readSlot(&buf); err != nil {
+				return bad
+			}
+		}
+	}
+	if len(buf) != 0 {
+		return bad
+	}
+	b.leaves, b.depth, b.last, b.spine = leaves, int(depth), last, spine
+	return nil
+}
+
+// appendSlot writes a slot as a length-prefixed root record.
+func appendSlot(buf []byte, sl slot) []byte {
+	r := encodeRoot(sl)
+	return append(append(buf, byte(len(r))), r...)
+}
+
+func readSlot(buf *[]byte) (slot, error) {
+	b := *buf
+	if len(b) == 0 || int(b[0]) > len(b)-1 {
+		return slot{}, ErrCorrupt
+	}
+	sl, err := decodeRoot(b[1 : 1+int(b[0])])
+	*buf = b[1+int(b[0]):]
+	return sl, err
+}
+
+// recordWriter writes records in batches of about
+// SnapshotInstallBatchBytes. Until the version's root record and latest
+// pointer are written, what it wrote is unreachable: content-addressed
+// records no root names and flat index entries of an uncommitted version.
+type recordWriter struct {
+	ctx   context.Context
+	d     ds.Batching
+	b     ds.Batch
+	bytes int
+	max   int
+	// manual leaves flushing to the caller (full, flush), which cuts
+	// batches where it can record its progress.
+	manual bool
+}
+
+func newRecordWriter(ctx context.Context, d ds.Batching) *recordWriter {
+	return &recordWriter{ctx: ctx, d: d, max: installBatchBytes}
+}
+
+func (w *recordWriter) put(k ds.Key, v []byte) error {
+	return w.add(len(k.String())+len(v), func(b ds.Batch) error { return b.Put(w.ctx, k, v) })
+}
+
+func (w *recordWriter) delete(k ds.Key) error {
+	return w.add(len(k.String()), func(b ds.Batch) error { return b.Delete(w.ctx, k) })
+}
+
+func (w *recordWriter) add(size int, op func(ds.Batch) error) error {
+	if w.b == nil {
+		b, err := w.d.Batch(w.ctx)
+		if err != nil {
+			return err
+		}
+		w.b = b
+	}
+	if err := op(w.b); err != nil {
+		return err
+	}
+	w.bytes += size
+	if !w.manual && w.full() {
+		return w.flush()
+	}
+	return nil
+}
+
+// full reports whether the buffered batch has reached its size.
+func (w *recordWriter) full() bool { return w.bytes >= w.max }
+
+// flush writes the buffered batch, if any.
+func (w *recordWriter) flush() error {
+	if w.b == nil {
+		return nil
+	}
+	b := w.b
+	w.b, w.bytes = nil, 0
+	if err := b.Commit(w.ctx); err != nil {
+		return err
+	}
+	return w.ctx.Err()
+}

@@ -1,0 +1,235 @@
+package state
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"math/rand/v2"
+	"strconv"
+	"testing"
+
+	ds "github.com/ipfs/go-datastore"
+	"github.com/ipfs/go-datastore/query"
+	dssync "github.com/ipfs/go-datastore/sync"
+
+	"github.com/kairos-network/kairos/types"
+)
+
+// smallInstallBatches cuts installs into batches of about n bytes for the
+// rest of the test.
+func smallInstallBatches(t testing.TB, n int) {
+	old := installBatchBytes
+	installBatchBytes = n
+	t.Cleanup(func() { installBatchBytes = old })
+}
+
+// dump returns every entry of d under the given prefixes.
+func dump(t testing.TB, d ds.Datastore, prefixes ...string) map[string][]byte {
+	t.Helper()
+	out := map[string][]byte{}
+	for _, p := range prefixes {
+		res, err := d.Query(context.Background(), query.Query{Prefix: p})
+		if err != nil {
+			t.Fatal(err)
+		}
+		es, err := res.Rest()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range es {
+			out[e.Key] = e.Value
+		}
+	}
+	return out
+}
+
+func seed(t testing.TB, s *Store, height uint64, leaves []SnapshotLeaf) (types.Root, error) {
+	t.Helper()
+	// Uneven pieces, so that leaves are split across add calls and across
+	// the hashing goroutines at every possible boundary.
+	return s.Seed(context.Background(), height, func(add func([]SnapshotLeaf) error) error {
+		for lo, n := 0, 1; lo < len(leaves); lo, n = lo+n, n*3 {
+			if err := add(leaves[lo:min(lo+n, len(leaves))]); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// prefixLeaves returns n leaves whose key paths crowd into a few long
+// shared prefixes, so that the tree has chains of one-child nodes and deep
+// splits, which random key paths almost never give.
+func prefixLeaves(seed uint64, n int) []SnapshotLeaf {
+	r := rand.New(rand.NewPCG(seed, 3))
+	var out []SnapshotLeaf
+	seen := map[types.Hash]bool{}
+	for len(out) < n {
+		k := types.StateKey{Key: []byte{byte(r.IntN(256)), byte(r.IntN(256)), byte(r.IntN(256))}}
+		kp := types.KeyPath(k)
+		// Keep only key paths whose first 12 bits are 0: with 3-byte keys
+		// that leaves enough keys, all below one chain of nodes.
+		if kp[0] != 0 || kp[1]>>4 != 0 || seen[kp] {
+			continue
+		}
+		seen[kp] = true
+		out = append(out, SnapshotLeaf{Key: k, Value: []byte{byte(len(out)), 1}})
+	}
+	sortLeaves(out)
+	return out
+}
+
+// TestTreeBuilderMatchesCommit is the builder's property test: seeding a
+// store from sorted leaves must write exactly the records, flat index and
+// root record that one Commit of the same leaves writes into an empty
+// store, and the root must be the reference root.
+func TestTreeBuilderMatchesCommit(t *testing.T) {
+	smallInstallBatches(t, 1<<10)
+	ctx := context.Background()
+	cases := map[string][]SnapshotLeaf{}
+	for _, n := range []int{0, 1, 2, 3, 16, 17, 300, 2000} {
+		cases["random/"+strconv.Itoa(n)] = randomLeaves(uint64(n)+40, n)
+	}
+	for _, n := range []int{2, 5, 200} {
+		cases["prefix/"+strconv.Itoa(n)] = prefixLeaves(uint64(n), n)
+	}
+	for name, leaves := range cases {
+		a, err := OpenMemory(Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ws := make([]Write, len(leaves))
+		for i, l := range leaves {
+			ws[len(ws)-1-i] = Write{Key: l.Key, Value: l.Value} // any order
+		}
+		ra, err := a.Commit(ctx, 1, ws)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := OpenMemory(Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rb, err := seed(t, b, 1, leaves)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if want := refRoot(leafMap(leaves)); ra != want || rb != want {
+			t.Fatalf("%s: commit root %s, seeded root %s, reference %s", name, ra, rb, want)
+		}
+		da := dump(t, a.Datastore(), nsNode, nsKV, nsRoot)
+		db := dump(t, b.Datastore(), nsNode, nsKV, nsRoot)
+		if len(da) != len(db) {
+			t.Fatalf("%s: commit wrote %d entries, seed %d", name, len(da), len(db))
+		}
+		for k, v := range da {
+			if !bytes.Equal(db[k], v) {
+				t.Fatalf("%s: entry %q differs: commit %x, seed %x", name, k, v, db[k])
+			}
+		}
+		if rep, err := b.Audit(ctx); err != nil || !rep.Clean() {
+			t.Fatalf("%s: audit of the seeded store: %+v, %v", name, rep, err)
+		}
+	}
+}
+
+func TestSeedRejects(t *testing.T) {
+	ctx := context.Background()
+	leaves := randomLeaves(5, 20)
+	swapped := append([]SnapshotLeaf{}, leaves...)
+	swapped[3], swapped[4] = swapped[4], swapped[3]
+	dup := append(append([]SnapshotLeaf{}, leaves[:5]...), leaves[4:]...)
+	empty := append([]SnapshotLeaf{}, leaves...)
+	empty[7].Value = nil
+	for _, tc := range []struct {
+		name   string
+		leaves []SnapshotLeaf
+		want   error
+	}{
+		{"unsorted", swapped, ErrChunkUnsorted},
+		{"duplicate", dup, ErrChunkUnsorted},
+		{"empty value", empty, ErrEmptyValue},
+	} {
+		s, err := OpenMemory(Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := seed(t, s, 3, tc.leaves); !errors.Is(err, tc.want) {
+			t.Fatalf("%s: got %v, want %v", tc.name, err, tc.want)
+		}
+		if h, r := s.Latest(); h != 0 || r != types.EmptyRoot {
+			t.Fatalf("%s: a failed seed moved the store to (%d, %s)", tc.name, h, r)
+		}
+	}
+	s, err := OpenMemory(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := seed(t, s, 1, leaves); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := seed(t, s, 2, leaves); !errors.Is(err, ErrSnapshotTarget) {
+		t.Fatalf("seed over a version: got %v", err)
+	}
+	if _, err := s.Commit(ctx, 2, []Write{{Key: leaves[0].Key}}); err != nil {
+		t.Fatalf("commit after a seed: %v", err)
+	}
+}
+
+// TestTreeBuilderResume hands the builder's state over to a fresh builder
+// after every leaf, as an install resumed after each batch would: the
+// records written and the root must be those of one uninterrupted build.
+func TestTreeBuilderResume(t *testing.T) {
+	ctx := context.Background()
+	for name, leaves := range map[string][]SnapshotLeaf{
+		"random": randomLeaves(77, 300),
+		"prefix": prefixLeaves(78, 60),
+		"one":    randomLeaves(79, 1),
+	} {
+		build := func(resume bool) (slot, map[string][]byte) {
+			d := dssync.MutexWrap(ds.NewMapDatastore())
+			w := newRecordWriter(ctx, d)
+			b := newTreeBuilder(4, w)
+			for _, l := range leaves {
+				bl := hashLeaf(l)
+				if err := b.add(&bl); err != nil {
+					t.Fatal(err)
+				}
+				if resume {
+					state := b.encodeState()
+					b = newTreeBuilder(4, w)
+					if err := b.restoreState(state); err != nil {
+						t.Fatalf("%s: restore: %v", name, err)
+					}
+				}
+			}
+			root, err := b.root()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := w.flush(); err != nil {
+				t.Fatal(err)
+			}
+			return root, dump(t, d, nsNode, nsKV)
+		}
+		ra, da := build(false)
+		rb, db := build(true)
+		if ra != rb || types.Root(ra.h) != refRoot(leafMap(leaves)) {
+			t.Fatalf("%s: roots %x and %x", name, ra.h, rb.h)
+		}
+		if len(da) != len(db) {
+			t.Fatalf("%s: %d records, resumed %d", name, len(da), len(db))
+		}
+		for k, v := range da {
+			if !bytes.Equal(db[k], v) {
+				t.Fatalf("%s: record %q differs after resuming", name, k)
+			}
+		}
+	}
+	var b treeBuilder
+	for _, bad := range [][]byte{nil, {1}, {1, 0, 0}, {0, 0, 1, 0, 1}} {
+		if b.restoreState(bad) == nil {
+			t.Fatalf("restored from %x", bad)
+		}
+	}
+}
