@@ -60,12 +60,14 @@ func decodeChangeSet(b []byte) (*ChangeSet, error) {
 // updated in parallel; below it goroutines cost more than they save.
 const parallelMin = 256
 
-// item is a write with its key path and value hash computed.
+// item is a write with its key path and value hash computed. Its leaf hash
+// h is computed where the write meets the tree (update), in the subtree's
+// goroutine.
 type item struct {
-	kp, vh types.Hash
-	key    types.StateKey
-	value  []byte // nil: delete
-	isNew  bool   // a leaf to write (false: an existing leaf that stays)
+	kp, vh, h types.Hash
+	key       types.StateKey
+	value     []byte // nil: delete
+	isNew     bool   // a leaf to write (false: an existing leaf that stays)
 }
 
 // staleRef names a node or value record that a version stopped using. The
@@ -218,8 +220,11 @@ func (c *committer) update(o *out, old slot, d int, ws []item) (slot, error) {
 	keepOld := old.kind == slotLeaf
 	for i := range ws {
 		w := &ws[i]
+		if w.value != nil {
+			w.h = types.LeafHash(w.kp, w.vh)
+		}
 		if keepOld && w.kp == old.kp {
-			if w.value != nil && w.vh == old.vh {
+			if w.value != nil && w.h == old.h {
 				continue // same value: nothing changes
 			}
 			var oldValue []byte
@@ -246,7 +251,7 @@ func (c *committer) update(o *out, old slot, d int, ws []item) (slot, error) {
 		at := sort.Search(len(leaves), func(i int) bool { return bytes.Compare(leaves[i].kp[:], old.kp[:]) > 0 })
 		leaves = append(leaves, item{})
 		copy(leaves[at+1:], leaves[at:])
-		leaves[at] = item{kp: old.kp, vh: old.vh}
+		leaves[at] = item{kp: old.kp, h: old.h}
 	}
 	return c.build(o, leaves, d), nil
 }
@@ -258,7 +263,7 @@ func (c *committer) build(o *out, leaves []item, d int) slot {
 		return slot{}
 	case 1:
 		l := &leaves[0]
-		s := leafSlot(l.kp, l.vh)
+		s := slot{kind: slotLeaf, h: l.h, kp: l.kp}
 		if l.isNew {
 			o.records = append(o.records, record{s.h, nodeKey(s.h), encodeValue(l.key, l.value, c.height)})
 		}

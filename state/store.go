@@ -453,7 +453,7 @@ func (s *Store) readValue(ctx context.Context, leaf *slot) (uint64, types.StateK
 	if err != nil {
 		return 0, k, nil, err
 	}
-	if types.KeyPath(k) != leaf.kp || types.ValueHash(v) != leaf.vh {
+	if types.KeyPath(k) != leaf.kp || types.LeafHash(leaf.kp, types.ValueHash(v)) != leaf.h {
 		return 0, k, nil, fmt.Errorf("%w: value record %x does not match its leaf", ErrCorrupt, leaf.h)
 	}
 	return born, k, v, nil
