@@ -193,19 +193,22 @@ func occupied(a *[fanout]slot) (int, int) {
 // still covers every leaf hash, and the key path is checked against the
 // value record whenever a value is read (and by Audit).
 func encodeNode(n *node, born uint64) []byte {
-	buf := make([]byte, 0, 1+binary.MaxVarintLen64+4+fanout*2*types.HashLen)
-	buf = append(buf, tagNode)
-	buf = binary.AppendUvarint(buf, born)
 	var leaves uint16
+	nl := 0
 	j := 0
 	for i := 0; i < fanout; i++ {
 		if n.occ&(1<<i) != 0 {
 			if n.entries[j].kind == slotLeaf {
 				leaves |= 1 << i
+				nl++
 			}
 			j++
 		}
 	}
+	// Exactly sized: most nodes near the bottom are a few hundred bytes.
+	buf := make([]byte, 0, 1+uvarintLen(born)+4+(len(n.entries)+nl)*types.HashLen)
+	buf = append(buf, tagNode)
+	buf = binary.AppendUvarint(buf, born)
 	buf = binary.BigEndian.AppendUint16(buf, n.occ)
 	buf = binary.BigEndian.AppendUint16(buf, leaves)
 	for i := range n.entries {
