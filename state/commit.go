@@ -147,12 +147,7 @@ func (s *Store) Commit(ctx context.Context, height uint64, writes []Write) (type
 		s.failed = fmt.Errorf("%w: commit %d: %w", ErrNeedsReopen, height, err)
 		return types.Root{}, s.failed
 	}
-	for _, st := range o.stale {
-		s.cache.drop(st.id)
-	}
-	for _, n := range o.nodes {
-		s.cache.put(n)
-	}
+	s.cache.replace(o.stale, o.nodes)
 	s.mu.Lock()
 	s.latest, s.root = height, newRoot
 	s.mu.Unlock()
