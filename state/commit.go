@@ -321,6 +321,8 @@ func (c *committer) children(o *out, d int, ws []item, a *[fanout]slot, fresh bo
 	return changed, nil
 }
 
+// child returns the new content of the slot at nibble depth d+1 that group
+// goes to: a fresh subtree of group, or old updated by it.
 func (c *committer) child(o *out, d int, group []item, old slot, fresh bool) (slot, error) {
 	if fresh {
 		return c.build(o, group, d+1), nil
