@@ -53,15 +53,33 @@ func (c *nodeCache) addLocked(n *node) {
 	c.curBytes += n.size()
 }
 
-// drop removes a node that the latest version no longer uses. Old views
-// may still read it (and load it again); dropping it keeps the budget for
-// live nodes, which commits read.
-func (c *nodeCache) drop(id types.Hash) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if n, ok := c.cur[id]; ok {
-		c.curBytes -= n.size()
-		delete(c.cur, id)
+// replace drops the nodes that a commit replaced and adds the ones it
+// wrote, taking the lock once per cacheChunk of them rather than once each
+// (a 10k-key block has tens of thousands of each) while not holding readers
+// off for a whole block. Old views may still read a dropped node (and load
+// it again); dropping it keeps the budget for live nodes, which commits
+// read.
+func (c *nodeCache) replace(stale []staleRef, nodes []*node) {
+	for lo := 0; lo < len(stale); lo += cacheChunk {
+		c.mu.Lock()
+		for i := lo; i < min(lo+cacheChunk, len(stale)); i++ {
+			id := &stale[i].id
+			if n, ok := c.cur[*id]; ok {
+				c.curBytes -= n.size()
+				delete(c.cur, *id)
+			}
+			delete(c.prev, *id)
+		}
+		c.mu.Unlock()
 	}
-	delete(c.prev, id)
+	for lo := 0; lo < len(nodes); lo += cacheChunk {
+		c.mu.Lock()
+		for _, n := range nodes[lo:min(lo+cacheChunk, len(nodes))] {
+			c.addLocked(n)
+		}
+		c.mu.Unlock()
+	}
 }
+
+// cacheChunk is how many cache changes replace makes per hold of the lock.
+const cacheChunk = 1024

@@ -21,10 +21,12 @@
 // verification live in package types, so that clients need only types). It
 // is stored as physical nodes of 4 binary levels (16 slots). A node's id is
 // the binary Merkle hash of the subtree it stands for, so the root node's id
-// is the state root and any node fetched by id checks itself. A leaf lives
-// in its parent's slot as (key path, value hash); its key and value are in a
-// value record stored under the leaf hash. A subtree with one leaf is never
-// a node: the leaf moves up into the slot.
+// is the state root and any node fetched by id checks its hashes. A leaf
+// lives in its parent's slot as (key path, leaf hash); its key and value are
+// in a value record stored under the leaf hash, and every read of a value
+// checks that the record's key has the slot's key path and that key path and
+// value hash to the leaf hash (Audit checks every leaf). A subtree with one
+// leaf is never a node: the leaf moves up into the slot.
 //
 // # Datastore layout
 //

@@ -13,7 +13,7 @@ import (
 // its key and value.
 func FuzzDecodeRecords(f *testing.F) {
 	var a [fanout]slot
-	a[3] = leafSlot(types.Hash{1}, types.Hash{2})
+	a[3] = slot{kind: slotLeaf, h: types.LeafHash(types.Hash{1}, types.Hash{2}), kp: types.Hash{1}}
 	a[9] = slot{kind: slotChild, h: types.Hash{3}}
 	n := makeNode(7, &a)
 	f.Add(encodeNode(n, 7))

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"unsafe"
 
 	ds "github.com/ipfs/go-datastore"
 
@@ -86,11 +87,19 @@ func unescape(s string, n int) ([]byte, string, bool) {
 	return out, s[i:], true
 }
 
+// keyBytes returns the bytes of k without copying them, for pebble calls
+// that only read the key (a batch copies it into its own buffer, a Get only
+// compares it). The bytes must not be changed.
+func keyBytes(k ds.Key) []byte {
+	s := k.String()
+	return unsafe.Slice(unsafe.StringData(s), len(s))
+}
+
 // nodeKey names a stored node or value record by its id.
 func nodeKey(id types.Hash) ds.Key {
-	buf := make([]byte, 0, len(nsNode)+2*types.HashLen)
-	buf = append(buf, nsNode...)
-	return ds.RawKey(string(appendEscaped(buf, id[:])))
+	// Built on the stack; the string conversion is the one allocation.
+	var a [len(nsNode) + 2*types.HashLen]byte
+	return ds.RawKey(string(appendEscaped(append(a[:0], nsNode...), id[:])))
 }
 
 // parseNodeKey is the inverse of nodeKey, given the part after nsNode.

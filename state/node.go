@@ -36,17 +36,16 @@ const (
 )
 
 // slot is one child position of a node, or the root of a version. A leaf
-// lives in its parent's slot as (key path, value hash); its key and value are
-// in a value record stored under the leaf hash. A child is named by its id.
+// lives in its parent's slot as (key path, leaf hash); its key and value are
+// in a value record stored under the leaf hash, which binds them to the key
+// path (readValue checks). A child is named by its id. The value hash is not
+// kept: only a proof of absence by another leaf needs it, and it reads the
+// value record; a slot of 65 bytes instead of 97 lets the cache hold a third
+// more nodes.
 type slot struct {
 	kind slotKind
 	h    types.Hash // leaf hash or child node id
 	kp   types.Hash // leaf only
-	vh   types.Hash // leaf only
-}
-
-func leafSlot(kp, vh types.Hash) slot {
-	return slot{kind: slotLeaf, h: types.LeafHash(kp, vh), kp: kp, vh: vh}
 }
 
 // treeKind maps a slot to the kind of the binary subtree it stands for. A
@@ -189,21 +188,27 @@ func occupied(a *[fanout]slot) (int, int) {
 
 // encodeNode writes a node record: tag, uvarint born, uint16 occupancy,
 // uint16 leaf mask, then per occupied slot in order either the child id or
-// the leaf's key path and value hash.
+// the leaf's key path and leaf hash. Storing the leaf hash rather than the
+// value hash spares a hash per leaf when a node is decoded; the node's id
+// still covers every leaf hash, and the key path is checked against the
+// value record whenever a value is read (and by Audit).
 func encodeNode(n *node, born uint64) []byte {
-	buf := make([]byte, 0, 1+binary.MaxVarintLen64+4+fanout*2*types.HashLen)
-	buf = append(buf, tagNode)
-	buf = binary.AppendUvarint(buf, born)
 	var leaves uint16
+	nl := 0
 	j := 0
 	for i := 0; i < fanout; i++ {
 		if n.occ&(1<<i) != 0 {
 			if n.entries[j].kind == slotLeaf {
 				leaves |= 1 << i
+				nl++
 			}
 			j++
 		}
 	}
+	// Exactly sized: most nodes near the bottom are a few hundred bytes.
+	buf := make([]byte, 0, 1+uvarintLen(born)+4+(len(n.entries)+nl)*types.HashLen)
+	buf = append(buf, tagNode)
+	buf = binary.AppendUvarint(buf, born)
 	buf = binary.BigEndian.AppendUint16(buf, n.occ)
 	buf = binary.BigEndian.AppendUint16(buf, leaves)
 	for i := range n.entries {
@@ -211,7 +216,7 @@ func encodeNode(n *node, born uint64) []byte {
 		switch s.kind {
 		case slotLeaf:
 			buf = append(buf, s.kp[:]...)
-			buf = append(buf, s.vh[:]...)
+			buf = append(buf, s.h[:]...)
 		case slotChild:
 			buf = append(buf, s.h[:]...)
 		}
@@ -240,15 +245,15 @@ func decodeNode(b []byte, id types.Hash) (*node, error) {
 		if occ&(1<<i) == 0 {
 			continue
 		}
-		var kp, vh types.Hash
 		if leaves&(1<<i) != 0 {
 			if len(rest) < 2*types.HashLen {
 				return nil, fmt.Errorf("%w: short node", ErrCorrupt)
 			}
-			copy(kp[:], rest)
-			copy(vh[:], rest[types.HashLen:])
+			l := slot{kind: slotLeaf}
+			copy(l.kp[:], rest)
+			copy(l.h[:], rest[types.HashLen:])
 			rest = rest[2*types.HashLen:]
-			n.entries = append(n.entries, leafSlot(kp, vh))
+			n.entries = append(n.entries, l)
 			continue
 		}
 		if len(rest) < types.HashLen {
@@ -311,12 +316,13 @@ func decodeValue(b []byte) (born uint64, k types.StateKey, value []byte, err err
 	return born, k, value, nil
 }
 
-// encodeRoot writes a root record: the root slot of a version.
+// encodeRoot writes a root record: the root slot of a version, a leaf as
+// (key path, leaf hash) like in a node.
 func encodeRoot(s slot) []byte {
 	buf := []byte{byte(s.kind)}
 	switch s.kind {
 	case slotLeaf:
-		buf = append(append(buf, s.kp[:]...), s.vh[:]...)
+		buf = append(append(buf, s.kp[:]...), s.h[:]...)
 	case slotChild:
 		buf = append(buf, s.h[:]...)
 	}
@@ -334,10 +340,10 @@ func decodeRoot(b []byte) (slot, error) {
 		}
 	case slotLeaf:
 		if len(b) == 1+2*types.HashLen {
-			var kp, vh types.Hash
-			copy(kp[:], b[1:])
-			copy(vh[:], b[1+types.HashLen:])
-			return leafSlot(kp, vh), nil
+			s := slot{kind: slotLeaf}
+			copy(s.kp[:], b[1:])
+			copy(s.h[:], b[1+types.HashLen:])
+			return s, nil
 		}
 	case slotChild:
 		if len(b) == 1+types.HashLen {

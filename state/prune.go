@@ -267,7 +267,7 @@ func (s *Store) Audit(ctx context.Context) (*AuditReport, error) {
 			return nil
 		}
 		if sl.kind == slotLeaf && leaves != nil {
-			leaves[sl.kp] = sl.vh
+			leaves[sl.kp] = sl.h
 		}
 		if marked[sl.h] {
 			return nil
@@ -283,7 +283,7 @@ func (s *Store) Audit(ctx context.Context) (*AuditReport, error) {
 		}
 		if sl.kind == slotLeaf {
 			_, k, v, err := decodeValue(raw)
-			if err != nil || types.KeyPath(k) != sl.kp || types.ValueHash(v) != sl.vh {
+			if err != nil || types.KeyPath(k) != sl.kp || types.LeafHash(sl.kp, types.ValueHash(v)) != sl.h {
 				rep.Missing = append(rep.Missing, sl.h)
 			}
 			return nil
@@ -355,7 +355,8 @@ func (s *Store) Audit(ctx context.Context) (*AuditReport, error) {
 	indexed := 0
 	err = s.iterateIndex(ctx, func(k types.StateKey, v []byte) error {
 		indexed++
-		if vh, ok := latestLeaves[types.KeyPath(k)]; !ok || vh != types.ValueHash(v) {
+		kp := types.KeyPath(k)
+		if h, ok := latestLeaves[kp]; !ok || h != types.LeafHash(kp, types.ValueHash(v)) {
 			rep.IndexMismatch++
 		}
 		return nil

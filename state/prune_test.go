@@ -249,6 +249,47 @@ func TestAuditDetects(t *testing.T) {
 	}
 }
 
+// TestAuditDetectsWrongLeafKeyPath corrupts the key path of a leaf slot in
+// a stored node. A slot holds (key path, leaf hash), so the node still
+// hashes to its id; the audit must catch it by the value record, whose key
+// has another key path.
+func TestAuditDetectsWrongLeafKeyPath(t *testing.T) {
+	ctx := context.Background()
+	s := openMem(t)
+	r := rand.New(rand.NewPCG(3, 3))
+	mustCommit(t, s, 1, randWrites(r, 100, 100))
+	auditClean(t, s)
+	_, root := s.Latest()
+	queue := []types.Hash{types.Hash(root)}
+	for len(queue) > 0 {
+		n, err := s.loadNode(ctx, queue[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		queue = queue[1:]
+		for i, e := range n.entries {
+			if e.kind == slotChild {
+				queue = append(queue, e.h)
+				continue
+			}
+			bad := &node{id: n.id, born: n.born, occ: n.occ, entries: append([]slot{}, n.entries...)}
+			bad.entries[i].kp[31] ^= 1
+			if !bad.hashMatches(n.id) {
+				t.Fatal("a leaf's key path should not enter the node hash")
+			}
+			if err := s.d.Put(ctx, nodeKey(n.id), encodeNode(bad, n.born)); err != nil {
+				t.Fatal(err)
+			}
+			rep, err := s.Audit(ctx)
+			if err != nil || len(rep.Missing) != 1 || rep.Missing[0] != e.h {
+				t.Fatalf("wrong key path of leaf %x: %+v %v", e.h, rep, err)
+			}
+			return
+		}
+	}
+	t.Fatal("no leaf slot in the tree")
+}
+
 func TestPinHoldsVersion(t *testing.T) {
 	ctx := context.Background()
 	s, err := OpenMemory(Options{KeepVersions: 1})

@@ -65,7 +65,7 @@ func (b *treeBuilder) add(l *builtLeaf) error {
 	if b.leaves > 0 && bytes.Compare(b.last.kp[:], l.kp[:]) >= 0 {
 		return fmt.Errorf("%w: leaf %d (%s) does not follow the one before it", ErrChunkUnsorted, b.leaves, l.key)
 	}
-	s := leafSlot(l.kp, l.vh)
+	s := slot{kind: slotLeaf, h: types.LeafHash(l.kp, l.vh), kp: l.kp}
 	if err := b.w.put(nodeKey(s.h), encodeValue(l.key, l.value, b.height)); err != nil {
 		return err
 	}

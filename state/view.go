@@ -236,7 +236,12 @@ func (g *prover) walk(c cursor, depth, lo, hi int) error {
 				}
 				e.Value = val
 			} else {
-				e.Other = &types.ProofLeaf{KeyPath: c.leaf.kp, ValueHash: c.leaf.vh}
+				// Slots keep no value hash: read it from the record.
+				_, _, val, err := g.v.s.readValue(g.ctx, &c.leaf)
+				if err != nil {
+					return err
+				}
+				e.Other = &types.ProofLeaf{KeyPath: c.leaf.kp, ValueHash: types.ValueHash(val)}
 			}
 		}
 		return nil

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"slices"
 	"sync"
 	"syscall"
@@ -138,7 +139,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer) error {
 
 	// Pruning off first, so that the pruning-on store is the one left warm
 	// for the read and proof measurements.
-	unpruned, _, err := runStore(ctx, cfg, "no-prune", 0, sampleAt, nil)
+	unpruned, unprunedRSS, err := runStore(ctx, cfg, "no-prune", 0, sampleAt, nil)
 	if err != nil {
 		return err
 	}
@@ -173,7 +174,6 @@ func Run(ctx context.Context, cfg Config, out io.Writer) error {
 		}
 		bigSize, bigVerify = p.size(), p.verify()
 	}
-	rssEnd := peakRSS()
 
 	raw := float64(types.AddressLen + len(w.Key(0).Key) + w.ValueSize)
 	tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
@@ -193,7 +193,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer) error {
 	fmt.Fprintf(tw, "peak RSS before / after the snapshot import\t%s / %s\t\t\t<= 1 GiB\n", mib(snap.rssBefore), mib(snap.rssAfter))
 	fmt.Fprintf(tw, "disk bytes per live key (raw %0.f B)\t%.0f (%.1f× raw)\t%.0f (%.1f× raw)\t%.0f (%.1f× raw)\t<= 3× raw\n", raw,
 		perKey(pruned.final, w), perKey(pruned.final, w)/raw, perKey(unpruned.final, w), perKey(unpruned.final, w)/raw, perKey(floor.final, w), perKey(floor.final, w)/raw)
-	fmt.Fprintf(tw, "peak RSS (whole process: after the prune run / at the end)\t%s / %s\t\t\t\n", mib(rss), mib(rssEnd))
+	fmt.Fprintf(tw, "peak RSS during the store's commits%s\t%s\t%s\t\t<= 1 GiB\n", rssNote(), mib(rss), mib(unprunedRSS))
 	if err := tw.Flush(); err != nil {
 		return err
 	}
@@ -229,7 +229,8 @@ func (r *storeRun) sample(dir string, h uint64) error {
 
 // runStore commits the workload into a fresh pebble state store with K=keep
 // (0: no pruning), pruning after every block, then calls measure on the warm
-// store. It returns the run and the peak RSS so far.
+// store. It returns the run and the peak RSS of its commits (fill, updates
+// and pruning; not of what measure does, such as holding a snapshot).
 func runStore(ctx context.Context, cfg Config, name string, keep uint64, sampleAt func(uint64) bool, measure func(*state.Store) error) (storeRun, int64, error) {
 	w := cfg.Workload
 	last := w.FillBlocks() + uint64(cfg.Blocks)
@@ -243,6 +244,7 @@ func runStore(ctx context.Context, cfg Config, name string, keep uint64, sampleA
 		s.Close()
 		return r, 0, err
 	}
+	resetPeakRSS()
 	for h := uint64(1); h <= last; h++ {
 		ws := w.Writes(h)
 		t0 := time.Now()
@@ -266,6 +268,7 @@ func runStore(ctx context.Context, cfg Config, name string, keep uint64, sampleA
 		}
 		progress(cfg.Progress, name, h, last, &r)
 	}
+	rss := peakRSS()
 	if measure != nil {
 		if err := measure(s); err != nil {
 			return fail(err)
@@ -277,7 +280,7 @@ func runStore(ctx context.Context, cfg Config, name string, keep uint64, sampleA
 	if r.final, err = DirBytes(dir); err != nil {
 		return r, 0, err
 	}
-	return r, peakRSS(), os.RemoveAll(dir)
+	return r, rss, os.RemoveAll(dir)
 }
 
 func progress(p io.Writer, name string, h, last uint64, r *storeRun) {
@@ -591,6 +594,23 @@ func rate(r float64) string {
 func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
 
 func perKey(disk int64, w Workload) float64 { return float64(disk) / float64(w.Keys) }
+
+// resetPeakRSS returns the memory of earlier stores to the OS and sets the
+// process's peak RSS back to its current RSS (Linux >= 4.0), so that each
+// store's figure is its own and not the high-water mark of an earlier store
+// or measurement. It reports whether that worked.
+func resetPeakRSS() bool {
+	debug.FreeOSMemory()
+	return os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) == nil
+}
+
+// rssNote qualifies the RSS figures when they cannot be reset per store.
+func rssNote() string {
+	if resetPeakRSS() {
+		return ""
+	}
+	return " (whole process so far)"
+}
 
 // peakRSS is the process's maximum resident set size in bytes.
 func peakRSS() int64 {
