@@ -239,7 +239,7 @@ func VerifyChunk(m *Manifest, b []byte) (*Chunk, error) {
 		return nil, fmt.Errorf("chunk %d: %w", c.Index, err)
 	}
 	if root != types.Hash(m.Root) {
-		return nil, fmt.Errorf("%w: chunk %d proves %x, manifest root %s", ErrChunkProof, c.Index, root, m.Root)
+		return nil, fmt.Errorf("%w: chunk %d proves %s, manifest root %s", ErrChunkProof, c.Index, types.Root(root), m.Root)
 	}
 	// The hash is checked last: a chunk that passes the proof is already
 	// bound to the root, the hash only ties it to this manifest's listing.
