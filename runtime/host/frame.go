@@ -15,7 +15,33 @@ import (
 
 type frameKey struct{}
 
-// frame is one executing module instance.
+// frameCtx is the context a frame's guest runs under: its parent carries
+// the frame's WASI state, and it answers frameKey itself, so entering a
+// frame allocates one context instead of two and a host call finds its
+// frame at the first step.
+type frameCtx struct {
+	context.Context
+	f *frame
+}
+
+func (c *frameCtx) Value(key any) any {
+	if key == (frameKey{}) {
+		return c.f
+	}
+	return c.Context.Value(key)
+}
+
+// frameOf is the frame of the guest calling a host function, or nil.
+func frameOf(ctx context.Context) *frame {
+	if c, ok := ctx.(*frameCtx); ok {
+		return c.f
+	}
+	f, _ := ctx.Value(frameKey{}).(*frame)
+	return f
+}
+
+// frame is one executing module instance. Frames are reused, through the
+// pooled run, for later frames at the same depth: reset clears one.
 type frame struct {
 	run          *run
 	ctx          context.Context // of the caller, for nested frames
@@ -25,7 +51,7 @@ type frame struct {
 	caller, self types.Address
 	input        []byte
 	ret          []byte
-	writes       map[string]write // string(module ‖ key) → change
+	writes       writeSet
 	events       []types.Event
 	events0      int // run.events when the frame started
 	iters        [IteratorsOpenMax]*iterator
@@ -33,11 +59,15 @@ type frame struct {
 	wasi         wasi.State
 	stop         *outcome // why a host function stopped the frame
 	nodeErr      error    // a State error: the whole run fails
+	fctx         frameCtx
 }
 
-type write struct {
-	val     []byte
-	deleted bool
+// reset clears f for reuse, keeping the write buffer's backing array. The
+// events slice is not reused: a Result or a caller's events hold it.
+func (f *frame) reset() {
+	ws := f.writes
+	ws.reset()
+	*f = frame{writes: ws}
 }
 
 // stopPanic unwinds the guest after a host function recorded f.stop; the

@@ -110,7 +110,7 @@ func stateSet(f *frame, s []uint64) {
 	}
 	f.allow(key, types.Write, false)
 	f.charge(GasStateWrite + uint64(kn+vn)*GasStateWriteByte)
-	f.put(key, write{val: append([]byte{}, f.view(vp, vn)...)})
+	f.put(key, f.view(vp, vn), false)
 }
 
 func stateDelete(f *frame, s []uint64) {
@@ -119,14 +119,7 @@ func stateDelete(f *frame, s []uint64) {
 	key := f.key(kp, kn)
 	f.allow(key, types.Write, false)
 	f.charge(GasStateWrite + uint64(kn)*GasByte)
-	f.put(key, write{deleted: true})
-}
-
-func (f *frame) put(key []byte, w write) {
-	if f.writes == nil {
-		f.writes = map[string]write{}
-	}
-	f.writes[string(f.self[:])+string(key)] = w
+	f.put(key, nil, true)
 }
 
 func iterOpen(f *frame, s []uint64) {
@@ -284,12 +277,7 @@ func (f *frame) call(addr types.Address, method string, input []byte, gas int64)
 	f.gas.Set(uint64(avail - fwd + left))
 	switch o.status {
 	case types.StatusOK:
-		if len(callee.writes) > 0 && f.writes == nil {
-			f.writes = map[string]write{}
-		}
-		for k, w := range callee.writes {
-			f.writes[k] = w
-		}
+		f.merge(callee)
 		f.events = append(f.events, callee.events...)
 		f.callResult = callee.ret
 	case types.StatusAborted:
@@ -382,7 +370,7 @@ func Instantiate(ctx context.Context, rt wazero.Runtime) (api.Module, error) {
 	for _, h := range funcs {
 		do := h.do
 		b.NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(func(ctx context.Context, _ api.Module, stack []uint64) {
-			f, _ := ctx.Value(frameKey{}).(*frame)
+			f := frameOf(ctx)
 			if f == nil {
 				panic(ErrNoFrame)
 			}
