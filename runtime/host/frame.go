@@ -9,6 +9,7 @@ import (
 
 	"github.com/tetratelabs/wazero/api"
 
+	"github.com/kairos-network/kairos/runtime/meter"
 	"github.com/kairos-network/kairos/runtime/wasi"
 	"github.com/kairos-network/kairos/types"
 )
@@ -60,14 +61,34 @@ type frame struct {
 	stop         *outcome // why a host function stopped the frame
 	nodeErr      error    // a State error: the whole run fails
 	fctx         frameCtx
+	// The metering globals of instance gmod, kept across reuse: finding
+	// them costs two export lookups and interface conversions per frame,
+	// and a pooled engine hands the same instance out again and again.
+	gmod         api.Module
+	gasG, depthG api.MutableGlobal
 }
 
-// reset clears f for reuse, keeping the write buffer's backing array. The
-// events slice is not reused: a Result or a caller's events hold it.
+// reset clears f for reuse, keeping the write buffer's backing array and
+// the cached globals. The events slice is not reused: a Result or a
+// caller's events hold it.
 func (f *frame) reset() {
 	ws := f.writes
 	ws.reset()
-	*f = frame{writes: ws}
+	*f = frame{writes: ws, gmod: f.gmod, gasG: f.gasG, depthG: f.depthG}
+}
+
+// globals returns mod's gas_left global and its depth global (nil when
+// the module has none); ok is false when mod is not instrumented.
+func (f *frame) globals(mod api.Module) (gas, depth api.MutableGlobal, ok bool) {
+	if f.gmod != mod {
+		g, ok := mod.ExportedGlobal(meter.GasExport).(api.MutableGlobal)
+		if !ok {
+			return nil, nil, false
+		}
+		d, _ := mod.ExportedGlobal(meter.DepthExport).(api.MutableGlobal)
+		f.gmod, f.gasG, f.depthG = mod, g, d
+	}
+	return f.gasG, f.depthG, true
 }
 
 // stopPanic unwinds the guest after a host function recorded f.stop; the

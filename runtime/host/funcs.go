@@ -211,7 +211,27 @@ func emitEvent(f *frame, s []uint64) {
 	}
 	f.charge(GasEvent + uint64(tn+dn)*GasEventByte)
 	f.run.events++
-	f.events = append(f.events, types.Event{Module: f.self, Topic: string(f.view(tp, tn)), Data: append([]byte{}, f.view(dp, dn)...)})
+	f.events = append(f.events, types.Event{Module: f.self, Topic: f.run.topic(f.view(tp, tn)), Data: append([]byte{}, f.view(dp, dn)...)})
+}
+
+// topicsCacheMax bounds the run's cache of event topics: a contract emits
+// a handful of distinct topics, and a lookup scans the whole cache.
+const topicsCacheMax = 8
+
+// topic returns b as a string, reusing an earlier event's: most events
+// repeat one of a contract's few topics, and a Result may share the
+// immutable string.
+func (r *run) topic(b []byte) string {
+	for _, t := range r.topics {
+		if t == string(b) {
+			return t
+		}
+	}
+	t := string(b)
+	if len(r.topics) < topicsCacheMax {
+		r.topics = append(r.topics, t)
+	}
+	return t
 }
 
 func writeAddress(f *frame, s []uint64, a *types.Address) {

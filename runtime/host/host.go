@@ -163,6 +163,7 @@ type run struct {
 	started uint32   // frames started so far: the next frame's index
 	events  int      // events emitted by frames still alive
 	kbuf    []byte   // scratch for write-buffer index keys
+	topics  []string // recent event topics, shared by the Results (strings are immutable)
 	arena   []byte   // buffered keys and values, append-only while the run lasts
 	access  map[accessKey]types.AccessMode
 }
@@ -256,20 +257,20 @@ func (r *run) prepare(ctx context.Context, self types.Address, method string) (a
 // exec runs one frame on an acquired instance with gas, classifies how it
 // ended and releases the instance; gasLeft is what the frame did not use.
 func (r *run) exec(ctx context.Context, mod api.Module, fn api.Function, caller, self types.Address, input []byte, gas int64) (f *frame, o outcome, gasLeft int64, err error) {
-	g, ok := mod.ExportedGlobal(meter.GasExport).(api.MutableGlobal)
-	if !ok {
-		r.tx.Instances.Release(mod, true)
-		return nil, o, 0, fmt.Errorf("%w: module %s", ErrNotMetered, self)
-	}
-	if d, ok := mod.ExportedGlobal(meter.DepthExport).(api.MutableGlobal); ok {
-		d.Set(0)
-	}
-	g.Set(uint64(gas))
 	if len(r.frames) == len(r.spare) {
 		r.spare = append(r.spare, new(frame))
 	}
 	f = r.spare[len(r.frames)]
 	f.reset()
+	g, d, ok := f.globals(mod)
+	if !ok {
+		r.tx.Instances.Release(mod, true)
+		return nil, o, 0, fmt.Errorf("%w: module %s", ErrNotMetered, self)
+	}
+	if d != nil {
+		d.Set(0)
+	}
+	g.Set(uint64(gas))
 	f.run, f.ctx, f.mod, f.mem, f.gas, f.caller, f.self, f.input, f.events0 = r, ctx, mod, mod.Memory(), g, caller, self, input, r.events
 	f.wasi = wasi.FrameState(r.tx.ID, r.started, r.tx.Time)
 	f.wasi.Debug = r.tx.Debug
