@@ -40,8 +40,11 @@
 //   - Determinism: nothing depends on map order (write sets, recorded
 //     access lists and pending-write snapshots are sorted), time or
 //     randomness outside Tx.
+//   - Reuse: Run takes its run state, frames and write buffers from a
+//     pool and returns them afterwards; a Result shares no mutable memory
+//     with them, so no transaction sees anything of an earlier one.
 //
 // Concurrency: one Run per goroutine; a Tx, its State and its Instances are
 // used by that goroutine only. Host functions of different runs never
-// share mutable state.
+// share mutable state (a pooled run is used by one Run at a time).
 package host

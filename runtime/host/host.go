@@ -151,11 +151,15 @@ func (r *Result) Reason() string {
 }
 
 // run is the state of one transaction while it executes.
+//
 // Runs are pooled: a transfer's host path is a few microseconds, and
 // allocating a run, its frames, their write buffers and the buffered bytes
 // afresh was a third of it. Nothing of a run is left in a Result (Return,
-// events, abort message and writes are owned copies), so reusing it cannot
-// change a later transaction's receipt; release clears what it keeps.
+// events, abort message and writes are owned copies; topics are immutable
+// strings), so reusing it cannot change a later transaction's receipt.
+// release drops every reference into the finished transaction; what a
+// pooled run keeps is capacity, recent topics and, per frame, the last
+// instance's metering globals.
 type run struct {
 	tx      *Tx
 	frames  []*frame // the call stack, top frame first
