@@ -48,7 +48,6 @@ type frame struct {
 	ctx          context.Context // of the caller, for nested frames
 	mod          api.Module
 	mem          api.Memory
-	gas          api.MutableGlobal
 	caller, self types.Address
 	input        []byte
 	ret          []byte
@@ -64,8 +63,12 @@ type frame struct {
 	// The metering globals of instance gmod, kept across reuse: finding
 	// them costs two export lookups and interface conversions per frame,
 	// and a pooled engine hands the same instance out again and again.
-	gmod         api.Module
-	gasG, depthG api.MutableGlobal
+	gmod       api.Module
+	gas, depth api.MutableGlobal
+	// left is gas_left while a kairos function runs: loaded when it is
+	// entered, stored back when it returns or stops the frame, so its
+	// charges cost no global accesses (no guest code runs in between).
+	left int64
 }
 
 // reset clears f for reuse, keeping the write buffer's backing array and
@@ -74,7 +77,7 @@ type frame struct {
 func (f *frame) reset() {
 	ws := f.writes
 	ws.reset()
-	*f = frame{writes: ws, gmod: f.gmod, gasG: f.gasG, depthG: f.depthG}
+	*f = frame{writes: ws, gmod: f.gmod, gas: f.gas, depth: f.depth}
 }
 
 // globals returns mod's gas_left global and its depth global (nil when
@@ -86,9 +89,9 @@ func (f *frame) globals(mod api.Module) (gas, depth api.MutableGlobal, ok bool) 
 			return nil, nil, false
 		}
 		d, _ := mod.ExportedGlobal(meter.DepthExport).(api.MutableGlobal)
-		f.gmod, f.gasG, f.depthG = mod, g, d
+		f.gmod, f.gas, f.depth = mod, g, d
 	}
-	return f.gasG, f.depthG, true
+	return f.gas, f.depth, true
 }
 
 // stopPanic unwinds the guest after a host function recorded f.stop; the
@@ -113,6 +116,7 @@ func (f *frame) fail(status types.Status, err error) {
 // stopWith records how the frame ends and unwinds the guest.
 func (f *frame) stopWith(o outcome) {
 	f.stop = &o
+	f.gas.Set(uint64(f.left))
 	panic(stopPanic{o.err})
 }
 
@@ -125,13 +129,13 @@ func (f *frame) nodeError(err error) {
 	f.fail(types.StatusTrapped, err)
 }
 
-// charge takes gas from gas_left, or stops the frame with out_of_gas.
+// charge takes gas from gas_left (f.left), or stops the frame with
+// out_of_gas.
 func (f *frame) charge(gas uint64) {
-	left := int64(f.gas.Get())
-	if left < 0 || uint64(left) < gas {
+	if f.left < 0 || uint64(f.left) < gas {
 		f.fail(types.StatusOutOfGas, ErrOutOfGas)
 	}
-	f.gas.Set(uint64(left - int64(gas)))
+	f.left -= int64(gas)
 }
 
 // check stops the frame unless [ptr, ptr+n) lies in memory (docs/abi.md

@@ -285,7 +285,7 @@ func (f *frame) call(addr types.Address, method string, input []byte, gas int64)
 		}
 		return CallReentrant
 	}
-	avail := int64(f.gas.Get())
+	avail := f.left
 	fwd := avail - avail/64
 	if gas > 0 && gas <= fwd {
 		fwd = gas
@@ -294,7 +294,7 @@ func (f *frame) call(addr types.Address, method string, input []byte, gas int64)
 	if err != nil {
 		f.nodeError(err)
 	}
-	f.gas.Set(uint64(avail - fwd + left))
+	f.left = avail - fwd + left
 	switch o.status {
 	case types.StatusOK:
 		f.merge(callee)
@@ -394,7 +394,9 @@ func Instantiate(ctx context.Context, rt wazero.Runtime) (api.Module, error) {
 			if f == nil {
 				panic(ErrNoFrame)
 			}
+			f.left = int64(f.gas.Get())
 			do(f, stack)
+			f.gas.Set(uint64(f.left))
 		}), h.params, h.results).Export(h.name)
 	}
 	return b.Instantiate(ctx)

@@ -275,7 +275,7 @@ func (r *run) exec(ctx context.Context, mod api.Module, fn api.Function, caller,
 		d.Set(0)
 	}
 	g.Set(uint64(gas))
-	f.run, f.ctx, f.mod, f.mem, f.gas, f.caller, f.self, f.input, f.events0 = r, ctx, mod, mod.Memory(), g, caller, self, input, r.events
+	f.run, f.ctx, f.mod, f.mem, f.caller, f.self, f.input, f.events0 = r, ctx, mod, mod.Memory(), caller, self, input, r.events
 	f.wasi = wasi.FrameState(r.tx.ID, r.started, r.tx.Time)
 	f.wasi.Debug = r.tx.Debug
 	r.started++
