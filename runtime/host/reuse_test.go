@@ -21,10 +21,10 @@ func TestResultsOutliveTheRun(t *testing.T) {
 			record := func(r any) string { return fmt.Sprintf("%+v", r) }
 			var kept []any
 			var want []string
-			for want := uint64(1); want <= 20; want++ {
+			for n := uint64(1); n <= 20; n++ {
 				r := c.run(call{from: alice, to: self, method: "increment"}, false)
-				if r.Status != types.StatusOK || len(r.Writes) != 1 || string(r.Writes[0].Value) != string(u64(want)) {
-					t.Fatalf("increment %d: %+v", want, r)
+				if r.Status != types.StatusOK || len(r.Writes) != 1 || string(r.Writes[0].Value) != string(u64(n)) {
+					t.Fatalf("increment %d: %+v", n, r)
 				}
 				kept = append(kept, r)
 			}
