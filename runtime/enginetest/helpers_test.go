@@ -221,17 +221,23 @@ func newChain(t testing.TB, c config) *chain {
 	return &chain{t: t, mods: newModules(t, c), state: host.MemState{}, gas: 50_000_000}
 }
 
-// run executes tc; commit applies the writes of a successful run.
-func (c *chain) run(tc tx, lifecycle, commit bool) host.Result {
-	c.t.Helper()
+// hostTx is the host's view of tc: every installed module's keys
+// declared writable.
+func (c *chain) hostTx(tc tx, lifecycle bool) *host.Tx {
 	var access []types.Access
 	for a := range c.mods.code {
 		access = append(access, types.Access{Module: a, Prefix: true, Mode: types.Write})
 	}
-	res, err := host.Run(context.Background(), &host.Tx{
+	return &host.Tx{
 		ID: sha256.Sum256(append([]byte(tc.method), tc.input...)), Sender: tc.from, Time: tc.time, Height: 7,
 		Gas: c.gas, Access: access, Lifecycle: lifecycle, State: c.state, Instances: c.mods,
-	}, tc.to, tc.method, tc.input)
+	}
+}
+
+// run executes tc; commit applies the writes of a successful run.
+func (c *chain) run(tc tx, lifecycle, commit bool) host.Result {
+	c.t.Helper()
+	res, err := host.Run(context.Background(), c.hostTx(tc, lifecycle), tc.to, tc.method, tc.input)
 	if err != nil {
 		c.t.Fatalf("%s: node error: %v", tc.method, err)
 	}

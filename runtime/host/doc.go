@@ -23,8 +23,10 @@
 //     gets the same status on every node, and nothing is observable before
 //     the last check passed.
 //   - Gas lives in the instrumented module's gas_left global; host charges
-//     decrement it. A charge larger than what is left stops the frame with
-//     out_of_gas without changing it.
+//     decrement it (a kairos function works on a copy, stored back when it
+//     returns or stops the frame, before any code can read it). A charge
+//     larger than what is left stops the frame with out_of_gas without
+//     changing it.
 //   - Guest failures never become Go errors: a host function records the
 //     outcome in its frame and panics with a stopPanic, which wazero turns
 //     into the export call's error; the frame is classified from the
@@ -40,8 +42,11 @@
 //   - Determinism: nothing depends on map order (write sets, recorded
 //     access lists and pending-write snapshots are sorted), time or
 //     randomness outside Tx.
+//   - Reuse: Run takes its run state, frames and write buffers from a
+//     pool and returns them afterwards; a Result shares no mutable memory
+//     with them, so no transaction sees anything of an earlier one.
 //
 // Concurrency: one Run per goroutine; a Tx, its State and its Instances are
 // used by that goroutine only. Host functions of different runs never
-// share mutable state.
+// share mutable state (a pooled run is used by one Run at a time).
 package host

@@ -9,23 +9,49 @@ import (
 
 	"github.com/tetratelabs/wazero/api"
 
+	"github.com/kairos-network/kairos/runtime/meter"
 	"github.com/kairos-network/kairos/runtime/wasi"
 	"github.com/kairos-network/kairos/types"
 )
 
 type frameKey struct{}
 
-// frame is one executing module instance.
+// frameCtx is the context a frame's guest runs under: its parent carries
+// the frame's WASI state, and it answers frameKey itself, so entering a
+// frame allocates one context instead of two and a host call finds its
+// frame at the first step.
+type frameCtx struct {
+	context.Context
+	f *frame
+}
+
+func (c *frameCtx) Value(key any) any {
+	if key == (frameKey{}) {
+		return c.f
+	}
+	return c.Context.Value(key)
+}
+
+// frameOf is the frame of the guest calling a host function, or nil.
+func frameOf(ctx context.Context) *frame {
+	if c, ok := ctx.(*frameCtx); ok {
+		return c.f
+	}
+	f, _ := ctx.Value(frameKey{}).(*frame)
+	return f
+}
+
+// frame is one executing module instance. Frames are reused, through the
+// pooled run, for later frames at the same depth: reset clears one.
 type frame struct {
 	run          *run
 	ctx          context.Context // of the caller, for nested frames
 	mod          api.Module
 	mem          api.Memory
-	gas          api.MutableGlobal
 	caller, self types.Address
 	input        []byte
 	ret          []byte
-	writes       map[string]write // string(module ‖ key) → change
+	writes       writeSet
 	events       []types.Event
 	events0      int // run.events when the frame started
 	iters        [IteratorsOpenMax]*iterator
@@ -33,11 +59,39 @@ type frame struct {
 	wasi         wasi.State
 	stop         *outcome // why a host function stopped the frame
 	nodeErr      error    // a State error: the whole run fails
+	fctx         frameCtx
+	// The metering globals of instance gmod, kept across reuse: finding
+	// them costs two export lookups and interface conversions per frame,
+	// and a pooled engine hands the same instance out again and again.
+	gmod       api.Module
+	gas, depth api.MutableGlobal
+	// left is gas_left while a kairos function runs: loaded when it is
+	// entered, stored back when it returns or stops the frame, so its
+	// charges cost no global accesses (no guest code runs in between).
+	left int64
 }
 
-type write struct {
-	val     []byte
-	deleted bool
+// reset clears f for reuse, keeping the write buffer's backing array and
+// the cached globals. The events slice is not reused: a Result or a
+// caller's events hold it.
+func (f *frame) reset() {
+	ws := f.writes
+	ws.reset()
+	*f = frame{writes: ws, gmod: f.gmod, gas: f.gas, depth: f.depth}
+}
+
+// globals returns mod's gas_left global and its depth global (nil when
+// the module has none); ok is false when mod is not instrumented.
+func (f *frame) globals(mod api.Module) (gas, depth api.MutableGlobal, ok bool) {
+	if f.gmod != mod {
+		g, ok := mod.ExportedGlobal(meter.GasExport).(api.MutableGlobal)
+		if !ok {
+			return nil, nil, false
+		}
+		d, _ := mod.ExportedGlobal(meter.DepthExport).(api.MutableGlobal)
+		f.gmod, f.gas, f.depth = mod, g, d
+	}
+	return f.gas, f.depth, true
 }
 
 // stopPanic unwinds the guest after a host function recorded f.stop; the
@@ -62,6 +116,7 @@ func (f *frame) fail(status types.Status, err error) {
 // stopWith records how the frame ends and unwinds the guest.
 func (f *frame) stopWith(o outcome) {
 	f.stop = &o
+	f.gas.Set(uint64(f.left))
 	panic(stopPanic{o.err})
 }
 
@@ -74,13 +129,13 @@ func (f *frame) nodeError(err error) {
 	f.fail(types.StatusTrapped, err)
 }
 
-// charge takes gas from gas_left, or stops the frame with out_of_gas.
+// charge takes gas from gas_left (f.left), or stops the frame with
+// out_of_gas.
 func (f *frame) charge(gas uint64) {
-	left := int64(f.gas.Get())
-	if left < 0 || uint64(left) < gas {
+	if f.left < 0 || uint64(f.left) < gas {
 		f.fail(types.StatusOutOfGas, ErrOutOfGas)
 	}
-	f.gas.Set(uint64(left - int64(gas)))
+	f.left -= int64(gas)
 }
 
 // check stops the frame unless [ptr, ptr+n) lies in memory (docs/abi.md

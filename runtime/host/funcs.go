@@ -110,7 +110,7 @@ func stateSet(f *frame, s []uint64) {
 	}
 	f.allow(key, types.Write, false)
 	f.charge(GasStateWrite + uint64(kn+vn)*GasStateWriteByte)
-	f.put(key, write{val: append([]byte{}, f.view(vp, vn)...)})
+	f.put(key, f.view(vp, vn), false)
 }
 
 func stateDelete(f *frame, s []uint64) {
@@ -119,14 +119,7 @@ func stateDelete(f *frame, s []uint64) {
 	key := f.key(kp, kn)
 	f.allow(key, types.Write, false)
 	f.charge(GasStateWrite + uint64(kn)*GasByte)
-	f.put(key, write{deleted: true})
-}
-
-func (f *frame) put(key []byte, w write) {
-	if f.writes == nil {
-		f.writes = map[string]write{}
-	}
-	f.writes[string(f.self[:])+string(key)] = w
+	f.put(key, nil, true)
 }
 
 func iterOpen(f *frame, s []uint64) {
@@ -218,7 +211,27 @@ func emitEvent(f *frame, s []uint64) {
 	}
 	f.charge(GasEvent + uint64(tn+dn)*GasEventByte)
 	f.run.events++
-	f.events = append(f.events, types.Event{Module: f.self, Topic: string(f.view(tp, tn)), Data: append([]byte{}, f.view(dp, dn)...)})
+	f.events = append(f.events, types.Event{Module: f.self, Topic: f.run.topic(f.view(tp, tn)), Data: append([]byte{}, f.view(dp, dn)...)})
+}
+
+// topicsCacheMax bounds the run's cache of event topics: a contract emits
+// a handful of distinct topics, and a lookup scans the whole cache.
+const topicsCacheMax = 8
+
+// topic returns b as a string, reusing an earlier event's: most events
+// repeat one of a contract's few topics, and a Result may share the
+// immutable string.
+func (r *run) topic(b []byte) string {
+	for _, t := range r.topics {
+		if t == string(b) {
+			return t
+		}
+	}
+	t := string(b)
+	if len(r.topics) < topicsCacheMax {
+		r.topics = append(r.topics, t)
+	}
+	return t
 }
 
 func writeAddress(f *frame, s []uint64, a *types.Address) {
@@ -272,7 +285,7 @@ func (f *frame) call(addr types.Address, method string, input []byte, gas int64)
 		}
 		return CallReentrant
 	}
-	avail := int64(f.gas.Get())
+	avail := f.left
 	fwd := avail - avail/64
 	if gas > 0 && gas <= fwd {
 		fwd = gas
@@ -281,15 +294,10 @@ func (f *frame) call(addr types.Address, method string, input []byte, gas int64)
 	if err != nil {
 		f.nodeError(err)
 	}
-	f.gas.Set(uint64(avail - fwd + left))
+	f.left = avail - fwd + left
 	switch o.status {
 	case types.StatusOK:
-		if len(callee.writes) > 0 && f.writes == nil {
-			f.writes = map[string]write{}
-		}
-		for k, w := range callee.writes {
-			f.writes[k] = w
-		}
+		f.merge(callee)
 		f.events = append(f.events, callee.events...)
 		f.callResult = callee.ret
 	case types.StatusAborted:
@@ -382,11 +390,13 @@ func Instantiate(ctx context.Context, rt wazero.Runtime) (api.Module, error) {
 	for _, h := range funcs {
 		do := h.do
 		b.NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(func(ctx context.Context, _ api.Module, stack []uint64) {
-			f, _ := ctx.Value(frameKey{}).(*frame)
+			f := frameOf(ctx)
 			if f == nil {
 				panic(ErrNoFrame)
 			}
+			f.left = int64(f.gas.Get())
 			do(f, stack)
+			f.gas.Set(uint64(f.left))
 		}), h.params, h.results).Export(h.name)
 	}
 	return b.Instantiate(ctx)

@@ -1,12 +1,11 @@
 package host
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
+	"sync"
 
 	"github.com/tetratelabs/wazero/api"
 
@@ -152,20 +151,50 @@ func (r *Result) Reason() string {
 }
 
 // run is the state of one transaction while it executes.
+//
+// Runs are pooled: a transfer's host path is a few microseconds, and
+// allocating a run, its frames, their write buffers and the buffered bytes
+// afresh was a third of it. Nothing of a run is left in a Result (Return,
+// events, abort message and writes are owned copies; topics are immutable
+// strings), so reusing it cannot change a later transaction's receipt.
+// release drops every reference into the finished transaction; what a
+// pooled run keeps is capacity, recent topics and, per frame, the last
+// instance's metering globals.
 type run struct {
 	tx      *Tx
 	frames  []*frame // the call stack, top frame first
+	spare   []*frame // spare[d] is the frame reused at depth d
 	started uint32   // frames started so far: the next frame's index
 	events  int      // events emitted by frames still alive
-	kbuf    []byte   // scratch for write-buffer keys
+	kbuf    []byte   // scratch for write-buffer index keys
+	topics  []string // recent event topics, shared by the Results (strings are immutable)
+	arena   []byte   // buffered keys and values, append-only while the run lasts
 	access  map[accessKey]types.AccessMode
+}
+
+var runs = sync.Pool{New: func() any { return new(run) }}
+
+// release returns r to the pool, dropping every reference into the
+// finished transaction and buffers grown beyond the retention limits.
+func (r *run) release() {
+	for _, f := range r.spare {
+		f.reset()
+	}
+	r.tx, r.frames, r.started, r.events, r.access = nil, r.frames[:0], 0, 0, nil
+	r.arena = r.arena[:0]
+	if cap(r.arena) > arenaKeepMax {
+		r.arena = nil
+	}
+	runs.Put(r)
 }
 
 // Run executes method of the module at to as transaction tx. Guest
 // failures are in Result; the error is a node error (state I/O, a broken
 // engine), after which the transaction must not be committed.
 func Run(ctx context.Context, tx *Tx, to types.Address, method string, input []byte) (Result, error) {
-	r := &run{tx: tx}
+	r := runs.Get().(*run)
+	defer r.release()
+	r.tx = tx
 	if tx.Simulate {
 		r.access = map[accessKey]types.AccessMode{}
 	}
@@ -232,22 +261,27 @@ func (r *run) prepare(ctx context.Context, self types.Address, method string) (a
 // exec runs one frame on an acquired instance with gas, classifies how it
 // ended and releases the instance; gasLeft is what the frame did not use.
 func (r *run) exec(ctx context.Context, mod api.Module, fn api.Function, caller, self types.Address, input []byte, gas int64) (f *frame, o outcome, gasLeft int64, err error) {
-	g, ok := mod.ExportedGlobal(meter.GasExport).(api.MutableGlobal)
+	if len(r.frames) == len(r.spare) {
+		r.spare = append(r.spare, new(frame))
+	}
+	f = r.spare[len(r.frames)]
+	f.reset()
+	g, d, ok := f.globals(mod)
 	if !ok {
 		r.tx.Instances.Release(mod, true)
 		return nil, o, 0, fmt.Errorf("%w: module %s", ErrNotMetered, self)
 	}
-	if d, ok := mod.ExportedGlobal(meter.DepthExport).(api.MutableGlobal); ok {
+	if d != nil {
 		d.Set(0)
 	}
 	g.Set(uint64(gas))
-	f = &frame{run: r, ctx: ctx, mod: mod, mem: mod.Memory(), gas: g, caller: caller, self: self, input: input, events0: r.events}
+	f.run, f.ctx, f.mod, f.mem, f.caller, f.self, f.input, f.events0 = r, ctx, mod, mod.Memory(), caller, self, input, r.events
 	f.wasi = wasi.FrameState(r.tx.ID, r.started, r.tx.Time)
 	f.wasi.Debug = r.tx.Debug
 	r.started++
 	r.frames = append(r.frames, f)
-	fctx := context.WithValue(wasi.WithState(ctx, &f.wasi), frameKey{}, f)
-	callErr := fn.CallWithStack(fctx, nil)
+	f.fctx = frameCtx{wasi.WithState(ctx, &f.wasi), f}
+	callErr := fn.CallWithStack(&f.fctx, nil)
 	r.frames = r.frames[:len(r.frames)-1]
 	gasLeft = int64(g.Get())
 	o = f.classify(callErr, gasLeft)
@@ -289,56 +323,4 @@ func (f *frame) classify(callErr error, gasLeft int64) outcome {
 	}
 	line, _, _ := strings.Cut(callErr.Error(), "\n")
 	return outcome{types.StatusTrapped, fmt.Errorf("%w: %s", ErrWasmTrap, line), CallTrapped, nil}
-}
-
-// lookup reads a key through the write buffers of the frames on the stack,
-// newest first, then State. It stops the frame on a State error.
-func (f *frame) lookup(key []byte) ([]byte, bool) {
-	r := f.run
-	r.kbuf = append(append(r.kbuf[:0], f.self[:]...), key...)
-	for i := len(r.frames) - 1; i >= 0; i-- {
-		if w, ok := r.frames[i].writes[string(r.kbuf)]; ok {
-			return w.val, !w.deleted
-		}
-	}
-	v, ok, err := r.tx.State.Get(f.self, key)
-	if err != nil {
-		f.nodeError(err)
-	}
-	return v, ok
-}
-
-// pending is a snapshot of the buffered writes of module under prefix,
-// sorted by key, newest frame winning.
-func (f *frame) pending(prefix []byte) []kv {
-	var out []kv
-	seen := map[string]bool{}
-	for i := len(f.run.frames) - 1; i >= 0; i-- {
-		for k, w := range f.run.frames[i].writes {
-			if seen[k] || k[:addressLen] != string(f.self[:]) || !strings.HasPrefix(k[addressLen:], string(prefix)) {
-				continue
-			}
-			seen[k] = true
-			out = append(out, kv{key: []byte(k[addressLen:]), val: w.val, deleted: w.deleted})
-		}
-	}
-	slices.SortFunc(out, func(a, b kv) int { return bytes.Compare(a.key, b.key) })
-	return out
-}
-
-// sortedWrites is the frame's write buffer in module, key order.
-func (f *frame) sortedWrites() []Write {
-	out := make([]Write, 0, len(f.writes))
-	for k, w := range f.writes {
-		var m types.Address
-		copy(m[:], k)
-		out = append(out, Write{Module: m, Key: []byte(k[addressLen:]), Value: w.val, Deleted: w.deleted})
-	}
-	slices.SortFunc(out, func(a, b Write) int {
-		if c := bytes.Compare(a.Module[:], b.Module[:]); c != 0 {
-			return c
-		}
-		return bytes.Compare(a.Key, b.Key)
-	})
-	return out
 }

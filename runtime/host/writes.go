@@ -1,0 +1,185 @@
+package host
+
+import (
+	"bytes"
+	"slices"
+
+	"github.com/kairos-network/kairos/types"
+)
+
+// writeScanMax is how many entries a frame's write buffer holds before it
+// builds an index: up to it a linear scan is cheaper than hashing a
+// module ‖ key string (a transfer writes 2 keys); beyond it the index keeps
+// each put and lookup O(1), so a guest's host CPU per write stays bounded
+// by the gas it pays however many keys it writes.
+const writeScanMax = 16
+
+// Retention limits of a pooled run: a run that grew its arena or a write
+// buffer beyond them (a transaction with large writes) drops them instead
+// of keeping them in the pool for the next one.
+const (
+	arenaKeepMax  = 64 << 10
+	writesKeepMax = 256
+)
+
+// change is one buffered write. key and val alias the run's arena, which
+// is only appended to while the run lasts, so they stay valid until the
+// run is released; whatever leaves Run is copied out (sortedWrites).
+type change struct {
+	module  types.Address
+	key     []byte
+	val     []byte // nil when deleted
+	deleted bool
+}
+
+// writeSet is a frame's write buffer: changes in first-write order, each
+// (module, key) once, indexed by string(module ‖ key) once it holds more
+// than writeScanMax.
+type writeSet struct {
+	ents []change
+	idx  map[string]int
+}
+
+// find returns the index of module/key in s, or -1. kbuf is scratch for
+// the index key.
+func (s *writeSet) find(module *types.Address, key []byte, kbuf *[]byte) int {
+	if s.idx != nil {
+		*kbuf = append(append((*kbuf)[:0], module[:]...), key...)
+		if i, ok := s.idx[string(*kbuf)]; ok {
+			return i
+		}
+		return -1
+	}
+	for i := range s.ents {
+		if e := &s.ents[i]; e.module == *module && string(e.key) == string(key) {
+			return i
+		}
+	}
+	return -1
+}
+
+// add appends c, whose key must not be in s yet.
+func (s *writeSet) add(c change) {
+	s.ents = append(s.ents, c)
+	switch {
+	case s.idx != nil:
+		s.idx[string(c.module[:])+string(c.key)] = len(s.ents) - 1
+	case len(s.ents) > writeScanMax:
+		s.idx = make(map[string]int, 2*len(s.ents))
+		for i, e := range s.ents {
+			s.idx[string(e.module[:])+string(e.key)] = i
+		}
+	}
+}
+
+// reset empties s for the next frame, keeping a small backing array.
+func (s *writeSet) reset() {
+	clear(s.ents)
+	s.ents = s.ents[:0]
+	if cap(s.ents) > writesKeepMax {
+		s.ents = nil
+	}
+	s.idx = nil
+}
+
+// keep copies b to the run's arena and returns the copy (nil for nil b),
+// capped so that no later append can write into it.
+func (r *run) keep(b []byte) []byte {
+	if b == nil {
+		return nil
+	}
+	n := len(r.arena)
+	r.arena = append(r.arena, b...)
+	return r.arena[n:len(r.arena):len(r.arena)]
+}
+
+// put buffers a write of this frame's module; key and val alias guest
+// memory and are copied (val is nil for a delete).
+func (f *frame) put(key, val []byte, deleted bool) {
+	r := f.run
+	if i := f.writes.find(&f.self, key, &r.kbuf); i >= 0 {
+		f.writes.ents[i].val, f.writes.ents[i].deleted = r.keep(val), deleted
+		return
+	}
+	f.writes.add(change{module: f.self, key: r.keep(key), val: r.keep(val), deleted: deleted})
+}
+
+// merge takes over the writes of a callee that ended normally.
+func (f *frame) merge(callee *frame) {
+	for _, c := range callee.writes.ents {
+		if i := f.writes.find(&c.module, c.key, &f.run.kbuf); i >= 0 {
+			f.writes.ents[i] = c
+		} else {
+			f.writes.add(c)
+		}
+	}
+}
+
+// lookup reads a key through the write buffers of the frames on the stack,
+// newest first, then State. It stops the frame on a State error.
+func (f *frame) lookup(key []byte) ([]byte, bool) {
+	r := f.run
+	for i := len(r.frames) - 1; i >= 0; i-- {
+		ws := &r.frames[i].writes
+		if j := ws.find(&f.self, key, &r.kbuf); j >= 0 {
+			return ws.ents[j].val, !ws.ents[j].deleted
+		}
+	}
+	v, ok, err := r.tx.State.Get(f.self, key)
+	if err != nil {
+		f.nodeError(err)
+	}
+	return v, ok
+}
+
+// pending is a snapshot of the buffered writes of this frame's module
+// under prefix, sorted by key, newest frame winning.
+func (f *frame) pending(prefix []byte) []kv {
+	var out []kv
+	for i := len(f.run.frames) - 1; i >= 0; i-- {
+		for _, c := range f.run.frames[i].writes.ents {
+			if c.module == f.self && bytes.HasPrefix(c.key, prefix) {
+				out = append(out, kv{key: c.key, val: c.val, deleted: c.deleted})
+			}
+		}
+	}
+	// Stable: of equal keys the newest frame's, collected first, stays
+	// first and is the one kept.
+	slices.SortStableFunc(out, func(a, b kv) int { return bytes.Compare(a.key, b.key) })
+	return slices.CompactFunc(out, func(a, b kv) bool { return bytes.Equal(a.key, b.key) })
+}
+
+// sortedWrites is the frame's write buffer in module, key order, copied
+// out of the run's arena into one allocation owned by the Result.
+func (f *frame) sortedWrites() []Write {
+	ents := f.writes.ents
+	if len(ents) == 0 {
+		return []Write{}
+	}
+	n := 0
+	for _, c := range ents {
+		n += len(c.key) + len(c.val)
+	}
+	buf := make([]byte, 0, n)
+	out := make([]Write, len(ents))
+	for i, c := range ents {
+		k := len(buf)
+		buf = append(buf, c.key...)
+		out[i] = Write{Module: c.module, Key: buf[k:len(buf):len(buf)], Deleted: c.deleted}
+		if !c.deleted {
+			v := len(buf)
+			buf = append(buf, c.val...)
+			out[i].Value = buf[v:len(buf):len(buf)]
+		}
+	}
+	cmp := func(a, b Write) int {
+		if c := bytes.Compare(a.Module[:], b.Module[:]); c != 0 {
+			return c
+		}
+		return bytes.Compare(a.Key, b.Key)
+	}
+	if !slices.IsSortedFunc(out, cmp) {
+		slices.SortFunc(out, cmp)
+	}
+	return out
+}
