@@ -161,6 +161,7 @@ func (n *Node) executeBlock(ob *order.Block, st *consensus.OrderingState) error 
 	for i, t := range b.Txs {
 		ids[i] = t.ID
 	}
+	n.lat.executed(ids)
 	if err := n.pool.Remove(ctx, ids); err != nil {
 		return err
 	}

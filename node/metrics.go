@@ -4,9 +4,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Collector returns a Prometheus collector of the node's progress and its
-// p2p counters. Values are read at scrape time, so the node keeps no
-// Prometheus state of its own.
+// Collector returns a Prometheus collector of the node's progress, its
+// p2p counters and its latency histograms (latency.go). Progress and
+// counters are read at scrape time; the histograms are the node's own.
 func (n *Node) Collector() prometheus.Collector { return collector{n} }
 
 type collector struct{ n *Node }
@@ -33,12 +33,18 @@ func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range descGauge {
 		ch <- d
 	}
+	for _, l := range c.n.lat.collectors() {
+		l.Describe(ch)
+	}
 	for _, d := range []*prometheus.Desc{descDropped, descInvalid, descConflicts, descTxs, descMessages, descGated, descQueue} {
 		ch <- d
 	}
 }
 
 func (c collector) Collect(ch chan<- prometheus.Metric) {
+	for _, l := range c.n.lat.collectors() {
+		l.Collect(ch)
+	}
 	st := c.n.Status()
 	halted := 0.0
 	if st.Err != "" {
