@@ -145,6 +145,7 @@ type Node struct {
 	conflicts   atomic.Uint64         // certificates conflicting with one held (equivocation)
 	dropped     atomic.Uint64         // inputs dropped at a full inbox or outbox
 	executedTxs atomic.Uint64         // transactions executed since start
+	bodyFetches atomic.Uint64         // blocks whose execution fetched bodies from peers
 	lat         *latency              // local stage times, for metrics only
 	exe         executorState         // released blocks waiting for the executor
 	cp          checkpointState       // checkpoint votes and certificates
