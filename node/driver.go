@@ -51,7 +51,12 @@ func (n *Node) drive() {
 			return
 		}
 	}
-	step := func(ev consensus.Event) bool { return n.stage(&g, n.core.Step(ev)) }
+	step := func(ev consensus.Event) bool {
+		if m, ok := ev.(consensus.MsgIn); ok && m.Msg != nil && m.Msg.Header != nil {
+			n.lat.header(m.Msg.Header)
+		}
+		return n.stage(&g, n.core.Step(ev))
+	}
 	if !step(consensus.Start{Now: n.clock.Now()}) || !release() {
 		return
 	}
@@ -140,7 +145,12 @@ func (n *Node) stage(g *group, acts []consensus.Action) bool {
 			} else if a.Rec.Cert != nil && a.Rec.Cert.Header.Author == n.me {
 				n.lat.ownCert(a.Rec.Cert.Header.Round)
 			}
-		case consensus.Send, consensus.Broadcast, consensus.Fetch:
+		case consensus.Send:
+			if a.Msg.Vote != nil {
+				n.lat.voted(a.Msg.Vote)
+			}
+			g.out = append(g.out, a)
+		case consensus.Broadcast, consensus.Fetch:
 			g.out = append(g.out, a)
 		case consensus.SetTimer:
 			at := a.At

@@ -51,6 +51,7 @@ type latency struct {
 	commit     prometheus.Histogram // driver's synced group commit
 	inboxWait  prometheus.Histogram // input pushed → taken by the driver
 	inboxDepth prometheus.Histogram // inputs waiting when the driver takes a group
+	voteWait   prometheus.Histogram // peer's header stepped → own vote on it
 
 	mu sync.Mutex
 	// cur and old are two generations of tracked transactions: when cur
@@ -62,6 +63,14 @@ type latency struct {
 	// certs maps an own certificate's round to its acks until it is
 	// committed.
 	certs map[uint64][]consensus.TxID
+	// headerIn holds when a peer's header of (author, round) was first
+	// stepped, until this node votes on it; driver only.
+	headerIn map[authorRound]time.Time
+}
+
+type authorRound struct {
+	author uint32
+	round  uint64
 }
 
 type ownHeader struct {
@@ -70,7 +79,8 @@ type ownHeader struct {
 }
 
 // maxOwnRounds bounds the own headers and certificates kept between
-// stages: one per round, and rounds below gc are never committed.
+// stages (one per round; rounds below gc are never committed), and the
+// peers' headers waiting for this node's vote.
 const maxOwnRounds = 1024
 
 func newLatency() *latency {
@@ -84,13 +94,16 @@ func newLatency() *latency {
 			Help: "Time a consensus input waited in the driver's inbox.", Buckets: latencyBuckets}),
 		inboxDepth: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "kairos_driver_inbox_depth",
 			Help: "Inputs waiting in the driver's inbox when it takes the next group.", Buckets: prometheus.ExponentialBuckets(1, 2, 14)}),
+		voteWait: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "kairos_vote_wait_seconds",
+			Help:    "Time from a peer's header reaching the core to this node's vote on it (waits for parents and payloads).",
+			Buckets: latencyBuckets}),
 		cur: map[consensus.TxID]*txTimes{}, old: map[consensus.TxID]*txTimes{},
-		headers: map[uint64]ownHeader{}, certs: map[uint64][]consensus.TxID{},
+		headers: map[uint64]ownHeader{}, certs: map[uint64][]consensus.TxID{}, headerIn: map[authorRound]time.Time{},
 	}
 }
 
 func (l *latency) collectors() []prometheus.Collector {
-	return []prometheus.Collector{l.stage, l.commit, l.inboxWait, l.inboxDepth}
+	return []prometheus.Collector{l.stage, l.commit, l.inboxWait, l.inboxDepth, l.voteWait}
 }
 
 // get returns id's times or nil; l.mu held.
@@ -216,6 +229,28 @@ func (l *latency) executed(ids []types.Hash) {
 		l.observe(StageTotal, t.seen, now)
 		delete(l.cur, id)
 		delete(l.old, id)
+	}
+}
+
+// header records that a peer's header reaches the core; only its first
+// arrival counts. Driver only.
+func (l *latency) header(h *consensus.Header) {
+	k := authorRound{h.Author, h.Round}
+	if _, ok := l.headerIn[k]; ok {
+		return
+	}
+	if len(l.headerIn) >= maxOwnRounds {
+		clear(l.headerIn)
+	}
+	l.headerIn[k] = time.Now()
+}
+
+// voted records this node's vote on a peer's header. Driver only.
+func (l *latency) voted(v *consensus.Vote) {
+	k := authorRound{v.Author, v.Round}
+	if at, ok := l.headerIn[k]; ok {
+		l.voteWait.Observe(time.Since(at).Seconds())
+		delete(l.headerIn, k)
 	}
 }
 

@@ -45,7 +45,8 @@ func stageCounts(t *testing.T, cs ...prometheus.Collector) map[string]uint64 {
 // TestLatencyStages walks two transactions through every stage by hand:
 // each stage is observed once per transaction that reached it, a
 // transaction acked only by another validator gets no own-header stages,
-// and an executed transaction is forgotten.
+// an executed transaction is forgotten, and a peer's header is timed from
+// its first arrival to the vote.
 func TestLatencyStages(t *testing.T) {
 	l := newLatency()
 	a, b := consensus.TxID{1}, consensus.TxID{2}
@@ -58,15 +59,20 @@ func TestLatencyStages(t *testing.T) {
 	l.committed(0, []*consensus.Certificate{{Header: consensus.Header{Round: 3, Author: 1}}, {Header: consensus.Header{Round: 3, Author: 0}}})
 	l.released(&order.Block{Txs: []order.Tx{{ID: a}, {ID: b}}})
 	l.executed([]types.Hash{types.Hash(a), types.Hash(b), {9}})
+	l.header(&consensus.Header{Round: 3, Author: 2})
+	l.header(&consensus.Header{Round: 3, Author: 2}) // a re-sent header: the first arrival counts
+	l.voted(&consensus.Vote{Round: 3, Author: 2})
+	l.voted(&consensus.Vote{Round: 3, Author: 1}) // no header seen: not observed
 	got := stageCounts(t, l.collectors()...)
-	want := map[string]uint64{StagePool: 2, StageAck: 1, StageCert: 1, StageCommit: 1, StageRelease: 1, StageExecute: 2, StageTotal: 2}
-	for _, s := range Stages {
+	want := map[string]uint64{StagePool: 2, StageAck: 1, StageCert: 1, StageCommit: 1, StageRelease: 1, StageExecute: 2, StageTotal: 2,
+		"kairos_vote_wait_seconds": 1}
+	for _, s := range append(Stages, "kairos_vote_wait_seconds") {
 		if got[s] != want[s] {
 			t.Errorf("stage %s: %d observations, want %d", s, got[s], want[s])
 		}
 	}
-	if len(l.cur)+len(l.old) != 0 || len(l.headers) != 0 || len(l.certs) != 0 {
-		t.Errorf("executed and committed entries kept: %d %d %d %d", len(l.cur), len(l.old), len(l.headers), len(l.certs))
+	if len(l.cur)+len(l.old) != 0 || len(l.headers) != 0 || len(l.certs) != 0 || len(l.headerIn) != 0 {
+		t.Errorf("finished entries kept: %d %d %d %d %d", len(l.cur), len(l.old), len(l.headers), len(l.certs), len(l.headerIn))
 	}
 }
 
@@ -81,12 +87,16 @@ func TestLatencyBounded(t *testing.T) {
 		}
 	}
 	for r := range uint64(3 * maxOwnRounds) {
+		l.header(&consensus.Header{Round: r, Author: 1})
+		if r%2 == 0 {
+			l.voted(&consensus.Vote{Round: r, Author: 1})
+		}
 		l.ownHeader(&consensus.Header{Round: r})
 		if r%2 == 0 {
 			l.ownCert(r)
 		}
-		if len(l.headers) > maxOwnRounds || len(l.certs) > maxOwnRounds {
-			t.Fatalf("round %d: %d headers, %d certificates kept", r, len(l.headers), len(l.certs))
+		if len(l.headers) > maxOwnRounds || len(l.certs) > maxOwnRounds || len(l.headerIn) > maxOwnRounds {
+			t.Fatalf("round %d: %d own headers, %d certificates, %d peers' headers kept", r, len(l.headers), len(l.certs), len(l.headerIn))
 		}
 	}
 }
@@ -115,7 +125,7 @@ func TestClusterLatencyHistograms(t *testing.T) {
 			sum[k] += v
 		}
 	}
-	for _, name := range append(Stages, "kairos_driver_commit_seconds", "kairos_driver_inbox_wait_seconds", "kairos_driver_inbox_depth") {
+	for _, name := range append(Stages, "kairos_driver_commit_seconds", "kairos_driver_inbox_wait_seconds", "kairos_driver_inbox_depth", "kairos_vote_wait_seconds") {
 		if sum[name] == 0 {
 			t.Errorf("%s: no observations on any node (%v)", name, sum)
 		}

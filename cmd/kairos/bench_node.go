@@ -161,6 +161,7 @@ var stageLabels = []struct{ key, label string }{
 	{node.StageRelease, "committed → released in block"},
 	{node.StageExecute, "released → executed, receipt"},
 	{node.StageTotal, "total: arrival → receipt"},
+	{"kairos_vote_wait_seconds", "peer's header → own vote on it"},
 	{"kairos_driver_inbox_wait_seconds", "driver inbox wait (per input)"},
 	{"kairos_driver_commit_seconds", "driver group commit (fsync)"},
 	{"kairos_driver_inbox_depth", "driver inbox depth (inputs)"},
