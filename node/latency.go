@@ -36,13 +36,15 @@ var Stages = []string{StagePool, StageAck, StageCert, StageCommit, StageRelease,
 // enough that a p50 or p99 read from the buckets is within ~12%.
 var latencyBuckets = prometheus.ExponentialBuckets(0.00025, 1.25, 56)
 
-// txTimes is one tracked transaction's local times (zero: not reached).
+// txTimes is one tracked transaction's local times, as offsets from the
+// tracker's base (zero: not reached); offsets take a third of time.Time's
+// room.
 type txTimes struct {
-	seen, pooled, acked, certified, committed, released time.Time
+	seen, pooled, acked, certified, committed, released time.Duration
 }
 
 // latency observes where a transaction's time goes on this node. Its
-// times come from the monotonic clock of time.Now and are read only by
+// times are offsets on the monotonic clock of time.Now and are read only by
 // the histograms: nothing here feeds consensus, ordering or execution
 // (the driver's inputs are stamped with Clock.Now, as before). Methods are
 // called by the API and gossip handlers, the driver and the executor.
@@ -53,29 +55,26 @@ type latency struct {
 	inboxDepth prometheus.Histogram // inputs waiting when the driver takes a group
 	voteWait   prometheus.Histogram // peer's header stepped → own vote on it
 
+	base time.Time // lies before every observation, so an offset is never 0
+
 	mu sync.Mutex
 	// cur and old are two generations of tracked transactions: when cur
 	// holds MaxTrackedTxs/2, old is dropped and cur becomes old.
 	cur, old map[consensus.TxID]*txTimes
-	// headers maps an own header's round to when it was built and its acks,
-	// until its certificate; bounded like the tracked transactions.
-	headers map[uint64]ownHeader
+	// headers maps an own header's round to its acks until its
+	// certificate.
+	headers map[uint64][]consensus.TxID
 	// certs maps an own certificate's round to its acks until it is
 	// committed.
 	certs map[uint64][]consensus.TxID
 	// headerIn holds when a peer's header of (author, round) was first
 	// stepped, until this node votes on it; driver only.
-	headerIn map[authorRound]time.Time
+	headerIn map[authorRound]time.Duration
 }
 
 type authorRound struct {
 	author uint32
 	round  uint64
-}
-
-type ownHeader struct {
-	at   time.Time
-	acks []consensus.TxID
 }
 
 // maxOwnRounds bounds the own headers and certificates kept between
@@ -98,9 +97,13 @@ func newLatency() *latency {
 			Help:    "Time from a peer's header reaching the core to this node's vote on it (waits for parents and payloads).",
 			Buckets: latencyBuckets}),
 		cur: map[consensus.TxID]*txTimes{}, old: map[consensus.TxID]*txTimes{},
-		headers: map[uint64]ownHeader{}, certs: map[uint64][]consensus.TxID{}, headerIn: map[authorRound]time.Time{},
+		headers: map[uint64][]consensus.TxID{}, certs: map[uint64][]consensus.TxID{}, headerIn: map[authorRound]time.Duration{},
+		base: time.Now().Add(-time.Nanosecond),
 	}
 }
+
+// now returns the current offset from l.base (> 0).
+func (l *latency) now() time.Duration { return time.Since(l.base) }
 
 func (l *latency) collectors() []prometheus.Collector {
 	return []prometheus.Collector{l.stage, l.commit, l.inboxWait, l.inboxDepth, l.voteWait}
@@ -114,16 +117,16 @@ func (l *latency) get(id consensus.TxID) *txTimes {
 	return l.old[id]
 }
 
-func (l *latency) observe(stage string, from, to time.Time) {
-	if !from.IsZero() {
-		l.stage.WithLabelValues(stage).Observe(to.Sub(from).Seconds())
+func (l *latency) observe(stage string, from, to time.Duration) {
+	if from != 0 {
+		l.stage.WithLabelValues(stage).Observe((to - from).Seconds())
 	}
 }
 
 // pooled records a new transaction that arrived at seen and is now durable
 // in the pool.
-func (l *latency) pooled(id consensus.TxID, seen time.Time) {
-	now := time.Now()
+func (l *latency) pooled(id consensus.TxID, seen time.Duration) {
+	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.get(id) != nil {
@@ -138,13 +141,13 @@ func (l *latency) pooled(id consensus.TxID, seen time.Time) {
 
 // ownHeader records an own header built now with its acks.
 func (l *latency) ownHeader(h *consensus.Header) {
-	now := time.Now()
+	now := l.now()
 	acks := make([]consensus.TxID, len(h.Acks))
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for i, a := range h.Acks {
 		acks[i] = a.TxID
-		if t := l.get(a.TxID); t != nil && t.acked.IsZero() {
+		if t := l.get(a.TxID); t != nil && t.acked == 0 {
 			t.acked = now
 			l.observe(StageAck, t.pooled, now)
 		}
@@ -152,21 +155,21 @@ func (l *latency) ownHeader(h *consensus.Header) {
 	if len(l.headers) >= maxOwnRounds {
 		clear(l.headers)
 	}
-	l.headers[h.Round] = ownHeader{at: now, acks: acks}
+	l.headers[h.Round] = acks
 }
 
 // ownCert records the certificate of the own header of round r.
 func (l *latency) ownCert(r uint64) {
-	now := time.Now()
+	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	h, ok := l.headers[r]
+	acks, ok := l.headers[r]
 	if !ok {
 		return
 	}
 	delete(l.headers, r)
-	for _, id := range h.acks {
-		if t := l.get(id); t != nil && t.certified.IsZero() {
+	for _, id := range acks {
+		if t := l.get(id); t != nil && t.certified == 0 {
 			t.certified = now
 			l.observe(StageCert, t.acked, now)
 		}
@@ -174,13 +177,13 @@ func (l *latency) ownCert(r uint64) {
 	if len(l.certs) >= maxOwnRounds {
 		clear(l.certs)
 	}
-	l.certs[r] = h.acks
+	l.certs[r] = acks
 }
 
 // committed records a committed sub-DAG; only own certificates in it
 // carry tracked stage times.
 func (l *latency) committed(me uint32, certs []*consensus.Certificate) {
-	now := time.Now()
+	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for _, c := range certs {
@@ -193,7 +196,7 @@ func (l *latency) committed(me uint32, certs []*consensus.Certificate) {
 		}
 		delete(l.certs, c.Header.Round)
 		for _, id := range acks {
-			if t := l.get(id); t != nil && t.committed.IsZero() {
+			if t := l.get(id); t != nil && t.committed == 0 {
 				t.committed = now
 				l.observe(StageCommit, t.certified, now)
 			}
@@ -203,11 +206,11 @@ func (l *latency) committed(me uint32, certs []*consensus.Certificate) {
 
 // released records a released block's transactions.
 func (l *latency) released(b *order.Block) {
-	now := time.Now()
+	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for _, tx := range b.Txs {
-		if t := l.get(tx.ID); t != nil && t.released.IsZero() {
+		if t := l.get(tx.ID); t != nil && t.released == 0 {
 			t.released = now
 			l.observe(StageRelease, t.committed, now)
 		}
@@ -216,7 +219,7 @@ func (l *latency) released(b *order.Block) {
 
 // executed records that ids' receipts are visible and forgets them.
 func (l *latency) executed(ids []types.Hash) {
-	now := time.Now()
+	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for _, h := range ids {
@@ -242,14 +245,14 @@ func (l *latency) header(h *consensus.Header) {
 	if len(l.headerIn) >= maxOwnRounds {
 		clear(l.headerIn)
 	}
-	l.headerIn[k] = time.Now()
+	l.headerIn[k] = l.now()
 }
 
 // voted records this node's vote on a peer's header. Driver only.
 func (l *latency) voted(v *consensus.Vote) {
 	k := authorRound{v.Author, v.Round}
 	if at, ok := l.headerIn[k]; ok {
-		l.voteWait.Observe(time.Since(at).Seconds())
+		l.voteWait.Observe((l.now() - at).Seconds())
 		delete(l.headerIn, k)
 	}
 }
@@ -257,9 +260,9 @@ func (l *latency) voted(v *consensus.Vote) {
 // timed wraps in so that the driver observes how long it waited in the
 // inbox.
 func (l *latency) timed(in input) input {
-	pushed := time.Now()
+	pushed := l.now()
 	return func(now int64) consensus.Event {
-		l.inboxWait.Observe(time.Since(pushed).Seconds())
+		l.inboxWait.Observe((l.now() - pushed).Seconds())
 		return in(now)
 	}
 }

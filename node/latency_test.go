@@ -50,9 +50,9 @@ func stageCounts(t *testing.T, cs ...prometheus.Collector) map[string]uint64 {
 func TestLatencyStages(t *testing.T) {
 	l := newLatency()
 	a, b := consensus.TxID{1}, consensus.TxID{2}
-	l.pooled(a, time.Now())
-	l.pooled(b, time.Now())
-	l.pooled(a, time.Now()) // already tracked: not observed again
+	l.pooled(a, l.now())
+	l.pooled(b, l.now())
+	l.pooled(a, l.now()) // already tracked: not observed again
 	l.ownHeader(&consensus.Header{Round: 3, Author: 0, Acks: []consensus.Ack{{TxID: a}}})
 	l.ownCert(3)
 	l.ownCert(4) // no own header of round 4: ignored
@@ -81,7 +81,7 @@ func TestLatencyStages(t *testing.T) {
 func TestLatencyBounded(t *testing.T) {
 	l := newLatency()
 	for i := range 2 * MaxTrackedTxs {
-		l.pooled(consensus.TxID{byte(i), byte(i >> 8), byte(i >> 16)}, time.Now())
+		l.pooled(consensus.TxID{byte(i), byte(i >> 8), byte(i >> 16)}, l.now())
 		if n := len(l.cur) + len(l.old); n > MaxTrackedTxs {
 			t.Fatalf("after %d transactions %d tracked > %d", i+1, n, MaxTrackedTxs)
 		}

@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	ds "github.com/ipfs/go-datastore"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -433,7 +432,7 @@ func (n *Node) SubmitTx(ctx context.Context, raw []byte) (types.Hash, error) {
 // it removes a block's transactions from the pool: either this check sees
 // the receipt, or the executor's removal comes after this add.
 func (n *Node) addTx(ctx context.Context, raw []byte) (*mempool.Entry, error) {
-	arrived := time.Now() // local observation for the latency histograms only
+	arrived := n.lat.now() // local observation for the latency histograms only
 	e, isNew, err := n.pool.Add(ctx, raw, n.clock.Now())
 	if err != nil {
 		return nil, err
