@@ -96,8 +96,12 @@
 //   - Every queue a peer can grow has a named limit (MaxInbox, MaxOutbox,
 //     MaxFetches, MaxFetchTxs, MaxFetchResponseBytes,
 //     MaxPendingCheckpoints, MaxGroupSteps, MaxDeferredRecords,
-//     MaxDeferredBytes); a message at a full queue is dropped and
-//     counted (consensus re-sends and fetches what it misses).
+//     MaxDeferredBytes, MaxTrackedTxs); a message at a full queue is
+//     dropped and counted (consensus re-sends and fetches what it misses).
+//   - Latency histograms (latency.go, kairos_tx_stage_seconds and the
+//     driver's): local observation only. Their times come from time.Now's
+//     monotonic clock, are read only by the histograms and never reach the
+//     core, ordering or execution, whose inputs keep Clock.Now stamps.
 //   - Everything listens on 127.0.0.1 only (p2p's loopback default).
 //
 // # Datastore

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"fmt"
+	"time"
 
 	ds "github.com/ipfs/go-datastore"
 
@@ -50,7 +51,12 @@ func (n *Node) drive() {
 			return
 		}
 	}
-	step := func(ev consensus.Event) bool { return n.stage(&g, n.core.Step(ev)) }
+	step := func(ev consensus.Event) bool {
+		if m, ok := ev.(consensus.MsgIn); ok && m.Msg != nil && m.Msg.Header != nil {
+			n.lat.header(m.Msg.Header)
+		}
+		return n.stage(&g, n.core.Step(ev))
+	}
 	if !step(consensus.Start{Now: n.clock.Now()}) || !release() {
 		return
 	}
@@ -72,6 +78,7 @@ func (n *Node) drive() {
 			f()
 			continue
 		case in := <-n.inbox:
+			n.lat.inboxDepth.Observe(float64(len(n.inbox)))
 			ev = in(n.clock.Now())
 		case <-timer:
 			timer = nil
@@ -133,12 +140,23 @@ func (n *Node) stage(g *group, acts []consensus.Action) bool {
 			g.records++
 			g.bytes += len(rec)
 			g.sync = g.sync || a.Sync
-		case consensus.Send, consensus.Broadcast, consensus.Fetch:
+			if a.Rec.Own != nil {
+				n.lat.ownHeader(a.Rec.Own)
+			} else if a.Rec.Cert != nil && a.Rec.Cert.Header.Author == n.me {
+				n.lat.ownCert(a.Rec.Cert.Header.Round)
+			}
+		case consensus.Send:
+			if a.Msg.Vote != nil {
+				n.lat.voted(a.Msg.Vote)
+			}
+			g.out = append(g.out, a)
+		case consensus.Broadcast, consensus.Fetch:
 			g.out = append(g.out, a)
 		case consensus.SetTimer:
 			at := a.At
 			g.timer = &at
 		case consensus.Released:
+			n.lat.released(a.Block)
 			if err := n.exe.enqueue(a); err != nil {
 				n.halt(err)
 				return false
@@ -148,7 +166,9 @@ func (n *Node) stage(g *group, acts []consensus.Action) bool {
 			default:
 			}
 		case consensus.Committed:
-			// Sub-DAGs matter only through the blocks they release.
+			// Sub-DAGs matter only through the blocks they release (and
+			// the latency histograms).
+			n.lat.committed(n.me, a.Certs)
 		}
 	}
 	n.round.Store(n.core.Round())
@@ -194,7 +214,9 @@ func (n *Node) release(g *group) (timer *int64, ok bool) {
 
 // commitLog commits the open batch (synced); a failure halts the node.
 func (n *Node) commitLog(g *group) bool {
+	start := time.Now()
 	err := g.batch.Commit(n.ctx)
+	n.lat.commit.Observe(time.Since(start).Seconds())
 	g.batch, g.records, g.bytes, g.sync = nil, 0, 0, false
 	if err != nil {
 		n.halt(fmt.Errorf("%w: %w", ErrPersist, err))

@@ -4,9 +4,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// Collector returns a Prometheus collector of the node's progress and its
-// p2p counters. Values are read at scrape time, so the node keeps no
-// Prometheus state of its own.
+// Collector returns a Prometheus collector of the node's progress, its
+// p2p counters and its latency histograms (latency.go). Progress and
+// counters are read at scrape time; the histograms are the node's own.
 func (n *Node) Collector() prometheus.Collector { return collector{n} }
 
 type collector struct{ n *Node }
@@ -24,6 +24,7 @@ var (
 	descInvalid   = prometheus.NewDesc("kairos_consensus_invalid_total", "Consensus messages rejected by the core.", nil, nil)
 	descConflicts = prometheus.NewDesc("kairos_consensus_conflicts_total", "Conflicting certificates seen (equivocation).", nil, nil)
 	descTxs       = prometheus.NewDesc("kairos_executed_txs_total", "Transactions executed since start.", nil, nil)
+	descBodies    = prometheus.NewDesc("kairos_block_body_fetches_total", "Blocks whose execution had to fetch transaction bodies from peers.", nil, nil)
 	descMessages  = prometheus.NewDesc("kairos_p2p_messages_total", "p2p messages by kind and outcome.", []string{"kind", "outcome"}, nil)
 	descGated     = prometheus.NewDesc("kairos_p2p_gated_total", "Connections refused by the connection gater.", nil, nil)
 	descQueue     = prometheus.NewDesc("kairos_p2p_gossip_queue_drops_total", "Gossip RPCs dropped at a full peer queue.", nil, nil)
@@ -33,12 +34,18 @@ func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range descGauge {
 		ch <- d
 	}
-	for _, d := range []*prometheus.Desc{descDropped, descInvalid, descConflicts, descTxs, descMessages, descGated, descQueue} {
+	for _, l := range c.n.lat.collectors() {
+		l.Describe(ch)
+	}
+	for _, d := range []*prometheus.Desc{descDropped, descInvalid, descConflicts, descTxs, descBodies, descMessages, descGated, descQueue} {
 		ch <- d
 	}
 }
 
 func (c collector) Collect(ch chan<- prometheus.Metric) {
+	for _, l := range c.n.lat.collectors() {
+		l.Collect(ch)
+	}
 	st := c.n.Status()
 	halted := 0.0
 	if st.Err != "" {
@@ -53,6 +60,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descInvalid, prometheus.CounterValue, float64(st.Invalid))
 	ch <- prometheus.MustNewConstMetric(descConflicts, prometheus.CounterValue, float64(st.Conflicts))
 	ch <- prometheus.MustNewConstMetric(descTxs, prometheus.CounterValue, float64(c.n.executedTxs.Load()))
+	ch <- prometheus.MustNewConstMetric(descBodies, prometheus.CounterValue, float64(c.n.bodyFetches.Load()))
 	m := c.n.host.Metrics()
 	ch <- prometheus.MustNewConstMetric(descGated, prometheus.CounterValue, float64(m.Gated.Load()))
 	ch <- prometheus.MustNewConstMetric(descQueue, prometheus.CounterValue, float64(m.GossipQueueDrops.Load()))

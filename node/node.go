@@ -144,6 +144,8 @@ type Node struct {
 	conflicts   atomic.Uint64         // certificates conflicting with one held (equivocation)
 	dropped     atomic.Uint64         // inputs dropped at a full inbox or outbox
 	executedTxs atomic.Uint64         // transactions executed since start
+	bodyFetches atomic.Uint64         // blocks whose execution fetched bodies from peers
+	lat         *latency              // local stage times, for metrics only
 	exe         executorState         // released blocks waiting for the executor
 	cp          checkpointState       // checkpoint votes and certificates
 	cmp         compactState          // ordering states awaiting compaction
@@ -209,7 +211,7 @@ func New(cfg Config) (*Node, error) {
 	cfg.Mempool.SyncedWrites = true // state.OpenPebble writes with pebble.Sync
 	n := &Node{cfg: cfg, clock: cfg.Clock, index: map[peer.ID]uint32{},
 		inbox: make(chan input, MaxInbox), calls: make(chan func()), gossip: make(chan []byte, MaxOutbox),
-		fetches: make(chan struct{}, MaxFetches), blocks: make(chan struct{}, 1)}
+		fetches: make(chan struct{}, MaxFetches), blocks: make(chan struct{}, 1), lat: newLatency()}
 	n.cmp.jobs = make(chan compactJob, 1)
 	pub := cfg.Key.Public().(ed25519.PublicKey)
 	found := false
@@ -430,6 +432,7 @@ func (n *Node) SubmitTx(ctx context.Context, raw []byte) (types.Hash, error) {
 // it removes a block's transactions from the pool: either this check sees
 // the receipt, or the executor's removal comes after this add.
 func (n *Node) addTx(ctx context.Context, raw []byte) (*mempool.Entry, error) {
+	arrived := n.lat.now() // local observation for the latency histograms only
 	e, isNew, err := n.pool.Add(ctx, raw, n.clock.Now())
 	if err != nil {
 		return nil, err
@@ -441,6 +444,7 @@ func (n *Node) addTx(ctx context.Context, raw []byte) (*mempool.Entry, error) {
 		return e, err
 	}
 	id, seen := consensus.TxID(e.ID), e.FirstSeen
+	n.lat.pooled(id, arrived)
 	// Not bounded by the caller's ctx: a held transaction must reach
 	// consensus even if the client that sent it has gone.
 	n.push(func(int64) consensus.Event { return consensus.TxSeen{Now: seen, ID: id} }, true)
@@ -460,6 +464,7 @@ func (n *Node) dropExecuted(ctx context.Context, id types.Hash) (bool, error) {
 // transaction must reach consensus, and the mempool bounds how many there
 // are); a non-blocking one drops the input when the inbox is full.
 func (n *Node) push(in input, block bool) {
+	in = n.lat.timed(in)
 	if block {
 		select {
 		case n.inbox <- in:

@@ -5,8 +5,10 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -15,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
+	"github.com/kairos-network/kairos/node"
 	"github.com/kairos-network/kairos/node/devnet"
 	"github.com/kairos-network/kairos/node/loadgen"
 )
@@ -40,7 +43,13 @@ next nonce without waiting for a receipt. Latency runs from a transaction's sche
 to its block being visible on the API it was sent to (block watchers poll every 5 ms). Rates run
 one after another on the same chain. RSS is the whole process, which hosts every validator;
 cpu-ms/tx is the process's user+system CPU during the rate (signing, sending, draining)
-divided by the transactions sent.`,
+divided by the transactions sent.
+
+After the rates, a per-stage table shows where a transaction's time went on the validators
+(their kairos_tx_stage_seconds and driver histograms, summed over the validators, growth during
+each rate): arrival → durable in the mempool → acked in an own header → own certificate →
+committed by an anchor → released in a block → executed with its receipt visible; the stages from
+the own header to the commit count only transactions this validator acked itself.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			tmp, err := os.MkdirTemp(dir, "kairos-bench-node-")
@@ -76,10 +85,17 @@ divided by the transactions sent.`,
 				"offered/s", "ok tx/s", "ok/sent", "p50", "p90", "p99", "max", "rej", "failed", "lost", "cpu-ms/tx")
 			best := 0.0
 			var problems []string
+			var collectors []prometheus.Collector
+			for _, n := range d.Nodes {
+				collectors = append(collectors, n.Collector())
+			}
+			var stageRows []string
 			for _, rate := range rates {
+				before := gatherHists(collectors...)
 				cpu0 := processCPU()
 				r, err := g.Run(ctx, rate, duration, drain)
 				cpu := processCPU() - cpu0
+				stageRows = append(stageRows, stageTable(rate, gatherHists(collectors...).minus(before))...)
 				if err != nil {
 					return fmt.Errorf("rate %v: %w", rate, err)
 				}
@@ -93,6 +109,10 @@ divided by the transactions sent.`,
 				if r.OK == r.Sent && r.P99 < p99Target {
 					best = max(best, rate)
 				}
+			}
+			fmt.Fprintln(out, "per-stage latency on the validators (sum of their histograms over the rate; p50/p99 interpolated in 25% buckets):")
+			for _, row := range stageRows {
+				fmt.Fprintln(out, row)
 			}
 			for _, p := range problems {
 				fmt.Fprintln(out, "first problem at", p)
@@ -129,6 +149,141 @@ divided by the transactions sent.`,
 	f.BoolVar(&counters, "counters", false, "print each validator's non-zero counters (drops, rejections, p2p messages) after the rates")
 	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the rates (whole process: validators and generator) to this file")
 	return cmd
+}
+
+// stageLabels names the rows of the per-stage table: the node's
+// kairos_tx_stage_seconds stages, then the driver's histograms.
+var stageLabels = []struct{ key, label string }{
+	{node.StagePool, "arrival → durable in mempool"},
+	{node.StageAck, "pooled → acked in own header"},
+	{node.StageCert, "own header → certified"},
+	{node.StageCommit, "certified → committed (anchor)"},
+	{node.StageRelease, "committed → released in block"},
+	{node.StageExecute, "released → executed, receipt"},
+	{node.StageTotal, "total: arrival → receipt"},
+	{"kairos_vote_wait_seconds", "peer's header → own vote on it"},
+	{"kairos_driver_inbox_wait_seconds", "driver inbox wait (per input)"},
+	{"kairos_driver_commit_seconds", "driver group commit (fsync)"},
+	{"kairos_driver_inbox_depth", "driver inbox depth (inputs)"},
+}
+
+// stageTable renders one rate's per-stage rows from the histograms' growth
+// over that rate.
+func stageTable(rate float64, h hists) []string {
+	rows := []string{fmt.Sprintf("%9s  %-32s %9s %9s %9s", "offered/s", "stage", "n", "p50", "p99")}
+	for _, s := range stageLabels {
+		x, ok := h[s.key]
+		if !ok {
+			continue
+		}
+		f := func(q float64) string {
+			v := x.quantile(q)
+			switch {
+			case math.IsNaN(v):
+				return "-"
+			case math.IsInf(v, 1):
+				return "overflow"
+			case strings.HasSuffix(s.key, "_depth"):
+				return fmt.Sprintf("%.0f", v)
+			default:
+				return fmt.Sprintf("%.1fms", v*1000)
+			}
+		}
+		rows = append(rows, fmt.Sprintf("%9.0f  %-32s %9d %9s %9s", rate, s.label, x.count, f(0.5), f(0.99)))
+	}
+	return rows
+}
+
+// hist is a classic Prometheus histogram: upper bounds and cumulative
+// counts per bound, and the total count (the +Inf bucket).
+type hist struct {
+	bounds []float64
+	cum    []uint64
+	count  uint64
+}
+
+// hists maps a histogram's name, or the stage label of
+// kairos_tx_stage_seconds, to its sum over the gathered collectors.
+type hists map[string]hist
+
+// gatherHists sums the histograms of cs by name (and stage); histograms of
+// one name share their bounds (they come from the same code).
+func gatherHists(cs ...prometheus.Collector) hists {
+	out := hists{}
+	for _, c := range cs {
+		// One registry per collector: every node's metrics have the same
+		// names and labels.
+		reg := prometheus.NewRegistry()
+		if reg.Register(c) != nil {
+			continue
+		}
+		fams, err := reg.Gather()
+		if err != nil {
+			continue
+		}
+		for _, f := range fams {
+			for _, m := range f.GetMetric() {
+				ph := m.GetHistogram()
+				if ph == nil {
+					continue
+				}
+				key := f.GetName()
+				for _, l := range m.GetLabel() {
+					if l.GetName() == "stage" {
+						key = l.GetValue()
+					}
+				}
+				h := out[key]
+				if h.bounds == nil {
+					for _, b := range ph.GetBucket() {
+						h.bounds = append(h.bounds, b.GetUpperBound())
+					}
+					h.cum = make([]uint64, len(h.bounds))
+				}
+				for i, b := range ph.GetBucket() {
+					h.cum[i] += b.GetCumulativeCount()
+				}
+				h.count += ph.GetSampleCount()
+				out[key] = h
+			}
+		}
+	}
+	return out
+}
+
+// minus returns the growth of every histogram of h since before.
+func (h hists) minus(before hists) hists {
+	out := hists{}
+	for k, x := range h {
+		b, ok := before[k]
+		d := hist{bounds: x.bounds, cum: slices.Clone(x.cum), count: x.count}
+		if ok {
+			for i := range d.cum {
+				d.cum[i] -= b.cum[i]
+			}
+			d.count -= b.count
+		}
+		out[k] = d
+	}
+	return out
+}
+
+// quantile estimates the q-quantile by linear interpolation inside the
+// bucket that holds it (as Prometheus' histogram_quantile does); +Inf when
+// it lies above the last bound, NaN without observations.
+func (x hist) quantile(q float64) float64 {
+	if x.count == 0 {
+		return math.NaN()
+	}
+	rank := q * float64(x.count)
+	lower, below := 0.0, uint64(0)
+	for i, c := range x.cum {
+		if float64(c) >= rank && c > below {
+			return lower + (x.bounds[i]-lower)*(rank-float64(below))/float64(c-below)
+		}
+		lower, below = x.bounds[i], c
+	}
+	return math.Inf(1)
 }
 
 // nonZeroCounters renders c's non-zero counters as name{labels}=value, in

@@ -1,6 +1,9 @@
 package main
 
 import (
+	"math"
+	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 
@@ -15,7 +18,8 @@ func TestBenchNode(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
-	for _, want := range []string{"10/10", "20/20", "offered rate with every tx ok", "per validator (RSS/4)", "cpu-ms/tx"} {
+	for _, want := range []string{"10/10", "20/20", "offered rate with every tx ok", "per validator (RSS/4)", "cpu-ms/tx",
+		"per-stage latency", "total: arrival → receipt", "driver group commit (fsync)"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
@@ -66,5 +70,52 @@ func (m multiCollector) Describe(ch chan<- *prometheus.Desc) {
 func (m multiCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, c := range m {
 		c.Collect(ch)
+	}
+}
+
+// TestHistQuantile checks the bucket quantile against the exact quantile of
+// the samples (a sorted slice): both lie in the same bucket. The
+// histogram's growth (minus) is checked against one fed only the later
+// samples.
+func TestHistQuantile(t *testing.T) {
+	bounds := prometheus.ExponentialBuckets(0.001, 1.25, 40)
+	bucketOf := func(v float64) int {
+		i, _ := slices.BinarySearch(bounds, v)
+		return i
+	}
+	for seed := range uint64(20) {
+		rng := rand.New(rand.NewPCG(seed, 1))
+		newH := func() prometheus.Histogram {
+			return prometheus.NewHistogram(prometheus.HistogramOpts{Name: "x_seconds", Help: "x", Buckets: bounds})
+		}
+		all, later := newH(), newH()
+		var early, late []float64
+		for range 1 + rng.IntN(300) {
+			v := math.Exp(rng.NormFloat64()*1.5 - 3)
+			early = append(early, v)
+			all.Observe(v)
+		}
+		before := gatherHists(all)
+		for range 1 + rng.IntN(300) {
+			v := math.Exp(rng.NormFloat64() - 2)
+			late = append(late, v)
+			all.Observe(v)
+			later.Observe(v)
+		}
+		grown, want := gatherHists(all).minus(before)["x_seconds"], gatherHists(later)["x_seconds"]
+		if grown.count != want.count || !slices.Equal(grown.cum, want.cum) {
+			t.Fatalf("seed %d: growth %+v, want %+v", seed, grown, want)
+		}
+		slices.Sort(late)
+		for _, q := range []float64{0.5, 0.9, 0.99} {
+			exact := late[int(math.Ceil(q*float64(len(late))))-1]
+			got := grown.quantile(q)
+			if bucketOf(got) != bucketOf(exact) && !(math.IsInf(got, 1) && bucketOf(exact) == len(bounds)) {
+				t.Errorf("seed %d q %v: %v, exact %v (%d samples): other bucket", seed, q, got, exact, len(late))
+			}
+		}
+	}
+	if q := (hist{bounds: bounds, cum: make([]uint64, len(bounds))}).quantile(0.5); !math.IsNaN(q) {
+		t.Errorf("quantile without observations = %v, want NaN", q)
 	}
 }
