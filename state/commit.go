@@ -120,13 +120,10 @@ type committer struct {
 // rejected Commit leaves the store unchanged. If writing fails, the store
 // refuses further commits with ErrNeedsReopen: Open undoes the torn version.
 func (s *Store) Commit(ctx context.Context, height uint64, writes []Write) (types.Root, error) {
-	s.commitMu.Lock()
+	latest, root, err := s.lockWriter()
 	defer s.commitMu.Unlock()
-	s.mu.Lock()
-	latest, root := s.latest, s.root
-	s.mu.Unlock()
-	if s.failed != nil {
-		return types.Root{}, s.failed
+	if err != nil {
+		return types.Root{}, err
 	}
 	if height != latest+1 {
 		return types.Root{}, fmt.Errorf("%w: got %d, latest is %d", ErrHeight, height, latest)

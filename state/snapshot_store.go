@@ -177,13 +177,10 @@ func (s *Store) leafValue(ctx context.Context, l *snapLeaf) (SnapshotLeaf, error
 // a store that is being seeded must not serve reads.
 func (im *Importer) Install(ctx context.Context, s *Store) error {
 	m := im.m
-	s.commitMu.Lock()
+	latest, root, err := s.lockWriter()
 	defer s.commitMu.Unlock()
-	s.mu.Lock()
-	latest, root := s.latest, s.root
-	s.mu.Unlock()
-	if s.failed != nil {
-		return s.failed
+	if err != nil {
+		return err
 	}
 	if latest == m.Height && types.Root(root.h) == m.Root {
 		return clearSnapshotStaging(ctx, im.d)
@@ -234,13 +231,10 @@ func (im *Importer) Install(ctx context.Context, s *Store) error {
 // Seed fails or the process dies before it returns, the store holds
 // unreachable records: discard the datastore.
 func (s *Store) Seed(ctx context.Context, height uint64, fill func(add func([]SnapshotLeaf) error) error) (types.Root, error) {
-	s.commitMu.Lock()
+	latest, root, err := s.lockWriter()
 	defer s.commitMu.Unlock()
-	s.mu.Lock()
-	latest, root := s.latest, s.root
-	s.mu.Unlock()
-	if s.failed != nil {
-		return types.Root{}, s.failed
+	if err != nil {
+		return types.Root{}, err
 	}
 	if latest != 0 || root.kind != slotEmpty {
 		return types.Root{}, fmt.Errorf("%w: store is at version %d", ErrSnapshotTarget, latest)

@@ -364,6 +364,17 @@ func (s *Store) recover(ctx context.Context, latest uint64) error {
 	return s.d.Sync(ctx, ds.NewKey("/kairos"))
 }
 
+// lockWriter takes the commit lock for one of the writers (Commit,
+// Install, Seed; the caller unlocks s.commitMu) and returns the latest
+// version and root, or the error that refuses every write after a failed
+// one.
+func (s *Store) lockWriter() (uint64, slot, error) {
+	s.commitMu.Lock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.latest, s.root, s.failed
+}
+
 // Latest returns the height and root of the last durable commit.
 func (s *Store) Latest() (uint64, types.Root) {
 	s.mu.Lock()
