@@ -18,14 +18,17 @@ import (
 // leaves out the Go token (it is built with the local Go toolchain).
 func BenchmarkExecute(b *testing.B) {
 	ctx := context.Background()
-	code := map[string][]byte{BenchWAT: readWasm(b, "../../contracts/counter_wat/counter.wasm")}
+	code := map[string][]byte{
+		BenchWAT:      readWasm(b, "../../contracts/counter_wat/counter.wasm"),
+		BenchWATToken: readWasm(b, "../../contracts/token_wat/token.wasm"),
+	}
 	if os.Getenv("KAIROS_EXEC_SKIP_GO") == "" {
 		var err error
 		if code[BenchGo], err = BuildGoGuest("../../contracts/token"); err != nil {
 			b.Fatal(err)
 		}
 	}
-	for _, module := range []string{BenchNative, BenchWAT, BenchGo} {
+	for _, module := range []string{BenchNative, BenchWAT, BenchWATToken, BenchGo} {
 		var r Runner = NewNativeRunner(NativeModules())
 		if module != BenchNative {
 			if code[module] == nil {

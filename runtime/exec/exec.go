@@ -229,7 +229,7 @@ func (x *Executor) ExecuteBlock(ctx context.Context, parent StateView, b *types.
 	// first dependent that became ready (or -1), which the same worker
 	// runs next: a chain then stays on one worker instead of passing every
 	// link through the channel.
-	step := func(i int) int {
+	step := func(ctx context.Context, i int) int {
 		if !fail.failed.Load() {
 			// Without a dependency no earlier transaction wrote what i may
 			// read, and without a dependent no later one reads what i
@@ -264,7 +264,7 @@ func (x *Executor) ExecuteBlock(ctx context.Context, parent StateView, b *types.
 		}
 		return next
 	}
-	worker := func() {
+	worker := func(ctx context.Context) {
 		defer wg.Done()
 		for {
 			lo := int(cursor.Add(int64(chunk))) - chunk
@@ -273,20 +273,20 @@ func (x *Executor) ExecuteBlock(ctx context.Context, parent StateView, b *types.
 			}
 			for _, r := range roots[lo:min(lo+chunk, len(roots))] {
 				for i := int(r); i >= 0; {
-					i = step(i)
+					i = step(ctx, i)
 				}
 			}
 		}
 		for i := range ready {
 			for i >= 0 {
-				i = step(i)
+				i = step(ctx, i)
 			}
 		}
 	}
 	workers := min(x.opts.Workers, n)
 	wg.Add(workers)
-	for range workers {
-		go worker()
+	for w := range workers {
+		go worker(withWorker(ctx, int32(w+1)))
 	}
 	wg.Wait()
 	if fail.err != nil {
@@ -332,7 +332,7 @@ func (x *Executor) executeIndependent(ctx context.Context, bl *block, parent Sta
 		fail blockErr
 		wg   sync.WaitGroup
 	)
-	worker := func() {
+	worker := func(ctx context.Context) {
 		defer wg.Done()
 		for !fail.failed.Load() {
 			lo := int(next.Add(independentChunk)) - independentChunk
@@ -351,8 +351,8 @@ func (x *Executor) executeIndependent(ctx context.Context, bl *block, parent Sta
 	}
 	workers := min(x.opts.Workers, (n+independentChunk-1)/independentChunk)
 	wg.Add(workers)
-	for range workers {
-		go worker()
+	for w := range workers {
+		go worker(withWorker(ctx, int32(w+1)))
 	}
 	wg.Wait()
 	if fail.err != nil {

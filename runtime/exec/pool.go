@@ -91,12 +91,14 @@ type pooledCode struct {
 	size    int64
 	elem    *list.Element
 	idle    []*vm.Instance
+	worker  []int32 // worker[i] last ran idle[i] (workerOf)
 	evicted bool
 }
 
 type acquiredInstance struct {
-	in   *vm.Instance
-	code *pooledCode
+	in     *vm.Instance
+	code   *pooledCode
+	worker int32
 }
 
 // NewPooledEngine creates the wazero runtime (runtime/vm, with the host
@@ -115,7 +117,8 @@ func NewPooledEngine(ctx context.Context, cfg PoolConfig) (*PooledEngine, error)
 // Acquire implements Engine. The first Acquire of a code id loads and
 // compiles it; concurrent ones wait for that compilation.
 func (e *PooledEngine) Acquire(ctx context.Context, codeID, method string, instrumented func() ([]byte, error)) (api.Module, api.Function, error) {
-	if in := e.idle(codeID); in != nil {
+	w := workerOf(ctx)
+	if in := e.idle(codeID, w); in != nil {
 		e.restore(in)
 		return in.Module(), in.Export(method), nil
 	}
@@ -134,16 +137,19 @@ func (e *PooledEngine) Acquire(ctx context.Context, codeID, method string, instr
 	}
 	mod := in.Module()
 	e.mu.Lock()
-	e.out[mod] = acquiredInstance{in: in, code: c}
+	e.out[mod] = acquiredInstance{in: in, code: c, worker: w}
 	e.mu.Unlock()
 	return mod, in.Export(method), nil
 }
 
 // idle is the usual Acquire, a compiled module with an idle instance, in
 // one critical section instead of three: two workers acquiring an instance
-// per transaction meet on the lock less. It returns the instance, already
-// out and not yet restored, or nil when the slow path must run.
-func (e *PooledEngine) idle(codeID string) *vm.Instance {
+// per transaction meet on the lock less. It prefers the most recent
+// instance worker w released: its memory and the engine's state are still
+// in w's core's caches, where the other worker's last instance is in the
+// other core's (see RATIONALE.md). It returns the instance, already out and
+// not yet restored, or nil when the slow path must run.
+func (e *PooledEngine) idle(codeID string, w int32) *vm.Instance {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	c := e.codes[codeID]
@@ -152,11 +158,19 @@ func (e *PooledEngine) idle(codeID string) *vm.Instance {
 	}
 	e.lru.MoveToFront(c.elem)
 	n := len(c.idle)
-	in := c.idle[n-1]
-	c.idle = c.idle[:n-1]
+	i := n - 1
+	for j := i; j >= 0; j-- {
+		if c.worker[j] == w {
+			i = j
+			break
+		}
+	}
+	in := c.idle[i]
+	c.idle[i], c.worker[i] = c.idle[n-1], c.worker[n-1]
+	c.idle, c.worker = c.idle[:n-1], c.worker[:n-1]
 	e.idleBytes -= instanceBytes(in)
 	e.stats.Reuses++
-	e.out[in.Module()] = acquiredInstance{in: in, code: c}
+	e.out[in.Module()] = acquiredInstance{in: in, code: c, worker: w}
 	return in
 }
 
@@ -165,7 +179,7 @@ func (e *PooledEngine) instance(ctx context.Context, c *pooledCode) (*vm.Instanc
 	e.mu.Lock()
 	var in *vm.Instance
 	if n := len(c.idle); n > 0 {
-		in, c.idle = c.idle[n-1], c.idle[:n-1]
+		in, c.idle, c.worker = c.idle[n-1], c.idle[:n-1], c.worker[:n-1]
 		e.idleBytes -= instanceBytes(in)
 		e.stats.Reuses++
 	}
@@ -253,7 +267,7 @@ func (e *PooledEngine) evict() evicted {
 			for _, in := range c.idle {
 				e.idleBytes -= instanceBytes(in)
 			}
-			c.idle = nil
+			c.idle, c.worker = nil, nil
 			e.codeBytes -= c.size
 			e.drop(c)
 			e.stats.Evictions++
@@ -287,7 +301,7 @@ func (e *PooledEngine) Release(mod api.Module, failed bool) {
 	keep := !failed && !in.Discarded() && !grew(in) && !c.evicted &&
 		len(c.idle) < e.cfg.IdlePerCode && e.idleBytes+size <= e.cfg.IdleBytesMax
 	if keep {
-		c.idle = append(c.idle, in)
+		c.idle, c.worker = append(c.idle, in), append(c.worker, a.worker)
 		e.idleBytes += size
 	} else {
 		e.stats.Discards++
@@ -340,10 +354,27 @@ func (e *PooledEngine) Close(ctx context.Context) error {
 	var idle []*vm.Instance
 	for _, c := range e.codes {
 		idle = append(idle, c.idle...)
-		c.idle = nil
+		c.idle, c.worker = nil, nil
 	}
 	e.idleBytes = 0
 	e.mu.Unlock()
 	e.close(evicted{idle: idle})
 	return e.vm.Close(ctx)
+}
+
+// workerKey is the context key of the executor worker running a frame.
+type workerKey struct{}
+
+// withWorker marks ctx as worker w's (1, 2, …), for the PooledEngine's
+// choice of an idle instance. It cannot change a result: every idle
+// instance is restored to the same snapshot.
+func withWorker(ctx context.Context, w int32) context.Context {
+	return context.WithValue(ctx, workerKey{}, w)
+}
+
+// workerOf is the worker withWorker set on ctx, 0 if none (serial
+// execution, simulation).
+func workerOf(ctx context.Context) int32 {
+	w, _ := ctx.Value(workerKey{}).(int32)
+	return w
 }

@@ -293,6 +293,9 @@ func TestPooledEngineConcurrent(t *testing.T) {
 		if len(c.idle) > cfg.IdlePerCode {
 			t.Fatalf("%d idle instances of %q, bound %d", len(c.idle), c.id, cfg.IdlePerCode)
 		}
+		if len(c.worker) != len(c.idle) {
+			t.Fatalf("%q: %d idle instances, %d worker marks", c.id, len(c.idle), len(c.worker))
+		}
 		for _, in := range c.idle {
 			idleBytes += instanceBytes(in)
 		}
@@ -417,5 +420,50 @@ func TestMissingRestoreIsCaught(t *testing.T) {
 	}
 	if caught == 0 {
 		t.Fatal("a pool without restore went unnoticed on every seed")
+	}
+}
+
+// TestPooledEngineWorkerAffinity checks that a worker gets back the idle
+// instance it released last, whatever the other worker released after it,
+// and that a caller without a worker gets the most recent one.
+func TestPooledEngineWorkerAffinity(t *testing.T) {
+	p, err := deploy.Prepare(readWasm(t, "../../contracts/counter_wat/counter.wasm"), DeployConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newPooledEngine(t, DefaultPoolConfig())
+	acquire := func(ctx context.Context) api.Module {
+		t.Helper()
+		mod, _, err := e.Acquire(ctx, "a", "get", func() ([]byte, error) { return p.Instrumented, nil })
+		if err != nil {
+			t.Fatal(err)
+		}
+		return mod
+	}
+	w1, w2 := withWorker(context.Background(), 1), withWorker(context.Background(), 2)
+	m1, m2 := acquire(w1), acquire(w2)
+	if m1 == m2 {
+		t.Fatal("two instances out at once are the same")
+	}
+	for range 3 {
+		e.Release(m1, false)
+		e.Release(m2, false) // most recent
+		if got := acquire(w1); got != m1 {
+			t.Fatal("worker 1 got worker 2's instance")
+		}
+		if got := acquire(w2); got != m2 {
+			t.Fatal("worker 2 got worker 1's instance")
+		}
+	}
+	e.Release(m1, false)
+	e.Release(m2, false)
+	if got := acquire(context.Background()); got != m2 {
+		t.Fatal("a caller without a worker did not get the most recent instance")
+	}
+	if got := acquire(withWorker(context.Background(), 3)); got != m1 {
+		t.Fatal("a worker with no instance of its own did not get the remaining one")
+	}
+	if st := e.Stats(); st.Instantiations != 2 {
+		t.Fatalf("%d instantiations, want 2", st.Instantiations)
 	}
 }
