@@ -365,35 +365,46 @@ func (m *Mempool) Entries() []*Entry {
 }
 
 // Remove drops ids (executed, or otherwise final); unknown ids, and ids
-// still being persisted by an Add, are ignored.
+// still being persisted by an Add, are ignored. The entries leave memory
+// at once and their records are deleted after the lock is released, so
+// Adds do not wait for this sync. A record whose delete is lost (a crash,
+// a failed write, or an Add of the same id that committed first) is only
+// reloaded on restart, and the node drops a reloaded transaction that has
+// a receipt.
 func (m *Mempool) Remove(ctx context.Context, ids []types.Hash) error {
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.removeLocked(ctx, ids)
+	gone := m.dropLocked(ids)
+	m.mu.Unlock()
+	return m.deleteRecords(ctx, gone)
 }
 
-func (m *Mempool) removeLocked(ctx context.Context, ids []types.Hash) error {
+// dropLocked takes the entries of ids out of memory and returns their ids.
+func (m *Mempool) dropLocked(ids []types.Hash) []types.Hash {
+	var gone []types.Hash
+	for _, id := range ids {
+		if e, ok := m.byID[id]; ok {
+			m.drop(e)
+			gone = append(gone, id)
+		}
+	}
+	return gone
+}
+
+func (m *Mempool) deleteRecords(ctx context.Context, ids []types.Hash) error {
+	if len(ids) == 0 {
+		return nil
+	}
 	b, err := m.d.Batch(ctx)
 	if err != nil {
 		return fmt.Errorf("mempool: remove: %w", err)
 	}
-	var gone []*Entry
 	for _, id := range ids {
-		if e, ok := m.byID[id]; ok {
-			if err := b.Delete(ctx, key(id)); err != nil {
-				return fmt.Errorf("mempool: remove: %w", err)
-			}
-			gone = append(gone, e)
+		if err := b.Delete(ctx, key(id)); err != nil {
+			return fmt.Errorf("mempool: remove: %w", err)
 		}
-	}
-	if len(gone) == 0 {
-		return nil
 	}
 	if err := b.Commit(ctx); err != nil {
 		return fmt.Errorf("mempool: remove: %w", err)
-	}
-	for _, e := range gone {
-		m.drop(e)
 	}
 	return nil
 }
@@ -402,12 +413,13 @@ func (m *Mempool) removeLocked(ctx context.Context, ids []types.Hash) error {
 // before now and returns how many.
 func (m *Mempool) Expire(ctx context.Context, now int64) (int, error) {
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	var ids []types.Hash
 	for id, e := range m.byID {
 		if m.expired(e, now) {
 			ids = append(ids, id)
 		}
 	}
-	return len(ids), m.removeLocked(ctx, ids)
+	gone := m.dropLocked(ids)
+	m.mu.Unlock()
+	return len(gone), m.deleteRecords(ctx, gone)
 }
