@@ -62,7 +62,7 @@ func checkSyncBlock(comm *consensus.Committee, h uint64, r *syncBlockResponse) e
 	return nil
 }
 
-// orderBlock is the inverse of typesBlock.
+// orderBlock is the inverse of order.Block.Types.
 func orderBlock(b *types.Block) *order.Block {
 	ob := &order.Block{Height: b.Height, Parent: [32]byte(b.Parent), Time: b.Time, Watermark: b.Watermark,
 		Txs: make([]order.Tx, len(b.Txs))}

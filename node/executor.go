@@ -101,16 +101,6 @@ func (n *Node) execute() {
 	}
 }
 
-// typesBlock converts a block of the ordering layer to the executed form.
-func typesBlock(b *order.Block) *types.Block {
-	tb := &types.Block{Height: b.Height, Parent: types.Hash(b.Parent), Time: b.Time, Watermark: b.Watermark,
-		Txs: make([]types.OrderedTx, len(b.Txs))}
-	for i, t := range b.Txs {
-		tb.Txs[i] = types.OrderedTx{ID: types.Hash(t.ID), TS: t.TS}
-	}
-	return tb
-}
-
 // executeBlock executes one block against the latest state, stores the
 // block, its transactions and receipts, commits the state, and signs and
 // sends a checkpoint vote with the ordering state st after the block (none
@@ -119,7 +109,7 @@ func typesBlock(b *order.Block) *types.Block {
 // re-executes the block (identically) on restart.
 func (n *Node) executeBlock(ob *order.Block, st *consensus.OrderingState) error {
 	ctx := n.ctx
-	b := typesBlock(ob)
+	b := ob.Types()
 	raws, txs, err := n.bodies(b)
 	if err != nil {
 		return err

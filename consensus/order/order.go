@@ -47,8 +47,20 @@ type Block struct {
 	Time      int64    // TS of the last tx
 }
 
-// ID returns the sha2-256 digest of the block's canonical encoding.
-func (b *Block) ID() [32]byte { return sha256.Sum256(types.MustEncode(b)) }
+// Types returns the block in the form the node executes, stores and
+// serves.
+func (b *Block) Types() *types.Block {
+	tb := &types.Block{Height: b.Height, Parent: types.Hash(b.Parent), Time: b.Time, Watermark: b.Watermark,
+		Txs: make([]types.OrderedTx, len(b.Txs))}
+	for i, t := range b.Txs {
+		tb.Txs[i] = types.OrderedTx{ID: types.Hash(t.ID), TS: t.TS}
+	}
+	return tb
+}
+
+// ID returns the block id, that of its types.Block: the id checkpoints
+// certify and clients see, so the next block's Parent links to it.
+func (b *Block) ID() [32]byte { return [32]byte(b.Types().ID()) }
 
 // ErrBadParams reports weights or limits the layer cannot work with.
 var ErrBadParams = errors.New("order: bad params")

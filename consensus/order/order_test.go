@@ -139,6 +139,7 @@ func TestTable(t *testing.T) {
 type scenario struct {
 	log      []Tx
 	lastB    int64
+	lastID   types.Hash // id of the last released block, as the node serves it
 	problems []string
 	honest   map[TxID][2]int64 // min, max honest ack
 
@@ -289,6 +290,14 @@ func (s *scenario) apply(o *Orderer, sub []Cert) {
 	s.lastB = o.Watermark()
 	if b == nil {
 		return
+	}
+	// Blocks form a chain by the id clients see.
+	if types.Hash(b.Parent) != s.lastID {
+		s.problems = append(s.problems, "parent is not the previous block's id")
+	}
+	s.lastID = b.Types().ID()
+	if types.Hash(b.ID()) != s.lastID {
+		s.problems = append(s.problems, "block id is not its types.Block id")
 	}
 	for _, tx := range b.Txs {
 		if n := len(s.log); n > 0 && !Less(s.log[n-1], tx) {
