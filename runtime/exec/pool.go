@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"sync/atomic"
 
 	"github.com/tetratelabs/wazero/api"
 
@@ -80,7 +79,6 @@ type PooledEngine struct {
 	idleBytes int64
 	out       map[api.Module]acquiredInstance
 	stats     PoolStats
-	restored  atomic.Int64 // PoolStats.RestoredBytes, counted outside mu
 }
 
 type pooledCode struct {
@@ -119,7 +117,7 @@ func NewPooledEngine(ctx context.Context, cfg PoolConfig) (*PooledEngine, error)
 func (e *PooledEngine) Acquire(ctx context.Context, codeID, method string, instrumented func() ([]byte, error)) (api.Module, api.Function, error) {
 	w := workerOf(ctx)
 	if in := e.idle(codeID, w); in != nil {
-		e.restore(in)
+		in.Restore()
 		return in.Module(), in.Export(method), nil
 	}
 	var c *pooledCode
@@ -185,7 +183,7 @@ func (e *PooledEngine) instance(ctx context.Context, c *pooledCode) (*vm.Instanc
 	}
 	e.mu.Unlock()
 	if in != nil {
-		e.restore(in)
+		in.Restore()
 		return in, nil
 	}
 	// Env is for vm's direct calls only: host.Run gives every frame its
@@ -297,6 +295,9 @@ func (e *PooledEngine) Release(mod api.Module, failed bool) {
 		return
 	}
 	in, c := a.in, a.code
+	// What the restore at its Acquire copied (0 for a new instance),
+	// counted here under the lock both workers take anyway.
+	e.stats.RestoredBytes += int64(in.RestoredBytes())
 	size := instanceBytes(in)
 	keep := !failed && !in.Discarded() && !grew(in) && !c.evicted &&
 		len(c.idle) < e.cfg.IdlePerCode && e.idleBytes+size <= e.cfg.IdleBytesMax
@@ -335,16 +336,7 @@ func (e *PooledEngine) close(ev evicted) {
 func (e *PooledEngine) Stats() PoolStats {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	st := e.stats
-	st.RestoredBytes = e.restored.Load()
-	return st
-}
-
-// restore restores an idle instance outside the lock and counts what it
-// copied.
-func (e *PooledEngine) restore(in *vm.Instance) {
-	in.Restore()
-	e.restored.Add(int64(in.RestoredBytes()))
+	return e.stats
 }
 
 // Close closes the idle instances and the runtime (with every compiled
