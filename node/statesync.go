@@ -88,6 +88,7 @@ type syncState struct {
 	resumed int     // of them, staged by an earlier, interrupted sync
 	staged  int     // of them, staged by this one
 	blocks  int     // blocks fetched and executed by catch-up
+	moves   int     // syncs restarted at a newer checkpoint
 }
 
 func (s *syncState) reject(err error) {
@@ -326,6 +327,9 @@ func (n *Node) stateSync() (*consensus.OrderingState, error) {
 		// their newer checkpoint now: start over there (the staging area
 		// of c is cleared by the next importer).
 		n.log.Info("state sync: peers moved on", "from", c.cert.Height, "to", next.cert.Height)
+		n.sync.mu.Lock()
+		n.sync.moves++
+		n.sync.mu.Unlock()
 		c = next
 	}
 	cc := c.cert

@@ -1,8 +1,11 @@
 package node
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -196,4 +199,94 @@ func TestCatchUpAfterLongAbsence(t *testing.T) {
 	}
 	h := c.sameChainAbove(c.prunedTo())
 	t.Logf("absent from round %d; caught up %d blocks; blocks up to %d equal on all nodes", last, blocks, h)
+}
+
+// TestStateSyncMovesOn: while a wiped node fetches the snapshot of the
+// peers' compacted checkpoint, they advance and compact past it and stop
+// serving it. The node must move on to their newer checkpoint and still
+// end at their blocks and roots.
+func TestStateSyncMovesOn(t *testing.T) {
+	const gc = 10
+	comm := smallGCCommittee(t, 4, gc)
+	var c *cluster
+	var mu sync.Mutex // the hook runs on the node's goroutine
+	var hookErr error
+	hooked := false
+	c = newClusterWith(t, 4, func(i int, cfg *Config) {
+		cfg.Committee, cfg.CompactEvery, cfg.SyncChunkLeaves = comm, 3, 1 // many chunks: most are fetched after the hook
+		if i != 3 {
+			return
+		}
+		cfg.afterChunk = func(staged int) error {
+			mu.Lock()
+			defer mu.Unlock()
+			if !hooked {
+				hooked = true
+				hookErr = advancePeers(c, comm, 300)
+			}
+			return nil
+		}
+	})
+	c.waves(0, 2)
+	c.stop(3)
+	if err := os.RemoveAll(c.dirs[3]); err != nil {
+		t.Fatal(err)
+	}
+	stopped := c.nodes[0].Status().Round
+	c.waves(100, 8)
+	c.waitFor("the others advance well beyond the gc depth and compact", 60*time.Second, func() bool {
+		for _, nd := range c.nodes[:3] {
+			if nd.Status().Round < stopped+4*gc || nd.cmp.runs.Load() < 2 {
+				return false
+			}
+		}
+		return true
+	})
+	c.start(3)
+	nd := c.nodes[3]
+	c.waitFor("the wiped node syncs", 90*time.Second, func() bool { return nd.Status().Height > 0 })
+	mu.Lock()
+	herr, hk := hookErr, hooked
+	mu.Unlock()
+	if herr != nil {
+		t.Fatal(herr)
+	}
+	nd.sync.mu.Lock()
+	moves := nd.sync.moves
+	nd.sync.mu.Unlock()
+	if !hk || moves == 0 {
+		t.Fatalf("the sync did not move on (hooked %v, moves %d)", hk, moves)
+	}
+	later := c.waves(400, 2)
+	c.waitFor("the synced node executes the later waves", 60*time.Second, func() bool {
+		return c.executedAll(nd, later)
+	})
+	c.sameChainAbove(nd.Status().Height - 1)
+}
+
+// advancePeers submits transactions to validators 0–2 until each has
+// compacted at a height above the one they served when it was called.
+func advancePeers(c *cluster, comm *consensus.Committee, from int) error {
+	ctx := context.Background()
+	st, _, err := loadOrderingState(ctx, c.nodes[0].d, comm)
+	if err != nil || st == nil {
+		return fmt.Errorf("peer 0 has no compacted state: %v", err)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for i := from; time.Now().Before(deadline); i++ {
+		if _, err := c.nodes[i%3].SubmitTx(ctx, counterTx(i, fmt.Sprintf("k%d", i%3))); err != nil {
+			return err
+		}
+		past := 0
+		for _, p := range c.nodes[:3] {
+			if s, _, err := loadOrderingState(ctx, p.d, comm); err == nil && s != nil && s.Height > st.Height {
+				past++
+			}
+		}
+		if past == 3 {
+			return nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return fmt.Errorf("the peers did not compact past height %d", st.Height)
 }
