@@ -3,7 +3,9 @@ package p2p
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 	"go.uber.org/goleak"
@@ -80,4 +82,69 @@ func TestCloseStopsEverything(t *testing.T) {
 		}
 	}
 	run()
+}
+
+// TestCloseWaitsForHandlers: Close returns only after a running handler
+// has returned, so its caller may then release what handlers use (the
+// node closes its datastore); a request arriving after Close starts runs
+// no handler.
+func TestCloseWaitsForHandlers(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), testDeadline)
+	defer cancel()
+	a, err := New(NewConfig(testKey(0)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := New(NewConfig(testKey(1)).WithBootstrap(a.AddrInfo()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if err := b.Bootstrap(ctx); err != nil {
+		t.Fatal(err)
+	}
+	entered, release := make(chan struct{}), make(chan struct{})
+	closed := make(chan struct{})
+	var early bool // Close had returned while the handler still ran
+	var calls atomic.Int32
+	a.HandleDirect(votesProto, func(peer.ID, []byte) {
+		if calls.Add(1) > 1 {
+			return
+		}
+		close(entered)
+		<-release
+		select {
+		case <-closed:
+			early = true
+		default:
+		}
+	})
+	if err := b.Send(ctx, a.ID(), votesProto, []byte("vote")); err != nil {
+		t.Fatal(err)
+	}
+	<-entered
+	go func() {
+		_ = a.Close()
+		close(closed)
+	}()
+	waitFor(t, "Close to stop new handlers", func() bool {
+		a.hmu.Lock()
+		defer a.hmu.Unlock()
+		return a.hstopped
+	})
+	if a.enter() {
+		t.Fatal("a handler entered after Close started")
+	}
+	// A Close that does not wait returns within this grace; a correct one
+	// cannot return at all before the release, so this cannot fail it.
+	select {
+	case <-closed:
+		t.Fatal("Close returned while a handler was running")
+	case <-time.After(200 * time.Millisecond):
+	}
+	close(release)
+	<-closed
+	if early {
+		t.Fatal("Close returned while a handler was running")
+	}
 }

@@ -59,7 +59,12 @@ func (h *Host) HandleDirect(proto protocol.ID, fn DirectHandler) {
 				return
 			}
 			c.In.Add(1)
+			if !h.enter() {
+				_ = s.Reset()
+				return
+			}
 			fn(from, msg)
+			h.leave()
 		}
 	})
 }

@@ -88,7 +88,12 @@ func (t *Topic) validator(v Validator) pubsub.ValidatorEx {
 			return pubsub.ValidationIgnore
 		}
 		if v != nil {
-			if err := v(ctx, from, m.Data); err != nil {
+			if !t.h.enter() {
+				return pubsub.ValidationIgnore // closing
+			}
+			err := v(ctx, from, m.Data)
+			t.h.leave()
+			if err != nil {
 				t.counters.Rejected.Add(1)
 				if errors.Is(err, ErrIgnore) {
 					return pubsub.ValidationIgnore

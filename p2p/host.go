@@ -47,6 +47,15 @@ type Host struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // goroutines started by this package
 
+	// The caller's handlers (direct, request, gossip validators) run on
+	// libp2p's goroutines, which Close does not wait for. They enter
+	// through enter/leave: Close stops new ones and waits for those
+	// running, so once it returns the caller may release what they use
+	// (a node closes its datastore; pebble panics when used after that).
+	hmu      sync.Mutex
+	hstopped bool // under hmu
+	inflight sync.WaitGroup
+
 	// mu guards the fields below. Join holds it while waiting for
 	// pubsub's event loop, so nothing called from that loop (the tracer)
 	// may take it; the tracer reads joined instead.
@@ -363,6 +372,9 @@ func (h *Host) Close() error {
 		return nil
 	}
 	h.closed = true
+	h.hmu.Lock()
+	h.hstopped = true
+	h.hmu.Unlock()
 	topics := make([]*Topic, 0, len(h.topics))
 	for _, t := range h.topics {
 		topics = append(topics, t)
@@ -384,8 +396,25 @@ func (h *Host) Close() error {
 	h.host.Network().StopNotify(h.notifee)
 	errs = append(errs, h.host.Close())
 	h.wg.Wait()
+	h.inflight.Wait()
 	return errors.Join(errs...)
 }
+
+// enter reports whether a caller's handler may run (the host is not
+// closing); if so the caller must call leave when the handler returns.
+// Entering again from inside a handler (a local publish validated inline)
+// is fine: it only counts.
+func (h *Host) enter() bool {
+	h.hmu.Lock()
+	defer h.hmu.Unlock()
+	if h.hstopped {
+		return false
+	}
+	h.inflight.Add(1)
+	return true
+}
+
+func (h *Host) leave() { h.inflight.Done() }
 
 // deadline returns the earlier of ctx's deadline and now+d.
 func deadline(ctx context.Context, d time.Duration) time.Time {

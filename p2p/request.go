@@ -56,9 +56,14 @@ func (h *Host) HandleRequest(proto protocol.ID, fn RequestHandler) {
 			h.streamFailed(s, c, err)
 			return
 		}
+		if !h.enter() {
+			_ = s.Reset()
+			return
+		}
 		ctx, cancel := context.WithTimeout(h.ctx, h.cfg.requestTimeout)
 		resp, err := fn(ctx, from, req)
 		cancel()
+		h.leave()
 		status := byte(statusOK)
 		switch {
 		case err != nil:
