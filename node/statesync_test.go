@@ -67,21 +67,7 @@ func TestStateSyncAfterWipe(t *testing.T) {
 			}
 		}
 	})
-	c.waves(0, 2)
-	c.stop(3)
-	if err := os.RemoveAll(c.dirs[3]); err != nil {
-		t.Fatal(err)
-	}
-	stopped := c.nodes[0].Status().Round
-	c.waves(100, 8)
-	c.waitFor("the others advance well beyond the gc depth and compact", 60*time.Second, func() bool {
-		for _, nd := range c.nodes[:3] {
-			if nd.Status().Round < stopped+4*gc || nd.cmp.runs.Load() < 2 {
-				return false
-			}
-		}
-		return true
-	})
+	stopped := wipeWhileOthersAdvance(t, c, gc)
 	// No transactions come until the restart below, so the peers'
 	// last compaction is final once each compacted its last multiple of
 	// CompactEvery: the restarted sync then finds the same checkpoint.
@@ -239,21 +225,7 @@ func TestStateSyncMovesOn(t *testing.T) {
 			return nil
 		}
 	})
-	c.waves(0, 2)
-	c.stop(3)
-	if err := os.RemoveAll(c.dirs[3]); err != nil {
-		t.Fatal(err)
-	}
-	stopped := c.nodes[0].Status().Round
-	c.waves(100, 8)
-	c.waitFor("the others advance well beyond the gc depth and compact", 60*time.Second, func() bool {
-		for _, nd := range c.nodes[:3] {
-			if nd.Status().Round < stopped+4*gc || nd.cmp.runs.Load() < 2 {
-				return false
-			}
-		}
-		return true
-	})
+	wipeWhileOthersAdvance(t, c, gc)
 	c.start(3)
 	nd := c.nodes[3]
 	c.waitFor("the wiped node syncs", 90*time.Second, func() bool { return nd.Status().Height > 0 })
@@ -274,6 +246,30 @@ func TestStateSyncMovesOn(t *testing.T) {
 		return c.executedAll(nd, later)
 	})
 	c.sameChainAbove(nd.Status().Height - 1)
+}
+
+// wipeWhileOthersAdvance stops validator 3 and deletes its disk, then runs
+// transactions until the others are well beyond the gc depth and have
+// compacted twice: replaying from genesis is no longer possible for it.
+// It returns the round at which validator 3 stopped.
+func wipeWhileOthersAdvance(t *testing.T, c *cluster, gc uint64) (stopped uint64) {
+	t.Helper()
+	c.waves(0, 2)
+	c.stop(3)
+	if err := os.RemoveAll(c.dirs[3]); err != nil {
+		t.Fatal(err)
+	}
+	stopped = c.nodes[0].Status().Round
+	c.waves(100, 8)
+	c.waitFor("the others advance well beyond the gc depth and compact", 60*time.Second, func() bool {
+		for _, nd := range c.nodes[:3] {
+			if nd.Status().Round < stopped+4*gc || nd.cmp.runs.Load() < 2 {
+				return false
+			}
+		}
+		return true
+	})
+	return stopped
 }
 
 // advancePeers submits transactions to validators 0–2 until each has
