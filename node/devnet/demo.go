@@ -362,7 +362,22 @@ func (d *demo) proveValue(what string, k types.StateKey, height uint64) (uint64,
 		return 0, 0, fmt.Errorf("%w: checkpoint certificate: %w", ErrDemo, err)
 	}
 	fmt.Fprintf(d.w, "checkpoint: height %d root %s signed by validators %v (quorum checked)\n", cc.Height, cc.StateRoot, cc.Signers)
-	s, err := d.clients[len(d.clients)-1].State(d.ctx, k, cc.Height, true)
+	// A certificate can reach a validator before it executed that height
+	// itself (a quorum of others signed it): wait until the validator read
+	// from serves it.
+	other := d.clients[len(d.clients)-1]
+	for {
+		st, err := other.Status(d.ctx)
+		if err == nil && st.Height >= cc.Height {
+			break
+		}
+		select {
+		case <-d.ctx.Done():
+			return 0, 0, fmt.Errorf("waiting for a validator to serve height %d: %w", cc.Height, d.ctx.Err())
+		case <-time.After(receiptPoll):
+		}
+	}
+	s, err := other.State(d.ctx, k, cc.Height, true)
 	if err != nil {
 		return 0, 0, err
 	}
