@@ -178,11 +178,7 @@ func (n *Node) snapshot(ctx context.Context, h uint64) (*snapServe, error) {
 }
 
 func (n *Node) serveSyncManifest(ctx context.Context, _ peer.ID, req []byte) ([]byte, error) {
-	var r syncChunkRequest
-	if err := decodeSyncRequest(req, &r); err != nil {
-		return nil, err
-	}
-	s, err := n.snapshot(ctx, r.Height)
+	s, _, err := n.requestedSnapshot(ctx, req)
 	if err != nil {
 		return nil, err
 	}
@@ -190,11 +186,7 @@ func (n *Node) serveSyncManifest(ctx context.Context, _ peer.ID, req []byte) ([]
 }
 
 func (n *Node) serveSyncChunk(ctx context.Context, _ peer.ID, req []byte) ([]byte, error) {
-	var r syncChunkRequest
-	if err := decodeSyncRequest(req, &r); err != nil {
-		return nil, err
-	}
-	s, err := n.snapshot(ctx, r.Height)
+	s, r, err := n.requestedSnapshot(ctx, req)
 	if err != nil {
 		return nil, err
 	}
@@ -202,6 +194,17 @@ func (n *Node) serveSyncChunk(ctx context.Context, _ peer.ID, req []byte) ([]byt
 		return nil, fmt.Errorf("%w: chunk %d of %d", ErrNotFound, r.Index, len(s.chunks))
 	}
 	return n.tamper(protoSyncChunk, s.chunks[r.Index]), nil
+}
+
+// requestedSnapshot decodes a manifest or chunk request and returns the
+// snapshot of its height.
+func (n *Node) requestedSnapshot(ctx context.Context, req []byte) (*snapServe, syncChunkRequest, error) {
+	var r syncChunkRequest
+	if err := decodeSyncRequest(req, &r); err != nil {
+		return nil, r, err
+	}
+	s, err := n.snapshot(ctx, r.Height)
+	return s, r, err
 }
 
 // startConsensus runs on the driver before its first step. With an empty disk it
