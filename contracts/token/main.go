@@ -109,7 +109,7 @@ func move(from, to guest.Address, amount uint64) {
 	guest.Require(have >= amount, "token: insufficient balance")
 	setBalance(from, have-amount)
 	credit(to, amount)
-	guest.Emit("transfer", guest.NewEncoder().PutAddress(from).PutAddress(to).PutUint64(amount).Bytes())
+	guest.EmitWith("transfer", func(e *guest.Encoder) { e.PutAddress(from).PutAddress(to).PutUint64(amount) })
 }
 
 // credit cannot overflow: every balance is at most the supply, which mint

@@ -81,9 +81,10 @@ func (e *Encoder) PutString(s string) *Encoder {
 // first error every read returns the zero value and Err keeps that error,
 // so a method can read all its fields and check once.
 type Decoder struct {
-	buf []byte
-	off int
-	err error
+	buf    []byte
+	off    int
+	err    error
+	copies bool // buf is reused (scratchBufs): Bytes returns copies
 }
 
 // NewDecoder reads b. Bytes and String results alias b.
@@ -100,17 +101,25 @@ func (d *Decoder) End() error {
 	return d.err
 }
 
+// take returns the next n bytes, or nil after recording ErrShortInput. It
+// is small enough to inline: in a wasm guest a Go call costs dozens of
+// metered instructions, and a transfer decodes a handful of fields.
 func (d *Decoder) take(n int) []byte {
-	if d.err != nil {
-		return nil
-	}
-	if n < 0 || n > len(d.buf)-d.off {
-		d.err = &decodeError{ErrShortInput, "need " + strconv.Itoa(n) + " bytes at offset " + strconv.Itoa(d.off) + ", have " + strconv.Itoa(len(d.buf)-d.off)}
+	if d.err != nil || n < 0 || n > len(d.buf)-d.off {
+		d.short(n)
 		return nil
 	}
 	b := d.buf[d.off : d.off+n : d.off+n]
 	d.off += n
 	return b
+}
+
+// short records ErrShortInput for a read of n bytes, unless an error is
+// recorded already.
+func (d *Decoder) short(n int) {
+	if d.err == nil {
+		d.err = &decodeError{ErrShortInput, "need " + strconv.Itoa(n) + " bytes at offset " + strconv.Itoa(d.off) + ", have " + strconv.Itoa(len(d.buf)-d.off)}
+	}
 }
 
 // Uint64 reads 8 big-endian bytes.
@@ -151,15 +160,21 @@ func (d *Decoder) Address() (a Address) {
 	return a
 }
 
-// Bytes reads a u32 length and that many bytes (aliasing the input).
+// Bytes reads a u32 length and that many bytes, aliasing the input of
+// NewDecoder. (The decoders of Map, Value and DecodeInput read reused
+// buffers and return copies instead, so a Codec may keep what Bytes
+// returns.)
 func (d *Decoder) Bytes() []byte {
 	n := d.Uint32()
 	if d.err != nil {
 		return nil
 	}
 	b := d.take(int(n))
-	if b == nil && d.err == nil {
+	switch {
+	case b == nil && d.err == nil:
 		return []byte{}
+	case d.copies && b != nil:
+		return append([]byte{}, b...)
 	}
 	return b
 }
@@ -189,19 +204,45 @@ func CodecOf[T any](put func(*Encoder, T), get func(*Decoder) T) Codec[T] {
 	return funcCodec[T]{put, get}
 }
 
-// The codecs of the field types.
+// The codecs of the field types. They are types of their own rather than
+// CodecOf closures: one call less per field, which a wasm guest pays in
+// metered instructions on every state access.
 var (
-	Uint64Codec  = CodecOf(func(e *Encoder, v uint64) { e.PutUint64(v) }, (*Decoder).Uint64)
-	Int64Codec   = CodecOf(func(e *Encoder, v int64) { e.PutInt64(v) }, (*Decoder).Int64)
-	Uint32Codec  = CodecOf(func(e *Encoder, v uint32) { e.PutUint32(v) }, (*Decoder).Uint32)
-	BoolCodec    = CodecOf(func(e *Encoder, v bool) { e.PutBool(v) }, (*Decoder).Bool)
-	AddressCodec = CodecOf(func(e *Encoder, v Address) { e.PutAddress(v) }, (*Decoder).Address)
-	StringCodec  = CodecOf(func(e *Encoder, v string) { e.PutString(v) }, (*Decoder).String)
+	Uint64Codec  Codec[uint64]  = uint64Codec{}
+	Int64Codec   Codec[int64]   = int64Codec{}
+	Uint32Codec  Codec[uint32]  = uint32Codec{}
+	BoolCodec    Codec[bool]    = boolCodec{}
+	AddressCodec Codec[Address] = addressCodec{}
+	StringCodec  Codec[string]  = stringCodec{}
 	// BytesCodec copies what it reads, so a decoded value never aliases a
 	// buffer the caller may reuse.
-	BytesCodec = CodecOf(func(e *Encoder, v []byte) { e.PutBytes(v) },
-		func(d *Decoder) []byte { return append([]byte{}, d.Bytes()...) })
+	BytesCodec Codec[[]byte] = bytesCodec{}
 )
+
+type (
+	uint64Codec  struct{}
+	int64Codec   struct{}
+	uint32Codec  struct{}
+	boolCodec    struct{}
+	addressCodec struct{}
+	stringCodec  struct{}
+	bytesCodec   struct{}
+)
+
+func (uint64Codec) Append(e *Encoder, v uint64)   { e.PutUint64(v) }
+func (uint64Codec) Read(d *Decoder) uint64        { return d.Uint64() }
+func (int64Codec) Append(e *Encoder, v int64)     { e.PutInt64(v) }
+func (int64Codec) Read(d *Decoder) int64          { return d.Int64() }
+func (uint32Codec) Append(e *Encoder, v uint32)   { e.PutUint32(v) }
+func (uint32Codec) Read(d *Decoder) uint32        { return d.Uint32() }
+func (boolCodec) Append(e *Encoder, v bool)       { e.PutBool(v) }
+func (boolCodec) Read(d *Decoder) bool            { return d.Bool() }
+func (addressCodec) Append(e *Encoder, v Address) { e.PutAddress(v) }
+func (addressCodec) Read(d *Decoder) Address      { return d.Address() }
+func (stringCodec) Append(e *Encoder, v string)   { e.PutString(v) }
+func (stringCodec) Read(d *Decoder) string        { return d.String() }
+func (bytesCodec) Append(e *Encoder, v []byte)    { e.PutBytes(v) }
+func (bytesCodec) Read(d *Decoder) []byte         { return append([]byte{}, d.Bytes()...) }
 
 // Pair holds two values, for composite keys such as (owner, spender).
 type Pair[A, B any] struct {
@@ -210,12 +251,18 @@ type Pair[A, B any] struct {
 }
 
 // PairCodec encodes a Pair as the first value's fields then the second's.
-func PairCodec[A, B any](a Codec[A], b Codec[B]) Codec[Pair[A, B]] {
-	return CodecOf(
-		func(e *Encoder, p Pair[A, B]) { a.Append(e, p.First); b.Append(e, p.Second) },
-		func(d *Decoder) Pair[A, B] { return Pair[A, B]{a.Read(d), b.Read(d)} },
-	)
+func PairCodec[A, B any](a Codec[A], b Codec[B]) Codec[Pair[A, B]] { return pairCodec[A, B]{a, b} }
+
+type pairCodec[A, B any] struct {
+	a Codec[A]
+	b Codec[B]
 }
+
+func (c pairCodec[A, B]) Append(e *Encoder, p Pair[A, B]) {
+	c.a.Append(e, p.First)
+	c.b.Append(e, p.Second)
+}
+func (c pairCodec[A, B]) Read(d *Decoder) Pair[A, B] { return Pair[A, B]{c.a.Read(d), c.b.Read(d)} }
 
 // Encode returns the encoding of v.
 func Encode[T any](c Codec[T], v T) []byte {

@@ -8,10 +8,13 @@ import "github.com/kairos-network/kairos/sdk/guest/internal/abi"
 func Input() []byte { return abi.Input() }
 
 // DecodeInput decodes the whole input as one T and aborts the call if it
-// does not decode (short, trailing bytes, bad field).
+// does not decode (short, trailing bytes, bad field). Unlike
+// Decode(c, Input()) it allocates nothing but the byte fields it returns.
 func DecodeInput[T any](c Codec[T]) T {
-	v, err := Decode(c, Input())
+	s := takeScratch()
+	v, err := decodeWith(s, c, s.input())
 	Check(err)
+	s.release()
 	return v
 }
 
@@ -22,6 +25,19 @@ func Return(b []byte) {
 		Abort("guest: return data longer than ReturnLenMax")
 	}
 	abi.SetReturn(b)
+}
+
+// ReturnWith sets the call's result to what build appends to e, an Encoder
+// over a buffer the SDK reuses: unlike Return(Encode(...)) it allocates
+// nothing for a result that fits (RATIONALE.md, "Why does the Go SDK read
+// and encode state through package-level buffers?"). e is valid only
+// during build.
+func ReturnWith(build func(e *Encoder)) {
+	s := takeScratch()
+	s.val.buf = s.valArr[:0]
+	build(&s.val)
+	Return(s.val.buf)
+	s.release()
 }
 
 // Abort ends the call with status "aborted": writes and events of the call
@@ -79,6 +95,18 @@ func VerifyEd25519(pub [32]byte, msg []byte, sig [64]byte) bool {
 		Abort("guest: ed25519 message longer than HashInputLenMax")
 	}
 	return abi.Ed25519Verify(&pub, msg, &sig)
+}
+
+// EmitWith emits an event whose data is what build appends to e, an
+// Encoder over a buffer the SDK reuses: unlike Emit(topic,
+// NewEncoder()...Bytes()) it allocates nothing for data that fits. e is
+// valid only during build.
+func EmitWith(topic string, build func(e *Encoder)) {
+	s := takeScratch()
+	s.val.buf = s.valArr[:0]
+	build(&s.val)
+	Emit(topic, s.val.buf)
+	s.release()
 }
 
 // Emit appends an event with the given topic and data (usually built with

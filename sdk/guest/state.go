@@ -86,12 +86,16 @@ func (m Map[K, V]) Key(k K) []byte {
 // Get returns the value of k. A stored value that does not decode aborts:
 // it can only come from a module bug or a changed codec.
 func (m Map[K, V]) Get(k K) (V, bool) {
-	b, ok := StateGet(m.Key(k))
+	s := takeScratch()
+	b, ok := s.stateGet(encodeKey(s, m.prefix, m.key, k))
 	if !ok {
+		s.release()
 		var zero V
 		return zero, false
 	}
-	return decodeStored(m.val, b), true
+	v := decodeStored(s, m.val, b)
+	s.release()
+	return v, true
 }
 
 // GetOr returns the value of k, or def if k is absent.
@@ -102,25 +106,45 @@ func (m Map[K, V]) GetOr(k K, def V) V {
 	return def
 }
 
-// Has reports whether k is present.
+// Has reports whether k is present. It reads no value bytes.
 func (m Map[K, V]) Has(k K) bool {
-	_, ok := StateGet(m.Key(k))
-	return ok
+	s := takeScratch()
+	defer s.release()
+	key := encodeKey(s, m.prefix, m.key, k)
+	checkKey(key)
+	return abi.StateRead(key, nil) >= 0
 }
 
 // Set stores v under k.
-func (m Map[K, V]) Set(k K, v V) { StateSet(m.Key(k), Encode(m.val, v)) }
+func (m Map[K, V]) Set(k K, v V) {
+	s := takeScratch()
+	StateSet(encodeKey(s, m.prefix, m.key, k), encodeVal(s, m.val, v))
+	s.release()
+}
 
 // Delete removes k.
-func (m Map[K, V]) Delete(k K) { StateDelete(m.Key(k)) }
+func (m Map[K, V]) Delete(k K) {
+	s := takeScratch()
+	defer s.release()
+	StateDelete(encodeKey(s, m.prefix, m.key, k))
+}
 
 // Each calls fn for every entry in ascending order of the encoded keys
 // (numbers ascend; strings and bytes by length, then bytes) until fn
 // returns false.
 func (m Map[K, V]) Each(fn func(K, V) bool) {
 	StateIterate(m.prefix, func(key, val []byte) bool {
-		return fn(decodeStored(m.key, key[len(m.prefix):]), decodeStored(m.val, val))
+		k, v := m.decodeEntry(key, val)
+		return fn(k, v)
 	})
+}
+
+// decodeEntry decodes one entry of Each, releasing the buffers before fn
+// runs (fn may use the map).
+func (m Map[K, V]) decodeEntry(key, val []byte) (K, V) {
+	s := takeScratch()
+	defer s.release()
+	return decodeStored(s, m.key, key[len(m.prefix):]), decodeStored(s, m.val, val)
 }
 
 // Value is a single typed state entry under one name (key u8(len(name)) ‖
@@ -140,12 +164,14 @@ func (v Value[V]) Key() []byte { return v.key }
 
 // Get returns the value, and whether it is set.
 func (v Value[V]) Get() (V, bool) {
-	b, ok := StateGet(v.key)
+	s := takeScratch()
+	defer s.release()
+	b, ok := s.stateGet(v.key)
 	if !ok {
 		var zero V
 		return zero, false
 	}
-	return decodeStored(v.val, b), true
+	return decodeStored(s, v.val, b), true
 }
 
 // GetOr returns the value, or def if it is not set.
@@ -157,13 +183,17 @@ func (v Value[V]) GetOr(def V) V {
 }
 
 // Set stores x.
-func (v Value[V]) Set(x V) { StateSet(v.key, Encode(v.val, x)) }
+func (v Value[V]) Set(x V) {
+	s := takeScratch()
+	defer s.release()
+	StateSet(v.key, encodeVal(s, v.val, x))
+}
 
 // Delete removes the value.
 func (v Value[V]) Delete() { StateDelete(v.key) }
 
-func decodeStored[T any](c Codec[T], b []byte) T {
-	v, err := Decode(c, b)
+func decodeStored[T any](s *scratchBufs, c Codec[T], b []byte) T {
+	v, err := decodeWith(s, c, b)
 	if err != nil {
 		Abort("guest: stored state does not decode: " + err.Error())
 	}

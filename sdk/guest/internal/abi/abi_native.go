@@ -36,7 +36,16 @@ type Host interface {
 	DebugLog(msg string)
 }
 
-var installed atomic.Pointer[Host]
+var (
+	installed atomic.Pointer[Host]
+	onInstall []func()
+)
+
+// OnInstall registers f to run at every Install, that is before every
+// top-level frame of the harness, when no module code is running: the SDK
+// clears its buffers' busy flag there (a frame that aborted never
+// released them). Call it from package initialization only.
+func OnInstall(f func()) { onInstall = append(onInstall, f) }
 
 // Install makes h the host of every ABI call until the returned function
 // is called. Installing over another host panics: two harnesses at once
@@ -44,6 +53,9 @@ var installed atomic.Pointer[Host]
 func Install(h Host) (uninstall func()) {
 	if !installed.CompareAndSwap(nil, &h) {
 		panic("abi: a host is already installed")
+	}
+	for _, f := range onInstall {
+		f()
 	}
 	return func() { installed.Store(nil) }
 }
@@ -78,6 +90,25 @@ func Ed25519Verify(pub *[32]byte, msg []byte, sig *[64]byte) bool {
 }
 func Call(addr [32]byte, method string, input []byte, gas int64) (int32, []byte) {
 	return host().Call(addr, method, input, gas)
+}
+
+// InputRead copies as much of the input as fits into dst and returns the
+// input's full length.
+func InputRead(dst []byte) int {
+	b := host().Input()
+	copy(dst, b)
+	return len(b)
+}
+
+// StateRead copies as much of key's value as fits into dst and returns the
+// value's full length, or -1 when key is absent.
+func StateRead(key, dst []byte) int {
+	v, ok := host().StateGet(key)
+	if !ok {
+		return -1
+	}
+	copy(dst, v)
+	return len(v)
 }
 
 func Abort(msg string) {

@@ -6,45 +6,61 @@ import "unsafe"
 
 // The imports of module "kairos", with the signatures of docs/abi.md
 // section 4. Pointers are passed as unsafe.Pointer so that the buffers stay
-// alive during the call; lengths are u32.
+// alive during the call; lengths are u32. //go:noescape is true of every
+// one (the host copies what it reads and writes only during the call), and
+// it lets callers pass stack and package-level buffers without the
+// compiler moving them to the heap: an allocation in a guest costs
+// hundreds of metered instructions (RATIONALE.md, "Why does the Go SDK
+// read and encode state through package-level buffers?").
 
 //go:wasmimport kairos input_read
+//go:noescape
 func inputRead(dst unsafe.Pointer, dstCap uint32) int32
 
 //go:wasmimport kairos return_data
+//go:noescape
 func returnData(p unsafe.Pointer, n uint32)
 
 //go:wasmimport kairos state_get
+//go:noescape
 func stateGet(k unsafe.Pointer, kn uint32, dst unsafe.Pointer, dstCap uint32) int32
 
 //go:wasmimport kairos state_set
+//go:noescape
 func stateSet(k unsafe.Pointer, kn uint32, v unsafe.Pointer, vn uint32)
 
 //go:wasmimport kairos state_delete
+//go:noescape
 func stateDelete(k unsafe.Pointer, kn uint32)
 
 //go:wasmimport kairos state_iter_open
+//go:noescape
 func stateIterOpen(p unsafe.Pointer, pn uint32) int32
 
 //go:wasmimport kairos state_iter_next
 func stateIterNext(h int32) int32
 
 //go:wasmimport kairos state_iter_key
+//go:noescape
 func stateIterKey(h int32, dst unsafe.Pointer, dstCap uint32) int32
 
 //go:wasmimport kairos state_iter_value
+//go:noescape
 func stateIterValue(h int32, dst unsafe.Pointer, dstCap uint32) int32
 
 //go:wasmimport kairos state_iter_close
 func stateIterClose(h int32)
 
 //go:wasmimport kairos emit_event
+//go:noescape
 func emitEvent(t unsafe.Pointer, tn uint32, d unsafe.Pointer, dn uint32)
 
 //go:wasmimport kairos caller
+//go:noescape
 func caller(dst unsafe.Pointer)
 
 //go:wasmimport kairos self_address
+//go:noescape
 func selfAddress(dst unsafe.Pointer)
 
 //go:wasmimport kairos tx_time
@@ -54,22 +70,32 @@ func txTime() int64
 func blockHeight() int64
 
 //go:wasmimport kairos call
+//go:noescape
 func call(addr unsafe.Pointer, m unsafe.Pointer, mn uint32, in unsafe.Pointer, inn uint32, gas int64) int32
 
 //go:wasmimport kairos call_result
+//go:noescape
 func callResult(dst unsafe.Pointer, dstCap uint32) int32
 
 //go:wasmimport kairos sha256
+//go:noescape
 func sha256(src unsafe.Pointer, n uint32, dst unsafe.Pointer)
 
 //go:wasmimport kairos ed25519_verify
+//go:noescape
 func ed25519Verify(pub unsafe.Pointer, msg unsafe.Pointer, mn uint32, sig unsafe.Pointer) int32
 
 //go:wasmimport kairos abort
+//go:noescape
 func abort(p unsafe.Pointer, n uint32)
 
 //go:wasmimport kairos debug_log
+//go:noescape
 func debugLog(p unsafe.Pointer, n uint32)
+
+// OnInstall exists for the native backend's harness; in wasm every frame
+// starts from the instance's restored snapshot, so there is nothing to do.
+func OnInstall(func()) {}
 
 // firstBufLen is the buffer the two-call pattern starts with: most values
 // fit, so most reads cost one host call.
@@ -112,12 +138,23 @@ func Input() []byte {
 	return b
 }
 
+// InputRead copies as much of the input as fits into dst and returns the
+// input's full length: one host call, no allocation.
+func InputRead(dst []byte) int { return int(inputRead(ptr(dst), uint32(len(dst)))) }
+
 func SetReturn(b []byte) { returnData(ptr(b), uint32(len(b))) }
 
 func StateGet(key []byte) ([]byte, bool) {
 	return twoCall(func(dst []byte) int32 {
 		return stateGet(ptr(key), uint32(len(key)), ptr(dst), uint32(len(dst)))
 	})
+}
+
+// StateRead copies as much of key's value as fits into dst and returns the
+// value's full length, or -1 when key is absent: one host call, no
+// allocation.
+func StateRead(key, dst []byte) int {
+	return int(stateGet(ptr(key), uint32(len(key)), ptr(dst), uint32(len(dst))))
 }
 
 func StateSet(key, val []byte) { stateSet(ptr(key), uint32(len(key)), ptr(val), uint32(len(val))) }
