@@ -16,14 +16,17 @@ import (
 
 type frameKey struct{}
 
-// frameCtx is the context a frame's guest runs under: its parent carries
-// the frame's WASI state, and it answers frameKey itself, so entering a
-// frame allocates one context instead of two and a host call finds its
-// frame at the first step.
+// frameCtx is the context a frame's guest runs under: it answers frameKey
+// and carries the frame's WASI state itself (a wasi.Holder), so entering a
+// frame allocates no context and a host call finds its frame at the first
+// step.
 type frameCtx struct {
 	context.Context
 	f *frame
 }
+
+// WASIState implements wasi.Holder.
+func (c *frameCtx) WASIState() *wasi.State { return &c.f.wasi }
 
 func (c *frameCtx) Value(key any) any {
 	if key == (frameKey{}) {

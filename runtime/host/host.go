@@ -280,7 +280,7 @@ func (r *run) exec(ctx context.Context, mod api.Module, fn api.Function, caller,
 	f.wasi.Debug = r.tx.Debug
 	r.started++
 	r.frames = append(r.frames, f)
-	f.fctx = frameCtx{wasi.WithState(ctx, &f.wasi), f}
+	f.fctx = frameCtx{ctx, f}
 	callErr := fn.CallWithStack(&f.fctx, nil)
 	r.frames = r.frames[:len(r.frames)-1]
 	gasLeft = int64(g.Get())

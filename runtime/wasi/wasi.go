@@ -88,6 +88,24 @@ func WithState(ctx context.Context, st *State) context.Context {
 	return context.WithValue(ctx, stateKey{}, st)
 }
 
+// Holder is a context that carries a frame's State itself: WASI calls of
+// a guest running under one use its WASIState, without the
+// context.WithValue (an allocation) WithState costs every frame.
+// runtime/host's frame context is one.
+type Holder interface {
+	context.Context
+	WASIState() *State
+}
+
+// stateOf is the State of the frame running under ctx, or nil.
+func stateOf(ctx context.Context) *State {
+	if h, ok := ctx.(Holder); ok {
+		return h.WASIState()
+	}
+	st, _ := ctx.Value(stateKey{}).(*State)
+	return st
+}
+
 // randomDomain separates the stream from any other sha256 use.
 const randomDomain = "kairos/wasi-random\x00"
 
@@ -347,7 +365,7 @@ func Instantiate(ctx context.Context, rt wazero.Runtime) (api.Module, error) {
 	for _, f := range funcs {
 		do := f.do
 		b.NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(func(ctx context.Context, mod api.Module, stack []uint64) {
-			st, _ := ctx.Value(stateKey{}).(*State)
+			st := stateOf(ctx)
 			if st == nil {
 				panic(ErrNoState)
 			}

@@ -228,3 +228,27 @@ func TestVirtualWASI(t *testing.T) {
 		t.Errorf("engines differ:\n%v\n%v", all[0], all[1])
 	}
 }
+
+// holder is a wasi.Holder, as runtime/host's frame context is.
+type holder struct {
+	context.Context
+	st *wasi.State
+}
+
+func (h holder) WASIState() *wasi.State { return h.st }
+
+// TestHolderCarriesState: a guest running under a wasi.Holder uses the
+// Holder's state, not one its parent context carries (a nested frame's
+// context has its caller's as parent).
+func TestHolderCarriesState(t *testing.T) {
+	in := newInstance(t, wazero.NewRuntimeConfigCompiler(), probeModule(t), wasi.State{})
+	own, parents := wasi.FrameState([32]byte{1}, 1, 5000), wasi.FrameState([32]byte{2}, 0, 9000)
+	ctx := holder{wasi.WithState(context.Background(), &parents), &own}
+	in.mod.ExportedGlobal(meter.GasExport).(api.MutableGlobal).Set(1_000_000)
+	if _, err := in.mod.ExportedFunction("clock").Call(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := binary.LittleEndian.Uint64(in.mem(0, 8)); got != 5000+wasi.ClockStep || own.Reads == 0 || parents.Reads != 0 {
+		t.Fatalf("clock read %d, own reads %d, parent's reads %d", got, own.Reads, parents.Reads)
+	}
+}
