@@ -26,4 +26,12 @@
 //     the key spaces of two names never overlap.
 //   - The package imports nothing that needs WASI beyond the Go runtime's
 //     own ten imports (docs/abi.md section 8), and nothing of the project.
+//   - Map, Value, DecodeInput, EmitWith and ReturnWith allocate nothing
+//     for fields of fixed size: they build keys, read values and input,
+//     encode and decode in package-level buffers that never leave them
+//     (byte fields are decoded as copies), so a typical method runs without
+//     the Go allocator, which in wasm costs metered instructions and dirty
+//     pages the host restores before the next transaction. Prefer them
+//     to StateGet, Decode(c, Input()) and Emit(topic, NewEncoder()...) in
+//     hot methods; those return or keep buffers and so allocate.
 package guest
