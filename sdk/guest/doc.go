@@ -34,4 +34,8 @@
 //     pages the host restores before the next transaction. Prefer them
 //     to StateGet, Decode(c, Input()) and Emit(topic, NewEncoder()...) in
 //     hot methods; those return or keep buffers and so allocate.
+//   - In wasm, the package's init allocates one object of every size class
+//     up to 256 bytes, so the snapshot every transaction starts from has a
+//     span with free slots for each and a method's small allocations take
+//     the allocator's fast path (warm_wasip1.go).
 package guest
