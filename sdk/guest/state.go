@@ -88,14 +88,12 @@ func (m Map[K, V]) Key(k K) []byte {
 func (m Map[K, V]) Get(k K) (V, bool) {
 	s := takeScratch()
 	b, ok := s.stateGet(encodeKey(s, m.prefix, m.key, k))
-	if !ok {
-		s.release()
-		var zero V
-		return zero, false
+	var v V
+	if ok {
+		v = decodeStored(s, m.val, b)
 	}
-	v := decodeStored(s, m.val, b)
 	s.release()
-	return v, true
+	return v, ok
 }
 
 // GetOr returns the value of k, or def if k is absent.
@@ -109,10 +107,11 @@ func (m Map[K, V]) GetOr(k K, def V) V {
 // Has reports whether k is present. It reads no value bytes.
 func (m Map[K, V]) Has(k K) bool {
 	s := takeScratch()
-	defer s.release()
 	key := encodeKey(s, m.prefix, m.key, k)
 	checkKey(key)
-	return abi.StateRead(key, nil) >= 0
+	ok := abi.StateRead(key, nil) >= 0
+	s.release()
+	return ok
 }
 
 // Set stores v under k.
@@ -125,8 +124,8 @@ func (m Map[K, V]) Set(k K, v V) {
 // Delete removes k.
 func (m Map[K, V]) Delete(k K) {
 	s := takeScratch()
-	defer s.release()
 	StateDelete(encodeKey(s, m.prefix, m.key, k))
+	s.release()
 }
 
 // Each calls fn for every entry in ascending order of the encoded keys
@@ -143,8 +142,10 @@ func (m Map[K, V]) Each(fn func(K, V) bool) {
 // runs (fn may use the map).
 func (m Map[K, V]) decodeEntry(key, val []byte) (K, V) {
 	s := takeScratch()
-	defer s.release()
-	return decodeStored(s, m.key, key[len(m.prefix):]), decodeStored(s, m.val, val)
+	k := decodeStored(s, m.key, key[len(m.prefix):])
+	v := decodeStored(s, m.val, val)
+	s.release()
+	return k, v
 }
 
 // Value is a single typed state entry under one name (key u8(len(name)) ‖
@@ -165,13 +166,13 @@ func (v Value[V]) Key() []byte { return v.key }
 // Get returns the value, and whether it is set.
 func (v Value[V]) Get() (V, bool) {
 	s := takeScratch()
-	defer s.release()
 	b, ok := s.stateGet(v.key)
-	if !ok {
-		var zero V
-		return zero, false
+	var x V
+	if ok {
+		x = decodeStored(s, v.val, b)
 	}
-	return decodeStored(s, v.val, b), true
+	s.release()
+	return x, ok
 }
 
 // GetOr returns the value, or def if it is not set.
@@ -185,8 +186,8 @@ func (v Value[V]) GetOr(def V) V {
 // Set stores x.
 func (v Value[V]) Set(x V) {
 	s := takeScratch()
-	defer s.release()
 	StateSet(v.key, encodeVal(s, v.val, x))
+	s.release()
 }
 
 // Delete removes the value.
