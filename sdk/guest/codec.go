@@ -101,9 +101,8 @@ func (d *Decoder) End() error {
 	return d.err
 }
 
-// take returns the next n bytes, or nil after recording ErrShortInput. It
-// is small enough to inline: in a wasm guest a Go call costs dozens of
-// metered instructions, and a transfer decodes a handful of fields.
+// take returns the next n bytes, or nil after recording ErrShortInput
+// (short builds the message, off the common path).
 func (d *Decoder) take(n int) []byte {
 	if d.err != nil || n < 0 || n > len(d.buf)-d.off {
 		d.short(n)

@@ -10,5 +10,6 @@
 //
 // Invariants both backends keep: returned slices belong to the caller (the
 // host never keeps or reuses them); Abort never returns; there is no global
-// state besides the installed Host (native) or the module's memory (wasm).
+// state besides the installed Host and the OnInstall hooks (native) or the
+// module's memory (wasm).
 package abi
