@@ -134,13 +134,12 @@ type Verifier interface {
 	Verify(pub, msg, sig []byte) bool
 }
 
-// Ed25519 is the production Verifier.
+// Ed25519 is the production Verifier: the chain's one signature rule,
+// types.VerifySignature (ZIP-215), which transactions follow too.
 type Ed25519 struct{}
 
 // Verify implements Verifier.
-func (Ed25519) Verify(pub, msg, sig []byte) bool {
-	return len(pub) == ed25519.PublicKeySize && ed25519.Verify(pub, msg, sig)
-}
+func (Ed25519) Verify(pub, msg, sig []byte) bool { return types.VerifySignature(pub, msg, sig) }
 
 // Ed25519Signer signs with an ed25519 private key.
 type Ed25519Signer ed25519.PrivateKey
