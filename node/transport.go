@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -10,7 +9,6 @@ import (
 	"github.com/libp2p/go-libp2p/core/protocol"
 
 	"github.com/kairos-network/kairos/consensus"
-	"github.com/kairos-network/kairos/node/mempool"
 	"github.com/kairos-network/kairos/p2p"
 	"github.com/kairos-network/kairos/types"
 )
@@ -24,7 +22,7 @@ const (
 	protoCerts    protocol.ID = "/kairos/fetch/certs/1"
 	protoTxs      protocol.ID = "/kairos/fetch/txs/1"
 	protoOwnRound protocol.ID = "/kairos/fetch/ownround/1"
-	topicTxs                  = "kairos/txs/1"
+	topicTxs                  = "kairos/txs/2" // txBatch messages
 	topicCerts                = "kairos/certs/1"
 
 	// sendTimeout bounds one direct send; a stuck peer only delays its own
@@ -85,7 +83,7 @@ func (n *Node) startHost() error {
 	h.HandleRequest(protoTxs, n.serveTxs)
 	h.HandleRequest(protoOwnRound, n.serveOwnRound)
 	n.handleSync()
-	if n.txs, err = h.Join(topicTxs, p2p.DefaultMaxGossipBytes, n.validateTx); err != nil {
+	if n.txs, err = h.Join(topicTxs, p2p.DefaultMaxGossipBytes, n.validateTxs); err != nil {
 		return err
 	}
 	if n.certs, err = h.Join(topicCerts, consensus.MaxMessageBytes, nil); err != nil {
@@ -100,27 +98,6 @@ func (n *Node) startHost() error {
 		n.goLoop(func() { n.drain(sub, certs) })
 	}
 	return nil
-}
-
-// validateTx is the gossip validator of transactions: a transaction enters
-// the mempool (and consensus) here, so only valid ones are forwarded.
-// Refusals that depend on this node's clock or fullness are ignored rather
-// than rejected, so an honest forwarder is not penalized for them.
-// This node's own publications come from SubmitTx, which added them
-// already: checking their signature a second time was a fifth of the
-// node's verification work under load.
-func (n *Node) validateTx(ctx context.Context, from peer.ID, data []byte) error {
-	if from == n.host.ID() {
-		return nil
-	}
-	_, err := n.addTx(ctx, data)
-	for _, local := range []error{types.ErrTxExpired, types.ErrTxFarFuture, mempool.ErrFull,
-		mempool.ErrBytesFull, mempool.ErrSenderFull} {
-		if errors.Is(err, local) {
-			return fmt.Errorf("%w: %w", p2p.ErrIgnore, err)
-		}
-	}
-	return err
 }
 
 // drain consumes a subscription. Transactions were taken by the validator;
