@@ -81,6 +81,10 @@ func (b *SigBatch) Verify() (ok []bool) {
 	} else {
 		b.v.Reset()
 	}
+	// Expanding a key pays only when it signs several entries; gossiped
+	// batches are of distinct senders (13.8 against 14.7 µs a signature
+	// in batches of 16, CPU time on this machine).
+	b.v.ForceNoPublicKeyExpansion()
 	for _, it := range items {
 		// voi rejects (does not panic on) keys and signatures of the
 		// wrong length inside a batch; the lengths are checked below too.
