@@ -113,8 +113,11 @@ type DecodedTx struct {
 
 // DecodeTxs is DecodeTx for each of raws, with the signatures of those
 // that pass every other check verified in one batch. out[i] is the outcome
-// of raws[i], with the same error DecodeTx would return.
-func DecodeTxs(raws [][]byte, chainID string, now int64, lim TxLimits) []DecodedTx {
+// of raws[i], with the same error DecodeTx would return. known, if not
+// nil, is asked about each transaction that passed the other checks: when
+// it reports that the caller holds exactly these bytes as a valid
+// transaction already, the signature is not checked again.
+func DecodeTxs(raws [][]byte, chainID string, now int64, lim TxLimits, known func(id Hash, raw []byte) bool) []DecodedTx {
 	out := make([]DecodedTx, len(raws))
 	batch := NewSigBatch(len(raws))
 	idx := make([]int, 0, len(raws))
@@ -125,6 +128,9 @@ func DecodeTxs(raws [][]byte, chainID string, now int64, lim TxLimits) []Decoded
 			continue
 		}
 		out[i].Tx, out[i].ID = tx, tx.ID()
+		if known != nil && known(out[i].ID, data) {
+			continue
+		}
 		batch.Add(tx.Body.Sender, out[i].ID[:], tx.Sig)
 		idx = append(idx, i)
 	}

@@ -3,6 +3,7 @@ package types
 import (
 	"bytes"
 	"crypto/ed25519"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"testing"
@@ -169,7 +170,7 @@ func TestDecodeTxsMatchesDecodeTx(t *testing.T) {
 		}
 		raws = append(raws, raw)
 	}
-	out := DecodeTxs(raws, testChain, 1_000, DefaultTxLimits)
+	out := DecodeTxs(raws, testChain, 1_000, DefaultTxLimits, nil)
 	for i, raw := range raws {
 		tx, err := DecodeTx(raw, testChain, 1_000, DefaultTxLimits)
 		got := out[i]
@@ -182,5 +183,30 @@ func TestDecodeTxsMatchesDecodeTx(t *testing.T) {
 		if i%4 == 1 && got.Err == nil {
 			t.Fatalf("tx %d: bad signature accepted", i)
 		}
+	}
+}
+
+// TestDecodeTxsKnown: known is asked only about transactions that pass the
+// other checks, and a transaction it vouches for skips the signature check
+// (the caller verified those exact bytes before).
+func TestDecodeTxsKnown(t *testing.T) {
+	good := MustEncode(SignTx(callBody(), testKey(1)))
+	badTx := SignTx(callBody(), testKey(2))
+	badTx.Sig[0] ^= 1
+	bad := MustEncode(badTx)
+	wrongChain := callBody()
+	wrongChain.ChainID = "other"
+	other := MustEncode(SignTx(wrongChain, testKey(3)))
+	var asked [][]byte
+	known := func(_ Hash, raw []byte) bool { asked = append(asked, raw); return bytes.Equal(raw, bad) }
+	out := DecodeTxs([][]byte{good, bad, other}, testChain, 1_000, DefaultTxLimits, known)
+	if out[0].Err != nil || out[1].Err != nil || !errors.Is(out[2].Err, ErrTxChain) {
+		t.Fatalf("outcomes %v, %v, %v", out[0].Err, out[1].Err, out[2].Err)
+	}
+	if len(asked) != 2 || !bytes.Equal(asked[0], good) || !bytes.Equal(asked[1], bad) {
+		t.Fatalf("known asked about %d payloads, want the two that pass the other checks", len(asked))
+	}
+	if out := DecodeTxs([][]byte{bad}, testChain, 1_000, DefaultTxLimits, nil); !errors.Is(out[0].Err, ErrTxSignature) {
+		t.Fatalf("without known: %v", out[0].Err)
 	}
 }

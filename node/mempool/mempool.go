@@ -1,6 +1,7 @@
 package mempool
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
 	"errors"
@@ -253,14 +254,19 @@ type Added struct {
 }
 
 // AddAll adds raws as concurrent Adds would: their signatures are checked
-// in one batch (types.DecodeTxs, the same verdicts as one by one) and
-// their new entries share group-committed batches, so a gossiped or
-// fetched set of payloads costs about one sync rather than one per
-// transaction. out[i] is the outcome of raws[i].
+// in one batch (types.DecodeTxs, the same verdicts as one by one), except
+// for payloads held already with the same bytes (a fetched transaction
+// arriving again by gossip), and their new entries share group-committed
+// batches, so a gossiped or fetched set of payloads costs about one sync
+// rather than one per transaction. out[i] is the outcome of raws[i].
 func (m *Mempool) AddAll(ctx context.Context, raws [][]byte, now int64) []Added {
 	out := make([]Added, len(raws))
 	var wg sync.WaitGroup
-	for i, d := range types.DecodeTxs(raws, m.cfg.ChainID, now, m.cfg.Limits) {
+	held := func(id types.Hash, raw []byte) bool {
+		e, ok := m.Get(id)
+		return ok && bytes.Equal(e.Raw, raw)
+	}
+	for i, d := range types.DecodeTxs(raws, m.cfg.ChainID, now, m.cfg.Limits, held) {
 		if d.Err != nil {
 			out[i].Err = d.Err
 			continue
