@@ -140,6 +140,7 @@ type Node struct {
 	outbox      []chan []byte         // per validator; nil for this node
 	gossip      chan []byte           // certificates to publish
 	txOut       *txBatcher            // client transactions to gossip
+	decoded     decodedCerts          // certificate messages decoded recently
 	fetches     chan struct{}         // semaphore of MaxFetches
 	blocks      chan struct{}         // signals queued released blocks
 	logSeq      uint64                // next consensus log sequence (driver only)

@@ -2,7 +2,9 @@ package node
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -124,10 +126,17 @@ func (n *Node) onMessage(from peer.ID, data []byte) {
 	if !ok {
 		return
 	}
-	m, err := consensus.DecodeMessage(data)
-	if err != nil {
-		n.log.Debug("bad message", "from", v, "err", err)
-		return
+	key := sha256.Sum256(data)
+	m, ok := n.decoded.get(key)
+	if !ok {
+		var err error
+		if m, err = consensus.DecodeMessage(data); err != nil {
+			n.log.Debug("bad message", "from", v, "err", err)
+			return
+		}
+		if m.Cert != nil {
+			n.decoded.put(key, m)
+		}
 	}
 	if m.Checkpoint != nil {
 		n.onCheckpointVote(m.Checkpoint)
@@ -411,4 +420,39 @@ func (n *Node) fetchOwnRound() (uint64, bool) {
 		r = max(r, resp.Round)
 	}
 	return r, w >= need
+}
+
+// MaxDecodedCerts bounds the certificate messages remembered decoded.
+const MaxDecodedCerts = 1024
+
+// decodedCerts remembers recently decoded certificate messages by the
+// sha256 of their bytes. Every certificate reaches a validator twice, by
+// the author's direct stream and by gossip, with the same bytes; decoding
+// it (a header with all its acks) once is enough. The driver gets the same
+// *consensus.Message both times: the core does not modify what it
+// receives, and the second copy still reaches it (a pending certificate
+// takes a copy as a cue to check its parents again). Two generations of at
+// most MaxDecodedCerts/2 keep the memory bounded.
+type decodedCerts struct {
+	mu       sync.Mutex
+	cur, old map[[sha256.Size]byte]*consensus.Message
+}
+
+func (c *decodedCerts) get(k [sha256.Size]byte) (*consensus.Message, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m, ok := c.cur[k]
+	if !ok {
+		m, ok = c.old[k]
+	}
+	return m, ok
+}
+
+func (c *decodedCerts) put(k [sha256.Size]byte, m *consensus.Message) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cur == nil || len(c.cur) >= MaxDecodedCerts/2 {
+		c.old, c.cur = c.cur, make(map[[sha256.Size]byte]*consensus.Message, MaxDecodedCerts/2)
+	}
+	c.cur[k] = m
 }

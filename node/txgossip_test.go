@@ -9,6 +9,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/kairos-network/kairos/consensus"
 	"github.com/kairos-network/kairos/node/mempool"
 	"github.com/kairos-network/kairos/p2p"
 	"github.com/kairos-network/kairos/state"
@@ -144,4 +145,34 @@ func expiredTx(t *testing.T) []byte {
 	}
 	tx.Body.ValidUntil = 1
 	return types.MustEncode(types.SignTx(tx.Body, validatorKey(3)))
+}
+
+// TestCertDecodedOnce: a certificate message arriving twice (direct and
+// gossip) is decoded once and both copies reach the driver; other kinds
+// are decoded each time; the cache stays bounded.
+func TestCertDecodedOnce(t *testing.T) {
+	n := gossipNode(t)
+	n.index = map[peer.ID]uint32{"peer": 1}
+	cert := consensus.EncodeMessage(&consensus.Message{Cert: &consensus.Certificate{Header: consensus.Header{Round: 3, Author: 1}}})
+	vote := consensus.EncodeMessage(&consensus.Message{Vote: &consensus.Vote{Round: 3, Author: 2, Voter: 1}})
+	for _, data := range [][]byte{cert, cert, vote, vote} {
+		n.onMessage("peer", data)
+	}
+	n.onMessage("stranger", cert)
+	var msgs []*consensus.Message
+	for len(n.inbox) > 0 {
+		msgs = append(msgs, (<-n.inbox)(0).(consensus.MsgIn).Msg)
+	}
+	if len(msgs) != 4 {
+		t.Fatalf("%d inputs for 4 messages from a validator", len(msgs))
+	}
+	if msgs[0] != msgs[1] || msgs[0].Cert == nil || msgs[2] == msgs[3] || msgs[2].Vote == nil {
+		t.Fatal("certificate decoded twice, or another kind shared")
+	}
+	for i := range 3 * MaxDecodedCerts {
+		n.decoded.put([32]byte{byte(i), byte(i >> 8)}, msgs[0])
+	}
+	if size := len(n.decoded.cur) + len(n.decoded.old); size > MaxDecodedCerts {
+		t.Fatalf("%d certificates remembered, limit %d", size, MaxDecodedCerts)
+	}
 }
