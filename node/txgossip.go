@@ -48,6 +48,7 @@ type txBatcher struct {
 	raws  [][]byte
 	bytes int
 	kick  chan struct{} // capacity 1: a batch started, or is full
+	now   bool          // flush asked for the queued payloads to be sent
 }
 
 func newTxBatcher() *txBatcher { return &txBatcher{kick: make(chan struct{}, 1)} }
@@ -68,7 +69,22 @@ func (b *txBatcher) add(raw []byte) {
 }
 
 func (b *txBatcher) fullLocked() bool {
-	return len(b.raws) >= MaxGossipBatchTxs || b.bytes >= MaxGossipBatchBytes
+	return b.now || len(b.raws) >= MaxGossipBatchTxs || b.bytes >= MaxGossipBatchBytes
+}
+
+// flush asks for the queued payloads to be sent without waiting for the
+// rest of the batch delay.
+func (b *txBatcher) flush() {
+	b.mu.Lock()
+	wake := len(b.raws) > 0 && !b.now
+	b.now = wake
+	b.mu.Unlock()
+	if wake {
+		select {
+		case b.kick <- struct{}{}:
+		default:
+		}
+	}
 }
 
 func (b *txBatcher) full() bool {
@@ -91,6 +107,7 @@ func (b *txBatcher) take() (batch [][]byte, more bool) {
 	batch = b.raws[:n:n]
 	b.raws = append([][]byte(nil), b.raws[n:]...)
 	b.bytes -= size
+	b.now = false
 	return batch, len(b.raws) > 0
 }
 

@@ -176,3 +176,25 @@ func TestCertDecodedOnce(t *testing.T) {
 		t.Fatalf("%d certificates remembered, limit %d", size, MaxDecodedCerts)
 	}
 }
+
+// TestTxBatcherFlush: flush marks the queued payloads due at once (the
+// publisher sends them before an own header), and only when some wait.
+func TestTxBatcherFlush(t *testing.T) {
+	b := newTxBatcher()
+	b.flush()
+	if b.full() || len(b.kick) != 0 {
+		t.Fatal("flush of an empty batcher asked for a send")
+	}
+	b.add([]byte{1})
+	<-b.kick // the batch started
+	if b.full() {
+		t.Fatal("one payload due before its delay")
+	}
+	b.flush()
+	if !b.full() || len(b.kick) != 1 {
+		t.Fatal("flush did not make the batch due and wake the publisher")
+	}
+	if batch, more := b.take(); len(batch) != 1 || more || b.full() {
+		t.Fatalf("take after flush: %d payloads, more %v, still due %v", len(batch), more, b.full())
+	}
+}
