@@ -77,7 +77,9 @@ func (b *txBatcher) fullLocked() bool {
 func (b *txBatcher) flush() {
 	b.mu.Lock()
 	wake := len(b.raws) > 0 && !b.now
-	b.now = wake
+	if wake {
+		b.now = true
+	}
 	b.mu.Unlock()
 	if wake {
 		select {

@@ -194,6 +194,10 @@ func TestTxBatcherFlush(t *testing.T) {
 	if !b.full() || len(b.kick) != 1 {
 		t.Fatal("flush did not make the batch due and wake the publisher")
 	}
+	b.flush() // again before the publisher took the batch: still due
+	if !b.full() {
+		t.Fatal("a second flush made the batch wait again")
+	}
 	if batch, more := b.take(); len(batch) != 1 || more || b.full() {
 		t.Fatalf("take after flush: %d payloads, more %v, still due %v", len(batch), more, b.full())
 	}
