@@ -42,7 +42,8 @@ type txBatch struct {
 var ErrTxBatch = errors.New("node: bad transaction batch")
 
 // txBatcher collects the payloads to gossip until the publisher takes
-// them.
+// them. The queue needs no limit of its own: it holds only transactions
+// new to the mempool, whose limits bound them, and shares their bytes.
 type txBatcher struct {
 	mu    sync.Mutex
 	raws  [][]byte
