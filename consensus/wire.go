@@ -134,12 +134,33 @@ type Verifier interface {
 	Verify(pub, msg, sig []byte) bool
 }
 
-// Ed25519 is the production Verifier.
+// BatchVerifier is an optional extension of a Verifier, found by type
+// assertion: it checks several signatures at once and reports whether all
+// are valid, with the verdict Verify would give on each.
+type BatchVerifier interface {
+	VerifyAll(pubs, msgs, sigs [][]byte) bool
+}
+
+// Ed25519 is the production Verifier: the chain's one signature rule,
+// types.VerifySignature (ZIP-215), which transactions follow too.
 type Ed25519 struct{}
 
 // Verify implements Verifier.
-func (Ed25519) Verify(pub, msg, sig []byte) bool {
-	return len(pub) == ed25519.PublicKeySize && ed25519.Verify(pub, msg, sig)
+func (Ed25519) Verify(pub, msg, sig []byte) bool { return types.VerifySignature(pub, msg, sig) }
+
+// VerifyAll implements BatchVerifier with a types.SigBatch (the
+// certificate's vote signatures are checked together).
+func (Ed25519) VerifyAll(pubs, msgs, sigs [][]byte) bool {
+	b := types.NewSigBatch(len(pubs))
+	for i := range pubs {
+		b.Add(pubs[i], msgs[i], sigs[i])
+	}
+	for _, ok := range b.Verify() {
+		if !ok {
+			return false
+		}
+	}
+	return true
 }
 
 // Ed25519Signer signs with an ed25519 private key.
@@ -174,7 +195,8 @@ func (c *Committee) CheckHeader(h *Header) (Digest, error) {
 	return d, c.checkHeader(h, d)
 }
 
-func (c *Committee) checkHeader(h *Header, d Digest) error {
+// checkHeaderShape is checkHeader without the signature.
+func (c *Committee) checkHeaderShape(h *Header) error {
 	n := len(c.Validators)
 	switch {
 	case int(h.Author) >= n:
@@ -189,6 +211,13 @@ func (c *Committee) checkHeader(h *Header, d Digest) error {
 		return fmt.Errorf("%w: round 1 header with parents", ErrMalformed)
 	case (h.SelfParent == Digest{}) != (h.SelfParentRound == 0) || h.SelfParentRound >= h.Round:
 		return fmt.Errorf("%w: self parent round %d in round %d", ErrMalformed, h.SelfParentRound, h.Round)
+	}
+	return nil
+}
+
+func (c *Committee) checkHeader(h *Header, d Digest) error {
+	if err := c.checkHeaderShape(h); err != nil {
+		return err
 	}
 	c.verifies++
 	if !c.Verifier.Verify(c.Validators[h.Author].Key, d[:], h.Sig) {
@@ -220,7 +249,7 @@ func (c *Committee) CheckCertificate(cert *Certificate) (Digest, error) {
 
 // checkCertificate is CheckCertificate for a digest already computed.
 func (c *Committee) checkCertificate(cert *Certificate, d Digest) error {
-	if err := c.checkHeader(&cert.Header, d); err != nil {
+	if err := c.checkHeaderShape(&cert.Header); err != nil {
 		return err
 	}
 	if len(cert.Signers) != len(cert.Sigs) {
@@ -240,10 +269,31 @@ func (c *Committee) checkCertificate(cert *Certificate, d Digest) error {
 		return fmt.Errorf("%w: weight %d < %d", ErrNoQuorum, w, c.q)
 	}
 	h := &cert.Header
+	msgs := make([][]byte, len(cert.Signers))
 	for i, s := range cert.Signers {
 		m := c.voteHash(d, h.Round, h.Author, s)
+		msgs[i] = m[:]
+	}
+	if bv, ok := c.Verifier.(BatchVerifier); ok {
+		// All valid, the common case: the header's and the votes'
+		// signatures in one batch. Otherwise the checks below find the
+		// first bad one, as without a batch.
+		keys := [][]byte{c.Validators[h.Author].Key}
+		for _, s := range cert.Signers {
+			keys = append(keys, c.Validators[s].Key)
+		}
+		c.verifies += uint64(len(keys))
+		if bv.VerifyAll(keys, append([][]byte{d[:]}, msgs...), append([][]byte{h.Sig}, cert.Sigs...)) {
+			return nil
+		}
+	}
+	c.verifies++
+	if !c.Verifier.Verify(c.Validators[h.Author].Key, d[:], h.Sig) {
+		return fmt.Errorf("%w: header %d/%d", ErrBadSignature, h.Round, h.Author)
+	}
+	for i, s := range cert.Signers {
 		c.verifies++
-		if !c.Verifier.Verify(c.Validators[s].Key, m[:], cert.Sigs[i]) {
+		if !c.Verifier.Verify(c.Validators[s].Key, msgs[i], cert.Sigs[i]) {
 			return fmt.Errorf("%w: certificate %d/%d signer %d", ErrBadSignature, h.Round, h.Author, s)
 		}
 	}

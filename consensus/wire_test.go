@@ -3,6 +3,7 @@ package consensus
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -96,10 +97,23 @@ func TestChecksRejectBadMessages(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			cert := sampleCert(c, s)
 			cc := tc.mut(cert)
-			if _, err := cc.CheckCertificate(cert); !errors.Is(err, tc.want) {
+			_, err := cc.CheckCertificate(cert)
+			if !errors.Is(err, tc.want) {
 				t.Fatalf("got %v, want %v", err, tc.want)
 			}
+			// Ed25519 checks a certificate's signatures in one batch; a
+			// Verifier without VerifyAll checks them one by one. Both
+			// must give the same error.
+			single := *cc
+			single.Verifier = oneByOne{Ed25519{}}
+			if _, err2 := single.CheckCertificate(cert); fmt.Sprint(err2) != fmt.Sprint(err) {
+				t.Fatalf("batch: %v; one by one: %v", err, err2)
+			}
 		})
+	}
+	cert := sampleCert(c, s)
+	if _, err := c.CheckCertificate(cert); err != nil {
+		t.Fatalf("valid certificate: %v", err)
 	}
 	// A vote signature is not a header signature (domain separation).
 	h := sampleHeader(c, s)
@@ -224,3 +238,8 @@ func quote(b []byte) string {
 	out.WriteByte('"')
 	return out.String()
 }
+
+// oneByOne hides a Verifier's BatchVerifier.
+type oneByOne struct{ v Verifier }
+
+func (o oneByOne) Verify(pub, msg, sig []byte) bool { return o.v.Verify(pub, msg, sig) }

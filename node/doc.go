@@ -28,6 +28,12 @@
 //     calls. It keeps the one timer the core asks for.
 //   - One sender per peer writes that peer's outbox to a direct stream, so
 //     a slow peer delays only itself; a publisher gossips certificates.
+//   - The transaction publisher (txgossip.go) gossips the transactions
+//     clients submitted in batches (one message per GossipBatchDelay, or
+//     at MaxGossipBatchTxs / MaxGossipBatchBytes, and before every own
+//     header); receivers check a batch's signatures together and hold its
+//     valid transactions even when they reject the message for an
+//     invalid one.
 //   - The executor takes released blocks in height order.
 //   - Fetches run in at most MaxFetches goroutines.
 //

@@ -194,6 +194,12 @@ func (n *Node) release(g *group) (timer *int64, ok bool) {
 		case consensus.Send:
 			n.send(a.To, consensus.EncodeMessage(a.Msg))
 		case consensus.Broadcast:
+			if a.Msg.Header != nil {
+				// The header acks transactions that may still wait for
+				// their gossip batch: send it first, so that the peers
+				// need not fetch them to vote.
+				n.txOut.flush()
+			}
 			data := consensus.EncodeMessage(a.Msg)
 			n.broadcast(data)
 			if a.Msg.Cert != nil {

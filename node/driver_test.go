@@ -51,7 +51,7 @@ func driverNode(t testing.TB, d ds.Batching) *Node {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := &Node{d: d, core: core, lat: newLatency(), log: slog.New(slog.DiscardHandler), gossip: make(chan []byte, 1),
+	n := &Node{d: d, core: core, lat: newLatency(), log: slog.New(slog.DiscardHandler), gossip: make(chan []byte, 1), txOut: newTxBatcher(),
 		outbox: []chan []byte{nil, make(chan []byte, 4), make(chan []byte, 4), make(chan []byte, 4)}}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.running.Store(true)

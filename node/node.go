@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	ds "github.com/ipfs/go-datastore"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -94,6 +95,9 @@ type Config struct {
 	// syncing peer holds (0 = DefaultSyncChunkLeaves).
 	SyncChunkLeaves int
 	Mempool         mempool.Config // ChainID is taken from the committee
+	// GossipBatchDelay is how long a client's transaction may wait for
+	// others to share its gossip message (0 = DefaultGossipBatchDelay).
+	GossipBatchDelay time.Duration
 
 	// afterStateCommit, when set (by tests), runs between a block's state
 	// commit and its root record: the fault point where the state is ahead
@@ -135,6 +139,8 @@ type Node struct {
 	calls       chan func()           // closures the driver runs between steps (fetch answers)
 	outbox      []chan []byte         // per validator; nil for this node
 	gossip      chan []byte           // certificates to publish
+	txOut       *txBatcher            // client transactions to gossip
+	decoded     decodedCerts          // certificate messages decoded recently
 	fetches     chan struct{}         // semaphore of MaxFetches
 	blocks      chan struct{}         // signals queued released blocks
 	logSeq      uint64                // next consensus log sequence (driver only)
@@ -211,7 +217,8 @@ func New(cfg Config) (*Node, error) {
 	cfg.Mempool.SyncedWrites = true // state.OpenPebble writes with pebble.Sync
 	n := &Node{cfg: cfg, clock: cfg.Clock, index: map[peer.ID]uint32{},
 		inbox: make(chan input, MaxInbox), calls: make(chan func()), gossip: make(chan []byte, MaxOutbox),
-		fetches: make(chan struct{}, MaxFetches), blocks: make(chan struct{}, 1), lat: newLatency()}
+		fetches: make(chan struct{}, MaxFetches), blocks: make(chan struct{}, 1), lat: newLatency(),
+		txOut: newTxBatcher()}
 	n.cmp.jobs = make(chan compactJob, 1)
 	pub := cfg.Key.Public().(ed25519.PublicKey)
 	found := false
@@ -323,6 +330,7 @@ func (n *Node) open() error {
 		}
 	}
 	n.goLoop(n.publisher)
+	n.goLoop(n.txPublisher)
 	n.goLoop(n.drive)
 	n.goLoop(n.execute)
 	n.goLoop(n.compactor)
@@ -407,19 +415,20 @@ func (n *Node) AddrInfo() peer.AddrInfo { return n.host.AddrInfo() }
 // Index returns this node's validator index.
 func (n *Node) Index() uint32 { return n.me }
 
-// SubmitTx validates raw, holds it and gossips it. It returns the
-// transaction id; a transaction already held is not an error.
+// SubmitTx validates raw, holds it and queues it for gossip (in a batch
+// with the other transactions submitted within GossipBatchDelay). It
+// returns the transaction id; a transaction already held is not an error,
+// and is not gossiped again.
 func (n *Node) SubmitTx(ctx context.Context, raw []byte) (types.Hash, error) {
 	if err := n.Err(); err != nil {
 		return types.Hash{}, fmt.Errorf("%w: %w", ErrStopped, err)
 	}
-	e, err := n.addTx(ctx, raw)
+	e, isNew, err := n.addTx(ctx, raw)
 	if err != nil {
 		return types.Hash{}, err
 	}
-	// Gossip is best effort: peers that miss it fetch the payload by id.
-	if err := n.txs.Publish(ctx, raw); err != nil {
-		n.log.Debug("publish tx", "id", e.ID, "err", err)
+	if isNew {
+		n.txOut.add(e.Raw)
 	}
 	return e.ID, nil
 }
@@ -431,24 +440,28 @@ func (n *Node) SubmitTx(ctx context.Context, raw []byte) (types.Hash, error) {
 // The receipt is checked after the add because the executor commits before
 // it removes a block's transactions from the pool: either this check sees
 // the receipt, or the executor's removal comes after this add.
-func (n *Node) addTx(ctx context.Context, raw []byte) (*mempool.Entry, error) {
+func (n *Node) addTx(ctx context.Context, raw []byte) (e *mempool.Entry, isNew bool, err error) {
 	arrived := n.lat.now() // local observation for the latency histograms only
-	e, isNew, err := n.pool.Add(ctx, raw, n.clock.Now())
-	if err != nil {
-		return nil, err
+	e, isNew, err = n.pool.Add(ctx, raw, n.clock.Now())
+	if err != nil || !isNew {
+		return e, false, err
 	}
-	if !isNew {
-		return e, nil
-	}
+	return e, true, n.admit(ctx, e, arrived)
+}
+
+// admit reports a transaction new to the pool to consensus, unless it was
+// executed already (then it leaves the pool). arrived is when it reached
+// the node, for the latency histograms.
+func (n *Node) admit(ctx context.Context, e *mempool.Entry, arrived time.Duration) error {
 	if executed, err := n.dropExecuted(ctx, e.ID); executed || err != nil {
-		return e, err
+		return err
 	}
 	id, seen := consensus.TxID(e.ID), e.FirstSeen
 	n.lat.pooled(id, arrived)
 	// Not bounded by the caller's ctx: a held transaction must reach
 	// consensus even if the client that sent it has gone.
 	n.push(func(int64) consensus.Event { return consensus.TxSeen{Now: seen, ID: id} }, true)
-	return e, nil
+	return nil
 }
 
 // dropExecuted removes id from the pool if it was executed (its body is

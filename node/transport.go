@@ -2,15 +2,15 @@ package node
 
 import (
 	"context"
-	"errors"
+	"crypto/sha256"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
 
 	"github.com/kairos-network/kairos/consensus"
-	"github.com/kairos-network/kairos/node/mempool"
 	"github.com/kairos-network/kairos/p2p"
 	"github.com/kairos-network/kairos/types"
 )
@@ -24,7 +24,7 @@ const (
 	protoCerts    protocol.ID = "/kairos/fetch/certs/1"
 	protoTxs      protocol.ID = "/kairos/fetch/txs/1"
 	protoOwnRound protocol.ID = "/kairos/fetch/ownround/1"
-	topicTxs                  = "kairos/txs/1"
+	topicTxs                  = "kairos/txs/2" // txBatch messages
 	topicCerts                = "kairos/certs/1"
 
 	// sendTimeout bounds one direct send; a stuck peer only delays its own
@@ -85,7 +85,7 @@ func (n *Node) startHost() error {
 	h.HandleRequest(protoTxs, n.serveTxs)
 	h.HandleRequest(protoOwnRound, n.serveOwnRound)
 	n.handleSync()
-	if n.txs, err = h.Join(topicTxs, p2p.DefaultMaxGossipBytes, n.validateTx); err != nil {
+	if n.txs, err = h.Join(topicTxs, p2p.DefaultMaxGossipBytes, n.validateTxs); err != nil {
 		return err
 	}
 	if n.certs, err = h.Join(topicCerts, consensus.MaxMessageBytes, nil); err != nil {
@@ -100,27 +100,6 @@ func (n *Node) startHost() error {
 		n.goLoop(func() { n.drain(sub, certs) })
 	}
 	return nil
-}
-
-// validateTx is the gossip validator of transactions: a transaction enters
-// the mempool (and consensus) here, so only valid ones are forwarded.
-// Refusals that depend on this node's clock or fullness are ignored rather
-// than rejected, so an honest forwarder is not penalized for them.
-// This node's own publications come from SubmitTx, which added them
-// already: checking their signature a second time was a fifth of the
-// node's verification work under load.
-func (n *Node) validateTx(ctx context.Context, from peer.ID, data []byte) error {
-	if from == n.host.ID() {
-		return nil
-	}
-	_, err := n.addTx(ctx, data)
-	for _, local := range []error{types.ErrTxExpired, types.ErrTxFarFuture, mempool.ErrFull,
-		mempool.ErrBytesFull, mempool.ErrSenderFull} {
-		if errors.Is(err, local) {
-			return fmt.Errorf("%w: %w", p2p.ErrIgnore, err)
-		}
-	}
-	return err
 }
 
 // drain consumes a subscription. Transactions were taken by the validator;
@@ -147,10 +126,17 @@ func (n *Node) onMessage(from peer.ID, data []byte) {
 	if !ok {
 		return
 	}
-	m, err := consensus.DecodeMessage(data)
-	if err != nil {
-		n.log.Debug("bad message", "from", v, "err", err)
-		return
+	key := sha256.Sum256(data)
+	m, ok := n.decoded.get(key)
+	if !ok {
+		var err error
+		if m, err = consensus.DecodeMessage(data); err != nil {
+			n.log.Debug("bad message", "from", v, "err", err)
+			return
+		}
+		if m.Cert != nil {
+			n.decoded.put(key, m)
+		}
 	}
 	if m.Checkpoint != nil {
 		n.onCheckpointVote(m.Checkpoint)
@@ -434,4 +420,39 @@ func (n *Node) fetchOwnRound() (uint64, bool) {
 		r = max(r, resp.Round)
 	}
 	return r, w >= need
+}
+
+// MaxDecodedCerts bounds the certificate messages remembered decoded.
+const MaxDecodedCerts = 1024
+
+// decodedCerts remembers recently decoded certificate messages by the
+// sha256 of their bytes. Every certificate reaches a validator twice, by
+// the author's direct stream and by gossip, with the same bytes; decoding
+// it (a header with all its acks) once is enough. The driver gets the same
+// *consensus.Message both times: the core does not modify what it
+// receives, and the second copy still reaches it (a pending certificate
+// takes a copy as a cue to check its parents again). Two generations of at
+// most MaxDecodedCerts/2 keep the memory bounded.
+type decodedCerts struct {
+	mu       sync.Mutex
+	cur, old map[[sha256.Size]byte]*consensus.Message
+}
+
+func (c *decodedCerts) get(k [sha256.Size]byte) (*consensus.Message, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m, ok := c.cur[k]
+	if !ok {
+		m, ok = c.old[k]
+	}
+	return m, ok
+}
+
+func (c *decodedCerts) put(k [sha256.Size]byte, m *consensus.Message) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cur == nil || len(c.cur) >= MaxDecodedCerts/2 {
+		c.old, c.cur = c.cur, make(map[[sha256.Size]byte]*consensus.Message, MaxDecodedCerts/2)
+	}
+	c.cur[k] = m
 }

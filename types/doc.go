@@ -8,5 +8,9 @@
 // tags. Because the encoding is unique, an object's identity (its multihash)
 // is a function of its value alone.
 //
+// Every signature the chain depends on is checked under one rule,
+// VerifySignature (ZIP-215, verify.go); SigBatch checks many at once with
+// exactly the same verdicts, so no two validators can disagree on one.
+//
 // This package imports nothing else of the project.
 package types

@@ -184,6 +184,19 @@ func SignTx(body TxBody, priv ed25519.PrivateKey) *Tx {
 // transaction. now is the caller's notion of time (unix ns): the local
 // clock in the mempool, the block time in execution.
 func DecodeTx(data []byte, chainID string, now int64, lim TxLimits) (*Tx, error) {
+	tx, err := decodeUnsigned(data, chainID, now, lim)
+	if err != nil {
+		return nil, err
+	}
+	d := tx.Body.SigningDigest()
+	if !VerifySignature(tx.Body.Sender, d[:], tx.Sig) {
+		return nil, fmt.Errorf("%w: does not verify", ErrTxSignature)
+	}
+	return tx, nil
+}
+
+// decodeUnsigned is DecodeTx without the signature check.
+func decodeUnsigned(data []byte, chainID string, now int64, lim TxLimits) (*Tx, error) {
 	if len(data) > max(lim.MaxBytes, lim.MaxCodeTxBytes) {
 		return nil, fmt.Errorf("%w: %d bytes", ErrTxTooLarge, len(data))
 	}
@@ -193,7 +206,7 @@ func DecodeTx(data []byte, chainID string, now int64, lim TxLimits) (*Tx, error)
 	}
 	// Decode accepted only the canonical form, so len(data) is the
 	// encoded size: no need to encode the transaction again to measure it.
-	if err := tx.validate(len(data), chainID, now, lim); err != nil {
+	if err := tx.validateUnsigned(len(data), chainID, now, lim); err != nil {
 		return nil, err
 	}
 	return &tx, nil
@@ -208,6 +221,19 @@ func (tx *Tx) Validate(chainID string, now int64, lim TxLimits) error {
 
 // validate is Validate with the encoded size already known.
 func (tx *Tx) validate(size int, chainID string, now int64, lim TxLimits) error {
+	if err := tx.validateUnsigned(size, chainID, now, lim); err != nil {
+		return err
+	}
+	d := tx.Body.SigningDigest()
+	if !VerifySignature(tx.Body.Sender, d[:], tx.Sig) {
+		return fmt.Errorf("%w: does not verify", ErrTxSignature)
+	}
+	return nil
+}
+
+// validateUnsigned is validate without the signature check (DecodeTxs
+// checks the signatures of many transactions at once).
+func (tx *Tx) validateUnsigned(size int, chainID string, now int64, lim TxLimits) error {
 	b := &tx.Body
 	limit := lim.MaxBytes
 	if b.Payload.Kind == Deploy || b.Payload.Kind == Upgrade {
@@ -242,12 +268,8 @@ func (tx *Tx) validate(size int, chainID string, now int64, lim TxLimits) error 
 	if err := b.Payload.validate(lim); err != nil {
 		return err
 	}
-	if len(b.Sender) != ed25519.PublicKeySize || len(tx.Sig) != ed25519.SignatureSize {
+	if len(b.Sender) != PublicKeySize || len(tx.Sig) != SignatureSize {
 		return fmt.Errorf("%w: key %d bytes, signature %d bytes", ErrTxSignature, len(b.Sender), len(tx.Sig))
-	}
-	d := b.SigningDigest()
-	if !ed25519.Verify(b.Sender, d[:], tx.Sig) {
-		return fmt.Errorf("%w: does not verify", ErrTxSignature)
 	}
 	return nil
 }

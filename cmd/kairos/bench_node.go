@@ -93,7 +93,13 @@ the own header to the commit count only transactions this validator acked itself
 			for _, rate := range rates {
 				before := gatherHists(collectors...)
 				cpu0 := processCPU()
-				r, err := g.Run(ctx, rate, duration, drain)
+				// The generator's goroutines (and the HTTP client's they
+				// start) carry a profile label, so a profile can tell its
+				// CPU from the validators'.
+				var r *loadgen.Result
+				pprof.Do(ctx, pprof.Labels("role", "loadgen"), func(ctx context.Context) {
+					r, err = g.Run(ctx, rate, duration, drain)
+				})
 				cpu := processCPU() - cpu0
 				stageRows = append(stageRows, stageTable(rate, gatherHists(collectors...).minus(before))...)
 				if err != nil {
@@ -147,7 +153,7 @@ the own header to the commit count only transactions this validator acked itself
 	f.IntVar(&validators, "validators", 4, "validators of the devnet")
 	f.StringVar(&dir, "dir", "", "parent of the temporary data directory (default: the system temp dir)")
 	f.BoolVar(&counters, "counters", false, "print each validator's non-zero counters (drops, rejections, p2p messages) after the rates")
-	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the rates (whole process: validators and generator) to this file")
+	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the rates (whole process) to this file; the generator's samples carry the label role=loadgen (go tool pprof -tagignore role=loadgen shows the validators alone)")
 	return cmd
 }
 

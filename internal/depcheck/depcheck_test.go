@@ -55,6 +55,9 @@ var thirdParty = map[string][]string{
 	"github.com/anishathalye/porcupine":    {"*"},
 	"go.uber.org/goleak":                   {"*"},
 	"golang.org/x/":                        {"*"},
+
+	// The chain's signature rule (types/verify.go).
+	"github.com/oasisprotocol/curve25519-voi": {"types"},
 }
 
 type pkg struct {

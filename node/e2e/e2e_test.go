@@ -536,7 +536,7 @@ func (nw *network) bigDeploy(ctx context.Context, t *testing.T) acked {
 		t.Fatalf("%d-byte deploy: %v", len(code), err)
 	}
 	for v, c := range nw.clients {
-		n, err := metric(ctx, c, `kairos_p2p_messages_total{kind="kairos/txs/1",outcome="oversize"}`)
+		n, err := metric(ctx, c, `kairos_p2p_messages_total{kind="kairos/txs/2",outcome="oversize"}`)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -34,6 +35,10 @@ const (
 	watchPoll = 5 * time.Millisecond  // block watcher period: adds ≤ 5 ms to a latency
 	waitPoll  = 20 * time.Millisecond // peers and funding receipts
 	readers   = 8                     // concurrent receipt reads at the end
+	// maxIdlePerAPI is how many idle connections to each API are kept for
+	// reuse; more senders than this may be submitting at once only when
+	// the node is far behind.
+	maxIdlePerAPI = 128
 )
 
 var (
@@ -76,8 +81,15 @@ func New(ctx context.Context, apis []string, senders int) (*Gen, error) {
 		return nil, fmt.Errorf("%w: %d APIs, %d senders (1..%d)", ErrConfig, len(apis), senders, MaxSenders)
 	}
 	g := &Gen{}
+	// Many senders submit at once: without enough idle connections kept,
+	// most submissions open (and the API accepts) a new TCP connection,
+	// which cost the process more than the validators' signature checks.
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConns, tr.MaxIdleConnsPerHost = 0, maxIdlePerAPI
 	for _, u := range apis {
-		g.clients = append(g.clients, devnet.NewClient(u))
+		c := devnet.NewClient(u)
+		c.HTTP.Transport = tr
+		g.clients = append(g.clients, c)
 	}
 	if err := g.waitPeers(ctx); err != nil {
 		return nil, err

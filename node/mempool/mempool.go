@@ -1,6 +1,7 @@
 package mempool
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
 	"errors"
@@ -192,7 +193,11 @@ func (m *Mempool) Add(ctx context.Context, raw []byte, now int64) (e *Entry, isN
 	if err != nil {
 		return nil, false, err
 	}
-	id := tx.ID()
+	return m.add(ctx, tx, tx.ID(), raw, now)
+}
+
+// add is Add for a transaction already decoded and validated.
+func (m *Mempool) add(ctx context.Context, tx *types.Tx, id types.Hash, raw []byte, now int64) (e *Entry, isNew bool, err error) {
 	m.mu.Lock()
 	for {
 		if old, ok := m.byID[id]; ok {
@@ -248,18 +253,28 @@ type Added struct {
 	Err   error
 }
 
-// AddAll adds raws as concurrent Adds would: they are validated in
-// parallel and their new entries share group-committed batches, so a
-// fetched set of payloads costs about one sync rather than one per
-// transaction. out[i] is the outcome of raws[i].
+// AddAll adds raws as concurrent Adds would: their signatures are checked
+// in one batch (types.DecodeTxs, the same verdicts as one by one), except
+// for payloads held already with the same bytes (a fetched transaction
+// arriving again by gossip), and their new entries share group-committed
+// batches, so a gossiped or fetched set of payloads costs about one sync
+// rather than one per transaction. out[i] is the outcome of raws[i].
 func (m *Mempool) AddAll(ctx context.Context, raws [][]byte, now int64) []Added {
 	out := make([]Added, len(raws))
 	var wg sync.WaitGroup
-	for i, raw := range raws {
+	held := func(id types.Hash, raw []byte) bool {
+		e, ok := m.Get(id)
+		return ok && bytes.Equal(e.Raw, raw)
+	}
+	for i, d := range types.DecodeTxs(raws, m.cfg.ChainID, now, m.cfg.Limits, held) {
+		if d.Err != nil {
+			out[i].Err = d.Err
+			continue
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			e, isNew, err := m.Add(ctx, raw, now)
+			e, isNew, err := m.add(ctx, d.Tx, d.ID, raws[i], now)
 			out[i] = Added{Entry: e, New: isNew, Err: err}
 		}()
 	}

@@ -432,3 +432,36 @@ func TestAddAll(t *testing.T) {
 		t.Fatalf("Len = %d, want 2", n)
 	}
 }
+
+// TestAddAllBadSignatures: a batch whose signatures are checked together
+// refuses exactly the transactions with a wrong signature and holds the
+// others, as Add does one by one.
+func TestAddAllBadSignatures(t *testing.T) {
+	m, done := openPool(t, t.TempDir(), Config{}, now)
+	defer done()
+	var raws [][]byte
+	bad := map[int]bool{3: true, 10: true, 11: true}
+	for i := range 16 {
+		raw := signed(500+i, 1, nil)
+		if bad[i] {
+			var tx types.Tx
+			if err := types.Decode(raw, &tx); err != nil {
+				t.Fatal(err)
+			}
+			tx.Sig[7] ^= 1
+			raw = types.MustEncode(&tx)
+		}
+		raws = append(raws, raw)
+	}
+	for i, a := range m.AddAll(context.Background(), raws, now) {
+		if bad[i] != errors.Is(a.Err, types.ErrTxSignature) || (!bad[i] && (a.Err != nil || !a.New)) {
+			t.Fatalf("tx %d (bad %v): new %v, err %v", i, bad[i], a.New, a.Err)
+		}
+		if _, _, err := m.Add(context.Background(), raws[i], now); bad[i] != errors.Is(err, types.ErrTxSignature) {
+			t.Fatalf("tx %d: Add disagrees with AddAll: %v", i, err)
+		}
+	}
+	if n, _ := m.Len(); n != 16-len(bad) {
+		t.Fatalf("Len = %d, want %d", n, 16-len(bad))
+	}
+}

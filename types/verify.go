@@ -1,0 +1,144 @@
+package types
+
+import (
+	"fmt"
+
+	voi "github.com/oasisprotocol/curve25519-voi/primitives/ed25519"
+)
+
+// The signature rule of the chain. Every signature that consensus depends
+// on (transactions, headers, votes, certificates, checkpoint votes) is
+// checked by VerifySignature or a SigBatch, never by another ed25519
+// implementation: validators must accept exactly the same signatures, or a
+// crafted one would split them.
+//
+// The rule is ZIP-215: cofactored verification, S must be canonical
+// (S < ℓ), A and R may be non-canonical encodings or of small order. Its
+// point is that single and batch verification accept exactly the same
+// set, so a node may check a group of signatures together (about 14 µs a
+// signature in batches of 16 or more against 23 µs alone and 35 µs with the
+// standard library here) without ever disagreeing with a node that checks
+// them one by one. Every signature crypto/ed25519's Sign produces passes.
+// See RATIONALE.md, "Why ZIP-215 signatures, checked in batches?".
+var verifyOptions = &voi.Options{Verify: voi.VerifyOptionsZIP_215}
+
+// Sizes of the signature scheme's keys and signatures.
+const (
+	PublicKeySize = voi.PublicKeySize
+	SignatureSize = voi.SignatureSize
+)
+
+// VerifySignature reports whether sig is pub's signature of msg under the
+// chain's rule. Keys and signatures of the wrong length are invalid.
+func VerifySignature(pub, msg, sig []byte) bool {
+	if len(pub) != PublicKeySize || len(sig) != SignatureSize {
+		return false
+	}
+	return voi.VerifyWithOptions(voi.PublicKey(pub), msg, sig, verifyOptions)
+}
+
+// SigBatch checks several signatures at once under the same rule as
+// VerifySignature, with the same result for each. The batch equation is
+// randomized (crypto/rand): a batch holding a bad signature satisfies it
+// with probability at most 2^-128, and a batch that fails it is checked
+// one signature at a time, so randomness never decides a verdict. A SigBatch is not
+// safe for concurrent use; it keeps references to the added slices until
+// Verify returns.
+type SigBatch struct {
+	v     *voi.BatchVerifier
+	items []sigItem
+}
+
+type sigItem struct{ pub, msg, sig []byte }
+
+// NewSigBatch returns an empty batch with room for n signatures.
+func NewSigBatch(n int) *SigBatch {
+	return &SigBatch{items: make([]sigItem, 0, n)}
+}
+
+// Add queues pub's signature sig of msg.
+func (b *SigBatch) Add(pub, msg, sig []byte) {
+	b.items = append(b.items, sigItem{pub, msg, sig})
+}
+
+// Len returns how many signatures are queued.
+func (b *SigBatch) Len() int { return len(b.items) }
+
+// Verify checks the queued signatures and empties the batch: ok[i] is
+// whether the i-th added signature is valid.
+func (b *SigBatch) Verify() (ok []bool) {
+	items := b.items
+	b.items = b.items[:0]
+	ok = make([]bool, len(items))
+	if len(items) < minBatch {
+		for i, it := range items {
+			ok[i] = VerifySignature(it.pub, it.msg, it.sig)
+		}
+		return ok
+	}
+	if b.v == nil {
+		b.v = voi.NewBatchVerifierWithCapacity(len(items))
+	} else {
+		b.v.Reset()
+	}
+	// Expanding a key pays only when it signs several entries; gossiped
+	// batches are of distinct senders (13.8 against 14.7 µs a signature
+	// in batches of 16, CPU time on this machine).
+	b.v.ForceNoPublicKeyExpansion()
+	for _, it := range items {
+		// voi rejects (does not panic on) keys and signatures of the
+		// wrong length inside a batch; the lengths are checked below too.
+		b.v.AddWithOptions(voi.PublicKey(it.pub), it.msg, it.sig, verifyOptions)
+	}
+	_, valid := b.v.Verify(nil)
+	copy(ok, valid)
+	for i, it := range items {
+		ok[i] = ok[i] && len(it.pub) == PublicKeySize && len(it.sig) == SignatureSize
+	}
+	b.v.Reset()
+	return ok
+}
+
+// minBatch is the smallest group worth a batch check: below it the batch's
+// setup costs more than it saves.
+const minBatch = 4
+
+// DecodedTx is one outcome of DecodeTxs: the transaction and its id, or
+// why it was refused.
+type DecodedTx struct {
+	Tx  *Tx
+	ID  Hash
+	Err error
+}
+
+// DecodeTxs is DecodeTx for each of raws, with the signatures of those
+// that pass every other check verified in one batch. out[i] is the outcome
+// of raws[i], with the same error DecodeTx would return. known, if not
+// nil, is asked about each transaction that passed the other checks: when
+// it reports that the caller holds exactly these bytes as a valid
+// transaction already, the signature is not checked again.
+func DecodeTxs(raws [][]byte, chainID string, now int64, lim TxLimits, known func(id Hash, raw []byte) bool) []DecodedTx {
+	out := make([]DecodedTx, len(raws))
+	batch := NewSigBatch(len(raws))
+	idx := make([]int, 0, len(raws))
+	for i, data := range raws {
+		tx, err := decodeUnsigned(data, chainID, now, lim)
+		if err != nil {
+			out[i].Err = err
+			continue
+		}
+		out[i].Tx, out[i].ID = tx, tx.ID()
+		if known != nil && known(out[i].ID, data) {
+			continue
+		}
+		batch.Add(tx.Body.Sender, out[i].ID[:], tx.Sig)
+		idx = append(idx, i)
+	}
+	for k, ok := range batch.Verify() {
+		if !ok {
+			i := idx[k]
+			out[i] = DecodedTx{Err: fmt.Errorf("%w: does not verify", ErrTxSignature)}
+		}
+	}
+	return out
+}
