@@ -61,9 +61,9 @@ const (
 // deferredEntry is the value under a deferred transaction's 's' key.
 type deferredEntry struct {
 	_      struct{} `cbor:",toarray"`
-	Height uint64 // the block that ordered it
-	TS     int64  // its consensus timestamp
-	Raw    []byte // its canonical bytes
+	Height uint64   // the block that ordered it
+	TS     int64    // its consensus timestamp
+	Raw    []byte   // its canonical bytes
 }
 
 // deferred is a loaded entry.
@@ -230,7 +230,7 @@ func (x *Executor) ExecuteBlockDeferred(ctx context.Context, parent StateView, b
 			}
 			continue
 		}
-		if !ahead(len(run) + i) || ds.expiredIDs[b.Txs[i].ID] {
+		if !ahead(len(run)+i) || ds.expiredIDs[b.Txs[i].ID] {
 			continue // settled, or re-released after its entry expired here
 		}
 		s := tx.SenderAddress()
@@ -283,8 +283,8 @@ func (x *Executor) ExecuteBlockDeferred(ctx context.Context, parent StateView, b
 
 // deferSet is what a block sees of the deferred set.
 type deferSet struct {
-	expired []*deferred // expiry before the block time, in expiry-key order
-	waiting []*deferred // the block's senders' other entries, in key order
+	expired []*deferred              // expiry before the block time, in expiry-key order
+	waiting []*deferred              // the block's senders' other entries, in key order
 	byID    map[types.Hash]*deferred // of waiting
 	// expiredIDs: a block copy of one of these is not deferred again, so
 	// no key is both deleted and written.
