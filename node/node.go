@@ -144,6 +144,7 @@ type Node struct {
 	conflicts   atomic.Uint64         // certificates conflicting with one held (equivocation)
 	dropped     atomic.Uint64         // inputs dropped at a full inbox or outbox
 	executedTxs atomic.Uint64         // transactions executed since start
+	deferredTxs atomic.Uint64         // transactions deferred since start (nonce ahead)
 	bodyFetches atomic.Uint64         // blocks whose execution fetched bodies from peers
 	lat         *latency              // local stage times, for metrics only
 	exe         executorState         // released blocks waiting for the executor
@@ -451,10 +452,11 @@ func (n *Node) addTx(ctx context.Context, raw []byte) (*mempool.Entry, error) {
 	return e, nil
 }
 
-// dropExecuted removes id from the pool if it was executed (its body is
-// then served from the transaction record) and reports whether it was.
+// dropExecuted removes id from the pool if it was executed or deferred
+// (its body is then served from the transaction record) and reports
+// whether it was.
 func (n *Node) dropExecuted(ctx context.Context, id types.Hash) (bool, error) {
-	if _, _, err := n.Receipt(id); err != nil {
+	if _, _, err := n.Receipt(id); err != nil && !errors.Is(err, ErrDeferred) {
 		return false, nil
 	}
 	return true, n.pool.Remove(ctx, []types.Hash{id})

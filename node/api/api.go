@@ -56,8 +56,13 @@ const (
 type Backend interface {
 	SubmitTx(ctx context.Context, raw []byte) (types.Hash, error)
 	Pending(id types.Hash) bool
+	// Receipt returns node.ErrDeferred, with the ordering block's height,
+	// for a transaction waiting in the deferred set.
 	Receipt(id types.Hash) (*types.Receipt, uint64, error)
 	Block(h uint64) (*types.Block, types.Root, error)
+	// HeightTxs lists the transactions settled at a height, in event
+	// order (node.Node.HeightTxs).
+	HeightTxs(h uint64) ([]types.Hash, error)
 	State(ctx context.Context, key types.StateKey, height uint64, prove bool) (*node.StateValue, error)
 	Status() node.Status
 	LatestCheckpoint() (*consensus.CheckpointCert, error)
@@ -249,7 +254,12 @@ type Event struct {
 // TxResponse answers GET /v1/txs/{id}.
 type TxResponse struct {
 	ID      types.Hash `json:"id"`
-	Status  string     `json:"status"` // "pending" or "executed"
+	// Status is "pending" (in the mempool), "deferred" (ordered at Height
+	// with its nonce ahead of its sender's: it waits, in the state, for the
+	// gap to close, and executes or expires at a later height) or
+	// "executed" (settled at Height: Receipt.Status "invalid" with an
+	// error naming expiry for one that expired while deferred).
+	Status  string     `json:"status"`
 	Height  uint64     `json:"height,omitempty"`
 	Receipt *Receipt   `json:"receipt,omitempty"`
 }
@@ -278,6 +288,8 @@ func (s *server) tx(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case err == nil:
 		writeJSON(w, http.StatusOK, TxResponse{ID: id, Status: "executed", Height: h, Receipt: receiptJSON(rc)})
+	case errors.Is(err, node.ErrDeferred):
+		writeJSON(w, http.StatusOK, TxResponse{ID: id, Status: "deferred", Height: h})
 	case errors.Is(err, node.ErrNotFound) && s.b.Pending(id):
 		writeJSON(w, http.StatusOK, TxResponse{ID: id, Status: "pending"})
 	default:

@@ -355,3 +355,59 @@ func TestEventStream(t *testing.T) {
 		t.Fatalf("resumed at %+v, want %+v", next[0], all[1])
 	}
 }
+
+// waitTx polls GET /v1/txs/{id} until its status is want.
+func waitTx(t *testing.T, base string, id types.Hash, want string) TxResponse {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		status, body := do(t, "GET", base+"/v1/txs/"+id.String(), "")
+		var tx TxResponse
+		if status == http.StatusOK {
+			if err := json.Unmarshal(body, &tx); err != nil {
+				t.Fatal(err)
+			}
+			if tx.Status == want {
+				return tx
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("tx %s not %s: %d %s", id, want, status, body)
+		}
+		time.Sleep(20 * time.Millisecond) // polling a condition
+	}
+}
+
+// TestDeferredTx: a sender's nonce 2 ordered before its nonce 1 is
+// "deferred" at the block that ordered it, then executes after nonce 1 at
+// a later height, and its event is streamed at that height.
+func TestDeferredTx(t *testing.T) {
+	n, srv := newNode(t)
+	ctx := context.Background()
+	second, err := n.SubmitTx(ctx, counterTx(20, "d", func(b *types.TxBody) { b.Nonce = 2 }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := waitTx(t, srv.URL, second, "deferred")
+	if d.Height == 0 || d.Receipt != nil {
+		t.Fatalf("deferred: %+v", d)
+	}
+	first, err := n.SubmitTx(ctx, counterTx(20, "d", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r1, r2 := waitTx(t, srv.URL, first, "executed"), waitTx(t, srv.URL, second, "executed")
+	if r1.Receipt.Return != "0000000000000001" || r2.Receipt.Return != "0000000000000002" || r2.Height <= d.Height || r2.Height < r1.Height {
+		t.Fatalf("first %+v %+v, second %+v %+v (deferred at %d)", r1, r1.Receipt, r2, r2.Receipt, d.Height)
+	}
+	evs := readEvents(t, srv.URL, "0", 2)
+	for i, want := range []struct {
+		tx     types.Hash
+		height uint64
+		data   string
+	}{{first, r1.Height, "0000000000000001"}, {second, r2.Height, "0000000000000002"}} {
+		if e := evs[i].data; e.Tx != want.tx || e.Height != want.height || e.Data != want.data {
+			t.Fatalf("event %d: %+v, want tx %s at %d data %s", i, e, want.tx, want.height, want.data)
+		}
+	}
+}
