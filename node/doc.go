@@ -88,6 +88,16 @@
 //     blocks and receipts become visible with it. Every height reported
 //     to clients (Status, Receipt, State at 0) is this served height, not
 //     the state's latest version, so a reported height is always fetchable.
+//   - Future nonces (exec.ExecuteBlockDeferred): a transaction ordered
+//     ahead of its sender's nonce gap waits in the state's deferred set
+//     (exec.DeferredModule, so restart, state sync and compaction carry
+//     it) and executes in a later block once the gap closes, or expires
+//     (ValidUntil, or exec.DefaultDeferLimits.MaxAge after its timestamp).
+//     Its block writes its transaction record but no receipt (Receipt is
+//     ErrDeferred, the API status "deferred"); the height that settles it
+//     rewrites the record and writes the receipt, and lists it in that
+//     height's /node/htx record, so its events stream at that height and
+//     pruning deletes its records with that height, not its first one.
 //   - After each block the node signs a checkpoint vote (height, block id,
 //     state root, ordering state hash) and sends it to every validator. A
 //     certificate of Q matching votes is stored; if its root, block id or
@@ -108,6 +118,7 @@
 //
 // The node shares the state store's pebble datastore (state uses /kairos):
 // /node/log, /node/block, /node/root, /node/tx, /node/receipt, /node/cp,
-// /node/cplatest and /node/mempool (see store.go), /node/ostate,
+// /node/cplatest and /node/mempool (see store.go), /node/htx (see
+// executor.go), /node/ostate,
 // /node/ostatecert and /node/prunedto (see compact.go).
 package node

@@ -251,14 +251,14 @@ type Event struct {
 	Data   string        `json:"data"` // hex
 }
 
-// TxResponse answers GET /v1/txs/{id}.
+// TxResponse answers GET /v1/txs/{id}. Status is "pending" (in the
+// mempool), "deferred" (ordered at Height with its nonce ahead of its
+// sender's: it waits, in the state, for the gap to close, and executes or
+// expires at a later height) or "executed" (settled at Height; Receipt
+// status "invalid" with an error naming expiry for one that expired while
+// deferred).
 type TxResponse struct {
 	ID      types.Hash `json:"id"`
-	// Status is "pending" (in the mempool), "deferred" (ordered at Height
-	// with its nonce ahead of its sender's: it waits, in the state, for the
-	// gap to close, and executes or expires at a later height) or
-	// "executed" (settled at Height: Receipt.Status "invalid" with an
-	// error naming expiry for one that expired while deferred).
 	Status  string     `json:"status"`
 	Height  uint64     `json:"height,omitempty"`
 	Receipt *Receipt   `json:"receipt,omitempty"`

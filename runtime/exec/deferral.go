@@ -154,32 +154,50 @@ func (x *Executor) ExecuteBlockDeferred(ctx context.Context, parent StateView, b
 			return nil, err
 		}
 	}
-	inBlock := make(map[types.Hash]bool, len(txs))
-	for _, t := range b.Txs {
-		inBlock[t.ID] = true
-	}
 	// The block's own copy of a deferred transaction (a re-release) runs in
 	// its place, so one body never runs twice in a block.
 	var run []*deferred
-	for _, d := range ds.waiting {
-		if !inBlock[d.id()] {
-			run = append(run, d)
+	if len(ds.waiting) > 0 {
+		inBlock := make(map[types.Hash]bool, len(txs))
+		for _, t := range b.Txs {
+			inBlock[t.ID] = true
+		}
+		for _, d := range ds.waiting {
+			if !inBlock[d.id()] {
+				run = append(run, d)
+			}
 		}
 	}
-	aug := *b
-	aug.Txs = make([]types.OrderedTx, 0, len(run)+len(b.Txs))
-	augTxs := make([]*types.Tx, 0, len(run)+len(b.Txs))
-	for _, d := range run {
-		aug.Txs = append(aug.Txs, types.OrderedTx{ID: d.id(), TS: d.entry.TS})
-		augTxs = append(augTxs, d.tx)
+	aug, augTxs := b, txs
+	if len(run) > 0 {
+		ab := *b
+		ab.Txs = make([]types.OrderedTx, 0, len(run)+len(b.Txs))
+		augTxs = make([]*types.Tx, 0, len(run)+len(b.Txs))
+		for _, d := range run {
+			ab.Txs = append(ab.Txs, types.OrderedTx{ID: d.id(), TS: d.entry.TS})
+			augTxs = append(augTxs, d.tx)
+		}
+		ab.Txs = append(ab.Txs, b.Txs...)
+		augTxs = append(augTxs, txs...)
+		aug = &ab
 	}
-	aug.Txs = append(aug.Txs, b.Txs...)
-	augTxs = append(augTxs, txs...)
-	res, err := x.ExecuteBlock(ctx, parent, &aug, augTxs)
+	res, err := x.ExecuteBlock(ctx, parent, aug, augTxs)
 	if err != nil {
 		return nil, err
 	}
-	final, err := finalNonces(ctx, parent, res.Writes, augTxs)
+	if len(ds.expired)+len(ds.waiting) == 0 && !slices.ContainsFunc(res.Receipts, func(r types.Receipt) bool { return r.Status == types.StatusInvalid }) {
+		// Nothing deferred before, nothing refused now: the common block.
+		return &DeferredBlockResult{BlockResult: *res, Deferred: make([]bool, len(txs))}, nil
+	}
+	// Only a refused transaction can be deferred or stay deferred: the
+	// account nonces after the block are read for their senders alone.
+	refused := map[int]types.Address{}
+	for i, r := range res.Receipts {
+		if r.Status == types.StatusInvalid {
+			refused[i] = augTxs[i].SenderAddress()
+		}
+	}
+	final, err := finalNonces(ctx, parent, res.Writes, refused)
 	if err != nil {
 		return nil, err
 	}
@@ -188,9 +206,9 @@ func (x *Executor) ExecuteBlockDeferred(ctx context.Context, parent StateView, b
 	// in ascending nonce, so such a one saw a smaller account nonce too,
 	// and it is no replay (a replay's nonce is at most the account's).
 	ahead := func(i int) bool {
+		s, ok := refused[i]
 		tx := augTxs[i]
-		return res.Receipts[i].Status == types.StatusInvalid && tx.Body.ValidUntil >= b.Time &&
-			tx.Body.Nonce > final[tx.SenderAddress()]+1
+		return ok && tx.Body.ValidUntil >= b.Time && tx.Body.Nonce > final[s]+1
 	}
 	out := &DeferredBlockResult{Deferred: make([]bool, len(b.Txs))}
 	out.GasUsed = res.GasUsed
@@ -393,27 +411,18 @@ func decodeEntry(k, v []byte, lim DeferLimits) (*deferred, error) {
 	return d, nil
 }
 
-// finalNonces returns the account nonce after the block of every sender
-// of txs: its write in the block, else its parent value.
-func finalNonces(ctx context.Context, parent StateView, writes []state.Write, txs []*types.Tx) (map[types.Address]uint64, error) {
-	out := make(map[types.Address]uint64)
-	for _, w := range writes {
-		if w.Key.Module == AccountsModule && len(w.Key.Key) == types.AddressLen {
-			n, err := decodeNonce(w.Value)
-			if err != nil {
-				return nil, err
-			}
-			out[types.Address(w.Key.Key)] = n
-		}
-	}
-	for _, tx := range txs {
-		s := tx.SenderAddress()
+// finalNonces returns the account nonce after the block of the senders:
+// its write in the block (writes are sorted by module and key), else its
+// parent value.
+func finalNonces(ctx context.Context, parent StateView, writes []state.Write, senders map[int]types.Address) (map[types.Address]uint64, error) {
+	out := make(map[types.Address]uint64, len(senders))
+	for _, s := range senders {
 		if _, ok := out[s]; ok {
 			continue
 		}
-		v, err := parent.Get(ctx, AccountKey(s))
+		v, err := accountAfter(ctx, parent, writes, s)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %w", ErrState, err)
+			return nil, err
 		}
 		n, err := decodeNonce(v)
 		if err != nil {
@@ -422,6 +431,23 @@ func finalNonces(ctx context.Context, parent StateView, writes []state.Write, tx
 		out[s] = n
 	}
 	return out, nil
+}
+
+func accountAfter(ctx context.Context, parent StateView, writes []state.Write, s types.Address) ([]byte, error) {
+	k := AccountKey(s)
+	if i, ok := slices.BinarySearchFunc(writes, k, func(w state.Write, k types.StateKey) int {
+		if c := bytes.Compare(w.Key.Module[:], k.Module[:]); c != 0 {
+			return c
+		}
+		return bytes.Compare(w.Key.Key, k.Key)
+	}); ok {
+		return writes[i].Value, nil
+	}
+	v, err := parent.Get(ctx, k)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrState, err)
+	}
+	return v, nil
 }
 
 // mergeWrites returns a and b (each with distinct keys, a sorted; b's keys

@@ -379,3 +379,41 @@ func TestDeferralCorrupt(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkDeferralOverhead: a block of 1 000 transfers of distinct
+// senders executed plainly and through ExecuteBlockDeferred with an empty
+// set (one read of the count), and with one transaction ahead (the full
+// path: final nonces, one deferral written).
+func BenchmarkDeferralOverhead(b *testing.B) {
+	const n = 1000
+	s := newStore(b, n+1, 1000)
+	txs := make([]*types.Tx, n)
+	for i := range txs {
+		txs[i] = transfer(i, i+1, 1, 1, 2e12)
+	}
+	ahead := slices.Clone(txs)
+	ahead[n-1] = transfer(n-1, n, 1, 3, 2e12)
+	blk, aheadBlk := mkBlock(2, 1e12, txs), mkBlock(2, 1e12, ahead)
+	x := New(NewNativeRunner(NativeModules()), Options{Workers: 2})
+	ctx := context.Background()
+	for _, c := range []struct {
+		name string
+		run  func() error
+	}{
+		{"plain", func() error { _, err := x.ExecuteBlock(ctx, s, blk, txs); return err }},
+		{"deferred/none", func() error { _, err := x.ExecuteBlockDeferred(ctx, s, blk, txs, DefaultDeferLimits); return err }},
+		{"deferred/one-ahead", func() error {
+			_, err := x.ExecuteBlockDeferred(ctx, s, aheadBlk, ahead, DefaultDeferLimits)
+			return err
+		}},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := c.run(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
