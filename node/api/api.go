@@ -9,8 +9,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/ipfs/go-cid"
 	"github.com/prometheus/client_golang/prometheus"
@@ -105,6 +107,21 @@ var errorCodes = []struct {
 	{state.ErrPruned, CodePruned, http.StatusGone},
 	{node.ErrStopped, CodeHalted, http.StatusServiceUnavailable},
 }
+
+// NewServer returns an HTTP server of Handler(b, log) whose requests end
+// when Shutdown starts: their contexts derive from one that Shutdown
+// cancels, so an open event stream (which never goes idle) returns at
+// once instead of holding Shutdown until its deadline.
+func NewServer(b Backend, log *slog.Logger) *http.Server {
+	ctx, cancel := context.WithCancel(context.Background())
+	srv := &http.Server{Handler: Handler(b, log), ReadHeaderTimeout: readHeaderTimeout,
+		BaseContext: func(net.Listener) context.Context { return ctx }}
+	srv.RegisterOnShutdown(cancel)
+	return srv
+}
+
+// readHeaderTimeout bounds a client's request headers (slowloris).
+const readHeaderTimeout = 10 * time.Second
 
 // Handler returns the API's handler for b.
 func Handler(b Backend, log *slog.Logger) http.Handler {

@@ -7,8 +7,10 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -409,5 +411,40 @@ func TestDeferredTx(t *testing.T) {
 		if e := evs[i].data; e.Tx != want.tx || e.Height != want.height || e.Data != want.data {
 			t.Fatalf("event %d: %+v, want tx %s at %d data %s", i, e, want.tx, want.height, want.data)
 		}
+	}
+}
+
+// TestShutdownEndsStreams: Shutdown of a NewServer returns once its open
+// event streams end, which they do when it starts (a stream never goes
+// idle, so a plain server would wait for the whole deadline).
+func TestShutdownEndsStreams(t *testing.T) {
+	n, _ := newNode(t)
+	srv := NewServer(n, nil)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	resp, err := http.Get("http://" + ln.Addr().String() + "/v1/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("events: %d", resp.StatusCode)
+	}
+	// The deadline only keeps a regression from hanging the test: the
+	// check is that Shutdown ends without reaching it.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		t.Fatalf("shutdown with an open stream: %v", err)
+	}
+	if _, err := io.ReadAll(resp.Body); err != nil {
+		t.Fatalf("stream did not end cleanly: %v", err)
+	}
+	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
+		t.Fatalf("serve: %v", err)
 	}
 }

@@ -35,6 +35,9 @@ const ChainID = "kairos-devnet"
 // MaxValidators bounds a devnet's size (one process, a shared machine).
 const MaxValidators = 16
 
+// shutdownMax bounds how long Close waits for an API's requests to end.
+const shutdownMax = 5 * time.Second
+
 // ErrConfig reports an unusable devnet configuration.
 var ErrConfig = errors.New("devnet: bad config")
 
@@ -120,7 +123,7 @@ func Start(cfg Config) (_ *Devnet, err error) {
 		if err != nil {
 			return nil, fmt.Errorf("devnet: API of validator %d: %w", i, err)
 		}
-		srv := &http.Server{Handler: api.Handler(n, cfg.Logger), ReadHeaderTimeout: 10 * time.Second}
+		srv := api.NewServer(n, cfg.Logger)
 		d.servers = append(d.servers, srv)
 		d.APIs = append(d.APIs, "http://"+ln.Addr().String())
 		go func() { _ = srv.Serve(ln) }()
@@ -132,7 +135,9 @@ func Start(cfg Config) (_ *Devnet, err error) {
 func (d *Devnet) Close() error {
 	var errs []error
 	for _, s := range d.servers {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		// Event streams end when Shutdown starts (api.NewServer); the
+		// bound only covers a client that stops reading a response.
+		ctx, cancel := context.WithTimeout(context.Background(), shutdownMax)
 		errs = append(errs, s.Shutdown(ctx))
 		cancel()
 	}
