@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	ds "github.com/ipfs/go-datastore"
@@ -16,8 +17,10 @@ import (
 // Catch-up of a node whose disk is intact but whose state is behind the
 // peers' latest compacted checkpoint (it was away longer than the peers'
 // gc depth plus their log retention, so it cannot replay the DAG): before
-// its core starts it fetches the blocks up to that checkpoint, each with
-// its checkpoint certificate, executes them and checks every root, then
+// its core starts it fetches the blocks up to that checkpoint in runs that
+// end at a checkpoint height (consensus.Params.CheckpointInterval): the
+// run's certificate names its last block and each block names its parent.
+// It executes them and checks the root at every checkpoint height, then
 // starts its core from the checkpoint's ordering state and DAG-syncs after
 // it. Blocks are kept for RetainBlocks heights, so this works for a lag of
 // up to that many blocks; beyond it the node needs an empty disk.
@@ -30,7 +33,7 @@ type syncBlockResponse struct {
 }
 
 // serveSyncBlock answers with the executed block of a height and the
-// checkpoint certificate of that height.
+// checkpoint certificate of that height (none between checkpoint heights).
 func (n *Node) serveSyncBlock(ctx context.Context, _ peer.ID, req []byte) ([]byte, error) {
 	var r syncChunkRequest
 	if err := decodeSyncRequest(req, &r); err != nil {
@@ -43,7 +46,10 @@ func (n *Node) serveSyncBlock(ctx context.Context, _ peer.ID, req []byte) ([]byt
 	if err := getCBOR(ctx, n.d, heightKey(nsBlock, r.Height), &resp.Block); err != nil {
 		return nil, err
 	}
-	if err := getCBOR(ctx, n.d, heightKey(nsCP, r.Height), &resp.Cert); err != nil {
+	// Only checkpoint heights have certificates; a block between them is
+	// served without one (a zero certificate) and checked by its links.
+	if err := getCBOR(ctx, n.d, heightKey(nsCP, r.Height), &resp.Cert); err != nil &&
+		(!errors.Is(err, ErrNotFound) || r.Height%n.cfg.Committee.Params.CheckpointInterval == 0) {
 		return nil, err
 	}
 	return types.MustEncode(&resp), nil
@@ -60,6 +66,44 @@ func checkSyncBlock(comm *consensus.Committee, h uint64, r *syncBlockResponse) e
 			ErrSyncAnswer, h, r.Block.Height, r.Block.ID(), r.Cert.Height, r.Cert.BlockID)
 	}
 	return nil
+}
+
+// fetchBlockRun fetches blocks from..top, each from any peer, and checks
+// them: the certificate of top names top's id, and each block's parent is
+// the id of the one before it.
+func (n *Node) fetchBlockRun(comm *consensus.Committee, from, top uint64) ([]syncBlockResponse, error) {
+	run := make([]syncBlockResponse, 0, top-from+1)
+	for h := from; h <= top; h++ {
+		var got *syncBlockResponse
+		n.tryPeers(func(v uint32) bool {
+			var r syncBlockResponse
+			if err := n.request(v, protoSyncBlock, &syncChunkRequest{Height: h}, &r); err != nil {
+				return false
+			}
+			var err error
+			if h == top {
+				err = checkSyncBlock(comm, h, &r)
+			} else if r.Block.Height != h { // the parent links check the rest
+				err = fmt.Errorf("%w: block %d: got height %d", ErrSyncAnswer, h, r.Block.Height)
+			}
+			if err != nil {
+				n.sync.reject(fmt.Errorf("peer %d: %w", v, err))
+				return false
+			}
+			got = &r
+			return true
+		})
+		if got == nil {
+			return nil, fmt.Errorf("%w: no peer served block %d", ErrSyncFailed, h)
+		}
+		run = append(run, *got)
+	}
+	for i := len(run) - 1; i > 0; i-- {
+		if run[i].Block.Parent != run[i-1].Block.ID() {
+			return nil, fmt.Errorf("%w: block %d's parent is not the served block %d", ErrSyncAnswer, from+uint64(i), from+uint64(i)-1)
+		}
+	}
+	return run, nil
 }
 
 // orderBlock is the inverse of order.Block.Types.
@@ -84,35 +128,32 @@ func (n *Node) catchUp() (*consensus.OrderingState, error) {
 		return nil, nil
 	}
 	n.log.Info("catching up by blocks", "from", latest, "to", c.cert.Height)
-	for h := latest + 1; h <= c.cert.Height; h++ {
-		var got *syncBlockResponse
-		n.tryPeers(func(v uint32) bool {
-			var r syncBlockResponse
-			if err := n.request(v, protoSyncBlock, &syncChunkRequest{Height: h}, &r); err != nil {
-				return false
-			}
-			if err := checkSyncBlock(&comm, h, &r); err != nil {
-				n.sync.reject(fmt.Errorf("peer %d: %w", v, err))
-				return false
-			}
-			got = &r
-			return true
-		})
-		if got == nil {
-			return nil, fmt.Errorf("%w: no peer served block %d", ErrSyncFailed, h)
-		}
-		if err := n.executeBlock(orderBlock(&got.Block), nil); err != nil {
+	every := comm.Params.CheckpointInterval
+	for h := latest + 1; h <= c.cert.Height; {
+		// Blocks h..top, where top is the next checkpoint height: its
+		// certificate names top's id, and each block names its parent's,
+		// so the fetched run is authentic before any of it executes.
+		top := min(c.cert.Height, (h+every-1)/every*every)
+		run, err := n.fetchBlockRun(&comm, h, top)
+		if err != nil {
 			return nil, err
 		}
-		if _, root := n.servedLatest(); root != got.Cert.StateRoot {
-			return nil, fmt.Errorf("%w: height %d: own root %s, certified %s", ErrStateDiverged, h, root, got.Cert.StateRoot)
+		for _, r := range run {
+			if err := n.executeBlock(orderBlock(&r.Block), nil); err != nil {
+				return nil, err
+			}
+			n.sync.mu.Lock()
+			n.sync.blocks++
+			n.sync.mu.Unlock()
 		}
-		if err := n.storeCheckpoint(&got.Cert, h == c.cert.Height); err != nil {
+		cert := &run[len(run)-1].Cert
+		if _, root := n.servedLatest(); root != cert.StateRoot {
+			return nil, fmt.Errorf("%w: height %d: own root %s, certified %s", ErrStateDiverged, top, root, cert.StateRoot)
+		}
+		if err := n.storeCheckpoint(cert, top == c.cert.Height); err != nil {
 			return nil, err
 		}
-		n.sync.mu.Lock()
-		n.sync.blocks++
-		n.sync.mu.Unlock()
+		h = top + 1
 	}
 	// The checkpoint is where a restart continues from.
 	b, err := n.d.Batch(n.ctx)

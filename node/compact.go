@@ -17,11 +17,9 @@ import (
 	"github.com/kairos-network/kairos/types"
 )
 
-// Compaction defaults (Config.CompactEvery, Config.RetainBlocks).
+// Compaction limits. The heights compacted at are the genesis parameter
+// consensus.Params.CompactEvery, the same on every validator.
 const (
-	// DefaultCompactEvery is how many heights apart the node persists an
-	// ordering state and compacts its consensus log.
-	DefaultCompactEvery = 256
 	// DefaultRetainBlocks is how many heights of blocks, transaction
 	// records and receipts stay below the last compacted checkpoint.
 	DefaultRetainBlocks = 100_000

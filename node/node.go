@@ -81,11 +81,6 @@ type Config struct {
 	Listen    []string        // libp2p listen multiaddrs; nil = 127.0.0.1, a free TCP port
 	// KeepVersions is how many state versions stay readable (0 = all).
 	KeepVersions uint64
-	// CompactEvery: at executed heights that are multiples of it, the
-	// node persists the certified ordering state and compacts its
-	// consensus log (0 = DefaultCompactEvery). Validators should agree on
-	// it, so that they all serve the same snapshot heights.
-	CompactEvery uint64
 	// RetainBlocks is how many heights of blocks, transaction records and
 	// receipts are kept below the last compacted checkpoint (0 =
 	// DefaultRetainBlocks).
@@ -198,9 +193,6 @@ func New(cfg Config) (*Node, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
-	if cfg.CompactEvery == 0 {
-		cfg.CompactEvery = DefaultCompactEvery
 	}
 	if cfg.RetainBlocks == 0 {
 		cfg.RetainBlocks = DefaultRetainBlocks
@@ -350,7 +342,7 @@ func (n *Node) startCore(st *consensus.OrderingState, recs []consensus.Record) e
 	if st != nil {
 		from = st.Height
 	}
-	n.cmp.init(n.cfg.CompactEvery, from)
+	n.cmp.init(n.cfg.Committee.Params.CompactEvery, from)
 	if err := n.exe.init(n.ctx, n); err != nil {
 		return err
 	}

@@ -51,7 +51,7 @@ func TestStateSyncAfterWipe(t *testing.T) {
 	errInterrupt := errors.New("test: sync interrupted")
 	interrupted := false
 	c := newClusterWith(t, 4, func(i int, cfg *Config) {
-		cfg.Committee, cfg.CompactEvery, cfg.SyncChunkLeaves = comm, 3, 4
+		cfg.Committee, cfg.SyncChunkLeaves = comm, 4
 		switch i {
 		case 2:
 			cfg.tamperSync = badPeer
@@ -156,7 +156,7 @@ func TestCatchUpAfterLongAbsence(t *testing.T) {
 	const gc = 10
 	comm := smallGCCommittee(t, 4, gc)
 	c := newClusterWith(t, 4, func(i int, cfg *Config) {
-		cfg.Committee, cfg.CompactEvery = comm, 3
+		cfg.Committee = comm
 	})
 	c.waves(0, 2)
 	old := c.nodes[3]
@@ -224,7 +224,7 @@ func TestStateSyncMovesOn(t *testing.T) {
 	var hookErr error
 	hooked := false
 	c = newClusterWith(t, 4, func(i int, cfg *Config) {
-		cfg.Committee, cfg.CompactEvery, cfg.SyncChunkLeaves = comm, 3, 1 // many chunks: most are fetched after the hook
+		cfg.Committee, cfg.SyncChunkLeaves = comm, 1 // many chunks: most are fetched after the hook
 		if i != 3 {
 			return
 		}
