@@ -149,12 +149,21 @@ func TestStateSyncAfterWipe(t *testing.T) {
 // TestCatchUpAfterLongAbsence: a node that keeps its disk but stays away
 // while the others advance far beyond the gc depth and compact (no peer
 // holds the rounds after its last one any more) fetches the blocks up to
-// their latest compacted checkpoint, each with its certificate, executes
+// their latest compacted checkpoint, verified by certificates, executes
 // them, starts its core from that checkpoint's ordering state and then
 // produces the same blocks and roots as the others.
+//
+// Checkpoints are signed every testCompactEvery heights here, so the blocks
+// between them are taken on their parent links to a certified one.
 func TestCatchUpAfterLongAbsence(t *testing.T) {
 	const gc = 10
-	comm := smallGCCommittee(t, 4, gc)
+	small := smallGCCommittee(t, 4, gc)
+	p := small.Params
+	p.CheckpointInterval = testCompactEvery
+	comm, err := consensus.NewCommittee(small.ChainID, small.Epoch, small.Validators, p, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	c := newClusterWith(t, 4, func(i int, cfg *Config) {
 		cfg.Committee = comm
 	})
