@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	ds "github.com/ipfs/go-datastore"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -127,6 +128,13 @@ func (n *Node) catchUp() (*consensus.OrderingState, error) {
 	if c == nil || c.cert.Height <= latest {
 		return nil, nil
 	}
+	return n.catchUpTo(&comm, c, latest)
+}
+
+// catchUpTo executes the blocks after latest up to c's height, fetched
+// from peers, and makes c's ordering state the one a restart continues
+// from. The executor must be idle.
+func (n *Node) catchUpTo(comm *consensus.Committee, c *syncCandidate, latest uint64) (*consensus.OrderingState, error) {
 	n.log.Info("catching up by blocks", "from", latest, "to", c.cert.Height)
 	every := comm.Params.CheckpointInterval
 	for h := latest + 1; h <= c.cert.Height; {
@@ -134,7 +142,7 @@ func (n *Node) catchUp() (*consensus.OrderingState, error) {
 		// certificate names top's id, and each block names its parent's,
 		// so the fetched run is authentic before any of it executes.
 		top := min(c.cert.Height, (h+every-1)/every*every)
-		run, err := n.fetchBlockRun(&comm, h, top)
+		run, err := n.fetchBlockRun(comm, h, top)
 		if err != nil {
 			return nil, err
 		}
@@ -166,4 +174,107 @@ func (n *Node) catchUp() (*consensus.OrderingState, error) {
 		}
 	}
 	return c.state, b.Commit(n.ctx)
+}
+
+// LagCheckInterval is how often a running node checks whether it fell
+// behind what its peers can still serve by DAG sync.
+const LagCheckInterval = time.Second
+
+// lagStalledChecks is how many checks in a row must find the node behind
+// the certified height and not executing before it catches up by blocks:
+// a node that is merely slow, or fetching certificates, makes progress.
+const lagStalledChecks = 2
+
+// errIsolated is a request of a node a test cut off (Node.isolated).
+var errIsolated = errors.New("node: isolated by a test")
+
+// errExecutorBusy: the executor is running a block, so a catch-up cannot
+// take its place now; the next check tries again.
+var errExecutorBusy = errors.New("node: executor busy")
+
+// watchLag runs the catch-up of a node whose disk is intact while it runs
+// (catchUp does it only before the core starts): when certificates of
+// heights above its executed one arrive (so the others went on) but it has
+// executed nothing for lagStalledChecks checks, it asks the peers for
+// their latest compacted checkpoint. If that is above its executed height
+// its core cannot get the rounds in between any more (the peers compacted
+// their logs), so it fetches and executes the blocks up to it and replaces
+// its core with one restored from that checkpoint's ordering state, on the
+// driver, as a restart would. A node behind the peers' retained blocks
+// (RetainBlocks) fails to fetch them and needs a restart with an empty
+// disk (state sync); the error is logged and the check goes on.
+func (n *Node) watchLag() {
+	t := time.NewTicker(LagCheckInterval)
+	defer t.Stop()
+	comm := *n.cfg.Committee // own copy: verification counts are not shared
+	var last uint64
+	stalled := 0
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-t.C:
+		}
+		h, _ := n.servedLatest()
+		if h != last || !n.running.Load() || n.cp.latestHeight() <= h {
+			last, stalled = h, 0
+			continue
+		}
+		if stalled++; stalled < lagStalledChecks {
+			continue
+		}
+		stalled = 0
+		c := n.findCheckpoint(&comm)
+		if c == nil || c.cert.Height <= h {
+			continue
+		}
+		n.log.Info("behind the peers' compacted checkpoint while running", "executed", h, "checkpoint", c.cert.Height)
+		var err error
+		if cerr := n.call(n.ctx, func() { err = n.rejoin(&comm, c) }); cerr != nil {
+			return // stopped
+		}
+		switch {
+		case errors.Is(err, ErrStateDiverged):
+			n.halt(err)
+			return
+		case err != nil && n.ctx.Err() == nil:
+			n.log.Warn("catch-up while running", "err", err)
+		}
+	}
+}
+
+// rejoin runs on the driver: it catches up to c with the executor held
+// idle and replaces the core, as a restart from the checkpoint would. The
+// driver then steps Start on the new core (coreReplaced).
+func (n *Node) rejoin(comm *consensus.Committee, c *syncCandidate) error {
+	if !n.exe.run.TryLock() {
+		return errExecutorBusy
+	}
+	defer n.exe.run.Unlock()
+	latest, _ := n.store.Latest()
+	if c.cert.Height <= latest {
+		return nil // executed meanwhile
+	}
+	// Blocks the old core released and the executor has not taken are
+	// below the checkpoint (it could not go further): the fetched blocks
+	// replace them.
+	n.exe.mu.Lock()
+	n.exe.queue = nil
+	n.exe.mu.Unlock()
+	st, err := n.catchUpTo(comm, c, latest)
+	if err != nil {
+		return err
+	}
+	recs, _, err := loadLog(n.ctx, n.d)
+	if err != nil {
+		return err
+	}
+	if err := n.startCore(st, recs); err != nil {
+		return err
+	}
+	n.sync.coreReplaced = true
+	n.sync.mu.Lock()
+	n.sync.rejoins++
+	n.sync.mu.Unlock()
+	return nil
 }

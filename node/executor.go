@@ -37,6 +37,9 @@ type executorState struct {
 	mu    sync.Mutex
 	queue []consensus.Released
 	last  uint64 // height of the last block queued (or executed before start)
+	// run is held while a block executes, and by a catch-up while running
+	// (rejoin), so the two never execute at once.
+	run sync.Mutex
 }
 
 func (e *executorState) init(ctx context.Context, n *Node) error {
@@ -103,7 +106,15 @@ func (n *Node) execute() {
 				continue
 			}
 		}
-		if err := n.executeBlock(r.Block, r.State); err != nil {
+		n.exe.run.Lock()
+		if h, _ := n.store.Latest(); r.Block.Height <= h {
+			// Taken before a catch-up while running executed past it.
+			n.exe.run.Unlock()
+			continue
+		}
+		err := n.executeBlock(r.Block, r.State)
+		n.exe.run.Unlock()
+		if err != nil {
 			if n.ctx.Err() == nil {
 				n.halt(err)
 			}

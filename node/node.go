@@ -140,6 +140,7 @@ type Node struct {
 	dropped     atomic.Uint64         // inputs dropped at a full inbox or outbox
 	executedTxs atomic.Uint64         // transactions executed since start
 	deferredTxs atomic.Uint64         // transactions deferred since start (nonce ahead)
+	isolated    atomic.Bool           // tests: consensus messages and requests to peers are dropped
 	bodyFetches atomic.Uint64         // blocks whose execution fetched bodies from peers
 	lat         *latency              // local stage times, for metrics only
 	exe         executorState         // released blocks waiting for the executor
@@ -319,6 +320,7 @@ func (n *Node) open() error {
 	n.goLoop(n.drive)
 	n.goLoop(n.execute)
 	n.goLoop(n.compactor)
+	n.goLoop(n.watchLag)
 	n.goLoop(func() { _ = n.host.Bootstrap(n.ctx) })
 	return nil
 }

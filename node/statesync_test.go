@@ -180,31 +180,7 @@ func TestCatchUpAfterLongAbsence(t *testing.T) {
 		}
 		return true
 	})
-	// A log is cut at the previous compaction's gc round, so the rounds
-	// right after the absent node's last may survive a while: more blocks
-	// bring more compactions.
-	for w := 0; ; w++ {
-		held := ""
-		for i, p := range c.nodes[:3] {
-			var low uint64 = 1 << 62
-			err := scanLog(t.Context(), p.d, func(_ uint64, r *consensus.Record) error {
-				if r.Cert != nil {
-					low = min(low, r.Cert.Header.Round)
-				}
-				return nil
-			})
-			if err != nil || low <= last+1 {
-				held = fmt.Sprintf("node %d still holds certificates from round %d, the absent node's last is %d (%v)", i, low, last, err)
-			}
-		}
-		if held == "" {
-			break
-		}
-		if w == 10 {
-			t.Fatal(held)
-		}
-		c.waves(300+10*w, 1)
-	}
+	c.cutLogsPast(last)
 	c.start(3)
 	nd := c.nodes[3]
 	later := c.waves(200, 3)
@@ -319,4 +295,37 @@ func advancePeers(c *cluster, comm *consensus.Committee, from int) error {
 		time.Sleep(20 * time.Millisecond)
 	}
 	return fmt.Errorf("the peers did not compact past height %d", st.Height)
+}
+
+// cutLogsPast submits waves to the running nodes until none holds a
+// certificate of a round up to last+1 in its log: a log is cut at the
+// previous compaction's gc round, so the rounds right after an absent
+// node's last may survive a while, and more blocks bring more compactions.
+func (c *cluster) cutLogsPast(last uint64) {
+	c.t.Helper()
+	for w := 0; ; w++ {
+		held := ""
+		for i, p := range c.nodes {
+			if p == nil {
+				continue
+			}
+			var low uint64 = 1 << 62
+			err := scanLog(context.Background(), p.d, func(_ uint64, r *consensus.Record) error {
+				if r.Cert != nil {
+					low = min(low, r.Cert.Header.Round)
+				}
+				return nil
+			})
+			if err != nil || low <= last+1 {
+				held = fmt.Sprintf("node %d still holds certificates from round %d, the absent node's last is %d (%v)", i, low, last, err)
+			}
+		}
+		if held == "" {
+			return
+		}
+		if w == 10 {
+			c.t.Fatal(held)
+		}
+		c.waves(300+10*w, 1)
+	}
 }
