@@ -51,8 +51,8 @@
 //     persisted state it replays from genesis. The mempool is reloaded and
 //     its payloads reported again with their first-seen times.
 //   - Compaction (compact.go): at executed heights that are multiples of
-//     CompactEvery (the same at every validator, so all can serve that
-//     snapshot), once a checkpoint certificate matches this node's block,
+//     the genesis parameter consensus.Params.CompactEvery (so every
+//     validator can serve that snapshot), once a checkpoint certificate matches this node's block,
 //     root and ordering state, the ordering state is persisted;
 //     then log records of rounds below the previous persisted state's gc
 //     round are deleted (the latest own header stays), and blocks,
@@ -76,11 +76,19 @@
 //     (answers of weight Q − own weight).
 //   - Intact disk behind the peers' latest compacted checkpoint
 //     (catchup.go): before its core starts the node fetches the blocks up
-//     to it, each with its checkpoint certificate, executes them checking
-//     every root, and starts the core from the checkpoint's ordering
-//     state, so an absence longer than gc_depth plus the peers' log
-//     retention is bridged (up to RetainBlocks blocks). Otherwise the log
-//     replay does. Both paths run on the driver before its first step.
+//     to it, executes them checking the root at every checkpoint height (blocks between checkpoint
+//     heights are taken on their parent links to the certified one), and
+//     starts the core from the checkpoint's ordering state, so an absence
+//     longer than gc_depth plus the peers' log retention is bridged (up
+//     to RetainBlocks blocks). Otherwise the log replay does. Both paths
+//     run on the driver before its first step.
+//   - While running (catchup.go, watchLag): a node that holds
+//     certificates above its executed height but executes nothing for
+//     two LagCheckIntervals asks for the peers' compacted checkpoint; if
+//     it is above, the node catches up to it the same way on the driver,
+//     with the executor held idle (executorState.run), and replaces its
+//     core with one restored from that ordering state and its log, as a
+//     restart would; the driver then steps Start and reports the pool.
 //   - Blocks execute in height order against the latest state. Block,
 //     transaction and receipt records are written before the block's state
 //     commit, so a crash in between re-executes the block (identically).
@@ -98,7 +106,12 @@
 //     rewrites the record and writes the receipt, and lists it in that
 //     height's /node/htx record, so its events stream at that height and
 //     pruning deletes its records with that height, not its first one.
-//   - After each block the node signs a checkpoint vote (height, block id,
+//   - An idle chain still makes blocks: the ordering layer releases an
+//     empty block whenever the watermark crosses a multiple of the
+//     genesis EmptyBlockInterval, so checkpoints, compaction and the
+//     expiry of deferred transactions do not wait for traffic.
+//   - After each block at a multiple of the genesis CheckpointInterval
+//     the node signs a checkpoint vote (height, block id,
 //     state root, ordering state hash) and sends it to every validator. A
 //     certificate of Q matching votes is stored; if its root, block id or
 //     ordering state hash differs from this node's at that height, the
