@@ -290,6 +290,12 @@ func (n *Node) open() error {
 	if st != nil && latest < st.Height && !n.fresh {
 		return fmt.Errorf("%w: ordering state at height %d, state at %d", ErrCorrupt, st.Height, latest)
 	}
+	// The served height is the state's from the start, not only once the
+	// core runs (after a catch-up or sync, startCore sets it again): the
+	// API answers before that, and the pool check below reads receipts.
+	if err := n.exe.init(n.ctx, n); err != nil {
+		return err
+	}
 	if n.pool, err = mempool.Open(n.ctx, n.d, n.cfg.Mempool, n.clock.Now()); err != nil {
 		return err
 	}
