@@ -167,6 +167,9 @@ func (x *Executor) ExecuteBlockDeferred(ctx context.Context, parent StateView, b
 				run = append(run, d)
 			}
 		}
+		// Within the executor's block limit: entries left out (the last
+		// in key order) wait for a later block of their sender.
+		run = run[:min(len(run), max(0, x.opts.MaxTxs-len(txs)))]
 	}
 	aug, augTxs := b, txs
 	if len(run) > 0 {
@@ -226,13 +229,18 @@ func (x *Executor) ExecuteBlockDeferred(ctx context.Context, parent StateView, b
 			TxID: d.id(), Status: types.StatusInvalid,
 			Error: fmt.Sprintf("expired while deferred: nonce %d never became next before %d (block time %d)", d.tx.Body.Nonce, d.expiry, b.Time)}})
 	}
+	// Entries per sender after this block: the waiting ones, less those
+	// that settle, plus the new ones.
 	perSender := map[types.Address]int{}
+	for _, d := range ds.waiting {
+		perSender[d.sender]++
+	}
 	for i, d := range run {
 		if ahead(i) {
-			perSender[d.sender]++
 			continue
 		}
 		del(d)
+		perSender[d.sender]--
 		out.Resolved = append(out.Resolved, ResolvedTx{Raw: d.entry.Raw, Height: d.entry.Height, Receipt: res.Receipts[i]})
 	}
 	blockRes := res.Receipts[len(run):]
@@ -242,9 +250,9 @@ func (x *Executor) ExecuteBlockDeferred(ctx context.Context, parent StateView, b
 			// or stays in it.
 			if ahead(len(run) + i) {
 				out.Deferred[i] = true
-				perSender[d.sender]++
 			} else {
 				del(d)
+				perSender[d.sender]--
 			}
 			continue
 		}

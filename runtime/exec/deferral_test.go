@@ -290,37 +290,43 @@ func TestDeferralCases(t *testing.T) {
 		name   string
 		blocks []blk
 		keys   int // keys left in DeferredModule
+		maxTxs int // Options.MaxTxs (0 = default)
 	}{
 		{"per sender limit", []blk{
 			{txs: []*types.Tx{n(0, 3), n(0, 4), n(0, 5)}, wantDeferred: []bool{true, true, false}, wantErr: "sender has 2 deferred"},
 			{txs: []*types.Tx{n(0, 1), n(0, 2)}, wantDeferred: []bool{false, false}, wantResolved: []string{"ok", "ok"}},
-		}, 0},
+		}, 0, 0},
 		{"total limit", []blk{
 			{txs: []*types.Tx{n(0, 3), n(1, 3), n(2, 3), n(3, 3)}, wantDeferred: []bool{true, true, true, false}, wantErr: "3 transactions deferred"},
-		}, 3*2 + 1},
+		}, 3*2 + 1, 0},
 		{"re-released", []blk{
 			{txs: []*types.Tx{n(0, 2)}, wantDeferred: []bool{true}},
 			{txs: []*types.Tx{n(0, 2)}, wantDeferred: []bool{true}},
 			{txs: []*types.Tx{n(0, 1), n(0, 2)}, wantDeferred: []bool{false, false}},
-		}, 0},
+		}, 0, 0},
 		{"nonce taken by another", []blk{
 			{txs: []*types.Tx{n(0, 2), other}, wantDeferred: []bool{true, true}},
 			{txs: []*types.Tx{n(0, 1)}, wantDeferred: []bool{false}, wantResolved: []string{"invalid", "ok"}},
-		}, 0},
+		}, 0, 0},
 		{"deferred runs before the block's same nonce", []blk{
 			{txs: []*types.Tx{n(0, 2)}, wantDeferred: []bool{true}},
 			{txs: []*types.Tx{n(0, 1), other}, wantDeferred: []bool{false, false}, wantResolved: []string{"ok"}, wantErr: "bad nonce"},
-		}, 0},
+		}, 0, 0},
+		{"block limit holds entries back", []blk{
+			{txs: []*types.Tx{n(0, 2), n(0, 3)}, wantDeferred: []bool{true, true}},
+			{txs: []*types.Tx{n(0, 1), n(1, 1), n(2, 1)}, wantDeferred: []bool{false, false, false}, wantResolved: []string{}},
+			{txs: []*types.Tx{n(0, 4)}, wantDeferred: []bool{false}, wantResolved: []string{"ok", "ok"}},
+		}, 0, 3},
 		{"gap closes partly", []blk{
 			{txs: []*types.Tx{n(0, 2), n(0, 4)}, wantDeferred: []bool{true, true}},
 			{txs: []*types.Tx{n(0, 1)}, wantDeferred: []bool{false}, wantResolved: []string{"ok"}},
-		}, 2 + 1},
+		}, 2 + 1, 0},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			ctx := context.Background()
 			s := newStore(t, 6, 1000)
-			x := New(NewNativeRunner(NativeModules()), Options{Workers: 2})
+			x := New(NewNativeRunner(NativeModules()), Options{Workers: 2, MaxTxs: c.maxTxs})
 			for i, bk := range c.blocks {
 				h := uint64(2 + i)
 				b := mkBlock(h, T+int64(i)*1e9, bk.txs)
