@@ -7,6 +7,11 @@
 // on one pooled wazero engine per node, plus the runtime's native test set
 // (exec.NativeModules: token, counter, scan) at their fixed addresses.
 // Demo deploys the example modules and runs a workload through the APIs.
+//
+// StartProcs runs a devnet as processes instead (`kairos devnet --procs`):
+// one `kairos node --home` per validator from homes that config.WriteTestnet
+// writes on the first run, resumed afterwards; Procs.Close interrupts them
+// (a clean shutdown) and kills one that does not stop in time.
 package devnet
 
 import (
