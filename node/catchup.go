@@ -69,42 +69,48 @@ func checkSyncBlock(comm *consensus.Committee, h uint64, r *syncBlockResponse) e
 	return nil
 }
 
-// fetchBlockRun fetches blocks from..top, each from any peer, and checks
-// them: the certificate of top names top's id, and each block's parent is
-// the id of the one before it.
+// fetchBlockRun fetches blocks from..top from one peer, trying each in
+// turn, and checks them: the certificate of top names top's id, and each
+// block's parent is the id of the one before it. One honest peer that
+// holds them is enough: a run that fails the checks is not mixed with
+// another peer's blocks but fetched again elsewhere.
 func (n *Node) fetchBlockRun(comm *consensus.Committee, from, top uint64) ([]syncBlockResponse, error) {
-	run := make([]syncBlockResponse, 0, top-from+1)
-	for h := from; h <= top; h++ {
-		var got *syncBlockResponse
-		n.tryPeers(func(v uint32) bool {
-			var r syncBlockResponse
-			if err := n.request(v, protoSyncBlock, &syncChunkRequest{Height: h}, &r); err != nil {
+	var got []syncBlockResponse
+	n.tryPeers(func(v uint32) bool {
+		run := make([]syncBlockResponse, top-from+1)
+		for i := range run {
+			if err := n.request(v, protoSyncBlock, &syncChunkRequest{Height: from + uint64(i)}, &run[i]); err != nil {
 				return false
 			}
-			var err error
-			if h == top {
-				err = checkSyncBlock(comm, h, &r)
-			} else if r.Block.Height != h { // the parent links check the rest
-				err = fmt.Errorf("%w: block %d: got height %d", ErrSyncAnswer, h, r.Block.Height)
-			}
-			if err != nil {
-				n.sync.reject(fmt.Errorf("peer %d: %w", v, err))
-				return false
-			}
-			got = &r
-			return true
-		})
-		if got == nil {
-			return nil, fmt.Errorf("%w: no peer served block %d", ErrSyncFailed, h)
 		}
-		run = append(run, *got)
+		if err := checkBlockRun(comm, from, run); err != nil {
+			n.sync.reject(fmt.Errorf("peer %d: %w", v, err))
+			return false
+		}
+		got = run
+		return true
+	})
+	if got == nil {
+		return nil, fmt.Errorf("%w: no peer served blocks %d..%d", ErrSyncFailed, from, top)
 	}
-	for i := len(run) - 1; i > 0; i-- {
-		if run[i].Block.Parent != run[i-1].Block.ID() {
-			return nil, fmt.Errorf("%w: block %d's parent is not the served block %d", ErrSyncAnswer, from+uint64(i), from+uint64(i)-1)
+	return got, nil
+}
+
+// checkBlockRun verifies blocks of heights from, from+1, ...: the last
+// under a quorum certificate of its height naming its id, each of the
+// others at its height and named as parent by the next.
+func checkBlockRun(comm *consensus.Committee, from uint64, run []syncBlockResponse) error {
+	last := from + uint64(len(run)) - 1
+	if err := checkSyncBlock(comm, last, &run[len(run)-1]); err != nil {
+		return err
+	}
+	for i := len(run) - 2; i >= 0; i-- {
+		h := from + uint64(i)
+		if run[i].Block.Height != h || run[i+1].Block.Parent != run[i].Block.ID() {
+			return fmt.Errorf("%w: block %d (height %d) is not the parent of block %d", ErrSyncAnswer, h, run[i].Block.Height, h+1)
 		}
 	}
-	return run, nil
+	return nil
 }
 
 // orderBlock is the inverse of order.Block.Types.
