@@ -198,7 +198,8 @@ var errIsolated = errors.New("node: isolated by a test")
 // take its place now; the next check tries again.
 var errExecutorBusy = errors.New("node: executor busy")
 
-// watchLag runs the catch-up of a node whose disk is intact while it runs
+// watchLag runs the genesis check (genesis.go) until every peer answered,
+// and the catch-up of a node whose disk is intact while it runs
 // (catchUp does it only before the core starts): when certificates of
 // heights above its executed one arrive (so the others went on) but it has
 // executed nothing for lagStalledChecks checks, it asks the peers for
@@ -215,11 +216,20 @@ func (n *Node) watchLag() {
 	comm := *n.cfg.Committee // own copy: verification counts are not shared
 	var last uint64
 	stalled := 0
+	var gen genesisCheck
+	genesisDone := false
 	for {
 		select {
 		case <-n.ctx.Done():
 			return
 		case <-t.C:
+		}
+		if !genesisDone {
+			var err error
+			if genesisDone, err = n.checkGenesis(&gen); err != nil {
+				n.halt(err)
+				return
+			}
 		}
 		h, _ := n.servedLatest()
 		if h != last || !n.running.Load() || n.cp.latestHeight() <= h {

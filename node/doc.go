@@ -106,6 +106,10 @@
 //     rewrites the record and writes the receipt, and lists it in that
 //     height's /node/htx record, so its events stream at that height and
 //     pruning deletes its records with that height, not its first one.
+//   - Genesis check (genesis.go): every node serves the hash of its
+//     committee (chain, validators, consensus.Params) and asks each peer
+//     for theirs once; peers of weight above F with another hash halt it
+//     with ErrGenesisMismatch, fewer are logged.
 //   - An idle chain still makes blocks: the ordering layer releases an
 //     empty block whenever the watermark crosses a multiple of the
 //     genesis EmptyBlockInterval, so checkpoints, compaction and the

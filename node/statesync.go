@@ -118,6 +118,7 @@ func (n *Node) handleSync() {
 	n.host.HandleRequest(protoSyncManifest, n.serveSyncManifest)
 	n.host.HandleRequest(protoSyncChunk, n.serveSyncChunk)
 	n.host.HandleRequest(protoSyncBlock, n.serveSyncBlock)
+	n.host.HandleRequest(protoGenesis, n.serveGenesis)
 }
 
 func decodeSyncRequest(req []byte, v any) error {
