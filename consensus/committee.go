@@ -31,6 +31,18 @@ type Params struct {
 	TxExpiry         int64 // an id with < Q acks is dropped after this
 	MaxPending       int   // certificates buffered while their parents are fetched
 	ResendInterval   int64 // re-send own header / re-request fetches this often
+	// EmptyBlockInterval (ns, 0 = never): an idle chain releases an empty
+	// block whenever the watermark crosses a multiple of it (see
+	// order.Params.EmptyEvery), so it still checkpoints and compacts.
+	EmptyBlockInterval int64
+	// CheckpointInterval: validators sign checkpoint votes at heights that
+	// are multiples of it (1..MaxCheckpointInterval).
+	CheckpointInterval uint64
+	// CompactEvery: validators compact their consensus logs at certified
+	// heights that are multiples of it (a multiple of CheckpointInterval),
+	// the same heights on all of them, so each can serve the snapshot of
+	// the latest one to a syncing peer.
+	CompactEvery uint64
 }
 
 // Limits that are not genesis parameters but still bound what a peer can
@@ -44,6 +56,10 @@ const (
 	MaxTxBytes = 64 << 10
 	// MaxFetchCerts bounds the certificates one fetch asks for or returns.
 	MaxFetchCerts = 1000
+	// MaxCheckpointInterval is the largest CheckpointInterval (consensus.md):
+	// a catching-up node verifies that many blocks by their parent links
+	// before a certificate covers them.
+	MaxCheckpointInterval = 100
 )
 
 // DefaultParams are the start values of consensus.md.
@@ -60,6 +76,12 @@ func DefaultParams() Params {
 		TxExpiry:         10_000 * ms,
 		MaxPending:       4096,
 		ResendInterval:   200 * ms,
+		// An idle chain gets a block (and so a checkpoint) every 10 s of
+		// consensus time: cheap, and it bounds the log an idle network
+		// keeps and how late a deferred transaction expires.
+		EmptyBlockInterval: 10_000 * ms,
+		CheckpointInterval: 1,
+		CompactEvery:       256,
 	}
 }
 
@@ -92,7 +114,9 @@ func NewCommittee(chainID string, epoch uint64, vals []Validator, p Params, v Ve
 	}
 	if p.MaxAcks <= 0 || p.MaxAcks > MaxAcksLimit || p.GCDepth < 4 || p.MinRoundDelay < 0 || p.IdleRoundDelay < 0 ||
 		p.LeaderTimeout <= 0 || p.LeaderTimeoutMax < p.LeaderTimeout || p.TxExpiry <= 0 ||
-		p.MaxClockSkew < 0 || p.MaxPending <= 0 || p.ResendInterval <= 0 {
+		p.MaxClockSkew < 0 || p.MaxPending <= 0 || p.ResendInterval <= 0 || p.EmptyBlockInterval < 0 ||
+		p.CheckpointInterval < 1 || p.CheckpointInterval > MaxCheckpointInterval ||
+		p.CompactEvery < p.CheckpointInterval || p.CompactEvery%p.CheckpointInterval != 0 {
 		return nil, fmt.Errorf("%w: %+v", ErrBadParams, p)
 	}
 	if v == nil {

@@ -151,7 +151,7 @@ func New(cfg Config) (*Core, error) {
 		return nil, fmt.Errorf("%w: incomplete config", ErrBadParams)
 	}
 	c := cfg.Committee.clone()
-	ord, err := order.New(order.Params{Weights: c.weights(), TxExpiry: c.Params.TxExpiry, Retain: 2 * c.Params.TxExpiry})
+	ord, err := order.New(order.Params{Weights: c.weights(), TxExpiry: c.Params.TxExpiry, Retain: 2 * c.Params.TxExpiry, EmptyEvery: c.Params.EmptyBlockInterval})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrBadParams, err)
 	}

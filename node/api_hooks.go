@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"crypto/ed25519"
+	"encoding/binary"
 	"errors"
 	"fmt"
 
@@ -29,14 +30,28 @@ func (n *Node) Simulate(ctx context.Context, tx *types.Tx) (*exec.SimResult, uin
 			return nil, 0, err
 		}
 	}
-	h, _ := n.store.Latest()
-	env := exec.BlockEnv{Height: h + 1, Time: now}
-	res, err := n.x.Simulate(ctx, n.store, env, tx)
-	if err != nil {
-		return nil, 0, fmt.Errorf("node: simulate: %w", err)
+	// The executor's latest version, not the served height: the next block
+	// executes on it, so that is what an access list must fit. A block
+	// committed while the simulation read would mix two versions; reading
+	// the version before and after finds that, and the simulation is run
+	// again (a commit per block leaves a quiet moment soon).
+	for try := 0; ; try++ {
+		h, _ := n.store.Latest()
+		env := exec.BlockEnv{Height: h + 1, Time: now}
+		res, err := n.x.Simulate(ctx, n.store, env, tx)
+		if err != nil {
+			return nil, 0, fmt.Errorf("node: simulate: %w", err)
+		}
+		if after, _ := n.store.Latest(); after == h || try == simulateTries-1 {
+			return res, h, nil
+		}
 	}
-	return res, h, nil
 }
+
+// simulateTries bounds the runs of a simulation that keeps overlapping
+// block commits; the last run's result is returned (its reads then span
+// two adjacent versions, which a simulation may: it is advice).
+const simulateTries = 3
 
 // ModuleInfo describes a deployed module instance.
 type ModuleInfo struct {
@@ -46,10 +61,17 @@ type ModuleInfo struct {
 	Size   int           // bytes of the original code
 }
 
-// Module reads the record of the module instance at a on the latest state.
+// Module reads the record of the module instance at a at the served
+// height (like State, Block and Receipt), so a client can prove its state
+// at the height it is told.
 func (n *Node) Module(ctx context.Context, a types.Address) (*ModuleInfo, error) {
-	h, _ := n.store.Latest()
-	raw, err := n.store.Get(ctx, types.StateKey{Module: exec.ModulesModule, Key: a[:]})
+	h, _ := n.servedLatest()
+	v, err := n.store.View(ctx, h)
+	if err != nil {
+		return nil, err
+	}
+	defer v.Close()
+	raw, err := v.Get(ctx, types.StateKey{Module: exec.ModulesModule, Key: a[:]})
 	if err != nil {
 		return nil, err
 	}
@@ -61,14 +83,18 @@ func (n *Node) Module(ctx context.Context, a types.Address) (*ModuleInfo, error)
 		return nil, fmt.Errorf("node: module record of %s: %w", a, err)
 	}
 	// The original code is stored in chunks under 'c' ‖ CID ‖ u16 (see
-	// exec.ModulesModule); its size is the sum of theirs.
+	// exec.ModulesModule), at most exec.CodeChunksMax; its size is the sum
+	// of theirs.
 	size := 0
-	err = n.store.Iterate(ctx, exec.ModulesModule, append([]byte{'c'}, rec.Code...), func(_, v []byte) error {
-		size += len(v)
-		return nil
-	})
-	if err != nil {
-		return nil, err
+	for i := range exec.CodeChunksMax {
+		c, err := v.Get(ctx, types.StateKey{Module: exec.ModulesModule, Key: binary.BigEndian.AppendUint16(append([]byte{'c'}, rec.Code...), uint16(i))})
+		if err != nil {
+			return nil, err
+		}
+		if c == nil {
+			break
+		}
+		size += len(c)
 	}
 	return &ModuleInfo{Height: h, Code: rec.Code, Admin: rec.Admin, Size: size}, nil
 }

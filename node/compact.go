@@ -17,11 +17,9 @@ import (
 	"github.com/kairos-network/kairos/types"
 )
 
-// Compaction defaults (Config.CompactEvery, Config.RetainBlocks).
+// Compaction limits. The heights compacted at are the genesis parameter
+// consensus.Params.CompactEvery, the same on every validator.
 const (
-	// DefaultCompactEvery is how many heights apart the node persists an
-	// ordering state and compacts its consensus log.
-	DefaultCompactEvery = 256
 	// DefaultRetainBlocks is how many heights of blocks, transaction
 	// records and receipts stay below the last compacted checkpoint.
 	DefaultRetainBlocks = 100_000
@@ -276,12 +274,26 @@ func (n *Node) pruneBlocks(ctx context.Context, upTo uint64) error {
 			if err := getCBOR(ctx, n.d, heightKey(nsBlock, h), &blk); err != nil && !errors.Is(err, ErrNotFound) {
 				return err
 			}
+			// A transaction deferred at h keeps its records: the height
+			// that settles it rewrites them and deletes them when pruned.
+			var ht heightTxs
+			if err := getCBOR(ctx, n.d, heightKey(nsHeightTxs, h), &ht); err != nil && !errors.Is(err, ErrNotFound) {
+				return err
+			}
 			for _, t := range blk.Txs {
+				if slices.Contains(ht.Deferred, t.ID) {
+					continue
+				}
 				if err := errors.Join(b.Delete(ctx, idKey(nsTx, t.ID)), b.Delete(ctx, idKey(nsReceipt, t.ID))); err != nil {
 					return err
 				}
 			}
-			if err := errors.Join(b.Delete(ctx, heightKey(nsBlock, h)), b.Delete(ctx, heightKey(nsRoot, h))); err != nil {
+			for _, id := range ht.Resolved {
+				if err := errors.Join(b.Delete(ctx, idKey(nsTx, id)), b.Delete(ctx, idKey(nsReceipt, id))); err != nil {
+					return err
+				}
+			}
+			if err := errors.Join(b.Delete(ctx, heightKey(nsBlock, h)), b.Delete(ctx, heightKey(nsRoot, h)), b.Delete(ctx, heightKey(nsHeightTxs, h))); err != nil {
 				return err
 			}
 		}

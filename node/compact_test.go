@@ -13,12 +13,16 @@ import (
 	"github.com/kairos-network/kairos/types"
 )
 
-// smallGCCommittee is testCommittee with a gc depth of gc rounds, so that
-// compaction has log records to drop within a short test.
+// testCompactEvery is the compaction interval of smallGCCommittee.
+const testCompactEvery = 3
+
+// smallGCCommittee is testCommittee with a gc depth of gc rounds and
+// compaction every testCompactEvery heights, so that compaction has log
+// records to drop within a short test.
 func smallGCCommittee(t testing.TB, n int, gc uint64) *consensus.Committee {
 	c := testCommittee(t, n)
 	p := c.Params
-	p.GCDepth = gc
+	p.GCDepth, p.CompactEvery = gc, testCompactEvery
 	cc, err := consensus.NewCommittee(c.ChainID, c.Epoch, c.Validators, p, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -109,9 +113,9 @@ func (c *cluster) prunedTo() uint64 {
 // produces the same blocks and roots as the others.
 func TestCompactionRestart(t *testing.T) {
 	comm := smallGCCommittee(t, 4, 20)
-	const every, retain = 3, 4
+	const every, retain = testCompactEvery, 4
 	c := newClusterWith(t, 4, func(i int, cfg *Config) {
-		cfg.Committee, cfg.CompactEvery, cfg.RetainBlocks = comm, every, retain
+		cfg.Committee, cfg.RetainBlocks = comm, retain
 	})
 	first := c.waves(0, 12)
 	c.waitFor("two compactions with log records dropped on every node", 60*time.Second, func() bool {

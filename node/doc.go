@@ -57,8 +57,8 @@
 //     persisted state it replays from genesis. The mempool is reloaded and
 //     its payloads reported again with their first-seen times.
 //   - Compaction (compact.go): at executed heights that are multiples of
-//     CompactEvery (the same at every validator, so all can serve that
-//     snapshot), once a checkpoint certificate matches this node's block,
+//     the genesis parameter consensus.Params.CompactEvery (so every
+//     validator can serve that snapshot), once a checkpoint certificate matches this node's block,
 //     root and ordering state, the ordering state is persisted;
 //     then log records of rounds below the previous persisted state's gc
 //     round are deleted (the latest own header stays), and blocks,
@@ -82,11 +82,19 @@
 //     (answers of weight Q − own weight).
 //   - Intact disk behind the peers' latest compacted checkpoint
 //     (catchup.go): before its core starts the node fetches the blocks up
-//     to it, each with its checkpoint certificate, executes them checking
-//     every root, and starts the core from the checkpoint's ordering
-//     state, so an absence longer than gc_depth plus the peers' log
-//     retention is bridged (up to RetainBlocks blocks). Otherwise the log
-//     replay does. Both paths run on the driver before its first step.
+//     to it, executes them checking the root at every checkpoint height (blocks between checkpoint
+//     heights are taken on their parent links to the certified one), and
+//     starts the core from the checkpoint's ordering state, so an absence
+//     longer than gc_depth plus the peers' log retention is bridged (up
+//     to RetainBlocks blocks). Otherwise the log replay does. Both paths
+//     run on the driver before its first step.
+//   - While running (catchup.go, watchLag): a node that holds
+//     certificates above its executed height but executes nothing for
+//     two LagCheckIntervals asks for the peers' compacted checkpoint; if
+//     it is above, the node catches up to it the same way on the driver,
+//     with the executor held idle (executorState.run), and replaces its
+//     core with one restored from that ordering state and its log, as a
+//     restart would; the driver then steps Start and reports the pool.
 //   - Blocks execute in height order against the latest state. Block,
 //     transaction and receipt records are written before the block's state
 //     commit, so a crash in between re-executes the block (identically).
@@ -94,7 +102,26 @@
 //     blocks and receipts become visible with it. Every height reported
 //     to clients (Status, Receipt, State at 0) is this served height, not
 //     the state's latest version, so a reported height is always fetchable.
-//   - After each block the node signs a checkpoint vote (height, block id,
+//   - Future nonces (exec.ExecuteBlockDeferred): a transaction ordered
+//     ahead of its sender's nonce gap waits in the state's deferred set
+//     (exec.DeferredModule, so restart, state sync and compaction carry
+//     it) and executes in a later block once the gap closes, or expires
+//     (ValidUntil, or exec.DefaultDeferLimits.MaxAge after its timestamp).
+//     Its block writes its transaction record but no receipt (Receipt is
+//     ErrDeferred, the API status "deferred"); the height that settles it
+//     rewrites the record and writes the receipt, and lists it in that
+//     height's /node/htx record, so its events stream at that height and
+//     pruning deletes its records with that height, not its first one.
+//   - Genesis check (genesis.go): every node serves the hash of its
+//     committee (chain, validators, consensus.Params) and asks each peer
+//     for theirs once; peers of weight above F with another hash halt it
+//     with ErrGenesisMismatch, fewer are logged.
+//   - An idle chain still makes blocks: the ordering layer releases an
+//     empty block whenever the watermark crosses a multiple of the
+//     genesis EmptyBlockInterval, so checkpoints, compaction and the
+//     expiry of deferred transactions do not wait for traffic.
+//   - After each block at a multiple of the genesis CheckpointInterval
+//     the node signs a checkpoint vote (height, block id,
 //     state root, ordering state hash) and sends it to every validator. A
 //     certificate of Q matching votes is stored; if its root, block id or
 //     ordering state hash differs from this node's at that height, the
@@ -114,6 +141,7 @@
 //
 // The node shares the state store's pebble datastore (state uses /kairos):
 // /node/log, /node/block, /node/root, /node/tx, /node/receipt, /node/cp,
-// /node/cplatest and /node/mempool (see store.go), /node/ostate,
+// /node/cplatest and /node/mempool (see store.go), /node/htx (see
+// executor.go), /node/ostate,
 // /node/ostatecert and /node/prunedto (see compact.go).
 package node

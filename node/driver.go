@@ -57,15 +57,22 @@ func (n *Node) drive() {
 		}
 		return n.stage(&g, n.core.Step(ev))
 	}
-	if !step(consensus.Start{Now: n.clock.Now()}) || !release() {
-		return
-	}
-	// The mempool survives a restart: report its payloads again, with the
-	// times they were first seen.
-	for _, e := range n.pool.Entries() {
-		if !step(consensus.TxSeen{Now: e.FirstSeen, ID: consensus.TxID(e.ID)}) || !release() {
-			return
+	// start steps a new core's Start, then reports the mempool's payloads
+	// again, with the times they were first seen (the pool survives a
+	// restart, and a core replaced by a catch-up while running).
+	start := func() bool {
+		if !step(consensus.Start{Now: n.clock.Now()}) || !release() {
+			return false
 		}
+		for _, e := range n.pool.Entries() {
+			if !step(consensus.TxSeen{Now: e.FirstSeen, ID: consensus.TxID(e.ID)}) || !release() {
+				return false
+			}
+		}
+		return true
+	}
+	if !start() {
+		return
 	}
 	for {
 		var ev consensus.Event
@@ -76,6 +83,12 @@ func (n *Node) drive() {
 			// Calls read the core between groups, when everything it
 			// produced so far is committed or needs no sync.
 			f()
+			if n.sync.coreReplaced { // by rejoin
+				n.sync.coreReplaced = false
+				if !start() {
+					return
+				}
+			}
 			continue
 		case in := <-n.inbox:
 			n.lat.inboxDepth.Observe(float64(len(n.inbox)))

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -12,8 +13,18 @@ import (
 
 	"github.com/kairos-network/kairos/consensus"
 	"github.com/kairos-network/kairos/consensus/order"
+	"github.com/kairos-network/kairos/runtime/exec"
 	"github.com/kairos-network/kairos/types"
 )
+
+// nsHeightTxs holds, per height, the heightTxs record of a block that
+// deferred or settled deferred transactions.
+const nsHeightTxs = "/node/htx/" // <height %016x> heightTxs
+
+// ErrDeferred is the status of a transaction that reached a block with a
+// nonce ahead of its sender's account: it waits in the state's deferred set
+// and has no receipt yet.
+var ErrDeferred = errors.New("node: transaction deferred")
 
 // bodyRetryDelay spaces fetches of transaction bodies a block needs and no
 // peer has served yet.
@@ -26,6 +37,9 @@ type executorState struct {
 	mu    sync.Mutex
 	queue []consensus.Released
 	last  uint64 // height of the last block queued (or executed before start)
+	// run is held while a block executes, and by a catch-up while running
+	// (rejoin), so the two never execute at once.
+	run sync.Mutex
 }
 
 func (e *executorState) init(ctx context.Context, n *Node) error {
@@ -92,7 +106,15 @@ func (n *Node) execute() {
 				continue
 			}
 		}
-		if err := n.executeBlock(r.Block, r.State); err != nil {
+		n.exe.run.Lock()
+		if h, _ := n.store.Latest(); r.Block.Height <= h {
+			// Taken before a catch-up while running executed past it.
+			n.exe.run.Unlock()
+			continue
+		}
+		err := n.executeBlock(r.Block, r.State)
+		n.exe.run.Unlock()
+		if err != nil {
 			if n.ctx.Err() == nil {
 				n.halt(err)
 			}
@@ -114,26 +136,13 @@ func (n *Node) executeBlock(ob *order.Block, st *consensus.OrderingState) error 
 	if err != nil {
 		return err
 	}
-	res, err := n.x.ExecuteBlock(ctx, n.store, b, txs)
+	res, err := n.x.ExecuteBlockDeferred(ctx, n.store, b, txs, exec.DefaultDeferLimits)
 	if err != nil {
 		return fmt.Errorf("node: execute block %d: %w", b.Height, err)
 	}
-	batch, err := n.d.Batch(ctx)
+	settled, err := n.storeBlock(ctx, b, raws, res)
 	if err != nil {
 		return err
-	}
-	puts := map[ds.Key][]byte{heightKey(nsBlock, b.Height): types.MustEncode(b)}
-	for i, t := range b.Txs {
-		puts[idKey(nsTx, t.ID)] = types.MustEncode(&txRecord{Height: b.Height, Index: uint32(i), Raw: raws[i]})
-		puts[idKey(nsReceipt, t.ID)] = types.MustEncode(&res.Receipts[i])
-	}
-	for k, v := range puts {
-		if err := batch.Put(ctx, k, v); err != nil {
-			return err
-		}
-	}
-	if err := batch.Commit(ctx); err != nil {
-		return fmt.Errorf("node: store block %d: %w", b.Height, err)
 	}
 	root, err := n.store.Commit(ctx, b.Height, res.Writes)
 	if err != nil {
@@ -146,12 +155,14 @@ func (n *Node) executeBlock(ob *order.Block, st *consensus.OrderingState) error 
 		return err
 	}
 	n.setServed(b.Height, root)
-	n.executedTxs.Add(uint64(len(b.Txs)))
+	n.executedTxs.Add(uint64(len(settled)))
+	n.lat.executed(settled)
 	ids := make([]types.Hash, len(b.Txs))
 	for i, t := range b.Txs {
 		ids[i] = t.ID
 	}
-	n.lat.executed(ids)
+	// A deferred transaction leaves the pool too: its body is in the
+	// state's deferred set and in its transaction record.
 	if err := n.pool.Remove(ctx, ids); err != nil {
 		return err
 	}
@@ -162,7 +173,67 @@ func (n *Node) executeBlock(ob *order.Block, st *consensus.OrderingState) error 
 	if st == nil {
 		return nil // a block fetched during catch-up: certified already
 	}
+	if b.Height%n.cfg.Committee.Params.CheckpointInterval != 0 {
+		// Not a checkpoint height (a genesis parameter): no vote.
+		n.cp.mu.Lock()
+		n.cp.executed = b.Height
+		n.cp.mu.Unlock()
+		return nil
+	}
 	return n.checkpoint(b, root, st)
+}
+
+// heightTxs lists what a height did beyond its block's own settled
+// transactions; stored only when not empty.
+type heightTxs struct {
+	_        struct{}     `cbor:",toarray"`
+	Deferred []types.Hash // block transactions deferred at this height
+	Resolved []types.Hash // earlier-deferred transactions settled here
+}
+
+// storeBlock writes b, its transaction records and the receipts settled
+// at its height in one batch, and returns the ids of the settled
+// transactions: the block's not deferred, then res.Resolved. A deferred
+// transaction has a record (peers fetch its body for the block) but no
+// receipt until a later height settles it; that height's record then
+// replaces it, so Receipt reports the height it executed or expired at.
+func (n *Node) storeBlock(ctx context.Context, b *types.Block, raws [][]byte, res *exec.DeferredBlockResult) ([]types.Hash, error) {
+	batch, err := n.d.Batch(ctx)
+	if err != nil {
+		return nil, err
+	}
+	puts := map[ds.Key][]byte{heightKey(nsBlock, b.Height): types.MustEncode(b)}
+	settled := make([]types.Hash, 0, len(b.Txs)+len(res.Resolved))
+	var ht heightTxs
+	for i, t := range b.Txs {
+		puts[idKey(nsTx, t.ID)] = types.MustEncode(&txRecord{Height: b.Height, Index: uint32(i), Raw: raws[i]})
+		if res.Deferred[i] {
+			ht.Deferred = append(ht.Deferred, t.ID)
+			continue
+		}
+		puts[idKey(nsReceipt, t.ID)] = types.MustEncode(&res.Receipts[i])
+		settled = append(settled, t.ID)
+	}
+	for j, r := range res.Resolved {
+		id := r.Receipt.TxID
+		puts[idKey(nsTx, id)] = types.MustEncode(&txRecord{Height: b.Height, Index: uint32(len(b.Txs) + j), Raw: r.Raw})
+		puts[idKey(nsReceipt, id)] = types.MustEncode(&r.Receipt)
+		ht.Resolved = append(ht.Resolved, id)
+		settled = append(settled, id)
+	}
+	if len(ht.Deferred)+len(ht.Resolved) > 0 {
+		puts[heightKey(nsHeightTxs, b.Height)] = types.MustEncode(&ht)
+		n.deferredTxs.Add(uint64(len(ht.Deferred)))
+	}
+	for k, v := range puts {
+		if err := batch.Put(ctx, k, v); err != nil {
+			return nil, err
+		}
+	}
+	if err := batch.Commit(ctx); err != nil {
+		return nil, fmt.Errorf("node: store block %d: %w", b.Height, err)
+	}
+	return settled, nil
 }
 
 // bodies returns the bodies of b's transactions from the mempool, or from
@@ -428,6 +499,9 @@ func (n *Node) Block(h uint64) (*types.Block, types.Root, error) {
 }
 
 // Receipt returns the receipt of an executed transaction and its height.
+// A transaction waiting in the deferred set (its nonce was ahead of its
+// sender's; see exec.ExecuteBlockDeferred) is ErrDeferred, with the height
+// of the block that ordered it.
 // Receipts are stored before the state commit of their block and become
 // visible with its root record (the served height), like the block.
 func (n *Node) Receipt(id types.Hash) (*types.Receipt, uint64, error) {
@@ -440,9 +514,35 @@ func (n *Node) Receipt(id types.Hash) (*types.Receipt, uint64, error) {
 	}
 	var rc types.Receipt
 	if err := getCBOR(n.ctx, n.d, idKey(nsReceipt, id), &rc); err != nil {
+		if errors.Is(err, ErrNotFound) {
+			// Records without a receipt: deferred at r.Height (the
+			// block's batch writes a settled one's receipt with it).
+			return nil, r.Height, fmt.Errorf("%w: transaction %s at height %d", ErrDeferred, id, r.Height)
+		}
 		return nil, 0, err
 	}
 	return &rc, r.Height, nil
+}
+
+// HeightTxs returns the ids of the transactions settled at height h, in
+// the order their receipts' events count: the block's own transactions
+// not deferred, then the earlier-deferred ones settled at h.
+func (n *Node) HeightTxs(h uint64) ([]types.Hash, error) {
+	b, _, err := n.Block(h)
+	if err != nil {
+		return nil, err
+	}
+	var ht heightTxs
+	if err := getCBOR(n.ctx, n.d, heightKey(nsHeightTxs, h), &ht); err != nil && !errors.Is(err, ErrNotFound) {
+		return nil, err
+	}
+	ids := make([]types.Hash, 0, len(b.Txs)+len(ht.Resolved))
+	for _, t := range b.Txs {
+		if !slices.Contains(ht.Deferred, t.ID) {
+			ids = append(ids, t.ID)
+		}
+	}
+	return append(ids, ht.Resolved...), nil
 }
 
 // StateValue is a value read at a height, with an optional Merkle proof

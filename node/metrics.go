@@ -24,6 +24,7 @@ var (
 	descInvalid   = prometheus.NewDesc("kairos_consensus_invalid_total", "Consensus messages rejected by the core.", nil, nil)
 	descConflicts = prometheus.NewDesc("kairos_consensus_conflicts_total", "Conflicting certificates seen (equivocation).", nil, nil)
 	descTxs       = prometheus.NewDesc("kairos_executed_txs_total", "Transactions executed since start.", nil, nil)
+	descDeferred  = prometheus.NewDesc("kairos_deferred_txs_total", "Transactions deferred (nonce ahead of the sender's) since start.", nil, nil)
 	descBodies    = prometheus.NewDesc("kairos_block_body_fetches_total", "Blocks whose execution had to fetch transaction bodies from peers.", nil, nil)
 	descMessages  = prometheus.NewDesc("kairos_p2p_messages_total", "p2p messages by kind and outcome.", []string{"kind", "outcome"}, nil)
 	descGated     = prometheus.NewDesc("kairos_p2p_gated_total", "Connections refused by the connection gater.", nil, nil)
@@ -37,7 +38,7 @@ func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, l := range c.n.lat.collectors() {
 		l.Describe(ch)
 	}
-	for _, d := range []*prometheus.Desc{descDropped, descInvalid, descConflicts, descTxs, descBodies, descMessages, descGated, descQueue} {
+	for _, d := range []*prometheus.Desc{descDropped, descInvalid, descConflicts, descTxs, descDeferred, descBodies, descMessages, descGated, descQueue} {
 		ch <- d
 	}
 }
@@ -60,6 +61,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descInvalid, prometheus.CounterValue, float64(st.Invalid))
 	ch <- prometheus.MustNewConstMetric(descConflicts, prometheus.CounterValue, float64(st.Conflicts))
 	ch <- prometheus.MustNewConstMetric(descTxs, prometheus.CounterValue, float64(c.n.executedTxs.Load()))
+	ch <- prometheus.MustNewConstMetric(descDeferred, prometheus.CounterValue, float64(c.n.deferredTxs.Load()))
 	ch <- prometheus.MustNewConstMetric(descBodies, prometheus.CounterValue, float64(c.n.bodyFetches.Load()))
 	m := c.n.host.Metrics()
 	ch <- prometheus.MustNewConstMetric(descGated, prometheus.CounterValue, float64(m.Gated.Load()))

@@ -82,11 +82,6 @@ type Config struct {
 	Listen    []string        // libp2p listen multiaddrs; nil = 127.0.0.1, a free TCP port
 	// KeepVersions is how many state versions stay readable (0 = all).
 	KeepVersions uint64
-	// CompactEvery: at executed heights that are multiples of it, the
-	// node persists the certified ordering state and compacts its
-	// consensus log (0 = DefaultCompactEvery). Validators should agree on
-	// it, so that they all serve the same snapshot heights.
-	CompactEvery uint64
 	// RetainBlocks is how many heights of blocks, transaction records and
 	// receipts are kept below the last compacted checkpoint (0 =
 	// DefaultRetainBlocks).
@@ -150,6 +145,8 @@ type Node struct {
 	conflicts   atomic.Uint64         // certificates conflicting with one held (equivocation)
 	dropped     atomic.Uint64         // inputs dropped at a full inbox or outbox
 	executedTxs atomic.Uint64         // transactions executed since start
+	deferredTxs atomic.Uint64         // transactions deferred since start (nonce ahead)
+	isolated    atomic.Bool           // tests: consensus messages and requests to peers are dropped
 	bodyFetches atomic.Uint64         // blocks whose execution fetched bodies from peers
 	lat         *latency              // local stage times, for metrics only
 	exe         executorState         // released blocks waiting for the executor
@@ -203,9 +200,6 @@ func New(cfg Config) (*Node, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
-	if cfg.CompactEvery == 0 {
-		cfg.CompactEvery = DefaultCompactEvery
 	}
 	if cfg.RetainBlocks == 0 {
 		cfg.RetainBlocks = DefaultRetainBlocks
@@ -303,6 +297,12 @@ func (n *Node) open() error {
 	if st != nil && latest < st.Height && !n.fresh {
 		return fmt.Errorf("%w: ordering state at height %d, state at %d", ErrCorrupt, st.Height, latest)
 	}
+	// The served height is the state's from the start, not only once the
+	// core runs (after a catch-up or sync, startCore sets it again): the
+	// API answers before that, and the pool check below reads receipts.
+	if err := n.exe.init(n.ctx, n); err != nil {
+		return err
+	}
 	if n.pool, err = mempool.Open(n.ctx, n.d, n.cfg.Mempool, n.clock.Now()); err != nil {
 		return err
 	}
@@ -334,6 +334,7 @@ func (n *Node) open() error {
 	n.goLoop(n.drive)
 	n.goLoop(n.execute)
 	n.goLoop(n.compactor)
+	n.goLoop(n.watchLag)
 	n.goLoop(func() { _ = n.host.Bootstrap(n.ctx) })
 	return nil
 }
@@ -357,7 +358,7 @@ func (n *Node) startCore(st *consensus.OrderingState, recs []consensus.Record) e
 	if st != nil {
 		from = st.Height
 	}
-	n.cmp.init(n.cfg.CompactEvery, from)
+	n.cmp.init(n.cfg.Committee.Params.CompactEvery, from)
 	if err := n.exe.init(n.ctx, n); err != nil {
 		return err
 	}
@@ -464,10 +465,11 @@ func (n *Node) admit(ctx context.Context, e *mempool.Entry, arrived time.Duratio
 	return nil
 }
 
-// dropExecuted removes id from the pool if it was executed (its body is
-// then served from the transaction record) and reports whether it was.
+// dropExecuted removes id from the pool if it was executed or deferred
+// (its body is then served from the transaction record) and reports
+// whether it was.
 func (n *Node) dropExecuted(ctx context.Context, id types.Hash) (bool, error) {
-	if _, _, err := n.Receipt(id); err != nil {
+	if _, _, err := n.Receipt(id); err != nil && !errors.Is(err, ErrDeferred) {
 		return false, nil
 	}
 	return true, n.pool.Remove(ctx, []types.Hash{id})

@@ -89,6 +89,11 @@ type syncState struct {
 	staged  int     // of them, staged by this one
 	blocks  int     // blocks fetched and executed by catch-up
 	moves   int     // syncs restarted at a newer checkpoint
+	rejoins int     // catch-ups while running (see watchLag)
+
+	// coreReplaced is set by a catch-up while running, on the driver, for
+	// the driver: the new core needs its Start step (driver only).
+	coreReplaced bool
 }
 
 func (s *syncState) reject(err error) {
@@ -113,6 +118,7 @@ func (n *Node) handleSync() {
 	n.host.HandleRequest(protoSyncManifest, n.serveSyncManifest)
 	n.host.HandleRequest(protoSyncChunk, n.serveSyncChunk)
 	n.host.HandleRequest(protoSyncBlock, n.serveSyncBlock)
+	n.host.HandleRequest(protoGenesis, n.serveGenesis)
 }
 
 func decodeSyncRequest(req []byte, v any) error {

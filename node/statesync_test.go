@@ -51,7 +51,7 @@ func TestStateSyncAfterWipe(t *testing.T) {
 	errInterrupt := errors.New("test: sync interrupted")
 	interrupted := false
 	c := newClusterWith(t, 4, func(i int, cfg *Config) {
-		cfg.Committee, cfg.CompactEvery, cfg.SyncChunkLeaves = comm, 3, 4
+		cfg.Committee, cfg.SyncChunkLeaves = comm, 4
 		switch i {
 		case 2:
 			cfg.tamperSync = badPeer
@@ -149,14 +149,23 @@ func TestStateSyncAfterWipe(t *testing.T) {
 // TestCatchUpAfterLongAbsence: a node that keeps its disk but stays away
 // while the others advance far beyond the gc depth and compact (no peer
 // holds the rounds after its last one any more) fetches the blocks up to
-// their latest compacted checkpoint, each with its certificate, executes
+// their latest compacted checkpoint, verified by certificates, executes
 // them, starts its core from that checkpoint's ordering state and then
 // produces the same blocks and roots as the others.
+//
+// Checkpoints are signed every testCompactEvery heights here, so the blocks
+// between them are taken on their parent links to a certified one.
 func TestCatchUpAfterLongAbsence(t *testing.T) {
 	const gc = 10
-	comm := smallGCCommittee(t, 4, gc)
+	small := smallGCCommittee(t, 4, gc)
+	p := small.Params
+	p.CheckpointInterval = testCompactEvery
+	comm, err := consensus.NewCommittee(small.ChainID, small.Epoch, small.Validators, p, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	c := newClusterWith(t, 4, func(i int, cfg *Config) {
-		cfg.Committee, cfg.CompactEvery = comm, 3
+		cfg.Committee = comm
 	})
 	c.waves(0, 2)
 	old := c.nodes[3]
@@ -171,31 +180,7 @@ func TestCatchUpAfterLongAbsence(t *testing.T) {
 		}
 		return true
 	})
-	// A log is cut at the previous compaction's gc round, so the rounds
-	// right after the absent node's last may survive a while: more blocks
-	// bring more compactions.
-	for w := 0; ; w++ {
-		held := ""
-		for i, p := range c.nodes[:3] {
-			var low uint64 = 1 << 62
-			err := scanLog(t.Context(), p.d, func(_ uint64, r *consensus.Record) error {
-				if r.Cert != nil {
-					low = min(low, r.Cert.Header.Round)
-				}
-				return nil
-			})
-			if err != nil || low <= last+1 {
-				held = fmt.Sprintf("node %d still holds certificates from round %d, the absent node's last is %d (%v)", i, low, last, err)
-			}
-		}
-		if held == "" {
-			break
-		}
-		if w == 10 {
-			t.Fatal(held)
-		}
-		c.waves(300+10*w, 1)
-	}
+	c.cutLogsPast(last)
 	c.start(3)
 	nd := c.nodes[3]
 	later := c.waves(200, 3)
@@ -224,7 +209,7 @@ func TestStateSyncMovesOn(t *testing.T) {
 	var hookErr error
 	hooked := false
 	c = newClusterWith(t, 4, func(i int, cfg *Config) {
-		cfg.Committee, cfg.CompactEvery, cfg.SyncChunkLeaves = comm, 3, 1 // many chunks: most are fetched after the hook
+		cfg.Committee, cfg.SyncChunkLeaves = comm, 1 // many chunks: most are fetched after the hook
 		if i != 3 {
 			return
 		}
@@ -310,4 +295,37 @@ func advancePeers(c *cluster, comm *consensus.Committee, from int) error {
 		time.Sleep(20 * time.Millisecond)
 	}
 	return fmt.Errorf("the peers did not compact past height %d", st.Height)
+}
+
+// cutLogsPast submits waves to the running nodes until none holds a
+// certificate of a round up to last+1 in its log: a log is cut at the
+// previous compaction's gc round, so the rounds right after an absent
+// node's last may survive a while, and more blocks bring more compactions.
+func (c *cluster) cutLogsPast(last uint64) {
+	c.t.Helper()
+	for w := 0; ; w++ {
+		held := ""
+		for i, p := range c.nodes {
+			if p == nil {
+				continue
+			}
+			var low uint64 = 1 << 62
+			err := scanLog(context.Background(), p.d, func(_ uint64, r *consensus.Record) error {
+				if r.Cert != nil {
+					low = min(low, r.Cert.Header.Round)
+				}
+				return nil
+			})
+			if err != nil || low <= last+1 {
+				held = fmt.Sprintf("node %d still holds certificates from round %d, the absent node's last is %d (%v)", i, low, last, err)
+			}
+		}
+		if held == "" {
+			return
+		}
+		if w == 10 {
+			c.t.Fatal(held)
+		}
+		c.waves(300+10*w, 1)
+	}
 }

@@ -123,7 +123,7 @@ func (n *Node) onDirect(from peer.ID, data []byte) { n.onMessage(from, data) }
 // the driver, or a checkpoint vote to the checkpoint collector.
 func (n *Node) onMessage(from peer.ID, data []byte) {
 	v, ok := n.index[from]
-	if !ok {
+	if !ok || n.isolated.Load() {
 		return
 	}
 	key := sha256.Sum256(data)
@@ -147,7 +147,7 @@ func (n *Node) onMessage(from peer.ID, data []byte) {
 
 // send queues data for validator to (dropped when its outbox is full).
 func (n *Node) send(to uint32, data []byte) {
-	if int(to) >= len(n.outbox) || n.outbox[to] == nil {
+	if int(to) >= len(n.outbox) || n.outbox[to] == nil || n.isolated.Load() {
 		return
 	}
 	select {
@@ -185,6 +185,9 @@ func (n *Node) publisher() {
 		case <-n.ctx.Done():
 			return
 		case data := <-n.gossip:
+			if n.isolated.Load() {
+				continue
+			}
 			if err := n.certs.Publish(n.ctx, data); err != nil {
 				n.log.Debug("publish certificate", "err", err)
 			}
@@ -338,6 +341,9 @@ func (n *Node) tryPeers(f func(v uint32) (done bool)) {
 func (n *Node) request(v uint32, proto protocol.ID, req any, resp any) error {
 	if v == n.me {
 		return fmt.Errorf("%w: request to self", ErrConfig)
+	}
+	if n.isolated.Load() {
+		return errIsolated
 	}
 	b, err := n.host.Request(n.ctx, n.peers[v], proto, types.MustEncode(req))
 	if err != nil {

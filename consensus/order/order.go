@@ -70,6 +70,12 @@ type Params struct {
 	Weights  []uint64 // by validator index
 	TxExpiry int64    // ns: an id with < Q acks is dropped when its newest ack is older than W_k - TxExpiry
 	Retain   int64    // ns: released ids are remembered this long below W_k (>= TxExpiry)
+	// EmptyEvery (ns, 0 = never): when a sub-DAG releases nothing but the
+	// watermark crosses a multiple of it, an empty block is released,
+	// timed at that multiple, so a chain without transactions still has
+	// heights to checkpoint at. A function of the watermarks, which the
+	// state holds: no new state.
+	EmptyEvery int64
 }
 
 // Quorums returns total weight W, F = floor((W-1)/3) and Q = W - F.
@@ -265,12 +271,22 @@ func (o *Orderer) Apply(sub []Cert) *Block {
 		delete(o.gone, id)
 		o.goneLog = o.goneLog[goneRecord:]
 	}
+	prevB := o.lastB
 	o.lastB = b
-	if len(release) == 0 {
+	var t int64
+	switch {
+	case len(release) > 0:
+		t = release[len(release)-1].TS
+	case o.p.EmptyEvery > 0 && prevB > 0 && b/o.p.EmptyEvery > prevB/o.p.EmptyEvery:
+		// The previous block's time is below prevB and every later
+		// timestamp is at least b, so the crossed multiple keeps block
+		// times ordered.
+		t = b / o.p.EmptyEvery * o.p.EmptyEvery
+	default:
 		return nil
 	}
 	o.height++
-	blk := &Block{Height: o.height, Parent: o.last, Txs: release, Watermark: b, Time: release[len(release)-1].TS}
+	blk := &Block{Height: o.height, Parent: o.last, Txs: release, Watermark: b, Time: t}
 	o.last = blk.ID()
 	return blk
 }

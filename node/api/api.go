@@ -9,8 +9,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/ipfs/go-cid"
 	"github.com/prometheus/client_golang/prometheus"
@@ -56,8 +58,13 @@ const (
 type Backend interface {
 	SubmitTx(ctx context.Context, raw []byte) (types.Hash, error)
 	Pending(id types.Hash) bool
+	// Receipt returns node.ErrDeferred, with the ordering block's height,
+	// for a transaction waiting in the deferred set.
 	Receipt(id types.Hash) (*types.Receipt, uint64, error)
 	Block(h uint64) (*types.Block, types.Root, error)
+	// HeightTxs lists the transactions settled at a height, in event
+	// order (node.Node.HeightTxs).
+	HeightTxs(h uint64) ([]types.Hash, error)
 	State(ctx context.Context, key types.StateKey, height uint64, prove bool) (*node.StateValue, error)
 	Status() node.Status
 	LatestCheckpoint() (*consensus.CheckpointCert, error)
@@ -100,6 +107,21 @@ var errorCodes = []struct {
 	{state.ErrPruned, CodePruned, http.StatusGone},
 	{node.ErrStopped, CodeHalted, http.StatusServiceUnavailable},
 }
+
+// NewServer returns an HTTP server of Handler(b, log) whose requests end
+// when Shutdown starts: their contexts derive from one that Shutdown
+// cancels, so an open event stream (which never goes idle) returns at
+// once instead of holding Shutdown until its deadline.
+func NewServer(b Backend, log *slog.Logger) *http.Server {
+	ctx, cancel := context.WithCancel(context.Background())
+	srv := &http.Server{Handler: Handler(b, log), ReadHeaderTimeout: readHeaderTimeout,
+		BaseContext: func(net.Listener) context.Context { return ctx }}
+	srv.RegisterOnShutdown(cancel)
+	return srv
+}
+
+// readHeaderTimeout bounds a client's request headers (slowloris).
+const readHeaderTimeout = 10 * time.Second
 
 // Handler returns the API's handler for b.
 func Handler(b Backend, log *slog.Logger) http.Handler {
@@ -246,10 +268,15 @@ type Event struct {
 	Data   string        `json:"data"` // hex
 }
 
-// TxResponse answers GET /v1/txs/{id}.
+// TxResponse answers GET /v1/txs/{id}. Status is "pending" (in the
+// mempool), "deferred" (ordered at Height with its nonce ahead of its
+// sender's: it waits, in the state, for the gap to close, and executes or
+// expires at a later height) or "executed" (settled at Height; Receipt
+// status "invalid" with an error naming expiry for one that expired while
+// deferred).
 type TxResponse struct {
 	ID      types.Hash `json:"id"`
-	Status  string     `json:"status"` // "pending" or "executed"
+	Status  string     `json:"status"`
 	Height  uint64     `json:"height,omitempty"`
 	Receipt *Receipt   `json:"receipt,omitempty"`
 }
@@ -278,6 +305,8 @@ func (s *server) tx(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case err == nil:
 		writeJSON(w, http.StatusOK, TxResponse{ID: id, Status: "executed", Height: h, Receipt: receiptJSON(rc)})
+	case errors.Is(err, node.ErrDeferred):
+		writeJSON(w, http.StatusOK, TxResponse{ID: id, Status: "deferred", Height: h})
 	case errors.Is(err, node.ErrNotFound) && s.b.Pending(id):
 		writeJSON(w, http.StatusOK, TxResponse{ID: id, Status: "pending"})
 	default:

@@ -7,8 +7,10 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -353,5 +355,96 @@ func TestEventStream(t *testing.T) {
 	// Resuming from the first event's id gives the second first.
 	if next := readEvents(t, srv.URL, all[0].id, 1); next[0] != all[1] {
 		t.Fatalf("resumed at %+v, want %+v", next[0], all[1])
+	}
+}
+
+// waitTx polls GET /v1/txs/{id} until its status is want.
+func waitTx(t *testing.T, base string, id types.Hash, want string) TxResponse {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		status, body := do(t, "GET", base+"/v1/txs/"+id.String(), "")
+		var tx TxResponse
+		if status == http.StatusOK {
+			if err := json.Unmarshal(body, &tx); err != nil {
+				t.Fatal(err)
+			}
+			if tx.Status == want {
+				return tx
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("tx %s not %s: %d %s", id, want, status, body)
+		}
+		time.Sleep(20 * time.Millisecond) // polling a condition
+	}
+}
+
+// TestDeferredTx: a sender's nonce 2 ordered before its nonce 1 is
+// "deferred" at the block that ordered it, then executes after nonce 1 at
+// a later height, and its event is streamed at that height.
+func TestDeferredTx(t *testing.T) {
+	n, srv := newNode(t)
+	ctx := context.Background()
+	second, err := n.SubmitTx(ctx, counterTx(20, "d", func(b *types.TxBody) { b.Nonce = 2 }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := waitTx(t, srv.URL, second, "deferred")
+	if d.Height == 0 || d.Receipt != nil {
+		t.Fatalf("deferred: %+v", d)
+	}
+	first, err := n.SubmitTx(ctx, counterTx(20, "d", nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r1, r2 := waitTx(t, srv.URL, first, "executed"), waitTx(t, srv.URL, second, "executed")
+	if r1.Receipt.Return != "0000000000000001" || r2.Receipt.Return != "0000000000000002" || r2.Height <= d.Height || r2.Height < r1.Height {
+		t.Fatalf("first %+v %+v, second %+v %+v (deferred at %d)", r1, r1.Receipt, r2, r2.Receipt, d.Height)
+	}
+	evs := readEvents(t, srv.URL, "0", 2)
+	for i, want := range []struct {
+		tx     types.Hash
+		height uint64
+		data   string
+	}{{first, r1.Height, "0000000000000001"}, {second, r2.Height, "0000000000000002"}} {
+		if e := evs[i].data; e.Tx != want.tx || e.Height != want.height || e.Data != want.data {
+			t.Fatalf("event %d: %+v, want tx %s at %d data %s", i, e, want.tx, want.height, want.data)
+		}
+	}
+}
+
+// TestShutdownEndsStreams: Shutdown of a NewServer returns once its open
+// event streams end, which they do when it starts (a stream never goes
+// idle, so a plain server would wait for the whole deadline).
+func TestShutdownEndsStreams(t *testing.T) {
+	n, _ := newNode(t)
+	srv := NewServer(n, nil)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	resp, err := http.Get("http://" + ln.Addr().String() + "/v1/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("events: %d", resp.StatusCode)
+	}
+	// The deadline only keeps a regression from hanging the test: the
+	// check is that Shutdown ends without reaching it.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		t.Fatalf("shutdown with an open stream: %v", err)
+	}
+	if _, err := io.ReadAll(resp.Body); err != nil {
+		t.Fatalf("stream did not end cleanly: %v", err)
+	}
+	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
+		t.Fatalf("serve: %v", err)
 	}
 }

@@ -129,7 +129,7 @@ func (s *server) events(w http.ResponseWriter, r *http.Request) {
 
 // blockEvents writes the events of block cur.Height from index cur.Index.
 func (s *server) blockEvents(ctx context.Context, w http.ResponseWriter, cur Cursor) error {
-	b, _, err := s.b.Block(cur.Height)
+	ids, err := s.b.HeightTxs(cur.Height)
 	if errors.Is(err, node.ErrNotFound) {
 		return nil // a height without a block has no events
 	}
@@ -137,17 +137,17 @@ func (s *server) blockEvents(ctx context.Context, w http.ResponseWriter, cur Cur
 		return err
 	}
 	var i uint64
-	for _, t := range b.Txs {
+	for _, id := range ids {
 		if ctx.Err() != nil {
 			return nil
 		}
-		rc, _, err := s.b.Receipt(t.ID)
+		rc, _, err := s.b.Receipt(id)
 		if err != nil {
-			return fmt.Errorf("receipt of %s: %w", t.ID, err)
+			return fmt.Errorf("receipt of %s: %w", id, err)
 		}
 		for _, e := range rc.Events {
 			if i >= cur.Index {
-				data, _ := json.Marshal(StreamEvent{Height: cur.Height, Index: i, Tx: t.ID, Module: e.Module, Topic: e.Topic, Data: hex.EncodeToString(e.Data)})
+				data, _ := json.Marshal(StreamEvent{Height: cur.Height, Index: i, Tx: id, Module: e.Module, Topic: e.Topic, Data: hex.EncodeToString(e.Data)})
 				next := Cursor{Height: cur.Height, Index: i + 1}
 				if _, err := fmt.Fprintf(w, "id: %s\nevent: event\ndata: %s\n\n", next, data); err != nil {
 					return nil // the client left

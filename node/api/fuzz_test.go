@@ -29,6 +29,7 @@ func (stubBackend) Receipt(types.Hash) (*types.Receipt, uint64, error) {
 func (stubBackend) Block(uint64) (*types.Block, types.Root, error) {
 	return nil, types.Root{}, node.ErrNotFound
 }
+func (stubBackend) HeightTxs(uint64) ([]types.Hash, error) { return nil, node.ErrNotFound }
 func (stubBackend) State(context.Context, types.StateKey, uint64, bool) (*node.StateValue, error) {
 	return &node.StateValue{}, nil
 }

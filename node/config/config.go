@@ -17,10 +17,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/BurntSushi/toml"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -50,6 +52,24 @@ type Validator struct {
 	Address   string `toml:"address"` // libp2p multiaddr, without /p2p
 }
 
+// Genesis holds the network rules beside the validator list that every
+// validator must share (consensus.Params): where checkpoints are signed,
+// where logs are compacted (so every validator can serve the same
+// snapshots) and how often an idle chain makes an empty block. All three
+// are required; Load checks them with consensus.NewCommittee.
+type Genesis struct {
+	CheckpointInterval   uint64 `toml:"checkpoint_interval"`
+	CompactEvery         uint64 `toml:"compact_every"`
+	EmptyBlockIntervalMs int64  `toml:"empty_block_interval_ms"` // 0 = never
+}
+
+// DefaultGenesis is what WriteTestnet writes: consensus.DefaultParams.
+func DefaultGenesis() Genesis {
+	p := consensus.DefaultParams()
+	return Genesis{CheckpointInterval: p.CheckpointInterval, CompactEvery: p.CompactEvery,
+		EmptyBlockIntervalMs: p.EmptyBlockInterval / int64(time.Millisecond)}
+}
+
 // File is config.toml.
 type File struct {
 	ChainID      string      `toml:"chain_id"`
@@ -58,6 +78,7 @@ type File struct {
 	Listen       string      `toml:"listen"`   // libp2p multiaddr
 	API          string      `toml:"api"`      // host:port of the HTTP API
 	KeepVersions uint64      `toml:"keep_versions"`
+	Genesis      Genesis     `toml:"genesis"`
 	Validators   []Validator `toml:"validators"`
 }
 
@@ -125,8 +146,19 @@ func Load(home string) (*Loaded, error) {
 	if !found {
 		return nil, fmt.Errorf("%w: the key file's key is not in the validator list", ErrConfig)
 	}
-	if l.Committee, err = consensus.NewCommittee(f.ChainID, 0, vals, consensus.DefaultParams(), nil); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+	for _, k := range []string{"checkpoint_interval", "compact_every", "empty_block_interval_ms"} {
+		if !md.IsDefined("genesis", k) {
+			return nil, fmt.Errorf("%w: genesis.%s is required (the same on every validator)", ErrConfig, k)
+		}
+	}
+	p := consensus.DefaultParams()
+	p.CheckpointInterval, p.CompactEvery = f.Genesis.CheckpointInterval, f.Genesis.CompactEvery
+	if f.Genesis.EmptyBlockIntervalMs < 0 || f.Genesis.EmptyBlockIntervalMs > math.MaxInt64/int64(time.Millisecond) {
+		return nil, fmt.Errorf("%w: genesis.empty_block_interval_ms %d", ErrConfig, f.Genesis.EmptyBlockIntervalMs)
+	}
+	p.EmptyBlockInterval = f.Genesis.EmptyBlockIntervalMs * int64(time.Millisecond)
+	if l.Committee, err = consensus.NewCommittee(f.ChainID, 0, vals, p, nil); err != nil {
+		return nil, fmt.Errorf("%w: genesis: %w", ErrConfig, err)
 	}
 	return l, nil
 }
@@ -173,7 +205,7 @@ func WriteTestnet(dir, chainID string, n, p2pPort, apiPort int) ([]string, error
 			return nil, err
 		}
 		f := File{ChainID: chainID, KeyFile: KeyName, DataDir: "data", Listen: vals[i].Address,
-			API: fmt.Sprintf("127.0.0.1:%d", apiPort+i), Validators: vals}
+			API: fmt.Sprintf("127.0.0.1:%d", apiPort+i), Genesis: DefaultGenesis(), Validators: vals}
 		var b strings.Builder
 		if err := toml.NewEncoder(&b).Encode(f); err != nil {
 			return nil, err

@@ -30,6 +30,9 @@ func TestTestnetLoads(t *testing.T) {
 				t.Fatalf("home %d has another genesis", i)
 			}
 		}
+		if p := l.Committee.Params; p.CheckpointInterval != 1 || p.CompactEvery != 256 || p.EmptyBlockInterval != 10e9 {
+			t.Fatalf("home %d: genesis params %+v", i, p)
+		}
 		nc := l.NodeConfig()
 		if nc.Dir != filepath.Join(h, "data") || !nc.Key.Equal(l.Key) || len(nc.Listen) != 1 {
 			t.Fatalf("home %d node config %+v", i, nc)
@@ -73,6 +76,25 @@ func TestLoadRejects(t *testing.T) {
 		"key not a validator": func(home, c string) string {
 			os.WriteFile(filepath.Join(home, KeyName), []byte(strings.Repeat("ab", 32)), 0o600)
 			return c
+		},
+		"no genesis": func(_, c string) string {
+			return strings.Replace(strings.Replace(c, "[genesis]", "", 1), "checkpoint_interval", "x_checkpoint_interval", 1)
+		},
+		"no checkpoint interval": func(_, c string) string { return strings.Replace(c, "checkpoint_interval = 1\n", "", 1) },
+		"no empty block interval": func(_, c string) string {
+			return strings.Replace(c, "empty_block_interval_ms = 10000\n", "", 1)
+		},
+		"checkpoint interval 0": func(_, c string) string {
+			return strings.Replace(c, "checkpoint_interval = 1", "checkpoint_interval = 0", 1)
+		},
+		"checkpoint interval 101": func(_, c string) string {
+			return strings.Replace(c, "checkpoint_interval = 1", "checkpoint_interval = 101", 1)
+		},
+		"compact not a multiple": func(_, c string) string {
+			return strings.Replace(c, "checkpoint_interval = 1", "checkpoint_interval = 10", 1) // compact_every 256
+		},
+		"negative empty interval": func(_, c string) string {
+			return strings.Replace(c, "empty_block_interval_ms = 10000", "empty_block_interval_ms = -1", 1)
 		},
 		"public peer address": func(_, c string) string {
 			return strings.Replace(c, `address = "/ip4/127.0.0.1/tcp/19001"`, `address = "/ip4/8.8.8.8/tcp/19001"`, 1)

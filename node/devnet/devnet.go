@@ -7,6 +7,11 @@
 // on one pooled wazero engine per node, plus the runtime's native test set
 // (exec.NativeModules: token, counter, scan) at their fixed addresses.
 // Demo deploys the example modules and runs a workload through the APIs.
+//
+// StartProcs runs a devnet as processes instead (`kairos devnet --procs`):
+// one `kairos node --home` per validator from homes that config.WriteTestnet
+// writes on the first run, resumed afterwards; Procs.Close interrupts them
+// (a clean shutdown) and kills one that does not stop in time.
 package devnet
 
 import (
@@ -34,6 +39,9 @@ const ChainID = "kairos-devnet"
 
 // MaxValidators bounds a devnet's size (one process, a shared machine).
 const MaxValidators = 16
+
+// shutdownMax bounds how long Close waits for an API's requests to end.
+const shutdownMax = 5 * time.Second
 
 // ErrConfig reports an unusable devnet configuration.
 var ErrConfig = errors.New("devnet: bad config")
@@ -120,7 +128,7 @@ func Start(cfg Config) (_ *Devnet, err error) {
 		if err != nil {
 			return nil, fmt.Errorf("devnet: API of validator %d: %w", i, err)
 		}
-		srv := &http.Server{Handler: api.Handler(n, cfg.Logger), ReadHeaderTimeout: 10 * time.Second}
+		srv := api.NewServer(n, cfg.Logger)
 		d.servers = append(d.servers, srv)
 		d.APIs = append(d.APIs, "http://"+ln.Addr().String())
 		go func() { _ = srv.Serve(ln) }()
@@ -132,7 +140,9 @@ func Start(cfg Config) (_ *Devnet, err error) {
 func (d *Devnet) Close() error {
 	var errs []error
 	for _, s := range d.servers {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		// Event streams end when Shutdown starts (api.NewServer); the
+		// bound only covers a client that stops reading a response.
+		ctx, cancel := context.WithTimeout(context.Background(), shutdownMax)
 		errs = append(errs, s.Shutdown(ctx))
 		cancel()
 	}
