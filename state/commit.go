@@ -275,8 +275,7 @@ func (c *committer) finish(o *out, a *[fanout]slot) slot {
 	if count == 1 && a[last].kind == slotLeaf {
 		return a[last]
 	}
-	nn := makeNode(c.height, a)
-	nn.rehash()
+	nn := newNode(c.height, a)
 	o.nodes = append(o.nodes, nn)
 	o.records = append(o.records, record{nn.id, nodeKey(nn.id), encodeNode(nn, c.height)})
 	return slot{kind: slotChild, h: nn.id}
