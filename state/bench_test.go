@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"runtime/pprof"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -200,6 +201,17 @@ func BenchmarkCommit(b *testing.B) {
 				}
 				raw := len(benchKey(0).Key) + types.AddressLen + len(benchValue(0, 0))
 				b.ReportMetric(float64(used)/float64(n)/float64(raw), "disk-x-raw")
+			}
+			// What the disk holds, by record kind: key and value bytes per
+			// live key.
+			usage, err := s.Usage(ctx)
+			if err != nil {
+				b.Fatal(err)
+			}
+			for _, u := range usage {
+				if u.Kind != UsageRoots && u.Kind != UsageOther {
+					b.ReportMetric(float64(u.Bytes())/float64(n), strings.ReplaceAll(u.Kind, " ", "-")+"-B/key")
+				}
 			}
 		})
 	}
