@@ -5,9 +5,12 @@ import (
 	"encoding/binary"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	ds "github.com/ipfs/go-datastore"
@@ -176,11 +179,13 @@ func BenchmarkCommit(b *testing.B) {
 				block(i)
 			}
 			b.ResetTimer()
+			stop := profileBlocks(b)
 			cpu := startCPU()
 			wal0, sst0 := pebbleWritten(s)
 			for i := 0; i < b.N; i++ {
 				block(warm + i)
 			}
+			stop()
 			b.ReportMetric(float64(b.N*benchBlock)/b.Elapsed().Seconds(), "updates/s")
 			b.ReportMetric(cpu.since()/float64(b.N), "cpu-s/op")
 			// Bytes pebble wrote per update: to its log, and to tables by
@@ -196,6 +201,17 @@ func BenchmarkCommit(b *testing.B) {
 				}
 				raw := len(benchKey(0).Key) + types.AddressLen + len(benchValue(0, 0))
 				b.ReportMetric(float64(used)/float64(n)/float64(raw), "disk-x-raw")
+			}
+			// What the disk holds, by record kind: key and value bytes per
+			// live key.
+			usage, err := s.Usage(ctx)
+			if err != nil {
+				b.Fatal(err)
+			}
+			for _, u := range usage {
+				if u.Kind != UsageRoots && u.Kind != UsageOther {
+					b.ReportMetric(float64(u.Bytes())/float64(n), strings.ReplaceAll(u.Kind, " ", "-")+"-B/key")
+				}
 			}
 		})
 	}
@@ -298,6 +314,30 @@ func BenchmarkVerify(b *testing.B) {
 	b.ReportMetric(float64(size)/float64(len(proofs)), "proof-bytes")
 }
 
+// profileBlocks starts a CPU profile of the timed blocks only, into the
+// file KAIROS_BENCH_CPUPROFILE names (go test's -cpuprofile also covers the
+// fill, the cache warming and the warm-up blocks, which can be half of the
+// samples). It returns the function that stops it.
+func profileBlocks(b *testing.B) func() {
+	path := os.Getenv("KAIROS_BENCH_CPUPROFILE")
+	if path == "" {
+		return func() {}
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		b.Fatal(err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 // pebbleWritten returns the bytes the store's pebble database has written
 // to its log and to tables (flushes and compactions) since it was opened.
 func pebbleWritten(s *Store) (wal, sst uint64) {
@@ -363,4 +403,68 @@ func BenchmarkOpen(b *testing.B) {
 			d.Close()
 		}
 	})
+}
+
+// BenchmarkSnapshot exports the latest version of a benchKeys tree (chunks
+// kept in memory) and imports it into a fresh synced pebble store: staging
+// (verify and write each chunk) and Install (build the tree bottom-up),
+// each op being one whole import. It reports MB/s and MB per CPU-second of
+// each phase; KAIROS_BENCH_CPUPROFILE profiles the installs only.
+func BenchmarkSnapshot(b *testing.B) {
+	n := benchKeys()
+	s, h := fillStore(b, n)
+	ctx := context.Background()
+	var chunks [][]byte
+	var size int64
+	cpu, t0 := startCPU(), time.Now()
+	m, err := s.ExportSnapshot(ctx, h, SnapshotChunkLeavesDefault, func(_ int, c []byte) error {
+		chunks = append(chunks, c)
+		size += int64(len(c))
+		return nil
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	mb := float64(size) / 1e6
+	exportRate, exportCPU := mb/time.Since(t0).Seconds(), mb/cpu.since()
+	b.ResetTimer()
+	var stageCPU, installCPU float64
+	var stageWall, installWall time.Duration
+	for i := 0; i < b.N; i++ {
+		dst, err := OpenPebble(filepath.Join(b.TempDir(), "dst"), Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		cpu, t0 := startCPU(), time.Now()
+		im, err := NewImporter(ctx, dst.Datastore(), m)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, c := range chunks {
+			if _, err := im.Add(ctx, c); err != nil {
+				b.Fatal(err)
+			}
+		}
+		stageCPU, stageWall = stageCPU+cpu.since(), stageWall+time.Since(t0)
+		stop := profileBlocks(b)
+		cpu, t0 = startCPU(), time.Now()
+		if err := im.Install(ctx, dst); err != nil {
+			b.Fatal(err)
+		}
+		installCPU, installWall = installCPU+cpu.since(), installWall+time.Since(t0)
+		stop()
+		if _, root := dst.Latest(); root != m.Root {
+			b.Fatalf("imported root %s, want %s", root, m.Root)
+		}
+		if err := dst.Close(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	total := mb * float64(b.N)
+	b.ReportMetric(exportRate, "export-MB/s")
+	b.ReportMetric(exportCPU, "export-MB/cpu-s")
+	b.ReportMetric(total/stageWall.Seconds(), "stage-MB/s")
+	b.ReportMetric(total/stageCPU, "stage-MB/cpu-s")
+	b.ReportMetric(total/installWall.Seconds(), "install-MB/s")
+	b.ReportMetric(total/installCPU, "install-MB/cpu-s")
 }

@@ -275,8 +275,7 @@ func (c *committer) finish(o *out, a *[fanout]slot) slot {
 	if count == 1 && a[last].kind == slotLeaf {
 		return a[last]
 	}
-	nn := makeNode(c.height, a)
-	nn.rehash()
+	nn := newNode(c.height, a)
 	o.nodes = append(o.nodes, nn)
 	o.records = append(o.records, record{nn.id, nodeKey(nn.id), encodeNode(nn, c.height)})
 	return slot{kind: slotChild, h: nn.id}
@@ -460,12 +459,16 @@ func (s *Store) versionBatch(ctx context.Context, o *out) (ds.Batch, error) {
 		size += 2*types.AddressLen + 2*len(ch.Key.Key) + len(ch.New) + 32
 	}
 	size += len(o.stale) * types.HashLen
-	return pebbleBatch{s.pdb.NewBatchWithSize(size)}, nil
+	return pebbleBatch{s.pdb.NewBatchWithSize(size), pebble.Sync}, nil
 }
 
-// pebbleBatch is a pebble batch as a ds.Batch, committed with sync like
-// the go-ds-pebble datastore that OpenPebble configures.
-type pebbleBatch struct{ b *pebble.Batch }
+// pebbleBatch is a pebble batch as a ds.Batch, committed with wo: sync like
+// the go-ds-pebble datastore that OpenPebble configures, or not for the
+// pruner's chunks (see pruneChunk).
+type pebbleBatch struct {
+	b  *pebble.Batch
+	wo *pebble.WriteOptions
+}
 
 func (p pebbleBatch) Put(_ context.Context, k ds.Key, v []byte) error {
 	return p.b.Set(keyBytes(k), v, nil)
@@ -477,7 +480,7 @@ func (p pebbleBatch) Delete(_ context.Context, k ds.Key) error {
 
 func (p pebbleBatch) Commit(context.Context) error {
 	defer p.b.Close()
-	return p.b.Commit(pebble.Sync)
+	return p.b.Commit(p.wo)
 }
 
 // noteOverwrites fills Created and Reborn of a change set from what the

@@ -167,6 +167,10 @@ func OpenOnFSStore(t testing.TB, fs vfs.FS, opts Options) *Store {
 		t.Fatal(err)
 	}
 	s.closer = d
+	// As OpenPebble does: commits and pruner chunks go to pebble directly
+	// (sized synced batches, unsynced chunks), so the crash tests cover
+	// those paths.
+	s.pdb = d.DB
 	t.Cleanup(func() { s.Close() })
 	return s
 }

@@ -14,6 +14,7 @@
 //	err = types.Verify(root, proof)         // what a client does, with only the root
 //	stats, err := s.Prune(ctx)              // keep the last K versions
 //	rep, err := s.Audit(ctx)                // mark and sweep: leaked / missing nodes
+//	kinds, err := s.Usage(ctx)              // bytes per record kind (benchmarks)
 //
 // # Tree
 //
@@ -54,7 +55,9 @@
 //     it with ErrPruned, and never deletes a node whose stored born is not
 //     older than its stale_since (a node id can come back: A → B → A).
 //     It reads that born only when the in-memory filters of the ids each
-//     version wrote (written.go) cannot rule a rewrite out.
+//     version wrote (written.go) cannot rule a rewrite out. On pebble its
+//     delete chunks are not synced: the version's synced progress mark
+//     makes them durable, and a version whose mark is lost is pruned again.
 //   - An open View pins its version; Prune never moves the horizon past a
 //     pinned version, so a View never meets a missing node.
 //   - A missing or mismatching node is ErrCorrupt, never a panic. A Commit

@@ -146,6 +146,12 @@ func (n *node) sub(i int) (types.NodeKind, types.Hash) {
 // computeInner fills in with the node's inner hashes and returns its id.
 func (n *node) computeInner(in *innerHashes) types.Hash {
 	a := n.all()
+	return hashSlots(&a, in)
+}
+
+// hashSlots fills in with the inner hashes of a node holding the slots a
+// and returns its id.
+func hashSlots(a *[fanout]slot, in *innerHashes) types.Hash {
 	get := func(i int) (types.NodeKind, types.Hash) {
 		if i >= fanout {
 			return a[i-fanout].treeKind(), a[i-fanout].h
@@ -160,12 +166,15 @@ func (n *node) computeInner(in *innerHashes) types.Hash {
 	return in[1].h
 }
 
-// rehash computes the id of a node being built. The inner hashes are not
+// newNode builds a node from a full slot array and computes its id from
+// the array, which the caller already has in full. The inner hashes are not
 // kept (nor allocated): most new nodes are never proved from, and keeping
 // them would double what a cached node costs.
-func (n *node) rehash() {
+func newNode(born uint64, a *[fanout]slot) *node {
+	n := makeNode(born, a)
 	var in innerHashes
-	n.id = n.computeInner(&in)
+	n.id = hashSlots(a, &in)
+	return n
 }
 
 // hashMatches recomputes a node's hash and compares it with its id: the

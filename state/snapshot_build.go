@@ -2,9 +2,12 @@ package state
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/binary"
 	"fmt"
+	"slices"
+	"strings"
 
 	ds "github.com/ipfs/go-datastore"
 
@@ -118,8 +121,7 @@ func (b *treeBuilder) finish(a *[fanout]slot) (slot, error) {
 	if count == 1 && a[last].kind == slotLeaf {
 		return a[last], nil
 	}
-	n := makeNode(b.height, a)
-	n.rehash()
+	n := newNode(b.height, a)
 	return slot{kind: slotChild, h: n.id}, b.w.put(nodeKey(n.id), encodeNode(n, b.height))
 }
 
@@ -210,10 +212,18 @@ func readSlot(buf *[]byte) (slot, error) {
 // SnapshotInstallBatchBytes. Until the version's root record and latest
 // pointer are written, what it wrote is unreachable: content-addressed
 // records no root names and flat index entries of an uncommitted version.
+//
+// It holds a batch's operations and hands them to the datastore sorted by
+// key. Records named by hash come in random key order, and a batch this
+// large becomes a pebble flushable batch, which pebble sorts through its
+// batch encoding: about a fifth of an install's CPU. Sorting the operations
+// here is cheaper (8 key bytes compare as one number), pebble's sort then
+// finds its input in order, and its flush reads the batch front to back.
+// The price is that the batch's keys and values are held until the flush.
 type recordWriter struct {
 	ctx   context.Context
 	d     ds.Batching
-	b     ds.Batch
+	ops   []recordOp
 	bytes int
 	max   int
 	// manual leaves flushing to the caller (full, flush), which cuts
@@ -221,30 +231,57 @@ type recordWriter struct {
 	manual bool
 }
 
+// recordOp is a put, or a delete when del is set; seq is its place in the
+// batch, which orders operations on one key.
+type recordOp struct {
+	// pre is the 8 key bytes after "/kairos/", big-endian and zero-padded:
+	// for records named by hash they differ, and comparing them decides
+	// the comparison without comparing the strings.
+	pre uint64
+	key string
+	val []byte
+	del bool
+	seq int
+}
+
+// sortFrom is where the keys that recordWriter sorts start to differ: every
+// one begins with "/kairos/".
+const sortFrom = len("/kairos/")
+
+func newRecordOp(key string, val []byte, del bool) recordOp {
+	var b [8]byte
+	if sortFrom < len(key) {
+		copy(b[:], key[sortFrom:])
+	}
+	return recordOp{pre: binary.BigEndian.Uint64(b[:]), key: key, val: val, del: del}
+}
+
+func compareOps(a, b recordOp) int {
+	if c := cmp.Compare(a.pre, b.pre); c != 0 {
+		return c
+	}
+	if c := strings.Compare(a.key, b.key); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.seq, b.seq)
+}
+
 func newRecordWriter(ctx context.Context, d ds.Batching) *recordWriter {
 	return &recordWriter{ctx: ctx, d: d, max: installBatchBytes}
 }
 
 func (w *recordWriter) put(k ds.Key, v []byte) error {
-	return w.add(len(k.String())+len(v), func(b ds.Batch) error { return b.Put(w.ctx, k, v) })
+	return w.add(newRecordOp(k.String(), v, false))
 }
 
 func (w *recordWriter) delete(k ds.Key) error {
-	return w.add(len(k.String()), func(b ds.Batch) error { return b.Delete(w.ctx, k) })
+	return w.add(newRecordOp(k.String(), nil, true))
 }
 
-func (w *recordWriter) add(size int, op func(ds.Batch) error) error {
-	if w.b == nil {
-		b, err := w.d.Batch(w.ctx)
-		if err != nil {
-			return err
-		}
-		w.b = b
-	}
-	if err := op(w.b); err != nil {
-		return err
-	}
-	w.bytes += size
+func (w *recordWriter) add(op recordOp) error {
+	op.seq = len(w.ops)
+	w.ops = append(w.ops, op)
+	w.bytes += len(op.key) + len(op.val)
 	if !w.manual && w.full() {
 		return w.flush()
 	}
@@ -254,13 +291,29 @@ func (w *recordWriter) add(size int, op func(ds.Batch) error) error {
 // full reports whether the buffered batch has reached its size.
 func (w *recordWriter) full() bool { return w.bytes >= w.max }
 
-// flush writes the buffered batch, if any.
+// flush writes the buffered operations, if any, as one batch in key order;
+// operations on one key keep their order.
 func (w *recordWriter) flush() error {
-	if w.b == nil {
+	if len(w.ops) == 0 {
 		return nil
 	}
-	b := w.b
-	w.b, w.bytes = nil, 0
+	ops := w.ops
+	w.ops, w.bytes = nil, 0
+	slices.SortFunc(ops, compareOps)
+	b, err := w.d.Batch(w.ctx)
+	if err != nil {
+		return err
+	}
+	for _, op := range ops {
+		if op.del {
+			err = b.Delete(w.ctx, ds.RawKey(op.key))
+		} else {
+			err = b.Put(w.ctx, ds.RawKey(op.key), op.val)
+		}
+		if err != nil {
+			return err
+		}
+	}
 	if err := b.Commit(w.ctx); err != nil {
 		return err
 	}

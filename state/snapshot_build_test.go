@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"testing"
 
@@ -230,6 +231,93 @@ func TestTreeBuilderResume(t *testing.T) {
 	for _, bad := range [][]byte{nil, {1}, {1, 0, 0}, {0, 0, 1, 0, 1}} {
 		if b.restoreState(bad) == nil {
 			t.Fatalf("restored from %x", bad)
+		}
+	}
+}
+
+// orderBatching records the order in which batches receive operations.
+type orderBatching struct {
+	ds.Batching
+	ops *[]string
+}
+
+type orderBatch struct {
+	ds.Batch
+	ops *[]string
+}
+
+func (o orderBatching) Batch(ctx context.Context) (ds.Batch, error) {
+	b, err := o.Batching.Batch(ctx)
+	return orderBatch{b, o.ops}, err
+}
+
+func (o orderBatch) Put(ctx context.Context, k ds.Key, v []byte) error {
+	*o.ops = append(*o.ops, "put "+k.String()+"="+string(v))
+	return o.Batch.Put(ctx, k, v)
+}
+
+func (o orderBatch) Delete(ctx context.Context, k ds.Key) error {
+	*o.ops = append(*o.ops, "del "+k.String())
+	return o.Batch.Delete(ctx, k)
+}
+
+// TestRecordWriterSortsByKey checks that a batch reaches the datastore in
+// key order (bytes, not the order of the puts), with operations on one key
+// in the order they were made, and that the last one wins.
+func TestRecordWriterSortsByKey(t *testing.T) {
+	ctx := context.Background()
+	var ops []string
+	d := orderBatching{dssync.MutexWrap(ds.NewMapDatastore()), &ops}
+	w := newRecordWriter(ctx, d)
+	w.manual = true
+	steps := []struct {
+		del  bool
+		k, v string
+	}{
+		{k: "/kairos/n/b", v: "1"},
+		{k: "/kairos/kv/zz", v: "2"},
+		{k: "/kairos/n/a", v: "3"},
+		{del: true, k: "/kairos/n/b"},
+		{k: "/kairos/n/b", v: "4"},
+		{k: "/kairos/n/aaaaaaaab", v: "5"}, // equal to the next in the first 8 bytes after /kairos/
+		{k: "/kairos/n/aaaaaaaaa", v: "6"},
+		{del: true, k: "/kairos/n/c"},
+		{k: "/kairos/n/c", v: "7"},
+		{del: true, k: "/kairos/n/c"},
+	}
+	for _, s := range steps {
+		var err error
+		if s.del {
+			err = w.delete(ds.RawKey(s.k))
+		} else {
+			err = w.put(ds.RawKey(s.k), []byte(s.v))
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.flush(); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"put /kairos/kv/zz=2",
+		"put /kairos/n/a=3",
+		"put /kairos/n/aaaaaaaaa=6",
+		"put /kairos/n/aaaaaaaab=5",
+		"put /kairos/n/b=1", "del /kairos/n/b", "put /kairos/n/b=4",
+		"del /kairos/n/c", "put /kairos/n/c=7", "del /kairos/n/c",
+	}
+	if !slices.Equal(ops, want) {
+		t.Fatalf("batch got\n%q\nwant\n%q", ops, want)
+	}
+	for k, v := range map[string]string{"/kairos/n/b": "4", "/kairos/n/c": ""} {
+		got, err := d.Get(ctx, ds.RawKey(k))
+		if v == "" {
+			if !errors.Is(err, ds.ErrNotFound) {
+				t.Errorf("%s: %q, %v; want deleted", k, got, err)
+			}
+		} else if string(got) != v || err != nil {
+			t.Errorf("%s = %q, %v; want %q", k, got, err, v)
 		}
 	}
 }

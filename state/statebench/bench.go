@@ -62,6 +62,7 @@ type storeRun struct {
 	disk           []int64       // disk bytes at each sample point
 	diskAt         []uint64      // the heights of the samples
 	final          int64         // disk bytes at the end
+	usage          []state.UsageKind
 }
 
 func (r storeRun) updateRate() float64 { return float64(r.updateN) / r.update.Seconds() }
@@ -200,6 +201,9 @@ func Run(ctx context.Context, cfg Config, out io.Writer) error {
 	if bigNote != "" {
 		fmt.Fprintf(out, "\nproofs at %d keys: %s\n", bigKeys, bigNote)
 	}
+	if err := printUsage(out, pruned, unpruned, w); err != nil {
+		return err
+	}
 	fmt.Fprintf(out, "\ndisk size during the update blocks (pruning on must level off after K blocks):\n")
 	tw = tabwriter.NewWriter(out, 2, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintf(tw, "height\tprune K=%d\tno prune\tfloor\t\n", cfg.Keep)
@@ -207,6 +211,27 @@ func Run(ctx context.Context, cfg Config, out io.Writer) error {
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t\n", pruned.diskAt[i], mib(pruned.disk[i]), mib(unpruned.disk[i]), mib(floor.disk[i]))
 	}
 	fmt.Fprintf(tw, "end\t%s\t%s\t%s\t\n", mib(pruned.final), mib(unpruned.final), mib(floor.final))
+	return tw.Flush()
+}
+
+// printUsage prints the logical bytes per live key of each record kind
+// beside the size on disk, for both state stores.
+func printUsage(out io.Writer, pruned, unpruned storeRun, w Workload) error {
+	fmt.Fprintf(out, "\ndisk by record kind at the end, key+value bytes per live key (records):\n")
+	tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "kind\tprune\t\tno prune\t\t\n")
+	var sums [2]int64
+	for i := range pruned.usage {
+		fmt.Fprintf(tw, "%s\t", pruned.usage[i].Kind)
+		for j, r := range []storeRun{pruned, unpruned} {
+			u := r.usage[i]
+			sums[j] += u.Bytes()
+			fmt.Fprintf(tw, "%.0f B\t(%d)\t", perKey(u.Bytes(), w), u.Records)
+		}
+		fmt.Fprintln(tw)
+	}
+	fmt.Fprintf(tw, "sum\t%.0f B\t\t%.0f B\t\t\n", perKey(sums[0], w), perKey(sums[1], w))
+	fmt.Fprintf(tw, "on disk\t%.0f B\t\t%.0f B\t\t\n", perKey(pruned.final, w), perKey(unpruned.final, w))
 	return tw.Flush()
 }
 
@@ -269,6 +294,9 @@ func runStore(ctx context.Context, cfg Config, name string, keep uint64, sampleA
 		progress(cfg.Progress, name, h, last, &r)
 	}
 	rss := peakRSS()
+	if r.usage, err = s.Usage(ctx); err != nil {
+		return fail(err)
+	}
 	if measure != nil {
 		if err := measure(s); err != nil {
 			return fail(err)
