@@ -264,8 +264,7 @@ func (x *Executor) ExecuteBlock(ctx context.Context, parent StateView, b *types.
 		}
 		return next
 	}
-	worker := func(ctx context.Context) {
-		defer wg.Done()
+	work := func(ctx context.Context) {
 		for {
 			lo := int(cursor.Add(int64(chunk))) - chunk
 			if lo >= len(roots) {
@@ -283,11 +282,7 @@ func (x *Executor) ExecuteBlock(ctx context.Context, parent StateView, b *types.
 			}
 		}
 	}
-	workers := min(x.opts.Workers, n)
-	wg.Add(workers)
-	for w := range workers {
-		go worker(withWorker(ctx, int32(w+1)))
-	}
+	goWorkers(ctx, &wg, min(x.opts.Workers, n), work)
 	wg.Wait()
 	if fail.err != nil {
 		return nil, fail.err
@@ -332,8 +327,7 @@ func (x *Executor) executeIndependent(ctx context.Context, bl *block, parent Sta
 		fail blockErr
 		wg   sync.WaitGroup
 	)
-	worker := func(ctx context.Context) {
-		defer wg.Done()
+	work := func(ctx context.Context) {
 		for !fail.failed.Load() {
 			lo := int(next.Add(independentChunk)) - independentChunk
 			if lo >= n {
@@ -349,11 +343,7 @@ func (x *Executor) executeIndependent(ctx context.Context, bl *block, parent Sta
 			}
 		}
 	}
-	workers := min(x.opts.Workers, (n+independentChunk-1)/independentChunk)
-	wg.Add(workers)
-	for w := range workers {
-		go worker(withWorker(ctx, int32(w+1)))
-	}
+	goWorkers(ctx, &wg, min(x.opts.Workers, (n+independentChunk-1)/independentChunk), work)
 	wg.Wait()
 	if fail.err != nil {
 		return nil, fail.err
@@ -371,6 +361,11 @@ func (x *Executor) ExecuteSerial(ctx context.Context, parent StateView, b *types
 	}
 	outs := make([]txOut, len(txs))
 	sl := newSerialLayer(bl.access)
+	// One worker, as each goroutine of ExecuteBlock is: the baseline keeps
+	// its instances the same way.
+	w := new(worker)
+	defer w.flush()
+	ctx = withWorker(ctx, w)
 	for i := range txs {
 		out, err := x.runTx(ctx, bl, sl, parent, i, false, nil)
 		if err != nil {
@@ -380,6 +375,21 @@ func (x *Executor) ExecuteSerial(ctx context.Context, parent StateView, b *types
 		sl.publish(i, out.writes)
 	}
 	return restoreOrder(x.merge(outs, bl.access, 1), bl.order), nil
+}
+
+// goWorkers starts n goroutines running work, each with a worker of its
+// own (see worker) that it flushes when work returns; wg counts them
+// until then.
+func goWorkers(ctx context.Context, wg *sync.WaitGroup, n int, work func(context.Context)) {
+	wg.Add(n)
+	for range n {
+		go func() {
+			defer wg.Done()
+			w := new(worker)
+			defer w.flush() // before Done: the engine has its instances back when the block returns
+			work(withWorker(ctx, w))
+		}()
+	}
 }
 
 // runTx applies the replay checks, runs the transaction on a fresh overlay

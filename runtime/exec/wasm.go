@@ -55,7 +55,7 @@ func (r *WasmRunner) call(ctx context.Context, o Overlay, tx *types.Tx, env TxEn
 		tx   host.Tx
 		st   hostState
 		inst txInstances
-	}{st: hostState{o}, inst: txInstances{o: o, e: r.engine, records: &r.records}}
+	}{st: hostState{o}, inst: txInstances{o: o, e: r.engine, records: &r.records, w: workerOf(ctx)}}
 	f.tx = host.Tx{
 		ID: env.TxID, Sender: env.Sender, Time: env.TS, Height: int64(env.Height), Gas: int64(gas),
 		Access: tx.Body.Access, Simulate: env.Simulate, Lifecycle: lifecycle,
