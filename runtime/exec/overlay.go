@@ -344,20 +344,31 @@ func (o *overlay) Set(module types.Address, k, value []byte) error {
 // prefetch reads the parent values of the block's declared exact keys and
 // the senders' account records (t's slots) from parent, with readers
 // goroutines (the serial path uses the same prefetch, so the baseline is
-// fair). Prefix contents are not prefetched: they are read by Iterate when
-// a transaction asks.
+// fair), each over a contiguous range of slots: interleaved ones would
+// have both readers writing to the same cache lines of the values. A
+// parent that reads many keys at once (batchReader) gets each range in
+// one call. Prefix contents are not prefetched: they are read by Iterate
+// when a transaction asks.
 func prefetch(ctx context.Context, parent StateView, t *accessTable, readers int) ([][]byte, error) {
 	vals := make([][]byte, len(t.keys))
 	readers = max(1, min(readers, len(t.keys)/prefetchChunkMin))
 	errs := make([]error, readers)
+	br, batch := parent.(batchReader)
 	parallel(readers, func(r int) {
-		// A contiguous range per reader: interleaved indices would have
-		// both readers writing to the same cache lines of vals.
-		for s := r * len(vals) / readers; s < (r+1)*len(vals)/readers; s++ {
+		lo, hi := r*len(vals)/readers, (r+1)*len(vals)/readers
+		var keys []types.StateKey
+		if batch {
+			keys = make([]types.StateKey, 0, hi-lo)
+		}
+		for s := lo; s < hi; s++ {
 			if len(t.keys[s]) > types.AddressLen+types.StateKeyMax {
 				// An over-long key fails the transaction when it is used;
 				// it must not fail the block here. No state holds it, so
 				// absent (nil) is its value.
+				continue
+			}
+			if batch {
+				keys = append(keys, t.stateKey(int32(s)))
 				continue
 			}
 			v, err := parent.Get(ctx, t.stateKey(int32(s)))
@@ -367,6 +378,25 @@ func prefetch(ctx context.Context, parent StateView, t *accessTable, readers int
 			}
 			vals[s] = v
 		}
+		if !batch {
+			return
+		}
+		// Without an over-long key the values are appended in place.
+		skipped := len(keys) < hi-lo
+		dst := vals[lo:lo:hi]
+		if skipped {
+			dst = make([][]byte, 0, len(keys))
+		}
+		got, err := br.GetMany(ctx, keys, dst)
+		if err != nil {
+			errs[r] = fmt.Errorf("%w: prefetch: %w", ErrState, err)
+			return
+		}
+		for s := lo; skipped && s < hi; s++ { // scatter around the over-long keys
+			if len(t.keys[s]) <= types.AddressLen+types.StateKeyMax {
+				vals[s], got = got[0], got[1:]
+			}
+		}
 	})
 	for _, err := range errs {
 		if err != nil {
@@ -374,6 +404,13 @@ func prefetch(ctx context.Context, parent StateView, t *accessTable, readers int
 		}
 	}
 	return vals, nil
+}
+
+// batchReader is a StateView that also reads many keys in one call, as
+// *state.Store does: GetMany appends keys[i]'s value (nil when absent) to
+// dst for each i and returns it. The values must not be modified.
+type batchReader interface {
+	GetMany(ctx context.Context, keys []types.StateKey, dst [][]byte) ([][]byte, error)
 }
 
 // prefetchChunkMin is the fewest keys worth a prefetch goroutine.
