@@ -45,7 +45,8 @@ func (s *Store) GetMany(ctx context.Context, keys []types.StateKey, dst [][]byte
 		buf = append(buf[:0], nsKV...)
 		buf = appendEscaped(buf, k.Module[:])
 		buf = append(buf, "/k"...)
-		return appendEscaped(buf, k.Key), nil
+		buf = appendEscaped(buf, k.Key) // kept: the next key reuses what it grew to
+		return buf, nil
 	}
 	// unsafeKey views b as a datastore key without copying it: valid only
 	// until buf is next written, which is enough for a lookup.
