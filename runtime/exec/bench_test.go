@@ -184,7 +184,7 @@ func BenchmarkPhases(b *testing.B) {
 				}
 			}},
 			{"execute", run},
-			{"merge", func() { x.merge(outs, bl.access, 1) }},
+			{"merge", func() { x.merge(outs, bl.access, 1, true) }},
 		} {
 			b.Run(module+"/"+p.name, func(b *testing.B) {
 				cpu0 := processCPU()
