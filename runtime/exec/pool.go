@@ -381,6 +381,9 @@ type worker struct {
 	// Counted for PoolStats, added to the engine's at flush.
 	reuses   int
 	restored int64
+	// call is WasmRunner.call's frame for this worker's transactions, one
+	// allocation per worker instead of one per transaction.
+	call callFrame
 }
 
 type localInstance struct {
@@ -509,5 +512,5 @@ func (w *worker) flush() {
 	for _, in := range closing {
 		in.Close(context.Background())
 	}
-	*w = worker{}
+	w.e, w.idle, w.out, w.reuses, w.restored = nil, nil, nil, 0, 0
 }
