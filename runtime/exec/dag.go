@@ -104,13 +104,17 @@ func newAccessTable(txs []*types.Tx, senders []types.Address, workers int) *acce
 	// senders' implicit account entries (first of their transaction) of
 	// one key are the transactions of one sender.
 	first, shared, written := int32(-1), false, false
+	// The current key's sender transactions; a slice only from the
+	// second one on: most senders have one, and a slice each cost an
+	// allocation per transaction.
 	var group []int
+	solo := -1
 	endGroup := func() {
 		if len(group) > 1 {
 			slices.Sort(group)
 			t.senderGroups = append(t.senderGroups, group)
 		}
-		group = nil
+		group, solo = nil, -1
 	}
 	for j, r := range sorted {
 		e := &flat[r.pos]
@@ -126,7 +130,14 @@ func newAccessTable(txs []*types.Tx, senders []types.Address, workers int) *acce
 			t.independent = false
 		}
 		if int(r.pos) == start[r.tx] {
-			group = append(group, int(r.tx))
+			switch {
+			case group != nil:
+				group = append(group, int(r.tx))
+			case solo >= 0:
+				group = []int{solo, int(r.tx)}
+			default:
+				solo = int(r.tx)
+			}
 		}
 		e.slot = int32(len(t.keys) - 1)
 	}
