@@ -62,7 +62,10 @@ type PoolStats struct {
 // reused. An evicted module's compiled code is closed (vm.Code.Close), so
 // the bounds hold for the wazero runtime too. Safe for use by several
 // goroutines; an acquired instance belongs to the goroutine that acquired
-// it until it is released.
+// it until it is released. An executor worker goes through its own cache
+// first (worker): the instances it released during a block, taken back
+// without the engine's lock and handed to the shared idle lists when the
+// block is done.
 //
 // Pooling cannot change a result: a frame sees only the restored snapshot
 // and its own wasi.FrameState (host.Run gives each frame one), and the
@@ -363,10 +366,11 @@ func (e *PooledEngine) Close(ctx context.Context) error {
 	return e.vm.Close(ctx)
 }
 
-// worker is what one executor worker (or one serial execution) keeps of
-// a PooledEngine for the length of a block: the instances it released
-// last, which it takes back without the engine's lock, and the ones it
-// holds. Two workers taking and returning an instance per transaction
+// worker is the state one executor goroutine (a worker of ExecuteBlock,
+// or ExecuteSerial's) keeps between its transactions for the length of a
+// block: WasmRunner.call's frame, and of a PooledEngine the instances it
+// released last, which it takes back without the engine's lock, and the
+// ones it holds. Two workers taking and returning an instance per transaction
 // through the shared idle list met on its lock twice per transaction
 // (about 0.4 µs of a 2 µs WAT transfer) and each often got the instance
 // the other had just used, whose memory was in the other core's cache
