@@ -203,7 +203,15 @@ func (x *Executor) ExecuteBlock(ctx context.Context, parent StateView, b *types.
 	if len(d.out) == 0 {
 		return x.executeIndependent(ctx, bl, parent, outs)
 	}
-	mv := newMVStore(bl.access)
+	// Only transactions with dependents publish, each at most a slot
+	// write per entry.
+	publishers := 0
+	for i := range n {
+		if len(d.dependents(i)) > 0 {
+			publishers += bl.access.start[i+1] - bl.access.start[i]
+		}
+	}
+	mv := newMVStore(bl.access, publishers)
 	// The transactions ready from the start are claimed in chunks from a
 	// cursor; those released later go through the channel, behind them,
 	// as they would in one queue. A channel operation per transaction cost

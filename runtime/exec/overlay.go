@@ -7,6 +7,7 @@ import (
 	"hash/maphash"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/kairos-network/kairos/types"
 )
@@ -123,6 +124,11 @@ type mvStore struct {
 	keys   []string    // the block's exact keys by slot (sorted)
 	vers   [][]version // by slot, under shards[slot%mvShards].mu
 	shards [mvShards]mvShard
+	// first holds a slot's first version: most keys get one in a block.
+	// It is sized for the transactions that publish (those with
+	// dependents), not for every slot, and handed out from next.
+	first []version
+	next  atomic.Int64
 }
 
 // mvShards is the number of independently locked parts of an mvStore.
@@ -140,17 +146,13 @@ type version struct {
 }
 
 // newMVStore returns the version store of a block with table t (nil: no
-// slots).
-func newMVStore(t *accessTable) *mvStore {
+// slots) in which at most publishers versions of slots are published
+// without growing a slot's list (more are kept all the same).
+func newMVStore(t *accessTable, publishers int) *mvStore {
 	s := &mvStore{seed: maphash.MakeSeed()}
 	if t != nil {
-		// Each slot starts with room for one version in a shared array:
-		// most keys get one version in a block, and then no allocation.
 		s.keys, s.vers = t.keys, make([][]version, len(t.keys))
-		first := make([]version, len(t.keys))
-		for i := range s.vers {
-			s.vers[i] = first[i : i : i+1]
-		}
+		s.first = make([]version, publishers)
 	}
 	for i := range s.shards {
 		s.shards[i].m = make(map[string][]version)
@@ -213,7 +215,13 @@ func (s *mvStore) publish(idx int, writes []write) {
 		sh := s.shard(w.slot, w.k)
 		sh.mu.Lock()
 		if w.slot >= 0 {
-			s.vers[w.slot] = appendVersion(s.vers[w.slot], version{idx, w.v})
+			vs := s.vers[w.slot]
+			if vs == nil {
+				if j := s.next.Add(1) - 1; j < int64(len(s.first)) {
+					vs = s.first[j : j : j+1]
+				}
+			}
+			s.vers[w.slot] = appendVersion(vs, version{idx, w.v})
 		} else {
 			sh.m[w.k] = appendVersion(sh.m[w.k], version{idx, w.v})
 		}
