@@ -182,16 +182,17 @@ type recordEntry struct {
 // load is loadRecord through the cache (a nil cache decodes every time,
 // for callers that modify the record).
 func (c *recordCache) load(o Overlay, a types.Address) (*ModuleRecord, error) {
-	e, err := c.entry(o, a)
+	e, err := c.entry(o, a, recordKey(a))
 	if e == nil {
 		return nil, err
 	}
 	return e.rec, nil
 }
 
-// entry is load with the record's code id (nil when absent).
-func (c *recordCache) entry(o Overlay, a types.Address) (*recordEntry, error) {
-	v, err := o.Get(ModulesModule, recordKey(a))
+// entry is load with the record's code id (nil when absent); key is
+// recordKey(a), which the caller may hold in a buffer of its own.
+func (c *recordCache) entry(o Overlay, a types.Address, key []byte) (*recordEntry, error) {
+	v, err := o.Get(ModulesModule, key)
 	if err != nil || v == nil {
 		return nil, err
 	}
@@ -212,7 +213,17 @@ func (c *recordCache) entry(o Overlay, a types.Address) (*recordEntry, error) {
 }
 
 func (t txInstances) Acquire(ctx context.Context, a types.Address, method string) (api.Module, api.Function, bool, error) {
-	rec, err := t.records.entry(t.o, a)
+	// The record key in the worker's buffer: a slice of a itself would
+	// move a to the heap, an allocation per call.
+	var key []byte
+	if t.w != nil {
+		t.w.recordKey = a
+		key = t.w.recordKey[:]
+	} else {
+		k := a
+		key = recordKey(k)
+	}
+	rec, err := t.records.entry(t.o, a, key)
 	if err != nil || rec == nil {
 		return nil, nil, false, err
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/tetratelabs/wazero/api"
 
 	"github.com/kairos-network/kairos/runtime/vm"
+	"github.com/kairos-network/kairos/types"
 )
 
 // ErrEngineConfig rejects a PoolConfig with a limit below its minimum.
@@ -388,6 +389,8 @@ type worker struct {
 	// call is WasmRunner.call's frame for this worker's transactions, one
 	// allocation per worker instead of one per transaction.
 	call callFrame
+	// recordKey holds the module record key txInstances.Acquire reads.
+	recordKey types.Address
 }
 
 type localInstance struct {
