@@ -45,7 +45,9 @@ func DefaultPoolConfig() PoolConfig {
 	return PoolConfig{VM: vm.DefaultConfig(), CodeMax: 256, CodeBytesMax: 256 << 20, IdlePerCode: 4, IdleBytesMax: 512 << 20}
 }
 
-// PoolStats counts what a PooledEngine did, for tests and benchmarks.
+// PoolStats counts what a PooledEngine did, for tests and benchmarks. An
+// executor worker's reuses and restored bytes are added when its block is
+// done (see worker).
 type PoolStats struct {
 	Compiles       int   // modules compiled (cache misses)
 	Instantiations int   // new instances (each runs _initialize if exported)
