@@ -406,9 +406,9 @@ func (x *Executor) ExecuteSerial(ctx context.Context, parent StateView, b *types
 	return restoreOrder(x.merge(outs, bl.access, 1, false), bl.order), nil
 }
 
-// goWorkers starts n goroutines running work (p = 0..n-1), each with a worker of its
-// own (see worker) that it flushes when work returns; wg counts them
-// until then.
+// goWorkers starts n goroutines running work (p = 0..n-1), each with a
+// worker of its own (see worker) that it flushes when work returns; wg
+// counts them until then.
 func goWorkers(ctx context.Context, wg *sync.WaitGroup, n int, work func(ctx context.Context, p int)) {
 	wg.Add(n)
 	for p := range n {
