@@ -14,7 +14,7 @@ import (
 // commit.
 func newBenchExecCmd() *cobra.Command {
 	var cfg exec.BenchConfig
-	var wasmFile, watToken, goPkg string
+	var wasmFile, watToken, goPkg, cpuProfile string
 	cmd := &cobra.Command{
 		Use:   "exec",
 		Short: "Block executor: a module's workload at several conflict rates, serial vs 1 and 2 workers",
@@ -44,6 +44,13 @@ wasm modules run on the pooled engine, warmed up before timing.`,
 			default:
 				return fmt.Errorf("%w: --module %q (native, wat, go or wattoken)", exec.ErrBenchModule, cfg.Module)
 			}
+			if cpuProfile != "" {
+				stop, err := startCPUProfile(cpuProfile)
+				if err != nil {
+					return err
+				}
+				defer stop()
+			}
 			_, err = exec.Bench(cmd.Context(), cfg, cmd.OutOrStdout())
 			return err
 		},
@@ -57,5 +64,6 @@ wasm modules run on the pooled engine, warmed up before timing.`,
 	f.IntVar(&cfg.Txs, "txs", 5_000, "transactions per block (at most accounts/2)")
 	f.Float64SliceVar(&cfg.ConflictRates, "conflict", []float64{0, 0.1, 1}, "shares of transactions to one hot account")
 	f.IntVar(&cfg.Rounds, "rounds", 5, "interleaved executions per figure (the fastest is printed)")
+	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run (workload set-up and commits too: focus on exec.(*Executor)) to this file")
 	return cmd
 }

@@ -1,16 +1,23 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
 
 // TestBenchExec runs `kairos bench exec` on a tiny workload: one row per
-// conflict rate, and a refusal of a workload bigger than its accounts.
+// conflict rate, a CPU profile when asked, and a refusal of a workload
+// bigger than its accounts.
 func TestBenchExec(t *testing.T) {
-	out, err := runKairos(t, "bench", "exec", "--accounts", "40", "--txs", "20", "--rounds", "1", "--conflict", "0,0.5")
+	prof := filepath.Join(t.TempDir(), "cpu.prof")
+	out, err := runKairos(t, "bench", "exec", "--accounts", "40", "--txs", "20", "--rounds", "1", "--conflict", "0,0.5", "--cpuprofile", prof)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out)
+	}
+	if st, err := os.Stat(prof); err != nil || st.Size() == 0 {
+		t.Errorf("--cpuprofile wrote no profile: %v", err)
 	}
 	var rates []string
 	for _, line := range strings.Split(out, "\n") {

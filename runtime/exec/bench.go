@@ -38,6 +38,11 @@ type BenchRow struct {
 	// block, fewest of the rounds: serial after the 2-reader prefetch,
 	// and 2 workers. Unlike the durations, other load barely moves it.
 	CPUSerial2, CPUWorkers2 time.Duration
+	// Collections that ended during those modes' runs, per block (each run
+	// starts after a forced one). A mode that allocates a little more
+	// than another can cross the heap goal where the other does not, and
+	// then pays a whole collection in its CPU figure: this shows it.
+	GCSerial2, GCWorkers2 float64
 }
 
 // TxPerSec converts a block duration to transactions per second.
@@ -114,12 +119,13 @@ func Bench(ctx context.Context, cfg BenchConfig, w io.Writer) ([]BenchRow, error
 		row := BenchRow{ConflictRate: rate, Txs: cfg.Txs}
 		modes := []struct {
 			d, cpu *time.Duration
+			gc     *float64
 			run    func() (*BlockResult, error)
 		}{
-			{&row.Serial, nil, func() (*BlockResult, error) { return w1.ExecuteSerial(ctx, s, b, txs) }},
-			{&row.Serial2, &row.CPUSerial2, func() (*BlockResult, error) { return w2.ExecuteSerial(ctx, s, b, txs) }},
-			{&row.Workers1, nil, func() (*BlockResult, error) { return w1.ExecuteBlock(ctx, s, b, txs) }},
-			{&row.Workers2, &row.CPUWorkers2, func() (*BlockResult, error) { return w2.ExecuteBlock(ctx, s, b, txs) }},
+			{&row.Serial, nil, nil, func() (*BlockResult, error) { return w1.ExecuteSerial(ctx, s, b, txs) }},
+			{&row.Serial2, &row.CPUSerial2, &row.GCSerial2, func() (*BlockResult, error) { return w2.ExecuteSerial(ctx, s, b, txs) }},
+			{&row.Workers1, nil, nil, func() (*BlockResult, error) { return w1.ExecuteBlock(ctx, s, b, txs) }},
+			{&row.Workers2, &row.CPUWorkers2, &row.GCWorkers2, func() (*BlockResult, error) { return w2.ExecuteBlock(ctx, s, b, txs) }},
 		}
 		if pool != nil {
 			// Compile and fill the pools outside the figures: a node runs
@@ -138,9 +144,13 @@ func Bench(ctx context.Context, cfg BenchConfig, w io.Writer) ([]BenchRow, error
 			for j := range modes {
 				m := modes[(round+j)%len(modes)]
 				runtime.GC() // keep one run's garbage out of the next one's time
+				gc0 := numGC()
 				cpu0, start := processCPU(), time.Now()
 				out, err := m.run()
 				d, cpu := time.Since(start), processCPU()-cpu0
+				if m.gc != nil {
+					*m.gc += float64(numGC()-gc0) / float64(cfg.Rounds)
+				}
 				if err != nil {
 					s.Close()
 					return nil, err
@@ -176,6 +186,13 @@ func Bench(ctx context.Context, cfg BenchConfig, w io.Writer) ([]BenchRow, error
 	return rows, nil
 }
 
+// numGC is the number of garbage collections completed so far.
+func numGC() uint32 {
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.NumGC
+}
+
 // processCPU is the CPU time the process has used, user and system.
 func processCPU() time.Duration {
 	var ru syscall.Rusage
@@ -189,11 +206,11 @@ func printBench(w io.Writer, cfg BenchConfig, rows []BenchRow) {
 	fmt.Fprintf(w, "%s: %d accounts, %d transactions per block, best of %d interleaved, GOMAXPROCS=%d, %s/%s\n",
 		benchTitle[cfg.Module], cfg.Accounts, cfg.Txs, cfg.Rounds, runtime.GOMAXPROCS(0), runtime.GOOS, runtime.GOARCH)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "conflict\tserial tx/s\tserial, 2-reader prefetch tx/s\t1 worker tx/s\t2 workers tx/s\tspeedup 2w/serial\tsched overhead/tx\tcpu/block serial, 2w\tcommit\twith commit (2w) tx/s\t")
+	fmt.Fprintln(tw, "conflict\tserial tx/s\tserial, 2-reader prefetch tx/s\t1 worker tx/s\t2 workers tx/s\tspeedup 2w/serial\tsched overhead/tx\tcpu/block serial, 2w\tgc/block serial, 2w\tcommit\twith commit (2w) tx/s\t")
 	for _, r := range rows {
-		fmt.Fprintf(tw, "%.0f%%\t%.0f\t%.0f\t%.0f\t%.0f\t%.2fx\t%v\t%v, %v\t%v\t%.0f\t\n", 100*r.ConflictRate,
+		fmt.Fprintf(tw, "%.0f%%\t%.0f\t%.0f\t%.0f\t%.0f\t%.2fx\t%v\t%v, %v\t%.2f, %.2f\t%v\t%.0f\t\n", 100*r.ConflictRate,
 			r.TxPerSec(r.Serial), r.TxPerSec(r.Serial2), r.TxPerSec(r.Workers1), r.TxPerSec(r.Workers2), r.Speedup(), r.OverheadPerTx(),
-			r.CPUSerial2.Round(10*time.Microsecond), r.CPUWorkers2.Round(10*time.Microsecond),
+			r.CPUSerial2.Round(10*time.Microsecond), r.CPUWorkers2.Round(10*time.Microsecond), r.GCSerial2, r.GCWorkers2,
 			r.Commit.Round(time.Microsecond), r.TxPerSec(r.Workers2+r.Commit))
 	}
 	tw.Flush()

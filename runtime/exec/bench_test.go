@@ -140,14 +140,16 @@ func sendersOf(txs []*types.Tx) []types.Address {
 // they bound what two workers can gain (see RATIONALE.md).
 func BenchmarkPhases(b *testing.B) {
 	ctx := context.Background()
-	wat := readWasm(b, "../../contracts/counter_wat/counter.wasm")
-	for _, module := range []string{BenchNative, BenchWAT} {
+	code := map[string][]byte{
+		BenchWAT:      readWasm(b, "../../contracts/counter_wat/counter.wasm"),
+		BenchWATToken: readWasm(b, "../../contracts/token_wat/token.wasm"),
+	}
+	for _, module := range []string{BenchNative, BenchWAT, BenchWATToken} {
 		var r Runner = NewNativeRunner(NativeModules())
-		var code []byte
-		if module == BenchWAT {
-			r, code = NewRunner(nil, newPooledEngine(b, DefaultPoolConfig())), wat
+		if module != BenchNative {
+			r = NewRunner(nil, newPooledEngine(b, DefaultPoolConfig()))
 		}
-		blk, txs, genesis, err := Workload(module, code, 10_000, 5_000, 0)
+		blk, txs, genesis, err := Workload(module, code[module], 10_000, 5_000, 0)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -164,9 +166,10 @@ func BenchmarkPhases(b *testing.B) {
 			b.Fatal(err)
 		}
 		outs := make([]txOut, len(txs))
+		wctx := withWorker(ctx, new(worker)) // as a worker or the serial path runs them
 		run := func() {
 			for i := range txs {
-				if outs[i], err = x.runTx(ctx, bl, emptyLayer{}, s, i, false, nil); err != nil {
+				if outs[i], err = x.runTx(wctx, bl, emptyLayer{}, s, i, false, nil); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -184,7 +187,7 @@ func BenchmarkPhases(b *testing.B) {
 				}
 			}},
 			{"execute", run},
-			{"merge", func() { x.merge(outs, bl.access, 1) }},
+			{"merge", func() { x.merge(outs, bl.access, 1, true) }},
 		} {
 			b.Run(module+"/"+p.name, func(b *testing.B) {
 				cpu0 := processCPU()

@@ -104,13 +104,17 @@ func newAccessTable(txs []*types.Tx, senders []types.Address, workers int) *acce
 	// senders' implicit account entries (first of their transaction) of
 	// one key are the transactions of one sender.
 	first, shared, written := int32(-1), false, false
+	// The current key's sender transactions; a slice only from the
+	// second one on: most senders have one, and a slice each cost an
+	// allocation per transaction.
 	var group []int
+	solo := -1
 	endGroup := func() {
 		if len(group) > 1 {
 			slices.Sort(group)
 			t.senderGroups = append(t.senderGroups, group)
 		}
-		group = nil
+		group, solo = nil, -1
 	}
 	for j, r := range sorted {
 		e := &flat[r.pos]
@@ -126,7 +130,14 @@ func newAccessTable(txs []*types.Tx, senders []types.Address, workers int) *acce
 			t.independent = false
 		}
 		if int(r.pos) == start[r.tx] {
-			group = append(group, int(r.tx))
+			switch {
+			case group != nil:
+				group = append(group, int(r.tx))
+			case solo >= 0:
+				group = []int{solo, int(r.tx)}
+			default:
+				solo = int(r.tx)
+			}
 		}
 		e.slot = int32(len(t.keys) - 1)
 	}
@@ -443,10 +454,17 @@ func (es keyRefs) mergeInto(out, a, b []keyRef) {
 }
 
 // keyState is the conflict history of one exact key or one prefix: its
-// latest writer and the readers since then.
+// latest writer and the readers since then, as a list (newest first)
+// threaded through one array of the block (readerList): a slice per key
+// was an allocation per key read and 24 bytes per slot.
 type keyState struct {
 	writer  int32 // -1: none yet
-	readers []int32
+	readers int32 // the newest reader's node in readerList, -1: none
+}
+
+// readerNode is one reader of a key in a readerList.
+type readerNode struct {
+	tx, next int32 // next: the previous reader's node, -1: none
 }
 
 // isBarrier reports a lifecycle transaction (deploy, upgrade, admin): it
@@ -495,13 +513,14 @@ func (t *accessTable) dag(txs []*types.Tx) *dag {
 	// Exact keys are indexed by slot; prefixes, rare, by a map.
 	exact := make([]keyState, len(t.keys))
 	for j := range exact {
-		exact[j].writer = -1
+		exact[j] = keyState{writer: -1, readers: -1}
 	}
+	readerList := make([]readerNode, 0, t.start[n]) // at most one node per entry
 	prefixes := make(map[string]*keyState, len(prefixSet))
 	stateOf := func(k string) *keyState {
 		s := prefixes[k]
 		if s == nil {
-			s = &keyState{writer: -1}
+			s = &keyState{writer: -1, readers: -1}
 			prefixes[k] = s
 		}
 		return s
@@ -536,8 +555,8 @@ func (t *accessTable) dag(txs []*types.Tx) *dag {
 			}
 			add(s.writer)
 			if write {
-				for _, r := range s.readers {
-					add(r)
+				for r := s.readers; r >= 0; r = readerList[r].next {
+					add(readerList[r].tx)
 				}
 			}
 		}
@@ -573,9 +592,10 @@ func (t *accessTable) dag(txs []*types.Tx) *dag {
 				s = &exact[e.slot]
 			}
 			if e.write {
-				s.writer, s.readers = me, nil
-			} else if l := len(s.readers); l == 0 || s.readers[l-1] != me {
-				s.readers = append(s.readers, me)
+				s.writer, s.readers = me, -1
+			} else if s.readers < 0 || readerList[s.readers].tx != me {
+				readerList = append(readerList, readerNode{tx: me, next: s.readers})
+				s.readers = int32(len(readerList) - 1)
 			}
 		}
 		ndeps[i] = int32(len(deps) - from[i])

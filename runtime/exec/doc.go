@@ -14,8 +14,9 @@
 // Token, Counter, Scan); WasmRunner runs calls and the module lifecycle in
 // wasm through the host ABI of runtime/host, on the instances of an Engine
 // (PooledEngine: compiled code in a bounded LRU, idle instances restored
-// to their post-_initialize snapshot; tests compare it with a fresh
-// instance per frame); MuxRunner, the node's runner, sends calls of the
+// to their post-_initialize snapshot, each executor worker keeping the
+// ones it released for its next transactions without the pool's lock;
+// tests compare it with a fresh instance per frame); MuxRunner, the node's runner, sends calls of the
 // native modules to a NativeRunner and the rest to a WasmRunner. A runner
 // sees the state through an Overlay, whose prefix Iterator streams the
 // parent's keys merged with the pending writes, so no prefix is ever
@@ -50,8 +51,9 @@
 // finds the slot of a key it declared among its own few entries) and the
 // merge. A block whose DAG has no edge skips the
 // version store and the ready queue: no transaction can see another's
-// writes, so the workers claim chunks of consecutive transactions from
-// one atomic cursor. The numbering pass over the sorted keys already
+// writes, so each worker runs a contiguous range of the block (claiming
+// chunks from its front, and from the others' ranges once its own is
+// done). The numbering pass over the sorted keys already
 // shows most such blocks (no barrier, no prefix, no key written by one
 // transaction and used by another), and then the DAG is not built. In other blocks the same holds per transaction: one
 // without dependencies reads no published version, and the writes of one

@@ -51,7 +51,7 @@ func TestIteratorAgainstModel(t *testing.T) {
 			slices.Sort(ks)
 			return ks
 		}
-		mv := newMVStore(nil)
+		mv := newMVStore(nil, 0)
 		apply := func(writes map[string][]byte) {
 			for k, v := range writes {
 				if len(v) == 0 {

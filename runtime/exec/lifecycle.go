@@ -163,6 +163,7 @@ type txInstances struct {
 	o       Overlay
 	e       Engine
 	records *recordCache
+	w       *worker // the executor worker running the transaction, or nil
 }
 
 // recordCache keeps the last module record a runner decoded, keyed by its
@@ -173,40 +174,75 @@ type txInstances struct {
 type recordCache struct{ last atomic.Pointer[recordEntry] }
 
 type recordEntry struct {
-	raw string
-	rec *ModuleRecord
+	raw  string
+	rec  *ModuleRecord
+	code string // string(rec.Code), the engine's code id
 }
 
 // load is loadRecord through the cache (a nil cache decodes every time,
 // for callers that modify the record).
 func (c *recordCache) load(o Overlay, a types.Address) (*ModuleRecord, error) {
-	v, err := o.Get(ModulesModule, recordKey(a))
+	e, err := c.entry(o, a, recordKey(a))
+	if e == nil {
+		return nil, err
+	}
+	return e.rec, nil
+}
+
+// entry is load with the record's code id (nil when absent); key is
+// recordKey(a), which the caller may hold in a buffer of its own.
+func (c *recordCache) entry(o Overlay, a types.Address, key []byte) (*recordEntry, error) {
+	v, err := o.Get(ModulesModule, key)
 	if err != nil || v == nil {
 		return nil, err
 	}
 	if c != nil {
 		if e := c.last.Load(); e != nil && e.raw == string(v) {
-			return e.rec, nil
+			return e, nil
 		}
 	}
 	var rec ModuleRecord
 	if err := types.Decode(v, &rec); err != nil {
 		return nil, fmt.Errorf("%w: module record of %s: %w", ErrState, a, err)
 	}
+	e := &recordEntry{raw: string(v), rec: &rec, code: string(rec.Code)}
 	if c != nil {
-		c.last.Store(&recordEntry{raw: string(v), rec: &rec})
+		c.last.Store(e)
 	}
-	return &rec, nil
+	return e, nil
 }
 
 func (t txInstances) Acquire(ctx context.Context, a types.Address, method string) (api.Module, api.Function, bool, error) {
-	rec, err := t.records.load(t.o, a)
+	// The record key in the worker's buffer: a slice of a itself would
+	// move a to the heap, an allocation per call.
+	var key []byte
+	if t.w != nil {
+		t.w.recordKey = a
+		key = t.w.recordKey[:]
+	} else {
+		k := a
+		key = recordKey(k)
+	}
+	rec, err := t.records.entry(t.o, a, key)
 	if err != nil || rec == nil {
 		return nil, nil, false, err
 	}
-	mod, fn, err := t.e.Acquire(ctx, string(rec.Code), method, func() ([]byte, error) {
-		return loadCode(t.o, instrumented, rec.Code)
-	})
+	le, local := t.e.(localEngine)
+	local = local && t.w != nil
+	if local {
+		// The usual case, without building the loader below.
+		if mod, fn, ok := le.acquireIdle(t.w, rec.code, method); ok {
+			return mod, fn, true, nil
+		}
+	}
+	load := func() ([]byte, error) { return loadCode(t.o, instrumented, rec.rec.Code) }
+	var mod api.Module
+	var fn api.Function
+	if local {
+		mod, fn, err = le.acquireLocal(ctx, t.w, rec.code, method, load)
+	} else {
+		mod, fn, err = t.e.Acquire(ctx, rec.code, method, load)
+	}
 	if errors.Is(err, vm.ErrInstantiate) {
 		// Its _initialize fails, in a fixed environment with fixed gas,
 		// so on every node: the guest's fault, which the host turns into
@@ -217,7 +253,13 @@ func (t txInstances) Acquire(ctx context.Context, a types.Address, method string
 	return mod, fn, err == nil, err
 }
 
-func (t txInstances) Release(mod api.Module, failed bool) { t.e.Release(mod, failed) }
+func (t txInstances) Release(mod api.Module, failed bool) {
+	if le, ok := t.e.(localEngine); ok && t.w != nil {
+		le.releaseLocal(t.w, mod, failed)
+		return
+	}
+	t.e.Release(mod, failed)
+}
 
 // gasMeter counts the runner's own charges.
 type gasMeter struct{ used, limit uint64 }

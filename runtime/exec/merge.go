@@ -27,7 +27,11 @@ type kv struct {
 // block order; the written slots are then emitted in slot order, which is
 // key order, by up to workers goroutines over ranges of slots. Keys without
 // a slot (written under a declared prefix) are sorted apart and merged in.
-func (x *Executor) merge(outs []txOut, t *accessTable, workers int) *BlockResult {
+// disjoint says no slot is written by two transactions (a block whose DAG
+// has no edge: two writers of a key would be one): the first pass is then
+// split over ranges of transactions too, as no two of them write one
+// slot.
+func (x *Executor) merge(outs []txOut, t *accessTable, workers int, disjoint bool) *BlockResult {
 	res := &BlockResult{Receipts: make([]types.Receipt, len(outs))}
 	var keys []string
 	if t != nil {
@@ -35,20 +39,27 @@ func (x *Executor) merge(outs []txOut, t *accessTable, workers int) *BlockResult
 	}
 	last := make([][]byte, len(keys))
 	written := make([]bool, len(keys))
-	var extra []kv
-	for j := range outs {
-		i := j
-		if x.opts.reverseMerge {
-			i = len(outs) - 1 - j
-		}
-		for _, w := range outs[i].writes {
-			if w.slot >= 0 {
-				last[w.slot], written[w.slot] = w.v, true
-			} else {
-				extra = append(extra, kv{w.k, w.v, i})
+	wparts := 1
+	if disjoint {
+		wparts = max(1, min(workers, len(outs)/mergePartMin))
+	}
+	extras := make([][]kv, wparts)
+	parallel(wparts, func(p int) {
+		for j := p * len(outs) / wparts; j < (p+1)*len(outs)/wparts; j++ {
+			i := j
+			if x.opts.reverseMerge {
+				i = len(outs) - 1 - j
+			}
+			for _, w := range outs[i].writes {
+				if w.slot >= 0 {
+					last[w.slot], written[w.slot] = w.v, true
+				} else {
+					extras[p] = append(extras[p], kv{w.k, w.v, i})
+				}
 			}
 		}
-	}
+	})
+	extra := slices.Concat(extras...)
 	parts := max(1, min(workers, len(keys)/mergePartMin))
 	counts := make([]int, parts+1)
 	parallel(parts, func(p int) {

@@ -13,9 +13,12 @@ import (
 // that applies every write in block order, on blocks large enough to be
 // split (keys often rewritten, across parts too, and deleted), with about
 // half the keys numbered in the block's table and the others written
-// without a slot (as under a declared prefix).
+// without a slot (as under a declared prefix). Every other seed writes
+// each key from one transaction at most, and merges as disjoint (the
+// first pass split over ranges of transactions too).
 func TestMergeAgainstReference(t *testing.T) {
 	for seed := range uint64(seeds(t, 4)) {
+		disjoint := seed%2 == 1
 		rng := rand.New(rand.NewPCG(seed, 7))
 		n := 2000 + rng.IntN(3000)
 		keys := 1 + rng.IntN(4*n)
@@ -27,11 +30,16 @@ func TestMergeAgainstReference(t *testing.T) {
 		tab := tableOf(slotted)
 		outs := make([]txOut, n)
 		model := map[string][]byte{}
+		writer := map[string]int{}
 		for i := range outs {
 			outs[i].receipt = types.Receipt{GasUsed: uint64(i)}
 			o := &overlay{tab: tab}
 			for range rng.IntN(4) {
 				k := randKey()
+				if w, ok := writer[k]; disjoint && ok && w != i {
+					continue
+				}
+				writer[k] = i
 				var v []byte
 				if rng.IntN(5) > 0 {
 					v = []byte{byte(i), byte(i >> 8), byte(rng.IntN(256))}
@@ -50,7 +58,7 @@ func TestMergeAgainstReference(t *testing.T) {
 		})
 		x := New(nil, Options{})
 		for parts := 1; parts <= 8; parts++ {
-			res := x.merge(outs, tab, parts)
+			res := x.merge(outs, tab, parts, disjoint)
 			if len(res.Writes) != len(want) {
 				t.Fatalf("seed %d, %d parts: %d writes, want %d", seed, parts, len(res.Writes), len(want))
 			}

@@ -7,6 +7,7 @@ import (
 	"hash/maphash"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/kairos-network/kairos/types"
 )
@@ -123,6 +124,11 @@ type mvStore struct {
 	keys   []string    // the block's exact keys by slot (sorted)
 	vers   [][]version // by slot, under shards[slot%mvShards].mu
 	shards [mvShards]mvShard
+	// first holds a slot's first version: most keys get one in a block.
+	// It is sized for the transactions that publish (those with
+	// dependents), not for every slot, and handed out from next.
+	first []version
+	next  atomic.Int64
 }
 
 // mvShards is the number of independently locked parts of an mvStore.
@@ -140,17 +146,13 @@ type version struct {
 }
 
 // newMVStore returns the version store of a block with table t (nil: no
-// slots).
-func newMVStore(t *accessTable) *mvStore {
+// slots) in which at most publishers versions of slots are published
+// without growing a slot's list (more are kept all the same).
+func newMVStore(t *accessTable, publishers int) *mvStore {
 	s := &mvStore{seed: maphash.MakeSeed()}
 	if t != nil {
-		// Each slot starts with room for one version in a shared array:
-		// most keys get one version in a block, and then no allocation.
 		s.keys, s.vers = t.keys, make([][]version, len(t.keys))
-		first := make([]version, len(t.keys))
-		for i := range s.vers {
-			s.vers[i] = first[i : i : i+1]
-		}
+		s.first = make([]version, publishers)
 	}
 	for i := range s.shards {
 		s.shards[i].m = make(map[string][]version)
@@ -213,7 +215,13 @@ func (s *mvStore) publish(idx int, writes []write) {
 		sh := s.shard(w.slot, w.k)
 		sh.mu.Lock()
 		if w.slot >= 0 {
-			s.vers[w.slot] = appendVersion(s.vers[w.slot], version{idx, w.v})
+			vs := s.vers[w.slot]
+			if vs == nil {
+				if j := s.next.Add(1) - 1; j < int64(len(s.first)) {
+					vs = s.first[j : j : j+1]
+				}
+			}
+			s.vers[w.slot] = appendVersion(vs, version{idx, w.v})
 		} else {
 			sh.m[w.k] = appendVersion(sh.m[w.k], version{idx, w.v})
 		}
@@ -344,20 +352,31 @@ func (o *overlay) Set(module types.Address, k, value []byte) error {
 // prefetch reads the parent values of the block's declared exact keys and
 // the senders' account records (t's slots) from parent, with readers
 // goroutines (the serial path uses the same prefetch, so the baseline is
-// fair). Prefix contents are not prefetched: they are read by Iterate when
-// a transaction asks.
+// fair), each over a contiguous range of slots: interleaved ones would
+// have both readers writing to the same cache lines of the values. A
+// parent that reads many keys at once (batchReader) gets each range in
+// one call. Prefix contents are not prefetched: they are read by Iterate
+// when a transaction asks.
 func prefetch(ctx context.Context, parent StateView, t *accessTable, readers int) ([][]byte, error) {
 	vals := make([][]byte, len(t.keys))
 	readers = max(1, min(readers, len(t.keys)/prefetchChunkMin))
 	errs := make([]error, readers)
+	br, batch := parent.(batchReader)
 	parallel(readers, func(r int) {
-		// A contiguous range per reader: interleaved indices would have
-		// both readers writing to the same cache lines of vals.
-		for s := r * len(vals) / readers; s < (r+1)*len(vals)/readers; s++ {
+		lo, hi := r*len(vals)/readers, (r+1)*len(vals)/readers
+		var keys []types.StateKey
+		if batch {
+			keys = make([]types.StateKey, 0, hi-lo)
+		}
+		for s := lo; s < hi; s++ {
 			if len(t.keys[s]) > types.AddressLen+types.StateKeyMax {
 				// An over-long key fails the transaction when it is used;
 				// it must not fail the block here. No state holds it, so
 				// absent (nil) is its value.
+				continue
+			}
+			if batch {
+				keys = append(keys, t.stateKey(int32(s)))
 				continue
 			}
 			v, err := parent.Get(ctx, t.stateKey(int32(s)))
@@ -367,6 +386,25 @@ func prefetch(ctx context.Context, parent StateView, t *accessTable, readers int
 			}
 			vals[s] = v
 		}
+		if !batch {
+			return
+		}
+		// Without an over-long key the values are appended in place.
+		skipped := len(keys) < hi-lo
+		dst := vals[lo:lo:hi]
+		if skipped {
+			dst = make([][]byte, 0, len(keys))
+		}
+		got, err := br.GetMany(ctx, keys, dst)
+		if err != nil {
+			errs[r] = fmt.Errorf("%w: prefetch: %w", ErrState, err)
+			return
+		}
+		for s := lo; skipped && s < hi; s++ { // scatter around the over-long keys
+			if len(t.keys[s]) <= types.AddressLen+types.StateKeyMax {
+				vals[s], got = got[0], got[1:]
+			}
+		}
 	})
 	for _, err := range errs {
 		if err != nil {
@@ -374,6 +412,13 @@ func prefetch(ctx context.Context, parent StateView, t *accessTable, readers int
 		}
 	}
 	return vals, nil
+}
+
+// batchReader is a StateView that also reads many keys in one call, as
+// *state.Store does: GetMany appends keys[i]'s value (nil when absent) to
+// dst for each i and returns it. The values must not be modified.
+type batchReader interface {
+	GetMany(ctx context.Context, keys []types.StateKey, dst [][]byte) ([][]byte, error)
 }
 
 // prefetchChunkMin is the fewest keys worth a prefetch goroutine.

@@ -10,6 +10,7 @@ import (
 	"github.com/tetratelabs/wazero/api"
 
 	"github.com/kairos-network/kairos/runtime/vm"
+	"github.com/kairos-network/kairos/types"
 )
 
 // ErrEngineConfig rejects a PoolConfig with a limit below its minimum.
@@ -44,7 +45,9 @@ func DefaultPoolConfig() PoolConfig {
 	return PoolConfig{VM: vm.DefaultConfig(), CodeMax: 256, CodeBytesMax: 256 << 20, IdlePerCode: 4, IdleBytesMax: 512 << 20}
 }
 
-// PoolStats counts what a PooledEngine did, for tests and benchmarks.
+// PoolStats counts what a PooledEngine did, for tests and benchmarks. An
+// executor worker's reuses and restored bytes are added when its block is
+// done (see worker).
 type PoolStats struct {
 	Compiles       int   // modules compiled (cache misses)
 	Instantiations int   // new instances (each runs _initialize if exported)
@@ -62,7 +65,10 @@ type PoolStats struct {
 // reused. An evicted module's compiled code is closed (vm.Code.Close), so
 // the bounds hold for the wazero runtime too. Safe for use by several
 // goroutines; an acquired instance belongs to the goroutine that acquired
-// it until it is released.
+// it until it is released. An executor worker goes through its own cache
+// first (worker): the instances it released during a block, taken back
+// without the engine's lock and handed to the shared idle lists when the
+// block is done.
 //
 // Pooling cannot change a result: a frame sees only the restored snapshot
 // and its own wasi.FrameState (host.Run gives each frame one), and the
@@ -89,14 +95,12 @@ type pooledCode struct {
 	size    int64
 	elem    *list.Element
 	idle    []*vm.Instance
-	worker  []int32 // worker[i] last ran idle[i] (workerOf)
 	evicted bool
 }
 
 type acquiredInstance struct {
-	in     *vm.Instance
-	code   *pooledCode
-	worker int32
+	in   *vm.Instance
+	code *pooledCode
 }
 
 // NewPooledEngine creates the wazero runtime (runtime/vm, with the host
@@ -115,10 +119,20 @@ func NewPooledEngine(ctx context.Context, cfg PoolConfig) (*PooledEngine, error)
 // Acquire implements Engine. The first Acquire of a code id loads and
 // compiles it; concurrent ones wait for that compilation.
 func (e *PooledEngine) Acquire(ctx context.Context, codeID, method string, instrumented func() ([]byte, error)) (api.Module, api.Function, error) {
-	w := workerOf(ctx)
-	if in := e.idle(codeID, w); in != nil {
+	in, _, err := e.take(ctx, codeID, instrumented, true)
+	if err != nil {
+		return nil, nil, err
+	}
+	return in.Module(), in.Export(method), nil
+}
+
+// take returns an instance of codeID, restored or new, and its code. With
+// track it is recorded as out, for Release; a worker's instances are not
+// (the worker tracks them, see acquireLocal).
+func (e *PooledEngine) take(ctx context.Context, codeID string, instrumented func() ([]byte, error), track bool) (*vm.Instance, *pooledCode, error) {
+	if in, c := e.idle(codeID, track); in != nil {
 		in.Restore()
-		return in.Module(), in.Export(method), nil
+		return in, c, nil
 	}
 	var c *pooledCode
 	var in *vm.Instance
@@ -133,43 +147,35 @@ func (e *PooledEngine) Acquire(ctx context.Context, codeID, method string, instr
 		// ErrCodeClosed: another goroutine evicted c since e.code
 		// returned it; look it up (and compile it) again.
 	}
-	mod := in.Module()
-	e.mu.Lock()
-	e.out[mod] = acquiredInstance{in: in, code: c, worker: w}
-	e.mu.Unlock()
-	return mod, in.Export(method), nil
+	if track {
+		e.mu.Lock()
+		e.out[in.Module()] = acquiredInstance{in: in, code: c}
+		e.mu.Unlock()
+	}
+	return in, c, nil
 }
 
-// idle is the usual Acquire, a compiled module with an idle instance, in
-// one critical section instead of three: two workers acquiring an instance
-// per transaction meet on the lock less. It prefers the most recent
-// instance worker w released: its memory and the engine's state are still
-// in w's core's caches, where the other worker's last instance is in the
-// other core's (see RATIONALE.md). It returns the instance, already out and
-// not yet restored, or nil when the slow path must run.
-func (e *PooledEngine) idle(codeID string, w int32) *vm.Instance {
+// idle is the usual shared acquisition, a compiled module with an idle
+// instance, in one critical section instead of three. It returns the
+// most recently released instance, taken (and recorded as out with
+// track) but not yet restored, or nil when the slow path must run.
+func (e *PooledEngine) idle(codeID string, track bool) (*vm.Instance, *pooledCode) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	c := e.codes[codeID]
 	if c == nil || c.code == nil || len(c.idle) == 0 { // code is set under mu when ready
-		return nil
+		return nil, nil
 	}
 	e.lru.MoveToFront(c.elem)
 	n := len(c.idle)
-	i := n - 1
-	for j := i; j >= 0; j-- {
-		if c.worker[j] == w {
-			i = j
-			break
-		}
-	}
-	in := c.idle[i]
-	c.idle[i], c.worker[i] = c.idle[n-1], c.worker[n-1]
-	c.idle, c.worker = c.idle[:n-1], c.worker[:n-1]
+	in := c.idle[n-1]
+	c.idle = c.idle[:n-1]
 	e.idleBytes -= instanceBytes(in)
 	e.stats.Reuses++
-	e.out[in.Module()] = acquiredInstance{in: in, code: c, worker: w}
-	return in
+	if track {
+		e.out[in.Module()] = acquiredInstance{in: in, code: c}
+	}
+	return in, c
 }
 
 // instance returns an idle instance of c, restored, or a new one.
@@ -177,7 +183,7 @@ func (e *PooledEngine) instance(ctx context.Context, c *pooledCode) (*vm.Instanc
 	e.mu.Lock()
 	var in *vm.Instance
 	if n := len(c.idle); n > 0 {
-		in, c.idle, c.worker = c.idle[n-1], c.idle[:n-1], c.worker[:n-1]
+		in, c.idle = c.idle[n-1], c.idle[:n-1]
 		e.idleBytes -= instanceBytes(in)
 		e.stats.Reuses++
 	}
@@ -265,7 +271,7 @@ func (e *PooledEngine) evict() evicted {
 			for _, in := range c.idle {
 				e.idleBytes -= instanceBytes(in)
 			}
-			c.idle, c.worker = nil, nil
+			c.idle = nil
 			e.codeBytes -= c.size
 			e.drop(c)
 			e.stats.Evictions++
@@ -294,24 +300,33 @@ func (e *PooledEngine) Release(mod api.Module, failed bool) {
 		e.mu.Unlock()
 		return
 	}
-	in, c := a.in, a.code
 	// What the restore at its Acquire copied (0 for a new instance),
-	// counted here under the lock both workers take anyway.
-	e.stats.RestoredBytes += int64(in.RestoredBytes())
-	size := instanceBytes(in)
-	keep := !failed && !in.Discarded() && !grew(in) && !c.evicted &&
-		len(c.idle) < e.cfg.IdlePerCode && e.idleBytes+size <= e.cfg.IdleBytesMax
-	if keep {
-		c.idle, c.worker = append(c.idle, in), append(c.worker, a.worker)
-		e.idleBytes += size
-	} else {
-		e.stats.Discards++
-	}
+	// counted here under the lock taken anyway.
+	e.stats.RestoredBytes += int64(a.in.RestoredBytes())
+	keep := e.put(a.in, a.code, failed)
 	e.mu.Unlock()
 	if !keep {
-		in.Close(context.Background())
+		a.in.Close(context.Background())
 	}
 }
+
+// put returns in, of code c, to c's idle list if it is healthy and the
+// bounds allow, and reports whether it did; the caller closes it
+// otherwise, outside the lock. Called with mu held.
+func (e *PooledEngine) put(in *vm.Instance, c *pooledCode, failed bool) bool {
+	size := instanceBytes(in)
+	if failed || !reusable(in) || c.evicted || len(c.idle) >= e.cfg.IdlePerCode || e.idleBytes+size > e.cfg.IdleBytesMax {
+		e.stats.Discards++
+		return false
+	}
+	c.idle = append(c.idle, in)
+	e.idleBytes += size
+	return true
+}
+
+// reusable reports whether in can serve another frame: not discarded by
+// vm, and its memory no larger than its snapshot (memory cannot shrink).
+func reusable(in *vm.Instance) bool { return !in.Discarded() && !grew(in) }
 
 // grew reports whether in's memory is larger than its snapshot.
 func grew(in *vm.Instance) bool {
@@ -346,7 +361,7 @@ func (e *PooledEngine) Close(ctx context.Context) error {
 	var idle []*vm.Instance
 	for _, c := range e.codes {
 		idle = append(idle, c.idle...)
-		c.idle, c.worker = nil, nil
+		c.idle = nil
 	}
 	e.idleBytes = 0
 	e.mu.Unlock()
@@ -354,19 +369,157 @@ func (e *PooledEngine) Close(ctx context.Context) error {
 	return e.vm.Close(ctx)
 }
 
+// worker is the state one executor goroutine (a worker of ExecuteBlock,
+// or ExecuteSerial's) keeps between its transactions for the length of a
+// block: WasmRunner.call's frame, and of a PooledEngine the instances it
+// released last, which it takes back without the engine's lock, and the
+// ones it holds. Two workers taking and returning an instance per transaction
+// through the shared idle list met on its lock twice per transaction
+// (about 0.4 µs of a 2 µs WAT transfer) and each often got the instance
+// the other had just used, whose memory was in the other core's cache
+// (see RATIONALE.md). A worker belongs to one goroutine, so nothing here
+// is locked; flush hands its idle instances to the engine when the block
+// is done. Which instance a frame gets cannot change a result: every one
+// is restored to the same post-_initialize snapshot.
+type worker struct {
+	e    *PooledEngine   // the engine of idle and out; nil until first used
+	idle []localInstance // healthy, most recently released last; at most localIdleMax
+	out  []localInstance // taken through acquireLocal, not yet released
+	// Counted for PoolStats, added to the engine's at flush.
+	reuses   int
+	restored int64
+	// call is WasmRunner.call's frame for this worker's transactions, one
+	// allocation per worker instead of one per transaction.
+	call callFrame
+	// recordKey holds the module record key txInstances.Acquire reads.
+	recordKey types.Address
+}
+
+type localInstance struct {
+	mod  api.Module
+	in   *vm.Instance
+	code *pooledCode
+}
+
+// localIdleMax bounds the idle instances one worker keeps between its
+// transactions (and PoolConfig.IdlePerCode, when lower): one per module a
+// block's transactions call in turn, and a few nested callees. They are
+// out of the engine's idle bounds until flush, like instances in use.
+const localIdleMax = 4
+
 // workerKey is the context key of the executor worker running a frame.
 type workerKey struct{}
 
-// withWorker marks ctx as worker w's (1, 2, …), for the PooledEngine's
-// choice of an idle instance. It cannot change a result: every idle
-// instance is restored to the same snapshot.
-func withWorker(ctx context.Context, w int32) context.Context {
+// withWorker gives ctx's frames worker w's instance cache.
+func withWorker(ctx context.Context, w *worker) context.Context {
 	return context.WithValue(ctx, workerKey{}, w)
 }
 
-// workerOf is the worker withWorker set on ctx, 0 if none (serial
-// execution, simulation).
-func workerOf(ctx context.Context) int32 {
-	w, _ := ctx.Value(workerKey{}).(int32)
+// workerOf is the worker withWorker set on ctx, nil if none (simulation,
+// direct callers of a Runner): those take the engine's shared path.
+func workerOf(ctx context.Context) *worker {
+	w, _ := ctx.Value(workerKey{}).(*worker)
 	return w
+}
+
+// localEngine is an Engine with a worker-local path (PooledEngine).
+type localEngine interface {
+	// acquireIdle returns an idle instance of codeID that w released,
+	// restored, or ok false (then acquireLocal must be called).
+	acquireIdle(w *worker, codeID, method string) (mod api.Module, fn api.Function, ok bool)
+	// acquireLocal is Acquire for worker w, after acquireIdle found
+	// nothing: the instance is w's until releaseLocal.
+	acquireLocal(ctx context.Context, w *worker, codeID, method string, instrumented func() ([]byte, error)) (api.Module, api.Function, error)
+	// releaseLocal is Release for worker w.
+	releaseLocal(w *worker, mod api.Module, failed bool)
+}
+
+// uses reports whether w may hold instances of e: a worker serves one
+// engine (the first it met); another engine takes its shared path.
+func (w *worker) uses(e *PooledEngine) bool {
+	if w.e == nil {
+		w.e = e
+	}
+	return w.e == e
+}
+
+func (e *PooledEngine) acquireIdle(w *worker, codeID, method string) (api.Module, api.Function, bool) {
+	if !w.uses(e) {
+		return nil, nil, false
+	}
+	for j := len(w.idle) - 1; j >= 0; j-- {
+		if li := w.idle[j]; li.code.id == codeID {
+			w.idle = append(w.idle[:j], w.idle[j+1:]...)
+			li.in.Restore()
+			w.reuses++
+			w.out = append(w.out, li)
+			return li.mod, li.in.Export(method), true
+		}
+	}
+	return nil, nil, false
+}
+
+func (e *PooledEngine) acquireLocal(ctx context.Context, w *worker, codeID, method string, instrumented func() ([]byte, error)) (api.Module, api.Function, error) {
+	if !w.uses(e) {
+		return e.Acquire(ctx, codeID, method, instrumented)
+	}
+	in, c, err := e.take(ctx, codeID, instrumented, false)
+	if err != nil {
+		return nil, nil, err
+	}
+	mod := in.Module()
+	w.out = append(w.out, localInstance{mod: mod, in: in, code: c})
+	return mod, in.Export(method), nil
+}
+
+func (e *PooledEngine) releaseLocal(w *worker, mod api.Module, failed bool) {
+	j := len(w.out) - 1 // frames nest: the last taken is usually released first
+	for j >= 0 && w.out[j].mod != mod {
+		j--
+	}
+	if w.e != e || j < 0 {
+		e.Release(mod, failed)
+		return
+	}
+	li := w.out[j]
+	w.out = append(w.out[:j], w.out[j+1:]...)
+	w.restored += int64(li.in.RestoredBytes())
+	if !failed && reusable(li.in) && len(w.idle) < min(localIdleMax, e.cfg.IdlePerCode) {
+		w.idle = append(w.idle, li)
+		return
+	}
+	e.mu.Lock()
+	keep := e.put(li.in, li.code, failed)
+	e.mu.Unlock()
+	if !keep {
+		li.in.Close(context.Background())
+	}
+}
+
+// flush hands w's idle instances back to its engine (under the bounds,
+// closing what they do not keep, such as instances of evicted code) and
+// adds w's counts to the engine's. Call it when w's goroutine is done
+// with the block, after every frame was released.
+func (w *worker) flush() {
+	e := w.e
+	if e == nil {
+		return
+	}
+	var closing []*vm.Instance
+	e.mu.Lock()
+	e.stats.Reuses += w.reuses
+	e.stats.RestoredBytes += w.restored
+	for _, li := range w.idle {
+		if c := li.code; !c.evicted {
+			e.lru.MoveToFront(c.elem)
+		}
+		if !e.put(li.in, li.code, false) {
+			closing = append(closing, li.in)
+		}
+	}
+	e.mu.Unlock()
+	for _, in := range closing {
+		in.Close(context.Background())
+	}
+	w.e, w.idle, w.out, w.reuses, w.restored = nil, nil, nil, 0, 0
 }

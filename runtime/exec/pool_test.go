@@ -293,9 +293,6 @@ func TestPooledEngineConcurrent(t *testing.T) {
 		if len(c.idle) > cfg.IdlePerCode {
 			t.Fatalf("%d idle instances of %q, bound %d", len(c.idle), c.id, cfg.IdlePerCode)
 		}
-		if len(c.worker) != len(c.idle) {
-			t.Fatalf("%q: %d idle instances, %d worker marks", c.id, len(c.idle), len(c.worker))
-		}
 		for _, in := range c.idle {
 			idleBytes += instanceBytes(in)
 		}
@@ -423,47 +420,91 @@ func TestMissingRestoreIsCaught(t *testing.T) {
 	}
 }
 
-// TestPooledEngineWorkerAffinity checks that a worker gets back the idle
-// instance it released last, whatever the other worker released after it,
-// and that a caller without a worker gets the most recent one.
-func TestPooledEngineWorkerAffinity(t *testing.T) {
+// TestPooledEngineWorkerLocal checks a worker's own instances: a worker
+// gets back the instance it released last without the shared idle list
+// (which stays empty while it works), another worker does not see it, a
+// failed frame's instance is not kept, flush hands the kept ones to the
+// engine (within its bounds) with the counts, and a pool configured to
+// keep no idle instance keeps none locally either.
+func TestPooledEngineWorkerLocal(t *testing.T) {
 	p, err := deploy.Prepare(readWasm(t, "../../contracts/counter_wat/counter.wasm"), DeployConfig())
 	if err != nil {
 		t.Fatal(err)
 	}
+	load := func() ([]byte, error) { return p.Instrumented, nil }
+	sharedIdle := func(e *PooledEngine) int {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		if c := e.codes["a"]; c != nil {
+			return len(c.idle)
+		}
+		return 0
+	}
 	e := newPooledEngine(t, DefaultPoolConfig())
-	acquire := func(ctx context.Context) api.Module {
+	acquire := func(w *worker) api.Module {
 		t.Helper()
-		mod, _, err := e.Acquire(ctx, "a", "get", func() ([]byte, error) { return p.Instrumented, nil })
+		if mod, fn, ok := e.acquireIdle(w, "a", "get"); ok {
+			if fn == nil {
+				t.Fatal("no export from a worker's idle instance")
+			}
+			return mod
+		}
+		mod, _, err := e.acquireLocal(context.Background(), w, "a", "get", load)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return mod
 	}
-	w1, w2 := withWorker(context.Background(), 1), withWorker(context.Background(), 2)
-	m1, m2 := acquire(w1), acquire(w2)
+	w1, w2 := new(worker), new(worker)
+	m1 := acquire(w1)
+	m2 := acquire(w2)
 	if m1 == m2 {
 		t.Fatal("two instances out at once are the same")
 	}
 	for range 3 {
-		e.Release(m1, false)
-		e.Release(m2, false) // most recent
+		e.releaseLocal(w1, m1, false)
+		e.releaseLocal(w2, m2, false)
 		if got := acquire(w1); got != m1 {
-			t.Fatal("worker 1 got worker 2's instance")
+			t.Fatal("worker 1 did not get its own instance back")
 		}
 		if got := acquire(w2); got != m2 {
-			t.Fatal("worker 2 got worker 1's instance")
+			t.Fatal("worker 2 did not get its own instance back")
 		}
 	}
-	e.Release(m1, false)
-	e.Release(m2, false)
-	if got := acquire(context.Background()); got != m2 {
-		t.Fatal("a caller without a worker did not get the most recent instance")
+	if n := sharedIdle(e); n != 0 {
+		t.Fatalf("%d instances in the shared idle list while the workers hold theirs", n)
 	}
-	if got := acquire(withWorker(context.Background(), 3)); got != m1 {
-		t.Fatal("a worker with no instance of its own did not get the remaining one")
+	e.releaseLocal(w2, m2, true) // a failed frame: closed, not kept
+	if _, _, ok := e.acquireIdle(w2, "a", "get"); ok {
+		t.Fatal("worker 2 kept the instance of a failed frame")
 	}
-	if st := e.Stats(); st.Instantiations != 2 {
-		t.Fatalf("%d instantiations, want 2", st.Instantiations)
+	e.releaseLocal(w1, m1, false)
+	w1.flush()
+	w2.flush()
+	if n := sharedIdle(e); n != 1 {
+		t.Fatalf("%d shared idle instances after flush, want 1", n)
+	}
+	if got, _, err := e.Acquire(context.Background(), "a", "get", load); err != nil || got != m1 {
+		t.Fatalf("the flushed instance is not the shared one: %v", err)
+	}
+	if st := e.Stats(); st.Instantiations != 2 || st.Reuses != 7 || st.Discards != 1 {
+		t.Fatalf("stats %+v, want 2 instantiations, 7 reuses (6 local), 1 discard", st)
+	}
+
+	cfg := DefaultPoolConfig()
+	cfg.IdlePerCode = 0
+	none := newPooledEngine(t, cfg)
+	w := new(worker)
+	mod, _, err := none.acquireLocal(context.Background(), w, "a", "get", load)
+	if err != nil {
+		t.Fatal(err)
+	}
+	none.releaseLocal(w, mod, false)
+	if _, _, ok := none.acquireIdle(w, "a", "get"); ok {
+		t.Fatal("a worker kept an instance of a pool that keeps none")
+	}
+	w.flush()
+	if st := none.Stats(); st.Discards != 1 {
+		t.Fatalf("stats %+v, want the instance discarded", st)
 	}
 }

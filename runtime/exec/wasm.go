@@ -49,19 +49,24 @@ func (r *WasmRunner) Run(ctx context.Context, o Overlay, tx *types.Tx, env TxEnv
 // writes of a success to o and returns the result and the host's reason.
 func (r *WasmRunner) call(ctx context.Context, o Overlay, tx *types.Tx, env TxEnv, to types.Address, method string, args []byte, gas uint64, lifecycle bool) (Result, error) {
 	gas = min(gas, 1<<62) // host gas is an int64; no chain allows this much
-	// One allocation for the frame's transaction and the two views the
-	// host gets of it (each boxed on its own was two more per call).
-	f := &struct {
-		tx   host.Tx
-		st   hostState
-		inst txInstances
-	}{st: hostState{o}, inst: txInstances{o: o, e: r.engine, records: &r.records}}
+	// The frame's transaction and the two views the host gets of it: an
+	// executor worker's own (it runs one call at a time, and the host
+	// keeps nothing of them after Run), else one allocation.
+	w := workerOf(ctx)
+	var f *callFrame
+	if w != nil {
+		f = &w.call
+	} else {
+		f = new(callFrame)
+	}
+	f.st, f.inst = hostState{o}, txInstances{o: o, e: r.engine, records: &r.records, w: w}
 	f.tx = host.Tx{
 		ID: env.TxID, Sender: env.Sender, Time: env.TS, Height: int64(env.Height), Gas: int64(gas),
 		Access: tx.Body.Access, Simulate: env.Simulate, Lifecycle: lifecycle,
 		State: &f.st, Instances: &f.inst,
 	}
 	res, err := host.Run(ctx, &f.tx, to, method, args)
+	*f = callFrame{} // keep no overlay alive in an idle worker
 	if err != nil {
 		return Result{Fatal: err}, nil
 	}
@@ -88,6 +93,13 @@ func (r *WasmRunner) call(ctx context.Context, o Overlay, tx *types.Tx, env TxEn
 	}
 	out.Return, out.Events = res.Return, res.Events
 	return out, nil
+}
+
+// callFrame is what WasmRunner.call hands the host for one call.
+type callFrame struct {
+	tx   host.Tx
+	st   hostState
+	inst txInstances
 }
 
 // hostState shows an Overlay to the host.

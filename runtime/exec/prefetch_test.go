@@ -1,0 +1,131 @@
+package exec
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/kairos-network/kairos/state"
+	"github.com/kairos-network/kairos/types"
+)
+
+// getOnly hides a store's GetMany: the prefetch then reads key by key.
+type getOnly struct{ StateView }
+
+// randomStore commits n random keys (with the bytes the datastore key
+// escapes) to a fresh memory or pebble store and returns it, the keys and
+// keys that are absent.
+func randomStore(t *testing.T, rng *rand.Rand, pebble bool, n int) (*state.Store, []types.StateKey, []types.StateKey) {
+	t.Helper()
+	var s *state.Store
+	var err error
+	if pebble {
+		s, err = state.OpenPebble(t.TempDir(), state.Options{})
+	} else {
+		s, err = state.OpenMemory(state.Options{})
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	mk := func(i int) types.StateKey {
+		k := types.StateKey{Module: benchAddress("getmany", rng.IntN(3)), Key: make([]byte, 1+rng.IntN(40))}
+		for j := range k.Key {
+			k.Key[j] = []byte("./a\x00\xff")[rng.IntN(5)]
+		}
+		k.Key = fmt.Appendf(k.Key, "%d", i) // distinct
+		return k
+	}
+	var present, absent []types.StateKey
+	var writes []state.Write
+	for i := range n {
+		k := mk(i)
+		present = append(present, k)
+		writes = append(writes, state.Write{Key: k, Value: fmt.Appendf(nil, "value %d %x", i, k.Key)})
+		absent = append(absent, mk(n+i))
+	}
+	if _, err := s.Commit(context.Background(), 1, writes); err != nil {
+		t.Fatal(err)
+	}
+	return s, present, absent
+}
+
+// TestGetManyMatchesGet: state.Store.GetMany returns what Get returns for
+// every key, present or absent, repeated or not, on the in-memory store
+// (over several lock holds) and on pebble, appends after what dst holds,
+// and refuses an over-long key as Get does.
+func TestGetManyMatchesGet(t *testing.T) {
+	ctx := context.Background()
+	for _, pebble := range []bool{false, true} {
+		t.Run(fmt.Sprintf("pebble=%v", pebble), func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(1, 2))
+			s, present, absent := randomStore(t, rng, pebble, 1500)
+			keys := append(append([]types.StateKey(nil), present...), absent...)
+			keys = append(keys, present[:300]...)
+			rng.Shuffle(len(keys), func(i, j int) { keys[i], keys[j] = keys[j], keys[i] })
+			got, err := s.GetMany(ctx, keys, [][]byte{[]byte("before")})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != 1+len(keys) || string(got[0]) != "before" {
+				t.Fatalf("%d values for %d keys, or dst overwritten", len(got), len(keys))
+			}
+			found := 0
+			for i, k := range keys {
+				want, err := s.Get(ctx, k)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !bytes.Equal(got[1+i], want) || (got[1+i] == nil) != (want == nil) {
+					t.Fatalf("key %x: GetMany %q, Get %q", k.Key, got[1+i], want)
+				}
+				if want != nil {
+					found++
+				}
+			}
+			if found != len(present)+300 {
+				t.Fatalf("%d keys found, want %d", found, len(present)+300)
+			}
+			long := types.StateKey{Key: make([]byte, types.StateKeyMax+1)}
+			if _, err := s.GetMany(ctx, append(keys[:3:3], long), nil); !errors.Is(err, state.ErrKeyTooLong) {
+				t.Fatalf("over-long key: %v", err)
+			}
+		})
+	}
+}
+
+// TestPrefetchBatchEqualsGet: the prefetch through GetMany gives every
+// slot the value the key-by-key prefetch gives, with 1 and 2 readers,
+// when the block declares keys no state holds and an over-long key.
+func TestPrefetchBatchEqualsGet(t *testing.T) {
+	ctx := context.Background()
+	rng := rand.New(rand.NewPCG(3, 4))
+	s, present, absent := randomStore(t, rng, false, 600)
+	var txs []*types.Tx
+	for i := range 300 {
+		access := []types.Access{rw(present[2*i].Module, present[2*i].Key), rd(absent[i].Module, absent[i].Key)}
+		if i == 150 {
+			access = append(access, rd(TokenModule, make([]byte, types.StateKeyMax+1)))
+		}
+		txs = append(txs, mkTx(i, 1, 1e12, call(TokenModule, "transfer", nil), access...))
+	}
+	tab := newAccessTable(txs, sendersOf(txs), 2)
+	want, err := prefetch(ctx, getOnly{s}, tab, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, readers := range []int{1, 2} {
+		got, err := prefetch(ctx, s, tab, readers)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for slot := range want {
+			if !bytes.Equal(got[slot], want[slot]) || (got[slot] == nil) != (want[slot] == nil) {
+				t.Fatalf("%d readers, slot %d: %q, key by key %q", readers, slot, got[slot], want[slot])
+			}
+		}
+	}
+}
