@@ -1,0 +1,176 @@
+package enginetest
+
+import (
+	"context"
+	"testing"
+
+	"github.com/tetratelabs/wazero/api"
+
+	"github.com/kairos-network/kairos/runtime/host"
+	"github.com/kairos-network/kairos/runtime/meter"
+	"github.com/kairos-network/kairos/runtime/vm"
+	"github.com/kairos-network/kairos/runtime/wasm"
+	"github.com/kairos-network/kairos/types"
+)
+
+// BenchmarkGoTransferLayers splits the Go token's transfer cost by the
+// layers the runtime puts around the Go compiler's code, each one a
+// compiler-engine instance serving every frame of host.Run:
+//
+//   - bare: the token as Go built it, plus only the globals the host needs
+//     (gas_left, the depth globals, exported globals) — no charges, no
+//     depth counting, no tracking, no restore: what the Go guest itself
+//     costs on a live instance behind the full host path;
+//   - gas: Instrument's gas charges, without the call-depth counter;
+//   - gas+depth: Instrument's output, what is deployed;
+//   - tracked: that plus meter.Track's dirty-page marks (what a node
+//     compiles), still without restores;
+//   - restored: tracked with the dirty-page restore before every frame —
+//     the production path of BenchmarkTokenTransfer's go/compiler/pooled.
+//
+// Without restores the instance carries its memory from one transfer to
+// the next; a transfer allocates nothing, so every iteration does the same
+// work (the gas/op of the metered layers equals the receipt's). cpu-ns/op
+// is the process's CPU time per transfer, x-native over the native floor
+// of the same run.
+//
+//	go test -run '^$' -bench GoTransferLayers -count 3 ./runtime/enginetest/
+func BenchmarkGoTransferLayers(b *testing.B) {
+	var nativeCPU float64
+	b.Run("native", func(b *testing.B) { nativeCPU = benchNative(b) })
+	ch := newChain(b, configs[0])
+	setup(ch)
+	inst := ch.mods.code[token].bin
+	m, err := wasm.Decode(inst)
+	if err != nil {
+		b.Fatal(err)
+	}
+	orig, err := wasm.Decode(contract(b, "token"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, l := range []struct {
+		name             string
+		bin              []byte
+		tracked, restore bool
+	}{
+		{"bare", wasm.Encode(bare(b, m, orig)), false, false},
+		{"gas", wasm.Encode(withoutDepth(b, m)), false, false},
+		{"gas+depth", inst, false, false},
+		{"tracked", inst, true, false},
+		{"restored", inst, true, true},
+	} {
+		b.Run(l.name, func(b *testing.B) {
+			cfg := vm.DefaultConfig()
+			cfg.FullRestore = !l.tracked
+			e, err := vm.NewEngine(ctx, cfg)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer e.Close(ctx)
+			code, err := e.Compile(ctx, l.bin)
+			if err != nil {
+				b.Fatal(err)
+			}
+			in, err := code.Instantiate(ctx, vm.Env{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			t := tx{from: alice, to: token, method: "transfer", input: enc(bob, uint64(1)), time: t0}
+			htx := ch.hostTx(t, false)
+			htx.Instances = liveInstance{in, l.restore}
+			var gas int64
+			cpu0 := cpuNs(b)
+			for b.Loop() {
+				r, err := host.Run(ctx, htx, t.to, t.method, t.input)
+				if err != nil || r.Status != types.StatusOK {
+					b.Fatal(err, record(r))
+				}
+				gas = r.GasUsed
+			}
+			cpu := float64(cpuNs(b)-cpu0) / float64(b.N)
+			b.ReportMetric(float64(gas), "gas/op")
+			b.ReportMetric(cpu, "cpu-ns/op")
+			if nativeCPU > 0 {
+				b.ReportMetric(cpu/nativeCPU, "x-native")
+			}
+		})
+	}
+}
+
+// liveInstance serves every frame from one instance, restored before each
+// frame only if restore is set.
+type liveInstance struct {
+	in      *vm.Instance
+	restore bool
+}
+
+func (l liveInstance) Acquire(_ context.Context, _ types.Address, method string) (api.Module, api.Function, bool, error) {
+	if l.restore {
+		l.in.Restore()
+	}
+	return l.in.Module(), l.in.Export(method), true, nil
+}
+
+func (liveInstance) Release(api.Module, bool) {}
+
+// bare is Instrument's output m with the original function bodies of orig:
+// the added globals and exports without any added code. Instrument adds no
+// functions, so the bodies line up.
+func bare(t testing.TB, m, orig *wasm.Module) *wasm.Module {
+	if len(m.Code) != len(orig.Code) {
+		t.Fatalf("%d instrumented bodies, %d original", len(m.Code), len(orig.Code))
+	}
+	out := *m
+	out.Layout, out.Code = nil, orig.Code
+	return &out
+}
+
+// withoutDepth is Instrument's output m without its call-depth counting:
+// the prologue's increment and test, and every decrement.
+func withoutDepth(t testing.TB, m *wasm.Module) *wasm.Module {
+	depth := ^uint64(0)
+	for _, e := range m.Exports {
+		if e.Name == meter.DepthExport {
+			depth = uint64(e.Index)
+		}
+	}
+	const prologue = 12 // depth++; if depth > MaxCallDepth { exceeded = 1; unreachable }
+	out := *m
+	out.Layout, out.Code = nil, make([]wasm.Code, len(m.Code))
+	for i, c := range m.Code {
+		body := c.Body
+		if len(body) < prologue || body[0].Op != wasm.OpGlobalGet || body[0].A != depth || body[prologue-1].Op != wasm.OpEnd {
+			t.Fatalf("function %d does not start with the depth prologue", i)
+		}
+		var nb []wasm.Instr
+		for j := prologue; j < len(body); j++ {
+			if j+3 < len(body) && body[j].Op == wasm.OpGlobalGet && body[j].A == depth && body[j+2].Op == wasm.OpI32Sub &&
+				body[j+3].Op == wasm.OpGlobalSet && body[j+3].A == depth {
+				j += 3
+				continue
+			}
+			nb = append(nb, body[j])
+		}
+		out.Code[i] = wasm.Code{Locals: c.Locals, Body: nb}
+	}
+	return &out
+}
+
+// benchNative measures the native floor (see BenchmarkTokenTransfer) and
+// returns its CPU time per transfer.
+func benchNative(b *testing.B) float64 {
+	ch := newChain(b, configs[1])
+	setup(ch)
+	input := enc(bob, uint64(1))
+	cpu0 := cpuNs(b)
+	for b.Loop() {
+		if _, err := nativeTransfer(ch.state, token, alice, input); err != nil {
+			b.Fatal(err)
+		}
+	}
+	cpu := float64(cpuNs(b)-cpu0) / float64(b.N)
+	b.ReportMetric(cpu, "cpu-ns/op")
+	return cpu
+}
