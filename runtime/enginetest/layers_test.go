@@ -13,14 +13,16 @@ import (
 	"github.com/kairos-network/kairos/types"
 )
 
-// BenchmarkGoTransferLayers splits the Go token's transfer cost by the
-// layers the runtime puts around the Go compiler's code, each one a
-// compiler-engine instance serving every frame of host.Run:
+// BenchmarkGoTransferLayers splits the Go token's transfer cost (and, as
+// the reference with almost no guest code, the WAT token's) by the layers
+// the runtime puts around the guest's code, each one a compiler-engine
+// instance serving every frame of host.Run:
 //
-//   - bare: the token as Go built it, plus only the globals the host needs
+//   - bare: the token as built, plus only the globals the host needs
 //     (gas_left, the depth globals, exported globals) — no charges, no
-//     depth counting, no tracking, no restore: what the Go guest itself
-//     costs on a live instance behind the full host path;
+//     depth counting, no tracking, no restore: what the guest itself costs
+//     on a live instance behind the full host path (wat/bare is nearly all
+//     host path);
 //   - gas: Instrument's gas charges, without the call-depth counter;
 //   - gas+depth: Instrument's output, what is deployed;
 //   - tracked: that plus meter.Track's dirty-page marks (what a node
@@ -29,73 +31,76 @@ import (
 //     the production path of BenchmarkTokenTransfer's go/compiler/pooled.
 //
 // Without restores the instance carries its memory from one transfer to
-// the next; a transfer allocates nothing, so every iteration does the same
-// work (the gas/op of the metered layers equals the receipt's). cpu-ns/op
+// the next; a transfer allocates nothing (the Go SDK's helpers), so every
+// iteration does the same work (the gas/op of the metered layers equals the receipt's). cpu-ns/op
 // is the process's CPU time per transfer, x-native over the native floor
 // of the same run.
 //
 //	go test -run '^$' -bench GoTransferLayers -count 3 ./runtime/enginetest/
 func BenchmarkGoTransferLayers(b *testing.B) {
-	var nativeCPU float64
-	b.Run("native", func(b *testing.B) { nativeCPU = benchNative(b) })
 	ch := newChain(b, configs[0])
 	setup(ch)
-	inst := ch.mods.code[token].bin
-	m, err := wasm.Decode(inst)
-	if err != nil {
-		b.Fatal(err)
-	}
-	orig, err := wasm.Decode(contract(b, "token"))
-	if err != nil {
-		b.Fatal(err)
-	}
+	var nativeCPU float64
+	b.Run("native", func(b *testing.B) { nativeCPU = benchNative(b, ch) })
 	ctx := context.Background()
-	for _, l := range []struct {
-		name             string
-		bin              []byte
-		tracked, restore bool
-	}{
-		{"bare", wasm.Encode(bare(b, m, orig)), false, false},
-		{"gas", wasm.Encode(withoutDepth(b, m)), false, false},
-		{"gas+depth", inst, false, false},
-		{"tracked", inst, true, false},
-		{"restored", inst, true, true},
-	} {
-		b.Run(l.name, func(b *testing.B) {
-			cfg := vm.DefaultConfig()
-			cfg.FullRestore = !l.tracked
-			e, err := vm.NewEngine(ctx, cfg)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer e.Close(ctx)
-			code, err := e.Compile(ctx, l.bin)
-			if err != nil {
-				b.Fatal(err)
-			}
-			in, err := code.Instantiate(ctx, vm.Env{})
-			if err != nil {
-				b.Fatal(err)
-			}
-			t := tx{from: alice, to: token, method: "transfer", input: enc(bob, uint64(1)), time: t0}
-			htx := ch.hostTx(t, false)
-			htx.Instances = liveInstance{in, l.restore}
-			var gas int64
-			cpu0 := cpuNs(b)
-			for b.Loop() {
-				r, err := host.Run(ctx, htx, t.to, t.method, t.input)
-				if err != nil || r.Status != types.StatusOK {
-					b.Fatal(err, record(r))
+	for _, mod := range []struct{ name, contract string }{{"go", "token"}, {"wat", "token_wat"}} {
+		at := addr(mod.contract)
+		inst := ch.mods.code[at].bin
+		m, err := wasm.Decode(inst)
+		if err != nil {
+			b.Fatal(err)
+		}
+		orig, err := wasm.Decode(contract(b, mod.contract))
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, l := range []struct {
+			name             string
+			bin              []byte
+			tracked, restore bool
+		}{
+			{"bare", wasm.Encode(bare(b, m, orig)), false, false},
+			{"gas", wasm.Encode(withoutDepth(b, m)), false, false},
+			{"gas+depth", inst, false, false},
+			{"tracked", inst, true, false},
+			{"restored", inst, true, true},
+		} {
+			b.Run(mod.name+"/"+l.name, func(b *testing.B) {
+				cfg := vm.DefaultConfig()
+				cfg.FullRestore = !l.tracked
+				e, err := vm.NewEngine(ctx, cfg)
+				if err != nil {
+					b.Fatal(err)
 				}
-				gas = r.GasUsed
-			}
-			cpu := float64(cpuNs(b)-cpu0) / float64(b.N)
-			b.ReportMetric(float64(gas), "gas/op")
-			b.ReportMetric(cpu, "cpu-ns/op")
-			if nativeCPU > 0 {
-				b.ReportMetric(cpu/nativeCPU, "x-native")
-			}
-		})
+				defer e.Close(ctx)
+				code, err := e.Compile(ctx, l.bin)
+				if err != nil {
+					b.Fatal(err)
+				}
+				in, err := code.Instantiate(ctx, vm.Env{})
+				if err != nil {
+					b.Fatal(err)
+				}
+				t := tx{from: alice, to: at, method: "transfer", input: enc(bob, uint64(1)), time: t0}
+				htx := ch.hostTx(t, false)
+				htx.Instances = liveInstance{in, l.restore}
+				var gas int64
+				cpu0 := cpuNs(b)
+				for b.Loop() {
+					r, err := host.Run(ctx, htx, t.to, t.method, t.input)
+					if err != nil || r.Status != types.StatusOK {
+						b.Fatal(err, record(r))
+					}
+					gas = r.GasUsed
+				}
+				cpu := float64(cpuNs(b)-cpu0) / float64(b.N)
+				b.ReportMetric(float64(gas), "gas/op")
+				b.ReportMetric(cpu, "cpu-ns/op")
+				if nativeCPU > 0 {
+					b.ReportMetric(cpu/nativeCPU, "x-native")
+				}
+			})
+		}
 	}
 }
 
@@ -158,11 +163,9 @@ func withoutDepth(t testing.TB, m *wasm.Module) *wasm.Module {
 	return &out
 }
 
-// benchNative measures the native floor (see BenchmarkTokenTransfer) and
-// returns its CPU time per transfer.
-func benchNative(b *testing.B) float64 {
-	ch := newChain(b, configs[1])
-	setup(ch)
+// benchNative measures the native floor on ch (set up) and returns its CPU
+// time per transfer (see BenchmarkTokenTransfer).
+func benchNative(b *testing.B, ch *chain) float64 {
 	input := enc(bob, uint64(1))
 	cpu0 := cpuNs(b)
 	for b.Loop() {
