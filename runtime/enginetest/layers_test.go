@@ -2,6 +2,8 @@ package enginetest
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/tetratelabs/wazero/api"
@@ -13,10 +15,11 @@ import (
 	"github.com/kairos-network/kairos/types"
 )
 
-// BenchmarkGoTransferLayers splits the Go token's transfer cost (and, as
-// the reference with almost no guest code, the WAT token's) by the layers
-// the runtime puts around the guest's code, each one a compiler-engine
-// instance serving every frame of host.Run:
+// BenchmarkGoTransferLayers splits the transfer cost of the Go token (go),
+// of the same transfer in Go on the raw ABI without the SDK's typed helpers
+// (goraw: sdk/guest/internal/rawtoken) and of the WAT token (wat: almost no
+// guest code) by the layers the runtime puts around the guest's code, each
+// one a compiler-engine instance serving every frame of host.Run:
 //
 //   - bare: the token as built, plus only the globals the host needs
 //     (gas_left, the depth globals, exported globals) — no charges, no
@@ -42,15 +45,30 @@ func BenchmarkGoTransferLayers(b *testing.B) {
 	setup(ch)
 	var nativeCPU float64
 	b.Run("native", func(b *testing.B) { nativeCPU = benchNative(b, ch) })
+	raw, err := buildGo("./sdk/guest/internal/rawtoken")
+	if err != nil {
+		b.Fatal(err)
+	}
+	rawToken := addr("rawtoken")
+	ch.deploy(rawToken, raw, carol, nil)
+	for _, a := range accounts { // the balances the token's mints wrote
+		key := append([]byte("\x03bal"), a[:]...)
+		bal, _, _ := ch.state.Get(token, key)
+		ch.state.Set(rawToken, key, bal)
+	}
 	ctx := context.Background()
-	for _, mod := range []struct{ name, contract string }{{"go", "token"}, {"wat", "token_wat"}} {
-		at := addr(mod.contract)
+	for _, mod := range []struct {
+		name string
+		at   types.Address
+		bin  []byte
+	}{{"go", token, contract(b, "token")}, {"goraw", rawToken, raw}, {"wat", tokenWAT, contract(b, "token_wat")}} {
+		at := mod.at
 		inst := ch.mods.code[at].bin
 		m, err := wasm.Decode(inst)
 		if err != nil {
 			b.Fatal(err)
 		}
-		orig, err := wasm.Decode(contract(b, mod.contract))
+		orig, err := wasm.Decode(mod.bin)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -84,6 +102,12 @@ func BenchmarkGoTransferLayers(b *testing.B) {
 				t := tx{from: alice, to: at, method: "transfer", input: enc(bob, uint64(1)), time: t0}
 				htx := ch.hostTx(t, false)
 				htx.Instances = liveInstance{in, l.restore}
+				// Every module makes the Go token's writes and event (the
+				// WAT token's equality is TestWATTokenMatchesGoToken's).
+				want := ch.run(tx{from: alice, to: token, method: "transfer", input: t.input, time: t0}, false, false)
+				if r, err := host.Run(ctx, htx, t.to, t.method, t.input); err != nil || effects(r) != effects(want) {
+					b.Fatalf("%v %s, want the Go token's %s", err, effects(r), effects(want))
+				}
 				var gas int64
 				cpu0 := cpuNs(b)
 				for b.Loop() {
@@ -176,4 +200,17 @@ func benchNative(b *testing.B, ch *chain) float64 {
 	cpu := float64(cpuNs(b)-cpu0) / float64(b.N)
 	b.ReportMetric(cpu, "cpu-ns/op")
 	return cpu
+}
+
+// effects renders a result's writes and events without the module address.
+func effects(r host.Result) string {
+	var b strings.Builder
+	fmt.Fprint(&b, r.Status)
+	for _, w := range r.Writes {
+		fmt.Fprintf(&b, " %x=%x/%v", w.Key, w.Value, w.Deleted)
+	}
+	for _, e := range r.Events {
+		fmt.Fprintf(&b, " %s:%x", e.Topic, e.Data)
+	}
+	return b.String()
 }
