@@ -2,6 +2,7 @@ package guest_test
 
 import (
 	"bytes"
+	"fmt"
 	"testing"
 
 	"github.com/kairos-network/kairos/sdk/guest"
@@ -75,5 +76,42 @@ func checkFixed[K, V comparable](t *testing.T, name string, kc guest.Codec[K], v
 		if _, ok := c.State(mod, fast.Key(k)); ok {
 			t.Errorf("%s %v: Delete left the entry", name, k)
 		}
+	}
+}
+
+// TestFixedPairReadMatches: a Pair of two fixed-size field codecs decodes
+// every input — exact, short at each length, with trailing bytes, with a
+// bool byte that is not 0 or 1 — to the value and error of the field-by-
+// field Read of the same codecs hidden from the fast path.
+func TestFixedPairReadMatches(t *testing.T) {
+	a := guesttest.Addr("a")
+	checkPair(t, guest.AddressCodec, guest.Uint64Codec, guest.Pair[guest.Address, uint64]{First: a, Second: 1<<63 | 5})
+	checkPair(t, guest.AddressCodec, guest.AddressCodec, guest.Pair[guest.Address, guest.Address]{First: a, Second: guest.Address{7: 9}})
+	checkPair(t, guest.Uint32Codec, guest.BoolCodec, guest.Pair[uint32, bool]{First: 0xdeadbeef, Second: true})
+	checkPair(t, guest.BoolCodec, guest.Int64Codec, guest.Pair[bool, int64]{First: true, Second: -2})
+}
+
+func checkPair[A, B comparable](t *testing.T, ac guest.Codec[A], bc guest.Codec[B], p guest.Pair[A, B]) {
+	t.Helper()
+	fast, slow := guest.PairCodec(ac, bc), guest.PairCodec(wrap(ac), wrap(bc))
+	enc := guest.Encode(fast, p)
+	inputs := [][]byte{enc, append(bytes.Clone(enc), 0)}
+	for n := range len(enc) {
+		inputs = append(inputs, enc[:n])
+	}
+	for i := range enc { // every byte 2: a bool field that does not decode
+		bad := bytes.Clone(enc)
+		bad[i] = 2
+		inputs = append(inputs, bad)
+	}
+	for _, in := range inputs {
+		fv, ferr := guest.Decode(fast, in)
+		sv, serr := guest.Decode(slow, in)
+		if fv != sv || fmt.Sprint(ferr) != fmt.Sprint(serr) {
+			t.Errorf("%T %x: fast %v %v, field by field %v %v", p, in, fv, ferr, sv, serr)
+		}
+	}
+	if got, err := guest.Decode(fast, enc); err != nil || got != p {
+		t.Errorf("%T: round trip %v %v, want %v", p, got, err, p)
 	}
 }
