@@ -5,11 +5,12 @@ import (
 	"unsafe"
 )
 
-// The fixed-field fast path of Map: when a map's key and value codecs are
-// both among the SDK's fixed-size field codecs (Uint64Codec, Int64Codec,
-// Uint32Codec, BoolCodec, AddressCodec), Get, Set and Delete build the key
-// and value in stack arrays with no Encoder, Decoder, scratch buffers or
-// Codec interface calls. In a wasm guest every Go call costs tens of
+// The fixed-field fast path of Map and Value: when a map's key and value
+// codecs are both among the SDK's fixed-size field codecs (Uint64Codec,
+// Int64Codec, Uint32Codec, BoolCodec, AddressCodec), Get, Set and Delete
+// build the key and value in stack arrays with no Encoder, Decoder, scratch
+// buffers or Codec interface calls (a Value's Get and Set likewise, and a
+// Pair's Read decodes two such fields at once). In a wasm guest every Go call costs tens of
 // metered instructions; on the token's transfer the generic path spent
 // ~7 000 of its ~9 500 guest gas in such calls, where the same transfer on
 // the raw ABI spends ~2 200 (RATIONALE.md, "Why is the Go token's transfer

@@ -9,9 +9,9 @@ import (
 	"github.com/kairos-network/kairos/sdk/guest/guesttest"
 )
 
-// TestFixedPathMatches checks Map's fixed-field fast path (a map whose key
-// and value codecs are both fixed-size field codecs) against the generic
-// path of the same map (the same codecs wrapped in CodecOf, which the fast
+// TestFixedPathMatches checks the fixed-field fast path of Map (a map whose
+// key and value codecs are both fixed-size field codecs) and of Value
+// against the generic path of the same map or value (the same codecs wrapped in CodecOf, which the fast
 // path does not recognize): for every field kind as key and as value,
 // entries written through either are read alike through both, stored as
 // the codecs encode them, and deleted through either; a stored value that
@@ -30,6 +30,12 @@ func TestFixedPathMatches(t *testing.T) {
 	checkFixed(t, "to-bool", guest.AddressCodec, guest.BoolCodec, addrs, []bool{true, false})
 	checkFixed(t, "to-addr", guest.Uint64Codec, guest.AddressCodec, u64s, addrs)
 
+	checkFixedValue(t, guest.Uint64Codec, u64s)
+	checkFixedValue(t, guest.Int64Codec, []int64{-1, 0, 1 << 62})
+	checkFixedValue(t, guest.Uint32Codec, []uint32{0, 1 << 31})
+	checkFixedValue(t, guest.BoolCodec, []bool{true, false})
+	checkFixedValue(t, guest.AddressCodec, addrs)
+
 	// Stored values that do not decode: wrong lengths, a bool of 2.
 	c := newChain()
 	fast := guest.NewMap("bad", guest.AddressCodec, guest.BoolCodec)
@@ -41,7 +47,44 @@ func TestFixedPathMatches(t *testing.T) {
 		if rf.Message != rs.Message || rf.Message == "" {
 			t.Errorf("stored %x: fast path aborts %q, generic %q", stored, rf.Message, rs.Message)
 		}
+		vf, vs := guest.NewValue("badv", guest.BoolCodec), guest.NewValue("badv", wrap(guest.BoolCodec))
+		c.SetState(mod, vf.Key(), stored)
+		rf = run(t, c, guesttest.StatusAborted, func() { vf.Get() })
+		rs = run(t, c, guesttest.StatusAborted, func() { vs.Get() })
+		if rf.Message != rs.Message || rf.Message == "" {
+			t.Errorf("stored value %x: fast path aborts %q, generic %q", stored, rf.Message, rs.Message)
+		}
 	}
+}
+
+// checkFixedValue is checkFixed for a Value.
+func checkFixedValue[V comparable](t *testing.T, vc guest.Codec[V], vs []V) {
+	t.Helper()
+	c := newChain()
+	fast, slow := guest.NewValue("v", vc), guest.NewValue("v", wrap(vc))
+	for i, v := range vs {
+		write := fast
+		if i%2 == 1 {
+			write = slow
+		}
+		run(t, c, guesttest.StatusOK, func() {
+			write.Set(v)
+			for _, x := range []guest.Value[V]{fast, slow} {
+				if got, ok := x.Get(); !ok || got != v {
+					t.Errorf("value %T: read %v %v, want %v", v, got, ok, v)
+				}
+			}
+		})
+		if got, _ := c.State(mod, slow.Key()); !bytes.Equal(got, guest.Encode(vc, v)) {
+			t.Errorf("value %T: stored %x, want %x", v, got, guest.Encode(vc, v))
+		}
+	}
+	run(t, c, guesttest.StatusOK, func() {
+		fast.Delete()
+		if _, ok := slow.Get(); ok {
+			t.Errorf("value %T: present after Delete", vs[0])
+		}
+	})
 }
 
 // wrap hides a codec from the fast path.

@@ -187,13 +187,14 @@ func (m Map[K, V]) decodeEntry(key, val []byte) (K, V) {
 // Value is a single typed state entry under one name (key u8(len(name)) ‖
 // name), for counters, configuration and the admin address.
 type Value[V any] struct {
-	key []byte
-	val Codec[V]
+	key   []byte
+	val   Codec[V]
+	vKind fieldKind // a fixed-size field codec's kind: fixed.go's fast path
 }
 
 // NewValue returns the value called name (1 to 255 bytes).
 func NewValue[V any](name string, val Codec[V]) Value[V] {
-	return Value[V]{key: namespace(name), val: val}
+	return Value[V]{key: namespace(name), val: val, vKind: kindOf(val)}
 }
 
 // Key returns the state key.
@@ -201,6 +202,17 @@ func (v Value[V]) Key() []byte { return v.key }
 
 // Get returns the value, and whether it is set.
 func (v Value[V]) Get() (V, bool) {
+	if v.vKind != kindNone {
+		var val [AddressLen]byte
+		var x V
+		switch got := abi.StateRead(v.key, val[:]); {
+		case got < 0:
+			return x, false
+		case got == v.vKind.size() && v.vKind.get(unsafe.Pointer(&val), unsafe.Pointer(&x)):
+			return x, true
+		}
+		// A stored value that does not decode: the generic path aborts.
+	}
 	s := takeScratch()
 	b, ok := s.stateGet(v.key)
 	var x V
@@ -221,6 +233,11 @@ func (v Value[V]) GetOr(def V) V {
 
 // Set stores x.
 func (v Value[V]) Set(x V) {
+	if v.vKind != kindNone {
+		var val [AddressLen]byte
+		abi.StateSet(v.key, val[:v.vKind.put(unsafe.Pointer(&val), unsafe.Pointer(&x))])
+		return
+	}
 	s := takeScratch()
 	StateSet(v.key, encodeVal(s, v.val, x))
 	s.release()
