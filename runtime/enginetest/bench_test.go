@@ -47,14 +47,7 @@ func BenchmarkTokenTransfer(b *testing.B) {
 				b.Fatalf("native %v %v %v\nwasm   %v %v", err, res.Writes, res.Events, w.Writes, w.Events)
 			}
 		}
-		cpu0 := cpuNs(b)
-		for b.Loop() {
-			if _, err := nativeTransfer(ch.state, token, alice, input); err != nil {
-				b.Fatal(err)
-			}
-		}
-		nativeCPU = float64(cpuNs(b)-cpu0) / float64(b.N)
-		b.ReportMetric(nativeCPU, "cpu-ns/op")
+		nativeCPU = benchNative(b, ch)
 	})
 	all := append(slices.Clone(configs), fullRestore, config{"interpreter/pooled-fullrestore", true, true, true})
 	for _, mod := range []struct {

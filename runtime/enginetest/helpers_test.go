@@ -320,22 +320,28 @@ func buildContracts() (map[string][]byte, error) {
 			return nil, err
 		}
 	}
+	for _, name := range []string{"counter", "token", "registry", "caller"} {
+		if out[name], err = buildGo("./contracts/" + name); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// buildGo builds the Go module in the package at pkg (relative to the
+// repository root) as `make contracts` does.
+func buildGo(pkg string) ([]byte, error) {
 	dir, err := os.MkdirTemp("", "kairos-contracts-")
 	if err != nil {
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	for _, name := range []string{"counter", "token", "registry", "caller"} {
-		path := filepath.Join(dir, name+".wasm")
-		cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", path, "./contracts/"+name)
-		cmd.Dir = root
-		cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "CGO_ENABLED=0")
-		if msg, err := cmd.CombinedOutput(); err != nil {
-			return nil, fmt.Errorf("building contracts/%s: %v\n%s", name, err, msg)
-		}
-		if out[name], err = os.ReadFile(path); err != nil {
-			return nil, err
-		}
+	path := filepath.Join(dir, "module.wasm")
+	cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", path, pkg)
+	cmd.Dir = repoRoot()
+	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "CGO_ENABLED=0")
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("building %s: %v\n%s", pkg, err, msg)
 	}
-	return out, nil
+	return os.ReadFile(path)
 }

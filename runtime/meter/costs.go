@@ -5,7 +5,7 @@ import "github.com/kairos-network/kairos/runtime/wasm"
 // Version identifies this instrumentation (cost table, charge points,
 // injected code). Bump it whenever any output byte could change; callers
 // store it beside the instrumented module.
-const Version = 1
+const Version = 2
 
 // Consensus parameters of the instrumentation.
 const (
@@ -17,7 +17,13 @@ const (
 	GrowPageGas = 1_024
 	// BulkBytesPerGas: memory.copy, memory.fill and memory.init cost one gas
 	// per this many bytes (rounded down) on top of their Cost.
+	// It must be a power of two (the charge is a shift).
 	BulkBytesPerGas = 16
+	// FoldBulkMax is the longest constant length whose bulk-memory charge
+	// is folded into its segment's static cost (see foldedBulk): a segment
+	// that overspends runs at most this many bytes per bulk operation before
+	// its next test.
+	FoldBulkMax = 256
 )
 
 // Cost is the static gas of one instruction, charged with its segment:

@@ -11,8 +11,11 @@
 //     instructions before it runs: gas_left -= cost; if gas_left < 0 then
 //     unreachable. memory.grow is charged GrowPageGas per requested page and
 //     memory.copy/fill/init one gas per BulkBytesPerGas bytes, computed from
-//     the operand at run time by injected code. The host sets gas_left
-//     before a call; an `unreachable` trap with gas_left < 0 is out-of-gas.
+//     the operand at run time by injected code — or, for a constant length
+//     of at most FoldBulkMax bytes, added to the segment's cost (the same
+//     gas; an overspending segment still ends out of gas). The host sets
+//     gas_left before a call; an `unreachable` trap with gas_left < 0 is
+//     out-of-gas.
 //   - Call depth: a mutable i32 global ("__kairos_depth") incremented on
 //     entry to every defined function and decremented on every exit path
 //     (the body is wrapped in a block so branches to the function label fall

@@ -1,6 +1,10 @@
 package meter
 
-import "github.com/kairos-network/kairos/runtime/wasm"
+import (
+	"math/bits"
+
+	"github.com/kairos-network/kairos/runtime/wasm"
+)
 
 // globals are the indices of the injected globals.
 type globals struct{ gas, depth, exceeded uint32 }
@@ -74,7 +78,9 @@ func (f *fn) dynamic(mul, div int64) {
 		f.out = append(f.out, i64c(mul), op(wasm.OpI64Mul))
 	}
 	if div != 1 {
-		f.out = append(f.out, i64c(div), op(wasm.OpI64DivU))
+		// div is a power of two (BulkBytesPerGas): a shift, not a
+		// division, which the compiler engine does not strength-reduce.
+		f.out = append(f.out, i64c(int64(bits.TrailingZeros64(uint64(div)))), op(opI64ShrU))
 	}
 	f.out = append(f.out, op(wasm.OpI64Sub), idx(wasm.OpGlobalSet, f.g.gas))
 	f.out = f.trapIfNegative(f.out)
@@ -97,6 +103,28 @@ func (f *fn) canonicalize(t wasm.ValType) {
 
 func (f *fn) depthDown(dst []wasm.Instr) []wasm.Instr {
 	return append(dst, idx(wasm.OpGlobalGet, f.g.depth), i32c(1), op(wasm.OpI32Sub), idx(wasm.OpGlobalSet, f.g.depth))
+}
+
+// foldedBulk reports whether body[j] is a memory.copy, memory.fill or
+// memory.init whose length is the constant just before it, at most
+// FoldBulkMax, and returns the length. Its length charge is then known at
+// instrumentation time and added to the segment's cost instead of being
+// computed and tested at run time: the same gas on success, while a
+// segment that runs out still ends out of gas (the host treats gas_left < 0
+// after a call as out of gas, and a host call's segment tests first); the
+// bound keeps the untested work small. The Go compiler emits such copies
+// for every multi-word value.
+func foldedBulk(body []wasm.Instr, j int) (uint64, bool) {
+	switch body[j].Op {
+	case wasm.OpMemoryCopy, wasm.OpMemoryFill, wasm.OpMemoryInit:
+	default:
+		return 0, false
+	}
+	if j == 0 || body[j-1].Op != wasm.OpI32Const {
+		return 0, false
+	}
+	n := uint64(uint32(body[j-1].A))
+	return n, n <= FoldBulkMax
 }
 
 // splits reports whether op ends a metered segment: after it, control may
@@ -148,6 +176,9 @@ func instrumentFunc(m *wasm.Module, c *wasm.Code, t wasm.FuncType, g globals, pe
 		for ; j < len(body); j++ {
 			in := &body[j]
 			cost += Cost(in.Op)
+			if n, ok := foldedBulk(body, j); ok {
+				cost += n / BulkBytesPerGas
+			}
 			if in.Op == wasm.OpCall && in.A < f.nImported || in.Op == wasm.OpCallIndirect {
 				check = true
 			}
@@ -157,12 +188,14 @@ func instrumentFunc(m *wasm.Module, c *wasm.Code, t wasm.FuncType, g globals, pe
 		}
 		j = min(j, len(body)-1)
 		f.out = f.charge(f.out, cost, check)
-		for _, in := range body[i : j+1] {
+		for k, in := range body[i : j+1] {
 			switch in.Op {
 			case wasm.OpMemoryGrow:
 				f.dynamic(GrowPageGas, 1)
 			case wasm.OpMemoryCopy, wasm.OpMemoryFill, wasm.OpMemoryInit:
-				f.dynamic(1, BulkBytesPerGas)
+				if _, ok := foldedBulk(body, i+k); !ok {
+					f.dynamic(1, BulkBytesPerGas)
+				}
 			case wasm.OpReturn:
 				f.out = f.depthDown(f.out)
 			}

@@ -1,6 +1,7 @@
 package meter_test
 
 import (
+	"fmt"
 	"math"
 	"reflect"
 	"runtime"
@@ -288,6 +289,57 @@ func TestBulkMemoryChargesByLength(t *testing.T) {
 	r := bothEngines(t, instrument(t, b.Bytes()), "growloop", 100*meter.GrowPageGas)[0]
 	if !r.OutOfGas {
 		t.Errorf("growloop: %+v, want out of gas", r)
+	}
+}
+
+// TestConstantBulkLengthChargesAsDynamic: a bulk operation whose length
+// is a constant (FoldBulkMax or less: charged with its segment) costs
+// exactly what the same operation with the length from a local (charged
+// and tested at run time) costs, at the fold limit's edges; with one gas
+// too few both end out of gas on both engines, the folded one without
+// writing more than its constant.
+func TestConstantBulkLengthChargesAsDynamic(t *testing.T) {
+	b := New()
+	b.Memory(1, 1)
+	seg := b.PassiveData(make([]byte, 4096))
+	ops := []struct {
+		name string
+		in   wasm.Instr
+	}{{"fill", Op(wasm.OpMemoryFill)}, {"copy", Op(wasm.OpMemoryCopy)}, {"init", Idx(wasm.OpMemoryInit, seg)}}
+	lengths := []int32{0, 1, 15, 16, 17, meter.FoldBulkMax - 1, meter.FoldBulkMax, meter.FoldBulkMax + 1, 4096}
+	for _, o := range ops {
+		b.Func(o.name, I32s, nil, nil, I32(0), I32(0), Idx(wasm.OpLocalGet, 0), o.in)
+		for _, n := range lengths {
+			b.Func(fmt.Sprintf("%s%d", o.name, n), I32s, nil, nil, I32(0), I32(0), I32(n), o.in)
+		}
+	}
+	inst := instrument(t, b.Bytes())
+	m, err := wasm.Decode(inst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, o := range ops {
+		for i, n := range lengths {
+			// Folded only up to the limit: the body has no run-time charge.
+			d, c := len(m.Code[k*(1+len(lengths))].Body), len(m.Code[k*(1+len(lengths))+1+i].Body)
+			if folded := c < d; folded != (n <= meter.FoldBulkMax) {
+				t.Errorf("%s%d: %d instructions, dynamic %d", o.name, n, c, d)
+			}
+		}
+	}
+	for _, o := range ops {
+		for _, n := range lengths {
+			dyn := bothEngines(t, inst, o.name, plenty, uint64(n))[0]
+			name := fmt.Sprintf("%s%d", o.name, n)
+			folded := bothEngines(t, inst, name, plenty, 0)[0]
+			if dyn.Trap != "" || !reflect.DeepEqual(dyn, folded) {
+				t.Fatalf("%s: dynamic %+v, constant %+v", name, dyn, folded)
+			}
+			used := plenty - dyn.GasLeft
+			if r := bothEngines(t, inst, name, used-1, 0)[0]; !r.OutOfGas {
+				t.Errorf("%s with %d gas of %d: %+v, want out of gas", name, used-1, used, r)
+			}
+		}
 	}
 }
 

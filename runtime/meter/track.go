@@ -256,6 +256,16 @@ const (
 	opI32WrapI64 wasm.Opcode = 0xA7
 )
 
+// constLength reports whether the bulk operation body[k] takes the
+// constant length just before it, at most a page, and returns it.
+func constLength(body []wasm.Instr, k int) (uint32, bool) {
+	if k == 0 || body[k-1].Op != wasm.OpI32Const {
+		return 0, false
+	}
+	n := uint32(body[k-1].A)
+	return n, n <= 1<<PageShift
+}
+
 // storeType is the operand type of a store opcode, 0 for other opcodes.
 func storeType(o wasm.Opcode) wasm.ValType {
 	switch o {
@@ -290,7 +300,7 @@ func (t *tracker) body(c *wasm.Code, ft wasm.FuncType, redirect func(uint32) uin
 		next++
 		return next - 1
 	}
-	for _, in := range c.Body {
+	for k, in := range c.Body {
 		switch {
 		case storeType(in.Op) != 0:
 			v, a := local(storeType(in.Op), storeType(in.Op)), local(keyAddr, wasm.I32)
@@ -304,6 +314,21 @@ func (t *tracker) body(c *wasm.Code, ft wasm.FuncType, redirect func(uint32) uin
 			// a Go guest twice as slow and its transfers no faster.
 			out.Body = append(out.Body, i32c(PageShift), op(opI32ShrU), idx(wasm.OpGlobalGet, t.global), idx(wasm.OpTableSet, t.table))
 		case in.Op == wasm.OpMemoryFill || in.Op == wasm.OpMemoryCopy || in.Op == wasm.OpMemoryInit:
+			if n, ok := constLength(c.Body, k); ok {
+				// A constant length of at most a page spans at most two
+				// pages: mark the first and the last, without a branch
+				// (the Go compiler copies every multi-word value so).
+				// The constant, copied as it came, is pushed again after
+				// the destination is saved.
+				d, x := local(keyAddr, wasm.I32), local(keyX, wasm.I32)
+				out.Body = append(out.Body[:len(out.Body)-1], idx(wasm.OpLocalSet, x), idx(wasm.OpLocalTee, d), idx(wasm.OpLocalGet, x), c.Body[k-1], in)
+				if n > 0 {
+					out.Body = append(out.Body,
+						idx(wasm.OpLocalGet, d), i32c(PageShift), op(opI32ShrU), idx(wasm.OpGlobalGet, t.global), idx(wasm.OpTableSet, t.table),
+						idx(wasm.OpLocalGet, d), i32c(int32(n-1)), op(wasm.OpI32Add), i32c(PageShift), op(opI32ShrU), idx(wasm.OpGlobalGet, t.global), idx(wasm.OpTableSet, t.table))
+				}
+				continue
+			}
 			// Run it, then mark [d, d+n): in memory, since it did not trap
 			// (d+n-1 cannot wrap: d+n <= 2^32). One page is a table.set.
 			d, x, n := local(keyAddr, wasm.I32), local(keyX, wasm.I32), local(keyN, wasm.I32)

@@ -178,6 +178,7 @@ func TestTrackMarksWhatChanged(t *testing.T) {
 		I32(20*4096), I32(0), I32(1), Op(wasm.OpMemoryCopy), // page 20 (a zero byte: marked, unchanged)
 		I32(25*4096-1), I32(0), I32(2), Idx(wasm.OpMemoryInit, seg), // pages 24, 25
 		I32(0), I32(0), I32(0), Op(wasm.OpMemoryFill), // nothing
+		I32(30*4096+8), I32(1), I32(4096), Op(wasm.OpMemoryFill), // pages 30, 31: a constant page
 	)
 	tr := track(t, b.Bytes(), noHost)
 	for _, interp := range []bool{false, true} {
@@ -188,7 +189,7 @@ func TestTrackMarksWhatChanged(t *testing.T) {
 		}
 		after := in.memory()
 		marked := in.dirty()
-		if want := map[int]bool{0: true, 3: true, 10: true, 11: true, 20: true, 24: true, 25: true}; !reflect.DeepEqual(marked, want) {
+		if want := map[int]bool{0: true, 3: true, 10: true, 11: true, 20: true, 24: true, 25: true, 30: true, 31: true}; !reflect.DeepEqual(marked, want) {
 			t.Errorf("interpreter=%v: marked %v, want %v", interp, marked, want)
 		}
 		if at := uncovered(before, after, marked); at >= 0 {

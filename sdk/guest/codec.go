@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"strconv"
+	"unsafe"
 )
 
 // Decoding errors. A Decoder keeps the first one; Decode and the state
@@ -250,18 +251,40 @@ type Pair[A, B any] struct {
 }
 
 // PairCodec encodes a Pair as the first value's fields then the second's.
-func PairCodec[A, B any](a Codec[A], b Codec[B]) Codec[Pair[A, B]] { return pairCodec[A, B]{a, b} }
+func PairCodec[A, B any](a Codec[A], b Codec[B]) Codec[Pair[A, B]] {
+	return pairCodec[A, B]{a: a, b: b, ka: kindOf(a), kb: kindOf(b)}
+}
 
+// pairCodec keeps the field kinds of a and b (fixed.go), resolved when the
+// codec is made (at package init), for Read's fast path.
 type pairCodec[A, B any] struct {
-	a Codec[A]
-	b Codec[B]
+	a      Codec[A]
+	b      Codec[B]
+	ka, kb fieldKind
 }
 
 func (c pairCodec[A, B]) Append(e *Encoder, p Pair[A, B]) {
 	c.a.Append(e, p.First)
 	c.b.Append(e, p.Second)
 }
-func (c pairCodec[A, B]) Read(d *Decoder) Pair[A, B] { return Pair[A, B]{c.a.Read(d), c.b.Read(d)} }
+
+// Read decodes two fixed-size fields at once when both fit the input,
+// without the field codecs' calls, and otherwise (or for a bool that is
+// not 0 or 1) field by field, so errors and their messages are the same.
+func (c pairCodec[A, B]) Read(d *Decoder) Pair[A, B] {
+	if c.ka != kindNone && c.kb != kindNone && d.err == nil {
+		na, n := c.ka.size(), c.ka.size()+c.kb.size()
+		if n <= len(d.buf)-d.off {
+			var p Pair[A, B]
+			at := unsafe.Pointer(&d.buf[d.off])
+			if c.ka.get(at, unsafe.Pointer(&p.First)) && c.kb.get(unsafe.Add(at, na), unsafe.Pointer(&p.Second)) {
+				d.off += n
+				return p
+			}
+		}
+	}
+	return Pair[A, B]{c.a.Read(d), c.b.Read(d)}
+}
 
 // Encode returns the encoding of v.
 func Encode[T any](c Codec[T], v T) []byte {

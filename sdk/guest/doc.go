@@ -34,6 +34,11 @@
 //     pages the host restores before the next transaction. Prefer them
 //     to StateGet, Decode(c, Input()) and Emit(topic, NewEncoder()...) in
 //     hot methods; those return or keep buffers and so allocate.
+//   - A Map whose key and value codecs are both fixed-size field codecs
+//     (Uint64Codec, Int64Codec, Uint32Codec, BoolCodec, AddressCodec), and a
+//     Value of one, get and set through stack arrays without codec calls
+//     (fixed.go), storing the same bytes; a stored value that does not
+//     decode takes the generic path, so it aborts with the same message.
 //   - In wasm, the package's init allocates one object of every size class
 //     up to 256 bytes, so the snapshot every transaction starts from has a
 //     span with free slots for each and a method's small allocations take

@@ -1,6 +1,10 @@
 package guest
 
-import "github.com/kairos-network/kairos/sdk/guest/internal/abi"
+import (
+	"unsafe"
+
+	"github.com/kairos-network/kairos/sdk/guest/internal/abi"
+)
 
 // StateGet returns the value stored under key in this module's state.
 // Keys are 1 to KeyLenMax bytes; a key outside that aborts (the host would
@@ -64,12 +68,18 @@ type Map[K, V any] struct {
 	prefix []byte
 	key    Codec[K]
 	val    Codec[V]
+	// fixed: both codecs are fixed-size field codecs of these kinds and
+	// the key fits fixedKeyMax (fixed.go's fast path).
+	fixed        bool
+	kKind, vKind fieldKind
 }
 
 // NewMap returns the map called name (1 to 255 bytes; anything else is a
 // programming error and panics at package initialization).
 func NewMap[K, V any](name string, key Codec[K], val Codec[V]) Map[K, V] {
-	return Map[K, V]{prefix: namespace(name), key: key, val: val}
+	m := Map[K, V]{prefix: namespace(name), key: key, val: val, kKind: kindOf(key), vKind: kindOf(val)}
+	m.fixed = m.kKind != kindNone && m.vKind != kindNone && len(m.prefix)+m.kKind.size() <= fixedKeyMax
+	return m
 }
 
 // Prefix returns the key prefix of every entry, the access-list entry that
@@ -86,6 +96,19 @@ func (m Map[K, V]) Key(k K) []byte {
 // Get returns the value of k. A stored value that does not decode aborts:
 // it can only come from a module bug or a changed codec.
 func (m Map[K, V]) Get(k K) (V, bool) {
+	if m.fixed {
+		var key [fixedKeyMax]byte
+		n := fixedKey(&key, m.prefix, m.kKind, unsafe.Pointer(&k))
+		var val [AddressLen]byte
+		var v V
+		switch got := abi.StateRead(key[:n], val[:]); {
+		case got < 0:
+			return v, false
+		case got == m.vKind.size() && m.vKind.get(unsafe.Pointer(&val), unsafe.Pointer(&v)):
+			return v, true
+		}
+		// A stored value that does not decode: the generic path aborts.
+	}
 	s := takeScratch()
 	b, ok := s.stateGet(encodeKey(s, m.prefix, m.key, k))
 	var v V
@@ -116,6 +139,13 @@ func (m Map[K, V]) Has(k K) bool {
 
 // Set stores v under k.
 func (m Map[K, V]) Set(k K, v V) {
+	if m.fixed {
+		var key [fixedKeyMax]byte
+		n := fixedKey(&key, m.prefix, m.kKind, unsafe.Pointer(&k))
+		var val [AddressLen]byte
+		abi.StateSet(key[:n], val[:m.vKind.put(unsafe.Pointer(&val), unsafe.Pointer(&v))])
+		return
+	}
 	s := takeScratch()
 	StateSet(encodeKey(s, m.prefix, m.key, k), encodeVal(s, m.val, v))
 	s.release()
@@ -123,6 +153,12 @@ func (m Map[K, V]) Set(k K, v V) {
 
 // Delete removes k.
 func (m Map[K, V]) Delete(k K) {
+	if m.fixed {
+		var key [fixedKeyMax]byte
+		n := fixedKey(&key, m.prefix, m.kKind, unsafe.Pointer(&k))
+		abi.StateDelete(key[:n])
+		return
+	}
 	s := takeScratch()
 	StateDelete(encodeKey(s, m.prefix, m.key, k))
 	s.release()
@@ -151,13 +187,14 @@ func (m Map[K, V]) decodeEntry(key, val []byte) (K, V) {
 // Value is a single typed state entry under one name (key u8(len(name)) ‖
 // name), for counters, configuration and the admin address.
 type Value[V any] struct {
-	key []byte
-	val Codec[V]
+	key   []byte
+	val   Codec[V]
+	vKind fieldKind // a fixed-size field codec's kind: fixed.go's fast path
 }
 
 // NewValue returns the value called name (1 to 255 bytes).
 func NewValue[V any](name string, val Codec[V]) Value[V] {
-	return Value[V]{key: namespace(name), val: val}
+	return Value[V]{key: namespace(name), val: val, vKind: kindOf(val)}
 }
 
 // Key returns the state key.
@@ -165,6 +202,17 @@ func (v Value[V]) Key() []byte { return v.key }
 
 // Get returns the value, and whether it is set.
 func (v Value[V]) Get() (V, bool) {
+	if v.vKind != kindNone {
+		var val [AddressLen]byte
+		var x V
+		switch got := abi.StateRead(v.key, val[:]); {
+		case got < 0:
+			return x, false
+		case got == v.vKind.size() && v.vKind.get(unsafe.Pointer(&val), unsafe.Pointer(&x)):
+			return x, true
+		}
+		// A stored value that does not decode: the generic path aborts.
+	}
 	s := takeScratch()
 	b, ok := s.stateGet(v.key)
 	var x V
@@ -185,6 +233,11 @@ func (v Value[V]) GetOr(def V) V {
 
 // Set stores x.
 func (v Value[V]) Set(x V) {
+	if v.vKind != kindNone {
+		var val [AddressLen]byte
+		abi.StateSet(v.key, val[:v.vKind.put(unsafe.Pointer(&val), unsafe.Pointer(&x))])
+		return
+	}
 	s := takeScratch()
 	StateSet(v.key, encodeVal(s, v.val, x))
 	s.release()
