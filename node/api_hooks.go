@@ -3,7 +3,6 @@ package node
 import (
 	"context"
 	"crypto/ed25519"
-	"encoding/binary"
 	"errors"
 	"fmt"
 
@@ -87,7 +86,7 @@ func (n *Node) Module(ctx context.Context, a types.Address) (*ModuleInfo, error)
 	// of theirs.
 	size := 0
 	for i := range exec.CodeChunksMax {
-		c, err := v.Get(ctx, types.StateKey{Module: exec.ModulesModule, Key: binary.BigEndian.AppendUint16(append([]byte{'c'}, rec.Code...), uint16(i))})
+		c, err := v.Get(ctx, types.StateKey{Module: exec.ModulesModule, Key: exec.CodeChunkKey(rec.Code, i)})
 		if err != nil {
 			return nil, err
 		}

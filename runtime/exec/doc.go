@@ -113,8 +113,11 @@
 // # Modules
 //
 // The system module ModulesModule keeps each instance's ModuleRecord (code
-// CID, admin; zero admin = immutable forever) under its address, and the
-// original and instrumented code under the CID, so snapshots carry code.
+// CID, admin — zero admin = immutable forever —, and the instrumenter
+// version of its code) under its address, the original code under the CID
+// and the instrumented code under (CID, instrumenter version), so
+// snapshots carry code and a newer instrumenter never changes what a
+// deployed instance runs.
 // A deploy creates InstanceAddress(sender, nonce) with Payload.Admin,
 // validates and instruments the code (runtime/deploy) and runs its
 // optional init; an upgrade (admin only) stores the new code, points the

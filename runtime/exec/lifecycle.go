@@ -21,9 +21,9 @@ import (
 
 // ModulesModule is the system module that keeps module instances: under an
 // instance address its ModuleRecord, under 'c' ‖ CID ‖ u16 chunk the
-// original code and under 'i' ‖ CID ‖ u16 chunk the instrumented code, in
-// chunks of at most types.StateValueMax bytes (so snapshots carry code,
-// and a 2 MB Go guest fits).
+// original code and under 'i' ‖ CID ‖ u16 meter version ‖ u16 chunk the
+// instrumented code, in chunks of at most types.StateValueMax bytes (so
+// snapshots carry code, and a 2 MB Go guest fits).
 var ModulesModule = types.Address(sha256.Sum256([]byte("kairos/system/modules\x00")))
 
 // ModuleRecord is the state of one module instance.
@@ -31,6 +31,15 @@ type ModuleRecord struct {
 	_     struct{}      `cbor:",toarray"`
 	Code  []byte        // CID bytes of the original code
 	Admin types.Address // zero: immutable forever
+	// Meter is the version of the instrumenter (meter.Version) that made
+	// the instrumented code this instance runs. A newer node binary with
+	// a newer instrumenter keeps running the stored bytes of the recorded
+	// version, so gas never changes under a deployed module; only a deploy
+	// or upgrade after it instruments at the new version, stored beside
+	// the old bytes of the same CID instead of over them (an engine that
+	// had compiled the old bytes would otherwise disagree with one that
+	// loads the new).
+	Meter uint16
 }
 
 // Gas of the lifecycle steps, on top of what init or migrate use.
@@ -68,9 +77,21 @@ const (
 
 func recordKey(a types.Address) []byte { return a[:] }
 
-func chunkKey(kind byte, cid []byte, i int) []byte {
-	return binary.BigEndian.AppendUint16(append([]byte{kind}, cid...), uint16(i))
+// chunkKey names chunk i of a stored code; id is the CID for original code
+// and instrumentedID for instrumented code.
+func chunkKey(kind byte, id []byte, i int) []byte {
+	return binary.BigEndian.AppendUint16(append([]byte{kind}, id...), uint16(i))
 }
+
+// instrumentedID names the instrumented code of cid made by instrumenter
+// version meter; as a string it is also the engine's code id.
+func instrumentedID(cid []byte, meter uint16) []byte {
+	return binary.BigEndian.AppendUint16(append([]byte(nil), cid...), meter)
+}
+
+// CodeChunkKey is the ModulesModule key of chunk i of the original code
+// with CID bytes cid (read by the API to serve a module's size).
+func CodeChunkKey(cid []byte, i int) []byte { return chunkKey(original, cid, i) }
 
 // codeWrites splits code into chunk writes of ModulesModule.
 func codeWrites(kind byte, cid, code []byte) ([]state.Write, error) {
@@ -123,7 +144,7 @@ func GenesisModule(addr types.Address, code []byte, admin types.Address) ([]stat
 	if err != nil {
 		return nil, err
 	}
-	rec := &ModuleRecord{Code: p.CodeCID.Bytes(), Admin: admin}
+	rec := &ModuleRecord{Code: p.CodeCID.Bytes(), Admin: admin, Meter: meterVersion(p)}
 	ws := []state.Write{{Key: types.StateKey{Module: ModulesModule, Key: recordKey(addr)}, Value: types.MustEncode(rec)}}
 	return append(ws, chunks...), nil
 }
@@ -136,9 +157,12 @@ func storedCode(p *deploy.Prepared) ([]state.Write, error) {
 	if err != nil {
 		return nil, err
 	}
-	iws, err := codeWrites(instrumented, cid, p.Instrumented)
+	iws, err := codeWrites(instrumented, instrumentedID(cid, meterVersion(p)), p.Instrumented)
 	return append(ws, iws...), err
 }
+
+// meterVersion is p's instrumenter version as stored in a ModuleRecord.
+func meterVersion(p *deploy.Prepared) uint16 { return uint16(p.MeterVersion) }
 
 // Engine supplies wasm instances by code id (runtime/vm's pools): like
 // host.Instances, an instrumented module in its post-_initialize state, in
@@ -176,7 +200,7 @@ type recordCache struct{ last atomic.Pointer[recordEntry] }
 type recordEntry struct {
 	raw  string
 	rec  *ModuleRecord
-	code string // string(rec.Code), the engine's code id
+	code string // string(instrumentedID(rec.Code, rec.Meter)), the engine's code id
 }
 
 // load is loadRecord through the cache (a nil cache decodes every time,
@@ -205,7 +229,7 @@ func (c *recordCache) entry(o Overlay, a types.Address, key []byte) (*recordEntr
 	if err := types.Decode(v, &rec); err != nil {
 		return nil, fmt.Errorf("%w: module record of %s: %w", ErrState, a, err)
 	}
-	e := &recordEntry{raw: string(v), rec: &rec, code: string(rec.Code)}
+	e := &recordEntry{raw: string(v), rec: &rec, code: string(instrumentedID(rec.Code, rec.Meter))}
 	if c != nil {
 		c.last.Store(e)
 	}
@@ -235,7 +259,7 @@ func (t txInstances) Acquire(ctx context.Context, a types.Address, method string
 			return mod, fn, true, nil
 		}
 	}
-	load := func() ([]byte, error) { return loadCode(t.o, instrumented, rec.rec.Code) }
+	load := func() ([]byte, error) { return loadCode(t.o, instrumented, []byte(rec.code)) }
 	var mod api.Module
 	var fn api.Function
 	if local {
@@ -319,7 +343,7 @@ func (r *WasmRunner) lifecycle(ctx context.Context, o Overlay, tx *types.Tx, env
 	if err != nil {
 		return fail(types.StatusAborted, fmt.Errorf("%w: %w", ErrCodeRejected, err))
 	}
-	rec.Code = prep.CodeCID.Bytes()
+	rec.Code, rec.Meter = prep.CodeCID.Bytes(), meterVersion(prep)
 	code, err := storedCode(prep)
 	if err != nil {
 		return fail(types.StatusAborted, err)

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/kairos-network/kairos/runtime/deploy"
+	"github.com/kairos-network/kairos/runtime/meter"
 	"github.com/kairos-network/kairos/state"
 	"github.com/kairos-network/kairos/types"
 )
@@ -207,5 +209,54 @@ func TestCodeChunks(t *testing.T) {
 	}
 	if _, err := codeWrites(original, cid, make([]byte, CodeChunksMax*types.StateValueMax+1)); !errors.Is(err, ErrCodeTooLarge) {
 		t.Fatalf("huge code: %v", err)
+	}
+}
+
+// TestRecordMeterSelectsCode: a module runs the instrumented bytes of the
+// instrumenter version its record names, stored beside other versions of
+// the same CID. Two instances share the counter's CID; the second's record
+// names another version, whose stored bytes are pool_dirty's. Through one
+// pooled engine (which caches compiled code by code id) each must run its
+// own bytes: keyed by the CID alone, one of them would run the other's
+// code and miss its method.
+func TestRecordMeterSelectsCode(t *testing.T) {
+	counter, other := nativeAddress("meter-counter"), nativeAddress("meter-other")
+	genesis, err := GenesisModule(counter, readWasm(t, "../../contracts/counter_wat/counter.wasm"), types.Address{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rec ModuleRecord
+	if err := types.Decode(genesis[0].Value, &rec); err != nil {
+		t.Fatal(err)
+	}
+	if rec.Meter != uint16(meter.Version) {
+		t.Fatalf("genesis record meter %d, want %d", rec.Meter, meter.Version)
+	}
+	dirty, err := deploy.Prepare(readWasm(t, "testdata/pool_dirty.wasm"), DeployConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec.Meter++
+	ws, err := codeWrites(instrumented, instrumentedID(rec.Code, rec.Meter), dirty.Instrumented)
+	if err != nil {
+		t.Fatal(err)
+	}
+	genesis = append(genesis, ws...)
+	genesis = append(genesis, state.Write{Key: types.StateKey{Module: ModulesModule, Key: recordKey(other)}, Value: types.MustEncode(&rec)})
+	x := New(NewRunner(nil, newPooledEngine(t, DefaultPoolConfig())), Options{Workers: 2})
+	var txs []*types.Tx
+	for i := range 3 {
+		txs = append(txs,
+			mkTx(0, uint64(i+1), 1e18, call(counter, "increment", nil), rw(counter, wasmCountKey)),
+			mkTx(1, uint64(i+1), 1e18, call(other, "dirty", nil)))
+	}
+	res, err := x.ExecuteBlock(context.Background(), newStore(t, 2, 0, genesis...), mkBlock(2, 1e12, txs), txs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, rc := range res.Receipts {
+		if rc.Status != types.StatusOK {
+			t.Fatalf("tx %d (%s): %s %s", i, txs[i].Body.Payload.Method, rc.Status, rc.Error)
+		}
 	}
 }
