@@ -221,7 +221,7 @@ func (m *Mempool) add(ctx context.Context, tx *types.Tx, id types.Hash, raw []by
 	if err != nil {
 		return nil, false, err
 	}
-	w := m.queue(e)
+	w := m.queue(e)[0]
 	<-w.done
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -310,10 +310,11 @@ func (m *Mempool) AddAll(ctx context.Context, raws [][]byte, now int64) []Added 
 		mine = append(mine, i)
 	}
 	m.mu.Unlock()
-	ws := make([]*write, len(mine))
+	es := make([]*Entry, len(mine))
 	for j, i := range mine {
-		ws[j] = m.queue(out[i].Entry)
+		es[j] = out[i].Entry
 	}
+	ws := m.queue(es...)
 	for _, w := range ws {
 		<-w.done
 	}
@@ -333,22 +334,26 @@ func (m *Mempool) AddAll(ctx context.Context, raws [][]byte, now int64) []Added 
 	return out
 }
 
-// queue hands e's record to the group commit: the flusher commits
-// everything queued while the previous batch was syncing, so a burst of
-// Adds (API clients, gossip validators) costs one fsync per batch instead
-// of one per transaction. w.done closes when the batch holding the record
-// is durable, or failed (w.err, set before w.done closes); the entry's reservation depends on the
-// outcome, so a caller does not give up early.
-func (m *Mempool) queue(e *Entry) *write {
-	w := &write{key: key(e.ID), val: types.MustEncode(&record{FirstSeen: e.FirstSeen, Raw: e.Raw}), done: make(chan struct{})}
+// queue hands the records of es to the group commit, together, so they
+// share one batch: the flusher commits everything queued while the
+// previous batch was syncing, so a burst of Adds (API clients, gossip
+// validators) costs one fsync per batch instead of one per transaction.
+// ws[i].done closes when the batch holding es[i]'s record is durable, or
+// failed (ws[i].err, set before done closes); an entry's reservation
+// depends on the outcome, so a caller does not give up early.
+func (m *Mempool) queue(es ...*Entry) []*write {
+	ws := make([]*write, len(es))
+	for i, e := range es {
+		ws[i] = &write{key: key(e.ID), val: types.MustEncode(&record{FirstSeen: e.FirstSeen, Raw: e.Raw}), done: make(chan struct{})}
+	}
 	m.wmu.Lock()
-	m.wqueue = append(m.wqueue, w)
-	if !m.wbusy {
+	m.wqueue = append(m.wqueue, ws...)
+	if !m.wbusy && len(ws) > 0 {
 		m.wbusy = true
 		go m.flush()
 	}
 	m.wmu.Unlock()
-	return w
+	return ws
 }
 
 // flush writes queued records in batches until the queue is empty.

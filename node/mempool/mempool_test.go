@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	ds "github.com/ipfs/go-datastore"
@@ -634,5 +635,47 @@ func BenchmarkAddAll(b *testing.B) {
 		for _, r := range raws {
 			m.AddAll(context.Background(), r, now)
 		}
+	}
+}
+
+// countingBatches counts the batches committed on a datastore.
+type countingBatches struct {
+	ds.Batching
+	commits *atomic.Int32
+}
+
+func (c countingBatches) Batch(ctx context.Context) (ds.Batch, error) {
+	b, err := c.Batching.Batch(ctx)
+	return countingBatch{b, c.commits}, err
+}
+
+type countingBatch struct {
+	ds.Batch
+	commits *atomic.Int32
+}
+
+func (c countingBatch) Commit(ctx context.Context) error {
+	c.commits.Add(1)
+	return c.Batch.Commit(ctx)
+}
+
+// TestAddAllOneCommit: the new entries of one AddAll share one batch.
+func TestAddAllOneCommit(t *testing.T) {
+	var commits atomic.Int32
+	m, err := Open(context.Background(), countingBatches{dssync.MutexWrap(ds.NewMapDatastore()), &commits}, Config{ChainID: chain}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var raws [][]byte
+	for i := range 32 {
+		raws = append(raws, signed(900+i, 1, nil))
+	}
+	for i, a := range m.AddAll(context.Background(), raws, now) {
+		if a.Err != nil || !a.New {
+			t.Fatalf("payload %d: new %v err %v", i, a.New, a.Err)
+		}
+	}
+	if n := commits.Load(); n != 1 {
+		t.Fatalf("%d batches committed for one AddAll, want 1", n)
 	}
 }
