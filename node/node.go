@@ -434,6 +434,42 @@ func (n *Node) SubmitTx(ctx context.Context, raw []byte) (types.Hash, error) {
 	return e.ID, nil
 }
 
+// Submitted is the outcome of one transaction of SubmitTxs: its id, or
+// the error SubmitTx would have returned for it.
+type Submitted struct {
+	ID  types.Hash
+	Err error
+}
+
+// SubmitTxs is SubmitTx for many client transactions at once (the API's
+// batch endpoint): their signatures are checked in one batch and their
+// new entries share one group commit. out[i] is the outcome of raws[i],
+// the one SubmitTx gives when called for each in order.
+func (n *Node) SubmitTxs(ctx context.Context, raws [][]byte) []Submitted {
+	out := make([]Submitted, len(raws))
+	if err := n.Err(); err != nil {
+		for i := range out {
+			out[i].Err = fmt.Errorf("%w: %w", ErrStopped, err)
+		}
+		return out
+	}
+	arrived := n.lat.now() // local observation for the latency histograms only
+	for i, a := range n.pool.AddAll(ctx, raws, n.clock.Now()) {
+		err := a.Err
+		if err == nil && a.New {
+			if err = n.admit(ctx, a.Entry, arrived); err == nil {
+				n.txOut.add(a.Entry.Raw)
+			}
+		}
+		if err != nil {
+			out[i].Err = err
+			continue
+		}
+		out[i].ID = a.Entry.ID
+	}
+	return out
+}
+
 // addTx puts raw into the mempool and reports a new transaction to
 // consensus. A transaction that was already executed (gossip arriving
 // late, a client resubmitting) is not held: the ordering layer never

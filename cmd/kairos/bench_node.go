@@ -32,14 +32,15 @@ func newBenchNodeCmd() *cobra.Command {
 	var duration, drain time.Duration
 	var senders, validators int
 	var dir, cpuProfile string
-	var counters bool
+	var counters, single bool
 	cmd := &cobra.Command{
 		Use:   "node",
 		Short: "Devnet under open-loop load: committed tx/s and submit→block latency per offered rate",
 		Long: `Starts a devnet (pebble in a temporary directory, 127.0.0.1, free ports) in this process,
 funds --senders accounts on the native token, and for each rate of --rates offers that many
 transfers per second for --duration, spread over the validators' APIs, each sender sending its
-next nonce without waiting for a receipt. Latency runs from a transaction's scheduled send time
+next nonce without waiting for a receipt (submissions reaching an API while its previous batch
+is served share one POST /v1/txs/batch; --single sends each alone). Latency runs from a transaction's scheduled send time
 to its block being visible on the API it was sent to (block watchers poll every 5 ms). Rates run
 one after another on the same chain. RSS is the whole process, which hosts every validator;
 cpu-ms/tx is the process's user+system CPU during the rate (signing, sending, draining)
@@ -71,6 +72,7 @@ the own header to the commit count only transactions this validator acked itself
 			if err != nil {
 				return err
 			}
+			g.Batch = !single
 			// The profile covers the rates only, not start-up and funding.
 			if cpuProfile != "" {
 				stop, err := startCPUProfile(cpuProfile)
@@ -79,8 +81,12 @@ the own header to the commit count only transactions this validator acked itself
 				}
 				defer stop()
 			}
-			fmt.Fprintf(out, "devnet: %d validators in one process, %d senders (pipelined nonces, sender i → API i mod %d), %v per rate\n",
-				len(d.Nodes), senders, len(d.APIs), duration)
+			how := "batched per API"
+			if single {
+				how = "one request per transaction"
+			}
+			fmt.Fprintf(out, "devnet: %d validators in one process, %d senders (pipelined nonces, sender i → API i mod %d, %s), %v per rate\n",
+				len(d.Nodes), senders, len(d.APIs), how, duration)
 			fmt.Fprintf(out, "%9s %9s %10s %8s %8s %8s %8s %6s %6s %6s %10s\n",
 				"offered/s", "ok tx/s", "ok/sent", "p50", "p90", "p99", "max", "rej", "failed", "lost", "cpu-ms/tx")
 			best := 0.0
@@ -152,6 +158,7 @@ the own header to the commit count only transactions this validator acked itself
 	f.IntVar(&senders, "senders", 500, "funded sender accounts (each sends rate/senders tx/s)")
 	f.IntVar(&validators, "validators", 4, "validators of the devnet")
 	f.StringVar(&dir, "dir", "", "parent of the temporary data directory (default: the system temp dir)")
+	f.BoolVar(&single, "single", false, "submit each transaction alone (POST /v1/txs) instead of through each API's batcher (POST /v1/txs/batch)")
 	f.BoolVar(&counters, "counters", false, "print each validator's non-zero counters (drops, rejections, p2p messages) after the rates")
 	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the rates (whole process) to this file; the generator's samples carry the label role=loadgen (go tool pprof -tagignore role=loadgen shows the validators alone)")
 	return cmd

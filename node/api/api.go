@@ -131,6 +131,7 @@ func Handler(b Backend, log *slog.Logger) http.Handler {
 	s := &server{b: b, log: log, streams: make(chan struct{}, MaxEventStreams)}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/v1/txs", s.method("POST", s.submit))
+	mux.HandleFunc("/v1/txs/batch", s.method("POST", s.submitBatch)) // batch.go
 	mux.HandleFunc("/v1/txs/{id}", s.method("GET", s.tx))
 	mux.HandleFunc("/v1/blocks/{height}", s.method("GET", s.block))
 	mux.HandleFunc("/v1/state/{module}/{key}", s.method("GET", s.state))

@@ -12,6 +12,9 @@
 //     without waiting for the previous receipt. Each sender is pinned to one
 //     API and submits its transactions one after another, so the node sees
 //     them in nonce order; the senders are spread evenly over the APIs.
+//     With Gen.Batch, a sender still waits for its previous submission's
+//     answer, so its transactions stay in nonce order inside and across
+//     the batches of its API (POST /v1/txs/batch, see batch.go).
 //     The node does not promise to execute them in that order: a
 //     transaction's timestamp is a quantile of the validators' acks, so two
 //     transactions of one sender closer together than the spread of those

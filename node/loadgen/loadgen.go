@@ -69,6 +69,11 @@ func (s *sender) sign(method string, to types.Address, amount uint64) *types.Tx 
 
 // Gen is a load generator with funded senders.
 type Gen struct {
+	// Batch submits through POST /v1/txs/batch: the submissions that
+	// reach an API's batcher while its previous batch is served go in one
+	// request (one signature batch on the node); otherwise each
+	// transaction is its own POST /v1/txs.
+	Batch   bool
 	clients []*devnet.Client
 	senders []*sender
 }
@@ -240,7 +245,23 @@ func (g *Gen) Run(ctx context.Context, rate float64, duration, drain time.Durati
 			}
 		}()
 	}
-	// One goroutine per sender submits its transactions in nonce order.
+	// One goroutine per sender submits its transactions in nonce order,
+	// alone or through its API's batcher.
+	submit := func(k int) error {
+		_, err := g.clients[recs[k].api].Submit(ctx, txs[k])
+		return err
+	}
+	if g.Batch {
+		bctx, stopBatchers := context.WithCancel(ctx)
+		defer stopBatchers()
+		bs := newBatchers(bctx, g.clients)
+		defer func() {
+			for _, b := range bs {
+				close(b.in)
+			}
+		}()
+		submit = func(k int) error { return bs[recs[k].api].submit(txs[k]) }
+	}
 	queues := make([]chan int, len(g.senders))
 	var sendWG sync.WaitGroup
 	for i := range queues {
@@ -249,7 +270,7 @@ func (g *Gen) Run(ctx context.Context, rate float64, duration, drain time.Durati
 		go func() {
 			defer sendWG.Done()
 			for k := range queues[i] {
-				if _, err := g.clients[recs[k].api].Submit(ctx, txs[k]); err != nil {
+				if err := submit(k); err != nil {
 					mu.Lock()
 					recs[k].err = err
 					settle(k)

@@ -3,9 +3,11 @@ package loadgen
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/kairos-network/kairos/node/api"
 	"github.com/kairos-network/kairos/node/devnet"
 )
 
@@ -37,11 +39,24 @@ func TestRunAllOK(t *testing.T) {
 	if r.Committed <= 0 || r.P50 > r.P90 || r.P90 > r.P99 || r.P99 > r.Max || r.P50 <= 0 {
 		t.Fatalf("inconsistent figures %+v", r)
 	}
-	// The senders' nonces carry over: a second run on the same generator
-	// must still be all ok.
+	// The senders' nonces carry over: a second run on the same generator,
+	// submitting in batches, must still be all ok.
+	g.Batch = true
 	r, err = g.Run(ctx, 40, time.Second, time.Minute)
 	if err != nil || r.OK != 40 {
 		t.Fatalf("second run: %+v, %v", r, err)
+	}
+	// A batch refuses a bad transaction alone, with the API's code.
+	bctx, stop := context.WithCancel(ctx)
+	defer stop()
+	b := newBatchers(bctx, g.clients[:1])[0]
+	defer close(b.in)
+	s := g.senders[0]
+	tx := s.sign("transfer", s.sink, 1)
+	s.nonce--
+	tx.Sig[0] ^= 1
+	if err := b.submit(tx); !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), api.CodeTxSignature) {
+		t.Fatalf("bad signature in a batch: %v", err)
 	}
 }
 

@@ -21,7 +21,10 @@
 //   - The payload and first-seen time are durable (a synced batch) before
 //     Add returns a new entry, so the node never acks what a restart would
 //     lose; Open reloads them, dropping the expired. Concurrent Adds share
-//     one batch (group commit): one fsync per batch, not per transaction.
+//     one batch (group commit): one fsync per batch, not per transaction;
+//     AddAll queues all its new records at once, so they share a batch.
+//   - AddAll gives each payload the outcome of Adds one after another in
+//     input order (limits refuse the last ones), without a goroutine each.
 //   - Count, total bytes and entries per sender are capped by named limits
 //     (Config); a full pool refuses with ErrFull, ErrBytesFull or
 //     ErrSenderFull rather than evicting what the node may have acked.

@@ -216,34 +216,51 @@ func (m *Mempool) add(ctx context.Context, tx *types.Tx, id types.Hash, raw []by
 		}
 		m.mu.Lock() // held again, or the first Add failed: try ourselves
 	}
-	switch sender := tx.SenderAddress(); {
-	case len(m.byID)+len(m.pending) >= m.cfg.MaxCount:
-		m.mu.Unlock()
-		return nil, false, fmt.Errorf("%w: %d held", ErrFull, len(m.byID)+len(m.pending))
-	case m.bytes+len(raw) > m.cfg.MaxBytes:
-		m.mu.Unlock()
-		return nil, false, fmt.Errorf("%w: %d + %d > %d bytes", ErrBytesFull, m.bytes, len(raw), m.cfg.MaxBytes)
-	case m.bySender[sender] >= m.cfg.MaxPerSender:
-		m.mu.Unlock()
-		return nil, false, fmt.Errorf("%w: %d from %s", ErrSenderFull, m.bySender[sender], sender)
-	}
-	e = &Entry{ID: id, Tx: tx, Raw: append([]byte(nil), raw...), FirstSeen: now}
-	done := make(chan struct{})
-	m.pending[id] = done
-	m.count(e, 1) // reserve the limits while persisting
+	e, err = m.reserveLocked(tx, id, raw, now)
 	m.mu.Unlock()
-
-	err = m.persist(e)
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	delete(m.pending, id)
-	close(done)
 	if err != nil {
-		m.count(e, -1)
 		return nil, false, err
 	}
-	m.byID[id] = e
+	w := m.queue(e)[0]
+	<-w.done
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.settleLocked(e, w.err); err != nil {
+		return nil, false, err
+	}
 	return e, true, nil
+}
+
+// reserveLocked checks the limits for a transaction that is neither held
+// nor pending, and reserves its share of them and its id while it is
+// persisted. m.mu is held.
+func (m *Mempool) reserveLocked(tx *types.Tx, id types.Hash, raw []byte, now int64) (*Entry, error) {
+	switch sender := tx.SenderAddress(); {
+	case len(m.byID)+len(m.pending) >= m.cfg.MaxCount:
+		return nil, fmt.Errorf("%w: %d held", ErrFull, len(m.byID)+len(m.pending))
+	case m.bytes+len(raw) > m.cfg.MaxBytes:
+		return nil, fmt.Errorf("%w: %d + %d > %d bytes", ErrBytesFull, m.bytes, len(raw), m.cfg.MaxBytes)
+	case m.bySender[sender] >= m.cfg.MaxPerSender:
+		return nil, fmt.Errorf("%w: %d from %s", ErrSenderFull, m.bySender[sender], sender)
+	}
+	e := &Entry{ID: id, Tx: tx, Raw: append([]byte(nil), raw...), FirstSeen: now}
+	m.pending[id] = make(chan struct{})
+	m.count(e, 1)
+	return e, nil
+}
+
+// settleLocked ends the reservation of e once its write finished with
+// err: the entry is held if the write succeeded, and its limits are given
+// back otherwise. Adds waiting for the id are woken. m.mu is held.
+func (m *Mempool) settleLocked(e *Entry, err error) error {
+	close(m.pending[e.ID])
+	delete(m.pending, e.ID)
+	if err != nil {
+		m.count(e, -1)
+		return err
+	}
+	m.byID[e.ID] = e
+	return nil
 }
 
 // Added is the outcome of one transaction of AddAll, as Add returns it.
@@ -253,52 +270,90 @@ type Added struct {
 	Err   error
 }
 
-// AddAll adds raws as concurrent Adds would: their signatures are checked
+// AddAll adds raws as Adds one after another would (in input order, so
+// limits refuse the last ones), but cheaper: their signatures are checked
 // in one batch (types.DecodeTxs, the same verdicts as one by one), except
 // for payloads held already with the same bytes (a fetched transaction
-// arriving again by gossip), and their new entries share group-committed
-// batches, so a gossiped or fetched set of payloads costs about one sync
-// rather than one per transaction. out[i] is the outcome of raws[i].
+// arriving again by gossip); the new entries are reserved under one lock
+// and queued together, so a gossiped or fetched set of payloads costs about
+// one synced batch and no goroutine per transaction. out[i] is the outcome
+// of raws[i].
 func (m *Mempool) AddAll(ctx context.Context, raws [][]byte, now int64) []Added {
 	out := make([]Added, len(raws))
-	var wg sync.WaitGroup
 	held := func(id types.Hash, raw []byte) bool {
 		e, ok := m.Get(id)
 		return ok && bytes.Equal(e.Raw, raw)
 	}
-	for i, d := range types.DecodeTxs(raws, m.cfg.ChainID, now, m.cfg.Limits, held) {
+	decoded := types.DecodeTxs(raws, m.cfg.ChainID, now, m.cfg.Limits, held)
+	var mine []int  // indexes reserved by this call
+	var later []int // ids being persisted (by another Add, or twice in raws)
+	m.mu.Lock()
+	for i, d := range decoded {
 		if d.Err != nil {
 			out[i].Err = d.Err
 			continue
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			e, isNew, err := m.add(ctx, d.Tx, d.ID, raws[i], now)
-			out[i] = Added{Entry: e, New: isNew, Err: err}
-		}()
+		if old, ok := m.byID[d.ID]; ok {
+			out[i] = Added{Entry: old}
+			continue
+		}
+		if _, ok := m.pending[d.ID]; ok {
+			later = append(later, i)
+			continue
+		}
+		e, err := m.reserveLocked(d.Tx, d.ID, raws[i], now)
+		if err != nil {
+			out[i].Err = err
+			continue
+		}
+		out[i] = Added{Entry: e, New: true}
+		mine = append(mine, i)
 	}
-	wg.Wait()
+	m.mu.Unlock()
+	es := make([]*Entry, len(mine))
+	for j, i := range mine {
+		es[j] = out[i].Entry
+	}
+	ws := m.queue(es...)
+	for _, w := range ws {
+		<-w.done
+	}
+	m.mu.Lock()
+	for j, i := range mine {
+		if err := m.settleLocked(out[i].Entry, ws[j].err); err != nil {
+			out[i] = Added{Err: err}
+		}
+	}
+	m.mu.Unlock()
+	// Only now, with this call's own reservations settled, wait for the
+	// others: a duplicate within raws waits for its first copy.
+	for _, i := range later {
+		e, isNew, err := m.add(ctx, decoded[i].Tx, decoded[i].ID, raws[i], now)
+		out[i] = Added{Entry: e, New: isNew, Err: err}
+	}
 	return out
 }
 
-// persist makes e durable. Concurrent calls share one synced batch: the
-// flusher commits everything queued while the previous batch was syncing,
-// so a burst of Adds (API clients, gossip validators) costs one fsync per
-// batch instead of one per transaction. A call returns when the batch
-// holding its record is durable (the entry's reservation depends on the
-// outcome, so it does not give up early).
-func (m *Mempool) persist(e *Entry) error {
-	w := &write{key: key(e.ID), val: types.MustEncode(&record{FirstSeen: e.FirstSeen, Raw: e.Raw}), done: make(chan struct{})}
+// queue hands the records of es to the group commit, together, so they
+// share one batch: the flusher commits everything queued while the
+// previous batch was syncing, so a burst of Adds (API clients, gossip
+// validators) costs one fsync per batch instead of one per transaction.
+// ws[i].done closes when the batch holding es[i]'s record is durable, or
+// failed (ws[i].err, set before done closes); an entry's reservation
+// depends on the outcome, so a caller does not give up early.
+func (m *Mempool) queue(es ...*Entry) []*write {
+	ws := make([]*write, len(es))
+	for i, e := range es {
+		ws[i] = &write{key: key(e.ID), val: types.MustEncode(&record{FirstSeen: e.FirstSeen, Raw: e.Raw}), done: make(chan struct{})}
+	}
 	m.wmu.Lock()
-	m.wqueue = append(m.wqueue, w)
-	if !m.wbusy {
+	m.wqueue = append(m.wqueue, ws...)
+	if !m.wbusy && len(ws) > 0 {
 		m.wbusy = true
 		go m.flush()
 	}
 	m.wmu.Unlock()
-	<-w.done
-	return w.err
+	return ws
 }
 
 // flush writes queued records in batches until the queue is empty.

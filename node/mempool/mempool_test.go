@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	ds "github.com/ipfs/go-datastore"
@@ -463,5 +464,218 @@ func TestAddAllBadSignatures(t *testing.T) {
 	}
 	if n, _ := m.Len(); n != 16-len(bad) {
 		t.Fatalf("Len = %d, want %d", n, 16-len(bad))
+	}
+}
+
+// TestAddAllMatchesAdds: AddAll gives every payload of a random batch
+// (duplicates, payloads held already, bad signatures, wrong chains, more
+// than the limits allow) the outcome that Adds one after another give on a
+// second pool, and both pools end up holding the same ids.
+func TestAddAllMatchesAdds(t *testing.T) {
+	rng := rand.New(rand.NewPCG(6, 2))
+	cfg := Config{ChainID: chain, MaxCount: 40, MaxPerSender: 3}
+	for round := range 20 {
+		batch, seq := openMap(t, cfg), openMap(t, cfg)
+		var pre, raws [][]byte
+		for range rng.IntN(10) {
+			pre = append(pre, signed(600+rng.IntN(8), uint64(1+rng.IntN(4)), nil))
+		}
+		for range 1 + rng.IntN(60) {
+			switch rng.IntN(8) {
+			case 0:
+				raws = append(raws, signed(600+rng.IntN(8), 1, func(b *types.TxBody) { b.ChainID = "other" }))
+			case 1:
+				raw := signed(600+rng.IntN(8), uint64(1+rng.IntN(4)), nil)
+				var tx types.Tx
+				if err := types.Decode(raw, &tx); err != nil {
+					t.Fatal(err)
+				}
+				tx.Sig[rng.IntN(len(tx.Sig))] ^= 1
+				raws = append(raws, types.MustEncode(&tx))
+			case 2:
+				if len(raws) > 0 {
+					raws = append(raws, raws[rng.IntN(len(raws))])
+					continue
+				}
+				fallthrough
+			default:
+				raws = append(raws, signed(600+rng.IntN(20), uint64(1+rng.IntN(4)), nil))
+			}
+		}
+		for _, raw := range pre {
+			_, _, err1 := batch.Add(context.Background(), raw, now)
+			_, _, err2 := seq.Add(context.Background(), raw, now)
+			if err1 != nil || err2 != nil {
+				t.Fatal(err1, err2)
+			}
+		}
+		for i, a := range batch.AddAll(context.Background(), raws, now) {
+			_, isNew, err := seq.Add(context.Background(), raws[i], now)
+			if a.New != isNew || (a.Err == nil) != (err == nil) || (err != nil && a.Err.Error() != err.Error()) {
+				t.Fatalf("round %d, payload %d: AddAll new %v err %v, Add new %v err %v", round, i, a.New, a.Err, isNew, err)
+			}
+			if a.Err == nil && a.Entry == nil {
+				t.Fatalf("round %d, payload %d: no entry without an error", round, i)
+			}
+		}
+		ids := func(m *Mempool) (out []types.Hash) {
+			for _, e := range m.Entries() {
+				out = append(out, e.ID)
+			}
+			return out
+		}
+		if a, b := ids(batch), ids(seq); fmt.Sprint(a) != fmt.Sprint(b) {
+			t.Fatalf("round %d: AddAll holds %d ids, Adds %d", round, len(a), len(b))
+		}
+		if _, b1 := batch.Len(); true {
+			if _, b2 := seq.Len(); b1 != b2 {
+				t.Fatalf("round %d: counted bytes %d and %d", round, b1, b2)
+			}
+		}
+	}
+}
+
+func openMap(t *testing.T, cfg Config) *Mempool {
+	t.Helper()
+	m, err := Open(context.Background(), dssync.MutexWrap(ds.NewMapDatastore()), cfg, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// TestAddAllFailedCommit: when the batch write fails, every new payload
+// of AddAll fails with the cause and leaves nothing held or counted.
+func TestAddAllFailedCommit(t *testing.T) {
+	m, err := Open(context.Background(), failingBatches{dssync.MutexWrap(ds.NewMapDatastore())}, Config{ChainID: chain}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raws := [][]byte{signed(700, 1, nil), signed(701, 1, nil), signed(700, 1, nil)}
+	for i, a := range m.AddAll(context.Background(), raws, now) {
+		if !errors.Is(a.Err, errDisk) || a.New || a.Entry != nil {
+			t.Fatalf("payload %d: new %v entry %v err %v, want %v", i, a.New, a.Entry != nil, a.Err, errDisk)
+		}
+	}
+	if n, b := m.Len(); n != 0 || b != 0 {
+		t.Fatalf("after a failed AddAll: %d entries, %d bytes", n, b)
+	}
+}
+
+// TestAddAllConcurrent: AddAll and Add racing on the same payloads hold
+// each once, and exactly one caller reports it new.
+func TestAddAllConcurrent(t *testing.T) {
+	m := openMap(t, Config{ChainID: chain})
+	var raws [][]byte
+	for i := range 32 {
+		raws = append(raws, signed(800+i, 1, nil))
+	}
+	news := make([][]bool, 4)
+	var wg sync.WaitGroup
+	for g := range news {
+		news[g] = make([]bool, len(raws))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if g%2 == 0 {
+				for i, a := range m.AddAll(context.Background(), raws, now) {
+					if a.Err != nil {
+						t.Error(a.Err)
+					}
+					news[g][i] = a.New
+				}
+				return
+			}
+			for i := len(raws) - 1; i >= 0; i-- {
+				_, isNew, err := m.Add(context.Background(), raws[i], now)
+				if err != nil {
+					t.Error(err)
+				}
+				news[g][i] = isNew
+			}
+		}()
+	}
+	wg.Wait()
+	for i := range raws {
+		n := 0
+		for g := range news {
+			if news[g][i] {
+				n++
+			}
+		}
+		if n != 1 {
+			t.Fatalf("payload %d reported new %d times", i, n)
+		}
+	}
+	if n, _ := m.Len(); n != len(raws) {
+		t.Fatalf("Len = %d, want %d", n, len(raws))
+	}
+}
+
+// BenchmarkAddAll adds gossip-sized batches of fresh transactions to an
+// in-memory pool: the cost of AddAll's bookkeeping and signature batch.
+func BenchmarkAddAll(b *testing.B) {
+	const batch = 64
+	var raws [][][]byte
+	for i := range 16 {
+		var r [][]byte
+		for j := range batch {
+			r = append(r, signed(1000+i*batch+j, 1, nil))
+		}
+		raws = append(raws, r)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		b.StopTimer()
+		m, err := Open(context.Background(), dssync.MutexWrap(ds.NewMapDatastore()), Config{ChainID: chain}, now)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		for _, r := range raws {
+			m.AddAll(context.Background(), r, now)
+		}
+	}
+}
+
+// countingBatches counts the batches committed on a datastore.
+type countingBatches struct {
+	ds.Batching
+	commits *atomic.Int32
+}
+
+func (c countingBatches) Batch(ctx context.Context) (ds.Batch, error) {
+	b, err := c.Batching.Batch(ctx)
+	return countingBatch{b, c.commits}, err
+}
+
+type countingBatch struct {
+	ds.Batch
+	commits *atomic.Int32
+}
+
+func (c countingBatch) Commit(ctx context.Context) error {
+	c.commits.Add(1)
+	return c.Batch.Commit(ctx)
+}
+
+// TestAddAllOneCommit: the new entries of one AddAll share one batch.
+func TestAddAllOneCommit(t *testing.T) {
+	var commits atomic.Int32
+	m, err := Open(context.Background(), countingBatches{dssync.MutexWrap(ds.NewMapDatastore()), &commits}, Config{ChainID: chain}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var raws [][]byte
+	for i := range 32 {
+		raws = append(raws, signed(900+i, 1, nil))
+	}
+	for i, a := range m.AddAll(context.Background(), raws, now) {
+		if a.Err != nil || !a.New {
+			t.Fatalf("payload %d: new %v err %v", i, a.New, a.Err)
+		}
+	}
+	if n := commits.Load(); n != 1 {
+		t.Fatalf("%d batches committed for one AddAll, want 1", n)
 	}
 }
