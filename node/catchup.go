@@ -278,6 +278,13 @@ func (n *Node) rejoin(comm *consensus.Committee, c *syncCandidate) error {
 	n.exe.queue = nil
 	n.exe.mu.Unlock()
 	st, err := n.catchUpTo(comm, c, latest)
+	if errors.Is(err, ErrSyncFailed) {
+		// No peer serves the blocks after this node's state any more
+		// (pruned below their RetainBlocks): take the checkpoint's state
+		// instead, as a node with an empty disk would.
+		n.log.Info("catch-up by blocks failed, syncing the state", "err", err)
+		st, err = n.syncReplace(comm, c)
+	}
 	if err != nil {
 		return err
 	}
