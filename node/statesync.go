@@ -396,6 +396,8 @@ func (n *Node) syncReplace(comm *consensus.Committee, c *syncCandidate) (*consen
 	if err != nil {
 		return nil, err
 	}
+	n.cmp.run.Lock()
+	defer n.cmp.run.Unlock()
 	prev, _, err := loadOrderingState(n.ctx, n.d, n.cfg.Committee)
 	if err != nil {
 		return nil, err

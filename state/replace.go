@@ -78,8 +78,10 @@ func (im *Importer) Replace(ctx context.Context, s *Store) (types.Root, error) {
 	}
 	if types.Root(newRoot.h) != m.Root {
 		// Staged chunks were verified on arrival: only a corrupted staging
-		// area or flat index gets here. Nothing was written.
-		return types.Root{}, fmt.Errorf("%w: replaced %s, manifest %s", ErrSnapshotRoot, types.Root(newRoot.h), m.Root)
+		// area or flat index gets here. Nothing was written; the import
+		// starts over, as after a failed Install.
+		err := fmt.Errorf("%w: replaced %s, manifest %s", ErrSnapshotRoot, types.Root(newRoot.h), m.Root)
+		return types.Root{}, errors.Join(err, clearSnapshotStaging(ctx, im.d))
 	}
 	// New readers below the snapshot are refused from here on (the
 	// durable minimum follows in the batch); a reader already open there

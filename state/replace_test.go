@@ -187,6 +187,30 @@ func TestReplaceErrors(t *testing.T) {
 		t.Fatalf("refused replace changed the store: %d %s", h, r)
 	}
 
+	// A staged chunk corrupted after its check makes the replaced root
+	// differ: nothing is written and the staging area is cleared.
+	s2 := OpenOnFSStore(t, vfs.NewMem(), Options{})
+	root2 := commitRun(t, s2, "old", 1, 1)
+	m5, chunks5 := exportAt(t, ref, 3)
+	im := stageAll(t, s2, m5, chunks5)
+	var ch Chunk
+	if err := types.Decode(chunks5[0], &ch); err != nil {
+		t.Fatal(err)
+	}
+	ch.Leaves[0].Value = []byte("flipped")
+	if err := s2.Datastore().Put(ctx, snapStageChunkKey(0), types.MustEncode(&ch)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := im.Replace(ctx, s2); !errors.Is(err, ErrSnapshotRoot) {
+		t.Fatalf("replace over a corrupted flat index: %v", err)
+	}
+	if h, r := s2.Latest(); h != 1 || r != root2 {
+		t.Fatalf("failed replace changed the store: %d %s", h, r)
+	}
+	if im, err := NewImporter(ctx, s2.Datastore(), m5); err != nil || len(im.Missing()) != len(chunks5) {
+		t.Fatalf("staging area after a failed replace: %v", err)
+	}
+
 	mem, err := OpenMemory(Options{})
 	if err != nil {
 		t.Fatal(err)
