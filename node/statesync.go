@@ -329,22 +329,9 @@ func (n *Node) stateSync() (*consensus.OrderingState, error) {
 		return nil, err
 	}
 	cc := c.cert
-	// The ordering state is where a restart continues from, the synced
-	// height is served (its root; its block is not held) and nothing
-	// below it is. Written before the install: a restart that finds them
-	// with an empty store syncs again (open treats it as fresh).
-	b, err := n.d.Batch(n.ctx)
-	if err != nil {
-		return nil, err
-	}
-	cb := types.MustEncode(cc)
-	for k, v := range map[ds.Key][]byte{keyOState: c.raw, keyOStateCert: cb, heightKey(nsCP, cc.Height): cb,
-		keyCPLatest: cb, heightKey(nsRoot, cc.Height): cc.StateRoot[:], keyPrunedTo: types.MustEncode(cc.Height)} {
-		if err := b.Put(n.ctx, k, v); err != nil {
-			return nil, err
-		}
-	}
-	if err := b.Commit(n.ctx); err != nil {
+	// Written before the install: a restart that finds them with an
+	// empty store syncs again (open treats it as fresh).
+	if err := n.persistSynced(c); err != nil {
 		return nil, err
 	}
 	if err := im.Install(n.ctx, n.store); err != nil {
@@ -355,6 +342,27 @@ func (n *Node) stateSync() (*consensus.OrderingState, error) {
 		return nil, err
 	}
 	return c.state, nil
+}
+
+// persistSynced writes, in one batch, what a node synced to c's height
+// holds of it: c's ordering state and certificate (where a restart
+// continues from), the certificate as the latest checkpoint, the root
+// record of the height (served; its block is not held) and the pruned
+// mark at the height (nothing below it is held).
+func (n *Node) persistSynced(c *syncCandidate) error {
+	cc := c.cert
+	b, err := n.d.Batch(n.ctx)
+	if err != nil {
+		return err
+	}
+	cb := types.MustEncode(cc)
+	for k, v := range map[ds.Key][]byte{keyOState: c.raw, keyOStateCert: cb, heightKey(nsCP, cc.Height): cb,
+		keyCPLatest: cb, heightKey(nsRoot, cc.Height): cc.StateRoot[:], keyPrunedTo: types.MustEncode(cc.Height)} {
+		if err := b.Put(n.ctx, k, v); err != nil {
+			return err
+		}
+	}
+	return b.Commit(n.ctx)
 }
 
 // fetchSnapshot fetches and stages the snapshot of c's height, or of a
@@ -411,18 +419,7 @@ func (n *Node) syncReplace(comm *consensus.Committee, c *syncCandidate) (*consen
 	if err := n.pruneBlocks(n.ctx, old); err != nil {
 		return nil, err
 	}
-	b, err := n.d.Batch(n.ctx)
-	if err != nil {
-		return nil, err
-	}
-	cb := types.MustEncode(cc)
-	for k, v := range map[ds.Key][]byte{keyOState: c.raw, keyOStateCert: cb, heightKey(nsCP, cc.Height): cb,
-		keyCPLatest: cb, heightKey(nsRoot, cc.Height): cc.StateRoot[:], keyPrunedTo: types.MustEncode(cc.Height)} {
-		if err := b.Put(n.ctx, k, v); err != nil {
-			return nil, err
-		}
-	}
-	if err := b.Commit(n.ctx); err != nil {
+	if err := n.persistSynced(c); err != nil {
 		return nil, err
 	}
 	// The new checkpoint is the one served to syncing peers; the old

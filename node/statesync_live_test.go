@@ -40,6 +40,9 @@ func TestStateSyncWhileRunning(t *testing.T) {
 	// blocks), so the later waves wait for the rejoin.
 	replaces := 0
 	c.waitFor("a state sync while running", 60*time.Second, func() bool {
+		if err := nd.Err(); err != nil {
+			t.Fatalf("the cut-off node halted: %v", err)
+		}
 		nd.sync.mu.Lock()
 		defer nd.sync.mu.Unlock()
 		replaces = nd.sync.replaces
