@@ -14,6 +14,7 @@ import (
 
 	"github.com/kairos-network/kairos/consensus"
 	"github.com/kairos-network/kairos/p2p"
+	"github.com/kairos-network/kairos/runtime/exec"
 	"github.com/kairos-network/kairos/state"
 	"github.com/kairos-network/kairos/types"
 )
@@ -365,6 +366,36 @@ func (n *Node) persistSynced(c *syncCandidate) error {
 	return b.Commit(n.ctx)
 }
 
+// dropStaleNonces removes from the pool the transactions whose nonce is at
+// or below their sender's account nonce in the latest state: after a state
+// sync over a running node they are the ones executed in the blocks it
+// skipped (it has no receipts to tell), and none of them can execute again
+// (a transaction needs the account's nonce + 1).
+func (n *Node) dropStaleNonces() error {
+	var stale []types.Hash
+	for _, e := range n.pool.Entries() {
+		rec, err := n.store.Get(n.ctx, exec.AccountKey(e.Tx.SenderAddress()))
+		if err != nil {
+			return err
+		}
+		if rec == nil {
+			continue
+		}
+		nonce, err := exec.Nonce(rec)
+		if err != nil {
+			return err
+		}
+		if e.Tx.Body.Nonce <= nonce {
+			stale = append(stale, e.ID)
+		}
+	}
+	if len(stale) == 0 {
+		return nil
+	}
+	n.log.Info("state sync: dropped transactions executed in skipped blocks", "count", len(stale))
+	return n.pool.Remove(n.ctx, stale)
+}
+
 // fetchSnapshot fetches and stages the snapshot of c's height, or of a
 // newer checkpoint when the peers moved on meanwhile, and returns the
 // importer and the checkpoint it holds.
@@ -420,6 +451,9 @@ func (n *Node) syncReplace(comm *consensus.Committee, c *syncCandidate) (*consen
 		return nil, err
 	}
 	if err := n.persistSynced(c); err != nil {
+		return nil, err
+	}
+	if err := n.dropStaleNonces(); err != nil {
 		return nil, err
 	}
 	// The new checkpoint is the one served to syncing peers; the old

@@ -24,7 +24,7 @@ func TestStateSyncWhileRunning(t *testing.T) {
 	c.nodes[3] = nil // the waves neither submit to it nor wait for it
 	last := nd.round.Load()
 	behind := nd.Status().Height
-	c.waves(100, 8)
+	middle := c.waves(100, 8)
 	c.waitFor("the others compact and prune their blocks past the cut-off node's state", 60*time.Second, func() bool {
 		for _, p := range c.nodes[:3] {
 			if p.Status().Round < last+4*gc || p.cmp.runs.Load() < 2 || !p.pruned(behind+1) {
@@ -34,6 +34,20 @@ func TestStateSyncWhileRunning(t *testing.T) {
 		return true
 	})
 	c.cutLogsPast(last)
+	// Transaction gossip reaches the cut-off node; the blocks that executed
+	// these transactions it never gets.
+	inPool := func() (k int) {
+		for _, id := range middle {
+			if _, ok := nd.pool.Get(id); ok {
+				k++
+			}
+		}
+		return k
+	}
+	held := inPool()
+	if held == 0 {
+		t.Fatal("the cut-off node holds none of the transactions executed meanwhile: the pool cleanup is not covered")
+	}
 	nd.isolated.Store(false)
 	// Transactions the others execute before the node has synced are in
 	// the synced state but not in its receipts (it never gets their
@@ -53,6 +67,11 @@ func TestStateSyncWhileRunning(t *testing.T) {
 	c.waitFor("the re-synced node executes the later waves", 60*time.Second, func() bool {
 		return c.executedAll(nd, later)
 	})
+	// Those executed at or below the synced height were dropped by the
+	// sync, those above it by executing their blocks.
+	if k := inPool(); k != 0 {
+		t.Fatalf("%d of the %d held transactions the others executed meanwhile are still in the pool", k, held)
+	}
 	if _, _, err := nd.Block(behind); err == nil {
 		t.Fatalf("block %d from before the cut-off is still held after the state sync", behind)
 	}
