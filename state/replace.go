@@ -35,10 +35,9 @@ var ErrReplaceBusy = errors.New("state: replace waits for views of older version
 // The switch is one synced atomic batch, like any Commit: a crash leaves
 // either the old latest version or the snapshot's, never a mix (hence
 // ErrReplaceBackend without Options.AtomicBatches). The versions between
-// the old latest and the snapshot's height never exist
-// at all, and the versions below it become unreadable (ErrPruned), as
-// after an Install: the snapshot's version is the new minimum, written in
-// the switch's batch. The nodes only older versions used are in their
+// the old latest and the snapshot's height never exist, and the versions
+// below it become unreadable (ErrPruned), as after an Install: the
+// snapshot's version is the new minimum, written in the switch's batch. The nodes only older versions used are in their
 // stale lists or listed stale at the new version, so Prune reclaims them.
 // A View open below the snapshot makes Replace fail with ErrReplaceBusy
 // before anything is written; pins below it are not kept readable.
