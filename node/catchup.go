@@ -24,7 +24,8 @@ import (
 // It executes them and checks the root at every checkpoint height, then
 // starts its core from the checkpoint's ordering state and DAG-syncs after
 // it. Blocks are kept for RetainBlocks heights, so this works for a lag of
-// up to that many blocks; beyond it the node needs an empty disk.
+// up to that many blocks; beyond it a restart needs an empty disk, while a
+// running node syncs the checkpoint's state over its own (syncReplace).
 const protoSyncBlock protocol.ID = "/kairos/sync/block/1"
 
 type syncBlockResponse struct {
@@ -208,8 +209,9 @@ var errExecutorBusy = errors.New("node: executor busy")
 // their logs), so it fetches and executes the blocks up to it and replaces
 // its core with one restored from that checkpoint's ordering state, on the
 // driver, as a restart would. A node behind the peers' retained blocks
-// (RetainBlocks) fails to fetch them and needs a restart with an empty
-// disk (state sync); the error is logged and the check goes on.
+// (RetainBlocks) cannot fetch them and syncs the checkpoint's state
+// instead (syncReplace). Errors other than a divergence are logged and the
+// check goes on.
 func (n *Node) watchLag() {
 	t := time.NewTicker(LagCheckInterval)
 	defer t.Stop()
@@ -260,7 +262,8 @@ func (n *Node) watchLag() {
 }
 
 // rejoin runs on the driver: it catches up to c with the executor held
-// idle and replaces the core, as a restart from the checkpoint would. The
+// idle, by blocks or, when the peers no longer serve them, by state sync,
+// and replaces the core, as a restart from the checkpoint would. The
 // driver then steps Start on the new core (coreReplaced).
 func (n *Node) rejoin(comm *consensus.Committee, c *syncCandidate) error {
 	if !n.exe.run.TryLock() {
@@ -278,6 +281,13 @@ func (n *Node) rejoin(comm *consensus.Committee, c *syncCandidate) error {
 	n.exe.queue = nil
 	n.exe.mu.Unlock()
 	st, err := n.catchUpTo(comm, c, latest)
+	if errors.Is(err, ErrSyncFailed) {
+		// No peer serves the blocks after this node's state any more
+		// (pruned below their RetainBlocks): take the checkpoint's state
+		// instead, as a node with an empty disk would.
+		n.log.Info("catch-up by blocks failed, syncing the state", "err", err)
+		st, err = n.syncReplace(comm, c)
+	}
 	if err != nil {
 		return err
 	}

@@ -48,6 +48,11 @@ type compactState struct {
 	cand  map[uint64][]byte // encoded states of due heights, not certified yet
 	jobs  chan compactJob
 
+	// run is held by a compaction and by a state sync while running
+	// (syncReplace): both rewrite the persisted ordering state, the pins
+	// and the pruned mark, which must move forward only.
+	run sync.Mutex
+
 	runs    atomic.Uint64 // compactions done
 	deleted atomic.Uint64 // log records deleted
 }
@@ -132,9 +137,15 @@ func (n *Node) compact(ctx context.Context, j compactJob) error {
 	} else if err != nil {
 		return err
 	}
+	n.cmp.run.Lock()
+	defer n.cmp.run.Unlock()
 	prev, _, err := loadOrderingState(ctx, n.d, n.cfg.Committee)
 	if err != nil {
 		return err
+	}
+	if prev != nil && prev.Height > st.Height {
+		// A state sync while running went past it meanwhile.
+		return nil
 	}
 	// The state version of the checkpoint stays readable while it is the
 	// one served to syncing peers, whatever KeepVersions says.

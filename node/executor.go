@@ -47,6 +47,13 @@ func (e *executorState) init(ctx context.Context, n *Node) error {
 	e.last = h
 	n.cp.mu.Lock()
 	n.cp.executed = h
+	// Certificates of heights a catch-up or state sync skipped are never
+	// taken by an executed block: they would hold MaxPendingCheckpoints.
+	for k := range n.cp.pending {
+		if k <= h {
+			delete(n.cp.pending, k)
+		}
+	}
 	n.cp.mu.Unlock()
 	if h == 0 {
 		n.setServed(h, root)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/kairos-network/kairos/consensus"
 	"github.com/kairos-network/kairos/p2p"
+	"github.com/kairos-network/kairos/runtime/exec"
 	"github.com/kairos-network/kairos/state"
 	"github.com/kairos-network/kairos/types"
 )
@@ -90,6 +91,9 @@ type syncState struct {
 	blocks  int     // blocks fetched and executed by catch-up
 	moves   int     // syncs restarted at a newer checkpoint
 	rejoins int     // catch-ups while running (see watchLag)
+	// replaces counts state syncs while running (syncReplace): catch-ups
+	// of a node behind the peers' retained blocks.
+	replaces int
 
 	// coreReplaced is set by a catch-up while running, on the driver, for
 	// the driver: the new core needs its Start step (driver only).
@@ -321,16 +325,88 @@ func (n *Node) stateSync() (*consensus.OrderingState, error) {
 	if c == nil {
 		return nil, nil
 	}
-	var im *state.Importer
-	var err error
+	im, c, err := n.fetchSnapshot(&comm, c)
+	if err != nil {
+		return nil, err
+	}
+	cc := c.cert
+	// Written before the install: a restart that finds them with an
+	// empty store syncs again (open treats it as fresh).
+	if err := n.persistSynced(c); err != nil {
+		return nil, err
+	}
+	if err := im.Install(n.ctx, n.store); err != nil {
+		return nil, err
+	}
+	// Served to other syncing peers until this node's first compaction.
+	if err := n.store.Pin(n.ctx, cc.Height); err != nil {
+		return nil, err
+	}
+	return c.state, nil
+}
+
+// persistSynced writes, in one batch, what a node synced to c's height
+// holds of it: c's ordering state and certificate (where a restart
+// continues from), the certificate as the latest checkpoint, the root
+// record of the height (served; its block is not held) and the pruned
+// mark at the height (nothing below it is held).
+func (n *Node) persistSynced(c *syncCandidate) error {
+	cc := c.cert
+	b, err := n.d.Batch(n.ctx)
+	if err != nil {
+		return err
+	}
+	cb := types.MustEncode(cc)
+	for k, v := range map[ds.Key][]byte{keyOState: c.raw, keyOStateCert: cb, heightKey(nsCP, cc.Height): cb,
+		keyCPLatest: cb, heightKey(nsRoot, cc.Height): cc.StateRoot[:], keyPrunedTo: types.MustEncode(cc.Height)} {
+		if err := b.Put(n.ctx, k, v); err != nil {
+			return err
+		}
+	}
+	return b.Commit(n.ctx)
+}
+
+// dropStaleNonces removes from the pool the transactions whose nonce is at
+// or below their sender's account nonce in the latest state: after a state
+// sync over a running node they are the ones executed in the blocks it
+// skipped (it has no receipts to tell), and none of them can execute again
+// (a transaction needs the account's nonce + 1).
+func (n *Node) dropStaleNonces() error {
+	var stale []types.Hash
+	for _, e := range n.pool.Entries() {
+		rec, err := n.store.Get(n.ctx, exec.AccountKey(e.Tx.SenderAddress()))
+		if err != nil {
+			return err
+		}
+		if rec == nil {
+			continue
+		}
+		nonce, err := exec.Nonce(rec)
+		if err != nil {
+			return err
+		}
+		if e.Tx.Body.Nonce <= nonce {
+			stale = append(stale, e.ID)
+		}
+	}
+	if len(stale) == 0 {
+		return nil
+	}
+	n.log.Info("state sync: dropped transactions executed in skipped blocks", "count", len(stale))
+	return n.pool.Remove(n.ctx, stale)
+}
+
+// fetchSnapshot fetches and stages the snapshot of c's height, or of a
+// newer checkpoint when the peers moved on meanwhile, and returns the
+// importer and the checkpoint it holds.
+func (n *Node) fetchSnapshot(comm *consensus.Committee, c *syncCandidate) (*state.Importer, *syncCandidate, error) {
 	for moves := 0; ; moves++ {
-		var next *syncCandidate
-		im, next, err = n.syncSnapshot(&comm, c)
+		im, next, err := n.syncSnapshot(comm, c)
 		if err == nil {
-			break
+			return im, c, nil
 		}
 		if next == nil || moves == fetchRetries {
-			return nil, err
+			return nil, nil, err
 		}
 		// The peers compacted past c while we fetched it and serve only
 		// their newer checkpoint now: start over there (the staging area
@@ -341,32 +417,58 @@ func (n *Node) stateSync() (*consensus.OrderingState, error) {
 		n.sync.mu.Unlock()
 		c = next
 	}
-	cc := c.cert
-	// The ordering state is where a restart continues from, the synced
-	// height is served (its root; its block is not held) and nothing
-	// below it is. Written before the install: a restart that finds them
-	// with an empty store syncs again (open treats it as fresh).
-	b, err := n.d.Batch(n.ctx)
+}
+
+// syncReplace runs on the driver with the executor held, for a running
+// node behind the blocks its peers keep: it fetches the snapshot of their
+// compacted checkpoint c (or a newer one), replaces its state with it
+// (state.Importer.Replace, one atomic switch), drops its own blocks (the
+// ones in between it never gets) and makes c the checkpoint a restart
+// continues from, and returns c's ordering state for the new core.
+//
+// The state switches first: a crash before the node's records leaves a
+// state above its ordering state, which a restart accepts (it replays the
+// log and catches up again); the other order would leave an ordering
+// state above the state, which open refuses as ErrCorrupt.
+func (n *Node) syncReplace(comm *consensus.Committee, c *syncCandidate) (*consensus.OrderingState, error) {
+	im, c, err := n.fetchSnapshot(comm, c)
 	if err != nil {
 		return nil, err
 	}
-	cb := types.MustEncode(cc)
-	for k, v := range map[ds.Key][]byte{keyOState: c.raw, keyOStateCert: cb, heightKey(nsCP, cc.Height): cb,
-		keyCPLatest: cb, heightKey(nsRoot, cc.Height): cc.StateRoot[:], keyPrunedTo: types.MustEncode(cc.Height)} {
-		if err := b.Put(n.ctx, k, v); err != nil {
+	n.cmp.run.Lock()
+	defer n.cmp.run.Unlock()
+	prev, _, err := loadOrderingState(n.ctx, n.d, n.cfg.Committee)
+	if err != nil {
+		return nil, err
+	}
+	old, _ := n.store.Latest()
+	cc := c.cert
+	n.log.Info("state sync while running", "from", old, "to", cc.Height)
+	if _, err := im.Replace(n.ctx, n.store); err != nil {
+		return nil, err
+	}
+	if err := n.pruneBlocks(n.ctx, old); err != nil {
+		return nil, err
+	}
+	if err := n.persistSynced(c); err != nil {
+		return nil, err
+	}
+	if err := n.dropStaleNonces(); err != nil {
+		return nil, err
+	}
+	// The new checkpoint is the one served to syncing peers; the old
+	// compaction's pin is below the state's minimum now.
+	if prev != nil {
+		if err := n.store.Unpin(n.ctx, prev.Height); err != nil {
 			return nil, err
 		}
 	}
-	if err := b.Commit(n.ctx); err != nil {
-		return nil, err
-	}
-	if err := im.Install(n.ctx, n.store); err != nil {
-		return nil, err
-	}
-	// Served to other syncing peers until this node's first compaction.
 	if err := n.store.Pin(n.ctx, cc.Height); err != nil {
 		return nil, err
 	}
+	n.sync.mu.Lock()
+	n.sync.replaces++
+	n.sync.mu.Unlock()
 	return c.state, nil
 }
 
