@@ -233,12 +233,14 @@ func TestSnapshotExportDuringPrune(t *testing.T) {
 	var m *Manifest
 	var chunks [][]byte
 	go func() {
-		defer v.Close()
 		var err error
 		m, err = v.ExportSnapshot(ctx, 16, func(i int, b []byte) error {
 			chunks = append(chunks, b)
 			return nil
 		})
+		// Closed before done: a deferred Close ran after the send, so the
+		// check below that h is pruned raced with it.
+		v.Close()
 		done <- err
 	}()
 	blocks := 0
