@@ -145,9 +145,9 @@ const numberPartMin = 2048
 // fills keys, raw, off, senderGroups, and clears independent when two
 // transactions use a key and one writes it. Up to parts goroutines number
 // ranges of sorted that start at a key: each counts its keys, then, at
-// its first slot, numbers them. With checkModules it returns false, having
-// built nothing, if two distinct modules share their 8-byte prefix, so
-// that cmp is not the key order.
+// its first slot, numbers them. With checkModules it returns false, with
+// independent and senderGroups untouched, if two distinct modules share
+// their 8-byte prefix, so that cmp is not the key order.
 func (t *accessTable) number(es keyRefs, sorted []keyRef, start []int, parts int, checkModules bool) bool {
 	m := len(sorted)
 	parts = max(1, min(parts, m/numberPartMin))
@@ -168,7 +168,7 @@ func (t *accessTable) number(es keyRefs, sorted []keyRef, start []int, parts int
 		keys, size  int
 		groups      [][]int
 		conflict    bool // a key used by two transactions and written
-		moduleClash bool
+		moduleClash bool // two modules share their 8-byte prefix
 	}
 	outs := make([]partOut, parts)
 	parallel(parts, func(p int) {
@@ -207,12 +207,6 @@ func (t *accessTable) number(es keyRefs, sorted []keyRef, start []int, parts int
 			r := sorted[j]
 			e := &es[r.pos]
 			if j == bounds[p] || !same(j) {
-				// Entries of one module prefix are contiguous, so a second
-				// module with that prefix shows next to the first.
-				if checkModules && j > 0 && sorted[j-1].hi == r.hi && es[sorted[j-1].pos].k[:types.AddressLen] != e.k[:types.AddressLen] {
-					o.moduleClash = true
-					return
-				}
 				slot++
 				t.keys[slot] = e.k
 				o.size += len(e.k) - types.AddressLen
@@ -238,11 +232,6 @@ func (t *accessTable) number(es keyRefs, sorted []keyRef, start []int, parts int
 	})
 	size := 0
 	for p := range outs {
-		if outs[p].moduleClash {
-			return false
-		}
-		t.independent = t.independent && !outs[p].conflict
-		t.senderGroups = append(t.senderGroups, outs[p].groups...)
 		outs[p].size, size = size, size+outs[p].size // now the part's first byte
 	}
 	t.raw = make([]byte, size)
@@ -254,10 +243,28 @@ func (t *accessTable) number(es keyRefs, sorted []keyRef, start []int, parts int
 			last = outs[p+1].keys
 		}
 		for s := outs[p].keys; s < last; s++ {
-			at += copy(t.raw[at:], t.keys[s][types.AddressLen:])
+			k := t.keys[s]
+			// Keys of one module prefix are contiguous, so a second module
+			// with that prefix shows next to the first. Checked here, where
+			// the key's bytes are read anyway: reading them in sorted
+			// order for this alone was a cache miss per key.
+			if checkModules && s > 0 {
+				if prev := t.keys[s-1]; k[:8] == prev[:8] && k[:types.AddressLen] != prev[:types.AddressLen] {
+					outs[p].moduleClash = true
+					return
+				}
+			}
+			at += copy(t.raw[at:], k[types.AddressLen:])
 			t.off[s+1] = int32(at)
 		}
 	})
+	for p := range outs {
+		if outs[p].moduleClash {
+			return false
+		}
+		t.independent = t.independent && !outs[p].conflict
+		t.senderGroups = append(t.senderGroups, outs[p].groups...)
+	}
 	return true
 }
 
