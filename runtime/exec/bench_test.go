@@ -88,6 +88,11 @@ func TestBenchSmall(t *testing.T) {
 		if len(rows) != 3 {
 			t.Fatalf("%s: %d rows", cfg.Module, len(rows))
 		}
+		for _, r := range rows {
+			if r.Workers2NoGC <= 0 || r.Serial2NoGC <= 0 || r.AllocSerial2 == 0 || r.AllocWorkers2 == 0 {
+				t.Fatalf("%s: runs without the collector not measured: %+v", cfg.Module, r)
+			}
+		}
 	}
 	for _, m := range []struct {
 		name string
