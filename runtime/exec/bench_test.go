@@ -170,13 +170,15 @@ func BenchmarkPhases(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		outs := make([]txOut, len(txs))
+		outs := newTxOutcomes(len(txs))
 		wctx := withWorker(ctx, new(worker)) // as a worker or the serial path runs them
 		run := func() {
 			for i := range txs {
-				if outs[i], err = x.runTx(wctx, bl, emptyLayer{}, s, i, false, nil); err != nil {
+				out, err := x.runTx(wctx, bl, emptyLayer{}, s, i, false, nil)
+				if err != nil {
 					b.Fatal(err)
 				}
+				outs.set(i, out)
 			}
 		}
 		run() // warm the engine
