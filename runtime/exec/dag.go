@@ -66,6 +66,9 @@ func newAccessTable(txs []*types.Tx, senders []types.Address, workers int) *acce
 	flat := make([]access, start[n])
 	parts := max(1, min(workers, n/accessPartMin))
 	runs := make([][]keyRef, parts)
+	// The radix sorts' scratch (each part's range of it), then the merged
+	// run of the parts.
+	scratch := make([]keyRef, start[n])
 	barriers, prefixes := make([]bool, parts), make([]bool, parts)
 	parallel(parts, func(p int) {
 		lo, hi := p*n/parts, (p+1)*n/parts
@@ -98,11 +101,11 @@ func newAccessTable(txs []*types.Tx, senders []types.Address, workers int) *acce
 				}
 			}
 		}
-		keyRefs(flat).sort(run)
+		keyRefs(flat).radix(run, scratch[start[lo]:start[hi]])
 		runs[p] = run
 	})
 	es := keyRefs(flat)
-	sorted := es.sorted(runs)
+	sorted := es.sorted(runs, scratch)
 	t.independent = !slices.Contains(barriers, true) && !slices.Contains(prefixes, true)
 	if !t.number(es, sorted, start, parts, true) {
 		// Two modules share their first 8 bytes (one block would need
@@ -422,21 +425,18 @@ func (es keyRefs) less(a, b *keyRef) bool {
 	return es[a.pos].k[types.AddressLen:] < es[b.pos].k[types.AddressLen:]
 }
 
-// sort sorts run by cmp: a most-significant-digit radix sort on the bytes
-// of (hi, lo), which leaves runs of at most radixMin, and runs whose hi and
-// lo are all equal, to the introsort. The keys' bytes are close to
-// random past their common prefix, so two or three byte levels sort a
-// block's keys: an introsort of all of them made 30 comparisons per key.
-func (es keyRefs) sort(run []keyRef) { es.radix(run, make([]keyRef, len(run))) }
-
 // radixMin is the longest run the radix sort leaves to the introsort.
 const radixMin = 48
 
-// radix sorts a on the first byte of (hi, lo) in which its keys differ
-// (bytes common to all of them would each cost a pass that splits
-// nothing), using tmp (as long as a), then each byte's bucket on the next
-// differing byte. Every level consumes a byte, so it is at most 16 passes
-// deep; equal (hi, lo) go to the introsort: O(n log n) in every case.
+// radix sorts a by cmp, using tmp (at least as long as a): a
+// most-significant-digit radix sort on the bytes of (hi, lo), which leaves
+// runs of at most radixMin, and runs whose hi and lo are all equal, to the
+// introsort. The keys' bytes are close to random past their common
+// prefix, so two or three byte levels sort a block's keys: an introsort of
+// all of them made 30 comparisons per key. Each level sorts on the first
+// byte in which the run's keys differ (bytes common to all of them would
+// each cost a pass that splits nothing), so it is at most 16 levels deep;
+// equal (hi, lo) go to the introsort: O(n log n) in every case.
 func (es keyRefs) radix(a, tmp []keyRef) {
 	if len(a) <= radixMin {
 		es.introsort(a, 2*bits.Len(uint(len(a))))
@@ -572,19 +572,23 @@ func (es keyRefs) siftDown(a []keyRef, i int) {
 	}
 }
 
-// sorted returns the runs, each sorted by cmp, merged into one run.
-func (es keyRefs) sorted(runs [][]keyRef) []keyRef {
+// sorted returns the runs, each sorted by cmp, merged into one run, the
+// first merge into buf (as long as all runs, apart from them).
+func (es keyRefs) sorted(runs [][]keyRef, buf []keyRef) []keyRef {
 	sorted := runs[0]
-	for _, r := range runs[1:] {
-		sorted = es.merge(sorted, r, len(runs))
+	for k, r := range runs[1:] {
+		out := buf[:len(sorted)+len(r)]
+		if k > 0 { // sorted is in buf
+			out = make([]keyRef, len(sorted)+len(r))
+		}
+		sorted = es.merge(out, sorted, r, len(runs))
 	}
 	return sorted
 }
 
-// merge merges two sorted runs (a first on equal keys), with parts
-// goroutines each writing one range of the output.
-func (es keyRefs) merge(a, b []keyRef, parts int) []keyRef {
-	out := make([]keyRef, len(a)+len(b))
+// merge merges two sorted runs (a first on equal keys) into out, as long
+// as both, with parts goroutines each writing one range of it.
+func (es keyRefs) merge(out, a, b []keyRef, parts int) []keyRef {
 	parallel(parts, func(p int) {
 		lo, hi := p*len(out)/parts, (p+1)*len(out)/parts
 		ai, bi := es.split(a, b, lo)

@@ -276,10 +276,10 @@ func TestKeyRefsMerge(t *testing.T) {
 			cut = rng.IntN(len(refs) + 1)
 		}
 		a, b := slices.Clone(refs[:cut]), slices.Clone(refs[cut:])
-		es.sort(a)
-		es.sort(b)
+		es.radix(a, make([]keyRef, len(a)))
+		es.radix(b, make([]keyRef, len(b)))
 		for parts := 1; parts <= 5; parts++ {
-			got := es.merge(a, b, parts)
+			got := es.merge(make([]keyRef, len(a)+len(b)), a, b, parts)
 			seen := make([]bool, len(es))
 			for j, r := range got {
 				if j > 0 && es.cmp(got[j-1], r) > 0 {
@@ -297,9 +297,10 @@ func TestKeyRefsMerge(t *testing.T) {
 	}
 }
 
-// TestKeyRefsSort checks the introsort on shapes that defeat naive
-// quicksorts (sorted, reversed, all equal, few values, organ pipe) and on
-// random keys, also with the depth limit reached at once (heapsort).
+// TestKeyRefsSort checks the radix sort and the introsort on shapes that
+// defeat naive quicksorts (sorted, reversed, all equal, few values, organ
+// pipe) and on random keys, the introsort also with the depth limit
+// reached at once (heapsort).
 func TestKeyRefsSort(t *testing.T) {
 	rng := rand.New(rand.NewPCG(5, 6))
 	shapes := map[string]func(i, n int) int{
@@ -337,7 +338,7 @@ func TestKeyRefsSort(t *testing.T) {
 				for _, depth := range []int{-1, 0, 2 * bits.Len(uint(n))} {
 					a := slices.Clone(refs)
 					if depth < 0 {
-						es.sort(a) // the radix sort
+						es.radix(a, make([]keyRef, n))
 					} else {
 						es.introsort(a, depth)
 					}
