@@ -73,12 +73,6 @@ func newAccessTable(txs []*types.Tx, senders []types.Address, workers int) *acce
 	parallel(parts, func(p int) {
 		lo, hi := p*n/parts, (p+1)*n/parts
 		var b keyBuilder
-		size := 0
-		for i := lo; i < hi; i++ {
-			size += entryBytes(txs[i])
-		}
-		b.Grow(size)
-		// The keys of the part share the builder's one string.
 		for i := lo; i < hi; i++ {
 			t.all[i] = entries(flat[start[i]:start[i]:start[i+1]], &b, txs[i], senders[i])
 		}
@@ -304,29 +298,33 @@ func entryCount(tx *types.Tx) int {
 	return n
 }
 
-// entryBytes is the length of tx's entries' keys together.
-func entryBytes(tx *types.Tx) int {
-	n := 2 * types.AddressLen
-	if tx.Body.Payload.Kind == types.Call {
-		n += 2 * types.AddressLen
-	}
-	for _, a := range tx.Body.Access {
-		n += types.AddressLen + len(a.Key)
-	}
-	return n
-}
-
 // keyBuilder holds the keys of a range of transactions' entries: they are
-// written to one builder and sliced from its string, so the range
-// allocates its keys once (it must have grown enough to never reallocate,
-// or earlier keys would keep old copies: correct, but wasted). The record
-// key of the module called last is reused while the next transactions call
-// the same module: the sort then finds those keys equal at once, the
-// string comparison seeing the same bytes.
+// written to a builder and sliced from its string, a new builder of
+// keyChunk bytes whenever one is full (never grown: earlier keys would keep
+// the old copy, correct but wasted), so the range allocates its keys in a
+// few chunks without sizing them first (that pass over the transactions
+// cost a quarter of listing the entries). The record key of the module
+// called last is reused while the next transactions call the same module
+// (see slotRepeat).
 type keyBuilder struct {
 	strings.Builder
 	module types.Address // of rec
 	rec    string
+}
+
+// keyChunk is the size of a keyBuilder's chunks.
+const keyChunk = 64 << 10
+
+// key appends module ‖ k and returns it.
+func (b *keyBuilder) key(module types.Address, k []byte) string {
+	if n := types.AddressLen + len(k); b.Cap()-b.Len() < n {
+		b.Builder = strings.Builder{}
+		b.Grow(max(keyChunk, n))
+	}
+	from := b.Len()
+	b.Write(module[:])
+	b.Write(k)
+	return b.String()[from:]
 }
 
 // entries appends tx's accesses for the conflict analysis to es: the
@@ -334,10 +332,7 @@ type keyBuilder struct {
 // implicit read of the called module's record, then the declared list.
 func entries(es []access, b *keyBuilder, tx *types.Tx, sender types.Address) []access {
 	add := func(module types.Address, k []byte, prefix, write bool) {
-		from := b.Len()
-		b.Write(module[:])
-		b.Write(k)
-		es = append(es, access{k: b.String()[from:], prefix: prefix, write: write})
+		es = append(es, access{k: b.key(module, k), prefix: prefix, write: write})
 	}
 	add(AccountsModule, sender[:], false, true)
 	if m := tx.Body.Payload.Module; tx.Body.Payload.Kind == types.Call {
