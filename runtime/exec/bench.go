@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"runtime/debug"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -43,6 +44,14 @@ type BenchRow struct {
 	// than another can cross the heap goal where the other does not, and
 	// then pays a whole collection in its CPU figure: this shows it.
 	GCSerial2, GCWorkers2 float64
+	// The same two modes run again in each round with the collector off
+	// (after a forced collection): the time and CPU of the block's own
+	// work, fastest of the rounds, and the bytes it allocates, which is
+	// what the collector's share grows with. Where a collection falls
+	// cannot tilt these (see RATIONALE.md).
+	Serial2NoGC, Workers2NoGC       time.Duration
+	CPUSerial2NoGC, CPUWorkers2NoGC time.Duration
+	AllocSerial2, AllocWorkers2     uint64
 }
 
 // TxPerSec converts a block duration to transactions per second.
@@ -51,6 +60,9 @@ func (r BenchRow) TxPerSec(d time.Duration) float64 { return float64(r.Txs) / d.
 // Speedup is the time of serial execution after the same 2-reader
 // prefetch over the 2-worker time.
 func (r BenchRow) Speedup() float64 { return r.Serial2.Seconds() / r.Workers2.Seconds() }
+
+// SpeedupNoGC is Speedup of the runs with the collector off.
+func (r BenchRow) SpeedupNoGC() float64 { return r.Serial2NoGC.Seconds() / r.Workers2NoGC.Seconds() }
 
 // OverheadPerTx is what the scheduler adds per transaction: 1 worker minus
 // serial, per transaction (DAG, overlays, channel, version store).
@@ -117,15 +129,22 @@ func Bench(ctx context.Context, cfg BenchConfig, w io.Writer) ([]BenchRow, error
 			return nil, err
 		}
 		row := BenchRow{ConflictRate: rate, Txs: cfg.Txs}
+		type noGC struct {
+			d, cpu *time.Duration
+			alloc  *uint64
+		}
 		modes := []struct {
 			d, cpu *time.Duration
 			gc     *float64
+			noGC   *noGC // also run with the collector off
 			run    func() (*BlockResult, error)
 		}{
-			{&row.Serial, nil, nil, func() (*BlockResult, error) { return w1.ExecuteSerial(ctx, s, b, txs) }},
-			{&row.Serial2, &row.CPUSerial2, &row.GCSerial2, func() (*BlockResult, error) { return w2.ExecuteSerial(ctx, s, b, txs) }},
-			{&row.Workers1, nil, nil, func() (*BlockResult, error) { return w1.ExecuteBlock(ctx, s, b, txs) }},
-			{&row.Workers2, &row.CPUWorkers2, &row.GCWorkers2, func() (*BlockResult, error) { return w2.ExecuteBlock(ctx, s, b, txs) }},
+			{&row.Serial, nil, nil, nil, func() (*BlockResult, error) { return w1.ExecuteSerial(ctx, s, b, txs) }},
+			{&row.Serial2, &row.CPUSerial2, &row.GCSerial2, &noGC{&row.Serial2NoGC, &row.CPUSerial2NoGC, &row.AllocSerial2},
+				func() (*BlockResult, error) { return w2.ExecuteSerial(ctx, s, b, txs) }},
+			{&row.Workers1, nil, nil, nil, func() (*BlockResult, error) { return w1.ExecuteBlock(ctx, s, b, txs) }},
+			{&row.Workers2, &row.CPUWorkers2, &row.GCWorkers2, &noGC{&row.Workers2NoGC, &row.CPUWorkers2NoGC, &row.AllocWorkers2},
+				func() (*BlockResult, error) { return w2.ExecuteBlock(ctx, s, b, txs) }},
 		}
 		if pool != nil {
 			// Compile and fill the pools outside the figures: a node runs
@@ -143,25 +162,27 @@ func Bench(ctx context.Context, cfg BenchConfig, w io.Writer) ([]BenchRow, error
 		for round := range cfg.Rounds {
 			for j := range modes {
 				m := modes[(round+j)%len(modes)]
-				runtime.GC() // keep one run's garbage out of the next one's time
-				gc0 := numGC()
-				cpu0, start := processCPU(), time.Now()
-				out, err := m.run()
-				d, cpu := time.Since(start), processCPU()-cpu0
-				if m.gc != nil {
-					*m.gc += float64(numGC()-gc0) / float64(cfg.Rounds)
-				}
+				r, err := measure(m.run, false)
 				if err != nil {
 					s.Close()
 					return nil, err
 				}
-				if *m.d == 0 || d < *m.d {
-					*m.d = d
+				if m.gc != nil {
+					*m.gc += float64(r.gcs) / float64(cfg.Rounds)
 				}
-				if m.cpu != nil && (*m.cpu == 0 || cpu < *m.cpu) {
-					*m.cpu = cpu
+				keepMin(m.d, r.d)
+				keepMin(m.cpu, r.cpu)
+				res = r.out
+				if m.noGC == nil {
+					continue
 				}
-				res = out
+				if r, err = measure(m.run, true); err != nil {
+					s.Close()
+					return nil, err
+				}
+				keepMin(m.noGC.d, r.d)
+				keepMin(m.noGC.cpu, r.cpu)
+				*m.noGC.alloc = r.alloc
 			}
 		}
 		for _, rc := range res.Receipts {
@@ -186,11 +207,36 @@ func Bench(ctx context.Context, cfg BenchConfig, w io.Writer) ([]BenchRow, error
 	return rows, nil
 }
 
-// numGC is the number of garbage collections completed so far.
-func numGC() uint32 {
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	return ms.NumGC
+// measured is one timed run of a block.
+type measured struct {
+	out    *BlockResult
+	d, cpu time.Duration
+	gcs    uint32 // collections that ended during the run
+	alloc  uint64 // bytes allocated
+}
+
+// measure runs run after a forced collection (one run's garbage stays out
+// of the next one's time), with the collector off if noGC.
+func measure(run func() (*BlockResult, error), noGC bool) (measured, error) {
+	runtime.GC()
+	if noGC {
+		defer debug.SetGCPercent(debug.SetGCPercent(-1))
+	}
+	var ms0, ms1 runtime.MemStats
+	runtime.ReadMemStats(&ms0)
+	cpu0, start := processCPU(), time.Now()
+	out, err := run()
+	d, cpu := time.Since(start), processCPU()-cpu0
+	runtime.ReadMemStats(&ms1)
+	return measured{out: out, d: d, cpu: cpu, gcs: ms1.NumGC - ms0.NumGC, alloc: ms1.TotalAlloc - ms0.TotalAlloc}, err
+}
+
+// keepMin sets *best to d if d is less or *best is unset; nil best: nothing
+// to keep.
+func keepMin(best *time.Duration, d time.Duration) {
+	if best != nil && (*best == 0 || d < *best) {
+		*best = d
+	}
 }
 
 // processCPU is the CPU time the process has used, user and system.
@@ -206,11 +252,13 @@ func printBench(w io.Writer, cfg BenchConfig, rows []BenchRow) {
 	fmt.Fprintf(w, "%s: %d accounts, %d transactions per block, best of %d interleaved, GOMAXPROCS=%d, %s/%s\n",
 		benchTitle[cfg.Module], cfg.Accounts, cfg.Txs, cfg.Rounds, runtime.GOMAXPROCS(0), runtime.GOOS, runtime.GOARCH)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "conflict\tserial tx/s\tserial, 2-reader prefetch tx/s\t1 worker tx/s\t2 workers tx/s\tspeedup 2w/serial\tsched overhead/tx\tcpu/block serial, 2w\tgc/block serial, 2w\tcommit\twith commit (2w) tx/s\t")
+	fmt.Fprintln(tw, "conflict\tserial tx/s\tserial, 2-reader prefetch tx/s\t1 worker tx/s\t2 workers tx/s\tspeedup 2w/serial\tsched overhead/tx\tcpu/block serial, 2w\tgc/block serial, 2w\tno gc: speedup\tcpu/block serial, 2w\talloc/block serial, 2w\tcommit\twith commit (2w) tx/s\t")
 	for _, r := range rows {
-		fmt.Fprintf(tw, "%.0f%%\t%.0f\t%.0f\t%.0f\t%.0f\t%.2fx\t%v\t%v, %v\t%.2f, %.2f\t%v\t%.0f\t\n", 100*r.ConflictRate,
+		fmt.Fprintf(tw, "%.0f%%\t%.0f\t%.0f\t%.0f\t%.0f\t%.2fx\t%v\t%v, %v\t%.2f, %.2f\t%.2fx\t%v, %v\t%.1f, %.1f MB\t%v\t%.0f\t\n", 100*r.ConflictRate,
 			r.TxPerSec(r.Serial), r.TxPerSec(r.Serial2), r.TxPerSec(r.Workers1), r.TxPerSec(r.Workers2), r.Speedup(), r.OverheadPerTx(),
 			r.CPUSerial2.Round(10*time.Microsecond), r.CPUWorkers2.Round(10*time.Microsecond), r.GCSerial2, r.GCWorkers2,
+			r.SpeedupNoGC(), r.CPUSerial2NoGC.Round(10*time.Microsecond), r.CPUWorkers2NoGC.Round(10*time.Microsecond),
+			float64(r.AllocSerial2)/1e6, float64(r.AllocWorkers2)/1e6,
 			r.Commit.Round(time.Microsecond), r.TxPerSec(r.Workers2+r.Commit))
 	}
 	tw.Flush()

@@ -88,6 +88,11 @@ func TestBenchSmall(t *testing.T) {
 		if len(rows) != 3 {
 			t.Fatalf("%s: %d rows", cfg.Module, len(rows))
 		}
+		for _, r := range rows {
+			if r.Workers2NoGC <= 0 || r.Serial2NoGC <= 0 || r.AllocSerial2 == 0 || r.AllocWorkers2 == 0 {
+				t.Fatalf("%s: runs without the collector not measured: %+v", cfg.Module, r)
+			}
+		}
 	}
 	for _, m := range []struct {
 		name string
@@ -165,13 +170,15 @@ func BenchmarkPhases(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		outs := make([]txOut, len(txs))
+		outs := newTxOutcomes(len(txs))
 		wctx := withWorker(ctx, new(worker)) // as a worker or the serial path runs them
 		run := func() {
 			for i := range txs {
-				if outs[i], err = x.runTx(wctx, bl, emptyLayer{}, s, i, false, nil); err != nil {
+				out, err := x.runTx(wctx, bl, emptyLayer{}, s, i, false, nil)
+				if err != nil {
 					b.Fatal(err)
 				}
+				outs.set(i, out)
 			}
 		}
 		run() // warm the engine

@@ -66,89 +66,203 @@ func newAccessTable(txs []*types.Tx, senders []types.Address, workers int) *acce
 	flat := make([]access, start[n])
 	parts := max(1, min(workers, n/accessPartMin))
 	runs := make([][]keyRef, parts)
+	// The radix sorts' scratch (each part's range of it), then the merged
+	// run of the parts.
+	scratch := make([]keyRef, start[n])
 	barriers, prefixes := make([]bool, parts), make([]bool, parts)
 	parallel(parts, func(p int) {
 		lo, hi := p*n/parts, (p+1)*n/parts
 		var b keyBuilder
-		size := 0
-		for i := lo; i < hi; i++ {
-			size += entryBytes(txs[i])
-		}
-		b.Grow(size)
-		// The keys of the part share the builder's one string.
 		for i := lo; i < hi; i++ {
 			t.all[i] = entries(flat[start[i]:start[i]:start[i+1]], &b, txs[i], senders[i])
 		}
+		// A repeated record entry has the key of the one it repeats:
+		// sorting it too would only add ties. The one it repeats stands
+		// for it, marked as used by another transaction (a transaction
+		// has one record entry, so the repeat is not of its own).
+		eachRepeat(txs, start, flat, lo, hi, func(rep, _ *access) { rep.slot = slotRepeated })
 		run := make([]keyRef, 0, start[hi]-start[lo])
 		for i := lo; i < hi; i++ {
 			if isBarrier(txs[i]) {
 				barriers[p] = true
 			}
 			for j := start[i]; j < start[i+1]; j++ {
-				if flat[j].prefix {
-					flat[j].slot, prefixes[p] = -1, true
-				} else {
-					run = append(run, newKeyRef(flat[j].k, int32(j), int32(i)))
+				switch e := &flat[j]; {
+				case e.prefix:
+					e.slot, prefixes[p] = -1, true
+				case e.slot != slotRepeat:
+					run = append(run, newKeyRef(e.k, int32(j), int32(i)))
 				}
 			}
 		}
-		keyRefs(flat).sort(run)
+		keyRefs(flat).radix(run, scratch[start[lo]:start[hi]])
 		runs[p] = run
 	})
-	sorted := keyRefs(flat).sorted(runs)
-	size := 0
-	t.keys = make([]string, 0, len(sorted))
+	es := keyRefs(flat)
+	sorted := es.sorted(runs, scratch)
 	t.independent = !slices.Contains(barriers, true) && !slices.Contains(prefixes, true)
-	// Per key: the first transaction, whether another one uses it too,
-	// and whether any writes it (two of those make a conflict). The
-	// senders' implicit account entries (first of their transaction) of
-	// one key are the transactions of one sender.
-	first, shared, written := int32(-1), false, false
-	// The current key's sender transactions; a slice only from the
-	// second one on: most senders have one, and a slice each cost an
-	// allocation per transaction.
-	var group []int
-	solo := -1
-	endGroup := func() {
-		if len(group) > 1 {
-			slices.Sort(group)
-			t.senderGroups = append(t.senderGroups, group)
+	if !t.number(es, sorted, start, parts, true) {
+		// Two modules share their first 8 bytes (one block would need
+		// addresses ground for it), so cmp is not the key order: sort by
+		// whole keys and number again. Slower, never wrong.
+		slices.SortFunc(sorted, func(a, b keyRef) int { return strings.Compare(es[a.pos].k, es[b.pos].k) })
+		for p := range parts {
+			eachRepeat(txs, start, flat, p*n/parts, (p+1)*n/parts, func(rep, _ *access) { rep.slot = slotRepeated })
 		}
-		group, solo = nil, -1
+		t.number(es, sorted, start, parts, false)
 	}
-	for j, r := range sorted {
-		e := &flat[r.pos]
-		if j == 0 || r.hi != sorted[j-1].hi || r.lo != sorted[j-1].lo || e.k != t.keys[len(t.keys)-1] {
-			t.keys = append(t.keys, e.k)
-			size += len(e.k) - types.AddressLen
-			first, shared, written = r.tx, false, false
-			endGroup()
+	parallel(parts, func(p int) {
+		eachRepeat(txs, start, flat, p*n/parts, (p+1)*n/parts, func(rep, e *access) { e.slot = rep.slot })
+	})
+	return t
+}
+
+// eachRepeat calls fn for each module record entry of txs[lo:hi] that
+// repeats an earlier one (see entries) with the entry it repeats: the
+// latest record entry before it that is not a repeat.
+func eachRepeat(txs []*types.Tx, start []int, flat []access, lo, hi int, fn func(rep, e *access)) {
+	var rep *access
+	for i := lo; i < hi; i++ {
+		if isBarrier(txs[i]) {
+			continue
 		}
-		shared = shared || r.tx != first
-		written = written || e.write
-		if shared && written {
-			t.independent = false
+		if e := &flat[start[i]+1]; e.slot != slotRepeat {
+			rep = e
+		} else {
+			fn(rep, e)
 		}
-		if int(r.pos) == start[r.tx] {
-			switch {
-			case group != nil:
-				group = append(group, int(r.tx))
-			case solo >= 0:
-				group = []int{solo, int(r.tx)}
-			default:
-				solo = int(r.tx)
+	}
+}
+
+// numberPartMin is the fewest sorted entries worth a numbering goroutine
+// of their own.
+const numberPartMin = 2048
+
+// number gives each entry of sorted (sorted by cmp) its key's slot and
+// fills keys, raw, off, senderGroups, and clears independent when two
+// transactions use a key and one writes it. Up to parts goroutines number
+// ranges of sorted that start at a key: each counts its keys, then, at
+// its first slot, numbers them. With checkModules it returns false, with
+// independent and senderGroups untouched, if two distinct modules share
+// their 8-byte prefix, so that cmp is not the key order.
+func (t *accessTable) number(es keyRefs, sorted []keyRef, start []int, parts int, checkModules bool) bool {
+	m := len(sorted)
+	parts = max(1, min(parts, m/numberPartMin))
+	same := func(j int) bool { // sorted[j] has the key of sorted[j-1]
+		a, b := sorted[j-1], sorted[j]
+		return a.hi == b.hi && a.lo == b.lo && es[a.pos].k == es[b.pos].k
+	}
+	bounds := make([]int, parts+1)
+	bounds[parts] = m
+	for p := 1; p < parts; p++ {
+		j := max(p*m/parts, bounds[p-1])
+		for j > 0 && j < m && same(j) {
+			j++
+		}
+		bounds[p] = j
+	}
+	type partOut struct {
+		keys, size  int
+		groups      [][]int
+		conflict    bool // a key used by two transactions and written
+		moduleClash bool // two modules share their 8-byte prefix
+	}
+	outs := make([]partOut, parts)
+	parallel(parts, func(p int) {
+		for j := bounds[p]; j < bounds[p+1]; j++ {
+			if j == bounds[p] || !same(j) {
+				outs[p].keys++
 			}
 		}
-		e.slot = int32(len(t.keys) - 1)
+	})
+	total := 0
+	for p := range outs {
+		outs[p].keys, total = total, total+outs[p].keys // now the part's first slot
 	}
-	endGroup()
-	t.raw = make([]byte, 0, size)
-	t.off = make([]int32, len(t.keys)+1)
-	for s, k := range t.keys {
-		t.raw = append(t.raw, k[types.AddressLen:]...)
-		t.off[s+1] = int32(len(t.raw))
+	t.keys = make([]string, total)
+	parallel(parts, func(p int) {
+		o := &outs[p]
+		slot := int32(o.keys - 1)
+		// Per key: the first transaction, whether another one uses it
+		// too, and whether any writes it (two of those make a conflict).
+		// The senders' implicit account entries (first of their
+		// transaction) of one key are the transactions of one sender.
+		first, shared, written := int32(-1), false, false
+		// The current key's sender transactions; a slice only from the
+		// second one on: most senders have one, and a slice each cost an
+		// allocation per transaction.
+		var group []int
+		solo := -1
+		endGroup := func() {
+			if len(group) > 1 {
+				slices.Sort(group)
+				o.groups = append(o.groups, group)
+			}
+			group, solo = nil, -1
+		}
+		for j := bounds[p]; j < bounds[p+1]; j++ {
+			r := sorted[j]
+			e := &es[r.pos]
+			if j == bounds[p] || !same(j) {
+				slot++
+				t.keys[slot] = e.k
+				o.size += len(e.k) - types.AddressLen
+				first, shared, written = r.tx, false, false
+				endGroup()
+			}
+			shared = shared || r.tx != first || e.slot == slotRepeated
+			written = written || e.write
+			o.conflict = o.conflict || (shared && written)
+			if int(r.pos) == start[r.tx] {
+				switch {
+				case group != nil:
+					group = append(group, int(r.tx))
+				case solo >= 0:
+					group = []int{solo, int(r.tx)}
+				default:
+					solo = int(r.tx)
+				}
+			}
+			e.slot = slot
+		}
+		endGroup()
+	})
+	size := 0
+	for p := range outs {
+		outs[p].size, size = size, size+outs[p].size // now the part's first byte
 	}
-	return t
+	t.raw = make([]byte, size)
+	t.off = make([]int32, total+1)
+	parallel(parts, func(p int) {
+		at := outs[p].size
+		last := total
+		if p+1 < parts {
+			last = outs[p+1].keys
+		}
+		for s := outs[p].keys; s < last; s++ {
+			k := t.keys[s]
+			// Keys of one module prefix are contiguous, so a second module
+			// with that prefix shows next to the first. Checked here, where
+			// the key's bytes are read anyway: reading them in sorted
+			// order for this alone was a cache miss per key.
+			if checkModules && s > 0 {
+				if prev := t.keys[s-1]; k[:8] == prev[:8] && k[:types.AddressLen] != prev[:types.AddressLen] {
+					outs[p].moduleClash = true
+					return
+				}
+			}
+			at += copy(t.raw[at:], k[types.AddressLen:])
+			t.off[s+1] = int32(at)
+		}
+	})
+	for p := range outs {
+		if outs[p].moduleClash {
+			return false
+		}
+		t.independent = t.independent && !outs[p].conflict
+		t.senderGroups = append(t.senderGroups, outs[p].groups...)
+	}
+	return true
 }
 
 // permute puts the table in the execution order: all[j] becomes the
@@ -163,6 +277,14 @@ func (t *accessTable) permute(order []int) {
 	t.all, t.senderGroups = all, nil
 }
 
+// Marks in access.slot while a table is numbered: slotRepeat is a module
+// record entry that repeats the previous call's (entries), slotRepeated the
+// entry it repeats.
+const (
+	slotRepeat   = -2
+	slotRepeated = -3
+)
+
 // accessPartMin is the fewest transactions worth an entry-listing
 // goroutine of their own.
 const accessPartMin = 256
@@ -176,29 +298,33 @@ func entryCount(tx *types.Tx) int {
 	return n
 }
 
-// entryBytes is the length of tx's entries' keys together.
-func entryBytes(tx *types.Tx) int {
-	n := 2 * types.AddressLen
-	if tx.Body.Payload.Kind == types.Call {
-		n += 2 * types.AddressLen
-	}
-	for _, a := range tx.Body.Access {
-		n += types.AddressLen + len(a.Key)
-	}
-	return n
-}
-
 // keyBuilder holds the keys of a range of transactions' entries: they are
-// written to one builder and sliced from its string, so the range
-// allocates its keys once (it must have grown enough to never reallocate,
-// or earlier keys would keep old copies: correct, but wasted). The record
-// key of the module called last is reused while the next transactions call
-// the same module: the sort then finds those keys equal at once, the
-// string comparison seeing the same bytes.
+// written to a builder and sliced from its string, a new builder of
+// keyChunk bytes whenever one is full (never grown: earlier keys would keep
+// the old copy, correct but wasted), so the range allocates its keys in a
+// few chunks without sizing them first (that pass over the transactions
+// cost a quarter of listing the entries). The record key of the module
+// called last is reused while the next transactions call the same module
+// (see slotRepeat).
 type keyBuilder struct {
 	strings.Builder
 	module types.Address // of rec
 	rec    string
+}
+
+// keyChunk is the size of a keyBuilder's chunks.
+const keyChunk = 64 << 10
+
+// key appends module ‖ k and returns it.
+func (b *keyBuilder) key(module types.Address, k []byte) string {
+	if n := types.AddressLen + len(k); b.Cap()-b.Len() < n {
+		b.Builder = strings.Builder{}
+		b.Grow(max(keyChunk, n))
+	}
+	from := b.Len()
+	b.Write(module[:])
+	b.Write(k)
+	return b.String()[from:]
 }
 
 // entries appends tx's accesses for the conflict analysis to es: the
@@ -206,10 +332,7 @@ type keyBuilder struct {
 // implicit read of the called module's record, then the declared list.
 func entries(es []access, b *keyBuilder, tx *types.Tx, sender types.Address) []access {
 	add := func(module types.Address, k []byte, prefix, write bool) {
-		from := b.Len()
-		b.Write(module[:])
-		b.Write(k)
-		es = append(es, access{k: b.String()[from:], prefix: prefix, write: write})
+		es = append(es, access{k: b.key(module, k), prefix: prefix, write: write})
 	}
 	add(AccountsModule, sender[:], false, true)
 	if m := tx.Body.Payload.Module; tx.Body.Payload.Kind == types.Call {
@@ -217,7 +340,7 @@ func entries(es []access, b *keyBuilder, tx *types.Tx, sender types.Address) []a
 			add(ModulesModule, recordKey(m), false, false)
 			b.module, b.rec = m, es[len(es)-1].k
 		} else {
-			es = append(es, access{k: b.rec})
+			es = append(es, access{k: b.rec, slot: slotRepeat})
 		}
 	}
 	for _, a := range tx.Body.Access {
@@ -297,10 +420,63 @@ func (es keyRefs) less(a, b *keyRef) bool {
 	return es[a.pos].k[types.AddressLen:] < es[b.pos].k[types.AddressLen:]
 }
 
-// sort sorts run by cmp: an introsort (quicksort with a median of three
-// and a partition that splits runs of equal keys evenly, heapsort past a
-// depth of 2 log n), so no choice of keys makes it worse than O(n log n).
-func (es keyRefs) sort(run []keyRef) { es.introsort(run, 2*bits.Len(uint(len(run)))) }
+// radixMin is the longest run the radix sort leaves to the introsort.
+const radixMin = 48
+
+// radix sorts a by cmp, using tmp (at least as long as a): a
+// most-significant-digit radix sort on the bytes of (hi, lo), which leaves
+// runs of at most radixMin, and runs whose hi and lo are all equal, to the
+// introsort. The keys' bytes are close to random past their common
+// prefix, so two or three byte levels sort a block's keys: an introsort of
+// all of them made 30 comparisons per key. Each level sorts on the first
+// byte in which the run's keys differ (bytes common to all of them would
+// each cost a pass that splits nothing), so it is at most 16 levels deep;
+// equal (hi, lo) go to the introsort: O(n log n) in every case.
+func (es keyRefs) radix(a, tmp []keyRef) {
+	if len(a) <= radixMin {
+		es.introsort(a, 2*bits.Len(uint(len(a))))
+		return
+	}
+	var dhi, dlo uint64
+	for i := range a {
+		dhi |= a[i].hi ^ a[0].hi
+		dlo |= a[i].lo ^ a[0].lo
+	}
+	useHi, d := dhi != 0, dhi
+	if !useHi {
+		d = dlo
+	}
+	if d == 0 {
+		es.introsort(a, 2*bits.Len(uint(len(a)))) // only the strings differ
+		return
+	}
+	shift := 56 - uint(bits.LeadingZeros64(d))/8*8
+	digit := func(r *keyRef) int {
+		if useHi {
+			return int(r.hi >> shift & 0xff)
+		}
+		return int(r.lo >> shift & 0xff)
+	}
+	var start, next [257]int
+	for i := range a {
+		start[digit(&a[i])+1]++
+	}
+	for b := 1; b < len(start); b++ {
+		start[b] += start[b-1]
+	}
+	next = start
+	for i := range a {
+		b := digit(&a[i])
+		tmp[next[b]] = a[i]
+		next[b]++
+	}
+	copy(a, tmp)
+	for b := range 256 {
+		if lo, hi := start[b], start[b+1]; hi-lo > 1 {
+			es.radix(a[lo:hi], tmp[lo:hi])
+		}
+	}
+}
 
 // insertionMax is the longest run the introsort leaves to insertion sort.
 const insertionMax = 12
@@ -391,30 +567,23 @@ func (es keyRefs) siftDown(a []keyRef, i int) {
 	}
 }
 
-// sorted returns the runs, each sorted by cmp, merged into one run in key
-// order. If two distinct modules share their first 8 bytes (one block
-// would need addresses ground for it), cmp is not the key order and the
-// run is sorted again by whole keys: slower, never wrong.
-func (es keyRefs) sorted(runs [][]keyRef) []keyRef {
+// sorted returns the runs, each sorted by cmp, merged into one run, the
+// first merge into buf (as long as all runs, apart from them).
+func (es keyRefs) sorted(runs [][]keyRef, buf []keyRef) []keyRef {
 	sorted := runs[0]
-	for _, r := range runs[1:] {
-		sorted = es.merge(sorted, r, len(runs))
-	}
-	// Entries of one module prefix are contiguous, so a second module
-	// with that prefix shows next to the first somewhere.
-	for j := 1; j < len(sorted); j++ {
-		if a, b := es[sorted[j-1].pos].k, es[sorted[j].pos].k; sorted[j-1].hi == sorted[j].hi && a[:types.AddressLen] != b[:types.AddressLen] {
-			slices.SortFunc(sorted, func(a, b keyRef) int { return strings.Compare(es[a.pos].k, es[b.pos].k) })
-			break
+	for k, r := range runs[1:] {
+		out := buf[:len(sorted)+len(r)]
+		if k > 0 { // sorted is in buf
+			out = make([]keyRef, len(sorted)+len(r))
 		}
+		sorted = es.merge(out, sorted, r, len(runs))
 	}
 	return sorted
 }
 
-// merge merges two sorted runs (a first on equal keys), with parts
-// goroutines each writing one range of the output.
-func (es keyRefs) merge(a, b []keyRef, parts int) []keyRef {
-	out := make([]keyRef, len(a)+len(b))
+// merge merges two sorted runs (a first on equal keys) into out, as long
+// as both, with parts goroutines each writing one range of it.
+func (es keyRefs) merge(out, a, b []keyRef, parts int) []keyRef {
 	parallel(parts, func(p int) {
 		lo, hi := p*len(out)/parts, (p+1)*len(out)/parts
 		ai, bi := es.split(a, b, lo)

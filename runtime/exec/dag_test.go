@@ -166,7 +166,13 @@ func TestAccessTableAgainstReference(t *testing.T) {
 		if seed%2 == 0 {
 			modules[3] = types.Address{1}
 		}
-		txs := make([]*types.Tx, 300+rng.IntN(700))
+		size := 300 + rng.IntN(700)
+		if seed%4 == 3 {
+			// Enough entries for several numbering parts, whose bounds
+			// fall inside the runs of one key (50 senders).
+			size = 3*numberPartMin + rng.IntN(numberPartMin)
+		}
+		txs := make([]*types.Tx, size)
 		senders := make([]types.Address, len(txs))
 		for i := range txs {
 			tx := &types.Tx{Body: types.TxBody{Payload: types.Payload{Kind: types.Call, Module: modules[rng.IntN(4)]}}}
@@ -270,10 +276,10 @@ func TestKeyRefsMerge(t *testing.T) {
 			cut = rng.IntN(len(refs) + 1)
 		}
 		a, b := slices.Clone(refs[:cut]), slices.Clone(refs[cut:])
-		es.sort(a)
-		es.sort(b)
+		es.radix(a, make([]keyRef, len(a)))
+		es.radix(b, make([]keyRef, len(b)))
 		for parts := 1; parts <= 5; parts++ {
-			got := es.merge(a, b, parts)
+			got := es.merge(make([]keyRef, len(a)+len(b)), a, b, parts)
 			seen := make([]bool, len(es))
 			for j, r := range got {
 				if j > 0 && es.cmp(got[j-1], r) > 0 {
@@ -291,9 +297,10 @@ func TestKeyRefsMerge(t *testing.T) {
 	}
 }
 
-// TestKeyRefsSort checks the introsort on shapes that defeat naive
-// quicksorts (sorted, reversed, all equal, few values, organ pipe) and on
-// random keys, also with the depth limit reached at once (heapsort).
+// TestKeyRefsSort checks the radix sort and the introsort on shapes that
+// defeat naive quicksorts (sorted, reversed, all equal, few values, organ
+// pipe) and on random keys, the introsort also with the depth limit
+// reached at once (heapsort).
 func TestKeyRefsSort(t *testing.T) {
 	rng := rand.New(rand.NewPCG(5, 6))
 	shapes := map[string]func(i, n int) int{
@@ -304,29 +311,90 @@ func TestKeyRefsSort(t *testing.T) {
 		"organ":    func(i, n int) int { return min(i, n-i) },
 		"random":   func(i, n int) int { return rng.IntN(1 << 20) },
 	}
+	// Where the shape's value goes: past the 8 bytes of lo (ties in (hi,
+	// lo) that only the strings decide), inside lo (the radix sort's
+	// digits), or also in the module (hi).
+	layouts := map[string]func(v int) string{
+		"tie": func(v int) string {
+			return string(TokenModule[:]) + "prefix.." + string([]byte{byte(v >> 16), byte(v >> 8), byte(v)})
+		},
+		"lo": func(v int) string {
+			return string(TokenModule[:]) + "\x03b" + string([]byte{byte(v >> 16), byte(v >> 8), byte(v)}) + "tail"
+		},
+		"hi": func(v int) string {
+			m := [][]byte{TokenModule[:], CounterModule[:], AccountsModule[:]}[v%3]
+			return string(m) + string([]byte{byte(v >> 16), byte(v >> 8)})
+		},
+	}
 	for name, shape := range shapes {
-		for _, n := range []int{0, 1, 2, 13, 100, 2000} {
-			es := make(keyRefs, n)
-			refs := make([]keyRef, n)
-			for i := range es {
-				v := shape(i, n)
-				// The value in the key's 8th to 11th bytes: ties in (hi,
-				// lo) that only the strings decide.
-				es[i].k = string(TokenModule[:]) + "prefix.." + string([]byte{byte(v >> 16), byte(v >> 8), byte(v)})
-				refs[i] = newKeyRef(es[i].k, int32(i), 0)
+		for layout, keyOf := range layouts {
+			for _, n := range []int{0, 1, 2, 13, 100, 2000} {
+				es := make(keyRefs, n)
+				refs := make([]keyRef, n)
+				for i := range es {
+					es[i].k = keyOf(shape(i, n))
+					refs[i] = newKeyRef(es[i].k, int32(i), 0)
+				}
+				for _, depth := range []int{-1, 0, 2 * bits.Len(uint(n))} {
+					a := slices.Clone(refs)
+					if depth < 0 {
+						es.radix(a, make([]keyRef, n))
+					} else {
+						es.introsort(a, depth)
+					}
+					seen := make([]bool, n)
+					for j, r := range a {
+						if j > 0 && es[a[j-1].pos].k > es[r.pos].k {
+							t.Fatalf("%s %s, %d keys, depth %d: not sorted at %d", name, layout, n, depth, j)
+						}
+						if seen[r.pos] {
+							t.Fatalf("%s %s, %d keys: entry %d twice", name, layout, n, r.pos)
+						}
+						seen[r.pos] = true
+					}
+				}
 			}
-			for _, depth := range []int{0, 2 * bits.Len(uint(n))} {
-				a := slices.Clone(refs)
-				es.introsort(a, depth)
-				seen := make([]bool, n)
-				for j, r := range a {
-					if j > 0 && es[a[j-1].pos].k > es[r.pos].k {
-						t.Fatalf("%s, %d keys, depth %d: not sorted at %d", name, n, depth, j)
-					}
-					if seen[r.pos] {
-						t.Fatalf("%s, %d keys: entry %d twice", name, n, r.pos)
-					}
-					seen[r.pos] = true
+		}
+	}
+}
+
+// TestAccessTableRepeatedRecord checks the module record entries that
+// consecutive calls of one module share (one of them is sorted, the
+// others take its slot): they still make the key used by several
+// transactions, so a write of it by any one of them is a conflict.
+func TestAccessTableRepeatedRecord(t *testing.T) {
+	rec := types.Access{Module: ModulesModule, Key: recordKey(TokenModule), Mode: types.Write}
+	call := func(access ...types.Access) *types.Tx {
+		return &types.Tx{Body: types.TxBody{Payload: types.Payload{Kind: types.Call, Module: TokenModule}, Access: access}}
+	}
+	many := make([]*types.Tx, 3*accessPartMin+7)
+	for i := range many {
+		many[i] = call()
+	}
+	for _, c := range []struct {
+		name        string
+		txs         []*types.Tx
+		independent bool
+	}{
+		{"first writes the record", []*types.Tx{call(rec), call()}, false},
+		{"second writes the record", []*types.Tx{call(), call(rec)}, false},
+		{"third writes the record", []*types.Tx{call(), call(), call(rec)}, false},
+		{"both read", []*types.Tx{call(), call()}, true},
+		{"many parts read", many, true},
+	} {
+		senders := make([]types.Address, len(c.txs))
+		for i := range senders {
+			senders[i] = addr(i)
+		}
+		for workers := 1; workers <= 3; workers++ {
+			tab := newAccessTable(c.txs, senders, workers)
+			if tab.independent != c.independent {
+				t.Fatalf("%s, %d workers: independent %v", c.name, workers, tab.independent)
+			}
+			want := tab.slotOf(key(ModulesModule, recordKey(TokenModule)))
+			for i, es := range tab.all {
+				if es[1].slot != want || want < 0 {
+					t.Fatalf("%s, %d workers: tx %d's record slot %d, want %d", c.name, workers, i, es[1].slot, want)
 				}
 			}
 		}

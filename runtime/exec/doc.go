@@ -30,7 +30,8 @@
 // depends on the latest earlier writer of everything it reads or writes,
 // and, when it writes, on every earlier reader since that writer. Exact
 // keys are indexed by their slot, their rank among the block's distinct
-// exact keys (numbered by a parallel sort, not a map); prefixes by a map
+// exact keys (numbered by a parallel radix sort, not a map; calls of one
+// module in a row put its record key in the sort once); prefixes by a map
 // per prefix length plus the sorted list of the block's keys, so building
 // the DAG costs O(A log A) for A access entries when prefixes are few,
 // never a scan over all pairs.

@@ -192,7 +192,7 @@ func (x *Executor) ExecuteBlock(ctx context.Context, parent StateView, b *types.
 		return nil, err
 	}
 	n := len(txs)
-	outs := make([]txOut, n)
+	outs := newTxOutcomes(n)
 	if n == 0 {
 		return x.merge(outs, bl.access, 1, false), nil
 	}
@@ -251,7 +251,7 @@ func (x *Executor) ExecuteBlock(ctx context.Context, parent StateView, b *types.
 			if err != nil {
 				fail.set(i, err)
 			} else {
-				outs[i] = out
+				outs.set(i, out)
 				if len(d.dependents(i)) > 0 {
 					mv.publish(i, out.writes)
 				}
@@ -336,13 +336,13 @@ type blockRange struct {
 // reads or writes a key another one writes (that would be an edge), so
 // none can see another's writes: they run on an empty block layer. Each
 // worker owns a contiguous range of the block and claims chunks from its
-// front: its transactions' overlays, write buffers and outcomes are
+// front: its transactions' overlays, write buffers and txOutcomes are
 // adjacent in memory and apart from the other worker's, where chunks
 // taken in turn from one cursor put both cores on the same cache lines at
 // every chunk boundary. A worker done with its range claims chunks of the
 // others', so one slowed by other load does not hold the block up.
-func (x *Executor) executeIndependent(ctx context.Context, bl *block, parent StateView, outs []txOut) (*BlockResult, error) {
-	n := len(outs)
+func (x *Executor) executeIndependent(ctx context.Context, bl *block, parent StateView, outs *txOutcomes) (*BlockResult, error) {
+	n := len(outs.receipts)
 	var (
 		fail blockErr
 		wg   sync.WaitGroup
@@ -367,7 +367,7 @@ func (x *Executor) executeIndependent(ctx context.Context, bl *block, parent Sta
 						fail.set(i, err)
 						return
 					}
-					outs[i] = out
+					outs.set(i, out)
 				}
 			}
 		}
@@ -388,7 +388,7 @@ func (x *Executor) ExecuteSerial(ctx context.Context, parent StateView, b *types
 	if err != nil {
 		return nil, err
 	}
-	outs := make([]txOut, len(txs))
+	outs := newTxOutcomes(len(txs))
 	sl := newSerialLayer(bl.access)
 	// One worker, as each goroutine of ExecuteBlock is: the baseline keeps
 	// its instances the same way.
@@ -400,7 +400,7 @@ func (x *Executor) ExecuteSerial(ctx context.Context, parent StateView, b *types
 		if err != nil {
 			return nil, err
 		}
-		outs[i] = out
+		outs.set(i, out)
 		sl.publish(i, out.writes)
 	}
 	return restoreOrder(x.merge(outs, bl.access, 1, false), bl.order), nil

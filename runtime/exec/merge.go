@@ -21,6 +21,22 @@ type kv struct {
 	idx int // the writing transaction (for sorting only)
 }
 
+// txOutcomes holds the txOutcomes of a block's transactions by execution
+// position: receipts[i] and the writes (empty value = delete, each key
+// once) that transaction i leaves. The merge hands receipts on as the
+// block's: a receipt is copied once, from runTx's result.
+type txOutcomes struct {
+	receipts []types.Receipt
+	writes   [][]write
+}
+
+func newTxOutcomes(n int) *txOutcomes {
+	return &txOutcomes{receipts: make([]types.Receipt, n), writes: make([][]write, n)}
+}
+
+// set records the outcome of transaction i.
+func (o *txOutcomes) set(i int, out txOut) { o.receipts[i], o.writes[i] = out.receipt, out.writes }
+
 // merge combines the transactions' writes in block order into the sorted
 // write set of the block t was made of (t nil: no slots). A slot's value
 // is the last one written to it, found in one pass over the writes in
@@ -30,29 +46,32 @@ type kv struct {
 // disjoint says no slot is written by two transactions (a block whose DAG
 // has no edge: two writers of a key would be one): the first pass is then
 // split over ranges of transactions too, as no two of them write one
-// slot.
-func (x *Executor) merge(outs []txOut, t *accessTable, workers int, disjoint bool) *BlockResult {
-	res := &BlockResult{Receipts: make([]types.Receipt, len(outs))}
+// slot. The result's receipts are outs.receipts.
+func (x *Executor) merge(outs *txOutcomes, t *accessTable, workers int, disjoint bool) *BlockResult {
+	n := len(outs.receipts)
+	res := &BlockResult{Receipts: outs.receipts}
 	var keys []string
 	if t != nil {
 		keys = t.keys
 	}
-	last := make([][]byte, len(keys))
-	written := make([]bool, len(keys))
+	// last[s] is the last write of slot s: (transaction+1)<<32 | its
+	// index in that transaction's writes, 0 for none. No pointer: the
+	// collector neither scans it nor makes its stores pay barriers.
+	last := make([]uint64, len(keys))
 	wparts := 1
 	if disjoint {
-		wparts = max(1, min(workers, len(outs)/mergePartMin))
+		wparts = max(1, min(workers, n/mergePartMin))
 	}
 	extras := make([][]kv, wparts)
 	parallel(wparts, func(p int) {
-		for j := p * len(outs) / wparts; j < (p+1)*len(outs)/wparts; j++ {
+		for j := p * n / wparts; j < (p+1)*n/wparts; j++ {
 			i := j
 			if x.opts.reverseMerge {
-				i = len(outs) - 1 - j
+				i = n - 1 - j
 			}
-			for _, w := range outs[i].writes {
+			for k, w := range outs.writes[i] {
 				if w.slot >= 0 {
-					last[w.slot], written[w.slot] = w.v, true
+					last[w.slot] = uint64(i+1)<<32 | uint64(k)
 				} else {
 					extras[p] = append(extras[p], kv{w.k, w.v, i})
 				}
@@ -64,7 +83,7 @@ func (x *Executor) merge(outs []txOut, t *accessTable, workers int, disjoint boo
 	counts := make([]int, parts+1)
 	parallel(parts, func(p int) {
 		for s := p * len(keys) / parts; s < (p+1)*len(keys)/parts; s++ {
-			if written[s] {
+			if last[s] != 0 {
 				counts[p+1]++
 			}
 		}
@@ -74,11 +93,12 @@ func (x *Executor) merge(outs []txOut, t *accessTable, workers int, disjoint boo
 	}
 	slotted := make([]state.Write, counts[parts])
 	parallel(parts, func(p int) {
-		n := counts[p]
+		j := counts[p]
 		for s := p * len(keys) / parts; s < (p+1)*len(keys)/parts; s++ {
-			if written[s] {
-				slotted[n] = state.Write{Key: t.stateKey(int32(s)), Value: nilIfEmpty(last[s])}
-				n++
+			if l := last[s]; l != 0 {
+				v := outs.writes[l>>32-1][uint32(l)].v
+				slotted[j] = state.Write{Key: t.stateKey(int32(s)), Value: nilIfEmpty(v)}
+				j++
 			}
 		}
 	})
@@ -86,20 +106,19 @@ func (x *Executor) merge(outs []txOut, t *accessTable, workers int, disjoint boo
 	if len(extra) > 0 {
 		res.Writes = mergeExtra(slotted, lastOfEach(extra))
 	}
-	// Receipts and events are copied by the parts too, each to where the
-	// events before it end.
-	evAt := make([]int, len(outs)+1)
-	for i := range outs {
-		evAt[i+1] = evAt[i] + len(outs[i].receipt.Events)
+	// Events are copied by the parts too, each to where the events before
+	// it end.
+	evAt := make([]int, n+1)
+	for i := range outs.receipts {
+		evAt[i+1] = evAt[i] + len(outs.receipts[i].Events)
 	}
-	res.Events = make([]types.Event, evAt[len(outs)])
-	rparts := max(1, min(workers, len(outs)/mergePartMin))
+	res.Events = make([]types.Event, evAt[n])
+	rparts := max(1, min(workers, n/mergePartMin))
 	gas := make([]uint64, rparts)
 	parallel(rparts, func(p int) {
 		var g uint64
-		for i := p * len(outs) / rparts; i < (p+1)*len(outs)/rparts; i++ {
-			r := &outs[i].receipt
-			res.Receipts[i] = *r
+		for i := p * n / rparts; i < (p+1)*n/rparts; i++ {
+			r := &outs.receipts[i]
 			g += r.GasUsed
 			copy(res.Events[evAt[i]:], r.Events)
 		}

@@ -28,11 +28,11 @@ func TestMergeAgainstReference(t *testing.T) {
 			slotted = append(slotted, randKey())
 		}
 		tab := tableOf(slotted)
-		outs := make([]txOut, n)
+		outs := newTxOutcomes(n)
 		model := map[string][]byte{}
 		writer := map[string]int{}
-		for i := range outs {
-			outs[i].receipt = types.Receipt{GasUsed: uint64(i)}
+		for i := range n {
+			outs.receipts[i] = types.Receipt{GasUsed: uint64(i)}
 			o := &overlay{tab: tab}
 			for range rng.IntN(4) {
 				k := randKey()
@@ -47,7 +47,7 @@ func TestMergeAgainstReference(t *testing.T) {
 				o.set(tab.slotOf(k), k, v)
 				model[k] = v
 			}
-			outs[i].writes = o.writes
+			outs.writes[i] = o.writes
 		}
 		want := slices.Sorted(func(yield func(string) bool) {
 			for k := range model {

@@ -355,7 +355,7 @@ func (o *overlay) Set(module types.Address, k, value []byte) error {
 // fair), each over a contiguous range of slots: interleaved ones would
 // have both readers writing to the same cache lines of the values. A
 // parent that reads many keys at once (batchReader) gets each range in
-// one call. Prefix contents are not prefetched: they are read by Iterate
+// batches of prefetchBatch. Prefix contents are not prefetched: they are read by Iterate
 // when a transaction asks.
 func prefetch(ctx context.Context, parent StateView, t *accessTable, readers int) ([][]byte, error) {
 	vals := make([][]byte, len(t.keys))
@@ -364,9 +364,27 @@ func prefetch(ctx context.Context, parent StateView, t *accessTable, readers int
 	br, batch := parent.(batchReader)
 	parallel(readers, func(r int) {
 		lo, hi := r*len(vals)/readers, (r+1)*len(vals)/readers
+		// A batch reader gets the range in batches of keys from one
+		// reused array: an array of the whole range was ~1 MB of state
+		// keys per block for the collector.
 		var keys []types.StateKey
+		var slots []int32
+		var got [][]byte
 		if batch {
-			keys = make([]types.StateKey, 0, hi-lo)
+			keys, slots = make([]types.StateKey, 0, prefetchBatch), make([]int32, 0, prefetchBatch)
+			got = make([][]byte, 0, prefetchBatch)
+		}
+		flush := func() error {
+			var err error
+			if got, err = br.GetMany(ctx, keys, got[:0]); err != nil {
+				return err
+			}
+			for j, s := range slots {
+				vals[s] = got[j]
+			}
+			clear(got) // keep no values alive through the buffer
+			keys, slots = keys[:0], slots[:0]
+			return nil
 		}
 		for s := lo; s < hi; s++ {
 			if len(t.keys[s]) > types.AddressLen+types.StateKeyMax {
@@ -375,34 +393,20 @@ func prefetch(ctx context.Context, parent StateView, t *accessTable, readers int
 				// absent (nil) is its value.
 				continue
 			}
-			if batch {
-				keys = append(keys, t.stateKey(int32(s)))
-				continue
+			var err error
+			if !batch {
+				vals[s], err = parent.Get(ctx, t.stateKey(int32(s)))
+			} else if keys, slots = append(keys, t.stateKey(int32(s))), append(slots, int32(s)); len(keys) == prefetchBatch {
+				err = flush()
 			}
-			v, err := parent.Get(ctx, t.stateKey(int32(s)))
 			if err != nil {
 				errs[r] = fmt.Errorf("%w: prefetch: %w", ErrState, err)
 				return
 			}
-			vals[s] = v
 		}
-		if !batch {
-			return
-		}
-		// Without an over-long key the values are appended in place.
-		skipped := len(keys) < hi-lo
-		dst := vals[lo:lo:hi]
-		if skipped {
-			dst = make([][]byte, 0, len(keys))
-		}
-		got, err := br.GetMany(ctx, keys, dst)
-		if err != nil {
-			errs[r] = fmt.Errorf("%w: prefetch: %w", ErrState, err)
-			return
-		}
-		for s := lo; skipped && s < hi; s++ { // scatter around the over-long keys
-			if len(t.keys[s]) <= types.AddressLen+types.StateKeyMax {
-				vals[s], got = got[0], got[1:]
+		if len(keys) > 0 {
+			if err := flush(); err != nil {
+				errs[r] = fmt.Errorf("%w: prefetch: %w", ErrState, err)
 			}
 		}
 	})
@@ -413,6 +417,10 @@ func prefetch(ctx context.Context, parent StateView, t *accessTable, readers int
 	}
 	return vals, nil
 }
+
+// prefetchBatch is the most keys a prefetch reader passes to GetMany at
+// once.
+const prefetchBatch = 512
 
 // batchReader is a StateView that also reads many keys in one call, as
 // *state.Store does: GetMany appends keys[i]'s value (nil when absent) to
