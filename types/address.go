@@ -28,7 +28,12 @@ var addrEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPa
 
 // AddressFromPublicKey returns the account address of an ed25519 public key.
 func AddressFromPublicKey(pub ed25519.PublicKey) Address {
-	return Address(sha256.Sum256(append([]byte("kairos/account\x00"), pub...)))
+	// Built in a stack buffer: the executor derives every sender's
+	// address per block, and appending to a fresh slice allocated each time.
+	const domain = "kairos/account\x00"
+	var buf [len(domain) + ed25519.PublicKeySize]byte
+	b := append(append(buf[:0], domain...), pub...)
+	return Address(sha256.Sum256(b))
 }
 
 // String returns the text form: "kai" followed by lower-case base32 of the

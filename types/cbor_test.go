@@ -3,6 +3,7 @@ package types
 import (
 	"bytes"
 	"crypto/ed25519"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"testing"
@@ -129,4 +130,27 @@ func FuzzDecode(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestAddressFromPublicKey: the address of a key is sha256 of the domain
+// tag and the key (the documented derivation, computed here by hand), for
+// keys of every byte value, without an allocation.
+func TestAddressFromPublicKey(t *testing.T) {
+	for i := range 256 {
+		pub := make(ed25519.PublicKey, ed25519.PublicKeySize)
+		for j := range pub {
+			pub[j] = byte(i + j)
+		}
+		h := sha256.New()
+		h.Write([]byte("kairos/account"))
+		h.Write([]byte{0})
+		h.Write(pub)
+		if got, want := AddressFromPublicKey(pub), Address(h.Sum(nil)); got != want {
+			t.Fatalf("key %d: %x, want %x", i, got, want)
+		}
+	}
+	pub := make(ed25519.PublicKey, ed25519.PublicKeySize)
+	if n := testing.AllocsPerRun(100, func() { _ = AddressFromPublicKey(pub) }); n != 0 {
+		t.Fatalf("%v allocations per address", n)
+	}
 }
