@@ -101,7 +101,7 @@ func warmCache(s *Store, sl slot) error {
 	if sl.kind != slotChild {
 		return nil
 	}
-	n, err := s.loadNode(context.Background(), sl.h)
+	n, err := s.loadNode(context.Background(), sl.ref())
 	if err != nil {
 		return err
 	}

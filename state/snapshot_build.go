@@ -68,8 +68,8 @@ func (b *treeBuilder) add(l *builtLeaf) error {
 	if b.leaves > 0 && bytes.Compare(b.last.kp[:], l.kp[:]) >= 0 {
 		return fmt.Errorf("%w: leaf %d (%s) does not follow the one before it", ErrChunkUnsorted, b.leaves, l.key)
 	}
-	s := slot{kind: slotLeaf, h: types.LeafHash(l.kp, l.vh), kp: l.kp}
-	if err := b.w.put(nodeKey(s.h), encodeValue(l.key, l.value, b.height)); err != nil {
+	s := slot{kind: slotLeaf, h: types.LeafHash(l.kp, l.vh), kp: l.kp, born: b.height}
+	if err := b.w.put(nodeKey(b.height, s.h), encodeValue(l.key, l.value)); err != nil {
 		return err
 	}
 	if err := b.w.put(kvKey(l.key), l.value); err != nil {
@@ -122,7 +122,7 @@ func (b *treeBuilder) finish(a *[fanout]slot) (slot, error) {
 		return a[last], nil
 	}
 	n := newNode(b.height, a)
-	return slot{kind: slotChild, h: n.id}, b.w.put(nodeKey(n.id), encodeNode(n, b.height))
+	return slot{kind: slotChild, h: n.id, born: b.height}, b.w.put(nodeKey(b.height, n.id), encodeNode(n))
 }
 
 // root closes every open node and returns the root slot.
