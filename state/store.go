@@ -264,6 +264,11 @@ func (s *Store) Close() error {
 	return nil
 }
 
+// Pebble returns the pebble database under the store when OpenPebble
+// opened it, else nil: for tools that compact or inspect it. Writing to it
+// bypasses the store's invariants.
+func (s *Store) Pebble() *pebble.DB { return s.pdb }
+
 // Datastore returns the underlying datastore (for snapshot and test code
 // that adds its own keys outside the /kairos/ namespaces used here).
 func (s *Store) Datastore() ds.Batching { return s.d }
