@@ -234,10 +234,12 @@ type recordWriter struct {
 // recordOp is a put, or a delete when del is set; seq is its place in the
 // batch, which orders operations on one key.
 type recordOp struct {
-	// pre is the 8 key bytes after "/kairos/", big-endian and zero-padded:
-	// for records named by hash they differ, and comparing them decides
-	// the comparison without comparing the strings.
-	pre uint64
+	// pre holds the 16 key bytes after "/kairos/" as two big-endian
+	// words, zero-padded. Node keys of one install share their namespace
+	// and born ("n/", 8 born bytes, "/"), so the first word ties and the
+	// second, which ends in 5 bytes of the hash, decides the comparison
+	// without comparing the strings.
+	pre [2]uint64
 	key string
 	val []byte
 	del bool
@@ -249,15 +251,19 @@ type recordOp struct {
 const sortFrom = len("/kairos/")
 
 func newRecordOp(key string, val []byte, del bool) recordOp {
-	var b [8]byte
+	var b [16]byte
 	if sortFrom < len(key) {
 		copy(b[:], key[sortFrom:])
 	}
-	return recordOp{pre: binary.BigEndian.Uint64(b[:]), key: key, val: val, del: del}
+	pre := [2]uint64{binary.BigEndian.Uint64(b[:]), binary.BigEndian.Uint64(b[8:])}
+	return recordOp{pre: pre, key: key, val: val, del: del}
 }
 
 func compareOps(a, b recordOp) int {
-	if c := cmp.Compare(a.pre, b.pre); c != 0 {
+	if c := cmp.Compare(a.pre[0], b.pre[0]); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(a.pre[1], b.pre[1]); c != 0 {
 		return c
 	}
 	if c := strings.Compare(a.key, b.key); c != 0 {
