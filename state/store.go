@@ -219,11 +219,13 @@ func pebbleOptions() *pebble.Options {
 		o.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
 		o.Levels[i].Compression = func() *sstable.CompressionProfile { return sstable.NoCompression }
 	}
-	// Node keys are hashes, so every flushed table overlaps all of LBase:
+	// Flat index keys are random, so a flushed table's index part overlaps
+	// all of LBase's (node keys, ordered by born since format 2, do not):
 	// letting L0 collect 8 sublevels before compacting it into LBase merges
-	// twice the data per rewrite of LBase (about a quarter fewer table bytes
-	// per update at 1M keys, see RATIONALE.md); the stop threshold moves up
-	// with it so that commits do not stall meanwhile.
+	// twice the data per rewrite of LBase (measured on format 1, when node
+	// keys were hashes too: about a quarter fewer table bytes per update
+	// at 1M keys, see RATIONALE.md); the stop threshold moves up with it so
+	// that commits do not stall meanwhile.
 	o.L0CompactionThreshold = PebbleL0CompactionThreshold
 	o.L0StopWritesThreshold = 4 * PebbleL0CompactionThreshold
 	return o
