@@ -74,8 +74,8 @@ type record struct {
 // and they are merged in slot order, so the batch never depends on
 // scheduling.
 type out struct {
-	nodes   []*node  // new nodes, for the cache
-	records []record // new nodes and value records, encoded
+	nodes   []*node   // new nodes, for the cache
+	records []record  // new nodes and value records, encoded
 	stale   []nodeRef // records the version stopped using
 	changes []Change
 }
