@@ -21,13 +21,13 @@ func newNodeCache(bytes int) *nodeCache {
 	return &nodeCache{max: bytes / 2, cur: map[nodeRef]*node{}, prev: map[nodeRef]*node{}}
 }
 
-func (c *nodeCache) get(id nodeRef) *node {
+func (c *nodeCache) get(r nodeRef) *node {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if n, ok := c.cur[id]; ok {
+	if n, ok := c.cur[r]; ok {
 		return n
 	}
-	if n, ok := c.prev[id]; ok {
+	if n, ok := c.prev[r]; ok {
 		c.addLocked(n)
 		return n
 	}
