@@ -49,9 +49,8 @@ func benchValue(i, round int) []byte {
 // template (fill-<n>) and each call opens a pebble checkpoint of it (hard
 // links), so a 1M-key fill is paid once per session instead of once per
 // sub-benchmark and run. Delete the directory after changing the stored
-// format: an old template then fails with ErrCorrupt rather than measuring
-// anything. A store opened from a template has no written-id filters for
-// the fill's versions, like a store after a restart.
+// format: an old template then fails with ErrFormat (or ErrCorrupt, within
+// one format number) rather than measuring anything.
 func fillStore(b *testing.B, n int) (*Store, uint64) {
 	b.Helper()
 	dir := filepath.Join(b.TempDir(), "db")
@@ -101,7 +100,7 @@ func warmCache(s *Store, sl slot) error {
 	if sl.kind != slotChild {
 		return nil
 	}
-	n, err := s.loadNode(context.Background(), sl.h)
+	n, err := s.loadNode(context.Background(), sl.ref())
 	if err != nil {
 		return err
 	}

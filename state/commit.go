@@ -30,24 +30,14 @@ type Change struct {
 	New []byte // nil: the key was deleted
 }
 
-// ChangeSet lists the keys a version changed, sorted by key path. On
-// backends without atomic batches it also lists the records the commit
-// writes that did not exist before (Created) and the ones it rewrites, with
-// their previous born (Reborn), so that recovery can undo a torn commit
-// exactly.
+// ChangeSet lists the keys a version changed, sorted by key path, with
+// their old values: recovery on backends without atomic batches restores
+// the flat index from it. The records a torn commit wrote need no list:
+// they are the ones under its version's key prefix.
 type ChangeSet struct {
 	_       struct{} `cbor:",toarray"`
 	Height  uint64
 	Changes []Change
-	Created []types.Hash
-	Reborn  []Reborn
-}
-
-// Reborn names a record that a commit rewrote and the born it had before.
-type Reborn struct {
-	_    struct{} `cbor:",toarray"`
-	ID   types.Hash
-	Born uint64
 }
 
 func decodeChangeSet(b []byte) (*ChangeSet, error) {
@@ -70,19 +60,12 @@ type item struct {
 	key       types.StateKey
 	value     []byte // nil: delete
 	isNew     bool   // a leaf to write (false: an existing leaf that stays)
-}
-
-// staleRef names a node or value record that a version stopped using. The
-// pruner decides from the written-id filters or the record's stored born,
-// read when it deletes, so the entry needs no born of its own.
-type staleRef struct {
-	id types.Hash
+	born      uint64 // an existing leaf's record born
 }
 
 // record is a node or value record ready for the batch. Encoding it in the
 // subtree's goroutine, where it is built, spreads that work over the cores.
 type record struct {
-	id  types.Hash
 	key ds.Key
 	val []byte
 }
@@ -91,9 +74,9 @@ type record struct {
 // and they are merged in slot order, so the batch never depends on
 // scheduling.
 type out struct {
-	nodes   []*node  // new nodes, for the cache
-	records []record // new nodes and value records, encoded
-	stale   []staleRef
+	nodes   []*node   // new nodes, for the cache
+	records []record  // new nodes and value records, encoded
+	stale   []nodeRef // records the version stopped using
 	changes []Change
 }
 
@@ -189,7 +172,7 @@ func (c *committer) update(o *out, old slot, d int, ws []item) (slot, error) {
 		return old, nil
 	}
 	if old.kind == slotChild {
-		n, err := c.s.loadNode(c.ctx, old.h)
+		n, err := c.s.loadNode(c.ctx, old.ref())
 		if err != nil {
 			return slot{}, err
 		}
@@ -201,7 +184,7 @@ func (c *committer) update(o *out, old slot, d int, ws []item) (slot, error) {
 		if !changed {
 			return old, nil
 		}
-		o.stale = append(o.stale, staleRef{n.id})
+		o.stale = append(o.stale, old.ref())
 		return c.finish(o, &a), nil
 	}
 	// old is empty or a leaf: gather the leaves of the new subtree.
@@ -219,11 +202,11 @@ func (c *committer) update(o *out, old slot, d int, ws []item) (slot, error) {
 			var oldValue []byte
 			if c.oldValues {
 				var err error
-				if _, _, oldValue, err = c.s.readValue(c.ctx, &old); err != nil {
+				if _, oldValue, err = c.s.readValue(c.ctx, &old); err != nil {
 					return slot{}, err
 				}
 			}
-			o.stale = append(o.stale, staleRef{old.h})
+			o.stale = append(o.stale, old.ref())
 			o.changes = append(o.changes, Change{Key: w.key, Old: oldValue, New: w.value})
 			keepOld = false
 		} else if w.value != nil {
@@ -240,7 +223,7 @@ func (c *committer) update(o *out, old slot, d int, ws []item) (slot, error) {
 		at := sort.Search(len(leaves), func(i int) bool { return bytes.Compare(leaves[i].kp[:], old.kp[:]) > 0 })
 		leaves = append(leaves, item{})
 		copy(leaves[at+1:], leaves[at:])
-		leaves[at] = item{kp: old.kp, h: old.h}
+		leaves[at] = item{kp: old.kp, h: old.h, born: old.born}
 	}
 	return c.build(o, leaves, d), nil
 }
@@ -252,9 +235,10 @@ func (c *committer) build(o *out, leaves []item, d int) slot {
 		return slot{}
 	case 1:
 		l := &leaves[0]
-		s := slot{kind: slotLeaf, h: l.h, kp: l.kp}
+		s := slot{kind: slotLeaf, h: l.h, kp: l.kp, born: l.born}
 		if l.isNew {
-			o.records = append(o.records, record{s.h, nodeKey(s.h), encodeValue(l.key, l.value, c.height)})
+			s.born = c.height
+			o.records = append(o.records, record{nodeKey(s.born, s.h), encodeValue(l.key, l.value)})
 		}
 		return s
 	}
@@ -277,8 +261,8 @@ func (c *committer) finish(o *out, a *[fanout]slot) slot {
 	}
 	nn := newNode(c.height, a)
 	o.nodes = append(o.nodes, nn)
-	o.records = append(o.records, record{nn.id, nodeKey(nn.id), encodeNode(nn, c.height)})
-	return slot{kind: slotChild, h: nn.id}
+	o.records = append(o.records, record{nodeKey(c.height, nn.id), encodeNode(nn)})
+	return slot{kind: slotChild, h: nn.id, born: c.height}
 }
 
 // run is a stretch of a sorted write set whose items share nibble d.
@@ -375,20 +359,11 @@ func (c *committer) parallelChildren(o *out, d int, ws []item, rs []run, a *[fan
 // last, so that recovery finds what to undo.
 func (s *Store) write(ctx context.Context, height uint64, root slot, o *out) error {
 	sync := func() error { return s.d.Sync(ctx, ds.NewKey("/kairos")) }
-	s.writeMu.Lock()
-	defer s.writeMu.Unlock()
-	if s.opts.KeepVersions > 0 {
-		// Before the batch: a write that fails half way is covered too.
-		s.written.add(height, o)
-	}
 	// Only recovery reads a change set, and only on backends whose batches
 	// can tear: an atomic batch holds the latest pointer too, so a version
 	// is either all there or not at all and there is nothing to undo.
 	if !s.opts.AtomicBatches {
 		changes := ChangeSet{Height: height, Changes: o.changes}
-		if err := s.noteOverwrites(ctx, o, &changes); err != nil {
-			return err
-		}
 		if err := s.d.Put(ctx, changesKey(height), types.MustEncode(changes)); err != nil {
 			return err
 		}
@@ -458,7 +433,7 @@ func (s *Store) versionBatch(ctx context.Context, o *out) (ds.Batch, error) {
 	for _, ch := range o.changes {
 		size += 2*types.AddressLen + 2*len(ch.Key.Key) + len(ch.New) + 32
 	}
-	size += len(o.stale) * types.HashLen
+	size += len(o.stale) * staleEntryLen
 	return pebbleBatch{s.pdb.NewBatchWithSize(size), pebble.Sync}, nil
 }
 
@@ -481,22 +456,4 @@ func (p pebbleBatch) Delete(_ context.Context, k ds.Key) error {
 func (p pebbleBatch) Commit(context.Context) error {
 	defer p.b.Close()
 	return p.b.Commit(p.wo)
-}
-
-// noteOverwrites fills Created and Reborn of a change set from what the
-// datastore holds now. Only non-atomic backends need it: a torn batch there
-// can leave any subset of the records.
-func (s *Store) noteOverwrites(ctx context.Context, o *out, cs *ChangeSet) error {
-	for _, r := range o.records {
-		born, found, err := s.storedBorn(ctx, r.id)
-		if err != nil {
-			return err
-		}
-		if !found {
-			cs.Created = append(cs.Created, r.id)
-			continue
-		}
-		cs.Reborn = append(cs.Reborn, Reborn{ID: r.id, Born: born})
-	}
-	return nil
 }

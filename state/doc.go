@@ -22,25 +22,33 @@
 // verification live in package types, so that clients need only types). It
 // is stored as physical nodes of 4 binary levels (16 slots). A node's id is
 // the binary Merkle hash of the subtree it stands for, so the root node's id
-// is the state root and any node fetched by id checks its hashes. A leaf
-// lives in its parent's slot as (key path, leaf hash); its key and value are
-// in a value record stored under the leaf hash, and every read of a value
+// is the state root and any node fetched by id checks its hashes. A record
+// is stored under (born, id): born is the version that wrote it, and a slot
+// names a child by both, so a lookup is one Get. An id that comes back
+// (A → B → A) is stored again under its new born, as a record of its own.
+// A leaf lives in its parent's slot as (key path, leaf hash, born); its key
+// and value are in a value record stored under (born, leaf hash), and every
+// read of a value
 // checks that the record's key has the slot's key path and that key path and
 // value hash to the leaf hash (Audit checks every leaf). A subtree with one
 // leaf is never a node: the leaf moves up into the slot.
 //
 // # Datastore layout
 //
-//	/kairos/n/<id>                       node ('N') or value record ('V'), each with its born version
+//	/kairos/n/<born>/<id>                node ('N') or value record ('V'); born is 8 bytes big-endian
 //	/kairos/kv/<module>/k<key>           latest value (flat index)
 //	/kairos/r/<height>                   root slot of a version
 //	/kairos/c/<height>                   change set: (key, old, new), CBOR; only without atomic batches
-//	/kairos/s/<stale_since>              stale index: ids the version stopped using
+//	/kairos/s/<stale_since>              stale index: (born, id) of the records the version stopped using
 //	/kairos/pin/<height>                 persistent pins (retained snapshot versions)
-//	/kairos/latest, /kairos/min, /kairos/prunedone
+//	/kairos/latest, /kairos/min, /kairos/prunedone, /kairos/format
 //
-// Ids, modules and keys are raw bytes with '.' and '/' escaped (keys.go),
-// which keeps byte order.
+// Borns, ids, modules and keys are raw bytes with '.' and '/' escaped
+// (keys.go), which keeps byte order. So records sort by born first: each
+// version's records come after all older ones, and pebble's flushes and
+// compactions of them move whole files instead of merging random keys.
+// Open refuses a store of another format (ErrFormat); format 1 keyed nodes
+// by id alone.
 //
 // # Invariants
 //
@@ -49,13 +57,15 @@
 //   - Each version is written by one durable batch (synced). On backends
 //     whose batches are not atomic (Options.AtomicBatches false) the change
 //     set is made durable before the batch and the latest pointer after it,
-//     and Open undoes a torn commit from the change set.
+//     and Open undoes a torn commit: the flat index from the change set,
+//     the records by deleting the version's key prefix.
 //   - Every node reachable from a retained root (versions min..latest) is
 //     present. Prune persists the new minimum first, refuses readers below
-//     it with ErrPruned, and never deletes a node whose stored born is not
-//     older than its stale_since (a node id can come back: A → B → A).
-//     It reads that born only when the in-memory filters of the ids each
-//     version wrote (written.go) cannot rule a rewrite out. On pebble its
+//     it with ErrPruned, and deletes the records named by the stale lists
+//     up to it: a record no longer used at version v is used by no later
+//     version (a commit reuses only records of the version before it and
+//     writes new ones under its own born), so no delete needs a check, and
+//     Prune never touches the keys a concurrent Commit writes. On pebble its
 //     delete chunks are not synced: the version's synced progress mark
 //     makes them durable, and a version whose mark is lost is pruned again.
 //   - An open View pins its version; Prune never moves the horizon past a

@@ -1,6 +1,7 @@
 package state
 
 import (
+	"encoding/binary"
 	"fmt"
 	"strconv"
 	"strings"
@@ -14,7 +15,7 @@ import (
 // Datastore layout. Heights are fixed-width hex so that key order is height
 // order on ordered backends.
 const (
-	nsNode    = "/kairos/n/"  // <escaped id> → node or value record
+	nsNode    = "/kairos/n/"  // <escaped born><escaped id> → node or value record
 	nsKV      = "/kairos/kv/" // <escaped module>/k<escaped key> → latest value
 	nsRoot    = "/kairos/r/"  // <height> → root slot
 	nsChanges = "/kairos/c/"  // <height> → change set
@@ -26,7 +27,13 @@ var (
 	keyLatest    = ds.NewKey("/kairos/latest")    // uvarint height of the last durable commit
 	keyMin       = ds.NewKey("/kairos/min")       // uvarint lowest readable version
 	keyPruneDone = ds.NewKey("/kairos/prunedone") // uvarint: stale entries with since <= it are processed
+	keyFormat    = ds.NewKey("/kairos/format")    // uvarint storeFormat
 )
+
+// storeFormat is the on-disk format version. Format 1 (no format record)
+// named node records by hash alone; format 2 names them by (born, hash).
+// Open refuses any other format with ErrFormat.
+const storeFormat = 2
 
 // Key bytes (node ids, modules, state keys) go into datastore keys raw, with
 // two escapes so that no '/' appears inside a segment: '.' becomes ".\x01"
@@ -95,20 +102,56 @@ func keyBytes(k ds.Key) []byte {
 	return unsafe.Slice(unsafe.StringData(s), len(s))
 }
 
-// nodeKey names a stored node or value record by its id.
-func nodeKey(id types.Hash) ds.Key {
+// nodeRef names a stored node or value record: the version that wrote it
+// (its born) and its content hash. The born goes first in the datastore
+// key, so every version's records sort after all older ones (see
+// RATIONALE.md, "Why are node records keyed by born version first?").
+type nodeRef struct {
+	born uint64
+	id   types.Hash
+}
+
+// nodeKeyLen is the longest node key: the namespace, the born, '/' and
+// the id, born and id escaped.
+const nodeKeyLen = len(nsNode) + 2*(8+types.HashLen) + 1
+
+// nodeKey names a stored node or value record: nsNode, the born as 8
+// big-endian bytes, '/', then the id; born and id are escaped like every raw
+// segment. The '/' makes the born a segment of its own, so a datastore
+// query by prefix finds one version's records (nodeVersionPrefix).
+func nodeKey(born uint64, id types.Hash) ds.Key {
 	// Built on the stack; the string conversion is the one allocation.
-	var a [len(nsNode) + 2*types.HashLen]byte
-	return ds.RawKey(string(appendEscaped(append(a[:0], nsNode...), id[:])))
+	var a [nodeKeyLen]byte
+	buf := append(appendBorn(append(a[:0], nsNode...), born), '/')
+	return ds.RawKey(string(appendEscaped(buf, id[:])))
+}
+
+func appendBorn(dst []byte, born uint64) []byte {
+	var v [8]byte
+	binary.BigEndian.PutUint64(v[:], born)
+	return appendEscaped(dst, v[:])
+}
+
+// nodeVersionPrefix is the query prefix of every record written by
+// version born: the records a torn commit of it may have left.
+func nodeVersionPrefix(born uint64) string {
+	return string(appendBorn([]byte(nsNode), born))
 }
 
 // parseNodeKey is the inverse of nodeKey, given the part after nsNode.
-func parseNodeKey(s string) (types.Hash, error) {
-	id, rest, ok := unescape(s, types.HashLen)
-	if !ok || rest != "" {
-		return types.Hash{}, fmt.Errorf("%w: bad node key %q", ErrCorrupt, s)
+func parseNodeKey(s string) (nodeRef, error) {
+	v, rest, ok := unescape(s, 8)
+	var id []byte
+	if ok {
+		rest, ok = strings.CutPrefix(rest, "/")
 	}
-	return types.Hash(id), nil
+	if ok {
+		id, rest, ok = unescape(rest, types.HashLen)
+	}
+	if !ok || rest != "" {
+		return nodeRef{}, fmt.Errorf("%w: bad node key %q", ErrCorrupt, s)
+	}
+	return nodeRef{born: binary.BigEndian.Uint64(v), id: types.Hash(id)}, nil
 }
 
 func heightStr(h uint64) string { return fmt.Sprintf("%016x", h) }
@@ -150,24 +193,29 @@ func pinKey(h uint64) ds.Key     { return ds.RawKey(nsPin + heightStr(h)) }
 
 func staleKey(since uint64) ds.Key { return ds.RawKey(nsStale + heightStr(since)) }
 
-// encodeStale writes a version's stale list: the 32-byte ids, concatenated.
-// One record per version keeps a block's thousands of entries out of the
-// datastore's key space.
-func encodeStale(refs []staleRef) []byte {
-	buf := make([]byte, 0, len(refs)*types.HashLen)
+// staleEntryLen is the size of one stale list entry: the record's born
+// (8 bytes, big-endian) and its id.
+const staleEntryLen = 8 + types.HashLen
+
+// encodeStale writes a version's stale list: (born, id) per record,
+// concatenated. One record per version keeps a block's thousands of entries
+// out of the datastore's key space.
+func encodeStale(refs []nodeRef) []byte {
+	buf := make([]byte, 0, len(refs)*staleEntryLen)
 	for _, r := range refs {
+		buf = binary.BigEndian.AppendUint64(buf, r.born)
 		buf = append(buf, r.id[:]...)
 	}
 	return buf
 }
 
-func decodeStale(b []byte) ([]staleRef, error) {
-	if len(b)%types.HashLen != 0 {
+func decodeStale(b []byte) ([]nodeRef, error) {
+	if len(b)%staleEntryLen != 0 {
 		return nil, fmt.Errorf("%w: bad stale list length %d", ErrCorrupt, len(b))
 	}
-	refs := make([]staleRef, 0, len(b)/types.HashLen)
-	for ; len(b) > 0; b = b[types.HashLen:] {
-		refs = append(refs, staleRef{id: types.Hash(b[:types.HashLen])})
+	refs := make([]nodeRef, 0, len(b)/staleEntryLen)
+	for ; len(b) > 0; b = b[staleEntryLen:] {
+		refs = append(refs, nodeRef{born: binary.BigEndian.Uint64(b), id: types.Hash(b[8:staleEntryLen])})
 	}
 	return refs, nil
 }

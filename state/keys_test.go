@@ -2,6 +2,7 @@ package state
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"math/rand/v2"
 	"slices"
@@ -63,17 +64,51 @@ func TestKVKeyRoundTripAndOrder(t *testing.T) {
 	}
 }
 
+// randBorn returns a version with bytes that need escaping now and then.
+func randBorn(r *rand.Rand) uint64 {
+	switch r.IntN(3) {
+	case 0:
+		return r.Uint64N(1 << 20)
+	case 1:
+		return 0x2e2f0000 | r.Uint64N(1<<16) // '.' and '/' bytes
+	}
+	return r.Uint64()
+}
+
 func TestNodeKeyRoundTrip(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 4))
 	for range 2000 {
-		id := types.Hash(randKeyBytes(r, types.HashLen))
-		s := nodeKey(id).String()
-		if strings.Count(s, "/") != strings.Count(nsNode, "/") {
-			t.Fatalf("%q has a '/' inside the id", s)
+		want := nodeRef{born: randBorn(r), id: types.Hash(randKeyBytes(r, types.HashLen))}
+		s := nodeKey(want.born, want.id).String()
+		if strings.Count(s, "/") != strings.Count(nsNode, "/")+1 {
+			t.Fatalf("%q has a '/' inside the born or the id", s)
+		}
+		if !strings.HasPrefix(s, nodeVersionPrefix(want.born)+"/") {
+			t.Fatalf("%q is not under its version prefix", s)
 		}
 		got, err := parseNodeKey(s[len(nsNode):])
-		if err != nil || got != id {
-			t.Fatalf("parse(%q) = %x, %v; want %x", s, got, err, id)
+		if err != nil || got != want {
+			t.Fatalf("parse(%q) = %v, %v; want %v", s, got, err, want)
+		}
+	}
+}
+
+// TestNodeKeyOrder checks what the layout is for: node keys sort by born
+// first, then by id, so each version's records follow all older ones.
+func TestNodeKeyOrder(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	for range 5000 {
+		a := nodeRef{born: randBorn(r), id: types.Hash(randKeyBytes(r, types.HashLen))}
+		b := nodeRef{born: randBorn(r), id: types.Hash(randKeyBytes(r, types.HashLen))}
+		if r.IntN(4) == 0 {
+			b.born = a.born
+		}
+		want := cmp.Compare(a.born, b.born)
+		if want == 0 {
+			want = bytes.Compare(a.id[:], b.id[:])
+		}
+		if got := strings.Compare(nodeKey(a.born, a.id).String(), nodeKey(b.born, b.id).String()); got != want {
+			t.Fatalf("order of %v, %v = %d; want %d", a, b, got, want)
 		}
 	}
 }

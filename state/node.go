@@ -1,15 +1,11 @@
 package state
 
 import (
-	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"math/bits"
 	"sync"
 	"unsafe"
-
-	ds "github.com/ipfs/go-datastore"
 
 	"github.com/kairos-network/kairos/types"
 )
@@ -37,8 +33,10 @@ const (
 
 // slot is one child position of a node, or the root of a version. A leaf
 // lives in its parent's slot as (key path, leaf hash); its key and value are
-// in a value record stored under the leaf hash, which binds them to the key
-// path (readValue checks). A child is named by its id. The value hash is not
+// in a value record stored under (born, leaf hash), which binds them to the
+// key path (readValue checks). A child is named by (born, id): born is the
+// version that wrote the record, which its datastore key starts with, so a
+// lookup is one Get. The value hash is not
 // kept: only a proof of absence by another leaf needs it, and it reads the
 // value record; a slot of 65 bytes instead of 97 lets the cache hold a third
 // more nodes.
@@ -46,7 +44,11 @@ type slot struct {
 	kind slotKind
 	h    types.Hash // leaf hash or child node id
 	kp   types.Hash // leaf only
+	born uint64     // version that wrote the value record or child node
 }
+
+// ref names the record a leaf or child slot points to.
+func (s *slot) ref() nodeRef { return nodeRef{born: s.born, id: s.h} }
 
 // treeKind maps a slot to the kind of the binary subtree it stands for. A
 // child node always holds two or more leaves: a node with one leaf is never
@@ -64,7 +66,9 @@ func (s *slot) treeKind() types.NodeKind {
 // node is a decoded physical node. Its id is the binary Merkle hash of the
 // subtree it stands for, so the root node's id is the state root and a node
 // fetched by id verifies itself. Nodes are immutable once built and shared
-// through the cache; born is the version that (re)wrote it.
+// through the cache; born is the version that wrote its record, and the
+// same id may be stored again by a later version (A → B → A) as a record of
+// its own.
 type node struct {
 	id   types.Hash
 	born uint64
@@ -195,13 +199,15 @@ func occupied(a *[fanout]slot) (int, int) {
 	return c, last
 }
 
-// encodeNode writes a node record: tag, uvarint born, uint16 occupancy,
-// uint16 leaf mask, then per occupied slot in order either the child id or
-// the leaf's key path and leaf hash. Storing the leaf hash rather than the
+// encodeNode writes a node record: tag, uint16 occupancy, uint16 leaf
+// mask, then per occupied slot in order either the child id or the leaf's
+// key path and leaf hash, each followed by the uvarint born of the record
+// it names (a few bytes: see RATIONALE.md). The node's own born is in its
+// key, not in the record. Storing the leaf hash rather than the
 // value hash spares a hash per leaf when a node is decoded; the node's id
 // still covers every leaf hash, and the key path is checked against the
 // value record whenever a value is read (and by Audit).
-func encodeNode(n *node, born uint64) []byte {
+func encodeNode(n *node) []byte {
 	var leaves uint16
 	nl := 0
 	j := 0
@@ -215,9 +221,8 @@ func encodeNode(n *node, born uint64) []byte {
 		}
 	}
 	// Exactly sized: most nodes near the bottom are a few hundred bytes.
-	buf := make([]byte, 0, 1+uvarintLen(born)+4+(len(n.entries)+nl)*types.HashLen)
+	buf := make([]byte, 0, 1+4+(len(n.entries)+nl)*types.HashLen+len(n.entries)*binary.MaxVarintLen64)
 	buf = append(buf, tagNode)
-	buf = binary.AppendUvarint(buf, born)
 	buf = binary.BigEndian.AppendUint16(buf, n.occ)
 	buf = binary.BigEndian.AppendUint16(buf, leaves)
 	for i := range n.entries {
@@ -229,14 +234,15 @@ func encodeNode(n *node, born uint64) []byte {
 		case slotChild:
 			buf = append(buf, s.h[:]...)
 		}
+		buf = binary.AppendUvarint(buf, s.born)
 	}
 	return buf
 }
 
-// decodeNode parses a node record stored under id. It does not rehash the
+// decodeNode parses a node record stored under r. It does not rehash the
 // node (hashMatches does); local records are trusted on the read path.
-func decodeNode(b []byte, id types.Hash) (*node, error) {
-	born, rest, err := recordHeader(b, tagNode)
+func decodeNode(b []byte, r nodeRef) (*node, error) {
+	rest, err := recordBody(b, tagNode)
 	if err != nil {
 		return nil, err
 	}
@@ -249,7 +255,7 @@ func decodeNode(b []byte, id types.Hash) (*node, error) {
 	if leaves&^occ != 0 {
 		return nil, fmt.Errorf("%w: node leaf mask outside occupancy", ErrCorrupt)
 	}
-	n := &node{id: id, born: born, occ: occ, entries: make([]slot, 0, bits.OnesCount16(occ))}
+	n := &node{id: r.id, born: r.born, occ: occ, entries: make([]slot, 0, bits.OnesCount16(occ))}
 	for i := 0; i < fanout; i++ {
 		if occ&(1<<i) == 0 {
 			continue
@@ -261,7 +267,9 @@ func decodeNode(b []byte, id types.Hash) (*node, error) {
 			l := slot{kind: slotLeaf}
 			copy(l.kp[:], rest)
 			copy(l.h[:], rest[types.HashLen:])
-			rest = rest[2*types.HashLen:]
+			if rest, err = slotBorn(&l, rest[2*types.HashLen:], r.born); err != nil {
+				return nil, err
+			}
 			n.entries = append(n.entries, l)
 			continue
 		}
@@ -270,8 +278,10 @@ func decodeNode(b []byte, id types.Hash) (*node, error) {
 		}
 		c := slot{kind: slotChild}
 		copy(c.h[:], rest)
+		if rest, err = slotBorn(&c, rest[types.HashLen:], r.born); err != nil {
+			return nil, err
+		}
 		n.entries = append(n.entries, c)
-		rest = rest[types.HashLen:]
 	}
 	if len(rest) != 0 {
 		return nil, fmt.Errorf("%w: %d trailing bytes in node", ErrCorrupt, len(rest))
@@ -282,51 +292,59 @@ func decodeNode(b []byte, id types.Hash) (*node, error) {
 	return n, nil
 }
 
-func recordHeader(b []byte, tag byte) (uint64, []byte, error) {
-	if len(b) == 0 || b[0] != tag {
-		return 0, nil, fmt.Errorf("%w: record is not of type %q", ErrCorrupt, tag)
+// slotBorn reads the uvarint born that follows a slot's hashes. A record
+// is written by its own version or a later one than every record it names,
+// so a born above the node's own (parent) is corrupt.
+func slotBorn(s *slot, b []byte, parent uint64) ([]byte, error) {
+	born, n := uvarint(b)
+	if n <= 0 || born > parent {
+		return nil, fmt.Errorf("%w: bad slot born", ErrCorrupt)
 	}
-	born, n := uvarint(b[1:])
-	if n <= 0 {
-		return 0, nil, fmt.Errorf("%w: bad born varint", ErrCorrupt)
-	}
-	return born, b[1+n:], nil
+	s.born = born
+	return b[n:], nil
 }
 
-// encodeValue writes a value record: tag, uvarint born, module, uvarint key
-// length, key, value. It is stored under the leaf hash, so its lifetime is
-// the leaf's: two keys with the same value never share a record.
-func encodeValue(k types.StateKey, value []byte, born uint64) []byte {
-	buf := make([]byte, 0, 1+2*binary.MaxVarintLen64+types.AddressLen+len(k.Key)+len(value))
+func recordBody(b []byte, tag byte) ([]byte, error) {
+	if len(b) == 0 || b[0] != tag {
+		return nil, fmt.Errorf("%w: record is not of type %q", ErrCorrupt, tag)
+	}
+	return b[1:], nil
+}
+
+// encodeValue writes a value record: tag, module, uvarint key length, key,
+// value. It is stored under (born, leaf hash), so its lifetime is the
+// leaf's: two keys with the same value never share a record.
+func encodeValue(k types.StateKey, value []byte) []byte {
+	buf := make([]byte, 0, 1+binary.MaxVarintLen64+types.AddressLen+len(k.Key)+len(value))
 	buf = append(buf, tagValue)
-	buf = binary.AppendUvarint(buf, born)
 	buf = append(buf, k.Module[:]...)
 	buf = binary.AppendUvarint(buf, uint64(len(k.Key)))
 	buf = append(buf, k.Key...)
 	return append(buf, value...)
 }
 
-func decodeValue(b []byte) (born uint64, k types.StateKey, value []byte, err error) {
-	born, rest, err := recordHeader(b, tagValue)
+func decodeValue(b []byte) (k types.StateKey, value []byte, err error) {
+	rest, err := recordBody(b, tagValue)
 	if err != nil {
-		return 0, k, nil, err
+		return k, nil, err
 	}
 	if len(rest) < types.AddressLen {
-		return 0, k, nil, fmt.Errorf("%w: short value record", ErrCorrupt)
+		return k, nil, fmt.Errorf("%w: short value record", ErrCorrupt)
 	}
 	copy(k.Module[:], rest)
 	rest = rest[types.AddressLen:]
 	kl, n := uvarint(rest)
 	if n <= 0 || kl > uint64(len(rest)-n) || kl > types.StateKeyMax {
-		return 0, k, nil, fmt.Errorf("%w: bad key length in value record", ErrCorrupt)
+		return k, nil, fmt.Errorf("%w: bad key length in value record", ErrCorrupt)
 	}
 	k.Key = append([]byte{}, rest[n:n+int(kl)]...)
 	value = append([]byte{}, rest[n+int(kl):]...)
-	return born, k, value, nil
+	return k, value, nil
 }
 
 // encodeRoot writes a root record: the root slot of a version, a leaf as
-// (key path, leaf hash) like in a node.
+// (key path, leaf hash) like in a node, then the born of the record it
+// names (none for an empty slot).
 func encodeRoot(s slot) []byte {
 	buf := []byte{byte(s.kind)}
 	switch s.kind {
@@ -334,8 +352,10 @@ func encodeRoot(s slot) []byte {
 		buf = append(append(buf, s.kp[:]...), s.h[:]...)
 	case slotChild:
 		buf = append(buf, s.h[:]...)
+	default:
+		return buf
 	}
-	return buf
+	return binary.AppendUvarint(buf, s.born)
 }
 
 func decodeRoot(b []byte) (slot, error) {
@@ -348,20 +368,31 @@ func decodeRoot(b []byte) (slot, error) {
 			return slot{}, nil
 		}
 	case slotLeaf:
-		if len(b) == 1+2*types.HashLen {
+		if len(b) > 1+2*types.HashLen {
 			s := slot{kind: slotLeaf}
 			copy(s.kp[:], b[1:])
 			copy(s.h[:], b[1+types.HashLen:])
-			return s, nil
+			if rootBorn(&s, b[1+2*types.HashLen:]) {
+				return s, nil
+			}
 		}
 	case slotChild:
-		if len(b) == 1+types.HashLen {
+		if len(b) > 1+types.HashLen {
 			s := slot{kind: slotChild}
 			copy(s.h[:], b[1:])
-			return s, nil
+			if rootBorn(&s, b[1+types.HashLen:]) {
+				return s, nil
+			}
 		}
 	}
 	return slot{}, fmt.Errorf("%w: bad root record", ErrCorrupt)
+}
+
+// rootBorn reads the born at the end of a root record into s.
+func rootBorn(s *slot, b []byte) bool {
+	born, n := uvarint(b)
+	s.born = born
+	return n > 0 && n == len(b)
 }
 
 // nibble returns the 4-bit child index of kp at nibble depth d.
@@ -389,22 +420,4 @@ func uvarintLen(v uint64) int {
 		n++
 	}
 	return n
-}
-
-// storedBorn reads the born version of the record stored under id; found is
-// false when there is none. Commit (change sets on non-atomic backends) and
-// the pruner's born check both need it.
-func (s *Store) storedBorn(ctx context.Context, id types.Hash) (born uint64, found bool, err error) {
-	raw, err := s.d.Get(ctx, nodeKey(id))
-	if errors.Is(err, ds.ErrNotFound) {
-		return 0, false, nil
-	}
-	if err != nil {
-		return 0, false, err
-	}
-	if len(raw) == 0 {
-		return 0, false, fmt.Errorf("%w: empty record %x", ErrCorrupt, id)
-	}
-	born, _, err = recordHeader(raw, raw[0])
-	return born, err == nil, err
 }

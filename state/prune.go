@@ -17,19 +17,19 @@ import (
 // PruneStats reports what one Prune did.
 type PruneStats struct {
 	Min     uint64 // lowest readable version afterwards
-	Deleted int    // nodes and value records deleted
-	Reborn  int    // stale entries skipped because the id was written again later
-	Missing int    // stale entries whose node was already gone (a crashed earlier run, seen by a born read)
+	Deleted int    // stale entries processed: nodes and value records deleted
 }
 
 // Prune makes versions below the horizon unreadable and deletes what only
 // they used. The horizon is latest+1-K (Options.KeepVersions), held back by
 // open Views and persistent pins. In order: the new minimum is refused to
 // new readers and made durable, then stale entries with stale_since <= min
-// are processed in chunks of Options.PruneChunk; an entry's node is deleted
-// only if its stored born is older than stale_since. Prune is idempotent: a
-// crashed run is finished by the next one, and missing nodes are counted,
-// not fatal. With KeepVersions 0 it does nothing.
+// are processed in chunks of Options.PruneChunk, each entry deleting the
+// record it names by (born, id). An id written again later (A → B → A) is
+// a record of its own, under its own born, so no entry needs a check before
+// its delete. Prune is idempotent: a crashed run is finished by the next
+// one (deleting a deleted record does nothing). With KeepVersions 0 it does
+// nothing.
 func (s *Store) Prune(ctx context.Context) (PruneStats, error) {
 	s.pruneMu.Lock()
 	defer s.pruneMu.Unlock()
@@ -91,7 +91,7 @@ func (s *Store) pruneVersion(ctx context.Context, v uint64, st *PruneStats) erro
 		return err
 	}
 	for lo := 0; lo < len(refs); lo += s.opts.PruneChunk {
-		if err := s.pruneChunk(ctx, v, refs[lo:min(len(refs), lo+s.opts.PruneChunk)], st); err != nil {
+		if err := s.pruneChunk(ctx, refs[lo:min(len(refs), lo+s.opts.PruneChunk)], st); err != nil {
 			return err
 		}
 	}
@@ -112,49 +112,19 @@ func (s *Store) pruneVersion(ctx context.Context, v uint64, st *PruneStats) erro
 	if err := b.Commit(ctx); err != nil {
 		return err
 	}
-	if err := s.syncIfNeeded(ctx); err != nil {
-		return err
-	}
-	s.writeMu.Lock()
-	s.written.dropBelow(v + 1)
-	s.writeMu.Unlock()
-	return nil
+	return s.syncIfNeeded(ctx)
 }
 
-func (s *Store) pruneChunk(ctx context.Context, since uint64, refs []staleRef, st *PruneStats) error {
-	// Holding writeMu from the born check to the delete keeps a concurrent
-	// Commit from re-creating a node between the two.
-	s.writeMu.Lock()
-	defer s.writeMu.Unlock()
-	s.mu.Lock()
-	latest := s.latest
-	s.mu.Unlock()
-	fs := s.written.covering(since, latest)
+// pruneChunk deletes the records refs name. A Commit may run meanwhile: it
+// writes only records of its own version, above every entry's born, so the
+// two never touch the same key.
+func (s *Store) pruneChunk(ctx context.Context, refs []nodeRef, st *PruneStats) error {
 	b, err := s.chunkBatch(ctx)
 	if err != nil {
 		return err
 	}
 	for _, r := range refs {
-		if notRewritten(fs, &r.id) {
-			if err := b.Delete(ctx, nodeKey(r.id)); err != nil {
-				return err
-			}
-			st.Deleted++
-			continue
-		}
-		born, found, err := s.storedBorn(ctx, r.id)
-		if err != nil {
-			return err
-		}
-		if !found {
-			st.Missing++
-			continue
-		}
-		if born >= since {
-			st.Reborn++ // written again at or after since: in use
-			continue
-		}
-		if err := b.Delete(ctx, nodeKey(r.id)); err != nil {
+		if err := b.Delete(ctx, nodeKey(r.born, r.id)); err != nil {
 			return err
 		}
 		st.Deleted++
@@ -273,7 +243,7 @@ func (s *Store) Audit(ctx context.Context) (*AuditReport, error) {
 	s.mu.Unlock()
 
 	rep := &AuditReport{}
-	marked := map[types.Hash]bool{}
+	marked := map[nodeRef]bool{}
 	latestLeaves := map[types.Hash]types.Hash{}
 	var mark func(sl slot, leaves map[types.Hash]types.Hash) error
 	mark = func(sl slot, leaves map[types.Hash]types.Hash) error {
@@ -283,11 +253,11 @@ func (s *Store) Audit(ctx context.Context) (*AuditReport, error) {
 		if sl.kind == slotLeaf && leaves != nil {
 			leaves[sl.kp] = sl.h
 		}
-		if marked[sl.h] {
+		if marked[sl.ref()] {
 			return nil
 		}
-		marked[sl.h] = true
-		raw, err := s.d.Get(ctx, nodeKey(sl.h))
+		marked[sl.ref()] = true
+		raw, err := s.d.Get(ctx, nodeKey(sl.born, sl.h))
 		if errors.Is(err, ds.ErrNotFound) {
 			rep.Missing = append(rep.Missing, sl.h)
 			return nil
@@ -296,13 +266,13 @@ func (s *Store) Audit(ctx context.Context) (*AuditReport, error) {
 			return err
 		}
 		if sl.kind == slotLeaf {
-			_, k, v, err := decodeValue(raw)
+			k, v, err := decodeValue(raw)
 			if err != nil || types.KeyPath(k) != sl.kp || types.LeafHash(sl.kp, types.ValueHash(v)) != sl.h {
 				rep.Missing = append(rep.Missing, sl.h)
 			}
 			return nil
 		}
-		n, err := decodeNode(raw, sl.h)
+		n, err := decodeNode(raw, sl.ref())
 		if err != nil || !n.hashMatches(sl.h) {
 			rep.Missing = append(rep.Missing, sl.h)
 			return nil
@@ -335,7 +305,7 @@ func (s *Store) Audit(ctx context.Context) (*AuditReport, error) {
 	}
 	rep.Reachable = len(marked)
 
-	pending := map[types.Hash]bool{}
+	pending := map[nodeRef]bool{}
 	for v := done + 1; v <= latest; v++ {
 		raw, err := s.d.Get(ctx, staleKey(v))
 		if err != nil && !errors.Is(err, ds.ErrNotFound) {
@@ -346,7 +316,7 @@ func (s *Store) Audit(ctx context.Context) (*AuditReport, error) {
 			return nil, err
 		}
 		for _, r := range refs {
-			pending[r.id] = true
+			pending[r] = true
 		}
 	}
 	stored, err := s.keysWithPrefix(ctx, nsNode)
@@ -354,12 +324,12 @@ func (s *Store) Audit(ctx context.Context) (*AuditReport, error) {
 		return nil, err
 	}
 	for _, k := range stored {
-		id, err := parseNodeKey(k[len(nsNode):])
+		r, err := parseNodeKey(k[len(nsNode):])
 		if err != nil {
 			return nil, err
 		}
-		if !marked[id] && !pending[id] {
-			rep.Leaked = append(rep.Leaked, id)
+		if !marked[r] && !pending[r] {
+			rep.Leaked = append(rep.Leaked, r.id)
 		}
 	}
 

@@ -30,8 +30,9 @@ func auditClean(t *testing.T, s *Store) {
 }
 
 // TestPruneNodeComesBack: value A → B → A recreates the same leaf, value
-// record and root node. The stale entries of version 2 name ids that are
-// live again at version 3; pruning must skip them by their stored born.
+// record and root node ids. The stale entries of version 2 name ids that are
+// live again at version 3, as records of their own under born 3; pruning
+// deletes the born-1 records and must leave those.
 func TestPruneNodeComesBack(t *testing.T) {
 	ctx := context.Background()
 	d := dssync.MutexWrap(ds.NewMapDatastore())
@@ -49,10 +50,11 @@ func TestPruneNodeComesBack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Version 2 made the root node and the value record of a=A stale;
-	// version 3 wrote both again.
-	if st.Reborn != 2 || st.Deleted != 2 || st.Min != 3 {
-		t.Fatalf("prune stats %+v, want 2 reborn, 2 deleted, min 3", st)
+	// Version 2 made the root node and the value record of a=A (born 1)
+	// stale, version 3 those of a=B (born 2); it wrote the ids of version
+	// 1 again, under born 3.
+	if st.Deleted != 4 || st.Min != 3 {
+		t.Fatalf("prune stats %+v, want 4 deleted, min 3", st)
 	}
 	// Read through a fresh store so that no cached node hides a deletion.
 	s2, err := Open(ctx, d, Options{KeepVersions: 1})
@@ -219,19 +221,19 @@ func TestAuditDetects(t *testing.T) {
 
 	var junk types.Hash
 	junk[0] = 0xee
-	if err := s.d.Put(ctx, nodeKey(junk), []byte{tagNode, 1}); err != nil {
+	if err := s.d.Put(ctx, nodeKey(1, junk), []byte{tagNode, 1}); err != nil {
 		t.Fatal(err)
 	}
 	rep, err := s.Audit(ctx)
 	if err != nil || len(rep.Leaked) != 1 || rep.Leaked[0] != junk || len(rep.Missing) != 0 {
 		t.Fatalf("injected leak: %+v %v", rep, err)
 	}
-	if err := s.d.Delete(ctx, nodeKey(junk)); err != nil {
+	if err := s.d.Delete(ctx, nodeKey(1, junk)); err != nil {
 		t.Fatal(err)
 	}
 
 	_, root := s.Latest()
-	if err := s.d.Delete(ctx, nodeKey(types.Hash(root))); err != nil {
+	if err := s.d.Delete(ctx, nodeKey(1, types.Hash(root))); err != nil {
 		t.Fatal(err)
 	}
 	rep, err = s.Audit(ctx)
@@ -259,8 +261,7 @@ func TestAuditDetectsWrongLeafKeyPath(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 3))
 	mustCommit(t, s, 1, randWrites(r, 100, 100))
 	auditClean(t, s)
-	_, root := s.Latest()
-	queue := []types.Hash{types.Hash(root)}
+	queue := []nodeRef{s.root.ref()}
 	for len(queue) > 0 {
 		n, err := s.loadNode(ctx, queue[0])
 		if err != nil {
@@ -269,7 +270,7 @@ func TestAuditDetectsWrongLeafKeyPath(t *testing.T) {
 		queue = queue[1:]
 		for i, e := range n.entries {
 			if e.kind == slotChild {
-				queue = append(queue, e.h)
+				queue = append(queue, e.ref())
 				continue
 			}
 			bad := &node{id: n.id, born: n.born, occ: n.occ, entries: append([]slot{}, n.entries...)}
@@ -277,7 +278,7 @@ func TestAuditDetectsWrongLeafKeyPath(t *testing.T) {
 			if !bad.hashMatches(n.id) {
 				t.Fatal("a leaf's key path should not enter the node hash")
 			}
-			if err := s.d.Put(ctx, nodeKey(n.id), encodeNode(bad, n.born)); err != nil {
+			if err := s.d.Put(ctx, nodeKey(n.born, n.id), encodeNode(bad)); err != nil {
 				t.Fatal(err)
 			}
 			rep, err := s.Audit(ctx)
@@ -373,7 +374,7 @@ func TestPruneIdempotentAfterCrash(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if again.Missing != first.Deleted || again.Deleted != 0 {
+	if again.Deleted != first.Deleted {
 		t.Fatalf("replayed prune: %+v, first %+v", again, first)
 	}
 	auditClean(t, s2)

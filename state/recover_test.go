@@ -160,12 +160,14 @@ func TestOpenDetectsCorruptRoot(t *testing.T) {
 	r := rand.New(rand.NewPCG(8, 8))
 	_, _ = s.Commit(ctx, 1, randWrites(r, 50, 50))
 	_, root := s.Latest()
-	raw, err := d.Get(ctx, nodeKey(types.Hash(root)))
+	raw, err := d.Get(ctx, nodeKey(1, types.Hash(root)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	raw[len(raw)-1] ^= 1
-	if err := d.Put(ctx, nodeKey(types.Hash(root)), raw); err != nil {
+	// The last byte is the last slot's born (1); the one before it is a
+	// hash byte.
+	raw[len(raw)-2] ^= 1
+	if err := d.Put(ctx, nodeKey(1, types.Hash(root)), raw); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := Open(ctx, d, Options{}); !errors.Is(err, ErrCorrupt) {

@@ -184,6 +184,7 @@ func EncodeChunk(c *Chunk) ([]byte, error) { return types.Encode(c) }
 type snapLeaf struct {
 	path types.Hash
 	hash types.Hash
+	born uint64 // of the value record (exports only)
 }
 
 // VerifyChunk decodes chunk bytes and checks them against manifest entry

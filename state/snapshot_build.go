@@ -68,8 +68,8 @@ func (b *treeBuilder) add(l *builtLeaf) error {
 	if b.leaves > 0 && bytes.Compare(b.last.kp[:], l.kp[:]) >= 0 {
 		return fmt.Errorf("%w: leaf %d (%s) does not follow the one before it", ErrChunkUnsorted, b.leaves, l.key)
 	}
-	s := slot{kind: slotLeaf, h: types.LeafHash(l.kp, l.vh), kp: l.kp}
-	if err := b.w.put(nodeKey(s.h), encodeValue(l.key, l.value, b.height)); err != nil {
+	s := slot{kind: slotLeaf, h: types.LeafHash(l.kp, l.vh), kp: l.kp, born: b.height}
+	if err := b.w.put(nodeKey(b.height, s.h), encodeValue(l.key, l.value)); err != nil {
 		return err
 	}
 	if err := b.w.put(kvKey(l.key), l.value); err != nil {
@@ -122,7 +122,7 @@ func (b *treeBuilder) finish(a *[fanout]slot) (slot, error) {
 		return a[last], nil
 	}
 	n := newNode(b.height, a)
-	return slot{kind: slotChild, h: n.id}, b.w.put(nodeKey(n.id), encodeNode(n, b.height))
+	return slot{kind: slotChild, h: n.id, born: b.height}, b.w.put(nodeKey(b.height, n.id), encodeNode(n))
 }
 
 // root closes every open node and returns the root slot.
@@ -234,10 +234,12 @@ type recordWriter struct {
 // recordOp is a put, or a delete when del is set; seq is its place in the
 // batch, which orders operations on one key.
 type recordOp struct {
-	// pre is the 8 key bytes after "/kairos/", big-endian and zero-padded:
-	// for records named by hash they differ, and comparing them decides
-	// the comparison without comparing the strings.
-	pre uint64
+	// pre holds the 16 key bytes after "/kairos/" as two big-endian
+	// words, zero-padded. Node keys of one install share their namespace
+	// and born ("n/", 8 born bytes, "/"), so the first word ties and the
+	// second, which ends in 5 bytes of the hash, decides the comparison
+	// without comparing the strings.
+	pre [2]uint64
 	key string
 	val []byte
 	del bool
@@ -249,15 +251,19 @@ type recordOp struct {
 const sortFrom = len("/kairos/")
 
 func newRecordOp(key string, val []byte, del bool) recordOp {
-	var b [8]byte
+	var b [16]byte
 	if sortFrom < len(key) {
 		copy(b[:], key[sortFrom:])
 	}
-	return recordOp{pre: binary.BigEndian.Uint64(b[:]), key: key, val: val, del: del}
+	pre := [2]uint64{binary.BigEndian.Uint64(b[:]), binary.BigEndian.Uint64(b[8:])}
+	return recordOp{pre: pre, key: key, val: val, del: del}
 }
 
 func compareOps(a, b recordOp) int {
-	if c := cmp.Compare(a.pre, b.pre); c != 0 {
+	if c := cmp.Compare(a.pre[0], b.pre[0]); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(a.pre[1], b.pre[1]); c != 0 {
 		return c
 	}
 	if c := strings.Compare(a.key, b.key); c != 0 {

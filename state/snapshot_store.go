@@ -82,7 +82,7 @@ func (v *View) leafHashes(ctx context.Context) ([]snapLeaf, error) {
 				next = append(next, sl)
 				continue
 			}
-			n, err := v.s.loadNode(ctx, sl.h)
+			n, err := v.s.loadNode(ctx, sl.ref())
 			if err != nil {
 				return nil, err
 			}
@@ -98,7 +98,7 @@ func (v *View) leafHashes(ctx context.Context) ([]snapLeaf, error) {
 	err := inOrder(len(frontier), func(i int) ([]snapLeaf, error) {
 		var out []snapLeaf
 		err := v.walkLeaves(ctx, frontier[i], func(sl *slot) error {
-			out = append(out, snapLeaf{path: sl.kp, hash: sl.h})
+			out = append(out, snapLeaf{path: sl.kp, hash: sl.h, born: sl.born})
 			return nil
 		})
 		return out, err
@@ -121,7 +121,7 @@ func (v *View) walkLeaves(ctx context.Context, sl slot, fn func(*slot) error) er
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	n, err := v.s.loadNode(ctx, sl.h)
+	n, err := v.s.loadNode(ctx, sl.ref())
 	if err != nil {
 		return err
 	}
@@ -136,14 +136,14 @@ func (v *View) walkLeaves(ctx context.Context, sl slot, fn func(*slot) error) er
 // leafValue reads the key and value of a leaf from its value record and
 // checks them against the leaf's key path and hash.
 func (s *Store) leafValue(ctx context.Context, l *snapLeaf) (SnapshotLeaf, error) {
-	b, err := s.d.Get(ctx, nodeKey(l.hash))
+	b, err := s.d.Get(ctx, nodeKey(l.born, l.hash))
 	if errors.Is(err, ds.ErrNotFound) {
 		return SnapshotLeaf{}, fmt.Errorf("%w: missing value record %x", ErrCorrupt, l.hash)
 	}
 	if err != nil {
 		return SnapshotLeaf{}, err
 	}
-	_, k, val, err := decodeValue(b)
+	k, val, err := decodeValue(b)
 	if err != nil {
 		return SnapshotLeaf{}, err
 	}

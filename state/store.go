@@ -48,6 +48,9 @@ var (
 	// node that a retained version needs and that is missing. It stops the
 	// node: it is never caused by input from peers or clients.
 	ErrCorrupt = errors.New("state: corrupt store")
+	// ErrFormat reports a store written in another on-disk format (an
+	// older Kairos): it cannot be read, only replaced.
+	ErrFormat = errors.New("state: unsupported on-disk format")
 )
 
 // BlockWritesMax is the most writes one Commit accepts. It bounds the
@@ -117,11 +120,6 @@ type Store struct {
 	commitMu sync.Mutex // one Commit at a time; Audit holds it too
 	failed   error      // set by a Commit that failed while writing; under commitMu
 	pruneMu  sync.Mutex // one Prune at a time; Audit holds it too
-	// writeMu makes a commit's batch and a pruner chunk's born check and
-	// delete mutually exclusive, so a node re-created by a commit is never
-	// deleted on the strength of an old born.
-	writeMu sync.Mutex
-	written writtenFilters // under writeMu
 
 	mu        sync.Mutex // guards the fields below
 	latest    uint64
@@ -147,6 +145,9 @@ func Open(ctx context.Context, d ds.Batching, opts Options) (*Store, error) {
 			return nil, err
 		}
 	}
+	if err := s.checkFormat(ctx); err != nil {
+		return nil, err
+	}
 	if err := s.recover(ctx, latest); err != nil {
 		return nil, err
 	}
@@ -155,7 +156,7 @@ func Open(ctx context.Context, d ds.Batching, opts Options) (*Store, error) {
 		return nil, err
 	}
 	if s.root.kind == slotChild {
-		n, err := s.loadNode(ctx, s.root.h)
+		n, err := s.loadNode(ctx, s.root.ref())
 		if err != nil {
 			return nil, fmt.Errorf("checking root of version %d: %w", latest, err)
 		}
@@ -218,11 +219,13 @@ func pebbleOptions() *pebble.Options {
 		o.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
 		o.Levels[i].Compression = func() *sstable.CompressionProfile { return sstable.NoCompression }
 	}
-	// Node keys are hashes, so every flushed table overlaps all of LBase:
+	// Flat index keys are random, so a flushed table's index part overlaps
+	// all of LBase's (node keys, ordered by born since format 2, do not):
 	// letting L0 collect 8 sublevels before compacting it into LBase merges
-	// twice the data per rewrite of LBase (about a quarter fewer table bytes
-	// per update at 1M keys, see RATIONALE.md); the stop threshold moves up
-	// with it so that commits do not stall meanwhile.
+	// twice the data per rewrite of LBase (measured on format 1, when node
+	// keys were hashes too: about a quarter fewer table bytes per update
+	// at 1M keys, see RATIONALE.md); the stop threshold moves up with it so
+	// that commits do not stall meanwhile.
 	o.L0CompactionThreshold = PebbleL0CompactionThreshold
 	o.L0StopWritesThreshold = 4 * PebbleL0CompactionThreshold
 	return o
@@ -263,6 +266,11 @@ func (s *Store) Close() error {
 	return nil
 }
 
+// Pebble returns the pebble database under the store when OpenPebble
+// opened it, else nil: for tools that compact or inspect it. Writing to it
+// bypasses the store's invariants.
+func (s *Store) Pebble() *pebble.DB { return s.pdb }
+
 // Datastore returns the underlying datastore (for snapshot and test code
 // that adds its own keys outside the /kairos/ namespaces used here).
 func (s *Store) Datastore() ds.Batching { return s.d }
@@ -279,6 +287,7 @@ func (s *Store) initialize(ctx context.Context) error {
 		{rootKey(0), encodeRoot(slot{})},
 		{keyMin, binary.AppendUvarint(nil, 0)},
 		{keyPruneDone, binary.AppendUvarint(nil, 0)},
+		{keyFormat, binary.AppendUvarint(nil, storeFormat)},
 		{keyLatest, binary.AppendUvarint(nil, 0)},
 	} {
 		if err := b.Put(ctx, kv.k, kv.v); err != nil {
@@ -291,11 +300,27 @@ func (s *Store) initialize(ctx context.Context) error {
 	return s.d.Sync(ctx, ds.NewKey("/kairos"))
 }
 
+// checkFormat refuses a store of another on-disk format. A store of format
+// 1 has no format record: its latest pointer is there, the record is not.
+func (s *Store) checkFormat(ctx context.Context) error {
+	f, ok, err := s.getUint(ctx, keyFormat)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("%w: no format record (format 1, nodes keyed by hash); this build reads format %d", ErrFormat, storeFormat)
+	}
+	if f != storeFormat {
+		return fmt.Errorf("%w: format %d; this build reads format %d", ErrFormat, f, storeFormat)
+	}
+	return nil
+}
+
 // recover undoes a commit of latest+1 that did not finish: it restores the
-// flat index from the change set's old values, deletes the records the
-// commit created, gives rewritten records back their old born, and removes
-// the version's root record and stale entries. A record that an older
-// retained version uses is never deleted: it is in Reborn, not Created.
+// flat index from the change set's old values, deletes every record under
+// the version's key prefix (only that version writes there: records of
+// older versions, which retained versions use, live under their own born)
+// and removes the version's root record and stale list.
 func (s *Store) recover(ctx context.Context, latest uint64) error {
 	next := latest + 1
 	raw, err := s.d.Get(ctx, changesKey(next))
@@ -323,25 +348,12 @@ func (s *Store) recover(ctx context.Context, latest uint64) error {
 			return err
 		}
 	}
-	for _, id := range cs.Created {
-		if err := b.Delete(ctx, nodeKey(id)); err != nil {
-			return err
-		}
+	torn, err := s.keysWithPrefix(ctx, nodeVersionPrefix(next))
+	if err != nil {
+		return err
 	}
-	for _, r := range cs.Reborn {
-		raw, err := s.d.Get(ctx, nodeKey(r.ID))
-		if err != nil {
-			return fmt.Errorf("%w: rewritten record %x: %w", ErrCorrupt, r.ID, err)
-		}
-		if len(raw) == 0 {
-			return fmt.Errorf("%w: empty record %x", ErrCorrupt, r.ID)
-		}
-		_, body, err := recordHeader(raw, raw[0])
-		if err != nil {
-			return err
-		}
-		fixed := binary.AppendUvarint([]byte{raw[0]}, r.Born)
-		if err := b.Put(ctx, nodeKey(r.ID), append(fixed, body...)); err != nil {
+	for _, k := range torn {
+		if err := b.Delete(ctx, ds.RawKey(k)); err != nil {
 			return err
 		}
 	}
@@ -463,43 +475,43 @@ func (s *Store) rootAt(ctx context.Context, h uint64) (slot, error) {
 	return decodeRoot(b)
 }
 
-// loadNode returns node id from the cache or the datastore.
-func (s *Store) loadNode(ctx context.Context, id types.Hash) (*node, error) {
-	if n := s.cache.get(id); n != nil {
+// loadNode returns node r from the cache or the datastore.
+func (s *Store) loadNode(ctx context.Context, r nodeRef) (*node, error) {
+	if n := s.cache.get(r); n != nil {
 		return n, nil
 	}
-	b, err := s.d.Get(ctx, nodeKey(id))
+	b, err := s.d.Get(ctx, nodeKey(r.born, r.id))
 	if errors.Is(err, ds.ErrNotFound) {
-		return nil, fmt.Errorf("%w: missing node %x", ErrCorrupt, id)
+		return nil, fmt.Errorf("%w: missing node %x (born %d)", ErrCorrupt, r.id, r.born)
 	}
 	if err != nil {
 		return nil, err
 	}
-	n, err := decodeNode(b, id)
+	n, err := decodeNode(b, r)
 	if err != nil {
-		return nil, fmt.Errorf("node %x: %w", id, err)
+		return nil, fmt.Errorf("node %x: %w", r.id, err)
 	}
 	s.cache.put(n)
 	return n, nil
 }
 
 // readValue returns the value record of a leaf.
-func (s *Store) readValue(ctx context.Context, leaf *slot) (uint64, types.StateKey, []byte, error) {
-	b, err := s.d.Get(ctx, nodeKey(leaf.h))
+func (s *Store) readValue(ctx context.Context, leaf *slot) (types.StateKey, []byte, error) {
+	b, err := s.d.Get(ctx, nodeKey(leaf.born, leaf.h))
 	if errors.Is(err, ds.ErrNotFound) {
-		return 0, types.StateKey{}, nil, fmt.Errorf("%w: missing value record %x", ErrCorrupt, leaf.h)
+		return types.StateKey{}, nil, fmt.Errorf("%w: missing value record %x (born %d)", ErrCorrupt, leaf.h, leaf.born)
 	}
 	if err != nil {
-		return 0, types.StateKey{}, nil, err
+		return types.StateKey{}, nil, err
 	}
-	born, k, v, err := decodeValue(b)
+	k, v, err := decodeValue(b)
 	if err != nil {
-		return 0, k, nil, err
+		return k, nil, err
 	}
 	if types.KeyPath(k) != leaf.kp || types.LeafHash(leaf.kp, types.ValueHash(v)) != leaf.h {
-		return 0, k, nil, fmt.Errorf("%w: value record %x does not match its leaf", ErrCorrupt, leaf.h)
+		return k, nil, fmt.Errorf("%w: value record %x does not match its leaf", ErrCorrupt, leaf.h)
 	}
-	return born, k, v, nil
+	return k, v, nil
 }
 
 // keysWithPrefix lists the keys under prefix.

@@ -102,10 +102,10 @@ func (v *View) Get(ctx context.Context, k types.StateKey) ([]byte, error) {
 			if cur.kp != kp {
 				return nil, nil
 			}
-			_, _, val, err := v.s.readValue(ctx, &cur)
+			_, val, err := v.s.readValue(ctx, &cur)
 			return val, err
 		}
-		n, err := v.s.loadNode(ctx, cur.h)
+		n, err := v.s.loadNode(ctx, cur.ref())
 		if err != nil {
 			return nil, err
 		}
@@ -170,7 +170,8 @@ type cursor struct {
 	i    int
 	kind types.NodeKind
 	h    types.Hash
-	leaf slot // when kind is KindLeaf
+	born uint64 // of the node, when n is not loaded yet
+	leaf slot   // when kind is KindLeaf
 }
 
 type prover struct {
@@ -190,7 +191,7 @@ func slotCursor(s slot) cursor {
 	case slotLeaf:
 		return cursor{kind: types.KindLeaf, h: s.h, leaf: s}
 	}
-	return cursor{i: 1, kind: types.KindInternal, h: s.h}
+	return cursor{i: 1, kind: types.KindInternal, h: s.h, born: s.born}
 }
 
 // child returns the left (bit 0) or right child of an internal cursor whose
@@ -230,14 +231,14 @@ func (g *prover) walk(c cursor, depth, lo, hi int) error {
 				continue
 			}
 			if c.leaf.kp == g.kps[i] {
-				_, _, val, err := g.v.s.readValue(g.ctx, &c.leaf)
+				_, val, err := g.v.s.readValue(g.ctx, &c.leaf)
 				if err != nil {
 					return err
 				}
 				e.Value = val
 			} else {
 				// Slots keep no value hash: read it from the record.
-				_, _, val, err := g.v.s.readValue(g.ctx, &c.leaf)
+				_, val, err := g.v.s.readValue(g.ctx, &c.leaf)
 				if err != nil {
 					return err
 				}
@@ -250,7 +251,7 @@ func (g *prover) walk(c cursor, depth, lo, hi int) error {
 		return fmt.Errorf("%w: tree deeper than %d", ErrCorrupt, types.KeyPathDepth)
 	}
 	if c.n == nil {
-		n, err := g.v.s.loadNode(g.ctx, c.h)
+		n, err := g.v.s.loadNode(g.ctx, nodeRef{born: c.born, id: c.h})
 		if err != nil {
 			return err
 		}
@@ -295,7 +296,7 @@ func (v *View) Leaves(ctx context.Context, fn func(kp types.Hash, k types.StateK
 		case slotEmpty:
 			return nil
 		case slotLeaf:
-			_, k, val, err := v.s.readValue(ctx, &s)
+			k, val, err := v.s.readValue(ctx, &s)
 			if err != nil {
 				return err
 			}
@@ -304,7 +305,7 @@ func (v *View) Leaves(ctx context.Context, fn func(kp types.Hash, k types.StateK
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		n, err := v.s.loadNode(ctx, s.h)
+		n, err := v.s.loadNode(ctx, s.ref())
 		if err != nil {
 			return err
 		}

@@ -2,52 +2,42 @@ package statebench
 
 import (
 	"context"
-	"fmt"
-
-	"github.com/cockroachdb/pebble/v2"
-	pebbleds "github.com/ipfs/go-ds-pebble"
+	"errors"
 
 	"github.com/kairos-network/kairos/state"
 )
 
-// PebbleStore is a state store on a go-ds-pebble datastore whose pebble
-// handle it keeps, so that a tool can force a compaction and show the disk
-// space pruning gives back (pebble reclaims deleted data only when it
-// compacts the files holding it).
+// PebbleStore is a state store opened by state.OpenPebble (the same pebble
+// options and synced writes as a node's), whose pebble handle a tool uses
+// to force a compaction and show the disk space pruning gives back (pebble
+// reclaims deleted data only when it compacts the files holding it).
 type PebbleStore struct {
 	*state.Store
-	ds *pebbleds.Datastore
 }
 
-// OpenPebbleStore opens a state store in dir with synced writes, like
-// state.OpenPebble.
-func OpenPebbleStore(ctx context.Context, dir string, opts state.Options) (*PebbleStore, error) {
-	d, err := pebbleds.NewDatastore(dir, pebbleds.WithPebbleWriteOptions(pebble.Sync))
+// ErrNoPebble reports a store that state.OpenPebble did not open.
+var ErrNoPebble = errors.New("statebench: store has no pebble database")
+
+// OpenPebbleStore opens a state store in dir with state.OpenPebble. It used
+// to open go-ds-pebble with its default options, so the demo measured
+// another store than the one a node runs (no bloom filters, snappy,
+// pebble's default memtable and L0 thresholds).
+func OpenPebbleStore(_ context.Context, dir string, opts state.Options) (*PebbleStore, error) {
+	s, err := state.OpenPebble(dir, opts)
 	if err != nil {
-		return nil, fmt.Errorf("statebench: open pebble %s: %w", dir, err)
-	}
-	opts.AtomicBatches = true
-	s, err := state.Open(ctx, d, opts)
-	if err != nil {
-		d.Close()
 		return nil, err
 	}
-	return &PebbleStore{Store: s, ds: d}, nil
+	return &PebbleStore{Store: s}, nil
 }
 
 // Compact flushes the memtables and compacts the whole key space.
 func (p *PebbleStore) Compact(ctx context.Context) error {
-	if err := p.ds.DB.Flush(); err != nil {
+	db := p.Pebble()
+	if db == nil {
+		return ErrNoPebble
+	}
+	if err := db.Flush(); err != nil {
 		return err
 	}
-	return p.ds.DB.Compact(ctx, []byte{0}, []byte{0xff}, true)
-}
-
-// Close closes the store and its datastore.
-func (p *PebbleStore) Close() error {
-	if err := p.Store.Close(); err != nil {
-		p.ds.Close()
-		return err
-	}
-	return p.ds.Close()
+	return db.Compact(ctx, []byte{0}, []byte{0xff}, true)
 }
