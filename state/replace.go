@@ -110,11 +110,6 @@ func (im *Importer) Replace(ctx context.Context, s *Store) (types.Root, error) {
 // below are unreadable from the switch on, and Prune reclaims what only
 // they used (the stale lists up to height say which).
 func (s *Store) writeReplace(ctx context.Context, height uint64, root slot, o *out) error {
-	s.writeMu.Lock()
-	defer s.writeMu.Unlock()
-	if s.opts.KeepVersions > 0 {
-		s.written.add(height, o)
-	}
 	b, err := s.versionBatch(ctx, o)
 	if err != nil {
 		return err
