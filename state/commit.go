@@ -371,9 +371,41 @@ func (s *Store) write(ctx context.Context, height uint64, root slot, o *out) err
 			return err
 		}
 	}
-	b, err := s.versionBatch(ctx, o)
+	b, err := s.versionBatch(ctx, height, root, o)
+	put := func(k ds.Key, v []byte) {
+		if err == nil {
+			err = b.Put(ctx, k, v)
+		}
+	}
+	if s.opts.AtomicBatches {
+		put(keyLatest, binary.AppendUvarint(nil, height))
+	}
 	if err != nil {
 		return err
+	}
+	if err := b.Commit(ctx); err != nil {
+		return err
+	}
+	if s.opts.AtomicBatches {
+		return nil // the batch was written with sync
+	}
+	if err := sync(); err != nil {
+		return err
+	}
+	if err := s.d.Put(ctx, keyLatest, binary.AppendUvarint(nil, height)); err != nil {
+		return err
+	}
+	return sync()
+}
+
+// versionBatch returns a batch holding version height: its records, stale
+// list, flat index changes and root record; the caller adds the keys that
+// make it visible (Commit's latest pointer, Replace's minimum too). On
+// pebble it is a pebble batch sized for them, committed with sync.
+func (s *Store) versionBatch(ctx context.Context, height uint64, root slot, o *out) (ds.Batch, error) {
+	b, err := s.newVersionBatch(ctx, o)
+	if err != nil {
+		return nil, err
 	}
 	put := func(k ds.Key, v []byte) {
 		if err == nil {
@@ -396,30 +428,12 @@ func (s *Store) write(ctx context.Context, height uint64, root slot, o *out) err
 		}
 	}
 	put(rootKey(height), encodeRoot(root))
-	if s.opts.AtomicBatches {
-		put(keyLatest, binary.AppendUvarint(nil, height))
-	}
-	if err != nil {
-		return err
-	}
-	if err := b.Commit(ctx); err != nil {
-		return err
-	}
-	if s.opts.AtomicBatches {
-		return nil // the batch was written with sync
-	}
-	if err := sync(); err != nil {
-		return err
-	}
-	if err := s.d.Put(ctx, keyLatest, binary.AppendUvarint(nil, height)); err != nil {
-		return err
-	}
-	return sync()
+	return b, err
 }
 
-// versionBatch returns the batch for a version's records. On pebble it is a
-// pebble batch sized for them up front.
-func (s *Store) versionBatch(ctx context.Context, o *out) (ds.Batch, error) {
+// newVersionBatch returns an empty batch for a version's records: on
+// pebble one sized for them up front.
+func (s *Store) newVersionBatch(ctx context.Context, o *out) (ds.Batch, error) {
 	if s.pdb == nil {
 		return s.d.Batch(ctx)
 	}

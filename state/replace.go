@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"sort"
 
-	ds "github.com/ipfs/go-datastore"
 
 	"github.com/kairos-network/kairos/types"
 )
@@ -110,35 +109,15 @@ func (im *Importer) Replace(ctx context.Context, s *Store) (types.Root, error) {
 // below are unreadable from the switch on, and Prune reclaims what only
 // they used (the stale lists up to height say which).
 func (s *Store) writeReplace(ctx context.Context, height uint64, root slot, o *out) error {
-	b, err := s.versionBatch(ctx, o)
+	b, err := s.versionBatch(ctx, height, root, o)
 	if err != nil {
 		return err
 	}
-	put := func(k ds.Key, v []byte) {
-		if err == nil {
-			err = b.Put(ctx, k, v)
-		}
-	}
-	for _, r := range o.records {
-		put(r.key, r.val)
-	}
-	if len(o.stale) > 0 {
-		put(staleKey(height), encodeStale(o.stale))
-	}
-	for _, ch := range o.changes {
-		if ch.New == nil {
-			if err == nil {
-				err = b.Delete(ctx, kvKey(ch.Key))
-			}
-		} else {
-			put(kvKey(ch.Key), ch.New)
-		}
-	}
 	hv := binary.AppendUvarint(nil, height)
-	put(rootKey(height), encodeRoot(root))
-	put(keyMin, hv)
-	put(keyLatest, hv)
-	if err != nil {
+	if err := b.Put(ctx, keyMin, hv); err != nil {
+		return err
+	}
+	if err := b.Put(ctx, keyLatest, hv); err != nil {
 		return err
 	}
 	return b.Commit(ctx) // synced, as every version batch
