@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"sort"
 
-
 	"github.com/kairos-network/kairos/types"
 )
 
