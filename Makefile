@@ -46,7 +46,7 @@ fuzz: ## run every fuzz target for FUZZTIME each
 STATE_BENCH_FLAGS ?=
 bench: build ## print the benchmark tables: block execution (native, wat, wattoken, go), the devnet under load and the state store
 	for m in native wat wattoken go; do $(BIN) bench exec --module $$m || exit 1; done
-	$(BIN) bench node --rates 500,1000 --duration 10s
+	$(BIN) bench node --rates 500,1000,2500,5000 --duration 10s
 	$(BIN) bench state $(STATE_BENCH_FLAGS)
 
 long: ## the long randomized runs: model/metamorphic seeds, kill -9 x100, crash points x300, exec seeds
