@@ -3,7 +3,6 @@ package state
 import (
 	"context"
 	"errors"
-	"fmt"
 	"unsafe"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -31,21 +30,12 @@ const getManyLockMax = 1024
 // may share an array. A key over types.StateKeyMax fails the call with
 // ErrKeyTooLong, as Get does; dst then holds the values read before it.
 func (s *Store) GetMany(ctx context.Context, keys []types.StateKey, dst [][]byte) ([][]byte, error) {
-	tooLong := func(k types.StateKey) error {
-		if len(k.Key) > types.StateKeyMax {
-			return fmt.Errorf("%w: %d bytes", ErrKeyTooLong, len(k.Key))
-		}
-		return nil
-	}
 	var buf []byte
 	key := func(k types.StateKey) ([]byte, error) {
-		if err := tooLong(k); err != nil {
+		if err := checkKeyLen(k); err != nil {
 			return nil, err
 		}
-		buf = append(buf[:0], nsKV...)
-		buf = appendEscaped(buf, k.Module[:])
-		buf = append(buf, "/k"...)
-		buf = appendEscaped(buf, k.Key) // kept: the next key reuses what it grew to
+		buf = appendKVKey(buf[:0], k) // kept: the next key reuses what it grew to
 		return buf, nil
 	}
 	// unsafeKey views b as a datastore key without copying it: valid only
@@ -107,16 +97,9 @@ func (s *Store) GetMany(ctx context.Context, keys []types.StateKey, dst [][]byte
 		}
 	}
 
-	// Any other datastore: one Get per key, each with its own key string
-	// (nothing is known of what it keeps).
+	// Any other datastore: Get per key (nothing is known of what it keeps).
 	for _, k := range keys {
-		if err := tooLong(k); err != nil {
-			return dst, err
-		}
-		v, err := s.d.Get(ctx, kvKey(k))
-		if errors.Is(err, ds.ErrNotFound) {
-			v, err = nil, nil
-		}
+		v, err := s.Get(ctx, k)
 		if err != nil {
 			return dst, err
 		}

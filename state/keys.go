@@ -166,11 +166,25 @@ func kvModulePrefix(m types.Address) string {
 func kvKey(k types.StateKey) ds.Key {
 	// One allocation: this is on the latest-read path.
 	buf := make([]byte, 0, len(nsKV)+2*types.AddressLen+2+2*len(k.Key))
-	buf = append(buf, nsKV...)
-	buf = appendEscaped(buf, k.Module[:])
-	buf = append(buf, "/k"...)
-	buf = appendEscaped(buf, k.Key)
-	return ds.RawKey(string(buf))
+	return ds.RawKey(string(appendKVKey(buf, k)))
+}
+
+// appendKVKey appends the bytes of kvKey(k) to dst, for callers that build
+// many keys in one buffer (Store.GetMany).
+func appendKVKey(dst []byte, k types.StateKey) []byte {
+	dst = append(dst, nsKV...)
+	dst = appendEscaped(dst, k.Module[:])
+	dst = append(dst, "/k"...)
+	return appendEscaped(dst, k.Key)
+}
+
+// checkKeyLen refuses a state key over types.StateKeyMax, which no read
+// can find and no write may store.
+func checkKeyLen(k types.StateKey) error {
+	if len(k.Key) > types.StateKeyMax {
+		return fmt.Errorf("%w: %d bytes", ErrKeyTooLong, len(k.Key))
+	}
+	return nil
 }
 
 func parseKVKey(s string) (types.StateKey, error) {

@@ -397,8 +397,8 @@ func (s *Store) Latest() (uint64, types.Root) {
 // Get returns the latest value of k from the flat index, or nil if k is
 // absent. The returned slice belongs to the caller.
 func (s *Store) Get(ctx context.Context, k types.StateKey) ([]byte, error) {
-	if len(k.Key) > types.StateKeyMax {
-		return nil, fmt.Errorf("%w: %d bytes", ErrKeyTooLong, len(k.Key))
+	if err := checkKeyLen(k); err != nil {
+		return nil, err
 	}
 	if s.pdb != nil {
 		// One pebble Get, with the key's bytes handed over without the
