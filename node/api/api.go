@@ -192,14 +192,36 @@ func writeError(w http.ResponseWriter, status int, code, msg string) {
 
 // fail writes err with the code of its sentinel, or internal.
 func (s *server) fail(w http.ResponseWriter, err error) {
+	status, code := s.classify(err)
+	writeError(w, status, code, err.Error())
+}
+
+// classify returns the HTTP status and stable code of err (errorCodes),
+// logging an error none of them names as internal.
+func (s *server) classify(err error) (int, string) {
 	for _, c := range errorCodes {
 		if errors.Is(err, c.err) {
-			writeError(w, c.status, c.code, err.Error())
-			return
+			return c.status, c.code
 		}
 	}
 	s.log.Error("api", "err", err)
-	writeError(w, http.StatusInternalServerError, CodeInternal, err.Error())
+	return http.StatusInternalServerError, CodeInternal
+}
+
+// readBody reads a request body of at most MaxBodyBytes, or answers the
+// request with the error and returns nil.
+func readBody(w http.ResponseWriter, r *http.Request) []byte {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			writeError(w, http.StatusRequestEntityTooLarge, CodeBodyTooLarge, fmt.Sprintf("body over %d bytes", MaxBodyBytes))
+			return nil
+		}
+		writeError(w, http.StatusBadRequest, CodeBadRequest, "reading body: "+err.Error())
+		return nil
+	}
+	return body
 }
 
 // SubmitRequest is the body of POST /v1/txs.
@@ -215,14 +237,8 @@ type SubmitResponse struct {
 // readTx reads a SubmitRequest body and returns the raw transaction, or
 // writes the error and returns nil.
 func readTx(w http.ResponseWriter, r *http.Request) []byte {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
-	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			writeError(w, http.StatusRequestEntityTooLarge, CodeBodyTooLarge, fmt.Sprintf("body over %d bytes", MaxBodyBytes))
-			return nil
-		}
-		writeError(w, http.StatusBadRequest, CodeBadRequest, "reading body: "+err.Error())
+	body := readBody(w, r)
+	if body == nil {
 		return nil
 	}
 	var req SubmitRequest

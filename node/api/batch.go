@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 
 	"github.com/kairos-network/kairos/node"
@@ -72,14 +71,8 @@ func decodeBatch(body []byte) ([][]byte, error) {
 }
 
 func (s *server) submitBatch(w http.ResponseWriter, r *http.Request) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
-	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			writeError(w, http.StatusRequestEntityTooLarge, CodeBodyTooLarge, fmt.Sprintf("body over %d bytes", MaxBodyBytes))
-			return
-		}
-		writeError(w, http.StatusBadRequest, CodeBadRequest, "reading body: "+err.Error())
+	body := readBody(w, r)
+	if body == nil {
 		return
 	}
 	raws, err := decodeBatch(body)
@@ -99,21 +92,11 @@ func (s *server) submitBatch(w http.ResponseWriter, r *http.Request) {
 	out := SubmitBatchResponse{Results: make([]BatchResult, len(subs))}
 	for i, sub := range subs {
 		if sub.Err != nil {
-			out.Results[i] = BatchResult{Code: s.code(sub.Err), Message: sub.Err.Error()}
+			_, code := s.classify(sub.Err)
+			out.Results[i] = BatchResult{Code: code, Message: sub.Err.Error()}
 			continue
 		}
 		out.Results[i].ID = &sub.ID
 	}
 	writeJSON(w, http.StatusOK, out)
-}
-
-// code is the stable code of err, as fail would answer it.
-func (s *server) code(err error) string {
-	for _, c := range errorCodes {
-		if errors.Is(err, c.err) {
-			return c.code
-		}
-	}
-	s.log.Error("api batch", "err", err)
-	return CodeInternal
 }
