@@ -421,17 +421,8 @@ func (n *Node) Index() uint32 { return n.me }
 // returns the transaction id; a transaction already held is not an error,
 // and is not gossiped again.
 func (n *Node) SubmitTx(ctx context.Context, raw []byte) (types.Hash, error) {
-	if err := n.Err(); err != nil {
-		return types.Hash{}, fmt.Errorf("%w: %w", ErrStopped, err)
-	}
-	e, isNew, err := n.addTx(ctx, raw)
-	if err != nil {
-		return types.Hash{}, err
-	}
-	if isNew {
-		n.txOut.add(e.Raw)
-	}
-	return e.ID, nil
+	r := n.SubmitTxs(ctx, [][]byte{raw})[0]
+	return r.ID, r.Err
 }
 
 // Submitted is the outcome of one transaction of SubmitTxs: its id, or
@@ -470,25 +461,14 @@ func (n *Node) SubmitTxs(ctx context.Context, raws [][]byte) []Submitted {
 	return out
 }
 
-// addTx puts raw into the mempool and reports a new transaction to
-// consensus. A transaction that was already executed (gossip arriving
-// late, a client resubmitting) is not held: the ordering layer never
-// releases an id twice, so it would only occupy the pool until it expired.
-// The receipt is checked after the add because the executor commits before
-// it removes a block's transactions from the pool: either this check sees
-// the receipt, or the executor's removal comes after this add.
-func (n *Node) addTx(ctx context.Context, raw []byte) (e *mempool.Entry, isNew bool, err error) {
-	arrived := n.lat.now() // local observation for the latency histograms only
-	e, isNew, err = n.pool.Add(ctx, raw, n.clock.Now())
-	if err != nil || !isNew {
-		return e, false, err
-	}
-	return e, true, n.admit(ctx, e, arrived)
-}
-
 // admit reports a transaction new to the pool to consensus, unless it was
-// executed already (then it leaves the pool). arrived is when it reached
-// the node, for the latency histograms.
+// executed already (gossip arriving late, a client resubmitting): then it
+// leaves the pool, since the ordering layer never releases an id twice and
+// it would only occupy the pool until it expired. The receipt is checked
+// after the add because the executor commits before it removes a block's
+// transactions from the pool: either this check sees the receipt, or the
+// executor's removal comes after the add. arrived is when it reached the
+// node, for the latency histograms.
 func (n *Node) admit(ctx context.Context, e *mempool.Entry, arrived time.Duration) error {
 	if executed, err := n.dropExecuted(ctx, e.ID); executed || err != nil {
 		return err
