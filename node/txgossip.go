@@ -62,10 +62,15 @@ func (b *txBatcher) add(raw []byte) {
 	wake := len(b.raws) == 1 || b.fullLocked()
 	b.mu.Unlock()
 	if wake {
-		select {
-		case b.kick <- struct{}{}:
-		default:
-		}
+		b.wake()
+	}
+}
+
+// wake tells the sender to look at the queue; a pending kick already does.
+func (b *txBatcher) wake() {
+	select {
+	case b.kick <- struct{}{}:
+	default:
 	}
 }
 
@@ -83,10 +88,7 @@ func (b *txBatcher) flush() {
 	}
 	b.mu.Unlock()
 	if wake {
-		select {
-		case b.kick <- struct{}{}:
-		default:
-		}
+		b.wake()
 	}
 }
 
