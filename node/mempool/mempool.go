@@ -189,14 +189,14 @@ func (m *Mempool) count(e *Entry, sign int) {
 // commit), and an Add of an id being persisted waits for that one. ctx
 // bounds only that wait.
 func (m *Mempool) Add(ctx context.Context, raw []byte, now int64) (e *Entry, isNew bool, err error) {
-	tx, err := types.DecodeTx(raw, m.cfg.ChainID, now, m.cfg.Limits)
-	if err != nil {
-		return nil, false, err
-	}
-	return m.add(ctx, tx, tx.ID(), raw, now)
+	a := m.AddAll(ctx, [][]byte{raw}, now)[0]
+	return a.Entry, a.New, a.Err
 }
 
-// add is Add for a transaction already decoded and validated.
+// add holds a transaction already decoded and validated, as one Add would:
+// it first waits for a write of the same id in flight (another call's, or
+// an earlier copy in the same AddAll) and holds the transaction itself if
+// that write failed.
 func (m *Mempool) add(ctx context.Context, tx *types.Tx, id types.Hash, raw []byte, now int64) (e *Entry, isNew bool, err error) {
 	m.mu.Lock()
 	for {
