@@ -167,26 +167,31 @@ func (e *PooledEngine) idle(codeID string, track bool) (*vm.Instance, *pooledCod
 		return nil, nil
 	}
 	e.lru.MoveToFront(c.elem)
-	n := len(c.idle)
-	in := c.idle[n-1]
-	c.idle = c.idle[:n-1]
-	e.idleBytes -= instanceBytes(in)
-	e.stats.Reuses++
+	in := e.popIdleLocked(c)
 	if track {
 		e.out[in.Module()] = acquiredInstance{in: in, code: c}
 	}
 	return in, c
 }
 
+// popIdleLocked takes c's most recently released idle instance, not yet
+// restored, or nil when it has none. e.mu is held.
+func (e *PooledEngine) popIdleLocked(c *pooledCode) *vm.Instance {
+	n := len(c.idle)
+	if n == 0 {
+		return nil
+	}
+	in := c.idle[n-1]
+	c.idle = c.idle[:n-1]
+	e.idleBytes -= instanceBytes(in)
+	e.stats.Reuses++
+	return in
+}
+
 // instance returns an idle instance of c, restored, or a new one.
 func (e *PooledEngine) instance(ctx context.Context, c *pooledCode) (*vm.Instance, error) {
 	e.mu.Lock()
-	var in *vm.Instance
-	if n := len(c.idle); n > 0 {
-		in, c.idle = c.idle[n-1], c.idle[:n-1]
-		e.idleBytes -= instanceBytes(in)
-		e.stats.Reuses++
-	}
+	in := e.popIdleLocked(c)
 	e.mu.Unlock()
 	if in != nil {
 		in.Restore()
