@@ -1,6 +1,7 @@
 package types
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/base32"
@@ -92,6 +93,15 @@ type StateKey struct {
 
 // StateKeyMax is the longest key a module may use.
 const StateKeyMax = 1024
+
+// Compare orders state keys by module, then key bytes: the order of the
+// state's flat index, of a block's write set and of state.Commit's input.
+func (k StateKey) Compare(o StateKey) int {
+	if c := bytes.Compare(k.Module[:], o.Module[:]); c != 0 {
+		return c
+	}
+	return bytes.Compare(k.Key, o.Key)
+}
 
 // String renders the key for logs and errors.
 func (k StateKey) String() string { return fmt.Sprintf("%s/%x", k.Module, k.Key) }

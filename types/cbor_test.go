@@ -154,3 +154,26 @@ func TestAddressFromPublicKey(t *testing.T) {
 		t.Fatalf("%v allocations per address", n)
 	}
 }
+
+// TestStateKeyCompare: keys order as the bytes of module ‖ key would, the
+// module deciding first (a shorter key sorts before its extensions).
+func TestStateKeyCompare(t *testing.T) {
+	mod := func(b byte) Address { var a Address; a[AddressLen-1] = b; return a }
+	keys := []StateKey{
+		{Module: mod(1)}, {Module: mod(1), Key: []byte{0}}, {Module: mod(1), Key: []byte{0, 0}},
+		{Module: mod(1), Key: []byte{1}}, {Module: mod(2)}, {Module: mod(2), Key: []byte{0xff}},
+	}
+	for i, a := range keys {
+		for j, b := range keys {
+			want := 0
+			if i < j {
+				want = -1
+			} else if i > j {
+				want = 1
+			}
+			if got := a.Compare(b); got != want {
+				t.Fatalf("%v vs %v: %d, want %d", a, b, got, want)
+			}
+		}
+	}
+}

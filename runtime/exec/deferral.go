@@ -443,12 +443,7 @@ func finalNonces(ctx context.Context, parent StateView, writes []state.Write, se
 
 func accountAfter(ctx context.Context, parent StateView, writes []state.Write, s types.Address) ([]byte, error) {
 	k := AccountKey(s)
-	if i, ok := slices.BinarySearchFunc(writes, k, func(w state.Write, k types.StateKey) int {
-		if c := bytes.Compare(w.Key.Module[:], k.Module[:]); c != 0 {
-			return c
-		}
-		return bytes.Compare(w.Key.Key, k.Key)
-	}); ok {
+	if i, ok := slices.BinarySearchFunc(writes, k, func(w state.Write, k types.StateKey) int { return w.Key.Compare(k) }); ok {
 		return writes[i].Value, nil
 	}
 	v, err := parent.Get(ctx, k)
@@ -463,11 +458,6 @@ func accountAfter(ctx context.Context, parent StateView, writes []state.Write, s
 // BlockResult.Writes want.
 func mergeWrites(a, b []state.Write) []state.Write {
 	out := append(slices.Clip(a), b...)
-	slices.SortFunc(out, func(x, y state.Write) int {
-		if c := bytes.Compare(x.Key.Module[:], y.Key.Module[:]); c != 0 {
-			return c
-		}
-		return bytes.Compare(x.Key.Key, y.Key.Key)
-	})
+	slices.SortFunc(out, func(x, y state.Write) int { return x.Key.Compare(y.Key) })
 	return out
 }

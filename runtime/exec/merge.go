@@ -1,7 +1,6 @@
 package exec
 
 import (
-	"bytes"
 	"cmp"
 	"slices"
 	"strings"
@@ -165,21 +164,13 @@ func mergeExtra(slotted []state.Write, extra []kv) []state.Write {
 	i := 0
 	for _, e := range extra {
 		k := splitKey(e.k)
-		for i < len(slotted) && compareKeys(slotted[i].Key, k) < 0 {
+		for i < len(slotted) && slotted[i].Key.Compare(k) < 0 {
 			out = append(out, slotted[i])
 			i++
 		}
 		out = append(out, state.Write{Key: k, Value: nilIfEmpty(e.v)})
 	}
 	return append(out, slotted[i:]...)
-}
-
-// compareKeys orders state keys as their string forms: by module, then key.
-func compareKeys(a, b types.StateKey) int {
-	if c := bytes.Compare(a.Module[:], b.Module[:]); c != 0 {
-		return c
-	}
-	return bytes.Compare(a.Key, b.Key)
 }
 
 // parallel runs fn(0..n-1), the last on the calling goroutine, and waits.

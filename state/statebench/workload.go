@@ -1,7 +1,6 @@
 package statebench
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
@@ -109,9 +108,4 @@ func (w Workload) Writes(h uint64) []state.Write {
 	return out
 }
 
-func lessKey(a, b types.StateKey) bool {
-	if c := bytes.Compare(a.Module[:], b.Module[:]); c != 0 {
-		return c < 0
-	}
-	return bytes.Compare(a.Key, b.Key) < 0
-}
+func lessKey(a, b types.StateKey) bool { return a.Compare(b) < 0 }
