@@ -1,0 +1,115 @@
+package guest
+
+import (
+	"unsafe"
+
+	"github.com/kairos-network/kairos/sdk/guest/internal/abi"
+)
+
+// Args decodes a method's input as one T. Declare one per input layout as
+// a package variable (NewArgs runs at package initialization):
+//
+//	var transferArgs = guest.NewArgs(guest.PairCodec(guest.AddressCodec, guest.Uint64Codec))
+//	...
+//	in := transferArgs.Decode()
+//
+// Decode is DecodeInput(c), with the same results and aborts, but when c
+// is built from fixed-size field codecs only (the field codecs of fixed.go
+// and Pairs of them, nested to any depth) NewArgs resolves its layout once
+// and Decode reads the input into a stack array and the fields straight
+// into the T, without the scratch buffers, a Decoder or codec calls: the
+// generic DecodeInput spent ~1 300 of the Go token transfer's guest gas,
+// this path ~300 (RATIONALE.md, "Why do Args and Event exist beside
+// DecodeInput and EmitWith?").
+type Args[T any] struct {
+	c      Codec[T]
+	fields []fixedField // the flat layout of c; nil when c is not fixed
+	size   int          // the encoded length of a T when fields != nil
+}
+
+// argsFixedMax bounds the input of Args's fixed path (its stack array);
+// a longer fixed layout decodes through DecodeInput.
+const argsFixedMax = 128
+
+// fixedField is one field of a codec's flat fixed layout: its kind, where
+// its bytes start in the encoding and where it lives in the Go value.
+type fixedField struct {
+	kind fieldKind
+	at   uintptr // offset in the encoding
+	off  uintptr // offset in the Go value
+}
+
+// NewArgs returns the decoder of inputs encoded with c.
+func NewArgs[T any](c Codec[T]) Args[T] {
+	a := Args[T]{c: c}
+	if fields := layoutOf(c); len(fields) > 0 {
+		last := fields[len(fields)-1]
+		if size := int(last.at) + last.kind.size(); size <= argsFixedMax {
+			a.fields, a.size = fields, size
+		}
+	}
+	return a
+}
+
+// Decode decodes the whole input as one T and aborts the call if it does
+// not decode (short, trailing bytes, bad field), with DecodeInput's message.
+func (a Args[T]) Decode() T {
+	if a.fields != nil {
+		var buf [argsFixedMax]byte
+		if abi.InputRead(buf[:a.size]) == a.size {
+			var v T
+			if readFixed(a.fields, unsafe.Pointer(&buf), unsafe.Pointer(&v)) {
+				return v
+			}
+		}
+		// Short or long input, or a bool that is not 0 or 1: the generic
+		// path aborts with its message.
+	}
+	return DecodeInput(a.c)
+}
+
+// readFixed decodes the fields at src into the value at dst; false for a
+// bool that is neither 0 nor 1.
+func readFixed(fields []fixedField, src, dst unsafe.Pointer) bool {
+	for _, f := range fields {
+		if !f.kind.get(unsafe.Add(src, f.at), unsafe.Add(dst, f.off)) {
+			return false
+		}
+	}
+	return true
+}
+
+// layouter is a composite codec that knows its flat layout (pairCodec).
+type layouter interface{ layout() []fixedField }
+
+// layoutOf returns the flat fixed layout of c, or nil when some field of c
+// is not of fixed size. Called at package initialization only: the type
+// assertion builds an itab, which a transaction would build again every
+// time (the snapshot every transaction starts from has only init's).
+func layoutOf[T any](c Codec[T]) []fixedField {
+	if k := kindOf(c); k != kindNone {
+		return []fixedField{{kind: k}}
+	}
+	if l, ok := c.(layouter); ok {
+		return l.layout()
+	}
+	return nil
+}
+
+// layout is the first codec's fields then the second's, after them in the
+// encoding and at Second's offset in the Go value.
+func (c pairCodec[A, B]) layout() []fixedField {
+	a, b := layoutOf(c.a), layoutOf(c.b)
+	if a == nil || b == nil {
+		return nil
+	}
+	last := a[len(a)-1]
+	at := last.at + uintptr(last.kind.size())
+	var p Pair[A, B]
+	off := unsafe.Offsetof(p.Second)
+	out := append([]fixedField(nil), a...)
+	for _, f := range b {
+		out = append(out, fixedField{kind: f.kind, at: f.at + at, off: f.off + off})
+	}
+	return out
+}
