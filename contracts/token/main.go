@@ -27,9 +27,12 @@ var (
 	allowances = guest.NewMap("allow", guest.PairCodec(guest.AddressCodec, guest.AddressCodec), guest.Uint64Codec)
 
 	// Input layouts.
-	addrAmount  = guest.PairCodec(guest.AddressCodec, guest.Uint64Codec)
-	addrPair    = guest.PairCodec(guest.AddressCodec, guest.AddressCodec)
-	transferArg = guest.PairCodec(addrPair, guest.Uint64Codec)
+	addrAmount   = guest.PairCodec(guest.AddressCodec, guest.Uint64Codec)
+	addrPair     = guest.PairCodec(guest.AddressCodec, guest.AddressCodec)
+	addrAmountIn = guest.NewArgs(addrAmount)
+	transferIn   = guest.NewArgs(guest.PairCodec(addrPair, guest.Uint64Codec))
+
+	transferred = guest.NewEvent("transfer")
 )
 
 //go:wasmexport init
@@ -52,7 +55,7 @@ func mint() {
 
 //go:wasmexport transfer
 func transfer() {
-	in := guest.DecodeInput(addrAmount)
+	in := addrAmountIn.Decode()
 	move(guest.Caller(), in.First, in.Second)
 }
 
@@ -71,7 +74,7 @@ func approve() {
 
 //go:wasmexport transfer_from
 func transferFrom() {
-	in := guest.DecodeInput(transferArg)
+	in := transferIn.Decode()
 	from, to, amount := in.First.First, in.First.Second, in.Second
 	key := guest.Pair[guest.Address, guest.Address]{First: from, Second: guest.Caller()}
 	allowed := allowances.GetOr(key, 0)
@@ -109,7 +112,7 @@ func move(from, to guest.Address, amount uint64) {
 	guest.Require(have >= amount, "token: insufficient balance")
 	setBalance(from, have-amount)
 	credit(to, amount)
-	guest.EmitWith("transfer", func(e *guest.Encoder) { e.PutAddress(from).PutAddress(to).PutUint64(amount) })
+	transferred.Fields().Address(from).Address(to).Uint64(amount).Emit()
 }
 
 // credit cannot overflow: every balance is at most the supply, which mint
