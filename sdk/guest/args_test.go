@@ -107,7 +107,9 @@ func TestEventFieldsMatchEncoder(t *testing.T) {
 		}
 	}
 	// Exactly at the limit: four addresses.
-	body = func() { ev.Fields().Address(guest.Address{}).Address(guest.Address{1: 1}).Address(guest.Address{}).Address(guest.Address{31: 2}).Emit() }
+	body = func() {
+		ev.Fields().Address(guest.Address{}).Address(guest.Address{1: 1}).Address(guest.Address{}).Address(guest.Address{31: 2}).Emit()
+	}
 	if r := ch.Call(user, mod, "run", nil); r.Status != guesttest.StatusOK || len(r.Events[0].Data) != guest.EventFieldsLenMax {
 		t.Fatalf("at the limit: %s %q", r.Status, r.Message)
 	}
