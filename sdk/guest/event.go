@@ -2,6 +2,7 @@ package guest
 
 import (
 	"encoding/binary"
+	"unsafe"
 
 	"github.com/kairos-network/kairos/sdk/guest/internal/abi"
 )
@@ -69,7 +70,7 @@ func (f *EventFields) Address(a Address) *EventFields {
 		f.overflowed()
 		return f
 	}
-	*(*Address)(f.buf[f.n:]) = a
+	copyAddress(unsafe.Pointer(&f.buf[f.n]), unsafe.Pointer(&a))
 	f.n += AddressLen
 	return f
 }
@@ -80,7 +81,7 @@ func (f *EventFields) Uint64(v uint64) *EventFields {
 		f.overflowed()
 		return f
 	}
-	binary.BigEndian.PutUint64(f.buf[f.n:], v)
+	putBE64(unsafe.Pointer(&f.buf[f.n]), v)
 	f.n += 8
 	return f
 }

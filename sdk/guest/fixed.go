@@ -76,14 +76,14 @@ func (k fieldKind) size() int {
 
 // put encodes the value at p, of kind k, at dst, which has room for
 // k.size() bytes, and returns k.size(). Pointers to arrays instead of
-// slices: no bounds checks, and an address is one 32-byte move.
+// slices: no bounds checks (mem_wasip1.go has the moves).
 func (k fieldKind) put(dst, p unsafe.Pointer) int {
 	switch k {
 	case kindAddress:
-		*(*Address)(dst) = *(*Address)(p)
+		copyAddress(dst, p)
 		return AddressLen
 	case kindUint64, kindInt64:
-		binary.BigEndian.PutUint64((*[8]byte)(dst)[:], *(*uint64)(p))
+		putBE64(dst, *(*uint64)(p))
 		return 8
 	case kindUint32:
 		binary.BigEndian.PutUint32((*[4]byte)(dst)[:], *(*uint32)(p))
@@ -100,9 +100,9 @@ func (k fieldKind) put(dst, p unsafe.Pointer) int {
 func (k fieldKind) get(src, p unsafe.Pointer) bool {
 	switch k {
 	case kindAddress:
-		*(*Address)(p) = *(*Address)(src)
+		copyAddress(p, src)
 	case kindUint64, kindInt64:
-		*(*uint64)(p) = binary.BigEndian.Uint64((*[8]byte)(src)[:])
+		*(*uint64)(p) = getBE64(src)
 	case kindUint32:
 		*(*uint32)(p) = binary.BigEndian.Uint32((*[4]byte)(src)[:])
 	case kindBool:
@@ -115,9 +115,40 @@ func (k fieldKind) get(src, p unsafe.Pointer) bool {
 	return true
 }
 
-// fixedKey writes the state key of the key at p (prefix ‖ its encoding)
-// into key and returns its length.
-func fixedKey(key *[fixedKeyMax]byte, prefix []byte, k fieldKind, p unsafe.Pointer) int {
-	n := copy(key[:], prefix) // NewMap checked that the field fits after it
-	return n + k.put(unsafe.Pointer(&key[n]), p)
+// fixedMap is the fast path's view of a Map or Value, resolved once in
+// NewMap or NewValue: the key's first bytes (the name's prefix, then
+// zeros) as a template, where the key field goes, and the field kinds.
+type fixedMap struct {
+	tmpl   [fixedKeyMax]byte // prefix ‖ zeros: copied as a whole, one bulk copy
+	n      int               // len(prefix)
+	kKind  fieldKind         // kindNone for a Value (its key is the prefix)
+	vKind  fieldKind
+	vSize  int  // vKind.size()
+	v64    bool // a u64 or i64 value, which Map and Value handle inline
+	enable bool
+}
+
+// newFixedMap resolves the fast path for keys prefix ‖ a field of kKind
+// (kindNone: prefix alone) and values of vKind; the result is disabled
+// (enable false) unless vKind is a field kind and the key fits.
+func newFixedMap(prefix []byte, kKind, vKind fieldKind) fixedMap {
+	f := fixedMap{n: len(prefix), kKind: kKind, vKind: vKind, vSize: vKind.size(), v64: vKind == kindUint64 || vKind == kindInt64}
+	f.enable = vKind != kindNone && len(prefix)+kKind.size() <= fixedKeyMax
+	if f.enable {
+		copy(f.tmpl[:], prefix)
+	}
+	return f
+}
+
+// key writes the state key of the key at p (prefix ‖ its encoding) into
+// dst and returns its length. An address key, the common case, is copied
+// here rather than through put (as Map and Value handle u64 values
+// inline): a Go call costs a wasm guest tens of metered instructions.
+func (f *fixedMap) key(dst *[fixedKeyMax]byte, p unsafe.Pointer) int {
+	*dst = f.tmpl
+	if f.kKind == kindAddress {
+		copyAddress(unsafe.Pointer(&dst[f.n]), p)
+		return f.n + AddressLen
+	}
+	return f.n + f.kKind.put(unsafe.Pointer(&dst[f.n]), p)
 }

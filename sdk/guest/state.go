@@ -65,55 +65,66 @@ func namespace(name string) []byte {
 // u8(len(name)) ‖ name ‖ the encoding of k. A Map holds no data; declare
 // maps as package variables.
 type Map[K, V any] struct {
+	// d is shared by the copies of a Map: a method call copies one word,
+	// not the map's prefix, codecs and fast-path template.
+	d *mapDef[K, V]
+}
+
+type mapDef[K, V any] struct {
 	prefix []byte
 	key    Codec[K]
 	val    Codec[V]
-	// fixed: both codecs are fixed-size field codecs of these kinds and
-	// the key fits fixedKeyMax (fixed.go's fast path).
-	fixed        bool
-	kKind, vKind fieldKind
+	// fx is fixed.go's fast path, enabled when both codecs are fixed-size
+	// field codecs and the key fits fixedKeyMax.
+	fx fixedMap
 }
 
 // NewMap returns the map called name (1 to 255 bytes; anything else is a
 // programming error and panics at package initialization).
 func NewMap[K, V any](name string, key Codec[K], val Codec[V]) Map[K, V] {
-	m := Map[K, V]{prefix: namespace(name), key: key, val: val, kKind: kindOf(key), vKind: kindOf(val)}
-	m.fixed = m.kKind != kindNone && m.vKind != kindNone && len(m.prefix)+m.kKind.size() <= fixedKeyMax
-	return m
+	d := &mapDef[K, V]{prefix: namespace(name), key: key, val: val}
+	if kk := kindOf(key); kk != kindNone {
+		d.fx = newFixedMap(d.prefix, kk, kindOf(val))
+	}
+	return Map[K, V]{d}
 }
 
 // Prefix returns the key prefix of every entry, the access-list entry that
 // covers the whole map. The caller must not modify it.
-func (m Map[K, V]) Prefix() []byte { return m.prefix }
+func (m Map[K, V]) Prefix() []byte { return m.d.prefix }
 
 // Key returns the state key of k.
 func (m Map[K, V]) Key(k K) []byte {
-	e := Encoder{buf: append([]byte(nil), m.prefix...)}
-	m.key.Append(&e, k)
+	e := Encoder{buf: append([]byte(nil), m.d.prefix...)}
+	m.d.key.Append(&e, k)
 	return e.buf
 }
 
 // Get returns the value of k. A stored value that does not decode aborts:
 // it can only come from a module bug or a changed codec.
 func (m Map[K, V]) Get(k K) (V, bool) {
-	if m.fixed {
+	d := m.d
+	var v V
+	if d.fx.enable {
 		var key [fixedKeyMax]byte
-		n := fixedKey(&key, m.prefix, m.kKind, unsafe.Pointer(&k))
+		n := d.fx.key(&key, unsafe.Pointer(&k))
 		var val [AddressLen]byte
-		var v V
 		switch got := abi.StateRead(key[:n], val[:]); {
 		case got < 0:
 			return v, false
-		case got == m.vKind.size() && m.vKind.get(unsafe.Pointer(&val), unsafe.Pointer(&v)):
+		case got != d.fx.vSize:
+		case d.fx.v64:
+			*(*uint64)(unsafe.Pointer(&v)) = getBE64(unsafe.Pointer(&val))
+			return v, true
+		case d.fx.vKind.get(unsafe.Pointer(&val), unsafe.Pointer(&v)):
 			return v, true
 		}
 		// A stored value that does not decode: the generic path aborts.
 	}
 	s := takeScratch()
-	b, ok := s.stateGet(encodeKey(s, m.prefix, m.key, k))
-	var v V
+	b, ok := s.stateGet(encodeKey(s, d.prefix, d.key, k))
 	if ok {
-		v = decodeStored(s, m.val, b)
+		v = decodeStored(s, d.val, b)
 	}
 	s.release()
 	return v, ok
@@ -130,7 +141,7 @@ func (m Map[K, V]) GetOr(k K, def V) V {
 // Has reports whether k is present. It reads no value bytes.
 func (m Map[K, V]) Has(k K) bool {
 	s := takeScratch()
-	key := encodeKey(s, m.prefix, m.key, k)
+	key := encodeKey(s, m.d.prefix, m.d.key, k)
 	checkKey(key)
 	ok := abi.StateRead(key, nil) >= 0
 	s.release()
@@ -139,28 +150,34 @@ func (m Map[K, V]) Has(k K) bool {
 
 // Set stores v under k.
 func (m Map[K, V]) Set(k K, v V) {
-	if m.fixed {
+	d := m.d
+	if d.fx.enable {
 		var key [fixedKeyMax]byte
-		n := fixedKey(&key, m.prefix, m.kKind, unsafe.Pointer(&k))
+		n := d.fx.key(&key, unsafe.Pointer(&k))
 		var val [AddressLen]byte
-		abi.StateSet(key[:n], val[:m.vKind.put(unsafe.Pointer(&val), unsafe.Pointer(&v))])
+		if d.fx.v64 {
+			putBE64(unsafe.Pointer(&val), *(*uint64)(unsafe.Pointer(&v)))
+			abi.StateSet(key[:n], val[:8])
+			return
+		}
+		abi.StateSet(key[:n], val[:d.fx.vKind.put(unsafe.Pointer(&val), unsafe.Pointer(&v))])
 		return
 	}
 	s := takeScratch()
-	StateSet(encodeKey(s, m.prefix, m.key, k), encodeVal(s, m.val, v))
+	StateSet(encodeKey(s, d.prefix, d.key, k), encodeVal(s, d.val, v))
 	s.release()
 }
 
 // Delete removes k.
 func (m Map[K, V]) Delete(k K) {
-	if m.fixed {
+	d := m.d
+	if d.fx.enable {
 		var key [fixedKeyMax]byte
-		n := fixedKey(&key, m.prefix, m.kKind, unsafe.Pointer(&k))
-		abi.StateDelete(key[:n])
+		abi.StateDelete(key[:d.fx.key(&key, unsafe.Pointer(&k))])
 		return
 	}
 	s := takeScratch()
-	StateDelete(encodeKey(s, m.prefix, m.key, k))
+	StateDelete(encodeKey(s, d.prefix, d.key, k))
 	s.release()
 }
 
@@ -168,7 +185,7 @@ func (m Map[K, V]) Delete(k K) {
 // (numbers ascend; strings and bytes by length, then bytes) until fn
 // returns false.
 func (m Map[K, V]) Each(fn func(K, V) bool) {
-	StateIterate(m.prefix, func(key, val []byte) bool {
+	StateIterate(m.d.prefix, func(key, val []byte) bool {
 		k, v := m.decodeEntry(key, val)
 		return fn(k, v)
 	})
@@ -178,8 +195,8 @@ func (m Map[K, V]) Each(fn func(K, V) bool) {
 // runs (fn may use the map).
 func (m Map[K, V]) decodeEntry(key, val []byte) (K, V) {
 	s := takeScratch()
-	k := decodeStored(s, m.key, key[len(m.prefix):])
-	v := decodeStored(s, m.val, val)
+	k := decodeStored(s, m.d.key, key[len(m.d.prefix):])
+	v := decodeStored(s, m.d.val, val)
 	s.release()
 	return k, v
 }
@@ -187,37 +204,47 @@ func (m Map[K, V]) decodeEntry(key, val []byte) (K, V) {
 // Value is a single typed state entry under one name (key u8(len(name)) ‖
 // name), for counters, configuration and the admin address.
 type Value[V any] struct {
-	key   []byte
-	val   Codec[V]
-	vKind fieldKind // a fixed-size field codec's kind: fixed.go's fast path
+	d *valueDef[V] // shared by copies, as Map's
+}
+
+type valueDef[V any] struct {
+	key []byte
+	val Codec[V]
+	fx  fixedMap // fixed.go's fast path for a fixed-size field codec
 }
 
 // NewValue returns the value called name (1 to 255 bytes).
 func NewValue[V any](name string, val Codec[V]) Value[V] {
-	return Value[V]{key: namespace(name), val: val, vKind: kindOf(val)}
+	d := &valueDef[V]{key: namespace(name), val: val}
+	d.fx = newFixedMap(d.key, kindNone, kindOf(val))
+	return Value[V]{d}
 }
 
 // Key returns the state key.
-func (v Value[V]) Key() []byte { return v.key }
+func (v Value[V]) Key() []byte { return v.d.key }
 
 // Get returns the value, and whether it is set.
 func (v Value[V]) Get() (V, bool) {
-	if v.vKind != kindNone {
+	d := v.d
+	var x V
+	if d.fx.enable {
 		var val [AddressLen]byte
-		var x V
-		switch got := abi.StateRead(v.key, val[:]); {
+		switch got := abi.StateRead(d.key, val[:]); {
 		case got < 0:
 			return x, false
-		case got == v.vKind.size() && v.vKind.get(unsafe.Pointer(&val), unsafe.Pointer(&x)):
+		case got != d.fx.vSize:
+		case d.fx.v64:
+			*(*uint64)(unsafe.Pointer(&x)) = getBE64(unsafe.Pointer(&val))
+			return x, true
+		case d.fx.vKind.get(unsafe.Pointer(&val), unsafe.Pointer(&x)):
 			return x, true
 		}
 		// A stored value that does not decode: the generic path aborts.
 	}
 	s := takeScratch()
-	b, ok := s.stateGet(v.key)
-	var x V
+	b, ok := s.stateGet(d.key)
 	if ok {
-		x = decodeStored(s, v.val, b)
+		x = decodeStored(s, d.val, b)
 	}
 	s.release()
 	return x, ok
@@ -233,18 +260,24 @@ func (v Value[V]) GetOr(def V) V {
 
 // Set stores x.
 func (v Value[V]) Set(x V) {
-	if v.vKind != kindNone {
+	d := v.d
+	if d.fx.enable {
 		var val [AddressLen]byte
-		abi.StateSet(v.key, val[:v.vKind.put(unsafe.Pointer(&val), unsafe.Pointer(&x))])
+		if d.fx.v64 {
+			putBE64(unsafe.Pointer(&val), *(*uint64)(unsafe.Pointer(&x)))
+			abi.StateSet(d.key, val[:8])
+			return
+		}
+		abi.StateSet(d.key, val[:d.fx.vKind.put(unsafe.Pointer(&val), unsafe.Pointer(&x))])
 		return
 	}
 	s := takeScratch()
-	StateSet(v.key, encodeVal(s, v.val, x))
+	StateSet(d.key, encodeVal(s, d.val, x))
 	s.release()
 }
 
 // Delete removes the value.
-func (v Value[V]) Delete() { StateDelete(v.key) }
+func (v Value[V]) Delete() { StateDelete(v.d.key) }
 
 func decodeStored[T any](s *scratchBufs, c Codec[T], b []byte) T {
 	v, err := decodeWith(s, c, b)
