@@ -16,9 +16,17 @@ import (
 // PageShift is log2 of the tracked page size (4 KiB).
 const PageShift = 12
 
-// DirtyExport is the function Track exports: dirty(from, limit) returns the
-// first marked page in [from, limit) and clears its mark, or -1. limit must
-// not exceed the tracked pages (TrackConfig.MemoryPages·16) or it traps.
+// GroupShift is log2 of the pages in a group: every mark of a page also
+// marks its group in a second, summary table, so that finding the marked
+// pages reads the summary and the pages of marked groups only, not one
+// entry per page of memory (a Go guest's snapshot has 640 pages).
+const GroupShift = 6
+
+// DirtyExport is the function Track exports: dirty(from, limit) finds the
+// first marked group in [from, limit) and returns it with a mask of its
+// marked pages (bit i: page group·64 + i), clearing the group's marks, or
+// (-1, 0). limit must not exceed the tracked groups (TrackConfig.MemoryPages/4)
+// or it traps.
 const DirtyExport = "__kairos_dirty"
 
 // ErrUntracked: Track cannot account for every write the module can make
@@ -83,16 +91,20 @@ func Track(m *wasm.Module, cfg TrackConfig) (*wasm.Module, error) {
 	if mem := m.Memories[0]; mem.HasMax {
 		pages = min(pages, uint64(mem.Max)<<(16-PageShift))
 	}
-	pages = max(pages, 1)
 	if pages > 1<<(32-PageShift) {
 		pages = 1 << (32 - PageShift)
 	}
+	// Whole groups: a page entry past memory is never marked.
+	pages = max((pages+1<<GroupShift-1)>>GroupShift<<GroupShift, 1<<GroupShift)
 	t.table = nImpTables + uint32(len(out.Tables))
-	out.Tables = append(out.Tables, wasm.Limits{Min: uint32(pages), Max: uint32(pages), HasMax: true})
+	t.sum = t.table + 1
+	out.Tables = append(out.Tables,
+		wasm.Limits{Min: uint32(pages), Max: uint32(pages), HasMax: true},
+		wasm.Limits{Min: uint32(pages >> GroupShift), Max: uint32(pages >> GroupShift), HasMax: true})
 	t.global = uint32(m.NumImportedGlobals() + len(out.Globals))
 	t.mark = t.addFunc(wasm.FuncType{Params: []wasm.ValType{wasm.I32, wasm.I64}}, t.markBody())
 	out.Globals = append(out.Globals, wasm.Global{GlobalType: wasm.GlobalType{Type: wasm.FuncRef}, Init: idx(wasm.OpRefFunc, t.mark)})
-	dirty := t.addFunc(wasm.FuncType{Params: []wasm.ValType{wasm.I32, wasm.I32}, Results: []wasm.ValType{wasm.I32}}, t.dirtyBody())
+	dirty := t.addFunc(wasm.FuncType{Params: []wasm.ValType{wasm.I32, wasm.I32}, Results: []wasm.ValType{wasm.I32, wasm.I64}}, t.dirtyBody())
 	out.Exports = append(out.Exports, wasm.Export{Name: DirtyExport, Kind: wasm.ExternFunc, Index: dirty})
 
 	// Writing host functions are reached only through their wrappers:
@@ -147,6 +159,7 @@ func Track(m *wasm.Module, cfg TrackConfig) (*wasm.Module, error) {
 type tracker struct {
 	m, out   *wasm.Module
 	table    uint32            // the dirty-page table
+	sum      uint32            // the group table: a group holds a marked page
 	global   uint32            // an immutable non-null funcref: the mark
 	mark     uint32            // mark(ptr i32, len i64)
 	wrappers map[uint32]uint32 // writing import -> its wrapper
@@ -177,33 +190,75 @@ func (t *tracker) markBody() wasm.Code {
 			// Nothing to mark when end <= p.
 			idx(wasm.OpLocalGet, end), idx(wasm.OpLocalGet, p), op(wasm.OpI64ExtendI32U), op(opI64LeU),
 			block(wasm.OpIf, wasm.BlockEmpty), op(wasm.OpReturn), op(wasm.OpEnd),
-			// table.fill(first, mark, last - first + 1).
+			// table.fill(first, mark, last - first + 1), for the pages
+			// and for their groups (last is kept in p).
 			idx(wasm.OpLocalGet, p), i32c(PageShift), op(opI32ShrU), idx(wasm.OpLocalTee, first),
 			idx(wasm.OpGlobalGet, t.global),
-			idx(wasm.OpLocalGet, end), i64c(1), op(wasm.OpI64Sub), i64c(PageShift), op(opI64ShrU), op(opI32WrapI64),
+			idx(wasm.OpLocalGet, end), i64c(1), op(wasm.OpI64Sub), i64c(PageShift), op(opI64ShrU), op(opI32WrapI64), idx(wasm.OpLocalTee, p),
 			idx(wasm.OpLocalGet, first), op(wasm.OpI32Sub), i32c(1), op(wasm.OpI32Add),
 			idx(wasm.OpTableFill, t.table),
+			idx(wasm.OpLocalGet, first), i32c(GroupShift), op(opI32ShrU), idx(wasm.OpLocalTee, first),
+			idx(wasm.OpGlobalGet, t.global),
+			idx(wasm.OpLocalGet, p), i32c(GroupShift), op(opI32ShrU),
+			idx(wasm.OpLocalGet, first), op(wasm.OpI32Sub), i32c(1), op(wasm.OpI32Add),
+			idx(wasm.OpTableFill, t.sum),
 		},
 	}
 }
 
-// dirtyBody is DirtyExport.
+// markPage marks the page whose number is on the stack, and its group,
+// through the scratch local pg: five instructions more than the page's
+// table.set alone, and no branch.
+func (t *tracker) markPage(pg uint32) []wasm.Instr {
+	return []wasm.Instr{
+		idx(wasm.OpLocalTee, pg), idx(wasm.OpGlobalGet, t.global), idx(wasm.OpTableSet, t.table),
+		idx(wasm.OpLocalGet, pg), i32c(GroupShift), op(opI32ShrU), idx(wasm.OpGlobalGet, t.global), idx(wasm.OpTableSet, t.sum),
+	}
+}
+
+// dirtyBody is DirtyExport: skip unmarked groups, then collect and clear
+// the page marks of the first marked one into a mask. The pages past the
+// memory's current size cannot be marked (a mark follows a write that did
+// not trap), so a group is read only up to there: a one-page module reads
+// 16 entries, not 64.
 func (t *tracker) dirtyBody() wasm.Code {
-	const from, limit = 0, 1
-	return wasm.Code{Body: []wasm.Instr{
-		block(wasm.OpLoop, wasm.BlockEmpty),
-		idx(wasm.OpLocalGet, from), idx(wasm.OpLocalGet, limit), op(opI32GeU),
-		block(wasm.OpIf, wasm.BlockEmpty), i32c(-1), op(wasm.OpReturn), op(wasm.OpEnd),
-		idx(wasm.OpLocalGet, from), idx(wasm.OpTableGet, t.table), op(wasm.OpRefIsNull), op(wasm.OpI32Eqz),
-		block(wasm.OpIf, wasm.BlockEmpty),
-		idx(wasm.OpLocalGet, from), op(wasm.OpRefNull), idx(wasm.OpTableSet, t.table),
-		idx(wasm.OpLocalGet, from), op(wasm.OpReturn),
-		op(wasm.OpEnd),
-		idx(wasm.OpLocalGet, from), i32c(1), op(wasm.OpI32Add), idx(wasm.OpLocalSet, from),
-		idx(wasm.OpBr, 0),
-		op(wasm.OpEnd),
-		i32c(-1),
-	}}
+	const g, limit, p, end, mem, mask = 0, 1, 2, 3, 4, 5
+	return wasm.Code{
+		Locals: []wasm.LocalDecl{{Count: 3, Type: wasm.I32}, {Count: 1, Type: wasm.I64}},
+		Body: []wasm.Instr{
+			block(wasm.OpLoop, wasm.BlockEmpty),
+			idx(wasm.OpLocalGet, g), idx(wasm.OpLocalGet, limit), op(opI32GeU),
+			block(wasm.OpIf, wasm.BlockEmpty), i32c(-1), i64c(0), op(wasm.OpReturn), op(wasm.OpEnd),
+			idx(wasm.OpLocalGet, g), idx(wasm.OpTableGet, t.sum), op(wasm.OpRefIsNull),
+			block(wasm.OpIf, wasm.BlockEmpty),
+			idx(wasm.OpLocalGet, g), i32c(1), op(wasm.OpI32Add), idx(wasm.OpLocalSet, g),
+			idx(wasm.OpBr, 1),
+			op(wasm.OpEnd),
+			op(wasm.OpEnd),
+			idx(wasm.OpLocalGet, g), op(wasm.OpRefNull), idx(wasm.OpTableSet, t.sum),
+			// p = g·64; end = min(p + 64, memory pages).
+			idx(wasm.OpLocalGet, g), i32c(GroupShift), op(opI32Shl), idx(wasm.OpLocalTee, p),
+			i32c(1 << GroupShift), op(wasm.OpI32Add), idx(wasm.OpLocalSet, end),
+			op(wasm.OpMemorySize), i32c(16 - PageShift), op(opI32Shl), idx(wasm.OpLocalTee, mem),
+			idx(wasm.OpLocalGet, end), op(opI32LtU),
+			block(wasm.OpIf, wasm.BlockEmpty), idx(wasm.OpLocalGet, mem), idx(wasm.OpLocalSet, end), op(wasm.OpEnd),
+			block(wasm.OpBlock, wasm.BlockEmpty),
+			block(wasm.OpLoop, wasm.BlockEmpty),
+			idx(wasm.OpLocalGet, p), idx(wasm.OpLocalGet, end), op(opI32GeU), idx(wasm.OpBrIf, 1),
+			idx(wasm.OpLocalGet, p), idx(wasm.OpTableGet, t.table), op(wasm.OpRefIsNull), op(wasm.OpI32Eqz),
+			block(wasm.OpIf, wasm.BlockEmpty),
+			idx(wasm.OpLocalGet, p), op(wasm.OpRefNull), idx(wasm.OpTableSet, t.table),
+			idx(wasm.OpLocalGet, mask), i64c(1),
+			idx(wasm.OpLocalGet, p), i32c(1<<GroupShift - 1), op(opI32And), op(wasm.OpI64ExtendI32U),
+			op(opI64Shl), op(opI64Or), idx(wasm.OpLocalSet, mask),
+			op(wasm.OpEnd),
+			idx(wasm.OpLocalGet, p), i32c(1), op(wasm.OpI32Add), idx(wasm.OpLocalSet, p),
+			idx(wasm.OpBr, 0),
+			op(wasm.OpEnd),
+			op(wasm.OpEnd),
+			idx(wasm.OpLocalGet, g), idx(wasm.OpLocalGet, mask),
+		},
+	}
 }
 
 // wrapper returns a function with import fi's signature that calls it and
@@ -250,7 +305,11 @@ const (
 	opI32GeU     wasm.Opcode = 0x4F
 	opI64LtU     wasm.Opcode = 0x54
 	opI64LeU     wasm.Opcode = 0x58
+	opI32LtU     wasm.Opcode = 0x49
+	opI32And     wasm.Opcode = 0x71
+	opI32Shl     wasm.Opcode = 0x74
 	opI32ShrU    wasm.Opcode = 0x76
+	opI64Or      wasm.Opcode = 0x84
 	opI64Shl     wasm.Opcode = 0x86
 	opI64ShrU    wasm.Opcode = 0x88
 	opI32WrapI64 wasm.Opcode = 0xA7
@@ -289,7 +348,7 @@ func (t *tracker) body(c *wasm.Code, ft wasm.FuncType, redirect func(uint32) uin
 	out := wasm.Code{Locals: append([]wasm.LocalDecl(nil), c.Locals...), Body: make([]wasm.Instr, 0, len(c.Body)+len(c.Body)/4)}
 	// scratch locals: one per stored value type, the address (or a bulk
 	// operation's destination) and the bulk operation's other operands.
-	const keyAddr, keyX, keyN = 0, 1, 2
+	const keyAddr, keyX, keyN, keyPage = 0, 1, 2, 3
 	scratch := map[wasm.ValType]uint32{}
 	local := func(key, vt wasm.ValType) uint32 {
 		if l, ok := scratch[key]; ok {
@@ -312,7 +371,8 @@ func (t *tracker) body(c *wasm.Code, ft wasm.FuncType, redirect func(uint32) uin
 			}
 			// No branch to skip a page marked already: it made compiling
 			// a Go guest twice as slow and its transfers no faster.
-			out.Body = append(out.Body, i32c(PageShift), op(opI32ShrU), idx(wasm.OpGlobalGet, t.global), idx(wasm.OpTableSet, t.table))
+			out.Body = append(out.Body, i32c(PageShift), op(opI32ShrU))
+			out.Body = append(out.Body, t.markPage(local(keyPage, wasm.I32))...)
 		case in.Op == wasm.OpMemoryFill || in.Op == wasm.OpMemoryCopy || in.Op == wasm.OpMemoryInit:
 			if n, ok := constLength(c.Body, k); ok {
 				// A constant length of at most a page spans at most two
@@ -323,9 +383,11 @@ func (t *tracker) body(c *wasm.Code, ft wasm.FuncType, redirect func(uint32) uin
 				d, x := local(keyAddr, wasm.I32), local(keyX, wasm.I32)
 				out.Body = append(out.Body[:len(out.Body)-1], idx(wasm.OpLocalSet, x), idx(wasm.OpLocalTee, d), idx(wasm.OpLocalGet, x), c.Body[k-1], in)
 				if n > 0 {
-					out.Body = append(out.Body,
-						idx(wasm.OpLocalGet, d), i32c(PageShift), op(opI32ShrU), idx(wasm.OpGlobalGet, t.global), idx(wasm.OpTableSet, t.table),
-						idx(wasm.OpLocalGet, d), i32c(int32(n-1)), op(wasm.OpI32Add), i32c(PageShift), op(opI32ShrU), idx(wasm.OpGlobalGet, t.global), idx(wasm.OpTableSet, t.table))
+					pg := local(keyPage, wasm.I32)
+					out.Body = append(out.Body, idx(wasm.OpLocalGet, d), i32c(PageShift), op(opI32ShrU))
+					out.Body = append(out.Body, t.markPage(pg)...)
+					out.Body = append(out.Body, idx(wasm.OpLocalGet, d), i32c(int32(n-1)), op(wasm.OpI32Add), i32c(PageShift), op(opI32ShrU))
+					out.Body = append(out.Body, t.markPage(pg)...)
 				}
 				continue
 			}
@@ -339,11 +401,17 @@ func (t *tracker) body(c *wasm.Code, ft wasm.FuncType, redirect func(uint32) uin
 				idx(wasm.OpLocalGet, d), idx(wasm.OpLocalGet, n), op(wasm.OpI32Add), i32c(1), op(wasm.OpI32Sub),
 				i32c(PageShift), op(opI32ShrU), idx(wasm.OpLocalTee, n), // last page
 				op(wasm.OpI32Eq), block(wasm.OpIf, wasm.BlockEmpty),
-				idx(wasm.OpLocalGet, x), idx(wasm.OpGlobalGet, t.global), idx(wasm.OpTableSet, t.table),
+				idx(wasm.OpLocalGet, x))
+			out.Body = append(out.Body, t.markPage(local(keyPage, wasm.I32))...)
+			out.Body = append(out.Body,
 				op(wasm.OpElse),
 				idx(wasm.OpLocalGet, x), idx(wasm.OpGlobalGet, t.global),
 				idx(wasm.OpLocalGet, n), idx(wasm.OpLocalGet, x), op(wasm.OpI32Sub), i32c(1), op(wasm.OpI32Add),
 				idx(wasm.OpTableFill, t.table),
+				// and their groups: first>>6 .. last>>6
+				idx(wasm.OpLocalGet, x), i32c(GroupShift), op(opI32ShrU), idx(wasm.OpLocalTee, x), idx(wasm.OpGlobalGet, t.global),
+				idx(wasm.OpLocalGet, n), i32c(GroupShift), op(opI32ShrU), idx(wasm.OpLocalGet, x), op(wasm.OpI32Sub), i32c(1), op(wasm.OpI32Add),
+				idx(wasm.OpTableFill, t.sum),
 				op(wasm.OpEnd),
 				op(wasm.OpEnd))
 		case in.Op == wasm.OpCall:

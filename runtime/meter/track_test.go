@@ -96,17 +96,22 @@ func (in *tracked) dirty() map[int]bool {
 	in.t.Helper()
 	out := map[int]bool{}
 	pages := uint64(in.mod.Memory().Size() >> meter.PageShift)
+	groups := (pages + 1<<meter.GroupShift - 1) >> meter.GroupShift
 	for from := uint64(0); ; {
-		r, err := in.mod.ExportedFunction(meter.DirtyExport).Call(context.Background(), from, pages)
+		r, err := in.mod.ExportedFunction(meter.DirtyExport).Call(context.Background(), from, groups)
 		if err != nil {
 			in.t.Fatal(err)
 		}
-		p := int32(r[0])
-		if p < 0 {
+		g := int32(r[0])
+		if g < 0 {
 			return out
 		}
-		out[int(p)] = true
-		from = uint64(p) + 1
+		for i := range 1 << meter.GroupShift {
+			if r[1]>>i&1 == 1 {
+				out[int(g)<<meter.GroupShift+i] = true
+			}
+		}
+		from = uint64(g) + 1
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/bits"
 	"strings"
 	"sync"
 
@@ -363,22 +364,30 @@ func (in *Instance) RestoredBytes() int { return in.restored }
 const storeReach = 7
 
 // eachDirty calls fn(lo, hi) with the byte range of every marked page of
-// the snapshot, clearing the marks.
+// the snapshot, clearing the marks: one call of the export per marked
+// group of 64 pages (meter.GroupShift), and one more.
 func (in *Instance) eachDirty(fn func(lo, hi int)) error {
-	pages := uint64(len(in.snapMem) >> meter.PageShift)
+	pages := len(in.snapMem) >> meter.PageShift
+	groups := uint64(pages+1<<meter.GroupShift-1) >> meter.GroupShift
 	ctx := context.Background()
 	for from := uint64(0); ; {
-		in.dirtyStack[0], in.dirtyStack[1] = from, pages
+		in.dirtyStack[0], in.dirtyStack[1] = from, groups
 		if err := in.dirty.CallWithStack(ctx, in.dirtyStack[:]); err != nil {
 			return fmt.Errorf("vm: reading dirty pages: %w", err)
 		}
-		p := int32(in.dirtyStack[0])
-		if p < 0 {
+		g := int32(in.dirtyStack[0])
+		if g < 0 {
 			return nil
 		}
-		lo := int(p) << meter.PageShift
-		fn(lo, min(lo+1<<meter.PageShift+storeReach, len(in.snapMem)))
-		from = uint64(p) + 1
+		for mask := in.dirtyStack[1]; mask != 0; mask &= mask - 1 {
+			p := int(g)<<meter.GroupShift + bits.TrailingZeros64(mask)
+			if p >= pages { // marked by a write past the snapshot: memory grew, the instance goes
+				break
+			}
+			lo := p << meter.PageShift
+			fn(lo, min(lo+1<<meter.PageShift+storeReach, len(in.snapMem)))
+		}
+		from = uint64(g) + 1
 	}
 }
 
