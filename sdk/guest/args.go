@@ -69,11 +69,20 @@ func (a Args[T]) Decode() T {
 }
 
 // readFixed decodes the fields at src into the value at dst; false for a
-// bool that is neither 0 nor 1.
+// bool that is neither 0 nor 1. Addresses and u64s, the common fields,
+// are moved here rather than through get (a call per field).
 func readFixed(fields []fixedField, src, dst unsafe.Pointer) bool {
 	for _, f := range fields {
-		if !f.kind.get(unsafe.Add(src, f.at), unsafe.Add(dst, f.off)) {
-			return false
+		from, to := unsafe.Add(src, f.at), unsafe.Add(dst, f.off)
+		switch f.kind {
+		case kindAddress:
+			copyAddress(to, from)
+		case kindUint64, kindInt64:
+			*(*uint64)(to) = getBE64(from)
+		default:
+			if !f.kind.get(from, to) {
+				return false
+			}
 		}
 	}
 	return true
