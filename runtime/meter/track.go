@@ -24,9 +24,10 @@ const GroupShift = 6
 
 // DirtyExport is the function Track exports: dirty(from, limit) finds the
 // first marked group in [from, limit) and returns it with a mask of its
-// marked pages (bit i: page group·64 + i), clearing the group's marks, or
-// (-1, 0). limit must not exceed the tracked groups (TrackConfig.MemoryPages/4)
-// or it traps.
+// marked pages (bit i: page group·64 + i), clearing the group's marks, and
+// the next marked group in the range (-1: none); (-1, 0, -1) when no group
+// is marked. limit must not exceed the tracked groups
+// (TrackConfig.MemoryPages/4) or it traps.
 const DirtyExport = "__kairos_dirty"
 
 // ErrUntracked: Track cannot account for every write the module can make
@@ -104,7 +105,7 @@ func Track(m *wasm.Module, cfg TrackConfig) (*wasm.Module, error) {
 	t.global = uint32(m.NumImportedGlobals() + len(out.Globals))
 	t.mark = t.addFunc(wasm.FuncType{Params: []wasm.ValType{wasm.I32, wasm.I64}}, t.markBody())
 	out.Globals = append(out.Globals, wasm.Global{GlobalType: wasm.GlobalType{Type: wasm.FuncRef}, Init: idx(wasm.OpRefFunc, t.mark)})
-	dirty := t.addFunc(wasm.FuncType{Params: []wasm.ValType{wasm.I32, wasm.I32}, Results: []wasm.ValType{wasm.I32, wasm.I64}}, t.dirtyBody())
+	dirty := t.addFunc(wasm.FuncType{Params: []wasm.ValType{wasm.I32, wasm.I32}, Results: []wasm.ValType{wasm.I32, wasm.I64, wasm.I32}}, t.dirtyBody())
 	out.Exports = append(out.Exports, wasm.Export{Name: DirtyExport, Kind: wasm.ExternFunc, Index: dirty})
 
 	// Writing host functions are reached only through their wrappers:
@@ -216,8 +217,9 @@ func (t *tracker) markPage(pg uint32) []wasm.Instr {
 	}
 }
 
-// dirtyBody is DirtyExport: skip unmarked groups, then collect and clear
-// the page marks of the first marked one into a mask. The pages past the
+// dirtyBody is DirtyExport: skip unmarked groups, collect and clear the
+// page marks of the first marked one into a mask, then find the next
+// marked group (so the host makes no last call only to hear -1). The pages past the
 // memory's current size cannot be marked (a mark follows a write that did
 // not trap), so a group is read only up to there: a one-page module reads
 // 16 entries, not 64.
@@ -225,10 +227,11 @@ func (t *tracker) dirtyBody() wasm.Code {
 	const g, limit, p, end, mem, mask = 0, 1, 2, 3, 4, 5
 	return wasm.Code{
 		Locals: []wasm.LocalDecl{{Count: 3, Type: wasm.I32}, {Count: 1, Type: wasm.I64}},
+		// p is the next group once the pages are drained.
 		Body: []wasm.Instr{
 			block(wasm.OpLoop, wasm.BlockEmpty),
 			idx(wasm.OpLocalGet, g), idx(wasm.OpLocalGet, limit), op(opI32GeU),
-			block(wasm.OpIf, wasm.BlockEmpty), i32c(-1), i64c(0), op(wasm.OpReturn), op(wasm.OpEnd),
+			block(wasm.OpIf, wasm.BlockEmpty), i32c(-1), i64c(0), i32c(-1), op(wasm.OpReturn), op(wasm.OpEnd),
 			idx(wasm.OpLocalGet, g), idx(wasm.OpTableGet, t.sum), op(wasm.OpRefIsNull),
 			block(wasm.OpIf, wasm.BlockEmpty),
 			idx(wasm.OpLocalGet, g), i32c(1), op(wasm.OpI32Add), idx(wasm.OpLocalSet, g),
@@ -256,7 +259,17 @@ func (t *tracker) dirtyBody() wasm.Code {
 			idx(wasm.OpBr, 0),
 			op(wasm.OpEnd),
 			op(wasm.OpEnd),
-			idx(wasm.OpLocalGet, g), idx(wasm.OpLocalGet, mask),
+			// p = the first marked group after g, or -1.
+			idx(wasm.OpLocalGet, g), idx(wasm.OpLocalSet, p),
+			block(wasm.OpBlock, wasm.BlockEmpty),
+			block(wasm.OpLoop, wasm.BlockEmpty),
+			idx(wasm.OpLocalGet, p), i32c(1), op(wasm.OpI32Add), idx(wasm.OpLocalTee, p),
+			idx(wasm.OpLocalGet, limit), op(opI32GeU),
+			block(wasm.OpIf, wasm.BlockEmpty), i32c(-1), idx(wasm.OpLocalSet, p), idx(wasm.OpBr, 2), op(wasm.OpEnd),
+			idx(wasm.OpLocalGet, p), idx(wasm.OpTableGet, t.sum), op(wasm.OpRefIsNull), idx(wasm.OpBrIf, 0),
+			op(wasm.OpEnd),
+			op(wasm.OpEnd),
+			idx(wasm.OpLocalGet, g), idx(wasm.OpLocalGet, mask), idx(wasm.OpLocalGet, p),
 		},
 	}
 }

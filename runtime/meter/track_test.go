@@ -111,7 +111,13 @@ func (in *tracked) dirty() map[int]bool {
 				out[int(g)<<meter.GroupShift+i] = true
 			}
 		}
-		from = uint64(g) + 1
+		// The next marked group, which the next call must return (the
+		// call after it ends the walk).
+		if next := int32(r[2]); next >= 0 {
+			from = uint64(next)
+		} else {
+			from = uint64(g) + 1
+		}
 	}
 }
 

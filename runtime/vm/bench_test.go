@@ -118,3 +118,27 @@ func BenchmarkCall(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkRestore: the fixed cost of restoring a tracked instance when no
+// page is dirty (the meter's globals and the dirty-page walk), for a
+// one-page module and the Go guest (a 3 MiB snapshot, 752 pages); the
+// Go guest's whole-snapshot copy of BenchmarkCall is the alternative.
+func BenchmarkRestore(b *testing.B) {
+	ctx := context.Background()
+	for _, c := range []struct {
+		name string
+		bin  func(testing.TB) []byte
+	}{{"small", func(testing.TB) []byte { return counter() }}, {"goguest", GoGuest}} {
+		in, err := compile(b, vm.DefaultConfig(), prepare(b, c.bin(b))).Instantiate(ctx, vm.Env{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(c.name, func(b *testing.B) {
+			cpu0 := cpuNs(b)
+			for b.Loop() {
+				in.Restore()
+			}
+			b.ReportMetric(float64(cpuNs(b)-cpu0)/float64(b.N), "cpu-ns/op")
+		})
+	}
+}

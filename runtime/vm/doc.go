@@ -28,8 +28,8 @@
 // Restores copy back only what the last frames dirtied: Compile runs
 // meter.Track over the instrumented code (hostWrites tells it which guest
 // memory every host function writes), and reset asks the instance's
-// meter.DirtyExport for the marked pages, copying each with the 7 bytes
-// after it. Code Track refuses, and every engine with Config.FullRestore,
+// meter.DirtyExport for the marked pages, a mask per marked group of 64,
+// copying each page with the 7 bytes after it. Code Track refuses, and every engine with Config.FullRestore,
 // copies the whole snapshot. Reference types are enabled in wazero for the
 // mark table only; guests still cannot use them (wasm.Decode).
 //

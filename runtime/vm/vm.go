@@ -239,7 +239,7 @@ type Instance struct {
 	// dirty is meter.DirtyExport when the code is tracked: reset copies
 	// back only the pages it reports.
 	dirty      api.Function
-	dirtyStack [2]uint64
+	dirtyStack [3]uint64
 	restored   int // bytes the last restore copied
 	discarded  error
 	// funcs caches exported functions: wazero builds a new call engine
@@ -365,7 +365,7 @@ const storeReach = 7
 
 // eachDirty calls fn(lo, hi) with the byte range of every marked page of
 // the snapshot, clearing the marks: one call of the export per marked
-// group of 64 pages (meter.GroupShift), and one more.
+// group of 64 pages (meter.GroupShift), or one when none is marked.
 func (in *Instance) eachDirty(fn func(lo, hi int)) error {
 	pages := len(in.snapMem) >> meter.PageShift
 	groups := uint64(pages+1<<meter.GroupShift-1) >> meter.GroupShift
@@ -375,7 +375,7 @@ func (in *Instance) eachDirty(fn func(lo, hi int)) error {
 		if err := in.dirty.CallWithStack(ctx, in.dirtyStack[:]); err != nil {
 			return fmt.Errorf("vm: reading dirty pages: %w", err)
 		}
-		g := int32(in.dirtyStack[0])
+		g, next := int32(in.dirtyStack[0]), int32(in.dirtyStack[2])
 		if g < 0 {
 			return nil
 		}
@@ -387,7 +387,10 @@ func (in *Instance) eachDirty(fn func(lo, hi int)) error {
 			lo := p << meter.PageShift
 			fn(lo, min(lo+1<<meter.PageShift+storeReach, len(in.snapMem)))
 		}
-		from = uint64(g) + 1
+		if next < 0 {
+			return nil
+		}
+		from = uint64(next)
 	}
 }
 
