@@ -5,9 +5,9 @@
 //
 //	GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -o m.wasm .
 //
-// Methods read their input with Input or a Decoder, keep data in state
-// through Map and Value, emit events, call other modules with Call, and
-// set their result with Return. A failed precondition calls Abort: the
+// Methods read their input with Args (or Input and a Decoder), keep data
+// in state through Map and Value, emit events (Event), call other modules
+// with Call, and set their result with Return. A failed precondition calls Abort: the
 // transaction ends with status "aborted", every write and event is
 // discarded and the message goes to the receipt.
 //
@@ -39,6 +39,13 @@
 //     Value of one, get and set through stack arrays without codec calls
 //     (fixed.go), storing the same bytes; a stored value that does not
 //     decode takes the generic path, so it aborts with the same message.
+//     Likewise Args decodes an input of fixed-size fields (Pairs of them,
+//     nested) without codec calls, and Event.Fields encodes fixed-size
+//     event fields in a stack array: both resolve what they can at package
+//     initialization (NewArgs, NewEvent), because in wasm a transaction
+//     pays for every Go call and type assertion in metered instructions.
+//   - Map and Value are one pointer to their definition (made once, in
+//     NewMap or NewValue), so passing one or calling a method copies a word.
 //   - In wasm, the package's init allocates one object of every size class
 //     up to 256 bytes, so the snapshot every transaction starts from has a
 //     span with free slots for each and a method's small allocations take
