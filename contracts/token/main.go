@@ -27,12 +27,15 @@ var (
 	allowances = guest.NewMap("allow", guest.PairCodec(guest.AddressCodec, guest.AddressCodec), guest.Uint64Codec)
 
 	// Input layouts.
-	addrAmount   = guest.PairCodec(guest.AddressCodec, guest.Uint64Codec)
 	addrPair     = guest.PairCodec(guest.AddressCodec, guest.AddressCodec)
-	addrAmountIn = guest.NewArgs(addrAmount)
+	addrIn       = guest.NewArgs(guest.AddressCodec)
+	addrPairIn   = guest.NewArgs(addrPair)
+	addrAmountIn = guest.NewArgs(guest.PairCodec(guest.AddressCodec, guest.Uint64Codec))
 	transferIn   = guest.NewArgs(guest.PairCodec(addrPair, guest.Uint64Codec))
 
+	minted      = guest.NewEvent("mint")
 	transferred = guest.NewEvent("transfer")
+	approved    = guest.NewEvent("approval")
 )
 
 //go:wasmexport init
@@ -43,14 +46,14 @@ func initToken() {
 
 //go:wasmexport mint
 func mint() {
-	in := guest.DecodeInput(addrAmount)
+	in := addrAmountIn.Decode()
 	a, ok := admin.Get()
 	guest.Require(ok && a == guest.Caller(), "token: not admin")
 	s := supply.GetOr(0)
 	guest.Require(s+in.Second >= s, "token: supply overflow")
 	supply.Set(s + in.Second)
 	credit(in.First, in.Second)
-	guest.Emit("mint", guest.Encode(addrAmount, in))
+	minted.Fields().Address(in.First).Uint64(in.Second).Emit()
 }
 
 //go:wasmexport transfer
@@ -61,7 +64,7 @@ func transfer() {
 
 //go:wasmexport approve
 func approve() {
-	in := guest.DecodeInput(addrAmount)
+	in := addrAmountIn.Decode()
 	owner := guest.Caller()
 	key := guest.Pair[guest.Address, guest.Address]{First: owner, Second: in.First}
 	if in.Second == 0 {
@@ -69,7 +72,7 @@ func approve() {
 	} else {
 		allowances.Set(key, in.Second)
 	}
-	guest.Emit("approval", guest.NewEncoder().PutAddress(owner).PutAddress(in.First).PutUint64(in.Second).Bytes())
+	approved.Fields().Address(owner).Address(in.First).Uint64(in.Second).Emit()
 }
 
 //go:wasmexport transfer_from
@@ -89,13 +92,13 @@ func transferFrom() {
 
 //go:wasmexport balance
 func balance() {
-	owner := guest.DecodeInput(guest.AddressCodec)
+	owner := addrIn.Decode()
 	guest.Return(guest.Encode(guest.Uint64Codec, balances.GetOr(owner, 0)))
 }
 
 //go:wasmexport allowance
 func allowance() {
-	key := guest.DecodeInput(addrPair)
+	key := addrPairIn.Decode()
 	guest.Return(guest.Encode(guest.Uint64Codec, allowances.GetOr(key, 0)))
 }
 
