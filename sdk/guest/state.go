@@ -106,8 +106,17 @@ func (m Map[K, V]) Get(k K) (V, bool) {
 	d := m.d
 	var v V
 	if d.fx.enable {
-		var key [fixedKeyMax]byte
-		n := d.fx.key(&key, unsafe.Pointer(&k))
+		// fixedMap.key, by hand: Get and Set are the hot path, and the
+		// call (too large for the Go compiler to inline) cost ~90 guest
+		// gas each.
+		key := d.fx.tmpl
+		n := d.fx.n
+		if d.fx.kKind == kindAddress {
+			copyAddress(unsafe.Pointer(&key[n]), unsafe.Pointer(&k))
+			n += AddressLen
+		} else {
+			n += d.fx.kKind.put(unsafe.Pointer(&key[n]), unsafe.Pointer(&k))
+		}
 		var val [AddressLen]byte
 		switch got := abi.StateRead(key[:n], val[:]); {
 		case got < 0:
@@ -152,8 +161,14 @@ func (m Map[K, V]) Has(k K) bool {
 func (m Map[K, V]) Set(k K, v V) {
 	d := m.d
 	if d.fx.enable {
-		var key [fixedKeyMax]byte
-		n := d.fx.key(&key, unsafe.Pointer(&k))
+		key := d.fx.tmpl // fixedMap.key, by hand as in Get
+		n := d.fx.n
+		if d.fx.kKind == kindAddress {
+			copyAddress(unsafe.Pointer(&key[n]), unsafe.Pointer(&k))
+			n += AddressLen
+		} else {
+			n += d.fx.kKind.put(unsafe.Pointer(&key[n]), unsafe.Pointer(&k))
+		}
 		var val [AddressLen]byte
 		if d.fx.v64 {
 			putBE64(unsafe.Pointer(&val), *(*uint64)(unsafe.Pointer(&v)))
