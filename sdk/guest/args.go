@@ -56,7 +56,7 @@ func NewArgs[T any](c Codec[T]) Args[T] {
 func (a Args[T]) Decode() T {
 	if a.fields != nil {
 		var buf [argsFixedMax]byte
-		if abi.InputRead(buf[:a.size]) == a.size {
+		if int(abi.InputReadPtr(unsafe.Pointer(&buf), uint32(a.size))) == a.size {
 			var v T
 			if readFixed(a.fields, unsafe.Pointer(&buf), unsafe.Pointer(&v)) {
 				return v

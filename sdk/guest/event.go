@@ -120,5 +120,5 @@ func (f *EventFields) Emit() {
 	if f.n > EventFieldsLenMax {
 		Abort("guest: event fields longer than EventFieldsLenMax")
 	}
-	abi.EmitEvent(f.topic, f.buf[:f.n])
+	abi.EmitEventPtr(unsafe.Pointer(unsafe.StringData(f.topic)), uint32(len(f.topic)), unsafe.Pointer(&f.buf), uint32(f.n))
 }

@@ -118,7 +118,7 @@ func (m Map[K, V]) Get(k K) (V, bool) {
 			n += d.fx.kKind.put(unsafe.Pointer(&key[n]), unsafe.Pointer(&k))
 		}
 		var val [AddressLen]byte
-		switch got := abi.StateRead(key[:n], val[:]); {
+		switch got := int(abi.StateGetPtr(unsafe.Pointer(&key), uint32(n), unsafe.Pointer(&val), AddressLen)); {
 		case got < 0:
 			return v, false
 		case got != d.fx.vSize:
@@ -172,10 +172,11 @@ func (m Map[K, V]) Set(k K, v V) {
 		var val [AddressLen]byte
 		if d.fx.v64 {
 			putBE64(unsafe.Pointer(&val), *(*uint64)(unsafe.Pointer(&v)))
-			abi.StateSet(key[:n], val[:8])
+			abi.StateSetPtr(unsafe.Pointer(&key), uint32(n), unsafe.Pointer(&val), 8)
 			return
 		}
-		abi.StateSet(key[:n], val[:d.fx.vKind.put(unsafe.Pointer(&val), unsafe.Pointer(&v))])
+		vn := d.fx.vKind.put(unsafe.Pointer(&val), unsafe.Pointer(&v))
+		abi.StateSetPtr(unsafe.Pointer(&key), uint32(n), unsafe.Pointer(&val), uint32(vn))
 		return
 	}
 	s := takeScratch()
@@ -188,7 +189,7 @@ func (m Map[K, V]) Delete(k K) {
 	d := m.d
 	if d.fx.enable {
 		var key [fixedKeyMax]byte
-		abi.StateDelete(key[:d.fx.key(&key, unsafe.Pointer(&k))])
+		abi.StateDeletePtr(unsafe.Pointer(&key), uint32(d.fx.key(&key, unsafe.Pointer(&k))))
 		return
 	}
 	s := takeScratch()
@@ -244,7 +245,7 @@ func (v Value[V]) Get() (V, bool) {
 	var x V
 	if d.fx.enable {
 		var val [AddressLen]byte
-		switch got := abi.StateRead(d.key, val[:]); {
+		switch got := int(abi.StateGetPtr(unsafe.Pointer(unsafe.SliceData(d.key)), uint32(len(d.key)), unsafe.Pointer(&val), AddressLen)); {
 		case got < 0:
 			return x, false
 		case got != d.fx.vSize:
@@ -280,10 +281,11 @@ func (v Value[V]) Set(x V) {
 		var val [AddressLen]byte
 		if d.fx.v64 {
 			putBE64(unsafe.Pointer(&val), *(*uint64)(unsafe.Pointer(&x)))
-			abi.StateSet(d.key, val[:8])
+			abi.StateSetPtr(unsafe.Pointer(unsafe.SliceData(d.key)), uint32(len(d.key)), unsafe.Pointer(&val), 8)
 			return
 		}
-		abi.StateSet(d.key, val[:d.fx.vKind.put(unsafe.Pointer(&val), unsafe.Pointer(&x))])
+		vn := d.fx.vKind.put(unsafe.Pointer(&val), unsafe.Pointer(&x))
+		abi.StateSetPtr(unsafe.Pointer(unsafe.SliceData(d.key)), uint32(len(d.key)), unsafe.Pointer(&val), uint32(vn))
 		return
 	}
 	s := takeScratch()

@@ -2,7 +2,10 @@
 
 package abi
 
-import "sync/atomic"
+import (
+	"sync/atomic"
+	"unsafe"
+)
 
 // Host is the native stand-in for the "kairos" host module: one method per
 // host function of docs/abi.md, with Go slices instead of pointers. It is
@@ -114,4 +117,27 @@ func StateRead(key, dst []byte) int {
 func Abort(msg string) {
 	host().Abort(msg)
 	panic("kairos guest: Host.Abort returned")
+}
+
+// The pointer-level functions of abi_wasip1.go's exported imports, over the
+// slice functions above (a nil pointer with length 0 is an empty slice).
+
+func bytesAt(p unsafe.Pointer, n uint32) []byte { return unsafe.Slice((*byte)(p), n) }
+
+func InputReadPtr(dst unsafe.Pointer, dstCap uint32) int32 {
+	return int32(InputRead(bytesAt(dst, dstCap)))
+}
+
+func StateGetPtr(k unsafe.Pointer, kn uint32, dst unsafe.Pointer, dstCap uint32) int32 {
+	return int32(StateRead(bytesAt(k, kn), bytesAt(dst, dstCap)))
+}
+
+func StateSetPtr(k unsafe.Pointer, kn uint32, v unsafe.Pointer, vn uint32) {
+	StateSet(bytesAt(k, kn), bytesAt(v, vn))
+}
+
+func StateDeletePtr(k unsafe.Pointer, kn uint32) { StateDelete(bytesAt(k, kn)) }
+
+func EmitEventPtr(t unsafe.Pointer, tn uint32, d unsafe.Pointer, dn uint32) {
+	EmitEvent(unsafe.String((*byte)(t), tn), bytesAt(d, dn))
 }

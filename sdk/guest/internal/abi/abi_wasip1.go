@@ -12,10 +12,14 @@ import "unsafe"
 // compiler moving them to the heap: an allocation in a guest costs
 // hundreds of metered instructions (RATIONALE.md, "Why does the Go SDK
 // read and encode state through package-level buffers?").
+//
+// The *Ptr imports are exported: the SDK's fixed-size fast paths call them
+// with stack arrays directly, one Go call fewer per host call than the
+// slice wrappers below (abi_native.go has the same functions over Host).
 
 //go:wasmimport kairos input_read
 //go:noescape
-func inputRead(dst unsafe.Pointer, dstCap uint32) int32
+func InputReadPtr(dst unsafe.Pointer, dstCap uint32) int32
 
 //go:wasmimport kairos return_data
 //go:noescape
@@ -23,15 +27,15 @@ func returnData(p unsafe.Pointer, n uint32)
 
 //go:wasmimport kairos state_get
 //go:noescape
-func stateGet(k unsafe.Pointer, kn uint32, dst unsafe.Pointer, dstCap uint32) int32
+func StateGetPtr(k unsafe.Pointer, kn uint32, dst unsafe.Pointer, dstCap uint32) int32
 
 //go:wasmimport kairos state_set
 //go:noescape
-func stateSet(k unsafe.Pointer, kn uint32, v unsafe.Pointer, vn uint32)
+func StateSetPtr(k unsafe.Pointer, kn uint32, v unsafe.Pointer, vn uint32)
 
 //go:wasmimport kairos state_delete
 //go:noescape
-func stateDelete(k unsafe.Pointer, kn uint32)
+func StateDeletePtr(k unsafe.Pointer, kn uint32)
 
 //go:wasmimport kairos state_iter_open
 //go:noescape
@@ -53,7 +57,7 @@ func stateIterClose(h int32)
 
 //go:wasmimport kairos emit_event
 //go:noescape
-func emitEvent(t unsafe.Pointer, tn uint32, d unsafe.Pointer, dn uint32)
+func EmitEventPtr(t unsafe.Pointer, tn uint32, d unsafe.Pointer, dn uint32)
 
 //go:wasmimport kairos caller
 //go:noescape
@@ -134,19 +138,19 @@ func twoCall(read func(dst []byte) int32) ([]byte, bool) {
 }
 
 func Input() []byte {
-	b, _ := twoCall(func(dst []byte) int32 { return inputRead(ptr(dst), uint32(len(dst))) })
+	b, _ := twoCall(func(dst []byte) int32 { return InputReadPtr(ptr(dst), uint32(len(dst))) })
 	return b
 }
 
 // InputRead copies as much of the input as fits into dst and returns the
 // input's full length: one host call, no allocation.
-func InputRead(dst []byte) int { return int(inputRead(ptr(dst), uint32(len(dst)))) }
+func InputRead(dst []byte) int { return int(InputReadPtr(ptr(dst), uint32(len(dst)))) }
 
 func SetReturn(b []byte) { returnData(ptr(b), uint32(len(b))) }
 
 func StateGet(key []byte) ([]byte, bool) {
 	return twoCall(func(dst []byte) int32 {
-		return stateGet(ptr(key), uint32(len(key)), ptr(dst), uint32(len(dst)))
+		return StateGetPtr(ptr(key), uint32(len(key)), ptr(dst), uint32(len(dst)))
 	})
 }
 
@@ -154,12 +158,12 @@ func StateGet(key []byte) ([]byte, bool) {
 // value's full length, or -1 when key is absent: one host call, no
 // allocation.
 func StateRead(key, dst []byte) int {
-	return int(stateGet(ptr(key), uint32(len(key)), ptr(dst), uint32(len(dst))))
+	return int(StateGetPtr(ptr(key), uint32(len(key)), ptr(dst), uint32(len(dst))))
 }
 
-func StateSet(key, val []byte) { stateSet(ptr(key), uint32(len(key)), ptr(val), uint32(len(val))) }
+func StateSet(key, val []byte) { StateSetPtr(ptr(key), uint32(len(key)), ptr(val), uint32(len(val))) }
 
-func StateDelete(key []byte) { stateDelete(ptr(key), uint32(len(key))) }
+func StateDelete(key []byte) { StateDeletePtr(ptr(key), uint32(len(key))) }
 
 func IterOpen(prefix []byte) int32 { return stateIterOpen(ptr(prefix), uint32(len(prefix))) }
 
@@ -178,7 +182,7 @@ func IterValue(h int32) []byte {
 func IterClose(h int32) { stateIterClose(h) }
 
 func EmitEvent(topic string, data []byte) {
-	emitEvent(sptr(topic), uint32(len(topic)), ptr(data), uint32(len(data)))
+	EmitEventPtr(sptr(topic), uint32(len(topic)), ptr(data), uint32(len(data)))
 }
 
 func Caller() (a [32]byte) {

@@ -1,6 +1,7 @@
 // Command rawtoken is contracts/token's transfer written on the raw ABI
-// (sdk/guest/internal/abi) with fixed-size stack buffers instead of the
-// SDK's typed helpers: the same keys, values, event and abort conditions,
+// (sdk/guest/internal/abi's pointer-level imports) with fixed-size stack
+// buffers instead of the SDK's typed helpers: the same keys, values, event
+// and abort conditions,
 // for runtime/enginetest's BenchmarkGoTransferLayers, which compares it
 // with the SDK token to tell what the typed helpers cost from what the Go
 // compiler's wasm code and runtime cost. It is not an example to follow:
@@ -9,6 +10,7 @@ package main
 
 import (
 	"encoding/binary"
+	"unsafe"
 
 	"github.com/kairos-network/kairos/sdk/guest/internal/abi"
 )
@@ -22,7 +24,7 @@ func balanceKey(a *[32]byte) (k [36]byte) {
 
 func balance(k *[36]byte) uint64 {
 	var v [8]byte
-	switch abi.StateRead(k[:], v[:]) {
+	switch abi.StateGetPtr(unsafe.Pointer(k), uint32(len(k)), unsafe.Pointer(&v), 8) {
 	case -1:
 		return 0
 	case 8:
@@ -34,18 +36,18 @@ func balance(k *[36]byte) uint64 {
 
 func setBalance(k *[36]byte, v uint64) {
 	if v == 0 {
-		abi.StateDelete(k[:])
+		abi.StateDeletePtr(unsafe.Pointer(k), uint32(len(k)))
 		return
 	}
 	var b [8]byte
 	binary.BigEndian.PutUint64(b[:], v)
-	abi.StateSet(k[:], b[:])
+	abi.StateSetPtr(unsafe.Pointer(k), uint32(len(k)), unsafe.Pointer(&b), 8)
 }
 
 //go:wasmexport transfer
 func transfer() {
 	var in [41]byte
-	if abi.InputRead(in[:]) != 40 {
+	if abi.InputReadPtr(unsafe.Pointer(&in), uint32(len(in))) != 40 {
 		abi.Abort("token: transfer takes an address and a u64")
 	}
 	amount := binary.BigEndian.Uint64(in[32:40])
@@ -62,7 +64,8 @@ func transfer() {
 	to := [32]byte(in[:32])
 	k = balanceKey(&to)
 	setBalance(&k, balance(&k)+amount)
-	abi.EmitEvent("transfer", ev[:])
+	topic := "transfer"
+	abi.EmitEventPtr(unsafe.Pointer(unsafe.StringData(topic)), uint32(len(topic)), unsafe.Pointer(&ev), uint32(len(ev)))
 }
 
 func main() {}
