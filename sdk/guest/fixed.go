@@ -119,7 +119,7 @@ func (k fieldKind) get(src, p unsafe.Pointer) bool {
 // NewMap or NewValue: the key's first bytes (the name's prefix, then
 // zeros) as a template, where the key field goes, and the field kinds.
 type fixedMap struct {
-	tmpl   [fixedKeyMax]byte // prefix ‖ zeros: copied as a whole, one bulk copy
+	tmpl   [fixedKeyMax]byte // prefix ‖ zeros: copied as a whole, one bulk copy (Map only)
 	n      int               // len(prefix)
 	kKind  fieldKind         // kindNone for a Value (its key is the prefix)
 	vKind  fieldKind
@@ -129,21 +129,23 @@ type fixedMap struct {
 }
 
 // newFixedMap resolves the fast path for keys prefix ‖ a field of kKind
-// (kindNone: prefix alone) and values of vKind; the result is disabled
-// (enable false) unless vKind is a field kind and the key fits.
+// (kindNone: a Value, whose key is the prefix) and values of vKind; the
+// result is disabled (enable false) unless vKind is a field kind and a
+// Map's key fits the template.
 func newFixedMap(prefix []byte, kKind, vKind fieldKind) fixedMap {
 	f := fixedMap{n: len(prefix), kKind: kKind, vKind: vKind, vSize: vKind.size(), v64: vKind == kindUint64 || vKind == kindInt64}
-	f.enable = vKind != kindNone && len(prefix)+kKind.size() <= fixedKeyMax
-	if f.enable {
+	f.enable = vKind != kindNone && (kKind == kindNone || len(prefix)+kKind.size() <= fixedKeyMax)
+	if f.enable && kKind != kindNone {
 		copy(f.tmpl[:], prefix)
 	}
 	return f
 }
 
 // key writes the state key of the key at p (prefix ‖ its encoding) into
-// dst and returns its length. An address key, the common case, is copied
-// here rather than through put (as Map and Value handle u64 values
-// inline): a Go call costs a wasm guest tens of metered instructions.
+// dst and returns its length (Map.Delete; Get and Set, the hot path, do
+// the same by hand, without the call). An address key, the common case,
+// is copied here rather than through put: a Go call costs a wasm guest
+// tens of metered instructions.
 func (f *fixedMap) key(dst *[fixedKeyMax]byte, p unsafe.Pointer) int {
 	*dst = f.tmpl
 	if f.kKind == kindAddress {

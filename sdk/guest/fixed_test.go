@@ -3,6 +3,7 @@ package guest_test
 import (
 	"bytes"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/kairos-network/kairos/sdk/guest"
@@ -35,6 +36,9 @@ func TestFixedPathMatches(t *testing.T) {
 	checkFixedValue(t, guest.Uint32Codec, []uint32{0, 1 << 31})
 	checkFixedValue(t, guest.BoolCodec, []bool{true, false})
 	checkFixedValue(t, guest.AddressCodec, addrs)
+	// A name longer than a Map's key template: a Value's key is its name.
+	checkFixedValueNamed(t, strings.Repeat("n", 255), guest.Uint64Codec, u64s)
+	checkFixed(t, strings.Repeat("m", 90), guest.AddressCodec, guest.Uint64Codec, addrs, u64s)
 
 	// Stored values that do not decode: wrong lengths, a bool of 2.
 	c := newChain()
@@ -60,8 +64,13 @@ func TestFixedPathMatches(t *testing.T) {
 // checkFixedValue is checkFixed for a Value.
 func checkFixedValue[V comparable](t *testing.T, vc guest.Codec[V], vs []V) {
 	t.Helper()
+	checkFixedValueNamed(t, "v", vc, vs)
+}
+
+func checkFixedValueNamed[V comparable](t *testing.T, name string, vc guest.Codec[V], vs []V) {
+	t.Helper()
 	c := newChain()
-	fast, slow := guest.NewValue("v", vc), guest.NewValue("v", wrap(vc))
+	fast, slow := guest.NewValue(name, vc), guest.NewValue(name, wrap(vc))
 	for i, v := range vs {
 		write := fast
 		if i%2 == 1 {
