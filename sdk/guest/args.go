@@ -19,7 +19,7 @@ import (
 // and Decode reads the input into a stack array and the fields straight
 // into the T, without the scratch buffers, a Decoder or codec calls: the
 // generic DecodeInput spent ~1 300 of the Go token transfer's guest gas,
-// this path ~300 (RATIONALE.md, "Why do Args and Event exist beside
+// this path ~500 (RATIONALE.md, "Why do Args and Event exist beside
 // DecodeInput and EmitWith?").
 type Args[T any] struct {
 	c      Codec[T]

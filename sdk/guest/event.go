@@ -18,7 +18,7 @@ import (
 // Fields builds data of fixed-size fields in an array on the caller's
 // stack, without a closure, an Encoder or the scratch buffers; it is what
 // EmitWith does at a fraction of the guest gas (the Go token's transfer
-// spent ~1 100 gas in EmitWith, its closure and Emit's topic check, ~200
+// spent ~1 100 gas in EmitWith, its closure and Emit's topic check, ~300
 // through Fields: RATIONALE.md, "Why do Args and Event exist beside
 // DecodeInput and EmitWith?").
 type Event struct{ topic string }
