@@ -6,7 +6,7 @@ RACE_PKGS ?= ./state/... ./p2p/... ./node/... ./runtime/exec/... ./runtime/vm/..
 FUZZTIME ?= 30s
 EXEC_SEEDS ?= 2000
 
-.PHONY: help build contracts test check fuzz bench long run demo sim exec-soak clean
+.PHONY: help build contracts wabt wat wat-check test check fuzz bench long run demo sim exec-soak clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -16,7 +16,7 @@ build: contracts ## build bin/kairos (and the example modules)
 
 # Go example modules (contracts/<name>/main.go) built to bin/contracts/<name>.wasm;
 # contracts/counter_wat/counter.wasm and contracts/token_wat/token.wasm are
-# committed, rebuilt with wat2wasm as their .wat files say (see RATIONALE.md).
+# committed, rebuilt by `make wat` and checked by `make check` (see below).
 CONTRACTS := $(patsubst contracts/%/main.go,%,$(wildcard contracts/*/main.go))
 
 contracts: ## build the Go example modules to bin/contracts/*.wasm (wasip1, c-shared)
@@ -24,11 +24,29 @@ contracts: ## build the Go example modules to bin/contracts/*.wasm (wasip1, c-sh
 	@echo $(CONTRACTS) | tr ' ' '\n' | xargs -P 2 -I{} env GOOS=wasip1 GOARCH=wasm \
 	  $(GO) build -buildmode=c-shared -o bin/contracts/{}.wasm ./contracts/{}
 
+# The WAT modules' committed .wasm must be what their .wat builds to; wabt comes
+# from Debian (bookworm: 1.0.32, the version that built them), installed here
+# when missing so a fresh machine needs nothing by hand.
+WAT  := $(wildcard contracts/*_wat/*.wat)
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+wabt: ## install wat2wasm (Debian package wabt) if it is missing
+	@command -v wat2wasm >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq wabt >/dev/null; }
+
+wat: wabt ## rebuild the committed WAT modules' .wasm from their .wat
+	@for f in $(WAT); do echo "wat2wasm $$f"; wat2wasm $$f -o $${f%.wat}.wasm || exit 1; done
+
+wat-check: wabt ## fail if a committed WAT module's .wasm differs from what its .wat builds to
+	@tmp=$$(mktemp -d); trap 'rm -rf $$tmp' EXIT; for f in $(WAT); do \
+	  wat2wasm $$f -o $$tmp/out.wasm || exit 1; \
+	  cmp -s $$tmp/out.wasm $${f%.wat}.wasm || { echo "$${f%.wat}.wasm is stale: run make wat"; exit 1; }; \
+	done
+
 test: ## run the whole test suite (race detector on concurrent packages)
 	$(GO) test -count=1 ./...
 	$(GO) test -count=1 -race $(RACE_PKGS)
 
-check: ## gofmt, go vet, go mod tidy diff, dependency rules
+check: wat-check ## gofmt, go vet, go mod tidy diff, dependency rules, committed WAT builds
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) mod tidy -diff

@@ -3,8 +3,8 @@
 ;;   increment: count += 1 under key "\05count" (u64 big-endian), emit
 ;;              "incremented" with the new value, return it (8 bytes);
 ;;   get:       return the count (8 zero bytes if never incremented).
-;; Rebuild (wabt 1.0.32, Debian `apt-get install -y wabt`):
-;;   cd contracts/counter_wat && wat2wasm counter.wat -o counter.wasm
+;; Rebuild with `make wat` (wabt 1.0.32, Debian's package, installed by the
+;; Makefile if missing); `make check` fails if the committed .wasm is stale.
 (module
   (import "kairos" "state_get"   (func $state_get   (param i32 i32 i32 i32) (result i32)))
   (import "kairos" "state_set"   (func $state_set   (param i32 i32 i32 i32)))

@@ -9,8 +9,8 @@
 ;; allowance, total_supply (see contracts/token/main.go). One difference:
 ;; input of the wrong length aborts with "token: bad input" where the Go
 ;; SDK's decoder words its own message.
-;; Rebuild (wabt 1.0.32, Debian `apt-get install -y wabt`):
-;;   cd contracts/token_wat && wat2wasm token.wat -o token.wasm
+;; Rebuild with `make wat` (wabt 1.0.32, Debian's package, installed by the
+;; Makefile if missing); `make check` fails if the committed .wasm is stale.
 (module
   (import "kairos" "input_read"   (func $input_read   (param i32 i32) (result i32)))
   (import "kairos" "state_get"    (func $state_get    (param i32 i32 i32 i32) (result i32)))
