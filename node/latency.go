@@ -54,6 +54,11 @@ type latency struct {
 	inboxWait  prometheus.Histogram // input pushed → taken by the driver
 	inboxDepth prometheus.Histogram // inputs waiting when the driver takes a group
 	voteWait   prometheus.Histogram // peer's header stepped → own vote on it
+	round      prometheus.Histogram // own header → next own header
+
+	// served wakes WaitHeight callers when executed marks a block's
+	// receipts visible (it is called right after the served height moves).
+	served heightSignal
 
 	base time.Time // lies before every observation, so an offset is never 0
 
@@ -70,6 +75,8 @@ type latency struct {
 	// headerIn holds when a peer's header of (author, round) was first
 	// stepped, until this node votes on it; driver only.
 	headerIn map[authorRound]time.Duration
+	// lastHeader is when the previous own header was built; driver only.
+	lastHeader time.Duration
 }
 
 type authorRound struct {
@@ -96,6 +103,9 @@ func newLatency() *latency {
 		voteWait: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "kairos_vote_wait_seconds",
 			Help:    "Time from a peer's header reaching the core to this node's vote on it (waits for parents and payloads).",
 			Buckets: latencyBuckets}),
+		round: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "kairos_round_seconds",
+			Help:    "Time between two consecutive own headers (the round pace this node sees).",
+			Buckets: latencyBuckets}),
 		cur: map[consensus.TxID]*txTimes{}, old: map[consensus.TxID]*txTimes{},
 		headers: map[uint64][]consensus.TxID{}, certs: map[uint64][]consensus.TxID{}, headerIn: map[authorRound]time.Duration{},
 		base: time.Now().Add(-time.Nanosecond),
@@ -106,7 +116,7 @@ func newLatency() *latency {
 func (l *latency) now() time.Duration { return time.Since(l.base) }
 
 func (l *latency) collectors() []prometheus.Collector {
-	return []prometheus.Collector{l.stage, l.commit, l.inboxWait, l.inboxDepth, l.voteWait}
+	return []prometheus.Collector{l.stage, l.commit, l.inboxWait, l.inboxDepth, l.voteWait, l.round}
 }
 
 // get returns id's times or nil; l.mu held.
@@ -139,9 +149,13 @@ func (l *latency) pooled(id consensus.TxID, seen time.Duration) {
 	l.observe(StagePool, seen, now)
 }
 
-// ownHeader records an own header built now with its acks.
+// ownHeader records an own header built now with its acks. Driver only.
 func (l *latency) ownHeader(h *consensus.Header) {
 	now := l.now()
+	if l.lastHeader != 0 {
+		l.round.Observe((now - l.lastHeader).Seconds())
+	}
+	l.lastHeader = now
 	acks := make([]consensus.TxID, len(h.Acks))
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -217,8 +231,10 @@ func (l *latency) released(b *order.Block) {
 	}
 }
 
-// executed records that ids' receipts are visible and forgets them.
+// executed records that ids' receipts are visible and forgets them, and
+// wakes the height waiters: the executor calls it once per stored block.
 func (l *latency) executed(ids []types.Hash) {
+	l.served.wake()
 	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
