@@ -41,7 +41,8 @@ funds --senders accounts on the native token, and for each rate of --rates offer
 transfers per second for --duration, spread over the validators' APIs, each sender sending its
 next nonce without waiting for a receipt (submissions reaching an API while its previous batch
 is served share one POST /v1/txs/batch; --single sends each alone). Latency runs from a transaction's scheduled send time
-to its block being visible on the API it was sent to (block watchers poll every 5 ms). Rates run
+to its block reaching the client from the API it was sent to (one watcher per API holds a
+GET /v1/blocks/{height}/wait, answered when the block is stored). Rates run
 one after another on the same chain. RSS is the whole process, which hosts every validator;
 cpu-ms/tx is the process's user+system CPU during the rate (signing, sending, draining)
 divided by the transactions sent.
@@ -174,6 +175,7 @@ var stageLabels = []struct{ key, label string }{
 	{node.StageRelease, "committed → released in block"},
 	{node.StageExecute, "released → executed, receipt"},
 	{node.StageTotal, "total: arrival → receipt"},
+	{"kairos_round_seconds", "own header → next own header"},
 	{"kairos_vote_wait_seconds", "peer's header → own vote on it"},
 	{"kairos_driver_inbox_wait_seconds", "driver inbox wait (per input)"},
 	{"kairos_driver_commit_seconds", "driver group commit (fsync)"},
