@@ -162,7 +162,7 @@ func TestIdleRoundDelay(t *testing.T) {
 // TestRoundDelayLatency: rounds are the unit of the commit latency, so
 // in virtual time (no CPU cost) the default min_round_delay of 10 ms
 // releases transactions sooner than consensus.md's 20 ms start value, with
-// more rounds. Same seeds and network for both; figures are logged for
+// more rounds. Same seed and network for both; figures are logged for
 // RATIONALE.md ("Why is min_round_delay 10 ms?").
 func TestRoundDelayLatency(t *testing.T) {
 	run := func(delay int64) ([2]int64, uint64) {
