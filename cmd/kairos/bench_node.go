@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
+	"github.com/kairos-network/kairos/consensus"
 	"github.com/kairos-network/kairos/node"
 	"github.com/kairos-network/kairos/node/devnet"
 	"github.com/kairos-network/kairos/node/loadgen"
@@ -29,7 +30,7 @@ const p99Target = time.Second
 // process under open-loop load, one table row per offered rate.
 func newBenchNodeCmd() *cobra.Command {
 	var rates []float64
-	var duration, drain time.Duration
+	var duration, drain, roundDelay time.Duration
 	var senders, validators int
 	var dir, cpuProfile string
 	var counters, single bool
@@ -59,7 +60,13 @@ the own header to the commit count only transactions this validator acked itself
 				return err
 			}
 			defer os.RemoveAll(tmp)
-			d, err := devnet.Start(devnet.Config{Dir: tmp, Validators: validators})
+			cfg := devnet.Config{Dir: tmp, Validators: validators}
+			if roundDelay > 0 {
+				p := consensus.DefaultParams()
+				p.MinRoundDelay = int64(roundDelay)
+				cfg.Params = &p
+			}
+			d, err := devnet.Start(cfg)
 			if err != nil {
 				return err
 			}
@@ -159,6 +166,7 @@ the own header to the commit count only transactions this validator acked itself
 	f.IntVar(&senders, "senders", 500, "funded sender accounts (each sends rate/senders tx/s)")
 	f.IntVar(&validators, "validators", 4, "validators of the devnet")
 	f.StringVar(&dir, "dir", "", "parent of the temporary data directory (default: the system temp dir)")
+	f.DurationVar(&roundDelay, "min-round-delay", 0, "the devnet's min_round_delay (0: consensus.DefaultParams'), to compare round pacing in one binary")
 	f.BoolVar(&single, "single", false, "submit each transaction alone (POST /v1/txs) instead of through each API's batcher (POST /v1/txs/batch)")
 	f.BoolVar(&counters, "counters", false, "print each validator's non-zero counters (drops, rejections, p2p messages) after the rates")
 	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the rates (whole process) to this file; the generator's samples carry the label role=loadgen (go tool pprof -tagignore role=loadgen shows the validators alone)")
