@@ -184,6 +184,7 @@ var stageLabels = []struct{ key, label string }{
 	{node.StageExecute, "released → executed, receipt"},
 	{node.StageTotal, "total: arrival → receipt"},
 	{"kairos_round_seconds", "own header → next own header"},
+	{"kairos_header_transit_seconds", "peer's header built → stepped here"},
 	{"kairos_vote_wait_seconds", "peer's header → own vote on it"},
 	{"kairos_driver_inbox_wait_seconds", "driver inbox wait (per input)"},
 	{"kairos_driver_commit_seconds", "driver group commit (fsync)"},

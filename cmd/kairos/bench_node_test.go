@@ -21,7 +21,7 @@ func TestBenchNode(t *testing.T) {
 	}
 	for _, want := range []string{"10/10", "20/20", "offered rate with every tx ok", "per validator (RSS/4)", "cpu-ms/tx",
 		"per-stage latency", "total: arrival → receipt", "driver group commit (fsync)",
-		"own header → next own header"} {
+		"own header → next own header", "peer's header built → stepped here"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
