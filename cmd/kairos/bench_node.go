@@ -30,7 +30,7 @@ const p99Target = time.Second
 // process under open-loop load, one table row per offered rate.
 func newBenchNodeCmd() *cobra.Command {
 	var rates []float64
-	var duration, drain, roundDelay time.Duration
+	var duration, drain, roundDelay, gossipDelay time.Duration
 	var senders, validators int
 	var dir, cpuProfile string
 	var counters, single bool
@@ -60,7 +60,7 @@ the own header to the commit count only transactions this validator acked itself
 				return err
 			}
 			defer os.RemoveAll(tmp)
-			cfg := devnet.Config{Dir: tmp, Validators: validators}
+			cfg := devnet.Config{Dir: tmp, Validators: validators, GossipBatchDelay: gossipDelay}
 			if roundDelay > 0 {
 				p := consensus.DefaultParams()
 				p.MinRoundDelay = int64(roundDelay)
@@ -167,6 +167,7 @@ the own header to the commit count only transactions this validator acked itself
 	f.IntVar(&validators, "validators", 4, "validators of the devnet")
 	f.StringVar(&dir, "dir", "", "parent of the temporary data directory (default: the system temp dir)")
 	f.DurationVar(&roundDelay, "min-round-delay", 0, "the devnet's min_round_delay (0: consensus.DefaultParams'), to compare round pacing in one binary")
+	f.DurationVar(&gossipDelay, "gossip-batch-delay", 0, "the validators' transaction gossip batch delay (0: node.DefaultGossipBatchDelay)")
 	f.BoolVar(&single, "single", false, "submit each transaction alone (POST /v1/txs) instead of through each API's batcher (POST /v1/txs/batch)")
 	f.BoolVar(&counters, "counters", false, "print each validator's non-zero counters (drops, rejections, p2p messages) after the rates")
 	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the rates (whole process) to this file; the generator's samples carry the label role=loadgen (go tool pprof -tagignore role=loadgen shows the validators alone)")

@@ -15,7 +15,7 @@ import (
 // the sweep verdict and the RSS line come out.
 func TestBenchNode(t *testing.T) {
 	out, err := runKairos(t, "bench", "node", "--rates", "10,20", "--duration", "1s", "--senders", "10", "--dir", t.TempDir(),
-		"--min-round-delay", "15ms")
+		"--min-round-delay", "15ms", "--gossip-batch-delay", "2ms")
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
