@@ -47,7 +47,7 @@ type HeightWaiter interface {
 // /v1/blocks/{height} as soon as that block is served (at once if it is
 // already), or 404 wait_timeout when D (default DefaultWait, at most MaxWait)
 // passes first. A client that follows the chain asks for the next height
-// again after a not_found; it learns of each block when the node stores it
+// again after a wait_timeout; it learns of each block when the node stores it
 // instead of one poll period later, with one request per block.
 type waiter struct {
 	s     *server
