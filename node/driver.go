@@ -53,7 +53,7 @@ func (n *Node) drive() {
 	}
 	step := func(ev consensus.Event) bool {
 		if m, ok := ev.(consensus.MsgIn); ok && m.Msg != nil && m.Msg.Header != nil {
-			n.lat.header(m.Msg.Header)
+			n.lat.header(m.Msg.Header, m.Now)
 		}
 		return n.stage(&g, n.core.Step(ev))
 	}

@@ -54,6 +54,13 @@ type latency struct {
 	inboxWait  prometheus.Histogram // input pushed → taken by the driver
 	inboxDepth prometheus.Histogram // inputs waiting when the driver takes a group
 	voteWait   prometheus.Histogram // peer's header stepped → own vote on it
+	round      prometheus.Histogram // own header → next own header
+	// headerTransit is a peer header's Time → stepped here.
+	headerTransit prometheus.Histogram
+
+	// served wakes WaitHeight callers when executed marks a block's
+	// receipts visible (it is called right after the served height moves).
+	served heightSignal
 
 	base time.Time // lies before every observation, so an offset is never 0
 
@@ -70,6 +77,8 @@ type latency struct {
 	// headerIn holds when a peer's header of (author, round) was first
 	// stepped, until this node votes on it; driver only.
 	headerIn map[authorRound]time.Duration
+	// lastHeader is when the previous own header was built; driver only.
+	lastHeader time.Duration
 }
 
 type authorRound struct {
@@ -96,6 +105,12 @@ func newLatency() *latency {
 		voteWait: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "kairos_vote_wait_seconds",
 			Help:    "Time from a peer's header reaching the core to this node's vote on it (waits for parents and payloads).",
 			Buckets: latencyBuckets}),
+		headerTransit: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "kairos_header_transit_seconds",
+			Help:    "Time from a peer's header Time (its author's clock) to this node's driver stepping it.",
+			Buckets: latencyBuckets}),
+		round: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "kairos_round_seconds",
+			Help:    "Time between two consecutive own headers (the round pace this node sees).",
+			Buckets: latencyBuckets}),
 		cur: map[consensus.TxID]*txTimes{}, old: map[consensus.TxID]*txTimes{},
 		headers: map[uint64][]consensus.TxID{}, certs: map[uint64][]consensus.TxID{}, headerIn: map[authorRound]time.Duration{},
 		base: time.Now().Add(-time.Nanosecond),
@@ -106,7 +121,7 @@ func newLatency() *latency {
 func (l *latency) now() time.Duration { return time.Since(l.base) }
 
 func (l *latency) collectors() []prometheus.Collector {
-	return []prometheus.Collector{l.stage, l.commit, l.inboxWait, l.inboxDepth, l.voteWait}
+	return []prometheus.Collector{l.stage, l.commit, l.inboxWait, l.inboxDepth, l.voteWait, l.round, l.headerTransit}
 }
 
 // get returns id's times or nil; l.mu held.
@@ -139,9 +154,13 @@ func (l *latency) pooled(id consensus.TxID, seen time.Duration) {
 	l.observe(StagePool, seen, now)
 }
 
-// ownHeader records an own header built now with its acks.
+// ownHeader records an own header built now with its acks. Driver only.
 func (l *latency) ownHeader(h *consensus.Header) {
 	now := l.now()
+	if l.lastHeader != 0 {
+		l.round.Observe((now - l.lastHeader).Seconds())
+	}
+	l.lastHeader = now
 	acks := make([]consensus.TxID, len(h.Acks))
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -217,8 +236,10 @@ func (l *latency) released(b *order.Block) {
 	}
 }
 
-// executed records that ids' receipts are visible and forgets them.
+// executed records that ids' receipts are visible and forgets them, and
+// wakes the height waiters: the executor calls it once per stored block.
 func (l *latency) executed(ids []types.Hash) {
+	l.served.wake()
 	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -235,13 +256,17 @@ func (l *latency) executed(ids []types.Hash) {
 	}
 }
 
-// header records that a peer's header reaches the core; only its first
-// arrival counts. Driver only.
-func (l *latency) header(h *consensus.Header) {
+// header records that a peer's header reaches the core at the node's
+// clock reading now; only its first arrival counts. Driver only.
+func (l *latency) header(h *consensus.Header, now int64) {
 	k := authorRound{h.Author, h.Round}
 	if _, ok := l.headerIn[k]; ok {
 		return
 	}
+	// The author's Time is its clock when it built the header, so this
+	// spans its synced commit, the transport and this node's inbox (clock
+	// skew included: exact in a devnet, where all share one clock).
+	l.headerTransit.Observe(max(0, float64(now-h.Time)/1e9))
 	if len(l.headerIn) >= maxOwnRounds {
 		clear(l.headerIn)
 	}

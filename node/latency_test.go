@@ -59,20 +59,33 @@ func TestLatencyStages(t *testing.T) {
 	l.committed(0, []*consensus.Certificate{{Header: consensus.Header{Round: 3, Author: 1}}, {Header: consensus.Header{Round: 3, Author: 0}}})
 	l.released(&order.Block{Txs: []order.Tx{{ID: a}, {ID: b}}})
 	l.executed([]types.Hash{types.Hash(a), types.Hash(b), {9}})
-	l.header(&consensus.Header{Round: 3, Author: 2})
-	l.header(&consensus.Header{Round: 3, Author: 2}) // a re-sent header: the first arrival counts
+	l.header(&consensus.Header{Round: 3, Author: 2, Time: 1}, 2)
+	l.header(&consensus.Header{Round: 3, Author: 2, Time: 1}, 3) // a re-sent header: the first arrival counts
 	l.voted(&consensus.Vote{Round: 3, Author: 2})
 	l.voted(&consensus.Vote{Round: 3, Author: 1}) // no header seen: not observed
 	got := stageCounts(t, l.collectors()...)
 	want := map[string]uint64{StagePool: 2, StageAck: 1, StageCert: 1, StageCommit: 1, StageRelease: 1, StageExecute: 2, StageTotal: 2,
-		"kairos_vote_wait_seconds": 1}
-	for _, s := range append(Stages, "kairos_vote_wait_seconds") {
+		"kairos_vote_wait_seconds": 1, "kairos_header_transit_seconds": 1, "kairos_round_seconds": 0}
+	for _, s := range append(Stages, "kairos_vote_wait_seconds", "kairos_header_transit_seconds", "kairos_round_seconds") {
 		if got[s] != want[s] {
 			t.Errorf("stage %s: %d observations, want %d", s, got[s], want[s])
 		}
 	}
 	if len(l.cur)+len(l.old) != 0 || len(l.headers) != 0 || len(l.certs) != 0 || len(l.headerIn) != 0 {
 		t.Errorf("finished entries kept: %d %d %d %d %d", len(l.cur), len(l.old), len(l.headers), len(l.certs), len(l.headerIn))
+	}
+}
+
+// TestLatencyRound: the round histogram observes the gaps between own
+// headers, none before the second.
+func TestLatencyRound(t *testing.T) {
+	l := newLatency()
+	for r := range uint64(3) {
+		l.ownHeader(&consensus.Header{Round: r + 1})
+		l.ownCert(r + 1)
+		if got, want := stageCounts(t, l.collectors()...)["kairos_round_seconds"], r; got != want {
+			t.Fatalf("after %d own headers: %d rounds observed, want %d", r+1, got, want)
+		}
 	}
 }
 
@@ -87,7 +100,7 @@ func TestLatencyBounded(t *testing.T) {
 		}
 	}
 	for r := range uint64(3 * maxOwnRounds) {
-		l.header(&consensus.Header{Round: r, Author: 1})
+		l.header(&consensus.Header{Round: r, Author: 1}, 0)
 		if r%2 == 0 {
 			l.voted(&consensus.Vote{Round: r, Author: 1})
 		}

@@ -39,7 +39,8 @@ const (
 	// MaxResponseBytes bounds one API answer the client reads (a state
 	// value of StateValueMax with its proof, in hex, fits).
 	MaxResponseBytes = 8 << 20
-	// DefaultPoll spaces the polls of a pending transaction.
+	// DefaultPoll spaces the polls of a pending transaction against a
+	// node without GET /v1/blocks/{height}/wait (see Wait).
 	DefaultPoll = 20 * time.Millisecond
 	// DefaultValidity is how long a transaction built by Call stays valid.
 	DefaultValidity = time.Minute
@@ -175,14 +176,19 @@ func (c *Client) Submit(ctx context.Context, tx *types.Tx) (types.Hash, error) {
 	return r.ID, err
 }
 
-// Wait polls transaction id until it is executed or ctx ends.
+// Wait returns transaction id's result once it is executed, or ctx's error.
+// Between looks at the transaction it holds GET /v1/blocks/{height}/wait for
+// the block after the last one it saw, which the node answers when it stores
+// that block, so Wait returns within one request of the receipt becoming
+// visible. Against a node that answers that request with an error (no such
+// endpoint, the block pruned) it polls every Poll instead.
 func (c *Client) Wait(ctx context.Context, id types.Hash) (*TxResult, error) {
 	poll := c.Poll
 	if poll <= 0 {
 		poll = DefaultPoll
 	}
-	t := time.NewTicker(poll)
-	defer t.Stop()
+	waiting := true
+	var height uint64 // the highest height seen served; 0 = not read yet
 	for {
 		var r TxResult
 		if err := c.do(ctx, "GET", "/v1/txs/"+id.String(), nil, &r); err != nil {
@@ -194,13 +200,46 @@ func (c *Client) Wait(ctx context.Context, id types.Hash) (*TxResult, error) {
 			}
 			return &r, nil
 		}
+		if waiting {
+			if height == 0 {
+				st, err := c.Status(ctx)
+				if err != nil {
+					return nil, err
+				}
+				height = st.Height
+			}
+			var b struct {
+				Height uint64 `json:"height"`
+			}
+			err := c.do(ctx, "GET", fmt.Sprintf("/v1/blocks/%d/wait?timeout=%s", height+1, blockWait), nil, &b)
+			var ae *APIError
+			switch {
+			case err == nil:
+				height = max(height+1, b.Height)
+				continue
+			case errors.As(err, &ae) && ae.Code == codeWaitTimeout:
+				continue
+			case errors.As(err, &ae):
+				waiting = false // poll from now on
+			default:
+				return nil, err
+			}
+		}
 		select {
 		case <-ctx.Done():
 			return nil, fmt.Errorf("sdk: waiting for tx %s: %w", id, ctx.Err())
-		case <-t.C:
+		case <-time.After(poll):
 		}
 	}
 }
+
+// blockWait is how long one GET /v1/blocks/{height}/wait of Wait waits on
+// the node; codeWaitTimeout is the node's answer when it passed first
+// (node/api.CodeWaitTimeout; the SDK imports only types).
+const (
+	blockWait       = 2 * time.Second
+	codeWaitTimeout = "wait_timeout"
+)
 
 // SimResult is the outcome of a simulation.
 type SimResult struct {

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
+	"github.com/kairos-network/kairos/consensus"
 	"github.com/kairos-network/kairos/node"
 	"github.com/kairos-network/kairos/node/devnet"
 	"github.com/kairos-network/kairos/node/loadgen"
@@ -29,7 +30,7 @@ const p99Target = time.Second
 // process under open-loop load, one table row per offered rate.
 func newBenchNodeCmd() *cobra.Command {
 	var rates []float64
-	var duration, drain time.Duration
+	var duration, drain, roundDelay, gossipDelay time.Duration
 	var senders, validators int
 	var dir, cpuProfile string
 	var counters, single bool
@@ -41,7 +42,8 @@ funds --senders accounts on the native token, and for each rate of --rates offer
 transfers per second for --duration, spread over the validators' APIs, each sender sending its
 next nonce without waiting for a receipt (submissions reaching an API while its previous batch
 is served share one POST /v1/txs/batch; --single sends each alone). Latency runs from a transaction's scheduled send time
-to its block being visible on the API it was sent to (block watchers poll every 5 ms). Rates run
+to its block reaching the client from the API it was sent to (one watcher per API holds a
+GET /v1/blocks/{height}/wait, answered when the block is stored). Rates run
 one after another on the same chain. RSS is the whole process, which hosts every validator;
 cpu-ms/tx is the process's user+system CPU during the rate (signing, sending, draining)
 divided by the transactions sent.
@@ -58,7 +60,13 @@ the own header to the commit count only transactions this validator acked itself
 				return err
 			}
 			defer os.RemoveAll(tmp)
-			d, err := devnet.Start(devnet.Config{Dir: tmp, Validators: validators})
+			cfg := devnet.Config{Dir: tmp, Validators: validators, GossipBatchDelay: gossipDelay}
+			if roundDelay > 0 {
+				p := consensus.DefaultParams()
+				p.MinRoundDelay = int64(roundDelay)
+				cfg.Params = &p
+			}
+			d, err := devnet.Start(cfg)
 			if err != nil {
 				return err
 			}
@@ -158,6 +166,8 @@ the own header to the commit count only transactions this validator acked itself
 	f.IntVar(&senders, "senders", 500, "funded sender accounts (each sends rate/senders tx/s)")
 	f.IntVar(&validators, "validators", 4, "validators of the devnet")
 	f.StringVar(&dir, "dir", "", "parent of the temporary data directory (default: the system temp dir)")
+	f.DurationVar(&roundDelay, "min-round-delay", 0, "the devnet's min_round_delay (0: consensus.DefaultParams'), to compare round pacing in one binary")
+	f.DurationVar(&gossipDelay, "gossip-batch-delay", 0, "the validators' transaction gossip batch delay (0: node.DefaultGossipBatchDelay)")
 	f.BoolVar(&single, "single", false, "submit each transaction alone (POST /v1/txs) instead of through each API's batcher (POST /v1/txs/batch)")
 	f.BoolVar(&counters, "counters", false, "print each validator's non-zero counters (drops, rejections, p2p messages) after the rates")
 	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the rates (whole process) to this file; the generator's samples carry the label role=loadgen (go tool pprof -tagignore role=loadgen shows the validators alone)")
@@ -174,6 +184,8 @@ var stageLabels = []struct{ key, label string }{
 	{node.StageRelease, "committed → released in block"},
 	{node.StageExecute, "released → executed, receipt"},
 	{node.StageTotal, "total: arrival → receipt"},
+	{"kairos_round_seconds", "own header → next own header"},
+	{"kairos_header_transit_seconds", "peer's header built → stepped here"},
 	{"kairos_vote_wait_seconds", "peer's header → own vote on it"},
 	{"kairos_driver_inbox_wait_seconds", "driver inbox wait (per input)"},
 	{"kairos_driver_commit_seconds", "driver group commit (fsync)"},

@@ -14,12 +14,14 @@ import (
 // low rates: the devnet starts, every transaction is ok, and the table,
 // the sweep verdict and the RSS line come out.
 func TestBenchNode(t *testing.T) {
-	out, err := runKairos(t, "bench", "node", "--rates", "10,20", "--duration", "1s", "--senders", "10", "--dir", t.TempDir())
+	out, err := runKairos(t, "bench", "node", "--rates", "10,20", "--duration", "1s", "--senders", "10", "--dir", t.TempDir(),
+		"--min-round-delay", "15ms", "--gossip-batch-delay", "2ms")
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
 	for _, want := range []string{"10/10", "20/20", "offered rate with every tx ok", "per validator (RSS/4)", "cpu-ms/tx",
-		"per-stage latency", "total: arrival → receipt", "driver group commit (fsync)"} {
+		"per-stage latency", "total: arrival → receipt", "driver group commit (fsync)",
+		"own header → next own header", "peer's header built → stepped here"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}

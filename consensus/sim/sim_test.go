@@ -159,6 +159,33 @@ func TestIdleRoundDelay(t *testing.T) {
 	}
 }
 
+// TestRoundDelayLatency: rounds are the unit of the commit latency, so
+// in virtual time (no CPU cost) the default min_round_delay of 10 ms
+// releases transactions sooner than consensus.md's 20 ms start value, with
+// more rounds. Same seed and network for both; figures are logged for
+// RATIONALE.md ("Why is min_round_delay 10 ms?").
+func TestRoundDelayLatency(t *testing.T) {
+	run := func(delay int64) ([2]int64, uint64) {
+		cfg := DefaultConfig(1)
+		cfg.Faults, cfg.TxRate = nil, 1000
+		p := consensus.DefaultParams()
+		p.MinRoundDelay = delay
+		cfg.Params = &p
+		r := Run(cfg)
+		if len(r.Violations) > 0 {
+			t.Fatalf("delay %d ms: %v", delay/Millisecond, r.Violations)
+		}
+		return percentiles(r.Latencies), r.Rounds
+	}
+	slow, slowRounds := run(20 * Millisecond)
+	fast, fastRounds := run(consensus.DefaultParams().MinRoundDelay)
+	t.Logf("1000 tx/s, submit → release p50/p99 ms: %v at 20 ms (%d rounds), %v at the default %d ms (%d rounds)",
+		slow, slowRounds, fast, consensus.DefaultParams().MinRoundDelay/Millisecond, fastRounds)
+	if fast[0] >= slow[0] {
+		t.Errorf("p50 %d ms at the default delay, not below %d ms at 20 ms", fast[0], slow[0])
+	}
+}
+
 // percentiles returns the p50 and p99 of latencies in ms.
 func percentiles(l []int64) [2]int64 {
 	s := slices.Clone(l)
@@ -170,24 +197,25 @@ func percentiles(l []int64) [2]int64 {
 }
 
 // TestL3Settle replays all-Byzantine seeds whose run ended while an
-// honest node was behind: seed 51 a block released 0.2 ms before the end,
-// seed 33 a node that caught up 185 ms after the end. (Seed 40, a node
-// that had asked a peer for a missing certificate before that peer held
-// it, stopped lagging once stalled cores also fetch round ranges; 33 took
-// its place.) Judged at the end instant they would fail L3; with settle
-// they must pass, and seed 33 must actually have needed it (otherwise the
-// test no longer covers a lagging node).
+// honest node was behind. Judged at the end instant they would fail L3;
+// with settle they must pass, and seed 27 (a node that catches up 126 ms
+// after the end) must actually have needed it, otherwise the test no longer
+// covers a lagging node. Seed 51 released a block 0.2 ms before the end
+// when it was picked. The lagging seed changes with the protocol's timing
+// (40, then 33 with a 20 ms minimum round delay, now 27): when it stops
+// lagging, take another seed with settle > 0 from a scan of the same
+// configuration.
 func TestL3Settle(t *testing.T) {
 	byzOnly := []string{FTwin, FAcksWithheld, FAcksEarly, FAcksLate, FAcksAncient, FBadSig, FReplay, FOversize, FMalformed}
-	for _, seed := range []uint64{33, 51} {
+	for _, seed := range []uint64{27, 51} {
 		cfg := DefaultConfig(seed)
 		cfg.Faults, cfg.Always = byzOnly, true
 		r := Run(cfg)
 		if len(r.Violations) > 0 {
 			t.Errorf("seed %d: %v", seed, r.Violations)
 		}
-		if seed == 33 && r.Settle == 0 {
-			t.Errorf("seed 33 no longer lags at the end: the test covers nothing, pick another seed")
+		if seed == 27 && r.Settle == 0 {
+			t.Errorf("seed 27 no longer lags at the end: the test covers nothing, pick another seed")
 		}
 		t.Logf("seed %d: caught up %.1f ms after the end", seed, float64(r.Settle)/1e6)
 	}

@@ -134,6 +134,9 @@ func Handler(b Backend, log *slog.Logger) http.Handler {
 	mux.HandleFunc("/v1/txs/batch", s.method("POST", s.submitBatch)) // batch.go
 	mux.HandleFunc("/v1/txs/{id}", s.method("GET", s.tx))
 	mux.HandleFunc("/v1/blocks/{height}", s.method("GET", s.block))
+	if hw, ok := b.(HeightWaiter); ok {
+		mux.HandleFunc("/v1/blocks/{height}/wait", s.method("GET", newWaiter(s, hw).serve)) // wait.go
+	}
 	mux.HandleFunc("/v1/state/{module}/{key}", s.method("GET", s.state))
 	mux.HandleFunc("/v1/status", s.method("GET", s.status))
 	mux.HandleFunc("/v1/checkpoints/latest", s.method("GET", s.checkpoint))

@@ -3,6 +3,8 @@
 //	POST /v1/txs                              submit {"tx": "<hex canonical bytes>"} → 202 {"id"}
 //	GET  /v1/txs/{id}                         pending, or executed with height and receipt
 //	GET  /v1/blocks/{height}                  an executed block and the state root after it
+//	GET  /v1/blocks/{height}/wait?timeout=    the same, answered as soon as the block is
+//	                                          served, or 404 wait_timeout (wait.go)
 //	GET  /v1/state/{module}/{key}?height=&prove=1  value (hex key) and Merkle proof
 //	GET  /v1/status                           the node's progress
 //	GET  /v1/checkpoints/latest               the highest checkpoint certificate
@@ -28,6 +30,8 @@
 //     transaction order, then of h+1, so a cursor means the same position
 //     on every honest node, and a stream resumed from a cursor neither
 //     skips nor repeats. Open streams are capped (MaxEventStreams).
+//   - A block wait holds a request until the node serves the height, at
+//     most MaxWait; held waits are capped (MaxWaiters).
 //
 // Servers built by Handler are meant for 127.0.0.1 in devnets; exposing one
 // publicly needs a reverse proxy with its own limits.

@@ -11,6 +11,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/kairos-network/kairos/node/api"
@@ -122,6 +123,18 @@ func (c *Client) Status(ctx context.Context) (*Status, error) {
 func (c *Client) Block(ctx context.Context, h uint64) (*api.BlockResponse, error) {
 	var b api.BlockResponse
 	return &b, c.do(ctx, "GET", fmt.Sprintf("/v1/blocks/%d", h), nil, &b)
+}
+
+// WaitBlock asks for block h and waits on the node up to wait for it to
+// be served (GET /v1/blocks/{h}/wait). ok is false when wait passed first
+// (api.CodeWaitTimeout); the caller asks again.
+func (c *Client) WaitBlock(ctx context.Context, h uint64, wait time.Duration) (b *api.BlockResponse, ok bool, err error) {
+	b = &api.BlockResponse{}
+	err = c.do(ctx, "GET", fmt.Sprintf("/v1/blocks/%d/wait?timeout=%s", h, wait), nil, b)
+	if err != nil && strings.Contains(err.Error(), ": "+api.CodeWaitTimeout+": ") {
+		return nil, false, nil
+	}
+	return b, err == nil, err
 }
 
 // State reads a key at height (0 = latest), with its proof when prove.

@@ -55,6 +55,9 @@ type Config struct {
 	APIAddr string
 	Params  *consensus.Params // nil = consensus.DefaultParams
 	Logger  *slog.Logger
+	// GossipBatchDelay is every validator's node.Config.GossipBatchDelay
+	// (0 = node.DefaultGossipBatchDelay).
+	GossipBatchDelay time.Duration
 }
 
 // Devnet is a running local network.
@@ -114,7 +117,7 @@ func Start(cfg Config) (_ *Devnet, err error) {
 	var boot []peer.AddrInfo
 	for i := range vals {
 		n, err := node.New(node.Config{Committee: comm, Key: Key(i), Dir: filepath.Join(cfg.Dir, fmt.Sprint(i)),
-			Native: exec.NativeModules(), Bootstrap: boot, Logger: cfg.Logger})
+			Native: exec.NativeModules(), Bootstrap: boot, Logger: cfg.Logger, GossipBatchDelay: cfg.GossipBatchDelay})
 		if err != nil {
 			return nil, fmt.Errorf("devnet: validator %d: %w", i, err)
 		}

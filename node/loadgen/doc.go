@@ -23,10 +23,13 @@
 //   - Workload: transfers of 1 unit of the native token (exec.TokenModule,
 //     no wasm build) from each sender to its own sink address, so senders
 //     never touch each other's keys. Senders are funded by a mint first.
-//   - Receipts: one block watcher per API polls the height and reads each
-//     new block's transaction ids (cheap: one request per block, not one
-//     per pending transaction); at the end every transaction's receipt is
-//     read with GET /v1/txs/{id} and must be "ok" to count as committed.
+//   - Receipts: one block watcher per API asks for the next block with
+//     GET /v1/blocks/{height}/wait, which the node answers as soon as it
+//     stored that block (one request per block, not one per pending
+//     transaction, and no poll period added to a latency); a transaction's
+//     latency ends when the block holding it reaches the client. At the end
+//     every transaction's receipt is read with GET /v1/txs/{id} and must be
+//     "ok" to count as committed.
 //
 // Time is read with time.Now here: the generator is a client, nothing it
 // measures feeds consensus.

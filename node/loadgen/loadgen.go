@@ -8,11 +8,9 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
-	"github.com/kairos-network/kairos/node/api"
 	"github.com/kairos-network/kairos/node/devnet"
 	"github.com/kairos-network/kairos/runtime/exec"
 	"github.com/kairos-network/kairos/types"
@@ -29,12 +27,11 @@ const (
 
 // Workload constants.
 const (
-	txGas     = 1 << 20
-	funding   = 1 << 40
-	validity  = 10 * time.Minute
-	watchPoll = 5 * time.Millisecond  // block watcher period: adds ≤ 5 ms to a latency
-	waitPoll  = 20 * time.Millisecond // peers and funding receipts
-	readers   = 8                     // concurrent receipt reads at the end
+	txGas    = 1 << 20
+	funding  = 1 << 40
+	validity = 10 * time.Minute
+	waitPoll = 20 * time.Millisecond // peers and funding receipts
+	readers  = 8                     // concurrent receipt reads at the end
 	// maxIdlePerAPI is how many idle connections to each API are kept for
 	// reuse; more senders than this may be submitting at once only when
 	// the node is far behind.
@@ -311,38 +308,6 @@ func (g *Gen) Run(ctx context.Context, rate float64, duration, drain time.Durati
 		return nil, err
 	}
 	return summarize(recs, rate, start), nil
-}
-
-// watch polls c's height from after and calls fn with the transaction ids
-// of each new block, in height order, until ctx ends.
-func watch(ctx context.Context, c *devnet.Client, after uint64, fn func([]types.Hash, time.Time)) error {
-	for {
-		st, err := c.Status(ctx)
-		if err != nil {
-			return err
-		}
-		for ; after < st.Height; after++ {
-			b, err := c.Block(ctx, after+1)
-			if err != nil && strings.Contains(err.Error(), ": "+api.CodeNotFound+": ") {
-				// The node's status can show a height a moment before
-				// its block is readable: ask again on the next poll.
-				break
-			}
-			if err != nil {
-				return err
-			}
-			ids := make([]types.Hash, len(b.Txs))
-			for i, t := range b.Txs {
-				ids[i] = t.ID
-			}
-			fn(ids, time.Now())
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(watchPoll):
-		}
-	}
 }
 
 // readReceipts reads the receipt of every transaction seen in a block.
