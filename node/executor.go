@@ -237,6 +237,15 @@ func (n *Node) storeBlock(ctx context.Context, b *types.Block, raws [][]byte, re
 			return nil, err
 		}
 	}
+	// The index learns the ids before their records become readable, so
+	// an admit that misses them in the index ran before this point and
+	// the pool removal after the commit follows its add.
+	n.executed.add(b.Height, settled...)
+	n.executed.add(b.Height, ht.Deferred...)
+	n.executed.deferral(ht.Deferred, ht.Resolved)
+	if len(settled) > 0 && n.executed.generations() > 1 {
+		n.executed.dropPruned(n.pruned)
+	}
 	if err := batch.Commit(ctx); err != nil {
 		return nil, fmt.Errorf("node: store block %d: %w", b.Height, err)
 	}

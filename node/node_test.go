@@ -303,6 +303,9 @@ func TestClusterAgreesAndRestarts(t *testing.T) {
 		}
 		return true
 	})
+	for i, nd := range c.nodes { // node 3 loaded its index from disk
+		indexCoversRecords(t, i, nd)
+	}
 
 	// A validator that lost its disk asks peers how far it had signed,
 	// re-syncs the DAG from round 1 and re-executes every block.
