@@ -125,19 +125,19 @@ func (x *executedIndex) add(h uint64, ids ...types.Hash) {
 	}
 }
 
-// deferral records ids deferred (held until settled) and settled at a
-// height; both sets also go through add.
+// deferral records the ids deferred (held until settled) and settled at
+// one height; both sets also go through add.
 func (x *executedIndex) deferral(deferred, settled []types.Hash) {
 	if len(deferred)+len(settled) == 0 {
 		return
 	}
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	for _, id := range settled {
-		delete(x.deferred, id)
-	}
 	for _, id := range deferred {
 		x.deferred[id] = struct{}{}
+	}
+	for _, id := range settled { // after: deferred and settled at one height
+		delete(x.deferred, id)
 	}
 }
 

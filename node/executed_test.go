@@ -92,6 +92,12 @@ func TestExecutedIndexDropsPruned(t *testing.T) {
 	if x.mayHave(deferred) {
 		t.Fatal("a settled id of a dropped generation is still held as deferred")
 	}
+	// Deferred and settled at one height: not held as deferred.
+	both := testID(1 << 42)
+	x.deferral([]types.Hash{both}, []types.Hash{both})
+	if _, ok := x.deferred[both]; ok {
+		t.Fatal("an id deferred and settled at one height stays deferred")
+	}
 	if x.mayHave(ids[0]) && x.mayHave(ids[1]) && x.mayHave(ids[2]) {
 		t.Fatal("the dropped generation's ids still answer maybe")
 	}

@@ -209,33 +209,40 @@ func (n *Node) storeBlock(ctx context.Context, b *types.Block, raws [][]byte, re
 	if err != nil {
 		return nil, err
 	}
-	puts := map[ds.Key][]byte{heightKey(nsBlock, b.Height): types.MustEncode(b)}
+	// Puts go straight to the batch, in this order: a key put twice keeps
+	// its last value (a transaction deferred and settled at one height
+	// keeps its settled record).
+	var perr error
+	put := func(k ds.Key, v []byte) {
+		if perr == nil {
+			perr = batch.Put(ctx, k, v)
+		}
+	}
+	put(heightKey(nsBlock, b.Height), types.MustEncode(b))
 	settled := make([]types.Hash, 0, len(b.Txs)+len(res.Resolved))
 	var ht heightTxs
 	for i, t := range b.Txs {
-		puts[idKey(nsTx, t.ID)] = types.MustEncode(&txRecord{Height: b.Height, Index: uint32(i), Raw: raws[i]})
+		put(idKey(nsTx, t.ID), types.MustEncode(&txRecord{Height: b.Height, Index: uint32(i), Raw: raws[i]}))
 		if res.Deferred[i] {
 			ht.Deferred = append(ht.Deferred, t.ID)
 			continue
 		}
-		puts[idKey(nsReceipt, t.ID)] = types.MustEncode(&res.Receipts[i])
+		put(idKey(nsReceipt, t.ID), types.MustEncode(&res.Receipts[i]))
 		settled = append(settled, t.ID)
 	}
 	for j, r := range res.Resolved {
 		id := r.Receipt.TxID
-		puts[idKey(nsTx, id)] = types.MustEncode(&txRecord{Height: b.Height, Index: uint32(len(b.Txs) + j), Raw: r.Raw})
-		puts[idKey(nsReceipt, id)] = types.MustEncode(&r.Receipt)
+		put(idKey(nsTx, id), types.MustEncode(&txRecord{Height: b.Height, Index: uint32(len(b.Txs) + j), Raw: r.Raw}))
+		put(idKey(nsReceipt, id), types.MustEncode(&r.Receipt))
 		ht.Resolved = append(ht.Resolved, id)
 		settled = append(settled, id)
 	}
 	if len(ht.Deferred)+len(ht.Resolved) > 0 {
-		puts[heightKey(nsHeightTxs, b.Height)] = types.MustEncode(&ht)
+		put(heightKey(nsHeightTxs, b.Height), types.MustEncode(&ht))
 		n.deferredTxs.Add(uint64(len(ht.Deferred)))
 	}
-	for k, v := range puts {
-		if err := batch.Put(ctx, k, v); err != nil {
-			return nil, err
-		}
+	if perr != nil {
+		return nil, perr
 	}
 	// The index learns the ids before their records become readable, so
 	// an admit that misses them in the index ran before this point and
