@@ -43,8 +43,9 @@ next nonce without waiting for a receipt (submissions reaching an API while its 
 is served share one POST /v1/txs/batch; --single sends each alone). Latency runs from a transaction's scheduled send time
 to its block being visible on the API it was sent to (block watchers poll every 5 ms). Rates run
 one after another on the same chain. RSS is the whole process, which hosts every validator;
-cpu-ms/tx is the process's user+system CPU during the rate (signing, sending, draining)
-divided by the transactions sent.
+cpu-ms/tx is the process's user+system CPU during the rate (signing, sending, draining,
+reading the receipts) divided by the transactions sent; load-ms/tx counts only the CPU from
+the first send to the end of the drain (what the nodes under load and the sending cost).
 
 After the rates, a per-stage table shows where a transaction's time went on the validators
 (their kairos_tx_stage_seconds and driver histograms, summed over the validators, growth during
@@ -73,6 +74,7 @@ the own header to the commit count only transactions this validator acked itself
 				return err
 			}
 			g.Batch = !single
+			g.CPU = processCPU
 			// The profile covers the rates only, not start-up and funding.
 			if cpuProfile != "" {
 				stop, err := startCPUProfile(cpuProfile)
@@ -87,8 +89,8 @@ the own header to the commit count only transactions this validator acked itself
 			}
 			fmt.Fprintf(out, "devnet: %d validators in one process, %d senders (pipelined nonces, sender i → API i mod %d, %s), %v per rate\n",
 				len(d.Nodes), senders, len(d.APIs), how, duration)
-			fmt.Fprintf(out, "%9s %9s %10s %8s %8s %8s %8s %6s %6s %6s %10s\n",
-				"offered/s", "ok tx/s", "ok/sent", "p50", "p90", "p99", "max", "rej", "failed", "lost", "cpu-ms/tx")
+			fmt.Fprintf(out, "%9s %9s %10s %8s %8s %8s %8s %6s %6s %6s %10s %11s\n",
+				"offered/s", "ok tx/s", "ok/sent", "p50", "p90", "p99", "max", "rej", "failed", "lost", "cpu-ms/tx", "load-ms/tx")
 			best := 0.0
 			var problems []string
 			var collectors []prometheus.Collector
@@ -112,9 +114,10 @@ the own header to the commit count only transactions this validator acked itself
 					return fmt.Errorf("rate %v: %w", rate, err)
 				}
 				ms := func(d time.Duration) string { return fmt.Sprintf("%.0fms", float64(d)/float64(time.Millisecond)) }
-				fmt.Fprintf(out, "%9.0f %9.1f %10s %8s %8s %8s %8s %6d %6d %6d %10.3f\n", r.Offered, r.Committed,
+				perTx := func(d time.Duration) float64 { return d.Seconds() * 1000 / float64(max(r.Sent, 1)) }
+				fmt.Fprintf(out, "%9.0f %9.1f %10s %8s %8s %8s %8s %6d %6d %6d %10.3f %11.3f\n", r.Offered, r.Committed,
 					fmt.Sprintf("%d/%d", r.OK, r.Sent), ms(r.P50), ms(r.P90), ms(r.P99), ms(r.Max), r.Rejected, r.Failed, r.Lost,
-					cpu.Seconds()*1000/float64(max(r.Sent, 1)))
+					perTx(cpu), perTx(r.LoadCPU))
 				if r.FirstProblem != "" {
 					problems = append(problems, fmt.Sprintf("rate %v: %s", rate, r.FirstProblem))
 				}

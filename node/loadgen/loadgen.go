@@ -73,7 +73,12 @@ type Gen struct {
 	// reach an API's batcher while its previous batch is served go in one
 	// request (one signature batch on the node); otherwise each
 	// transaction is its own POST /v1/txs.
-	Batch   bool
+	Batch bool
+	// CPU, if set, reads the process's CPU time; Result.LoadCPU is then
+	// its growth from the first send to the end of the drain, without
+	// the signing before and the receipt reads after (work of the
+	// generator only, not of a node under load).
+	CPU     func() time.Duration
 	clients []*devnet.Client
 	senders []*sender
 }
@@ -162,7 +167,8 @@ type Result struct {
 	Failed    int     // executed with a status other than ok
 	Lost      int     // accepted but not executed before the drain bound
 	OK        int
-	Committed float64 // ok transactions / (last ok block seen − start)
+	Committed float64       // ok transactions / (last ok block seen − start)
+	LoadCPU   time.Duration // process CPU from the first send to the drain's end (Gen.CPU)
 	P50, P90  time.Duration
 	P99, Max  time.Duration
 	// FirstProblem describes the first rejected or failed transaction.
@@ -279,6 +285,10 @@ func (g *Gen) Run(ctx context.Context, rate float64, duration, drain time.Durati
 			}
 		}()
 	}
+	var cpu0 time.Duration
+	if g.CPU != nil {
+		cpu0 = g.CPU()
+	}
 	start := time.Now()
 	for k := range recs {
 		recs[k].due = start.Add(time.Duration(float64(k) / rate * float64(time.Second)))
@@ -304,13 +314,19 @@ func (g *Gen) Run(ctx context.Context, rate float64, duration, drain time.Durati
 	}
 	stopWatch()
 	wg.Wait()
+	var loadCPU time.Duration
+	if g.CPU != nil {
+		loadCPU = g.CPU() - cpu0
+	}
 	if err := errors.Join(watchErr, ctx.Err()); err != nil {
 		return nil, err
 	}
 	if err := g.readReceipts(ctx, recs); err != nil {
 		return nil, err
 	}
-	return summarize(recs, rate, start), nil
+	r := summarize(recs, rate, start)
+	r.LoadCPU = loadCPU
+	return r, nil
 }
 
 // watch polls c's height from after and calls fn with the transaction ids

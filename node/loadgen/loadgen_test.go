@@ -41,10 +41,20 @@ func TestRunAllOK(t *testing.T) {
 	}
 	// The senders' nonces carry over: a second run on the same generator,
 	// submitting in batches, must still be all ok.
+	// The CPU hook is read once before the first send and once after the
+	// drain (a fake clock that advances a second per read).
+	if r.LoadCPU != 0 {
+		t.Fatalf("LoadCPU %v without a CPU hook", r.LoadCPU)
+	}
 	g.Batch = true
+	reads := 0
+	g.CPU = func() time.Duration { reads++; return time.Duration(reads) * time.Second }
 	r, err = g.Run(ctx, 40, time.Second, time.Minute)
 	if err != nil || r.OK != 40 {
 		t.Fatalf("second run: %+v, %v", r, err)
+	}
+	if reads != 2 || r.LoadCPU != time.Second {
+		t.Fatalf("CPU hook read %d times, LoadCPU %v; want 2 reads, 1s", reads, r.LoadCPU)
 	}
 	// A batch refuses a bad transaction alone, with the API's code.
 	bctx, stop := context.WithCancel(ctx)
