@@ -160,3 +160,14 @@ func indexCoversRecords(t *testing.T, i int, nd *Node) {
 		t.Fatalf("node %d: no transaction records", i)
 	}
 }
+
+// TestIDKeyIsClean: idKey skips NewKey's cleaning, so it must build the
+// same key NewKey would, for every namespace it is used with.
+func TestIDKeyIsClean(t *testing.T) {
+	for _, ns := range []string{nsTx, nsReceipt} {
+		id := testID(7)
+		if got, want := idKey(ns, id), ds.NewKey(ns+id.String()); got != want {
+			t.Fatalf("idKey(%q) = %s, NewKey gives %s", ns, got, want)
+		}
+	}
+}

@@ -450,13 +450,22 @@ func (n *Node) onCheckpointVote(v *consensus.CheckpointVote) {
 	}
 }
 
+// storeCheckpoint writes a certificate, and the latest one when it is
+// the newest, in one synced batch (one per block at CheckpointInterval 1).
 func (n *Node) storeCheckpoint(cc *consensus.CheckpointCert, newest bool) error {
-	b := types.MustEncode(cc)
-	if err := n.d.Put(n.ctx, heightKey(nsCP, cc.Height), b); err != nil {
-		return fmt.Errorf("node: store checkpoint %d: %w", cc.Height, err)
+	enc := types.MustEncode(cc)
+	b, err := n.d.Batch(n.ctx)
+	if err == nil {
+		err = b.Put(n.ctx, heightKey(nsCP, cc.Height), enc)
 	}
-	if newest {
-		return n.d.Put(n.ctx, keyCPLatest, b)
+	if err == nil && newest {
+		err = b.Put(n.ctx, keyCPLatest, enc)
+	}
+	if err == nil {
+		err = b.Commit(n.ctx)
+	}
+	if err != nil {
+		return fmt.Errorf("node: store checkpoint %d: %w", cc.Height, err)
 	}
 	return nil
 }

@@ -164,7 +164,9 @@ func Open(ctx context.Context, d ds.Batching, cfg Config, now int64) (*Mempool, 
 	return m, nil
 }
 
-func key(id types.Hash) ds.Key { return ds.NewKey(Prefix + hex.EncodeToString(id[:])) }
+// key is Prefix followed by id's hex: a clean path, so NewKey's cleaning
+// (a copy per key) is skipped.
+func key(id types.Hash) ds.Key { return ds.RawKey(Prefix + hex.EncodeToString(id[:])) }
 
 func (m *Mempool) expired(e *Entry, now int64) bool {
 	return e.Tx.Body.ValidUntil < now-m.cfg.ExpiryGrace

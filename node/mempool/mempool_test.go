@@ -679,3 +679,12 @@ func TestAddAllOneCommit(t *testing.T) {
 		t.Fatalf("%d batches committed for one AddAll, want 1", n)
 	}
 }
+
+// TestKeyIsClean: key skips NewKey's cleaning, so it must build the key
+// NewKey would (Open compares them).
+func TestKeyIsClean(t *testing.T) {
+	id := types.Hash{1, 2, 3}
+	if got, want := key(id), ds.NewKey(Prefix+id.String()); got != want {
+		t.Fatalf("key = %s, NewKey gives %s", got, want)
+	}
+}
