@@ -286,13 +286,17 @@ func (n *Node) bodies(b *types.Block) ([][]byte, []*types.Tx, error) {
 			n.log.Warn("block waits for transaction bodies", "height", b.Height, "missing", len(missing))
 		}
 		got, filled := n.fetchBodies(missing), 0
+		var at []int // indexes of b.Txs with a fetched body
+		var fetched [][]byte
 		for i, t := range b.Txs {
 			if raw, ok := got[t.ID]; ok && txs[i] == nil {
-				tx, err := n.decodeBody(raw, t.ID)
-				if err != nil {
-					continue
-				}
-				raws[i], txs[i] = raw, tx
+				at = append(at, i)
+				fetched = append(fetched, raw)
+			}
+		}
+		for k, d := range n.decodeBodies(fetched) {
+			if i := at[k]; d.Err == nil && d.ID == b.Txs[i].ID {
+				raws[i], txs[i] = fetched[k], d.Tx
 				filled++
 			}
 		}
@@ -310,22 +314,16 @@ func (n *Node) bodies(b *types.Block) ([][]byte, []*types.Tx, error) {
 	}
 }
 
-// decodeBody checks a fetched body for a block. The time checks are left
-// to the executor, at the block time (an expired transaction is a receipt
-// status, not a missing body), so validation runs at ValidUntil itself.
-func (n *Node) decodeBody(raw []byte, id types.Hash) (*types.Tx, error) {
-	var tx types.Tx
-	if err := types.Decode(raw, &tx); err != nil {
-		return nil, err
-	}
-	if tx.ID() != id {
-		return nil, fmt.Errorf("%w: body of %s has id %s", types.ErrTxMalformed, id, tx.ID())
-	}
+// decodeBodies checks fetched bodies for a block, their signatures in one
+// batch. The time checks are left to the executor, at the block time (an
+// expired transaction is a receipt status, not a missing body), so each is
+// validated at its own ValidUntil.
+func (n *Node) decodeBodies(raws [][]byte) []types.DecodedTx {
 	lim := n.cfg.Mempool.Limits
 	if lim == (types.TxLimits{}) {
 		lim = types.DefaultTxLimits
 	}
-	return &tx, tx.Validate(n.cfg.Committee.ChainID, tx.Body.ValidUntil, lim)
+	return types.DecodeBodies(raws, n.cfg.Committee.ChainID, lim)
 }
 
 // fetchBodies asks each other validator once for ids. Unlike fetchTxs it

@@ -487,16 +487,23 @@ func (n *Node) admit(ctx context.Context, e *mempool.Entry, arrived time.Duratio
 
 // dropExecuted removes id from the pool if it was executed or deferred
 // (its body is then served from the transaction record) and reports
-// whether it was. The executed index answers most ids, new ones, without
-// a disk read.
+// whether it was.
 func (n *Node) dropExecuted(ctx context.Context, id types.Hash) (bool, error) {
-	if !n.executed.mayHave(id) {
-		return false, nil
-	}
-	if _, _, err := n.Receipt(id); err != nil && !errors.Is(err, ErrDeferred) {
+	if !n.isExecuted(id) {
 		return false, nil
 	}
 	return true, n.pool.Remove(ctx, []types.Hash{id})
+}
+
+// isExecuted reports whether id was executed or deferred at a served
+// height. The executed index answers most ids, new ones, without a disk
+// read.
+func (n *Node) isExecuted(id types.Hash) bool {
+	if !n.executed.mayHave(id) {
+		return false
+	}
+	_, _, err := n.Receipt(id)
+	return err == nil || errors.Is(err, ErrDeferred)
 }
 
 // push hands an input to the driver. A blocking push waits for room (a new

@@ -184,7 +184,7 @@ func SignTx(body TxBody, priv ed25519.PrivateKey) *Tx {
 // transaction. now is the caller's notion of time (unix ns): the local
 // clock in the mempool, the block time in execution.
 func DecodeTx(data []byte, chainID string, now int64, lim TxLimits) (*Tx, error) {
-	tx, err := decodeUnsigned(data, chainID, now, lim)
+	tx, err := decodeUnsigned(data, chainID, &now, lim)
 	if err != nil {
 		return nil, err
 	}
@@ -195,8 +195,9 @@ func DecodeTx(data []byte, chainID string, now int64, lim TxLimits) (*Tx, error)
 	return tx, nil
 }
 
-// decodeUnsigned is DecodeTx without the signature check.
-func decodeUnsigned(data []byte, chainID string, now int64, lim TxLimits) (*Tx, error) {
+// decodeUnsigned is DecodeTx without the signature check, at now or, when
+// now is nil, at the transaction's own ValidUntil (no validity window).
+func decodeUnsigned(data []byte, chainID string, now *int64, lim TxLimits) (*Tx, error) {
 	if len(data) > max(lim.MaxBytes, lim.MaxCodeTxBytes) {
 		return nil, fmt.Errorf("%w: %d bytes", ErrTxTooLarge, len(data))
 	}
@@ -206,7 +207,11 @@ func decodeUnsigned(data []byte, chainID string, now int64, lim TxLimits) (*Tx, 
 	}
 	// Decode accepted only the canonical form, so len(data) is the
 	// encoded size: no need to encode the transaction again to measure it.
-	if err := tx.validateUnsigned(len(data), chainID, now, lim); err != nil {
+	at := tx.Body.ValidUntil
+	if now != nil {
+		at = *now
+	}
+	if err := tx.validateUnsigned(len(data), chainID, at, lim); err != nil {
 		return nil, err
 	}
 	return &tx, nil
