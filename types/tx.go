@@ -170,6 +170,27 @@ func (b *TxBody) SigningDigest() Hash {
 // ID returns the transaction id.
 func (tx *Tx) ID() Hash { return tx.Body.SigningDigest() }
 
+// sigEncodingLen is the length of a signature's canonical encoding: a
+// byte string head of two bytes (0x58, 64) and the 64 bytes.
+const sigEncodingLen = 2 + SignatureSize
+
+// idOfEncoding returns the id of tx, whose canonical encoding is data,
+// without encoding the body again: data is the array head (0x82), the
+// body's canonical encoding, then the signature's. Anything else falls
+// back to ID.
+func idOfEncoding(tx *Tx, data []byte) Hash {
+	n := len(data) - sigEncodingLen
+	if len(tx.Sig) != SignatureSize || n < 1 || data[0] != 0x82 || data[n] != 0x58 || data[n+1] != SignatureSize {
+		return tx.ID()
+	}
+	h := sha256.New()
+	h.Write([]byte(txIDTag))
+	h.Write(data[1:n])
+	var d Hash
+	h.Sum(d[:0])
+	return d
+}
+
 // SenderAddress returns the sender's account address.
 func (tx *Tx) SenderAddress() Address { return AddressFromPublicKey(tx.Body.Sender) }
 

@@ -142,7 +142,7 @@ func decodeTxs(raws [][]byte, chainID string, now *int64, lim TxLimits, known fu
 			out[i].Err = err
 			continue
 		}
-		out[i].Tx, out[i].ID = tx, tx.ID()
+		out[i].Tx, out[i].ID = tx, idOfEncoding(tx, data)
 		if known != nil && known(out[i].ID, data) {
 			continue
 		}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"runtime"
 	"runtime/pprof"
 	"slices"
 	"strconv"
@@ -31,7 +32,7 @@ func newBenchNodeCmd() *cobra.Command {
 	var rates []float64
 	var duration, drain time.Duration
 	var senders, validators int
-	var dir, cpuProfile string
+	var dir, cpuProfile, memProfile string
 	var counters, single bool
 	cmd := &cobra.Command{
 		Use:   "node",
@@ -82,6 +83,15 @@ the own header to the commit count only transactions this validator acked itself
 					return err
 				}
 				defer stop()
+			}
+			if memProfile != "" {
+				// Allocations counted from here: the rates, not start-up.
+				runtime.MemProfileRate = memProfileRate
+				defer func() {
+					if err := writeHeapProfile(memProfile); err != nil {
+						fmt.Fprintln(cmd.ErrOrStderr(), "memprofile:", err)
+					}
+				}()
 			}
 			how := "batched per API"
 			if single {
@@ -163,6 +173,7 @@ the own header to the commit count only transactions this validator acked itself
 	f.StringVar(&dir, "dir", "", "parent of the temporary data directory (default: the system temp dir)")
 	f.BoolVar(&single, "single", false, "submit each transaction alone (POST /v1/txs) instead of through each API's batcher (POST /v1/txs/batch)")
 	f.BoolVar(&counters, "counters", false, "print each validator's non-zero counters (drops, rejections, p2p messages) after the rates")
+	f.StringVar(&memProfile, "memprofile", "", "write an allocation profile of the rates (whole process) to this file (go tool pprof -sample_index=alloc_space)")
 	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the rates (whole process) to this file; the generator's samples carry the label role=loadgen (go tool pprof -tagignore role=loadgen shows the validators alone)")
 	return cmd
 }
@@ -348,6 +359,24 @@ func startCPUProfile(path string) (stop func(), err error) {
 		pprof.StopCPUProfile()
 		f.Close()
 	}, nil
+}
+
+// memProfileRate samples one allocation per this many bytes while
+// --memprofile is on (the runtime default is 512 KiB, too coarse for a
+// few seconds of load).
+const memProfileRate = 64 << 10
+
+// writeHeapProfile writes the allocations sampled so far to path.
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // processCPU returns the user and system CPU time this process has used
