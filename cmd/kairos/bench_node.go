@@ -34,6 +34,7 @@ func newBenchNodeCmd() *cobra.Command {
 	var senders, validators int
 	var dir, cpuProfile, memProfile string
 	var counters, single bool
+	var batchWorkers int
 	cmd := &cobra.Command{
 		Use:   "node",
 		Short: "Devnet under open-loop load: committed tx/s and submit→block latency per offered rate",
@@ -74,7 +75,7 @@ the own header to the commit count only transactions this validator acked itself
 			if err != nil {
 				return err
 			}
-			g.Batch = !single
+			g.Batch, g.BatchWorkers = !single, batchWorkers
 			g.CPU = processCPU
 			// The profile covers the rates only, not start-up and funding.
 			if cpuProfile != "" {
@@ -93,14 +94,14 @@ the own header to the commit count only transactions this validator acked itself
 					}
 				}()
 			}
-			how := "batched per API"
+			how := fmt.Sprintf("batched per API, %d requests in flight per API", batchWorkers)
 			if single {
 				how = "one request per transaction"
 			}
 			fmt.Fprintf(out, "devnet: %d validators in one process, %d senders (pipelined nonces, sender i → API i mod %d, %s), %v per rate\n",
 				len(d.Nodes), senders, len(d.APIs), how, duration)
-			fmt.Fprintf(out, "%9s %9s %10s %8s %8s %8s %8s %6s %6s %6s %10s %11s\n",
-				"offered/s", "ok tx/s", "ok/sent", "p50", "p90", "p99", "max", "rej", "failed", "lost", "cpu-ms/tx", "load-ms/tx")
+			fmt.Fprintf(out, "%9s %9s %10s %8s %8s %8s %8s %6s %6s %6s %10s %11s %7s\n",
+				"offered/s", "ok tx/s", "ok/sent", "p50", "p90", "p99", "max", "rej", "failed", "lost", "cpu-ms/tx", "load-ms/tx", "tx/req")
 			best := 0.0
 			var problems []string
 			var collectors []prometheus.Collector
@@ -125,9 +126,9 @@ the own header to the commit count only transactions this validator acked itself
 				}
 				ms := func(d time.Duration) string { return fmt.Sprintf("%.0fms", float64(d)/float64(time.Millisecond)) }
 				perTx := func(d time.Duration) float64 { return d.Seconds() * 1000 / float64(max(r.Sent, 1)) }
-				fmt.Fprintf(out, "%9.0f %9.1f %10s %8s %8s %8s %8s %6d %6d %6d %10.3f %11.3f\n", r.Offered, r.Committed,
+				fmt.Fprintf(out, "%9.0f %9.1f %10s %8s %8s %8s %8s %6d %6d %6d %10.3f %11.3f %7.1f\n", r.Offered, r.Committed,
 					fmt.Sprintf("%d/%d", r.OK, r.Sent), ms(r.P50), ms(r.P90), ms(r.P99), ms(r.Max), r.Rejected, r.Failed, r.Lost,
-					perTx(cpu), perTx(r.LoadCPU))
+					perTx(cpu), perTx(r.LoadCPU), float64(r.Sent)/float64(max(r.Requests, 1)))
 				if r.FirstProblem != "" {
 					problems = append(problems, fmt.Sprintf("rate %v: %s", rate, r.FirstProblem))
 				}
@@ -172,6 +173,7 @@ the own header to the commit count only transactions this validator acked itself
 	f.IntVar(&validators, "validators", 4, "validators of the devnet")
 	f.StringVar(&dir, "dir", "", "parent of the temporary data directory (default: the system temp dir)")
 	f.BoolVar(&single, "single", false, "submit each transaction alone (POST /v1/txs) instead of through each API's batcher (POST /v1/txs/batch)")
+	f.IntVar(&batchWorkers, "batch-workers", loadgen.DefaultBatchWorkers, "batch requests to one API in flight at once")
 	f.BoolVar(&counters, "counters", false, "print each validator's non-zero counters (drops, rejections, p2p messages) after the rates")
 	f.StringVar(&memProfile, "memprofile", "", "write an allocation profile of the rates (whole process) to this file (go tool pprof -sample_index=alloc_space)")
 	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the rates (whole process) to this file; the generator's samples carry the label role=loadgen (go tool pprof -tagignore role=loadgen shows the validators alone)")
