@@ -374,7 +374,8 @@ func (n *Node) fetchTxs(ids []consensus.TxID, deliver func([]consensus.TxID)) {
 	}
 	// A replayed core, or one whose node fell behind, asks for payloads
 	// this node executed: fetching them cost a signature check, a pool
-	// write and its delete each (most of the CPU of an overloaded run).
+	// write and its delete each (a sixth of the CPU of a run whose
+	// validators fell seconds behind).
 	var executed, rest []consensus.TxID
 	for _, id := range ids {
 		if n.isExecuted(types.Hash(id)) {
