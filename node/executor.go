@@ -158,21 +158,33 @@ func (n *Node) executeBlock(ob *order.Block, st *consensus.OrderingState) error 
 	if n.cfg.afterStateCommit != nil {
 		n.cfg.afterStateCommit(b.Height)
 	}
-	if err := n.d.Put(ctx, heightKey(nsRoot, b.Height), root[:]); err != nil {
-		return err
-	}
-	n.setServed(b.Height, root)
-	n.executedTxs.Add(uint64(len(settled)))
-	n.lat.executed(settled)
 	ids := make([]types.Hash, len(b.Txs))
 	for i, t := range b.Txs {
 		ids[i] = t.ID
 	}
+	// The root record and the deletes of the block's pool records share
+	// one synced batch. The entries leave memory only after the served
+	// height moved: an admit that finds one gone then sees its receipt.
 	// A deferred transaction leaves the pool too: its body is in the
 	// state's deferred set and in its transaction record.
-	if err := n.pool.Remove(ctx, ids); err != nil {
+	batch, err := n.d.Batch(ctx)
+	if err != nil {
 		return err
 	}
+	if err := batch.Put(ctx, heightKey(nsRoot, b.Height), root[:]); err != nil {
+		return err
+	}
+	dropPooled, err := n.pool.RemoveWith(ctx, batch, ids)
+	if err != nil {
+		return err
+	}
+	if err := batch.Commit(ctx); err != nil {
+		return fmt.Errorf("node: root record of %d: %w", b.Height, err)
+	}
+	n.setServed(b.Height, root)
+	dropPooled()
+	n.executedTxs.Add(uint64(len(settled)))
+	n.lat.executed(settled)
 	if _, err := n.pool.Expire(ctx, n.clock.Now()); err != nil {
 		return err
 	}

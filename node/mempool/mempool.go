@@ -457,6 +457,34 @@ func (m *Mempool) Remove(ctx context.Context, ids []types.Hash) error {
 	return m.deleteRecords(ctx, gone)
 }
 
+// RemoveWith is Remove for a caller that commits the record deletes in a
+// batch of its own (the executor's root record: one synced commit per
+// block instead of two): it adds the deletes of the held ids' records to b
+// and returns drop, which takes the entries out of memory and is to be
+// called once b is committed; until then an Add of one of them still finds
+// it held. Ids not held, or still being persisted by an Add, are ignored,
+// as by Remove.
+func (m *Mempool) RemoveWith(ctx context.Context, b ds.Batch, ids []types.Hash) (drop func(), err error) {
+	m.mu.Lock()
+	held := make([]types.Hash, 0, len(ids))
+	for _, id := range ids {
+		if _, ok := m.byID[id]; ok {
+			held = append(held, id)
+		}
+	}
+	m.mu.Unlock()
+	for _, id := range held {
+		if err := b.Delete(ctx, key(id)); err != nil {
+			return nil, fmt.Errorf("mempool: remove: %w", err)
+		}
+	}
+	return func() {
+		m.mu.Lock()
+		m.dropLocked(held)
+		m.mu.Unlock()
+	}, nil
+}
+
 // dropLocked takes the entries of ids out of memory and returns their ids.
 func (m *Mempool) dropLocked(ids []types.Hash) []types.Hash {
 	var gone []types.Hash
