@@ -158,21 +158,33 @@ func (n *Node) executeBlock(ob *order.Block, st *consensus.OrderingState) error 
 	if n.cfg.afterStateCommit != nil {
 		n.cfg.afterStateCommit(b.Height)
 	}
-	if err := n.d.Put(ctx, heightKey(nsRoot, b.Height), root[:]); err != nil {
-		return err
-	}
-	n.setServed(b.Height, root)
-	n.executedTxs.Add(uint64(len(settled)))
-	n.lat.executed(settled)
 	ids := make([]types.Hash, len(b.Txs))
 	for i, t := range b.Txs {
 		ids[i] = t.ID
 	}
+	// The root record and the deletes of the block's pool records share
+	// one synced batch. The entries leave memory only after the served
+	// height moved: an admit that finds one gone then sees its receipt.
 	// A deferred transaction leaves the pool too: its body is in the
 	// state's deferred set and in its transaction record.
-	if err := n.pool.Remove(ctx, ids); err != nil {
+	batch, err := n.d.Batch(ctx)
+	if err != nil {
 		return err
 	}
+	if err := batch.Put(ctx, heightKey(nsRoot, b.Height), root[:]); err != nil {
+		return err
+	}
+	dropPooled, err := n.pool.RemoveWith(ctx, batch, ids)
+	if err != nil {
+		return err
+	}
+	if err := batch.Commit(ctx); err != nil {
+		return fmt.Errorf("node: root record of %d: %w", b.Height, err)
+	}
+	n.setServed(b.Height, root)
+	dropPooled()
+	n.executedTxs.Add(uint64(len(settled)))
+	n.lat.executed(settled)
 	if _, err := n.pool.Expire(ctx, n.clock.Now()); err != nil {
 		return err
 	}
@@ -209,33 +221,49 @@ func (n *Node) storeBlock(ctx context.Context, b *types.Block, raws [][]byte, re
 	if err != nil {
 		return nil, err
 	}
-	puts := map[ds.Key][]byte{heightKey(nsBlock, b.Height): types.MustEncode(b)}
+	// Puts go straight to the batch, in this order: a key put twice keeps
+	// its last value (a transaction deferred and settled at one height
+	// keeps its settled record).
+	var perr error
+	put := func(k ds.Key, v []byte) {
+		if perr == nil {
+			perr = batch.Put(ctx, k, v)
+		}
+	}
+	put(heightKey(nsBlock, b.Height), types.MustEncode(b))
 	settled := make([]types.Hash, 0, len(b.Txs)+len(res.Resolved))
 	var ht heightTxs
 	for i, t := range b.Txs {
-		puts[idKey(nsTx, t.ID)] = types.MustEncode(&txRecord{Height: b.Height, Index: uint32(i), Raw: raws[i]})
+		put(idKey(nsTx, t.ID), types.MustEncode(&txRecord{Height: b.Height, Index: uint32(i), Raw: raws[i]}))
 		if res.Deferred[i] {
 			ht.Deferred = append(ht.Deferred, t.ID)
 			continue
 		}
-		puts[idKey(nsReceipt, t.ID)] = types.MustEncode(&res.Receipts[i])
+		put(idKey(nsReceipt, t.ID), types.MustEncode(&res.Receipts[i]))
 		settled = append(settled, t.ID)
 	}
 	for j, r := range res.Resolved {
 		id := r.Receipt.TxID
-		puts[idKey(nsTx, id)] = types.MustEncode(&txRecord{Height: b.Height, Index: uint32(len(b.Txs) + j), Raw: r.Raw})
-		puts[idKey(nsReceipt, id)] = types.MustEncode(&r.Receipt)
+		put(idKey(nsTx, id), types.MustEncode(&txRecord{Height: b.Height, Index: uint32(len(b.Txs) + j), Raw: r.Raw}))
+		put(idKey(nsReceipt, id), types.MustEncode(&r.Receipt))
 		ht.Resolved = append(ht.Resolved, id)
 		settled = append(settled, id)
 	}
 	if len(ht.Deferred)+len(ht.Resolved) > 0 {
-		puts[heightKey(nsHeightTxs, b.Height)] = types.MustEncode(&ht)
+		put(heightKey(nsHeightTxs, b.Height), types.MustEncode(&ht))
 		n.deferredTxs.Add(uint64(len(ht.Deferred)))
 	}
-	for k, v := range puts {
-		if err := batch.Put(ctx, k, v); err != nil {
-			return nil, err
-		}
+	if perr != nil {
+		return nil, perr
+	}
+	// The index learns the ids before their records become readable, so
+	// an admit that misses them in the index ran before this point and
+	// the pool removal after the commit follows its add.
+	n.executed.add(b.Height, settled...)
+	n.executed.add(b.Height, ht.Deferred...)
+	n.executed.deferral(ht.Deferred, ht.Resolved)
+	if len(settled) > 0 && n.executed.generations() > 1 {
+		n.executed.dropPruned(n.pruned)
 	}
 	if err := batch.Commit(ctx); err != nil {
 		return nil, fmt.Errorf("node: store block %d: %w", b.Height, err)
@@ -270,13 +298,17 @@ func (n *Node) bodies(b *types.Block) ([][]byte, []*types.Tx, error) {
 			n.log.Warn("block waits for transaction bodies", "height", b.Height, "missing", len(missing))
 		}
 		got, filled := n.fetchBodies(missing), 0
+		var at []int // indexes of b.Txs with a fetched body
+		var fetched [][]byte
 		for i, t := range b.Txs {
 			if raw, ok := got[t.ID]; ok && txs[i] == nil {
-				tx, err := n.decodeBody(raw, t.ID)
-				if err != nil {
-					continue
-				}
-				raws[i], txs[i] = raw, tx
+				at = append(at, i)
+				fetched = append(fetched, raw)
+			}
+		}
+		for k, d := range n.decodeBodies(fetched) {
+			if i := at[k]; d.Err == nil && d.ID == b.Txs[i].ID {
+				raws[i], txs[i] = fetched[k], d.Tx
 				filled++
 			}
 		}
@@ -294,22 +326,16 @@ func (n *Node) bodies(b *types.Block) ([][]byte, []*types.Tx, error) {
 	}
 }
 
-// decodeBody checks a fetched body for a block. The time checks are left
-// to the executor, at the block time (an expired transaction is a receipt
-// status, not a missing body), so validation runs at ValidUntil itself.
-func (n *Node) decodeBody(raw []byte, id types.Hash) (*types.Tx, error) {
-	var tx types.Tx
-	if err := types.Decode(raw, &tx); err != nil {
-		return nil, err
-	}
-	if tx.ID() != id {
-		return nil, fmt.Errorf("%w: body of %s has id %s", types.ErrTxMalformed, id, tx.ID())
-	}
+// decodeBodies checks fetched bodies for a block, their signatures in one
+// batch. The time checks are left to the executor, at the block time (an
+// expired transaction is a receipt status, not a missing body), so each is
+// validated at its own ValidUntil.
+func (n *Node) decodeBodies(raws [][]byte) []types.DecodedTx {
 	lim := n.cfg.Mempool.Limits
 	if lim == (types.TxLimits{}) {
 		lim = types.DefaultTxLimits
 	}
-	return &tx, tx.Validate(n.cfg.Committee.ChainID, tx.Body.ValidUntil, lim)
+	return types.DecodeBodies(raws, n.cfg.Committee.ChainID, lim)
 }
 
 // fetchBodies asks each other validator once for ids. Unlike fetchTxs it
@@ -434,13 +460,22 @@ func (n *Node) onCheckpointVote(v *consensus.CheckpointVote) {
 	}
 }
 
+// storeCheckpoint writes a certificate, and the latest one when it is
+// the newest, in one synced batch (one per block at CheckpointInterval 1).
 func (n *Node) storeCheckpoint(cc *consensus.CheckpointCert, newest bool) error {
-	b := types.MustEncode(cc)
-	if err := n.d.Put(n.ctx, heightKey(nsCP, cc.Height), b); err != nil {
-		return fmt.Errorf("node: store checkpoint %d: %w", cc.Height, err)
+	enc := types.MustEncode(cc)
+	b, err := n.d.Batch(n.ctx)
+	if err == nil {
+		err = b.Put(n.ctx, heightKey(nsCP, cc.Height), enc)
 	}
-	if newest {
-		return n.d.Put(n.ctx, keyCPLatest, b)
+	if err == nil && newest {
+		err = b.Put(n.ctx, keyCPLatest, enc)
+	}
+	if err == nil {
+		err = b.Commit(n.ctx)
+	}
+	if err != nil {
+		return fmt.Errorf("node: store checkpoint %d: %w", cc.Height, err)
 	}
 	return nil
 }

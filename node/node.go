@@ -150,6 +150,7 @@ type Node struct {
 	bodyFetches atomic.Uint64         // blocks whose execution fetched bodies from peers
 	lat         *latency              // local stage times, for metrics only
 	exe         executorState         // released blocks waiting for the executor
+	executed    *executedIndex        // ids that may have a transaction record (executed.go)
 	cp          checkpointState       // checkpoint votes and certificates
 	cmp         compactState          // ordering states awaiting compaction
 	logRead     int                   // consensus log records read at open
@@ -212,7 +213,7 @@ func New(cfg Config) (*Node, error) {
 	n := &Node{cfg: cfg, clock: cfg.Clock, index: map[peer.ID]uint32{},
 		inbox: make(chan input, MaxInbox), calls: make(chan func()), gossip: make(chan []byte, MaxOutbox),
 		fetches: make(chan struct{}, MaxFetches), blocks: make(chan struct{}, 1), lat: newLatency(),
-		txOut: newTxBatcher()}
+		txOut: newTxBatcher(), executed: newExecutedIndex()}
 	n.cmp.jobs = make(chan compactJob, 1)
 	pub := cfg.Key.Public().(ed25519.PublicKey)
 	found := false
@@ -301,6 +302,9 @@ func (n *Node) open() error {
 	// core runs (after a catch-up or sync, startCore sets it again): the
 	// API answers before that, and the pool check below reads receipts.
 	if err := n.exe.init(n.ctx, n); err != nil {
+		return err
+	}
+	if err := loadExecuted(n.ctx, n.d, n.executed, latest+1); err != nil {
 		return err
 	}
 	if n.pool, err = mempool.Open(n.ctx, n.d, n.cfg.Mempool, n.clock.Now()); err != nil {
@@ -485,10 +489,21 @@ func (n *Node) admit(ctx context.Context, e *mempool.Entry, arrived time.Duratio
 // (its body is then served from the transaction record) and reports
 // whether it was.
 func (n *Node) dropExecuted(ctx context.Context, id types.Hash) (bool, error) {
-	if _, _, err := n.Receipt(id); err != nil && !errors.Is(err, ErrDeferred) {
+	if !n.isExecuted(id) {
 		return false, nil
 	}
 	return true, n.pool.Remove(ctx, []types.Hash{id})
+}
+
+// isExecuted reports whether id was executed or deferred at a served
+// height. The executed index answers most ids, new ones, without a disk
+// read.
+func (n *Node) isExecuted(id types.Hash) bool {
+	if !n.executed.mayHave(id) {
+		return false
+	}
+	_, _, err := n.Receipt(id)
+	return err == nil || errors.Is(err, ErrDeferred)
 }
 
 // push hands an input to the driver. A blocking push waits for room (a new

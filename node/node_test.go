@@ -262,6 +262,15 @@ func TestClusterAgreesAndRestarts(t *testing.T) {
 	if id, err := c.nodes[0].SubmitTx(context.Background(), again); err != nil || id != againID || c.nodes[0].Pending(id) {
 		t.Fatalf("resubmitted executed tx: id %s (want %s), err %v, pending %v", id, againID, err, c.nodes[0].Pending(id))
 	}
+	// A core asking for an executed payload gets it from the records, with
+	// no peer asked (this node's requests fail while isolated).
+	c.nodes[0].isolated.Store(true)
+	var delivered []consensus.TxID
+	c.nodes[0].fetchTxs([]consensus.TxID{consensus.TxID(againID)}, func(got []consensus.TxID) { delivered = append(delivered, got...) })
+	c.nodes[0].isolated.Store(false)
+	if len(delivered) != 1 || delivered[0] != consensus.TxID(againID) || c.nodes[0].Pending(againID) {
+		t.Fatalf("fetch of an executed payload delivered %v, pending %v", delivered, c.nodes[0].Pending(againID))
+	}
 
 	c.stop(3)
 	inst := exec.InstanceAddress(wasmSender(), 1)
@@ -303,6 +312,9 @@ func TestClusterAgreesAndRestarts(t *testing.T) {
 		}
 		return true
 	})
+	for i, nd := range c.nodes { // node 3 loaded its index from disk
+		indexCoversRecords(t, i, nd)
+	}
 
 	// A validator that lost its disk asks peers how far it had signed,
 	// re-syncs the DAG from round 1 and re-executes every block.

@@ -32,8 +32,11 @@ var keyCPLatest = ds.NewKey("/node/cplatest")
 // does not have.
 var ErrNotFound = errors.New("node: not found")
 
-func heightKey(ns string, h uint64) ds.Key  { return ds.NewKey(fmt.Sprintf("%s%016x", ns, h)) }
-func idKey(ns string, id types.Hash) ds.Key { return ds.NewKey(ns + hex.EncodeToString(id[:])) }
+func heightKey(ns string, h uint64) ds.Key { return ds.NewKey(fmt.Sprintf("%s%016x", ns, h)) }
+
+// idKey is ns followed by id's hex: a clean path already, so it skips
+// NewKey's cleaning (a copy per key, and ids are looked up per request).
+func idKey(ns string, id types.Hash) ds.Key { return ds.RawKey(ns + hex.EncodeToString(id[:])) }
 
 // txRecord is an executed transaction: where it is, and its body (served
 // to peers that fetch it and to clients).

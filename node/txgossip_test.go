@@ -78,7 +78,7 @@ func gossipNode(t *testing.T) *Node {
 	}
 	t.Cleanup(func() { s.Close() })
 	comm := testCommittee(t, 4)
-	n := &Node{d: s.Datastore(), clock: SystemClock{}, lat: newLatency(), log: slog.New(slog.DiscardHandler),
+	n := &Node{d: s.Datastore(), clock: SystemClock{}, lat: newLatency(), log: slog.New(slog.DiscardHandler), executed: newExecutedIndex(),
 		inbox: make(chan input, MaxInbox), peers: []peer.ID{"self", "peer"}}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	t.Cleanup(n.cancel)

@@ -170,6 +170,27 @@ func (b *TxBody) SigningDigest() Hash {
 // ID returns the transaction id.
 func (tx *Tx) ID() Hash { return tx.Body.SigningDigest() }
 
+// sigEncodingLen is the length of a signature's canonical encoding: a
+// byte string head of two bytes (0x58, 64) and the 64 bytes.
+const sigEncodingLen = 2 + SignatureSize
+
+// idOfEncoding returns the id of tx, whose canonical encoding is data,
+// without encoding the body again: data is the array head (0x82), the
+// body's canonical encoding, then the signature's. Anything else falls
+// back to ID.
+func idOfEncoding(tx *Tx, data []byte) Hash {
+	n := len(data) - sigEncodingLen
+	if len(tx.Sig) != SignatureSize || n < 1 || data[0] != 0x82 || data[n] != 0x58 || data[n+1] != SignatureSize {
+		return tx.ID()
+	}
+	h := sha256.New()
+	h.Write([]byte(txIDTag))
+	h.Write(data[1:n])
+	var d Hash
+	h.Sum(d[:0])
+	return d
+}
+
 // SenderAddress returns the sender's account address.
 func (tx *Tx) SenderAddress() Address { return AddressFromPublicKey(tx.Body.Sender) }
 
@@ -184,7 +205,7 @@ func SignTx(body TxBody, priv ed25519.PrivateKey) *Tx {
 // transaction. now is the caller's notion of time (unix ns): the local
 // clock in the mempool, the block time in execution.
 func DecodeTx(data []byte, chainID string, now int64, lim TxLimits) (*Tx, error) {
-	tx, err := decodeUnsigned(data, chainID, now, lim)
+	tx, err := decodeUnsigned(data, chainID, &now, lim)
 	if err != nil {
 		return nil, err
 	}
@@ -195,8 +216,9 @@ func DecodeTx(data []byte, chainID string, now int64, lim TxLimits) (*Tx, error)
 	return tx, nil
 }
 
-// decodeUnsigned is DecodeTx without the signature check.
-func decodeUnsigned(data []byte, chainID string, now int64, lim TxLimits) (*Tx, error) {
+// decodeUnsigned is DecodeTx without the signature check, at now or, when
+// now is nil, at the transaction's own ValidUntil (no validity window).
+func decodeUnsigned(data []byte, chainID string, now *int64, lim TxLimits) (*Tx, error) {
 	if len(data) > max(lim.MaxBytes, lim.MaxCodeTxBytes) {
 		return nil, fmt.Errorf("%w: %d bytes", ErrTxTooLarge, len(data))
 	}
@@ -206,7 +228,11 @@ func decodeUnsigned(data []byte, chainID string, now int64, lim TxLimits) (*Tx, 
 	}
 	// Decode accepted only the canonical form, so len(data) is the
 	// encoded size: no need to encode the transaction again to measure it.
-	if err := tx.validateUnsigned(len(data), chainID, now, lim); err != nil {
+	at := tx.Body.ValidUntil
+	if now != nil {
+		at = *now
+	}
+	if err := tx.validateUnsigned(len(data), chainID, at, lim); err != nil {
 		return nil, err
 	}
 	return &tx, nil

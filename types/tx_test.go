@@ -168,3 +168,33 @@ func FuzzDecodeTx(f *testing.F) {
 		}
 	})
 }
+
+// TestIDOfEncoding: the id read from a transaction's canonical encoding is
+// the id of its decoded body, for bodies of every payload kind and size
+// (the reference is Tx.ID, which encodes the body again).
+func TestIDOfEncoding(t *testing.T) {
+	for i := range 64 {
+		body := callBody()
+		body.Nonce = uint64(i) << (i % 60)
+		body.Payload.Args = bytes.Repeat([]byte{byte(i)}, i*i*7) // heads of 1, 2 and 3 bytes
+		body.Access = body.Access[:i%2]
+		if i%5 == 0 {
+			body.Payload = Payload{Kind: Deploy, Code: bytes.Repeat([]byte{1}, i*300)}
+		}
+		tx := SignTx(body, testKey(byte(i)))
+		raw := MustEncode(tx)
+		var back Tx
+		if err := Decode(raw, &back); err != nil {
+			t.Fatal(err)
+		}
+		if got, want := idOfEncoding(&back, raw), tx.ID(); got != want {
+			t.Fatalf("tx %d: id of encoding %s, want %s", i, got, want)
+		}
+	}
+	// A signature of another length is not read from the encoding.
+	tx := SignTx(callBody(), testKey(1))
+	tx.Sig = tx.Sig[:10]
+	if got := idOfEncoding(tx, MustEncode(tx)); got != tx.ID() {
+		t.Fatalf("short signature: %s, want %s", got, tx.ID())
+	}
+}

@@ -118,6 +118,21 @@ type DecodedTx struct {
 // it reports that the caller holds exactly these bytes as a valid
 // transaction already, the signature is not checked again.
 func DecodeTxs(raws [][]byte, chainID string, now int64, lim TxLimits, known func(id Hash, raw []byte) bool) []DecodedTx {
+	return decodeTxs(raws, chainID, &now, lim, known)
+}
+
+// DecodeBodies is DecodeTxs with each transaction checked at its own
+// ValidUntil, i.e. without the validity window: a block's executor decides
+// expiry at the block time, so a body it needs is valid or invalid whatever
+// the local clock says. out[i] has the error DecodeTx(raws[i], chainID,
+// ValidUntil, lim) would return.
+func DecodeBodies(raws [][]byte, chainID string, lim TxLimits) []DecodedTx {
+	return decodeTxs(raws, chainID, nil, lim, nil)
+}
+
+// decodeTxs is DecodeTxs at now, or at each transaction's ValidUntil when
+// now is nil.
+func decodeTxs(raws [][]byte, chainID string, now *int64, lim TxLimits, known func(id Hash, raw []byte) bool) []DecodedTx {
 	out := make([]DecodedTx, len(raws))
 	batch := NewSigBatch(len(raws))
 	idx := make([]int, 0, len(raws))
@@ -127,7 +142,7 @@ func DecodeTxs(raws [][]byte, chainID string, now int64, lim TxLimits, known fun
 			out[i].Err = err
 			continue
 		}
-		out[i].Tx, out[i].ID = tx, tx.ID()
+		out[i].Tx, out[i].ID = tx, idOfEncoding(tx, data)
 		if known != nil && known(out[i].ID, data) {
 			continue
 		}

@@ -210,3 +210,47 @@ func TestDecodeTxsKnown(t *testing.T) {
 		t.Fatalf("without known: %v", out[0].Err)
 	}
 }
+
+// TestDecodeBodiesMatchesDecodeTx: DecodeBodies gives each transaction
+// DecodeTx's verdict at that transaction's own ValidUntil, so one expired
+// or far in the future by any clock is still a valid body; every other
+// rule (signature, chain, shape) still refuses.
+func TestDecodeBodiesMatchesDecodeTx(t *testing.T) {
+	var raws [][]byte
+	for i := range 12 {
+		body := callBody()
+		body.Nonce = uint64(i + 1)
+		body.ValidUntil = int64(1+i%3) * DefaultTxLimits.MaxValidity * 10 // spread far apart
+		tx := SignTx(body, testKey(byte(i%3+1)))
+		switch i % 4 {
+		case 1:
+			tx.Sig[3] ^= 0x10 // bad signature
+		case 2:
+			tx.Body.ChainID = "other"
+		}
+		raw := MustEncode(tx)
+		if i == 7 {
+			raw = raw[:len(raw)-1] // malformed
+		}
+		raws = append(raws, raw)
+	}
+	out := DecodeBodies(raws, testChain, DefaultTxLimits)
+	for i, raw := range raws {
+		var at int64
+		var tx Tx
+		if Decode(raw, &tx) == nil {
+			at = tx.Body.ValidUntil
+		}
+		want, err := DecodeTx(raw, testChain, at, DefaultTxLimits)
+		got := out[i]
+		if (err == nil) != (got.Err == nil) || (err != nil && err.Error() != got.Err.Error()) {
+			t.Fatalf("tx %d: DecodeBodies err %v, DecodeTx at ValidUntil err %v", i, got.Err, err)
+		}
+		if err == nil && (got.ID != want.ID() || !bytes.Equal(MustEncode(got.Tx), raw)) {
+			t.Fatalf("tx %d: decoded differently", i)
+		}
+		if want := i%4 == 0 || i%4 == 3 && i != 7; (got.Err == nil) != want {
+			t.Fatalf("tx %d: err %v, want ok %v", i, got.Err, want)
+		}
+	}
+}

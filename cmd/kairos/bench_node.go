@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"runtime"
 	"runtime/pprof"
 	"slices"
 	"strconv"
@@ -32,8 +33,9 @@ func newBenchNodeCmd() *cobra.Command {
 	var rates []float64
 	var duration, drain, roundDelay, gossipDelay time.Duration
 	var senders, validators int
-	var dir, cpuProfile string
+	var dir, cpuProfile, memProfile string
 	var counters, single bool
+	var batchWorkers int
 	cmd := &cobra.Command{
 		Use:   "node",
 		Short: "Devnet under open-loop load: committed tx/s and submit→block latency per offered rate",
@@ -45,8 +47,9 @@ is served share one POST /v1/txs/batch; --single sends each alone). Latency runs
 to its block reaching the client from the API it was sent to (one watcher per API holds a
 GET /v1/blocks/{height}/wait, answered when the block is stored). Rates run
 one after another on the same chain. RSS is the whole process, which hosts every validator;
-cpu-ms/tx is the process's user+system CPU during the rate (signing, sending, draining)
-divided by the transactions sent.
+cpu-ms/tx is the process's user+system CPU during the rate (signing, sending, draining,
+reading the receipts) divided by the transactions sent; load-ms/tx counts only the CPU from
+the first send to the end of the drain (what the nodes under load and the sending cost).
 
 After the rates, a per-stage table shows where a transaction's time went on the validators
 (their kairos_tx_stage_seconds and driver histograms, summed over the validators, growth during
@@ -80,7 +83,8 @@ the own header to the commit count only transactions this validator acked itself
 			if err != nil {
 				return err
 			}
-			g.Batch = !single
+			g.Batch, g.BatchWorkers = !single, batchWorkers
+			g.CPU = processCPU
 			// The profile covers the rates only, not start-up and funding.
 			if cpuProfile != "" {
 				stop, err := startCPUProfile(cpuProfile)
@@ -89,14 +93,23 @@ the own header to the commit count only transactions this validator acked itself
 				}
 				defer stop()
 			}
-			how := "batched per API"
+			if memProfile != "" {
+				// Allocations counted from here: the rates, not start-up.
+				runtime.MemProfileRate = memProfileRate
+				defer func() {
+					if err := writeHeapProfile(memProfile); err != nil {
+						fmt.Fprintln(cmd.ErrOrStderr(), "memprofile:", err)
+					}
+				}()
+			}
+			how := fmt.Sprintf("batched per API, %d requests in flight per API", batchWorkers)
 			if single {
 				how = "one request per transaction"
 			}
 			fmt.Fprintf(out, "devnet: %d validators in one process, %d senders (pipelined nonces, sender i → API i mod %d, %s), %v per rate\n",
 				len(d.Nodes), senders, len(d.APIs), how, duration)
-			fmt.Fprintf(out, "%9s %9s %10s %8s %8s %8s %8s %6s %6s %6s %10s\n",
-				"offered/s", "ok tx/s", "ok/sent", "p50", "p90", "p99", "max", "rej", "failed", "lost", "cpu-ms/tx")
+			fmt.Fprintf(out, "%9s %9s %10s %8s %8s %8s %8s %6s %6s %6s %10s %11s %7s\n",
+				"offered/s", "ok tx/s", "ok/sent", "p50", "p90", "p99", "max", "rej", "failed", "lost", "cpu-ms/tx", "load-ms/tx", "tx/req")
 			best := 0.0
 			var problems []string
 			var collectors []prometheus.Collector
@@ -120,9 +133,10 @@ the own header to the commit count only transactions this validator acked itself
 					return fmt.Errorf("rate %v: %w", rate, err)
 				}
 				ms := func(d time.Duration) string { return fmt.Sprintf("%.0fms", float64(d)/float64(time.Millisecond)) }
-				fmt.Fprintf(out, "%9.0f %9.1f %10s %8s %8s %8s %8s %6d %6d %6d %10.3f\n", r.Offered, r.Committed,
+				perTx := func(d time.Duration) float64 { return d.Seconds() * 1000 / float64(max(r.Sent, 1)) }
+				fmt.Fprintf(out, "%9.0f %9.1f %10s %8s %8s %8s %8s %6d %6d %6d %10.3f %11.3f %7.1f\n", r.Offered, r.Committed,
 					fmt.Sprintf("%d/%d", r.OK, r.Sent), ms(r.P50), ms(r.P90), ms(r.P99), ms(r.Max), r.Rejected, r.Failed, r.Lost,
-					cpu.Seconds()*1000/float64(max(r.Sent, 1)))
+					perTx(cpu), perTx(r.LoadCPU), float64(r.Sent)/float64(max(r.Requests, 1)))
 				if r.FirstProblem != "" {
 					problems = append(problems, fmt.Sprintf("rate %v: %s", rate, r.FirstProblem))
 				}
@@ -169,7 +183,9 @@ the own header to the commit count only transactions this validator acked itself
 	f.DurationVar(&roundDelay, "min-round-delay", 0, "the devnet's min_round_delay (0: consensus.DefaultParams'), to compare round pacing in one binary")
 	f.DurationVar(&gossipDelay, "gossip-batch-delay", 0, "the validators' transaction gossip batch delay (0: node.DefaultGossipBatchDelay)")
 	f.BoolVar(&single, "single", false, "submit each transaction alone (POST /v1/txs) instead of through each API's batcher (POST /v1/txs/batch)")
+	f.IntVar(&batchWorkers, "batch-workers", loadgen.DefaultBatchWorkers, "batch requests to one API in flight at once")
 	f.BoolVar(&counters, "counters", false, "print each validator's non-zero counters (drops, rejections, p2p messages) after the rates")
+	f.StringVar(&memProfile, "memprofile", "", "write an allocation profile of the rates (whole process) to this file (go tool pprof -sample_index=alloc_space)")
 	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the rates (whole process) to this file; the generator's samples carry the label role=loadgen (go tool pprof -tagignore role=loadgen shows the validators alone)")
 	return cmd
 }
@@ -357,6 +373,24 @@ func startCPUProfile(path string) (stop func(), err error) {
 		pprof.StopCPUProfile()
 		f.Close()
 	}, nil
+}
+
+// memProfileRate samples one allocation per this many bytes while
+// --memprofile is on (the runtime default is 512 KiB, too coarse for a
+// few seconds of load).
+const memProfileRate = 64 << 10
+
+// writeHeapProfile writes the allocations sampled so far to path.
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // processCPU returns the user and system CPU time this process has used

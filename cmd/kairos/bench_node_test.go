@@ -19,7 +19,7 @@ func TestBenchNode(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
-	for _, want := range []string{"10/10", "20/20", "offered rate with every tx ok", "per validator (RSS/4)", "cpu-ms/tx",
+	for _, want := range []string{"10/10", "20/20", "offered rate with every tx ok", "per validator (RSS/4)", "cpu-ms/tx", "load-ms/tx", "tx/req",
 		"per-stage latency", "total: arrival → receipt", "driver group commit (fsync)",
 		"own header → next own header", "peer's header built → stepped here"} {
 		if !strings.Contains(out, want) {

@@ -9,17 +9,21 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"sync/atomic"
 
 	"github.com/kairos-network/kairos/node/api"
 	"github.com/kairos-network/kairos/node/devnet"
 	"github.com/kairos-network/kairos/types"
 )
 
-// batchWorkers is how many batch requests to one API may be in flight at
-// once: while one is served, the next collects the submissions that
-// arrive meanwhile, so a batch grows with the API's latency and no
-// submission waits for a timer.
-const batchWorkers = 2
+// DefaultBatchWorkers is how many batch requests to one API may be in
+// flight at once (Gen.BatchWorkers): while one is served, the next
+// collects the submissions that arrive meanwhile, so a batch grows with
+// the API's latency and no submission waits for a timer.
+const DefaultBatchWorkers = 2
+
+// MaxBatchWorkers bounds Gen.BatchWorkers.
+const MaxBatchWorkers = 64
 
 // ErrRefused reports a transaction of a batch that the API refused; the
 // message carries the API's code.
@@ -34,17 +38,18 @@ type submission struct {
 
 // batcher submits an API's transactions through POST /v1/txs/batch.
 type batcher struct {
-	c  *devnet.Client
-	in chan submission
+	c     *devnet.Client
+	in    chan submission
+	posts atomic.Int64 // requests sent
 }
 
-// newBatchers starts batchWorkers workers per client; they stop when
+// newBatchers starts workers workers per client; they stop when
 // close(b.in) or ctx ends.
-func newBatchers(ctx context.Context, clients []*devnet.Client) []*batcher {
+func newBatchers(ctx context.Context, clients []*devnet.Client, workers int) []*batcher {
 	out := make([]*batcher, len(clients))
 	for i, c := range clients {
 		b := &batcher{c: c, in: make(chan submission, api.MaxBatchTxs)}
-		for range batchWorkers {
+		for range workers {
 			go b.work(ctx)
 		}
 		out[i] = b
@@ -98,6 +103,7 @@ func (b *batcher) post(ctx context.Context, group []submission) []error {
 	if err != nil {
 		return fail(err)
 	}
+	b.posts.Add(1)
 	hr, err := http.NewRequestWithContext(ctx, "POST", b.c.Base+"/v1/txs/batch", bytes.NewReader(body))
 	if err != nil {
 		return fail(err)

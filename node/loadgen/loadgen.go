@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/kairos-network/kairos/node/devnet"
@@ -70,7 +71,15 @@ type Gen struct {
 	// reach an API's batcher while its previous batch is served go in one
 	// request (one signature batch on the node); otherwise each
 	// transaction is its own POST /v1/txs.
-	Batch   bool
+	Batch bool
+	// BatchWorkers is how many batch requests to one API may be in
+	// flight at once (1..MaxBatchWorkers; 0 = DefaultBatchWorkers).
+	BatchWorkers int
+	// CPU, if set, reads the process's CPU time; Result.LoadCPU is then
+	// its growth from the first send to the end of the drain, without
+	// the signing before and the receipt reads after (work of the
+	// generator only, not of a node under load).
+	CPU     func() time.Duration
 	clients []*devnet.Client
 	senders []*sender
 }
@@ -159,7 +168,9 @@ type Result struct {
 	Failed    int     // executed with a status other than ok
 	Lost      int     // accepted but not executed before the drain bound
 	OK        int
-	Committed float64 // ok transactions / (last ok block seen − start)
+	Committed float64       // ok transactions / (last ok block seen − start)
+	LoadCPU   time.Duration // process CPU from the first send to the drain's end (Gen.CPU)
+	Requests  int           // submission requests sent (batches, or single transactions)
 	P50, P90  time.Duration
 	P99, Max  time.Duration
 	// FirstProblem describes the first rejected or failed transaction.
@@ -183,6 +194,13 @@ func (g *Gen) Run(ctx context.Context, rate float64, duration, drain time.Durati
 	total := int(rate * duration.Seconds())
 	if rate <= 0 || total < 1 || total > MaxTxs || drain <= 0 {
 		return nil, fmt.Errorf("%w: rate %v × duration %v = %d transactions (1..%d), drain %v", ErrConfig, rate, duration, total, MaxTxs, drain)
+	}
+	workers := g.BatchWorkers
+	if workers == 0 {
+		workers = DefaultBatchWorkers
+	}
+	if workers < 1 || workers > MaxBatchWorkers {
+		return nil, fmt.Errorf("%w: %d batch workers (1..%d)", ErrConfig, workers, MaxBatchWorkers)
 	}
 	// Sign everything first, so signing cost does not bend the schedule.
 	recs := make([]txRec, total)
@@ -244,14 +262,24 @@ func (g *Gen) Run(ctx context.Context, rate float64, duration, drain time.Durati
 	}
 	// One goroutine per sender submits its transactions in nonce order,
 	// alone or through its API's batcher.
+	var singles atomic.Int64
 	submit := func(k int) error {
+		singles.Add(1)
 		_, err := g.clients[recs[k].api].Submit(ctx, txs[k])
 		return err
 	}
+	requests := singles.Load
 	if g.Batch {
 		bctx, stopBatchers := context.WithCancel(ctx)
 		defer stopBatchers()
-		bs := newBatchers(bctx, g.clients)
+		bs := newBatchers(bctx, g.clients, workers)
+		requests = func() int64 {
+			var n int64
+			for _, b := range bs {
+				n += b.posts.Load()
+			}
+			return n
+		}
 		defer func() {
 			for _, b := range bs {
 				close(b.in)
@@ -275,6 +303,10 @@ func (g *Gen) Run(ctx context.Context, rate float64, duration, drain time.Durati
 				}
 			}
 		}()
+	}
+	var cpu0 time.Duration
+	if g.CPU != nil {
+		cpu0 = g.CPU()
 	}
 	start := time.Now()
 	for k := range recs {
@@ -301,13 +333,19 @@ func (g *Gen) Run(ctx context.Context, rate float64, duration, drain time.Durati
 	}
 	stopWatch()
 	wg.Wait()
+	var loadCPU time.Duration
+	if g.CPU != nil {
+		loadCPU = g.CPU() - cpu0
+	}
 	if err := errors.Join(watchErr, ctx.Err()); err != nil {
 		return nil, err
 	}
 	if err := g.readReceipts(ctx, recs); err != nil {
 		return nil, err
 	}
-	return summarize(recs, rate, start), nil
+	r := summarize(recs, rate, start)
+	r.LoadCPU, r.Requests = loadCPU, int(requests())
+	return r, nil
 }
 
 // readReceipts reads the receipt of every transaction seen in a block.

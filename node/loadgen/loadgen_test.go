@@ -33,23 +33,36 @@ func TestRunAllOK(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.Sent != 80 || r.OK != r.Sent || r.Rejected+r.Failed+r.Lost != 0 {
-		t.Fatalf("want 80 ok transactions, got %+v", r)
+	if r.Sent != 80 || r.OK != r.Sent || r.Rejected+r.Failed+r.Lost != 0 || r.Requests != r.Sent {
+		t.Fatalf("want 80 ok transactions in 80 requests, got %+v", r)
 	}
 	if r.Committed <= 0 || r.P50 > r.P90 || r.P90 > r.P99 || r.P99 > r.Max || r.P50 <= 0 {
 		t.Fatalf("inconsistent figures %+v", r)
 	}
 	// The senders' nonces carry over: a second run on the same generator,
 	// submitting in batches, must still be all ok.
+	// The CPU hook is read once before the first send and once after the
+	// drain (a fake clock that advances a second per read).
+	if r.LoadCPU != 0 {
+		t.Fatalf("LoadCPU %v without a CPU hook", r.LoadCPU)
+	}
 	g.Batch = true
+	reads := 0
+	g.CPU = func() time.Duration { reads++; return time.Duration(reads) * time.Second }
 	r, err = g.Run(ctx, 40, time.Second, time.Minute)
 	if err != nil || r.OK != 40 {
 		t.Fatalf("second run: %+v, %v", r, err)
 	}
+	if reads != 2 || r.LoadCPU != time.Second {
+		t.Fatalf("CPU hook read %d times, LoadCPU %v; want 2 reads, 1s", reads, r.LoadCPU)
+	}
+	if r.Requests < 1 || r.Requests > r.Sent {
+		t.Fatalf("%d batch requests for %d transactions", r.Requests, r.Sent)
+	}
 	// A batch refuses a bad transaction alone, with the API's code.
 	bctx, stop := context.WithCancel(ctx)
 	defer stop()
-	b := newBatchers(bctx, g.clients[:1])[0]
+	b := newBatchers(bctx, g.clients[:1], 1)[0]
 	defer close(b.in)
 	s := g.senders[0]
 	tx := s.sign("transfer", s.sink, 1)

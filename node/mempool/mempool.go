@@ -79,6 +79,13 @@ type Entry struct {
 	Tx        *types.Tx
 	Raw       []byte // canonical bytes as received
 	FirstSeen int64  // local clock (unix ns) when first added
+	// sender is Tx.SenderAddress(), a hash of the key: the per-sender
+	// limit asks for it at every add and removal.
+	sender types.Address
+}
+
+func newEntry(id types.Hash, tx *types.Tx, raw []byte, firstSeen int64) *Entry {
+	return &Entry{ID: id, Tx: tx, Raw: raw, FirstSeen: firstSeen, sender: tx.SenderAddress()}
 }
 
 // record is what is persisted per entry.
@@ -139,7 +146,7 @@ func Open(ctx context.Context, d ds.Batching, cfg Config, now int64) (*Mempool, 
 		if err != nil {
 			return nil, fmt.Errorf("%w: %s: %w", ErrCorrupt, r.Key, err)
 		}
-		e := &Entry{ID: tx.ID(), Tx: tx, Raw: rec.Raw, FirstSeen: rec.FirstSeen}
+		e := newEntry(tx.ID(), tx, rec.Raw, rec.FirstSeen)
 		if ds.NewKey(r.Key) != key(e.ID) {
 			return nil, fmt.Errorf("%w: %s holds transaction %s", ErrCorrupt, r.Key, e.ID)
 		}
@@ -157,7 +164,9 @@ func Open(ctx context.Context, d ds.Batching, cfg Config, now int64) (*Mempool, 
 	return m, nil
 }
 
-func key(id types.Hash) ds.Key { return ds.NewKey(Prefix + hex.EncodeToString(id[:])) }
+// key is Prefix followed by id's hex: a clean path, so NewKey's cleaning
+// (a copy per key) is skipped.
+func key(id types.Hash) ds.Key { return ds.RawKey(Prefix + hex.EncodeToString(id[:])) }
 
 func (m *Mempool) expired(e *Entry, now int64) bool {
 	return e.Tx.Body.ValidUntil < now-m.cfg.ExpiryGrace
@@ -175,9 +184,8 @@ func (m *Mempool) drop(e *Entry) {
 
 // count adds (+1) or removes (-1) e's share of the limits.
 func (m *Mempool) count(e *Entry, sign int) {
-	s := e.Tx.SenderAddress()
-	if m.bySender[s] += sign; m.bySender[s] == 0 {
-		delete(m.bySender, s)
+	if m.bySender[e.sender] += sign; m.bySender[e.sender] == 0 {
+		delete(m.bySender, e.sender)
 	}
 	m.bytes += sign * len(e.Raw)
 }
@@ -235,15 +243,16 @@ func (m *Mempool) add(ctx context.Context, tx *types.Tx, id types.Hash, raw []by
 // nor pending, and reserves its share of them and its id while it is
 // persisted. m.mu is held.
 func (m *Mempool) reserveLocked(tx *types.Tx, id types.Hash, raw []byte, now int64) (*Entry, error) {
-	switch sender := tx.SenderAddress(); {
+	e := newEntry(id, tx, raw, now)
+	switch {
 	case len(m.byID)+len(m.pending) >= m.cfg.MaxCount:
 		return nil, fmt.Errorf("%w: %d held", ErrFull, len(m.byID)+len(m.pending))
 	case m.bytes+len(raw) > m.cfg.MaxBytes:
 		return nil, fmt.Errorf("%w: %d + %d > %d bytes", ErrBytesFull, m.bytes, len(raw), m.cfg.MaxBytes)
-	case m.bySender[sender] >= m.cfg.MaxPerSender:
-		return nil, fmt.Errorf("%w: %d from %s", ErrSenderFull, m.bySender[sender], sender)
+	case m.bySender[e.sender] >= m.cfg.MaxPerSender:
+		return nil, fmt.Errorf("%w: %d from %s", ErrSenderFull, m.bySender[e.sender], e.sender)
 	}
-	e := &Entry{ID: id, Tx: tx, Raw: append([]byte(nil), raw...), FirstSeen: now}
+	e.Raw = append([]byte(nil), raw...)
 	m.pending[id] = make(chan struct{})
 	m.count(e, 1)
 	return e, nil
@@ -446,6 +455,34 @@ func (m *Mempool) Remove(ctx context.Context, ids []types.Hash) error {
 	gone := m.dropLocked(ids)
 	m.mu.Unlock()
 	return m.deleteRecords(ctx, gone)
+}
+
+// RemoveWith is Remove for a caller that commits the record deletes in a
+// batch of its own (the executor's root record: one synced commit per
+// block instead of two): it adds the deletes of the held ids' records to b
+// and returns drop, which takes the entries out of memory and is to be
+// called once b is committed; until then an Add of one of them still finds
+// it held. Ids not held, or still being persisted by an Add, are ignored,
+// as by Remove.
+func (m *Mempool) RemoveWith(ctx context.Context, b ds.Batch, ids []types.Hash) (drop func(), err error) {
+	m.mu.Lock()
+	held := make([]types.Hash, 0, len(ids))
+	for _, id := range ids {
+		if _, ok := m.byID[id]; ok {
+			held = append(held, id)
+		}
+	}
+	m.mu.Unlock()
+	for _, id := range held {
+		if err := b.Delete(ctx, key(id)); err != nil {
+			return nil, fmt.Errorf("mempool: remove: %w", err)
+		}
+	}
+	return func() {
+		m.mu.Lock()
+		m.dropLocked(held)
+		m.mu.Unlock()
+	}, nil
 }
 
 // dropLocked takes the entries of ids out of memory and returns their ids.

@@ -679,3 +679,77 @@ func TestAddAllOneCommit(t *testing.T) {
 		t.Fatalf("%d batches committed for one AddAll, want 1", n)
 	}
 }
+
+// TestKeyIsClean: key skips NewKey's cleaning, so it must build the key
+// NewKey would (Open compares them).
+func TestKeyIsClean(t *testing.T) {
+	id := types.Hash{1, 2, 3}
+	if got, want := key(id), ds.NewKey(Prefix+id.String()); got != want {
+		t.Fatalf("key = %s, NewKey gives %s", got, want)
+	}
+}
+
+// TestRemoveWith: the record deletes go into the caller's batch, the
+// entries stay held until drop, and afterwards the pool is what Remove
+// leaves (a twin pool is the reference).
+func TestRemoveWith(t *testing.T) {
+	ctx := context.Background()
+	d := dssync.MutexWrap(ds.NewMapDatastore())
+	m, err := Open(ctx, d, Config{ChainID: chain}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	twin := openMap(t, Config{ChainID: chain})
+	var ids []types.Hash
+	for i := range 4 {
+		raw := signed(i, 1, nil)
+		for _, p := range []*Mempool{m, twin} {
+			e, _, err := p.Add(ctx, raw, now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p == m {
+				ids = append(ids, e.ID)
+			}
+		}
+	}
+	gone := []types.Hash{ids[0], ids[2], {9}} // one id never held
+	b, err := d.Batch(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	drop, err := m.RemoveWith(ctx, b, gone)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if has, _ := d.Has(ctx, key(ids[0])); !has {
+		t.Fatal("a record was deleted before the caller's commit")
+	}
+	if err := b.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for i, id := range ids {
+		if has, _ := d.Has(ctx, key(id)); has == (i == 0 || i == 2) {
+			t.Fatalf("record %d on disk after the commit: %v", i, has)
+		}
+	}
+	if _, ok := m.Get(ids[0]); !ok {
+		t.Fatal("an entry left memory before drop")
+	}
+	drop()
+	if err := twin.Remove(ctx, gone); err != nil {
+		t.Fatal(err)
+	}
+	for i, id := range ids {
+		_, held := m.Get(id)
+		_, want := twin.Get(id)
+		if held != want {
+			t.Fatalf("entry %d held %v after drop, Remove leaves %v", i, held, want)
+		}
+	}
+	if n, bytes := m.Len(); n != 2 {
+		t.Fatalf("%d held after drop, want 2", n)
+	} else if tn, tbytes := twin.Len(); tn != n || tbytes != bytes {
+		t.Fatalf("after drop %d held, %d bytes; Remove leaves %d, %d", n, bytes, tn, tbytes)
+	}
+}
