@@ -244,6 +244,12 @@ func (c *Core) onFetch(e FetchResult) {
 		delete(c.missTx, id)
 		c.seeTx(id, e.Now)
 	}
+	for _, id := range e.Executed {
+		delete(c.missTx, id)
+		if _, ok := c.have[id]; !ok {
+			c.have[id] = e.Now
+		}
+	}
 	for _, cert := range e.Certs {
 		c.onCert(cert)
 	}

@@ -42,6 +42,13 @@ type FetchResult struct {
 	Now   int64
 	Certs []*Certificate
 	Txs   []TxID
+	// Executed are payloads the node holds and has already executed (a
+	// replayed core asks for them, and so does a peer's header that acks
+	// one again after the orderer forgot it was released). They count as
+	// held, so a header naming them gets a vote, but they are never acked:
+	// honest validators alone cannot then gather a quorum of acks for an
+	// executed transaction and release it twice.
+	Executed []TxID
 	// OwnRound answers Fetch.OwnRound: the highest round at which peers
 	// (>= Q of them in production) hold a header or vote signed by this node.
 	OwnRound    uint64

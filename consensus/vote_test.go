@@ -192,3 +192,41 @@ func TestVoteLifecycle(t *testing.T) {
 		t.Fatalf("missing parent not fetched: %v", acts)
 	}
 }
+
+// TestExecutedPayloadsAreHeldNotAcked: a payload the node reports as
+// executed lets the core vote for a header that acks it, but the core's
+// own headers never ack it, while a payload seen normally is acked.
+func TestExecutedPayloadsAreHeldNotAcked(t *testing.T) {
+	ms := int64(1e6)
+	core, c, s, r1 := readyCore(t)
+	done, fresh := txidN(7), txidN(8)
+	h := Header{Round: 2, Author: 1, Time: t0 + 10*ms, SelfParent: c.Digest(&r1[0].Header), SelfParentRound: 1,
+		Parents: digests(c, r1), Acks: []Ack{{TxID: done, TRecv: t0 + 5*ms}}}
+	c.SignHeader(s[1], &h)
+	p := map[Digest]bool{}
+	if v := votes(t, core.Step(MsgIn{Now: t0 + 20*ms, From: 1, Msg: &Message{Header: &h}}), p); len(v) != 0 {
+		t.Fatal("voted without the payload")
+	}
+	if v := votes(t, core.Step(FetchResult{Now: t0 + 21*ms, Executed: []TxID{done}}), p); len(v) != 1 {
+		t.Fatal("no vote once the executed payload was held")
+	}
+	core.Step(TxSeen{Now: t0 + 22*ms, ID: fresh})
+	var own []*Header
+	for now := t0 + 23*ms; now < t0+2000*ms && len(own) == 0; now += 5 * ms {
+		for _, a := range core.Step(Tick{Now: now}) {
+			if b, ok := a.(Broadcast); ok && b.Msg.Header != nil && b.Msg.Header.Author == 0 {
+				own = append(own, b.Msg.Header)
+			}
+		}
+	}
+	if len(own) == 0 {
+		t.Fatal("no own header within 2 s")
+	}
+	var acked []TxID
+	for _, a := range own[0].Acks {
+		acked = append(acked, a.TxID)
+	}
+	if len(acked) != 1 || acked[0] != fresh {
+		t.Fatalf("own header acks %x, want only the fresh payload %x", acked, fresh)
+	}
+}

@@ -263,13 +263,16 @@ func TestClusterAgreesAndRestarts(t *testing.T) {
 		t.Fatalf("resubmitted executed tx: id %s (want %s), err %v, pending %v", id, againID, err, c.nodes[0].Pending(id))
 	}
 	// A core asking for an executed payload gets it from the records, with
-	// no peer asked (this node's requests fail while isolated).
+	// no peer asked (this node's requests fail while isolated), and as
+	// executed: held for votes, never acked again.
 	c.nodes[0].isolated.Store(true)
-	var delivered []consensus.TxID
-	c.nodes[0].fetchTxs([]consensus.TxID{consensus.TxID(againID)}, func(got []consensus.TxID) { delivered = append(delivered, got...) })
+	var delivered, executed []consensus.TxID
+	c.nodes[0].fetchTxs([]consensus.TxID{consensus.TxID(againID)}, func(got, ex []consensus.TxID) {
+		delivered, executed = append(delivered, got...), append(executed, ex...)
+	})
 	c.nodes[0].isolated.Store(false)
-	if len(delivered) != 1 || delivered[0] != consensus.TxID(againID) || c.nodes[0].Pending(againID) {
-		t.Fatalf("fetch of an executed payload delivered %v, pending %v", delivered, c.nodes[0].Pending(againID))
+	if len(delivered) != 0 || len(executed) != 1 || executed[0] != consensus.TxID(againID) || c.nodes[0].Pending(againID) {
+		t.Fatalf("fetch of an executed payload delivered %v, executed %v, pending %v", delivered, executed, c.nodes[0].Pending(againID))
 	}
 
 	c.stop(3)

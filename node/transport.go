@@ -307,8 +307,10 @@ func (n *Node) fetch(f consensus.Fetch) {
 		if len(f.Txs) > 0 {
 			// Each peer's answer goes to consensus at once: a vote waiting
 			// for these payloads should not also wait for the slowest.
-			n.fetchTxs(f.Txs, func(got []consensus.TxID) {
-				n.push(func(now int64) consensus.Event { return consensus.FetchResult{Now: now, Txs: got} }, true)
+			n.fetchTxs(f.Txs, func(got, executed []consensus.TxID) {
+				n.push(func(now int64) consensus.Event {
+					return consensus.FetchResult{Now: now, Txs: got, Executed: executed}
+				}, true)
 			})
 		}
 		if res.HasOwnRound || len(res.Certs) > 0 {
@@ -368,7 +370,11 @@ func (n *Node) fetchCerts(digests []consensus.Digest, from uint64) []*consensus.
 // to the mempool and hands each answer's new ids to deliver. Payloads
 // executed here already are delivered at once, without a fetch: their
 // bodies are in the transaction records.
-func (n *Node) fetchTxs(ids []consensus.TxID, deliver func([]consensus.TxID)) {
+//
+// Payloads this node executed go back as executed: the core holds them for
+// its votes but never acks them, so a transaction acked again after the
+// orderer forgot its release cannot be released a second time.
+func (n *Node) fetchTxs(ids []consensus.TxID, deliver func(got, executed []consensus.TxID)) {
 	if len(ids) > MaxFetchTxs {
 		ids = ids[:MaxFetchTxs]
 	}
@@ -385,7 +391,7 @@ func (n *Node) fetchTxs(ids []consensus.TxID, deliver func([]consensus.TxID)) {
 		}
 	}
 	if len(executed) > 0 {
-		deliver(executed)
+		deliver(nil, executed)
 	}
 	if ids = rest; len(ids) == 0 {
 		return
@@ -405,21 +411,25 @@ func (n *Node) fetchTxs(ids []consensus.TxID, deliver func([]consensus.TxID)) {
 		if err := n.request(v, protoTxs, &req, &r); err != nil {
 			return false
 		}
-		var got []consensus.TxID
+		var got, executed []consensus.TxID
 		for _, a := range n.pool.AddAll(n.ctx, r.Raw, n.clock.Now()) {
 			if a.Err != nil || !want[a.Entry.ID] {
 				continue
 			}
-			// A replayed core asks again for payloads it had before the
-			// restart; those already executed need not be held.
-			if _, err := n.dropExecuted(n.ctx, a.Entry.ID); err != nil {
+			delete(want, a.Entry.ID)
+			// Executed meanwhile: not held in the pool, never acked.
+			dropped, err := n.dropExecuted(n.ctx, a.Entry.ID)
+			if err != nil {
 				n.log.Debug("drop executed tx", "id", a.Entry.ID, "err", err)
 			}
-			delete(want, a.Entry.ID)
-			got = append(got, consensus.TxID(a.Entry.ID))
+			if dropped {
+				executed = append(executed, consensus.TxID(a.Entry.ID))
+			} else {
+				got = append(got, consensus.TxID(a.Entry.ID))
+			}
 		}
-		if len(got) > 0 {
-			deliver(got)
+		if len(got) > 0 || len(executed) > 0 {
+			deliver(got, executed)
 		}
 		return len(want) == 0
 	})
