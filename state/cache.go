@@ -80,18 +80,17 @@ func (c *nodeCache) addLocked(k uint64, n *node) {
 // (a 10k-key block has tens of thousands of each) while not holding readers
 // off for a whole block. Old views may still read a dropped node (and load
 // it again); dropping it keeps the budget for live nodes, which commits
-// read. Stale refs include value records, which are never cached; a
-// colliding node under the same key is left alone.
-func (c *nodeCache) replace(stale []nodeRef, nodes []*node) {
-	for lo := 0; lo < len(stale); lo += cacheChunk {
+// read. Only an entry of the same ref is dropped, never a colliding one.
+func (c *nodeCache) replace(old []*node, nodes []*node) {
+	for lo := 0; lo < len(old); lo += cacheChunk {
 		c.mu.Lock()
-		for _, r := range stale[lo:min(lo+cacheChunk, len(stale))] {
-			k := cacheKey(r)
-			if n, ok := c.cur[k]; ok && n.id == r.id && n.born == r.born {
+		for _, o := range old[lo:min(lo+cacheChunk, len(old))] {
+			k := cacheKey(o.ref())
+			if n, ok := c.cur[k]; ok && n.id == o.id && n.born == o.born {
 				c.curBytes -= n.size()
 				delete(c.cur, k)
 			}
-			if n, ok := c.prev[k]; ok && n.id == r.id && n.born == r.born {
+			if n, ok := c.prev[k]; ok && n.id == o.id && n.born == o.born {
 				delete(c.prev, k)
 			}
 		}

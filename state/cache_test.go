@@ -35,11 +35,11 @@ func TestCacheCollidingRefsAreNeverConfused(t *testing.T) {
 		t.Fatal("get(b) missed")
 	}
 	// a's stale entry must not drop b.
-	c.replace([]nodeRef{a}, nil)
+	c.replace([]*node{{id: a.id, born: a.born}}, nil)
 	if c.get(b) != nb {
 		t.Fatal("replace of a colliding stale ref dropped b")
 	}
-	c.replace([]nodeRef{b}, []*node{na})
+	c.replace([]*node{nb}, []*node{na})
 	if c.get(b) != nil || c.get(a) != na {
 		t.Fatal("replace did not swap b for a")
 	}
@@ -75,7 +75,7 @@ func TestCacheAgainstModel(t *testing.T) {
 				t.Fatalf("op %d: get(%v) returned node %v", i, r, got.ref())
 			}
 		case 2:
-			c.replace([]nodeRef{r}, nil)
+			c.replace([]*node{nodes[r]}, nil)
 			if c.get(r) != nil {
 				t.Fatalf("op %d: stale node still cached", i)
 			}
