@@ -273,6 +273,30 @@ func BenchmarkGet(b *testing.B) {
 		}
 		b.ReportMetric(cpu.since()*1e9/float64(b.N), "cpu-ns/op")
 	})
+	b.Run("view-tree-walk-uncached", func(b *testing.B) {
+		// The same walk with every node read from pebble (a store on the
+		// same database with a node cache too small to keep any): what a
+		// read of a version the cache does not hold costs.
+		cold, err := Open(ctx, s.d, Options{CacheBytes: 1})
+		if err != nil {
+			b.Fatal(err)
+		}
+		cold.pdb = s.pdb
+		v, err := cold.View(ctx, h)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer v.Close()
+		b.ResetTimer()
+		cpu := startCPU()
+		for i := 0; i < b.N; i++ {
+			k := int(uint64(i) * 2654435761 % uint64(n))
+			if val, err := v.Get(ctx, benchKey(k)); err != nil || val == nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(cpu.since()*1e9/float64(b.N), "cpu-ns/op")
+	})
 	b.Run("view-tree-walk", func(b *testing.B) {
 		v, err := s.View(ctx, h)
 		if err != nil {
