@@ -361,17 +361,19 @@ func (c *committer) parallelChildren(o *out, d int, ws []item, rs []run, a *[fan
 		}(a[r.nib])
 	}
 	wg.Wait()
-	var nn, nr, ns, nc int
+	var nn, nd, nr, ns, nc int
 	for i := range res {
 		if res[i].err != nil {
 			return false, res[i].err
 		}
 		p := &res[i].o
-		nn, nr, ns, nc = nn+len(p.nodes), nr+len(p.records), ns+len(p.stale), nc+len(p.changes)
+		nn, nd, nr = nn+len(p.nodes), nd+len(p.replaced), nr+len(p.records)
+		ns, nc = ns+len(p.stale), nc+len(p.changes)
 	}
 	// One allocation per list instead of the appends' doublings: at the
 	// top of a 10k-key block these lists hold tens of thousands of entries.
 	o.nodes = slices.Grow(o.nodes, nn)
+	o.replaced = slices.Grow(o.replaced, nd)
 	o.records = slices.Grow(o.records, nr)
 	o.stale = slices.Grow(o.stale, ns)
 	o.changes = slices.Grow(o.changes, nc)
