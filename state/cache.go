@@ -34,8 +34,6 @@ func cacheKey(r nodeRef) uint64 {
 	return binary.LittleEndian.Uint64(r.id[:8]) ^ r.born*0x9e3779b97f4a7c15
 }
 
-func (n *node) ref() nodeRef { return nodeRef{born: n.born, id: n.id} }
-
 func newNodeCache(bytes int) *nodeCache {
 	return &nodeCache{max: bytes / 2, cur: map[uint64]*node{}, prev: map[uint64]*node{}}
 }
@@ -44,10 +42,10 @@ func (c *nodeCache) get(r nodeRef) *node {
 	k := cacheKey(r)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if n, ok := c.cur[k]; ok && n.id == r.id && n.born == r.born {
+	if n, ok := c.cur[k]; ok && n.ref() == r {
 		return n
 	}
-	if n, ok := c.prev[k]; ok && n.id == r.id && n.born == r.born {
+	if n, ok := c.prev[k]; ok && n.ref() == r {
 		c.addLocked(k, n)
 		return n
 	}
@@ -63,7 +61,7 @@ func (c *nodeCache) put(n *node) {
 // addLocked adds n under k, replacing whatever holds k (a colliding ref).
 func (c *nodeCache) addLocked(k uint64, n *node) {
 	if old, ok := c.cur[k]; ok {
-		if old.id == n.id && old.born == n.born {
+		if old.ref() == n.ref() {
 			return // loaded by two readers at once
 		}
 		c.curBytes -= old.size()
@@ -85,12 +83,13 @@ func (c *nodeCache) replace(old []*node, nodes []*node) {
 	for lo := 0; lo < len(old); lo += cacheChunk {
 		c.mu.Lock()
 		for _, o := range old[lo:min(lo+cacheChunk, len(old))] {
-			k := cacheKey(o.ref())
-			if n, ok := c.cur[k]; ok && n.id == o.id && n.born == o.born {
+			r := o.ref()
+			k := cacheKey(r)
+			if n, ok := c.cur[k]; ok && n.ref() == r {
 				c.curBytes -= n.size()
 				delete(c.cur, k)
 			}
-			if n, ok := c.prev[k]; ok && n.id == o.id && n.born == o.born {
+			if n, ok := c.prev[k]; ok && n.ref() == r {
 				delete(c.prev, k)
 			}
 		}
