@@ -1,34 +1,52 @@
 package state
 
-import "sync"
+import (
+	"encoding/binary"
+	"sync"
+)
 
 // nodeCache is a bounded cache of decoded nodes with two generations: hits
 // are looked up in the current map and then in the previous one (and moved
 // forward); when the current map fills half the budget, the previous one is
 // dropped. It approximates LRU with O(1) work and no per-entry lists.
 // Nodes are immutable, so sharing them between goroutines is safe. Entries
-// are keyed by (born, id), like the records: an id stored again by a later
+// are found by (born, id), like the records: an id stored again by a later
 // version (A → B → A) names other child records, which an older reader
 // must not be handed.
+//
+// The maps are keyed by cacheKey, 64 bits of (born, id), and every hit is
+// checked against the whole ref: two refs with the same cacheKey (ids are
+// hashes a writer can grind for a 64-bit collision) only evict each other,
+// they are never confused. A 40-byte struct key cost a commit of a 10k-key
+// block at 1M keys about a tenth of its CPU in hashing and comparing keys
+// of maps far larger than the processor's caches (see RATIONALE.md).
 type nodeCache struct {
 	mu        sync.Mutex
 	max       int // bytes per generation
 	curBytes  int
-	cur, prev map[nodeRef]*node
+	cur, prev map[uint64]*node
+}
+
+// cacheKey folds a ref into a map key: the id is a hash, so its first 8
+// bytes are already uniform; the born is mixed in so that the same id
+// written by two versions does not always share a key.
+func cacheKey(r nodeRef) uint64 {
+	return binary.LittleEndian.Uint64(r.id[:8]) ^ r.born*0x9e3779b97f4a7c15
 }
 
 func newNodeCache(bytes int) *nodeCache {
-	return &nodeCache{max: bytes / 2, cur: map[nodeRef]*node{}, prev: map[nodeRef]*node{}}
+	return &nodeCache{max: bytes / 2, cur: map[uint64]*node{}, prev: map[uint64]*node{}}
 }
 
 func (c *nodeCache) get(r nodeRef) *node {
+	k := cacheKey(r)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if n, ok := c.cur[r]; ok {
+	if n, ok := c.cur[k]; ok && n.ref() == r {
 		return n
 	}
-	if n, ok := c.prev[r]; ok {
-		c.addLocked(n)
+	if n, ok := c.prev[k]; ok && n.ref() == r {
+		c.addLocked(k, n)
 		return n
 	}
 	return nil
@@ -37,18 +55,21 @@ func (c *nodeCache) get(r nodeRef) *node {
 func (c *nodeCache) put(n *node) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.addLocked(n)
+	c.addLocked(cacheKey(n.ref()), n)
 }
 
-func (c *nodeCache) addLocked(n *node) {
-	r := nodeRef{born: n.born, id: n.id}
-	if _, ok := c.cur[r]; ok {
-		return // loaded by two readers at once
+// addLocked adds n under k, replacing whatever holds k (a colliding ref).
+func (c *nodeCache) addLocked(k uint64, n *node) {
+	if old, ok := c.cur[k]; ok {
+		if old.ref() == n.ref() {
+			return // loaded by two readers at once
+		}
+		c.curBytes -= old.size()
 	}
 	if c.curBytes >= c.max {
-		c.prev, c.cur, c.curBytes = c.cur, make(map[nodeRef]*node, len(c.cur)), 0
+		c.prev, c.cur, c.curBytes = c.cur, make(map[uint64]*node, len(c.cur)), 0
 	}
-	c.cur[r] = n
+	c.cur[k] = n
 	c.curBytes += n.size()
 }
 
@@ -57,24 +78,27 @@ func (c *nodeCache) addLocked(n *node) {
 // (a 10k-key block has tens of thousands of each) while not holding readers
 // off for a whole block. Old views may still read a dropped node (and load
 // it again); dropping it keeps the budget for live nodes, which commits
-// read.
-func (c *nodeCache) replace(stale []nodeRef, nodes []*node) {
-	for lo := 0; lo < len(stale); lo += cacheChunk {
+// read. Only an entry of the same ref is dropped, never a colliding one.
+func (c *nodeCache) replace(old []*node, nodes []*node) {
+	for lo := 0; lo < len(old); lo += cacheChunk {
 		c.mu.Lock()
-		for i := lo; i < min(lo+cacheChunk, len(stale)); i++ {
-			r := stale[i]
-			if n, ok := c.cur[r]; ok {
+		for _, o := range old[lo:min(lo+cacheChunk, len(old))] {
+			r := o.ref()
+			k := cacheKey(r)
+			if n, ok := c.cur[k]; ok && n.ref() == r {
 				c.curBytes -= n.size()
-				delete(c.cur, r)
+				delete(c.cur, k)
 			}
-			delete(c.prev, r)
+			if n, ok := c.prev[k]; ok && n.ref() == r {
+				delete(c.prev, k)
+			}
 		}
 		c.mu.Unlock()
 	}
 	for lo := 0; lo < len(nodes); lo += cacheChunk {
 		c.mu.Lock()
 		for _, n := range nodes[lo:min(lo+cacheChunk, len(nodes))] {
-			c.addLocked(n)
+			c.addLocked(cacheKey(n.ref()), n)
 		}
 		c.mu.Unlock()
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"runtime"
 	"slices"
 	"sort"
 	"sync"
@@ -74,14 +75,16 @@ type record struct {
 // and they are merged in slot order, so the batch never depends on
 // scheduling.
 type out struct {
-	nodes   []*node   // new nodes, for the cache
-	records []record  // new nodes and value records, encoded
-	stale   []nodeRef // records the version stopped using
-	changes []Change
+	nodes    []*node   // new nodes, for the cache
+	replaced []*node   // nodes the version stopped using, to drop from the cache
+	records  []record  // new nodes and value records, encoded
+	stale    []nodeRef // records the version stopped using
+	changes  []Change
 }
 
 func (o *out) merge(p *out) {
 	o.nodes = append(o.nodes, p.nodes...)
+	o.replaced = append(o.replaced, p.replaced...)
 	o.records = append(o.records, p.records...)
 	o.stale = append(o.stale, p.stale...)
 	o.changes = append(o.changes, p.changes...)
@@ -121,13 +124,23 @@ func (s *Store) Commit(ctx context.Context, height uint64, writes []Write) (type
 	if err != nil {
 		return types.Root{}, err
 	}
-	if err := s.write(ctx, height, newRoot, &o); err != nil {
+	// The cache takes the version's nodes while its batch is written and
+	// synced, on the other core: no reader asks for a node born at height
+	// before the version is visible, and a dropped node is only reloaded.
+	// If the write fails, the store needs reopening, with a new cache.
+	cached := make(chan struct{})
+	go func() {
+		s.cache.replace(o.replaced, o.nodes)
+		close(cached)
+	}()
+	err = s.write(ctx, height, newRoot, &o)
+	<-cached
+	if err != nil {
 		// Part of the version may be on disk; only Open's recovery knows
 		// how to undo it.
 		s.failed = fmt.Errorf("%w: commit %d: %w", ErrNeedsReopen, height, err)
 		return types.Root{}, s.failed
 	}
-	s.cache.replace(o.stale, o.nodes)
 	s.mu.Lock()
 	s.latest, s.root = height, newRoot
 	s.mu.Unlock()
@@ -139,7 +152,6 @@ func prepare(writes []Write) ([]item, error) {
 	if len(writes) > BlockWritesMax {
 		return nil, fmt.Errorf("%w: %d > %d", ErrTooManyWrites, len(writes), BlockWritesMax)
 	}
-	items := make([]item, len(writes))
 	for i, w := range writes {
 		if len(w.Key.Key) > types.StateKeyMax {
 			return nil, fmt.Errorf("%w: %d bytes in write %d", ErrKeyTooLong, len(w.Key.Key), i)
@@ -147,13 +159,31 @@ func prepare(writes []Write) ([]item, error) {
 		if len(w.Value) > types.StateValueMax {
 			return nil, fmt.Errorf("%w: %d bytes in write %d", ErrValueTooLarge, len(w.Value), i)
 		}
-		it := item{kp: types.KeyPath(w.Key), key: w.Key, isNew: true}
-		if len(w.Value) > 0 {
-			it.value = w.Value
-			it.vh = types.ValueHash(w.Value)
-		}
-		items[i] = it
 	}
+	items := make([]item, len(writes))
+	// Two hashes per write (key path, value hash): split over the cores
+	// for a large block. Each item depends on its write alone.
+	hashItems := func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			w := &writes[i]
+			it := item{kp: types.KeyPath(w.Key), key: w.Key, isNew: true}
+			if len(w.Value) > 0 {
+				it.value = w.Value
+				it.vh = types.ValueHash(w.Value)
+			}
+			items[i] = it
+		}
+	}
+	parts := 1
+	if len(writes) >= parallelMin {
+		parts = runtime.GOMAXPROCS(0)
+	}
+	var wg sync.WaitGroup
+	for p := 1; p < parts; p++ {
+		wg.Go(func() { hashItems(p*len(items)/parts, (p+1)*len(items)/parts) })
+	}
+	hashItems(0, len(items)/parts)
+	wg.Wait()
 	sort.Slice(items, func(i, j int) bool { return bytes.Compare(items[i].kp[:], items[j].kp[:]) < 0 })
 	for i := 1; i < len(items); i++ {
 		if items[i].kp == items[i-1].kp {
@@ -185,6 +215,7 @@ func (c *committer) update(o *out, old slot, d int, ws []item) (slot, error) {
 			return old, nil
 		}
 		o.stale = append(o.stale, old.ref())
+		o.replaced = append(o.replaced, n)
 		return c.finish(o, &a), nil
 	}
 	// old is empty or a leaf: gather the leaves of the new subtree.
@@ -330,17 +361,19 @@ func (c *committer) parallelChildren(o *out, d int, ws []item, rs []run, a *[fan
 		}(a[r.nib])
 	}
 	wg.Wait()
-	var nn, nr, ns, nc int
+	var nn, nd, nr, ns, nc int
 	for i := range res {
 		if res[i].err != nil {
 			return false, res[i].err
 		}
 		p := &res[i].o
-		nn, nr, ns, nc = nn+len(p.nodes), nr+len(p.records), ns+len(p.stale), nc+len(p.changes)
+		nn, nd, nr = nn+len(p.nodes), nd+len(p.replaced), nr+len(p.records)
+		ns, nc = ns+len(p.stale), nc+len(p.changes)
 	}
 	// One allocation per list instead of the appends' doublings: at the
 	// top of a 10k-key block these lists hold tens of thousands of entries.
 	o.nodes = slices.Grow(o.nodes, nn)
+	o.replaced = slices.Grow(o.replaced, nd)
 	o.records = slices.Grow(o.records, nr)
 	o.stale = slices.Grow(o.stale, ns)
 	o.changes = slices.Grow(o.changes, nc)

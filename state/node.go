@@ -91,6 +91,9 @@ type innerHashes [fanout]struct {
 	h    types.Hash
 }
 
+// ref names the node's record.
+func (n *node) ref() nodeRef { return nodeRef{born: n.born, id: n.id} }
+
 // makeNode builds a node from a full slot array.
 func makeNode(born uint64, a *[fanout]slot) *node {
 	n := &node{born: born}

@@ -96,7 +96,7 @@ func (im *Importer) Replace(ctx context.Context, s *Store) (types.Root, error) {
 		s.failed = fmt.Errorf("%w: replace with version %d: %w", ErrNeedsReopen, m.Height, err)
 		return types.Root{}, s.failed
 	}
-	s.cache.replace(o.stale, o.nodes)
+	s.cache.replace(o.replaced, o.nodes)
 	s.mu.Lock()
 	s.latest, s.root = m.Height, newRoot
 	s.mu.Unlock()

@@ -1,0 +1,84 @@
+package state
+
+import (
+	"encoding/binary"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/kairos-network/kairos/types"
+)
+
+// collidingRef returns a ref with another born whose cacheKey equals r's.
+func collidingRef(r nodeRef, born uint64) nodeRef {
+	c := nodeRef{born: born, id: r.id}
+	c.id[31] ^= 0xff // another id
+	x := binary.LittleEndian.Uint64(r.id[:8]) ^ r.born*0x9e3779b97f4a7c15 ^ born*0x9e3779b97f4a7c15
+	binary.LittleEndian.PutUint64(c.id[:8], x)
+	return c
+}
+
+func TestCacheCollidingRefsAreNeverConfused(t *testing.T) {
+	a := nodeRef{born: 3, id: types.Hash{1, 2, 3}}
+	b := collidingRef(a, 7)
+	if cacheKey(a) != cacheKey(b) || a == b {
+		t.Fatal("test refs do not collide")
+	}
+	na := &node{id: a.id, born: a.born}
+	nb := &node{id: b.id, born: b.born}
+	c := newNodeCache(1 << 20)
+	c.put(na)
+	c.put(nb)
+	if got := c.get(a); got != nil {
+		t.Fatalf("get(a) returned %v after b took its key", got.ref())
+	}
+	if got := c.get(b); got != nb {
+		t.Fatal("get(b) missed")
+	}
+	// a's stale entry must not drop b.
+	c.replace([]*node{{id: a.id, born: a.born}}, nil)
+	if c.get(b) != nb {
+		t.Fatal("replace of a colliding stale ref dropped b")
+	}
+	c.replace([]*node{nb}, []*node{na})
+	if c.get(b) != nil || c.get(a) != na {
+		t.Fatal("replace did not swap b for a")
+	}
+}
+
+// TestCacheAgainstModel runs random puts, gets and replaces over refs that
+// collide in pairs, against a map of what was last put: a hit always
+// returns the node of the ref asked for, a node just put is found, and a
+// node replaced as stale is gone.
+func TestCacheAgainstModel(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	var refs []nodeRef
+	for i := 0; i < 16; i++ {
+		r := nodeRef{born: uint64(i), id: types.Hash{byte(i), 9}}
+		refs = append(refs, r, collidingRef(r, uint64(i)+100))
+	}
+	nodes := map[nodeRef]*node{}
+	for _, r := range refs {
+		nodes[r] = &node{id: r.id, born: r.born}
+	}
+	// A budget of a few nodes, so that generations turn over too.
+	c := newNodeCache(6 * nodes[refs[0]].size())
+	for i := 0; i < 20_000; i++ {
+		r := refs[rng.IntN(len(refs))]
+		switch rng.IntN(3) {
+		case 0:
+			c.put(nodes[r])
+			if c.get(r) != nodes[r] {
+				t.Fatalf("op %d: node just put is missing", i)
+			}
+		case 1:
+			if got := c.get(r); got != nil && got != nodes[r] {
+				t.Fatalf("op %d: get(%v) returned node %v", i, r, got.ref())
+			}
+		case 2:
+			c.replace([]*node{nodes[r]}, nil)
+			if c.get(r) != nil {
+				t.Fatalf("op %d: stale node still cached", i)
+			}
+		}
+	}
+}
