@@ -291,8 +291,13 @@ func (n *Node) pruneBlocks(ctx context.Context, upTo uint64) error {
 			if err := getCBOR(ctx, n.d, heightKey(nsHeightTxs, h), &ht); err != nil && !errors.Is(err, ErrNotFound) {
 				return err
 			}
+			// A repeat's records are those of its first height.
+			repeats, err := n.repeatsAt(ctx, h)
+			if err != nil {
+				return err
+			}
 			for _, t := range blk.Txs {
-				if slices.Contains(ht.Deferred, t.ID) {
+				if slices.Contains(ht.Deferred, t.ID) || slices.Contains(repeats, t.ID) {
 					continue
 				}
 				if err := errors.Join(b.Delete(ctx, idKey(nsTx, t.ID)), b.Delete(ctx, idKey(nsReceipt, t.ID))); err != nil {
@@ -304,7 +309,7 @@ func (n *Node) pruneBlocks(ctx context.Context, upTo uint64) error {
 					return err
 				}
 			}
-			if err := errors.Join(b.Delete(ctx, heightKey(nsBlock, h)), b.Delete(ctx, heightKey(nsRoot, h)), b.Delete(ctx, heightKey(nsHeightTxs, h))); err != nil {
+			if err := errors.Join(b.Delete(ctx, heightKey(nsBlock, h)), b.Delete(ctx, heightKey(nsRoot, h)), b.Delete(ctx, heightKey(nsHeightTxs, h)), b.Delete(ctx, heightKey(nsRepeats, h))); err != nil {
 				return err
 			}
 		}

@@ -19,7 +19,10 @@ import (
 
 // nsHeightTxs holds, per height, the heightTxs record of a block that
 // deferred or settled deferred transactions.
-const nsHeightTxs = "/node/htx/" // <height %016x> heightTxs
+const (
+	nsHeightTxs = "/node/htx/" // <height %016x> heightTxs
+	nsRepeats   = "/node/rep/" // <height %016x> []types.Hash: block transactions ordered before
+)
 
 // ErrDeferred is the status of a transaction that reached a block with a
 // nonce ahead of its sender's account: it waits in the state's deferred set
@@ -216,6 +219,12 @@ type heightTxs struct {
 // transaction has a record (peers fetch its body for the block) but no
 // receipt until a later height settles it; that height's record then
 // replaces it, so Receipt reports the height it executed or expired at.
+//
+// A transaction ordered a second time (a quorum acked it again after the
+// orderer forgot its release; see consensus.FetchResult.Executed) ran
+// again and failed on its nonce on every node alike. Its records keep the
+// first execution: the repeat is listed under nsRepeats instead, and the
+// height's events and compaction leave it out.
 func (n *Node) storeBlock(ctx context.Context, b *types.Block, raws [][]byte, res *exec.DeferredBlockResult) ([]types.Hash, error) {
 	batch, err := n.d.Batch(ctx)
 	if err != nil {
@@ -233,7 +242,12 @@ func (n *Node) storeBlock(ctx context.Context, b *types.Block, raws [][]byte, re
 	put(heightKey(nsBlock, b.Height), types.MustEncode(b))
 	settled := make([]types.Hash, 0, len(b.Txs)+len(res.Resolved))
 	var ht heightTxs
+	var repeats []types.Hash
 	for i, t := range b.Txs {
+		if !res.Deferred[i] && n.hasRecord(ctx, t.ID) {
+			repeats = append(repeats, t.ID)
+			continue
+		}
 		put(idKey(nsTx, t.ID), types.MustEncode(&txRecord{Height: b.Height, Index: uint32(i), Raw: raws[i]}))
 		if res.Deferred[i] {
 			ht.Deferred = append(ht.Deferred, t.ID)
@@ -253,6 +267,10 @@ func (n *Node) storeBlock(ctx context.Context, b *types.Block, raws [][]byte, re
 		put(heightKey(nsHeightTxs, b.Height), types.MustEncode(&ht))
 		n.deferredTxs.Add(uint64(len(ht.Deferred)))
 	}
+	if len(repeats) > 0 {
+		put(heightKey(nsRepeats, b.Height), types.MustEncode(repeats))
+		n.log.Warn("block repeats executed transactions", "height", b.Height, "count", len(repeats))
+	}
 	if perr != nil {
 		return nil, perr
 	}
@@ -269,6 +287,25 @@ func (n *Node) storeBlock(ctx context.Context, b *types.Block, raws [][]byte, re
 		return nil, fmt.Errorf("node: store block %d: %w", b.Height, err)
 	}
 	return settled, nil
+}
+
+// hasRecord reports whether id has a transaction record (executed, or
+// deferred and waiting) at any stored height, served or not.
+func (n *Node) hasRecord(ctx context.Context, id types.Hash) bool {
+	if !n.executed.mayHave(id) {
+		return false
+	}
+	ok, err := n.d.Has(ctx, idKey(nsTx, id))
+	return err == nil && ok
+}
+
+// repeatsAt returns the transactions of block h ordered at an earlier height.
+func (n *Node) repeatsAt(ctx context.Context, h uint64) ([]types.Hash, error) {
+	var ids []types.Hash
+	if err := getCBOR(ctx, n.d, heightKey(nsRepeats, h), &ids); err != nil && !errors.Is(err, ErrNotFound) {
+		return nil, err
+	}
+	return ids, nil
 }
 
 // bodies returns the bodies of b's transactions from the mempool, or from
@@ -578,9 +615,13 @@ func (n *Node) HeightTxs(h uint64) ([]types.Hash, error) {
 	if err := getCBOR(n.ctx, n.d, heightKey(nsHeightTxs, h), &ht); err != nil && !errors.Is(err, ErrNotFound) {
 		return nil, err
 	}
+	repeats, err := n.repeatsAt(n.ctx, h)
+	if err != nil {
+		return nil, err
+	}
 	ids := make([]types.Hash, 0, len(b.Txs)+len(ht.Resolved))
 	for _, t := range b.Txs {
-		if !slices.Contains(ht.Deferred, t.ID) {
+		if !slices.Contains(ht.Deferred, t.ID) && !slices.Contains(repeats, t.ID) {
 			ids = append(ids, t.ID)
 		}
 	}
