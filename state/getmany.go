@@ -30,12 +30,21 @@ const getManyLockMax = 1024
 // may share an array. A key over types.StateKeyMax fails the call with
 // ErrKeyTooLong, as Get does; dst then holds the values read before it.
 func (s *Store) GetMany(ctx context.Context, keys []types.StateKey, dst [][]byte) ([][]byte, error) {
+	// buf holds the last key, whose first mod bytes are module's part:
+	// callers such as the prefetch pass keys sorted, so runs of one module
+	// reuse its escaped bytes and escape only the key.
 	var buf []byte
+	var module types.Address
+	mod := 0
 	key := func(k types.StateKey) ([]byte, error) {
 		if err := checkKeyLen(k); err != nil {
 			return nil, err
 		}
-		buf = appendKVKey(buf[:0], k) // kept: the next key reuses what it grew to
+		if mod == 0 || k.Module != module {
+			buf = appendKVKey(buf[:0], types.StateKey{Module: k.Module}) // kept: the next key reuses what it grew to
+			module, mod = k.Module, len(buf)
+		}
+		buf = appendEscaped(buf[:mod], k.Key)
 		return buf, nil
 	}
 	// unsafeKey views b as a datastore key without copying it: valid only

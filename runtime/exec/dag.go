@@ -49,6 +49,17 @@ type accessTable struct {
 	senderGroups [][]int
 	raw          []byte  // the keys' bytes after the module, concatenated
 	off          []int32 // keys[s]'s bytes are raw[off[s]:off[s+1]]
+	// mods are the modules of the slots, by runs in slot order: slots
+	// mods[r].from up to the next run's are of mods[r].module. stateKey
+	// reads a slot's module there, not from its key's string, which in
+	// slot order is a cache miss per key.
+	mods []modRun
+}
+
+// modRun is a run of slots of one module (see accessTable.mods).
+type modRun struct {
+	from   int32
+	module types.Address
 }
 
 // newAccessTable lists every transaction's entries and numbers the distinct
@@ -164,6 +175,7 @@ func (t *accessTable) number(es keyRefs, sorted []keyRef, start []int, parts int
 	type partOut struct {
 		keys, size  int
 		groups      [][]int
+		mods        []modRun
 		conflict    bool // a key used by two transactions and written
 		moduleClash bool // two modules share their 8-byte prefix
 	}
@@ -245,11 +257,14 @@ func (t *accessTable) number(es keyRefs, sorted []keyRef, start []int, parts int
 			// with that prefix shows next to the first. Checked here, where
 			// the key's bytes are read anyway: reading them in sorted
 			// order for this alone was a cache miss per key.
-			if checkModules && s > 0 {
-				if prev := t.keys[s-1]; k[:8] == prev[:8] && k[:types.AddressLen] != prev[:types.AddressLen] {
+			if s == outs[p].keys || k[:types.AddressLen] != t.keys[s-1][:types.AddressLen] {
+				if checkModules && s > 0 && k[:8] == t.keys[s-1][:8] {
 					outs[p].moduleClash = true
 					return
 				}
+				r := modRun{from: int32(s)}
+				copy(r.module[:], k)
+				outs[p].mods = append(outs[p].mods, r)
 			}
 			at += copy(t.raw[at:], k[types.AddressLen:])
 			t.off[s+1] = int32(at)
@@ -259,8 +274,11 @@ func (t *accessTable) number(es keyRefs, sorted []keyRef, start []int, parts int
 		if outs[p].moduleClash {
 			return false
 		}
+	}
+	for p := range outs {
 		t.independent = t.independent && !outs[p].conflict
 		t.senderGroups = append(t.senderGroups, outs[p].groups...)
+		t.mods = append(t.mods, outs[p].mods...)
 	}
 	return true
 }
@@ -364,10 +382,8 @@ func (t *accessTable) slotOf(k string) int32 {
 // stateKey is the state key of slot s. Its Key shares the table's bytes
 // (capacity clipped, so an append copies): no allocation per key.
 func (t *accessTable) stateKey(s int32) types.StateKey {
-	var k types.StateKey
-	copy(k.Module[:], t.keys[s])
-	k.Key = t.raw[t.off[s]:t.off[s+1]:t.off[s+1]]
-	return k
+	r, _ := slices.BinarySearchFunc(t.mods, s+1, func(m modRun, s int32) int { return cmp.Compare(m.from, s) })
+	return types.StateKey{Module: t.mods[r-1].module, Key: t.raw[t.off[s]:t.off[s+1]:t.off[s+1]]}
 }
 
 // keyRef is an exact entry in a key sort: hi and lo are the big-endian

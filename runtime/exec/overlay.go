@@ -387,7 +387,7 @@ func prefetch(ctx context.Context, parent StateView, t *accessTable, readers int
 			return nil
 		}
 		for s := lo; s < hi; s++ {
-			if len(t.keys[s]) > types.AddressLen+types.StateKeyMax {
+			if t.off[s+1]-t.off[s] > types.StateKeyMax {
 				// An over-long key fails the transaction when it is used;
 				// it must not fail the block here. No state holds it, so
 				// absent (nil) is its value.
