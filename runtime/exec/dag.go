@@ -54,6 +54,9 @@ type accessTable struct {
 	// reads a slot's module there, not from its key's string, which in
 	// slot order is a cache miss per key.
 	mods []modRun
+	// renumbered: two modules share their 8-byte prefix, so the keys
+	// were sorted and numbered again by whole keys (tests check when).
+	renumbered bool
 }
 
 // modRun is a run of slots of one module (see accessTable.mods).
@@ -116,6 +119,7 @@ func newAccessTable(txs []*types.Tx, senders []types.Address, workers int) *acce
 		// Two modules share their first 8 bytes (one block would need
 		// addresses ground for it), so cmp is not the key order: sort by
 		// whole keys and number again. Slower, never wrong.
+		t.renumbered = true
 		slices.SortFunc(sorted, func(a, b keyRef) int { return strings.Compare(es[a.pos].k, es[b.pos].k) })
 		for p := range parts {
 			eachRepeat(txs, start, flat, p*n/parts, (p+1)*n/parts, func(rep, _ *access) { rep.slot = slotRepeated })
@@ -257,11 +261,12 @@ func (t *accessTable) number(es keyRefs, sorted []keyRef, start []int, parts int
 			// with that prefix shows next to the first. Checked here, where
 			// the key's bytes are read anyway: reading them in sorted
 			// order for this alone was a cache miss per key.
-			if s == outs[p].keys || k[:types.AddressLen] != t.keys[s-1][:types.AddressLen] {
-				if checkModules && s > 0 && k[:8] == t.keys[s-1][:8] {
-					outs[p].moduleClash = true
-					return
-				}
+			newModule := s == 0 || k[:types.AddressLen] != t.keys[s-1][:types.AddressLen]
+			if checkModules && newModule && s > 0 && k[:8] == t.keys[s-1][:8] {
+				outs[p].moduleClash = true
+				return
+			}
+			if newModule || s == outs[p].keys { // each part starts a run
 				r := modRun{from: int32(s)}
 				copy(r.module[:], k)
 				outs[p].mods = append(outs[p].mods, r)

@@ -227,6 +227,21 @@ func TestAccessTableAgainstReference(t *testing.T) {
 			if groups != 0 {
 				t.Fatalf("seed %d: %d sender groups too many", seed, groups)
 			}
+			// The whole-key renumbering runs exactly when two modules of
+			// the block share their first 8 bytes ({} and {8: 1}).
+			mods := map[string]bool{}
+			for k := range want {
+				mods[k[:types.AddressLen]] = true
+			}
+			clash := false
+			for k := range mods {
+				for l := range mods {
+					clash = clash || (k[:8] == l[:8] && k != l)
+				}
+			}
+			if tab.renumbered != clash {
+				t.Fatalf("seed %d, %d parts: renumbered %v, modules clash %v", seed, parts, tab.renumbered, clash)
+			}
 			if len(tab.keys) != len(want) || !slices.IsSorted(tab.keys) {
 				t.Fatalf("seed %d: %d keys (sorted %v), want %d distinct", seed, len(tab.keys), slices.IsSorted(tab.keys), len(want))
 			}
