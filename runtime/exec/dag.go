@@ -47,8 +47,9 @@ type accessTable struct {
 	// senderGroups lists, for each sender with several transactions, their
 	// positions in ascending order (see nonceOrder).
 	senderGroups [][]int
-	raw          []byte  // the keys' bytes after the module, concatenated
-	off          []int32 // keys[s]'s bytes are raw[off[s]:off[s+1]]
+	sc           *scratch // where the arrays above and below that no result keeps are
+	raw          []byte   // the keys' bytes after the module, concatenated
+	off          []int32  // keys[s]'s bytes are raw[off[s]:off[s+1]]
 	// mods are the modules of the slots, by runs in slot order: slots
 	// mods[r].from up to the next run's are of mods[r].module. stateKey
 	// reads a slot's module there, not from its key's string, which in
@@ -71,18 +72,25 @@ type modRun struct {
 // merged); a sort of fixed-size prefixes costs less than a map insert per
 // entry and gives the keys in the order the merge emits them.
 func newAccessTable(txs []*types.Tx, senders []types.Address, workers int) *accessTable {
+	return newAccessTableIn(new(scratch), txs, senders, workers)
+}
+
+// newAccessTableIn is newAccessTable with its working arrays in sc.
+func newAccessTableIn(sc *scratch, txs []*types.Tx, senders []types.Address, workers int) *accessTable {
 	n := len(txs)
-	t := &accessTable{all: make([][]access, n), start: make([]int, n+1)}
+	t := &accessTable{all: grow(&sc.all, n), start: grow(&sc.start, n+1), sc: sc}
 	start := t.start
+	start[0] = 0
 	for i, tx := range txs {
 		start[i+1] = start[i] + entryCount(tx)
 	}
-	flat := make([]access, start[n])
+	flat := grow(&sc.flat, start[n])
 	parts := max(1, min(workers, n/accessPartMin))
 	runs := make([][]keyRef, parts)
+	refs := grow(&sc.refs, start[n])
 	// The radix sorts' scratch (each part's range of it), then the merged
 	// run of the parts.
-	scratch := make([]keyRef, start[n])
+	scratch := grow(&sc.sort, start[n])
 	barriers, prefixes := make([]bool, parts), make([]bool, parts)
 	parallel(parts, func(p int) {
 		lo, hi := p*n/parts, (p+1)*n/parts
@@ -95,7 +103,7 @@ func newAccessTable(txs []*types.Tx, senders []types.Address, workers int) *acce
 		// for it, marked as used by another transaction (a transaction
 		// has one record entry, so the repeat is not of its own).
 		eachRepeat(txs, start, flat, lo, hi, func(rep, _ *access) { rep.slot = slotRepeated })
-		run := make([]keyRef, 0, start[hi]-start[lo])
+		run := refs[start[lo]:start[lo]:start[hi]]
 		for i := lo; i < hi; i++ {
 			if isBarrier(txs[i]) {
 				barriers[p] = true
@@ -195,7 +203,7 @@ func (t *accessTable) number(es keyRefs, sorted []keyRef, start []int, parts int
 	for p := range outs {
 		outs[p].keys, total = total, total+outs[p].keys // now the part's first slot
 	}
-	t.keys = make([]string, total)
+	t.keys = grow(&t.sc.keys, total)
 	parallel(parts, func(p int) {
 		o := &outs[p]
 		slot := int32(o.keys - 1)
@@ -248,7 +256,8 @@ func (t *accessTable) number(es keyRefs, sorted []keyRef, start []int, parts int
 		outs[p].size, size = size, size+outs[p].size // now the part's first byte
 	}
 	t.raw = make([]byte, size)
-	t.off = make([]int32, total+1)
+	t.off = grow(&t.sc.off, total+1)
+	t.off[0] = 0
 	parallel(parts, func(p int) {
 		at := outs[p].size
 		last := total

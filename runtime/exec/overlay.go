@@ -358,7 +358,7 @@ func (o *overlay) Set(module types.Address, k, value []byte) error {
 // batches of prefetchBatch. Prefix contents are not prefetched: they are read by Iterate
 // when a transaction asks.
 func prefetch(ctx context.Context, parent StateView, t *accessTable, readers int) ([][]byte, error) {
-	vals := make([][]byte, len(t.keys))
+	vals := grow(&t.sc.vals, len(t.keys))
 	readers = max(1, min(readers, len(t.keys)/prefetchChunkMin))
 	errs := make([]error, readers)
 	br, batch := parent.(batchReader)
@@ -391,6 +391,7 @@ func prefetch(ctx context.Context, parent StateView, t *accessTable, readers int
 				// An over-long key fails the transaction when it is used;
 				// it must not fail the block here. No state holds it, so
 				// absent (nil) is its value.
+				vals[s] = nil
 				continue
 			}
 			var err error

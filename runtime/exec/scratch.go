@@ -1,0 +1,49 @@
+package exec
+
+import (
+	"sync"
+
+	"github.com/kairos-network/kairos/types"
+)
+
+// scratch is the working memory of a block that no result keeps: the
+// access table's entries, sort arrays and key slots, the senders, the
+// overlays and their write buffers, the prefetched values and the merge's
+// last writes. It is reused from block to block (scratches): allocated
+// afresh it was ~4 MB per 5 000-transfer block, which the serial baseline
+// and the workers alike paid in zeroing, page faults and collections, the
+// workers more so, since the collector then runs on their cores rather
+// than an idle one. What a result keeps (the key bytes of its writes,
+// account records, receipts) is allocated per block as before.
+//
+// A block takes one in prepare and puts it back when its result is
+// merged: nothing of it may be reachable from a result or from anything
+// that outlives the block. Arrays are handed out with stale contents
+// (see grow): each user writes every element it reads first.
+type scratch struct {
+	all      [][]access
+	start    []int
+	flat     []access
+	refs     []keyRef // the numbering parts' runs, each a range of it
+	sort     []keyRef // the radix sorts' scratch, then the merged run
+	keys     []string
+	off      []int32
+	senders  []types.Address
+	overlays []overlay
+	wbuf     []write
+	vals     [][]byte
+	writes   [][]write // txOutcomes.writes
+	last     []uint64  // the merge's last write per slot
+}
+
+var scratches = sync.Pool{New: func() any { return new(scratch) }}
+
+// grow returns (*a)[:n], with a new array (kept in *a) if *a has too
+// little room. The elements keep whatever they held.
+func grow[T any](a *[]T, n int) []T {
+	if cap(*a) < n {
+		*a = make([]T, n)
+	}
+	*a = (*a)[:n]
+	return *a
+}
