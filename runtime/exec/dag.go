@@ -396,8 +396,31 @@ func (t *accessTable) slotOf(k string) int32 {
 // stateKey is the state key of slot s. Its Key shares the table's bytes
 // (capacity clipped, so an append copies): no allocation per key.
 func (t *accessTable) stateKey(s int32) types.StateKey {
+	c := t.slotKeys(s)
+	return c.at(s)
+}
+
+// slotKeys returns a cursor that gives the state keys of slots from s on
+// in ascending order, as the prefetch and the merge read them: finding a
+// slot's module run is then a step, not a search.
+func (t *accessTable) slotKeys(s int32) slotKeys {
 	r, _ := slices.BinarySearchFunc(t.mods, s+1, func(m modRun, s int32) int { return cmp.Compare(m.from, s) })
-	return types.StateKey{Module: t.mods[r-1].module, Key: t.raw[t.off[s]:t.off[s+1]:t.off[s+1]]}
+	return slotKeys{t: t, run: r - 1}
+}
+
+// slotKeys is a cursor over a table's slots (see accessTable.slotKeys).
+type slotKeys struct {
+	t   *accessTable
+	run int // the module run of the latest slot
+}
+
+// at returns the state key of slot s, at or after the cursor's last.
+func (c *slotKeys) at(s int32) types.StateKey {
+	t := c.t
+	for c.run+1 < len(t.mods) && t.mods[c.run+1].from <= s {
+		c.run++
+	}
+	return types.StateKey{Module: t.mods[c.run].module, Key: t.raw[t.off[s]:t.off[s+1]:t.off[s+1]]}
 }
 
 // keyRef is an exact entry in a key sort: hi and lo are the big-endian

@@ -101,10 +101,15 @@ func (x *Executor) merge(outs *txOutcomes, t *accessTable, workers int, disjoint
 	slotted := make([]state.Write, counts[parts])
 	parallel(parts, func(p int) {
 		j := counts[p]
-		for s := p * len(keys) / parts; s < (p+1)*len(keys)/parts; s++ {
+		lo := p * len(keys) / parts
+		var sk slotKeys
+		if lo < len(keys) {
+			sk = t.slotKeys(int32(lo))
+		}
+		for s := lo; s < (p+1)*len(keys)/parts; s++ {
 			if l := last[s]; l != 0 {
 				v := outs.writes[l>>32-1][uint32(l)].v
-				slotted[j] = state.Write{Key: t.stateKey(int32(s)), Value: nilIfEmpty(v)}
+				slotted[j] = state.Write{Key: sk.at(int32(s)), Value: nilIfEmpty(v)}
 				j++
 			}
 		}

@@ -386,6 +386,10 @@ func prefetch(ctx context.Context, parent StateView, t *accessTable, readers int
 			keys, slots = keys[:0], slots[:0]
 			return nil
 		}
+		var sk slotKeys
+		if lo < hi {
+			sk = t.slotKeys(int32(lo))
+		}
 		for s := lo; s < hi; s++ {
 			if t.off[s+1]-t.off[s] > types.StateKeyMax {
 				// An over-long key fails the transaction when it is used;
@@ -396,8 +400,8 @@ func prefetch(ctx context.Context, parent StateView, t *accessTable, readers int
 			}
 			var err error
 			if !batch {
-				vals[s], err = parent.Get(ctx, t.stateKey(int32(s)))
-			} else if keys, slots = append(keys, t.stateKey(int32(s))), append(slots, int32(s)); len(keys) == prefetchBatch {
+				vals[s], err = parent.Get(ctx, sk.at(int32(s)))
+			} else if keys, slots = append(keys, sk.at(int32(s))), append(slots, int32(s)); len(keys) == prefetchBatch {
 				err = flush()
 			}
 			if err != nil {
