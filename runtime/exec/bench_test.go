@@ -183,12 +183,14 @@ func BenchmarkPhases(b *testing.B) {
 			}
 		}
 		run() // warm the engine
+		numbering := new(scratch)
 		for _, p := range []struct {
 			name string
 			fn   func()
 		}{
 			{"senders", func() { sendersOf(txs) }},
-			{"numbering", func() { newAccessTable(txs, bl.senders, 1) }},
+			// In its own scratch, reused as a block's is.
+			{"numbering", func() { newAccessTableIn(numbering, txs, bl.senders, 1) }},
 			{"prefetch", func() {
 				if _, err := prefetch(ctx, s, bl.access, 1); err != nil {
 					b.Fatal(err)
