@@ -49,13 +49,15 @@ func BenchmarkExecute(b *testing.B) {
 			if _, err := s.Commit(ctx, 1, genesis); err != nil {
 				b.Fatal(err)
 			}
+			serial, w1, w2 := New(r, Options{}), New(r, Options{Workers: 1}), New(r, Options{Workers: 2})
 			for _, c := range []struct {
 				name string
 				run  func() (*BlockResult, error)
 			}{
-				{"serial", func() (*BlockResult, error) { return New(r, Options{}).ExecuteSerial(ctx, s, blk, txs) }},
-				{"workers=1", func() (*BlockResult, error) { return New(r, Options{Workers: 1}).ExecuteBlock(ctx, s, blk, txs) }},
-				{"workers=2", func() (*BlockResult, error) { return New(r, Options{Workers: 2}).ExecuteBlock(ctx, s, blk, txs) }},
+				// One executor per mode for all its blocks, as a node has.
+				{"serial", func() (*BlockResult, error) { return serial.ExecuteSerial(ctx, s, blk, txs) }},
+				{"workers=1", func() (*BlockResult, error) { return w1.ExecuteBlock(ctx, s, blk, txs) }},
+				{"workers=2", func() (*BlockResult, error) { return w2.ExecuteBlock(ctx, s, blk, txs) }},
 			} {
 				b.Run(fmt.Sprintf("%s/conflict=%.0f%%/%s", module, 100*rate, c.name), func(b *testing.B) {
 					cpu0 := processCPU()

@@ -107,8 +107,9 @@ type Options struct {
 
 // Executor executes blocks with a Runner. It holds no per-block state.
 type Executor struct {
-	run  Runner
-	opts Options
+	run   Runner
+	opts  Options
+	spare spareScratch // the working memory of its last block (see scratch)
 }
 
 // New returns an executor of r.
@@ -148,10 +149,10 @@ type block struct {
 	sc    *scratch // holds senders, access's arrays, cache, overlays, wbuf
 }
 
-// done gives the block's scratch back for the next block's: call it only
-// once nothing of the block but its merged result is used.
-func (bl *block) done() {
-	scratches.Put(bl.sc)
+// done gives the block's scratch back to x for its next block: call it
+// only once nothing of the block but its merged result is used.
+func (x *Executor) done(bl *block) {
+	x.spare.put(bl.sc)
 	bl.sc = nil
 }
 
@@ -167,7 +168,7 @@ func (x *Executor) prepare(ctx context.Context, parent StateView, b *types.Block
 			return nil, fmt.Errorf("%w: body %d is nil", ErrBlockMismatch, i)
 		}
 	}
-	sc := scratches.Get().(*scratch)
+	sc := x.spare.get()
 	bl := &block{env: BlockEnv{Height: b.Height, Time: b.Time}, b: b, txs: txs, senders: grow(&sc.senders, len(txs)), sc: sc}
 	// A sender address is a hash of the public key: worth the workers.
 	parts := max(1, min(x.opts.Workers, len(txs)/accessPartMin))
@@ -203,7 +204,7 @@ func (x *Executor) ExecuteBlock(ctx context.Context, parent StateView, b *types.
 	n := len(txs)
 	outs := bl.sc.outcomes(n)
 	if n == 0 {
-		defer bl.done()
+		defer x.done(bl)
 		return x.merge(outs, bl.access, 1, false), nil
 	}
 	if bl.access.independent {
@@ -305,7 +306,7 @@ func (x *Executor) ExecuteBlock(ctx context.Context, parent StateView, b *types.
 	if fail.err != nil {
 		return nil, fail.err
 	}
-	defer bl.done()
+	defer x.done(bl)
 	return restoreOrder(x.merge(outs, bl.access, x.opts.Workers, false), bl.order), nil
 }
 
@@ -388,7 +389,7 @@ func (x *Executor) executeIndependent(ctx context.Context, bl *block, parent Sta
 	if fail.err != nil {
 		return nil, fail.err
 	}
-	defer bl.done()
+	defer x.done(bl)
 	return restoreOrder(x.merge(outs, bl.access, x.opts.Workers, true), bl.order), nil
 }
 
@@ -415,7 +416,7 @@ func (x *Executor) ExecuteSerial(ctx context.Context, parent StateView, b *types
 		outs.set(i, out)
 		sl.publish(i, out.writes)
 	}
-	defer bl.done()
+	defer x.done(bl)
 	return restoreOrder(x.merge(outs, bl.access, 1, false), bl.order), nil
 }
 

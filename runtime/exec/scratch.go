@@ -1,7 +1,7 @@
 package exec
 
 import (
-	"sync"
+	"sync/atomic"
 
 	"github.com/kairos-network/kairos/types"
 )
@@ -16,10 +16,15 @@ import (
 // than an idle one. What a result keeps (the key bytes of its writes,
 // account records, receipts) is allocated per block as before.
 //
-// A block takes one in prepare and puts it back when its result is
-// merged: nothing of it may be reachable from a result or from anything
-// that outlives the block. Arrays are handed out with stale contents
-// (see grow): each user writes every element it reads first.
+// A block takes its executor's spare one in prepare (or a new one when
+// another block of the executor holds it) and puts it back when its
+// result is merged: nothing of it may be reachable from a result or from
+// anything that outlives the block. Arrays are handed out with stale
+// contents (see grow): each user writes every element it reads first. An
+// executor keeps one spare, and only up to scratchKeepMax entries: a
+// sync.Pool lost it whenever the next block's goroutine ran on another P
+// than the last one's (a P's private item is not stolen), and it would be
+// emptied by every collection.
 type scratch struct {
 	all      [][]access
 	start    []int
@@ -36,7 +41,28 @@ type scratch struct {
 	last     []uint64  // the merge's last write per slot
 }
 
-var scratches = sync.Pool{New: func() any { return new(scratch) }}
+// scratchKeepMax is the most access entries (about four per transfer)
+// of a scratch an executor keeps for its next block: a larger block's
+// (up to BlockTxsMax transactions) is left to the collector.
+const scratchKeepMax = 1 << 17
+
+// spareScratch holds an executor's spare scratch (see scratch).
+type spareScratch struct{ p atomic.Pointer[scratch] }
+
+// get returns the spare scratch, or a new one if there is none.
+func (s *spareScratch) get() *scratch {
+	if sc := s.p.Swap(nil); sc != nil {
+		return sc
+	}
+	return new(scratch)
+}
+
+// put keeps sc as the spare unless it is too large.
+func (s *spareScratch) put(sc *scratch) {
+	if cap(sc.flat) <= scratchKeepMax {
+		s.p.Store(sc)
+	}
+}
 
 // grow returns (*a)[:n], with a new array (kept in *a) if *a has too
 // little room. The elements keep whatever they held.
