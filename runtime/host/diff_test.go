@@ -274,13 +274,7 @@ func TestHostDiff(t *testing.T) {
 // runWasm replays a script through the real host and returns the outcomes
 // and the final chain.
 func runWasm(t *testing.T, engine int, steps []step) ([]outcome, *chain, map[string]bool, []host.Result) {
-	return runWasmArena(t, engine, steps, nil)
-}
-
-// runWasmArena is runWasm with the transactions' copies in arena.
-func runWasmArena(t *testing.T, engine int, steps []step, arena *host.Arena) ([]outcome, *chain, map[string]bool, []host.Result) {
 	c := newChain(t, engine)
-	c.arena = arena
 	var outs []outcome
 	written := map[string]bool{}
 	var results []host.Result
