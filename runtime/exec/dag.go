@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"unsafe"
 
 	"github.com/kairos-network/kairos/types"
 )
@@ -92,9 +93,10 @@ func newAccessTableIn(sc *scratch, txs []*types.Tx, senders []types.Address, wor
 	// run of the parts.
 	scratch := grow(&sc.sort, start[n])
 	barriers, prefixes := make([]bool, parts), make([]bool, parts)
+	chunks := grow(&sc.keyChunks, parts)
 	parallel(parts, func(p int) {
 		lo, hi := p*n/parts, (p+1)*n/parts
-		var b keyBuilder
+		b := keyBuilder{chunks: &chunks[p]}
 		for i := lo; i < hi; i++ {
 			t.all[i] = entries(flat[start[i]:start[i]:start[i+1]], &b, txs[i], senders[i])
 		}
@@ -331,15 +333,21 @@ func entryCount(tx *types.Tx) int {
 }
 
 // keyBuilder holds the keys of a range of transactions' entries: they are
-// written to a builder and sliced from its string, a new builder of
-// keyChunk bytes whenever one is full (never grown: earlier keys would keep
-// the old copy, correct but wasted), so the range allocates its keys in a
-// few chunks without sizing them first (that pass over the transactions
-// cost a quarter of listing the entries). The record key of the module
-// called last is reused while the next transactions call the same module
-// (see slotRepeat).
+// written to a chunk of keyChunk bytes and viewed as strings, a new chunk
+// whenever one is full (never grown: the keys already handed out view the
+// old one), so the range writes its keys without sizing them first (that
+// pass over the transactions cost a quarter of listing the entries). The
+// chunks are a block scratch's (chunks), reused by later blocks: allocated
+// per block they were ~1 MB per 5 000-transfer block. So the strings are
+// valid only while the block runs: nothing that outlives it (a result, a
+// cache) may keep one, or the next block's keys would change it (see
+// TestResultsOutliveTheScratch). A zero keyBuilder allocates its chunks.
+// The record key of the module called last is reused while the next
+// transactions call the same module (see slotRepeat).
 type keyBuilder struct {
-	strings.Builder
+	chunks *[][]byte     // the scratch's chunks for this range
+	used   int           // of them
+	cur    []byte        // the chunk being written
 	module types.Address // of rec
 	rec    string
 }
@@ -349,14 +357,25 @@ const keyChunk = 64 << 10
 
 // key appends module ‖ k and returns it.
 func (b *keyBuilder) key(module types.Address, k []byte) string {
-	if n := types.AddressLen + len(k); b.Cap()-b.Len() < n {
-		b.Builder = strings.Builder{}
-		b.Grow(max(keyChunk, n))
+	n := types.AddressLen + len(k)
+	if cap(b.cur)-len(b.cur) < n {
+		switch {
+		case n > keyChunk: // an invalid key, too long for any state
+			b.cur = make([]byte, 0, n)
+		case b.chunks != nil && b.used < len(*b.chunks):
+			b.cur = (*b.chunks)[b.used][:0]
+			b.used++
+		default:
+			b.cur = make([]byte, 0, keyChunk)
+			if b.chunks != nil {
+				*b.chunks = append(*b.chunks, b.cur)
+				b.used++
+			}
+		}
 	}
-	from := b.Len()
-	b.Write(module[:])
-	b.Write(k)
-	return b.String()[from:]
+	from := len(b.cur)
+	b.cur = append(append(b.cur, module[:]...), k...)
+	return unsafe.String(&b.cur[from], n)
 }
 
 // entries appends tx's accesses for the conflict analysis to es: the

@@ -39,6 +39,9 @@ type scratch struct {
 	vals     [][]byte
 	writes   [][]write // txOutcomes.writes
 	last     []uint64  // the merge's last write per slot
+	// keyChunks holds the chunks of the entries' key strings, a list
+	// per listing part (see keyBuilder).
+	keyChunks [][][]byte
 }
 
 // scratchKeepMax is the most access entries (about four per transfer)
