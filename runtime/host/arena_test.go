@@ -23,7 +23,9 @@ func TestArenaResultsEqual(t *testing.T) {
 		t.Fatal(err)
 	}
 	token := addr("token_wat")
-	amount := func(a types.Address, n uint64) []byte { return binary.BigEndian.AppendUint64(append([]byte(nil), a[:]...), n) }
+	amount := func(a types.Address, n uint64) []byte {
+		return binary.BigEndian.AppendUint64(append([]byte(nil), a[:]...), n)
+	}
 	calls := []call{
 		{from: alice, to: token, method: "mint", input: amount(alice, 1000)},
 		{from: alice, to: token, method: "transfer", input: amount(bob, 300)},
