@@ -412,16 +412,11 @@ func (t *accessTable) slotOf(k string) int32 {
 	return -1
 }
 
-// stateKey is the state key of slot s. Its Key shares the table's bytes
-// (capacity clipped, so an append copies): no allocation per key.
-func (t *accessTable) stateKey(s int32) types.StateKey {
-	c := t.slotKeys(s)
-	return c.at(s)
-}
-
 // slotKeys returns a cursor that gives the state keys of slots from s on
 // in ascending order, as the prefetch and the merge read them: finding a
-// slot's module run is then a step, not a search.
+// slot's module run is then a step, not a search. A key's Key shares the
+// table's bytes (capacity clipped, so an append copies): no allocation
+// per key.
 func (t *accessTable) slotKeys(s int32) slotKeys {
 	r, _ := slices.BinarySearchFunc(t.mods, s+1, func(m modRun, s int32) int { return cmp.Compare(m.from, s) })
 	return slotKeys{t: t, run: r - 1}

@@ -105,7 +105,8 @@ type Options struct {
 	reverseMerge bool
 }
 
-// Executor executes blocks with a Runner. It holds no per-block state.
+// Executor executes blocks with a Runner. It holds no per-block state,
+// only the working memory of its last block, for its next (see scratch).
 type Executor struct {
 	run   Runner
 	opts  Options

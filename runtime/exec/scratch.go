@@ -9,7 +9,7 @@ import (
 // scratch is the working memory of a block that no result keeps: the
 // access table's entries, sort arrays and key slots, the senders, the
 // overlays and their write buffers, the prefetched values and the merge's
-// last writes. It is reused from block to block (scratches): allocated
+// last writes. It is reused from block to block (Executor.spare): allocated
 // afresh it was ~4 MB per 5 000-transfer block, which the serial baseline
 // and the workers alike paid in zeroing, page faults and collections, the
 // workers more so, since the collector then runs on their cores rather
