@@ -3,6 +3,7 @@ package state
 import (
 	"context"
 	"errors"
+	"sync"
 	"unsafe"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -22,34 +23,30 @@ const getManyLockMax = 1024
 // key, read in one call. The executor's prefetch reads a block's declared
 // keys with it (thousands per block): Get built each datastore key in an
 // allocation of its own and, on the in-memory store, took the datastore's
-// lock per read. GetMany builds every key in one reused buffer (the
-// datastores only compare it), takes the in-memory store's read lock once
-// per getManyLockMax keys, and on pebble copies the values into one
-// growing arena instead of one allocation each. The returned values must
-// not be modified (like Get's on the in-memory store); values of one call
-// may share an array. A key over types.StateKeyMax fails the call with
-// ErrKeyTooLong, as Get does; dst then holds the values read before it.
+// lock per read. GetMany builds the keys in one reused buffer (the
+// datastores only compare them), escaping a module once for a run of its
+// keys (callers such as the prefetch pass them sorted), takes the
+// in-memory store's read lock once per getManyLockMax keys, and on pebble
+// copies the values into one growing arena instead of one allocation each.
+// The returned values must not be modified (like Get's on the in-memory
+// store); values of one call may share an array. A key over
+// types.StateKeyMax fails the call with ErrKeyTooLong, as Get does; dst
+// then holds the values read before it.
 func (s *Store) GetMany(ctx context.Context, keys []types.StateKey, dst [][]byte) ([][]byte, error) {
-	var buf []byte
-	key := func(k types.StateKey) ([]byte, error) {
-		if err := checkKeyLen(k); err != nil {
-			return nil, err
-		}
-		buf = appendKVKey(buf[:0], k) // kept: the next key reuses what it grew to
-		return buf, nil
-	}
 	// unsafeKey views b as a datastore key without copying it: valid only
-	// until buf is next written, which is enough for a lookup.
+	// until b's bytes are next written, which is enough for a lookup.
 	unsafeKey := func(b []byte) ds.Key { return ds.RawKey(unsafe.String(unsafe.SliceData(b), len(b))) }
+	kb := keyBufs.Get().(*keyBuf)
+	defer keyBufs.Put(kb)
 
 	if s.pdb != nil {
 		var arena []byte
 		for _, k := range keys {
-			b, err := key(k)
-			if err != nil {
+			if err := checkKeyLen(k); err != nil {
 				return dst, err
 			}
-			v, closer, err := s.pdb.Get(b)
+			kb.reset() // one key at a time: pebble's read costs far more than the escaping
+			v, closer, err := s.pdb.Get(kb.add(k))
 			if errors.Is(err, pebble.ErrNotFound) {
 				dst = append(dst, nil)
 				continue
@@ -71,17 +68,29 @@ func (s *Store) GetMany(ctx context.Context, keys []types.StateKey, dst [][]byte
 
 	if md, ok := s.d.(*dssync.MutexDatastore); ok {
 		if m, ok := md.Children()[0].(*ds.MapDatastore); ok {
+			// Each run's keys are built first, outside the lock, then
+			// looked up in a loop of map lookups alone. The map holds the
+			// whole state and is mostly out of the caches, so a lookup
+			// waits for memory; in a tight loop of independent lookups the
+			// CPU overlaps more of those waits than with the escaping in
+			// between (the prefetch of a 5 000-transfer block, caches
+			// evicted: 2.9 → 2.4 ms).
 			for len(keys) > 0 {
 				run := keys[:min(len(keys), getManyLockMax)]
 				keys = keys[len(run):]
-				md.RLock()
+				kb.reset()
+				var bad error
 				for _, k := range run {
-					b, err := key(k)
-					if err != nil {
-						md.RUnlock()
-						return dst, err
+					if bad = checkKeyLen(k); bad != nil {
+						break // the keys before it are still read
 					}
-					v, err := m.Get(ctx, unsafeKey(b))
+					kb.add(k)
+					kb.ends = append(kb.ends, len(kb.buf))
+				}
+				md.RLock()
+				from := 0
+				for _, to := range kb.ends {
+					v, err := m.Get(ctx, unsafeKey(kb.buf[from:to]))
 					if errors.Is(err, ds.ErrNotFound) {
 						v, err = nil, nil
 					}
@@ -90,8 +99,12 @@ func (s *Store) GetMany(ctx context.Context, keys []types.StateKey, dst [][]byte
 						return dst, err
 					}
 					dst = append(dst, v)
+					from = to
 				}
 				md.RUnlock()
+				if bad != nil {
+					return dst, bad
+				}
 			}
 			return dst, nil
 		}
@@ -106,4 +119,38 @@ func (s *Store) GetMany(ctx context.Context, keys []types.StateKey, dst [][]byte
 		dst = append(dst, v)
 	}
 	return dst, nil
+}
+
+// keyBufs holds GetMany's key buffers between calls: the prefetch calls
+// it for every few hundred keys, and a buffer grown from empty each time
+// cost more allocation than the values read.
+var keyBufs = sync.Pool{New: func() any { return new(keyBuf) }}
+
+// keyBuf builds datastore keys of state keys (appendKVKey) one after the
+// other in one buffer, reusing the escaped module of the previous key
+// when the next has the same module.
+type keyBuf struct {
+	buf    []byte
+	ends   []int // where each key built since reset ends
+	last   int   // where the latest key starts
+	mod    int   // the length of its module part (0: none yet)
+	module types.Address
+}
+
+// reset empties the buffer, keeping its array.
+func (b *keyBuf) reset() { b.buf, b.ends, b.last, b.mod = b.buf[:0], b.ends[:0], 0, 0 }
+
+// add appends the datastore key of k and returns it (valid until the
+// buffer is next written).
+func (b *keyBuf) add(k types.StateKey) []byte {
+	from := len(b.buf)
+	if b.mod > 0 && k.Module == b.module {
+		b.buf = append(b.buf, b.buf[b.last:b.last+b.mod]...)
+	} else {
+		b.buf = appendKVKey(b.buf, types.StateKey{Module: k.Module})
+		b.mod, b.module = len(b.buf)-from, k.Module
+	}
+	b.last = from
+	b.buf = appendEscaped(b.buf, k.Key)
+	return b.buf[from:]
 }

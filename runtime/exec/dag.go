@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"unsafe"
 
 	"github.com/kairos-network/kairos/types"
 )
@@ -47,8 +48,23 @@ type accessTable struct {
 	// senderGroups lists, for each sender with several transactions, their
 	// positions in ascending order (see nonceOrder).
 	senderGroups [][]int
-	raw          []byte  // the keys' bytes after the module, concatenated
-	off          []int32 // keys[s]'s bytes are raw[off[s]:off[s+1]]
+	sc           *scratch // where the arrays above and below that no result keeps are
+	raw          []byte   // the keys' bytes after the module, concatenated
+	off          []int32  // keys[s]'s bytes are raw[off[s]:off[s+1]]
+	// mods are the modules of the slots, by runs in slot order: slots
+	// mods[r].from up to the next run's are of mods[r].module. stateKey
+	// reads a slot's module there, not from its key's string, which in
+	// slot order is a cache miss per key.
+	mods []modRun
+	// renumbered: two modules share their 8-byte prefix, so the keys
+	// were sorted and numbered again by whole keys (tests check when).
+	renumbered bool
+}
+
+// modRun is a run of slots of one module (see accessTable.mods).
+type modRun struct {
+	from   int32
+	module types.Address
 }
 
 // newAccessTable lists every transaction's entries and numbers the distinct
@@ -57,22 +73,30 @@ type accessTable struct {
 // merged); a sort of fixed-size prefixes costs less than a map insert per
 // entry and gives the keys in the order the merge emits them.
 func newAccessTable(txs []*types.Tx, senders []types.Address, workers int) *accessTable {
+	return newAccessTableIn(new(scratch), txs, senders, workers)
+}
+
+// newAccessTableIn is newAccessTable with its working arrays in sc.
+func newAccessTableIn(sc *scratch, txs []*types.Tx, senders []types.Address, workers int) *accessTable {
 	n := len(txs)
-	t := &accessTable{all: make([][]access, n), start: make([]int, n+1)}
+	t := &accessTable{all: grow(&sc.all, n), start: grow(&sc.start, n+1), sc: sc}
 	start := t.start
+	start[0] = 0
 	for i, tx := range txs {
 		start[i+1] = start[i] + entryCount(tx)
 	}
-	flat := make([]access, start[n])
+	flat := grow(&sc.flat, start[n])
 	parts := max(1, min(workers, n/accessPartMin))
 	runs := make([][]keyRef, parts)
+	refs := grow(&sc.refs, start[n])
 	// The radix sorts' scratch (each part's range of it), then the merged
 	// run of the parts.
-	scratch := make([]keyRef, start[n])
+	scratch := grow(&sc.sort, start[n])
 	barriers, prefixes := make([]bool, parts), make([]bool, parts)
+	chunks := grow(&sc.keyChunks, parts)
 	parallel(parts, func(p int) {
 		lo, hi := p*n/parts, (p+1)*n/parts
-		var b keyBuilder
+		b := keyBuilder{chunks: &chunks[p]}
 		for i := lo; i < hi; i++ {
 			t.all[i] = entries(flat[start[i]:start[i]:start[i+1]], &b, txs[i], senders[i])
 		}
@@ -81,7 +105,7 @@ func newAccessTable(txs []*types.Tx, senders []types.Address, workers int) *acce
 		// for it, marked as used by another transaction (a transaction
 		// has one record entry, so the repeat is not of its own).
 		eachRepeat(txs, start, flat, lo, hi, func(rep, _ *access) { rep.slot = slotRepeated })
-		run := make([]keyRef, 0, start[hi]-start[lo])
+		run := refs[start[lo]:start[lo]:start[hi]]
 		for i := lo; i < hi; i++ {
 			if isBarrier(txs[i]) {
 				barriers[p] = true
@@ -105,6 +129,7 @@ func newAccessTable(txs []*types.Tx, senders []types.Address, workers int) *acce
 		// Two modules share their first 8 bytes (one block would need
 		// addresses ground for it), so cmp is not the key order: sort by
 		// whole keys and number again. Slower, never wrong.
+		t.renumbered = true
 		slices.SortFunc(sorted, func(a, b keyRef) int { return strings.Compare(es[a.pos].k, es[b.pos].k) })
 		for p := range parts {
 			eachRepeat(txs, start, flat, p*n/parts, (p+1)*n/parts, func(rep, _ *access) { rep.slot = slotRepeated })
@@ -164,6 +189,7 @@ func (t *accessTable) number(es keyRefs, sorted []keyRef, start []int, parts int
 	type partOut struct {
 		keys, size  int
 		groups      [][]int
+		mods        []modRun
 		conflict    bool // a key used by two transactions and written
 		moduleClash bool // two modules share their 8-byte prefix
 	}
@@ -179,7 +205,7 @@ func (t *accessTable) number(es keyRefs, sorted []keyRef, start []int, parts int
 	for p := range outs {
 		outs[p].keys, total = total, total+outs[p].keys // now the part's first slot
 	}
-	t.keys = make([]string, total)
+	t.keys = grow(&t.sc.keys, total)
 	parallel(parts, func(p int) {
 		o := &outs[p]
 		slot := int32(o.keys - 1)
@@ -232,7 +258,8 @@ func (t *accessTable) number(es keyRefs, sorted []keyRef, start []int, parts int
 		outs[p].size, size = size, size+outs[p].size // now the part's first byte
 	}
 	t.raw = make([]byte, size)
-	t.off = make([]int32, total+1)
+	t.off = grow(&t.sc.off, total+1)
+	t.off[0] = 0
 	parallel(parts, func(p int) {
 		at := outs[p].size
 		last := total
@@ -245,11 +272,15 @@ func (t *accessTable) number(es keyRefs, sorted []keyRef, start []int, parts int
 			// with that prefix shows next to the first. Checked here, where
 			// the key's bytes are read anyway: reading them in sorted
 			// order for this alone was a cache miss per key.
-			if checkModules && s > 0 {
-				if prev := t.keys[s-1]; k[:8] == prev[:8] && k[:types.AddressLen] != prev[:types.AddressLen] {
-					outs[p].moduleClash = true
-					return
-				}
+			newModule := s == 0 || k[:types.AddressLen] != t.keys[s-1][:types.AddressLen]
+			if checkModules && newModule && s > 0 && k[:8] == t.keys[s-1][:8] {
+				outs[p].moduleClash = true
+				return
+			}
+			if newModule || s == outs[p].keys { // each part starts a run
+				r := modRun{from: int32(s)}
+				copy(r.module[:], k)
+				outs[p].mods = append(outs[p].mods, r)
 			}
 			at += copy(t.raw[at:], k[types.AddressLen:])
 			t.off[s+1] = int32(at)
@@ -259,8 +290,11 @@ func (t *accessTable) number(es keyRefs, sorted []keyRef, start []int, parts int
 		if outs[p].moduleClash {
 			return false
 		}
+	}
+	for p := range outs {
 		t.independent = t.independent && !outs[p].conflict
 		t.senderGroups = append(t.senderGroups, outs[p].groups...)
+		t.mods = append(t.mods, outs[p].mods...)
 	}
 	return true
 }
@@ -299,15 +333,21 @@ func entryCount(tx *types.Tx) int {
 }
 
 // keyBuilder holds the keys of a range of transactions' entries: they are
-// written to a builder and sliced from its string, a new builder of
-// keyChunk bytes whenever one is full (never grown: earlier keys would keep
-// the old copy, correct but wasted), so the range allocates its keys in a
-// few chunks without sizing them first (that pass over the transactions
-// cost a quarter of listing the entries). The record key of the module
-// called last is reused while the next transactions call the same module
-// (see slotRepeat).
+// written to a chunk of keyChunk bytes and viewed as strings, a new chunk
+// whenever one is full (never grown: the keys already handed out view the
+// old one), so the range writes its keys without sizing them first (that
+// pass over the transactions cost a quarter of listing the entries). The
+// chunks are a block scratch's (chunks), reused by later blocks: allocated
+// per block they were ~1 MB per 5 000-transfer block. So the strings are
+// valid only while the block runs: nothing that outlives it (a result, a
+// cache) may keep one, or the next block's keys would change it (see
+// TestResultsOutliveTheScratch). A zero keyBuilder allocates its chunks.
+// The record key of the module called last is reused while the next
+// transactions call the same module (see slotRepeat).
 type keyBuilder struct {
-	strings.Builder
+	chunks *[][]byte     // the scratch's chunks for this range
+	used   int           // of them
+	cur    []byte        // the chunk being written
 	module types.Address // of rec
 	rec    string
 }
@@ -317,14 +357,25 @@ const keyChunk = 64 << 10
 
 // key appends module ‖ k and returns it.
 func (b *keyBuilder) key(module types.Address, k []byte) string {
-	if n := types.AddressLen + len(k); b.Cap()-b.Len() < n {
-		b.Builder = strings.Builder{}
-		b.Grow(max(keyChunk, n))
+	n := types.AddressLen + len(k)
+	if cap(b.cur)-len(b.cur) < n {
+		switch {
+		case n > keyChunk: // an invalid key, too long for any state
+			b.cur = make([]byte, 0, n)
+		case b.chunks != nil && b.used < len(*b.chunks):
+			b.cur = (*b.chunks)[b.used][:0]
+			b.used++
+		default:
+			b.cur = make([]byte, 0, keyChunk)
+			if b.chunks != nil {
+				*b.chunks = append(*b.chunks, b.cur)
+				b.used++
+			}
+		}
 	}
-	from := b.Len()
-	b.Write(module[:])
-	b.Write(k)
-	return b.String()[from:]
+	from := len(b.cur)
+	b.cur = append(append(b.cur, module[:]...), k...)
+	return unsafe.String(&b.cur[from], n)
 }
 
 // entries appends tx's accesses for the conflict analysis to es: the
@@ -361,13 +412,29 @@ func (t *accessTable) slotOf(k string) int32 {
 	return -1
 }
 
-// stateKey is the state key of slot s. Its Key shares the table's bytes
-// (capacity clipped, so an append copies): no allocation per key.
-func (t *accessTable) stateKey(s int32) types.StateKey {
-	var k types.StateKey
-	copy(k.Module[:], t.keys[s])
-	k.Key = t.raw[t.off[s]:t.off[s+1]:t.off[s+1]]
-	return k
+// slotKeys returns a cursor that gives the state keys of slots from s on
+// in ascending order, as the prefetch and the merge read them: finding a
+// slot's module run is then a step, not a search. A key's Key shares the
+// table's bytes (capacity clipped, so an append copies): no allocation
+// per key.
+func (t *accessTable) slotKeys(s int32) slotKeys {
+	r, _ := slices.BinarySearchFunc(t.mods, s+1, func(m modRun, s int32) int { return cmp.Compare(m.from, s) })
+	return slotKeys{t: t, run: r - 1}
+}
+
+// slotKeys is a cursor over a table's slots (see accessTable.slotKeys).
+type slotKeys struct {
+	t   *accessTable
+	run int // the module run of the latest slot
+}
+
+// at returns the state key of slot s, at or after the cursor's last.
+func (c *slotKeys) at(s int32) types.StateKey {
+	t := c.t
+	for c.run+1 < len(t.mods) && t.mods[c.run+1].from <= s {
+		c.run++
+	}
+	return types.StateKey{Module: t.mods[c.run].module, Key: t.raw[t.off[s]:t.off[s+1]:t.off[s+1]]}
 }
 
 // keyRef is an exact entry in a key sort: hi and lo are the big-endian

@@ -50,7 +50,9 @@
 // and the slots are computed once per block and shared by the prefetch,
 // the DAG, the block layers (arrays by slot), the overlays (a transaction
 // finds the slot of a key it declared among its own few entries) and the
-// merge. A block whose DAG has no edge skips the
+// merge. Their arrays, and the entries' key strings, live in a scratch
+// the executor reuses for its next block (see scratch): nothing of a
+// block that outlives it (its result) may refer to them. A block whose DAG has no edge skips the
 // version store and the ready queue: no transaction can see another's
 // writes, so each worker runs a contiguous range of the block (claiming
 // chunks from its front, and from the others' ranges once its own is

@@ -105,10 +105,12 @@ type Options struct {
 	reverseMerge bool
 }
 
-// Executor executes blocks with a Runner. It holds no per-block state.
+// Executor executes blocks with a Runner. It holds no per-block state,
+// only the working memory of its last block, for its next (see scratch).
 type Executor struct {
-	run  Runner
-	opts Options
+	run   Runner
+	opts  Options
+	spare spareScratch // the working memory of its last block (see scratch)
 }
 
 // New returns an executor of r.
@@ -145,6 +147,14 @@ type block struct {
 	// order maps execution positions to block indexes (nil = identity):
 	// b, txs and senders are in execution order, see nonceOrder.
 	order []int
+	sc    *scratch // holds senders, access's arrays, cache, overlays, wbuf
+}
+
+// done gives the block's scratch back to x for its next block: call it
+// only once nothing of the block but its merged result is used.
+func (x *Executor) done(bl *block) {
+	x.spare.put(bl.sc)
+	bl.sc = nil
 }
 
 func (x *Executor) prepare(ctx context.Context, parent StateView, b *types.Block, txs []*types.Tx) (*block, error) {
@@ -154,12 +164,13 @@ func (x *Executor) prepare(ctx context.Context, parent StateView, b *types.Block
 	if len(txs) > x.opts.MaxTxs {
 		return nil, fmt.Errorf("%w: %d > %d", ErrBlockTooLarge, len(txs), x.opts.MaxTxs)
 	}
-	bl := &block{env: BlockEnv{Height: b.Height, Time: b.Time}, b: b, txs: txs, senders: make([]types.Address, len(txs))}
 	for i, tx := range txs {
 		if tx == nil {
 			return nil, fmt.Errorf("%w: body %d is nil", ErrBlockMismatch, i)
 		}
 	}
+	sc := x.spare.get()
+	bl := &block{env: BlockEnv{Height: b.Height, Time: b.Time}, b: b, txs: txs, senders: grow(&sc.senders, len(txs)), sc: sc}
 	// A sender address is a hash of the public key: worth the workers.
 	parts := max(1, min(x.opts.Workers, len(txs)/accessPartMin))
 	parallel(parts, func(p int) {
@@ -167,13 +178,13 @@ func (x *Executor) prepare(ctx context.Context, parent StateView, b *types.Block
 			bl.senders[i] = txs[i].SenderAddress()
 		}
 	})
-	bl.access = newAccessTable(txs, bl.senders, x.opts.Workers)
+	bl.access = newAccessTableIn(sc, txs, bl.senders, x.opts.Workers)
 	if bl.order = nonceOrder(txs, bl.access.senderGroups); bl.order != nil {
 		bl.b, bl.txs, bl.senders = reorder(b, txs, bl.senders, bl.order)
 		bl.access.permute(bl.order)
 	}
-	bl.overlays = make([]overlay, len(txs))
-	bl.wbuf = make([]write, bl.access.start[len(txs)])
+	bl.overlays = grow(&sc.overlays, len(txs))
+	bl.wbuf = grow(&sc.wbuf, bl.access.start[len(txs)])
 	bl.nonces = make([]byte, nonceLen*len(txs))
 	c, err := prefetch(ctx, parent, bl.access, x.opts.Workers)
 	if err != nil {
@@ -192,8 +203,9 @@ func (x *Executor) ExecuteBlock(ctx context.Context, parent StateView, b *types.
 		return nil, err
 	}
 	n := len(txs)
-	outs := newTxOutcomes(n)
+	outs := bl.sc.outcomes(n)
 	if n == 0 {
+		defer x.done(bl)
 		return x.merge(outs, bl.access, 1, false), nil
 	}
 	if bl.access.independent {
@@ -295,6 +307,7 @@ func (x *Executor) ExecuteBlock(ctx context.Context, parent StateView, b *types.
 	if fail.err != nil {
 		return nil, fail.err
 	}
+	defer x.done(bl)
 	return restoreOrder(x.merge(outs, bl.access, x.opts.Workers, false), bl.order), nil
 }
 
@@ -377,6 +390,7 @@ func (x *Executor) executeIndependent(ctx context.Context, bl *block, parent Sta
 	if fail.err != nil {
 		return nil, fail.err
 	}
+	defer x.done(bl)
 	return restoreOrder(x.merge(outs, bl.access, x.opts.Workers, true), bl.order), nil
 }
 
@@ -388,7 +402,7 @@ func (x *Executor) ExecuteSerial(ctx context.Context, parent StateView, b *types
 	if err != nil {
 		return nil, err
 	}
-	outs := newTxOutcomes(len(txs))
+	outs := bl.sc.outcomes(len(txs))
 	sl := newSerialLayer(bl.access)
 	// One worker, as each goroutine of ExecuteBlock is: the baseline keeps
 	// its instances the same way.
@@ -403,6 +417,7 @@ func (x *Executor) ExecuteSerial(ctx context.Context, parent StateView, b *types
 		outs.set(i, out)
 		sl.publish(i, out.writes)
 	}
+	defer x.done(bl)
 	return restoreOrder(x.merge(outs, bl.access, 1, false), bl.order), nil
 }
 

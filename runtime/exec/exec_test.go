@@ -227,3 +227,76 @@ func FuzzParallelEqualsSerial(f *testing.F) {
 		}
 	})
 }
+
+// TestResultsOutliveTheScratch: an executor reuses a block's working
+// memory (its scratch, with the entries' key strings) for its next block,
+// so a result must own everything in it. Metamorphic: the encoded results
+// of earlier blocks read the same after the same executor ran later
+// blocks, in every configuration.
+func TestResultsOutliveTheScratch(t *testing.T) {
+	ctx := context.Background()
+	for _, c := range configs(NewNativeRunner(NativeModules())) {
+		s := newStore(t, 30, 1000)
+		var kept []*BlockResult
+		var want [][]byte
+		for h := uint64(2); h < 6; h++ {
+			// Other senders each block, so other keys, in fewer
+			// transactions (a later block fits in the arrays of an
+			// earlier one): a kept result that shared the scratch would
+			// see them. Several listing parts each.
+			b, txs := newGen(h, 30-5*int(h)).block(h, int64(h)*1e12, 1000-100*int(h))
+			res, err := c.execute(ctx, s, b, txs)
+			if err != nil {
+				t.Fatalf("%s height %d: %v", c.name, h, err)
+			}
+			kept, want = append(kept, res), append(want, encodeResult(res))
+			for i := range kept {
+				if !bytes.Equal(encodeResult(kept[i]), want[i]) {
+					t.Fatalf("%s: the result of height %d changed while height %d ran", c.name, 2+i, h)
+				}
+			}
+		}
+	}
+}
+
+// TestConcurrentBlocksShareNoScratch: blocks run at once on one executor
+// each get their own working memory (one takes the spare scratch, the
+// others new ones): each result equals that block's serial result on a
+// fresh executor. Run with -race, it also checks the hand-over.
+func TestConcurrentBlocksShareNoScratch(t *testing.T) {
+	ctx := context.Background()
+	r := NewNativeRunner(NativeModules())
+	s := newStore(t, 30, 1000)
+	type blk struct {
+		b    *types.Block
+		txs  []*types.Tx
+		want []byte
+	}
+	var blocks []blk
+	for h := uint64(2); h < 6; h++ {
+		b, txs := newGen(h, 30-5*int(h)).block(h, int64(h)*1e12, 1000-100*int(h))
+		res, err := New(r, Options{}).ExecuteSerial(ctx, s, b, txs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		blocks = append(blocks, blk{b, txs, encodeResult(res)})
+	}
+	x := New(r, Options{Workers: 2})
+	for range 3 {
+		errs := make(chan error, len(blocks))
+		for _, bk := range blocks {
+			go func() {
+				res, err := x.ExecuteBlock(ctx, s, bk.b, bk.txs)
+				if err == nil && !bytes.Equal(encodeResult(res), bk.want) {
+					err = fmt.Errorf("height %d: result differs from serial", bk.b.Height)
+				}
+				errs <- err
+			}()
+		}
+		for range blocks {
+			if err := <-errs; err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+}

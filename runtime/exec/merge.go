@@ -29,8 +29,12 @@ type txOutcomes struct {
 	writes   [][]write
 }
 
-func newTxOutcomes(n int) *txOutcomes {
-	return &txOutcomes{receipts: make([]types.Receipt, n), writes: make([][]write, n)}
+func newTxOutcomes(n int) *txOutcomes { return new(scratch).outcomes(n) }
+
+// outcomes is newTxOutcomes with the writes' array in sc (the receipts
+// are the result's).
+func (sc *scratch) outcomes(n int) *txOutcomes {
+	return &txOutcomes{receipts: make([]types.Receipt, n), writes: grow(&sc.writes, n)}
 }
 
 // set records the outcome of transaction i.
@@ -56,7 +60,11 @@ func (x *Executor) merge(outs *txOutcomes, t *accessTable, workers int, disjoint
 	// last[s] is the last write of slot s: (transaction+1)<<32 | its
 	// index in that transaction's writes, 0 for none. No pointer: the
 	// collector neither scans it nor makes its stores pay barriers.
-	last := make([]uint64, len(keys))
+	var last []uint64
+	if t != nil {
+		last = grow(&t.sc.last, len(keys))
+		clear(last)
+	}
 	wparts := 1
 	if disjoint {
 		wparts = max(1, min(workers, n/mergePartMin))
@@ -93,10 +101,15 @@ func (x *Executor) merge(outs *txOutcomes, t *accessTable, workers int, disjoint
 	slotted := make([]state.Write, counts[parts])
 	parallel(parts, func(p int) {
 		j := counts[p]
-		for s := p * len(keys) / parts; s < (p+1)*len(keys)/parts; s++ {
+		lo := p * len(keys) / parts
+		var sk slotKeys
+		if lo < len(keys) {
+			sk = t.slotKeys(int32(lo))
+		}
+		for s := lo; s < (p+1)*len(keys)/parts; s++ {
 			if l := last[s]; l != 0 {
 				v := outs.writes[l>>32-1][uint32(l)].v
-				slotted[j] = state.Write{Key: t.stateKey(int32(s)), Value: nilIfEmpty(v)}
+				slotted[j] = state.Write{Key: sk.at(int32(s)), Value: nilIfEmpty(v)}
 				j++
 			}
 		}

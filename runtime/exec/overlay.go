@@ -358,7 +358,7 @@ func (o *overlay) Set(module types.Address, k, value []byte) error {
 // batches of prefetchBatch. Prefix contents are not prefetched: they are read by Iterate
 // when a transaction asks.
 func prefetch(ctx context.Context, parent StateView, t *accessTable, readers int) ([][]byte, error) {
-	vals := make([][]byte, len(t.keys))
+	vals := grow(&t.sc.vals, len(t.keys))
 	readers = max(1, min(readers, len(t.keys)/prefetchChunkMin))
 	errs := make([]error, readers)
 	br, batch := parent.(batchReader)
@@ -386,17 +386,22 @@ func prefetch(ctx context.Context, parent StateView, t *accessTable, readers int
 			keys, slots = keys[:0], slots[:0]
 			return nil
 		}
+		var sk slotKeys
+		if lo < hi {
+			sk = t.slotKeys(int32(lo))
+		}
 		for s := lo; s < hi; s++ {
-			if len(t.keys[s]) > types.AddressLen+types.StateKeyMax {
+			if t.off[s+1]-t.off[s] > types.StateKeyMax {
 				// An over-long key fails the transaction when it is used;
 				// it must not fail the block here. No state holds it, so
 				// absent (nil) is its value.
+				vals[s] = nil
 				continue
 			}
 			var err error
 			if !batch {
-				vals[s], err = parent.Get(ctx, t.stateKey(int32(s)))
-			} else if keys, slots = append(keys, t.stateKey(int32(s))), append(slots, int32(s)); len(keys) == prefetchBatch {
+				vals[s], err = parent.Get(ctx, sk.at(int32(s)))
+			} else if keys, slots = append(keys, sk.at(int32(s))), append(slots, int32(s)); len(keys) == prefetchBatch {
 				err = flush()
 			}
 			if err != nil {

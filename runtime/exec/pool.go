@@ -9,6 +9,7 @@ import (
 
 	"github.com/tetratelabs/wazero/api"
 
+	"github.com/kairos-network/kairos/runtime/host"
 	"github.com/kairos-network/kairos/runtime/vm"
 	"github.com/kairos-network/kairos/types"
 )
@@ -398,6 +399,9 @@ type worker struct {
 	call callFrame
 	// recordKey holds the module record key txInstances.Acquire reads.
 	recordKey types.Address
+	// arena holds the write sets and events of the worker's transactions
+	// (host.Tx.Arena): the block's result keeps them.
+	arena host.Arena
 }
 
 type localInstance struct {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/kairos-network/kairos/state"
@@ -31,8 +32,10 @@ func randomStore(t *testing.T, rng *rand.Rand, pebble bool, n int) (*state.Store
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
+	// The last module has bytes the datastore key escapes.
+	modules := []types.Address{benchAddress("getmany", 0), benchAddress("getmany", 1), {'.', '/', 'a', '.'}}
 	mk := func(i int) types.StateKey {
-		k := types.StateKey{Module: benchAddress("getmany", rng.IntN(3)), Key: make([]byte, 1+rng.IntN(40))}
+		k := types.StateKey{Module: modules[rng.IntN(3)], Key: make([]byte, 1+rng.IntN(40))}
 		for j := range k.Key {
 			k.Key[j] = []byte("./a\x00\xff")[rng.IntN(5)]
 		}
@@ -54,18 +57,22 @@ func randomStore(t *testing.T, rng *rand.Rand, pebble bool, n int) (*state.Store
 }
 
 // TestGetManyMatchesGet: state.Store.GetMany returns what Get returns for
-// every key, present or absent, repeated or not, on the in-memory store
+// every key, present or absent, repeated or not, shuffled or sorted (runs
+// of one module, whose escaped bytes it reuses), on the in-memory store
 // (over several lock holds) and on pebble, appends after what dst holds,
 // and refuses an over-long key as Get does.
 func TestGetManyMatchesGet(t *testing.T) {
 	ctx := context.Background()
-	for _, pebble := range []bool{false, true} {
-		t.Run(fmt.Sprintf("pebble=%v", pebble), func(t *testing.T) {
+	for _, c := range []struct{ pebble, sorted bool }{{false, false}, {false, true}, {true, false}, {true, true}} {
+		t.Run(fmt.Sprintf("pebble=%v/sorted=%v", c.pebble, c.sorted), func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(1, 2))
-			s, present, absent := randomStore(t, rng, pebble, 1500)
+			s, present, absent := randomStore(t, rng, c.pebble, 1500)
 			keys := append(append([]types.StateKey(nil), present...), absent...)
 			keys = append(keys, present[:300]...)
 			rng.Shuffle(len(keys), func(i, j int) { keys[i], keys[j] = keys[j], keys[i] })
+			if c.sorted {
+				slices.SortFunc(keys, types.StateKey.Compare)
+			}
 			got, err := s.GetMany(ctx, keys, [][]byte{[]byte("before")})
 			if err != nil {
 				t.Fatal(err)

@@ -65,6 +65,9 @@ func (r *WasmRunner) call(ctx context.Context, o Overlay, tx *types.Tx, env TxEn
 		Access: tx.Body.Access, Simulate: env.Simulate, Lifecycle: lifecycle,
 		State: &f.st, Instances: &f.inst,
 	}
+	if w != nil {
+		f.tx.Arena = &w.arena
+	}
 	res, err := host.Run(ctx, &f.tx, to, method, args)
 	*f = callFrame{} // keep no overlay alive in an idle worker
 	if err != nil {

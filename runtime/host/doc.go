@@ -44,7 +44,9 @@
 //     randomness outside Tx.
 //   - Reuse: Run takes its run state, frames and write buffers from a
 //     pool and returns them afterwards; a Result shares no mutable memory
-//     with them, so no transaction sees anything of an earlier one.
+//     with them, so no transaction sees anything of an earlier one. With
+//     a Tx.Arena, a Result's copies are carved from chunks it shares with
+//     the arena's other Results, but no byte is handed out twice.
 //
 // Concurrency: one Run per goroutine; a Tx, its State and its Instances are
 // used by that goroutine only. Host functions of different runs never

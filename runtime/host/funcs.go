@@ -211,7 +211,10 @@ func emitEvent(f *frame, s []uint64) {
 	}
 	f.charge(GasEvent + uint64(tn+dn)*GasEventByte)
 	f.run.events++
-	f.events = append(f.events, types.Event{Module: f.self, Topic: f.run.topic(f.view(tp, tn)), Data: append([]byte{}, f.view(dp, dn)...)})
+	a := f.run.tx.Arena
+	data := a.bytes(int(dn))
+	copy(data, f.view(dp, dn))
+	f.events = a.appendEvent(f.events, types.Event{Module: f.self, Topic: f.run.topic(f.view(tp, tn)), Data: data})
 }
 
 // topicsCacheMax bounds the run's cache of event topics: a contract emits

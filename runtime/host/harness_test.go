@@ -192,6 +192,7 @@ type chain struct {
 	height int64
 	sim    bool
 	debug  []string
+	arena  *host.Arena // host.Tx.Arena of every transaction
 }
 
 func newChain(t testing.TB, engine int) *chain {
@@ -209,6 +210,7 @@ func (c *chain) run(tc call, lifecycle bool) host.Result {
 	tx := &host.Tx{
 		ID: sha256.Sum256(append([]byte(tc.method), tc.input...)), Sender: tc.from, Time: tc.time, Height: c.height,
 		Gas: c.gas, Access: access, Simulate: c.sim, Lifecycle: lifecycle, State: c.state, Instances: c.eng,
+		Arena: c.arena,
 	}
 	if c.sim { // as the node: a debug sink in simulation only
 		tx.Debug = func(m []byte) { c.debug = append(c.debug, string(m)) }

@@ -115,6 +115,12 @@ type Tx struct {
 	// execution leaves it nil. Gas is the same either way. The message is
 	// only valid during the call.
 	Debug func(msg []byte)
+	// Arena, when set, holds the copies a successful Result owns (its
+	// writes, their keys and values, its events and their data) in
+	// chunks shared with the arena's other Results, instead of
+	// allocations of their own. An executor worker passes one for all
+	// its transactions.
+	Arena *Arena
 }
 
 // Write is one state change of a successful transaction.

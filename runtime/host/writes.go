@@ -160,8 +160,9 @@ func (f *frame) sortedWrites() []Write {
 	for _, c := range ents {
 		n += len(c.key) + len(c.val)
 	}
-	buf := make([]byte, 0, n)
-	out := make([]Write, len(ents))
+	a := f.run.tx.Arena
+	buf := a.bytes(n)[:0]
+	out := a.writes(len(ents))
 	for i, c := range ents {
 		k := len(buf)
 		buf = append(buf, c.key...)
@@ -182,4 +183,65 @@ func (f *frame) sortedWrites() []Write {
 		slices.SortFunc(out, cmp)
 	}
 	return out
+}
+
+// Arena hands out the memory Results own from chunks: a transfer's host
+// path allocated its write set's bytes and array and its event's data and
+// array, four allocations per transaction, each a small object for the
+// collector. Memory it handed out is never handed out again, so a Result
+// stays valid however long it is held (and holds its chunks). The zero
+// value is ready; a nil *Arena allocates each copy on its own. An Arena
+// is used by one transaction at a time.
+type Arena struct {
+	b []byte
+	w []Write
+	e []types.Event
+}
+
+// Chunk sizes of an Arena; a request over a quarter of a chunk gets an
+// allocation of its own, so a chunk wastes at most a quarter.
+const (
+	arenaBytesChunk  = 32 << 10
+	arenaWritesChunk = 256
+	arenaEventsChunk = 256
+)
+
+// carve returns n elements from *chunk (len n, capacity n: an append to
+// them copies), starting a new chunk of size when it has too few left.
+func carve[T any](chunk *[]T, n, size int) []T {
+	if n == 0 {
+		return make([]T, 0) // not nil, as an allocation's: no memory either
+	}
+	if n > size/4 {
+		return make([]T, n)
+	}
+	if cap(*chunk)-len(*chunk) < n {
+		*chunk = make([]T, 0, size)
+	}
+	from := len(*chunk)
+	*chunk = (*chunk)[:from+n]
+	return (*chunk)[from : from+n : from+n]
+}
+
+func (a *Arena) bytes(n int) []byte {
+	if a == nil {
+		return make([]byte, n)
+	}
+	return carve(&a.b, n, arenaBytesChunk)
+}
+
+func (a *Arena) writes(n int) []Write {
+	if a == nil {
+		return make([]Write, n)
+	}
+	return carve(&a.w, n, arenaWritesChunk)
+}
+
+// appendEvent is append(events, e) with the array from the arena.
+func (a *Arena) appendEvent(events []types.Event, e types.Event) []types.Event {
+	if a == nil || len(events) < cap(events) {
+		return append(events, e)
+	}
+	grown := carve(&a.e, max(1, 2*len(events)), arenaEventsChunk)
+	return append(grown[:copy(grown, events)], e)
 }
