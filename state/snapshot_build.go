@@ -25,15 +25,18 @@ const SnapshotInstallBatchBytes = 32 << 20
 // install spans many batches and crash points fall between them.
 var installBatchBytes = SnapshotInstallBatchBytes
 
-// builtLeaf is a snapshot leaf with the hashes the tree needs.
+// builtLeaf is a snapshot leaf with the hashes the tree needs: key path,
+// value hash and leaf hash, computed where the leaves are decoded (on every
+// core) rather than in the builder, which runs on one.
 type builtLeaf struct {
-	key    types.StateKey
-	value  []byte
-	kp, vh types.Hash
+	key        types.StateKey
+	value      []byte
+	kp, vh, lh types.Hash
 }
 
 func hashLeaf(l SnapshotLeaf) builtLeaf {
-	return builtLeaf{key: l.Key, value: l.Value, kp: types.KeyPath(l.Key), vh: types.ValueHash(l.Value)}
+	kp, vh := types.KeyPath(l.Key), types.ValueHash(l.Value)
+	return builtLeaf{key: l.Key, value: l.Value, kp: kp, vh: vh, lh: types.LeafHash(kp, vh)}
 }
 
 // treeBuilder builds a tree bottom-up from leaves that arrive in strictly
@@ -68,7 +71,7 @@ func (b *treeBuilder) add(l *builtLeaf) error {
 	if b.leaves > 0 && bytes.Compare(b.last.kp[:], l.kp[:]) >= 0 {
 		return fmt.Errorf("%w: leaf %d (%s) does not follow the one before it", ErrChunkUnsorted, b.leaves, l.key)
 	}
-	s := slot{kind: slotLeaf, h: types.LeafHash(l.kp, l.vh), kp: l.kp, born: b.height}
+	s := slot{kind: slotLeaf, h: l.lh, kp: l.kp, born: b.height}
 	if err := b.w.put(nodeKey(b.height, s.h), encodeValue(l.key, l.value)); err != nil {
 		return err
 	}

@@ -264,17 +264,18 @@ func deletePrefix(ctx context.Context, d ds.Batching, prefix string, w *recordWr
 	return nil
 }
 
-// buildTree streams the staged leaves through a treeBuilder into s and
-// returns the root slot; nothing is reachable yet. Staged chunks were
-// verified when they arrived; they are decoded and hashed again here (not
-// trusted blindly), and the caller re-checks the rebuilt root. Decoding and
-// hashing are most of an install's own CPU, so they run a few chunks ahead
-// on every core (inOrder) and the builder only places leaves.
+// buildTree streams the leaves of every chunk, staged or read from src,
+// through a treeBuilder into s and returns the root slot; nothing is
+// reachable yet. Staged chunks were verified when they arrived; they are
+// decoded and hashed again here (not trusted blindly), and the caller
+// re-checks the rebuilt root. Chunks from src are verified here. Decoding,
+// verifying and hashing are most of an install's own CPU, so they run a few
+// chunks ahead on every core (inOrder) and the builder only places leaves.
 //
 // Batches are cut at chunk boundaries. Once a batch is durable the install
 // records its progress (the next chunk and the builder's state), and a
 // restarted install of the same staging area goes on from there.
-func (im *Importer) buildTree(ctx context.Context, s *Store) (slot, error) {
+func (im *Importer) buildTree(ctx context.Context, s *Store, src ChunkSource) (slot, error) {
 	w := newRecordWriter(ctx, s.d)
 	w.manual = true
 	b := newTreeBuilder(im.m.Height, w)
@@ -284,7 +285,7 @@ func (im *Importer) buildTree(ctx context.Context, s *Store) (slot, error) {
 		return slot{}, err
 	}
 	err = inOrder(n-start, func(i int) ([]builtLeaf, error) {
-		return im.prepare(ctx, start+i)
+		return im.chunkLeaves(ctx, start+i, src)
 	}, func(i int, ls []builtLeaf) error {
 		for k := range ls {
 			if err := b.add(&ls[k]); err != nil {
@@ -334,6 +335,29 @@ func (im *Importer) progress(ctx context.Context, s *Store, b *treeBuilder) (int
 		return 0, nil // restoreState changes b only when it succeeds
 	}
 	return int(next), nil
+}
+
+// chunkLeaves returns the hashed leaves of chunk i: from the staging area
+// if it is staged or src is nil, otherwise read with src and verified.
+func (im *Importer) chunkLeaves(ctx context.Context, i int, src ChunkSource) ([]builtLeaf, error) {
+	im.mu.Lock()
+	staged := im.staged[i]
+	im.mu.Unlock()
+	if staged || src == nil {
+		return im.prepare(ctx, i)
+	}
+	b, err := src(ctx, i)
+	if err != nil {
+		return nil, fmt.Errorf("%w: chunk %d: %w", ErrSnapshotIncomplete, i, err)
+	}
+	c, ls, err := verifyChunk(im.m, b)
+	if err != nil {
+		return nil, err
+	}
+	if int(c.Index) != i {
+		return nil, fmt.Errorf("%w: chunk %d read as chunk %d", ErrChunkMalformed, c.Index, i)
+	}
+	return ls, nil
 }
 
 // prepare reads, decodes and hashes staged chunk i.

@@ -176,6 +176,28 @@ func (s *Store) leafValue(ctx context.Context, l *snapLeaf) (SnapshotLeaf, error
 // s may already return snapshot values while Latest still says version 0:
 // a store that is being seeded must not serve reads.
 func (im *Importer) Install(ctx context.Context, s *Store) error {
+	return im.InstallFrom(ctx, s, nil)
+}
+
+// ChunkSource returns the bytes of chunk i of the manifest being imported.
+// It is called from several goroutines at once, for increasing i.
+type ChunkSource func(ctx context.Context, i int) ([]byte, error)
+
+// InstallFrom is Install for an import that can read its chunks itself, in
+// order: chunks on local disk, or a stream from one peer. Every chunk the
+// staging area lacks is read with src while the tree is built, verified as
+// Add verifies it (on every core, a few chunks ahead of the builder), and
+// built from without being staged: no staging write, no second decoding
+// and hashing of its leaves. Staged chunks are built from the staging area
+// as in Install; with a nil src every chunk must be staged.
+//
+// A chunk that src fails to return or that fails verification stops the
+// install with that error (ErrSnapshotIncomplete wrapping src's error, or
+// the sentinel of the failed check) before any of its leaves is used. What
+// the install wrote until then is unreachable, as after a crash: a new
+// Importer of the same manifest and InstallFrom go on from the last durable
+// batch, reading the chunks after it again.
+func (im *Importer) InstallFrom(ctx context.Context, s *Store, src ChunkSource) error {
 	m := im.m
 	latest, root, err := s.lockWriter()
 	defer s.commitMu.Unlock()
@@ -191,7 +213,7 @@ func (im *Importer) Install(ctx context.Context, s *Store) error {
 	if m.Height == 0 {
 		return fmt.Errorf("%w: snapshot of version 0", ErrSnapshotManifest)
 	}
-	if n := len(im.Missing()); n > 0 {
+	if n := len(im.Missing()); n > 0 && src == nil {
 		return fmt.Errorf("%w: %d of %d chunks missing", ErrSnapshotIncomplete, n, len(im.m.Chunks))
 	}
 	if err := s.d.Put(ctx, snapInstallKey, binary.AppendUvarint(nil, m.Height)); err != nil {
@@ -200,7 +222,7 @@ func (im *Importer) Install(ctx context.Context, s *Store) error {
 	if err := s.d.Sync(ctx, snapInstallKey); err != nil {
 		return err
 	}
-	newRoot, err := im.buildTree(ctx, s)
+	newRoot, err := im.buildTree(ctx, s, src)
 	if err != nil {
 		return err
 	}
