@@ -7,8 +7,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	"slices"
-	"strings"
 
+	"github.com/cockroachdb/pebble/v2"
 	ds "github.com/ipfs/go-datastore"
 
 	"github.com/kairos-network/kairos/types"
@@ -223,101 +223,203 @@ func readSlot(buf *[]byte) (slot, error) {
 // here is cheaper (8 key bytes compare as one number), pebble's sort then
 // finds its input in order, and its flush reads the batch front to back.
 // The price is that the batch's keys and values are held until the flush.
+//
+// They are held in one byte buffer, and the operations only index it: a
+// batch is a few hundred thousand records, and held as strings and slices
+// every one of them was an object the collector marked again on every
+// cycle while the batch filled. A full batch is sorted and written on a
+// goroutine of its own while the caller fills the next one (two buffers,
+// used in turn); flush waits for it.
 type recordWriter struct {
-	ctx   context.Context
-	d     ds.Batching
-	ops   []recordOp
-	bytes int
-	max   int
-	// manual leaves flushing to the caller (full, flush), which cuts
-	// batches where it can record its progress.
+	ctx context.Context
+	d   ds.Batching
+	// pdb, when set, is the pebble database under d: batches go to it
+	// directly and unsynced. Every caller ends with a synced write (the
+	// install's progress record or switch, Seed's switch), and pebble has
+	// one log, so that write makes the batches before it durable.
+	pdb  *pebble.DB
+	buf  []byte // keys and values of ops, back to back
+	ops  []recordOp
+	max  int
+	busy chan error // the batch being written, nil if none
+	// spare holds the buffers of the last batch written, reused for the
+	// next one.
+	spareBuf []byte
+	spareOps []recordOp
+	// manual leaves flushing to the caller (full, flushThen, flush), which
+	// cuts batches where it can record its progress.
 	manual bool
 }
 
-// recordOp is a put, or a delete when del is set; seq is its place in the
-// batch, which orders operations on one key.
+// recordOp is a put, or a delete when del is set, of the key at
+// buf[off:off+klen] and the value after it; seq is its place in the batch,
+// which orders operations on one key. No pointers: the collector does not
+// scan a batch's operations.
 type recordOp struct {
 	// pre holds the 16 key bytes after "/kairos/" as two big-endian
 	// words, zero-padded. Node keys of one install share their namespace
 	// and born ("n/", 8 born bytes, "/"), so the first word ties and the
 	// second, which ends in 5 bytes of the hash, decides the comparison
-	// without comparing the strings.
-	pre [2]uint64
-	key string
-	val []byte
-	del bool
-	seq int
+	// without comparing the keys' bytes.
+	pre             [2]uint64
+	off, klen, vlen uint32
+	seq             uint32
+	del             bool
 }
 
 // sortFrom is where the keys that recordWriter sorts start to differ: every
 // one begins with "/kairos/".
 const sortFrom = len("/kairos/")
 
-func newRecordOp(key string, val []byte, del bool) recordOp {
-	var b [16]byte
-	if sortFrom < len(key) {
-		copy(b[:], key[sortFrom:])
-	}
-	pre := [2]uint64{binary.BigEndian.Uint64(b[:]), binary.BigEndian.Uint64(b[8:])}
-	return recordOp{pre: pre, key: key, val: val, del: del}
+func (op *recordOp) key(buf []byte) []byte { return buf[op.off : op.off+op.klen] }
+
+func (op *recordOp) value(buf []byte) []byte {
+	return buf[op.off+op.klen : op.off+op.klen+op.vlen]
 }
 
-func compareOps(a, b recordOp) int {
-	if c := cmp.Compare(a.pre[0], b.pre[0]); c != 0 {
-		return c
+// compareOps orders the operations of one batch, whose keys and values
+// are in buf: by key bytes, then by seq.
+func compareOps(buf []byte) func(a, b recordOp) int {
+	return func(a, b recordOp) int {
+		if c := cmp.Compare(a.pre[0], b.pre[0]); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(a.pre[1], b.pre[1]); c != 0 {
+			return c
+		}
+		if c := bytes.Compare(a.key(buf), b.key(buf)); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.seq, b.seq)
 	}
-	if c := cmp.Compare(a.pre[1], b.pre[1]); c != 0 {
-		return c
-	}
-	if c := strings.Compare(a.key, b.key); c != 0 {
-		return c
-	}
-	return cmp.Compare(a.seq, b.seq)
 }
 
 func newRecordWriter(ctx context.Context, d ds.Batching) *recordWriter {
 	return &recordWriter{ctx: ctx, d: d, max: installBatchBytes}
 }
 
+// newStoreRecordWriter is a record writer into s: straight to pebble when
+// s is on pebble.
+func newStoreRecordWriter(ctx context.Context, s *Store) *recordWriter {
+	w := newRecordWriter(ctx, s.d)
+	w.pdb = s.pdb
+	return w
+}
+
 func (w *recordWriter) put(k ds.Key, v []byte) error {
-	return w.add(newRecordOp(k.String(), v, false))
+	return w.add(k.String(), v, false)
 }
 
 func (w *recordWriter) delete(k ds.Key) error {
-	return w.add(newRecordOp(k.String(), nil, true))
+	return w.add(k.String(), nil, true)
 }
 
-func (w *recordWriter) add(op recordOp) error {
-	op.seq = len(w.ops)
-	w.ops = append(w.ops, op)
-	w.bytes += len(op.key) + len(op.val)
+func (w *recordWriter) add(key string, val []byte, del bool) error {
+	var b [16]byte
+	if sortFrom < len(key) {
+		copy(b[:], key[sortFrom:])
+	}
+	w.ops = append(w.ops, recordOp{
+		pre:  [2]uint64{binary.BigEndian.Uint64(b[:]), binary.BigEndian.Uint64(b[8:])},
+		off:  uint32(len(w.buf)),
+		klen: uint32(len(key)),
+		vlen: uint32(len(val)),
+		seq:  uint32(len(w.ops)),
+		del:  del,
+	})
+	w.buf = append(append(w.buf, key...), val...)
 	if !w.manual && w.full() {
-		return w.flush()
+		return w.flushThen(nil)
 	}
 	return nil
 }
 
 // full reports whether the buffered batch has reached its size.
-func (w *recordWriter) full() bool { return w.bytes >= w.max }
+func (w *recordWriter) full() bool { return len(w.buf) >= w.max }
 
-// flush writes the buffered operations, if any, as one batch in key order;
-// operations on one key keep their order.
-func (w *recordWriter) flush() error {
-	if len(w.ops) == 0 {
+// flushThen waits for the batch being written, if any, then starts writing
+// the buffered operations and, once they are written, runs then (if not
+// nil) on the same goroutine. An error of either is returned by the next
+// flushThen, flush or wait.
+func (w *recordWriter) flushThen(then func() error) error {
+	if err := w.wait(); err != nil {
+		return err
+	}
+	if len(w.ops) == 0 && then == nil {
 		return nil
 	}
-	ops := w.ops
-	w.ops, w.bytes = nil, 0
-	slices.SortFunc(ops, compareOps)
+	buf, ops := w.buf, w.ops
+	w.buf, w.ops = w.spareBuf[:0], w.spareOps[:0]
+	w.spareBuf, w.spareOps = nil, nil
+	w.busy = make(chan error, 1)
+	go func() {
+		err := w.write(buf, ops)
+		if err == nil && then != nil {
+			err = then()
+		}
+		w.spareBuf, w.spareOps = buf, ops // read only after busy is received
+		w.busy <- err
+	}()
+	return nil
+}
+
+// wait waits for the batch being written, if any, and returns its error.
+func (w *recordWriter) wait() error {
+	if w.busy == nil {
+		return nil
+	}
+	err := <-w.busy
+	w.busy = nil
+	return err
+}
+
+// flush writes the buffered operations, if any, and returns once they and
+// any batch before them are written.
+func (w *recordWriter) flush() error {
+	if err := w.flushThen(nil); err != nil {
+		return err
+	}
+	return w.wait()
+}
+
+// write writes ops as one batch in key order; operations on one key keep
+// their order.
+func (w *recordWriter) write(buf []byte, ops []recordOp) error {
+	if len(ops) == 0 {
+		return nil
+	}
+	slices.SortFunc(ops, compareOps(buf))
+	if w.pdb != nil {
+		b := w.pdb.NewBatchWithSize(len(buf) + 16*len(ops))
+		defer b.Close()
+		var err error
+		for i := range ops {
+			if ops[i].del {
+				err = b.Delete(ops[i].key(buf), nil)
+			} else {
+				err = b.Set(ops[i].key(buf), ops[i].value(buf), nil)
+			}
+			if err != nil {
+				return err
+			}
+		}
+		if err := b.Commit(pebble.NoSync); err != nil {
+			return err
+		}
+		return w.ctx.Err()
+	}
 	b, err := w.d.Batch(w.ctx)
 	if err != nil {
 		return err
 	}
-	for _, op := range ops {
-		if op.del {
-			err = b.Delete(w.ctx, ds.RawKey(op.key))
+	for i := range ops {
+		// The datastore may keep the key and value: copies, since buf
+		// is reused.
+		k := ds.RawKey(string(ops[i].key(buf)))
+		if ops[i].del {
+			err = b.Delete(w.ctx, k)
 		} else {
-			err = b.Put(w.ctx, ds.RawKey(op.key), op.val)
+			err = b.Put(w.ctx, k, bytes.Clone(ops[i].value(buf)))
 		}
 		if err != nil {
 			return err

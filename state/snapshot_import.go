@@ -230,7 +230,7 @@ func discardInstall(ctx context.Context, d ds.Batching) error {
 		w := newRecordWriter(ctx, d)
 		for _, prefix := range []string{nsNode, nsKV} {
 			if err := deletePrefix(ctx, d, prefix, w); err != nil {
-				return err
+				return errors.Join(err, w.wait())
 			}
 		}
 		zero := binary.AppendUvarint(nil, 0)
@@ -276,7 +276,7 @@ func deletePrefix(ctx context.Context, d ds.Batching, prefix string, w *recordWr
 // records its progress (the next chunk and the builder's state), and a
 // restarted install of the same staging area goes on from there.
 func (im *Importer) buildTree(ctx context.Context, s *Store, src ChunkSource) (slot, error) {
-	w := newRecordWriter(ctx, s.d)
+	w := newStoreRecordWriter(ctx, s)
 	w.manual = true
 	b := newTreeBuilder(im.m.Height, w)
 	n := len(im.m.Chunks)
@@ -295,26 +295,28 @@ func (im *Importer) buildTree(ctx context.Context, s *Store, src ChunkSource) (s
 		if !w.full() {
 			return nil
 		}
-		if err := w.flush(); err != nil {
-			return err
-		}
-		if !s.opts.AtomicBatches {
-			if err := s.d.Sync(ctx, ds.NewKey("/kairos")); err != nil {
+		// The batch is written while the builder goes on; the progress
+		// record (the builder's state now) follows it once it is written.
+		rec := binary.AppendUvarint(nil, uint64(start+i+1))
+		rec = append(rec, b.encodeState()...)
+		return w.flushThen(func() error {
+			if !s.opts.AtomicBatches {
+				if err := s.d.Sync(ctx, ds.NewKey("/kairos")); err != nil {
+					return err
+				}
+			}
+			if err := s.d.Put(ctx, snapProgressKey, rec); err != nil {
 				return err
 			}
-		}
-		rec := binary.AppendUvarint(nil, uint64(start+i+1))
-		if err := s.d.Put(ctx, snapProgressKey, append(rec, b.encodeState()...)); err != nil {
-			return err
-		}
-		return s.d.Sync(ctx, snapProgressKey)
+			return s.d.Sync(ctx, snapProgressKey)
+		})
 	})
 	if err != nil {
-		return slot{}, err
+		return slot{}, errors.Join(err, w.wait())
 	}
 	root, err := b.root()
 	if err != nil {
-		return slot{}, err
+		return slot{}, errors.Join(err, w.wait())
 	}
 	return root, w.flush()
 }

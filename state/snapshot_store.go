@@ -310,14 +310,14 @@ func (s *Store) Seed(ctx context.Context, height uint64, fill func(add func([]Sn
 // build streams the leaves of leaves through a treeBuilder into s and
 // returns the root slot; nothing is reachable yet.
 func (s *Store) build(ctx context.Context, height uint64, leaves func(context.Context, func(*builtLeaf) error) error) (slot, error) {
-	w := newRecordWriter(ctx, s.d)
+	w := newStoreRecordWriter(ctx, s)
 	b := newTreeBuilder(height, w)
 	if err := leaves(ctx, b.add); err != nil {
-		return slot{}, err
+		return slot{}, errors.Join(err, w.wait())
 	}
 	root, err := b.root()
 	if err != nil {
-		return slot{}, err
+		return slot{}, errors.Join(err, w.wait())
 	}
 	return root, w.flush()
 }
