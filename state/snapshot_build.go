@@ -224,10 +224,12 @@ func readSlot(buf *[]byte) (slot, error) {
 // finds its input in order, and its flush reads the batch front to back.
 // The price is that the batch's keys and values are held until the flush.
 //
-// They are held in one byte buffer, and the operations only index it: a
-// batch is a few hundred thousand records, and held as strings and slices
-// every one of them was an object the collector marked again on every
-// cycle while the batch filled. A full batch is sorted and written on a
+// They are held in two byte buffers, keys and values, and the operations
+// only index them: a batch is a few hundred thousand records, and held as
+// strings and slices every one of them was an object the collector marked
+// again on every cycle while the batch filled. The keys have a buffer of
+// their own because the sort compares whole keys whenever the first 16
+// bytes tie (flat index keys of one module): packed, they stay in cache. A full batch is sorted and written on a
 // goroutine of its own while the caller fills the next one (two buffers,
 // used in turn); flush waits for it.
 type recordWriter struct {
@@ -238,60 +240,62 @@ type recordWriter struct {
 	// install's progress record or switch, Seed's switch), and pebble has
 	// one log, so that write makes the batches before it durable.
 	pdb  *pebble.DB
-	buf  []byte // keys and values of ops, back to back
-	ops  []recordOp
+	b    opBuffers
 	max  int
 	busy chan error // the batch being written, nil if none
 	// spare holds the buffers of the last batch written, reused for the
 	// next one.
-	spareBuf []byte
-	spareOps []recordOp
+	spare opBuffers
 	// manual leaves flushing to the caller (full, flushThen, flush), which
 	// cuts batches where it can record its progress.
 	manual bool
 }
 
+// opBuffers is one batch: its operations and the bytes they index.
+type opBuffers struct {
+	ops          []recordOp
+	keys, values []byte
+}
+
 // recordOp is a put, or a delete when del is set, of the key at
-// buf[off:off+klen] and the value after it; seq is its place in the batch,
-// which orders operations on one key. No pointers: the collector does not
-// scan a batch's operations.
+// keys[koff:koff+klen] with the value at values[voff:voff+vlen]; seq is its
+// place in the batch, which orders operations on one key. No pointers: the
+// collector does not scan a batch's operations.
 type recordOp struct {
 	// pre holds the 16 key bytes after "/kairos/" as two big-endian
 	// words, zero-padded. Node keys of one install share their namespace
 	// and born ("n/", 8 born bytes, "/"), so the first word ties and the
 	// second, which ends in 5 bytes of the hash, decides the comparison
 	// without comparing the keys' bytes.
-	pre             [2]uint64
-	off, klen, vlen uint32
-	seq             uint32
-	del             bool
+	pre                    [2]uint64
+	koff, klen, voff, vlen uint32
+	seq                    uint32
+	del                    bool
 }
 
 // sortFrom is where the keys that recordWriter sorts start to differ: every
 // one begins with "/kairos/".
 const sortFrom = len("/kairos/")
 
-func (op *recordOp) key(buf []byte) []byte { return buf[op.off : op.off+op.klen] }
+func (b *opBuffers) key(op *recordOp) []byte { return b.keys[op.koff : op.koff+op.klen] }
 
-func (op *recordOp) value(buf []byte) []byte {
-	return buf[op.off+op.klen : op.off+op.klen+op.vlen]
-}
+func (b *opBuffers) value(op *recordOp) []byte { return b.values[op.voff : op.voff+op.vlen] }
 
-// compareOps orders the operations of one batch, whose keys and values
-// are in buf: by key bytes, then by seq.
-func compareOps(buf []byte) func(a, b recordOp) int {
-	return func(a, b recordOp) int {
-		if c := cmp.Compare(a.pre[0], b.pre[0]); c != 0 {
-			return c
-		}
-		if c := cmp.Compare(a.pre[1], b.pre[1]); c != 0 {
-			return c
-		}
-		if c := bytes.Compare(a.key(buf), b.key(buf)); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.seq, b.seq)
+// bytes is the size of the batch's keys and values.
+func (b *opBuffers) bytes() int { return len(b.keys) + len(b.values) }
+
+// compare orders the batch's operations by key bytes, then by seq.
+func (b *opBuffers) compare(x, y recordOp) int {
+	if c := cmp.Compare(x.pre[0], y.pre[0]); c != 0 {
+		return c
 	}
+	if c := cmp.Compare(x.pre[1], y.pre[1]); c != 0 {
+		return c
+	}
+	if c := bytes.Compare(b.keys[x.koff:x.koff+x.klen], b.keys[y.koff:y.koff+y.klen]); c != 0 {
+		return c
+	}
+	return cmp.Compare(x.seq, y.seq)
 }
 
 func newRecordWriter(ctx context.Context, d ds.Batching) *recordWriter {
@@ -319,15 +323,17 @@ func (w *recordWriter) add(key string, val []byte, del bool) error {
 	if sortFrom < len(key) {
 		copy(b[:], key[sortFrom:])
 	}
-	w.ops = append(w.ops, recordOp{
+	w.b.ops = append(w.b.ops, recordOp{
 		pre:  [2]uint64{binary.BigEndian.Uint64(b[:]), binary.BigEndian.Uint64(b[8:])},
-		off:  uint32(len(w.buf)),
+		koff: uint32(len(w.b.keys)),
 		klen: uint32(len(key)),
+		voff: uint32(len(w.b.values)),
 		vlen: uint32(len(val)),
-		seq:  uint32(len(w.ops)),
+		seq:  uint32(len(w.b.ops)),
 		del:  del,
 	})
-	w.buf = append(append(w.buf, key...), val...)
+	w.b.keys = append(w.b.keys, key...)
+	w.b.values = append(w.b.values, val...)
 	if !w.manual && w.full() {
 		return w.flushThen(nil)
 	}
@@ -335,7 +341,7 @@ func (w *recordWriter) add(key string, val []byte, del bool) error {
 }
 
 // full reports whether the buffered batch has reached its size.
-func (w *recordWriter) full() bool { return len(w.buf) >= w.max }
+func (w *recordWriter) full() bool { return w.b.bytes() >= w.max }
 
 // flushThen waits for the batch being written, if any, then starts writing
 // the buffered operations and, once they are written, runs then (if not
@@ -345,19 +351,19 @@ func (w *recordWriter) flushThen(then func() error) error {
 	if err := w.wait(); err != nil {
 		return err
 	}
-	if len(w.ops) == 0 && then == nil {
+	if len(w.b.ops) == 0 && then == nil {
 		return nil
 	}
-	buf, ops := w.buf, w.ops
-	w.buf, w.ops = w.spareBuf[:0], w.spareOps[:0]
-	w.spareBuf, w.spareOps = nil, nil
+	full := w.b
+	w.b = opBuffers{ops: w.spare.ops[:0], keys: w.spare.keys[:0], values: w.spare.values[:0]}
+	w.spare = opBuffers{}
 	w.busy = make(chan error, 1)
 	go func() {
-		err := w.write(buf, ops)
+		err := w.write(&full)
 		if err == nil && then != nil {
 			err = then()
 		}
-		w.spareBuf, w.spareOps = buf, ops // read only after busy is received
+		w.spare = full // read only after busy is received
 		w.busy <- err
 	}()
 	return nil
@@ -382,22 +388,23 @@ func (w *recordWriter) flush() error {
 	return w.wait()
 }
 
-// write writes ops as one batch in key order; operations on one key keep
+// write writes ob as one batch in key order; operations on one key keep
 // their order.
-func (w *recordWriter) write(buf []byte, ops []recordOp) error {
+func (w *recordWriter) write(ob *opBuffers) error {
+	ops := ob.ops
 	if len(ops) == 0 {
 		return nil
 	}
-	slices.SortFunc(ops, compareOps(buf))
+	slices.SortFunc(ops, ob.compare)
 	if w.pdb != nil {
-		b := w.pdb.NewBatchWithSize(len(buf) + 16*len(ops))
+		b := w.pdb.NewBatchWithSize(ob.bytes() + 16*len(ops))
 		defer b.Close()
 		var err error
 		for i := range ops {
 			if ops[i].del {
-				err = b.Delete(ops[i].key(buf), nil)
+				err = b.Delete(ob.key(&ops[i]), nil)
 			} else {
-				err = b.Set(ops[i].key(buf), ops[i].value(buf), nil)
+				err = b.Set(ob.key(&ops[i]), ob.value(&ops[i]), nil)
 			}
 			if err != nil {
 				return err
@@ -415,11 +422,11 @@ func (w *recordWriter) write(buf []byte, ops []recordOp) error {
 	for i := range ops {
 		// The datastore may keep the key and value: copies, since buf
 		// is reused.
-		k := ds.RawKey(string(ops[i].key(buf)))
+		k := ds.RawKey(string(ob.key(&ops[i])))
 		if ops[i].del {
 			err = b.Delete(w.ctx, k)
 		} else {
-			err = b.Put(w.ctx, k, bytes.Clone(ops[i].value(buf)))
+			err = b.Put(w.ctx, k, bytes.Clone(ob.value(&ops[i])))
 		}
 		if err != nil {
 			return err

@@ -351,9 +351,9 @@ func TestRecordOpOrder(t *testing.T) {
 		if err := errors.Join(w.add(a, nil, false), w.add(b, []byte("v"), false)); err != nil {
 			t.Fatal(err)
 		}
-		w.ops[1].seq = w.ops[0].seq // the same place: only the keys decide
-		if got, want := compareOps(w.buf)(w.ops[0], w.ops[1]), strings.Compare(a, b); got != want {
-			t.Fatalf("compareOps(%q, %q) = %d, want %d", a, b, got, want)
+		w.b.ops[1].seq = w.b.ops[0].seq // the same place: only the keys decide
+		if got, want := w.b.compare(w.b.ops[0], w.b.ops[1]), strings.Compare(a, b); got != want {
+			t.Fatalf("compare(%q, %q) = %d, want %d", a, b, got, want)
 		}
 	}
 }
