@@ -37,8 +37,9 @@ func (s *Store) ExportSnapshot(ctx context.Context, height uint64, perChunk int,
 // pins the version, so a concurrent Prune never removes a node the export
 // still needs. It walks the tree's nodes once for the leaf hashes, which fix
 // the chunk ranges and proofs (64 bytes per key in memory), then reads the
-// values chunk by chunk, several chunks at once, each by its leaf hash and
-// checked against it.
+// values, each from the value record named by its leaf and checked against
+// it, while chunks are cut on every core: on pebble a window of chunks at a
+// time in key order (valueWindows), otherwise chunk by chunk.
 func (v *View) ExportSnapshot(ctx context.Context, perChunk int, emit func(index int, chunk []byte) error) (*Manifest, error) {
 	if err := v.enter(); err != nil {
 		return nil, err
@@ -52,7 +53,7 @@ func (v *View) ExportSnapshot(ctx context.Context, perChunk int, emit func(index
 	if err != nil {
 		return nil, err
 	}
-	return p.cut(func(lo, hi int) ([]SnapshotLeaf, error) {
+	read := func(lo, hi int) ([]SnapshotLeaf, error) {
 		out := make([]SnapshotLeaf, hi-lo)
 		for j := range out {
 			l, err := v.s.leafValue(ctx, &leaves[lo+j])
@@ -60,6 +61,16 @@ func (v *View) ExportSnapshot(ctx context.Context, perChunk int, emit func(index
 				return nil, err
 			}
 			out[j] = l
+		}
+		return out, nil
+	}
+	if v.s.pdb != nil {
+		read = newValueWindows(v.s.pdb, p, perChunk).read
+	}
+	return p.cut(func(lo, hi int) ([]SnapshotLeaf, error) {
+		out, err := read(lo, hi)
+		if err != nil {
+			return nil, err
 		}
 		return out, ctx.Err()
 	}, emit)
@@ -131,26 +142,6 @@ func (v *View) walkLeaves(ctx context.Context, sl slot, fn func(*slot) error) er
 		}
 	}
 	return nil
-}
-
-// leafValue reads the key and value of a leaf from its value record and
-// checks them against the leaf's key path and hash.
-func (s *Store) leafValue(ctx context.Context, l *snapLeaf) (SnapshotLeaf, error) {
-	b, err := s.d.Get(ctx, nodeKey(l.born, l.hash))
-	if errors.Is(err, ds.ErrNotFound) {
-		return SnapshotLeaf{}, fmt.Errorf("%w: missing value record %x", ErrCorrupt, l.hash)
-	}
-	if err != nil {
-		return SnapshotLeaf{}, err
-	}
-	k, val, err := decodeValue(b)
-	if err != nil {
-		return SnapshotLeaf{}, err
-	}
-	if kp := types.KeyPath(k); kp != l.path || types.LeafHash(kp, types.ValueHash(val)) != l.hash {
-		return SnapshotLeaf{}, fmt.Errorf("%w: value record %x does not match its leaf", ErrCorrupt, l.hash)
-	}
-	return SnapshotLeaf{Key: k, Value: val}, nil
 }
 
 // Install builds the tree of a fully staged snapshot in s, which must be
