@@ -227,11 +227,10 @@ func readSlot(buf *[]byte) (slot, error) {
 // They are held in two byte buffers, keys and values, and the operations
 // only index them: a batch is a few hundred thousand records, and held as
 // strings and slices every one of them was an object the collector marked
-// again on every cycle while the batch filled. The keys have a buffer of
-// their own because the sort compares whole keys whenever the first 16
-// bytes tie (flat index keys of one module): packed, they stay in cache. A full batch is sorted and written on a
-// goroutine of its own while the caller fills the next one (two buffers,
-// used in turn); flush waits for it.
+// again on every cycle while the batch filled (the collector's share of an
+// install halved). A full batch is sorted and written on a goroutine of its
+// own while the caller fills the next one (two sets of buffers, used in
+// turn); flush waits for it.
 type recordWriter struct {
 	ctx context.Context
 	d   ds.Batching
@@ -420,8 +419,8 @@ func (w *recordWriter) write(ob *opBuffers) error {
 		return err
 	}
 	for i := range ops {
-		// The datastore may keep the key and value: copies, since buf
-		// is reused.
+		// The datastore may keep the key and value: copies, since the
+		// buffers are reused.
 		k := ds.RawKey(string(ob.key(&ops[i])))
 		if ops[i].del {
 			err = b.Delete(w.ctx, k)

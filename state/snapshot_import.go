@@ -357,7 +357,7 @@ func (im *Importer) chunkLeaves(ctx context.Context, i int, src ChunkSource) ([]
 		return nil, err
 	}
 	if int(c.Index) != i {
-		return nil, fmt.Errorf("%w: chunk %d read as chunk %d", ErrChunkMalformed, c.Index, i)
+		return nil, fmt.Errorf("%w: asked for chunk %d, read chunk %d", ErrChunkMalformed, i, c.Index)
 	}
 	return ls, nil
 }
