@@ -37,6 +37,7 @@ var exportWindowLeaves = snapExportWindowLeaves
 // its chunks have taken theirs, so memory stays a few windows however
 // large the snapshot.
 type valueWindows struct {
+	ctx    context.Context
 	db     *pebble.DB
 	leaves []snapLeaf
 	runs   [][2]int
@@ -54,8 +55,8 @@ type valueWindow struct {
 	left int // chunks that have not taken their leaves yet
 }
 
-func newValueWindows(db *pebble.DB, p *snapPlan, perChunk int) *valueWindows {
-	return &valueWindows{db: db, leaves: p.leaves, runs: p.runs, per: max(1, exportWindowLeaves/perChunk), wins: map[int]*valueWindow{}}
+func newValueWindows(ctx context.Context, db *pebble.DB, p *snapPlan, perChunk int) *valueWindows {
+	return &valueWindows{ctx: ctx, db: db, leaves: p.leaves, runs: p.runs, per: max(1, exportWindowLeaves/perChunk), wins: map[int]*valueWindow{}}
 }
 
 // read returns the keys and values of leaves[lo:hi], one chunk's run.
@@ -73,7 +74,7 @@ func (r *valueWindows) read(lo, hi int) ([]SnapshotLeaf, error) {
 		r.wins[w] = win
 	}
 	r.mu.Unlock()
-	win.once.Do(func() { win.vals, win.err = r.load(win.lo, r.runs[last][1]) })
+	win.once.Do(func() { win.vals, win.err = r.load(r.ctx, win.lo, r.runs[last][1]) })
 	r.mu.Lock()
 	if win.left--; win.left == 0 {
 		delete(r.wins, w)
@@ -86,7 +87,7 @@ func (r *valueWindows) read(lo, hi int) ([]SnapshotLeaf, error) {
 }
 
 // load reads the values of leaves[lo:hi] in key order, on every core.
-func (r *valueWindows) load(lo, hi int) ([]SnapshotLeaf, error) {
+func (r *valueWindows) load(ctx context.Context, lo, hi int) ([]SnapshotLeaf, error) {
 	type target struct {
 		key string
 		i   int
@@ -112,7 +113,10 @@ func (r *valueWindows) load(lo, hi int) ([]SnapshotLeaf, error) {
 					return err
 				}
 				defer it.Close()
-				for _, t := range part {
+				for j, t := range part {
+					if j%4096 == 0 && ctx.Err() != nil {
+						return ctx.Err()
+					}
 					k := []byte(t.key)
 					if !it.SeekGE(k) || !bytes.Equal(it.Key(), k) {
 						if err := it.Error(); err != nil {

@@ -65,7 +65,7 @@ func (v *View) ExportSnapshot(ctx context.Context, perChunk int, emit func(index
 		return out, nil
 	}
 	if v.s.pdb != nil {
-		read = newValueWindows(v.s.pdb, p, perChunk).read
+		read = newValueWindows(ctx, v.s.pdb, p, perChunk).read
 	}
 	return p.cut(func(lo, hi int) ([]SnapshotLeaf, error) {
 		out, err := read(lo, hi)
