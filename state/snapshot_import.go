@@ -44,8 +44,8 @@ func snapStageChunkKey(i int) ds.Key {
 // Importer receives the chunks of one manifest in any order, verifies each
 // against the manifest root on arrival and stages it durably. Add, Missing
 // and Done may be called from several goroutines at once (chunks fetched
-// from several peers are verified in parallel); Install must not overlap
-// them.
+// from several peers are verified in parallel); Install, InstallFrom and
+// Replace must not overlap them.
 type Importer struct {
 	d ds.Batching
 	m *Manifest
