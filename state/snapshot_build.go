@@ -322,6 +322,13 @@ func (w *recordWriter) add(key string, val []byte, del bool) error {
 	if sortFrom < len(key) {
 		copy(b[:], key[sortFrom:])
 	}
+	// Keys start 16-byte aligned, as separately allocated strings did:
+	// the sort's whole-key comparisons (cmpbody) read 16 bytes at a time,
+	// and unaligned they cost a quarter more (0.51, 0.56 against 0.73,
+	// 0.69 CPU-s per 1M-key install, runs alternated).
+	for len(w.b.keys)%16 != 0 {
+		w.b.keys = append(w.b.keys, 0)
+	}
 	w.b.ops = append(w.b.ops, recordOp{
 		pre:  [2]uint64{binary.BigEndian.Uint64(b[:]), binary.BigEndian.Uint64(b[8:])},
 		koff: uint32(len(w.b.keys)),
