@@ -10,7 +10,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	ds "github.com/ipfs/go-datastore"
@@ -431,68 +430,4 @@ func BenchmarkOpen(b *testing.B) {
 			d.Close()
 		}
 	})
-}
-
-// BenchmarkSnapshot exports the latest version of a benchKeys tree (chunks
-// kept in memory) and imports it into a fresh synced pebble store: staging
-// (verify and write each chunk) and Install (build the tree bottom-up),
-// each op being one whole import. It reports MB/s and MB per CPU-second of
-// each phase; KAIROS_BENCH_CPUPROFILE profiles the installs only.
-func BenchmarkSnapshot(b *testing.B) {
-	n := benchKeys()
-	s, h := fillStore(b, n)
-	ctx := context.Background()
-	var chunks [][]byte
-	var size int64
-	cpu, t0 := startCPU(), time.Now()
-	m, err := s.ExportSnapshot(ctx, h, SnapshotChunkLeavesDefault, func(_ int, c []byte) error {
-		chunks = append(chunks, c)
-		size += int64(len(c))
-		return nil
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	mb := float64(size) / 1e6
-	exportRate, exportCPU := mb/time.Since(t0).Seconds(), mb/cpu.since()
-	b.ResetTimer()
-	var stageCPU, installCPU float64
-	var stageWall, installWall time.Duration
-	for i := 0; i < b.N; i++ {
-		dst, err := OpenPebble(filepath.Join(b.TempDir(), "dst"), Options{})
-		if err != nil {
-			b.Fatal(err)
-		}
-		cpu, t0 := startCPU(), time.Now()
-		im, err := NewImporter(ctx, dst.Datastore(), m)
-		if err != nil {
-			b.Fatal(err)
-		}
-		for _, c := range chunks {
-			if _, err := im.Add(ctx, c); err != nil {
-				b.Fatal(err)
-			}
-		}
-		stageCPU, stageWall = stageCPU+cpu.since(), stageWall+time.Since(t0)
-		stop := profileBlocks(b)
-		cpu, t0 = startCPU(), time.Now()
-		if err := im.Install(ctx, dst); err != nil {
-			b.Fatal(err)
-		}
-		installCPU, installWall = installCPU+cpu.since(), installWall+time.Since(t0)
-		stop()
-		if _, root := dst.Latest(); root != m.Root {
-			b.Fatalf("imported root %s, want %s", root, m.Root)
-		}
-		if err := dst.Close(); err != nil {
-			b.Fatal(err)
-		}
-	}
-	total := mb * float64(b.N)
-	b.ReportMetric(exportRate, "export-MB/s")
-	b.ReportMetric(exportCPU, "export-MB/cpu-s")
-	b.ReportMetric(total/stageWall.Seconds(), "stage-MB/s")
-	b.ReportMetric(total/stageCPU, "stage-MB/cpu-s")
-	b.ReportMetric(total/installWall.Seconds(), "install-MB/s")
-	b.ReportMetric(total/installCPU, "install-MB/cpu-s")
 }

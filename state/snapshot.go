@@ -192,62 +192,71 @@ type snapLeaf struct {
 // and the range proof against the manifest root. It returns the decoded
 // chunk only if every check passes.
 func VerifyChunk(m *Manifest, b []byte) (*Chunk, error) {
+	c, _, err := verifyChunk(m, b)
+	return c, err
+}
+
+// verifyChunk is VerifyChunk that also returns the leaves with the hashes
+// it computed, so that a streamed install builds from them without hashing
+// every leaf again.
+func verifyChunk(m *Manifest, b []byte) (*Chunk, []builtLeaf, error) {
 	if len(b) > SnapshotChunkBytesMax {
-		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrChunkMalformed, len(b), SnapshotChunkBytesMax)
+		return nil, nil, fmt.Errorf("%w: %d bytes, limit %d", ErrChunkMalformed, len(b), SnapshotChunkBytesMax)
 	}
 	var c Chunk
 	if err := types.Decode(b, &c); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrChunkMalformed, err)
+		return nil, nil, fmt.Errorf("%w: %w", ErrChunkMalformed, err)
 	}
 	if int(c.Index) >= len(m.Chunks) || c.Height != m.Height {
-		return nil, fmt.Errorf("%w: chunk %d of height %d, manifest has %d chunks of height %d",
+		return nil, nil, fmt.Errorf("%w: chunk %d of height %d, manifest has %d chunks of height %d",
 			ErrChunkUnknown, c.Index, c.Height, len(m.Chunks), m.Height)
 	}
 	ref := m.Chunks[c.Index]
 	if c.Start != ref.Start || c.End != ref.End {
-		return nil, fmt.Errorf("%w: chunk %d", ErrChunkBounds, c.Index)
+		return nil, nil, fmt.Errorf("%w: chunk %d", ErrChunkBounds, c.Index)
 	}
 	if len(c.Leaves) == 0 && ref.Leaves > 0 {
-		return nil, fmt.Errorf("%w: chunk %d, manifest claims %d", ErrChunkEmpty, c.Index, ref.Leaves)
+		return nil, nil, fmt.Errorf("%w: chunk %d, manifest claims %d", ErrChunkEmpty, c.Index, ref.Leaves)
 	}
 	if uint64(len(c.Leaves)) != ref.Leaves {
-		return nil, fmt.Errorf("%w: chunk %d holds %d leaves, manifest says %d", ErrSnapshotLeafCount, c.Index, len(c.Leaves), ref.Leaves)
+		return nil, nil, fmt.Errorf("%w: chunk %d holds %d leaves, manifest says %d", ErrSnapshotLeafCount, c.Index, len(c.Leaves), ref.Leaves)
 	}
+	built := make([]builtLeaf, len(c.Leaves))
 	leaves := make([]snapLeaf, len(c.Leaves))
 	for i, l := range c.Leaves {
 		if len(l.Key.Key) > types.StateKeyMax {
-			return nil, fmt.Errorf("%w: leaf %d key of %d bytes", ErrChunkMalformed, i, len(l.Key.Key))
+			return nil, nil, fmt.Errorf("%w: leaf %d key of %d bytes", ErrChunkMalformed, i, len(l.Key.Key))
 		}
 		if len(l.Value) == 0 || len(l.Value) > types.StateValueMax {
 			// An empty value means "absent" in the store, so a leaf
 			// cannot hold one.
-			return nil, fmt.Errorf("%w: leaf %d value of %d bytes", ErrChunkMalformed, i, len(l.Value))
+			return nil, nil, fmt.Errorf("%w: leaf %d value of %d bytes", ErrChunkMalformed, i, len(l.Value))
 		}
-		p := types.KeyPath(l.Key)
-		if bytes.Compare(p[:], c.Start[:]) < 0 || bytes.Compare(p[:], c.End[:]) > 0 {
-			return nil, fmt.Errorf("%w: chunk %d leaf %d", ErrChunkOutOfRange, c.Index, i)
+		bl := hashLeaf(l)
+		if bytes.Compare(bl.kp[:], c.Start[:]) < 0 || bytes.Compare(bl.kp[:], c.End[:]) > 0 {
+			return nil, nil, fmt.Errorf("%w: chunk %d leaf %d", ErrChunkOutOfRange, c.Index, i)
 		}
-		if i > 0 && bytes.Compare(leaves[i-1].path[:], p[:]) >= 0 {
-			return nil, fmt.Errorf("%w: chunk %d leaves %d and %d", ErrChunkUnsorted, c.Index, i-1, i)
+		if i > 0 && bytes.Compare(leaves[i-1].path[:], bl.kp[:]) >= 0 {
+			return nil, nil, fmt.Errorf("%w: chunk %d leaves %d and %d", ErrChunkUnsorted, c.Index, i-1, i)
 		}
-		leaves[i] = snapLeaf{path: p, hash: types.LeafHash(p, types.ValueHash(l.Value))}
+		built[i], leaves[i] = bl, snapLeaf{path: bl.kp, hash: bl.lh}
 	}
 	if len(c.Proof) > snapshotProofMax {
-		return nil, fmt.Errorf("%w: %d proof nodes, limit %d", ErrChunkProof, len(c.Proof), snapshotProofMax)
+		return nil, nil, fmt.Errorf("%w: %d proof nodes, limit %d", ErrChunkProof, len(c.Proof), snapshotProofMax)
 	}
 	root, err := rangeRoot(c.Start, c.End, leaves, c.Proof)
 	if err != nil {
-		return nil, fmt.Errorf("chunk %d: %w", c.Index, err)
+		return nil, nil, fmt.Errorf("chunk %d: %w", c.Index, err)
 	}
 	if root != types.Hash(m.Root) {
-		return nil, fmt.Errorf("%w: chunk %d proves %s, manifest root %s", ErrChunkProof, c.Index, types.Root(root), m.Root)
+		return nil, nil, fmt.Errorf("%w: chunk %d proves %s, manifest root %s", ErrChunkProof, c.Index, types.Root(root), m.Root)
 	}
 	// The hash is checked last: a chunk that passes the proof is already
 	// bound to the root, the hash only ties it to this manifest's listing.
 	if sha256.Sum256(b) != ref.Hash {
-		return nil, fmt.Errorf("%w: chunk %d", ErrChunkHash, c.Index)
+		return nil, nil, fmt.Errorf("%w: chunk %d", ErrChunkHash, c.Index)
 	}
-	return &c, nil
+	return &c, built, nil
 }
 
 // rangeRoot recomputes the root from the leaves inside [lo, hi] and the

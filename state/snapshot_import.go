@@ -44,8 +44,8 @@ func snapStageChunkKey(i int) ds.Key {
 // Importer receives the chunks of one manifest in any order, verifies each
 // against the manifest root on arrival and stages it durably. Add, Missing
 // and Done may be called from several goroutines at once (chunks fetched
-// from several peers are verified in parallel); Install must not overlap
-// them.
+// from several peers are verified in parallel); Install, InstallFrom and
+// Replace must not overlap them.
 type Importer struct {
 	d ds.Batching
 	m *Manifest
@@ -230,7 +230,7 @@ func discardInstall(ctx context.Context, d ds.Batching) error {
 		w := newRecordWriter(ctx, d)
 		for _, prefix := range []string{nsNode, nsKV} {
 			if err := deletePrefix(ctx, d, prefix, w); err != nil {
-				return err
+				return errors.Join(err, w.wait())
 			}
 		}
 		zero := binary.AppendUvarint(nil, 0)
@@ -264,18 +264,19 @@ func deletePrefix(ctx context.Context, d ds.Batching, prefix string, w *recordWr
 	return nil
 }
 
-// buildTree streams the staged leaves through a treeBuilder into s and
-// returns the root slot; nothing is reachable yet. Staged chunks were
-// verified when they arrived; they are decoded and hashed again here (not
-// trusted blindly), and the caller re-checks the rebuilt root. Decoding and
-// hashing are most of an install's own CPU, so they run a few chunks ahead
-// on every core (inOrder) and the builder only places leaves.
+// buildTree streams the leaves of every chunk, staged or read from src,
+// through a treeBuilder into s and returns the root slot; nothing is
+// reachable yet. Staged chunks were verified when they arrived; they are
+// decoded and hashed again here (not trusted blindly), and the caller
+// re-checks the rebuilt root. Chunks from src are verified here. Decoding,
+// verifying and hashing are most of an install's own CPU, so they run a few
+// chunks ahead on every core (inOrder) and the builder only places leaves.
 //
 // Batches are cut at chunk boundaries. Once a batch is durable the install
 // records its progress (the next chunk and the builder's state), and a
 // restarted install of the same staging area goes on from there.
-func (im *Importer) buildTree(ctx context.Context, s *Store) (slot, error) {
-	w := newRecordWriter(ctx, s.d)
+func (im *Importer) buildTree(ctx context.Context, s *Store, src ChunkSource) (slot, error) {
+	w := newStoreRecordWriter(ctx, s)
 	w.manual = true
 	b := newTreeBuilder(im.m.Height, w)
 	n := len(im.m.Chunks)
@@ -284,7 +285,7 @@ func (im *Importer) buildTree(ctx context.Context, s *Store) (slot, error) {
 		return slot{}, err
 	}
 	err = inOrder(n-start, func(i int) ([]builtLeaf, error) {
-		return im.prepare(ctx, start+i)
+		return im.chunkLeaves(ctx, start+i, src)
 	}, func(i int, ls []builtLeaf) error {
 		for k := range ls {
 			if err := b.add(&ls[k]); err != nil {
@@ -294,26 +295,28 @@ func (im *Importer) buildTree(ctx context.Context, s *Store) (slot, error) {
 		if !w.full() {
 			return nil
 		}
-		if err := w.flush(); err != nil {
-			return err
-		}
-		if !s.opts.AtomicBatches {
-			if err := s.d.Sync(ctx, ds.NewKey("/kairos")); err != nil {
+		// The batch is written while the builder goes on; the progress
+		// record (the builder's state now) follows it once it is written.
+		rec := binary.AppendUvarint(nil, uint64(start+i+1))
+		rec = append(rec, b.encodeState()...)
+		return w.flushThen(func() error {
+			if !s.opts.AtomicBatches {
+				if err := s.d.Sync(ctx, ds.NewKey("/kairos")); err != nil {
+					return err
+				}
+			}
+			if err := s.d.Put(ctx, snapProgressKey, rec); err != nil {
 				return err
 			}
-		}
-		rec := binary.AppendUvarint(nil, uint64(start+i+1))
-		if err := s.d.Put(ctx, snapProgressKey, append(rec, b.encodeState()...)); err != nil {
-			return err
-		}
-		return s.d.Sync(ctx, snapProgressKey)
+			return s.d.Sync(ctx, snapProgressKey)
+		})
 	})
 	if err != nil {
-		return slot{}, err
+		return slot{}, errors.Join(err, w.wait())
 	}
 	root, err := b.root()
 	if err != nil {
-		return slot{}, err
+		return slot{}, errors.Join(err, w.wait())
 	}
 	return root, w.flush()
 }
@@ -334,6 +337,29 @@ func (im *Importer) progress(ctx context.Context, s *Store, b *treeBuilder) (int
 		return 0, nil // restoreState changes b only when it succeeds
 	}
 	return int(next), nil
+}
+
+// chunkLeaves returns the hashed leaves of chunk i: from the staging area
+// if it is staged or src is nil, otherwise read with src and verified.
+func (im *Importer) chunkLeaves(ctx context.Context, i int, src ChunkSource) ([]builtLeaf, error) {
+	im.mu.Lock()
+	staged := im.staged[i]
+	im.mu.Unlock()
+	if staged || src == nil {
+		return im.prepare(ctx, i)
+	}
+	b, err := src(ctx, i)
+	if err != nil {
+		return nil, fmt.Errorf("%w: chunk %d: %w", ErrSnapshotIncomplete, i, err)
+	}
+	c, ls, err := verifyChunk(im.m, b)
+	if err != nil {
+		return nil, err
+	}
+	if int(c.Index) != i {
+		return nil, fmt.Errorf("%w: asked for chunk %d, read chunk %d", ErrChunkMalformed, i, c.Index)
+	}
+	return ls, nil
 }
 
 // prepare reads, decodes and hashes staged chunk i.

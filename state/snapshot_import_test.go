@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/kairos-network/kairos/types"
 )
 
 // TestSnapshotStagingSurvivesCrash stages half the chunks, loses power,
@@ -160,5 +162,111 @@ func TestSnapshotConcurrentAdd(t *testing.T) {
 	}
 	if _, r := s.Latest(); r != m.Root {
 		t.Fatalf("installed root %s, manifest %s", r, m.Root)
+	}
+}
+
+// TestSnapshotInstallFrom installs with every third chunk staged and the
+// others read from a source: the staged ones must not be read, the others
+// read once each, and the store must end at the snapshot with the source's
+// reads and proofs. Before that, sources that fail, serve a chunk that does
+// not verify, or serve another chunk than the one asked for must stop the
+// install with the sentinel of the failed check and leave the store at
+// version 0, from where the good source finishes the import.
+func TestSnapshotInstallFrom(t *testing.T) {
+	smallInstallBatches(t, 4<<10) // bad chunks arrive after durable batches
+	ctx := context.Background()
+	src, err := OpenMemory(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	model := snapWorkload(t, src, 11, 6, 150)
+	h, root := src.Latest()
+	m, chunks := export(t, src, h, 20)
+	bad := len(chunks) - 2
+	var c Chunk
+	if err := types.Decode(chunks[bad], &c); err != nil {
+		t.Fatal(err)
+	}
+	c.Leaves[0].Value = append([]byte{0}, c.Leaves[0].Value...)
+	tampered := types.MustEncode(&c)
+	errSource := errors.New("peer went away")
+	sources := []struct {
+		name string
+		read func(i int) ([]byte, error)
+		want error
+	}{
+		{"failing source", func(i int) ([]byte, error) {
+			if i == bad {
+				return nil, errSource
+			}
+			return chunks[i], nil
+		}, errSource},
+		{"tampered chunk", func(i int) ([]byte, error) {
+			if i == bad {
+				return tampered, nil
+			}
+			return chunks[i], nil
+		}, ErrChunkProof},
+		{"another chunk", func(i int) ([]byte, error) {
+			if i == bad {
+				return chunks[i+1], nil
+			}
+			return chunks[i], nil
+		}, ErrChunkMalformed},
+	}
+	dst := OpenOnFSStore(t, vfs.NewMem(), Options{})
+	for _, sc := range sources {
+		im, err := NewImporter(ctx, dst.Datastore(), m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = im.InstallFrom(ctx, dst, func(_ context.Context, i int) ([]byte, error) { return sc.read(i) })
+		if !errors.Is(err, sc.want) {
+			t.Fatalf("%s: got %v, want %v", sc.name, err, sc.want)
+		}
+		if gh, gr := dst.Latest(); gh != 0 || gr != types.EmptyRoot {
+			t.Fatalf("%s: a failed install moved the store to (%d, %s)", sc.name, gh, gr)
+		}
+	}
+	if ok, err := dst.Datastore().Has(ctx, snapProgressKey); err != nil || !ok {
+		t.Fatalf("no install progress after the failed installs (%v): the bad chunk came before the first batch", err)
+	}
+
+	im, err := NewImporter(ctx, dst.Datastore(), m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < len(chunks); i += 3 {
+		if _, err := im.Add(ctx, chunks[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var mu sync.Mutex
+	reads := make([]int, len(chunks))
+	err = im.InstallFrom(ctx, dst, func(_ context.Context, i int) ([]byte, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		reads[i]++
+		return chunks[i], nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, n := range reads {
+		// The install resumes after the last durable batch of the failed
+		// ones, so chunks before it are not read again.
+		if i%3 == 0 && n != 0 || n > 1 || i >= bad && i%3 != 0 && n != 1 {
+			t.Fatalf("chunk %d read %d times (staged: %v)", i, n, i%3 == 0)
+		}
+	}
+	if gh, gr := dst.Latest(); gh != h || gr != root {
+		t.Fatalf("imported store at (%d, %s), want (%d, %s)", gh, gr, h, root)
+	}
+	sameReads(t, src, dst, h, model)
+	if rep, err := dst.Audit(ctx); err != nil || !rep.Clean() {
+		t.Fatalf("audit: %+v, %v", rep, err)
+	}
+	if left := dump(t, dst.Datastore(), "/kairos/snapimport"); len(left) != 0 {
+		t.Fatalf("the install left %d staging entries behind", len(left))
 	}
 }

@@ -37,8 +37,9 @@ func (s *Store) ExportSnapshot(ctx context.Context, height uint64, perChunk int,
 // pins the version, so a concurrent Prune never removes a node the export
 // still needs. It walks the tree's nodes once for the leaf hashes, which fix
 // the chunk ranges and proofs (64 bytes per key in memory), then reads the
-// values chunk by chunk, several chunks at once, each by its leaf hash and
-// checked against it.
+// values, each from the value record named by its leaf and checked against
+// it, while chunks are cut on every core: on pebble a window of chunks at a
+// time in key order (valueWindows), otherwise chunk by chunk.
 func (v *View) ExportSnapshot(ctx context.Context, perChunk int, emit func(index int, chunk []byte) error) (*Manifest, error) {
 	if err := v.enter(); err != nil {
 		return nil, err
@@ -52,7 +53,7 @@ func (v *View) ExportSnapshot(ctx context.Context, perChunk int, emit func(index
 	if err != nil {
 		return nil, err
 	}
-	return p.cut(func(lo, hi int) ([]SnapshotLeaf, error) {
+	read := func(lo, hi int) ([]SnapshotLeaf, error) {
 		out := make([]SnapshotLeaf, hi-lo)
 		for j := range out {
 			l, err := v.s.leafValue(ctx, &leaves[lo+j])
@@ -60,6 +61,16 @@ func (v *View) ExportSnapshot(ctx context.Context, perChunk int, emit func(index
 				return nil, err
 			}
 			out[j] = l
+		}
+		return out, nil
+	}
+	if v.s.pdb != nil {
+		read = newValueWindows(ctx, v.s.pdb, p, perChunk).read
+	}
+	return p.cut(func(lo, hi int) ([]SnapshotLeaf, error) {
+		out, err := read(lo, hi)
+		if err != nil {
+			return nil, err
 		}
 		return out, ctx.Err()
 	}, emit)
@@ -133,26 +144,6 @@ func (v *View) walkLeaves(ctx context.Context, sl slot, fn func(*slot) error) er
 	return nil
 }
 
-// leafValue reads the key and value of a leaf from its value record and
-// checks them against the leaf's key path and hash.
-func (s *Store) leafValue(ctx context.Context, l *snapLeaf) (SnapshotLeaf, error) {
-	b, err := s.d.Get(ctx, nodeKey(l.born, l.hash))
-	if errors.Is(err, ds.ErrNotFound) {
-		return SnapshotLeaf{}, fmt.Errorf("%w: missing value record %x", ErrCorrupt, l.hash)
-	}
-	if err != nil {
-		return SnapshotLeaf{}, err
-	}
-	k, val, err := decodeValue(b)
-	if err != nil {
-		return SnapshotLeaf{}, err
-	}
-	if kp := types.KeyPath(k); kp != l.path || types.LeafHash(kp, types.ValueHash(val)) != l.hash {
-		return SnapshotLeaf{}, fmt.Errorf("%w: value record %x does not match its leaf", ErrCorrupt, l.hash)
-	}
-	return SnapshotLeaf{Key: k, Value: val}, nil
-}
-
 // Install builds the tree of a fully staged snapshot in s, which must be
 // empty and must be the store of the Importer's datastore, and switches s to
 // it as version Manifest().Height (the lowest readable version from then
@@ -176,6 +167,28 @@ func (s *Store) leafValue(ctx context.Context, l *snapLeaf) (SnapshotLeaf, error
 // s may already return snapshot values while Latest still says version 0:
 // a store that is being seeded must not serve reads.
 func (im *Importer) Install(ctx context.Context, s *Store) error {
+	return im.InstallFrom(ctx, s, nil)
+}
+
+// ChunkSource returns the bytes of chunk i of the manifest being imported.
+// It is called from several goroutines at once, for increasing i.
+type ChunkSource func(ctx context.Context, i int) ([]byte, error)
+
+// InstallFrom is Install for an import that can read its chunks itself, in
+// order: chunks on local disk, or a stream from one peer. Every chunk the
+// staging area lacks is read with src while the tree is built, verified as
+// Add verifies it (on every core, a few chunks ahead of the builder), and
+// built from without being staged: no staging write, no second decoding
+// and hashing of its leaves. Staged chunks are built from the staging area
+// as in Install; with a nil src every chunk must be staged.
+//
+// A chunk that src fails to return or that fails verification stops the
+// install with that error (ErrSnapshotIncomplete wrapping src's error, or
+// the sentinel of the failed check) before any of its leaves is used. What
+// the install wrote until then is unreachable, as after a crash: a new
+// Importer of the same manifest and InstallFrom go on from the last durable
+// batch, reading the chunks after it again.
+func (im *Importer) InstallFrom(ctx context.Context, s *Store, src ChunkSource) error {
 	m := im.m
 	latest, root, err := s.lockWriter()
 	defer s.commitMu.Unlock()
@@ -191,7 +204,7 @@ func (im *Importer) Install(ctx context.Context, s *Store) error {
 	if m.Height == 0 {
 		return fmt.Errorf("%w: snapshot of version 0", ErrSnapshotManifest)
 	}
-	if n := len(im.Missing()); n > 0 {
+	if n := len(im.Missing()); n > 0 && src == nil {
 		return fmt.Errorf("%w: %d of %d chunks missing", ErrSnapshotIncomplete, n, len(im.m.Chunks))
 	}
 	if err := s.d.Put(ctx, snapInstallKey, binary.AppendUvarint(nil, m.Height)); err != nil {
@@ -200,7 +213,7 @@ func (im *Importer) Install(ctx context.Context, s *Store) error {
 	if err := s.d.Sync(ctx, snapInstallKey); err != nil {
 		return err
 	}
-	newRoot, err := im.buildTree(ctx, s)
+	newRoot, err := im.buildTree(ctx, s, src)
 	if err != nil {
 		return err
 	}
@@ -288,14 +301,14 @@ func (s *Store) Seed(ctx context.Context, height uint64, fill func(add func([]Sn
 // build streams the leaves of leaves through a treeBuilder into s and
 // returns the root slot; nothing is reachable yet.
 func (s *Store) build(ctx context.Context, height uint64, leaves func(context.Context, func(*builtLeaf) error) error) (slot, error) {
-	w := newRecordWriter(ctx, s.d)
+	w := newStoreRecordWriter(ctx, s)
 	b := newTreeBuilder(height, w)
 	if err := leaves(ctx, b.add); err != nil {
-		return slot{}, err
+		return slot{}, errors.Join(err, w.wait())
 	}
 	root, err := b.root()
 	if err != nil {
-		return slot{}, err
+		return slot{}, errors.Join(err, w.wait())
 	}
 	return root, w.flush()
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"math"
 	"math/rand/v2"
+	"sync/atomic"
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -300,6 +301,16 @@ func TestSnapshotExportDuringPrune(t *testing.T) {
 // the store ends at the imported root with an audit that finds nothing
 // leaked or missing and a flat index that matches the tree.
 func TestSnapshotImportCrashResume(t *testing.T) {
+	for _, stream := range []bool{false, true} {
+		name := map[bool]string{false: "staged", true: "streamed"}[stream]
+		t.Run(name, func(t *testing.T) { testSnapshotImportCrashResume(t, stream) })
+	}
+}
+
+// testSnapshotImportCrashResume is TestSnapshotImportCrashResume with every
+// chunk staged by Add first, or (stream) none staged and every chunk read by
+// InstallFrom.
+func testSnapshotImportCrashResume(t *testing.T, stream bool) {
 	smallInstallBatches(t, 8<<10) // the install spans dozens of batches
 	ctx := context.Background()
 	src, err := OpenMemory(Options{})
@@ -312,12 +323,25 @@ func TestSnapshotImportCrashResume(t *testing.T) {
 	oldH := h - 2
 	oldM, oldChunks := export(t, src, oldH, 40)
 
+	// importAll returns how many chunks it did not need: staged ones
+	// Add skipped, or chunks InstallFrom did not read.
 	importAll := func(s *Store, m *Manifest, chunks [][]byte) int {
 		im, err := NewImporter(ctx, s.Datastore(), m)
 		if err != nil {
 			t.Fatal(err)
 		}
 		skipped := 0
+		if stream {
+			var read atomic.Int64
+			err := im.InstallFrom(ctx, s, func(_ context.Context, i int) ([]byte, error) {
+				read.Add(1)
+				return chunks[i], nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return len(chunks) - int(read.Load())
+		}
 		for _, c := range chunks {
 			staged, err := im.Add(ctx, c)
 			if err != nil {
@@ -386,9 +410,9 @@ func TestSnapshotImportCrashResume(t *testing.T) {
 		}
 	}
 	if resumed == 0 || progressed == 0 {
-		t.Fatalf("%d staged chunks skipped, %d installs resumed mid-way: the crash points missed the staging or the install", resumed, progressed)
+		t.Fatalf("%d chunks skipped, %d installs resumed mid-way: the crash points missed the staging or the install", resumed, progressed)
 	}
-	t.Logf("%d crash points over %d operations, %d staged chunks skipped on resume, %d installs resumed mid-way, %d crashes after the switch", points, total, resumed, progressed, switched)
+	t.Logf("%d crash points over %d operations, %d chunks skipped on resume, %d installs resumed mid-way, %d crashes after the switch", points, total, resumed, progressed, switched)
 }
 
 // snapModel returns the (key, value) pairs of version h of s.

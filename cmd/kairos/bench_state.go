@@ -21,8 +21,9 @@ func newBenchStateCmd() *cobra.Command {
 batches (the floor), through the state store with pruning on, and with pruning
 off; every commit is synced. Prints one table with the targets of state.md and
 the disk size over the run. The warm pruning store is then exported as a
-snapshot and imported into a fresh store (verify and stage on every core, then
-install). With --proof-keys a second tree of that many keys is written
+snapshot and imported into a fresh store twice: as from peers (verify and stage
+on every core, then install) and as a local chunk stream (verify on every core
+and install, nothing staged). With --proof-keys a second tree of that many keys is written
 bottom-up from sorted keys to measure proofs at that size. Scale it down with
 --keys, --block and --blocks.`,
 		Args: cobra.NoArgs,

@@ -64,7 +64,7 @@ func TestMeasureSnapshotImportsTheRoot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.chunks == 0 || st.bytes == 0 {
+	if st.chunks == 0 || st.bytes == 0 || st.stream == 0 {
 		t.Fatalf("snapshot stats %+v", st)
 	}
 }
