@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"os"
 	"path/filepath"
-	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -177,7 +176,7 @@ func BenchmarkCommit(b *testing.B) {
 				block(i)
 			}
 			b.ResetTimer()
-			stop := profileBlocks(b)
+			stop := profileTo(b, os.Getenv("KAIROS_BENCH_CPUPROFILE"), "")
 			cpu := startCPU()
 			wal0, sst0 := pebbleWritten(s)
 			for i := 0; i < b.N; i++ {
@@ -339,30 +338,6 @@ func BenchmarkVerify(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(size)/float64(len(proofs)), "proof-bytes")
-}
-
-// profileBlocks starts a CPU profile of the timed blocks only, into the
-// file KAIROS_BENCH_CPUPROFILE names (go test's -cpuprofile also covers the
-// fill, the cache warming and the warm-up blocks, which can be half of the
-// samples). It returns the function that stops it.
-func profileBlocks(b *testing.B) func() {
-	path := os.Getenv("KAIROS_BENCH_CPUPROFILE")
-	if path == "" {
-		return func() {}
-	}
-	f, err := os.Create(path)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := pprof.StartCPUProfile(f); err != nil {
-		b.Fatal(err)
-	}
-	return func() {
-		pprof.StopCPUProfile()
-		if err := f.Close(); err != nil {
-			b.Fatal(err)
-		}
-	}
 }
 
 // pebbleWritten returns the bytes the store's pebble database has written
