@@ -78,14 +78,11 @@ func (s *OrderingState) Encode() []byte { return types.MustEncode(s) }
 // is the encoding of s with an empty Gone, split where that empty byte
 // string stands, with Gone's byte-string header and bytes put in between.
 func (s *OrderingState) Hash() [32]byte {
-	if len(s.Order.Gone) < streamGoneBytes {
-		return sha256.Sum256(s.Encode())
-	}
 	cut := *s
 	cut.Order.Gone = []byte{}
 	enc := cut.Encode()
-	// What follows Gone in the encoding: Order's last three fields, the
-	// last fields of the outer array too.
+	// What follows Gone: Order's last three fields, which end the
+	// encoding (Order is the outer array's last field).
 	tail := types.MustEncode(&orderTail{Height: s.Order.Height, Last: s.Order.Last, LastB: s.Order.LastB})[1:]
 	head := enc[:len(enc)-len(tail)-len(emptyBytes)]
 	h := sha256.New()
@@ -98,13 +95,9 @@ func (s *OrderingState) Hash() [32]byte {
 	return d
 }
 
-// streamGoneBytes is the size of Gone from which Hash streams it rather
-// than encoding the whole state: below it the copy costs less than the
-// extra encodings.
-const streamGoneBytes = 4 << 10
-
 // orderTail is the fields of order.State after Gone, encoded alone (one
-// array-header byte, then the same bytes as in order.State).
+// array-header byte, then the same bytes as in order.State). A field added
+// to either state breaks Hash; TestOrderingStateHashStreamed then fails.
 type orderTail struct {
 	_      struct{} `cbor:",toarray"`
 	Height uint64
