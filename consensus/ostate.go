@@ -78,6 +78,11 @@ func (s *OrderingState) Encode() []byte { return types.MustEncode(s) }
 // is the encoding of s with an empty Gone, split where that empty byte
 // string stands, with Gone's byte-string header and bytes put in between.
 func (s *OrderingState) Hash() [32]byte {
+	if s.Order.Gone == nil {
+		// Encoded as null, not as an empty byte string (a layer that
+		// never released anything); the state is small then.
+		return sha256.Sum256(s.Encode())
+	}
 	cut := *s
 	cut.Order.Gone = []byte{}
 	enc := cut.Encode()

@@ -124,6 +124,7 @@ func TestOrderingStateHashStreamed(t *testing.T) {
 		}
 		return s
 	}
+	check(random(o.State())) // nothing released yet: Gone is nil
 	now, id, released := int64(0), uint64(0), uint64(0)
 	for step := range 1500 {
 		// A few new ids, each acked by most validators (so most reach a
@@ -179,6 +180,9 @@ func TestOrderingStateHashStreamed(t *testing.T) {
 		s.Order.Gone = gone
 		check(s)
 	}
+	s := random(sampleOrderingState(nil).Order)
+	s.Order.Gone = nil
+	check(s)
 }
 
 // BenchmarkOrderingStateHash is the per-checkpoint cost of the ordering
