@@ -54,7 +54,9 @@
 //     into the block's checkpoint vote. A core built with Config.Restore
 //     continues from such a state (a compacted log only needs the records
 //     at or above its gc round; a synced node needs none) and releases the
-//     same later blocks as one that replayed everything.
+//     same later blocks as one that replayed everything. Its hash is
+//     always sha2-256 of its canonical encoding (certificates and state
+//     sync check it); OrderingState.Hash only avoids building the bytes.
 //   - Every queue a peer or client can grow has a named limit (MaxPending,
 //     MaxRoundsAhead, MaxUnacked, MaxAcks, MaxMessageBytes, MaxFetchCerts);
 //     everything below the gc round is dropped.

@@ -69,8 +69,24 @@ func (c *compactState) init(every, from uint64) {
 	c.cand = map[uint64][]byte{}
 }
 
-// offer keeps enc, the ordering state after height h, if h is due.
-func (c *compactState) offer(h uint64, enc []byte) {
+// offer keeps the encoding of st, the ordering state after height h, if h
+// is due. Only due heights pay for the encoding (megabytes at high rates:
+// the released ids); checkpoint votes hash st without it.
+func (c *compactState) offer(h uint64, st *consensus.OrderingState) {
+	if !c.due(h) {
+		return
+	}
+	enc := st.Encode()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.cand) < maxCompactCandidates {
+		c.cand[h] = enc
+	}
+}
+
+// due drops candidates whose certificate is not coming and reports
+// whether h is a height to keep the state of.
+func (c *compactState) due(h uint64) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for k := range c.cand {
@@ -78,9 +94,7 @@ func (c *compactState) offer(h uint64, enc []byte) {
 			delete(c.cand, k) // its certificate is not coming
 		}
 	}
-	if h >= c.next && h%c.every == 0 && len(c.cand) < maxCompactCandidates {
-		c.cand[h] = enc
-	}
+	return h >= c.next && h%c.every == 0 && len(c.cand) < maxCompactCandidates
 }
 
 // certified is called with a certificate this node's own block, root and

@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"slices"
@@ -443,12 +442,12 @@ func (c *checkpointState) latestHeight() uint64 {
 
 // checkpoint signs and sends this node's checkpoint vote for b, then
 // checks a certificate of b's height that arrived before execution. The
-// ordering state after b is encoded here, off the driver; its bytes are
-// kept when b's height is due for compaction.
+// ordering state after b is hashed here, off the driver, streaming its
+// released ids rather than copying them (consensus.OrderingState.Hash);
+// it is encoded only when b's height is due for compaction.
 func (n *Node) checkpoint(b *types.Block, root types.Root, st *consensus.OrderingState) error {
-	enc := st.Encode()
-	v := &consensus.CheckpointVote{Height: b.Height, BlockID: b.ID(), StateRoot: root, OrderingStateHash: sha256.Sum256(enc), Signer: n.me}
-	n.cmp.offer(b.Height, enc)
+	v := &consensus.CheckpointVote{Height: b.Height, BlockID: b.ID(), StateRoot: root, OrderingStateHash: st.Hash(), Signer: n.me}
+	n.cmp.offer(b.Height, st)
 	n.cp.mu.Lock()
 	n.cp.comm.SignCheckpoint(consensus.Ed25519Signer(n.cfg.Key), v)
 	n.cp.executed = b.Height

@@ -410,7 +410,12 @@ func Restore(p Params, s *State) (*Orderer, error) {
 		}
 		o.gone[id] = ts
 	}
-	o.goneLog = append([]byte(nil), s.Gone...)
+	if s.Gone != nil {
+		// Empty but present (all pruned) encodes differently from absent
+		// (never released): keep which one, or the restored layer's
+		// state hash would differ from its peers' until the next release.
+		o.goneLog = append(make([]byte, 0, len(s.Gone)), s.Gone...)
+	}
 	o.height, o.last, o.lastB = s.Height, s.Last, s.LastB
 	o.w, _ = QuantileF1(o.t, nil, p.Weights, o.f)
 	return o, nil
