@@ -76,7 +76,9 @@ type frame struct {
 
 // reset clears f for reuse, keeping the write buffer's backing array and
 // the cached globals. The events slice is not reused: a Result or a
-// caller's events hold it.
+// caller's events hold it. A frame whose run is nil is clean (new, or
+// reset and not started since): exec and release skip it, so a pooled
+// frame is cleared once per use, not twice.
 func (f *frame) reset() {
 	ws := f.writes
 	ws.reset()
