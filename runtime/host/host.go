@@ -176,6 +176,7 @@ type run struct {
 	topics  []string // recent event topics, shared by the Results (strings are immutable)
 	arena   []byte   // buffered keys and values, append-only while the run lasts
 	access  map[accessKey]types.AccessMode
+	grant   int // index in tx.Access of the entry that granted the last access
 	// sigOK is the last export prepare found to take and return nothing.
 	// Engines hand out the same api.Function of a pooled instance again
 	// and again, and asking wazero for its signature builds its
@@ -196,7 +197,7 @@ func (r *run) release() {
 			f.reset()
 		}
 	}
-	r.tx, r.frames, r.started, r.events, r.access = nil, r.frames[:0], 0, 0, nil
+	r.tx, r.frames, r.started, r.events, r.access, r.grant = nil, r.frames[:0], 0, 0, nil, 0
 	r.arena = r.arena[:0]
 	if cap(r.arena) > arenaKeepMax {
 		r.arena = nil
