@@ -197,7 +197,7 @@ func (f *frame) allow(key []byte, mode types.AccessMode, iterate bool) {
 		r.access[k] = max(r.access[k], mode)
 		return
 	}
-	// The entry that granted the last access first: a transaction's
+	// Try the entry that granted the last access first: a transaction's
 	// accesses mostly fall under one or two entries, and trying one entry
 	// early does not change whether some entry grants it.
 	if h := r.grant; h < len(r.tx.Access) && granted(&r.tx.Access[h], &f.self, key, mode, iterate) {

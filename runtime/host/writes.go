@@ -173,15 +173,15 @@ func (f *frame) sortedWrites() []Write {
 	for i := range ents {
 		order = append(order, int32(i))
 	}
-	less := func(a, b int32) int {
+	byKey := func(a, b int32) int {
 		x, y := &ents[a], &ents[b]
 		if c := bytes.Compare(x.module[:], y.module[:]); c != 0 {
 			return c
 		}
 		return bytes.Compare(x.key, y.key)
 	}
-	if !slices.IsSortedFunc(order, less) {
-		slices.SortFunc(order, less)
+	if !slices.IsSortedFunc(order, byKey) {
+		slices.SortFunc(order, byKey)
 	}
 	a := f.run.tx.Arena
 	buf := a.bytes(n)[:0]
