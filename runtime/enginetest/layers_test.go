@@ -102,6 +102,7 @@ func BenchmarkGoTransferLayers(b *testing.B) {
 				t := tx{from: alice, to: at, method: "transfer", input: enc(bob, uint64(1)), time: t0}
 				htx := ch.hostTx(t, false)
 				htx.Instances = liveInstance{in, l.restore}
+				htx.Arena = new(host.Arena) // as in BenchmarkTokenTransfer
 				// Every module makes the Go token's writes and event (the
 				// WAT token's equality is TestWATTokenMatchesGoToken's).
 				want := ch.run(tx{from: alice, to: token, method: "transfer", input: t.input, time: t0}, false, false)

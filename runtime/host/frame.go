@@ -63,6 +63,13 @@ type frame struct {
 	stop         *outcome // why a host function stopped the frame
 	nodeErr      error    // a State error: the whole run fails
 	fctx         frameCtx
+	// buf is the guest's memory while a kairos function runs, taken when
+	// it is entered: only the guest's memory.grow can move or resize it,
+	// and no code of this instance runs until the function returns (a
+	// callee of kairos.call runs in another instance; reentrancy is
+	// refused). Checks and copies are then slice operations instead of
+	// four or five api.Memory calls per function.
+	buf []byte
 	// The metering globals of instance gmod, kept across reuse: finding
 	// them costs two export lookups and interface conversions per frame,
 	// and a pooled engine hands the same instance out again and again.
@@ -74,9 +81,20 @@ type frame struct {
 	left int64
 }
 
+// memory is all of the guest's memory (nil for a module without one).
+func (f *frame) memory() []byte {
+	if f.mem == nil {
+		return nil
+	}
+	b, _ := f.mem.Read(0, f.mem.Size())
+	return b
+}
+
 // reset clears f for reuse, keeping the write buffer's backing array and
 // the cached globals. The events slice is not reused: a Result or a
-// caller's events hold it.
+// caller's events hold it. A frame whose run is nil is clean (new, or
+// reset and not started since): exec and release skip it, so a pooled
+// frame is cleared once per use, not twice.
 func (f *frame) reset() {
 	ws := f.writes
 	ws.reset()
@@ -144,20 +162,13 @@ func (f *frame) charge(gas uint64) {
 // check stops the frame unless [ptr, ptr+n) lies in memory (docs/abi.md
 // section 2; 64-bit arithmetic cannot overflow for 32-bit operands).
 func (f *frame) check(ptr uint32, n uint64) {
-	var size uint64
-	if f.mem != nil {
-		size = uint64(f.mem.Size())
-	}
-	if uint64(ptr)+n > size {
-		f.trap(fmt.Errorf("%w: [%d, +%d) outside %d bytes", ErrBadPointer, ptr, n, size))
+	if uint64(ptr)+n > uint64(len(f.buf)) {
+		f.trap(fmt.Errorf("%w: [%d, +%d) outside %d bytes", ErrBadPointer, ptr, n, len(f.buf)))
 	}
 }
 
 // view is guest memory [ptr, ptr+n), already checked; it aliases memory.
-func (f *frame) view(ptr, n uint32) []byte {
-	b, _ := f.mem.Read(ptr, n)
-	return b
-}
+func (f *frame) view(ptr, n uint32) []byte { return f.buf[ptr : ptr+n : ptr+n] }
 
 // give finishes a two-call-pattern function: data has been looked up,
 // dst checked; it charges extra plus the copied bytes, copies and returns
@@ -165,7 +176,7 @@ func (f *frame) view(ptr, n uint32) []byte {
 func (f *frame) give(dst, capacity uint32, data []byte, extra uint64) uint64 {
 	n := min(uint32(len(data)), capacity)
 	f.charge(extra + uint64(n)*GasByte)
-	f.mem.Write(dst, data[:n])
+	copy(f.buf[dst:], data[:n])
 	return uint64(uint32(len(data)))
 }
 
@@ -186,8 +197,15 @@ func (f *frame) allow(key []byte, mode types.AccessMode, iterate bool) {
 		r.access[k] = max(r.access[k], mode)
 		return
 	}
-	for _, a := range r.tx.Access {
-		if (a.Prefix || !iterate) && a.Covers(f.self, key, mode) {
+	// Try the entry that granted the last access first: a transaction's
+	// accesses mostly fall under one or two entries, and trying one entry
+	// early does not change whether some entry grants it.
+	if h := r.grant; h < len(r.tx.Access) && granted(&r.tx.Access[h], &f.self, key, mode, iterate) {
+		return
+	}
+	for i := range r.tx.Access {
+		if granted(&r.tx.Access[i], &f.self, key, mode, iterate) {
+			r.grant = i
 			return
 		}
 	}
@@ -199,6 +217,12 @@ func (f *frame) allow(key []byte, mode types.AccessMode, iterate bool) {
 		what = "write"
 	}
 	f.fail(types.StatusAccessViolation, fmt.Errorf("%w: undeclared %s of %s/%s", ErrAccess, what, f.self, strconv.Quote(string(key))))
+}
+
+// granted reports whether a grants mode on key of module, or with
+// iterate on every key under the prefix key (only a prefix entry can).
+func granted(a *types.Access, module *types.Address, key []byte, mode types.AccessMode, iterate bool) bool {
+	return (a.Prefix || !iterate) && a.Covers(*module, key, mode)
 }
 
 // allowCall checks (or records) that the access list names module.

@@ -242,7 +242,7 @@ func writeAddress(f *frame, s []uint64, a *types.Address) {
 	p := uint32(s[0])
 	f.check(p, addressLen)
 	f.charge(addressLen * GasByte)
-	f.mem.Write(p, a[:])
+	copy(f.buf[p:], a[:])
 }
 
 func callModule(f *frame, s []uint64) {
@@ -338,7 +338,7 @@ func sha256Func(f *frame, s []uint64) {
 	}
 	f.charge(GasSha256 + uint64(n)*GasSha256Byte + sha256.Size*GasByte)
 	sum := sha256.Sum256(f.view(p, n))
-	f.mem.Write(dst, sum[:])
+	copy(f.buf[dst:], sum[:])
 }
 
 func ed25519Verify(f *frame, s []uint64) {
@@ -398,6 +398,7 @@ func Instantiate(ctx context.Context, rt wazero.Runtime) (api.Module, error) {
 				panic(ErrNoFrame)
 			}
 			f.left = int64(f.gas.Get())
+			f.buf = f.memory()
 			do(f, stack)
 			f.gas.Set(uint64(f.left))
 		}), h.params, h.results).Export(h.name)

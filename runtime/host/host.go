@@ -176,6 +176,15 @@ type run struct {
 	topics  []string // recent event topics, shared by the Results (strings are immutable)
 	arena   []byte   // buffered keys and values, append-only while the run lasts
 	access  map[accessKey]types.AccessMode
+	grant   int // index in tx.Access of the entry that granted the last access
+	// sigOK is the last export prepare found to take and return nothing.
+	// Engines hand out the same api.Function of a pooled instance again
+	// and again, and asking wazero for its signature builds its
+	// definition and two type slices each time (~70 ns of a transfer).
+	// Only wazero implements api.Function (api.WazeroOnly), with pointer
+	// types, so comparing is sound: the same function, the same
+	// signature. Kept across reuse, like a frame's metering globals.
+	sigOK api.Function
 }
 
 var runs = sync.Pool{New: func() any { return new(run) }}
@@ -184,9 +193,11 @@ var runs = sync.Pool{New: func() any { return new(run) }}
 // finished transaction and buffers grown beyond the retention limits.
 func (r *run) release() {
 	for _, f := range r.spare {
-		f.reset()
+		if f.run != nil {
+			f.reset()
+		}
 	}
-	r.tx, r.frames, r.started, r.events, r.access = nil, r.frames[:0], 0, 0, nil
+	r.tx, r.frames, r.started, r.events, r.access, r.grant = nil, r.frames[:0], 0, 0, nil, 0
 	r.arena = r.arena[:0]
 	if cap(r.arena) > arenaKeepMax {
 		r.arena = nil
@@ -257,11 +268,18 @@ func (r *run) prepare(ctx context.Context, self types.Address, method string) (a
 	if !ok {
 		return nil, nil, outcome{types.StatusTrapped, fmt.Errorf("%w at %s", ErrNoModule, self), CallNoModule, nil}, nil
 	}
-	if fn == nil || !ValidMethodName(method) || len(fn.Definition().ParamTypes()) != 0 || len(fn.Definition().ResultTypes()) != 0 {
+	if fn == nil || !ValidMethodName(method) || fn != r.sigOK && !noParamsNoResults(fn) {
 		r.tx.Instances.Release(mod, false)
 		return nil, nil, outcome{types.StatusTrapped, fmt.Errorf("%w %q", ErrNoMethod, method), CallNoMethod, nil}, nil
 	}
+	r.sigOK = fn
 	return mod, fn, outcome{}, nil
+}
+
+// noParamsNoResults reports whether fn has the signature of a method.
+func noParamsNoResults(fn api.Function) bool {
+	d := fn.Definition()
+	return len(d.ParamTypes()) == 0 && len(d.ResultTypes()) == 0
 }
 
 // exec runs one frame on an acquired instance with gas, classifies how it
@@ -271,7 +289,9 @@ func (r *run) exec(ctx context.Context, mod api.Module, fn api.Function, caller,
 		r.spare = append(r.spare, new(frame))
 	}
 	f = r.spare[len(r.frames)]
-	f.reset()
+	if f.run != nil { // used by an earlier frame at this depth of this run
+		f.reset()
+	}
 	g, d, ok := f.globals(mod)
 	if !ok {
 		r.tx.Instances.Release(mod, true)

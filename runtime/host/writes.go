@@ -151,6 +151,11 @@ func (f *frame) pending(prefix []byte) []kv {
 
 // sortedWrites is the frame's write buffer in module, key order, copied
 // out of the run's arena into one allocation owned by the Result.
+//
+// The order is found first, on indexes, and every Write is stored once in
+// its place: sorting the Writes themselves moved 88-byte structs with
+// pointers (a write barrier each while the collector runs) and cost as
+// much as the rest of the copy.
 func (f *frame) sortedWrites() []Write {
 	ents := f.writes.ents
 	if len(ents) == 0 {
@@ -160,27 +165,38 @@ func (f *frame) sortedWrites() []Write {
 	for _, c := range ents {
 		n += len(c.key) + len(c.val)
 	}
+	var small [writeScanMax]int32
+	order := small[:0]
+	if len(ents) > len(small) {
+		order = make([]int32, 0, len(ents))
+	}
+	for i := range ents {
+		order = append(order, int32(i))
+	}
+	byKey := func(a, b int32) int {
+		x, y := &ents[a], &ents[b]
+		if c := bytes.Compare(x.module[:], y.module[:]); c != 0 {
+			return c
+		}
+		return bytes.Compare(x.key, y.key)
+	}
+	if !slices.IsSortedFunc(order, byKey) {
+		slices.SortFunc(order, byKey)
+	}
 	a := f.run.tx.Arena
 	buf := a.bytes(n)[:0]
 	out := a.writes(len(ents))
-	for i, c := range ents {
+	for i, j := range order {
+		c := &ents[j]
 		k := len(buf)
 		buf = append(buf, c.key...)
-		out[i] = Write{Module: c.module, Key: buf[k:len(buf):len(buf)], Deleted: c.deleted}
+		w := Write{Module: c.module, Key: buf[k:len(buf):len(buf)], Deleted: c.deleted}
 		if !c.deleted {
 			v := len(buf)
 			buf = append(buf, c.val...)
-			out[i].Value = buf[v:len(buf):len(buf)]
+			w.Value = buf[v:len(buf):len(buf)]
 		}
-	}
-	cmp := func(a, b Write) int {
-		if c := bytes.Compare(a.Module[:], b.Module[:]); c != 0 {
-			return c
-		}
-		return bytes.Compare(a.Key, b.Key)
-	}
-	if !slices.IsSortedFunc(out, cmp) {
-		slices.SortFunc(out, cmp)
+		out[i] = w
 	}
 	return out
 }
