@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -426,6 +427,54 @@ func TestRecordWriterBatches(t *testing.T) {
 			if string(got[k]) != v {
 				t.Fatalf("pebble=%v: %s = %q, want %q", onPebble, k, got[k], v)
 			}
+		}
+	}
+}
+
+// TestRecordWriterSortedParts: the operations of a batch sorted in parts on
+// several cores and merged come out in the order of one sort by key bytes
+// then place in the batch (the reference here: strings.Compare), whatever
+// the number of parts, with many operations on one key.
+func TestRecordWriterSortedParts(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	w := newRecordWriter(context.Background(), nil)
+	w.manual = true
+	type op struct {
+		key string
+		seq int
+	}
+	var ref []op
+	for i := range 5*sortPartMin + 17 {
+		k := nodeKey(uint64(r.IntN(3)), types.Hash(randKeyBytes(r, types.HashLen))).String()
+		if r.IntN(3) == 0 {
+			k = "/kairos/kv/" + strconv.Itoa(r.IntN(500)) // repeated keys
+		}
+		if err := w.add(k, []byte(strconv.Itoa(i)), r.IntN(5) == 0); err != nil {
+			t.Fatal(err)
+		}
+		ref = append(ref, op{k, i})
+	}
+	slices.SortFunc(ref, func(a, b op) int {
+		if c := strings.Compare(a.key, b.key); c != 0 {
+			return c
+		}
+		return a.seq - b.seq
+	})
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+	for procs := 1; procs <= sortParts+1; procs++ {
+		runtime.GOMAXPROCS(procs)
+		b := w.b
+		b.ops = slices.Clone(w.b.ops) // sorted sorts in place
+		var got []op
+		err := b.sorted(func(o *recordOp) error {
+			got = append(got, op{string(b.key(o)), int(o.seq)})
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(got, ref) {
+			t.Fatalf("GOMAXPROCS %d: merged order differs from one sort", procs)
 		}
 	}
 }
