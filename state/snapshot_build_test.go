@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -464,9 +465,9 @@ func TestRecordWriterSortedParts(t *testing.T) {
 	for procs := 1; procs <= sortParts+1; procs++ {
 		runtime.GOMAXPROCS(procs)
 		b := w.b
-		b.ops = slices.Clone(w.b.ops) // sorted sorts in place
+		b.ops = slices.Clone(w.b.ops) // sortParts sorts in place
 		var got []op
-		err := b.sorted(func(o *recordOp) error {
+		err := b.merge(b.sortParts(), func(o *recordOp) error {
 			got = append(got, op{string(b.key(o)), int(o.seq)})
 			return nil
 		})
@@ -476,5 +477,73 @@ func TestRecordWriterSortedParts(t *testing.T) {
 		if !slices.Equal(got, ref) {
 			t.Fatalf("GOMAXPROCS %d: merged order differs from one sort", procs)
 		}
+	}
+}
+
+// failFirstBatch fails the first batch's commit.
+type failFirstBatch struct {
+	ds.Batching
+	failed *bool
+}
+
+type failFirstCommit struct {
+	ds.Batch
+	fail bool
+}
+
+var errTestBatch = errors.New("test: batch commit failed")
+
+func (f failFirstBatch) Batch(ctx context.Context) (ds.Batch, error) {
+	b, err := f.Batching.Batch(ctx)
+	fail := !*f.failed
+	*f.failed = true
+	return failFirstCommit{b, fail}, err
+}
+
+func (b failFirstCommit) Commit(ctx context.Context) error {
+	if b.fail {
+		return errTestBatch
+	}
+	return b.Batch.Commit(ctx)
+}
+
+// TestRecordWriterFailedBatchStopsLater: with batches in flight, a batch
+// whose write fails stops every later one: their callbacks (an install's
+// progress records) never run and their records are not written, and the
+// error is the failed write's.
+func TestRecordWriterFailedBatchStopsLater(t *testing.T) {
+	ctx := context.Background()
+	failed := false
+	d := failFirstBatch{dssync.MutexWrap(ds.NewMapDatastore()), &failed}
+	w := newRecordWriter(ctx, d)
+	w.manual = true
+	var thens []int
+	var mu sync.Mutex
+	seen := false
+	for i := range snapWriteDepth + 1 {
+		if err := w.put(ds.RawKey("/kairos/t/"+strconv.Itoa(i)), []byte("v")); err != nil {
+			t.Fatal(err)
+		}
+		err := w.flushThen(func() error {
+			mu.Lock()
+			thens = append(thens, i)
+			mu.Unlock()
+			return nil
+		})
+		if err != nil && !errors.Is(err, errTestBatch) {
+			t.Fatal(err)
+		}
+		seen = seen || err != nil
+	}
+	if err := w.wait(); err != nil && !errors.Is(err, errTestBatch) {
+		t.Fatal(err)
+	} else if seen = seen || err != nil; !seen {
+		t.Fatal("the failed write was not reported")
+	}
+	if len(thens) != 0 {
+		t.Fatalf("callbacks of batches %v ran after the first batch failed", thens)
+	}
+	if got := dump(t, d, "/kairos/t/"); len(got) != 0 {
+		t.Fatalf("%d records written after the first batch failed", len(got))
 	}
 }
