@@ -257,11 +257,13 @@ type recordWriter struct {
 
 // snapWriteDepth is how many full batches the record writer lets wait to
 // be written while the caller fills the next. With one, the builder
-// stopped at every batch until the one before it was written and its
-// progress record synced (the sync of a 32 MiB log write is disk time, not
-// CPU), and the cores idled meanwhile; with two, the next batch is sorted
-// and the builder goes on during that wait. Each batch in flight holds its
-// buffers: about SnapshotInstallBatchBytes more memory per step of depth.
+// stopped at every batch until the one before it was sorted, written and
+// its progress record synced (the sync of a 32 MiB log write is disk time,
+// not CPU); with two, the next batch is sorted and the builder goes on
+// during that wait. On the loaded machine it was measured on, this showed
+// in the builder's blocked time only, not in wall time (RATIONALE.md).
+// Each batch in flight holds its buffers: about SnapshotInstallBatchBytes
+// more memory per step of depth.
 const snapWriteDepth = 2
 
 // batchWrite is one batch handed to a write goroutine: done is closed when
@@ -492,9 +494,9 @@ func (w *recordWriter) write(ob *opBuffers, parts [][]recordOp) error {
 	return w.ctx.Err()
 }
 
-// sortParts bounds how many parts sorted hands to cores: the merge looks
+// sortPartsMax bounds how many parts sortParts hands to cores: merge looks
 // at every part's head for every operation.
-const sortParts = 4
+const sortPartsMax = 4
 
 // sortPartMin is the fewest operations worth a part of their own.
 const sortPartMin = 4096
@@ -508,7 +510,7 @@ const sortPartMin = 4096
 // order is the one a single sort gives.
 func (b *opBuffers) sortParts() [][]recordOp {
 	ops := b.ops
-	n := min(runtime.GOMAXPROCS(0), sortParts, max(1, len(ops)/sortPartMin))
+	n := min(runtime.GOMAXPROCS(0), sortPartsMax, max(1, len(ops)/sortPartMin))
 	parts := make([][]recordOp, n)
 	var wg sync.WaitGroup
 	for p := range parts {

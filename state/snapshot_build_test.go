@@ -462,7 +462,7 @@ func TestRecordWriterSortedParts(t *testing.T) {
 		return a.seq - b.seq
 	})
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
-	for procs := 1; procs <= sortParts+1; procs++ {
+	for procs := 1; procs <= sortPartsMax+1; procs++ {
 		runtime.GOMAXPROCS(procs)
 		b := w.b
 		b.ops = slices.Clone(w.b.ops) // sortParts sorts in place
