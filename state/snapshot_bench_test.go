@@ -92,6 +92,9 @@ func BenchmarkSnapshot(b *testing.B) {
 	b.ReportMetric(total/(stageWall+installWall).Seconds(), "staged-import-MB/s")
 	b.ReportMetric(total/streamWall.Seconds(), "stream-MB/s")
 	b.ReportMetric(total/streamCPU, "stream-MB/cpu-s")
+	// How many cores the streamed import kept busy on average (CPU-seconds
+	// per second): at most GOMAXPROCS, less on a loaded machine.
+	b.ReportMetric(streamCPU/streamWall.Seconds(), "stream-cores")
 }
 
 // closeImported checks that dst holds m's root and closes it.

@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"maps"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -427,5 +429,121 @@ func TestRecordWriterBatches(t *testing.T) {
 				t.Fatalf("pebble=%v: %s = %q, want %q", onPebble, k, got[k], v)
 			}
 		}
+	}
+}
+
+// TestRecordWriterSortedParts: the operations of a batch sorted in parts on
+// several cores and merged come out in the order of one sort by key bytes
+// then place in the batch (the reference here: strings.Compare), whatever
+// the number of parts, with many operations on one key.
+func TestRecordWriterSortedParts(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	w := newRecordWriter(context.Background(), nil)
+	w.manual = true
+	type op struct {
+		key string
+		seq int
+	}
+	var ref []op
+	for i := range 5*sortPartMin + 17 {
+		k := nodeKey(uint64(r.IntN(3)), types.Hash(randKeyBytes(r, types.HashLen))).String()
+		if r.IntN(3) == 0 {
+			k = "/kairos/kv/" + strconv.Itoa(r.IntN(500)) // repeated keys
+		}
+		if err := w.add(k, []byte(strconv.Itoa(i)), r.IntN(5) == 0); err != nil {
+			t.Fatal(err)
+		}
+		ref = append(ref, op{k, i})
+	}
+	slices.SortFunc(ref, func(a, b op) int {
+		if c := strings.Compare(a.key, b.key); c != 0 {
+			return c
+		}
+		return a.seq - b.seq
+	})
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+	for procs := 1; procs <= sortPartsMax+1; procs++ {
+		runtime.GOMAXPROCS(procs)
+		b := w.b
+		b.ops = slices.Clone(w.b.ops) // sortParts sorts in place
+		var got []op
+		err := b.merge(b.sortParts(), func(o *recordOp) error {
+			got = append(got, op{string(b.key(o)), int(o.seq)})
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(got, ref) {
+			t.Fatalf("GOMAXPROCS %d: merged order differs from one sort", procs)
+		}
+	}
+}
+
+// failFirstBatch fails the first batch's commit.
+type failFirstBatch struct {
+	ds.Batching
+	failed *bool
+}
+
+type failFirstCommit struct {
+	ds.Batch
+	fail bool
+}
+
+var errTestBatch = errors.New("test: batch commit failed")
+
+func (f failFirstBatch) Batch(ctx context.Context) (ds.Batch, error) {
+	b, err := f.Batching.Batch(ctx)
+	fail := !*f.failed
+	*f.failed = true
+	return failFirstCommit{b, fail}, err
+}
+
+func (b failFirstCommit) Commit(ctx context.Context) error {
+	if b.fail {
+		return errTestBatch
+	}
+	return b.Batch.Commit(ctx)
+}
+
+// TestRecordWriterFailedBatchStopsLater: with batches in flight, a batch
+// whose write fails stops every later one: their callbacks (an install's
+// progress records) never run and their records are not written, and the
+// error is the failed write's.
+func TestRecordWriterFailedBatchStopsLater(t *testing.T) {
+	ctx := context.Background()
+	failed := false
+	d := failFirstBatch{dssync.MutexWrap(ds.NewMapDatastore()), &failed}
+	w := newRecordWriter(ctx, d)
+	w.manual = true
+	var thens []int
+	var mu sync.Mutex
+	seen := false
+	for i := range snapWriteDepth + 1 {
+		if err := w.put(ds.RawKey("/kairos/t/"+strconv.Itoa(i)), []byte("v")); err != nil {
+			t.Fatal(err)
+		}
+		err := w.flushThen(func() error {
+			mu.Lock()
+			thens = append(thens, i)
+			mu.Unlock()
+			return nil
+		})
+		if err != nil && !errors.Is(err, errTestBatch) {
+			t.Fatal(err)
+		}
+		seen = seen || err != nil
+	}
+	if err := w.wait(); err != nil && !errors.Is(err, errTestBatch) {
+		t.Fatal(err)
+	} else if seen = seen || err != nil; !seen {
+		t.Fatal("the failed write was not reported")
+	}
+	if len(thens) != 0 {
+		t.Fatalf("callbacks of batches %v ran after the first batch failed", thens)
+	}
+	if got := dump(t, d, "/kairos/t/"); len(got) != 0 {
+		t.Fatalf("%d records written after the first batch failed", len(got))
 	}
 }
