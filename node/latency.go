@@ -58,10 +58,6 @@ type latency struct {
 	// headerTransit is a peer header's Time → stepped here.
 	headerTransit prometheus.Histogram
 
-	// served wakes WaitHeight callers when executed marks a block's
-	// receipts visible (it is called right after the served height moves).
-	served heightSignal
-
 	base time.Time // lies before every observation, so an offset is never 0
 
 	mu sync.Mutex
@@ -236,10 +232,9 @@ func (l *latency) released(b *order.Block) {
 	}
 }
 
-// executed records that ids' receipts are visible and forgets them, and
-// wakes the height waiters: the executor calls it once per stored block.
+// executed records that ids' receipts are visible and forgets them: the
+// executor calls it once per stored block.
 func (l *latency) executed(ids []types.Hash) {
-	l.served.wake()
 	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()

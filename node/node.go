@@ -166,6 +166,9 @@ type Node struct {
 	// the node reports to clients comes from here, so a client never sees
 	// a height whose block it cannot fetch yet.
 	served atomic.Pointer[servedHeight]
+	// heights wakes WaitHeight callers whenever served moves, whoever
+	// moves it (a block, a catch-up or a state sync).
+	heights heightSignal
 }
 
 // servedHeight is a height the node serves and the state root after it.
@@ -174,9 +177,11 @@ type servedHeight struct {
 	root   types.Root
 }
 
-// setServed records that height h (root after it) is fully stored.
+// setServed records that height h (root after it) is fully stored and
+// wakes the height waiters.
 func (n *Node) setServed(h uint64, root types.Root) {
 	n.served.Store(&servedHeight{height: h, root: root})
+	n.heights.wake()
 }
 
 // servedLatest returns the last fully stored height and its root (0 before

@@ -4,14 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
-	"time"
 )
-
-// waitRecheck bounds how long a WaitHeight caller may sleep past the
-// height it waits for when the height moved without the executor's signal
-// (a catch-up or state sync sets the served height itself). The executor's
-// blocks, the usual case, wake waiters at once.
-const waitRecheck = 50 * time.Millisecond
 
 // heightSignal wakes the goroutines waiting for the served height to move.
 // The zero value is ready to use.
@@ -49,21 +42,16 @@ func (n *Node) WaitHeight(ctx context.Context, h uint64) error {
 	for {
 		// Take the channel before reading the height, so a block stored
 		// in between still wakes this loop.
-		ch := n.lat.served.changed()
+		ch := n.heights.changed()
 		if got, _ := n.servedLatest(); got >= h {
 			return nil
 		}
-		t := time.NewTimer(waitRecheck)
 		select {
 		case <-ch:
-		case <-t.C:
 		case <-ctx.Done():
-			t.Stop()
 			return ctx.Err()
 		case <-n.ctx.Done():
-			t.Stop()
 			return fmt.Errorf("%w: waiting for height %d", ErrStopped, h)
 		}
-		t.Stop()
 	}
 }

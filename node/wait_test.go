@@ -5,6 +5,8 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/kairos-network/kairos/types"
 )
 
 // TestWaitHeight: a wait for the next height returns once the node serves
@@ -44,8 +46,7 @@ func TestWaitHeight(t *testing.T) {
 
 // TestHeightSignal: a wake closes the channel every current waiter holds,
 // and only that one; later waiters get a new channel. This is what makes
-// WaitHeight return when the executor stores a block rather than at its
-// next recheck.
+// WaitHeight return when the served height moves; it has no recheck timer.
 func TestHeightSignal(t *testing.T) {
 	var s heightSignal
 	s.wake() // nobody waits: nothing to close
@@ -65,5 +66,33 @@ func TestHeightSignal(t *testing.T) {
 	case <-next:
 		t.Fatal("a waiter after the wake sees it")
 	default:
+	}
+}
+
+// TestWaitHeightWakesOnSetServed: a waiter blocked on its channel returns
+// when the served height is set by any path (a catch-up or a state sync
+// calls setServed as the executor does). Without the wake it would block
+// until the test's deadline.
+func TestWaitHeightWakesOnSetServed(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	n := &Node{ctx: ctx}
+	done := make(chan error, 1)
+	go func() { done <- n.WaitHeight(ctx, 7) }()
+	for blocked := false; !blocked; { // until the waiter holds its channel
+		n.heights.mu.Lock()
+		blocked = n.heights.ch != nil
+		n.heights.mu.Unlock()
+		select {
+		case err := <-done:
+			t.Fatalf("returned before the height moved: %v", err)
+		case <-ctx.Done():
+			t.Fatal("the waiter never blocked")
+		case <-time.After(time.Millisecond):
+		}
+	}
+	n.setServed(7, types.Root{})
+	if err := <-done; err != nil {
+		t.Fatalf("wait for a height set by setServed: %v", err)
 	}
 }
