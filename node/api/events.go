@@ -18,10 +18,12 @@ import (
 // Limits of the event stream.
 const (
 	// MaxEventStreams caps the open GET /v1/events streams: each holds a
-	// goroutine and polls the store.
+	// goroutine and reads the store.
 	MaxEventStreams = 64
-	// EventPoll spaces a caught-up stream's looks for a new block. It is
-	// wall-clock pacing of an API answer and never reaches consensus.
+	// EventPoll spaces a caught-up stream's looks for a new block when
+	// the backend cannot wait for a height (a HeightWaiter, as a node is,
+	// wakes the stream as soon as the block is served). It is wall-clock
+	// pacing of an API answer and never reaches consensus.
 	EventPoll = 50 * time.Millisecond
 )
 
@@ -103,10 +105,17 @@ func (s *server) events(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 	fl.Flush()
 	ctx := r.Context()
+	hw, _ := s.b.(HeightWaiter)
 	t := time.NewTicker(EventPoll)
 	defer t.Stop()
 	for {
 		if cur.Height > s.b.Status().Height {
+			if hw != nil {
+				if hw.WaitHeight(ctx, cur.Height) != nil {
+					return // the client left, or the node stops
+				}
+				continue
+			}
 			select {
 			case <-ctx.Done():
 				return

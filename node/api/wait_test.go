@@ -242,3 +242,37 @@ func TestWaitBlockLimit(t *testing.T) {
 		}
 	}
 }
+
+// eventStub is a chainStub whose every height settles one transaction
+// with one event, so the event stream can follow it.
+type eventStub struct{ *chainStub }
+
+func (e eventStub) HeightTxs(h uint64) ([]types.Hash, error) {
+	if _, _, err := e.Block(h); err != nil {
+		return nil, err
+	}
+	return []types.Hash{{byte(h)}}, nil
+}
+
+func (e eventStub) Receipt(id types.Hash) (*types.Receipt, uint64, error) {
+	return &types.Receipt{TxID: id, Events: []types.Event{{Topic: "t", Data: []byte{id[0]}}}}, uint64(id[0]), nil
+}
+
+// TestEventStreamWaitsForHeights: a caught-up stream on a backend that
+// can wait for a height waits in WaitHeight (no polling) and sends the
+// next block's events as soon as it is served; a stopping node ends it.
+func TestEventStreamWaitsForHeights(t *testing.T) {
+	c := newChainStub(1)
+	srv := httptest.NewServer(Handler(eventStub{c}, nil))
+	defer srv.Close()
+	got := make(chan []sseEvent, 1)
+	go func() { got <- readEvents(t, srv.URL, "2", 1) }()
+	waitUntil(t, "the stream waits for height 2", func() bool { return c.waiters() == 1 })
+	c.set(2, false)
+	ev := <-got
+	if ev[0].data.Height != 2 || ev[0].data.Data != "02" {
+		t.Fatalf("event %+v, want height 2's", ev[0])
+	}
+	// The reader left after one event: its request context ends the wait.
+	waitUntil(t, "the stream's wait ends with its client", func() bool { return c.waiters() == 0 })
+}
