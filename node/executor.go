@@ -243,7 +243,7 @@ func (n *Node) storeBlock(ctx context.Context, b *types.Block, raws [][]byte, re
 	var ht heightTxs
 	var repeats []types.Hash
 	for i, t := range b.Txs {
-		if !res.Deferred[i] && n.hasRecord(ctx, t.ID) {
+		if !res.Deferred[i] && n.recordedBelow(ctx, t.ID, b.Height) {
 			repeats = append(repeats, t.ID)
 			continue
 		}
@@ -288,14 +288,16 @@ func (n *Node) storeBlock(ctx context.Context, b *types.Block, raws [][]byte, re
 	return settled, nil
 }
 
-// hasRecord reports whether id has a transaction record (executed, or
-// deferred and waiting) at any stored height, served or not.
-func (n *Node) hasRecord(ctx context.Context, id types.Hash) bool {
+// recordedBelow reports whether id has a transaction record (executed, or
+// deferred and waiting) at a height below h, served or not. A record at h
+// itself is this block's own, written before a crash that stopped the
+// block short of its root record: the block runs again, not a repeat.
+func (n *Node) recordedBelow(ctx context.Context, id types.Hash, h uint64) bool {
 	if !n.executed.mayHave(id) {
 		return false
 	}
-	ok, err := n.d.Has(ctx, idKey(nsTx, id))
-	return err == nil && ok
+	var r txRecord
+	return getCBOR(ctx, n.d, idKey(nsTx, id), &r) == nil && r.Height < h
 }
 
 // repeatsAt returns the transactions of block h ordered at an earlier height.

@@ -12,7 +12,8 @@ import (
 
 // TestRepeatKeepsFirstRecords: a block that orders an executed transaction
 // again (its second run fails on its nonce) leaves the transaction's
-// record and receipt those of its first height, and lists the repeat.
+// record and receipt those of its first height, and lists the repeat; a
+// height stored a second time is not a repeat of itself.
 func TestRepeatKeepsFirstRecords(t *testing.T) {
 	c := newCluster(t, 4)
 	ids := c.submit(0, 2)
@@ -54,6 +55,14 @@ func TestRepeatKeepsFirstRecords(t *testing.T) {
 	}
 	if !slices.Equal(settled, []types.Hash{{7}}) {
 		t.Fatalf("a new transaction not settled: %v", settled)
+	}
+	// The same height stored again (a crash stopped it short of its root
+	// record, and it runs again): its own records are no repeat.
+	if err := nd.call(ctx, func() { settled, serr = nd.storeBlock(ctx, b, [][]byte{{0}}, res) }); err != nil || serr != nil {
+		t.Fatal(err, serr)
+	}
+	if reps, err := nd.repeatsAt(ctx, far+1); !slices.Equal(settled, []types.Hash{{7}}) || err != nil || len(reps) != 0 {
+		t.Fatalf("a height stored again: settled %v, repeats %v (%v)", settled, reps, err)
 	}
 	if _, _, err := nd.Receipt(fresh); err != nil {
 		t.Fatal(err)

@@ -463,25 +463,43 @@ func (m *Mempool) Remove(ctx context.Context, ids []types.Hash) error {
 // and returns drop, which takes the entries out of memory and is to be
 // called once b is committed; until then an Add of one of them still finds
 // it held. Ids not held, or still being persisted by an Add, are ignored,
-// as by Remove.
+// as by Remove. drop takes out every one of ids, also those an Add put in
+// after RemoveWith (a fetch answered while the block was being stored: the
+// node could not yet see it executed), and deletes those late records
+// itself; a lost delete is harmless, as for Remove.
 func (m *Mempool) RemoveWith(ctx context.Context, b ds.Batch, ids []types.Hash) (drop func(), err error) {
 	m.mu.Lock()
-	held := make([]types.Hash, 0, len(ids))
-	for _, id := range ids {
+	var heldAt []int // positions in ids of the entries held now, increasing
+	for i, id := range ids {
 		if _, ok := m.byID[id]; ok {
-			held = append(held, id)
+			heldAt = append(heldAt, i)
 		}
 	}
 	m.mu.Unlock()
-	for _, id := range held {
-		if err := b.Delete(ctx, key(id)); err != nil {
+	for _, i := range heldAt {
+		if err := b.Delete(ctx, key(ids[i])); err != nil {
 			return nil, fmt.Errorf("mempool: remove: %w", err)
 		}
 	}
 	return func() {
+		var late []types.Hash
 		m.mu.Lock()
-		m.dropLocked(held)
+		j := 0
+		for i, id := range ids {
+			e, ok := m.byID[id]
+			if !ok {
+				continue
+			}
+			m.drop(e)
+			for j < len(heldAt) && heldAt[j] < i {
+				j++
+			}
+			if j == len(heldAt) || heldAt[j] != i {
+				late = append(late, id)
+			}
+		}
 		m.mu.Unlock()
+		_ = m.deleteRecords(ctx, late) // a lost one is reloaded on restart and dropped for its receipt
 	}, nil
 }
 

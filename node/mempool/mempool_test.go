@@ -691,7 +691,8 @@ func TestKeyIsClean(t *testing.T) {
 
 // TestRemoveWith: the record deletes go into the caller's batch, the
 // entries stay held until drop, and afterwards the pool is what Remove
-// leaves (a twin pool is the reference).
+// leaves (a twin pool is the reference), also for an entry added between
+// RemoveWith and drop (its record is deleted by drop).
 func TestRemoveWith(t *testing.T) {
 	ctx := context.Background()
 	d := dssync.MutexWrap(ds.NewMapDatastore())
@@ -713,7 +714,13 @@ func TestRemoveWith(t *testing.T) {
 			}
 		}
 	}
-	gone := []types.Hash{ids[0], ids[2], {9}} // one id never held
+	lateRaw := signed(7, 1, nil)
+	probe, _, err := openMap(t, Config{ChainID: chain}).Add(ctx, lateRaw, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	late := probe.ID
+	gone := []types.Hash{ids[0], late, ids[2], {9}} // one id never held, one held only after RemoveWith
 	b, err := d.Batch(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -721,6 +728,11 @@ func TestRemoveWith(t *testing.T) {
 	drop, err := m.RemoveWith(ctx, b, gone)
 	if err != nil {
 		t.Fatal(err)
+	}
+	for _, p := range []*Mempool{m, twin} {
+		if _, _, err := p.Add(ctx, lateRaw, now); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if has, _ := d.Has(ctx, key(ids[0])); !has {
 		t.Fatal("a record was deleted before the caller's commit")
@@ -737,6 +749,9 @@ func TestRemoveWith(t *testing.T) {
 		t.Fatal("an entry left memory before drop")
 	}
 	drop()
+	if has, _ := d.Has(ctx, key(late)); has {
+		t.Fatal("the record of an entry added after RemoveWith survives drop")
+	}
 	if err := twin.Remove(ctx, gone); err != nil {
 		t.Fatal(err)
 	}
