@@ -336,17 +336,9 @@ func (n *Node) bodies(b *types.Block) ([][]byte, []*types.Tx, error) {
 			n.log.Warn("block waits for transaction bodies", "height", b.Height, "missing", len(missing))
 		}
 		got, filled := n.fetchBodies(missing), 0
-		var at []int // indexes of b.Txs with a fetched body
-		var fetched [][]byte
 		for i, t := range b.Txs {
-			if raw, ok := got[t.ID]; ok && txs[i] == nil {
-				at = append(at, i)
-				fetched = append(fetched, raw)
-			}
-		}
-		for k, d := range n.decodeBodies(fetched) {
-			if i := at[k]; d.Err == nil && d.ID == b.Txs[i].ID {
-				raws[i], txs[i] = fetched[k], d.Tx
+			if f, ok := got[t.ID]; ok && txs[i] == nil {
+				raws[i], txs[i] = f.raw, f.tx
 				filled++
 			}
 		}
@@ -376,14 +368,22 @@ func (n *Node) decodeBodies(raws [][]byte) []types.DecodedTx {
 	return types.DecodeBodies(raws, n.cfg.Committee.ChainID, lim)
 }
 
-// fetchBodies asks each other validator once for ids. Unlike fetchTxs it
-// does not go through the mempool: a body a block needs may already be
-// expired by the local clock, which the mempool would refuse.
-func (n *Node) fetchBodies(ids []types.Hash) map[types.Hash][]byte {
+// fetchedBody is a transaction body a peer sent for a block, checked.
+type fetchedBody struct {
+	raw []byte
+	tx  *types.Tx
+}
+
+// fetchBodies asks each other validator once for ids and keeps the bodies
+// that pass decodeBodies (one signature batch per answer), by their id:
+// each is decoded and its id computed once. Unlike fetchTxs it does not go
+// through the mempool: a body a block needs may already be expired by the
+// local clock, which the mempool would refuse.
+func (n *Node) fetchBodies(ids []types.Hash) map[types.Hash]fetchedBody {
 	if len(ids) > MaxFetchTxs {
 		ids = ids[:MaxFetchTxs]
 	}
-	got := map[types.Hash][]byte{}
+	got := map[types.Hash]fetchedBody{}
 	for v := range n.peers {
 		if uint32(v) == n.me || len(got) == len(ids) {
 			continue
@@ -392,10 +392,9 @@ func (n *Node) fetchBodies(ids []types.Hash) map[types.Hash][]byte {
 		if err := n.request(uint32(v), protoTxs, &txRequest{IDs: ids}, &r); err != nil {
 			continue
 		}
-		for _, raw := range r.Raw {
-			var tx types.Tx
-			if types.Decode(raw, &tx) == nil {
-				got[tx.ID()] = raw
+		for k, d := range n.decodeBodies(r.Raw) {
+			if d.Err == nil {
+				got[d.ID] = fetchedBody{r.Raw[k], d.Tx}
 			}
 		}
 	}

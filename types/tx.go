@@ -209,7 +209,7 @@ func DecodeTx(data []byte, chainID string, now int64, lim TxLimits) (*Tx, error)
 	if err != nil {
 		return nil, err
 	}
-	d := tx.Body.SigningDigest()
+	d := idOfEncoding(tx, data) // the signing digest, without encoding the body again
 	if !VerifySignature(tx.Body.Sender, d[:], tx.Sig) {
 		return nil, fmt.Errorf("%w: does not verify", ErrTxSignature)
 	}
