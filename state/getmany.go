@@ -2,7 +2,9 @@ package state
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
+	"slices"
 	"sync"
 	"unsafe"
 
@@ -151,6 +153,32 @@ func (b *keyBuf) add(k types.StateKey) []byte {
 		b.mod, b.module = len(b.buf)-from, k.Module
 	}
 	b.last = from
-	b.buf = appendEscaped(b.buf, k.Key)
+	b.buf = appendEscapedWords(b.buf, k.Key)
 	return b.buf[from:]
+}
+
+// appendEscapedWords appends what appendEscaped appends, eight bytes at a
+// time where none of them is escaped. appendEscaped's append per byte was
+// 40% of a warm prefetch (the keys are ~33 random bytes, of which
+// about a quarter hold a '.' or '/' anywhere).
+func appendEscapedWords(dst, src []byte) []byte {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	w := len(dst)
+	dst = slices.Grow(dst, 2*len(src))[:w+2*len(src)] // at most two bytes per byte
+	i := 0
+	for ; i+8 <= len(src); i += 8 {
+		x := binary.LittleEndian.Uint64(src[i:])
+		// '.' (0x2e) and '/' (0x2f) differ in the lowest bit alone: with
+		// it set, a byte is 0x2f exactly when it is one of them, and
+		// then the xor makes it zero, which the borrow test finds
+		// exactly (it can misplace a zero byte, not invent one).
+		y := (x | ones) ^ (0x2f * ones)
+		if (y-ones)&^y&highs == 0 {
+			binary.LittleEndian.PutUint64(dst[w:], x)
+			w += 8
+			continue
+		}
+		w = len(appendEscaped(dst[:w], src[i:i+8]))
+	}
+	return appendEscaped(dst[:w], src[i:])
 }
