@@ -70,7 +70,11 @@ func (s *Store) GetMany(ctx context.Context, keys []types.StateKey, dst [][]byte
 
 	if md, ok := s.d.(*dssync.MutexDatastore); ok {
 		if m, ok := md.Children()[0].(*ds.MapDatastore); ok {
-			// Each run's keys are built first, outside the lock, then
+			var err error
+			if keys, dst, err = s.latestIdx.getMany(ctx, s, kb, keys, dst); err != nil || len(keys) == 0 {
+				return dst, err
+			}
+			// The index stands aside (a writer runs): each run's keys are built first, outside the lock, then
 			// looked up in a loop of map lookups alone. The map holds the
 			// whole state and is mostly out of the caches, so a lookup
 			// waits for memory; in a tight loop of independent lookups the
@@ -137,6 +141,10 @@ type keyBuf struct {
 	last   int   // where the latest key starts
 	mod    int   // the length of its module part (0: none yet)
 	module types.Address
+
+	tags  []uint64 // latestIndex.lookup's hashes
+	cand  []uint32 // and candidate slots
+	touch uint64   // and the sum of what it touched, kept so that the loads stay
 }
 
 // reset empties the buffer, keeping its array.

@@ -116,6 +116,9 @@ type Store struct {
 	// go-ds-pebble it grew by doubling from empty to the block's ~13 MB
 	// and every key was copied once more on the way.
 	pdb *pebble.DB
+	// latestIdx is GetMany's copy of an in-memory store's flat index
+	// (latest.go); Commit keeps it in step.
+	latestIdx latestIndex
 
 	commitMu sync.Mutex // one Commit at a time; Audit holds it too
 	failed   error      // set by a Commit that failed while writing; under commitMu

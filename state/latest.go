@@ -1,0 +1,322 @@
+package state
+
+import (
+	"bytes"
+	"context"
+	"hash/maphash"
+	"math/bits"
+	"sync"
+
+	"github.com/kairos-network/kairos/types"
+)
+
+// latestIndex is a second copy of an in-memory store's flat index that
+// GetMany reads without building datastore keys: an open-addressing table
+// (linear probing) keyed by a seeded 64-bit hash of the state key, whose
+// slots hold the hash and one array of key and value. A lookup hashes the
+// raw key (no escaping, about half the bytes of the datastore key) and
+// compares it with the slot's, so a hash collision costs a probe, never a
+// wrong value. The datastore's map, by contrast, holds every record of the
+// store keyed by ~80-byte escaped strings, and GetMany spent about half of
+// a block's prefetch building and escaping those keys (RATIONALE.md, "Why
+// does GetMany read an in-memory store through an index of its own?").
+//
+// Exactness: the index holds the flat index of the version whose root hash
+// is root. The root hash is a function of the version's (key, value)
+// pairs, so the index is used only while it equals the store's latest
+// root: Commit applies its change set here after its batch is written
+// (apply), and any other writer (Install, Seed) changes the latest root
+// without telling the index, which then stands aside until a GetMany
+// rebuilds it from the datastore while no writer holds the commit lock.
+//
+// The seed is random per index: it decides where keys land in the table,
+// never what a lookup returns, and keeps a guest from choosing keys that
+// collide on purpose.
+type latestIndex struct {
+	mu     sync.RWMutex
+	built  bool
+	root   types.Hash   // the latest root whose flat index the table holds
+	seed   maphash.Seed // set on the first build
+	seeded bool
+	mask   uint64       // len(slots)-1
+	slots  []latestSlot // a power of two long, at most half full
+	n      int          // occupied slots
+	// hashMask is ANDed into every hash: all ones, except in tests that
+	// force collisions.
+	hashMask uint64
+}
+
+// latestSlot is one entry of the table: tag is the key's hash with its
+// lowest bit set (0: empty) and kv holds the key's length (2 bytes, little
+// endian), the module, the key and the value, in one allocation, so a
+// lookup reads the slot and then one array.
+type latestSlot struct {
+	tag uint64
+	kv  []byte
+}
+
+// latestMinSlots is the smallest table.
+const latestMinSlots = 64
+
+// tagOf returns the tag of a key with hash h, and home the slot its probe
+// starts at.
+func (x *latestIndex) tagOf(h uint64) uint64 { return (h & x.hashMask) | 1 }
+
+func (x *latestIndex) home(tag uint64) uint64 { return (tag >> 1) & x.mask }
+
+// moduleHash is the module's share of a key's hash, computed once per run
+// of keys of one module.
+func (x *latestIndex) moduleHash(m types.Address) uint64 {
+	return bits.RotateLeft64(maphash.Comparable(x.seed, m), 17)
+}
+
+// hash returns the hash of a key of the module whose moduleHash is mh.
+func (x *latestIndex) hash(mh uint64, key []byte) uint64 {
+	return maphash.Bytes(x.seed, key) ^ mh
+}
+
+// keyIs reports whether kv holds the key (module, key).
+func keyIs(kv []byte, module *types.Address, key []byte) bool {
+	kl := int(kv[0]) | int(kv[1])<<8
+	return kl == types.AddressLen+len(key) &&
+		bytes.Equal(kv[2:2+types.AddressLen], module[:]) &&
+		bytes.Equal(kv[2+types.AddressLen:2+kl], key)
+}
+
+// find returns the index of the slot holding (module, key), whose tag is
+// tag, or -1.
+func (x *latestIndex) find(tag uint64, module *types.Address, key []byte) int {
+	for i := x.home(tag); ; i = (i + 1) & x.mask {
+		s := &x.slots[i]
+		if s.tag == 0 {
+			return -1
+		}
+		if s.tag == tag && keyIs(s.kv, module, key) {
+			return int(i)
+		}
+	}
+}
+
+// get returns the value of (module, key), whose hash is h, or nil.
+func (x *latestIndex) get(h uint64, module *types.Address, key []byte) []byte {
+	i := x.find(x.tagOf(h), module, key)
+	if i < 0 {
+		return nil
+	}
+	kv := x.slots[i].kv
+	from := 2 + (int(kv[0]) | int(kv[1])<<8)
+	return kv[from:len(kv):len(kv)]
+}
+
+// put sets k to a copy of v (nil v included: the caller deletes instead).
+func (x *latestIndex) put(k types.StateKey, v []byte) {
+	x.putTag(x.tagOf(x.hash(x.moduleHash(k.Module), k.Key)), k, v)
+}
+
+func (x *latestIndex) putTag(tag uint64, k types.StateKey, v []byte) {
+	kl := types.AddressLen + len(k.Key)
+	kv := make([]byte, 0, 2+kl+len(v))
+	kv = append(kv, byte(kl), byte(kl>>8))
+	kv = append(append(append(kv, k.Module[:]...), k.Key...), v...)
+	if i := x.find(tag, &k.Module, k.Key); i >= 0 {
+		x.slots[i].kv = kv // a fresh array: values handed out keep theirs
+		return
+	}
+	if 2*(x.n+1) > len(x.slots) {
+		x.resize(2 * len(x.slots))
+	}
+	x.insert(latestSlot{tag, kv})
+	x.n++
+}
+
+// insert puts s into the first empty slot of its probe; its key is not in
+// the table.
+func (x *latestIndex) insert(s latestSlot) {
+	i := x.home(s.tag)
+	for x.slots[i].tag != 0 {
+		i = (i + 1) & x.mask
+	}
+	x.slots[i] = s
+}
+
+// del removes k if it is there, shifting later slots of the probe back
+// (no tombstones, so a probe still ends at the first empty slot).
+func (x *latestIndex) del(k types.StateKey) {
+	x.delTag(x.tagOf(x.hash(x.moduleHash(k.Module), k.Key)), k)
+}
+
+func (x *latestIndex) delTag(tag uint64, k types.StateKey) {
+	f := x.find(tag, &k.Module, k.Key)
+	if f < 0 {
+		return
+	}
+	x.n--
+	i := uint64(f)
+	for j := (i + 1) & x.mask; ; j = (j + 1) & x.mask {
+		if x.slots[j].tag == 0 {
+			break
+		}
+		// The slot at j may move to i unless its home lies cyclically
+		// in (i, j]: then its probe never passes i.
+		h := x.home(x.slots[j].tag)
+		if (i < j && (h <= i || h > j)) || (i > j && h <= i && h > j) {
+			x.slots[i] = x.slots[j]
+			i = j
+		}
+	}
+	x.slots[i] = latestSlot{}
+}
+
+// resize moves the entries into a table of n slots.
+func (x *latestIndex) resize(n int) {
+	old := x.slots
+	x.slots, x.mask = make([]latestSlot, n), uint64(n-1)
+	for _, s := range old {
+		if s.tag != 0 {
+			x.insert(s)
+		}
+	}
+}
+
+// apply brings the index from the flat index of root old to that of new
+// by a commit's changes (Commit calls it after its batch is written). An
+// index that does not hold old stays aside.
+func (x *latestIndex) apply(old, new types.Hash, changes []Change) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if !x.built || x.root != old {
+		x.built, x.slots, x.n = false, nil, 0 // rebuilt when read; drop the copies meanwhile
+		return
+	}
+	for _, c := range changes {
+		if c.New == nil {
+			x.del(c.Key)
+		} else {
+			x.put(c.Key, c.New)
+		}
+	}
+	x.root = new
+}
+
+// build fills the index from the store's flat index. The caller holds the
+// commit lock, so no writer changes the flat index or the latest root
+// meanwhile.
+func (x *latestIndex) build(ctx context.Context, s *Store) error {
+	s.mu.Lock()
+	root := s.root.h
+	s.mu.Unlock()
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if !x.seeded {
+		x.seed, x.seeded = maphash.MakeSeed(), true
+		if x.hashMask == 0 {
+			x.hashMask = ^uint64(0)
+		}
+	}
+	x.built, x.n = false, 0
+	x.slots, x.mask = make([]latestSlot, latestMinSlots), latestMinSlots-1
+	if err := s.iterateIndex(ctx, func(k types.StateKey, v []byte) error {
+		x.put(k, v)
+		return nil
+	}); err != nil {
+		x.slots = nil
+		return err
+	}
+	x.built, x.root = true, root
+	return nil
+}
+
+// getMany reads keys from the index while it holds the store's latest
+// flat index, getManyLockMax keys per hold of its read lock, appending to
+// dst; it returns the keys it did not read (all of them when the index
+// stands aside and cannot be rebuilt now). An over-long key stops it with
+// ErrKeyTooLong after the keys before it are read. kb holds the run's
+// hashes and candidate slots.
+func (x *latestIndex) getMany(ctx context.Context, s *Store, kb *keyBuf, keys []types.StateKey, dst [][]byte) ([]types.StateKey, [][]byte, error) {
+	for len(keys) > 0 {
+		s.mu.Lock()
+		root, failed := s.root.h, s.failed
+		s.mu.Unlock()
+		x.mu.RLock()
+		if !x.built || x.root != root {
+			x.mu.RUnlock()
+			// Rebuild only where no writer runs (nor waits to finish: a
+			// commit in flight has written its batch and applies it next).
+			if failed != nil || !s.commitMu.TryLock() {
+				return keys, dst, nil
+			}
+			err := x.build(ctx, s)
+			s.commitMu.Unlock()
+			if err != nil {
+				return keys, dst, err
+			}
+			continue
+		}
+		run := keys[:min(len(keys), getManyLockMax)]
+		var bad error
+		for i, k := range run {
+			if bad = checkKeyLen(k); bad != nil {
+				run = run[:i]
+				break
+			}
+		}
+		dst = x.lookup(kb, run, dst)
+		x.mu.RUnlock()
+		keys = keys[len(run):]
+		if bad != nil {
+			return keys, dst, bad
+		}
+	}
+	return keys, dst, nil
+}
+
+// lookup appends the values of keys to dst. The table and the arrays are
+// mostly out of the caches when a block's prefetch reads them, and one
+// lookup's two reads (slot, then array) wait for memory one after the
+// other; so it goes in three passes over the keys: hash each and touch its
+// home slot, find each one's first slot with its tag and touch that
+// array, then compare the keys and take the values. The touches of one
+// pass do not depend on each other, so the CPU has many of them in flight
+// at once, and the last pass finds what it reads in the caches.
+func (x *latestIndex) lookup(kb *keyBuf, keys []types.StateKey, dst [][]byte) [][]byte {
+	var mh uint64
+	var mod types.Address
+	tags := kb.tags[:0]
+	var touch uint64
+	for i := range keys {
+		k := &keys[i]
+		if i == 0 || k.Module != mod {
+			mh, mod = x.moduleHash(k.Module), k.Module
+		}
+		tag := x.tagOf(x.hash(mh, k.Key))
+		tags = append(tags, tag)
+		touch += x.slots[x.home(tag)].tag
+	}
+	cand := kb.cand[:0]
+	for _, tag := range tags {
+		i := x.home(tag)
+		for x.slots[i].tag != tag && x.slots[i].tag != 0 {
+			i = (i + 1) & x.mask
+		}
+		cand = append(cand, uint32(i))
+		if x.slots[i].tag != 0 {
+			touch += uint64(x.slots[i].kv[0])
+		}
+	}
+	for j := range keys {
+		k := &keys[j]
+		// Continue the probe from the candidate: the slots before it
+		// on the probe hold other tags.
+		var v []byte
+		for i := uint64(cand[j]); x.slots[i].tag != 0; i = (i + 1) & x.mask {
+			if sl := &x.slots[i]; sl.tag == tags[j] && keyIs(sl.kv, &k.Module, k.Key) {
+				from := 2 + (int(sl.kv[0]) | int(sl.kv[1])<<8)
+				v = sl.kv[from:len(sl.kv):len(sl.kv)]
+				break
+			}
+		}
+		dst = append(dst, v)
+	}
+	kb.tags, kb.cand, kb.touch = tags, cand, touch
+	return dst
+}
