@@ -141,6 +141,7 @@ func (s *Store) Commit(ctx context.Context, height uint64, writes []Write) (type
 		s.failed = fmt.Errorf("%w: commit %d: %w", ErrNeedsReopen, height, err)
 		return types.Root{}, s.failed
 	}
+	s.latestIdx.apply(root.h, newRoot.h, o.changes)
 	s.mu.Lock()
 	s.latest, s.root = height, newRoot
 	s.mu.Unlock()
