@@ -30,6 +30,8 @@ const getManyLockMax = 1024
 // keys (callers such as the prefetch pass them sorted), takes the
 // in-memory store's read lock once per getManyLockMax keys, and on pebble
 // copies the values into one growing arena instead of one allocation each.
+// An in-memory store reads its own index of the flat index instead
+// (latest.go) whenever that holds the latest version.
 // The returned values must not be modified (like Get's on the in-memory
 // store); values of one call may share an array. A key over
 // types.StateKeyMax fails the call with ErrKeyTooLong, as Get does; dst
@@ -74,13 +76,13 @@ func (s *Store) GetMany(ctx context.Context, keys []types.StateKey, dst [][]byte
 			if keys, dst, err = s.latestIdx.getMany(ctx, s, kb, keys, dst); err != nil || len(keys) == 0 {
 				return dst, err
 			}
-			// The index stands aside (a writer runs): each run's keys are built first, outside the lock, then
-			// looked up in a loop of map lookups alone. The map holds the
-			// whole state and is mostly out of the caches, so a lookup
-			// waits for memory; in a tight loop of independent lookups the
-			// CPU overlaps more of those waits than with the escaping in
-			// between (the prefetch of a 5 000-transfer block, caches
-			// evicted: 2.9 → 2.4 ms).
+			// The index stands aside (a writer runs). Each run's keys are
+			// built first, outside the lock, then looked up in a loop of
+			// map lookups alone. The map holds the whole state and is
+			// mostly out of the caches, so a lookup waits for memory; in a
+			// tight loop of independent lookups the CPU overlaps more of
+			// those waits than with the escaping in between (the prefetch
+			// of a 5 000-transfer block, caches evicted: 2.9 → 2.4 ms).
 			for len(keys) > 0 {
 				run := keys[:min(len(keys), getManyLockMax)]
 				keys = keys[len(run):]
@@ -144,7 +146,7 @@ type keyBuf struct {
 
 	tags  []uint64 // latestIndex.lookup's hashes
 	cand  []uint32 // and candidate slots
-	touch uint64   // and the sum of what it touched, kept so that the loads stay
+	touch uint64   // and the sum of what it touched (stored, so the loads are not dropped)
 }
 
 // reset empties the buffer, keeping its array.

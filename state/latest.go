@@ -10,19 +10,19 @@ import (
 )
 
 // latestIndex is a second copy of an in-memory store's flat index that
-// GetMany reads without building datastore keys: an open-addressing table
-// (linear probing) keyed by a seeded 64-bit hash of the state key, whose
-// slots hold the hash, the key and the value. A lookup hashes the raw key
-// (no escaping, about half the bytes of the datastore key) and compares it
-// with the slot's, so a hash collision costs a probe, never a wrong value.
-// The values are the datastore's own arrays (a commit's writes, which the
-// in-memory datastore keeps as they are), not copies: copies in the
-// table's order made a block's execution read its values scattered over
-// the heap instead of where the commit left them (native token, execution
-// of a block 4.6 → 6.3 ms). The datastore's map, by contrast, holds every record of the
-// store keyed by ~80-byte escaped strings, and GetMany spent about half of
-// a block's prefetch building and escaping those keys (RATIONALE.md, "Why
-// does GetMany read an in-memory store through an index of its own?").
+// GetMany reads without building datastore keys. The datastore's map holds
+// every record of the store keyed by ~80-byte escaped strings, and GetMany
+// spent about half of a block's prefetch building and escaping those keys
+// (RATIONALE.md, "Why does GetMany read an in-memory store through an
+// index of its own …"). This is an open-addressing table (linear probing)
+// keyed by a seeded 64-bit hash of the state key, whose slots hold the
+// hash, the key and the value. A lookup hashes the raw key (no escaping,
+// about half the bytes) and compares it with the slot's, so a hash
+// collision costs a probe, never a wrong value. The values are the
+// datastore's own arrays (a commit's writes, which the in-memory datastore
+// keeps as they are), not copies: copies in the table's order made a
+// block's execution read its values scattered over the heap instead of
+// where the commit left them (native token, execution 4.6 → 6.3 ms).
 //
 // Exactness: the index holds the flat index of the version whose root hash
 // is root. The root hash is a function of the version's (key, value)
