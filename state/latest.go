@@ -60,10 +60,10 @@ type latestSlot struct {
 // latestMinSlots is the smallest table.
 const latestMinSlots = 64
 
-// tagOf returns the tag of a key with hash h, and home the slot its probe
-// starts at.
+// tagOf returns the tag of a key with hash h.
 func (x *latestIndex) tagOf(h uint64) uint64 { return (h & x.hashMask) | 1 }
 
+// home returns the slot where the probe for a tag starts.
 func (x *latestIndex) home(tag uint64) uint64 { return (tag >> 1) & x.mask }
 
 // moduleHash is the module's share of a key's hash, computed once per run
@@ -232,12 +232,17 @@ func (x *latestIndex) getMany(ctx context.Context, s *Store, kb *keyBuf, keys []
 		s.mu.Lock()
 		root, failed := s.root.h, s.failed
 		s.mu.Unlock()
+		if failed != nil {
+			// A write failed midway: Get reads what the datastore holds
+			// now, and so does GetMany, until a reopen recovers.
+			return keys, dst, nil
+		}
 		x.mu.RLock()
 		if !x.built || x.root != root {
 			x.mu.RUnlock()
 			// Rebuild only where no writer runs (nor waits to finish: a
 			// commit in flight has written its batch and applies it next).
-			if failed != nil || !s.commitMu.TryLock() {
+			if !s.commitMu.TryLock() {
 				return keys, dst, nil
 			}
 			err := x.build(ctx, s)
