@@ -213,24 +213,32 @@ func BenchmarkPhases(b *testing.B) {
 		// caches (execution ran since the last block), so each lookup
 		// waits for memory: the warm figure above understates it. This
 		// one evicts the caches before each run, outside the timing.
-		b.Run(module+"/prefetch-cold", func(b *testing.B) {
-			evict := make([]byte, 64<<20)
-			var cpu time.Duration
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				b.StopTimer()
-				for j := 0; j < len(evict); j += 64 {
-					evict[j]++
-				}
-				cpu0 := processCPU()
-				b.StartTimer()
-				if _, err := prefetch(ctx, s, bl.access, 1); err != nil {
-					b.Fatal(err)
-				}
-				cpu += processCPU() - cpu0
+		// With 2 readers, as both modes of a 2-core node read: the two
+		// share the memory's bandwidth and the last-level cache.
+		for _, readers := range []int{1, 2} {
+			name := "/prefetch-cold"
+			if readers > 1 {
+				name = fmt.Sprintf("/prefetch-cold-%dreaders", readers)
 			}
-			b.ReportMetric(cpu.Seconds()/float64(b.N), "cpu-s/op")
-		})
+			b.Run(module+name, func(b *testing.B) {
+				evict := make([]byte, 64<<20)
+				var cpu time.Duration
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					b.StopTimer()
+					for j := 0; j < len(evict); j += 64 {
+						evict[j]++
+					}
+					cpu0 := processCPU()
+					b.StartTimer()
+					if _, err := prefetch(ctx, s, bl.access, readers); err != nil {
+						b.Fatal(err)
+					}
+					cpu += processCPU() - cpu0
+				}
+				b.ReportMetric(cpu.Seconds()/float64(b.N), "cpu-s/op")
+			})
+		}
 		s.Close()
 	}
 }
