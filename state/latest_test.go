@@ -12,9 +12,8 @@ import (
 	"github.com/kairos-network/kairos/types"
 )
 
-// latestKey returns a key of a small universe with shared prefixes across
-// lengths, so that one key's bytes followed by a value can spell another
-// key (module ‖ "ab" ‖ "c" against module ‖ "abc").
+// latestKey returns a key of a small universe in which keys are prefixes
+// of one another (module ‖ "ab" against module ‖ "abc").
 func latestKey(rng *rand.Rand) types.StateKey {
 	k := types.StateKey{Key: make([]byte, rng.IntN(5))}
 	k.Module[0] = byte(rng.IntN(3))
@@ -28,7 +27,8 @@ func latestKey(rng *rand.Rand) types.StateKey {
 // table with the hash cut to a few bits (long probes, every key colliding
 // with others; with 30 keys in the smallest table, probes and deletes
 // that shift slots back across the table's end) and checks every key of
-// the universe against a map.
+// the universe against a map, one by one and through GetMany's passes
+// (lookup), whose candidate slot can hold another key with the same tag.
 func TestLatestIndexAgainstMap(t *testing.T) {
 	for _, c := range []struct {
 		hashMask uint64
@@ -71,11 +71,15 @@ func TestLatestIndexAgainstMap(t *testing.T) {
 				if step%(c.keys/3) != 0 {
 					continue
 				}
-				for _, k := range universe {
+				many := x.lookup(new(keyBuf), universe, nil)
+				for i, k := range universe {
 					want, ok := model[string(k.Module[:])+string(k.Key)]
 					got := x.get(x.hash(x.moduleHash(k.Module), k.Key), &k.Module, k.Key)
 					if !bytes.Equal(got, want) || (got == nil) != !ok {
 						t.Fatalf("step %d, key %x/%q: got %q, want %q (present %v)", step, k.Module[0], k.Key, got, want, ok)
+					}
+					if !bytes.Equal(many[i], want) || (many[i] == nil) != !ok {
+						t.Fatalf("step %d, key %x/%q: lookup %q, want %q (present %v)", step, k.Module[0], k.Key, many[i], want, ok)
 					}
 				}
 			}
