@@ -318,13 +318,11 @@ func (c *Code) Instantiate(ctx context.Context, env Env) (*Instance, error) {
 
 // Restore copies the snapshot back (memory and every global) and clears
 // the meter's depth globals, so the instance is in its post-_initialize
-// state; the caller sets gas_left. The WASI state is not part of the
-// instance: it belongs to the frame (wasi.FrameState).
-func (in *Instance) Restore() { in.reset(0) }
-
-// reset restores the snapshot (memory, globals) and sets the meter's
-// globals for a call with gas.
-func (in *Instance) reset(gas int64) {
+// state; the caller sets gas_left (host.Run does for every frame, so
+// Restore leaves it: each global access is two interface calls into
+// wazero). The WASI state is not part of the instance: it belongs to the
+// frame (wasi.FrameState).
+func (in *Instance) Restore() {
 	if in.snapped {
 		if m := in.mod.Memory(); m != nil {
 			view, _ := m.Read(0, uint32(len(in.snapMem)))
@@ -334,9 +332,15 @@ func (in *Instance) reset(gas int64) {
 			g.Set(in.snapGlob[i])
 		}
 	}
-	in.gas.Set(uint64(gas))
 	in.depth.Set(0)
 	in.exceeded.Set(0)
+}
+
+// reset restores the snapshot (memory, globals) and sets the meter's
+// globals for a call with gas.
+func (in *Instance) reset(gas int64) {
+	in.Restore()
+	in.gas.Set(uint64(gas))
 }
 
 // restoreMemory copies the snapshot into view: the pages the last calls
