@@ -245,6 +245,11 @@ type Instance struct {
 	// funcs caches exported functions: wazero builds a new call engine
 	// (with its stack) on every ExportedFunction lookup.
 	funcs map[string]api.Function
+	// last is the export Export found last, under lastName: a pooled
+	// instance mostly serves one method after another (transfers), and
+	// comparing the name is cheaper than hashing it.
+	lastName string
+	last     api.Function
 }
 
 // Instantiate creates an instance, runs _initialize if the module exports
@@ -433,7 +438,11 @@ func (in *Instance) grew() bool {
 // cached: transactions choose the names, so the cache holds at most the
 // module's exports.
 func (in *Instance) Export(name string) api.Function {
+	if in.last != nil && name == in.lastName {
+		return in.last
+	}
 	if f, ok := in.funcs[name]; ok {
+		in.lastName, in.last = name, f
 		return f
 	}
 	if strings.HasPrefix(name, validate.ReservedPrefix) {
