@@ -166,13 +166,15 @@ func (oneInstance) Release(api.Module, bool) {}
 // the compiler engine: host.Run on a restored instance (Restore, gas_left,
 // the frame, the export call, the result). empty is a method that does
 // nothing (one kairos function, input_read, so the frame enters the host
-// once); wat_transfer is contracts/token_wat's transfer, seven kairos
-// functions (input_read, caller, 2 × state_get, 2 × state_set,
-// emit_event) and almost no guest code, against a host.MemState (its map
-// lookups are in the figure, as in the native floor of
-// runtime/enginetest's BenchmarkTokenTransfer). The Tx, with an Arena, is
-// built once, as a worker has it. cpu-ns/op is the process's CPU time per
-// transaction.
+// once); caller_x16 calls kairos.caller 16 times (its difference to empty
+// over 15 is the cost of one cheap kairos function: wazero's exit and
+// re-entry, gas_left, the function); wat_transfer is contracts/token_wat's
+// transfer, seven kairos functions (input_read, caller, 2 × state_get,
+// 2 × state_set, emit_event) and almost no guest code, against a
+// host.MemState (its map lookups and their 4 allocations are in the
+// figure, as in the native floor of runtime/enginetest's
+// BenchmarkTokenTransfer). The Tx, with an Arena, is built once, as a
+// worker has it. cpu-ns/op is the process's CPU time per transaction.
 //
 //	go test -run '^$' -bench HostPath -count 3 ./runtime/vm/
 func BenchmarkHostPath(b *testing.B) {
