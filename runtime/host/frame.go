@@ -64,11 +64,11 @@ type frame struct {
 	nodeErr      error    // a State error: the whole run fails
 	fctx         frameCtx
 	// buf is the guest's memory while a kairos function runs, taken when
-	// it is entered (takeMemory): only the guest's memory.grow can move or resize it,
-	// and no code of this instance runs until the function returns (a
-	// callee of kairos.call runs in another instance; reentrancy is
-	// refused). Checks and copies are then slice operations instead of
-	// four or five api.Memory calls per function.
+	// it is entered (takeMemory): only the guest's memory.grow can move or
+	// resize it, and no code of this instance runs until the function
+	// returns (a callee of kairos.call runs in another instance;
+	// reentrancy is refused). Checks and copies are then slice operations
+	// instead of four or five api.Memory calls per function.
 	buf []byte
 	// The gas_left global of instance gmod, kept across reuse: finding
 	// it costs an export lookup and an interface conversion per frame,
