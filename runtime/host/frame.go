@@ -64,30 +64,34 @@ type frame struct {
 	nodeErr      error    // a State error: the whole run fails
 	fctx         frameCtx
 	// buf is the guest's memory while a kairos function runs, taken when
-	// it is entered: only the guest's memory.grow can move or resize it,
-	// and no code of this instance runs until the function returns (a
-	// callee of kairos.call runs in another instance; reentrancy is
-	// refused). Checks and copies are then slice operations instead of
-	// four or five api.Memory calls per function.
+	// it is entered (takeMemory): only the guest's memory.grow can move or
+	// resize it, and no code of this instance runs until the function
+	// returns (a callee of kairos.call runs in another instance;
+	// reentrancy is refused). Checks and copies are then slice operations
+	// instead of four or five api.Memory calls per function.
 	buf []byte
-	// The metering globals of instance gmod, kept across reuse: finding
-	// them costs two export lookups and interface conversions per frame,
+	// The gas_left global of instance gmod, kept across reuse: finding
+	// it costs an export lookup and an interface conversion per frame,
 	// and a pooled engine hands the same instance out again and again.
-	gmod       api.Module
-	gas, depth api.MutableGlobal
+	gmod api.Module
+	gas  api.MutableGlobal
 	// left is gas_left while a kairos function runs: loaded when it is
 	// entered, stored back when it returns or stops the frame, so its
 	// charges cost no global accesses (no guest code runs in between).
 	left int64
 }
 
-// memory is all of the guest's memory (nil for a module without one).
-func (f *frame) memory() []byte {
+// takeMemory sets f.buf to all of the guest's memory (nil for a module
+// without one). The buffer taken by an earlier kairos function of the
+// frame is kept when the size is unchanged: memory cannot shrink, and only
+// memory.grow, which changes the size, moves it.
+func (f *frame) takeMemory() {
 	if f.mem == nil {
-		return nil
+		return
 	}
-	b, _ := f.mem.Read(0, f.mem.Size())
-	return b
+	if n := f.mem.Size(); n != uint32(len(f.buf)) || f.buf == nil {
+		f.buf, _ = f.mem.Read(0, n)
+	}
 }
 
 // reset clears f for reuse, keeping the write buffer's backing array and
@@ -95,24 +99,33 @@ func (f *frame) memory() []byte {
 // caller's events hold it. A frame whose run is nil is clean (new, or
 // reset and not started since): exec and release skip it, so a pooled
 // frame is cleared once per use, not twice.
+//
+// Field by field, not *f = frame{...}: the frame is ~520 bytes, and
+// building and copying all of it cost ~50 ns a transaction. What is not
+// cleared here holds no reference (caller, self, events0, left) or is set
+// by exec before any use (wasi); TestFrameResetClearsEveryField fails when
+// a field is added without a decision here.
 func (f *frame) reset() {
-	ws := f.writes
-	ws.reset()
-	*f = frame{writes: ws, gmod: f.gmod, gas: f.gas, depth: f.depth}
+	f.writes.reset()
+	f.run, f.ctx, f.mod, f.mem, f.stop, f.nodeErr = nil, nil, nil, nil, nil, nil
+	f.input, f.ret, f.events, f.callResult, f.buf = nil, nil, nil, nil, nil
+	f.iters = [IteratorsOpenMax]*iterator{}
+	f.wasi.Debug, f.wasi.Stop = nil, nil
+	f.fctx = frameCtx{}
 }
 
-// globals returns mod's gas_left global and its depth global (nil when
-// the module has none); ok is false when mod is not instrumented.
-func (f *frame) globals(mod api.Module) (gas, depth api.MutableGlobal, ok bool) {
+// gasGlobal returns mod's gas_left global, nil when mod is not
+// instrumented. The meter's depth counter is not the host's: Instances
+// hands out instances in their post-_initialize state, where it is 0.
+func (f *frame) gasGlobal(mod api.Module) api.MutableGlobal {
 	if f.gmod != mod {
 		g, ok := mod.ExportedGlobal(meter.GasExport).(api.MutableGlobal)
 		if !ok {
-			return nil, nil, false
+			return nil
 		}
-		d, _ := mod.ExportedGlobal(meter.DepthExport).(api.MutableGlobal)
-		f.gmod, f.gas, f.depth = mod, g, d
+		f.gmod, f.gas = mod, g
 	}
-	return f.gas, f.depth, true
+	return f.gas
 }
 
 // stopPanic unwinds the guest after a host function recorded f.stop; the

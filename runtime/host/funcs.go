@@ -391,17 +391,25 @@ func Funcs() []validate.HostFunc {
 func Instantiate(ctx context.Context, rt wazero.Runtime) (api.Module, error) {
 	b := rt.NewHostModuleBuilder(ModuleName)
 	for _, h := range funcs {
-		do := h.do
-		b.NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(func(ctx context.Context, _ api.Module, stack []uint64) {
-			f := frameOf(ctx)
-			if f == nil {
-				panic(ErrNoFrame)
-			}
-			f.left = int64(f.gas.Get())
-			f.buf = f.memory()
-			do(f, stack)
-			f.gas.Set(uint64(f.left))
-		}), h.params, h.results).Export(h.name)
+		b.NewFunctionBuilder().WithGoFunction(kairosFunc(h.do), h.params, h.results).Export(h.name)
 	}
 	return b.Instantiate(ctx)
+}
+
+// kairosFunc is a kairos function as wazero calls it: an api.GoFunction
+// (the function needs no api.Module, so wazero does not look up the
+// caller's, and no closure sits between its dispatcher and the code).
+type kairosFunc func(f *frame, s []uint64)
+
+// Call implements api.GoFunction: it finds the frame, takes gas_left and
+// the guest's memory for the function and stores gas_left back.
+func (do kairosFunc) Call(ctx context.Context, stack []uint64) {
+	f := frameOf(ctx)
+	if f == nil {
+		panic(ErrNoFrame)
+	}
+	f.left = int64(f.gas.Get())
+	f.takeMemory()
+	do(f, stack)
+	f.gas.Set(uint64(f.left))
 }

@@ -78,7 +78,8 @@ type Iterator interface {
 type Instances interface {
 	// Acquire returns an instrumented instance of the module deployed at
 	// addr, in its post-_initialize state (memory, every global, WASI
-	// state restored), instantiated in a runtime where Instantiate and
+	// state restored; the meter's depth globals 0: the host sets only
+	// gas_left), instantiated in a runtime where Instantiate and
 	// wasi.Instantiate registered the host modules, and its export named
 	// method (nil if there is none; the host checks names and
 	// signatures). ok is false when no module is deployed at addr.
@@ -292,13 +293,10 @@ func (r *run) exec(ctx context.Context, mod api.Module, fn api.Function, caller,
 	if f.run != nil { // used by an earlier frame at this depth of this run
 		f.reset()
 	}
-	g, d, ok := f.globals(mod)
-	if !ok {
+	g := f.gasGlobal(mod)
+	if g == nil {
 		r.tx.Instances.Release(mod, true)
 		return nil, o, 0, fmt.Errorf("%w: module %s", ErrNotMetered, self)
-	}
-	if d != nil {
-		d.Set(0)
 	}
 	g.Set(uint64(gas))
 	f.run, f.ctx, f.mod, f.mem, f.caller, f.self, f.input, f.events0 = r, ctx, mod, mod.Memory(), caller, self, input, r.events

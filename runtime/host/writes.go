@@ -175,12 +175,21 @@ func (f *frame) sortedWrites() []Write {
 	}
 	byKey := func(a, b int32) int {
 		x, y := &ents[a], &ents[b]
-		if c := bytes.Compare(x.module[:], y.module[:]); c != 0 {
-			return c
+		if x.module != y.module { // a transaction mostly writes its own module's keys
+			return bytes.Compare(x.module[:], y.module[:])
 		}
 		return bytes.Compare(x.key, y.key)
 	}
-	if !slices.IsSortedFunc(order, byKey) {
+	if len(order) <= len(small) {
+		// Insertion sort: a buffer this small is the common case (a
+		// transfer writes 2 keys), and it costs one comparison per entry
+		// when already in order, without slices.SortFunc's calls.
+		for i := 1; i < len(order); i++ {
+			for j := i; j > 0 && byKey(order[j], order[j-1]) < 0; j-- {
+				order[j], order[j-1] = order[j-1], order[j]
+			}
+		}
+	} else if !slices.IsSortedFunc(order, byKey) {
 		slices.SortFunc(order, byKey)
 	}
 	a := f.run.tx.Arena

@@ -245,6 +245,11 @@ type Instance struct {
 	// funcs caches exported functions: wazero builds a new call engine
 	// (with its stack) on every ExportedFunction lookup.
 	funcs map[string]api.Function
+	// last is the export Export found last, under lastName: a pooled
+	// instance mostly serves one method after another (transfers), and
+	// comparing the name is cheaper than hashing it.
+	lastName string
+	last     api.Function
 }
 
 // Instantiate creates an instance, runs _initialize if the module exports
@@ -318,13 +323,11 @@ func (c *Code) Instantiate(ctx context.Context, env Env) (*Instance, error) {
 
 // Restore copies the snapshot back (memory and every global) and clears
 // the meter's depth globals, so the instance is in its post-_initialize
-// state; the caller sets gas_left. The WASI state is not part of the
-// instance: it belongs to the frame (wasi.FrameState).
-func (in *Instance) Restore() { in.reset(0) }
-
-// reset restores the snapshot (memory, globals) and sets the meter's
-// globals for a call with gas.
-func (in *Instance) reset(gas int64) {
+// state; the caller sets gas_left (host.Run does for every frame, so
+// Restore leaves it: each global access is two interface calls into
+// wazero). The WASI state is not part of the instance: it belongs to the
+// frame (wasi.FrameState).
+func (in *Instance) Restore() {
 	if in.snapped {
 		if m := in.mod.Memory(); m != nil {
 			view, _ := m.Read(0, uint32(len(in.snapMem)))
@@ -334,9 +337,15 @@ func (in *Instance) reset(gas int64) {
 			g.Set(in.snapGlob[i])
 		}
 	}
-	in.gas.Set(uint64(gas))
 	in.depth.Set(0)
 	in.exceeded.Set(0)
+}
+
+// reset restores the snapshot (memory, globals) and sets the meter's
+// globals for a call with gas.
+func (in *Instance) reset(gas int64) {
+	in.Restore()
+	in.gas.Set(uint64(gas))
 }
 
 // restoreMemory copies the snapshot into view: the pages the last calls
@@ -429,7 +438,11 @@ func (in *Instance) grew() bool {
 // cached: transactions choose the names, so the cache holds at most the
 // module's exports.
 func (in *Instance) Export(name string) api.Function {
+	if in.last != nil && name == in.lastName {
+		return in.last
+	}
 	if f, ok := in.funcs[name]; ok {
+		in.lastName, in.last = name, f
 		return f
 	}
 	if strings.HasPrefix(name, validate.ReservedPrefix) {
