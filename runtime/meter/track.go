@@ -16,8 +16,9 @@ import (
 // PageShift is log2 of the tracked page size (4 KiB).
 const PageShift = 12
 
-// GroupShift is log2 of the pages in a group: every mark of a page also
-// marks its group in a second, summary table, so that finding the marked
+// GroupShift is log2 of the pages in a group: a mark of a page also marks
+// its group in a second, summary table (or, for the second page of a span
+// of at most a page, the walk does: markNext), so that finding the marked
 // pages reads the summary and the pages of marked groups only, not one
 // entry per page of memory (a Go guest's snapshot has 640 pages).
 const GroupShift = 6
@@ -223,6 +224,15 @@ func (t *tracker) markPage(pg uint32) []wasm.Instr {
 	}
 }
 
+// markNext marks the page whose number is on the stack, which is the page
+// after one markPage marked in the same straight-line code or that page
+// itself, without its group: the walk (dirtyBody) reads the first page
+// past every marked group and marks that page's group when the page is
+// marked.
+func (t *tracker) markNext() []wasm.Instr {
+	return []wasm.Instr{idx(wasm.OpGlobalGet, t.global), idx(wasm.OpTableSet, t.table)}
+}
+
 // dirtyBody is DirtyExport: skip unmarked groups, collect and clear the
 // page marks of the first marked one into a mask, then find the next
 // marked group (so the host makes no last call only to hear -1). The pages past the
@@ -263,6 +273,17 @@ func (t *tracker) dirtyBody() wasm.Code {
 			op(wasm.OpEnd),
 			idx(wasm.OpLocalGet, p), i32c(1), op(wasm.OpI32Add), idx(wasm.OpLocalSet, p),
 			idx(wasm.OpBr, 0),
+			op(wasm.OpEnd),
+			op(wasm.OpEnd),
+			// A marked first page of the next group whose group is not
+			// marked (markNext) marks it now, so the search below finds
+			// it: end = (g+1)·64, read when below the memory's pages.
+			idx(wasm.OpLocalGet, g), i32c(1), op(wasm.OpI32Add), i32c(GroupShift), op(opI32Shl), idx(wasm.OpLocalTee, end),
+			idx(wasm.OpLocalGet, mem), op(opI32LtU),
+			block(wasm.OpIf, wasm.BlockEmpty),
+			idx(wasm.OpLocalGet, end), idx(wasm.OpTableGet, t.table), op(wasm.OpRefIsNull), op(wasm.OpI32Eqz),
+			block(wasm.OpIf, wasm.BlockEmpty),
+			idx(wasm.OpLocalGet, g), i32c(1), op(wasm.OpI32Add), idx(wasm.OpGlobalGet, t.global), idx(wasm.OpTableSet, t.sum),
 			op(wasm.OpEnd),
 			op(wasm.OpEnd),
 			// p = the first marked group after g, or -1.
@@ -454,7 +475,7 @@ func (t *tracker) body(c *wasm.Code, ft wasm.FuncType, redirect func(uint32) uin
 				out.Body = append(out.Body, idx(wasm.OpLocalGet, d), i32c(PageShift), op(opI32ShrU))
 				out.Body = append(out.Body, t.markPage(pg)...)
 				out.Body = append(out.Body, idx(wasm.OpLocalGet, d), i32c(int32(n-1)), op(wasm.OpI32Add), i32c(PageShift), op(opI32ShrU))
-				out.Body = append(out.Body, t.markPage(pg)...)
+				out.Body = append(out.Body, t.markNext()...)
 				continue
 			}
 			// Run it, then mark [d, d+n): in memory, since it did not trap
@@ -501,13 +522,17 @@ func (t *tracker) markRun(dst []wasm.Instr, r *runs, pg uint32) []wasm.Instr {
 	// The local holds local@base + now.off; the run's bytes are at
 	// local@base + k0 + [lo, hi).
 	now := r.get(c.local).off
-	for _, rel := range []int64{c.lo, c.hi - 1} {
+	for i, rel := range []int64{c.lo, c.hi - 1} {
 		dst = append(dst, idx(wasm.OpLocalGet, c.local))
 		if d := c.k0 + uint32(rel) - now; d != 0 {
 			dst = append(dst, i32c(int32(d)), op(wasm.OpI32Add))
 		}
 		dst = append(dst, i32c(PageShift), op(opI32ShrU))
-		dst = append(dst, t.markPage(pg)...)
+		if i == 0 {
+			dst = append(dst, t.markPage(pg)...)
+		} else {
+			dst = append(dst, t.markNext()...) // the span is at most a page
+		}
 		t.marked++
 		if c.hi-c.lo <= 8 {
 			break
