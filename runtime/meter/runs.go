@@ -82,7 +82,13 @@ type runs struct {
 	cur     run
 }
 
+// runsLocalsMax bounds the locals whose types newRuns lists: validate
+// allows far fewer; a function with more (never Instrument's output of a
+// valid module) is tracked store by store.
+const runsLocalsMax = 1 << 16
+
 func newRuns(enabled bool, ft wasm.FuncType, c *wasm.Code) *runs {
+	enabled = enabled && uint64(len(ft.Params))+c.NumLocals() <= runsLocalsMax
 	r := &runs{enabled: enabled, locals: map[uint32]lval{}}
 	if !enabled {
 		return r
