@@ -168,9 +168,6 @@ type tracker struct {
 	mark     uint32            // mark(ptr i32, len i64)
 	wrappers map[uint32]uint32 // writing import -> its wrapper
 	runs     bool              // mark runs of local-relative writes once (runs.go)
-	// merged and marked count the writes marked with runs and the runs'
-	// marks, for tests.
-	merged, marked int
 }
 
 // addFunc appends a function and returns its index.
@@ -416,7 +413,6 @@ func (t *tracker) body(c *wasm.Code, ft wasm.FuncType, redirect func(uint32) uin
 			flush()
 			r.cur = run{on: true, local: l, base: base, k0: k, hi: n}
 		}
-		t.merged++
 		return true
 	}
 	for k, in := range c.Body {
@@ -533,7 +529,6 @@ func (t *tracker) markRun(dst []wasm.Instr, r *runs, pg uint32) []wasm.Instr {
 		} else {
 			dst = append(dst, t.markNext()...) // the span is at most a page
 		}
-		t.marked++
 		if c.hi-c.lo <= 8 {
 			break
 		}
