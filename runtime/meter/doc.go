@@ -41,15 +41,22 @@
 // for runtime/vm's restores, not part of the consensus format: every write
 // to linear memory marks its 4 KiB page in a funcref table added after the
 // guest's: stores and memory.fill/copy/init inline, after they succeed (so
-// in bounds); the host functions that write guest memory through added
-// wrappers, after the call, clamped to memory so marking never traps.
-// Every mark of a page also marks its group of 64 pages in a second table,
-// so DirtyExport reads the group table and the pages of marked groups
-// only: a Go guest's restore with nothing dirty reads 12 entries instead
-// of 752.
-// Invariants: a call's changed bytes all lie in marked pages, or within 7
-// bytes past one (a store's reach), and a marked page's group is marked —
-// FuzzTrack checks both (its walk reads pages through groups); Track adds no
+// in bounds), a run of stores at one local plus constants in straight-line
+// code once, after its last store (runs.go: Go's stack writes); the host
+// functions that write guest memory through added wrappers, after the
+// call, clamped to memory so marking never traps. A mark of a page also
+// marks its group of 64 pages in a second table, so DirtyExport reads the
+// group table and the pages of marked groups only: a Go guest's restore
+// with nothing dirty reads 12 entries instead of 752. The second page of a
+// span of at most a page (a run, a constant-length bulk operation) is
+// marked without its group: the walk also reads the page after each marked
+// group and marks its group when it is marked.
+// Invariants: the bytes a call that ended normally changed all lie in
+// marked pages, or within 7 bytes past one (a store's reach; a trapped
+// call's instance is discarded, and a trap inside a run leaves its earlier
+// writes unmarked), and a marked page's group is marked or it is the first
+// page of its group and the previous group is marked — FuzzTrack checks
+// both (its walk reads pages through groups); Track adds no
 // gas and no call depth, so results and gas are those of the untracked
 // code; no guest instruction can reach the table or the mark (wasm.Decode
 // rejects reference and table instructions, validate a second table, and

@@ -118,6 +118,10 @@ func (g *gen) block(depth int, budget *int) {
 				height--
 			}
 		case 14:
+			if len(g.src) > 0 && g.src[0]%8 >= 4 { // writes relative to local 0 (meter.Track's runs)
+				g.localWrites(g.next() % 8)
+				break
+			}
 			if height < 1 {
 				break
 			}
@@ -148,6 +152,36 @@ func (g *gen) block(depth int, budget *int) {
 	}
 	if height == 0 {
 		g.body = append(g.body, I32(7))
+	}
+}
+
+// localWrites emits stack-neutral writes at local 0 plus constants, as the
+// Go compiler writes its stack through the stack pointer's local: k 4 makes
+// local 0 an 8-aligned address below 64 KiB, 5 stores through local.get 0,
+// 6 through Go's i64 address form, 7 moves local 0 by a constant (local.tee
+// as before a Go call) and writes there, or copies a constant length to it.
+func (g *gen) localWrites(k byte) {
+	stores := []wasm.Opcode{0x36, 0x37, 0x3A, 0x3B, 0x3C, 0x3D, 0x3E}
+	st := stores[int(g.next())%len(stores)]
+	val := I32(int32(g.next()) - 128)
+	if st >= 0x37 && st != 0x3A && st != 0x3B {
+		val = I64(int64(g.next()) << 52)
+	}
+	switch k {
+	case 4:
+		g.body = append(g.body, Idx(wasm.OpLocalGet, 0), I32(0xFFF8), Op(0x71 /* i32.and */), Idx(wasm.OpLocalSet, 0))
+	case 5:
+		g.body = append(g.body, Idx(wasm.OpLocalGet, 0), val, Mem(st, 0, uint32(g.next())*8))
+	case 6:
+		g.body = append(g.body, Idx(wasm.OpLocalGet, 0), Op(wasm.OpI64ExtendI32U), I64(int64(int8(g.next()))*8), Op(wasm.OpI64Add), Op(0xA7 /* i32.wrap_i64 */),
+			val, Mem(st, 0, uint32(g.next())))
+	default:
+		if g.next()%2 == 0 {
+			g.body = append(g.body, Idx(wasm.OpLocalGet, 0), I32(int32(g.next())*8), Op(wasm.OpI32Sub), Idx(wasm.OpLocalTee, 0),
+				val, Mem(st, 0, 0))
+		} else {
+			g.body = append(g.body, Idx(wasm.OpLocalGet, 0), I32(int32(g.next())), I32(int32(g.next())*32), Op(wasm.OpMemoryCopy))
+		}
 	}
 }
 

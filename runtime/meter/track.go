@@ -16,8 +16,9 @@ import (
 // PageShift is log2 of the tracked page size (4 KiB).
 const PageShift = 12
 
-// GroupShift is log2 of the pages in a group: every mark of a page also
-// marks its group in a second, summary table, so that finding the marked
+// GroupShift is log2 of the pages in a group: a mark of a page also marks
+// its group in a second, summary table (or, for the second page of a span
+// of at most a page, the walk does: markNext), so that finding the marked
 // pages reads the summary and the pages of marked groups only, not one
 // entry per page of memory (a Go guest's snapshot has 640 pages).
 const GroupShift = 6
@@ -92,6 +93,8 @@ func Track(m *wasm.Module, cfg TrackConfig) (*wasm.Module, error) {
 	if mem := m.Memories[0]; mem.HasMax {
 		pages = min(pages, uint64(mem.Max)<<(16-PageShift))
 	}
+	// A run's marks need memory to end RunSpanMax bytes below 2^32.
+	t.runs = pages<<PageShift+RunSpanMax <= 1<<32
 	if pages > 1<<(32-PageShift) {
 		pages = 1 << (32 - PageShift)
 	}
@@ -164,6 +167,7 @@ type tracker struct {
 	global   uint32            // an immutable non-null funcref: the mark
 	mark     uint32            // mark(ptr i32, len i64)
 	wrappers map[uint32]uint32 // writing import -> its wrapper
+	runs     bool              // mark runs of local-relative writes once (runs.go)
 }
 
 // addFunc appends a function and returns its index.
@@ -217,6 +221,15 @@ func (t *tracker) markPage(pg uint32) []wasm.Instr {
 	}
 }
 
+// markNext marks the page whose number is on the stack, which is the page
+// after one markPage marked in the same straight-line code or that page
+// itself, without its group: the walk (dirtyBody) reads the first page
+// past every marked group and marks that page's group when the page is
+// marked.
+func (t *tracker) markNext() []wasm.Instr {
+	return []wasm.Instr{idx(wasm.OpGlobalGet, t.global), idx(wasm.OpTableSet, t.table)}
+}
+
 // dirtyBody is DirtyExport: skip unmarked groups, collect and clear the
 // page marks of the first marked one into a mask, then find the next
 // marked group (so the host makes no last call only to hear -1). The pages past the
@@ -257,6 +270,17 @@ func (t *tracker) dirtyBody() wasm.Code {
 			op(wasm.OpEnd),
 			idx(wasm.OpLocalGet, p), i32c(1), op(wasm.OpI32Add), idx(wasm.OpLocalSet, p),
 			idx(wasm.OpBr, 0),
+			op(wasm.OpEnd),
+			op(wasm.OpEnd),
+			// A marked first page of the next group whose group is not
+			// marked (markNext) marks it now, so the search below finds
+			// it: end = (g+1)·64, read when below the memory's pages.
+			idx(wasm.OpLocalGet, g), i32c(1), op(wasm.OpI32Add), i32c(GroupShift), op(opI32Shl), idx(wasm.OpLocalTee, end),
+			idx(wasm.OpLocalGet, mem), op(opI32LtU),
+			block(wasm.OpIf, wasm.BlockEmpty),
+			idx(wasm.OpLocalGet, end), idx(wasm.OpTableGet, t.table), op(wasm.OpRefIsNull), op(wasm.OpI32Eqz),
+			block(wasm.OpIf, wasm.BlockEmpty),
+			idx(wasm.OpLocalGet, g), i32c(1), op(wasm.OpI32Add), idx(wasm.OpGlobalGet, t.global), idx(wasm.OpTableSet, t.sum),
 			op(wasm.OpEnd),
 			op(wasm.OpEnd),
 			// p = the first marked group after g, or -1.
@@ -354,8 +378,8 @@ func storeType(o wasm.Opcode) wasm.ValType {
 }
 
 // body rewrites one original function: stores and bulk operations mark
-// their pages inline through scratch locals, and writing host calls go
-// through their wrappers.
+// their pages, inline through scratch locals or once per run (runs.go),
+// and writing host calls go through their wrappers.
 func (t *tracker) body(c *wasm.Code, ft wasm.FuncType, redirect func(uint32) uint32) wasm.Code {
 	next := uint32(len(ft.Params)) + uint32(c.NumLocals())
 	out := wasm.Code{Locals: append([]wasm.LocalDecl(nil), c.Locals...), Body: make([]wasm.Instr, 0, len(c.Body)+len(c.Body)/4)}
@@ -372,9 +396,50 @@ func (t *tracker) body(c *wasm.Code, ft wasm.FuncType, redirect func(uint32) uin
 		next++
 		return next - 1
 	}
+	r := newRuns(t.runs, ft, c)
+	flush := func() {
+		if r.cur.on {
+			out.Body = t.markRun(out.Body, r, local(keyPage, wasm.I32))
+		}
+	}
+	// joinRun adds a write of n bytes at a to the pending run, or to a new
+	// one; false when a is not local-relative (the caller marks it).
+	joinRun := func(a aval, off uint32, n int64) bool {
+		l, base, k, ok := r.addr(a, off)
+		if !ok {
+			return false
+		}
+		if !r.join(l, base, k, n) {
+			flush()
+			r.cur = run{on: true, local: l, base: base, k0: k, hi: n}
+		}
+		return true
+	}
 	for k, in := range c.Body {
 		switch {
+		case ends(in.Op):
+			flush()
+			r.reset()
+			if in.Op == wasm.OpCall {
+				in = idx(wasm.OpCall, redirect(uint32(in.A)))
+			}
+			out.Body = append(out.Body, in)
+		case in.Op == wasm.OpLocalSet || in.Op == wasm.OpLocalTee:
+			var v aval
+			if len(r.stack) > 0 {
+				v = r.stack[len(r.stack)-1]
+			}
+			if r.flushFirst(uint32(in.A), v) {
+				flush()
+			}
+			r.step(in)
+			out.Body = append(out.Body, in)
 		case storeType(in.Op) != 0:
+			r.pop()
+			if joinRun(r.pop(), in.B, storeWidth(in.Op)) {
+				out.Body = append(out.Body, in)
+				continue
+			}
 			v, a := local(storeType(in.Op), storeType(in.Op)), local(keyAddr, wasm.I32)
 			out.Body = append(out.Body,
 				idx(wasm.OpLocalSet, v), idx(wasm.OpLocalTee, a), idx(wasm.OpLocalGet, v), in,
@@ -387,7 +452,14 @@ func (t *tracker) body(c *wasm.Code, ft wasm.FuncType, redirect func(uint32) uin
 			out.Body = append(out.Body, i32c(PageShift), op(opI32ShrU))
 			out.Body = append(out.Body, t.markPage(local(keyPage, wasm.I32))...)
 		case in.Op == wasm.OpMemoryFill || in.Op == wasm.OpMemoryCopy || in.Op == wasm.OpMemoryInit:
+			r.pop()
+			r.pop()
+			dst := r.pop()
 			if n, ok := constLength(c.Body, k); ok {
+				if n == 0 || joinRun(dst, 0, int64(n)) {
+					out.Body = append(out.Body, in) // nothing written, or marked with the run
+					continue
+				}
 				// A constant length of at most a page spans at most two
 				// pages: mark the first and the last, without a branch
 				// (the Go compiler copies every multi-word value so).
@@ -395,13 +467,11 @@ func (t *tracker) body(c *wasm.Code, ft wasm.FuncType, redirect func(uint32) uin
 				// the destination is saved.
 				d, x := local(keyAddr, wasm.I32), local(keyX, wasm.I32)
 				out.Body = append(out.Body[:len(out.Body)-1], idx(wasm.OpLocalSet, x), idx(wasm.OpLocalTee, d), idx(wasm.OpLocalGet, x), c.Body[k-1], in)
-				if n > 0 {
-					pg := local(keyPage, wasm.I32)
-					out.Body = append(out.Body, idx(wasm.OpLocalGet, d), i32c(PageShift), op(opI32ShrU))
-					out.Body = append(out.Body, t.markPage(pg)...)
-					out.Body = append(out.Body, idx(wasm.OpLocalGet, d), i32c(int32(n-1)), op(wasm.OpI32Add), i32c(PageShift), op(opI32ShrU))
-					out.Body = append(out.Body, t.markPage(pg)...)
-				}
+				pg := local(keyPage, wasm.I32)
+				out.Body = append(out.Body, idx(wasm.OpLocalGet, d), i32c(PageShift), op(opI32ShrU))
+				out.Body = append(out.Body, t.markPage(pg)...)
+				out.Body = append(out.Body, idx(wasm.OpLocalGet, d), i32c(int32(n-1)), op(wasm.OpI32Add), i32c(PageShift), op(opI32ShrU))
+				out.Body = append(out.Body, t.markNext()...)
 				continue
 			}
 			// Run it, then mark [d, d+n): in memory, since it did not trap
@@ -427,11 +497,54 @@ func (t *tracker) body(c *wasm.Code, ft wasm.FuncType, redirect func(uint32) uin
 				idx(wasm.OpTableFill, t.sum),
 				op(wasm.OpEnd),
 				op(wasm.OpEnd))
-		case in.Op == wasm.OpCall:
-			out.Body = append(out.Body, idx(wasm.OpCall, redirect(uint32(in.A))))
 		default:
+			if !r.step(in) {
+				flush()
+				r.reset()
+			}
 			out.Body = append(out.Body, in)
 		}
 	}
+	flush()
 	return out
+}
+
+// markRun marks the pages of the pending run (see runs.go) and ends it:
+// the page of its first byte, and of its last when the span is longer
+// than the 7 bytes past a page the host restores with it.
+func (t *tracker) markRun(dst []wasm.Instr, r *runs, pg uint32) []wasm.Instr {
+	c := r.cur
+	r.cur.on = false
+	// The local holds local@base + now.off; the run's bytes are at
+	// local@base + k0 + [lo, hi).
+	now := r.get(c.local).off
+	for i, rel := range []int64{c.lo, c.hi - 1} {
+		dst = append(dst, idx(wasm.OpLocalGet, c.local))
+		if d := c.k0 + uint32(rel) - now; d != 0 {
+			dst = append(dst, i32c(int32(d)), op(wasm.OpI32Add))
+		}
+		dst = append(dst, i32c(PageShift), op(opI32ShrU))
+		if i == 0 {
+			dst = append(dst, t.markPage(pg)...)
+		} else {
+			dst = append(dst, t.markNext()...) // the span is at most a page
+		}
+		if c.hi-c.lo <= 8 {
+			break
+		}
+	}
+	return dst
+}
+
+// storeWidth is the bytes a store opcode writes.
+func storeWidth(o wasm.Opcode) int64 {
+	switch o {
+	case 0x3A, 0x3C:
+		return 1
+	case 0x3B, 0x3D:
+		return 2
+	case 0x36, 0x38, 0x3E:
+		return 4
+	}
+	return 8
 }

@@ -143,13 +143,19 @@ func uncovered(before, after []byte, marked map[int]bool) int {
 }
 
 // FuzzTrack: tracking changes nothing a call computes (values, traps,
-// gas, on both engines), and every byte a call changed, trapped or not,
-// lies in a page it marked.
+// gas, on both engines), and every byte a call that did not trap changed
+// lies in a page it marked. A trapped call may leave writes of a run
+// unmarked (runs.go): its instance is never reused.
 func FuzzTrack(f *testing.F) {
 	f.Add([]byte{0, 5, 1, 1, 2, 0, 12, 3, 1, 0, 0, 2, 0}, uint32(5), uint32(3))
 	f.Add([]byte{6, 200, 9, 6, 255, 255, 7, 1, 250, 200, 8, 1, 6, 10, 20}, uint32(0xfffffff0), uint32(3))
 	f.Add([]byte{7, 255, 7, 255, 7, 255, 6, 255, 1, 8, 1, 7, 0, 255, 255}, uint32(65535), uint32(4097))
 	f.Add([]byte{1, 0, 1, 1, 2, 9, 6, 3, 4, 7, 1, 2, 3, 8, 1, 14, 5}, uint32(5), uint32(3))
+	// Writes at local 0 (runs) across a page edge, which one mark would
+	// not cover: mask it to 0x0ff8, store at +0 and +16; then store in Go's
+	// address form at +16, move it by local.tee to -8, store there and at +8.
+	f.Add([]byte{14, 12, 0, 0, 14, 13, 1, 0, 255, 0, 14, 13, 1, 0, 255, 2}, uint32(0x0ff8), uint32(3))
+	f.Add([]byte{14, 12, 0, 0, 14, 14, 1, 0, 255, 2, 0, 14, 15, 0, 0, 0, 1, 14, 13, 1, 0, 255, 1}, uint32(0x0ff8), uint32(3))
 	f.Fuzz(func(t *testing.T, src []byte, a, b uint32) {
 		orig := genModule(src)
 		inst, tr := instrument(t, orig), track(t, orig, noHost)
@@ -166,6 +172,9 @@ func FuzzTrack(f *testing.F) {
 			}
 			if !reflect.DeepEqual(want, got) {
 				t.Fatalf("%s: untracked %+v, tracked %+v", e.Name, want, got)
+			}
+			if got.Trap != "" {
+				continue
 			}
 			if at := uncovered(before, in.memory(), in.dirty()); at >= 0 {
 				t.Fatalf("%s: byte %d changed in an unmarked page", e.Name, at)
@@ -239,5 +248,99 @@ func TestTrackRefuses(t *testing.T) {
 	}
 	if _, err := meter.Track(m, noHost); !errors.Is(err, meter.ErrUntracked) {
 		t.Errorf("no memory: %v, want %v", err, meter.ErrUntracked)
+	}
+}
+
+// TestTrackRuns: writes at one local plus constants in straight-line code
+// are marked once per run (runs.go) — the first and last page of the run,
+// after its last write and before any branch — and the marks still cover
+// every byte written, including Go's address forms, a local moved by
+// local.tee, an address that wraps, runs wider than RunSpanMax, a local
+// given an unknown value and a branch in the middle.
+func TestTrackRuns(t *testing.T) {
+	st64 := func(off uint32) wasm.Instr { return Mem(wasm.OpI64Store, 3, off) }
+	// goAddr is the Go compiler's address form: local 0 + c, wrapped.
+	goAddr := func(c int64) []wasm.Instr {
+		return []wasm.Instr{Idx(wasm.OpLocalGet, 0), Op(wasm.OpI64ExtendI32U), I64(c), Op(wasm.OpI64Add), Op(0xA7)}
+	}
+	cat := func(parts ...[]wasm.Instr) (out []wasm.Instr) {
+		for _, p := range parts {
+			out = append(out, p...)
+		}
+		return out
+	}
+	sp := []wasm.Instr{Idx(wasm.OpLocalGet, 0)}
+	val := []wasm.Instr{I64(-1)}
+	cases := []struct {
+		name     string
+		body     []wasm.Instr
+		sp, arg  uint32
+		marked   []int
+		tableSet int // table.set instructions in the tracked body (2 for a run's first page, 1 for its last)
+	}{
+		{"args", cat(sp, val, []wasm.Instr{st64(0)}, sp, val, []wasm.Instr{st64(8)}, goAddr(16), val, []wasm.Instr{st64(0)},
+			goAddr(16), val, []wasm.Instr{st64(8)},
+			// as before a Go call: sp -= 8, then the return address at sp
+			sp, []wasm.Instr{I32(8), Op(wasm.OpI32Sub), Idx(wasm.OpLocalTee, 0), Op(wasm.OpDrop)}, sp, val, []wasm.Instr{st64(0)}),
+			2*4096 - 16, 0, []int{1, 2}, 3},
+		{"one store", cat(sp, val, []wasm.Instr{st64(4090)}), 0, 0, []int{0}, 2},
+		{"wrap", cat(goAddr(16), val, []wasm.Instr{st64(0)}, goAddr(16), val, []wasm.Instr{st64(8)}), 0xFFFF_FFF8, 0, []int{0}, 3},
+		{"wide", cat(sp, val, []wasm.Instr{st64(0)}, sp, val, []wasm.Instr{st64(3 * 4096)}), 0, 0, []int{0, 3}, 4},
+		{"copy", cat(sp, val, []wasm.Instr{st64(4000)}, goAddr(4090), []wasm.Instr{I32(0), I32(100), Op(wasm.OpMemoryCopy)}), 0, 0, []int{0, 1}, 3},
+		// The second page of a run or a constant copy is the next group's
+		// first: its group is marked by the walk.
+		{"next group", cat(sp, val, []wasm.Instr{st64(0)}, sp, val, []wasm.Instr{st64(16)}), 64*4096 - 8, 0, []int{63, 64}, 3},
+		{"copy to next group", []wasm.Instr{I32(64*4096 - 10), I32(0), I32(100), Op(wasm.OpMemoryCopy)}, 0, 0, []int{63, 64}, 3},
+		{"rebased", cat(sp, val, []wasm.Instr{st64(0), I32(5 * 4096), Idx(wasm.OpLocalSet, 0)}, sp, val, []wasm.Instr{st64(0)}), 0, 0, []int{0, 5}, 4},
+		{"branch taken", cat([]wasm.Instr{Block(wasm.OpBlock, wasm.BlockEmpty)}, sp, val, []wasm.Instr{st64(0), Idx(wasm.OpLocalGet, 1), Idx(wasm.OpBrIf, 0)},
+			sp, val, []wasm.Instr{st64(4096), Op(wasm.OpEnd)}), 0, 1, []int{0}, 4},
+		{"branch not taken", cat([]wasm.Instr{Block(wasm.OpBlock, wasm.BlockEmpty)}, sp, val, []wasm.Instr{st64(0), Idx(wasm.OpLocalGet, 1), Idx(wasm.OpBrIf, 0)},
+			sp, val, []wasm.Instr{st64(4096), Op(wasm.OpEnd)}), 0, 0, []int{0, 1}, 4},
+		{"after if", cat([]wasm.Instr{Idx(wasm.OpLocalGet, 1), Block(wasm.OpIf, wasm.BlockEmpty), Idx(wasm.OpLocalGet, 0), I32(4096), Op(wasm.OpI32Add), Idx(wasm.OpLocalSet, 0), Op(wasm.OpEnd)},
+			sp, val, []wasm.Instr{st64(0)}, sp, val, []wasm.Instr{st64(8)}), 0, 1, []int{1}, 3},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			b := New()
+			b.Memory(8, 8)
+			b.Func("w", []wasm.ValType{wasm.I32, wasm.I32}, nil, nil, c.body...)
+			im, err := wasm.Decode(instrument(t, b.Bytes()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			m, err := meter.Track(im, noHost)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tr := wasm.Encode(m)
+			sets := 0
+			for _, in := range m.Code[0].Body {
+				if in.Op == wasm.OpTableSet {
+					sets++
+				}
+			}
+			if sets != c.tableSet {
+				t.Errorf("%d table.set in the tracked body, want %d", sets, c.tableSet)
+			}
+			for _, interp := range []bool{false, true} {
+				in := instantiateTracked(t, interp, tr)
+				before := in.memory()
+				if r := in.call("w", plenty, uint64(c.sp), uint64(c.arg)); r.Trap != "" {
+					t.Fatal(r)
+				}
+				after := in.memory()
+				marked := in.dirty()
+				want := map[int]bool{}
+				for _, p := range c.marked {
+					want[p] = true
+				}
+				if !reflect.DeepEqual(marked, want) {
+					t.Errorf("interpreter=%v: marked %v, want %v", interp, marked, want)
+				}
+				if at := uncovered(before, after, marked); at >= 0 {
+					t.Errorf("interpreter=%v: byte %d changed unmarked", interp, at)
+				}
+			}
+		})
 	}
 }

@@ -19,6 +19,7 @@ func TestArgsMatchDecodeInput(t *testing.T) {
 	a, b := guesttest.Addr("a"), guesttest.Addr("b")
 	addrPair := guest.PairCodec(guest.AddressCodec, guest.AddressCodec)
 	checkArgs(t, guest.PairCodec(guest.AddressCodec, guest.Uint64Codec), guest.Pair[guest.Address, uint64]{First: a, Second: 1<<63 | 9})
+	checkArgs(t, guest.PairCodec(guest.AddressCodec, guest.Int64Codec), guest.Pair[guest.Address, int64]{First: b, Second: -1 << 62})
 	checkArgs(t, guest.PairCodec(addrPair, guest.Uint64Codec), guest.Pair[guest.Pair[guest.Address, guest.Address], uint64]{First: guest.Pair[guest.Address, guest.Address]{First: a, Second: b}, Second: 5})
 	checkArgs(t, guest.PairCodec(guest.Uint32Codec, guest.PairCodec(guest.BoolCodec, guest.Int64Codec)), guest.Pair[uint32, guest.Pair[bool, int64]]{First: 0xdeadbeef, Second: guest.Pair[bool, int64]{First: true, Second: -3}})
 	checkArgs(t, guest.PairCodec(guest.BoolCodec, guest.Uint32Codec), guest.Pair[bool, uint32]{First: true, Second: 7})

@@ -64,13 +64,19 @@ func (ev Event) Fields() *EventFields { return &EventFields{topic: ev.topic} }
 // aborts.
 func (f *EventFields) overflowed() { f.n = EventFieldsLenMax + 1 }
 
+// at is where the next field goes. An unsafe.Add, not &f.buf[f.n]: every
+// caller has checked that the field fits, and in Go's wasm code the index
+// check is a branch (a jump through the function's dispatch loop) per
+// field.
+func (f *EventFields) at() unsafe.Pointer { return unsafe.Add(unsafe.Pointer(&f.buf), f.n) }
+
 // Address appends the 32 raw bytes.
 func (f *EventFields) Address(a Address) *EventFields {
 	if f.n > EventFieldsLenMax-AddressLen {
 		f.overflowed()
 		return f
 	}
-	copyAddress(unsafe.Pointer(&f.buf[f.n]), unsafe.Pointer(&a))
+	copyAddress(f.at(), unsafe.Pointer(&a))
 	f.n += AddressLen
 	return f
 }
@@ -81,7 +87,7 @@ func (f *EventFields) Uint64(v uint64) *EventFields {
 		f.overflowed()
 		return f
 	}
-	putBE64(unsafe.Pointer(&f.buf[f.n]), v)
+	putBE64(f.at(), v)
 	f.n += 8
 	return f
 }

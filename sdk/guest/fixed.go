@@ -126,6 +126,10 @@ type fixedMap struct {
 	vSize  int  // vKind.size()
 	v64    bool // a u64 or i64 value, which Map and Value handle inline
 	enable bool
+	// addr64: a Map from addresses to u64 or i64 values (token balances),
+	// which Get and Set handle first, in straight-line code: in Go's wasm
+	// code every branch is a jump through the function's dispatch loop.
+	addr64 bool
 }
 
 // newFixedMap resolves the fast path for keys prefix ‖ a field of kKind
@@ -138,6 +142,7 @@ func newFixedMap(prefix []byte, kKind, vKind fieldKind) fixedMap {
 	if f.enable && kKind != kindNone {
 		copy(f.tmpl[:], prefix)
 	}
+	f.addr64 = f.enable && kKind == kindAddress && f.v64
 	return f
 }
 

@@ -105,7 +105,22 @@ func (m Map[K, V]) Key(k K) []byte {
 func (m Map[K, V]) Get(k K) (V, bool) {
 	d := m.d
 	var v V
-	if d.fx.enable {
+	if d.fx.addr64 {
+		// The key is built in place past the template's prefix (an
+		// unsafe.Add: no bounds check, as n + AddressLen <= fixedKeyMax);
+		// the value is read into one word.
+		key := d.fx.tmpl
+		copyAddress(unsafe.Add(unsafe.Pointer(&key), d.fx.n), unsafe.Pointer(&k))
+		var w uint64
+		got := abi.StateGetPtr(unsafe.Pointer(&key), uint32(d.fx.n+AddressLen), unsafe.Pointer(&w), 8)
+		if got == 8 {
+			*(*uint64)(unsafe.Pointer(&v)) = getBE64(unsafe.Pointer(&w))
+			return v, true
+		}
+		if got < 0 {
+			return v, false
+		}
+	} else if d.fx.enable {
 		// fixedMap.key, by hand: Get and Set are the hot path, and the
 		// call (too large for the Go compiler to inline) cost ~90 guest
 		// gas each.
@@ -160,6 +175,14 @@ func (m Map[K, V]) Has(k K) bool {
 // Set stores v under k.
 func (m Map[K, V]) Set(k K, v V) {
 	d := m.d
+	if d.fx.addr64 { // as in Get
+		key := d.fx.tmpl
+		copyAddress(unsafe.Add(unsafe.Pointer(&key), d.fx.n), unsafe.Pointer(&k))
+		var w uint64
+		putBE64(unsafe.Pointer(&w), *(*uint64)(unsafe.Pointer(&v)))
+		abi.StateSetPtr(unsafe.Pointer(&key), uint32(d.fx.n+AddressLen), unsafe.Pointer(&w), 8)
+		return
+	}
 	if d.fx.enable {
 		key := d.fx.tmpl // fixedMap.key, by hand as in Get
 		n := d.fx.n
