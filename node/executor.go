@@ -212,8 +212,8 @@ type heightTxs struct {
 	Resolved []types.Hash // earlier-deferred transactions settled here
 }
 
-// storeBlock writes b, its transaction records and the receipts settled
-// at its height in one batch, and returns the ids of the settled
+// storeBlock writes b and its transaction records, with the receipts
+// settled at its height, in one batch, and returns the ids of the settled
 // transactions: the block's not deferred, then res.Resolved. A deferred
 // transaction has a record (peers fetch its body for the block) but no
 // receipt until a later height settles it; that height's record then
@@ -247,18 +247,19 @@ func (n *Node) storeBlock(ctx context.Context, b *types.Block, raws [][]byte, re
 			repeats = append(repeats, t.ID)
 			continue
 		}
-		put(idKey(nsTx, t.ID), types.MustEncode(&txRecord{Height: b.Height, Index: uint32(i), Raw: raws[i]}))
+		rec := txRecord{Height: b.Height, Index: uint32(i), Raw: raws[i]}
 		if res.Deferred[i] {
 			ht.Deferred = append(ht.Deferred, t.ID)
-			continue
+		} else {
+			rec.Receipt = &res.Receipts[i]
+			settled = append(settled, t.ID)
 		}
-		put(idKey(nsReceipt, t.ID), types.MustEncode(&res.Receipts[i]))
-		settled = append(settled, t.ID)
+		put(idKey(nsTx, t.ID), types.MustEncode(&rec))
 	}
-	for j, r := range res.Resolved {
+	for j := range res.Resolved {
+		r := &res.Resolved[j]
 		id := r.Receipt.TxID
-		put(idKey(nsTx, id), types.MustEncode(&txRecord{Height: b.Height, Index: uint32(len(b.Txs) + j), Raw: r.Raw}))
-		put(idKey(nsReceipt, id), types.MustEncode(&r.Receipt))
+		put(idKey(nsTx, id), types.MustEncode(&txRecord{Height: b.Height, Index: uint32(len(b.Txs) + j), Raw: r.Raw, Receipt: &r.Receipt}))
 		ht.Resolved = append(ht.Resolved, id)
 		settled = append(settled, id)
 	}
@@ -591,16 +592,12 @@ func (n *Node) Receipt(id types.Hash) (*types.Receipt, uint64, error) {
 	if h, _ := n.servedLatest(); r.Height > h {
 		return nil, 0, fmt.Errorf("%w: transaction %s not committed", ErrNotFound, id)
 	}
-	var rc types.Receipt
-	if err := getCBOR(n.ctx, n.d, idKey(nsReceipt, id), &rc); err != nil {
-		if errors.Is(err, ErrNotFound) {
-			// Records without a receipt: deferred at r.Height (the
-			// block's batch writes a settled one's receipt with it).
-			return nil, r.Height, fmt.Errorf("%w: transaction %s at height %d", ErrDeferred, id, r.Height)
-		}
-		return nil, 0, err
+	if r.Receipt == nil {
+		// A record without a receipt: deferred at r.Height (the height
+		// that settles it rewrites the record with its receipt).
+		return nil, r.Height, fmt.Errorf("%w: transaction %s at height %d", ErrDeferred, id, r.Height)
 	}
-	return &rc, r.Height, nil
+	return r.Receipt, r.Height, nil
 }
 
 // HeightTxs returns the ids of the transactions settled at height h, in

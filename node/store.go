@@ -18,12 +18,11 @@ import (
 // The node's records live in the state store's datastore, under /node (the
 // state uses /kairos). The mempool has its own namespace (mempool.Prefix).
 const (
-	nsLog     = "/node/log/"     // <seq %016x> consensus.Record, in append order
-	nsBlock   = "/node/block/"   // <height %016x> types.Block
-	nsRoot    = "/node/root/"    // <height %016x> state root after the block
-	nsTx      = "/node/tx/"      // <hex id> txRecord: where an executed tx is
-	nsReceipt = "/node/receipt/" // <hex id> types.Receipt
-	nsCP      = "/node/cp/"      // <height %016x> consensus.CheckpointCert
+	nsLog   = "/node/log/"   // <seq %016x> consensus.Record, in append order
+	nsBlock = "/node/block/" // <height %016x> types.Block
+	nsRoot  = "/node/root/"  // <height %016x> state root after the block
+	nsTx    = "/node/tx/"    // <hex id> txRecord: where an executed tx is, and its receipt
+	nsCP    = "/node/cp/"    // <height %016x> consensus.CheckpointCert
 )
 
 var keyCPLatest = ds.NewKey("/node/cplatest")
@@ -38,13 +37,18 @@ func heightKey(ns string, h uint64) ds.Key { return ds.NewKey(fmt.Sprintf("%s%01
 // NewKey's cleaning (a copy per key, and ids are looked up per request).
 func idKey(ns string, id types.Hash) ds.Key { return ds.RawKey(ns + hex.EncodeToString(id[:])) }
 
-// txRecord is an executed transaction: where it is, and its body (served
-// to peers that fetch it and to clients).
+// txRecord is an executed transaction: where it is, its body (served to
+// peers that fetch it and to clients) and its receipt, nil while the
+// transaction waits in the deferred set. The receipt lives in the record
+// rather than under a key of its own so that a transaction costs one write
+// when its block is stored, one read when a client asks for its receipt
+// and one delete when it is pruned.
 type txRecord struct {
-	_      struct{} `cbor:",toarray"`
-	Height uint64
-	Index  uint32
-	Raw    []byte
+	_       struct{} `cbor:",toarray"`
+	Height  uint64
+	Index   uint32
+	Raw     []byte
+	Receipt *types.Receipt
 }
 
 // scanLog calls fn for every persisted consensus record in append order,
