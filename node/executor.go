@@ -168,8 +168,11 @@ func (n *Node) executeBlock(ob *order.Block, st *consensus.OrderingState) error 
 	// one synced batch. The entries leave memory only after the served
 	// height moved: an admit that finds one gone then sees its receipt.
 	// A deferred transaction leaves the pool too: its body is in the
-	// state's deferred set and in its transaction record.
-	batch, err := n.d.Batch(ctx)
+	// state's deferred set and in its transaction record. The batch is
+	// not synced: a crash that loses it leaves a state ahead of its root
+	// record, which executorState.init writes again, and executed
+	// transactions in the pool, which open drops.
+	batch, err := n.unsyncedBatch(ctx)
 	if err != nil {
 		return err
 	}
@@ -225,7 +228,9 @@ type heightTxs struct {
 // first execution: the repeat is listed under nsRepeats instead, and the
 // height's events and compaction leave it out.
 func (n *Node) storeBlock(ctx context.Context, b *types.Block, raws [][]byte, res *exec.DeferredBlockResult) ([]types.Hash, error) {
-	batch, err := n.d.Batch(ctx)
+	// Not synced: the state commit that follows is, and makes it durable
+	// (unsyncedBatch); a crash before that commit re-executes the block.
+	batch, err := n.unsyncedBatch(ctx)
 	if err != nil {
 		return nil, err
 	}
