@@ -143,6 +143,8 @@ type Node struct {
 	round       atomic.Uint64         // last own round, for Status
 	invalid     atomic.Uint64         // consensus messages the core rejected
 	conflicts   atomic.Uint64         // certificates conflicting with one held (equivocation)
+	anchors     atomic.Uint64         // anchors committed by the current core
+	leaderWaits atomic.Uint64         // own headers the leader timeout let out (consensus.Stats)
 	dropped     atomic.Uint64         // inputs dropped at a full inbox or outbox
 	executedTxs atomic.Uint64         // transactions executed since start
 	deferredTxs atomic.Uint64         // transactions deferred since start (nonce ahead)
