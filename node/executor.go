@@ -165,7 +165,7 @@ func (n *Node) executeBlock(ob *order.Block, st *consensus.OrderingState) error 
 		ids[i] = t.ID
 	}
 	// The root record and the deletes of the block's pool records share
-	// one synced batch. The entries leave memory only after the served
+	// one batch. The entries leave memory only after the served
 	// height moved: an admit that finds one gone then sees its receipt.
 	// A deferred transaction leaves the pool too: its body is in the
 	// state's deferred set and in its transaction record. The batch is
