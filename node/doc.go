@@ -140,6 +140,7 @@
 // # Datastore
 //
 // The node shares the state store's pebble datastore (state uses /kairos):
+// /node/format (the records' format: open refuses another, ErrFormat),
 // /node/log, /node/block, /node/root, /node/tx (with receipts), /node/cp,
 // /node/cplatest and /node/mempool (see store.go), /node/htx (see
 // executor.go), /node/ostate,

@@ -28,6 +28,44 @@ const (
 
 var keyCPLatest = ds.NewKey("/node/cplatest")
 
+// recordFormat is the format of the node's records, stored under
+// keyFormat. 2: a transaction record holds its receipt (format 1, without
+// a format record, kept receipts under /node/receipt).
+const recordFormat = 2
+
+var keyFormat = ds.NewKey("/node/format")
+
+// checkFormat refuses node records of another format, and stamps a store
+// without node records with this one.
+func checkFormat(ctx context.Context, d ds.Datastore) error {
+	b, err := d.Get(ctx, keyFormat)
+	switch {
+	case err == nil:
+		var f uint64
+		if err := types.Decode(b, &f); err != nil {
+			return fmt.Errorf("%w: format record: %w", ErrCorrupt, err)
+		}
+		if f != recordFormat {
+			return fmt.Errorf("%w: format %d; this build reads format %d", ErrFormat, f, recordFormat)
+		}
+		return nil
+	case !errors.Is(err, ds.ErrNotFound):
+		return fmt.Errorf("node: read format record: %w", err)
+	}
+	res, err := d.Query(ctx, query.Query{Prefix: "/node/", KeysOnly: true, Limit: 1})
+	if err != nil {
+		return fmt.Errorf("node: read records: %w", err)
+	}
+	rest, err := res.Rest()
+	if err != nil {
+		return fmt.Errorf("node: read records: %w", err)
+	}
+	if len(rest) > 0 {
+		return fmt.Errorf("%w: records without a format record (format 1); this build reads format %d", ErrFormat, recordFormat)
+	}
+	return d.Put(ctx, keyFormat, types.MustEncode(uint64(recordFormat)))
+}
+
 // ErrNotFound is returned for a block, transaction or checkpoint the node
 // does not have.
 var ErrNotFound = errors.New("node: not found")
