@@ -121,7 +121,8 @@ func (c *Committee) signingHasher(tag string) hash.Hash {
 // than sha256 did. So the header is encoded with an empty ack list, and
 // the hash is fed the bytes before it, the acks encoded here and the bytes
 // after it: the same bytes as the whole encoding, so the same digest
-// (TestDigestStreamed compares them).
+// (TestDigestStreamed compares them; a field added to Header after Acks
+// or to Ack breaks this, and the test).
 func (c *Committee) Digest(h *Header) Digest {
 	u := *h
 	u.Sig = nil
@@ -134,8 +135,13 @@ func (c *Committee) Digest(h *Header) Digest {
 	cut := len(enc) - len(nilSigEnc) - len(emptyArray)
 	hs := c.signingHasher(tagHeader)
 	hs.Write(enc[:cut])
-	buf := appendHead(make([]byte, 0, 9+len(h.Acks)*ackEncMax), 4, uint64(len(h.Acks)))
+	// The acks go to the hash in pieces of up to ackChunk bytes.
+	buf := appendHead(make([]byte, 0, ackChunk), 4, uint64(len(h.Acks)))
 	for _, a := range h.Acks {
+		if len(buf) > ackChunk-ackEncMax {
+			hs.Write(buf)
+			buf = buf[:0]
+		}
 		buf = appendAck(buf, a)
 	}
 	hs.Write(buf)
@@ -155,6 +161,9 @@ var (
 // ackEncMax is the longest encoding of an Ack: an array head, a 32-byte
 // string with its 2-byte head and a 9-byte integer.
 const ackEncMax = 1 + 2 + 32 + 9
+
+// ackChunk is the size of the buffer Digest encodes acks into.
+const ackChunk = 4096
 
 // appendAck appends a's canonical encoding ([TxID, TRecv]).
 func appendAck(b []byte, a Ack) []byte {
