@@ -82,6 +82,13 @@ type Stats struct {
 	Conflicts uint64
 	Verifies  uint64 // signature verifications
 	Headers   uint64 // own headers proposed
+	// Anchors counts committed anchors (direct and the earlier ones they
+	// reach). LeaderWaits counts own headers proposed only because the
+	// leader timeout ran out: the round's anchor (even rounds) or its F+1
+	// support (odd rounds) had not arrived. Each such round held the DAG
+	// for up to the timeout, the commit-latency tail's first suspect.
+	Anchors     uint64
+	LeaderWaits uint64
 	// LastReject names the rule the last rejected message broke.
 	LastReject string
 }
@@ -719,6 +726,7 @@ func (c *Core) commitAnchor(a *node) {
 		return hi.Author < hj.Author
 	})
 	c.subIndex++
+	c.stats.Anchors++
 	certs := make([]*Certificate, len(sub))
 	in := make([]order.Cert, len(sub))
 	for i, n := range sub {
@@ -912,6 +920,7 @@ func (c *Core) advance() {
 		}
 		if c.leaderCert(r) == nil {
 			c.misses++
+			c.stats.LeaderWaits++
 		}
 	} else if r >= 3 {
 		var yes, no uint64
@@ -923,8 +932,11 @@ func (c *Core) advance() {
 				no += c.c.Validators[au].Weight
 			}
 		}
-		if yes < c.c.f+1 && no < c.c.q && !timedOut {
-			return
+		if yes < c.c.f+1 && no < c.c.q {
+			if !timedOut {
+				return
+			}
+			c.stats.LeaderWaits++
 		}
 	}
 	c.propose(next, r)

@@ -115,19 +115,23 @@ var emptyBytes = types.MustEncode([]byte{})
 
 // byteStringHeader returns the canonical CBOR header (major type 2,
 // shortest length form) of an n-byte string.
-func byteStringHeader(n int) []byte {
-	const major = 2 << 5
-	switch u := uint64(n); {
+func byteStringHeader(n int) []byte { return appendHead(nil, 2, uint64(n)) }
+
+// appendHead appends the canonical CBOR head (shortest argument form) of
+// major type major with argument u.
+func appendHead(b []byte, major byte, u uint64) []byte {
+	m := major << 5
+	switch {
 	case u < 24:
-		return []byte{major | byte(u)}
+		return append(b, m|byte(u))
 	case u <= 0xff:
-		return []byte{major | 24, byte(u)}
+		return append(b, m|24, byte(u))
 	case u <= 0xffff:
-		return binary.BigEndian.AppendUint16([]byte{major | 25}, uint16(u))
+		return binary.BigEndian.AppendUint16(append(b, m|25), uint16(u))
 	case u <= 0xffffffff:
-		return binary.BigEndian.AppendUint32([]byte{major | 26}, uint32(u))
+		return binary.BigEndian.AppendUint32(append(b, m|26), uint32(u))
 	default:
-		return binary.BigEndian.AppendUint64([]byte{major | 27}, u)
+		return binary.BigEndian.AppendUint64(append(b, m|27), u)
 	}
 }
 

@@ -314,12 +314,12 @@ func (n *Node) pruneBlocks(ctx context.Context, upTo uint64) error {
 				if slices.Contains(ht.Deferred, t.ID) || slices.Contains(repeats, t.ID) {
 					continue
 				}
-				if err := errors.Join(b.Delete(ctx, idKey(nsTx, t.ID)), b.Delete(ctx, idKey(nsReceipt, t.ID))); err != nil {
+				if err := b.Delete(ctx, idKey(nsTx, t.ID)); err != nil {
 					return err
 				}
 			}
 			for _, id := range ht.Resolved {
-				if err := errors.Join(b.Delete(ctx, idKey(nsTx, id)), b.Delete(ctx, idKey(nsReceipt, id))); err != nil {
+				if err := b.Delete(ctx, idKey(nsTx, id)); err != nil {
 					return err
 				}
 			}

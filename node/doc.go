@@ -62,7 +62,7 @@
 //     root and ordering state, the ordering state is persisted;
 //     then log records of rounds below the previous persisted state's gc
 //     round are deleted (the latest own header stays), and blocks,
-//     transaction records and receipts at or below that height minus
+//     transaction records (with their receipts) at or below that height minus
 //     RetainBlocks. Checkpoint certificates stay. Certificates below the
 //     core's gc round are served to peers from the log.
 //   - The pool holds no executed transaction for long: a block's are
@@ -95,8 +95,8 @@
 //     with the executor held idle (executorState.run), and replaces its
 //     core with one restored from that ordering state and its log, as a
 //     restart would; the driver then steps Start and reports the pool.
-//   - Blocks execute in height order against the latest state. Block,
-//     transaction and receipt records are written before the block's state
+//   - Blocks execute in height order against the latest state. Block and
+//     transaction records (a receipt inside its transaction's) are written before the block's state
 //     commit, so a crash in between re-executes the block (identically).
 //     The root record follows the state commit (the root is its result);
 //     blocks and receipts become visible with it. Every height reported
@@ -107,9 +107,9 @@
 //     (exec.DeferredModule, so restart, state sync and compaction carry
 //     it) and executes in a later block once the gap closes, or expires
 //     (ValidUntil, or exec.DefaultDeferLimits.MaxAge after its timestamp).
-//     Its block writes its transaction record but no receipt (Receipt is
-//     ErrDeferred, the API status "deferred"); the height that settles it
-//     rewrites the record and writes the receipt, and lists it in that
+//     Its block writes its transaction record without a receipt (Receipt
+//     is ErrDeferred, the API status "deferred"); the height that settles
+//     it rewrites the record with its receipt, and lists it in that
 //     height's /node/htx record, so its events stream at that height and
 //     pruning deletes its records with that height, not its first one.
 //   - Genesis check (genesis.go): every node serves the hash of its
@@ -140,7 +140,8 @@
 // # Datastore
 //
 // The node shares the state store's pebble datastore (state uses /kairos):
-// /node/log, /node/block, /node/root, /node/tx, /node/receipt, /node/cp,
+// /node/format (the records' format: open refuses another, ErrFormat),
+// /node/log, /node/block, /node/root, /node/tx (with receipts), /node/cp,
 // /node/cplatest and /node/mempool (see store.go), /node/htx (see
 // executor.go), /node/ostate,
 // /node/ostatecert and /node/prunedto (see compact.go).

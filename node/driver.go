@@ -188,6 +188,8 @@ func (n *Node) stage(g *group, acts []consensus.Action) bool {
 	st := n.core.Stats()
 	n.invalid.Store(st.Invalid)
 	n.conflicts.Store(st.Conflicts)
+	n.anchors.Store(st.Anchors)
+	n.leaderWaits.Store(st.LeaderWaits)
 	return true
 }
 

@@ -165,11 +165,14 @@ func (n *Node) executeBlock(ob *order.Block, st *consensus.OrderingState) error 
 		ids[i] = t.ID
 	}
 	// The root record and the deletes of the block's pool records share
-	// one synced batch. The entries leave memory only after the served
+	// one batch. The entries leave memory only after the served
 	// height moved: an admit that finds one gone then sees its receipt.
 	// A deferred transaction leaves the pool too: its body is in the
-	// state's deferred set and in its transaction record.
-	batch, err := n.d.Batch(ctx)
+	// state's deferred set and in its transaction record. The batch is
+	// not synced: a crash that loses it leaves a state ahead of its root
+	// record, which executorState.init writes again, and executed
+	// transactions in the pool, which open drops.
+	batch, err := n.unsyncedBatch(ctx)
 	if err != nil {
 		return err
 	}
@@ -212,8 +215,8 @@ type heightTxs struct {
 	Resolved []types.Hash // earlier-deferred transactions settled here
 }
 
-// storeBlock writes b, its transaction records and the receipts settled
-// at its height in one batch, and returns the ids of the settled
+// storeBlock writes b and its transaction records, with the receipts
+// settled at its height, in one batch, and returns the ids of the settled
 // transactions: the block's not deferred, then res.Resolved. A deferred
 // transaction has a record (peers fetch its body for the block) but no
 // receipt until a later height settles it; that height's record then
@@ -225,7 +228,9 @@ type heightTxs struct {
 // first execution: the repeat is listed under nsRepeats instead, and the
 // height's events and compaction leave it out.
 func (n *Node) storeBlock(ctx context.Context, b *types.Block, raws [][]byte, res *exec.DeferredBlockResult) ([]types.Hash, error) {
-	batch, err := n.d.Batch(ctx)
+	// Not synced: the state commit that follows is, and makes it durable
+	// (unsyncedBatch); a crash before that commit re-executes the block.
+	batch, err := n.unsyncedBatch(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -247,18 +252,19 @@ func (n *Node) storeBlock(ctx context.Context, b *types.Block, raws [][]byte, re
 			repeats = append(repeats, t.ID)
 			continue
 		}
-		put(idKey(nsTx, t.ID), types.MustEncode(&txRecord{Height: b.Height, Index: uint32(i), Raw: raws[i]}))
+		rec := txRecord{Height: b.Height, Index: uint32(i), Raw: raws[i]}
 		if res.Deferred[i] {
 			ht.Deferred = append(ht.Deferred, t.ID)
-			continue
+		} else {
+			rec.Receipt = &res.Receipts[i]
+			settled = append(settled, t.ID)
 		}
-		put(idKey(nsReceipt, t.ID), types.MustEncode(&res.Receipts[i]))
-		settled = append(settled, t.ID)
+		put(idKey(nsTx, t.ID), types.MustEncode(&rec))
 	}
-	for j, r := range res.Resolved {
+	for j := range res.Resolved {
+		r := &res.Resolved[j]
 		id := r.Receipt.TxID
-		put(idKey(nsTx, id), types.MustEncode(&txRecord{Height: b.Height, Index: uint32(len(b.Txs) + j), Raw: r.Raw}))
-		put(idKey(nsReceipt, id), types.MustEncode(&r.Receipt))
+		put(idKey(nsTx, id), types.MustEncode(&txRecord{Height: b.Height, Index: uint32(len(b.Txs) + j), Raw: r.Raw, Receipt: &r.Receipt}))
 		ht.Resolved = append(ht.Resolved, id)
 		settled = append(settled, id)
 	}
@@ -591,16 +597,12 @@ func (n *Node) Receipt(id types.Hash) (*types.Receipt, uint64, error) {
 	if h, _ := n.servedLatest(); r.Height > h {
 		return nil, 0, fmt.Errorf("%w: transaction %s not committed", ErrNotFound, id)
 	}
-	var rc types.Receipt
-	if err := getCBOR(n.ctx, n.d, idKey(nsReceipt, id), &rc); err != nil {
-		if errors.Is(err, ErrNotFound) {
-			// Records without a receipt: deferred at r.Height (the
-			// block's batch writes a settled one's receipt with it).
-			return nil, r.Height, fmt.Errorf("%w: transaction %s at height %d", ErrDeferred, id, r.Height)
-		}
-		return nil, 0, err
+	if r.Receipt == nil {
+		// A record without a receipt: deferred at r.Height (the height
+		// that settles it rewrites the record with its receipt).
+		return nil, r.Height, fmt.Errorf("%w: transaction %s at height %d", ErrDeferred, id, r.Height)
 	}
-	return &rc, r.Height, nil
+	return r.Receipt, r.Height, nil
 }
 
 // HeightTxs returns the ids of the transactions settled at height h, in

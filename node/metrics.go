@@ -23,6 +23,8 @@ var (
 	descDropped   = prometheus.NewDesc("kairos_consensus_dropped_total", "Consensus messages dropped at a full inbox or outbox.", nil, nil)
 	descInvalid   = prometheus.NewDesc("kairos_consensus_invalid_total", "Consensus messages rejected by the core.", nil, nil)
 	descConflicts = prometheus.NewDesc("kairos_consensus_conflicts_total", "Conflicting certificates seen (equivocation).", nil, nil)
+	descAnchors   = prometheus.NewDesc("kairos_consensus_anchors_total", "Anchors committed by the current core (since start or the last core replacement).", nil, nil)
+	descWaits     = prometheus.NewDesc("kairos_consensus_leader_timeouts_total", "Own headers proposed only after the leader timeout (anchor or its support missing), by the current core.", nil, nil)
 	descTxs       = prometheus.NewDesc("kairos_executed_txs_total", "Transactions executed since start.", nil, nil)
 	descDeferred  = prometheus.NewDesc("kairos_deferred_txs_total", "Transactions deferred (nonce ahead of the sender's) since start.", nil, nil)
 	descBodies    = prometheus.NewDesc("kairos_block_body_fetches_total", "Blocks whose execution had to fetch transaction bodies from peers.", nil, nil)
@@ -38,7 +40,7 @@ func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, l := range c.n.lat.collectors() {
 		l.Describe(ch)
 	}
-	for _, d := range []*prometheus.Desc{descDropped, descInvalid, descConflicts, descTxs, descDeferred, descBodies, descMessages, descGated, descQueue} {
+	for _, d := range []*prometheus.Desc{descDropped, descInvalid, descConflicts, descAnchors, descWaits, descTxs, descDeferred, descBodies, descMessages, descGated, descQueue} {
 		ch <- d
 	}
 }
@@ -60,6 +62,8 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descDropped, prometheus.CounterValue, float64(st.Dropped))
 	ch <- prometheus.MustNewConstMetric(descInvalid, prometheus.CounterValue, float64(st.Invalid))
 	ch <- prometheus.MustNewConstMetric(descConflicts, prometheus.CounterValue, float64(st.Conflicts))
+	ch <- prometheus.MustNewConstMetric(descAnchors, prometheus.CounterValue, float64(c.n.anchors.Load()))
+	ch <- prometheus.MustNewConstMetric(descWaits, prometheus.CounterValue, float64(c.n.leaderWaits.Load()))
 	ch <- prometheus.MustNewConstMetric(descTxs, prometheus.CounterValue, float64(c.n.executedTxs.Load()))
 	ch <- prometheus.MustNewConstMetric(descDeferred, prometheus.CounterValue, float64(c.n.deferredTxs.Load()))
 	ch <- prometheus.MustNewConstMetric(descBodies, prometheus.CounterValue, float64(c.n.bodyFetches.Load()))

@@ -33,6 +33,9 @@ var (
 	ErrStateDiverged = errors.New("node: state root differs from a certified checkpoint")
 	// ErrCorrupt marks a persisted record that does not decode.
 	ErrCorrupt = errors.New("node: corrupt record")
+	// ErrFormat: the data directory holds node records of another format
+	// (an older build's); they are not converted (make clean).
+	ErrFormat = errors.New("node: unsupported record format")
 	// ErrPersist: a consensus record could not be made durable; the node
 	// stops because sending what follows it could equivocate after a crash.
 	ErrPersist = errors.New("node: persist failed")
@@ -143,6 +146,8 @@ type Node struct {
 	round       atomic.Uint64         // last own round, for Status
 	invalid     atomic.Uint64         // consensus messages the core rejected
 	conflicts   atomic.Uint64         // certificates conflicting with one held (equivocation)
+	anchors     atomic.Uint64         // anchors committed by the current core
+	leaderWaits atomic.Uint64         // own headers the leader timeout let out (consensus.Stats)
 	dropped     atomic.Uint64         // inputs dropped at a full inbox or outbox
 	executedTxs atomic.Uint64         // transactions executed since start
 	deferredTxs atomic.Uint64         // transactions deferred since start (nonce ahead)
@@ -283,6 +288,9 @@ func (n *Node) newRunner(ctx context.Context) error {
 func (n *Node) open() error {
 	n.d = n.store.Datastore()
 	n.ctx, n.cancel = context.WithCancel(context.Background())
+	if err := checkFormat(n.ctx, n.d); err != nil {
+		return err
+	}
 	// A compacted log starts at the last persisted ordering state; the
 	// state itself is at that height or beyond (compaction waits for the
 	// block's execution).

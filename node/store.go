@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/cockroachdb/pebble/v2"
 	ds "github.com/ipfs/go-datastore"
 	"github.com/ipfs/go-datastore/query"
 
@@ -18,15 +19,52 @@ import (
 // The node's records live in the state store's datastore, under /node (the
 // state uses /kairos). The mempool has its own namespace (mempool.Prefix).
 const (
-	nsLog     = "/node/log/"     // <seq %016x> consensus.Record, in append order
-	nsBlock   = "/node/block/"   // <height %016x> types.Block
-	nsRoot    = "/node/root/"    // <height %016x> state root after the block
-	nsTx      = "/node/tx/"      // <hex id> txRecord: where an executed tx is
-	nsReceipt = "/node/receipt/" // <hex id> types.Receipt
-	nsCP      = "/node/cp/"      // <height %016x> consensus.CheckpointCert
+	nsLog   = "/node/log/"   // <seq %016x> consensus.Record, in append order
+	nsBlock = "/node/block/" // <height %016x> types.Block
+	nsRoot  = "/node/root/"  // <height %016x> state root after the block
+	nsTx    = "/node/tx/"    // <hex id> txRecord: where an executed tx is, and its receipt
+	nsCP    = "/node/cp/"    // <height %016x> consensus.CheckpointCert
 )
 
 var keyCPLatest = ds.NewKey("/node/cplatest")
+
+// recordFormat is the format of the node's records, stored under
+// keyFormat. 2: a transaction record holds its receipt (format 1, without
+// a format record, kept receipts under /node/receipt).
+const recordFormat = 2
+
+var keyFormat = ds.NewKey("/node/format")
+
+// checkFormat refuses node records of another format, and stamps a store
+// without node records with this one.
+func checkFormat(ctx context.Context, d ds.Datastore) error {
+	b, err := d.Get(ctx, keyFormat)
+	switch {
+	case err == nil:
+		var f uint64
+		if err := types.Decode(b, &f); err != nil {
+			return fmt.Errorf("%w: format record: %w", ErrCorrupt, err)
+		}
+		if f != recordFormat {
+			return fmt.Errorf("%w: format %d; this build reads format %d", ErrFormat, f, recordFormat)
+		}
+		return nil
+	case !errors.Is(err, ds.ErrNotFound):
+		return fmt.Errorf("node: read format record: %w", err)
+	}
+	res, err := d.Query(ctx, query.Query{Prefix: "/node/", KeysOnly: true, Limit: 1})
+	if err != nil {
+		return fmt.Errorf("node: read records: %w", err)
+	}
+	rest, err := res.Rest()
+	if err != nil {
+		return fmt.Errorf("node: read records: %w", err)
+	}
+	if len(rest) > 0 {
+		return fmt.Errorf("%w: records without a format record (format 1); this build reads format %d", ErrFormat, recordFormat)
+	}
+	return d.Put(ctx, keyFormat, types.MustEncode(uint64(recordFormat)))
+}
 
 // ErrNotFound is returned for a block, transaction or checkpoint the node
 // does not have.
@@ -38,13 +76,18 @@ func heightKey(ns string, h uint64) ds.Key { return ds.NewKey(fmt.Sprintf("%s%01
 // NewKey's cleaning (a copy per key, and ids are looked up per request).
 func idKey(ns string, id types.Hash) ds.Key { return ds.RawKey(ns + hex.EncodeToString(id[:])) }
 
-// txRecord is an executed transaction: where it is, and its body (served
-// to peers that fetch it and to clients).
+// txRecord is an executed transaction: where it is, its body (served to
+// peers that fetch it and to clients) and its receipt, nil while the
+// transaction waits in the deferred set. The receipt lives in the record
+// rather than under a key of its own so that a transaction costs one write
+// when its block is stored, one read when a client asks for its receipt
+// and one delete when it is pruned.
 type txRecord struct {
-	_      struct{} `cbor:",toarray"`
-	Height uint64
-	Index  uint32
-	Raw    []byte
+	_       struct{} `cbor:",toarray"`
+	Height  uint64
+	Index   uint32
+	Raw     []byte
+	Receipt *types.Receipt
 }
 
 // scanLog calls fn for every persisted consensus record in append order,
@@ -100,4 +143,35 @@ func getCBOR(ctx context.Context, d ds.Datastore, k ds.Key, v any) error {
 		return fmt.Errorf("%w: %s: %w", ErrCorrupt, k, err)
 	}
 	return nil
+}
+
+// unsyncedBatch returns a batch whose commit does not wait for an fsync,
+// for records that a later synced write makes durable or that a restart
+// rebuilds. The store's datastore syncs every batch; on pebble (one
+// write-ahead log, replayed in order) a synced commit makes every earlier
+// commit durable with it, so a batch written just before the state's
+// synced commit is as durable as that commit. Other datastores (tests)
+// get their ordinary batch.
+func (n *Node) unsyncedBatch(ctx context.Context) (ds.Batch, error) {
+	if db := n.store.Pebble(); db != nil {
+		return noSyncBatch{db.NewBatch()}, nil
+	}
+	return n.d.Batch(ctx)
+}
+
+// noSyncBatch is a pebble batch committed without sync; its keys are the
+// datastore's (go-ds-pebble stores a key as k.Bytes()).
+type noSyncBatch struct{ b *pebble.Batch }
+
+func (p noSyncBatch) Put(_ context.Context, k ds.Key, v []byte) error {
+	return p.b.Set(k.Bytes(), v, nil)
+}
+
+func (p noSyncBatch) Delete(_ context.Context, k ds.Key) error {
+	return p.b.Delete(k.Bytes(), nil)
+}
+
+func (p noSyncBatch) Commit(context.Context) error {
+	defer p.b.Close()
+	return p.b.Commit(pebble.NoSync)
 }

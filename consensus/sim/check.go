@@ -206,6 +206,9 @@ func (s *sim) finish() {
 			sl.verifies += sl.core.Stats().Verifies
 		}
 		s.res.Verifies += sl.verifies
+		if s.honest(sl) {
+			s.res.LeaderWaits += sl.core.Stats().LeaderWaits
+		}
 		if s.honest(sl) && sl.core.Stats().Conflicts > 0 {
 			s.violate("S4: validator %d saw %d conflicting certificates", sl.idx, sl.core.Stats().Conflicts)
 		}
@@ -267,8 +270,8 @@ func keys(m map[uint32]bool) []uint32 {
 
 // String renders the result as one line.
 func (r *Result) String() string {
-	return fmt.Sprintf("seed %d: commits %d rounds %d txs %d/%d msgs %d verifies %d violations %d",
-		r.Seed, r.Commits, r.Rounds, r.Released, r.Submitted, r.Messages, r.Verifies, len(r.Violations))
+	return fmt.Sprintf("seed %d: commits %d rounds %d txs %d/%d msgs %d verifies %d leader-waits %d violations %d",
+		r.Seed, r.Commits, r.Rounds, r.Released, r.Submitted, r.Messages, r.Verifies, r.LeaderWaits, len(r.Violations))
 }
 
 // execute runs an honest validator's block through the executor, once per

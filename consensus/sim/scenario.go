@@ -23,6 +23,7 @@ var ErrScenario = errors.New("sim: bad scenario")
 //	at 500ms oneway 2 300ms | isolate 200ms | skew 1 250ms | jump 2 -80ms | flap 1 400ms | heal
 //	expect min-commits 20
 //	expect released-all     # every tx that reached an honest validator
+//	expect min-leader-waits 2  # headers proposed after a leader timeout
 //
 // Safety (no violations) is always expected.
 type Scenario struct {
@@ -157,6 +158,11 @@ func (sc *Scenario) Check(r *Result) []string {
 			n, _ := strconv.ParseUint(e[1], 10, 64)
 			if r.Commits < n {
 				bad = append(bad, fmt.Sprintf("expected >= %d commits, got %d", n, r.Commits))
+			}
+		case "min-leader-waits":
+			n, _ := strconv.ParseUint(e[1], 10, 64)
+			if r.LeaderWaits < n {
+				bad = append(bad, fmt.Sprintf("expected >= %d headers after a leader timeout, got %d", n, r.LeaderWaits))
 			}
 		case "released-all":
 			// Every tx that reached an honest validator (the others were

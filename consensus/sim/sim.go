@@ -126,6 +126,9 @@ type Result struct {
 	Latencies   []int64 // submit -> first honest release, per released tx
 	Messages    uint64
 	Verifies    uint64
+	// LeaderWaits sums the honest validators' consensus.Stats.LeaderWaits
+	// (their current cores' at the end).
+	LeaderWaits uint64
 	Violations  []string
 	TraceHash   [32]byte
 	// Settle is the virtual time the run went on after the end for a
