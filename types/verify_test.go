@@ -64,13 +64,36 @@ func TestVerifyRule(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			if got := VerifySignature(c.pub, c.msg, c.sig); got != c.want {
-				t.Fatalf("single: %v, want %v", got, c.want)
+			// Cold (keys expanded for this check) and warm (taken from
+			// the cache, where the first check put them if it passed).
+			keys.reset()
+			for _, state := range []string{"cold", "warm"} {
+				if got := VerifySignature(c.pub, c.msg, c.sig); got != c.want {
+					t.Fatalf("single, %s: %v, want %v", state, got, c.want)
+				}
+			}
+			// A key is expanded at each check until a signature under it
+			// passed; wrong lengths are refused before any lookup.
+			want := uint64(2)
+			switch {
+			case len(c.pub) != PublicKeySize || len(c.sig) != SignatureSize:
+				want = 0
+			case c.want:
+				want = 1
+			}
+			if keys.misses.Load() != want {
+				t.Fatalf("%d misses, want %d", keys.misses.Load(), want)
 			}
 			// Alone (one-by-one path) and amid honest signatures (batch
 			// equation), at every position of a batch.
-			for _, size := range []int{1, minBatch, 2 * minBatch} {
+			for _, size := range []int{1, minBatch, 2 * minBatch, 100} {
 				for pos := range size {
+					if pos%(1+size/8) != 0 && pos != size-1 {
+						continue // a sample of positions in the large batch
+					}
+					if pos%2 == 0 {
+						keys.reset()
+					}
 					b := NewSigBatch(size)
 					for i := range size {
 						if i == pos {
