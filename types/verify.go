@@ -142,18 +142,21 @@ const minBatch = 4
 // DecodedTx is one outcome of DecodeTxs: the transaction and its id, or
 // why it was refused.
 type DecodedTx struct {
-	Tx  *Tx
-	ID  Hash
-	Err error
+	Tx    *Tx
+	ID    Hash
+	Err   error
+	Known bool // the caller's known returned Tx: not decoded or checked again
 }
 
 // DecodeTxs is DecodeTx for each of raws, with the signatures of those
 // that pass every other check verified in one batch. out[i] is the outcome
 // of raws[i], with the same error DecodeTx would return. known, if not
-// nil, is asked about each transaction that passed the other checks: when
-// it reports that the caller holds exactly these bytes as a valid
-// transaction already, the signature is not checked again.
-func DecodeTxs(raws [][]byte, chainID string, now int64, lim TxLimits, known func(id Hash, raw []byte) bool) []DecodedTx {
+// nil, is asked about each payload before it is decoded, with the id its
+// bytes would have: when the caller holds exactly these bytes as a valid
+// transaction, it returns that transaction, and a payload whose validity
+// window still holds at now is neither decoded nor checked again (every
+// other rule is a property of the bytes and the chain's parameters).
+func DecodeTxs(raws [][]byte, chainID string, now int64, lim TxLimits, known func(id Hash, raw []byte) *Tx) []DecodedTx {
 	return decodeTxs(raws, chainID, &now, lim, known)
 }
 
@@ -168,20 +171,27 @@ func DecodeBodies(raws [][]byte, chainID string, lim TxLimits) []DecodedTx {
 
 // decodeTxs is DecodeTxs at now, or at each transaction's ValidUntil when
 // now is nil.
-func decodeTxs(raws [][]byte, chainID string, now *int64, lim TxLimits, known func(id Hash, raw []byte) bool) []DecodedTx {
+func decodeTxs(raws [][]byte, chainID string, now *int64, lim TxLimits, known func(id Hash, raw []byte) *Tx) []DecodedTx {
 	out := make([]DecodedTx, len(raws))
 	batch := NewSigBatch(len(raws))
 	idx := make([]int, 0, len(raws))
 	for i, data := range raws {
+		id, shaped := encodedID(data)
+		if shaped && known != nil && now != nil {
+			if tx := known(id, data); tx != nil && tx.Body.checkWindow(*now, lim) == nil {
+				out[i] = DecodedTx{Tx: tx, ID: id, Known: true}
+				continue
+			}
+		}
 		tx, err := decodeUnsigned(data, chainID, now, lim)
 		if err != nil {
 			out[i].Err = err
 			continue
 		}
-		out[i].Tx, out[i].ID = tx, idOfEncoding(tx, data)
-		if known != nil && known(out[i].ID, data) {
-			continue
+		if !shaped || len(tx.Sig) != SignatureSize {
+			id = tx.ID() // as idOfEncoding
 		}
+		out[i].Tx, out[i].ID = tx, id
 		batch.Add(tx.Body.Sender, out[i].ID[:], tx.Sig)
 		idx = append(idx, i)
 	}

@@ -162,6 +162,9 @@ the own header to the commit count only transactions this validator acked itself
 			if counters {
 				for i, n := range d.Nodes {
 					fmt.Fprintf(out, "validator %d counters: %s\n", i, nonZeroCounters(n.Collector()))
+					ps := n.PoolStats()
+					fmt.Fprintf(out, "validator %d mempool: %d payloads decoded and checked, %d held already (not again), %d added\n",
+						i, ps.Decoded, ps.Known, ps.Added)
 				}
 				hits, misses, held := types.KeyCacheStats()
 				fmt.Fprintf(out, "expanded-key cache of the signature checks (whole process, every validator and the setup): %d hits, %d misses, %d keys held\n",

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"sort"
 	"sync"
+	"sync/atomic"
 
 	ds "github.com/ipfs/go-datastore"
 	"github.com/ipfs/go-datastore/query"
@@ -111,6 +112,23 @@ type Mempool struct {
 	wmu    sync.Mutex
 	wqueue []*write // waiting for the next batch
 	wbusy  bool     // a flusher is running
+
+	decoded, known, added atomic.Uint64 // Stats
+}
+
+// Stats counts what Add and AddAll did with the payloads they were given
+// since Open. A node should decode and check each transaction once, so
+// Decoded stays close to Added; a payload that arrives again while held
+// (by gossip after a fetch) counts as Known.
+type Stats struct {
+	Decoded uint64 // decoded and checked (the signature too, if every other check passed)
+	Known   uint64 // held already with the same bytes, so neither decoded nor checked again
+	Added   uint64 // new entries
+}
+
+// Stats returns the pool's counters.
+func (m *Mempool) Stats() Stats {
+	return Stats{Decoded: m.decoded.Load(), Known: m.known.Load(), Added: m.added.Load()}
 }
 
 // write is one queued record of a new entry; err is set before done closes.
@@ -236,6 +254,7 @@ func (m *Mempool) add(ctx context.Context, tx *types.Tx, id types.Hash, raw []by
 	if err := m.settleLocked(e, w.err); err != nil {
 		return nil, false, err
 	}
+	m.added.Add(1)
 	return e, true, nil
 }
 
@@ -281,19 +300,30 @@ type Added struct {
 
 // AddAll adds raws as Adds one after another would (in input order, so
 // limits refuse the last ones), but cheaper: their signatures are checked
-// in one batch (types.DecodeTxs, the same verdicts as one by one), except
-// for payloads held already with the same bytes (a fetched transaction
-// arriving again by gossip); the new entries are reserved under one lock
+// in one batch (types.DecodeTxs, the same verdicts as one by one), and a
+// payload held already with the same bytes (a fetched transaction arriving
+// again by gossip) is neither decoded nor checked again while its validity
+// window holds; the new entries are reserved under one lock
 // and queued together, so a gossiped or fetched set of payloads costs about
 // one synced batch and no goroutine per transaction. out[i] is the outcome
 // of raws[i].
 func (m *Mempool) AddAll(ctx context.Context, raws [][]byte, now int64) []Added {
 	out := make([]Added, len(raws))
-	held := func(id types.Hash, raw []byte) bool {
-		e, ok := m.Get(id)
-		return ok && bytes.Equal(e.Raw, raw)
+	held := func(id types.Hash, raw []byte) *types.Tx {
+		if e, ok := m.Get(id); ok && bytes.Equal(e.Raw, raw) {
+			return e.Tx
+		}
+		return nil
 	}
 	decoded := types.DecodeTxs(raws, m.cfg.ChainID, now, m.cfg.Limits, held)
+	known := 0
+	for _, d := range decoded {
+		if d.Known {
+			known++
+		}
+	}
+	m.known.Add(uint64(known))
+	m.decoded.Add(uint64(len(raws) - known))
 	var mine []int  // indexes reserved by this call
 	var later []int // ids being persisted (by another Add, or twice in raws)
 	m.mu.Lock()
@@ -331,7 +361,9 @@ func (m *Mempool) AddAll(ctx context.Context, raws [][]byte, now int64) []Added 
 	for j, i := range mine {
 		if err := m.settleLocked(out[i].Entry, ws[j].err); err != nil {
 			out[i] = Added{Err: err}
+			continue
 		}
+		m.added.Add(1)
 	}
 	m.mu.Unlock()
 	// Only now, with this call's own reservations settled, wait for the

@@ -432,6 +432,19 @@ func TestAddAll(t *testing.T) {
 	if n, _ := m.Len(); n != 2 {
 		t.Fatalf("Len = %d, want 2", n)
 	}
+	// held was decoded once, by Add; the second copy of fresh was decoded
+	// too, since it was not held yet when the batch was decoded.
+	if st, want := m.Stats(), (Stats{Decoded: 4, Known: 1, Added: 2}); st != want {
+		t.Fatalf("Stats %+v, want %+v", st, want)
+	}
+	// A held payload past its validity window is decoded and refused as
+	// before, not taken as held.
+	if _, _, err := m.Add(context.Background(), held, now+60e9+1); !errors.Is(err, types.ErrTxExpired) {
+		t.Fatalf("expired held payload: %v", err)
+	}
+	if st := m.Stats(); st.Known != 1 || st.Decoded != 5 {
+		t.Fatalf("after the expired payload: %+v", st)
+	}
 }
 
 // TestAddAllBadSignatures: a batch whose signatures are checked together
