@@ -781,3 +781,21 @@ func TestRemoveWith(t *testing.T) {
 		t.Fatalf("after drop %d held, %d bytes; Remove leaves %d, %d", n, bytes, tn, tbytes)
 	}
 }
+
+// TestEncodeRecord: the direct encoding of a record is the canonical one
+// (the reference is types.MustEncode), at every head length of both fields.
+func TestEncodeRecord(t *testing.T) {
+	times := []int64{0, 1, 23, 24, 255, 256, 65535, 65536, 1<<32 - 1, 1 << 32, now, 1<<63 - 1, -1, -24, -25, -257, -1 << 63}
+	for _, n := range []int{0, 1, 23, 24, 255, 256, 65535, 65536} {
+		raw := make([]byte, n)
+		for i := range raw {
+			raw[i] = byte(i * 7)
+		}
+		for _, at := range times {
+			got, want := encodeRecord(at, raw), types.MustEncode(&record{FirstSeen: at, Raw: raw})
+			if string(got) != string(want) {
+				t.Fatalf("firstSeen %d, %d bytes: %x…, want %x…", at, n, got[:min(len(got), 12)], want[:min(len(want), 12)])
+			}
+		}
+	}
+}
