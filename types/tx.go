@@ -236,9 +236,12 @@ func decodeUnsigned(data []byte, chainID string, now *int64, lim TxLimits) (*Tx,
 	if len(data) > max(lim.MaxBytes, lim.MaxCodeTxBytes) {
 		return nil, fmt.Errorf("%w: %d bytes", ErrTxTooLarge, len(data))
 	}
-	var tx Tx
-	if err := Decode(data, &tx); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrTxMalformed, err)
+	tx, ok := decodeTxFast(data)
+	if !ok {
+		tx = new(Tx)
+		if err := Decode(data, tx); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrTxMalformed, err)
+		}
 	}
 	// Decode accepted only the canonical form, so len(data) is the
 	// encoded size: no need to encode the transaction again to measure it.
@@ -249,7 +252,7 @@ func decodeUnsigned(data []byte, chainID string, now *int64, lim TxLimits) (*Tx,
 	if err := tx.validateUnsigned(len(data), chainID, at, lim); err != nil {
 		return nil, err
 	}
-	return &tx, nil
+	return tx, nil
 }
 
 // Validate checks everything about tx that needs no state: size, chain,
