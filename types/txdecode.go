@@ -13,9 +13,9 @@ import (
 // the canonical encoder writes (shortest heads, definite lengths, exactly
 // the fields of each array, byte arrays of their exact length, valid UTF-8
 // text), so anything it accepts is a canonical encoding that Decode would
-// accept with the same value. For everything else — including encodings
-// that are canonical but unusual — it gives up (ok false) and the caller
-// uses Decode, whose verdict and error then stand. FuzzDecodeTxFast and
+// accept with the same value. For anything else it gives up (ok false)
+// without judging, and the caller uses Decode, whose verdict and error
+// then stand. FuzzDecodeTxFast and
 // TestDecodeTxFastMatchesDecode compare the two.
 
 // txReader walks data; the decoded byte strings alias buf, one copy of
