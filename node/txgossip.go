@@ -215,3 +215,8 @@ func (n *Node) addTxs(ctx context.Context, raws [][]byte) (errs []error) {
 	}
 	return errs
 }
+
+// PoolStats returns the mempool's counters: how many payloads reached it
+// (API, gossip, fetches), how many signatures it checked and how many
+// payloads it held already.
+func (n *Node) PoolStats() mempool.Stats { return n.pool.Stats() }

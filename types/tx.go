@@ -175,20 +175,34 @@ func (tx *Tx) ID() Hash { return tx.Body.SigningDigest() }
 const sigEncodingLen = 2 + SignatureSize
 
 // idOfEncoding returns the id of tx, whose canonical encoding is data,
-// without encoding the body again: data is the array head (0x82), the
-// body's canonical encoding, then the signature's. Anything else falls
+// without encoding the body again (see encodedID). Anything else falls
 // back to ID.
 func idOfEncoding(tx *Tx, data []byte) Hash {
+	if len(tx.Sig) == SignatureSize {
+		if id, ok := encodedID(data); ok {
+			return id
+		}
+	}
+	return tx.ID()
+}
+
+// encodedID returns the id of the transaction whose canonical encoding is
+// data, from the bytes alone: data is the array head (0x82), the body's
+// canonical encoding, then the signature's (0x58, 64, the 64 bytes), so
+// the body is what lies between. ok is false when data is not of that
+// shape. For bytes that are no transaction's canonical encoding the id
+// means nothing; idOfEncoding asks for it only after decoding, and
+// DecodeTxs's known only with the bytes themselves to compare.
+func encodedID(data []byte) (id Hash, ok bool) {
 	n := len(data) - sigEncodingLen
-	if len(tx.Sig) != SignatureSize || n < 1 || data[0] != 0x82 || data[n] != 0x58 || data[n+1] != SignatureSize {
-		return tx.ID()
+	if n < 1 || data[0] != 0x82 || data[n] != 0x58 || data[n+1] != SignatureSize {
+		return Hash{}, false
 	}
 	h := sha256.New()
 	h.Write([]byte(txIDTag))
 	h.Write(data[1:n])
-	var d Hash
-	h.Sum(d[:0])
-	return d
+	h.Sum(id[:0])
+	return id, true
 }
 
 // SenderAddress returns the sender's account address.
@@ -222,9 +236,12 @@ func decodeUnsigned(data []byte, chainID string, now *int64, lim TxLimits) (*Tx,
 	if len(data) > max(lim.MaxBytes, lim.MaxCodeTxBytes) {
 		return nil, fmt.Errorf("%w: %d bytes", ErrTxTooLarge, len(data))
 	}
-	var tx Tx
-	if err := Decode(data, &tx); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrTxMalformed, err)
+	tx, ok := decodeTxFast(data)
+	if !ok {
+		tx = new(Tx)
+		if err := Decode(data, tx); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrTxMalformed, err)
+		}
 	}
 	// Decode accepted only the canonical form, so len(data) is the
 	// encoded size: no need to encode the transaction again to measure it.
@@ -235,7 +252,7 @@ func decodeUnsigned(data []byte, chainID string, now *int64, lim TxLimits) (*Tx,
 	if err := tx.validateUnsigned(len(data), chainID, at, lim); err != nil {
 		return nil, err
 	}
-	return &tx, nil
+	return tx, nil
 }
 
 // Validate checks everything about tx that needs no state: size, chain,
@@ -271,11 +288,8 @@ func (tx *Tx) validateUnsigned(size int, chainID string, now int64, lim TxLimits
 	if len(b.ChainID) > lim.MaxChainID || b.ChainID != chainID {
 		return fmt.Errorf("%w: %q, want %q", ErrTxChain, b.ChainID, chainID)
 	}
-	if b.ValidUntil < now {
-		return fmt.Errorf("%w: valid until %d < now %d", ErrTxExpired, b.ValidUntil, now)
-	}
-	if b.ValidUntil-now > lim.MaxValidity {
-		return fmt.Errorf("%w: valid until %d, now %d, max %d ns ahead", ErrTxFarFuture, b.ValidUntil, now, lim.MaxValidity)
+	if err := b.checkWindow(now, lim); err != nil {
+		return err
 	}
 	if b.GasLimit == 0 || b.GasLimit > lim.MaxGas {
 		return fmt.Errorf("%w: %d not in [1, %d]", ErrTxGas, b.GasLimit, lim.MaxGas)
@@ -296,6 +310,18 @@ func (tx *Tx) validateUnsigned(size int, chainID string, now int64, lim TxLimits
 	}
 	if len(b.Sender) != PublicKeySize || len(tx.Sig) != SignatureSize {
 		return fmt.Errorf("%w: key %d bytes, signature %d bytes", ErrTxSignature, len(b.Sender), len(tx.Sig))
+	}
+	return nil
+}
+
+// checkWindow refuses a body that is expired at now or valid too far
+// beyond it: the only rules of validateUnsigned that change with time.
+func (b *TxBody) checkWindow(now int64, lim TxLimits) error {
+	if b.ValidUntil < now {
+		return fmt.Errorf("%w: valid until %d < now %d", ErrTxExpired, b.ValidUntil, now)
+	}
+	if b.ValidUntil-now > lim.MaxValidity {
+		return fmt.Errorf("%w: valid until %d, now %d, max %d ns ahead", ErrTxFarFuture, b.ValidUntil, now, lim.MaxValidity)
 	}
 	return nil
 }

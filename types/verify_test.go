@@ -64,13 +64,36 @@ func TestVerifyRule(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			if got := VerifySignature(c.pub, c.msg, c.sig); got != c.want {
-				t.Fatalf("single: %v, want %v", got, c.want)
+			// Cold (keys expanded for this check) and warm (taken from
+			// the cache, where the first check put them if it passed).
+			keys.reset()
+			for _, state := range []string{"cold", "warm"} {
+				if got := VerifySignature(c.pub, c.msg, c.sig); got != c.want {
+					t.Fatalf("single, %s: %v, want %v", state, got, c.want)
+				}
+			}
+			// A key is expanded at each check until a signature under it
+			// passed; wrong lengths are refused before any lookup.
+			want := uint64(2)
+			switch {
+			case len(c.pub) != PublicKeySize || len(c.sig) != SignatureSize:
+				want = 0
+			case c.want:
+				want = 1
+			}
+			if keys.misses.Load() != want {
+				t.Fatalf("%d misses, want %d", keys.misses.Load(), want)
 			}
 			// Alone (one-by-one path) and amid honest signatures (batch
 			// equation), at every position of a batch.
-			for _, size := range []int{1, minBatch, 2 * minBatch} {
+			for _, size := range []int{1, minBatch, 2 * minBatch, 100} {
 				for pos := range size {
+					if pos%(1+size/8) != 0 && pos != size-1 {
+						continue // a sample of positions in the large batch
+					}
+					if pos%2 == 0 {
+						keys.reset()
+					}
 					b := NewSigBatch(size)
 					for i := range size {
 						if i == pos {
@@ -186,25 +209,47 @@ func TestDecodeTxsMatchesDecodeTx(t *testing.T) {
 	}
 }
 
-// TestDecodeTxsKnown: known is asked only about transactions that pass the
-// other checks, and a transaction it vouches for skips the signature check
-// (the caller verified those exact bytes before).
+// TestDecodeTxsKnown: known is asked about every payload of the
+// transaction shape, before decoding, with the id DecodeTx would give it;
+// a payload it vouches for is neither decoded nor checked (the caller
+// holds those exact bytes as a valid transaction), unless its validity
+// window no longer holds at now, when it gets DecodeTx's verdict.
 func TestDecodeTxsKnown(t *testing.T) {
-	good := MustEncode(SignTx(callBody(), testKey(1)))
+	goodTx := SignTx(callBody(), testKey(1))
+	good := MustEncode(goodTx)
 	badTx := SignTx(callBody(), testKey(2))
 	badTx.Sig[0] ^= 1
 	bad := MustEncode(badTx)
 	wrongChain := callBody()
 	wrongChain.ChainID = "other"
 	other := MustEncode(SignTx(wrongChain, testKey(3)))
-	var asked [][]byte
-	known := func(_ Hash, raw []byte) bool { asked = append(asked, raw); return bytes.Equal(raw, bad) }
-	out := DecodeTxs([][]byte{good, bad, other}, testChain, 1_000, DefaultTxLimits, known)
-	if out[0].Err != nil || out[1].Err != nil || !errors.Is(out[2].Err, ErrTxChain) {
-		t.Fatalf("outcomes %v, %v, %v", out[0].Err, out[1].Err, out[2].Err)
+	var asked []Hash
+	// known vouches for bad: a wrong claim, so the test sees that it was
+	// believed (no signature check) rather than checked.
+	known := func(id Hash, raw []byte) *Tx {
+		asked = append(asked, id)
+		if bytes.Equal(raw, bad) {
+			return badTx
+		}
+		return nil
 	}
-	if len(asked) != 2 || !bytes.Equal(asked[0], good) || !bytes.Equal(asked[1], bad) {
-		t.Fatalf("known asked about %d payloads, want the two that pass the other checks", len(asked))
+	raws := [][]byte{good, bad, other, good[:len(good)-1]}
+	out := DecodeTxs(raws, testChain, 1_000, DefaultTxLimits, known)
+	if out[0].Err != nil || out[1].Err != nil || !errors.Is(out[2].Err, ErrTxChain) || !errors.Is(out[3].Err, ErrTxMalformed) {
+		t.Fatalf("outcomes %v, %v, %v, %v", out[0].Err, out[1].Err, out[2].Err, out[3].Err)
+	}
+	if out[0].Known || !out[1].Known || out[1].Tx != badTx || out[1].ID != badTx.ID() || out[0].ID != goodTx.ID() {
+		t.Fatalf("known flags %v %v, ids or tx not the caller's", out[0].Known, out[1].Known)
+	}
+	// The truncated payload is not of the transaction's shape: not asked.
+	if len(asked) != 3 || asked[0] != goodTx.ID() || asked[1] != badTx.ID() {
+		t.Fatalf("known asked %d times, want 3 with the payloads' ids", len(asked))
+	}
+	// Past the window, the held payload is decoded and refused as DecodeTx
+	// would refuse it.
+	late := badTx.Body.ValidUntil + 1
+	if out := DecodeTxs([][]byte{bad}, testChain, late, DefaultTxLimits, known); out[0].Known || !errors.Is(out[0].Err, ErrTxExpired) {
+		t.Fatalf("expired held payload: known %v, err %v", out[0].Known, out[0].Err)
 	}
 	if out := DecodeTxs([][]byte{bad}, testChain, 1_000, DefaultTxLimits, nil); !errors.Is(out[0].Err, ErrTxSignature) {
 		t.Fatalf("without known: %v", out[0].Err)

@@ -22,6 +22,7 @@ import (
 	"github.com/kairos-network/kairos/node"
 	"github.com/kairos-network/kairos/node/devnet"
 	"github.com/kairos-network/kairos/node/loadgen"
+	"github.com/kairos-network/kairos/types"
 )
 
 // p99Target is the latency bound of the sweep's "highest sustained rate".
@@ -161,7 +162,13 @@ the own header to the commit count only transactions this validator acked itself
 			if counters {
 				for i, n := range d.Nodes {
 					fmt.Fprintf(out, "validator %d counters: %s\n", i, nonZeroCounters(n.Collector()))
+					ps := n.PoolStats()
+					fmt.Fprintf(out, "validator %d mempool: %d payloads decoded and checked, %d held already (not again), %d added\n",
+						i, ps.Decoded, ps.Known, ps.Added)
 				}
+				hits, misses, held := types.KeyCacheStats()
+				fmt.Fprintf(out, "expanded-key cache of the signature checks (whole process, every validator and the setup): %d hits, %d misses, %d keys held\n",
+					hits, misses, held)
 			}
 			if rss, err := selfRSS(); err == nil {
 				fmt.Fprintf(out, "RSS of this process (all %d validators + the generator): %d MiB, %.0f MiB per validator (RSS/%d)\n",

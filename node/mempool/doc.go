@@ -25,6 +25,10 @@
 //     AddAll queues all its new records at once, so they share a batch.
 //   - AddAll gives each payload the outcome of Adds one after another in
 //     input order (limits refuse the last ones), without a goroutine each.
+//   - A payload is decoded and its signature checked once: one that arrives
+//     again while held with the same bytes (gossip after a fetch) is taken
+//     as held without either, unless its validity window has passed, when
+//     it is refused as DecodeTx would. Stats counts both kinds.
 //   - Count, total bytes and entries per sender are capped by named limits
 //     (Config); a full pool refuses with ErrFull, ErrBytesFull or
 //     ErrSenderFull rather than evicting what the node may have acked.
