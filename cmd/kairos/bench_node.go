@@ -37,6 +37,7 @@ func newBenchNodeCmd() *cobra.Command {
 	var dir, cpuProfile, memProfile string
 	var counters, single bool
 	var batchWorkers int
+	var checkpointInterval uint64
 	cmd := &cobra.Command{
 		Use:   "node",
 		Short: "Devnet under open-loop load: committed tx/s and submit→block latency per offered rate",
@@ -65,9 +66,14 @@ the own header to the commit count only transactions this validator acked itself
 			}
 			defer os.RemoveAll(tmp)
 			cfg := devnet.Config{Dir: tmp, Validators: validators, GossipBatchDelay: gossipDelay}
-			if roundDelay > 0 {
+			if roundDelay > 0 || checkpointInterval > 0 {
 				p := consensus.DefaultParams()
-				p.MinRoundDelay = int64(roundDelay)
+				if roundDelay > 0 {
+					p.MinRoundDelay = int64(roundDelay)
+				}
+				if checkpointInterval > 0 {
+					p.CheckpointInterval = checkpointInterval
+				}
 				cfg.Params = &p
 			}
 			d, err := devnet.Start(cfg)
@@ -188,6 +194,7 @@ the own header to the commit count only transactions this validator acked itself
 	f.IntVar(&validators, "validators", 4, "validators of the devnet")
 	f.StringVar(&dir, "dir", "", "parent of the temporary data directory (default: the system temp dir)")
 	f.DurationVar(&roundDelay, "min-round-delay", 0, "the devnet's min_round_delay (0: consensus.DefaultParams'), to compare round pacing in one binary")
+	f.Uint64Var(&checkpointInterval, "checkpoint-interval", 0, "the devnet's checkpoint_interval (0: consensus.DefaultParams'); must divide compact_every (256)")
 	f.DurationVar(&gossipDelay, "gossip-batch-delay", 0, "the validators' transaction gossip batch delay (0: node.DefaultGossipBatchDelay)")
 	f.BoolVar(&single, "single", false, "submit each transaction alone (POST /v1/txs) instead of through each API's batcher (POST /v1/txs/batch)")
 	f.IntVar(&batchWorkers, "batch-workers", loadgen.DefaultBatchWorkers, "batch requests to one API in flight at once")
