@@ -253,6 +253,10 @@ type recordWriter struct {
 	// manual leaves flushing to the caller (full, flushThen, flush), which
 	// cuts batches where it can record its progress.
 	manual bool
+	// ingest, when set, receives each batch as a run file (the next is
+	// run nextRun) instead of pebble: see ingest.go.
+	ingest  *ingestPlace
+	nextRun int
 }
 
 // snapWriteDepth is how many full batches the record writer lets wait to
@@ -272,6 +276,7 @@ type batchWrite struct {
 	done chan struct{}
 	err  error
 	buf  opBuffers
+	run  int // the run file it goes to, when ingesting
 }
 
 // opBuffers is one batch: its operations and the bytes they index.
@@ -394,7 +399,10 @@ func (w *recordWriter) flushThen(then func() error) error {
 	if n := len(w.inflight); n > 0 {
 		prev = w.inflight[n-1]
 	}
-	bw := &batchWrite{done: make(chan struct{}), buf: w.b}
+	bw := &batchWrite{done: make(chan struct{}), buf: w.b, run: w.nextRun}
+	if w.ingest != nil && len(w.b.ops) > 0 {
+		w.nextRun++
+	}
 	w.inflight = append(w.inflight, bw)
 	w.b = opBuffers{}
 	if n := len(w.spare); n > 0 {
@@ -412,7 +420,7 @@ func (w *recordWriter) flushThen(then func() error) error {
 				return
 			}
 		}
-		bw.err = w.write(&bw.buf, parts)
+		bw.err = w.write(&bw.buf, parts, bw.run)
 		if bw.err == nil && then != nil {
 			bw.err = then()
 		}
@@ -449,11 +457,17 @@ func (w *recordWriter) flush() error {
 	return w.wait()
 }
 
-// write writes ob, sorted into parts, as one batch in key order;
-// operations on one key keep their order.
-func (w *recordWriter) write(ob *opBuffers, parts [][]recordOp) error {
+// write writes ob, sorted into parts, as one batch in key order (or as
+// run file run, when ingesting); operations on one key keep their order.
+func (w *recordWriter) write(ob *opBuffers, parts [][]recordOp, run int) error {
 	if len(ob.ops) == 0 {
 		return nil
+	}
+	if w.ingest != nil {
+		if err := w.ingest.writeRun(run, ob, parts); err != nil {
+			return err
+		}
+		return w.ctx.Err()
 	}
 	if w.pdb != nil {
 		b := w.pdb.NewBatchWithSize(ob.bytes() + 16*len(ob.ops))

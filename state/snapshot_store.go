@@ -213,7 +213,18 @@ func (im *Importer) InstallFrom(ctx context.Context, s *Store, src ChunkSource) 
 	if err := s.d.Sync(ctx, snapInstallKey); err != nil {
 		return err
 	}
-	newRoot, err := im.buildTree(ctx, s, src)
+	pl := ingestPlaceOf(s)
+	p, err := im.progress(ctx, s, pl)
+	if err != nil {
+		return err
+	}
+	var newRoot slot
+	runs := 0
+	if p.ingested {
+		newRoot, err = decodeRoot(p.body) // checked by progress
+	} else {
+		newRoot, runs, err = im.buildTree(ctx, s, src, pl, p)
+	}
 	if err != nil {
 		return err
 	}
@@ -221,6 +232,9 @@ func (im *Importer) InstallFrom(ctx context.Context, s *Store, src ChunkSource) 
 		// Staged chunks were verified when they arrived, so only a
 		// corrupted staging area gets here: start the import over.
 		err := fmt.Errorf("%w: rebuilt %s, manifest %s", ErrSnapshotRoot, types.Root(newRoot.h), m.Root)
+		if pl != nil {
+			err = errors.Join(err, pl.clear())
+		}
 		if derr := discardInstall(ctx, s.d); derr != nil {
 			return errors.Join(err, derr)
 		}
@@ -228,6 +242,21 @@ func (im *Importer) InstallFrom(ctx context.Context, s *Store, src ChunkSource) 
 			return errors.Join(err, cerr)
 		}
 		return err
+	}
+	if pl != nil && !p.ingested {
+		// The root checked out: the runs go into pebble, a progress
+		// record says so, and the scratch files go before the switch, so
+		// that no crash leaves them behind a finished install.
+		if err := pl.ingestRuns(ctx, runs); err != nil {
+			return err
+		}
+		done := installProgress{next: len(m.Chunks), runs: runs, ingested: true, body: encodeRoot(newRoot)}
+		if err := done.put(ctx, s); err != nil {
+			return err
+		}
+		if err := pl.clear(); err != nil {
+			return err
+		}
 	}
 	if err := s.switchTo(ctx, m.Height, newRoot); err != nil {
 		return err
