@@ -53,7 +53,24 @@ type Importer struct {
 	mu     sync.Mutex // guards staged and left
 	staged []bool
 	left   int
+
+	// batchBytes, when > 0, replaces installBatchBytes (SetBatchBytes).
+	batchBytes int
+	// skipped is how many chunks the last install found built by an
+	// earlier, interrupted one (Skipped).
+	skipped int
 }
+
+// SetBatchBytes makes the install cut its batches at n bytes instead of
+// SnapshotInstallBatchBytes: tests of another package use it to make a
+// small install span many durable batches, so that an interrupted one
+// resumes mid-way.
+func (im *Importer) SetBatchBytes(n int) { im.batchBytes = n }
+
+// Skipped returns how many chunks the last Install or InstallFrom took as
+// built from the progress of an earlier, interrupted install: chunks it
+// neither read from the staging area nor asked its source for.
+func (im *Importer) Skipped() int { return im.skipped }
 
 // NewImporter opens the staging area of d for manifest m. Chunks already
 // staged for the same manifest (by an importer that crashed) are kept and
@@ -281,6 +298,9 @@ func (im *Importer) buildTree(ctx context.Context, s *Store, src ChunkSource, pl
 	w := newStoreRecordWriter(ctx, s)
 	w.manual = true
 	w.ingest, w.nextRun = pl, p.runs
+	if im.batchBytes > 0 {
+		w.max = im.batchBytes
+	}
 	b := newTreeBuilder(im.m.Height, w)
 	if p.next > 0 {
 		if err := b.restoreState(p.body); err != nil {

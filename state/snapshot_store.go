@@ -218,6 +218,7 @@ func (im *Importer) InstallFrom(ctx context.Context, s *Store, src ChunkSource) 
 	if err != nil {
 		return err
 	}
+	im.skipped = p.next
 	var newRoot slot
 	runs := 0
 	if p.ingested {
