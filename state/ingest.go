@@ -198,7 +198,7 @@ func (pl *ingestPlace) writeRun(i int, ob *opBuffers, parts [][]recordOp) error 
 		if op.del {
 			return errors.New("state: install run holds a delete")
 		}
-		if prev != nil && !bytes.Equal(ob.key(prev), ob.key(op)) {
+		if prev != nil && !ob.sameKey(prev, op) {
 			if err := add(prev); err != nil {
 				return err
 			}
