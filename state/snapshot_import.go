@@ -393,18 +393,14 @@ func (im *Importer) progress(ctx context.Context, s *Store, pl *ingestPlace) (in
 		keep = 0
 	}
 	ok, err := pl.prepare(keep)
-	if err != nil {
-		return installProgress{}, err
-	}
-	if !ok {
-		if _, err := pl.prepare(0); err != nil {
-			return installProgress{}, err
-		}
-		return installProgress{}, nil
+	if err != nil || !ok {
+		return installProgress{}, err // !ok: prepare deleted every run
 	}
 	return p, nil
 }
 
+// readProgress returns the progress record of s if it is well formed and
+// fits the manifest, else the zero progress (start over).
 func (im *Importer) readProgress(ctx context.Context, s *Store) (installProgress, error) {
 	raw, err := s.d.Get(ctx, snapProgressKey)
 	if errors.Is(err, ds.ErrNotFound) {

@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/kairos-network/kairos/types"
 )
 
 // openIngestStore is OpenOnFSStore for a store whose installs ingest
@@ -288,5 +290,73 @@ func writeFile(t *testing.T, fs vfs.FS, name string, b []byte) {
 	}
 	if err := f.Close(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestSnapshotInstallCorruptRun damages a run file that an interrupted
+// install left durable: the resumed install must fail with ErrCorrupt
+// without switching, discard what it wrote, and a new import of the same
+// snapshot must then succeed from the start.
+func TestSnapshotInstallCorruptRun(t *testing.T) {
+	smallInstallBatches(t, 4<<10)
+	ctx := context.Background()
+	src, err := OpenMemory(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	model := snapWorkload(t, src, 31, 6, 150)
+	h, root := src.Latest()
+	m, chunks := export(t, src, h, 20)
+	fs := vfs.NewMem()
+	dst := openIngestStore(t, fs, Options{})
+	errStop := errors.New("test: source stops")
+	read := func(limit int) ChunkSource {
+		return func(_ context.Context, i int) ([]byte, error) {
+			if i >= limit {
+				return nil, errStop
+			}
+			return chunks[i], nil
+		}
+	}
+	im, err := NewImporter(ctx, dst.Datastore(), m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := im.InstallFrom(ctx, dst, read(len(chunks)-2)); !errors.Is(err, errStop) {
+		t.Fatalf("interrupted install: %v", err)
+	}
+	run := fs.PathJoin(ingestPlaceOf(dst).dir, runName(0))
+	b := readFile(t, fs, run)
+	b[len(b)/2] ^= 0x40
+	writeFile(t, fs, run, b)
+	im, err = NewImporter(ctx, dst.Datastore(), m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := im.InstallFrom(ctx, dst, read(len(chunks))); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("install over a damaged run: %v, want ErrCorrupt", err)
+	}
+	if im.Skipped() == 0 {
+		t.Fatal("the install did not resume from the interrupted one's runs")
+	}
+	if gh, gr := dst.Latest(); gh != 0 || gr != types.EmptyRoot {
+		t.Fatalf("a failed install moved the store to (%d, %s)", gh, gr)
+	}
+	im, err = NewImporter(ctx, dst.Datastore(), m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := im.InstallFrom(ctx, dst, read(len(chunks))); err != nil {
+		t.Fatal(err)
+	}
+	if im.Skipped() != 0 {
+		t.Fatalf("the install after the damaged one skipped %d chunks", im.Skipped())
+	}
+	if gh, gr := dst.Latest(); gh != h || gr != root {
+		t.Fatalf("imported (%d, %s), want (%d, %s)", gh, gr, h, root)
+	}
+	sameReads(t, src, dst, h, model)
+	if rep, err := dst.Audit(ctx); err != nil || !rep.Clean() {
+		t.Fatalf("audit: %+v, %v", rep, err)
 	}
 }

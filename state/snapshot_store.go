@@ -232,23 +232,15 @@ func (im *Importer) InstallFrom(ctx context.Context, s *Store, src ChunkSource) 
 	if types.Root(newRoot.h) != m.Root {
 		// Staged chunks were verified when they arrived, so only a
 		// corrupted staging area gets here: start the import over.
-		err := fmt.Errorf("%w: rebuilt %s, manifest %s", ErrSnapshotRoot, types.Root(newRoot.h), m.Root)
-		if pl != nil {
-			err = errors.Join(err, pl.clear())
-		}
-		if derr := discardInstall(ctx, s.d); derr != nil {
-			return errors.Join(err, derr)
-		}
-		if cerr := clearSnapshotStaging(ctx, im.d); cerr != nil {
-			return errors.Join(err, cerr)
-		}
-		return err
+		return im.abandon(ctx, s, pl, fmt.Errorf("%w: rebuilt %s, manifest %s", ErrSnapshotRoot, types.Root(newRoot.h), m.Root))
 	}
 	if pl != nil && !p.ingested {
 		// The root checked out: the runs go into pebble, a progress
 		// record says so, and the scratch files go before the switch, so
 		// that no crash leaves them behind a finished install.
-		if err := pl.ingestRuns(ctx, runs); err != nil {
+		if err := pl.ingestRuns(ctx, runs); errors.Is(err, ErrCorrupt) {
+			return im.abandon(ctx, s, pl, err) // a damaged run: start over
+		} else if err != nil {
 			return err
 		}
 		done := installProgress{next: len(m.Chunks), runs: runs, ingested: true, body: encodeRoot(newRoot)}
@@ -263,6 +255,19 @@ func (im *Importer) InstallFrom(ctx context.Context, s *Store, src ChunkSource) 
 		return err
 	}
 	return clearSnapshotStaging(ctx, im.d)
+}
+
+// abandon discards an install that cannot finish from what it wrote (err
+// says why) and the staging area, so that the next import starts over, and
+// returns err.
+func (im *Importer) abandon(ctx context.Context, s *Store, pl *ingestPlace, err error) error {
+	if pl != nil {
+		err = errors.Join(err, pl.clear())
+	}
+	if derr := discardInstall(ctx, s.d); derr != nil {
+		return errors.Join(err, derr)
+	}
+	return errors.Join(err, clearSnapshotStaging(ctx, im.d))
 }
 
 // Seed writes the leaves that fill hands to add, in strictly increasing
