@@ -94,11 +94,8 @@ type syncState struct {
 	resumed int     // of them, staged or built by an earlier, interrupted sync
 	fetched int     // of them, fetched by this one
 	blocks  int     // blocks fetched and executed by catch-up
-	// hookMu serializes the calls of the afterChunk test hook, which
-	// the install's chunk source makes from several goroutines.
-	hookMu  sync.Mutex
-	moves   int // syncs restarted at a newer checkpoint
-	rejoins int // catch-ups while running (see watchLag)
+	moves   int     // syncs restarted at a newer checkpoint
+	rejoins int     // catch-ups while running (see watchLag)
 	// replaces counts state syncs while running (syncReplace): catch-ups
 	// of a node behind the peers' retained blocks.
 	replaces int
@@ -106,6 +103,10 @@ type syncState struct {
 	// coreReplaced is set by a catch-up while running, on the driver, for
 	// the driver: the new core needs its Start step (driver only).
 	coreReplaced bool
+
+	// hookMu serializes the calls of the afterChunk test hook, which the
+	// install's chunk source makes from several goroutines.
+	hookMu sync.Mutex
 }
 
 func (s *syncState) reject(err error) {

@@ -123,6 +123,12 @@ func (pl *ingestPlace) prepare(keep int) (bool, error) {
 	if err := pl.fs.MkdirAll(pl.dir, 0o755); err != nil {
 		return false, err
 	}
+	// The directory's own entry, so that the runs in it survive a crash.
+	if d, err := pl.fs.OpenDir(pl.fs.PathDir(pl.dir)); err != nil {
+		return false, err
+	} else if err := errors.Join(d.Sync(), d.Close()); err != nil {
+		return false, err
+	}
 	names, err := pl.fs.List(pl.dir)
 	if err != nil {
 		return false, err
