@@ -185,9 +185,9 @@ func Run(ctx context.Context, cfg Config, out io.Writer) error {
 	fmt.Fprintf(tw, "commit, update blocks (updates/s)\t%s\t%s\t%s\t>= 100k/s\n", rate(pruned.updateRate()), rate(unpruned.updateRate()), rate(floor.updateRate()))
 	fmt.Fprintf(tw, "commit, fill blocks (inserts/s)\t%s\t%s\t%s\t\n", rate(pruned.fillRate()), rate(unpruned.fillRate()), rate(floor.fillRate()))
 	fmt.Fprintf(tw, "prune time per update block\t%s\t-\t-\t\n", dur(pruned.prune/time.Duration(cfg.Blocks)))
-	fmt.Fprintf(tw, "latest read, warm (flat index; %d keys read before, %d passes)\t%s\t-\t%s\t<= 5µs\n", read.warmKeys, warmReadPasses, dur(read.warm), dur(floorRead.warm))
-	fmt.Fprintf(tw, "latest read, %d random keys, first read\t%s\t-\t%s\t\n", read.keys, dur(read.first), dur(floorRead.first))
-	fmt.Fprintf(tw, "latest read, the same %d keys again (more blocks than the cache holds)\t%s\t-\t%s\t\n", read.keys, dur(read.again), dur(floorRead.again))
+	fmt.Fprintf(tw, "latest read, warm (flat index; %d keys read before, %d passes; wall (CPU))\t%s\t-\t%s\t<= 5µs\n", read.warmKeys, warmReadPasses, read.warm, floorRead.warm)
+	fmt.Fprintf(tw, "latest read, %d random keys, first read\t%s\t-\t%s\t\n", read.keys, read.first, floorRead.first)
+	fmt.Fprintf(tw, "latest read, the same %d keys again\t%s\t-\t%s\t\n", read.keys, read.again, floorRead.again)
 	fmt.Fprintf(tw, "proof at %d keys: size present/absent\t%s\t-\t-\t<= 1 KB at 10M\n", w.Keys, proofs.size())
 	fmt.Fprintf(tw, "proof at %d keys: verify present/absent (median)\t%s\t-\t-\t<= 20µs at 10M\n", w.Keys, proofs.verify())
 	fmt.Fprintf(tw, "proof at %d keys: size present/absent\t%s\t\t\t<= 1 KB\n", bigKeys, bigSize)
@@ -341,6 +341,13 @@ func readKeys(w Workload, n int) []types.StateKey {
 // warmReadPasses is how many times the warm read's key set is timed.
 const warmReadPasses = 100
 
+// readTime is the mean wall and CPU time (the process's, all threads) of
+// one read of a pass: on a shared machine the wall time is mostly waiting
+// for a core.
+type readTime struct{ wall, cpu time.Duration }
+
+func (r readTime) String() string { return fmt.Sprintf("%s (%s)", dur(r.wall), dur(r.cpu)) }
+
 // readStats are mean latencies of latest reads.
 type readStats struct {
 	keys, warmKeys int
@@ -351,44 +358,38 @@ type readStats struct {
 	// file. warm: the first warmKeys keys, read once more and then timed
 	// warmReadPasses times, their blocks in the cache: the read state.md's
 	// target names.
-	first, again, warm time.Duration
+	first, again, warm readTime
 }
 
 // measureReads times the reads of readStats with get.
 func measureReads(keys []types.StateKey, warmKeys int, get func(types.StateKey) error) (readStats, error) {
 	warmKeys = min(warmKeys, len(keys))
 	st := readStats{keys: len(keys), warmKeys: warmKeys}
-	pass := func(ks []types.StateKey) (time.Duration, error) {
-		t0 := time.Now()
-		for _, k := range ks {
-			if err := get(k); err != nil {
-				return 0, err
+	// passes reads ks n times and returns the mean time per read.
+	passes := func(ks []types.StateKey, n int) (readTime, error) {
+		cpu, t0 := cpuTime(), time.Now()
+		for range n {
+			for _, k := range ks {
+				if err := get(k); err != nil {
+					return readTime{}, err
+				}
 			}
 		}
-		return time.Since(t0), nil
+		reads := time.Duration(n * max(1, len(ks)))
+		return readTime{wall: time.Since(t0) / reads, cpu: (cpuTime() - cpu) / reads}, nil
 	}
 	var err error
-	var d time.Duration
-	if d, err = pass(keys); err != nil {
+	if st.first, err = passes(keys, 1); err != nil {
 		return st, err
 	}
-	st.first = d / time.Duration(len(keys))
-	if d, err = pass(keys); err != nil {
+	if st.again, err = passes(keys, 1); err != nil {
 		return st, err
 	}
-	st.again = d / time.Duration(len(keys))
-	if _, err = pass(keys[:warmKeys]); err != nil {
+	if _, err = passes(keys[:warmKeys], 1); err != nil {
 		return st, err
 	}
-	var total time.Duration
-	for range warmReadPasses {
-		if d, err = pass(keys[:warmKeys]); err != nil {
-			return st, err
-		}
-		total += d
-	}
-	st.warm = total / time.Duration(warmReadPasses*warmKeys)
-	return st, nil
+	st.warm, err = passes(keys[:warmKeys], warmReadPasses)
+	return st, err
 }
 
 type proofStats struct {
