@@ -22,11 +22,16 @@ import (
 // State sync (consensus.md, "Catch-up and restarts"): a node with an empty
 // disk asks its peers for their latest compacted checkpoint — the
 // checkpoint certificate and the ordering state it certifies — then for
-// the state snapshot of that height (manifest, then chunks from several
-// peers, each verified on arrival by state's importer and staged, so a
-// crashed sync resumes), installs it, and starts its core from the
-// ordering state; the core then fetches the certificates after it
-// (DAG-sync; peers serve rounds below their gc round from their logs).
+// the state snapshot of that height: the manifest, then the chunks, which
+// the install reads as it builds the tree (state.Importer.InstallFrom),
+// each fetched from several peers in turn and checked against the
+// manifest's chunk hash before the importer verifies it against the root;
+// nothing is staged, and a crashed sync resumes from the install's last
+// durable batch. It then starts its core from the ordering state; the core
+// then fetches the certificates after it (DAG-sync; peers serve rounds
+// below their gc round from their logs). A running node that fell behind
+// its peers' blocks (syncReplace) still stages every chunk: Replace
+// builds the difference to its own state from the staging area.
 const (
 	protoSyncState    protocol.ID = "/kairos/sync/state/1"
 	protoSyncManifest protocol.ID = "/kairos/sync/manifest/1"
@@ -86,8 +91,8 @@ type syncState struct {
 	mu      sync.Mutex
 	rejects []error // last maxSyncRejects rejected answers
 	chunks  int     // chunks of the manifest being imported
-	resumed int     // of them, staged by an earlier, interrupted sync
-	staged  int     // of them, staged by this one
+	resumed int     // of them, staged or built by an earlier, interrupted sync
+	fetched int     // of them, fetched by this one
 	blocks  int     // blocks fetched and executed by catch-up
 	moves   int     // syncs restarted at a newer checkpoint
 	rejoins int     // catch-ups while running (see watchLag)
@@ -98,6 +103,10 @@ type syncState struct {
 	// coreReplaced is set by a catch-up while running, on the driver, for
 	// the driver: the new core needs its Start step (driver only).
 	coreReplaced bool
+
+	// hookMu serializes the calls of the afterChunk test hook, which the
+	// install's chunk source makes from several goroutines.
+	hookMu sync.Mutex
 }
 
 func (s *syncState) reject(err error) {
@@ -325,24 +334,144 @@ func (n *Node) stateSync() (*consensus.OrderingState, error) {
 	if c == nil {
 		return nil, nil
 	}
-	im, c, err := n.fetchSnapshot(&comm, c)
-	if err != nil {
-		return nil, err
-	}
-	cc := c.cert
-	// Written before the install: a restart that finds them with an
-	// empty store syncs again (open treats it as fresh).
-	if err := n.persistSynced(c); err != nil {
-		return nil, err
-	}
-	if err := im.Install(n.ctx, n.store); err != nil {
-		return nil, err
+	for moves := 0; ; moves++ {
+		next, err := n.installSnapshot(&comm, c)
+		if err == nil {
+			break
+		}
+		if next == nil || moves == fetchRetries {
+			return nil, err
+		}
+		// The peers compacted past c while we installed it and serve only
+		// their newer checkpoint now: start over there (the next
+		// importer discards what the install of c wrote).
+		n.movedOn(c, next)
+		c = next
 	}
 	// Served to other syncing peers until this node's first compaction.
-	if err := n.store.Pin(n.ctx, cc.Height); err != nil {
+	if err := n.store.Pin(n.ctx, c.cert.Height); err != nil {
 		return nil, err
 	}
 	return c.state, nil
+}
+
+// syncBatchBytes, when > 0, is the install batch size of a state sync
+// (state.Importer.SetBatchBytes): tests make a small state's install span
+// many durable batches, so that an interrupted sync resumes mid-way.
+var syncBatchBytes int
+
+// installSnapshot fetches the manifest of c's height and installs the
+// snapshot into the empty store, reading its chunks from the peers as the
+// install needs them. When it cannot finish because the peers serve a
+// newer checkpoint only, it returns that one with the error.
+func (n *Node) installSnapshot(comm *consensus.Committee, c *syncCandidate) (*syncCandidate, error) {
+	cc := c.cert
+	n.log.Info("state sync", "height", cc.Height, "root", cc.StateRoot)
+	newer := func(err error) (*syncCandidate, error) {
+		if next := n.findCheckpoint(comm); next != nil && next.cert.Height > cc.Height {
+			return next, err
+		}
+		return nil, err
+	}
+	m, err := n.syncManifest(cc)
+	if err != nil {
+		return newer(err)
+	}
+	im, err := state.NewImporter(n.ctx, n.d, m)
+	if err != nil {
+		return nil, err
+	}
+	if syncBatchBytes > 0 {
+		im.SetBatchBytes(syncBatchBytes)
+	}
+	n.sync.mu.Lock()
+	n.sync.chunks, n.sync.resumed, n.sync.fetched = len(m.Chunks), 0, 0
+	n.sync.mu.Unlock()
+	// Written before the install: a restart that finds them with an
+	// empty store syncs again (open treats it as fresh), and the
+	// importer of the same manifest goes on from its last durable batch.
+	if err := n.persistSynced(c); err != nil {
+		return nil, err
+	}
+	err = im.InstallFrom(n.ctx, n.store, n.chunkSource(m))
+	if errors.Is(err, ErrSyncFailed) {
+		return newer(err) // no peer served a chunk: they may have moved on
+	}
+	if err != nil {
+		return nil, err
+	}
+	n.sync.mu.Lock()
+	n.sync.resumed = im.Skipped()
+	n.sync.mu.Unlock()
+	return nil, nil
+}
+
+// syncPeers returns the validators other than this node.
+func (n *Node) syncPeers() []uint32 {
+	others := make([]uint32, 0, len(n.peers)-1)
+	for v := range n.peers {
+		if uint32(v) != n.me {
+			others = append(others, uint32(v))
+		}
+	}
+	return others
+}
+
+// chunkSource reads chunk i of m for the install: from peer i mod (peers)
+// first, so that several peers share the work (the install asks for a few
+// chunks at once), then from the others in turn, pausing fetchRetryDelay
+// after each round in which none served it, fetchRetries rounds at most. A
+// chunk whose bytes do not hash to the manifest's entry is refused and
+// asked of the next peer, so one bad peer does not stop the install; the
+// importer then verifies it against the root.
+func (n *Node) chunkSource(m *state.Manifest) state.ChunkSource {
+	others := n.syncPeers()
+	return func(ctx context.Context, i int) ([]byte, error) {
+		req := types.MustEncode(&syncChunkRequest{Height: m.Height, Index: uint32(i)})
+		var last error
+		for try := 0; try < fetchRetries*len(others); try++ {
+			if try > 0 && try%len(others) == 0 {
+				select {
+				case <-ctx.Done():
+					return nil, ctx.Err()
+				case <-time.After(fetchRetryDelay):
+				}
+			}
+			v := others[(i+try)%len(others)]
+			b, err := n.host.Request(ctx, n.peers[v], protoSyncChunk, req)
+			if err != nil {
+				last = err
+				continue
+			}
+			if types.Hash(sha256.Sum256(b)) != m.Chunks[i].Hash {
+				last = fmt.Errorf("peer %d: chunk %d: %w", v, i, state.ErrChunkHash)
+				n.sync.reject(last)
+				n.log.Warn("state sync: rejected chunk", "peer", v, "chunk", i, "err", state.ErrChunkHash)
+				continue
+			}
+			n.sync.mu.Lock()
+			n.sync.fetched++
+			n.sync.mu.Unlock()
+			if n.cfg.afterChunk != nil {
+				n.sync.hookMu.Lock()
+				err := n.cfg.afterChunk(i)
+				n.sync.hookMu.Unlock()
+				if err != nil {
+					return nil, err
+				}
+			}
+			return b, nil
+		}
+		return nil, fmt.Errorf("%w: chunk %d: %w", ErrSyncFailed, i, last)
+	}
+}
+
+// movedOn logs and counts a sync restarted at a newer checkpoint.
+func (n *Node) movedOn(from, to *syncCandidate) {
+	n.log.Info("state sync: peers moved on", "from", from.cert.Height, "to", to.cert.Height)
+	n.sync.mu.Lock()
+	n.sync.moves++
+	n.sync.mu.Unlock()
 }
 
 // persistSynced writes, in one batch, what a node synced to c's height
@@ -398,7 +527,7 @@ func (n *Node) dropStaleNonces() error {
 
 // fetchSnapshot fetches and stages the snapshot of c's height, or of a
 // newer checkpoint when the peers moved on meanwhile, and returns the
-// importer and the checkpoint it holds.
+// importer and the checkpoint it holds (for syncReplace).
 func (n *Node) fetchSnapshot(comm *consensus.Committee, c *syncCandidate) (*state.Importer, *syncCandidate, error) {
 	for moves := 0; ; moves++ {
 		im, next, err := n.syncSnapshot(comm, c)
@@ -411,10 +540,7 @@ func (n *Node) fetchSnapshot(comm *consensus.Committee, c *syncCandidate) (*stat
 		// The peers compacted past c while we fetched it and serve only
 		// their newer checkpoint now: start over there (the staging area
 		// of c is cleared by the next importer).
-		n.log.Info("state sync: peers moved on", "from", c.cert.Height, "to", next.cert.Height)
-		n.sync.mu.Lock()
-		n.sync.moves++
-		n.sync.mu.Unlock()
+		n.movedOn(c, next)
 		c = next
 	}
 }
@@ -490,7 +616,7 @@ func (n *Node) syncSnapshot(comm *consensus.Committee, c *syncCandidate) (*state
 		return nil, nil, err
 	}
 	n.sync.mu.Lock()
-	n.sync.chunks, n.sync.resumed, n.sync.staged = len(m.Chunks), len(m.Chunks)-len(im.Missing()), 0
+	n.sync.chunks, n.sync.resumed, n.sync.fetched = len(m.Chunks), len(m.Chunks)-len(im.Missing()), 0
 	n.sync.mu.Unlock()
 	next, err := n.syncChunks(comm, im, m)
 	return im, next, err
@@ -532,12 +658,7 @@ func (n *Node) syncChunks(comm *consensus.Committee, im *state.Importer, m *stat
 		peer  uint32
 		data  []byte
 	}
-	others := make([]uint32, 0, len(n.peers)-1)
-	for v := range n.peers {
-		if uint32(v) != n.me {
-			others = append(others, uint32(v))
-		}
-	}
+	others := n.syncPeers()
 	tries := map[int]int{}
 	for rounds := 0; !im.Done(); rounds++ {
 		if n.ctx.Err() != nil {
@@ -583,11 +704,10 @@ func (n *Node) syncChunks(comm *consensus.Committee, im *state.Importer, m *stat
 			}
 			if staged && stop == nil {
 				n.sync.mu.Lock()
-				n.sync.staged++
-				k := n.sync.staged
+				n.sync.fetched++
 				n.sync.mu.Unlock()
 				if n.cfg.afterChunk != nil {
-					stop = n.cfg.afterChunk(k)
+					stop = n.cfg.afterChunk(r.index)
 				}
 			}
 		}

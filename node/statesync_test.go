@@ -43,23 +43,28 @@ func badPeer(p protocol.ID, resp []byte) []byte {
 // ordering state, then DAG-syncs after it, executes what follows and
 // reaches the same blocks and roots as the others. One peer serves a wrong
 // ordering state and corrupt chunks: those are refused with their errors
-// and other peers are used. The first sync is interrupted after two chunks;
-// the restarted node finds them staged and fetches only the rest.
+// and other peers are used. The first sync is interrupted when it fetches
+// chunk 2, with chunks 0 and 1 built in durable install batches; the
+// restarted node's install goes on after them and fetches only the rest.
 func TestStateSyncAfterWipe(t *testing.T) {
 	const gc = 10
 	comm := smallGCCommittee(t, 4, gc)
 	errInterrupt := errors.New("test: sync interrupted")
 	interrupted := false
+	// One durable batch per chunk: an interrupted install resumes after
+	// the last chunk it built.
+	syncBatchBytes = 1
+	t.Cleanup(func() { syncBatchBytes = 0 })
 	c := newClusterWith(t, 4, func(i int, cfg *Config) {
 		cfg.Committee, cfg.SyncChunkLeaves = comm, 4
 		switch i {
 		case 2:
 			cfg.tamperSync = badPeer
 		case 3:
-			// The first sync stops after two chunks; the restarted node
-			// must find them staged.
-			cfg.afterChunk = func(staged int) error {
-				if !interrupted && staged == 2 {
+			// The first sync stops at chunk 2; the restarted node must
+			// not fetch the chunks before it again.
+			cfg.afterChunk = func(index int) error {
+				if !interrupted && index == 2 {
 					interrupted = true
 					return errInterrupt
 				}
@@ -107,7 +112,7 @@ func TestStateSyncAfterWipe(t *testing.T) {
 	c.start(3)
 	nd := c.nodes[3]
 	// No transactions until the sync is done: new blocks would let the
-	// peers compact past the staged height, and the node would rightly
+	// peers compact past the synced height, and the node would rightly
 	// move on to the newer one instead of resuming.
 	c.waitFor("the restarted node syncs", 60*time.Second, func() bool { return nd.Status().Height > 0 })
 	later := c.waves(200, 3)
@@ -123,10 +128,10 @@ func TestStateSyncAfterWipe(t *testing.T) {
 		t.Fatalf("the wiped node did not start from a synced state: %v", err)
 	}
 	nd.sync.mu.Lock()
-	chunks, resumed, staged := nd.sync.chunks, nd.sync.resumed, nd.sync.staged
+	chunks, resumed, fetched := nd.sync.chunks, nd.sync.resumed, nd.sync.fetched
 	nd.sync.mu.Unlock()
-	if resumed < 2 || resumed+staged != chunks {
-		t.Fatalf("resumed sync: %d of %d chunks found staged, %d fetched", resumed, chunks, staged)
+	if resumed < 2 || resumed+fetched != chunks {
+		t.Fatalf("resumed sync: %d of %d chunks found built, %d fetched", resumed, chunks, fetched)
 	}
 	var badState, badChunk bool
 	for _, err := range append(first, nd.Rejected()...) {
@@ -213,7 +218,7 @@ func TestStateSyncMovesOn(t *testing.T) {
 		if i != 3 {
 			return
 		}
-		cfg.afterChunk = func(staged int) error {
+		cfg.afterChunk = func(int) error {
 			mu.Lock()
 			defer mu.Unlock()
 			if !hooked {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -78,7 +79,7 @@ func (b *treeBuilder) add(l *builtLeaf) error {
 	if err := b.w.put(nodeKey(b.height, s.h), encodeValue(l.key, l.value)); err != nil {
 		return err
 	}
-	if err := b.w.put(kvKey(l.key), l.value); err != nil {
+	if err := b.w.putKV(l.key, l.value); err != nil {
 		return err
 	}
 	if b.leaves == 0 {
@@ -253,6 +254,10 @@ type recordWriter struct {
 	// manual leaves flushing to the caller (full, flushThen, flush), which
 	// cuts batches where it can record its progress.
 	manual bool
+	// ingest, when set, receives each batch as a run file (the next is
+	// run nextRun) instead of pebble: see ingest.go.
+	ingest  *ingestPlace
+	nextRun int
 }
 
 // snapWriteDepth is how many full batches the record writer lets wait to
@@ -272,12 +277,27 @@ type batchWrite struct {
 	done chan struct{}
 	err  error
 	buf  opBuffers
+	run  int // the run file it goes to, when ingesting
 }
 
 // opBuffers is one batch: its operations and the bytes they index.
 type opBuffers struct {
 	ops          []recordOp
 	keys, values []byte
+	// mods are the modules of the batch's flat index entries (putKV), in
+	// the order they came; modID finds them. other says the batch holds a
+	// key outside the node records, which putKV entries must not meet.
+	mods  []types.Address
+	modID map[types.Address]uint32
+	other bool
+	// ranked says rankGroups has replaced the provisional groups.
+	ranked bool
+}
+
+// reset empties b for the next batch, keeping its memory.
+func (b *opBuffers) reset() {
+	b.ops, b.keys, b.values, b.mods, b.other, b.ranked = b.ops[:0], b.keys[:0], b.values[:0], b.mods[:0], false, false
+	clear(b.modID)
 }
 
 // recordOp is a put, or a delete when del is set, of the key at
@@ -289,8 +309,12 @@ type recordOp struct {
 	// words, zero-padded. Node keys of one install share their namespace
 	// and born ("n/", 8 born bytes, "/"), so the first word ties and the
 	// second, which ends in 5 bytes of the hash, decides the comparison
-	// without comparing the keys' bytes.
+	// without comparing the keys' bytes. A flat index entry's pre holds
+	// the 16 bytes after its module instead, and its group the module's
+	// rank in the batch (see putKV): the keys of one module share their
+	// first 45 bytes or more, which pre would not see.
 	pre                    [2]uint64
+	group                  uint32
 	koff, klen, voff, vlen uint32
 	seq                    uint32
 	del                    bool
@@ -309,6 +333,9 @@ func (b *opBuffers) bytes() int { return len(b.keys) + len(b.values) }
 
 // compare orders the batch's operations by key bytes, then by seq.
 func (b *opBuffers) compare(x, y recordOp) int {
+	if c := cmp.Compare(x.group, y.group); c != 0 {
+		return c
+	}
 	if c := cmp.Compare(x.pre[0], y.pre[0]); c != 0 {
 		return c
 	}
@@ -341,28 +368,81 @@ func (w *recordWriter) delete(k ds.Key) error {
 	return w.add(k.String(), nil, true)
 }
 
+// errRecordMix reports a batch that would hold flat index entries from
+// putKV beside keys other than node records, which they are not ordered
+// against.
+var errRecordMix = errors.New("state: flat index entries batched with other keys than node records")
+
 func (w *recordWriter) add(key string, val []byte, del bool) error {
-	var b [16]byte
-	if sortFrom < len(key) {
-		copy(b[:], key[sortFrom:])
+	if !strings.HasPrefix(key, nsNode) {
+		if len(w.b.mods) > 0 {
+			return fmt.Errorf("%w: %q", errRecordMix, key)
+		}
+		w.b.other = true
 	}
-	// Keys start 16-byte aligned, as separately allocated strings did:
-	// the sort's whole-key comparisons (cmpbody) read 16 bytes at a time,
-	// and unaligned they cost a quarter more (0.51, 0.56 against 0.73,
-	// 0.69 CPU-s per 1M-key install, runs alternated).
+	w.align()
+	koff := len(w.b.keys)
+	w.b.keys = append(w.b.keys, key...)
+	return w.push(koff, sortFrom, 0, val, del)
+}
+
+// putKV puts the flat index entry of k. Its operation is ordered by the
+// module's rank among the batch's modules (group, set by sortParts), then
+// by the 16 key bytes after the module (pre): the whole-key comparison of
+// keys that share a module and 16 more bytes was most of the sort's time.
+// Flat index keys sort before node records, which put files after all
+// modules; a batch must hold no other keys.
+func (w *recordWriter) putKV(k types.StateKey, val []byte) error {
+	if w.b.other {
+		return fmt.Errorf("%w: %s", errRecordMix, k)
+	}
+	id, ok := w.b.modID[k.Module]
+	if !ok {
+		if w.b.modID == nil {
+			w.b.modID = map[types.Address]uint32{}
+		}
+		id = uint32(len(w.b.mods))
+		w.b.modID[k.Module] = id
+		w.b.mods = append(w.b.mods, k.Module)
+	}
+	w.align()
+	koff := len(w.b.keys)
+	// The bytes of kvKey(k) (appendKVKey), with the offset of the key.
+	w.b.keys = append(appendEscaped(append(w.b.keys, nsKV...), k.Module[:]), "/k"...)
+	from := len(w.b.keys) - koff
+	w.b.keys = appendEscaped(w.b.keys, k.Key)
+	return w.push(koff, from, id+1, val, false)
+}
+
+// align starts the next key 16-byte aligned, as separately allocated
+// strings did: the sort's whole-key comparisons (cmpbody) read 16 bytes at
+// a time, and unaligned they cost a quarter more (0.51, 0.56 against 0.73,
+// 0.69 CPU-s per 1M-key install, runs alternated).
+func (w *recordWriter) align() {
 	for len(w.b.keys)%16 != 0 {
 		w.b.keys = append(w.b.keys, 0)
 	}
+}
+
+// push adds the operation on the key at w.b.keys[koff:], whose pre is the
+// 16 bytes from its byte from, with provisional group (0, or a module's
+// id + 1).
+func (w *recordWriter) push(koff, from int, group uint32, val []byte, del bool) error {
+	var b [16]byte
+	key := w.b.keys[koff:]
+	if from < len(key) {
+		copy(b[:], key[from:])
+	}
 	w.b.ops = append(w.b.ops, recordOp{
-		pre:  [2]uint64{binary.BigEndian.Uint64(b[:]), binary.BigEndian.Uint64(b[8:])},
-		koff: uint32(len(w.b.keys)),
-		klen: uint32(len(key)),
-		voff: uint32(len(w.b.values)),
-		vlen: uint32(len(val)),
-		seq:  uint32(len(w.b.ops)),
-		del:  del,
+		pre:   [2]uint64{binary.BigEndian.Uint64(b[:]), binary.BigEndian.Uint64(b[8:])},
+		group: group,
+		koff:  uint32(koff),
+		klen:  uint32(len(key)),
+		voff:  uint32(len(w.b.values)),
+		vlen:  uint32(len(val)),
+		seq:   uint32(len(w.b.ops)),
+		del:   del,
 	})
-	w.b.keys = append(w.b.keys, key...)
 	w.b.values = append(w.b.values, val...)
 	if !w.manual && w.full() {
 		return w.flushThen(nil)
@@ -394,13 +474,16 @@ func (w *recordWriter) flushThen(then func() error) error {
 	if n := len(w.inflight); n > 0 {
 		prev = w.inflight[n-1]
 	}
-	bw := &batchWrite{done: make(chan struct{}), buf: w.b}
+	bw := &batchWrite{done: make(chan struct{}), buf: w.b, run: w.nextRun}
+	if w.ingest != nil && len(w.b.ops) > 0 {
+		w.nextRun++
+	}
 	w.inflight = append(w.inflight, bw)
 	w.b = opBuffers{}
 	if n := len(w.spare); n > 0 {
-		sp := w.spare[n-1]
+		w.b = w.spare[n-1]
 		w.spare = w.spare[:n-1]
-		w.b = opBuffers{ops: sp.ops[:0], keys: sp.keys[:0], values: sp.values[:0]}
+		w.b.reset()
 	}
 	go func() {
 		defer close(bw.done)
@@ -412,7 +495,7 @@ func (w *recordWriter) flushThen(then func() error) error {
 				return
 			}
 		}
-		bw.err = w.write(&bw.buf, parts)
+		bw.err = w.write(&bw.buf, parts, bw.run)
 		if bw.err == nil && then != nil {
 			bw.err = then()
 		}
@@ -449,11 +532,17 @@ func (w *recordWriter) flush() error {
 	return w.wait()
 }
 
-// write writes ob, sorted into parts, as one batch in key order;
-// operations on one key keep their order.
-func (w *recordWriter) write(ob *opBuffers, parts [][]recordOp) error {
+// write writes ob, sorted into parts, as one batch in key order (or as
+// run file run, when ingesting); operations on one key keep their order.
+func (w *recordWriter) write(ob *opBuffers, parts [][]recordOp, run int) error {
 	if len(ob.ops) == 0 {
 		return nil
+	}
+	if w.ingest != nil {
+		if err := w.ingest.writeRun(run, ob, parts); err != nil {
+			return err
+		}
+		return w.ctx.Err()
 	}
 	if w.pdb != nil {
 		b := w.pdb.NewBatchWithSize(ob.bytes() + 16*len(ob.ops))
@@ -509,6 +598,7 @@ const sortPartMin = 4096
 // concurrently. compare is a total order (seq breaks ties), so the merged
 // order is the one a single sort gives.
 func (b *opBuffers) sortParts() [][]recordOp {
+	b.rankGroups()
 	ops := b.ops
 	n := min(runtime.GOMAXPROCS(0), sortPartsMax, max(1, len(ops)/sortPartMin))
 	parts := make([][]recordOp, n)
@@ -523,6 +613,34 @@ func (b *opBuffers) sortParts() [][]recordOp {
 	}
 	wg.Wait()
 	return parts
+}
+
+// rankGroups replaces the provisional groups of putKV by the rank of the
+// module (1 for the smallest; module bytes order their escaped keys the
+// same way) and puts every other operation (node records) after them.
+func (b *opBuffers) rankGroups() {
+	if len(b.mods) == 0 || b.ranked {
+		return
+	}
+	b.ranked = true
+	order := make([]uint32, len(b.mods))
+	for i := range order {
+		order[i] = uint32(i)
+	}
+	slices.SortFunc(order, func(x, y uint32) int { return bytes.Compare(b.mods[x][:], b.mods[y][:]) })
+	rank := make([]uint32, len(b.mods)+1)
+	rank[0] = uint32(len(b.mods)) + 1
+	for r, id := range order {
+		rank[id+1] = uint32(r) + 1
+	}
+	for i := range b.ops {
+		b.ops[i].group = rank[b.ops[i].group]
+	}
+}
+
+// sameKey reports whether x and y name the same key.
+func (b *opBuffers) sameKey(x, y *recordOp) bool {
+	return x.group == y.group && x.pre == y.pre && bytes.Equal(b.key(x), b.key(y))
 }
 
 // merge calls fn for the operations of parts (each sorted) in compare

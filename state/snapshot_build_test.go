@@ -547,3 +547,76 @@ func TestRecordWriterFailedBatchStopsLater(t *testing.T) {
 		t.Fatalf("%d records written after the first batch failed", len(got))
 	}
 }
+
+// TestRecordWriterFlatIndexOrder: flat index entries put by putKV (ordered
+// by module rank and the bytes after the module) and node records merge
+// into the order of one sort of the key strings, for modules and keys
+// holding the escaped bytes, repeated keys and every GOMAXPROCS up to
+// sortPartsMax+1; putKV writes kvKey's bytes; and a batch refuses to mix
+// flat index entries with other keys than node records.
+func TestRecordWriterFlatIndexOrder(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	mods := []types.Address{{}, {'.'}, {'/'}, {'.', '/'}, {'-'}, {'0'}, {0xff}, {1, '.', 2}}
+	w := newRecordWriter(context.Background(), nil)
+	w.manual = true
+	type op struct {
+		key string
+		seq int
+	}
+	var ref []op
+	for i := range 3*sortPartMin + 5 {
+		if r.IntN(3) == 0 {
+			k := nodeKey(7, types.Hash(randKeyBytes(r, types.HashLen))).String()
+			if err := w.put(ds.RawKey(k), []byte{1}); err != nil {
+				t.Fatal(err)
+			}
+			ref = append(ref, op{k, i})
+			continue
+		}
+		sk := types.StateKey{Module: mods[r.IntN(len(mods))], Key: []byte(strconv.Itoa(r.IntN(300)))}
+		if r.IntN(2) == 0 {
+			sk.Key = append([]byte("shared/prefix.of-more-than-16-bytes/"), sk.Key...)
+		}
+		if err := w.putKV(sk, []byte{2}); err != nil {
+			t.Fatal(err)
+		}
+		if got, want := string(w.b.key(&w.b.ops[len(w.b.ops)-1])), kvKey(sk).String(); got != want {
+			t.Fatalf("putKV wrote %q, kvKey is %q", got, want)
+		}
+		ref = append(ref, op{kvKey(sk).String(), i})
+	}
+	slices.SortFunc(ref, func(a, b op) int {
+		if c := strings.Compare(a.key, b.key); c != 0 {
+			return c
+		}
+		return a.seq - b.seq
+	})
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+	for procs := 1; procs <= sortPartsMax+1; procs++ {
+		runtime.GOMAXPROCS(procs)
+		b := w.b
+		b.ops = slices.Clone(w.b.ops) // sortParts sorts in place and ranks groups
+		var got []op
+		err := b.merge(b.sortParts(), func(o *recordOp) error {
+			got = append(got, op{string(b.key(o)), int(o.seq)})
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(got, ref) {
+			t.Fatalf("GOMAXPROCS %d: merged order differs from one sort of the keys", procs)
+		}
+	}
+	if err := w.put(keyLatest, []byte{1}); !errors.Is(err, errRecordMix) {
+		t.Fatalf("a root key after flat index entries: %v, want errRecordMix", err)
+	}
+	other := newRecordWriter(context.Background(), nil)
+	other.manual = true
+	if err := other.put(keyLatest, []byte{1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := other.putKV(types.StateKey{Key: []byte("k")}, []byte{1}); !errors.Is(err, errRecordMix) {
+		t.Fatalf("a flat index entry after a root key: %v, want errRecordMix", err)
+	}
+}

@@ -53,7 +53,24 @@ type Importer struct {
 	mu     sync.Mutex // guards staged and left
 	staged []bool
 	left   int
+
+	// batchBytes, when > 0, replaces installBatchBytes (SetBatchBytes).
+	batchBytes int
+	// skipped is how many chunks the last install found built by an
+	// earlier, interrupted one (Skipped).
+	skipped int
 }
+
+// SetBatchBytes makes the install cut its batches at n bytes instead of
+// SnapshotInstallBatchBytes: tests of another package use it to make a
+// small install span many durable batches, so that an interrupted one
+// resumes mid-way.
+func (im *Importer) SetBatchBytes(n int) { im.batchBytes = n }
+
+// Skipped returns how many chunks the last Install or InstallFrom took as
+// built from the progress of an earlier, interrupted install: chunks it
+// neither read from the staging area nor asked its source for.
+func (im *Importer) Skipped() int { return im.skipped }
 
 // NewImporter opens the staging area of d for manifest m. Chunks already
 // staged for the same manifest (by an importer that crashed) are kept and
@@ -265,26 +282,34 @@ func deletePrefix(ctx context.Context, d ds.Batching, prefix string, w *recordWr
 }
 
 // buildTree streams the leaves of every chunk, staged or read from src,
-// through a treeBuilder into s and returns the root slot; nothing is
-// reachable yet. Staged chunks were verified when they arrived; they are
-// decoded and hashed again here (not trusted blindly), and the caller
-// re-checks the rebuilt root. Chunks from src are verified here. Decoding,
-// verifying and hashing are most of an install's own CPU, so they run a few
-// chunks ahead on every core (inOrder) and the builder only places leaves.
+// through a treeBuilder into s and returns the root slot and the number of
+// run files written (when pl is set: see ingest.go); nothing is reachable
+// yet. Staged chunks were verified when they arrived; they are decoded and
+// hashed again here (not trusted blindly), and the caller re-checks the
+// rebuilt root. Chunks from src are verified here. Decoding, verifying and
+// hashing are most of an install's own CPU, so they run a few chunks ahead
+// on every core (inOrder) and the builder only places leaves.
 //
 // Batches are cut at chunk boundaries. Once a batch is durable the install
-// records its progress (the next chunk and the builder's state), and a
-// restarted install of the same staging area goes on from there.
-func (im *Importer) buildTree(ctx context.Context, s *Store, src ChunkSource) (slot, error) {
+// records its progress (the next chunk, the runs written and the builder's
+// state), and a restarted install of the same staging area goes on from
+// there.
+func (im *Importer) buildTree(ctx context.Context, s *Store, src ChunkSource, pl *ingestPlace, p installProgress) (slot, int, error) {
 	w := newStoreRecordWriter(ctx, s)
 	w.manual = true
-	b := newTreeBuilder(im.m.Height, w)
-	n := len(im.m.Chunks)
-	start, err := im.progress(ctx, s, b)
-	if err != nil {
-		return slot{}, err
+	w.ingest, w.nextRun = pl, p.runs
+	if im.batchBytes > 0 {
+		w.max = im.batchBytes
 	}
-	err = inOrder(n-start, func(i int) ([]builtLeaf, error) {
+	b := newTreeBuilder(im.m.Height, w)
+	if p.next > 0 {
+		if err := b.restoreState(p.body); err != nil {
+			return slot{}, 0, err // checked by installProgress
+		}
+	}
+	n := len(im.m.Chunks)
+	start := p.next
+	err := inOrder(n-start, func(i int) ([]builtLeaf, error) {
 		return im.chunkLeaves(ctx, start+i, src)
 	}, func(i int, ls []builtLeaf) error {
 		for k := range ls {
@@ -297,46 +322,116 @@ func (im *Importer) buildTree(ctx context.Context, s *Store, src ChunkSource) (s
 		}
 		// The batch is written while the builder goes on; the progress
 		// record (the builder's state now) follows it once it is written.
-		rec := binary.AppendUvarint(nil, uint64(start+i+1))
-		rec = append(rec, b.encodeState()...)
+		rec := installProgress{next: start + i + 1, runs: w.nextRun, body: b.encodeState()}
+		if pl != nil {
+			rec.runs++ // the batch handed over now
+		}
 		return w.flushThen(func() error {
 			if !s.opts.AtomicBatches {
 				if err := s.d.Sync(ctx, ds.NewKey("/kairos")); err != nil {
 					return err
 				}
 			}
-			if err := s.d.Put(ctx, snapProgressKey, rec); err != nil {
-				return err
-			}
-			return s.d.Sync(ctx, snapProgressKey)
+			return rec.put(ctx, s)
 		})
 	})
 	if err != nil {
-		return slot{}, errors.Join(err, w.wait())
+		return slot{}, 0, errors.Join(err, w.wait())
 	}
 	root, err := b.root()
 	if err != nil {
-		return slot{}, errors.Join(err, w.wait())
+		return slot{}, 0, errors.Join(err, w.wait())
 	}
-	return root, w.flush()
+	if err := w.flush(); err != nil {
+		return slot{}, 0, err
+	}
+	return root, w.nextRun, nil
 }
 
-// progress restores b from the progress record of an unfinished install
-// and returns the first chunk still to build. Without a usable record the
-// install starts over: its records are rewritten with the same bytes.
-func (im *Importer) progress(ctx context.Context, s *Store, b *treeBuilder) (int, error) {
+// installProgress is the progress record of an unfinished install: the
+// next chunk to build, the run files written before it (when ingesting),
+// and either the builder's state after the chunk before it or, once the
+// runs are ingested, the rebuilt root record.
+type installProgress struct {
+	next     int
+	runs     int
+	ingested bool
+	body     []byte
+}
+
+func (p installProgress) put(ctx context.Context, s *Store) error {
+	rec := binary.AppendUvarint(nil, uint64(p.next))
+	rec = binary.AppendUvarint(rec, uint64(p.runs))
+	flag := byte(0)
+	if p.ingested {
+		flag = 1
+	}
+	rec = append(append(rec, flag), p.body...)
+	if err := s.d.Put(ctx, snapProgressKey, rec); err != nil {
+		return err
+	}
+	return s.d.Sync(ctx, snapProgressKey)
+}
+
+// progress reads the progress record of an unfinished install and readies
+// the scratch directory (pl, if set) for it. Without a usable record (or
+// with runs it names missing) the install starts over: its records are
+// rewritten with the same bytes.
+func (im *Importer) progress(ctx context.Context, s *Store, pl *ingestPlace) (installProgress, error) {
+	p, err := im.readProgress(ctx, s)
+	if err != nil {
+		return installProgress{}, err
+	}
+	if pl == nil {
+		if p.runs > 0 && !p.ingested {
+			return installProgress{}, nil // runs only an ingesting install can use
+		}
+		return p, nil
+	}
+	keep := p.runs
+	if p.ingested {
+		keep = 0
+	}
+	ok, err := pl.prepare(keep)
+	if err != nil || !ok {
+		return installProgress{}, err // !ok: prepare deleted every run
+	}
+	return p, nil
+}
+
+// readProgress returns the progress record of s if it is well formed and
+// fits the manifest, else the zero progress (start over).
+func (im *Importer) readProgress(ctx context.Context, s *Store) (installProgress, error) {
 	raw, err := s.d.Get(ctx, snapProgressKey)
 	if errors.Is(err, ds.ErrNotFound) {
-		return 0, nil
+		return installProgress{}, nil
 	}
 	if err != nil {
-		return 0, err
+		return installProgress{}, err
 	}
-	next, k := uvarint(raw)
-	if k <= 0 || next == 0 || next > uint64(len(im.m.Chunks)) || b.restoreState(raw[k:]) != nil {
-		return 0, nil // restoreState changes b only when it succeeds
+	next, k1 := uvarint(raw)
+	if k1 <= 0 {
+		return installProgress{}, nil
 	}
-	return int(next), nil
+	runs, k2 := uvarint(raw[k1:])
+	if k2 <= 0 || k1+k2 >= len(raw) || raw[k1+k2] > 1 || runs > SnapshotChunksMax {
+		return installProgress{}, nil
+	}
+	p := installProgress{next: int(next), runs: int(runs), ingested: raw[k1+k2] == 1, body: raw[k1+k2+1:]}
+	n := uint64(len(im.m.Chunks))
+	switch {
+	case next == 0 || next > n:
+		return installProgress{}, nil
+	case p.ingested:
+		if sl, err := decodeRoot(p.body); err != nil || next != n || types.Root(sl.h) != im.m.Root {
+			return installProgress{}, nil
+		}
+	default:
+		if (&treeBuilder{}).restoreState(p.body) != nil {
+			return installProgress{}, nil
+		}
+	}
+	return p, nil
 }
 
 // chunkLeaves returns the hashed leaves of chunk i: from the staging area

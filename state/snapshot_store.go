@@ -213,26 +213,61 @@ func (im *Importer) InstallFrom(ctx context.Context, s *Store, src ChunkSource) 
 	if err := s.d.Sync(ctx, snapInstallKey); err != nil {
 		return err
 	}
-	newRoot, err := im.buildTree(ctx, s, src)
+	pl := ingestPlaceOf(s)
+	p, err := im.progress(ctx, s, pl)
+	if err != nil {
+		return err
+	}
+	im.skipped = p.next
+	var newRoot slot
+	runs := 0
+	if p.ingested {
+		newRoot, err = decodeRoot(p.body) // checked by progress
+	} else {
+		newRoot, runs, err = im.buildTree(ctx, s, src, pl, p)
+	}
 	if err != nil {
 		return err
 	}
 	if types.Root(newRoot.h) != m.Root {
 		// Staged chunks were verified when they arrived, so only a
 		// corrupted staging area gets here: start the import over.
-		err := fmt.Errorf("%w: rebuilt %s, manifest %s", ErrSnapshotRoot, types.Root(newRoot.h), m.Root)
-		if derr := discardInstall(ctx, s.d); derr != nil {
-			return errors.Join(err, derr)
+		return im.abandon(ctx, s, pl, fmt.Errorf("%w: rebuilt %s, manifest %s", ErrSnapshotRoot, types.Root(newRoot.h), m.Root))
+	}
+	if pl != nil && !p.ingested {
+		// The root checked out: the runs go into pebble, a progress
+		// record says so, and the scratch files go before the switch, so
+		// that no crash leaves them behind a finished install.
+		if err := pl.ingestRuns(ctx, runs); errors.Is(err, ErrCorrupt) {
+			return im.abandon(ctx, s, pl, err) // a damaged run: start over
+		} else if err != nil {
+			return err
 		}
-		if cerr := clearSnapshotStaging(ctx, im.d); cerr != nil {
-			return errors.Join(err, cerr)
+		done := installProgress{next: len(m.Chunks), runs: runs, ingested: true, body: encodeRoot(newRoot)}
+		if err := done.put(ctx, s); err != nil {
+			return err
 		}
-		return err
+		if err := pl.clear(); err != nil {
+			return err
+		}
 	}
 	if err := s.switchTo(ctx, m.Height, newRoot); err != nil {
 		return err
 	}
 	return clearSnapshotStaging(ctx, im.d)
+}
+
+// abandon discards an install that cannot finish from what it wrote (err
+// says why) and the staging area, so that the next import starts over, and
+// returns err.
+func (im *Importer) abandon(ctx context.Context, s *Store, pl *ingestPlace, err error) error {
+	if pl != nil {
+		err = errors.Join(err, pl.clear())
+	}
+	if derr := discardInstall(ctx, s.d); derr != nil {
+		return errors.Join(err, derr)
+	}
+	return errors.Join(err, clearSnapshotStaging(ctx, im.d))
 }
 
 // Seed writes the leaves that fill hands to add, in strictly increasing

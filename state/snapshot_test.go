@@ -6,6 +6,7 @@ import (
 	"errors"
 	"math"
 	"math/rand/v2"
+	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -300,17 +301,46 @@ func TestSnapshotExportDuringPrune(t *testing.T) {
 // which must first discard whatever the crashed install wrote. Either way
 // the store ends at the imported root with an audit that finds nothing
 // leaked or missing and a flat index that matches the tree.
+//
+// Installs that ingest (see ingest.go) also crash at the points where they
+// start merging their runs into tables, just before pebble links the tables
+// in (written, not ingested), and before the first scratch file is removed
+// after the ingest.
 func TestSnapshotImportCrashResume(t *testing.T) {
-	for _, stream := range []bool{false, true} {
-		name := map[bool]string{false: "staged", true: "streamed"}[stream]
-		t.Run(name, func(t *testing.T) { testSnapshotImportCrashResume(t, stream) })
+	for _, mode := range installModes {
+		for _, stream := range []bool{false, true} {
+			name := map[bool]string{false: "staged", true: "streamed"}[stream]
+			t.Run(mode.name+"/"+name, func(t *testing.T) { testSnapshotImportCrashResume(t, stream, mode.ingest) })
+		}
 	}
+}
+
+// spyFS calls on before each file creation, link and removal, with the
+// operation and the file's name.
+type spyFS struct {
+	vfs.FS
+	on func(op, name string)
+}
+
+func (f *spyFS) Create(name string, cat vfs.DiskWriteCategory) (vfs.File, error) {
+	f.on("create", name)
+	return f.FS.Create(name, cat)
+}
+
+func (f *spyFS) Link(oldname, newname string) error {
+	f.on("link", oldname)
+	return f.FS.Link(oldname, newname)
+}
+
+func (f *spyFS) RemoveAll(name string) error {
+	f.on("remove", name)
+	return f.FS.RemoveAll(name)
 }
 
 // testSnapshotImportCrashResume is TestSnapshotImportCrashResume with every
 // chunk staged by Add first, or (stream) none staged and every chunk read by
-// InstallFrom.
-func testSnapshotImportCrashResume(t *testing.T, stream bool) {
+// InstallFrom; installing by batches or (ingest) by ingestion.
+func testSnapshotImportCrashResume(t *testing.T, stream, ingest bool) {
 	smallInstallBatches(t, 8<<10) // the install spans dozens of batches
 	ctx := context.Background()
 	src, err := OpenMemory(Options{})
@@ -357,30 +387,58 @@ func testSnapshotImportCrashResume(t *testing.T, stream bool) {
 		return skipped
 	}
 	dry := NewCrashPointFS(vfs.NewCrashableMem(), 0, vfs.CrashCloneCfg{})
-	s := OpenOnFSStore(t, dry, Options{})
+	// The operation counts (1-based) at which an ingesting install starts
+	// its first table, links its first table and removes its first
+	// scratch file after the ingest.
+	var named []int64
+	seen := map[string]bool{}
+	s := openSnapStore(t, &spyFS{dry, func(op, name string) {
+		scratch := strings.Contains(name, ingestDirName+"/")
+		key := map[string]string{"create": "table-", "link": "link", "remove": "remove"}[op]
+		if scratch && !seen[key] && (op != "create" || strings.Contains(name, "table-")) {
+			seen[key] = true
+			named = append(named, dry.Ops()+1)
+		}
+	}}, ingest)
 	importAll(s, m, chunks)
 	s.Close()
 	total := dry.Ops()
+	if ingest && len(named) != 3 {
+		t.Fatalf("the dry run saw %d of the 3 ingest steps", len(named))
+	}
 
 	points := int64(24)
 	if RaceEnabled {
 		points = 6
 	}
-	resumed, switched, progressed := 0, 0, 0
+	targets := make([]int64, 0, points+3)
 	for p := int64(0); p < points; p++ {
-		fs := NewCrashPointFS(vfs.NewCrashableMem(), 1+p*total/points, vfs.CrashCloneCfg{})
-		s := OpenOnFSStore(t, fs, Options{})
+		targets = append(targets, 1+p*total/points)
+	}
+	if ingest {
+		// Even points resume the same snapshot: the one before the link.
+		targets = append(targets, named[1], named[0], named[2])
+	}
+	resumed, switched, progressed, afterIngest := 0, 0, 0, 0
+	for p, target := range targets {
+		fs := NewCrashPointFS(vfs.NewCrashableMem(), target, vfs.CrashCloneCfg{})
+		s := openSnapStore(t, fs, ingest)
 		importAll(s, m, chunks)
 		s.Close()
 		clone := fs.Clone()
 		if clone == nil {
 			continue
 		}
-		s = OpenOnFSStore(t, clone, Options{})
+		s = openSnapStore(t, clone, ingest)
 		if ok, err := s.Datastore().Has(ctx, snapProgressKey); err != nil {
 			t.Fatal(err)
 		} else if ok && p%2 == 0 {
 			progressed++ // the install below goes on from a durable batch
+			if pr, err := (&Importer{m: m}).readProgress(ctx, s); err != nil {
+				t.Fatal(err)
+			} else if pr.ingested {
+				afterIngest++ // it only switches
+			}
 		}
 		switch gh, gr := s.Latest(); {
 		case gh == h && gr == root:
@@ -409,10 +467,13 @@ func testSnapshotImportCrashResume(t *testing.T, stream bool) {
 			sameReads(t, src, s, oldH, snapModel(t, src, oldH))
 		}
 	}
+	if ingest && afterIngest == 0 {
+		t.Fatal("no crash point fell between the ingest and the switch")
+	}
 	if resumed == 0 || progressed == 0 {
 		t.Fatalf("%d chunks skipped, %d installs resumed mid-way: the crash points missed the staging or the install", resumed, progressed)
 	}
-	t.Logf("%d crash points over %d operations, %d chunks skipped on resume, %d installs resumed mid-way, %d crashes after the switch", points, total, resumed, progressed, switched)
+	t.Logf("%d crash points over %d operations, %d chunks skipped on resume, %d installs resumed mid-way, %d crashes after the switch", len(targets), total, resumed, progressed, switched)
 }
 
 // snapModel returns the (key, value) pairs of version h of s.

@@ -49,6 +49,8 @@ bottom-up from sorted keys to measure proofs at that size. Scale it down with
 	f.Uint64Var(&cfg.Workload.Seed, "seed", cfg.Workload.Seed, "workload seed")
 	f.Uint64Var(&cfg.Keep, "keep", cfg.Keep, "K: versions kept by the pruning store")
 	f.IntVar(&cfg.Samples, "samples", cfg.Samples, "disk size samples")
+	f.IntVar(&cfg.ReadSamples, "read-keys", cfg.ReadSamples, "random keys read twice for the first-read and read-again rows")
+	f.IntVar(&cfg.WarmReadKeys, "warm-read-keys", cfg.WarmReadKeys, "keys of the warm read (their blocks must fit the block caches: 128 MiB for the store, 8 MiB for the floor)")
 	f.IntVar(&cfg.ProofKeys, "proof-keys", cfg.ProofKeys, "also build a tree of this many keys (sorted by key path and written bottom-up by state.Seed, not by commits) to measure proofs at that size; 10000000 for the 10M target takes minutes")
 	f.StringVar(&dir, "dir", "", "directory for the scratch stores (default: the system temp dir); use a real disk, not tmpfs")
 	return cmd

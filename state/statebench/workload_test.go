@@ -3,6 +3,7 @@ package statebench
 import (
 	"bytes"
 	"context"
+	"errors"
 	"strings"
 	"testing"
 
@@ -119,7 +120,7 @@ func TestRunSmall(t *testing.T) {
 	if err := Run(context.Background(), cfg, &out); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"commit, update blocks", "latest read", "proof at 400 keys", "proof at 300 keys", "disk bytes per live key", "disk by record kind", "value records", "pebble floor", "snapshot import", "end", "from local chunks"} {
+	for _, want := range []string{"commit, update blocks", "latest read, warm", "50 random keys, first read", "the same 50 keys again", "proof at 400 keys", "proof at 300 keys", "disk bytes per live key", "disk by record kind", "value records", "pebble floor", "snapshot import", "end", "from local chunks"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, out.String())
 		}
@@ -139,3 +140,41 @@ func model(w Workload, h uint64) map[string][]byte {
 }
 
 func modelKey(k types.StateKey) string { return string(k.Module[:]) + string(k.Key) }
+
+// TestMeasureReads checks the passes of measureReads against a counting
+// reader: every key twice, then the warm set once untimed and
+// warmReadPasses times timed; a warm set larger than the keys is clamped,
+// and a failing read is returned.
+func TestMeasureReads(t *testing.T) {
+	keys := readKeys(Workload{Keys: 100, Block: 10, ValueSize: 8, Modules: 1, Seed: 1}, 30)
+	for _, warm := range []int{1, 7, 30, 500} {
+		calls := map[string]int{}
+		st, err := measureReads(keys, warm, func(k types.StateKey) error {
+			calls[modelKey(k)]++
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := min(warm, len(keys))
+		if st.keys != len(keys) || st.warmKeys != w {
+			t.Fatalf("warm %d: stats name %d keys, %d warm", warm, st.keys, st.warmKeys)
+		}
+		want := map[string]int{}
+		for i, k := range keys {
+			want[modelKey(k)] += 2
+			if i < w {
+				want[modelKey(k)] += 1 + warmReadPasses
+			}
+		}
+		for k, n := range want {
+			if calls[k] != n {
+				t.Fatalf("warm %d: key read %d times, want %d", warm, calls[k], n)
+			}
+		}
+	}
+	boom := errors.New("boom")
+	if _, err := measureReads(keys, 5, func(types.StateKey) error { return boom }); !errors.Is(err, boom) {
+		t.Fatalf("failing read: %v", err)
+	}
+}
