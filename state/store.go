@@ -118,8 +118,14 @@ type Store struct {
 	pdb *pebble.DB
 
 	commitMu sync.Mutex // one Commit at a time; Audit holds it too
-	failed   error      // set by a Commit that failed while writing; under commitMu
-	pruneMu  sync.Mutex // one Prune at a time; Audit holds it too
+	// inflight is the last version CommitAsync handed to the background
+	// write, nil once a writer drained it; under commitMu.
+	inflight *pendingWrite
+	// failed is set by a write that failed: under mu by the background
+	// write, under commitMu (with nothing in flight) by Install and
+	// Replace.
+	failed  error
+	pruneMu sync.Mutex // one Prune at a time; Audit holds it too
 
 	mu        sync.Mutex // guards the fields below
 	latest    uint64
@@ -257,9 +263,12 @@ func openOwned(d interface {
 	return s, nil
 }
 
-// Close closes the datastore if the store opened it. Views must be closed
-// first.
+// Close waits for a CommitAsync write in flight, then closes the datastore
+// if the store opened it. Views must be closed first.
 func (s *Store) Close() error {
+	s.commitMu.Lock()
+	s.drainLocked()
+	s.commitMu.Unlock()
 	if s.closer != nil {
 		return s.closer.Close()
 	}
@@ -382,9 +391,19 @@ func (s *Store) recover(ctx context.Context, latest uint64) error {
 // one.
 func (s *Store) lockWriter() (uint64, slot, error) {
 	s.commitMu.Lock()
+	s.drainLocked()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.latest, s.root, s.failed
+}
+
+// drainLocked waits for the write CommitAsync left in flight, if any; the
+// caller holds commitMu. Its outcome is in s.latest or s.failed then.
+func (s *Store) drainLocked() {
+	if s.inflight != nil {
+		s.inflight.wait()
+		s.inflight = nil
+	}
 }
 
 // Latest returns the height and root of the last durable commit.
