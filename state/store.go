@@ -501,14 +501,14 @@ func (s *Store) loadNode(ctx context.Context, r nodeRef) (*node, error) {
 	}
 	b, err := s.d.Get(ctx, nodeKey(r.born, r.id))
 	if errors.Is(err, ds.ErrNotFound) {
-		return nil, fmt.Errorf("%w: missing node %x (born %d)", ErrCorrupt, r.id, r.born)
+		return nil, fmt.Errorf("%w: missing node %s (born %d)", ErrCorrupt, r.id, r.born)
 	}
 	if err != nil {
 		return nil, err
 	}
 	n, err := decodeNode(b, r)
 	if err != nil {
-		return nil, fmt.Errorf("node %x: %w", r.id, err)
+		return nil, fmt.Errorf("node %s: %w", r.id, err)
 	}
 	s.cache.put(n)
 	return n, nil
@@ -518,7 +518,7 @@ func (s *Store) loadNode(ctx context.Context, r nodeRef) (*node, error) {
 func (s *Store) readValue(ctx context.Context, leaf *slot) (types.StateKey, []byte, error) {
 	b, err := s.d.Get(ctx, nodeKey(leaf.born, leaf.h))
 	if errors.Is(err, ds.ErrNotFound) {
-		return types.StateKey{}, nil, fmt.Errorf("%w: missing value record %x (born %d)", ErrCorrupt, leaf.h, leaf.born)
+		return types.StateKey{}, nil, fmt.Errorf("%w: missing value record %s (born %d)", ErrCorrupt, leaf.h, leaf.born)
 	}
 	if err != nil {
 		return types.StateKey{}, nil, err
@@ -528,7 +528,7 @@ func (s *Store) readValue(ctx context.Context, leaf *slot) (types.StateKey, []by
 		return k, nil, err
 	}
 	if types.KeyPath(k) != leaf.kp || types.LeafHash(leaf.kp, types.ValueHash(v)) != leaf.h {
-		return k, nil, fmt.Errorf("%w: value record %x does not match its leaf", ErrCorrupt, leaf.h)
+		return k, nil, fmt.Errorf("%w: value record %s does not match its leaf", ErrCorrupt, leaf.h)
 	}
 	return k, v, nil
 }
