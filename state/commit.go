@@ -95,11 +95,11 @@ type committer struct {
 	ctx    context.Context
 	height uint64
 	// oldValues says the change set records old values: only recovery on
-	// backends without atomic batches reads them (see write).
+	// backends without atomic batches reads them (see writeTearable).
 	oldValues bool
 	// prev is the version before height while its write is still in
 	// flight (nil otherwise): a record it wrote is read from the datastore
-	// only after that write is done (see load).
+	// only after that write is done (see loadNode).
 	prev *pendingWrite
 }
 
