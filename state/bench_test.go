@@ -139,83 +139,25 @@ func fillNew(b *testing.B, dir string, n int) (*Store, uint64) {
 
 // BenchmarkCommit updates 10k random existing keys per block on a tree of
 // benchKeys keys, pebble with sync; "+prune" also prunes to K=10 after each
-// block. K blocks run before the timer starts, so that the pruner works on
-// versions this process wrote (as a node that has run for K blocks does),
-// also on a store opened from a KAIROS_BENCH_FILL template. The baseline
-// writes the same 10k key/values as one synced raw pebble batch (the flat
-// index alone) in the same run.
+// block, "+async" commits with CommitAsync (see benchCommit). K blocks run
+// before the timer starts, so that the pruner works on versions this
+// process wrote (as a node that has run for K blocks does), also on a store
+// opened from a KAIROS_BENCH_FILL template. The baseline writes the same
+// 10k key/values as one synced raw pebble batch (the flat index alone) in
+// the same run.
 func BenchmarkCommit(b *testing.B) {
 	n := benchKeys()
 	for _, prune := range []bool{false, true} {
-		name := "tree=" + strconv.Itoa(n)
-		if prune {
-			name += "+prune"
+		for _, async := range []bool{false, true} {
+			name := "tree=" + strconv.Itoa(n)
+			if prune {
+				name += "+prune"
+			}
+			if async {
+				name += "+async"
+			}
+			b.Run(name, func(b *testing.B) { benchCommit(b, n, prune, async) })
 		}
-		b.Run(name, func(b *testing.B) {
-			s, h := fillStore(b, n)
-			ctx := context.Background()
-			block := func(i int) {
-				ws := make([]Write, benchBlock)
-				for j := range ws {
-					k := int((uint64(i)*benchBlock + uint64(j)) * 2654435761 % uint64(n))
-					ws[j] = Write{benchKey(k), benchValue(k, i+1)}
-				}
-				h++
-				if _, err := s.Commit(ctx, h, ws); err != nil {
-					b.Fatal(err)
-				}
-				if !prune {
-					return
-				}
-				if _, err := s.Prune(ctx); err != nil {
-					b.Fatal(err)
-				}
-			}
-			warm := int(s.opts.KeepVersions)
-			for i := 0; i < warm; i++ {
-				block(i)
-			}
-			b.ResetTimer()
-			stop := profileTo(b, os.Getenv("KAIROS_BENCH_CPUPROFILE"), "")
-			cpu := startCPU()
-			wal0, sst0 := pebbleWritten(s)
-			for i := 0; i < b.N; i++ {
-				block(warm + i)
-			}
-			stop()
-			b.ReportMetric(float64(b.N*benchBlock)/b.Elapsed().Seconds(), "updates/s")
-			b.ReportMetric(cpu.since()/float64(b.N), "cpu-s/op")
-			// Bytes pebble wrote per update: to its log, and to tables by
-			// flushes and compactions (the write amplification).
-			wal, sst := pebbleWritten(s)
-			b.ReportMetric(float64(wal-wal0)/float64(b.N*benchBlock), "wal-B/update")
-			b.ReportMetric(float64(sst-sst0)/float64(b.N*benchBlock), "sst-B/update")
-			// Compaction pebble still owes at the end: a run of a few dozen
-			// blocks leaves hundreds of MB of it, which cpu-s/op and
-			// sst-B/update do not include; compare runs with similar debt.
-			m := s.d.(*pebbleds.Datastore).DB.Metrics()
-			b.ReportMetric(float64(m.Compact.EstimatedDebt)/1e6, "debt-MB")
-			if du, ok := s.d.(ds.PersistentDatastore); ok {
-				// Disk per live key against the raw key+value bytes.
-				used, err := du.DiskUsage(ctx)
-				if err != nil {
-					b.Fatal(err)
-				}
-				raw := len(benchKey(0).Key) + types.AddressLen + len(benchValue(0, 0))
-				b.ReportMetric(float64(used)/float64(n)/float64(raw), "disk-x-raw")
-			}
-			// What the disk holds, by record kind: key and value bytes per
-			// live key.
-			usage, err := s.Usage(ctx)
-			if err != nil {
-				b.Fatal(err)
-			}
-			for _, u := range usage {
-				if u.Kind != UsageRoots && u.Kind != UsageOther {
-					b.ReportMetric(float64(u.Bytes())/float64(n), strings.ReplaceAll(u.Kind, " ", "-")+"-B/key")
-				}
-			}
-		})
 	}
 	b.Run("baseline=raw-pebble-batch", func(b *testing.B) {
 		d, err := pebbleds.NewDatastore(filepath.Join(b.TempDir(), "raw"), pebbleds.WithPebbleWriteOptions(pebble.Sync))
@@ -241,6 +183,95 @@ func BenchmarkCommit(b *testing.B) {
 		b.ReportMetric(float64(b.N*benchBlock)/b.Elapsed().Seconds(), "updates/s")
 		b.ReportMetric(cpu.since()/float64(b.N), "cpu-s/op")
 	})
+}
+
+// benchCommit is one BenchmarkCommit run: with async, each block is
+// committed by CommitAsync and the next block's tree update runs while it
+// is written (the block before is waited for, as a pipelining node would),
+// the last one waited for before the timer stops.
+func benchCommit(b *testing.B, n int, prune, async bool) {
+	s, h := fillStore(b, n)
+	ctx := context.Background()
+	var wait func() error
+	block := func(i int) {
+		ws := make([]Write, benchBlock)
+		for j := range ws {
+			k := int((uint64(i)*benchBlock + uint64(j)) * 2654435761 % uint64(n))
+			ws[j] = Write{benchKey(k), benchValue(k, i+1)}
+		}
+		h++
+		var err error
+		if async {
+			_, wait, err = s.CommitAsync(ctx, h, ws)
+		} else {
+			_, err = s.Commit(ctx, h, ws)
+		}
+		if err != nil {
+			b.Fatal(err)
+		}
+		if !prune {
+			return
+		}
+		if _, err := s.Prune(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+	drain := func() {
+		if wait != nil {
+			if err := wait(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	warm := int(s.opts.KeepVersions)
+	for i := 0; i < warm; i++ {
+		block(i)
+	}
+	drain()
+	b.ResetTimer()
+	stop := profileTo(b, os.Getenv("KAIROS_BENCH_CPUPROFILE"), "")
+	cpu := startCPU()
+	wal0, sst0 := pebbleWritten(s)
+	for i := 0; i < b.N; i++ {
+		block(warm + i)
+	}
+	drain()
+	stop()
+	b.ReportMetric(float64(b.N*benchBlock)/b.Elapsed().Seconds(), "updates/s")
+	b.ReportMetric(cpu.since()/float64(b.N), "cpu-s/op")
+	// Cores the process kept busy: what pipelining raises, when the
+	// machine has a core to spare.
+	b.ReportMetric(cpu.since()/b.Elapsed().Seconds(), "cores")
+	// Bytes pebble wrote per update: to its log, and to tables by
+	// flushes and compactions (the write amplification).
+	wal, sst := pebbleWritten(s)
+	b.ReportMetric(float64(wal-wal0)/float64(b.N*benchBlock), "wal-B/update")
+	b.ReportMetric(float64(sst-sst0)/float64(b.N*benchBlock), "sst-B/update")
+	// Compaction pebble still owes at the end: a run of a few dozen
+	// blocks leaves hundreds of MB of it, which cpu-s/op and
+	// sst-B/update do not include; compare runs with similar debt.
+	m := s.d.(*pebbleds.Datastore).DB.Metrics()
+	b.ReportMetric(float64(m.Compact.EstimatedDebt)/1e6, "debt-MB")
+	if du, ok := s.d.(ds.PersistentDatastore); ok {
+		// Disk per live key against the raw key+value bytes.
+		used, err := du.DiskUsage(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		raw := len(benchKey(0).Key) + types.AddressLen + len(benchValue(0, 0))
+		b.ReportMetric(float64(used)/float64(n)/float64(raw), "disk-x-raw")
+	}
+	// What the disk holds, by record kind: key and value bytes per
+	// live key.
+	usage, err := s.Usage(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, u := range usage {
+		if u.Kind != UsageRoots && u.Kind != UsageOther {
+			b.ReportMetric(float64(u.Bytes())/float64(n), strings.ReplaceAll(u.Kind, " ", "-")+"-B/key")
+		}
+	}
 }
 
 // BenchmarkGet reads latest values through the flat index (warm), with a

@@ -95,57 +95,165 @@ type committer struct {
 	ctx    context.Context
 	height uint64
 	// oldValues says the change set records old values: only recovery on
-	// backends without atomic batches reads them (see write).
+	// backends without atomic batches reads them (see writeTearable).
 	oldValues bool
+	// prev is the version before height while its write is still in
+	// flight (nil otherwise): a record it wrote is read from the datastore
+	// only after that write is done (see loadNode).
+	prev *pendingWrite
+}
+
+// pendingWrite is a version handed to the background write: CommitAsync
+// returns once the tree is updated, and the batch is built, written and
+// synced meanwhile. done closes when the write is over; err (set before)
+// says how it went.
+type pendingWrite struct {
+	height uint64
+	parent types.Hash // the root of the version below (GetMany's index applies the change from it)
+	root   slot
+	done   chan struct{}
+	err    error
+}
+
+// writing reports whether a version's write is still going on; the caller
+// holds commitMu, so no other can start meanwhile.
+func (s *Store) writing() bool {
+	if s.inflight == nil {
+		return false
+	}
+	select {
+	case <-s.inflight.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// wait blocks until the version's write is over and returns its error.
+func (w *pendingWrite) wait() error {
+	<-w.done
+	return w.err
 }
 
 // Commit applies writes as version height, which must be latest+1, in one
-// durable batch, and returns the new root. The root depends only on the
-// resulting set of (key, value) pairs, not on the order of writes or on
-// GOMAXPROCS. Writes to the same key twice fail with ErrDuplicateKey; a
-// rejected Commit leaves the store unchanged. If writing fails, the store
-// refuses further commits with ErrNeedsReopen: Open undoes the torn version.
+// durable batch, and returns the new root once that batch is synced. It is
+// CommitAsync followed by its wait.
 func (s *Store) Commit(ctx context.Context, height uint64, writes []Write) (types.Root, error) {
-	latest, root, err := s.lockWriter()
-	defer s.commitMu.Unlock()
+	root, wait, err := s.CommitAsync(ctx, height, writes)
 	if err != nil {
 		return types.Root{}, err
 	}
+	if err := wait(); err != nil {
+		return types.Root{}, err
+	}
+	return root, nil
+}
+
+// CommitAsync applies writes as version height, which must be one above the
+// last version committed (durable or not), and returns the new root as soon
+// as the tree is updated; the version's batch is built, written and synced
+// in the background, and wait reports when that is over. The root is
+// durable, and the version visible to readers (Latest, Get, View), only
+// once wait returned nil. The next CommitAsync may start at once: its tree
+// update runs while this version is written, which is what keeps both cores
+// busy (see RATIONALE.md). At most one version's write is outstanding when
+// CommitAsync returns: it first waits for the write of the version before
+// its own. The writes reach the datastore one version at a time, in height
+// order, so a crash leaves at most the version above the last durable one
+// half-written, which Open discards, as for Commit.
+//
+// The root depends only on the resulting set of (key, value) pairs, not on
+// the order of writes or on GOMAXPROCS. Writes to the same key twice fail
+// with ErrDuplicateKey; a rejected CommitAsync (an error returned, no wait)
+// leaves the store unchanged. If writing fails, wait returns
+// ErrNeedsReopen, and so does the wait of every later version and every
+// later call: Open undoes the torn version. The write goes on after ctx is
+// cancelled (a version is never left half-written by choice); wait may be
+// called any number of times, from any goroutine. writes must not change
+// until wait returns.
+func (s *Store) CommitAsync(ctx context.Context, height uint64, writes []Write) (types.Root, func() error, error) {
+	s.commitMu.Lock()
+	defer s.commitMu.Unlock()
+	s.mu.Lock()
+	latest, root, failed := s.latest, s.root, s.failed
+	s.mu.Unlock()
+	if failed != nil {
+		return types.Root{}, nil, failed
+	}
+	prev := s.inflight
+	if prev != nil {
+		latest, root = prev.height, prev.root
+	}
 	if height != latest+1 {
-		return types.Root{}, fmt.Errorf("%w: got %d, latest is %d", ErrHeight, height, latest)
+		return types.Root{}, nil, fmt.Errorf("%w: got %d, latest is %d", ErrHeight, height, latest)
 	}
 	items, err := prepare(writes)
 	if err != nil {
-		return types.Root{}, err
+		return types.Root{}, nil, err
 	}
-	c := &committer{s: s, ctx: ctx, height: height, oldValues: !s.opts.AtomicBatches}
-	var o out
-	newRoot, err := c.update(&o, root, 0, items)
+	c := &committer{s: s, ctx: ctx, height: height, oldValues: !s.opts.AtomicBatches, prev: prev}
+	o := new(out)
+	newRoot, err := c.update(o, root, 0, items)
 	if err != nil {
-		return types.Root{}, err
+		return types.Root{}, nil, err
 	}
-	// The cache takes the version's nodes while its batch is written and
-	// synced, on the other core: no reader asks for a node born at height
+	w := &pendingWrite{height: height, parent: root.h, root: newRoot, done: make(chan struct{})}
+	go s.writeInBackground(context.WithoutCancel(ctx), w, prev, o)
+	// The cache takes the version's nodes while its batch is built and
+	// written, on the other core: no reader asks for a node born at height
 	// before the version is visible, and a dropped node is only reloaded.
-	// If the write fails, the store needs reopening, with a new cache.
-	cached := make(chan struct{})
-	go func() {
-		s.cache.replace(o.replaced, o.nodes)
-		close(cached)
-	}()
-	err = s.write(ctx, height, newRoot, &o)
-	<-cached
+	// The next commit finds them there (or, evicted, waits for the write
+	// and loads them). If the write fails, the store needs reopening, with
+	// a new cache.
+	s.cache.replace(o.replaced, o.nodes)
+	if prev != nil {
+		prev.wait() // its error is w's too, and w reports it
+	}
+	s.inflight = w
+	return types.Root(newRoot.h), w.wait, nil
+}
+
+// writeInBackground builds version w's batch, waits for the write of the
+// version before it (prev, nil if none is outstanding), then writes and
+// syncs its own, and makes it visible. A failed write of prev fails w
+// without writing anything: versions reach the datastore in height order.
+func (s *Store) writeInBackground(ctx context.Context, w *pendingWrite, prev *pendingWrite, o *out) {
+	defer close(w.done)
+	var b ds.Batch
+	var err error
+	if s.opts.AtomicBatches {
+		// Built while prev is synced: a batch is memory only until its
+		// Commit.
+		b, err = s.commitBatch(ctx, w.height, w.root, o)
+	}
+	if prev != nil {
+		if perr := prev.wait(); perr != nil {
+			w.err = perr
+			return
+		}
+	}
+	switch {
+	case err != nil:
+	case b != nil:
+		err = b.Commit(ctx)
+	default:
+		err = s.writeTearable(ctx, w.height, w.root, o)
+	}
+	if err == nil {
+		// Before the version is visible: until then GetMany finds the
+		// index ahead of the latest root and reads the datastore.
+		s.latestIdx.apply(w.parent, w.root.h, o.changes)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if err != nil {
 		// Part of the version may be on disk; only Open's recovery knows
 		// how to undo it.
-		s.failed = fmt.Errorf("%w: commit %d: %w", ErrNeedsReopen, height, err)
-		return types.Root{}, s.failed
+		s.failed = fmt.Errorf("%w: commit %d: %w", ErrNeedsReopen, w.height, err)
+		w.err = s.failed
+		return
 	}
-	s.latestIdx.apply(root.h, newRoot.h, o.changes)
-	s.mu.Lock()
-	s.latest, s.root = height, newRoot
-	s.mu.Unlock()
-	return types.Root(newRoot.h), nil
+	s.latest, s.root = w.height, w.root
 }
 
 // prepare validates writes and returns them as items sorted by key path.
@@ -194,6 +302,30 @@ func prepare(writes []Write) ([]item, error) {
 	return items, nil
 }
 
+// loadNode returns node r, from the cache or the datastore. A node of the
+// version whose write is in flight is in the cache unless it was evicted
+// already; then it is read once that write is over.
+func (c *committer) loadNode(r nodeRef) (*node, error) {
+	if c.prev != nil && r.born >= c.prev.height {
+		if n := c.s.cache.get(r); n != nil {
+			return n, nil
+		}
+		if err := c.awaitPrev(r.born); err != nil {
+			return nil, err
+		}
+	}
+	return c.s.loadNode(c.ctx, r)
+}
+
+// awaitPrev waits, before a record born at born is read from the
+// datastore, for the write of the version before this one if it wrote it.
+func (c *committer) awaitPrev(born uint64) error {
+	if c.prev == nil || born < c.prev.height {
+		return nil
+	}
+	return c.prev.wait()
+}
+
 // update returns the new content of the subtree at nibble depth d whose
 // current content is old, after applying ws (sorted, all under this
 // subtree). It records new nodes, new value records, stale ids and changes
@@ -203,7 +335,7 @@ func (c *committer) update(o *out, old slot, d int, ws []item) (slot, error) {
 		return old, nil
 	}
 	if old.kind == slotChild {
-		n, err := c.s.loadNode(c.ctx, old.ref())
+		n, err := c.loadNode(old.ref())
 		if err != nil {
 			return slot{}, err
 		}
@@ -234,6 +366,9 @@ func (c *committer) update(o *out, old slot, d int, ws []item) (slot, error) {
 			var oldValue []byte
 			if c.oldValues {
 				var err error
+				if err = c.awaitPrev(old.born); err != nil {
+					return slot{}, err
+				}
 				if _, oldValue, err = c.s.readValue(c.ctx, &old); err != nil {
 					return slot{}, err
 				}
@@ -387,41 +522,41 @@ func (c *committer) parallelChildren(o *out, d int, ws []item, rs []run, a *[fan
 	return changed, nil
 }
 
-// write stores a version: nodes, value records, stale entries, flat index,
-// root record and the latest pointer. On atomic backends this is one synced
-// batch. Otherwise a change set is made durable first and the latest pointer
+// commitBatch returns the one batch that writes version height on an
+// atomic backend: its records, stale list, flat index, root record and the
+// latest pointer. Pebble writes it with sync.
+func (s *Store) commitBatch(ctx context.Context, height uint64, root slot, o *out) (ds.Batch, error) {
+	b, err := s.versionBatch(ctx, height, root, o)
+	if err != nil {
+		return nil, err
+	}
+	if err := b.Put(ctx, keyLatest, binary.AppendUvarint(nil, height)); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// writeTearable writes version height on a backend whose batches are not
+// atomic: the change set is made durable first and the latest pointer
 // last, so that recovery finds what to undo.
-func (s *Store) write(ctx context.Context, height uint64, root slot, o *out) error {
+func (s *Store) writeTearable(ctx context.Context, height uint64, root slot, o *out) error {
 	sync := func() error { return s.d.Sync(ctx, ds.NewKey("/kairos")) }
-	// Only recovery reads a change set, and only on backends whose batches
-	// can tear: an atomic batch holds the latest pointer too, so a version
-	// is either all there or not at all and there is nothing to undo.
-	if !s.opts.AtomicBatches {
-		changes := ChangeSet{Height: height, Changes: o.changes}
-		if err := s.d.Put(ctx, changesKey(height), types.MustEncode(changes)); err != nil {
-			return err
-		}
-		if err := sync(); err != nil {
-			return err
-		}
+	// Only recovery reads a change set, and only on these backends: an
+	// atomic batch holds the latest pointer too, so a version is either
+	// all there or not at all and there is nothing to undo.
+	changes := ChangeSet{Height: height, Changes: o.changes}
+	if err := s.d.Put(ctx, changesKey(height), types.MustEncode(changes)); err != nil {
+		return err
+	}
+	if err := sync(); err != nil {
+		return err
 	}
 	b, err := s.versionBatch(ctx, height, root, o)
-	put := func(k ds.Key, v []byte) {
-		if err == nil {
-			err = b.Put(ctx, k, v)
-		}
-	}
-	if s.opts.AtomicBatches {
-		put(keyLatest, binary.AppendUvarint(nil, height))
-	}
 	if err != nil {
 		return err
 	}
 	if err := b.Commit(ctx); err != nil {
 		return err
-	}
-	if s.opts.AtomicBatches {
-		return nil // the batch was written with sync
 	}
 	if err := sync(); err != nil {
 		return err

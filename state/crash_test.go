@@ -66,22 +66,53 @@ func crashWorkload() statebench.Workload {
 	return statebench.Workload{Keys: 600, Block: 60, ValueSize: 40, Modules: 3, Seed: 9}
 }
 
+// crashProgress is how far a crashRun got: the highest height handed to
+// Commit or CommitAsync, and the last one whose Commit (or CommitAsync's
+// wait) returned.
+type crashProgress struct{ handed, acked atomic.Uint64 }
+
 // crashRun opens a store on fs, commits blocks 1..blocks and prunes after
-// each; acked holds the last height whose Commit returned. It keeps going
-// after the crash point: the clone is already taken.
-func crashRun(t *testing.T, fs vfs.FS, blocks uint64, acked *atomic.Uint64) {
+// each, recording its progress in p. With async, block h+1's tree update runs
+// while h is written, and the test takes h's wait only after CommitAsync
+// of h+1 returned, so that the crash point can fall with two versions in
+// flight: h+1's write may then be running, or even be over, while only h-1
+// is acknowledged. It keeps going after the crash point: the clone is
+// already taken.
+func crashRun(t *testing.T, fs vfs.FS, blocks uint64, p *crashProgress, async bool) {
 	t.Helper()
 	ctx := context.Background()
 	w := crashWorkload()
 	s := state.OpenOnFSStore(t, fs, state.Options{KeepVersions: crashKeep, PruneChunk: 16})
+	var wait func() error
 	for h := uint64(1); h <= blocks; h++ {
-		if _, err := s.Commit(ctx, h, w.Writes(h)); err != nil {
-			t.Fatalf("commit %d: %v", h, err)
+		p.handed.Store(h)
+		if !async {
+			if _, err := s.Commit(ctx, h, w.Writes(h)); err != nil {
+				t.Fatalf("commit %d: %v", h, err)
+			}
+			p.acked.Store(h)
+		} else {
+			_, next, err := s.CommitAsync(ctx, h, w.Writes(h))
+			if err != nil {
+				t.Fatalf("commit %d: %v", h, err)
+			}
+			if wait != nil {
+				if err := wait(); err != nil {
+					t.Fatalf("wait %d: %v", h-1, err)
+				}
+				p.acked.Store(h - 1)
+			}
+			wait = next
 		}
-		acked.Store(h)
 		if _, err := s.Prune(ctx); err != nil {
 			t.Fatalf("prune after %d: %v", h, err)
 		}
+	}
+	if wait != nil {
+		if err := wait(); err != nil {
+			t.Fatalf("wait %d: %v", blocks, err)
+		}
+		p.acked.Store(blocks)
 	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
@@ -95,7 +126,9 @@ func crashRun(t *testing.T, fs vfs.FS, blocks uint64, acked *atomic.Uint64) {
 // of the unsynced blocks, or everything. Each crashed filesystem must
 // reopen at the last acknowledged version or the one in flight, with the
 // reference root, and audit clean: no leaked or missing node, the flat
-// index in step.
+// index in step. Every other point runs the commits pipelined
+// (CommitAsync): there the version can be up to two above the
+// acknowledged one (see crashRun), never above the last one handed over.
 func TestCrashPoints(t *testing.T) {
 	points := crashPoints
 	if state.RaceEnabled {
@@ -113,16 +146,20 @@ func TestCrashPoints(t *testing.T) {
 	blocks := w.FillBlocks() + 6
 	ref := newRefRoots(t, w)
 
-	var acked atomic.Uint64
+	var dryProgress crashProgress
 	dry := state.NewCrashPointFS(vfs.NewCrashableMem(), 0, vfs.CrashCloneCfg{})
-	crashRun(t, dry, blocks, &acked)
+	crashRun(t, dry, blocks, &dryProgress, false)
 	total := dry.Ops()
 	if total < 100 {
 		t.Fatalf("only %d filesystem operations in a run: the hook sees too little", total)
 	}
 	points = min(points, int(total))
 	r := rand.New(rand.NewPCG(3, 3))
-	inFlight, versions := 0, map[uint64]bool{}
+	// inFlight[async][d]: points that reopened d versions above the
+	// acknowledged one.
+	var inFlight [2][3]int
+	twoInFlight := 0 // points that crashed with two commits handed over and not acknowledged
+	versions := map[uint64]bool{}
 	for p := 0; p < points; p++ {
 		target := 1 + int64(p)*total/int64(points) + r.Int64N(max(1, total/int64(points)))
 		// A third of the points keep only synced data (power loss), a
@@ -135,10 +172,14 @@ func TestCrashPoints(t *testing.T) {
 		}
 		mem := vfs.NewCrashableMem()
 		fs := state.NewCrashPointFS(mem, target, cfg)
-		var ackAtCrash atomic.Uint64
-		acked.Store(0)
-		fs.OnCrash = func() { ackAtCrash.Store(acked.Load()) }
-		crashRun(t, fs, blocks, &acked)
+		var ackAtCrash, handedAtCrash atomic.Uint64
+		progress := &crashProgress{}
+		fs.OnCrash = func() {
+			ackAtCrash.Store(progress.acked.Load())
+			handedAtCrash.Store(progress.handed.Load())
+		}
+		async := p%2 == 1
+		crashRun(t, fs, blocks, progress, async)
 		clone := fs.Clone()
 		if clone == nil {
 			continue // background work made this run shorter than the dry one
@@ -146,11 +187,17 @@ func TestCrashPoints(t *testing.T) {
 		s := state.OpenOnFSStore(t, clone, state.Options{KeepVersions: crashKeep})
 		h, root := s.Latest()
 		ack := ackAtCrash.Load()
-		if h < ack || h > ack+1 {
-			t.Fatalf("point %d/%d (op %d): reopened at version %d, acknowledged %d", p, points, target, h, ack)
+		ahead := uint64(1)
+		if async {
+			ahead = 2
 		}
-		if h == ack+1 {
-			inFlight++ // the commit in flight at the crash was durable
+		if h < ack || h > ack+ahead || h > handedAtCrash.Load() {
+			t.Fatalf("point %d/%d (op %d, async %v): reopened at version %d, acknowledged %d, handed over %d",
+				p, points, target, async, h, ack, handedAtCrash.Load())
+		}
+		inFlight[b2i(async)][h-ack]++
+		if handedAtCrash.Load() >= ack+2 {
+			twoInFlight++
 		}
 		versions[h] = true
 		if want := ref.root(h); root != want {
@@ -172,6 +219,14 @@ func TestCrashPoints(t *testing.T) {
 			t.Fatalf("point %d: root after recovery and one more block differs from the reference", p)
 		}
 	}
-	t.Logf("%d crash points over %d operations: reopened at %d distinct versions, %d with the in-flight commit durable",
-		points, total, len(versions), inFlight)
+	t.Logf("%d crash points over %d operations: reopened at %d distinct versions; "+
+		"versions above the acknowledged one (0, 1, 2): Commit %v, CommitAsync %v; %d with two commits in flight",
+		points, total, len(versions), inFlight[0], inFlight[1], twoInFlight)
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -5,6 +5,7 @@
 //
 //	s, err := state.OpenPebble(dir, state.Options{KeepVersions: 100})
 //	root, err := s.Commit(ctx, height, []state.Write{{Key: k, Value: v}}) // height = latest+1
+//	root, wait, err := s.CommitAsync(ctx, height+1, ws) // root now; durable when wait() == nil
 //	v, err := s.Get(ctx, k)                 // latest value, flat index
 //	view, err := s.View(ctx, height)        // pinned reader of a retained version
 //	v, err = view.Get(ctx, k)
@@ -76,9 +77,17 @@
 //
 // # Concurrency
 //
-// Commit calls are serialized by the caller (blocks execute in order). Get,
-// Iterate, Latest, View, Prove and View methods may run on any goroutine,
-// also during Commit and Prune. Prune and Audit serialize themselves.
-// Slices passed to Commit must not change until it returns; returned slices
-// belong to the caller.
+// Commit calls are serialized by the caller (blocks execute in order).
+// CommitAsync returns once the tree is updated and writes the version in
+// the background, so that the next block's update runs while it is
+// written and synced; the versions still reach the datastore one at a time
+// in height order, and a version is visible to readers (and durable) only
+// when its write is over. At most one write is outstanding when
+// CommitAsync returns; every other writer (Install, Seed, Replace), Audit
+// and Close first wait for it. A failed write fails every later version.
+// Get, Iterate, Latest, View, Prove and View methods may run on any
+// goroutine, also during Commit and Prune. Prune and Audit serialize
+// themselves. Slices passed to Commit must not change until it returns
+// (to CommitAsync, until its wait returns); returned slices belong to the
+// caller.
 package state

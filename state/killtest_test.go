@@ -20,6 +20,7 @@ import (
 // long runs; the child finds its store through killDirEnv.
 const (
 	killDirEnv      = "KAIROS_KILLTEST_DIR"
+	killAsyncEnv    = "KAIROS_KILLTEST_ASYNC" // set: the child pipelines with CommitAsync
 	killRoundsEnv   = "KAIROS_KILL_ROUNDS"
 	killRounds      = 20
 	killKeep        = 4    // K of the child's store, small so that it prunes
@@ -34,7 +35,8 @@ func killWorkload() statebench.Workload {
 // TestKillNine runs a writer process that commits blocks to a pebble store
 // and reports each durable height on stdout, kills it with SIGKILL at
 // varying points (during commits, prunes and recovery), and after each kill
-// reopens the store and checks: the opened version is at least the last one
+// reopens the store and checks (every other child pipelines its commits
+// with CommitAsync, so it dies with two commits in flight): the opened version is at least the last one
 // reported durable, its root is the reference root of that height recomputed
 // from the deterministic workload, and the audit finds nothing leaked,
 // missing or out of step in the flat index.
@@ -62,7 +64,7 @@ func TestKillNine(t *testing.T) {
 	for round := 0; round < rounds; round++ {
 		// Kill after 0..6 reported commits; 0 often lands in recovery or
 		// in the first commit after it.
-		reported := runAndKill(t, dir, r.IntN(7))
+		reported := runAndKill(t, dir, r.IntN(7), round%2 == 1)
 
 		s, err := state.OpenPebble(dir, state.Options{KeepVersions: killKeep})
 		if err != nil {
@@ -93,10 +95,13 @@ func TestKillNine(t *testing.T) {
 // runAndKill starts the writer, kills it once it has reported after more
 // commits, and returns the highest height it reported durable (including
 // lines still in the pipe when it died).
-func runAndKill(t *testing.T, dir string, after int) uint64 {
+func runAndKill(t *testing.T, dir string, after int, async bool) uint64 {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestKillNine$", "-test.count=1")
 	cmd.Env = append(os.Environ(), killDirEnv+"="+dir)
+	if async {
+		cmd.Env = append(cmd.Env, killAsyncEnv+"=1")
+	}
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -135,7 +140,9 @@ func runAndKill(t *testing.T, dir string, after int) uint64 {
 }
 
 // runKillChild is the writer: it opens the store, resumes after the last
-// durable version and commits until it is killed, pruning as it goes.
+// durable version and commits until it is killed, pruning as it goes. With
+// killAsyncEnv set it commits with CommitAsync and reports a version
+// durable when its wait returned, after the next one was handed over.
 func runKillChild(dir string) {
 	ctx := context.Background()
 	fail := func(err error) {
@@ -149,11 +156,27 @@ func runKillChild(dir string) {
 	}
 	h, _ := s.Latest()
 	fmt.Printf("open %d\n", h)
+	async := os.Getenv(killAsyncEnv) != ""
+	var wait func() error
 	for b := h + 1; b <= h+killChildBlocks; b++ {
-		if _, err := s.Commit(ctx, b, w.Writes(b)); err != nil {
-			fail(err)
+		if !async {
+			if _, err := s.Commit(ctx, b, w.Writes(b)); err != nil {
+				fail(err)
+			}
+			fmt.Printf("durable %d\n", b)
+		} else {
+			_, next, err := s.CommitAsync(ctx, b, w.Writes(b))
+			if err != nil {
+				fail(err)
+			}
+			if wait != nil {
+				if err := wait(); err != nil {
+					fail(err)
+				}
+				fmt.Printf("durable %d\n", b-1)
+			}
+			wait = next
 		}
-		fmt.Printf("durable %d\n", b)
 		if b%killPruneEvery == 0 {
 			if _, err := s.Prune(ctx); err != nil {
 				fail(err)

@@ -194,8 +194,8 @@ func (x *latestIndex) apply(old, new types.Hash, changes []Change) {
 }
 
 // build fills the index from the store's flat index. The caller holds the
-// commit lock, so no writer changes the flat index or the latest root
-// meanwhile.
+// commit lock and no pipelined write is in flight (Store.writing), so no
+// writer changes the flat index or the latest root meanwhile.
 func (x *latestIndex) build(ctx context.Context, s *Store) error {
 	s.mu.Lock()
 	root := s.root.h
@@ -241,8 +241,14 @@ func (x *latestIndex) getMany(ctx context.Context, s *Store, kb *keyBuf, keys []
 		if !x.built || x.root != root {
 			x.mu.RUnlock()
 			// Rebuild only where no writer runs (nor waits to finish: a
-			// commit in flight has written its batch and applies it next).
+			// commit in flight has written its batch and applies it next),
+			// and no pipelined write (CommitAsync) still changes the flat
+			// index: build reads it as the latest root's.
 			if !s.commitMu.TryLock() {
+				return keys, dst, nil
+			}
+			if s.writing() {
+				s.commitMu.Unlock()
 				return keys, dst, nil
 			}
 			err := x.build(ctx, s)

@@ -176,6 +176,21 @@ func TestGetManyFollowsCommits(t *testing.T) {
 	if !s.latestIdx.built {
 		t.Fatal("the index was not rebuilt")
 	}
+	// A pipelined write (CommitAsync) changes the flat index after the
+	// commit lock is released: no rebuild may read it meanwhile.
+	prev := s.inflight
+	s.inflight = &pendingWrite{done: make(chan struct{})}
+	s.latestIdx.apply(types.Hash{1}, types.Hash{2}, nil) // as if the write applied its change
+	checkGetMany(t, s, universe, "pipelined write in flight")
+	if s.latestIdx.built {
+		t.Fatal("the index was rebuilt while a pipelined write was in flight")
+	}
+	close(s.inflight.done)
+	checkGetMany(t, s, universe, "after the pipelined write")
+	if !s.latestIdx.built {
+		t.Fatal("the index was not rebuilt after the pipelined write")
+	}
+	s.inflight = prev
 }
 
 // TestGetManyDuringCommits reads with GetMany while commits run (for the
@@ -183,6 +198,15 @@ func TestGetManyFollowsCommits(t *testing.T) {
 // held: a key's value is the one of the commit before the read or of a
 // later one.
 func TestGetManyDuringCommits(t *testing.T) {
+	for _, pipelined := range []bool{false, true} {
+		t.Run(fmt.Sprintf("pipelined=%v", pipelined), func(t *testing.T) { getManyDuringCommits(t, pipelined) })
+	}
+}
+
+// getManyDuringCommits is TestGetManyDuringCommits with Commit or with
+// CommitAsync, each version's wait called after the next one is handed
+// over (a write in flight while GetMany reads and may rebuild its index).
+func getManyDuringCommits(t *testing.T, pipelined bool) {
 	ctx := context.Background()
 	s := mustMemory(t)
 	keys := make([]types.StateKey, 200)
@@ -196,14 +220,32 @@ func TestGetManyDuringCommits(t *testing.T) {
 	go func() {
 		defer wg.Done()
 		defer close(done)
+		var lastWait func() error
 		for h := uint64(1); h <= heights; h++ {
 			writes := make([]Write, len(keys))
 			for i, k := range keys {
 				writes[i] = Write{Key: k, Value: fmt.Appendf(nil, "%04d", h)}
 			}
-			if _, err := s.Commit(ctx, h, writes); err != nil {
+			if !pipelined {
+				if _, err := s.Commit(ctx, h, writes); err != nil {
+					t.Error(err)
+					return
+				}
+				continue
+			}
+			_, wait, err := s.CommitAsync(ctx, h, writes)
+			if err == nil && lastWait != nil {
+				err = lastWait()
+			}
+			if err != nil {
 				t.Error(err)
 				return
+			}
+			lastWait = wait
+		}
+		if lastWait != nil {
+			if err := lastWait(); err != nil {
+				t.Error(err)
 			}
 		}
 	}()

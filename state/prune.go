@@ -236,6 +236,7 @@ func (r *AuditReport) Clean() bool {
 func (s *Store) Audit(ctx context.Context) (*AuditReport, error) {
 	s.commitMu.Lock()
 	defer s.commitMu.Unlock()
+	s.drainLocked()
 	s.pruneMu.Lock()
 	defer s.pruneMu.Unlock()
 	s.mu.Lock()

@@ -121,8 +121,14 @@ type Store struct {
 	latestIdx latestIndex
 
 	commitMu sync.Mutex // one Commit at a time; Audit holds it too
-	failed   error      // set by a Commit that failed while writing; under commitMu
-	pruneMu  sync.Mutex // one Prune at a time; Audit holds it too
+	// inflight is the last version CommitAsync handed to the background
+	// write, nil once a writer drained it; under commitMu.
+	inflight *pendingWrite
+	// failed is set by a write that failed: under mu by the background
+	// write, under commitMu (with nothing in flight) by Install and
+	// Replace.
+	failed  error
+	pruneMu sync.Mutex // one Prune at a time; Audit holds it too
 
 	mu        sync.Mutex // guards the fields below
 	latest    uint64
@@ -260,9 +266,12 @@ func openOwned(d interface {
 	return s, nil
 }
 
-// Close closes the datastore if the store opened it. Views must be closed
-// first.
+// Close waits for a CommitAsync write in flight, then closes the datastore
+// if the store opened it. Views must be closed first.
 func (s *Store) Close() error {
+	s.commitMu.Lock()
+	s.drainLocked()
+	s.commitMu.Unlock()
 	if s.closer != nil {
 		return s.closer.Close()
 	}
@@ -385,9 +394,19 @@ func (s *Store) recover(ctx context.Context, latest uint64) error {
 // one.
 func (s *Store) lockWriter() (uint64, slot, error) {
 	s.commitMu.Lock()
+	s.drainLocked()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.latest, s.root, s.failed
+}
+
+// drainLocked waits for the write CommitAsync left in flight, if any; the
+// caller holds commitMu. Its outcome is in s.latest or s.failed then.
+func (s *Store) drainLocked() {
+	if s.inflight != nil {
+		s.inflight.wait()
+		s.inflight = nil
+	}
 }
 
 // Latest returns the height and root of the last durable commit.
@@ -485,14 +504,14 @@ func (s *Store) loadNode(ctx context.Context, r nodeRef) (*node, error) {
 	}
 	b, err := s.d.Get(ctx, nodeKey(r.born, r.id))
 	if errors.Is(err, ds.ErrNotFound) {
-		return nil, fmt.Errorf("%w: missing node %x (born %d)", ErrCorrupt, r.id, r.born)
+		return nil, fmt.Errorf("%w: missing node %s (born %d)", ErrCorrupt, r.id, r.born)
 	}
 	if err != nil {
 		return nil, err
 	}
 	n, err := decodeNode(b, r)
 	if err != nil {
-		return nil, fmt.Errorf("node %x: %w", r.id, err)
+		return nil, fmt.Errorf("node %s: %w", r.id, err)
 	}
 	s.cache.put(n)
 	return n, nil
@@ -502,7 +521,7 @@ func (s *Store) loadNode(ctx context.Context, r nodeRef) (*node, error) {
 func (s *Store) readValue(ctx context.Context, leaf *slot) (types.StateKey, []byte, error) {
 	b, err := s.d.Get(ctx, nodeKey(leaf.born, leaf.h))
 	if errors.Is(err, ds.ErrNotFound) {
-		return types.StateKey{}, nil, fmt.Errorf("%w: missing value record %x (born %d)", ErrCorrupt, leaf.h, leaf.born)
+		return types.StateKey{}, nil, fmt.Errorf("%w: missing value record %s (born %d)", ErrCorrupt, leaf.h, leaf.born)
 	}
 	if err != nil {
 		return types.StateKey{}, nil, err
@@ -512,7 +531,7 @@ func (s *Store) readValue(ctx context.Context, leaf *slot) (types.StateKey, []by
 		return k, nil, err
 	}
 	if types.KeyPath(k) != leaf.kp || types.LeafHash(leaf.kp, types.ValueHash(v)) != leaf.h {
-		return k, nil, fmt.Errorf("%w: value record %x does not match its leaf", ErrCorrupt, leaf.h)
+		return k, nil, fmt.Errorf("%w: value record %s does not match its leaf", ErrCorrupt, leaf.h)
 	}
 	return k, v, nil
 }

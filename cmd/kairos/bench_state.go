@@ -17,9 +17,10 @@ func newBenchStateCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "state",
 		Short: "Benchmark the state store (commit, reads, proofs, disk with and without pruning) against the pebble floor",
-		Long: `Runs the same deterministic workload three times: as plain pebble key-value
-batches (the floor), through the state store with pruning on, and with pruning
-off; every commit is synced. Prints one table with the targets of state.md and
+		Long: `Runs the same deterministic workload four times: as plain pebble key-value
+batches (the floor), through the state store with pruning on, with pruning off,
+and with pruning on and commits pipelined (CommitAsync: a block's tree update
+runs while the block before is written); every commit is synced. Prints one table with the targets of state.md and
 the disk size over the run. The warm pruning store is then exported as a
 snapshot and imported into a fresh store twice: as from peers (verify and stage
 on every core, then install) and as a local chunk stream (verify on every core

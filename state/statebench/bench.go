@@ -24,7 +24,8 @@ import (
 type Config struct {
 	Workload Workload
 	// Blocks is the number of update blocks after the fill, for each of
-	// the three stores (floor, pruning on, pruning off).
+	// the four stores (floor, pruning on, pruning off, pruning on with
+	// pipelined commits).
 	Blocks int
 	// Keep is K of the pruning-on store.
 	Keep uint64
@@ -72,6 +73,13 @@ type storeRun struct {
 
 func (r storeRun) updateRate() float64 { return float64(r.updateN) / r.update.Seconds() }
 func (r storeRun) fillRate() float64   { return float64(r.fillN) / r.fill.Seconds() }
+
+// loopRate is the update rate of commits and prunes together: a pipelined
+// commit's write runs on while the block is pruned, so its commit time
+// alone would leave out what the prune hid.
+func (r storeRun) loopRate() float64 {
+	return float64(r.updateN) / (r.update + r.prune).Seconds()
+}
 
 // Run executes the benchmark and prints the table to out.
 func Run(ctx context.Context, cfg Config, out io.Writer) error {
@@ -144,14 +152,14 @@ func Run(ctx context.Context, cfg Config, out io.Writer) error {
 
 	// Pruning off first, so that the pruning-on store is the one left warm
 	// for the read and proof measurements.
-	unpruned, unprunedRSS, err := runStore(ctx, cfg, "no-prune", 0, sampleAt, nil)
+	unpruned, unprunedRSS, err := runStore(ctx, cfg, "no-prune", 0, false, sampleAt, nil)
 	if err != nil {
 		return err
 	}
 	var read readStats
 	var proofs proofStats
 	var snap snapshotStats
-	pruned, rss, err := runStore(ctx, cfg, "prune", cfg.Keep, sampleAt, func(s *state.Store) error {
+	pruned, rss, err := runStore(ctx, cfg, "prune", cfg.Keep, false, sampleAt, func(s *state.Store) error {
 		var err error
 		if read, err = measureReads(readKeys(w, cfg.ReadSamples), cfg.WarmReadKeys, func(k types.StateKey) error {
 			_, err := s.Get(ctx, k)
@@ -165,6 +173,12 @@ func Run(ctx context.Context, cfg Config, out io.Writer) error {
 		snap, err = measureSnapshot(ctx, s, filepath.Join(cfg.Dir, "import"))
 		return err
 	})
+	if err != nil {
+		return err
+	}
+	// The pruning store again, each block's tree update running while the
+	// block before is written (CommitAsync), as a node can pipeline them.
+	pipelined, _, err := runStore(ctx, cfg, "prune-pipelined", cfg.Keep, true, func(uint64) bool { return false }, nil)
 	if err != nil {
 		return err
 	}
@@ -183,6 +197,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer) error {
 	tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "what\tstate, prune K=%d\tstate, no prune\tpebble floor\ttarget\n", cfg.Keep)
 	fmt.Fprintf(tw, "commit, update blocks (updates/s)\t%s\t%s\t%s\t>= 100k/s\n", rate(pruned.updateRate()), rate(unpruned.updateRate()), rate(floor.updateRate()))
+	fmt.Fprintf(tw, "commit+prune, update blocks, Commit / pipelined CommitAsync (updates/s)\t%s / %s\t-\t-\t>= 100k/s\n", rate(pruned.loopRate()), rate(pipelined.loopRate()))
 	fmt.Fprintf(tw, "commit, fill blocks (inserts/s)\t%s\t%s\t%s\t\n", rate(pruned.fillRate()), rate(unpruned.fillRate()), rate(floor.fillRate()))
 	fmt.Fprintf(tw, "prune time per update block\t%s\t-\t-\t\n", dur(pruned.prune/time.Duration(cfg.Blocks)))
 	fmt.Fprintf(tw, "latest read, warm (flat index; %d keys read before, %d passes; wall (reading thread's CPU))\t%s\t-\t%s\t<= 5µs\n", read.warmKeys, warmReadPasses, read.warm, floorRead.warm)
@@ -260,9 +275,13 @@ func (r *storeRun) sample(dir string, h uint64) error {
 
 // runStore commits the workload into a fresh pebble state store with K=keep
 // (0: no pruning), pruning after every block, then calls measure on the warm
-// store. It returns the run and the peak RSS of its commits (fill, updates
-// and pruning; not of what measure does, such as holding a snapshot).
-func runStore(ctx context.Context, cfg Config, name string, keep uint64, sampleAt func(uint64) bool, measure func(*state.Store) error) (storeRun, int64, error) {
+// store. With async it commits with CommitAsync and waits for each block's
+// write after handing over the next block; a block's commit time is then
+// its CommitAsync call (which waits for the write before it), the last
+// wait counted with the last block. It returns the run and the peak RSS of
+// its commits (fill, updates and pruning; not of what measure does, such
+// as holding a snapshot).
+func runStore(ctx context.Context, cfg Config, name string, keep uint64, async bool, sampleAt func(uint64) bool, measure func(*state.Store) error) (storeRun, int64, error) {
 	w := cfg.Workload
 	last := w.FillBlocks() + uint64(cfg.Blocks)
 	dir := filepath.Join(cfg.Dir, name)
@@ -276,10 +295,27 @@ func runStore(ctx context.Context, cfg Config, name string, keep uint64, sampleA
 		return r, 0, err
 	}
 	resetPeakRSS()
+	var wait func() error
 	for h := uint64(1); h <= last; h++ {
 		ws := w.Writes(h)
 		t0 := time.Now()
-		if _, err := s.Commit(ctx, h, ws); err != nil {
+		if async {
+			_, next, err := s.CommitAsync(ctx, h, ws)
+			if err != nil {
+				return fail(err)
+			}
+			if wait != nil {
+				if err := wait(); err != nil {
+					return fail(err)
+				}
+			}
+			wait = next
+			if h == last {
+				if err := wait(); err != nil {
+					return fail(err)
+				}
+			}
+		} else if _, err := s.Commit(ctx, h, ws); err != nil {
 			return fail(err)
 		}
 		r.addCommit(w, h, time.Since(t0), len(ws))
