@@ -10,10 +10,8 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
-	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
-	"github.com/cockroachdb/pebble/v2/objstorage"
 	"github.com/cockroachdb/pebble/v2/objstorage/objstorageprovider"
 	"github.com/cockroachdb/pebble/v2/sstable"
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -63,11 +61,6 @@ const (
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-// ingestFSs names the filesystem of pebble databases that tests open on an
-// in-memory filesystem. A store that OpenPebble opened is on the operating
-// system's (see ingestPlaceOf).
-var ingestFSs sync.Map // *pebble.DB → vfs.FS
-
 // ingestPlace is where an install by ingestion writes its scratch files.
 type ingestPlace struct {
 	db  *pebble.DB
@@ -75,43 +68,14 @@ type ingestPlace struct {
 	dir string // the scratch directory
 }
 
-// ingestPlaceOf returns the scratch place of s, or nil when s is not on
-// pebble or its filesystem is unknown (the install then writes batches).
-// The Store does not record where OpenPebble opened it: the pebble
-// directory is that of pebble's lock file, whose path the object provider
-// gives, and it is taken to be on the operating system's filesystem only if
-// pebble's files are there.
+// ingestPlaceOf returns the scratch place of s, or nil when s is not a
+// pebble database whose directory it knows (the install then writes
+// batches): OpenPebble records it.
 func ingestPlaceOf(s *Store) *ingestPlace {
-	if s.pdb == nil {
+	if s.pdb == nil || s.pebbleFS == nil {
 		return nil
 	}
-	p := s.pdb.ObjProvider()
-	var lock objstorage.ObjectMetadata
-	lock.FileType = 1 // base.FileTypeLock, which a Store cannot import
-	lockPath := p.Path(lock)
-	fs, ok := ingestFSs.Load(s.pdb)
-	if !ok {
-		fs = vfs.Default
-	}
-	place := &ingestPlace{db: s.pdb, fs: fs.(vfs.FS)}
-	if place.fs.PathBase(lockPath) != "LOCK" {
-		return nil // another pebble version: no ingestion rather than a wrong directory
-	}
-	place.dir = place.fs.PathJoin(place.fs.PathDir(lockPath), ingestDirName)
-	if ok {
-		return place
-	}
-	if _, err := vfs.Default.Stat(lockPath); err != nil {
-		return nil
-	}
-	for _, m := range p.List() {
-		size, err := p.Size(m)
-		st, err2 := vfs.Default.Stat(p.Path(m))
-		if m.IsRemote() || err != nil || err2 != nil || st.Size() != size {
-			return nil
-		}
-	}
-	return place
+	return &ingestPlace{db: s.pdb, fs: s.pebbleFS, dir: s.pebbleFS.PathJoin(s.pebbleDir, ingestDirName)}
 }
 
 func runName(i int) string { return fmt.Sprintf("run-%06d", i) }

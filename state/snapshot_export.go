@@ -122,7 +122,7 @@ func (r *valueWindows) load(ctx context.Context, lo, hi int) ([]SnapshotLeaf, er
 						if err := it.Error(); err != nil {
 							return err
 						}
-						return fmt.Errorf("%w: missing value record %x", ErrCorrupt, r.leaves[t.i].hash)
+						return fmt.Errorf("%w: missing value record %v", ErrCorrupt, r.leaves[t.i].hash)
 					}
 					// The iterator's value is valid until it moves.
 					sl, err := checkLeafValue(&r.leaves[t.i], bytes.Clone(it.Value()))
@@ -144,7 +144,7 @@ func (r *valueWindows) load(ctx context.Context, lo, hi int) ([]SnapshotLeaf, er
 func (s *Store) leafValue(ctx context.Context, l *snapLeaf) (SnapshotLeaf, error) {
 	b, err := s.d.Get(ctx, nodeKey(l.born, l.hash))
 	if errors.Is(err, ds.ErrNotFound) {
-		return SnapshotLeaf{}, fmt.Errorf("%w: missing value record %x", ErrCorrupt, l.hash)
+		return SnapshotLeaf{}, fmt.Errorf("%w: missing value record %v", ErrCorrupt, l.hash)
 	}
 	if err != nil {
 		return SnapshotLeaf{}, err
@@ -160,7 +160,7 @@ func checkLeafValue(l *snapLeaf, b []byte) (SnapshotLeaf, error) {
 		return SnapshotLeaf{}, err
 	}
 	if kp := types.KeyPath(k); kp != l.path || types.LeafHash(kp, types.ValueHash(val)) != l.hash {
-		return SnapshotLeaf{}, fmt.Errorf("%w: value record %x does not match its leaf", ErrCorrupt, l.hash)
+		return SnapshotLeaf{}, fmt.Errorf("%w: value record %v does not match its leaf", ErrCorrupt, l.hash)
 	}
 	return SnapshotLeaf{Key: k, Value: val}, nil
 }

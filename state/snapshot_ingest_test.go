@@ -14,14 +14,11 @@ import (
 )
 
 // openIngestStore is OpenOnFSStore for a store whose installs ingest
-// sstables: the store's pebble directory is on fs, which ingestPlaceOf
-// cannot find out by itself.
+// sstables, as OpenPebble's do: it records where the database is on fs.
 func openIngestStore(t testing.TB, fs vfs.FS, opts Options) *Store {
 	t.Helper()
 	s := OpenOnFSStore(t, fs, opts)
-	db := s.pdb
-	ingestFSs.Store(db, fs)
-	t.Cleanup(func() { ingestFSs.Delete(db) })
+	s.pebbleFS, s.pebbleDir = fs, crashDir
 	return s
 }
 
@@ -42,9 +39,9 @@ var installModes = []struct {
 }{{"batches", false}, {"ingest", true}}
 
 // TestIngestPlace checks where installs ingest: a store OpenPebble opened
-// does, in a directory inside its pebble directory; a store on a filesystem
-// it cannot see (the crash tests' in-memory one, unless registered) and a
-// store on another backend write batches.
+// does, in a directory inside its pebble directory; a pebble store whose
+// directory is not recorded (the crash tests' in-memory one, unless opened
+// by openIngestStore) and a store on another backend write batches.
 func TestIngestPlace(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "db")
 	s, err := OpenPebble(dir, Options{})
@@ -56,10 +53,10 @@ func TestIngestPlace(t *testing.T) {
 		t.Fatalf("OpenPebble store: place %+v, want the directory %s", pl, filepath.Join(dir, ingestDirName))
 	}
 	if pl := ingestPlaceOf(OpenOnFSStore(t, vfs.NewMem(), Options{})); pl != nil {
-		t.Fatalf("store on an unregistered in-memory filesystem: place %+v, want none", pl)
+		t.Fatalf("store whose directory is not recorded: place %+v, want none", pl)
 	}
 	if pl := ingestPlaceOf(openIngestStore(t, vfs.NewMem(), Options{})); pl == nil || pl.dir != "/db/"+ingestDirName {
-		t.Fatalf("registered in-memory store: place %+v", pl)
+		t.Fatalf("in-memory filesystem store: place %+v", pl)
 	}
 	m, err := OpenMemory(Options{})
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
 	"github.com/cockroachdb/pebble/v2/sstable"
+	"github.com/cockroachdb/pebble/v2/vfs"
 	ds "github.com/ipfs/go-datastore"
 	"github.com/ipfs/go-datastore/query"
 	dssync "github.com/ipfs/go-datastore/sync"
@@ -116,6 +117,11 @@ type Store struct {
 	// go-ds-pebble it grew by doubling from empty to the block's ~13 MB
 	// and every key was copied once more on the way.
 	pdb *pebble.DB
+	// pebbleFS and pebbleDir are where pdb keeps its files, when known
+	// (OpenPebble): an install writes its scratch runs beside them and
+	// ingests the tables it merges from them.
+	pebbleFS  vfs.FS
+	pebbleDir string
 	// latestIdx is GetMany's copy of an in-memory store's flat index
 	// (latest.go); Commit keeps it in step.
 	latestIdx latestIndex
@@ -214,6 +220,7 @@ func OpenPebble(path string, opts Options) (*Store, error) {
 		return nil, err
 	}
 	s.pdb = d.DB
+	s.pebbleFS, s.pebbleDir = vfs.Default, path
 	return s, nil
 }
 
