@@ -74,8 +74,10 @@
 //     the peers for their last compacted checkpoint; it installs the state
 //     snapshot of the highest one (certificate with a quorum, ordering
 //     state hashing to the certified value, manifest root equal to the
-//     certified root, chunks from several peers verified on arrival and
-//     staged, so an interrupted sync resumes) and starts the core from
+//     certified root, chunks from several peers in turn, each checked
+//     against the manifest's hash and built into the state as it arrives
+//     (state.Importer.InstallFrom), so an interrupted sync resumes from
+//     its last durable batch) and starts the core from
 //     that ordering state; if answers of weight > F report none, the
 //     network is young and the core starts at genesis, fetching the DAG
 //     from round 1. Either way it first asks peers how far it had signed
