@@ -503,3 +503,40 @@ func TestPooledEngineWorkerLocal(t *testing.T) {
 		t.Fatalf("stats %+v, want the instance discarded", st)
 	}
 }
+
+// BenchmarkPoolPath is what the engine's own part of a transaction costs:
+// Acquire then Release of the WAT counter's instance, nothing dirtied (so
+// the restore is its fixed part only), through the worker path a block's
+// transactions take (worker) and through the engine's locked shared path
+// (shared: simulation, direct callers).
+//
+//	go test -run '^$' -bench PoolPath ./runtime/exec/
+func BenchmarkPoolPath(b *testing.B) {
+	p, err := deploy.Prepare(readWasm(b, "../../contracts/counter_wat/counter.wasm"), DeployConfig())
+	if err != nil {
+		b.Fatal(err)
+	}
+	load := func() ([]byte, error) { return p.Instrumented, nil }
+	e := newPooledEngine(b, DefaultPoolConfig())
+	ctx := context.Background()
+	b.Run("worker", func(b *testing.B) {
+		w := e.NewWorker()
+		defer w.Flush()
+		for b.Loop() {
+			mod, _, err := w.Acquire(ctx, "a", "get", load)
+			if err != nil {
+				b.Fatal(err)
+			}
+			w.Release(mod, false)
+		}
+	})
+	b.Run("shared", func(b *testing.B) {
+		for b.Loop() {
+			mod, _, err := e.Acquire(ctx, "a", "get", load)
+			if err != nil {
+				b.Fatal(err)
+			}
+			e.Release(mod, false)
+		}
+	})
+}
