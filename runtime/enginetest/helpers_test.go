@@ -26,22 +26,27 @@ import (
 
 // config is one engine configuration. fullRestore turns off dirty-page
 // tracking (vm.Config.FullRestore), for the benchmarks' before/after.
+// A pooled configuration takes its instances as an executor worker does
+// (exec.Worker, the production path of a block's transactions); shared
+// takes them through the engine's locked Acquire and Release instead
+// (simulation's path, and the benchmarks' before this round).
 type config struct {
 	name                        string
 	interp, pooled, fullRestore bool
+	shared                      bool
 }
 
 // configs: the reference (compiler, fresh instance per frame) first.
 var configs = []config{
-	{"compiler/fresh", false, false, false},
-	{"compiler/pooled", false, true, false},
-	{"interpreter/fresh", true, false, false},
-	{"interpreter/pooled", true, true, false},
+	{"compiler/fresh", false, false, false, false},
+	{"compiler/pooled", false, true, false, false},
+	{"interpreter/fresh", true, false, false, false},
+	{"interpreter/pooled", true, true, false, false},
 }
 
 // fullRestore is the pooled compiler restoring whole snapshots, the
 // untracked reference for dirty-page restores.
-var fullRestore = config{"compiler/pooled-fullrestore", false, true, true}
+var fullRestore = config{"compiler/pooled-fullrestore", false, true, true, false}
 
 // shared holds, per wazero engine and restore mode, one vm.Engine (fresh
 // instances) and one exec.PooledEngine (the node's pool) for the test
@@ -121,12 +126,14 @@ func prepare(t testing.TB, bin []byte) (*prepared, error) {
 
 // modules is a host.Instances over runtime/vm: fresh instantiates (and
 // initializes) an instance per frame, pooled reuses restored instances
-// through exec.PooledEngine.
+// through exec.PooledEngine, by default through a worker cache of its own
+// as an executor worker does.
 type modules struct {
 	t      testing.TB
 	e      *vm.Engine
 	ei     int
 	pool   *kexec.PooledEngine // nil: fresh
+	worker *kexec.Worker       // nil: fresh or shared
 	code   map[types.Address]installed
 	fresh  map[api.Module]*vm.Instance
 	failed int // frames released as failed
@@ -137,6 +144,10 @@ func newModules(t testing.TB, c config) *modules {
 	m := &modules{t: t, e: e, ei: ei, code: map[types.Address]installed{}, fresh: map[api.Module]*vm.Instance{}}
 	if c.pooled {
 		m.pool = pool
+		if !c.shared {
+			m.worker = pool.NewWorker()
+			t.Cleanup(m.worker.Flush)
+		}
 	}
 	return m
 }
@@ -144,14 +155,15 @@ func newModules(t testing.TB, c config) *modules {
 // installed is a module's instrumented code and its id (hashed once: a Go
 // guest is 2 MB).
 type installed struct {
-	bin []byte
-	id  string
+	bin  []byte
+	id   string
+	load func() ([]byte, error) // the pool's loader: bin
 }
 
 // install makes the instrumented module servable at a.
 func (m *modules) install(a types.Address, instrumented []byte) {
 	id := sha256.Sum256(instrumented)
-	m.code[a] = installed{instrumented, string(id[:])}
+	m.code[a] = installed{instrumented, string(id[:]), func() ([]byte, error) { return instrumented, nil }}
 }
 
 func (m *modules) compiled(ctx context.Context, instrumented []byte) (*vm.Code, error) {
@@ -173,8 +185,12 @@ func (m *modules) Acquire(ctx context.Context, a types.Address, method string) (
 	if !ok {
 		return nil, nil, false, nil
 	}
+	if m.worker != nil {
+		mod, f, err := m.worker.Acquire(ctx, c.id, method, c.load)
+		return mod, f, err == nil, err
+	}
 	if m.pool != nil {
-		mod, f, err := m.pool.Acquire(ctx, c.id, method, func() ([]byte, error) { return c.bin, nil })
+		mod, f, err := m.pool.Acquire(ctx, c.id, method, c.load)
 		return mod, f, err == nil, err
 	}
 	code, err := m.compiled(ctx, c.bin)
@@ -192,6 +208,10 @@ func (m *modules) Acquire(ctx context.Context, a types.Address, method string) (
 func (m *modules) Release(mod api.Module, failed bool) {
 	if failed {
 		m.failed++
+	}
+	if m.worker != nil {
+		m.worker.Release(mod, failed)
+		return
 	}
 	if m.pool != nil {
 		m.pool.Release(mod, failed)

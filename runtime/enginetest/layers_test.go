@@ -36,15 +36,15 @@ import (
 // Without restores the instance carries its memory from one transfer to
 // the next; a transfer allocates nothing (the Go SDK's helpers), so every
 // iteration does the same work (the gas/op of the metered layers equals the receipt's). cpu-ns/op
-// is the process's CPU time per transfer, x-native over the native floor
-// of the same run.
+// is the process's CPU time per transfer, x-native-cpu and x-native-wall
+// the ratios to the native floor of the same run (see usage).
 //
 //	go test -run '^$' -bench GoTransferLayers -count 3 ./runtime/enginetest/
 func BenchmarkGoTransferLayers(b *testing.B) {
 	ch := newChain(b, configs[0])
 	setup(ch)
-	var nativeCPU float64
-	b.Run("native", func(b *testing.B) { nativeCPU = benchNative(b, ch) })
+	var floor usage
+	b.Run("native", func(b *testing.B) { floor = benchNative(b, ch) })
 	raw, err := buildGo("./sdk/guest/internal/rawtoken")
 	if err != nil {
 		b.Fatal(err)
@@ -110,7 +110,7 @@ func BenchmarkGoTransferLayers(b *testing.B) {
 					b.Fatalf("%v %s, want the Go token's %s", err, effects(r), effects(want))
 				}
 				var gas int64
-				cpu0 := cpuNs(b)
+				done := measure(b)
 				for b.Loop() {
 					r, err := host.Run(ctx, htx, t.to, t.method, t.input)
 					if err != nil || r.Status != types.StatusOK {
@@ -118,12 +118,9 @@ func BenchmarkGoTransferLayers(b *testing.B) {
 					}
 					gas = r.GasUsed
 				}
-				cpu := float64(cpuNs(b)-cpu0) / float64(b.N)
+				u := done()
 				b.ReportMetric(float64(gas), "gas/op")
-				b.ReportMetric(cpu, "cpu-ns/op")
-				if nativeCPU > 0 {
-					b.ReportMetric(cpu/nativeCPU, "x-native")
-				}
+				u.report(b, floor)
 			})
 		}
 	}
@@ -188,19 +185,19 @@ func withoutDepth(t testing.TB, m *wasm.Module) *wasm.Module {
 	return &out
 }
 
-// benchNative measures the native floor on ch (set up) and returns its CPU
-// time per transfer (see BenchmarkTokenTransfer).
-func benchNative(b *testing.B, ch *chain) float64 {
+// benchNative measures the native floor on ch (set up) and returns what a
+// transfer cost (see BenchmarkTokenTransfer).
+func benchNative(b *testing.B, ch *chain) usage {
 	input := enc(bob, uint64(1))
-	cpu0 := cpuNs(b)
+	done := measure(b)
 	for b.Loop() {
 		if _, err := nativeTransfer(ch.state, token, alice, input); err != nil {
 			b.Fatal(err)
 		}
 	}
-	cpu := float64(cpuNs(b)-cpu0) / float64(b.N)
-	b.ReportMetric(cpu, "cpu-ns/op")
-	return cpu
+	u := done()
+	u.report(b, usage{})
+	return u
 }
 
 // effects renders a result's writes and events without the module address.

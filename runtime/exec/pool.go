@@ -532,3 +532,35 @@ func (w *worker) flush() {
 	}
 	w.e, w.idle, w.out, w.reuses, w.restored = nil, nil, nil, 0, 0
 }
+
+// Worker is an executor worker's instance cache (worker) for a caller
+// outside this package that, like a worker, runs one frame tree at a time
+// on one goroutine: host.Instances built on it take exactly the path
+// txInstances takes for a transaction of a block (acquireIdle first, then
+// acquireLocal; releaseLocal). runtime/enginetest's benchmarks measure the
+// production path through it rather than through Acquire and Release,
+// which only simulation and direct callers use. Not safe for concurrent
+// use; Flush when done, as a worker is flushed when its block is done.
+type Worker struct {
+	e *PooledEngine
+	w worker
+}
+
+// NewWorker returns an empty worker cache of e.
+func (e *PooledEngine) NewWorker() *Worker { return &Worker{e: e} }
+
+// Acquire is Acquire through the worker's cache.
+func (w *Worker) Acquire(ctx context.Context, codeID, method string, instrumented func() ([]byte, error)) (api.Module, api.Function, error) {
+	if mod, fn, ok := w.e.acquireIdle(&w.w, codeID, method); ok {
+		return mod, fn, nil
+	}
+	return w.e.acquireLocal(ctx, &w.w, codeID, method, instrumented)
+}
+
+// Release is Release through the worker's cache.
+func (w *Worker) Release(mod api.Module, failed bool) { w.e.releaseLocal(&w.w, mod, failed) }
+
+// Flush hands the worker's idle instances and counts to the engine (every
+// instance it acquired must have been released). The Worker can be used
+// again afterwards.
+func (w *Worker) Flush() { w.w.flush() }

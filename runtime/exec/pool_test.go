@@ -425,7 +425,8 @@ func TestMissingRestoreIsCaught(t *testing.T) {
 // (which stays empty while it works), another worker does not see it, a
 // failed frame's instance is not kept, flush hands the kept ones to the
 // engine (within its bounds) with the counts, and a pool configured to
-// keep no idle instance keeps none locally either.
+// keep no idle instance keeps none locally either. It goes through
+// Worker, the exported form of txInstances' calls.
 func TestPooledEngineWorkerLocal(t *testing.T) {
 	p, err := deploy.Prepare(readWasm(t, "../../contracts/counter_wat/counter.wasm"), DeployConfig())
 	if err != nil {
@@ -441,29 +442,23 @@ func TestPooledEngineWorkerLocal(t *testing.T) {
 		return 0
 	}
 	e := newPooledEngine(t, DefaultPoolConfig())
-	acquire := func(w *worker) api.Module {
+	acquire := func(w *Worker) api.Module {
 		t.Helper()
-		if mod, fn, ok := e.acquireIdle(w, "a", "get"); ok {
-			if fn == nil {
-				t.Fatal("no export from a worker's idle instance")
-			}
-			return mod
-		}
-		mod, _, err := e.acquireLocal(context.Background(), w, "a", "get", load)
-		if err != nil {
-			t.Fatal(err)
+		mod, fn, err := w.Acquire(context.Background(), "a", "get", load)
+		if err != nil || fn == nil {
+			t.Fatalf("acquire: %v, export %v", err, fn)
 		}
 		return mod
 	}
-	w1, w2 := new(worker), new(worker)
+	w1, w2 := e.NewWorker(), e.NewWorker()
 	m1 := acquire(w1)
 	m2 := acquire(w2)
 	if m1 == m2 {
 		t.Fatal("two instances out at once are the same")
 	}
 	for range 3 {
-		e.releaseLocal(w1, m1, false)
-		e.releaseLocal(w2, m2, false)
+		w1.Release(m1, false)
+		w2.Release(m2, false)
 		if got := acquire(w1); got != m1 {
 			t.Fatal("worker 1 did not get its own instance back")
 		}
@@ -474,13 +469,13 @@ func TestPooledEngineWorkerLocal(t *testing.T) {
 	if n := sharedIdle(e); n != 0 {
 		t.Fatalf("%d instances in the shared idle list while the workers hold theirs", n)
 	}
-	e.releaseLocal(w2, m2, true) // a failed frame: closed, not kept
-	if _, _, ok := e.acquireIdle(w2, "a", "get"); ok {
+	w2.Release(m2, true) // a failed frame: closed, not kept
+	if _, _, ok := e.acquireIdle(&w2.w, "a", "get"); ok {
 		t.Fatal("worker 2 kept the instance of a failed frame")
 	}
-	e.releaseLocal(w1, m1, false)
-	w1.flush()
-	w2.flush()
+	w1.Release(m1, false)
+	w1.Flush()
+	w2.Flush()
 	if n := sharedIdle(e); n != 1 {
 		t.Fatalf("%d shared idle instances after flush, want 1", n)
 	}
@@ -494,17 +489,54 @@ func TestPooledEngineWorkerLocal(t *testing.T) {
 	cfg := DefaultPoolConfig()
 	cfg.IdlePerCode = 0
 	none := newPooledEngine(t, cfg)
-	w := new(worker)
-	mod, _, err := none.acquireLocal(context.Background(), w, "a", "get", load)
+	w := none.NewWorker()
+	mod, _, err := w.Acquire(context.Background(), "a", "get", load)
 	if err != nil {
 		t.Fatal(err)
 	}
-	none.releaseLocal(w, mod, false)
-	if _, _, ok := none.acquireIdle(w, "a", "get"); ok {
+	w.Release(mod, false)
+	if _, _, ok := none.acquireIdle(&w.w, "a", "get"); ok {
 		t.Fatal("a worker kept an instance of a pool that keeps none")
 	}
-	w.flush()
+	w.Flush()
 	if st := none.Stats(); st.Discards != 1 {
 		t.Fatalf("stats %+v, want the instance discarded", st)
 	}
+}
+
+// BenchmarkPoolPath is what the engine's own part of a transaction costs:
+// Acquire then Release of the WAT counter's instance, nothing dirtied (so
+// the restore is its fixed part only), through the worker path a block's
+// transactions take (worker) and through the engine's locked shared path
+// (shared: simulation, direct callers).
+//
+//	go test -run '^$' -bench PoolPath ./runtime/exec/
+func BenchmarkPoolPath(b *testing.B) {
+	p, err := deploy.Prepare(readWasm(b, "../../contracts/counter_wat/counter.wasm"), DeployConfig())
+	if err != nil {
+		b.Fatal(err)
+	}
+	load := func() ([]byte, error) { return p.Instrumented, nil }
+	e := newPooledEngine(b, DefaultPoolConfig())
+	ctx := context.Background()
+	b.Run("worker", func(b *testing.B) {
+		w := e.NewWorker()
+		defer w.Flush()
+		for b.Loop() {
+			mod, _, err := w.Acquire(ctx, "a", "get", load)
+			if err != nil {
+				b.Fatal(err)
+			}
+			w.Release(mod, false)
+		}
+	})
+	b.Run("shared", func(b *testing.B) {
+		for b.Loop() {
+			mod, _, err := e.Acquire(ctx, "a", "get", load)
+			if err != nil {
+				b.Fatal(err)
+			}
+			e.Release(mod, false)
+		}
+	})
 }
