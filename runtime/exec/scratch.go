@@ -9,7 +9,7 @@ import (
 // scratch is the working memory of a block that no result keeps: the
 // access table's entries, sort arrays and key slots, the senders, the
 // overlays and their write buffers, the prefetched values and the merge's
-// last writes. It is reused from block to block (Executor.spare): allocated
+// last writes and event offsets. It is reused from block to block (Executor.spare): allocated
 // afresh it was ~4 MB per 5 000-transfer block, which the serial baseline
 // and the workers alike paid in zeroing, page faults and collections, the
 // workers more so, since the collector then runs on their cores rather
@@ -39,6 +39,7 @@ type scratch struct {
 	vals     [][]byte
 	writes   [][]write // txOutcomes.writes
 	last     []uint64  // the merge's last write per slot
+	evAt     []int     // where each transaction's events start in the block's
 	// keyChunks holds the chunks of the entries' key strings, a list
 	// per listing part (see keyBuilder).
 	keyChunks [][][]byte
