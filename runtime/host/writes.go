@@ -220,8 +220,9 @@ func (f *frame) sortedWrites() []Write {
 // Arena hands out the memory Results own from chunks: a transfer's host
 // path allocated its write set's bytes and array and its event's data and
 // array, four allocations per transaction, each a small object for the
-// collector. Memory it handed out is never handed out again, so a Result
-// stays valid however long it is held (and holds its chunks). The zero
+// collector. Memory it handed out is never handed out again unless given
+// back (Release), so a Result stays valid however long it is held (and
+// holds its chunks). The zero
 // value is ready; a nil *Arena allocates each copy on its own. An Arena
 // is used by one transaction at a time.
 type Arena struct {
