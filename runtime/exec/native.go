@@ -67,7 +67,7 @@ func (r *NativeRunner) Run(ctx context.Context, o Overlay, tx *types.Tx, env TxE
 		return Result{Status: types.StatusInvalid, Error: fmt.Sprintf("unknown module %s", p.Module)}
 	}
 	// A Call escapes (modules take it through an interface): ~190 bytes
-	// per transaction, a fifth of a native transfer's allocation, when
+	// per transaction, a third of a native transfer's allocation, when
 	// each had its own. The pool hands it back within the transaction, on
 	// the same P.
 	c := callPool.Get().(*Call)

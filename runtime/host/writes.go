@@ -222,9 +222,8 @@ func (f *frame) sortedWrites() []Write {
 // array, four allocations per transaction, each a small object for the
 // collector. Memory it handed out is never handed out again unless given
 // back (Release), so a Result stays valid however long it is held (and
-// holds its chunks). The zero
-// value is ready; a nil *Arena allocates each copy on its own. An Arena
-// is used by one transaction at a time.
+// holds its chunks). The zero value is ready; a nil *Arena allocates each
+// copy on its own. An Arena is used by one transaction at a time.
 type Arena struct {
 	b []byte
 	k []byte // the Writes' keys (see Release)
