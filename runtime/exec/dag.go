@@ -488,7 +488,7 @@ func (es keyRefs) less(a, b *keyRef) bool {
 }
 
 // radixMin is the longest run the radix sort leaves to the introsort.
-const radixMin = 48
+const radixMin = 20
 
 // radix sorts a by cmp, using tmp (at least as long as a): a
 // most-significant-digit radix sort on the bytes of (hi, lo), which leaves

@@ -3,6 +3,7 @@ package exec
 import (
 	"bytes"
 	"math/rand/v2"
+	"reflect"
 	"slices"
 	"testing"
 
@@ -15,9 +16,13 @@ import (
 // half the keys numbered in the block's table and the others written
 // without a slot (as under a declared prefix). Every other seed writes
 // each key from one transaction at most, and merges as disjoint (the
-// first pass split over ranges of transactions too).
+// first pass split over ranges of transactions too). The block's events
+// must be the receipts' in block order.
 func TestMergeAgainstReference(t *testing.T) {
-	for seed := range uint64(seeds(t, 4)) {
+	// 12 seeds: fewer left a slot range's last slot unwritten in every
+	// disjoint block with more than one range, where the counts of the
+	// first pass must put it in the right range.
+	for seed := range uint64(seeds(t, 12)) {
 		disjoint := seed%2 == 1
 		rng := rand.New(rand.NewPCG(seed, 7))
 		n := 2000 + rng.IntN(3000)
@@ -31,8 +36,14 @@ func TestMergeAgainstReference(t *testing.T) {
 		outs := newTxOutcomes(n)
 		model := map[string][]byte{}
 		writer := map[string]int{}
+		var events []types.Event // every receipt's, in block order
 		for i := range n {
 			outs.receipts[i] = types.Receipt{GasUsed: uint64(i)}
+			for range rng.IntN(3) {
+				e := types.Event{Topic: "t", Data: []byte{byte(i), byte(i >> 8), byte(rng.IntN(256))}}
+				outs.receipts[i].Events = append(outs.receipts[i].Events, e)
+				events = append(events, e)
+			}
 			o := &overlay{tab: tab}
 			for range rng.IntN(4) {
 				k := randKey()
@@ -73,6 +84,9 @@ func TestMergeAgainstReference(t *testing.T) {
 			}
 			if wantGas := uint64(n) * uint64(n-1) / 2; res.GasUsed != wantGas || len(res.Receipts) != n {
 				t.Fatalf("seed %d, %d parts: gas %d, %d receipts", seed, parts, res.GasUsed, len(res.Receipts))
+			}
+			if !reflect.DeepEqual(res.Events, events) {
+				t.Fatalf("seed %d, %d parts: %d events differ from the receipts' %d in block order", seed, parts, len(res.Events), len(events))
 			}
 		}
 	}

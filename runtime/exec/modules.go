@@ -60,7 +60,8 @@ func (Token) Call(c *Call, method string, args []byte) ([]byte, error) {
 	}
 	to, amount := types.Address(args[:types.AddressLen]), u64(args[types.AddressLen:])
 	add := func(a types.Address, delta uint64, sub bool) error {
-		v, err := c.Get(BalanceKey(a))
+		k := BalanceKey(a) // the overlay keeps no key it is passed
+		v, err := c.Get(k)
 		if err != nil {
 			return err
 		}
@@ -75,7 +76,7 @@ func (Token) Call(c *Call, method string, args []byte) ([]byte, error) {
 		default:
 			bal += delta
 		}
-		return c.Set(BalanceKey(a), putU64(bal))
+		return c.Set(k, putU64(bal))
 	}
 	switch method {
 	case "mint":

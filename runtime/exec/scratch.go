@@ -9,11 +9,11 @@ import (
 // scratch is the working memory of a block that no result keeps: the
 // access table's entries, sort arrays and key slots, the senders, the
 // overlays and their write buffers, the prefetched values and the merge's
-// last writes. It is reused from block to block (Executor.spare): allocated
-// afresh it was ~4 MB per 5 000-transfer block, which the serial baseline
-// and the workers alike paid in zeroing, page faults and collections, the
-// workers more so, since the collector then runs on their cores rather
-// than an idle one. What a result keeps (the key bytes of its writes,
+// last writes and event offsets. It is reused from block to block
+// (Executor.spare): allocated afresh it was ~4 MB per 5 000-transfer
+// block, which the serial baseline and the workers alike paid in zeroing,
+// page faults and collections, the workers more so, since the collector
+// then runs on their cores rather than an idle one. What a result keeps (the key bytes of its writes,
 // account records, receipts) is allocated per block as before.
 //
 // A block takes its executor's spare one in prepare (or a new one when
@@ -39,6 +39,7 @@ type scratch struct {
 	vals     [][]byte
 	writes   [][]write // txOutcomes.writes
 	last     []uint64  // the merge's last write per slot
+	evAt     []int     // where each transaction's events start in the block's
 	// keyChunks holds the chunks of the entries' key strings, a list
 	// per listing part (see keyBuilder).
 	keyChunks [][][]byte

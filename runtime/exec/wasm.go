@@ -94,6 +94,11 @@ func (r *WasmRunner) call(ctx context.Context, o Overlay, tx *types.Tx, env TxEn
 			return Result{Fatal: fmt.Errorf("exec: host write rejected by the overlay: %w", err)}, nil
 		}
 	}
+	if w != nil {
+		// The overlay holds the values and keys of its own: the arena
+		// may hand the Writes and their keys to the worker's next call.
+		w.arena.Release(res.Writes)
+	}
 	out.Return, out.Events = res.Return, res.Events
 	return out, nil
 }

@@ -46,7 +46,9 @@
 //     pool and returns them afterwards; a Result shares no mutable memory
 //     with them, so no transaction sees anything of an earlier one. With
 //     a Tx.Arena, a Result's copies are carved from chunks it shares with
-//     the arena's other Results, but no byte is handed out twice.
+//     the arena's other Results, but no byte is handed out twice unless
+//     its holder gave it back: Arena.Release takes the last Result's
+//     Writes array and keys (never values, events or return data).
 //
 // Concurrency: one Run per goroutine; a Tx, its State and its Instances are
 // used by that goroutine only. Host functions of different runs never
