@@ -242,7 +242,6 @@ func (x *Executor) ExecuteBlock(ctx context.Context, parent StateView, b *types.
 	var (
 		remaining atomic.Int64
 		fail      blockErr
-		wg        sync.WaitGroup
 	)
 	remaining.Store(int64(n))
 	// step runs transaction i and releases its dependents. It returns the
@@ -302,8 +301,7 @@ func (x *Executor) ExecuteBlock(ctx context.Context, parent StateView, b *types.
 			}
 		}
 	}
-	goWorkers(ctx, &wg, min(x.opts.Workers, n), work)
-	wg.Wait()
+	goWorkers(ctx, min(x.opts.Workers, n), work)
 	if fail.err != nil {
 		return nil, fail.err
 	}
@@ -356,10 +354,7 @@ type blockRange struct {
 // others', so one slowed by other load does not hold the block up.
 func (x *Executor) executeIndependent(ctx context.Context, bl *block, parent StateView, outs *txOutcomes) (*BlockResult, error) {
 	n := len(outs.receipts)
-	var (
-		fail blockErr
-		wg   sync.WaitGroup
-	)
+	var fail blockErr
 	workers := min(x.opts.Workers, (n+independentChunk-1)/independentChunk)
 	ranges := make([]blockRange, workers)
 	for p := range ranges {
@@ -385,8 +380,7 @@ func (x *Executor) executeIndependent(ctx context.Context, bl *block, parent Sta
 			}
 		}
 	}
-	goWorkers(ctx, &wg, workers, work)
-	wg.Wait()
+	goWorkers(ctx, workers, work)
 	if fail.err != nil {
 		return nil, fail.err
 	}
@@ -419,21 +413,6 @@ func (x *Executor) ExecuteSerial(ctx context.Context, parent StateView, b *types
 	}
 	defer x.done(bl)
 	return restoreOrder(x.merge(outs, bl.access, 1, false), bl.order), nil
-}
-
-// goWorkers starts n goroutines running work (p = 0..n-1), each with a
-// worker of its own (see worker) that it flushes when work returns; wg
-// counts them until then.
-func goWorkers(ctx context.Context, wg *sync.WaitGroup, n int, work func(ctx context.Context, p int)) {
-	wg.Add(n)
-	for p := range n {
-		go func() {
-			defer wg.Done()
-			w := new(worker)
-			defer w.flush() // before Done: the engine has its instances back when the block returns
-			work(withWorker(ctx, w), p)
-		}()
-	}
 }
 
 // runTx applies the replay checks, runs the transaction on a fresh overlay

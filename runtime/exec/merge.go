@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"slices"
 	"strings"
-	"sync"
 
 	"github.com/kairos-network/kairos/state"
 	"github.com/kairos-network/kairos/types"
@@ -209,18 +208,4 @@ func mergeExtra(slotted []state.Write, extra []kv) []state.Write {
 		out = append(out, state.Write{Key: k, Value: nilIfEmpty(e.v)})
 	}
 	return append(out, slotted[i:]...)
-}
-
-// parallel runs fn(0..n-1), the last on the calling goroutine, and waits.
-func parallel(n int, fn func(int)) {
-	var wg sync.WaitGroup
-	wg.Add(n - 1)
-	for p := range n - 1 {
-		go func() {
-			defer wg.Done()
-			fn(p)
-		}()
-	}
-	fn(n - 1)
-	wg.Wait()
 }
