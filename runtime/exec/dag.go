@@ -94,7 +94,7 @@ func newAccessTableIn(sc *scratch, txs []*types.Tx, senders []types.Address, wor
 	scratch := grow(&sc.sort, start[n])
 	barriers, prefixes := make([]bool, parts), make([]bool, parts)
 	chunks := grow(&sc.keyChunks, parts)
-	parallel(parts, func(p int) {
+	t.sc.crew.parallel(parts, func(p int) {
 		lo, hi := p*n/parts, (p+1)*n/parts
 		b := keyBuilder{chunks: &chunks[p]}
 		for i := lo; i < hi; i++ {
@@ -123,7 +123,7 @@ func newAccessTableIn(sc *scratch, txs []*types.Tx, senders []types.Address, wor
 		runs[p] = run
 	})
 	es := keyRefs(flat)
-	sorted := es.sorted(runs, scratch)
+	sorted := es.sorted(t.sc.crew, runs, scratch)
 	t.independent = !slices.Contains(barriers, true) && !slices.Contains(prefixes, true)
 	if !t.number(es, sorted, start, parts, true) {
 		// Two modules share their first 8 bytes (one block would need
@@ -136,7 +136,7 @@ func newAccessTableIn(sc *scratch, txs []*types.Tx, senders []types.Address, wor
 		}
 		t.number(es, sorted, start, parts, false)
 	}
-	parallel(parts, func(p int) {
+	t.sc.crew.parallel(parts, func(p int) {
 		eachRepeat(txs, start, flat, p*n/parts, (p+1)*n/parts, func(rep, e *access) { e.slot = rep.slot })
 	})
 	return t
@@ -194,7 +194,7 @@ func (t *accessTable) number(es keyRefs, sorted []keyRef, start []int, parts int
 		moduleClash bool // two modules share their 8-byte prefix
 	}
 	outs := make([]partOut, parts)
-	parallel(parts, func(p int) {
+	t.sc.crew.parallel(parts, func(p int) {
 		for j := bounds[p]; j < bounds[p+1]; j++ {
 			if j == bounds[p] || !same(j) {
 				outs[p].keys++
@@ -206,7 +206,7 @@ func (t *accessTable) number(es keyRefs, sorted []keyRef, start []int, parts int
 		outs[p].keys, total = total, total+outs[p].keys // now the part's first slot
 	}
 	t.keys = grow(&t.sc.keys, total)
-	parallel(parts, func(p int) {
+	t.sc.crew.parallel(parts, func(p int) {
 		o := &outs[p]
 		slot := int32(o.keys - 1)
 		// Per key: the first transaction, whether another one uses it
@@ -260,7 +260,7 @@ func (t *accessTable) number(es keyRefs, sorted []keyRef, start []int, parts int
 	t.raw = make([]byte, size)
 	t.off = grow(&t.sc.off, total+1)
 	t.off[0] = 0
-	parallel(parts, func(p int) {
+	t.sc.crew.parallel(parts, func(p int) {
 		at := outs[p].size
 		last := total
 		if p+1 < parts {
@@ -636,22 +636,22 @@ func (es keyRefs) siftDown(a []keyRef, i int) {
 
 // sorted returns the runs, each sorted by cmp, merged into one run, the
 // first merge into buf (as long as all runs, apart from them).
-func (es keyRefs) sorted(runs [][]keyRef, buf []keyRef) []keyRef {
+func (es keyRefs) sorted(c *crew, runs [][]keyRef, buf []keyRef) []keyRef {
 	sorted := runs[0]
 	for k, r := range runs[1:] {
 		out := buf[:len(sorted)+len(r)]
 		if k > 0 { // sorted is in buf
 			out = make([]keyRef, len(sorted)+len(r))
 		}
-		sorted = es.merge(out, sorted, r, len(runs))
+		sorted = es.merge(c, out, sorted, r, len(runs))
 	}
 	return sorted
 }
 
 // merge merges two sorted runs (a first on equal keys) into out, as long
 // as both, with parts goroutines each writing one range of it.
-func (es keyRefs) merge(out, a, b []keyRef, parts int) []keyRef {
-	parallel(parts, func(p int) {
+func (es keyRefs) merge(c *crew, out, a, b []keyRef, parts int) []keyRef {
+	c.parallel(parts, func(p int) {
 		lo, hi := p*len(out)/parts, (p+1)*len(out)/parts
 		ai, bi := es.split(a, b, lo)
 		aj, bj := es.split(a, b, hi)

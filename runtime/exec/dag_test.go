@@ -303,7 +303,7 @@ func TestKeyRefsMerge(t *testing.T) {
 		es.radix(a, make([]keyRef, len(a)))
 		es.radix(b, make([]keyRef, len(b)))
 		for parts := 1; parts <= 5; parts++ {
-			got := es.merge(make([]keyRef, len(a)+len(b)), a, b, parts)
+			got := es.merge(nil, make([]keyRef, len(a)+len(b)), a, b, parts)
 			seen := make([]bool, len(es))
 			for j, r := range got {
 				if j > 0 && es.cmp(got[j-1], r) > 0 {

@@ -153,6 +153,8 @@ type block struct {
 // done gives the block's scratch back to x for its next block: call it
 // only once nothing of the block but its merged result is used.
 func (x *Executor) done(bl *block) {
+	bl.sc.crew.stop()
+	bl.sc.crew = nil
 	x.spare.put(bl.sc)
 	bl.sc = nil
 }
@@ -170,10 +172,11 @@ func (x *Executor) prepare(ctx context.Context, parent StateView, b *types.Block
 		}
 	}
 	sc := x.spare.get()
+	sc.crew = newCrew(x.opts.Workers - 1)
 	bl := &block{env: BlockEnv{Height: b.Height, Time: b.Time}, b: b, txs: txs, senders: grow(&sc.senders, len(txs)), sc: sc}
 	// A sender address is a hash of the public key: worth the workers.
 	parts := max(1, min(x.opts.Workers, len(txs)/accessPartMin))
-	parallel(parts, func(p int) {
+	sc.crew.parallel(parts, func(p int) {
 		for i := p * len(txs) / parts; i < (p+1)*len(txs)/parts; i++ {
 			bl.senders[i] = txs[i].SenderAddress()
 		}
@@ -188,6 +191,7 @@ func (x *Executor) prepare(ctx context.Context, parent StateView, b *types.Block
 	bl.nonces = make([]byte, nonceLen*len(txs))
 	c, err := prefetch(ctx, parent, bl.access, x.opts.Workers)
 	if err != nil {
+		sc.crew.stop()
 		return nil, err
 	}
 	bl.cache = c
@@ -202,6 +206,7 @@ func (x *Executor) ExecuteBlock(ctx context.Context, parent StateView, b *types.
 	if err != nil {
 		return nil, err
 	}
+	defer bl.sc.crew.stop() // on the error paths; done stops it first otherwise
 	n := len(txs)
 	outs := bl.sc.outcomes(n)
 	if n == 0 {
@@ -301,7 +306,7 @@ func (x *Executor) ExecuteBlock(ctx context.Context, parent StateView, b *types.
 			}
 		}
 	}
-	goWorkers(ctx, min(x.opts.Workers, n), work)
+	bl.sc.crew.goWorkers(ctx, min(x.opts.Workers, n), work)
 	if fail.err != nil {
 		return nil, fail.err
 	}
@@ -380,7 +385,7 @@ func (x *Executor) executeIndependent(ctx context.Context, bl *block, parent Sta
 			}
 		}
 	}
-	goWorkers(ctx, workers, work)
+	bl.sc.crew.goWorkers(ctx, workers, work)
 	if fail.err != nil {
 		return nil, fail.err
 	}
@@ -396,6 +401,7 @@ func (x *Executor) ExecuteSerial(ctx context.Context, parent StateView, b *types
 	if err != nil {
 		return nil, err
 	}
+	defer bl.sc.crew.stop() // on the error paths; done stops it first otherwise
 	outs := bl.sc.outcomes(len(txs))
 	sl := newSerialLayer(bl.access)
 	// One worker, as each goroutine of ExecuteBlock is: the baseline keeps

@@ -69,7 +69,9 @@ func (x *Executor) merge(outs *txOutcomes, t *accessTable, workers int, disjoint
 	// collector neither scans it nor makes its stores pay barriers.
 	var last []uint64
 	var evAt []int // where each transaction's events start in res.Events
+	var c *crew
 	if t != nil {
+		c = t.sc.crew
 		last = grow(&t.sc.last, len(keys))
 		clear(last)
 		evAt = grow(&t.sc.evAt, n+1)
@@ -91,7 +93,7 @@ func (x *Executor) merge(outs *txOutcomes, t *accessTable, workers int, disjoint
 	// counts[q*parts+p] is the written slots of slot range p that the
 	// transactions of range q wrote (disjoint only).
 	counts := make([]int, wparts*parts)
-	parallel(wparts, func(q int) {
+	c.parallel(wparts, func(q int) {
 		var g uint64
 		cnt := counts[q*parts : (q+1)*parts]
 		for j := q * n / wparts; j < (q+1)*n/wparts; j++ {
@@ -133,7 +135,7 @@ func (x *Executor) merge(outs *txOutcomes, t *accessTable, workers int, disjoint
 			}
 		}
 	} else {
-		parallel(parts, func(p int) {
+		c.parallel(parts, func(p int) {
 			for s := from[p]; s < from[p+1]; s++ {
 				if last[s] != 0 {
 					at[p+1]++
@@ -145,7 +147,7 @@ func (x *Executor) merge(outs *txOutcomes, t *accessTable, workers int, disjoint
 		at[p+1] += at[p]
 	}
 	slotted := make([]state.Write, at[parts])
-	parallel(parts, func(p int) {
+	c.parallel(parts, func(p int) {
 		j := at[p]
 		var sk slotKeys
 		if from[p] < len(keys) {

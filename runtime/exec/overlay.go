@@ -362,7 +362,7 @@ func prefetch(ctx context.Context, parent StateView, t *accessTable, readers int
 	readers = max(1, min(readers, len(t.keys)/prefetchChunkMin))
 	errs := make([]error, readers)
 	br, batch := parent.(batchReader)
-	parallel(readers, func(r int) {
+	t.sc.crew.parallel(readers, func(r int) {
 		lo, hi := r*len(vals)/readers, (r+1)*len(vals)/readers
 		// A batch reader gets the range in batches of keys from one
 		// reused array: an array of the whole range was ~1 MB of state

@@ -43,6 +43,9 @@ type scratch struct {
 	// keyChunks holds the chunks of the entries' key strings, a list
 	// per listing part (see keyBuilder).
 	keyChunks [][][]byte
+	// crew is the block's helper goroutines (nil with one worker), from
+	// prepare until the block is merged (see crew).
+	crew *crew
 }
 
 // scratchKeepMax is the most access entries (about four per transfer)
