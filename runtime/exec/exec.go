@@ -175,7 +175,12 @@ func (x *Executor) prepare(ctx context.Context, parent StateView, b *types.Block
 	sc.crew = newCrew(x.opts.Workers - 1)
 	bl := &block{env: BlockEnv{Height: b.Height, Time: b.Time}, b: b, txs: txs, senders: grow(&sc.senders, len(txs)), sc: sc}
 	// A sender address is a hash of the public key: worth the workers.
-	parts := max(1, min(x.opts.Workers, len(txs)/accessPartMin))
+	// In chunks, claimed by whoever is running: this is the first phase,
+	// which the crew's helper, just started, usually joins late.
+	parts := 1
+	if sc.crew != nil {
+		parts = max(1, len(txs)/accessPartMin)
+	}
 	sc.crew.parallel(parts, func(p int) {
 		for i := p * len(txs) / parts; i < (p+1)*len(txs)/parts; i++ {
 			bl.senders[i] = txs[i].SenderAddress()
