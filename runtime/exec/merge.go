@@ -53,10 +53,9 @@ func (o *txOutcomes) set(i int, out txOut) { o.receipts[i], o.writes[i] = out.re
 // range of slots on the way, since a write is then a written slot. The
 // result's receipts are outs.receipts.
 //
-// Each pass after the first with more than one part hands work to another
-// goroutine and waits for it: a hand-off took a median 72 µs (mean 358 µs)
-// from the go statement to the goroutine running in a trace of 2-worker
-// blocks at load 8, so a disjoint merge has two such passes, not four.
+// Each pass with more than one part is a phase of the block's crew (see
+// gate.go), a hand-off to another goroutine: a disjoint merge has two such
+// passes, not four.
 func (x *Executor) merge(outs *txOutcomes, t *accessTable, workers int, disjoint bool) *BlockResult {
 	n := len(outs.receipts)
 	res := &BlockResult{Receipts: outs.receipts}
