@@ -83,12 +83,12 @@ type latency struct {
 	// times, and a 32-byte key and a pointer to follow made those lookups
 	// the tracker's main cost.
 	cur, old map[uint64]txTimes
-	// headers maps an own header's round to its acks until its
+	// headers maps an own header's round to its acks' keys until its
 	// certificate.
-	headers map[uint64][]consensus.TxID
-	// certs maps an own certificate's round to its acks until it is
+	headers map[uint64][]uint64
+	// certs maps an own certificate's round to its acks' keys until it is
 	// committed.
-	certs map[uint64][]consensus.TxID
+	certs map[uint64][]uint64
 	// headerIn holds when a peer's header of (author, round) was first
 	// stepped, until this node votes on it; driver only.
 	headerIn map[authorRound]time.Duration
@@ -127,7 +127,7 @@ func newLatency() *latency {
 			Help:    "Time between two consecutive own headers (the round pace this node sees).",
 			Buckets: latencyBuckets}),
 		cur: map[uint64]txTimes{}, old: map[uint64]txTimes{},
-		headers: map[uint64][]consensus.TxID{}, certs: map[uint64][]consensus.TxID{}, headerIn: map[authorRound]time.Duration{},
+		headers: map[uint64][]uint64{}, certs: map[uint64][]uint64{}, headerIn: map[authorRound]time.Duration{},
 		base: time.Now().Add(-time.Nanosecond),
 	}
 	for i, s := range Stages {
@@ -192,12 +192,12 @@ func (l *latency) ownHeader(h *consensus.Header) {
 		l.round.Observe((now - l.lastHeader).Seconds())
 	}
 	l.lastHeader = now
-	acks := make([]consensus.TxID, len(h.Acks))
+	acks := make([]uint64, len(h.Acks))
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for i, a := range h.Acks {
-		acks[i] = a.TxID
 		k := trackKey(a.TxID)
+		acks[i] = k
 		if t, gen := l.get(k); gen != nil && t.acked == 0 {
 			t.acked = now
 			gen[k] = t
@@ -220,8 +220,7 @@ func (l *latency) ownCert(r uint64) {
 		return
 	}
 	delete(l.headers, r)
-	for _, id := range acks {
-		k := trackKey(id)
+	for _, k := range acks {
 		if t, gen := l.get(k); gen != nil && t.certified == 0 {
 			t.certified = now
 			gen[k] = t
@@ -249,8 +248,7 @@ func (l *latency) committed(me uint32, certs []*consensus.Certificate) {
 			continue
 		}
 		delete(l.certs, c.Header.Round)
-		for _, id := range acks {
-			k := trackKey(id)
+		for _, k := range acks {
 			if t, gen := l.get(k); gen != nil && t.committed == 0 {
 				t.committed = now
 				gen[k] = t
