@@ -11,8 +11,9 @@ import (
 // types.Decode spends most of that on reflection and on re-encoding the
 // value to test canonical form; a header carries up to MaxAcks acks, so
 // this was ~3% of a validator's CPU at 5 000 tx/s. decodeMessageFast reads
-// the four message shapes directly and accepts only the form the canonical
-// encoder writes (shortest heads, definite lengths, exactly the fields of
+// header, vote and certificate messages directly (a checkpoint vote it
+// leaves to types.Decode) and accepts only the form the canonical encoder
+// writes (shortest heads, definite lengths, exactly the fields of
 // each array, byte arrays of their exact length, null only where a nil
 // pointer or slice encodes to it), so anything it accepts is a canonical
 // encoding that types.Decode accepts with the same value. For anything
