@@ -394,13 +394,18 @@ const MaxMessageBytes = 1 << 20
 func EncodeMessage(m *Message) []byte { return types.MustEncode(m) }
 
 // DecodeMessage decodes and shape-checks one message (not its signatures).
+// The canonical form is read directly (see wiredecode.go); anything else
+// goes to types.Decode.
 func DecodeMessage(b []byte) (*Message, error) {
 	if len(b) > MaxMessageBytes {
 		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrTooLarge, len(b), MaxMessageBytes)
 	}
-	var m Message
-	if err := types.Decode(b, &m); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
+	m, ok := decodeMessageFast(b)
+	if !ok {
+		m = new(Message)
+		if err := types.Decode(b, m); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
+		}
 	}
 	set := 0
 	for _, p := range []bool{m.Header != nil, m.Vote != nil, m.Cert != nil, m.Checkpoint != nil} {
@@ -411,5 +416,5 @@ func DecodeMessage(b []byte) (*Message, error) {
 	if set != 1 {
 		return nil, fmt.Errorf("%w: %d payloads in one message", ErrMalformed, set)
 	}
-	return &m, nil
+	return m, nil
 }

@@ -217,6 +217,7 @@ func TestWriteFuzzCorpus(t *testing.T) {
 			"vote": EncodeRecord(&Record{Vote: &VoteRecord{Author: 1, Round: 2, Digest: Digest{3}}}),
 		},
 	}
+	corpora["FuzzDecodeMessageFast"] = fastCorpus()
 	for target, files := range corpora {
 		dir := filepath.Join("testdata", "fuzz", target)
 		if err := os.MkdirAll(dir, 0o755); err != nil {

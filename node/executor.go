@@ -504,10 +504,20 @@ func (n *Node) onCheckpointVote(v *consensus.CheckpointVote) {
 }
 
 // storeCheckpoint writes a certificate, and the latest one when it is
-// the newest, in one synced batch (one per block at CheckpointInterval 1).
+// the newest, in one batch. The batch is not synced (unsyncedBatch): at
+// CheckpointInterval 1 that was an fsync per block on each validator, on
+// the executor's path for its own vote and on a peer's receive path for
+// the others'. Nothing waits on it: the next synced commit in the same
+// log (the driver's group commit, the next block's state commit) makes
+// it durable, the compactor stores the certificate it compacts at in its
+// own synced batch, and a certificate lost in a crash (in the
+// milliseconds before the next synced commit) only leaves its height
+// without one here: serving that block to a catching-up peer fails with
+// ErrNotFound and the peer asks another validator, and the next
+// certificate this node collects is the latest it serves.
 func (n *Node) storeCheckpoint(cc *consensus.CheckpointCert, newest bool) error {
 	enc := types.MustEncode(cc)
-	b, err := n.d.Batch(n.ctx)
+	b, err := n.unsyncedBatch(n.ctx)
 	if err == nil {
 		err = b.Put(n.ctx, heightKey(nsCP, cc.Height), enc)
 	}

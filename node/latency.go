@@ -1,6 +1,7 @@
 package node
 
 import (
+	"encoding/binary"
 	"sync"
 	"time"
 
@@ -32,6 +33,17 @@ const (
 // Stages lists the stage labels in the order of a transaction's life.
 var Stages = []string{StagePool, StageAck, StageCert, StageCommit, StageRelease, StageExecute, StageTotal}
 
+// Indexes of Stages, for latency.obs.
+const (
+	sPool = iota
+	sAck
+	sCert
+	sCommit
+	sRelease
+	sExecute
+	sTotal
+)
+
 // latencyBuckets covers 0.25 ms to about 60 s in steps of 25%, fine
 // enough that a p50 or p99 read from the buckets is within ~12%.
 var latencyBuckets = prometheus.ExponentialBuckets(0.00025, 1.25, 56)
@@ -49,7 +61,10 @@ type txTimes struct {
 // (the driver's inputs are stamped with Clock.Now, as before). Methods are
 // called by the API and gossip handlers, the driver and the executor.
 type latency struct {
-	stage      *prometheus.HistogramVec
+	stage *prometheus.HistogramVec
+	// obs holds stage's histogram of each of Stages: looking a label up
+	// hashes it, and there are seven observations per transaction.
+	obs        [sTotal + 1]prometheus.Observer
 	commit     prometheus.Histogram // driver's synced group commit
 	inboxWait  prometheus.Histogram // input pushed → taken by the driver
 	inboxDepth prometheus.Histogram // inputs waiting when the driver takes a group
@@ -62,14 +77,18 @@ type latency struct {
 
 	mu sync.Mutex
 	// cur and old are two generations of tracked transactions: when cur
-	// holds MaxTrackedTxs/2, old is dropped and cur becomes old.
-	cur, old map[consensus.TxID]*txTimes
-	// headers maps an own header's round to its acks until its
+	// holds MaxTrackedTxs/2, old is dropped and cur becomes old. They are
+	// keyed by the first 64 bits of a transaction id (trackKey) and hold
+	// the times themselves: each transaction is looked up about seven
+	// times, and a 32-byte key and a pointer to follow made those lookups
+	// the tracker's main cost.
+	cur, old map[uint64]txTimes
+	// headers maps an own header's round to its acks' keys until its
 	// certificate.
-	headers map[uint64][]consensus.TxID
-	// certs maps an own certificate's round to its acks until it is
+	headers map[uint64][]uint64
+	// certs maps an own certificate's round to its acks' keys until it is
 	// committed.
-	certs map[uint64][]consensus.TxID
+	certs map[uint64][]uint64
 	// headerIn holds when a peer's header of (author, round) was first
 	// stepped, until this node votes on it; driver only.
 	headerIn map[authorRound]time.Duration
@@ -88,7 +107,7 @@ type authorRound struct {
 const maxOwnRounds = 1024
 
 func newLatency() *latency {
-	return &latency{
+	l := &latency{
 		stage: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "kairos_tx_stage_seconds",
 			Help:    "Local time of a transaction in each stage on this node (see node.Stages).",
 			Buckets: latencyBuckets}, []string{"stage"}),
@@ -107,10 +126,14 @@ func newLatency() *latency {
 		round: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "kairos_round_seconds",
 			Help:    "Time between two consecutive own headers (the round pace this node sees).",
 			Buckets: latencyBuckets}),
-		cur: map[consensus.TxID]*txTimes{}, old: map[consensus.TxID]*txTimes{},
-		headers: map[uint64][]consensus.TxID{}, certs: map[uint64][]consensus.TxID{}, headerIn: map[authorRound]time.Duration{},
+		cur: map[uint64]txTimes{}, old: map[uint64]txTimes{},
+		headers: map[uint64][]uint64{}, certs: map[uint64][]uint64{}, headerIn: map[authorRound]time.Duration{},
 		base: time.Now().Add(-time.Nanosecond),
 	}
+	for i, s := range Stages {
+		l.obs[i] = l.stage.WithLabelValues(s)
+	}
+	return l
 }
 
 // now returns the current offset from l.base (> 0).
@@ -120,17 +143,28 @@ func (l *latency) collectors() []prometheus.Collector {
 	return []prometheus.Collector{l.stage, l.commit, l.inboxWait, l.inboxDepth, l.voteWait, l.round, l.headerTransit}
 }
 
-// get returns id's times or nil; l.mu held.
-func (l *latency) get(id consensus.TxID) *txTimes {
-	if t := l.cur[id]; t != nil {
-		return t
+// trackKey is the tracker's key for id. Two transactions whose ids share
+// their first 64 bits (a chance of 2^-64 per pair; finding such a pair
+// takes ~2^32 signed transactions) would share their times, which feed
+// only the histograms.
+func trackKey(id consensus.TxID) uint64 { return binary.LittleEndian.Uint64(id[:8]) }
+
+// get returns k's times and the generation that holds them (nil if none);
+// l.mu held.
+func (l *latency) get(k uint64) (txTimes, map[uint64]txTimes) {
+	if t, ok := l.cur[k]; ok {
+		return t, l.cur
 	}
-	return l.old[id]
+	if t, ok := l.old[k]; ok {
+		return t, l.old
+	}
+	return txTimes{}, nil
 }
 
-func (l *latency) observe(stage string, from, to time.Duration) {
+// observe observes stage s, from from to to, if from was reached.
+func (l *latency) observe(s int, from, to time.Duration) {
 	if from != 0 {
-		l.stage.WithLabelValues(stage).Observe((to - from).Seconds())
+		l.obs[s].Observe((to - from).Seconds())
 	}
 }
 
@@ -140,14 +174,15 @@ func (l *latency) pooled(id consensus.TxID, seen time.Duration) {
 	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.get(id) != nil {
+	k := trackKey(id)
+	if _, gen := l.get(k); gen != nil {
 		return
 	}
 	if len(l.cur) >= MaxTrackedTxs/2 {
-		l.old, l.cur = l.cur, make(map[consensus.TxID]*txTimes, len(l.cur))
+		l.old, l.cur = l.cur, make(map[uint64]txTimes, len(l.cur))
 	}
-	l.cur[id] = &txTimes{seen: seen, pooled: now}
-	l.observe(StagePool, seen, now)
+	l.cur[k] = txTimes{seen: seen, pooled: now}
+	l.observe(sPool, seen, now)
 }
 
 // ownHeader records an own header built now with its acks. Driver only.
@@ -157,14 +192,16 @@ func (l *latency) ownHeader(h *consensus.Header) {
 		l.round.Observe((now - l.lastHeader).Seconds())
 	}
 	l.lastHeader = now
-	acks := make([]consensus.TxID, len(h.Acks))
+	acks := make([]uint64, len(h.Acks))
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for i, a := range h.Acks {
-		acks[i] = a.TxID
-		if t := l.get(a.TxID); t != nil && t.acked == 0 {
+		k := trackKey(a.TxID)
+		acks[i] = k
+		if t, gen := l.get(k); gen != nil && t.acked == 0 {
 			t.acked = now
-			l.observe(StageAck, t.pooled, now)
+			gen[k] = t
+			l.observe(sAck, t.pooled, now)
 		}
 	}
 	if len(l.headers) >= maxOwnRounds {
@@ -183,10 +220,11 @@ func (l *latency) ownCert(r uint64) {
 		return
 	}
 	delete(l.headers, r)
-	for _, id := range acks {
-		if t := l.get(id); t != nil && t.certified == 0 {
+	for _, k := range acks {
+		if t, gen := l.get(k); gen != nil && t.certified == 0 {
 			t.certified = now
-			l.observe(StageCert, t.acked, now)
+			gen[k] = t
+			l.observe(sCert, t.acked, now)
 		}
 	}
 	if len(l.certs) >= maxOwnRounds {
@@ -210,10 +248,11 @@ func (l *latency) committed(me uint32, certs []*consensus.Certificate) {
 			continue
 		}
 		delete(l.certs, c.Header.Round)
-		for _, id := range acks {
-			if t := l.get(id); t != nil && t.committed == 0 {
+		for _, k := range acks {
+			if t, gen := l.get(k); gen != nil && t.committed == 0 {
 				t.committed = now
-				l.observe(StageCommit, t.certified, now)
+				gen[k] = t
+				l.observe(sCommit, t.certified, now)
 			}
 		}
 	}
@@ -225,9 +264,11 @@ func (l *latency) released(b *order.Block) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for _, tx := range b.Txs {
-		if t := l.get(tx.ID); t != nil && t.released == 0 {
+		k := trackKey(tx.ID)
+		if t, gen := l.get(k); gen != nil && t.released == 0 {
 			t.released = now
-			l.observe(StageRelease, t.committed, now)
+			gen[k] = t
+			l.observe(sRelease, t.committed, now)
 		}
 	}
 }
@@ -239,15 +280,14 @@ func (l *latency) executed(ids []types.Hash) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for _, h := range ids {
-		id := consensus.TxID(h)
-		t := l.get(id)
-		if t == nil {
+		k := trackKey(consensus.TxID(h))
+		t, gen := l.get(k)
+		if gen == nil {
 			continue
 		}
-		l.observe(StageExecute, t.released, now)
-		l.observe(StageTotal, t.seen, now)
-		delete(l.cur, id)
-		delete(l.old, id)
+		l.observe(sExecute, t.released, now)
+		l.observe(sTotal, t.seen, now)
+		delete(gen, k)
 	}
 }
 
