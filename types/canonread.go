@@ -1,0 +1,146 @@
+package types
+
+import "math"
+
+// CanonReader reads the items of a canonical CBOR encoding (the form
+// Encode writes: shortest heads, definite lengths) one at a time, for
+// decoders that read a hot message shape directly instead of through
+// Decode's reflection and re-encoding (decodeTxFast, consensus'
+// decodeMessageFast). Bad is set at the first item not of the expected
+// canonical form, after which every read is a no-op returning a zero
+// value: such a decoder then gives up without judging and leaves the
+// verdict to Decode, so a CanonReader never has to say why.
+type CanonReader struct {
+	Data []byte
+	Off  int
+	Bad  bool
+}
+
+// Done reports whether every item was read, in canonical form.
+func (r *CanonReader) Done() bool { return !r.Bad && r.Off == len(r.Data) }
+
+// Head reads an item head of major type major with its shortest argument.
+func (r *CanonReader) Head(major byte) (n uint64, ok bool) {
+	if r.Bad || r.Off >= len(r.Data) || r.Data[r.Off]>>5 != major {
+		r.Bad = true
+		return 0, false
+	}
+	info := r.Data[r.Off] & 0x1f
+	r.Off++
+	var size int
+	switch {
+	case info < 24:
+		return uint64(info), true
+	case info == 24:
+		size = 1
+	case info == 25:
+		size = 2
+	case info == 26:
+		size = 4
+	case info == 27:
+		size = 8
+	default: // indefinite or reserved
+		r.Bad = true
+		return 0, false
+	}
+	if len(r.Data)-r.Off < size {
+		r.Bad = true
+		return 0, false
+	}
+	for _, c := range r.Data[r.Off : r.Off+size] {
+		n = n<<8 | uint64(c)
+	}
+	r.Off += size
+	// Shortest form: the argument needs this many bytes.
+	if (size == 1 && n < 24) || (size > 1 && n>>(4*size) == 0) {
+		r.Bad = true
+		return 0, false
+	}
+	return n, true
+}
+
+// ArrayOf reads the head of an array of exactly n items.
+func (r *CanonReader) ArrayOf(n uint64) bool {
+	if got, ok := r.Head(4); !ok || got != n {
+		r.Bad = true
+		return false
+	}
+	return true
+}
+
+// Count reads the head of an array whose items take at least min bytes
+// each and returns its length; 0 and Bad if that many items cannot fit in
+// the rest of the input or are over CBORMaxItems (which Decode refuses), so
+// a caller can allocate the length before reading the items.
+func (r *CanonReader) Count(min int) int {
+	n, ok := r.Head(4)
+	if !ok || n > uint64(len(r.Data)-r.Off)/uint64(min) || n > CBORMaxItems {
+		r.Bad = true
+		return 0
+	}
+	return int(n)
+}
+
+// Uint reads an unsigned integer of at most max.
+func (r *CanonReader) Uint(max uint64) uint64 {
+	n, ok := r.Head(0)
+	if !ok || n > max {
+		r.Bad = true
+		return 0
+	}
+	return n
+}
+
+// Int64 reads a signed integer (major type 0 or 1) that fits int64.
+func (r *CanonReader) Int64() int64 {
+	if r.Bad || r.Off >= len(r.Data) {
+		r.Bad = true
+		return 0
+	}
+	major := r.Data[r.Off] >> 5
+	if major != 0 && major != 1 {
+		r.Bad = true
+		return 0
+	}
+	n, ok := r.Head(major)
+	if !ok || n > math.MaxInt64 {
+		r.Bad = true
+		return 0
+	}
+	if major == 1 {
+		return -1 - int64(n)
+	}
+	return int64(n)
+}
+
+// Str reads the content of a byte (major 2) or text (major 3) string, as a
+// slice of Data (nil when Bad).
+func (r *CanonReader) Str(major byte) []byte {
+	n, ok := r.Head(major)
+	if !ok || n > uint64(len(r.Data)-r.Off) {
+		r.Bad = true
+		return nil
+	}
+	s := r.Data[r.Off : r.Off+int(n) : r.Off+int(n)]
+	r.Off += int(n)
+	return s
+}
+
+// Null reads the null item if it is next.
+func (r *CanonReader) Null() bool {
+	if !r.Bad && r.Off < len(r.Data) && r.Data[r.Off] == 0xf6 {
+		r.Off++
+		return true
+	}
+	return false
+}
+
+// Bool reads false or true.
+func (r *CanonReader) Bool() bool {
+	if r.Bad || r.Off >= len(r.Data) || (r.Data[r.Off] != 0xf4 && r.Data[r.Off] != 0xf5) {
+		r.Bad = true
+		return false
+	}
+	r.Off++
+	return r.Data[r.Off-1] == 0xf5
+}
