@@ -105,8 +105,9 @@ type Config struct {
 	// state-sync requests: a peer serving bad data.
 	tamperSync func(p protocol.ID, resp []byte) []byte
 	// afterChunk, when set (by tests), runs after each snapshot chunk this
-	// node stages while syncing; an error stops the sync (and the node).
-	afterChunk func(staged int) error
+	// node fetches while syncing, with the chunk's index (calls are
+	// serialized); an error stops the sync (and the node).
+	afterChunk func(index int) error
 }
 
 // Node is a running validator.

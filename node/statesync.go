@@ -334,19 +334,11 @@ func (n *Node) stateSync() (*consensus.OrderingState, error) {
 	if c == nil {
 		return nil, nil
 	}
-	for moves := 0; ; moves++ {
-		next, err := n.installSnapshot(&comm, c)
-		if err == nil {
-			break
-		}
-		if next == nil || moves == fetchRetries {
-			return nil, err
-		}
-		// The peers compacted past c while we installed it and serve only
-		// their newer checkpoint now: start over there (the next
-		// importer discards what the install of c wrote).
-		n.movedOn(c, next)
-		c = next
+	// The next importer discards what the install of an abandoned
+	// checkpoint wrote.
+	c, err := n.followMoves(c, func(c *syncCandidate) (*syncCandidate, error) { return n.installSnapshot(&comm, c) })
+	if err != nil {
+		return nil, err
 	}
 	// Served to other syncing peers until this node's first compaction.
 	if err := n.store.Pin(n.ctx, c.cert.Height); err != nil {
@@ -367,12 +359,7 @@ var syncBatchBytes int
 func (n *Node) installSnapshot(comm *consensus.Committee, c *syncCandidate) (*syncCandidate, error) {
 	cc := c.cert
 	n.log.Info("state sync", "height", cc.Height, "root", cc.StateRoot)
-	newer := func(err error) (*syncCandidate, error) {
-		if next := n.findCheckpoint(comm); next != nil && next.cert.Height > cc.Height {
-			return next, err
-		}
-		return nil, err
-	}
+	newer := func(err error) (*syncCandidate, error) { return n.newerCheckpoint(comm, cc.Height), err }
 	m, err := n.syncManifest(cc)
 	if err != nil {
 		return newer(err)
@@ -529,20 +516,44 @@ func (n *Node) dropStaleNonces() error {
 // newer checkpoint when the peers moved on meanwhile, and returns the
 // importer and the checkpoint it holds (for syncReplace).
 func (n *Node) fetchSnapshot(comm *consensus.Committee, c *syncCandidate) (*state.Importer, *syncCandidate, error) {
+	// The staging area of an abandoned checkpoint is cleared by the next
+	// importer.
+	var im *state.Importer
+	c, err := n.followMoves(c, func(c *syncCandidate) (next *syncCandidate, err error) {
+		im, next, err = n.syncSnapshot(comm, c)
+		return next, err
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return im, c, nil
+}
+
+// followMoves runs step on c and, each time it fails because the peers
+// compacted past c and serve only a newer checkpoint (step returns that
+// one), starts over there, up to fetchRetries times. It returns the
+// checkpoint step succeeded on.
+func (n *Node) followMoves(c *syncCandidate, step func(*syncCandidate) (*syncCandidate, error)) (*syncCandidate, error) {
 	for moves := 0; ; moves++ {
-		im, next, err := n.syncSnapshot(comm, c)
+		next, err := step(c)
 		if err == nil {
-			return im, c, nil
+			return c, nil
 		}
 		if next == nil || moves == fetchRetries {
-			return nil, nil, err
+			return nil, err
 		}
-		// The peers compacted past c while we fetched it and serve only
-		// their newer checkpoint now: start over there (the staging area
-		// of c is cleared by the next importer).
 		n.movedOn(c, next)
 		c = next
 	}
+}
+
+// newerCheckpoint returns the checkpoint the peers offer now if it is above
+// height h, else nil.
+func (n *Node) newerCheckpoint(comm *consensus.Committee, h uint64) *syncCandidate {
+	if next := n.findCheckpoint(comm); next != nil && next.cert.Height > h {
+		return next
+	}
+	return nil
 }
 
 // syncReplace runs on the driver with the executor held, for a running
@@ -606,10 +617,7 @@ func (n *Node) syncSnapshot(comm *consensus.Committee, c *syncCandidate) (*state
 	n.log.Info("state sync", "height", cc.Height, "root", cc.StateRoot)
 	m, err := n.syncManifest(cc)
 	if err != nil {
-		if next := n.findCheckpoint(comm); next != nil && next.cert.Height > cc.Height {
-			return nil, next, err
-		}
-		return nil, nil, err
+		return nil, n.newerCheckpoint(comm, cc.Height), err
 	}
 	im, err := state.NewImporter(n.ctx, n.d, m)
 	if err != nil {
@@ -716,7 +724,7 @@ func (n *Node) syncChunks(comm *consensus.Committee, im *state.Importer, m *stat
 		}
 		if !im.Done() && len(im.Missing()) == len(missing) {
 			// No progress: the peers may serve a newer checkpoint only.
-			if c := n.findCheckpoint(comm); c != nil && c.cert.Height > m.Height {
+			if c := n.newerCheckpoint(comm, m.Height); c != nil {
 				return c, fmt.Errorf("%w: peers moved from height %d to %d", ErrSyncFailed, m.Height, c.cert.Height)
 			}
 			select {

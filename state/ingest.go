@@ -88,9 +88,7 @@ func (pl *ingestPlace) prepare(keep int) (bool, error) {
 		return false, err
 	}
 	// The directory's own entry, so that the runs in it survive a crash.
-	if d, err := pl.fs.OpenDir(pl.fs.PathDir(pl.dir)); err != nil {
-		return false, err
-	} else if err := errors.Join(d.Sync(), d.Close()); err != nil {
+	if err := pl.syncDir(pl.fs.PathDir(pl.dir)); err != nil {
 		return false, err
 	}
 	names, err := pl.fs.List(pl.dir)
@@ -116,7 +114,7 @@ func (pl *ingestPlace) prepare(keep int) (bool, error) {
 			return false, err
 		}
 	}
-	return ok, pl.syncDir()
+	return ok, pl.syncDir(pl.dir)
 }
 
 // clear deletes the scratch directory's files.
@@ -125,8 +123,9 @@ func (pl *ingestPlace) clear() error {
 	return err
 }
 
-func (pl *ingestPlace) syncDir() error {
-	d, err := pl.fs.OpenDir(pl.dir)
+// syncDir makes the entries of directory path durable.
+func (pl *ingestPlace) syncDir(path string) error {
+	d, err := pl.fs.OpenDir(path)
 	if err != nil {
 		return err
 	}
@@ -195,7 +194,7 @@ func (pl *ingestPlace) writeRun(i int, ob *opBuffers, parts [][]recordOp) error 
 	if err = errors.Join(err, f.Close()); err != nil {
 		return err
 	}
-	return pl.syncDir()
+	return pl.syncDir(pl.dir)
 }
 
 // runReader reads one run's records in order and checks its checksum and
@@ -208,7 +207,6 @@ type runReader struct {
 	wantCRC   uint32
 	key, val  []byte
 	run       int
-	name      string
 	exhausted bool
 }
 
@@ -224,8 +222,7 @@ func (c *crcReader) Read(p []byte) (int, error) {
 }
 
 func (pl *ingestPlace) openRun(i int) (*runReader, error) {
-	name := pl.fs.PathJoin(pl.dir, runName(i))
-	f, err := pl.fs.Open(name)
+	f, err := pl.fs.Open(pl.fs.PathJoin(pl.dir, runName(i)))
 	if err != nil {
 		return nil, fmt.Errorf("%w: install run %d: %w", ErrCorrupt, i, err)
 	}
@@ -249,7 +246,7 @@ func (pl *ingestPlace) openRun(i int) (*runReader, error) {
 	}
 	c := &crcReader{r: io.NewSectionReader(f, 0, st.Size()-runTrailerLen)}
 	return &runReader{
-		f: f, r: bufio.NewReaderSize(c, runReadBytes), crc: c, run: i, name: name,
+		f: f, r: bufio.NewReaderSize(c, runReadBytes), crc: c, run: i,
 		left: binary.BigEndian.Uint64(t[:]), wantCRC: binary.BigEndian.Uint32(t[8:]),
 	}, nil
 }
@@ -426,7 +423,7 @@ func (pl *ingestPlace) ingestRuns(ctx context.Context, n int) error {
 	if err := closeTable(); err != nil {
 		return err
 	}
-	if err := pl.syncDir(); err != nil {
+	if err := pl.syncDir(pl.dir); err != nil {
 		return err
 	}
 	return pl.db.Ingest(ctx, tables)

@@ -157,7 +157,13 @@ func parseNodeKey(s string) (nodeRef, error) {
 func heightStr(h uint64) string { return fmt.Sprintf("%016x", h) }
 
 func kvModulePrefix(m types.Address) string {
-	return string(appendEscaped([]byte(nsKV), m[:]))
+	return string(appendKVModule(nil, m))
+}
+
+// appendKVModule appends the flat index's path of module m: the namespace
+// and the escaped module (kvKey adds "/k" and the escaped key).
+func appendKVModule(dst []byte, m types.Address) []byte {
+	return appendEscaped(append(dst, nsKV...), m[:])
 }
 
 // kvKey names a key in the flat index. The "k" keeps an empty key from
@@ -172,10 +178,7 @@ func kvKey(k types.StateKey) ds.Key {
 // appendKVKey appends the bytes of kvKey(k) to dst, for callers that build
 // many keys in one buffer (Store.GetMany).
 func appendKVKey(dst []byte, k types.StateKey) []byte {
-	dst = append(dst, nsKV...)
-	dst = appendEscaped(dst, k.Module[:])
-	dst = append(dst, "/k"...)
-	return appendEscaped(dst, k.Key)
+	return appendEscaped(append(appendKVModule(dst, k.Module), "/k"...), k.Key)
 }
 
 // checkKeyLen refuses a state key over types.StateKeyMax, which no read

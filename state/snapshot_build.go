@@ -408,7 +408,7 @@ func (w *recordWriter) putKV(k types.StateKey, val []byte) error {
 	w.align()
 	koff := len(w.b.keys)
 	// The bytes of kvKey(k) (appendKVKey), with the offset of the key.
-	w.b.keys = append(appendEscaped(append(w.b.keys, nsKV...), k.Module[:]), "/k"...)
+	w.b.keys = append(appendKVModule(w.b.keys, k.Module), "/k"...)
 	from := len(w.b.keys) - koff
 	w.b.keys = appendEscaped(w.b.keys, k.Key)
 	return w.push(koff, from, id+1, val, false)

@@ -304,7 +304,7 @@ func (im *Importer) buildTree(ctx context.Context, s *Store, src ChunkSource, pl
 	b := newTreeBuilder(im.m.Height, w)
 	if p.next > 0 {
 		if err := b.restoreState(p.body); err != nil {
-			return slot{}, 0, err // checked by installProgress
+			return slot{}, 0, err // checked by readProgress
 		}
 	}
 	n := len(im.m.Chunks)
