@@ -199,8 +199,8 @@ func (s *Store) CommitAsync(ctx context.Context, height uint64, writes []Write) 
 	}
 	w := &pendingWrite{height: height, parent: root.h, root: newRoot, done: make(chan struct{})}
 	go s.writeInBackground(context.WithoutCancel(ctx), w, prev, o)
-	// The cache takes the version's nodes while its batch is built and
-	// written, on the other core: no reader asks for a node born at height
+	// The cache takes the version's nodes here, while the background
+	// goroutine builds and writes its batch: no reader asks for a node born at height
 	// before the version is visible, and a dropped node is only reloaded.
 	// The next commit finds them there (or, evicted, waits for the write
 	// and loads them). If the write fails, the store needs reopening, with

@@ -28,7 +28,7 @@ import (
 // is root. The root hash is a function of the version's (key, value)
 // pairs, so the index is used only while it equals the store's latest
 // root: Commit applies its change set here after its batch is written
-// (apply), and any other writer (Install, Seed) changes the latest root
+// (apply), and any other writer (Install, Seed, Replace) changes the latest root
 // without telling the index, which then stands aside until a GetMany
 // rebuilds it from the datastore while no writer holds the commit lock.
 //
@@ -95,15 +95,6 @@ func (x *latestIndex) find(tag uint64, module *types.Address, key []byte) int {
 			return int(i)
 		}
 	}
-}
-
-// get returns the value of (module, key), whose hash is h, or nil.
-func (x *latestIndex) get(h uint64, module *types.Address, key []byte) []byte {
-	i := x.find(x.tagOf(h), module, key)
-	if i < 0 {
-		return nil
-	}
-	return x.slots[i].val
 }
 
 // put sets k to v, which is not copied: the datastore holds the same
@@ -240,10 +231,10 @@ func (x *latestIndex) getMany(ctx context.Context, s *Store, kb *keyBuf, keys []
 		x.mu.RLock()
 		if !x.built || x.root != root {
 			x.mu.RUnlock()
-			// Rebuild only where no writer runs (nor waits to finish: a
-			// commit in flight has written its batch and applies it next),
-			// and no pipelined write (CommitAsync) still changes the flat
-			// index: build reads it as the latest root's.
+			// Rebuild only while no writer holds the commit lock and no
+			// CommitAsync write is in flight (it applies its change set
+			// once written): build reads the flat index as the latest
+			// root's.
 			if !s.commitMu.TryLock() {
 				return keys, dst, nil
 			}

@@ -345,3 +345,13 @@ func BenchmarkLatestApply(b *testing.B) {
 		x.apply(x.root, x.root, changes)
 	}
 }
+
+// get returns the value of (module, key), whose hash is h, or nil: one
+// key through find, beside GetMany's passes (lookup).
+func (x *latestIndex) get(h uint64, module *types.Address, key []byte) []byte {
+	i := x.find(x.tagOf(h), module, key)
+	if i < 0 {
+		return nil
+	}
+	return x.slots[i].val
+}

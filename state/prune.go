@@ -236,7 +236,7 @@ func (r *AuditReport) Clean() bool {
 func (s *Store) Audit(ctx context.Context) (*AuditReport, error) {
 	s.commitMu.Lock()
 	defer s.commitMu.Unlock()
-	s.drainLocked()
+	_ = s.drainLocked() // a failed write shows in the audit
 	s.pruneMu.Lock()
 	defer s.pruneMu.Unlock()
 	s.mu.Lock()

@@ -93,8 +93,7 @@ func (im *Importer) Replace(ctx context.Context, s *Store) (types.Root, error) {
 	s.min = m.Height
 	s.mu.Unlock()
 	if err := s.writeReplace(ctx, m.Height, newRoot, &o); err != nil {
-		s.failed = fmt.Errorf("%w: replace with version %d: %w", ErrNeedsReopen, m.Height, err)
-		return types.Root{}, s.failed
+		return types.Root{}, s.fail(fmt.Errorf("%w: replace with version %d: %w", ErrNeedsReopen, m.Height, err))
 	}
 	s.cache.replace(o.replaced, o.nodes)
 	s.mu.Lock()
@@ -108,15 +107,11 @@ func (im *Importer) Replace(ctx context.Context, s *Store) (types.Root, error) {
 // below are unreadable from the switch on, and Prune reclaims what only
 // they used (the stale lists up to height say which).
 func (s *Store) writeReplace(ctx context.Context, height uint64, root slot, o *out) error {
-	b, err := s.versionBatch(ctx, height, root, o)
+	b, err := s.commitBatch(ctx, height, root, o)
 	if err != nil {
 		return err
 	}
-	hv := binary.AppendUvarint(nil, height)
-	if err := b.Put(ctx, keyMin, hv); err != nil {
-		return err
-	}
-	if err := b.Put(ctx, keyLatest, hv); err != nil {
+	if err := b.Put(ctx, keyMin, binary.AppendUvarint(nil, height)); err != nil {
 		return err
 	}
 	return b.Commit(ctx) // synced, as every version batch

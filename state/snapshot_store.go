@@ -356,8 +356,7 @@ func (s *Store) switchTo(ctx context.Context, height uint64, root slot) error {
 	if err := s.writeSwitch(ctx, height, root); err != nil {
 		// As in Commit: part of the switch may be on disk, and only Open
 		// reads back which.
-		s.failed = fmt.Errorf("%w: install of version %d: %w", ErrNeedsReopen, height, err)
-		return s.failed
+		return s.fail(fmt.Errorf("%w: install of version %d: %w", ErrNeedsReopen, height, err))
 	}
 	s.mu.Lock()
 	s.latest, s.root, s.min, s.pruneDone = height, root, height, height

@@ -126,13 +126,15 @@ type Store struct {
 	// (latest.go); Commit keeps it in step.
 	latestIdx latestIndex
 
-	commitMu sync.Mutex // one Commit at a time; Audit holds it too
+	// commitMu: one tree update or writer at a time (CommitAsync, Install,
+	// Seed, Replace, Audit, Close, GetMany's index rebuild); not held while
+	// a pipelined write runs.
+	commitMu sync.Mutex
 	// inflight is the last version CommitAsync handed to the background
 	// write, nil once a writer drained it; under commitMu.
 	inflight *pendingWrite
-	// failed is set by a write that failed: under mu by the background
-	// write, under commitMu (with nothing in flight) by Install and
-	// Replace.
+	// failed is set by a write that failed (fail), under mu: GetMany reads
+	// it without commitMu.
 	failed  error
 	pruneMu sync.Mutex // one Prune at a time; Audit holds it too
 
@@ -275,14 +277,16 @@ func openOwned(d interface {
 
 // Close waits for a CommitAsync write in flight, then closes the datastore
 // if the store opened it. Views must be closed first.
+// A version whose pipelined write (CommitAsync) failed and whose wait was
+// not called reports its error here.
 func (s *Store) Close() error {
 	s.commitMu.Lock()
-	s.drainLocked()
+	err := s.drainLocked()
 	s.commitMu.Unlock()
 	if s.closer != nil {
-		return s.closer.Close()
+		err = errors.Join(err, s.closer.Close())
 	}
-	return nil
+	return err
 }
 
 // Pebble returns the pebble database under the store when OpenPebble
@@ -395,13 +399,14 @@ func (s *Store) recover(ctx context.Context, latest uint64) error {
 	return s.d.Sync(ctx, ds.NewKey("/kairos"))
 }
 
-// lockWriter takes the commit lock for one of the writers (Commit,
-// Install, Seed; the caller unlocks s.commitMu) and returns the latest
+// lockWriter takes the commit lock for one of the writers (Install, Seed,
+// Replace; the caller unlocks s.commitMu), waits for a CommitAsync write
+// in flight (its error is in s.failed), and returns the latest
 // version and root, or the error that refuses every write after a failed
 // one.
 func (s *Store) lockWriter() (uint64, slot, error) {
 	s.commitMu.Lock()
-	s.drainLocked()
+	_ = s.drainLocked() // a failure is in s.failed
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.latest, s.root, s.failed
@@ -409,11 +414,22 @@ func (s *Store) lockWriter() (uint64, slot, error) {
 
 // drainLocked waits for the write CommitAsync left in flight, if any; the
 // caller holds commitMu. Its outcome is in s.latest or s.failed then.
-func (s *Store) drainLocked() {
-	if s.inflight != nil {
-		s.inflight.wait()
-		s.inflight = nil
+func (s *Store) drainLocked() error {
+	if s.inflight == nil {
+		return nil
 	}
+	err := s.inflight.wait()
+	s.inflight = nil
+	return err
+}
+
+// fail records err as the failure that makes the store need reopening and
+// returns it.
+func (s *Store) fail(err error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.failed = err
+	return err
 }
 
 // Latest returns the height and root of the last durable commit.
