@@ -172,7 +172,7 @@ func (n *Node) executeBlock(ob *order.Block, st *consensus.OrderingState) error 
 	// not synced: a crash that loses it leaves a state ahead of its root
 	// record, which executorState.init writes again, and executed
 	// transactions in the pool, which open drops.
-	batch, err := n.unsyncedBatch(ctx)
+	batch, err := n.store.UnsyncedBatch(ctx)
 	if err != nil {
 		return err
 	}
@@ -229,8 +229,8 @@ type heightTxs struct {
 // height's events and compaction leave it out.
 func (n *Node) storeBlock(ctx context.Context, b *types.Block, raws [][]byte, res *exec.DeferredBlockResult) ([]types.Hash, error) {
 	// Not synced: the state commit that follows is, and makes it durable
-	// (unsyncedBatch); a crash before that commit re-executes the block.
-	batch, err := n.unsyncedBatch(ctx)
+	// (state.Store.UnsyncedBatch); a crash before that commit re-executes the block.
+	batch, err := n.store.UnsyncedBatch(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -504,7 +504,7 @@ func (n *Node) onCheckpointVote(v *consensus.CheckpointVote) {
 }
 
 // storeCheckpoint writes a certificate, and the latest one when it is
-// the newest, in one batch. The batch is not synced (unsyncedBatch): at
+// the newest, in one batch. The batch is not synced (state.Store.UnsyncedBatch): at
 // CheckpointInterval 1 that was an fsync per block on each validator, on
 // the executor's path for its own vote and on a peer's receive path for
 // the others'. Nothing waits on it: the next synced commit in the same
@@ -517,7 +517,7 @@ func (n *Node) onCheckpointVote(v *consensus.CheckpointVote) {
 // certificate this node collects is the latest it serves.
 func (n *Node) storeCheckpoint(cc *consensus.CheckpointCert, newest bool) error {
 	enc := types.MustEncode(cc)
-	b, err := n.unsyncedBatch(n.ctx)
+	b, err := n.store.UnsyncedBatch(n.ctx)
 	if err == nil {
 		err = b.Put(n.ctx, heightKey(nsCP, cc.Height), enc)
 	}

@@ -306,7 +306,8 @@ func (n *Node) open() error {
 	n.logSeq, n.logRead = next, len(recs)
 	// An empty store and log: a new or wiped node, or a state sync that
 	// stopped before its install (it persists the ordering state first;
-	// the importer resumes from the chunks it staged).
+	// a new importer of the same manifest resumes from the install's last
+	// durable batch).
 	latest, _ := n.store.Latest()
 	n.fresh = len(recs) == 0 && latest == 0
 	if st != nil && latest < st.Height && !n.fresh {

@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/cockroachdb/pebble/v2"
 	ds "github.com/ipfs/go-datastore"
 	"github.com/ipfs/go-datastore/query"
 
@@ -143,35 +142,4 @@ func getCBOR(ctx context.Context, d ds.Datastore, k ds.Key, v any) error {
 		return fmt.Errorf("%w: %s: %w", ErrCorrupt, k, err)
 	}
 	return nil
-}
-
-// unsyncedBatch returns a batch whose commit does not wait for an fsync,
-// for records that a later synced write makes durable or that a restart
-// rebuilds. The store's datastore syncs every batch; on pebble (one
-// write-ahead log, replayed in order) a synced commit makes every earlier
-// commit durable with it, so a batch written just before the state's
-// synced commit is as durable as that commit. Other datastores (tests)
-// get their ordinary batch.
-func (n *Node) unsyncedBatch(ctx context.Context) (ds.Batch, error) {
-	if db := n.store.Pebble(); db != nil {
-		return noSyncBatch{db.NewBatch()}, nil
-	}
-	return n.d.Batch(ctx)
-}
-
-// noSyncBatch is a pebble batch committed without sync; its keys are the
-// datastore's (go-ds-pebble stores a key as k.Bytes()).
-type noSyncBatch struct{ b *pebble.Batch }
-
-func (p noSyncBatch) Put(_ context.Context, k ds.Key, v []byte) error {
-	return p.b.Set(k.Bytes(), v, nil)
-}
-
-func (p noSyncBatch) Delete(_ context.Context, k ds.Key) error {
-	return p.b.Delete(k.Bytes(), nil)
-}
-
-func (p noSyncBatch) Commit(context.Context) error {
-	defer p.b.Close()
-	return p.b.Commit(pebble.NoSync)
 }

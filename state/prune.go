@@ -141,7 +141,14 @@ func (s *Store) pruneChunk(ctx context.Context, refs []nodeRef, st *PruneStats) 
 // synced one, so a crash can only lose chunks of a version whose mark is not
 // durable, which the next Prune repeats (a delete can be repeated). That
 // spares a version of 20k stale records five fsyncs.
-func (s *Store) chunkBatch(ctx context.Context) (ds.Batch, error) {
+func (s *Store) chunkBatch(ctx context.Context) (ds.Batch, error) { return s.UnsyncedBatch(ctx) }
+
+// UnsyncedBatch returns a batch of the store's datastore whose Commit does
+// not wait for an fsync on pebble (one write-ahead log, replayed in order:
+// the next synced write makes it durable with itself), and an ordinary
+// batch on other backends. For records a later synced write covers or a
+// restart rebuilds (the node's block records); keys are datastore keys.
+func (s *Store) UnsyncedBatch(ctx context.Context) (ds.Batch, error) {
 	if s.pdb != nil {
 		return pebbleBatch{s.pdb.NewBatch(), pebble.NoSync}, nil
 	}

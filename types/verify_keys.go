@@ -69,6 +69,7 @@ func (c *keyCache) get(pub []byte) (k *voi.ExpandedPublicKey, cached bool) {
 	if !ok {
 		if k, ok = c.old[a]; ok {
 			c.insertLocked(a, k)
+			delete(c.old, a) // held once (a no-op if the insert rotated)
 		}
 	}
 	c.mu.Unlock()
@@ -90,6 +91,7 @@ func (c *keyCache) put(k *voi.ExpandedPublicKey) {
 	c.mu.Lock()
 	if _, ok := c.cur[a]; !ok {
 		c.insertLocked(a, k)
+		delete(c.old, a)
 	}
 	c.mu.Unlock()
 }
@@ -103,18 +105,11 @@ func (c *keyCache) insertLocked(a [PublicKeySize]byte, k *voi.ExpandedPublicKey)
 	c.cur[a] = k
 }
 
-// len returns how many keys are cached (a key moved from the old
-// generation is counted once).
+// len returns how many keys are cached.
 func (c *keyCache) len() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	n := len(c.cur)
-	for a := range c.old {
-		if _, ok := c.cur[a]; !ok {
-			n++
-		}
-	}
-	return n
+	return len(c.cur) + len(c.old)
 }
 
 // KeyCacheStats reports the process's expanded-key cache: lookups that

@@ -210,15 +210,20 @@ func (s *server) classify(err error) (int, string) {
 	return http.StatusInternalServerError, CodeInternal
 }
 
+// bodyHintMax bounds the buffer readBody reserves from a declared length.
+const bodyHintMax = 1 << 20
+
 // readBody reads a request body of at most MaxBodyBytes, or answers the
 // request with the error and returns nil.
 func readBody(w http.ResponseWriter, r *http.Request) []byte {
-	// A body of a declared length within the cap is read into one buffer
-	// of that size (io.ReadAll grows from 512 bytes, copying a batch's
-	// body about six times); the declared length is only a size hint.
+	// A body of a declared length is read into one buffer of that size
+	// (io.ReadAll grows from 512 bytes, copying a batch's body about six
+	// times); the declared length is only a hint, so it reserves at most
+	// bodyHintMax before any byte arrived (a client declaring MaxBodyBytes
+	// and sending nothing holds no more than that).
 	var buf bytes.Buffer
 	if r.ContentLength > 0 && r.ContentLength <= MaxBodyBytes {
-		buf.Grow(int(r.ContentLength) + bytes.MinRead)
+		buf.Grow(int(min(r.ContentLength, bodyHintMax)) + bytes.MinRead)
 	}
 	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
 	body := buf.Bytes()

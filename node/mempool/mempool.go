@@ -531,8 +531,9 @@ func (m *Mempool) Remove(ctx context.Context, ids []types.Hash) error {
 }
 
 // RemoveWith is Remove for a caller that commits the record deletes in a
-// batch of its own (the executor's root record batch, made durable by the
-// state commit that follows it): it adds the deletes of the held ids' records to b
+// batch of its own (the executor's root record batch, not synced: the
+// next synced write on the log makes it durable, and open drops executed
+// entries a crash left): it adds the deletes of the held ids' records to b
 // and returns drop, which takes the entries out of memory and is to be
 // called once b is committed; until then an Add of one of them still finds
 // it held. Ids not held, or still being persisted by an Add, are ignored,
