@@ -3,7 +3,6 @@ package consensus
 import (
 	"bytes"
 	"crypto/sha256"
-	"encoding/binary"
 	"fmt"
 	"slices"
 
@@ -92,7 +91,7 @@ func (s *OrderingState) Hash() [32]byte {
 	head := enc[:len(enc)-len(tail)-len(emptyBytes)]
 	h := sha256.New()
 	h.Write(head)
-	h.Write(byteStringHeader(len(s.Order.Gone)))
+	h.Write(types.AppendHead(nil, 2, uint64(len(s.Order.Gone))))
 	h.Write(s.Order.Gone)
 	h.Write(tail)
 	var d [32]byte
@@ -112,28 +111,6 @@ type orderTail struct {
 
 // emptyBytes is the canonical encoding of an empty byte string.
 var emptyBytes = types.MustEncode([]byte{})
-
-// byteStringHeader returns the canonical CBOR header (major type 2,
-// shortest length form) of an n-byte string.
-func byteStringHeader(n int) []byte { return appendHead(nil, 2, uint64(n)) }
-
-// appendHead appends the canonical CBOR head (shortest argument form) of
-// major type major with argument u.
-func appendHead(b []byte, major byte, u uint64) []byte {
-	m := major << 5
-	switch {
-	case u < 24:
-		return append(b, m|byte(u))
-	case u <= 0xff:
-		return append(b, m|24, byte(u))
-	case u <= 0xffff:
-		return binary.BigEndian.AppendUint16(append(b, m|25), uint16(u))
-	case u <= 0xffffffff:
-		return binary.BigEndian.AppendUint32(append(b, m|26), uint32(u))
-	default:
-		return binary.BigEndian.AppendUint64(append(b, m|27), u)
-	}
-}
 
 // DecodeOrderingState decodes an ordering state and checks that it is
 // canonical and fits the committee. The caller checks its hash against a

@@ -173,7 +173,7 @@ func TestOrderingStateHashStreamed(t *testing.T) {
 		for i := range gone {
 			gone[i] = byte(rng.IntN(256))
 		}
-		if hdr, enc := byteStringHeader(size), types.MustEncode(gone); !bytes.Equal(hdr, enc[:len(enc)-size]) {
+		if hdr, enc := types.AppendHead(nil, 2, uint64(size)), types.MustEncode(gone); !bytes.Equal(hdr, enc[:len(enc)-size]) {
 			t.Errorf("header of %d bytes: %x, encoder %x", size, hdr, enc[:len(enc)-size])
 		}
 		s := random(sampleOrderingState(nil).Order)

@@ -136,7 +136,7 @@ func (c *Committee) Digest(h *Header) Digest {
 	hs := c.signingHasher(tagHeader)
 	hs.Write(enc[:cut])
 	// The acks go to the hash in pieces of up to ackChunk bytes.
-	buf := appendHead(make([]byte, 0, ackChunk), 4, uint64(len(h.Acks)))
+	buf := types.AppendHead(make([]byte, 0, ackChunk), 4, uint64(len(h.Acks)))
 	for _, a := range h.Acks {
 		if len(buf) > ackChunk-ackEncMax {
 			hs.Write(buf)
@@ -167,13 +167,10 @@ const ackChunk = 4096
 
 // appendAck appends a's canonical encoding ([TxID, TRecv]).
 func appendAck(b []byte, a Ack) []byte {
-	b = appendHead(b, 4, 2)
-	b = appendHead(b, 2, uint64(len(a.TxID)))
+	b = types.AppendHead(b, 4, 2)
+	b = types.AppendHead(b, 2, uint64(len(a.TxID)))
 	b = append(b, a.TxID[:]...)
-	if a.TRecv >= 0 {
-		return appendHead(b, 0, uint64(a.TRecv))
-	}
-	return appendHead(b, 1, uint64(-(a.TRecv + 1)))
+	return types.AppendInt(b, a.TRecv)
 }
 
 func (c *Committee) voteHash(d Digest, round uint64, author, voter uint32) [32]byte {

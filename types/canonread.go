@@ -1,6 +1,9 @@
 package types
 
-import "math"
+import (
+	"encoding/binary"
+	"math"
+)
 
 // CanonReader reads the items of a canonical CBOR encoding (the form
 // Encode writes: shortest heads, definite lengths) one at a time, for
@@ -143,4 +146,31 @@ func (r *CanonReader) Bool() bool {
 	}
 	r.Off++
 	return r.Data[r.Off-1] == 0xf5
+}
+
+// AppendHead appends the canonical CBOR head (shortest argument form) of
+// major type major with argument n: the writing side of CanonReader.Head,
+// for encoders of hot shapes that write them directly.
+func AppendHead(b []byte, major byte, n uint64) []byte {
+	m := major << 5
+	switch {
+	case n < 24:
+		return append(b, m|byte(n))
+	case n <= 0xff:
+		return append(b, m|24, byte(n))
+	case n <= 0xffff:
+		return binary.BigEndian.AppendUint16(append(b, m|25), uint16(n))
+	case n <= 0xffffffff:
+		return binary.BigEndian.AppendUint32(append(b, m|26), uint32(n))
+	default:
+		return binary.BigEndian.AppendUint64(append(b, m|27), n)
+	}
+}
+
+// AppendInt appends the canonical CBOR encoding of v (major type 0 or 1).
+func AppendInt(b []byte, v int64) []byte {
+	if v >= 0 {
+		return AppendHead(b, 0, uint64(v))
+	}
+	return AppendHead(b, 1, uint64(-(v + 1)))
 }

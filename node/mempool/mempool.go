@@ -3,7 +3,6 @@ package mempool
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -105,30 +104,9 @@ type record struct {
 func encodeRecord(firstSeen int64, raw []byte) []byte {
 	b := make([]byte, 0, 1+9+9+len(raw))
 	b = append(b, 0x82)
-	if firstSeen >= 0 {
-		b = cborHead(b, 0, uint64(firstSeen))
-	} else {
-		b = cborHead(b, 1, uint64(-1-firstSeen))
-	}
-	b = cborHead(b, 2, uint64(len(raw)))
+	b = types.AppendInt(b, firstSeen)
+	b = types.AppendHead(b, 2, uint64(len(raw)))
 	return append(b, raw...)
-}
-
-// cborHead appends the shortest head of major type major with argument n.
-func cborHead(b []byte, major byte, n uint64) []byte {
-	m := major << 5
-	switch {
-	case n < 24:
-		return append(b, m|byte(n))
-	case n <= 0xff:
-		return append(b, m|24, byte(n))
-	case n <= 0xffff:
-		return append(b, m|25, byte(n>>8), byte(n))
-	case n <= 0xffffffff:
-		return append(b, m|26, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
-	default:
-		return binary.BigEndian.AppendUint64(append(b, m|27), n)
-	}
 }
 
 // Mempool is the set of pending transactions.

@@ -91,10 +91,16 @@ func (x *Executor) merge(outs *txOutcomes, t *accessTable, workers int, disjoint
 	gas := make([]uint64, wparts)
 	// counts[q*parts+p] is the written slots of slot range p that the
 	// transactions of range q wrote (disjoint only).
-	counts := make([]int, wparts*parts)
+	var counts []int
+	if disjoint {
+		counts = make([]int, wparts*parts)
+	}
 	c.parallel(wparts, func(q int) {
 		var g uint64
-		cnt := counts[q*parts : (q+1)*parts]
+		var cnt []int
+		if disjoint {
+			cnt = counts[q*parts : (q+1)*parts]
+		}
 		for j := q * n / wparts; j < (q+1)*n/wparts; j++ {
 			i := j
 			if x.opts.reverseMerge {

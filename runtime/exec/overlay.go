@@ -29,7 +29,8 @@ type Overlay interface {
 	// Get returns the value of module's key, or nil when absent. An error
 	// wrapping ErrState is a node error; ErrKeyTooLong a guest error.
 	Get(module types.Address, key []byte) ([]byte, error)
-	// Set writes value (empty = delete).
+	// Set writes value (empty = delete). It keeps no reference to key
+	// after it returns: callers reuse the key's memory (Arena.Release).
 	Set(module types.Address, key, value []byte) error
 	// Iterate opens an Iterator over the present keys of module with
 	// prefix, in key byte order. Close it when done.
