@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -143,8 +144,8 @@ func sendersOf(txs []*types.Tx) []types.Address {
 
 // BenchmarkPhases times the phases of a conflict-free block of each bench
 // module (10 000 accounts, 5 000 transactions) on one goroutine: the
-// sender hashes, the key numbering, the prefetch, the execution and the
-// merge. The serial baseline runs the first three on every worker too, so
+// sender hashes, the key numbering, the prefetch (with byEntry), the
+// execution and the merge; and the execution on two goroutines. The serial baseline runs the first three on every worker too, so
 // they bound what two workers can gain (see RATIONALE.md).
 func BenchmarkPhases(b *testing.B) {
 	ctx := context.Background()
@@ -185,6 +186,29 @@ func BenchmarkPhases(b *testing.B) {
 			}
 		}
 		run() // warm the engine
+		// The execution on two goroutines, each with a worker of its own
+		// over a contiguous half of the block, as executeIndependent runs
+		// it: against "execute", what both cores executing at once cost
+		// per transaction.
+		var w2 [2]worker
+		run2 := func() {
+			var wg sync.WaitGroup
+			for p := range 2 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					wctx := withWorker(ctx, &w2[p])
+					for i := p * len(txs) / 2; i < (p+1)*len(txs)/2; i++ {
+						out, err := x.runTx(wctx, bl, emptyLayer{}, s, i, false, nil)
+						if err != nil {
+							panic(err)
+						}
+						outs.set(i, out)
+					}
+				}()
+			}
+			wg.Wait()
+		}
 		numbering := new(scratch)
 		for _, p := range []struct {
 			name string
@@ -194,11 +218,14 @@ func BenchmarkPhases(b *testing.B) {
 			// In its own scratch, reused as a block's is.
 			{"numbering", func() { newAccessTableIn(numbering, txs, bl.senders, 1) }},
 			{"prefetch", func() {
-				if _, err := prefetch(ctx, s, bl.access, 1); err != nil {
+				vals, err := prefetch(ctx, s, bl.access, 1)
+				if err != nil {
 					b.Fatal(err)
 				}
+				byEntry(bl.access, vals, 1)
 			}},
 			{"execute", run},
+			{"execute-par", run2},
 			{"merge", func() { x.merge(outs, bl.access, 1, true) }},
 		} {
 			b.Run(module+"/"+p.name, func(b *testing.B) {
@@ -231,9 +258,11 @@ func BenchmarkPhases(b *testing.B) {
 					}
 					cpu0 := processCPU()
 					b.StartTimer()
-					if _, err := prefetch(ctx, s, bl.access, readers); err != nil {
+					vals, err := prefetch(ctx, s, bl.access, readers)
+					if err != nil {
 						b.Fatal(err)
 					}
+					byEntry(bl.access, vals, readers)
 					cpu += processCPU() - cpu0
 				}
 				b.ReportMetric(cpu.Seconds()/float64(b.N), "cpu-s/op")

@@ -139,6 +139,7 @@ type block struct {
 	senders []types.Address
 	access  *accessTable // nil in a simulation
 	cache   [][]byte     // the prefetched parent values by slot
+	own     [][]byte     // and by entry (access.all's, see overlay.own)
 	// The block's overlays, pending writes and account records are carved
 	// from these, so a transaction allocates none of them (see runTx).
 	overlays []overlay
@@ -199,7 +200,7 @@ func (x *Executor) prepare(ctx context.Context, parent StateView, b *types.Block
 		sc.crew.stop()
 		return nil, err
 	}
-	bl.cache = c
+	bl.cache, bl.own = c, byEntry(bl.access, c, x.opts.Workers)
 	return bl, nil
 }
 
@@ -454,13 +455,16 @@ func (x *Executor) runTx(ctx context.Context, bl *block, layer blockLayer, paren
 		// Room for a write per entry, which a transaction without prefix
 		// writes never exceeds (capped, so more writes reallocate).
 		from, to := bl.access.start[i], bl.access.start[i+1]
+		if bl.own != nil {
+			o.own = bl.own[from:to]
+		}
 		o.writes = bl.wbuf[from:from:to]
 		record = bl.nonces[nonceLen*i : nonceLen*i : nonceLen*(i+1)]
 	} else {
 		acct = accountKey(env.Sender)
 	}
 	out := txOut{receipt: types.Receipt{TxID: env.TxID, Status: types.StatusInvalid}}
-	cur, err := o.getRaw(acctSlot, acct)
+	cur, err := o.getRaw(acctSlot, acct, 0)
 	if err != nil {
 		return txOut{}, err
 	}

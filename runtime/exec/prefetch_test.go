@@ -136,3 +136,47 @@ func TestPrefetchBatchEqualsGet(t *testing.T) {
 		}
 	}
 }
+
+// TestByEntryMatchesGet: after prepare (numbering, the nonce order's
+// permutation, the prefetch), each transaction's own values are, entry by
+// entry in execution order, what the parent holds for the entry's key
+// (nil for a prefix), with 1 and 2 workers, on random blocks with
+// prefixes, hot keys and senders with several transactions.
+func TestByEntryMatchesGet(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t, 40, 1000)
+	for seed := range uint64(4) {
+		blk, txs := newGen(seed, 12).block(2, 1e9, 300)
+		for _, workers := range []int{1, 2} {
+			x := New(NewNativeRunner(NativeModules()), Options{Workers: workers})
+			bl, err := x.prepare(ctx, s, blk, txs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			permuted := false
+			for i := range bl.txs {
+				permuted = permuted || bl.txs[i] != txs[i]
+				for j, e := range bl.access.all[i] {
+					got := bl.own[bl.access.start[i]+j]
+					if e.prefix {
+						if got != nil {
+							t.Fatalf("seed %d, %d workers, tx %d: prefix entry %d has %q", seed, workers, i, j, got)
+						}
+						continue
+					}
+					want, err := s.Get(ctx, splitKey(e.k))
+					if err != nil {
+						t.Fatal(err)
+					}
+					if !bytes.Equal(got, want) {
+						t.Fatalf("seed %d, %d workers, tx %d, entry %d: %q, parent %q", seed, workers, i, j, got, want)
+					}
+				}
+			}
+			if !permuted && seed == 0 {
+				t.Fatalf("seed %d: the block kept its order, so the permutation went untested", seed)
+			}
+			x.done(bl)
+		}
+	}
+}

@@ -37,6 +37,7 @@ type scratch struct {
 	overlays []overlay
 	wbuf     []write
 	vals     [][]byte
+	own      [][]byte  // vals by entry (byEntry)
 	writes   [][]write // txOutcomes.writes
 	last     []uint64  // the merge's last write per slot
 	evAt     []int     // where each transaction's events start in the block's
