@@ -140,15 +140,14 @@ type block struct {
 	access  *accessTable // nil in a simulation
 	cache   [][]byte     // the prefetched parent values by slot
 	own     [][]byte     // and by entry (access.all's, see overlay.own)
-	// The block's overlays, pending writes and account records are carved
-	// from these, so a transaction allocates none of them (see runTx).
-	overlays []overlay
-	wbuf     []write
-	nonces   []byte
+	// The block's pending writes and account records are carved from
+	// these, so a transaction allocates none of them (see runTx).
+	wbuf   []write
+	nonces []byte
 	// order maps execution positions to block indexes (nil = identity):
 	// b, txs and senders are in execution order, see nonceOrder.
 	order []int
-	sc    *scratch // holds senders, access's arrays, cache, overlays, wbuf
+	sc    *scratch // holds senders, access's arrays, cache, own, wbuf
 }
 
 // done gives the block's scratch back to x for its next block: call it
@@ -192,7 +191,6 @@ func (x *Executor) prepare(ctx context.Context, parent StateView, b *types.Block
 		bl.b, bl.txs, bl.senders = reorder(b, txs, bl.senders, bl.order)
 		bl.access.permute(bl.order)
 	}
-	bl.overlays = grow(&sc.overlays, len(txs))
 	bl.wbuf = grow(&sc.wbuf, bl.access.start[len(txs)])
 	bl.nonces = make([]byte, nonceLen*len(txs))
 	c, err := prefetch(ctx, parent, bl.access, x.opts.Workers)
@@ -358,7 +356,7 @@ type blockRange struct {
 // reads or writes a key another one writes (that would be an edge), so
 // none can see another's writes: they run on an empty block layer. Each
 // worker owns a contiguous range of the block and claims chunks from its
-// front: its transactions' overlays, write buffers and txOutcomes are
+// front: its transactions' write buffers, values and txOutcomes are
 // adjacent in memory and apart from the other worker's, where chunks
 // taken in turn from one cursor put both cores on the same cache lines at
 // every chunk boundary. A worker done with its range claims chunks of the
@@ -440,9 +438,13 @@ func (x *Executor) runTx(ctx context.Context, bl *block, layer blockLayer, paren
 	} else {
 		env.TS, env.TxID = bl.env.Time, tx.ID()
 	}
+	// An executor worker runs one transaction at a time and its overlay
+	// is not used once runTx returns (the writes it leaves are a view of
+	// wbuf): one per worker stays in its core's cache, where one per
+	// transaction was three fresh cache lines each.
 	var o *overlay
-	if bl.overlays != nil {
-		o = &bl.overlays[i]
+	if w := workerOf(ctx); w != nil {
+		o = &w.ov
 	} else {
 		o = new(overlay)
 	}

@@ -402,6 +402,8 @@ type worker struct {
 	// arena holds the write sets and events of the worker's transactions
 	// (host.Tx.Arena): the block's result keeps them.
 	arena host.Arena
+	// ov is the overlay of the worker's transaction (see runTx).
+	ov overlay
 }
 
 type localInstance struct {

@@ -8,7 +8,7 @@ import (
 
 // scratch is the working memory of a block that no result keeps: the
 // access table's entries, sort arrays and key slots, the senders, the
-// overlays and their write buffers, the prefetched values and the merge's
+// write buffers, the prefetched values and the merge's
 // last writes and event offsets. It is reused from block to block
 // (Executor.spare): allocated afresh it was ~4 MB per 5 000-transfer
 // block, which the serial baseline and the workers alike paid in zeroing,
@@ -26,21 +26,20 @@ import (
 // than the last one's (a P's private item is not stolen), and it would be
 // emptied by every collection.
 type scratch struct {
-	all      [][]access
-	start    []int
-	flat     []access
-	refs     []keyRef // the numbering parts' runs, each a range of it
-	sort     []keyRef // the radix sorts' scratch, then the merged run
-	keys     []string
-	off      []int32
-	senders  []types.Address
-	overlays []overlay
-	wbuf     []write
-	vals     [][]byte
-	own      [][]byte  // vals by entry (byEntry)
-	writes   [][]write // txOutcomes.writes
-	last     []uint64  // the merge's last write per slot
-	evAt     []int     // where each transaction's events start in the block's
+	all     [][]access
+	start   []int
+	flat    []access
+	refs    []keyRef // the numbering parts' runs, each a range of it
+	sort    []keyRef // the radix sorts' scratch, then the merged run
+	keys    []string
+	off     []int32
+	senders []types.Address
+	wbuf    []write
+	vals    [][]byte
+	own     [][]byte  // vals by entry (byEntry)
+	writes  [][]write // txOutcomes.writes
+	last    []uint64  // the merge's last write per slot
+	evAt    []int     // where each transaction's events start in the block's
 	// keyChunks holds the chunks of the entries' key strings, a list
 	// per listing part (see keyBuilder).
 	keyChunks [][][]byte
