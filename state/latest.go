@@ -5,6 +5,7 @@ import (
 	"hash/maphash"
 	"math/bits"
 	"sync"
+	"unsafe"
 
 	"github.com/kairos-network/kairos/types"
 )
@@ -50,11 +51,40 @@ type latestIndex struct {
 }
 
 // latestSlot is one entry of the table: tag is the key's hash with its
-// lowest bit set (0: empty), key the module and the key, val the value.
+// lowest bit set (0: empty), key the module and the key (klen bytes), val
+// the value (vlen bytes; nil for a nil value). 32 bytes, so two slots
+// fill a cache line and none straddles two: with a string and a slice
+// (48 bytes) half of them did, and the value's header of such a slot was a
+// cache miss of its own after the tag's (see lookup), in a table a third
+// larger.
 type latestSlot struct {
-	tag uint64
-	key string
-	val []byte
+	tag  uint64
+	key  unsafe.Pointer
+	val  unsafe.Pointer
+	klen uint32
+	vlen uint32
+}
+
+// The lengths fit a slot's uint32s.
+var _ = [1]struct{}{}[uint64(types.AddressLen+types.StateKeyMax+types.StateValueMax)>>32]
+
+func newLatestSlot(tag uint64, key string, v []byte) latestSlot {
+	return latestSlot{tag: tag, key: unsafe.Pointer(unsafe.StringData(key)), klen: uint32(len(key)), val: unsafe.Pointer(unsafe.SliceData(v)), vlen: uint32(len(v))}
+}
+
+// keyString returns the slot's key (module ‖ key).
+func (s *latestSlot) keyString() string { return unsafe.String((*byte)(s.key), s.klen) }
+
+// value returns the slot's value: the array put holds, nil for nil.
+func (s *latestSlot) value() []byte {
+	if s.val == nil {
+		return nil
+	}
+	return unsafe.Slice((*byte)(s.val), s.vlen)
+}
+
+func (s *latestSlot) setValue(v []byte) {
+	s.val, s.vlen = unsafe.Pointer(unsafe.SliceData(v)), uint32(len(v))
 }
 
 // latestMinSlots is the smallest table.
@@ -91,7 +121,7 @@ func (x *latestIndex) find(tag uint64, module *types.Address, key []byte) int {
 		if s.tag == 0 {
 			return -1
 		}
-		if s.tag == tag && keyIs(s.key, module, key) {
+		if s.tag == tag && keyIs(s.keyString(), module, key) {
 			return int(i)
 		}
 	}
@@ -105,13 +135,13 @@ func (x *latestIndex) put(k types.StateKey, v []byte) {
 
 func (x *latestIndex) putTag(tag uint64, k types.StateKey, v []byte) {
 	if i := x.find(tag, &k.Module, k.Key); i >= 0 {
-		x.slots[i].val = v
+		x.slots[i].setValue(v)
 		return
 	}
 	if 2*(x.n+1) > len(x.slots) {
 		x.resize(2 * len(x.slots))
 	}
-	x.insert(latestSlot{tag, string(k.Module[:]) + string(k.Key), v})
+	x.insert(newLatestSlot(tag, string(k.Module[:])+string(k.Key), v))
 	x.n++
 }
 
@@ -271,8 +301,9 @@ func (x *latestIndex) getMany(ctx context.Context, s *Store, kb *keyBuf, keys []
 // mostly out of the caches when a block's prefetch reads them, and one
 // lookup's two reads (slot, then key) wait for memory one after the
 // other; so it goes in three passes over the keys: hash each and touch its
-// home slot, find each one's first slot with its tag and touch that key,
-// then compare the keys and take the values. The touches of one
+// home slot, find each one's first slot with its tag and touch that key
+// (its first and last bytes: it spans two cache lines), then compare the
+// keys and take the values. The touches of one
 // pass do not depend on each other, so the CPU has many of them in flight
 // at once, and the last pass finds what it reads in the caches.
 func (x *latestIndex) lookup(kb *keyBuf, keys []types.StateKey, dst [][]byte) [][]byte {
@@ -296,8 +327,10 @@ func (x *latestIndex) lookup(kb *keyBuf, keys []types.StateKey, dst [][]byte) []
 			i = (i + 1) & x.mask
 		}
 		cand = append(cand, uint32(i))
-		if x.slots[i].tag != 0 {
-			touch += uint64(x.slots[i].key[0])
+		if sl := &x.slots[i]; sl.tag != 0 {
+			// Both ends: a module and a key are longer than a cache
+			// line, and the compare below reads all of it.
+			touch += uint64(*(*byte)(sl.key)) + uint64(*(*byte)(unsafe.Add(sl.key, sl.klen-1)))
 		}
 	}
 	for j := range keys {
@@ -306,8 +339,8 @@ func (x *latestIndex) lookup(kb *keyBuf, keys []types.StateKey, dst [][]byte) []
 		// on the probe hold other tags.
 		var v []byte
 		for i := uint64(cand[j]); x.slots[i].tag != 0; i = (i + 1) & x.mask {
-			if sl := &x.slots[i]; sl.tag == tags[j] && keyIs(sl.key, &k.Module, k.Key) {
-				v = sl.val
+			if sl := &x.slots[i]; sl.tag == tags[j] && keyIs(sl.keyString(), &k.Module, k.Key) {
+				v = sl.value()
 				break
 			}
 		}

@@ -353,5 +353,5 @@ func (x *latestIndex) get(h uint64, module *types.Address, key []byte) []byte {
 	if i < 0 {
 		return nil
 	}
-	return x.slots[i].val
+	return x.slots[i].value()
 }
