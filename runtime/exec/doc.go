@@ -46,7 +46,9 @@
 // Each runs on a private overlay: its own writes,
 // then the published writes of earlier transactions of the block, then
 // the parent version (through a prefetch of every exact key the block
-// declares, done before execution by the serial path too). The entries
+// declares, done before execution by the serial path too, and laid out
+// by entry in execution order so that a transaction reads its values next
+// to the previous one's; see byEntry). The entries
 // and the slots are computed once per block and shared by the prefetch,
 // the DAG, the block layers (arrays by slot), the overlays (a transaction
 // finds the slot of a key it declared among its own few entries) and the
