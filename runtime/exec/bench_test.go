@@ -145,8 +145,9 @@ func sendersOf(txs []*types.Tx) []types.Address {
 // BenchmarkPhases times the phases of a conflict-free block of each bench
 // module (10 000 accounts, 5 000 transactions) on one goroutine: the
 // sender hashes, the key numbering, the prefetch (with byEntry), the
-// execution and the merge; and the execution on two goroutines. The serial baseline runs the first three on every worker too, so
-// they bound what two workers can gain (see RATIONALE.md).
+// execution and the merge; and the execution on two goroutines. The
+// serial baseline runs the first three on every worker too, so they bound
+// what two workers can gain (see RATIONALE.md).
 func BenchmarkPhases(b *testing.B) {
 	ctx := context.Background()
 	code := map[string][]byte{

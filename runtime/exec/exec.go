@@ -466,7 +466,7 @@ func (x *Executor) runTx(ctx context.Context, bl *block, layer blockLayer, paren
 		acct = accountKey(env.Sender)
 	}
 	out := txOut{receipt: types.Receipt{TxID: env.TxID, Status: types.StatusInvalid}}
-	cur, err := o.getRaw(acctSlot, acct, 0)
+	cur, err := o.getRaw(acctSlot, acct, 0) // the account record is entry 0
 	if err != nil {
 		return txOut{}, err
 	}

@@ -252,7 +252,7 @@ type overlay struct {
 	// for a prefix), or is nil. A transaction's own keys are then read
 	// from memory next to the previous transaction's, not from cache at
 	// their slots, which are spread over the block's keys: that was a
-	// cache miss per read (see prefetch).
+	// cache miss per read (see byEntry).
 	own    [][]byte
 	parent StateView
 	idx    int
