@@ -237,6 +237,9 @@ func BenchmarkPhases(b *testing.B) {
 				b.ReportMetric((processCPU()-cpu0).Seconds()/float64(b.N), "cpu-s/op")
 			})
 		}
+		for p := range w2 {
+			w2[p].flush() // the instances back to the engine, as after a block
+		}
 		// In a block the prefetch finds the datastore's map out of the
 		// caches (execution ran since the last block), so each lookup
 		// waits for memory: the warm figure above understates it. This
