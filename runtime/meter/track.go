@@ -469,7 +469,7 @@ func (t *tracker) body(c *wasm.Code, ft wasm.FuncType, redirect func(uint32) uin
 				inRun := joinRun(dst, 0, int64(n))
 				d, x := local(keyAddr, wasm.I32), local(keyX, wasm.I32)
 				out.Body = append(out.Body, idx(wasm.OpLocalSet, x), idx(wasm.OpLocalSet, d))
-				if in.Op != wasm.OpMemoryInit && n%8 == 0 && n <= InlineBulkMax {
+				if n%8 == 0 && (in.Op == wasm.OpMemoryCopy && n <= InlineCopyMax || in.Op == wasm.OpMemoryFill && n <= InlineFillMax) {
 					out.Body = inlineBulk(out.Body, in.Op, n, d, x, func(i uint32) uint32 { return local(keyWord+wasm.ValType(i), wasm.I64) })
 				} else {
 					out.Body = append(out.Body, idx(wasm.OpLocalGet, d), idx(wasm.OpLocalGet, x), c.Body[k-1], in)
@@ -522,10 +522,14 @@ func (t *tracker) body(c *wasm.Code, ft wasm.FuncType, redirect func(uint32) uin
 	return out
 }
 
-// InlineBulkMax is the longest constant-length memory.copy or memory.fill
-// (a multiple of 8 bytes) that Track replaces by loads and stores of
-// words (inlineBulk).
-const InlineBulkMax = 128
+// InlineCopyMax and InlineFillMax are the longest constant-length
+// memory.copy and memory.fill (of a multiple of 8 bytes) that Track
+// replaces by loads and stores of words (inlineBulk). A copy holds every
+// word in a local before it stores any; a fill needs one.
+const (
+	InlineCopyMax = 128
+	InlineFillMax = 256
+)
 
 // inlineBulk appends what memory.copy (x the source) or memory.fill (x
 // the byte value) of the constant n bytes at d does, as n/8 word loads and

@@ -354,7 +354,8 @@ func TestTrackRuns(t *testing.T) {
 }
 
 // TestInlineBulkMatchesBulk: a constant-length memory.copy or memory.fill
-// that Track replaces by word loads and stores (meter.InlineBulkMax) leaves
+// that Track replaces by word loads and stores (meter.InlineCopyMax,
+// meter.InlineFillMax) leaves
 // memory exactly as the bulk operation does, overlapping or not, and traps
 // where it traps with nothing written, on both engines; lengths past the
 // limit or not a multiple of 8 keep the bulk operation.
@@ -364,7 +365,7 @@ func TestInlineBulkMatchesBulk(t *testing.T) {
 	for i := range pattern {
 		pattern[i] = byte(i*7 + i>>8)
 	}
-	lengths := []int32{8, 32, 40, 96, meter.InlineBulkMax, meter.InlineBulkMax + 8, 36}
+	lengths := []int32{8, 32, 40, 96, meter.InlineCopyMax, meter.InlineCopyMax + 8, meter.InlineFillMax, meter.InlineFillMax + 8, 36}
 	for _, n := range lengths {
 		b := New()
 		b.Memory(1, 1)

@@ -1,6 +1,7 @@
 package guest
 
 import (
+	"bytes"
 	"unsafe"
 
 	"github.com/kairos-network/kairos/sdk/guest/internal/abi"
@@ -205,6 +206,42 @@ func (m Map[K, V]) Set(k K, v V) {
 	s := takeScratch()
 	StateSet(encodeKey(s, d.prefix, d.key, k), encodeVal(s, d.val, v))
 	s.release()
+}
+
+// SetOrDelete stores v under k, or deletes k when v is V's zero value
+// (when v encodes as the zero V does): for maps whose absent entries read
+// as zero through GetOr, such as balances, so that state holds only the
+// entries that are not.
+func (m Map[K, V]) SetOrDelete(k K, v V) {
+	d := m.d
+	if d.fx.addr64 { // as in Get, with the zero test on the word
+		key := d.fx.tmpl
+		copyAddress(unsafe.Add(unsafe.Pointer(&key), d.fx.n), unsafe.Pointer(&k))
+		w := *(*uint64)(unsafe.Pointer(&v))
+		if w == 0 {
+			abi.StateDeletePtr(unsafe.Pointer(&key), uint32(d.fx.n+AddressLen))
+			return
+		}
+		putBE64(unsafe.Pointer(&w), w)
+		abi.StateSetPtr(unsafe.Pointer(&key), uint32(d.fx.n+AddressLen), unsafe.Pointer(&w), 8)
+		return
+	}
+	if encodesZero(d.val, v) {
+		m.Delete(k)
+	} else {
+		m.Set(k, v)
+	}
+}
+
+// encodesZero reports whether v encodes as V's zero value does.
+func encodesZero[V any](c Codec[V], v V) bool {
+	s := takeScratch()
+	var zero V
+	s.key.buf = s.keyArr[:0]
+	c.Append(&s.key, zero)
+	z := bytes.Equal(encodeVal(s, c, v), s.key.buf)
+	s.release()
+	return z
 }
 
 // Delete removes k.
