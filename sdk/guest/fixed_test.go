@@ -39,6 +39,9 @@ func TestFixedPathMatches(t *testing.T) {
 	// A name longer than a Map's key template: a Value's key is its name.
 	checkFixedValueNamed(t, strings.Repeat("n", 255), guest.Uint64Codec, u64s)
 	checkFixed(t, strings.Repeat("m", 90), guest.AddressCodec, guest.Uint64Codec, addrs, u64s)
+	// The longest name of the address-to-u64 path and one byte more.
+	checkFixed(t, strings.Repeat("m", 31), guest.AddressCodec, guest.Uint64Codec, addrs, u64s)
+	checkFixed(t, strings.Repeat("m", 32), guest.AddressCodec, guest.Int64Codec, addrs, []int64{-5, 0, 1 << 40})
 
 	// Stored values that do not decode: wrong lengths, a bool of 2.
 	c := newChain()
