@@ -69,18 +69,17 @@ func NewArgs[T any](c Codec[T]) Args[T] {
 
 // Decode decodes the whole input as one T and aborts the call if it does
 // not decode (short, trailing bytes, bad field), with DecodeInput's message.
-func (args Args[T]) Decode() T {
+func (args Args[T]) Decode() (v T) {
 	a := args.d
 	if !a.addr64 {
 		return a.decode()
 	}
 	// Straight-line code for the common layout, the rest out of line, as
-	// in Map.Get.
+	// in Map.Get; the fields go straight into the result.
 	var buf [AddressLen + 8]byte
 	if abi.InputReadPtr(unsafe.Pointer(&buf), uint32(len(buf))) != int32(len(buf)) {
 		return DecodeInput(a.c) // short or long: the generic path aborts with its message
 	}
-	var v T
 	copyAddress(unsafe.Pointer(&v), unsafe.Pointer(&buf))
 	*(*uint64)(unsafe.Add(unsafe.Pointer(&v), a.off64)) = getBE64(unsafe.Pointer(&buf[AddressLen]))
 	return v

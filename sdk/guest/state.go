@@ -235,11 +235,7 @@ func (m Map[K, V]) set(k K, v V) {
 func (m Map[K, V]) SetOrDelete(k K, v V) {
 	d := m.d
 	if !d.fx.addr64 {
-		if encodesZero(d.val, v) {
-			m.Delete(k)
-		} else {
-			m.set(k, v)
-		}
+		m.setOrDelete(k, v)
 		return
 	}
 	key := *(*[addr64KeyMax]byte)(unsafe.Pointer(&d.fx.tmpl)) // as in Get
@@ -250,6 +246,15 @@ func (m Map[K, V]) SetOrDelete(k K, v V) {
 		return
 	}
 	abi.StateDeletePtr(unsafe.Pointer(&key), uint32(d.fx.n+AddressLen))
+}
+
+// setOrDelete is SetOrDelete off the address-to-u64 path.
+func (m Map[K, V]) setOrDelete(k K, v V) {
+	if encodesZero(m.d.val, v) {
+		m.Delete(k)
+	} else {
+		m.set(k, v)
+	}
 }
 
 // encodesZero reports whether v encodes as V's zero value does.
