@@ -70,9 +70,11 @@ func (f *EventFields) at() unsafe.Pointer {
 	return unsafe.Add(unsafe.Pointer(&f.buf), min(f.n, EventFieldsLenMax))
 }
 
-// Address appends the 32 raw bytes.
+// Address appends the 32 raw bytes. An assignment, not copyAddress: a
+// is not addressed, so the compiler copies the caller's value straight
+// into the buffer instead of into a from which copyAddress then reads.
 func (f *EventFields) Address(a Address) *EventFields {
-	copyAddress(f.at(), unsafe.Pointer(&a))
+	*(*Address)(f.at()) = a
 	f.n += AddressLen
 	return f
 }
