@@ -101,9 +101,9 @@ func totalSupply() {
 
 // move debits from and credits to; with from == to it changes nothing but
 // still requires the balance. Balances are set with SetOrDelete, so state
-// holds only live holders. The credit is credit's, written out: a Go call
-// costs a wasm guest tens of metered instructions, and transfers are most
-// of a token's work.
+// holds only live holders. The second SetOrDelete is credit written out: a
+// Go call costs a wasm guest tens of metered instructions, and transfers
+// are most of a token's work.
 func move(from, to guest.Address, amount uint64) {
 	have := balances.GetOr(from, 0)
 	guest.Require(have >= amount, "token: insufficient balance")

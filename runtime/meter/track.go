@@ -462,9 +462,10 @@ func (t *tracker) body(c *wasm.Code, ft wasm.FuncType, redirect func(uint32) uin
 					out.Body = append(out.Body, in) // nothing written
 					continue
 				}
-				// The constant, copied as it came, is pushed again after
-				// the destination and the other operand are saved (before
-				// joinRun, which may emit the marks of an earlier run).
+				// The constant comes off first (joinRun may emit the marks
+				// of an earlier run); the operands are saved, and the
+				// constant is pushed again as it came unless the operation
+				// is inlined.
 				out.Body = out.Body[:len(out.Body)-1]
 				inRun := joinRun(dst, 0, int64(n))
 				d, x := local(keyAddr, wasm.I32), local(keyX, wasm.I32)
