@@ -66,12 +66,7 @@ func transfer() {
 func approve() {
 	in := addrAmountIn.Decode()
 	owner := guest.Caller()
-	key := guest.Pair[guest.Address, guest.Address]{First: owner, Second: in.First}
-	if in.Second == 0 {
-		allowances.Delete(key)
-	} else {
-		allowances.Set(key, in.Second)
-	}
+	allowances.SetOrDelete(guest.Pair[guest.Address, guest.Address]{First: owner, Second: in.First}, in.Second)
 	approved.Fields().Address(owner).Address(in.First).Uint64(in.Second).Emit()
 }
 
@@ -82,11 +77,7 @@ func transferFrom() {
 	key := guest.Pair[guest.Address, guest.Address]{First: from, Second: guest.Caller()}
 	allowed := allowances.GetOr(key, 0)
 	guest.Require(allowed >= amount, "token: allowance exceeded")
-	if allowed == amount {
-		allowances.Delete(key)
-	} else {
-		allowances.Set(key, allowed-amount)
-	}
+	allowances.SetOrDelete(key, allowed-amount)
 	move(from, to, amount)
 }
 
@@ -109,26 +100,20 @@ func totalSupply() {
 }
 
 // move debits from and credits to; with from == to it changes nothing but
-// still requires the balance.
+// still requires the balance. Balances are set with SetOrDelete, so state
+// holds only live holders. The second SetOrDelete is credit written out: a
+// Go call costs a wasm guest tens of metered instructions, and transfers
+// are most of a token's work.
 func move(from, to guest.Address, amount uint64) {
 	have := balances.GetOr(from, 0)
 	guest.Require(have >= amount, "token: insufficient balance")
-	setBalance(from, have-amount)
-	credit(to, amount)
+	balances.SetOrDelete(from, have-amount)
+	balances.SetOrDelete(to, balances.GetOr(to, 0)+amount)
 	transferred.Fields().Address(from).Address(to).Uint64(amount).Emit()
 }
 
 // credit cannot overflow: every balance is at most the supply, which mint
 // keeps below 2^64.
-func credit(to guest.Address, amount uint64) { setBalance(to, balances.GetOr(to, 0)+amount) }
-
-// setBalance deletes zero balances, so state holds only live holders.
-func setBalance(who guest.Address, v uint64) {
-	if v == 0 {
-		balances.Delete(who)
-	} else {
-		balances.Set(who, v)
-	}
-}
+func credit(to guest.Address, amount uint64) { balances.SetOrDelete(to, balances.GetOr(to, 0)+amount) }
 
 func main() {}

@@ -50,7 +50,10 @@
 // with nothing dirty reads 12 entries instead of 752. The second page of a
 // span of at most a page (a run, a constant-length bulk operation) is
 // marked without its group: the walk also reads the page after each marked
-// group and marks its group when it is marked.
+// group and marks its group when it is marked. A constant-length
+// memory.copy or memory.fill of a multiple of 8 bytes up to InlineCopyMax
+// or InlineFillMax becomes word loads and stores with the same effect and the same traps
+// (the compiler engine calls the Go runtime's memmove for a bulk operation).
 // Invariants: the bytes a call that ended normally changed all lie in
 // marked pages, or within 7 bytes past one (a store's reach; a trapped
 // call's instance is discarded, and a trap inside a run leaves its earlier

@@ -346,6 +346,7 @@ const (
 	opI32And     wasm.Opcode = 0x71
 	opI32Shl     wasm.Opcode = 0x74
 	opI32ShrU    wasm.Opcode = 0x76
+	opI64And     wasm.Opcode = 0x83
 	opI64Or      wasm.Opcode = 0x84
 	opI64Shl     wasm.Opcode = 0x86
 	opI64ShrU    wasm.Opcode = 0x88
@@ -385,7 +386,8 @@ func (t *tracker) body(c *wasm.Code, ft wasm.FuncType, redirect func(uint32) uin
 	out := wasm.Code{Locals: append([]wasm.LocalDecl(nil), c.Locals...), Body: make([]wasm.Instr, 0, len(c.Body)+len(c.Body)/4)}
 	// scratch locals: one per stored value type, the address (or a bulk
 	// operation's destination) and the bulk operation's other operands.
-	const keyAddr, keyX, keyN, keyPage = 0, 1, 2, 3
+	// keyWord+i: inlineBulk's words.
+	const keyAddr, keyX, keyN, keyPage, keyWord = 0, 1, 2, 3, 16
 	scratch := map[wasm.ValType]uint32{}
 	local := func(key, vt wasm.ValType) uint32 {
 		if l, ok := scratch[key]; ok {
@@ -456,17 +458,29 @@ func (t *tracker) body(c *wasm.Code, ft wasm.FuncType, redirect func(uint32) uin
 			r.pop()
 			dst := r.pop()
 			if n, ok := constLength(c.Body, k); ok {
-				if n == 0 || joinRun(dst, 0, int64(n)) {
-					out.Body = append(out.Body, in) // nothing written, or marked with the run
+				if n == 0 {
+					out.Body = append(out.Body, in) // nothing written
 					continue
+				}
+				// The constant comes off first (joinRun may emit the marks
+				// of an earlier run); the operands are saved, and the
+				// constant is pushed again as it came unless the operation
+				// is inlined.
+				out.Body = out.Body[:len(out.Body)-1]
+				inRun := joinRun(dst, 0, int64(n))
+				d, x := local(keyAddr, wasm.I32), local(keyX, wasm.I32)
+				out.Body = append(out.Body, idx(wasm.OpLocalSet, x), idx(wasm.OpLocalSet, d))
+				if n%8 == 0 && (in.Op == wasm.OpMemoryCopy && n <= InlineCopyMax || in.Op == wasm.OpMemoryFill && n <= InlineFillMax) {
+					out.Body = inlineBulk(out.Body, in.Op, n, d, x, func(i uint32) uint32 { return local(keyWord+wasm.ValType(i), wasm.I64) })
+				} else {
+					out.Body = append(out.Body, idx(wasm.OpLocalGet, d), idx(wasm.OpLocalGet, x), c.Body[k-1], in)
+				}
+				if inRun {
+					continue // marked with the run
 				}
 				// A constant length of at most a page spans at most two
 				// pages: mark the first and the last, without a branch
 				// (the Go compiler copies every multi-word value so).
-				// The constant, copied as it came, is pushed again after
-				// the destination is saved.
-				d, x := local(keyAddr, wasm.I32), local(keyX, wasm.I32)
-				out.Body = append(out.Body[:len(out.Body)-1], idx(wasm.OpLocalSet, x), idx(wasm.OpLocalTee, d), idx(wasm.OpLocalGet, x), c.Body[k-1], in)
 				pg := local(keyPage, wasm.I32)
 				out.Body = append(out.Body, idx(wasm.OpLocalGet, d), i32c(PageShift), op(opI32ShrU))
 				out.Body = append(out.Body, t.markPage(pg)...)
@@ -507,6 +521,48 @@ func (t *tracker) body(c *wasm.Code, ft wasm.FuncType, redirect func(uint32) uin
 	}
 	flush()
 	return out
+}
+
+// InlineCopyMax and InlineFillMax are the longest constant-length
+// memory.copy and memory.fill (of a multiple of 8 bytes) that Track
+// replaces by loads and stores of words (inlineBulk). A copy holds every
+// word in a local before it stores any; a fill needs one.
+const (
+	InlineCopyMax = 128
+	InlineFillMax = 256
+)
+
+// inlineBulk appends what memory.copy (x the source) or memory.fill (x
+// the byte value) of the constant n bytes at d does, as n/8 word loads and
+// stores: the compiler engine calls the Go runtime's memmove for a bulk
+// operation, which costs more than the whole copy of the 32 to 96 bytes
+// Go's wasm code moves so (addresses, arguments, templates). It is the
+// same operation, so gas (charged by Instrument for the original) and
+// results are unchanged: every word is loaded before any is stored
+// (memmove's overlap rule), and the last word is stored first, so a
+// destination out of bounds traps before anything is written, as
+// memory.copy and memory.fill do; a source out of bounds traps in the
+// loads. word(i) is the i-th i64 scratch local.
+func inlineBulk(dst []wasm.Instr, o wasm.Opcode, n, d, x uint32, word func(uint32) uint32) []wasm.Instr {
+	words := n / 8
+	val := word
+	if o == wasm.OpMemoryFill {
+		dst = append(dst, idx(wasm.OpLocalGet, x), op(wasm.OpI64ExtendI32U), i64c(0xFF), op(opI64And),
+			i64c(0x0101010101010101), op(wasm.OpI64Mul), idx(wasm.OpLocalSet, word(0)))
+		val = func(uint32) uint32 { return word(0) }
+	} else {
+		for i := range words {
+			dst = append(dst, idx(wasm.OpLocalGet, x), wasm.Instr{Op: wasm.OpI64Load, B: 8 * i}, idx(wasm.OpLocalSet, word(i)))
+		}
+	}
+	store := func(i uint32) {
+		dst = append(dst, idx(wasm.OpLocalGet, d), idx(wasm.OpLocalGet, val(i)), wasm.Instr{Op: wasm.OpI64Store, B: 8 * i})
+	}
+	store(words - 1)
+	for i := range words - 1 {
+		store(i)
+	}
+	return dst
 }
 
 // markRun marks the pages of the pending run (see runs.go) and ends it:

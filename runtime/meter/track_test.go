@@ -340,7 +340,66 @@ func TestTrackRuns(t *testing.T) {
 				if at := uncovered(before, after, marked); at >= 0 {
 					t.Errorf("interpreter=%v: byte %d changed unmarked", interp, at)
 				}
+				// The same writes after a walk mark the same pages: the
+				// walk leaves nothing behind that suppresses a mark.
+				if r := in.call("w", plenty, uint64(c.sp), uint64(c.arg)); r.Trap != "" {
+					t.Fatal(r)
+				}
+				if again := in.dirty(); !reflect.DeepEqual(again, want) {
+					t.Errorf("interpreter=%v: marked %v after a walk, want %v", interp, again, want)
+				}
 			}
 		})
+	}
+}
+
+// TestInlineBulkMatchesBulk: a constant-length memory.copy or memory.fill
+// that Track replaces by word loads and stores (meter.InlineCopyMax,
+// meter.InlineFillMax) leaves
+// memory exactly as the bulk operation does, overlapping or not, and traps
+// where it traps with nothing written, on both engines; lengths past the
+// limit or not a multiple of 8 keep the bulk operation.
+func TestInlineBulkMatchesBulk(t *testing.T) {
+	const memBytes = 65536
+	pattern := make([]byte, memBytes)
+	for i := range pattern {
+		pattern[i] = byte(i*7 + i>>8)
+	}
+	lengths := []int32{8, 32, 40, 96, meter.InlineCopyMax, meter.InlineCopyMax + 8, meter.InlineFillMax, meter.InlineFillMax + 8, 36}
+	for _, n := range lengths {
+		b := New()
+		b.Memory(1, 1)
+		b.Data(0, pattern)
+		args := []wasm.ValType{wasm.I32, wasm.I32}
+		b.Func("copy", args, nil, nil, Idx(wasm.OpLocalGet, 0), Idx(wasm.OpLocalGet, 1), I32(n), Op(wasm.OpMemoryCopy))
+		b.Func("fill", args, nil, nil, Idx(wasm.OpLocalGet, 0), Idx(wasm.OpLocalGet, 1), I32(n), Op(wasm.OpMemoryFill))
+		inst, tr := instrument(t, b.Bytes()), track(t, b.Bytes(), noHost)
+		end := uint32(memBytes - n)
+		pairs := [][2]uint32{
+			{100, 100}, {100, 108}, {108, 100}, {100, 101}, {101, 100}, {4090, 0}, // in bounds, overlapping or not
+			{end, 0}, {0, end}, {end + 8, 0}, {end + 1, 0}, {0, end + 8}, {end + 8, end + 8}, // at the end and past it
+			{0xFFFF_FFF8, 0}, {0, 0xFFFF_FFF8}, {memBytes, 0}, // far past it
+		}
+		for _, f := range []string{"copy", "fill"} {
+			for _, p := range pairs {
+				for i, e := range Engines {
+					want := Instantiate(t, e, inst)
+					wr := want.Call(f, plenty, uint64(p[0]), uint64(p[1]))
+					got := instantiateTracked(t, i == 1, tr)
+					gr := got.call(f, plenty, uint64(p[0]), uint64(p[1]))
+					if wr.Trap != "" {
+						wr.Trap = "trap"
+					}
+					wr.Values = nil
+					if !reflect.DeepEqual(wr, gr) {
+						t.Errorf("%s %d at %v, %s: bulk %+v, tracked %+v", f, n, p, e.Name, wr, gr)
+					}
+					wm, _ := want.Module().Memory().Read(0, memBytes)
+					if gm := got.memory(); !bytes.Equal(wm, gm) {
+						t.Errorf("%s %d at %v, %s: memory differs from the bulk operation's", f, n, p, e.Name)
+					}
+				}
+			}
+		}
 	}
 }

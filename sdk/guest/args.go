@@ -24,6 +24,12 @@ import (
 // DecodeInput and EmitWith?" and "Why does Track mark a run of stack
 // writes once…?").
 type Args[T any] struct {
+	// d is shared by copies: Decode's receiver is one word, not the
+	// layout (a 64-byte copy a wasm guest pays on every call).
+	d *argsDef[T]
+}
+
+type argsDef[T any] struct {
 	c      Codec[T]
 	fields []fixedField // the flat layout of c; nil when c is not fixed
 	size   int          // the encoded length of a T when fields != nil
@@ -48,7 +54,7 @@ type fixedField struct {
 
 // NewArgs returns the decoder of inputs encoded with c.
 func NewArgs[T any](c Codec[T]) Args[T] {
-	a := Args[T]{c: c}
+	a := &argsDef[T]{c: c}
 	if fields := layoutOf(c); len(fields) > 0 {
 		last := fields[len(fields)-1]
 		if size := int(last.at) + last.kind.size(); size <= argsFixedMax {
@@ -58,21 +64,30 @@ func NewArgs[T any](c Codec[T]) Args[T] {
 	if f := a.fields; len(f) == 2 && f[0].kind == kindAddress && f[0].off == 0 && (f[1].kind == kindUint64 || f[1].kind == kindInt64) {
 		a.addr64, a.off64 = true, f[1].off
 	}
-	return a
+	return Args[T]{a}
 }
 
 // Decode decodes the whole input as one T and aborts the call if it does
 // not decode (short, trailing bytes, bad field), with DecodeInput's message.
-func (a Args[T]) Decode() T {
-	if a.addr64 {
-		var buf [AddressLen + 8]byte
-		if abi.InputReadPtr(unsafe.Pointer(&buf), uint32(len(buf))) == int32(len(buf)) {
-			var v T
-			copyAddress(unsafe.Pointer(&v), unsafe.Pointer(&buf))
-			*(*uint64)(unsafe.Add(unsafe.Pointer(&v), a.off64)) = getBE64(unsafe.Pointer(&buf[AddressLen]))
-			return v
-		}
-	} else if a.fields != nil {
+func (args Args[T]) Decode() (v T) {
+	a := args.d
+	if !a.addr64 {
+		return a.decode()
+	}
+	// Straight-line code for the common layout, the rest out of line, as
+	// in Map.Get; the fields go straight into the result.
+	var buf [AddressLen + 8]byte
+	if abi.InputReadPtr(unsafe.Pointer(&buf), uint32(len(buf))) != int32(len(buf)) {
+		return DecodeInput(a.c) // short or long: the generic path aborts with its message
+	}
+	copyAddress(unsafe.Pointer(&v), unsafe.Pointer(&buf))
+	*(*uint64)(unsafe.Add(unsafe.Pointer(&v), a.off64)) = getBE64(unsafe.Pointer(&buf[AddressLen]))
+	return v
+}
+
+// decode is Decode off the address-and-u64 layout.
+func (a *argsDef[T]) decode() T {
+	if a.fields != nil {
 		var buf [argsFixedMax]byte
 		if int(abi.InputReadPtr(unsafe.Pointer(&buf), uint32(a.size))) == a.size {
 			var v T

@@ -44,8 +44,14 @@
 //     event fields in a stack array: both resolve what they can at package
 //     initialization (NewArgs, NewEvent), because in wasm a transaction
 //     pays for every Go call and type assertion in metered instructions.
-//   - Map and Value are one pointer to their definition (made once, in
-//     NewMap or NewValue), so passing one or calling a method copies a word.
+//   - Map, Value and Args are one pointer to their definition (made once,
+//     in NewMap, NewValue or NewArgs), so passing one or calling a method
+//     copies a word. Map's Get, Set and SetOrDelete and Args.Decode keep
+//     the address-to-u64 case (balances, transfer inputs) in straight-line
+//     code and every other case in a function of its own.
+//   - EventFields appends at min(n, EventFieldsLenMax) into a buffer with
+//     room for one more field, so appending takes no branch; Emit aborts
+//     when n passed the limit.
 //   - In wasm, the package's init allocates one object of every size class
 //     up to 256 bytes, so the snapshot every transaction starts from has a
 //     span with free slots for each and a method's small allocations take

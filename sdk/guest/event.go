@@ -53,40 +53,34 @@ const EventFieldsLenMax = 128
 // to inline, so the array stays on the caller's stack.
 type EventFields struct {
 	topic string
-	n     int // bytes used; > EventFieldsLenMax after an overflow
-	buf   [EventFieldsLenMax]byte
+	n     int // bytes appended (> EventFieldsLenMax: Emit aborts; no chain is long enough to wrap it)
+	// buf has room for one field past EventFieldsLenMax: a field is
+	// written at min(n, EventFieldsLenMax), so a chain that overflows
+	// writes only there, and appending takes no branch (in Go's wasm code
+	// a branch is a jump through the function's dispatch loop).
+	buf [EventFieldsLenMax + AddressLen]byte
 }
 
 // Fields returns empty event data of this topic.
 func (ev Event) Fields() *EventFields { return &EventFields{topic: ev.topic} }
 
-// overflowed marks f as too long: every later field is dropped and Emit
-// aborts.
-func (f *EventFields) overflowed() { f.n = EventFieldsLenMax + 1 }
+// at is where the next field goes: an unsafe.Add, not &f.buf[f.n], as
+// min(n, EventFieldsLenMax) leaves room for the widest field.
+func (f *EventFields) at() unsafe.Pointer {
+	return unsafe.Add(unsafe.Pointer(&f.buf), min(f.n, EventFieldsLenMax))
+}
 
-// at is where the next field goes. An unsafe.Add, not &f.buf[f.n]: every
-// caller has checked that the field fits, and in Go's wasm code the index
-// check is a branch (a jump through the function's dispatch loop) per
-// field.
-func (f *EventFields) at() unsafe.Pointer { return unsafe.Add(unsafe.Pointer(&f.buf), f.n) }
-
-// Address appends the 32 raw bytes.
+// Address appends the 32 raw bytes. An assignment, not copyAddress: a
+// is not addressed, so the compiler copies the caller's value straight
+// into the buffer instead of into a from which copyAddress then reads.
 func (f *EventFields) Address(a Address) *EventFields {
-	if f.n > EventFieldsLenMax-AddressLen {
-		f.overflowed()
-		return f
-	}
-	copyAddress(f.at(), unsafe.Pointer(&a))
+	*(*Address)(f.at()) = a
 	f.n += AddressLen
 	return f
 }
 
 // Uint64 appends 8 big-endian bytes.
 func (f *EventFields) Uint64(v uint64) *EventFields {
-	if f.n > EventFieldsLenMax-8 {
-		f.overflowed()
-		return f
-	}
 	putBE64(f.at(), v)
 	f.n += 8
 	return f
@@ -97,25 +91,14 @@ func (f *EventFields) Int64(v int64) *EventFields { return f.Uint64(uint64(v)) }
 
 // Uint32 appends 4 big-endian bytes.
 func (f *EventFields) Uint32(v uint32) *EventFields {
-	if f.n > EventFieldsLenMax-4 {
-		f.overflowed()
-		return f
-	}
-	binary.BigEndian.PutUint32(f.buf[f.n:], v)
+	binary.BigEndian.PutUint32((*[4]byte)(f.at())[:], v)
 	f.n += 4
 	return f
 }
 
 // Bool appends 0x01 or 0x00.
 func (f *EventFields) Bool(v bool) *EventFields {
-	if f.n > EventFieldsLenMax-1 {
-		f.overflowed()
-		return f
-	}
-	f.buf[f.n] = 0
-	if v {
-		f.buf[f.n] = 1
-	}
+	*(*byte)(f.at()) = *(*byte)(unsafe.Pointer(&v)) // a Go bool is stored as 0 or 1
 	f.n++
 	return f
 }

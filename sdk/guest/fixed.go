@@ -41,6 +41,11 @@ const (
 // take the generic path.
 const fixedKeyMax = 96
 
+// addr64KeyMax bounds the key of fixedMap.addr64's path (a map name of up
+// to addr64KeyMax-1-AddressLen bytes): the template's bytes it copies on
+// every call. A longer name takes the fixed path.
+const addr64KeyMax = 64
+
 // kindOf returns the kind of c (called once, in NewMap: a type switch on
 // concrete types builds no itab).
 func kindOf[T any](c Codec[T]) fieldKind {
@@ -142,7 +147,7 @@ func newFixedMap(prefix []byte, kKind, vKind fieldKind) fixedMap {
 	if f.enable && kKind != kindNone {
 		copy(f.tmpl[:], prefix)
 	}
-	f.addr64 = f.enable && kKind == kindAddress && f.v64
+	f.addr64 = f.enable && kKind == kindAddress && f.v64 && len(prefix)+AddressLen <= addr64KeyMax
 	return f
 }
 

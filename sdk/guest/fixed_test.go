@@ -39,6 +39,9 @@ func TestFixedPathMatches(t *testing.T) {
 	// A name longer than a Map's key template: a Value's key is its name.
 	checkFixedValueNamed(t, strings.Repeat("n", 255), guest.Uint64Codec, u64s)
 	checkFixed(t, strings.Repeat("m", 90), guest.AddressCodec, guest.Uint64Codec, addrs, u64s)
+	// The longest name of the address-to-u64 path and one byte more.
+	checkFixed(t, strings.Repeat("m", 31), guest.AddressCodec, guest.Uint64Codec, addrs, u64s)
+	checkFixed(t, strings.Repeat("m", 32), guest.AddressCodec, guest.Int64Codec, addrs, []int64{-5, 0, 1 << 40})
 
 	// Stored values that do not decode: wrong lengths, a bool of 2.
 	c := newChain()
@@ -165,5 +168,35 @@ func checkPair[A, B comparable](t *testing.T, ac guest.Codec[A], bc guest.Codec[
 	}
 	if got, err := guest.Decode(fast, enc); err != nil || got != p {
 		t.Errorf("%T: round trip %v %v, want %v", p, got, err, p)
+	}
+}
+
+// TestSetOrDelete: SetOrDelete stores what Set stores for a value that is
+// not the zero value and deletes the entry (present or not) for the zero
+// value, on the fast path (an address-to-u64 map), on the generic path of
+// the same codecs, for a pair key and for a string value, whose zero is "".
+func TestSetOrDelete(t *testing.T) {
+	a, b := guesttest.Addr("a"), guesttest.Addr("b")
+	checkSetOrDelete(t, guest.AddressCodec, guest.Uint64Codec, a, []uint64{5, 0, 0, 1 << 63, 0})
+	checkSetOrDelete(t, wrap(guest.AddressCodec), wrap(guest.Uint64Codec), b, []uint64{0, 7, 0})
+	pair := guest.Pair[guest.Address, guest.Address]{First: a, Second: b}
+	checkSetOrDelete(t, guest.PairCodec(guest.AddressCodec, guest.AddressCodec), guest.Int64Codec, pair, []int64{-1, 0, 3})
+	checkSetOrDelete(t, guest.AddressCodec, guest.StringCodec, a, []string{"x", "", "", "yz", ""})
+}
+
+func checkSetOrDelete[K, V comparable](t *testing.T, kc guest.Codec[K], vc guest.Codec[V], k K, vs []V) {
+	t.Helper()
+	c := newChain()
+	m := guest.NewMap("s", kc, vc)
+	var zero V
+	for _, v := range vs {
+		run(t, c, guesttest.StatusOK, func() { m.SetOrDelete(k, v) })
+		got, ok := c.State(mod, m.Key(k))
+		switch want := guest.Encode(vc, v); {
+		case v == zero && ok:
+			t.Errorf("%T %v: SetOrDelete of the zero value left %x", m, k, got)
+		case v != zero && (!ok || !bytes.Equal(got, want)):
+			t.Errorf("%T %v: SetOrDelete(%v) stored %x %v, want %x", m, k, v, got, ok, want)
+		}
 	}
 }

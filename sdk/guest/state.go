@@ -1,6 +1,7 @@
 package guest
 
 import (
+	"bytes"
 	"unsafe"
 
 	"github.com/kairos-network/kairos/sdk/guest/internal/abi"
@@ -102,28 +103,42 @@ func (m Map[K, V]) Key(k K) []byte {
 
 // Get returns the value of k. A stored value that does not decode aborts:
 // it can only come from a module bug or a changed codec.
+//
+// Get, Set and SetOrDelete hold the address-to-u64 path (fixedMap.addr64,
+// token balances) only, in straight-line code, and leave every other case
+// to a function of their own: in Go's wasm code a branch to code laid out
+// elsewhere is a jump through the function's dispatch loop, and the
+// generic path's buffers made the frame of every call ~400 bytes.
 func (m Map[K, V]) Get(k K) (V, bool) {
 	d := m.d
+	if !d.fx.addr64 {
+		return m.get(k)
+	}
+	// The key is built in place past the template's prefix, in the
+	// template's first addr64KeyMax bytes (an unsafe.Add: no bounds check,
+	// as n + AddressLen <= addr64KeyMax); the value is read into one word.
+	key := *(*[addr64KeyMax]byte)(unsafe.Pointer(&d.fx.tmpl))
+	copyAddress(unsafe.Add(unsafe.Pointer(&key), d.fx.n), unsafe.Pointer(&k))
+	var w uint64
+	got := abi.StateGetPtr(unsafe.Pointer(&key), uint32(d.fx.n+AddressLen), unsafe.Pointer(&w), 8)
 	var v V
-	if d.fx.addr64 {
-		// The key is built in place past the template's prefix (an
-		// unsafe.Add: no bounds check, as n + AddressLen <= fixedKeyMax);
-		// the value is read into one word.
-		key := d.fx.tmpl
-		copyAddress(unsafe.Add(unsafe.Pointer(&key), d.fx.n), unsafe.Pointer(&k))
-		var w uint64
-		got := abi.StateGetPtr(unsafe.Pointer(&key), uint32(d.fx.n+AddressLen), unsafe.Pointer(&w), 8)
-		if got == 8 {
-			*(*uint64)(unsafe.Pointer(&v)) = getBE64(unsafe.Pointer(&w))
-			return v, true
-		}
-		if got < 0 {
-			return v, false
-		}
-	} else if d.fx.enable {
-		// fixedMap.key, by hand: Get and Set are the hot path, and the
-		// call (too large for the Go compiler to inline) cost ~90 guest
-		// gas each.
+	if got == 8 {
+		*(*uint64)(unsafe.Pointer(&v)) = getBE64(unsafe.Pointer(&w))
+		return v, true
+	}
+	if got < 0 {
+		return v, false
+	}
+	return m.get(k) // a stored value of another length: the generic path aborts
+}
+
+// get is Get off the address-to-u64 path.
+func (m Map[K, V]) get(k K) (V, bool) {
+	d := m.d
+	var v V
+	if d.fx.enable {
+		// fixedMap.key, by hand: the call (too large for the Go compiler
+		// to inline) cost ~90 guest gas.
 		key := d.fx.tmpl
 		n := d.fx.n
 		if d.fx.kKind == kindAddress {
@@ -175,16 +190,22 @@ func (m Map[K, V]) Has(k K) bool {
 // Set stores v under k.
 func (m Map[K, V]) Set(k K, v V) {
 	d := m.d
-	if d.fx.addr64 { // as in Get
-		key := d.fx.tmpl
-		copyAddress(unsafe.Add(unsafe.Pointer(&key), d.fx.n), unsafe.Pointer(&k))
-		var w uint64
-		putBE64(unsafe.Pointer(&w), *(*uint64)(unsafe.Pointer(&v)))
-		abi.StateSetPtr(unsafe.Pointer(&key), uint32(d.fx.n+AddressLen), unsafe.Pointer(&w), 8)
+	if !d.fx.addr64 {
+		m.set(k, v)
 		return
 	}
+	key := *(*[addr64KeyMax]byte)(unsafe.Pointer(&d.fx.tmpl)) // as in Get
+	copyAddress(unsafe.Add(unsafe.Pointer(&key), d.fx.n), unsafe.Pointer(&k))
+	var w uint64
+	putBE64(unsafe.Pointer(&w), *(*uint64)(unsafe.Pointer(&v)))
+	abi.StateSetPtr(unsafe.Pointer(&key), uint32(d.fx.n+AddressLen), unsafe.Pointer(&w), 8)
+}
+
+// set is Set off the address-to-u64 path.
+func (m Map[K, V]) set(k K, v V) {
+	d := m.d
 	if d.fx.enable {
-		key := d.fx.tmpl // fixedMap.key, by hand as in Get
+		key := d.fx.tmpl // fixedMap.key, by hand as in get
 		n := d.fx.n
 		if d.fx.kKind == kindAddress {
 			copyAddress(unsafe.Pointer(&key[n]), unsafe.Pointer(&k))
@@ -205,6 +226,46 @@ func (m Map[K, V]) Set(k K, v V) {
 	s := takeScratch()
 	StateSet(encodeKey(s, d.prefix, d.key, k), encodeVal(s, d.val, v))
 	s.release()
+}
+
+// SetOrDelete stores v under k, or deletes k when v is V's zero value
+// (when v encodes as the zero V does): for maps whose absent entries read
+// as zero through GetOr, such as balances, so that state holds only the
+// entries that are not.
+func (m Map[K, V]) SetOrDelete(k K, v V) {
+	d := m.d
+	if !d.fx.addr64 {
+		m.setOrDelete(k, v)
+		return
+	}
+	key := *(*[addr64KeyMax]byte)(unsafe.Pointer(&d.fx.tmpl)) // as in Get
+	copyAddress(unsafe.Add(unsafe.Pointer(&key), d.fx.n), unsafe.Pointer(&k))
+	if w := *(*uint64)(unsafe.Pointer(&v)); w != 0 { // first: the Go compiler lays it out in line
+		putBE64(unsafe.Pointer(&w), w)
+		abi.StateSetPtr(unsafe.Pointer(&key), uint32(d.fx.n+AddressLen), unsafe.Pointer(&w), 8)
+		return
+	}
+	abi.StateDeletePtr(unsafe.Pointer(&key), uint32(d.fx.n+AddressLen))
+}
+
+// setOrDelete is SetOrDelete off the address-to-u64 path.
+func (m Map[K, V]) setOrDelete(k K, v V) {
+	if encodesZero(m.d.val, v) {
+		m.Delete(k)
+	} else {
+		m.set(k, v)
+	}
+}
+
+// encodesZero reports whether v encodes as V's zero value does.
+func encodesZero[V any](c Codec[V], v V) bool {
+	s := takeScratch()
+	var zero V
+	s.key.buf = s.keyArr[:0]
+	c.Append(&s.key, zero)
+	z := bytes.Equal(encodeVal(s, c, v), s.key.buf)
+	s.release()
+	return z
 }
 
 // Delete removes k.
