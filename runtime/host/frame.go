@@ -61,6 +61,7 @@ type frame struct {
 	callResult   []byte
 	wasi         wasi.State
 	stop         *outcome // why a host function stopped the frame
+	end          outcome  // how the frame ended (exec)
 	nodeErr      error    // a State error: the whole run fails
 	fctx         frameCtx
 	// buf is the guest's memory while a kairos function runs, taken when
@@ -108,6 +109,7 @@ func (f *frame) takeMemory() {
 func (f *frame) reset() {
 	f.writes.reset()
 	f.run, f.ctx, f.mod, f.mem, f.stop, f.nodeErr = nil, nil, nil, nil, nil, nil
+	f.end = outcome{}
 	f.input, f.ret, f.events, f.callResult, f.buf = nil, nil, nil, nil, nil
 	f.iters = [IteratorsOpenMax]*iterator{}
 	f.wasi.Debug, f.wasi.Stop = nil, nil

@@ -28,7 +28,7 @@ func TestFrameResetClearsEveryField(t *testing.T) {
 		run: &run{}, ctx: context.Background(), mod: fakeModule{}, mem: fakeMemory{},
 		caller: types.Address{1}, self: types.Address{2}, input: []byte{1}, ret: []byte{2},
 		events: []types.Event{{}}, events0: 3, callResult: []byte{3},
-		stop: &outcome{}, nodeErr: errors.New("x"), buf: []byte{4}, gmod: fakeModule{}, left: 5,
+		stop: &outcome{}, end: outcome{status: types.StatusAborted}, nodeErr: errors.New("x"), buf: []byte{4}, gmod: fakeModule{}, left: 5,
 	}
 	f.writes.add(change{key: []byte("k")})
 	f.iters[1] = &iterator{}
