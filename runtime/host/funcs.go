@@ -214,7 +214,9 @@ func emitEvent(f *frame, s []uint64) {
 	a := f.run.tx.Arena
 	data := a.bytes(int(dn))
 	copy(data, f.view(dp, dn))
-	f.events = a.appendEvent(f.events, types.Event{Module: f.self, Topic: f.run.topic(f.view(tp, tn)), Data: data})
+	var e *types.Event
+	f.events, e = a.appendEvent(f.events)
+	e.Module, e.Topic, e.Data = f.self, f.run.topic(f.view(tp, tn)), data
 }
 
 // topicsCacheMax bounds the run's cache of event topics: a contract emits

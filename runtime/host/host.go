@@ -309,8 +309,7 @@ func (r *run) exec(ctx context.Context, mod api.Module, fn api.Function, caller,
 	}
 	g.Set(uint64(gas))
 	f.run, f.ctx, f.mod, f.mem, f.caller, f.self, f.input, f.events0 = r, ctx, mod, mod.Memory(), caller, self, input, r.events
-	f.wasi = wasi.FrameState(r.tx.ID, r.started, r.tx.Time)
-	f.wasi.Debug = r.tx.Debug
+	f.index = r.started
 	r.started++
 	r.frames = append(r.frames, f)
 	f.fctx = frameCtx{ctx, f}
