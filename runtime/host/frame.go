@@ -73,7 +73,7 @@ type frame struct {
 	callResult   []byte
 	index        uint32 // the frame's index in the run (its WASI seed)
 	wasi         wasi.State
-	wasiSet      bool // wasi holds this frame's state (WASIState)
+	wasiSet      bool     // wasi holds this frame's state (WASIState)
 	stop         *outcome // why a host function stopped the frame
 	end          outcome  // how the frame ended (exec)
 	nodeErr      error    // a State error: the whole run fails
