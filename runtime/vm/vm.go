@@ -323,8 +323,7 @@ func (c *Code) Instantiate(ctx context.Context, env Env) (*Instance, error) {
 		}
 		if c.restoreGlobals == len(in.globals) {
 			if in.restore = mod.ExportedFunction(RestoreExport); in.restore != nil {
-				in.restoreStack = make([]uint64, len(in.globals)+3) // + from, limit; dirty's 3 results
-				copy(in.restoreStack, in.snapGlob)
+				in.restoreStack = make([]uint64, len(in.globals)+3) // + from, limit; room for dirty's 3 results
 			}
 		}
 		// _initialize's writes are in the snapshot: clear their marks.
@@ -408,8 +407,9 @@ func (in *Instance) eachDirty(fn func(lo, hi int)) error {
 	if in.restore != nil {
 		n := len(in.snapGlob)
 		f, stack = in.restore, in.restoreStack
-		// The results overwrote the first globals of the last call.
-		copy(stack[:min(n, 3)], in.snapGlob)
+		// All of them again: the results of the last call overwrote the
+		// first three, and the engine owns the stack while it runs.
+		copy(stack, in.snapGlob)
 		stack[n], stack[n+1] = 0, groups
 	} else {
 		stack[0], stack[1] = 0, groups
