@@ -25,8 +25,20 @@ type frameCtx struct {
 	f *frame
 }
 
-// WASIState implements wasi.Holder.
-func (c *frameCtx) WASIState() *wasi.State { return &c.f.wasi }
+// WASIState implements wasi.Holder. The state is built at the frame's
+// first WASI call: most frames make none (no Go token method does), and
+// building the 88-byte wasi.FrameState on every frame, then copying it in,
+// cost ~10 ns a frame, mostly a store-forwarding stall. Built later, it is
+// the same state: it depends only on the transaction and the frame's index.
+func (c *frameCtx) WASIState() *wasi.State {
+	f := c.f
+	if !f.wasiSet {
+		f.wasi = wasi.FrameState(f.run.tx.ID, f.index, f.run.tx.Time)
+		f.wasi.Debug = f.run.tx.Debug
+		f.wasiSet = true
+	}
+	return &f.wasi
+}
 
 func (c *frameCtx) Value(key any) any {
 	if key == (frameKey{}) {
@@ -59,8 +71,11 @@ type frame struct {
 	events0      int // run.events when the frame started
 	iters        [IteratorsOpenMax]*iterator
 	callResult   []byte
+	index        uint32 // the frame's index in the run (its WASI seed)
 	wasi         wasi.State
+	wasiSet      bool     // wasi holds this frame's state (WASIState)
 	stop         *outcome // why a host function stopped the frame
+	end          outcome  // how the frame ended (exec)
 	nodeErr      error    // a State error: the whole run fails
 	fctx         frameCtx
 	// buf is the guest's memory while a kairos function runs, taken when
@@ -102,15 +117,17 @@ func (f *frame) takeMemory() {
 //
 // Field by field, not *f = frame{...}: the frame is ~520 bytes, and
 // building and copying all of it cost ~50 ns a transaction. What is not
-// cleared here holds no reference (caller, self, events0, left) or is set
-// by exec before any use (wasi); TestFrameResetClearsEveryField fails when
+// cleared here holds no reference (caller, self, events0, index, left) or
+// is set before any use (wasi, by WASIState once wasiSet is cleared);
+// TestFrameResetClearsEveryField fails when
 // a field is added without a decision here.
 func (f *frame) reset() {
 	f.writes.reset()
 	f.run, f.ctx, f.mod, f.mem, f.stop, f.nodeErr = nil, nil, nil, nil, nil, nil
+	f.end = outcome{}
 	f.input, f.ret, f.events, f.callResult, f.buf = nil, nil, nil, nil, nil
 	f.iters = [IteratorsOpenMax]*iterator{}
-	f.wasi.Debug, f.wasi.Stop = nil, nil
+	f.wasi.Debug, f.wasi.Stop, f.wasiSet = nil, nil, false
 	f.fctx = frameCtx{}
 }
 
@@ -213,11 +230,12 @@ func (f *frame) allow(key []byte, mode types.AccessMode, iterate bool) {
 	// Try the entry that granted the last access first: a transaction's
 	// accesses mostly fall under one or two entries, and trying one entry
 	// early does not change whether some entry grants it.
-	if h := r.grant; h < len(r.tx.Access) && granted(&r.tx.Access[h], &f.self, key, mode, iterate) {
+	h := r.grant
+	if h < len(r.tx.Access) && granted(&r.tx.Access[h], &f.self, key, mode, iterate) {
 		return
 	}
 	for i := range r.tx.Access {
-		if granted(&r.tx.Access[i], &f.self, key, mode, iterate) {
+		if i != h && granted(&r.tx.Access[i], &f.self, key, mode, iterate) {
 			r.grant = i
 			return
 		}

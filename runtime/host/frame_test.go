@@ -21,18 +21,18 @@ type fakeMemory struct{ api.Memory }
 func TestFrameResetClearsEveryField(t *testing.T) {
 	kept := map[string]bool{
 		"writes": true, "gmod": true, "gas": true, // kept on purpose (writes is emptied)
-		"caller": true, "self": true, "events0": true, "left": true, // no references
-		"wasi": true, // set by exec; its references are checked below
+		"caller": true, "self": true, "events0": true, "index": true, "left": true, // no references
+		"wasi": true, // set by WASIState; its references are checked below
 	}
 	f := &frame{
 		run: &run{}, ctx: context.Background(), mod: fakeModule{}, mem: fakeMemory{},
 		caller: types.Address{1}, self: types.Address{2}, input: []byte{1}, ret: []byte{2},
 		events: []types.Event{{}}, events0: 3, callResult: []byte{3},
-		stop: &outcome{}, nodeErr: errors.New("x"), buf: []byte{4}, gmod: fakeModule{}, left: 5,
+		stop: &outcome{}, end: outcome{status: types.StatusAborted}, nodeErr: errors.New("x"), buf: []byte{4}, gmod: fakeModule{}, left: 5,
 	}
-	f.writes.add(change{key: []byte("k")})
+	f.writes.add(&change{key: []byte("k")})
 	f.iters[1] = &iterator{}
-	f.wasi.Debug, f.wasi.Stop = func([]byte) {}, errors.New("y")
+	f.wasi.Debug, f.wasi.Stop, f.wasiSet, f.index = func([]byte) {}, errors.New("y"), true, 1
 	f.fctx = frameCtx{context.Background(), f}
 	ft := reflect.TypeOf(*f)
 	v := reflect.ValueOf(f).Elem()

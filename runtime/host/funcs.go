@@ -214,7 +214,9 @@ func emitEvent(f *frame, s []uint64) {
 	a := f.run.tx.Arena
 	data := a.bytes(int(dn))
 	copy(data, f.view(dp, dn))
-	f.events = a.appendEvent(f.events, types.Event{Module: f.self, Topic: f.run.topic(f.view(tp, tn)), Data: data})
+	var e *types.Event
+	f.events, e = a.appendEvent(f.events)
+	e.Module, e.Topic, e.Data = f.self, f.run.topic(f.view(tp, tn)), data
 }
 
 // topicsCacheMax bounds the run's cache of event topics: a contract emits
@@ -271,12 +273,13 @@ func callModule(f *frame, s []uint64) {
 // Codes in table order: no module, no method, depth, reentrancy.
 func (f *frame) call(addr types.Address, method string, input []byte, gas int64) int32 {
 	r := f.run
-	mod, fn, o, err := r.prepare(f.ctx, addr, method)
+	var failed *outcome
+	mod, fn, err := r.prepare(f.ctx, addr, method, &failed)
 	if err != nil {
 		f.nodeError(err)
 	}
 	if mod == nil {
-		return o.code
+		return failed.code
 	}
 	if ReservedMethod(method) || len(r.frames) >= CallDepthMax || r.onStack(addr) {
 		r.tx.Instances.Release(mod, false)
@@ -293,10 +296,11 @@ func (f *frame) call(addr types.Address, method string, input []byte, gas int64)
 	if gas > 0 && gas <= fwd {
 		fwd = gas
 	}
-	callee, o, left, err := r.exec(f.ctx, mod, fn, f.self, addr, input, fwd)
+	callee, left, err := r.exec(f.ctx, mod, fn, f.self, addr, input, fwd)
 	if err != nil {
 		f.nodeError(err)
 	}
+	o := &callee.end
 	f.left = avail - fwd + left
 	switch o.status {
 	case types.StatusOK:

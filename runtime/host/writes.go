@@ -59,9 +59,24 @@ func (s *writeSet) find(module *types.Address, key []byte, kbuf *[]byte) int {
 }
 
 // add appends c, whose key must not be in s yet.
-func (s *writeSet) add(c change) {
-	s.ents = append(s.ents, c)
-	switch {
+func (s *writeSet) add(c *change) {
+	*s.grow() = *c
+	s.indexLast()
+}
+
+// grow appends a zero change and returns it, to be filled in place, then
+// indexed (indexLast). Filled in place, not appended from a value: a
+// change built on the stack and copied in (88 bytes) was read back while
+// its fields' stores were still in flight, a store-forwarding stall per
+// write.
+func (s *writeSet) grow() *change {
+	s.ents = append(s.ents, change{})
+	return &s.ents[len(s.ents)-1]
+}
+
+// indexLast indexes the change grow returned last, once it is filled.
+func (s *writeSet) indexLast() {
+	switch c := &s.ents[len(s.ents)-1]; {
 	case s.idx != nil:
 		s.idx[string(c.module[:])+string(c.key)] = len(s.ents) - 1
 	case len(s.ents) > writeScanMax:
@@ -101,14 +116,17 @@ func (f *frame) put(key, val []byte, deleted bool) {
 		f.writes.ents[i].val, f.writes.ents[i].deleted = r.keep(val), deleted
 		return
 	}
-	f.writes.add(change{module: f.self, key: r.keep(key), val: r.keep(val), deleted: deleted})
+	c := f.writes.grow()
+	c.module, c.key, c.val, c.deleted = f.self, r.keep(key), r.keep(val), deleted
+	f.writes.indexLast()
 }
 
 // merge takes over the writes of a callee that ended normally.
 func (f *frame) merge(callee *frame) {
-	for _, c := range callee.writes.ents {
-		if i := f.writes.find(&c.module, c.key, &f.run.kbuf); i >= 0 {
-			f.writes.ents[i] = c
+	for i := range callee.writes.ents {
+		c := &callee.writes.ents[i]
+		if j := f.writes.find(&c.module, c.key, &f.run.kbuf); j >= 0 {
+			f.writes.ents[j] = *c
 		} else {
 			f.writes.add(c)
 		}
@@ -203,16 +221,16 @@ func (f *frame) sortedWrites() []Write {
 	vals := a.bytes(n - nk)[:0]
 	out := a.writes(len(ents))
 	for i, j := range order {
-		c := &ents[j]
+		// Field by field into place (see writeSet.grow): out[i] is zero.
+		c, w := &ents[j], &out[i]
 		k := len(keys)
 		keys = append(keys, c.key...)
-		w := Write{Module: c.module, Key: keys[k:len(keys):len(keys)], Deleted: c.deleted}
+		w.Module, w.Key, w.Deleted = c.module, keys[k:len(keys):len(keys)], c.deleted
 		if !c.deleted {
 			v := len(vals)
 			vals = append(vals, c.val...)
 			w.Value = vals[v:len(vals):len(vals)]
 		}
-		out[i] = w
 	}
 	return out
 }
@@ -307,11 +325,14 @@ func (a *Arena) writes(n int) []Write {
 	return carve(&a.w, n, arenaWritesChunk)
 }
 
-// appendEvent is append(events, e) with the array from the arena.
-func (a *Arena) appendEvent(events []types.Event, e types.Event) []types.Event {
-	if a == nil || len(events) < cap(events) {
-		return append(events, e)
+// appendEvent appends a zero event to events, with the array from the
+// arena when it grows, and returns the new slice and its last element,
+// for the caller to fill in place (see writeSet.grow).
+func (a *Arena) appendEvent(events []types.Event) ([]types.Event, *types.Event) {
+	if a != nil && len(events) == cap(events) {
+		grown := carve(&a.e, max(1, 2*len(events)), arenaEventsChunk)
+		events = grown[:copy(grown, events)]
 	}
-	grown := carve(&a.e, max(1, 2*len(events)), arenaEventsChunk)
-	return append(grown[:copy(grown, events)], e)
+	events = append(events, types.Event{})
+	return events, &events[len(events)-1]
 }

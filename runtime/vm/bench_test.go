@@ -165,7 +165,8 @@ func (oneInstance) Release(api.Module, bool) {}
 
 // BenchmarkHostPath: the fixed cost every guest pays per transaction, on
 // the compiler engine: host.Run on a restored instance (Restore, gas_left,
-// the frame, the export call, the result). empty is a method that does
+// the frame, the export call, the result; the Result's Writes go back to
+// the Arena after each transaction, as an executor worker gives them). empty is a method that does
 // nothing (one kairos function, input_read, so the frame enters the host
 // once); caller_x16 calls kairos.caller 16 times (its difference to empty
 // over 15 is the cost of one cheap kairos function: wazero's exit and
@@ -230,6 +231,7 @@ func BenchmarkHostPath(b *testing.B) {
 					b.Fatal(err, r.Status, r.Reason())
 				}
 				gas = r.GasUsed
+				tx.Arena.Release(r.Writes) // as runtime/exec's WasmRunner, once it copied them
 			}
 			b.ReportMetric(float64(cpuNs(b)-cpu0)/float64(b.N), "cpu-ns/op")
 			b.ReportMetric(float64(gas), "gas/op")

@@ -30,7 +30,9 @@
 // memory every host function writes), and reset asks the instance's
 // meter.DirtyExport for the marked pages, a mask per marked group of 64,
 // copying each page with the 7 bytes after it. Code Track refuses, and every engine with Config.FullRestore,
-// copies the whole snapshot. Reference types are enabled in wazero for the
+// copies the whole snapshot. Tracked code also gets RestoreExport, which
+// sets every global from its arguments before it starts the walk, so a
+// restore of the globals costs no calls of its own. Reference types are enabled in wazero for the
 // mark table only; guests still cannot use them (wasm.Decode).
 //
 // Code.Close releases compiled code (a pool evicting it) once the

@@ -28,3 +28,7 @@ func HostWriteNames() []string {
 	sort.Strings(out)
 	return out
 }
+
+// RestoresInOneCall reports whether in restores its globals through the
+// code's RestoreExport.
+func RestoresInOneCall(in *Instance) bool { return in.restore != nil }

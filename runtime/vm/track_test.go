@@ -301,7 +301,8 @@ func TestWriteEverywhereInOneCall(t *testing.T) {
 // read, clear or forge the dirty-page marks is refused at deploy:
 // reference and table instructions and call_indirect through another
 // table than 0 (wasm.Decode), a second table, and exports under the
-// reserved prefix (DirtyExport is one).
+// reserved prefix (DirtyExport and RestoreExport are two), which no
+// call can name either.
 func TestTrackingIsUnreachableForGuests(t *testing.T) {
 	for name, body := range map[string][]wasm.Instr{
 		"table.set":   {I32(0), Op(wasm.OpRefNull), Idx(wasm.OpTableSet, 1)},
@@ -339,11 +340,21 @@ func TestTrackingIsUnreachableForGuests(t *testing.T) {
 	if _, err := deploy.Prepare(b.Bytes(), cfg); !errors.Is(err, validate.ErrFeature) {
 		t.Errorf("two tables: deploy %v, want %v", err, validate.ErrFeature)
 	}
-	b = New()
-	b.Memory(1, 1)
-	b.Func(meter.DirtyExport, []wasm.ValType{wasm.I32, wasm.I32}, I32s, nil, I32(-1))
-	if _, err := deploy.Prepare(b.Bytes(), cfg); err == nil {
-		t.Errorf("a guest exporting %s deployed", meter.DirtyExport)
+	for _, name := range []string{meter.DirtyExport, vm.RestoreExport} {
+		b = New()
+		b.Memory(1, 1)
+		b.Func(name, []wasm.ValType{wasm.I32, wasm.I32}, I32s, nil, I32(-1))
+		if _, err := deploy.Prepare(b.Bytes(), cfg); err == nil {
+			t.Errorf("a guest exporting %s deployed", name)
+		}
+		// And no call can name the instance's own.
+		in, err := compile(t, vm.DefaultConfig(), prepare(t, counter())).Instantiate(t.Context(), vm.Env{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := in.Call(t.Context(), name, 1000, 0, 1); !errors.Is(err, vm.ErrNoExport) {
+			t.Errorf("calling %s: %v, want %v", name, err, vm.ErrNoExport)
+		}
 	}
 }
 

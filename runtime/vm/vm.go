@@ -103,6 +103,9 @@ type Code struct {
 	e       *Engine
 	cm      wazero.CompiledModule
 	tracked bool // compiled with meter.Track
+	// restoreGlobals is how many globals the code's RestoreExport sets,
+	// -1 without one (untracked code).
+	restoreGlobals int
 
 	// Close may come while other goroutines instantiate (a pool evicting
 	// code another Acquire just got): the compiled module is released only
@@ -167,10 +170,13 @@ func (c *Code) releasable() bool {
 // or Track cannot account for every write of the module: such code restores
 // whole snapshots.
 func (e *Engine) Compile(ctx context.Context, instrumented []byte) (*Code, error) {
-	bin, tracked := instrumented, false
+	bin, tracked, globals := instrumented, false, -1
 	if !e.cfg.FullRestore {
 		if m, err := wasm.Decode(instrumented); err == nil {
 			if tm, err := meter.Track(m, trackConfig(e.cfg)); err == nil {
+				if rm, n, err := withRestore(tm); err == nil {
+					tm, globals = rm, n
+				}
 				bin, tracked = wasm.Encode(tm), true
 			}
 		}
@@ -179,7 +185,7 @@ func (e *Engine) Compile(ctx context.Context, instrumented []byte) (*Code, error
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrCompile, err)
 	}
-	return &Code{e: e, cm: cm, tracked: tracked}, nil
+	return &Code{e: e, cm: cm, tracked: tracked, restoreGlobals: globals}, nil
 }
 
 // Tracked reports whether the code restores only the pages a call dirtied.
@@ -240,8 +246,12 @@ type Instance struct {
 	// back only the pages it reports.
 	dirty      api.Function
 	dirtyStack [3]uint64
-	restored   int // bytes the last restore copied
-	discarded  error
+	// restore is the code's RestoreExport (nil without one), called with
+	// restoreStack: the snapshot's globals, then dirty's arguments.
+	restore      api.Function
+	restoreStack []uint64
+	restored     int // bytes the last restore copied
+	discarded    error
 	// funcs caches exported functions: wazero builds a new call engine
 	// (with its stack) on every ExportedFunction lookup.
 	funcs map[string]api.Function
@@ -303,19 +313,24 @@ func (c *Code) Instantiate(ctx context.Context, env Env) (*Instance, error) {
 		view, _ := m.Read(0, m.Size())
 		in.snapMem = append([]byte(nil), view...)
 	}
+	for _, g := range in.globals {
+		in.snapGlob = append(in.snapGlob, g.Get())
+	}
 	if c.tracked {
 		if in.dirty = mod.ExportedFunction(meter.DirtyExport); in.dirty == nil {
 			mod.Close(ctx)
 			return nil, fmt.Errorf("%w: tracked code without %s", ErrInstantiate, meter.DirtyExport)
+		}
+		if c.restoreGlobals == len(in.globals) {
+			if in.restore = mod.ExportedFunction(RestoreExport); in.restore != nil {
+				in.restoreStack = make([]uint64, len(in.globals)+3) // + from, limit; room for dirty's 3 results
+			}
 		}
 		// _initialize's writes are in the snapshot: clear their marks.
 		if err := in.eachDirty(func(int, int) {}); err != nil {
 			mod.Close(ctx)
 			return nil, fmt.Errorf("%w: %w", ErrInstantiate, err)
 		}
-	}
-	for _, g := range in.globals {
-		in.snapGlob = append(in.snapGlob, g.Get())
 	}
 	in.snapped = true
 	return in, nil
@@ -327,11 +342,16 @@ func (c *Code) Instantiate(ctx context.Context, env Env) (*Instance, error) {
 // Restore leaves it: each global access is two interface calls into
 // wazero). The WASI state is not part of the instance: it belongs to the
 // frame (wasi.FrameState).
+//
+// With the code's RestoreExport, the globals and the depth globals are set
+// by the call that starts the dirty-page walk (see RestoreExport).
 func (in *Instance) Restore() {
 	if in.snapped {
 		if m := in.mod.Memory(); m != nil {
 			view, _ := m.Read(0, uint32(len(in.snapMem)))
-			in.restoreMemory(view)
+			if in.restoreMemory(view) {
+				return
+			}
 		}
 		for i, g := range in.globals {
 			g.Set(in.snapGlob[i])
@@ -351,18 +371,20 @@ func (in *Instance) reset(gas int64) {
 // restoreMemory copies the snapshot into view: the pages the last calls
 // marked, or all of it for untracked code. A page is restored with the 7
 // bytes after it, where a store that began in it may have reached (see
-// meter.Track).
-func (in *Instance) restoreMemory(view []byte) {
+// meter.Track). It reports whether the walk's first call, RestoreExport,
+// also restored every global.
+func (in *Instance) restoreMemory(view []byte) (globals bool) {
 	in.restored = 0
 	if in.dirty != nil {
 		err := in.eachDirty(func(lo, hi int) { in.restored += copy(view[lo:hi], in.snapMem[lo:hi]) })
 		if err == nil {
-			return
+			return in.restore != nil
 		}
 		// Not expected (dirty cannot trap below the tracked pages), but
-		// a whole copy is always right.
+		// a whole copy is always right, and the caller sets the globals.
 	}
 	in.restored = copy(view, in.snapMem)
+	return false
 }
 
 // RestoredBytes is how many bytes of memory the last restore copied back:
@@ -374,21 +396,33 @@ const storeReach = 7
 
 // eachDirty calls fn(lo, hi) with the byte range of every marked page of
 // the snapshot, clearing the marks: one call of the export per marked
-// group of 64 pages (meter.GroupShift), or one when none is marked.
+// group of 64 pages (meter.GroupShift), or one when none is marked. The
+// first call is RestoreExport's when the code has one (the globals go
+// back with it), the others the dirty export's.
 func (in *Instance) eachDirty(fn func(lo, hi int)) error {
 	pages := len(in.snapMem) >> meter.PageShift
 	groups := uint64(pages+1<<meter.GroupShift-1) >> meter.GroupShift
 	ctx := context.Background()
-	for from := uint64(0); ; {
-		in.dirtyStack[0], in.dirtyStack[1] = from, groups
-		if err := in.dirty.CallWithStack(ctx, in.dirtyStack[:]); err != nil {
+	f, stack := in.dirty, in.dirtyStack[:]
+	if in.restore != nil {
+		n := len(in.snapGlob)
+		f, stack = in.restore, in.restoreStack
+		// All of them again: the results of the last call overwrote the
+		// first three, and the engine owns the stack while it runs.
+		copy(stack, in.snapGlob)
+		stack[n], stack[n+1] = 0, groups
+	} else {
+		stack[0], stack[1] = 0, groups
+	}
+	for {
+		if err := f.CallWithStack(ctx, stack); err != nil {
 			return fmt.Errorf("vm: reading dirty pages: %w", err)
 		}
-		g, next := int32(in.dirtyStack[0]), int32(in.dirtyStack[2])
+		g, mask, next := int32(stack[0]), stack[1], int32(stack[2])
 		if g < 0 {
 			return nil
 		}
-		for mask := in.dirtyStack[1]; mask != 0; mask &= mask - 1 {
+		for ; mask != 0; mask &= mask - 1 {
 			p := int(g)<<meter.GroupShift + bits.TrailingZeros64(mask)
 			if p >= pages { // marked by a write past the snapshot: memory grew, the instance goes
 				break
@@ -399,7 +433,8 @@ func (in *Instance) eachDirty(fn func(lo, hi int)) error {
 		if next < 0 {
 			return nil
 		}
-		from = uint64(next)
+		f, stack = in.dirty, in.dirtyStack[:]
+		stack[0], stack[1] = uint64(next), groups
 	}
 }
 
