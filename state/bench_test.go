@@ -3,6 +3,7 @@ package state
 import (
 	"context"
 	"encoding/binary"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -232,11 +233,15 @@ func benchCommit(b *testing.B, n int, prune, async bool) {
 	stop := profileTo(b, os.Getenv("KAIROS_BENCH_CPUPROFILE"), "")
 	cpu := startCPU()
 	wal0, sst0 := pebbleWritten(s)
+	miss0 := s.cache.missCount()
 	for i := 0; i < b.N; i++ {
 		block(warm + i)
 	}
 	drain()
 	stop()
+	// Node cache misses per block: each is a pebble read on the commit's
+	// path (the pruner reads no records).
+	b.ReportMetric(float64(s.cache.missCount()-miss0)/float64(b.N), "misses/op")
 	b.ReportMetric(float64(b.N*benchBlock)/b.Elapsed().Seconds(), "updates/s")
 	b.ReportMetric(cpu.since()/float64(b.N), "cpu-s/op")
 	// Cores the process kept busy: what pipelining raises, when the
@@ -252,6 +257,11 @@ func benchCommit(b *testing.B, n int, prune, async bool) {
 	// sst-B/update do not include; compare runs with similar debt.
 	m := s.d.(*pebbleds.Datastore).DB.Metrics()
 	b.ReportMetric(float64(m.Compact.EstimatedDebt)/1e6, "debt-MB")
+	if os.Getenv("KAIROS_BENCH_PEBBLE_METRICS") != "" {
+		// Per-level flush and compaction bytes, for tuning pebble's
+		// options against this write pattern.
+		fmt.Fprintf(os.Stderr, "pebble metrics at the end of %s:\n%s\n", b.Name(), m)
+	}
 	if du, ok := s.d.(ds.PersistentDatastore); ok {
 		// Disk per live key against the raw key+value bytes.
 		used, err := du.DiskUsage(ctx)

@@ -25,6 +25,7 @@ type nodeCache struct {
 	max       int // bytes per generation
 	curBytes  int
 	cur, prev map[uint64]*node
+	misses    uint64 // gets that found nothing, counted for the benchmarks
 }
 
 // cacheKey folds a ref into a map key: the id is a hash, so its first 8
@@ -49,7 +50,15 @@ func (c *nodeCache) get(r nodeRef) *node {
 		c.addLocked(k, n)
 		return n
 	}
+	c.misses++
 	return nil
+}
+
+// missCount returns how many gets found nothing so far.
+func (c *nodeCache) missCount() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.misses
 }
 
 func (c *nodeCache) put(n *node) {

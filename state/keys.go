@@ -122,9 +122,16 @@ const nodeKeyLen = len(nsNode) + 2*(8+types.HashLen) + 1
 func nodeKey(born uint64, id types.Hash) ds.Key {
 	// Built on the stack; the string conversion is the one allocation.
 	var a [nodeKeyLen]byte
-	buf := append(appendBorn(append(a[:0], nsNode...), born), '/')
-	return ds.RawKey(string(appendEscaped(buf, id[:])))
+	return ds.RawKey(string(appendNodeKey(a[:0], born, id)))
 }
+
+// appendNodeKey appends the bytes of nodeKey(born, id) to dst.
+func appendNodeKey(dst []byte, born uint64, id types.Hash) []byte {
+	return appendEscaped(append(appendBorn(append(dst, nsNode...), born), '/'), id[:])
+}
+
+// nsNodeEnd is the smallest key above every node key ('0' follows '/').
+const nsNodeEnd = "/kairos/n0"
 
 func appendBorn(dst []byte, born uint64) []byte {
 	var v [8]byte

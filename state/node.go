@@ -211,20 +211,34 @@ func occupied(a *[fanout]slot) (int, int) {
 // still covers every leaf hash, and the key path is checked against the
 // value record whenever a value is read (and by Audit).
 func encodeNode(n *node) []byte {
+	return appendNode(make([]byte, 0, nodeRecordLen(n)), n)
+}
+
+// nodeRecordLen is the exact length of n's record.
+func nodeRecordLen(n *node) int {
+	l := 1 + 4
+	for i := range n.entries {
+		s := &n.entries[i]
+		l += types.HashLen + uvarintLen(s.born)
+		if s.kind == slotLeaf {
+			l += types.HashLen
+		}
+	}
+	return l
+}
+
+// appendNode appends n's record to buf.
+func appendNode(buf []byte, n *node) []byte {
 	var leaves uint16
-	nl := 0
 	j := 0
 	for i := 0; i < fanout; i++ {
 		if n.occ&(1<<i) != 0 {
 			if n.entries[j].kind == slotLeaf {
 				leaves |= 1 << i
-				nl++
 			}
 			j++
 		}
 	}
-	// Exactly sized: most nodes near the bottom are a few hundred bytes.
-	buf := make([]byte, 0, 1+4+(len(n.entries)+nl)*types.HashLen+len(n.entries)*binary.MaxVarintLen64)
 	buf = append(buf, tagNode)
 	buf = binary.BigEndian.AppendUint16(buf, n.occ)
 	buf = binary.BigEndian.AppendUint16(buf, leaves)
@@ -318,7 +332,16 @@ func recordBody(b []byte, tag byte) ([]byte, error) {
 // value. It is stored under (born, leaf hash), so its lifetime is the
 // leaf's: two keys with the same value never share a record.
 func encodeValue(k types.StateKey, value []byte) []byte {
-	buf := make([]byte, 0, 1+binary.MaxVarintLen64+types.AddressLen+len(k.Key)+len(value))
+	return appendValue(make([]byte, 0, valueRecordLen(k, value)), k, value)
+}
+
+// valueRecordLen is the exact length of the value record of (k, value).
+func valueRecordLen(k types.StateKey, value []byte) int {
+	return 1 + types.AddressLen + uvarintLen(uint64(len(k.Key))) + len(k.Key) + len(value)
+}
+
+// appendValue appends the value record of (k, value) to buf.
+func appendValue(buf []byte, k types.StateKey, value []byte) []byte {
 	buf = append(buf, tagValue)
 	buf = append(buf, k.Module[:]...)
 	buf = binary.AppendUvarint(buf, uint64(len(k.Key)))
