@@ -34,9 +34,7 @@
 //     header); receivers check a batch's signatures together and hold its
 //     valid transactions even when they reject the message for an
 //     invalid one.
-//   - The executor takes released blocks in height order. While a block's
-//     state commit is written, the next queued block executes on one
-//     more goroutine (pipeline.go), joined before that block is stored.
+//   - The executor takes released blocks in height order.
 //   - Fetches run in at most MaxFetches goroutines.
 //
 // # Invariants
@@ -103,13 +101,7 @@
 //     transaction records (a receipt inside its transaction's) are written before the block's state
 //     commit, so a crash in between re-executes the block (identically).
 //     The root record follows the state commit (the root is its result);
-//     blocks and receipts become visible with it. A block queued behind
-//     one whose state commit is still being written
-//     (state.Store.CommitAsync) executes meanwhile on that block's writes
-//     over the store (afterCommit); it is stored and committed only after
-//     the previous block's commit is durable and its root record written,
-//     so the datastore sees the writes of block-by-block commits in the
-//     same order, and no root is voted on or served before it is durable. Every height reported
+//     blocks and receipts become visible with it. Every height reported
 //     to clients (Status, Receipt, State at 0) is this served height, not
 //     the state's latest version, so a reported height is always fetchable.
 //   - Future nonces (exec.ExecuteBlockDeferred): a transaction ordered

@@ -13,7 +13,6 @@ import (
 	"github.com/kairos-network/kairos/consensus"
 	"github.com/kairos-network/kairos/consensus/order"
 	"github.com/kairos-network/kairos/runtime/exec"
-	"github.com/kairos-network/kairos/state"
 	"github.com/kairos-network/kairos/types"
 )
 
@@ -105,28 +104,9 @@ func (e *executorState) pop() (consensus.Released, bool) {
 }
 
 // execute runs released blocks in height order until the node stops.
-// While a block's state commit is written (state.Store.CommitAsync), the
-// next queued block already executes, on the state after it (afterCommit,
-// pipeline.go); the committed block is finished (root record, served
-// height, checkpoint vote) once its write is durable, and only then is the
-// next one stored and committed, so the node writes what it wrote with
-// serial commits, in the same order (see RATIONALE.md, "Why does the
-// executor run the next block while the last one's commit is written?").
-// A block with nothing queued behind it is finished at once.
 func (n *Node) execute() {
-	var inflight *committing // n.exe.run is held while set
 	for {
 		r, ok := n.exe.pop()
-		if !ok && inflight != nil {
-			err := n.finishBlock(inflight)
-			inflight = nil
-			n.exe.run.Unlock()
-			if err != nil {
-				n.haltUnlessStopped(err)
-				return
-			}
-			continue
-		}
 		if !ok {
 			select {
 			case <-n.ctx.Done():
@@ -135,67 +115,21 @@ func (n *Node) execute() {
 				continue
 			}
 		}
-		if inflight == nil {
-			n.exe.run.Lock()
-			if h, _ := n.store.Latest(); r.Block.Height <= h {
-				// Taken before a catch-up while running executed past it.
-				n.exe.run.Unlock()
-				continue
-			}
-		}
-		var err error
-		if inflight, err = n.nextBlock(inflight, r); err != nil {
+		n.exe.run.Lock()
+		if h, _ := n.store.Latest(); r.Block.Height <= h {
+			// Taken before a catch-up while running executed past it.
 			n.exe.run.Unlock()
-			n.haltUnlessStopped(err)
+			continue
+		}
+		err := n.executeBlock(r.Block, r.State)
+		n.exe.run.Unlock()
+		if err != nil {
+			if n.ctx.Err() == nil {
+				n.halt(err)
+			}
 			return
 		}
 	}
-}
-
-// haltUnlessStopped halts the node for err unless it is stopping anyway
-// (then err is the stop's doing).
-func (n *Node) haltUnlessStopped(err error) {
-	if n.ctx.Err() == nil {
-		n.halt(err)
-	}
-}
-
-// nextBlock executes r and hands its state commit over (CommitAsync). With
-// prev, the block before r whose commit is in flight, r executes on the
-// state after prev while prev is finished beside it.
-func (n *Node) nextBlock(prev *committing, r consensus.Released) (*committing, error) {
-	if prev == nil {
-		ran, err := n.runBlock(r.Block, r.State, n.store)
-		if err != nil {
-			return nil, err
-		}
-		return n.commitBlock(ran)
-	}
-	type outcome struct {
-		ran *ranBlock
-		err error
-	}
-	done := make(chan outcome, 1)
-	view := newAfterCommit(n.store, prev.writes)
-	go func() {
-		ran, err := n.runBlock(r.Block, r.State, view)
-		done <- outcome{ran, err}
-	}()
-	if n.cfg.whilePipelined != nil {
-		n.cfg.whilePipelined(prev.b.Height)
-	}
-	if err := n.finishBlock(prev); err != nil {
-		// Halted first: r may be waiting for bodies until the node stops.
-		n.haltUnlessStopped(err)
-		<-done
-		return nil, err
-	}
-	o := <-done
-	if o.err != nil {
-		return nil, o.err
-	}
-	n.pipelined.Add(1)
-	return n.commitBlock(o.ran)
 }
 
 // executeBlock executes one block against the latest state, stores the
@@ -205,70 +139,22 @@ func (n *Node) nextBlock(prev *committing, r consensus.Released) (*committing, e
 // Records are written before the state commit, so a crash in between
 // re-executes the block (identically) on restart.
 func (n *Node) executeBlock(ob *order.Block, st *consensus.OrderingState) error {
-	ran, err := n.runBlock(ob, st, n.store)
-	if err != nil {
-		return err
-	}
-	c, err := n.commitBlock(ran)
-	if err != nil {
-		return err
-	}
-	return n.finishBlock(c)
-}
-
-// ranBlock is a block executed and not yet stored.
-type ranBlock struct {
-	b    *types.Block
-	st   *consensus.OrderingState
-	raws [][]byte
-	res  *exec.DeferredBlockResult
-}
-
-// runBlock executes ob on parent (the store's latest version, or the state
-// after a block whose commit is in flight). It writes nothing.
-func (n *Node) runBlock(ob *order.Block, st *consensus.OrderingState, parent exec.StateView) (*ranBlock, error) {
+	ctx := n.ctx
 	b := ob.Types()
 	raws, txs, err := n.bodies(b)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	res, err := n.x.ExecuteBlockDeferred(n.ctx, parent, b, txs, exec.DefaultDeferLimits)
+	res, err := n.x.ExecuteBlockDeferred(ctx, n.store, b, txs, exec.DefaultDeferLimits)
 	if err != nil {
-		return nil, fmt.Errorf("node: execute block %d: %w", b.Height, err)
+		return fmt.Errorf("node: execute block %d: %w", b.Height, err)
 	}
-	return &ranBlock{b: b, st: st, raws: raws, res: res}, nil
-}
-
-// committing is a block whose records are stored and whose state commit
-// was handed over; its root is durable once wait returns nil.
-type committing struct {
-	b       *types.Block
-	st      *consensus.OrderingState
-	root    types.Root
-	wait    func() error
-	writes  []state.Write // the block's, read by the next block until wait returns
-	settled []types.Hash
-}
-
-// commitBlock stores r's records and hands its state commit over.
-func (n *Node) commitBlock(r *ranBlock) (*committing, error) {
-	settled, err := n.storeBlock(n.ctx, r.b, r.raws, r.res)
+	settled, err := n.storeBlock(ctx, b, raws, res)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	root, wait, err := n.store.CommitAsync(n.ctx, r.b.Height, r.res.Writes)
+	root, err := n.store.Commit(ctx, b.Height, res.Writes)
 	if err != nil {
-		return nil, fmt.Errorf("node: commit block %d: %w", r.b.Height, err)
-	}
-	return &committing{b: r.b, st: r.st, root: root, wait: wait, writes: r.res.Writes, settled: settled}, nil
-}
-
-// finishBlock waits until c's state commit is durable, then writes its
-// root record, serves its height and signs its checkpoint vote: nothing
-// reports the root before it is durable.
-func (n *Node) finishBlock(c *committing) error {
-	ctx, b, root := n.ctx, c.b, c.root
-	if err := c.wait(); err != nil {
 		return fmt.Errorf("node: commit block %d: %w", b.Height, err)
 	}
 	if n.cfg.afterStateCommit != nil {
@@ -302,13 +188,13 @@ func (n *Node) finishBlock(c *committing) error {
 	}
 	n.setServed(b.Height, root)
 	dropPooled()
-	n.executedTxs.Add(uint64(len(c.settled)))
-	n.lat.executed(c.settled)
+	n.executedTxs.Add(uint64(len(settled)))
+	n.lat.executed(settled)
 	if _, err := n.pool.Expire(ctx, n.clock.Now()); err != nil {
 		return err
 	}
 	n.log.Debug("executed", "height", b.Height, "txs", len(b.Txs), "root", root)
-	if c.st == nil {
+	if st == nil {
 		return nil // a block fetched during catch-up: certified already
 	}
 	if b.Height%n.cfg.Committee.Params.CheckpointInterval != 0 {
@@ -318,7 +204,7 @@ func (n *Node) finishBlock(c *committing) error {
 		n.cp.mu.Unlock()
 		return nil
 	}
-	return n.checkpoint(b, root, c.st)
+	return n.checkpoint(b, root, st)
 }
 
 // heightTxs lists what a height did beyond its block's own settled

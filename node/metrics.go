@@ -28,7 +28,6 @@ var (
 	descTxs       = prometheus.NewDesc("kairos_executed_txs_total", "Transactions executed since start.", nil, nil)
 	descDeferred  = prometheus.NewDesc("kairos_deferred_txs_total", "Transactions deferred (nonce ahead of the sender's) since start.", nil, nil)
 	descBodies    = prometheus.NewDesc("kairos_block_body_fetches_total", "Blocks whose execution had to fetch transaction bodies from peers.", nil, nil)
-	descPipelined = prometheus.NewDesc("kairos_blocks_pipelined_total", "Blocks executed while the state commit of the block before was written.", nil, nil)
 	descMessages  = prometheus.NewDesc("kairos_p2p_messages_total", "p2p messages by kind and outcome.", []string{"kind", "outcome"}, nil)
 	descGated     = prometheus.NewDesc("kairos_p2p_gated_total", "Connections refused by the connection gater.", nil, nil)
 	descQueue     = prometheus.NewDesc("kairos_p2p_gossip_queue_drops_total", "Gossip RPCs dropped at a full peer queue.", nil, nil)
@@ -41,7 +40,7 @@ func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, l := range c.n.lat.collectors() {
 		l.Describe(ch)
 	}
-	for _, d := range []*prometheus.Desc{descDropped, descInvalid, descConflicts, descAnchors, descWaits, descTxs, descDeferred, descBodies, descPipelined, descMessages, descGated, descQueue} {
+	for _, d := range []*prometheus.Desc{descDropped, descInvalid, descConflicts, descAnchors, descWaits, descTxs, descDeferred, descBodies, descMessages, descGated, descQueue} {
 		ch <- d
 	}
 }
@@ -68,7 +67,6 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descTxs, prometheus.CounterValue, float64(c.n.executedTxs.Load()))
 	ch <- prometheus.MustNewConstMetric(descDeferred, prometheus.CounterValue, float64(c.n.deferredTxs.Load()))
 	ch <- prometheus.MustNewConstMetric(descBodies, prometheus.CounterValue, float64(c.n.bodyFetches.Load()))
-	ch <- prometheus.MustNewConstMetric(descPipelined, prometheus.CounterValue, float64(c.n.pipelined.Load()))
 	m := c.n.host.Metrics()
 	ch <- prometheus.MustNewConstMetric(descGated, prometheus.CounterValue, float64(m.Gated.Load()))
 	ch <- prometheus.MustNewConstMetric(descQueue, prometheus.CounterValue, float64(m.GossipQueueDrops.Load()))

@@ -101,11 +101,6 @@ type Config struct {
 	// commit and its root record: the fault point where the state is ahead
 	// of what the node serves.
 	afterStateCommit func(height uint64)
-	// whilePipelined, when set (by tests), runs on the executor after the
-	// block of height has handed its state commit over and the next
-	// block started executing, before that commit is waited for: the
-	// fault point where a block executes on a state not yet durable.
-	whilePipelined func(height uint64)
 	// tamperSync, when set (by tests), rewrites this node's answers to
 	// state-sync requests: a peer serving bad data.
 	tamperSync func(p protocol.ID, resp []byte) []byte
@@ -159,7 +154,6 @@ type Node struct {
 	deferredTxs atomic.Uint64         // transactions deferred since start (nonce ahead)
 	isolated    atomic.Bool           // tests: consensus messages and requests to peers are dropped
 	bodyFetches atomic.Uint64         // blocks whose execution fetched bodies from peers
-	pipelined   atomic.Uint64         // blocks executed while their parent's commit was written
 	lat         *latency              // local stage times, for metrics only
 	exe         executorState         // released blocks waiting for the executor
 	executed    *executedIndex        // ids that may have a transaction record (executed.go)
