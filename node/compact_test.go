@@ -167,24 +167,18 @@ func TestCompactionRestart(t *testing.T) {
 		t.Fatalf("stopped node has no ordering state to restart from: %v", err)
 	}
 	c.start(1)
-	more := c.waves(100, 3)
 	nd := c.nodes[1]
 	if nd.logRead == 0 || uint64(nd.logRead) >= appended {
 		t.Fatalf("restart read %d records of %d appended: the log was not compacted", nd.logRead, appended)
 	}
 	t.Logf("restart read %d of %d log records, ordering state at height %d", nd.logRead, appended, st.Height)
-	c.waitFor("the restarted node executes what it missed", 60*time.Second, func() bool {
-		return c.executedAll(nd, more)
-	})
-	later := c.waves(200, 3)
-	c.waitFor("all execute the later waves", 60*time.Second, func() bool {
-		for _, n := range c.nodes {
-			if !c.executedAll(n, later) {
-				return false
-			}
-		}
-		return true
-	})
+	// The waves are the check that the restarted node executes what it
+	// missed and then keeps up: each waits for every running node, this
+	// one too, to execute it before the next is sent. Asking for the
+	// receipts of all the waves afterwards raced the compactors (a
+	// failure seen once): with RetainBlocks 4, the compaction at the
+	// checkpoint after the last wave may prune the first wave's records.
+	c.waves(100, 6)
 	above := c.prunedTo()
 	h, compared := c.compareChainsAbove(above)
 	if compared < 3 {
