@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"crypto/sha256"
@@ -203,28 +204,46 @@ func (n *Node) compact(ctx context.Context, j compactJob) error {
 	return nil
 }
 
+// orderingStateReads bounds how many times loadOrderingState reads the
+// pair while concurrent writes tear it.
+const orderingStateReads = 4
+
 // loadOrderingState returns the persisted ordering state and its
-// certificate, or nils before the first compaction.
+// certificate, or nils before the first compaction. The two records are
+// written in one batch but read one at a time, and the compactor or a
+// state sync may replace them in between (a test reading them while the
+// compactor ran got the state of 9 with the certificate of 12; a peer
+// asking for a snapshot, Node.snapshot, got ErrCorrupt the same way): a pair
+// that does not match is read again when the state record changed
+// meanwhile, and is ErrCorrupt only when it did not.
 func loadOrderingState(ctx context.Context, d ds.Datastore, c *consensus.Committee) (*consensus.OrderingState, *consensus.CheckpointCert, error) {
-	b, err := d.Get(ctx, keyOState)
-	if errors.Is(err, ds.ErrNotFound) {
-		return nil, nil, nil
+	for read := 1; ; read++ {
+		b, err := d.Get(ctx, keyOState)
+		if errors.Is(err, ds.ErrNotFound) {
+			return nil, nil, nil
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("node: read ordering state: %w", err)
+		}
+		st, err := c.DecodeOrderingState(b)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%w: ordering state: %w", ErrCorrupt, err)
+		}
+		var cc consensus.CheckpointCert
+		if err := getCBOR(ctx, d, keyOStateCert, &cc); err != nil {
+			return nil, nil, err
+		}
+		if cc.Height == st.Height && sha256.Sum256(b) == cc.OrderingStateHash {
+			return st, &cc, nil
+		}
+		again, err := d.Get(ctx, keyOState)
+		if err != nil && !errors.Is(err, ds.ErrNotFound) {
+			return nil, nil, fmt.Errorf("node: read ordering state: %w", err)
+		}
+		if bytes.Equal(again, b) || read == orderingStateReads {
+			return nil, nil, fmt.Errorf("%w: ordering state of %d does not match its certificate of %d", ErrCorrupt, st.Height, cc.Height)
+		}
 	}
-	if err != nil {
-		return nil, nil, fmt.Errorf("node: read ordering state: %w", err)
-	}
-	st, err := c.DecodeOrderingState(b)
-	if err != nil {
-		return nil, nil, fmt.Errorf("%w: ordering state: %w", ErrCorrupt, err)
-	}
-	var cc consensus.CheckpointCert
-	if err := getCBOR(ctx, d, keyOStateCert, &cc); err != nil {
-		return nil, nil, err
-	}
-	if cc.Height != st.Height || sha256.Sum256(b) != cc.OrderingStateHash {
-		return nil, nil, fmt.Errorf("%w: ordering state of %d does not match its certificate of %d", ErrCorrupt, st.Height, cc.Height)
-	}
-	return st, &cc, nil
 }
 
 // recordRound is the round a log record belongs to.

@@ -8,6 +8,9 @@ import (
 	"testing"
 	"time"
 
+	ds "github.com/ipfs/go-datastore"
+	dssync "github.com/ipfs/go-datastore/sync"
+
 	"github.com/kairos-network/kairos/consensus"
 	"github.com/kairos-network/kairos/state"
 	"github.com/kairos-network/kairos/types"
@@ -54,12 +57,24 @@ func (c *cluster) waves(from, n int) []types.Hash {
 // roots in (from, lowest height] and returns the lowest height.
 func (c *cluster) sameChainAbove(from uint64) uint64 {
 	c.t.Helper()
-	low := uint64(1 << 63)
+	low, _ := c.compareChainsAbove(from)
+	return low
+}
+
+// compareChainsAbove is sameChainAbove, also returning how many heights
+// it compared. A height that a node's compactor prunes while the heights
+// are read (compaction goes on after the caller's last wait: a
+// certificate completes, the compactor takes it) is skipped: from, read
+// before, does not bound what is pruned meanwhile.
+func (c *cluster) compareChainsAbove(from uint64) (low uint64, compared int) {
+	c.t.Helper()
+	low = uint64(1 << 63)
 	for _, nd := range c.nodes {
 		if nd != nil {
 			low = min(low, nd.Status().Height)
 		}
 	}
+heights:
 	for h := from + 1; h <= low; h++ {
 		var ref *types.Block
 		var refRoot types.Root
@@ -68,6 +83,9 @@ func (c *cluster) sameChainAbove(from uint64) uint64 {
 				continue
 			}
 			b, root, err := nd.Block(h)
+			if errors.Is(err, ErrNotFound) && nd.pruned(h) {
+				continue heights
+			}
 			if err != nil {
 				c.t.Fatalf("node %d block %d: %v", i, h, err)
 			}
@@ -77,8 +95,9 @@ func (c *cluster) sameChainAbove(from uint64) uint64 {
 				c.t.Fatalf("node %d differs at height %d", i, h)
 			}
 		}
+		compared++
 	}
-	return low
+	return low, compared
 }
 
 // loadOrderingStateAt reads the persisted ordering state of a stopped
@@ -151,28 +170,78 @@ func TestCompactionRestart(t *testing.T) {
 		t.Fatalf("stopped node has no ordering state to restart from: %v", err)
 	}
 	c.start(1)
-	more := c.waves(100, 3)
 	nd := c.nodes[1]
 	if nd.logRead == 0 || uint64(nd.logRead) >= appended {
 		t.Fatalf("restart read %d records of %d appended: the log was not compacted", nd.logRead, appended)
 	}
 	t.Logf("restart read %d of %d log records, ordering state at height %d", nd.logRead, appended, st.Height)
-	c.waitFor("the restarted node executes what it missed", 60*time.Second, func() bool {
-		return c.executedAll(nd, more)
-	})
-	later := c.waves(200, 3)
-	c.waitFor("all execute the later waves", 60*time.Second, func() bool {
-		for _, n := range c.nodes {
-			if !c.executedAll(n, later) {
-				return false
-			}
-		}
-		return true
-	})
+	// The waves are the check that the restarted node executes what it
+	// missed and then keeps up: each waits for every running node, this
+	// one too, to execute it before the next is sent. Asking for the
+	// receipts of all the waves afterwards raced the compactors (a
+	// failure seen once): with RetainBlocks 4, the compaction at the
+	// checkpoint after the last wave may prune the first wave's records.
+	c.waves(100, 6)
 	above := c.prunedTo()
-	h := c.sameChainAbove(above)
-	if h <= above+3 {
-		t.Fatalf("only heights (%d, %d] left to compare", above, h)
+	h, compared := c.compareChainsAbove(above)
+	if compared < 3 {
+		t.Fatalf("only %d heights of (%d, %d] left to compare", compared, above, h)
 	}
-	t.Logf("after the restart: blocks (%d, %d] equal on all nodes", above, h)
+	t.Logf("after the restart: %d blocks of (%d, %d] equal on all nodes", compared, above, h)
+}
+
+// tearingStore runs write before every read of the ordering state's
+// certificate while writes > 0: a compaction landing between
+// loadOrderingState's two reads.
+type tearingStore struct {
+	ds.Batching
+	writes int
+	write  func()
+}
+
+func (s *tearingStore) Get(ctx context.Context, k ds.Key) ([]byte, error) {
+	if k == keyOStateCert && s.writes > 0 {
+		s.writes--
+		s.write()
+	}
+	return s.Batching.Get(ctx, k)
+}
+
+// TestLoadOrderingStateTorn: an ordering state replaced between the reads
+// of its two records is read again, as the pair written last; a pair that
+// does not match on disk is ErrCorrupt, and so is one torn by a write
+// before every read (the reads are bounded).
+func TestLoadOrderingStateTorn(t *testing.T) {
+	ctx := context.Background()
+	comm := testCommittee(t, 4)
+	put := func(d ds.Batching, stateHeight, certHeight uint64) {
+		st := &consensus.OrderingState{Height: stateHeight, Order: orderState(stateHeight)}
+		cert := &consensus.OrderingState{Height: certHeight, Order: orderState(certHeight)}
+		b, err := d.Batch(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := errors.Join(b.Put(ctx, keyOState, st.Encode()),
+			b.Put(ctx, keyOStateCert, types.MustEncode(&consensus.CheckpointCert{Height: certHeight, OrderingStateHash: cert.Hash()})),
+			b.Commit(ctx)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	base := dssync.MutexWrap(ds.NewMapDatastore())
+	put(base, 2, 2)
+	next := uint64(2)
+	d := &tearingStore{Batching: base, writes: 1, write: func() { next++; put(base, next, next) }}
+	st, cc, err := loadOrderingState(ctx, d, comm)
+	if err != nil || st == nil || st.Height != 3 || cc.Height != 3 {
+		t.Fatalf("pair replaced between the reads: state %+v, certificate %+v, %v; want the pair of 3", st, cc, err)
+	}
+	d.writes = 1 << 30 // replaced before every read of the certificate
+	if _, _, err := loadOrderingState(ctx, d, comm); !errors.Is(err, ErrCorrupt) || d.writes != 1<<30-orderingStateReads {
+		t.Fatalf("pair torn at every read: %v after %d reads, want %v after %d", err, 1<<30-d.writes, ErrCorrupt, orderingStateReads)
+	}
+	d.writes = 0
+	put(base, 2, 3)
+	if _, _, err := loadOrderingState(ctx, d, comm); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("mismatched pair on disk: %v, want %v", err, ErrCorrupt)
+	}
 }
