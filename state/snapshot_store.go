@@ -213,7 +213,7 @@ func (im *Importer) InstallFrom(ctx context.Context, s *Store, src ChunkSource) 
 	if err := s.d.Sync(ctx, snapInstallKey); err != nil {
 		return err
 	}
-	pl := ingestPlaceOf(s)
+	pl := ingestPlaceOf(s, m.Height)
 	p, err := im.progress(ctx, s, pl)
 	if err != nil {
 		return err
