@@ -190,7 +190,7 @@ type snapLeaf struct {
 // VerifyChunk decodes chunk bytes and checks them against manifest entry
 // c.Index: hash, height, bounds, leaf count, strict key-path order, range,
 // and the range proof against the manifest root. It returns the decoded
-// chunk only if every check passes.
+// chunk only if every check passes; its keys and values alias b.
 func VerifyChunk(m *Manifest, b []byte) (*Chunk, error) {
 	c, _, err := verifyChunk(m, b, false)
 	return c, err
@@ -233,8 +233,8 @@ func verifyChunk(m *Manifest, b []byte, hashed bool) (*Chunk, []builtLeaf, error
 	if len(b) > SnapshotChunkBytesMax {
 		return nil, nil, fmt.Errorf("%w: %d bytes, limit %d", ErrChunkMalformed, len(b), SnapshotChunkBytesMax)
 	}
-	var c Chunk
-	if err := types.Decode(b, &c); err != nil {
+	c, err := decodeChunk(b)
+	if err != nil {
 		return nil, nil, fmt.Errorf("%w: %w", ErrChunkMalformed, err)
 	}
 	if int(c.Index) >= len(m.Chunks) || c.Height != m.Height {
@@ -286,7 +286,7 @@ func verifyChunk(m *Manifest, b []byte, hashed bool) (*Chunk, []builtLeaf, error
 	if !hashed && sha256.Sum256(b) != ref.Hash {
 		return nil, nil, fmt.Errorf("%w: chunk %d", ErrChunkHash, c.Index)
 	}
-	return &c, built, nil
+	return c, built, nil
 }
 
 // rangeRoot recomputes the root from the leaves inside [lo, hi] and the

@@ -463,8 +463,8 @@ func (im *Importer) prepare(ctx context.Context, i int) ([]builtLeaf, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: staged chunk %d: %w", ErrSnapshotIncomplete, i, err)
 	}
-	var c Chunk
-	if err := types.Decode(b, &c); err != nil {
+	c, err := decodeChunk(b)
+	if err != nil {
 		return nil, fmt.Errorf("%w: staged chunk %d: %w", ErrChunkMalformed, i, err)
 	}
 	if int(c.Index) != i {
