@@ -62,7 +62,7 @@ func TestDecodeChunkMatchesDecode(t *testing.T) {
 		"no leaves (null)":   variant(func(c *Chunk) { c.Leaves = nil }),
 		"nil key and value":  variant(func(c *Chunk) { c.Leaves[0].Key.Key, c.Leaves[0].Value = nil, nil }),
 		"empty key":          variant(func(c *Chunk) { c.Leaves[0].Key.Key = []byte{} }),
-		"large index":        variant(func(c *Chunk) { c.Index, c.Height = 1<<32 - 1, 1<<64 - 1 }),
+		"large index":        variant(func(c *Chunk) { c.Index, c.Height = 1<<32-1, 1<<64-1 }),
 		"proof kind 255":     variant(func(c *Chunk) { c.Proof[0].Kind = 255 }),
 		"24-byte key (head)": variant(func(c *Chunk) { c.Leaves[0].Key.Key = bytes.Repeat([]byte{'k'}, 24) }),
 	}
