@@ -178,7 +178,7 @@ func incKeyPath(h types.Hash) types.Hash {
 }
 
 // EncodeChunk returns the canonical bytes of c.
-func EncodeChunk(c *Chunk) ([]byte, error) { return types.Encode(c) }
+func EncodeChunk(c *Chunk) ([]byte, error) { return appendChunk(make([]byte, 0, chunkSize(c)), c), nil }
 
 // snapLeaf is a chunk leaf reduced to what the tree hashes.
 type snapLeaf struct {

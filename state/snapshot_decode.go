@@ -96,3 +96,57 @@ func bytesOrNil(r *types.CanonReader) []byte {
 	}
 	return r.Str(2)
 }
+
+// appendChunk appends the canonical encoding of c, the bytes types.Encode
+// gives (TestDecodeChunkMatchesDecode, FuzzChunkImport), written directly:
+// through reflection, encoding was a tenth of an export's CPU.
+func appendChunk(b []byte, c *Chunk) []byte {
+	b = append(b, 0x86) // array of 6
+	b = types.AppendHead(b, 0, c.Height)
+	b = types.AppendHead(b, 0, uint64(c.Index))
+	b = appendBytes(b, c.Start[:])
+	b = appendBytes(b, c.End[:])
+	if c.Leaves == nil {
+		b = append(b, 0xf6)
+	} else {
+		b = types.AppendHead(b, 4, uint64(len(c.Leaves)))
+		for i := range c.Leaves {
+			l := &c.Leaves[i]
+			b = append(b, 0x82, 0x82)
+			b = appendBytes(b, l.Key.Module[:])
+			b = appendBytesOrNil(b, l.Key.Key)
+			b = appendBytesOrNil(b, l.Value)
+		}
+	}
+	if c.Proof == nil {
+		return append(b, 0xf6)
+	}
+	b = types.AppendHead(b, 4, uint64(len(c.Proof)))
+	for _, p := range c.Proof {
+		b = append(b, 0x82)
+		b = types.AppendHead(b, 0, uint64(p.Kind))
+		b = appendBytes(b, p.Hash[:])
+	}
+	return b
+}
+
+// chunkSize is the encoded size of c, so that appendChunk allocates once.
+func chunkSize(c *Chunk) int {
+	n := 1 + 9 + 5 + 2*34 + 9 + 9 + len(c.Proof)*(2+2+34)
+	for i := range c.Leaves {
+		l := &c.Leaves[i]
+		n += 2 + 34 + 9 + len(l.Key.Key) + 9 + len(l.Value)
+	}
+	return n
+}
+
+func appendBytes(b, s []byte) []byte {
+	return append(types.AppendHead(b, 2, uint64(len(s))), s...)
+}
+
+func appendBytesOrNil(b, s []byte) []byte {
+	if s == nil {
+		return append(b, 0xf6)
+	}
+	return appendBytes(b, s)
+}

@@ -9,8 +9,9 @@ import (
 
 // sameDecode checks that decodeChunk and types.Decode agree on b: both
 // refuse it, or both accept it as the same chunk (compared by its canonical
-// encoding, which tells a nil slice from an empty one). It reports whether
-// the direct reader took b itself.
+// encoding, which tells a nil slice from an empty one), which EncodeChunk
+// encodes as types.Encode does. It reports whether the direct reader took b
+// itself.
 func sameDecode(t testing.TB, b []byte) (fast bool) {
 	t.Helper()
 	var ref Chunk
@@ -27,6 +28,9 @@ func sameDecode(t testing.TB, b []byte) (fast bool) {
 		return ok
 	}
 	want := types.MustEncode(&ref)
+	if g, _ := EncodeChunk(&ref); !bytes.Equal(g, want) {
+		t.Fatalf("EncodeChunk gives %x, types.Encode %x", g, want)
+	}
 	if g := types.MustEncode(got); !bytes.Equal(g, want) {
 		t.Fatalf("decodeChunk gives %x, types.Decode %x", g, want)
 	}
@@ -37,7 +41,7 @@ func sameDecode(t testing.TB, b []byte) (fast bool) {
 }
 
 // TestDecodeChunkMatchesDecode compares the direct chunk reader with
-// types.Decode on exported chunks, on chunks with nil and empty slices, and
+// types.Decode, and EncodeChunk with types.Encode, on exported chunks, on chunks with nil and empty slices, and
 // on damaged or non-canonical variants: the same verdict and the same
 // chunk every time, and the canonical chunks read directly.
 func TestDecodeChunkMatchesDecode(t *testing.T) {
