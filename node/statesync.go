@@ -25,7 +25,9 @@ import (
 // the state snapshot of that height: the manifest, then the chunks, which
 // the install reads as it builds the tree (state.Importer.InstallFrom),
 // each fetched from several peers in turn and checked against the
-// manifest's chunk hash before the importer verifies it against the root;
+// manifest's chunk hash (once: the importer takes it as a state.CheckedChunk
+// and does not hash it again) before the importer verifies it against the
+// root;
 // nothing is staged, and a crashed sync resumes from the install's last
 // durable batch. It then starts its core from the ordering state; the core
 // then fetches the certificates after it (DAG-sync; peers serve rounds
