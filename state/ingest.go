@@ -99,15 +99,6 @@ func ingestPlaceOf(s *Store, height uint64) *ingestPlace {
 	}
 }
 
-// section returns the section of key k.
-func (pl *ingestPlace) section(k []byte) int {
-	s := 0
-	for s < len(pl.splits) && bytes.Compare(k, pl.splits[s]) >= 0 {
-		s++
-	}
-	return s
-}
-
 // runName names section sec of run i.
 func runName(i, sec int) string { return fmt.Sprintf("run-%06d-%d", i, sec) }
 
@@ -187,9 +178,15 @@ func (pl *ingestPlace) writeRun(i int, ob *opBuffers, parts [][]recordOp) error 
 	// Of several puts of one key (an install makes none) the last wins,
 	// as in a batch.
 	var prev *recordOp
+	sec := 0
 	add := func(op *recordOp) error {
 		k := ob.key(op)
-		return files[pl.section(k)].add(k, ob.value(op))
+		// Keys come in order, so the section only moves forward, and the
+		// keys of the last one are not compared at all.
+		for sec < len(pl.splits) && bytes.Compare(k, pl.splits[sec]) >= 0 {
+			sec++
+		}
+		return files[sec].add(k, ob.value(op))
 	}
 	err := ob.merge(parts, func(op *recordOp) error {
 		if op.del {
