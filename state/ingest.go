@@ -39,11 +39,12 @@ import (
 // had nothing to do. The sections are disjoint key ranges, so their tables
 // overlap nothing either.
 //
-// Crash safety: a run file is synced, and its directory entry with it,
-// before the progress record that counts it; the runs a progress record
-// counts are run-000000 .. run-<n-1>. A resumed install deletes every other
-// file of the scratch directory (runs written after the last progress
-// record, merged tables not ingested yet) and goes on. After the ingest a
+// Crash safety: a run's files are synced, and their directory entries with
+// them, before the progress record that counts the run; the runs a
+// progress record counts are run-000000-* .. run-<n-1>-* (every section of
+// each), and a run missing a section counts as missing. A resumed install
+// deletes every other file of the scratch directory (runs written after the
+// last progress record, merged tables not ingested yet) and goes on. After the ingest a
 // progress record says so and holds the rebuilt root, the scratch directory
 // is emptied, then the switch follows: a crash between the ingest and that
 // record ingests the runs again (the same records, harmless), and a crash
