@@ -366,3 +366,38 @@ func TestSnapshotInstallCorruptRun(t *testing.T) {
 		t.Fatalf("audit: %+v, %v", rep, err)
 	}
 }
+
+// TestIngestPrepareMissingSection removes one section file of a durable
+// run: a resumed install must not keep the run (prepare reports false and
+// deletes the rest), while with every section there it keeps them all.
+func TestIngestPrepareMissingSection(t *testing.T) {
+	for sec := range ingestSections {
+		fs := vfs.NewMem()
+		s := openIngestStore(t, fs, Options{})
+		pl := ingestPlaceOf(s, 1)
+		if _, err := pl.prepare(0); err != nil {
+			t.Fatal(err)
+		}
+		w := &recordWriter{manual: true}
+		for i := 0; i < 10; i++ {
+			if err := w.add(nodeKey(1, types.Hash{byte(i * 25)}).String(), []byte("v"), false); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := pl.writeRun(0, &w.b, w.b.sortParts()); err != nil {
+			t.Fatal(err)
+		}
+		if ok, err := pl.prepare(1); err != nil || !ok {
+			t.Fatalf("every section there: prepare = %v, %v", ok, err)
+		}
+		if err := fs.Remove(fs.PathJoin(pl.dir, runName(0, sec))); err != nil {
+			t.Fatal(err)
+		}
+		if ok, err := pl.prepare(1); err != nil || ok {
+			t.Fatalf("section %d missing: prepare = %v, %v, want false", sec, ok, err)
+		}
+		if names, err := fs.List(pl.dir); err != nil || len(names) != 0 {
+			t.Fatalf("section %d missing: %v left in the scratch directory (%v)", sec, names, err)
+		}
+	}
+}
