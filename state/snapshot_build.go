@@ -282,12 +282,8 @@ type batchWrite struct {
 
 // opBuffers is one batch: its operations and the bytes they index.
 type opBuffers struct {
-	ops []recordOp
-	// data holds each operation's key (16-byte aligned) and its value
-	// right after it, so that writing a batch in sorted order reads one
-	// place of memory per operation, not two (its records come in random
-	// order, and each place read is a cache miss).
-	data []byte
+	ops          []recordOp
+	keys, values []byte
 	// mods are the modules of the batch's flat index entries (putKV), in
 	// the order they came; modID finds them. other says the batch holds a
 	// key outside the node records, which putKV entries must not meet.
@@ -300,12 +296,12 @@ type opBuffers struct {
 
 // reset empties b for the next batch, keeping its memory.
 func (b *opBuffers) reset() {
-	b.ops, b.data, b.mods, b.other, b.ranked = b.ops[:0], b.data[:0], b.mods[:0], false, false
+	b.ops, b.keys, b.values, b.mods, b.other, b.ranked = b.ops[:0], b.keys[:0], b.values[:0], b.mods[:0], false, false
 	clear(b.modID)
 }
 
 // recordOp is a put, or a delete when del is set, of the key at
-// data[koff:koff+klen] with the vlen bytes after it as its value; seq is its
+// keys[koff:koff+klen] with the value at values[voff:voff+vlen]; seq is its
 // place in the batch, which orders operations on one key. No pointers: the
 // collector does not scan a batch's operations.
 type recordOp struct {
@@ -317,26 +313,23 @@ type recordOp struct {
 	// the 16 bytes after its module instead, and its group the module's
 	// rank in the batch (see putKV): the keys of one module share their
 	// first 45 bytes or more, which pre would not see.
-	pre              [2]uint64
-	group            uint32
-	koff, klen, vlen uint32
-	seq              uint32
-	del              bool
+	pre                    [2]uint64
+	group                  uint32
+	koff, klen, voff, vlen uint32
+	seq                    uint32
+	del                    bool
 }
 
 // sortFrom is where the keys that recordWriter sorts start to differ: every
 // one begins with "/kairos/".
 const sortFrom = len("/kairos/")
 
-func (b *opBuffers) key(op *recordOp) []byte { return b.data[op.koff : op.koff+op.klen] }
+func (b *opBuffers) key(op *recordOp) []byte { return b.keys[op.koff : op.koff+op.klen] }
 
-func (b *opBuffers) value(op *recordOp) []byte {
-	v := op.koff + op.klen
-	return b.data[v : v+op.vlen]
-}
+func (b *opBuffers) value(op *recordOp) []byte { return b.values[op.voff : op.voff+op.vlen] }
 
 // bytes is the size of the batch's keys and values.
-func (b *opBuffers) bytes() int { return len(b.data) }
+func (b *opBuffers) bytes() int { return len(b.keys) + len(b.values) }
 
 // compare orders the batch's operations by key bytes, then by seq.
 func (b *opBuffers) compare(x, y recordOp) int {
@@ -349,7 +342,7 @@ func (b *opBuffers) compare(x, y recordOp) int {
 	if c := cmp.Compare(x.pre[1], y.pre[1]); c != 0 {
 		return c
 	}
-	if c := bytes.Compare(b.data[x.koff:x.koff+x.klen], b.data[y.koff:y.koff+y.klen]); c != 0 {
+	if c := bytes.Compare(b.keys[x.koff:x.koff+x.klen], b.keys[y.koff:y.koff+y.klen]); c != 0 {
 		return c
 	}
 	return cmp.Compare(x.seq, y.seq)
@@ -378,18 +371,17 @@ func (w *recordWriter) delete(k ds.Key) error {
 // putValue puts the value record of a leaf, (born, leaf hash) → the bytes
 // of encodeValue(k, value), built in the batch's buffers: as a key string
 // and a record of their own they were two objects per leaf to allocate and
-// then copy into the buffers. TestTreeBuilderMatchesCommit compares the
-// records with Commit's byte for byte.
+// then copy into the buffers.
 func (w *recordWriter) putValue(born uint64, lh types.Hash, k types.StateKey, value []byte) error {
 	w.align()
-	koff := len(w.b.data)
-	w.b.data = appendNodeKey(w.b.data, born, &lh)
-	kend := len(w.b.data)
-	w.b.data = append(w.b.data, tagValue)
-	w.b.data = append(w.b.data, k.Module[:]...)
-	w.b.data = binary.AppendUvarint(w.b.data, uint64(len(k.Key)))
-	w.b.data = append(append(w.b.data, k.Key...), value...)
-	return w.pushOp(koff, kend, sortFrom, 0, false)
+	koff := len(w.b.keys)
+	w.b.keys = appendNodeKey(w.b.keys, born, &lh)
+	voff := len(w.b.values)
+	w.b.values = append(w.b.values, tagValue)
+	w.b.values = append(w.b.values, k.Module[:]...)
+	w.b.values = binary.AppendUvarint(w.b.values, uint64(len(k.Key)))
+	w.b.values = append(append(w.b.values, k.Key...), value...)
+	return w.pushOp(koff, sortFrom, 0, voff, false)
 }
 
 // appendNodeKey appends the bytes of nodeKey(born, id).
@@ -410,8 +402,8 @@ func (w *recordWriter) add(key string, val []byte, del bool) error {
 		w.b.other = true
 	}
 	w.align()
-	koff := len(w.b.data)
-	w.b.data = append(w.b.data, key...)
+	koff := len(w.b.keys)
+	w.b.keys = append(w.b.keys, key...)
 	return w.push(koff, sortFrom, 0, val, del)
 }
 
@@ -435,11 +427,11 @@ func (w *recordWriter) putKV(k types.StateKey, val []byte) error {
 		w.b.mods = append(w.b.mods, k.Module)
 	}
 	w.align()
-	koff := len(w.b.data)
+	koff := len(w.b.keys)
 	// The bytes of kvKey(k) (appendKVKey), with the offset of the key.
-	w.b.data = append(appendKVModule(w.b.data, k.Module), "/k"...)
-	from := len(w.b.data) - koff
-	w.b.data = appendEscaped(w.b.data, k.Key)
+	w.b.keys = append(appendKVModule(w.b.keys, k.Module), "/k"...)
+	from := len(w.b.keys) - koff
+	w.b.keys = appendEscaped(w.b.keys, k.Key)
 	return w.push(koff, from, id+1, val, false)
 }
 
@@ -448,25 +440,24 @@ func (w *recordWriter) putKV(k types.StateKey, val []byte) error {
 // a time, and unaligned they cost a quarter more (0.51, 0.56 against 0.73,
 // 0.69 CPU-s per 1M-key install, runs alternated).
 func (w *recordWriter) align() {
-	for len(w.b.data)%16 != 0 {
-		w.b.data = append(w.b.data, 0)
+	for len(w.b.keys)%16 != 0 {
+		w.b.keys = append(w.b.keys, 0)
 	}
 }
 
-// push adds the operation on the key at w.b.data[koff:], whose pre is the
+// push adds the operation on the key at w.b.keys[koff:], whose pre is the
 // 16 bytes from its byte from, with provisional group (0, or a module's
-// id + 1), and its value after the key.
+// id + 1).
 func (w *recordWriter) push(koff, from int, group uint32, val []byte, del bool) error {
-	kend := len(w.b.data)
-	w.b.data = append(w.b.data, val...)
-	return w.pushOp(koff, kend, from, group, del)
+	voff := len(w.b.values)
+	w.b.values = append(w.b.values, val...)
+	return w.pushOp(koff, from, group, voff, del)
 }
 
-// pushOp is push for a key at w.b.data[koff:kend] whose value, the rest of
-// w.b.data, is already appended.
-func (w *recordWriter) pushOp(koff, kend, from int, group uint32, del bool) error {
+// pushOp is push for a value already appended to w.b.values at voff.
+func (w *recordWriter) pushOp(koff, from int, group uint32, voff int, del bool) error {
 	var b [16]byte
-	key := w.b.data[koff:kend]
+	key := w.b.keys[koff:]
 	if from < len(key) {
 		copy(b[:], key[from:])
 	}
@@ -475,7 +466,8 @@ func (w *recordWriter) pushOp(koff, kend, from int, group uint32, del bool) erro
 		group: group,
 		koff:  uint32(koff),
 		klen:  uint32(len(key)),
-		vlen:  uint32(len(w.b.data) - kend),
+		voff:  uint32(voff),
+		vlen:  uint32(len(w.b.values) - voff),
 		seq:   uint32(len(w.b.ops)),
 		del:   del,
 	})
