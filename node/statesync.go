@@ -25,7 +25,9 @@ import (
 // the state snapshot of that height: the manifest, then the chunks, which
 // the install reads as it builds the tree (state.Importer.InstallFrom),
 // each fetched from several peers in turn and checked against the
-// manifest's chunk hash before the importer verifies it against the root;
+// manifest's chunk hash (once: the importer takes it as a state.CheckedChunk
+// and does not hash it again) before the importer verifies it against the
+// root;
 // nothing is staged, and a crashed sync resumes from the install's last
 // durable batch. It then starts its core from the ordering state; the core
 // then fetches the certificates after it (DAG-sync; peers serve rounds
@@ -380,7 +382,7 @@ func (n *Node) installSnapshot(comm *consensus.Committee, c *syncCandidate) (*sy
 	if err := n.persistSynced(c); err != nil {
 		return nil, err
 	}
-	err = im.InstallFrom(n.ctx, n.store, n.chunkSource(m))
+	err = im.InstallFromChecked(n.ctx, n.store, n.chunkSource(m))
 	if errors.Is(err, ErrSyncFailed) {
 		return newer(err) // no peer served a chunk: they may have moved on
 	}
@@ -410,17 +412,18 @@ func (n *Node) syncPeers() []uint32 {
 // after each round in which none served it, fetchRetries rounds at most. A
 // chunk whose bytes do not hash to the manifest's entry is refused and
 // asked of the next peer, so one bad peer does not stop the install; the
-// importer then verifies it against the root.
-func (n *Node) chunkSource(m *state.Manifest) state.ChunkSource {
+// importer then verifies it against the root without hashing it again
+// (state.CheckedChunk).
+func (n *Node) chunkSource(m *state.Manifest) state.CheckedChunkSource {
 	others := n.syncPeers()
-	return func(ctx context.Context, i int) ([]byte, error) {
+	return func(ctx context.Context, i int) (state.CheckedChunk, error) {
 		req := types.MustEncode(&syncChunkRequest{Height: m.Height, Index: uint32(i)})
 		var last error
 		for try := 0; try < fetchRetries*len(others); try++ {
 			if try > 0 && try%len(others) == 0 {
 				select {
 				case <-ctx.Done():
-					return nil, ctx.Err()
+					return state.CheckedChunk{}, ctx.Err()
 				case <-time.After(fetchRetryDelay):
 				}
 			}
@@ -430,10 +433,11 @@ func (n *Node) chunkSource(m *state.Manifest) state.ChunkSource {
 				last = err
 				continue
 			}
-			if types.Hash(sha256.Sum256(b)) != m.Chunks[i].Hash {
-				last = fmt.Errorf("peer %d: chunk %d: %w", v, i, state.ErrChunkHash)
+			c, err := m.CheckChunk(i, b)
+			if err != nil {
+				last = fmt.Errorf("peer %d: %w", v, err)
 				n.sync.reject(last)
-				n.log.Warn("state sync: rejected chunk", "peer", v, "chunk", i, "err", state.ErrChunkHash)
+				n.log.Warn("state sync: rejected chunk", "peer", v, "chunk", i, "err", err)
 				continue
 			}
 			n.sync.mu.Lock()
@@ -444,12 +448,12 @@ func (n *Node) chunkSource(m *state.Manifest) state.ChunkSource {
 				err := n.cfg.afterChunk(i)
 				n.sync.hookMu.Unlock()
 				if err != nil {
-					return nil, err
+					return state.CheckedChunk{}, err
 				}
 			}
-			return b, nil
+			return c, nil
 		}
-		return nil, fmt.Errorf("%w: chunk %d: %w", ErrSyncFailed, i, last)
+		return state.CheckedChunk{}, fmt.Errorf("%w: chunk %d: %w", ErrSyncFailed, i, last)
 	}
 }
 

@@ -178,7 +178,7 @@ func incKeyPath(h types.Hash) types.Hash {
 }
 
 // EncodeChunk returns the canonical bytes of c.
-func EncodeChunk(c *Chunk) ([]byte, error) { return types.Encode(c) }
+func EncodeChunk(c *Chunk) ([]byte, error) { return appendChunk(make([]byte, 0, chunkSize(c)), c), nil }
 
 // snapLeaf is a chunk leaf reduced to what the tree hashes.
 type snapLeaf struct {
@@ -190,21 +190,51 @@ type snapLeaf struct {
 // VerifyChunk decodes chunk bytes and checks them against manifest entry
 // c.Index: hash, height, bounds, leaf count, strict key-path order, range,
 // and the range proof against the manifest root. It returns the decoded
-// chunk only if every check passes.
+// chunk only if every check passes; its keys and values alias b.
 func VerifyChunk(m *Manifest, b []byte) (*Chunk, error) {
-	c, _, err := verifyChunk(m, b)
+	c, _, err := verifyChunk(m, b, false)
 	return c, err
+}
+
+// CheckedChunk is the bytes of one chunk that hash to their manifest
+// entry's Hash: only Manifest.CheckChunk makes one, so a value of this type
+// is the proof that the hash was checked, and an install that reads it
+// (InstallFromChecked) does not hash the bytes again. The bytes must not be
+// modified after the check.
+type CheckedChunk struct {
+	b    []byte
+	i    int
+	hash types.Hash
+}
+
+// CheckChunk returns b as chunk i of m if its sha2-256 is m's entry for
+// chunk i (ErrChunkHash otherwise; ErrChunkUnknown for an i m does not
+// list). It checks nothing else: the install verifies the rest. A node
+// that fetches chunk i from several peers calls it to refuse a peer's bytes
+// and ask another before the install sees them.
+func (m *Manifest) CheckChunk(i int, b []byte) (CheckedChunk, error) {
+	if i < 0 || i >= len(m.Chunks) {
+		return CheckedChunk{}, fmt.Errorf("%w: chunk %d of %d", ErrChunkUnknown, i, len(m.Chunks))
+	}
+	if len(b) > SnapshotChunkBytesMax {
+		return CheckedChunk{}, fmt.Errorf("%w: %d bytes, limit %d", ErrChunkMalformed, len(b), SnapshotChunkBytesMax)
+	}
+	if sha256.Sum256(b) != m.Chunks[i].Hash {
+		return CheckedChunk{}, fmt.Errorf("%w: chunk %d", ErrChunkHash, i)
+	}
+	return CheckedChunk{b: b, i: i, hash: m.Chunks[i].Hash}, nil
 }
 
 // verifyChunk is VerifyChunk that also returns the leaves with the hashes
 // it computed, so that a streamed install builds from them without hashing
-// every leaf again.
-func verifyChunk(m *Manifest, b []byte) (*Chunk, []builtLeaf, error) {
+// every leaf again. With hashed set, the caller has checked that b hashes
+// to its manifest entry (a CheckedChunk) and the hash is not computed again.
+func verifyChunk(m *Manifest, b []byte, hashed bool) (*Chunk, []builtLeaf, error) {
 	if len(b) > SnapshotChunkBytesMax {
 		return nil, nil, fmt.Errorf("%w: %d bytes, limit %d", ErrChunkMalformed, len(b), SnapshotChunkBytesMax)
 	}
-	var c Chunk
-	if err := types.Decode(b, &c); err != nil {
+	c, err := decodeChunk(b)
+	if err != nil {
 		return nil, nil, fmt.Errorf("%w: %w", ErrChunkMalformed, err)
 	}
 	if int(c.Index) >= len(m.Chunks) || c.Height != m.Height {
@@ -253,10 +283,10 @@ func verifyChunk(m *Manifest, b []byte) (*Chunk, []builtLeaf, error) {
 	}
 	// The hash is checked last: a chunk that passes the proof is already
 	// bound to the root, the hash only ties it to this manifest's listing.
-	if sha256.Sum256(b) != ref.Hash {
+	if !hashed && sha256.Sum256(b) != ref.Hash {
 		return nil, nil, fmt.Errorf("%w: chunk %d", ErrChunkHash, c.Index)
 	}
-	return &c, built, nil
+	return c, built, nil
 }
 
 // rangeRoot recomputes the root from the leaves inside [lo, hi] and the

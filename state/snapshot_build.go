@@ -76,7 +76,7 @@ func (b *treeBuilder) add(l *builtLeaf) error {
 		return fmt.Errorf("%w: leaf %d (%s) does not follow the one before it", ErrChunkUnsorted, b.leaves, l.key)
 	}
 	s := slot{kind: slotLeaf, h: l.lh, kp: l.kp, born: b.height}
-	if err := b.w.put(nodeKey(b.height, s.h), encodeValue(l.key, l.value)); err != nil {
+	if err := b.w.putValue(b.height, s.h, l.key, l.value); err != nil {
 		return err
 	}
 	if err := b.w.putKV(l.key, l.value); err != nil {
@@ -368,6 +368,27 @@ func (w *recordWriter) delete(k ds.Key) error {
 	return w.add(k.String(), nil, true)
 }
 
+// putValue puts the value record of a leaf, (born, leaf hash) → the bytes
+// of encodeValue(k, value), built in the batch's buffers: as a key string
+// and a record of their own they were two objects per leaf to allocate and
+// then copy into the buffers.
+func (w *recordWriter) putValue(born uint64, lh types.Hash, k types.StateKey, value []byte) error {
+	w.align()
+	koff := len(w.b.keys)
+	w.b.keys = appendNodeKey(w.b.keys, born, &lh)
+	voff := len(w.b.values)
+	w.b.values = append(w.b.values, tagValue)
+	w.b.values = append(w.b.values, k.Module[:]...)
+	w.b.values = binary.AppendUvarint(w.b.values, uint64(len(k.Key)))
+	w.b.values = append(append(w.b.values, k.Key...), value...)
+	return w.pushOp(koff, sortFrom, 0, voff, false)
+}
+
+// appendNodeKey appends the bytes of nodeKey(born, id).
+func appendNodeKey(dst []byte, born uint64, id *types.Hash) []byte {
+	return appendEscaped(append(appendBorn(append(dst, nsNode...), born), '/'), id[:])
+}
+
 // errRecordMix reports a batch that would hold flat index entries from
 // putKV beside keys other than node records, which they are not ordered
 // against.
@@ -428,6 +449,13 @@ func (w *recordWriter) align() {
 // 16 bytes from its byte from, with provisional group (0, or a module's
 // id + 1).
 func (w *recordWriter) push(koff, from int, group uint32, val []byte, del bool) error {
+	voff := len(w.b.values)
+	w.b.values = append(w.b.values, val...)
+	return w.pushOp(koff, from, group, voff, del)
+}
+
+// pushOp is push for a value already appended to w.b.values at voff.
+func (w *recordWriter) pushOp(koff, from int, group uint32, voff int, del bool) error {
 	var b [16]byte
 	key := w.b.keys[koff:]
 	if from < len(key) {
@@ -438,12 +466,11 @@ func (w *recordWriter) push(koff, from int, group uint32, val []byte, del bool) 
 		group: group,
 		koff:  uint32(koff),
 		klen:  uint32(len(key)),
-		voff:  uint32(len(w.b.values)),
-		vlen:  uint32(len(val)),
+		voff:  uint32(voff),
+		vlen:  uint32(len(w.b.values) - voff),
 		seq:   uint32(len(w.b.ops)),
 		del:   del,
 	})
-	w.b.values = append(w.b.values, val...)
 	if !w.manual && w.full() {
 		return w.flushThen(nil)
 	}

@@ -13,7 +13,8 @@ import (
 
 // FuzzChunkImport feeds arbitrary bytes to an importer of a fixed snapshot.
 // Nothing may panic, and whatever is accepted must be exactly one of the
-// snapshot's real chunks: the range proof leaves no other choice.
+// snapshot's real chunks: the range proof leaves no other choice. The
+// direct chunk reader must agree with types.Decode on every input.
 func FuzzChunkImport(f *testing.F) {
 	leaves := randomLeaves(11, 24)
 	m, chunks := build(f, leaves, 5)
@@ -23,6 +24,7 @@ func FuzzChunkImport(f *testing.F) {
 	f.Add([]byte{})
 	f.Add([]byte{0x87, 0x00})
 	f.Fuzz(func(t *testing.T, b []byte) {
+		sameDecode(t, b)
 		ctx := context.Background()
 		im, err := NewImporter(ctx, dssync.MutexWrap(ds.NewMapDatastore()), m)
 		if err != nil {

@@ -294,7 +294,7 @@ func deletePrefix(ctx context.Context, d ds.Batching, prefix string, w *recordWr
 // records its progress (the next chunk, the runs written and the builder's
 // state), and a restarted install of the same staging area goes on from
 // there.
-func (im *Importer) buildTree(ctx context.Context, s *Store, src ChunkSource, pl *ingestPlace, p installProgress) (slot, int, error) {
+func (im *Importer) buildTree(ctx context.Context, s *Store, src chunkReader, pl *ingestPlace, p installProgress) (slot, int, error) {
 	w := newStoreRecordWriter(ctx, s)
 	w.manual = true
 	w.ingest, w.nextRun = pl, p.runs
@@ -436,18 +436,18 @@ func (im *Importer) readProgress(ctx context.Context, s *Store) (installProgress
 
 // chunkLeaves returns the hashed leaves of chunk i: from the staging area
 // if it is staged or src is nil, otherwise read with src and verified.
-func (im *Importer) chunkLeaves(ctx context.Context, i int, src ChunkSource) ([]builtLeaf, error) {
+func (im *Importer) chunkLeaves(ctx context.Context, i int, src chunkReader) ([]builtLeaf, error) {
 	im.mu.Lock()
 	staged := im.staged[i]
 	im.mu.Unlock()
 	if staged || src == nil {
 		return im.prepare(ctx, i)
 	}
-	b, err := src(ctx, i)
+	b, hashed, err := src(ctx, i)
 	if err != nil {
 		return nil, fmt.Errorf("%w: chunk %d: %w", ErrSnapshotIncomplete, i, err)
 	}
-	c, ls, err := verifyChunk(im.m, b)
+	c, ls, err := verifyChunk(im.m, b, hashed)
 	if err != nil {
 		return nil, err
 	}
@@ -463,8 +463,8 @@ func (im *Importer) prepare(ctx context.Context, i int) ([]builtLeaf, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: staged chunk %d: %w", ErrSnapshotIncomplete, i, err)
 	}
-	var c Chunk
-	if err := types.Decode(b, &c); err != nil {
+	c, err := decodeChunk(b)
+	if err != nil {
 		return nil, fmt.Errorf("%w: staged chunk %d: %w", ErrChunkMalformed, i, err)
 	}
 	if int(c.Index) != i {

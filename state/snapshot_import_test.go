@@ -1,9 +1,12 @@
 package state
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -279,5 +282,134 @@ func testSnapshotInstallFrom(t *testing.T, ingest bool) {
 	}
 	if left := dump(t, dst.Datastore(), "/kairos/snapimport"); len(left) != 0 {
 		t.Fatalf("the install left %d staging entries behind", len(left))
+	}
+}
+
+// TestSnapshotInstallFromChecked installs from a source that checked each
+// chunk's hash (as a node fetching from peers does), so the install hashes
+// no chunk again. CheckChunk must refuse other bytes and indexes it does
+// not list; the install must refuse a chunk checked as another index or
+// against another manifest's listing (ErrChunkHash), and a chunk whose
+// bytes match a forged listing must still fail its range proof against the
+// root, with the store left at version 0. The good source then finishes
+// the import.
+func TestSnapshotInstallFromChecked(t *testing.T) {
+	for _, mode := range installModes {
+		t.Run(mode.name, func(t *testing.T) { testSnapshotInstallFromChecked(t, mode.ingest) })
+	}
+}
+
+func testSnapshotInstallFromChecked(t *testing.T, ingest bool) {
+	ctx := context.Background()
+	src, err := OpenMemory(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	model := snapWorkload(t, src, 17, 4, 120)
+	h, root := src.Latest()
+	m, chunks := export(t, src, h, 20)
+	bad := len(chunks) / 2
+
+	flipped := bytes.Clone(chunks[bad])
+	flipped[len(flipped)/2] ^= 1
+	for _, tc := range []struct {
+		name string
+		i    int
+		b    []byte
+		want error
+	}{
+		{"flipped byte", bad, flipped, ErrChunkHash},
+		{"another chunk's bytes", bad, chunks[bad+1], ErrChunkHash},
+		{"index past the listing", len(chunks), chunks[bad], ErrChunkUnknown},
+		{"negative index", -1, chunks[bad], ErrChunkUnknown},
+	} {
+		if _, err := m.CheckChunk(tc.i, tc.b); !errors.Is(err, tc.want) {
+			t.Fatalf("CheckChunk, %s: %v, want %v", tc.name, err, tc.want)
+		}
+	}
+
+	// A listing that names the hash of a tampered chunk: its bytes pass
+	// CheckChunk, and only the range proof can refuse them.
+	var c Chunk
+	if err := types.Decode(chunks[bad], &c); err != nil {
+		t.Fatal(err)
+	}
+	c.Leaves[0].Value = append([]byte{0}, c.Leaves[0].Value...)
+	tampered := types.MustEncode(&c)
+	forged := *m
+	forged.Chunks = slices.Clone(m.Chunks)
+	forged.Chunks[bad].Hash = sha256.Sum256(tampered)
+	check := func(mf *Manifest, i int, b []byte) CheckedChunk {
+		cc, err := mf.CheckChunk(i, b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cc
+	}
+	good := func(i int) CheckedChunk { return check(m, i, chunks[i]) }
+	sources := []struct {
+		name string
+		read func(i int) CheckedChunk
+		want error
+	}{
+		{"checked as another index", func(i int) CheckedChunk {
+			if i == bad {
+				return good(i + 1)
+			}
+			return good(i)
+		}, ErrChunkHash},
+		{"checked against another listing", func(i int) CheckedChunk {
+			if i == bad {
+				return check(&forged, i, tampered)
+			}
+			return good(i)
+		}, ErrChunkHash},
+	}
+	dst := openSnapStore(t, vfs.NewMem(), ingest)
+	for _, sc := range sources {
+		im, err := NewImporter(ctx, dst.Datastore(), m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = im.InstallFromChecked(ctx, dst, func(_ context.Context, i int) (CheckedChunk, error) { return sc.read(i), nil })
+		if !errors.Is(err, sc.want) {
+			t.Fatalf("%s: got %v, want %v", sc.name, err, sc.want)
+		}
+		if gh, gr := dst.Latest(); gh != 0 || gr != types.EmptyRoot {
+			t.Fatalf("%s: a failed install moved the store to (%d, %s)", sc.name, gh, gr)
+		}
+	}
+	// The forged listing's own importer: the hash matches, the proof fails.
+	fdst := openSnapStore(t, vfs.NewMem(), ingest)
+	fim, err := NewImporter(ctx, fdst.Datastore(), &forged)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = fim.InstallFromChecked(ctx, fdst, func(_ context.Context, i int) (CheckedChunk, error) {
+		if i == bad {
+			return check(&forged, i, tampered), nil
+		}
+		return check(&forged, i, chunks[i]), nil
+	})
+	if !errors.Is(err, ErrChunkProof) {
+		t.Fatalf("tampered chunk under a forged listing: %v, want ErrChunkProof", err)
+	}
+	if gh, gr := fdst.Latest(); gh != 0 || gr != types.EmptyRoot {
+		t.Fatalf("a failed install moved the store to (%d, %s)", gh, gr)
+	}
+
+	im, err := NewImporter(ctx, dst.Datastore(), m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := im.InstallFromChecked(ctx, dst, func(_ context.Context, i int) (CheckedChunk, error) { return good(i), nil }); err != nil {
+		t.Fatal(err)
+	}
+	if gh, gr := dst.Latest(); gh != h || gr != root {
+		t.Fatalf("imported store at (%d, %s), want (%d, %s)", gh, gr, h, root)
+	}
+	sameReads(t, src, dst, h, model)
+	if rep, err := dst.Audit(ctx); err != nil || !rep.Clean() {
+		t.Fatalf("audit: %+v, %v", rep, err)
 	}
 }

@@ -49,20 +49,20 @@ func TestIngestPlace(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if pl := ingestPlaceOf(s); pl == nil || pl.dir != filepath.Join(dir, ingestDirName) {
+	if pl := ingestPlaceOf(s, 1); pl == nil || pl.dir != filepath.Join(dir, ingestDirName) {
 		t.Fatalf("OpenPebble store: place %+v, want the directory %s", pl, filepath.Join(dir, ingestDirName))
 	}
-	if pl := ingestPlaceOf(OpenOnFSStore(t, vfs.NewMem(), Options{})); pl != nil {
+	if pl := ingestPlaceOf(OpenOnFSStore(t, vfs.NewMem(), Options{}), 1); pl != nil {
 		t.Fatalf("store whose directory is not recorded: place %+v, want none", pl)
 	}
-	if pl := ingestPlaceOf(openIngestStore(t, vfs.NewMem(), Options{})); pl == nil || pl.dir != "/db/"+ingestDirName {
+	if pl := ingestPlaceOf(openIngestStore(t, vfs.NewMem(), Options{}), 1); pl == nil || pl.dir != "/db/"+ingestDirName {
 		t.Fatalf("in-memory filesystem store: place %+v", pl)
 	}
 	m, err := OpenMemory(Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if pl := ingestPlaceOf(m); pl != nil {
+	if pl := ingestPlaceOf(m, 1); pl != nil {
 		t.Fatalf("in-memory datastore: place %+v, want none", pl)
 	}
 }
@@ -160,7 +160,7 @@ func recordBytes(t *testing.T, s *Store) int {
 // and every namespace boundary cutting a table.
 func TestIngestRuns(t *testing.T) {
 	s := openIngestStore(t, vfs.NewMem(), Options{})
-	pl := ingestPlaceOf(s)
+	pl := ingestPlaceOf(s, 1)
 	if _, err := pl.prepare(0); err != nil {
 		t.Fatal(err)
 	}
@@ -170,8 +170,13 @@ func TestIngestRuns(t *testing.T) {
 		ob := &opBuffers{}
 		w := &recordWriter{manual: true}
 		for i := 0; i < 50*r; i++ {
-			ns := []string{nsKV, nsNode}[i%2]
-			k := fmt.Sprintf("%s%03d", ns, (i*7+r*13)%90)
+			// Flat index keys and node keys of version 1 whose hashes
+			// fall in both halves: every section has records.
+			x := (i*7 + r*13) % 90
+			k := fmt.Sprintf("%s%03d", nsKV, x)
+			if i%2 == 1 {
+				k = nodeKey(1, types.Hash{byte(x * 2)}).String()
+			}
 			v := fmt.Sprintf("run %d op %d", r, i)
 			if err := w.add(k, []byte(v), false); err != nil {
 				t.Fatal(err)
@@ -193,7 +198,7 @@ func TestIngestRuns(t *testing.T) {
 	for i, l := range met.Levels {
 		want := uint64(0)
 		if i == len(met.Levels)-1 {
-			want = 2 // one table per namespace
+			want = ingestSections // one table per section
 		}
 		if l.TablesIngested != want {
 			t.Fatalf("level %d: %d tables ingested, want %d", i, l.TablesIngested, want)
@@ -232,7 +237,7 @@ func TestIngestRunCorrupt(t *testing.T) {
 		t.Run(d.name, func(t *testing.T) {
 			fs := vfs.NewMem()
 			s := openIngestStore(t, fs, Options{})
-			pl := ingestPlaceOf(s)
+			pl := ingestPlaceOf(s, 1)
 			if _, err := pl.prepare(0); err != nil {
 				t.Fatal(err)
 			}
@@ -245,7 +250,9 @@ func TestIngestRunCorrupt(t *testing.T) {
 			if err := pl.writeRun(0, &w.b, w.b.sortParts()); err != nil {
 				t.Fatal(err)
 			}
-			name := fs.PathJoin(pl.dir, runName(0))
+			// The keys sort after every split of version 1: the last
+			// section holds them.
+			name := fs.PathJoin(pl.dir, runName(0, ingestSections-1))
 			b := readFile(t, fs, name)
 			writeFile(t, fs, name, d.f(b))
 			if err := pl.ingestRuns(context.Background(), 1); !errors.Is(err, ErrCorrupt) {
@@ -322,7 +329,9 @@ func TestSnapshotInstallCorruptRun(t *testing.T) {
 	if err := im.InstallFrom(ctx, dst, read(len(chunks)-2)); !errors.Is(err, errStop) {
 		t.Fatalf("interrupted install: %v", err)
 	}
-	run := fs.PathJoin(ingestPlaceOf(dst).dir, runName(0))
+	// The section of the value records with the largest hashes: every run
+	// has some.
+	run := fs.PathJoin(ingestPlaceOf(dst, h).dir, runName(0, ingestSections-1))
 	b := readFile(t, fs, run)
 	b[len(b)/2] ^= 0x40
 	writeFile(t, fs, run, b)
@@ -355,5 +364,40 @@ func TestSnapshotInstallCorruptRun(t *testing.T) {
 	sameReads(t, src, dst, h, model)
 	if rep, err := dst.Audit(ctx); err != nil || !rep.Clean() {
 		t.Fatalf("audit: %+v, %v", rep, err)
+	}
+}
+
+// TestIngestPrepareMissingSection removes one section file of a durable
+// run: a resumed install must not keep the run (prepare reports false and
+// deletes the rest), while with every section there it keeps them all.
+func TestIngestPrepareMissingSection(t *testing.T) {
+	for sec := range ingestSections {
+		fs := vfs.NewMem()
+		s := openIngestStore(t, fs, Options{})
+		pl := ingestPlaceOf(s, 1)
+		if _, err := pl.prepare(0); err != nil {
+			t.Fatal(err)
+		}
+		w := &recordWriter{manual: true}
+		for i := 0; i < 10; i++ {
+			if err := w.add(nodeKey(1, types.Hash{byte(i * 25)}).String(), []byte("v"), false); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := pl.writeRun(0, &w.b, w.b.sortParts()); err != nil {
+			t.Fatal(err)
+		}
+		if ok, err := pl.prepare(1); err != nil || !ok {
+			t.Fatalf("every section there: prepare = %v, %v", ok, err)
+		}
+		if err := fs.Remove(fs.PathJoin(pl.dir, runName(0, sec))); err != nil {
+			t.Fatal(err)
+		}
+		if ok, err := pl.prepare(1); err != nil || ok {
+			t.Fatalf("section %d missing: prepare = %v, %v, want false", sec, ok, err)
+		}
+		if names, err := fs.List(pl.dir); err != nil || len(names) != 0 {
+			t.Fatalf("section %d missing: %v left in the scratch directory (%v)", sec, names, err)
+		}
 	}
 }

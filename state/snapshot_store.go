@@ -167,12 +167,42 @@ func (v *View) walkLeaves(ctx context.Context, sl slot, fn func(*slot) error) er
 // s may already return snapshot values while Latest still says version 0:
 // a store that is being seeded must not serve reads.
 func (im *Importer) Install(ctx context.Context, s *Store) error {
-	return im.InstallFrom(ctx, s, nil)
+	return im.install(ctx, s, nil)
 }
 
 // ChunkSource returns the bytes of chunk i of the manifest being imported.
 // It is called from several goroutines at once, for increasing i.
 type ChunkSource func(ctx context.Context, i int) ([]byte, error)
+
+// CheckedChunkSource is a ChunkSource that has checked each chunk's bytes
+// against the manifest's hash (Manifest.CheckChunk), as a node fetching
+// from several peers must to refuse a bad peer's bytes: the install then
+// hashes each chunk once, not twice.
+type CheckedChunkSource func(ctx context.Context, i int) (CheckedChunk, error)
+
+// InstallFromChecked is InstallFrom reading from a source that checked
+// each chunk's hash. A chunk checked as another index than the one asked
+// for, or against another hash than this manifest's, is refused
+// (ErrChunkHash) as if its bytes differed.
+func (im *Importer) InstallFromChecked(ctx context.Context, s *Store, src CheckedChunkSource) error {
+	if src == nil {
+		return im.install(ctx, s, nil)
+	}
+	return im.install(ctx, s, func(ctx context.Context, i int) ([]byte, bool, error) {
+		c, err := src(ctx, i)
+		if err != nil {
+			return nil, false, err
+		}
+		if c.i != i || c.hash != im.m.Chunks[i].Hash {
+			return nil, false, fmt.Errorf("%w: chunk %d checked as chunk %d of another listing", ErrChunkHash, i, c.i)
+		}
+		return c.b, true, nil
+	})
+}
+
+// chunkReader is what an install reads chunks with: the bytes of chunk i,
+// and whether they were checked against the manifest's hash.
+type chunkReader func(ctx context.Context, i int) (b []byte, hashed bool, err error)
 
 // InstallFrom is Install for an import that can read its chunks itself, in
 // order: chunks on local disk, or a stream from one peer. Every chunk the
@@ -189,6 +219,17 @@ type ChunkSource func(ctx context.Context, i int) ([]byte, error)
 // Importer of the same manifest and InstallFrom go on from the last durable
 // batch, reading the chunks after it again.
 func (im *Importer) InstallFrom(ctx context.Context, s *Store, src ChunkSource) error {
+	if src == nil {
+		return im.install(ctx, s, nil)
+	}
+	return im.install(ctx, s, func(ctx context.Context, i int) ([]byte, bool, error) {
+		b, err := src(ctx, i)
+		return b, false, err
+	})
+}
+
+// install is InstallFrom and InstallFromChecked.
+func (im *Importer) install(ctx context.Context, s *Store, src chunkReader) error {
 	m := im.m
 	latest, root, err := s.lockWriter()
 	defer s.commitMu.Unlock()
@@ -213,7 +254,7 @@ func (im *Importer) InstallFrom(ctx context.Context, s *Store, src ChunkSource) 
 	if err := s.d.Sync(ctx, snapInstallKey); err != nil {
 		return err
 	}
-	pl := ingestPlaceOf(s)
+	pl := ingestPlaceOf(s, m.Height)
 	p, err := im.progress(ctx, s, pl)
 	if err != nil {
 		return err
