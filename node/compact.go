@@ -209,14 +209,32 @@ func (n *Node) compact(ctx context.Context, j compactJob) error {
 const orderingStateReads = 4
 
 // loadOrderingState returns the persisted ordering state and its
+// certificate, or nils before the first compaction.
+func loadOrderingState(ctx context.Context, d ds.Datastore, c *consensus.Committee) (*consensus.OrderingState, *consensus.CheckpointCert, error) {
+	b, cc, err := readOrderingPair(ctx, d)
+	if b == nil || err != nil {
+		return nil, nil, err
+	}
+	st, err := c.DecodeOrderingState(b)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: ordering state: %w", ErrCorrupt, err)
+	}
+	if st.Height != cc.Height {
+		return nil, nil, fmt.Errorf("%w: ordering state of %d under the certificate of %d", ErrCorrupt, st.Height, cc.Height)
+	}
+	return st, cc, nil
+}
+
+// readOrderingPair reads the persisted ordering state's bytes and its
 // certificate, or nils before the first compaction. The two records are
 // written in one batch but read one at a time, and the compactor or a
 // state sync may replace them in between (a test reading them while the
 // compactor ran got the state of 9 with the certificate of 12; a peer
-// asking for a snapshot, Node.snapshot, got ErrCorrupt the same way): a pair
-// that does not match is read again when the state record changed
+// asking for a snapshot or for the sync state got ErrCorrupt or a pair it
+// refused the same way): a pair whose state does not hash to the
+// certificate's value is read again when the state record changed
 // meanwhile, and is ErrCorrupt only when it did not.
-func loadOrderingState(ctx context.Context, d ds.Datastore, c *consensus.Committee) (*consensus.OrderingState, *consensus.CheckpointCert, error) {
+func readOrderingPair(ctx context.Context, d ds.Datastore) ([]byte, *consensus.CheckpointCert, error) {
 	for read := 1; ; read++ {
 		b, err := d.Get(ctx, keyOState)
 		if errors.Is(err, ds.ErrNotFound) {
@@ -225,23 +243,19 @@ func loadOrderingState(ctx context.Context, d ds.Datastore, c *consensus.Committ
 		if err != nil {
 			return nil, nil, fmt.Errorf("node: read ordering state: %w", err)
 		}
-		st, err := c.DecodeOrderingState(b)
-		if err != nil {
-			return nil, nil, fmt.Errorf("%w: ordering state: %w", ErrCorrupt, err)
-		}
 		var cc consensus.CheckpointCert
 		if err := getCBOR(ctx, d, keyOStateCert, &cc); err != nil {
 			return nil, nil, err
 		}
-		if cc.Height == st.Height && sha256.Sum256(b) == cc.OrderingStateHash {
-			return st, &cc, nil
+		if sha256.Sum256(b) == cc.OrderingStateHash {
+			return b, &cc, nil
 		}
 		again, err := d.Get(ctx, keyOState)
 		if err != nil && !errors.Is(err, ds.ErrNotFound) {
 			return nil, nil, fmt.Errorf("node: read ordering state: %w", err)
 		}
 		if bytes.Equal(again, b) || read == orderingStateReads {
-			return nil, nil, fmt.Errorf("%w: ordering state of %d does not match its certificate of %d", ErrCorrupt, st.Height, cc.Height)
+			return nil, nil, fmt.Errorf("%w: ordering state does not hash to its certificate's value (height %d)", ErrCorrupt, cc.Height)
 		}
 	}
 }

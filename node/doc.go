@@ -76,7 +76,7 @@
 //     state hashing to the certified value, manifest root equal to the
 //     certified root, chunks from several peers in turn, each checked
 //     against the manifest's hash and built into the state as it arrives
-//     (state.Importer.InstallFrom), so an interrupted sync resumes from
+//     (state.Importer.InstallFromChecked), so an interrupted sync resumes from
 //     its last durable batch) and starts the core from
 //     that ordering state; if answers of weight > F report none, the
 //     network is young and the core starts at genesis, fetching the DAG

@@ -152,18 +152,14 @@ func (n *Node) serveSyncState(ctx context.Context, _ peer.ID, req []byte) ([]byt
 	if err := decodeSyncRequest(req, &struct{}{}); err != nil {
 		return nil, err
 	}
-	b, err := n.d.Get(ctx, keyOState)
-	if errors.Is(err, ds.ErrNotFound) {
-		return nil, fmt.Errorf("%w: no compacted checkpoint yet", ErrNotFound)
-	}
+	b, cc, err := readOrderingPair(ctx, n.d)
 	if err != nil {
 		return nil, err
 	}
-	var cc consensus.CheckpointCert
-	if err := getCBOR(ctx, n.d, keyOStateCert, &cc); err != nil {
-		return nil, err
+	if b == nil {
+		return nil, fmt.Errorf("%w: no compacted checkpoint yet", ErrNotFound)
 	}
-	return n.tamper(protoSyncState, types.MustEncode(&syncStateResponse{Cert: cc, State: b})), nil
+	return n.tamper(protoSyncState, types.MustEncode(&syncStateResponse{Cert: *cc, State: b})), nil
 }
 
 // snapshot returns the manifest and chunks of height h, exporting them on

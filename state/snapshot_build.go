@@ -375,18 +375,10 @@ func (w *recordWriter) delete(k ds.Key) error {
 func (w *recordWriter) putValue(born uint64, lh types.Hash, k types.StateKey, value []byte) error {
 	w.align()
 	koff := len(w.b.keys)
-	w.b.keys = appendNodeKey(w.b.keys, born, &lh)
+	w.b.keys = appendNodeKey(w.b.keys, born, lh)
 	voff := len(w.b.values)
-	w.b.values = append(w.b.values, tagValue)
-	w.b.values = append(w.b.values, k.Module[:]...)
-	w.b.values = binary.AppendUvarint(w.b.values, uint64(len(k.Key)))
-	w.b.values = append(append(w.b.values, k.Key...), value...)
+	w.b.values = appendValue(w.b.values, k, value)
 	return w.pushOp(koff, sortFrom, 0, voff, false)
-}
-
-// appendNodeKey appends the bytes of nodeKey(born, id).
-func appendNodeKey(dst []byte, born uint64, id *types.Hash) []byte {
-	return appendEscaped(append(appendBorn(append(dst, nsNode...), born), '/'), id[:])
 }
 
 // errRecordMix reports a batch that would hold flat index entries from

@@ -128,7 +128,7 @@ func (r *valueWindows) load(ctx context.Context, lo, hi int) ([]SnapshotLeaf, er
 					if j%4096 == 0 && ctx.Err() != nil {
 						return ctx.Err()
 					}
-					k := appendNodeKey(kb[:0], t.born, t.hash)
+					k := appendNodeKey(kb[:0], t.born, *t.hash)
 					if !it.SeekGE(k) || !bytes.Equal(it.Key(), k) {
 						if err := it.Error(); err != nil {
 							return err
