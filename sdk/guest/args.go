@@ -72,7 +72,7 @@ func NewArgs[T any](c Codec[T]) Args[T] {
 func (args Args[T]) Decode() (v T) {
 	a := args.d
 	if !a.addr64 {
-		return a.decode()
+		return a.decode(nil)
 	}
 	// Straight-line code for the common layout, the rest out of line, as
 	// in Map.Get; the fields go straight into the result.
@@ -85,11 +85,38 @@ func (args Args[T]) Decode() (v T) {
 	return v
 }
 
-// decode is Decode off the address-and-u64 layout.
-func (a *argsDef[T]) decode() T {
+// DecodeCaller is Decode and Caller together, with the same results and
+// aborts, in one host call (kairos.input_caller, docs/abi.md section
+// 4.2) where Decode and Caller make two: most methods begin with both, and
+// a host call's fixed cost is mostly the exit from wasm (RATIONALE.md,
+// "Why does the Go SDK read the input and the caller in one host
+// call…?").
+func (args Args[T]) DecodeCaller() (v T, caller Address) {
+	a := args.d
+	if !a.addr64 {
+		return a.decode(&caller), caller
+	}
+	var buf [AddressLen + 8]byte
+	if abi.InputCallerPtr(unsafe.Pointer(&buf), uint32(len(buf)), unsafe.Pointer(&caller)) != int32(len(buf)) {
+		return DecodeInput(a.c), caller // short or long: the generic path aborts with its message
+	}
+	copyAddress(unsafe.Pointer(&v), unsafe.Pointer(&buf))
+	*(*uint64)(unsafe.Add(unsafe.Pointer(&v), a.off64)) = getBE64(unsafe.Pointer(&buf[AddressLen]))
+	return v, caller
+}
+
+// decode is Decode off the address-and-u64 layout; with a caller, it
+// writes the caller's address there too (DecodeCaller).
+func (a *argsDef[T]) decode(caller *Address) T {
 	if a.fields != nil {
 		var buf [argsFixedMax]byte
-		if int(abi.InputReadPtr(unsafe.Pointer(&buf), uint32(a.size))) == a.size {
+		var n int32
+		if caller != nil {
+			n = abi.InputCallerPtr(unsafe.Pointer(&buf), uint32(a.size), unsafe.Pointer(caller))
+		} else {
+			n = abi.InputReadPtr(unsafe.Pointer(&buf), uint32(a.size))
+		}
+		if int(n) == a.size {
 			var v T
 			if readFixed(a.fields, unsafe.Pointer(&buf), unsafe.Pointer(&v)) {
 				return v
@@ -97,6 +124,8 @@ func (a *argsDef[T]) decode() T {
 		}
 		// Short or long input, or a bool that is not 0 or 1: the generic
 		// path aborts with its message.
+	} else if caller != nil {
+		*caller = Caller()
 	}
 	return DecodeInput(a.c)
 }
