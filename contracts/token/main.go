@@ -46,7 +46,8 @@ func initToken() {
 
 //go:wasmexport mint
 func mint() {
-	in, caller := addrAmountIn.DecodeCaller()
+	var caller guest.Address
+	in := addrAmountIn.DecodeCaller(&caller)
 	a, ok := admin.Get()
 	guest.Require(ok && a == caller, "token: not admin")
 	s := supply.GetOr(0)
@@ -58,20 +59,23 @@ func mint() {
 
 //go:wasmexport transfer
 func transfer() {
-	in, from := addrAmountIn.DecodeCaller()
+	var from guest.Address
+	in := addrAmountIn.DecodeCaller(&from)
 	move(from, in.First, in.Second)
 }
 
 //go:wasmexport approve
 func approve() {
-	in, owner := addrAmountIn.DecodeCaller()
+	var owner guest.Address
+	in := addrAmountIn.DecodeCaller(&owner)
 	allowances.SetOrDelete(guest.Pair[guest.Address, guest.Address]{First: owner, Second: in.First}, in.Second)
 	approved.Fields().Address(owner).Address(in.First).Uint64(in.Second).Emit()
 }
 
 //go:wasmexport transfer_from
 func transferFrom() {
-	in, spender := transferIn.DecodeCaller()
+	var spender guest.Address
+	in := transferIn.DecodeCaller(&spender)
 	from, to, amount := in.First.First, in.First.Second, in.Second
 	key := guest.Pair[guest.Address, guest.Address]{First: from, Second: spender}
 	allowed := allowances.GetOr(key, 0)

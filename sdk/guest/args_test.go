@@ -62,7 +62,7 @@ func checkArgs[T comparable](t *testing.T, c guest.Codec[T], v T) {
 		}
 		// DecodeCaller is Decode then Caller.
 		var gotCaller guest.Address
-		body = func() { got, gotCaller = args.DecodeCaller() }
+		body = func() { got = args.DecodeCaller(&gotCaller) }
 		rc := ch.Call(user, mod, "run", in)
 		if rc.Status != rg.Status || rc.Message != rg.Message || rc.Status == guesttest.StatusOK && (got != want || gotCaller != user) {
 			t.Errorf("%T %x: DecodeCaller %v %v %s %q, Decode %v %s %q, caller %v", v, in, got, gotCaller, rc.Status, rc.Message, want, rg.Status, rg.Message, user)

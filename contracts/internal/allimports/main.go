@@ -20,7 +20,8 @@ func all() {
 	_ = guest.VerifyEd25519(d, in, [64]byte{})
 	_, _ = guest.Call(guest.Self(), "all", nil, int64(guest.BlockHeight())+guest.TxTimeUnixNano())
 	guest.Log("all")
-	_, _ = addrIn.DecodeCaller()
+	var c guest.Address
+	_ = addrIn.DecodeCaller(&c)
 	guest.Return(d[:])
 	guest.Abort("all")
 }
