@@ -72,7 +72,7 @@ func NewArgs[T any](c Codec[T]) Args[T] {
 func (args Args[T]) Decode() (v T) {
 	a := args.d
 	if !a.addr64 {
-		return a.decode(nil)
+		return a.decode()
 	}
 	// Straight-line code for the common layout, the rest out of line, as
 	// in Map.Get; the fields go straight into the result.
@@ -96,7 +96,7 @@ func (args Args[T]) Decode() (v T) {
 func (args Args[T]) DecodeCaller(caller *Address) (v T) {
 	a := args.d
 	if !a.addr64 {
-		return a.decode(caller)
+		return a.decodeCaller(caller)
 	}
 	var buf [AddressLen + 8]byte
 	if abi.InputCallerPtr(unsafe.Pointer(&buf), uint32(len(buf)), unsafe.Pointer(caller)) != int32(len(buf)) {
@@ -107,18 +107,11 @@ func (args Args[T]) DecodeCaller(caller *Address) (v T) {
 	return v
 }
 
-// decode is Decode off the address-and-u64 layout; with a caller, it
-// writes the caller's address there too (DecodeCaller).
-func (a *argsDef[T]) decode(caller *Address) T {
+// decode is Decode off the address-and-u64 layout.
+func (a *argsDef[T]) decode() T {
 	if a.fields != nil {
 		var buf [argsFixedMax]byte
-		var n int32
-		if caller != nil {
-			n = abi.InputCallerPtr(unsafe.Pointer(&buf), uint32(a.size), unsafe.Pointer(caller))
-		} else {
-			n = abi.InputReadPtr(unsafe.Pointer(&buf), uint32(a.size))
-		}
-		if int(n) == a.size {
+		if int(abi.InputReadPtr(unsafe.Pointer(&buf), uint32(a.size))) == a.size {
 			var v T
 			if readFixed(a.fields, unsafe.Pointer(&buf), unsafe.Pointer(&v)) {
 				return v
@@ -126,10 +119,26 @@ func (a *argsDef[T]) decode(caller *Address) T {
 		}
 		// Short or long input, or a bool that is not 0 or 1: the generic
 		// path aborts with its message.
-	} else if caller != nil {
-		*caller = Caller()
 	}
 	return DecodeInput(a.c)
+}
+
+// decodeCaller is DecodeCaller off the address-and-u64 layout: decode
+// with input_caller, a function of its own so that Decode's paths keep
+// their code (and gas).
+func (a *argsDef[T]) decodeCaller(caller *Address) T {
+	if a.fields == nil {
+		*caller = Caller()
+		return DecodeInput(a.c)
+	}
+	var buf [argsFixedMax]byte
+	if int(abi.InputCallerPtr(unsafe.Pointer(&buf), uint32(a.size), unsafe.Pointer(caller))) == a.size {
+		var v T
+		if readFixed(a.fields, unsafe.Pointer(&buf), unsafe.Pointer(&v)) {
+			return v
+		}
+	}
+	return DecodeInput(a.c) // aborts, as in decode
 }
 
 // readFixed decodes the fields at src into the value at dst; false for a
