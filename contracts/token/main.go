@@ -46,9 +46,10 @@ func initToken() {
 
 //go:wasmexport mint
 func mint() {
-	in := addrAmountIn.Decode()
+	var caller guest.Address
+	in := addrAmountIn.DecodeCaller(&caller)
 	a, ok := admin.Get()
-	guest.Require(ok && a == guest.Caller(), "token: not admin")
+	guest.Require(ok && a == caller, "token: not admin")
 	s := supply.GetOr(0)
 	guest.Require(s+in.Second >= s, "token: supply overflow")
 	supply.Set(s + in.Second)
@@ -58,23 +59,25 @@ func mint() {
 
 //go:wasmexport transfer
 func transfer() {
-	in := addrAmountIn.Decode()
-	move(guest.Caller(), in.First, in.Second)
+	var from guest.Address
+	in := addrAmountIn.DecodeCaller(&from)
+	move(from, in.First, in.Second)
 }
 
 //go:wasmexport approve
 func approve() {
-	in := addrAmountIn.Decode()
-	owner := guest.Caller()
+	var owner guest.Address
+	in := addrAmountIn.DecodeCaller(&owner)
 	allowances.SetOrDelete(guest.Pair[guest.Address, guest.Address]{First: owner, Second: in.First}, in.Second)
 	approved.Fields().Address(owner).Address(in.First).Uint64(in.Second).Emit()
 }
 
 //go:wasmexport transfer_from
 func transferFrom() {
-	in := transferIn.Decode()
+	var spender guest.Address
+	in := transferIn.DecodeCaller(&spender)
 	from, to, amount := in.First.First, in.First.Second, in.Second
-	key := guest.Pair[guest.Address, guest.Address]{First: from, Second: guest.Caller()}
+	key := guest.Pair[guest.Address, guest.Address]{First: from, Second: spender}
 	allowed := allowances.GetOr(key, 0)
 	guest.Require(allowed >= amount, "token: allowance exceeded")
 	allowances.SetOrDelete(key, allowed-amount)

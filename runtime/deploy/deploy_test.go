@@ -99,7 +99,7 @@ func TestImportsMatchABIDoc(t *testing.T) {
 		}
 		fromDoc = append(fromDoc, f)
 	}
-	if got := deploy.Imports(); len(fromDoc) != 21+19 || !reflect.DeepEqual(got, fromDoc) {
+	if got := deploy.Imports(); len(fromDoc) != 22+19 || !reflect.DeepEqual(got, fromDoc) {
 		t.Fatalf("deploy.Imports() (%d) differs from docs/abi.md (%d):\n%v\n%v", len(got), len(fromDoc), got, fromDoc)
 	}
 	importing := func(fs []validate.HostFunc) []byte {

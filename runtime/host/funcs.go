@@ -56,6 +56,7 @@ var funcs = []hostFunc{
 	{"ed25519_verify", vt(i32, i32, i32, i32), vt(i32), ed25519Verify},
 	{"abort", vt(i32, i32), nil, abort},
 	{"debug_log", vt(i32, i32), nil, debugLog},
+	{"input_caller", vt(i32, i32, i32), vt(i32), inputCaller},
 }
 
 func inputRead(f *frame, s []uint64) {
@@ -63,6 +64,21 @@ func inputRead(f *frame, s []uint64) {
 	dst, capacity := uint32(s[0]), uint32(s[1])
 	f.check(dst, uint64(capacity))
 	s[0] = f.give(dst, capacity, f.input, 0)
+}
+
+// inputCaller is input_read and caller in one host call (docs/abi.md
+// section 4.2): nearly every method starts with both, and the exit from
+// the guest, not the copying, is most of a cheap host call's cost. It
+// charges one GasHostCall and the bytes of both halves; both ranges are
+// checked before anything is charged past GasHostCall or written. The
+// input is copied first, so where the ranges overlap the address wins.
+func inputCaller(f *frame, s []uint64) {
+	f.charge(GasHostCall)
+	dst, capacity, cp := uint32(s[0]), uint32(s[1]), uint32(s[2])
+	f.check(dst, uint64(capacity))
+	f.check(cp, addressLen)
+	s[0] = f.give(dst, capacity, f.input, addressLen*GasByte)
+	copy(f.buf[cp:], f.caller[:])
 }
 
 func returnData(f *frame, s []uint64) {

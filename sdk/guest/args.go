@@ -85,6 +85,28 @@ func (args Args[T]) Decode() (v T) {
 	return v
 }
 
+// DecodeCaller is Decode that also writes Caller's address to *caller,
+// with the same results and aborts, in one host call (kairos.input_caller,
+// docs/abi.md section 4.2) where Decode and Caller make two: most methods
+// begin with both, and a host call's fixed cost is mostly the exit from
+// wasm. The address goes through a pointer, not a second result: the host
+// writes it straight into the caller's variable (a second result was ~60
+// metered instructions more per call in the Go token; RATIONALE.md, "Why
+// does the Go SDK read the input and the caller in one host call…?").
+func (args Args[T]) DecodeCaller(caller *Address) (v T) {
+	a := args.d
+	if !a.addr64 {
+		return a.decodeCaller(caller)
+	}
+	var buf [AddressLen + 8]byte
+	if abi.InputCallerPtr(unsafe.Pointer(&buf), uint32(len(buf)), unsafe.Pointer(caller)) != int32(len(buf)) {
+		return DecodeInput(a.c) // short or long: the generic path aborts with its message
+	}
+	copyAddress(unsafe.Pointer(&v), unsafe.Pointer(&buf))
+	*(*uint64)(unsafe.Add(unsafe.Pointer(&v), a.off64)) = getBE64(unsafe.Pointer(&buf[AddressLen]))
+	return v
+}
+
 // decode is Decode off the address-and-u64 layout.
 func (a *argsDef[T]) decode() T {
 	if a.fields != nil {
@@ -99,6 +121,24 @@ func (a *argsDef[T]) decode() T {
 		// path aborts with its message.
 	}
 	return DecodeInput(a.c)
+}
+
+// decodeCaller is DecodeCaller off the address-and-u64 layout: decode
+// with input_caller, a function of its own so that Decode's paths keep
+// their code (and gas).
+func (a *argsDef[T]) decodeCaller(caller *Address) T {
+	if a.fields == nil {
+		*caller = Caller()
+		return DecodeInput(a.c)
+	}
+	var buf [argsFixedMax]byte
+	if int(abi.InputCallerPtr(unsafe.Pointer(&buf), uint32(a.size), unsafe.Pointer(caller))) == a.size {
+		var v T
+		if readFixed(a.fields, unsafe.Pointer(&buf), unsafe.Pointer(&v)) {
+			return v
+		}
+	}
+	return DecodeInput(a.c) // aborts, as in decode
 }
 
 // readFixed decodes the fields at src into the value at dst; false for a

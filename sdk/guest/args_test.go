@@ -11,7 +11,8 @@ import (
 )
 
 // TestArgsMatchDecodeInput: Args.Decode gives DecodeInput's value, status
-// and abort message for every input — exact, short at each length, with a
+// and abort message, and Args.DecodeCaller those and Caller's address, for
+// every input — exact, short at each length, with a
 // trailing byte, with each byte set to 2 (a bool that does not decode) —
 // for fixed layouts (fields, pairs, pairs of pairs) and for codecs the
 // fixed path does not take (a byte field, a custom codec inside a pair).
@@ -58,6 +59,13 @@ func checkArgs[T comparable](t *testing.T, c guest.Codec[T], v T) {
 		}
 		if bytes.Equal(in, enc) && (rg.Status != guesttest.StatusOK || got != v) {
 			t.Errorf("%T: round trip %v %s %q, want %v", v, got, rg.Status, rg.Message, v)
+		}
+		// DecodeCaller is Decode then Caller.
+		var gotCaller guest.Address
+		body = func() { got = args.DecodeCaller(&gotCaller) }
+		rc := ch.Call(user, mod, "run", in)
+		if rc.Status != rg.Status || rc.Message != rg.Message || rc.Status == guesttest.StatusOK && (got != want || gotCaller != user) {
+			t.Errorf("%T %x: DecodeCaller %v %v %s %q, Decode %v %s %q, caller %v", v, in, got, gotCaller, rc.Status, rc.Message, want, rg.Status, rg.Message, user)
 		}
 	}
 }

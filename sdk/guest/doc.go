@@ -5,7 +5,8 @@
 //
 //	GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -o m.wasm .
 //
-// Methods read their input with Args (or Input and a Decoder), keep data
+// Methods read their input with Args (Args.DecodeCaller when they also
+// need Caller: one host call for both), or Input and a Decoder, keep data
 // in state through Map and Value, emit events (Event), call other modules
 // with Call, and set their result with Return. A failed precondition calls Abort: the
 // transaction ends with status "aborted", every write and event is

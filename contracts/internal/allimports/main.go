@@ -6,6 +6,8 @@ package main
 
 import "github.com/kairos-network/kairos/sdk/guest"
 
+var addrIn = guest.NewArgs(guest.AddressCodec)
+
 //go:wasmexport all
 func all() {
 	in := guest.Input()
@@ -18,6 +20,8 @@ func all() {
 	_ = guest.VerifyEd25519(d, in, [64]byte{})
 	_, _ = guest.Call(guest.Self(), "all", nil, int64(guest.BlockHeight())+guest.TxTimeUnixNano())
 	guest.Log("all")
+	var c guest.Address
+	_ = addrIn.DecodeCaller(&c)
 	guest.Return(d[:])
 	guest.Abort("all")
 }

@@ -128,6 +128,14 @@ func InputReadPtr(dst unsafe.Pointer, dstCap uint32) int32 {
 	return int32(InputRead(bytesAt(dst, dstCap)))
 }
 
+// InputCallerPtr is InputReadPtr then the caller's address at caller, in
+// the host's order (docs/abi.md section 4.2: the address is written last).
+func InputCallerPtr(dst unsafe.Pointer, dstCap uint32, caller unsafe.Pointer) int32 {
+	n := InputReadPtr(dst, dstCap)
+	*(*[32]byte)(caller) = Caller()
+	return n
+}
+
 func StateGetPtr(k unsafe.Pointer, kn uint32, dst unsafe.Pointer, dstCap uint32) int32 {
 	return int32(StateRead(bytesAt(k, kn), bytesAt(dst, dstCap)))
 }

@@ -97,6 +97,10 @@ func abort(p unsafe.Pointer, n uint32)
 //go:noescape
 func debugLog(p unsafe.Pointer, n uint32)
 
+//go:wasmimport kairos input_caller
+//go:noescape
+func InputCallerPtr(dst unsafe.Pointer, dstCap uint32, caller unsafe.Pointer) int32
+
 // OnInstall exists for the native backend's harness; in wasm every frame
 // starts from the instance's restored snapshot, so there is nothing to do.
 func OnInstall(func()) {}

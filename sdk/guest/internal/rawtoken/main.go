@@ -47,12 +47,12 @@ func setBalance(k *[36]byte, v uint64) {
 //go:wasmexport transfer
 func transfer() {
 	var in [41]byte
-	if abi.InputReadPtr(unsafe.Pointer(&in), uint32(len(in))) != 40 {
+	var from [32]byte
+	if abi.InputCallerPtr(unsafe.Pointer(&in), uint32(len(in)), unsafe.Pointer(&from)) != 40 {
 		abi.Abort("token: transfer takes an address and a u64")
 	}
 	amount := binary.BigEndian.Uint64(in[32:40])
 	var ev [72]byte
-	from := abi.Caller()
 	copy(ev[:32], from[:])
 	copy(ev[32:72], in[:40])
 	k := balanceKey(&from)
