@@ -30,9 +30,6 @@ type access struct {
 	slot   int32
 	prefix bool
 	write  bool
-	// keyOf: the table copies its slot's key bytes from this entry (one
-	// per slot, see number).
-	keyOf bool
 }
 
 // accessTable is a block's conflict entries, computed once per block: the
@@ -175,17 +172,14 @@ func eachRepeat(txs []*types.Tx, start []int, flat []access, lo, hi int, fn func
 const numberPartMin = 2048
 
 // number gives each entry of sorted (sorted by cmp) its key's slot and
-// fills keys, raw, off, mods, senderGroups, and clears independent when two
-// transactions use a key and one writes it. parts is the listing's number
-// of parts (ranges of transactions). Up to that many goroutines number
-// ranges of sorted that start at a key: each counts its keys, then, at its
-// first slot, numbers them; then the keys' bytes are copied by ranges of
-// transactions. With checkModules it returns false, with independent and
-// senderGroups untouched, if two distinct modules share their 8-byte
-// prefix, so that cmp is not the key order.
+// fills keys, raw, off, senderGroups, and clears independent when two
+// transactions use a key and one writes it. Up to parts goroutines number
+// ranges of sorted that start at a key: each counts its keys, then, at
+// its first slot, numbers them. With checkModules it returns false, with
+// independent and senderGroups untouched, if two distinct modules share
+// their 8-byte prefix, so that cmp is not the key order.
 func (t *accessTable) number(es keyRefs, sorted []keyRef, start []int, parts int, checkModules bool) bool {
 	m := len(sorted)
-	copyParts := parts // the listing's: the copy of the keys' bytes goes by transactions
 	parts = max(1, min(parts, m/numberPartMin))
 	same := func(j int) bool { // sorted[j] has the key of sorted[j-1]
 		a, b := sorted[j-1], sorted[j]
@@ -201,10 +195,11 @@ func (t *accessTable) number(es keyRefs, sorted []keyRef, start []int, parts int
 		bounds[p] = j
 	}
 	type partOut struct {
-		keys     int
-		groups   [][]int
-		mods     []modRun
-		conflict bool // a key used by two transactions and written
+		keys, size  int
+		groups      [][]int
+		mods        []modRun
+		conflict    bool // a key used by two transactions and written
+		moduleClash bool // two modules share their 8-byte prefix
 	}
 	outs := make([]partOut, parts)
 	t.sc.crew.parallel(parts, func(p int) {
@@ -219,7 +214,6 @@ func (t *accessTable) number(es keyRefs, sorted []keyRef, start []int, parts int
 		outs[p].keys, total = total, total+outs[p].keys // now the part's first slot
 	}
 	t.keys = grow(&t.sc.keys, total)
-	t.off = grow(&t.sc.off, total+1)
 	t.sc.crew.parallel(parts, func(p int) {
 		o := &outs[p]
 		slot := int32(o.keys - 1)
@@ -243,23 +237,10 @@ func (t *accessTable) number(es keyRefs, sorted []keyRef, start []int, parts int
 		for j := bounds[p]; j < bounds[p+1]; j++ {
 			r := sorted[j]
 			e := &es[r.pos]
-			newKey := j == bounds[p] || !same(j)
-			if newKey {
+			if j == bounds[p] || !same(j) {
 				slot++
 				t.keys[slot] = e.k
-				t.off[slot+1] = int32(len(e.k) - types.AddressLen) // a length until the sums below
-				// A module run starts where the 8-byte prefix changes
-				// (each part starts one): reading the module's bytes
-				// per key here was a cache miss per key. Whether all of
-				// a run's keys have its module is checked where their
-				// bytes are copied. A whole-key order (after a clash)
-				// needs the modules compared.
-				if j == bounds[p] || r.hi != sorted[j-1].hi ||
-					(!checkModules && e.k[:types.AddressLen] != es[sorted[j-1].pos].k[:types.AddressLen]) {
-					m := modRun{from: slot}
-					copy(m.module[:], e.k)
-					o.mods = append(o.mods, m)
-				}
+				o.size += len(e.k) - types.AddressLen
 				first, shared, written = r.tx, false, false
 				endGroup()
 			}
@@ -276,60 +257,52 @@ func (t *accessTable) number(es keyRefs, sorted []keyRef, start []int, parts int
 					solo = int(r.tx)
 				}
 			}
-			e.slot, e.keyOf = slot, newKey
+			e.slot = slot
 		}
 		endGroup()
 	})
-	nmods := 0
+	size := 0
 	for p := range outs {
-		nmods += len(outs[p].mods)
+		outs[p].size, size = size, size+outs[p].size // now the part's first byte
 	}
-	t.mods = make([]modRun, 0, nmods)
-	for p := range outs {
-		t.mods = append(t.mods, outs[p].mods...)
-	}
-	// The keys' bytes after the module go to raw in slot order, copied in
-	// entry order, where they lie next to each other in the listing's
-	// chunks: copied in slot order, each key was a cache miss or two.
-	// runOf[s] is slot s's module run, for the check that a run's keys
-	// have its module.
-	var runOf []int32
-	if checkModules {
-		runOf = grow(&t.sc.runOf, total)
-	}
+	t.raw = make([]byte, size)
+	t.off = grow(&t.sc.off, total+1)
 	t.off[0] = 0
-	for s, run := 0, 0; s < total; s++ {
-		t.off[s+1] += t.off[s]
-		if checkModules {
-			for run+1 < len(t.mods) && int(t.mods[run+1].from) <= s {
-				run++
-			}
-			runOf[s] = int32(run)
+	t.sc.crew.parallel(parts, func(p int) {
+		at := outs[p].size
+		last := total
+		if p+1 < parts {
+			last = outs[p+1].keys
 		}
-	}
-	t.raw = make([]byte, t.off[total])
-	n := len(start) - 1
-	clash := make([]bool, copyParts)
-	t.sc.crew.parallel(copyParts, func(p int) {
-		for j := start[p*n/copyParts]; j < start[(p+1)*n/copyParts]; j++ {
-			e := &es[j]
-			if !e.keyOf {
-				continue
-			}
-			// Two modules with one 8-byte prefix share a run.
-			if checkModules && string(t.mods[runOf[e.slot]].module[:]) != e.k[:types.AddressLen] {
-				clash[p] = true
+		for s := outs[p].keys; s < last; s++ {
+			k := t.keys[s]
+			// Keys of one module prefix are contiguous, so a second module
+			// with that prefix shows next to the first. Checked here, where
+			// the key's bytes are read anyway: reading them in sorted
+			// order for this alone was a cache miss per key.
+			newModule := s == 0 || k[:types.AddressLen] != t.keys[s-1][:types.AddressLen]
+			if checkModules && newModule && s > 0 && k[:8] == t.keys[s-1][:8] {
+				outs[p].moduleClash = true
 				return
 			}
-			copy(t.raw[t.off[e.slot]:t.off[e.slot+1]], e.k[types.AddressLen:])
+			if newModule || s == outs[p].keys { // each part starts a run
+				r := modRun{from: int32(s)}
+				copy(r.module[:], k)
+				outs[p].mods = append(outs[p].mods, r)
+			}
+			at += copy(t.raw[at:], k[types.AddressLen:])
+			t.off[s+1] = int32(at)
 		}
 	})
-	if slices.Contains(clash, true) {
-		return false
+	for p := range outs {
+		if outs[p].moduleClash {
+			return false
+		}
 	}
 	for p := range outs {
 		t.independent = t.independent && !outs[p].conflict
 		t.senderGroups = append(t.senderGroups, outs[p].groups...)
+		t.mods = append(t.mods, outs[p].mods...)
 	}
 	return true
 }

@@ -33,7 +33,6 @@ type scratch struct {
 	sort    []keyRef // the radix sorts' scratch, then the merged run
 	keys    []string
 	off     []int32
-	runOf   []int32 // a slot's module run while a table is numbered
 	senders []types.Address
 	wbuf    []write
 	vals    [][]byte
