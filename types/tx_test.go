@@ -208,9 +208,9 @@ func TestSenderAddressNeverStale(t *testing.T) {
 		},
 	}
 	want := AddressFromPublicKey(testKey(1).Public().(ed25519.PublicKey))
-	for name, make := range makers {
+	for name, mk := range makers {
 		for _, e := range edits {
-			tx := make()
+			tx := mk()
 			if !tx.sender.set || tx.sender.addr != want {
 				t.Fatalf("%s: no address cached", name)
 			}
