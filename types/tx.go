@@ -112,6 +112,33 @@ type Tx struct {
 	_    struct{} `cbor:",toarray"`
 	Body TxBody
 	Sig  []byte
+
+	// sender is the sender's address as the decoders and SignTx computed
+	// it, so a node hashes a transaction's key once (the mempool and every
+	// block's executor ask for it). Unexported, so neither encoded nor set
+	// by a caller.
+	sender senderCache
+}
+
+// senderCache holds an address with a copy of the key it was derived
+// from: SenderAddress uses it only while Body.Sender still holds exactly
+// that key, so a key changed after decoding (replaced or written in place)
+// is hashed again and never answered with a stale address. Comparing 32
+// bytes costs a fraction of the hash.
+type senderCache struct {
+	key  [PublicKeySize]byte
+	addr Address
+	set  bool
+}
+
+// cacheSender fills tx's sender cache from its current key. Only the code
+// that makes a Tx calls it, before the Tx is shared: SenderAddress reads
+// the cache without synchronization.
+func (tx *Tx) cacheSender() {
+	if len(tx.Body.Sender) != PublicKeySize {
+		return
+	}
+	tx.sender = senderCache{key: [PublicKeySize]byte(tx.Body.Sender), addr: AddressFromPublicKey(tx.Body.Sender), set: true}
 }
 
 // Limits a transaction must respect. They are chain parameters.
@@ -205,14 +232,23 @@ func encodedID(data []byte) (id Hash, ok bool) {
 	return id, true
 }
 
-// SenderAddress returns the sender's account address.
-func (tx *Tx) SenderAddress() Address { return AddressFromPublicKey(tx.Body.Sender) }
+// SenderAddress returns the sender's account address: the one computed
+// when tx was decoded or signed if its key is still the same, else the
+// hash of the key.
+func (tx *Tx) SenderAddress() Address {
+	if c := &tx.sender; c.set && len(tx.Body.Sender) == PublicKeySize && [PublicKeySize]byte(tx.Body.Sender) == c.key {
+		return c.addr
+	}
+	return AddressFromPublicKey(tx.Body.Sender)
+}
 
 // SignTx signs body with priv and returns the transaction.
 func SignTx(body TxBody, priv ed25519.PrivateKey) *Tx {
 	body.Sender = append([]byte(nil), priv.Public().(ed25519.PublicKey)...)
 	d := body.SigningDigest()
-	return &Tx{Body: body, Sig: ed25519.Sign(priv, d[:])}
+	tx := &Tx{Body: body, Sig: ed25519.Sign(priv, d[:])}
+	tx.cacheSender()
+	return tx
 }
 
 // DecodeTx decodes and statelessly validates the canonical encoding of a
@@ -252,6 +288,7 @@ func decodeUnsigned(data []byte, chainID string, now *int64, lim TxLimits) (*Tx,
 	if err := tx.validateUnsigned(len(data), chainID, at, lim); err != nil {
 		return nil, err
 	}
+	tx.cacheSender()
 	return tx, nil
 }
 

@@ -166,7 +166,63 @@ func FuzzDecodeTx(f *testing.F) {
 		if err == nil && !bytes.Equal(MustEncode(tx), data) {
 			t.Fatalf("accepted non-canonical tx %x", data)
 		}
+		if err == nil && tx.SenderAddress() != AddressFromPublicKey(tx.Body.Sender) {
+			t.Fatalf("%x: cached sender differs from the key's hash", data)
+		}
 	})
+}
+
+// TestSenderAddressNeverStale: a transaction from SignTx, DecodeTx or
+// DecodeBodies answers SenderAddress with the hash of the key it holds now,
+// whether the key was kept, replaced, written in place, cut or emptied
+// after the address was cached; the cache is not encoded.
+func TestSenderAddressNeverStale(t *testing.T) {
+	hashOf := func(tx *Tx) Address { return AddressFromPublicKey(tx.Body.Sender) }
+	edits := []struct {
+		name string
+		edit func(tx *Tx)
+	}{
+		{"kept", func(*Tx) {}},
+		{"replaced", func(tx *Tx) { tx.Body.Sender = testKey(7).Public().(ed25519.PublicKey) }},
+		{"in place", func(tx *Tx) { tx.Body.Sender[5] ^= 1 }},
+		{"cut", func(tx *Tx) { tx.Body.Sender = tx.Body.Sender[:16] }},
+		{"nil", func(tx *Tx) { tx.Body.Sender = nil }},
+	}
+	signed := SignTx(callBody(), testKey(1))
+	raw := MustEncode(signed)
+	makers := map[string]func() *Tx{
+		"SignTx": func() *Tx { return SignTx(callBody(), testKey(1)) },
+		"DecodeTx": func() *Tx {
+			tx, err := DecodeTx(raw, testChain, 1_000, DefaultTxLimits)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return tx
+		},
+		"DecodeBodies": func() *Tx {
+			out := DecodeBodies([][]byte{raw}, testChain, DefaultTxLimits)
+			if out[0].Err != nil {
+				t.Fatal(out[0].Err)
+			}
+			return out[0].Tx
+		},
+	}
+	want := AddressFromPublicKey(testKey(1).Public().(ed25519.PublicKey))
+	for name, mk := range makers {
+		for _, e := range edits {
+			tx := mk()
+			if !tx.sender.set || tx.sender.addr != want {
+				t.Fatalf("%s: no address cached", name)
+			}
+			e.edit(tx)
+			if got := tx.SenderAddress(); got != hashOf(tx) {
+				t.Fatalf("%s, key %s: address %s, want %s", name, e.name, got, hashOf(tx))
+			}
+		}
+	}
+	if !bytes.Equal(MustEncode(signed), MustEncode(&Tx{Body: signed.Body, Sig: signed.Sig})) {
+		t.Fatal("the cached address changed the encoding")
+	}
 }
 
 // TestIDOfEncoding: the id read from a transaction's canonical encoding is

@@ -2,6 +2,7 @@ package exec
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
@@ -70,12 +71,16 @@ func (r BenchRow) OverheadPerTx() time.Duration {
 	return (r.Workers1 - r.Serial) / time.Duration(r.Txs)
 }
 
-// benchPub is the fake public key of bench account i (signatures are the
-// node's business, not the executor's).
-func benchPub(i int) []byte {
+// benchKey is the private key of bench account i. The workload signs its
+// transactions, as a node's executor only gets signed ones (decoded or
+// from SignTx, which compute the sender's address once: see Tx.SenderAddress).
+func benchKey(i int) ed25519.PrivateKey {
 	h := sha256.Sum256(binary.BigEndian.AppendUint64([]byte("kairos/bench-key"), uint64(i)))
-	return h[:]
+	return ed25519.NewKeyFromSeed(h[:])
 }
+
+// benchPub is the public key of bench account i.
+func benchPub(i int) []byte { return benchKey(i).Public().(ed25519.PublicKey) }
 
 // TransferWorkload is Workload of the native token.
 func TransferWorkload(accounts, txs int, conflictRate float64) (*types.Block, []*types.Tx, []state.Write, error) {

@@ -127,7 +127,7 @@ func Workload(module string, code []byte, accounts, txs int, conflictRate float6
 			to = hot
 		}
 		p, access := call(i, to)
-		tx := &types.Tx{Body: types.TxBody{ChainID: "bench", Sender: benchPub(i), Nonce: 1, ValidUntil: 2e12, GasLimit: gas, Access: access, Payload: p}}
+		tx := types.SignTx(types.TxBody{ChainID: "bench", Nonce: 1, ValidUntil: 2e12, GasLimit: gas, Access: access, Payload: p}, benchKey(i))
 		body[i] = tx
 		b.Txs = append(b.Txs, types.OrderedTx{ID: tx.ID(), TS: b.Time - int64(txs-i)})
 	}

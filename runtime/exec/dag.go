@@ -71,13 +71,18 @@ type modRun struct {
 // exact keys by sorting them, with up to workers goroutines over contiguous
 // ranges of transactions (each sorts its entries, the sorted runs are then
 // merged); a sort of fixed-size prefixes costs less than a map insert per
-// entry and gives the keys in the order the merge emits them.
+// entry and gives the keys in the order the merge emits them. senders[i]
+// is the sender of txs[i].
 func newAccessTable(txs []*types.Tx, senders []types.Address, workers int) *accessTable {
-	return newAccessTableIn(new(scratch), txs, senders, workers)
+	return newAccessTableIn(new(scratch), txs, senders, false, workers)
 }
 
-// newAccessTableIn is newAccessTable with its working arrays in sc.
-func newAccessTableIn(sc *scratch, txs []*types.Tx, senders []types.Address, workers int) *accessTable {
+// newAccessTableIn is newAccessTable with its working arrays in sc. With
+// fillSenders it first sets senders[i] to txs[i].SenderAddress(), in the
+// listing's pass: a decoded transaction has its address at hand, and a
+// phase of its own cost a pass over the transactions and a hand-off to
+// the crew.
+func newAccessTableIn(sc *scratch, txs []*types.Tx, senders []types.Address, fillSenders bool, workers int) *accessTable {
 	n := len(txs)
 	t := &accessTable{all: grow(&sc.all, n), start: grow(&sc.start, n+1), sc: sc}
 	start := t.start
@@ -98,6 +103,9 @@ func newAccessTableIn(sc *scratch, txs []*types.Tx, senders []types.Address, wor
 		lo, hi := p*n/parts, (p+1)*n/parts
 		b := keyBuilder{chunks: &chunks[p]}
 		for i := lo; i < hi; i++ {
+			if fillSenders {
+				senders[i] = txs[i].SenderAddress()
+			}
 			t.all[i] = entries(flat[start[i]:start[i]:start[i+1]], &b, txs[i], senders[i])
 		}
 		// A repeated record entry has the key of the one it repeats:

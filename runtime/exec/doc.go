@@ -68,7 +68,7 @@
 // of slots); only keys without a slot (written under a declared prefix)
 // are sorted, and merged in.
 //
-// Every parallel phase of a block (senders, numbering, prefetch,
+// Every parallel phase of a block (numbering with the senders, prefetch,
 // execution, merge) is run by the calling goroutine and the block's crew
 // of Workers-1 helpers, started once in prepare and stopped before the
 // scratch is handed back (see gate.go). A phase's parts are claimed, never

@@ -174,19 +174,7 @@ func (x *Executor) prepare(ctx context.Context, parent StateView, b *types.Block
 	sc := x.spare.get()
 	sc.crew = newCrew(x.opts.Workers - 1)
 	bl := &block{env: BlockEnv{Height: b.Height, Time: b.Time}, b: b, txs: txs, senders: grow(&sc.senders, len(txs)), sc: sc}
-	// A sender address is a hash of the public key: worth the workers.
-	// In chunks, claimed by whoever is running: this is the first phase,
-	// which the crew's helper, just started, usually joins late.
-	parts := 1
-	if sc.crew != nil {
-		parts = max(1, len(txs)/accessPartMin)
-	}
-	sc.crew.parallel(parts, func(p int) {
-		for i := p * len(txs) / parts; i < (p+1)*len(txs)/parts; i++ {
-			bl.senders[i] = txs[i].SenderAddress()
-		}
-	})
-	bl.access = newAccessTableIn(sc, txs, bl.senders, x.opts.Workers)
+	bl.access = newAccessTableIn(sc, txs, bl.senders, true, x.opts.Workers)
 	if bl.order = nonceOrder(txs, bl.access.senderGroups); bl.order != nil {
 		bl.b, bl.txs, bl.senders = reorder(b, txs, bl.senders, bl.order)
 		bl.access.permute(bl.order)
