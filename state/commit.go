@@ -635,8 +635,8 @@ func (s *Store) newVersionBatch(ctx context.Context, o *out) (ds.Batch, error) {
 }
 
 // pebbleBatch is a pebble batch as a ds.Batch, committed with wo: sync like
-// the go-ds-pebble datastore that OpenPebble configures, or not for the
-// pruner's chunks (see pruneChunk).
+// the go-ds-pebble datastore that OpenPebble configures, or not for
+// UnsyncedBatch (the pruner's chunks, the node's block records).
 type pebbleBatch struct {
 	b  *pebble.Batch
 	wo *pebble.WriteOptions
@@ -654,7 +654,11 @@ func (p pebbleBatch) putRecords(height uint64, o *out) error {
 		k := appendNodeKey(kb[:0], height, n.id)
 		op := p.b.SetDeferred(len(k), nodeRecordLen(n))
 		copy(op.Key, k)
-		appendNode(op.Value[:0], n)
+		if len(appendNode(op.Value[:0], n)) != len(op.Value) {
+			// A length that disagrees with the encoding would store
+			// garbage that the read path trusts.
+			return fmt.Errorf("%w: node record of %d bytes, announced %d", ErrCorrupt, len(appendNode(nil, n)), len(op.Value))
+		}
 		if err := op.Finish(); err != nil {
 			return err
 		}
@@ -664,7 +668,9 @@ func (p pebbleBatch) putRecords(height uint64, o *out) error {
 		k := appendNodeKey(kb[:0], height, v.h)
 		op := p.b.SetDeferred(len(k), valueRecordLen(v.key, v.value))
 		copy(op.Key, k)
-		appendValue(op.Value[:0], v.key, v.value)
+		if len(appendValue(op.Value[:0], v.key, v.value)) != len(op.Value) {
+			return fmt.Errorf("%w: value record length differs from the announced %d", ErrCorrupt, len(op.Value))
+		}
 		if err := op.Finish(); err != nil {
 			return err
 		}

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"io/fs"
 	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -290,8 +291,13 @@ func (c *crcReader) Read(p []byte) (int, error) {
 
 func (pl *ingestPlace) openRun(i, sec int) (*runReader, error) {
 	f, err := pl.fs.Open(pl.fs.PathJoin(pl.dir, runName(i, sec)))
-	if err != nil {
+	if errors.Is(err, fs.ErrNotExist) {
+		// A missing run is damage the install abandons; any other
+		// failure (too many open files, say) is not, and a retry may pass.
 		return nil, fmt.Errorf("%w: install run %d: %w", ErrCorrupt, i, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("state: open install run %d: %w", i, err)
 	}
 	st, err := f.Stat()
 	if err != nil {
@@ -409,16 +415,25 @@ func (pl *ingestPlace) ingestRuns(ctx context.Context, n int) error {
 	var tables [ingestSections][]string
 	var errs [ingestSections]error
 	var wg sync.WaitGroup
+	// The first section that fails stops the others at their next table
+	// instead of letting them merge their whole range for nothing.
+	mctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	for sec := range ingestSections {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			tables[sec], errs[sec] = pl.mergeSection(ctx, sec, n)
+			tables[sec], errs[sec] = pl.mergeSection(mctx, sec, n)
+			if errs[sec] != nil {
+				cancel()
+			}
 		}()
 	}
 	wg.Wait()
-	if err := errors.Join(errs[:]...); err != nil {
-		return err
+	for _, err := range errs {
+		if err != nil && (ctx.Err() != nil || !errors.Is(err, context.Canceled)) {
+			return err // a sibling's cancellation is not the cause
+		}
 	}
 	if err := pl.syncDir(pl.dir); err != nil {
 		return err

@@ -130,9 +130,6 @@ func appendNodeKey(dst []byte, born uint64, id types.Hash) []byte {
 	return appendEscaped(append(appendBorn(append(dst, nsNode...), born), '/'), id[:])
 }
 
-// nsNodeEnd is the smallest key above every node key ('0' follows '/').
-const nsNodeEnd = "/kairos/n0"
-
 func appendBorn(dst []byte, born uint64) []byte {
 	var v [8]byte
 	binary.BigEndian.PutUint64(v[:], born)

@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"math"
 	"sort"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -19,9 +18,6 @@ import (
 type PruneStats struct {
 	Min     uint64 // lowest readable version afterwards
 	Deleted int    // stale entries processed: nodes and value records deleted
-	// Single counts the deletes of Deleted written as pebble SingleDeletes
-	// (records written exactly once, see onceFloor).
-	Single int
 }
 
 // Prune makes versions below the horizon unreadable and deletes what only
@@ -43,7 +39,7 @@ func (s *Store) Prune(ctx context.Context) (PruneStats, error) {
 	if raised {
 		s.min = target // new readers below target get ErrPruned from now on
 	}
-	min, done, writers := s.min, s.pruneDone, s.writers
+	min, done := s.min, s.pruneDone
 	s.mu.Unlock()
 	st := PruneStats{Min: min}
 	if raised {
@@ -55,7 +51,7 @@ func (s *Store) Prune(ctx context.Context) (PruneStats, error) {
 		}
 	}
 	for v := done + 1; v <= min; v++ {
-		if err := s.pruneVersion(ctx, v, writers, &st); err != nil {
+		if err := s.pruneVersion(ctx, v, &st); err != nil {
 			return st, err
 		}
 		s.mu.Lock()
@@ -85,7 +81,7 @@ func (s *Store) horizonLocked() uint64 {
 // record and change set of version v-1, which is now below the minimum. The
 // list goes last, with the progress mark: a crash before that repeats the
 // version, and every step is safe to repeat.
-func (s *Store) pruneVersion(ctx context.Context, v, writers uint64, st *PruneStats) error {
+func (s *Store) pruneVersion(ctx context.Context, v uint64, st *PruneStats) error {
 	raw, err := s.d.Get(ctx, staleKey(v))
 	if err != nil && !errors.Is(err, ds.ErrNotFound) {
 		return err
@@ -94,14 +90,8 @@ func (s *Store) pruneVersion(ctx context.Context, v, writers uint64, st *PruneSt
 	if err != nil {
 		return err
 	}
-	once := uint64(math.MaxUint64)
-	if s.pdb != nil && len(refs) > 0 {
-		if once, err = s.onceBorn(writers); err != nil {
-			return err
-		}
-	}
 	for lo := 0; lo < len(refs); lo += s.opts.PruneChunk {
-		if err := s.pruneChunk(ctx, refs[lo:min(len(refs), lo+s.opts.PruneChunk)], once, st); err != nil {
+		if err := s.pruneChunk(ctx, refs[lo:min(len(refs), lo+s.opts.PruneChunk)], st); err != nil {
 			return err
 		}
 	}
@@ -128,40 +118,8 @@ func (s *Store) pruneVersion(ctx context.Context, v, writers uint64, st *PruneSt
 // pruneChunk deletes the records refs name. A Commit may run meanwhile: it
 // writes only records of its own version, above every entry's born, so the
 // two never touch the same key.
-//
-// On pebble a record born above once goes by SingleDelete: it was Set
-// exactly once (see onceFloor), so the tombstone and the record vanish
-// together at the first compaction that meets both, instead of the
-// tombstone being carried down to the last level. The chunk is written
-// without sync: pruneVersion's last batch (the progress mark) is synced, and
-// pebble's one log makes every earlier write durable with a synced one, so
-// a crash can only lose chunks of a version whose mark is not durable, which
-// the next Prune repeats. A repeated delete is harmless, also a repeated
-// SingleDelete: pebble drops the first of two that meet, and one that meets
-// no Set is dropped at the last level. That spares a version of 20k stale
-// records five fsyncs.
-func (s *Store) pruneChunk(ctx context.Context, refs []nodeRef, once uint64, st *PruneStats) error {
-	if s.pdb != nil {
-		b := s.pdb.NewBatchWithSize(len(refs) * (nodeKeyLen + 8))
-		defer b.Close()
-		var kb [nodeKeyLen]byte
-		for _, r := range refs {
-			k := appendNodeKey(kb[:0], r.born, r.id)
-			var err error
-			if r.born > once {
-				err = b.SingleDelete(k, nil)
-				st.Single++
-			} else {
-				err = b.Delete(k, nil)
-			}
-			if err != nil {
-				return err
-			}
-			st.Deleted++
-		}
-		return b.Commit(pebble.NoSync)
-	}
-	b, err := s.d.Batch(ctx)
+func (s *Store) pruneChunk(ctx context.Context, refs []nodeRef, st *PruneStats) error {
+	b, err := s.chunkBatch(ctx)
 	if err != nil {
 		return err
 	}
@@ -177,49 +135,13 @@ func (s *Store) pruneChunk(ctx context.Context, refs []nodeRef, once uint64, st 
 	return s.syncIfNeeded(ctx)
 }
 
-// onceFloor says which records the pruner may delete with pebble's
-// SingleDelete, whose contract is that the key was Set once since it was
-// last deleted: a record Set twice and then single-deleted may come back
-// after a compaction. A Commit (or Replace) writes its version's records in
-// one atomic batch under a born no earlier batch used, and a version is
-// never written twice (a crash loses it whole, and the next commit of that
-// height finds nothing of it). Install may write its records twice (a
-// resumed install rewrites, a crash between ingest and its progress record
-// ingests again), but all under its own height, into an empty store: so
-// every record born above the lowest born stored was written by one
-// commit. The pruner reads that lowest born (the first node key: node keys
-// sort by born) once after Open and again after each Install, Seed or
-// Replace.
-type onceFloor struct {
-	born    uint64 // records born above it were written exactly once
-	writers uint64 // Store.writers when born was read
-	known   bool
-}
-
-// onceBorn returns the born above which every stored record was written
-// exactly once; writers is Store.writers as the caller read it. The caller
-// holds pruneMu and the store is on pebble.
-func (s *Store) onceBorn(writers uint64) (uint64, error) {
-	if s.once.known && s.once.writers == writers {
-		return s.once.born, nil
-	}
-	it, err := s.pdb.NewIter(&pebble.IterOptions{LowerBound: []byte(nsNode), UpperBound: []byte(nsNodeEnd)})
-	if err != nil {
-		return 0, err
-	}
-	defer it.Close()
-	if !it.First() {
-		// No records: nothing to delete singly, and nothing to remember
-		// before a commit writes some.
-		return math.MaxUint64, it.Error()
-	}
-	r, err := parseNodeKey(string(it.Key()[len(nsNode):]))
-	if err != nil {
-		return 0, err
-	}
-	s.once = onceFloor{born: r.born, writers: writers, known: true}
-	return r.born, nil
-}
+// chunkBatch returns the batch of one pruner chunk. On pebble it is
+// written without sync: pruneVersion's last batch (the progress mark) is
+// synced, and pebble's one log makes every earlier write durable with a
+// synced one, so a crash can only lose chunks of a version whose mark is not
+// durable, which the next Prune repeats (a delete can be repeated). That
+// spares a version of 20k stale records five fsyncs.
+func (s *Store) chunkBatch(ctx context.Context) (ds.Batch, error) { return s.UnsyncedBatch(ctx) }
 
 // UnsyncedBatch returns a batch of the store's datastore whose Commit does
 // not wait for an fsync on pebble (one write-ahead log, replayed in order:

@@ -209,7 +209,8 @@ type CheckedChunk struct {
 
 // CheckChunk returns b as chunk i of m if its sha2-256 is m's entry for
 // chunk i (ErrChunkHash otherwise; ErrChunkUnknown for an i m does not
-// list). It checks nothing else: the install verifies the rest. A node
+// list; ErrChunkMalformed above SnapshotChunkBytesMax). It checks nothing
+// else: the install verifies the rest. A node
 // that fetches chunk i from several peers calls it to refuse a peer's bytes
 // and ask another before the install sees them.
 func (m *Manifest) CheckChunk(i int, b []byte) (CheckedChunk, error) {

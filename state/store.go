@@ -141,9 +141,6 @@ type Store struct {
 	// it without commitMu.
 	failed  error
 	pruneMu sync.Mutex // one Prune at a time; Audit holds it too
-	// once is what the pruner knows of which records were written exactly
-	// once (see onceFloor); under pruneMu.
-	once onceFloor
 
 	mu        sync.Mutex // guards the fields below
 	latest    uint64
@@ -152,9 +149,6 @@ type Store struct {
 	pruneDone uint64 // stale entries with since <= pruneDone are processed
 	views     map[uint64]int
 	pins      map[uint64]bool
-	// writers counts Install, Seed and Replace calls (lockWriter): the
-	// pruner recomputes its onceFloor after one.
-	writers uint64
 }
 
 // Open opens (or initializes) a store in d and recovers from a commit that
@@ -419,7 +413,6 @@ func (s *Store) lockWriter() (uint64, slot, error) {
 	_ = s.drainLocked() // a failure is in s.failed
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.writers++
 	return s.latest, s.root, s.failed
 }
 
