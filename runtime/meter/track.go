@@ -388,6 +388,9 @@ func (t *tracker) body(c *wasm.Code, ft wasm.FuncType, redirect func(uint32) uin
 	// operation's destination) and the bulk operation's other operands.
 	// keyWord+i: inlineBulk's words.
 	const keyAddr, keyX, keyN, keyPage, keyWord = 0, 1, 2, 3, 16
+	// The words' keys must stay below the value types' (0x7B-0x7F), or a
+	// word would take a store's scratch local of another type.
+	var _ [0x7B - (keyWord + InlineCopyMax/8)]struct{}
 	scratch := map[wasm.ValType]uint32{}
 	local := func(key, vt wasm.ValType) uint32 {
 		if l, ok := scratch[key]; ok {

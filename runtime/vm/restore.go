@@ -24,9 +24,17 @@ import (
 const RestoreExport = "__kairos_restore"
 
 // errNoRestore: the module lacks what the restore function needs (not
-// tracked, or not instrumented); Compile then leaves the code as it is and
-// restores globals one by one.
+// tracked, or not instrumented) or has more than restoreGlobalsMax mutable
+// globals; Compile then leaves the code as it is and restores globals one
+// by one.
 var errNoRestore = errors.New("vm: no restore function")
+
+// restoreGlobalsMax bounds the restore function's parameters. validate
+// admits up to 1 000 globals, and a function of a thousand parameters is a
+// shape no guest may declare (validate's parameter limit) and no engine
+// test covers: whether a module compiles must not depend on it. A Go guest
+// has ten.
+const restoreGlobalsMax = 64
 
 // withRestore returns m (meter.Track's output) with RestoreExport added,
 // and the number of globals it sets.
@@ -78,6 +86,9 @@ func withRestore(m *wasm.Module) (*wasm.Module, int, error) {
 		}
 		if !t.Mutable {
 			continue
+		}
+		if len(params) == restoreGlobalsMax {
+			return nil, 0, fmt.Errorf("%w: more than %d mutable globals", errNoRestore, restoreGlobalsMax)
 		}
 		body = append(body, wasm.Instr{Op: wasm.OpLocalGet, A: uint64(len(params))}, wasm.Instr{Op: wasm.OpGlobalSet, A: uint64(gi)})
 		params = append(params, t.Type)

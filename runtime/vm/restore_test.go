@@ -69,3 +69,37 @@ func TestRestoreSetsEveryGlobal(t *testing.T) {
 		}
 	}
 }
+
+// TestRestoreManyGlobals: above restoreGlobalsMax mutable globals a tracked
+// module restores them one by one, and still restores every one of them.
+func TestRestoreManyGlobals(t *testing.T) {
+	const n = 100
+	b := New()
+	b.Memory(1, 1)
+	var bump, sum []wasm.Instr
+	sum = append(sum, I64(0))
+	for i := range n {
+		g := b.Global(wasm.I64, true, I64(int64(i)))
+		bump = append(bump, Idx(wasm.OpGlobalGet, g), I64(1), Op(wasm.OpI64Add), Idx(wasm.OpGlobalSet, g))
+		sum = append(sum, Idx(wasm.OpGlobalGet, g), Op(wasm.OpI64Add))
+	}
+	b.Func("bump", nil, []wasm.ValType{wasm.I64}, nil, append(bump, sum...)...)
+	code := prepare(t, b.Bytes())
+	const want = n*(n-1)/2 + n // every global once above its initial value
+	for _, interp := range []bool{false, true} {
+		c := vm.DefaultConfig()
+		c.Interpreter = interp
+		in, err := compile(t, c, code).Instantiate(t.Context(), vm.Env{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if vm.RestoresInOneCall(in) {
+			t.Fatalf("%d mutable globals restored in one call", n)
+		}
+		for range 3 {
+			if o := call(t, in, "bump", 100000); o.Status != vm.StatusOK || o.Values[0] != want {
+				t.Fatalf("interpreter %v: bump = %+v, want %d", interp, o, want)
+			}
+		}
+	}
+}

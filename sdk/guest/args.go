@@ -23,6 +23,9 @@ import (
 // without a loop (RATIONALE.md, "Why do Args and Event exist beside
 // DecodeInput and EmitWith?" and "Why does Track mark a run of stack
 // writes once…?").
+//
+// An Args must come from NewArgs: the zero value has no layout and its
+// Decode panics.
 type Args[T any] struct {
 	// d is shared by copies: Decode's receiver is one word, not the
 	// layout (a 64-byte copy a wasm guest pays on every call).

@@ -46,6 +46,9 @@ const fixedKeyMax = 96
 // every call. A longer name takes the fixed path.
 const addr64KeyMax = 64
 
+// The addr64 path reads the template's first addr64KeyMax bytes.
+var _ [fixedKeyMax - addr64KeyMax]struct{}
+
 // kindOf returns the kind of c (called once, in NewMap: a type switch on
 // concrete types builds no itab).
 func kindOf[T any](c Codec[T]) fieldKind {
@@ -124,7 +127,7 @@ func (k fieldKind) get(src, p unsafe.Pointer) bool {
 // NewMap or NewValue: the key's first bytes (the name's prefix, then
 // zeros) as a template, where the key field goes, and the field kinds.
 type fixedMap struct {
-	tmpl   [fixedKeyMax]byte // prefix ‖ zeros: copied as a whole, one bulk copy (Map only)
+	tmpl   [fixedKeyMax]byte // prefix ‖ zeros: copied as a whole (the addr64 path: its first addr64KeyMax bytes), one bulk copy (Map only)
 	n      int               // len(prefix)
 	kKind  fieldKind         // kindNone for a Value (its key is the prefix)
 	vKind  fieldKind
