@@ -193,8 +193,11 @@ func (im *Importer) InstallFromChecked(ctx context.Context, s *Store, src Checke
 		if err != nil {
 			return nil, false, err
 		}
-		if c.i != i || c.hash != im.m.Chunks[i].Hash {
-			return nil, false, fmt.Errorf("%w: chunk %d checked as chunk %d of another listing", ErrChunkHash, i, c.i)
+		if c.i != i {
+			return nil, false, fmt.Errorf("%w: chunk %d checked as chunk %d", ErrChunkHash, i, c.i)
+		}
+		if c.hash != im.m.Chunks[i].Hash {
+			return nil, false, fmt.Errorf("%w: chunk %d checked against another manifest's hash", ErrChunkHash, i)
 		}
 		return c.b, true, nil
 	})
