@@ -256,7 +256,9 @@ func TestTrackRefuses(t *testing.T) {
 // after its last write and before any branch — and the marks still cover
 // every byte written, including Go's address forms, a local moved by
 // local.tee, an address that wraps, runs wider than RunSpanMax, a local
-// given an unknown value and a branch in the middle.
+// given an unknown value, a branch in the middle, and constant copies,
+// fills and inits, inlined or not, in a run or just after a break; the
+// call's result, gas and memory are the untracked module's, on both engines.
 func TestTrackRuns(t *testing.T) {
 	st64 := func(off uint32) wasm.Instr { return Mem(wasm.OpI64Store, 3, off) }
 	// goAddr is the Go compiler's address form: local 0 + c, wrapped.
