@@ -465,21 +465,30 @@ func (t *tracker) body(c *wasm.Code, ft wasm.FuncType, redirect func(uint32) uin
 					out.Body = append(out.Body, in) // nothing written
 					continue
 				}
-				// The constant comes off first (joinRun may emit the marks
-				// of an earlier run); the operands are saved, and the
-				// constant is pushed again as it came unless the operation
-				// is inlined.
-				out.Body = out.Body[:len(out.Body)-1]
-				inRun := joinRun(dst, 0, int64(n))
-				d, x := local(keyAddr, wasm.I32), local(keyX, wasm.I32)
-				out.Body = append(out.Body, idx(wasm.OpLocalSet, x), idx(wasm.OpLocalSet, d))
+				var d, x uint32
 				if n%8 == 0 && (in.Op == wasm.OpMemoryCopy && n <= InlineCopyMax || in.Op == wasm.OpMemoryFill && n <= InlineFillMax) {
+					// The constant comes off before joinRun, which may
+					// emit the marks of an earlier run after it; the
+					// operands go to locals for the words.
+					out.Body = out.Body[:len(out.Body)-1]
+					inRun := joinRun(dst, 0, int64(n))
+					d, x = local(keyAddr, wasm.I32), local(keyX, wasm.I32)
+					out.Body = append(out.Body, idx(wasm.OpLocalSet, x), idx(wasm.OpLocalSet, d))
 					out.Body = inlineBulk(out.Body, in.Op, n, d, x, func(i uint32) uint32 { return local(keyWord+wasm.ValType(i), wasm.I64) })
+					if inRun {
+						continue // marked with the run
+					}
 				} else {
-					out.Body = append(out.Body, idx(wasm.OpLocalGet, d), idx(wasm.OpLocalGet, x), c.Body[k-1], in)
-				}
-				if inRun {
-					continue // marked with the run
+					// As it came: an earlier run's marks (joinRun) leave
+					// the operands on the stack as they found them.
+					if joinRun(dst, 0, int64(n)) {
+						out.Body = append(out.Body, in) // marked with the run
+						continue
+					}
+					// The constant, copied as it came, is pushed again
+					// after the destination is saved.
+					d, x = local(keyAddr, wasm.I32), local(keyX, wasm.I32)
+					out.Body = append(out.Body[:len(out.Body)-1], idx(wasm.OpLocalSet, x), idx(wasm.OpLocalTee, d), idx(wasm.OpLocalGet, x), c.Body[k-1], in)
 				}
 				// A constant length of at most a page spans at most two
 				// pages: mark the first and the last, without a branch

@@ -256,7 +256,9 @@ func TestTrackRefuses(t *testing.T) {
 // after its last write and before any branch — and the marks still cover
 // every byte written, including Go's address forms, a local moved by
 // local.tee, an address that wraps, runs wider than RunSpanMax, a local
-// given an unknown value and a branch in the middle.
+// given an unknown value, a branch in the middle, and constant copies,
+// fills and inits, inlined or not, in a run or just after a break; the
+// call's result, gas and memory are the untracked module's, on both engines.
 func TestTrackRuns(t *testing.T) {
 	st64 := func(off uint32) wasm.Instr { return Mem(wasm.OpI64Store, 3, off) }
 	// goAddr is the Go compiler's address form: local 0 + c, wrapped.
@@ -271,6 +273,16 @@ func TestTrackRuns(t *testing.T) {
 	}
 	sp := []wasm.Instr{Idx(wasm.OpLocalGet, 0)}
 	val := []wasm.Instr{I64(-1)}
+	// src holds a pattern (active segment 0) that copies move; passive
+	// segment 1 holds another for memory.init.
+	const src = 7 * 4096
+	pattern := func(seed byte) []byte {
+		p := make([]byte, 512)
+		for i := range p {
+			p[i] = byte(i)*13 + seed
+		}
+		return p
+	}
 	cases := []struct {
 		name     string
 		body     []wasm.Instr
@@ -298,13 +310,32 @@ func TestTrackRuns(t *testing.T) {
 			sp, val, []wasm.Instr{st64(4096), Op(wasm.OpEnd)}), 0, 0, []int{0, 1}, 4},
 		{"after if", cat([]wasm.Instr{Idx(wasm.OpLocalGet, 1), Block(wasm.OpIf, wasm.BlockEmpty), Idx(wasm.OpLocalGet, 0), I32(4096), Op(wasm.OpI32Add), Idx(wasm.OpLocalSet, 0), Op(wasm.OpEnd)},
 			sp, val, []wasm.Instr{st64(0)}, sp, val, []wasm.Instr{st64(8)}), 0, 1, []int{1}, 3},
+		// Constant copies and fills that Track inlines (inlineBulk) join
+		// the run of the stores before them, across a page edge.
+		{"inlined copy in run", cat(sp, val, []wasm.Instr{st64(0)}, goAddr(8), []wasm.Instr{I32(src), I32(32), Op(wasm.OpMemoryCopy)}), 4096 - 16, 0, []int{0, 1}, 3},
+		{"inlined fill in run", cat(sp, val, []wasm.Instr{st64(0)}, sp, []wasm.Instr{I32(8), Op(wasm.OpI32Add), I32(0xAB), I32(64), Op(wasm.OpMemoryFill)}), 4096 - 32, 0, []int{0, 1}, 3},
+		// A copy at another local breaks the run: joinRun emits the
+		// earlier run's marks while the copy's operands are on the stack.
+		{"inlined copy after a break", cat(sp, val, []wasm.Instr{st64(0), Idx(wasm.OpLocalGet, 1), I32(src), I32(32), Op(wasm.OpMemoryCopy)}), 0, 5*4096 - 8, []int{0, 4, 5}, 5},
+		{"inlined fill after a break", cat(sp, val, []wasm.Instr{st64(0), Idx(wasm.OpLocalGet, 1), I32(0x5C), I32(128), Op(wasm.OpMemoryFill)}), 0, 5*4096 - 8, []int{0, 4, 5}, 5},
+		// Not inlined (not a multiple of 8, longer, memory.init): the
+		// bulk operation itself, in a run or after a break.
+		{"copy of 36 in run", cat(sp, val, []wasm.Instr{st64(0)}, goAddr(8), []wasm.Instr{I32(src), I32(36), Op(wasm.OpMemoryCopy)}), 4096 - 16, 0, []int{0, 1}, 3},
+		{"copy of 36 after a break", cat(sp, val, []wasm.Instr{st64(0), Idx(wasm.OpLocalGet, 1), I32(src), I32(36), Op(wasm.OpMemoryCopy)}), 0, 5*4096 - 8, []int{0, 4, 5}, 5},
+		{"long copy after a break", cat(sp, val, []wasm.Instr{st64(0), Idx(wasm.OpLocalGet, 1), I32(src), I32(meter.InlineCopyMax + 8), Op(wasm.OpMemoryCopy)}), 0, 5*4096 - 8, []int{0, 4, 5}, 5},
+		{"fill of 100 in run", cat(sp, val, []wasm.Instr{st64(0)}, goAddr(8), []wasm.Instr{I32(0x5C), I32(100), Op(wasm.OpMemoryFill)}), 4096 - 16, 0, []int{0, 1}, 3},
+		{"init in run", cat(sp, val, []wasm.Instr{st64(0)}, goAddr(8), []wasm.Instr{I32(3), I32(16), Idx(wasm.OpMemoryInit, 1)}), 4096 - 16, 0, []int{0, 1}, 3},
+		{"init after a break", cat(sp, val, []wasm.Instr{st64(0), Idx(wasm.OpLocalGet, 1), I32(3), I32(16), Idx(wasm.OpMemoryInit, 1)}), 0, 5*4096 - 8, []int{0, 4, 5}, 5},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			b := New()
 			b.Memory(8, 8)
+			b.Data(src, pattern(1))
+			b.PassiveData(pattern(2))
 			b.Func("w", []wasm.ValType{wasm.I32, wasm.I32}, nil, nil, c.body...)
-			im, err := wasm.Decode(instrument(t, b.Bytes()))
+			inst := instrument(t, b.Bytes())
+			im, err := wasm.Decode(inst)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -322,13 +353,24 @@ func TestTrackRuns(t *testing.T) {
 			if sets != c.tableSet {
 				t.Errorf("%d table.set in the tracked body, want %d", sets, c.tableSet)
 			}
-			for _, interp := range []bool{false, true} {
+			for i, e := range Engines {
+				interp := i == 1
+				// The untracked module's call: the same result, gas and memory.
+				untracked := Instantiate(t, e, inst)
+				ref := untracked.Call("w", plenty, uint64(c.sp), uint64(c.arg))
 				in := instantiateTracked(t, interp, tr)
 				before := in.memory()
-				if r := in.call("w", plenty, uint64(c.sp), uint64(c.arg)); r.Trap != "" {
+				r := in.call("w", plenty, uint64(c.sp), uint64(c.arg))
+				if r.Trap != "" {
 					t.Fatal(r)
 				}
+				if ref.Values = nil; !reflect.DeepEqual(ref, r) {
+					t.Errorf("%s: untracked %+v, tracked %+v", e.Name, ref, r)
+				}
 				after := in.memory()
+				if wm, _ := untracked.Module().Memory().Read(0, untracked.Module().Memory().Size()); !bytes.Equal(wm, after) {
+					t.Errorf("%s: memory differs from the untracked module's", e.Name)
+				}
 				marked := in.dirty()
 				want := map[int]bool{}
 				for _, p := range c.marked {

@@ -67,6 +67,9 @@ func kindOf[T any](c Codec[T]) fieldKind {
 	return kindNone
 }
 
+// is64 reports whether k is a u64 or i64, a value held in one word.
+func (k fieldKind) is64() bool { return k == kindUint64 || k == kindInt64 }
+
 // size is the encoded length of a field of kind k.
 func (k fieldKind) size() int {
 	switch k {
@@ -132,7 +135,7 @@ type fixedMap struct {
 	kKind  fieldKind         // kindNone for a Value (its key is the prefix)
 	vKind  fieldKind
 	vSize  int  // vKind.size()
-	v64    bool // a u64 or i64 value, which Map and Value handle inline
+	v64    bool // a u64 or i64 value, which Map and Value handle inline (set in a Map even when enable is not)
 	enable bool
 	// addr64: a Map from addresses to u64 or i64 values (token balances),
 	// which Get and Set handle first, in straight-line code: in Go's wasm
@@ -145,7 +148,7 @@ type fixedMap struct {
 // result is disabled (enable false) unless vKind is a field kind and a
 // Map's key fits the template.
 func newFixedMap(prefix []byte, kKind, vKind fieldKind) fixedMap {
-	f := fixedMap{n: len(prefix), kKind: kKind, vKind: vKind, vSize: vKind.size(), v64: vKind == kindUint64 || vKind == kindInt64}
+	f := fixedMap{n: len(prefix), kKind: kKind, vKind: vKind, vSize: vKind.size(), v64: vKind.is64()}
 	f.enable = vKind != kindNone && (kKind == kindNone || len(prefix)+kKind.size() <= fixedKeyMax)
 	if f.enable && kKind != kindNone {
 		copy(f.tmpl[:], prefix)

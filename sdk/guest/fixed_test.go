@@ -174,7 +174,8 @@ func checkPair[A, B comparable](t *testing.T, ac guest.Codec[A], bc guest.Codec[
 // TestSetOrDelete: SetOrDelete stores what Set stores for a value that is
 // not the zero value and deletes the entry (present or not) for the zero
 // value, on the fast path (an address-to-u64 map), on the generic path of
-// the same codecs, for a pair key and for a string value, whose zero is "".
+// the same codecs, for a pair key (an i64 value, whose word is tested for
+// 0 without the fast path) and for a string value, whose zero is "".
 func TestSetOrDelete(t *testing.T) {
 	a, b := guesttest.Addr("a"), guesttest.Addr("b")
 	checkSetOrDelete(t, guest.AddressCodec, guest.Uint64Codec, a, []uint64{5, 0, 0, 1 << 63, 0})

@@ -84,8 +84,11 @@ type mapDef[K, V any] struct {
 // programming error and panics at package initialization).
 func NewMap[K, V any](name string, key Codec[K], val Codec[V]) Map[K, V] {
 	d := &mapDef[K, V]{prefix: namespace(name), key: key, val: val}
+	vk := kindOf(val)
 	if kk := kindOf(key); kk != kindNone {
-		d.fx = newFixedMap(d.prefix, kk, kindOf(val))
+		d.fx = newFixedMap(d.prefix, kk, vk)
+	} else {
+		d.fx.v64 = vk.is64() // for setOrDelete's zero test only: fx stays disabled
 	}
 	return Map[K, V]{d}
 }
@@ -248,9 +251,18 @@ func (m Map[K, V]) SetOrDelete(k K, v V) {
 	abi.StateDeletePtr(unsafe.Pointer(&key), uint32(d.fx.n+AddressLen))
 }
 
-// setOrDelete is SetOrDelete off the address-to-u64 path.
+// setOrDelete is SetOrDelete off the address-to-u64 path. A u64 or i64
+// value (fx.v64, whatever the key: the token's allowances have pair keys)
+// encodes as zero exactly when its word is 0; encodesZero, which encodes
+// both values into scratch buffers, is for the rest.
 func (m Map[K, V]) setOrDelete(k K, v V) {
-	if encodesZero(m.d.val, v) {
+	var zero bool
+	if m.d.fx.v64 {
+		zero = *(*uint64)(unsafe.Pointer(&v)) == 0
+	} else {
+		zero = encodesZero(m.d.val, v)
+	}
+	if zero {
 		m.Delete(k)
 	} else {
 		m.set(k, v)
