@@ -41,7 +41,7 @@ type scratch struct {
 	last    []uint64  // the merge's last write per slot
 	evAt    []int     // where each transaction's events start in the block's
 	// keyChunks holds the chunks of the entries' key strings, a list
-	// per listing part (see keyBuilder).
+	// per listing chunk (see keyBuilder, listChunk).
 	keyChunks [][][]byte
 	// crew is the block's helper goroutines (nil with one worker), from
 	// prepare until the block is merged (see crew).
