@@ -103,10 +103,16 @@ func newAccessTableIn(sc *scratch, txs []*types.Tx, senders []types.Address, fil
 	// same part, so eachRepeat below finds no repeat at a part's start).
 	// It is the first phase the block's just-started crew runs: a helper
 	// that comes late takes what is left of it, where with one fixed half
-	// per part it left both halves to the caller.
+	// per part it left both halves to the caller. Without a crew each
+	// part is one chunk: parallel would start a goroutine per chunk.
+	size := n
+	if t.sc.crew != nil {
+		size = listChunk
+	}
 	bounds := make([]int, 0, n/listChunk+parts+1)
 	for p := range parts {
-		for lo := p * n / parts; lo < (p+1)*n/parts || lo == 0; lo += listChunk {
+		lo, hi := p*n/parts, (p+1)*n/parts
+		for first := true; first || lo < hi; first, lo = false, lo+size {
 			bounds = append(bounds, lo) // one empty chunk when n is 0
 		}
 	}
