@@ -908,8 +908,8 @@ func under(sorted []string, prefix string) (lo, hi int) {
 
 // makeNoZero returns a new array of n bytes whose contents are undefined:
 // for an array the caller writes in full. make zeroed t.raw (~0.5 MB per
-// 5 000-transfer block, ~6 % of the numbering) only for the numbering's
-// copies to overwrite it. strings.Builder.Grow allocates without zeroing
+// 5 000-transfer block, ~20 µs) only for the numbering's copies to
+// overwrite it. strings.Builder.Grow allocates without zeroing
 // and guarantees room for n bytes; the builder is dropped, so the array is
 // the caller's alone.
 func makeNoZero(n int) []byte {
