@@ -71,7 +71,10 @@ func TestLatestIndexAgainstMap(t *testing.T) {
 				if step%(c.keys/3) != 0 {
 					continue
 				}
-				many := x.lookup(new(keyBuf), universe, nil)
+				many, n := x.lookup(new(keyBuf), universe, nil)
+				if n != len(universe) {
+					t.Fatalf("step %d: lookup read %d of %d keys", step, n, len(universe))
+				}
 				for i, k := range universe {
 					want, ok := model[string(k.Module[:])+string(k.Key)]
 					got := x.get(x.hash(x.moduleHash(k.Module), k.Key), &k.Module, k.Key)

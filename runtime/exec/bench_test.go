@@ -218,6 +218,15 @@ func BenchmarkPhases(b *testing.B) {
 			// In its own scratch, reused as a block's is; with the
 			// senders (a signed transaction has its address at hand).
 			{"numbering", func() { newAccessTableIn(numbering, txs, senders, true, 1) }},
+			// With 2 workers and a crew started just before, as prepare
+			// runs it: the listing is the helper's first phase, and in
+			// wall time (ns/op) this shows what a late helper costs.
+			{"numbering-2w", func() {
+				numbering.crew = newCrew(1)
+				newAccessTableIn(numbering, txs, senders, true, 2)
+				numbering.crew.stop()
+				numbering.crew = nil
+			}},
 			{"prefetch", func() {
 				vals, err := prefetch(ctx, s, bl.access, 1)
 				if err != nil {

@@ -375,57 +375,62 @@ func prefetch(ctx context.Context, parent StateView, t *accessTable, readers int
 	readers = max(1, min(readers, len(t.keys)/prefetchChunkMin))
 	errs := make([]error, readers)
 	br, batch := parent.(batchReader)
+	batches := grow(&t.sc.prefetchKeys, readers)
 	t.sc.crew.parallel(readers, func(r int) {
 		lo, hi := r*len(vals)/readers, (r+1)*len(vals)/readers
 		// A batch reader gets the range in batches of keys from one
-		// reused array: an array of the whole range was ~1 MB of state
-		// keys per block for the collector.
+		// array kept in the scratch (an array of the whole range was
+		// ~1 MB of state keys per block for the collector, one per
+		// batch still an allocation per reader and block) and appends
+		// their values to vals in place: a batch is a run of
+		// consecutive slots.
 		var keys []types.StateKey
-		var slots []int32
-		var got [][]byte
 		if batch {
-			keys, slots = make([]types.StateKey, 0, prefetchBatch), make([]int32, 0, prefetchBatch)
-			got = make([][]byte, 0, prefetchBatch)
+			if cap(batches[r]) < prefetchBatch {
+				batches[r] = make([]types.StateKey, 0, prefetchBatch)
+			}
+			keys = batches[r][:0]
+			// Keep no block's keys alive through the scratch.
+			defer func() { clear(keys[:cap(keys)]) }()
 		}
+		from := lo // the slot of keys[0]
 		flush := func() error {
-			var err error
-			if got, err = br.GetMany(ctx, keys, got[:0]); err != nil {
-				return err
+			if len(keys) == 0 {
+				return nil
 			}
-			for j, s := range slots {
-				vals[s] = got[j]
-			}
-			clear(got) // keep no values alive through the buffer
-			keys, slots = keys[:0], slots[:0]
-			return nil
+			_, err := br.GetMany(ctx, keys, vals[from:from:from+len(keys)])
+			from += len(keys)
+			keys = keys[:0]
+			return err
 		}
 		var sk slotKeys
 		if lo < hi {
 			sk = t.slotKeys(int32(lo))
 		}
 		for s := lo; s < hi; s++ {
-			if t.off[s+1]-t.off[s] > types.StateKeyMax {
-				// An over-long key fails the transaction when it is used;
-				// it must not fail the block here. No state holds it, so
-				// absent (nil) is its value.
-				vals[s] = nil
-				continue
-			}
 			var err error
-			if !batch {
+			switch {
+			case t.off[s+1]-t.off[s] > types.StateKeyMax:
+				// An over-long key fails the transaction when it is
+				// used; it must not fail the block here. No state
+				// holds it, so absent (nil) is its value.
+				if err = flush(); err == nil {
+					vals[s], from = nil, s+1
+				}
+			case !batch:
 				vals[s], err = parent.Get(ctx, sk.at(int32(s)))
-			} else if keys, slots = append(keys, sk.at(int32(s))), append(slots, int32(s)); len(keys) == prefetchBatch {
-				err = flush()
+			default:
+				if keys = append(keys, sk.at(int32(s))); len(keys) == prefetchBatch {
+					err = flush()
+				}
 			}
 			if err != nil {
 				errs[r] = fmt.Errorf("%w: prefetch: %w", ErrState, err)
 				return
 			}
 		}
-		if len(keys) > 0 {
-			if err := flush(); err != nil {
-				errs[r] = fmt.Errorf("%w: prefetch: %w", ErrState, err)
-			}
+		if err := flush(); err != nil {
+			errs[r] = fmt.Errorf("%w: prefetch: %w", ErrState, err)
 		}
 	})
 	for _, err := range errs {

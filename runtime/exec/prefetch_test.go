@@ -97,8 +97,17 @@ func TestGetManyMatchesGet(t *testing.T) {
 				t.Fatalf("%d keys found, want %d", found, len(present)+300)
 			}
 			long := types.StateKey{Key: make([]byte, types.StateKeyMax+1)}
-			if _, err := s.GetMany(ctx, append(keys[:3:3], long), nil); !errors.Is(err, state.ErrKeyTooLong) {
+			before, err := s.GetMany(ctx, append(keys[:3:3], long), nil)
+			if !errors.Is(err, state.ErrKeyTooLong) {
 				t.Fatalf("over-long key: %v", err)
+			}
+			for i := range before {
+				if !bytes.Equal(before[i], got[1+i]) || (before[i] == nil) != (got[1+i] == nil) {
+					t.Fatalf("before the over-long key, value %d: %q, want %q", i, before[i], got[1+i])
+				}
+			}
+			if len(before) != 3 {
+				t.Fatalf("%d values read before the over-long key, want 3", len(before))
 			}
 		})
 	}

@@ -40,8 +40,11 @@ type scratch struct {
 	writes  [][]write // txOutcomes.writes
 	last    []uint64  // the merge's last write per slot
 	evAt    []int     // where each transaction's events start in the block's
+	// prefetchKeys holds each prefetch reader's batch of keys (cleared
+	// after use).
+	prefetchKeys [][]types.StateKey
 	// keyChunks holds the chunks of the entries' key strings, a list
-	// per listing part (see keyBuilder).
+	// per listing chunk (see keyBuilder, listChunk).
 	keyChunks [][][]byte
 	// crew is the block's helper goroutines (nil with one worker), from
 	// prepare until the block is merged (see crew).
