@@ -413,8 +413,8 @@ func (x *Executor) ExecuteSerial(ctx context.Context, parent StateView, b *types
 	return restoreOrder(x.merge(outs, bl.access, 1, false), bl.order), nil
 }
 
-// runTx applies the replay checks, runs the transaction on a fresh overlay
-// and returns its receipt and the writes it leaves.
+// runTx applies the replay checks, runs the transaction on the worker's
+// overlay (reset for it) and returns its receipt and the writes it leaves.
 func (x *Executor) runTx(ctx context.Context, bl *block, layer blockLayer, parent StateView, i int, simulate bool, rec *recorder) (txOut, error) {
 	if err := ctx.Err(); err != nil {
 		return txOut{}, err

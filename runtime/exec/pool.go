@@ -512,6 +512,9 @@ func (e *PooledEngine) releaseLocal(w *worker, mod api.Module, failed bool) {
 // adds w's counts to the engine's. Call it when w's goroutine is done
 // with the block, after every frame was released.
 func (w *worker) flush() {
+	// The last transaction's overlay holds its block's state view and
+	// values: an idle worker keeps none of them alive.
+	w.ov = overlay{}
 	e := w.e
 	if e == nil {
 		return
