@@ -7,6 +7,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -316,24 +317,32 @@ func TestSnapshotImportCrashResume(t *testing.T) {
 }
 
 // spyFS calls on before each file creation, link and removal, with the
-// operation and the file's name.
+// operation and the file's name, one call at a time: an install's merge
+// sections create their tables concurrently.
 type spyFS struct {
 	vfs.FS
+	mu sync.Mutex
 	on func(op, name string)
 }
 
+func (f *spyFS) spy(op, name string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.on(op, name)
+}
+
 func (f *spyFS) Create(name string, cat vfs.DiskWriteCategory) (vfs.File, error) {
-	f.on("create", name)
+	f.spy("create", name)
 	return f.FS.Create(name, cat)
 }
 
 func (f *spyFS) Link(oldname, newname string) error {
-	f.on("link", oldname)
+	f.spy("link", oldname)
 	return f.FS.Link(oldname, newname)
 }
 
 func (f *spyFS) RemoveAll(name string) error {
-	f.on("remove", name)
+	f.spy("remove", name)
 	return f.FS.RemoveAll(name)
 }
 
@@ -392,7 +401,7 @@ func testSnapshotImportCrashResume(t *testing.T, stream, ingest bool) {
 	// scratch file after the ingest.
 	var named []int64
 	seen := map[string]bool{}
-	s := openSnapStore(t, &spyFS{dry, func(op, name string) {
+	s := openSnapStore(t, &spyFS{FS: dry, on: func(op, name string) {
 		scratch := strings.Contains(name, ingestDirName+"/")
 		key := map[string]string{"create": "table-", "link": "link", "remove": "remove"}[op]
 		if scratch && !seen[key] && (op != "create" || strings.Contains(name, "table-")) {
