@@ -29,20 +29,38 @@ import (
 type gate struct {
 	mu     sync.Mutex
 	closed bool
-	wg     sync.WaitGroup // the helpers that joined
+	busy   atomic.Int32   // the helpers that joined and have not left
+	wg     sync.WaitGroup // the same helpers, for a caller that parks
 }
 
 // enter joins the phase; false means it is over (the caller did it all).
-// A helper that entered calls g.wg.Done when done.
+// A helper that entered calls leave when done.
 func (g *gate) enter() bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.closed {
 		return false
 	}
+	g.busy.Add(1)
 	g.wg.Add(1)
 	return true
 }
+
+// leave is a joined helper's end of the phase.
+func (g *gate) leave() {
+	g.busy.Add(-1)
+	g.wg.Done()
+}
+
+// closeSpin is how many times a caller whose part is done yields while
+// a helper still works on the phase before it parks (~0.1 ms; a helper
+// lagging in a short phase takes a few µs). Parked at once in wg.Wait,
+// the caller is readied by the helper's Done, most likely onto the
+// helper's own core, which then has two goroutines and hands one to the
+// idle core only once a thread wakes there: in 2-worker numberings the
+// helper ran 11–34 % of the short phases' parts that follow a phase
+// (counting the keys, the repeats' slots), with the spin 40–44 %.
+const closeSpin = 1000
 
 // close ends the phase for helpers that have not joined and waits for
 // those that have.
@@ -50,6 +68,9 @@ func (g *gate) close() {
 	g.mu.Lock()
 	g.closed = true
 	g.mu.Unlock()
+	for i := 0; i < closeSpin && g.busy.Load() > 0; i++ {
+		runtime.Gosched()
+	}
 	g.wg.Wait()
 }
 
@@ -71,7 +92,7 @@ func (ph *phase) claim() {
 // join is a helper's part in ph: the parts it can still claim.
 func (ph *phase) join() {
 	if ph.g.enter() {
-		defer ph.g.wg.Done()
+		defer ph.g.leave()
 		ph.claim()
 	}
 }
