@@ -58,8 +58,8 @@ func (g *gate) leave() {
 // the caller is readied by the helper's Done, most likely onto the
 // helper's own core, which then has two goroutines and hands one to the
 // idle core only once a thread wakes there: in 2-worker numberings the
-// helper ran 11–34 % of the short phases' parts that follow a phase
-// (counting the keys, the repeats' slots), with the spin 40–44 %.
+// helper ran 4–34 % of the short phases' parts that follow a phase
+// (counting the keys, the repeats' slots), with the spin 39–44 %.
 const closeSpin = 1000
 
 // close ends the phase for helpers that have not joined and waits for
