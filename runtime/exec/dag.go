@@ -103,12 +103,8 @@ func newAccessTableIn(sc *scratch, txs []*types.Tx, senders []types.Address, fil
 	// same part, so eachRepeat below finds no repeat at a part's start).
 	// It is the first phase the block's just-started crew runs: a helper
 	// that comes late takes what is left of it, where with one fixed half
-	// per part it left both halves to the caller. Without a crew each
-	// part is one chunk: parallel would start a goroutine per chunk.
-	size := n
-	if t.sc.crew != nil {
-		size = listChunk
-	}
+	// per part it left both halves to the caller.
+	size := listChunk
 	bounds := make([]int, 0, n/listChunk+parts+1)
 	for p := range parts {
 		lo, hi := p*n/parts, (p+1)*n/parts

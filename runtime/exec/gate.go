@@ -185,9 +185,11 @@ func (c *crew) stop() {
 }
 
 // parallel runs fn(0..n-1) and returns when all have returned. The caller
-// and up to n-1 helpers claim parts from an atomic cursor, so which
+// and the crew's helpers claim parts from an atomic cursor, so which
 // goroutine runs a part varies: fn's result must depend only on its part,
-// never on the goroutine or the order of the parts.
+// never on the goroutine or the order of the parts. Without a crew (one
+// worker) the caller runs every part: the parts are units of claiming, not
+// goroutines to start.
 func (c *crew) parallel(n int, fn func(int)) {
 	if n <= 1 {
 		fn(0)
@@ -196,10 +198,6 @@ func (c *crew) parallel(n int, fn func(int)) {
 	ph := &phase{fn: fn, n: n}
 	if c != nil {
 		c.post(ph)
-	} else {
-		for range n - 1 {
-			go ph.join()
-		}
 	}
 	ph.claim()
 	ph.g.close()
