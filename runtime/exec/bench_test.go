@@ -2,6 +2,7 @@ package exec
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -211,6 +212,13 @@ func BenchmarkPhases(b *testing.B) {
 			wg.Wait()
 		}
 		numbering, senders := new(scratch), make([]types.Address, len(txs))
+		kept := new(keptCrew)
+		numberKept := func(sc *scratch, workers int) {
+			sc.crew = kept.take(workers - 1)
+			newAccessTableIn(sc, txs, senders, true, workers)
+			kept.give(sc.crew)
+			sc.crew = nil
+		}
 		for _, p := range []struct {
 			name string
 			fn   func()
@@ -227,6 +235,11 @@ func BenchmarkPhases(b *testing.B) {
 				numbering.crew.stop()
 				numbering.crew = nil
 			}},
+			// The same with the crew an executor keeps between blocks,
+			// given back after each numbering and taken for the next:
+			// back to back, its helper is still spinning when the next
+			// listing starts (what Executor.Wake is for).
+			{"numbering-2w-kept", func() { numberKept(numbering, 2) }},
 			{"prefetch", func() {
 				vals, err := prefetch(ctx, s, bl.access, 1)
 				if err != nil {
@@ -246,6 +259,41 @@ func BenchmarkPhases(b *testing.B) {
 				b.ReportMetric((processCPU()-cpu0).Seconds()/float64(b.N), "cpu-s/op")
 			})
 		}
+		// A block comes after an idle while (a node's executor waits
+		// for its next block, the bench exec command collects between
+		// runs): the kept crew's helper is parked, outside the timing.
+		// A caller's serial stretch before the block (the node gathers
+		// the block's bodies; here hashing, ~0.3 ms, its own row),
+		// with and without Executor.Wake before it: the woken helper
+		// is running by the listing.
+		stretchBuf := make([]byte, 64<<10)
+		stretch := func() {
+			for range 8 {
+				stretchBuf[0] ^= sha256.Sum256(stretchBuf)[0]
+			}
+		}
+		for _, p := range []struct {
+			name string
+			fn   func()
+		}{
+			{"stretch", stretch},
+			{"numbering-2w-idle", func() { numberKept(numbering, 2) }},
+			{"numbering-2w-idle-stretch", func() { stretch(); numberKept(numbering, 2) }},
+			{"numbering-2w-idle-wake-stretch", func() { kept.rouse(1); stretch(); numberKept(numbering, 2) }},
+		} {
+			b.Run(module+"/"+p.name, func(b *testing.B) {
+				kept.give(kept.take(1)) // started outside the timing
+				cpu0 := processCPU()
+				for b.Loop() {
+					b.StopTimer()
+					time.Sleep(idleGap)
+					b.StartTimer()
+					p.fn()
+				}
+				b.ReportMetric((processCPU()-cpu0).Seconds()/float64(b.N), "cpu-s/op")
+			})
+		}
+		kept.close()
 		for p := range w2 {
 			w2[p].flush() // the instances back to the engine, as after a block
 		}
@@ -284,3 +332,8 @@ func BenchmarkPhases(b *testing.B) {
 		s.Close()
 	}
 }
+
+// idleGap is the idle while before each run of BenchmarkPhases' idle
+// rows: long enough that a woken helper's spin (wokenSpin) is over and
+// the idle core's thread sleeps, as between two blocks.
+const idleGap = 3 * time.Millisecond
