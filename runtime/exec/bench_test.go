@@ -337,3 +337,41 @@ func BenchmarkPhases(b *testing.B) {
 // rows: long enough that a woken helper's spin (wokenSpin) is over and
 // the idle core's thread sleeps, as between two blocks.
 const idleGap = 3 * time.Millisecond
+
+// BenchmarkIdleExecutor measures what a 2-worker executor costs between
+// blocks: the process CPU per idle second after one block ("parked":
+// its kept helper parks and costs nothing), the same with a Wake at the
+// start of each 10 ms ("woken": the helper spins up to wokenSpin and
+// parks again, the price of a Wake not followed by a block), and the
+// process after Close ("none"), for the runtime's own background work.
+func BenchmarkIdleExecutor(b *testing.B) {
+	ctx := context.Background()
+	s := newStore(b, 30, 1000)
+	blk, txs := newGen(3, 20).block(2, 2e12, 600)
+	x := New(NewNativeRunner(NativeModules()), Options{Workers: 2})
+	defer x.Close()
+	if _, err := x.ExecuteBlock(ctx, s, blk, txs); err != nil {
+		b.Fatal(err)
+	}
+	const idle = 10 * time.Millisecond
+	for _, c := range []struct {
+		name string
+		fn   func()
+	}{
+		{"parked", func() {}},
+		{"woken", x.Wake},
+		{"none", func() {}}, // after Close
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			if c.name == "none" {
+				x.Close()
+			}
+			cpu0 := processCPU()
+			for b.Loop() {
+				c.fn()
+				time.Sleep(idle)
+			}
+			b.ReportMetric((processCPU()-cpu0).Seconds()/(float64(b.N)*idle.Seconds()), "cpu-s/s")
+		})
+	}
+}
