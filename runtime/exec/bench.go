@@ -119,7 +119,6 @@ func Bench(ctx context.Context, cfg BenchConfig, w io.Writer) ([]BenchRow, error
 		r = NewRunner(nil, pool)
 	}
 	w1, w2 := New(r, Options{Workers: 1}), New(r, Options{Workers: 2})
-	defer w2.Close()
 	var rows []BenchRow
 	for _, rate := range cfg.ConflictRates {
 		b, txs, genesis, err := Workload(cfg.Module, cfg.Code, cfg.Accounts, cfg.Txs, rate)

@@ -2,7 +2,6 @@ package exec
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -212,13 +211,6 @@ func BenchmarkPhases(b *testing.B) {
 			wg.Wait()
 		}
 		numbering, senders := new(scratch), make([]types.Address, len(txs))
-		kept := new(keptCrew)
-		numberKept := func(sc *scratch, workers int) {
-			sc.crew = kept.take(workers - 1)
-			newAccessTableIn(sc, txs, senders, true, workers)
-			kept.give(sc.crew)
-			sc.crew = nil
-		}
 		for _, p := range []struct {
 			name string
 			fn   func()
@@ -235,11 +227,6 @@ func BenchmarkPhases(b *testing.B) {
 				numbering.crew.stop()
 				numbering.crew = nil
 			}},
-			// The same with the crew an executor keeps between blocks,
-			// given back after each numbering and taken for the next:
-			// back to back, its helper is still spinning when the next
-			// listing starts (what Executor.Wake is for).
-			{"numbering-2w-kept", func() { numberKept(numbering, 2) }},
 			{"prefetch", func() {
 				vals, err := prefetch(ctx, s, bl.access, 1)
 				if err != nil {
@@ -259,41 +246,6 @@ func BenchmarkPhases(b *testing.B) {
 				b.ReportMetric((processCPU()-cpu0).Seconds()/float64(b.N), "cpu-s/op")
 			})
 		}
-		// A block comes after an idle while (a node's executor waits
-		// for its next block, the bench exec command collects between
-		// runs): the kept crew's helper is parked, outside the timing.
-		// A caller's serial stretch before the block (the node gathers
-		// the block's bodies; here hashing, ~0.3 ms, its own row),
-		// with and without Executor.Wake before it: the woken helper
-		// is running by the listing.
-		stretchBuf := make([]byte, 64<<10)
-		stretch := func() {
-			for range 8 {
-				stretchBuf[0] ^= sha256.Sum256(stretchBuf)[0]
-			}
-		}
-		for _, p := range []struct {
-			name string
-			fn   func()
-		}{
-			{"stretch", stretch},
-			{"numbering-2w-idle", func() { numberKept(numbering, 2) }},
-			{"numbering-2w-idle-stretch", func() { stretch(); numberKept(numbering, 2) }},
-			{"numbering-2w-idle-wake-stretch", func() { kept.rouse(1); stretch(); numberKept(numbering, 2) }},
-		} {
-			b.Run(module+"/"+p.name, func(b *testing.B) {
-				kept.give(kept.take(1)) // started outside the timing
-				cpu0 := processCPU()
-				for b.Loop() {
-					b.StopTimer()
-					time.Sleep(idleGap)
-					b.StartTimer()
-					p.fn()
-				}
-				b.ReportMetric((processCPU()-cpu0).Seconds()/float64(b.N), "cpu-s/op")
-			})
-		}
-		kept.close()
 		for p := range w2 {
 			w2[p].flush() // the instances back to the engine, as after a block
 		}
@@ -330,48 +282,5 @@ func BenchmarkPhases(b *testing.B) {
 			})
 		}
 		s.Close()
-	}
-}
-
-// idleGap is the idle while before each run of BenchmarkPhases' idle
-// rows: long enough that a woken helper's spin (wokenSpin) is over and
-// the idle core's thread sleeps, as between two blocks.
-const idleGap = 3 * time.Millisecond
-
-// BenchmarkIdleExecutor measures what a 2-worker executor costs between
-// blocks: the process CPU per idle second after one block ("parked":
-// its kept helper parks and costs nothing), the same with a Wake at the
-// start of each 10 ms ("woken": the helper spins up to wokenSpin and
-// parks again, the price of a Wake not followed by a block), and the
-// process after Close ("none"), for the runtime's own background work.
-func BenchmarkIdleExecutor(b *testing.B) {
-	ctx := context.Background()
-	s := newStore(b, 30, 1000)
-	blk, txs := newGen(3, 20).block(2, 2e12, 600)
-	x := New(NewNativeRunner(NativeModules()), Options{Workers: 2})
-	defer x.Close()
-	if _, err := x.ExecuteBlock(ctx, s, blk, txs); err != nil {
-		b.Fatal(err)
-	}
-	const idle = 10 * time.Millisecond
-	for _, c := range []struct {
-		name string
-		fn   func()
-	}{
-		{"parked", func() {}},
-		{"woken", x.Wake},
-		{"none", func() {}}, // after Close
-	} {
-		b.Run(c.name, func(b *testing.B) {
-			if c.name == "none" {
-				x.Close()
-			}
-			cpu0 := processCPU()
-			for b.Loop() {
-				c.fn()
-				time.Sleep(idle)
-			}
-			b.ReportMetric((processCPU()-cpu0).Seconds()/(float64(b.N)*idle.Seconds()), "cpu-s/s")
-		})
 	}
 }

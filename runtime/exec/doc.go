@@ -69,10 +69,9 @@
 // are sorted, and merged in.
 //
 // Every parallel phase of a block (numbering with the senders, prefetch,
-// execution, merge) is run by the calling goroutine and the executor's
-// crew of Workers-1 helpers, which a block takes in prepare and gives
-// back once its last phase has returned, and which park between blocks
-// (see gate.go; Executor.Wake, Close). A phase's parts are claimed, never
+// execution, merge) is run by the calling goroutine and the block's crew
+// of Workers-1 helpers, started once in prepare and stopped before the
+// scratch is handed back (see gate.go). A phase's parts are claimed, never
 // assigned, and a helper joins only while the caller is still on the
 // phase, so each part's result may depend only on the part, and the
 // caller alone must be able to finish any phase.

@@ -106,18 +106,11 @@ type Options struct {
 }
 
 // Executor executes blocks with a Runner. It holds no per-block state,
-// only the working memory of its last block, for its next (see scratch),
-// and with more than one worker the crew of Workers-1 helper goroutines
-// its last block ran with (see gate.go), parked between blocks (Wake
-// has them running ahead of one). Close stops them; an executor that
-// becomes unreachable without Close has them stopped by a cleanup.
-// Blocks may be executed concurrently on one executor: one of them takes
-// the kept crew, the others start their own.
+// only the working memory of its last block, for its next (see scratch).
 type Executor struct {
 	run   Runner
 	opts  Options
 	spare spareScratch // the working memory of its last block (see scratch)
-	crew  *keptCrew    // the crew of its last block, nil with one worker
 }
 
 // New returns an executor of r.
@@ -128,38 +121,7 @@ func New(r Runner, opts Options) *Executor {
 	if opts.MaxTxs <= 0 {
 		opts.MaxTxs = BlockTxsMax
 	}
-	x := &Executor{run: r, opts: opts}
-	if opts.Workers > 1 {
-		x.crew = new(keptCrew)
-		// The helpers reference the crew, never x, so an executor
-		// dropped without Close is collected and its helpers stopped.
-		runtime.AddCleanup(x, (*keptCrew).close, x.crew)
-	}
-	return x
-}
-
-// Wake tells x that a block is coming: its helpers wake (started if it
-// has none) and look for the block's first phase for ~1 ms (wokenSpin)
-// before they park again. A caller with serial work of its own before
-// ExecuteBlock (gathering the block's transaction bodies) calls Wake
-// first: a parked helper runs again only once a thread wakes on the idle
-// core (a median ~150 µs here), which the block's first phase, the
-// listing, otherwise spends mostly on the caller alone. A Wake without a
-// block costs the helpers' spin and nothing else; results never depend
-// on it.
-func (x *Executor) Wake() {
-	if x.crew != nil {
-		x.crew.rouse(x.opts.Workers - 1)
-	}
-}
-
-// Close stops the helper goroutines x keeps between blocks and returns
-// once they have exited. x stays usable: a later block starts its own
-// helpers and stops them when it is done.
-func (x *Executor) Close() {
-	if x.crew != nil {
-		x.crew.close()
-	}
+	return &Executor{run: r, opts: opts}
 }
 
 // txOut is the outcome of one transaction: its receipt and the writes it
@@ -186,40 +148,32 @@ type block struct {
 	// b, txs and senders are in execution order, see nonceOrder.
 	order []int
 	sc    *scratch // holds senders, access's arrays, cache, own, wbuf
-	crew  *crew    // the block's crew (also sc.crew), nil once given back
 }
 
-// done gives the block's crew and scratch back to x for its next block:
-// call it only once nothing of the block but its merged result is used.
+// done gives the block's scratch back to x for its next block: call it
+// only once nothing of the block but its merged result is used.
 func (x *Executor) done(bl *block) {
-	x.giveCrew(bl)
+	bl.sc.crew.stop()
 	bl.sc.crew = nil
 	x.spare.put(bl.sc)
 	bl.sc = nil
 }
 
-// giveCrew gives the block's crew back to x (see keptCrew), once: the
-// error paths call it after a failed phase, and again after done.
-func (x *Executor) giveCrew(bl *block) {
-	if c := bl.crew; c != nil {
-		bl.crew = nil
-		x.crew.give(c)
-	}
-}
-
 func (x *Executor) prepare(ctx context.Context, parent StateView, b *types.Block, txs []*types.Tx) (*block, error) {
-	// The crew first: waking a parked helper takes a thread waking on
-	// the other core, which the checks below overlap.
-	bl := &block{env: BlockEnv{Height: b.Height, Time: b.Time}, b: b, txs: txs}
-	if x.crew != nil {
-		bl.crew = x.crew.take(x.opts.Workers - 1)
+	if len(txs) != len(b.Txs) {
+		return nil, fmt.Errorf("%w: %d bodies for %d transactions", ErrBlockMismatch, len(txs), len(b.Txs))
 	}
-	if err := x.check(b, txs); err != nil {
-		x.giveCrew(bl)
-		return nil, err
+	if len(txs) > x.opts.MaxTxs {
+		return nil, fmt.Errorf("%w: %d > %d", ErrBlockTooLarge, len(txs), x.opts.MaxTxs)
+	}
+	for i, tx := range txs {
+		if tx == nil {
+			return nil, fmt.Errorf("%w: body %d is nil", ErrBlockMismatch, i)
+		}
 	}
 	sc := x.spare.get()
-	sc.crew, bl.sc, bl.senders = bl.crew, sc, grow(&sc.senders, len(txs))
+	sc.crew = newCrew(x.opts.Workers - 1)
+	bl := &block{env: BlockEnv{Height: b.Height, Time: b.Time}, b: b, txs: txs, senders: grow(&sc.senders, len(txs)), sc: sc}
 	bl.access = newAccessTableIn(sc, txs, bl.senders, true, x.opts.Workers)
 	if bl.order = nonceOrder(txs, bl.access.senderGroups); bl.order != nil {
 		bl.b, bl.txs, bl.senders = reorder(b, txs, bl.senders, bl.order)
@@ -229,28 +183,11 @@ func (x *Executor) prepare(ctx context.Context, parent StateView, b *types.Block
 	bl.nonces = make([]byte, nonceLen*len(txs))
 	c, err := prefetch(ctx, parent, bl.access, x.opts.Workers)
 	if err != nil {
-		x.giveCrew(bl)
+		sc.crew.stop()
 		return nil, err
 	}
 	bl.cache, bl.own = c, byEntry(bl.access, c, x.opts.Workers)
 	return bl, nil
-}
-
-// check reports a block whose bodies do not line up with it or that is
-// too large.
-func (x *Executor) check(b *types.Block, txs []*types.Tx) error {
-	if len(txs) != len(b.Txs) {
-		return fmt.Errorf("%w: %d bodies for %d transactions", ErrBlockMismatch, len(txs), len(b.Txs))
-	}
-	if len(txs) > x.opts.MaxTxs {
-		return fmt.Errorf("%w: %d > %d", ErrBlockTooLarge, len(txs), x.opts.MaxTxs)
-	}
-	for i, tx := range txs {
-		if tx == nil {
-			return fmt.Errorf("%w: body %d is nil", ErrBlockMismatch, i)
-		}
-	}
-	return nil
 }
 
 // ExecuteBlock executes b, whose transaction bodies are txs (txs[i] is the
@@ -261,7 +198,7 @@ func (x *Executor) ExecuteBlock(ctx context.Context, parent StateView, b *types.
 	if err != nil {
 		return nil, err
 	}
-	defer x.giveCrew(bl) // on the error paths; done gives it first otherwise
+	defer bl.sc.crew.stop() // on the error paths; done stops it first otherwise
 	n := len(txs)
 	outs := bl.sc.outcomes(n)
 	if n == 0 {
@@ -456,7 +393,7 @@ func (x *Executor) ExecuteSerial(ctx context.Context, parent StateView, b *types
 	if err != nil {
 		return nil, err
 	}
-	defer x.giveCrew(bl) // on the error paths; done gives it first otherwise
+	defer bl.sc.crew.stop() // on the error paths; done stops it first otherwise
 	outs := bl.sc.outcomes(len(txs))
 	sl := newSerialLayer(bl.access)
 	// One worker, as each goroutine of ExecuteBlock is: the baseline keeps

@@ -19,13 +19,10 @@ import (
 //     while the caller still works on it (see gate): one that comes late
 //     does nothing, so a phase is never slower than the caller doing it
 //     alone.
-//   - An executor has a crew: helper goroutines that take phase after
-//     phase, spinning a bounded while between phases instead of being
-//     started (and waking a thread) for each one. The executor keeps it
-//     from block to block, parked (keptCrew). A parked helper, like one
-//     just started, runs only once a thread wakes on the idle core (a
-//     median ~150 µs), so a block's first phase runs mostly on its
-//     caller unless the executor was woken ahead of it (Executor.Wake).
+//   - A block has a crew: helper goroutines started once, in prepare,
+//     that take phase after phase until the block is merged, spinning a
+//     bounded while between phases instead of being started (and waking
+//     a thread) for each one.
 
 // gate lets helpers join a phase only while its caller is still working
 // on it.
@@ -79,7 +76,6 @@ func (g *gate) close() {
 
 // phase is one parallel phase: fn(0..n-1), claimed through next.
 type phase struct {
-	id   uint64 // set by post: helpers tell phases apart by it
 	fn   func(int)
 	n    int
 	next atomic.Int64
@@ -105,21 +101,13 @@ func (ph *phase) join() {
 // next phase, before it parks: about the serial stretch between two
 // phases of a block (tens of µs), so that it is still running when the
 // next phase comes, without burning a core through a block's serial
-// execution.
+// execution or the time between blocks.
 const crewSpin = 1000
 
-// wokenSpin replaces crewSpin for helpers woken by Executor.Wake, ahead
-// of a block (~1 ms alone on a core): long enough to span a caller's
-// serial work before the block, bounded so that a Wake without a block
-// costs that and no more.
-const wokenSpin = 10 * crewSpin
-
 // crew is a block's helper goroutines (see above). A nil *crew is valid:
-// the caller then runs every part of a phase.
+// its phases start their helpers themselves.
 type crew struct {
 	cur     atomic.Pointer[phase]
-	posts   atomic.Uint64 // phases posted so far, the id of the last
-	rousals atomic.Uint64 // Executor.Wake calls: helpers spin wokenSpin after one
 	stopped atomic.Bool
 	parked  atomic.Int32   // helpers parked on wake
 	wake    chan struct{}  // a token per parked helper to wake
@@ -139,27 +127,20 @@ func newCrew(helpers int) *crew {
 	return c
 }
 
-// help takes the crew's phases until it is stopped. It knows the last
-// phase it saw by id, not by pointer: a parked helper of a kept crew must
-// not keep its last block's phase (and all that its function holds)
-// alive.
+// help takes the crew's phases until it is stopped.
 func (c *crew) help() {
 	defer c.done.Done()
-	var seen, roused uint64
-	limit := crewSpin
+	var seen *phase
 	for spins := 0; ; {
-		if ph := c.cur.Load(); ph != nil && ph.id != seen {
-			seen, spins, limit = ph.id, 0, crewSpin
+		if ph := c.cur.Load(); ph != seen && ph != nil {
+			seen, spins = ph, 0
 			ph.join()
 			continue
 		}
 		if c.stopped.Load() {
 			return
 		}
-		if r := c.rousals.Load(); r != roused {
-			roused, spins, limit = r, 0, wokenSpin
-		}
-		if spins < limit {
+		if spins < crewSpin {
 			spins++
 			runtime.Gosched()
 			continue
@@ -167,19 +148,18 @@ func (c *crew) help() {
 		// Park. Counted before the last look, so a phase posted after
 		// it sees the count and sends a token.
 		c.parked.Add(1)
-		if ph := c.cur.Load(); (ph != nil && ph.id != seen) || c.stopped.Load() || c.rousals.Load() != roused {
+		if ph := c.cur.Load(); (ph != seen && ph != nil) || c.stopped.Load() {
 			c.parked.Add(-1)
 			continue
 		}
 		<-c.wake
 		c.parked.Add(-1)
-		spins, limit = 0, crewSpin
+		spins = 0
 	}
 }
 
 // post makes ph the crew's current phase and wakes parked helpers.
 func (c *crew) post(ph *phase) {
-	ph.id = c.posts.Add(1)
 	c.cur.Store(ph)
 	c.signal()
 }
@@ -193,13 +173,8 @@ func (c *crew) signal() {
 	}
 }
 
-// rouse wakes c's helpers for wokenSpin (see Executor.Wake).
-func (c *crew) rouse() {
-	c.rousals.Add(1)
-	c.signal()
-}
-
-// stop ends the crew and waits for its helpers to exit. Idempotent.
+// stop ends the crew and waits for its helpers to exit: none may touch
+// the block's memory once it is handed back.
 func (c *crew) stop() {
 	if c == nil {
 		return
@@ -207,73 +182,6 @@ func (c *crew) stop() {
 	c.stopped.Store(true)
 	c.signal()
 	c.done.Wait()
-}
-
-// keptCrew is the crew an executor keeps between blocks (see Executor):
-// a block takes it in prepare and gives it back when merged. A block
-// that finds none (the first, or one running beside another block of the
-// executor) starts a crew of its own and keeps it if the place is empty
-// when it is done, or stops it. It is a separate object from the
-// Executor, so that a cleanup of an unreachable executor can stop the
-// crew it kept.
-type keptCrew struct {
-	p       atomic.Pointer[crew]
-	started atomic.Bool // a crew was started (by a block or a rouse)
-	closed  atomic.Bool
-}
-
-// take returns the kept crew, its parked helpers woken, or a new one of
-// helpers goroutines (nil if helpers is 0).
-func (k *keptCrew) take(helpers int) *crew {
-	if c := k.p.Swap(nil); c != nil {
-		c.signal()
-		return c
-	}
-	k.started.Store(true)
-	return newCrew(helpers)
-}
-
-// give takes c back from its block: kept unless another crew is, or k is
-// closed, else stopped. The block's last phase is dropped, so that
-// nothing of the block stays reachable. Once the block's last phase has
-// returned no helper touches its memory: a phase waits for every helper
-// that joined it, and a closed one admits none.
-func (k *keptCrew) give(c *crew) {
-	if c == nil {
-		return
-	}
-	c.cur.Store(nil)
-	if k.closed.Load() || !k.p.CompareAndSwap(nil, c) {
-		c.stop()
-		return
-	}
-	if k.closed.Load() { // closed since the check: close may have missed c
-		k.close()
-	}
-}
-
-// rouse wakes the kept crew's helpers for wokenSpin. Before the first
-// block it starts the crew to keep; while a block holds the crew it does
-// nothing (its helpers are at work), and a block that takes the crew
-// just after the look finds helpers that spin longer between its phases,
-// which changes no result.
-func (k *keptCrew) rouse(helpers int) {
-	c := k.p.Load()
-	if c == nil && k.started.CompareAndSwap(false, true) {
-		k.give(newCrew(helpers))
-		c = k.p.Load()
-	}
-	if c != nil {
-		c.rouse()
-	}
-}
-
-// close stops the kept crew, and the ones given back from now on.
-func (k *keptCrew) close() {
-	k.closed.Store(true)
-	if c := k.p.Swap(nil); c != nil {
-		c.stop()
-	}
 }
 
 // parallel runs fn(0..n-1) and returns when all have returned. The caller
