@@ -1,6 +1,8 @@
 package exec
 
 import (
+	"crypto/sha256"
+	"encoding/binary"
 	"math/bits"
 	"math/rand/v2"
 	"slices"
@@ -284,15 +286,30 @@ func TestKeyRefOrder(t *testing.T) {
 }
 
 // TestKeyRefsMerge checks the parallel merge of two sorted runs with 1 to
-// 5 parts: sorted, and every element once (many equal keys, so the
-// splits fall inside runs of ties).
+// 5 parts: sorted, and every element once. Half the rounds have many
+// equal keys, so the splits fall inside runs of ties; the others keys of
+// two modules and up to 12 bytes from a small alphabet, so that the merge
+// meets differing and equal 8-byte prefixes, and ties only the whole keys
+// tell apart.
 func TestKeyRefsMerge(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
-	for range 200 {
+	other := types.Address{TokenModule[0] + 1}
+	for round := range 400 {
 		es := make(keyRefs, rng.IntN(60))
 		refs := make([]keyRef, len(es))
 		for j := range es {
-			es[j].k = string(TokenModule[:]) + string([]byte{byte(rng.IntN(4))})
+			if round%2 == 0 {
+				es[j].k = string(TokenModule[:]) + string([]byte{byte(rng.IntN(4))})
+			} else {
+				mod, key := TokenModule, make([]byte, rng.IntN(13))
+				if rng.IntN(4) == 0 {
+					mod = other
+				}
+				for i := range key {
+					key[i] = byte(rng.IntN(3))
+				}
+				es[j].k = string(mod[:]) + string(key)
+			}
 			refs[j] = newKeyRef(es[j].k, int32(j), 0)
 		}
 		cut := 0
@@ -422,5 +439,25 @@ func TestAccessTableRepeatedRecord(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// BenchmarkKeyRefsMerge merges two sorted runs of 10 000 token balance
+// keys of random accounts, as a 2-worker numbering of a 5 000-transfer
+// block does, on one goroutine.
+func BenchmarkKeyRefsMerge(b *testing.B) {
+	const n = 20_000
+	es, refs := make(keyRefs, n), make([]keyRef, n)
+	for j := range es {
+		h := sha256.Sum256(binary.BigEndian.AppendUint64(nil, uint64(j)))
+		es[j].k = string(TokenModule[:]) + "b" + string(h[:types.AddressLen])
+		refs[j] = newKeyRef(es[j].k, int32(j), int32(j))
+	}
+	x, y := refs[:n/2], refs[n/2:]
+	es.radix(x, make([]keyRef, len(x)))
+	es.radix(y, make([]keyRef, len(y)))
+	out := make([]keyRef, n)
+	for b.Loop() {
+		es.mergeInto(out, x, y)
 	}
 }
