@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	ds "github.com/ipfs/go-datastore"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
 
@@ -171,16 +170,7 @@ func (n *Node) catchUpTo(comm *consensus.Committee, c *syncCandidate, latest uin
 		h = top + 1
 	}
 	// The checkpoint is where a restart continues from.
-	b, err := n.d.Batch(n.ctx)
-	if err != nil {
-		return nil, err
-	}
-	for k, v := range map[ds.Key][]byte{keyOState: c.raw, keyOStateCert: types.MustEncode(c.cert)} {
-		if err := b.Put(n.ctx, k, v); err != nil {
-			return nil, err
-		}
-	}
-	return c.state, b.Commit(n.ctx)
+	return c.state, n.d.Put(n.ctx, keyOState, encodeOrderingPair(c.cert, c.raw))
 }
 
 // LagCheckInterval is how often a running node checks whether it fell

@@ -1,7 +1,6 @@
 package node
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"crypto/sha256"
@@ -32,9 +31,12 @@ const (
 )
 
 var (
-	keyOState     = ds.NewKey("/node/ostate")     // consensus.OrderingState of the last compaction
-	keyOStateCert = ds.NewKey("/node/ostatecert") // its checkpoint certificate
-	keyPrunedTo   = ds.NewKey("/node/prunedto")   // blocks at or below were pruned
+	// keyOState holds the ordering state of the last compaction and its
+	// checkpoint certificate in one record (encodeOrderingPair): stored
+	// as two, a reader could get one from before a compaction and one
+	// from after it.
+	keyOState   = ds.NewKey("/node/ostate")
+	keyPrunedTo = ds.NewKey("/node/prunedto") // blocks at or below were pruned
 )
 
 // compactState decides when the log is compacted. The executor offers the
@@ -170,16 +172,7 @@ func (n *Node) compact(ctx context.Context, j compactJob) error {
 	} else if err != nil {
 		return err
 	}
-	b, err := n.d.Batch(ctx)
-	if err != nil {
-		return err
-	}
-	for k, v := range map[ds.Key][]byte{keyOState: j.state, keyOStateCert: types.MustEncode(j.cc)} {
-		if err := b.Put(ctx, k, v); err != nil {
-			return err
-		}
-	}
-	if err := b.Commit(ctx); err != nil {
+	if err := n.d.Put(ctx, keyOState, encodeOrderingPair(j.cc, j.state)); err != nil {
 		return err
 	}
 	if prev != nil {
@@ -204,10 +197,6 @@ func (n *Node) compact(ctx context.Context, j compactJob) error {
 	return nil
 }
 
-// orderingStateReads bounds how many times loadOrderingState reads the
-// pair while concurrent writes tear it.
-const orderingStateReads = 4
-
 // loadOrderingState returns the persisted ordering state and its
 // certificate, or nils before the first compaction.
 func loadOrderingState(ctx context.Context, d ds.Datastore, c *consensus.Committee) (*consensus.OrderingState, *consensus.CheckpointCert, error) {
@@ -225,39 +214,26 @@ func loadOrderingState(ctx context.Context, d ds.Datastore, c *consensus.Committ
 	return st, cc, nil
 }
 
+// encodeOrderingPair is the record of keyOState: the ordering state's
+// canonical bytes and its certificate, encoded as the sync-state answer
+// that serves them.
+func encodeOrderingPair(cc *consensus.CheckpointCert, state []byte) []byte {
+	return types.MustEncode(&syncStateResponse{Cert: *cc, State: state})
+}
+
 // readOrderingPair reads the persisted ordering state's bytes and its
-// certificate, or nils before the first compaction. The two records are
-// written in one batch but read one at a time, and the compactor or a
-// state sync may replace them in between (a test reading them while the
-// compactor ran got the state of 9 with the certificate of 12; a peer
-// asking for a snapshot or for the sync state got ErrCorrupt or a pair it
-// refused the same way): a pair whose state does not hash to the
-// certificate's value is read again when the state record changed
-// meanwhile, and is ErrCorrupt only when it did not.
+// certificate, or nils before the first compaction.
 func readOrderingPair(ctx context.Context, d ds.Datastore) ([]byte, *consensus.CheckpointCert, error) {
-	for read := 1; ; read++ {
-		b, err := d.Get(ctx, keyOState)
-		if errors.Is(err, ds.ErrNotFound) {
-			return nil, nil, nil
-		}
-		if err != nil {
-			return nil, nil, fmt.Errorf("node: read ordering state: %w", err)
-		}
-		var cc consensus.CheckpointCert
-		if err := getCBOR(ctx, d, keyOStateCert, &cc); err != nil {
-			return nil, nil, err
-		}
-		if sha256.Sum256(b) == cc.OrderingStateHash {
-			return b, &cc, nil
-		}
-		again, err := d.Get(ctx, keyOState)
-		if err != nil && !errors.Is(err, ds.ErrNotFound) {
-			return nil, nil, fmt.Errorf("node: read ordering state: %w", err)
-		}
-		if bytes.Equal(again, b) || read == orderingStateReads {
-			return nil, nil, fmt.Errorf("%w: ordering state does not hash to its certificate's value (height %d)", ErrCorrupt, cc.Height)
-		}
+	var r syncStateResponse
+	if err := getCBOR(ctx, d, keyOState, &r); errors.Is(err, ErrNotFound) {
+		return nil, nil, nil
+	} else if err != nil {
+		return nil, nil, err
 	}
+	if sha256.Sum256(r.State) != r.Cert.OrderingStateHash {
+		return nil, nil, fmt.Errorf("%w: ordering state does not hash to its certificate's value (height %d)", ErrCorrupt, r.Cert.Height)
+	}
+	return r.State, &r.Cert, nil
 }
 
 // recordRound is the round a log record belongs to.

@@ -145,6 +145,6 @@
 // /node/format (the records' format: open refuses another, ErrFormat),
 // /node/log, /node/block, /node/root, /node/tx (with receipts), /node/cp,
 // /node/cplatest and /node/mempool (see store.go), /node/htx (see
-// executor.go), /node/ostate,
-// /node/ostatecert and /node/prunedto (see compact.go).
+// executor.go), /node/ostate (the ordering state with its certificate)
+// and /node/prunedto (see compact.go).
 package node

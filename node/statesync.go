@@ -473,7 +473,7 @@ func (n *Node) persistSynced(c *syncCandidate) error {
 		return err
 	}
 	cb := types.MustEncode(cc)
-	for k, v := range map[ds.Key][]byte{keyOState: c.raw, keyOStateCert: cb, heightKey(nsCP, cc.Height): cb,
+	for k, v := range map[ds.Key][]byte{keyOState: encodeOrderingPair(cc, c.raw), heightKey(nsCP, cc.Height): cb,
 		keyCPLatest: cb, heightKey(nsRoot, cc.Height): cc.StateRoot[:], keyPrunedTo: types.MustEncode(cc.Height)} {
 		if err := b.Put(n.ctx, k, v); err != nil {
 			return err

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"testing"
 
-	ds "github.com/ipfs/go-datastore"
 
 	"github.com/kairos-network/kairos/consensus"
 	"github.com/kairos-network/kairos/consensus/order"
@@ -49,10 +48,8 @@ func syncServer(t testing.TB) (*Node, *consensus.CheckpointCert) {
 	st := &consensus.OrderingState{Height: 2, Order: orderState(2)}
 	enc := st.Encode()
 	cc := signedCert(comm, 2, root, sha256.Sum256(enc), 3)
-	for k, val := range map[ds.Key][]byte{keyOState: enc, keyOStateCert: types.MustEncode(cc)} {
-		if err := n.d.Put(ctx, k, val); err != nil {
-			t.Fatal(err)
-		}
+	if err := n.d.Put(ctx, keyOState, encodeOrderingPair(cc, enc)); err != nil {
+		t.Fatal(err)
 	}
 	return n, cc
 }

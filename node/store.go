@@ -29,8 +29,9 @@ var keyCPLatest = ds.NewKey("/node/cplatest")
 
 // recordFormat is the format of the node's records, stored under
 // keyFormat. 2: a transaction record holds its receipt (format 1, without
-// a format record, kept receipts under /node/receipt).
-const recordFormat = 2
+// a format record, kept receipts under /node/receipt). 3: the ordering
+// state and its certificate are one record (/node/ostatecert is gone).
+const recordFormat = 3
 
 var keyFormat = ds.NewKey("/node/format")
 
