@@ -229,7 +229,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer) error {
 	fmt.Fprintf(tw, "proof at %d keys: verify present/absent (median)\t%s\t\t\t<= 20µs\n", bigKeys, bigVerify)
 	fmt.Fprintf(tw, "snapshot export (%s in %d chunks; the store open, as on a serving node)\t%s (%s)\t-\t-\t\n", mib(snap.bytes), snap.chunks, mbps(snap.bytes, snap.export), cpuPerMB(snap.exportCPU, snap.bytes))
 	fmt.Fprintf(tw, "imports below: the commit-phase store closed first, as on a syncing node (its Close, waiting for pebble's compactions, not timed)\t%s\t-\t-\t\n", dur(snap.closeWait))
-	fmt.Fprintf(tw, "snapshot import: verify+stage (%d workers)\t%s (%s)\t-\t-\t\n", snap.workers, mbps(snap.bytes, snap.stage.wall), cpuPerMB(snap.stage.cpu, snap.bytes))
+	fmt.Fprintf(tw, "snapshot import: verify+stage (%d chunks in flight)\t%s (%s)\t-\t-\t\n", snap.workers, mbps(snap.bytes, snap.stage.wall), cpuPerMB(snap.stage.cpu, snap.bytes))
 	fmt.Fprintf(tw, "snapshot import: build+install\t%s (%s)\t-\t-\t\n", mbps(snap.bytes, snap.install.wall), cpuPerMB(snap.install.cpu, snap.bytes))
 	fmt.Fprintf(tw, "snapshot import: end to end\t%s (%s)\t-\t-\t>= 50 MB/s\n", mbps(snap.bytes, snap.stage.wall+snap.install.wall), cpuPerMB(snap.stage.cpu+snap.install.cpu, snap.bytes))
 	fmt.Fprintf(tw, "snapshot import from local chunks: verify+install, nothing staged\t%s (%s)\t-\t-\t>= 50 MB/s\n", mbps(snap.bytes, snap.stream.wall), cpuPerMB(snap.stream.cpu, snap.bytes))
