@@ -129,8 +129,9 @@ func (b *treeBuilder) finish(a *[fanout]slot) (slot, error) {
 		return a[last], nil
 	}
 	// The node lives on the stack only to be encoded into the batch's
-	// buffers: as a heap node, a record and a key string per node, its
-	// allocations were two fifths of the builder's own time.
+	// buffers (makeNode's heap node, then a record and a key string per
+	// node, copied into the batch: the builder took 0.77 CPU-s per 1M-key
+	// install with them, 0.55 without).
 	var entries [fanout]slot
 	n := node{born: b.height, entries: entries[:0]}
 	for i := range a {
@@ -315,7 +316,7 @@ func (b *opBuffers) reset() {
 // presize gives b room for a batch like the one before it, plus an
 // eighth. Grown by append from empty, each of the first batches' buffers
 // was copied over and over (large slices grow by a quarter at a time, so
-// about four times their final size: 0.21 of 3.53 CPU-s of a 1M-key
+// about four times their final size: ~0.2 of 3.5 CPU-s of a 1M-key
 // install went to those copies); only the first batch still grows.
 func (b *opBuffers) presize(like *opBuffers) {
 	b.ops = make([]recordOp, 0, len(like.ops)+len(like.ops)/8)
