@@ -231,6 +231,7 @@ func (s *Store) writeInBackground(ctx context.Context, w *pendingWrite, prev *pe
 	}
 	if prev != nil {
 		if perr := prev.wait(); perr != nil {
+			discardBatch(b)
 			w.err = perr
 			return
 		}
@@ -533,6 +534,7 @@ func (s *Store) commitBatch(ctx context.Context, height uint64, root slot, o *ou
 		return nil, err
 	}
 	if err := b.Put(ctx, keyLatest, binary.AppendUvarint(nil, height)); err != nil {
+		discardBatch(b)
 		return nil, err
 	}
 	return b, nil
@@ -607,7 +609,21 @@ func (s *Store) versionBatch(ctx context.Context, height uint64, root slot, o *o
 		}
 	}
 	put(rootKey(height), encodeRoot(root))
-	return b, err
+	if err != nil {
+		discardBatch(b)
+		return nil, err
+	}
+	return b, nil
+}
+
+// discardBatch releases a batch that is abandoned instead of committed
+// (nil: nothing to release). A pebble batch holds pooled memory until it
+// is closed; Commit closes it, so only batches that never reach Commit
+// come here.
+func discardBatch(b ds.Batch) {
+	if pb, ok := b.(pebbleBatch); ok {
+		pb.b.Close()
+	}
 }
 
 // newVersionBatch returns an empty batch for a version's records: on

@@ -112,6 +112,7 @@ func (s *Store) writeReplace(ctx context.Context, height uint64, root slot, o *o
 		return err
 	}
 	if err := b.Put(ctx, keyMin, binary.AppendUvarint(nil, height)); err != nil {
+		discardBatch(b)
 		return err
 	}
 	return b.Commit(ctx) // synced, as every version batch

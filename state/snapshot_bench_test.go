@@ -16,7 +16,7 @@ import (
 // build, nothing staged), each op being both whole imports. It reports MB/s
 // and MB per CPU-second of each phase. KAIROS_BENCH_CPUPROFILE=<file>
 // profiles the Install into <file>, the InstallFrom into <file>.stream and
-// the export into <file>.export.
+// the export into <file>.export and the staging into <file>.stage.
 func BenchmarkSnapshot(b *testing.B) {
 	n := benchKeys()
 	s, h := fillStore(b, n)
@@ -44,6 +44,7 @@ func BenchmarkSnapshot(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
+		stop = profileTo(b, os.Getenv("KAIROS_BENCH_CPUPROFILE"), ".stage")
 		cpu, t0 := startCPU(), time.Now()
 		im, err := NewImporter(ctx, dst.Datastore(), m)
 		if err != nil {
@@ -55,6 +56,7 @@ func BenchmarkSnapshot(b *testing.B) {
 			}
 		}
 		stageCPU, stageWall = stageCPU+cpu.since(), stageWall+time.Since(t0)
+		stop()
 		stop = profileTo(b, os.Getenv("KAIROS_BENCH_CPUPROFILE"), "")
 		cpu, t0 = startCPU(), time.Now()
 		if err := im.Install(ctx, dst); err != nil {

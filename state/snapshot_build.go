@@ -128,8 +128,21 @@ func (b *treeBuilder) finish(a *[fanout]slot) (slot, error) {
 	if count == 1 && a[last].kind == slotLeaf {
 		return a[last], nil
 	}
-	n := newNode(b.height, a)
-	return slot{kind: slotChild, h: n.id, born: b.height}, b.w.put(nodeKey(b.height, n.id), encodeNode(n))
+	// The node lives on the stack only to be encoded into the batch's
+	// buffers (makeNode's heap node, then a record and a key string per
+	// node, copied into the batch: the builder took 0.77 CPU-s per 1M-key
+	// install with them, 0.55 without).
+	var entries [fanout]slot
+	n := node{born: b.height, entries: entries[:0]}
+	for i := range a {
+		if a[i].kind != slotEmpty {
+			n.occ |= 1 << i
+			n.entries = append(n.entries, a[i])
+		}
+	}
+	var in innerHashes
+	n.id = hashSlots(a, &in)
+	return slot{kind: slotChild, h: n.id, born: b.height}, b.w.putNode(&n)
 }
 
 // root closes every open node and returns the root slot.
@@ -300,6 +313,17 @@ func (b *opBuffers) reset() {
 	clear(b.modID)
 }
 
+// presize gives b room for a batch like the one before it, plus an
+// eighth. Grown by append from empty, each of the first batches' buffers
+// was copied over and over (large slices grow by a quarter at a time, so
+// about four times their final size: ~0.2 of 3.5 CPU-s of a 1M-key
+// install went to those copies); only the first batch still grows.
+func (b *opBuffers) presize(like *opBuffers) {
+	b.ops = make([]recordOp, 0, len(like.ops)+len(like.ops)/8)
+	b.keys = make([]byte, 0, len(like.keys)+len(like.keys)/8)
+	b.values = make([]byte, 0, len(like.values)+len(like.values)/8)
+}
+
 // recordOp is a put, or a delete when del is set, of the key at
 // keys[koff:koff+klen] with the value at values[voff:voff+vlen]; seq is its
 // place in the batch, which orders operations on one key. No pointers: the
@@ -378,6 +402,17 @@ func (w *recordWriter) putValue(born uint64, lh types.Hash, k types.StateKey, va
 	w.b.keys = appendNodeKey(w.b.keys, born, lh)
 	voff := len(w.b.values)
 	w.b.values = appendValue(w.b.values, k, value)
+	return w.pushOp(koff, sortFrom, 0, voff, false)
+}
+
+// putNode puts n's record, built in the batch's buffers as putValue
+// builds a value record.
+func (w *recordWriter) putNode(n *node) error {
+	w.align()
+	koff := len(w.b.keys)
+	w.b.keys = appendNodeKey(w.b.keys, n.born, n.id)
+	voff := len(w.b.values)
+	w.b.values = appendNode(w.b.values, n)
 	return w.pushOp(koff, sortFrom, 0, voff, false)
 }
 
@@ -503,6 +538,8 @@ func (w *recordWriter) flushThen(then func() error) error {
 		w.b = w.spare[n-1]
 		w.spare = w.spare[:n-1]
 		w.b.reset()
+	} else {
+		w.b.presize(&bw.buf)
 	}
 	go func() {
 		defer close(bw.done)

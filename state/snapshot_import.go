@@ -445,7 +445,7 @@ func (im *Importer) chunkLeaves(ctx context.Context, i int, src chunkReader) ([]
 	}
 	b, hashed, err := src(ctx, i)
 	if err != nil {
-		return nil, fmt.Errorf("%w: chunk %d: %w", ErrSnapshotIncomplete, i, err)
+		return nil, err // the source's failure, or its refusal of the chunk
 	}
 	c, ls, err := verifyChunk(im.m, b, hashed)
 	if err != nil {

@@ -347,23 +347,34 @@ func testSnapshotInstallFromChecked(t *testing.T, ingest bool) {
 		return cc
 	}
 	good := func(i int) CheckedChunk { return check(m, i, chunks[i]) }
+	errNoPeer := errors.New("no peer has it")
+	// A refused chunk fails with the refusal's sentinel alone: the install
+	// is not merely incomplete, what the source delivered is wrong. Only a
+	// source that delivers nothing makes it incomplete, with its reason.
 	sources := []struct {
 		name string
-		read func(i int) CheckedChunk
-		want error
+		read func(i int) (CheckedChunk, error)
+		want []error
+		not  error
 	}{
-		{"checked as another index", func(i int) CheckedChunk {
+		{"checked as another index", func(i int) (CheckedChunk, error) {
 			if i == bad {
-				return good(i + 1)
+				return good(i + 1), nil
 			}
-			return good(i)
-		}, ErrChunkHash},
-		{"checked against another listing", func(i int) CheckedChunk {
+			return good(i), nil
+		}, []error{ErrChunkHash}, ErrSnapshotIncomplete},
+		{"checked against another listing", func(i int) (CheckedChunk, error) {
 			if i == bad {
-				return check(&forged, i, tampered)
+				return check(&forged, i, tampered), nil
 			}
-			return good(i)
-		}, ErrChunkHash},
+			return good(i), nil
+		}, []error{ErrChunkHash}, ErrSnapshotIncomplete},
+		{"source fails", func(i int) (CheckedChunk, error) {
+			if i == bad {
+				return CheckedChunk{}, errNoPeer
+			}
+			return good(i), nil
+		}, []error{ErrSnapshotIncomplete, errNoPeer}, ErrChunkHash},
 	}
 	dst := openSnapStore(t, vfs.NewMem(), ingest)
 	for _, sc := range sources {
@@ -371,9 +382,14 @@ func testSnapshotInstallFromChecked(t *testing.T, ingest bool) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		err = im.InstallFromChecked(ctx, dst, func(_ context.Context, i int) (CheckedChunk, error) { return sc.read(i), nil })
-		if !errors.Is(err, sc.want) {
-			t.Fatalf("%s: got %v, want %v", sc.name, err, sc.want)
+		err = im.InstallFromChecked(ctx, dst, func(_ context.Context, i int) (CheckedChunk, error) { return sc.read(i) })
+		for _, want := range sc.want {
+			if !errors.Is(err, want) {
+				t.Fatalf("%s: got %v, want %v", sc.name, err, want)
+			}
+		}
+		if errors.Is(err, sc.not) {
+			t.Fatalf("%s: got %v, which is also %v", sc.name, err, sc.not)
 		}
 		if gh, gr := dst.Latest(); gh != 0 || gr != types.EmptyRoot {
 			t.Fatalf("%s: a failed install moved the store to (%d, %s)", sc.name, gh, gr)

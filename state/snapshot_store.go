@@ -191,7 +191,7 @@ func (im *Importer) InstallFromChecked(ctx context.Context, s *Store, src Checke
 	return im.install(ctx, s, func(ctx context.Context, i int) ([]byte, bool, error) {
 		c, err := src(ctx, i)
 		if err != nil {
-			return nil, false, err
+			return nil, false, sourceFailed(i, err)
 		}
 		if c.i != i {
 			return nil, false, fmt.Errorf("%w: chunk %d checked as chunk %d", ErrChunkHash, i, c.i)
@@ -204,8 +204,17 @@ func (im *Importer) InstallFromChecked(ctx context.Context, s *Store, src Checke
 }
 
 // chunkReader is what an install reads chunks with: the bytes of chunk i,
-// and whether they were checked against the manifest's hash.
+// and whether they were checked against the manifest's hash. Its errors
+// are returned as they are: a source that could not deliver says so with
+// sourceFailed, a refusal of what it delivered with the refused check's
+// sentinel.
 type chunkReader func(ctx context.Context, i int) (b []byte, hashed bool, err error)
+
+// sourceFailed is the error of a chunk source that could not deliver chunk
+// i: the import is incomplete, for src's reason.
+func sourceFailed(i int, err error) error {
+	return fmt.Errorf("%w: chunk %d: %w", ErrSnapshotIncomplete, i, err)
+}
 
 // InstallFrom is Install for an import that can read its chunks itself, in
 // order: chunks on local disk, or a stream from one peer. Every chunk the
@@ -227,7 +236,10 @@ func (im *Importer) InstallFrom(ctx context.Context, s *Store, src ChunkSource) 
 	}
 	return im.install(ctx, s, func(ctx context.Context, i int) ([]byte, bool, error) {
 		b, err := src(ctx, i)
-		return b, false, err
+		if err != nil {
+			return nil, false, sourceFailed(i, err)
+		}
+		return b, false, nil
 	})
 }
 

@@ -22,9 +22,11 @@ batches (the floor), through the state store with pruning on, with pruning off,
 and with pruning on and commits pipelined (CommitAsync: a block's tree update
 runs while the block before is written); every commit is synced. Prints one table with the targets of state.md and
 the disk size over the run. The warm pruning store is then exported as a
-snapshot and imported into a fresh store twice: as from peers (verify and stage
-on every core, then install) and as a local chunk stream (verify on every core
-and install, nothing staged). With --proof-keys a second tree of that many keys is written
+snapshot, closed, and the snapshot imported into a fresh store twice, as on a
+syncing node that runs nothing else: as from peers (verify and stage, two chunks
+per core in flight, then install) and as a local chunk stream (verify on every
+core and install, nothing staged); the streamed import is also timed once while
+the pruning store is still open, for comparison. With --proof-keys a second tree of that many keys is written
 bottom-up from sorted keys to measure proofs at that size. Scale it down with
 --keys, --block and --blocks.`,
 		Args: cobra.NoArgs,

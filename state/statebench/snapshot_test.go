@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"os"
 	"path/filepath"
 	"testing"
 
@@ -60,11 +61,26 @@ func TestMeasureSnapshotImportsTheRoot(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	st, err := measureSnapshot(ctx, s, filepath.Join(t.TempDir(), "import"))
+	var st snapshotStats
+	e, err := exportSnapshot(ctx, s, filepath.Join(t.TempDir(), "import"), &st)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.chunks == 0 || st.bytes == 0 || st.stream == 0 {
+	// As Run does: the source closed before the imports.
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.imports(ctx, &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.chunks == 0 || st.bytes == 0 || st.stage.wall == 0 || st.install.wall == 0 || st.stream.wall == 0 || st.stream.rss == 0 {
 		t.Fatalf("snapshot stats %+v", st)
+	}
+	// The stores the imports wrote are gone, the chunks are left to the
+	// caller.
+	for _, name := range []string{"staged", "streamed"} {
+		if _, err := os.Stat(filepath.Join(e.dir, name)); !os.IsNotExist(err) {
+			t.Fatalf("store %s left behind: %v", name, err)
+		}
 	}
 }
