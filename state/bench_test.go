@@ -65,13 +65,13 @@ func fillStoreListened(b *testing.B, n int, el *pebble.EventListener) (*Store, u
 	dir := filepath.Join(b.TempDir(), "db")
 	tmplRoot := os.Getenv("KAIROS_BENCH_FILL")
 	if tmplRoot == "" {
-		s, h := fillNew(b, dir, n)
+		s, h := fillNew(b, dir, n, el)
 		b.Cleanup(func() { s.Close() })
 		return s, h
 	}
 	tmpl := filepath.Join(tmplRoot, "fill-"+strconv.Itoa(n))
 	if _, err := os.Stat(tmpl); err != nil {
-		s, _ := fillNew(b, tmpl+".part", n)
+		s, _ := fillNew(b, tmpl+".part", n, nil)
 		if err := s.Close(); err != nil {
 			b.Fatal(err)
 		}
@@ -121,10 +121,11 @@ func warmCache(s *Store, sl slot) error {
 	return nil
 }
 
-// fillNew fills a new store in dir with n keys; the caller closes it.
-func fillNew(b *testing.B, dir string, n int) (*Store, uint64) {
+// fillNew fills a new store in dir with n keys, its pebble events also
+// sent to el (when not nil); the caller closes it.
+func fillNew(b *testing.B, dir string, n int, el *pebble.EventListener) (*Store, uint64) {
 	b.Helper()
-	s, err := OpenPebble(dir, Options{KeepVersions: 10})
+	s, err := openPebbleListened(dir, Options{KeepVersions: 10}, el)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -155,7 +156,11 @@ func fillNew(b *testing.B, dir string, n int) (*Store, uint64) {
 // process wrote (as a node that has run for K blocks does), also on a store
 // opened from a KAIROS_BENCH_FILL template. The baseline writes the same
 // 10k key/values as one synced raw pebble batch (the flat index alone) in
-// the same run.
+// the same run. Besides CPU per block it reports pebble's table bytes per
+// update by namespace and compaction reason (tableBytes); with
+// KAIROS_BENCH_SETTLE set, the timed blocks start and end with pebble's
+// compactions settled (settleCompactions), so that settings that defer
+// compaction compare fairly.
 func BenchmarkCommit(b *testing.B) {
 	n := benchKeys()
 	for _, prune := range []bool{false, true} {
@@ -275,7 +280,8 @@ func benchCommit(b *testing.B, n int, prune, async bool) {
 	tables.report(b, b.N*benchBlock)
 	// Compaction pebble still owes at the end: a run of a few dozen
 	// blocks leaves hundreds of MB of it, which cpu-s/op and
-	// sst-B/update do not include; compare runs with similar debt.
+	// sst-B/update do not include; compare runs with similar debt, or
+	// settle (KAIROS_BENCH_SETTLE).
 	m := s.d.(*pebbleds.Datastore).DB.Metrics()
 	b.ReportMetric(float64(m.Compact.EstimatedDebt)/1e6, "debt-MB")
 	// The debt's growth per update: table bytes a variant of the settings
@@ -504,7 +510,7 @@ func BenchmarkOpen(b *testing.B) {
 // level must rewrite.
 type tableBytes struct {
 	mu      sync.Mutex
-	written map[string]uint64 // namespace, or "mixed" → bytes
+	written map[string]uint64 // "flush-n", "compact-mixed", "why-default"… → bytes
 	mixed   int               // tables written that span namespaces
 	tables  int
 }
@@ -513,37 +519,36 @@ func (t *tableBytes) listener() *pebble.EventListener {
 	return &pebble.EventListener{
 		FlushEnd: func(fi pebble.FlushInfo) {
 			if fi.Err == nil && !fi.Ingest {
-				t.add("flush", fi.Output)
+				t.add("flush", "", fi.Output)
 			}
 		},
 		CompactionEnd: func(ci pebble.CompactionInfo) {
 			// A move writes nothing: its output tables are its inputs.
 			if ci.Err == nil && ci.Reason != "move" {
-				t.add("compact", ci.Output.Tables)
-				t.add("why-"+ci.Reason, ci.Output.Tables)
+				t.add("compact", ci.Reason, ci.Output.Tables)
 			}
 		},
 	}
 }
 
-func (t *tableBytes) add(op string, tables []pebble.TableInfo) {
+// add counts tables a flush or compaction wrote, under op and the
+// namespace, and under the compaction's reason when it has one.
+func (t *tableBytes) add(op, reason string, tables []pebble.TableInfo) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.written == nil {
 		t.written = map[string]uint64{}
 	}
 	for _, ti := range tables {
-		if strings.HasPrefix(op, "why-") {
-			// The same tables by the compaction's reason.
-			t.written[op] += ti.Size
-			continue
-		}
 		ns := tableNamespace(ti.Smallest.UserKey)
 		if ns != tableNamespace(ti.Largest.UserKey) {
 			ns = "mixed"
 			t.mixed++
 		}
 		t.written[op+"-"+ns] += ti.Size
+		if reason != "" {
+			t.written["why-"+reason] += ti.Size
+		}
 		t.tables++
 	}
 }
