@@ -266,8 +266,8 @@ func pebbleOptions() *pebble.Options {
 	// compaction into that level must rewrite; at 1M keys with pruning a
 	// fifth of the tables written were such, and ending them at the bounds
 	// took a fifth off the table bytes per update and a third off those
-	// compacted (see RATIONALE.md, "Why
-	// does pebble end its tables at namespace bounds?").
+	// compacted (see RATIONALE.md, "Why does pebble end its tables at
+	// namespace bounds").
 	o.Experimental.SpanPolicyFunc = namespaceSpans
 	return o
 }
