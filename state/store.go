@@ -217,8 +217,9 @@ func OpenPebble(path string, opts Options) (*Store, error) {
 	return openPebbleListened(path, opts, nil)
 }
 
-// openPebbleListened is OpenPebble with pebble's events also sent to el when it is
-// not nil (the benchmarks count the tables flushes and compactions write).
+// openPebbleListened is OpenPebble with pebble's events also sent to el
+// when it is not nil (the benchmarks count the tables that flushes and
+// compactions write).
 func openPebbleListened(path string, opts Options, el *pebble.EventListener) (*Store, error) {
 	po := pebbleOptions()
 	if el != nil {
