@@ -6,10 +6,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	ds "github.com/ipfs/go-datastore"
@@ -52,16 +55,23 @@ func benchValue(i, round int) []byte {
 // one format number) rather than measuring anything.
 func fillStore(b *testing.B, n int) (*Store, uint64) {
 	b.Helper()
+	return fillStoreListened(b, n, nil)
+}
+
+// fillStoreListened is fillStore with the measured store's pebble events
+// also sent to el (when not nil).
+func fillStoreListened(b *testing.B, n int, el *pebble.EventListener) (*Store, uint64) {
+	b.Helper()
 	dir := filepath.Join(b.TempDir(), "db")
 	tmplRoot := os.Getenv("KAIROS_BENCH_FILL")
 	if tmplRoot == "" {
-		s, h := fillNew(b, dir, n)
+		s, h := fillNew(b, dir, n, el)
 		b.Cleanup(func() { s.Close() })
 		return s, h
 	}
 	tmpl := filepath.Join(tmplRoot, "fill-"+strconv.Itoa(n))
 	if _, err := os.Stat(tmpl); err != nil {
-		s, _ := fillNew(b, tmpl+".part", n)
+		s, _ := fillNew(b, tmpl+".part", n, nil)
 		if err := s.Close(); err != nil {
 			b.Fatal(err)
 		}
@@ -80,7 +90,7 @@ func fillStore(b *testing.B, n int) (*Store, uint64) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	s, err := OpenPebble(dir, Options{KeepVersions: 10})
+	s, err := openPebbleListened(dir, Options{KeepVersions: 10}, el)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -111,10 +121,11 @@ func warmCache(s *Store, sl slot) error {
 	return nil
 }
 
-// fillNew fills a new store in dir with n keys; the caller closes it.
-func fillNew(b *testing.B, dir string, n int) (*Store, uint64) {
+// fillNew fills a new store in dir with n keys, its pebble events also
+// sent to el (when not nil); the caller closes it.
+func fillNew(b *testing.B, dir string, n int, el *pebble.EventListener) (*Store, uint64) {
 	b.Helper()
-	s, err := OpenPebble(dir, Options{KeepVersions: 10})
+	s, err := openPebbleListened(dir, Options{KeepVersions: 10}, el)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -145,7 +156,11 @@ func fillNew(b *testing.B, dir string, n int) (*Store, uint64) {
 // process wrote (as a node that has run for K blocks does), also on a store
 // opened from a KAIROS_BENCH_FILL template. The baseline writes the same
 // 10k key/values as one synced raw pebble batch (the flat index alone) in
-// the same run.
+// the same run. Besides CPU per block it reports pebble's table bytes per
+// update by namespace and compaction reason (tableBytes); with
+// KAIROS_BENCH_SETTLE set, the timed blocks start and end with pebble's
+// compactions settled (settleCompactions), so that settings that defer
+// compaction compare fairly.
 func BenchmarkCommit(b *testing.B) {
 	n := benchKeys()
 	for _, prune := range []bool{false, true} {
@@ -191,7 +206,8 @@ func BenchmarkCommit(b *testing.B) {
 // is written (the block before is waited for, as a pipelining node would),
 // the last one waited for before the timer stops.
 func benchCommit(b *testing.B, n int, prune, async bool) {
-	s, h := fillStore(b, n)
+	var tables tableBytes
+	s, h := fillStoreListened(b, n, tables.listener())
 	ctx := context.Background()
 	var wait func() error
 	block := func(i int) {
@@ -229,15 +245,24 @@ func benchCommit(b *testing.B, n int, prune, async bool) {
 		block(i)
 	}
 	drain()
+	settle := os.Getenv("KAIROS_BENCH_SETTLE") != ""
+	if settle {
+		settleCompactions(b, s.pdb)
+	}
 	b.ResetTimer()
 	stop := profileTo(b, os.Getenv("KAIROS_BENCH_CPUPROFILE"), "")
 	cpu := startCPU()
 	wal0, sst0 := pebbleWritten(s)
+	debt0 := s.pdb.Metrics().Compact.EstimatedDebt
+	tables.reset()
 	miss0 := s.cache.missCount()
 	for i := 0; i < b.N; i++ {
 		block(warm + i)
 	}
 	drain()
+	if settle {
+		settleCompactions(b, s.pdb)
+	}
 	stop()
 	// Node cache misses per block: each is a pebble read on the commit's
 	// path (the pruner reads no records).
@@ -252,11 +277,16 @@ func benchCommit(b *testing.B, n int, prune, async bool) {
 	wal, sst := pebbleWritten(s)
 	b.ReportMetric(float64(wal-wal0)/float64(b.N*benchBlock), "wal-B/update")
 	b.ReportMetric(float64(sst-sst0)/float64(b.N*benchBlock), "sst-B/update")
+	tables.report(b, b.N*benchBlock)
 	// Compaction pebble still owes at the end: a run of a few dozen
 	// blocks leaves hundreds of MB of it, which cpu-s/op and
-	// sst-B/update do not include; compare runs with similar debt.
+	// sst-B/update do not include; compare runs with similar debt, or
+	// settle (KAIROS_BENCH_SETTLE).
 	m := s.d.(*pebbleds.Datastore).DB.Metrics()
 	b.ReportMetric(float64(m.Compact.EstimatedDebt)/1e6, "debt-MB")
+	// The debt's growth per update: table bytes a variant of the settings
+	// did not write in the window but still owes.
+	b.ReportMetric((float64(m.Compact.EstimatedDebt)-float64(debt0))/float64(b.N*benchBlock), "debt+B/update")
 	if os.Getenv("KAIROS_BENCH_PEBBLE_METRICS") != "" {
 		// Per-level flush and compaction bytes, for tuning pebble's
 		// options against this write pattern.
@@ -381,6 +411,31 @@ func BenchmarkVerify(b *testing.B) {
 	b.ReportMetric(float64(size)/float64(len(proofs)), "proof-bytes")
 }
 
+// settleCompactions flushes the memtable and waits until pebble has run
+// every compaction it wants to (none in progress at three polls in a row).
+// With KAIROS_BENCH_SETTLE set, the commit benchmark does it before and
+// after its timed blocks, so that its CPU and table bytes include the
+// compactions the blocks caused and a setting cannot look cheaper by
+// leaving them for later.
+func settleCompactions(b *testing.B, db *pebble.DB) {
+	b.Helper()
+	if err := db.Flush(); err != nil {
+		b.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Minute)
+	for idle := 0; idle < 3; {
+		if db.Metrics().Compact.NumInProgress == 0 {
+			idle++
+		} else {
+			idle = 0
+		}
+		if time.Now().After(deadline) {
+			b.Fatal("pebble's compactions did not settle in 10 minutes")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // pebbleWritten returns the bytes the store's pebble database has written
 // to its log and to tables (flushes and compactions) since it was opened.
 func pebbleWritten(s *Store) (wal, sst uint64) {
@@ -446,4 +501,85 @@ func BenchmarkOpen(b *testing.B) {
 			d.Close()
 		}
 	})
+}
+
+// tableBytes counts the table bytes pebble's flushes and compactions wrote,
+// by the record namespace of each table (see tableNamespace), and the
+// tables whose key range spans several namespaces: such a table overlaps
+// every table of the level below in between, which a compaction into that
+// level must rewrite.
+type tableBytes struct {
+	mu      sync.Mutex
+	written map[string]uint64 // "flush-n", "compact-mixed", "why-default"… → bytes
+	mixed   int               // tables written that span namespaces
+	tables  int
+}
+
+func (t *tableBytes) listener() *pebble.EventListener {
+	return &pebble.EventListener{
+		FlushEnd: func(fi pebble.FlushInfo) {
+			if fi.Err == nil && !fi.Ingest {
+				t.add("flush", "", fi.Output)
+			}
+		},
+		CompactionEnd: func(ci pebble.CompactionInfo) {
+			// A move writes nothing: its output tables are its inputs.
+			if ci.Err == nil && ci.Reason != "move" {
+				t.add("compact", ci.Reason, ci.Output.Tables)
+			}
+		},
+	}
+}
+
+// add counts tables a flush or compaction wrote, under op and the
+// namespace, and under the compaction's reason when it has one.
+func (t *tableBytes) add(op, reason string, tables []pebble.TableInfo) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.written == nil {
+		t.written = map[string]uint64{}
+	}
+	for _, ti := range tables {
+		ns := tableNamespace(ti.Smallest.UserKey)
+		if ns != tableNamespace(ti.Largest.UserKey) {
+			ns = "mixed"
+			t.mixed++
+		}
+		t.written[op+"-"+ns] += ti.Size
+		if reason != "" {
+			t.written["why-"+reason] += ti.Size
+		}
+		t.tables++
+	}
+}
+
+func (t *tableBytes) reset() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.written, t.mixed, t.tables = nil, 0, 0
+}
+
+// report adds the table bytes per update by operation and namespace, and
+// the share of tables written that span namespaces.
+func (t *tableBytes) report(b *testing.B, updates int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	names := make([]string, 0, len(t.written))
+	for k := range t.written {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		b.ReportMetric(float64(t.written[k])/float64(updates), k+"-B/update")
+	}
+	if t.tables > 0 {
+		b.ReportMetric(float64(t.mixed)/float64(t.tables), "mixed-tables")
+	}
+}
+
+// tableNamespace names the namespace of a key for a metric: "n" for node
+// and value records, "kv" the flat index, "r" roots, "s" stale lists…, or
+// spanClass's "between" and "after".
+func tableNamespace(k []byte) string {
+	return strings.Trim(strings.TrimPrefix(spanClass(k), "/kairos/"), "/")
 }
