@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"testing"
 
-
 	"github.com/kairos-network/kairos/consensus"
 	"github.com/kairos-network/kairos/consensus/order"
 	"github.com/kairos-network/kairos/state"
