@@ -297,10 +297,10 @@ func BenchmarkPhases(b *testing.B) {
 // same total work on one goroutine and split over two, each goroutine
 // with memory of its own, so nothing is shared between them. alu is
 // register arithmetic (clock, and a core's ports if the two vCPUs were
-// hyperthreads of one core); l2 and l3 read at
-// random over 512 KiB and 8 MiB per goroutine (a core's L2, the shared
-// L3). If two goroutines cost more CPU per unit here, the executor's
-// 2-worker gap of the same size is not the executor's.
+// hyperthreads of one core); l2 and l3 read at random over 512 KiB and
+// 8 MiB per goroutine (a core's L2, the shared L3). If two goroutines
+// cost more CPU per unit here, a 2-worker gap of the same size in
+// execute-par is the machine's, not the executor's (see RATIONALE.md).
 func BenchmarkTwoCoreControl(b *testing.B) {
 	for _, kind := range []struct {
 		name  string
