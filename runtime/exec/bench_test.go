@@ -190,15 +190,20 @@ func BenchmarkPhases(b *testing.B) {
 		// The execution on two goroutines, each with a worker of its own
 		// over a contiguous half of the block, as executeIndependent runs
 		// it: against "execute", what both cores executing at once cost
-		// per transaction.
-		var w2 [2]worker
-		run2 := func() {
+		// per transaction. Each worker is allocated on its own, as
+		// goWorkers allocates them: in one [2]worker array the first one's
+		// overlay and the second one's instance lists shared a cache line
+		// that both cores wrote on every transaction (execute-par-adjacent
+		// keeps that layout, to show what it costs; see RATIONALE.md).
+		w2 := [2]*worker{new(worker), new(worker)}
+		var adj [2]worker
+		run2 := func(w [2]*worker) {
 			var wg sync.WaitGroup
 			for p := range 2 {
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					wctx := withWorker(ctx, &w2[p])
+					wctx := withWorker(ctx, w[p])
 					for i := p * len(txs) / 2; i < (p+1)*len(txs)/2; i++ {
 						out, err := x.runTx(wctx, bl, emptyLayer{}, s, i, false, nil)
 						if err != nil {
@@ -235,7 +240,8 @@ func BenchmarkPhases(b *testing.B) {
 				byEntry(bl.access, vals, 1)
 			}},
 			{"execute", run},
-			{"execute-par", run2},
+			{"execute-par", func() { run2(w2) }},
+			{"execute-par-adjacent", func() { run2([2]*worker{&adj[0], &adj[1]}) }},
 			{"merge", func() { x.merge(outs, bl.access, 1, true) }},
 		} {
 			b.Run(module+"/"+p.name, func(b *testing.B) {
@@ -248,6 +254,7 @@ func BenchmarkPhases(b *testing.B) {
 		}
 		for p := range w2 {
 			w2[p].flush() // the instances back to the engine, as after a block
+			adj[p].flush()
 		}
 		// In a block the prefetch finds the datastore's map out of the
 		// caches (execution ran since the last block), so each lookup
@@ -283,4 +290,77 @@ func BenchmarkPhases(b *testing.B) {
 		}
 		s.Close()
 	}
+}
+
+// BenchmarkTwoCoreControl is the machine's own price of running on both
+// cores, for reading execute against execute-par (BenchmarkPhases): the
+// same total work on one goroutine and split over two, each goroutine
+// with memory of its own, so nothing is shared between them. alu is
+// register arithmetic (clock, and a core's ports if the two vCPUs were
+// hyperthreads of one core); l2 and l3 read at random over 512 KiB and
+// 8 MiB per goroutine (a core's L2, the shared L3). If two goroutines
+// cost more CPU per unit here, a 2-worker gap of the same size in
+// execute-par is the machine's, not the executor's (see RATIONALE.md).
+func BenchmarkTwoCoreControl(b *testing.B) {
+	for _, kind := range []struct {
+		name  string
+		bytes int // per goroutine; 0: registers only
+		units int // steps per op, split over the goroutines (~5 ms)
+	}{{"alu", 0, 1 << 22}, {"l2", 512 << 10, 1 << 20}, {"l3", 8 << 20, 1 << 17}} {
+		for _, g := range []int{1, 2} {
+			b.Run(fmt.Sprintf("%s/%dg", kind.name, g), func(b *testing.B) {
+				tables := make([][]uint64, g)
+				for p := range tables {
+					tables[p] = make([]uint64, kind.bytes/8)
+					for j := range tables[p] {
+						tables[p][j] = uint64(j) * 0x9e3779b97f4a7c15
+					}
+				}
+				var sink [2]struct {
+					v uint64
+					_ [56]byte
+				}
+				cpu0 := processCPU()
+				for b.Loop() {
+					var wg sync.WaitGroup
+					for p := range g {
+						wg.Add(1)
+						go func() {
+							defer wg.Done()
+							sink[p].v = controlWork(tables[p], kind.units/g)
+						}()
+					}
+					wg.Wait()
+				}
+				b.ReportMetric((processCPU()-cpu0).Seconds()/float64(b.N), "cpu-s/op")
+			})
+		}
+	}
+}
+
+// controlWork runs n steps of four independent xorshift generators (so
+// the core's ALU ports are kept busy, as a hyperthread sibling would
+// show), each step also reading the table at a generated index when
+// there is a table.
+func controlWork(t []uint64, n int) uint64 {
+	x, y, z, w := uint64(88172645463325252), uint64(1), uint64(2), uint64(3)
+	mask := uint64(len(t) - 1)
+	for range n {
+		x ^= x << 13
+		y ^= y << 13
+		z ^= z << 13
+		w ^= w << 13
+		x ^= x >> 7
+		y ^= y >> 7
+		z ^= z >> 7
+		w ^= w >> 7
+		x ^= x << 17
+		y ^= y << 17
+		z ^= z << 17
+		w ^= w << 17
+		if len(t) > 0 {
+			x += t[x&mask]
+		}
+	}
+	return x ^ y ^ z ^ w
 }
