@@ -97,18 +97,21 @@ func (n *node) ref() nodeRef { return nodeRef{born: n.born, id: n.id} }
 // makeNode builds a node from a full slot array.
 func makeNode(born uint64, a *[fanout]slot) *node {
 	n := &node{born: born}
-	for i := range a {
-		if a[i].kind != slotEmpty {
-			n.occ |= 1 << i
-		}
-	}
-	n.entries = make([]slot, 0, bits.OnesCount16(n.occ))
-	for i := range a {
-		if a[i].kind != slotEmpty {
-			n.entries = append(n.entries, a[i])
-		}
-	}
+	n.occ, n.entries = packSlots(make([]slot, 0, occupiedCount(a)), a)
 	return n
+}
+
+// packSlots appends a's non-empty slots to dst and returns their
+// occupancy bits and dst.
+func packSlots(dst []slot, a *[fanout]slot) (uint16, []slot) {
+	var occ uint16
+	for i := range a {
+		if a[i].kind != slotEmpty {
+			occ |= 1 << i
+			dst = append(dst, a[i])
+		}
+	}
+	return occ, dst
 }
 
 // slot returns slot i (empty if unoccupied).
@@ -189,6 +192,12 @@ func newNode(born uint64, a *[fanout]slot) *node {
 func (n *node) hashMatches(id types.Hash) bool {
 	var in innerHashes
 	return n.computeInner(&in) == id
+}
+
+// occupiedCount counts the non-empty slots of a.
+func occupiedCount(a *[fanout]slot) int {
+	c, _ := occupied(a)
+	return c
 }
 
 // occupied counts the non-empty slots of a and returns the last one.
