@@ -23,8 +23,13 @@ func OpenOnFS(t testing.TB, fs vfs.FS, sync bool) *pebbleds.Datastore {
 	if !sync {
 		wo = pebble.NoSync
 	}
+	// Pebble's defaults (small memtables: the tests flush and compact),
+	// with the store's span policy, so that the crashes also fall while
+	// tables are cut at namespace bounds.
+	o := &pebble.Options{FS: fs, Logger: quietLogger{}}
+	o.Experimental.SpanPolicyFunc = namespaceSpans
 	d, err := pebbleds.NewDatastore(crashDir,
-		pebbleds.WithPebbleOpts(&pebble.Options{FS: fs, Logger: quietLogger{}}),
+		pebbleds.WithPebbleOpts(o),
 		pebbleds.WithPebbleWriteOptions(wo))
 	if err != nil {
 		t.Fatalf("open pebble on crash fs: %v", err)
