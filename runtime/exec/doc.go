@@ -68,13 +68,13 @@
 // of slots); only keys without a slot (written under a declared prefix)
 // are sorted, and merged in.
 //
-// Every parallel phase of a block (numbering with the senders, prefetch,
-// execution, merge) is run by the calling goroutine and the block's crew
-// of Workers-1 helpers, started once in prepare and stopped before the
-// scratch is handed back (see gate.go). A phase's parts are claimed, never
-// assigned, and a helper joins only while the caller is still on the
-// phase, so each part's result may depend only on the part, and the
-// caller alone must be able to finish any phase.
+// Every parallel phase of a block (numbering with the senders, prefetch
+// and its layout by entry, execution, merge) is run by the calling
+// goroutine and the block's crew of Workers-1 helpers, started once in
+// prepare and stopped before the scratch is handed back (see gate.go). A
+// phase's parts are claimed, never assigned, and a helper joins only while
+// the caller is still on the phase, so each part's result may depend only
+// on the part, and the caller alone must be able to finish any phase.
 //
 // # Invariants
 //

@@ -398,7 +398,14 @@ func prefetch(ctx context.Context, parent StateView, t *accessTable, readers int
 			if len(keys) == 0 {
 				return nil
 			}
-			_, err := br.GetMany(ctx, keys, vals[from:from:from+len(keys)])
+			got, err := br.GetMany(ctx, keys, vals[from:from:from+len(keys)])
+			if err == nil && len(got) != len(keys) {
+				err = fmt.Errorf("exec: prefetch read %d values for %d keys", len(got), len(keys))
+			}
+			// In place for *state.Store (got is vals[from:...]): the
+			// copy then moves nothing; a reader that appends
+			// elsewhere still lands its values in their slots.
+			copy(vals[from:], got)
 			from += len(keys)
 			keys = keys[:0]
 			return err

@@ -31,8 +31,8 @@
 // meter.DirtyExport for the marked pages, a mask per marked group of 64,
 // copying each page with the 7 bytes after it. Code Track refuses, and every engine with Config.FullRestore,
 // copies the whole snapshot. Tracked code also gets RestoreExport, which
-// sets the mutable exported globals and the depth globals from its
-// arguments before it starts the walk, so a restore of the globals costs
+// sets the mutable exported globals from its arguments and zeroes the
+// depth globals before it starts the walk, so a restore of the globals costs
 // no calls of its own (gas_left is set by the caller of each call, as
 // before). Reference types are enabled in wazero for the mark table only;
 // guests still cannot use them (wasm.Decode).

@@ -89,8 +89,9 @@ func (args Args[T]) Decode() (v T) {
 }
 
 // DecodeCaller is Decode that also writes Caller's address to *caller,
-// with the same results and aborts, in one host call (kairos.input_caller,
-// docs/abi.md section 4.2) where Decode and Caller make two: most methods
+// with the same results and aborts, in one host call for a fixed layout
+// (kairos.input_caller, docs/abi.md section 4.2) where Decode and Caller
+// make two (a layout without one still makes both): most methods
 // begin with both, and a host call's fixed cost is mostly the exit from
 // wasm. The address goes through a pointer, not a second result: the host
 // writes it straight into the caller's variable (a second result was ~60
