@@ -61,7 +61,7 @@ func (r *msgReader) header(h *Header) {
 	h.Round = r.Uint(math.MaxUint64)
 	h.Author = uint32(r.Uint(math.MaxUint32))
 	h.Time = r.Int64()
-	h.SelfParent = r.digest()
+	h.SelfParent = r.Bytes32()
 	h.SelfParentRound = r.Uint(math.MaxUint64)
 	if !r.Null() {
 		// A digest takes at least 34 bytes: the count is bounded by the
@@ -69,7 +69,7 @@ func (r *msgReader) header(h *Header) {
 		n := r.Count(34)
 		h.Parents = make([]Digest, n)
 		for i := range h.Parents {
-			h.Parents[i] = r.digest()
+			h.Parents[i] = r.Bytes32()
 		}
 	}
 	if !r.Null() {
@@ -78,7 +78,7 @@ func (r *msgReader) header(h *Header) {
 		for i := range h.Acks {
 			a := &h.Acks[i]
 			r.ArrayOf(2)
-			a.TxID = TxID(r.digest())
+			a.TxID = TxID(r.Bytes32())
 			a.TRecv = r.Int64()
 		}
 	}
@@ -88,7 +88,7 @@ func (r *msgReader) header(h *Header) {
 func (r *msgReader) vote() *Vote {
 	v := new(Vote)
 	r.ArrayOf(5)
-	v.HeaderDigest = r.digest()
+	v.HeaderDigest = r.Bytes32()
 	v.Round = r.Uint(math.MaxUint64)
 	v.Author = uint32(r.Uint(math.MaxUint32))
 	v.Voter = uint32(r.Uint(math.MaxUint32))
@@ -119,22 +119,9 @@ func (r *msgReader) cert() *Certificate {
 // null (nil), as Decode fills a []byte. The result is a copy: the message
 // must not alias the caller's buffer.
 func (r *msgReader) bytesOrNil() []byte {
-	if r.Null() {
-		return nil
-	}
-	s := r.Str(2)
-	if r.Bad {
+	s := r.BytesOrNil()
+	if s == nil || r.Bad {
 		return nil
 	}
 	return append(make([]byte, 0, len(s)), s...)
-}
-
-// digest reads a byte string of exactly 32 bytes.
-func (r *msgReader) digest() (d [32]byte) {
-	s := r.Str(2)
-	if len(s) != len(d) {
-		r.Bad = true
-		return d
-	}
-	return [32]byte(s)
 }

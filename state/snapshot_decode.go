@@ -45,8 +45,8 @@ func decodeChunkFast(b []byte) (*Chunk, bool) {
 	c := &Chunk{}
 	c.Height = r.Uint(math.MaxUint64)
 	c.Index = uint32(r.Uint(math.MaxUint32))
-	c.Start = hash32(r)
-	c.End = hash32(r)
+	c.Start = types.Hash(r.Bytes32())
+	c.End = types.Hash(r.Bytes32())
 	if !r.Null() {
 		n := r.Count(chunkLeafBytesMin)
 		if r.Bad {
@@ -57,9 +57,9 @@ func decodeChunkFast(b []byte) (*Chunk, bool) {
 			l := &c.Leaves[i]
 			r.ArrayOf(2)
 			r.ArrayOf(2)
-			l.Key.Module = types.Address(hash32(r))
-			l.Key.Key = bytesOrNil(r)
-			l.Value = bytesOrNil(r)
+			l.Key.Module = types.Address(types.Hash(r.Bytes32()))
+			l.Key.Key = r.BytesOrNil()
+			l.Value = r.BytesOrNil()
 		}
 	}
 	if !r.Null() {
@@ -72,29 +72,10 @@ func decodeChunkFast(b []byte) (*Chunk, bool) {
 			p := &c.Proof[i]
 			r.ArrayOf(2)
 			p.Kind = types.NodeKind(r.Uint(math.MaxUint8))
-			p.Hash = hash32(r)
+			p.Hash = types.Hash(r.Bytes32())
 		}
 	}
 	return c, r.Done()
-}
-
-// hash32 reads a byte string of exactly 32 bytes.
-func hash32(r *types.CanonReader) (h types.Hash) {
-	s := r.Str(2)
-	if len(s) != types.HashLen {
-		r.Bad = true
-		return h
-	}
-	return types.Hash(s)
-}
-
-// bytesOrNil reads a byte string (empty but not nil when of length 0) or
-// null (nil), as Decode fills a []byte.
-func bytesOrNil(r *types.CanonReader) []byte {
-	if r.Null() {
-		return nil
-	}
-	return r.Str(2)
 }
 
 // appendChunk appends the canonical encoding of c, the bytes types.Encode

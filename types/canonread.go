@@ -129,6 +129,25 @@ func (r *CanonReader) Str(major byte) []byte {
 	return s
 }
 
+// Bytes32 reads a byte string of exactly 32 bytes (a hash, an address).
+func (r *CanonReader) Bytes32() (b [32]byte) {
+	s := r.Str(2)
+	if len(s) != len(b) {
+		r.Bad = true
+		return b
+	}
+	return [32]byte(s)
+}
+
+// BytesOrNil reads a byte string (empty but not nil when of length 0), as
+// a slice of Data, or null (nil), as Decode fills a []byte.
+func (r *CanonReader) BytesOrNil() []byte {
+	if r.Null() {
+		return nil
+	}
+	return r.Str(2)
+}
+
 // Null reads the null item if it is next.
 func (r *CanonReader) Null() bool {
 	if !r.Bad && r.Off < len(r.Data) && r.Data[r.Off] == 0xf6 {

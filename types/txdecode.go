@@ -49,7 +49,7 @@ func decodeTxFast(data []byte) (tx *Tx, ok bool) {
 		for i := range b.Access {
 			a := &b.Access[i]
 			r.ArrayOf(4)
-			a.Module = r.address()
+			a.Module = Address(r.Bytes32())
 			a.Key = r.bytesOrNil()
 			a.Prefix = r.Bool()
 			a.Mode = AccessMode(r.Uint(math.MaxUint8))
@@ -58,11 +58,11 @@ func decodeTxFast(data []byte) (tx *Tx, ok bool) {
 	p := &b.Payload
 	r.ArrayOf(6)
 	p.Kind = PayloadKind(r.Uint(math.MaxUint8))
-	p.Module = r.address()
+	p.Module = Address(r.Bytes32())
 	p.Code = r.bytesOrNil()
 	p.Method = r.text()
 	p.Args = r.bytesOrNil()
-	p.Admin = r.address()
+	p.Admin = Address(r.Bytes32())
 	tx.Sig = r.bytesOrNil()
 	if !r.Done() {
 		return nil, false
@@ -97,14 +97,4 @@ func (r *txReader) text() string {
 		return ""
 	}
 	return string(s)
-}
-
-// address reads a byte string of exactly AddressLen bytes.
-func (r *txReader) address() (a Address) {
-	s := r.str(2)
-	if len(s) != AddressLen {
-		r.Bad = true
-		return a
-	}
-	return Address(s)
 }
