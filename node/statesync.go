@@ -23,7 +23,7 @@ import (
 // disk asks its peers for their latest compacted checkpoint — the
 // checkpoint certificate and the ordering state it certifies — then for
 // the state snapshot of that height: the manifest, then the chunks, which
-// the install reads as it builds the tree (state.Importer.InstallFrom),
+// the install reads as it builds the tree (state.Importer.InstallFromChecked),
 // each fetched from several peers in turn and checked against the
 // manifest's chunk hash (once: the importer takes it as a state.CheckedChunk
 // and does not hash it again) before the importer verifies it against the
@@ -152,14 +152,16 @@ func (n *Node) serveSyncState(ctx context.Context, _ peer.ID, req []byte) ([]byt
 	if err := decodeSyncRequest(req, &struct{}{}); err != nil {
 		return nil, err
 	}
-	b, cc, err := readOrderingPair(ctx, n.d)
-	if err != nil {
-		return nil, err
-	}
-	if b == nil {
+	// The record is the answer's encoding (encodeOrderingPair); the
+	// asking peer checks the state against the certificate.
+	rec, err := n.d.Get(ctx, keyOState)
+	if errors.Is(err, ds.ErrNotFound) {
 		return nil, fmt.Errorf("%w: no compacted checkpoint yet", ErrNotFound)
 	}
-	return n.tamper(protoSyncState, types.MustEncode(&syncStateResponse{Cert: *cc, State: b})), nil
+	if err != nil {
+		return nil, fmt.Errorf("node: read ordering state: %w", err)
+	}
+	return n.tamper(protoSyncState, rec), nil
 }
 
 // snapshot returns the manifest and chunks of height h, exporting them on

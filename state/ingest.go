@@ -274,7 +274,8 @@ type runReader struct {
 	left      uint64 // records not read yet
 	wantCRC   uint32
 	key, val  []byte
-	run       int
+	run       int    // the run's number, which orders equal keys
+	name      string // its file, for errors
 	exhausted bool
 }
 
@@ -290,14 +291,15 @@ func (c *crcReader) Read(p []byte) (int, error) {
 }
 
 func (pl *ingestPlace) openRun(i, sec int) (*runReader, error) {
-	f, err := pl.fs.Open(pl.fs.PathJoin(pl.dir, runName(i, sec)))
+	name := runName(i, sec)
+	f, err := pl.fs.Open(pl.fs.PathJoin(pl.dir, name))
 	if errors.Is(err, fs.ErrNotExist) {
 		// A missing run is damage the install abandons; any other
 		// failure (too many open files, say) is not, and a retry may pass.
-		return nil, fmt.Errorf("%w: install run %d: %w", ErrCorrupt, i, err)
+		return nil, fmt.Errorf("%w: install %s: %w", ErrCorrupt, name, err)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("state: open install run %d: %w", i, err)
+		return nil, fmt.Errorf("state: open install %s: %w", name, err)
 	}
 	st, err := f.Stat()
 	if err != nil {
@@ -307,7 +309,7 @@ func (pl *ingestPlace) openRun(i, sec int) (*runReader, error) {
 	var t [runTrailerLen]byte
 	if st.Size() < runTrailerLen {
 		f.Close()
-		return nil, fmt.Errorf("%w: install run %d is %d bytes", ErrCorrupt, i, st.Size())
+		return nil, fmt.Errorf("%w: install %s is %d bytes", ErrCorrupt, name, st.Size())
 	}
 	if _, err := f.ReadAt(t[:], st.Size()-runTrailerLen); err != nil {
 		f.Close()
@@ -315,11 +317,11 @@ func (pl *ingestPlace) openRun(i, sec int) (*runReader, error) {
 	}
 	if string(t[12:]) != runMagic {
 		f.Close()
-		return nil, fmt.Errorf("%w: install run %d has no trailer", ErrCorrupt, i)
+		return nil, fmt.Errorf("%w: install %s has no trailer", ErrCorrupt, name)
 	}
 	c := &crcReader{r: io.NewSectionReader(f, 0, st.Size()-runTrailerLen)}
 	return &runReader{
-		f: f, r: bufio.NewReaderSize(c, runReadBytes), crc: c, run: i,
+		f: f, r: bufio.NewReaderSize(c, runReadBytes), crc: c, run: i, name: name,
 		left: binary.BigEndian.Uint64(t[:]), wantCRC: binary.BigEndian.Uint32(t[8:]),
 	}, nil
 }
@@ -327,7 +329,7 @@ func (pl *ingestPlace) openRun(i, sec int) (*runReader, error) {
 // next reads the next record into rr.key and rr.val, or sets exhausted
 // after checking that the run ended where its trailer says.
 func (rr *runReader) next() error {
-	bad := func(what string) error { return fmt.Errorf("%w: install run %d: %s", ErrCorrupt, rr.run, what) }
+	bad := func(what string) error { return fmt.Errorf("%w: install %s: %s", ErrCorrupt, rr.name, what) }
 	if rr.left == 0 {
 		if _, err := rr.r.ReadByte(); err != io.EOF {
 			return bad("records after its count")
@@ -404,8 +406,9 @@ func recordNS(k []byte) []byte {
 
 // ingestRuns merges runs 0..n-1 into sstables, the sections at once, and
 // ingests them. A table holds the records of one namespace only, so its
-// bounds cover no other record of the store (the latest pointer and the
-// install's own records sort between the flat index and the nodes): pebble
+// bounds cover no other record of the store (the latest pointer sorts
+// between the flat index and the nodes, the install's own records after
+// every namespace): pebble
 // then places the tables in its last level, and they overlap neither each
 // other nor anything else.
 func (pl *ingestPlace) ingestRuns(ctx context.Context, n int) error {

@@ -111,9 +111,7 @@ func (e *exportedSnapshot) staged(ctx context.Context, st *snapshotStats) error 
 	}
 	defer os.RemoveAll(filepath.Join(e.dir, "staged"))
 	defer dst.Close() // again after the import: a second Close does nothing
-	if !resetPeakRSS() {
-		st.rssNote = " (whole process so far)"
-	}
+	st.rssNote = rssNote()
 	var im *state.Importer
 	st.workers = stageWorkersPerCore * runtime.GOMAXPROCS(0)
 	st.stage, err = timed(func() error {
