@@ -142,17 +142,24 @@ func (h *Host) Request(ctx context.Context, to peer.ID, proto protocol.ID, req [
 }
 
 // exchange writes the request frame and reads the response frame.
+//
+// A failed CloseWrite is not fatal by itself: the responder may have
+// answered and closed its read side already (on QUIC that cancels our
+// write side, and CloseWrite then reports "close called for canceled
+// stream"), so the response is read first and the close error only
+// explains a response that did not come.
 func exchange(s network.Stream, req []byte, maxResp int) ([]byte, error) {
 	if err := writeFrame(s, req); err != nil {
 		return nil, err
 	}
-	if err := s.CloseWrite(); err != nil {
-		return nil, err
-	}
+	closeErr := s.CloseWrite()
 	frame, err := readFrame(bufio.NewReaderSize(s, readBufBytes), maxResp+1)
 	if err != nil {
 		if errors.Is(err, ErrFrameTooLarge) {
 			return nil, fmt.Errorf("%w: %w", ErrResponseTooLarge, err)
+		}
+		if closeErr != nil {
+			return nil, fmt.Errorf("close write: %w; read: %w", closeErr, truncated(err))
 		}
 		return nil, truncated(err)
 	}
