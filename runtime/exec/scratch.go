@@ -35,14 +35,16 @@ type scratch struct {
 	off     []int32
 	senders []types.Address
 	wbuf    []write
-	vals    [][]byte
-	own     [][]byte  // vals by entry (byEntry)
+	own     [][]byte  // the prefetched values by entry (feed)
 	writes  [][]write // txOutcomes.writes
 	last    []uint64  // the merge's last write per slot
 	evAt    []int     // where each transaction's events start in the block's
-	// prefetchKeys holds each prefetch reader's batch of keys (cleared
-	// after use).
-	prefetchKeys [][]types.StateKey
+	// The feed's batches, by entry: keys and values (cleared after use),
+	// their entries; and the chunk of each transaction.
+	feedKeys []types.StateKey
+	vals     [][]byte
+	feedPos  []int32
+	chunkOf  []int32
 	// keyChunks holds the chunks of the entries' key strings, a list
 	// per listing chunk (see keyBuilder, listChunk).
 	keyChunks [][][]byte
