@@ -46,7 +46,7 @@ type feed struct {
 	keys   []types.StateKey
 	pos    []int32
 	vals   [][]byte
-	bounds []int   // chunk c is transactions bounds[c]:bounds[c+1]
+	bounds []int // chunk c is transactions bounds[c]:bounds[c+1]
 	// order is the claim order: part p of ph loads chunk order[p].
 	order   []int32
 	chunkOf []int32 // by transaction
