@@ -232,7 +232,7 @@ func BenchmarkPhases(b *testing.B) {
 				numbering.crew.stop()
 				numbering.crew = nil
 			}},
-			{"prefetch", func() { loadAll(b, newFeed(ctx, s, bl.access, bl.txs, 1)) }},
+			{"prefetch", func() { loadAll(b, newFeed(ctx, s, bl.access, bl.txs, 1, 1)) }},
 			{"execute", run},
 			{"execute-par", func() { run2(w2) }},
 			{"execute-par-adjacent", func() { run2([2]*worker{&adj[0], &adj[1]}) }},
@@ -265,7 +265,7 @@ func BenchmarkPhases(b *testing.B) {
 				}
 				cpu0 := processCPU()
 				b.StartTimer()
-				loadAll(b, newFeed(ctx, s, bl.access, bl.txs, 1))
+				loadAll(b, newFeed(ctx, s, bl.access, bl.txs, 1, 1))
 				cpu += processCPU() - cpu0
 			}
 			b.ReportMetric(cpu.Seconds()/float64(b.N), "cpu-s/op")

@@ -209,7 +209,7 @@ func (x *Executor) prepare(ctx context.Context, parent StateView, b *types.Block
 	if parallel && bl.access.independent {
 		lanes = x.lanes(len(txs))
 	}
-	bl.feed = newFeed(ctx, parent, bl.access, bl.txs, lanes)
+	bl.feed = newFeed(ctx, parent, bl.access, bl.txs, lanes, x.opts.Workers)
 	bl.own = bl.feed.own
 	if sc.crew != nil {
 		sc.crew.post(&bl.feed.ph)

@@ -143,7 +143,7 @@ func TestFeedBatchEqualsGet(t *testing.T) {
 		txs = append(txs, mkTx(i, 1, 1e12, call(module, "transfer", nil), access...))
 	}
 	tab := newAccessTable(txs, sendersOf(txs), 2)
-	f := newFeed(ctx, getOnly{s}, tab, txs, 1)
+	f := newFeed(ctx, getOnly{s}, tab, txs, 1, 1)
 	loadAll(t, f)
 	want := ownOf(f)
 	for j, e := range tab.sc.flat[:tab.start[len(txs)]] {
@@ -159,7 +159,7 @@ func TestFeedBatchEqualsGet(t *testing.T) {
 		}
 	}
 	for _, lanes := range []int{1, 2, 3} {
-		f := newFeed(ctx, s, tab, txs, lanes)
+		f := newFeed(ctx, s, tab, txs, lanes, 1)
 		loadAll(t, f)
 		got := ownOf(f)
 		for j := range want {
@@ -181,7 +181,7 @@ func TestFeedOrder(t *testing.T) {
 			for i := range txs {
 				txs[i] = mkTx(i, 1, 1e12, call(TokenModule, "transfer", nil))
 			}
-			f := newFeed(context.Background(), nil, newAccessTable(txs, sendersOf(txs), 1), txs, lanes)
+			f := newFeed(context.Background(), nil, newAccessTable(txs, sendersOf(txs), 1), txs, lanes, 1)
 			seen := make([]bool, len(f.order))
 			for _, c := range f.order {
 				if seen[c] {

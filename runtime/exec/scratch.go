@@ -39,11 +39,9 @@ type scratch struct {
 	writes  [][]write // txOutcomes.writes
 	last    []uint64  // the merge's last write per slot
 	evAt    []int     // where each transaction's events start in the block's
-	// The feed's batches, by entry: keys and values (cleared after use),
-	// their entries; and the chunk of each transaction.
-	feedKeys []types.StateKey
-	vals     [][]byte
-	feedPos  []int32
+	// The feed's loaders' batches (cleared after use) and the chunk of
+	// each transaction.
+	feedBufs []feedBuf
 	chunkOf  []int32
 	// keyChunks holds the chunks of the entries' key strings, a list
 	// per listing chunk (see keyBuilder, listChunk).
