@@ -144,7 +144,7 @@ func sendersOf(txs []*types.Tx) []types.Address {
 
 // BenchmarkPhases times the phases of a conflict-free block of each bench
 // module (10 000 accounts, 5 000 transactions) on one goroutine: the
-// key numbering (with the senders), the prefetch (by entry, see feed), the
+// key numbering (with the senders), the prefetch (with byEntry), the
 // execution and the merge; and the execution on two goroutines. The
 // serial baseline runs the first three on every worker too, so they bound
 // what two workers can gain (see RATIONALE.md).
@@ -171,7 +171,7 @@ func BenchmarkPhases(b *testing.B) {
 			b.Fatal(err)
 		}
 		x := New(r, Options{Workers: 1})
-		bl, err := x.prepare(ctx, s, blk, txs, false)
+		bl, err := x.prepare(ctx, s, blk, txs)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -232,7 +232,13 @@ func BenchmarkPhases(b *testing.B) {
 				numbering.crew.stop()
 				numbering.crew = nil
 			}},
-			{"prefetch", func() { loadAll(b, newFeed(ctx, s, bl.access, bl.txs, 1, 1)) }},
+			{"prefetch", func() {
+				vals, err := prefetch(ctx, s, bl.access, 1)
+				if err != nil {
+					b.Fatal(err)
+				}
+				byEntry(bl.access, vals, 1)
+			}},
 			{"execute", run},
 			{"execute-par", func() { run2(w2) }},
 			{"execute-par-adjacent", func() { run2([2]*worker{&adj[0], &adj[1]}) }},
@@ -254,31 +260,35 @@ func BenchmarkPhases(b *testing.B) {
 		// caches (execution ran since the last block), so each lookup
 		// waits for memory: the warm figure above understates it. This
 		// one evicts the caches before each run, outside the timing.
-		b.Run(module+"/prefetch-cold", func(b *testing.B) {
-			evict := make([]byte, 64<<20)
-			var cpu time.Duration
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				b.StopTimer()
-				for j := 0; j < len(evict); j += 64 {
-					evict[j]++
-				}
-				cpu0 := processCPU()
-				b.StartTimer()
-				loadAll(b, newFeed(ctx, s, bl.access, bl.txs, 1, 1))
-				cpu += processCPU() - cpu0
+		// With 2 readers, as both modes of a 2-core node read: the two
+		// share the memory's bandwidth and the last-level cache.
+		for _, readers := range []int{1, 2} {
+			name := "/prefetch-cold"
+			if readers > 1 {
+				name = fmt.Sprintf("/prefetch-cold-%dreaders", readers)
 			}
-			b.ReportMetric(cpu.Seconds()/float64(b.N), "cpu-s/op")
-		})
+			b.Run(module+name, func(b *testing.B) {
+				evict := make([]byte, 64<<20)
+				var cpu time.Duration
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					b.StopTimer()
+					for j := 0; j < len(evict); j += 64 {
+						evict[j]++
+					}
+					cpu0 := processCPU()
+					b.StartTimer()
+					vals, err := prefetch(ctx, s, bl.access, readers)
+					if err != nil {
+						b.Fatal(err)
+					}
+					byEntry(bl.access, vals, readers)
+					cpu += processCPU() - cpu0
+				}
+				b.ReportMetric(cpu.Seconds()/float64(b.N), "cpu-s/op")
+			})
+		}
 		s.Close()
-	}
-}
-
-// loadAll loads every chunk of f on the calling goroutine.
-func loadAll(tb testing.TB, f *feed) {
-	f.ph.claim()
-	if f.err != nil {
-		tb.Fatal(f.err)
 	}
 }
 

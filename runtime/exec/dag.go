@@ -450,7 +450,7 @@ func (t *accessTable) slotOf(k string) int32 {
 }
 
 // slotKeys returns a cursor that gives the state keys of slots from s on
-// in ascending order, as the merge reads them: finding a
+// in ascending order, as the prefetch and the merge read them: finding a
 // slot's module run is then a step, not a search. A key's Key shares the
 // table's bytes (capacity clipped, so an append copies): no allocation
 // per key.

@@ -94,8 +94,8 @@ type BlockResult struct {
 // Options configure an Executor. The zero value runs one worker per core.
 type Options struct {
 	// Workers is the size of the worker pool; 0 means runtime.GOMAXPROCS.
-	// The prefetch reads with as many goroutines (beside the executing
-	// ones), in ExecuteSerial too.
+	// The prefetch before execution reads with as many goroutines, in
+	// ExecuteSerial too.
 	Workers int
 	// MaxTxs caps the transactions of a block; 0 means BlockTxsMax.
 	MaxTxs int
@@ -138,8 +138,8 @@ type block struct {
 	txs     []*types.Tx
 	senders []types.Address
 	access  *accessTable // nil in a simulation
-	feed    *feed        // the prefetch, as it lands; nil in a simulation
-	own     [][]byte     // the prefetched values by entry (see feed)
+	cache   [][]byte     // the prefetched parent values by slot
+	own     [][]byte     // and by entry (access.all's, see overlay.own)
 	// The block's pending writes and account records are carved from
 	// these, so a transaction allocates none of them (see runTx).
 	wbuf   []write
@@ -147,43 +147,19 @@ type block struct {
 	// order maps execution positions to block indexes (nil = identity):
 	// b, txs and senders are in execution order, see nonceOrder.
 	order []int
-	sc    *scratch // holds senders, access's arrays, own, wbuf
-}
-
-// stop ends the block's prefetch and stops its crew: no helper touches
-// the block's memory after it returns. Idempotent, and a no-op once the
-// block is done.
-func (bl *block) stop() {
-	if bl.sc == nil {
-		return
-	}
-	if bl.feed != nil {
-		bl.feed.stop()
-	}
-	bl.sc.crew.stop()
+	sc    *scratch // holds senders, access's arrays, cache, own, wbuf
 }
 
 // done gives the block's scratch back to x for its next block: call it
 // only once nothing of the block but its merged result is used.
 func (x *Executor) done(bl *block) {
-	bl.stop()
+	bl.sc.crew.stop()
 	bl.sc.crew = nil
 	x.spare.put(bl.sc)
 	bl.sc = nil
 }
 
-// lanes is how many workers execute a conflict-free block of n
-// transactions, each from the front of a contiguous range of it (see
-// executeIndependent); the prefetch reads in that order too (newFeed).
-func (x *Executor) lanes(n int) int {
-	return min(x.opts.Workers, (n+independentChunk-1)/independentChunk)
-}
-
-// prepare numbers the block's keys, puts it in nonce order and starts its
-// prefetch (see feed) on the crew, in the order the block's workers will
-// execute it: with parallel, by lanes when the block is conflict-free,
-// else in block order, as ExecuteSerial and the DAG's roots run.
-func (x *Executor) prepare(ctx context.Context, parent StateView, b *types.Block, txs []*types.Tx, parallel bool) (*block, error) {
+func (x *Executor) prepare(ctx context.Context, parent StateView, b *types.Block, txs []*types.Tx) (*block, error) {
 	if len(txs) != len(b.Txs) {
 		return nil, fmt.Errorf("%w: %d bodies for %d transactions", ErrBlockMismatch, len(txs), len(b.Txs))
 	}
@@ -205,15 +181,12 @@ func (x *Executor) prepare(ctx context.Context, parent StateView, b *types.Block
 	}
 	bl.wbuf = grow(&sc.wbuf, bl.access.start[len(txs)])
 	bl.nonces = make([]byte, nonceLen*len(txs))
-	lanes := 1
-	if parallel && bl.access.independent {
-		lanes = x.lanes(len(txs))
+	c, err := prefetch(ctx, parent, bl.access, x.opts.Workers)
+	if err != nil {
+		sc.crew.stop()
+		return nil, err
 	}
-	bl.feed = newFeed(ctx, parent, bl.access, bl.txs, lanes, x.opts.Workers)
-	bl.own = bl.feed.own
-	if sc.crew != nil {
-		sc.crew.post(&bl.feed.ph)
-	}
+	bl.cache, bl.own = c, byEntry(bl.access, c, x.opts.Workers)
 	return bl, nil
 }
 
@@ -221,11 +194,11 @@ func (x *Executor) prepare(ctx context.Context, parent StateView, b *types.Block
 // body of b.Txs[i]; the caller checked the ids when it fetched them), on
 // top of parent, in parallel by declared access.
 func (x *Executor) ExecuteBlock(ctx context.Context, parent StateView, b *types.Block, txs []*types.Tx) (*BlockResult, error) {
-	bl, err := x.prepare(ctx, parent, b, txs, true)
+	bl, err := x.prepare(ctx, parent, b, txs)
 	if err != nil {
 		return nil, err
 	}
-	defer bl.stop() // on the error paths; done stops it first otherwise
+	defer bl.sc.crew.stop() // on the error paths; done stops it first otherwise
 	n := len(txs)
 	outs := bl.sc.outcomes(n)
 	if n == 0 {
@@ -379,7 +352,7 @@ type blockRange struct {
 func (x *Executor) executeIndependent(ctx context.Context, bl *block, parent StateView, outs *txOutcomes) (*BlockResult, error) {
 	n := len(outs.receipts)
 	var fail blockErr
-	workers := x.lanes(n)
+	workers := min(x.opts.Workers, (n+independentChunk-1)/independentChunk)
 	ranges := make([]blockRange, workers)
 	for p := range ranges {
 		ranges[p].next.Store(int64(p * n / workers))
@@ -416,11 +389,11 @@ func (x *Executor) executeIndependent(ctx context.Context, bl *block, parent Sta
 // prefetch as ExecuteBlock and no DAG. It is the baseline ExecuteBlock is
 // measured against and must equal.
 func (x *Executor) ExecuteSerial(ctx context.Context, parent StateView, b *types.Block, txs []*types.Tx) (*BlockResult, error) {
-	bl, err := x.prepare(ctx, parent, b, txs, false)
+	bl, err := x.prepare(ctx, parent, b, txs)
 	if err != nil {
 		return nil, err
 	}
-	defer bl.stop() // on the error paths; done stops it first otherwise
+	defer bl.sc.crew.stop() // on the error paths; done stops it first otherwise
 	outs := bl.sc.outcomes(len(txs))
 	sl := newSerialLayer(bl.access)
 	// One worker, as each goroutine of ExecuteBlock is: the baseline keeps
@@ -463,12 +436,7 @@ func (x *Executor) runTx(ctx context.Context, bl *block, layer blockLayer, paren
 	} else {
 		o = new(overlay)
 	}
-	if bl.feed != nil {
-		if err := bl.feed.wait(i); err != nil {
-			return txOut{}, err
-		}
-	}
-	*o = overlay{ctx: ctx, layer: layer, tab: bl.access, parent: parent, idx: i, rec: rec}
+	*o = overlay{ctx: ctx, layer: layer, tab: bl.access, cache: bl.cache, parent: parent, idx: i, rec: rec}
 	acctSlot, acct := int32(-1), ""
 	var record []byte // where the new account record goes
 	if bl.access != nil {

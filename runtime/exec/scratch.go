@@ -35,14 +35,14 @@ type scratch struct {
 	off     []int32
 	senders []types.Address
 	wbuf    []write
-	own     [][]byte  // the prefetched values by entry (feed)
+	vals    [][]byte
+	own     [][]byte  // vals by entry (byEntry)
 	writes  [][]write // txOutcomes.writes
 	last    []uint64  // the merge's last write per slot
 	evAt    []int     // where each transaction's events start in the block's
-	// The feed's loaders' batches (cleared after use) and the chunk of
-	// each transaction.
-	feedBufs []feedBuf
-	chunkOf  []int32
+	// prefetchKeys holds each prefetch reader's batch of keys (cleared
+	// after use).
+	prefetchKeys [][]types.StateKey
 	// keyChunks holds the chunks of the entries' key strings, a list
 	// per listing chunk (see keyBuilder, listChunk).
 	keyChunks [][][]byte
