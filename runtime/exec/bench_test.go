@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -216,6 +218,7 @@ func BenchmarkPhases(b *testing.B) {
 			wg.Wait()
 		}
 		numbering, senders := new(scratch), make([]types.Address, len(txs))
+		x2 := New(r, Options{Workers: 2})
 		for _, p := range []struct {
 			name string
 			fn   func()
@@ -243,6 +246,19 @@ func BenchmarkPhases(b *testing.B) {
 			{"execute-par", func() { run2(w2) }},
 			{"execute-par-adjacent", func() { run2([2]*worker{&adj[0], &adj[1]}) }},
 			{"merge", func() { x.merge(outs, bl.access, 1, true) }},
+			// As ExecuteSerial merges (Serial2's merge, on its one
+			// worker): the slots' counting pass too.
+			{"merge-serial", func() { x.merge(outs, bl.access, 1, false) }},
+			// The whole preparation with 2 workers, as both ExecuteBlock
+			// and ExecuteSerial (Serial2) run it: crew start, numbering,
+			// prefetch and byEntry, with the caches warm.
+			{"prepare-2w", func() {
+				bl2, err := x2.prepare(ctx, s, blk, txs)
+				if err != nil {
+					b.Fatal(err)
+				}
+				x2.done(bl2)
+			}},
 		} {
 			b.Run(module+"/"+p.name, func(b *testing.B) {
 				cpu0 := processCPU()
@@ -252,6 +268,11 @@ func BenchmarkPhases(b *testing.B) {
 				b.ReportMetric((processCPU()-cpu0).Seconds()/float64(b.N), "cpu-s/op")
 			})
 		}
+		// The merge of a 2-worker block, over a crew whose helper is
+		// already running, as after the execution.
+		b.Run(module+"/merge-2w", func(b *testing.B) {
+			withRunningCrew(b, bl.access.sc, func() { x.merge(outs, bl.access, 2, true) })
+		})
 		for p := range w2 {
 			w2[p].flush() // the instances back to the engine, as after a block
 			adj[p].flush()
@@ -260,8 +281,10 @@ func BenchmarkPhases(b *testing.B) {
 		// caches (execution ran since the last block), so each lookup
 		// waits for memory: the warm figure above understates it. This
 		// one evicts the caches before each run, outside the timing.
-		// With 2 readers, as both modes of a 2-core node read: the two
-		// share the memory's bandwidth and the last-level cache.
+		// With 2 readers, as both modes of a 2-core node read, on a crew
+		// whose helper is running, as after the numbering: the two share
+		// the memory's bandwidth and the last-level cache. (Until round 12
+		// this row had no crew, so one goroutine read both halves.)
 		for _, readers := range []int{1, 2} {
 			name := "/prefetch-cold"
 			if readers > 1 {
@@ -276,6 +299,9 @@ func BenchmarkPhases(b *testing.B) {
 					for j := 0; j < len(evict); j += 64 {
 						evict[j]++
 					}
+					if readers > 1 {
+						bl.access.sc.crew = runningCrew(readers - 1)
+					}
 					cpu0 := processCPU()
 					b.StartTimer()
 					vals, err := prefetch(ctx, s, bl.access, readers)
@@ -283,13 +309,56 @@ func BenchmarkPhases(b *testing.B) {
 						b.Fatal(err)
 					}
 					byEntry(bl.access, vals, readers)
+					b.StopTimer()
 					cpu += processCPU() - cpu0
+					bl.access.sc.crew.stop()
+					bl.access.sc.crew = nil
+					b.StartTimer()
 				}
 				b.ReportMetric(cpu.Seconds()/float64(b.N), "cpu-s/op")
 			})
 		}
 		s.Close()
 	}
+}
+
+// runningCrew starts a crew of helpers and returns once one of them has
+// claimed a part of a phase, i.e. is running and spinning for the next
+// phase, as a block's crew is between its phases (a new goroutine waits
+// for a thread to wake first, ~0.1 ms).
+func runningCrew(helpers int) *crew {
+	c := newCrew(helpers)
+	var joined atomic.Bool
+	c.parallel(2, func(p int) {
+		if p == 1 {
+			joined.Store(true)
+			return
+		}
+		for !joined.Load() {
+			runtime.Gosched()
+		}
+	})
+	return c
+}
+
+// withRunningCrew times fn (wall, and CPU as cpu-s/op) with sc's crew a
+// runningCrew of one helper, started and stopped outside the timing.
+func withRunningCrew(b *testing.B, sc *scratch, fn func()) {
+	var cpu time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		sc.crew = runningCrew(1)
+		cpu0 := processCPU()
+		b.StartTimer()
+		fn()
+		b.StopTimer()
+		cpu += processCPU() - cpu0
+		sc.crew.stop()
+		sc.crew = nil
+		b.StartTimer()
+	}
+	b.ReportMetric(cpu.Seconds()/float64(b.N), "cpu-s/op")
 }
 
 // BenchmarkTwoCoreControl is the machine's own price of running on both
