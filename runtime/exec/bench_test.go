@@ -146,7 +146,7 @@ func sendersOf(txs []*types.Tx) []types.Address {
 
 // BenchmarkPhases times the phases of a conflict-free block of each bench
 // module (10 000 accounts, 5 000 transactions) on one goroutine: the
-// key numbering (with the senders), the prefetch (with byEntry), the
+// key numbering (with the senders), the prefetch (by entry, see feed), the
 // execution and the merge; and the execution on two goroutines. The
 // serial baseline runs the first three on every worker too, so they bound
 // what two workers can gain (see RATIONALE.md).
@@ -225,23 +225,17 @@ func BenchmarkPhases(b *testing.B) {
 		}{
 			// In its own scratch, reused as a block's is; with the
 			// senders (a signed transaction has its address at hand).
-			{"numbering", func() { newAccessTableIn(numbering, txs, senders, true, 1) }},
+			{"numbering", func() { newAccessTableIn(numbering, txs, senders, true, 1, nil) }},
 			// With 2 workers and a crew started just before, as prepare
 			// runs it: the listing is the helper's first phase, and in
 			// wall time (ns/op) this shows what a late helper costs.
 			{"numbering-2w", func() {
 				numbering.crew = newCrew(1)
-				newAccessTableIn(numbering, txs, senders, true, 2)
+				newAccessTableIn(numbering, txs, senders, true, 2, nil)
 				numbering.crew.stop()
 				numbering.crew = nil
 			}},
-			{"prefetch", func() {
-				vals, err := prefetch(ctx, s, bl.access, 1)
-				if err != nil {
-					b.Fatal(err)
-				}
-				byEntry(bl.access, vals, 1)
-			}},
+			{"prefetch", func() { loadAll(b, newFeed(ctx, s, bl.access, bl.txs, 1), nil) }},
 			{"execute", run},
 			{"execute-par", func() { run2(w2) }},
 			{"execute-par-adjacent", func() { run2([2]*worker{&adj[0], &adj[1]}) }},
@@ -299,26 +293,30 @@ func BenchmarkPhases(b *testing.B) {
 					for j := 0; j < len(evict); j += 64 {
 						evict[j]++
 					}
+					var c *crew
 					if readers > 1 {
-						bl.access.sc.crew = runningCrew(readers - 1)
+						c = runningCrew(readers - 1)
 					}
 					cpu0 := processCPU()
 					b.StartTimer()
-					vals, err := prefetch(ctx, s, bl.access, readers)
-					if err != nil {
-						b.Fatal(err)
-					}
-					byEntry(bl.access, vals, readers)
+					loadAll(b, newFeed(ctx, s, bl.access, bl.txs, readers), c)
 					b.StopTimer()
 					cpu += processCPU() - cpu0
-					bl.access.sc.crew.stop()
-					bl.access.sc.crew = nil
+					c.stop()
 					b.StartTimer()
 				}
 				b.ReportMetric(cpu.Seconds()/float64(b.N), "cpu-s/op")
 			})
 		}
 		s.Close()
+	}
+}
+
+// loadAll runs f's chunks on crew c (nil: the caller alone).
+func loadAll(tb testing.TB, f *feed, c *crew) {
+	f.start(c)
+	if _, err := f.finish(); err != nil {
+		tb.Fatal(err)
 	}
 }
 

@@ -33,7 +33,7 @@ type access struct {
 }
 
 // accessTable is a block's conflict entries, computed once per block: the
-// prefetch reads its exact keys, the DAG and the block layers index them
+// prefetch reads its entries' exact keys, the DAG and the block layers index them
 // by slot, the overlays find a transaction's keys among its own entries,
 // and the merge emits the written slots in order, so no stage hashes keys.
 // A slot is the rank of its key among the block's distinct exact keys, so
@@ -74,15 +74,17 @@ type modRun struct {
 // entry and gives the keys in the order the merge emits them. senders[i]
 // is the sender of txs[i].
 func newAccessTable(txs []*types.Tx, senders []types.Address, workers int) *accessTable {
-	return newAccessTableIn(new(scratch), txs, senders, false, workers)
+	return newAccessTableIn(new(scratch), txs, senders, false, workers, nil)
 }
 
 // newAccessTableIn is newAccessTable with its working arrays in sc. With
 // fillSenders it first sets senders[i] to txs[i].SenderAddress(), in the
 // listing's pass: a decoded transaction has its address at hand, and a
 // phase of its own cost a pass over the transactions and a hand-off to
-// the crew.
-func newAccessTableIn(sc *scratch, txs []*types.Tx, senders []types.Address, fillSenders bool, workers int) *accessTable {
+// the crew. listed (if not nil) is called once the entries are listed,
+// before the keys are numbered: what it starts may read the entries' keys
+// and kinds (k, prefix, write) while the numbering runs, never their slots.
+func newAccessTableIn(sc *scratch, txs []*types.Tx, senders []types.Address, fillSenders bool, workers int, listed func(*accessTable)) *accessTable {
 	n := len(txs)
 	t := &accessTable{all: grow(&sc.all, n), start: grow(&sc.start, n+1), sc: sc}
 	start := t.start
@@ -123,6 +125,9 @@ func newAccessTableIn(sc *scratch, txs []*types.Tx, senders []types.Address, fil
 			t.all[i] = entries(flat[start[i]:start[i]:start[i+1]], &b, txs[i], senders[i])
 		}
 	})
+	if listed != nil {
+		listed(t)
+	}
 	t.sc.crew.parallel(parts, func(p int) {
 		lo, hi := p*n/parts, (p+1)*n/parts
 		// A repeated record entry has the key of the one it repeats:
@@ -450,7 +455,7 @@ func (t *accessTable) slotOf(k string) int32 {
 }
 
 // slotKeys returns a cursor that gives the state keys of slots from s on
-// in ascending order, as the prefetch and the merge read them: finding a
+// in ascending order, as the merge reads them: finding a
 // slot's module run is then a step, not a search. A key's Key shares the
 // table's bytes (capacity clipped, so an append copies): no allocation
 // per key.

@@ -46,11 +46,11 @@
 // Each runs on a private overlay: its own writes,
 // then the published writes of earlier transactions of the block, then
 // the parent version (through a prefetch of every exact key the block
-// declares, done before execution by the serial path too, and laid out
-// by entry in execution order so that a transaction reads its values next
-// to the previous one's; see byEntry). The entries
-// and the slots are computed once per block and shared by the prefetch,
-// the DAG, the block layers (arrays by slot), the overlays (a transaction
+// declares, done before execution by the serial path too, read while the
+// keys are numbered, and laid out by entry in execution order so that a
+// transaction reads its values next to the previous one's; see feed). The
+// entries are listed once per block and shared by the prefetch, the
+// numbering, the DAG, the block layers (arrays by slot), the overlays (a transaction
 // finds the slot of a key it declared among its own few entries) and the
 // merge. Their arrays, and the entries' key strings, live in a scratch
 // the executor reuses for its next block (see scratch): nothing of a
@@ -68,8 +68,8 @@
 // of slots); only keys without a slot (written under a declared prefix)
 // are sorted, and merged in.
 //
-// Every parallel phase of a block (numbering with the senders, prefetch
-// and its layout by entry, execution, merge) is run by the calling
+// Every parallel phase of a block (listing the entries with the senders,
+// the prefetch beside the rest of the numbering, execution, merge) is run by the calling
 // goroutine and the block's crew of Workers-1 helpers, started once in
 // prepare and stopped before the scratch is handed back (see gate.go). A
 // phase's parts are claimed, never assigned, and a helper joins only while

@@ -94,8 +94,8 @@ type BlockResult struct {
 // Options configure an Executor. The zero value runs one worker per core.
 type Options struct {
 	// Workers is the size of the worker pool; 0 means runtime.GOMAXPROCS.
-	// The prefetch before execution reads with as many goroutines, in
-	// ExecuteSerial too.
+	// The prefetch before execution reads with as many goroutines (the
+	// helpers while the caller numbers the keys), in ExecuteSerial too.
 	Workers int
 	// MaxTxs caps the transactions of a block; 0 means BlockTxsMax.
 	MaxTxs int
@@ -138,8 +138,7 @@ type block struct {
 	txs     []*types.Tx
 	senders []types.Address
 	access  *accessTable // nil in a simulation
-	cache   [][]byte     // the prefetched parent values by slot
-	own     [][]byte     // and by entry (access.all's, see overlay.own)
+	own     [][]byte     // the prefetched parent values by entry (see feed)
 	// The block's pending writes and account records are carved from
 	// these, so a transaction allocates none of them (see runTx).
 	wbuf   []write
@@ -147,7 +146,7 @@ type block struct {
 	// order maps execution positions to block indexes (nil = identity):
 	// b, txs and senders are in execution order, see nonceOrder.
 	order []int
-	sc    *scratch // holds senders, access's arrays, cache, own, wbuf
+	sc    *scratch // holds senders, access's arrays, own, wbuf
 }
 
 // done gives the block's scratch back to x for its next block: call it
@@ -174,19 +173,26 @@ func (x *Executor) prepare(ctx context.Context, parent StateView, b *types.Block
 	sc := x.spare.get()
 	sc.crew = newCrew(x.opts.Workers - 1)
 	bl := &block{env: BlockEnv{Height: b.Height, Time: b.Time}, b: b, txs: txs, senders: grow(&sc.senders, len(txs)), sc: sc}
-	bl.access = newAccessTableIn(sc, txs, bl.senders, true, x.opts.Workers)
-	if bl.order = nonceOrder(txs, bl.access.senderGroups); bl.order != nil {
-		bl.b, bl.txs, bl.senders = reorder(b, txs, bl.senders, bl.order)
-		bl.access.permute(bl.order)
-	}
-	bl.wbuf = grow(&sc.wbuf, bl.access.start[len(txs)])
-	bl.nonces = make([]byte, nonceLen*len(txs))
-	c, err := prefetch(ctx, parent, bl.access, x.opts.Workers)
+	// The numbering in one part, on the caller, while the helpers read
+	// the prefetch (see feed).
+	var f *feed
+	bl.access = newAccessTableIn(sc, txs, bl.senders, true, 1, func(t *accessTable) {
+		f = newFeed(ctx, parent, t, txs, x.opts.Workers)
+		f.start(sc.crew)
+	})
+	own, err := f.finish()
 	if err != nil {
 		sc.crew.stop()
 		return nil, err
 	}
-	bl.cache, bl.own = c, byEntry(bl.access, c, x.opts.Workers)
+	if bl.order = nonceOrder(txs, bl.access.senderGroups); bl.order != nil {
+		own = permuteOwn(sc, own, bl.access.start, bl.order) // start still in block order
+		bl.b, bl.txs, bl.senders = reorder(b, txs, bl.senders, bl.order)
+		bl.access.permute(bl.order)
+	}
+	bl.own = own
+	bl.wbuf = grow(&sc.wbuf, bl.access.start[len(txs)])
+	bl.nonces = make([]byte, nonceLen*len(txs))
 	return bl, nil
 }
 
@@ -436,7 +442,7 @@ func (x *Executor) runTx(ctx context.Context, bl *block, layer blockLayer, paren
 	} else {
 		o = new(overlay)
 	}
-	*o = overlay{ctx: ctx, layer: layer, tab: bl.access, cache: bl.cache, parent: parent, idx: i, rec: rec}
+	*o = overlay{ctx: ctx, layer: layer, tab: bl.access, parent: parent, idx: i, rec: rec}
 	acctSlot, acct := int32(-1), ""
 	var record []byte // where the new account record goes
 	if bl.access != nil {

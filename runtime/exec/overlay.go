@@ -246,13 +246,12 @@ type overlay struct {
 	ctx   context.Context
 	layer blockLayer
 	tab   *accessTable // the block's, or nil (then every slot is -1)
-	cache [][]byte     // the prefetched parent values, by slot
 	es    []access     // the transaction's entries: most keys it uses
 	// own holds the prefetched parent values of es, entry by entry (nil
 	// for a prefix), or is nil. A transaction's own keys are then read
-	// from memory next to the previous transaction's, not from cache at
-	// their slots, which are spread over the block's keys: that was a
-	// cache miss per read (see byEntry).
+	// from memory next to the previous transaction's, not from an array
+	// by slot, whose slots are spread over the block's keys: that was a
+	// cache miss per read (see feed).
 	own    [][]byte
 	parent StateView
 	idx    int
@@ -327,9 +326,9 @@ func (o *overlay) getRaw(slot int32, k string, e int) ([]byte, error) {
 	if e >= 0 && o.own != nil {
 		return o.own[e], nil
 	}
-	if slot >= 0 && o.cache != nil {
-		return o.cache[slot], nil
-	}
+	// A key the transaction did not declare exactly (under a prefix, or an
+	// access violation's) is read from the parent, even when another
+	// transaction declared it: the prefetch is laid out by entry only.
 	v, err := o.parent.Get(o.ctx, splitKey(k))
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrState, err)
@@ -362,129 +361,9 @@ func (o *overlay) Set(module types.Address, k, value []byte) error {
 	return nil
 }
 
-// prefetch reads the parent values of the block's declared exact keys and
-// the senders' account records (t's slots) from parent, with readers
-// goroutines (the serial path uses the same prefetch, so the baseline is
-// fair), each over a contiguous range of slots: interleaved ones would
-// have both readers writing to the same cache lines of the values. A
-// parent that reads many keys at once (batchReader) gets each range in
-// batches of prefetchBatch. Prefix contents are not prefetched: they are read by Iterate
-// when a transaction asks.
-func prefetch(ctx context.Context, parent StateView, t *accessTable, readers int) ([][]byte, error) {
-	vals := grow(&t.sc.vals, len(t.keys))
-	readers = max(1, min(readers, len(t.keys)/prefetchChunkMin))
-	errs := make([]error, readers)
-	br, batch := parent.(batchReader)
-	batches := grow(&t.sc.prefetchKeys, readers)
-	t.sc.crew.parallel(readers, func(r int) {
-		lo, hi := r*len(vals)/readers, (r+1)*len(vals)/readers
-		// A batch reader gets the range in batches of keys from one
-		// array kept in the scratch (an array of the whole range was
-		// ~1 MB of state keys per block for the collector, one per
-		// batch still an allocation per reader and block) and appends
-		// their values to vals in place: a batch is a run of
-		// consecutive slots.
-		var keys []types.StateKey
-		if batch {
-			if cap(batches[r]) < prefetchBatch {
-				batches[r] = make([]types.StateKey, 0, prefetchBatch)
-			}
-			keys = batches[r][:0]
-			// Keep no block's keys alive through the scratch.
-			defer func() { clear(keys[:cap(keys)]) }()
-		}
-		from := lo // the slot of keys[0]
-		flush := func() error {
-			if len(keys) == 0 {
-				return nil
-			}
-			got, err := br.GetMany(ctx, keys, vals[from:from:from+len(keys)])
-			if err == nil && len(got) != len(keys) {
-				err = fmt.Errorf("exec: prefetch read %d values for %d keys", len(got), len(keys))
-			}
-			// In place for *state.Store (got is vals[from:...]): the
-			// copy then moves nothing; a reader that appends
-			// elsewhere still lands its values in their slots.
-			copy(vals[from:], got)
-			from += len(keys)
-			keys = keys[:0]
-			return err
-		}
-		var sk slotKeys
-		if lo < hi {
-			sk = t.slotKeys(int32(lo))
-		}
-		for s := lo; s < hi; s++ {
-			var err error
-			switch {
-			case t.off[s+1]-t.off[s] > types.StateKeyMax:
-				// An over-long key fails the transaction when it is
-				// used; it must not fail the block here. No state
-				// holds it, so absent (nil) is its value.
-				if err = flush(); err == nil {
-					vals[s], from = nil, s+1
-				}
-			case !batch:
-				vals[s], err = parent.Get(ctx, sk.at(int32(s)))
-			default:
-				if keys = append(keys, sk.at(int32(s))); len(keys) == prefetchBatch {
-					err = flush()
-				}
-			}
-			if err != nil {
-				errs[r] = fmt.Errorf("%w: prefetch: %w", ErrState, err)
-				return
-			}
-		}
-		if err := flush(); err != nil {
-			errs[r] = fmt.Errorf("%w: prefetch: %w", ErrState, err)
-		}
-	})
-	for _, err := range errs {
-		if err != nil {
-			return nil, err
-		}
-	}
-	return vals, nil
-}
-
-// byEntry lays the prefetched values (vals, by slot) out by t's entries
-// in execution order, as overlay.own reads them, with up to workers
-// goroutines over contiguous ranges of transactions. Slot order is key
-// order and a transaction's keys are spread over the block's, so reading
-// vals by slot during execution was a cache miss per read (a tenth of a
-// WAT token transfer's CPU, the load of vals[slot] alone); here those
-// loads are independent of each other and overlap, and execution then
-// reads its values next to the previous transaction's.
-func byEntry(t *accessTable, vals [][]byte, workers int) [][]byte {
-	n := len(t.all)
-	own := grow(&t.sc.own, t.start[n])
-	parts := max(1, min(workers, n/accessPartMin))
-	t.sc.crew.parallel(parts, func(p int) {
-		for i := p * n / parts; i < (p+1)*n/parts; i++ {
-			o := own[t.start[i]:t.start[i+1]]
-			for j := range t.all[i] {
-				if e := &t.all[i][j]; e.prefix {
-					o[j] = nil
-				} else {
-					o[j] = vals[e.slot]
-				}
-			}
-		}
-	})
-	return own
-}
-
-// prefetchBatch is the most keys a prefetch reader passes to GetMany at
-// once.
-const prefetchBatch = 512
-
 // batchReader is a StateView that also reads many keys in one call, as
 // *state.Store does: GetMany appends keys[i]'s value (nil when absent) to
 // dst for each i and returns it. The values must not be modified.
 type batchReader interface {
 	GetMany(ctx context.Context, keys []types.StateKey, dst [][]byte) ([][]byte, error)
 }
-
-// prefetchChunkMin is the fewest keys worth a prefetch goroutine.
-const prefetchChunkMin = 64

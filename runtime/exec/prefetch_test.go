@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"sync/atomic"
 	"testing"
 
 	"github.com/kairos-network/kairos/state"
@@ -113,41 +114,131 @@ func TestGetManyMatchesGet(t *testing.T) {
 	}
 }
 
-// TestPrefetchBatchEqualsGet: the prefetch through GetMany gives every
-// slot the value the key-by-key prefetch gives, with 1 and 2 readers,
-// when the block declares keys no state holds and an over-long key.
-func TestPrefetchBatchEqualsGet(t *testing.T) {
+// TestFeedBatchEqualsGet: the prefetch through GetMany gives every entry
+// the value the key-by-key prefetch gives and the parent's Get gives (nil
+// for a prefix), on the caller alone and on a crew, when the block
+// declares keys no state holds, an over-long key, prefixes, lifecycle
+// transactions and calls of one module in a row (whose record entries
+// take the value read once per run of a chunk).
+func TestFeedBatchEqualsGet(t *testing.T) {
 	ctx := context.Background()
 	rng := rand.New(rand.NewPCG(3, 4))
 	s, present, absent := randomStore(t, rng, false, 600)
 	var txs []*types.Tx
 	for i := range 300 {
 		access := []types.Access{rw(present[2*i].Module, present[2*i].Key), rd(absent[i].Module, absent[i].Key)}
-		if i == 150 {
+		switch i {
+		case 150:
 			access = append(access, rd(TokenModule, make([]byte, types.StateKeyMax+1)))
+		case 151:
+			access = append(access, pfx(present[3].Module, present[3].Key[:1], types.Read))
 		}
-		txs = append(txs, mkTx(i, 1, 1e12, call(TokenModule, "transfer", nil), access...))
+		p := call(TokenModule, "transfer", nil)
+		switch {
+		case i%7 == 0:
+			p = call(CounterModule, "add", nil)
+		case i == 100:
+			p = types.Payload{Kind: types.SetAdmin, Module: TokenModule}
+		}
+		txs = append(txs, mkTx(i, 1, 1e12, p, access...))
 	}
 	tab := newAccessTable(txs, sendersOf(txs), 2)
-	want, err := prefetch(ctx, getOnly{s}, tab, 1)
+	want, err := newFeed(ctx, getOnly{s}, tab, txs, 1).finish()
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, readers := range []int{1, 2} {
-		got, err := prefetch(ctx, s, tab, readers)
+	want = slices.Clone(want)
+	for j, e := range tab.sc.flat[:tab.start[len(txs)]] {
+		var v []byte
+		if !e.prefix && len(e.k)-types.AddressLen <= types.StateKeyMax {
+			if v, err = s.Get(ctx, splitKey(e.k)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if !bytes.Equal(want[j], v) || (want[j] == nil) != (v == nil) {
+			t.Fatalf("entry %d (%x): %q, Get %q", j, e.k, want[j], v)
+		}
+	}
+	for _, helpers := range []int{0, 1, 3} {
+		c := newCrew(helpers)
+		f := newFeed(ctx, s, tab, txs, 1+helpers)
+		f.start(c)
+		got, err := f.finish()
+		c.stop()
 		if err != nil {
 			t.Fatal(err)
 		}
-		for slot := range want {
-			if !bytes.Equal(got[slot], want[slot]) || (got[slot] == nil) != (want[slot] == nil) {
-				t.Fatalf("%d readers, slot %d: %q, key by key %q", readers, slot, got[slot], want[slot])
+		for j := range want {
+			if !bytes.Equal(got[j], want[j]) || (got[j] == nil) != (want[j] == nil) {
+				t.Fatalf("%d helpers, entry %d: %q, key by key %q", helpers, j, got[j], want[j])
 			}
 		}
 	}
 }
 
-// TestByEntryMatchesGet: after prepare (numbering, the nonce order's
-// permutation, the prefetch), each transaction's own values are, entry by
+// TestPrefetchFailureFailsTheBlock: a parent whose reads fail makes the
+// block fail with ErrState in both modes, with 1 and 2 workers, whichever
+// chunk fails and whichever goroutine reads it, and the executor runs its
+// next block as if nothing happened.
+func TestPrefetchFailureFailsTheBlock(t *testing.T) {
+	ctx := context.Background()
+	blk, txs, genesis, err := TransferWorkload(600, 300, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := state.OpenMemory(state.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.Commit(ctx, 1, genesis); err != nil {
+		t.Fatal(err)
+	}
+	boom := errors.New("disk gone")
+	for _, workers := range []int{1, 2} {
+		x := New(NewNativeRunner(NativeModules()), Options{Workers: workers})
+		want, err := x.ExecuteSerial(ctx, s, blk, txs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, failAt := range []int32{0, 2} {
+			for _, serial := range []bool{false, true} {
+				run := x.ExecuteBlock
+				if serial {
+					run = x.ExecuteSerial
+				}
+				if _, err := run(ctx, &failingBatch{Store: s, failAt: failAt, err: boom}, blk, txs); !errors.Is(err, ErrState) || !errors.Is(err, boom) {
+					t.Fatalf("%d workers, failure at read %d, serial %v: %v", workers, failAt, serial, err)
+				}
+				got, err := run(ctx, s, blk, txs)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !bytes.Equal(encodeResult(got), encodeResult(want)) {
+					t.Fatalf("%d workers, serial %v: the block after a failed one differs", workers, serial)
+				}
+			}
+		}
+	}
+}
+
+// failingBatch fails its GetMany calls from the failAt-th on.
+type failingBatch struct {
+	*state.Store
+	calls  atomic.Int32
+	failAt int32
+	err    error
+}
+
+func (f *failingBatch) GetMany(ctx context.Context, keys []types.StateKey, dst [][]byte) ([][]byte, error) {
+	if f.calls.Add(1)-1 >= f.failAt {
+		return dst, f.err
+	}
+	return f.Store.GetMany(ctx, keys, dst)
+}
+
+// TestByEntryMatchesGet: after prepare (the prefetch beside the
+// numbering, the nonce order's permutation of both), each transaction's own values are, entry by
 // entry in execution order, what the parent holds for the entry's key
 // (nil for a prefix), with 1 and 2 workers, on random blocks with
 // prefixes, hot keys and senders with several transactions.
@@ -161,6 +252,9 @@ func TestByEntryMatchesGet(t *testing.T) {
 			bl, err := x.prepare(ctx, s, blk, txs)
 			if err != nil {
 				t.Fatal(err)
+			}
+			if bl.order != nil && &bl.own[0] == &bl.sc.own[0] {
+				t.Fatalf("seed %d: the block was permuted, its values were not", seed)
 			}
 			permuted := false
 			for i := range bl.txs {

@@ -35,14 +35,15 @@ type scratch struct {
 	off     []int32
 	senders []types.Address
 	wbuf    []write
-	vals    [][]byte
-	own     [][]byte  // vals by entry (byEntry)
-	writes  [][]write // txOutcomes.writes
-	last    []uint64  // the merge's last write per slot
-	evAt    []int     // where each transaction's events start in the block's
-	// prefetchKeys holds each prefetch reader's batch of keys (cleared
-	// after use).
-	prefetchKeys [][]types.StateKey
+	own     [][]byte // the prefetched values by entry (feed)
+	// ownPermuted is own in execution order when the nonce order moves
+	// transactions (permuteOwn).
+	ownPermuted [][]byte
+	writes      [][]write // txOutcomes.writes
+	last        []uint64  // the merge's last write per slot
+	evAt        []int     // where each transaction's events start in the block's
+	// feedBufs are the prefetch loaders' batches (cleared after use).
+	feedBufs []feedBuf
 	// keyChunks holds the chunks of the entries' key strings, a list
 	// per listing chunk (see keyBuilder, listChunk).
 	keyChunks [][][]byte
