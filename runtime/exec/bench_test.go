@@ -262,6 +262,29 @@ func BenchmarkPhases(b *testing.B) {
 				b.ReportMetric((processCPU()-cpu0).Seconds()/float64(b.N), "cpu-s/op")
 			})
 		}
+		// prepare-2w with the caches evicted before each run (outside the
+		// timing), as a block finds the store's index after executing the
+		// last one.
+		b.Run(module+"/prepare-2w-cold", func(b *testing.B) {
+			evict := make([]byte, 64<<20)
+			var cpu time.Duration
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				b.StopTimer()
+				for j := 0; j < len(evict); j += 64 {
+					evict[j]++
+				}
+				cpu0 := processCPU()
+				b.StartTimer()
+				bl2, err := x2.prepare(ctx, s, blk, txs)
+				if err != nil {
+					b.Fatal(err)
+				}
+				x2.done(bl2)
+				cpu += processCPU() - cpu0
+			}
+			b.ReportMetric(cpu.Seconds()/float64(b.N), "cpu-s/op")
+		})
 		// The merge of a 2-worker block, over a crew whose helper is
 		// already running, as after the execution.
 		b.Run(module+"/merge-2w", func(b *testing.B) {
