@@ -227,8 +227,10 @@ func BenchmarkPhases(b *testing.B) {
 			// senders (a signed transaction has its address at hand).
 			{"numbering", func() { newAccessTableIn(numbering, txs, senders, true, 1, nil) }},
 			// With 2 workers and a crew started just before, as prepare
-			// runs it: the listing is the helper's first phase, and in
-			// wall time (ns/op) this shows what a late helper costs.
+			// ran it until round 12 (it now numbers in one part beside
+			// the prefetch, see prepare-2w): the listing is the helper's
+			// first phase, and in wall time (ns/op) this shows what a
+			// late helper costs.
 			{"numbering-2w", func() {
 				numbering.crew = newCrew(1)
 				newAccessTableIn(numbering, txs, senders, true, 2, nil)
@@ -244,8 +246,8 @@ func BenchmarkPhases(b *testing.B) {
 			// worker): the slots' counting pass too.
 			{"merge-serial", func() { x.merge(outs, bl.access, 1, false) }},
 			// The whole preparation with 2 workers, as both ExecuteBlock
-			// and ExecuteSerial (Serial2) run it: crew start, numbering,
-			// prefetch and byEntry, with the caches warm.
+			// and ExecuteSerial (Serial2) run it: crew start, listing, the
+			// numbering and the prefetch beside it, with the caches warm.
 			{"prepare-2w", func() {
 				bl2, err := x2.prepare(ctx, s, blk, txs)
 				if err != nil {
