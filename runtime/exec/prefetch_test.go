@@ -176,6 +176,76 @@ func TestFeedBatchEqualsGet(t *testing.T) {
 	}
 }
 
+// lastChunkView holds back the first GetMany (a chunk of the prefetch)
+// until every other one has returned, so that chunk lands last, after the
+// goroutine that did not read it has claimed and read all the others.
+type lastChunkView struct {
+	*state.Store
+	others   int32 // GetMany calls besides the first
+	calls    atomic.Int32
+	returned atomic.Int32
+	release  chan struct{}
+}
+
+func (v *lastChunkView) GetMany(ctx context.Context, keys []types.StateKey, dst [][]byte) ([][]byte, error) {
+	if v.calls.Add(1) == 1 {
+		<-v.release
+		return v.Store.GetMany(ctx, keys, dst)
+	}
+	defer func() {
+		if v.returned.Add(1) == v.others {
+			close(v.release)
+		}
+	}()
+	return v.Store.GetMany(ctx, keys, dst)
+}
+
+// TestPrepareWaitsForEveryChunk: prepare returns only once the prefetch's
+// last chunk has landed, even when that chunk is the helper's and the
+// caller has read all the others: every entry then holds the parent's
+// value. (A prepare that did not wait for the helper returns while the
+// held-back chunk is still being read: -race, which runs this package in
+// make test, reports the helper's writes unordered with the reads here,
+// checked by removing the wait; without -race the helper usually lands
+// it before these reads reach it.) Two workers: the held-back reader is
+// the helper unless it joined only after the caller's numbering.
+func TestPrepareWaitsForEveryChunk(t *testing.T) {
+	ctx := context.Background()
+	blk, txs, genesis, err := TransferWorkload(1200, 600, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := state.OpenMemory(state.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.Commit(ctx, 1, genesis); err != nil {
+		t.Fatal(err)
+	}
+	x := New(NewNativeRunner(NativeModules()), Options{Workers: 2})
+	chunks := int32((len(txs) + feedChunk - 1) / feedChunk)
+	for round := range 5 {
+		v := &lastChunkView{Store: s, others: chunks - 1, release: make(chan struct{})}
+		bl, err := x.prepare(ctx, v, blk, txs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range bl.txs {
+			for j, e := range bl.access.all[i] {
+				want, err := s.Get(ctx, splitKey(e.k))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got := bl.own[bl.access.start[i]+j]; !bytes.Equal(got, want) {
+					t.Fatalf("round %d, tx %d, entry %d: %q before its chunk landed, parent %q", round, i, j, got, want)
+				}
+			}
+		}
+		x.done(bl)
+	}
+}
+
 // TestPrefetchFailureFailsTheBlock: a parent whose reads fail makes the
 // block fail with ErrState in both modes, with 1 and 2 workers, whichever
 // chunk fails and whichever goroutine reads it, and the executor runs its
