@@ -173,13 +173,25 @@ func (x *Executor) prepare(ctx context.Context, parent StateView, b *types.Block
 	sc := x.spare.get()
 	sc.crew = newCrew(x.opts.Workers - 1)
 	bl := &block{env: BlockEnv{Height: b.Height, Time: b.Time}, b: b, txs: txs, senders: grow(&sc.senders, len(txs)), sc: sc}
-	// The numbering in one part, on the caller, while the helpers read
-	// the prefetch (see feed).
+	// With two workers the caller numbers the keys in one part while the
+	// helper reads the prefetch (see feed). With more, one part would
+	// bound the preparation (~0.9 ms for 5 000 transfers, while W-1
+	// helpers read the prefetch in ~1/(W-1) ms): the numbering keeps its
+	// parts on the crew, and the prefetch follows it.
+	beside, parts := x.opts.Workers <= 2, 1
+	if !beside {
+		parts = x.opts.Workers
+	}
 	var f *feed
-	bl.access = newAccessTableIn(sc, txs, bl.senders, true, 1, func(t *accessTable) {
+	bl.access = newAccessTableIn(sc, txs, bl.senders, true, parts, func(t *accessTable) {
 		f = newFeed(ctx, parent, t, txs, x.opts.Workers)
-		f.start(sc.crew)
+		if beside {
+			f.start(sc.crew)
+		}
 	})
+	if !beside {
+		f.start(sc.crew)
+	}
 	own, err := f.finish()
 	if err != nil {
 		sc.crew.stop()

@@ -15,10 +15,11 @@ import (
 // declared exact keys, laid out by entry (own, as overlay.own reads them:
 // a transaction's values next to the previous one's), read in chunks of
 // consecutive transactions. It needs only the listed entries, not their
-// slots, so it runs beside the key numbering: prepare posts its chunks to
-// the crew right after the listing (the helpers read while the caller
-// numbers the keys alone), and the caller claims what is left once the
-// numbering is done. Before, the numbering ran on both cores, then a
+// slots, so it runs beside the key numbering: with two workers prepare
+// posts its chunks to the crew right after the listing (the helper reads
+// while the caller numbers the keys alone), and the caller claims what is
+// left once the numbering is done. (With more workers the numbering keeps
+// its parts and the prefetch follows it; see prepare.) Before, the numbering ran on both cores, then a
 // prefetch by slot, then its layout by entry: three phases' hand-offs,
 // and a 2-part numbering that cost ~0.4 ms more CPU than one part for
 // ~0.1 ms less wall time (see RATIONALE.md, round 12).
