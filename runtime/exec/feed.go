@@ -19,10 +19,11 @@ import (
 // posts its chunks to the crew right after the listing (the helper reads
 // while the caller numbers the keys alone), and the caller claims what is
 // left once the numbering is done. (With more workers the numbering keeps
-// its parts and the prefetch follows it; see prepare.) Before, the numbering ran on both cores, then a
-// prefetch by slot, then its layout by entry: three phases' hand-offs,
-// and a 2-part numbering that cost ~0.4 ms more CPU than one part for
-// ~0.1 ms less wall time (see RATIONALE.md, round 12).
+// its parts and the prefetch follows it; see prepare.) Before, the
+// numbering ran on both cores, then a prefetch by slot, then its layout
+// by entry: the hand-offs of all their phases, and a 2-part numbering
+// that cost ~0.4 ms more CPU than one part for ~0.1 ms less wall time
+// (see RATIONALE.md, round 12).
 //
 // It reads only what the listing wrote (the entries' keys and kinds),
 // never the slots the numbering writes meanwhile, and no entry of own is
