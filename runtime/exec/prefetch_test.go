@@ -124,6 +124,16 @@ func TestFeedBatchEqualsGet(t *testing.T) {
 	ctx := context.Background()
 	rng := rand.New(rand.NewPCG(3, 4))
 	s, present, absent := randomStore(t, rng, false, 600)
+	// The called modules' records, which the repeated record entries
+	// take from the chunk's first: distinct, so a value taken from the
+	// wrong entry shows.
+	records := []state.Write{
+		{Key: types.StateKey{Module: ModulesModule, Key: recordKey(TokenModule)}, Value: []byte("token record")},
+		{Key: types.StateKey{Module: ModulesModule, Key: recordKey(CounterModule)}, Value: []byte("counter record")},
+	}
+	if _, err := s.Commit(ctx, 2, records); err != nil {
+		t.Fatal(err)
+	}
 	var txs []*types.Tx
 	for i := range 300 {
 		access := []types.Access{rw(present[2*i].Module, present[2*i].Key), rd(absent[i].Module, absent[i].Key)}
