@@ -17,7 +17,8 @@ import (
 // without a slot (as under a declared prefix). Every other seed writes
 // each key from one transaction at most, and merges as disjoint (the
 // first pass split over ranges of transactions too). The block's events
-// must be the receipts' in block order.
+// must be the receipts' in block order. Half the seeds of each kind merge
+// on a crew of one helper.
 func TestMergeAgainstReference(t *testing.T) {
 	// 12 seeds: fewer left a slot range's last slot unwritten in every
 	// disjoint block with more than one range, where the counts of the
@@ -69,7 +70,15 @@ func TestMergeAgainstReference(t *testing.T) {
 		})
 		x := New(nil, Options{})
 		for parts := 1; parts <= 8; parts++ {
+			// From 2 parts on, every other seed with a helper, as a
+			// block's crew merges (the first pass's parts that make the
+			// result's arrays run beside its ranges).
+			if parts > 1 && seed%4 < 2 {
+				tab.sc.crew = newCrew(1)
+			}
 			res := x.merge(outs, tab, parts, disjoint)
+			tab.sc.crew.stop()
+			tab.sc.crew = nil
 			if len(res.Writes) != len(want) {
 				t.Fatalf("seed %d, %d parts: %d writes, want %d", seed, parts, len(res.Writes), len(want))
 			}
