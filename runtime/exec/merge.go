@@ -14,9 +14,9 @@ import (
 const mergePartMin = 1024
 
 // mergeWriteParts is how many ranges of transactions per worker a disjoint
-// merge's first pass has, beside the parts that make the result's arrays:
-// with one range per worker, the worker that makes the writes' array would
-// start its range only after it, while the other one waits at the end.
+// merge's first pass has, beside the part that makes the writes' array:
+// with one range per worker, the worker that makes the array would start
+// its range only after it, while the other one waits at the end.
 const mergeWriteParts = 2
 
 // kv is one merged write of a key without a slot.
@@ -49,24 +49,24 @@ func (o *txOutcomes) set(i int, out txOut) { o.receipts[i], o.writes[i] = out.re
 // merge combines the transactions' writes in block order into the sorted
 // write set of the block t was made of (t nil: no slots). A slot's value
 // is the last one written to it, found in one pass over the writes in
-// block order, which also adds up the gas; the written slots are then
-// emitted in slot order, which is key order, by up to workers goroutines
-// over ranges of slots, each of which also copies the events of a range
-// of transactions into the block's array. Keys without a slot (written
-// under a declared prefix) are sorted apart and merged in. disjoint says
-// no slot is written by two transactions (a block whose DAG has no edge:
-// two writers of a key would be one): the first pass is then split over
-// ranges of transactions too, as no two of them write one slot, and
-// counts the written slots of each range of slots on the way, since a
-// write is then a written slot. The result's receipts are outs.receipts.
+// block order, which also copies the receipts' events into the block's
+// array and adds up the gas; the written slots are then emitted in slot
+// order, which is key order, by up to workers goroutines over ranges of
+// slots. Keys without a slot (written under a declared prefix) are sorted
+// apart and merged in. disjoint says no slot is written by two
+// transactions (a block whose DAG has no edge: two writers of a key would
+// be one): the first pass is then split over ranges of transactions too,
+// as no two of them write one slot, and counts the written slots of each
+// range of slots on the way, since a write is then a written slot. The
+// result's receipts are outs.receipts.
 //
 // Each pass with more than one part is a phase of the block's crew (see
 // gate.go), a hand-off to another goroutine: a disjoint merge has two such
-// passes, not four. The result's arrays are made (and so zeroed: ~1.2 MB
-// of writes for 5 000 transfers) by parts of the first pass, beside the
-// transactions' ranges, not by the caller between the passes: the block's
-// events always, the writes when disjoint, since only then is their number
-// known before the pass (the writes with a slot).
+// passes, not four. A disjoint merge also knows how many writes it emits
+// before the first pass (the writes with a slot), so a part of that pass
+// makes their array, beside the transactions' ranges: made (and so
+// zeroed, ~1.2 MB for 5 000 transfers) by the caller between the passes,
+// it was ~60 µs of the 2-worker merge on one core (see RATIONALE.md).
 func (x *Executor) merge(outs *txOutcomes, t *accessTable, workers int, disjoint bool) *BlockResult {
 	n := len(outs.receipts)
 	res := &BlockResult{Receipts: outs.receipts}
@@ -88,9 +88,14 @@ func (x *Executor) merge(outs *txOutcomes, t *accessTable, workers int, disjoint
 	} else {
 		evAt = make([]int, n+1)
 	}
-	wparts := 1
+	evAt[0] = 0
+	for i := range outs.receipts {
+		evAt[i+1] = evAt[i] + len(outs.receipts[i].Events)
+	}
+	res.Events = make([]types.Event, evAt[n])
+	wparts, makes := 1, 0
 	if disjoint {
-		wparts = max(1, min(mergeWriteParts*workers, n/mergePartMin))
+		wparts, makes = max(1, min(mergeWriteParts*workers, n/mergePartMin)), 1
 	}
 	parts := max(1, min(workers, len(keys)/mergePartMin))
 	extras := make([][]kv, wparts)
@@ -98,34 +103,20 @@ func (x *Executor) merge(outs *txOutcomes, t *accessTable, workers int, disjoint
 	// counts[q*parts+p] is the written slots of slot range p that the
 	// transactions of range q wrote (disjoint only).
 	var counts []int
-	// The first pass's parts: the arrays to make (the largest first, so
-	// the caller, which claims first, takes it), then the transactions'
-	// ranges.
-	var slotted []state.Write
-	var makes []func()
 	if disjoint {
 		counts = make([]int, wparts*parts)
-		makes = append(makes, func() {
+	}
+	var slotted []state.Write
+	c.parallel(makes+wparts, func(q int) {
+		if q < makes { // first, so that the caller, which claims first, takes it
 			nw := 0
 			for _, ws := range outs.writes {
 				nw += len(ws)
 			}
 			slotted = make([]state.Write, nw) // the writes with a slot, and extras
-		})
-	}
-	makes = append(makes, func() {
-		evAt[0] = 0
-		for i := range outs.receipts {
-			evAt[i+1] = evAt[i] + len(outs.receipts[i].Events)
-		}
-		res.Events = make([]types.Event, evAt[n])
-	})
-	c.parallel(len(makes)+wparts, func(q int) {
-		if q < len(makes) {
-			makes[q]()
 			return
 		}
-		q -= len(makes)
+		q -= makes
 		var g uint64
 		var cnt []int
 		if disjoint {
@@ -146,7 +137,9 @@ func (x *Executor) merge(outs *txOutcomes, t *accessTable, workers int, disjoint
 					extras[q] = append(extras[q], kv{w.k, w.v, i})
 				}
 			}
-			g += outs.receipts[i].GasUsed
+			r := &outs.receipts[i]
+			g += r.GasUsed
+			copy(res.Events[evAt[i]:], r.Events)
 		}
 		gas[q] = g
 	})
@@ -196,9 +189,6 @@ func (x *Executor) merge(outs *txOutcomes, t *accessTable, workers int, disjoint
 				slotted[j] = state.Write{Key: sk.at(int32(s)), Value: nilIfEmpty(v)}
 				j++
 			}
-		}
-		for i := p * n / parts; i < (p+1)*n/parts; i++ {
-			copy(res.Events[evAt[i]:], outs.receipts[i].Events)
 		}
 	})
 	res.Writes = slotted
