@@ -66,7 +66,8 @@ func (o *txOutcomes) set(i int, out txOut) { o.receipts[i], o.writes[i] = out.re
 // before the first pass (the writes with a slot), so a part of that pass
 // makes their array, beside the transactions' ranges: made (and so
 // zeroed, ~1.2 MB for 5 000 transfers) by the caller between the passes,
-// it was ~60 µs of the 2-worker merge on one core (see RATIONALE.md).
+// it was most of the ~60 µs of CPU the caller alone spent making the
+// result's arrays in a 2-worker merge (see RATIONALE.md, round 13).
 func (x *Executor) merge(outs *txOutcomes, t *accessTable, workers int, disjoint bool) *BlockResult {
 	n := len(outs.receipts)
 	res := &BlockResult{Receipts: outs.receipts}
