@@ -13,15 +13,17 @@ type commitPhase int
 const (
 	phasePrepare commitPhase = iota // validate, hash and sort the writes
 	phaseUpdate                     // the tree update (subtree goroutines)
-	phaseCache                      // the node cache update, beside the write
+	phaseBuilt                      // CommitAsync waiting for the batch to be built
+	phaseCache                      // the node cache update, beside pebble's commit
 	phaseBuild                      // building the version's batch
 	phaseApply                      // pebble's commit short of the log sync: log write, batch sort or memtable insert
 	phaseSync                       // pebble's wait for the log sync
 	phaseWait                       // Commit waiting for the write after CommitAsync returned
+	phaseCommit                     // all of Commit, or of CommitAsync
 	numPhases
 )
 
-var phaseNames = [numPhases]string{"prepare", "update", "cache", "build", "apply", "sync", "wait"}
+var phaseNames = [numPhases]string{"prepare", "update", "built", "cache", "build", "apply", "sync", "wait", "commit"}
 
 // commitPhases sums the wall time of each phase over commits. A store's
 // phases is nil except in benchmarks, and a nil *commitPhases times
