@@ -43,38 +43,30 @@ func (s *Store) pebbleVersionBatch(height uint64, root slot, o *out, latest bool
 	if len(o.records) >= parallelMin {
 		parts = runtime.GOMAXPROCS(0)
 	}
-	// Split the records by id range, so that each part sorts and encodes
+	// Split the records by id range, so that each part sorts and copies
 	// its own and the parts concatenate in key order. Ids are hashes, so
 	// the ranges are about equal; a writer grinding ids only unbalances the
 	// work, never the order.
-	refs := make([][]recRef, parts)
-	counts := make([]int, parts)
+	hiOf := func(i int) uint64 { return binary.BigEndian.Uint64(o.records[i].id[:8]) }
 	part := func(hi uint64) int {
 		p, _ := bits.Mul64(hi, uint64(parts))
 		return int(p)
 	}
-	n := len(o.records)
-	all := make([]recRef, n)
-	for i := range all {
-		hi := binary.BigEndian.Uint64(o.records[i].id[:8])
-		all[i] = recRef{hi, i}
-		counts[part(hi)]++
+	counts := make([]int, parts)
+	for i := range o.records {
+		counts[part(hiOf(i))]++
 	}
 	// Place the refs part by part in one array (a counting sort by part).
-	next := make([]int, parts)
-	for p := 1; p < parts; p++ {
-		next[p] = next[p-1] + counts[p-1]
-	}
-	placed := make([]recRef, n)
-	for _, r := range all {
-		p := part(r.hi)
-		placed[next[p]] = r
-		next[p]++
-	}
-	lo := 0
+	refs := make([][]recRef, parts)
+	placed := make([]recRef, 0, len(o.records))
 	for p := range refs {
-		refs[p] = placed[lo : lo+counts[p]]
-		lo += counts[p]
+		refs[p] = placed[len(placed) : len(placed) : len(placed)+counts[p]]
+		placed = placed[:len(placed)+counts[p]]
+	}
+	for i := range o.records {
+		hi := hiOf(i)
+		p := part(hi)
+		refs[p] = append(refs[p], recRef{hi, i})
 	}
 
 	size := 1 << 10
