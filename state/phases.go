@@ -6,8 +6,8 @@ import (
 )
 
 // commitPhase names a stretch of a commit that the commit benchmark times,
-// to find what keeps one of the two cores idle (see RATIONALE.md, "Why …
-// the commit's wall-clock critical path").
+// to find what keeps one of the two cores idle (see RATIONALE.md, "Why is
+// a commit's batch built in key order and in parts?").
 type commitPhase int
 
 const (
