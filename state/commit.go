@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	ds "github.com/ipfs/go-datastore"
@@ -64,31 +65,68 @@ type item struct {
 	born      uint64 // an existing leaf's record born
 }
 
-// newValue is a value record a version writes, under (version, h). It is
-// encoded straight into the version's batch (versionBatch), like the new
-// nodes: an encoded copy per record first cost an allocation and a copy of
-// ~10 MB per 10k-key block at 1M keys, and the collector's time with it.
-type newValue struct {
-	h     types.Hash // leaf hash
-	key   types.StateKey
-	value []byte
+// newRecord is a node or value record a version writes, under (version,
+// id), encoded where the update makes it: in the subtree's goroutine, while
+// the node is in the processor's cache, on every core. Encoding the ~30k
+// records (~14 MB) of a 10k-key block at 1M keys after the update took one
+// goroutine 40–90 ms on the commit's critical path (see RATIONALE.md, "Why
+// is a commit's batch built in key order and in parts?").
+type newRecord struct {
+	id  types.Hash // node id, or a value record's leaf hash
+	rec []byte     // the record, in its out's arena
 }
+
+// arenaChunk is the size of the chunks an out encodes its records into:
+// records are never moved once encoded, and a subtree of a 10k-key block
+// at 1M keys fills about four.
+const arenaChunk = 256 << 10
 
 // out collects what one subtree update writes. Each goroutine fills its own,
 // and they are merged in slot order, so the batch never depends on
 // scheduling.
 type out struct {
-	nodes    []*node    // new nodes, for the batch and the cache
-	replaced []*node    // nodes the version stopped using, to drop from the cache
-	values   []newValue // new value records
-	stale    []nodeRef  // records the version stopped using
+	nodes    []*node     // new nodes, for the cache
+	replaced []*node     // nodes the version stopped using, to drop from the cache
+	records  []newRecord // new node and value records, for the batch
+	stale    []nodeRef   // records the version stopped using
 	changes  []Change
+	arena    []byte // the chunk records are encoded into
+}
+
+// reserve returns the arena with room for n more bytes, starting a new
+// chunk when the current one has too little left.
+func (o *out) reserve(n int) []byte {
+	if cap(o.arena)-len(o.arena) < n {
+		o.arena = make([]byte, 0, max(arenaChunk, n))
+	}
+	return o.arena
+}
+
+// addRecord records the encoding that was just appended to the arena from
+// start on. An encoder whose announced length was short made append move
+// the arena: the record is still whole, in the new chunk.
+func (o *out) addRecord(id types.Hash, arena []byte, start int) {
+	o.records = append(o.records, newRecord{id, arena[start:len(arena):len(arena)]})
+	o.arena = arena
+}
+
+// addNode adds a new node, for the cache and, encoded, for the batch.
+func (o *out) addNode(n *node) {
+	o.nodes = append(o.nodes, n)
+	a := o.reserve(nodeRecordLen(n))
+	o.addRecord(n.id, appendNode(a, n), len(a))
+}
+
+// addValue adds a new value record under leaf hash h.
+func (o *out) addValue(h types.Hash, k types.StateKey, value []byte) {
+	a := o.reserve(valueRecordLen(k, value))
+	o.addRecord(h, appendValue(a, k, value), len(a))
 }
 
 func (o *out) merge(p *out) {
 	o.nodes = append(o.nodes, p.nodes...)
 	o.replaced = append(o.replaced, p.replaced...)
-	o.values = append(o.values, p.values...)
+	o.records = append(o.records, p.records...)
 	o.stale = append(o.stale, p.stale...)
 	o.changes = append(o.changes, p.changes...)
 }
@@ -108,12 +146,13 @@ type committer struct {
 
 // pendingWrite is a version handed to the background write: CommitAsync
 // returns once the tree is updated, and the batch is built, written and
-// synced meanwhile. done closes when the write is over; err (set before)
-// says how it went.
+// synced meanwhile. built closes when the batch is built (or will not
+// be), done when the write is over; err (set before) says how it went.
 type pendingWrite struct {
 	height uint64
 	parent types.Hash // the root of the version below (GetMany's index applies the change from it)
 	root   slot
+	built  chan struct{}
 	done   chan struct{}
 	err    error
 }
@@ -142,11 +181,16 @@ func (w *pendingWrite) wait() error {
 // durable batch, and returns the new root once that batch is synced. It is
 // CommitAsync followed by its wait.
 func (s *Store) Commit(ctx context.Context, height uint64, writes []Write) (types.Root, error) {
-	root, wait, err := s.CommitAsync(ctx, height, writes)
+	t0 := s.phases.start()
+	root, wait, err := s.commitAsync(ctx, height, writes)
 	if err != nil {
 		return types.Root{}, err
 	}
-	if err := wait(); err != nil {
+	t := s.phases.start()
+	err = wait()
+	t = s.phases.end(phaseWait, t)
+	s.phases.add(phaseCommit, t.Sub(t0))
+	if err != nil {
 		return types.Root{}, err
 	}
 	return root, nil
@@ -175,6 +219,13 @@ func (s *Store) Commit(ctx context.Context, height uint64, writes []Write) (type
 // called any number of times, from any goroutine. writes must not change
 // until wait returns.
 func (s *Store) CommitAsync(ctx context.Context, height uint64, writes []Write) (types.Root, func() error, error) {
+	t := s.phases.start()
+	defer s.phases.end(phaseCommit, t)
+	return s.commitAsync(ctx, height, writes)
+}
+
+// commitAsync is CommitAsync, untimed as a whole.
+func (s *Store) commitAsync(ctx context.Context, height uint64, writes []Write) (types.Root, func() error, error) {
 	s.commitMu.Lock()
 	defer s.commitMu.Unlock()
 	s.mu.Lock()
@@ -190,25 +241,33 @@ func (s *Store) CommitAsync(ctx context.Context, height uint64, writes []Write) 
 	if height != latest+1 {
 		return types.Root{}, nil, fmt.Errorf("%w: got %d, latest is %d", ErrHeight, height, latest)
 	}
+	t := s.phases.start()
 	items, err := prepare(writes)
 	if err != nil {
 		return types.Root{}, nil, err
 	}
+	t = s.phases.end(phasePrepare, t)
 	c := &committer{s: s, ctx: ctx, height: height, oldValues: !s.opts.AtomicBatches, prev: prev}
 	o := new(out)
 	newRoot, err := c.update(o, root, 0, items)
 	if err != nil {
 		return types.Root{}, nil, err
 	}
-	w := &pendingWrite{height: height, parent: root.h, root: newRoot, done: make(chan struct{})}
+	t = s.phases.end(phaseUpdate, t)
+	w := &pendingWrite{height: height, parent: root.h, root: newRoot, built: make(chan struct{}), done: make(chan struct{})}
 	go s.writeInBackground(context.WithoutCancel(ctx), w, prev, o)
 	// The cache takes the version's nodes here, while the background
-	// goroutine builds and writes its batch: no reader asks for a node born at height
+	// goroutine writes its batch: no reader asks for a node born at height
 	// before the version is visible, and a dropped node is only reloaded.
 	// The next commit finds them there (or, evicted, waits for the write
 	// and loads them). If the write fails, the store needs reopening, with
-	// a new cache.
+	// a new cache. It waits for the batch to be built, which keeps both
+	// cores busy in parts: pebble's commit that follows runs on one
+	// goroutine, beside which the cache update costs the commit no time.
+	<-w.built
+	t = s.phases.end(phaseBuilt, t)
 	s.cache.replace(o.replaced, o.nodes)
+	s.phases.end(phaseCache, t)
 	if prev != nil {
 		prev.wait() // its error is w's too, and w reports it
 	}
@@ -227,8 +286,11 @@ func (s *Store) writeInBackground(ctx context.Context, w *pendingWrite, prev *pe
 	if s.opts.AtomicBatches {
 		// Built while prev is synced: a batch is memory only until its
 		// Commit.
+		t := s.phases.start()
 		b, err = s.commitBatch(ctx, w.height, w.root, o)
+		s.phases.end(phaseBuild, t)
 	}
+	close(w.built)
 	if prev != nil {
 		if perr := prev.wait(); perr != nil {
 			discardBatch(b)
@@ -239,7 +301,7 @@ func (s *Store) writeInBackground(ctx context.Context, w *pendingWrite, prev *pe
 	switch {
 	case err != nil:
 	case b != nil:
-		err = b.Commit(ctx)
+		err = s.commitTimed(ctx, b)
 	default:
 		err = s.writeTearable(ctx, w.height, w.root, o)
 	}
@@ -258,6 +320,24 @@ func (s *Store) writeInBackground(ctx context.Context, w *pendingWrite, prev *pe
 		return
 	}
 	s.latest, s.root = w.height, w.root
+}
+
+// commitTimed commits a version's batch, timing pebble's part of it when
+// the store times its phases.
+func (s *Store) commitTimed(ctx context.Context, b ds.Batch) error {
+	pb, ok := b.(pebbleBatch)
+	if !ok || s.phases == nil {
+		return b.Commit(ctx)
+	}
+	defer pb.b.Close()
+	t := s.phases.start()
+	err := pb.b.Commit(pb.wo)
+	// The stats leave out the sort of a batch too large for the
+	// memtable, which comes before pebble's commit pipeline.
+	wait := pb.b.CommitStats().CommitWaitDuration
+	s.phases.add(phaseSync, wait)
+	s.phases.add(phaseApply, time.Since(t)-wait)
+	return err
 }
 
 // prepare validates writes and returns them as items sorted by key path.
@@ -409,7 +489,7 @@ func (c *committer) build(o *out, leaves []item, d int) slot {
 		s := slot{kind: slotLeaf, h: l.h, kp: l.kp, born: l.born}
 		if l.isNew {
 			s.born = c.height
-			o.values = append(o.values, newValue{s.h, l.key, l.value})
+			o.addValue(s.h, l.key, l.value)
 		}
 		return s
 	}
@@ -431,7 +511,7 @@ func (c *committer) finish(o *out, a *[fanout]slot) slot {
 		return a[last]
 	}
 	nn := newNode(c.height, a)
-	o.nodes = append(o.nodes, nn)
+	o.addNode(nn)
 	return slot{kind: slotChild, h: nn.id, born: c.height}
 }
 
@@ -506,14 +586,14 @@ func (c *committer) parallelChildren(o *out, d int, ws []item, rs []run, a *[fan
 			return false, res[i].err
 		}
 		p := &res[i].o
-		nn, nd, nr = nn+len(p.nodes), nd+len(p.replaced), nr+len(p.values)
+		nn, nd, nr = nn+len(p.nodes), nd+len(p.replaced), nr+len(p.records)
 		ns, nc = ns+len(p.stale), nc+len(p.changes)
 	}
 	// One allocation per list instead of the appends' doublings: at the
 	// top of a 10k-key block these lists hold tens of thousands of entries.
 	o.nodes = slices.Grow(o.nodes, nn)
 	o.replaced = slices.Grow(o.replaced, nd)
-	o.values = slices.Grow(o.values, nr)
+	o.records = slices.Grow(o.records, nr)
 	o.stale = slices.Grow(o.stale, ns)
 	o.changes = slices.Grow(o.changes, nc)
 	changed := false
@@ -529,6 +609,13 @@ func (c *committer) parallelChildren(o *out, d int, ws []item, rs []run, a *[fan
 // atomic backend: its records, stale list, flat index, root record and the
 // latest pointer. Pebble writes it with sync.
 func (s *Store) commitBatch(ctx context.Context, height uint64, root slot, o *out) (ds.Batch, error) {
+	if s.pdb != nil {
+		b, err := s.pebbleVersionBatch(height, root, o, true)
+		if err != nil {
+			return nil, err
+		}
+		return pebbleBatch{b, pebble.Sync}, nil
+	}
 	b, err := s.versionBatch(ctx, height, root, o)
 	if err != nil {
 		return nil, err
@@ -574,9 +661,17 @@ func (s *Store) writeTearable(ctx context.Context, height uint64, root slot, o *
 // versionBatch returns a batch holding version height: its records, stale
 // list, flat index changes and root record; the caller adds the keys that
 // make it visible (Commit's latest pointer, Replace's minimum too). On
-// pebble it is a pebble batch sized for them, committed with sync.
+// pebble it is a pebble batch sized for them and built in key order
+// (pebbleVersionBatch), committed with sync.
 func (s *Store) versionBatch(ctx context.Context, height uint64, root slot, o *out) (ds.Batch, error) {
-	b, err := s.newVersionBatch(ctx, o)
+	if s.pdb != nil {
+		b, err := s.pebbleVersionBatch(height, root, o, false)
+		if err != nil {
+			return nil, err
+		}
+		return pebbleBatch{b, pebble.Sync}, nil
+	}
+	b, err := s.d.Batch(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -585,16 +680,8 @@ func (s *Store) versionBatch(ctx context.Context, height uint64, root slot, o *o
 			err = b.Put(ctx, k, v)
 		}
 	}
-	if pb, ok := b.(pebbleBatch); ok {
-		err = pb.putRecords(height, o)
-	} else {
-		for _, n := range o.nodes {
-			put(nodeKey(height, n.id), encodeNode(n))
-		}
-		for i := range o.values {
-			v := &o.values[i]
-			put(nodeKey(height, v.h), encodeValue(v.key, v.value))
-		}
+	for _, r := range o.records {
+		put(nodeKey(height, r.id), r.rec)
 	}
 	if len(o.stale) > 0 {
 		put(staleKey(height), encodeStale(o.stale))
@@ -610,7 +697,6 @@ func (s *Store) versionBatch(ctx context.Context, height uint64, root slot, o *o
 	}
 	put(rootKey(height), encodeRoot(root))
 	if err != nil {
-		discardBatch(b)
 		return nil, err
 	}
 	return b, nil
@@ -626,30 +712,6 @@ func discardBatch(b ds.Batch) {
 	}
 }
 
-// newVersionBatch returns an empty batch for a version's records: on
-// pebble one sized for them up front.
-func (s *Store) newVersionBatch(ctx context.Context, o *out) (ds.Batch, error) {
-	if s.pdb == nil {
-		return s.d.Batch(ctx)
-	}
-	// Each record costs its key and value plus a few bytes of kind and
-	// lengths; the flat index entries, stale list and root records are
-	// estimated generously, a short estimate only costs one more growth.
-	size := 1 << 10
-	for _, n := range o.nodes {
-		size += nodeKeyLen + nodeRecordLen(n) + 12
-	}
-	for i := range o.values {
-		v := &o.values[i]
-		size += nodeKeyLen + valueRecordLen(v.key, v.value) + 12
-	}
-	for _, ch := range o.changes {
-		size += 2*types.AddressLen + 2*len(ch.Key.Key) + len(ch.New) + 32
-	}
-	size += len(o.stale) * staleEntryLen
-	return pebbleBatch{s.pdb.NewBatchWithSize(size), pebble.Sync}, nil
-}
-
 // pebbleBatch is a pebble batch as a ds.Batch, committed with wo: sync like
 // the go-ds-pebble datastore that OpenPebble configures, or not for
 // UnsyncedBatch (the pruner's chunks, the node's block records).
@@ -660,38 +722,6 @@ type pebbleBatch struct {
 
 func (p pebbleBatch) Put(_ context.Context, k ds.Key, v []byte) error {
 	return p.b.Set(keyBytes(k), v, nil)
-}
-
-// putRecords adds version height's new nodes and value records, each
-// encoded in place in the batch's buffer.
-func (p pebbleBatch) putRecords(height uint64, o *out) error {
-	var kb [nodeKeyLen]byte
-	for _, n := range o.nodes {
-		k := appendNodeKey(kb[:0], height, n.id)
-		op := p.b.SetDeferred(len(k), nodeRecordLen(n))
-		copy(op.Key, k)
-		if len(appendNode(op.Value[:0], n)) != len(op.Value) {
-			// A length that disagrees with the encoding would store
-			// garbage that the read path trusts.
-			return fmt.Errorf("%w: node record of %d bytes, announced %d", ErrCorrupt, len(appendNode(nil, n)), len(op.Value))
-		}
-		if err := op.Finish(); err != nil {
-			return err
-		}
-	}
-	for i := range o.values {
-		v := &o.values[i]
-		k := appendNodeKey(kb[:0], height, v.h)
-		op := p.b.SetDeferred(len(k), valueRecordLen(v.key, v.value))
-		copy(op.Key, k)
-		if len(appendValue(op.Value[:0], v.key, v.value)) != len(op.Value) {
-			return fmt.Errorf("%w: value record length differs from the announced %d", ErrCorrupt, len(op.Value))
-		}
-		if err := op.Finish(); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 func (p pebbleBatch) Delete(_ context.Context, k ds.Key) error {

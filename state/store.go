@@ -137,6 +137,9 @@ type Store struct {
 	// inflight is the last version CommitAsync handed to the background
 	// write, nil once a writer drained it; under commitMu.
 	inflight *pendingWrite
+	// phases times the phases of each commit; nil (nothing timed) except
+	// in the commit benchmark.
+	phases *commitPhases
 	// failed is set by a write that failed (fail), under mu: GetMany reads
 	// it without commitMu.
 	failed  error

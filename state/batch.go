@@ -1,0 +1,193 @@
+package state
+
+import (
+	"bytes"
+	"cmp"
+	"encoding/binary"
+	"math/bits"
+	"runtime"
+	"slices"
+	"sync"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/kairos-network/kairos/types"
+)
+
+// A commit's pebble batch is built in key order, in parts that copy the
+// version's records (encoded by the update, see newRecord) concurrently.
+// Both are about the commit's wall time (see RATIONALE.md, "Why is a
+// commit's batch built in key order and in parts?"): at 1M keys a 10k-key
+// block's batch holds ~30k records (~14 MB), which is more than half
+// pebble's memtable, so pebble sorts it before its commit, on the
+// committing goroutine with the other core idle; an input already in order
+// costs that sort one pass.
+//
+// Key order, namespace by namespace: the flat index (nsKV, in (module, key)
+// order, which the escaping of appendKVKey keeps), the latest pointer, the
+// version's records (nsNode: all under the same born, so in id order), its
+// root record (nsRoot) and its stale list (nsStale).
+
+// recRef is one of a version's new records in the id order of the batch:
+// i indexes o.records; hi is the id's first 8 bytes, which decide almost
+// every comparison.
+type recRef struct {
+	hi uint64
+	i  int
+}
+
+// pebbleVersionBatch returns version height's pebble batch (see
+// versionBatch), in key order, with the latest pointer when latest is set.
+func (s *Store) pebbleVersionBatch(height uint64, root slot, o *out, latest bool) (*pebble.Batch, error) {
+	parts := 1
+	if len(o.records) >= parallelMin {
+		parts = runtime.GOMAXPROCS(0)
+	}
+	// Split the records by id range, so that each part sorts and copies
+	// its own and the parts concatenate in key order. Ids are hashes, so
+	// the ranges are about equal; a writer grinding ids only unbalances the
+	// work, never the order.
+	hiOf := func(i int) uint64 { return binary.BigEndian.Uint64(o.records[i].id[:8]) }
+	part := func(hi uint64) int {
+		p, _ := bits.Mul64(hi, uint64(parts))
+		return int(p)
+	}
+	counts := make([]int, parts)
+	for i := range o.records {
+		counts[part(hiOf(i))]++
+	}
+	// Place the refs part by part in one array (a counting sort by part).
+	refs := make([][]recRef, parts)
+	placed := make([]recRef, 0, len(o.records))
+	for p := range refs {
+		refs[p] = placed[len(placed) : len(placed) : len(placed)+counts[p]]
+		placed = placed[:len(placed)+counts[p]]
+	}
+	for i := range o.records {
+		hi := hiOf(i)
+		p := part(hi)
+		refs[p] = append(refs[p], recRef{hi, i})
+	}
+
+	size := 1 << 10
+	for _, ch := range o.changes {
+		size += 2*types.AddressLen + 2*len(ch.Key.Key) + len(ch.New) + 32
+	}
+	size += len(o.stale) * staleEntryLen
+	sizes := make([]int, parts)
+	for p := range refs {
+		for _, r := range refs[p] {
+			sizes[p] += nodeKeyLen + 12 + len(o.records[r.i].rec)
+		}
+		size += sizes[p]
+	}
+
+	// Part 0 is the batch itself, sized for the whole version: the flat
+	// index and latest pointer, then the first id range. The others are
+	// batches of their own, appended to it in order.
+	batches := make([]*pebble.Batch, parts)
+	batches[0] = s.pdb.NewBatchWithSize(size)
+	for p := 1; p < parts; p++ {
+		batches[p] = s.pdb.NewBatchWithSize(sizes[p] + 64)
+	}
+	errs := make([]error, parts)
+	encode := func(p int) {
+		b := batches[p]
+		if p == 0 {
+			if errs[p] = putIndex(b, o.changes); errs[p] != nil {
+				return
+			}
+			if latest {
+				if errs[p] = b.Set(keyBytes(keyLatest), binary.AppendUvarint(nil, height), nil); errs[p] != nil {
+					return
+				}
+			}
+		}
+		rs := refs[p]
+		slices.SortFunc(rs, func(a, b recRef) int {
+			if c := cmp.Compare(a.hi, b.hi); c != 0 {
+				return c
+			}
+			if c := bytes.Compare(o.records[a.i].id[:], o.records[b.i].id[:]); c != 0 {
+				return c
+			}
+			return cmp.Compare(a.i, b.i)
+		})
+		errs[p] = putRecords(b, height, o, rs)
+	}
+	var wg sync.WaitGroup
+	for p := 1; p < parts; p++ {
+		wg.Go(func() { encode(p) })
+	}
+	encode(0)
+	wg.Wait()
+	b := batches[0]
+	err := errs[0]
+	for p := 1; p < parts; p++ {
+		if err == nil {
+			err = errs[p]
+		}
+		if err == nil {
+			err = b.Apply(batches[p], nil)
+		}
+		batches[p].Close()
+	}
+	if err == nil {
+		err = b.Set(keyBytes(rootKey(height)), encodeRoot(root), nil)
+	}
+	if err == nil && len(o.stale) > 0 {
+		err = b.Set(keyBytes(staleKey(height)), encodeStale(o.stale), nil)
+	}
+	if err != nil {
+		b.Close()
+		return nil, err
+	}
+	return b, nil
+}
+
+// putIndex adds the flat index changes to b in key order: (module, key),
+// which is the order of their datastore keys.
+func putIndex(b *pebble.Batch, changes []Change) error {
+	ord := make([]int, len(changes))
+	for i := range ord {
+		ord[i] = i
+	}
+	slices.SortFunc(ord, func(i, j int) int {
+		ki, kj := &changes[i].Key, &changes[j].Key
+		if c := bytes.Compare(ki.Module[:], kj.Module[:]); c != 0 {
+			return c
+		}
+		return bytes.Compare(ki.Key, kj.Key)
+	})
+	var kb []byte
+	for _, i := range ord {
+		ch := &changes[i]
+		kb = appendKVKey(kb[:0], ch.Key)
+		var err error
+		if ch.New == nil {
+			err = b.Delete(kb, nil)
+		} else {
+			err = b.Set(kb, ch.New, nil)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// putRecords adds the new records refs names to b, in that order.
+func putRecords(b *pebble.Batch, height uint64, o *out, refs []recRef) error {
+	var kb [nodeKeyLen]byte
+	for _, r := range refs {
+		nr := &o.records[r.i]
+		k := appendNodeKey(kb[:0], height, nr.id)
+		op := b.SetDeferred(len(k), len(nr.rec))
+		copy(op.Key, k)
+		copy(op.Value, nr.rec)
+		if err := op.Finish(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
