@@ -69,8 +69,9 @@ const (
 	// costs (a write call through its 4 KiB buffer, a checksum, an index
 	// entry, a block load in every compaction that reads it) eight times
 	// less often: at 1M keys the commit cost ~9% less CPU with pruning and
-	// ~13% without, and the flat index's point read was no slower (see
-	// RATIONALE.md, "Why are pebble's blocks 32 KiB").
+	// ~13% without, export and install more per CPU-second; a latest read
+	// that misses the block cache costs 1–3 µs more (see RATIONALE.md,
+	// "Why are pebble's blocks 32 KiB").
 	PebbleBlockBytes = 32 << 10
 )
 
