@@ -68,10 +68,11 @@ const (
 	// (pebble's default is 4 KiB). Larger blocks pay pebble's per-block
 	// costs (a write call through its 4 KiB buffer, a checksum, an index
 	// entry, a block load in every compaction that reads it) eight times
-	// less often: at 1M keys the commit cost ~9% less CPU with pruning and
-	// ~13% without, export and install more per CPU-second; a latest read
-	// that misses the block cache costs 1–3 µs more (see RATIONALE.md,
-	// "Why are pebble's blocks 32 KiB").
+	// less often: at 1M keys the commit cost ~9% less CPU with pruning at
+	// load 4–8 (3–5% on a quiet machine) and 10–13% less without, export
+	// and install more per CPU-second; but compactions write more table
+	// bytes with pruning, and a latest read that misses the block cache
+	// costs 1–3 µs more (see RATIONALE.md, "Why are pebble's blocks 32 KiB").
 	PebbleBlockBytes = 32 << 10
 )
 
