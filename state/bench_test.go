@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -157,7 +158,8 @@ func fillNew(b *testing.B, dir string, n int, el *pebble.EventListener) (*Store,
 // opened from a KAIROS_BENCH_FILL template. The baseline writes the same
 // 10k key/values as one synced raw pebble batch (the flat index alone) in
 // the same run. Besides CPU per block it reports pebble's table bytes per
-// update by namespace and compaction reason (tableBytes); with
+// update by namespace, compaction reason and output level (tableBytes;
+// KAIROS_BENCH_LOGCOMPACT also prints each compaction's tables); with
 // KAIROS_BENCH_SETTLE set, the timed blocks start and end with pebble's
 // compactions settled (settleCompactions), so that settings that defer
 // compaction compare fairly.
@@ -335,6 +337,20 @@ func BenchmarkGet(b *testing.B) {
 		cpu := startCPU()
 		for i := 0; i < b.N; i++ {
 			if v, err := s.Get(ctx, benchKey(i%n)); err != nil || v == nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(cpu.since()*1e9/float64(b.N), "cpu-ns/op")
+	})
+	b.Run("flat-index-random", func(b *testing.B) {
+		// The keys in a scattered order: at 1M keys the index is larger
+		// than pebble's block cache, so most reads load a block, which
+		// the sequential order above hides; the pebble block size shows
+		// here.
+		cpu := startCPU()
+		for i := 0; i < b.N; i++ {
+			k := int(uint64(i) * 2654435761 % uint64(n))
+			if v, err := s.Get(ctx, benchKey(k)); err != nil || v == nil {
 				b.Fatal(err)
 			}
 		}
@@ -528,21 +544,26 @@ func (t *tableBytes) listener() *pebble.EventListener {
 	return &pebble.EventListener{
 		FlushEnd: func(fi pebble.FlushInfo) {
 			if fi.Err == nil && !fi.Ingest {
-				t.add("flush", "", fi.Output)
+				t.add("flush", "", -1, fi.Output)
 			}
 		},
 		CompactionEnd: func(ci pebble.CompactionInfo) {
+			if logCompactions {
+				fmt.Fprintln(os.Stderr, describeCompaction(ci))
+			}
 			// A move writes nothing: its output tables are its inputs.
 			if ci.Err == nil && ci.Reason != "move" {
-				t.add("compact", ci.Reason, ci.Output.Tables)
+				t.add("compact", ci.Reason, ci.Output.Level, ci.Output.Tables)
 			}
 		},
 	}
 }
 
 // add counts tables a flush or compaction wrote, under op and the
-// namespace, and under the compaction's reason when it has one.
-func (t *tableBytes) add(op, reason string, tables []pebble.TableInfo) {
+// namespace, under the compaction's reason when it has one, and under the
+// compaction's output level (level >= 0): which level's rewrites a change
+// of the pruner or the options moved.
+func (t *tableBytes) add(op, reason string, level int, tables []pebble.TableInfo) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.written == nil {
@@ -557,6 +578,9 @@ func (t *tableBytes) add(op, reason string, tables []pebble.TableInfo) {
 		t.written[op+"-"+ns] += ti.Size
 		if reason != "" {
 			t.written["why-"+reason] += ti.Size
+		}
+		if level >= 0 {
+			t.written["to-L"+strconv.Itoa(level)] += ti.Size
 		}
 		t.tables++
 	}
@@ -591,4 +615,38 @@ func (t *tableBytes) report(b *testing.B, updates int) {
 // spanClass's "between" and "after".
 func tableNamespace(k []byte) string {
 	return strings.Trim(strings.TrimPrefix(spanClass(k), "/kairos/"), "/")
+}
+
+// logCompactions (KAIROS_BENCH_LOGCOMPACT set) prints each compaction of
+// the measured store to stderr with describeCompaction: which tables of
+// which levels a pruner's tombstones pull into a rewrite.
+var logCompactions = os.Getenv("KAIROS_BENCH_LOGCOMPACT") != ""
+
+// describeCompaction names a compaction's reason and, per input level and
+// for the output, each table's key range and size; node and value record
+// keys show as "n<born>", so "L0[ n1..n47 999K n47..n47 2055K]" is a table
+// of tombstones over the whole born range next to one of a block's records.
+func describeCompaction(ci pebble.CompactionInfo) string {
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "compaction %s:", ci.Reason)
+	for _, li := range append(slices.Clone(ci.Input), ci.Output) {
+		fmt.Fprintf(&sb, " L%d[", li.Level)
+		for _, ti := range li.Tables {
+			fmt.Fprintf(&sb, " %s..%s %dK", describeKey(ti.Smallest.UserKey), describeKey(ti.Largest.UserKey), ti.Size>>10)
+		}
+		sb.WriteString("]")
+	}
+	return sb.String()
+}
+
+// describeKey is a key's namespace (tableNamespace), with the born of a
+// node or value record.
+func describeKey(k []byte) string {
+	ns := tableNamespace(k)
+	if ns == "n" {
+		if v, _, ok := unescape(string(k[len(nsNode):min(len(k), len(nsNode)+16)]), 8); ok {
+			return fmt.Sprintf("n%d", binary.BigEndian.Uint64(v))
+		}
+	}
+	return ns
 }
