@@ -680,8 +680,11 @@ func (s *Store) versionBatch(ctx context.Context, height uint64, root slot, o *o
 			err = b.Put(ctx, k, v)
 		}
 	}
+	// A record is a slice of a 256 KiB chunk shared with other records; a
+	// datastore that keeps the slices it is given (the in-memory one) would
+	// keep the whole chunk alive for one surviving record.
 	for _, r := range o.records {
-		put(nodeKey(height, r.id), r.rec)
+		put(nodeKey(height, r.id), bytes.Clone(r.rec))
 	}
 	if len(o.stale) > 0 {
 		put(staleKey(height), encodeStale(o.stale))

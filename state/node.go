@@ -211,18 +211,6 @@ func occupied(a *[fanout]slot) (int, int) {
 	return c, last
 }
 
-// encodeNode writes a node record: tag, uint16 occupancy, uint16 leaf
-// mask, then per occupied slot in order either the child id or the leaf's
-// key path and leaf hash, each followed by the uvarint born of the record
-// it names (a few bytes: see RATIONALE.md). The node's own born is in its
-// key, not in the record. Storing the leaf hash rather than the
-// value hash spares a hash per leaf when a node is decoded; the node's id
-// still covers every leaf hash, and the key path is checked against the
-// value record whenever a value is read (and by Audit).
-func encodeNode(n *node) []byte {
-	return appendNode(make([]byte, 0, nodeRecordLen(n)), n)
-}
-
 // nodeRecordLen is the exact length of n's record.
 func nodeRecordLen(n *node) int {
 	l := 1 + 4
@@ -236,7 +224,14 @@ func nodeRecordLen(n *node) int {
 	return l
 }
 
-// appendNode appends n's record to buf.
+// appendNode appends n's record to buf: tag, uint16 occupancy, uint16 leaf
+// mask, then per occupied slot in order either the child id or the leaf's
+// key path and leaf hash, each followed by the uvarint born of the record
+// it names (a few bytes: see RATIONALE.md). The node's own born is in its
+// key, not in the record. Storing the leaf hash rather than the
+// value hash spares a hash per leaf when a node is decoded; the node's id
+// still covers every leaf hash, and the key path is checked against the
+// value record whenever a value is read (and by Audit).
 func appendNode(buf []byte, n *node) []byte {
 	var leaves uint16
 	j := 0
@@ -337,19 +332,15 @@ func recordBody(b []byte, tag byte) ([]byte, error) {
 	return b[1:], nil
 }
 
-// encodeValue writes a value record: tag, module, uvarint key length, key,
-// value. It is stored under (born, leaf hash), so its lifetime is the
-// leaf's: two keys with the same value never share a record.
-func encodeValue(k types.StateKey, value []byte) []byte {
-	return appendValue(make([]byte, 0, valueRecordLen(k, value)), k, value)
-}
-
 // valueRecordLen is the exact length of the value record of (k, value).
 func valueRecordLen(k types.StateKey, value []byte) int {
 	return 1 + types.AddressLen + uvarintLen(uint64(len(k.Key))) + len(k.Key) + len(value)
 }
 
-// appendValue appends the value record of (k, value) to buf.
+// appendValue appends the value record of (k, value) to buf: tag, module,
+// uvarint key length, key, value. It is stored under (born, leaf hash), so
+// its lifetime is the leaf's: two keys with the same value never share a
+// record.
 func appendValue(buf []byte, k types.StateKey, value []byte) []byte {
 	buf = append(buf, tagValue)
 	buf = append(buf, k.Module[:]...)

@@ -39,7 +39,7 @@ func TestRecordLengthsExact(t *testing.T) {
 		}
 		n := makeNode(parent, &a)
 		enc := appendNode(nil, n)
-		if len(enc) != nodeRecordLen(n) || !bytes.Equal(enc, encodeNode(n)) {
+		if len(enc) != nodeRecordLen(n) {
 			t.Fatalf("node record of %d bytes, nodeRecordLen %d", len(enc), nodeRecordLen(n))
 		}
 		got, err := decodeNode(enc, n.ref())
@@ -53,7 +53,7 @@ func TestRecordLengthsExact(t *testing.T) {
 			k.Module[0] = byte(kl)
 			v := bytes.Repeat([]byte{'v'}, vl)
 			enc := appendValue(nil, k, v)
-			if len(enc) != valueRecordLen(k, v) || !bytes.Equal(enc, encodeValue(k, v)) {
+			if len(enc) != valueRecordLen(k, v) {
 				t.Fatalf("value record of %d bytes, valueRecordLen %d", len(enc), valueRecordLen(k, v))
 			}
 			gk, gv, err := decodeValue(enc)

@@ -278,7 +278,7 @@ func TestAuditDetectsWrongLeafKeyPath(t *testing.T) {
 			if !bad.hashMatches(n.id) {
 				t.Fatal("a leaf's key path should not enter the node hash")
 			}
-			if err := s.d.Put(ctx, nodeKey(n.born, n.id), encodeNode(bad)); err != nil {
+			if err := s.d.Put(ctx, nodeKey(n.born, n.id), appendNode(nil, bad)); err != nil {
 				t.Fatal(err)
 			}
 			rep, err := s.Audit(ctx)

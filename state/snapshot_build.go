@@ -388,7 +388,7 @@ func (w *recordWriter) delete(k ds.Key) error {
 }
 
 // putValue puts the value record of a leaf, (born, leaf hash) → the bytes
-// of encodeValue(k, value), built in the batch's buffers: as a key string
+// of appendValue(nil, k, value), built in the batch's buffers: as a key string
 // and a record of their own they were two objects per leaf to allocate and
 // then copy into the buffers.
 func (w *recordWriter) putValue(born uint64, lh types.Hash, k types.StateKey, value []byte) error {

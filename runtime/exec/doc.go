@@ -69,12 +69,13 @@
 // are sorted, and merged in.
 //
 // Every parallel phase of a block (listing the entries with the senders,
-// the prefetch beside the rest of the numbering, execution, merge) is run by the calling
-// goroutine and the block's crew of Workers-1 helpers, started once in
-// prepare and stopped before the scratch is handed back (see gate.go). A
-// phase's parts are claimed, never assigned, and a helper joins only while
-// the caller is still on the phase, so each part's result may depend only
-// on the part, and the caller alone must be able to finish any phase.
+// the prefetch beside the rest of the numbering with up to two workers and
+// after it with more, execution, merge) is run by the calling goroutine
+// and the block's crew of Workers-1 helpers, started once in prepare and
+// stopped before the scratch is handed back (see gate.go). A phase's
+// parts are claimed, never assigned, and a helper joins only while the
+// caller is still on the phase, so each part's result may depend only on
+// the part, and the caller alone must be able to finish any phase.
 //
 // # Invariants
 //

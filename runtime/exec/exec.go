@@ -94,8 +94,9 @@ type BlockResult struct {
 // Options configure an Executor. The zero value runs one worker per core.
 type Options struct {
 	// Workers is the size of the worker pool; 0 means runtime.GOMAXPROCS.
-	// The prefetch before execution reads with as many goroutines (the
-	// helpers while the caller numbers the keys), in ExecuteSerial too.
+	// The prefetch before execution reads with as many goroutines (with
+	// two workers the helper while the caller numbers the keys; with more
+	// after the numbering), in ExecuteSerial too.
 	Workers int
 	// MaxTxs caps the transactions of a block; 0 means BlockTxsMax.
 	MaxTxs int

@@ -109,7 +109,7 @@ func (x *Executor) merge(outs *txOutcomes, t *accessTable, workers int, disjoint
 	}
 	var slotted []state.Write
 	c.parallel(makes+wparts, func(q int) {
-		if q < makes { // first, so that the caller, which claims first, takes it
+		if q < makes { // first, so that the caller, which usually claims first, takes it
 			nw := 0
 			for _, ws := range outs.writes {
 				nw += len(ws)

@@ -172,6 +172,7 @@ func TestFeedBatchEqualsGet(t *testing.T) {
 	for _, helpers := range []int{0, 1, 3} {
 		c := newCrew(helpers)
 		f := newFeed(ctx, s, tab, txs, 1+helpers)
+		poison(f.own) // the scratch still holds the last feed's values
 		f.start(c)
 		got, err := f.finish()
 		c.stop()
@@ -252,7 +253,19 @@ func TestPrepareWaitsForEveryChunk(t *testing.T) {
 				}
 			}
 		}
+		// The next round's scratch must not find this round's values.
+		poison(bl.sc.own)
+		poison(bl.sc.ownPermuted)
 		x.done(bl)
+	}
+}
+
+// poison fills vals with a value no state holds, so that an entry a
+// prefetch leaves unwritten fails a comparison instead of passing with a
+// value left by an earlier block.
+func poison(vals [][]byte) {
+	for i := range vals {
+		vals[i] = []byte("poison: not written by this prefetch")
 	}
 }
 
