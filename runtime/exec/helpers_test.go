@@ -59,6 +59,20 @@ func mkBlock(height uint64, t int64, txs []*types.Tx) *types.Block {
 	return b
 }
 
+// genesisStore opens an in-memory store holding genesis at height 1.
+func genesisStore(t testing.TB, genesis []state.Write) *state.Store {
+	t.Helper()
+	s, err := state.OpenMemory(state.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	if _, err := s.Commit(context.Background(), 1, genesis); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 // newStore opens an in-memory store with the genesis of the tests at
 // height 1: balances of accounts 0..n-1 and a few Scan keys.
 func newStore(t testing.TB, accounts int, balance uint64, extra ...state.Write) *state.Store {

@@ -11,7 +11,6 @@ import (
 	"os"
 	"testing"
 
-	"github.com/kairos-network/kairos/state"
 	"github.com/kairos-network/kairos/types"
 )
 
@@ -52,14 +51,7 @@ func TestPooledGoToken(t *testing.T) {
 		var want []byte
 		var wantRoot types.Root
 		for _, c := range cs {
-			s, err := state.OpenMemory(state.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer s.Close()
-			if _, err := s.Commit(ctx, 1, genesis); err != nil {
-				t.Fatal(err)
-			}
+			s := genesisStore(t, genesis)
 			res, err := c.execute(ctx, s, b, txs)
 			if err != nil {
 				t.Fatal(err)

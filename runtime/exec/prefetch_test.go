@@ -226,14 +226,7 @@ func TestPrepareWaitsForEveryChunk(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := state.OpenMemory(state.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	if _, err := s.Commit(ctx, 1, genesis); err != nil {
-		t.Fatal(err)
-	}
+	s := genesisStore(t, genesis)
 	x := New(NewNativeRunner(NativeModules()), Options{Workers: 2})
 	chunks := int32((len(txs) + feedChunk - 1) / feedChunk)
 	for round := range 5 {
@@ -279,14 +272,7 @@ func TestPrefetchFailureFailsTheBlock(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := state.OpenMemory(state.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	if _, err := s.Commit(ctx, 1, genesis); err != nil {
-		t.Fatal(err)
-	}
+	s := genesisStore(t, genesis)
 	boom := errors.New("disk gone")
 	for _, workers := range []int{1, 2} {
 		x := New(NewNativeRunner(NativeModules()), Options{Workers: workers})
