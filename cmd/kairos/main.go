@@ -23,7 +23,12 @@ func newRootCmd() *cobra.Command {
 		Short:         "Kairos: a WebAssembly execution network with fair timestamp ordering",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		// Every command that runs a store or a node runs under the
+		// collector policy of gc.go; the short client commands do not
+		// mind it.
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error { return applyGC(cmd) },
 	}
+	addGCFlags(root)
 	root.AddCommand(newBenchCmd())
 	root.AddCommand(newModuleCmd())
 	root.AddCommand(newSimCmd())
