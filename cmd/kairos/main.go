@@ -23,9 +23,8 @@ func newRootCmd() *cobra.Command {
 		Short:         "Kairos: a WebAssembly execution network with fair timestamp ordering",
 		SilenceUsage:  true,
 		SilenceErrors: true,
-		// Every command that runs a store or a node runs under the
-		// collector policy of gc.go; the short client commands do not
-		// mind it.
+		// --gogc and --memory-limit (gc.go) apply to every command;
+		// they matter to those that run a store or a node.
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error { return applyGC(cmd) },
 	}
 	addGCFlags(root)
