@@ -20,9 +20,10 @@ import (
 // saved (RATIONALE: "Why does kairos keep Go's default collector
 // policy?").
 
-// errGCSetting is returned for a --gogc or --memory-limit the runtime
+// errGCSetting (no prefix: main prints "kairos:" before every error) is
+// returned for a --gogc or --memory-limit the runtime
 // cannot take.
-var errGCSetting = errors.New("kairos: bad GC setting")
+var errGCSetting = errors.New("bad GC setting")
 
 // gcPolicy is the collector setting to apply: Percent as debug.SetGCPercent
 // takes it (-1 is off), LimitMiB the soft memory limit (0: none); a false
