@@ -20,9 +20,8 @@ import (
 // saved (RATIONALE: "Why does kairos keep Go's default collector
 // policy?").
 
-// errGCSetting (no prefix: main prints "kairos:" before every error) is
-// returned for a --gogc or --memory-limit the runtime
-// cannot take.
+// errGCSetting is returned for a --gogc or --memory-limit the runtime
+// cannot take (no prefix: main prints "kairos:" before every error).
 var errGCSetting = errors.New("bad GC setting")
 
 // gcPolicy is the collector setting to apply: Percent as debug.SetGCPercent
