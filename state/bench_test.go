@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/metrics"
 	"slices"
 	"sort"
 	"strconv"
@@ -254,6 +255,7 @@ func benchCommit(b *testing.B, n int, prune, async bool) {
 	b.ResetTimer()
 	stop := profileTo(b, os.Getenv("KAIROS_BENCH_CPUPROFILE"), "")
 	cpu := startCPU()
+	gc0 := readGC()
 	wal0, sst0 := pebbleWritten(s)
 	debt0 := s.pdb.Metrics().Compact.EstimatedDebt
 	tables.reset()
@@ -267,6 +269,7 @@ func benchCommit(b *testing.B, n int, prune, async bool) {
 		settleCompactions(b, s.pdb)
 	}
 	stop()
+	gc := readGC().minus(gc0)
 	phases := s.phases.snapshot()
 	s.phases = nil
 	// Wall time per block of each phase of the commit (see commitPhase):
@@ -283,6 +286,14 @@ func benchCommit(b *testing.B, n int, prune, async bool) {
 	// Cores the process kept busy: what pipelining raises, when the
 	// machine has a core to spare.
 	b.ReportMetric(cpu.since()/b.Elapsed().Seconds(), "cores")
+	// The collector's share: its CPU (the runtime's estimate, assists
+	// included), cycles and the bytes allocated per block, and the live heap
+	// it marked last; what the process's GC policy (cmd/kairos gc.go) trades
+	// against peak memory.
+	b.ReportMetric(gc.cpu/float64(b.N), "gc-cpu-s/op")
+	b.ReportMetric(gc.cycles/float64(b.N), "gcs/op")
+	b.ReportMetric(gc.alloc/1e6/float64(b.N), "alloc-MB/op")
+	b.ReportMetric(gc.live/1e6, "live-MB")
 	// Bytes pebble wrote per update: to its log, and to tables by
 	// flushes and compactions (the write amplification).
 	wal, sst := pebbleWritten(s)
@@ -485,6 +496,40 @@ func cpuNow() float64 {
 	}
 	tv := func(t syscall.Timeval) float64 { return float64(t.Sec) + float64(t.Usec)/1e6 }
 	return tv(ru.Utime) + tv(ru.Stime)
+}
+
+// gcCounters are the runtime's cumulative collector figures (runtime/metrics)
+// and the live heap of the last cycle.
+type gcCounters struct{ cpu, cycles, alloc, live float64 }
+
+var gcMetricNames = []string{
+	"/cpu/classes/gc/total:cpu-seconds",
+	"/gc/cycles/total:gc-cycles",
+	"/gc/heap/allocs:bytes",
+	"/gc/heap/live:bytes",
+}
+
+func readGC() gcCounters {
+	ms := make([]metrics.Sample, len(gcMetricNames))
+	for i, n := range gcMetricNames {
+		ms[i].Name = n
+	}
+	metrics.Read(ms)
+	v := func(i int) float64 {
+		switch ms[i].Value.Kind() {
+		case metrics.KindFloat64:
+			return ms[i].Value.Float64()
+		case metrics.KindUint64:
+			return float64(ms[i].Value.Uint64())
+		}
+		return 0
+	}
+	return gcCounters{cpu: v(0), cycles: v(1), alloc: v(2), live: v(3)}
+}
+
+// minus is the counters' growth since c0; live stays the latest.
+func (c gcCounters) minus(c0 gcCounters) gcCounters {
+	return gcCounters{cpu: c.cpu - c0.cpu, cycles: c.cycles - c0.cycles, alloc: c.alloc - c0.alloc, live: c.live}
 }
 
 // BenchmarkOpen opens a pebble store with a long history (2000 versions

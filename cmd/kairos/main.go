@@ -23,7 +23,11 @@ func newRootCmd() *cobra.Command {
 		Short:         "Kairos: a WebAssembly execution network with fair timestamp ordering",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		// --gogc and --memory-limit (gc.go) apply to every command;
+		// they matter to those that run a store or a node.
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error { return applyGC(cmd) },
 	}
+	addGCFlags(root)
 	root.AddCommand(newBenchCmd())
 	root.AddCommand(newModuleCmd())
 	root.AddCommand(newSimCmd())
