@@ -5,7 +5,8 @@ import (
 )
 
 // Collector returns a Prometheus collector of the node's progress, its
-// p2p counters and its latency histograms (latency.go). Progress and
+// p2p counters, its state store's pruner lag and node cache misses, and its
+// latency histograms (latency.go). Progress and
 // counters are read at scrape time; the histograms are the node's own.
 func (n *Node) Collector() prometheus.Collector { return collector{n} }
 
@@ -31,6 +32,8 @@ var (
 	descMessages  = prometheus.NewDesc("kairos_p2p_messages_total", "p2p messages by kind and outcome.", []string{"kind", "outcome"}, nil)
 	descGated     = prometheus.NewDesc("kairos_p2p_gated_total", "Connections refused by the connection gater.", nil, nil)
 	descQueue     = prometheus.NewDesc("kairos_p2p_gossip_queue_drops_total", "Gossip RPCs dropped at a full peer queue.", nil, nil)
+	descLag       = prometheus.NewDesc("kairos_state_pruner_lag", "State versions below the kept window still awaiting pruning (held by readers or pins, or the pruner behind).", nil, nil)
+	descMisses    = prometheus.NewDesc("kairos_state_node_cache_misses_total", "State node cache lookups that read the node from disk.", nil, nil)
 )
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
@@ -40,7 +43,7 @@ func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, l := range c.n.lat.collectors() {
 		l.Describe(ch)
 	}
-	for _, d := range []*prometheus.Desc{descDropped, descInvalid, descConflicts, descAnchors, descWaits, descTxs, descDeferred, descBodies, descMessages, descGated, descQueue} {
+	for _, d := range []*prometheus.Desc{descDropped, descInvalid, descConflicts, descAnchors, descWaits, descTxs, descDeferred, descBodies, descMessages, descGated, descQueue, descLag, descMisses} {
 		ch <- d
 	}
 }
@@ -67,6 +70,8 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descTxs, prometheus.CounterValue, float64(c.n.executedTxs.Load()))
 	ch <- prometheus.MustNewConstMetric(descDeferred, prometheus.CounterValue, float64(c.n.deferredTxs.Load()))
 	ch <- prometheus.MustNewConstMetric(descBodies, prometheus.CounterValue, float64(c.n.bodyFetches.Load()))
+	ch <- prometheus.MustNewConstMetric(descLag, prometheus.GaugeValue, float64(c.n.store.PrunerLag()))
+	ch <- prometheus.MustNewConstMetric(descMisses, prometheus.CounterValue, float64(c.n.store.NodeCacheMisses()))
 	m := c.n.host.Metrics()
 	ch <- prometheus.MustNewConstMetric(descGated, prometheus.CounterValue, float64(m.Gated.Load()))
 	ch <- prometheus.MustNewConstMetric(descQueue, prometheus.CounterValue, float64(m.GossipQueueDrops.Load()))

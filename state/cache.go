@@ -25,7 +25,7 @@ type nodeCache struct {
 	max       int // bytes per generation
 	curBytes  int
 	cur, prev map[uint64]*node
-	misses    uint64 // gets that found nothing, counted for the benchmarks
+	misses    uint64 // gets that found nothing (Store.NodeCacheMisses)
 }
 
 // cacheKey folds a ref into a map key: the id is a hash, so its first 8

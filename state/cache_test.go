@@ -1,6 +1,7 @@
 package state
 
 import (
+	"context"
 	"encoding/binary"
 	"math/rand/v2"
 	"testing"
@@ -80,5 +81,44 @@ func TestCacheAgainstModel(t *testing.T) {
 				t.Fatalf("op %d: stale node still cached", i)
 			}
 		}
+	}
+}
+
+// TestNodeCacheMisses: a proof on a reopened store reads its nodes from the
+// datastore, each counted as a miss; the same proof again finds them cached.
+func TestNodeCacheMisses(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	ws := make([]Write, 0, 200)
+	for i := range 200 {
+		ws = append(ws, Write{Key: types.StateKey{Key: []byte{byte(i), byte(i >> 8)}}, Value: []byte("v")})
+	}
+	s, err := OpenPebble(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Commit(ctx, 1, ws); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if s, err = OpenPebble(dir, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	m0 := s.NodeCacheMisses()
+	if _, err := s.Prove(ctx, 1, ws[7].Key); err != nil {
+		t.Fatal(err)
+	}
+	m1 := s.NodeCacheMisses()
+	if _, err := s.Prove(ctx, 1, ws[7].Key); err != nil {
+		t.Fatal(err)
+	}
+	if m1 == m0 {
+		t.Fatal("a proof on a reopened store counted no miss")
+	}
+	if again := s.NodeCacheMisses() - m1; again != 0 {
+		t.Fatalf("the same proof again missed %d times", again)
 	}
 }

@@ -162,6 +162,12 @@ func (s *Store) syncIfNeeded(ctx context.Context) error {
 	return s.d.Sync(ctx, ds.NewKey("/kairos"))
 }
 
+// NodeCacheMisses returns how many node cache lookups found nothing since
+// the store opened: each is a read of a node record from the datastore on
+// the commit's or a reader's path. A counter for metrics; a cache too small
+// for the tree's working set shows as a steady rise (see Options.CacheBytes).
+func (s *Store) NodeCacheMisses() uint64 { return s.cache.missCount() }
+
 // PrunerLag returns how many versions below the K-version horizon still
 // await pruning (held back by views or pins, or Prune not run yet). It is a
 // gauge for metrics; 0 when pruning is off.

@@ -272,7 +272,7 @@ func TestSubmitExecuteQuery(t *testing.T) {
 		t.Fatalf("status: %d %s", status, body)
 	}
 	status, body = do(t, "GET", srv.URL+"/metrics", "")
-	for _, m := range []string{"kairos_height ", "kairos_executed_txs_total ", `kairos_p2p_messages_total{kind="/kairos/consensus/1",outcome="in"}`} {
+	for _, m := range []string{"kairos_height ", "kairos_executed_txs_total ", "kairos_state_pruner_lag ", "kairos_state_node_cache_misses_total ", `kairos_p2p_messages_total{kind="/kairos/consensus/1",outcome="in"}`} {
 		if status != 200 || !strings.Contains(string(body), m) {
 			t.Fatalf("metrics: %d, no %s in\n%s", status, m, body)
 		}
