@@ -37,8 +37,8 @@ type recRef struct {
 }
 
 // pebbleVersionBatch returns version height's pebble batch (see
-// versionBatch), in key order, with the latest pointer when latest is set.
-func (s *Store) pebbleVersionBatch(height uint64, root slot, o *out, latest bool) (*pebble.Batch, error) {
+// commitBatch), latest pointer included, in key order.
+func (s *Store) pebbleVersionBatch(height uint64, root slot, o *out) (*pebble.Batch, error) {
 	parts := 1
 	if len(o.records) >= parallelMin {
 		parts = runtime.GOMAXPROCS(0)
@@ -97,10 +97,8 @@ func (s *Store) pebbleVersionBatch(height uint64, root slot, o *out, latest bool
 			if errs[p] = putIndex(b, o.changes); errs[p] != nil {
 				return
 			}
-			if latest {
-				if errs[p] = b.Set(keyBytes(keyLatest), binary.AppendUvarint(nil, height), nil); errs[p] != nil {
-					return
-				}
+			if errs[p] = b.Set(keyBytes(keyLatest), binary.AppendUvarint(nil, height), nil); errs[p] != nil {
+				return
 			}
 		}
 		rs := refs[p]

@@ -117,7 +117,7 @@ func TestVersionBatchInKeyOrder(t *testing.T) {
 // before.
 func batchEntries(t *testing.T, s *Store, height uint64, root slot, o *out) (map[string][]byte, map[string]bool) {
 	t.Helper()
-	b, err := s.pebbleVersionBatch(height, root, o, true)
+	b, err := s.pebbleVersionBatch(height, root, o)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -610,7 +610,7 @@ func (c *committer) parallelChildren(o *out, d int, ws []item, rs []run, a *[fan
 // latest pointer. Pebble writes it with sync.
 func (s *Store) commitBatch(ctx context.Context, height uint64, root slot, o *out) (ds.Batch, error) {
 	if s.pdb != nil {
-		b, err := s.pebbleVersionBatch(height, root, o, true)
+		b, err := s.pebbleVersionBatch(height, root, o)
 		if err != nil {
 			return nil, err
 		}
@@ -658,19 +658,11 @@ func (s *Store) writeTearable(ctx context.Context, height uint64, root slot, o *
 	return sync()
 }
 
-// versionBatch returns a batch holding version height: its records, stale
-// list, flat index changes and root record; the caller adds the keys that
-// make it visible (Commit's latest pointer, Replace's minimum too). On
-// pebble it is a pebble batch sized for them and built in key order
-// (pebbleVersionBatch), committed with sync.
+// versionBatch returns a go-datastore batch holding version height: its
+// records, stale list, flat index changes and root record; the caller adds
+// the latest pointer (commitBatch) or writes it later (writeTearable).
+// Pebble's is built by pebbleVersionBatch instead.
 func (s *Store) versionBatch(ctx context.Context, height uint64, root slot, o *out) (ds.Batch, error) {
-	if s.pdb != nil {
-		b, err := s.pebbleVersionBatch(height, root, o, false)
-		if err != nil {
-			return nil, err
-		}
-		return pebbleBatch{b, pebble.Sync}, nil
-	}
 	b, err := s.d.Batch(ctx)
 	if err != nil {
 		return nil, err
