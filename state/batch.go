@@ -23,10 +23,12 @@ import (
 // committing goroutine with the other core idle; an input already in order
 // costs that sort one pass.
 //
-// Key order, namespace by namespace: the flat index (nsKV, in (module, key)
-// order, which the escaping of appendKVKey keeps), the latest pointer, the
-// version's records (nsNode: all under the same born, so in id order), its
-// root record (nsRoot) and its stale list (nsStale).
+// Key order, namespace by namespace: the version's history records (nsHist:
+// all under the same version, so in leaf hash order), the flat index (nsKV,
+// in (module, key) order, which the escaping of appendKVKey keeps), the
+// latest pointer, the version's node records (nsNode: all under the same
+// born, so in id order), its root record (nsRoot) and its stale list
+// (nsStale).
 
 // recRef is one of a version's new records in the id order of the batch:
 // i indexes o.records; hi is the id's first 8 bytes, which decide almost
@@ -70,6 +72,9 @@ func (s *Store) pebbleVersionBatch(height uint64, root slot, o *out) (*pebble.Ba
 	}
 
 	size := 1 << 10
+	for _, h := range o.history {
+		size += histKeyLen + 12 + len(h.rec)
+	}
 	for _, ch := range o.changes {
 		size += 2*types.AddressLen + 2*len(ch.Key.Key) + len(ch.New) + 32
 	}
@@ -94,6 +99,9 @@ func (s *Store) pebbleVersionBatch(height uint64, root slot, o *out) (*pebble.Ba
 	encode := func(p int) {
 		b := batches[p]
 		if p == 0 {
+			if errs[p] = putHistory(b, height, o.history); errs[p] != nil {
+				return
+			}
 			if errs[p] = putIndex(b, o.changes); errs[p] != nil {
 				return
 			}
@@ -141,6 +149,23 @@ func (s *Store) pebbleVersionBatch(height uint64, root slot, o *out) (*pebble.Ba
 		return nil, err
 	}
 	return b, nil
+}
+
+// putHistory adds version height's history records to b in key order (it
+// sorts hs by leaf hash).
+func putHistory(b *pebble.Batch, height uint64, hs []newRecord) error {
+	slices.SortFunc(hs, func(a, b newRecord) int { return bytes.Compare(a.id[:], b.id[:]) })
+	var kb [histKeyLen]byte
+	for i := range hs {
+		k := appendHistKey(kb[:0], height, hs[i].id)
+		op := b.SetDeferred(len(k), len(hs[i].rec))
+		copy(op.Key, k)
+		copy(op.Value, hs[i].rec)
+		if err := op.Finish(); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // putIndex adds the flat index changes to b in key order: (module, key),

@@ -62,17 +62,17 @@ type item struct {
 	key       types.StateKey
 	value     []byte // nil: delete
 	isNew     bool   // a leaf to write (false: an existing leaf that stays)
-	born      uint64 // an existing leaf's record born
+	leaf      string // an existing leaf's data (leafData)
 }
 
-// newRecord is a node or value record a version writes, under (version,
+// newRecord is a node or history record a version writes, under (version,
 // id), encoded where the update makes it: in the subtree's goroutine, while
 // the node is in the processor's cache, on every core. Encoding the ~30k
 // records (~14 MB) of a 10k-key block at 1M keys after the update took one
 // goroutine 40–90 ms on the commit's critical path (see RATIONALE.md, "Why
 // is a commit's batch built in key order and in parts?").
 type newRecord struct {
-	id  types.Hash // node id, or a value record's leaf hash
+	id  types.Hash // node id, or the leaf hash of a history record
 	rec []byte     // the record, in its out's arena
 }
 
@@ -87,8 +87,9 @@ const arenaChunk = 256 << 10
 type out struct {
 	nodes    []*node     // new nodes, for the cache
 	replaced []*node     // nodes the version stopped using, to drop from the cache
-	records  []newRecord // new node and value records, for the batch
-	stale    []nodeRef   // records the version stopped using
+	records  []newRecord // new node records, for the batch
+	history  []newRecord // history records: the values of the leaves the version replaced
+	stale    []nodeRef   // node records the version stopped using
 	changes  []Change
 	arena    []byte // the chunk records are encoded into
 }
@@ -117,16 +118,21 @@ func (o *out) addNode(n *node) {
 	o.addRecord(n.id, appendNode(a, n), len(a))
 }
 
-// addValue adds a new value record under leaf hash h.
-func (o *out) addValue(h types.Hash, k types.StateKey, value []byte) {
-	a := o.reserve(valueRecordLen(k, value))
-	o.addRecord(h, appendValue(a, k, value), len(a))
+// addHistory adds the history record of leaf l, which the version
+// replaced or deleted: its value.
+func (o *out) addHistory(l types.Hash, value []byte) {
+	a := o.reserve(len(value))
+	start := len(a)
+	a = append(a, value...)
+	o.history = append(o.history, newRecord{l, a[start:len(a):len(a)]})
+	o.arena = a
 }
 
 func (o *out) merge(p *out) {
 	o.nodes = append(o.nodes, p.nodes...)
 	o.replaced = append(o.replaced, p.replaced...)
 	o.records = append(o.records, p.records...)
+	o.history = append(o.history, p.history...)
 	o.stale = append(o.stale, p.stale...)
 	o.changes = append(o.changes, p.changes...)
 }
@@ -140,7 +146,8 @@ type committer struct {
 	oldValues bool
 	// prev is the version before height while its write is still in
 	// flight (nil otherwise): a record it wrote is read from the datastore
-	// only after that write is done (see loadNode).
+	// only after that write is done (see loadNode), and a value it wrote
+	// is taken from its written list (see oldValue).
 	prev *pendingWrite
 }
 
@@ -152,7 +159,12 @@ type pendingWrite struct {
 	height uint64
 	parent types.Hash // the root of the version below (GetMany's index applies the change from it)
 	root   slot
-	built  chan struct{}
+	// written is the version's writes of a value, sorted by key path, with
+	// the values copied (the caller may reuse its own once wait returned):
+	// the next version takes the old value of a key this one wrote from
+	// here, as the flat index may not hold it yet.
+	written []item
+	built   chan struct{}
 	done   chan struct{}
 	err    error
 }
@@ -254,7 +266,7 @@ func (s *Store) commitAsync(ctx context.Context, height uint64, writes []Write) 
 		return types.Root{}, nil, err
 	}
 	t = s.phases.end(phaseUpdate, t)
-	w := &pendingWrite{height: height, parent: root.h, root: newRoot, built: make(chan struct{}), done: make(chan struct{})}
+	w := &pendingWrite{height: height, parent: root.h, root: newRoot, written: writtenValues(items), built: make(chan struct{}), done: make(chan struct{})}
 	go s.writeInBackground(context.WithoutCancel(ctx), w, prev, o)
 	// The cache takes the version's nodes here, while the background
 	// goroutine writes its batch: no reader asks for a node born at height
@@ -386,6 +398,59 @@ func prepare(writes []Write) ([]item, error) {
 	return items, nil
 }
 
+// writtenValues returns the items that write a value, sorted by key path as
+// items are, with the values copied into one buffer.
+func writtenValues(items []item) []item {
+	n, size := 0, 0
+	for i := range items {
+		if items[i].value != nil {
+			n, size = n+1, size+len(items[i].value)
+		}
+	}
+	out := make([]item, 0, n)
+	buf := make([]byte, 0, size)
+	for i := range items {
+		if v := items[i].value; v != nil {
+			at := len(buf)
+			buf = append(buf, v...)
+			out = append(out, item{kp: items[i].kp, value: buf[at:len(buf):len(buf)]})
+		}
+	}
+	return out
+}
+
+// valueOf returns the value the version wrote at key path kp, if it wrote
+// one.
+func (w *pendingWrite) valueOf(kp types.Hash) ([]byte, bool) {
+	i, ok := slices.BinarySearchFunc(w.written, kp, func(it item, kp types.Hash) int { return bytes.Compare(it.kp[:], kp[:]) })
+	if !ok {
+		return nil, false
+	}
+	return w.written[i].value, true
+}
+
+// oldValue returns the value of old, a leaf of the version below that this
+// version replaces or deletes: from the version below's writes if that
+// version wrote it (its write may still be in flight), else from the flat
+// index, which no version after the one below has changed yet (this
+// version's batch is built after the update). The value is checked
+// against the leaf's value hash.
+func (c *committer) oldValue(old *slot) ([]byte, error) {
+	if c.prev != nil {
+		if v, ok := c.prev.valueOf(old.kp); ok {
+			return v, nil
+		}
+	}
+	v, err := c.s.Get(c.ctx, old.key())
+	if err != nil {
+		return nil, err
+	}
+	if v == nil || types.ValueHash(v) != old.vh() {
+		return nil, fmt.Errorf("%w: the flat index does not hold the value of leaf %s (%s)", ErrCorrupt, old.h, old.key())
+	}
+	return v, nil
+}
+
 // loadNode returns node r, from the cache or the datastore. A node of the
 // version whose write is in flight is in the cache unless it was evicted
 // already; then it is read once that write is over.
@@ -447,18 +512,16 @@ func (c *committer) update(o *out, old slot, d int, ws []item) (slot, error) {
 			if w.value != nil && w.h == old.h {
 				continue // same value: nothing changes
 			}
-			var oldValue []byte
-			if c.oldValues {
-				var err error
-				if err = c.awaitPrev(old.born); err != nil {
-					return slot{}, err
-				}
-				if _, oldValue, err = c.s.readValue(c.ctx, &old); err != nil {
-					return slot{}, err
-				}
+			oldValue, err := c.oldValue(&old)
+			if err != nil {
+				return slot{}, err
 			}
-			o.stale = append(o.stale, old.ref())
-			o.changes = append(o.changes, Change{Key: w.key, Old: oldValue, New: w.value})
+			o.addHistory(old.h, oldValue)
+			ch := Change{Key: w.key, New: w.value}
+			if c.oldValues {
+				ch.Old = oldValue
+			}
+			o.changes = append(o.changes, ch)
 			keepOld = false
 		} else if w.value != nil {
 			o.changes = append(o.changes, Change{Key: w.key, New: w.value})
@@ -474,7 +537,7 @@ func (c *committer) update(o *out, old slot, d int, ws []item) (slot, error) {
 		at := sort.Search(len(leaves), func(i int) bool { return bytes.Compare(leaves[i].kp[:], old.kp[:]) > 0 })
 		leaves = append(leaves, item{})
 		copy(leaves[at+1:], leaves[at:])
-		leaves[at] = item{kp: old.kp, h: old.h, born: old.born}
+		leaves[at] = item{kp: old.kp, h: old.h, leaf: old.leaf}
 	}
 	return c.build(o, leaves, d), nil
 }
@@ -486,10 +549,9 @@ func (c *committer) build(o *out, leaves []item, d int) slot {
 		return slot{}
 	case 1:
 		l := &leaves[0]
-		s := slot{kind: slotLeaf, h: l.h, kp: l.kp, born: l.born}
+		s := slot{kind: slotLeaf, h: l.h, kp: l.kp, leaf: l.leaf}
 		if l.isNew {
-			s.born = c.height
-			o.addValue(s.h, l.key, l.value)
+			s.leaf = leafData(l.vh, l.key)
 		}
 		return s
 	}
@@ -580,13 +642,13 @@ func (c *committer) parallelChildren(o *out, d int, ws []item, rs []run, a *[fan
 		}(a[r.nib])
 	}
 	wg.Wait()
-	var nn, nd, nr, ns, nc int
+	var nn, nd, nr, nh, ns, nc int
 	for i := range res {
 		if res[i].err != nil {
 			return false, res[i].err
 		}
 		p := &res[i].o
-		nn, nd, nr = nn+len(p.nodes), nd+len(p.replaced), nr+len(p.records)
+		nn, nd, nr, nh = nn+len(p.nodes), nd+len(p.replaced), nr+len(p.records), nh+len(p.history)
 		ns, nc = ns+len(p.stale), nc+len(p.changes)
 	}
 	// One allocation per list instead of the appends' doublings: at the
@@ -594,6 +656,7 @@ func (c *committer) parallelChildren(o *out, d int, ws []item, rs []run, a *[fan
 	o.nodes = slices.Grow(o.nodes, nn)
 	o.replaced = slices.Grow(o.replaced, nd)
 	o.records = slices.Grow(o.records, nr)
+	o.history = slices.Grow(o.history, nh)
 	o.stale = slices.Grow(o.stale, ns)
 	o.changes = slices.Grow(o.changes, nc)
 	changed := false
@@ -616,7 +679,7 @@ func (s *Store) commitBatch(ctx context.Context, height uint64, root slot, o *ou
 		}
 		return pebbleBatch{b, pebble.Sync}, nil
 	}
-	b, err := s.versionBatch(ctx, height, root, o)
+	b, err := s.versionBatch(ctx, height, root, o, true)
 	if err != nil {
 		return nil, err
 	}
@@ -635,14 +698,23 @@ func (s *Store) writeTearable(ctx context.Context, height uint64, root slot, o *
 	// Only recovery reads a change set, and only on these backends: an
 	// atomic batch holds the latest pointer too, so a version is either
 	// all there or not at all and there is nothing to undo.
+	// The history records go with it, before the flat index changes: a
+	// reader that finds a key's new value in the index finds the old one's
+	// record (see leafValue). Recovery deletes them with the version's
+	// node records.
 	changes := ChangeSet{Height: height, Changes: o.changes}
 	if err := s.d.Put(ctx, changesKey(height), types.MustEncode(changes)); err != nil {
 		return err
 	}
+	for _, h := range o.history {
+		if err := s.d.Put(ctx, histKey(height, h.id), bytes.Clone(h.rec)); err != nil {
+			return err
+		}
+	}
 	if err := sync(); err != nil {
 		return err
 	}
-	b, err := s.versionBatch(ctx, height, root, o)
+	b, err := s.versionBatch(ctx, height, root, o, false)
 	if err != nil {
 		return err
 	}
@@ -659,10 +731,11 @@ func (s *Store) writeTearable(ctx context.Context, height uint64, root slot, o *
 }
 
 // versionBatch returns a go-datastore batch holding version height: its
-// records, stale list, flat index changes and root record; the caller adds
+// records, history records (if history: writeTearable writes them first,
+// on their own), stale list, flat index changes and root record; the caller adds
 // the latest pointer (commitBatch) or writes it later (writeTearable).
 // Pebble's is built by pebbleVersionBatch instead.
-func (s *Store) versionBatch(ctx context.Context, height uint64, root slot, o *out) (ds.Batch, error) {
+func (s *Store) versionBatch(ctx context.Context, height uint64, root slot, o *out, history bool) (ds.Batch, error) {
 	b, err := s.d.Batch(ctx)
 	if err != nil {
 		return nil, err
@@ -677,6 +750,11 @@ func (s *Store) versionBatch(ctx context.Context, height uint64, root slot, o *o
 	// keep the whole chunk alive for one surviving record.
 	for _, r := range o.records {
 		put(nodeKey(height, r.id), bytes.Clone(r.rec))
+	}
+	if history {
+		for _, h := range o.history {
+			put(histKey(height, h.id), bytes.Clone(h.rec))
+		}
 	}
 	if len(o.stale) > 0 {
 		put(staleKey(height), encodeStale(o.stale))

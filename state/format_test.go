@@ -11,7 +11,8 @@ import (
 )
 
 // TestOpenRefusesOtherFormats: a store of format 1 (nodes keyed by hash
-// alone, no format record) or of an unknown format fails Open with
+// alone, no format record), of format 2 (value records) or of an unknown
+// format fails Open with
 // ErrFormat instead of reading records by keys they were not written under.
 func TestOpenRefusesOtherFormats(t *testing.T) {
 	ctx := context.Background()
@@ -20,7 +21,8 @@ func TestOpenRefusesOtherFormats(t *testing.T) {
 		format []byte // nil: no format record
 	}{
 		{"format 1", nil},
-		{"format 3", binary.AppendUvarint(nil, storeFormat+1)},
+		{"format 2", binary.AppendUvarint(nil, 2)},
+		{"format 4", binary.AppendUvarint(nil, storeFormat+1)},
 		{"format 0", binary.AppendUvarint(nil, 0)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

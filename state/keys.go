@@ -1,6 +1,7 @@
 package state
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"strconv"
@@ -15,7 +16,8 @@ import (
 // Datastore layout. Heights are fixed-width hex so that key order is height
 // order on ordered backends.
 const (
-	nsNode    = "/kairos/n/"  // <escaped born><escaped id> → node or value record
+	nsHist    = "/kairos/h/"  // <escaped version>/<escaped leaf hash> → the value the version replaced
+	nsNode    = "/kairos/n/"  // <escaped born>/<escaped id> → node record
 	nsKV      = "/kairos/kv/" // <escaped module>/k<escaped key> → latest value
 	nsRoot    = "/kairos/r/"  // <height> → root slot
 	nsChanges = "/kairos/c/"  // <height> → change set
@@ -31,9 +33,11 @@ var (
 )
 
 // storeFormat is the on-disk format version. Format 1 (no format record)
-// named node records by hash alone; format 2 names them by (born, hash).
-// Open refuses any other format with ErrFormat.
-const storeFormat = 2
+// named node records by hash alone; format 2 names them by (born, hash) and
+// kept every leaf's value in a value record; format 3 keeps a live value
+// only in the flat index and a replaced one in a history record. Open
+// refuses any other format with ErrFormat: there is no migration.
+const storeFormat = 3
 
 // Key bytes (node ids, modules, state keys) go into datastore keys raw, with
 // two escapes so that no '/' appears inside a segment: '.' becomes ".\x01"
@@ -156,6 +160,49 @@ func parseNodeKey(s string) (nodeRef, error) {
 		return nodeRef{}, fmt.Errorf("%w: bad node key %q", ErrCorrupt, s)
 	}
 	return nodeRef{born: binary.BigEndian.Uint64(v), id: types.Hash(id)}, nil
+}
+
+// histKeyLen is the longest history key: the namespace, the version, '/'
+// and the leaf hash, version and hash escaped.
+const histKeyLen = len(nsHist) + 2*(8+types.HashLen) + 1
+
+// appendHistKey appends the key of the history record that version d
+// wrote for leaf l, which d replaced or deleted: nsHist, d as 8 big-endian
+// bytes escaped, '/', then l escaped. Escaping keeps byte order and is
+// prefix-free, so one version's records are one key range
+// (histVersionRange) and sort by leaf hash.
+func appendHistKey(dst []byte, d uint64, l types.Hash) []byte {
+	return appendEscaped(append(appendBorn(append(dst, nsHist...), d), '/'), l[:])
+}
+
+// histKey is appendHistKey as a datastore key.
+func histKey(d uint64, l types.Hash) ds.Key {
+	var a [histKeyLen]byte
+	return ds.RawKey(string(appendHistKey(a[:0], d, l)))
+}
+
+// histVersionPrefix is the prefix of every history record of version d.
+func histVersionPrefix(d uint64) string {
+	return string(append(appendBorn([]byte(nsHist), d), '/'))
+}
+
+// histVersionRange returns the key range [start, end) of version d's
+// history records.
+func histVersionRange(d uint64) (start, end []byte) {
+	start = []byte(histVersionPrefix(d))
+	end = bytes.Clone(start)
+	end[len(end)-1] = '/' + 1
+	return start, end
+}
+
+// parseHistKey is the inverse of appendHistKey, given the part after
+// nsHist.
+func parseHistKey(s string) (uint64, types.Hash, error) {
+	r, err := parseNodeKey(s) // the same layout under another namespace
+	if err != nil {
+		return 0, types.Hash{}, fmt.Errorf("%w: bad history key %q", ErrCorrupt, s)
+	}
+	return r.born, r.id, nil
 }
 
 func heightStr(h uint64) string { return fmt.Sprintf("%016x", h) }

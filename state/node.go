@@ -17,11 +17,8 @@ const (
 	nibbleDepth = types.KeyPathDepth / 4
 )
 
-// Record tags: the first byte of every value under /kairos/n/.
-const (
-	tagNode  = 'N'
-	tagValue = 'V'
-)
+// tagNode is the first byte of every node record.
+const tagNode = 'N'
 
 type slotKind uint8
 
@@ -32,22 +29,59 @@ const (
 )
 
 // slot is one child position of a node, or the root of a version. A leaf
-// lives in its parent's slot as (key path, leaf hash); its key and value are
-// in a value record stored under (born, leaf hash), which binds them to the
-// key path (readValue checks). A child is named by (born, id): born is the
-// version that wrote the record, which its datastore key starts with, so a
-// lookup is one Get. The value hash is not
-// kept: only a proof of absence by another leaf needs it, and it reads the
-// value record; a slot of 65 bytes instead of 97 lets the cache hold a third
-// more nodes.
+// lives in its parent's slot as its state key and value hash (leaf, see
+// leafData), with its key path and leaf hash, which both derive from them
+// and are computed once when the slot is made (decodeNode, prepare): the
+// walks compare key paths and the hashing of a node reads leaf hashes,
+// while the key and value hash are read when a value is (the flat index by
+// key, the history by leaf hash) and when the node is encoded. A leaf has
+// no record of its own: its value is in the flat index while it is live,
+// and in a history record of the version that replaced it after (see
+// doc.go). A child is named by (born, id): born is the version that wrote
+// the record, which its datastore key starts with, so a lookup is one Get.
 type slot struct {
 	kind slotKind
+	born uint64     // child only: the version that wrote the node record
 	h    types.Hash // leaf hash or child node id
 	kp   types.Hash // leaf only
-	born uint64     // version that wrote the value record or child node
+	leaf string     // leaf only: leafData(value hash, key)
 }
 
-// ref names the record a leaf or child slot points to.
+// leafData is a leaf's key and value hash as a slot holds them: value hash,
+// module, then the key's bytes; it is also the leaf's encoding in a record
+// after a uvarint length of the key. A string, immutable, so that the
+// slots of a decoded node share one buffer and slots move between nodes
+// without copies.
+func leafData(vh types.Hash, k types.StateKey) string {
+	b := make([]byte, 0, leafFixed+len(k.Key))
+	b = append(append(append(b, vh[:]...), k.Module[:]...), k.Key...)
+	return unsafe.String(unsafe.SliceData(b), len(b))
+}
+
+// leafFixed is the length of leafData before the key's bytes.
+const leafFixed = types.HashLen + types.AddressLen
+
+// leafSlot returns the slot of the leaf with key path kp, value hash vh and
+// key k.
+func leafSlot(kp, vh types.Hash, k types.StateKey) slot {
+	return slot{kind: slotLeaf, h: types.LeafHash(kp, vh), kp: kp, leaf: leafData(vh, k)}
+}
+
+// vh returns a leaf's value hash.
+func (s *slot) vh() types.Hash { return types.Hash([]byte(s.leaf[:types.HashLen])) }
+
+// key returns a leaf's state key; its Key shares the slot's immutable
+// bytes and must not be changed.
+func (s *slot) key() types.StateKey {
+	var k types.StateKey
+	copy(k.Module[:], s.leaf[types.HashLen:leafFixed])
+	if n := len(s.leaf) - leafFixed; n > 0 {
+		k.Key = unsafe.Slice(unsafe.StringData(s.leaf[leafFixed:]), n)
+	}
+	return k
+}
+
+// ref names the record a child slot points to.
 func (s *slot) ref() nodeRef { return nodeRef{born: s.born, id: s.h} }
 
 // treeKind maps a slot to the kind of the binary subtree it stands for. A
@@ -135,9 +169,15 @@ func (n *node) all() (a [fanout]slot) {
 	return a
 }
 
-// size estimates the memory the node takes in the cache.
+// size estimates the memory the node takes in the cache: the node, its
+// slots and its leaves' keys and value hashes (which a decoded node keeps in
+// one buffer, and a new one partly in the buffers of the nodes it replaced).
 func (n *node) size() int {
-	return int(unsafe.Sizeof(node{})) + cap(n.entries)*int(unsafe.Sizeof(slot{})) + 64
+	l := 0
+	for i := range n.entries {
+		l += len(n.entries[i].leaf)
+	}
+	return int(unsafe.Sizeof(node{})) + cap(n.entries)*int(unsafe.Sizeof(slot{})) + l + 64
 }
 
 // sub returns the kind and hash of binary subtree i (heap order, 1..31).
@@ -216,22 +256,25 @@ func nodeRecordLen(n *node) int {
 	l := 1 + 4
 	for i := range n.entries {
 		s := &n.entries[i]
-		l += types.HashLen + uvarintLen(s.born)
 		if s.kind == slotLeaf {
-			l += types.HashLen
+			l += uvarintLen(uint64(len(s.leaf)-leafFixed)) + len(s.leaf)
+		} else {
+			l += types.HashLen + uvarintLen(s.born)
 		}
 	}
 	return l
 }
 
 // appendNode appends n's record to buf: tag, uint16 occupancy, uint16 leaf
-// mask, then per occupied slot in order either the child id or the leaf's
-// key path and leaf hash, each followed by the uvarint born of the record
-// it names (a few bytes: see RATIONALE.md). The node's own born is in its
-// key, not in the record. Storing the leaf hash rather than the
-// value hash spares a hash per leaf when a node is decoded; the node's id
-// still covers every leaf hash, and the key path is checked against the
-// value record whenever a value is read (and by Audit).
+// mask, then per occupied slot in order either the child's id followed by
+// the uvarint born of its record (a few bytes: see RATIONALE.md), or the
+// leaf as the uvarint length of its key and its leafData (value hash,
+// module, key). The node's own born is in its key, not in the record. A
+// leaf's key path and leaf hash are not stored: decodeNode derives them
+// (two hashes per leaf), and the node's id, which covers every leaf hash,
+// still checks them (hashMatches). Holding the key lets a read of an old
+// version find the leaf's value in the flat index or the history, and a
+// proof of absence by another leaf needs no read at all.
 func appendNode(buf []byte, n *node) []byte {
 	var leaves uint16
 	j := 0
@@ -247,21 +290,25 @@ func appendNode(buf []byte, n *node) []byte {
 	buf = binary.BigEndian.AppendUint16(buf, n.occ)
 	buf = binary.BigEndian.AppendUint16(buf, leaves)
 	for i := range n.entries {
-		s := &n.entries[i]
-		switch s.kind {
-		case slotLeaf:
-			buf = append(buf, s.kp[:]...)
-			buf = append(buf, s.h[:]...)
-		case slotChild:
-			buf = append(buf, s.h[:]...)
-		}
-		buf = binary.AppendUvarint(buf, s.born)
+		buf = appendSlotBody(buf, &n.entries[i])
 	}
 	return buf
 }
 
+// appendSlotBody appends a leaf or child slot as a node record holds it.
+func appendSlotBody(buf []byte, s *slot) []byte {
+	if s.kind == slotLeaf {
+		buf = binary.AppendUvarint(buf, uint64(len(s.leaf)-leafFixed))
+		return append(buf, s.leaf...)
+	}
+	buf = append(buf, s.h[:]...)
+	return binary.AppendUvarint(buf, s.born)
+}
+
 // decodeNode parses a node record stored under r. It does not rehash the
-// node (hashMatches does); local records are trusted on the read path.
+// node (hashMatches does); local records are trusted on the read path. The
+// leaves' key paths and leaf hashes are computed here, and their data
+// share one buffer.
 func decodeNode(b []byte, r nodeRef) (*node, error) {
 	rest, err := recordBody(b, tagNode)
 	if err != nil {
@@ -277,21 +324,26 @@ func decodeNode(b []byte, r nodeRef) (*node, error) {
 		return nil, fmt.Errorf("%w: node leaf mask outside occupancy", ErrCorrupt)
 	}
 	n := &node{id: r.id, born: r.born, occ: occ, entries: make([]slot, 0, bits.OnesCount16(occ))}
+	// First pass: the slots, with each leaf's data as an offset into body
+	// (in leaf); the second moves the leaves' data into one buffer.
+	body := rest
+	type span struct{ at, end int }
+	var spans [fanout]span
+	total := 0
 	for i := 0; i < fanout; i++ {
 		if occ&(1<<i) == 0 {
 			continue
 		}
 		if leaves&(1<<i) != 0 {
-			if len(rest) < 2*types.HashLen {
-				return nil, fmt.Errorf("%w: short node", ErrCorrupt)
+			kl, m := uvarint(rest)
+			if m <= 0 || kl > types.StateKeyMax || uint64(len(rest)-m) < leafFixed+kl {
+				return nil, fmt.Errorf("%w: bad leaf in node", ErrCorrupt)
 			}
-			l := slot{kind: slotLeaf}
-			copy(l.kp[:], rest)
-			copy(l.h[:], rest[types.HashLen:])
-			if rest, err = slotBorn(&l, rest[2*types.HashLen:], r.born); err != nil {
-				return nil, err
-			}
-			n.entries = append(n.entries, l)
+			at := len(body) - len(rest) + m
+			spans[len(n.entries)] = span{at, at + leafFixed + int(kl)}
+			total += leafFixed + int(kl)
+			n.entries = append(n.entries, slot{kind: slotLeaf})
+			rest = rest[m+leafFixed+int(kl):]
 			continue
 		}
 		if len(rest) < types.HashLen {
@@ -310,12 +362,31 @@ func decodeNode(b []byte, r nodeRef) (*node, error) {
 	if len(n.entries) < 2 && (len(n.entries) == 0 || n.entries[0].kind == slotLeaf) {
 		return nil, fmt.Errorf("%w: node with fewer than two leaves", ErrCorrupt)
 	}
+	if total == 0 {
+		return n, nil
+	}
+	buf := make([]byte, 0, total)
+	for i := range n.entries {
+		if s := &n.entries[i]; s.kind == slotLeaf {
+			sp := spans[i]
+			at := len(buf)
+			buf = append(buf, body[sp.at:sp.end]...)
+			s.leaf = unsafe.String(&buf[at], sp.end-sp.at)
+			deriveLeaf(s)
+		}
+	}
 	return n, nil
 }
 
-// slotBorn reads the uvarint born that follows a slot's hashes. A record
-// is written by its own version or a later one than every record it names,
-// so a born above the node's own (parent) is corrupt.
+// deriveLeaf computes a leaf slot's key path and leaf hash from its data.
+func deriveLeaf(s *slot) {
+	s.kp = types.KeyPath(s.key())
+	s.h = types.LeafHash(s.kp, s.vh())
+}
+
+// slotBorn reads the uvarint born that follows a child's id. A record is
+// written by its own version or a later one than every record it names, so
+// a born above the node's own (parent) is corrupt.
 func slotBorn(s *slot, b []byte, parent uint64) ([]byte, error) {
 	born, n := uvarint(b)
 	if n <= 0 || born > parent {
@@ -332,93 +403,45 @@ func recordBody(b []byte, tag byte) ([]byte, error) {
 	return b[1:], nil
 }
 
-// valueRecordLen is the exact length of the value record of (k, value).
-func valueRecordLen(k types.StateKey, value []byte) int {
-	return 1 + types.AddressLen + uvarintLen(uint64(len(k.Key))) + len(k.Key) + len(value)
-}
-
-// appendValue appends the value record of (k, value) to buf: tag, module,
-// uvarint key length, key, value. It is stored under (born, leaf hash), so
-// its lifetime is the leaf's: two keys with the same value never share a
-// record.
-func appendValue(buf []byte, k types.StateKey, value []byte) []byte {
-	buf = append(buf, tagValue)
-	buf = append(buf, k.Module[:]...)
-	buf = binary.AppendUvarint(buf, uint64(len(k.Key)))
-	buf = append(buf, k.Key...)
-	return append(buf, value...)
-}
-
-func decodeValue(b []byte) (k types.StateKey, value []byte, err error) {
-	rest, err := recordBody(b, tagValue)
-	if err != nil {
-		return k, nil, err
-	}
-	if len(rest) < types.AddressLen {
-		return k, nil, fmt.Errorf("%w: short value record", ErrCorrupt)
-	}
-	copy(k.Module[:], rest)
-	rest = rest[types.AddressLen:]
-	kl, n := uvarint(rest)
-	if n <= 0 || kl > uint64(len(rest)-n) || kl > types.StateKeyMax {
-		return k, nil, fmt.Errorf("%w: bad key length in value record", ErrCorrupt)
-	}
-	k.Key = append([]byte{}, rest[n:n+int(kl)]...)
-	value = append([]byte{}, rest[n+int(kl):]...)
-	return k, value, nil
-}
-
-// encodeRoot writes a root record: the root slot of a version, a leaf as
-// (key path, leaf hash) like in a node, then the born of the record it
-// names (none for an empty slot).
+// encodeRoot writes a root record: the kind of the root slot of a version,
+// then the slot as a node record holds it (none for an empty slot).
 func encodeRoot(s slot) []byte {
 	buf := []byte{byte(s.kind)}
-	switch s.kind {
-	case slotLeaf:
-		buf = append(append(buf, s.kp[:]...), s.h[:]...)
-	case slotChild:
-		buf = append(buf, s.h[:]...)
-	default:
+	if s.kind == slotEmpty {
 		return buf
 	}
-	return binary.AppendUvarint(buf, s.born)
+	return appendSlotBody(buf, &s)
 }
 
 func decodeRoot(b []byte) (slot, error) {
 	if len(b) == 0 {
 		return slot{}, fmt.Errorf("%w: empty root record", ErrCorrupt)
 	}
+	rest := b[1:]
 	switch slotKind(b[0]) {
 	case slotEmpty:
-		if len(b) == 1 {
+		if len(rest) == 0 {
 			return slot{}, nil
 		}
 	case slotLeaf:
-		if len(b) > 1+2*types.HashLen {
-			s := slot{kind: slotLeaf}
-			copy(s.kp[:], b[1:])
-			copy(s.h[:], b[1+types.HashLen:])
-			if rootBorn(&s, b[1+2*types.HashLen:]) {
-				return s, nil
-			}
+		kl, m := uvarint(rest)
+		if m > 0 && kl <= types.StateKeyMax && uint64(len(rest)-m) == leafFixed+kl {
+			s := slot{kind: slotLeaf, leaf: string(rest[m:])}
+			deriveLeaf(&s)
+			return s, nil
 		}
 	case slotChild:
-		if len(b) > 1+types.HashLen {
+		if len(rest) > types.HashLen {
 			s := slot{kind: slotChild}
-			copy(s.h[:], b[1:])
-			if rootBorn(&s, b[1+types.HashLen:]) {
+			copy(s.h[:], rest)
+			born, m := uvarint(rest[types.HashLen:])
+			if m > 0 && m == len(rest)-types.HashLen {
+				s.born = born
 				return s, nil
 			}
 		}
 	}
 	return slot{}, fmt.Errorf("%w: bad root record", ErrCorrupt)
-}
-
-// rootBorn reads the born at the end of a root record into s.
-func rootBorn(s *slot, b []byte) bool {
-	born, n := uvarint(b)
-	s.born = born
-	return n > 0 && n == len(b)
 }
 
 // nibble returns the 4-bit child index of kp at nibble depth d.

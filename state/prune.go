@@ -17,7 +17,7 @@ import (
 // PruneStats reports what one Prune did.
 type PruneStats struct {
 	Min     uint64 // lowest readable version afterwards
-	Deleted int    // stale entries processed: nodes and value records deleted
+	Deleted int    // stale entries processed: node records deleted
 }
 
 // Prune makes versions below the horizon unreadable and deletes what only
@@ -25,7 +25,8 @@ type PruneStats struct {
 // open Views and persistent pins. In order: the new minimum is refused to
 // new readers and made durable, then stale entries with stale_since <= min
 // are processed in chunks of Options.PruneChunk, each entry deleting the
-// record it names by (born, id). An id written again later (A → B → A) is
+// node record it names by (born, id), and the history records of those
+// versions are deleted (only older versions read them). An id written again later (A → B → A) is
 // a record of its own, under its own born, so no entry needs a check before
 // its delete. Prune is idempotent: a crashed run is finished by the next
 // one (deleting a deleted record does nothing). With KeepVersions 0 it does
@@ -77,10 +78,12 @@ func (s *Store) horizonLocked() uint64 {
 	return max(target, s.min)
 }
 
-// pruneVersion processes the stale list of version v and drops the root
-// record and change set of version v-1, which is now below the minimum. The
-// list goes last, with the progress mark: a crash before that repeats the
-// version, and every step is safe to repeat.
+// pruneVersion processes the stale list of version v, deletes v's history
+// records and drops the root record and change set of version v-1, which is
+// now below the minimum: v's history holds values of v-1 and older, which
+// no retained version reads any more. The list goes last, with the
+// progress mark: a crash before that repeats the version, and every step is
+// safe to repeat.
 func (s *Store) pruneVersion(ctx context.Context, v uint64, st *PruneStats) error {
 	raw, err := s.d.Get(ctx, staleKey(v))
 	if err != nil && !errors.Is(err, ds.ErrNotFound) {
@@ -94,6 +97,9 @@ func (s *Store) pruneVersion(ctx context.Context, v uint64, st *PruneStats) erro
 		if err := s.pruneChunk(ctx, refs[lo:min(len(refs), lo+s.opts.PruneChunk)], st); err != nil {
 			return err
 		}
+	}
+	if err := s.pruneHistory(ctx, v); err != nil {
+		return err
 	}
 	b, err := s.d.Batch(ctx)
 	if err != nil {
@@ -131,6 +137,38 @@ func (s *Store) pruneChunk(ctx context.Context, refs []nodeRef, st *PruneStats) 
 	}
 	if err := b.Commit(ctx); err != nil {
 		return err
+	}
+	return s.syncIfNeeded(ctx)
+}
+
+// pruneHistory deletes version v's history records. On pebble it is one
+// range deletion, unsynced like the chunks (the progress mark that follows
+// makes it durable): a version's history records are one key range, and
+// a range tombstone drops them in compactions without a tombstone per
+// record. Other backends delete them by a query of the version's prefix,
+// a chunk at a time.
+func (s *Store) pruneHistory(ctx context.Context, v uint64) error {
+	if s.pdb != nil {
+		start, end := histVersionRange(v)
+		return s.pdb.DeleteRange(start, end, pebble.NoSync)
+	}
+	keys, err := s.keysWithPrefix(ctx, histVersionPrefix(v))
+	if err != nil {
+		return err
+	}
+	for lo := 0; lo < len(keys); lo += s.opts.PruneChunk {
+		b, err := s.chunkBatch(ctx)
+		if err != nil {
+			return err
+		}
+		for _, k := range keys[lo:min(len(keys), lo+s.opts.PruneChunk)] {
+			if err := b.Delete(ctx, ds.RawKey(k)); err != nil {
+				return err
+			}
+		}
+		if err := b.Commit(ctx); err != nil {
+			return err
+		}
 	}
 	return s.syncIfNeeded(ctx)
 }
@@ -226,10 +264,16 @@ func (s *Store) Unpin(ctx context.Context, h uint64) error {
 
 // AuditReport is the result of Audit.
 type AuditReport struct {
-	Versions  uint64       // retained versions walked
-	Reachable int          // distinct nodes and value records reachable
-	Leaked    []types.Hash // stored, unreachable and not awaiting pruning
-	Missing   []types.Hash // reachable but not stored (or not matching their id)
+	Versions  uint64 // retained versions walked
+	Reachable int    // distinct nodes reachable
+	// Leaked lists node records stored, unreachable and not awaiting
+	// pruning, and the leaf hashes of history records of versions already
+	// pruned (or above the latest).
+	Leaked []types.Hash
+	// Missing lists nodes reachable but not stored (or not matching their
+	// id), and leaves of older retained versions whose value neither the
+	// flat index nor the history holds.
+	Missing []types.Hash
 	// IndexMismatch counts flat index entries that disagree with the
 	// latest tree, plus latest leaves absent from the index.
 	IndexMismatch int
@@ -243,9 +287,11 @@ func (r *AuditReport) Clean() bool {
 // Audit marks everything reachable from the retained roots, reading the
 // datastore directly (not the cache), and sweeps the node namespace: it
 // reports leaked records (stored but unreachable, excluding ones whose stale
-// entry awaits the pruner) and missing ones. It also checks the flat index
-// against the latest tree. It blocks Commit and Prune while it runs and
-// reads everything, so it is a test and maintenance tool.
+// entry awaits the pruner) and missing ones. It checks the flat index
+// against the latest tree, resolves every leaf only older versions hold
+// through the history, and reports history records of pruned versions as
+// leaked. It blocks Commit and Prune while it runs and reads everything, so
+// it is a test and maintenance tool.
 func (s *Store) Audit(ctx context.Context) (*AuditReport, error) {
 	s.commitMu.Lock()
 	defer s.commitMu.Unlock()
@@ -259,13 +305,28 @@ func (s *Store) Audit(ctx context.Context) (*AuditReport, error) {
 	rep := &AuditReport{}
 	marked := map[nodeRef]bool{}
 	latestLeaves := map[types.Hash]types.Hash{}
-	var mark func(sl slot, leaves map[types.Hash]types.Hash) error
-	mark = func(sl slot, leaves map[types.Hash]types.Hash) error {
-		if sl.kind == slotEmpty {
+	// older holds the leaves that only older versions hold, each with the
+	// highest version that holds it (the first walked): its value is in
+	// the history of a version above that one.
+	type oldLeaf struct {
+		v  uint64
+		sl slot
+	}
+	var older []oldLeaf
+	seenOld := map[types.Hash]bool{}
+	var mark func(v uint64, sl slot) error
+	mark = func(v uint64, sl slot) error {
+		switch sl.kind {
+		case slotEmpty:
 			return nil
-		}
-		if sl.kind == slotLeaf && leaves != nil {
-			leaves[sl.kp] = sl.h
+		case slotLeaf:
+			if v == latest {
+				latestLeaves[sl.kp] = sl.h
+			} else if latestLeaves[sl.kp] != sl.h && !seenOld[sl.h] {
+				seenOld[sl.h] = true
+				older = append(older, oldLeaf{v, sl})
+			}
+			return nil
 		}
 		if marked[sl.ref()] {
 			return nil
@@ -279,20 +340,13 @@ func (s *Store) Audit(ctx context.Context) (*AuditReport, error) {
 		if err != nil {
 			return err
 		}
-		if sl.kind == slotLeaf {
-			k, v, err := decodeValue(raw)
-			if err != nil || types.KeyPath(k) != sl.kp || types.LeafHash(sl.kp, types.ValueHash(v)) != sl.h {
-				rep.Missing = append(rep.Missing, sl.h)
-			}
-			return nil
-		}
 		n, err := decodeNode(raw, sl.ref())
 		if err != nil || !n.hashMatches(sl.h) {
 			rep.Missing = append(rep.Missing, sl.h)
 			return nil
 		}
 		for _, c := range n.entries {
-			if err := mark(c, leaves); err != nil {
+			if err := mark(v, c); err != nil {
 				return err
 			}
 		}
@@ -300,16 +354,14 @@ func (s *Store) Audit(ctx context.Context) (*AuditReport, error) {
 	}
 	// The latest version goes first, collecting its leaves for the index
 	// check; nothing is marked yet, and within one tree no node repeats.
+	// A node shared with an older version is walked once, from the highest
+	// version holding it, whose history covers the older ones too.
 	for v := latest; ; v-- {
 		root, err := s.rootAt(ctx, v)
 		if err != nil {
 			return nil, err
 		}
-		var leaves map[types.Hash]types.Hash
-		if v == latest {
-			leaves = latestLeaves
-		}
-		if err := mark(root, leaves); err != nil {
+		if err := mark(v, root); err != nil {
 			return nil, err
 		}
 		rep.Versions++
@@ -318,6 +370,13 @@ func (s *Store) Audit(ctx context.Context) (*AuditReport, error) {
 		}
 	}
 	rep.Reachable = len(marked)
+	for _, l := range older {
+		if _, err := s.leafValue(ctx, l.v, &l.sl); errors.Is(err, ErrCorrupt) {
+			rep.Missing = append(rep.Missing, l.sl.h)
+		} else if err != nil {
+			return nil, err
+		}
+	}
 
 	pending := map[nodeRef]bool{}
 	for v := done + 1; v <= latest; v++ {
@@ -344,6 +403,21 @@ func (s *Store) Audit(ctx context.Context) (*AuditReport, error) {
 		}
 		if !marked[r] && !pending[r] {
 			rep.Leaked = append(rep.Leaked, r.id)
+		}
+	}
+	// The history of versions done+1..latest is kept (those above min are
+	// read by retained versions, the others await the pruner).
+	hist, err := s.keysWithPrefix(ctx, nsHist)
+	if err != nil {
+		return nil, err
+	}
+	for _, k := range hist {
+		d, l, err := parseHistKey(k[len(nsHist):])
+		if err != nil {
+			return nil, err
+		}
+		if d <= done || d > latest {
+			rep.Leaked = append(rep.Leaked, l)
 		}
 	}
 

@@ -29,10 +29,11 @@ func auditClean(t *testing.T, s *Store) {
 	}
 }
 
-// TestPruneNodeComesBack: value A → B → A recreates the same leaf, value
-// record and root node ids. The stale entries of version 2 name ids that are
-// live again at version 3, as records of their own under born 3; pruning
-// deletes the born-1 records and must leave those.
+// TestPruneNodeComesBack: value A → B → A recreates the same leaf and root
+// node ids. The stale entry of version 2 names an id that is live again at
+// version 3, as a record of its own under born 3; pruning deletes the born-1
+// record and must leave that one. The history records of versions 2 (a=A)
+// and 3 (a=B) go with their versions.
 func TestPruneNodeComesBack(t *testing.T) {
 	ctx := context.Background()
 	d := dssync.MutexWrap(ds.NewMapDatastore())
@@ -50,11 +51,13 @@ func TestPruneNodeComesBack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Version 2 made the root node and the value record of a=A (born 1)
-	// stale, version 3 those of a=B (born 2); it wrote the ids of version
-	// 1 again, under born 3.
-	if st.Deleted != 4 || st.Min != 3 {
-		t.Fatalf("prune stats %+v, want 4 deleted, min 3", st)
+	// Version 2 made the root node of version 1 stale, version 3 that of
+	// version 2; it wrote the id of version 1 again, under born 3.
+	if st.Deleted != 2 || st.Min != 3 {
+		t.Fatalf("prune stats %+v, want 2 deleted, min 3", st)
+	}
+	if hist, err := s.keysWithPrefix(ctx, nsHist); err != nil || len(hist) != 0 {
+		t.Fatalf("history left after pruning to version 3: %q %v", hist, err)
 	}
 	// Read through a fresh store so that no cached node hides a deletion.
 	s2, err := Open(ctx, d, Options{KeepVersions: 1})
@@ -251,11 +254,11 @@ func TestAuditDetects(t *testing.T) {
 	}
 }
 
-// TestAuditDetectsWrongLeafKeyPath corrupts the key path of a leaf slot in
-// a stored node. A slot holds (key path, leaf hash), so the node still
-// hashes to its id; the audit must catch it by the value record, whose key
-// has another key path.
-func TestAuditDetectsWrongLeafKeyPath(t *testing.T) {
+// TestAuditDetectsWrongLeafKey corrupts the key of a leaf in a stored
+// node. The key path and leaf hash are derived from the stored key and value
+// hash, so the node no longer hashes to its id, and the audit must report
+// it missing.
+func TestAuditDetectsWrongLeafKey(t *testing.T) {
 	ctx := context.Background()
 	s := openMem(t)
 	r := rand.New(rand.NewPCG(3, 3))
@@ -274,16 +277,16 @@ func TestAuditDetectsWrongLeafKeyPath(t *testing.T) {
 				continue
 			}
 			bad := &node{id: n.id, born: n.born, occ: n.occ, entries: append([]slot{}, n.entries...)}
-			bad.entries[i].kp[31] ^= 1
-			if !bad.hashMatches(n.id) {
-				t.Fatal("a leaf's key path should not enter the node hash")
-			}
+			k := e.key()
+			k.Key = append([]byte{}, k.Key...)
+			k.Key[0] ^= 1
+			bad.entries[i] = leafSlot(types.KeyPath(k), e.vh(), k)
 			if err := s.d.Put(ctx, nodeKey(n.born, n.id), appendNode(nil, bad)); err != nil {
 				t.Fatal(err)
 			}
 			rep, err := s.Audit(ctx)
-			if err != nil || len(rep.Missing) != 1 || rep.Missing[0] != e.h {
-				t.Fatalf("wrong key path of leaf %x: %+v %v", e.h, rep, err)
+			if err != nil || len(rep.Missing) != 1 || rep.Missing[0] != n.id {
+				t.Fatalf("wrong key of leaf %x: %+v %v", e.h, rep, err)
 			}
 			return
 		}

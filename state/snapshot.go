@@ -184,7 +184,12 @@ func EncodeChunk(c *Chunk) ([]byte, error) { return appendChunk(make([]byte, 0, 
 type snapLeaf struct {
 	path types.Hash
 	hash types.Hash
-	born uint64 // of the value record (exports only)
+	data string // leafData: the leaf's value hash and key (exports only)
+}
+
+// slot returns the leaf as a tree slot (exports only).
+func (l *snapLeaf) slot() slot {
+	return slot{kind: slotLeaf, h: l.hash, kp: l.path, leaf: l.data}
 }
 
 // VerifyChunk decodes chunk bytes and checks them against manifest entry

@@ -69,16 +69,13 @@ func newTreeBuilder(height uint64, w *recordWriter) *treeBuilder {
 	return &treeBuilder{height: height, w: w, spine: make([][fanout]slot, 1, nibbleDepth)}
 }
 
-// add writes the leaf's value record and flat index entry and places the
-// leaf before it. Leaves must come in strictly increasing key-path order.
+// add writes the leaf's flat index entry (its only record: the leaf's key
+// and value hash are in its parent's node) and places the leaf before it. Leaves must come in strictly increasing key-path order.
 func (b *treeBuilder) add(l *builtLeaf) error {
 	if b.leaves > 0 && bytes.Compare(b.last.kp[:], l.kp[:]) >= 0 {
 		return fmt.Errorf("%w: leaf %d (%s) does not follow the one before it", ErrChunkUnsorted, b.leaves, l.key)
 	}
-	s := slot{kind: slotLeaf, h: l.lh, kp: l.kp, born: b.height}
-	if err := b.w.putValue(b.height, s.h, l.key, l.value); err != nil {
-		return err
-	}
+	s := slot{kind: slotLeaf, h: l.lh, kp: l.kp, leaf: leafData(l.vh, l.key)}
 	if err := b.w.putKV(l.key, l.value); err != nil {
 		return err
 	}
@@ -207,19 +204,21 @@ func (b *treeBuilder) restoreState(buf []byte) error {
 	return nil
 }
 
-// appendSlot writes a slot as a length-prefixed root record.
+// appendSlot writes a slot as a root record after its uvarint length (a
+// leaf's record holds its key).
 func appendSlot(buf []byte, sl slot) []byte {
 	r := encodeRoot(sl)
-	return append(append(buf, byte(len(r))), r...)
+	return append(binary.AppendUvarint(buf, uint64(len(r))), r...)
 }
 
 func readSlot(buf *[]byte) (slot, error) {
 	b := *buf
-	if len(b) == 0 || int(b[0]) > len(b)-1 {
+	l, n := uvarint(b)
+	if n <= 0 || l > uint64(len(b)-n) {
 		return slot{}, ErrCorrupt
 	}
-	sl, err := decodeRoot(b[1 : 1+int(b[0])])
-	*buf = b[1+int(b[0]):]
+	sl, err := decodeRoot(b[n : n+int(l)])
+	*buf = b[n+int(l):]
 	return sl, err
 }
 
@@ -387,21 +386,10 @@ func (w *recordWriter) delete(k ds.Key) error {
 	return w.add(k.String(), nil, true)
 }
 
-// putValue puts the value record of a leaf, (born, leaf hash) → the bytes
-// of appendValue(nil, k, value), built in the batch's buffers: as a key string
-// and a record of their own they were two objects per leaf to allocate and
-// then copy into the buffers.
-func (w *recordWriter) putValue(born uint64, lh types.Hash, k types.StateKey, value []byte) error {
-	w.align()
-	koff := len(w.b.keys)
-	w.b.keys = appendNodeKey(w.b.keys, born, lh)
-	voff := len(w.b.values)
-	w.b.values = appendValue(w.b.values, k, value)
-	return w.pushOp(koff, sortFrom, 0, voff, false)
-}
-
-// putNode puts n's record, built in the batch's buffers as putValue
-// builds a value record.
+// putNode puts n's record, (born, id) → the bytes of appendNode(nil, n),
+// built in the batch's buffers: as a key string and a record of their own
+// they were two objects per node to allocate and then copy into the
+// buffers.
 func (w *recordWriter) putNode(n *node) error {
 	w.align()
 	koff := len(w.b.keys)

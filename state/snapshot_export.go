@@ -2,17 +2,16 @@ package state
 
 import (
 	"bytes"
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"runtime"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
-	ds "github.com/ipfs/go-datastore"
 
 	"github.com/kairos-network/kairos/types"
 )
@@ -34,16 +33,17 @@ const snapExportWindowLeaves = 1 << 18
 var exportWindowLeaves = snapExportWindowLeaves
 
 // valueWindows reads the values of an export's chunks a window of
-// consecutive chunks at a time. A window's value records are read in key
-// order, (born, leaf hash), through pebble iterators (one per core, each on
-// its part of the sorted keys), so that a data block is read once for all
-// of the window's records in it instead of once per record; the chunks of
-// the window then take their leaves from it. A window is dropped once all
-// its chunks have taken theirs, so memory stays a few windows however
-// large the snapshot.
+// consecutive chunks at a time. A window's leaves are read from the flat
+// index in its key order, (module, key), through pebble iterators (one per
+// core, each on its part of the sorted keys), so that a data block is read
+// once for all of the window's keys in it instead of once per key; a leaf
+// the index holds another value for (one replaced after the exported
+// version) is read from the history. The chunks of the window then take
+// their leaves from it. A window is dropped once all its chunks have taken
+// theirs, so memory stays a few windows however large the snapshot.
 type valueWindows struct {
 	ctx    context.Context
-	db     *pebble.DB
+	v      *View
 	leaves []snapLeaf
 	runs   [][2]int
 	per    int // chunks per window
@@ -60,8 +60,8 @@ type valueWindow struct {
 	left int // chunks that have not taken their leaves yet
 }
 
-func newValueWindows(ctx context.Context, db *pebble.DB, p *snapPlan, perChunk int) *valueWindows {
-	return &valueWindows{ctx: ctx, db: db, leaves: p.leaves, runs: p.runs, per: max(1, exportWindowLeaves/perChunk), wins: map[int]*valueWindow{}}
+func newValueWindows(ctx context.Context, v *View, p *snapPlan, perChunk int) *valueWindows {
+	return &valueWindows{ctx: ctx, v: v, leaves: p.leaves, runs: p.runs, per: max(1, exportWindowLeaves/perChunk), wins: map[int]*valueWindow{}}
 }
 
 // read returns the keys and values of leaves[lo:hi], one chunk's run.
@@ -93,90 +93,77 @@ func (r *valueWindows) read(lo, hi int) ([]SnapshotLeaf, error) {
 
 // load reads the values of leaves[lo:hi] in key order, on every core.
 func (r *valueWindows) load(ctx context.Context, lo, hi int) ([]SnapshotLeaf, error) {
-	// Value record keys are nodeKey(born, hash), whose escaping keeps
-	// byte order: sorting by (born, hash) sorts by key without building
-	// the keys first (as strings, their shared first 19 bytes made every
-	// comparison long, and the sort was a twentieth of an export).
-	type target struct {
-		born uint64
-		hash *types.Hash
-		i    int
-	}
-	ts := make([]target, hi-lo)
+	// A leaf's data is its value hash, then module and key: comparing what
+	// follows the hash compares (module, key), the order of the flat
+	// index's keys, which the escaping keeps.
+	ts := make([]int, hi-lo)
 	for j := range ts {
-		l := &r.leaves[lo+j]
-		ts[j] = target{l.born, &l.hash, lo + j}
+		ts[j] = lo + j
 	}
-	slices.SortFunc(ts, func(a, b target) int {
-		if c := cmp.Compare(a.born, b.born); c != 0 {
-			return c
-		}
-		return bytes.Compare(a.hash[:], b.hash[:])
+	slices.SortFunc(ts, func(a, b int) int {
+		return strings.Compare(r.leaves[a].data[types.HashLen:], r.leaves[b].data[types.HashLen:])
 	})
 	out := make([]SnapshotLeaf, hi-lo)
 	parts := min(runtime.GOMAXPROCS(0), max(1, len(ts)/1024))
 	errs := make([]error, parts)
 	var wg sync.WaitGroup
 	for p := range parts {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			part := ts[p*len(ts)/parts : (p+1)*len(ts)/parts]
-			errs[p] = func() error {
-				it, err := r.db.NewIter(nil)
-				if err != nil {
-					return err
-				}
-				defer it.Close()
-				var kb [nodeKeyLen]byte
-				for j, t := range part {
-					if j%4096 == 0 && ctx.Err() != nil {
-						return ctx.Err()
-					}
-					k := appendNodeKey(kb[:0], t.born, *t.hash)
-					if !it.SeekGE(k) || !bytes.Equal(it.Key(), k) {
-						if err := it.Error(); err != nil {
-							return err
-						}
-						return fmt.Errorf("%w: missing value record %v", ErrCorrupt, r.leaves[t.i].hash)
-					}
-					// The iterator's value is valid until it moves.
-					sl, err := checkLeafValue(&r.leaves[t.i], bytes.Clone(it.Value()))
-					if err != nil {
-						return err
-					}
-					out[t.i-lo] = sl
-				}
-				return it.Error()
-			}()
-		}()
+			errs[p] = r.loadPart(ctx, lo, part, out)
+		})
 	}
 	wg.Wait()
 	return out, errors.Join(errs...)
 }
 
-// leafValue reads the key and value of a leaf from its value record and
-// checks them against the leaf's key path and hash.
-func (s *Store) leafValue(ctx context.Context, l *snapLeaf) (SnapshotLeaf, error) {
-	b, err := s.d.Get(ctx, nodeKey(l.born, l.hash))
-	if errors.Is(err, ds.ErrNotFound) {
-		return SnapshotLeaf{}, fmt.Errorf("%w: missing value record %v", ErrCorrupt, l.hash)
-	}
+// loadPart reads the values of the leaves part names (sorted by flat index
+// key) into out (indexed from leaf lo): from the flat index, then those it
+// does not hold from the history, which is read after the index (see
+// leafValue).
+func (r *valueWindows) loadPart(ctx context.Context, lo int, part []int, out []SnapshotLeaf) error {
+	var old []int
+	err := func() error {
+		it, err := r.v.s.pdb.NewIter(&pebble.IterOptions{LowerBound: []byte(nsKV), UpperBound: nsEnd(nsKV)})
+		if err != nil {
+			return err
+		}
+		defer it.Close()
+		var kb []byte
+		for j, i := range part {
+			if j%4096 == 0 && ctx.Err() != nil {
+				return ctx.Err()
+			}
+			sl := r.leaves[i].slot()
+			kb = appendKVKey(kb[:0], sl.key())
+			if it.SeekGE(kb) && bytes.Equal(it.Key(), kb) && types.ValueHash(it.Value()) == sl.vh() {
+				// The iterator's value is valid until it moves.
+				out[i-lo] = snapshotLeaf(&sl, bytes.Clone(it.Value()))
+				continue
+			}
+			if err := it.Error(); err != nil {
+				return err
+			}
+			old = append(old, i)
+		}
+		return nil
+	}()
 	if err != nil {
-		return SnapshotLeaf{}, err
+		return err
 	}
-	return checkLeafValue(l, b)
+	for _, i := range old {
+		sl := r.leaves[i].slot()
+		val, err := r.v.s.historyValue(ctx, r.v.height, &sl)
+		if err != nil {
+			return err
+		}
+		out[i-lo] = snapshotLeaf(&sl, val)
+	}
+	return nil
 }
 
-// checkLeafValue decodes value record b of leaf l and checks it against
-// the leaf's key path and hash.
-func checkLeafValue(l *snapLeaf, b []byte) (SnapshotLeaf, error) {
-	k, val, err := decodeValue(b)
-	if err != nil {
-		return SnapshotLeaf{}, err
-	}
-	if kp := types.KeyPath(k); kp != l.path || types.LeafHash(kp, types.ValueHash(val)) != l.hash {
-		return SnapshotLeaf{}, fmt.Errorf("%w: value record %v does not match its leaf", ErrCorrupt, l.hash)
-	}
-	return SnapshotLeaf{Key: k, Value: val}, nil
+// snapshotLeaf returns leaf sl with its value as a chunk holds it.
+func snapshotLeaf(sl *slot, value []byte) SnapshotLeaf {
+	k := sl.key()
+	return SnapshotLeaf{Key: types.StateKey{Module: k.Module, Key: bytes.Clone(k.Key)}, Value: value}
 }

@@ -14,8 +14,9 @@ import (
 // TestSnapshotExportWindows exports versions of a pebble store through the
 // windowed value reads, with windows of a few chunks so that an export spans
 // many, and through one read per leaf (the path of other backends): the
-// manifests and every chunk must be byte-identical. A value record deleted
-// from under the export must fail both with ErrCorrupt.
+// manifests and every chunk must be byte-identical. A history record deleted
+// from under the export of an older version must fail both with
+// ErrCorrupt.
 func TestSnapshotExportWindows(t *testing.T) {
 	ctx := context.Background()
 	s := OpenOnFSStore(t, vfs.NewMem(), Options{})
@@ -48,7 +49,8 @@ func TestSnapshotExportWindows(t *testing.T) {
 		exportWindowLeaves = old
 	}
 
-	// A value record lost from under the version (a disk fault).
+	// A history record lost from under version h-3 (a disk fault).
+	h -= 3
 	v, err := s.View(ctx, h)
 	if err != nil {
 		t.Fatal(err)
@@ -58,18 +60,39 @@ func TestSnapshotExportWindows(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := leaves[len(leaves)/2]
-	if err := s.pdb.Delete(keyBytes(nodeKey(l.born, l.hash)), nil); err != nil {
-		t.Fatal(err)
+	if !deleteSomeHistory(t, s, h, leaves) {
+		t.Fatal("no leaf of the version was replaced since")
 	}
 	discard := func(int, []byte) error { return nil }
 	if _, err := s.ExportSnapshot(ctx, h, 30, discard); !errors.Is(err, ErrCorrupt) {
-		t.Fatalf("windowed export without a value record: got %v, want ErrCorrupt", err)
+		t.Fatalf("windowed export without a history record: got %v, want ErrCorrupt", err)
 	}
 	s.pdb = nil
 	_, err = s.ExportSnapshot(ctx, h, 30, discard)
 	s.pdb = pdb
 	if !errors.Is(err, ErrCorrupt) {
-		t.Fatalf("per-leaf export without a value record: got %v, want ErrCorrupt", err)
+		t.Fatalf("per-leaf export without a history record: got %v, want ErrCorrupt", err)
 	}
+}
+
+// deleteSomeHistory deletes the history record of a leaf of version h
+// (leaves) that a later version replaced, and reports whether it found one.
+func deleteSomeHistory(t *testing.T, s *Store, h uint64, leaves []snapLeaf) bool {
+	t.Helper()
+	ctx := context.Background()
+	latest, _ := s.Latest()
+	for _, l := range leaves[len(leaves)/2:] {
+		for d := h + 1; d <= latest; d++ {
+			k := histKey(d, l.hash)
+			if ok, err := s.d.Has(ctx, k); err != nil {
+				t.Fatal(err)
+			} else if ok {
+				if err := s.d.Delete(ctx, k); err != nil {
+					t.Fatal(err)
+				}
+				return true
+			}
+		}
+	}
+	return false
 }

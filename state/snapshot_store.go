@@ -35,11 +35,12 @@ func (s *Store) ExportSnapshot(ctx context.Context, height uint64, perChunk int,
 
 // ExportSnapshot writes a snapshot of the view's version. The open View
 // pins the version, so a concurrent Prune never removes a node the export
-// still needs. It walks the tree's nodes once for the leaf hashes, which fix
-// the chunk ranges and proofs (64 bytes per key in memory), then reads the
-// values, each from the value record named by its leaf and checked against
-// it, while chunks are cut on every core: on pebble a window of chunks at a
-// time in key order (valueWindows), otherwise chunk by chunk.
+// still needs. It walks the tree's nodes once for the leaves, whose hashes
+// fix the chunk ranges and proofs (~150 bytes per key in memory), then reads
+// the values, each from the flat index or the history (leafValue) and
+// checked against its leaf, while chunks are cut on every core: on pebble a
+// window of chunks at a time in key order (valueWindows), otherwise chunk by
+// chunk.
 func (v *View) ExportSnapshot(ctx context.Context, perChunk int, emit func(index int, chunk []byte) error) (*Manifest, error) {
 	if err := v.enter(); err != nil {
 		return nil, err
@@ -56,16 +57,17 @@ func (v *View) ExportSnapshot(ctx context.Context, perChunk int, emit func(index
 	read := func(lo, hi int) ([]SnapshotLeaf, error) {
 		out := make([]SnapshotLeaf, hi-lo)
 		for j := range out {
-			l, err := v.s.leafValue(ctx, &leaves[lo+j])
+			sl := leaves[lo+j].slot()
+			val, err := v.s.leafValue(ctx, v.height, &sl)
 			if err != nil {
 				return nil, err
 			}
-			out[j] = l
+			out[j] = snapshotLeaf(&sl, val)
 		}
 		return out, nil
 	}
 	if v.s.pdb != nil {
-		read = newValueWindows(ctx, v.s.pdb, p, perChunk).read
+		read = newValueWindows(ctx, v, p, perChunk).read
 	}
 	return p.cut(func(lo, hi int) ([]SnapshotLeaf, error) {
 		out, err := read(lo, hi)
@@ -109,7 +111,7 @@ func (v *View) leafHashes(ctx context.Context) ([]snapLeaf, error) {
 	err := inOrder(len(frontier), func(i int) ([]snapLeaf, error) {
 		var out []snapLeaf
 		err := v.walkLeaves(ctx, frontier[i], func(sl *slot) error {
-			out = append(out, snapLeaf{path: sl.kp, hash: sl.h, born: sl.born})
+			out = append(out, snapLeaf{path: sl.kp, hash: sl.h, data: sl.leaf})
 			return nil
 		})
 		return out, err

@@ -293,7 +293,7 @@ func pebbleOptions() *pebble.Options {
 // staging, the node's records in the same database) share one.
 var nsBounds = func() [][]byte {
 	var b [][]byte
-	for _, ns := range []string{nsChanges, nsKV, nsNode, nsPin, nsRoot, nsStale} {
+	for _, ns := range []string{nsChanges, nsHist, nsKV, nsNode, nsPin, nsRoot, nsStale} {
 		b = append(b, []byte(ns), append([]byte(ns[:len(ns)-1]), '/'+1))
 	}
 	return b
@@ -402,10 +402,10 @@ func (s *Store) checkFormat(ctx context.Context) error {
 }
 
 // recover undoes a commit of latest+1 that did not finish: it restores the
-// flat index from the change set's old values, deletes every record under
-// the version's key prefix (only that version writes there: records of
-// older versions, which retained versions use, live under their own born)
-// and removes the version's root record and stale list.
+// flat index from the change set's old values, deletes every node and
+// history record under the version's key prefixes (only that version writes
+// there: records of older versions, which retained versions use, live under
+// their own) and removes the version's root record and stale list.
 func (s *Store) recover(ctx context.Context, latest uint64) error {
 	next := latest + 1
 	raw, err := s.d.Get(ctx, changesKey(next))
@@ -437,6 +437,11 @@ func (s *Store) recover(ctx context.Context, latest uint64) error {
 	if err != nil {
 		return err
 	}
+	hist, err := s.keysWithPrefix(ctx, histVersionPrefix(next))
+	if err != nil {
+		return err
+	}
+	torn = append(torn, hist...)
 	for _, k := range torn {
 		if err := b.Delete(ctx, ds.RawKey(k)); err != nil {
 			return err
@@ -600,25 +605,6 @@ func (s *Store) loadNode(ctx context.Context, r nodeRef) (*node, error) {
 	}
 	s.cache.put(n)
 	return n, nil
-}
-
-// readValue returns the value record of a leaf.
-func (s *Store) readValue(ctx context.Context, leaf *slot) (types.StateKey, []byte, error) {
-	b, err := s.d.Get(ctx, nodeKey(leaf.born, leaf.h))
-	if errors.Is(err, ds.ErrNotFound) {
-		return types.StateKey{}, nil, fmt.Errorf("%w: missing value record %s (born %d)", ErrCorrupt, leaf.h, leaf.born)
-	}
-	if err != nil {
-		return types.StateKey{}, nil, err
-	}
-	k, v, err := decodeValue(b)
-	if err != nil {
-		return k, nil, err
-	}
-	if types.KeyPath(k) != leaf.kp || types.LeafHash(leaf.kp, types.ValueHash(v)) != leaf.h {
-		return k, nil, fmt.Errorf("%w: value record %s does not match its leaf", ErrCorrupt, leaf.h)
-	}
-	return k, v, nil
 }
 
 // keysWithPrefix lists the keys under prefix.

@@ -9,12 +9,12 @@ import (
 
 // Record kinds of a Usage breakdown, in the order Usage returns them.
 const (
-	UsageNodes  = "nodes"
-	UsageValues = "value records"
-	UsageIndex  = "flat index"
-	UsageStale  = "stale lists"
-	UsageRoots  = "root records"
-	UsageOther  = "other"
+	UsageNodes   = "nodes"
+	UsageHistory = "history"
+	UsageIndex   = "flat index"
+	UsageStale   = "stale lists"
+	UsageRoots   = "root records"
+	UsageOther   = "other"
 )
 
 // UsageKind is the logical size of one kind of record: the bytes of the
@@ -35,15 +35,14 @@ func (u UsageKind) Bytes() int64 { return u.KeyBytes + u.ValueBytes }
 // kind, to tell which records the disk goes to (the benchmarks print it
 // beside the size on disk). It reads every record: a tool, not a metric.
 func (s *Store) Usage(ctx context.Context) ([]UsageKind, error) {
-	kinds := []UsageKind{{Kind: UsageNodes}, {Kind: UsageValues}, {Kind: UsageIndex}, {Kind: UsageStale}, {Kind: UsageRoots}, {Kind: UsageOther}}
+	kinds := []UsageKind{{Kind: UsageNodes}, {Kind: UsageHistory}, {Kind: UsageIndex}, {Kind: UsageStale}, {Kind: UsageRoots}, {Kind: UsageOther}}
 	add := func(k string, v []byte) {
 		i := len(kinds) - 1
 		switch {
 		case strings.HasPrefix(k, nsNode):
 			i = 0
-			if len(v) > 0 && v[0] == tagValue {
-				i = 1
-			}
+		case strings.HasPrefix(k, nsHist):
+			i = 1
 		case strings.HasPrefix(k, nsKV):
 			i = 2
 		case strings.HasPrefix(k, nsStale):

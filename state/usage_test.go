@@ -8,7 +8,7 @@ import (
 )
 
 // TestUsage checks the breakdown against what is known of the content (one
-// value record per distinct leaf ever written, one index entry per live key,
+// history record per leaf replaced or deleted, one index entry per live key,
 // a root record per version) and, on a memory store, against a plain
 // query of every record; pebble's iterator path must give the same
 // breakdown for everything but the change sets, which pebble does not write.
@@ -40,9 +40,9 @@ func TestUsage(t *testing.T) {
 		for _, x := range u {
 			byKind[x.Kind] = x
 		}
-		// Leaves written: 4 + 2 (the deletion writes none).
-		if n := byKind[UsageValues].Records; n != 6 {
-			t.Errorf("store %d: %d value records, want 6", j, n)
+		// Leaves replaced: k(1) at version 2, k(0) at version 3.
+		if x := byKind[UsageHistory]; x.Records != 2 || x.ValueBytes != 6 {
+			t.Errorf("store %d: history %+v, want 2 records of 6 value bytes", j, x)
 		}
 		// Live keys a..e but a: 4 entries of 3-byte values.
 		if x := byKind[UsageIndex]; x.Records != 4 || x.ValueBytes != 12 {

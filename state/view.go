@@ -102,8 +102,7 @@ func (v *View) Get(ctx context.Context, k types.StateKey) ([]byte, error) {
 			if cur.kp != kp {
 				return nil, nil
 			}
-			_, val, err := v.s.readValue(ctx, &cur)
-			return val, err
+			return v.s.leafValue(ctx, v.height, &cur)
 		}
 		n, err := v.s.loadNode(ctx, cur.ref())
 		if err != nil {
@@ -231,18 +230,14 @@ func (g *prover) walk(c cursor, depth, lo, hi int) error {
 				continue
 			}
 			if c.leaf.kp == g.kps[i] {
-				_, val, err := g.v.s.readValue(g.ctx, &c.leaf)
+				val, err := g.v.s.leafValue(g.ctx, g.v.height, &c.leaf)
 				if err != nil {
 					return err
 				}
 				e.Value = val
 			} else {
-				// Slots keep no value hash: read it from the record.
-				_, val, err := g.v.s.readValue(g.ctx, &c.leaf)
-				if err != nil {
-					return err
-				}
-				e.Other = &types.ProofLeaf{KeyPath: c.leaf.kp, ValueHash: types.ValueHash(val)}
+				// The slot holds the other leaf's value hash: no read.
+				e.Other = &types.ProofLeaf{KeyPath: c.leaf.kp, ValueHash: c.leaf.vh()}
 			}
 		}
 		return nil
@@ -296,11 +291,11 @@ func (v *View) Leaves(ctx context.Context, fn func(kp types.Hash, k types.StateK
 		case slotEmpty:
 			return nil
 		case slotLeaf:
-			k, val, err := v.s.readValue(ctx, &s)
+			val, err := v.s.leafValue(ctx, v.height, &s)
 			if err != nil {
 				return err
 			}
-			return fn(s.kp, k, val)
+			return fn(s.kp, s.key(), val)
 		}
 		if err := ctx.Err(); err != nil {
 			return err

@@ -1,0 +1,117 @@
+package state
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/cockroachdb/pebble/v2"
+	ds "github.com/ipfs/go-datastore"
+
+	"github.com/kairos-network/kairos/types"
+)
+
+// A leaf's value is stored once while it is live: in the flat index. The
+// version d that replaces or deletes the leaf L writes the old value as the
+// history record (d, L), in the batch that changes the index. A read of
+// version v finds the value of its leaf L in the flat index if the index
+// still holds it (its hash is L's value hash), and otherwise in the record
+// (d, L) of the version d > v that replaced it. L fixes the value, so any
+// record (d, L) with d > v holds it, also when the key went A → B → A.
+// Pruning version d deletes all of d's history with its stale list: only
+// versions below d read it.
+
+// leafValue returns the value of leaf at version v (a retained version
+// that holds the leaf): the flat index's when it matches the leaf, else the
+// history's. The index is read first: a version's history is written with
+// (or before, on backends without atomic batches) its index changes, so
+// an index newer than the leaf comes with the record that holds the leaf's
+// value.
+func (s *Store) leafValue(ctx context.Context, v uint64, leaf *slot) ([]byte, error) {
+	flat, err := s.Get(ctx, leaf.key())
+	if err != nil {
+		return nil, err
+	}
+	if flat != nil && types.ValueHash(flat) == leaf.vh() {
+		return flat, nil
+	}
+	return s.historyValue(ctx, v, leaf)
+}
+
+// historyValue returns the value of leaf at version v from the history
+// record of the first version above v that has one for it.
+func (s *Store) historyValue(ctx context.Context, v uint64, leaf *slot) ([]byte, error) {
+	var val []byte
+	var err error
+	if s.pdb != nil {
+		val, err = s.historyPebble(ctx, v, leaf.h)
+	} else {
+		val, err = s.historyProbe(ctx, v, leaf.h)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if val == nil {
+		return nil, fmt.Errorf("%w: no value for leaf %s (%s) of version %d: not in the flat index nor in the history", ErrCorrupt, leaf.h, leaf.key(), v)
+	}
+	if types.ValueHash(val) != leaf.vh() {
+		return nil, fmt.Errorf("%w: history record of leaf %s does not hold its value", ErrCorrupt, leaf.h)
+	}
+	return val, nil
+}
+
+// historyPebble finds the record (d, l) with the least d > v (nil if
+// none) with one iterator: a seek to (d, l) lands on it or on the next
+// key, whose version is the next d to try, so the seeks are at most the
+// versions above v that wrote history.
+func (s *Store) historyPebble(ctx context.Context, v uint64, l types.Hash) ([]byte, error) {
+	lower, _ := histVersionRange(v + 1)
+	it, err := s.pdb.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: lower, UpperBound: nsEnd(nsHist)})
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
+	var kb [histKeyLen]byte
+	for d := v + 1; ; {
+		k := appendHistKey(kb[:0], d, l)
+		if !it.SeekGE(k) {
+			return nil, it.Error()
+		}
+		if bytes.Equal(it.Key(), k) {
+			return bytes.Clone(it.Value()), nil
+		}
+		next, _, err := parseHistKey(string(it.Key()[len(nsHist):]))
+		if err != nil {
+			return nil, err
+		}
+		if next == d {
+			next++ // d has records, none for l
+		}
+		d = next
+	}
+}
+
+// historyProbe is historyPebble by point reads of (d, l) for each d from
+// v+1 up to the version being written, if any (latest+1): the backend may
+// have no ordered iteration.
+func (s *Store) historyProbe(ctx context.Context, v uint64, l types.Hash) ([]byte, error) {
+	s.mu.Lock()
+	last := s.latest + 1
+	s.mu.Unlock()
+	for d := v + 1; d <= last; d++ {
+		b, err := s.d.Get(ctx, histKey(d, l))
+		if err == nil {
+			return b, nil
+		}
+		if !errors.Is(err, ds.ErrNotFound) {
+			return nil, err
+		}
+	}
+	return nil, nil
+}
+
+// nsEnd returns the first key after namespace ns.
+func nsEnd(ns string) []byte {
+	return append([]byte(ns[:len(ns)-1]), '/'+1)
+}
