@@ -165,8 +165,8 @@ type pendingWrite struct {
 	// here, as the flat index may not hold it yet.
 	written []item
 	built   chan struct{}
-	done   chan struct{}
-	err    error
+	done    chan struct{}
+	err     error
 }
 
 // writing reports whether a version's write is still going on; the caller
