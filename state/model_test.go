@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
+
 	"github.com/kairos-network/kairos/types"
 )
 
@@ -77,12 +79,28 @@ func TestModel(t *testing.T) {
 	}
 }
 
-func runModel(t *testing.T, seed uint64) {
+// TestModelPebble runs the model on pebble (in memory), whose history
+// reads, history pruning and export differ from the memory store's.
+func TestModelPebble(t *testing.T) {
+	for seed := 0; seed < max(2, seeds()/4); seed++ {
+		t.Run(strconv.Itoa(seed), func(t *testing.T) { runModelOn(t, uint64(seed), true) })
+	}
+}
+
+func runModel(t *testing.T, seed uint64) { runModelOn(t, seed, false) }
+
+func runModelOn(t *testing.T, seed uint64, onPebble bool) {
 	ctx := context.Background()
 	r := rand.New(rand.NewPCG(seed, 99))
-	s, err := OpenMemory(Options{KeepVersions: uint64(1 + r.IntN(6)), CacheBytes: 1 << 16, PruneChunk: 1 + r.IntN(8)})
-	if err != nil {
-		t.Fatal(err)
+	opts := Options{KeepVersions: uint64(1 + r.IntN(6)), CacheBytes: 1 << 16, PruneChunk: 1 + r.IntN(8)}
+	var s *Store
+	if onPebble {
+		s = OpenOnFSStore(t, vfs.NewMem(), opts)
+	} else {
+		var err error
+		if s, err = OpenMemory(opts); err != nil {
+			t.Fatal(err)
+		}
 	}
 	m := newModel()
 	heights := 30

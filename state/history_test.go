@@ -1,0 +1,323 @@
+package state
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	ds "github.com/ipfs/go-datastore"
+	dssync "github.com/ipfs/go-datastore/sync"
+
+	"github.com/kairos-network/kairos/types"
+)
+
+// historyStores returns a fresh store of each backend whose history reads
+// differ: memory (point probes per version) and pebble (one iterator).
+func historyStores(t *testing.T, opts Options) map[string]*Store {
+	mem, err := Open(context.Background(), dssync.MutexWrap(ds.NewMapDatastore()), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return map[string]*Store{"memory": mem, "pebble": OpenOnFSStore(t, vfs.NewMem(), opts)}
+}
+
+// historyWorkload is a key whose value changes at every version, including a
+// deletion, a recreation and A → B → A, beside keys that keep theirs and
+// keys that share its first nibble (so that proofs of its absence end at
+// another leaf). It returns the model of every version (index = height).
+func historyWorkload(t *testing.T, s *Store) []map[string][]byte {
+	t.Helper()
+	a := key("a")
+	others := []types.StateKey{key("b"), key("c"), key("d")}
+	steps := [][]byte{[]byte("A"), []byte("B"), nil, []byte("C"), []byte("A"), []byte("B"), []byte("A")}
+	models := []map[string][]byte{{}}
+	for i, v := range steps {
+		h := uint64(i + 1)
+		ws := []Write{{a, v}}
+		if h == 1 {
+			for _, k := range others {
+				ws = append(ws, Write{k, []byte("o-" + string(k.Key))})
+			}
+		}
+		if h%2 == 0 { // another key changes too, in every other version
+			ws = append(ws, Write{others[0], fmt.Appendf(nil, "b%d", h)})
+		}
+		m := map[string][]byte{}
+		for k, x := range models[h-1] {
+			m[k] = x
+		}
+		for _, w := range ws {
+			if w.Value == nil {
+				delete(m, modelKey(w.Key))
+			} else {
+				m[modelKey(w.Key)] = w.Value
+			}
+		}
+		models = append(models, m)
+		if root := mustCommit(t, s, h, ws); root != refRoot(m) {
+			t.Fatalf("height %d: root %s, reference %s", h, root, refRoot(m))
+		}
+	}
+	return models
+}
+
+// absentNextTo returns a key absent from m whose key path shares its first
+// nibble with the key path of k: in a tree of a few keys its proof of absence
+// ends at k's leaf.
+func absentNextTo(k types.StateKey, m map[string][]byte) types.StateKey {
+	want := nibble(types.KeyPath(k), 0)
+	for i := 0; ; i++ {
+		c := key(fmt.Sprintf("x%d", i))
+		if _, ok := m[modelKey(c)]; !ok && nibble(types.KeyPath(c), 0) == want {
+			return c
+		}
+	}
+}
+
+// TestOldVersionReads reads every version of a key that changed at every
+// version (A, B, deleted, C, A, B, A) through Get, Prove and Leaves, on a
+// warm store and on a reopened one whose cache is empty: values of replaced
+// leaves come from the history, and a proof of absence by another leaf
+// carries that leaf's value hash at the proved version.
+func TestOldVersionReads(t *testing.T) {
+	ctx := context.Background()
+	for name, s := range historyStores(t, Options{}) {
+		t.Run(name, func(t *testing.T) {
+			models := historyWorkload(t, s)
+			check := func(s *Store) {
+				latest, _ := s.Latest()
+				for h := uint64(1); h <= latest; h++ {
+					m := models[h]
+					v, err := s.View(ctx, h)
+					if err != nil {
+						t.Fatal(err)
+					}
+					for _, k := range []types.StateKey{key("a"), key("b"), key("c")} {
+						got, err := v.Get(ctx, k)
+						if err != nil || !bytes.Equal(got, m[modelKey(k)]) {
+							t.Fatalf("version %d: %s = %q, %v; model %q", h, k, got, err, m[modelKey(k)])
+						}
+					}
+					b := key("b")
+					absent := absentNextTo(b, m)
+					p, err := v.Prove(ctx, key("a"), absent)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if err := types.Verify(v.Root(), p); err != nil {
+						t.Fatalf("version %d: %v", h, err)
+					}
+					for _, e := range p.Entries {
+						if !bytes.Equal(e.Value, m[modelKey(e.Key)]) {
+							t.Fatalf("version %d: proof of %s says %q, model %q", h, e.Key, e.Value, m[modelKey(e.Key)])
+						}
+						if modelKey(e.Key) == modelKey(absent) && (e.Other == nil || e.Other.ValueHash != types.ValueHash(m[modelKey(b)])) {
+							t.Fatalf("version %d: absence of %s not proved by b's leaf with its value then: %+v", h, absent, e.Other)
+						}
+					}
+					n := 0
+					err = v.Leaves(ctx, func(_ types.Hash, k types.StateKey, val []byte) error {
+						n++
+						if !bytes.Equal(val, m[modelKey(k)]) {
+							return fmt.Errorf("leaf %s = %q, model %q", k, val, m[modelKey(k)])
+						}
+						return nil
+					})
+					if err != nil || n != len(m) {
+						t.Fatalf("version %d: %d leaves, model %d: %v", h, n, len(m), err)
+					}
+					v.Close()
+				}
+				auditClean(t, s)
+			}
+			check(s)
+			cold, err := Open(ctx, s.d, Options{AtomicBatches: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			cold.pdb = s.pdb
+			check(cold)
+		})
+	}
+}
+
+// TestHistoryPrunedWithVersion: Prune deletes the history records of every
+// version up to the new minimum and no others; the retained versions still
+// read their values from the rest, and the audit is clean.
+func TestHistoryPrunedWithVersion(t *testing.T) {
+	ctx := context.Background()
+	for name, s := range historyStores(t, Options{KeepVersions: 3, PruneChunk: 1}) {
+		t.Run(name, func(t *testing.T) {
+			models := historyWorkload(t, s)
+			st, err := s.Prune(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			latest, _ := s.Latest()
+			if st.Min != latest-2 {
+				t.Fatalf("min %d, want %d", st.Min, latest-2)
+			}
+			hist, err := s.keysWithPrefix(ctx, nsHist)
+			if err != nil {
+				t.Fatal(err)
+			}
+			kept := map[uint64]bool{}
+			for _, k := range hist {
+				d, _, err := parseHistKey(k[len(nsHist):])
+				if err != nil {
+					t.Fatal(err)
+				}
+				if d <= st.Min {
+					t.Fatalf("history of version %d left after pruning to %d", d, st.Min)
+				}
+				kept[d] = true
+			}
+			// Every retained version above the minimum replaced a.
+			for d := st.Min + 1; d <= latest; d++ {
+				if !kept[d] {
+					t.Fatalf("history of version %d (retained versions read it) is gone", d)
+				}
+			}
+			for h := st.Min; h <= latest; h++ {
+				v, err := s.View(ctx, h)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got, err := v.Get(ctx, key("a")); err != nil || !bytes.Equal(got, models[h][modelKey(key("a"))]) {
+					t.Fatalf("version %d: a = %q, %v", h, got, err)
+				}
+				v.Close()
+			}
+			auditClean(t, s)
+		})
+	}
+}
+
+// TestHistoryMissingOrCorrupt: a lost history record, or one holding
+// another value, makes the reads of the version that needs it fail with
+// ErrCorrupt naming the leaf, and the audit report the leaf missing; a
+// history record of a pruned version is reported leaked.
+func TestHistoryMissingOrCorrupt(t *testing.T) {
+	ctx := context.Background()
+	for name, s := range historyStores(t, Options{}) {
+		t.Run(name, func(t *testing.T) {
+			historyWorkload(t, s)
+			// Version 4 holds a=C, which version 5 replaced and no version
+			// held again (A and B are held again later: their leaves
+			// have records of several versions, or the flat index).
+			leaf := leafSlot(types.KeyPath(key("a")), types.ValueHash([]byte("C")), key("a"))
+			k := histKey(5, leaf.h)
+			good, err := s.d.Get(ctx, k)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, bad := range [][]byte{nil, []byte("B")} {
+				if bad == nil {
+					err = s.d.Delete(ctx, k)
+				} else {
+					err = s.d.Put(ctx, k, bad)
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				v, err := s.View(ctx, 4)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, err := v.Get(ctx, key("a")); !errors.Is(err, ErrCorrupt) || !bytes.Contains([]byte(err.Error()), []byte(leaf.h.String())) {
+					t.Fatalf("history record %q: Get = %v, want ErrCorrupt naming the leaf", bad, err)
+				}
+				if _, err := v.Prove(ctx, key("a")); !errors.Is(err, ErrCorrupt) {
+					t.Fatalf("history record %q: Prove = %v, want ErrCorrupt", bad, err)
+				}
+				v.Close()
+				rep, err := s.Audit(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(rep.Missing) != 1 || rep.Missing[0] != leaf.h {
+					t.Fatalf("history record %q: audit %+v, want leaf %s missing", bad, rep, leaf.h)
+				}
+			}
+			if err := s.d.Put(ctx, k, good); err != nil {
+				t.Fatal(err)
+			}
+			auditClean(t, s)
+			// A record of a version already pruned: version 0 here
+			// (pruneDone is 0), which no commit writes.
+			if err := s.d.Put(ctx, histKey(0, types.Hash{9}), []byte("x")); err != nil {
+				t.Fatal(err)
+			}
+			rep, err := s.Audit(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(rep.Leaked) != 1 || rep.Leaked[0] != (types.Hash{9}) || len(rep.Missing) != 0 {
+				t.Fatalf("history of a pruned version: audit %+v, want it leaked", rep)
+			}
+		})
+	}
+}
+
+// TestExportBelowLatestWhileCommitting exports a version below the latest
+// while other versions are committed, replacing a third of its leaves: the
+// chunks must equal those of the same export before those commits, on
+// pebble (windowed reads, history by iterator) and in memory (per-leaf
+// reads, history by point probes).
+func TestExportBelowLatestWhileCommitting(t *testing.T) {
+	ctx := context.Background()
+	old := exportWindowLeaves
+	exportWindowLeaves = 50
+	defer func() { exportWindowLeaves = old }()
+	for name, s := range historyStores(t, Options{}) {
+		t.Run(name, func(t *testing.T) {
+			snapWorkload(t, s, 21, 6, 150)
+			latest, _ := s.Latest()
+			h := latest - 2
+			wantM, want := export(t, s, h, 20)
+			v, err := s.View(ctx, h)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer v.Close()
+			var wg sync.WaitGroup
+			wg.Go(func() {
+				for b := uint64(1); b <= 4; b++ {
+					var ws []Write
+					for i := 0; i < 64*64; i += 3 {
+						k := types.StateKey{Module: types.Address{byte(i % 4)}, Key: []byte{byte(i / 64), byte(i % 64)}}
+						ws = append(ws, Write{k, fmt.Appendf(nil, "v%d-%d", latest+b, i)})
+					}
+					if _, err := s.Commit(ctx, latest+b, ws); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			})
+			var chunks [][]byte
+			m, err := v.ExportSnapshot(ctx, 20, func(_ int, c []byte) error {
+				chunks = append(chunks, bytes.Clone(c))
+				return nil
+			})
+			wg.Wait()
+			if err != nil {
+				t.Fatalf("export while committing: %v", err)
+			}
+			if !bytes.Equal(types.MustEncode(m), types.MustEncode(wantM)) || len(chunks) != len(want) {
+				t.Fatalf("export while committing: manifest differs")
+			}
+			for i := range chunks {
+				if !bytes.Equal(chunks[i], want[i]) {
+					t.Fatalf("export while committing: chunk %d differs", i)
+				}
+			}
+			if latest, _ := s.Latest(); latest != h+6 {
+				t.Fatalf("latest %d after the commits, want %d", latest, h+6)
+			}
+		})
+	}
+}
