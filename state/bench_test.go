@@ -656,7 +656,7 @@ func (t *tableBytes) report(b *testing.B, updates int) {
 }
 
 // tableNamespace names the namespace of a key for a metric: "n" for node
-// and value records, "kv" the flat index, "r" roots, "s" stale lists…, or
+// records, "h" history records, "kv" the flat index, "r" roots, "s" stale lists…, or
 // spanClass's "between" and "after".
 func tableNamespace(k []byte) string {
 	return strings.Trim(strings.TrimPrefix(spanClass(k), "/kairos/"), "/")
@@ -668,8 +668,8 @@ func tableNamespace(k []byte) string {
 var logCompactions = os.Getenv("KAIROS_BENCH_LOGCOMPACT") != ""
 
 // describeCompaction names a compaction's reason and, per input level and
-// for the output, each table's key range and size; node and value record
-// keys show as "n<born>", so "L0[ n1..n47 999K n47..n47 2055K]" is a table
+// for the output, each table's key range and size; node record keys show
+// as "n<born>" (history keys as "h<version>"), so "L0[ n1..n47 999K n47..n47 2055K]" is a table
 // of tombstones over the whole born range next to one of a block's records.
 func describeCompaction(ci pebble.CompactionInfo) string {
 	var sb strings.Builder
@@ -685,12 +685,12 @@ func describeCompaction(ci pebble.CompactionInfo) string {
 }
 
 // describeKey is a key's namespace (tableNamespace), with the born of a
-// node or value record.
+// node record or the version of a history record.
 func describeKey(k []byte) string {
 	ns := tableNamespace(k)
-	if ns == "n" {
+	if ns == "n" || ns == "h" {
 		if v, _, ok := unescape(string(k[len(nsNode):min(len(k), len(nsNode)+16)]), 8); ok {
-			return fmt.Sprintf("n%d", binary.BigEndian.Uint64(v))
+			return fmt.Sprintf("%s%d", ns, binary.BigEndian.Uint64(v))
 		}
 	}
 	return ns

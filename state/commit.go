@@ -477,7 +477,7 @@ func (c *committer) awaitPrev(born uint64) error {
 
 // update returns the new content of the subtree at nibble depth d whose
 // current content is old, after applying ws (sorted, all under this
-// subtree). It records new nodes, new value records, stale ids and changes
+// subtree). It records new nodes, history records, stale ids and changes
 // in o.
 func (c *committer) update(o *out, old slot, d int, ws []item) (slot, error) {
 	if len(ws) == 0 {

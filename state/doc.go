@@ -27,16 +27,28 @@
 // is stored under (born, id): born is the version that wrote it, and a slot
 // names a child by both, so a lookup is one Get. An id that comes back
 // (A → B → A) is stored again under its new born, as a record of its own.
-// A leaf lives in its parent's slot as (key path, leaf hash, born); its key
-// and value are in a value record stored under (born, leaf hash), and every
-// read of a value
-// checks that the record's key has the slot's key path and that key path and
-// value hash to the leaf hash (Audit checks every leaf). A subtree with one
-// leaf is never a node: the leaf moves up into the slot.
+// A leaf lives in its parent's slot as its state key and value hash; its key
+// path and leaf hash are derived from them when a node is decoded, so the
+// node's id covers them. A subtree with one leaf is never a node: the leaf
+// moves up into the slot.
+//
+// # Values: the flat index and the history
+//
+// A live value is stored once, in the flat index. The version d that
+// replaces or deletes a leaf L writes L's value as the history record
+// (d, L), in the batch that changes the index (the old value is read from
+// the index, or from the writes of the version before while its write is in
+// flight). A read of version v walks to the leaf, then takes the index's
+// value if it hashes to the leaf's value hash, else the record (d, L) of the
+// first d > v that has one: L fixes the value, so any such record holds it,
+// also after A → B → A. The index is read first, so a reader never meets an
+// index newer than the history it then reads. Pruning version d deletes its
+// history with its stale list: only versions below d read it.
 //
 // # Datastore layout
 //
-//	/kairos/n/<born>/<id>                node ('N') or value record ('V'); born is 8 bytes big-endian
+//	/kairos/n/<born>/<id>                node record ('N'); born is 8 bytes big-endian
+//	/kairos/h/<version>/<leaf hash>      value of a leaf the version replaced or deleted (history)
 //	/kairos/kv/<module>/k<key>           latest value (flat index)
 //	/kairos/r/<height>                   root slot of a version
 //	/kairos/c/<height>                   change set: (key, old, new), CBOR; only without atomic batches
@@ -49,7 +61,8 @@
 // version's records come after all older ones, and pebble's flushes and
 // compactions of them move whole files instead of merging random keys.
 // Open refuses a store of another format (ErrFormat); format 1 keyed nodes
-// by id alone.
+// by id alone, format 2 kept each value in a value record too. There is no
+// migration: a store of an older format is replaced (state sync).
 //
 // # Invariants
 //
@@ -59,9 +72,11 @@
 //     whose batches are not atomic (Options.AtomicBatches false) the change
 //     set is made durable before the batch and the latest pointer after it,
 //     and Open undoes a torn commit: the flat index from the change set,
-//     the records by deleting the version's key prefix.
+//     the node and history records by deleting the version's key prefixes.
 //   - Every node reachable from a retained root (versions min..latest) is
-//     present. Prune persists the new minimum first, refuses readers below
+//     present, and so is the value of every leaf it holds: in the flat
+//     index, or in a history record of a version above the one that holds
+//     the leaf. Prune persists the new minimum first, refuses readers below
 //     it with ErrPruned, and deletes the records named by the stale lists
 //     up to it: a record no longer used at version v is used by no later
 //     version (a commit reuses only records of the version before it and

@@ -9,8 +9,7 @@ import (
 
 // FuzzDecodeRecords feeds arbitrary bytes to every decoder of stored
 // records. None may panic; a node or root that decodes must encode back to
-// the same bytes (one record, one encoding), and a value record must keep
-// its key and value.
+// the same bytes (one record, one encoding).
 func FuzzDecodeRecords(f *testing.F) {
 	var a [fanout]slot
 	a[3] = leafSlot(types.KeyPath(types.StateKey{Key: []byte("k")}), types.Hash{2}, types.StateKey{Key: []byte("k")})

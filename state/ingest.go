@@ -24,7 +24,7 @@ import (
 // An install on pebble writes its records as sstables that pebble ingests
 // into its last level, instead of as batches that pebble logs, flushes and
 // compacts (about 40% of an install's CPU; RATIONALE.md, "Why does an install
-// ingest sstables?"). The records' keys are hashes (node and value records)
+// ingest sstables?"). The records' keys are hashes (node records)
 // and (module, key) pairs (flat index), in no relation to the key-path order
 // the tree is built in, so every 32 MiB batch spans the whole key range and
 // batches cannot be ingested one by one without overlapping each other.
@@ -363,7 +363,8 @@ func (rr *runReader) next() error {
 // kvKeyMax and recordValueMax bound what a run record may claim, so a
 // corrupt length cannot make the merge allocate without bound: the longest
 // flat index key (escaping doubles a byte at most) and the largest record
-// value (a value record: tag, module, key and value, with room to spare).
+// value (a flat index value, or a node record of 16 leaves with the longest
+// keys, with room to spare).
 const (
 	kvKeyMax       = len(nsKV) + 2*(types.AddressLen+types.StateKeyMax) + 2
 	recordValueMax = 2*types.StateValueMax + 2*types.StateKeyMax

@@ -106,7 +106,7 @@ func keyBytes(k ds.Key) []byte {
 	return unsafe.Slice(unsafe.StringData(s), len(s))
 }
 
-// nodeRef names a stored node or value record: the version that wrote it
+// nodeRef names a stored node record: the version that wrote it
 // (its born) and its content hash. The born goes first in the datastore
 // key, so every version's records sort after all older ones (see
 // RATIONALE.md, "Why are node records keyed by born version first?").
@@ -119,7 +119,7 @@ type nodeRef struct {
 // the id, born and id escaped.
 const nodeKeyLen = len(nsNode) + 2*(8+types.HashLen) + 1
 
-// nodeKey names a stored node or value record: nsNode, the born as 8
+// nodeKey names a stored node record: nsNode, the born as 8
 // big-endian bytes, '/', then the id; born and id are escaped like every raw
 // segment. The '/' makes the born a segment of its own, so a datastore
 // query by prefix finds one version's records (nodeVersionPrefix).

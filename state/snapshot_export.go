@@ -17,15 +17,15 @@ import (
 )
 
 // snapExportWindowLeaves is about how many leaves an export on pebble reads
-// values for at once: value records are read in key order, and the more
-// of them one pass reads, the more of them share a data block. At 1M keys
-// each window reads about every data block of the value records again
-// (block reads were a third of an export's CPU at 128Ki leaves, eight
-// windows); 256Ki leaves halve the passes for about 64 MB per window with
-// 100-byte values (a leaf, its target and its value record copy, ~256 B;
-// the chunks being cut hold a window or two): export CPU per MB +13%
-// against 128Ki, and 512Ki gave +28% for twice that memory again
-// (RATIONALE.md).
+// values for at once: the flat index is read in key order, and the more
+// keys one pass reads, the more of them share a data block. At 1M keys
+// each window reads about every data block of the index again (measured
+// when values were in value records, read the same way: block reads were a
+// third of an export's CPU at 128Ki leaves, eight windows); 256Ki leaves
+// halve the passes for about 64 MB per window with 100-byte values (a
+// leaf, its key and value copy, ~256 B; the chunks being cut hold a window
+// or two): export CPU per MB +13% against 128Ki, and 512Ki gave +28% for
+// twice that memory again (RATIONALE.md).
 const snapExportWindowLeaves = 1 << 18
 
 // exportWindowLeaves is the window in force; tests lower it so that a small

@@ -329,7 +329,7 @@ func TestSnapshotInstallCorruptRun(t *testing.T) {
 	if err := im.InstallFrom(ctx, dst, read(len(chunks)-2)); !errors.Is(err, errStop) {
 		t.Fatalf("interrupted install: %v", err)
 	}
-	// The section of the value records with the largest hashes: every run
+	// The section of the node records with the largest hashes: every run
 	// has some.
 	run := fs.PathJoin(ingestPlaceOf(dst, h).dir, runName(0, ingestSections-1))
 	b := readFile(t, fs, run)

@@ -18,7 +18,7 @@ import (
 // (latest, min…) and "after" for keys past the last namespace (other
 // packages' records in the same database).
 func spanClass(k []byte) string {
-	for _, ns := range []string{nsChanges, nsKV, nsNode, nsPin, nsRoot, nsStale} {
+	for _, ns := range []string{nsChanges, nsHist, nsKV, nsNode, nsPin, nsRoot, nsStale} {
 		if bytes.HasPrefix(k, []byte(ns)) {
 			return ns
 		}
@@ -41,6 +41,7 @@ func spanTestKeys(r *rand.Rand) [][]byte {
 		}
 		h := r.Uint64N(1 << 20)
 		add(nodeKey(h, id).String())
+		add(histKey(h, id).String())
 		add(kvKey(randStateKey(r)).String())
 		add(rootKey(h).String())
 		add(staleKey(h).String())
@@ -130,7 +131,7 @@ func TestTablesStayInNamespace(t *testing.T) {
 		}
 		classes[lo] = true
 	}
-	if len(classes) != 8 {
-		t.Fatalf("tables covered %d of the 8 classes of keys: %v", len(classes), classes)
+	if len(classes) != 9 {
+		t.Fatalf("tables covered %d of the 9 classes of keys: %v", len(classes), classes)
 	}
 }
