@@ -42,16 +42,24 @@ func (s *Store) leafValue(ctx context.Context, v uint64, leaf *slot) ([]byte, er
 // historyValue returns the value of leaf at version v from the history
 // record of the first version above v that has one for it.
 func (s *Store) historyValue(ctx context.Context, v uint64, leaf *slot) ([]byte, error) {
-	var val []byte
-	var err error
-	if s.pdb != nil {
-		val, err = s.historyPebble(ctx, v, leaf.h)
-	} else {
-		val, err = s.historyProbe(ctx, v, leaf.h)
+	if s.pdb == nil {
+		val, err := s.historyProbe(ctx, v, leaf.h)
+		if err != nil {
+			return nil, err
+		}
+		return checkHistory(v, leaf, val)
 	}
+	it, err := s.historyIter(ctx, v)
 	if err != nil {
 		return nil, err
 	}
+	defer it.Close()
+	return historySeek(it, v, leaf)
+}
+
+// checkHistory returns val, the value history holds for leaf at version v
+// (nil: none), if it is the leaf's.
+func checkHistory(v uint64, leaf *slot, val []byte) ([]byte, error) {
 	if val == nil {
 		return nil, fmt.Errorf("%w: no value for leaf %s (%s) of version %d: not in the flat index nor in the history", ErrCorrupt, leaf.h, leaf.key(), v)
 	}
@@ -61,25 +69,30 @@ func (s *Store) historyValue(ctx context.Context, v uint64, leaf *slot) ([]byte,
 	return val, nil
 }
 
-// historyPebble finds the record (d, l) with the least d > v (nil if
-// none) with one iterator: a seek to (d, l) lands on it or on the next
-// key, whose version is the next d to try, so the seeks are at most the
-// versions above v that wrote history.
-func (s *Store) historyPebble(ctx context.Context, v uint64, l types.Hash) ([]byte, error) {
+// historyIter returns an iterator over the history records of the
+// versions above v, for historySeek.
+func (s *Store) historyIter(ctx context.Context, v uint64) (*pebble.Iterator, error) {
 	lower, _ := histVersionRange(v + 1)
-	it, err := s.pdb.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: lower, UpperBound: nsEnd(nsHist)})
-	if err != nil {
-		return nil, err
-	}
-	defer it.Close()
+	return s.pdb.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: lower, UpperBound: nsEnd(nsHist)})
+}
+
+// historySeek returns the value of leaf at version v from the record
+// (d, leaf hash) with the least d > v, through it (historyIter(v)): a
+// seek to (d, l) lands on it or on the next key, whose version is the next
+// d to try, so the seeks are at most the versions above v that wrote
+// history.
+func historySeek(it *pebble.Iterator, v uint64, leaf *slot) ([]byte, error) {
 	var kb [histKeyLen]byte
 	for d := v + 1; ; {
-		k := appendHistKey(kb[:0], d, l)
+		k := appendHistKey(kb[:0], d, leaf.h)
 		if !it.SeekGE(k) {
-			return nil, it.Error()
+			if err := it.Error(); err != nil {
+				return nil, err
+			}
+			return checkHistory(v, leaf, nil)
 		}
 		if bytes.Equal(it.Key(), k) {
-			return bytes.Clone(it.Value()), nil
+			return checkHistory(v, leaf, bytes.Clone(it.Value()))
 		}
 		next, _, err := parseHistKey(string(it.Key()[len(nsHist):]))
 		if err != nil {
@@ -92,7 +105,7 @@ func (s *Store) historyPebble(ctx context.Context, v uint64, l types.Hash) ([]by
 	}
 }
 
-// historyProbe is historyPebble by point reads of (d, l) for each d from
+// historyProbe is historySeek by point reads of (d, l) for each d from
 // v+1 up to the version being written, if any (latest+1): the backend may
 // have no ordered iteration.
 func (s *Store) historyProbe(ctx context.Context, v uint64, l types.Hash) ([]byte, error) {

@@ -151,9 +151,18 @@ func (r *valueWindows) loadPart(ctx context.Context, lo int, part []int, out []S
 	if err != nil {
 		return err
 	}
+	if len(old) == 0 {
+		return nil
+	}
+	// One iterator for all of them: created after the index was read.
+	it, err := r.v.s.historyIter(ctx, r.v.height)
+	if err != nil {
+		return err
+	}
+	defer it.Close()
 	for _, i := range old {
 		sl := r.leaves[i].slot()
-		val, err := r.v.s.historyValue(ctx, r.v.height, &sl)
+		val, err := historySeek(it, r.v.height, &sl)
 		if err != nil {
 			return err
 		}
