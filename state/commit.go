@@ -429,15 +429,15 @@ func (w *pendingWrite) valueOf(kp types.Hash) ([]byte, bool) {
 	return w.written[i].value, true
 }
 
-// oldValue returns the value of old, a leaf of the version below that this
-// version replaces or deletes: from the version below's writes if that
+// oldValue returns the value of old, the leaf at key path kp of the version
+// below that this version replaces or deletes: from the version below's writes if that
 // version wrote it (its write may still be in flight), else from the flat
 // index, which no version after the one below has changed yet (this
 // version's batch is built after the update). The value is checked
 // against the leaf's value hash.
-func (c *committer) oldValue(old *slot) ([]byte, error) {
+func (c *committer) oldValue(old *slot, kp types.Hash) ([]byte, error) {
 	if c.prev != nil {
-		if v, ok := c.prev.valueOf(old.kp); ok {
+		if v, ok := c.prev.valueOf(kp); ok {
 			return v, nil
 		}
 	}
@@ -508,11 +508,11 @@ func (c *committer) update(o *out, old slot, d int, ws []item) (slot, error) {
 		if w.value != nil {
 			w.h = types.LeafHash(w.kp, w.vh)
 		}
-		if keepOld && w.kp == old.kp {
+		if keepOld && old.hasKey(w.key) {
 			if w.value != nil && w.h == old.h {
 				continue // same value: nothing changes
 			}
-			oldValue, err := c.oldValue(&old)
+			oldValue, err := c.oldValue(&old, w.kp)
 			if err != nil {
 				return slot{}, err
 			}
@@ -534,10 +534,11 @@ func (c *committer) update(o *out, old slot, d int, ws []item) (slot, error) {
 		if len(leaves) == 0 {
 			return old, nil
 		}
-		at := sort.Search(len(leaves), func(i int) bool { return bytes.Compare(leaves[i].kp[:], old.kp[:]) > 0 })
+		kp := old.keyPath()
+		at := sort.Search(len(leaves), func(i int) bool { return bytes.Compare(leaves[i].kp[:], kp[:]) > 0 })
 		leaves = append(leaves, item{})
 		copy(leaves[at+1:], leaves[at:])
-		leaves[at] = item{kp: old.kp, h: old.h, leaf: old.leaf}
+		leaves[at] = item{kp: kp, h: old.h, leaf: old.leaf}
 	}
 	return c.build(o, leaves, d), nil
 }
@@ -549,7 +550,7 @@ func (c *committer) build(o *out, leaves []item, d int) slot {
 		return slot{}
 	case 1:
 		l := &leaves[0]
-		s := slot{kind: slotLeaf, h: l.h, kp: l.kp, leaf: l.leaf}
+		s := slot{kind: slotLeaf, h: l.h, leaf: l.leaf}
 		if l.isNew {
 			s.leaf = leafData(l.vh, l.key)
 		}

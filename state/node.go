@@ -30,11 +30,15 @@ const (
 
 // slot is one child position of a node, or the root of a version. A leaf
 // lives in its parent's slot as its state key and value hash (leaf, see
-// leafData), with its key path and leaf hash, which both derive from them
-// and are computed once when the slot is made (decodeNode, prepare): the
-// walks compare key paths and the hashing of a node reads leaf hashes,
-// while the key and value hash are read when a value is (the flat index by
-// key, the history by leaf hash) and when the node is encoded. A leaf has
+// leafData) and its leaf hash, which derives from them and is computed once
+// when the slot is made (decodeNode, update): the hashing of a node reads
+// every slot's hash, while the key and value hash are read when a value is
+// (the flat index by key, the history by leaf hash) and when the node is
+// encoded. The key path is not kept: a walk compares keys, and the few
+// places that need a leaf's key path (a write meeting another key's leaf, a
+// proof of absence by it, an export) hash the key (keyPath). A slot of 64
+// bytes instead of 96 keeps a 1M-key tree within one generation of the
+// default node cache (see RATIONALE.md). A leaf has
 // no record of its own: its value is in the flat index while it is live,
 // and in a history record of the version that replaced it after (see
 // doc.go). A child is named by (born, id): born is the version that wrote
@@ -43,7 +47,6 @@ type slot struct {
 	kind slotKind
 	born uint64     // child only: the version that wrote the node record
 	h    types.Hash // leaf hash or child node id
-	kp   types.Hash // leaf only
 	leaf string     // leaf only: leafData(value hash, key)
 }
 
@@ -64,7 +67,15 @@ const leafFixed = types.HashLen + types.AddressLen
 // leafSlot returns the slot of the leaf with key path kp, value hash vh and
 // key k.
 func leafSlot(kp, vh types.Hash, k types.StateKey) slot {
-	return slot{kind: slotLeaf, h: types.LeafHash(kp, vh), kp: kp, leaf: leafData(vh, k)}
+	return slot{kind: slotLeaf, h: types.LeafHash(kp, vh), leaf: leafData(vh, k)}
+}
+
+// keyPath returns a leaf's key path (one hash).
+func (s *slot) keyPath() types.Hash { return types.KeyPath(s.key()) }
+
+// hasKey reports whether a leaf is the leaf of key k.
+func (s *slot) hasKey(k types.StateKey) bool {
+	return len(s.leaf) == leafFixed+len(k.Key) && s.leaf[types.HashLen:leafFixed] == string(k.Module[:]) && s.leaf[leafFixed:] == string(k.Key)
 }
 
 // vh returns a leaf's value hash.
@@ -307,8 +318,7 @@ func appendSlotBody(buf []byte, s *slot) []byte {
 
 // decodeNode parses a node record stored under r. It does not rehash the
 // node (hashMatches does); local records are trusted on the read path. The
-// leaves' key paths and leaf hashes are computed here, and their data
-// share one buffer.
+// leaves' leaf hashes are computed here, and their data share one buffer.
 func decodeNode(b []byte, r nodeRef) (*node, error) {
 	rest, err := recordBody(b, tagNode)
 	if err != nil {
@@ -378,10 +388,9 @@ func decodeNode(b []byte, r nodeRef) (*node, error) {
 	return n, nil
 }
 
-// deriveLeaf computes a leaf slot's key path and leaf hash from its data.
+// deriveLeaf computes a leaf slot's leaf hash from its data.
 func deriveLeaf(s *slot) {
-	s.kp = types.KeyPath(s.key())
-	s.h = types.LeafHash(s.kp, s.vh())
+	s.h = types.LeafHash(s.keyPath(), s.vh())
 }
 
 // slotBorn reads the uvarint born that follows a child's id. A record is

@@ -2,6 +2,7 @@ package state
 
 import (
 	"context"
+	"runtime"
 	"testing"
 )
 
@@ -9,7 +10,8 @@ import (
 // per key (node.size) for the decoded nodes of a tree of benchKeys keys with
 // 100-byte values: the cache is sized in bytes, so this is how many nodes
 // of a tree it holds. The nodes are decoded from the datastore, as a read
-// or a commit that misses the cache loads them.
+// or a commit that misses the cache loads them, and heap-B/node is what the
+// cache's nodes really take of the heap (the cache itself included).
 func BenchmarkNodeBytes(b *testing.B) {
 	ctx := context.Background()
 	n := benchKeys()
@@ -27,9 +29,13 @@ func BenchmarkNodeBytes(b *testing.B) {
 		}
 	}
 	var nodes, bytes int
+	var heap uint64
 	for range b.N {
 		s.cache = newNodeCache(1 << 30)
 		nodes, bytes = 0, 0
+		var m0, m1 runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&m0)
 		queue := []slot{s.root}
 		for len(queue) > 0 {
 			sl := queue[len(queue)-1]
@@ -44,8 +50,12 @@ func BenchmarkNodeBytes(b *testing.B) {
 			nodes, bytes = nodes+1, bytes+nd.size()
 			queue = append(queue, nd.entries...)
 		}
+		runtime.GC()
+		runtime.ReadMemStats(&m1)
+		heap = m1.HeapAlloc - m0.HeapAlloc
 	}
 	b.ReportMetric(float64(bytes)/float64(nodes), "B/node")
 	b.ReportMetric(float64(bytes)/float64(n), "B/key")
 	b.ReportMetric(float64(nodes), "nodes")
+	b.ReportMetric(float64(heap)/float64(nodes), "heap-B/node")
 }

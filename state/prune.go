@@ -320,9 +320,9 @@ func (s *Store) Audit(ctx context.Context) (*AuditReport, error) {
 		case slotEmpty:
 			return nil
 		case slotLeaf:
-			if v == latest {
-				latestLeaves[sl.kp] = sl.h
-			} else if latestLeaves[sl.kp] != sl.h && !seenOld[sl.h] {
+			if kp := sl.keyPath(); v == latest {
+				latestLeaves[kp] = sl.h
+			} else if latestLeaves[kp] != sl.h && !seenOld[sl.h] {
 				seenOld[sl.h] = true
 				older = append(older, oldLeaf{v, sl})
 			}

@@ -189,7 +189,7 @@ type snapLeaf struct {
 
 // slot returns the leaf as a tree slot (exports only).
 func (l *snapLeaf) slot() slot {
-	return slot{kind: slotLeaf, h: l.hash, kp: l.path, leaf: l.data}
+	return slot{kind: slotLeaf, h: l.hash, leaf: l.data}
 }
 
 // VerifyChunk decodes chunk bytes and checks them against manifest entry

@@ -61,6 +61,7 @@ type treeBuilder struct {
 	w      *recordWriter
 	spine  [][fanout]slot // open nodes at nibble depths 0..len-1 on last's path
 	last   slot           // the held-back leaf
+	lastKP types.Hash     // its key path
 	depth  int            // nibbles last shares with the leaf before it
 	leaves uint64
 }
@@ -72,25 +73,25 @@ func newTreeBuilder(height uint64, w *recordWriter) *treeBuilder {
 // add writes the leaf's flat index entry (its only record: the leaf's key
 // and value hash are in its parent's node) and places the leaf before it. Leaves must come in strictly increasing key-path order.
 func (b *treeBuilder) add(l *builtLeaf) error {
-	if b.leaves > 0 && bytes.Compare(b.last.kp[:], l.kp[:]) >= 0 {
+	if b.leaves > 0 && bytes.Compare(b.lastKP[:], l.kp[:]) >= 0 {
 		return fmt.Errorf("%w: leaf %d (%s) does not follow the one before it", ErrChunkUnsorted, b.leaves, l.key)
 	}
-	s := slot{kind: slotLeaf, h: l.lh, kp: l.kp, leaf: leafData(l.vh, l.key)}
+	s := slot{kind: slotLeaf, h: l.lh, leaf: leafData(l.vh, l.key)}
 	if err := b.w.putKV(l.key, l.value); err != nil {
 		return err
 	}
 	if b.leaves == 0 {
-		b.last, b.leaves = s, 1
+		b.last, b.lastKP, b.leaves = s, l.kp, 1
 		return nil
 	}
 	c := 0
-	for nibble(b.last.kp, c) == nibble(s.kp, c) {
+	for nibble(b.lastKP, c) == nibble(l.kp, c) {
 		c++ // stops before 64: the key paths differ
 	}
 	if err := b.settle(c); err != nil {
 		return err
 	}
-	b.last, b.depth = s, c
+	b.last, b.lastKP, b.depth = s, l.kp, c
 	b.leaves++
 	return nil
 }
@@ -102,7 +103,7 @@ func (b *treeBuilder) settle(c int) error {
 	for len(b.spine) <= at {
 		b.spine = append(b.spine, [fanout]slot{})
 	}
-	b.spine[at][nibble(b.last.kp, at)] = b.last
+	b.spine[at][nibble(b.lastKP, at)] = b.last
 	for d := len(b.spine) - 1; d > c; d-- {
 		sl, err := b.finish(&b.spine[d])
 		if err != nil {
@@ -110,7 +111,7 @@ func (b *treeBuilder) settle(c int) error {
 		}
 		b.spine[d] = [fanout]slot{}
 		b.spine = b.spine[:d]
-		b.spine[d-1][nibble(b.last.kp, d-1)] = sl
+		b.spine[d-1][nibble(b.lastKP, d-1)] = sl
 	}
 	return nil
 }
@@ -200,7 +201,7 @@ func (b *treeBuilder) restoreState(buf []byte) error {
 	if len(buf) != 0 {
 		return bad
 	}
-	b.leaves, b.depth, b.last, b.spine = leaves, int(depth), last, spine
+	b.leaves, b.depth, b.last, b.lastKP, b.spine = leaves, int(depth), last, last.keyPath(), spine
 	return nil
 }
 

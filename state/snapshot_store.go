@@ -111,7 +111,7 @@ func (v *View) leafHashes(ctx context.Context) ([]snapLeaf, error) {
 	err := inOrder(len(frontier), func(i int) ([]snapLeaf, error) {
 		var out []snapLeaf
 		err := v.walkLeaves(ctx, frontier[i], func(sl *slot) error {
-			out = append(out, snapLeaf{path: sl.kp, hash: sl.h, data: sl.leaf})
+			out = append(out, snapLeaf{path: sl.keyPath(), hash: sl.h, data: sl.leaf})
 			return nil
 		})
 		return out, err

@@ -99,7 +99,7 @@ func (v *View) Get(ctx context.Context, k types.StateKey) ([]byte, error) {
 		case slotEmpty:
 			return nil, nil
 		case slotLeaf:
-			if cur.kp != kp {
+			if !cur.hasKey(k) {
 				return nil, nil
 			}
 			return v.s.leafValue(ctx, v.height, &cur)
@@ -229,7 +229,7 @@ func (g *prover) walk(c cursor, depth, lo, hi int) error {
 			if c.kind != types.KindLeaf {
 				continue
 			}
-			if c.leaf.kp == g.kps[i] {
+			if c.leaf.hasKey(e.Key) {
 				val, err := g.v.s.leafValue(g.ctx, g.v.height, &c.leaf)
 				if err != nil {
 					return err
@@ -237,7 +237,7 @@ func (g *prover) walk(c cursor, depth, lo, hi int) error {
 				e.Value = val
 			} else {
 				// The slot holds the other leaf's value hash: no read.
-				e.Other = &types.ProofLeaf{KeyPath: c.leaf.kp, ValueHash: c.leaf.vh()}
+				e.Other = &types.ProofLeaf{KeyPath: c.leaf.keyPath(), ValueHash: c.leaf.vh()}
 			}
 		}
 		return nil
@@ -295,7 +295,7 @@ func (v *View) Leaves(ctx context.Context, fn func(kp types.Hash, k types.StateK
 			if err != nil {
 				return err
 			}
-			return fn(s.kp, s.key(), val)
+			return fn(s.keyPath(), s.key(), val)
 		}
 		if err := ctx.Err(); err != nil {
 			return err
