@@ -73,7 +73,7 @@ func (s *Store) pebbleVersionBatch(height uint64, root slot, o *out) (*pebble.Ba
 
 	size := 1 << 10
 	for _, h := range o.history {
-		size += histKeyLen + 12 + len(h.rec)
+		size += histKeyLen + 12 + len(h.value)
 	}
 	for _, ch := range o.changes {
 		size += 2*types.AddressLen + 2*len(ch.Key.Key) + len(ch.New) + 32
@@ -152,15 +152,19 @@ func (s *Store) pebbleVersionBatch(height uint64, root slot, o *out) (*pebble.Ba
 }
 
 // putHistory adds version height's history records to b in key order (it
-// sorts hs by leaf hash).
-func putHistory(b *pebble.Batch, height uint64, hs []newRecord) error {
-	slices.SortFunc(hs, func(a, b newRecord) int { return bytes.Compare(a.id[:], b.id[:]) })
-	var kb [histKeyLen]byte
+// sorts a copy of hs' order by leaf hash).
+func putHistory(b *pebble.Batch, height uint64, hs []oldLeaf) error {
+	ord := make([]*oldLeaf, len(hs))
 	for i := range hs {
-		k := appendHistKey(kb[:0], height, hs[i].id)
-		op := b.SetDeferred(len(k), len(hs[i].rec))
+		ord[i] = &hs[i]
+	}
+	slices.SortFunc(ord, func(a, b *oldLeaf) int { return bytes.Compare(a.leaf.h[:], b.leaf.h[:]) })
+	var kb [histKeyLen]byte
+	for _, h := range ord {
+		k := appendHistKey(kb[:0], height, h.leaf.h)
+		op := b.SetDeferred(len(k), len(h.value))
 		copy(op.Key, k)
-		copy(op.Value, hs[i].rec)
+		copy(op.Value, h.value)
 		if err := op.Finish(); err != nil {
 			return err
 		}

@@ -66,6 +66,9 @@ func TestVersionBatchInKeyOrder(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		if err := c.readOld(o); err != nil {
+			t.Fatal(err)
+		}
 		got, deleted := batchEntries(t, s, height, root, o)
 
 		// The same version through the generic path.

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"runtime"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -88,7 +90,7 @@ type out struct {
 	nodes    []*node     // new nodes, for the cache
 	replaced []*node     // nodes the version stopped using, to drop from the cache
 	records  []newRecord // new node records, for the batch
-	history  []newRecord // history records: the values of the leaves the version replaced
+	history  []oldLeaf   // leaves the version replaced or deleted, for its history records
 	stale    []nodeRef   // node records the version stopped using
 	changes  []Change
 	arena    []byte // the chunk records are encoded into
@@ -118,17 +120,19 @@ func (o *out) addNode(n *node) {
 	o.addRecord(n.id, appendNode(a, n), len(a))
 }
 
-// addHistory adds the history record of leaf l, which the version
-// replaced or deleted: its value.
-func (o *out) addHistory(l types.Hash, value []byte) {
-	a := o.reserve(len(value))
-	start := len(a)
-	a = append(a, value...)
-	o.history = append(o.history, newRecord{l, a[start:len(a):len(a)]})
-	o.arena = a
+// oldLeaf is a leaf the version replaced or deleted: its history record
+// is (version, leaf.h) → value. The value is read after the update
+// (readOld), unless the version below wrote it.
+type oldLeaf struct {
+	leaf   slot
+	change int // its change's index in out.changes (Change.Old)
+	value  []byte
 }
 
 func (o *out) merge(p *out) {
+	for i := range p.history {
+		p.history[i].change += len(o.changes)
+	}
 	o.nodes = append(o.nodes, p.nodes...)
 	o.replaced = append(o.replaced, p.replaced...)
 	o.records = append(o.records, p.records...)
@@ -266,6 +270,10 @@ func (s *Store) commitAsync(ctx context.Context, height uint64, writes []Write) 
 		return types.Root{}, nil, err
 	}
 	t = s.phases.end(phaseUpdate, t)
+	if err := c.readOld(o); err != nil {
+		return types.Root{}, nil, err
+	}
+	t = s.phases.end(phaseOld, t)
 	w := &pendingWrite{height: height, parent: root.h, root: newRoot, written: writtenValues(items), built: make(chan struct{}), done: make(chan struct{})}
 	go s.writeInBackground(context.WithoutCancel(ctx), w, prev, o)
 	// The cache takes the version's nodes here, while the background
@@ -429,26 +437,96 @@ func (w *pendingWrite) valueOf(kp types.Hash) ([]byte, bool) {
 	return w.written[i].value, true
 }
 
-// oldValue returns the value of old, the leaf at key path kp of the version
-// below that this version replaces or deletes: from the version below's writes if that
-// version wrote it (its write may still be in flight), else from the flat
-// index, which no version after the one below has changed yet (this
-// version's batch is built after the update). The value is checked
-// against the leaf's value hash.
-func (c *committer) oldValue(old *slot, kp types.Hash) ([]byte, error) {
-	if c.prev != nil {
-		if v, ok := c.prev.valueOf(kp); ok {
-			return v, nil
+// readOld reads the values of the leaves the version replaced or deleted
+// that the version below did not write (the update took those from its
+// writes: its write may still be in flight) from the flat index, which no
+// version after the one below has changed yet (this version's batch is
+// built after this), and checks each against its leaf's value hash. The
+// reads are sorted by key and split over the cores, each part through one
+// pebble iterator: a 10k-key block's ~10k old values are random keys of the
+// index, and read in its key order a data block that holds several of them
+// is loaded once (see RATIONALE.md, "Why does a live value live only in the
+// flat index").
+func (c *committer) readOld(o *out) error {
+	var todo []int
+	for i := range o.history {
+		if o.history[i].value == nil {
+			todo = append(todo, i)
 		}
 	}
-	v, err := c.s.Get(c.ctx, old.key())
+	keyOf := func(i int) string { return o.history[i].leaf.leaf[types.HashLen:] } // module, key
+	slices.SortFunc(todo, func(a, b int) int { return strings.Compare(keyOf(a), keyOf(b)) })
+	parts := 1
+	if len(todo) >= parallelMin {
+		parts = runtime.GOMAXPROCS(0)
+	}
+	errs := make([]error, parts)
+	var wg sync.WaitGroup
+	for p := range parts {
+		wg.Go(func() { errs[p] = c.readOldPart(o, todo[p*len(todo)/parts:(p+1)*len(todo)/parts]) })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	if c.oldValues {
+		for i := range o.history {
+			o.changes[o.history[i].change].Old = o.history[i].value
+		}
+	}
+	return nil
+}
+
+// readOldPart reads the old values of o.history[i] for i in part (sorted by
+// key).
+func (c *committer) readOldPart(o *out, part []int) error {
+	var buf []byte
+	set := func(i int, v []byte) error {
+		h := &o.history[i]
+		if v == nil || types.ValueHash(v) != h.leaf.vh() {
+			return fmt.Errorf("%w: the flat index does not hold the value of leaf %s (%s)", ErrCorrupt, h.leaf.h, h.leaf.key())
+		}
+		// One buffer for the part's values: a grown buffer leaves the
+		// values before in the old one, which they keep alive.
+		at := len(buf)
+		buf = append(buf, v...)
+		h.value = buf[at:len(buf):len(buf)]
+		return nil
+	}
+	if c.s.pdb == nil {
+		for _, i := range part {
+			v, err := c.s.Get(c.ctx, o.history[i].leaf.key())
+			if err != nil {
+				return err
+			}
+			if err := set(i, v); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	it, err := c.s.pdb.NewIterWithContext(c.ctx, &pebble.IterOptions{LowerBound: []byte(nsKV), UpperBound: nsEnd(nsKV)})
 	if err != nil {
-		return nil, err
+		return err
 	}
-	if v == nil || types.ValueHash(v) != old.vh() {
-		return nil, fmt.Errorf("%w: the flat index does not hold the value of leaf %s (%s)", ErrCorrupt, old.h, old.key())
+	defer it.Close()
+	var kb []byte
+	for _, i := range part {
+		kb = appendKVKey(kb[:0], o.history[i].leaf.key())
+		// A prefix seek is an exact lookup (the whole key is the prefix)
+		// that the tables' bloom filters serve; in increasing key order
+		// pebble goes on from where the last one stopped.
+		var v []byte
+		if it.SeekPrefixGE(kb) && bytes.Equal(it.Key(), kb) {
+			v = it.Value()
+		} else if err := it.Error(); err != nil {
+			return err
+		}
+		if err := set(i, v); err != nil {
+			return err
+		}
 	}
-	return v, nil
+	return nil
 }
 
 // loadNode returns node r, from the cache or the datastore. A node of the
@@ -512,16 +590,12 @@ func (c *committer) update(o *out, old slot, d int, ws []item) (slot, error) {
 			if w.value != nil && w.h == old.h {
 				continue // same value: nothing changes
 			}
-			oldValue, err := c.oldValue(&old, w.kp)
-			if err != nil {
-				return slot{}, err
+			ol := oldLeaf{leaf: old, change: len(o.changes)}
+			if c.prev != nil {
+				ol.value, _ = c.prev.valueOf(w.kp)
 			}
-			o.addHistory(old.h, oldValue)
-			ch := Change{Key: w.key, New: w.value}
-			if c.oldValues {
-				ch.Old = oldValue
-			}
-			o.changes = append(o.changes, ch)
+			o.history = append(o.history, ol)
+			o.changes = append(o.changes, Change{Key: w.key, New: w.value})
 			keepOld = false
 		} else if w.value != nil {
 			o.changes = append(o.changes, Change{Key: w.key, New: w.value})
@@ -708,7 +782,7 @@ func (s *Store) writeTearable(ctx context.Context, height uint64, root slot, o *
 		return err
 	}
 	for _, h := range o.history {
-		if err := s.d.Put(ctx, histKey(height, h.id), bytes.Clone(h.rec)); err != nil {
+		if err := s.d.Put(ctx, histKey(height, h.leaf.h), bytes.Clone(h.value)); err != nil {
 			return err
 		}
 	}
@@ -754,7 +828,7 @@ func (s *Store) versionBatch(ctx context.Context, height uint64, root slot, o *o
 	}
 	if history {
 		for _, h := range o.history {
-			put(histKey(height, h.id), bytes.Clone(h.rec))
+			put(histKey(height, h.leaf.h), bytes.Clone(h.value))
 		}
 	}
 	if len(o.stale) > 0 {

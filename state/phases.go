@@ -13,6 +13,7 @@ type commitPhase int
 const (
 	phasePrepare commitPhase = iota // validate, hash and sort the writes
 	phaseUpdate                     // the tree update (subtree goroutines)
+	phaseOld                        // reading the old values of the replaced leaves (readOld)
 	phaseBuilt                      // CommitAsync waiting for the batch to be built
 	phaseCache                      // the node cache update, beside pebble's commit
 	phaseBuild                      // building the version's batch
@@ -23,7 +24,7 @@ const (
 	numPhases
 )
 
-var phaseNames = [numPhases]string{"prepare", "update", "built", "cache", "build", "apply", "sync", "wait", "commit"}
+var phaseNames = [numPhases]string{"prepare", "update", "old", "built", "cache", "build", "apply", "sync", "wait", "commit"}
 
 // commitPhases sums the wall time of each phase over commits. A store's
 // phases is nil except in benchmarks, and a nil *commitPhases times

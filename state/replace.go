@@ -73,6 +73,10 @@ func (im *Importer) Replace(ctx context.Context, s *Store) (types.Root, error) {
 	if err != nil {
 		return types.Root{}, err
 	}
+	// The version below becomes unreadable with this one (the minimum
+	// moves to it in the same batch), and only versions below read a
+	// version's history: it writes none.
+	o.history = nil
 	if types.Root(newRoot.h) != m.Root {
 		// Staged chunks were verified on arrival: only a corrupted staging
 		// area or flat index gets here. Nothing was written; the import
