@@ -67,14 +67,14 @@ type item struct {
 	leaf      string // an existing leaf's data (leafData)
 }
 
-// newRecord is a node or history record a version writes, under (version,
-// id), encoded where the update makes it: in the subtree's goroutine, while
+// newRecord is a node record a version writes, under (version, id),
+// encoded where the update makes it: in the subtree's goroutine, while
 // the node is in the processor's cache, on every core. Encoding the ~30k
 // records (~14 MB) of a 10k-key block at 1M keys after the update took one
 // goroutine 40–90 ms on the commit's critical path (see RATIONALE.md, "Why
 // is a commit's batch built in key order and in parts?").
 type newRecord struct {
-	id  types.Hash // node id, or the leaf hash of a history record
+	id  types.Hash // node id
 	rec []byte     // the record, in its out's arena
 }
 
@@ -151,7 +151,7 @@ type committer struct {
 	// prev is the version before height while its write is still in
 	// flight (nil otherwise): a record it wrote is read from the datastore
 	// only after that write is done (see loadNode), and a value it wrote
-	// is taken from its written list (see oldValue).
+	// is taken from its written list (see update).
 	prev *pendingWrite
 }
 

@@ -26,9 +26,9 @@ type PruneStats struct {
 // new readers and made durable, then stale entries with stale_since <= min
 // are processed in chunks of Options.PruneChunk, each entry deleting the
 // node record it names by (born, id), and the history records of those
-// versions are deleted (only older versions read them). An id written again later (A → B → A) is
-// a record of its own, under its own born, so no entry needs a check before
-// its delete. Prune is idempotent: a crashed run is finished by the next
+// versions are deleted (only older versions read them). An id written
+// again later (A → B → A) is a record of its own, under its own born, so no
+// entry needs a check before its delete. Prune is idempotent: a crashed run is finished by the next
 // one (deleting a deleted record does nothing). With KeepVersions 0 it does
 // nothing.
 func (s *Store) Prune(ctx context.Context) (PruneStats, error) {
@@ -308,11 +308,11 @@ func (s *Store) Audit(ctx context.Context) (*AuditReport, error) {
 	// older holds the leaves that only older versions hold, each with the
 	// highest version that holds it (the first walked): its value is in
 	// the history of a version above that one.
-	type oldLeaf struct {
+	type olderLeaf struct {
 		v  uint64
 		sl slot
 	}
-	var older []oldLeaf
+	var older []olderLeaf
 	seenOld := map[types.Hash]bool{}
 	var mark func(v uint64, sl slot) error
 	mark = func(v uint64, sl slot) error {
@@ -324,7 +324,7 @@ func (s *Store) Audit(ctx context.Context) (*AuditReport, error) {
 				latestLeaves[kp] = sl.h
 			} else if latestLeaves[kp] != sl.h && !seenOld[sl.h] {
 				seenOld[sl.h] = true
-				older = append(older, oldLeaf{v, sl})
+				older = append(older, olderLeaf{v, sl})
 			}
 			return nil
 		}

@@ -71,7 +71,8 @@ func newTreeBuilder(height uint64, w *recordWriter) *treeBuilder {
 }
 
 // add writes the leaf's flat index entry (its only record: the leaf's key
-// and value hash are in its parent's node) and places the leaf before it. Leaves must come in strictly increasing key-path order.
+// and value hash are in its parent's node) and places the leaf before it.
+// Leaves must come in strictly increasing key-path order.
 func (b *treeBuilder) add(l *builtLeaf) error {
 	if b.leaves > 0 && bytes.Compare(b.lastKP[:], l.kp[:]) >= 0 {
 		return fmt.Errorf("%w: leaf %d (%s) does not follow the one before it", ErrChunkUnsorted, b.leaves, l.key)
