@@ -36,13 +36,14 @@ const (
 // (the flat index by key, the history by leaf hash) and when the node is
 // encoded. The key path is not kept: a walk compares keys, and the few
 // places that need a leaf's key path (a write meeting another key's leaf, a
-// proof of absence by it, an export) hash the key (keyPath). A slot of 64
-// bytes instead of 96 keeps a 1M-key tree within one generation of the
-// default node cache (see RATIONALE.md). A leaf has
-// no record of its own: its value is in the flat index while it is live,
-// and in a history record of the version that replaced it after (see
-// doc.go). A child is named by (born, id): born is the version that wrote
-// the record, which its datastore key starts with, so a lookup is one Get.
+// proof of absence by it, an export) hash the key (keyPath): a slot of 64
+// bytes instead of 96 (587 instead of 701 accounted bytes per node at 100k
+// keys) should keep a 1M-key tree within one generation of the default node
+// cache (see RATIONALE.md). A leaf has no record of its own: its value is
+// in the flat index while it is live, and in a history record of the
+// version that replaced it after (see doc.go). A child is named by (born,
+// id): born is the version that wrote the record, which its datastore key
+// starts with, so a lookup is one Get.
 type slot struct {
 	kind slotKind
 	born uint64     // child only: the version that wrote the node record
@@ -181,8 +182,8 @@ func (n *node) all() (a [fanout]slot) {
 }
 
 // size estimates the memory the node takes in the cache: the node, its
-// slots and its leaves' keys and value hashes (which a decoded node keeps in
-// one buffer, and a new one partly in the buffers of the nodes it replaced).
+// slots and its leaves' keys and value hashes (which a node keeps in one
+// buffer: decodeNode, packLeaves).
 func (n *node) size() int {
 	l := 0
 	for i := range n.entries {

@@ -279,7 +279,8 @@ func (g *prover) walk(c cursor, depth, lo, hi int) error {
 
 // Leaves calls fn for every (key path, key, value) of the view's version in
 // key path order (the order of snapshot chunks), until fn returns an error,
-// which Leaves returns. fn must not keep key or value.
+// which Leaves returns. fn must not keep key or value, nor change key (it
+// shares the node's memory).
 func (v *View) Leaves(ctx context.Context, fn func(kp types.Hash, k types.StateKey, value []byte) error) error {
 	if err := v.enter(); err != nil {
 		return err
