@@ -116,8 +116,8 @@ func warmCache(s *Store, sl slot) error {
 	if err != nil {
 		return err
 	}
-	for _, c := range n.entries {
-		if err := warmCache(s, c); err != nil {
+	for j := range n.entries {
+		if err := warmCache(s, n.at(j)); err != nil {
 			return err
 		}
 	}

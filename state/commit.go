@@ -12,7 +12,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unsafe"
 
 	"github.com/cockroachdb/pebble/v2"
 	ds "github.com/ipfs/go-datastore"
@@ -648,33 +647,9 @@ func (c *committer) finish(o *out, a *[fanout]slot) slot {
 	if count == 1 && a[last].kind == slotLeaf {
 		return a[last]
 	}
-	packLeaves(a)
 	nn := newNode(c.height, a)
 	o.addNode(nn)
 	return slot{kind: slotChild, h: nn.id, born: c.height}
-}
-
-// packLeaves moves the data of a's leaves into one buffer of their own, as
-// decodeNode does. Without it a new node's leaves would keep alive the
-// whole buffers of the nodes they came from (a node decoded from disk is
-// rewritten every few blocks, a leaf every ~100 at 1M keys), which the
-// cache, sized by what nodes hold, does not count.
-func packLeaves(a *[fanout]slot) {
-	total := 0
-	for i := range a {
-		total += len(a[i].leaf)
-	}
-	if total == 0 {
-		return
-	}
-	buf := make([]byte, 0, total)
-	for i := range a {
-		if l := a[i].leaf; l != "" {
-			at := len(buf)
-			buf = append(buf, l...)
-			a[i].leaf = unsafe.String(&buf[at], len(l))
-		}
-	}
 }
 
 // run is a stretch of a sorted write set whose items share nibble d.

@@ -123,7 +123,12 @@ type node struct {
 	// hold two or three leaves, so not storing empty slots lets the cache
 	// hold several times more nodes.
 	occ     uint16
-	entries []slot
+	entries []entry
+	// data holds the leaves' leafData, which their entries name by
+	// offsets: with no pointer in an entry, the collector does not scan
+	// the cache's entry arrays (a slot's string made the commit's
+	// collector cost grow by half, see RATIONALE.md).
+	data string
 	// inner holds the binary subtrees inside the node in heap order: 1 is
 	// the node itself, 2i and 2i+1 the children of i; indexes 16..31 are
 	// the slots themselves and are not stored here. Only proofs need it, so
@@ -140,24 +145,62 @@ type innerHashes [fanout]struct {
 // ref names the node's record.
 func (n *node) ref() nodeRef { return nodeRef{born: n.born, id: n.id} }
 
+// entry is an occupied slot as a node keeps it: a slot whose leaf data is
+// node.data[off:end].
+type entry struct {
+	h        types.Hash
+	born     uint64
+	off, end uint32
+	kind     slotKind
+}
+
 // makeNode builds a node from a full slot array.
 func makeNode(born uint64, a *[fanout]slot) *node {
 	n := &node{born: born}
-	n.occ, n.entries = packSlots(make([]slot, 0, occupiedCount(a)), a)
+	var data []byte
+	if l := leafBytes(a); l > 0 {
+		data = make([]byte, 0, l)
+	}
+	n.occ, n.entries, data = packSlots(make([]entry, 0, occupiedCount(a)), data, a)
+	n.data = unsafe.String(unsafe.SliceData(data), len(data))
 	return n
 }
 
-// packSlots appends a's non-empty slots to dst and returns their
-// occupancy bits and dst.
-func packSlots(dst []slot, a *[fanout]slot) (uint16, []slot) {
+// leafBytes is the length of a's leaves' data.
+func leafBytes(a *[fanout]slot) int {
+	l := 0
+	for i := range a {
+		l += len(a[i].leaf)
+	}
+	return l
+}
+
+// packSlots appends a's non-empty slots to dst and their leaves' data to
+// data, and returns their occupancy bits, dst and data. The node keeps the
+// data in one buffer of its own: the slots' data may be parts of the
+// buffers of the nodes they came from, which it must not keep alive.
+func packSlots(dst []entry, data []byte, a *[fanout]slot) (uint16, []entry, []byte) {
 	var occ uint16
 	for i := range a {
-		if a[i].kind != slotEmpty {
+		s := &a[i]
+		if s.kind != slotEmpty {
 			occ |= 1 << i
-			dst = append(dst, a[i])
+			at := len(data)
+			data = append(data, s.leaf...)
+			dst = append(dst, entry{h: s.h, born: s.born, off: uint32(at), end: uint32(len(data)), kind: s.kind})
 		}
 	}
-	return occ, dst
+	return occ, dst, data
+}
+
+// at returns the node's j-th occupied slot.
+func (n *node) at(j int) slot {
+	e := &n.entries[j]
+	s := slot{kind: e.kind, born: e.born, h: e.h}
+	if e.kind == slotLeaf {
+		s.leaf = n.data[e.off:e.end]
+	}
+	return s
 }
 
 // slot returns slot i (empty if unoccupied).
@@ -165,7 +208,7 @@ func (n *node) slot(i int) slot {
 	if n.occ&(1<<i) == 0 {
 		return slot{}
 	}
-	return n.entries[bits.OnesCount16(n.occ&(1<<i-1))]
+	return n.at(bits.OnesCount16(n.occ & (1<<i - 1)))
 }
 
 // all returns the node's slots as a full array, the working copy of a
@@ -174,7 +217,7 @@ func (n *node) all() (a [fanout]slot) {
 	j := 0
 	for i := range a {
 		if n.occ&(1<<i) != 0 {
-			a[i] = n.entries[j]
+			a[i] = n.at(j)
 			j++
 		}
 	}
@@ -182,14 +225,9 @@ func (n *node) all() (a [fanout]slot) {
 }
 
 // size estimates the memory the node takes in the cache: the node, its
-// slots and its leaves' keys and value hashes (which a node keeps in one
-// buffer: decodeNode, packLeaves).
+// entries and its leaves' keys and value hashes.
 func (n *node) size() int {
-	l := 0
-	for i := range n.entries {
-		l += len(n.entries[i].leaf)
-	}
-	return int(unsafe.Sizeof(node{})) + cap(n.entries)*int(unsafe.Sizeof(slot{})) + l + 64
+	return int(unsafe.Sizeof(node{})) + cap(n.entries)*int(unsafe.Sizeof(entry{})) + len(n.data) + 64
 }
 
 // sub returns the kind and hash of binary subtree i (heap order, 1..31).
@@ -269,7 +307,8 @@ func nodeRecordLen(n *node) int {
 	for i := range n.entries {
 		s := &n.entries[i]
 		if s.kind == slotLeaf {
-			l += uvarintLen(uint64(len(s.leaf)-leafFixed)) + len(s.leaf)
+			kl := int(s.end-s.off) - leafFixed
+			l += uvarintLen(uint64(kl)) + leafFixed + kl
 		} else {
 			l += types.HashLen + uvarintLen(s.born)
 		}
@@ -301,8 +340,9 @@ func appendNode(buf []byte, n *node) []byte {
 	buf = append(buf, tagNode)
 	buf = binary.BigEndian.AppendUint16(buf, n.occ)
 	buf = binary.BigEndian.AppendUint16(buf, leaves)
-	for i := range n.entries {
-		buf = appendSlotBody(buf, &n.entries[i])
+	for j := range n.entries {
+		s := n.at(j)
+		buf = appendSlotBody(buf, &s)
 	}
 	return buf
 }
@@ -334,9 +374,9 @@ func decodeNode(b []byte, r nodeRef) (*node, error) {
 	if leaves&^occ != 0 {
 		return nil, fmt.Errorf("%w: node leaf mask outside occupancy", ErrCorrupt)
 	}
-	n := &node{id: r.id, born: r.born, occ: occ, entries: make([]slot, 0, bits.OnesCount16(occ))}
-	// First pass: the slots, with each leaf's data as an offset into body
-	// (in leaf); the second moves the leaves' data into one buffer.
+	n := &node{id: r.id, born: r.born, occ: occ, entries: make([]entry, 0, bits.OnesCount16(occ))}
+	// First pass: the entries, with each leaf's data as a span of body;
+	// the second moves the leaves' data into one buffer.
 	body := rest
 	type span struct{ at, end int }
 	var spans [fanout]span
@@ -353,7 +393,7 @@ func decodeNode(b []byte, r nodeRef) (*node, error) {
 			at := len(body) - len(rest) + m
 			spans[len(n.entries)] = span{at, at + leafFixed + int(kl)}
 			total += leafFixed + int(kl)
-			n.entries = append(n.entries, slot{kind: slotLeaf})
+			n.entries = append(n.entries, entry{kind: slotLeaf})
 			rest = rest[m+leafFixed+int(kl):]
 			continue
 		}
@@ -365,7 +405,7 @@ func decodeNode(b []byte, r nodeRef) (*node, error) {
 		if rest, err = slotBorn(&c, rest[types.HashLen:], r.born); err != nil {
 			return nil, err
 		}
-		n.entries = append(n.entries, c)
+		n.entries = append(n.entries, entry{kind: slotChild, h: c.h, born: c.born})
 	}
 	if len(rest) != 0 {
 		return nil, fmt.Errorf("%w: %d trailing bytes in node", ErrCorrupt, len(rest))
@@ -378,12 +418,19 @@ func decodeNode(b []byte, r nodeRef) (*node, error) {
 	}
 	buf := make([]byte, 0, total)
 	for i := range n.entries {
-		if s := &n.entries[i]; s.kind == slotLeaf {
+		if e := &n.entries[i]; e.kind == slotLeaf {
 			sp := spans[i]
-			at := len(buf)
+			e.off = uint32(len(buf))
 			buf = append(buf, body[sp.at:sp.end]...)
-			s.leaf = unsafe.String(&buf[at], sp.end-sp.at)
-			deriveLeaf(s)
+			e.end = uint32(len(buf))
+		}
+	}
+	n.data = unsafe.String(unsafe.SliceData(buf), len(buf))
+	for i := range n.entries {
+		if e := &n.entries[i]; e.kind == slotLeaf {
+			s := slot{kind: slotLeaf, leaf: n.data[e.off:e.end]}
+			deriveLeaf(&s)
+			e.h = s.h
 		}
 	}
 	return n, nil

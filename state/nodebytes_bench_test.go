@@ -48,7 +48,8 @@ func BenchmarkNodeBytes(b *testing.B) {
 				b.Fatal(err)
 			}
 			nodes, bytes = nodes+1, bytes+nd.size()
-			queue = append(queue, nd.entries...)
+			a := nd.all()
+			queue = append(queue, a[:]...)
 		}
 		runtime.GC()
 		runtime.ReadMemStats(&m1)

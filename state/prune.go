@@ -345,8 +345,8 @@ func (s *Store) Audit(ctx context.Context) (*AuditReport, error) {
 			rep.Missing = append(rep.Missing, sl.h)
 			return nil
 		}
-		for _, c := range n.entries {
-			if err := mark(v, c); err != nil {
+		for j := range n.entries {
+			if err := mark(v, n.at(j)); err != nil {
 				return err
 			}
 		}

@@ -271,16 +271,20 @@ func TestAuditDetectsWrongLeafKey(t *testing.T) {
 			t.Fatal(err)
 		}
 		queue = queue[1:]
-		for i, e := range n.entries {
+		a := n.all()
+		for i, e := range a {
 			if e.kind == slotChild {
 				queue = append(queue, e.ref())
 				continue
 			}
-			bad := &node{id: n.id, born: n.born, occ: n.occ, entries: append([]slot{}, n.entries...)}
+			if e.kind != slotLeaf {
+				continue
+			}
 			k := e.key()
 			k.Key = append([]byte{}, k.Key...)
 			k.Key[0] ^= 1
-			bad.entries[i] = leafSlot(types.KeyPath(k), e.vh(), k)
+			a[i] = leafSlot(types.KeyPath(k), e.vh(), k)
+			bad := makeNode(n.born, &a)
 			if err := s.d.Put(ctx, nodeKey(n.born, n.id), appendNode(nil, bad)); err != nil {
 				t.Fatal(err)
 			}

@@ -99,7 +99,9 @@ func (v *View) leafHashes(ctx context.Context) ([]snapLeaf, error) {
 			if err != nil {
 				return nil, err
 			}
-			next = append(next, n.entries...)
+			for j := range n.entries {
+				next = append(next, n.at(j))
+			}
 			opened = true
 		}
 		frontier = next
@@ -138,8 +140,8 @@ func (v *View) walkLeaves(ctx context.Context, sl slot, fn func(*slot) error) er
 	if err != nil {
 		return err
 	}
-	for _, child := range n.entries {
-		if err := v.walkLeaves(ctx, child, fn); err != nil {
+	for j := range n.entries {
+		if err := v.walkLeaves(ctx, n.at(j), fn); err != nil {
 			return err
 		}
 	}

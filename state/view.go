@@ -305,8 +305,8 @@ func (v *View) Leaves(ctx context.Context, fn func(kp types.Hash, k types.StateK
 		if err != nil {
 			return err
 		}
-		for _, c := range n.entries {
-			if err := walk(c); err != nil {
+		for j := range n.entries {
+			if err := walk(n.at(j)); err != nil {
 				return err
 			}
 		}
