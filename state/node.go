@@ -36,12 +36,11 @@ const (
 // (the flat index by key, the history by leaf hash) and when the node is
 // encoded. The key path is not kept: a walk compares keys, and the few
 // places that need a leaf's key path (a write meeting another key's leaf, a
-// proof of absence by it, an export) hash the key (keyPath): a slot of 64
-// bytes instead of 96 (587 instead of 701 accounted bytes per node at 100k
-// keys) should keep a 1M-key tree within one generation of the default node
-// cache (see RATIONALE.md). A leaf has no record of its own: its value is
-// in the flat index while it is live, and in a history record of the
-// version that replaced it after (see doc.go). A child is named by (born,
+// proof of absence by it, an export) hash the key (keyPath). A slot is the
+// working copy of a commit and of the walks; a node keeps its slots as
+// entries, without the pointer (see entry). A leaf has no record of its
+// own: its value is in the flat index while it is live, and in a history
+// record of the version that replaced it after (see doc.go). A child is named by (born,
 // id): born is the version that wrote the record, which its datastore key
 // starts with, so a lookup is one Get.
 type slot struct {
