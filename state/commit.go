@@ -428,12 +428,12 @@ func (c *committer) update(o *out, old slot, d int, ws []item) (slot, error) {
 		if err != nil {
 			return slot{}, err
 		}
-		if !changed {
+		if changed == 0 {
 			return old, nil
 		}
 		o.stale = append(o.stale, old.ref())
 		o.replaced = append(o.replaced, n)
-		return c.finish(o, &a), nil
+		return c.finish(o, &a, n, changed), nil
 	}
 	// old is empty or a leaf: gather the leaves of the new subtree.
 	leaves := make([]item, 0, len(ws)+1)
@@ -496,13 +496,14 @@ func (c *committer) build(o *out, leaves []item, d int) slot {
 	var a [fanout]slot
 	// build cannot fail: it reads nothing.
 	_, _ = c.children(o, d, leaves, &a, true)
-	return c.finish(o, &a)
+	return c.finish(o, &a, nil, allSlots)
 }
 
 // finish turns an updated node into the slot that replaces it: nothing if it
 // is empty, its only leaf if one leaf is left (the sparse tree collapses a
-// one-leaf subtree), else the node itself, recorded for writing.
-func (c *committer) finish(o *out, a *[fanout]slot) slot {
+// one-leaf subtree), else the node itself, recorded for writing. from and
+// changed say what the node was updated from (see newNode).
+func (c *committer) finish(o *out, a *[fanout]slot, from *node, changed uint16) slot {
 	count, last := occupied(a)
 	if count == 0 {
 		return slot{}
@@ -510,7 +511,7 @@ func (c *committer) finish(o *out, a *[fanout]slot) slot {
 	if count == 1 && a[last].kind == slotLeaf {
 		return a[last]
 	}
-	nn := newNode(c.height, a)
+	nn := newNode(c.height, a, from, changed)
 	o.addNode(nn)
 	return slot{kind: slotChild, h: nn.id, born: c.height}
 }
@@ -521,10 +522,10 @@ type run struct{ nib, lo, hi int }
 // children applies ws (sorted, all under this node) to the slots a of a
 // node at nibble depth d, each run of ws to the slot of its nibble: an update
 // of the slot's subtree, or a fresh subtree when fresh (a is empty then). It
-// reports whether any slot changed. The slot array stays on the caller's
+// returns a bit per slot that changed. The slot array stays on the caller's
 // stack: only the top of the tree, for large write sets, goes to
 // parallelChildren, which works on its own copy.
-func (c *committer) children(o *out, d int, ws []item, a *[fanout]slot, fresh bool) (bool, error) {
+func (c *committer) children(o *out, d int, ws []item, a *[fanout]slot, fresh bool) (uint16, error) {
 	var rbuf [fanout]run
 	rs := rbuf[:0]
 	for lo := 0; lo < len(ws); {
@@ -539,13 +540,15 @@ func (c *committer) children(o *out, d int, ws []item, a *[fanout]slot, fresh bo
 	if d == 0 && len(ws) >= parallelMin && len(rs) > 1 {
 		return c.parallelChildren(o, d, ws, rs, a, fresh)
 	}
-	changed := false
+	var changed uint16
 	for _, r := range rs {
 		ns, err := c.child(o, d, ws[r.lo:r.hi], a[r.nib], fresh)
 		if err != nil {
-			return false, err
+			return 0, err
 		}
-		changed = changed || ns != a[r.nib]
+		if ns != a[r.nib] {
+			changed |= 1 << r.nib
+		}
 		a[r.nib] = ns
 	}
 	return changed, nil
@@ -564,7 +567,7 @@ func (c *committer) child(o *out, d int, group []item, old slot, fresh bool) (sl
 // own out, merged afterwards in nibble order, so the batch never depends on
 // scheduling; the first error in nibble order wins, so errors are
 // deterministic too.
-func (c *committer) parallelChildren(o *out, d int, ws []item, rs []run, a *[fanout]slot, fresh bool) (bool, error) {
+func (c *committer) parallelChildren(o *out, d int, ws []item, rs []run, a *[fanout]slot, fresh bool) (uint16, error) {
 	type result struct {
 		o   out
 		s   slot
@@ -583,7 +586,7 @@ func (c *committer) parallelChildren(o *out, d int, ws []item, rs []run, a *[fan
 	var nn, nd, nr, ns, nc int
 	for i := range res {
 		if res[i].err != nil {
-			return false, res[i].err
+			return 0, res[i].err
 		}
 		p := &res[i].o
 		nn, nd, nr = nn+len(p.nodes), nd+len(p.replaced), nr+len(p.records)
@@ -596,10 +599,12 @@ func (c *committer) parallelChildren(o *out, d int, ws []item, rs []run, a *[fan
 	o.records = slices.Grow(o.records, nr)
 	o.stale = slices.Grow(o.stale, ns)
 	o.changes = slices.Grow(o.changes, nc)
-	changed := false
+	var changed uint16
 	for i, r := range rs {
 		o.merge(&res[i].o)
-		changed = changed || res[i].s != a[r.nib]
+		if res[i].s != a[r.nib] {
+			changed |= 1 << r.nib
+		}
 		a[r.nib] = res[i].s
 	}
 	return changed, nil

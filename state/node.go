@@ -4,7 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math/bits"
-	"sync"
+	"sync/atomic"
 	"unsafe"
 
 	"github.com/kairos-network/kairos/types"
@@ -78,14 +78,28 @@ type node struct {
 	// hold several times more nodes.
 	occ     uint16
 	entries []slot
-	// inner holds the binary subtrees inside the node in heap order: 1 is
-	// the node itself, 2i and 2i+1 the children of i; indexes 16..31 are
-	// the slots themselves and are not stored here. Only proofs need it, so
-	// a node read from the datastore computes it on first use.
-	innerOnce sync.Once
-	inner     *innerHashes
+	// top points to the hashes of the node's internal binary subtrees
+	// among heap positions 1..topLen-1 (1 is the node itself, 2i and 2i+1
+	// the children of i, 16..31 the slots), in position order, the
+	// internal ones only (topMask): an empty position's hash is zero and a
+	// one-leaf position's is its leaf's. A commit that changes a few slots
+	// rehashes only the positions above them (hashChanged); proofs read
+	// them too. A node the commit built has them from the start; a node
+	// read from the datastore computes them when a proof first asks
+	// (atomic: readers share the node), and a commit replacing it rehashes
+	// the new node in full instead.
+	top atomic.Pointer[types.Hash]
 }
 
+// topLen is one more than the last heap position whose hash a node keeps:
+// the top three binary levels (positions 1..7). The fourth (8..15) would
+// double what the hashes cost the cache and save one hash, of two slots,
+// per changed slot; near the bottom of a large tree a node has few
+// internal positions, so most keep one to three hashes.
+const topLen = 8
+
+// innerHashes holds the binary subtrees inside a node in heap order, 1..15;
+// indexes 16..31 are the slots themselves and are not stored here.
 type innerHashes [fanout]struct {
 	kind types.NodeKind
 	h    types.Hash
@@ -94,11 +108,52 @@ type innerHashes [fanout]struct {
 // ref names the node's record.
 func (n *node) ref() nodeRef { return nodeRef{born: n.born, id: n.id} }
 
-// makeNode builds a node from a full slot array.
+// makeNode builds a node from a full slot array, the node and its slots in
+// one allocation (nodeAllocs).
 func makeNode(born uint64, a *[fanout]slot) *node {
-	n := &node{born: born}
-	n.occ, n.entries = packSlots(make([]slot, 0, occupiedCount(a)), a)
+	n := nodeAllocs[occupiedCount(a)]()
+	n.born = born
+	n.occ, n.entries = packSlots(n.entries, a)
 	return n
+}
+
+// nodeWith is a node followed by the array its entries use.
+type nodeWith[A any] struct {
+	n node
+	e A
+}
+
+// allocWith allocates a node and its slot array A in one object; all
+// returns the array as a slice.
+func allocWith[A any](all func(*A) []slot) *node {
+	x := new(nodeWith[A])
+	x.n.entries = all(&x.e)[:0]
+	return &x.n
+}
+
+// nodeAllocs[c] returns a new node with room for c slots in the same
+// object: a commit makes tens of thousands of nodes per block, and one
+// allocation instead of two per node is half the calls and puts a node's
+// header and slots side by side, where the next commit reading it finds
+// them in one stretch of memory.
+var nodeAllocs = [fanout + 1]func() *node{
+	0:  func() *node { return new(node) },
+	1:  func() *node { return allocWith(func(a *[1]slot) []slot { return a[:] }) },
+	2:  func() *node { return allocWith(func(a *[2]slot) []slot { return a[:] }) },
+	3:  func() *node { return allocWith(func(a *[3]slot) []slot { return a[:] }) },
+	4:  func() *node { return allocWith(func(a *[4]slot) []slot { return a[:] }) },
+	5:  func() *node { return allocWith(func(a *[5]slot) []slot { return a[:] }) },
+	6:  func() *node { return allocWith(func(a *[6]slot) []slot { return a[:] }) },
+	7:  func() *node { return allocWith(func(a *[7]slot) []slot { return a[:] }) },
+	8:  func() *node { return allocWith(func(a *[8]slot) []slot { return a[:] }) },
+	9:  func() *node { return allocWith(func(a *[9]slot) []slot { return a[:] }) },
+	10: func() *node { return allocWith(func(a *[10]slot) []slot { return a[:] }) },
+	11: func() *node { return allocWith(func(a *[11]slot) []slot { return a[:] }) },
+	12: func() *node { return allocWith(func(a *[12]slot) []slot { return a[:] }) },
+	13: func() *node { return allocWith(func(a *[13]slot) []slot { return a[:] }) },
+	14: func() *node { return allocWith(func(a *[14]slot) []slot { return a[:] }) },
+	15: func() *node { return allocWith(func(a *[15]slot) []slot { return a[:] }) },
+	16: func() *node { return allocWith(func(a *[16]slot) []slot { return a[:] }) },
 }
 
 // packSlots appends a's non-empty slots to dst and returns their
@@ -135,9 +190,108 @@ func (n *node) all() (a [fanout]slot) {
 	return a
 }
 
-// size estimates the memory the node takes in the cache.
+// size estimates the memory the node takes in the cache. It depends on the
+// slots alone, not on whether the top hashes are computed yet: the cache
+// adds and subtracts it at different times.
 func (n *node) size() int {
-	return int(unsafe.Sizeof(node{})) + cap(n.entries)*int(unsafe.Sizeof(slot{})) + 64
+	return int(unsafe.Sizeof(node{})) + cap(n.entries)*int(unsafe.Sizeof(slot{})) +
+		bits.OnesCount8(n.topMask())*types.HashLen + 64
+}
+
+// allSlots marks every slot changed: hash a node in full.
+const allSlots = 1<<fanout - 1
+
+// topHashes is a node's kept top positions expanded: index i holds the
+// hash of position i when that position is internal.
+type topHashes [topLen]types.Hash
+
+// topMask returns the node's internal top positions (see topMaskOf).
+func (n *node) topMask() uint8 {
+	var kids uint16
+	j := 0
+	for i := 0; i < fanout; i++ {
+		if n.occ&(1<<i) != 0 {
+			if n.entries[j].kind == slotChild {
+				kids |= 1 << i
+			}
+			j++
+		}
+	}
+	return topMaskOf(n.occ, kids)
+}
+
+// topMaskOf returns a bit per top position (1..topLen-1) that is internal
+// in a node with occupied slots occ, of which kids are children: a binary
+// subtree is internal when it holds two slots or more or a child
+// (types.Combine hashes exactly those; an empty one or a single leaf is no
+// hash of its own).
+func topMaskOf(occ, kids uint16) uint8 {
+	var m uint8
+	for i := 1; i < topLen; i++ {
+		if bits.OnesCount16(under(occ, i)) > 1 || under(kids, i) != 0 {
+			m |= 1 << i
+		}
+	}
+	return m
+}
+
+// shape returns the occupied slots of a and, among them, the children.
+func shape(a *[fanout]slot) (occ, kids uint16) {
+	for i := range a {
+		switch a[i].kind {
+		case slotChild:
+			kids |= 1 << i
+			occ |= 1 << i
+		case slotLeaf:
+			occ |= 1 << i
+		}
+	}
+	return occ, kids
+}
+
+// under returns the bits of m (one per slot) under heap position i
+// (1..15), shifted down to bit 0.
+func under(m uint16, i int) uint16 {
+	level := bits.Len(uint(i)) - 1
+	w := fanout >> level
+	lo := (i - 1<<level) * w
+	return m >> lo & (1<<w - 1)
+}
+
+// expandTop fills top with the node's kept hashes and reports whether it
+// has them.
+func (n *node) expandTop(top *topHashes) bool {
+	p := n.top.Load()
+	if p == nil {
+		return false
+	}
+	m := n.topMask()
+	hs := unsafe.Slice(p, bits.OnesCount8(m))
+	j := 0
+	for i := 1; i < topLen; i++ {
+		if m&(1<<i) != 0 {
+			top[i] = hs[j]
+			j++
+		}
+	}
+	return true
+}
+
+// packTop returns the hashes in holds at the positions m marks, in
+// position order, for node.top.
+func packTop(in *innerHashes, m uint8) *types.Hash {
+	hs := make([]types.Hash, bits.OnesCount8(m))
+	if len(hs) == 0 {
+		return nil // no node: a node holds two leaves or a child
+	}
+	j := 0
+	for i := 1; i < topLen; i++ {
+		if m&(1<<i) != 0 {
+			hs[j] = in[i].h
+			j++
+		}
+	}
+	return &hs[0]
 }
 
 // sub returns the kind and hash of binary subtree i (heap order, 1..31).
@@ -146,11 +300,18 @@ func (n *node) sub(i int) (types.NodeKind, types.Hash) {
 		s := n.slot(i - fanout)
 		return s.treeKind(), s.h
 	}
-	n.innerOnce.Do(func() {
-		n.inner = new(innerHashes)
-		n.computeInner(n.inner)
-	})
-	return n.inner[i].kind, n.inner[i].h
+	a := n.all()
+	var top topHashes
+	if !n.expandTop(&top) {
+		var in innerHashes
+		hashSlots(&a, &in)
+		n.top.CompareAndSwap(nil, packTop(&in, n.topMask()))
+		return in[i].kind, in[i].h
+	}
+	if i < topLen {
+		return keptPos(&a, i, n.topMask(), &top)
+	}
+	return types.Combine(a[2*i-fanout].treeKind(), a[2*i-fanout].h, a[2*i+1-fanout].treeKind(), a[2*i+1-fanout].h)
 }
 
 // computeInner fills in with the node's inner hashes and returns its id.
@@ -162,6 +323,24 @@ func (n *node) computeInner(in *innerHashes) types.Hash {
 // hashSlots fills in with the inner hashes of a node holding the slots a
 // and returns its id.
 func hashSlots(a *[fanout]slot, in *innerHashes) types.Hash {
+	return hashChanged(a, in, nil, allSlots)
+}
+
+// hashChanged fills in with the inner hashes of a node holding the slots a
+// and returns its id. With top nil every position is hashed. Otherwise top
+// holds the kept hashes of the node a was made from, and changed marks the
+// slots that differ from that node's (a superset does no harm): a top
+// position with no changed slot under it is taken from top, and a
+// position of the fourth level is hashed only when its parent is, so a
+// one-slot change costs at most five hashes instead of up to fifteen. in is
+// then complete at positions 1..topLen-1 only.
+func hashChanged(a *[fanout]slot, in *innerHashes, top *topHashes, changed uint16) types.Hash {
+	var kept uint8
+	if top == nil {
+		changed = allSlots
+	} else {
+		kept = topMaskOf(shape(a))
+	}
 	get := func(i int) (types.NodeKind, types.Hash) {
 		if i >= fanout {
 			return a[i-fanout].treeKind(), a[i-fanout].h
@@ -169,21 +348,53 @@ func hashSlots(a *[fanout]slot, in *innerHashes) types.Hash {
 		return in[i].kind, in[i].h
 	}
 	for i := fanout - 1; i >= 1; i-- {
-		lk, lh := get(2 * i)
-		rk, rh := get(2*i + 1)
-		in[i].kind, in[i].h = types.Combine(lk, lh, rk, rh)
+		switch {
+		case i >= topLen && under(changed, i/2) == 0:
+			// Its parent is kept: not needed.
+		case i < topLen && under(changed, i) == 0:
+			in[i].kind, in[i].h = keptPos(a, i, kept, top)
+		default:
+			lk, lh := get(2 * i)
+			rk, rh := get(2*i + 1)
+			in[i].kind, in[i].h = types.Combine(lk, lh, rk, rh)
+		}
 	}
 	return in[1].h
 }
 
-// newNode builds a node from a full slot array and computes its id from
-// the array, which the caller already has in full. The inner hashes are not
-// kept (nor allocated): most new nodes are never proved from, and keeping
-// them would double what a cached node costs.
-func newNode(born uint64, a *[fanout]slot) *node {
+// keptPos returns top position i of a node holding the slots a, whose
+// internal top positions are kept and their hashes in top: an internal
+// position's kept hash, or the one leaf under it, or empty.
+func keptPos(a *[fanout]slot, i int, kept uint8, top *topHashes) (types.NodeKind, types.Hash) {
+	if kept&(1<<i) != 0 {
+		return types.KindInternal, top[i]
+	}
+	level := bits.Len(uint(i)) - 1
+	w := fanout >> level
+	lo := (i - 1<<level) * w
+	for s := lo; s < lo+w; s++ {
+		if a[s].kind == slotLeaf {
+			return types.KindLeaf, a[s].h
+		}
+	}
+	return types.KindEmpty, types.EmptyHash
+}
+
+// newNode builds a node from a full slot array and computes its id and
+// kept top hashes from it. from is the node the array was made from, and
+// changed marks the slots that differ from its (see hashChanged); with
+// from nil (a new subtree) or a from without kept hashes, the node is
+// hashed in full.
+func newNode(born uint64, a *[fanout]slot, from *node, changed uint16) *node {
 	n := makeNode(born, a)
 	var in innerHashes
-	n.id = hashSlots(a, &in)
+	var top topHashes
+	if from != nil && from.expandTop(&top) {
+		n.id = hashChanged(a, &in, &top, changed)
+	} else {
+		n.id = hashSlots(a, &in)
+	}
+	n.top.Store(packTop(&in, n.topMask()))
 	return n
 }
 
