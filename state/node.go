@@ -76,7 +76,12 @@ type node struct {
 	// occupied slots in order. Near the bottom of a large tree most nodes
 	// hold two or three leaves, so not storing empty slots lets the cache
 	// hold several times more nodes.
-	occ     uint16
+	occ uint16
+	// topm marks the top positions whose hashes top holds, for a node a
+	// commit built and kept them for (newNode); 0 for any other node,
+	// whose mask expandTop computes from the slots. Set before the node is
+	// shared, never changed.
+	topm    uint8
 	entries []slot
 	// top points to the hashes of the node's internal binary subtrees
 	// among heap positions 1..topLen-1 (1 is the node itself, 2i and 2i+1
@@ -84,12 +89,19 @@ type node struct {
 	// internal ones only (topMask): an empty position's hash is zero and a
 	// one-leaf position's is its leaf's. A commit that changes a few slots
 	// rehashes only the positions above them (hashChanged); proofs read
-	// them too. A node the commit built has them from the start; a node
-	// read from the datastore computes them when a proof first asks
-	// (atomic: readers share the node), and a commit replacing it rehashes
-	// the new node in full instead.
+	// them too. A node the commit built with topKeepMin slots or more has
+	// them from the start; any other node computes them when a proof first
+	// asks (atomic: readers share the node), and a commit replacing it
+	// rehashes the new node in full instead.
 	top atomic.Pointer[types.Hash]
 }
+
+// topKeepMin is the fewest occupied slots of a node for which a commit
+// keeps its top hashes. Below it a node hashes in a few steps anyway (the
+// bottom nodes of a large tree hold two or three leaves, and most of a
+// tree's nodes are bottom nodes), so keeping them would cost the cache an
+// allocation per node and save nothing.
+const topKeepMin = 5
 
 // topLen is one more than the last heap position whose hash a node keeps:
 // the top three binary levels (positions 1..7). The fourth (8..15) would
@@ -108,52 +120,14 @@ type innerHashes [fanout]struct {
 // ref names the node's record.
 func (n *node) ref() nodeRef { return nodeRef{born: n.born, id: n.id} }
 
-// makeNode builds a node from a full slot array, the node and its slots in
-// one allocation (nodeAllocs).
+// makeNode builds a node from a full slot array. Its slots are an
+// allocation of their own: they hold no pointers, so the collector never
+// scans them (a node and its slots in one object, which it would scan,
+// doubled the collector's CPU per block; see RATIONALE.md).
 func makeNode(born uint64, a *[fanout]slot) *node {
-	n := nodeAllocs[occupiedCount(a)]()
-	n.born = born
-	n.occ, n.entries = packSlots(n.entries, a)
+	n := &node{born: born}
+	n.occ, n.entries = packSlots(make([]slot, 0, occupiedCount(a)), a)
 	return n
-}
-
-// nodeWith is a node followed by the array its entries use.
-type nodeWith[A any] struct {
-	n node
-	e A
-}
-
-// allocWith allocates a node and its slot array A in one object; all
-// returns the array as a slice.
-func allocWith[A any](all func(*A) []slot) *node {
-	x := new(nodeWith[A])
-	x.n.entries = all(&x.e)[:0]
-	return &x.n
-}
-
-// nodeAllocs[c] returns a new node with room for c slots in the same
-// object: a commit makes tens of thousands of nodes per block, and one
-// allocation instead of two per node is half the calls and puts a node's
-// header and slots side by side, where the next commit reading it finds
-// them in one stretch of memory.
-var nodeAllocs = [fanout + 1]func() *node{
-	0:  func() *node { return new(node) },
-	1:  func() *node { return allocWith(func(a *[1]slot) []slot { return a[:] }) },
-	2:  func() *node { return allocWith(func(a *[2]slot) []slot { return a[:] }) },
-	3:  func() *node { return allocWith(func(a *[3]slot) []slot { return a[:] }) },
-	4:  func() *node { return allocWith(func(a *[4]slot) []slot { return a[:] }) },
-	5:  func() *node { return allocWith(func(a *[5]slot) []slot { return a[:] }) },
-	6:  func() *node { return allocWith(func(a *[6]slot) []slot { return a[:] }) },
-	7:  func() *node { return allocWith(func(a *[7]slot) []slot { return a[:] }) },
-	8:  func() *node { return allocWith(func(a *[8]slot) []slot { return a[:] }) },
-	9:  func() *node { return allocWith(func(a *[9]slot) []slot { return a[:] }) },
-	10: func() *node { return allocWith(func(a *[10]slot) []slot { return a[:] }) },
-	11: func() *node { return allocWith(func(a *[11]slot) []slot { return a[:] }) },
-	12: func() *node { return allocWith(func(a *[12]slot) []slot { return a[:] }) },
-	13: func() *node { return allocWith(func(a *[13]slot) []slot { return a[:] }) },
-	14: func() *node { return allocWith(func(a *[14]slot) []slot { return a[:] }) },
-	15: func() *node { return allocWith(func(a *[15]slot) []slot { return a[:] }) },
-	16: func() *node { return allocWith(func(a *[16]slot) []slot { return a[:] }) },
 }
 
 // packSlots appends a's non-empty slots to dst and returns their
@@ -190,12 +164,13 @@ func (n *node) all() (a [fanout]slot) {
 	return a
 }
 
-// size estimates the memory the node takes in the cache. It depends on the
-// slots alone, not on whether the top hashes are computed yet: the cache
-// adds and subtracts it at different times.
+// size estimates the memory the node takes in the cache. It counts the
+// top hashes a commit kept (topm) and not those a proof computed later:
+// the cache adds and subtracts it at different times, so it must not
+// change.
 func (n *node) size() int {
 	return int(unsafe.Sizeof(node{})) + cap(n.entries)*int(unsafe.Sizeof(slot{})) +
-		bits.OnesCount8(n.topMask())*types.HashLen + 64
+		bits.OnesCount8(n.topm)*types.HashLen + 64
 }
 
 // allSlots marks every slot changed: hash a node in full.
@@ -207,6 +182,9 @@ type topHashes [topLen]types.Hash
 
 // topMask returns the node's internal top positions (see topMaskOf).
 func (n *node) topMask() uint8 {
+	if n.topm != 0 {
+		return n.topm
+	}
 	var kids uint16
 	j := 0
 	for i := 0; i < fanout; i++ {
@@ -394,7 +372,10 @@ func newNode(born uint64, a *[fanout]slot, from *node, changed uint16) *node {
 	} else {
 		n.id = hashSlots(a, &in)
 	}
-	n.top.Store(packTop(&in, n.topMask()))
+	if len(n.entries) >= topKeepMin {
+		n.topm = topMaskOf(shape(a))
+		n.top.Store(packTop(&in, n.topm))
+	}
 	return n
 }
 
