@@ -176,29 +176,25 @@ func (p *partBatches) get(db *pebble.DB, size int) *pebble.Batch {
 	if b != nil && cap(b.Repr()) >= size {
 		return b
 	}
-	if b != nil {
-		b.Close()
-	}
 	// A quarter more: the next version's part is about as large, and a
 	// little larger as often as not.
 	return db.NewBatchWithSize(size+size/4, pebble.WithMaxRetainedSizeBytes(partRetainMax))
 }
 
-// put empties b and keeps it for the next version (up to one per core),
-// or closes it.
+// put empties b and keeps it for the next version, up to one per core. A
+// batch that is not kept (nor one get finds too small) is left to the
+// collector rather than closed: Close would hand it to pebble's own pool
+// with its retention option and its large buffer, for any later batch of
+// the process to inherit. An uncommitted batch holds nothing else.
 func (p *partBatches) put(db *pebble.DB, b *pebble.Batch) {
 	b.Reset()
 	p.mu.Lock()
+	defer p.mu.Unlock()
 	if p.db != db {
 		p.db, p.free = db, nil
 	}
-	keep := len(p.free) < runtime.GOMAXPROCS(0)
-	if keep {
+	if len(p.free) < runtime.GOMAXPROCS(0) {
 		p.free = append(p.free, b)
-	}
-	p.mu.Unlock()
-	if !keep {
-		b.Close()
 	}
 }
 
