@@ -86,7 +86,7 @@ const arenaChunk = 256 << 10
 // scheduling.
 type out struct {
 	nodes    []*node     // new nodes, for the cache
-	replaced []*node     // nodes the version stopped using, to drop from the cache
+	replaced []dropped   // nodes the version stopped using, to drop from the cache
 	records  []newRecord // new node and value records, for the batch
 	stale    []nodeRef   // records the version stopped using
 	changes  []Change
@@ -105,7 +105,7 @@ type out struct {
 // three stale refs, one change), so that its lists do not grow by doubling.
 func (o *out) presize(n int) {
 	o.nodes = make([]*node, 0, 2*n+4)
-	o.replaced = make([]*node, 0, 2*n+4)
+	o.replaced = make([]dropped, 0, 2*n+4)
 	o.records = make([]newRecord, 0, 3*n+4)
 	o.stale = make([]nodeRef, 0, 3*n+4)
 	o.changes = make([]Change, 0, n)
@@ -450,7 +450,7 @@ func (c *committer) update(o *out, old slot, d int, ws []item) (slot, error) {
 			return old, nil
 		}
 		o.stale = append(o.stale, old.ref())
-		o.replaced = append(o.replaced, n)
+		o.replaced = append(o.replaced, droppedNode(n))
 		return c.finish(o, &a, n, changed), nil
 	}
 	// old is empty or a leaf: gather the leaves of the new subtree, in

@@ -122,8 +122,8 @@ func (n *node) ref() nodeRef { return nodeRef{born: n.born, id: n.id} }
 
 // makeNode builds a node from a full slot array. Its slots are an
 // allocation of their own: they hold no pointers, so the collector never
-// scans them (a node and its slots in one object, which it would scan,
-// doubled the collector's CPU per block; see RATIONALE.md).
+// scans them (a node and its slots in one object made a collection of a
+// 360k-node cache cost ~1.7 times the CPU; see RATIONALE.md).
 func makeNode(born uint64, a *[fanout]slot) *node {
 	n := &node{born: born}
 	n.occ, n.entries = packSlots(make([]slot, 0, occupiedCount(a)), a)
