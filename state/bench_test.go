@@ -512,6 +512,31 @@ func BenchmarkVerify(b *testing.B) {
 	b.ReportMetric(float64(size)/float64(len(proofs)), "proof-bytes")
 }
 
+// BenchmarkProve makes single-key proofs of the latest version from cached
+// nodes, the keys in a scattered order: what serving a proof costs the
+// store (a proof reads its nodes' inner hashes, node.sub). CPU per proof
+// in cpu-ns/op.
+func BenchmarkProve(b *testing.B) {
+	n := benchKeys()
+	s, h := fillStore(b, n)
+	ctx := context.Background()
+	for i := range 1000 {
+		// Every node on the paths computes what it keeps once.
+		if _, err := s.Prove(ctx, h, benchKey(int(uint64(i)*2654435761%uint64(n)))); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ResetTimer()
+	cpu := startCPU()
+	for i := 0; i < b.N; i++ {
+		k := int(uint64(i%1000) * 2654435761 % uint64(n))
+		if _, err := s.Prove(ctx, h, benchKey(k)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(cpu.since()*1e9/float64(b.N), "cpu-ns/op")
+}
+
 // settleCompactions flushes the memtable and waits until pebble has run
 // every compaction it wants to (none in progress at three polls in a row).
 // With KAIROS_BENCH_SETTLE set, the commit benchmark does it before and
