@@ -105,7 +105,10 @@ func TestHashChangedAgainstReference(t *testing.T) {
 			checkSubs(t, n, "updated")
 			var in innerHashes
 			hashSlots(&a, &in)
-			m := n.topMask()
+			m := topMaskOf(shape(&a))
+			if kt := n.top.Load(); kt != nil && kt.mask != m {
+				t.Fatalf("kept mask %08b, the slots' %08b", kt.mask, m)
+			}
 			for i := 1; i < topLen; i++ {
 				if (m&(1<<i) != 0) != (in[i].kind == types.KindInternal) {
 					t.Fatalf("top mask %08b disagrees with the kind of position %d (%v)", m, i, in[i].kind)

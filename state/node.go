@@ -77,23 +77,30 @@ type node struct {
 	// hold two or three leaves, so not storing empty slots lets the cache
 	// hold several times more nodes.
 	occ uint16
-	// topm marks the top positions whose hashes top holds, for a node a
-	// commit built and kept them for (newNode); 0 for any other node,
-	// whose mask expandTop computes from the slots. Set before the node is
-	// shared, never changed.
-	topm    uint8
+	// kept says a commit built the node and kept its top hashes (newNode):
+	// size counts them. Set before the node is shared, never changed.
+	kept    bool
 	entries []slot
 	// top points to the hashes of the node's internal binary subtrees
 	// among heap positions 1..topLen-1 (1 is the node itself, 2i and 2i+1
-	// the children of i, 16..31 the slots), in position order, the
-	// internal ones only (topMask): an empty position's hash is zero and a
-	// one-leaf position's is its leaf's. A commit that changes a few slots
-	// rehashes only the positions above them (hashChanged); proofs read
-	// them too. A node the commit built with topKeepMin slots or more has
-	// them from the start; any other node computes them when a proof first
-	// asks (atomic: readers share the node), and a commit replacing it
-	// rehashes the new node in full instead.
-	top atomic.Pointer[types.Hash]
+	// the children of i, 16..31 the slots), with a mask of the internal
+	// ones: an empty position's hash is zero and a one-leaf position's is
+	// its leaf's. A commit that changes a few slots rehashes only the
+	// positions above them (hashChanged); proofs read them too. A node the
+	// commit built with topKeepMin slots or more has them from the start;
+	// any other node computes them when a proof first asks (atomic: readers
+	// share the node), and a commit replacing it rehashes the new node in
+	// full instead.
+	top atomic.Pointer[keptTop]
+}
+
+// keptTop is what a node keeps of its top positions: one pointer-free
+// object (the collector marks it and never scans it), the mask of the
+// internal positions beside their hashes so that a proof reads a position
+// without looking at the slots.
+type keptTop struct {
+	mask uint8                  // bit i: position i is internal
+	h    [topLen - 1]types.Hash // position i at h[i-1]
 }
 
 // topKeepMin is the fewest occupied slots of a node for which a commit
@@ -165,38 +172,18 @@ func (n *node) all() (a [fanout]slot) {
 }
 
 // size estimates the memory the node takes in the cache. It counts the
-// top hashes a commit kept (topm) and not those a proof computed later:
-// the cache adds and subtracts it at different times, so it must not
-// change.
+// top hashes a commit kept and not those a proof computed later: the cache
+// adds and subtracts it at different times, so it must not change.
 func (n *node) size() int {
-	return int(unsafe.Sizeof(node{})) + cap(n.entries)*int(unsafe.Sizeof(slot{})) +
-		bits.OnesCount8(n.topm)*types.HashLen + 64
+	sz := int(unsafe.Sizeof(node{})) + cap(n.entries)*int(unsafe.Sizeof(slot{})) + 64
+	if n.kept {
+		sz += int(unsafe.Sizeof(keptTop{}))
+	}
+	return sz
 }
 
 // allSlots marks every slot changed: hash a node in full.
 const allSlots = 1<<fanout - 1
-
-// topHashes is a node's kept top positions expanded: index i holds the
-// hash of position i when that position is internal.
-type topHashes [topLen]types.Hash
-
-// topMask returns the node's internal top positions (see topMaskOf).
-func (n *node) topMask() uint8 {
-	if n.topm != 0 {
-		return n.topm
-	}
-	var kids uint16
-	j := 0
-	for i := 0; i < fanout; i++ {
-		if n.occ&(1<<i) != 0 {
-			if n.entries[j].kind == slotChild {
-				kids |= 1 << i
-			}
-			j++
-		}
-	}
-	return topMaskOf(n.occ, kids)
-}
 
 // topMaskOf returns a bit per top position (1..topLen-1) that is internal
 // in a node with occupied slots occ, of which kids are children: a binary
@@ -236,60 +223,49 @@ func under(m uint16, i int) uint16 {
 	return m >> lo & (1<<w - 1)
 }
 
-// expandTop fills top with the node's kept hashes and reports whether it
-// has them.
-func (n *node) expandTop(top *topHashes) bool {
-	p := n.top.Load()
-	if p == nil {
-		return false
-	}
-	m := n.topMask()
-	hs := unsafe.Slice(p, bits.OnesCount8(m))
-	j := 0
+// keep returns the top positions of in (a node's inner hashes, complete at
+// 1..topLen-1) for node.top, with the mask of the internal ones.
+func keep(in *innerHashes, mask uint8) *keptTop {
+	t := &keptTop{mask: mask}
 	for i := 1; i < topLen; i++ {
-		if m&(1<<i) != 0 {
-			top[i] = hs[j]
-			j++
-		}
+		t.h[i-1] = in[i].h
 	}
-	return true
+	return t
 }
 
-// packTop returns the hashes in holds at the positions m marks, in
-// position order, for node.top.
-func packTop(in *innerHashes, m uint8) *types.Hash {
-	hs := make([]types.Hash, bits.OnesCount8(m))
-	if len(hs) == 0 {
-		return nil // no node: a node holds two leaves or a child
-	}
-	j := 0
-	for i := 1; i < topLen; i++ {
-		if m&(1<<i) != 0 {
-			hs[j] = in[i].h
-			j++
-		}
-	}
-	return &hs[0]
-}
-
-// sub returns the kind and hash of binary subtree i (heap order, 1..31).
+// sub returns the kind and hash of binary subtree i (heap order, 1..31). A
+// position of the fourth level (8..15) costs a proof one hash of two slots
+// at most; the others are kept.
 func (n *node) sub(i int) (types.NodeKind, types.Hash) {
 	if i >= fanout {
 		s := n.slot(i - fanout)
 		return s.treeKind(), s.h
 	}
-	a := n.all()
-	var top topHashes
-	if !n.expandTop(&top) {
+	if i >= topLen {
+		l, r := n.slot(2*i-fanout), n.slot(2*i+1-fanout)
+		return types.Combine(l.treeKind(), l.h, r.treeKind(), r.h)
+	}
+	t := n.top.Load()
+	if t == nil {
+		a := n.all()
 		var in innerHashes
 		hashSlots(&a, &in)
-		n.top.CompareAndSwap(nil, packTop(&in, n.topMask()))
-		return in[i].kind, in[i].h
+		t = keep(&in, topMaskOf(shape(&a)))
+		if !n.top.CompareAndSwap(nil, t) {
+			t = n.top.Load()
+		}
 	}
-	if i < topLen {
-		return keptPos(&a, i, n.topMask(), &top)
+	if t.mask&(1<<i) != 0 {
+		return types.KindInternal, t.h[i-1]
 	}
-	return types.Combine(a[2*i-fanout].treeKind(), a[2*i-fanout].h, a[2*i+1-fanout].treeKind(), a[2*i+1-fanout].h)
+	// Empty or a single leaf, which the kept mask says.
+	u := under(n.occ, i)
+	if u == 0 {
+		return types.KindEmpty, types.EmptyHash
+	}
+	level := bits.Len(uint(i)) - 1
+	lo := (i - 1<<level) * (fanout >> level)
+	return types.KindLeaf, n.slot(lo + bits.TrailingZeros16(u)).h
 }
 
 // computeInner fills in with the node's inner hashes and returns its id.
@@ -306,18 +282,16 @@ func hashSlots(a *[fanout]slot, in *innerHashes) types.Hash {
 
 // hashChanged fills in with the inner hashes of a node holding the slots a
 // and returns its id. With top nil every position is hashed. Otherwise top
-// holds the kept hashes of the node a was made from, and changed marks the
-// slots that differ from that node's (a superset does no harm): a top
-// position with no changed slot under it is taken from top, and a
-// position of the fourth level is hashed only when its parent is, so a
-// one-slot change costs at most five hashes instead of up to fifteen. in is
-// then complete at positions 1..topLen-1 only.
-func hashChanged(a *[fanout]slot, in *innerHashes, top *topHashes, changed uint16) types.Hash {
-	var kept uint8
+// is what the node a was made from kept, and changed marks the slots that
+// differ from that node's (a superset does no harm): a top position with
+// no changed slot under it is taken from top (its kind too: the slots
+// under it are the same), and a position of the fourth level is hashed
+// only when its parent is, so a one-slot change costs at most five hashes
+// instead of up to fifteen. in is then complete at positions
+// 1..topLen-1 only.
+func hashChanged(a *[fanout]slot, in *innerHashes, top *keptTop, changed uint16) types.Hash {
 	if top == nil {
 		changed = allSlots
-	} else {
-		kept = topMaskOf(shape(a))
 	}
 	get := func(i int) (types.NodeKind, types.Hash) {
 		if i >= fanout {
@@ -330,7 +304,7 @@ func hashChanged(a *[fanout]slot, in *innerHashes, top *topHashes, changed uint1
 		case i >= topLen && under(changed, i/2) == 0:
 			// Its parent is kept: not needed.
 		case i < topLen && under(changed, i) == 0:
-			in[i].kind, in[i].h = keptPos(a, i, kept, top)
+			in[i].kind, in[i].h = keptPos(a, i, top)
 		default:
 			lk, lh := get(2 * i)
 			rk, rh := get(2*i + 1)
@@ -341,11 +315,11 @@ func hashChanged(a *[fanout]slot, in *innerHashes, top *topHashes, changed uint1
 }
 
 // keptPos returns top position i of a node holding the slots a, whose
-// internal top positions are kept and their hashes in top: an internal
-// position's kept hash, or the one leaf under it, or empty.
-func keptPos(a *[fanout]slot, i int, kept uint8, top *topHashes) (types.NodeKind, types.Hash) {
-	if kept&(1<<i) != 0 {
-		return types.KindInternal, top[i]
+// slots under i are those of the node that kept top: its kept hash if it
+// is internal, or the one leaf under it, or empty.
+func keptPos(a *[fanout]slot, i int, top *keptTop) (types.NodeKind, types.Hash) {
+	if top.mask&(1<<i) != 0 {
+		return types.KindInternal, top.h[i-1]
 	}
 	level := bits.Len(uint(i)) - 1
 	w := fanout >> level
@@ -366,15 +340,14 @@ func keptPos(a *[fanout]slot, i int, kept uint8, top *topHashes) (types.NodeKind
 func newNode(born uint64, a *[fanout]slot, from *node, changed uint16) *node {
 	n := makeNode(born, a)
 	var in innerHashes
-	var top topHashes
-	if from != nil && from.expandTop(&top) {
-		n.id = hashChanged(a, &in, &top, changed)
-	} else {
-		n.id = hashSlots(a, &in)
+	var top *keptTop
+	if from != nil {
+		top = from.top.Load()
 	}
+	n.id = hashChanged(a, &in, top, changed)
 	if len(n.entries) >= topKeepMin {
-		n.topm = topMaskOf(shape(a))
-		n.top.Store(packTop(&in, n.topm))
+		n.kept = true
+		n.top.Store(keep(&in, topMaskOf(shape(a))))
 	}
 	return n
 }
