@@ -234,16 +234,17 @@ func keep(in *innerHashes, mask uint8) *keptTop {
 }
 
 // sub returns the kind and hash of binary subtree i (heap order, 1..31). A
-// position of the fourth level (8..15) costs a proof one hash of two slots
-// at most; the others are kept.
+// position below the kept ones (the fourth level, 8..15) costs a proof one
+// hash of two slots at most.
 func (n *node) sub(i int) (types.NodeKind, types.Hash) {
 	if i >= fanout {
 		s := n.slot(i - fanout)
 		return s.treeKind(), s.h
 	}
 	if i >= topLen {
-		l, r := n.slot(2*i-fanout), n.slot(2*i+1-fanout)
-		return types.Combine(l.treeKind(), l.h, r.treeKind(), r.h)
+		lk, lh := n.sub(2 * i)
+		rk, rh := n.sub(2*i + 1)
+		return types.Combine(lk, lh, rk, rh)
 	}
 	t := n.top.Load()
 	if t == nil {
@@ -299,17 +300,24 @@ func hashChanged(a *[fanout]slot, in *innerHashes, top *keptTop, changed uint16)
 		}
 		return in[i].kind, in[i].h
 	}
+	// Top down: hash every position with a changed slot under it, and
+	// every position below the kept levels that a hashed parent needs.
+	var hashed uint16
+	for i := 1; i < fanout; i++ {
+		if under(changed, i) != 0 || i >= topLen && hashed&(1<<(i/2)) != 0 {
+			hashed |= 1 << i
+		}
+	}
 	for i := fanout - 1; i >= 1; i-- {
 		switch {
-		case i >= topLen && under(changed, i/2) == 0:
-			// Its parent is kept: not needed.
-		case i < topLen && under(changed, i) == 0:
-			in[i].kind, in[i].h = keptPos(a, i, top)
-		default:
+		case hashed&(1<<i) != 0:
 			lk, lh := get(2 * i)
 			rk, rh := get(2*i + 1)
 			in[i].kind, in[i].h = types.Combine(lk, lh, rk, rh)
+		case i < topLen:
+			in[i].kind, in[i].h = keptPos(a, i, top)
 		}
+		// Else no hashed position needs it.
 	}
 	return in[1].h
 }
