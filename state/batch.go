@@ -93,7 +93,7 @@ func (s *Store) pebbleVersionBatch(height uint64, root slot, o *out) (*pebble.Ba
 	batches := make([]*pebble.Batch, parts)
 	batches[0] = s.pdb.NewBatchWithSize(size)
 	for p := 1; p < parts; p++ {
-		batches[p] = s.pdb.NewBatchWithSize(sizes[p] + 64)
+		batches[p] = s.parts.get(s.pdb, sizes[p]+64)
 	}
 	errs := make([]error, parts)
 	encode := func(p int) {
@@ -136,7 +136,7 @@ func (s *Store) pebbleVersionBatch(height uint64, root slot, o *out) (*pebble.Ba
 		if err == nil {
 			err = b.Apply(batches[p], nil)
 		}
-		batches[p].Close()
+		s.parts.put(s.pdb, batches[p])
 	}
 	if err == nil {
 		err = b.Set(keyBytes(rootKey(height)), encodeRoot(root), nil)
@@ -170,6 +170,61 @@ func putHistory(b *pebble.Batch, height uint64, hs []oldLeaf) error {
 		}
 	}
 	return nil
+}
+
+// partBatches keeps the batches pebbleVersionBatch encodes its parts into
+// (all but the first, which pebble's commit takes) from one version to the
+// next. Each is a few MB and garbage once appended to the first: at 1M keys
+// they were ~7 MB of the ~85 MB a 10k-key block allocates (see
+// RATIONALE.md). A part is only ever appended (Batch.Apply copies it), never
+// committed, so pebble holds no reference to it after the build. Versions
+// are built one at a time, but the mutex keeps that an assumption of speed,
+// not of safety.
+type partBatches struct {
+	mu   sync.Mutex
+	db   *pebble.DB // the database the kept batches belong to
+	free []*pebble.Batch
+}
+
+// partRetainMax bounds the buffer a kept part batch holds between
+// versions; pebble drops a larger one at Reset. A block of BlockWritesMax
+// writes of large values is far above what a part usually holds, and its
+// buffer is not worth keeping.
+const partRetainMax = 64 << 20
+
+// get returns an empty batch of db with room for size bytes: a kept one if
+// it is large enough.
+func (p *partBatches) get(db *pebble.DB, size int) *pebble.Batch {
+	p.mu.Lock()
+	var b *pebble.Batch
+	if n := len(p.free); n > 0 && p.db == db {
+		b = p.free[n-1]
+		p.free = p.free[:n-1]
+	}
+	p.mu.Unlock()
+	if b != nil && cap(b.Repr()) >= size {
+		return b
+	}
+	// A quarter more: the next version's part is about as large, and a
+	// little larger as often as not.
+	return db.NewBatchWithSize(size+size/4, pebble.WithMaxRetainedSizeBytes(partRetainMax))
+}
+
+// put empties b and keeps it for the next version, up to one per core. A
+// batch that is not kept (nor one get finds too small) is left to the
+// collector rather than closed: Close would hand it to pebble's own pool
+// with its retention option and its large buffer, for any later batch of
+// the process to inherit. An uncommitted batch holds nothing else.
+func (p *partBatches) put(db *pebble.DB, b *pebble.Batch) {
+	b.Reset()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.db != db {
+		p.db, p.free = db, nil
+	}
+	if len(p.free) < runtime.GOMAXPROCS(0) {
+		p.free = append(p.free, b)
+	}
 }
 
 // putIndex adds the flat index changes to b in key order: (module, key),

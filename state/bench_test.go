@@ -205,6 +205,71 @@ func BenchmarkCommit(b *testing.B) {
 	})
 }
 
+// BenchmarkTreeUpdate is the tree update of a commit alone: 10k random
+// existing keys per block on a tree of benchKeys keys whose nodes are all
+// in the node cache, each block applied to the same root and its result
+// dropped (nothing is written, the cache does not change), so that the CPU
+// of hashing, node building and cache lookups shows without pebble's
+// flushes and compactions around it. "loaded" updates nodes as read from
+// the datastore (a store just opened); "committed" first commits 40 blocks,
+// after which most nodes a block touches were built by a commit, as in a
+// store that has run for a while (a bottom node of a 1M-key tree is
+// rewritten every few blocks). The collector's share is in gc-cpu-s/op, as
+// in BenchmarkCommit.
+func BenchmarkTreeUpdate(b *testing.B) {
+	n := benchKeys()
+	s, h := fillStore(b, n)
+	ctx := context.Background()
+	block := func(i, round int) []Write {
+		ws := make([]Write, benchBlock)
+		for j := range ws {
+			k := int((uint64(i)*benchBlock + uint64(j)) * 2654435761 % uint64(n))
+			ws[j] = Write{benchKey(k), benchValue(k, round)}
+		}
+		return ws
+	}
+	run := func(b *testing.B) {
+		s.mu.Lock()
+		root, height := s.root, s.latest
+		s.mu.Unlock()
+		blocks := make([][]item, 8)
+		for i := range blocks {
+			items, err := prepare(block(1000+i, int(height)))
+			if err != nil {
+				b.Fatal(err)
+			}
+			blocks[i] = items
+		}
+		work := make([]item, benchBlock)
+		b.ResetTimer()
+		stop := profileTo(b, os.Getenv("KAIROS_BENCH_CPUPROFILE"), "."+filepath.Base(b.Name()))
+		cpu := startCPU()
+		gc0 := readGC()
+		for i := 0; i < b.N; i++ {
+			// update writes the leaf hashes into the items: a fresh copy
+			// each time.
+			copy(work, blocks[i%len(blocks)])
+			c := &committer{s: s, ctx: ctx, height: height + 1}
+			if _, err := c.update(new(out), root, 0, work); err != nil {
+				b.Fatal(err)
+			}
+		}
+		gc := readGC().minus(gc0)
+		stop()
+		b.ReportMetric(cpu.since()/float64(b.N), "cpu-s/op")
+		b.ReportMetric(gc.cpu/float64(b.N), "gc-cpu-s/op")
+		b.ReportMetric(gc.alloc/1e6/float64(b.N), "alloc-MB/op")
+	}
+	b.Run("loaded", run)
+	for i := range 40 {
+		h++
+		if _, err := s.Commit(ctx, h, block(i, int(h))); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.Run("committed", run)
+}
+
 // benchCommit is one BenchmarkCommit run: with async, each block is
 // committed by CommitAsync and the next block's tree update runs while it
 // is written (the block before is waited for, as a pipelining node would),
@@ -478,6 +543,31 @@ func BenchmarkVerify(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(size)/float64(len(proofs)), "proof-bytes")
+}
+
+// BenchmarkProve makes single-key proofs of the latest version from cached
+// nodes, the keys in a scattered order: what serving a proof costs the
+// store (a proof reads its nodes' inner hashes, node.sub). CPU per proof
+// in cpu-ns/op.
+func BenchmarkProve(b *testing.B) {
+	n := benchKeys()
+	s, h := fillStore(b, n)
+	ctx := context.Background()
+	for i := range 1000 {
+		// Every node on the paths computes what it keeps once.
+		if _, err := s.Prove(ctx, h, benchKey(int(uint64(i)*2654435761%uint64(n)))); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ResetTimer()
+	cpu := startCPU()
+	for i := 0; i < b.N; i++ {
+		k := int(uint64(i%1000) * 2654435761 % uint64(n))
+		if _, err := s.Prove(ctx, h, benchKey(k)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(cpu.since()*1e9/float64(b.N), "cpu-ns/op")
 }
 
 // settleCompactions flushes the memtable and waits until pebble has run

@@ -36,11 +36,11 @@ func TestCacheCollidingRefsAreNeverConfused(t *testing.T) {
 		t.Fatal("get(b) missed")
 	}
 	// a's stale entry must not drop b.
-	c.replace([]*node{{id: a.id, born: a.born}}, nil)
+	c.replace([]dropped{droppedNode(&node{id: a.id, born: a.born})}, nil)
 	if c.get(b) != nb {
 		t.Fatal("replace of a colliding stale ref dropped b")
 	}
-	c.replace([]*node{nb}, []*node{na})
+	c.replace([]dropped{droppedNode(nb)}, []*node{na})
 	if c.get(b) != nil || c.get(a) != na {
 		t.Fatal("replace did not swap b for a")
 	}
@@ -76,7 +76,7 @@ func TestCacheAgainstModel(t *testing.T) {
 				t.Fatalf("op %d: get(%v) returned node %v", i, r, got.ref())
 			}
 		case 2:
-			c.replace([]*node{nodes[r]}, nil)
+			c.replace([]dropped{droppedNode(nodes[r])}, nil)
 			if c.get(r) != nil {
 				t.Fatalf("op %d: stale node still cached", i)
 			}

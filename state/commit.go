@@ -88,12 +88,32 @@ const arenaChunk = 256 << 10
 // scheduling.
 type out struct {
 	nodes    []*node     // new nodes, for the cache
-	replaced []*node     // nodes the version stopped using, to drop from the cache
+	replaced []dropped   // nodes the version stopped using, to drop from the cache
 	records  []newRecord // new node records, for the batch
 	history  []oldLeaf   // leaves the version replaced or deleted, for its history records
 	stale    []nodeRef   // node records the version stopped using
 	changes  []Change
 	arena    []byte // the chunk records are encoded into
+	// leaves is update's scratch for the leaves of a subtree it builds
+	// anew, kept for the next: most of a block's updates end at a leaf
+	// slot, and a slice of items each was ~5 MB of garbage per 10k-key
+	// block. The build it is handed to never gathers leaves of its own
+	// into the same out (it makes fresh subtrees only, and subtrees built
+	// on other goroutines have outs of their own).
+	leaves []item
+}
+
+// presize gives o room for what a subtree update of n writes usually
+// adds (per write, at 1M keys: two new nodes, two replaced, three records,
+// three stale refs, one change, at most one history record), so that its
+// lists do not grow by doubling.
+func (o *out) presize(n int) {
+	o.nodes = make([]*node, 0, 2*n+4)
+	o.replaced = make([]dropped, 0, 2*n+4)
+	o.records = make([]newRecord, 0, 3*n+4)
+	o.history = make([]oldLeaf, 0, n)
+	o.stale = make([]nodeRef, 0, 3*n+4)
+	o.changes = make([]Change, 0, n)
 }
 
 // reserve returns the arena with room for n more bytes, starting a new
@@ -571,15 +591,16 @@ func (c *committer) update(o *out, old slot, d int, ws []item) (slot, error) {
 		if err != nil {
 			return slot{}, err
 		}
-		if !changed {
+		if changed == 0 {
 			return old, nil
 		}
 		o.stale = append(o.stale, old.ref())
-		o.replaced = append(o.replaced, n)
-		return c.finish(o, &a), nil
+		o.replaced = append(o.replaced, droppedNode(n))
+		return c.finish(o, &a, n, changed), nil
 	}
-	// old is empty or a leaf: gather the leaves of the new subtree.
-	leaves := make([]item, 0, len(ws)+1)
+	// old is empty or a leaf: gather the leaves of the new subtree, in
+	// o's scratch (see out.leaves).
+	leaves := o.leaves[:0]
 	keepOld := old.kind == slotLeaf
 	for i := range ws {
 		w := &ws[i]
@@ -604,6 +625,7 @@ func (c *committer) update(o *out, old slot, d int, ws []item) (slot, error) {
 			leaves = append(leaves, *w)
 		}
 	}
+	o.leaves = leaves // keep what it grew to
 	if keepOld {
 		if len(leaves) == 0 {
 			return old, nil
@@ -613,6 +635,7 @@ func (c *committer) update(o *out, old slot, d int, ws []item) (slot, error) {
 		leaves = append(leaves, item{})
 		copy(leaves[at+1:], leaves[at:])
 		leaves[at] = item{kp: kp, h: old.h, leaf: old.leaf}
+		o.leaves = leaves
 	}
 	return c.build(o, leaves, d), nil
 }
@@ -633,13 +656,14 @@ func (c *committer) build(o *out, leaves []item, d int) slot {
 	var a [fanout]slot
 	// build cannot fail: it reads nothing.
 	_, _ = c.children(o, d, leaves, &a, true)
-	return c.finish(o, &a)
+	return c.finish(o, &a, nil, allSlots)
 }
 
 // finish turns an updated node into the slot that replaces it: nothing if it
 // is empty, its only leaf if one leaf is left (the sparse tree collapses a
-// one-leaf subtree), else the node itself, recorded for writing.
-func (c *committer) finish(o *out, a *[fanout]slot) slot {
+// one-leaf subtree), else the node itself, recorded for writing. from and
+// changed say what the node was updated from (see newNode).
+func (c *committer) finish(o *out, a *[fanout]slot, from *node, changed uint16) slot {
 	count, last := occupied(a)
 	if count == 0 {
 		return slot{}
@@ -647,7 +671,7 @@ func (c *committer) finish(o *out, a *[fanout]slot) slot {
 	if count == 1 && a[last].kind == slotLeaf {
 		return a[last]
 	}
-	nn := newNode(c.height, a)
+	nn := newNode(c.height, a, from, changed)
 	o.addNode(nn)
 	return slot{kind: slotChild, h: nn.id, born: c.height}
 }
@@ -658,10 +682,10 @@ type run struct{ nib, lo, hi int }
 // children applies ws (sorted, all under this node) to the slots a of a
 // node at nibble depth d, each run of ws to the slot of its nibble: an update
 // of the slot's subtree, or a fresh subtree when fresh (a is empty then). It
-// reports whether any slot changed. The slot array stays on the caller's
+// returns a bit per slot that changed. The slot array stays on the caller's
 // stack: only the top of the tree, for large write sets, goes to
 // parallelChildren, which works on its own copy.
-func (c *committer) children(o *out, d int, ws []item, a *[fanout]slot, fresh bool) (bool, error) {
+func (c *committer) children(o *out, d int, ws []item, a *[fanout]slot, fresh bool) (uint16, error) {
 	var rbuf [fanout]run
 	rs := rbuf[:0]
 	for lo := 0; lo < len(ws); {
@@ -676,13 +700,15 @@ func (c *committer) children(o *out, d int, ws []item, a *[fanout]slot, fresh bo
 	if d == 0 && len(ws) >= parallelMin && len(rs) > 1 {
 		return c.parallelChildren(o, d, ws, rs, a, fresh)
 	}
-	changed := false
+	var changed uint16
 	for _, r := range rs {
 		ns, err := c.child(o, d, ws[r.lo:r.hi], a[r.nib], fresh)
 		if err != nil {
-			return false, err
+			return 0, err
 		}
-		changed = changed || ns != a[r.nib]
+		if ns != a[r.nib] {
+			changed |= 1 << r.nib
+		}
 		a[r.nib] = ns
 	}
 	return changed, nil
@@ -701,7 +727,7 @@ func (c *committer) child(o *out, d int, group []item, old slot, fresh bool) (sl
 // own out, merged afterwards in nibble order, so the batch never depends on
 // scheduling; the first error in nibble order wins, so errors are
 // deterministic too.
-func (c *committer) parallelChildren(o *out, d int, ws []item, rs []run, a *[fanout]slot, fresh bool) (bool, error) {
+func (c *committer) parallelChildren(o *out, d int, ws []item, rs []run, a *[fanout]slot, fresh bool) (uint16, error) {
 	type result struct {
 		o   out
 		s   slot
@@ -710,6 +736,7 @@ func (c *committer) parallelChildren(o *out, d int, ws []item, rs []run, a *[fan
 	res := make([]result, len(rs))
 	var wg sync.WaitGroup
 	for i, r := range rs {
+		res[i].o.presize(r.hi - r.lo)
 		wg.Add(1)
 		go func(old slot) {
 			defer wg.Done()
@@ -720,7 +747,7 @@ func (c *committer) parallelChildren(o *out, d int, ws []item, rs []run, a *[fan
 	var nn, nd, nr, nh, ns, nc int
 	for i := range res {
 		if res[i].err != nil {
-			return false, res[i].err
+			return 0, res[i].err
 		}
 		p := &res[i].o
 		nn, nd, nr, nh = nn+len(p.nodes), nd+len(p.replaced), nr+len(p.records), nh+len(p.history)
@@ -734,10 +761,12 @@ func (c *committer) parallelChildren(o *out, d int, ws []item, rs []run, a *[fan
 	o.history = slices.Grow(o.history, nh)
 	o.stale = slices.Grow(o.stale, ns)
 	o.changes = slices.Grow(o.changes, nc)
-	changed := false
+	var changed uint16
 	for i, r := range rs {
 		o.merge(&res[i].o)
-		changed = changed || res[i].s != a[r.nib]
+		if res[i].s != a[r.nib] {
+			changed |= 1 << r.nib
+		}
 		a[r.nib] = res[i].s
 	}
 	return changed, nil

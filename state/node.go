@@ -4,7 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math/bits"
-	"sync"
+	"sync/atomic"
 	"unsafe"
 
 	"github.com/kairos-network/kairos/types"
@@ -121,21 +121,54 @@ type node struct {
 	// occupied slots in order. Near the bottom of a large tree most nodes
 	// hold two or three leaves, so not storing empty slots lets the cache
 	// hold several times more nodes.
-	occ     uint16
+	occ uint16
+	// kept says a commit built the node and kept its top hashes (newNode):
+	// size counts them. Set before the node is shared, never changed.
+	kept    bool
 	entries []entry
 	// data holds the leaves' leafData, which their entries name by
 	// offsets: with no pointer in an entry, the collector does not scan
 	// the cache's entry arrays (a slot's string made the commit's
 	// collector cost grow by half, see RATIONALE.md).
 	data string
-	// inner holds the binary subtrees inside the node in heap order: 1 is
-	// the node itself, 2i and 2i+1 the children of i; indexes 16..31 are
-	// the slots themselves and are not stored here. Only proofs need it, so
-	// a node read from the datastore computes it on first use.
-	innerOnce sync.Once
-	inner     *innerHashes
+	// top points to the hashes of the node's internal binary subtrees
+	// among heap positions 1..topLen-1 (1 is the node itself, 2i and 2i+1
+	// the children of i, 16..31 the slots), with a mask of the internal
+	// ones: an empty position's hash is zero and a one-leaf position's is
+	// its leaf's. A commit that changes a few slots rehashes only the
+	// positions above them (hashChanged); proofs read them too. A node the
+	// commit built with topKeepMin slots or more has them from the start;
+	// any other node computes them when a proof first asks (atomic: readers
+	// share the node), and a commit replacing it rehashes the new node in
+	// full instead.
+	top atomic.Pointer[keptTop]
 }
 
+// keptTop is what a node keeps of its top positions: one pointer-free
+// object (the collector marks it and never scans it), the mask of the
+// internal positions beside their hashes so that a proof reads a position
+// without looking at the slots.
+type keptTop struct {
+	mask uint8                  // bit i: position i is internal
+	h    [topLen - 1]types.Hash // position i at h[i-1]
+}
+
+// topKeepMin is the fewest occupied slots of a node for which a commit
+// keeps its top hashes. Below it a node hashes in a few steps anyway (the
+// bottom nodes of a large tree hold two or three leaves, and most of a
+// tree's nodes are bottom nodes), so keeping them would cost the cache an
+// allocation per node and save nothing.
+const topKeepMin = 5
+
+// topLen is one more than the last heap position whose hash a node keeps:
+// the top three binary levels (positions 1..7). The fourth (8..15) would
+// double what the hashes cost the cache and save one hash, of two slots,
+// per changed slot; near the bottom of a large tree a node has few
+// internal positions, so most keep one to three hashes.
+const topLen = 8
+
+// innerHashes holds the binary subtrees inside a node in heap order, 1..15;
+// indexes 16..31 are the slots themselves and are not stored here.
 type innerHashes [fanout]struct {
 	kind types.NodeKind
 	h    types.Hash
@@ -153,7 +186,10 @@ type entry struct {
 	kind     slotKind
 }
 
-// makeNode builds a node from a full slot array.
+// makeNode builds a node from a full slot array. Its entries are an
+// allocation of their own with no pointers, so the collector never scans
+// them (a node and its slots in one object made a collection of a
+// 360k-node cache cost ~1.7 times the CPU; see RATIONALE.md).
 func makeNode(born uint64, a *[fanout]slot) *node {
 	n := &node{born: born}
 	var data []byte
@@ -224,22 +260,102 @@ func (n *node) all() (a [fanout]slot) {
 }
 
 // size estimates the memory the node takes in the cache: the node, its
-// entries and its leaves' keys and value hashes.
+// entries and its leaves' keys and value hashes. It counts the top hashes
+// a commit kept and not those a proof computed later: the cache adds and
+// subtracts it at different times, so it must not change.
 func (n *node) size() int {
-	return int(unsafe.Sizeof(node{})) + cap(n.entries)*int(unsafe.Sizeof(entry{})) + len(n.data) + 64
+	sz := int(unsafe.Sizeof(node{})) + cap(n.entries)*int(unsafe.Sizeof(entry{})) + len(n.data) + 64
+	if n.kept {
+		sz += int(unsafe.Sizeof(keptTop{}))
+	}
+	return sz
 }
 
-// sub returns the kind and hash of binary subtree i (heap order, 1..31).
+// allSlots marks every slot changed: hash a node in full.
+const allSlots = 1<<fanout - 1
+
+// topMaskOf returns a bit per top position (1..topLen-1) that is internal
+// in a node with occupied slots occ, of which kids are children: a binary
+// subtree is internal when it holds two slots or more or a child
+// (types.Combine hashes exactly those; an empty one or a single leaf is no
+// hash of its own).
+func topMaskOf(occ, kids uint16) uint8 {
+	var m uint8
+	for i := 1; i < topLen; i++ {
+		if bits.OnesCount16(under(occ, i)) > 1 || under(kids, i) != 0 {
+			m |= 1 << i
+		}
+	}
+	return m
+}
+
+// shape returns the occupied slots of a and, among them, the children.
+func shape(a *[fanout]slot) (occ, kids uint16) {
+	for i := range a {
+		switch a[i].kind {
+		case slotChild:
+			kids |= 1 << i
+			occ |= 1 << i
+		case slotLeaf:
+			occ |= 1 << i
+		}
+	}
+	return occ, kids
+}
+
+// under returns the bits of m (one per slot) under heap position i
+// (1..15), shifted down to bit 0.
+func under(m uint16, i int) uint16 {
+	level := bits.Len(uint(i)) - 1
+	w := fanout >> level
+	lo := (i - 1<<level) * w
+	return m >> lo & (1<<w - 1)
+}
+
+// keep returns the top positions of in (a node's inner hashes, complete at
+// 1..topLen-1) for node.top, with the mask of the internal ones.
+func keep(in *innerHashes, mask uint8) *keptTop {
+	t := &keptTop{mask: mask}
+	for i := 1; i < topLen; i++ {
+		t.h[i-1] = in[i].h
+	}
+	return t
+}
+
+// sub returns the kind and hash of binary subtree i (heap order, 1..31). A
+// position below the kept ones (the fourth level, 8..15) costs a proof one
+// hash of two slots at most.
 func (n *node) sub(i int) (types.NodeKind, types.Hash) {
 	if i >= fanout {
 		s := n.slot(i - fanout)
 		return s.treeKind(), s.h
 	}
-	n.innerOnce.Do(func() {
-		n.inner = new(innerHashes)
-		n.computeInner(n.inner)
-	})
-	return n.inner[i].kind, n.inner[i].h
+	if i >= topLen {
+		lk, lh := n.sub(2 * i)
+		rk, rh := n.sub(2*i + 1)
+		return types.Combine(lk, lh, rk, rh)
+	}
+	t := n.top.Load()
+	if t == nil {
+		a := n.all()
+		var in innerHashes
+		hashSlots(&a, &in)
+		t = keep(&in, topMaskOf(shape(&a)))
+		if !n.top.CompareAndSwap(nil, t) {
+			t = n.top.Load()
+		}
+	}
+	if t.mask&(1<<i) != 0 {
+		return types.KindInternal, t.h[i-1]
+	}
+	// Empty or a single leaf, which the kept mask says.
+	u := under(n.occ, i)
+	if u == 0 {
+		return types.KindEmpty, types.EmptyHash
+	}
+	level := bits.Len(uint(i)) - 1
+	lo := (i - 1<<level) * (fanout >> level)
+	return types.KindLeaf, n.slot(lo + bits.TrailingZeros16(u)).h
 }
 
 // computeInner fills in with the node's inner hashes and returns its id.
@@ -251,28 +367,85 @@ func (n *node) computeInner(in *innerHashes) types.Hash {
 // hashSlots fills in with the inner hashes of a node holding the slots a
 // and returns its id.
 func hashSlots(a *[fanout]slot, in *innerHashes) types.Hash {
+	return hashChanged(a, in, nil, allSlots)
+}
+
+// hashChanged fills in with the inner hashes of a node holding the slots a
+// and returns its id. With top nil every position is hashed. Otherwise top
+// is what the node a was made from kept, and changed marks the slots that
+// differ from that node's (a superset does no harm): a top position with
+// no changed slot under it is taken from top (its kind too: the slots
+// under it are the same), and a position of the fourth level is hashed
+// only when its parent is, so a one-slot change costs at most five hashes
+// instead of up to fifteen. in is then complete at positions
+// 1..topLen-1 only.
+func hashChanged(a *[fanout]slot, in *innerHashes, top *keptTop, changed uint16) types.Hash {
+	if top == nil {
+		changed = allSlots
+	}
 	get := func(i int) (types.NodeKind, types.Hash) {
 		if i >= fanout {
 			return a[i-fanout].treeKind(), a[i-fanout].h
 		}
 		return in[i].kind, in[i].h
 	}
+	// Top down: hash every position with a changed slot under it, and
+	// every position below the kept levels that a hashed parent needs.
+	var hashed uint16
+	for i := 1; i < fanout; i++ {
+		if under(changed, i) != 0 || i >= topLen && hashed&(1<<(i/2)) != 0 {
+			hashed |= 1 << i
+		}
+	}
 	for i := fanout - 1; i >= 1; i-- {
-		lk, lh := get(2 * i)
-		rk, rh := get(2*i + 1)
-		in[i].kind, in[i].h = types.Combine(lk, lh, rk, rh)
+		switch {
+		case hashed&(1<<i) != 0:
+			lk, lh := get(2 * i)
+			rk, rh := get(2*i + 1)
+			in[i].kind, in[i].h = types.Combine(lk, lh, rk, rh)
+		case i < topLen:
+			in[i].kind, in[i].h = keptPos(a, i, top)
+		}
+		// Else no hashed position needs it.
 	}
 	return in[1].h
 }
 
-// newNode builds a node from a full slot array and computes its id from
-// the array, which the caller already has in full. The inner hashes are not
-// kept (nor allocated): most new nodes are never proved from, and keeping
-// them would double what a cached node costs.
-func newNode(born uint64, a *[fanout]slot) *node {
+// keptPos returns top position i of a node holding the slots a, whose
+// slots under i are those of the node that kept top: its kept hash if it
+// is internal, or the one leaf under it, or empty.
+func keptPos(a *[fanout]slot, i int, top *keptTop) (types.NodeKind, types.Hash) {
+	if top.mask&(1<<i) != 0 {
+		return types.KindInternal, top.h[i-1]
+	}
+	level := bits.Len(uint(i)) - 1
+	w := fanout >> level
+	lo := (i - 1<<level) * w
+	for s := lo; s < lo+w; s++ {
+		if a[s].kind == slotLeaf {
+			return types.KindLeaf, a[s].h
+		}
+	}
+	return types.KindEmpty, types.EmptyHash
+}
+
+// newNode builds a node from a full slot array and computes its id and
+// kept top hashes from it. from is the node the array was made from, and
+// changed marks the slots that differ from its (see hashChanged); with
+// from nil (a new subtree) or a from without kept hashes, the node is
+// hashed in full.
+func newNode(born uint64, a *[fanout]slot, from *node, changed uint16) *node {
 	n := makeNode(born, a)
 	var in innerHashes
-	n.id = hashSlots(a, &in)
+	var top *keptTop
+	if from != nil {
+		top = from.top.Load()
+	}
+	n.id = hashChanged(a, &in, top, changed)
+	if len(n.entries) >= topKeepMin {
+		n.kept = true
+		n.top.Store(keep(&in, topMaskOf(shape(a))))
+	}
 	return n
 }
 

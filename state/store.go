@@ -131,6 +131,9 @@ type Store struct {
 	// go-ds-pebble it grew by doubling from empty to the block's ~13 MB
 	// and every key was copied once more on the way.
 	pdb *pebble.DB
+	// parts keeps the part batches of a version's pebble batch for the
+	// next version (batch.go).
+	parts partBatches
 	// pebbleFS and pebbleDir are where pdb keeps its files, when known
 	// (OpenPebble): an install writes its scratch runs beside them and
 	// ingests the tables it merges from them.
