@@ -178,13 +178,22 @@ type innerHashes [fanout]struct {
 func (n *node) ref() nodeRef { return nodeRef{born: n.born, id: n.id} }
 
 // entry is an occupied slot as a node keeps it: a slot whose leaf data is
-// node.data[off:end].
+// node.data[off:end]. The offsets are 16 bits (nodeDataMax) so that an
+// entry is 48 bytes, a size class of its own, rather than 56: ~8 bytes
+// less per cached slot, ~11 MB of live heap at 1M keys (see RATIONALE.md).
 type entry struct {
 	h        types.Hash
 	born     uint64
-	off, end uint32
+	off, end uint16
 	kind     slotKind
 }
+
+// nodeDataMax is the most leaf data a node holds: sixteen leaves of the
+// longest key. It must fit entry's offsets (the conversion fails to
+// compile otherwise).
+const nodeDataMax = fanout * (leafFixed + types.StateKeyMax)
+
+var _ = uint16(nodeDataMax)
 
 // makeNode builds a node from a full slot array. Its entries are an
 // allocation of their own with no pointers, so the collector never scans
@@ -222,7 +231,7 @@ func packSlots(dst []entry, data []byte, a *[fanout]slot) (uint16, []entry, []by
 			occ |= 1 << i
 			at := len(data)
 			data = append(data, s.leaf...)
-			dst = append(dst, entry{h: s.h, born: s.born, off: uint32(at), end: uint32(len(data)), kind: s.kind})
+			dst = append(dst, entry{h: s.h, born: s.born, off: uint16(at), end: uint16(len(data)), kind: s.kind})
 		}
 	}
 	return occ, dst, data
@@ -592,9 +601,9 @@ func decodeNode(b []byte, r nodeRef) (*node, error) {
 	for i := range n.entries {
 		if e := &n.entries[i]; e.kind == slotLeaf {
 			sp := spans[i]
-			e.off = uint32(len(buf))
+			e.off = uint16(len(buf))
 			buf = append(buf, body[sp.at:sp.end]...)
-			e.end = uint32(len(buf))
+			e.end = uint16(len(buf))
 		}
 	}
 	n.data = unsafe.String(unsafe.SliceData(buf), len(buf))
