@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/metrics"
+	"runtime/pprof"
 	"slices"
 	"sort"
 	"strconv"
@@ -116,7 +118,7 @@ func warmCache(s *Store, sl slot) error {
 	if err != nil {
 		return err
 	}
-	for j := range n.entries {
+	for j := range n.entries() {
 		if err := warmCache(s, n.at(j)); err != nil {
 			return err
 		}
@@ -336,6 +338,7 @@ func benchCommit(b *testing.B, n int, prune, async bool) {
 	}
 	stop()
 	gc := readGC().minus(gc0)
+	heapProfileTo(b, os.Getenv("KAIROS_BENCH_HEAPPROFILE"))
 	phases := s.phases.snapshot()
 	s.phases = nil
 	// Wall time per block of each phase of the commit (see commitPhase):
@@ -817,4 +820,26 @@ func describeKey(k []byte) string {
 		}
 	}
 	return ns
+}
+
+// heapProfileTo writes the live heap, as a collection right now marks it,
+// to path (none if path is empty): what the store holds between blocks, for
+// go tool pprof -sample_index=inuse_space (-diff_base against another
+// build's). Taken after the timed blocks and their figures, as the
+// collection it forces would count in them.
+func heapProfileTo(b *testing.B, path string) {
+	if path == "" {
+		return
+	}
+	runtime.GC()
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+		b.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		b.Fatal(err)
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math/bits"
+	"slices"
 	"sync/atomic"
 	"unsafe"
 
@@ -124,13 +125,14 @@ type node struct {
 	occ uint16
 	// kept says a commit built the node and kept its top hashes (newNode):
 	// size counts them. Set before the node is shared, never changed.
-	kept    bool
-	entries []entry
-	// data holds the leaves' leafData, which their entries name by
-	// offsets: with no pointer in an entry, the collector does not scan
-	// the cache's entry arrays (a slot's string made the commit's
-	// collector cost grow by half, see RATIONALE.md).
-	data string
+	kept bool
+	// mem holds the occupied slots in order as pointer-free entries
+	// (entries), then the leaves' leafData, which the entries name by
+	// offsets into mem: one allocation the collector marks and never
+	// scans. Entries and data as two allocations made the node two
+	// pointers the collector follows, and a cycle's marking of the cache
+	// grew with them (see RATIONALE.md, "Why one allocation …").
+	mem []byte
 	// top points to the hashes of the node's internal binary subtrees
 	// among heap positions 1..topLen-1 (1 is the node itself, 2i and 2i+1
 	// the children of i, 16..31 the slots), with a mask of the internal
@@ -178,9 +180,9 @@ type innerHashes [fanout]struct {
 func (n *node) ref() nodeRef { return nodeRef{born: n.born, id: n.id} }
 
 // entry is an occupied slot as a node keeps it: a slot whose leaf data is
-// node.data[off:end]. The offsets are 16 bits (nodeDataMax) so that an
-// entry is 48 bytes, a size class of its own, rather than 56: ~8 bytes
-// less per cached slot, ~11 MB of live heap at 1M keys (see RATIONALE.md).
+// node.mem[off:end]. The offsets are 16 bits (nodeMemMax) so that an entry
+// is 48 bytes rather than 56: ~8 bytes less per cached slot, ~11 MB of
+// live heap at 1M keys.
 type entry struct {
 	h        types.Hash
 	born     uint64
@@ -188,25 +190,31 @@ type entry struct {
 	kind     slotKind
 }
 
-// nodeDataMax is the most leaf data a node holds: sixteen leaves of the
-// longest key. It must fit entry's offsets (the conversion fails to
-// compile otherwise).
-const nodeDataMax = fanout * (leafFixed + types.StateKeyMax)
+const entrySize = int(unsafe.Sizeof(entry{}))
 
-var _ = uint16(nodeDataMax)
+// nodeMemMax is the most a node's mem holds: sixteen entries and sixteen
+// leaves of the longest key. It must fit entry's offsets (the conversion
+// fails to compile otherwise).
+const nodeMemMax = fanout * (entrySize + leafFixed + types.StateKeyMax)
 
-// makeNode builds a node from a full slot array. Its entries are an
-// allocation of their own with no pointers, so the collector never scans
-// them (a node and its slots in one object made a collection of a
-// 360k-node cache cost ~1.7 times the CPU; see RATIONALE.md).
+var _ = uint16(nodeMemMax)
+
+// entries returns the node's occupied slots, which start its mem: an
+// allocation of at least one entry is 8-aligned (the allocator aligns
+// every object of 16 bytes or more to 8), as an entry needs.
+func (n *node) entries() []entry {
+	k := bits.OnesCount16(n.occ)
+	if k == 0 {
+		return nil
+	}
+	return unsafe.Slice((*entry)(unsafe.Pointer(unsafe.SliceData(n.mem))), k)
+}
+
+// makeNode builds a node from a full slot array, in one allocation of its
+// mem (see node.mem).
 func makeNode(born uint64, a *[fanout]slot) *node {
 	n := &node{born: born}
-	var data []byte
-	if l := leafBytes(a); l > 0 {
-		data = make([]byte, 0, l)
-	}
-	n.occ, n.entries, data = packSlots(make([]entry, 0, occupiedCount(a)), data, a)
-	n.data = unsafe.String(unsafe.SliceData(data), len(data))
+	n.occ, n.mem = packSlots(make([]byte, 0, occupiedCount(a)*entrySize+leafBytes(a)), a)
 	return n
 }
 
@@ -219,30 +227,41 @@ func leafBytes(a *[fanout]slot) int {
 	return l
 }
 
-// packSlots appends a's non-empty slots to dst and their leaves' data to
-// data, and returns their occupancy bits, dst and data. The node keeps the
-// data in one buffer of its own: the slots' data may be parts of the
-// buffers of the nodes they came from, which it must not keep alive.
-func packSlots(dst []entry, data []byte, a *[fanout]slot) (uint16, []entry, []byte) {
+// packSlots lays a's non-empty slots out in mem (emptied first) as a
+// node's mem holds them, and returns their occupancy bits and mem. The
+// node keeps the data in mem: the slots' data may be parts of the mem of
+// the nodes they came from, which it must not keep alive. mem must be
+// 8-aligned (a heap allocation of 16 bytes or more).
+func packSlots(mem []byte, a *[fanout]slot) (uint16, []byte) {
 	var occ uint16
+	k := 0
 	for i := range a {
-		s := &a[i]
-		if s.kind != slotEmpty {
+		if a[i].kind != slotEmpty {
 			occ |= 1 << i
-			at := len(data)
-			data = append(data, s.leaf...)
-			dst = append(dst, entry{h: s.h, born: s.born, off: uint16(at), end: uint16(len(data)), kind: s.kind})
+			k++
 		}
 	}
-	return occ, dst, data
+	mem = slices.Grow(mem[:0], k*entrySize+leafBytes(a))[:k*entrySize]
+	j := 0
+	for i := range a {
+		s := &a[i]
+		if s.kind == slotEmpty {
+			continue
+		}
+		at := len(mem)
+		mem = append(mem, s.leaf...)
+		*(*entry)(unsafe.Pointer(&mem[j*entrySize])) = entry{h: s.h, born: s.born, off: uint16(at), end: uint16(len(mem)), kind: s.kind}
+		j++
+	}
+	return occ, mem
 }
 
 // at returns the node's j-th occupied slot.
 func (n *node) at(j int) slot {
-	e := &n.entries[j]
+	e := &n.entries()[j]
 	s := slot{kind: e.kind, born: e.born, h: e.h}
 	if e.kind == slotLeaf {
-		s.leaf = n.data[e.off:e.end]
+		s.leaf = unsafe.String(&n.mem[e.off], int(e.end-e.off))
 	}
 	return s
 }
@@ -268,12 +287,12 @@ func (n *node) all() (a [fanout]slot) {
 	return a
 }
 
-// size estimates the memory the node takes in the cache: the node, its
-// entries and its leaves' keys and value hashes. It counts the top hashes
+// size estimates the memory the node takes in the cache: the node and its
+// mem. It counts the top hashes
 // a commit kept and not those a proof computed later: the cache adds and
 // subtracts it at different times, so it must not change.
 func (n *node) size() int {
-	sz := int(unsafe.Sizeof(node{})) + cap(n.entries)*int(unsafe.Sizeof(entry{})) + len(n.data) + 64
+	sz := int(unsafe.Sizeof(node{})) + cap(n.mem) + 64
 	if n.kept {
 		sz += int(unsafe.Sizeof(keptTop{}))
 	}
@@ -451,7 +470,7 @@ func newNode(born uint64, a *[fanout]slot, from *node, changed uint16) *node {
 		top = from.top.Load()
 	}
 	n.id = hashChanged(a, &in, top, changed)
-	if len(n.entries) >= topKeepMin {
+	if len(n.entries()) >= topKeepMin {
 		n.kept = true
 		n.top.Store(keep(&in, topMaskOf(shape(a))))
 	}
@@ -485,8 +504,8 @@ func occupied(a *[fanout]slot) (int, int) {
 // nodeRecordLen is the exact length of n's record.
 func nodeRecordLen(n *node) int {
 	l := 1 + 4
-	for i := range n.entries {
-		s := &n.entries[i]
+	for i := range n.entries() {
+		s := &n.entries()[i]
 		if s.kind == slotLeaf {
 			kl := int(s.end-s.off) - leafFixed
 			l += uvarintLen(uint64(kl)) + leafFixed + kl
@@ -512,7 +531,7 @@ func appendNode(buf []byte, n *node) []byte {
 	j := 0
 	for i := 0; i < fanout; i++ {
 		if n.occ&(1<<i) != 0 {
-			if n.entries[j].kind == slotLeaf {
+			if n.entries()[j].kind == slotLeaf {
 				leaves |= 1 << i
 			}
 			j++
@@ -521,7 +540,7 @@ func appendNode(buf []byte, n *node) []byte {
 	buf = append(buf, tagNode)
 	buf = binary.BigEndian.AppendUint16(buf, n.occ)
 	buf = binary.BigEndian.AppendUint16(buf, leaves)
-	for j := range n.entries {
+	for j := range n.entries() {
 		s := n.at(j)
 		buf = appendSlotBody(buf, &s)
 	}
@@ -555,13 +574,16 @@ func decodeNode(b []byte, r nodeRef) (*node, error) {
 	if leaves&^occ != 0 {
 		return nil, fmt.Errorf("%w: node leaf mask outside occupancy", ErrCorrupt)
 	}
-	n := &node{id: r.id, born: r.born, occ: occ, entries: make([]entry, 0, bits.OnesCount16(occ))}
-	// First pass: the entries, with each leaf's data as a span of body;
-	// the second moves the leaves' data into one buffer.
+	n := &node{id: r.id, born: r.born, occ: occ}
+	// First pass: the entries, on the stack, with each leaf's data as a
+	// span of body; then mem is allocated once and filled.
 	body := rest
 	type span struct{ at, end int }
-	var spans [fanout]span
-	total := 0
+	var (
+		es    [fanout]entry
+		spans [fanout]span
+	)
+	k, total := 0, 0
 	for i := 0; i < fanout; i++ {
 		if occ&(1<<i) == 0 {
 			continue
@@ -572,9 +594,10 @@ func decodeNode(b []byte, r nodeRef) (*node, error) {
 				return nil, fmt.Errorf("%w: bad leaf in node", ErrCorrupt)
 			}
 			at := len(body) - len(rest) + m
-			spans[len(n.entries)] = span{at, at + leafFixed + int(kl)}
+			spans[k] = span{at, at + leafFixed + int(kl)}
 			total += leafFixed + int(kl)
-			n.entries = append(n.entries, entry{kind: slotLeaf})
+			es[k] = entry{kind: slotLeaf}
+			k++
 			rest = rest[m+leafFixed+int(kl):]
 			continue
 		}
@@ -586,34 +609,29 @@ func decodeNode(b []byte, r nodeRef) (*node, error) {
 		if rest, err = slotBorn(&c, rest[types.HashLen:], r.born); err != nil {
 			return nil, err
 		}
-		n.entries = append(n.entries, entry{kind: slotChild, h: c.h, born: c.born})
+		es[k] = entry{kind: slotChild, h: c.h, born: c.born}
+		k++
 	}
 	if len(rest) != 0 {
 		return nil, fmt.Errorf("%w: %d trailing bytes in node", ErrCorrupt, len(rest))
 	}
-	if len(n.entries) < 2 && (len(n.entries) == 0 || n.entries[0].kind == slotLeaf) {
+	if k < 2 && (k == 0 || es[0].kind == slotLeaf) {
 		return nil, fmt.Errorf("%w: node with fewer than two leaves", ErrCorrupt)
 	}
-	if total == 0 {
-		return n, nil
-	}
-	buf := make([]byte, 0, total)
-	for i := range n.entries {
-		if e := &n.entries[i]; e.kind == slotLeaf {
+	mem := make([]byte, k*entrySize, k*entrySize+total)
+	for i := range k {
+		if e := &es[i]; e.kind == slotLeaf {
 			sp := spans[i]
-			e.off = uint16(len(buf))
-			buf = append(buf, body[sp.at:sp.end]...)
-			e.end = uint16(len(buf))
-		}
-	}
-	n.data = unsafe.String(unsafe.SliceData(buf), len(buf))
-	for i := range n.entries {
-		if e := &n.entries[i]; e.kind == slotLeaf {
-			s := slot{kind: slotLeaf, leaf: n.data[e.off:e.end]}
+			e.off = uint16(len(mem))
+			mem = append(mem, body[sp.at:sp.end]...)
+			e.end = uint16(len(mem))
+			s := slot{kind: slotLeaf, leaf: unsafe.String(&mem[e.off], int(e.end-e.off))}
 			deriveLeaf(&s)
 			e.h = s.h
 		}
 	}
+	n.mem = mem
+	copy(n.entries(), es[:k])
 	return n, nil
 }
 

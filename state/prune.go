@@ -345,7 +345,7 @@ func (s *Store) Audit(ctx context.Context) (*AuditReport, error) {
 			rep.Missing = append(rep.Missing, sl.h)
 			return nil
 		}
-		for j := range n.entries {
+		for j := range n.entries() {
 			if err := mark(v, n.at(j)); err != nil {
 				return err
 			}

@@ -11,7 +11,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"unsafe"
 
 	"github.com/cockroachdb/pebble/v2"
 	ds "github.com/ipfs/go-datastore"
@@ -63,7 +62,7 @@ type treeBuilder struct {
 	spine  [][fanout]slot // open nodes at nibble depths 0..len-1 on last's path
 	last   slot           // the held-back leaf
 	lastKP types.Hash     // its key path
-	data   []byte         // finish's buffer for a node's leaf data
+	mem    []byte         // finish's buffer for a node's mem
 	depth  int            // nibbles last shares with the leaf before it
 	leaves uint64
 }
@@ -133,12 +132,9 @@ func (b *treeBuilder) finish(a *[fanout]slot) (slot, error) {
 	// buffers (makeNode's heap node, then a record and a key string per
 	// node, copied into the batch: the builder took 0.77 CPU-s per 1M-key
 	// install with them, 0.55 without).
-	var entries [fanout]entry
 	n := node{born: b.height}
-	var data []byte
-	n.occ, n.entries, data = packSlots(entries[:0], b.data[:0], a)
-	b.data = data // reused: the node is encoded below and dropped
-	n.data = unsafe.String(unsafe.SliceData(data), len(data))
+	n.occ, n.mem = packSlots(b.mem, a)
+	b.mem = n.mem // reused: the node is encoded below and dropped
 	var in innerHashes
 	n.id = hashSlots(a, &in)
 	return slot{kind: slotChild, h: n.id, born: b.height}, b.w.putNode(&n)

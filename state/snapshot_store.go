@@ -99,7 +99,7 @@ func (v *View) leafHashes(ctx context.Context) ([]snapLeaf, error) {
 			if err != nil {
 				return nil, err
 			}
-			for j := range n.entries {
+			for j := range n.entries() {
 				next = append(next, n.at(j))
 			}
 			opened = true
@@ -140,7 +140,7 @@ func (v *View) walkLeaves(ctx context.Context, sl slot, fn func(*slot) error) er
 	if err != nil {
 		return err
 	}
-	for j := range n.entries {
+	for j := range n.entries() {
 		if err := v.walkLeaves(ctx, n.at(j), fn); err != nil {
 			return err
 		}

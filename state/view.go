@@ -305,7 +305,7 @@ func (v *View) Leaves(ctx context.Context, fn func(kp types.Hash, k types.StateK
 		if err != nil {
 			return err
 		}
-		for j := range n.entries {
+		for j := range n.entries() {
 			if err := walk(n.at(j)); err != nil {
 				return err
 			}
