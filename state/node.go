@@ -118,7 +118,7 @@ func (s *slot) treeKind() types.NodeKind {
 type node struct {
 	id   types.Hash
 	born uint64
-	// occ has bit i set when slot i is occupied; entries holds the
+	// occ has bit i set when slot i is occupied; entries returns the
 	// occupied slots in order. Near the bottom of a large tree most nodes
 	// hold two or three leaves, so not storing empty slots lets the cache
 	// hold several times more nodes.
@@ -129,9 +129,10 @@ type node struct {
 	// mem holds the occupied slots in order as pointer-free entries
 	// (entries), then the leaves' leafData, which the entries name by
 	// offsets into mem: one allocation the collector marks and never
-	// scans. Entries and data as two allocations made the node two
-	// pointers the collector follows, and a cycle's marking of the cache
-	// grew with them (see RATIONALE.md, "Why one allocation …").
+	// scans. Entries and data as two allocations were two pointers per
+	// node for the collector to follow, and marking is the larger part of
+	// a cycle's cost over the cache (see RATIONALE.md, "Why does a node
+	// keep its entries and its leaves' data in one allocation?").
 	mem []byte
 	// top points to the hashes of the node's internal binary subtrees
 	// among heap positions 1..topLen-1 (1 is the node itself, 2i and 2i+1
