@@ -215,7 +215,7 @@ func (n *node) entries() []entry {
 // mem (see node.mem).
 func makeNode(born uint64, a *[fanout]slot) *node {
 	n := &node{born: born}
-	n.occ, n.mem = packSlots(make([]byte, 0, occupiedCount(a)*entrySize+leafBytes(a)), a)
+	n.occ, n.mem = packSlots(nil, a)
 	return n
 }
 
@@ -289,9 +289,9 @@ func (n *node) all() (a [fanout]slot) {
 }
 
 // size estimates the memory the node takes in the cache: the node and its
-// mem. It counts the top hashes
-// a commit kept and not those a proof computed later: the cache adds and
-// subtracts it at different times, so it must not change.
+// mem. It counts the top hashes a commit kept and not those a proof
+// computed later: the cache adds and subtracts it at different times, so
+// it must not change.
 func (n *node) size() int {
 	sz := int(unsafe.Sizeof(node{})) + cap(n.mem) + 64
 	if n.kept {
@@ -471,7 +471,7 @@ func newNode(born uint64, a *[fanout]slot, from *node, changed uint16) *node {
 		top = from.top.Load()
 	}
 	n.id = hashChanged(a, &in, top, changed)
-	if len(n.entries()) >= topKeepMin {
+	if bits.OnesCount16(n.occ) >= topKeepMin {
 		n.kept = true
 		n.top.Store(keep(&in, topMaskOf(shape(a))))
 	}
@@ -483,12 +483,6 @@ func newNode(born uint64, a *[fanout]slot, from *node, changed uint16) *node {
 func (n *node) hashMatches(id types.Hash) bool {
 	var in innerHashes
 	return n.computeInner(&in) == id
-}
-
-// occupiedCount counts the non-empty slots of a.
-func occupiedCount(a *[fanout]slot) int {
-	c, _ := occupied(a)
-	return c
 }
 
 // occupied counts the non-empty slots of a and returns the last one.
@@ -505,8 +499,9 @@ func occupied(a *[fanout]slot) (int, int) {
 // nodeRecordLen is the exact length of n's record.
 func nodeRecordLen(n *node) int {
 	l := 1 + 4
-	for i := range n.entries() {
-		s := &n.entries()[i]
+	es := n.entries()
+	for i := range es {
+		s := &es[i]
 		if s.kind == slotLeaf {
 			kl := int(s.end-s.off) - leafFixed
 			l += uvarintLen(uint64(kl)) + leafFixed + kl
