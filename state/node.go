@@ -92,9 +92,9 @@ type node struct {
 	top atomic.Pointer[keptTop]
 	// inner holds all the node's inner hashes, computed when a proof
 	// first asks (node.sub; atomic: readers share the node) and not
-	// counted by size, as before commits kept any: a proof reads two
-	// positions per binary level, and recomputing the unkept ones cost a
-	// 1M-key proof ~40% more CPU.
+	// counted by size, as before commits kept any. A proof reads two
+	// positions per binary level: serving them from top and hashing the
+	// rest on each read cost a 1M-key proof ~40% more CPU.
 	inner atomic.Pointer[innerHashes]
 }
 
@@ -116,9 +116,9 @@ const topKeepMin = 5
 // topLen is one more than the last heap position whose hash a node keeps:
 // the top two binary levels (positions 1..3). A 10k-key block on a 1M-key
 // tree then hashes 126k nodes' positions instead of 183k; keeping three
-// levels (1..7) took it to 94k, but at 240 bytes per kept node instead of
-// 112 the peak RSS of `kairos bench state` rose by ~70 MiB against ~20,
-// too close to the 1 GiB target (see RATIONALE.md).
+// levels (8) took it to 94k, at 240 bytes per kept node instead of 112,
+// while the peak RSS of `kairos bench state` at 1M keys is near its 1 GiB
+// target (see RATIONALE.md).
 const topLen = 4
 
 // innerHashes holds the binary subtrees inside a node in heap order, 1..15;
