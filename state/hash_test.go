@@ -126,10 +126,10 @@ func TestHashChangedAgainstReference(t *testing.T) {
 	}
 }
 
-// TestSubComputesKeptHashesOnce: a node read from the datastore has no kept
-// hashes; proofs on several goroutines at once compute them (-race checks
-// the publication), and every answer matches the reference.
-func TestSubComputesKeptHashesOnce(t *testing.T) {
+// TestSubComputesInnerHashesOnce: a node read from the datastore has no
+// inner hashes; proofs on several goroutines at once compute them (-race
+// checks the publication), and every answer matches the reference.
+func TestSubComputesInnerHashesOnce(t *testing.T) {
 	r := rand.New(rand.NewPCG(4, 4))
 	var a [fanout]slot
 	for i := range a {
@@ -148,7 +148,7 @@ func TestSubComputesKeptHashesOnce(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if n.top.Load() == nil {
+	if n.inner.Load() == nil {
 		t.Fatal("sub kept no hashes")
 	}
 	checkSubs(t, n, "decoded")

@@ -134,23 +134,26 @@ type node struct {
 	// a cycle's cost over the cache (see RATIONALE.md, "Why does a node
 	// keep its entries and its leaves' data in one allocation?").
 	mem []byte
-	// top points to the hashes of the node's internal binary subtrees
-	// among heap positions 1..topLen-1 (1 is the node itself, 2i and 2i+1
-	// the children of i, 16..31 the slots), with a mask of the internal
-	// ones: an empty position's hash is zero and a one-leaf position's is
-	// its leaf's. A commit that changes a few slots rehashes only the
-	// positions above them (hashChanged); proofs read them too. A node the
-	// commit built with topKeepMin slots or more has them from the start;
-	// any other node computes them when a proof first asks (atomic: readers
-	// share the node), and a commit replacing it rehashes the new node in
-	// full instead.
+	// top points to the hashes of the node's binary subtrees at heap
+	// positions 1..topLen-1 (1 is the node itself, 2i and 2i+1 the
+	// children of i, 16..31 the slots), with a mask of the internal ones:
+	// an empty position's hash is zero and a one-leaf position's is its
+	// leaf's. A commit that changes a few slots rehashes only the
+	// positions above them (hashChanged). A node a commit built with
+	// topKeepMin slots or more has them; for any other node a commit
+	// replacing it rehashes the new node in full.
 	top atomic.Pointer[keptTop]
+	// inner holds all the node's inner hashes, computed when a proof
+	// first asks (node.sub; atomic: readers share the node) and not
+	// counted by size, as before commits kept any. A proof reads two
+	// positions per binary level: serving them from top and hashing the
+	// rest on each read cost a 1M-key proof ~40% more CPU.
+	inner atomic.Pointer[innerHashes]
 }
 
-// keptTop is what a node keeps of its top positions: one pointer-free
-// object (the collector marks it and never scans it), the mask of the
-// internal positions beside their hashes so that a proof reads a position
-// without looking at the slots.
+// keptTop is what a commit keeps of a node's top positions: one
+// pointer-free object (the collector marks it and never scans it), the
+// mask of the internal positions beside their hashes.
 type keptTop struct {
 	mask uint8                  // bit i: position i is internal
 	h    [topLen - 1]types.Hash // position i at h[i-1]
@@ -164,11 +167,12 @@ type keptTop struct {
 const topKeepMin = 5
 
 // topLen is one more than the last heap position whose hash a node keeps:
-// the top three binary levels (positions 1..7). The fourth (8..15) would
-// double what the hashes cost the cache and save one hash, of two slots,
-// per changed slot; near the bottom of a large tree a node has few
-// internal positions, so most keep one to three hashes.
-const topLen = 8
+// the top two binary levels (positions 1..3). A 10k-key block on a 1M-key
+// tree then hashes 126k nodes' positions instead of 183k; keeping three
+// levels (8) took it to 94k, at 240 bytes per kept node instead of 112,
+// while the peak RSS of `kairos bench state` at 1M keys is near its 1 GiB
+// target (see RATIONALE.md).
+const topLen = 4
 
 // innerHashes holds the binary subtrees inside a node in heap order, 1..15;
 // indexes 16..31 are the slots themselves and are not stored here.
@@ -351,40 +355,21 @@ func keep(in *innerHashes, mask uint8) *keptTop {
 	return t
 }
 
-// sub returns the kind and hash of binary subtree i (heap order, 1..31). A
-// position below the kept ones (the fourth level, 8..15) costs a proof one
-// hash of two slots at most.
+// sub returns the kind and hash of binary subtree i (heap order, 1..31).
 func (n *node) sub(i int) (types.NodeKind, types.Hash) {
 	if i >= fanout {
 		s := n.slot(i - fanout)
 		return s.treeKind(), s.h
 	}
-	if i >= topLen {
-		lk, lh := n.sub(2 * i)
-		rk, rh := n.sub(2*i + 1)
-		return types.Combine(lk, lh, rk, rh)
-	}
-	t := n.top.Load()
-	if t == nil {
-		a := n.all()
-		var in innerHashes
-		hashSlots(&a, &in)
-		t = keep(&in, topMaskOf(shape(&a)))
-		if !n.top.CompareAndSwap(nil, t) {
-			t = n.top.Load()
+	in := n.inner.Load()
+	if in == nil {
+		in = new(innerHashes)
+		n.computeInner(in)
+		if !n.inner.CompareAndSwap(nil, in) {
+			in = n.inner.Load()
 		}
 	}
-	if t.mask&(1<<i) != 0 {
-		return types.KindInternal, t.h[i-1]
-	}
-	// Empty or a single leaf, which the kept mask says.
-	u := under(n.occ, i)
-	if u == 0 {
-		return types.KindEmpty, types.EmptyHash
-	}
-	level := bits.Len(uint(i)) - 1
-	lo := (i - 1<<level) * (fanout >> level)
-	return types.KindLeaf, n.slot(lo + bits.TrailingZeros16(u)).h
+	return in[i].kind, in[i].h
 }
 
 // computeInner fills in with the node's inner hashes and returns its id.
@@ -404,8 +389,8 @@ func hashSlots(a *[fanout]slot, in *innerHashes) types.Hash {
 // is what the node a was made from kept, and changed marks the slots that
 // differ from that node's (a superset does no harm): a top position with
 // no changed slot under it is taken from top (its kind too: the slots
-// under it are the same), and a position of the fourth level is hashed
-// only when its parent is, so a one-slot change costs at most five hashes
+// under it are the same), and a position below the kept ones is hashed
+// only when its parent is, so a one-slot change costs at most eight hashes
 // instead of up to fifteen. in is then complete at positions
 // 1..topLen-1 only.
 func hashChanged(a *[fanout]slot, in *innerHashes, top *keptTop, changed uint16) types.Hash {
