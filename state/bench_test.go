@@ -141,7 +141,7 @@ func fillNew(b *testing.B, dir string, n int, el *pebble.EventListener) (*Store,
 		hi := min(n, lo+25_000)
 		ws := make([]Write, 0, hi-lo)
 		for i := lo; i < hi; i++ {
-			ws = append(ws, Write{benchKey(i), benchValue(i, 0)})
+			ws = append(ws, Write{Key: benchKey(i), Value: benchValue(i, 0)})
 		}
 		h++
 		if _, err := s.Commit(context.Background(), h, ws); err != nil {
@@ -285,7 +285,7 @@ func benchCommit(b *testing.B, n int, prune, async bool) {
 		ws := make([]Write, benchBlock)
 		for j := range ws {
 			k := int((uint64(i)*benchBlock + uint64(j)) * 2654435761 % uint64(n))
-			ws[j] = Write{benchKey(k), benchValue(k, i+1)}
+			ws[j] = Write{Key: benchKey(k), Value: benchValue(k, i+1)}
 		}
 		h++
 		var err error
@@ -672,7 +672,7 @@ func BenchmarkOpen(b *testing.B) {
 		ws := make([]Write, 50)
 		for j := range ws {
 			k := int(h)*50 + j
-			ws[j] = Write{benchKey(k % 20_000), benchValue(k, int(h))}
+			ws[j] = Write{Key: benchKey(k % 20_000), Value: benchValue(k, int(h))}
 		}
 		if _, err := s.Commit(context.Background(), h, ws); err != nil {
 			b.Fatal(err)

@@ -21,9 +21,22 @@ import (
 
 // Write sets Key to Value in a Commit. A nil or empty Value deletes the key:
 // a key holding an empty value does not exist.
+//
+// Old and OldKnown are a hint: with OldKnown, Old is the value the caller
+// believes Key holds in the version below (nil or empty: absent), as an
+// executor that read it before executing knows. The commit records the
+// value a version replaces or deletes in its history, and takes it from
+// the hint instead of reading the flat index when the hint hashes to the
+// replaced leaf's value hash; any other hint (wrong, stale, absent for a
+// present key) is ignored and the value read. A hint never changes the
+// root, the history or anything else stored, only what the commit reads;
+// it is not part of a write's encoding. Like Value, Old must not change
+// until the commit's wait returns.
 type Write struct {
-	Key   types.StateKey
-	Value []byte
+	Key      types.StateKey
+	Value    []byte
+	Old      []byte `cbor:"-"`
+	OldKnown bool   `cbor:"-"`
 }
 
 // Change is one entry of a version's change set.
@@ -63,6 +76,7 @@ type item struct {
 	kp, vh, h types.Hash
 	key       types.StateKey
 	value     []byte // nil: delete
+	old       []byte // the caller's hint of the value replaced (Write.Old), nil: none or absent
 	isNew     bool   // a leaf to write (false: an existing leaf that stays)
 	leaf      string // an existing leaf's data (leafData)
 }
@@ -142,7 +156,8 @@ func (o *out) addNode(n *node) {
 
 // oldLeaf is a leaf the version replaced or deleted: its history record
 // is (version, leaf.h) → value. The value is read after the update
-// (readOld), unless the version below wrote it.
+// (readOld), unless the caller's hint (Write.Old) matched the leaf or the
+// version below wrote it.
 type oldLeaf struct {
 	leaf   slot
 	change int // its change's index in out.changes (Change.Old)
@@ -400,6 +415,11 @@ func prepare(writes []Write) ([]item, error) {
 		for i := lo; i < hi; i++ {
 			w := &writes[i]
 			it := item{kp: types.KeyPath(w.Key), key: w.Key, isNew: true}
+			if w.OldKnown && len(w.Old) > 0 {
+				// A known-absent hint needs nothing: an absent key has
+				// no value to record, and a present one is read.
+				it.old = w.Old
+			}
 			if len(w.Value) > 0 {
 				it.value = w.Value
 				it.vh = types.ValueHash(w.Value)
@@ -458,8 +478,9 @@ func (w *pendingWrite) valueOf(kp types.Hash) ([]byte, bool) {
 }
 
 // readOld reads the values of the leaves the version replaced or deleted
-// that the version below did not write (the update took those from its
-// writes: its write may still be in flight) from the flat index, which no
+// that neither a hint gave nor the version below wrote (the update took
+// those from its writes: its write may still be in flight) from the flat
+// index, which no
 // version after the one below has changed yet (this version's batch is
 // built after this), and checks each against its leaf's value hash. The
 // reads are sorted by key and split over the cores, each part through one
@@ -612,7 +633,13 @@ func (c *committer) update(o *out, old slot, d int, ws []item) (slot, error) {
 				continue // same value: nothing changes
 			}
 			ol := oldLeaf{leaf: old, change: len(o.changes)}
-			if c.prev != nil {
+			switch {
+			case w.old != nil && types.ValueHash(w.old) == old.vh():
+				// The caller's hint, checked against the leaf it
+				// replaces: the leaf's value hash fixes the value, so a
+				// hint that passes is the value, whatever its origin.
+				ol.value = w.old
+			case c.prev != nil:
 				ol.value, _ = c.prev.valueOf(w.kp)
 			}
 			o.history = append(o.history, ol)

@@ -31,7 +31,7 @@ func TestOpenRefusesOtherFormats(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			mustCommit(t, s, 1, []Write{{key("a"), []byte("1")}})
+			mustCommit(t, s, 1, []Write{{Key: key("a"), Value: []byte("1")}})
 			if tc.format == nil {
 				err = d.Delete(ctx, keyFormat)
 			} else {

@@ -37,14 +37,14 @@ func historyWorkload(t *testing.T, s *Store) []map[string][]byte {
 	models := []map[string][]byte{{}}
 	for i, v := range steps {
 		h := uint64(i + 1)
-		ws := []Write{{a, v}}
+		ws := []Write{{Key: a, Value: v}}
 		if h == 1 {
 			for _, k := range others {
-				ws = append(ws, Write{k, []byte("o-" + string(k.Key))})
+				ws = append(ws, Write{Key: k, Value: []byte("o-" + string(k.Key))})
 			}
 		}
 		if h%2 == 0 { // another key changes too, in every other version
-			ws = append(ws, Write{others[0], fmt.Appendf(nil, "b%d", h)})
+			ws = append(ws, Write{Key: others[0], Value: fmt.Appendf(nil, "b%d", h)})
 		}
 		m := map[string][]byte{}
 		for k, x := range models[h-1] {
@@ -290,7 +290,7 @@ func TestExportBelowLatestWhileCommitting(t *testing.T) {
 					var ws []Write
 					for i := 0; i < 64*64; i += 3 {
 						k := types.StateKey{Module: types.Address{byte(i % 4)}, Key: []byte{byte(i / 64), byte(i % 64)}}
-						ws = append(ws, Write{k, fmt.Appendf(nil, "v%d-%d", latest+b, i)})
+						ws = append(ws, Write{Key: k, Value: fmt.Appendf(nil, "v%d-%d", latest+b, i)})
 					}
 					if _, err := s.Commit(ctx, latest+b, ws); err != nil {
 						t.Error(err)
@@ -341,7 +341,7 @@ func TestHistoryPipelined(t *testing.T) {
 				for i := range ws {
 					at := len(buf)
 					buf = fmt.Appendf(buf, "%d-%d", h, i)
-					ws[i] = Write{key(fmt.Sprintf("k%d", i)), buf[at:]}
+					ws[i] = Write{Key: key(fmt.Sprintf("k%d", i)), Value: buf[at:]}
 				}
 				if h%3 == 0 {
 					ws[0].Value = nil // a deletion now and then

@@ -152,9 +152,9 @@ func TestCommitRejects(t *testing.T) {
 	}{
 		{"height gap", 2, nil, ErrHeight},
 		{"height zero", 0, nil, ErrHeight},
-		{"duplicate key", 1, []Write{{k, []byte{1}}, {k, []byte{2}}}, ErrDuplicateKey},
-		{"long key", 1, []Write{{types.StateKey{Key: make([]byte, types.StateKeyMax+1)}, []byte{1}}}, ErrKeyTooLong},
-		{"large value", 1, []Write{{k, make([]byte, types.StateValueMax+1)}}, ErrValueTooLarge},
+		{"duplicate key", 1, []Write{{Key: k, Value: []byte{1}}, {Key: k, Value: []byte{2}}}, ErrDuplicateKey},
+		{"long key", 1, []Write{{Key: types.StateKey{Key: make([]byte, types.StateKeyMax+1)}, Value: []byte{1}}}, ErrKeyTooLong},
+		{"large value", 1, []Write{{Key: k, Value: make([]byte, types.StateValueMax+1)}}, ErrValueTooLarge},
 		{"too many writes", 1, make([]Write, BlockWritesMax+1), ErrTooManyWrites},
 	}
 	for _, c := range cases {

@@ -65,7 +65,7 @@ func randWrites(r *rand.Rand, n, space int) []Write {
 			continue
 		}
 		seen[modelKey(k)] = true
-		ws = append(ws, Write{k, randValue(r)})
+		ws = append(ws, Write{Key: k, Value: randValue(r)})
 	}
 	return ws
 }

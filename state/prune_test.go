@@ -41,9 +41,9 @@ func TestPruneNodeComesBack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r1 := mustCommit(t, s, 1, []Write{{key("a"), []byte("A")}, {key("b"), []byte("X")}})
-	mustCommit(t, s, 2, []Write{{key("a"), []byte("B")}})
-	r3 := mustCommit(t, s, 3, []Write{{key("a"), []byte("A")}})
+	r1 := mustCommit(t, s, 1, []Write{{Key: key("a"), Value: []byte("A")}, {Key: key("b"), Value: []byte("X")}})
+	mustCommit(t, s, 2, []Write{{Key: key("a"), Value: []byte("B")}})
+	r3 := mustCommit(t, s, 3, []Write{{Key: key("a"), Value: []byte("A")}})
 	if r1 != r3 {
 		t.Fatalf("A→B→A gave a different root")
 	}
@@ -245,7 +245,7 @@ func TestAuditDetects(t *testing.T) {
 	}
 
 	s2 := openMem(t)
-	mustCommit(t, s2, 1, []Write{{key("a"), []byte("1")}, {key("b"), []byte("2")}})
+	mustCommit(t, s2, 1, []Write{{Key: key("a"), Value: []byte("1")}, {Key: key("b"), Value: []byte("2")}})
 	if err := s2.d.Put(ctx, kvKey(key("a")), []byte("9")); err != nil {
 		t.Fatal(err)
 	}

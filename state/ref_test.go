@@ -92,7 +92,7 @@ func TestRootMatchesReference(t *testing.T) {
 			}
 			seen[modelKey(k)] = true
 			v := randValue(r)
-			ws = append(ws, Write{k, v})
+			ws = append(ws, Write{Key: k, Value: v})
 			if v == nil {
 				delete(model, modelKey(k))
 			} else {
