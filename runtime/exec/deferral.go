@@ -216,11 +216,15 @@ func (x *Executor) ExecuteBlockDeferred(ctx context.Context, parent StateView, b
 	out := &DeferredBlockResult{Deferred: make([]bool, len(b.Txs))}
 	out.GasUsed = res.GasUsed
 	var writes []state.Write
+	// The deletions and the count carry the values they replace as the
+	// commit's old values (state.Write.Old): an entry is what it decoded
+	// from (entries are canonical CBOR), an expiry key holds 1.
+	countWas := count
 	del := func(d *deferred) {
 		n := d.tx.Body.Nonce
 		writes = append(writes,
-			state.Write{Key: types.StateKey{Module: DeferredModule, Key: deferEntryKey(d.sender, n, d.id())}},
-			state.Write{Key: types.StateKey{Module: DeferredModule, Key: deferExpiryKey(d.expiry, d.sender, n, d.id())}})
+			state.Write{Key: types.StateKey{Module: DeferredModule, Key: deferEntryKey(d.sender, n, d.id())}, Old: types.MustEncode(&d.entry), OldKnown: true},
+			state.Write{Key: types.StateKey{Module: DeferredModule, Key: deferExpiryKey(d.expiry, d.sender, n, d.id())}, Old: []byte{1}, OldKnown: true})
 		count--
 	}
 	for _, d := range ds.expired {
@@ -295,11 +299,14 @@ func (x *Executor) ExecuteBlockDeferred(ctx context.Context, parent StateView, b
 		out.Events = append(out.Events, r.Receipt.Events...)
 	}
 	if len(writes) > 0 {
-		var v []byte // nil deletes the count of an empty set
+		var v, was []byte // nil deletes the count of an empty set
 		if count > 0 {
 			v = binary.BigEndian.AppendUint64(nil, count)
 		}
-		writes = append(writes, state.Write{Key: types.StateKey{Module: DeferredModule, Key: deferCountKey}, Value: v})
+		if countWas > 0 {
+			was = binary.BigEndian.AppendUint64(nil, countWas)
+		}
+		writes = append(writes, state.Write{Key: types.StateKey{Module: DeferredModule, Key: deferCountKey}, Value: v, Old: was, OldKnown: true})
 		out.Writes = mergeWrites(res.Writes, writes)
 	} else {
 		out.Writes = res.Writes

@@ -169,7 +169,7 @@ func TestDeferralProperty(t *testing.T) {
 	run := NewNativeRunner(NativeModules())
 	xs := []*Executor{New(run, Options{Workers: 1}), New(run, Options{Workers: 3}), New(run, Options{Workers: 2})}
 	ctx := context.Background()
-	var executed, expired, deferredTotal int
+	var executed, expired, deferredTotal, deferHints int
 	for seed := range uint64(seeds(t, 40)) {
 		blocks, bodies := outOfOrderChain(seed)
 		stores := []*state.Store{newStore(t, 12, 1000), newStore(t, 12, 1000)}
@@ -200,6 +200,14 @@ func TestDeferralProperty(t *testing.T) {
 				res, err := x.ExecuteBlockDeferred(ctx, stores[i], b, bodies[bi], lim)
 				if err != nil {
 					t.Fatalf("seed %d height %d: %v", seed, b.Height, err)
+				}
+				if _, err := checkHints(ctx, stores[i], res.Writes); err != nil {
+					t.Fatalf("seed %d height %d: %v", seed, b.Height, err)
+				}
+				for _, w := range res.Writes {
+					if w.OldKnown && len(w.Old) > 0 && w.Key.Module == DeferredModule {
+						deferHints++
+					}
 				}
 				root, err := stores[i].Commit(ctx, b.Height, res.Writes)
 				if err != nil {
@@ -241,8 +249,8 @@ func TestDeferralProperty(t *testing.T) {
 		stores[2].Close()
 	}
 	// The generator must exercise the feature, or the test proves nothing.
-	if deferredTotal == 0 || expired == 0 || executed == 0 {
-		t.Fatalf("uninteresting: %d deferred, %d executed, %d expired", deferredTotal, executed, expired)
+	if deferredTotal == 0 || expired == 0 || executed == 0 || deferHints == 0 {
+		t.Fatalf("uninteresting: %d deferred, %d executed, %d expired, %d old-value hints of the deferred set", deferredTotal, executed, expired, deferHints)
 	}
 	t.Logf("%d deferred, %d executed, %d expired", deferredTotal, executed, expired)
 }

@@ -219,7 +219,7 @@ func (x *Executor) ExecuteBlock(ctx context.Context, parent StateView, b *types.
 	}
 	defer bl.sc.crew.stop() // on the error paths; done stops it first otherwise
 	n := len(txs)
-	outs := bl.sc.outcomes(n)
+	outs := bl.sc.outcomes(n, bl.own)
 	if n == 0 {
 		defer x.done(bl)
 		return x.merge(outs, bl.access, 1, false), nil
@@ -413,7 +413,7 @@ func (x *Executor) ExecuteSerial(ctx context.Context, parent StateView, b *types
 		return nil, err
 	}
 	defer bl.sc.crew.stop() // on the error paths; done stops it first otherwise
-	outs := bl.sc.outcomes(len(txs))
+	outs := bl.sc.outcomes(len(txs), bl.own)
 	sl := newSerialLayer(bl.access)
 	// One worker, as each goroutine of ExecuteBlock is: the baseline keeps
 	// its instances the same way.
@@ -456,11 +456,11 @@ func (x *Executor) runTx(ctx context.Context, bl *block, layer blockLayer, paren
 		o = new(overlay)
 	}
 	*o = overlay{ctx: ctx, layer: layer, tab: bl.access, parent: parent, idx: i, rec: rec}
-	acctSlot, acct := int32(-1), ""
+	acctSlot, acctEntry, acct := int32(-1), -1, ""
 	var record []byte // where the new account record goes
 	if bl.access != nil {
 		o.es = bl.access.all[i]
-		acctSlot, acct = o.es[0].slot, o.es[0].k // see entries
+		acctSlot, acctEntry, acct = o.es[0].slot, 0, o.es[0].k // see entries
 		// Room for a write per entry, which a transaction without prefix
 		// writes never exceeds (capped, so more writes reallocate).
 		from, to := bl.access.start[i], bl.access.start[i+1]
@@ -473,7 +473,7 @@ func (x *Executor) runTx(ctx context.Context, bl *block, layer blockLayer, paren
 		acct = accountKey(env.Sender)
 	}
 	out := txOut{receipt: types.Receipt{TxID: env.TxID, Status: types.StatusInvalid}}
-	cur, err := o.getRaw(acctSlot, acct, 0) // the account record is entry 0
+	cur, err := o.getRaw(acctSlot, acct, acctEntry)
 	if err != nil {
 		return txOut{}, err
 	}
@@ -509,7 +509,7 @@ func (x *Executor) runTx(ctx context.Context, bl *block, layer blockLayer, paren
 	} else {
 		o.writes, o.index = o.writes[:0], nil
 	}
-	o.set(acctSlot, acct, binary.BigEndian.AppendUint64(record, tx.Body.Nonce))
+	o.set(acctSlot, acct, acctEntry, binary.BigEndian.AppendUint64(record, tx.Body.Nonce))
 	out.writes = o.writes
 	return out, nil
 }

@@ -95,6 +95,26 @@ func newStore(t testing.TB, accounts int, balance uint64, extra ...state.Write) 
 	return s
 }
 
+// checkHints checks that every write of ws with an old-value hint hints
+// the value parent holds (nil for absent), and returns how many have one.
+func checkHints(ctx context.Context, parent StateView, ws []state.Write) (int, error) {
+	n := 0
+	for _, w := range ws {
+		if !w.OldKnown {
+			continue
+		}
+		n++
+		v, err := parent.Get(ctx, w.Key)
+		if err != nil {
+			return n, err
+		}
+		if !bytes.Equal(v, w.Old) {
+			return n, fmt.Errorf("write of %x/%q hints old value %x, the parent holds %x", w.Key.Module, w.Key.Key, w.Old, v)
+		}
+	}
+	return n, nil
+}
+
 // encodeResult is a canonical byte form of a block result, for equality.
 func encodeResult(r *BlockResult) []byte {
 	var b bytes.Buffer

@@ -29,18 +29,21 @@ type kv struct {
 // txOutcomes holds the txOutcomes of a block's transactions by execution
 // position: receipts[i] and the writes (empty value = delete, each key
 // once) that transaction i leaves. The merge hands receipts on as the
-// block's: a receipt is copied once, from runTx's result.
+// block's: a receipt is copied once, from runTx's result. own is the
+// block's prefetched parent values by entry (block.own, nil: none), where
+// the merge finds a write's old value.
 type txOutcomes struct {
 	receipts []types.Receipt
 	writes   [][]write
+	own      [][]byte
 }
 
-func newTxOutcomes(n int) *txOutcomes { return new(scratch).outcomes(n) }
+func newTxOutcomes(n int) *txOutcomes { return new(scratch).outcomes(n, nil) }
 
 // outcomes is newTxOutcomes with the writes' array in sc (the receipts
-// are the result's).
-func (sc *scratch) outcomes(n int) *txOutcomes {
-	return &txOutcomes{receipts: make([]types.Receipt, n), writes: grow(&sc.writes, n)}
+// are the result's) and the prefetched values own.
+func (sc *scratch) outcomes(n int, own [][]byte) *txOutcomes {
+	return &txOutcomes{receipts: make([]types.Receipt, n), writes: grow(&sc.writes, n), own: own}
 }
 
 // set records the outcome of transaction i.
@@ -58,7 +61,10 @@ func (o *txOutcomes) set(i int, out txOut) { o.receipts[i], o.writes[i] = out.re
 // be one): the first pass is then split over ranges of transactions too,
 // as no two of them write one slot, and counts the written slots of each
 // range of slots on the way, since a write is then a written slot. The
-// result's receipts are outs.receipts.
+// result's receipts are outs.receipts. A write of a slot carries its
+// key's parent value, prefetched for the writer's entry (outs.own), as the
+// commit's old value (state.Write.Old): the commit then need not read it
+// back from the flat index. Writes without a slot carry none.
 //
 // Each pass with more than one part is a phase of the block's crew (see
 // gate.go), a hand-off to another goroutine: a disjoint merge has two such
@@ -186,8 +192,14 @@ func (x *Executor) merge(outs *txOutcomes, t *accessTable, workers int, disjoint
 		}
 		for s := from[p]; s < from[p+1]; s++ {
 			if l := last[s]; l != 0 {
-				v := outs.writes[l>>32-1][uint32(l)].v
-				slotted[j] = state.Write{Key: sk.at(int32(s)), Value: nilIfEmpty(v)}
+				i := int(l>>32 - 1)
+				w := &outs.writes[i][uint32(l)]
+				slotted[j] = state.Write{Key: sk.at(int32(s)), Value: nilIfEmpty(w.v)}
+				if w.e >= 0 && outs.own != nil {
+					// The key's parent value, which the writer's entry
+					// was prefetched with: the commit's old value.
+					slotted[j].Old, slotted[j].OldKnown = outs.own[t.start[i]+int(w.e)], true
+				}
 				j++
 			}
 		}

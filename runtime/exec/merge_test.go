@@ -56,7 +56,7 @@ func TestMergeAgainstReference(t *testing.T) {
 				if rng.IntN(5) > 0 {
 					v = []byte{byte(i), byte(i >> 8), byte(rng.IntN(256))}
 				}
-				o.set(tab.slotOf(k), k, v)
+				o.set(tab.slotOf(k), k, -1, v)
 				model[k] = v
 			}
 			outs.writes[i] = o.writes
@@ -116,7 +116,7 @@ func tableOf(keys []string) *accessTable {
 func writesOf(m map[string][]byte) []write {
 	var ws []write
 	for k, v := range m {
-		ws = append(ws, write{-1, k, v})
+		ws = append(ws, write{slot: -1, e: -1, k: k, v: v})
 	}
 	return ws
 }

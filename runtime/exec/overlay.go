@@ -40,9 +40,13 @@ type Overlay interface {
 // write is one pending write of a transaction: slot is the key's slot in
 // the block's accessTable, or -1 for a key no transaction declared exactly
 // (under a declared prefix, or outside a block); k is the key in the
-// executor's string form either way. An empty value deletes.
+// executor's string form either way. An empty value deletes. e is the
+// key's entry among the transaction's own (-1: not one of them): the merge
+// hands its prefetched parent value to the commit as the write's old value
+// (state.Write.Old). It fits in slot's padding.
 type write struct {
 	slot int32
+	e    int32
 	k    string
 	v    []byte
 }
@@ -296,13 +300,14 @@ func (o *overlay) pending(slot int32, k string) int {
 	return -1
 }
 
-// set records the transaction's write of a key.
-func (o *overlay) set(slot int32, k string, v []byte) {
+// set records the transaction's write of a key, whose entry among the
+// transaction's own is e (-1: none).
+func (o *overlay) set(slot int32, k string, e int, v []byte) {
 	if j := o.pending(slot, k); j >= 0 {
 		o.writes[j].v = v
 		return
 	}
-	o.writes = append(o.writes, write{slot, k, v})
+	o.writes = append(o.writes, write{slot: slot, e: int32(e), k: k, v: v})
 	switch {
 	case o.index != nil:
 		o.index[k] = len(o.writes) - 1
@@ -356,8 +361,8 @@ func (o *overlay) Set(module types.Address, k, value []byte) error {
 		return fmt.Errorf("%w: %d bytes", ErrValueTooLarge, len(value))
 	}
 	o.rec.note(module, k, false, types.Write)
-	slot, s, _ := o.lookup(module, k)
-	o.set(slot, s, value)
+	slot, s, e := o.lookup(module, k)
+	o.set(slot, s, e, value)
 	return nil
 }
 
