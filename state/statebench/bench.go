@@ -62,18 +62,32 @@ func DefaultConfig() Config {
 
 // storeRun is what one store's run measured.
 type storeRun struct {
-	fill, update   time.Duration // commit time of the fill and update phases
-	prune          time.Duration // time spent in Prune
-	fillN, updateN int           // updates in each phase
-	disk           []int64       // disk bytes at each sample point
-	diskAt         []uint64      // the heights of the samples
-	final          int64         // disk bytes at the end
-	close          time.Duration // the store's Close: its pebble finishing flushes and compactions
-	usage          []state.UsageKind
+	fill, update   time.Duration // commit time of the fill and the (hinted) update blocks
+	prune          time.Duration // time spent in Prune after those update blocks
+	fillN, updateN int           // updates of each
+	// The update blocks committed without old-value hints (every other
+	// one on a store that alternates, see runStore), apart: their commit
+	// and prune time and updates.
+	bare, barePrune time.Duration
+	bareN           int
+	disk            []int64       // disk bytes at each sample point
+	diskAt          []uint64      // the heights of the samples
+	final           int64         // disk bytes at the end
+	close           time.Duration // the store's Close: its pebble finishing flushes and compactions
+	usage           []state.UsageKind
 }
 
 func (r storeRun) updateRate() float64 { return float64(r.updateN) / r.update.Seconds() }
 func (r storeRun) fillRate() float64   { return float64(r.fillN) / r.fill.Seconds() }
+
+// bareRate is the update rate of the blocks without hints, "-" if none
+// ran (a run of one update block).
+func (r storeRun) bareRate() string {
+	if r.bareN == 0 {
+		return "-"
+	}
+	return rate(float64(r.bareN) / r.bare.Seconds())
+}
 
 // loopRate is the update rate of commits and prunes together: a pipelined
 // commit's write runs on while the block is pruned, so its commit time
@@ -123,7 +137,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer) error {
 				f.Close()
 				return err
 			}
-			floor.addCommit(w, h, time.Since(t0), len(ws))
+			floor.addCommit(w, h, time.Since(t0), len(ws), false)
 			if sampleAt(h) {
 				if err := floor.sample(dir, h); err != nil {
 					f.Close()
@@ -216,10 +230,11 @@ func Run(ctx context.Context, cfg Config, out io.Writer) error {
 	raw := float64(types.AddressLen + len(w.Key(0).Key) + w.ValueSize)
 	tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "what\tstate, prune K=%d\tstate, no prune\tpebble floor\ttarget\n", cfg.Keep)
-	fmt.Fprintf(tw, "commit, update blocks (updates/s)\t%s\t%s\t%s\t>= 100k/s\n", rate(pruned.updateRate()), rate(unpruned.updateRate()), rate(floor.updateRate()))
+	fmt.Fprintf(tw, "commit, update blocks, old values given (updates/s)\t%s\t%s\t%s\t>= 100k/s\n", rate(pruned.updateRate()), rate(unpruned.updateRate()), rate(floor.updateRate()))
+	fmt.Fprintf(tw, "  the same, old values read back (every other block, no hints)\t%s\t%s\t-\t\n", pruned.bareRate(), unpruned.bareRate())
 	fmt.Fprintf(tw, "commit+prune, update blocks, Commit / pipelined CommitAsync (updates/s)\t%s / %s\t-\t-\t>= 100k/s\n", rate(pruned.loopRate()), rate(pipelined.loopRate()))
 	fmt.Fprintf(tw, "commit, fill blocks (inserts/s)\t%s\t%s\t%s\t\n", rate(pruned.fillRate()), rate(unpruned.fillRate()), rate(floor.fillRate()))
-	fmt.Fprintf(tw, "prune time per update block\t%s\t-\t-\t\n", dur(pruned.prune/time.Duration(cfg.Blocks)))
+	fmt.Fprintf(tw, "prune time per update block\t%s\t-\t-\t\n", dur((pruned.prune+pruned.barePrune)/time.Duration(cfg.Blocks)))
 	fmt.Fprintf(tw, "latest read, warm (flat index; %d keys read before, %d passes; wall (reading thread's CPU))\t%s\t-\t%s\t<= 5µs\n", read.warmKeys, warmReadPasses, read.warm, floorRead.warm)
 	fmt.Fprintf(tw, "latest read, %d random keys, first read\t%s\t-\t%s\t\n", read.keys, read.first, floorRead.first)
 	fmt.Fprintf(tw, "latest read, the same %d keys again\t%s\t-\t%s\t\n", read.keys, read.again, floorRead.again)
@@ -278,11 +293,15 @@ func printUsage(out io.Writer, pruned, unpruned storeRun, w Workload) error {
 	return tw.Flush()
 }
 
-func (r *storeRun) addCommit(w Workload, h uint64, d time.Duration, n int) {
-	if h <= w.FillBlocks() {
+func (r *storeRun) addCommit(w Workload, h uint64, d time.Duration, n int, bare bool) {
+	switch {
+	case h <= w.FillBlocks():
 		r.fill += d
 		r.fillN += n
-	} else {
+	case bare:
+		r.bare += d
+		r.bareN += n
+	default:
 		r.update += d
 		r.updateN += n
 	}
@@ -297,7 +316,11 @@ func (r *storeRun) sample(dir string, h uint64) error {
 
 // runStore commits the workload into a fresh pebble state store with K=keep
 // (0: no pruning), pruning after every block, then calls measure on the warm
-// store. With async it commits with CommitAsync and waits for each block's
+// store. The writes carry their old values as hints, as a node's executor
+// gives them (HintedWrites); without async every other update block has
+// none, and is measured apart (storeRun.bare): the commit then reads the
+// old values back from the flat index, and that cost stays visible,
+// measured in the same minutes as the hinted blocks. With async it commits with CommitAsync and waits for each block's
 // write after handing over the next block; a block's commit time is then
 // its CommitAsync call (which waits for the write before it), the last
 // wait counted with the last block. It returns the run and the peak RSS of
@@ -318,8 +341,15 @@ func runStore(ctx context.Context, cfg Config, name string, keep uint64, async b
 	}
 	resetPeakRSS()
 	var wait func() error
+	heights := w.NewHeights()
 	for h := uint64(1); h <= last; h++ {
-		ws := w.Writes(h)
+		ws := w.HintedWrites(h, heights)
+		bare := !async && h > w.FillBlocks() && (h-w.FillBlocks())%2 == 0
+		if bare {
+			for i := range ws {
+				ws[i].Old, ws[i].OldKnown = nil, false
+			}
+		}
 		t0 := time.Now()
 		if async {
 			_, next, err := s.CommitAsync(ctx, h, ws)
@@ -340,13 +370,16 @@ func runStore(ctx context.Context, cfg Config, name string, keep uint64, async b
 		} else if _, err := s.Commit(ctx, h, ws); err != nil {
 			return fail(err)
 		}
-		r.addCommit(w, h, time.Since(t0), len(ws))
+		r.addCommit(w, h, time.Since(t0), len(ws), bare)
 		if keep > 0 {
 			t0 = time.Now()
 			if _, err := s.Prune(ctx); err != nil {
 				return fail(err)
 			}
-			if h > w.FillBlocks() {
+			switch {
+			case bare:
+				r.barePrune += time.Since(t0)
+			case h > w.FillBlocks():
 				r.prune += time.Since(t0)
 			}
 		}

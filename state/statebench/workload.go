@@ -95,14 +95,65 @@ func (w Workload) Indexes(h uint64) []int {
 }
 
 // Writes returns the write set of block h, sorted by (module, key).
-func (w Workload) Writes(h uint64) []state.Write {
+func (w Workload) Writes(h uint64) []state.Write { return w.writes(h, nil) }
+
+// Value returns the value block h writes to key index i: a function of
+// (Seed, h, i) alone, so that the value a key holds is known from the
+// height that last wrote it (see Heights).
+func (w Workload) Value(h uint64, i int) []byte {
+	return w.appendValue(make([]byte, 0, w.ValueSize), h, i)
+}
+
+// appendValue appends Value(h, i) to b. PCG's output is incompressible,
+// as a real value mostly is.
+func (w Workload) appendValue(b []byte, h uint64, i int) []byte {
+	r := rand.NewPCG(w.Seed^h*0x9e3779b97f4a7c15, uint64(i))
+	var x [8]byte
+	for n := 0; n < w.ValueSize; n += len(x) {
+		binary.LittleEndian.PutUint64(x[:], r.Uint64())
+		b = append(b, x[:min(len(x), w.ValueSize-n)]...)
+	}
+	return b
+}
+
+// Heights records, for each key index, the height of the block that last
+// wrote it (0: none yet): 4 bytes per key, from which the key's value is
+// Value(height, i). HintedWrites keeps it.
+type Heights []uint32
+
+// NewHeights returns the heights of a workload before its first block.
+func (w Workload) NewHeights() Heights { return make(Heights, w.Keys) }
+
+// HintedWrites is Writes(h) with each write's old value as its hint
+// (state.Write.Old, known-absent for a key not written yet), as a node's
+// executor gives the values it prefetched: last holds the heights of the
+// blocks before h, and is updated to include h. Blocks must come in
+// order.
+func (w Workload) HintedWrites(h uint64, last Heights) []state.Write { return w.writes(h, last) }
+
+// writes is Writes(h), with hints from last and last updated if last is
+// not nil.
+func (w Workload) writes(h uint64, last Heights) []state.Write {
 	idx := w.Indexes(h)
-	src := w.rng(h ^ 0x8000_0000_0000_0000)
-	vals := make([]byte, len(idx)*w.ValueSize)
-	_, _ = src.Read(vals) // ChaCha8.Read never fails
+	n := len(idx)
+	if last != nil {
+		n *= 2
+	}
+	vals := make([]byte, 0, n*w.ValueSize)
 	out := make([]state.Write, len(idx))
 	for j, i := range idx {
-		out[j] = state.Write{Key: w.Key(i), Value: vals[j*w.ValueSize : (j+1)*w.ValueSize : (j+1)*w.ValueSize]}
+		at := len(vals)
+		vals = w.appendValue(vals, h, i)
+		out[j] = state.Write{Key: w.Key(i), Value: vals[at:len(vals):len(vals)]}
+		if last != nil {
+			if was := last[i]; was != 0 {
+				at = len(vals)
+				vals = w.appendValue(vals, uint64(was), i)
+				out[j].Old = vals[at:len(vals):len(vals)]
+			}
+			out[j].OldKnown = true
+			last[i] = uint32(h)
+		}
 	}
 	sort.Slice(out, func(a, b int) bool { return lessKey(out[a].Key, out[b].Key) })
 	return out

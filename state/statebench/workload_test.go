@@ -31,6 +31,41 @@ func TestWritesDeterministicSortedDistinct(t *testing.T) {
 	}
 }
 
+// TestHintedWrites: HintedWrites(h) writes what Writes(h) does, and each
+// write's hint is the value a model that applied the blocks before holds
+// (known-absent for a key not written yet); values of odd sizes too.
+func TestHintedWrites(t *testing.T) {
+	for _, w := range []Workload{small(), {Keys: 300, Block: 40, ValueSize: 13, Modules: 2, Seed: 3}} {
+		last := w.NewHeights()
+		model := map[string][]byte{}
+		hinted := 0
+		for h := uint64(1); h <= w.FillBlocks()+8; h++ {
+			plain, ws := w.Writes(h), w.HintedWrites(h, last)
+			if len(ws) != len(plain) {
+				t.Fatalf("block %d: %d hinted writes, %d writes", h, len(ws), len(plain))
+			}
+			for i, wr := range ws {
+				k := modelKey(wr.Key)
+				if k != modelKey(plain[i].Key) || !bytes.Equal(wr.Value, plain[i].Value) || len(wr.Value) != w.ValueSize {
+					t.Fatalf("block %d write %d: hinted %x=%x, plain %x=%x", h, i, k, wr.Value, modelKey(plain[i].Key), plain[i].Value)
+				}
+				if !wr.OldKnown || !bytes.Equal(wr.Old, model[k]) {
+					t.Fatalf("block %d write %d: hint %x (known %v), the key holds %x", h, i, wr.Old, wr.OldKnown, model[k])
+				}
+				if wr.Old != nil {
+					hinted++
+				}
+			}
+			for _, wr := range plain {
+				model[modelKey(wr.Key)] = wr.Value
+			}
+		}
+		if hinted == 0 {
+			t.Fatal("no write replaced a value")
+		}
+	}
+}
+
 func TestFillCoversEveryKeyOnce(t *testing.T) {
 	w := Workload{Keys: 1050, Block: 100, ValueSize: 8, Modules: 4, Seed: 1}
 	seen := map[int]int{}
