@@ -166,7 +166,10 @@ func fillNew(b *testing.B, dir string, n int, el *pebble.EventListener) (*Store,
 // KAIROS_BENCH_LOGCOMPACT also prints each compaction's tables); with
 // KAIROS_BENCH_SETTLE set, the timed blocks start and end with pebble's
 // compactions settled (settleCompactions), so that settings that defer
-// compaction compare fairly.
+// compaction compare fairly. Every other block gives the commit the old
+// values as hints, as a node's executor does (see benchCommit), the others
+// none: hint-* and nohint-* report each kind's CPU and old-value phase
+// per block, measured interleaved in the same run.
 func BenchmarkCommit(b *testing.B) {
 	n := benchKeys()
 	for _, prune := range []bool{false, true} {
@@ -275,17 +278,27 @@ func BenchmarkTreeUpdate(b *testing.B) {
 // benchCommit is one BenchmarkCommit run: with async, each block is
 // committed by CommitAsync and the next block's tree update runs while it
 // is written (the block before is waited for, as a pipelining node would),
-// the last one waited for before the timer stops.
+// the last one waited for before the timer stops. Block i writes value
+// benchValue(k, i+1) to key k, so the bench knows every key's value from
+// the round that wrote it last (0: the fill's), 4 bytes per key; a block
+// with hints gives those values as its writes' old values. With async a
+// block's CPU includes the write of the one before, of the other kind:
+// compare the kinds without async.
 func benchCommit(b *testing.B, n int, prune, async bool) {
 	var tables tableBytes
 	s, h := fillStoreListened(b, n, tables.listener())
 	ctx := context.Background()
 	var wait func() error
-	block := func(i int) {
+	rounds := make([]uint32, n) // the round of each key's value
+	block := func(i int, hints bool) {
 		ws := make([]Write, benchBlock)
 		for j := range ws {
 			k := int((uint64(i)*benchBlock + uint64(j)) * 2654435761 % uint64(n))
 			ws[j] = Write{Key: benchKey(k), Value: benchValue(k, i+1)}
+			if hints {
+				ws[j].Old, ws[j].OldKnown = benchValue(k, int(rounds[k])), true
+			}
+			rounds[k] = uint32(i + 1)
 		}
 		h++
 		var err error
@@ -313,7 +326,7 @@ func benchCommit(b *testing.B, n int, prune, async bool) {
 	}
 	warm := int(s.opts.KeepVersions)
 	for i := 0; i < warm; i++ {
-		block(i)
+		block(i, true)
 	}
 	drain()
 	settle := os.Getenv("KAIROS_BENCH_SETTLE") != ""
@@ -329,8 +342,17 @@ func benchCommit(b *testing.B, n int, prune, async bool) {
 	tables.reset()
 	miss0 := s.cache.missCount()
 	s.phases = new(commitPhases)
+	// By kind (0: with hints, 1: without): blocks, CPU, old-value phase.
+	var kindN [2]int
+	var kindCPU [2]float64
+	var kindOld [2]time.Duration
 	for i := 0; i < b.N; i++ {
-		block(warm + i)
+		kind := i % 2
+		c0, old0 := cpuNow(), s.phases.snapshot()[phaseOld]
+		block(warm+i, kind == 0)
+		kindN[kind]++
+		kindCPU[kind] += cpuNow() - c0
+		kindOld[kind] += s.phases.snapshot()[phaseOld] - old0
 	}
 	drain()
 	if settle {
@@ -352,6 +374,12 @@ func benchCommit(b *testing.B, n int, prune, async bool) {
 	b.ReportMetric(float64(s.cache.missCount()-miss0)/float64(b.N), "misses/op")
 	b.ReportMetric(float64(b.N*benchBlock)/b.Elapsed().Seconds(), "updates/s")
 	b.ReportMetric(cpu.since()/float64(b.N), "cpu-s/op")
+	for kind, name := range []string{"hint", "nohint"} {
+		if kindN[kind] > 0 {
+			b.ReportMetric(kindCPU[kind]/float64(kindN[kind]), name+"-cpu-s/op")
+			b.ReportMetric(kindOld[kind].Seconds()*1e3/float64(kindN[kind]), name+"-old-ms/op")
+		}
+	}
 	// Cores the process kept busy: what pipelining raises, when the
 	// machine has a core to spare.
 	b.ReportMetric(cpu.since()/b.Elapsed().Seconds(), "cores")
