@@ -229,7 +229,7 @@ func BenchmarkTreeUpdate(b *testing.B) {
 		ws := make([]Write, benchBlock)
 		for j := range ws {
 			k := int((uint64(i)*benchBlock + uint64(j)) * 2654435761 % uint64(n))
-			ws[j] = Write{benchKey(k), benchValue(k, round)}
+			ws[j] = Write{Key: benchKey(k), Value: benchValue(k, round)}
 		}
 		return ws
 	}

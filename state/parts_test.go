@@ -34,7 +34,7 @@ func TestPartBatchesReused(t *testing.T) {
 	for h := 1; h <= 4; h++ {
 		ws := make([]Write, keys)
 		for i := range ws {
-			ws[i] = Write{key(i), fmt.Appendf(nil, "v%d.%d", i, h)}
+			ws[i] = Write{Key: key(i), Value: fmt.Appendf(nil, "v%d.%d", i, h)}
 		}
 		mustCommit(t, s, uint64(h), ws)
 		s.parts.mu.Lock()
