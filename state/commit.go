@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"runtime"
 	"slices"
@@ -480,9 +479,8 @@ func (w *pendingWrite) valueOf(kp types.Hash) ([]byte, bool) {
 // readOld reads the values of the leaves the version replaced or deleted
 // that neither a hint gave nor the version below wrote (the update took
 // those from its writes: its write may still be in flight) from the flat
-// index, which no
-// version after the one below has changed yet (this version's batch is
-// built after this), and checks each against its leaf's value hash. The
+// index, which no version after the one below has changed yet (this
+// version's batch is built after this), and checks each against its leaf's value hash. The
 // reads are sorted by key and split over the cores, each part through one
 // pebble iterator: a 10k-key block's ~10k old values are random keys of the
 // index, and read in its key order a data block that holds several of them
@@ -507,8 +505,12 @@ func (c *committer) readOld(o *out) error {
 		wg.Go(func() { errs[p] = c.readOldPart(o, todo[p*len(todo)/parts:(p+1)*len(todo)/parts]) })
 	}
 	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return err
+	// The first failing part's error, so that the error names the same key
+	// whatever the number of cores.
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
 	}
 	if c.oldValues {
 		for i := range o.history {

@@ -36,14 +36,23 @@
 //
 // A live value is stored once, in the flat index. The version d that
 // replaces or deletes a leaf L writes L's value as the history record
-// (d, L), in the batch that changes the index (the old value is read from
-// the index, or from the writes of the version before while its write is in
-// flight). A read of version v walks to the leaf, then takes the index's
-// value if it hashes to the leaf's value hash, else the record (d, L) of the
-// first d > v that has one: L fixes the value, so any such record holds it,
-// also after A → B → A. The index is read first, so a reader never meets an
-// index newer than the history it then reads. Pruning version d deletes its
-// history with its stale list: only versions below d read it.
+// (d, L), in the batch that changes the index (the old value is the
+// caller's hint, Write.Old, when it hashes to L's value hash; else it is read
+// from the index, or from the writes of the version before while its write
+// is in flight). A read of version v walks to the leaf, then takes the
+// index's value if it hashes to the leaf's value hash, else the record
+// (d, L) of the first d > v that has one: L fixes the value, so any such
+// record holds it, also after A → B → A. The index is read first, so a
+// reader never meets an index newer than the history it then reads.
+// Pruning version d deletes its history with its stale list: only versions
+// below d read it.
+//
+// The cost of that read grows with the distance: the history is ordered by
+// version, so finding (d, L) takes a seek per version between v and d that
+// wrote history (on a backend without ordered iteration, a point read per
+// version). Reads at recent versions (checkpoints, pinned snapshots) pay a
+// few; a store that keeps every version (KeepVersions 0) and serves reads
+// far below its latest pays in proportion (see RATIONALE.md, round 9).
 //
 // # Datastore layout
 //

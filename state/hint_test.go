@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand"
+	"slices"
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -28,6 +30,7 @@ const (
 // model, the source of stale hints.
 func hinted(rng *rand.Rand, ws []Write, m hintMode, model, older map[string][]byte) []Write {
 	out := make([]Write, len(ws))
+	keys := slices.Sorted(maps.Keys(model))
 	for i, w := range ws {
 		cur := model[modelKey(w.Key)]
 		switch m {
@@ -41,10 +44,9 @@ func hinted(rng *rand.Rand, ws []Write, m hintMode, model, older map[string][]by
 				w.Old, w.OldKnown = older[modelKey(w.Key)], true
 			case 2: // absent, whatever the key holds
 				w.Old, w.OldKnown = nil, true
-			case 3: // another key's value
-				for _, v := range model {
-					w.Old, w.OldKnown = v, true
-					break
+			case 3: // another key's value, picked in key order so that a failure repeats
+				if len(keys) > 0 {
+					w.Old, w.OldKnown = model[keys[rng.Intn(len(keys))]], true
 				}
 			case 4: // a right value, but not declared known
 				w.Old = cur
