@@ -548,21 +548,14 @@ func (c *committer) readOldPart(o *out, part []int) error {
 		}
 		return nil
 	}
-	it, err := c.s.pdb.NewIterWithContext(c.ctx, &pebble.IterOptions{LowerBound: []byte(nsKV), UpperBound: nsEnd(nsKV)})
+	l, err := c.s.newIndexLookup(c.ctx)
 	if err != nil {
 		return err
 	}
-	defer it.Close()
-	var kb []byte
+	defer l.close()
 	for _, i := range part {
-		kb = appendKVKey(kb[:0], o.history[i].leaf.key())
-		// A prefix seek is an exact lookup (the whole key is the prefix)
-		// that the tables' bloom filters serve; in increasing key order
-		// pebble goes on from where the last one stopped.
-		var v []byte
-		if it.SeekPrefixGE(kb) && bytes.Equal(it.Key(), kb) {
-			v = it.Value()
-		} else if err := it.Error(); err != nil {
+		v, err := l.get(o.history[i].leaf.key())
+		if err != nil {
 			return err
 		}
 		if err := set(i, v); err != nil {

@@ -128,3 +128,32 @@ func (s *Store) historyProbe(ctx context.Context, v uint64, l types.Hash) ([]byt
 func nsEnd(ns string) []byte {
 	return append([]byte(ns[:len(ns)-1]), '/'+1)
 }
+
+// indexLookup reads flat-index values through one pebble iterator, for
+// keys asked in increasing order: a prefix seek is an exact lookup (the
+// whole key is the prefix) that the tables' bloom filters serve, and in
+// increasing key order pebble goes on from where the last one stopped, so
+// a data block holding several of the keys is loaded once.
+type indexLookup struct {
+	it *pebble.Iterator
+	kb []byte
+}
+
+func (s *Store) newIndexLookup(ctx context.Context) (*indexLookup, error) {
+	it, err := s.pdb.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: []byte(nsKV), UpperBound: nsEnd(nsKV)})
+	if err != nil {
+		return nil, err
+	}
+	return &indexLookup{it: it}, nil
+}
+
+// get returns k's value (nil: absent), valid until the next get.
+func (l *indexLookup) get(k types.StateKey) ([]byte, error) {
+	l.kb = appendKVKey(l.kb[:0], k)
+	if l.it.SeekPrefixGE(l.kb) && bytes.Equal(l.it.Key(), l.kb) {
+		return l.it.Value(), nil
+	}
+	return nil, l.it.Error()
+}
+
+func (l *indexLookup) close() error { return l.it.Close() }

@@ -11,8 +11,6 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/cockroachdb/pebble/v2"
-
 	"github.com/kairos-network/kairos/types"
 )
 
@@ -124,25 +122,24 @@ func (r *valueWindows) load(ctx context.Context, lo, hi int) ([]SnapshotLeaf, er
 func (r *valueWindows) loadPart(ctx context.Context, lo int, part []int, out []SnapshotLeaf) error {
 	var old []int
 	err := func() error {
-		it, err := r.v.s.pdb.NewIter(&pebble.IterOptions{LowerBound: []byte(nsKV), UpperBound: nsEnd(nsKV)})
+		l, err := r.v.s.newIndexLookup(ctx)
 		if err != nil {
 			return err
 		}
-		defer it.Close()
-		var kb []byte
+		defer l.close()
 		for j, i := range part {
 			if j%4096 == 0 && ctx.Err() != nil {
 				return ctx.Err()
 			}
 			sl := r.leaves[i].slot()
-			kb = appendKVKey(kb[:0], sl.key())
-			if it.SeekGE(kb) && bytes.Equal(it.Key(), kb) && types.ValueHash(it.Value()) == sl.vh() {
-				// The iterator's value is valid until it moves.
-				out[i-lo] = snapshotLeaf(&sl, bytes.Clone(it.Value()))
-				continue
-			}
-			if err := it.Error(); err != nil {
+			v, err := l.get(sl.key())
+			if err != nil {
 				return err
+			}
+			if v != nil && types.ValueHash(v) == sl.vh() {
+				// The iterator's value is valid until it moves.
+				out[i-lo] = snapshotLeaf(&sl, bytes.Clone(v))
+				continue
 			}
 			old = append(old, i)
 		}

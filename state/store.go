@@ -297,7 +297,7 @@ func pebbleOptions() *pebble.Options {
 var nsBounds = func() [][]byte {
 	var b [][]byte
 	for _, ns := range []string{nsChanges, nsHist, nsKV, nsNode, nsPin, nsRoot, nsStale} {
-		b = append(b, []byte(ns), append([]byte(ns[:len(ns)-1]), '/'+1))
+		b = append(b, []byte(ns), nsEnd(ns))
 	}
 	return b
 }()
