@@ -28,9 +28,9 @@ type PruneStats struct {
 // node record it names by (born, id), and the history records of those
 // versions are deleted (only older versions read them). An id written
 // again later (A → B → A) is a record of its own, under its own born, so no
-// entry needs a check before its delete. Prune is idempotent: a crashed run is finished by the next
-// one (deleting a deleted record does nothing). With KeepVersions 0 it does
-// nothing.
+// entry needs a check before its delete. Prune is idempotent: a crashed
+// run is finished by the next one (deleting a deleted record does nothing).
+// With KeepVersions 0 it does nothing.
 func (s *Store) Prune(ctx context.Context) (PruneStats, error) {
 	s.pruneMu.Lock()
 	defer s.pruneMu.Unlock()
