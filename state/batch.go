@@ -26,7 +26,8 @@ import (
 // Key order, namespace by namespace: the version's history records (nsHist:
 // all under the same version, so in leaf hash order), the flat index (nsKV,
 // in (module, key) order, which the escaping of appendKVKey keeps), the
-// latest pointer, the version's node records (nsNode: all under the same
+// latest pointer, the module ids the version assigned (nsModule, in id
+// order), the version's node records (nsNode: all under the same
 // born, so in id order), its root record (nsRoot) and its stale list
 // (nsStale).
 
@@ -79,6 +80,7 @@ func (s *Store) pebbleVersionBatch(height uint64, root slot, o *out) (*pebble.Ba
 		size += 2*types.AddressLen + 2*len(ch.Key.Key) + len(ch.New) + 32
 	}
 	size += len(o.stale) * staleEntryLen
+	size += len(o.modules) * (len(nsModule) + 16 + types.AddressLen + 12)
 	sizes := make([]int, parts)
 	for p := range refs {
 		for _, r := range refs[p] {
@@ -107,6 +109,11 @@ func (s *Store) pebbleVersionBatch(height uint64, root slot, o *out) (*pebble.Ba
 			}
 			if errs[p] = b.Set(keyBytes(keyLatest), binary.AppendUvarint(nil, height), nil); errs[p] != nil {
 				return
+			}
+			for _, m := range o.modules {
+				if errs[p] = b.Set(keyBytes(moduleKey(m.id)), m.a[:], nil); errs[p] != nil {
+					return
+				}
 			}
 		}
 		rs := refs[p]

@@ -106,7 +106,8 @@ type out struct {
 	history  []oldLeaf   // leaves the version replaced or deleted, for its history records
 	stale    []nodeRef   // node records the version stopped using
 	changes  []Change
-	arena    []byte // the chunk records are encoded into
+	modules  []moduleRecord // module ids the version persists (moduleTable.take)
+	arena    []byte         // the chunk records are encoded into
 	// leaves is update's scratch for the leaves of a subtree it builds
 	// anew, kept for the next: most of a block's updates end at a leaf
 	// slot, and a slice of items each was ~5 MB of garbage per 10k-key
@@ -146,11 +147,12 @@ func (o *out) addRecord(id types.Hash, arena []byte, start int) {
 	o.arena = arena
 }
 
-// addNode adds a new node, for the cache and, encoded, for the batch.
-func (o *out) addNode(n *node) {
+// addNode adds a new node, for the cache and, encoded with the module ids
+// of t, for the batch.
+func (o *out) addNode(n *node, t *moduleTable) {
 	o.nodes = append(o.nodes, n)
-	a := o.reserve(nodeRecordLen(n))
-	o.addRecord(n.id, appendNode(a, n), len(a))
+	a := o.reserve(nodeRecordLen(n, t))
+	o.addRecord(n.id, appendNode(a, n, t), len(a))
 }
 
 // oldLeaf is a leaf the version replaced or deleted: its history record
@@ -299,6 +301,7 @@ func (s *Store) commitAsync(ctx context.Context, height uint64, writes []Write) 
 	t = s.phases.end(phasePrepare, t)
 	c := &committer{s: s, ctx: ctx, height: height, oldValues: !s.opts.AtomicBatches, prev: prev}
 	o := new(out)
+	s.modules.assignWrites(items)
 	newRoot, err := c.update(o, root, 0, items)
 	if err != nil {
 		return types.Root{}, nil, err
@@ -307,6 +310,7 @@ func (s *Store) commitAsync(ctx context.Context, height uint64, writes []Write) 
 	if err := c.readOld(o); err != nil {
 		return types.Root{}, nil, err
 	}
+	o.modules = s.modules.take()
 	t = s.phases.end(phaseOld, t)
 	w := &pendingWrite{height: height, parent: root.h, root: newRoot, written: writtenValues(items), built: make(chan struct{}), done: make(chan struct{})}
 	go s.writeInBackground(context.WithoutCancel(ctx), w, prev, o)
@@ -694,7 +698,7 @@ func (c *committer) finish(o *out, a *[fanout]slot, from *node, changed uint16) 
 		return a[last]
 	}
 	nn := newNode(c.height, a, from, changed)
-	o.addNode(nn)
+	o.addNode(nn, c.s.modules)
 	return slot{kind: slotChild, h: nn.id, born: c.height}
 }
 
@@ -874,6 +878,9 @@ func (s *Store) versionBatch(ctx context.Context, height uint64, root slot, o *o
 	// A record is a slice of a 256 KiB chunk shared with other records; a
 	// datastore that keeps the slices it is given (the in-memory one) would
 	// keep the whole chunk alive for one surviving record.
+	for _, m := range o.modules {
+		put(moduleKey(m.id), bytes.Clone(m.a[:]))
+	}
 	for _, r := range o.records {
 		put(nodeKey(height, r.id), bytes.Clone(r.rec))
 	}

@@ -23,6 +23,7 @@ const (
 	nsChanges = "/kairos/c/"  // <height> → change set
 	nsStale   = "/kairos/s/"  // <stale_since> → list of (born, id)
 	nsPin     = "/kairos/pin/"
+	nsModule  = "/kairos/m/" // <id> → module address (module table)
 )
 
 var (
@@ -35,9 +36,11 @@ var (
 // storeFormat is the on-disk format version. Format 1 (no format record)
 // named node records by hash alone; format 2 names them by (born, hash) and
 // kept every leaf's value in a value record; format 3 keeps a live value
-// only in the flat index and a replaced one in a history record. Open
-// refuses any other format with ErrFormat: there is no migration.
-const storeFormat = 3
+// only in the flat index and a replaced one in a history record; format 4
+// names a leaf's module in a node record by a store-local id (modules.go)
+// instead of its 32-byte address. Open refuses any other format with
+// ErrFormat: there is no migration.
+const storeFormat = 4
 
 // Key bytes (node ids, modules, state keys) go into datastore keys raw, with
 // two escapes so that no '/' appears inside a segment: '.' becomes ".\x01"

@@ -481,15 +481,15 @@ func occupied(a *[fanout]slot) (int, int) {
 	return c, last
 }
 
-// nodeRecordLen is the exact length of n's record.
-func nodeRecordLen(n *node) int {
+// nodeRecordLen is the exact length of n's record with the module ids of
+// t.
+func nodeRecordLen(n *node, t *moduleTable) int {
 	l := 1 + 4
 	es := n.entries()
 	for i := range es {
 		s := &es[i]
 		if s.kind == slotLeaf {
-			kl := int(s.end-s.off) - leafFixed
-			l += uvarintLen(uint64(kl)) + leafFixed + kl
+			l += leafRecordLen(unsafe.String(&n.mem[s.off], int(s.end-s.off)), t)
 		} else {
 			l += types.HashLen + uvarintLen(s.born)
 		}
@@ -500,14 +500,16 @@ func nodeRecordLen(n *node) int {
 // appendNode appends n's record to buf: tag, uint16 occupancy, uint16 leaf
 // mask, then per occupied slot in order either the child's id followed by
 // the uvarint born of its record (a few bytes: see RATIONALE.md), or the
-// leaf as the uvarint length of its key and its leafData (value hash,
-// module, key). The node's own born is in its key, not in the record. A
+// leaf as appendLeafRecord writes it: the uvarint length of its key, its
+// value hash, its module's id in t (store format 4: 1–3 bytes instead of
+// the 32-byte address; the address inline only for a module without one)
+// and its key. The node's own born is in its key, not in the record. A
 // leaf's key path and leaf hash are not stored: decodeNode derives them
 // (two hashes per leaf), and the node's id, which covers every leaf hash,
 // still checks them (hashMatches). Holding the key lets a read of an old
 // version find the leaf's value in the flat index or the history, and a
 // proof of absence by another leaf needs no read at all.
-func appendNode(buf []byte, n *node) []byte {
+func appendNode(buf []byte, n *node, t *moduleTable) []byte {
 	var leaves uint16
 	j := 0
 	for i := 0; i < fanout; i++ {
@@ -523,12 +525,18 @@ func appendNode(buf []byte, n *node) []byte {
 	buf = binary.BigEndian.AppendUint16(buf, leaves)
 	for j := range n.entries() {
 		s := n.at(j)
-		buf = appendSlotBody(buf, &s)
+		if s.kind == slotLeaf {
+			buf = appendLeafRecord(buf, s.leaf, t)
+		} else {
+			buf = binary.AppendUvarint(append(buf, s.h[:]...), s.born)
+		}
 	}
 	return buf
 }
 
-// appendSlotBody appends a leaf or child slot as a node record holds it.
+// appendSlotBody appends a leaf or child slot as a root record holds it: a
+// leaf as the uvarint length of its key and its leafData, the module
+// inline (one record per version, read without the module table).
 func appendSlotBody(buf []byte, s *slot) []byte {
 	if s.kind == slotLeaf {
 		buf = binary.AppendUvarint(buf, uint64(len(s.leaf)-leafFixed))
@@ -538,10 +546,11 @@ func appendSlotBody(buf []byte, s *slot) []byte {
 	return binary.AppendUvarint(buf, s.born)
 }
 
-// decodeNode parses a node record stored under r. It does not rehash the
+// decodeNode parses a node record stored under r, resolving its leaves'
+// module ids in t: an id t does not hold is corrupt. It does not rehash the
 // node (hashMatches does); local records are trusted on the read path. The
 // leaves' leaf hashes are computed here, and their data share one buffer.
-func decodeNode(b []byte, r nodeRef) (*node, error) {
+func decodeNode(b []byte, r nodeRef, t *moduleTable) (*node, error) {
 	rest, err := recordBody(b, tagNode)
 	if err != nil {
 		return nil, err
@@ -556,13 +565,12 @@ func decodeNode(b []byte, r nodeRef) (*node, error) {
 		return nil, fmt.Errorf("%w: node leaf mask outside occupancy", ErrCorrupt)
 	}
 	n := &node{id: r.id, born: r.born, occ: occ}
-	// First pass: the entries, on the stack, with each leaf's data as a
-	// span of body; then mem is allocated once and filled.
-	body := rest
-	type span struct{ at, end int }
+	// First pass: the entries, on the stack, with each leaf's value hash,
+	// module and key as parts of the record; then mem is allocated once
+	// and filled with the leaves' leafData.
 	var (
 		es    [fanout]entry
-		spans [fanout]span
+		parts [fanout]leafParts
 	)
 	k, total := 0, 0
 	for i := 0; i < fanout; i++ {
@@ -570,16 +578,13 @@ func decodeNode(b []byte, r nodeRef) (*node, error) {
 			continue
 		}
 		if leaves&(1<<i) != 0 {
-			kl, m := uvarint(rest)
-			if m <= 0 || kl > types.StateKeyMax || uint64(len(rest)-m) < leafFixed+kl {
-				return nil, fmt.Errorf("%w: bad leaf in node", ErrCorrupt)
+			p := &parts[k]
+			if rest, err = leafRecord(rest, p, t); err != nil {
+				return nil, err
 			}
-			at := len(body) - len(rest) + m
-			spans[k] = span{at, at + leafFixed + int(kl)}
-			total += leafFixed + int(kl)
+			total += leafFixed + len(p.key)
 			es[k] = entry{kind: slotLeaf}
 			k++
-			rest = rest[m+leafFixed+int(kl):]
 			continue
 		}
 		if len(rest) < types.HashLen {
@@ -602,9 +607,9 @@ func decodeNode(b []byte, r nodeRef) (*node, error) {
 	mem := make([]byte, k*entrySize, k*entrySize+total)
 	for i := range k {
 		if e := &es[i]; e.kind == slotLeaf {
-			sp := spans[i]
+			p := &parts[i]
 			e.off = uint16(len(mem))
-			mem = append(mem, body[sp.at:sp.end]...)
+			mem = append(append(append(mem, p.vh...), p.module[:]...), p.key...)
 			e.end = uint16(len(mem))
 			s := slot{kind: slotLeaf, leaf: unsafe.String(&mem[e.off], int(e.end-e.off))}
 			deriveLeaf(&s)
@@ -614,6 +619,45 @@ func decodeNode(b []byte, r nodeRef) (*node, error) {
 	n.mem = mem
 	copy(n.entries(), es[:k])
 	return n, nil
+}
+
+// leafParts is a leaf as decodeNode reads it from a record: its value hash
+// and key point into the record, its module is resolved.
+type leafParts struct {
+	vh, key []byte
+	module  types.Address
+}
+
+// leafRecord parses the leaf at the start of b (appendLeafRecord's form)
+// into p, its module resolved in t, and returns the rest of b.
+func leafRecord(b []byte, p *leafParts, t *moduleTable) ([]byte, error) {
+	kl, m := uvarint(b)
+	if m <= 0 || kl > types.StateKeyMax || uint64(len(b)-m) < types.HashLen+1+kl {
+		return nil, fmt.Errorf("%w: bad leaf in node", ErrCorrupt)
+	}
+	b = b[m:]
+	p.vh, b = b[:types.HashLen], b[types.HashLen:]
+	id, m := uvarint(b)
+	if m <= 0 {
+		return nil, fmt.Errorf("%w: bad leaf in node", ErrCorrupt)
+	}
+	b = b[m:]
+	if id == moduleInline {
+		if len(b) < types.AddressLen {
+			return nil, fmt.Errorf("%w: bad leaf in node", ErrCorrupt)
+		}
+		p.module, b = types.Address(b[:types.AddressLen]), b[types.AddressLen:]
+	} else {
+		var ok bool
+		if p.module, ok = t.module(id); !ok {
+			return nil, fmt.Errorf("%w: %w %d", ErrCorrupt, errModuleID, id)
+		}
+	}
+	if uint64(len(b)) < kl {
+		return nil, fmt.Errorf("%w: bad leaf in node", ErrCorrupt)
+	}
+	p.key, b = b[:kl], b[kl:]
+	return b, nil
 }
 
 // deriveLeaf computes a leaf slot's leaf hash from its data.

@@ -2,6 +2,7 @@ package state
 
 import (
 	"bytes"
+	"errors"
 	"math/rand/v2"
 	"testing"
 
@@ -23,6 +24,34 @@ func TestRecordLengthsExact(t *testing.T) {
 		return h
 	}
 	keyLens := []int{0, 1, 127, 128, types.StateKeyMax}
+	// Modules of ids of one, two and three bytes, and modules without an
+	// id (inline).
+	mods := newModuleTable(ModuleIDsMax)
+	var known []types.Address
+	for range 200 {
+		m := hash()
+		known = append(known, types.Address(m[:types.AddressLen]))
+	}
+	mods.assign(known)
+	for i := range 20000 {
+		mods.assign([]types.Address{{0xfe, byte(i), byte(i >> 8)}})
+	}
+	if _, ok := mods.module(16384); !ok {
+		t.Fatal("no three-byte module id")
+	}
+	module := func() types.Address {
+		switch r.IntN(4) {
+		case 0:
+			return known[r.IntN(len(known))]
+		case 1:
+			i := r.IntN(20000)
+			return types.Address{0xfe, byte(i), byte(i >> 8)}
+		case 2:
+			m := hash()
+			return types.Address(m[:types.AddressLen])
+		}
+		return types.Address{}
+	}
 	for range 2000 {
 		parent := r.Uint64N(1 << (8 * r.IntN(8)))
 		var a [fanout]slot
@@ -30,8 +59,7 @@ func TestRecordLengthsExact(t *testing.T) {
 			switch r.IntN(3) {
 			case 1:
 				k := types.StateKey{Key: bytes.Repeat([]byte{byte(r.Uint32())}, keyLens[r.IntN(len(keyLens))])}
-				m := hash()
-				k.Module = types.Address(m[:types.AddressLen])
+				k.Module = module()
 				a[i] = leafSlot(types.KeyPath(k), hash(), k)
 			case 2:
 				a[i] = slot{kind: slotChild, h: hash(), born: r.Uint64N(parent + 1)}
@@ -41,11 +69,11 @@ func TestRecordLengthsExact(t *testing.T) {
 			continue
 		}
 		n := makeNode(parent, &a)
-		enc := appendNode(nil, n)
-		if len(enc) != nodeRecordLen(n) {
-			t.Fatalf("node record of %d bytes, nodeRecordLen %d", len(enc), nodeRecordLen(n))
+		enc := appendNode(nil, n, mods)
+		if len(enc) != nodeRecordLen(n, mods) {
+			t.Fatalf("node record of %d bytes, nodeRecordLen %d", len(enc), nodeRecordLen(n, mods))
 		}
-		got, err := decodeNode(enc, n.ref())
+		got, err := decodeNode(enc, n.ref(), mods)
 		if err != nil || got.all() != a {
 			t.Fatalf("node does not decode back: %v", err)
 		}
@@ -54,5 +82,47 @@ func TestRecordLengthsExact(t *testing.T) {
 				t.Fatalf("root record of slot %d does not decode back: %v", i, err)
 			}
 		}
+	}
+}
+
+// TestLeafRecordBytes pins format 4's leaf encoding: key length, value
+// hash, module id (or moduleInline and the address), key; a record decodes
+// only against a table that holds its ids.
+func TestLeafRecordBytes(t *testing.T) {
+	mods := newModuleTable(ModuleIDsMax)
+	known, other := types.Address{7}, types.Address{9}
+	mods.assign([]types.Address{known})
+	k := types.StateKey{Module: known, Key: []byte("key")}
+	vh := types.Hash{1, 2}
+	l := leafData(vh, k)
+	want := append(append([]byte{3}, vh[:]...), 1)
+	want = append(want, "key"...)
+	if got := appendLeafRecord(nil, l, mods); !bytes.Equal(got, want) || leafRecordLen(l, mods) != len(want) {
+		t.Fatalf("leaf of a known module: %x (len %d), want %x", got, leafRecordLen(l, mods), want)
+	}
+	l = leafData(vh, types.StateKey{Module: other, Key: []byte("key")})
+	want = append(append(append(append([]byte{3}, vh[:]...), moduleInline), other[:]...), "key"...)
+	if got := appendLeafRecord(nil, l, mods); !bytes.Equal(got, want) || leafRecordLen(l, mods) != len(want) {
+		t.Fatalf("leaf of a module without an id: %x, want %x", got, want)
+	}
+
+	var a [fanout]slot
+	for i, m := range []types.Address{known, other} {
+		k := types.StateKey{Module: m, Key: []byte{byte(i)}}
+		a[i*5] = leafSlot(types.KeyPath(k), vh, k)
+	}
+	n := makeNode(3, &a)
+	n.id = hashSlots(&a, new(innerHashes))
+	enc := appendNode(nil, n, mods)
+	// tag, occupancy, leaf mask; two leaves of one-byte keys.
+	if want := 5 + (1 + 32 + 1 + 1) + (1 + 32 + 1 + 32 + 1); len(enc) != want {
+		t.Fatalf("node record of %d bytes, want %d", len(enc), want)
+	}
+	got, err := decodeNode(enc, n.ref(), mods)
+	if err != nil || got.all() != a || !got.hashMatches(n.id) {
+		t.Fatalf("node does not decode back: %v", err)
+	}
+	if _, err := decodeNode(enc, n.ref(), newModuleTable(ModuleIDsMax)); !errors.Is(err, ErrCorrupt) || !errors.Is(err, errModuleID) {
+		t.Fatalf("decoded against a table without its module id: %v", err)
 	}
 }

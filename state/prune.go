@@ -340,7 +340,7 @@ func (s *Store) Audit(ctx context.Context) (*AuditReport, error) {
 		if err != nil {
 			return err
 		}
-		n, err := decodeNode(raw, sl.ref())
+		n, err := decodeNode(raw, sl.ref(), s.modules)
 		if err != nil || !n.hashMatches(sl.h) {
 			rep.Missing = append(rep.Missing, sl.h)
 			return nil

@@ -285,7 +285,7 @@ func TestAuditDetectsWrongLeafKey(t *testing.T) {
 			k.Key[0] ^= 1
 			a[i] = leafSlot(types.KeyPath(k), e.vh(), k)
 			bad := makeNode(n.born, &a)
-			if err := s.d.Put(ctx, nodeKey(n.born, n.id), appendNode(nil, bad)); err != nil {
+			if err := s.d.Put(ctx, nodeKey(n.born, n.id), appendNode(nil, bad, s.modules)); err != nil {
 				t.Fatal(err)
 			}
 			rep, err := s.Audit(ctx)

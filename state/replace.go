@@ -69,10 +69,12 @@ func (im *Importer) Replace(ctx context.Context, s *Store) (types.Root, error) {
 	}
 	c := &committer{s: s, ctx: ctx, height: m.Height}
 	var o out
+	s.modules.assignWrites(items)
 	newRoot, err := c.update(&o, root, 0, items)
 	if err != nil {
 		return types.Root{}, err
 	}
+
 	// The version below becomes unreadable with this one (the minimum
 	// moves to it in the same batch), and only versions below read a
 	// version's history: it writes none.
@@ -96,6 +98,7 @@ func (im *Importer) Replace(ctx context.Context, s *Store) (types.Root, error) {
 	}
 	s.min = m.Height
 	s.mu.Unlock()
+	o.modules = s.modules.take() // from here on, written or the store fails
 	if err := s.writeReplace(ctx, m.Height, newRoot, &o); err != nil {
 		return types.Root{}, s.fail(fmt.Errorf("%w: replace with version %d: %w", ErrNeedsReopen, m.Height, err))
 	}

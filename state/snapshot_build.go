@@ -268,6 +268,9 @@ type recordWriter struct {
 	// run nextRun) instead of pebble: see ingest.go.
 	ingest  *ingestPlace
 	nextRun int
+	// mods is the store's module table that putNode encodes leaves with
+	// (nil: every module inline, for writers outside a store).
+	mods *moduleTable
 }
 
 // snapWriteDepth is how many full batches the record writer lets wait to
@@ -378,7 +381,50 @@ func newRecordWriter(ctx context.Context, d ds.Batching) *recordWriter {
 func newStoreRecordWriter(ctx context.Context, s *Store) *recordWriter {
 	w := newRecordWriter(ctx, s.d)
 	w.pdb = s.pdb
+	w.mods = s.modules
 	return w
+}
+
+// assignModules gives ids to the modules of ls that have none (sorted, as
+// a commit does) and persists them at once, in one synced batch of their
+// own: the records that name them may reach the datastore as ingested
+// tables, outside pebble's log, and a resumed install must find every id
+// its earlier records name. The store's writer lock is held. A leaf whose
+// module has no id is written with the address inline, so a writer that
+// skips this loses bytes, not correctness.
+func (w *recordWriter) assignModules(ls []builtLeaf) error {
+	if w.mods == nil {
+		return nil
+	}
+	var ms []types.Address
+	for i := range ls {
+		if _, ok := w.mods.id(string(ls[i].key.Module[:])); !ok {
+			ms = append(ms, ls[i].key.Module)
+		}
+	}
+	if len(ms) == 0 {
+		return nil
+	}
+	w.mods.assign(ms)
+	recs := w.mods.take()
+	err := func() error {
+		b, err := w.d.Batch(w.ctx)
+		if err != nil {
+			return err
+		}
+		if err := putModules(recs, func(k ds.Key, v []byte) error { return b.Put(w.ctx, k, v) }); err != nil {
+			return err
+		}
+		if err := b.Commit(w.ctx); err != nil {
+			return err
+		}
+		return w.d.Sync(w.ctx, ds.NewKey(nsModule))
+	}()
+	if err != nil {
+		// Not known to be stored: the next writer persists them.
+		w.mods.unsaved = append(recs, w.mods.unsaved...)
+	}
+	return err
 }
 
 func (w *recordWriter) put(k ds.Key, v []byte) error {
@@ -389,7 +435,8 @@ func (w *recordWriter) delete(k ds.Key) error {
 	return w.add(k.String(), nil, true)
 }
 
-// putNode puts n's record, (born, id) → the bytes of appendNode(nil, n),
+// putNode puts n's record, (born, id) → the bytes of appendNode(nil, n,
+// w.mods),
 // built in the batch's buffers: as a key string and a record of their own
 // they were two objects per node to allocate and then copy into the
 // buffers.
@@ -398,7 +445,7 @@ func (w *recordWriter) putNode(n *node) error {
 	koff := len(w.b.keys)
 	w.b.keys = appendNodeKey(w.b.keys, n.born, n.id)
 	voff := len(w.b.values)
-	w.b.values = appendNode(w.b.values, n)
+	w.b.values = appendNode(w.b.values, n, w.mods)
 	return w.pushOp(koff, sortFrom, 0, voff, false)
 }
 

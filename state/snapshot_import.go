@@ -312,6 +312,9 @@ func (im *Importer) buildTree(ctx context.Context, s *Store, src chunkReader, pl
 	err := inOrder(n-start, func(i int) ([]builtLeaf, error) {
 		return im.chunkLeaves(ctx, start+i, src)
 	}, func(i int, ls []builtLeaf) error {
+		if err := w.assignModules(ls); err != nil {
+			return err
+		}
 		for k := range ls {
 			if err := b.add(&ls[k]); err != nil {
 				return err

@@ -350,7 +350,7 @@ func (s *Store) Seed(ctx context.Context, height uint64, fill func(add func([]Sn
 	if height == 0 {
 		return types.Root{}, fmt.Errorf("%w: seed of version 0", ErrHeight)
 	}
-	newRoot, err := s.build(ctx, height, func(ctx context.Context, add func(*builtLeaf) error) error {
+	newRoot, err := s.build(ctx, height, func(ctx context.Context, w *recordWriter, add func(*builtLeaf) error) error {
 		return fill(func(ls []SnapshotLeaf) error {
 			for i, l := range ls {
 				if len(l.Key.Key) > types.StateKeyMax {
@@ -376,6 +376,9 @@ func (s *Store) Seed(ctx context.Context, height uint64, fill func(add func([]Sn
 				}()
 			}
 			wg.Wait()
+			if err := w.assignModules(hashed); err != nil {
+				return err
+			}
 			for i := range hashed {
 				if err := add(&hashed[i]); err != nil {
 					return err
@@ -395,10 +398,10 @@ func (s *Store) Seed(ctx context.Context, height uint64, fill func(add func([]Sn
 
 // build streams the leaves of leaves through a treeBuilder into s and
 // returns the root slot; nothing is reachable yet.
-func (s *Store) build(ctx context.Context, height uint64, leaves func(context.Context, func(*builtLeaf) error) error) (slot, error) {
+func (s *Store) build(ctx context.Context, height uint64, leaves func(context.Context, *recordWriter, func(*builtLeaf) error) error) (slot, error) {
 	w := newStoreRecordWriter(ctx, s)
 	b := newTreeBuilder(height, w)
-	if err := leaves(ctx, b.add); err != nil {
+	if err := leaves(ctx, w, b.add); err != nil {
 		return slot{}, errors.Join(err, w.wait())
 	}
 	root, err := b.root()

@@ -103,9 +103,15 @@ type Options struct {
 	// leveldb). When false, Commit first writes the change set on its own
 	// and the latest pointer last, so that recovery can undo a torn batch.
 	AtomicBatches bool
+	// moduleIDsMax lowers ModuleIDsMax in tests (0: ModuleIDsMax). A
+	// store must be opened with the same value each time.
+	moduleIDsMax int
 }
 
 func (o Options) withDefaults() Options {
+	if o.moduleIDsMax <= 0 {
+		o.moduleIDsMax = ModuleIDsMax
+	}
 	if o.CacheBytes <= 0 {
 		o.CacheBytes = DefaultCacheBytes
 	}
@@ -142,6 +148,8 @@ type Store struct {
 	// latestIdx is GetMany's copy of an in-memory store's flat index
 	// (latest.go); Commit keeps it in step.
 	latestIdx latestIndex
+	// modules is the store's module table (modules.go), loaded by Open.
+	modules *moduleTable
 
 	// commitMu: one tree update or writer at a time (CommitAsync, Install,
 	// Seed, Replace, Audit, Close, GetMany's index rebuild); not held while
@@ -183,6 +191,9 @@ func Open(ctx context.Context, d ds.Batching, opts Options) (*Store, error) {
 		}
 	}
 	if err := s.checkFormat(ctx); err != nil {
+		return nil, err
+	}
+	if s.modules, err = loadModules(ctx, d, opts.moduleIDsMax); err != nil {
 		return nil, err
 	}
 	if err := s.recover(ctx, latest); err != nil {
@@ -602,7 +613,7 @@ func (s *Store) loadNode(ctx context.Context, r nodeRef) (*node, error) {
 	if err != nil {
 		return nil, err
 	}
-	n, err := decodeNode(b, r)
+	n, err := decodeNode(b, r, s.modules)
 	if err != nil {
 		return nil, fmt.Errorf("node %s: %w", r.id, err)
 	}
