@@ -14,6 +14,7 @@ const (
 	UsageIndex   = "flat index"
 	UsageStale   = "stale lists"
 	UsageRoots   = "root records"
+	UsageModules = "module table"
 	UsageOther   = "other"
 )
 
@@ -35,7 +36,7 @@ func (u UsageKind) Bytes() int64 { return u.KeyBytes + u.ValueBytes }
 // kind, to tell which records the disk goes to (the benchmarks print it
 // beside the size on disk). It reads every record: a tool, not a metric.
 func (s *Store) Usage(ctx context.Context) ([]UsageKind, error) {
-	kinds := []UsageKind{{Kind: UsageNodes}, {Kind: UsageHistory}, {Kind: UsageIndex}, {Kind: UsageStale}, {Kind: UsageRoots}, {Kind: UsageOther}}
+	kinds := []UsageKind{{Kind: UsageNodes}, {Kind: UsageHistory}, {Kind: UsageIndex}, {Kind: UsageStale}, {Kind: UsageRoots}, {Kind: UsageModules}, {Kind: UsageOther}}
 	add := func(k string, v []byte) {
 		i := len(kinds) - 1
 		switch {
@@ -49,6 +50,8 @@ func (s *Store) Usage(ctx context.Context) ([]UsageKind, error) {
 			i = 3
 		case strings.HasPrefix(k, nsRoot):
 			i = 4
+		case strings.HasPrefix(k, nsModule):
+			i = 5
 		}
 		kinds[i].Records++
 		kinds[i].KeyBytes += int64(len(k))

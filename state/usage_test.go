@@ -55,6 +55,10 @@ func TestUsage(t *testing.T) {
 		if n := byKind[UsageStale].Records; n != 2 {
 			t.Errorf("store %d: %d stale lists, want 2", j, n)
 		}
+		// One module, with one id.
+		if x := byKind[UsageModules]; x.Records != 1 || x.ValueBytes != 32 {
+			t.Errorf("store %d: module table %+v, want 1 record of 32 value bytes", j, x)
+		}
 		if byKind[UsageNodes].Records == 0 {
 			t.Errorf("store %d: no nodes", j)
 		}

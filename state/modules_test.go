@@ -1,0 +1,300 @@
+package state
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"maps"
+	"math/rand/v2"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	ds "github.com/ipfs/go-datastore"
+	dssync "github.com/ipfs/go-datastore/sync"
+
+	"github.com/kairos-network/kairos/types"
+)
+
+// moduleWrites returns writes of n keys spread over the modules ms, values
+// drawn from r.
+func moduleWrites(r *rand.Rand, ms []types.Address, n int) []Write {
+	ws := make([]Write, n)
+	for i := range ws {
+		v := make([]byte, 1+r.IntN(20))
+		for j := range v {
+			v[j] = byte(r.Uint32())
+		}
+		ws[i] = Write{Key: types.StateKey{Module: ms[i%len(ms)], Key: []byte{'k', byte(i), byte(i >> 8)}}, Value: v}
+	}
+	return ws
+}
+
+func addrs(tag byte, n int) []types.Address {
+	ms := make([]types.Address, n)
+	for i := range ms {
+		ms[i] = types.Address{tag, byte(n - i)} // sorted order is not creation order
+	}
+	return ms
+}
+
+// tableOf reads the store's module table records: id → module.
+func tableOf(t *testing.T, d ds.Datastore) map[uint64]types.Address {
+	t.Helper()
+	out := map[uint64]types.Address{}
+	for k, v := range dump(t, d, nsModule) {
+		id, err := parseHeightKey(k, nsModule)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[id] = types.Address(v)
+	}
+	return out
+}
+
+// TestModuleTableAcrossReopen commits blocks that bring new modules to a
+// pebble store on disk, reopening it in between: ids are assigned once, in
+// sorted address order within a commit, persisted with the commit, found
+// again by the reopened store (which reads every old version through
+// them), and a store fed the same blocks with the writes in another order
+// holds the same records, byte for byte.
+func TestModuleTableAcrossReopen(t *testing.T) {
+	ctx := context.Background()
+	r := rand.New(rand.NewPCG(1, 2))
+	first, second := addrs(1, 5), addrs(2, 7)
+	blocks := [][]Write{
+		moduleWrites(r, first, 40),
+		moduleWrites(r, append(first[:2:2], second...), 50),
+		moduleWrites(r, first, 30),
+	}
+	dir := t.TempDir()
+	var roots []types.Root
+	for h, ws := range blocks {
+		s, err := OpenPebble(filepath.Join(dir, "a"), Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		roots = append(roots, mustCommit(t, s, uint64(h+1), ws))
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, err := OpenPebble(filepath.Join(dir, "b"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	for h, ws := range blocks {
+		rev := slices.Clone(ws)
+		slices.Reverse(rev)
+		if root := mustCommit(t, b, uint64(h+1), rev); root != roots[h] {
+			t.Fatalf("block %d: root %s, %s in the other order", h+1, root, roots[h])
+		}
+	}
+
+	s, err := OpenPebble(filepath.Join(dir, "a"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	table := tableOf(t, s.Datastore())
+	sorted := func(ms []types.Address) []types.Address {
+		ms = slices.Clone(ms)
+		slices.SortFunc(ms, func(a, b types.Address) int { return bytes.Compare(a[:], b[:]) })
+		return ms
+	}
+	want := append(sorted(first), sorted(second)...)
+	if len(table) != len(want) {
+		t.Fatalf("%d module ids, want %d", len(table), len(want))
+	}
+	for i, m := range want {
+		if table[uint64(i+1)] != m {
+			t.Fatalf("id %d names %x, want %x", i+1, table[uint64(i+1)], m)
+		}
+	}
+	da := dump(t, s.Datastore(), nsNode, nsModule, nsKV, nsHist)
+	db := dump(t, b.Datastore(), nsNode, nsModule, nsKV, nsHist)
+	if !maps.EqualFunc(da, db, bytes.Equal) {
+		t.Fatal("the same blocks in another write order left other records")
+	}
+
+	// Every version reads back through the reopened table.
+	for h, ws := range blocks {
+		v, err := s.View(ctx, uint64(h+1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, w := range ws {
+			got, err := v.Get(ctx, w.Key)
+			if err != nil || !bytes.Equal(got, w.Value) {
+				v.Close()
+				t.Fatalf("version %d, %s: %x, %v; want %x", h+1, w.Key, got, err, w.Value)
+			}
+		}
+		v.Close()
+	}
+	auditClean(t, s)
+}
+
+// TestModuleIDsPastLimit gives a store with a limit of 3 module ids blocks
+// of 8 modules: the 3 first in sorted order get ids, the others' leaves
+// carry their address inline, no commit fails, the roots are those of a
+// store without the limit, and everything reads back after a reopen.
+func TestModuleIDsPastLimit(t *testing.T) {
+	ctx := context.Background()
+	r := rand.New(rand.NewPCG(3, 4))
+	ms := addrs(3, 8)
+	blocks := [][]Write{moduleWrites(r, ms[:4], 40), moduleWrites(r, ms, 60)}
+	base := dssync.MutexWrap(ds.NewMapDatastore())
+	limited, err := Open(ctx, base, Options{moduleIDsMax: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	free := openMem(t)
+	for h, ws := range blocks {
+		if a, b := mustCommit(t, limited, uint64(h+1), ws), mustCommit(t, free, uint64(h+1), ws); a != b {
+			t.Fatalf("block %d: root %s with 3 module ids, %s without a limit", h+1, a, b)
+		}
+	}
+	table := tableOf(t, base)
+	if len(table) != 3 {
+		t.Fatalf("%d module ids, want 3", len(table))
+	}
+	if _, ok := limited.modules.module(4); ok {
+		t.Fatal("an id past the limit")
+	}
+	// The limited store's records are larger by the inline addresses.
+	size := func(d ds.Datastore) (n int) {
+		for _, v := range dump(t, d, nsNode) {
+			n += len(v)
+		}
+		return n
+	}
+	if a, b := size(base), size(free.Datastore()); a <= b {
+		t.Fatalf("node records of %d bytes with 3 ids, %d with one per module", a, b)
+	}
+
+	s, err := Open(ctx, base, Options{moduleIDsMax: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	latest := map[string][]byte{}
+	for _, ws := range blocks {
+		for _, w := range ws {
+			latest[modelKey(w.Key)] = w.Value
+		}
+	}
+	v, err := s.View(ctx, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	for k, want := range latest {
+		got, err := v.Get(ctx, splitKey(k))
+		if err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("%x: %x, %v; want %x", k, got, err, want)
+		}
+	}
+	p, err := v.Prove(ctx, blocks[1][7].Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := types.Verify(v.Root(), p); err != nil {
+		t.Fatal(err)
+	}
+	auditClean(t, s)
+	// Past the limit a commit still brings new modules.
+	mustCommit(t, s, 3, moduleWrites(r, addrs(4, 2), 10))
+	auditClean(t, s)
+}
+
+// TestAuditUnknownModuleID rewrites a node record so that a leaf names a
+// module id the store never assigned: loading it is ErrCorrupt, and Audit
+// reports the node.
+func TestAuditUnknownModuleID(t *testing.T) {
+	ctx := context.Background()
+	r := rand.New(rand.NewPCG(5, 6))
+	s := openMem(t)
+	mustCommit(t, s, 1, moduleWrites(r, addrs(5, 3), 200))
+	for k, v := range dump(t, s.d, nsNode) {
+		ref, err := parseNodeKey(strings.TrimPrefix(k, nsNode))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, err := decodeNode(v, ref, s.modules)
+		if err != nil {
+			t.Fatal(err)
+		}
+		leaf := n.at(0)
+		if ref == s.root.ref() || leaf.kind != slotLeaf {
+			continue
+		}
+		// A table in which the leaf's module has id 9, unknown to s.
+		other := newModuleTable(ModuleIDsMax)
+		other.assign(addrs(6, 8))
+		other.assign([]types.Address{leaf.key().Module})
+		if err := s.d.Put(ctx, ds.RawKey(k), appendNode(nil, n, other)); err != nil {
+			t.Fatal(err)
+		}
+		s.cache = newNodeCache(s.opts.CacheBytes) // read it from the datastore
+		if _, err := s.loadNode(ctx, ref); !errors.Is(err, ErrCorrupt) || !errors.Is(err, errModuleID) {
+			t.Fatalf("load of a node naming an unknown module id: %v", err)
+		}
+		rep, err := s.Audit(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rep.Missing) != 1 || rep.Missing[0] != ref.id {
+			t.Fatalf("audit: missing %v, want the node %s", rep.Missing, ref.id)
+		}
+		return
+	}
+	t.Fatal("no node below the root holds a leaf in its first slot")
+}
+
+// TestModuleTableRecords: Open refuses a table record it cannot read, and
+// loads one with gaps (a torn commit's subset) keeping each id's module.
+func TestModuleTableRecords(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name string
+		k    ds.Key
+		v    []byte
+		ok   bool
+	}{
+		{"gap", moduleKey(5), make([]byte, 32), true},
+		{"id 0", moduleKey(0), make([]byte, 32), false},
+		{"past the limit", moduleKey(ModuleIDsMax + 1), make([]byte, 32), false},
+		{"short address", moduleKey(2), make([]byte, 31), false},
+		{"bad key", ds.RawKey(nsModule + "x"), make([]byte, 32), false},
+	} {
+		d := dssync.MutexWrap(ds.NewMapDatastore())
+		s, err := Open(ctx, d, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		mustCommit(t, s, 1, []Write{{Key: types.StateKey{Module: types.Address{7}, Key: []byte("a")}, Value: []byte{1}}})
+		if err := d.Put(ctx, tc.k, tc.v); err != nil {
+			t.Fatal(err)
+		}
+		s, err = Open(ctx, d, Options{})
+		if tc.ok != (err == nil) || !tc.ok && !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("%s: open: %v", tc.name, err)
+		}
+		if !tc.ok {
+			continue
+		}
+		if m, ok := s.modules.module(1); !ok || m != (types.Address{7}) {
+			t.Fatalf("%s: id 1 names %x", tc.name, m)
+		}
+		if _, ok := s.modules.module(3); ok {
+			t.Fatalf("%s: id 3 in the gap", tc.name)
+		}
+		// The next module gets the id after the highest stored.
+		mustCommit(t, s, 2, []Write{{Key: types.StateKey{Module: types.Address{8}, Key: []byte("a")}, Value: []byte{1}}})
+		if m := tableOf(t, d)[6]; m != (types.Address{8}) {
+			t.Fatalf("%s: id 6 names %x", tc.name, m)
+		}
+	}
+}
