@@ -62,8 +62,11 @@ const (
 	crashKeep      = 3
 )
 
+// crashWorkload spreads its keys over more modules than a block writes, so
+// that the first four of its 16 blocks bring new modules (module ids in the
+// batch) and crash points fall in them too.
 func crashWorkload() statebench.Workload {
-	return statebench.Workload{Keys: 600, Block: 60, ValueSize: 40, Modules: 3, Seed: 9}
+	return statebench.Workload{Keys: 600, Block: 60, ValueSize: 40, Modules: 240, Seed: 9}
 }
 
 // crashProgress is how far a crashRun got: the highest height handed to
