@@ -32,6 +32,20 @@
 // node's id covers them. A subtree with one leaf is never a node: the leaf
 // moves up into the slot.
 //
+// # Module ids
+//
+// A node record names a leaf's module by a small store-local id (a
+// uvarint) instead of its 32-byte address: the module table (modules.go,
+// /kairos/m/<id> → address) holds one id per module, up to ModuleIDsMax;
+// past it a leaf carries its address inline (id 0), so no commit fails for
+// it. The writer that first writes a key of a module assigns its id, in
+// sorted address order among the modules it brings, and persists it with
+// the records: a commit (or Replace) in its own batch, an install or Seed
+// in a synced batch before the chunk's records. Open loads the table before
+// any node. Ids never leave the store (roots, proofs, snapshots and root
+// records carry addresses), and a decoded node holds the addresses, so the
+// tree's hashes never see them.
+//
 // # Values: the flat index and the history
 //
 // A live value is stored once, in the flat index. The version d that
@@ -63,6 +77,7 @@
 //	/kairos/c/<height>                   change set: (key, old, new), CBOR; only without atomic batches
 //	/kairos/s/<stale_since>              stale index: (born, id) of the records the version stopped using
 //	/kairos/pin/<height>                 persistent pins (retained snapshot versions)
+//	/kairos/m/<id>                       module table: the address of module id <id>
 //	/kairos/latest, /kairos/min, /kairos/prunedone, /kairos/format
 //
 // Borns, ids, modules and keys are raw bytes with '.' and '/' escaped
@@ -70,7 +85,8 @@
 // version's records come after all older ones, and pebble's flushes and
 // compactions of them move whole files instead of merging random keys.
 // Open refuses a store of another format (ErrFormat); format 1 keyed nodes
-// by id alone, format 2 kept each value in a value record too. There is no
+// by id alone, format 2 kept each value in a value record too, format 3
+// held each leaf's module address in its node record. There is no
 // migration: a store of an older format is replaced (state sync).
 //
 // # Invariants
@@ -93,6 +109,11 @@
 //     Prune never touches the keys a concurrent Commit writes. On pebble its
 //     delete chunks are not synced: the version's synced progress mark
 //     makes them durable, and a version whose mark is lost is pruned again.
+//   - Every module id that a durable node record names is in the module
+//     table: a commit's ids are in its batch, an install's are synced
+//     before its records. The ids a torn commit wrote may stay; no record
+//     names them after recovery, and they are never reassigned. A record
+//     naming an id the table lacks is ErrCorrupt (Audit: missing).
 //   - An open View pins its version; Prune never moves the horizon past a
 //     pinned version, so a View never meets a missing node.
 //   - A missing or mismatching node is ErrCorrupt, never a panic. A Commit
