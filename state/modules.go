@@ -134,6 +134,12 @@ func (t *moduleTable) take() []moduleRecord {
 	return recs
 }
 
+// untake gives back ids take returned whose batch failed: the next writer
+// persists them.
+func (t *moduleTable) untake(recs []moduleRecord) {
+	t.unsaved = append(recs, t.unsaved...)
+}
+
 // assignWrites assigns ids to the modules of the items that write a
 // value: the leaves a tree update can add.
 func (t *moduleTable) assignWrites(items []item) {

@@ -74,7 +74,6 @@ func (im *Importer) Replace(ctx context.Context, s *Store) (types.Root, error) {
 	if err != nil {
 		return types.Root{}, err
 	}
-
 	// The version below becomes unreadable with this one (the minimum
 	// moves to it in the same batch), and only versions below read a
 	// version's history: it writes none.

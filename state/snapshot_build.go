@@ -421,8 +421,7 @@ func (w *recordWriter) assignModules(ls []builtLeaf) error {
 		return w.d.Sync(w.ctx, ds.NewKey(nsModule))
 	}()
 	if err != nil {
-		// Not known to be stored: the next writer persists them.
-		w.mods.unsaved = append(recs, w.mods.unsaved...)
+		w.mods.untake(recs) // not known to be stored
 	}
 	return err
 }
