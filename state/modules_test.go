@@ -298,3 +298,68 @@ func TestModuleTableRecords(t *testing.T) {
 		}
 	}
 }
+
+// failModulesDS fails the first batch that writes a module table record.
+type failModulesDS struct {
+	ds.Batching
+	failed bool
+}
+
+var errModuleBatch = errors.New("test: module batch failed")
+
+func (f *failModulesDS) Batch(ctx context.Context) (ds.Batch, error) {
+	b, err := f.Batching.Batch(ctx)
+	return &failModulesBatch{Batch: b, f: f}, err
+}
+
+type failModulesBatch struct {
+	ds.Batch
+	f       *failModulesDS
+	modules bool
+}
+
+func (b *failModulesBatch) Put(ctx context.Context, k ds.Key, v []byte) error {
+	b.modules = b.modules || strings.HasPrefix(k.String(), nsModule)
+	return b.Batch.Put(ctx, k, v)
+}
+
+func (b *failModulesBatch) Commit(ctx context.Context) error {
+	if b.modules && !b.f.failed {
+		b.f.failed = true
+		return errModuleBatch
+	}
+	return b.Batch.Commit(ctx)
+}
+
+// TestModuleIDsOfFailedSeed: a Seed whose module ids could not be stored
+// fails, and the commit that follows on the same store persists those ids
+// with its records (they stay assigned in memory), so that the store
+// reopens and audits clean.
+func TestModuleIDsOfFailedSeed(t *testing.T) {
+	ctx := context.Background()
+	base := dssync.MutexWrap(ds.NewMapDatastore())
+	s, err := Open(ctx, &failModulesDS{Batching: base}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaves := randomLeaves(8, 30)
+	if _, err := seed(t, s, 1, leaves); !errors.Is(err, errModuleBatch) {
+		t.Fatalf("seed: %v, want the module batch's error", err)
+	}
+	if _, ok := s.modules.module(1); !ok {
+		t.Fatal("the failed seed assigned no id")
+	}
+	ws := make([]Write, len(leaves))
+	for i, l := range leaves {
+		ws[i] = Write{Key: l.Key, Value: l.Value}
+	}
+	mustCommit(t, s, 1, ws)
+	if n := len(tableOf(t, base)); n != 3 {
+		t.Fatalf("%d module ids stored, want 3", n)
+	}
+	s2, err := Open(ctx, base, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	auditClean(t, s2)
+}
