@@ -43,7 +43,7 @@ const moduleInline = 0
 type moduleTable struct {
 	// addrs holds the module of id i at addrs[i-1]; ok false marks an id
 	// that is not stored (a torn commit on a backend without atomic
-	// batches can leave gaps, see load). The slice is published whole:
+	// batches can leave gaps, see loadModules). The slice is published whole:
 	// an entry below its length never changes, so readers need no lock.
 	addrs atomic.Pointer[[]moduleEntry]
 	ids   map[string]uint64 // address bytes → id; writers only
