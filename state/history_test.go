@@ -167,7 +167,7 @@ func TestHistoryPrunedWithVersion(t *testing.T) {
 			}
 			kept := map[uint64]bool{}
 			for _, k := range hist {
-				d, _, err := parseHistKey(k[len(nsHist):])
+				_, d, err := parseHistKey(k[len(nsHist):])
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -200,7 +200,7 @@ func TestHistoryPrunedWithVersion(t *testing.T) {
 // TestHistoryMissingOrCorrupt: a lost history record, or one holding
 // another value, makes the reads of the version that needs it fail with
 // ErrCorrupt naming the leaf, and the audit report the leaf missing; a
-// history record of a pruned version is reported leaked.
+// history record the pruner would not delete is reported leaked.
 func TestHistoryMissingOrCorrupt(t *testing.T) {
 	ctx := context.Background()
 	for name, s := range historyStores(t, Options{}) {
@@ -210,7 +210,7 @@ func TestHistoryMissingOrCorrupt(t *testing.T) {
 			// held again (A and B are held again later: their leaves
 			// have records of several versions, or the flat index).
 			leaf := leafSlot(types.KeyPath(key("a")), types.ValueHash([]byte("C")), key("a"))
-			k := histKey(5, leaf.h)
+			k := histKey(types.KeyPath(key("a")), 5)
 			good, err := s.d.Get(ctx, k)
 			if err != nil {
 				t.Fatal(err)
@@ -247,18 +247,28 @@ func TestHistoryMissingOrCorrupt(t *testing.T) {
 				t.Fatal(err)
 			}
 			auditClean(t, s)
-			// A record of a version already pruned: version 0 here
-			// (pruneDone is 0), which no commit writes.
-			if err := s.d.Put(ctx, histKey(0, types.Hash{9}), []byte("x")); err != nil {
-				t.Fatal(err)
+			// Records the pruner would never delete: of a version already
+			// pruned (version 0 here: pruneDone is 0, and no commit writes
+			// it), of a retained version whose stale list does not name
+			// the path, and of a version above the latest.
+			latest, _ := s.Latest()
+			for _, d := range []uint64{0, 3, latest + 1} {
+				k := histKey(types.Hash{9}, d)
+				if err := s.d.Put(ctx, k, []byte("x")); err != nil {
+					t.Fatal(err)
+				}
+				rep, err := s.Audit(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(rep.Leaked) != 1 || rep.Leaked[0] != (types.Hash{9}) || len(rep.Missing) != 0 {
+					t.Fatalf("history record of version %d nobody prunes: audit %+v, want it leaked", d, rep)
+				}
+				if err := s.d.Delete(ctx, k); err != nil {
+					t.Fatal(err)
+				}
 			}
-			rep, err := s.Audit(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(rep.Leaked) != 1 || rep.Leaked[0] != (types.Hash{9}) || len(rep.Missing) != 0 {
-				t.Fatalf("history of a pruned version: audit %+v, want it leaked", rep)
-			}
+			auditClean(t, s)
 		})
 	}
 }
