@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"sync"
 	"testing"
 
@@ -390,6 +391,240 @@ func TestHistoryPipelined(t *testing.T) {
 				v.Close()
 			}
 			auditClean(t, s)
+		})
+	}
+}
+
+// farWorkload commits versions 1..n: at version 1 a hot key, a cold key, a
+// late key, a key that cycles A → B → A with deletions, and fillers; then
+// every version changes the hot key, every 7th the cycling one (deleting
+// it every 5th change and creating it again at the next), two fillers each
+// version, and version n the late key, so that a read far below the latest
+// needs a record written n-1 versions above it. With prune set it prunes
+// after every commit. It returns the model of every version (index =
+// height).
+func farWorkload(t *testing.T, s *Store, n int, prune bool) []map[string][]byte {
+	t.Helper()
+	ctx := context.Background()
+	models := []map[string][]byte{{}}
+	cycle := [][]byte{[]byte("A"), []byte("B")}
+	changes := 0
+	for h := uint64(1); h <= uint64(n); h++ {
+		var ws []Write
+		if h == 1 {
+			ws = append(ws, Write{Key: key("cold"), Value: []byte("cold")}, Write{Key: key("late"), Value: []byte("late-1")},
+				Write{Key: key("mid"), Value: cycle[0]})
+			for i := range 30 {
+				ws = append(ws, Write{Key: key(fmt.Sprintf("f%d", i)), Value: fmt.Appendf(nil, "f%d-1", i)})
+			}
+		} else {
+			fillers := []uint64{h % 30, h * 7 % 30}
+			if fillers[0] == fillers[1] {
+				fillers = fillers[:1]
+			}
+			for _, i := range fillers {
+				ws = append(ws, Write{Key: key(fmt.Sprintf("f%d", i)), Value: fmt.Appendf(nil, "f%d-%d", i, h)})
+			}
+			if h%7 == 0 {
+				changes++
+				var v []byte
+				if changes%5 != 0 {
+					v = cycle[changes%2]
+				}
+				ws = append(ws, Write{Key: key("mid"), Value: v})
+			}
+			if h == uint64(n) {
+				ws = append(ws, Write{Key: key("late"), Value: []byte("late-n")})
+			}
+		}
+		ws = append(ws, Write{Key: key("hot"), Value: fmt.Appendf(nil, "hot-%d", h)})
+		m := maps.Clone(models[h-1])
+		for _, w := range ws {
+			if len(w.Value) == 0 {
+				delete(m, modelKey(w.Key))
+			} else {
+				m[modelKey(w.Key)] = w.Value
+			}
+		}
+		models = append(models, m)
+		if root := mustCommit(t, s, h, ws); root != refRoot(m) {
+			t.Fatalf("height %d: root %s, reference %s", h, root, refRoot(m))
+		}
+		if prune {
+			if _, err := s.Prune(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return models
+}
+
+// checkVersions reads every key of the models at every retained version of
+// s through Get, and every 50th version's leaves (and the lowest one's)
+// through Leaves and an export, against the models.
+func checkVersions(t *testing.T, s *Store, models []map[string][]byte) {
+	t.Helper()
+	ctx := context.Background()
+	latest, _ := s.Latest()
+	keys := map[string]types.StateKey{}
+	for _, m := range models {
+		for mk := range m {
+			keys[mk] = splitKey(mk)
+		}
+	}
+	for h := s.MinVersion(); h <= latest; h++ {
+		m := models[h]
+		v, err := s.View(ctx, h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for mk, k := range keys {
+			if got, err := v.Get(ctx, k); err != nil || !bytes.Equal(got, m[mk]) {
+				t.Fatalf("version %d of %d: %s = %q, %v; model %q", h, latest, k, got, err, m[mk])
+			}
+		}
+		if h%50 == 0 || h == s.MinVersion() {
+			got := map[string][]byte{}
+			err := v.Leaves(ctx, func(_ types.Hash, k types.StateKey, val []byte) error {
+				got[modelKey(k)] = val
+				return nil
+			})
+			if err != nil || !maps.EqualFunc(got, m, bytes.Equal) {
+				t.Fatalf("version %d: leaves differ from the model (%d against %d): %v", h, len(got), len(m), err)
+			}
+			man, chunks := export(t, s, h, 7)
+			got = map[string][]byte{}
+			for _, b := range chunks {
+				c, err := VerifyChunk(man, b)
+				if err != nil {
+					t.Fatalf("version %d: %v", h, err)
+				}
+				for _, l := range c.Leaves {
+					got[modelKey(l.Key)] = l.Value
+				}
+			}
+			if !maps.EqualFunc(got, m, bytes.Equal) {
+				t.Fatalf("version %d: export differs from the model", h)
+			}
+		}
+		v.Close()
+	}
+}
+
+// TestFarOldVersionReads reads every key at every version of a store that
+// keeps them all (400 versions): a hot key changed at every version, a key
+// changed at many (A → B → A, deleted and created again), a cold key never
+// changed and a key changed only by the latest version, on memory and
+// pebble, warm and after a reopen (empty cache).
+func TestFarOldVersionReads(t *testing.T) {
+	ctx := context.Background()
+	for name, s := range historyStores(t, Options{}) {
+		t.Run(name, func(t *testing.T) {
+			models := farWorkload(t, s, 400, false)
+			checkVersions(t, s, models)
+			auditClean(t, s)
+			cold, err := Open(ctx, s.d, Options{AtomicBatches: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			cold.pdb = s.pdb
+			checkVersions(t, cold, models)
+		})
+	}
+}
+
+// wantHistory returns the history records a store should hold after
+// pruning to min: (key path, d) for each version d in (min, latest] and
+// each key d replaced or deleted.
+func wantHistory(models []map[string][]byte, min uint64) map[string]bool {
+	want := map[string]bool{}
+	for d := min + 1; d < uint64(len(models)); d++ {
+		for mk, old := range models[d-1] {
+			if !bytes.Equal(models[d][mk], old) {
+				want[histKey(types.KeyPath(splitKey(mk)), d).String()] = true
+			}
+		}
+	}
+	return want
+}
+
+// TestFarOldVersionsPruned prunes such a store, after every commit and
+// once at the end (the first prune of a store that kept 400 versions, in
+// chunks of 3): it must hold exactly the history records the retained
+// versions read, every retained version must read as the model, and the
+// audit must be clean.
+func TestFarOldVersionsPruned(t *testing.T) {
+	ctx := context.Background()
+	for _, every := range []bool{true, false} {
+		for name, s := range historyStores(t, Options{KeepVersions: 60, PruneChunk: 3}) {
+			t.Run(fmt.Sprintf("%s/every=%v", name, every), func(t *testing.T) {
+				models := farWorkload(t, s, 400, every)
+				st, err := s.Prune(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if st.Min != 341 {
+					t.Fatalf("min %d after pruning, want 341", st.Min)
+				}
+				hist, err := s.keysWithPrefix(ctx, nsHist)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got := map[string]bool{}
+				for _, k := range hist {
+					got[k] = true
+				}
+				if want := wantHistory(models, st.Min); !maps.Equal(got, want) {
+					t.Fatalf("%d history records after pruning to %d, want %d", len(got), st.Min, len(want))
+				}
+				checkVersions(t, s, models)
+				auditClean(t, s)
+			})
+		}
+	}
+}
+
+// TestHistoryOtherPathNotReturned: with the record a read needs missing,
+// a record of the next key path in key order (holding the very value the
+// read wants) and one of the same path at the read version itself must not
+// be taken for it: Get, Leaves and an export fail with ErrCorrupt.
+func TestHistoryOtherPathNotReturned(t *testing.T) {
+	ctx := context.Background()
+	for name, s := range historyStores(t, Options{}) {
+		t.Run(name, func(t *testing.T) {
+			a := key("a")
+			mustCommit(t, s, 1, []Write{{Key: a, Value: []byte("A")}, {Key: key("b"), Value: []byte("b")}})
+			mustCommit(t, s, 2, []Write{{Key: a, Value: []byte("B")}})
+			mustCommit(t, s, 3, []Write{{Key: key("b"), Value: []byte("c")}})
+			kp := types.KeyPath(a)
+			if err := s.d.Delete(ctx, histKey(kp, 2)); err != nil {
+				t.Fatal(err)
+			}
+			next := kp
+			for i := len(next) - 1; i >= 0; i-- {
+				if next[i]++; next[i] != 0 {
+					break
+				}
+			}
+			for _, k := range []ds.Key{histKey(next, 2), histKey(kp, 1)} {
+				if err := s.d.Put(ctx, k, []byte("A")); err != nil {
+					t.Fatal(err)
+				}
+			}
+			v, err := s.View(ctx, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer v.Close()
+			if got, err := v.Get(ctx, a); !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("Get = %q, %v; want ErrCorrupt", got, err)
+			}
+			if err := v.Leaves(ctx, func(types.Hash, types.StateKey, []byte) error { return nil }); !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("Leaves = %v; want ErrCorrupt", err)
+			}
+			if _, err := v.ExportSnapshot(ctx, 1, func(int, []byte) error { return nil }); !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("export = %v; want ErrCorrupt", err)
+			}
 		})
 	}
 }
