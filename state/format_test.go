@@ -11,8 +11,8 @@ import (
 )
 
 // TestOpenRefusesOtherFormats: a store of format 1 (nodes keyed by hash
-// alone, no format record), of format 2 (value records) or of an unknown
-// format fails Open with
+// alone, no format record), of format 2 (value records), of format 3
+// (history keyed by version first) or of an unknown format fails Open with
 // ErrFormat instead of reading records by keys they were not written under.
 func TestOpenRefusesOtherFormats(t *testing.T) {
 	ctx := context.Background()
@@ -22,7 +22,8 @@ func TestOpenRefusesOtherFormats(t *testing.T) {
 	}{
 		{"format 1", nil},
 		{"format 2", binary.AppendUvarint(nil, 2)},
-		{"format 4", binary.AppendUvarint(nil, storeFormat+1)},
+		{"format 3", binary.AppendUvarint(nil, 3)},
+		{"a later format", binary.AppendUvarint(nil, storeFormat+1)},
 		{"format 0", binary.AppendUvarint(nil, 0)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
