@@ -53,7 +53,7 @@
 // versions below it read them (format 3 kept the history by version first,
 // one range delete per pruned version, and a seek per version between v and
 // d; see RATIONALE.md, "Why is the history keyed by key path").
-
+//
 // # Datastore layout
 //
 //	/kairos/n/<born>/<id>                node record ('N'); born is 8 bytes big-endian
