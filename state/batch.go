@@ -23,9 +23,10 @@ import (
 // committing goroutine with the other core idle; an input already in order
 // costs that sort one pass.
 //
-// Key order, namespace by namespace: the version's history records (nsHist,
-// in key path order: one per path, all of the same version), the flat index (nsKV,
-// in (module, key) order, which the escaping of appendKVKey keeps), the
+// Key order, namespace by namespace: the version's history records (nsHist:
+// one per key path, all of the same version, so in key path order), the
+// flat index (nsKV, in (module, key) order, which the escaping of
+// appendKVKey keeps), the
 // latest pointer, the version's node records (nsNode: all under the same
 // born, so in id order), its root record (nsRoot) and its stale list
 // (nsStale).

@@ -295,8 +295,8 @@ func (r *AuditReport) Clean() bool {
 // entry awaits the pruner) and missing ones. It checks the flat index
 // against the latest tree, resolves every leaf only older versions hold
 // through the history, and reports history records of pruned versions, or
-// that no stale list names, as leaked. It blocks Commit and Prune while it runs and reads everything, so
-// it is a test and maintenance tool.
+// that no stale list names, as leaked. It blocks Commit and Prune while it
+// runs and reads everything, so it is a test and maintenance tool.
 func (s *Store) Audit(ctx context.Context) (*AuditReport, error) {
 	s.commitMu.Lock()
 	defer s.commitMu.Unlock()
