@@ -26,10 +26,9 @@ import (
 // Key order, namespace by namespace: the version's history records (nsHist:
 // one per key path, all of the same version, so in key path order), the
 // flat index (nsKV, in (module, key) order, which the escaping of
-// appendKVKey keeps), the
-// latest pointer, the version's node records (nsNode: all under the same
-// born, so in id order), its root record (nsRoot) and its stale list
-// (nsStale).
+// appendKVKey keeps), the latest pointer, the version's node records
+// (nsNode: all under the same born, so in id order), its root record
+// (nsRoot) and its stale list (nsStale).
 
 // recRef is one of a version's new records in the id order of the batch:
 // i indexes o.records; hi is the id's first 8 bytes, which decide almost
