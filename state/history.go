@@ -25,13 +25,14 @@ import (
 // latest version. Pruning version d deletes the records d wrote (its stale
 // list names their paths): only versions below d read them.
 
-// leafValue returns the value of leaf at version v (a retained version
-// that holds the leaf): the flat index's when it matches the leaf, else the
+// leafValue returns the value of leaf, whose key path is kp (the callers
+// have it: a slot does not keep it), at version v (a retained version that
+// holds the leaf): the flat index's when it matches the leaf, else the
 // history's. The index is read first: a version's history is written with
 // (or before, on backends without atomic batches) its index changes, so
 // an index newer than the leaf comes with the record that holds the leaf's
 // value.
-func (s *Store) leafValue(ctx context.Context, v uint64, leaf *slot) ([]byte, error) {
+func (s *Store) leafValue(ctx context.Context, v uint64, kp types.Hash, leaf *slot) ([]byte, error) {
 	flat, err := s.Get(ctx, leaf.key())
 	if err != nil {
 		return nil, err
@@ -39,13 +40,12 @@ func (s *Store) leafValue(ctx context.Context, v uint64, leaf *slot) ([]byte, er
 	if flat != nil && types.ValueHash(flat) == leaf.vh() {
 		return flat, nil
 	}
-	return s.historyValue(ctx, v, leaf)
+	return s.historyValue(ctx, v, kp, leaf)
 }
 
 // historyValue returns the value of leaf at version v from the history
 // record of the first version above v that changed its key.
-func (s *Store) historyValue(ctx context.Context, v uint64, leaf *slot) ([]byte, error) {
-	kp := leaf.keyPath()
+func (s *Store) historyValue(ctx context.Context, v uint64, kp types.Hash, leaf *slot) ([]byte, error) {
 	if s.pdb == nil {
 		val, err := s.historyProbe(ctx, v, kp)
 		if err != nil {

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	ds "github.com/ipfs/go-datastore"
 	dssync "github.com/ipfs/go-datastore/sync"
@@ -523,6 +524,23 @@ func TestFarOldVersionReads(t *testing.T) {
 			models := farWorkload(t, s, 400, false)
 			checkVersions(t, s, models)
 			auditClean(t, s)
+			if s.pdb != nil {
+				// The late key's value at version 1 is in the record of
+				// version 400: one seek finds it, past the 399 versions
+				// that wrote history for the hot key.
+				kp := types.KeyPath(key("late"))
+				leaf := leafSlot(kp, types.ValueHash([]byte("late-1")), key("late"))
+				it, err := s.historyIter(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got, err := historySeek(it, 1, kp, &leaf)
+				seeks := it.Stats().ForwardSeekCount[pebble.InterfaceCall]
+				it.Close()
+				if err != nil || string(got) != "late-1" || seeks != 1 {
+					t.Fatalf("history read of late at version 1: %q, %v, %d seeks; want late-1 in one", got, err, seeks)
+				}
+			}
 			cold, err := Open(ctx, s.d, Options{AtomicBatches: true})
 			if err != nil {
 				t.Fatal(err)

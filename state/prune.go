@@ -315,6 +315,7 @@ func (s *Store) Audit(ctx context.Context) (*AuditReport, error) {
 	// the history of a version above that one.
 	type olderLeaf struct {
 		v  uint64
+		kp types.Hash
 		sl slot
 	}
 	var older []olderLeaf
@@ -329,7 +330,7 @@ func (s *Store) Audit(ctx context.Context) (*AuditReport, error) {
 				latestLeaves[kp] = sl.h
 			} else if latestLeaves[kp] != sl.h && !seenOld[sl.h] {
 				seenOld[sl.h] = true
-				older = append(older, olderLeaf{v, sl})
+				older = append(older, olderLeaf{v, kp, sl})
 			}
 			return nil
 		}
@@ -376,7 +377,7 @@ func (s *Store) Audit(ctx context.Context) (*AuditReport, error) {
 	}
 	rep.Reachable = len(marked)
 	for _, l := range older {
-		if _, err := s.leafValue(ctx, l.v, &l.sl); errors.Is(err, ErrCorrupt) {
+		if _, err := s.leafValue(ctx, l.v, l.kp, &l.sl); errors.Is(err, ErrCorrupt) {
 			rep.Missing = append(rep.Missing, l.sl.h)
 		} else if err != nil {
 			return nil, err
