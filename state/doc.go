@@ -91,9 +91,9 @@
 //     present, and so is the value of every leaf it holds: in the flat
 //     index, or in the history record of the first version above it that
 //     changed the leaf's key. Every history record of a version above the
-//     prune progress is named by its version's stale list. Prune persists the new minimum first, refuses readers below
-//     it with ErrPruned, and deletes the records named by the stale lists
-//     up to it: a record no longer used at version v is used by no later
+//     prune progress is named by its version's stale list. Prune persists
+//     the new minimum first, refuses readers below it with ErrPruned, and
+//     deletes the records named by the stale lists up to it: a record no longer used at version v is used by no later
 //     version (a commit reuses only records of the version before it and
 //     writes new ones under its own born), so no delete needs a check, and
 //     Prune never touches the keys a concurrent Commit writes. On pebble its
