@@ -93,12 +93,13 @@
 //     changed the leaf's key. Every history record of a version above the
 //     prune progress is named by its version's stale list. Prune persists
 //     the new minimum first, refuses readers below it with ErrPruned, and
-//     deletes the records named by the stale lists up to it: a record no longer used at version v is used by no later
-//     version (a commit reuses only records of the version before it and
-//     writes new ones under its own born), so no delete needs a check, and
-//     Prune never touches the keys a concurrent Commit writes. On pebble its
-//     delete chunks are not synced: the version's synced progress mark
-//     makes them durable, and a version whose mark is lost is pruned again.
+//     deletes the records named by the stale lists up to it: a record no
+//     longer used at version v is used by no later version (a commit
+//     reuses only records of the version before it and writes new ones
+//     under its own born), so no delete needs a check, and Prune never
+//     touches the keys a concurrent Commit writes. On pebble its delete
+//     chunks are not synced: the version's synced progress mark makes them
+//     durable, and a version whose mark is lost is pruned again.
 //   - An open View pins its version; Prune never moves the horizon past a
 //     pinned version, so a View never meets a missing node.
 //   - A missing or mismatching node is ErrCorrupt, never a panic. A Commit
