@@ -24,12 +24,12 @@ import (
 // costs that sort one pass.
 //
 // Key order, namespace by namespace: the version's history records (nsHist:
-// all under the same version, so in leaf hash order), the flat index (nsKV,
-// in (module, key) order, which the escaping of appendKVKey keeps), the
-// latest pointer, the module ids the version assigned (nsModule, in id
-// order), the version's node records (nsNode: all under the same
-// born, so in id order), its root record (nsRoot) and its stale list
-// (nsStale).
+// one per key path, all of the same version, so in key path order), the
+// flat index (nsKV, in (module, key) order, which the escaping of
+// appendKVKey keeps), the latest pointer, the module ids the version
+// assigned (nsModule, in id order), the version's node records (nsNode:
+// all under the same born, so in id order), its root record (nsRoot) and
+// its stale list (nsStale).
 
 // recRef is one of a version's new records in the id order of the batch:
 // i indexes o.records; hi is the id's first 8 bytes, which decide almost
@@ -79,7 +79,7 @@ func (s *Store) pebbleVersionBatch(height uint64, root slot, o *out) (*pebble.Ba
 	for _, ch := range o.changes {
 		size += 2*types.AddressLen + 2*len(ch.Key.Key) + len(ch.New) + 32
 	}
-	size += len(o.stale) * staleEntryLen
+	size += 4 + len(o.stale)*staleEntryLen + len(o.history)*types.HashLen
 	size += len(o.modules) * (len(nsModule) + 16 + types.AddressLen + 12)
 	sizes := make([]int, parts)
 	for p := range refs {
@@ -148,8 +148,8 @@ func (s *Store) pebbleVersionBatch(height uint64, root slot, o *out) (*pebble.Ba
 	if err == nil {
 		err = b.Set(keyBytes(rootKey(height)), encodeRoot(root), nil)
 	}
-	if err == nil && len(o.stale) > 0 {
-		err = b.Set(keyBytes(staleKey(height)), encodeStale(o.stale), nil)
+	if err == nil && (len(o.stale) > 0 || len(o.history) > 0) {
+		err = b.Set(keyBytes(staleKey(height)), encodeStale(o.staleList()), nil)
 	}
 	if err != nil {
 		b.Close()
@@ -159,16 +159,17 @@ func (s *Store) pebbleVersionBatch(height uint64, root slot, o *out) (*pebble.Ba
 }
 
 // putHistory adds version height's history records to b in key order (it
-// sorts a copy of hs' order by leaf hash).
+// sorts a copy of hs' order by key path; a version writes one record per
+// path at most).
 func putHistory(b *pebble.Batch, height uint64, hs []oldLeaf) error {
 	ord := make([]*oldLeaf, len(hs))
 	for i := range hs {
 		ord[i] = &hs[i]
 	}
-	slices.SortFunc(ord, func(a, b *oldLeaf) int { return bytes.Compare(a.leaf.h[:], b.leaf.h[:]) })
+	slices.SortFunc(ord, func(a, b *oldLeaf) int { return bytes.Compare(a.kp[:], b.kp[:]) })
 	var kb [histKeyLen]byte
 	for _, h := range ord {
-		k := appendHistKey(kb[:0], height, h.leaf.h)
+		k := appendHistKey(kb[:0], h.kp, height)
 		op := b.SetDeferred(len(k), len(h.value))
 		copy(op.Key, k)
 		copy(op.Value, h.value)

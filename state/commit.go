@@ -156,13 +156,24 @@ func (o *out) addNode(n *node, t *moduleTable) {
 }
 
 // oldLeaf is a leaf the version replaced or deleted: its history record
-// is (version, leaf.h) → value. The value is read after the update
+// is (kp, version) → value. The value is read after the update
 // (readOld), unless the caller's hint (Write.Old) matched the leaf or the
 // version below wrote it.
 type oldLeaf struct {
 	leaf   slot
-	change int // its change's index in out.changes (Change.Old)
+	kp     types.Hash // the leaf's key path
+	change int        // its change's index in out.changes (Change.Old)
 	value  []byte
+}
+
+// staleList returns the stale list of the version o writes: its stale node
+// records and the key paths of its history records.
+func (o *out) staleList() staleList {
+	l := staleList{refs: o.stale, paths: make([]types.Hash, len(o.history))}
+	for i := range o.history {
+		l.paths[i] = o.history[i].kp
+	}
+	return l
 }
 
 func (o *out) merge(p *out) {
@@ -631,7 +642,7 @@ func (c *committer) update(o *out, old slot, d int, ws []item) (slot, error) {
 			if w.value != nil && w.h == old.h {
 				continue // same value: nothing changes
 			}
-			ol := oldLeaf{leaf: old, change: len(o.changes)}
+			ol := oldLeaf{leaf: old, kp: w.kp, change: len(o.changes)}
 			switch {
 			case w.old != nil && types.ValueHash(w.old) == old.vh():
 				// The caller's hint, checked against the leaf it
@@ -837,7 +848,7 @@ func (s *Store) writeTearable(ctx context.Context, height uint64, root slot, o *
 		return err
 	}
 	for _, h := range o.history {
-		if err := s.d.Put(ctx, histKey(height, h.leaf.h), bytes.Clone(h.value)); err != nil {
+		if err := s.d.Put(ctx, histKey(h.kp, height), bytes.Clone(h.value)); err != nil {
 			return err
 		}
 	}
@@ -886,11 +897,11 @@ func (s *Store) versionBatch(ctx context.Context, height uint64, root slot, o *o
 	}
 	if history {
 		for _, h := range o.history {
-			put(histKey(height, h.leaf.h), bytes.Clone(h.value))
+			put(histKey(h.kp, height), bytes.Clone(h.value))
 		}
 	}
-	if len(o.stale) > 0 {
-		put(staleKey(height), encodeStale(o.stale))
+	if len(o.stale) > 0 || len(o.history) > 0 {
+		put(staleKey(height), encodeStale(o.staleList()))
 	}
 	for _, ch := range o.changes {
 		if ch.New == nil {

@@ -49,45 +49,49 @@
 // # Values: the flat index and the history
 //
 // A live value is stored once, in the flat index. The version d that
-// replaces or deletes a leaf L writes L's value as the history record
-// (d, L), in the batch that changes the index (the old value is the
-// caller's hint, Write.Old, when it hashes to L's value hash; else it is read
-// from the index, or from the writes of the version before while its write
-// is in flight). A read of version v walks to the leaf, then takes the
-// index's value if it hashes to the leaf's value hash, else the record
-// (d, L) of the first d > v that has one: L fixes the value, so any such
-// record holds it, also after A → B → A. The index is read first, so a
-// reader never meets an index newer than the history it then reads.
-// Pruning version d deletes its history with its stale list: only versions
-// below d read it.
-//
-// The cost of that read grows with the distance: the history is ordered by
-// version, so finding (d, L) takes a seek per version between v and d that
-// wrote history (on a backend without ordered iteration, a point read per
-// version). Reads at recent versions (checkpoints, pinned snapshots) pay a
-// few; a store that keeps every version (KeepVersions 0) and serves reads
-// far below its latest pays in proportion (see RATIONALE.md, round 9).
+// replaces or deletes a leaf L of key k writes L's value as the history
+// record (k's key path, d), in the batch that changes the index (the old
+// value is the caller's hint, Write.Old, when it hashes to L's value hash;
+// else it is read from the index, or from the writes of the version before
+// while its write is in flight). A read of version v walks to the leaf,
+// then takes the index's value if it hashes to the leaf's value hash, else
+// the record of the first version d > v that changed k: k held L from v to
+// d-1, so that record holds L's value, also after A → B → A or a deletion
+// and re-creation. History records sort by key path, then version, so on
+// pebble that record is one seek to (k's path, v+1) away, whatever the
+// distance to the latest version (on a backend without ordered iteration,
+// the in-memory one, a point read per version from v+1 on). The index is
+// read first, so a reader never meets an index newer than the history it
+// then reads. A version's stale list names the key paths of the history
+// records it wrote, and pruning the version deletes them one by one: only
+// versions below it read them (format 3 kept the history by version first,
+// one range delete per pruned version, and a seek per version between v and
+// d; see RATIONALE.md, "Why is the history keyed by key path").
 //
 // # Datastore layout
 //
 //	/kairos/n/<born>/<id>                node record ('N'); born is 8 bytes big-endian
-//	/kairos/h/<version>/<leaf hash>      value of a leaf the version replaced or deleted (history)
+//	/kairos/h/<key path>/<version>       value of the key's leaf the version replaced or deleted (history)
 //	/kairos/kv/<module>/k<key>           latest value (flat index)
 //	/kairos/r/<height>                   root slot of a version
 //	/kairos/c/<height>                   change set: (key, old, new), CBOR; only without atomic batches
-//	/kairos/s/<stale_since>              stale index: (born, id) of the records the version stopped using
+//	/kairos/s/<stale_since>              stale list: (born, id) of the node records the version stopped using,
+//	                                     key paths of the history records it wrote
 //	/kairos/pin/<height>                 persistent pins (retained snapshot versions)
 //	/kairos/m/<id>                       module table: the address of module id <id>
 //	/kairos/latest, /kairos/min, /kairos/prunedone, /kairos/format
 //
 // Borns, ids, modules and keys are raw bytes with '.' and '/' escaped
-// (keys.go), which keeps byte order. So records sort by born first: each
-// version's records come after all older ones, and pebble's flushes and
-// compactions of them move whole files instead of merging random keys.
+// (keys.go), which keeps byte order. So node records sort by born first:
+// each version's records come after all older ones, and pebble's flushes
+// and compactions of them move whole files instead of merging random keys.
+// History records sort by key path first, for the one-seek read above;
+// they are written and deleted at random keys like the flat index.
 // Open refuses a store of another format (ErrFormat); format 1 keyed nodes
 // by id alone, format 2 kept each value in a value record too, format 3
-// held each leaf's module address in its node record. There is no
-// migration: a store of an older format is replaced (state sync).
+// keyed the history by version first and held each leaf's module address
+// in its node record. There is no migration: a store of an older format is
+// replaced (state sync).
 //
 // # Invariants
 //
@@ -97,18 +101,21 @@
 //     whose batches are not atomic (Options.AtomicBatches false) the change
 //     set is made durable before the batch and the latest pointer after it,
 //     and Open undoes a torn commit: the flat index from the change set,
-//     the node and history records by deleting the version's key prefixes.
+//     the node records by deleting the version's key prefix, the history
+//     records by the change set's keys.
 //   - Every node reachable from a retained root (versions min..latest) is
 //     present, and so is the value of every leaf it holds: in the flat
-//     index, or in a history record of a version above the one that holds
-//     the leaf. Prune persists the new minimum first, refuses readers below
-//     it with ErrPruned, and deletes the records named by the stale lists
-//     up to it: a record no longer used at version v is used by no later
-//     version (a commit reuses only records of the version before it and
-//     writes new ones under its own born), so no delete needs a check, and
-//     Prune never touches the keys a concurrent Commit writes. On pebble its
-//     delete chunks are not synced: the version's synced progress mark
-//     makes them durable, and a version whose mark is lost is pruned again.
+//     index, or in the history record of the first version above it that
+//     changed the leaf's key. Every history record of a version above the
+//     prune progress is named by its version's stale list. Prune persists
+//     the new minimum first, refuses readers below it with ErrPruned, and
+//     deletes the records named by the stale lists up to it: a record no
+//     longer used at version v is used by no later version (a commit
+//     reuses only records of the version before it and writes new ones
+//     under its own born), so no delete needs a check, and Prune never
+//     touches the keys a concurrent Commit writes. On pebble its delete
+//     chunks are not synced: the version's synced progress mark makes them
+//     durable, and a version whose mark is lost is pruned again.
 //   - Every module id that a durable node record names is in the module
 //     table: a commit's ids are in its batch, an install's are synced
 //     before its records. The ids a torn commit wrote may stay; no record

@@ -12,9 +12,9 @@ import (
 
 // TestOpenRefusesOtherFormats: a store of format 1 (nodes keyed by hash
 // alone, no format record), of format 2 (value records), of format 3
-// (module addresses in node records) or of an unknown format fails Open
-// with
-// ErrFormat instead of reading records by keys they were not written under.
+// (history keyed by version first, module addresses in node records) or of
+// an unknown format fails Open with ErrFormat instead of reading records by
+// keys they were not written under.
 func TestOpenRefusesOtherFormats(t *testing.T) {
 	ctx := context.Background()
 	for _, tc := range []struct {
@@ -24,7 +24,7 @@ func TestOpenRefusesOtherFormats(t *testing.T) {
 		{"format 1", nil},
 		{"format 2", binary.AppendUvarint(nil, 2)},
 		{"format 3", binary.AppendUvarint(nil, 3)},
-		{"format 5", binary.AppendUvarint(nil, storeFormat+1)},
+		{"a later format", binary.AppendUvarint(nil, storeFormat+1)},
 		{"format 0", binary.AppendUvarint(nil, 0)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -25,7 +25,7 @@ func FuzzDecodeRecords(f *testing.F) {
 	f.Add(appendNode(nil, makeNode(7, &a), mods))
 	f.Add(encodeRoot(a[3]))
 	f.Add(encodeRoot(a[9]))
-	f.Add(encodeStale([]nodeRef{{born: 2, id: types.Hash{4}}}))
+	f.Add(encodeStale(staleList{refs: []nodeRef{{born: 2, id: types.Hash{4}}}, paths: []types.Hash{{5}}}))
 	f.Add(types.MustEncode(ChangeSet{Height: 1, Changes: []Change{{Key: types.StateKey{Key: []byte{}}, New: []byte{1}}}}))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		// The highest parent born admits every slot born.
@@ -42,7 +42,7 @@ func FuzzDecodeRecords(f *testing.F) {
 		if r, err := decodeRoot(b); err == nil && !bytes.Equal(encodeRoot(r), b) {
 			t.Fatalf("root %x re-encodes differently", b)
 		}
-		if refs, err := decodeStale(b); err == nil && !bytes.Equal(encodeStale(refs), b) && len(b) > 0 {
+		if l, err := decodeStale(b); err == nil && !bytes.Equal(encodeStale(l), b) && len(b) > 0 {
 			t.Fatalf("stale list %x re-encodes differently", b)
 		}
 		_, _ = decodeChangeSet(b)

@@ -13,22 +13,26 @@ import (
 )
 
 // A leaf's value is stored once while it is live: in the flat index. The
-// version d that replaces or deletes the leaf L writes the old value as the
-// history record (d, L), in the batch that changes the index. A read of
-// version v finds the value of its leaf L in the flat index if the index
-// still holds it (its hash is L's value hash), and otherwise in the record
-// (d, L) of the version d > v that replaced it. L fixes the value, so any
-// record (d, L) with d > v holds it, also when the key went A → B → A.
-// Pruning version d deletes all of d's history with its stale list: only
-// versions below d read it.
+// version d that replaces or deletes the leaf L of key k writes the old
+// value as the history record (k's key path, d), in the batch that
+// changes the index. A read of version v finds the value of its leaf L in
+// the flat index if the index still holds it (its hash is L's value hash),
+// and otherwise in the record of the first version d > v that changed k:
+// k held L from v until d-1, so that record holds L's value, also when the
+// key went A → B → A or was deleted and created again. Records are keyed
+// by key path first and version second, so that record is the first at or
+// after (k's path, v+1): one seek, whatever the distance from v to the
+// latest version. Pruning version d deletes the records d wrote (its stale
+// list names their paths): only versions below d read them.
 
-// leafValue returns the value of leaf at version v (a retained version
-// that holds the leaf): the flat index's when it matches the leaf, else the
+// leafValue returns the value of leaf, whose key path is kp (the callers
+// have it: a slot does not keep it), at version v (a retained version that
+// holds the leaf): the flat index's when it matches the leaf, else the
 // history's. The index is read first: a version's history is written with
 // (or before, on backends without atomic batches) its index changes, so
 // an index newer than the leaf comes with the record that holds the leaf's
 // value.
-func (s *Store) leafValue(ctx context.Context, v uint64, leaf *slot) ([]byte, error) {
+func (s *Store) leafValue(ctx context.Context, v uint64, kp types.Hash, leaf *slot) ([]byte, error) {
 	flat, err := s.Get(ctx, leaf.key())
 	if err != nil {
 		return nil, err
@@ -36,25 +40,30 @@ func (s *Store) leafValue(ctx context.Context, v uint64, leaf *slot) ([]byte, er
 	if flat != nil && types.ValueHash(flat) == leaf.vh() {
 		return flat, nil
 	}
-	return s.historyValue(ctx, v, leaf)
+	return s.historyValue(ctx, v, kp, leaf)
 }
 
 // historyValue returns the value of leaf at version v from the history
-// record of the first version above v that has one for it.
-func (s *Store) historyValue(ctx context.Context, v uint64, leaf *slot) ([]byte, error) {
+// record of the first version above v that changed its key.
+func (s *Store) historyValue(ctx context.Context, v uint64, kp types.Hash, leaf *slot) ([]byte, error) {
 	if s.pdb == nil {
-		val, err := s.historyProbe(ctx, v, leaf.h)
+		val, err := s.historyProbe(ctx, v, kp)
 		if err != nil {
 			return nil, err
 		}
 		return checkHistory(v, leaf, val)
 	}
-	it, err := s.historyIter(ctx, v)
+	// An iterator bounded to the key's records: pebble opens only the
+	// tables that may hold them.
+	var lb, ub [histKeyLen]byte
+	end := appendHistPath(ub[:0], kp)
+	end[len(end)-1] = '/' + 1
+	it, err := s.pdb.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: appendHistKey(lb[:0], kp, v+1), UpperBound: end})
 	if err != nil {
 		return nil, err
 	}
 	defer it.Close()
-	return historySeek(it, v, leaf)
+	return historySeek(it, v, kp, leaf)
 }
 
 // checkHistory returns val, the value history holds for leaf at version v
@@ -69,51 +78,40 @@ func checkHistory(v uint64, leaf *slot, val []byte) ([]byte, error) {
 	return val, nil
 }
 
-// historyIter returns an iterator over the history records of the
-// versions above v, for historySeek.
-func (s *Store) historyIter(ctx context.Context, v uint64) (*pebble.Iterator, error) {
-	lower, _ := histVersionRange(v + 1)
-	return s.pdb.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: lower, UpperBound: nsEnd(nsHist)})
+// historyIter returns an iterator over the whole history, for calls of
+// historySeek in increasing key path order (an export's): each seek goes
+// on from where the last one stopped.
+func (s *Store) historyIter(ctx context.Context) (*pebble.Iterator, error) {
+	return s.pdb.NewIterWithContext(ctx, &pebble.IterOptions{LowerBound: []byte(nsHist), UpperBound: nsEnd(nsHist)})
 }
 
-// historySeek returns the value of leaf at version v from the record
-// (d, leaf hash) with the least d > v, through it (historyIter(v)): a
-// seek to (d, l) lands on it or on the next key, whose version is the next
-// d to try, so the seeks are at most the versions above v that wrote
-// history.
-func historySeek(it *pebble.Iterator, v uint64, leaf *slot) ([]byte, error) {
+// historySeek returns the value of leaf, whose key path is kp, at version
+// v through it: one seek to (kp, v+1), which lands on the record of the
+// first version above v that changed the key, if it is the key's (a key
+// of another path, or none, is ErrCorrupt: the record is missing).
+func historySeek(it *pebble.Iterator, v uint64, kp types.Hash, leaf *slot) ([]byte, error) {
 	var kb [histKeyLen]byte
-	for d := v + 1; ; {
-		k := appendHistKey(kb[:0], d, leaf.h)
-		if !it.SeekGE(k) {
-			if err := it.Error(); err != nil {
-				return nil, err
-			}
-			return checkHistory(v, leaf, nil)
-		}
-		if bytes.Equal(it.Key(), k) {
-			return checkHistory(v, leaf, bytes.Clone(it.Value()))
-		}
-		next, _, err := parseHistKey(string(it.Key()[len(nsHist):]))
-		if err != nil {
+	path := appendHistPath(kb[:0], kp)
+	k := appendBorn(path, v+1)
+	if !it.SeekGE(k) || !bytes.HasPrefix(it.Key(), path) {
+		if err := it.Error(); err != nil {
 			return nil, err
 		}
-		if next == d {
-			next++ // d has records, none for l
-		}
-		d = next
+		return checkHistory(v, leaf, nil)
 	}
+	return checkHistory(v, leaf, bytes.Clone(it.Value()))
 }
 
-// historyProbe is historySeek by point reads of (d, l) for each d from
+// historyProbe is historySeek by point reads of (kp, d) for each d from
 // v+1 up to the version being written, if any (latest+1): the backend may
-// have no ordered iteration.
-func (s *Store) historyProbe(ctx context.Context, v uint64, l types.Hash) ([]byte, error) {
+// have no ordered iteration (the in-memory one), so the reads are linear in
+// the distance there.
+func (s *Store) historyProbe(ctx context.Context, v uint64, kp types.Hash) ([]byte, error) {
 	s.mu.Lock()
 	last := s.latest + 1
 	s.mu.Unlock()
 	for d := v + 1; d <= last; d++ {
-		b, err := s.d.Get(ctx, histKey(d, l))
+		b, err := s.d.Get(ctx, histKey(kp, d))
 		if err == nil {
 			return b, nil
 		}

@@ -5,9 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"sync"
 	"testing"
 
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	ds "github.com/ipfs/go-datastore"
 	dssync "github.com/ipfs/go-datastore/sync"
@@ -167,7 +169,7 @@ func TestHistoryPrunedWithVersion(t *testing.T) {
 			}
 			kept := map[uint64]bool{}
 			for _, k := range hist {
-				d, _, err := parseHistKey(k[len(nsHist):])
+				_, d, err := parseHistKey(k[len(nsHist):])
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -200,7 +202,7 @@ func TestHistoryPrunedWithVersion(t *testing.T) {
 // TestHistoryMissingOrCorrupt: a lost history record, or one holding
 // another value, makes the reads of the version that needs it fail with
 // ErrCorrupt naming the leaf, and the audit report the leaf missing; a
-// history record of a pruned version is reported leaked.
+// history record the pruner would not delete is reported leaked.
 func TestHistoryMissingOrCorrupt(t *testing.T) {
 	ctx := context.Background()
 	for name, s := range historyStores(t, Options{}) {
@@ -210,7 +212,7 @@ func TestHistoryMissingOrCorrupt(t *testing.T) {
 			// held again (A and B are held again later: their leaves
 			// have records of several versions, or the flat index).
 			leaf := leafSlot(types.KeyPath(key("a")), types.ValueHash([]byte("C")), key("a"))
-			k := histKey(5, leaf.h)
+			k := histKey(types.KeyPath(key("a")), 5)
 			good, err := s.d.Get(ctx, k)
 			if err != nil {
 				t.Fatal(err)
@@ -247,18 +249,28 @@ func TestHistoryMissingOrCorrupt(t *testing.T) {
 				t.Fatal(err)
 			}
 			auditClean(t, s)
-			// A record of a version already pruned: version 0 here
-			// (pruneDone is 0), which no commit writes.
-			if err := s.d.Put(ctx, histKey(0, types.Hash{9}), []byte("x")); err != nil {
-				t.Fatal(err)
+			// Records the pruner would never delete: of a version already
+			// pruned (version 0 here: pruneDone is 0, and no commit writes
+			// it), of a retained version whose stale list does not name
+			// the path, and of a version above the latest.
+			latest, _ := s.Latest()
+			for _, d := range []uint64{0, 3, latest + 1} {
+				k := histKey(types.Hash{9}, d)
+				if err := s.d.Put(ctx, k, []byte("x")); err != nil {
+					t.Fatal(err)
+				}
+				rep, err := s.Audit(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(rep.Leaked) != 1 || rep.Leaked[0] != (types.Hash{9}) || len(rep.Missing) != 0 {
+					t.Fatalf("history record of version %d nobody prunes: audit %+v, want it leaked", d, rep)
+				}
+				if err := s.d.Delete(ctx, k); err != nil {
+					t.Fatal(err)
+				}
 			}
-			rep, err := s.Audit(ctx)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(rep.Leaked) != 1 || rep.Leaked[0] != (types.Hash{9}) || len(rep.Missing) != 0 {
-				t.Fatalf("history of a pruned version: audit %+v, want it leaked", rep)
-			}
+			auditClean(t, s)
 		})
 	}
 }
@@ -380,6 +392,257 @@ func TestHistoryPipelined(t *testing.T) {
 				v.Close()
 			}
 			auditClean(t, s)
+		})
+	}
+}
+
+// farWorkload commits versions 1..n: at version 1 a hot key, a cold key, a
+// late key, a key that cycles A → B → A with deletions, and fillers; then
+// every version changes the hot key, every 7th the cycling one (deleting
+// it every 5th change and creating it again at the next), two fillers each
+// version, and version n the late key, so that a read far below the latest
+// needs a record written n-1 versions above it. With prune set it prunes
+// after every commit. It returns the model of every version (index =
+// height).
+func farWorkload(t *testing.T, s *Store, n int, prune bool) []map[string][]byte {
+	t.Helper()
+	ctx := context.Background()
+	models := []map[string][]byte{{}}
+	cycle := [][]byte{[]byte("A"), []byte("B")}
+	changes := 0
+	for h := uint64(1); h <= uint64(n); h++ {
+		var ws []Write
+		if h == 1 {
+			ws = append(ws, Write{Key: key("cold"), Value: []byte("cold")}, Write{Key: key("late"), Value: []byte("late-1")},
+				Write{Key: key("mid"), Value: cycle[0]})
+			for i := range 30 {
+				ws = append(ws, Write{Key: key(fmt.Sprintf("f%d", i)), Value: fmt.Appendf(nil, "f%d-1", i)})
+			}
+		} else {
+			fillers := []uint64{h % 30, h * 7 % 30}
+			if fillers[0] == fillers[1] {
+				fillers = fillers[:1]
+			}
+			for _, i := range fillers {
+				ws = append(ws, Write{Key: key(fmt.Sprintf("f%d", i)), Value: fmt.Appendf(nil, "f%d-%d", i, h)})
+			}
+			if h%7 == 0 {
+				changes++
+				var v []byte
+				if changes%5 != 0 {
+					v = cycle[changes%2]
+				}
+				ws = append(ws, Write{Key: key("mid"), Value: v})
+			}
+			if h == uint64(n) {
+				ws = append(ws, Write{Key: key("late"), Value: []byte("late-n")})
+			}
+		}
+		ws = append(ws, Write{Key: key("hot"), Value: fmt.Appendf(nil, "hot-%d", h)})
+		m := maps.Clone(models[h-1])
+		for _, w := range ws {
+			if len(w.Value) == 0 {
+				delete(m, modelKey(w.Key))
+			} else {
+				m[modelKey(w.Key)] = w.Value
+			}
+		}
+		models = append(models, m)
+		if root := mustCommit(t, s, h, ws); root != refRoot(m) {
+			t.Fatalf("height %d: root %s, reference %s", h, root, refRoot(m))
+		}
+		if prune {
+			if _, err := s.Prune(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return models
+}
+
+// checkVersions reads every key of the models at every retained version of
+// s through Get, and every 50th version's leaves (and the lowest one's)
+// through Leaves and an export, against the models.
+func checkVersions(t *testing.T, s *Store, models []map[string][]byte) {
+	t.Helper()
+	ctx := context.Background()
+	latest, _ := s.Latest()
+	keys := map[string]types.StateKey{}
+	for _, m := range models {
+		for mk := range m {
+			keys[mk] = splitKey(mk)
+		}
+	}
+	for h := s.MinVersion(); h <= latest; h++ {
+		m := models[h]
+		v, err := s.View(ctx, h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for mk, k := range keys {
+			if got, err := v.Get(ctx, k); err != nil || !bytes.Equal(got, m[mk]) {
+				t.Fatalf("version %d of %d: %s = %q, %v; model %q", h, latest, k, got, err, m[mk])
+			}
+		}
+		if h%50 == 0 || h == s.MinVersion() {
+			got := map[string][]byte{}
+			err := v.Leaves(ctx, func(_ types.Hash, k types.StateKey, val []byte) error {
+				got[modelKey(k)] = val
+				return nil
+			})
+			if err != nil || !maps.EqualFunc(got, m, bytes.Equal) {
+				t.Fatalf("version %d: leaves differ from the model (%d against %d): %v", h, len(got), len(m), err)
+			}
+			man, chunks := export(t, s, h, 7)
+			got = map[string][]byte{}
+			for _, b := range chunks {
+				c, err := VerifyChunk(man, b)
+				if err != nil {
+					t.Fatalf("version %d: %v", h, err)
+				}
+				for _, l := range c.Leaves {
+					got[modelKey(l.Key)] = l.Value
+				}
+			}
+			if !maps.EqualFunc(got, m, bytes.Equal) {
+				t.Fatalf("version %d: export differs from the model", h)
+			}
+		}
+		v.Close()
+	}
+}
+
+// TestFarOldVersionReads reads every key at every version of a store that
+// keeps them all (400 versions): a hot key changed at every version, a key
+// changed at many (A → B → A, deleted and created again), a cold key never
+// changed and a key changed only by the latest version, on memory and
+// pebble, warm and after a reopen (empty cache).
+func TestFarOldVersionReads(t *testing.T) {
+	ctx := context.Background()
+	for name, s := range historyStores(t, Options{}) {
+		t.Run(name, func(t *testing.T) {
+			models := farWorkload(t, s, 400, false)
+			checkVersions(t, s, models)
+			auditClean(t, s)
+			if s.pdb != nil {
+				// The late key's value at version 1 is in the record of
+				// version 400: one seek finds it, past the 399 versions
+				// that wrote history for the hot key.
+				kp := types.KeyPath(key("late"))
+				leaf := leafSlot(kp, types.ValueHash([]byte("late-1")), key("late"))
+				it, err := s.historyIter(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got, err := historySeek(it, 1, kp, &leaf)
+				seeks := it.Stats().ForwardSeekCount[pebble.InterfaceCall]
+				it.Close()
+				if err != nil || string(got) != "late-1" || seeks != 1 {
+					t.Fatalf("history read of late at version 1: %q, %v, %d seeks; want late-1 in one", got, err, seeks)
+				}
+			}
+			cold, err := Open(ctx, s.d, Options{AtomicBatches: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			cold.pdb = s.pdb
+			checkVersions(t, cold, models)
+		})
+	}
+}
+
+// wantHistory returns the history records a store should hold after
+// pruning to min: (key path, d) for each version d in (min, latest] and
+// each key d replaced or deleted.
+func wantHistory(models []map[string][]byte, min uint64) map[string]bool {
+	want := map[string]bool{}
+	for d := min + 1; d < uint64(len(models)); d++ {
+		for mk, old := range models[d-1] {
+			if !bytes.Equal(models[d][mk], old) {
+				want[histKey(types.KeyPath(splitKey(mk)), d).String()] = true
+			}
+		}
+	}
+	return want
+}
+
+// TestFarOldVersionsPruned prunes such a store, after every commit and
+// once at the end (the first prune of a store that kept 400 versions, in
+// chunks of 3): it must hold exactly the history records the retained
+// versions read, every retained version must read as the model, and the
+// audit must be clean.
+func TestFarOldVersionsPruned(t *testing.T) {
+	ctx := context.Background()
+	for _, every := range []bool{true, false} {
+		for name, s := range historyStores(t, Options{KeepVersions: 60, PruneChunk: 3}) {
+			t.Run(fmt.Sprintf("%s/every=%v", name, every), func(t *testing.T) {
+				models := farWorkload(t, s, 400, every)
+				st, err := s.Prune(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if st.Min != 341 {
+					t.Fatalf("min %d after pruning, want 341", st.Min)
+				}
+				hist, err := s.keysWithPrefix(ctx, nsHist)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got := map[string]bool{}
+				for _, k := range hist {
+					got[k] = true
+				}
+				if want := wantHistory(models, st.Min); !maps.Equal(got, want) {
+					t.Fatalf("%d history records after pruning to %d, want %d", len(got), st.Min, len(want))
+				}
+				checkVersions(t, s, models)
+				auditClean(t, s)
+			})
+		}
+	}
+}
+
+// TestHistoryOtherPathNotReturned: with the record a read needs missing,
+// a record of the next key path in key order (holding the very value the
+// read wants) and one of the same path at the read version itself must not
+// be taken for it: Get, Leaves and an export fail with ErrCorrupt.
+func TestHistoryOtherPathNotReturned(t *testing.T) {
+	ctx := context.Background()
+	for name, s := range historyStores(t, Options{}) {
+		t.Run(name, func(t *testing.T) {
+			a := key("a")
+			mustCommit(t, s, 1, []Write{{Key: a, Value: []byte("A")}, {Key: key("b"), Value: []byte("b")}})
+			mustCommit(t, s, 2, []Write{{Key: a, Value: []byte("B")}})
+			mustCommit(t, s, 3, []Write{{Key: key("b"), Value: []byte("c")}})
+			kp := types.KeyPath(a)
+			if err := s.d.Delete(ctx, histKey(kp, 2)); err != nil {
+				t.Fatal(err)
+			}
+			next := kp
+			for i := len(next) - 1; i >= 0; i-- {
+				if next[i]++; next[i] != 0 {
+					break
+				}
+			}
+			for _, k := range []ds.Key{histKey(next, 2), histKey(kp, 1)} {
+				if err := s.d.Put(ctx, k, []byte("A")); err != nil {
+					t.Fatal(err)
+				}
+			}
+			v, err := s.View(ctx, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer v.Close()
+			if got, err := v.Get(ctx, a); !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("Get = %q, %v; want ErrCorrupt", got, err)
+			}
+			if err := v.Leaves(ctx, func(types.Hash, types.StateKey, []byte) error { return nil }); !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("Leaves = %v; want ErrCorrupt", err)
+			}
+			if _, err := v.ExportSnapshot(ctx, 1, func(int, []byte) error { return nil }); !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("export = %v; want ErrCorrupt", err)
+			}
 		})
 	}
 }

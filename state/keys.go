@@ -1,7 +1,6 @@
 package state
 
 import (
-	"bytes"
 	"encoding/binary"
 	"fmt"
 	"strconv"
@@ -16,7 +15,7 @@ import (
 // Datastore layout. Heights are fixed-width hex so that key order is height
 // order on ordered backends.
 const (
-	nsHist    = "/kairos/h/"  // <escaped version>/<escaped leaf hash> → the value the version replaced
+	nsHist    = "/kairos/h/"  // <escaped key path>/<escaped version> → the value the version replaced
 	nsNode    = "/kairos/n/"  // <escaped born>/<escaped id> → node record
 	nsKV      = "/kairos/kv/" // <escaped module>/k<escaped key> → latest value
 	nsRoot    = "/kairos/r/"  // <height> → root slot
@@ -36,10 +35,12 @@ var (
 // storeFormat is the on-disk format version. Format 1 (no format record)
 // named node records by hash alone; format 2 names them by (born, hash) and
 // kept every leaf's value in a value record; format 3 keeps a live value
-// only in the flat index and a replaced one in a history record; format 4
-// names a leaf's module in a node record by a store-local id (modules.go)
-// instead of its 32-byte address. Open refuses any other format with
-// ErrFormat: there is no migration.
+// only in the flat index and a replaced one in a history record keyed by
+// version first; format 4 keys a history record by key path first (a stale
+// list names the paths of its version's history records) and names a
+// leaf's module in a node record by a store-local id (modules.go) instead
+// of its 32-byte address. Open refuses any other format with ErrFormat:
+// there is no migration.
 const storeFormat = 4
 
 // Key bytes (node ids, modules, state keys) go into datastore keys raw, with
@@ -165,47 +166,48 @@ func parseNodeKey(s string) (nodeRef, error) {
 	return nodeRef{born: binary.BigEndian.Uint64(v), id: types.Hash(id)}, nil
 }
 
-// histKeyLen is the longest history key: the namespace, the version, '/'
-// and the leaf hash, version and hash escaped.
-const histKeyLen = len(nsHist) + 2*(8+types.HashLen) + 1
+// histKeyLen is the longest history key: the namespace, the key path,
+// '/' and the version, key path and version escaped.
+const histKeyLen = len(nsHist) + 2*(types.HashLen+8) + 1
+
+// appendHistPath appends the prefix of every history record of key path
+// kp: nsHist, kp escaped, then '/'. Escaping keeps byte order and is
+// prefix-free and no escaped segment holds a '/', so a key path's records
+// are one key range that no other path's record falls in.
+func appendHistPath(dst []byte, kp types.Hash) []byte {
+	return append(appendEscaped(append(dst, nsHist...), kp[:]), '/')
+}
 
 // appendHistKey appends the key of the history record that version d
-// wrote for leaf l, which d replaced or deleted: nsHist, d as 8 big-endian
-// bytes escaped, '/', then l escaped. Escaping keeps byte order and is
-// prefix-free, so one version's records are one key range
-// (histVersionRange) and sort by leaf hash.
-func appendHistKey(dst []byte, d uint64, l types.Hash) []byte {
-	return appendEscaped(append(appendBorn(append(dst, nsHist...), d), '/'), l[:])
+// wrote for the key whose path is kp, whose leaf d replaced or deleted:
+// appendHistPath, then d as 8 big-endian bytes escaped. So a key's records
+// sort by version, and the record of the first version above v that
+// changed the key is the first at or after (kp, v+1) (historySeek).
+func appendHistKey(dst []byte, kp types.Hash, d uint64) []byte {
+	return appendBorn(appendHistPath(dst, kp), d)
 }
 
 // histKey is appendHistKey as a datastore key.
-func histKey(d uint64, l types.Hash) ds.Key {
+func histKey(kp types.Hash, d uint64) ds.Key {
 	var a [histKeyLen]byte
-	return ds.RawKey(string(appendHistKey(a[:0], d, l)))
-}
-
-// histVersionPrefix is the prefix of every history record of version d.
-func histVersionPrefix(d uint64) string {
-	return string(append(appendBorn([]byte(nsHist), d), '/'))
-}
-
-// histVersionRange returns the key range [start, end) of version d's
-// history records.
-func histVersionRange(d uint64) (start, end []byte) {
-	start = []byte(histVersionPrefix(d))
-	end = bytes.Clone(start)
-	end[len(end)-1] = '/' + 1
-	return start, end
+	return ds.RawKey(string(appendHistKey(a[:0], kp, d)))
 }
 
 // parseHistKey is the inverse of appendHistKey, given the part after
 // nsHist.
-func parseHistKey(s string) (uint64, types.Hash, error) {
-	r, err := parseNodeKey(s) // the same layout under another namespace
-	if err != nil {
-		return 0, types.Hash{}, fmt.Errorf("%w: bad history key %q", ErrCorrupt, s)
+func parseHistKey(s string) (types.Hash, uint64, error) {
+	kp, rest, ok := unescape(s, types.HashLen)
+	if ok {
+		rest, ok = strings.CutPrefix(rest, "/")
 	}
-	return r.born, r.id, nil
+	var d []byte
+	if ok {
+		d, rest, ok = unescape(rest, 8)
+	}
+	if !ok || rest != "" {
+		return types.Hash{}, 0, fmt.Errorf("%w: bad history key %q", ErrCorrupt, s)
+	}
+	return types.Hash(kp), binary.BigEndian.Uint64(d), nil
 }
 
 func heightStr(h uint64) string { return fmt.Sprintf("%016x", h) }
@@ -268,27 +270,62 @@ func staleKey(since uint64) ds.Key { return ds.RawKey(nsStale + heightStr(since)
 // (8 bytes, big-endian) and its id.
 const staleEntryLen = 8 + types.HashLen
 
-// encodeStale writes a version's stale list: (born, id) per record,
-// concatenated. One record per version keeps a block's thousands of entries
-// out of the datastore's key space.
-func encodeStale(refs []nodeRef) []byte {
-	buf := make([]byte, 0, len(refs)*staleEntryLen)
-	for _, r := range refs {
+// staleList is what pruning version d deletes: the node records d stopped
+// using (refs) and the key paths of the history records d wrote (paths;
+// d replaced or deleted their keys' leaves). A history record is keyed by
+// key path first (one seek finds a key's value at any version), so one
+// version's records are scattered over the namespace and pruning must be
+// told where they are; they go in the same record as the refs because
+// both are written by the same commit and deleted by the same prune (see
+// RATIONALE.md, "Why is the history keyed by key path").
+type staleList struct {
+	refs  []nodeRef
+	paths []types.Hash
+}
+
+// encodeStale writes a version's stale list: the number of refs (4 bytes,
+// big-endian), (born, id) per ref, then the paths, concatenated. One
+// record per version keeps a block's thousands of entries out of the
+// datastore's key space.
+func encodeStale(l staleList) []byte {
+	buf := make([]byte, 0, 4+len(l.refs)*staleEntryLen+len(l.paths)*types.HashLen)
+	buf = binary.BigEndian.AppendUint32(buf, uint32(len(l.refs)))
+	for _, r := range l.refs {
 		buf = binary.BigEndian.AppendUint64(buf, r.born)
 		buf = append(buf, r.id[:]...)
+	}
+	for _, p := range l.paths {
+		buf = append(buf, p[:]...)
 	}
 	return buf
 }
 
-func decodeStale(b []byte) ([]nodeRef, error) {
-	if len(b)%staleEntryLen != 0 {
-		return nil, fmt.Errorf("%w: bad stale list length %d", ErrCorrupt, len(b))
+// decodeStale is the inverse of encodeStale; no record (nil) is an empty
+// list.
+func decodeStale(b []byte) (staleList, error) {
+	var l staleList
+	if len(b) == 0 {
+		return l, nil
 	}
-	refs := make([]nodeRef, 0, len(b)/staleEntryLen)
-	for ; len(b) > 0; b = b[staleEntryLen:] {
-		refs = append(refs, nodeRef{born: binary.BigEndian.Uint64(b), id: types.Hash(b[8:staleEntryLen])})
+	if len(b) < 4 {
+		return l, fmt.Errorf("%w: bad stale list length %d", ErrCorrupt, len(b))
 	}
-	return refs, nil
+	n := uint64(binary.BigEndian.Uint32(b))
+	b = b[4:]
+	if n*staleEntryLen > uint64(len(b)) || (uint64(len(b))-n*staleEntryLen)%types.HashLen != 0 {
+		return l, fmt.Errorf("%w: bad stale list: %d refs in %d bytes", ErrCorrupt, n, len(b))
+	}
+	l.refs = make([]nodeRef, n)
+	for i := range l.refs {
+		l.refs[i] = nodeRef{born: binary.BigEndian.Uint64(b), id: types.Hash(b[8:staleEntryLen])}
+		b = b[staleEntryLen:]
+	}
+	l.paths = make([]types.Hash, len(b)/types.HashLen)
+	for i := range l.paths {
+		l.paths[i] = types.Hash(b[:types.HashLen])
+		b = b[types.HashLen:]
+	}
+	return l, nil
 }
 
 func parseHeightKey(s, ns string) (uint64, error) {

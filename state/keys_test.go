@@ -113,6 +113,47 @@ func TestNodeKeyOrder(t *testing.T) {
 	}
 }
 
+// TestHistKeyRoundTripAndOrder checks what the history's layout is for:
+// keys sort by key path first, then by version, every key of a path is
+// under appendHistPath(path) and no other path's is, and parseHistKey
+// inverts histKey. Paths are drawn from few values near the escaped bytes,
+// so that equal paths and paths differing in an escaped byte are common.
+func TestHistKeyRoundTripAndOrder(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	type ref struct {
+		kp types.Hash
+		d  uint64
+	}
+	draw := func() ref {
+		var kp types.Hash
+		copy(kp[:], randKeyBytes(r, types.HashLen))
+		kp[0], kp[1] = byte(r.IntN(2)), "./-0"[r.IntN(4)]
+		return ref{kp, randBorn(r)}
+	}
+	for range 5000 {
+		a, b := draw(), draw()
+		if r.IntN(3) == 0 {
+			b.kp = a.kp
+		}
+		ka, kb := histKey(a.kp, a.d).String(), histKey(b.kp, b.d).String()
+		want := bytes.Compare(a.kp[:], b.kp[:])
+		if want == 0 {
+			want = cmp.Compare(a.d, b.d)
+		}
+		if got := strings.Compare(ka, kb); got != want {
+			t.Fatalf("order of %v, %v = %d; want %d", a, b, got, want)
+		}
+		pa := string(appendHistPath(nil, a.kp))
+		if !strings.HasPrefix(ka, pa) || strings.HasPrefix(kb, pa) != (a.kp == b.kp) {
+			t.Fatalf("path prefix %q: %q, %q", pa, ka, kb)
+		}
+		kp, d, err := parseHistKey(ka[len(nsHist):])
+		if err != nil || kp != a.kp || d != a.d {
+			t.Fatalf("parse(%q) = %x, %d, %v; want %v", ka, kp, d, err, a)
+		}
+	}
+}
+
 func TestParseKeyRejects(t *testing.T) {
 	mod := strings.Repeat("m", types.AddressLen)
 	for _, s := range []string{
@@ -137,6 +178,36 @@ func TestParseKeyRejects(t *testing.T) {
 			t.Errorf("parseNodeKey(%q) accepted", s)
 		}
 	}
+	path := strings.Repeat("p", types.HashLen)
+	for _, s := range []string{
+		path,                                // no version
+		path + "/" + "1234567",              // version too short
+		path + "/" + "123456789",            // version too long
+		path + "12345678",                   // no separator
+		path[1:] + "/12345678",              // path too short
+		path + "/1234567.",                  // dangling escape
+		strings.Repeat("8", 8) + "/" + path, // format 3's order
+	} {
+		if _, _, err := parseHistKey(s); err == nil {
+			t.Errorf("parseHistKey(%q) accepted", s)
+		}
+	}
+}
+
+// FuzzParseHistKey: any string parses to a (key path, version) whose key
+// is that string, or is rejected; never a panic.
+func FuzzParseHistKey(f *testing.F) {
+	f.Add(histKey(types.Hash{'.', '/', 1}, 0x2e2f).String()[len(nsHist):])
+	f.Add(strings.Repeat("p", types.HashLen) + "/12345678")
+	f.Fuzz(func(t *testing.T, s string) {
+		kp, d, err := parseHistKey(s)
+		if err != nil {
+			return
+		}
+		if back := histKey(kp, d).String()[len(nsHist):]; back != s {
+			t.Fatalf("parse(%q) = %x, %d, which encodes to %q", s, kp, d, back)
+		}
+	})
 }
 
 // FuzzParseKVKey: any string parses to a key that encodes back to it, or

@@ -34,10 +34,10 @@ const (
 // leafData) and its leaf hash, which derives from them and is computed once
 // when the slot is made (decodeNode, update): the hashing of a node reads
 // every slot's hash, while the key and value hash are read when a value is
-// (the flat index by key, the history by leaf hash) and when the node is
+// (the flat index by key, the history by key path) and when the node is
 // encoded. The key path is not kept: a walk compares keys, and the few
 // places that need a leaf's key path (a write meeting another key's leaf, a
-// proof of absence by it, an export) hash the key (keyPath). A slot is the
+// proof of absence by it, an export, a history read) hash the key (keyPath). A slot is the
 // working copy of a commit and of the walks; a node keeps its slots as
 // entries, without the pointer (see entry). A leaf has no record of its
 // own: its value is in the flat index while it is live, and in a history

@@ -25,8 +25,8 @@ type PruneStats struct {
 // open Views and persistent pins. In order: the new minimum is refused to
 // new readers and made durable, then stale entries with stale_since <= min
 // are processed in chunks of Options.PruneChunk, each entry deleting the
-// node record it names by (born, id), and the history records of those
-// versions are deleted (only older versions read them). An id written
+// node record it names by (born, id) or the history record it names by
+// (key path, stale_since) (only older versions read those). An id written
 // again later (A → B → A) is a record of its own, under its own born, so no
 // entry needs a check before its delete. Prune is idempotent: a crashed
 // run is finished by the next one (deleting a deleted record does nothing).
@@ -78,28 +78,30 @@ func (s *Store) horizonLocked() uint64 {
 	return max(target, s.min)
 }
 
-// pruneVersion processes the stale list of version v, deletes v's history
-// records and drops the root record and change set of version v-1, which is
-// now below the minimum: v's history holds values of v-1 and older, which
-// no retained version reads any more. The list goes last, with the
-// progress mark: a crash before that repeats the version, and every step is
-// safe to repeat.
+// pruneVersion processes the stale list of version v: deletes the node
+// records and the history records it names (v's history holds values of
+// v-1 and older, which no retained version reads any more), and drops the
+// root record and change set of version v-1, which is now below the
+// minimum. The list goes last, with the progress mark: a crash before that
+// repeats the version, and every step is safe to repeat.
 func (s *Store) pruneVersion(ctx context.Context, v uint64, st *PruneStats) error {
 	raw, err := s.d.Get(ctx, staleKey(v))
 	if err != nil && !errors.Is(err, ds.ErrNotFound) {
 		return err
 	}
-	refs, err := decodeStale(raw)
+	l, err := decodeStale(raw)
 	if err != nil {
 		return err
 	}
-	for lo := 0; lo < len(refs); lo += s.opts.PruneChunk {
-		if err := s.pruneChunk(ctx, refs[lo:min(len(refs), lo+s.opts.PruneChunk)], st); err != nil {
+	for lo := 0; lo < len(l.refs); lo += s.opts.PruneChunk {
+		if err := s.pruneChunk(ctx, l.refs[lo:min(len(l.refs), lo+s.opts.PruneChunk)], st); err != nil {
 			return err
 		}
 	}
-	if err := s.pruneHistory(ctx, v); err != nil {
-		return err
+	for lo := 0; lo < len(l.paths); lo += s.opts.PruneChunk {
+		if err := s.pruneHistory(ctx, v, l.paths[lo:min(len(l.paths), lo+s.opts.PruneChunk)]); err != nil {
+			return err
+		}
 	}
 	b, err := s.d.Batch(ctx)
 	if err != nil {
@@ -141,34 +143,36 @@ func (s *Store) pruneChunk(ctx context.Context, refs []nodeRef, st *PruneStats) 
 	return s.syncIfNeeded(ctx)
 }
 
-// pruneHistory deletes version v's history records. On pebble it is one
-// range deletion, unsynced like the chunks (the progress mark that follows
-// makes it durable): a version's history records are one key range, and
-// a range tombstone drops them in compactions without a tombstone per
-// record. Other backends delete them by a query of the version's prefix,
-// a chunk at a time.
-func (s *Store) pruneHistory(ctx context.Context, v uint64) error {
+// pruneHistory deletes the history records version v wrote for the key
+// paths paths, a chunk like pruneChunk's. A version's records are
+// scattered over the namespace by path, so each is a point delete (a range
+// delete per version served format 3, whose records sorted by version
+// first; see RATIONALE.md, "Why is the history keyed by key path"). A
+// concurrent Commit writes records of its own version only.
+func (s *Store) pruneHistory(ctx context.Context, v uint64, paths []types.Hash) error {
 	if s.pdb != nil {
-		start, end := histVersionRange(v)
-		return s.pdb.DeleteRange(start, end, pebble.NoSync)
-	}
-	keys, err := s.keysWithPrefix(ctx, histVersionPrefix(v))
-	if err != nil {
-		return err
-	}
-	for lo := 0; lo < len(keys); lo += s.opts.PruneChunk {
-		b, err := s.chunkBatch(ctx)
-		if err != nil {
-			return err
-		}
-		for _, k := range keys[lo:min(len(keys), lo+s.opts.PruneChunk)] {
-			if err := b.Delete(ctx, ds.RawKey(k)); err != nil {
+		// Keys built in one buffer, not a string each.
+		b := s.pdb.NewBatch()
+		var kb [histKeyLen]byte
+		for _, p := range paths {
+			if err := b.Delete(appendHistKey(kb[:0], p, v), nil); err != nil {
+				b.Close()
 				return err
 			}
 		}
-		if err := b.Commit(ctx); err != nil {
+		return pebbleBatch{b, pebble.NoSync}.Commit(ctx)
+	}
+	b, err := s.chunkBatch(ctx)
+	if err != nil {
+		return err
+	}
+	for _, p := range paths {
+		if err := b.Delete(ctx, histKey(p, v)); err != nil {
 			return err
 		}
+	}
+	if err := b.Commit(ctx); err != nil {
+		return err
 	}
 	return s.syncIfNeeded(ctx)
 }
@@ -267,8 +271,9 @@ type AuditReport struct {
 	Versions  uint64 // retained versions walked
 	Reachable int    // distinct nodes reachable
 	// Leaked lists node records stored, unreachable and not awaiting
-	// pruning, and the leaf hashes of history records of versions already
-	// pruned (or above the latest).
+	// pruning (by id), and history records the pruner will not delete:
+	// those of versions already pruned (or above the latest) or not named
+	// by their version's stale list (by key path).
 	Leaked []types.Hash
 	// Missing lists nodes reachable but not stored (or not matching their
 	// id), and leaves of older retained versions whose value neither the
@@ -289,9 +294,9 @@ func (r *AuditReport) Clean() bool {
 // reports leaked records (stored but unreachable, excluding ones whose stale
 // entry awaits the pruner) and missing ones. It checks the flat index
 // against the latest tree, resolves every leaf only older versions hold
-// through the history, and reports history records of pruned versions as
-// leaked. It blocks Commit and Prune while it runs and reads everything, so
-// it is a test and maintenance tool.
+// through the history, and reports history records of pruned versions, or
+// that no stale list names, as leaked. It blocks Commit and Prune while it
+// runs and reads everything, so it is a test and maintenance tool.
 func (s *Store) Audit(ctx context.Context) (*AuditReport, error) {
 	s.commitMu.Lock()
 	defer s.commitMu.Unlock()
@@ -310,6 +315,7 @@ func (s *Store) Audit(ctx context.Context) (*AuditReport, error) {
 	// the history of a version above that one.
 	type olderLeaf struct {
 		v  uint64
+		kp types.Hash
 		sl slot
 	}
 	var older []olderLeaf
@@ -324,7 +330,7 @@ func (s *Store) Audit(ctx context.Context) (*AuditReport, error) {
 				latestLeaves[kp] = sl.h
 			} else if latestLeaves[kp] != sl.h && !seenOld[sl.h] {
 				seenOld[sl.h] = true
-				older = append(older, olderLeaf{v, sl})
+				older = append(older, olderLeaf{v, kp, sl})
 			}
 			return nil
 		}
@@ -371,7 +377,7 @@ func (s *Store) Audit(ctx context.Context) (*AuditReport, error) {
 	}
 	rep.Reachable = len(marked)
 	for _, l := range older {
-		if _, err := s.leafValue(ctx, l.v, &l.sl); errors.Is(err, ErrCorrupt) {
+		if _, err := s.leafValue(ctx, l.v, l.kp, &l.sl); errors.Is(err, ErrCorrupt) {
 			rep.Missing = append(rep.Missing, l.sl.h)
 		} else if err != nil {
 			return nil, err
@@ -379,17 +385,25 @@ func (s *Store) Audit(ctx context.Context) (*AuditReport, error) {
 	}
 
 	pending := map[nodeRef]bool{}
+	type histRef struct {
+		kp types.Hash
+		d  uint64
+	}
+	named := map[histRef]bool{} // history records a stale list names
 	for v := done + 1; v <= latest; v++ {
 		raw, err := s.d.Get(ctx, staleKey(v))
 		if err != nil && !errors.Is(err, ds.ErrNotFound) {
 			return nil, err
 		}
-		refs, err := decodeStale(raw)
+		l, err := decodeStale(raw)
 		if err != nil {
 			return nil, err
 		}
-		for _, r := range refs {
+		for _, r := range l.refs {
 			pending[r] = true
+		}
+		for _, p := range l.paths {
+			named[histRef{p, v}] = true
 		}
 	}
 	stored, err := s.keysWithPrefix(ctx, nsNode)
@@ -406,18 +420,19 @@ func (s *Store) Audit(ctx context.Context) (*AuditReport, error) {
 		}
 	}
 	// The history of versions done+1..latest is kept (those above min are
-	// read by retained versions, the others await the pruner).
+	// read by retained versions, the others await the pruner), each record
+	// named by its version's stale list, which is how the pruner finds it.
 	hist, err := s.keysWithPrefix(ctx, nsHist)
 	if err != nil {
 		return nil, err
 	}
 	for _, k := range hist {
-		d, l, err := parseHistKey(k[len(nsHist):])
+		kp, d, err := parseHistKey(k[len(nsHist):])
 		if err != nil {
 			return nil, err
 		}
-		if d <= done || d > latest {
-			rep.Leaked = append(rep.Leaked, l)
+		if !named[histRef{kp, d}] {
+			rep.Leaked = append(rep.Leaked, kp)
 		}
 	}
 

@@ -151,15 +151,18 @@ func (r *valueWindows) loadPart(ctx context.Context, lo int, part []int, out []S
 	if len(old) == 0 {
 		return nil
 	}
-	// One iterator for all of them: created after the index was read.
-	it, err := r.v.s.historyIter(ctx, r.v.height)
+	// One iterator for all of them, created after the index was read, and
+	// the leaves in key path order (the leaves' order), so that it only
+	// moves forward.
+	slices.Sort(old)
+	it, err := r.v.s.historyIter(ctx)
 	if err != nil {
 		return err
 	}
 	defer it.Close()
 	for _, i := range old {
 		sl := r.leaves[i].slot()
-		val, err := historySeek(it, r.v.height, &sl)
+		val, err := historySeek(it, r.v.height, r.leaves[i].path, &sl)
 		if err != nil {
 			return err
 		}

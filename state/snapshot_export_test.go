@@ -83,7 +83,7 @@ func deleteSomeHistory(t *testing.T, s *Store, h uint64, leaves []snapLeaf) bool
 	latest, _ := s.Latest()
 	for _, l := range leaves[len(leaves)/2:] {
 		for d := h + 1; d <= latest; d++ {
-			k := histKey(d, l.hash)
+			k := histKey(l.path, d)
 			if ok, err := s.d.Has(ctx, k); err != nil {
 				t.Fatal(err)
 			} else if ok {

@@ -58,7 +58,7 @@ func (v *View) ExportSnapshot(ctx context.Context, perChunk int, emit func(index
 		out := make([]SnapshotLeaf, hi-lo)
 		for j := range out {
 			sl := leaves[lo+j].slot()
-			val, err := v.s.leafValue(ctx, v.height, &sl)
+			val, err := v.s.leafValue(ctx, v.height, leaves[lo+j].path, &sl)
 			if err != nil {
 				return nil, err
 			}

@@ -41,7 +41,7 @@ func spanTestKeys(r *rand.Rand) [][]byte {
 		}
 		h := r.Uint64N(1 << 20)
 		add(nodeKey(h, id).String())
-		add(histKey(h, id).String())
+		add(histKey(id, h).String())
 		add(kvKey(randStateKey(r)).String())
 		add(rootKey(h).String())
 		add(staleKey(h).String())

@@ -416,10 +416,11 @@ func (s *Store) checkFormat(ctx context.Context) error {
 }
 
 // recover undoes a commit of latest+1 that did not finish: it restores the
-// flat index from the change set's old values, deletes every node and
-// history record under the version's key prefixes (only that version writes
-// there: records of older versions, which retained versions use, live under
-// their own) and removes the version's root record and stale list.
+// flat index from the change set's old values, deletes every node record
+// under the version's key prefix (only that version writes there: records
+// of older versions, which retained versions use, live under their own)
+// and the history record of the version for each key it changed, and
+// removes the version's root record and stale list.
 func (s *Store) recover(ctx context.Context, latest uint64) error {
 	next := latest + 1
 	raw, err := s.d.Get(ctx, changesKey(next))
@@ -451,13 +452,15 @@ func (s *Store) recover(ctx context.Context, latest uint64) error {
 	if err != nil {
 		return err
 	}
-	hist, err := s.keysWithPrefix(ctx, histVersionPrefix(next))
-	if err != nil {
-		return err
-	}
-	torn = append(torn, hist...)
 	for _, k := range torn {
 		if err := b.Delete(ctx, ds.RawKey(k)); err != nil {
+			return err
+		}
+	}
+	// The version's history records are keyed by path: the change set
+	// names every key it changed, a superset of those it wrote history for.
+	for _, c := range cs.Changes {
+		if err := b.Delete(ctx, histKey(types.KeyPath(c.Key), next)); err != nil {
 			return err
 		}
 	}

@@ -102,7 +102,7 @@ func (v *View) Get(ctx context.Context, k types.StateKey) ([]byte, error) {
 			if !cur.hasKey(k) {
 				return nil, nil
 			}
-			return v.s.leafValue(ctx, v.height, &cur)
+			return v.s.leafValue(ctx, v.height, kp, &cur)
 		}
 		n, err := v.s.loadNode(ctx, cur.ref())
 		if err != nil {
@@ -230,7 +230,7 @@ func (g *prover) walk(c cursor, depth, lo, hi int) error {
 				continue
 			}
 			if c.leaf.hasKey(e.Key) {
-				val, err := g.v.s.leafValue(g.ctx, g.v.height, &c.leaf)
+				val, err := g.v.s.leafValue(g.ctx, g.v.height, g.kps[i], &c.leaf)
 				if err != nil {
 					return err
 				}
@@ -292,11 +292,12 @@ func (v *View) Leaves(ctx context.Context, fn func(kp types.Hash, k types.StateK
 		case slotEmpty:
 			return nil
 		case slotLeaf:
-			val, err := v.s.leafValue(ctx, v.height, &s)
+			kp := s.keyPath()
+			val, err := v.s.leafValue(ctx, v.height, kp, &s)
 			if err != nil {
 				return err
 			}
-			return fn(s.keyPath(), s.key(), val)
+			return fn(kp, s.key(), val)
 		}
 		if err := ctx.Err(); err != nil {
 			return err
