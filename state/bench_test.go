@@ -296,7 +296,7 @@ func benchCommit(b *testing.B, n int, prune, async bool) {
 			k := int((uint64(i)*benchBlock + uint64(j)) * 2654435761 % uint64(n))
 			ws[j] = Write{Key: benchKey(k), Value: benchValue(k, i+1)}
 			if hints {
-				ws[j].Old, ws[j].OldKnown = benchValue(k, int(rounds[k])), true
+				ws[j].Old = benchValue(k, int(rounds[k]))
 			}
 			rounds[k] = uint32(i + 1)
 		}
