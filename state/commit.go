@@ -120,14 +120,56 @@ type out struct {
 // presize gives o room for what a subtree update of n writes usually
 // adds (per write, at 1M keys: two new nodes, two replaced, three records,
 // three stale refs, one change, at most one history record), so that its
-// lists do not grow by doubling.
+// lists do not grow by doubling. It keeps lists that are large enough
+// (o is empty: a reused part, see partOuts).
 func (o *out) presize(n int) {
-	o.nodes = make([]*node, 0, 2*n+4)
-	o.replaced = make([]dropped, 0, 2*n+4)
-	o.records = make([]newRecord, 0, 3*n+4)
-	o.history = make([]oldLeaf, 0, n)
-	o.stale = make([]nodeRef, 0, 3*n+4)
-	o.changes = make([]Change, 0, n)
+	o.nodes = room(o.nodes, 2*n+4)
+	o.replaced = room(o.replaced, 2*n+4)
+	o.records = room(o.records, 3*n+4)
+	o.history = room(o.history, n)
+	o.stale = room(o.stale, 3*n+4)
+	o.changes = room(o.changes, n)
+}
+
+// room returns s emptied if it has room for n, else a new slice that has.
+func room[T any](s []T, n int) []T {
+	if cap(s) >= n {
+		return s[:0]
+	}
+	return make([]T, 0, n)
+}
+
+// partOuts keeps parallelChildren's per-run outs from one commit to the
+// next: they are garbage once merged into the version's out, and their
+// lists were ~5.5 MB of the ~70 MB a 10k-key block at 1M keys allocates
+// (see RATIONALE.md, round 10). A sync.Pool, so that a store that stops
+// committing does not keep them.
+var partOuts sync.Pool
+
+// getPartOut returns an empty out with room for n writes' results.
+func getPartOut(n int) *out {
+	o, _ := partOuts.Get().(*out)
+	if o == nil {
+		o = new(out)
+	}
+	o.presize(n)
+	return o
+}
+
+// putPartOut empties a merged part and keeps it. Its lists are cleared so
+// that the pool holds no node, record chunk or value of the version: the
+// records stay in their chunks, which the version's out names.
+func putPartOut(o *out) {
+	clear(o.nodes)
+	clear(o.replaced)
+	clear(o.records)
+	clear(o.history)
+	clear(o.changes)
+	clear(o.leaves[:cap(o.leaves)])
+	o.nodes, o.replaced, o.records = o.nodes[:0], o.replaced[:0], o.records[:0]
+	o.history, o.stale, o.changes = o.history[:0], o.stale[:0], o.changes[:0]
+	o.leaves, o.arena = o.leaves[:0], nil
+	partOuts.Put(o)
 }
 
 // reserve returns the arena with room for n more bytes, starting a new
@@ -359,6 +401,18 @@ func (s *Store) commitAsync(ctx context.Context, height uint64, writes []Write) 
 	<-w.built
 	t = s.phases.end(phaseBuilt, t)
 	s.cache.replace(o.replaced, o.nodes)
+	// What the rest of the write does not read: the replaced nodes (~20k
+	// of a 10k-key block at 1M keys, ~11 MB the cache has let go of), and
+	// on an atomic backend the record chunks (~12 MB, copied into the
+	// built batch). Kept in o, they were live for every collection that
+	// ran while the version was written, and the heap's goal is twice
+	// what a collection finds live (see RATIONALE.md, round 10). The
+	// background write reads o's other fields; these it no longer touches
+	// (it built the batch before closing built).
+	o.replaced, o.nodes = nil, nil
+	if s.opts.AtomicBatches {
+		o.records, o.arena = nil, nil
+	}
 	s.phases.end(phaseCache, t)
 	if prev != nil {
 		prev.wait() // its error is w's too, and w reports it
@@ -767,27 +821,32 @@ func (c *committer) child(o *out, d int, group []item, old slot, fresh bool) (sl
 // deterministic too.
 func (c *committer) parallelChildren(o *out, d int, ws []item, rs []run, a *[fanout]slot, fresh bool) (uint16, error) {
 	type result struct {
-		o   out
+		o   *out
 		s   slot
 		err error
 	}
 	res := make([]result, len(rs))
 	var wg sync.WaitGroup
 	for i, r := range rs {
-		res[i].o.presize(r.hi - r.lo)
+		res[i].o = getPartOut(r.hi - r.lo)
 		wg.Add(1)
 		go func(old slot) {
 			defer wg.Done()
-			res[i].s, res[i].err = c.child(&res[i].o, d, ws[r.lo:r.hi], old, fresh)
+			res[i].s, res[i].err = c.child(res[i].o, d, ws[r.lo:r.hi], old, fresh)
 		}(a[r.nib])
 	}
 	wg.Wait()
+	defer func() {
+		for i := range res {
+			putPartOut(res[i].o)
+		}
+	}()
 	var nn, nd, nr, nh, ns, nc int
 	for i := range res {
 		if res[i].err != nil {
 			return 0, res[i].err
 		}
-		p := &res[i].o
+		p := res[i].o
 		nn, nd, nr, nh = nn+len(p.nodes), nd+len(p.replaced), nr+len(p.records), nh+len(p.history)
 		ns, nc = ns+len(p.stale), nc+len(p.changes)
 	}
@@ -801,7 +860,7 @@ func (c *committer) parallelChildren(o *out, d int, ws []item, rs []run, a *[fan
 	o.changes = slices.Grow(o.changes, nc)
 	var changed uint16
 	for i, r := range rs {
-		o.merge(&res[i].o)
+		o.merge(res[i].o)
 		if res[i].s != a[r.nib] {
 			changed |= 1 << r.nib
 		}
