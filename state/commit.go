@@ -199,7 +199,7 @@ func (o *out) addNode(n *node) {
 // oldLeaf is a leaf the version replaced or deleted: its history record
 // is (version, leaf.h) → value. The value is read after the update
 // (readOld), unless the caller's hint (Write.Old) matched the leaf or the
-// version below wrote it.
+// version below wrote it and its write was still in flight.
 type oldLeaf struct {
 	leaf   slot
 	change int // its change's index in out.changes (Change.Old)
@@ -536,8 +536,8 @@ func prepare(writes []Write) ([]item, error) {
 }
 
 // readOld reads the values of the leaves the version replaced or deleted
-// that neither a hint gave nor the version below wrote (the update took
-// those from its writes: its write may still be in flight) from the flat
+// that neither a hint gave nor the version below's writes (the update
+// copied those while that write was in flight: see copyWritten) from the flat
 // index, which no version after the one below has changed yet (this
 // version's batch is built after this), and checks each against its leaf's value hash. The
 // reads are sorted by key and split over the cores, each part through one
