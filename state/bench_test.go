@@ -296,7 +296,7 @@ func benchCommit(b *testing.B, n int, prune, async bool) {
 			k := int((uint64(i)*benchBlock + uint64(j)) * 2654435761 % uint64(n))
 			ws[j] = Write{Key: benchKey(k), Value: benchValue(k, i+1)}
 			if hints {
-				ws[j].Old, ws[j].OldKnown = benchValue(k, int(rounds[k])), true
+				ws[j].Old = benchValue(k, int(rounds[k]))
 			}
 			rounds[k] = uint32(i + 1)
 		}
@@ -391,6 +391,11 @@ func benchCommit(b *testing.B, n int, prune, async bool) {
 	b.ReportMetric(gc.cycles/float64(b.N), "gcs/op")
 	b.ReportMetric(gc.alloc/1e6/float64(b.N), "alloc-MB/op")
 	b.ReportMetric(gc.live/1e6, "live-MB")
+	// The node cache by its own estimate (node.size), which its budget
+	// counts: set against live-MB and a heap profile's nodes.
+	cn, cb := s.cache.usage()
+	b.ReportMetric(float64(cn), "cache-nodes")
+	b.ReportMetric(float64(cb)/1e6, "cache-est-MB")
 	// Bytes pebble wrote per update: to its log, and to tables by
 	// flushes and compactions (the write amplification).
 	wal, sst := pebbleWritten(s)

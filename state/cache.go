@@ -61,6 +61,23 @@ func (c *nodeCache) missCount() uint64 {
 	return c.misses
 }
 
+// usage returns the nodes the cache holds (both generations, a node in
+// both counted once) and the bytes its estimate (node.size) gives them,
+// for benchmarks that set the estimate against the heap.
+func (c *nodeCache) usage() (nodes, bytes int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, n := range c.cur {
+		nodes, bytes = nodes+1, bytes+n.size()
+	}
+	for k, n := range c.prev {
+		if c.cur[k] != n {
+			nodes, bytes = nodes+1, bytes+n.size()
+		}
+	}
+	return nodes, bytes
+}
+
 func (c *nodeCache) put(n *node) {
 	c.mu.Lock()
 	defer c.mu.Unlock()

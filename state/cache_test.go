@@ -122,3 +122,24 @@ func TestNodeCacheMisses(t *testing.T) {
 		t.Fatalf("the same proof again missed %d times", again)
 	}
 }
+
+// TestCacheUsageCountsEachNodeOnce: usage counts a node found in both
+// generations (moved forward by a get) once, and the nodes of both
+// generations after a flip.
+func TestCacheUsageCountsEachNodeOnce(t *testing.T) {
+	mk := func(i int) *node { return &node{id: types.Hash{byte(i), 1}, born: uint64(i)} }
+	one := mk(0).size()
+	c := newNodeCache(2 * 3 * one) // three nodes per generation
+	for i := range 4 {
+		c.put(mk(i)) // the fourth flips: three in prev, one in cur
+	}
+	if n, b := c.usage(); n != 4 || b != 4*one {
+		t.Fatalf("usage %d nodes, %d bytes; want 4, %d", n, b, 4*one)
+	}
+	if c.get(mk(1).ref()) == nil { // moved forward: in both maps
+		t.Fatal("node 1 missed")
+	}
+	if n, b := c.usage(); n != 4 || b != 4*one {
+		t.Fatalf("after a get from prev: usage %d nodes, %d bytes; want 4, %d", n, b, 4*one)
+	}
+}

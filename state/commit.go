@@ -21,21 +21,22 @@ import (
 // Write sets Key to Value in a Commit. A nil or empty Value deletes the key:
 // a key holding an empty value does not exist.
 //
-// Old and OldKnown are a hint: with OldKnown, Old is the value the caller
-// believes Key holds in the version below (nil or empty: absent), as an
-// executor that read it before executing knows. The commit records the
-// value a version replaces or deletes in its history, and takes it from
-// the hint instead of reading the flat index when the hint hashes to the
-// replaced leaf's value hash; any other hint (wrong, stale, absent for a
-// present key) is ignored and the value read. A hint never changes the
-// root, the history or anything else stored, only what the commit reads;
-// it is not part of a write's encoding. Like Value, Old must not change
-// until the commit's wait returns.
+// Old is a hint: the value the caller believes Key holds in the version
+// below, as an executor that read it before executing knows (nil or
+// empty: no hint). The commit records the value a version replaces or
+// deletes in its history, and takes it from the hint instead of reading
+// the flat index when the hint hashes to the replaced leaf's value hash;
+// any other hint (wrong, stale, another key's) is ignored and the value
+// read. A key the caller knows to be absent needs no hint: an absent key
+// has no leaf, so there is no old value to record, and if it is present
+// after all its value is read. A hint never changes the root, the history
+// or anything else stored, only what the commit reads; it is not part of
+// a write's encoding. Like Value, Old must not change until the commit's
+// wait returns.
 type Write struct {
-	Key      types.StateKey
-	Value    []byte
-	Old      []byte `cbor:"-"`
-	OldKnown bool   `cbor:"-"`
+	Key   types.StateKey
+	Value []byte
+	Old   []byte `cbor:"-"`
 }
 
 // Change is one entry of a version's change set.
@@ -120,14 +121,56 @@ type out struct {
 // presize gives o room for what a subtree update of n writes usually
 // adds (per write, at 1M keys: two new nodes, two replaced, three records,
 // three stale refs, one change, at most one history record), so that its
-// lists do not grow by doubling.
+// lists do not grow by doubling. It keeps lists that are large enough
+// (o is empty: a reused part, see partOuts).
 func (o *out) presize(n int) {
-	o.nodes = make([]*node, 0, 2*n+4)
-	o.replaced = make([]dropped, 0, 2*n+4)
-	o.records = make([]newRecord, 0, 3*n+4)
-	o.history = make([]oldLeaf, 0, n)
-	o.stale = make([]nodeRef, 0, 3*n+4)
-	o.changes = make([]Change, 0, n)
+	o.nodes = room(o.nodes, 2*n+4)
+	o.replaced = room(o.replaced, 2*n+4)
+	o.records = room(o.records, 3*n+4)
+	o.history = room(o.history, n)
+	o.stale = room(o.stale, 3*n+4)
+	o.changes = room(o.changes, n)
+}
+
+// room returns s emptied if it has room for n, else a new slice that has.
+func room[T any](s []T, n int) []T {
+	if cap(s) >= n {
+		return s[:0]
+	}
+	return make([]T, 0, n)
+}
+
+// partOuts keeps parallelChildren's per-run outs from one commit to the
+// next: they are garbage once merged into the version's out, and their
+// lists were ~5.5 MB of the ~70 MB a 10k-key block at 1M keys allocates
+// (see RATIONALE.md, round 10). A sync.Pool, so that a store that stops
+// committing does not keep them.
+var partOuts sync.Pool
+
+// getPartOut returns an empty out with room for n writes' results.
+func getPartOut(n int) *out {
+	o, _ := partOuts.Get().(*out)
+	if o == nil {
+		o = new(out)
+	}
+	o.presize(n)
+	return o
+}
+
+// putPartOut empties a merged part and keeps it. Its lists are cleared so
+// that the pool holds no node, record chunk or value of the version: the
+// records stay in their chunks, which the version's out names.
+func putPartOut(o *out) {
+	clear(o.nodes)
+	clear(o.replaced)
+	clear(o.records)
+	clear(o.history)
+	clear(o.changes)
+	clear(o.leaves[:cap(o.leaves)])
+	o.nodes, o.replaced, o.records = o.nodes[:0], o.replaced[:0], o.records[:0]
+	o.history, o.stale, o.changes = o.history[:0], o.stale[:0], o.changes[:0]
+	o.leaves, o.arena = o.leaves[:0], nil
+	partOuts.Put(o)
 }
 
 // reserve returns the arena with room for n more bytes, starting a new
@@ -158,7 +201,7 @@ func (o *out) addNode(n *node, t *moduleTable) {
 // oldLeaf is a leaf the version replaced or deleted: its history record
 // is (kp, version) → value. The value is read after the update
 // (readOld), unless the caller's hint (Write.Old) matched the leaf or the
-// version below wrote it.
+// version below wrote it and its write was still in flight.
 type oldLeaf struct {
 	leaf   slot
 	kp     types.Hash // the leaf's key path
@@ -210,14 +253,20 @@ type pendingWrite struct {
 	height uint64
 	parent types.Hash // the root of the version below (GetMany's index applies the change from it)
 	root   slot
-	// written is the version's writes of a value, sorted by key path, with
-	// the values copied (the caller may reuse its own once wait returned):
-	// the next version takes the old value of a key this one wrote from
-	// here, as the flat index may not hold it yet.
-	written []item
-	built   chan struct{}
-	done    chan struct{}
-	err     error
+	// items is the version's writes, sorted by key path (prepare's): the
+	// next version takes the old value of a key this one wrote from here
+	// while this write is in flight, as the flat index does not hold it
+	// yet (copyWritten). The values are the caller's buffers, which it may
+	// reuse once wait returned: copying every value for the few the next
+	// version replaces without a hint was ~1 MB per 10k-key block.
+	items []item
+	// mu orders copyWritten's copies before the caller's wait returns
+	// (callerWait): a caller may wait on another goroutine and reuse its
+	// buffers while the next version's update runs.
+	mu    sync.RWMutex
+	built chan struct{}
+	done  chan struct{}
+	err   error
 }
 
 // writing reports whether a version's write is still going on; the caller
@@ -238,6 +287,37 @@ func (s *Store) writing() bool {
 func (w *pendingWrite) wait() error {
 	<-w.done
 	return w.err
+}
+
+// callerWait is wait as CommitAsync's caller gets it: once it returns, the
+// caller may reuse the version's buffers, so it also waits for a copy of
+// one of them that the next version's update may be taking.
+func (w *pendingWrite) callerWait() error {
+	err := w.wait()
+	w.mu.Lock() // empty: it waits for copyWritten's readers
+	w.mu.Unlock()
+	return err
+}
+
+// copyWritten returns a copy of the value the version wrote at key path kp
+// if it wrote one and its write is still in flight; nil if it wrote none,
+// or if the write is over, when the flat index holds the value (err: the
+// write failed, so the index does not). Under mu, so that the caller's
+// wait does not return during the copy; after the write, the caller may
+// have reused the buffer, which is why it is not read then.
+func (w *pendingWrite) copyWritten(kp types.Hash) ([]byte, error) {
+	i, ok := slices.BinarySearchFunc(w.items, kp, func(it item, kp types.Hash) int { return bytes.Compare(it.kp[:], kp[:]) })
+	if !ok || w.items[i].value == nil {
+		return nil, nil
+	}
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	select {
+	case <-w.done:
+		return nil, w.err
+	default:
+		return bytes.Clone(w.items[i].value), nil
+	}
 }
 
 // Commit applies writes as version height, which must be latest+1, in one
@@ -323,7 +403,7 @@ func (s *Store) commitAsync(ctx context.Context, height uint64, writes []Write) 
 	}
 	o.modules = s.modules.take()
 	t = s.phases.end(phaseOld, t)
-	w := &pendingWrite{height: height, parent: root.h, root: newRoot, written: writtenValues(items), built: make(chan struct{}), done: make(chan struct{})}
+	w := &pendingWrite{height: height, parent: root.h, root: newRoot, items: items, built: make(chan struct{}), done: make(chan struct{})}
 	go s.writeInBackground(context.WithoutCancel(ctx), w, prev, o)
 	// The cache takes the version's nodes here, while the background
 	// goroutine writes its batch: no reader asks for a node born at height
@@ -336,12 +416,24 @@ func (s *Store) commitAsync(ctx context.Context, height uint64, writes []Write) 
 	<-w.built
 	t = s.phases.end(phaseBuilt, t)
 	s.cache.replace(o.replaced, o.nodes)
+	// What the rest of the write does not read: the replaced nodes (~20k
+	// of a 10k-key block at 1M keys, ~11 MB the cache has let go of), and
+	// on an atomic backend the record chunks (~12 MB, copied into the
+	// built batch). Kept in o, they were live for every collection that
+	// ran while the version was written, and the heap's goal is twice
+	// what a collection finds live (see RATIONALE.md, round 10). The
+	// background write reads o's other fields; these it no longer touches
+	// (it built the batch before closing built).
+	o.replaced, o.nodes = nil, nil
+	if s.opts.AtomicBatches {
+		o.records, o.arena = nil, nil
+	}
 	s.phases.end(phaseCache, t)
 	if prev != nil {
 		prev.wait() // its error is w's too, and w reports it
 	}
 	s.inflight = w
-	return types.Root(newRoot.h), w.wait, nil
+	return types.Root(newRoot.h), w.callerWait, nil
 }
 
 // writeInBackground builds version w's batch, waits for the write of the
@@ -429,9 +521,7 @@ func prepare(writes []Write) ([]item, error) {
 		for i := lo; i < hi; i++ {
 			w := &writes[i]
 			it := item{kp: types.KeyPath(w.Key), key: w.Key, isNew: true}
-			if w.OldKnown && len(w.Old) > 0 {
-				// A known-absent hint needs nothing: an absent key has
-				// no value to record, and a present one is read.
+			if len(w.Old) > 0 {
 				it.old = w.Old
 			}
 			if len(w.Value) > 0 {
@@ -460,40 +550,9 @@ func prepare(writes []Write) ([]item, error) {
 	return items, nil
 }
 
-// writtenValues returns the items that write a value, sorted by key path as
-// items are, with the values copied into one buffer.
-func writtenValues(items []item) []item {
-	n, size := 0, 0
-	for i := range items {
-		if items[i].value != nil {
-			n, size = n+1, size+len(items[i].value)
-		}
-	}
-	out := make([]item, 0, n)
-	buf := make([]byte, 0, size)
-	for i := range items {
-		if v := items[i].value; v != nil {
-			at := len(buf)
-			buf = append(buf, v...)
-			out = append(out, item{kp: items[i].kp, value: buf[at:len(buf):len(buf)]})
-		}
-	}
-	return out
-}
-
-// valueOf returns the value the version wrote at key path kp, if it wrote
-// one.
-func (w *pendingWrite) valueOf(kp types.Hash) ([]byte, bool) {
-	i, ok := slices.BinarySearchFunc(w.written, kp, func(it item, kp types.Hash) int { return bytes.Compare(it.kp[:], kp[:]) })
-	if !ok {
-		return nil, false
-	}
-	return w.written[i].value, true
-}
-
 // readOld reads the values of the leaves the version replaced or deleted
-// that neither a hint gave nor the version below wrote (the update took
-// those from its writes: its write may still be in flight) from the flat
+// that neither a hint gave nor the version below's writes (the update
+// copied those while that write was in flight: see copyWritten) from the flat
 // index, which no version after the one below has changed yet (this
 // version's batch is built after this), and checks each against its leaf's value hash. The
 // reads are sorted by key and split over the cores, each part through one
@@ -650,7 +709,18 @@ func (c *committer) update(o *out, old slot, d int, ws []item) (slot, error) {
 				// hint that passes is the value, whatever its origin.
 				ol.value = w.old
 			case c.prev != nil:
-				ol.value, _ = c.prev.valueOf(w.kp)
+				// A copy: the caller may reuse the version below's
+				// buffers before this version's batch is written. Its
+				// leaf is the one replaced here, so the copy must hash
+				// to it; else the caller changed it too early.
+				v, err := c.prev.copyWritten(w.kp)
+				if err != nil {
+					return slot{}, err
+				}
+				if v != nil && types.ValueHash(v) != old.vh() {
+					return slot{}, fmt.Errorf("%w: version %d's value of %s changed before its wait returned", ErrCorrupt, c.prev.height, w.key)
+				}
+				ol.value = v
 			}
 			o.history = append(o.history, ol)
 			o.changes = append(o.changes, Change{Key: w.key, New: w.value})
@@ -766,27 +836,32 @@ func (c *committer) child(o *out, d int, group []item, old slot, fresh bool) (sl
 // deterministic too.
 func (c *committer) parallelChildren(o *out, d int, ws []item, rs []run, a *[fanout]slot, fresh bool) (uint16, error) {
 	type result struct {
-		o   out
+		o   *out
 		s   slot
 		err error
 	}
 	res := make([]result, len(rs))
 	var wg sync.WaitGroup
 	for i, r := range rs {
-		res[i].o.presize(r.hi - r.lo)
+		res[i].o = getPartOut(r.hi - r.lo)
 		wg.Add(1)
 		go func(old slot) {
 			defer wg.Done()
-			res[i].s, res[i].err = c.child(&res[i].o, d, ws[r.lo:r.hi], old, fresh)
+			res[i].s, res[i].err = c.child(res[i].o, d, ws[r.lo:r.hi], old, fresh)
 		}(a[r.nib])
 	}
 	wg.Wait()
+	defer func() {
+		for i := range res {
+			putPartOut(res[i].o)
+		}
+	}()
 	var nn, nd, nr, nh, ns, nc int
 	for i := range res {
 		if res[i].err != nil {
 			return 0, res[i].err
 		}
-		p := &res[i].o
+		p := res[i].o
 		nn, nd, nr, nh = nn+len(p.nodes), nd+len(p.replaced), nr+len(p.records), nh+len(p.history)
 		ns, nc = ns+len(p.stale), nc+len(p.changes)
 	}
@@ -800,7 +875,7 @@ func (c *committer) parallelChildren(o *out, d int, ws []item, rs []run, a *[fan
 	o.changes = slices.Grow(o.changes, nc)
 	var changed uint16
 	for i, r := range rs {
-		o.merge(&res[i].o)
+		o.merge(res[i].o)
 		if res[i].s != a[r.nib] {
 			changed |= 1 << r.nib
 		}
@@ -886,12 +961,14 @@ func (s *Store) versionBatch(ctx context.Context, height uint64, root slot, o *o
 			err = b.Put(ctx, k, v)
 		}
 	}
-	// A record is a slice of a 256 KiB chunk shared with other records; a
-	// datastore that keeps the slices it is given (the in-memory one) would
-	// keep the whole chunk alive for one surviving record.
 	for _, m := range o.modules {
 		put(moduleKey(m.id), bytes.Clone(m.a[:]))
 	}
+	// A record is a slice of a 256 KiB chunk shared with other records; a
+	// datastore that keeps the slices it is given (the in-memory one) would
+	// keep the whole chunk alive for one surviving record. The values are
+	// the caller's, which it may reuse once the version's wait returned:
+	// such a datastore would hand the reused bytes out as the flat index.
 	for _, r := range o.records {
 		put(nodeKey(height, r.id), bytes.Clone(r.rec))
 	}
@@ -909,7 +986,7 @@ func (s *Store) versionBatch(ctx context.Context, height uint64, root slot, o *o
 				err = b.Delete(ctx, kvKey(ch.Key))
 			}
 		} else {
-			put(kvKey(ch.Key), ch.New)
+			put(kvKey(ch.Key), bytes.Clone(ch.New))
 		}
 	}
 	put(rootKey(height), encodeRoot(root))

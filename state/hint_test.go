@@ -21,8 +21,8 @@ type hintMode int
 
 const (
 	hintNone  hintMode = iota // no hints
-	hintRight                 // the value the key holds (known-absent for an absent key)
-	hintWrong                 // a mix of wrong, stale, absent-but-present, present-but-absent and right hints
+	hintRight                 // the value the key holds (none for an absent key)
+	hintWrong                 // a mix of wrong, stale, none-for-present, present-but-absent and right hints
 )
 
 // hinted returns ws with hints of mode m, as the caller of a commit on top
@@ -35,23 +35,23 @@ func hinted(rng *rand.Rand, ws []Write, m hintMode, model, older map[string][]by
 		cur := model[modelKey(w.Key)]
 		switch m {
 		case hintRight:
-			w.Old, w.OldKnown = cur, true
+			w.Old = cur
 		case hintWrong:
 			switch rng.Intn(6) {
 			case 0: // garbage
-				w.Old, w.OldKnown = fmt.Appendf(nil, "garbage-%d", rng.Int()), true
+				w.Old = fmt.Appendf(nil, "garbage-%d", rng.Int())
 			case 1: // stale: an older version's value (absent there: nil)
-				w.Old, w.OldKnown = older[modelKey(w.Key)], true
-			case 2: // absent, whatever the key holds
-				w.Old, w.OldKnown = nil, true
+				w.Old = older[modelKey(w.Key)]
+			case 2: // none, whatever the key holds
+				w.Old = nil
 			case 3: // another key's value, picked in key order so that a failure repeats
 				if len(keys) > 0 {
-					w.Old, w.OldKnown = model[keys[rng.Intn(len(keys))]], true
+					w.Old = model[keys[rng.Intn(len(keys))]]
 				}
-			case 4: // a right value, but not declared known
-				w.Old = cur
+			case 4: // empty, not nil: no hint either
+				w.Old = []byte{}
 			case 5: // right
-				w.Old, w.OldKnown = cur, true
+				w.Old = cur
 			}
 		}
 		out[i] = w
@@ -177,7 +177,7 @@ func TestCommitHints(t *testing.T) {
 // checked: with a key's value gone from the flat index (the index is
 // damaged), replacing the key fails with ErrCorrupt without a hint, and
 // succeeds with the right one, whose value the version's history then
-// holds. A wrong or absent hint for it fails as no hint does.
+// holds. A wrong or empty hint for it fails as no hint does.
 func TestCommitHintSkipsRead(t *testing.T) {
 	ctx := context.Background()
 	k := key("k")
@@ -187,9 +187,9 @@ func TestCommitHintSkipsRead(t *testing.T) {
 		want error
 	}{
 		{"no hint", Write{Key: k, Value: []byte("B")}, ErrCorrupt},
-		{"wrong hint", Write{Key: k, Value: []byte("B"), Old: []byte("X"), OldKnown: true}, ErrCorrupt},
-		{"absent hint", Write{Key: k, Value: []byte("B"), OldKnown: true}, ErrCorrupt},
-		{"right hint", Write{Key: k, Value: []byte("B"), Old: []byte("A"), OldKnown: true}, nil},
+		{"wrong hint", Write{Key: k, Value: []byte("B"), Old: []byte("X")}, ErrCorrupt},
+		{"empty hint", Write{Key: k, Value: []byte("B"), Old: []byte{}}, ErrCorrupt},
+		{"right hint", Write{Key: k, Value: []byte("B"), Old: []byte("A")}, nil},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			s := OpenOnFSStore(t, vfs.NewMem(), Options{})

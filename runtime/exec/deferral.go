@@ -223,8 +223,8 @@ func (x *Executor) ExecuteBlockDeferred(ctx context.Context, parent StateView, b
 	del := func(d *deferred) {
 		n := d.tx.Body.Nonce
 		writes = append(writes,
-			state.Write{Key: types.StateKey{Module: DeferredModule, Key: deferEntryKey(d.sender, n, d.id())}, Old: types.MustEncode(&d.entry), OldKnown: true},
-			state.Write{Key: types.StateKey{Module: DeferredModule, Key: deferExpiryKey(d.expiry, d.sender, n, d.id())}, Old: []byte{1}, OldKnown: true})
+			state.Write{Key: types.StateKey{Module: DeferredModule, Key: deferEntryKey(d.sender, n, d.id())}, Old: types.MustEncode(&d.entry)},
+			state.Write{Key: types.StateKey{Module: DeferredModule, Key: deferExpiryKey(d.expiry, d.sender, n, d.id())}, Old: []byte{1}})
 		count--
 	}
 	for _, d := range ds.expired {
@@ -306,7 +306,7 @@ func (x *Executor) ExecuteBlockDeferred(ctx context.Context, parent StateView, b
 		if countWas > 0 {
 			was = binary.BigEndian.AppendUint64(nil, countWas)
 		}
-		writes = append(writes, state.Write{Key: types.StateKey{Module: DeferredModule, Key: deferCountKey}, Value: v, Old: was, OldKnown: true})
+		writes = append(writes, state.Write{Key: types.StateKey{Module: DeferredModule, Key: deferCountKey}, Value: v, Old: was})
 		out.Writes = mergeWrites(res.Writes, writes)
 	} else {
 		out.Writes = res.Writes

@@ -201,11 +201,11 @@ func TestDeferralProperty(t *testing.T) {
 				if err != nil {
 					t.Fatalf("seed %d height %d: %v", seed, b.Height, err)
 				}
-				if _, err := checkHints(ctx, stores[i], res.Writes); err != nil {
+				if _, _, err := checkHints(ctx, stores[i], res.Writes); err != nil {
 					t.Fatalf("seed %d height %d: %v", seed, b.Height, err)
 				}
 				for _, w := range res.Writes {
-					if w.OldKnown && len(w.Old) > 0 && w.Key.Module == DeferredModule {
+					if len(w.Old) > 0 && w.Key.Module == DeferredModule {
 						deferHints++
 					}
 				}

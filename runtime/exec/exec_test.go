@@ -53,7 +53,7 @@ func (c config) execute(ctx context.Context, parent StateView, b *types.Block, t
 // config: result bytes or state root. The writes' old-value hints are not
 // part of the result compared (they differ by path: a write under a
 // prefix has none): each must be the parent's value instead, and every
-// config must give some.
+// config must give some in a chain of 20 transactions or more.
 func runChain(t *testing.T, seed uint64, cs []config, blocks, txsPerBlock int, w *wasmWorld) error {
 	t.Helper()
 	ctx := context.Background()
@@ -67,11 +67,14 @@ func runChain(t *testing.T, seed uint64, cs []config, blocks, txsPerBlock int, w
 	for i := range cs {
 		stores[i] = newStore(t, senders+4, 1000, genesis...)
 	}
-	hinted := make([]int, len(cs))
+	// Writes of a present key carry its old value, except writes under a
+	// declared prefix: a chain of a few transactions may replace only
+	// those, so only a longer one must give some write a hint.
+	hinted, replacing := make([]int, len(cs)), make([]int, len(cs))
 	defer func() {
 		for i, n := range hinted {
-			if n == 0 && !t.Failed() {
-				t.Errorf("seed %d: %s gave no write an old-value hint", seed, cs[i].name)
+			if n == 0 && replacing[i] > 0 && blocks*txsPerBlock >= 20 && !t.Failed() {
+				t.Errorf("seed %d: %s gave none of %d writes of a present key an old-value hint", seed, cs[i].name, replacing[i])
 			}
 		}
 	}()
@@ -84,11 +87,12 @@ func runChain(t *testing.T, seed uint64, cs []config, blocks, txsPerBlock int, w
 			if err != nil {
 				t.Fatalf("seed %d height %d %s: %v", seed, h, c.name, err)
 			}
-			n, err := checkHints(ctx, stores[i], res.Writes)
+			n, r, err := checkHints(ctx, stores[i], res.Writes)
 			if err != nil {
 				return fmt.Errorf("seed %d height %d %s: %w", seed, h, c.name, err)
 			}
 			hinted[i] += n
+			replacing[i] += r
 			root, err := stores[i].Commit(ctx, h, res.Writes)
 			if err != nil {
 				t.Fatalf("seed %d height %d %s: commit: %v", seed, h, c.name, err)

@@ -96,23 +96,26 @@ func newStore(t testing.TB, accounts int, balance uint64, extra ...state.Write) 
 }
 
 // checkHints checks that every write of ws with an old-value hint hints
-// the value parent holds (nil for absent), and returns how many have one.
-func checkHints(ctx context.Context, parent StateView, ws []state.Write) (int, error) {
-	n := 0
+// the value parent holds, and returns how many have one and how many
+// replace a value parent holds (a write of an absent key has no hint).
+func checkHints(ctx context.Context, parent StateView, ws []state.Write) (hinted, replacing int, err error) {
 	for _, w := range ws {
-		if !w.OldKnown {
-			continue
-		}
-		n++
 		v, err := parent.Get(ctx, w.Key)
 		if err != nil {
-			return n, err
+			return hinted, replacing, err
 		}
+		if len(v) > 0 {
+			replacing++
+		}
+		if len(w.Old) == 0 {
+			continue
+		}
+		hinted++
 		if !bytes.Equal(v, w.Old) {
-			return n, fmt.Errorf("write of %x/%q hints old value %x, the parent holds %x", w.Key.Module, w.Key.Key, w.Old, v)
+			return hinted, replacing, fmt.Errorf("write of %x/%q hints old value %x, the parent holds %x", w.Key.Module, w.Key.Key, w.Old, v)
 		}
 	}
-	return n, nil
+	return hinted, replacing, nil
 }
 
 // encodeResult is a canonical byte form of a block result, for equality.

@@ -198,7 +198,7 @@ func (x *Executor) merge(outs *txOutcomes, t *accessTable, workers int, disjoint
 				if w.e >= 0 && outs.own != nil {
 					// The key's parent value, which the writer's entry
 					// was prefetched with: the commit's old value.
-					slotted[j].Old, slotted[j].OldKnown = outs.own[t.start[i]+int(w.e)], true
+					slotted[j].Old = outs.own[t.start[i]+int(w.e)]
 				}
 				j++
 			}

@@ -347,7 +347,7 @@ func runStore(ctx context.Context, cfg Config, name string, keep uint64, async b
 		bare := !async && h > w.FillBlocks() && (h-w.FillBlocks())%2 == 0
 		if bare {
 			for i := range ws {
-				ws[i].Old, ws[i].OldKnown = nil, false
+				ws[i].Old = nil
 			}
 		}
 		t0 := time.Now()

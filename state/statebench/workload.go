@@ -125,7 +125,7 @@ type Heights []uint32
 func (w Workload) NewHeights() Heights { return make(Heights, w.Keys) }
 
 // HintedWrites is Writes(h) with each write's old value as its hint
-// (state.Write.Old, known-absent for a key not written yet), as a node's
+// (state.Write.Old, none for a key not written yet), as a node's
 // executor gives the values it prefetched: last holds the heights of the
 // blocks before h, and is updated to include h. Blocks must come in
 // order.
@@ -151,7 +151,6 @@ func (w Workload) writes(h uint64, last Heights) []state.Write {
 				vals = w.appendValue(vals, uint64(was), i)
 				out[j].Old = vals[at:len(vals):len(vals)]
 			}
-			out[j].OldKnown = true
 			last[i] = uint32(h)
 		}
 	}
