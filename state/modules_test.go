@@ -363,3 +363,41 @@ func TestModuleIDsOfFailedSeed(t *testing.T) {
 	}
 	auditClean(t, s2)
 }
+
+// TestModuleIDsOfFailedSeedRetried: a Seed whose module ids could not be
+// stored, retried on the same store with the same leaves, stores those ids
+// before its records although the retry brings no module without an id, so
+// that the store reopens, reads and audits clean.
+func TestModuleIDsOfFailedSeedRetried(t *testing.T) {
+	ctx := context.Background()
+	base := dssync.MutexWrap(ds.NewMapDatastore())
+	s, err := Open(ctx, &failModulesDS{Batching: base}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaves := randomLeaves(9, 30)
+	if _, err := seed(t, s, 1, leaves); !errors.Is(err, errModuleBatch) {
+		t.Fatalf("seed: %v, want the module batch's error", err)
+	}
+	root, err := seed(t, s, 1, leaves)
+	if err != nil {
+		t.Fatalf("retried seed: %v", err)
+	}
+	if n := len(tableOf(t, base)); n != 3 {
+		t.Fatalf("%d module ids stored, want 3", n)
+	}
+	s2, err := Open(ctx, base, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h, got := s2.Latest(); h != 1 || got != root {
+		t.Fatalf("reopened at %d, %v; want 1, %v", h, got, root)
+	}
+	for _, l := range leaves {
+		v, err := s2.Get(ctx, l.Key)
+		if err != nil || !bytes.Equal(v, l.Value) {
+			t.Fatalf("Get(%v) = %x, %v; want %x", l.Key, v, err, l.Value)
+		}
+	}
+	auditClean(t, s2)
+}

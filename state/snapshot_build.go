@@ -402,11 +402,17 @@ func (w *recordWriter) assignModules(ls []builtLeaf) error {
 			ms = append(ms, ls[i].key.Module)
 		}
 	}
-	if len(ms) == 0 {
+	if len(ms) > 0 {
+		w.mods.assign(ms)
+	}
+	// Ids assigned earlier and not yet stored (a failed batch's, handed
+	// back by untake, or a failed Replace's) may be what this chunk's
+	// records name: they go out before the records, whether or not this
+	// chunk brought new modules.
+	recs := w.mods.take()
+	if len(recs) == 0 {
 		return nil
 	}
-	w.mods.assign(ms)
-	recs := w.mods.take()
 	err := func() error {
 		b, err := w.d.Batch(w.ctx)
 		if err != nil {
