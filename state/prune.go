@@ -311,15 +311,19 @@ func (s *Store) Audit(ctx context.Context) (*AuditReport, error) {
 	marked := map[nodeRef]bool{}
 	latestLeaves := map[types.Hash]types.Hash{}
 	// older holds the leaves that only older versions hold, each with the
-	// highest version that holds it (the first walked): its value is in
-	// the history of a version above that one.
+	// highest version that holds it in the node record it was found in
+	// (the first walked): its value there is in the history record of the
+	// first version above that changed its key. A node record is used by
+	// one unbroken range of versions, so checking its leaves at the top
+	// of that range covers the whole range; the same leaf in another
+	// record (A → B → A) is another range, with a history record of its
+	// own, and is checked there.
 	type olderLeaf struct {
 		v  uint64
 		kp types.Hash
 		sl slot
 	}
 	var older []olderLeaf
-	seenOld := map[types.Hash]bool{}
 	var mark func(v uint64, sl slot) error
 	mark = func(v uint64, sl slot) error {
 		switch sl.kind {
@@ -328,8 +332,7 @@ func (s *Store) Audit(ctx context.Context) (*AuditReport, error) {
 		case slotLeaf:
 			if kp := sl.keyPath(); v == latest {
 				latestLeaves[kp] = sl.h
-			} else if latestLeaves[kp] != sl.h && !seenOld[sl.h] {
-				seenOld[sl.h] = true
+			} else if latestLeaves[kp] != sl.h {
 				older = append(older, olderLeaf{v, kp, sl})
 			}
 			return nil
@@ -361,7 +364,8 @@ func (s *Store) Audit(ctx context.Context) (*AuditReport, error) {
 	// The latest version goes first, collecting its leaves for the index
 	// check; nothing is marked yet, and within one tree no node repeats.
 	// A node shared with an older version is walked once, from the highest
-	// version holding it, whose history covers the older ones too.
+	// version holding it: its leaves read the same history record at every
+	// version that holds it.
 	for v := latest; ; v-- {
 		root, err := s.rootAt(ctx, v)
 		if err != nil {
