@@ -241,7 +241,8 @@ type committer struct {
 	// prev is the version before height while its write is still in
 	// flight (nil otherwise): a record it wrote is read from the datastore
 	// only after that write is done (see loadNode), and a value it wrote
-	// is taken from its written list (see update).
+	// is copied from its writes while the write is in flight (copyWritten,
+	// see update).
 	prev *pendingWrite
 }
 
@@ -980,13 +981,18 @@ func (s *Store) versionBatch(ctx context.Context, height uint64, root slot, o *o
 	if len(o.stale) > 0 || len(o.history) > 0 {
 		put(staleKey(height), encodeStale(o.staleList()))
 	}
-	for _, ch := range o.changes {
+	for i, ch := range o.changes {
 		if ch.New == nil {
 			if err == nil {
 				err = b.Delete(ctx, kvKey(ch.Key))
 			}
 		} else {
-			put(kvKey(ch.Key), bytes.Clone(ch.New))
+			// GetMany's index of an in-memory store (latest.go) takes the
+			// values from the changes (apply): the datastore's copy, not
+			// the caller's buffer.
+			v := bytes.Clone(ch.New)
+			o.changes[i].New = v
+			put(kvKey(ch.Key), v)
 		}
 	}
 	put(rootKey(height), encodeRoot(root))

@@ -59,8 +59,8 @@
 // d-1, so that record holds L's value, also after A → B → A or a deletion
 // and re-creation. History records sort by key path, then version, so on
 // pebble that record is one seek to (k's path, v+1) away, whatever the
-// distance to the latest version (on a backend without ordered iteration,
-// the in-memory one, a point read per version from v+1 on). The index is
+// distance to the latest version (on the other backends, in-memory and
+// leveldb, a point read per version from v+1 on). The index is
 // read first, so a reader never meets an index newer than the history it
 // then reads. A version's stale list names the key paths of the history
 // records it wrote, and pruning the version deletes them one by one: only

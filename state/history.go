@@ -103,9 +103,10 @@ func historySeek(it *pebble.Iterator, v uint64, kp types.Hash, leaf *slot) ([]by
 }
 
 // historyProbe is historySeek by point reads of (kp, d) for each d from
-// v+1 up to the version being written, if any (latest+1): the backend may
-// have no ordered iteration (the in-memory one), so the reads are linear in
-// the distance there.
+// v+1 up to the version being written, if any (latest+1), on every backend
+// but pebble (the in-memory one has no ordered iteration; leveldb's prefix
+// query over the key's records would do better and is not written yet), so
+// the reads are linear in the distance there.
 func (s *Store) historyProbe(ctx context.Context, v uint64, kp types.Hash) ([]byte, error) {
 	s.mu.Lock()
 	last := s.latest + 1

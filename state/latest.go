@@ -20,10 +20,12 @@ import (
 // hash, the key and the value. A lookup hashes the raw key (no escaping,
 // about half the bytes) and compares it with the slot's, so a hash
 // collision costs a probe, never a wrong value. The values are the
-// datastore's own arrays (a commit's writes, which the in-memory datastore
-// keeps as they are), not copies: copies in the table's order made a
-// block's execution read its values scattered over the heap instead of
-// where the commit left them (native token, execution 4.6 → 6.3 ms).
+// datastore's own arrays (the copies of a commit's values versionBatch
+// gives the in-memory datastore, never the caller's buffers, which it may
+// reuse once its wait returned), not copies of them: copies in the
+// table's order made a block's execution read its values scattered over
+// the heap instead of where the commit left them (native token, execution
+// 4.6 → 6.3 ms).
 //
 // Exactness: the index holds the flat index of the version whose root hash
 // is root. The root hash is a function of the version's (key, value)
