@@ -847,6 +847,12 @@ func (s *Store) writeTearable(ctx context.Context, height uint64, root slot, o *
 	if err := s.d.Put(ctx, changesKey(height), types.MustEncode(changes)); err != nil {
 		return err
 	}
+	// The module ids too: a flat index key names its module by id, and
+	// recovery finds the torn version's entries by those keys (ids are
+	// kept, loadModules), so every id they name must be durable first.
+	if err := putModules(o.modules, func(k ds.Key, v []byte) error { return s.d.Put(ctx, k, v) }); err != nil {
+		return err
+	}
 	for _, h := range o.history {
 		if err := s.d.Put(ctx, histKey(h.kp, height), bytes.Clone(h.value)); err != nil {
 			return err
@@ -889,8 +895,10 @@ func (s *Store) versionBatch(ctx context.Context, height uint64, root slot, o *o
 	// A record is a slice of a 256 KiB chunk shared with other records; a
 	// datastore that keeps the slices it is given (the in-memory one) would
 	// keep the whole chunk alive for one surviving record.
-	for _, m := range o.modules {
-		put(moduleKey(m.id), bytes.Clone(m.a[:]))
+	if history { // else writeTearable wrote them
+		for _, m := range o.modules {
+			put(moduleKey(m.id), bytes.Clone(m.a[:]))
+		}
 	}
 	for _, r := range o.records {
 		put(nodeKey(height, r.id), bytes.Clone(r.rec))
@@ -904,12 +912,17 @@ func (s *Store) versionBatch(ctx context.Context, height uint64, root slot, o *o
 		put(staleKey(height), encodeStale(o.staleList()))
 	}
 	for _, ch := range o.changes {
+		if err != nil {
+			break
+		}
+		var kb []byte
+		if kb, err = s.modules.writeKVKey(nil, ch.Key); err != nil {
+			break
+		}
 		if ch.New == nil {
-			if err == nil {
-				err = b.Delete(ctx, kvKey(ch.Key))
-			}
+			err = b.Delete(ctx, ds.RawKey(string(kb)))
 		} else {
-			put(kvKey(ch.Key), ch.New)
+			put(ds.RawKey(string(kb)), ch.New)
 		}
 	}
 	put(rootKey(height), encodeRoot(root))
