@@ -39,8 +39,8 @@ var (
 // version first; format 4 keys a history record by key path first (a stale
 // list names the paths of its version's history records) and names a
 // leaf's module in a node record and a flat index key by a store-local id
-// (modules.go) instead of its 32-byte address. Open refuses any other format with ErrFormat:
-// there is no migration.
+// (modules.go) instead of its 32-byte address. Open refuses any other
+// format with ErrFormat: there is no migration.
 const storeFormat = 4
 
 // Key bytes (node ids, modules, state keys) go into datastore keys raw, with

@@ -475,3 +475,18 @@ func TestFlatIndexModuleWithoutID(t *testing.T) {
 		t.Fatal("the write did not assign an id")
 	}
 }
+
+// A flat index entry naming a module id the table does not hold is
+// corrupt: Audit fails with ErrCorrupt naming the rule.
+func TestAuditFlatEntryUnknownModuleID(t *testing.T) {
+	ctx := context.Background()
+	s := openPebble(t)
+	mustCommit(t, s, 1, moduleWrites(rand.New(rand.NewPCG(1, 1)), addrs(7, 3), 30))
+	auditClean(t, s)
+	if err := s.d.Put(ctx, ds.RawKey(nsKV+"\x09/ka"), []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Audit(ctx); !errors.Is(err, ErrCorrupt) || !errors.Is(err, errModuleID) {
+		t.Fatalf("Audit with a flat entry of id 9 in a table of 3: %v", err)
+	}
+}
