@@ -67,8 +67,9 @@ const (
 	// memtable's size: with 32 MiB they held ~116 MiB at any time, a
 	// quarter of a 1M-key pruned store's disk; 16 MiB halves that, with
 	// no measurable change in the settled commit's CPU (a 10k-key block's
-	// batch becomes a flushable batch; see RATIONALE.md, "Why is pebble's
-	// memtable 16 MiB").
+	// batch becomes a flushable batch; see RATIONALE.md, "Why do flat
+	// index keys name a module by its id, and why is pebble's memtable 16
+	// MiB?").
 	PebbleMemTableBytes         = 16 << 20
 	PebbleL0CompactionThreshold = 8
 	// PebbleBlockBytes is the data block size of every level's tables
