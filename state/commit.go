@@ -878,9 +878,10 @@ func (s *Store) writeTearable(ctx context.Context, height uint64, root slot, o *
 }
 
 // versionBatch returns a go-datastore batch holding version height: its
-// records, history records (if history: writeTearable writes them first,
-// on their own), stale list, flat index changes and root record; the caller adds
-// the latest pointer (commitBatch) or writes it later (writeTearable).
+// records, history records and module ids (if history: writeTearable
+// writes them first, on their own), stale list, flat index changes and
+// root record; the caller adds the latest pointer (commitBatch) or writes
+// it later (writeTearable).
 // Pebble's is built by pebbleVersionBatch instead.
 func (s *Store) versionBatch(ctx context.Context, height uint64, root slot, o *out, history bool) (ds.Batch, error) {
 	b, err := s.d.Batch(ctx)
