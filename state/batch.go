@@ -25,8 +25,8 @@ import (
 //
 // Key order, namespace by namespace: the version's history records (nsHist:
 // one per key path, all of the same version, so in key path order), the
-// flat index (nsKV, in (module, key) order, which the escaping of
-// appendKVKey keeps), the latest pointer, the module ids the version
+// flat index (nsKV, in the order of its keys' bytes: by module id
+// segment, then key), the latest pointer, the module ids the version
 // assigned (nsModule, in id order), the version's node records (nsNode:
 // all under the same born, so in id order), its root record (nsRoot) and
 // its stale list (nsStale).
@@ -104,7 +104,7 @@ func (s *Store) pebbleVersionBatch(height uint64, root slot, o *out) (*pebble.Ba
 			if errs[p] = putHistory(b, height, o.history); errs[p] != nil {
 				return
 			}
-			if errs[p] = putIndex(b, o.changes); errs[p] != nil {
+			if errs[p] = putIndex(b, o.changes, s.modules); errs[p] != nil {
 				return
 			}
 			if errs[p] = b.Set(keyBytes(keyLatest), binary.AppendUvarint(nil, height), nil); errs[p] != nil {
@@ -235,29 +235,37 @@ func (p *partBatches) put(db *pebble.DB, b *pebble.Batch) {
 	}
 }
 
-// putIndex adds the flat index changes to b in key order: (module, key),
-// which is the order of their datastore keys.
-func putIndex(b *pebble.Batch, changes []Change) error {
+// putIndex adds the flat index changes to b in the order of their
+// datastore keys.
+func putIndex(b *pebble.Batch, changes []Change, t *moduleTable) error {
+	// The keys are built first and sorted as bytes: modules sort by their
+	// id segments (appendKVModule), not by address.
+	var kb []byte
+	ends := make([]int, len(changes))
+	for i := range changes {
+		var err error
+		if kb, err = t.writeKVKey(kb, changes[i].Key); err != nil {
+			return err
+		}
+		ends[i] = len(kb)
+	}
+	key := func(i int) []byte {
+		if i == 0 {
+			return kb[:ends[0]]
+		}
+		return kb[ends[i-1]:ends[i]]
+	}
 	ord := make([]int, len(changes))
 	for i := range ord {
 		ord[i] = i
 	}
-	slices.SortFunc(ord, func(i, j int) int {
-		ki, kj := &changes[i].Key, &changes[j].Key
-		if c := bytes.Compare(ki.Module[:], kj.Module[:]); c != 0 {
-			return c
-		}
-		return bytes.Compare(ki.Key, kj.Key)
-	})
-	var kb []byte
+	slices.SortFunc(ord, func(i, j int) int { return bytes.Compare(key(i), key(j)) })
 	for _, i := range ord {
-		ch := &changes[i]
-		kb = appendKVKey(kb[:0], ch.Key)
 		var err error
-		if ch.New == nil {
-			err = b.Delete(kb, nil)
+		if changes[i].New == nil {
+			err = b.Delete(key(i), nil)
 		} else {
-			err = b.Set(kb, ch.New, nil)
+			err = b.Set(key(i), changes[i].New, nil)
 		}
 		if err != nil {
 			return err

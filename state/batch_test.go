@@ -60,8 +60,9 @@ func TestVersionBatchInKeyOrder(t *testing.T) {
 		s.mu.Lock()
 		old := s.root
 		s.mu.Unlock()
+		s.modules.assignWrites(items) // as Commit does
 		c := &committer{s: s, ctx: ctx, height: height}
-		o := new(out)
+		o := &out{modules: s.modules.take()}
 		root, err := c.update(o, old, 0, items)
 		if err != nil {
 			t.Fatal(err)
@@ -73,7 +74,7 @@ func TestVersionBatchInKeyOrder(t *testing.T) {
 
 		// The same version through the generic path.
 		m := ds.NewMapDatastore()
-		generic := &Store{d: m}
+		generic := &Store{d: m, modules: s.modules}
 		b, err := generic.commitBatch(ctx, height, root, o)
 		if err != nil {
 			t.Fatal(err)
@@ -101,7 +102,7 @@ func TestVersionBatchInKeyOrder(t *testing.T) {
 		for _, ch := range o.changes {
 			if ch.New == nil {
 				wantDeleted++
-				if !deleted[kvKey(ch.Key).String()] {
+				if !deleted[mustKVKey(t, s.modules, ch.Key).String()] {
 					t.Fatalf("version %d: no delete of %s", height, ch.Key)
 				}
 			}

@@ -197,7 +197,7 @@ func BenchmarkCommit(b *testing.B) {
 			bt, _ := d.Batch(ctx)
 			for j := 0; j < benchBlock; j++ {
 				k := int((uint64(i)*benchBlock + uint64(j)) * 2654435761 % uint64(n))
-				if err := bt.Put(ctx, kvKey(benchKey(k)), benchValue(k, i)); err != nil {
+				if err := bt.Put(ctx, mustKVKey(b, nil, benchKey(k)), benchValue(k, i)); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -474,7 +474,7 @@ func BenchmarkGet(b *testing.B) {
 		// beforehand: what the flat index costs beyond pebble.
 		keys := make([]ds.Key, n)
 		for i := range keys {
-			keys[i] = kvKey(benchKey(i))
+			keys[i] = mustKVKey(b, s.modules, benchKey(i))
 		}
 		b.ResetTimer()
 		cpu := startCPU()

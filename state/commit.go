@@ -923,6 +923,12 @@ func (s *Store) writeTearable(ctx context.Context, height uint64, root slot, o *
 	if err := s.d.Put(ctx, changesKey(height), types.MustEncode(changes)); err != nil {
 		return err
 	}
+	// The module ids too: a flat index key names its module by id, and
+	// recovery finds the torn version's entries by those keys (ids are
+	// kept, loadModules), so every id they name must be durable first.
+	if err := putModules(o.modules, func(k ds.Key, v []byte) error { return s.d.Put(ctx, k, v) }); err != nil {
+		return err
+	}
 	for _, h := range o.history {
 		if err := s.d.Put(ctx, histKey(h.kp, height), bytes.Clone(h.value)); err != nil {
 			return err
@@ -948,9 +954,10 @@ func (s *Store) writeTearable(ctx context.Context, height uint64, root slot, o *
 }
 
 // versionBatch returns a go-datastore batch holding version height: its
-// records, history records (if history: writeTearable writes them first,
-// on their own), stale list, flat index changes and root record; the caller adds
-// the latest pointer (commitBatch) or writes it later (writeTearable).
+// records, history records and module ids (if history: writeTearable
+// writes them first, on their own), stale list, flat index changes and
+// root record; the caller adds the latest pointer (commitBatch) or writes
+// it later (writeTearable).
 // Pebble's is built by pebbleVersionBatch instead.
 func (s *Store) versionBatch(ctx context.Context, height uint64, root slot, o *out, history bool) (ds.Batch, error) {
 	b, err := s.d.Batch(ctx)
@@ -962,8 +969,10 @@ func (s *Store) versionBatch(ctx context.Context, height uint64, root slot, o *o
 			err = b.Put(ctx, k, v)
 		}
 	}
-	for _, m := range o.modules {
-		put(moduleKey(m.id), bytes.Clone(m.a[:]))
+	if history { // else writeTearable wrote them
+		for _, m := range o.modules {
+			put(moduleKey(m.id), bytes.Clone(m.a[:]))
+		}
 	}
 	// A record is a slice of a 256 KiB chunk shared with other records; a
 	// datastore that keeps the slices it is given (the in-memory one) would
@@ -982,17 +991,22 @@ func (s *Store) versionBatch(ctx context.Context, height uint64, root slot, o *o
 		put(staleKey(height), encodeStale(o.staleList()))
 	}
 	for i, ch := range o.changes {
+		if err != nil {
+			break
+		}
+		var kb []byte
+		if kb, err = s.modules.writeKVKey(nil, ch.Key); err != nil {
+			break
+		}
 		if ch.New == nil {
-			if err == nil {
-				err = b.Delete(ctx, kvKey(ch.Key))
-			}
+			err = b.Delete(ctx, ds.RawKey(string(kb)))
 		} else {
 			// GetMany's index of an in-memory store (latest.go) takes the
 			// values from the changes (apply): the datastore's copy, not
 			// the caller's buffer.
 			v := bytes.Clone(ch.New)
 			o.changes[i].New = v
-			put(kvKey(ch.Key), v)
+			put(ds.RawKey(string(kb)), v)
 		}
 	}
 	put(rootKey(height), encodeRoot(root))

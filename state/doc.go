@@ -34,15 +34,19 @@
 //
 // # Module ids
 //
-// A node record names a leaf's module by a small store-local id (a
-// uvarint) instead of its 32-byte address: the module table (modules.go,
+// A node record and a flat index key name a leaf's module by a small
+// store-local id (a uvarint) instead of its 32-byte address: the module
+// table (modules.go,
 // /kairos/m/<id> → address) holds one id per module, up to ModuleIDsMax;
 // past it a leaf carries its address inline (id 0), so no commit fails for
 // it. The writer that first writes a key of a module assigns its id, in
 // sorted address order among the modules it brings, and persists it with
-// the records: a commit (or Replace) in its own batch, an install or Seed
-// in a synced batch before the chunk's records. Open loads the table before
-// any node. Ids never leave the store (roots, proofs, snapshots and root
+// the records: a commit (or Replace) in its own batch (without atomic
+// batches, durably before it), an install or Seed in a synced batch before
+// the chunk's records. Open loads the table before any node. A module
+// without an id while ids are left has no flat index entries, so a read
+// of it needs no datastore lookup; readers resolve ids concurrently with
+// the writer that assigns them through a table published whole. Ids never leave the store (roots, proofs, snapshots and root
 // records carry addresses), and a decoded node holds the addresses, so the
 // tree's hashes never see them.
 //
@@ -72,7 +76,7 @@
 //
 //	/kairos/n/<born>/<id>                node record ('N'); born is 8 bytes big-endian
 //	/kairos/h/<key path>/<version>       value of the key's leaf the version replaced or deleted (history)
-//	/kairos/kv/<module>/k<key>           latest value (flat index)
+//	/kairos/kv/<module id>/k<key>        latest value (flat index); the id a uvarint, or 0 and the address
 //	/kairos/r/<height>                   root slot of a version
 //	/kairos/c/<height>                   change set: (key, old, new), CBOR; only without atomic batches
 //	/kairos/s/<stale_since>              stale list: (born, id) of the node records the version stopped using,
@@ -89,8 +93,8 @@
 // they are written and deleted at random keys like the flat index.
 // Open refuses a store of another format (ErrFormat); format 1 keyed nodes
 // by id alone, format 2 kept each value in a value record too, format 3
-// keyed the history by version first and held each leaf's module address
-// in its node record. There is no migration: a store of an older format is
+// keyed the history by version first and held each module's address in
+// node records and flat index keys. There is no migration: a store of an older format is
 // replaced (state sync).
 //
 // # Invariants

@@ -50,7 +50,12 @@ func (s *Store) GetMany(ctx context.Context, keys []types.StateKey, dst [][]byte
 				return dst, err
 			}
 			kb.reset() // one key at a time: pebble's read costs far more than the escaping
-			v, closer, err := s.pdb.Get(kb.add(k))
+			key := kb.add(s.modules, k)
+			if len(key) == 0 {
+				dst = append(dst, nil) // a module with no entries
+				continue
+			}
+			v, closer, err := s.pdb.Get(key)
 			if errors.Is(err, pebble.ErrNotFound) {
 				dst = append(dst, nil)
 				continue
@@ -92,12 +97,16 @@ func (s *Store) GetMany(ctx context.Context, keys []types.StateKey, dst [][]byte
 					if bad = checkKeyLen(k); bad != nil {
 						break // the keys before it are still read
 					}
-					kb.add(k)
+					kb.add(s.modules, k)
 					kb.ends = append(kb.ends, len(kb.buf))
 				}
 				md.RLock()
 				from := 0
 				for _, to := range kb.ends {
+					if to == from {
+						dst = append(dst, nil) // a module with no entries
+						continue
+					}
 					v, err := m.Get(ctx, unsafeKey(kb.buf[from:to]))
 					if errors.Is(err, ds.ErrNotFound) {
 						v, err = nil, nil
@@ -134,7 +143,7 @@ func (s *Store) GetMany(ctx context.Context, keys []types.StateKey, dst [][]byte
 // cost more allocation than the values read.
 var keyBufs = sync.Pool{New: func() any { return new(keyBuf) }}
 
-// keyBuf builds datastore keys of state keys (appendKVKey) one after the
+// keyBuf builds datastore keys of state keys (kvKey) one after the
 // other in one buffer, reusing the escaped module of the previous key
 // when the next has the same module.
 type keyBuf struct {
@@ -152,14 +161,21 @@ type keyBuf struct {
 // reset empties the buffer, keeping its array.
 func (b *keyBuf) reset() { b.buf, b.ends, b.last, b.mod = b.buf[:0], b.ends[:0], 0, 0 }
 
-// add appends the datastore key of k and returns it (valid until the
-// buffer is next written).
-func (b *keyBuf) add(k types.StateKey) []byte {
+// add appends the datastore key of k (in t's flat index) and returns it,
+// valid until the buffer is next written. It appends nothing and returns
+// an empty key for a key of a module with no flat index entries
+// (appendKVModule): no datastore key is empty.
+func (b *keyBuf) add(t *moduleTable, k types.StateKey) []byte {
 	from := len(b.buf)
 	if b.mod > 0 && k.Module == b.module {
 		b.buf = append(b.buf, b.buf[b.last:b.last+b.mod]...)
 	} else {
-		b.buf = appendKVKey(b.buf, types.StateKey{Module: k.Module})
+		var ok bool
+		if b.buf, ok = t.appendKVModule(b.buf, k.Module); !ok {
+			b.mod = 0
+			return nil
+		}
+		b.buf = append(b.buf, "/k"...)
 		b.mod, b.module = len(b.buf)-from, k.Module
 	}
 	b.last = from

@@ -197,7 +197,7 @@ func TestCommitHintSkipsRead(t *testing.T) {
 			// The version below the one tested does not write k: the
 			// commit would take k's old value from its writes.
 			mustCommit(t, s, 2, []Write{{Key: key("other"), Value: []byte("P")}})
-			if err := s.d.Delete(ctx, kvKey(k)); err != nil {
+			if err := s.d.Delete(ctx, mustKVKey(t, s.modules, k)); err != nil {
 				t.Fatal(err)
 			}
 			_, err := s.Commit(ctx, 3, []Write{c.w})

@@ -134,8 +134,9 @@ func nsEnd(ns string) []byte {
 // increasing key order pebble goes on from where the last one stopped, so
 // a data block holding several of the keys is loaded once.
 type indexLookup struct {
-	it *pebble.Iterator
-	kb []byte
+	it   *pebble.Iterator
+	mods *moduleTable
+	kb   []byte
 }
 
 func (s *Store) newIndexLookup(ctx context.Context) (*indexLookup, error) {
@@ -143,12 +144,15 @@ func (s *Store) newIndexLookup(ctx context.Context) (*indexLookup, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &indexLookup{it: it}, nil
+	return &indexLookup{it: it, mods: s.modules}, nil
 }
 
 // get returns k's value (nil: absent), valid until the next get.
 func (l *indexLookup) get(k types.StateKey) ([]byte, error) {
-	l.kb = appendKVKey(l.kb[:0], k)
+	var ok bool
+	if l.kb, ok = l.mods.appendKVKey(l.kb[:0], k); !ok {
+		return nil, nil // a module with no entries
+	}
 	if l.it.SeekPrefixGE(l.kb) && bytes.Equal(l.it.Key(), l.kb) {
 		return l.it.Value(), nil
 	}

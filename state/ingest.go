@@ -362,11 +362,12 @@ func (rr *runReader) next() error {
 
 // kvKeyMax and recordValueMax bound what a run record may claim, so a
 // corrupt length cannot make the merge allocate without bound: the longest
-// flat index key (escaping doubles a byte at most) and the largest record
+// flat index key (an inline module, moduleInline and the address, and the
+// key; escaping doubles a byte at most) and the largest record
 // value (a flat index value, or a node record of 16 leaves with the longest
 // keys, with room to spare).
 const (
-	kvKeyMax       = len(nsKV) + 2*(types.AddressLen+types.StateKeyMax) + 2
+	kvKeyMax       = len(nsKV) + 1 + 2*(types.AddressLen+types.StateKeyMax) + 2
 	recordValueMax = 2*types.StateValueMax + 2*types.StateKeyMax
 )
 

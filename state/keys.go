@@ -17,7 +17,7 @@ import (
 const (
 	nsHist    = "/kairos/h/"  // <escaped key path>/<escaped version> → the value the version replaced
 	nsNode    = "/kairos/n/"  // <escaped born>/<escaped id> → node record
-	nsKV      = "/kairos/kv/" // <escaped module>/k<escaped key> → latest value
+	nsKV      = "/kairos/kv/" // <escaped module id>/k<escaped key> → latest value
 	nsRoot    = "/kairos/r/"  // <height> → root slot
 	nsChanges = "/kairos/c/"  // <height> → change set
 	nsStale   = "/kairos/s/"  // <stale_since> → list of (born, id)
@@ -38,9 +38,9 @@ var (
 // only in the flat index and a replaced one in a history record keyed by
 // version first; format 4 keys a history record by key path first (a stale
 // list names the paths of its version's history records) and names a
-// leaf's module in a node record by a store-local id (modules.go) instead
-// of its 32-byte address. Open refuses any other format with ErrFormat:
-// there is no migration.
+// leaf's module in a node record and a flat index key by a store-local id
+// (modules.go) instead of its 32-byte address. Open refuses any other
+// format with ErrFormat: there is no migration.
 const storeFormat = 4
 
 // Key bytes (node ids, modules, state keys) go into datastore keys raw, with
@@ -212,29 +212,73 @@ func parseHistKey(s string) (types.Hash, uint64, error) {
 
 func heightStr(h uint64) string { return fmt.Sprintf("%016x", h) }
 
-func kvModulePrefix(m types.Address) string {
-	return string(appendKVModule(nil, m))
-}
-
 // appendKVModule appends the flat index's path of module m: the namespace
-// and the escaped module (kvKey adds "/k" and the escaped key).
-func appendKVModule(dst []byte, m types.Address) []byte {
-	return appendEscaped(append(dst, nsKV...), m[:])
+// and m's segment, its module id as a uvarint, escaped. A module without
+// an id while the table has ids left has no flat index entries (its first
+// write assigns it one before it writes them): ok is false and nothing is
+// appended. A module without an id once the table is full
+// (ModuleIDsMax) is named inline, as in node records: moduleInline, then
+// the escaped address. Uvarints are prefix-free and 0 is no other id's
+// first byte, so no module's segment is a prefix of another's, and the '/'
+// after it (appendKVKey) ends it: a module's keys are one key range that
+// holds no other module's key. A nil table has no ids: every module inline.
+func (t *moduleTable) appendKVModule(dst []byte, m types.Address) ([]byte, bool) {
+	dst = append(dst, nsKV...)
+	if t == nil {
+		return appendEscaped(append(dst, moduleInline), m[:]), true
+	}
+	v := t.view.Load()
+	if id, ok := v.ids[string(m[:])]; ok {
+		var u [binary.MaxVarintLen64]byte
+		return appendEscaped(dst, binary.AppendUvarint(u[:0], id)), true
+	}
+	if !t.full(v) {
+		return dst[:len(dst)-len(nsKV)], false
+	}
+	return appendEscaped(append(dst, moduleInline), m[:]), true
 }
 
-// kvKey names a key in the flat index. The "k" keeps an empty key from
-// leaving the key with a trailing '/'. The module is fixed-length, so the
-// index sorts by (module, key).
-func kvKey(k types.StateKey) ds.Key {
+// kvModulePrefix is the query prefix of module m's flat index entries (ok
+// false: it has none, see appendKVModule).
+func (t *moduleTable) kvModulePrefix(m types.Address) (string, bool) {
+	b, ok := t.appendKVModule(nil, m)
+	return string(b), ok
+}
+
+// kvKey names a key in the flat index, or reports that module k.Module
+// has no entries (ok false). The "k" keeps an empty key from leaving the
+// key with a trailing '/'. Within a module the index sorts by key; modules
+// sort by their segments' bytes.
+func (t *moduleTable) kvKey(k types.StateKey) (ds.Key, bool) {
 	// One allocation: this is on the latest-read path.
-	buf := make([]byte, 0, len(nsKV)+2*types.AddressLen+2+2*len(k.Key))
-	return ds.RawKey(string(appendKVKey(buf, k)))
+	var a [64]byte
+	buf, ok := t.appendKVKey(a[:0], k)
+	if !ok {
+		return ds.Key{}, false
+	}
+	return ds.RawKey(string(buf)), true
 }
 
 // appendKVKey appends the bytes of kvKey(k) to dst, for callers that build
 // many keys in one buffer (Store.GetMany).
-func appendKVKey(dst []byte, k types.StateKey) []byte {
-	return appendEscaped(append(appendKVModule(dst, k.Module), "/k"...), k.Key)
+func (t *moduleTable) appendKVKey(dst []byte, k types.StateKey) ([]byte, bool) {
+	dst, ok := t.appendKVModule(dst, k.Module)
+	if !ok {
+		return dst, false
+	}
+	return appendEscapedWords(append(dst, "/k"...), k.Key), true
+}
+
+// writeKVKey is kvKey for a writer, whose modules have ids or are inline
+// (assignWrites ran; a deleted key's module had entries): a module that
+// has neither is a broken invariant, reported rather than written where
+// no reader looks.
+func (t *moduleTable) writeKVKey(dst []byte, k types.StateKey) ([]byte, error) {
+	dst, ok := t.appendKVKey(dst, k)
+	if !ok {
+		return dst, fmt.Errorf("%w: flat index write of %s, whose module has no id", ErrCorrupt, k)
+	}
+	return dst, nil
 }
 
 // checkKeyLen refuses a state key over types.StateKeyMax, which no read
@@ -246,16 +290,44 @@ func checkKeyLen(k types.StateKey) error {
 	return nil
 }
 
-func parseKVKey(s string) (types.StateKey, error) {
+// parseKVKey is the inverse of kvKey. A key naming an id the table does
+// not hold, or an id in more bytes than its uvarint needs, is corrupt.
+func (t *moduleTable) parseKVKey(s string) (types.StateKey, error) {
 	var k types.StateKey
-	rest, ok := strings.CutPrefix(s, nsKV)
-	m, rest, ok2 := unescape(rest, types.AddressLen)
-	rest, ok3 := strings.CutPrefix(rest, "/k")
-	key, rest, ok4 := unescape(rest, -1)
-	if !ok || !ok2 || !ok3 || !ok4 || rest != "" {
-		return k, fmt.Errorf("%w: bad index key %q", ErrCorrupt, s)
+	bad := func() (types.StateKey, error) {
+		return types.StateKey{}, fmt.Errorf("%w: bad index key %q", ErrCorrupt, s)
 	}
-	copy(k.Module[:], m)
+	rest, ok := strings.CutPrefix(s, nsKV)
+	seg, rest, ok2 := strings.Cut(rest, "/k")
+	m, _, ok3 := unescape(seg, -1)
+	key, rest, ok4 := unescape(rest, -1)
+	if !ok || !ok2 || !ok3 || !ok4 || rest != "" || len(m) == 0 {
+		return bad()
+	}
+	if m[0] == moduleInline {
+		if len(m) != 1+types.AddressLen {
+			return bad()
+		}
+		copy(k.Module[:], m[1:])
+		if t != nil {
+			// Inline only for a module without an id past the limit:
+			// any other inline key is one no read looks up.
+			v := t.view.Load()
+			if _, has := v.ids[string(k.Module[:])]; has || !t.full(v) {
+				return bad()
+			}
+		}
+	} else {
+		id, n := binary.Uvarint(m)
+		a, known := t.module(id)
+		if n != len(m) || uvarintLen(id) != n || !known {
+			return types.StateKey{}, fmt.Errorf("%w: %w %d in index key %q", ErrCorrupt, errModuleID, id, s)
+		}
+		if canon, _ := t.id(string(a[:])); canon != id {
+			return bad() // a second id of the module, which no read uses
+		}
+		k.Module = a
+	}
 	k.Key = key
 	return k, nil
 }

@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"errors"
 	"math/rand/v2"
 	"slices"
 	"strings"
 	"testing"
+
+	ds "github.com/ipfs/go-datastore"
 
 	"github.com/kairos-network/kairos/types"
 )
@@ -37,29 +40,105 @@ func randStateKey(r *rand.Rand) types.StateKey {
 	return k
 }
 
-// The flat index must sort like the (module, key) bytes it encodes, and
-// parse back to them; the reference is bytes.Compare on the raw bytes.
+// kvTestTable is a full table of 300 modules, so that their ids' uvarints
+// are one and two bytes long and ids 46 and 47 ('.' and '/') are escaped;
+// any other module is inline. kvTestModule(i) has id i+1.
+func kvTestTable() *moduleTable {
+	t := newModuleTable(300)
+	for i := range 300 {
+		t.assign([]types.Address{kvTestModule(i)})
+	}
+	return t
+}
+
+func kvTestModule(i int) types.Address { return types.Address{0xaa, byte(i >> 8), byte(i)} }
+
+// mustKVKey is t's kvKey of k, for a module that has entries.
+func mustKVKey(tb testing.TB, t *moduleTable, k types.StateKey) ds.Key {
+	tb.Helper()
+	key, ok := t.kvKey(k)
+	if !ok {
+		tb.Fatalf("module of %s has no flat index entries", k)
+	}
+	return key
+}
+
+// The flat index must sort a module's keys like their bytes, keep each
+// module's keys in one range under its prefix that holds no other
+// module's key, and parse back to the (module, key) it encodes: in a
+// store's table (ids of every uvarint length, inline modules past its
+// limit) and with no table (all inline). The reference is bytes.Compare on
+// the raw key bytes, and a module's range is checked against the first
+// key of its own module and the first of the other.
 func TestKVKeyRoundTripAndOrder(t *testing.T) {
-	r := rand.New(rand.NewPCG(1, 2))
-	for range 20000 {
-		a, b := randStateKey(r), randStateKey(r)
-		ka, kb := kvKey(a).String(), kvKey(b).String()
-		for _, k := range []types.StateKey{a, b} {
-			s := kvKey(k).String()
-			got, err := parseKVKey(s)
-			if err != nil || got.Module != k.Module || !bytes.Equal(got.Key, k.Key) {
-				t.Fatalf("parse(%q) = %v, %v; want %v", s, got, err, k)
+	for name, tab := range map[string]*moduleTable{"ids": kvTestTable(), "no table": nil} {
+		t.Run(name, func(t *testing.T) {
+			r := rand.New(rand.NewPCG(1, 2))
+			randKey := func() types.StateKey {
+				k := randStateKey(r)
+				if r.IntN(2) == 0 {
+					k.Module = kvTestModule(r.IntN(300))
+				}
+				return k
 			}
-			if !strings.HasPrefix(s, kvModulePrefix(k.Module)+"/") {
-				t.Fatalf("%q is not under its module prefix", s)
+			for range 20000 {
+				a, b := randKey(), randKey()
+				ka, kb := mustKVKey(t, tab, a).String(), mustKVKey(t, tab, b).String()
+				for _, k := range []types.StateKey{a, b} {
+					s := mustKVKey(t, tab, k).String()
+					got, err := tab.parseKVKey(s)
+					if err != nil || got.Module != k.Module || !bytes.Equal(got.Key, k.Key) {
+						t.Fatalf("parse(%q) = %v, %v; want %v", s, got, err, k)
+					}
+					if p, ok := tab.kvModulePrefix(k.Module); !ok || !strings.HasPrefix(s, p+"/") {
+						t.Fatalf("%q is not under its module prefix", s)
+					}
+				}
+				if a.Module == b.Module {
+					if got, want := strings.Compare(ka, kb), bytes.Compare(a.Key, b.Key); got != want {
+						t.Fatalf("order of %v, %v: %d, want %d", a, b, got, want)
+					}
+					continue
+				}
+				pa, _ := tab.kvModulePrefix(a.Module)
+				pb, _ := tab.kvModulePrefix(b.Module)
+				if strings.HasPrefix(kb, pa+"/") || strings.HasPrefix(ka, pb+"/") {
+					t.Fatalf("%q and %q: one is under the other's module prefix", ka, kb)
+				}
+				// Any two keys of different modules compare like the
+				// modules' empty keys: no key falls inside another
+				// module's range.
+				ea := mustKVKey(t, tab, types.StateKey{Module: a.Module}).String()
+				eb := mustKVKey(t, tab, types.StateKey{Module: b.Module}).String()
+				if got, want := strings.Compare(ka, kb), strings.Compare(ea, eb); got != want {
+					t.Fatalf("order of %q, %q: %d, their modules' %d", ka, kb, got, want)
+				}
 			}
-		}
-		want := bytes.Compare(append(a.Module[:], a.Key...), append(b.Module[:], b.Key...))
-		if a.Module != b.Module {
-			want = bytes.Compare(a.Module[:], b.Module[:])
-		}
-		if got := strings.Compare(ka, kb); got != want {
-			t.Fatalf("order of %q, %q = %d; raw order %d", ka, kb, got, want)
+		})
+	}
+}
+
+// A module without an id has no flat index keys while the table has ids
+// left; once it is full, it is named inline. Every id's segment is its
+// uvarint, escaped.
+func TestKVKeyModuleSegments(t *testing.T) {
+	tab := newModuleTable(200)
+	m := types.Address{7}
+	if _, ok := tab.kvKey(types.StateKey{Module: m}); ok {
+		t.Fatal("a module without an id has a key while ids are left")
+	}
+	for i := range 200 {
+		tab.assign([]types.Address{kvTestModule(i)})
+	}
+	if k := mustKVKey(t, tab, types.StateKey{Module: m}).String(); k != nsKV+string([]byte{moduleInline, 7})+strings.Repeat("\x00", types.AddressLen-1)+"/k" {
+		t.Fatalf("inline key %q", k)
+	}
+	for _, c := range []struct {
+		i   int
+		seg string
+	}{{0, "\x01"}, {45, ".\x01"}, {46, ".\x02"}, {126, "\x7f"}, {127, "\x80\x01"}, {199, "\xc8\x01"}} {
+		if k := mustKVKey(t, tab, types.StateKey{Module: kvTestModule(c.i)}).String(); k != nsKV+c.seg+"/k" {
+			t.Errorf("id %d: key %q, want segment %q", c.i+1, k, c.seg)
 		}
 	}
 }
@@ -155,23 +234,36 @@ func TestHistKeyRoundTripAndOrder(t *testing.T) {
 }
 
 func TestParseKeyRejects(t *testing.T) {
-	mod := strings.Repeat("m", types.AddressLen)
+	tab := kvTestTable()
+	mod := "\x00" + strings.Repeat("m", types.AddressLen) // inline
+	m3 := kvTestModule(3)
 	for _, s := range []string{
-		nsKV + mod,                // no key part
-		nsKV + mod + "/x",         // wrong separator
-		nsKV + mod[1:] + "/k",     // module too short
-		nsKV + mod + "/k.",        // dangling escape
-		nsKV + mod + "/k.\x03",    // unknown escape
-		nsKV + mod + "/ka/b",      // raw '/' in the key
-		nsKV + mod + ".\x01/k",    // module too long
-		"/kairos/x/" + mod + "/k", // wrong namespace
+		nsKV + mod,                           // no key part
+		nsKV + mod + "/x",                    // wrong separator
+		nsKV + mod[:types.AddressLen] + "/k", // inline module too short
+		nsKV + mod + "/k.",                   // dangling escape
+		nsKV + mod + "/k.\x03",               // unknown escape
+		nsKV + mod + "/ka/b",                 // raw '/' in the key
+		nsKV + mod + ".\x01/k",               // inline module too long
+		"/kairos/x/" + mod + "/k",            // wrong namespace
+		nsKV + "/k",                          // no module
+		nsKV + "\x80/k",                      // truncated uvarint
+		nsKV + "\x81\x00/k",                  // id 1 in two bytes
+		nsKV + "\xad\x02/k",                  // id 301: not in the table
+		nsKV + "\x00" + string(m3[:]) + "/k", // inline, but the module has an id
 	} {
-		if _, err := parseKVKey(s); err == nil {
+		if _, err := tab.parseKVKey(s); err == nil {
 			t.Errorf("parseKVKey(%q) accepted", s)
 		}
 	}
-	if _, err := parseKVKey(nsKV + strings.Repeat("m", types.AddressLen-2) + ".\x02.\x01/ka"); err != nil {
+	if _, err := tab.parseKVKey(nsKV + "\x00" + strings.Repeat("m", types.AddressLen-2) + ".\x02.\x01/ka"); err != nil {
 		t.Errorf("escaped module rejected: %v", err)
+	}
+	if _, err := newModuleTable(300).parseKVKey(nsKV + mod + "/k"); err == nil {
+		t.Error("inline module accepted while the table has ids left")
+	}
+	if _, err := tab.parseKVKey(nsKV + "\xad\x02/k"); !errors.Is(err, ErrCorrupt) || !errors.Is(err, errModuleID) {
+		t.Errorf("unknown id: %v", err)
 	}
 	for _, s := range []string{"", strings.Repeat("a", types.HashLen-1), strings.Repeat("a", types.HashLen+1), strings.Repeat("a", types.HashLen-1) + "."} {
 		if _, err := parseNodeKey(s); err == nil {
@@ -213,14 +305,17 @@ func FuzzParseHistKey(f *testing.F) {
 // FuzzParseKVKey: any string parses to a key that encodes back to it, or
 // is rejected; never a panic.
 func FuzzParseKVKey(f *testing.F) {
-	f.Add(kvKey(types.StateKey{Module: types.Address{'/', '.'}, Key: []byte("a/.b")}).String())
-	f.Add(nsKV + strings.Repeat("m", types.AddressLen) + "/k")
+	tab := kvTestTable()
+	f.Add(mustKVKey(f, tab, types.StateKey{Module: types.Address{'/', '.'}, Key: []byte("a/.b")}).String())
+	f.Add(mustKVKey(f, tab, types.StateKey{Module: kvTestModule(46), Key: []byte("a")}).String())
+	f.Add(mustKVKey(f, tab, types.StateKey{Module: kvTestModule(200), Key: []byte("a")}).String())
+	f.Add(nsKV + "\x00" + strings.Repeat("m", types.AddressLen) + "/k")
 	f.Fuzz(func(t *testing.T, s string) {
-		k, err := parseKVKey(s)
+		k, err := tab.parseKVKey(s)
 		if err != nil {
 			return
 		}
-		if back := kvKey(k).String(); back != s {
+		if back := mustKVKey(t, tab, k).String(); back != s {
 			t.Fatalf("parse(%q) = %v, which encodes to %q", s, k, back)
 		}
 	})

@@ -36,24 +36,36 @@ const moduleInline = 0
 // writer's call all the same, so that two stores fed the same commits hold
 // the same records.
 //
-// Concurrency: module (decoding) may be called from any goroutine. id and
-// assign are the writers' side, under the store's commitMu, or from
-// goroutines a writer started after its assign (a commit's subtree
-// updates): ids is never written while they read it.
+// Concurrency: module (decoding), id and the flat index's key functions
+// (keys.go) may be called from any goroutine: the latest reads resolve a
+// module's id while commits assign new ones. assign, take and untake are
+// the writers' side, under the store's commitMu (or a snapshot install's
+// writer lock). The table is published whole (moduleView) on every assign:
+// assignment is rare (a module's first write), so copying the address →
+// id map then costs less than a lock on every read.
 type moduleTable struct {
-	// addrs holds the module of id i at addrs[i-1]; ok false marks an id
-	// that is not stored (a torn commit on a backend without atomic
-	// batches can leave gaps, see loadModules). The slice is published whole:
-	// an entry below its length never changes, so readers need no lock.
-	addrs atomic.Pointer[[]moduleEntry]
-	ids   map[string]uint64 // address bytes → id; writers only
-	max   int               // ModuleIDsMax, lower in tests
+	view atomic.Pointer[moduleView]
+	max  int // ModuleIDsMax, lower in tests
 	// unsaved lists the ids assigned and not yet handed to a batch
 	// (take); writers only. A commit rejected after its assign (a tree
 	// update that failed) leaves its ids here for the next one to write,
 	// before any record of a durable version names them.
 	unsaved []moduleRecord
 }
+
+// moduleView is one published state of a moduleTable; it never changes.
+type moduleView struct {
+	// addrs holds the module of id i at addrs[i-1]; ok false marks an id
+	// that is not stored (a torn commit on a backend without atomic
+	// batches can leave gaps, see loadModules).
+	addrs []moduleEntry
+	ids   map[string]uint64 // address bytes → id
+}
+
+// full reports whether the table has no id left to assign: a module
+// without an id then keeps its address inline, in node records and flat
+// index keys.
+func (t *moduleTable) full(v *moduleView) bool { return len(v.addrs) >= t.max }
 
 type moduleEntry struct {
 	a  types.Address
@@ -68,8 +80,8 @@ type moduleRecord struct {
 }
 
 func newModuleTable(max int) *moduleTable {
-	t := &moduleTable{ids: map[string]uint64{}, max: max}
-	t.addrs.Store(&[]moduleEntry{})
+	t := &moduleTable{max: max}
+	t.view.Store(&moduleView{ids: map[string]uint64{}})
 	return t
 }
 
@@ -78,7 +90,7 @@ func (t *moduleTable) module(id uint64) (types.Address, bool) {
 	if t == nil {
 		return types.Address{}, false
 	}
-	as := *t.addrs.Load()
+	as := t.view.Load().addrs
 	if id == moduleInline || id > uint64(len(as)) {
 		return types.Address{}, false
 	}
@@ -93,7 +105,7 @@ func (t *moduleTable) id(m string) (uint64, bool) {
 	if t == nil {
 		return 0, false
 	}
-	id, ok := t.ids[m]
+	id, ok := t.view.Load().ids[m]
 	return id, ok
 }
 
@@ -101,9 +113,10 @@ func (t *moduleTable) id(m string) (uint64, bool) {
 // that has none, in sorted address order, while ids are left, and
 // publishes them; take returns them for the writer to persist.
 func (t *moduleTable) assign(ms []types.Address) {
+	v := t.view.Load()
 	var fresh []types.Address
 	for _, m := range ms {
-		if _, ok := t.ids[string(m[:])]; !ok {
+		if _, ok := v.ids[string(m[:])]; !ok {
 			fresh = append(fresh, m)
 		}
 	}
@@ -112,18 +125,23 @@ func (t *moduleTable) assign(ms []types.Address) {
 	}
 	slices.SortFunc(fresh, func(a, b types.Address) int { return bytes.Compare(a[:], b[:]) })
 	fresh = slices.Compact(fresh)
-	as := *t.addrs.Load()
-	room := t.max - len(as)
+	room := t.max - len(v.addrs)
 	if room <= 0 {
 		return
+	}
+	// Appending to addrs leaves the entries a reader of v sees unchanged.
+	as := v.addrs
+	ids := make(map[string]uint64, len(v.ids)+min(len(fresh), room))
+	for m, id := range v.ids {
+		ids[m] = id
 	}
 	for _, m := range fresh[:min(len(fresh), room)] {
 		as = append(as, moduleEntry{a: m, ok: true})
 		id := uint64(len(as))
-		t.ids[string(m[:])] = id
+		ids[string(m[:])] = id
 		t.unsaved = append(t.unsaved, moduleRecord{id: id, a: m})
 	}
-	t.addrs.Store(&as)
+	t.view.Store(&moduleView{addrs: as, ids: ids})
 }
 
 // take returns the ids assigned since the last take, which the caller's
@@ -143,12 +161,13 @@ func (t *moduleTable) untake(recs []moduleRecord) {
 // assignWrites assigns ids to the modules of the items that write a
 // value: the leaves a tree update can add.
 func (t *moduleTable) assignWrites(items []item) {
+	ids := t.view.Load().ids
 	var ms []types.Address
 	for i := range items {
 		if items[i].value == nil {
 			continue
 		}
-		if _, ok := t.ids[string(items[i].key.Module[:])]; !ok {
+		if _, ok := ids[string(items[i].key.Module[:])]; !ok {
 			ms = append(ms, items[i].key.Module)
 		}
 	}
@@ -185,6 +204,7 @@ func loadModules(ctx context.Context, d ds.Datastore, max int) (*moduleTable, er
 	}
 	t := newModuleTable(max)
 	var as []moduleEntry
+	ids := map[string]uint64{}
 	for _, e := range entries {
 		id, err := parseHeightKey(e.Key, nsModule)
 		if err != nil || id == moduleInline || id > uint64(max) || len(e.Value) != types.AddressLen {
@@ -195,11 +215,11 @@ func loadModules(ctx context.Context, d ds.Datastore, max int) (*moduleTable, er
 		}
 		m := types.Address(e.Value)
 		as[id-1] = moduleEntry{a: m, ok: true}
-		if old, ok := t.ids[string(m[:])]; !ok || id < old {
-			t.ids[string(m[:])] = id
+		if old, ok := ids[string(m[:])]; !ok || id < old {
+			ids[string(m[:])] = id
 		}
 	}
-	t.addrs.Store(&as)
+	t.view.Store(&moduleView{addrs: as, ids: ids})
 	return t, nil
 }
 

@@ -409,3 +409,130 @@ func TestModuleIDsOfFailedSeedRetried(t *testing.T) {
 	}
 	auditClean(t, s2)
 }
+
+// TestFlatIndexAcrossModuleIDs writes keys of 310 modules into stores that
+// assign 300 ids (uvarints of one and two bytes, ids 46 and 47 escaped;
+// the last 10 modules inline) and reads them back against a model (a map):
+// every module's Iterate returns its own keys and no other's, Get and
+// GetMany find every value and nothing for a module never written, and
+// the same after a reopen, which reads the table back; the stores audit
+// clean.
+func TestFlatIndexAcrossModuleIDs(t *testing.T) {
+	ctx := context.Background()
+	r := rand.New(rand.NewPCG(7, 8))
+	const modules = 310
+	model := map[types.Address]map[string][]byte{}
+	var ws []Write
+	for i := range modules {
+		m := kvTestModule(i)
+		model[m] = map[string][]byte{}
+		for j := range 1 + i%3 {
+			k := append([]byte{byte(j)}, randKeyBytes(r, r.IntN(3))...)
+			v := []byte{byte(i), byte(j), 1}
+			model[m][string(k)] = v
+			ws = append(ws, Write{Key: types.StateKey{Module: m, Key: k}, Value: v})
+		}
+	}
+	check := func(t *testing.T, s *Store) {
+		t.Helper()
+		var keys []types.StateKey
+		var want [][]byte
+		for m, kv := range model {
+			var got []string
+			err := s.Iterate(ctx, m, nil, func(k, v []byte) error {
+				if !bytes.Equal(kv[string(k)], v) {
+					t.Errorf("module %x: Iterate gives %x=%x, not the module's", m[:3], k, v)
+				}
+				got = append(got, string(k))
+				return nil
+			})
+			if err != nil || !slices.Equal(got, slices.Sorted(maps.Keys(kv))) {
+				t.Fatalf("module %x: Iterate %q, %v; want %q", m[:3], got, err, slices.Sorted(maps.Keys(kv)))
+			}
+			for k, v := range kv {
+				keys = append(keys, types.StateKey{Module: m, Key: []byte(k)})
+				want = append(want, v)
+			}
+		}
+		absent := types.StateKey{Module: types.Address{0xbb}, Key: []byte{0}}
+		keys, want = append(keys, absent), append(want, nil)
+		got, err := s.GetMany(ctx, keys, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, k := range keys {
+			v, err := s.Get(ctx, k)
+			if err != nil || !bytes.Equal(v, want[i]) || !bytes.Equal(got[i], want[i]) {
+				t.Fatalf("%s: Get %x, %v, GetMany %x; want %x", k, v, err, got[i], want[i])
+			}
+		}
+		auditClean(t, s)
+	}
+	opts := Options{moduleIDsMax: 300}
+	t.Run("pebble", func(t *testing.T) {
+		dir := filepath.Join(t.TempDir(), "db")
+		s, err := OpenPebble(dir, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mustCommit(t, s, 1, ws)
+		check(t, s)
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if s, err = OpenPebble(dir, opts); err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		if n := len(s.modules.view.Load().ids); n != 300 {
+			t.Fatalf("%d module ids after reopening, want 300", n)
+		}
+		check(t, s)
+	})
+	t.Run("memory", func(t *testing.T) {
+		s, err := Open(ctx, dssync.MutexWrap(ds.NewMapDatastore()), opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mustCommit(t, s, 1, ws)
+		check(t, s)
+	})
+}
+
+// A module without an id while the table has ids left has no flat index
+// entries: reads of it find nothing without a datastore key, and its first
+// write gives it an id and makes it readable.
+func TestFlatIndexModuleWithoutID(t *testing.T) {
+	ctx := context.Background()
+	s := openPebble(t)
+	m := types.Address{9}
+	k := types.StateKey{Module: m, Key: []byte("a")}
+	if v, err := s.Get(ctx, k); v != nil || err != nil {
+		t.Fatalf("Get before any write: %x, %v", v, err)
+	}
+	if err := s.Iterate(ctx, m, nil, func(_, _ []byte) error { return errors.New("called") }); err != nil {
+		t.Fatal(err)
+	}
+	mustCommit(t, s, 1, []Write{{Key: k, Value: []byte("1")}})
+	if v, err := s.Get(ctx, k); string(v) != "1" || err != nil {
+		t.Fatalf("Get after the write: %q, %v", v, err)
+	}
+	if _, ok := s.modules.id(string(m[:])); !ok {
+		t.Fatal("the write did not assign an id")
+	}
+}
+
+// A flat index entry naming a module id the table does not hold is
+// corrupt: Audit fails with ErrCorrupt naming the rule.
+func TestAuditFlatEntryUnknownModuleID(t *testing.T) {
+	ctx := context.Background()
+	s := openPebble(t)
+	mustCommit(t, s, 1, moduleWrites(rand.New(rand.NewPCG(1, 1)), addrs(7, 3), 30))
+	auditClean(t, s)
+	if err := s.d.Put(ctx, ds.RawKey(nsKV+"\x09/ka"), []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Audit(ctx); !errors.Is(err, ErrCorrupt) || !errors.Is(err, errModuleID) {
+		t.Fatalf("Audit with a flat entry of id 9 in a table of 3: %v", err)
+	}
+}

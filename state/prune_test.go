@@ -246,7 +246,7 @@ func TestAuditDetects(t *testing.T) {
 
 	s2 := openMem(t)
 	mustCommit(t, s2, 1, []Write{{Key: key("a"), Value: []byte("1")}, {Key: key("b"), Value: []byte("2")}})
-	if err := s2.d.Put(ctx, kvKey(key("a")), []byte("9")); err != nil {
+	if err := s2.d.Put(ctx, mustKVKey(t, s2.modules, key("a")), []byte("9")); err != nil {
 		t.Fatal(err)
 	}
 	if rep, err := s2.Audit(ctx); err != nil || rep.IndexMismatch != 1 {

@@ -297,10 +297,11 @@ type batchWrite struct {
 type opBuffers struct {
 	ops          []recordOp
 	keys, values []byte
-	// mods are the modules of the batch's flat index entries (putKV), in
-	// the order they came; modID finds them. other says the batch holds a
-	// key outside the node records, which putKV entries must not meet.
-	mods  []types.Address
+	// mods are the flat index segments (appendKVModule) of the modules of
+	// the batch's flat index entries (putKV), in the order they came;
+	// modID finds them. other says the batch holds a key outside the node
+	// records, which putKV entries must not meet.
+	mods  []string
 	modID map[types.Address]uint32
 	other bool
 	// ranked says rankGroups has replaced the provisional groups.
@@ -482,6 +483,16 @@ func (w *recordWriter) putKV(k types.StateKey, val []byte) error {
 	if w.b.other {
 		return fmt.Errorf("%w: %s", errRecordMix, k)
 	}
+	w.align()
+	koff := len(w.b.keys)
+	// The bytes of kvKey(k) (appendKVKey), with the offset of the key.
+	keys, ok := w.mods.appendKVModule(w.b.keys, k.Module)
+	if !ok {
+		// assignModules gave every module of the version an id.
+		return fmt.Errorf("%w: flat index entry of %s, whose module has no id", ErrCorrupt, k)
+	}
+	w.b.keys = append(keys, "/k"...)
+	from := len(w.b.keys) - koff
 	id, ok := w.b.modID[k.Module]
 	if !ok {
 		if w.b.modID == nil {
@@ -489,13 +500,8 @@ func (w *recordWriter) putKV(k types.StateKey, val []byte) error {
 		}
 		id = uint32(len(w.b.mods))
 		w.b.modID[k.Module] = id
-		w.b.mods = append(w.b.mods, k.Module)
+		w.b.mods = append(w.b.mods, string(w.b.keys[koff+len(nsKV):len(w.b.keys)-2]))
 	}
-	w.align()
-	koff := len(w.b.keys)
-	// The bytes of kvKey(k) (appendKVKey), with the offset of the key.
-	w.b.keys = append(appendKVModule(w.b.keys, k.Module), "/k"...)
-	from := len(w.b.keys) - koff
 	w.b.keys = appendEscaped(w.b.keys, k.Key)
 	return w.push(koff, from, id+1, val, false)
 }
@@ -710,8 +716,9 @@ func (b *opBuffers) sortParts() [][]recordOp {
 }
 
 // rankGroups replaces the provisional groups of putKV by the rank of the
-// module (1 for the smallest; module bytes order their escaped keys the
-// same way) and puts every other operation (node records) after them.
+// module (1 for the smallest segment: the segments are a module's
+// entries' common prefix and no one is a prefix of another, so they order
+// the keys) and puts every other operation (node records) after them.
 func (b *opBuffers) rankGroups() {
 	if len(b.mods) == 0 || b.ranked {
 		return
@@ -721,7 +728,7 @@ func (b *opBuffers) rankGroups() {
 	for i := range order {
 		order[i] = uint32(i)
 	}
-	slices.SortFunc(order, func(x, y uint32) int { return bytes.Compare(b.mods[x][:], b.mods[y][:]) })
+	slices.SortFunc(order, func(x, y uint32) int { return strings.Compare(b.mods[x], b.mods[y]) })
 	rank := make([]uint32, len(b.mods)+1)
 	rank[0] = uint32(len(b.mods)) + 1
 	for r, id := range order {

@@ -64,11 +64,22 @@ func seed(t testing.TB, s *Store, height uint64, leaves []SnapshotLeaf) (types.R
 	})
 }
 
-// inlineModules rewrites the node records of d, a dump of s, with every
-// leaf's module inline instead of its id in s's table.
+// inlineModules rewrites the node records and flat index keys of d, a
+// dump of s, with every module inline instead of its id in s's table.
 func inlineModules(t testing.TB, s *Store, d map[string][]byte) map[string][]byte {
 	t.Helper()
+	out := map[string][]byte{}
 	for k, v := range d {
+		out[k] = v
+		if strings.HasPrefix(k, nsKV) {
+			sk, err := s.modules.parseKVKey(k)
+			if err != nil {
+				t.Fatal(err)
+			}
+			delete(out, k)
+			out[mustKVKey(t, nil, sk).String()] = v
+			continue
+		}
 		if !strings.HasPrefix(k, nsNode) {
 			continue
 		}
@@ -80,9 +91,9 @@ func inlineModules(t testing.TB, s *Store, d map[string][]byte) map[string][]byt
 		if err != nil {
 			t.Fatalf("record %q: %v", k, err)
 		}
-		d[k] = appendNode(nil, n, nil)
+		out[k] = appendNode(nil, n, nil)
 	}
-	return d
+	return out
 }
 
 // prefixLeaves returns n leaves whose key paths crowd into a few long
@@ -366,7 +377,8 @@ func TestRecordOpOrder(t *testing.T) {
 		case 2:
 			var m types.Address
 			copy(m[:], randKeyBytes(r, types.AddressLen))
-			return kvKey(types.StateKey{Module: m, Key: randKeyBytes(r, r.IntN(4))}).String()
+			k, _ := (*moduleTable)(nil).kvKey(types.StateKey{Module: m, Key: randKeyBytes(r, r.IntN(4))})
+			return k.String()
 		}
 		return "/kairos/" + string(randKeyBytes(r, r.IntN(20)))
 	}
@@ -582,6 +594,14 @@ func TestRecordWriterFlatIndexOrder(t *testing.T) {
 	r := rand.New(rand.NewPCG(5, 6))
 	mods := []types.Address{{}, {'.'}, {'/'}, {'.', '/'}, {'-'}, {'0'}, {0xff}, {1, '.', 2}}
 	w := newRecordWriter(context.Background(), nil)
+	// Ids of two-byte uvarints for five of the modules, whose order is not
+	// their addresses', then the table is full and the others are inline.
+	w.mods = newModuleTable(300)
+	for i := range 295 {
+		w.mods.assign([]types.Address{kvTestModule(i)})
+	}
+	w.mods.assign([]types.Address{mods[6]})
+	w.mods.assign(mods[:4])
 	w.manual = true
 	type op struct {
 		key string
@@ -604,10 +624,10 @@ func TestRecordWriterFlatIndexOrder(t *testing.T) {
 		if err := w.putKV(sk, []byte{2}); err != nil {
 			t.Fatal(err)
 		}
-		if got, want := string(w.b.key(&w.b.ops[len(w.b.ops)-1])), kvKey(sk).String(); got != want {
+		if got, want := string(w.b.key(&w.b.ops[len(w.b.ops)-1])), mustKVKey(t, w.mods, sk).String(); got != want {
 			t.Fatalf("putKV wrote %q, kvKey is %q", got, want)
 		}
-		ref = append(ref, op{kvKey(sk).String(), i})
+		ref = append(ref, op{mustKVKey(t, w.mods, sk).String(), i})
 	}
 	slices.SortFunc(ref, func(a, b op) int {
 		if c := strings.Compare(a.key, b.key); c != 0 {

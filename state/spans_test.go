@@ -34,6 +34,7 @@ func spanClass(k []byte) string {
 func spanTestKeys(r *rand.Rand) [][]byte {
 	var keys [][]byte
 	add := func(s string) { keys = append(keys, []byte(s)) }
+	ids := kvTestTable()
 	for i := 0; i < 200; i++ {
 		var id types.Hash
 		for j := range id {
@@ -42,7 +43,11 @@ func spanTestKeys(r *rand.Rand) [][]byte {
 		h := r.Uint64N(1 << 20)
 		add(nodeKey(h, id).String())
 		add(histKey(id, h).String())
-		add(kvKey(randStateKey(r)).String())
+		inline, _ := (*moduleTable)(nil).kvKey(randStateKey(r))
+		add(inline.String())
+		byID, _ := ids.kvKey(types.StateKey{Module: kvTestModule(r.IntN(300)), Key: randKeyBytes(r, 3)})
+		add(byID.String())
+		add(moduleKey(h).String())
 		add(rootKey(h).String())
 		add(staleKey(h).String())
 		add(changesKey(h).String())

@@ -61,8 +61,16 @@ const BlockWritesMax = 1 << 17
 // Pebble settings used by OpenPebble. Together with the node cache they are
 // the store's memory budget (target: peak RSS <= 1 GiB at 1M keys).
 const (
-	PebbleCacheBytes            = 128 << 20
-	PebbleMemTableBytes         = 32 << 20
+	PebbleCacheBytes = 128 << 20
+	// PebbleMemTableBytes is pebble's memtable size. Pebble keeps the
+	// logs of the last three flushed memtables to recycle, each about a
+	// memtable's size: with 32 MiB they held ~116 MiB at any time, a
+	// quarter of a 1M-key pruned store's disk; 16 MiB halves that, with
+	// no measurable change in the settled commit's CPU (a 10k-key block's
+	// batch becomes a flushable batch; see RATIONALE.md, "Why do flat
+	// index keys name a module by its id, and why is pebble's memtable 16
+	// MiB?").
+	PebbleMemTableBytes         = 16 << 20
 	PebbleL0CompactionThreshold = 8
 	// PebbleBlockBytes is the data block size of every level's tables
 	// (pebble's default is 4 KiB). Larger blocks pay pebble's per-block
@@ -269,8 +277,10 @@ func openPebbleListened(path string, opts Options, el *pebble.EventListener) (*S
 }
 
 func pebbleOptions() *pebble.Options {
-	// A block's batch (megabytes of nodes) fits the memtable instead of
-	// becoming a flushable batch that is written out as its own table.
+	// The memtable's size is also the disk its write-ahead log takes, four
+	// times over: pebble keeps MemTableStopWritesThreshold+1 logs of
+	// flushed memtables to recycle beside the live one (see
+	// PebbleMemTableBytes).
 	o := &pebble.Options{MemTableSize: PebbleMemTableBytes}
 	// Node and value reads are point lookups by hash; bloom filters let
 	// them skip the levels that do not hold the key. Most stored bytes are
@@ -307,7 +317,7 @@ func pebbleOptions() *pebble.Options {
 // staging, the node's records in the same database) share one.
 var nsBounds = func() [][]byte {
 	var b [][]byte
-	for _, ns := range []string{nsChanges, nsHist, nsKV, nsNode, nsPin, nsRoot, nsStale} {
+	for _, ns := range []string{nsChanges, nsHist, nsKV, nsModule, nsNode, nsPin, nsRoot, nsStale} {
 		b = append(b, []byte(ns), nsEnd(ns))
 	}
 	return b
@@ -439,10 +449,18 @@ func (s *Store) recover(ctx context.Context, latest uint64) error {
 		return err
 	}
 	for _, c := range cs.Changes {
-		if c.Old == nil {
-			err = b.Delete(ctx, kvKey(c.Key))
-		} else {
-			err = b.Put(ctx, kvKey(c.Key), c.Old)
+		// The torn version's module ids are kept (loadModules), so its
+		// flat index entries are found by the keys it wrote them under. A
+		// module with no id here had none when the version wrote (an id
+		// is persisted with the first records naming it, and never
+		// dropped), so that version wrote nothing of it to undo.
+		k, ok := s.modules.kvKey(c.Key)
+		switch {
+		case !ok:
+		case c.Old == nil:
+			err = b.Delete(ctx, k)
+		default:
+			err = b.Put(ctx, k, c.Old)
 		}
 		if err != nil {
 			return err
@@ -532,7 +550,11 @@ func (s *Store) Get(ctx context.Context, k types.StateKey) ([]byte, error) {
 	if s.pdb != nil {
 		// One pebble Get, with the key's bytes handed over without the
 		// copy go-ds-pebble makes.
-		v, closer, err := s.pdb.Get(keyBytes(kvKey(k)))
+		kk, ok := s.modules.kvKey(k)
+		if !ok {
+			return nil, nil
+		}
+		v, closer, err := s.pdb.Get(keyBytes(kk))
 		if errors.Is(err, pebble.ErrNotFound) {
 			return nil, nil
 		}
@@ -542,7 +564,11 @@ func (s *Store) Get(ctx context.Context, k types.StateKey) ([]byte, error) {
 		defer closer.Close()
 		return bytes.Clone(v), nil
 	}
-	v, err := s.d.Get(ctx, kvKey(k))
+	kk, ok := s.modules.kvKey(k)
+	if !ok {
+		return nil, nil
+	}
+	v, err := s.d.Get(ctx, kk)
 	if errors.Is(err, ds.ErrNotFound) {
 		return nil, nil
 	}
@@ -554,20 +580,26 @@ func (s *Store) Get(ctx context.Context, k types.StateKey) ([]byte, error) {
 // Iterate returns). On pebble and leveldb the iteration reads one
 // consistent snapshot; fn must not keep the slices.
 func (s *Store) Iterate(ctx context.Context, module types.Address, prefix []byte, fn func(key, value []byte) error) error {
-	res, err := s.d.Query(ctx, query.Query{Prefix: kvModulePrefix(module), Orders: []query.Order{query.OrderByKey{}}})
+	// A module's segment never changes once it has entries (ids are
+	// never dropped and a full table stays full), so the two calls agree.
+	mp, ok := s.modules.kvModulePrefix(module)
+	if !ok {
+		return nil
+	}
+	want, _ := s.modules.kvKey(types.StateKey{Module: module, Key: prefix})
+	res, err := s.d.Query(ctx, query.Query{Prefix: mp, Orders: []query.Order{query.OrderByKey{}}})
 	if err != nil {
 		return err
 	}
 	defer res.Close()
-	want := kvKey(types.StateKey{Module: module, Key: prefix}).String()
 	for r := range res.Next() {
 		if r.Error != nil {
 			return r.Error
 		}
-		if !strings.HasPrefix(r.Key, want) {
+		if !strings.HasPrefix(r.Key, want.String()) {
 			continue
 		}
-		k, err := parseKVKey(r.Key)
+		k, err := s.modules.parseKVKey(r.Key)
 		if err != nil {
 			return err
 		}
@@ -653,7 +685,7 @@ func (s *Store) iterateIndex(ctx context.Context, fn func(k types.StateKey, v []
 		if r.Error != nil {
 			return r.Error
 		}
-		k, err := parseKVKey(r.Key)
+		k, err := s.modules.parseKVKey(r.Key)
 		if err != nil {
 			return err
 		}
