@@ -308,8 +308,32 @@ func pebbleOptions() *pebble.Options {
 	// compacted (see RATIONALE.md, "Why does pebble end its tables at
 	// namespace bounds").
 	o.Experimental.SpanPolicyFunc = namespaceSpans
+	o.Cleaner = logDeleter{}
 	return o
 }
+
+// logDeleter is pebble's cleaner of obsolete files: it deletes them, as
+// pebble's default does, and it also keeps pebble from recycling
+// write-ahead logs. Pebble keeps the logs of the last three flushed
+// memtables (MemTableStopWritesThreshold+1, each ~a memtable's size) to
+// write the next logs into, unless the cleaner needs the contents of the
+// files it cleans, which it tells by an unexported method that only
+// pebble's ArchiveCleaner has. So logDeleter embeds an ArchiveCleaner one
+// level down, for that method alone, and DeleteCleaner at the top, whose
+// Clean (delete) shadows the archiving one. Those logs were ~45 MiB with
+// 16 MiB memtables, ~10% of a 1M-key pruned store's disk; a new log costs
+// a file creation instead, and pebble preallocates it to 110% of a
+// memtable as it does a recycled one (RATIONALE.md, "Why does pebble not
+// recycle its write-ahead logs?"). TestPebbleDoesNotRecycleLogs fails if a
+// pebble upgrade changes this.
+type logDeleter struct {
+	pebble.DeleteCleaner
+	needsContents
+}
+
+type needsContents struct{ pebble.ArchiveCleaner }
+
+func (logDeleter) String() string { return "delete-no-log-recycling" }
 
 // nsBounds are the first keys of the store's namespaces and the first keys
 // after each, in key order. The single records between them (latest,
