@@ -62,15 +62,14 @@ const BlockWritesMax = 1 << 17
 // the store's memory budget (target: peak RSS <= 1 GiB at 1M keys).
 const (
 	PebbleCacheBytes = 128 << 20
-	// PebbleMemTableBytes is pebble's memtable size. Pebble keeps the
-	// logs of the last three flushed memtables to recycle, each about a
-	// memtable's size: with 32 MiB they held ~116 MiB at any time, a
-	// quarter of a 1M-key pruned store's disk; 16 MiB halves that, with
-	// no measurable change in the settled commit's CPU (a 10k-key block's
-	// batch becomes a flushable batch; see RATIONALE.md, "Why do flat
-	// index keys name a module by its id, and why is pebble's memtable 16
-	// MiB?").
-	PebbleMemTableBytes         = 16 << 20
+	// PebbleMemTableBytes is pebble's memtable size. A 10k-key block's
+	// batch (~14 MB) fits under half of it and is copied into the
+	// memtable instead of becoming a flushable batch that holds Go heap
+	// until its flush: 16 MiB cost 40–70 MiB of peak RSS at 1M keys. The
+	// logs pebble kept to recycle (three memtables' worth) were what made
+	// a larger memtable cost disk; logDeleter stops that (RATIONALE.md,
+	// "Why does pebble not recycle its write-ahead logs…?").
+	PebbleMemTableBytes         = 32 << 20
 	PebbleL0CompactionThreshold = 8
 	// PebbleBlockBytes is the data block size of every level's tables
 	// (pebble's default is 4 KiB). Larger blocks pay pebble's per-block
@@ -320,12 +319,12 @@ func pebbleOptions() *pebble.Options {
 // files it cleans, which it tells by an unexported method that only
 // pebble's ArchiveCleaner has. So logDeleter embeds an ArchiveCleaner one
 // level down, for that method alone, and DeleteCleaner at the top, whose
-// Clean (delete) shadows the archiving one. Those logs were ~45 MiB with
-// 16 MiB memtables, ~10% of a 1M-key pruned store's disk; a new log costs
-// a file creation instead, and pebble preallocates it to 110% of a
-// memtable as it does a recycled one (RATIONALE.md, "Why does pebble not
-// recycle its write-ahead logs?"). TestPebbleDoesNotRecycleLogs fails if a
-// pebble upgrade changes this.
+// Clean (delete) shadows the archiving one. With 32 MiB memtables those
+// logs were ~90 MB at any time, a fifth of a 1M-key pruned store's disk;
+// a new log costs a file creation instead, and pebble preallocates it to
+// 110% of a memtable as it does a recycled one (RATIONALE.md, "Why does
+// pebble not recycle its write-ahead logs…?"). TestPebbleDoesNotRecycleLogs
+// fails if a pebble upgrade changes this.
 type logDeleter struct {
 	pebble.DeleteCleaner
 	needsContents
