@@ -127,20 +127,13 @@ func (s *Store) pruneVersion(ctx context.Context, v uint64, st *PruneStats) erro
 // writes only records of its own version, above every entry's born, so the
 // two never touch the same key.
 func (s *Store) pruneChunk(ctx context.Context, refs []nodeRef, st *PruneStats) error {
-	b, err := s.chunkBatch(ctx)
-	if err != nil {
-		return err
+	err := s.deleteChunk(ctx, len(refs), func(dst []byte, i int) []byte {
+		return appendNodeKey(dst, refs[i].born, refs[i].id)
+	})
+	if err == nil {
+		st.Deleted += len(refs)
 	}
-	for _, r := range refs {
-		if err := b.Delete(ctx, nodeKey(r.born, r.id)); err != nil {
-			return err
-		}
-		st.Deleted++
-	}
-	if err := b.Commit(ctx); err != nil {
-		return err
-	}
-	return s.syncIfNeeded(ctx)
+	return err
 }
 
 // pruneHistory deletes the history records version v wrote for the key
@@ -150,24 +143,40 @@ func (s *Store) pruneChunk(ctx context.Context, refs []nodeRef, st *PruneStats) 
 // first; see RATIONALE.md, "Why is the history keyed by key path"). A
 // concurrent Commit writes records of its own version only.
 func (s *Store) pruneHistory(ctx context.Context, v uint64, paths []types.Hash) error {
+	return s.deleteChunk(ctx, len(paths), func(dst []byte, i int) []byte {
+		return appendHistKey(dst, paths[i], v)
+	})
+}
+
+// deleteChunk deletes n records in one pruner chunk, the i-th named by
+// the key key appends to dst. On pebble the keys are built in one buffer,
+// which the batch copies, not a string each, and the chunk is written
+// without sync: pruneVersion's last batch (the progress mark) is synced,
+// and pebble's one log makes every earlier write durable with a synced
+// one, so a crash can only lose chunks of a version whose mark is not
+// durable, which the next Prune repeats (a delete can be repeated). That
+// spares a version of 20k stale records five fsyncs.
+func (s *Store) deleteChunk(ctx context.Context, n int, key func(dst []byte, i int) []byte) error {
+	var kb [max(nodeKeyLen, histKeyLen)]byte
 	if s.pdb != nil {
-		// Keys built in one buffer, not a string each.
 		b := s.pdb.NewBatch()
-		var kb [histKeyLen]byte
-		for _, p := range paths {
-			if err := b.Delete(appendHistKey(kb[:0], p, v), nil); err != nil {
+		for i := range n {
+			if err := b.Delete(key(kb[:0], i), nil); err != nil {
 				b.Close()
 				return err
 			}
 		}
-		return pebbleBatch{b, pebble.NoSync}.Commit(ctx)
+		if err := (pebbleBatch{b, pebble.NoSync}).Commit(ctx); err != nil {
+			return err
+		}
+		return s.syncIfNeeded(ctx)
 	}
-	b, err := s.chunkBatch(ctx)
+	b, err := s.d.Batch(ctx)
 	if err != nil {
 		return err
 	}
-	for _, p := range paths {
-		if err := b.Delete(ctx, histKey(p, v)); err != nil {
+	for i := range n {
+		if err := b.Delete(ctx, ds.RawKey(string(key(kb[:0], i)))); err != nil {
 			return err
 		}
 	}
@@ -176,14 +185,6 @@ func (s *Store) pruneHistory(ctx context.Context, v uint64, paths []types.Hash) 
 	}
 	return s.syncIfNeeded(ctx)
 }
-
-// chunkBatch returns the batch of one pruner chunk. On pebble it is
-// written without sync: pruneVersion's last batch (the progress mark) is
-// synced, and pebble's one log makes every earlier write durable with a
-// synced one, so a crash can only lose chunks of a version whose mark is not
-// durable, which the next Prune repeats (a delete can be repeated). That
-// spares a version of 20k stale records five fsyncs.
-func (s *Store) chunkBatch(ctx context.Context) (ds.Batch, error) { return s.UnsyncedBatch(ctx) }
 
 // UnsyncedBatch returns a batch of the store's datastore whose Commit does
 // not wait for an fsync on pebble (one write-ahead log, replayed in order:
