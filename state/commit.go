@@ -990,12 +990,12 @@ func (s *Store) versionBatch(ctx context.Context, height uint64, root slot, o *o
 	if len(o.stale) > 0 || len(o.history) > 0 {
 		put(staleKey(height), encodeStale(o.staleList()))
 	}
+	var kb []byte // reused: each key is copied into a string below
 	for i, ch := range o.changes {
 		if err != nil {
 			break
 		}
-		var kb []byte
-		if kb, err = s.modules.writeKVKey(nil, ch.Key); err != nil {
+		if kb, err = s.modules.writeKVKey(kb[:0], ch.Key); err != nil {
 			break
 		}
 		if ch.New == nil {
