@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"math/rand/v2"
 	"testing"
+	"unsafe"
 
 	"github.com/kairos-network/kairos/types"
 )
@@ -141,5 +142,44 @@ func TestCacheUsageCountsEachNodeOnce(t *testing.T) {
 	}
 	if n, b := c.usage(); n != 4 || b != 4*one {
 		t.Fatalf("after a get from prev: usage %d nodes, %d bytes; want 4, %d", n, b, 4*one)
+	}
+}
+
+// TestNodeSizeFollowsLayout: the cache's estimate of a node (node.size) is
+// its struct, its mem and a fixed overhead, and mem holds a leaf of a
+// module with an id as its value hash and key only (the id is in its
+// entry), a leaf of a module without one with the address too: so a node
+// made by a commit and the same node decoded take what their leaves take.
+func TestNodeSizeFollowsLayout(t *testing.T) {
+	mods := newModuleTable(ModuleIDsMax)
+	known, other := types.Address{7}, types.Address{9}
+	mods.assign([]types.Address{known})
+	var a [fanout]slot
+	keys := []types.StateKey{{Module: known, Key: []byte("abc")}, {Module: known, Key: []byte("de")}, {Module: other, Key: []byte("f")}}
+	for i, k := range keys {
+		a[i*4] = leafSlot(types.KeyPath(k), types.Hash{byte(i)}, k)
+	}
+	a[15] = slot{kind: slotChild, h: types.Hash{1}, born: 1}
+	n := makeNode(3, &a, mods)
+	n.id = hashSlots(&a, new(innerHashes))
+	dec, err := decodeNode(appendNode(nil, n, mods), n.ref(), mods)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mem := 4*entrySize + (types.HashLen + 3) + (types.HashLen + 2) + (types.HashLen + types.AddressLen + 1)
+	for _, x := range []*node{n, dec} {
+		if len(x.mem) != mem {
+			t.Fatalf("mem of %d bytes, want %d", len(x.mem), mem)
+		}
+		if want := int(unsafe.Sizeof(node{})) + cap(x.mem) + 64; x.size() != want {
+			t.Fatalf("size %d, want %d", x.size(), want)
+		}
+	}
+	// A decoded node's mem is one allocation of exactly its length.
+	if dec.size() != int(unsafe.Sizeof(node{}))+mem+64 {
+		t.Fatalf("decoded node of size %d, want %d", dec.size(), int(unsafe.Sizeof(node{}))+mem+64)
+	}
+	if withoutIDs(dec.all()) != withoutIDs(a) {
+		t.Fatal("the decoded node's slots differ")
 	}
 }

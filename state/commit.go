@@ -779,7 +779,7 @@ func (c *committer) finish(o *out, a *[fanout]slot, from *node, changed uint16) 
 	if count == 1 && a[last].kind == slotLeaf {
 		return a[last]
 	}
-	nn := newNode(c.height, a, from, changed)
+	nn := newNode(c.height, a, from, changed, c.s.modules)
 	o.addNode(nn, c.s.modules)
 	return slot{kind: slotChild, h: nn.id, born: c.height}
 }

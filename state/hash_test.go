@@ -85,7 +85,7 @@ func TestHashChangedAgainstReference(t *testing.T) {
 	for range 300 {
 		var a [fanout]slot
 		randSlots(r, &a)
-		n := newNode(1, &a, nil, allSlots)
+		n := newNode(1, &a, nil, allSlots, nil)
 		checkSubs(t, n, "new subtree")
 		// changed accumulates over the rounds that make no node, whose
 		// changes the next node still has against n.
@@ -94,7 +94,7 @@ func TestHashChangedAgainstReference(t *testing.T) {
 			prev := n
 			if gen%5 == 4 {
 				// As read from the datastore: nothing kept yet.
-				prev = makeNode(1, &a)
+				prev = makeNode(1, &a, nil)
 				prev.id = n.id
 			}
 			for range 1 + r.IntN([]int{1, 3, fanout}[r.IntN(3)]) {
@@ -108,7 +108,7 @@ func TestHashChangedAgainstReference(t *testing.T) {
 			if r.IntN(4) == 0 {
 				changed |= uint16(r.Uint32()) // a superset does no harm
 			}
-			n = newNode(1, &a, prev, changed)
+			n = newNode(1, &a, prev, changed, nil)
 			changed = 0
 			checkSubs(t, n, "updated")
 			var in innerHashes
@@ -137,7 +137,7 @@ func TestSubComputesInnerHashesOnce(t *testing.T) {
 	}
 	a[3] = slot{}
 	a[9] = slot{kind: slotChild, h: randHash(r), born: 1}
-	n := makeNode(1, &a)
+	n := makeNode(1, &a, nil)
 	_, n.id = refSub(&a, 1)
 	var wg sync.WaitGroup
 	for range 4 {

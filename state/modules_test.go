@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
 	ds "github.com/ipfs/go-datastore"
 	dssync "github.com/ipfs/go-datastore/sync"
 
@@ -535,4 +536,164 @@ func TestAuditFlatEntryUnknownModuleID(t *testing.T) {
 	if _, err := s.Audit(ctx); !errors.Is(err, ErrCorrupt) || !errors.Is(err, errModuleID) {
 		t.Fatalf("Audit with a flat entry of id 9 in a table of 3: %v", err)
 	}
+}
+
+// TestNodesResolveModuleIDs: a node keeps its leaves' module ids, not
+// their addresses (entry.mod), and every read of a leaf must put the right
+// address back. The ids go against address order (the later, lower
+// address has the higher id), a third module is past the limit (inline),
+// the three modules use the same key bytes (a wrong module is another live
+// key, with another value) and share nodes. Every version reads back
+// through the tree, walks its leaves, proves present and absent keys
+// (absence by another leaf included) and exports a snapshot that imports
+// to the same root, on the store that made the nodes and after a reopen
+// (decoded nodes); and every cached node's leaves hash from the keys they
+// give back.
+func TestNodesResolveModuleIDs(t *testing.T) {
+	ctx := context.Background()
+	r := rand.New(rand.NewPCG(5, 6))
+	hi, lo, past := types.Address{9, 9}, types.Address{1, 1}, types.Address{5, 5}
+	blocks := [][]Write{
+		moduleWrites(r, []types.Address{hi}, 200),
+		moduleWrites(r, []types.Address{lo, past, hi}, 600),
+		moduleWrites(r, []types.Address{past, lo}, 100),
+	}
+	models := make([]map[string][]byte, len(blocks))
+	latest := map[string][]byte{}
+	for h, ws := range blocks {
+		for _, w := range ws {
+			latest[modelKey(w.Key)] = w.Value
+		}
+		models[h] = maps.Clone(latest)
+	}
+	dir := t.TempDir()
+	opts := Options{moduleIDsMax: 2}
+	s, err := OpenPebble(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for h, ws := range blocks {
+		mustCommit(t, s, uint64(h+1), ws)
+	}
+	if id, _ := s.modules.id(string(hi[:])); id != 1 {
+		t.Fatalf("module %x has id %d, want 1", hi, id)
+	}
+	if id, _ := s.modules.id(string(lo[:])); id != 2 {
+		t.Fatalf("module %x has id %d, want 2", lo, id)
+	}
+	if _, ok := s.modules.id(string(past[:])); ok {
+		t.Fatal("a module past the limit has an id")
+	}
+	check := func(s *Store, what string) {
+		t.Helper()
+		var absentByLeaf int
+		for h, model := range models {
+			v, err := s.View(ctx, uint64(h+1))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for mk, want := range model {
+				k := splitKey(mk)
+				if got, err := v.Get(ctx, k); err != nil || !bytes.Equal(got, want) {
+					t.Fatalf("%s: version %d, %s: %x, %v; want %x", what, h+1, k, got, err, want)
+				}
+			}
+			walked := 0
+			err = v.Leaves(ctx, func(kp types.Hash, k types.StateKey, value []byte) error {
+				walked++
+				if want, ok := model[modelKey(k)]; !ok || !bytes.Equal(value, want) || kp != types.KeyPath(k) {
+					t.Fatalf("%s: version %d walks leaf %s = %x; want %x", what, h+1, k, value, want)
+				}
+				return nil
+			})
+			if err != nil || walked != len(model) {
+				t.Fatalf("%s: version %d walks %d leaves, %v; want %d", what, h+1, walked, err, len(model))
+			}
+			// Every key of every module at this version, present or not:
+			// the absent ones meet other modules' leaves on their paths.
+			for _, m := range []types.Address{hi, lo, past} {
+				var keys []types.StateKey
+				for i := range 900 {
+					keys = append(keys, types.StateKey{Module: m, Key: []byte{'k', byte(i), byte(i >> 8)}})
+				}
+				p, err := v.Prove(ctx, keys...)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := types.Verify(v.Root(), p); err != nil {
+					t.Fatalf("%s: version %d: %v", what, h+1, err)
+				}
+				if len(p.Entries) != len(keys) {
+					t.Fatalf("%s: version %d: %d proof entries for %d keys", what, h+1, len(p.Entries), len(keys))
+				}
+				for _, e := range p.Entries {
+					if want := model[modelKey(e.Key)]; !bytes.Equal(e.Value, want) {
+						t.Fatalf("%s: version %d proves %s = %x; want %x", what, h+1, e.Key, e.Value, want)
+					}
+					if e.Other != nil {
+						absentByLeaf++
+					}
+				}
+			}
+			v.Close()
+		}
+		if absentByLeaf == 0 {
+			t.Fatalf("%s: no proof of absence by another leaf", what)
+		}
+		h, root := s.Latest()
+		m, chunks := export(t, s, h, 100)
+		dst := OpenOnFSStore(t, vfs.NewMem(), Options{moduleIDsMax: 2})
+		im, err := NewImporter(ctx, dst.Datastore(), m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range chunks {
+			if _, err := im.Add(ctx, c); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := im.Install(ctx, dst); err != nil {
+			t.Fatal(err)
+		}
+		if _, got := dst.Latest(); got != root {
+			t.Fatalf("%s: snapshot imports to root %s, want %s", what, got, root)
+		}
+		// The cached nodes: decoded ones after a reopen, the commits'
+		// own before. Both kinds of leaf must be there.
+		var byID, inline int
+		s.cache.mu.Lock()
+		defer s.cache.mu.Unlock()
+		for _, gen := range []map[uint64]*node{s.cache.cur, s.cache.prev} {
+			for _, n := range gen {
+				for j, e := range n.entries() {
+					if e.kind != slotLeaf {
+						continue
+					}
+					if e.mod != 0 {
+						byID++
+					} else {
+						inline++
+					}
+					sl := n.at(j)
+					if types.LeafHash(types.KeyPath(sl.key()), sl.vh()) != sl.h {
+						t.Fatalf("%s: a cached leaf of module id %d does not hash from its key %s", what, e.mod, sl.key())
+					}
+				}
+			}
+		}
+		if byID == 0 || inline == 0 {
+			t.Fatalf("%s: cached leaves: %d by module id, %d inline; want both", what, byID, inline)
+		}
+	}
+	check(s, "committed")
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err = OpenPebble(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	check(s, "reopened")
+	auditClean(t, s)
 }

@@ -46,6 +46,9 @@ const (
 // starts with, so a lookup is one Get.
 type slot struct {
 	kind slotKind
+	// mid is a leaf's module id in the store's table when it is known
+	// (a leaf read from a node), else 0: packSlots then looks it up.
+	mid  uint16
 	born uint64     // child only: the version that wrote the node record
 	h    types.Hash // leaf hash or child node id
 	leaf string     // leaf only: leafData(value hash, key)
@@ -127,13 +130,21 @@ type node struct {
 	// size counts them. Set before the node is shared, never changed.
 	kept bool
 	// mem holds the occupied slots in order as pointer-free entries
-	// (entries), then the leaves' leafData, which the entries name by
+	// (entries), then the leaves' data, which the entries name by
 	// offsets into mem: one allocation the collector marks and never
 	// scans. Entries and data as two allocations were two pointers per
 	// node for the collector to follow, and marking is the larger part of
 	// a cycle's cost over the cache (see RATIONALE.md, "Why does a node
-	// keep its entries and its leaves' data in one allocation?").
+	// keep its entries and its leaves' data in one allocation?"). A leaf
+	// whose module has an id in mods keeps the id in its entry and only
+	// its value hash and key in mem (see entry.mod); a leaf of a module
+	// without one keeps its whole leafData.
 	mem []byte
+	// mods is the store's module table, which resolves the entries'
+	// module ids (at). Ids are never reassigned, so the table a node was
+	// made with always resolves them. The pointer is free: it takes the
+	// node from 88 to 96 bytes, the allocator's size class of both.
+	mods *moduleTable
 	// top points to the hashes of the node's binary subtrees at heap
 	// positions 1..topLen-1 (1 is the node itself, 2i and 2i+1 the
 	// children of i, 16..31 the slots), with a mask of the internal ones:
@@ -188,12 +199,22 @@ func (n *node) ref() nodeRef { return nodeRef{born: n.born, id: n.id} }
 // node.mem[off:end]. The offsets are 16 bits (nodeMemMax) so that an entry
 // is 48 bytes rather than 56: ~8 bytes less per cached slot, ~11 MB of
 // live heap at 1M keys.
+//
+// mod is a leaf's module id in node.mods (ModuleIDsMax fits 16 bits), in
+// what was the entry's padding: with it, mem[off:end] is the leaf's value
+// hash and key, 32 bytes less than its leafData, and at puts the module's
+// address back. With mod 0 (a module without an id) mem[off:end] is the
+// whole leafData. See RATIONALE.md, "Why does a cached node name its
+// leaves' modules by id?".
 type entry struct {
 	h        types.Hash
 	born     uint64
 	off, end uint16
+	mod      uint16
 	kind     slotKind
 }
+
+var _ = uint16(ModuleIDsMax)
 
 const entrySize = int(unsafe.Sizeof(entry{}))
 
@@ -216,37 +237,44 @@ func (n *node) entries() []entry {
 }
 
 // makeNode builds a node from a full slot array, in one allocation of its
-// mem (see node.mem).
-func makeNode(born uint64, a *[fanout]slot) *node {
-	n := &node{born: born}
-	n.occ, n.mem = packSlots(nil, a)
+// mem (see node.mem), naming its leaves' modules by their ids in t.
+func makeNode(born uint64, a *[fanout]slot, t *moduleTable) *node {
+	n := &node{born: born, mods: t}
+	n.occ, n.mem = packSlots(nil, a, t)
 	return n
 }
 
-// leafBytes is the length of a's leaves' data.
-func leafBytes(a *[fanout]slot) int {
-	l := 0
-	for i := range a {
-		l += len(a[i].leaf)
-	}
-	return l
-}
-
 // packSlots lays a's non-empty slots out in mem (emptied first) as a
-// node's mem holds them, and returns their occupancy bits and mem. The
-// node keeps the data in mem: the slots' data may be parts of the mem of
-// the nodes they came from, which it must not keep alive. mem must be
+// node's mem holds them, its leaves' modules named by their ids in t
+// (setting the ids of a's leaves that had none: a node made from a later
+// reads them from its entries), and returns their occupancy bits and mem.
+// The node keeps the data in mem: the slots' data may be parts of the mem
+// of the nodes they came from, which it must not keep alive. mem must be
 // 8-aligned (a heap allocation of 16 bytes or more).
-func packSlots(mem []byte, a *[fanout]slot) (uint16, []byte) {
+func packSlots(mem []byte, a *[fanout]slot, t *moduleTable) (uint16, []byte) {
 	var occ uint16
-	k := 0
+	k, l := 0, 0
 	for i := range a {
-		if a[i].kind != slotEmpty {
-			occ |= 1 << i
-			k++
+		s := &a[i]
+		if s.kind == slotEmpty {
+			continue
+		}
+		occ |= 1 << i
+		k++
+		if s.kind != slotLeaf {
+			continue
+		}
+		l += len(s.leaf)
+		if s.mid == 0 && t != nil {
+			if id, ok := t.id(s.leaf[types.HashLen:leafFixed]); ok {
+				s.mid = uint16(id)
+			}
+		}
+		if s.mid != 0 {
+			l -= types.AddressLen
 		}
 	}
-	mem = slices.Grow(mem[:0], k*entrySize+leafBytes(a))[:k*entrySize]
+	mem = slices.Grow(mem[:0], k*entrySize+l)[:k*entrySize]
 	j := 0
 	for i := range a {
 		s := &a[i]
@@ -254,21 +282,49 @@ func packSlots(mem []byte, a *[fanout]slot) (uint16, []byte) {
 			continue
 		}
 		at := len(mem)
-		mem = append(mem, s.leaf...)
-		*(*entry)(unsafe.Pointer(&mem[j*entrySize])) = entry{h: s.h, born: s.born, off: uint16(at), end: uint16(len(mem)), kind: s.kind}
+		if s.mid != 0 {
+			mem = append(append(mem, s.leaf[:types.HashLen]...), s.leaf[leafFixed:]...)
+		} else {
+			mem = append(mem, s.leaf...)
+		}
+		*(*entry)(unsafe.Pointer(&mem[j*entrySize])) = entry{h: s.h, born: s.born, off: uint16(at), end: uint16(len(mem)), mod: s.mid, kind: s.kind}
 		j++
 	}
 	return occ, mem
 }
 
-// at returns the node's j-th occupied slot.
+// at returns the node's j-th occupied slot. A leaf named by its module's
+// id gets its leafData back in an allocation of its own (the module's
+// address between its value hash and key); any other leaf's data is part
+// of mem.
 func (n *node) at(j int) slot {
 	e := &n.entries()[j]
 	s := slot{kind: e.kind, born: e.born, h: e.h}
-	if e.kind == slotLeaf {
-		s.leaf = unsafe.String(&n.mem[e.off], int(e.end-e.off))
+	if e.kind != slotLeaf {
+		return s
 	}
+	if e.mod == 0 {
+		s.leaf = unsafe.String(&n.mem[e.off], int(e.end-e.off))
+		return s
+	}
+	m, ok := n.mods.module(uint64(e.mod))
+	if !ok {
+		// decodeNode and packSlots only set ids the table holds, and a
+		// table never drops one.
+		panic("state: a node names a module id its table does not hold")
+	}
+	d := n.mem[e.off:e.end]
+	b := make([]byte, 0, len(d)+types.AddressLen)
+	b = append(append(append(b, d[:types.HashLen]...), m[:]...), d[types.HashLen:]...)
+	s.leaf, s.mid = unsafe.String(unsafe.SliceData(b), len(b)), e.mod
 	return s
+}
+
+// hashSlot returns the j-th occupied slot's kind, born and hash only: what
+// hashing a node reads, without its leaf's data.
+func (n *node) hashSlot(j int) slot {
+	e := &n.entries()[j]
+	return slot{kind: e.kind, born: e.born, h: e.h}
 }
 
 // slot returns slot i (empty if unoccupied).
@@ -358,7 +414,10 @@ func keep(in *innerHashes, mask uint8) *keptTop {
 // sub returns the kind and hash of binary subtree i (heap order, 1..31).
 func (n *node) sub(i int) (types.NodeKind, types.Hash) {
 	if i >= fanout {
-		s := n.slot(i - fanout)
+		var s slot
+		if i -= fanout; n.occ&(1<<i) != 0 {
+			s = n.hashSlot(bits.OnesCount16(n.occ & (1<<i - 1)))
+		}
 		return s.treeKind(), s.h
 	}
 	in := n.inner.Load()
@@ -374,7 +433,14 @@ func (n *node) sub(i int) (types.NodeKind, types.Hash) {
 
 // computeInner fills in with the node's inner hashes and returns its id.
 func (n *node) computeInner(in *innerHashes) types.Hash {
-	a := n.all()
+	var a [fanout]slot
+	j := 0
+	for i := range a {
+		if n.occ&(1<<i) != 0 {
+			a[i] = n.hashSlot(j)
+			j++
+		}
+	}
 	return hashSlots(&a, in)
 }
 
@@ -443,13 +509,13 @@ func keptPos(a *[fanout]slot, i int, top *keptTop) (types.NodeKind, types.Hash) 
 	return types.KindEmpty, types.EmptyHash
 }
 
-// newNode builds a node from a full slot array and computes its id and
-// kept top hashes from it. from is the node the array was made from, and
-// changed marks the slots that differ from its (see hashChanged); with
-// from nil (a new subtree) or a from without kept hashes, the node is
-// hashed in full.
-func newNode(born uint64, a *[fanout]slot, from *node, changed uint16) *node {
-	n := makeNode(born, a)
+// newNode builds a node from a full slot array (see makeNode) and computes
+// its id and kept top hashes from it. from is the node the array was made
+// from, and changed marks the slots that differ from its (see
+// hashChanged); with from nil (a new subtree) or a from without kept
+// hashes, the node is hashed in full.
+func newNode(born uint64, a *[fanout]slot, from *node, changed uint16, t *moduleTable) *node {
+	n := makeNode(born, a, t)
 	var in innerHashes
 	var top *keptTop
 	if from != nil {
@@ -486,12 +552,17 @@ func occupied(a *[fanout]slot) (int, int) {
 func nodeRecordLen(n *node, t *moduleTable) int {
 	l := 1 + 4
 	es := n.entries()
-	for i := range es {
-		s := &es[i]
-		if s.kind == slotLeaf {
-			l += leafRecordLen(unsafe.String(&n.mem[s.off], int(s.end-s.off)), t)
-		} else {
-			l += types.HashLen + uvarintLen(s.born)
+	for j := range es {
+		e := &es[j]
+		switch {
+		case e.kind != slotLeaf:
+			l += types.HashLen + uvarintLen(e.born)
+		case e.mod != 0 && t == n.mods:
+			kl := int(e.end-e.off) - types.HashLen
+			l += uvarintLen(uint64(kl)) + types.HashLen + uvarintLen(uint64(e.mod)) + kl
+		default:
+			s := n.at(j)
+			l += leafRecordLen(s.leaf, t)
 		}
 	}
 	return l
@@ -523,12 +594,22 @@ func appendNode(buf []byte, n *node, t *moduleTable) []byte {
 	buf = append(buf, tagNode)
 	buf = binary.BigEndian.AppendUint16(buf, n.occ)
 	buf = binary.BigEndian.AppendUint16(buf, leaves)
-	for j := range n.entries() {
-		s := n.at(j)
-		if s.kind == slotLeaf {
+	es := n.entries()
+	for j := range es {
+		e := &es[j]
+		switch {
+		case e.kind != slotLeaf:
+			buf = binary.AppendUvarint(append(buf, e.h[:]...), e.born)
+		case e.mod != 0 && t == n.mods:
+			// The id the node was made with: the one t gives the module
+			// (ids are never reassigned), without looking it up again.
+			d := n.mem[e.off:e.end]
+			buf = binary.AppendUvarint(buf, uint64(len(d)-types.HashLen))
+			buf = binary.AppendUvarint(append(buf, d[:types.HashLen]...), uint64(e.mod))
+			buf = append(buf, d[types.HashLen:]...)
+		default:
+			s := n.at(j)
 			buf = appendLeafRecord(buf, s.leaf, t)
-		} else {
-			buf = binary.AppendUvarint(append(buf, s.h[:]...), s.born)
 		}
 	}
 	return buf
@@ -564,7 +645,7 @@ func decodeNode(b []byte, r nodeRef, t *moduleTable) (*node, error) {
 	if leaves&^occ != 0 {
 		return nil, fmt.Errorf("%w: node leaf mask outside occupancy", ErrCorrupt)
 	}
-	n := &node{id: r.id, born: r.born, occ: occ}
+	n := &node{id: r.id, born: r.born, occ: occ, mods: t}
 	// First pass: the entries, on the stack, with each leaf's value hash,
 	// module and key as parts of the record; then mem is allocated once
 	// and filled with the leaves' leafData.
@@ -582,8 +663,11 @@ func decodeNode(b []byte, r nodeRef, t *moduleTable) (*node, error) {
 			if rest, err = leafRecord(rest, p, t); err != nil {
 				return nil, err
 			}
-			total += leafFixed + len(p.key)
-			es[k] = entry{kind: slotLeaf}
+			total += types.HashLen + len(p.key)
+			if p.id == moduleInline {
+				total += types.AddressLen
+			}
+			es[k] = entry{kind: slotLeaf, mod: uint16(p.id)}
 			k++
 			continue
 		}
@@ -609,11 +693,13 @@ func decodeNode(b []byte, r nodeRef, t *moduleTable) (*node, error) {
 		if e := &es[i]; e.kind == slotLeaf {
 			p := &parts[i]
 			e.off = uint16(len(mem))
-			mem = append(append(append(mem, p.vh...), p.module[:]...), p.key...)
+			mem = append(mem, p.vh...)
+			if e.mod == 0 {
+				mem = append(mem, p.module[:]...)
+			}
+			mem = append(mem, p.key...)
 			e.end = uint16(len(mem))
-			s := slot{kind: slotLeaf, leaf: unsafe.String(&mem[e.off], int(e.end-e.off))}
-			deriveLeaf(&s)
-			e.h = s.h
+			e.h = types.LeafHash(types.KeyPath(types.StateKey{Module: p.module, Key: p.key}), types.Hash(p.vh))
 		}
 	}
 	n.mem = mem
@@ -622,10 +708,12 @@ func decodeNode(b []byte, r nodeRef, t *moduleTable) (*node, error) {
 }
 
 // leafParts is a leaf as decodeNode reads it from a record: its value hash
-// and key point into the record, its module is resolved.
+// and key point into the record, its module is resolved; id is the
+// module's id in the record (moduleInline for an address inline).
 type leafParts struct {
 	vh, key []byte
 	module  types.Address
+	id      uint64
 }
 
 // leafRecord parses the leaf at the start of b (appendLeafRecord's form)
@@ -642,6 +730,7 @@ func leafRecord(b []byte, p *leafParts, t *moduleTable) ([]byte, error) {
 		return nil, fmt.Errorf("%w: bad leaf in node", ErrCorrupt)
 	}
 	b = b[m:]
+	p.id = id
 	if id == moduleInline {
 		if len(b) < types.AddressLen {
 			return nil, fmt.Errorf("%w: bad leaf in node", ErrCorrupt)

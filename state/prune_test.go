@@ -284,7 +284,7 @@ func TestAuditDetectsWrongLeafKey(t *testing.T) {
 			k.Key = append([]byte{}, k.Key...)
 			k.Key[0] ^= 1
 			a[i] = leafSlot(types.KeyPath(k), e.vh(), k)
-			bad := makeNode(n.born, &a)
+			bad := makeNode(n.born, &a, s.modules)
 			if err := s.d.Put(ctx, nodeKey(n.born, n.id), appendNode(nil, bad, s.modules)); err != nil {
 				t.Fatal(err)
 			}
