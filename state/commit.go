@@ -677,7 +677,7 @@ func (c *committer) update(o *out, old slot, d int, ws []item) (slot, error) {
 		if err != nil {
 			return slot{}, err
 		}
-		a := n.all()
+		a := n.allPacked()
 		changed, err := c.children(o, d, ws, &a, false)
 		if err != nil {
 			return slot{}, err
@@ -777,7 +777,7 @@ func (c *committer) finish(o *out, a *[fanout]slot, from *node, changed uint16) 
 		return slot{}
 	}
 	if count == 1 && a[last].kind == slotLeaf {
-		return a[last]
+		return unpack(a[last], c.s.modules)
 	}
 	nn := newNode(c.height, a, from, changed, c.s.modules)
 	o.addNode(nn, c.s.modules)
@@ -810,6 +810,7 @@ func (c *committer) children(o *out, d int, ws []item, a *[fanout]slot, fresh bo
 	}
 	var changed uint16
 	for _, r := range rs {
+		a[r.nib] = unpack(a[r.nib], c.s.modules)
 		ns, err := c.child(o, d, ws[r.lo:r.hi], a[r.nib], fresh)
 		if err != nil {
 			return 0, err
@@ -844,6 +845,7 @@ func (c *committer) parallelChildren(o *out, d int, ws []item, rs []run, a *[fan
 	res := make([]result, len(rs))
 	var wg sync.WaitGroup
 	for i, r := range rs {
+		a[r.nib] = unpack(a[r.nib], c.s.modules)
 		res[i].o = getPartOut(r.hi - r.lo)
 		wg.Add(1)
 		go func(old slot) {

@@ -697,3 +697,64 @@ func TestNodesResolveModuleIDs(t *testing.T) {
 	check(s, "reopened")
 	auditClean(t, s)
 }
+
+// TestCommitCollapsesToLeafOfModuleID: a commit works on a node's leaves
+// as the node keeps them (module ids, allPacked), and a node that a delete
+// leaves with one leaf collapses into it: when that leaf becomes the root,
+// the version's root (in memory and in its root record) must hold the
+// leaf's whole data, address included.
+func TestCommitCollapsesToLeafOfModuleID(t *testing.T) {
+	ctx := context.Background()
+	m := types.Address{3, 1}
+	k1, k2 := types.StateKey{Module: m, Key: []byte("a")}, types.StateKey{Module: m, Key: []byte("b")}
+	dir := t.TempDir()
+	s, err := OpenPebble(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustCommit(t, s, 1, []Write{{Key: k1, Value: []byte{1}}, {Key: k2, Value: []byte{2}}})
+	if id, ok := s.modules.id(string(m[:])); !ok || id != 1 {
+		t.Fatalf("module id %d, %v", id, ok)
+	}
+	if s.root.kind != slotChild {
+		t.Fatal("two keys without a node")
+	}
+	mustCommit(t, s, 2, []Write{{Key: k1}})
+	check := func(what string) {
+		t.Helper()
+		v, err := s.View(ctx, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer v.Close()
+		if got, err := v.Get(ctx, k2); err != nil || !bytes.Equal(got, []byte{2}) {
+			t.Fatalf("%s: %s = %x, %v", what, k2, got, err)
+		}
+		p, err := v.Prove(ctx, k1, k2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := types.Verify(v.Root(), p); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		for _, e := range p.Entries {
+			var want []byte
+			if modelKey(e.Key) == modelKey(k2) {
+				want = []byte{2}
+			}
+			if !bytes.Equal(e.Value, want) {
+				t.Fatalf("%s: proves %s = %x, want %x", what, e.Key, e.Value, want)
+			}
+		}
+	}
+	check("committed")
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if s, err = OpenPebble(dir, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	check("reopened")
+	auditClean(t, s)
+}

@@ -46,6 +46,11 @@ const (
 // starts with, so a lookup is one Get.
 type slot struct {
 	kind slotKind
+	// packed says leaf holds the leaf's data as a node's mem does: value
+	// hash and key, its module named by mid. Only a commit's working
+	// copy of a node holds packed leaves (allPacked), which it unpacks
+	// before it reads them or hands them on (unpack).
+	packed bool
 	// mid is a leaf's module id in the store's table when it is known
 	// (a leaf read from a node), else 0: packSlots then looks it up.
 	mid  uint16
@@ -265,6 +270,9 @@ func packSlots(mem []byte, a *[fanout]slot, t *moduleTable) (uint16, []byte) {
 			continue
 		}
 		l += len(s.leaf)
+		if s.packed {
+			continue
+		}
 		if s.mid == 0 && t != nil {
 			if id, ok := t.id(s.leaf[types.HashLen:leafFixed]); ok {
 				s.mid = uint16(id)
@@ -282,7 +290,7 @@ func packSlots(mem []byte, a *[fanout]slot, t *moduleTable) (uint16, []byte) {
 			continue
 		}
 		at := len(mem)
-		if s.mid != 0 {
+		if s.mid != 0 && !s.packed {
 			mem = append(append(mem, s.leaf[:types.HashLen]...), s.leaf[leafFixed:]...)
 		} else {
 			mem = append(mem, s.leaf...)
@@ -307,17 +315,47 @@ func (n *node) at(j int) slot {
 		s.leaf = unsafe.String(&n.mem[e.off], int(e.end-e.off))
 		return s
 	}
-	m, ok := n.mods.module(uint64(e.mod))
+	s.leaf, s.mid, s.packed = unsafe.String(&n.mem[e.off], int(e.end-e.off)), e.mod, true
+	return unpack(s, n.mods)
+}
+
+// unpack returns s with its leaf's data whole if it is packed, in an
+// allocation of its own (the address of module s.mid in t between its value
+// hash and key).
+func unpack(s slot, t *moduleTable) slot {
+	if !s.packed {
+		return s
+	}
+	m, ok := t.module(uint64(s.mid))
 	if !ok {
 		// decodeNode and packSlots only set ids the table holds, and a
 		// table never drops one.
 		panic("state: a node names a module id its table does not hold")
 	}
-	d := n.mem[e.off:e.end]
-	b := make([]byte, 0, len(d)+types.AddressLen)
-	b = append(append(append(b, d[:types.HashLen]...), m[:]...), d[types.HashLen:]...)
-	s.leaf, s.mid = unsafe.String(unsafe.SliceData(b), len(b)), e.mod
+	b := make([]byte, 0, len(s.leaf)+types.AddressLen)
+	b = append(append(append(b, s.leaf[:types.HashLen]...), m[:]...), s.leaf[types.HashLen:]...)
+	s.leaf, s.packed = unsafe.String(unsafe.SliceData(b), len(b)), false
 	return s
+}
+
+// allPacked is all with the leaves of modules with an id left packed (see
+// slot.packed): a commit's working copy of a node, most of whose leaves it
+// only moves to the node that replaces this one. It unpacks those it reads.
+func (n *node) allPacked() (a [fanout]slot) {
+	j := 0
+	for i := range a {
+		if n.occ&(1<<i) == 0 {
+			continue
+		}
+		e := &n.entries()[j]
+		j++
+		a[i] = slot{kind: e.kind, born: e.born, h: e.h}
+		if e.kind == slotLeaf {
+			a[i].leaf, a[i].mid = unsafe.String(&n.mem[e.off], int(e.end-e.off)), e.mod
+			a[i].packed = e.mod != 0
+		}
+	}
+	return a
 }
 
 // hashSlot returns the j-th occupied slot's kind, born and hash only: what
