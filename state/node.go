@@ -373,6 +373,20 @@ func (n *node) slot(i int) slot {
 	return n.at(bits.OnesCount16(n.occ & (1<<i - 1)))
 }
 
+// packedSlot is slot with a leaf of a module with an id left packed (see
+// slot.packed), for a reader that may not read it: unpack before reading.
+func (n *node) packedSlot(i int) slot {
+	if n.occ&(1<<i) == 0 {
+		return slot{}
+	}
+	e := &n.entries()[bits.OnesCount16(n.occ&(1<<i-1))]
+	s := slot{kind: e.kind, born: e.born, h: e.h}
+	if e.kind == slotLeaf {
+		s.leaf, s.mid, s.packed = unsafe.String(&n.mem[e.off], int(e.end-e.off)), e.mod, e.mod != 0
+	}
+	return s
+}
+
 // all returns the node's slots as a full array, the working copy of a
 // commit.
 func (n *node) all() (a [fanout]slot) {

@@ -170,7 +170,7 @@ type cursor struct {
 	kind types.NodeKind
 	h    types.Hash
 	born uint64 // of the node, when n is not loaded yet
-	leaf slot   // when kind is KindLeaf
+	leaf slot   // when kind is KindLeaf; packed until walk reads it
 }
 
 type prover struct {
@@ -198,7 +198,7 @@ func slotCursor(s slot) cursor {
 func (g *prover) child(c cursor, bit int) cursor {
 	j := 2*c.i + bit
 	if j >= fanout {
-		return slotCursor(c.n.slot(j - fanout))
+		return slotCursor(c.n.packedSlot(j - fanout))
 	}
 	k, h := c.n.sub(j)
 	cur := cursor{n: c.n, i: j, kind: k, h: h}
@@ -211,7 +211,7 @@ func (g *prover) child(c cursor, bit int) cursor {
 		width := fanout >> level
 		lo := (j - 1<<level) * width
 		for s := lo; s < lo+width; s++ {
-			if sl := c.n.slot(s); sl.kind == slotLeaf {
+			if sl := c.n.packedSlot(s); sl.kind == slotLeaf {
 				cur.leaf = sl
 			}
 		}
@@ -223,6 +223,9 @@ func (g *prover) child(c cursor, bit int) cursor {
 // lie under c.
 func (g *prover) walk(c cursor, depth, lo, hi int) error {
 	if c.kind != types.KindInternal {
+		// Only a leaf on a proven key's path is read: a sibling's is
+		// its hash alone, and stays packed.
+		c.leaf = unpack(c.leaf, g.v.s.modules)
 		for i := lo; i < hi; i++ {
 			e := &g.entries[i]
 			e.Depth = uint16(depth)
