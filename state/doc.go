@@ -47,8 +47,11 @@
 // without an id while ids are left has no flat index entries, so a read
 // of it needs no datastore lookup; readers resolve ids concurrently with
 // the writer that assigns them through a table published whole. Ids never leave the store (roots, proofs, snapshots and root
-// records carry addresses), and a decoded node holds the addresses, so the
-// tree's hashes never see them.
+// records carry addresses), and the tree's hashes never see them: a node
+// in memory keeps a leaf's module id in the leaf's entry and its value
+// hash and key in its mem (not the address), and gives the leaf back
+// whole, address included, to whatever reads it (node.at); a commit
+// moves the leaves it does not read in their packed form (allPacked).
 //
 // # Values: the flat index and the history
 //
