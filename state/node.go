@@ -60,10 +60,11 @@ type slot struct {
 }
 
 // leafData is a leaf's key and value hash as a slot holds them: value hash,
-// module, then the key's bytes; it is also the leaf's encoding in a record
-// after a uvarint length of the key. A string, immutable, so that the
-// slots of a decoded node share one buffer and slots move between nodes
-// without copies.
+// module, then the key's bytes; it is also the leaf's encoding in a root
+// record after a uvarint length of the key. A string, immutable, so that
+// slots move between nodes without copies. A node keeps a leaf of a
+// module with an id without the module (see entry.mod), and node.at puts
+// it back.
 func leafData(vh types.Hash, k types.StateKey) string {
 	b := make([]byte, 0, leafFixed+len(k.Key))
 	b = append(append(append(b, vh[:]...), k.Module[:]...), k.Key...)
