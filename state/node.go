@@ -274,7 +274,9 @@ func packSlots(mem []byte, a *[fanout]slot, t *moduleTable) (uint16, []byte) {
 		if s.packed {
 			continue
 		}
-		if s.mid == 0 && t != nil {
+		if t == nil {
+			s.mid = 0 // an id of another node's table: no table, no ids
+		} else if s.mid == 0 {
 			if id, ok := t.id(s.leaf[types.HashLen:leafFixed]); ok {
 				s.mid = uint16(id)
 			}

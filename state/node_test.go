@@ -129,6 +129,14 @@ func TestLeafRecordBytes(t *testing.T) {
 	if _, err := decodeNode(enc, n.ref(), newModuleTable(ModuleIDsMax)); !errors.Is(err, ErrCorrupt) || !errors.Is(err, errModuleID) {
 		t.Fatalf("decoded against a table without its module id: %v", err)
 	}
+	// The decoded slots know their module ids; a node made from them
+	// without a table names none, and reads and encodes every module
+	// inline.
+	b := got.all()
+	bare := makeNode(3, &b, nil)
+	if withoutIDs(bare.all()) != withoutIDs(a) || !bytes.Equal(appendNode(nil, bare, nil), appendNode(nil, n, nil)) {
+		t.Fatal("a node made without a table from slots with module ids")
+	}
 }
 
 // BenchmarkNodeRecord encodes (nodeRecordLen, appendNode) and decodes
