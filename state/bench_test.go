@@ -37,6 +37,14 @@ func benchKeys() int {
 
 const benchBlock = 10_000
 
+// benchOptions are the options of the benchmarks' pebble stores: K=10,
+// and with KAIROS_BENCH_MVCC set the versioned flat index of mvcc.go (give
+// it a KAIROS_BENCH_FILL directory of its own: a template of the other
+// layout fails to open with ErrFormat).
+func benchOptions() Options {
+	return Options{KeepVersions: 10, versionedIndex: os.Getenv("KAIROS_BENCH_MVCC") != ""}
+}
+
 func benchKey(i int) types.StateKey {
 	var k types.StateKey
 	k.Module[0] = byte(i % 7)
@@ -84,7 +92,7 @@ func fillStoreListened(b *testing.B, n int, el *pebble.EventListener) (*Store, u
 			b.Fatal(err)
 		}
 	}
-	t, err := OpenPebble(tmpl, Options{KeepVersions: 10})
+	t, err := OpenPebble(tmpl, benchOptions())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -95,7 +103,7 @@ func fillStoreListened(b *testing.B, n int, el *pebble.EventListener) (*Store, u
 	if err != nil {
 		b.Fatal(err)
 	}
-	s, err := openPebbleListened(dir, Options{KeepVersions: 10}, el)
+	s, err := openPebbleListened(dir, benchOptions(), el)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -130,7 +138,7 @@ func warmCache(s *Store, sl slot) error {
 // sent to el (when not nil); the caller closes it.
 func fillNew(b *testing.B, dir string, n int, el *pebble.EventListener) (*Store, uint64) {
 	b.Helper()
-	s, err := openPebbleListened(dir, Options{KeepVersions: 10}, el)
+	s, err := openPebbleListened(dir, benchOptions(), el)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -290,6 +298,7 @@ func benchCommit(b *testing.B, n int, prune, async bool) {
 	ctx := context.Background()
 	var wait func() error
 	rounds := make([]uint32, n) // the round of each key's value
+	var pruneWall time.Duration // Prune's wall time (it runs on the benchmark's goroutine)
 	block := func(i int, hints bool) {
 		ws := make([]Write, benchBlock)
 		for j := range ws {
@@ -313,9 +322,11 @@ func benchCommit(b *testing.B, n int, prune, async bool) {
 		if !prune {
 			return
 		}
+		t := time.Now()
 		if _, err := s.Prune(ctx); err != nil {
 			b.Fatal(err)
 		}
+		pruneWall += time.Since(t)
 	}
 	drain := func() {
 		if wait != nil {
@@ -341,6 +352,7 @@ func benchCommit(b *testing.B, n int, prune, async bool) {
 	debt0 := s.pdb.Metrics().Compact.EstimatedDebt
 	tables.reset()
 	miss0 := s.cache.missCount()
+	pruneWall = 0
 	s.phases = new(commitPhases)
 	// By kind (0: with hints, 1: without): blocks, CPU, old-value phase.
 	var kindN [2]int
@@ -372,6 +384,9 @@ func benchCommit(b *testing.B, n int, prune, async bool) {
 	// Node cache misses per block: each is a pebble read on the commit's
 	// path (the pruner reads no records).
 	b.ReportMetric(float64(s.cache.missCount()-miss0)/float64(b.N), "misses/op")
+	if prune {
+		b.ReportMetric(pruneWall.Seconds()*1e3/float64(b.N), "prune-ms/op")
+	}
 	b.ReportMetric(float64(b.N*benchBlock)/b.Elapsed().Seconds(), "updates/s")
 	b.ReportMetric(cpu.since()/float64(b.N), "cpu-s/op")
 	for kind, name := range []string{"hint", "nohint"} {
