@@ -78,9 +78,6 @@ func (s *Store) pebbleVersionBatch(height uint64, root slot, o *out) (*pebble.Ba
 	}
 	for _, ch := range o.changes {
 		size += 2*types.AddressLen + 2*len(ch.Key.Key) + len(ch.New) + 32
-		if s.mvcc { // the version, and the key once more in the stale list
-			size += kvVersionLen + 2*types.AddressLen + 2*len(ch.Key.Key) + 8
-		}
 	}
 	size += 4 + len(o.stale)*staleEntryLen + len(o.history)*types.HashLen
 	size += len(o.modules) * (len(nsModule) + 16 + types.AddressLen + 12)
@@ -101,16 +98,13 @@ func (s *Store) pebbleVersionBatch(height uint64, root slot, o *out) (*pebble.Ba
 		batches[p] = s.parts.get(s.pdb, sizes[p]+64)
 	}
 	errs := make([]error, parts)
-	var staleKeys []byte
 	encode := func(p int) {
 		b := batches[p]
 		if p == 0 {
-			if !s.mvcc {
-				if errs[p] = putHistory(b, height, o.history); errs[p] != nil {
-					return
-				}
+			if errs[p] = putHistory(b, height, o.history); errs[p] != nil {
+				return
 			}
-			if staleKeys, errs[p] = putIndex(b, height, o.changes, s.modules, s.mvcc); errs[p] != nil {
+			if errs[p] = putIndex(b, o.changes, s.modules); errs[p] != nil {
 				return
 			}
 			if errs[p] = b.Set(keyBytes(keyLatest), binary.AppendUvarint(nil, height), nil); errs[p] != nil {
@@ -154,12 +148,8 @@ func (s *Store) pebbleVersionBatch(height uint64, root slot, o *out) (*pebble.Ba
 	if err == nil {
 		err = b.Set(keyBytes(rootKey(height)), encodeRoot(root), nil)
 	}
-	if err == nil && (len(o.stale) > 0 || len(o.history) > 0 || len(staleKeys) > 0) {
-		l := o.staleList()
-		if s.mvcc {
-			l = staleList{refs: o.stale, keys: staleKeys}
-		}
-		err = b.Set(keyBytes(staleKey(height)), encodeStale(l), nil)
+	if err == nil && (len(o.stale) > 0 || len(o.history) > 0) {
+		err = b.Set(keyBytes(staleKey(height)), encodeStale(o.staleList()), nil)
 	}
 	if err != nil {
 		b.Close()
@@ -246,11 +236,8 @@ func (p *partBatches) put(db *pebble.DB, b *pebble.Batch) {
 }
 
 // putIndex adds the flat index changes to b in the order of their
-// datastore keys. On a versioned index (mvcc.go) each is a record of
-// version height (a deletion a marker: an empty value), and it returns the
-// key section of the version's stale list: the keys' prefixes in that
-// order.
-func putIndex(b *pebble.Batch, height uint64, changes []Change, t *moduleTable, versioned bool) ([]byte, error) {
+// datastore keys.
+func putIndex(b *pebble.Batch, changes []Change, t *moduleTable) error {
 	// The keys are built first and sorted as bytes: modules sort by their
 	// id segments (appendKVModule), not by address.
 	var kb []byte
@@ -258,7 +245,7 @@ func putIndex(b *pebble.Batch, height uint64, changes []Change, t *moduleTable, 
 	for i := range changes {
 		var err error
 		if kb, err = t.writeKVKey(kb, changes[i].Key); err != nil {
-			return nil, err
+			return err
 		}
 		ends[i] = len(kb)
 	}
@@ -273,33 +260,18 @@ func putIndex(b *pebble.Batch, height uint64, changes []Change, t *moduleTable, 
 		ord[i] = i
 	}
 	slices.SortFunc(ord, func(i, j int) int { return bytes.Compare(key(i), key(j)) })
-	if !versioned {
-		for _, i := range ord {
-			var err error
-			if changes[i].New == nil {
-				err = b.Delete(key(i), nil)
-			} else {
-				err = b.Set(key(i), changes[i].New, nil)
-			}
-			if err != nil {
-				return nil, err
-			}
-		}
-		return nil, nil
-	}
-	stale := make([]byte, 0, len(kb)+2*len(changes))
-	var vk []byte
 	for _, i := range ord {
-		vk = appendKVVersion(append(vk[:0], key(i)...), height)
-		op := b.SetDeferred(len(vk), len(changes[i].New))
-		copy(op.Key, vk)
-		copy(op.Value, changes[i].New)
-		if err := op.Finish(); err != nil {
-			return nil, err
+		var err error
+		if changes[i].New == nil {
+			err = b.Delete(key(i), nil)
+		} else {
+			err = b.Set(key(i), changes[i].New, nil)
 		}
-		stale = appendStaleKey(stale, key(i), changes[i].New == nil)
+		if err != nil {
+			return err
+		}
 	}
-	return stale, nil
+	return nil
 }
 
 // putRecords adds the new records refs names to b, in that order.

@@ -562,9 +562,6 @@ func prepare(writes []Write) ([]item, error) {
 // is loaded once (see RATIONALE.md, "Why does a live value live only in the
 // flat index").
 func (c *committer) readOld(o *out) error {
-	if c.s.mvcc {
-		return nil // the flat index keeps the old values (mvcc.go)
-	}
 	var todo []int
 	for i := range o.history {
 		if o.history[i].value == nil {
@@ -712,7 +709,7 @@ func (c *committer) update(o *out, old slot, d int, ws []item) (slot, error) {
 				// replaces: the leaf's value hash fixes the value, so a
 				// hint that passes is the value, whatever its origin.
 				ol.value = w.old
-			case c.prev != nil && !c.s.mvcc:
+			case c.prev != nil:
 				// A copy: the caller may reuse the version below's
 				// buffers before this version's batch is written. Its
 				// leaf is the one replaced here, so the copy must hash

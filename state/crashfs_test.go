@@ -164,28 +164,7 @@ func (f *crashPointFile) SyncTo(length int64) (bool, error) {
 // OpenPebble does on disk.
 func OpenOnFSStore(t testing.TB, fs vfs.FS, opts Options) *Store {
 	t.Helper()
-	return openOnFSStore(t, OpenOnFS(t, fs, true), opts)
-}
-
-// OpenOnFSStoreVersioned is OpenOnFSStore with the versioned flat index
-// (Options.versionedIndex, mvcc.go).
-func OpenOnFSStoreVersioned(t testing.TB, fs vfs.FS, opts Options) *Store {
-	t.Helper()
-	o := &pebble.Options{FS: fs, Logger: quietLogger{}}
-	o.Experimental.SpanPolicyFunc = namespaceSpans
-	versionedOptions(o)
-	d, err := pebbleds.NewDatastore(crashDir, pebbleds.WithPebbleOpts(o), pebbleds.WithPebbleWriteOptions(pebble.Sync))
-	if err != nil {
-		t.Fatalf("open pebble on crash fs: %v", err)
-	}
-	opts.versionedIndex = true
-	s := openOnFSStore(t, d, opts)
-	s.mvcc = true
-	return s
-}
-
-func openOnFSStore(t testing.TB, d *pebbleds.Datastore, opts Options) *Store {
-	t.Helper()
+	d := OpenOnFS(t, fs, true)
 	opts.AtomicBatches = true
 	s, err := Open(context.Background(), d, opts)
 	if err != nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
-	"io"
 	"slices"
 	"sync"
 	"unsafe"
@@ -46,16 +45,6 @@ func (s *Store) GetMany(ctx context.Context, keys []types.StateKey, dst [][]byte
 
 	if s.pdb != nil {
 		var arena []byte
-		// One iterator for the call on a versioned index (mvcc.go): a
-		// read is a prefix seek there, not a Get.
-		var it *pebble.Iterator
-		if s.mvcc {
-			var err error
-			if it, err = s.newKVIter(ctx); err != nil {
-				return dst, err
-			}
-			defer it.Close()
-		}
 		for _, k := range keys {
 			if err := checkKeyLen(k); err != nil {
 				return dst, err
@@ -66,20 +55,13 @@ func (s *Store) GetMany(ctx context.Context, keys []types.StateKey, dst [][]byte
 				dst = append(dst, nil) // a module with no entries
 				continue
 			}
-			var v []byte
-			var closer io.Closer
-			var err error
-			if it != nil {
-				v, err = getVersioned(it, key, 0, true)
-			} else if v, closer, err = s.pdb.Get(key); errors.Is(err, pebble.ErrNotFound) {
-				v, err = nil, nil
+			v, closer, err := s.pdb.Get(key)
+			if errors.Is(err, pebble.ErrNotFound) {
+				dst = append(dst, nil)
+				continue
 			}
 			if err != nil {
 				return dst, err
-			}
-			if v == nil {
-				dst = append(dst, nil)
-				continue
 			}
 			if len(arena)+len(v) > cap(arena) {
 				// A fresh array: the values already handed out keep theirs.
@@ -87,9 +69,7 @@ func (s *Store) GetMany(ctx context.Context, keys []types.StateKey, dst [][]byte
 			}
 			from := len(arena)
 			arena = append(arena, v...)
-			if closer != nil {
-				closer.Close()
-			}
+			closer.Close()
 			dst = append(dst, arena[from:len(arena):len(arena)])
 		}
 		return dst, nil
@@ -199,19 +179,15 @@ func (b *keyBuf) add(t *moduleTable, k types.StateKey) []byte {
 		b.mod, b.module = len(b.buf)-from, k.Module
 	}
 	b.last = from
-	b.buf = appendEscapedWords(b.buf, k.Key, t.versioned)
+	b.buf = appendEscapedWords(b.buf, k.Key)
 	return b.buf[from:]
 }
 
-// appendEscapedWords appends what appendEscaped (kv: appendEscapedKV) appends, eight bytes at a
+// appendEscapedWords appends what appendEscaped appends, eight bytes at a
 // time where none of them is escaped. appendEscaped's append per byte was
 // 40% of a warm prefetch (the keys are ~33 random bytes, of which
 // about a quarter hold a '.' or '/' anywhere).
-func appendEscapedWords(dst, src []byte, kv bool) []byte {
-	esc := appendEscaped
-	if kv {
-		esc = appendEscapedKV
-	}
+func appendEscapedWords(dst, src []byte) []byte {
 	const ones, highs = 0x0101010101010101, 0x8080808080808080
 	w := len(dst)
 	dst = slices.Grow(dst, 2*len(src))[:w+2*len(src)] // at most two bytes per byte
@@ -222,19 +198,13 @@ func appendEscapedWords(dst, src []byte, kv bool) []byte {
 		// it set, a byte is 0x2f exactly when it is one of them, and
 		// then the xor makes it zero, which the borrow test finds
 		// exactly (it can misplace a zero byte, not invent one).
-		// With kv, a zero byte of x itself is escaped too
-		// (appendEscapedKV).
 		y := (x | ones) ^ (0x2f * ones)
-		z := (y - ones) &^ y
-		if kv {
-			z |= (x - ones) &^ x
-		}
-		if z&highs == 0 {
+		if (y-ones)&^y&highs == 0 {
 			binary.LittleEndian.PutUint64(dst[w:], x)
 			w += 8
 			continue
 		}
-		w = len(esc(dst[:w], src[i:i+8]))
+		w = len(appendEscaped(dst[:w], src[i:i+8]))
 	}
-	return esc(dst[:w], src[i:])
+	return appendEscaped(dst[:w], src[i:])
 }

@@ -25,14 +25,9 @@ func TestAppendEscapedWords(t *testing.T) {
 			}
 			prefix := []byte("/kairos/kv/")
 			want := appendEscaped(bytes.Clone(prefix), src)
-			got := appendEscapedWords(bytes.Clone(prefix), src, false)
+			got := appendEscapedWords(bytes.Clone(prefix), src)
 			if !bytes.Equal(got, want) {
 				t.Fatalf("%x: got %x, want %x", src, got, want)
-			}
-			want = appendEscapedKV(bytes.Clone(prefix), src)
-			got = appendEscapedWords(bytes.Clone(prefix), src, true)
-			if !bytes.Equal(got, want) {
-				t.Fatalf("%x (kv): got %x, want %x", src, got, want)
 			}
 		}
 	}
@@ -43,11 +38,8 @@ func FuzzAppendEscapedWords(f *testing.F) {
 	f.Add([]byte("./abcdefgh./"))
 	f.Add([]byte("0123456789abcdef"))
 	f.Fuzz(func(t *testing.T, src []byte) {
-		if got, want := appendEscapedWords([]byte{1}, src, false), appendEscaped([]byte{1}, src); !bytes.Equal(got, want) {
+		if got, want := appendEscapedWords([]byte{1}, src), appendEscaped([]byte{1}, src); !bytes.Equal(got, want) {
 			t.Fatalf("%x: got %x, want %x", src, got, want)
-		}
-		if got, want := appendEscapedWords([]byte{1}, src, true), appendEscapedKV([]byte{1}, src); !bytes.Equal(got, want) {
-			t.Fatalf("%x (kv): got %x, want %x", src, got, want)
 		}
 	})
 }

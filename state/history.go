@@ -33,13 +33,6 @@ import (
 // an index newer than the leaf comes with the record that holds the leaf's
 // value.
 func (s *Store) leafValue(ctx context.Context, v uint64, kp types.Hash, leaf *slot) ([]byte, error) {
-	if s.mvcc {
-		val, err := s.getAtPebble(ctx, leaf.key(), v)
-		if err != nil {
-			return nil, err
-		}
-		return checkHistory(v, leaf, val)
-	}
 	flat, err := s.Get(ctx, leaf.key())
 	if err != nil {
 		return nil, err
@@ -141,10 +134,9 @@ func nsEnd(ns string) []byte {
 // increasing key order pebble goes on from where the last one stopped, so
 // a data block holding several of the keys is loaded once.
 type indexLookup struct {
-	it        *pebble.Iterator
-	mods      *moduleTable
-	kb        []byte
-	versioned bool // a versioned index (mvcc.go)
+	it   *pebble.Iterator
+	mods *moduleTable
+	kb   []byte
 }
 
 func (s *Store) newIndexLookup(ctx context.Context) (*indexLookup, error) {
@@ -152,7 +144,7 @@ func (s *Store) newIndexLookup(ctx context.Context) (*indexLookup, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &indexLookup{it: it, mods: s.modules, versioned: s.mvcc}, nil
+	return &indexLookup{it: it, mods: s.modules}, nil
 }
 
 // get returns k's value (nil: absent), valid until the next get.
@@ -161,23 +153,10 @@ func (l *indexLookup) get(k types.StateKey) ([]byte, error) {
 	if l.kb, ok = l.mods.appendKVKey(l.kb[:0], k); !ok {
 		return nil, nil // a module with no entries
 	}
-	if l.versioned {
-		return getVersioned(l.it, l.kb, 0, true)
-	}
 	if l.it.SeekPrefixGE(l.kb) && bytes.Equal(l.it.Key(), l.kb) {
 		return l.it.Value(), nil
 	}
 	return nil, l.it.Error()
-}
-
-// getAt returns k's value at version v (nil: absent), valid until the
-// next get.
-func (l *indexLookup) getAt(k types.StateKey, v uint64) ([]byte, error) {
-	var ok bool
-	if l.kb, ok = l.mods.appendKVKey(l.kb[:0], k); !ok {
-		return nil, nil // a module with no entries
-	}
-	return getVersioned(l.it, l.kb, v, false)
 }
 
 func (l *indexLookup) close() error { return l.it.Close() }

@@ -43,12 +43,6 @@ var (
 // format with ErrFormat: there is no migration.
 const storeFormat = 4
 
-// storeFormatVersioned is the format of a pebble store opened with
-// Options.versionedIndex (the prototype of mvcc.go): flat index records
-// keyed by (key, version), no history namespace, flat index keys escaped
-// by appendEscapedKV, and pebble's comparer kvComparer.
-const storeFormatVersioned = 5
-
 // Key bytes (node ids, modules, state keys) go into datastore keys raw, with
 // two escapes so that no '/' appears inside a segment: '.' becomes ".\x01"
 // and '/' becomes ".\x02". Both sequences sort between '-' and '0', so the
@@ -74,60 +68,6 @@ func appendEscaped(dst, src []byte) []byte {
 		}
 	}
 	return dst
-}
-
-// appendEscapedKV is appendEscaped for flat index keys (module segments
-// and state keys): a zero byte also becomes "\x00\xff", so that a flat
-// index key on pebble can end with kvEnd ("\x00\x01"), which sorts below
-// every escaped byte: a key's records come before those of any longer key
-// it is a prefix of, as the keys do (see mvcc.go). The code stays
-// prefix-free and order-keeping.
-func appendEscapedKV(dst, src []byte) []byte {
-	for _, c := range src {
-		switch c {
-		case '.':
-			dst = append(dst, escByte, escDot)
-		case '/':
-			dst = append(dst, escByte, escSlash)
-		case 0:
-			dst = append(dst, 0, 0xff)
-		default:
-			dst = append(dst, c)
-		}
-	}
-	return dst
-}
-
-// unescapeKV is the inverse of appendEscapedKV over the whole of s.
-func unescapeKV(s string) ([]byte, bool) {
-	out := make([]byte, 0, len(s))
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch c {
-		case '/':
-			return nil, false
-		case 0:
-			if i+1 == len(s) || s[i+1] != 0xff {
-				return nil, false
-			}
-			i++
-		case escByte:
-			if i+1 == len(s) {
-				return nil, false
-			}
-			i++
-			switch s[i] {
-			case escDot:
-				c = '.'
-			case escSlash:
-				c = '/'
-			default:
-				return nil, false
-			}
-		}
-		out = append(out, c)
-	}
-	return out, true
 }
 
 // unescape decodes s up to its end (n < 0) or until n bytes are decoded,
@@ -287,19 +227,15 @@ func (t *moduleTable) appendKVModule(dst []byte, m types.Address) ([]byte, bool)
 	if t == nil {
 		return appendEscaped(append(dst, moduleInline), m[:]), true
 	}
-	esc := appendEscaped
-	if t.versioned {
-		esc = appendEscapedKV
-	}
 	v := t.view.Load()
 	if id, ok := v.ids[string(m[:])]; ok {
 		var u [binary.MaxVarintLen64]byte
-		return esc(dst, binary.AppendUvarint(u[:0], id)), true
+		return appendEscaped(dst, binary.AppendUvarint(u[:0], id)), true
 	}
 	if !t.full(v) {
 		return dst[:len(dst)-len(nsKV)], false
 	}
-	return esc(esc(dst, []byte{moduleInline}), m[:]), true
+	return appendEscaped(append(dst, moduleInline), m[:]), true
 }
 
 // kvModulePrefix is the query prefix of module m's flat index entries (ok
@@ -330,7 +266,7 @@ func (t *moduleTable) appendKVKey(dst []byte, k types.StateKey) ([]byte, bool) {
 	if !ok {
 		return dst, false
 	}
-	return appendEscapedWords(append(dst, "/k"...), k.Key, t != nil && t.versioned), true
+	return appendEscapedWords(append(dst, "/k"...), k.Key), true
 }
 
 // writeKVKey is kvKey for a writer, whose modules have ids or are inline
@@ -363,17 +299,9 @@ func (t *moduleTable) parseKVKey(s string) (types.StateKey, error) {
 	}
 	rest, ok := strings.CutPrefix(s, nsKV)
 	seg, rest, ok2 := strings.Cut(rest, "/k")
-	var m, key []byte
-	ok3, ok4 := false, false
-	if t != nil && t.versioned {
-		m, ok3 = unescapeKV(seg)
-		key, ok4 = unescapeKV(rest)
-	} else {
-		m, _, ok3 = unescape(seg, -1)
-		key, rest, ok4 = unescape(rest, -1)
-		ok4 = ok4 && rest == ""
-	}
-	if !ok || !ok2 || !ok3 || !ok4 || len(m) == 0 {
+	m, _, ok3 := unescape(seg, -1)
+	key, rest, ok4 := unescape(rest, -1)
+	if !ok || !ok2 || !ok3 || !ok4 || rest != "" || len(m) == 0 {
 		return bad()
 	}
 	if m[0] == moduleInline {
@@ -425,9 +353,6 @@ const staleEntryLen = 8 + types.HashLen
 type staleList struct {
 	refs  []nodeRef
 	paths []types.Hash
-	// keys is a pebble store's key section instead of paths: the flat
-	// index key prefixes of the keys the version wrote (appendStaleKey).
-	keys []byte
 }
 
 // encodeStale writes a version's stale list: the number of refs (4 bytes,
@@ -444,18 +369,12 @@ func encodeStale(l staleList) []byte {
 	for _, p := range l.paths {
 		buf = append(buf, p[:]...)
 	}
-	return append(buf, l.keys...)
+	return buf
 }
 
 // decodeStale is the inverse of encodeStale; no record (nil) is an empty
 // list.
 func decodeStale(b []byte) (staleList, error) {
-	return decodeStaleOf(b, false)
-}
-
-// decodeStaleOf is decodeStale, for a pebble store's list (versioned: a
-// key section instead of paths) or another's.
-func decodeStaleOf(b []byte, versioned bool) (staleList, error) {
 	var l staleList
 	if len(b) == 0 {
 		return l, nil
@@ -465,17 +384,13 @@ func decodeStaleOf(b []byte, versioned bool) (staleList, error) {
 	}
 	n := uint64(binary.BigEndian.Uint32(b))
 	b = b[4:]
-	if n*staleEntryLen > uint64(len(b)) || !versioned && (uint64(len(b))-n*staleEntryLen)%types.HashLen != 0 {
+	if n*staleEntryLen > uint64(len(b)) || (uint64(len(b))-n*staleEntryLen)%types.HashLen != 0 {
 		return l, fmt.Errorf("%w: bad stale list: %d refs in %d bytes", ErrCorrupt, n, len(b))
 	}
 	l.refs = make([]nodeRef, n)
 	for i := range l.refs {
 		l.refs[i] = nodeRef{born: binary.BigEndian.Uint64(b), id: types.Hash(b[8:staleEntryLen])}
 		b = b[staleEntryLen:]
-	}
-	if versioned {
-		l.keys = b
-		return l, nil
 	}
 	l.paths = make([]types.Hash, len(b)/types.HashLen)
 	for i := range l.paths {

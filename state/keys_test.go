@@ -351,7 +351,7 @@ func TestEscapedKeysThroughStore(t *testing.T) {
 		slices.SortFunc(want, bytes.Compare)
 		return want
 	}
-	for name, open := range map[string]func(*testing.T) *Store{"memory": openMem, "pebble": openPebble, "leveldb": openLevel, "pebble-versioned": openPebbleVersioned} {
+	for name, open := range map[string]func(*testing.T) *Store{"memory": openMem, "pebble": openPebble, "leveldb": openLevel} {
 		t.Run(name, func(t *testing.T) {
 			s := open(t)
 			ctx := context.Background()

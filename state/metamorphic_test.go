@@ -38,15 +38,6 @@ func openPebble(t *testing.T) *Store {
 	return s
 }
 
-func openPebbleVersioned(t *testing.T) *Store {
-	s, err := OpenPebble(filepath.Join(t.TempDir(), "db"), Options{versionedIndex: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
-}
-
 func openLevel(t *testing.T) *Store {
 	s, err := OpenLevelDB(filepath.Join(t.TempDir(), "db"), Options{})
 	if err != nil {
@@ -78,8 +69,6 @@ func TestMetamorphic(t *testing.T) {
 		{name: "memory-split", open: openMem, procs: 2, split: true},
 		{name: "memory-pruned", open: openMem, procs: 2, prune: true},
 		{name: "pebble", open: openPebble, procs: 2, shuffle: true},
-		{name: "pebble-versioned", open: openPebbleVersioned, procs: 2, shuffle: true},
-		{name: "pebble-versioned-pruned", open: openPebbleVersioned, procs: 2, split: true, prune: true},
 		{name: "leveldb", open: openLevel, procs: 2, split: true},
 	}
 	for _, c := range configs {

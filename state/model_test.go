@@ -87,27 +87,14 @@ func TestModelPebble(t *testing.T) {
 	}
 }
 
-// TestModelVersioned runs the model on pebble with the versioned flat
-// index (mvcc.go): latest and old reads, iteration, export and pruning of
-// the records that only pruned versions read.
-func TestModelVersioned(t *testing.T) {
-	for seed := 0; seed < max(2, seeds()/4); seed++ {
-		t.Run(strconv.Itoa(seed), func(t *testing.T) { runModelMode(t, uint64(seed), true, true) })
-	}
-}
-
 func runModel(t *testing.T, seed uint64) { runModelOn(t, seed, false) }
 
-func runModelOn(t *testing.T, seed uint64, onPebble bool) { runModelMode(t, seed, onPebble, false) }
-
-func runModelMode(t *testing.T, seed uint64, onPebble, versioned bool) {
+func runModelOn(t *testing.T, seed uint64, onPebble bool) {
 	ctx := context.Background()
 	r := rand.New(rand.NewPCG(seed, 99))
 	opts := Options{KeepVersions: uint64(1 + r.IntN(6)), CacheBytes: 1 << 16, PruneChunk: 1 + r.IntN(8)}
 	var s *Store
-	if versioned {
-		s = OpenOnFSStoreVersioned(t, vfs.NewMem(), opts)
-	} else if onPebble {
+	if onPebble {
 		s = OpenOnFSStore(t, vfs.NewMem(), opts)
 	} else {
 		var err error

@@ -51,9 +51,6 @@ type moduleTable struct {
 	// update that failed) leaves its ids here for the next one to write,
 	// before any record of a durable version names them.
 	unsaved []moduleRecord
-	// versioned says the store keeps the versioned flat index of mvcc.go
-	// (Options.versionedIndex): its keys are escaped by appendEscapedKV.
-	versioned bool
 }
 
 // moduleView is one published state of a moduleTable; it never changes.

@@ -37,14 +37,6 @@ func TestCommitAsyncAgainstModel(t *testing.T) {
 			}
 			return s
 		}},
-		{"pebble-versioned", func(t *testing.T, cache int) *Store {
-			s, err := OpenPebble(filepath.Join(t.TempDir(), "db"), Options{KeepVersions: 3, CacheBytes: cache, PruneChunk: 7, versionedIndex: true})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { s.Close() })
-			return s
-		}},
 		{"pebble", func(t *testing.T, cache int) *Store {
 			s, err := OpenPebble(filepath.Join(t.TempDir(), "db"), Options{KeepVersions: 3, CacheBytes: cache, PruneChunk: 7})
 			if err != nil {

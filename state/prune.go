@@ -89,18 +89,9 @@ func (s *Store) pruneVersion(ctx context.Context, v uint64, st *PruneStats) erro
 	if err != nil && !errors.Is(err, ds.ErrNotFound) {
 		return err
 	}
-	l, err := decodeStaleOf(raw, s.mvcc)
+	l, err := decodeStale(raw)
 	if err != nil {
 		return err
-	}
-	if l.keys != nil {
-		keys, err := parseStaleKeys(l.keys)
-		if err != nil {
-			return err
-		}
-		if err := s.pruneKeys(ctx, v, keys); err != nil {
-			return err
-		}
 	}
 	for lo := 0; lo < len(l.refs); lo += s.opts.PruneChunk {
 		if err := s.pruneChunk(ctx, l.refs[lo:min(len(l.refs), lo+s.opts.PruneChunk)], st); err != nil {
@@ -409,7 +400,7 @@ func (s *Store) Audit(ctx context.Context) (*AuditReport, error) {
 		if err != nil && !errors.Is(err, ds.ErrNotFound) {
 			return nil, err
 		}
-		l, err := decodeStaleOf(raw, s.mvcc)
+		l, err := decodeStale(raw)
 		if err != nil {
 			return nil, err
 		}

@@ -134,20 +134,6 @@ func (r *valueWindows) loadPart(ctx context.Context, lo int, part []int, out []S
 				return ctx.Err()
 			}
 			sl := r.leaves[i].slot()
-			if l.versioned {
-				// The record of the version's value (mvcc.go): the
-				// leaf's, whatever the distance to the latest.
-				v, err := l.getAt(sl.key(), r.v.height)
-				if err != nil {
-					return err
-				}
-				val, err := checkHistory(r.v.height, &sl, bytes.Clone(v))
-				if err != nil {
-					return err
-				}
-				out[i-lo] = snapshotLeaf(&sl, val)
-				continue
-			}
 			v, err := l.get(sl.key())
 			if err != nil {
 				return err

@@ -113,14 +113,6 @@ type Options struct {
 	// moduleIDsMax lowers ModuleIDsMax in tests (0: ModuleIDsMax). A
 	// store must be opened with the same value each time.
 	moduleIDsMax int
-	// versionedIndex opens a pebble store (OpenPebble) with the versioned
-	// flat index of mvcc.go (format storeFormatVersioned): a prototype,
-	// measured by the commit and read benchmarks (KAIROS_BENCH_MVCC) and
-	// tested by the model, but install, Replace, Audit's sweep of the
-	// index and Usage's split do not follow it yet (RATIONALE.md, "Why is
-	// the flat index not keyed by version…"). A store must be opened with
-	// the same value each time (else ErrFormat).
-	versionedIndex bool
 }
 
 func (o Options) withDefaults() Options {
@@ -165,9 +157,6 @@ type Store struct {
 	latestIdx latestIndex
 	// modules is the store's module table (modules.go), loaded by Open.
 	modules *moduleTable
-	// mvcc says the flat index is versioned (mvcc.go): pdb is set and
-	// Options.versionedIndex was.
-	mvcc bool
 
 	// commitMu: one tree update or writer at a time (CommitAsync, Install,
 	// Seed, Replace, Audit, Close, GetMany's index rebuild); not held while
@@ -214,7 +203,6 @@ func Open(ctx context.Context, d ds.Batching, opts Options) (*Store, error) {
 	if s.modules, err = loadModules(ctx, d, opts.moduleIDsMax); err != nil {
 		return nil, err
 	}
-	s.modules.versioned = opts.versionedIndex
 	if err := s.recover(ctx, latest); err != nil {
 		return nil, err
 	}
@@ -268,9 +256,6 @@ func OpenPebble(path string, opts Options) (*Store, error) {
 // compactions write).
 func openPebbleListened(path string, opts Options, el *pebble.EventListener) (*Store, error) {
 	po := pebbleOptions()
-	if opts.versionedIndex {
-		versionedOptions(po)
-	}
 	if el != nil {
 		po.AddEventListener(*el)
 	}
@@ -279,10 +264,6 @@ func openPebbleListened(path string, opts Options, el *pebble.EventListener) (*S
 		pebbleds.WithCacheSize(PebbleCacheBytes),
 		pebbleds.WithPebbleOpts(po))
 	if err != nil {
-		if strings.Contains(err.Error(), "comparer name from") {
-			// A store of the other flat index layout (versionedIndex).
-			return nil, fmt.Errorf("%w: state: open pebble %s: %w", ErrFormat, path, err)
-		}
 		return nil, fmt.Errorf("state: open pebble %s: %w", path, err)
 	}
 	s, err := openOwned(d, opts)
@@ -290,7 +271,6 @@ func openPebbleListened(path string, opts Options, el *pebble.EventListener) (*S
 		return nil, err
 	}
 	s.pdb = d.DB
-	s.mvcc = opts.versionedIndex
 	s.pebbleFS, s.pebbleDir = vfs.Default, path
 	return s, nil
 }
@@ -439,7 +419,7 @@ func (s *Store) initialize(ctx context.Context) error {
 		{rootKey(0), encodeRoot(slot{})},
 		{keyMin, binary.AppendUvarint(nil, 0)},
 		{keyPruneDone, binary.AppendUvarint(nil, 0)},
-		{keyFormat, binary.AppendUvarint(nil, s.format())},
+		{keyFormat, binary.AppendUvarint(nil, storeFormat)},
 		{keyLatest, binary.AppendUvarint(nil, 0)},
 	} {
 		if err := b.Put(ctx, kv.k, kv.v); err != nil {
@@ -462,8 +442,8 @@ func (s *Store) checkFormat(ctx context.Context) error {
 	if !ok {
 		return fmt.Errorf("%w: no format record (format 1, nodes keyed by hash); this build reads format %d", ErrFormat, storeFormat)
 	}
-	if want := s.format(); f != want {
-		return fmt.Errorf("%w: format %d; this store is opened for format %d", ErrFormat, f, want)
+	if f != storeFormat {
+		return fmt.Errorf("%w: format %d; this build reads format %d", ErrFormat, f, storeFormat)
 	}
 	return nil
 }
@@ -590,9 +570,6 @@ func (s *Store) Get(ctx context.Context, k types.StateKey) ([]byte, error) {
 	if err := checkKeyLen(k); err != nil {
 		return nil, err
 	}
-	if s.mvcc {
-		return s.getLatestPebble(ctx, k)
-	}
 	if s.pdb != nil {
 		// One pebble Get, with the key's bytes handed over without the
 		// copy go-ds-pebble makes.
@@ -633,9 +610,6 @@ func (s *Store) Iterate(ctx context.Context, module types.Address, prefix []byte
 		return nil
 	}
 	want, _ := s.modules.kvKey(types.StateKey{Module: module, Key: prefix})
-	if s.mvcc {
-		return s.iteratePebble(ctx, keyBytes(want), func(k types.StateKey, v []byte) error { return fn(k.Key, v) })
-	}
 	res, err := s.d.Query(ctx, query.Query{Prefix: mp, Orders: []query.Order{query.OrderByKey{}}})
 	if err != nil {
 		return err
@@ -725,9 +699,6 @@ func (s *Store) keysWithPrefix(ctx context.Context, prefix string) ([]string, er
 // iterateIndex calls fn for every entry of the flat index, in no particular
 // order.
 func (s *Store) iterateIndex(ctx context.Context, fn func(k types.StateKey, v []byte) error) error {
-	if s.mvcc {
-		return s.iteratePebble(ctx, []byte(nsKV), fn)
-	}
 	res, err := s.d.Query(ctx, query.Query{Prefix: strings.TrimSuffix(nsKV, "/")})
 	if err != nil {
 		return err
