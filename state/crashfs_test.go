@@ -26,7 +26,7 @@ func OpenOnFS(t testing.TB, fs vfs.FS, sync bool) *pebbleds.Datastore {
 	// Pebble's defaults (small memtables: the tests flush and compact),
 	// with the store's span policy, so that the crashes also fall while
 	// tables are cut at namespace bounds.
-	o := &pebble.Options{FS: fs, Logger: quietLogger{}}
+	o := &pebble.Options{FS: fs, Logger: quietLogger{}, FormatMajorVersion: pebble.FormatFlushableIngestExcises}
 	o.Experimental.SpanPolicyFunc = namespaceSpans
 	d, err := pebbleds.NewDatastore(crashDir,
 		pebbleds.WithPebbleOpts(o),
@@ -175,7 +175,10 @@ func OpenOnFSStore(t testing.TB, fs vfs.FS, opts Options) *Store {
 	// As OpenPebble does: commits and pruner chunks go to pebble directly
 	// (sized synced batches, unsynced chunks), so the crash tests cover
 	// those paths.
-	s.pdb = d.DB
+	if err := s.usePebble(context.Background(), d.DB, fs, crashDir); err != nil {
+		s.Close()
+		t.Fatal(err)
+	}
 	t.Cleanup(func() { s.Close() })
 	return s
 }

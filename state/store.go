@@ -178,6 +178,7 @@ type Store struct {
 	root      slot
 	min       uint64 // lowest readable version
 	pruneDone uint64 // stale entries with since <= pruneDone are processed
+	gcDone    uint64 // GC watermark W (gc.go); written under pruneMu too
 	views     map[uint64]int
 	pins      map[uint64]bool
 }
@@ -270,8 +271,10 @@ func openPebbleListened(path string, opts Options, el *pebble.EventListener) (*S
 	if err != nil {
 		return nil, err
 	}
-	s.pdb = d.DB
-	s.pebbleFS, s.pebbleDir = vfs.Default, path
+	if err := s.usePebble(context.Background(), d.DB, vfs.Default, path); err != nil {
+		s.Close()
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -281,6 +284,10 @@ func pebbleOptions() *pebble.Options {
 	// flushed memtables to recycle beside the live one (see
 	// PebbleMemTableBytes).
 	o := &pebble.Options{MemTableSize: PebbleMemTableBytes}
+	// The GC step excises a born range of node records (gc.go), which
+	// needs virtual sstables; excises go into the flushable queue when a
+	// memtable overlaps them, instead of waiting for its flush.
+	o.FormatMajorVersion = pebble.FormatFlushableIngestExcises
 	// Node and value reads are point lookups by hash; bloom filters let
 	// them skip the levels that do not hold the key. Most stored bytes are
 	// hashes, which do not compress: snappy cost CPU for nothing.

@@ -1,0 +1,231 @@
+package state
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/objstorage/objstorageprovider"
+	"github.com/cockroachdb/pebble/v2/sstable"
+	"github.com/cockroachdb/pebble/v2/vfs"
+	ds "github.com/ipfs/go-datastore"
+)
+
+// The young generation's collection on pebble. Node records are keyed by
+// (born, id), born first. The pruner point-deletes a dead record only when
+// its born is at most the GC watermark W (keyGCDone); a record born above W
+// is left in place, and a GC step later removes the whole born range
+// (W, H] at once: it walks tree(min) for the records of that range that are
+// still live, writes them (same keys, same bytes) into an sstable and has
+// pebble excise the range and ingest the table in one atomic step
+// (DB.IngestAndExcise), then persists W = H. No tombstone is written for the
+// range's dead records, so none meets their tables in L0 or L6.
+//
+// Why the walk finds every live record of the range: every retained version
+// is >= min, and tree(v) holds only records born v or records of tree(v-1),
+// so a record born b <= H < min that a retained version uses is in tree(min).
+// A child's born is never above its parent's (decodeNode refuses it), so the
+// walk does not descend into a child born <= W.
+//
+// A crash before W is persisted repeats the step: the range then holds the
+// survivors already ingested (or the records as they were), and the walk of
+// the (possibly newer) tree(min) copies whatever of them is still live.
+
+// keyGCDone is the GC watermark W: node records born <= W that die are
+// point-deleted by the pruner; those born above W wait for a GC step.
+var keyGCDone = ds.NewKey("/kairos/gcdone")
+
+// gcDirName is the scratch directory of GC steps inside the pebble
+// directory.
+const gcDirName = "kairos-gc"
+
+// Defaults of the GC step's lag and length (see gcSpan).
+var (
+	gcLag  uint64 = 10
+	gcStep uint64 = 10
+)
+
+func init() {
+	// Prototype knobs for measurement; removed before merge.
+	if v, err := strconv.ParseUint(os.Getenv("KAIROS_GC_LAG"), 10, 64); err == nil {
+		gcLag = v
+	}
+	if v, err := strconv.ParseUint(os.Getenv("KAIROS_GC_STEP"), 10, 64); err == nil {
+		gcStep = v
+	}
+}
+
+// usePebble records the pebble database under the store (OpenPebble and the
+// tests' stores on a crashable FS) and loads the GC watermark. A store whose
+// records were pruned without a watermark (none stored) gets W = the prune
+// progress, persisted before any Prune could skip a record by it: every
+// record that died up to then was point-deleted.
+func (s *Store) usePebble(ctx context.Context, db *pebble.DB, fs vfs.FS, dir string) error {
+	s.pdb, s.pebbleFS, s.pebbleDir = db, fs, dir
+	w, ok, err := s.getUint(ctx, keyGCDone)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		w = s.pruneDone
+		if err := s.d.Put(ctx, keyGCDone, binary.AppendUvarint(nil, w)); err != nil {
+			return err
+		}
+		if err := s.d.Sync(ctx, keyGCDone); err != nil {
+			return err
+		}
+	}
+	s.gcDone = w
+	return nil
+}
+
+// youngGen reports whether the pruner leaves the dead record born born to a
+// GC step instead of point-deleting it.
+func (s *Store) youngGen(born uint64) bool {
+	return s.pdb != nil && s.pebbleFS != nil && born > s.gcDone
+}
+
+// gcSpan returns the born range (W, H] the next GC step collects, with ok
+// false when none is due: H lags min by gcLag versions (most of a young
+// born's records are still live right after it passes the horizon), and a
+// step runs once gcStep borns are due.
+func gcSpan(w, min uint64) (h uint64, ok bool) {
+	if min <= gcLag+1 {
+		return 0, false
+	}
+	h = min - 1 - gcLag
+	return h, h >= w+gcStep
+}
+
+// GCStats reports what one GC step did.
+type GCStats struct {
+	From, To uint64 // the born range (From, To] collected
+	Visited  int    // nodes of tree(min) walked
+	Kept     int    // live records of the range copied
+	KeptB    int    // their bytes
+}
+
+// youngGC runs a GC step if one is due at min; the caller holds pruneMu and
+// has pruned up to min.
+func (s *Store) youngGC(ctx context.Context, min uint64) (GCStats, error) {
+	if s.pdb == nil || s.pebbleFS == nil {
+		return GCStats{}, nil
+	}
+	w := s.gcDone
+	h, ok := gcSpan(w, min)
+	if !ok {
+		return GCStats{}, nil
+	}
+	st := GCStats{From: w, To: h}
+	root, err := s.rootAt(ctx, min)
+	if err != nil {
+		return st, err
+	}
+	type rec struct{ k, v []byte }
+	var kept []rec
+	var walk func(sl slot) error
+	walk = func(sl slot) error {
+		if sl.kind != slotChild || sl.born <= w {
+			return nil
+		}
+		st.Visited++
+		n := s.cache.get(sl.ref())
+		var raw []byte
+		if n == nil {
+			v, closer, err := s.pdb.Get(keyBytes(nodeKey(sl.born, sl.h)))
+			if errors.Is(err, pebble.ErrNotFound) {
+				return fmt.Errorf("%w: GC: missing node %s (born %d)", ErrCorrupt, sl.h, sl.born)
+			}
+			if err != nil {
+				return err
+			}
+			raw = bytes.Clone(v)
+			closer.Close()
+			if n, err = decodeNode(raw, sl.ref(), s.modules); err != nil {
+				return fmt.Errorf("node %s: %w", sl.h, err)
+			}
+		}
+		if sl.born <= h {
+			if raw == nil {
+				raw = appendNode(nil, n, s.modules)
+			}
+			kept = append(kept, rec{appendNodeKey(nil, sl.born, sl.h), raw})
+			st.Kept++
+			st.KeptB += len(raw)
+		}
+		for j := range n.entries() {
+			if err := walk(n.at(j)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if err := walk(root); err != nil {
+		return st, err
+	}
+	slices.SortFunc(kept, func(a, b rec) int { return bytes.Compare(a.k, b.k) })
+
+	fs, dir := s.pebbleFS, s.pebbleFS.PathJoin(s.pebbleDir, gcDirName)
+	if err := fs.MkdirAll(dir, 0o755); err != nil {
+		return st, err
+	}
+	// A table left by a step that crashed before its ingest.
+	left, err := fs.List(dir)
+	if err != nil {
+		return st, err
+	}
+	for _, n := range left {
+		if err := fs.Remove(fs.PathJoin(dir, n)); err != nil {
+			return st, err
+		}
+	}
+	var paths []string
+	if len(kept) > 0 {
+		name := fs.PathJoin(dir, fmt.Sprintf("gc-%d.sst", h))
+		f, err := fs.Create(name, vfs.WriteCategoryUnspecified)
+		if err != nil {
+			return st, err
+		}
+		o := pebbleOptions()
+		o.EnsureDefaults()
+		tw := sstable.NewWriter(objstorageprovider.NewFileWritable(f), o.MakeWriterOptions(len(o.Levels)-1, s.pdb.TableFormat()))
+		for i := range kept {
+			if i > 0 && bytes.Equal(kept[i].k, kept[i-1].k) {
+				continue
+			}
+			if err := tw.Set(kept[i].k, kept[i].v); err != nil {
+				tw.Close()
+				return st, err
+			}
+		}
+		if err := tw.Close(); err != nil {
+			return st, err
+		}
+		paths = append(paths, name)
+	}
+	span := pebble.KeyRange{
+		Start: appendBorn([]byte(nsNode), w+1),
+		End:   appendBorn([]byte(nsNode), h+1),
+	}
+	if _, err := s.pdb.IngestAndExcise(ctx, paths, nil, nil, span); err != nil {
+		return st, err
+	}
+	// Pebble links an ingested table into its directory and removes the
+	// path given; a copy left behind goes with the next step.
+	if err := s.d.Put(ctx, keyGCDone, binary.AppendUvarint(nil, h)); err != nil {
+		return st, err
+	}
+	if err := s.d.Sync(ctx, keyGCDone); err != nil {
+		return st, err
+	}
+	s.mu.Lock()
+	s.gcDone = h
+	s.mu.Unlock()
+	return st, nil
+}
