@@ -45,19 +45,27 @@ var keyGCDone = ds.NewKey("/kairos/gcdone")
 // directory.
 const gcDirName = "kairos-gc"
 
-// Defaults of the GC step's lag and length (see gcSpan).
+// The GC step's schedule (see youngGC): a step is considered every
+// gcEvery versions of min; its range ends where a born's live records
+// exceed gcLiveFrac of the youngest borns' (so that at most about that
+// fraction of the range is copied), but never more than gcMaxLag borns
+// below min (bounding the dead records that wait on disk).
 var (
-	gcLag  uint64 = 10
-	gcStep uint64 = 10
+	gcEvery    uint64  = 8
+	gcLiveFrac float64 = 0.25
+	gcMaxLag   uint64  = 64
 )
 
 func init() {
 	// Prototype knobs for measurement; removed before merge.
-	if v, err := strconv.ParseUint(os.Getenv("KAIROS_GC_LAG"), 10, 64); err == nil {
-		gcLag = v
+	if v, err := strconv.ParseUint(os.Getenv("KAIROS_GC_EVERY"), 10, 64); err == nil {
+		gcEvery = v
 	}
-	if v, err := strconv.ParseUint(os.Getenv("KAIROS_GC_STEP"), 10, 64); err == nil {
-		gcStep = v
+	if v, err := strconv.ParseFloat(os.Getenv("KAIROS_GC_FRAC"), 64); err == nil {
+		gcLiveFrac = v
+	}
+	if v, err := strconv.ParseUint(os.Getenv("KAIROS_GC_MAXLAG"), 10, 64); err == nil {
+		gcMaxLag = v
 	}
 }
 
@@ -91,16 +99,29 @@ func (s *Store) youngGen(born uint64) bool {
 	return s.pdb != nil && s.pebbleFS != nil && born > s.gcDone
 }
 
-// gcSpan returns the born range (W, H] the next GC step collects, with ok
-// false when none is due: H lags min by gcLag versions (most of a young
-// born's records are still live right after it passes the horizon), and a
-// step runs once gcStep borns are due.
-func gcSpan(w, min uint64) (h uint64, ok bool) {
-	if min <= gcLag+1 {
-		return 0, false
+// gcSpan returns the end H of the born range (W, H] the step collects,
+// given live[i], the live records (in tree(min)) born W+1+i, for every born
+// W+1..min: the longest prefix whose borns each keep at most gcLiveFrac of
+// the records of the youngest borns alive (the most of min-3..min: a
+// born's records die as later blocks rewrite their paths, so older borns
+// keep fewer), extended to min-1-gcMaxLag. ok is false when the range is
+// empty.
+func gcSpan(w, min uint64, live []int) (h uint64, ok bool) {
+	ref := 0
+	for i := max(0, len(live)-4); i < len(live); i++ {
+		ref = max(ref, live[i])
 	}
-	h = min - 1 - gcLag
-	return h, h >= w+gcStep
+	h = w
+	for i := 0; i < len(live)-1; i++ {
+		if float64(live[i]) > gcLiveFrac*float64(ref) {
+			break
+		}
+		h = w + 1 + uint64(i)
+	}
+	if min > gcMaxLag+1 {
+		h = max(h, min-1-gcMaxLag)
+	}
+	return h, h > w
 }
 
 // GCStats reports what one GC step did.
@@ -118,23 +139,35 @@ func (s *Store) youngGC(ctx context.Context, min uint64) (GCStats, error) {
 		return GCStats{}, nil
 	}
 	w := s.gcDone
-	h, ok := gcSpan(w, min)
-	if !ok {
+	if min <= w+1 || min < s.gcChecked+gcEvery {
 		return GCStats{}, nil
 	}
-	st := GCStats{From: w, To: h}
+	s.gcChecked = min
+	st := GCStats{From: w}
 	root, err := s.rootAt(ctx, min)
 	if err != nil {
 		return st, err
 	}
-	type rec struct{ k, v []byte }
-	var kept []rec
+	// The walk: every node of tree(min) born above W, counted by born;
+	// those born below min are candidates (nodes from the cache, records
+	// read from pebble otherwise).
+	type cand struct {
+		ref nodeRef
+		n   *node
+		raw []byte
+	}
+	var cands []cand
+	live := make([]int, min-w)
 	var walk func(sl slot) error
 	walk = func(sl slot) error {
 		if sl.kind != slotChild || sl.born <= w {
 			return nil
 		}
+		if sl.born > min {
+			return fmt.Errorf("%w: GC: node %s of version %d born %d", ErrCorrupt, sl.h, min, sl.born)
+		}
 		st.Visited++
+		live[sl.born-w-1]++
 		n := s.cache.get(sl.ref())
 		var raw []byte
 		if n == nil {
@@ -151,13 +184,8 @@ func (s *Store) youngGC(ctx context.Context, min uint64) (GCStats, error) {
 				return fmt.Errorf("node %s: %w", sl.h, err)
 			}
 		}
-		if sl.born <= h {
-			if raw == nil {
-				raw = appendNode(nil, n, s.modules)
-			}
-			kept = append(kept, rec{appendNodeKey(nil, sl.born, sl.h), raw})
-			st.Kept++
-			st.KeptB += len(raw)
+		if sl.born < min {
+			cands = append(cands, cand{sl.ref(), n, raw})
 		}
 		for j := range n.entries() {
 			if err := walk(n.at(j)); err != nil {
@@ -169,8 +197,27 @@ func (s *Store) youngGC(ctx context.Context, min uint64) (GCStats, error) {
 	if err := walk(root); err != nil {
 		return st, err
 	}
+	h, ok := gcSpan(w, min, live)
+	if !ok {
+		return st, nil
+	}
+	st.To = h
+	type rec struct{ k, v []byte }
+	var kept []rec
+	for _, c := range cands {
+		if c.ref.born > h {
+			continue
+		}
+		raw := c.raw
+		if raw == nil {
+			raw = appendNode(nil, c.n, s.modules)
+		}
+		kept = append(kept, rec{appendNodeKey(nil, c.ref.born, c.ref.id), raw})
+		st.Kept++
+		st.KeptB += len(raw)
+	}
+	cands = nil
 	slices.SortFunc(kept, func(a, b rec) int { return bytes.Compare(a.k, b.k) })
-
 	fs, dir := s.pebbleFS, s.pebbleFS.PathJoin(s.pebbleDir, gcDirName)
 	if err := fs.MkdirAll(dir, 0o755); err != nil {
 		return st, err

@@ -179,6 +179,7 @@ type Store struct {
 	min       uint64 // lowest readable version
 	pruneDone uint64 // stale entries with since <= pruneDone are processed
 	gcDone    uint64 // GC watermark W (gc.go); written under pruneMu too
+	gcChecked uint64 // min at the last GC walk (gc.go), under pruneMu
 	views     map[uint64]int
 	pins      map[uint64]bool
 }
