@@ -166,6 +166,11 @@ func OpenOnFSStore(t testing.TB, fs vfs.FS, opts Options) *Store {
 	t.Helper()
 	d := OpenOnFS(t, fs, true)
 	opts.AtomicBatches = true
+	if opts.gc == (gcPolicy{}) {
+		// GC steps every other version, two borns below min: the
+		// crash tests' short runs go through many of them.
+		opts.gc = gcPolicy{every: 2, liveFrac: 0.25, maxLag: 2}
+	}
 	s, err := Open(context.Background(), d, opts)
 	if err != nil {
 		d.Close()

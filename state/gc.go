@@ -45,27 +45,42 @@ var keyGCDone = ds.NewKey("/kairos/gcdone")
 // directory.
 const gcDirName = "kairos-gc"
 
-// The GC step's schedule (see youngGC): a step is considered every
-// gcEvery versions of min; its range ends where a born's live records
-// exceed gcLiveFrac of the youngest borns' (so that at most about that
-// fraction of the range is copied), but never more than gcMaxLag borns
+// gcPolicy is the GC step's schedule (see youngGC): a step is considered
+// every `every` versions of min; its range ends where a born's live
+// records exceed liveFrac of the youngest borns' (so that at most about
+// that fraction of the range is copied), but never more than maxLag borns
 // below min (bounding the dead records that wait on disk).
-var (
-	gcEvery    uint64  = 8
-	gcLiveFrac float64 = 0.25
-	gcMaxLag   uint64  = 64
-)
+type gcPolicy struct {
+	every    uint64
+	liveFrac float64
+	maxLag   uint64
+}
+
+var gcDefault = gcPolicy{every: 8, liveFrac: 0.25, maxLag: 64}
+
+func (p gcPolicy) withDefaults() gcPolicy {
+	if p.every == 0 {
+		p.every = gcDefault.every
+	}
+	if p.liveFrac == 0 {
+		p.liveFrac = gcDefault.liveFrac
+	}
+	if p.maxLag == 0 {
+		p.maxLag = gcDefault.maxLag
+	}
+	return p
+}
 
 func init() {
 	// Prototype knobs for measurement; removed before merge.
 	if v, err := strconv.ParseUint(os.Getenv("KAIROS_GC_EVERY"), 10, 64); err == nil {
-		gcEvery = v
+		gcDefault.every = v
 	}
 	if v, err := strconv.ParseFloat(os.Getenv("KAIROS_GC_FRAC"), 64); err == nil {
-		gcLiveFrac = v
+		gcDefault.liveFrac = v
 	}
 	if v, err := strconv.ParseUint(os.Getenv("KAIROS_GC_MAXLAG"), 10, 64); err == nil {
-		gcMaxLag = v
+		gcDefault.maxLag = v
 	}
 }
 
@@ -99,27 +114,27 @@ func (s *Store) youngGen(born uint64) bool {
 	return s.pdb != nil && s.pebbleFS != nil && born > s.gcDone
 }
 
-// gcSpan returns the end H of the born range (W, H] the step collects,
+// span returns the end H of the born range (W, H] the step collects,
 // given live[i], the live records (in tree(min)) born W+1+i, for every born
-// W+1..min: the longest prefix whose borns each keep at most gcLiveFrac of
+// W+1..min: the longest prefix whose borns each keep at most liveFrac of
 // the records of the youngest borns alive (the most of min-3..min: a
 // born's records die as later blocks rewrite their paths, so older borns
-// keep fewer), extended to min-1-gcMaxLag. ok is false when the range is
+// keep fewer), extended to min-1-maxLag. ok is false when the range is
 // empty.
-func gcSpan(w, min uint64, live []int) (h uint64, ok bool) {
+func (p gcPolicy) span(w, min uint64, live []int) (h uint64, ok bool) {
 	ref := 0
 	for i := max(0, len(live)-4); i < len(live); i++ {
 		ref = max(ref, live[i])
 	}
 	h = w
 	for i := 0; i < len(live)-1; i++ {
-		if float64(live[i]) > gcLiveFrac*float64(ref) {
+		if float64(live[i]) > p.liveFrac*float64(ref) {
 			break
 		}
 		h = w + 1 + uint64(i)
 	}
-	if min > gcMaxLag+1 {
-		h = max(h, min-1-gcMaxLag)
+	if min > p.maxLag+1 {
+		h = max(h, min-1-p.maxLag)
 	}
 	return h, h > w
 }
@@ -132,6 +147,28 @@ type GCStats struct {
 	KeptB    int    // their bytes
 }
 
+// loadNodeUncached returns node r from the cache, or decoded from its
+// record without adding it to the cache (the GC's walk: the nodes it
+// finds only there are not the commit's working set).
+func (s *Store) loadNodeUncached(ctx context.Context, r nodeRef) (*node, error) {
+	if n := s.cache.peek(r); n != nil {
+		return n, nil
+	}
+	v, closer, err := s.pdb.Get(keyBytes(nodeKey(r.born, r.id)))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, fmt.Errorf("%w: GC: missing node %s (born %d)", ErrCorrupt, r.id, r.born)
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer closer.Close()
+	n, err := decodeNode(v, r, s.modules)
+	if err != nil {
+		return nil, fmt.Errorf("node %s: %w", r.id, err)
+	}
+	return n, nil
+}
+
 // youngGC runs a GC step if one is due at min; the caller holds pruneMu and
 // has pruned up to min.
 func (s *Store) youngGC(ctx context.Context, min uint64) (GCStats, error) {
@@ -139,53 +176,37 @@ func (s *Store) youngGC(ctx context.Context, min uint64) (GCStats, error) {
 		return GCStats{}, nil
 	}
 	w := s.gcDone
-	if min <= w+1 || min < s.gcChecked+gcEvery {
+	if min <= w+1 || min < s.gcChecked+s.opts.gc.every {
 		return GCStats{}, nil
 	}
 	s.gcChecked = min
 	st := GCStats{From: w}
-	root, err := s.rootAt(ctx, min)
-	if err != nil {
-		return st, err
-	}
-	// The walk: every node of tree(min) born above W, counted by born;
-	// those born below min are candidates (nodes from the cache, records
-	// read from pebble otherwise).
-	type cand struct {
-		ref nodeRef
-		n   *node
-		raw []byte
-	}
-	var cands []cand
-	live := make([]int, min-w)
+	// The records tree(min) holds are those of tree(latest) and those
+	// that died at a version above min, which its stale list names (a
+	// record is used by one unbroken range of versions). Walking
+	// tree(latest) finds its nodes in the node cache, where a commit's
+	// replaced nodes no longer are: a walk of tree(min) read them from
+	// pebble.
+	s.mu.Lock()
+	latest, root := s.latest, s.root
+	s.mu.Unlock()
+	live := make([]int, min-w) // by born W+1..min
+	var cands []nodeRef        // born W+1..min-1
 	var walk func(sl slot) error
 	walk = func(sl slot) error {
 		if sl.kind != slotChild || sl.born <= w {
 			return nil
 		}
-		if sl.born > min {
-			return fmt.Errorf("%w: GC: node %s of version %d born %d", ErrCorrupt, sl.h, min, sl.born)
-		}
 		st.Visited++
-		live[sl.born-w-1]++
-		n := s.cache.get(sl.ref())
-		var raw []byte
-		if n == nil {
-			v, closer, err := s.pdb.Get(keyBytes(nodeKey(sl.born, sl.h)))
-			if errors.Is(err, pebble.ErrNotFound) {
-				return fmt.Errorf("%w: GC: missing node %s (born %d)", ErrCorrupt, sl.h, sl.born)
-			}
-			if err != nil {
-				return err
-			}
-			raw = bytes.Clone(v)
-			closer.Close()
-			if n, err = decodeNode(raw, sl.ref(), s.modules); err != nil {
-				return fmt.Errorf("node %s: %w", sl.h, err)
+		if sl.born <= min {
+			live[sl.born-w-1]++
+			if sl.born < min {
+				cands = append(cands, sl.ref())
 			}
 		}
-		if sl.born < min {
-			cands = append(cands, cand{sl.ref(), n, raw})
+		n, err := s.loadNodeUncached(ctx, sl.ref())
+		if err != nil {
+			return err
 		}
 		for j := range n.entries() {
 			if err := walk(n.at(j)); err != nil {
@@ -197,22 +218,50 @@ func (s *Store) youngGC(ctx context.Context, min uint64) (GCStats, error) {
 	if err := walk(root); err != nil {
 		return st, err
 	}
-	h, ok := gcSpan(w, min, live)
+	for v := min + 1; v <= latest; v++ {
+		raw, err := s.d.Get(ctx, staleKey(v))
+		if err != nil && !errors.Is(err, ds.ErrNotFound) {
+			return st, err
+		}
+		l, err := decodeStale(raw)
+		if err != nil {
+			return st, err
+		}
+		for _, r := range l.refs {
+			if r.born > w && r.born <= min {
+				live[r.born-w-1]++
+				if r.born < min {
+					cands = append(cands, r)
+				}
+			}
+		}
+	}
+	h, ok := s.opts.gc.span(w, min, live)
 	if !ok {
 		return st, nil
 	}
 	st.To = h
 	type rec struct{ k, v []byte }
 	var kept []rec
-	for _, c := range cands {
-		if c.ref.born > h {
+	for _, r := range cands {
+		if r.born > h {
 			continue
 		}
-		raw := c.raw
-		if raw == nil {
-			raw = appendNode(nil, c.n, s.modules)
+		var raw []byte
+		if n := s.cache.peek(r); n != nil {
+			raw = appendNode(nil, n, s.modules)
+		} else {
+			v, closer, err := s.pdb.Get(keyBytes(nodeKey(r.born, r.id)))
+			if errors.Is(err, pebble.ErrNotFound) {
+				return st, fmt.Errorf("%w: GC: missing node %s (born %d)", ErrCorrupt, r.id, r.born)
+			}
+			if err != nil {
+				return st, err
+			}
+			raw = bytes.Clone(v)
+			closer.Close()
 		}
-		kept = append(kept, rec{appendNodeKey(nil, c.ref.born, c.ref.id), raw})
+		kept = append(kept, rec{appendNodeKey(nil, r.born, r.id), raw})
 		st.Kept++
 		st.KeptB += len(raw)
 	}
@@ -260,7 +309,15 @@ func (s *Store) youngGC(ctx context.Context, min uint64) (GCStats, error) {
 		Start: appendBorn([]byte(nsNode), w+1),
 		End:   appendBorn([]byte(nsNode), h+1),
 	}
-	if _, err := s.pdb.IngestAndExcise(ctx, paths, nil, nil, span); err != nil {
+	// Pebble installs the new version (the range excised, the table
+	// added) before it publishes the table's sequence number: a read
+	// that takes the version in between and the sequence number before
+	// sees neither the old records nor the new ones. loadNode reads a
+	// record it did not find again under exciseMu, after the publish.
+	s.exciseMu.Lock()
+	_, err = s.pdb.IngestAndExcise(ctx, paths, nil, nil, span)
+	s.exciseMu.Unlock()
+	if err != nil {
 		return st, err
 	}
 	// Pebble links an ingested table into its directory and removes the

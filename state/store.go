@@ -113,12 +113,16 @@ type Options struct {
 	// moduleIDsMax lowers ModuleIDsMax in tests (0: ModuleIDsMax). A
 	// store must be opened with the same value each time.
 	moduleIDsMax int
+	// gc is the young GC's schedule (gc.go); zero fields take the
+	// defaults. Tests shorten it to run steps on small workloads.
+	gc gcPolicy
 }
 
 func (o Options) withDefaults() Options {
 	if o.moduleIDsMax <= 0 {
 		o.moduleIDsMax = ModuleIDsMax
 	}
+	o.gc = o.gc.withDefaults()
 	if o.CacheBytes <= 0 {
 		o.CacheBytes = DefaultCacheBytes
 	}
@@ -172,6 +176,9 @@ type Store struct {
 	// it without commitMu.
 	failed  error
 	pruneMu sync.Mutex // one Prune at a time; Audit holds it too
+	// exciseMu is held (write) by a GC step's excise and ingest (gc.go),
+	// and (read) by a node read that found nothing, to read again.
+	exciseMu sync.RWMutex
 
 	mu        sync.Mutex // guards the fields below
 	latest    uint64
@@ -672,7 +679,15 @@ func (s *Store) loadNode(ctx context.Context, r nodeRef) (*node, error) {
 	if n := s.cache.get(r); n != nil {
 		return n, nil
 	}
-	b, err := s.d.Get(ctx, nodeKey(r.born, r.id))
+	k := nodeKey(r.born, r.id)
+	b, err := s.d.Get(ctx, k)
+	if errors.Is(err, ds.ErrNotFound) && s.pdb != nil {
+		// A GC step's excise may have hidden the record for a moment
+		// (gc.go, exciseMu): read it again once no excise runs.
+		s.exciseMu.RLock()
+		b, err = s.d.Get(ctx, k)
+		s.exciseMu.RUnlock()
+	}
 	if errors.Is(err, ds.ErrNotFound) {
 		return nil, fmt.Errorf("%w: missing node %s (born %d)", ErrCorrupt, r.id, r.born)
 	}
