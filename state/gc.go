@@ -90,7 +90,7 @@ func init() {
 // progress, persisted before any Prune could skip a record by it: every
 // record that died up to then was point-deleted.
 func (s *Store) usePebble(ctx context.Context, db *pebble.DB, fs vfs.FS, dir string) error {
-	s.pdb, s.pebbleFS, s.pebbleDir = db, fs, dir
+	s.pdb, s.gcFS, s.gcDir = db, fs, fs.PathJoin(dir, gcDirName)
 	w, ok, err := s.getUint(ctx, keyGCDone)
 	if err != nil {
 		return err
@@ -104,14 +104,14 @@ func (s *Store) usePebble(ctx context.Context, db *pebble.DB, fs vfs.FS, dir str
 			return err
 		}
 	}
-	s.gcDone = w
+	s.gcDone.Store(w)
 	return nil
 }
 
 // youngGen reports whether the pruner leaves the dead record born born to a
 // GC step instead of point-deleting it.
 func (s *Store) youngGen(born uint64) bool {
-	return s.pdb != nil && s.pebbleFS != nil && born > s.gcDone
+	return s.pdb != nil && s.gcFS != nil && born > s.gcDone.Load()
 }
 
 // span returns the end H of the born range (W, H] the step collects,
@@ -172,10 +172,10 @@ func (s *Store) loadNodeUncached(ctx context.Context, r nodeRef) (*node, error) 
 // youngGC runs a GC step if one is due at min; the caller holds pruneMu and
 // has pruned up to min.
 func (s *Store) youngGC(ctx context.Context, min uint64) (GCStats, error) {
-	if s.pdb == nil || s.pebbleFS == nil {
+	if s.pdb == nil || s.gcFS == nil {
 		return GCStats{}, nil
 	}
-	w := s.gcDone
+	w := s.gcDone.Load()
 	if min <= w+1 || min < s.gcChecked+s.opts.gc.every {
 		return GCStats{}, nil
 	}
@@ -267,7 +267,7 @@ func (s *Store) youngGC(ctx context.Context, min uint64) (GCStats, error) {
 	}
 	cands = nil
 	slices.SortFunc(kept, func(a, b rec) int { return bytes.Compare(a.k, b.k) })
-	fs, dir := s.pebbleFS, s.pebbleFS.PathJoin(s.pebbleDir, gcDirName)
+	fs, dir := s.gcFS, s.gcDir
 	if err := fs.MkdirAll(dir, 0o755); err != nil {
 		return st, err
 	}
@@ -328,8 +328,23 @@ func (s *Store) youngGC(ctx context.Context, min uint64) (GCStats, error) {
 	if err := s.d.Sync(ctx, keyGCDone); err != nil {
 		return st, err
 	}
-	s.mu.Lock()
-	s.gcDone = h
-	s.mu.Unlock()
+	s.gcDone.Store(h)
 	return st, nil
+}
+
+// GCLag returns how many borns below the minimum still hold dead node
+// records that await a GC step (min-1-W), a gauge for metrics beside
+// PrunerLag; 0 on a store that is not on pebble, whose pruner deletes
+// every dead record itself.
+func (s *Store) GCLag() uint64 {
+	if s.pdb == nil || s.gcFS == nil {
+		return 0
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	w := s.gcDone.Load()
+	if s.min <= w+1 {
+		return 0
+	}
+	return s.min - 1 - w
 }

@@ -30,6 +30,7 @@ func TestYoungGCKeepsRetainedVersions(t *testing.T) {
 		r := rand.New(rand.NewPCG(11, 1))
 		m := newModel()
 		steps, young, deleted, kept := 0, 0, 0, 0
+		maxLag := uint64(0)
 		for h := uint64(1); h <= 80; h++ {
 			ws := randWrites(r, 30, 60)
 			m.apply(ws)
@@ -44,6 +45,13 @@ func TestYoungGCKeepsRetainedVersions(t *testing.T) {
 			if st.GC.To > 0 {
 				steps++
 			}
+			// A step is considered every 3 versions and ends at most
+			// 4 borns below min.
+			if lag := s.GCLag(); lag > 4+3 {
+				t.Fatalf("GC lag %d at min %d", lag, st.Min)
+			} else {
+				maxLag = max(maxLag, lag)
+			}
 			for v := st.Min; v <= h; v++ {
 				view, err := s.View(ctx, v)
 				if err != nil {
@@ -56,11 +64,11 @@ func TestYoungGCKeepsRetainedVersions(t *testing.T) {
 				auditClean(t, s)
 			}
 		}
-		if steps < 10 || young == 0 || kept == 0 {
+		if steps < 10 || young == 0 || kept == 0 || maxLag == 0 {
 			t.Fatalf("cache %d: %d GC steps, %d stale entries left to them, %d records kept: want all positive (10+ steps)", cache, steps, young, kept)
 		}
 		t.Logf("cache %d: %d GC steps, %d stale entries left to them, %d point-deleted, %d records kept, watermark %d",
-			cache, steps, young, deleted, kept, s.gcDone)
+			cache, steps, young, deleted, kept, s.gcDone.Load())
 		if err := s.Close(); err != nil {
 			t.Fatal(err)
 		}
@@ -69,7 +77,7 @@ func TestYoungGCKeepsRetainedVersions(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if s2.gcDone == 0 {
+		if s2.gcDone.Load() == 0 {
 			t.Fatal("watermark lost on reopen")
 		}
 		for v := s2.MinVersion(); v <= 80; v++ {
@@ -100,7 +108,7 @@ func TestYoungGCOnlyOnPebble(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if st.Young != 0 || st.GC != (GCStats{}) {
+		if st.Young != 0 || st.GC != (GCStats{}) || s.GCLag() != 0 {
 			t.Fatalf("in-memory store: %+v", st)
 		}
 	}

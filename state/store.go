@@ -9,6 +9,7 @@ import (
 	"io"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
@@ -156,6 +157,10 @@ type Store struct {
 	// ingests the tables it merges from them.
 	pebbleFS  vfs.FS
 	pebbleDir string
+	// gcFS and gcDir are where a GC step writes its table (gc.go): set
+	// with pdb by OpenPebble (and the tests' stores on a crashable FS).
+	gcFS  vfs.FS
+	gcDir string
 	// latestIdx is GetMany's copy of an in-memory store's flat index
 	// (latest.go); Commit keeps it in step.
 	latestIdx latestIndex
@@ -176,6 +181,9 @@ type Store struct {
 	// it without commitMu.
 	failed  error
 	pruneMu sync.Mutex // one Prune at a time; Audit holds it too
+	// gcDone is the GC watermark W (gc.go), written by a GC step (under
+	// pruneMu) and by an install.
+	gcDone atomic.Uint64
 	// exciseMu is held (write) by a GC step's excise and ingest (gc.go),
 	// and (read) by a node read that found nothing, to read again.
 	exciseMu sync.RWMutex
@@ -185,7 +193,6 @@ type Store struct {
 	root      slot
 	min       uint64 // lowest readable version
 	pruneDone uint64 // stale entries with since <= pruneDone are processed
-	gcDone    uint64 // GC watermark W (gc.go); written under pruneMu too
 	gcChecked uint64 // min at the last GC walk (gc.go), under pruneMu
 	views     map[uint64]int
 	pins      map[uint64]bool
@@ -279,6 +286,7 @@ func openPebbleListened(path string, opts Options, el *pebble.EventListener) (*S
 	if err != nil {
 		return nil, err
 	}
+	s.pebbleFS, s.pebbleDir = vfs.Default, path
 	if err := s.usePebble(context.Background(), d.DB, vfs.Default, path); err != nil {
 		s.Close()
 		return nil, err
