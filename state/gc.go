@@ -56,6 +56,8 @@ type gcPolicy struct {
 	maxLag   uint64
 }
 
+var gcSplitBorns bool
+
 var gcDefault = gcPolicy{every: 8, liveFrac: 0.25, maxLag: 64}
 
 func (p gcPolicy) withDefaults() gcPolicy {
@@ -79,6 +81,7 @@ func init() {
 	if v, err := strconv.ParseFloat(os.Getenv("KAIROS_GC_FRAC"), 64); err == nil {
 		gcDefault.liveFrac = v
 	}
+	gcSplitBorns = os.Getenv("KAIROS_GC_SPLIT") != ""
 	if v, err := strconv.ParseUint(os.Getenv("KAIROS_GC_MAXLAG"), 10, 64); err == nil {
 		gcDefault.maxLag = v
 	}

@@ -375,6 +375,14 @@ var nsBounds = func() [][]byte {
 func namespaceSpans(start []byte) (pebble.SpanPolicy, []byte, error) {
 	for _, b := range nsBounds {
 		if bytes.Compare(b, start) > 0 {
+			if gcSplitBorns && bytes.HasPrefix(start, []byte(nsNode)) {
+				if bv, _, ok := unescape(string(start[len(nsNode):]), 8); ok {
+					nb := appendBorn([]byte(nsNode), binary.BigEndian.Uint64(bv)+1)
+					if bytes.Compare(nb, b) < 0 {
+						return pebble.SpanPolicy{}, nb, nil
+					}
+				}
+			}
 			return pebble.SpanPolicy{}, b, nil
 		}
 	}
