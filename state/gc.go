@@ -2,6 +2,7 @@ package state
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -244,32 +245,22 @@ func (s *Store) youngGC(ctx context.Context, min uint64) (GCStats, error) {
 		return st, nil
 	}
 	st.To = h
-	type rec struct{ k, v []byte }
-	var kept []rec
+	// The range's survivors in key order ((born, id): the escaping keeps
+	// the id's byte order), each written as read: a first step over a
+	// long range (a store pruned before it had a watermark) may copy most
+	// of the tree, which must not sit in memory.
+	kept := cands[:0]
 	for _, r := range cands {
-		if r.born > h {
-			continue
+		if r.born <= h {
+			kept = append(kept, r)
 		}
-		var raw []byte
-		if n := s.cache.peek(r); n != nil {
-			raw = appendNode(nil, n, s.modules)
-		} else {
-			v, closer, err := s.pdb.Get(keyBytes(nodeKey(r.born, r.id)))
-			if errors.Is(err, pebble.ErrNotFound) {
-				return st, fmt.Errorf("%w: GC: missing node %s (born %d)", ErrCorrupt, r.id, r.born)
-			}
-			if err != nil {
-				return st, err
-			}
-			raw = bytes.Clone(v)
-			closer.Close()
-		}
-		kept = append(kept, rec{appendNodeKey(nil, r.born, r.id), raw})
-		st.Kept++
-		st.KeptB += len(raw)
 	}
-	cands = nil
-	slices.SortFunc(kept, func(a, b rec) int { return bytes.Compare(a.k, b.k) })
+	slices.SortFunc(kept, func(a, b nodeRef) int {
+		if a.born != b.born {
+			return cmp.Compare(a.born, b.born)
+		}
+		return bytes.Compare(a.id[:], b.id[:])
+	})
 	fs, dir := s.gcFS, s.gcDir
 	if err := fs.MkdirAll(dir, 0o755); err != nil {
 		return st, err
@@ -287,23 +278,7 @@ func (s *Store) youngGC(ctx context.Context, min uint64) (GCStats, error) {
 	var paths []string
 	if len(kept) > 0 {
 		name := fs.PathJoin(dir, fmt.Sprintf("gc-%d.sst", h))
-		f, err := fs.Create(name, vfs.WriteCategoryUnspecified)
-		if err != nil {
-			return st, err
-		}
-		o := pebbleOptions()
-		o.EnsureDefaults()
-		tw := sstable.NewWriter(objstorageprovider.NewFileWritable(f), o.MakeWriterOptions(len(o.Levels)-1, s.pdb.TableFormat()))
-		for i := range kept {
-			if i > 0 && bytes.Equal(kept[i].k, kept[i-1].k) {
-				continue
-			}
-			if err := tw.Set(kept[i].k, kept[i].v); err != nil {
-				tw.Close()
-				return st, err
-			}
-		}
-		if err := tw.Close(); err != nil {
+		if err := s.writeSurvivors(name, kept, &st); err != nil {
 			return st, err
 		}
 		paths = append(paths, name)
@@ -333,6 +308,50 @@ func (s *Store) youngGC(ctx context.Context, min uint64) (GCStats, error) {
 	}
 	s.gcDone.Store(h)
 	return st, nil
+}
+
+// writeSurvivors writes the records refs name (sorted, distinct) into a
+// new synced sstable at name: from the node cache, re-encoded as the
+// commit wrote them, or read from pebble.
+func (s *Store) writeSurvivors(name string, refs []nodeRef, st *GCStats) error {
+	f, err := s.gcFS.Create(name, vfs.WriteCategoryUnspecified)
+	if err != nil {
+		return err
+	}
+	o := pebbleOptions()
+	o.EnsureDefaults()
+	tw := sstable.NewWriter(objstorageprovider.NewFileWritable(f), o.MakeWriterOptions(len(o.Levels)-1, s.pdb.TableFormat()))
+	var kb [nodeKeyLen]byte
+	var buf []byte
+	for i, r := range refs {
+		if i > 0 && r == refs[i-1] {
+			continue
+		}
+		k := appendNodeKey(kb[:0], r.born, r.id)
+		if n := s.cache.peek(r); n != nil {
+			buf = appendNode(buf[:0], n, s.modules)
+			err = tw.Set(k, buf)
+		} else {
+			v, closer, gerr := s.pdb.Get(k)
+			if errors.Is(gerr, pebble.ErrNotFound) {
+				gerr = fmt.Errorf("%w: GC: missing node %s (born %d)", ErrCorrupt, r.id, r.born)
+			}
+			if gerr != nil {
+				tw.Close()
+				return gerr
+			}
+			buf = append(buf[:0], v...)
+			closer.Close()
+			err = tw.Set(k, buf)
+		}
+		if err != nil {
+			tw.Close()
+			return err
+		}
+		st.Kept++
+		st.KeptB += len(buf)
+	}
+	return tw.Close()
 }
 
 // GCLag returns how many borns below the minimum still hold dead node
