@@ -196,31 +196,36 @@ func (s *Store) youngGC(ctx context.Context, min uint64) (GCStats, error) {
 	s.mu.Unlock()
 	live := make([]int, min-w) // by born W+1..min
 	var cands []nodeRef        // born W+1..min-1
-	var walk func(sl slot) error
-	walk = func(sl slot) error {
-		if sl.kind != slotChild || sl.born <= w {
-			return nil
-		}
+	// The walk reads a node's entries directly, not as slots, and never
+	// descends into a child born at or below W (nor loads one): a
+	// child's born is never above its parent's.
+	var walk func(r nodeRef) error
+	walk = func(r nodeRef) error {
 		st.Visited++
-		if sl.born <= min {
-			live[sl.born-w-1]++
-			if sl.born < min {
-				cands = append(cands, sl.ref())
+		if r.born <= min {
+			live[r.born-w-1]++
+			if r.born < min {
+				cands = append(cands, r)
 			}
 		}
-		n, err := s.loadNodeUncached(ctx, sl.ref())
+		n, err := s.loadNodeUncached(ctx, r)
 		if err != nil {
 			return err
 		}
-		for j := range n.entries() {
-			if err := walk(n.at(j)); err != nil {
-				return err
+		es := n.entries()
+		for j := range es {
+			if e := &es[j]; e.kind == slotChild && e.born > w {
+				if err := walk(nodeRef{born: e.born, id: e.h}); err != nil {
+					return err
+				}
 			}
 		}
 		return nil
 	}
-	if err := walk(root); err != nil {
-		return st, err
+	if root.kind == slotChild && root.born > w {
+		if err := walk(root.ref()); err != nil {
+			return st, err
+		}
 	}
 	for v := min + 1; v <= latest; v++ {
 		raw, err := s.d.Get(ctx, staleKey(v))
