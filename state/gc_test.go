@@ -153,7 +153,7 @@ func TestAuditYoungGCPending(t *testing.T) {
 		t.Fatal(err)
 	}
 	if rep.GCPending == 0 || len(rep.Leaked) != 1 || rep.Leaked[0] != stray || len(rep.Missing) != 0 {
-		t.Fatalf("before the step: %d pending, leaked %v, %d missing", rep.GCPending, rep.Leaked, len(rep.Missing))
+		t.Fatalf("before the step: %d pending, %d leaked, %d missing", rep.GCPending, len(rep.Leaked), len(rep.Missing))
 	}
 	if err := s.d.Delete(ctx, nodeKey(99, stray)); err != nil {
 		t.Fatal(err)
