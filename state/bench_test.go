@@ -290,11 +290,6 @@ func benchCommit(b *testing.B, n int, prune, async bool) {
 	ctx := context.Background()
 	var wait func() error
 	rounds := make([]uint32, n) // the round of each key's value
-	var gcSum struct {
-		steps   uint64
-		visited int
-		keptB   int
-	}
 	block := func(i int, hints bool) {
 		ws := make([]Write, benchBlock)
 		for j := range ws {
@@ -318,13 +313,9 @@ func benchCommit(b *testing.B, n int, prune, async bool) {
 		if !prune {
 			return
 		}
-		st, err := s.Prune(ctx)
-		if err != nil {
+		if _, err := s.Prune(ctx); err != nil {
 			b.Fatal(err)
 		}
-		gcSum.steps += min(1, st.GC.To)
-		gcSum.visited += st.GC.Visited
-		gcSum.keptB += st.GC.KeptB
 	}
 	drain := func() {
 		if wait != nil {
@@ -342,11 +333,6 @@ func benchCommit(b *testing.B, n int, prune, async bool) {
 	if settle {
 		settleCompactions(b, s.pdb)
 	}
-	gcSum = struct {
-		steps   uint64
-		visited int
-		keptB   int
-	}{}
 	b.ResetTimer()
 	stop := profileTo(b, os.Getenv("KAIROS_BENCH_CPUPROFILE"), "")
 	cpu := startCPU()
@@ -356,14 +342,6 @@ func benchCommit(b *testing.B, n int, prune, async bool) {
 	tables.reset()
 	miss0 := s.cache.missCount()
 	s.phases = new(commitPhases)
-	defer func() {
-		if prune {
-			// The young GC's steps (gc.go) over the timed blocks.
-			b.ReportMetric(float64(gcSum.steps), "gc-steps")
-			b.ReportMetric(float64(gcSum.visited)/float64(b.N), "gc-visited/op")
-			b.ReportMetric(float64(gcSum.keptB)/float64(b.N*benchBlock), "gc-kept-B/update")
-		}
-	}()
 	// By kind (0: with hints, 1: without): blocks, CPU, old-value phase.
 	var kindN [2]int
 	var kindCPU [2]float64

@@ -54,22 +54,6 @@ func (c *nodeCache) get(r nodeRef) *node {
 	return nil
 }
 
-// peek is get without its side effects: a node of the older generation
-// stays there and a miss is not counted (the GC's walk, which is not the
-// commit's working set).
-func (c *nodeCache) peek(r nodeRef) *node {
-	k := cacheKey(r)
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if n, ok := c.cur[k]; ok && n.ref() == r {
-		return n
-	}
-	if n, ok := c.prev[k]; ok && n.ref() == r {
-		return n
-	}
-	return nil
-}
-
 // missCount returns how many gets found nothing so far.
 func (c *nodeCache) missCount() uint64 {
 	c.mu.Lock()

@@ -26,7 +26,7 @@ func OpenOnFS(t testing.TB, fs vfs.FS, sync bool) *pebbleds.Datastore {
 	// Pebble's defaults (small memtables: the tests flush and compact),
 	// with the store's span policy, so that the crashes also fall while
 	// tables are cut at namespace bounds.
-	o := &pebble.Options{FS: fs, Logger: quietLogger{}, FormatMajorVersion: pebble.FormatFlushableIngestExcises}
+	o := &pebble.Options{FS: fs, Logger: quietLogger{}}
 	o.Experimental.SpanPolicyFunc = namespaceSpans
 	d, err := pebbleds.NewDatastore(crashDir,
 		pebbleds.WithPebbleOpts(o),
@@ -166,11 +166,6 @@ func OpenOnFSStore(t testing.TB, fs vfs.FS, opts Options) *Store {
 	t.Helper()
 	d := OpenOnFS(t, fs, true)
 	opts.AtomicBatches = true
-	if opts.gc == (gcPolicy{}) {
-		// GC steps every other version, two borns below min: the
-		// crash tests' short runs go through many of them.
-		opts.gc = gcPolicy{every: 2, liveFrac: 0.25, maxLag: 2}
-	}
 	s, err := Open(context.Background(), d, opts)
 	if err != nil {
 		d.Close()
@@ -180,10 +175,7 @@ func OpenOnFSStore(t testing.TB, fs vfs.FS, opts Options) *Store {
 	// As OpenPebble does: commits and pruner chunks go to pebble directly
 	// (sized synced batches, unsynced chunks), so the crash tests cover
 	// those paths.
-	if err := s.usePebble(context.Background(), d.DB, fs, crashDir); err != nil {
-		s.Close()
-		t.Fatal(err)
-	}
+	s.pdb = d.DB
 	t.Cleanup(func() { s.Close() })
 	return s
 }

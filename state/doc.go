@@ -83,8 +83,7 @@
 //	                                     key paths of the history records it wrote
 //	/kairos/pin/<height>                 persistent pins (retained snapshot versions)
 //	/kairos/m/<id>                       module table: the address of module id <id>
-//	/kairos/latest, /kairos/min, /kairos/prunedone, /kairos/format,
-//	/kairos/gcdone                       the GC watermark W (pebble; gc.go)
+//	/kairos/latest, /kairos/min, /kairos/prunedone, /kairos/format
 //
 // Borns, ids, modules and keys are raw bytes with '.' and '/' escaped
 // (keys.go), which keeps byte order. So node records sort by born first:
@@ -121,13 +120,6 @@
 //     touches the keys a concurrent Commit writes. On pebble its delete
 //     chunks are not synced: the version's synced progress mark makes them
 //     durable, and a version whose mark is lost is pruned again.
-//   - On pebble the pruner point-deletes only records born at or below the
-//     GC watermark W; a dead record born above it stays until a GC step
-//     (gc.go) excises the born range (W, H], H < min, and ingests in the
-//     same atomic step the records of that range that tree(min) still
-//     holds, then persists W = H. Those are found by walking tree(latest)
-//     and the stale lists above min, so no record a retained version uses
-//     is lost, and a crashed step is repeated.
 //   - Every module id that a durable node record names is in the module
 //     table: a commit's ids are in its batch, an install's are synced
 //     before its records. The ids a torn commit wrote may stay; no record

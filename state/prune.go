@@ -18,10 +18,6 @@ import (
 type PruneStats struct {
 	Min     uint64 // lowest readable version afterwards
 	Deleted int    // stale entries processed: node records deleted
-	// Young counts the stale entries left to a GC step (born above the
-	// GC watermark, pebble only); GC is the step run, if any.
-	Young int
-	GC    GCStats
 }
 
 // Prune makes versions below the horizon unreadable and deletes what only
@@ -63,9 +59,7 @@ func (s *Store) Prune(ctx context.Context) (PruneStats, error) {
 		s.pruneDone = v
 		s.mu.Unlock()
 	}
-	gc, err := s.youngGC(ctx, min)
-	st.GC = gc
-	return st, err
+	return st, nil
 }
 
 // horizonLocked returns the lowest version Prune may keep readable now.
@@ -133,15 +127,6 @@ func (s *Store) pruneVersion(ctx context.Context, v uint64, st *PruneStats) erro
 // writes only records of its own version, above every entry's born, so the
 // two never touch the same key.
 func (s *Store) pruneChunk(ctx context.Context, refs []nodeRef, st *PruneStats) error {
-	old := refs[:0:0]
-	for _, r := range refs {
-		if s.youngGen(r.born) {
-			st.Young++
-		} else {
-			old = append(old, r)
-		}
-	}
-	refs = old
 	err := s.deleteChunk(ctx, len(refs), func(dst []byte, i int) []byte {
 		return appendNodeKey(dst, refs[i].born, refs[i].id)
 	})
@@ -295,9 +280,6 @@ type AuditReport struct {
 	// id), and leaves of older retained versions whose value neither the
 	// flat index nor the history holds.
 	Missing []types.Hash
-	// GCPending counts dead node records born above the GC watermark
-	// and below the minimum: the next GC steps excise them (pebble).
-	GCPending int
 	// IndexMismatch counts flat index entries that disagree with the
 	// latest tree, plus latest leaves absent from the index.
 	IndexMismatch int
@@ -438,13 +420,7 @@ func (s *Store) Audit(ctx context.Context) (*AuditReport, error) {
 		if err != nil {
 			return nil, err
 		}
-		switch {
-		case marked[r] || pending[r]:
-		case s.youngGen(r.born) && r.born < min:
-			// Dead below the horizon, born above the GC watermark:
-			// the next GC steps excise it.
-			rep.GCPending++
-		default:
+		if !marked[r] && !pending[r] {
 			rep.Leaked = append(rep.Leaked, r.id)
 		}
 	}

@@ -423,7 +423,6 @@ func (s *Store) switchTo(ctx context.Context, height uint64, root slot) error {
 	}
 	s.mu.Lock()
 	s.latest, s.root, s.min, s.pruneDone = height, root, height, height
-	s.gcDone.Store(height)
 	s.mu.Unlock()
 	return nil
 }
@@ -442,10 +441,6 @@ func (s *Store) writeSwitch(ctx context.Context, height uint64, root slot) error
 	put(rootKey(height), encodeRoot(root))
 	put(keyMin, hv)
 	put(keyPruneDone, hv)
-	// The installed records (born height) are the old generation: they
-	// sit in the bottom level already, and the pruner point-deletes them
-	// as they die rather than a GC step copying the survivors (gc.go).
-	put(keyGCDone, hv)
 	if s.opts.AtomicBatches {
 		put(keyLatest, hv)
 		for _, k := range []ds.Key{snapInstallKey, snapProgressKey} {

@@ -9,7 +9,6 @@ import (
 	"io"
 	"strings"
 	"sync"
-	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
@@ -114,16 +113,12 @@ type Options struct {
 	// moduleIDsMax lowers ModuleIDsMax in tests (0: ModuleIDsMax). A
 	// store must be opened with the same value each time.
 	moduleIDsMax int
-	// gc is the young GC's schedule (gc.go); zero fields take the
-	// defaults. Tests shorten it to run steps on small workloads.
-	gc gcPolicy
 }
 
 func (o Options) withDefaults() Options {
 	if o.moduleIDsMax <= 0 {
 		o.moduleIDsMax = ModuleIDsMax
 	}
-	o.gc = o.gc.withDefaults()
 	if o.CacheBytes <= 0 {
 		o.CacheBytes = DefaultCacheBytes
 	}
@@ -157,10 +152,6 @@ type Store struct {
 	// ingests the tables it merges from them.
 	pebbleFS  vfs.FS
 	pebbleDir string
-	// gcFS and gcDir are where a GC step writes its table (gc.go): set
-	// with pdb by OpenPebble (and the tests' stores on a crashable FS).
-	gcFS  vfs.FS
-	gcDir string
 	// latestIdx is GetMany's copy of an in-memory store's flat index
 	// (latest.go); Commit keeps it in step.
 	latestIdx latestIndex
@@ -181,19 +172,12 @@ type Store struct {
 	// it without commitMu.
 	failed  error
 	pruneMu sync.Mutex // one Prune at a time; Audit holds it too
-	// gcDone is the GC watermark W (gc.go), written by a GC step (under
-	// pruneMu) and by an install.
-	gcDone atomic.Uint64
-	// exciseMu is held (write) by a GC step's excise and ingest (gc.go),
-	// and (read) by a node read that found nothing, to read again.
-	exciseMu sync.RWMutex
 
 	mu        sync.Mutex // guards the fields below
 	latest    uint64
 	root      slot
 	min       uint64 // lowest readable version
 	pruneDone uint64 // stale entries with since <= pruneDone are processed
-	gcChecked uint64 // min at the last GC walk (gc.go), under pruneMu
 	views     map[uint64]int
 	pins      map[uint64]bool
 }
@@ -286,11 +270,8 @@ func openPebbleListened(path string, opts Options, el *pebble.EventListener) (*S
 	if err != nil {
 		return nil, err
 	}
+	s.pdb = d.DB
 	s.pebbleFS, s.pebbleDir = vfs.Default, path
-	if err := s.usePebble(context.Background(), d.DB, vfs.Default, path); err != nil {
-		s.Close()
-		return nil, err
-	}
 	return s, nil
 }
 
@@ -300,10 +281,6 @@ func pebbleOptions() *pebble.Options {
 	// flushed memtables to recycle beside the live one (see
 	// PebbleMemTableBytes).
 	o := &pebble.Options{MemTableSize: PebbleMemTableBytes}
-	// The GC step excises a born range of node records (gc.go), which
-	// needs virtual sstables; excises go into the flushable queue when a
-	// memtable overlaps them, instead of waiting for its flush.
-	o.FormatMajorVersion = pebble.FormatFlushableIngestExcises
 	// Node and value reads are point lookups by hash; bloom filters let
 	// them skip the levels that do not hold the key. Most stored bytes are
 	// hashes, which do not compress: snappy cost CPU for nothing.
@@ -375,14 +352,6 @@ var nsBounds = func() [][]byte {
 func namespaceSpans(start []byte) (pebble.SpanPolicy, []byte, error) {
 	for _, b := range nsBounds {
 		if bytes.Compare(b, start) > 0 {
-			if gcSplitBorns && bytes.HasPrefix(start, []byte(nsNode)) {
-				if bv, _, ok := unescape(string(start[len(nsNode):]), 8); ok {
-					nb := appendBorn([]byte(nsNode), binary.BigEndian.Uint64(bv)+1)
-					if bytes.Compare(nb, b) < 0 {
-						return pebble.SpanPolicy{}, nb, nil
-					}
-				}
-			}
 			return pebble.SpanPolicy{}, b, nil
 		}
 	}
@@ -695,15 +664,7 @@ func (s *Store) loadNode(ctx context.Context, r nodeRef) (*node, error) {
 	if n := s.cache.get(r); n != nil {
 		return n, nil
 	}
-	k := nodeKey(r.born, r.id)
-	b, err := s.d.Get(ctx, k)
-	if errors.Is(err, ds.ErrNotFound) && s.pdb != nil {
-		// A GC step's excise may have hidden the record for a moment
-		// (gc.go, exciseMu): read it again once no excise runs.
-		s.exciseMu.RLock()
-		b, err = s.d.Get(ctx, k)
-		s.exciseMu.RUnlock()
-	}
+	b, err := s.d.Get(ctx, nodeKey(r.born, r.id))
 	if errors.Is(err, ds.ErrNotFound) {
 		return nil, fmt.Errorf("%w: missing node %s (born %d)", ErrCorrupt, r.id, r.born)
 	}
