@@ -98,6 +98,12 @@ func (t *moduleTable) module(id uint64) (types.Address, bool) {
 	return e.a, e.ok
 }
 
+// names reports whether id names module m (its 32 address bytes) in t.
+func (t *moduleTable) names(id uint64, m string) bool {
+	a, ok := t.module(id)
+	return ok && string(a[:]) == m
+}
+
 // id returns the id of the module whose address bytes are m (the module
 // part of a leafData). A nil table holds no ids (record writers outside a
 // store: every module inline).

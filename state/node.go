@@ -272,11 +272,19 @@ func packSlots(mem []byte, a *[fanout]slot, t *moduleTable) (uint16, []byte) {
 		}
 		l += len(s.leaf)
 		if s.packed {
+			// A packed leaf has no address to fall back on: it moves
+			// only between nodes of one store, whose table named it.
+			if t == nil {
+				panic("state: a packed leaf put into a node without a module table")
+			}
 			continue
 		}
 		if t == nil {
 			s.mid = 0 // an id of another node's table: no table, no ids
-		} else if s.mid == 0 {
+		} else if s.mid == 0 || !t.names(uint64(s.mid), s.leaf[types.HashLen:leafFixed]) {
+			// A leaf read from a node of another table (at keeps its
+			// id) is named again by its address here.
+			s.mid = 0
 			if id, ok := t.id(s.leaf[types.HashLen:leafFixed]); ok {
 				s.mid = uint16(id)
 			}

@@ -3,7 +3,9 @@ package state
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"math/rand/v2"
+	"strings"
 	"testing"
 
 	"github.com/kairos-network/kairos/types"
@@ -188,4 +190,34 @@ func withoutIDs(a [fanout]slot) [fanout]slot {
 		a[i].mid = 0
 	}
 	return a
+}
+
+// TestLeafMovedAcrossModuleTables: a leaf read from a node (at keeps its
+// module id) and put into a node of another table whose id 1 is another
+// module must still name its own module there; a packed leaf, which has no
+// address to fall back on, must not go into a node without a table.
+func TestLeafMovedAcrossModuleTables(t *testing.T) {
+	m, other := types.Address{7}, types.Address{9}
+	ta, tb := newModuleTable(10), newModuleTable(10)
+	ta.assign([]types.Address{m})     // m is id 1 in ta
+	tb.assign([]types.Address{other}) // other is id 1 in tb
+	tb.assign([]types.Address{m})     // m is id 2 in tb
+	sk := types.StateKey{Module: m, Key: []byte("k")}
+	vh := types.ValueHash([]byte("v"))
+	var a [fanout]slot
+	a[0] = slot{kind: slotLeaf, h: types.LeafHash(types.KeyPath(sk), vh), leaf: leafData(vh, sk)}
+	src := makeNode(1, &a, ta)
+	var b [fanout]slot
+	b[0] = src.at(0)
+	moved := makeNode(2, &b, tb).at(0)
+	if got := moved.key().Module; got != m {
+		t.Fatalf("leaf moved to another table names module %x, want %x", got[:1], m[:1])
+	}
+	p := src.allPacked()
+	defer func() {
+		if r := recover(); r == nil || !strings.Contains(fmt.Sprint(r), "without a module table") {
+			t.Fatalf("packed leaf into a node without a table: recovered %v", r)
+		}
+	}()
+	makeNode(2, &p, nil)
 }

@@ -116,8 +116,8 @@ type Options struct {
 }
 
 func (o Options) withDefaults() Options {
-	if o.moduleIDsMax <= 0 {
-		o.moduleIDsMax = ModuleIDsMax
+	if o.moduleIDsMax <= 0 || o.moduleIDsMax > ModuleIDsMax {
+		o.moduleIDsMax = ModuleIDsMax // ids past it do not fit entry.mod
 	}
 	if o.CacheBytes <= 0 {
 		o.CacheBytes = DefaultCacheBytes
