@@ -643,18 +643,7 @@ func TestNodesResolveModuleIDs(t *testing.T) {
 		h, root := s.Latest()
 		m, chunks := export(t, s, h, 100)
 		dst := OpenOnFSStore(t, vfs.NewMem(), Options{moduleIDsMax: 2})
-		im, err := NewImporter(ctx, dst.Datastore(), m)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, c := range chunks {
-			if _, err := im.Add(ctx, c); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if err := im.Install(ctx, dst); err != nil {
-			t.Fatal(err)
-		}
+		importAll(t, dst, m, chunks)
 		if _, got := dst.Latest(); got != root {
 			t.Fatalf("%s: snapshot imports to root %s, want %s", what, got, root)
 		}

@@ -69,6 +69,24 @@ func export(t testing.TB, s *Store, h uint64, per int) (*Manifest, [][]byte) {
 	return m, chunks
 }
 
+// importAll imports the snapshot m, chunks into dst and installs it.
+func importAll(t testing.TB, dst *Store, m *Manifest, chunks [][]byte) {
+	t.Helper()
+	ctx := context.Background()
+	im, err := NewImporter(ctx, dst.Datastore(), m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range chunks {
+		if _, err := im.Add(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := im.Install(ctx, dst); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // sameReads checks that b answers every read of version h like a: Get of
 // every model key and of absent keys, and byte-identical proofs that verify
 // against the root alone.
@@ -276,18 +294,7 @@ func TestSnapshotExportDuringPrune(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	im, err := NewImporter(ctx, dst.Datastore(), m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, c := range chunks {
-		if _, err := im.Add(ctx, c); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := im.Install(ctx, dst); err != nil {
-		t.Fatal(err)
-	}
+	importAll(t, dst, m, chunks)
 	if gh, gr := dst.Latest(); gh != h || gr != root {
 		t.Fatalf("imported (%d, %s), want (%d, %s)", gh, gr, h, root)
 	}
