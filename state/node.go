@@ -316,18 +316,18 @@ func packSlots(mem []byte, a *[fanout]slot, t *moduleTable) (uint16, []byte) {
 // id gets its leafData back in an allocation of its own (the module's
 // address between its value hash and key); any other leaf's data is part
 // of mem.
-func (n *node) at(j int) slot {
+func (n *node) at(j int) slot { return unpack(n.packedAt(j), n.mods) }
+
+// packedAt is at with a leaf of a module with an id left packed (see
+// slot.packed): its data is part of mem, for a reader that unpacks it only
+// if it reads it.
+func (n *node) packedAt(j int) slot {
 	e := &n.entries()[j]
 	s := slot{kind: e.kind, born: e.born, h: e.h}
-	if e.kind != slotLeaf {
-		return s
+	if e.kind == slotLeaf {
+		s.leaf, s.mid, s.packed = unsafe.String(&n.mem[e.off], int(e.end-e.off)), e.mod, e.mod != 0
 	}
-	if e.mod == 0 {
-		s.leaf = unsafe.String(&n.mem[e.off], int(e.end-e.off))
-		return s
-	}
-	s.leaf, s.mid, s.packed = unsafe.String(&n.mem[e.off], int(e.end-e.off)), e.mod, true
-	return unpack(s, n.mods)
+	return s
 }
 
 // unpack returns s with its leaf's data whole if it is packed, in an
@@ -355,25 +355,12 @@ func unpack(s slot, t *moduleTable) slot {
 func (n *node) allPacked() (a [fanout]slot) {
 	j := 0
 	for i := range a {
-		if n.occ&(1<<i) == 0 {
-			continue
-		}
-		e := &n.entries()[j]
-		j++
-		a[i] = slot{kind: e.kind, born: e.born, h: e.h}
-		if e.kind == slotLeaf {
-			a[i].leaf, a[i].mid = unsafe.String(&n.mem[e.off], int(e.end-e.off)), e.mod
-			a[i].packed = e.mod != 0
+		if n.occ&(1<<i) != 0 {
+			a[i] = n.packedAt(j)
+			j++
 		}
 	}
 	return a
-}
-
-// hashSlot returns the j-th occupied slot's kind, born and hash only: what
-// hashing a node reads, without its leaf's data.
-func (n *node) hashSlot(j int) slot {
-	e := &n.entries()[j]
-	return slot{kind: e.kind, born: e.born, h: e.h}
 }
 
 // slot returns slot i (empty if unoccupied).
@@ -390,12 +377,7 @@ func (n *node) packedSlot(i int) slot {
 	if n.occ&(1<<i) == 0 {
 		return slot{}
 	}
-	e := &n.entries()[bits.OnesCount16(n.occ&(1<<i-1))]
-	s := slot{kind: e.kind, born: e.born, h: e.h}
-	if e.kind == slotLeaf {
-		s.leaf, s.mid, s.packed = unsafe.String(&n.mem[e.off], int(e.end-e.off)), e.mod, e.mod != 0
-	}
-	return s
+	return n.packedAt(bits.OnesCount16(n.occ & (1<<i - 1)))
 }
 
 // all returns the node's slots as a full array, the working copy of a
@@ -477,10 +459,7 @@ func keep(in *innerHashes, mask uint8) *keptTop {
 // sub returns the kind and hash of binary subtree i (heap order, 1..31).
 func (n *node) sub(i int) (types.NodeKind, types.Hash) {
 	if i >= fanout {
-		var s slot
-		if i -= fanout; n.occ&(1<<i) != 0 {
-			s = n.hashSlot(bits.OnesCount16(n.occ & (1<<i - 1)))
-		}
+		s := n.packedSlot(i - fanout) // hashing reads no leaf data
 		return s.treeKind(), s.h
 	}
 	in := n.inner.Load()
@@ -496,14 +475,7 @@ func (n *node) sub(i int) (types.NodeKind, types.Hash) {
 
 // computeInner fills in with the node's inner hashes and returns its id.
 func (n *node) computeInner(in *innerHashes) types.Hash {
-	var a [fanout]slot
-	j := 0
-	for i := range a {
-		if n.occ&(1<<i) != 0 {
-			a[i] = n.hashSlot(j)
-			j++
-		}
-	}
+	a := n.allPacked() // hashing reads no leaf data
 	return hashSlots(&a, in)
 }
 
