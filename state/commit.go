@@ -460,6 +460,11 @@ func (s *Store) writeInBackground(ctx context.Context, w *pendingWrite, prev *pe
 			return
 		}
 	}
+	// Get caches no value from here until the version's flat index is
+	// in pebble, and forgets the keys it changes (valuecache.go); after a
+	// failed write it caches nothing more.
+	s.values.begin()
+	s.values.forget(s.modules, o.changes, nil)
 	switch {
 	case err != nil:
 	case b != nil:
@@ -471,6 +476,7 @@ func (s *Store) writeInBackground(ctx context.Context, w *pendingWrite, prev *pe
 		// Before the version is visible: until then GetMany finds the
 		// index ahead of the latest root and reads the datastore.
 		s.latestIdx.apply(w.parent, w.root.h, o.changes)
+		s.values.end()
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -46,7 +46,7 @@ var ErrReplaceBusy = errors.New("state: replace waits for views of older version
 func (im *Importer) Replace(ctx context.Context, s *Store) (types.Root, error) {
 	m := im.m
 	latest, root, err := s.lockWriter()
-	defer s.commitMu.Unlock()
+	defer s.unlockWriter()
 	if err != nil {
 		return types.Root{}, err
 	}

@@ -251,7 +251,7 @@ func (im *Importer) InstallFrom(ctx context.Context, s *Store, src ChunkSource) 
 func (im *Importer) install(ctx context.Context, s *Store, src chunkReader) error {
 	m := im.m
 	latest, root, err := s.lockWriter()
-	defer s.commitMu.Unlock()
+	defer s.unlockWriter()
 	if err != nil {
 		return err
 	}
@@ -340,7 +340,7 @@ func (im *Importer) abandon(ctx context.Context, s *Store, pl *ingestPlace, err 
 // unreachable records: discard the datastore.
 func (s *Store) Seed(ctx context.Context, height uint64, fill func(add func([]SnapshotLeaf) error) error) (types.Root, error) {
 	latest, root, err := s.lockWriter()
-	defer s.commitMu.Unlock()
+	defer s.unlockWriter()
 	if err != nil {
 		return types.Root{}, err
 	}

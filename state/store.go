@@ -103,6 +103,10 @@ type Options struct {
 	KeepVersions uint64
 	// CacheBytes bounds the decoded-node cache.
 	CacheBytes int
+	// ValueCacheBytes bounds the latest values Get keeps on pebble
+	// (valuecache.go); 0 is DefaultValueCacheBytes, negative turns the
+	// cache off.
+	ValueCacheBytes int
 	// PruneChunk is the number of stale entries checked and deleted per
 	// batch (and per hold of the lock that Commit's write also takes).
 	PruneChunk int
@@ -124,6 +128,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.PruneChunk <= 0 {
 		o.PruneChunk = DefaultPruneChunk
+	}
+	if o.ValueCacheBytes == 0 {
+		o.ValueCacheBytes = DefaultValueCacheBytes
 	}
 	return o
 }
@@ -152,6 +159,10 @@ type Store struct {
 	// ingests the tables it merges from them.
 	pebbleFS  vfs.FS
 	pebbleDir string
+	// values holds latest values Get read from pebble (valuecache.go);
+	// every writer of the flat index brackets its write with its begin
+	// and end.
+	values *valueCache
 	// latestIdx is GetMany's copy of an in-memory store's flat index
 	// (latest.go); Commit keeps it in step.
 	latestIdx latestIndex
@@ -187,7 +198,7 @@ type Store struct {
 // is undone, and the latest root node is checked against its id.
 func Open(ctx context.Context, d ds.Batching, opts Options) (*Store, error) {
 	opts = opts.withDefaults()
-	s := &Store{d: d, opts: opts, cache: newNodeCache(opts.CacheBytes), views: map[uint64]int{}, pins: map[uint64]bool{}}
+	s := &Store{d: d, opts: opts, cache: newNodeCache(opts.CacheBytes), values: newValueCache(opts.ValueCacheBytes), views: map[uint64]int{}, pins: map[uint64]bool{}}
 	latest, ok, err := s.getUint(ctx, keyLatest)
 	if err != nil {
 		return nil, err
@@ -529,12 +540,23 @@ func (s *Store) recover(ctx context.Context, latest uint64) error {
 // in flight (its error is in s.failed), and returns the latest
 // version and root, or the error that refuses every write after a failed
 // one.
+// The caller releases it with unlockWriter. Such a writer does not list
+// the flat index keys it changes: it empties the value cache, which
+// caches nothing until unlockWriter.
 func (s *Store) lockWriter() (uint64, slot, error) {
 	s.commitMu.Lock()
 	_ = s.drainLocked() // a failure is in s.failed
+	s.values.begin()
+	s.values.clear()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.latest, s.root, s.failed
+}
+
+// unlockWriter releases what lockWriter took.
+func (s *Store) unlockWriter() {
+	s.values.end()
+	s.commitMu.Unlock()
 }
 
 // drainLocked waits for the write CommitAsync left in flight, if any; the
@@ -572,11 +594,16 @@ func (s *Store) Get(ctx context.Context, k types.StateKey) ([]byte, error) {
 	}
 	if s.pdb != nil {
 		// One pebble Get, with the key's bytes handed over without the
-		// copy go-ds-pebble makes.
+		// copy go-ds-pebble makes, unless the value cache has the value.
 		kk, ok := s.modules.kvKey(k)
 		if !ok {
 			return nil, nil
 		}
+		h := s.values.hash(kk.String())
+		if v, ok := s.values.get(kk.String(), h); ok {
+			return v, nil
+		}
+		t := s.values.ticket()
 		v, closer, err := s.pdb.Get(keyBytes(kk))
 		if errors.Is(err, pebble.ErrNotFound) {
 			return nil, nil
@@ -585,6 +612,7 @@ func (s *Store) Get(ctx context.Context, k types.StateKey) ([]byte, error) {
 			return nil, err
 		}
 		defer closer.Close()
+		s.values.put(kk.String(), h, v, t)
 		return bytes.Clone(v), nil
 	}
 	kk, ok := s.modules.kvKey(k)

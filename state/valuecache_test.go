@@ -1,0 +1,316 @@
+package state
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"github.com/kairos-network/kairos/types"
+)
+
+func mustPebbleStore(t *testing.T, opts Options) *Store {
+	t.Helper()
+	s, err := OpenPebble(filepath.Join(t.TempDir(), "db"), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// getAll reads keys with Get and returns how many came from the value
+// cache.
+func getAll(t *testing.T, s *Store, keys []types.StateKey, want func(i int) []byte) uint64 {
+	t.Helper()
+	hits := s.values.hits.Load()
+	for i, k := range keys {
+		v, err := s.Get(context.Background(), k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if w := want(i); string(v) != string(w) || (v == nil) != (w == nil) {
+			t.Fatalf("key %d: Get %q, want %q", i, v, w)
+		}
+	}
+	return s.values.hits.Load() - hits
+}
+
+// TestValueCacheFollowsCommits: a key read again is answered by the value
+// cache, and a commit that changes or deletes a cached key makes the next
+// Get read the new value, with Commit and with CommitAsync whose write is
+// still in flight when the next version is handed over.
+func TestValueCacheFollowsCommits(t *testing.T) {
+	for _, pipelined := range []bool{false, true} {
+		t.Run(fmt.Sprintf("pipelined=%v", pipelined), func(t *testing.T) {
+			ctx := context.Background()
+			s := mustPebbleStore(t, Options{})
+			keys := make([]types.StateKey, 60)
+			for i := range keys {
+				keys[i] = types.StateKey{Module: types.Address{byte(i % 3)}, Key: fmt.Appendf(nil, "k%02d", i)}
+			}
+			// value(h, i) is key i's value at version h: key i changes at
+			// versions h ≡ i (mod 3), and is deleted at h ≡ i (mod 7).
+			value := func(h uint64, i int) []byte {
+				last := uint64(0)
+				for v := uint64(1); v <= h; v++ {
+					if v == 1 || (uint64(i)+v)%3 == 0 || (uint64(i)+v)%7 == 0 {
+						last = v
+					}
+				}
+				if last > 1 && (uint64(i)+last)%7 == 0 {
+					return nil
+				}
+				return fmt.Appendf(nil, "v%d-%d", last, i)
+			}
+			var wait func() error
+			for h := uint64(1); h <= 12; h++ {
+				var ws []Write
+				for i, k := range keys {
+					if h == 1 || (uint64(i)+h)%3 == 0 || (uint64(i)+h)%7 == 0 {
+						ws = append(ws, Write{Key: k, Value: value(h, i)})
+					}
+				}
+				if pipelined {
+					_, next, err := s.CommitAsync(ctx, h, ws)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if wait != nil {
+						if err := wait(); err != nil {
+							t.Fatal(err)
+						}
+					}
+					wait = next
+					if err := wait(); err != nil {
+						t.Fatal(err)
+					}
+					wait = nil
+				} else if _, err := s.Commit(ctx, h, ws); err != nil {
+					t.Fatal(err)
+				}
+				// Twice: a key enters the cache on its second miss.
+				getAll(t, s, keys, func(i int) []byte { return value(h, i) })
+				getAll(t, s, keys, func(i int) []byte { return value(h, i) })
+				present := 0
+				for i := range keys {
+					if value(h, i) != nil {
+						present++
+					}
+				}
+				if hits := getAll(t, s, keys, func(i int) []byte { return value(h, i) }); hits != uint64(present) {
+					t.Fatalf("version %d: %d of %d present keys read again from the cache", h, hits, present)
+				}
+			}
+		})
+	}
+}
+
+// TestValueCacheOwnedCopies: Get's value belongs to the caller, also when
+// it comes from the cache.
+func TestValueCacheOwnedCopies(t *testing.T) {
+	ctx := context.Background()
+	s := mustPebbleStore(t, Options{})
+	k := types.StateKey{Key: []byte("k")}
+	if _, err := s.Commit(ctx, 1, []Write{{Key: k, Value: []byte("value")}}); err != nil {
+		t.Fatal(err)
+	}
+	for range 4 {
+		v, err := s.Get(ctx, k)
+		if err != nil || string(v) != "value" {
+			t.Fatalf("Get %q, %v", v, err)
+		}
+		copy(v, "XXXXX")
+	}
+	if s.values.hits.Load() != 2 {
+		t.Fatalf("%d hits, want 2", s.values.hits.Load())
+	}
+}
+
+// TestValueCacheReplace: Replace changes the flat index without listing
+// its keys; a value cached before it is not read after it.
+func TestValueCacheReplace(t *testing.T) {
+	ctx := context.Background()
+	src := mustPebbleStore(t, Options{})
+	commitRun(t, src, "b", 1, 6)
+	m, chunks := exportAt(t, src, 6)
+
+	s := mustPebbleStore(t, Options{})
+	commitRun(t, s, "a", 1, 4)
+	var keys []types.StateKey
+	for i := 0; i < 80; i++ {
+		keys = append(keys, replaceKey(i))
+	}
+	before := make([][]byte, len(keys))
+	for i, k := range keys {
+		v, err := s.Get(ctx, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		before[i] = v
+	}
+	im := stageAll(t, s, m, chunks)
+	if _, err := im.Replace(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	changed := 0
+	for i, k := range keys {
+		want, err := src.Get(ctx, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.Get(ctx, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got) != string(want) || (got == nil) != (want == nil) {
+			t.Fatalf("key %d after Replace: %q, want %q", i, got, want)
+		}
+		if string(want) != string(before[i]) {
+			changed++
+		}
+	}
+	if changed == 0 {
+		t.Fatal("Replace changed none of the keys read")
+	}
+}
+
+// TestValueCacheBounded: a key read once is not cached, the cache keeps
+// at most its budget, and reads past it still return the right values.
+func TestValueCacheBounded(t *testing.T) {
+	ctx := context.Background()
+	const budget = 16 * 1024
+	s := mustPebbleStore(t, Options{ValueCacheBytes: budget})
+	var ws []Write
+	keys := make([]types.StateKey, 2000)
+	for i := range keys {
+		keys[i] = types.StateKey{Key: fmt.Appendf(nil, "key-%05d", i)}
+		ws = append(ws, Write{Key: keys[i], Value: fmt.Appendf(nil, "value-%05d", i)})
+	}
+	if _, err := s.Commit(ctx, 1, ws); err != nil {
+		t.Fatal(err)
+	}
+	for pass := range 3 {
+		getAll(t, s, keys, func(i int) []byte { return fmt.Appendf(nil, "value-%05d", i) })
+		if pass == 0 {
+			// A key enters the cache on its second miss: keys read
+			// once take no room.
+			if n := s.values.n.Load(); n != 0 {
+				t.Fatalf("%d keys cached after one read each", n)
+			}
+			continue
+		}
+		total, n := 0, 0
+		for i := range s.values.shards {
+			sh := &s.values.shards[i]
+			if sh.bytes > budget/valueCacheShards {
+				t.Fatalf("shard %d holds %d bytes, over %d", i, sh.bytes, budget/valueCacheShards)
+			}
+			total += sh.bytes
+			n += len(sh.m)
+		}
+		if n == 0 || int64(n) != s.values.n.Load() {
+			t.Fatalf("%d entries, counted %d", n, s.values.n.Load())
+		}
+	}
+	off := mustPebbleStore(t, Options{ValueCacheBytes: -1})
+	if _, err := off.Commit(ctx, 1, ws); err != nil {
+		t.Fatal(err)
+	}
+	getAll(t, off, keys, func(i int) []byte { return fmt.Appendf(nil, "value-%05d", i) })
+	getAll(t, off, keys, func(i int) []byte { return fmt.Appendf(nil, "value-%05d", i) })
+	if hits := getAll(t, off, keys, func(i int) []byte { return fmt.Appendf(nil, "value-%05d", i) }); hits != 0 || off.values.n.Load() != 0 {
+		t.Fatalf("cache off: %d hits, %d entries", hits, off.values.n.Load())
+	}
+}
+
+// TestValueCacheDuringCommits reads with Get on several goroutines while
+// pipelined commits run (for the race detector), and checks that no read
+// goes back: a value read is the one of the latest version when the read
+// started or of a later one, and never older than a value the same reader
+// read before.
+func TestValueCacheDuringCommits(t *testing.T) {
+	ctx := context.Background()
+	s := mustPebbleStore(t, Options{})
+	keys := make([]types.StateKey, 50)
+	for i := range keys {
+		keys[i] = types.StateKey{Key: fmt.Appendf(nil, "k%d", i)}
+	}
+	const heights = 40
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer close(done)
+		var wait func() error
+		for h := uint64(1); h <= heights; h++ {
+			var ws []Write
+			for i, k := range keys {
+				if h == 1 || i%4 == int(h%4) {
+					ws = append(ws, Write{Key: k, Value: fmt.Appendf(nil, "%04d", h)})
+				}
+			}
+			_, next, err := s.CommitAsync(ctx, h, ws)
+			if err == nil && wait != nil {
+				err = wait()
+			}
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			wait = next
+		}
+		if err := wait(); err != nil {
+			t.Error(err)
+		}
+	}()
+	for r := 0; r < 3; r++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			last := make([]string, len(keys))
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				before, _ := s.Latest()
+				for i, k := range keys {
+					v, err := s.Get(ctx, k)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					// Key i was last written at or before version
+					// before by a version >= before-3 (or 1).
+					floor := ""
+					if before > 0 {
+						floor = fmt.Sprintf("%04d", max(1, int(before)-3))
+					}
+					if string(v) < floor || string(v) < last[i] {
+						t.Errorf("key %d read %q after version %d, having read %q", i, v, before, last[i])
+						return
+					}
+					last[i] = string(v)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for i, k := range keys {
+		v, err := s.Get(ctx, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := uint64(heights)
+		for want%4 != uint64(i%4) {
+			want--
+		}
+		if string(v) != fmt.Sprintf("%04d", want) {
+			t.Fatalf("key %d at the end: %q, want %04d", i, v, want)
+		}
+	}
+}
