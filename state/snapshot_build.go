@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"unsafe"
 
 	"github.com/cockroachdb/pebble/v2"
 	ds "github.com/ipfs/go-datastore"
@@ -36,11 +37,69 @@ type builtLeaf struct {
 	key        types.StateKey
 	value      []byte
 	kp, vh, lh types.Hash
+	// leaf is the leaf's slot data (leafData), and kvTail what follows
+	// the module in its flat index key ("/k" and the escaped key), made
+	// by makeBytes in one allocation where the leaves are hashed: made by
+	// the builder, they and the module lookups of every leaf were about
+	// a sixth of its goroutine's time, which bounds an install
+	// (RATIONALE.md, "Why does an install make its leaves' bytes where it
+	// hashes them").
+	leaf   string
+	kvTail []byte
 }
 
 func hashLeaf(l SnapshotLeaf) builtLeaf {
 	kp, vh := types.KeyPath(l.Key), types.ValueHash(l.Value)
 	return builtLeaf{key: l.Key, value: l.Value, kp: kp, vh: vh, lh: types.LeafHash(kp, vh)}
+}
+
+// makeBytes sets l.leaf and l.kvTail, which the builder takes: the
+// install's producers call it (not hashLeaf, which staging's verification
+// calls too).
+func (l *builtLeaf) makeBytes() {
+	n := leafFixed + len(l.key.Key)
+	b := make([]byte, 0, n+2+2*len(l.key.Key)) // escaping doubles a byte at most
+	b = append(append(append(b, l.vh[:]...), l.key.Module[:]...), l.key.Key...)
+	b = appendEscapedWords(append(b, "/k"...), l.key.Key)
+	l.leaf, l.kvTail = unsafe.String(unsafe.SliceData(b), n), b[n:]
+}
+
+// builtChunk is the hashed leaves of one chunk and their modules, each
+// once (distinctModules), which assignModules checks instead of every
+// leaf's.
+type builtChunk struct {
+	leaves []builtLeaf
+	mods   []types.Address
+}
+
+// buildChunk makes the bytes of the leaves ls (makeBytes) and returns them
+// with their modules.
+func buildChunk(ls []builtLeaf) builtChunk {
+	for i := range ls {
+		ls[i].makeBytes()
+	}
+	return builtChunk{leaves: ls, mods: distinctModules(ls)}
+}
+
+// distinctModules returns the modules of ls, each once, in the order they
+// first come.
+func distinctModules(ls []builtLeaf) []types.Address {
+	var out []types.Address
+	var seen map[types.Address]struct{}
+	for i := range ls {
+		m := &ls[i].key.Module
+		if i > 0 && *m == ls[i-1].key.Module {
+			continue
+		}
+		if seen == nil {
+			seen = map[types.Address]struct{}{}
+		}
+		if _, ok := seen[*m]; !ok {
+			seen[*m] = struct{}{}
+			out = append(out, *m)
+		}
+	}
+	return out
 }
 
 // treeBuilder builds a tree bottom-up from leaves that arrive in strictly
@@ -78,8 +137,11 @@ func (b *treeBuilder) add(l *builtLeaf) error {
 	if b.leaves > 0 && bytes.Compare(b.lastKP[:], l.kp[:]) >= 0 {
 		return fmt.Errorf("%w: leaf %d (%s) does not follow the one before it", ErrChunkUnsorted, b.leaves, l.key)
 	}
-	s := slot{kind: slotLeaf, h: l.lh, leaf: leafData(l.vh, l.key)}
-	if err := b.w.putKV(l.key, l.value); err != nil {
+	if l.kvTail == nil {
+		l.makeBytes() // a leaf the caller did not make them for
+	}
+	s := slot{kind: slotLeaf, h: l.lh, leaf: l.leaf}
+	if err := b.w.putLeafKV(l); err != nil {
 		return err
 	}
 	if b.leaves == 0 {
@@ -386,25 +448,25 @@ func newStoreRecordWriter(ctx context.Context, s *Store) *recordWriter {
 	return w
 }
 
-// assignModules gives ids to the modules of ls that have none (sorted, as
+// assignModules gives ids to the modules of ms that have none (sorted, as
 // a commit does) and persists them at once, in one synced batch of their
 // own: the records that name them may reach the datastore as ingested
 // tables, outside pebble's log, and a resumed install must find every id
 // its earlier records name. The store's writer lock is held. A leaf whose
 // module has no id is written with the address inline, so a writer that
 // skips this loses bytes, not correctness.
-func (w *recordWriter) assignModules(ls []builtLeaf) error {
+func (w *recordWriter) assignModules(ms []types.Address) error {
 	if w.mods == nil {
 		return nil
 	}
-	var ms []types.Address
-	for i := range ls {
-		if _, ok := w.mods.id(string(ls[i].key.Module[:])); !ok {
-			ms = append(ms, ls[i].key.Module)
+	var fresh []types.Address
+	for _, m := range ms {
+		if _, ok := w.mods.id(string(m[:])); !ok {
+			fresh = append(fresh, m)
 		}
 	}
-	if len(ms) > 0 {
-		w.mods.assign(ms)
+	if len(fresh) > 0 {
+		w.mods.assign(fresh)
 	}
 	// Ids assigned earlier and not yet stored (a failed batch's, handed
 	// back by untake, or a failed Replace's) may be what this chunk's
@@ -504,6 +566,22 @@ func (w *recordWriter) putKV(k types.StateKey, val []byte) error {
 	}
 	w.b.keys = appendEscaped(w.b.keys, k.Key)
 	return w.push(koff, from, id+1, val, false)
+}
+
+// putLeafKV is putKV for a hashed leaf: its key's bytes after the module
+// are made already (kvTail), and a module met before in the batch is
+// found by its rank alone.
+func (w *recordWriter) putLeafKV(l *builtLeaf) error {
+	id, ok := w.b.modID[l.key.Module]
+	if !ok {
+		return w.putKV(l.key, l.value) // registers the module
+	}
+	w.align()
+	koff := len(w.b.keys)
+	w.b.keys = append(append(append(w.b.keys, nsKV...), w.b.mods[id]...), "/k"...)
+	from := len(w.b.keys) - koff
+	w.b.keys = append(w.b.keys, l.kvTail[2:]...)
+	return w.push(koff, from, id+1, l.value, false)
 }
 
 // align starts the next key 16-byte aligned, as separately allocated

@@ -309,12 +309,17 @@ func (im *Importer) buildTree(ctx context.Context, s *Store, src chunkReader, pl
 	}
 	n := len(im.m.Chunks)
 	start := p.next
-	err := inOrder(n-start, func(i int) ([]builtLeaf, error) {
-		return im.chunkLeaves(ctx, start+i, src)
-	}, func(i int, ls []builtLeaf) error {
-		if err := w.assignModules(ls); err != nil {
+	err := inOrder(n-start, func(i int) (builtChunk, error) {
+		ls, err := im.chunkLeaves(ctx, start+i, src)
+		if err != nil {
+			return builtChunk{}, err
+		}
+		return buildChunk(ls), nil
+	}, func(i int, c builtChunk) error {
+		if err := w.assignModules(c.mods); err != nil {
 			return err
 		}
+		ls := c.leaves
 		for k := range ls {
 			if err := b.add(&ls[k]); err != nil {
 				return err

@@ -372,11 +372,12 @@ func (s *Store) Seed(ctx context.Context, height uint64, fill func(add func([]Sn
 					defer wg.Done()
 					for i := p * len(ls) / parts; i < (p+1)*len(ls)/parts; i++ {
 						hashed[i] = hashLeaf(ls[i])
+						hashed[i].makeBytes()
 					}
 				}()
 			}
 			wg.Wait()
-			if err := w.assignModules(hashed); err != nil {
+			if err := w.assignModules(distinctModules(hashed)); err != nil {
 				return err
 			}
 			for i := range hashed {
