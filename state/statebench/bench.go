@@ -171,7 +171,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	var read readStats
+	var read, readUncached readStats
 	var proofs proofStats
 	var snap snapshotStats
 	var exp *exportedSnapshot
@@ -179,6 +179,16 @@ func Run(ctx context.Context, cfg Config, out io.Writer) error {
 		var err error
 		if read, err = measureReads(readKeys(w, cfg.ReadSamples), cfg.WarmReadKeys, func(k types.StateKey) error {
 			_, err := s.Get(ctx, k)
+			return err
+		}); err != nil {
+			return err
+		}
+		// The warm read again without Get's value cache: GetMany reads
+		// pebble for every key (one key per call here).
+		var dst [][]byte
+		if readUncached, err = measureReads(readKeys(w, cfg.ReadSamples)[:min(cfg.WarmReadKeys, cfg.ReadSamples)], cfg.WarmReadKeys, func(k types.StateKey) error {
+			var err error
+			dst, err = s.GetMany(ctx, []types.StateKey{k}, dst[:0])
 			return err
 		}); err != nil {
 			return err
@@ -236,6 +246,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer) error {
 	fmt.Fprintf(tw, "commit, fill blocks (inserts/s)\t%s\t%s\t%s\t\n", rate(pruned.fillRate()), rate(unpruned.fillRate()), rate(floor.fillRate()))
 	fmt.Fprintf(tw, "prune time per update block\t%s\t-\t-\t\n", dur((pruned.prune+pruned.barePrune)/time.Duration(cfg.Blocks)))
 	fmt.Fprintf(tw, "latest read, warm (flat index; %d keys read before, %d passes; wall (reading thread's CPU))\t%s\t-\t%s\t<= 5µs\n", read.warmKeys, warmReadPasses, read.warm, floorRead.warm)
+	fmt.Fprintf(tw, "  the same without the value cache (GetMany of one key: a pebble Get each)\t%s\t-\t-\t\n", readUncached.warm)
 	fmt.Fprintf(tw, "latest read, %d random keys, first read\t%s\t-\t%s\t\n", read.keys, read.first, floorRead.first)
 	fmt.Fprintf(tw, "latest read, the same %d keys again\t%s\t-\t%s\t\n", read.keys, read.again, floorRead.again)
 	fmt.Fprintf(tw, "proof at %d keys: size present/absent\t%s\t-\t-\t<= 1 KB at 10M\n", w.Keys, proofs.size())

@@ -155,7 +155,7 @@ func TestRunSmall(t *testing.T) {
 	if err := Run(context.Background(), cfg, &out); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"commit, update blocks", "latest read, warm", "50 random keys, first read", "the same 50 keys again", "proof at 400 keys", "proof at 300 keys", "disk bytes per live key", "disk by record kind", "history", "pebble floor", "snapshot import", "end", "from local chunks"} {
+	for _, want := range []string{"commit, update blocks", "latest read, warm", "without the value cache", "50 random keys, first read", "the same 50 keys again", "proof at 400 keys", "proof at 300 keys", "disk bytes per live key", "disk by record kind", "history", "pebble floor", "snapshot import", "end", "from local chunks"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, out.String())
 		}
