@@ -144,6 +144,10 @@
 // when its write is over. At most one write is outstanding when
 // CommitAsync returns; every other writer (Install, Seed, Replace), Audit
 // and Close first wait for it. A failed write fails every later version.
+// On pebble, Get answers a key it has read twice from a bounded cache of
+// latest values (valuecache.go), which every writer of the flat index
+// keeps exact: a commit forgets the keys it changes, Install, Seed and
+// Replace empty it, and nothing read during a write is cached.
 // Get, Iterate, Latest, View, Prove and View methods may run on any
 // goroutine, also during Commit and Prune. Prune and Audit serialize
 // themselves. Slices passed to Commit must not change until it returns
