@@ -46,6 +46,11 @@ const valueCacheEntryOverhead = 64
 // write see the old or the new value, as a pebble Get would: hits are only
 // for keys the write does not change, and nothing is inserted until end.
 //
+// A writer that goes around the store does not tell the cache: NewImporter
+// discarding an unfinished install's entries from a store at version 0,
+// which must not serve reads then anyway (see Install), or a test writing
+// the datastore directly.
+//
 // The cache holds values, never what a root or a proof is computed from:
 // which keys it holds (eviction follows map order) changes no value read.
 type valueCache struct {
@@ -132,6 +137,9 @@ func (c *valueCache) put(key string, h uint64, v []byte, t uint64) {
 		return
 	}
 	if old, ok := sh.m[key]; ok {
+		// Two readers missed it at once; the eviction below must not
+		// meet it again.
+		delete(sh.m, key)
 		sh.bytes -= len(key) + len(old) + valueCacheEntryOverhead
 		c.n.Add(-1)
 	}
