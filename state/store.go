@@ -402,6 +402,10 @@ func openOwned(d interface {
 func (s *Store) Close() error {
 	s.commitMu.Lock()
 	err := s.drainLocked()
+	// A Get after Close reads the closed datastore, as without the
+	// cache, instead of answering from it; nothing is cached again.
+	s.values.begin()
+	s.values.clear()
 	s.commitMu.Unlock()
 	if s.closer != nil {
 		err = errors.Join(err, s.closer.Close())
@@ -536,13 +540,12 @@ func (s *Store) recover(ctx context.Context, latest uint64) error {
 }
 
 // lockWriter takes the commit lock for one of the writers (Install, Seed,
-// Replace; the caller unlocks s.commitMu), waits for a CommitAsync write
-// in flight (its error is in s.failed), and returns the latest
-// version and root, or the error that refuses every write after a failed
-// one.
-// The caller releases it with unlockWriter. Such a writer does not list
-// the flat index keys it changes: it empties the value cache, which
-// caches nothing until unlockWriter.
+// Replace), waits for a CommitAsync write in flight (its error is in
+// s.failed), and returns the latest version and root, or the error that
+// refuses every write after a failed one. The caller releases it with
+// unlockWriter. Such a writer does not list the flat index keys it
+// changes: it empties the value cache, which caches nothing until
+// unlockWriter.
 func (s *Store) lockWriter() (uint64, slot, error) {
 	s.commitMu.Lock()
 	_ = s.drainLocked() // a failure is in s.failed

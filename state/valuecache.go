@@ -58,7 +58,6 @@ type valueCache struct {
 	gen     atomic.Uint64 // bumped by begin and end
 	writers atomic.Int32  // writes under way
 	n       atomic.Int64  // entries, so that a write skips forgetting in an empty cache
-	hits    atomic.Uint64 // Gets answered from the cache (tests)
 	seed    maphash.Seed
 	shards  [valueCacheShards]valueShard
 	// seen admits a key on its second miss: each slot holds the hash of
@@ -74,7 +73,8 @@ type valueShard struct {
 	mu    sync.Mutex
 	m     map[string][]byte
 	bytes int
-	_     [40]byte // a shard's lock on a cache line of its own
+	hits  uint64   // Gets answered from the shard (tests), under mu
+	_     [32]byte // a shard's lock on a cache line of its own
 }
 
 func newValueCache(bytes int) *valueCache {
@@ -101,13 +101,27 @@ func (c *valueCache) get(key string, h uint64) ([]byte, bool) {
 	sh := c.shard(h)
 	sh.mu.Lock()
 	v, ok := sh.m[key]
+	if ok {
+		sh.hits++
+	}
 	sh.mu.Unlock()
 	if !ok {
 		return nil, false
 	}
-	c.hits.Add(1)
 	// Cached values are never written to, so the copy needs no lock.
 	return append(make([]byte, 0, len(v)), v...), true
+}
+
+// hitCount returns how many Gets the cache answered (tests).
+func (c *valueCache) hitCount() uint64 {
+	var n uint64
+	for i := range c.shards {
+		sh := &c.shards[i]
+		sh.mu.Lock()
+		n += sh.hits
+		sh.mu.Unlock()
+	}
+	return n
 }
 
 // ticket returns the generation to hand to put after reading pebble; it is
@@ -133,7 +147,15 @@ func (c *valueCache) put(key string, h uint64, v []byte, t uint64) {
 	sh := c.shard(h)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
+	// Counted before the check, and uncounted if it fails: a forget that
+	// finds the cache empty and skips the shards then loaded n before
+	// this increment, so its writer's begin came before the check below,
+	// which sees it. Counted after the insert, a put that passed its check
+	// just before a begin could insert the old value unseen by that
+	// write's forget, and keep it after the write.
+	c.n.Add(1)
 	if c.writers.Load() != 0 || c.gen.Load() != t {
+		c.n.Add(-1)
 		return
 	}
 	if old, ok := sh.m[key]; ok {
@@ -157,7 +179,6 @@ func (c *valueCache) put(key string, h uint64, v []byte, t uint64) {
 	}
 	sh.m[key] = own
 	sh.bytes += cost
-	c.n.Add(1)
 }
 
 // begin starts a write of the flat index: nothing is cached until end.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"testing"
 
@@ -24,7 +25,7 @@ func mustPebbleStore(t *testing.T, opts Options) *Store {
 // cache.
 func getAll(t *testing.T, s *Store, keys []types.StateKey, want func(i int) []byte) uint64 {
 	t.Helper()
-	hits := s.values.hits.Load()
+	hits := s.values.hitCount()
 	for i, k := range keys {
 		v, err := s.Get(context.Background(), k)
 		if err != nil {
@@ -34,7 +35,7 @@ func getAll(t *testing.T, s *Store, keys []types.StateKey, want func(i int) []by
 			t.Fatalf("key %d: Get %q, want %q", i, v, w)
 		}
 	}
-	return s.values.hits.Load() - hits
+	return s.values.hitCount() - hits
 }
 
 // TestValueCacheFollowsCommits: a key read again is answered by the value
@@ -123,8 +124,8 @@ func TestValueCacheOwnedCopies(t *testing.T) {
 		}
 		copy(v, "XXXXX")
 	}
-	if s.values.hits.Load() != 2 {
-		t.Fatalf("%d hits, want 2", s.values.hits.Load())
+	if s.values.hitCount() != 2 {
+		t.Fatalf("%d hits, want 2", s.values.hitCount())
 	}
 }
 
@@ -386,5 +387,74 @@ func TestValueCacheReinsert(t *testing.T) {
 		if n != sh.bytes || int64(len(sh.m)) != c.n.Load() || sh.bytes > 300 {
 			t.Fatalf("round %d: shard holds %d bytes in %d entries, counts %d bytes and %d entries", round, n, len(sh.m), sh.bytes, c.n.Load())
 		}
+	}
+}
+
+// TestValueCachePutRacingWrite races a reader's put of the value it read
+// before a write against that write's begin, forget and end, in an empty
+// cache: the value must not be cached after the write ended. (Found by
+// review: forget skipped an empty cache, and put counted its entry only
+// after inserting it, so a put that had passed its check could insert the
+// old value unseen. It failed within a few hundred iterations.)
+func TestValueCachePutRacingWrite(t *testing.T) {
+	k := types.StateKey{Key: []byte("key")}
+	kb, _ := (*moduleTable)(nil).appendKVKey(nil, k)
+	key := string(kb)
+	c := newValueCache(1 << 20)
+	h := c.hash(key)
+	c.put(key, h, []byte("old"), c.ticket()) // seen: the next put inserts
+	for i := range 100000 {
+		tk := c.ticket() // taken before the reader's read of "old"
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		wg.Go(func() {
+			<-start
+			c.put(key, h, []byte("old"), tk)
+		})
+		wg.Go(func() {
+			<-start
+			for range i % 8 {
+				runtime.Gosched()
+			}
+			c.begin()
+			c.forget(nil, []Change{{Key: k, New: []byte("new")}}, nil)
+			c.end()
+		})
+		close(start)
+		wg.Wait()
+		if v, ok := c.get(key, h); ok {
+			t.Fatalf("iteration %d: %q cached after the write of \"new\" ended", i, v)
+		}
+		if c.n.Load() != 0 {
+			t.Fatalf("iteration %d: %d entries counted in an empty cache", i, c.n.Load())
+		}
+	}
+}
+
+// TestValueCacheClosedStore checks that a Get after Close is not answered
+// from the cache.
+func TestValueCacheClosedStore(t *testing.T) {
+	ctx := context.Background()
+	s, err := OpenPebble(filepath.Join(t.TempDir(), "db"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := types.StateKey{Key: []byte("k")}
+	if _, err := s.Commit(ctx, 1, []Write{{Key: k, Value: []byte("v")}}); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if _, err := s.Get(ctx, k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if s.values.n.Load() == 0 {
+		t.Fatal("nothing cached before Close")
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if s.values.n.Load() != 0 {
+		t.Fatalf("%d values cached after Close", s.values.n.Load())
 	}
 }
