@@ -161,7 +161,7 @@ func TestNodeSizeFollowsLayout(t *testing.T) {
 	}
 	a[15] = slot{kind: slotChild, h: types.Hash{1}, born: 1}
 	n := makeNode(3, &a, mods)
-	n.id = hashSlots(&a, new(innerHashes))
+	n.id = n.computeInner(new(innerHashes))
 	dec, err := decodeNode(appendNode(nil, n, mods), n.ref(), mods)
 	if err != nil {
 		t.Fatal(err)

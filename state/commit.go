@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"math/bits"
 	"runtime"
 	"slices"
 	"sort"
@@ -677,8 +678,10 @@ func (c *committer) update(o *out, old slot, d int, ws []item) (slot, error) {
 		if err != nil {
 			return slot{}, err
 		}
-		a := n.allPacked()
-		changed, err := c.children(o, d, ws, &a, false)
+		// The new content of the slots ws reach; the others stay
+		// n's, and finish moves them as they are (patchSlots).
+		var a [fanout]slot
+		changed, err := c.children(o, d, ws, &a, n)
 		if err != nil {
 			return slot{}, err
 		}
@@ -763,21 +766,29 @@ func (c *committer) build(o *out, leaves []item, d int) slot {
 	}
 	var a [fanout]slot
 	// build cannot fail: it reads nothing.
-	_, _ = c.children(o, d, leaves, &a, true)
+	_, _ = c.children(o, d, leaves, &a, nil)
 	return c.finish(o, &a, nil, allSlots)
 }
 
 // finish turns an updated node into the slot that replaces it: nothing if it
 // is empty, its only leaf if one leaf is left (the sparse tree collapses a
-// one-leaf subtree), else the node itself, recorded for writing. from and
-// changed say what the node was updated from (see newNode).
+// one-leaf subtree), else the node itself, recorded for writing. The node
+// is from's slots with those marked in changed replaced by a's (with from
+// nil, a's: see newNode).
 func (c *committer) finish(o *out, a *[fanout]slot, from *node, changed uint16) slot {
-	count, last := occupied(a)
-	if count == 0 {
+	occ := patchedOcc(from, a, changed)
+	switch bits.OnesCount16(occ) {
+	case 0:
 		return slot{}
-	}
-	if count == 1 && a[last].kind == slotLeaf {
-		return unpack(a[last], c.s.modules)
+	case 1:
+		last := bits.TrailingZeros16(occ)
+		s := a[last]
+		if from != nil && changed&(1<<last) == 0 {
+			s = from.packedSlot(last)
+		}
+		if s.kind == slotLeaf {
+			return unpack(s, c.s.modules)
+		}
 	}
 	nn := newNode(c.height, a, from, changed, c.s.modules)
 	o.addNode(nn, c.s.modules)
@@ -787,13 +798,15 @@ func (c *committer) finish(o *out, a *[fanout]slot, from *node, changed uint16) 
 // run is a stretch of a sorted write set whose items share nibble d.
 type run struct{ nib, lo, hi int }
 
-// children applies ws (sorted, all under this node) to the slots a of a
-// node at nibble depth d, each run of ws to the slot of its nibble: an update
-// of the slot's subtree, or a fresh subtree when fresh (a is empty then). It
+// children applies ws (sorted, all under this node) to the slots of node
+// from at nibble depth d, each run of ws to the slot of its nibble: an
+// update of the slot's subtree, or a fresh subtree when from is nil. It
+// sets the new content of the slots the runs reach in a (empty before) and
 // returns a bit per slot that changed. The slot array stays on the caller's
 // stack: only the top of the tree, for large write sets, goes to
 // parallelChildren, which works on its own copy.
-func (c *committer) children(o *out, d int, ws []item, a *[fanout]slot, fresh bool) (uint16, error) {
+func (c *committer) children(o *out, d int, ws []item, a *[fanout]slot, from *node) (uint16, error) {
+	fresh := from == nil
 	var rbuf [fanout]run
 	rs := rbuf[:0]
 	for lo := 0; lo < len(ws); {
@@ -803,6 +816,9 @@ func (c *committer) children(o *out, d int, ws []item, a *[fanout]slot, fresh bo
 			hi++
 		}
 		rs = append(rs, run{nib, lo, hi})
+		if !fresh {
+			a[nib] = unpack(from.packedSlot(nib), c.s.modules)
+		}
 		lo = hi
 	}
 	if d == 0 && len(ws) >= parallelMin && len(rs) > 1 {
@@ -810,7 +826,6 @@ func (c *committer) children(o *out, d int, ws []item, a *[fanout]slot, fresh bo
 	}
 	var changed uint16
 	for _, r := range rs {
-		a[r.nib] = unpack(a[r.nib], c.s.modules)
 		ns, err := c.child(o, d, ws[r.lo:r.hi], a[r.nib], fresh)
 		if err != nil {
 			return 0, err
@@ -845,7 +860,6 @@ func (c *committer) parallelChildren(o *out, d int, ws []item, rs []run, a *[fan
 	res := make([]result, len(rs))
 	var wg sync.WaitGroup
 	for i, r := range rs {
-		a[r.nib] = unpack(a[r.nib], c.s.modules)
 		res[i].o = getPartOut(r.hi - r.lo)
 		wg.Add(1)
 		go func(old slot) {

@@ -111,16 +111,15 @@ func TestHashChangedAgainstReference(t *testing.T) {
 			n = newNode(1, &a, prev, changed, nil)
 			changed = 0
 			checkSubs(t, n, "updated")
-			var in innerHashes
-			hashSlots(&a, &in)
-			m := topMaskOf(shape(&a))
-			if kt := n.top.Load(); kt != nil && kt.mask != m {
-				t.Fatalf("kept mask %08b, the slots' %08b", kt.mask, m)
-			}
-			for i := 1; i < topLen; i++ {
-				if (m&(1<<i) != 0) != (in[i].kind == types.KindInternal) {
-					t.Fatalf("top mask %08b disagrees with the kind of position %d (%v)", m, i, in[i].kind)
+			if kt := n.top; kt != nil {
+				for i := 1; i < topLen; i++ {
+					k, h := refSub(&a, i)
+					if (kt.mask&(1<<i) != 0) != (k == types.KindInternal) || kt.h[i-1] != h {
+						t.Fatalf("kept position %d (mask %08b, %s), reference (%v, %s)", i, kt.mask, kt.h[i-1], k, h)
+					}
 				}
+			} else if occ, _ := occupied(&a); occ >= topKeepMin {
+				t.Fatalf("a node of %d slots kept no top", occ)
 			}
 		}
 	}

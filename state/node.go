@@ -47,9 +47,11 @@ const (
 type slot struct {
 	kind slotKind
 	// packed says leaf holds the leaf's data as a node's mem does: value
-	// hash and key, its module named by mid. Only a commit's working
-	// copy of a node holds packed leaves (allPacked), which it unpacks
-	// before it reads them or hands them on (unpack).
+	// hash and key, its module named by mid. Only readers that may not
+	// read a leaf take it packed (packedSlot: the proof walk's siblings,
+	// hashing), and unpack it before they read it or hand it on
+	// (unpack); a commit moves the leaves it does not reach as its
+	// nodes' entries (patchSlots), not as slots.
 	packed bool
 	// mid is a leaf's module id in the store's table when it is known
 	// (a leaf read from a node), else 0: packSlots then looks it up.
@@ -156,10 +158,12 @@ type node struct {
 	// children of i, 16..31 the slots), with a mask of the internal ones:
 	// an empty position's hash is zero and a one-leaf position's is its
 	// leaf's. A commit that changes a few slots rehashes only the
-	// positions above them (hashChanged). A node a commit built with
+	// positions above them (hashEntries). A node a commit built with
 	// topKeepMin slots or more has them; for any other node a commit
-	// replacing it rehashes the new node in full.
-	top atomic.Pointer[keptTop]
+	// replacing it rehashes the new node in full. Set before the node is
+	// shared (newNode) and never changed, so a plain pointer: its atomic
+	// store was a locked instruction per kept node.
+	top *keptTop
 	// inner holds all the node's inner hashes, computed when a proof
 	// first asks (node.sub; atomic: readers share the node) and not
 	// counted by size, as before commits kept any. A proof reads two
@@ -258,9 +262,71 @@ func makeNode(born uint64, a *[fanout]slot, t *moduleTable) *node {
 // of the nodes they came from, which it must not keep alive. mem must be
 // 8-aligned (a heap allocation of 16 bytes or more).
 func packSlots(mem []byte, a *[fanout]slot, t *moduleTable) (uint16, []byte) {
-	var occ uint16
-	k, l := 0, 0
-	for i := range a {
+	return patchSlots(mem, nil, a, allSlots, t)
+}
+
+// patchSlots is packSlots of from's slots with those marked in changed
+// replaced by a's (an empty one dropped), without making from's slots: an
+// entry of from that stays is copied with its leaf's bytes as they are
+// (its module id is t's: from was made with t), so a commit that changes
+// one or two slots of a node moves the other entries and their data as
+// they are, instead of unpacking them into slots and packing them again
+// (see RATIONALE.md, round 12). a is read only at the changed slots. With
+// from nil, every slot is a's (packSlots). A from made with another table
+// than t is patched through its unpacked slots.
+func patchSlots(mem []byte, from *node, a *[fanout]slot, changed uint16, t *moduleTable) (uint16, []byte) {
+	var (
+		fromOcc uint16
+		es      []entry
+	)
+	if from != nil {
+		if from.mods != t {
+			// Ids of another table: every slot as a slot, its leaves
+			// unpacked, named again in t.
+			b := *a
+			for i := range b {
+				if changed&(1<<i) == 0 {
+					b[i] = from.slot(i)
+				}
+			}
+			return patchSlots(mem, nil, &b, allSlots, t)
+		}
+		fromOcc, es = from.occ, from.entries()
+	} else {
+		changed = allSlots
+	}
+	// First pass: the occupancy, the entries' count and the data's
+	// length; the module ids of the leaves that take one here (a's slots
+	// without a valid id, and from's leaves kept whole whose module got
+	// one since), in mids.
+	var (
+		occ  uint16
+		mids [fanout]uint16
+	)
+	k, l, j := 0, 0, 0
+	for m := fromOcc | changed; m != 0; m &= m - 1 {
+		i := bits.TrailingZeros16(m)
+		var e *entry
+		if fromOcc&(1<<i) != 0 {
+			e = &es[j]
+			j++
+		}
+		if changed&(1<<i) == 0 {
+			occ |= 1 << i
+			k++
+			if e.kind != slotLeaf {
+				continue
+			}
+			n := int(e.end - e.off)
+			if e.mod == 0 {
+				if id, ok := t.id(unsafe.String(&from.mem[e.off+types.HashLen], types.AddressLen)); ok {
+					mids[i] = uint16(id)
+					n -= types.AddressLen
+				}
+			}
+			l += n
+			continue
+		}
 		s := &a[i]
 		if s.kind == slotEmpty {
 			continue
@@ -294,22 +360,62 @@ func packSlots(mem []byte, a *[fanout]slot, t *moduleTable) (uint16, []byte) {
 		}
 	}
 	mem = slices.Grow(mem[:0], k*entrySize+l)[:k*entrySize]
-	j := 0
-	for i := range a {
-		s := &a[i]
-		if s.kind == slotEmpty {
+	j, jo := 0, 0
+	for m := fromOcc | changed; m != 0; m &= m - 1 {
+		i := bits.TrailingZeros16(m)
+		var e *entry
+		if fromOcc&(1<<i) != 0 {
+			e = &es[jo]
+			jo++
+		}
+		if occ&(1<<i) == 0 {
 			continue
 		}
 		at := len(mem)
-		if s.mid != 0 && !s.packed {
-			mem = append(append(mem, s.leaf[:types.HashLen]...), s.leaf[leafFixed:]...)
+		var ne entry
+		if changed&(1<<i) == 0 {
+			ne = *e
+			if e.kind == slotLeaf {
+				d := from.mem[e.off:e.end]
+				if mids[i] != 0 {
+					ne.mod = mids[i]
+					mem = append(append(mem, d[:types.HashLen]...), d[leafFixed:]...)
+				} else {
+					mem = append(mem, d...)
+				}
+			}
 		} else {
-			mem = append(mem, s.leaf...)
+			s := &a[i]
+			if s.mid != 0 && !s.packed {
+				mem = append(append(mem, s.leaf[:types.HashLen]...), s.leaf[leafFixed:]...)
+			} else {
+				mem = append(mem, s.leaf...)
+			}
+			ne = entry{h: s.h, born: s.born, mod: s.mid, kind: s.kind}
 		}
-		*(*entry)(unsafe.Pointer(&mem[j*entrySize])) = entry{h: s.h, born: s.born, off: uint16(at), end: uint16(len(mem)), mod: s.mid, kind: s.kind}
+		ne.off, ne.end = uint16(at), uint16(len(mem))
+		*(*entry)(unsafe.Pointer(&mem[j*entrySize])) = ne
 		j++
 	}
 	return occ, mem
+}
+
+// patchedOcc returns the occupancy of from's slots with those marked in
+// changed replaced by a's (packSlots' and patchSlots' result; with from
+// nil, a's).
+func patchedOcc(from *node, a *[fanout]slot, changed uint16) uint16 {
+	var occ uint16
+	if from != nil {
+		occ = from.occ &^ changed
+	} else {
+		changed = allSlots
+	}
+	for m := changed; m != 0; m &= m - 1 {
+		if i := bits.TrailingZeros16(m); a[i].kind != slotEmpty {
+			occ |= 1 << i
+		}
+	}
+	return occ
 }
 
 // at returns the node's j-th occupied slot. A leaf named by its module's
@@ -347,20 +453,6 @@ func unpack(s slot, t *moduleTable) slot {
 	b = append(append(append(b, s.leaf[:types.HashLen]...), m[:]...), s.leaf[types.HashLen:]...)
 	s.leaf, s.packed = unsafe.String(unsafe.SliceData(b), len(b)), false
 	return s
-}
-
-// allPacked is all with the leaves of modules with an id left packed (see
-// slot.packed): a commit's working copy of a node, most of whose leaves it
-// only moves to the node that replaces this one. It unpacks those it reads.
-func (n *node) allPacked() (a [fanout]slot) {
-	j := 0
-	for i := range a {
-		if n.occ&(1<<i) != 0 {
-			a[i] = n.packedAt(j)
-			j++
-		}
-	}
-	return a
 }
 
 // slot returns slot i (empty if unoccupied).
@@ -408,35 +500,6 @@ func (n *node) size() int {
 // allSlots marks every slot changed: hash a node in full.
 const allSlots = 1<<fanout - 1
 
-// topMaskOf returns a bit per top position (1..topLen-1) that is internal
-// in a node with occupied slots occ, of which kids are children: a binary
-// subtree is internal when it holds two slots or more or a child
-// (types.Combine hashes exactly those; an empty one or a single leaf is no
-// hash of its own).
-func topMaskOf(occ, kids uint16) uint8 {
-	var m uint8
-	for i := 1; i < topLen; i++ {
-		if bits.OnesCount16(under(occ, i)) > 1 || under(kids, i) != 0 {
-			m |= 1 << i
-		}
-	}
-	return m
-}
-
-// shape returns the occupied slots of a and, among them, the children.
-func shape(a *[fanout]slot) (occ, kids uint16) {
-	for i := range a {
-		switch a[i].kind {
-		case slotChild:
-			kids |= 1 << i
-			occ |= 1 << i
-		case slotLeaf:
-			occ |= 1 << i
-		}
-	}
-	return occ, kids
-}
-
 // under returns the bits of m (one per slot) under heap position i
 // (1..15), shifted down to bit 0.
 func under(m uint16, i int) uint16 {
@@ -448,9 +511,12 @@ func under(m uint16, i int) uint16 {
 
 // keep returns the top positions of in (a node's inner hashes, complete at
 // 1..topLen-1) for node.top, with the mask of the internal ones.
-func keep(in *innerHashes, mask uint8) *keptTop {
-	t := &keptTop{mask: mask}
+func keep(in *innerHashes) *keptTop {
+	t := new(keptTop)
 	for i := 1; i < topLen; i++ {
+		if in[i].kind == types.KindInternal {
+			t.mask |= 1 << i
+		}
 		t.h[i-1] = in[i].h
 	}
 	return t
@@ -475,34 +541,36 @@ func (n *node) sub(i int) (types.NodeKind, types.Hash) {
 
 // computeInner fills in with the node's inner hashes and returns its id.
 func (n *node) computeInner(in *innerHashes) types.Hash {
-	a := n.allPacked() // hashing reads no leaf data
-	return hashSlots(&a, in)
+	return hashEntries(n.occ, n.entries(), in, nil, allSlots)
 }
 
-// hashSlots fills in with the inner hashes of a node holding the slots a
-// and returns its id.
-func hashSlots(a *[fanout]slot, in *innerHashes) types.Hash {
-	return hashChanged(a, in, nil, allSlots)
-}
-
-// hashChanged fills in with the inner hashes of a node holding the slots a
-// and returns its id. With top nil every position is hashed. Otherwise top
-// is what the node a was made from kept, and changed marks the slots that
+// hashEntries fills in with the inner hashes of a node whose occupied
+// slots occ hold the entries es, and returns its id; it reads no leaf
+// data. With top nil every position is hashed. Otherwise top is what the
+// node this one was made from kept, and changed marks the slots that
 // differ from that node's (a superset does no harm): a top position with
 // no changed slot under it is taken from top (its kind too: the slots
 // under it are the same), and a position below the kept ones is hashed
 // only when its parent is, so a one-slot change costs at most eight hashes
 // instead of up to fifteen. in is then complete at positions
 // 1..topLen-1 only.
-func hashChanged(a *[fanout]slot, in *innerHashes, top *keptTop, changed uint16) types.Hash {
+func hashEntries(occ uint16, es []entry, in *innerHashes, top *keptTop, changed uint16) types.Hash {
 	if top == nil {
 		changed = allSlots
 	}
 	get := func(i int) (types.NodeKind, types.Hash) {
-		if i >= fanout {
-			return a[i-fanout].treeKind(), a[i-fanout].h
+		if i < fanout {
+			return in[i].kind, in[i].h
 		}
-		return in[i].kind, in[i].h
+		s := i - fanout
+		if occ&(1<<s) == 0 {
+			return types.KindEmpty, types.EmptyHash
+		}
+		e := &es[bits.OnesCount16(occ&(1<<s-1))]
+		if e.kind == slotLeaf {
+			return types.KindLeaf, e.h
+		}
+		return types.KindInternal, e.h
 	}
 	// Top down: hash every position with a changed slot under it, and
 	// every position below the kept levels that a hashed parent needs.
@@ -519,47 +587,47 @@ func hashChanged(a *[fanout]slot, in *innerHashes, top *keptTop, changed uint16)
 			rk, rh := get(2*i + 1)
 			in[i].kind, in[i].h = types.Combine(lk, lh, rk, rh)
 		case i < topLen:
-			in[i].kind, in[i].h = keptPos(a, i, top)
+			in[i].kind, in[i].h = keptPos(occ, es, i, top)
 		}
 		// Else no hashed position needs it.
 	}
 	return in[1].h
 }
 
-// keptPos returns top position i of a node holding the slots a, whose
-// slots under i are those of the node that kept top: its kept hash if it
-// is internal, or the one leaf under it, or empty.
-func keptPos(a *[fanout]slot, i int, top *keptTop) (types.NodeKind, types.Hash) {
+// keptPos returns top position i of a node whose occupied slots occ hold
+// the entries es, and whose slots under i are those of the node that kept
+// top: its kept hash if it is internal, or the one leaf under it, or
+// empty.
+func keptPos(occ uint16, es []entry, i int, top *keptTop) (types.NodeKind, types.Hash) {
 	if top.mask&(1<<i) != 0 {
 		return types.KindInternal, top.h[i-1]
 	}
-	level := bits.Len(uint(i)) - 1
-	w := fanout >> level
-	lo := (i - 1<<level) * w
-	for s := lo; s < lo+w; s++ {
-		if a[s].kind == slotLeaf {
-			return types.KindLeaf, a[s].h
-		}
+	u := under(occ, i)
+	if u == 0 {
+		return types.KindEmpty, types.EmptyHash
 	}
-	return types.KindEmpty, types.EmptyHash
+	level := bits.Len(uint(i)) - 1
+	s := (i-1<<level)*(fanout>>level) + bits.TrailingZeros16(u)
+	return types.KindLeaf, es[bits.OnesCount16(occ&(1<<s-1))].h
 }
 
-// newNode builds a node from a full slot array (see makeNode) and computes
-// its id and kept top hashes from it. from is the node the array was made
-// from, and changed marks the slots that differ from its (see
-// hashChanged); with from nil (a new subtree) or a from without kept
-// hashes, the node is hashed in full.
+// newNode builds a node of the slots of from with those marked in changed
+// replaced by a's (see patchSlots; with from nil, a's slots: a new
+// subtree), and computes its id and kept top hashes, rehashing only the
+// positions above the changed slots when from kept its top (see
+// hashEntries).
 func newNode(born uint64, a *[fanout]slot, from *node, changed uint16, t *moduleTable) *node {
-	n := makeNode(born, a, t)
+	n := &node{born: born, mods: t}
+	n.occ, n.mem = patchSlots(nil, from, a, changed, t)
 	var in innerHashes
 	var top *keptTop
 	if from != nil {
-		top = from.top.Load()
+		top = from.top
 	}
-	n.id = hashChanged(a, &in, top, changed)
+	n.id = hashEntries(n.occ, n.entries(), &in, top, changed)
 	if bits.OnesCount16(n.occ) >= topKeepMin {
 		n.kept = true
-		n.top.Store(keep(&in, topMaskOf(shape(a))))
+		n.top = keep(&in)
 	}
 	return n
 }
