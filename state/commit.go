@@ -117,6 +117,9 @@ type out struct {
 	// into the same out (it makes fresh subtrees only, and subtrees built
 	// on other goroutines have outs of their own).
 	leaves []item
+	// touched sums the bytes preload read ahead, so that the reads stay
+	// (an out per goroutine).
+	touched byte
 }
 
 // presize gives o room for what a subtree update of n writes usually
@@ -670,13 +673,21 @@ func (c *committer) awaitPrev(born uint64) error {
 // subtree). It records new nodes, history records, stale ids and changes
 // in o.
 func (c *committer) update(o *out, old slot, d int, ws []item) (slot, error) {
+	return c.updateFrom(o, old, nil, d, ws)
+}
+
+// updateFrom is update with the node of old (a child slot) given when the
+// caller found it in the cache already (see preload); nil: it is loaded.
+func (c *committer) updateFrom(o *out, old slot, n *node, d int, ws []item) (slot, error) {
 	if len(ws) == 0 {
 		return old, nil
 	}
 	if old.kind == slotChild {
-		n, err := c.loadNode(old.ref())
-		if err != nil {
-			return slot{}, err
+		if n == nil {
+			var err error
+			if n, err = c.loadNode(old.ref()); err != nil {
+				return slot{}, err
+			}
 		}
 		// The new content of the slots ws reach; the others stay
 		// n's, and finish moves them as they are (patchSlots).
@@ -824,9 +835,13 @@ func (c *committer) children(o *out, d int, ws []item, a *[fanout]slot, from *no
 	if d == 0 && len(ws) >= parallelMin && len(rs) > 1 {
 		return c.parallelChildren(o, d, ws, rs, a, fresh)
 	}
+	var pre [fanout]*node
+	if !fresh {
+		c.preload(o, rs, a, &pre)
+	}
 	var changed uint16
 	for _, r := range rs {
-		ns, err := c.child(o, d, ws[r.lo:r.hi], a[r.nib], fresh)
+		ns, err := c.child(o, d, ws[r.lo:r.hi], a[r.nib], pre[r.nib], fresh)
 		if err != nil {
 			return 0, err
 		}
@@ -838,13 +853,40 @@ func (c *committer) children(o *out, d int, ws []item, a *[fanout]slot, from *no
 	return changed, nil
 }
 
+// preload sets pre[nib] to the node of a[nib] for each run whose slot is a
+// child the cache holds, looked up together (nodeCache.getMany): a node's
+// children are read one after the other, and each lookup alone waits for
+// memory (see RATIONALE.md, round 12).
+func (c *committer) preload(o *out, rs []run, a *[fanout]slot, pre *[fanout]*node) {
+	var (
+		refs [fanout]nodeRef
+		nibs [fanout]int
+		ns   [fanout]*node
+	)
+	k := 0
+	for _, r := range rs {
+		if a[r.nib].kind == slotChild {
+			refs[k], nibs[k] = a[r.nib].ref(), r.nib
+			k++
+		}
+	}
+	if k < 2 {
+		return // one lookup overlaps with nothing
+	}
+	o.touched += c.s.cache.getMany(refs[:k], ns[:k])
+	for i := range k {
+		pre[nibs[i]] = ns[i]
+	}
+}
+
 // child returns the new content of the slot at nibble depth d+1 that group
-// goes to: a fresh subtree of group, or old updated by it.
-func (c *committer) child(o *out, d int, group []item, old slot, fresh bool) (slot, error) {
+// goes to: a fresh subtree of group, or old (whose node is n if the caller
+// has it) updated by it.
+func (c *committer) child(o *out, d int, group []item, old slot, n *node, fresh bool) (slot, error) {
 	if fresh {
 		return c.build(o, group, d+1), nil
 	}
-	return c.update(o, old, d+1, group)
+	return c.updateFrom(o, old, n, d+1, group)
 }
 
 // parallelChildren is children with one goroutine per run, each with its
@@ -864,7 +906,7 @@ func (c *committer) parallelChildren(o *out, d int, ws []item, rs []run, a *[fan
 		wg.Add(1)
 		go func(old slot) {
 			defer wg.Done()
-			res[i].s, res[i].err = c.child(res[i].o, d, ws[r.lo:r.hi], old, fresh)
+			res[i].s, res[i].err = c.child(res[i].o, d, ws[r.lo:r.hi], old, nil, fresh)
 		}(a[r.nib])
 	}
 	wg.Wait()
