@@ -134,8 +134,9 @@ type node struct {
 	// hold two or three leaves, so not storing empty slots lets the cache
 	// hold several times more nodes.
 	occ uint16
-	// kept says a commit built the node and kept its top hashes (newNode):
-	// size counts them. Set before the node is shared, never changed.
+	// kept says a commit built the node and kept its top hashes at the end
+	// of mem (newNode, node.top). Set before the node is shared, never
+	// changed.
 	kept bool
 	// mem holds the occupied slots in order as pointer-free entries
 	// (entries), then the leaves' data, which the entries name by
@@ -153,17 +154,11 @@ type node struct {
 	// made with always resolves them. The pointer is free: it takes the
 	// node from 88 to 96 bytes, the allocator's size class of both.
 	mods *moduleTable
-	// top points to the hashes of the node's binary subtrees at heap
-	// positions 1..topLen-1 (1 is the node itself, 2i and 2i+1 the
-	// children of i, 16..31 the slots), with a mask of the internal ones:
-	// an empty position's hash is zero and a one-leaf position's is its
-	// leaf's. A commit that changes a few slots rehashes only the
-	// positions above them (hashEntries). A node a commit built with
-	// topKeepMin slots or more has them; for any other node a commit
-	// replacing it rehashes the new node in full. Set before the node is
-	// shared (newNode) and never changed, so a plain pointer: its atomic
-	// store was a locked instruction per kept node.
-	top *keptTop
+	// A node a commit built with topKeepMin slots or more keeps the hashes
+	// of its top binary subtrees at the end of its mem (kept; see keptTop
+	// and node.top): a commit that changes a few slots of it rehashes only
+	// the positions above them (hashEntries); for any other node a commit
+	// replacing it rehashes the new node in full.
 	// inner holds all the node's inner hashes, computed when a proof
 	// first asks (node.sub; atomic: readers share the node) and not
 	// counted by size, as before commits kept any. A proof reads two
@@ -172,12 +167,59 @@ type node struct {
 	inner atomic.Pointer[innerHashes]
 }
 
-// keptTop is what a commit keeps of a node's top positions: one
-// pointer-free object (the collector marks it and never scans it), the
-// mask of the internal positions beside their hashes.
-type keptTop struct {
-	mask uint8                  // bit i: position i is internal
-	h    [topLen - 1]types.Hash // position i at h[i-1]
+// keptTop is what a commit keeps of a node's top positions, the last
+// keptSize bytes of its mem: the mask of the internal positions (bit i for
+// position i; 2 bytes, little endian), then the hashes of heap positions
+// 1..end()-1 (1 is the node itself, 2i and 2i+1 the children of i, 16..31
+// the slots), an empty position's zero and a one-leaf position's its
+// leaf's. In mem rather than an object of its own: one allocation and one
+// pointer for the collector less per kept node, and no memory miss of its
+// own when the node is replaced (see RATIONALE.md, round 12).
+type keptTop []byte
+
+// mask returns the bits of the internal kept positions.
+func (t keptTop) mask() uint16 { return uint16(t[0]) | uint16(t[1])<<8 }
+
+// hash returns kept position i's hash.
+func (t keptTop) hash(i int) types.Hash {
+	return types.Hash(t[2+(i-1)*types.HashLen : 2+i*types.HashLen])
+}
+
+// end returns one more than the last position kept.
+func (t keptTop) end() int { return 1 + (len(t)-2)/types.HashLen }
+
+// keptEnd returns one more than the last heap position a node with the
+// occupied slots occ keeps, 0 for none: positions 1..topLen-1 for a node
+// of topKeepMin slots or more, all fifteen for a full one (fullKeep).
+func keptEnd(occ uint16) int {
+	switch {
+	case occ == allSlots && fullKeep:
+		return fanout
+	case bits.OnesCount16(occ) >= topKeepMin:
+		return topLen
+	}
+	return 0
+}
+
+// fullKeep says a full node keeps all its inner positions (see keptEnd).
+const fullKeep = true
+
+// keptSize returns the bytes of the keptTop of a node with the occupied
+// slots occ (0 if it keeps none).
+func keptSize(occ uint16) int {
+	e := keptEnd(occ)
+	if e == 0 {
+		return 0
+	}
+	return 2 + (e-1)*types.HashLen
+}
+
+// top returns the node's kept top hashes, nil if it kept none.
+func (n *node) top() keptTop {
+	if !n.kept {
+		return nil
+	}
+	return keptTop(n.mem[len(n.mem)-keptSize(n.occ):])
 }
 
 // topKeepMin is the fewest occupied slots of a node for which a commit
@@ -274,7 +316,7 @@ func makeNode(born uint64, a *[fanout]slot, t *moduleTable) *node {
 // of the nodes they came from, which it must not keep alive. mem must be
 // 8-aligned (a heap allocation of 16 bytes or more).
 func packSlots(mem []byte, a *[fanout]slot, t *moduleTable) (uint16, []byte) {
-	return patchSlots(mem, nil, a, allSlots, t)
+	return patchSlots(mem, nil, a, allSlots, t, false)
 }
 
 // patchSlots is packSlots of from's slots with those marked in changed
@@ -285,8 +327,9 @@ func packSlots(mem []byte, a *[fanout]slot, t *moduleTable) (uint16, []byte) {
 // they are, instead of unpacking them into slots and packing them again
 // (see RATIONALE.md, round 12). a is read only at the changed slots. With
 // from nil, every slot is a's (packSlots). A from made with another table
-// than t is patched through its unpacked slots.
-func patchSlots(mem []byte, from *node, a *[fanout]slot, changed uint16, t *moduleTable) (uint16, []byte) {
+// than t is patched through its unpacked slots. With kept, mem has room
+// after the data for the node's keptTop (keptSize), which newNode appends.
+func patchSlots(mem []byte, from *node, a *[fanout]slot, changed uint16, t *moduleTable, kept bool) (uint16, []byte) {
 	var (
 		fromOcc uint16
 		es      []entry
@@ -301,7 +344,7 @@ func patchSlots(mem []byte, from *node, a *[fanout]slot, changed uint16, t *modu
 					b[i] = from.slot(i)
 				}
 			}
-			return patchSlots(mem, nil, &b, allSlots, t)
+			return patchSlots(mem, nil, &b, allSlots, t, kept)
 		}
 		fromOcc, es = from.occ, from.entries()
 	} else {
@@ -370,6 +413,9 @@ func patchSlots(mem []byte, from *node, a *[fanout]slot, changed uint16, t *modu
 		if s.mid != 0 {
 			l -= types.AddressLen
 		}
+	}
+	if kept {
+		l += keptSize(occ)
 	}
 	mem = slices.Grow(mem[:0], k*entrySize+l)[:k*entrySize]
 	j, jo := 0, 0
@@ -498,15 +544,11 @@ func (n *node) all() (a [fanout]slot) {
 }
 
 // size estimates the memory the node takes in the cache: the node and its
-// mem. It counts the top hashes a commit kept and not those a proof
-// computed later: the cache adds and subtracts it at different times, so
+// mem. It counts the top hashes a commit kept (in mem) and not those a
+// proof computed later: the cache adds and subtracts it at different times, so
 // it must not change.
 func (n *node) size() int {
-	sz := int(unsafe.Sizeof(node{})) + cap(n.mem) + 64
-	if n.kept {
-		sz += int(unsafe.Sizeof(keptTop{}))
-	}
-	return sz
+	return int(unsafe.Sizeof(node{})) + cap(n.mem) + 64
 }
 
 // allSlots marks every slot changed: hash a node in full.
@@ -521,17 +563,20 @@ func under(m uint16, i int) uint16 {
 	return m >> lo & (1<<w - 1)
 }
 
-// keep returns the top positions of in (a node's inner hashes, complete at
-// 1..topLen-1) for node.top, with the mask of the internal ones.
-func keep(in *innerHashes) *keptTop {
-	t := new(keptTop)
-	for i := 1; i < topLen; i++ {
+// keep appends the keptTop of positions 1..end-1 of in (a node's inner
+// hashes, complete there) to mem.
+func keep(mem []byte, in *innerHashes, end int) []byte {
+	var mask uint16
+	for i := 1; i < end; i++ {
 		if in[i].kind == types.KindInternal {
-			t.mask |= 1 << i
+			mask |= 1 << i
 		}
-		t.h[i-1] = in[i].h
 	}
-	return t
+	mem = append(mem, byte(mask), byte(mask>>8))
+	for i := 1; i < end; i++ {
+		mem = append(mem, in[i].h[:]...)
+	}
+	return mem
 }
 
 // sub returns the kind and hash of binary subtree i (heap order, 1..31).
@@ -560,15 +605,18 @@ func (n *node) computeInner(in *innerHashes) types.Hash {
 // slots occ hold the entries es, and returns its id; it reads no leaf
 // data. With top nil every position is hashed. Otherwise top is what the
 // node this one was made from kept, and changed marks the slots that
-// differ from that node's (a superset does no harm): a top position with
+// differ from that node's (a superset does no harm): a kept position with
 // no changed slot under it is taken from top (its kind too: the slots
 // under it are the same), and a position below the kept ones is hashed
 // only when its parent is, so a one-slot change costs at most eight hashes
-// instead of up to fifteen. in is then complete at positions
-// 1..topLen-1 only.
-func hashEntries(occ uint16, es []entry, in *innerHashes, top *keptTop, changed uint16) types.Hash {
+// instead of up to fifteen (four when all positions are kept). in is then
+// complete at positions 1..top.end()-1 only.
+func hashEntries(occ uint16, es []entry, in *innerHashes, top keptTop, changed uint16) types.Hash {
+	end := 1 // positions below are taken from top when unchanged
 	if top == nil {
 		changed = allSlots
+	} else {
+		end = top.end()
 	}
 	get := func(i int) (types.NodeKind, types.Hash) {
 		if i < fanout {
@@ -585,10 +633,10 @@ func hashEntries(occ uint16, es []entry, in *innerHashes, top *keptTop, changed 
 		return types.KindInternal, e.h
 	}
 	// Top down: hash every position with a changed slot under it, and
-	// every position below the kept levels that a hashed parent needs.
+	// every position below the kept ones that a hashed parent needs.
 	var hashed uint16
 	for i := 1; i < fanout; i++ {
-		if under(changed, i) != 0 || i >= topLen && hashed&(1<<(i/2)) != 0 {
+		if under(changed, i) != 0 || i >= end && hashed&(1<<(i/2)) != 0 {
 			hashed |= 1 << i
 		}
 	}
@@ -598,7 +646,7 @@ func hashEntries(occ uint16, es []entry, in *innerHashes, top *keptTop, changed 
 			lk, lh := get(2 * i)
 			rk, rh := get(2*i + 1)
 			in[i].kind, in[i].h = types.Combine(lk, lh, rk, rh)
-		case i < topLen:
+		case i < end:
 			in[i].kind, in[i].h = keptPos(occ, es, i, top)
 		}
 		// Else no hashed position needs it.
@@ -610,9 +658,9 @@ func hashEntries(occ uint16, es []entry, in *innerHashes, top *keptTop, changed 
 // the entries es, and whose slots under i are those of the node that kept
 // top: its kept hash if it is internal, or the one leaf under it, or
 // empty.
-func keptPos(occ uint16, es []entry, i int, top *keptTop) (types.NodeKind, types.Hash) {
-	if top.mask&(1<<i) != 0 {
-		return types.KindInternal, top.h[i-1]
+func keptPos(occ uint16, es []entry, i int, top keptTop) (types.NodeKind, types.Hash) {
+	if top.mask()&(1<<i) != 0 {
+		return types.KindInternal, top.hash(i)
 	}
 	u := under(occ, i)
 	if u == 0 {
@@ -630,16 +678,22 @@ func keptPos(occ uint16, es []entry, i int, top *keptTop) (types.NodeKind, types
 // hashEntries).
 func newNode(born uint64, a *[fanout]slot, from *node, changed uint16, t *moduleTable) *node {
 	n := &node{born: born, mods: t}
-	n.occ, n.mem = patchSlots(nil, from, a, changed, t)
-	var in innerHashes
-	var top *keptTop
+	n.occ, n.mem = patchSlots(nil, from, a, changed, t, true)
+	var top keptTop
 	if from != nil {
-		top = from.top
+		top = from.top()
 	}
+	end := keptEnd(n.occ)
+	if top != nil && top.end() < end {
+		// The new node keeps positions the old one did not (it became
+		// full): hash it in full.
+		top = nil
+	}
+	var in innerHashes
 	n.id = hashEntries(n.occ, n.entries(), &in, top, changed)
-	if bits.OnesCount16(n.occ) >= topKeepMin {
+	if end != 0 {
 		n.kept = true
-		n.top = keep(&in)
+		n.mem = keep(n.mem, &in, end)
 	}
 	return n
 }

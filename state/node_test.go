@@ -312,7 +312,7 @@ func TestPatchSlotsAgainstPackSlots(t *testing.T) {
 		wantSlots := want
 		wocc, wmem := packSlots(nil, &want, mods)
 		q := p
-		occ, mem := patchSlots(nil, from, &q, changed, mods)
+		occ, mem := patchSlots(nil, from, &q, changed, mods, false)
 		if occ != wocc || occ != patchedOcc(from, &p, changed) {
 			t.Fatalf("round %d: occupancy %016b, packSlots %016b, patchedOcc %016b", round, occ, wocc, patchedOcc(from, &p, changed))
 		}
