@@ -133,16 +133,12 @@ func TestHashChangedAgainstReference(t *testing.T) {
 }
 
 // checkKept compares the top positions n kept with the reference of its
-// slots a: all fifteen for a full node, 1..topLen-1 for one of topKeepMin
-// slots or more, none below.
+// slots a: 1..topLen-1 for a node of topKeepMin slots or more, none below.
 func checkKept(t *testing.T, n *node, a *[fanout]slot) {
 	t.Helper()
 	c, _ := occupied(a)
 	want := 0
-	switch {
-	case c == fanout:
-		want = fanout
-	case c >= topKeepMin:
+	if c >= topKeepMin {
 		want = topLen
 	}
 	kt := n.top()

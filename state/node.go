@@ -190,19 +190,15 @@ func (t keptTop) end() int { return 1 + (len(t)-2)/types.HashLen }
 
 // keptEnd returns one more than the last heap position a node with the
 // occupied slots occ keeps, 0 for none: positions 1..topLen-1 for a node
-// of topKeepMin slots or more, all fifteen for a full one (fullKeep).
+// of topKeepMin slots or more. A full node keeping all fifteen cut the
+// hashes of a 10k-key block at 1M keys by 15% and saved no CPU (see
+// RATIONALE.md, round 12).
 func keptEnd(occ uint16) int {
-	switch {
-	case occ == allSlots && fullKeep:
-		return fanout
-	case bits.OnesCount16(occ) >= topKeepMin:
+	if bits.OnesCount16(occ) >= topKeepMin {
 		return topLen
 	}
 	return 0
 }
-
-// fullKeep says a full node keeps all its inner positions (see keptEnd).
-const fullKeep = true
 
 // keptSize returns the bytes of the keptTop of a node with the occupied
 // slots occ (0 if it keeps none).
@@ -609,7 +605,7 @@ func (n *node) computeInner(in *innerHashes) types.Hash {
 // no changed slot under it is taken from top (its kind too: the slots
 // under it are the same), and a position below the kept ones is hashed
 // only when its parent is, so a one-slot change costs at most eight hashes
-// instead of up to fifteen (four when all positions are kept). in is then
+// instead of up to fifteen. in is then
 // complete at positions 1..top.end()-1 only.
 func hashEntries(occ uint16, es []entry, in *innerHashes, top keptTop, changed uint16) types.Hash {
 	end := 1 // positions below are taken from top when unchanged
@@ -683,15 +679,11 @@ func newNode(born uint64, a *[fanout]slot, from *node, changed uint16, t *module
 	if from != nil {
 		top = from.top()
 	}
-	end := keptEnd(n.occ)
-	if top != nil && top.end() < end {
-		// The new node keeps positions the old one did not (it became
-		// full): hash it in full.
-		top = nil
-	}
 	var in innerHashes
+	// A kept top covers the same positions in every node that keeps one:
+	// in is complete wherever the new node keeps its own.
 	n.id = hashEntries(n.occ, n.entries(), &in, top, changed)
-	if end != 0 {
+	if end := keptEnd(n.occ); end != 0 {
 		n.kept = true
 		n.mem = keep(n.mem, &in, end)
 	}
