@@ -856,7 +856,7 @@ func (c *committer) children(o *out, d int, ws []item, a *[fanout]slot, from *no
 // preload sets pre[nib] to the node of a[nib] for each run whose slot is a
 // child the cache holds, looked up together (nodeCache.getMany): a node's
 // children are read one after the other, and each lookup alone waits for
-// memory (see RATIONALE.md, round 12).
+// memory (see RATIONALE.md, issue #2, round 12).
 func (c *committer) preload(o *out, rs []run, a *[fanout]slot, pre *[fanout]*node) {
 	var (
 		refs [fanout]nodeRef

@@ -174,7 +174,7 @@ type node struct {
 // the slots), an empty position's zero and a one-leaf position's its
 // leaf's. In mem rather than an object of its own: one allocation and one
 // pointer for the collector less per kept node, and no memory miss of its
-// own when the node is replaced (see RATIONALE.md, round 12).
+// own when the node is replaced (see RATIONALE.md, issue #2, round 12).
 type keptTop []byte
 
 // mask returns the bits of the internal kept positions.
@@ -192,7 +192,7 @@ func (t keptTop) end() int { return 1 + (len(t)-2)/types.HashLen }
 // occupied slots occ keeps, 0 for none: positions 1..topLen-1 for a node
 // of topKeepMin slots or more. A full node keeping all fifteen cut the
 // hashes of a 10k-key block at 1M keys by 15% and saved no CPU (see
-// RATIONALE.md, round 12).
+// RATIONALE.md, issue #2, round 12).
 func keptEnd(occ uint16) int {
 	if bits.OnesCount16(occ) >= topKeepMin {
 		return topLen
@@ -321,10 +321,11 @@ func packSlots(mem []byte, a *[fanout]slot, t *moduleTable) (uint16, []byte) {
 // (its module id is t's: from was made with t), so a commit that changes
 // one or two slots of a node moves the other entries and their data as
 // they are, instead of unpacking them into slots and packing them again
-// (see RATIONALE.md, round 12). a is read only at the changed slots. With
-// from nil, every slot is a's (packSlots). A from made with another table
-// than t is patched through its unpacked slots. With kept, mem has room
-// after the data for the node's keptTop (keptSize), which newNode appends.
+// (see RATIONALE.md, issue #2, round 12). a is read only at the changed
+// slots. With from nil, every slot is a's (packSlots). A from made with
+// another table than t is patched through its unpacked slots. With kept,
+// mem has room after the data for the node's keptTop (keptSize), which
+// newNode appends.
 func patchSlots(mem []byte, from *node, a *[fanout]slot, changed uint16, t *moduleTable, kept bool) (uint16, []byte) {
 	var (
 		fromOcc uint16
