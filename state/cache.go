@@ -54,6 +54,36 @@ func (c *nodeCache) get(r nodeRef) *node {
 	return nil
 }
 
+// getMany is get of each of refs into ns (nil where the cache does not
+// hold it), under one hold of the lock, and without counting misses: the
+// caller loads those through get. A commit asks for the children of a
+// node its writes reach at once: each lookup is a probe of a map far
+// larger than the processor's caches, then a read of the node, and one
+// after the other every probe waited for memory alone, while the lookups
+// of one loop overlap in the processor. Last it reads each node's entries
+// (node.touch), which the caller reads next, for the same reason; the byte
+// it returns is only there to keep those reads.
+func (c *nodeCache) getMany(refs []nodeRef, ns []*node) byte {
+	c.mu.Lock()
+	for i, r := range refs {
+		k := cacheKey(r)
+		if n, ok := c.cur[k]; ok && n.ref() == r {
+			ns[i] = n
+		} else if n, ok := c.prev[k]; ok && n.ref() == r {
+			c.addLocked(k, n)
+			ns[i] = n
+		}
+	}
+	c.mu.Unlock()
+	var touched byte
+	for _, n := range ns {
+		if n != nil {
+			touched += n.touch()
+		}
+	}
+	return touched
+}
+
 // missCount returns how many gets found nothing so far.
 func (c *nodeCache) missCount() uint64 {
 	c.mu.Lock()

@@ -47,10 +47,11 @@ func TestCacheCollidingRefsAreNeverConfused(t *testing.T) {
 	}
 }
 
-// TestCacheAgainstModel runs random puts, gets and replaces over refs that
-// collide in pairs, against a map of what was last put: a hit always
-// returns the node of the ref asked for, a node just put is found, and a
-// node replaced as stale is gone.
+// TestCacheAgainstModel runs random puts, gets, lookups of several refs
+// at once (getMany) and replaces over refs that collide in pairs, against
+// a map of what was last put: a hit always returns the node of the ref
+// asked for, a node just put is found, getMany finds what get finds, and
+// a node replaced as stale is gone.
 func TestCacheAgainstModel(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	var refs []nodeRef
@@ -66,7 +67,23 @@ func TestCacheAgainstModel(t *testing.T) {
 	c := newNodeCache(6 * nodes[refs[0]].size())
 	for i := 0; i < 20_000; i++ {
 		r := refs[rng.IntN(len(refs))]
-		switch rng.IntN(3) {
+		switch rng.IntN(4) {
+		case 3:
+			var ask []nodeRef
+			for range 1 + rng.IntN(4) {
+				ask = append(ask, refs[rng.IntN(len(refs))])
+			}
+			got := make([]*node, len(ask))
+			c.getMany(ask, got)
+			for j, r := range ask {
+				if got[j] != nil && got[j] != nodes[r] {
+					t.Fatalf("op %d: getMany(%v) returned node %v", i, r, got[j].ref())
+				}
+				if got[j] == nil && c.get(r) != nil {
+					t.Fatalf("op %d: getMany missed %v, which get finds", i, r)
+				}
+			}
+			continue
 		case 0:
 			c.put(nodes[r])
 			if c.get(r) != nodes[r] {
@@ -161,7 +178,7 @@ func TestNodeSizeFollowsLayout(t *testing.T) {
 	}
 	a[15] = slot{kind: slotChild, h: types.Hash{1}, born: 1}
 	n := makeNode(3, &a, mods)
-	n.id = hashSlots(&a, new(innerHashes))
+	n.id = n.computeInner(new(innerHashes))
 	dec, err := decodeNode(appendNode(nil, n, mods), n.ref(), mods)
 	if err != nil {
 		t.Fatal(err)

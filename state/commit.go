@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"math/bits"
 	"runtime"
 	"slices"
 	"sort"
@@ -116,6 +117,9 @@ type out struct {
 	// into the same out (it makes fresh subtrees only, and subtrees built
 	// on other goroutines have outs of their own).
 	leaves []item
+	// touched sums the bytes preload read ahead, so that the reads stay
+	// (an out per goroutine).
+	touched byte
 }
 
 // presize gives o room for what a subtree update of n writes usually
@@ -675,16 +679,26 @@ func (c *committer) awaitPrev(born uint64) error {
 // subtree). It records new nodes, history records, stale ids and changes
 // in o.
 func (c *committer) update(o *out, old slot, d int, ws []item) (slot, error) {
+	return c.updateFrom(o, old, nil, d, ws)
+}
+
+// updateFrom is update with the node of old (a child slot) given when the
+// caller found it in the cache already (see preload); nil: it is loaded.
+func (c *committer) updateFrom(o *out, old slot, n *node, d int, ws []item) (slot, error) {
 	if len(ws) == 0 {
 		return old, nil
 	}
 	if old.kind == slotChild {
-		n, err := c.loadNode(old.ref())
-		if err != nil {
-			return slot{}, err
+		if n == nil {
+			var err error
+			if n, err = c.loadNode(old.ref()); err != nil {
+				return slot{}, err
+			}
 		}
-		a := n.allPacked()
-		changed, err := c.children(o, d, ws, &a, false)
+		// The new content of the slots ws reach; the others stay
+		// n's, and finish moves them as they are (patchSlots).
+		var a [fanout]slot
+		changed, err := c.children(o, d, ws, &a, n)
 		if err != nil {
 			return slot{}, err
 		}
@@ -769,21 +783,29 @@ func (c *committer) build(o *out, leaves []item, d int) slot {
 	}
 	var a [fanout]slot
 	// build cannot fail: it reads nothing.
-	_, _ = c.children(o, d, leaves, &a, true)
+	_, _ = c.children(o, d, leaves, &a, nil)
 	return c.finish(o, &a, nil, allSlots)
 }
 
 // finish turns an updated node into the slot that replaces it: nothing if it
 // is empty, its only leaf if one leaf is left (the sparse tree collapses a
-// one-leaf subtree), else the node itself, recorded for writing. from and
-// changed say what the node was updated from (see newNode).
+// one-leaf subtree), else the node itself, recorded for writing. The node
+// is from's slots with those marked in changed replaced by a's (with from
+// nil, a's: see newNode).
 func (c *committer) finish(o *out, a *[fanout]slot, from *node, changed uint16) slot {
-	count, last := occupied(a)
-	if count == 0 {
+	occ := patchedOcc(from, a, changed)
+	switch bits.OnesCount16(occ) {
+	case 0:
 		return slot{}
-	}
-	if count == 1 && a[last].kind == slotLeaf {
-		return unpack(a[last], c.s.modules)
+	case 1:
+		last := bits.TrailingZeros16(occ)
+		s := a[last]
+		if from != nil && changed&(1<<last) == 0 {
+			s = from.packedSlot(last)
+		}
+		if s.kind == slotLeaf {
+			return unpack(s, c.s.modules)
+		}
 	}
 	nn := newNode(c.height, a, from, changed, c.s.modules)
 	o.addNode(nn, c.s.modules)
@@ -793,13 +815,15 @@ func (c *committer) finish(o *out, a *[fanout]slot, from *node, changed uint16) 
 // run is a stretch of a sorted write set whose items share nibble d.
 type run struct{ nib, lo, hi int }
 
-// children applies ws (sorted, all under this node) to the slots a of a
-// node at nibble depth d, each run of ws to the slot of its nibble: an update
-// of the slot's subtree, or a fresh subtree when fresh (a is empty then). It
+// children applies ws (sorted, all under this node) to the slots of node
+// from at nibble depth d, each run of ws to the slot of its nibble: an
+// update of the slot's subtree, or a fresh subtree when from is nil. It
+// sets the new content of the slots the runs reach in a (empty before) and
 // returns a bit per slot that changed. The slot array stays on the caller's
 // stack: only the top of the tree, for large write sets, goes to
 // parallelChildren, which works on its own copy.
-func (c *committer) children(o *out, d int, ws []item, a *[fanout]slot, fresh bool) (uint16, error) {
+func (c *committer) children(o *out, d int, ws []item, a *[fanout]slot, from *node) (uint16, error) {
+	fresh := from == nil
 	var rbuf [fanout]run
 	rs := rbuf[:0]
 	for lo := 0; lo < len(ws); {
@@ -809,15 +833,21 @@ func (c *committer) children(o *out, d int, ws []item, a *[fanout]slot, fresh bo
 			hi++
 		}
 		rs = append(rs, run{nib, lo, hi})
+		if !fresh {
+			a[nib] = unpack(from.packedSlot(nib), c.s.modules)
+		}
 		lo = hi
 	}
 	if d == 0 && len(ws) >= parallelMin && len(rs) > 1 {
 		return c.parallelChildren(o, d, ws, rs, a, fresh)
 	}
+	var pre [fanout]*node
+	if !fresh {
+		c.preload(o, rs, a, &pre)
+	}
 	var changed uint16
 	for _, r := range rs {
-		a[r.nib] = unpack(a[r.nib], c.s.modules)
-		ns, err := c.child(o, d, ws[r.lo:r.hi], a[r.nib], fresh)
+		ns, err := c.child(o, d, ws[r.lo:r.hi], a[r.nib], pre[r.nib], fresh)
 		if err != nil {
 			return 0, err
 		}
@@ -829,13 +859,40 @@ func (c *committer) children(o *out, d int, ws []item, a *[fanout]slot, fresh bo
 	return changed, nil
 }
 
+// preload sets pre[nib] to the node of a[nib] for each run whose slot is a
+// child the cache holds, looked up together (nodeCache.getMany): a node's
+// children are read one after the other, and each lookup alone waits for
+// memory (see RATIONALE.md, issue #2, round 12).
+func (c *committer) preload(o *out, rs []run, a *[fanout]slot, pre *[fanout]*node) {
+	var (
+		refs [fanout]nodeRef
+		nibs [fanout]int
+		ns   [fanout]*node
+	)
+	k := 0
+	for _, r := range rs {
+		if a[r.nib].kind == slotChild {
+			refs[k], nibs[k] = a[r.nib].ref(), r.nib
+			k++
+		}
+	}
+	if k < 2 {
+		return // one lookup overlaps with nothing
+	}
+	o.touched += c.s.cache.getMany(refs[:k], ns[:k])
+	for i := range k {
+		pre[nibs[i]] = ns[i]
+	}
+}
+
 // child returns the new content of the slot at nibble depth d+1 that group
-// goes to: a fresh subtree of group, or old updated by it.
-func (c *committer) child(o *out, d int, group []item, old slot, fresh bool) (slot, error) {
+// goes to: a fresh subtree of group, or old (whose node is n if the caller
+// has it) updated by it.
+func (c *committer) child(o *out, d int, group []item, old slot, n *node, fresh bool) (slot, error) {
 	if fresh {
 		return c.build(o, group, d+1), nil
 	}
-	return c.update(o, old, d+1, group)
+	return c.updateFrom(o, old, n, d+1, group)
 }
 
 // parallelChildren is children with one goroutine per run, each with its
@@ -851,12 +908,11 @@ func (c *committer) parallelChildren(o *out, d int, ws []item, rs []run, a *[fan
 	res := make([]result, len(rs))
 	var wg sync.WaitGroup
 	for i, r := range rs {
-		a[r.nib] = unpack(a[r.nib], c.s.modules)
 		res[i].o = getPartOut(r.hi - r.lo)
 		wg.Add(1)
 		go func(old slot) {
 			defer wg.Done()
-			res[i].s, res[i].err = c.child(res[i].o, d, ws[r.lo:r.hi], old, fresh)
+			res[i].s, res[i].err = c.child(res[i].o, d, ws[r.lo:r.hi], old, nil, fresh)
 		}(a[r.nib])
 	}
 	wg.Wait()

@@ -51,7 +51,7 @@
 // in memory keeps a leaf's module id in the leaf's entry and its value
 // hash and key in its mem (not the address), and gives the leaf back
 // whole, address included, to whatever reads it (node.at); a commit
-// moves the leaves it does not read in their packed form (allPacked).
+// moves the leaves it does not read as they are (patchSlots).
 //
 // # Values: the flat index and the history
 //

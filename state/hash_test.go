@@ -24,9 +24,11 @@ func refSub(a *[fanout]slot, i int) (types.NodeKind, types.Hash) {
 // that every top position is empty, a lone leaf or internal in some cases.
 func randSlots(r *rand.Rand, a *[fanout]slot) {
 	*a = [fanout]slot{}
-	fill := []int{16, 3, 1}[r.IntN(3)]
+	fill := []int{16, 3, 1, 17}[r.IntN(4)]
 	for i := range a {
-		if r.IntN(16) < fill {
+		if fill == 17 {
+			a[i] = randFull(r) // a full node
+		} else if r.IntN(16) < fill {
 			a[i] = randSlot(r)
 		}
 	}
@@ -45,6 +47,14 @@ func randHash(r *rand.Rand) (h types.Hash) {
 // randLeaf is the leaf data of a random value hash and key.
 func randLeaf(r *rand.Rand) string {
 	return leafData(randHash(r), types.StateKey{Key: []byte{byte(r.Uint32()), byte(r.Uint32())}})
+}
+
+// randFull is randSlot never empty.
+func randFull(r *rand.Rand) slot {
+	if r.IntN(2) == 0 {
+		return slot{kind: slotLeaf, h: randHash(r), leaf: randLeaf(r), born: 1}
+	}
+	return slot{kind: slotChild, h: randHash(r), born: 1}
 }
 
 func randSlot(r *rand.Rand) slot {
@@ -87,6 +97,7 @@ func TestHashChangedAgainstReference(t *testing.T) {
 		randSlots(r, &a)
 		n := newNode(1, &a, nil, allSlots, nil)
 		checkSubs(t, n, "new subtree")
+		checkKept(t, n, &a)
 		// changed accumulates over the rounds that make no node, whose
 		// changes the next node still has against n.
 		var changed uint16
@@ -97,9 +108,14 @@ func TestHashChangedAgainstReference(t *testing.T) {
 				prev = makeNode(1, &a, nil)
 				prev.id = n.id
 			}
+			full := r.IntN(3) != 0 // a full node mostly stays full
 			for range 1 + r.IntN([]int{1, 3, fanout}[r.IntN(3)]) {
 				s := r.IntN(fanout)
-				a[s] = randSlot(r)
+				if full {
+					a[s] = randFull(r)
+				} else {
+					a[s] = randSlot(r)
+				}
 				changed |= 1 << s
 			}
 			if c, last := occupied(&a); c == 0 || c == 1 && a[last].kind == slotLeaf {
@@ -111,17 +127,34 @@ func TestHashChangedAgainstReference(t *testing.T) {
 			n = newNode(1, &a, prev, changed, nil)
 			changed = 0
 			checkSubs(t, n, "updated")
-			var in innerHashes
-			hashSlots(&a, &in)
-			m := topMaskOf(shape(&a))
-			if kt := n.top.Load(); kt != nil && kt.mask != m {
-				t.Fatalf("kept mask %08b, the slots' %08b", kt.mask, m)
-			}
-			for i := 1; i < topLen; i++ {
-				if (m&(1<<i) != 0) != (in[i].kind == types.KindInternal) {
-					t.Fatalf("top mask %08b disagrees with the kind of position %d (%v)", m, i, in[i].kind)
-				}
-			}
+			checkKept(t, n, &a)
+		}
+	}
+}
+
+// checkKept compares the top positions n kept with the reference of its
+// slots a: 1..topLen-1 for a node of topKeepMin slots or more, none below.
+func checkKept(t *testing.T, n *node, a *[fanout]slot) {
+	t.Helper()
+	c, _ := occupied(a)
+	want := 0
+	if c >= topKeepMin {
+		want = topLen
+	}
+	kt := n.top()
+	if want == 0 {
+		if kt != nil {
+			t.Fatalf("a node of %d slots kept %d positions", c, kt.end()-1)
+		}
+		return
+	}
+	if kt == nil || kt.end() != want {
+		t.Fatalf("a node of %d slots kept %v, want positions 1..%d", c, kt, want-1)
+	}
+	for i := 1; i < want; i++ {
+		k, h := refSub(a, i)
+		if (kt.mask()&(1<<i) != 0) != (k == types.KindInternal) || kt.hash(i) != h {
+			t.Fatalf("kept position %d (mask %016b, %s), reference (%v, %s)", i, kt.mask(), kt.hash(i), k, h)
 		}
 	}
 }

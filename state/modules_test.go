@@ -688,7 +688,7 @@ func TestNodesResolveModuleIDs(t *testing.T) {
 }
 
 // TestCommitCollapsesToLeafOfModuleID: a commit works on a node's leaves
-// as the node keeps them (module ids, allPacked), and a node that a delete
+// as the node keeps them (module ids, patchSlots), and a node that a delete
 // leaves with one leaf collapses into it: when that leaf becomes the root,
 // the version's root (in memory and in its root record) must hold the
 // leaf's whole data, address included.

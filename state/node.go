@@ -47,9 +47,11 @@ const (
 type slot struct {
 	kind slotKind
 	// packed says leaf holds the leaf's data as a node's mem does: value
-	// hash and key, its module named by mid. Only a commit's working
-	// copy of a node holds packed leaves (allPacked), which it unpacks
-	// before it reads them or hands them on (unpack).
+	// hash and key, its module named by mid. Only readers that may not
+	// read a leaf take it packed (packedSlot: the proof walk's siblings,
+	// hashing), and unpack it before they read it or hand it on
+	// (unpack); a commit moves the leaves it does not reach as its
+	// nodes' entries (patchSlots), not as slots.
 	packed bool
 	// mid is a leaf's module id in the store's table when it is known
 	// (a leaf read from a node), else 0: packSlots then looks it up.
@@ -132,8 +134,9 @@ type node struct {
 	// hold two or three leaves, so not storing empty slots lets the cache
 	// hold several times more nodes.
 	occ uint16
-	// kept says a commit built the node and kept its top hashes (newNode):
-	// size counts them. Set before the node is shared, never changed.
+	// kept says a commit built the node and kept its top hashes at the end
+	// of mem (newNode, node.top). Set before the node is shared, never
+	// changed.
 	kept bool
 	// mem holds the occupied slots in order as pointer-free entries
 	// (entries), then the leaves' data, which the entries name by
@@ -151,15 +154,11 @@ type node struct {
 	// made with always resolves them. The pointer is free: it takes the
 	// node from 88 to 96 bytes, the allocator's size class of both.
 	mods *moduleTable
-	// top points to the hashes of the node's binary subtrees at heap
-	// positions 1..topLen-1 (1 is the node itself, 2i and 2i+1 the
-	// children of i, 16..31 the slots), with a mask of the internal ones:
-	// an empty position's hash is zero and a one-leaf position's is its
-	// leaf's. A commit that changes a few slots rehashes only the
-	// positions above them (hashChanged). A node a commit built with
-	// topKeepMin slots or more has them; for any other node a commit
+	// A node a commit built with topKeepMin slots or more keeps the hashes
+	// of its top binary subtrees at the end of its mem (kept; see keptTop
+	// and node.top): a commit that changes a few slots of it rehashes only
+	// the positions above them (hashEntries); for any other node a commit
 	// replacing it rehashes the new node in full.
-	top atomic.Pointer[keptTop]
 	// inner holds all the node's inner hashes, computed when a proof
 	// first asks (node.sub; atomic: readers share the node) and not
 	// counted by size, as before commits kept any. A proof reads two
@@ -168,12 +167,55 @@ type node struct {
 	inner atomic.Pointer[innerHashes]
 }
 
-// keptTop is what a commit keeps of a node's top positions: one
-// pointer-free object (the collector marks it and never scans it), the
-// mask of the internal positions beside their hashes.
-type keptTop struct {
-	mask uint8                  // bit i: position i is internal
-	h    [topLen - 1]types.Hash // position i at h[i-1]
+// keptTop is what a commit keeps of a node's top positions, the last
+// keptSize bytes of its mem: the mask of the internal positions (bit i for
+// position i; 2 bytes, little endian), then the hashes of heap positions
+// 1..end()-1 (1 is the node itself, 2i and 2i+1 the children of i, 16..31
+// the slots), an empty position's zero and a one-leaf position's its
+// leaf's. In mem rather than an object of its own: one allocation and one
+// pointer for the collector less per kept node, and no memory miss of its
+// own when the node is replaced (see RATIONALE.md, issue #2, round 12).
+type keptTop []byte
+
+// mask returns the bits of the internal kept positions.
+func (t keptTop) mask() uint16 { return uint16(t[0]) | uint16(t[1])<<8 }
+
+// hash returns kept position i's hash.
+func (t keptTop) hash(i int) types.Hash {
+	return types.Hash(t[2+(i-1)*types.HashLen : 2+i*types.HashLen])
+}
+
+// end returns one more than the last position kept.
+func (t keptTop) end() int { return 1 + (len(t)-2)/types.HashLen }
+
+// keptEnd returns one more than the last heap position a node with the
+// occupied slots occ keeps, 0 for none: positions 1..topLen-1 for a node
+// of topKeepMin slots or more. A full node keeping all fifteen cut the
+// hashes of a 10k-key block at 1M keys by 15% and saved no CPU (see
+// RATIONALE.md, issue #2, round 12).
+func keptEnd(occ uint16) int {
+	if bits.OnesCount16(occ) >= topKeepMin {
+		return topLen
+	}
+	return 0
+}
+
+// keptSize returns the bytes of the keptTop of a node with the occupied
+// slots occ (0 if it keeps none).
+func keptSize(occ uint16) int {
+	e := keptEnd(occ)
+	if e == 0 {
+		return 0
+	}
+	return 2 + (e-1)*types.HashLen
+}
+
+// top returns the node's kept top hashes, nil if it kept none.
+func (n *node) top() keptTop {
+	if !n.kept {
+		return nil
+	}
+	return keptTop(n.mem[len(n.mem)-keptSize(n.occ):])
 }
 
 // topKeepMin is the fewest occupied slots of a node for which a commit
@@ -242,6 +284,18 @@ func (n *node) entries() []entry {
 	return unsafe.Slice((*entry)(unsafe.Pointer(unsafe.SliceData(n.mem))), k)
 }
 
+// touch reads a byte of each cache line of the node's entries and returns
+// their sum, which only keeps the reads: a reader about to go through the
+// entries of several nodes touches them all first, so that their misses
+// overlap instead of each waiting in turn (nodeCache.getMany).
+func (n *node) touch() byte {
+	var b byte
+	for off := 0; off < bits.OnesCount16(n.occ)*entrySize; off += 64 {
+		b += n.mem[off]
+	}
+	return b
+}
+
 // makeNode builds a node from a full slot array, in one allocation of its
 // mem (see node.mem), naming its leaves' modules by their ids in t.
 func makeNode(born uint64, a *[fanout]slot, t *moduleTable) *node {
@@ -258,9 +312,73 @@ func makeNode(born uint64, a *[fanout]slot, t *moduleTable) *node {
 // of the nodes they came from, which it must not keep alive. mem must be
 // 8-aligned (a heap allocation of 16 bytes or more).
 func packSlots(mem []byte, a *[fanout]slot, t *moduleTable) (uint16, []byte) {
-	var occ uint16
-	k, l := 0, 0
-	for i := range a {
+	return patchSlots(mem, nil, a, allSlots, t, false)
+}
+
+// patchSlots is packSlots of from's slots with those marked in changed
+// replaced by a's (an empty one dropped), without making from's slots: an
+// entry of from that stays is copied with its leaf's bytes as they are
+// (its module id is t's: from was made with t), so a commit that changes
+// one or two slots of a node moves the other entries and their data as
+// they are, instead of unpacking them into slots and packing them again
+// (see RATIONALE.md, issue #2, round 12). a is read only at the changed
+// slots. With from nil, every slot is a's (packSlots). A from made with
+// another table than t is patched through its unpacked slots. With kept,
+// mem has room after the data for the node's keptTop (keptSize), which
+// newNode appends.
+func patchSlots(mem []byte, from *node, a *[fanout]slot, changed uint16, t *moduleTable, kept bool) (uint16, []byte) {
+	var (
+		fromOcc uint16
+		es      []entry
+	)
+	if from != nil {
+		if from.mods != t {
+			// Ids of another table: every slot as a slot, its leaves
+			// unpacked, named again in t.
+			b := *a
+			for i := range b {
+				if changed&(1<<i) == 0 {
+					b[i] = from.slot(i)
+				}
+			}
+			return patchSlots(mem, nil, &b, allSlots, t, kept)
+		}
+		fromOcc, es = from.occ, from.entries()
+	} else {
+		changed = allSlots
+	}
+	// First pass: the occupancy, the entries' count and the data's
+	// length; the module ids of the leaves that take one here (a's slots
+	// without a valid id, and from's leaves kept whole whose module got
+	// one since), in mids.
+	var (
+		occ  uint16
+		mids [fanout]uint16
+	)
+	k, l, j := 0, 0, 0
+	for m := fromOcc | changed; m != 0; m &= m - 1 {
+		i := bits.TrailingZeros16(m)
+		var e *entry
+		if fromOcc&(1<<i) != 0 {
+			e = &es[j]
+			j++
+		}
+		if changed&(1<<i) == 0 {
+			occ |= 1 << i
+			k++
+			if e.kind != slotLeaf {
+				continue
+			}
+			n := int(e.end - e.off)
+			if e.mod == 0 {
+				if id, ok := t.id(unsafe.String(&from.mem[e.off+types.HashLen], types.AddressLen)); ok {
+					mids[i] = uint16(id)
+					n -= types.AddressLen
+				}
+			}
+			l += n
+			continue
+		}
 		s := &a[i]
 		if s.kind == slotEmpty {
 			continue
@@ -293,23 +411,66 @@ func packSlots(mem []byte, a *[fanout]slot, t *moduleTable) (uint16, []byte) {
 			l -= types.AddressLen
 		}
 	}
+	if kept {
+		l += keptSize(occ)
+	}
 	mem = slices.Grow(mem[:0], k*entrySize+l)[:k*entrySize]
-	j := 0
-	for i := range a {
-		s := &a[i]
-		if s.kind == slotEmpty {
+	j, jo := 0, 0
+	for m := fromOcc | changed; m != 0; m &= m - 1 {
+		i := bits.TrailingZeros16(m)
+		var e *entry
+		if fromOcc&(1<<i) != 0 {
+			e = &es[jo]
+			jo++
+		}
+		if occ&(1<<i) == 0 {
 			continue
 		}
 		at := len(mem)
-		if s.mid != 0 && !s.packed {
-			mem = append(append(mem, s.leaf[:types.HashLen]...), s.leaf[leafFixed:]...)
+		var ne entry
+		if changed&(1<<i) == 0 {
+			ne = *e
+			if e.kind == slotLeaf {
+				d := from.mem[e.off:e.end]
+				if mids[i] != 0 {
+					ne.mod = mids[i]
+					mem = append(append(mem, d[:types.HashLen]...), d[leafFixed:]...)
+				} else {
+					mem = append(mem, d...)
+				}
+			}
 		} else {
-			mem = append(mem, s.leaf...)
+			s := &a[i]
+			if s.mid != 0 && !s.packed {
+				mem = append(append(mem, s.leaf[:types.HashLen]...), s.leaf[leafFixed:]...)
+			} else {
+				mem = append(mem, s.leaf...)
+			}
+			ne = entry{h: s.h, born: s.born, mod: s.mid, kind: s.kind}
 		}
-		*(*entry)(unsafe.Pointer(&mem[j*entrySize])) = entry{h: s.h, born: s.born, off: uint16(at), end: uint16(len(mem)), mod: s.mid, kind: s.kind}
+		ne.off, ne.end = uint16(at), uint16(len(mem))
+		*(*entry)(unsafe.Pointer(&mem[j*entrySize])) = ne
 		j++
 	}
 	return occ, mem
+}
+
+// patchedOcc returns the occupancy of from's slots with those marked in
+// changed replaced by a's (packSlots' and patchSlots' result; with from
+// nil, a's).
+func patchedOcc(from *node, a *[fanout]slot, changed uint16) uint16 {
+	var occ uint16
+	if from != nil {
+		occ = from.occ &^ changed
+	} else {
+		changed = allSlots
+	}
+	for m := changed; m != 0; m &= m - 1 {
+		if i := bits.TrailingZeros16(m); a[i].kind != slotEmpty {
+			occ |= 1 << i
+		}
+	}
+	return occ
 }
 
 // at returns the node's j-th occupied slot. A leaf named by its module's
@@ -349,20 +510,6 @@ func unpack(s slot, t *moduleTable) slot {
 	return s
 }
 
-// allPacked is all with the leaves of modules with an id left packed (see
-// slot.packed): a commit's working copy of a node, most of whose leaves it
-// only moves to the node that replaces this one. It unpacks those it reads.
-func (n *node) allPacked() (a [fanout]slot) {
-	j := 0
-	for i := range a {
-		if n.occ&(1<<i) != 0 {
-			a[i] = n.packedAt(j)
-			j++
-		}
-	}
-	return a
-}
-
 // slot returns slot i (empty if unoccupied).
 func (n *node) slot(i int) slot {
 	if n.occ&(1<<i) == 0 {
@@ -394,48 +541,15 @@ func (n *node) all() (a [fanout]slot) {
 }
 
 // size estimates the memory the node takes in the cache: the node and its
-// mem. It counts the top hashes a commit kept and not those a proof
-// computed later: the cache adds and subtracts it at different times, so
+// mem. It counts the top hashes a commit kept (in mem) and not those a
+// proof computed later: the cache adds and subtracts it at different times, so
 // it must not change.
 func (n *node) size() int {
-	sz := int(unsafe.Sizeof(node{})) + cap(n.mem) + 64
-	if n.kept {
-		sz += int(unsafe.Sizeof(keptTop{}))
-	}
-	return sz
+	return int(unsafe.Sizeof(node{})) + cap(n.mem) + 64
 }
 
 // allSlots marks every slot changed: hash a node in full.
 const allSlots = 1<<fanout - 1
-
-// topMaskOf returns a bit per top position (1..topLen-1) that is internal
-// in a node with occupied slots occ, of which kids are children: a binary
-// subtree is internal when it holds two slots or more or a child
-// (types.Combine hashes exactly those; an empty one or a single leaf is no
-// hash of its own).
-func topMaskOf(occ, kids uint16) uint8 {
-	var m uint8
-	for i := 1; i < topLen; i++ {
-		if bits.OnesCount16(under(occ, i)) > 1 || under(kids, i) != 0 {
-			m |= 1 << i
-		}
-	}
-	return m
-}
-
-// shape returns the occupied slots of a and, among them, the children.
-func shape(a *[fanout]slot) (occ, kids uint16) {
-	for i := range a {
-		switch a[i].kind {
-		case slotChild:
-			kids |= 1 << i
-			occ |= 1 << i
-		case slotLeaf:
-			occ |= 1 << i
-		}
-	}
-	return occ, kids
-}
 
 // under returns the bits of m (one per slot) under heap position i
 // (1..15), shifted down to bit 0.
@@ -446,14 +560,20 @@ func under(m uint16, i int) uint16 {
 	return m >> lo & (1<<w - 1)
 }
 
-// keep returns the top positions of in (a node's inner hashes, complete at
-// 1..topLen-1) for node.top, with the mask of the internal ones.
-func keep(in *innerHashes, mask uint8) *keptTop {
-	t := &keptTop{mask: mask}
-	for i := 1; i < topLen; i++ {
-		t.h[i-1] = in[i].h
+// keep appends the keptTop of positions 1..end-1 of in (a node's inner
+// hashes, complete there) to mem.
+func keep(mem []byte, in *innerHashes, end int) []byte {
+	var mask uint16
+	for i := 1; i < end; i++ {
+		if in[i].kind == types.KindInternal {
+			mask |= 1 << i
+		}
 	}
-	return t
+	mem = append(mem, byte(mask), byte(mask>>8))
+	for i := 1; i < end; i++ {
+		mem = append(mem, in[i].h[:]...)
+	}
+	return mem
 }
 
 // sub returns the kind and hash of binary subtree i (heap order, 1..31).
@@ -475,40 +595,45 @@ func (n *node) sub(i int) (types.NodeKind, types.Hash) {
 
 // computeInner fills in with the node's inner hashes and returns its id.
 func (n *node) computeInner(in *innerHashes) types.Hash {
-	a := n.allPacked() // hashing reads no leaf data
-	return hashSlots(&a, in)
+	return hashEntries(n.occ, n.entries(), in, nil, allSlots)
 }
 
-// hashSlots fills in with the inner hashes of a node holding the slots a
-// and returns its id.
-func hashSlots(a *[fanout]slot, in *innerHashes) types.Hash {
-	return hashChanged(a, in, nil, allSlots)
-}
-
-// hashChanged fills in with the inner hashes of a node holding the slots a
-// and returns its id. With top nil every position is hashed. Otherwise top
-// is what the node a was made from kept, and changed marks the slots that
-// differ from that node's (a superset does no harm): a top position with
+// hashEntries fills in with the inner hashes of a node whose occupied
+// slots occ hold the entries es, and returns its id; it reads no leaf
+// data. With top nil every position is hashed. Otherwise top is what the
+// node this one was made from kept, and changed marks the slots that
+// differ from that node's (a superset does no harm): a kept position with
 // no changed slot under it is taken from top (its kind too: the slots
 // under it are the same), and a position below the kept ones is hashed
 // only when its parent is, so a one-slot change costs at most eight hashes
-// instead of up to fifteen. in is then complete at positions
-// 1..topLen-1 only.
-func hashChanged(a *[fanout]slot, in *innerHashes, top *keptTop, changed uint16) types.Hash {
+// instead of up to fifteen. in is then
+// complete at positions 1..top.end()-1 only.
+func hashEntries(occ uint16, es []entry, in *innerHashes, top keptTop, changed uint16) types.Hash {
+	end := 1 // positions below are taken from top when unchanged
 	if top == nil {
 		changed = allSlots
+	} else {
+		end = top.end()
 	}
 	get := func(i int) (types.NodeKind, types.Hash) {
-		if i >= fanout {
-			return a[i-fanout].treeKind(), a[i-fanout].h
+		if i < fanout {
+			return in[i].kind, in[i].h
 		}
-		return in[i].kind, in[i].h
+		s := i - fanout
+		if occ&(1<<s) == 0 {
+			return types.KindEmpty, types.EmptyHash
+		}
+		e := &es[bits.OnesCount16(occ&(1<<s-1))]
+		if e.kind == slotLeaf {
+			return types.KindLeaf, e.h
+		}
+		return types.KindInternal, e.h
 	}
 	// Top down: hash every position with a changed slot under it, and
-	// every position below the kept levels that a hashed parent needs.
+	// every position below the kept ones that a hashed parent needs.
 	var hashed uint16
 	for i := 1; i < fanout; i++ {
-		if under(changed, i) != 0 || i >= topLen && hashed&(1<<(i/2)) != 0 {
+		if under(changed, i) != 0 || i >= end && hashed&(1<<(i/2)) != 0 {
 			hashed |= 1 << i
 		}
 	}
@@ -518,48 +643,50 @@ func hashChanged(a *[fanout]slot, in *innerHashes, top *keptTop, changed uint16)
 			lk, lh := get(2 * i)
 			rk, rh := get(2*i + 1)
 			in[i].kind, in[i].h = types.Combine(lk, lh, rk, rh)
-		case i < topLen:
-			in[i].kind, in[i].h = keptPos(a, i, top)
+		case i < end:
+			in[i].kind, in[i].h = keptPos(occ, es, i, top)
 		}
 		// Else no hashed position needs it.
 	}
 	return in[1].h
 }
 
-// keptPos returns top position i of a node holding the slots a, whose
-// slots under i are those of the node that kept top: its kept hash if it
-// is internal, or the one leaf under it, or empty.
-func keptPos(a *[fanout]slot, i int, top *keptTop) (types.NodeKind, types.Hash) {
-	if top.mask&(1<<i) != 0 {
-		return types.KindInternal, top.h[i-1]
+// keptPos returns top position i of a node whose occupied slots occ hold
+// the entries es, and whose slots under i are those of the node that kept
+// top: its kept hash if it is internal, or the one leaf under it, or
+// empty.
+func keptPos(occ uint16, es []entry, i int, top keptTop) (types.NodeKind, types.Hash) {
+	if top.mask()&(1<<i) != 0 {
+		return types.KindInternal, top.hash(i)
+	}
+	u := under(occ, i)
+	if u == 0 {
+		return types.KindEmpty, types.EmptyHash
 	}
 	level := bits.Len(uint(i)) - 1
-	w := fanout >> level
-	lo := (i - 1<<level) * w
-	for s := lo; s < lo+w; s++ {
-		if a[s].kind == slotLeaf {
-			return types.KindLeaf, a[s].h
-		}
-	}
-	return types.KindEmpty, types.EmptyHash
+	s := (i-1<<level)*(fanout>>level) + bits.TrailingZeros16(u)
+	return types.KindLeaf, es[bits.OnesCount16(occ&(1<<s-1))].h
 }
 
-// newNode builds a node from a full slot array (see makeNode) and computes
-// its id and kept top hashes from it. from is the node the array was made
-// from, and changed marks the slots that differ from its (see
-// hashChanged); with from nil (a new subtree) or a from without kept
-// hashes, the node is hashed in full.
+// newNode builds a node of the slots of from with those marked in changed
+// replaced by a's (see patchSlots; with from nil, a's slots: a new
+// subtree), and computes its id and kept top hashes, rehashing only the
+// positions above the changed slots when from kept its top (see
+// hashEntries).
 func newNode(born uint64, a *[fanout]slot, from *node, changed uint16, t *moduleTable) *node {
-	n := makeNode(born, a, t)
-	var in innerHashes
-	var top *keptTop
+	n := &node{born: born, mods: t}
+	n.occ, n.mem = patchSlots(nil, from, a, changed, t, true)
+	var top keptTop
 	if from != nil {
-		top = from.top.Load()
+		top = from.top()
 	}
-	n.id = hashChanged(a, &in, top, changed)
-	if bits.OnesCount16(n.occ) >= topKeepMin {
+	var in innerHashes
+	// A kept top covers the same positions in every node that keeps one:
+	// in is complete wherever the new node keeps its own.
+	n.id = hashEntries(n.occ, n.entries(), &in, top, changed)
+	if end := keptEnd(n.occ); end != 0 {
 		n.kept = true
-		n.top.Store(keep(&in, topMaskOf(shape(a))))
+		n.mem = keep(n.mem, &in, end)
 	}
 	return n
 }

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math/bits"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 
@@ -118,7 +120,7 @@ func TestLeafRecordBytes(t *testing.T) {
 		a[i*5] = leafSlot(types.KeyPath(k), vh, k)
 	}
 	n := makeNode(3, &a, mods)
-	n.id = hashSlots(&a, new(innerHashes))
+	n.id = n.computeInner(new(innerHashes))
 	enc := appendNode(nil, n, mods)
 	// tag, occupancy, leaf mask; two leaves of one-byte keys.
 	if want := 5 + (1 + 32 + 1 + 1) + (1 + 32 + 1 + 32 + 1); len(enc) != want {
@@ -213,11 +215,120 @@ func TestLeafMovedAcrossModuleTables(t *testing.T) {
 	if got := moved.key().Module; got != m {
 		t.Fatalf("leaf moved to another table names module %x, want %x", got[:1], m[:1])
 	}
-	p := src.allPacked()
+	p := [fanout]slot{src.packedSlot(0)}
 	defer func() {
 		if r := recover(); r == nil || !strings.Contains(fmt.Sprint(r), "without a module table") {
 			t.Fatalf("packed leaf into a node without a table: recovered %v", r)
 		}
 	}()
 	makeNode(2, &p, nil)
+}
+
+// TestPatchSlotsAgainstPackSlots: a commit builds a changed node by
+// patching the old one (patchSlots: its entries and leaf bytes that stay
+// are copied as they are) instead of packing all of its slots again. Over
+// random nodes (leaves of modules with ids, of a module that gets its id
+// only after the node was made, of modules without one; children) and
+// random patches (deletions, new leaves, a slot turning from leaf to child
+// and back, down to one slot or none, a changed mask with unchanged
+// slots in it) the result must be what packSlots makes of the patched
+// slots: the same occupancy, entries, leaf data, record and slots; and a
+// node made with another table is patched through its slots.
+func TestPatchSlotsAgainstPackSlots(t *testing.T) {
+	r := rand.New(rand.NewPCG(12, 1))
+	mods := newModuleTable(ModuleIDsMax)
+	withID := []types.Address{{1}, {2}, {3}}
+	mods.assign(withID)
+	other := newModuleTable(ModuleIDsMax) // the same modules under other ids
+	other.assign([]types.Address{{3}})
+	other.assign([]types.Address{{2}})
+	other.assign([]types.Address{{1}})
+	late := 0 // modules that get an id between the node and its patch
+	leaf := func(m types.Address) slot {
+		k := types.StateKey{Module: m, Key: []byte{byte(r.Uint32()), byte(r.Uint32())}}
+		return leafSlot(types.KeyPath(k), randHash(r), k)
+	}
+	randLeafSlot := func() (slot, *types.Address) {
+		switch r.IntN(4) {
+		case 0:
+			return leaf(types.Address{0xee}), nil // never gets an id here
+		case 1:
+			late++
+			m := types.Address{0xaa, byte(late), byte(late >> 8)}
+			return leaf(m), &m
+		}
+		return leaf(withID[r.IntN(len(withID))]), nil
+	}
+	randPatchSlot := func() (slot, *types.Address) {
+		switch r.IntN(4) {
+		case 0:
+			return slot{}, nil
+		case 1:
+			return slot{kind: slotChild, h: randHash(r), born: r.Uint64N(9)}, nil
+		}
+		return randLeafSlot()
+	}
+	for round := range 3000 {
+		table := mods
+		if round%7 == 6 {
+			table = other
+		}
+		var a [fanout]slot
+		var lateMods []types.Address
+		for i := range a {
+			if r.IntN(16) < []int{16, 6, 2}[round%3] {
+				s, m := randPatchSlot()
+				a[i] = s
+				if m != nil {
+					lateMods = append(lateMods, *m)
+				}
+			}
+		}
+		from := makeNode(5, &a, table)
+		table.assign(lateMods) // kept leaves whose module has an id now
+		var p [fanout]slot
+		var changed uint16
+		for range 1 + r.IntN([]int{1, 2, fanout}[r.IntN(3)]) {
+			i := r.IntN(fanout)
+			s, m := randPatchSlot()
+			if m != nil && r.IntN(2) == 0 {
+				mods.assign([]types.Address{*m})
+			}
+			p[i], changed = s, changed|1<<i
+		}
+		if r.IntN(4) == 0 {
+			// A slot the writes reached that did not change.
+			i := r.IntN(fanout)
+			if changed&(1<<i) == 0 {
+				p[i], changed = from.slot(i), changed|1<<i
+			}
+		}
+		want := from.all()
+		for i := range want {
+			if changed&(1<<i) != 0 {
+				want[i] = p[i]
+			}
+		}
+		wantSlots := want
+		wocc, wmem := packSlots(nil, &want, mods)
+		q := p
+		occ, mem := patchSlots(nil, from, &q, changed, mods, false)
+		if occ != wocc || occ != patchedOcc(from, &p, changed) {
+			t.Fatalf("round %d: occupancy %016b, packSlots %016b, patchedOcc %016b", round, occ, wocc, patchedOcc(from, &p, changed))
+		}
+		got := &node{born: 6, occ: occ, mem: mem, mods: mods}
+		ref := &node{born: 6, occ: wocc, mem: wmem, mods: mods}
+		if !slices.Equal(got.entries(), ref.entries()) || !bytes.Equal(mem, wmem) || cap(mem) != cap(wmem) {
+			t.Fatalf("round %d: patched entries %v, packSlots %v", round, got.entries(), ref.entries())
+		}
+		if bits.OnesCount16(occ) == 0 {
+			continue
+		}
+		if withoutIDs(got.all()) != withoutIDs(wantSlots) {
+			t.Fatalf("round %d: patched node's slots differ from the patched slots", round)
+		}
+		if !bytes.Equal(appendNode(nil, got, mods), appendNode(nil, ref, mods)) {
+			t.Fatalf("round %d: records differ", round)
+		}
+	}
 }

@@ -199,7 +199,7 @@ func (b *treeBuilder) finish(a *[fanout]slot) (slot, error) {
 	n.occ, n.mem = packSlots(b.mem, a, b.w.mods)
 	b.mem = n.mem // reused: the node is encoded below and dropped
 	var in innerHashes
-	n.id = hashSlots(a, &in)
+	n.id = n.computeInner(&in)
 	return slot{kind: slotChild, h: n.id, born: b.height}, b.w.putNode(&n)
 }
 
