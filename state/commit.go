@@ -117,8 +117,8 @@ type out struct {
 	// into the same out (it makes fresh subtrees only, and subtrees built
 	// on other goroutines have outs of their own).
 	leaves []item
-	// touched sums the bytes preload read ahead, so that the reads stay
-	// (an out per goroutine).
+	// touched sums the bytes preload read ahead: never read, it keeps
+	// the compiler from dropping those reads (an out per goroutine).
 	touched byte
 }
 
@@ -799,12 +799,14 @@ func (c *committer) finish(o *out, a *[fanout]slot, from *node, changed uint16) 
 		return slot{}
 	case 1:
 		last := bits.TrailingZeros16(occ)
+		// A changed slot of a is unpacked (children unpacks what it
+		// reaches); a kept one is read from the node, with its table.
 		s := a[last]
 		if from != nil && changed&(1<<last) == 0 {
-			s = from.packedSlot(last)
+			s = from.slot(last)
 		}
 		if s.kind == slotLeaf {
-			return unpack(s, c.s.modules)
+			return s
 		}
 	}
 	nn := newNode(c.height, a, from, changed, c.s.modules)
@@ -834,7 +836,7 @@ func (c *committer) children(o *out, d int, ws []item, a *[fanout]slot, from *no
 		}
 		rs = append(rs, run{nib, lo, hi})
 		if !fresh {
-			a[nib] = unpack(from.packedSlot(nib), c.s.modules)
+			a[nib] = from.slot(nib)
 		}
 		lo = hi
 	}

@@ -48,10 +48,10 @@ type slot struct {
 	kind slotKind
 	// packed says leaf holds the leaf's data as a node's mem does: value
 	// hash and key, its module named by mid. Only readers that may not
-	// read a leaf take it packed (packedSlot: the proof walk's siblings,
-	// hashing), and unpack it before they read it or hand it on
-	// (unpack); a commit moves the leaves it does not reach as its
-	// nodes' entries (patchSlots), not as slots.
+	// read a leaf take it packed (packedSlot: the proof walk's siblings),
+	// and unpack it before they read it or hand it on (unpack); hashing
+	// reads a node's entries, and a commit moves the leaves it does not
+	// reach as its nodes' entries (patchSlots), not as slots.
 	packed bool
 	// mid is a leaf's module id in the store's table when it is known
 	// (a leaf read from a node), else 0: packSlots then looks it up.
@@ -221,16 +221,16 @@ func (n *node) top() keptTop {
 // topKeepMin is the fewest occupied slots of a node for which a commit
 // keeps its top hashes. Below it a node hashes in a few steps anyway (the
 // bottom nodes of a large tree hold two or three leaves, and most of a
-// tree's nodes are bottom nodes), so keeping them would cost the cache an
-// allocation per node and save nothing.
+// tree's nodes are bottom nodes), so keeping them would cost the cache
+// memory per node and save nothing.
 const topKeepMin = 5
 
 // topLen is one more than the last heap position whose hash a node keeps:
-// the top two binary levels (positions 1..3). A 10k-key block on a 1M-key
-// tree then hashes 126k nodes' positions instead of 183k; keeping three
-// levels (8) took it to 94k, at 240 bytes per kept node instead of 112,
-// while the peak RSS of `kairos bench state` at 1M keys is near its 1 GiB
-// target (see RATIONALE.md).
+// the top two binary levels (positions 1..3, 98 bytes at the end of the
+// node's mem). A 10k-key block on a 1M-key tree then hashes 126k nodes'
+// positions instead of 183k; keeping three levels (8) took it to 94k, at
+// more than twice the bytes per kept node, while the peak RSS of `kairos
+// bench state` at 1M keys is near its 1 GiB target (see RATIONALE.md).
 const topLen = 4
 
 // innerHashes holds the binary subtrees inside a node in heap order, 1..15;
@@ -294,14 +294,6 @@ func (n *node) touch() byte {
 		b += n.mem[off]
 	}
 	return b
-}
-
-// makeNode builds a node from a full slot array, in one allocation of its
-// mem (see node.mem), naming its leaves' modules by their ids in t.
-func makeNode(born uint64, a *[fanout]slot, t *moduleTable) *node {
-	n := &node{born: born, mods: t}
-	n.occ, n.mem = packSlots(nil, a, t)
-	return n
 }
 
 // packSlots lays a's non-empty slots out in mem (emptied first) as a
@@ -525,19 +517,6 @@ func (n *node) packedSlot(i int) slot {
 		return slot{}
 	}
 	return n.packedAt(bits.OnesCount16(n.occ & (1<<i - 1)))
-}
-
-// all returns the node's slots as a full array, the working copy of a
-// commit.
-func (n *node) all() (a [fanout]slot) {
-	j := 0
-	for i := range a {
-		if n.occ&(1<<i) != 0 {
-			a[i] = n.at(j)
-			j++
-		}
-	}
-	return a
 }
 
 // size estimates the memory the node takes in the cache: the node and its

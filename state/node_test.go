@@ -332,3 +332,23 @@ func TestPatchSlotsAgainstPackSlots(t *testing.T) {
 		}
 	}
 }
+
+// makeNode builds a node from a full slot array, in one allocation of its
+// mem (see node.mem), naming its leaves' modules by their ids in t.
+func makeNode(born uint64, a *[fanout]slot, t *moduleTable) *node {
+	n := &node{born: born, mods: t}
+	n.occ, n.mem = packSlots(nil, a, t)
+	return n
+}
+
+// all returns the node's slots as a full array.
+func (n *node) all() (a [fanout]slot) {
+	j := 0
+	for i := range a {
+		if n.occ&(1<<i) != 0 {
+			a[i] = n.at(j)
+			j++
+		}
+	}
+	return a
+}
