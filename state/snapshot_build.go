@@ -142,7 +142,7 @@ func (b *treeBuilder) add(l *builtLeaf) error {
 		l.makeBytes() // a leaf the caller did not make them for
 	}
 	s := slot{kind: slotLeaf, h: l.lh, leaf: l.leaf}
-	if err := b.w.putLeafKV(l); err != nil {
+	if err := b.w.putKV(l.key, l.value, l.kvTail[len("/k"):]); err != nil {
 		return err
 	}
 	if b.leaves == 0 {
@@ -541,48 +541,42 @@ func (w *recordWriter) add(key string, val []byte, del bool) error {
 // by the 16 key bytes after the module (pre): the whole-key comparison of
 // keys that share a module and 16 more bytes was most of the sort's time.
 // Flat index keys sort before node records, which put files after all
-// modules; a batch must hold no other keys.
-func (w *recordWriter) putKV(k types.StateKey, val []byte) error {
+// modules; a batch must hold no other keys. esc is k's key escaped
+// (appendEscaped) when the caller made it already (builtLeaf.kvTail), nil
+// otherwise.
+func (w *recordWriter) putKV(k types.StateKey, val, esc []byte) error {
 	if w.b.other {
 		return fmt.Errorf("%w: %s", errRecordMix, k)
 	}
 	w.align()
 	koff := len(w.b.keys)
-	// The bytes of kvKey(k) (appendKVKey), with the offset of the key.
-	keys, ok := w.mods.appendKVModule(w.b.keys, k.Module)
-	if !ok {
-		// assignModules gave every module of the version an id.
-		return fmt.Errorf("%w: flat index entry of %s, whose module has no id", ErrCorrupt, k)
-	}
-	w.b.keys = append(keys, "/k"...)
-	from := len(w.b.keys) - koff
+	// The bytes of kvKey(k) (appendKVKey), with the offset of the key. A
+	// module met before in the batch is found by its rank alone.
 	id, ok := w.b.modID[k.Module]
-	if !ok {
+	if ok {
+		w.b.keys = append(append(w.b.keys, nsKV...), w.b.mods[id]...)
+	} else {
+		keys, ok := w.mods.appendKVModule(w.b.keys, k.Module)
+		if !ok {
+			// assignModules gave every module of the version an id.
+			return fmt.Errorf("%w: flat index entry of %s, whose module has no id", ErrCorrupt, k)
+		}
 		if w.b.modID == nil {
 			w.b.modID = map[types.Address]uint32{}
 		}
 		id = uint32(len(w.b.mods))
 		w.b.modID[k.Module] = id
-		w.b.mods = append(w.b.mods, string(w.b.keys[koff+len(nsKV):len(w.b.keys)-2]))
+		w.b.mods = append(w.b.mods, string(keys[koff+len(nsKV):]))
+		w.b.keys = keys
 	}
-	w.b.keys = appendEscaped(w.b.keys, k.Key)
-	return w.push(koff, from, id+1, val, false)
-}
-
-// putLeafKV is putKV for a hashed leaf: its key's bytes after the module
-// are made already (kvTail), and a module met before in the batch is
-// found by its rank alone.
-func (w *recordWriter) putLeafKV(l *builtLeaf) error {
-	id, ok := w.b.modID[l.key.Module]
-	if !ok {
-		return w.putKV(l.key, l.value) // registers the module
-	}
-	w.align()
-	koff := len(w.b.keys)
-	w.b.keys = append(append(append(w.b.keys, nsKV...), w.b.mods[id]...), "/k"...)
+	w.b.keys = append(w.b.keys, "/k"...)
 	from := len(w.b.keys) - koff
-	w.b.keys = append(w.b.keys, l.kvTail[2:]...)
-	return w.push(koff, from, id+1, l.value, false)
+	if esc != nil {
+		w.b.keys = append(w.b.keys, esc...)
+	} else {
+		w.b.keys = appendEscaped(w.b.keys, k.Key)
+	}
+	return w.push(koff, from, id+1, val, false)
 }
 
 // align starts the next key 16-byte aligned, as separately allocated

@@ -622,7 +622,7 @@ func TestRecordWriterFlatIndexOrder(t *testing.T) {
 		if r.IntN(2) == 0 {
 			sk.Key = append([]byte("shared/prefix.of-more-than-16-bytes/"), sk.Key...)
 		}
-		if err := w.putKV(sk, []byte{2}); err != nil {
+		if err := w.putKV(sk, []byte{2}, nil); err != nil {
 			t.Fatal(err)
 		}
 		if got, want := string(w.b.key(&w.b.ops[len(w.b.ops)-1])), mustKVKey(t, w.mods, sk).String(); got != want {
@@ -661,7 +661,7 @@ func TestRecordWriterFlatIndexOrder(t *testing.T) {
 	if err := other.put(keyLatest, []byte{1}); err != nil {
 		t.Fatal(err)
 	}
-	if err := other.putKV(types.StateKey{Key: []byte("k")}, []byte{1}); !errors.Is(err, errRecordMix) {
+	if err := other.putKV(types.StateKey{Key: []byte("k")}, []byte{1}, nil); !errors.Is(err, errRecordMix) {
 		t.Fatalf("a flat index entry after a root key: %v, want errRecordMix", err)
 	}
 }
@@ -707,7 +707,7 @@ func BenchmarkOpSort(b *testing.B) {
 	w.manual = true
 	for i := range 100_000 {
 		k := types.StateKey{Module: types.Address{byte(i % 16)}, Key: binary.BigEndian.AppendUint64([]byte("acct/"), r.Uint64N(1_000_000))}
-		if err := w.putKV(k, make([]byte, 100)); err != nil {
+		if err := w.putKV(k, make([]byte, 100), nil); err != nil {
 			b.Fatal(err)
 		}
 	}
