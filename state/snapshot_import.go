@@ -149,11 +149,13 @@ func clearSnapshotStaging(ctx context.Context, d ds.Batching) error {
 	return d.Sync(ctx, ds.NewKey("/kairos/snapimport"))
 }
 
-// Add verifies one chunk and stages it durably. A chunk already staged is
+// Add verifies one chunk and stages it durably, with the hashes of its
+// leaves that the verification computed (appendStaged), which the install
+// takes instead of hashing the leaves again. A chunk already staged is
 // skipped (staged reports false). Nothing is staged unless every check of
 // VerifyChunk passes.
 func (im *Importer) Add(ctx context.Context, chunk []byte) (staged bool, err error) {
-	c, err := VerifyChunk(im.m, chunk)
+	c, ls, err := verifyChunk(im.m, chunk, false)
 	if err != nil {
 		return false, err
 	}
@@ -166,7 +168,7 @@ func (im *Importer) Add(ctx context.Context, chunk []byte) (staged bool, err err
 	// Two callers may stage the same chunk at once: the bytes that verify
 	// are the same for both (the manifest lists their hash), so both writes
 	// put the same value, and only the first to finish reports it staged.
-	if err := im.stage(ctx, snapStageChunkKey(int(c.Index)), chunk); err != nil {
+	if err := im.stage(ctx, snapStageChunkKey(int(c.Index)), appendStaged(chunk, ls)); err != nil {
 		return false, err
 	}
 	im.mu.Lock()
@@ -179,14 +181,14 @@ func (im *Importer) Add(ctx context.Context, chunk []byte) (staged bool, err err
 	return true, nil
 }
 
-// stage writes a verified chunk durably. On pebble that is one synced
-// write: go-ds-pebble's Put and Sync are two, the second a synced empty log
-// record, a second fsync per chunk.
-func (im *Importer) stage(ctx context.Context, key ds.Key, chunk []byte) error {
+// stage writes the staging record of a verified chunk durably. On pebble
+// that is one synced write: go-ds-pebble's Put and Sync are two, the second
+// a synced empty log record, a second fsync per chunk.
+func (im *Importer) stage(ctx context.Context, key ds.Key, rec []byte) error {
 	if p, ok := im.d.(*pebbleds.Datastore); ok {
-		return p.DB.Set(keyBytes(key), chunk, pebble.Sync)
+		return p.DB.Set(keyBytes(key), rec, pebble.Sync)
 	}
-	if err := im.d.Put(ctx, key, chunk); err != nil {
+	if err := im.d.Put(ctx, key, rec); err != nil {
 		return err
 	}
 	return im.d.Sync(ctx, key)
@@ -284,11 +286,12 @@ func deletePrefix(ctx context.Context, d ds.Batching, prefix string, w *recordWr
 // buildTree streams the leaves of every chunk, staged or read from src,
 // through a treeBuilder into s and returns the root slot and the number of
 // run files written (when pl is set: see ingest.go); nothing is reachable
-// yet. Staged chunks were verified when they arrived; they are decoded and
-// hashed again here (not trusted blindly), and the caller re-checks the
-// rebuilt root. Chunks from src are verified here. Decoding, verifying and
-// hashing are most of an install's own CPU, so they run a few chunks ahead
-// on every core (inOrder) and the builder only places leaves.
+// yet. Staged chunks were verified when they arrived; their leaves are
+// built from the hashes that verification staged (prepare, readStaged:
+// the record's checksum is checked, the leaves are not hashed again), and
+// the caller re-checks the rebuilt root. Chunks from src are verified
+// here. Reading, decoding and verifying run a few chunks ahead on every
+// core (inOrder) and the builder only places leaves.
 //
 // Batches are cut at chunk boundaries. Once a batch is durable the install
 // records its progress (the next chunk, the runs written and the builder's
@@ -443,13 +446,18 @@ func (im *Importer) readProgress(ctx context.Context, s *Store) (installProgress
 }
 
 // chunkLeaves returns the hashed leaves of chunk i: from the staging area
-// if it is staged or src is nil, otherwise read with src and verified.
+// if it is staged or src is nil, otherwise (or if its staged record is
+// damaged) read with src and verified.
 func (im *Importer) chunkLeaves(ctx context.Context, i int, src chunkReader) ([]builtLeaf, error) {
 	im.mu.Lock()
 	staged := im.staged[i]
 	im.mu.Unlock()
 	if staged || src == nil {
-		return im.prepare(ctx, i)
+		ls, err := im.prepare(ctx, i)
+		if err == nil || src == nil || !errors.Is(err, ErrCorrupt) {
+			return ls, err
+		}
+		// A damaged staged record was removed: read the chunk from src.
 	}
 	b, hashed, err := src(ctx, i)
 	if err != nil {
@@ -465,22 +473,32 @@ func (im *Importer) chunkLeaves(ctx context.Context, i int, src chunkReader) ([]
 	return ls, nil
 }
 
-// prepare reads, decodes and hashes staged chunk i.
+// prepare returns the leaves of staged chunk i with the hashes its
+// verification staged (readStaged). A record that cannot be read (altered
+// after staging: its checksum, version or decoding fails) is deleted and
+// the chunk counted missing, so that adding it again and installing again
+// goes on; the error wraps ErrCorrupt and ErrSnapshotIncomplete.
 func (im *Importer) prepare(ctx context.Context, i int) ([]builtLeaf, error) {
-	b, err := im.d.Get(ctx, snapStageChunkKey(i))
+	key := snapStageChunkKey(i)
+	b, err := im.d.Get(ctx, key)
 	if err != nil {
 		return nil, fmt.Errorf("%w: staged chunk %d: %w", ErrSnapshotIncomplete, i, err)
 	}
-	c, err := decodeChunk(b)
-	if err != nil {
-		return nil, fmt.Errorf("%w: staged chunk %d: %w", ErrChunkMalformed, i, err)
+	ls, err := readStaged(i, b)
+	if err == nil {
+		return ls, nil
 	}
-	if int(c.Index) != i {
-		return nil, fmt.Errorf("%w: staged chunk %d holds chunk %d", ErrChunkMalformed, i, c.Index)
+	if derr := im.d.Delete(ctx, key); derr != nil {
+		return nil, errors.Join(err, derr)
 	}
-	out := make([]builtLeaf, len(c.Leaves))
-	for j, l := range c.Leaves {
-		out[j] = hashLeaf(l)
+	if derr := im.d.Sync(ctx, key); derr != nil {
+		return nil, errors.Join(err, derr)
 	}
-	return out, nil
+	im.mu.Lock()
+	if im.staged[i] {
+		im.staged[i] = false
+		im.left++
+	}
+	im.mu.Unlock()
+	return nil, fmt.Errorf("%w (removed, add the chunk again): %w", ErrSnapshotIncomplete, err)
 }
