@@ -50,9 +50,11 @@ type Importer struct {
 	d ds.Batching
 	m *Manifest
 
-	mu     sync.Mutex // guards staged and left
+	mu     sync.Mutex // guards staged, left, adding and wake
 	staged []bool
 	left   int
+	adding int           // Add calls under way
+	wake   chan struct{} // closed (and replaced) when a chunk is staged or an Add returns
 
 	// batchBytes, when > 0, replaces installBatchBytes (SetBatchBytes).
 	batchBytes int
@@ -83,7 +85,7 @@ func NewImporter(ctx context.Context, d ds.Batching, m *Manifest) (*Importer, er
 	if err != nil {
 		return nil, err
 	}
-	im := &Importer{d: d, m: m, staged: make([]bool, len(m.Chunks)), left: len(m.Chunks)}
+	im := &Importer{d: d, m: m, staged: make([]bool, len(m.Chunks)), left: len(m.Chunks), wake: make(chan struct{})}
 	old, err := d.Get(ctx, snapStageManifestKey)
 	switch {
 	case err == nil && bytes.Equal(old, mb):
@@ -155,6 +157,15 @@ func clearSnapshotStaging(ctx context.Context, d ds.Batching) error {
 // skipped (staged reports false). Nothing is staged unless every check of
 // VerifyChunk passes.
 func (im *Importer) Add(ctx context.Context, chunk []byte) (staged bool, err error) {
+	im.mu.Lock()
+	im.adding++
+	im.mu.Unlock()
+	defer func() {
+		im.mu.Lock()
+		im.adding--
+		im.wakeLocked()
+		im.mu.Unlock()
+	}()
 	c, ls, err := verifyChunk(im.m, chunk, false)
 	if err != nil {
 		return false, err
@@ -168,7 +179,7 @@ func (im *Importer) Add(ctx context.Context, chunk []byte) (staged bool, err err
 	// Two callers may stage the same chunk at once: the bytes that verify
 	// are the same for both (the manifest lists their hash), so both writes
 	// put the same value, and only the first to finish reports it staged.
-	if err := im.stage(ctx, snapStageChunkKey(int(c.Index)), appendStaged(chunk, ls)); err != nil {
+	if err := im.stage(ctx, snapStageChunkKey(int(c.Index)), chunk, ls); err != nil {
 		return false, err
 	}
 	im.mu.Lock()
@@ -181,17 +192,66 @@ func (im *Importer) Add(ctx context.Context, chunk []byte) (staged bool, err err
 	return true, nil
 }
 
-// stage writes the staging record of a verified chunk durably. On pebble
-// that is one synced write: go-ds-pebble's Put and Sync are two, the second
-// a synced empty log record, a second fsync per chunk.
-func (im *Importer) stage(ctx context.Context, key ds.Key, rec []byte) error {
+// stage writes the staging record of a verified chunk and its leaves
+// durably. On pebble that is one synced write of a batch the record is
+// made in: go-ds-pebble's Put and Sync are two, the second a synced empty
+// log record, a second fsync per chunk.
+func (im *Importer) stage(ctx context.Context, key ds.Key, chunk []byte, ls []builtLeaf) error {
 	if p, ok := im.d.(*pebbleds.Datastore); ok {
-		return p.DB.Set(keyBytes(key), rec, pebble.Sync)
+		k := keyBytes(key)
+		b := p.DB.NewBatch()
+		op := b.SetDeferred(len(k), stagedLen(chunk, ls))
+		copy(op.Key, k)
+		putStaged(op.Value, chunk, ls)
+		op.Finish()
+		return errors.Join(b.Commit(pebble.Sync), b.Close())
 	}
-	if err := im.d.Put(ctx, key, rec); err != nil {
+	if err := im.d.Put(ctx, key, appendStaged(chunk, ls)); err != nil {
 		return err
 	}
 	return im.d.Sync(ctx, key)
+}
+
+// wakeLocked wakes every waitStaged and waitAdds; im.mu is held.
+func (im *Importer) wakeLocked() {
+	close(im.wake)
+	im.wake = make(chan struct{})
+}
+
+// waitStaged waits until chunk i is staged or ctx ends.
+func (im *Importer) waitStaged(ctx context.Context, i int) error {
+	for {
+		im.mu.Lock()
+		ok, wake := im.staged[i], im.wake
+		im.mu.Unlock()
+		if ok {
+			return nil
+		}
+		select {
+		case <-wake:
+		case <-ctx.Done():
+			return fmt.Errorf("%w: chunk %d: %w", ErrSnapshotIncomplete, i, ctx.Err())
+		}
+	}
+}
+
+// waitAdds waits until no Add call is under way or ctx ends: an install
+// that overlapped Add calls clears the staging area only after the last
+// (a second Add of a chunk already staged may still be writing it).
+func (im *Importer) waitAdds(ctx context.Context) error {
+	for {
+		im.mu.Lock()
+		n, wake := im.adding, im.wake
+		im.mu.Unlock()
+		if n == 0 {
+			return nil
+		}
+		select {
+		case <-wake:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }
 
 // Missing returns the indexes of the chunks not staged yet, ascending.
@@ -297,7 +357,7 @@ func deletePrefix(ctx context.Context, d ds.Batching, prefix string, w *recordWr
 // records its progress (the next chunk, the runs written and the builder's
 // state), and a restarted install of the same staging area goes on from
 // there.
-func (im *Importer) buildTree(ctx context.Context, s *Store, src chunkReader, pl *ingestPlace, p installProgress) (slot, int, error) {
+func (im *Importer) buildTree(ctx context.Context, s *Store, src chunkReader, wait bool, pl *ingestPlace, p installProgress) (slot, int, error) {
 	w := newStoreRecordWriter(ctx, s)
 	w.manual = true
 	w.ingest, w.nextRun = pl, p.runs
@@ -313,7 +373,7 @@ func (im *Importer) buildTree(ctx context.Context, s *Store, src chunkReader, pl
 	n := len(im.m.Chunks)
 	start := p.next
 	err := inOrder(n-start, func(i int) (builtChunk, error) {
-		ls, err := im.chunkLeaves(ctx, start+i, src)
+		ls, err := im.chunkLeaves(ctx, start+i, src, wait)
 		if err != nil {
 			return builtChunk{}, err
 		}
@@ -446,9 +506,14 @@ func (im *Importer) readProgress(ctx context.Context, s *Store) (installProgress
 }
 
 // chunkLeaves returns the hashed leaves of chunk i: from the staging area
-// if it is staged or src is nil, otherwise (or if its staged record is
-// damaged) read with src and verified.
-func (im *Importer) chunkLeaves(ctx context.Context, i int, src chunkReader) ([]builtLeaf, error) {
+// if it is staged or src is nil (once Add staged it, with wait), otherwise
+// (or if its staged record is damaged) read with src and verified.
+func (im *Importer) chunkLeaves(ctx context.Context, i int, src chunkReader, wait bool) ([]builtLeaf, error) {
+	if wait {
+		if err := im.waitStaged(ctx, i); err != nil {
+			return nil, err
+		}
+	}
 	im.mu.Lock()
 	staged := im.staged[i]
 	im.mu.Unlock()

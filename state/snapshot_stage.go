@@ -38,14 +38,31 @@ const (
 // appendStaged returns the staging record of chunk, whose verified leaves
 // are ls.
 func appendStaged(chunk []byte, ls []builtLeaf) []byte {
-	b := make([]byte, 0, 1+binary.MaxVarintLen64+len(chunk)+len(ls)*stageLeafBytes+stageCRCBytes)
-	b = binary.AppendUvarint(append(b, stageRecordV1), uint64(len(chunk)))
-	b = append(b, chunk...)
+	b := make([]byte, stagedLen(chunk, ls))
+	putStaged(b, chunk, ls)
+	return b
+}
+
+// stagedLen is the length of the staging record of chunk and ls.
+func stagedLen(chunk []byte, ls []builtLeaf) int {
+	var v [binary.MaxVarintLen64]byte
+	return 1 + binary.PutUvarint(v[:], uint64(len(chunk))) + len(chunk) + len(ls)*stageLeafBytes + stageCRCBytes
+}
+
+// putStaged writes the staging record of chunk and ls into b, which is
+// stagedLen bytes long (on pebble, the value of a batch operation: the
+// record is written once, where the batch holds it).
+func putStaged(b, chunk []byte, ls []builtLeaf) {
+	b[0] = stageRecordV1
+	k := 1 + binary.PutUvarint(b[1:], uint64(len(chunk)))
+	k += copy(b[k:], chunk)
 	for i := range ls {
 		l := &ls[i]
-		b = append(append(append(b, l.kp[:]...), l.vh[:]...), l.lh[:]...)
+		k += copy(b[k:], l.kp[:])
+		k += copy(b[k:], l.vh[:])
+		k += copy(b[k:], l.lh[:])
 	}
-	return binary.LittleEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
+	binary.LittleEndian.PutUint32(b[k:], crc32.Checksum(b[:k], castagnoli))
 }
 
 // readStaged returns the leaves of staged chunk i from its record b: with
