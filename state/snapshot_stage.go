@@ -1,6 +1,7 @@
 package state
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"hash/crc32"
@@ -115,6 +116,13 @@ func readStaged(i int, b []byte) ([]builtLeaf, error) {
 		copy(o.kp[:], h)
 		copy(o.vh[:], h[types.HashLen:])
 		copy(o.lh[:], h[2*types.HashLen:])
+		// The key paths place the leaves: as verification found them,
+		// inside the chunk's range and increasing (comparisons, no
+		// hashing), or the record is damaged.
+		if bytes.Compare(o.kp[:], c.Start[:]) < 0 || bytes.Compare(o.kp[:], c.End[:]) > 0 ||
+			j > 0 && bytes.Compare(out[j-1].kp[:], o.kp[:]) >= 0 {
+			return nil, fmt.Errorf("%w: staged chunk %d: key path of leaf %d out of place", ErrCorrupt, i, j)
+		}
 	}
 	return out, nil
 }

@@ -258,7 +258,12 @@ func (im *Importer) InstallFrom(ctx context.Context, s *Store, src ChunkSource) 
 // unreachable, and Install or InstallAsAdded of the same manifest goes on
 // from its last durable batch, as after a crash.
 func (im *Importer) InstallAsAdded(ctx context.Context, s *Store) error {
-	return im.install(ctx, s, nil, true)
+	err := im.install(ctx, s, nil, true)
+	if err != nil && ctx.Err() != nil && !errors.Is(err, ErrSnapshotIncomplete) {
+		// ctx ended while the install was writing rather than waiting.
+		err = fmt.Errorf("%w: %w", ErrSnapshotIncomplete, err)
+	}
+	return err
 }
 
 // install is InstallFrom, InstallFromChecked and (wait: chunks are read
