@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"runtime"
 	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -56,12 +55,6 @@ type Importer struct {
 	left   int
 	adding int           // Add calls under way
 	wake   chan struct{} // closed (and replaced) when a chunk is staged or an Add returns
-	// handoff, while InstallAsAdded runs (non-nil), holds the verified
-	// leaves of chunks Add staged and the install has not taken yet, at
-	// most handoffChunks of them: the install takes them from memory
-	// instead of reading the staging area back.
-	handoff map[int][]builtLeaf
-	handed  int // chunks the install took from handoff (tests)
 
 	// batchBytes, when > 0, replaces installBatchBytes (SetBatchBytes).
 	batchBytes int
@@ -173,14 +166,6 @@ func (im *Importer) Add(ctx context.Context, chunk []byte) (staged bool, err err
 		im.wakeLocked()
 		im.mu.Unlock()
 	}()
-	im.mu.Lock()
-	handoff := im.handoff != nil
-	im.mu.Unlock()
-	if handoff {
-		// The leaves may outlive this call: they must not alias the
-		// caller's buffer.
-		chunk = bytes.Clone(chunk)
-	}
 	c, ls, err := verifyChunk(im.m, chunk, false)
 	if err != nil {
 		return false, err
@@ -204,28 +189,7 @@ func (im *Importer) Add(ctx context.Context, chunk []byte) (staged bool, err err
 	}
 	im.staged[c.Index] = true
 	im.left--
-	if handoff && im.handoff != nil && len(im.handoff) < handoffChunks() {
-		im.handoff[int(c.Index)] = ls
-	}
 	return true, nil
-}
-
-// handoffChunks is how many chunks' verified leaves Add keeps in memory
-// for InstallAsAdded: a few per core (~1.5 MB each at 4096 leaves), enough
-// for Adds that run a little ahead of the install, which reads any other
-// chunk from the staging area.
-func handoffChunks() int { return 4 * runtime.GOMAXPROCS(0) }
-
-// takeHandoff returns the leaves Add left in memory for chunk i, if any.
-func (im *Importer) takeHandoff(i int) ([]builtLeaf, bool) {
-	im.mu.Lock()
-	defer im.mu.Unlock()
-	ls, ok := im.handoff[i]
-	if ok {
-		delete(im.handoff, i)
-		im.handed++
-	}
-	return ls, ok
 }
 
 // stage writes the staging record of a verified chunk and its leaves
@@ -548,9 +512,6 @@ func (im *Importer) chunkLeaves(ctx context.Context, i int, src chunkReader, wai
 	if wait {
 		if err := im.waitStaged(ctx, i); err != nil {
 			return nil, err
-		}
-		if ls, ok := im.takeHandoff(i); ok {
-			return ls, nil
 		}
 	}
 	im.mu.Lock()

@@ -252,23 +252,12 @@ func (im *Importer) InstallFrom(ctx context.Context, s *Store, src ChunkSource) 
 // while Add calls for later chunks go on (from other goroutines), so that
 // verifying and staging overlap building the tree. Add may run
 // concurrently with it; chunks may arrive in any order, the install
-// waits for the next one in order. The leaves of a chunk that Add staged
-// shortly before the install needs it are handed over in memory (as
-// verified, kept for a few chunks) instead of read back from the staging
-// area. It returns once every chunk is
+// waits for the next one in order. It returns once every chunk is
 // installed and the Add calls under way have returned, or when ctx ends
 // first (ErrSnapshotIncomplete wrapping ctx's error): what it wrote is then
 // unreachable, and Install or InstallAsAdded of the same manifest goes on
 // from its last durable batch, as after a crash.
 func (im *Importer) InstallAsAdded(ctx context.Context, s *Store) error {
-	im.mu.Lock()
-	im.handoff = map[int][]builtLeaf{}
-	im.mu.Unlock()
-	defer func() {
-		im.mu.Lock()
-		im.handoff = nil
-		im.mu.Unlock()
-	}()
 	err := im.install(ctx, s, nil, true)
 	if err != nil && ctx.Err() != nil && !errors.Is(err, ErrSnapshotIncomplete) {
 		// ctx ended while the install was writing rather than waiting.
