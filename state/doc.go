@@ -88,7 +88,7 @@
 //	/kairos/m/<id>                       module table: the address of module id <id>
 //	/kairos/latest, /kairos/min, /kairos/prunedone, /kairos/format
 //	/kairos/snapimport/...               a snapshot import's staging area: manifest, chunk/<i> (a verified
-//	                                     chunk and its leaves' hashes, snapshot_stage.go), installing, progress
+//	                                     chunk's bytes), installing, progress
 //
 // Borns, ids, modules and keys are raw bytes with '.' and '/' escaped
 // (keys.go), which keeps byte order. So node records sort by born first:

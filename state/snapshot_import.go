@@ -151,9 +151,7 @@ func clearSnapshotStaging(ctx context.Context, d ds.Batching) error {
 	return d.Sync(ctx, ds.NewKey("/kairos/snapimport"))
 }
 
-// Add verifies one chunk and stages it durably, with the hashes of its
-// leaves that the verification computed (appendStaged), which the install
-// takes instead of hashing the leaves again. A chunk already staged is
+// Add verifies one chunk and stages it durably. A chunk already staged is
 // skipped (staged reports false). Nothing is staged unless every check of
 // VerifyChunk passes.
 func (im *Importer) Add(ctx context.Context, chunk []byte) (staged bool, err error) {
@@ -166,7 +164,7 @@ func (im *Importer) Add(ctx context.Context, chunk []byte) (staged bool, err err
 		im.wakeLocked()
 		im.mu.Unlock()
 	}()
-	c, ls, err := verifyChunk(im.m, chunk, false)
+	c, err := VerifyChunk(im.m, chunk)
 	if err != nil {
 		return false, err
 	}
@@ -179,7 +177,7 @@ func (im *Importer) Add(ctx context.Context, chunk []byte) (staged bool, err err
 	// Two callers may stage the same chunk at once: the bytes that verify
 	// are the same for both (the manifest lists their hash), so both writes
 	// put the same value, and only the first to finish reports it staged.
-	if err := im.stage(ctx, snapStageChunkKey(int(c.Index)), chunk, ls); err != nil {
+	if err := im.stage(ctx, snapStageChunkKey(int(c.Index)), chunk); err != nil {
 		return false, err
 	}
 	im.mu.Lock()
@@ -192,21 +190,14 @@ func (im *Importer) Add(ctx context.Context, chunk []byte) (staged bool, err err
 	return true, nil
 }
 
-// stage writes the staging record of a verified chunk and its leaves
-// durably. On pebble that is one synced write of a batch the record is
-// made in: go-ds-pebble's Put and Sync are two, the second a synced empty
-// log record, a second fsync per chunk.
-func (im *Importer) stage(ctx context.Context, key ds.Key, chunk []byte, ls []builtLeaf) error {
+// stage writes a verified chunk durably. On pebble that is one synced
+// write: go-ds-pebble's Put and Sync are two, the second a synced empty log
+// record, a second fsync per chunk.
+func (im *Importer) stage(ctx context.Context, key ds.Key, chunk []byte) error {
 	if p, ok := im.d.(*pebbleds.Datastore); ok {
-		k := keyBytes(key)
-		b := p.DB.NewBatch()
-		op := b.SetDeferred(len(k), stagedLen(chunk, ls))
-		copy(op.Key, k)
-		putStaged(op.Value, chunk, ls)
-		op.Finish()
-		return errors.Join(b.Commit(pebble.Sync), b.Close())
+		return p.DB.Set(keyBytes(key), chunk, pebble.Sync)
 	}
-	if err := im.d.Put(ctx, key, appendStaged(chunk, ls)); err != nil {
+	if err := im.d.Put(ctx, key, chunk); err != nil {
 		return err
 	}
 	return im.d.Sync(ctx, key)
@@ -346,12 +337,12 @@ func deletePrefix(ctx context.Context, d ds.Batching, prefix string, w *recordWr
 // buildTree streams the leaves of every chunk, staged or read from src,
 // through a treeBuilder into s and returns the root slot and the number of
 // run files written (when pl is set: see ingest.go); nothing is reachable
-// yet. Staged chunks were verified when they arrived; their leaves are
-// built from the hashes that verification staged (prepare, readStaged:
-// the record's checksum is checked, the leaves are not hashed again), and
-// the caller re-checks the rebuilt root. Chunks from src are verified
-// here. Reading, decoding and verifying run a few chunks ahead on every
-// core (inOrder) and the builder only places leaves.
+// yet. Staged chunks were verified when they arrived; they are decoded and
+// hashed again here (not trusted blindly: RATIONALE.md, "Why does an
+// install not trust the staging area's hashes"), and the caller re-checks
+// the rebuilt root. Chunks from src are verified here. Decoding, verifying
+// and hashing are most of an install's own CPU, so they run a few chunks
+// ahead on every core (inOrder) and the builder only places leaves.
 //
 // Batches are cut at chunk boundaries. Once a batch is durable the install
 // records its progress (the next chunk, the runs written and the builder's
@@ -538,26 +529,40 @@ func (im *Importer) chunkLeaves(ctx context.Context, i int, src chunkReader, wai
 	return ls, nil
 }
 
-// prepare returns the leaves of staged chunk i with the hashes its
-// verification staged (readStaged). A record that cannot be read (altered
-// after staging: its checksum, version or decoding fails) is deleted and
-// the chunk counted missing, so that adding it again and installing again
-// goes on; the error wraps ErrCorrupt and ErrSnapshotIncomplete.
+// prepare reads, decodes and hashes staged chunk i. A staged record that
+// does not decode as chunk i (altered after staging) is deleted and the
+// chunk counted missing, so that adding it again and installing again goes
+// on; the error wraps ErrCorrupt and ErrSnapshotIncomplete. (A record
+// altered into another chunk that decodes is caught by the root check.)
 func (im *Importer) prepare(ctx context.Context, i int) ([]builtLeaf, error) {
 	key := snapStageChunkKey(i)
 	b, err := im.d.Get(ctx, key)
 	if err != nil {
 		return nil, fmt.Errorf("%w: staged chunk %d: %w", ErrSnapshotIncomplete, i, err)
 	}
-	ls, err := readStaged(i, b)
-	if err == nil {
-		return ls, nil
+	c, err := decodeChunk(b)
+	if err == nil && int(c.Index) != i {
+		err = fmt.Errorf("it holds chunk %d", c.Index)
 	}
+	if err != nil {
+		return nil, im.unstage(ctx, i, fmt.Errorf("%w: staged chunk %d: %w", ErrCorrupt, i, err))
+	}
+	out := make([]builtLeaf, len(c.Leaves))
+	for j, l := range c.Leaves {
+		out[j] = hashLeaf(l)
+	}
+	return out, nil
+}
+
+// unstage deletes the damaged staged record of chunk i (err says what is
+// wrong with it) and counts the chunk missing.
+func (im *Importer) unstage(ctx context.Context, i int, err error) error {
+	key := snapStageChunkKey(i)
 	if derr := im.d.Delete(ctx, key); derr != nil {
-		return nil, errors.Join(err, derr)
+		return errors.Join(err, derr)
 	}
 	if derr := im.d.Sync(ctx, key); derr != nil {
-		return nil, errors.Join(err, derr)
+		return errors.Join(err, derr)
 	}
 	im.mu.Lock()
 	if im.staged[i] {
@@ -565,5 +570,5 @@ func (im *Importer) prepare(ctx context.Context, i int) ([]builtLeaf, error) {
 		im.left++
 	}
 	im.mu.Unlock()
-	return nil, fmt.Errorf("%w (removed, add the chunk again): %w", ErrSnapshotIncomplete, err)
+	return fmt.Errorf("%w (removed, add the chunk again): %w", ErrSnapshotIncomplete, err)
 }

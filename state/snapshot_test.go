@@ -316,8 +316,9 @@ func TestSnapshotExportDuringPrune(t *testing.T) {
 // after the ingest.
 func TestSnapshotImportCrashResume(t *testing.T) {
 	for _, mode := range installModes {
-		for _, kind := range []string{"staged", "streamed", "legacy"} {
-			t.Run(mode.name+"/"+kind, func(t *testing.T) { testSnapshotImportCrashResume(t, kind, mode.ingest) })
+		for _, stream := range []bool{false, true} {
+			name := map[bool]string{false: "staged", true: "streamed"}[stream]
+			t.Run(mode.name+"/"+name, func(t *testing.T) { testSnapshotImportCrashResume(t, stream, mode.ingest) })
 		}
 	}
 }
@@ -353,12 +354,9 @@ func (f *spyFS) RemoveAll(name string) error {
 }
 
 // testSnapshotImportCrashResume is TestSnapshotImportCrashResume with every
-// chunk staged by Add first ("staged"), or none staged and every chunk read
-// by InstallFrom ("streamed"), or every chunk staged as older code staged
-// it, its bytes alone ("legacy"); installing by batches or (ingest) by
-// ingestion.
-func testSnapshotImportCrashResume(t *testing.T, kind string, ingest bool) {
-	stream := kind == "streamed"
+// chunk staged by Add first, or (stream) none staged and every chunk read by
+// InstallFrom; installing by batches or (ingest) by ingestion.
+func testSnapshotImportCrashResume(t *testing.T, stream, ingest bool) {
 	smallInstallBatches(t, 8<<10) // the install spans dozens of batches
 	ctx := context.Background()
 	src, err := OpenMemory(Options{})
@@ -390,27 +388,12 @@ func testSnapshotImportCrashResume(t *testing.T, kind string, ingest bool) {
 			}
 			return len(chunks) - int(read.Load())
 		}
-		if kind == "legacy" {
-			missing := im.Missing()
-			skipped = len(chunks) - len(missing)
-			for _, i := range missing {
-				if err := s.Datastore().Put(ctx, snapStageChunkKey(i), chunks[i]); err != nil {
-					t.Fatal(err)
-				}
-				if err := s.Datastore().Sync(ctx, snapStageChunkKey(i)); err != nil {
-					t.Fatal(err)
-				}
-			}
-			if im, err = NewImporter(ctx, s.Datastore(), m); err != nil {
-				t.Fatal(err)
-			}
-		}
 		for _, c := range chunks {
 			staged, err := im.Add(ctx, c)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !staged && kind != "legacy" {
+			if !staged {
 				skipped++
 			}
 		}
