@@ -45,7 +45,7 @@ func snapStageChunkKey(i int) ds.Key {
 // against the manifest root on arrival and stages it durably. Add, Missing
 // and Done may be called from several goroutines at once (chunks fetched
 // from several peers are verified in parallel); Install, InstallFrom and
-// Replace must not overlap them.
+// Replace must not overlap them, InstallAsAdded may.
 type Importer struct {
 	d ds.Batching
 	m *Manifest
