@@ -2,27 +2,21 @@ package state
 
 import (
 	"context"
-	"errors"
 	"os"
 	"path/filepath"
-	"runtime"
 	"runtime/pprof"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 )
 
 // BenchmarkSnapshot exports the latest version of a benchKeys tree (chunks
-// kept in memory) and imports it into a fresh synced pebble store three
-// times: staging (verify and write each chunk) then Install (build the
-// tree bottom-up); InstallAsAdded while two goroutines per core stage
-// (overlap); and InstallFrom reading the chunks from memory (verify and
-// build, nothing staged), each op being the three whole imports. It reports
-// MB/s and MB per CPU-second of each phase. KAIROS_BENCH_CPUPROFILE=<file>
-// profiles the Install into <file>, the InstallFrom into <file>.stream,
-// the export into <file>.export, the staging into <file>.stage and the
-// overlapped import into <file>.overlap.
+// kept in memory) and imports it into a fresh synced pebble store twice:
+// staging (verify and write each chunk) then Install (build the tree
+// bottom-up), and InstallFrom reading the chunks from memory (verify and
+// build, nothing staged), each op being both whole imports. It reports MB/s
+// and MB per CPU-second of each phase. KAIROS_BENCH_CPUPROFILE=<file>
+// profiles the Install into <file>, the InstallFrom into <file>.stream and
+// the export into <file>.export and the staging into <file>.stage.
 func BenchmarkSnapshot(b *testing.B) {
 	n := benchKeys()
 	s, h := fillStore(b, n)
@@ -43,8 +37,8 @@ func BenchmarkSnapshot(b *testing.B) {
 	exportRate, exportCPU := mb/time.Since(t0).Seconds(), mb/cpu.since()
 	stop()
 	b.ResetTimer()
-	var stageCPU, installCPU, overlapCPU, streamCPU float64
-	var stageWall, installWall, overlapWall, streamWall time.Duration
+	var stageCPU, installCPU, streamCPU float64
+	var stageWall, installWall, streamWall time.Duration
 	for i := 0; i < b.N; i++ {
 		dst, err := OpenPebble(filepath.Join(b.TempDir(), "dst"), Options{})
 		if err != nil {
@@ -76,19 +70,6 @@ func BenchmarkSnapshot(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		stop = profileTo(b, os.Getenv("KAIROS_BENCH_CPUPROFILE"), ".overlap")
-		cpu, t0 = startCPU(), time.Now()
-		if err := overlapImport(ctx, dst, m, chunks); err != nil {
-			b.Fatal(err)
-		}
-		overlapCPU, overlapWall = overlapCPU+cpu.since(), overlapWall+time.Since(t0)
-		stop()
-		closeImported(b, dst, m)
-
-		dst, err = OpenPebble(filepath.Join(b.TempDir(), "dst"), Options{})
-		if err != nil {
-			b.Fatal(err)
-		}
 		stop = profileTo(b, os.Getenv("KAIROS_BENCH_CPUPROFILE"), ".stream")
 		cpu, t0 = startCPU(), time.Now()
 		im, err = NewImporter(ctx, dst.Datastore(), m)
@@ -111,48 +92,11 @@ func BenchmarkSnapshot(b *testing.B) {
 	b.ReportMetric(total/installWall.Seconds(), "install-MB/s")
 	b.ReportMetric(total/installCPU, "install-MB/cpu-s")
 	b.ReportMetric(total/(stageWall+installWall).Seconds(), "staged-import-MB/s")
-	b.ReportMetric(total/overlapWall.Seconds(), "overlap-MB/s")
-	b.ReportMetric(total/overlapCPU, "overlap-MB/cpu-s")
 	b.ReportMetric(total/streamWall.Seconds(), "stream-MB/s")
 	b.ReportMetric(total/streamCPU, "stream-MB/cpu-s")
 	// How many cores the streamed import kept busy on average (CPU-seconds
 	// per second): at most GOMAXPROCS, less on a loaded machine.
 	b.ReportMetric(streamCPU/streamWall.Seconds(), "stream-cores")
-}
-
-// overlapImport imports chunks into dst with InstallAsAdded running while
-// two goroutines per core add them, in order, as kairos bench state does.
-func overlapImport(ctx context.Context, dst *Store, m *Manifest, chunks [][]byte) error {
-	im, err := NewImporter(ctx, dst.Datastore(), m)
-	if err != nil {
-		return err
-	}
-	ictx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- im.InstallAsAdded(ictx, dst) }()
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	errs := make(chan error, 2*runtime.GOMAXPROCS(0))
-	for range cap(errs) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := int(next.Add(1) - 1); i < len(chunks); i = int(next.Add(1) - 1) {
-				if _, err := im.Add(ctx, chunks[i]); err != nil {
-					errs <- err
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	if err := <-errs; err != nil {
-		cancel()
-		return errors.Join(err, <-done)
-	}
-	return <-done
 }
 
 // closeImported checks that dst holds m's root and closes it.

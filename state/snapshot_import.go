@@ -45,16 +45,14 @@ func snapStageChunkKey(i int) ds.Key {
 // against the manifest root on arrival and stages it durably. Add, Missing
 // and Done may be called from several goroutines at once (chunks fetched
 // from several peers are verified in parallel); Install, InstallFrom and
-// Replace must not overlap them, InstallAsAdded may.
+// Replace must not overlap them.
 type Importer struct {
 	d ds.Batching
 	m *Manifest
 
-	mu     sync.Mutex // guards staged, left, adding and wake
+	mu     sync.Mutex // guards staged and left
 	staged []bool
 	left   int
-	adding int           // Add calls under way
-	wake   chan struct{} // closed (and replaced) when a chunk is staged or an Add returns
 
 	// batchBytes, when > 0, replaces installBatchBytes (SetBatchBytes).
 	batchBytes int
@@ -85,7 +83,7 @@ func NewImporter(ctx context.Context, d ds.Batching, m *Manifest) (*Importer, er
 	if err != nil {
 		return nil, err
 	}
-	im := &Importer{d: d, m: m, staged: make([]bool, len(m.Chunks)), left: len(m.Chunks), wake: make(chan struct{})}
+	im := &Importer{d: d, m: m, staged: make([]bool, len(m.Chunks)), left: len(m.Chunks)}
 	old, err := d.Get(ctx, snapStageManifestKey)
 	switch {
 	case err == nil && bytes.Equal(old, mb):
@@ -155,15 +153,6 @@ func clearSnapshotStaging(ctx context.Context, d ds.Batching) error {
 // skipped (staged reports false). Nothing is staged unless every check of
 // VerifyChunk passes.
 func (im *Importer) Add(ctx context.Context, chunk []byte) (staged bool, err error) {
-	im.mu.Lock()
-	im.adding++
-	im.mu.Unlock()
-	defer func() {
-		im.mu.Lock()
-		im.adding--
-		im.wakeLocked()
-		im.mu.Unlock()
-	}()
 	c, err := VerifyChunk(im.m, chunk)
 	if err != nil {
 		return false, err
@@ -201,48 +190,6 @@ func (im *Importer) stage(ctx context.Context, key ds.Key, chunk []byte) error {
 		return err
 	}
 	return im.d.Sync(ctx, key)
-}
-
-// wakeLocked wakes every waitStaged and waitAdds; im.mu is held.
-func (im *Importer) wakeLocked() {
-	close(im.wake)
-	im.wake = make(chan struct{})
-}
-
-// waitStaged waits until chunk i is staged or ctx ends.
-func (im *Importer) waitStaged(ctx context.Context, i int) error {
-	for {
-		im.mu.Lock()
-		ok, wake := im.staged[i], im.wake
-		im.mu.Unlock()
-		if ok {
-			return nil
-		}
-		select {
-		case <-wake:
-		case <-ctx.Done():
-			return fmt.Errorf("%w: chunk %d: %w", ErrSnapshotIncomplete, i, ctx.Err())
-		}
-	}
-}
-
-// waitAdds waits until no Add call is under way or ctx ends: an install
-// that overlapped Add calls clears the staging area only after the last
-// (a second Add of a chunk already staged may still be writing it).
-func (im *Importer) waitAdds(ctx context.Context) error {
-	for {
-		im.mu.Lock()
-		n, wake := im.adding, im.wake
-		im.mu.Unlock()
-		if n == 0 {
-			return nil
-		}
-		select {
-		case <-wake:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
 }
 
 // Missing returns the indexes of the chunks not staged yet, ascending.
@@ -348,7 +295,7 @@ func deletePrefix(ctx context.Context, d ds.Batching, prefix string, w *recordWr
 // records its progress (the next chunk, the runs written and the builder's
 // state), and a restarted install of the same staging area goes on from
 // there.
-func (im *Importer) buildTree(ctx context.Context, s *Store, src chunkReader, wait bool, pl *ingestPlace, p installProgress) (slot, int, error) {
+func (im *Importer) buildTree(ctx context.Context, s *Store, src chunkReader, pl *ingestPlace, p installProgress) (slot, int, error) {
 	w := newStoreRecordWriter(ctx, s)
 	w.manual = true
 	w.ingest, w.nextRun = pl, p.runs
@@ -364,7 +311,7 @@ func (im *Importer) buildTree(ctx context.Context, s *Store, src chunkReader, wa
 	n := len(im.m.Chunks)
 	start := p.next
 	err := inOrder(n-start, func(i int) (builtChunk, error) {
-		ls, err := im.chunkLeaves(ctx, start+i, src, wait)
+		ls, err := im.chunkLeaves(ctx, start+i, src)
 		if err != nil {
 			return builtChunk{}, err
 		}
@@ -497,14 +444,9 @@ func (im *Importer) readProgress(ctx context.Context, s *Store) (installProgress
 }
 
 // chunkLeaves returns the hashed leaves of chunk i: from the staging area
-// if it is staged or src is nil (once Add staged it, with wait), otherwise
-// (or if its staged record is damaged) read with src and verified.
-func (im *Importer) chunkLeaves(ctx context.Context, i int, src chunkReader, wait bool) ([]builtLeaf, error) {
-	if wait {
-		if err := im.waitStaged(ctx, i); err != nil {
-			return nil, err
-		}
-	}
+// if it is staged or src is nil, otherwise (or if its staged record is
+// damaged) read with src and verified.
+func (im *Importer) chunkLeaves(ctx context.Context, i int, src chunkReader) ([]builtLeaf, error) {
 	im.mu.Lock()
 	staged := im.staged[i]
 	im.mu.Unlock()

@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"math/rand/v2"
 	"slices"
-	"sync"
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -163,107 +161,5 @@ func TestSnapshotInstallDamagedStaging(t *testing.T) {
 	}
 	if gh, gr := s.Latest(); gh != h || gr != root {
 		t.Fatalf("imported (%d, %s), want (%d, %s)", gh, gr, h, root)
-	}
-}
-
-// TestSnapshotInstallAsAdded starts the install before any chunk is
-// staged and adds the chunks from several goroutines in a shuffled order,
-// one of them twice: the install builds each chunk once it and those
-// before it are staged and ends with the snapshot's root, the same records
-// as Install after staging, and the staging area cleared. An install
-// whose context ends while a chunk is still missing fails with
-// ErrSnapshotIncomplete, leaves the store at version 0, and Install goes
-// on once the chunk is added.
-func TestSnapshotInstallAsAdded(t *testing.T) {
-	smallInstallBatches(t, 4<<10)
-	ctx := context.Background()
-	m, chunks, h, root, _ := stageSnapshot(t)
-	for _, mode := range installModes {
-		t.Run(mode.name, func(t *testing.T) {
-			ref := openSnapStore(t, vfs.NewMem(), mode.ingest)
-			if err := stageAll(t, ref, m, chunks).Install(ctx, ref); err != nil {
-				t.Fatal(err)
-			}
-			s := openSnapStore(t, vfs.NewMem(), mode.ingest)
-			im, err := NewImporter(ctx, s.Datastore(), m)
-			if err != nil {
-				t.Fatal(err)
-			}
-			done := make(chan error, 1)
-			go func() { done <- im.InstallAsAdded(ctx, s) }()
-			order := rand.New(rand.NewPCG(1, 2)).Perm(len(chunks))
-			order = append(order, order[0])
-			var wg sync.WaitGroup
-			next := make(chan int)
-			for range 3 {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for i := range next {
-						if _, err := im.Add(ctx, chunks[i]); err != nil {
-							t.Error(err)
-						}
-					}
-				}()
-			}
-			for _, i := range order {
-				next <- i
-			}
-			close(next)
-			wg.Wait()
-			if err := <-done; err != nil {
-				t.Fatal(err)
-			}
-			if gh, gr := s.Latest(); gh != h || gr != root {
-				t.Fatalf("imported (%d, %s), want (%d, %s)", gh, gr, h, root)
-			}
-			want, got := dump(t, ref.Datastore(), nsNode, nsKV), dump(t, s.Datastore(), nsNode, nsKV)
-			if len(got) != len(want) {
-				t.Fatalf("%d records, Install after staging wrote %d", len(got), len(want))
-			}
-			for k, v := range want {
-				if !slices.Equal(got[k], v) {
-					t.Fatalf("record %s differs from Install's", k)
-				}
-			}
-			if left := dump(t, s.Datastore(), "/kairos/snapimport"); len(left) != 0 {
-				t.Fatalf("the staging area kept %d entries", len(left))
-			}
-		})
-	}
-
-	// A chunk that never arrives: the install waits until its context ends.
-	s := OpenOnFSStore(t, vfs.NewMem(), Options{})
-	im, err := NewImporter(ctx, s.Datastore(), m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- im.InstallAsAdded(cctx, s) }()
-	last := len(chunks) - 1
-	for _, c := range chunks[:last] {
-		if _, err := im.Add(ctx, c); err != nil {
-			t.Fatal(err)
-		}
-	}
-	cancel()
-	if err := <-done; !errors.Is(err, ErrSnapshotIncomplete) || !errors.Is(err, context.Canceled) {
-		t.Fatalf("install without its last chunk: %v", err)
-	}
-	if gh, gr := s.Latest(); gh != 0 || gr != types.EmptyRoot {
-		t.Fatalf("an unfinished install moved the store to (%d, %s)", gh, gr)
-	}
-	if _, err := im.Add(ctx, chunks[last]); err != nil {
-		t.Fatal(err)
-	}
-	if err := im.Install(ctx, s); err != nil {
-		t.Fatal(err)
-	}
-	if gh, gr := s.Latest(); gh != h || gr != root {
-		t.Fatalf("imported (%d, %s), want (%d, %s)", gh, gr, h, root)
-	}
-	if rep, err := s.Audit(ctx); err != nil || !rep.Clean() {
-		t.Fatalf("audit: %+v, %v", rep, err)
 	}
 }

@@ -171,7 +171,7 @@ func (v *View) walkLeaves(ctx context.Context, sl slot, fn func(*slot) error) er
 // s may already return snapshot values while Latest still says version 0:
 // a store that is being seeded must not serve reads.
 func (im *Importer) Install(ctx context.Context, s *Store) error {
-	return im.install(ctx, s, nil, false)
+	return im.install(ctx, s, nil)
 }
 
 // ChunkSource returns the bytes of chunk i of the manifest being imported.
@@ -190,7 +190,7 @@ type CheckedChunkSource func(ctx context.Context, i int) (CheckedChunk, error)
 // (ErrChunkHash) as if its bytes differed.
 func (im *Importer) InstallFromChecked(ctx context.Context, s *Store, src CheckedChunkSource) error {
 	if src == nil {
-		return im.install(ctx, s, nil, false)
+		return im.install(ctx, s, nil)
 	}
 	return im.install(ctx, s, func(ctx context.Context, i int) ([]byte, bool, error) {
 		c, err := src(ctx, i)
@@ -204,7 +204,7 @@ func (im *Importer) InstallFromChecked(ctx context.Context, s *Store, src Checke
 			return nil, false, fmt.Errorf("%w: chunk %d checked against another manifest's hash", ErrChunkHash, i)
 		}
 		return c.b, true, nil
-	}, false)
+	})
 }
 
 // chunkReader is what an install reads chunks with: the bytes of chunk i,
@@ -236,7 +236,7 @@ func sourceFailed(i int, err error) error {
 // batch, reading the chunks after it again.
 func (im *Importer) InstallFrom(ctx context.Context, s *Store, src ChunkSource) error {
 	if src == nil {
-		return im.install(ctx, s, nil, false)
+		return im.install(ctx, s, nil)
 	}
 	return im.install(ctx, s, func(ctx context.Context, i int) ([]byte, bool, error) {
 		b, err := src(ctx, i)
@@ -244,31 +244,11 @@ func (im *Importer) InstallFrom(ctx context.Context, s *Store, src ChunkSource) 
 			return nil, false, sourceFailed(i, err)
 		}
 		return b, false, nil
-	}, false)
+	})
 }
 
-// InstallAsAdded is Install started before every chunk is staged: it
-// builds chunk i as soon as Add has staged it and the chunks before it,
-// while Add calls for later chunks go on (from other goroutines), so that
-// verifying and staging overlap building the tree. Add may run
-// concurrently with it; chunks may arrive in any order, the install
-// waits for the next one in order. It returns once every chunk is
-// installed and the Add calls under way have returned, or when ctx ends
-// first (ErrSnapshotIncomplete wrapping ctx's error): what it wrote is then
-// unreachable, and Install or InstallAsAdded of the same manifest goes on
-// from its last durable batch, as after a crash.
-func (im *Importer) InstallAsAdded(ctx context.Context, s *Store) error {
-	err := im.install(ctx, s, nil, true)
-	if err != nil && ctx.Err() != nil && !errors.Is(err, ErrSnapshotIncomplete) {
-		// ctx ended while the install was writing rather than waiting.
-		err = fmt.Errorf("%w: %w", ErrSnapshotIncomplete, err)
-	}
-	return err
-}
-
-// install is InstallFrom, InstallFromChecked and (wait: chunks are read
-// from the staging area once Add staged them) InstallAsAdded.
-func (im *Importer) install(ctx context.Context, s *Store, src chunkReader, wait bool) error {
+// install is InstallFrom and InstallFromChecked.
+func (im *Importer) install(ctx context.Context, s *Store, src chunkReader) error {
 	m := im.m
 	latest, root, err := s.lockWriter()
 	defer s.unlockWriter()
@@ -276,7 +256,7 @@ func (im *Importer) install(ctx context.Context, s *Store, src chunkReader, wait
 		return err
 	}
 	if latest == m.Height && types.Root(root.h) == m.Root {
-		return im.clearStaging(ctx, wait)
+		return clearSnapshotStaging(ctx, im.d)
 	}
 	if latest != 0 || root.kind != slotEmpty {
 		return fmt.Errorf("%w: store is at version %d", ErrSnapshotTarget, latest)
@@ -284,7 +264,7 @@ func (im *Importer) install(ctx context.Context, s *Store, src chunkReader, wait
 	if m.Height == 0 {
 		return fmt.Errorf("%w: snapshot of version 0", ErrSnapshotManifest)
 	}
-	if n := len(im.Missing()); n > 0 && src == nil && !wait {
+	if n := len(im.Missing()); n > 0 && src == nil {
 		return fmt.Errorf("%w: %d of %d chunks missing", ErrSnapshotIncomplete, n, len(im.m.Chunks))
 	}
 	if err := s.d.Put(ctx, snapInstallKey, binary.AppendUvarint(nil, m.Height)); err != nil {
@@ -304,7 +284,7 @@ func (im *Importer) install(ctx context.Context, s *Store, src chunkReader, wait
 	if p.ingested {
 		newRoot, err = decodeRoot(p.body) // checked by progress
 	} else {
-		newRoot, runs, err = im.buildTree(ctx, s, src, wait, pl, p)
+		newRoot, runs, err = im.buildTree(ctx, s, src, pl, p)
 	}
 	if err != nil {
 		return err
@@ -333,17 +313,6 @@ func (im *Importer) install(ctx context.Context, s *Store, src chunkReader, wait
 	}
 	if err := s.switchTo(ctx, m.Height, newRoot); err != nil {
 		return err
-	}
-	return im.clearStaging(ctx, wait)
-}
-
-// clearStaging clears the staging area of a finished install, after the
-// Add calls under way if the install overlapped them (wait).
-func (im *Importer) clearStaging(ctx context.Context, wait bool) error {
-	if wait {
-		if err := im.waitAdds(ctx); err != nil {
-			return err
-		}
 	}
 	return clearSnapshotStaging(ctx, im.d)
 }

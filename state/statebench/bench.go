@@ -258,7 +258,6 @@ func Run(ctx context.Context, cfg Config, out io.Writer) error {
 	fmt.Fprintf(tw, "snapshot import: verify+stage (%d chunks in flight)\t%s (%s)\t-\t-\t\n", snap.workers, mbps(snap.bytes, snap.stage.wall), cpuPerMB(snap.stage.cpu, snap.bytes))
 	fmt.Fprintf(tw, "snapshot import: build+install\t%s (%s)\t-\t-\t\n", mbps(snap.bytes, snap.install.wall), cpuPerMB(snap.install.cpu, snap.bytes))
 	fmt.Fprintf(tw, "snapshot import: end to end\t%s (%s)\t-\t-\t>= 50 MB/s\n", mbps(snap.bytes, snap.stage.wall+snap.install.wall), cpuPerMB(snap.stage.cpu+snap.install.cpu, snap.bytes))
-	fmt.Fprintf(tw, "snapshot import: end to end, build+install overlapping verify+stage\t%s (%s)\t-\t-\t>= 50 MB/s\n", mbps(snap.bytes, snap.overlap.wall), cpuPerMB(snap.overlap.cpu, snap.bytes))
 	fmt.Fprintf(tw, "snapshot import from local chunks: verify+install, nothing staged\t%s (%s)\t-\t-\t>= 50 MB/s\n", mbps(snap.bytes, snap.stream.wall), cpuPerMB(snap.stream.cpu, snap.bytes))
 	fmt.Fprintf(tw, "  the same, the commit-phase store still open and compacting\t%s (%s)\t-\t-\t\n", mbps(snap.bytes, snap.busy.wall), cpuPerMB(snap.busy.cpu, snap.bytes))
 	fmt.Fprintf(tw, "peak RSS during the staged / streamed import%s\t%s / %s\t\t\t<= 1 GiB\n", snap.rssNote, mib(snap.stage.rss), mib(snap.stream.rss))

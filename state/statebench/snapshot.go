@@ -2,7 +2,6 @@ package statebench
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -20,11 +19,9 @@ type snapshotStats struct {
 	export          time.Duration
 	exportCPU       time.Duration
 	// stage and install are the two phases of the import from peers,
-	// overlap the same import with the install building chunks as they
-	// are staged (InstallAsAdded), stream the import from local chunks;
-	// busy is stream again while the commit-phase store was still open
-	// (see Run).
-	stage, install, overlap, stream, busy importRun
+	// stream the import from local chunks; busy is stream again while the
+	// commit-phase store was still open (see Run).
+	stage, install, stream, busy importRun
 	// closeWait is the commit-phase store's Close before the imports.
 	closeWait time.Duration
 	// rssNote qualifies the RSS figures when the peak could not be reset
@@ -73,11 +70,10 @@ func exportSnapshot(ctx context.Context, s *state.Store, dir string, st *snapsho
 	return e, nil
 }
 
-// imports imports e three times into fresh pebble stores, as a syncing
-// node does: from peers (every core verifies and stages chunks, then
-// Install builds the tree), the same with the install overlapping the
-// staging (InstallAsAdded), and as a local chunk stream (InstallFrom
-// reads, verifies and builds, nothing staged). Each starts with the memory of
+// imports imports e twice into fresh pebble stores, as a syncing node
+// does: from peers (every core verifies and stages chunks, then Install
+// builds the tree) and as a local chunk stream (InstallFrom reads,
+// verifies and builds, nothing staged). Each starts with the memory of
 // what ran before returned to the OS and the peak RSS reset. It checks the
 // imported roots and audits nothing (Audit reads the whole store; the
 // state tests do that).
@@ -86,9 +82,6 @@ func (e *exportedSnapshot) imports(ctx context.Context, st *snapshotStats) error
 		return err
 	}
 	var err error
-	if st.overlap, err = e.overlapped(ctx, "overlapped"); err != nil {
-		return err
-	}
 	st.stream, err = e.streamed(ctx, "streamed")
 	return err
 }
@@ -126,7 +119,33 @@ func (e *exportedSnapshot) staged(ctx context.Context, st *snapshotStats) error 
 		if im, err = state.NewImporter(ctx, dst.Datastore(), e.m); err != nil {
 			return err
 		}
-		return e.addAll(ctx, im, st.workers)
+		next := make(chan int)
+		errs := make(chan error, st.workers)
+		for range st.workers {
+			go func() {
+				var err error
+				for i := range next {
+					if err != nil {
+						continue // drain
+					}
+					var b []byte
+					if b, err = os.ReadFile(e.chunkFile(i)); err == nil {
+						_, err = im.Add(ctx, b)
+					}
+				}
+				errs <- err
+			}()
+		}
+		for i := range e.m.Chunks {
+			next <- i
+		}
+		close(next)
+		for range st.workers {
+			if e := <-errs; e != nil && err == nil {
+				err = e
+			}
+		}
+		return err
 	})
 	if err != nil {
 		return err
@@ -146,75 +165,6 @@ func (e *exportedSnapshot) staged(ctx context.Context, st *snapshotStats) error 
 	// Closed before the streamed import, so that its pebble's compactions
 	// and memory are not counted there.
 	return dst.Close()
-}
-
-// addAll reads the chunk files and adds them to im on workers goroutines,
-// taking the chunks in order.
-func (e *exportedSnapshot) addAll(ctx context.Context, im *state.Importer, workers int) error {
-	next := make(chan int)
-	errs := make(chan error, workers)
-	for range workers {
-		go func() {
-			var err error
-			for i := range next {
-				if err != nil {
-					continue // drain
-				}
-				var b []byte
-				if b, err = os.ReadFile(e.chunkFile(i)); err == nil {
-					_, err = im.Add(ctx, b)
-				}
-			}
-			errs <- err
-		}()
-	}
-	for i := range e.m.Chunks {
-		next <- i
-	}
-	close(next)
-	var err error
-	for range workers {
-		if e := <-errs; e != nil && err == nil {
-			err = e
-		}
-	}
-	return err
-}
-
-// overlapped imports e as staged does, with the install started first
-// (InstallAsAdded): it builds each chunk once it and those before it are
-// staged, while the workers stage later ones. name is the store's
-// directory, removed afterwards.
-func (e *exportedSnapshot) overlapped(ctx context.Context, name string) (importRun, error) {
-	dir := filepath.Join(e.dir, name)
-	dst, err := state.OpenPebble(dir, state.Options{})
-	if err != nil {
-		return importRun{}, err
-	}
-	defer os.RemoveAll(dir)
-	defer dst.Close()
-	r, err := timed(func() error {
-		im, err := state.NewImporter(ctx, dst.Datastore(), e.m)
-		if err != nil {
-			return err
-		}
-		ictx, cancel := context.WithCancel(ctx)
-		defer cancel()
-		done := make(chan error, 1)
-		go func() { done <- im.InstallAsAdded(ictx, dst) }()
-		if err := e.addAll(ctx, im, stageWorkersPerCore*runtime.GOMAXPROCS(0)); err != nil {
-			cancel() // the install would wait for a chunk that never comes
-			return errors.Join(err, <-done)
-		}
-		return <-done
-	})
-	if err != nil {
-		return r, err
-	}
-	if err := e.check(dst, name); err != nil {
-		return r, err
-	}
-	return r, dst.Close()
 }
 
 // streamed imports e into a fresh store with InstallFrom reading the chunk
