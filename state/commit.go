@@ -110,6 +110,11 @@ type out struct {
 	changes  []Change
 	modules  []moduleRecord // module ids the version persists (moduleTable.take)
 	arena    []byte         // the chunk records are encoded into
+	// src gives the out its record chunks (nil: new ones), and chunks
+	// lists those it gave, to hand back once the version's batch holds a
+	// copy of the records (see recordChunks).
+	src    *recordChunks
+	chunks [][]byte
 	// leaves is update's scratch for the leaves of a subtree it builds
 	// anew, kept for the next: most of a block's updates end at a leaf
 	// slot, and a slice of items each was ~5 MB of garbage per 10k-key
@@ -174,6 +179,8 @@ func putPartOut(o *out) {
 	o.nodes, o.replaced, o.records = o.nodes[:0], o.replaced[:0], o.records[:0]
 	o.history, o.stale, o.changes = o.history[:0], o.stale[:0], o.changes[:0]
 	o.leaves, o.arena = o.leaves[:0], nil
+	clear(o.chunks)
+	o.src, o.chunks = nil, o.chunks[:0]
 	partOuts.Put(o)
 }
 
@@ -181,9 +188,80 @@ func putPartOut(o *out) {
 // chunk when the current one has too little left.
 func (o *out) reserve(n int) []byte {
 	if cap(o.arena)-len(o.arena) < n {
-		o.arena = make([]byte, 0, max(arenaChunk, n))
+		if n > arenaChunk || o.src == nil {
+			o.arena = make([]byte, 0, max(arenaChunk, n))
+		} else {
+			o.arena = o.src.get()
+			o.chunks = append(o.chunks, o.arena)
+		}
 	}
 	return o.arena
+}
+
+// recordChunks keeps the record chunks of versions whose batch holds a
+// copy of their records, for the next versions' updates: a 10k-key block
+// at 1M keys encodes ~11 MB of records, garbage once copied (see
+// RATIONALE.md, "Why does a commit reuse its batch and record chunks…").
+// A version hands its chunks back once its batch is built (pebble's batch
+// and versionBatch copy every record), before the next version's update
+// can start on an atomic backend; on another, the next update runs while
+// the version waits to build its batch, and takes other chunks meanwhile.
+// Nothing else points into a chunk: the cache's nodes are decoded or built,
+// never slices of a record, and Replace's out takes no chunks from here.
+type recordChunks struct {
+	mu   sync.Mutex
+	free [][]byte
+	// poison, set by tests only, overwrites a chunk as it is handed back,
+	// so that a record read after that reads garbage, whatever the
+	// scheduling.
+	poison bool
+}
+
+// chunksKeepMax bounds the chunks a store keeps between versions (16 MiB):
+// a 10k-key block at 1M keys uses ~45.
+const chunksKeepMax = 64
+
+// get returns an empty chunk of arenaChunk bytes, a kept one if any.
+func (c *recordChunks) get() []byte {
+	c.mu.Lock()
+	if n := len(c.free); n > 0 {
+		b := c.free[n-1]
+		c.free[n-1] = nil
+		c.free = c.free[:n-1]
+		c.mu.Unlock()
+		return b
+	}
+	c.mu.Unlock()
+	return make([]byte, 0, arenaChunk)
+}
+
+// put keeps chunks for later versions, up to chunksKeepMax; the caller no
+// longer reads them, nor does anything else.
+func (c *recordChunks) put(chunks [][]byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, b := range chunks {
+		if len(c.free) >= chunksKeepMax {
+			break
+		}
+		if c.poison {
+			full := b[:cap(b)]
+			for i := range full {
+				full[i] = 0x5a
+			}
+		}
+		c.free = append(c.free, b[:0])
+	}
+}
+
+// releaseChunks hands o's record chunks back to its source: its batch
+// holds a copy of every record, and o.records is not read again.
+func (o *out) releaseChunks() {
+	if o.src != nil {
+		o.src.put(o.chunks)
+	}
+	clear(o.chunks)
+	o.chunks = o.chunks[:0]
 }
 
 // addRecord records the encoding that was just appended to the arena from
@@ -233,6 +311,7 @@ func (o *out) merge(p *out) {
 	o.history = append(o.history, p.history...)
 	o.stale = append(o.stale, p.stale...)
 	o.changes = append(o.changes, p.changes...)
+	o.chunks = append(o.chunks, p.chunks...)
 }
 
 type committer struct {
@@ -396,7 +475,7 @@ func (s *Store) commitAsync(ctx context.Context, height uint64, writes []Write) 
 	}
 	t = s.phases.end(phasePrepare, t)
 	c := &committer{s: s, ctx: ctx, height: height, oldValues: !s.opts.AtomicBatches, prev: prev}
-	o := new(out)
+	o := &out{src: &s.chunks}
 	s.modules.assignWrites(items)
 	newRoot, err := c.update(o, root, 0, items)
 	if err != nil {
@@ -454,6 +533,9 @@ func (s *Store) writeInBackground(ctx context.Context, w *pendingWrite, prev *pe
 		// Commit.
 		t := s.phases.start()
 		b, err = s.commitBatch(ctx, w.height, w.root, o)
+		if err == nil {
+			o.releaseChunks()
+		}
 		s.phases.end(phaseBuild, t)
 	}
 	close(w.built)
@@ -501,12 +583,12 @@ func (s *Store) commitTimed(ctx context.Context, b ds.Batch) error {
 	if !ok || s.phases == nil {
 		return b.Commit(ctx)
 	}
-	defer pb.b.Close()
 	t := s.phases.start()
 	err := pb.b.Commit(pb.wo)
 	// The stats leave out the sort of a batch too large for the
 	// memtable, which comes before pebble's commit pipeline.
 	wait := pb.b.CommitStats().CommitWaitDuration
+	pb.release(err)
 	s.phases.add(phaseSync, wait)
 	s.phases.add(phaseApply, time.Since(t)-wait)
 	return err
@@ -911,6 +993,7 @@ func (c *committer) parallelChildren(o *out, d int, ws []item, rs []run, a *[fan
 	var wg sync.WaitGroup
 	for i, r := range rs {
 		res[i].o = getPartOut(r.hi - r.lo)
+		res[i].o.src = o.src
 		wg.Add(1)
 		go func(old slot) {
 			defer wg.Done()
@@ -960,7 +1043,7 @@ func (s *Store) commitBatch(ctx context.Context, height uint64, root slot, o *ou
 		if err != nil {
 			return nil, err
 		}
-		return pebbleBatch{b, pebble.Sync}, nil
+		return pebbleBatch{b: b, wo: pebble.Sync, s: s}, nil
 	}
 	b, err := s.versionBatch(ctx, height, root, o, true)
 	if err != nil {
@@ -1007,6 +1090,7 @@ func (s *Store) writeTearable(ctx context.Context, height uint64, root slot, o *
 	if err != nil {
 		return err
 	}
+	o.releaseChunks()
 	if err := b.Commit(ctx); err != nil {
 		return err
 	}
@@ -1087,17 +1171,31 @@ func (s *Store) versionBatch(ctx context.Context, height uint64, root slot, o *o
 // is closed; Commit closes it, so only batches that never reach Commit
 // come here.
 func discardBatch(b ds.Batch) {
-	if pb, ok := b.(pebbleBatch); ok {
+	if pb, ok := b.(pebbleBatch); ok && pb.s == nil {
 		pb.b.Close()
 	}
+	// A version's batch is left to the collector (see partBatches.put).
 }
 
 // pebbleBatch is a pebble batch as a ds.Batch, committed with wo: sync like
 // the go-ds-pebble datastore that OpenPebble configures, or not for
-// UnsyncedBatch (the pruner's chunks, the node's block records).
+// UnsyncedBatch (the pruner's chunks, the node's block records). s is set
+// for a version's batch (commitBatch), which its commit leaves to s's
+// versions keeper instead of closing it.
 type pebbleBatch struct {
 	b  *pebble.Batch
 	wo *pebble.WriteOptions
+	s  *Store
+}
+
+// release lets go of the batch after its commit returned err.
+func (p pebbleBatch) release(err error) {
+	switch {
+	case p.s == nil:
+		p.b.Close()
+	case err == nil:
+		p.s.versions.keepCommitted(p.s.pdb, p.b)
+	}
 }
 
 func (p pebbleBatch) Put(_ context.Context, k ds.Key, v []byte) error {
@@ -1109,6 +1207,7 @@ func (p pebbleBatch) Delete(_ context.Context, k ds.Key) error {
 }
 
 func (p pebbleBatch) Commit(context.Context) error {
-	defer p.b.Close()
-	return p.b.Commit(p.wo)
+	err := p.b.Commit(p.wo)
+	p.release(err)
+	return err
 }

@@ -154,6 +154,11 @@ type Store struct {
 	// parts keeps the part batches of a version's pebble batch for the
 	// next version (batch.go).
 	parts partBatches
+	// versions keeps version batches pebble gave back after their commit,
+	// chunks the record chunks of versions whose batch holds a copy of
+	// their records, for the next versions (batch.go, commit.go).
+	versions partBatches
+	chunks   recordChunks
 	// pebbleFS and pebbleDir are where pdb keeps its files, when known
 	// (OpenPebble): an install writes its scratch runs beside them and
 	// ingests the tables it merges from them.
