@@ -170,18 +170,24 @@ func getPartOut(n int) *out {
 // that the pool holds no node, record chunk or value of the version: the
 // records stay in their chunks, which the version's out names.
 func putPartOut(o *out) {
+	o.reset()
+	partOuts.Put(o)
+}
+
+// reset empties o, keeping its lists' room: it holds no node, record chunk,
+// key or value of the version after.
+func (o *out) reset() {
 	clear(o.nodes)
 	clear(o.replaced)
 	clear(o.records)
 	clear(o.history)
 	clear(o.changes)
 	clear(o.leaves[:cap(o.leaves)])
+	clear(o.chunks)
 	o.nodes, o.replaced, o.records = o.nodes[:0], o.replaced[:0], o.records[:0]
 	o.history, o.stale, o.changes = o.history[:0], o.stale[:0], o.changes[:0]
-	o.leaves, o.arena = o.leaves[:0], nil
-	clear(o.chunks)
+	o.leaves, o.arena, o.modules = o.leaves[:0], nil, nil
 	o.src, o.chunks = nil, o.chunks[:0]
-	partOuts.Put(o)
 }
 
 // reserve returns the arena with room for n more bytes, starting a new
@@ -351,6 +357,9 @@ type pendingWrite struct {
 	built chan struct{}
 	done  chan struct{}
 	err   error
+	// o is the version's out, which the next CommitAsync keeps for the
+	// version after once this write is over (Store.spareOut).
+	o *out
 }
 
 // writing reports whether a version's write is still going on; the caller
@@ -475,7 +484,12 @@ func (s *Store) commitAsync(ctx context.Context, height uint64, writes []Write) 
 	}
 	t = s.phases.end(phasePrepare, t)
 	c := &committer{s: s, ctx: ctx, height: height, oldValues: !s.opts.AtomicBatches, prev: prev}
-	o := &out{src: &s.chunks}
+	o := s.spareOut
+	s.spareOut = nil
+	if o == nil {
+		o = new(out)
+	}
+	o.src = &s.chunks
 	s.modules.assignWrites(items)
 	newRoot, err := c.update(o, root, 0, items)
 	if err != nil {
@@ -487,7 +501,7 @@ func (s *Store) commitAsync(ctx context.Context, height uint64, writes []Write) 
 	}
 	o.modules = s.modules.take()
 	t = s.phases.end(phaseOld, t)
-	w := &pendingWrite{height: height, parent: root.h, root: newRoot, items: items, built: make(chan struct{}), done: make(chan struct{})}
+	w := &pendingWrite{height: height, parent: root.h, root: newRoot, items: items, built: make(chan struct{}), done: make(chan struct{}), o: o}
 	go s.writeInBackground(context.WithoutCancel(ctx), w, prev, o)
 	// The cache takes the version's nodes here, while the background
 	// goroutine writes its batch: no reader asks for a node born at height
@@ -507,14 +521,27 @@ func (s *Store) commitAsync(ctx context.Context, height uint64, writes []Write) 
 	// ran while the version was written, and the heap's goal is twice
 	// what a collection finds live (see RATIONALE.md, round 10). The
 	// background write reads o's other fields; these it no longer touches
-	// (it built the batch before closing built).
-	o.replaced, o.nodes = nil, nil
+	// (it built the batch before closing built). The lists are cleared,
+	// not dropped: the out serves a later version (spareOut).
+	clear(o.replaced)
+	clear(o.nodes)
+	o.replaced, o.nodes = o.replaced[:0], o.nodes[:0]
 	if s.opts.AtomicBatches {
-		o.records, o.arena = nil, nil
+		clear(o.records)
+		o.records, o.arena = o.records[:0], nil
 	}
 	s.phases.end(phaseCache, t)
 	if prev != nil {
-		prev.wait() // its error is w's too, and w reports it
+		// Its error is w's too, and w reports it. Once the write is over,
+		// nothing reads its out (writeInBackground closed done last, and
+		// its CommitAsync has returned): the version after w takes it,
+		// emptied, with its lists' room (~6 MB for a 10k-key block at 1M
+		// keys), while w's is in flight.
+		if prev.wait() == nil {
+			prev.o.reset()
+			s.spareOut = prev.o
+		}
+		prev.o = nil
 	}
 	s.inflight = w
 	return types.Root(newRoot.h), w.callerWait, nil
@@ -667,11 +694,17 @@ func (c *committer) readOld(o *out) error {
 		parts = runtime.GOMAXPROCS(0)
 	}
 	errs := make([]error, parts)
+	chunks := make([][][]byte, parts)
 	var wg sync.WaitGroup
 	for p := range parts {
-		wg.Go(func() { errs[p] = c.readOldPart(o, todo[p*len(todo)/parts:(p+1)*len(todo)/parts]) })
+		wg.Go(func() {
+			chunks[p], errs[p] = c.readOldPart(o, todo[p*len(todo)/parts:(p+1)*len(todo)/parts])
+		})
 	}
 	wg.Wait()
+	for _, cs := range chunks {
+		o.chunks = append(o.chunks, cs...)
+	}
 	// The first failing part's error, so that the error names the same key
 	// whatever the number of cores.
 	for _, err := range errs {
@@ -688,16 +721,25 @@ func (c *committer) readOld(o *out) error {
 }
 
 // readOldPart reads the old values of o.history[i] for i in part (sorted by
-// key).
-func (c *committer) readOldPart(o *out, part []int) error {
+// key). It copies them into record chunks from o's source (like the
+// records, they are garbage once the version's batch holds them) and
+// returns those chunks, for o to hand back with its own.
+func (c *committer) readOldPart(o *out, part []int) ([][]byte, error) {
 	var buf []byte
+	var chunks [][]byte
 	set := func(i int, v []byte) error {
 		h := &o.history[i]
 		if v == nil || types.ValueHash(v) != h.leaf.vh() {
 			return fmt.Errorf("%w: the flat index does not hold the value of leaf %s (%s)", ErrCorrupt, h.leaf.h, h.leaf.key())
 		}
-		// One buffer for the part's values: a grown buffer leaves the
-		// values before in the old one, which they keep alive.
+		if cap(buf)-len(buf) < len(v) {
+			if o.src == nil || len(v) > arenaChunk {
+				h.value = bytes.Clone(v)
+				return nil
+			}
+			buf = o.src.get()
+			chunks = append(chunks, buf)
+		}
 		at := len(buf)
 		buf = append(buf, v...)
 		h.value = buf[at:len(buf):len(buf)]
@@ -707,29 +749,29 @@ func (c *committer) readOldPart(o *out, part []int) error {
 		for _, i := range part {
 			v, err := c.s.Get(c.ctx, o.history[i].leaf.key())
 			if err != nil {
-				return err
+				return chunks, err
 			}
 			if err := set(i, v); err != nil {
-				return err
+				return chunks, err
 			}
 		}
-		return nil
+		return chunks, nil
 	}
 	l, err := c.s.newIndexLookup(c.ctx)
 	if err != nil {
-		return err
+		return chunks, err
 	}
 	defer l.close()
 	for _, i := range part {
 		v, err := l.get(o.history[i].leaf.key())
 		if err != nil {
-			return err
+			return chunks, err
 		}
 		if err := set(i, v); err != nil {
-			return err
+			return chunks, err
 		}
 	}
-	return nil
+	return chunks, nil
 }
 
 // loadNode returns node r, from the cache or the datastore. A node of the

@@ -11,11 +11,13 @@ import (
 
 // TestRecycledBuffersPipelined commits versions with CommitAsync, each
 // update running while the version below is written, on a store that
-// reuses its record chunks and (pebble) its committed version batches, and
-// poisons both as they are handed back: a buffer handed back while a
-// record or batch in it is still to be copied or read (by the batch build,
+// reuses its record chunks (records and old values), its versions' outs
+// and (pebble) its committed version batches, and poisons the chunks and
+// batches as they are handed back: a buffer handed back while a record,
+// value or batch in it is still to be copied or read (by the batch build,
 // pebble's commit, or pebble's flushable batch until its flush) is garbage
-// by then, whatever the scheduling. The node cache holds nothing, so every
+// by then, whatever the scheduling; an out taken by the next version while
+// its own write still reads it loses that version's lists. The node cache holds nothing, so every
 // update reads the version below's nodes back from the datastore, and the
 // end reads every version back through its tree and history, with readers
 // polling the latest version meanwhile. On pebble every fourth version has

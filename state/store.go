@@ -181,6 +181,9 @@ type Store struct {
 	// inflight is the last version CommitAsync handed to the background
 	// write, nil once a writer drained it; under commitMu.
 	inflight *pendingWrite
+	// spareOut is the out of a version whose write is over, emptied, for
+	// the next CommitAsync; under commitMu.
+	spareOut *out
 	// phases times the phases of each commit; nil (nothing timed) except
 	// in the commit benchmark.
 	phases *commitPhases
