@@ -151,7 +151,12 @@ func (s *Store) pebbleVersionBatch(height uint64, root slot, o *out) (*pebble.Ba
 		err = b.Set(keyBytes(rootKey(height)), encodeRoot(root), nil)
 	}
 	if err == nil && (len(o.stale) > 0 || len(o.history) > 0) {
-		err = b.Set(keyBytes(staleKey(height)), encodeStale(o.staleList()), nil)
+		// Encoded in place (~1.4 MB for a 10k-key block at 1M keys).
+		k := keyBytes(staleKey(height))
+		op := b.SetDeferred(len(k), 4+len(o.stale)*staleEntryLen+len(o.history)*types.HashLen)
+		copy(op.Key, k)
+		o.appendStale(op.Value[:0])
+		err = op.Finish()
 	}
 	if err != nil {
 		return nil, err // b is left to the collector (see partBatches.put)

@@ -307,6 +307,20 @@ func (o *out) staleList() staleList {
 	return l
 }
 
+// appendStale appends encodeStale(o.staleList()) to buf, without making
+// the list.
+func (o *out) appendStale(buf []byte) []byte {
+	buf = binary.BigEndian.AppendUint32(buf, uint32(len(o.stale)))
+	for _, r := range o.stale {
+		buf = binary.BigEndian.AppendUint64(buf, r.born)
+		buf = append(buf, r.id[:]...)
+	}
+	for i := range o.history {
+		buf = append(buf, o.history[i].kp[:]...)
+	}
+	return buf
+}
+
 func (o *out) merge(p *out) {
 	for i := range p.history {
 		p.history[i].change += len(o.changes)
