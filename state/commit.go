@@ -492,7 +492,8 @@ func (s *Store) commitAsync(ctx context.Context, height uint64, writes []Write) 
 		return types.Root{}, nil, fmt.Errorf("%w: got %d, latest is %d", ErrHeight, height, latest)
 	}
 	t := s.phases.start()
-	items, err := prepare(writes)
+	items, err := prepareInto(s.spareItems, writes)
+	s.spareItems = nil
 	if err != nil {
 		return types.Root{}, nil, err
 	}
@@ -551,11 +552,15 @@ func (s *Store) commitAsync(ctx context.Context, height uint64, writes []Write) 
 		// its CommitAsync has returned): the version after w takes it,
 		// emptied, with its lists' room (~6 MB for a 10k-key block at 1M
 		// keys), while w's is in flight.
+		// Its items too: the only reader, this version's update
+		// (copyWritten), is over.
 		if prev.wait() == nil {
 			prev.o.reset()
 			s.spareOut = prev.o
+			clear(prev.items)
+			s.spareItems = prev.items[:0]
 		}
-		prev.o = nil
+		prev.o, prev.items = nil, nil
 	}
 	s.inflight = w
 	return types.Root(newRoot.h), w.callerWait, nil
@@ -636,7 +641,10 @@ func (s *Store) commitTimed(ctx context.Context, b ds.Batch) error {
 }
 
 // prepare validates writes and returns them as items sorted by key path.
-func prepare(writes []Write) ([]item, error) {
+func prepare(writes []Write) ([]item, error) { return prepareInto(nil, writes) }
+
+// prepareInto is prepare into dst's array if it has room (dst is empty).
+func prepareInto(dst []item, writes []Write) ([]item, error) {
 	if len(writes) > BlockWritesMax {
 		return nil, fmt.Errorf("%w: %d > %d", ErrTooManyWrites, len(writes), BlockWritesMax)
 	}
@@ -648,7 +656,12 @@ func prepare(writes []Write) ([]item, error) {
 			return nil, fmt.Errorf("%w: %d bytes in write %d", ErrValueTooLarge, len(w.Value), i)
 		}
 	}
-	items := make([]item, len(writes))
+	items := dst[:0]
+	if cap(items) >= len(writes) {
+		items = items[:len(writes)]
+	} else {
+		items = make([]item, len(writes))
+	}
 	// Two hashes per write (key path, value hash): split over the cores
 	// for a large block. Each item depends on its write alone.
 	hashItems := func(lo, hi int) {

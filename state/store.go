@@ -184,6 +184,10 @@ type Store struct {
 	// spareOut is the out of a version whose write is over, emptied, for
 	// the next CommitAsync; under commitMu.
 	spareOut *out
+	// spareItems is the emptied items array of a version whose write is
+	// over (~2 MB for a 10k-key block), for the next CommitAsync's prepare;
+	// under commitMu.
+	spareItems []item
 	// phases times the phases of each commit; nil (nothing timed) except
 	// in the commit benchmark.
 	phases *commitPhases
