@@ -159,6 +159,8 @@ type Store struct {
 	// their records, for the next versions (batch.go, commit.go).
 	versions partBatches
 	chunks   recordChunks
+	// index is the batch build's scratch for the flat index keys (batch.go).
+	index indexScratch
 	// pebbleFS and pebbleDir are where pdb keeps its files, when known
 	// (OpenPebble): an install writes its scratch runs beside them and
 	// ingests the tables it merges from them.
