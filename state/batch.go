@@ -207,11 +207,11 @@ type partBatches struct {
 	mu   sync.Mutex
 	db   *pebble.DB // the database the kept batches belong to
 	free []*pebble.Batch
-	// reused and fresh count the batches get handed out kept and new;
-	// poison, set by tests only, overwrites a kept batch's spare buffer
-	// (see recordChunks.poison).
-	reused, fresh int
-	poison        bool
+	// reused counts the kept batches get handed out; poison, set by tests
+	// only, overwrites a kept batch's spare buffer (see
+	// recordChunks.poison).
+	reused int
+	poison bool
 }
 
 // partRetainMax bounds the buffer a kept part or version batch holds
@@ -240,9 +240,6 @@ func (p *partBatches) get(db *pebble.DB, size, alloc int) *pebble.Batch {
 			p.free = slices.DeleteFunc(p.free, func(k *pebble.Batch) bool { return k == b })
 			p.reused++
 		}
-	}
-	if b == nil {
-		p.fresh++
 	}
 	p.mu.Unlock()
 	if b != nil {
