@@ -237,8 +237,17 @@ func (p *partBatches) get(db *pebble.DB, size, alloc int) *pebble.Batch {
 			}
 		}
 		if b != nil {
-			p.free = slices.DeleteFunc(p.free, func(k *pebble.Batch) bool { return k == b })
 			p.reused++
+		} else if len(p.free) > 0 {
+			// None fits: drop the largest, so that batches too small for
+			// the versions of now are not kept for good (at 1M keys a
+			// 10k-key block's version batch is never given back, and the
+			// ones a growing tree's first blocks gave back would stay).
+			b = slices.MaxFunc(p.free, func(x, y *pebble.Batch) int { return cap(x.Repr()) - cap(y.Repr()) })
+		}
+		p.free = slices.DeleteFunc(p.free, func(k *pebble.Batch) bool { return k == b })
+		if b != nil && cap(b.Repr()) < size {
+			b = nil
 		}
 	}
 	p.mu.Unlock()

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+
+	"github.com/cockroachdb/pebble/v2"
 )
 
 // TestRecycledBuffersPipelined commits versions with CommitAsync, each
@@ -182,4 +184,27 @@ func checkVersion(ctx context.Context, s *Store, m *model, h uint64, step int) e
 		}
 	}
 	return nil
+}
+
+// TestKeptBatchesTooSmallDropped: a kept batch that no longer fits is
+// dropped at the next miss, one per miss, so that batches kept while the
+// versions were small (a growing tree's first blocks) do not stay for good
+// once every version batch is a flushable one pebble keeps.
+func TestKeptBatchesTooSmallDropped(t *testing.T) {
+	s := openPebble(t)
+	var p partBatches
+	for _, n := range []int{100 << 10, 200 << 10} {
+		b := s.pdb.NewBatchWithSize(n, pebble.WithMaxRetainedSizeBytes(partRetainMax))
+		p.put(s.pdb, b, 2)
+	}
+	if len(p.free) != 2 {
+		t.Fatalf("%d batches kept, want 2", len(p.free))
+	}
+	if b := p.get(s.pdb, 150<<10, 150<<10); cap(b.Repr()) < 200<<10 || len(p.free) != 1 {
+		t.Fatalf("a fitting get took a batch of %d bytes, %d left", cap(b.Repr()), len(p.free))
+	}
+	p.get(s.pdb, 1<<20, 1<<20)
+	if len(p.free) != 0 || p.reused != 1 {
+		t.Fatalf("after a miss %d batches kept (want 0), %d reused (want 1)", len(p.free), p.reused)
+	}
 }
