@@ -93,11 +93,9 @@ func (s *Store) pebbleVersionBatch(height uint64, root slot, o *out) (*pebble.Ba
 	// index and latest pointer, then the first id range. The others are
 	// batches of their own, appended to it in order.
 	batches := make([]*pebble.Batch, parts)
-	batches[0] = s.versions.get(s.pdb, size, size)
+	batches[0] = s.pdb.NewBatchWithSize(size)
 	for p := 1; p < parts; p++ {
-		// A quarter more: the next version's part is about as large, and a
-		// little larger as often as not.
-		batches[p] = s.parts.get(s.pdb, sizes[p]+64, (sizes[p]+64)*5/4)
+		batches[p] = s.parts.get(s.pdb, sizes[p]+64)
 	}
 	errs := make([]error, parts)
 	encode := func(p int) {
@@ -106,7 +104,7 @@ func (s *Store) pebbleVersionBatch(height uint64, root slot, o *out) (*pebble.Ba
 			if errs[p] = putHistory(b, height, o.history); errs[p] != nil {
 				return
 			}
-			if errs[p] = s.index.putIndex(b, o.changes, s.modules); errs[p] != nil {
+			if errs[p] = putIndex(b, o.changes, s.modules); errs[p] != nil {
 				return
 			}
 			if errs[p] = b.Set(keyBytes(keyLatest), binary.AppendUvarint(nil, height), nil); errs[p] != nil {
@@ -145,21 +143,17 @@ func (s *Store) pebbleVersionBatch(height uint64, root slot, o *out) (*pebble.Ba
 		if err == nil {
 			err = b.Apply(batches[p], nil)
 		}
-		s.parts.put(s.pdb, batches[p], runtime.GOMAXPROCS(0))
+		s.parts.put(s.pdb, batches[p])
 	}
 	if err == nil {
 		err = b.Set(keyBytes(rootKey(height)), encodeRoot(root), nil)
 	}
 	if err == nil && (len(o.stale) > 0 || len(o.history) > 0) {
-		// Encoded in place (~1.4 MB for a 10k-key block at 1M keys).
-		k := keyBytes(staleKey(height))
-		op := b.SetDeferred(len(k), 4+len(o.stale)*staleEntryLen+len(o.history)*types.HashLen)
-		copy(op.Key, k)
-		o.appendStale(op.Value[:0])
-		err = op.Finish()
+		err = b.Set(keyBytes(staleKey(height)), encodeStale(o.staleList()), nil)
 	}
 	if err != nil {
-		return nil, err // b is left to the collector (see partBatches.put)
+		b.Close()
+		return nil, err
 	}
 	return b, nil
 }
@@ -194,145 +188,60 @@ func putHistory(b *pebble.Batch, height uint64, hs []oldLeaf) error {
 // committed, so pebble holds no reference to it after the build. Versions
 // are built one at a time, but the mutex keeps that an assumption of speed,
 // not of safety.
-//
-// The store's versions keeper holds the first batches, once committed, when
-// pebble gave their buffer back (keepCommitted): pebble copies a batch into
-// its memtable and log within Commit, unless the batch is large (its
-// memtable size at least half a memtable), when Commit hands the buffer to
-// a flushable batch in pebble's memtable queue until its flush and leaves
-// the batch without one. At 1M keys a 10k-key block's batch is that large
-// every time; a smaller block's is not (see RATIONALE.md, "Why does a commit
-// reuse its batch and record chunks…").
 type partBatches struct {
 	mu   sync.Mutex
 	db   *pebble.DB // the database the kept batches belong to
 	free []*pebble.Batch
-	// reused counts the kept batches get handed out; poison, set by tests
-	// only, overwrites a kept batch's spare buffer (see
-	// recordChunks.poison).
-	reused int
-	poison bool
 }
 
-// partRetainMax bounds the buffer a kept part or version batch holds
-// between versions; pebble drops a larger one at Reset. A block of
-// BlockWritesMax writes of large values is far above what a part usually
-// holds, and its buffer is not worth keeping; a version batch whose buffer
-// pebble gives back is below half a memtable.
+// partRetainMax bounds the buffer a kept part batch holds between
+// versions; pebble drops a larger one at Reset. A block of BlockWritesMax
+// writes of large values is far above what a part usually holds, and its
+// buffer is not worth keeping.
 const partRetainMax = 64 << 20
 
-// keepMin is the smallest batch buffer put keeps.
-const keepMin = 64 << 10
-
 // get returns an empty batch of db with room for size bytes: a kept one if
-// one is large enough, else a new one of alloc bytes.
-func (p *partBatches) get(db *pebble.DB, size, alloc int) *pebble.Batch {
+// it is large enough.
+func (p *partBatches) get(db *pebble.DB, size int) *pebble.Batch {
 	p.mu.Lock()
 	var b *pebble.Batch
-	if p.db == db {
-		// The smallest kept batch that fits: put keeps the largest.
-		for _, k := range p.free {
-			if c := cap(k.Repr()); c >= size && (b == nil || c < cap(b.Repr())) {
-				b = k
-			}
-		}
-		if b != nil {
-			p.reused++
-		} else if len(p.free) > 0 {
-			// None fits: drop the largest, so that batches too small for
-			// the versions of now are not kept for good (at 1M keys a
-			// 10k-key block's version batch is never given back, and the
-			// ones a growing tree's first blocks gave back would stay).
-			b = slices.MaxFunc(p.free, func(x, y *pebble.Batch) int { return cap(x.Repr()) - cap(y.Repr()) })
-		}
-		p.free = slices.DeleteFunc(p.free, func(k *pebble.Batch) bool { return k == b })
-		if b != nil && cap(b.Repr()) < size {
-			b = nil
-		}
+	if n := len(p.free); n > 0 && p.db == db {
+		b = p.free[n-1]
+		p.free = p.free[:n-1]
 	}
 	p.mu.Unlock()
-	if b != nil {
+	if b != nil && cap(b.Repr()) >= size {
 		return b
 	}
-	return db.NewBatchWithSize(alloc, pebble.WithMaxRetainedSizeBytes(partRetainMax))
+	// A quarter more: the next version's part is about as large, and a
+	// little larger as often as not.
+	return db.NewBatchWithSize(size+size/4, pebble.WithMaxRetainedSizeBytes(partRetainMax))
 }
 
-// put empties b and keeps it for the next version, up to max batches, the
-// largest ones. A batch that is not kept (nor one get finds too small) is
-// left to the collector rather than closed: Close would hand it to pebble's
-// own pool with its retention option and its large buffer, for any later
-// batch of the process to inherit. An uncommitted batch holds nothing else,
-// nor does a committed one that pebble gave back.
-func (p *partBatches) put(db *pebble.DB, b *pebble.Batch, max int) {
+// put empties b and keeps it for the next version, up to one per core. A
+// batch that is not kept (nor one get finds too small) is left to the
+// collector rather than closed: Close would hand it to pebble's own pool
+// with its retention option and its large buffer, for any later batch of
+// the process to inherit. An uncommitted batch holds nothing else.
+func (p *partBatches) put(db *pebble.DB, b *pebble.Batch) {
 	b.Reset()
-	if cap(b.Repr()) < keepMin {
-		// Reset let go of the buffer (pebble still holds it, or it was
-		// larger than partRetainMax; Repr then gave the batch a small new
-		// one), or it is too small to be worth keeping.
-		return
-	}
-	if p.poison {
-		buf := b.Repr()
-		buf = buf[len(buf):cap(buf)]
-		for i := range buf {
-			buf[i] = 0xa5
-		}
-	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.db != db {
 		p.db, p.free = db, nil
 	}
-	p.free = append(p.free, b)
-	if len(p.free) > max {
-		// Drop the smallest: a version's batch fits a kept one more often
-		// the larger it is.
-		slices.SortFunc(p.free, func(x, y *pebble.Batch) int { return cap(y.Repr()) - cap(x.Repr()) })
-		clear(p.free[max:])
-		p.free = p.free[:max]
+	if len(p.free) < runtime.GOMAXPROCS(0) {
+		p.free = append(p.free, b)
 	}
 }
 
-// keepCommitted keeps version batch b, which db's Commit wrote without an
-// error, for a later version if pebble gave its buffer back (Reset keeps
-// it only then: a flushable batch has none left, and a batch the log may
-// still read, with WAL failover, loses it at Reset).
-func (p *partBatches) keepCommitted(db *pebble.DB, b *pebble.Batch) {
-	// Two: a pipelined commit builds the next version's batch while this
-	// one is written.
-	p.put(db, b, 2)
-}
-
-// indexScratch is putIndex's key buffer and key order, kept from one
-// version to the next: each version's were ~1.5 MB of garbage for a
-// 10k-key block at 1M keys (pebble's Set copies the keys). Versions are
-// built one at a time; the mutex keeps that an assumption of speed, not of
-// safety.
-type indexScratch struct {
-	mu   sync.Mutex
-	kb   []byte
-	ends []int
-	ord  []int
-}
-
-// indexScratchMax bounds the key buffer kept between versions.
-const indexScratchMax = 4 << 20
-
 // putIndex adds the flat index changes to b in the order of their
 // datastore keys.
-func (x *indexScratch) putIndex(b *pebble.Batch, changes []Change, t *moduleTable) error {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	defer func() {
-		if cap(x.kb) > indexScratchMax {
-			x.kb, x.ends, x.ord = nil, nil, nil
-		}
-	}()
+func putIndex(b *pebble.Batch, changes []Change, t *moduleTable) error {
 	// The keys are built first and sorted as bytes: modules sort by their
 	// id segments (appendKVModule), not by address.
-	kb := x.kb[:0]
-	ends := room(x.ends, len(changes))[:len(changes)]
-	x.ends = ends
+	var kb []byte
+	ends := make([]int, len(changes))
 	for i := range changes {
 		var err error
 		if kb, err = t.writeKVKey(kb, changes[i].Key); err != nil {
@@ -340,15 +249,13 @@ func (x *indexScratch) putIndex(b *pebble.Batch, changes []Change, t *moduleTabl
 		}
 		ends[i] = len(kb)
 	}
-	x.kb = kb
 	key := func(i int) []byte {
 		if i == 0 {
 			return kb[:ends[0]]
 		}
 		return kb[ends[i-1]:ends[i]]
 	}
-	ord := room(x.ord, len(changes))[:len(changes)]
-	x.ord = ord
+	ord := make([]int, len(changes))
 	for i := range ord {
 		ord[i] = i
 	}

@@ -345,9 +345,6 @@ func benchCommit(b *testing.B, n int, prune, async bool) {
 	stop := profileTo(b, os.Getenv("KAIROS_BENCH_CPUPROFILE"), "")
 	cpu := startCPU()
 	gc0 := readGC()
-	s.versions.mu.Lock()
-	reused0 := s.versions.reused
-	s.versions.mu.Unlock()
 	wal0, sst0 := pebbleWritten(s)
 	debt0 := s.pdb.Metrics().Compact.EstimatedDebt
 	tables.reset()
@@ -384,11 +381,6 @@ func benchCommit(b *testing.B, n int, prune, async bool) {
 	// Node cache misses per block: each is a pebble read on the commit's
 	// path (the pruner reads no records).
 	b.ReportMetric(float64(s.cache.missCount()-miss0)/float64(b.N), "misses/op")
-	// Version batches written through a buffer an earlier version's
-	// commit gave back (pebble keeps a flushable batch's).
-	s.versions.mu.Lock()
-	b.ReportMetric(float64(s.versions.reused-reused0)/float64(b.N), "vbatch-reused/op")
-	s.versions.mu.Unlock()
 	if prune {
 		// Prune's wall time per block: the pruner's reads, if it has any,
 		// show here (RATIONALE.md, "Why is the flat index not keyed by

@@ -110,11 +110,6 @@ type out struct {
 	changes  []Change
 	modules  []moduleRecord // module ids the version persists (moduleTable.take)
 	arena    []byte         // the chunk records are encoded into
-	// src gives the out its record chunks (nil: new ones), and chunks
-	// lists those it gave, to hand back once the version's batch holds a
-	// copy of the records (see recordChunks).
-	src    *recordChunks
-	chunks [][]byte
 	// leaves is update's scratch for the leaves of a subtree it builds
 	// anew, kept for the next: most of a block's updates end at a leaf
 	// slot, and a slice of items each was ~5 MB of garbage per 10k-key
@@ -170,104 +165,25 @@ func getPartOut(n int) *out {
 // that the pool holds no node, record chunk or value of the version: the
 // records stay in their chunks, which the version's out names.
 func putPartOut(o *out) {
-	o.reset()
-	partOuts.Put(o)
-}
-
-// reset empties o, keeping its lists' room: it holds no node, record chunk,
-// key or value of the version after.
-func (o *out) reset() {
 	clear(o.nodes)
 	clear(o.replaced)
 	clear(o.records)
 	clear(o.history)
 	clear(o.changes)
 	clear(o.leaves[:cap(o.leaves)])
-	clear(o.chunks)
 	o.nodes, o.replaced, o.records = o.nodes[:0], o.replaced[:0], o.records[:0]
 	o.history, o.stale, o.changes = o.history[:0], o.stale[:0], o.changes[:0]
-	o.leaves, o.arena, o.modules = o.leaves[:0], nil, nil
-	o.src, o.chunks = nil, o.chunks[:0]
+	o.leaves, o.arena = o.leaves[:0], nil
+	partOuts.Put(o)
 }
 
 // reserve returns the arena with room for n more bytes, starting a new
 // chunk when the current one has too little left.
 func (o *out) reserve(n int) []byte {
 	if cap(o.arena)-len(o.arena) < n {
-		if n > arenaChunk || o.src == nil {
-			o.arena = make([]byte, 0, max(arenaChunk, n))
-		} else {
-			o.arena = o.src.get()
-			o.chunks = append(o.chunks, o.arena)
-		}
+		o.arena = make([]byte, 0, max(arenaChunk, n))
 	}
 	return o.arena
-}
-
-// recordChunks keeps the record chunks of versions whose batch holds a
-// copy of their records, for the next versions' updates: a 10k-key block
-// at 1M keys encodes ~11 MB of records, garbage once copied (see
-// RATIONALE.md, "Why does a commit reuse its batch and record chunks…").
-// A version hands its chunks back once its batch is built (pebble's batch
-// and versionBatch copy every record), before the next version's update
-// can start on an atomic backend; on another, the next update runs while
-// the version waits to build its batch, and takes other chunks meanwhile.
-// Nothing else points into a chunk: the cache's nodes are decoded or built,
-// never slices of a record, and Replace's out takes no chunks from here.
-type recordChunks struct {
-	mu   sync.Mutex
-	free [][]byte
-	// poison, set by tests only, overwrites a chunk as it is handed back,
-	// so that a record read after that reads garbage, whatever the
-	// scheduling.
-	poison bool
-}
-
-// chunksKeepMax bounds the chunks a store keeps between versions (16 MiB):
-// a 10k-key block at 1M keys uses ~45.
-const chunksKeepMax = 64
-
-// get returns an empty chunk of arenaChunk bytes, a kept one if any.
-func (c *recordChunks) get() []byte {
-	c.mu.Lock()
-	if n := len(c.free); n > 0 {
-		b := c.free[n-1]
-		c.free[n-1] = nil
-		c.free = c.free[:n-1]
-		c.mu.Unlock()
-		return b
-	}
-	c.mu.Unlock()
-	return make([]byte, 0, arenaChunk)
-}
-
-// put keeps chunks for later versions, up to chunksKeepMax; the caller no
-// longer reads them, nor does anything else.
-func (c *recordChunks) put(chunks [][]byte) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, b := range chunks {
-		if len(c.free) >= chunksKeepMax {
-			break
-		}
-		if c.poison {
-			full := b[:cap(b)]
-			for i := range full {
-				full[i] = 0x5a
-			}
-		}
-		c.free = append(c.free, b[:0])
-	}
-}
-
-// releaseChunks hands o's record chunks back to its source: its batch
-// holds a copy of every record, and o.records is not read again.
-func (o *out) releaseChunks() {
-	if o.src != nil {
-		o.src.put(o.chunks)
-	}
-	clear(o.chunks)
-	o.chunks = o.chunks[:0]
 }
 
 // addRecord records the encoding that was just appended to the arena from
@@ -307,20 +223,6 @@ func (o *out) staleList() staleList {
 	return l
 }
 
-// appendStale appends encodeStale(o.staleList()) to buf, without making
-// the list.
-func (o *out) appendStale(buf []byte) []byte {
-	buf = binary.BigEndian.AppendUint32(buf, uint32(len(o.stale)))
-	for _, r := range o.stale {
-		buf = binary.BigEndian.AppendUint64(buf, r.born)
-		buf = append(buf, r.id[:]...)
-	}
-	for i := range o.history {
-		buf = append(buf, o.history[i].kp[:]...)
-	}
-	return buf
-}
-
 func (o *out) merge(p *out) {
 	for i := range p.history {
 		p.history[i].change += len(o.changes)
@@ -331,7 +233,6 @@ func (o *out) merge(p *out) {
 	o.history = append(o.history, p.history...)
 	o.stale = append(o.stale, p.stale...)
 	o.changes = append(o.changes, p.changes...)
-	o.chunks = append(o.chunks, p.chunks...)
 }
 
 type committer struct {
@@ -371,9 +272,6 @@ type pendingWrite struct {
 	built chan struct{}
 	done  chan struct{}
 	err   error
-	// o is the version's out, which the next CommitAsync keeps for the
-	// version after once this write is over (Store.spareOut).
-	o *out
 }
 
 // writing reports whether a version's write is still going on; the caller
@@ -492,19 +390,13 @@ func (s *Store) commitAsync(ctx context.Context, height uint64, writes []Write) 
 		return types.Root{}, nil, fmt.Errorf("%w: got %d, latest is %d", ErrHeight, height, latest)
 	}
 	t := s.phases.start()
-	items, err := prepareInto(s.spareItems, writes)
-	s.spareItems = nil
+	items, err := prepare(writes)
 	if err != nil {
 		return types.Root{}, nil, err
 	}
 	t = s.phases.end(phasePrepare, t)
 	c := &committer{s: s, ctx: ctx, height: height, oldValues: !s.opts.AtomicBatches, prev: prev}
-	o := s.spareOut
-	s.spareOut = nil
-	if o == nil {
-		o = new(out)
-	}
-	o.src = &s.chunks
+	o := new(out)
 	s.modules.assignWrites(items)
 	newRoot, err := c.update(o, root, 0, items)
 	if err != nil {
@@ -516,7 +408,7 @@ func (s *Store) commitAsync(ctx context.Context, height uint64, writes []Write) 
 	}
 	o.modules = s.modules.take()
 	t = s.phases.end(phaseOld, t)
-	w := &pendingWrite{height: height, parent: root.h, root: newRoot, items: items, built: make(chan struct{}), done: make(chan struct{}), o: o}
+	w := &pendingWrite{height: height, parent: root.h, root: newRoot, items: items, built: make(chan struct{}), done: make(chan struct{})}
 	go s.writeInBackground(context.WithoutCancel(ctx), w, prev, o)
 	// The cache takes the version's nodes here, while the background
 	// goroutine writes its batch: no reader asks for a node born at height
@@ -536,31 +428,14 @@ func (s *Store) commitAsync(ctx context.Context, height uint64, writes []Write) 
 	// ran while the version was written, and the heap's goal is twice
 	// what a collection finds live (see RATIONALE.md, round 10). The
 	// background write reads o's other fields; these it no longer touches
-	// (it built the batch before closing built). The lists are cleared,
-	// not dropped: the out serves a later version (spareOut).
-	clear(o.replaced)
-	clear(o.nodes)
-	o.replaced, o.nodes = o.replaced[:0], o.nodes[:0]
+	// (it built the batch before closing built).
+	o.replaced, o.nodes = nil, nil
 	if s.opts.AtomicBatches {
-		clear(o.records)
-		o.records, o.arena = o.records[:0], nil
+		o.records, o.arena = nil, nil
 	}
 	s.phases.end(phaseCache, t)
 	if prev != nil {
-		// Its error is w's too, and w reports it. Once the write is over,
-		// nothing reads its out (writeInBackground closed done last, and
-		// its CommitAsync has returned): the version after w takes it,
-		// emptied, with its lists' room (~6 MB for a 10k-key block at 1M
-		// keys), while w's is in flight.
-		// Its items too: the only reader, this version's update
-		// (copyWritten), is over.
-		if prev.wait() == nil {
-			prev.o.reset()
-			s.spareOut = prev.o
-			clear(prev.items)
-			s.spareItems = prev.items[:0]
-		}
-		prev.o, prev.items = nil, nil
+		prev.wait() // its error is w's too, and w reports it
 	}
 	s.inflight = w
 	return types.Root(newRoot.h), w.callerWait, nil
@@ -579,9 +454,6 @@ func (s *Store) writeInBackground(ctx context.Context, w *pendingWrite, prev *pe
 		// Commit.
 		t := s.phases.start()
 		b, err = s.commitBatch(ctx, w.height, w.root, o)
-		if err == nil {
-			o.releaseChunks()
-		}
 		s.phases.end(phaseBuild, t)
 	}
 	close(w.built)
@@ -629,22 +501,19 @@ func (s *Store) commitTimed(ctx context.Context, b ds.Batch) error {
 	if !ok || s.phases == nil {
 		return b.Commit(ctx)
 	}
+	defer pb.b.Close()
 	t := s.phases.start()
 	err := pb.b.Commit(pb.wo)
 	// The stats leave out the sort of a batch too large for the
 	// memtable, which comes before pebble's commit pipeline.
 	wait := pb.b.CommitStats().CommitWaitDuration
-	pb.release(err)
 	s.phases.add(phaseSync, wait)
 	s.phases.add(phaseApply, time.Since(t)-wait)
 	return err
 }
 
 // prepare validates writes and returns them as items sorted by key path.
-func prepare(writes []Write) ([]item, error) { return prepareInto(nil, writes) }
-
-// prepareInto is prepare into dst's array if it has room (dst is empty).
-func prepareInto(dst []item, writes []Write) ([]item, error) {
+func prepare(writes []Write) ([]item, error) {
 	if len(writes) > BlockWritesMax {
 		return nil, fmt.Errorf("%w: %d > %d", ErrTooManyWrites, len(writes), BlockWritesMax)
 	}
@@ -656,12 +525,7 @@ func prepareInto(dst []item, writes []Write) ([]item, error) {
 			return nil, fmt.Errorf("%w: %d bytes in write %d", ErrValueTooLarge, len(w.Value), i)
 		}
 	}
-	items := dst[:0]
-	if cap(items) >= len(writes) {
-		items = items[:len(writes)]
-	} else {
-		items = make([]item, len(writes))
-	}
+	items := make([]item, len(writes))
 	// Two hashes per write (key path, value hash): split over the cores
 	// for a large block. Each item depends on its write alone.
 	hashItems := func(lo, hi int) {
@@ -721,17 +585,11 @@ func (c *committer) readOld(o *out) error {
 		parts = runtime.GOMAXPROCS(0)
 	}
 	errs := make([]error, parts)
-	chunks := make([][][]byte, parts)
 	var wg sync.WaitGroup
 	for p := range parts {
-		wg.Go(func() {
-			chunks[p], errs[p] = c.readOldPart(o, todo[p*len(todo)/parts:(p+1)*len(todo)/parts])
-		})
+		wg.Go(func() { errs[p] = c.readOldPart(o, todo[p*len(todo)/parts:(p+1)*len(todo)/parts]) })
 	}
 	wg.Wait()
-	for _, cs := range chunks {
-		o.chunks = append(o.chunks, cs...)
-	}
 	// The first failing part's error, so that the error names the same key
 	// whatever the number of cores.
 	for _, err := range errs {
@@ -748,25 +606,16 @@ func (c *committer) readOld(o *out) error {
 }
 
 // readOldPart reads the old values of o.history[i] for i in part (sorted by
-// key). It copies them into record chunks from o's source (like the
-// records, they are garbage once the version's batch holds them) and
-// returns those chunks, for o to hand back with its own.
-func (c *committer) readOldPart(o *out, part []int) ([][]byte, error) {
+// key).
+func (c *committer) readOldPart(o *out, part []int) error {
 	var buf []byte
-	var chunks [][]byte
 	set := func(i int, v []byte) error {
 		h := &o.history[i]
 		if v == nil || types.ValueHash(v) != h.leaf.vh() {
 			return fmt.Errorf("%w: the flat index does not hold the value of leaf %s (%s)", ErrCorrupt, h.leaf.h, h.leaf.key())
 		}
-		if cap(buf)-len(buf) < len(v) {
-			if o.src == nil || len(v) > arenaChunk {
-				h.value = bytes.Clone(v)
-				return nil
-			}
-			buf = o.src.get()
-			chunks = append(chunks, buf)
-		}
+		// One buffer for the part's values: a grown buffer leaves the
+		// values before in the old one, which they keep alive.
 		at := len(buf)
 		buf = append(buf, v...)
 		h.value = buf[at:len(buf):len(buf)]
@@ -776,29 +625,29 @@ func (c *committer) readOldPart(o *out, part []int) ([][]byte, error) {
 		for _, i := range part {
 			v, err := c.s.Get(c.ctx, o.history[i].leaf.key())
 			if err != nil {
-				return chunks, err
+				return err
 			}
 			if err := set(i, v); err != nil {
-				return chunks, err
+				return err
 			}
 		}
-		return chunks, nil
+		return nil
 	}
 	l, err := c.s.newIndexLookup(c.ctx)
 	if err != nil {
-		return chunks, err
+		return err
 	}
 	defer l.close()
 	for _, i := range part {
 		v, err := l.get(o.history[i].leaf.key())
 		if err != nil {
-			return chunks, err
+			return err
 		}
 		if err := set(i, v); err != nil {
-			return chunks, err
+			return err
 		}
 	}
-	return chunks, nil
+	return nil
 }
 
 // loadNode returns node r, from the cache or the datastore. A node of the
@@ -1062,7 +911,6 @@ func (c *committer) parallelChildren(o *out, d int, ws []item, rs []run, a *[fan
 	var wg sync.WaitGroup
 	for i, r := range rs {
 		res[i].o = getPartOut(r.hi - r.lo)
-		res[i].o.src = o.src
 		wg.Add(1)
 		go func(old slot) {
 			defer wg.Done()
@@ -1112,7 +960,7 @@ func (s *Store) commitBatch(ctx context.Context, height uint64, root slot, o *ou
 		if err != nil {
 			return nil, err
 		}
-		return pebbleBatch{b: b, wo: pebble.Sync, s: s}, nil
+		return pebbleBatch{b, pebble.Sync}, nil
 	}
 	b, err := s.versionBatch(ctx, height, root, o, true)
 	if err != nil {
@@ -1159,7 +1007,6 @@ func (s *Store) writeTearable(ctx context.Context, height uint64, root slot, o *
 	if err != nil {
 		return err
 	}
-	o.releaseChunks()
 	if err := b.Commit(ctx); err != nil {
 		return err
 	}
@@ -1240,31 +1087,17 @@ func (s *Store) versionBatch(ctx context.Context, height uint64, root slot, o *o
 // is closed; Commit closes it, so only batches that never reach Commit
 // come here.
 func discardBatch(b ds.Batch) {
-	if pb, ok := b.(pebbleBatch); ok && pb.s == nil {
+	if pb, ok := b.(pebbleBatch); ok {
 		pb.b.Close()
 	}
-	// A version's batch is left to the collector (see partBatches.put).
 }
 
 // pebbleBatch is a pebble batch as a ds.Batch, committed with wo: sync like
 // the go-ds-pebble datastore that OpenPebble configures, or not for
-// UnsyncedBatch (the pruner's chunks, the node's block records). s is set
-// for a version's batch (commitBatch), which its commit leaves to s's
-// versions keeper instead of closing it.
+// UnsyncedBatch (the pruner's chunks, the node's block records).
 type pebbleBatch struct {
 	b  *pebble.Batch
 	wo *pebble.WriteOptions
-	s  *Store
-}
-
-// release lets go of the batch after its commit returned err.
-func (p pebbleBatch) release(err error) {
-	switch {
-	case p.s == nil:
-		p.b.Close()
-	case err == nil:
-		p.s.versions.keepCommitted(p.s.pdb, p.b)
-	}
 }
 
 func (p pebbleBatch) Put(_ context.Context, k ds.Key, v []byte) error {
@@ -1276,7 +1109,6 @@ func (p pebbleBatch) Delete(_ context.Context, k ds.Key) error {
 }
 
 func (p pebbleBatch) Commit(context.Context) error {
-	err := p.b.Commit(p.wo)
-	p.release(err)
-	return err
+	defer p.b.Close()
+	return p.b.Commit(p.wo)
 }

@@ -166,7 +166,7 @@ func (s *Store) deleteChunk(ctx context.Context, n int, key func(dst []byte, i i
 				return err
 			}
 		}
-		if err := (pebbleBatch{b: b, wo: pebble.NoSync}).Commit(ctx); err != nil {
+		if err := (pebbleBatch{b, pebble.NoSync}).Commit(ctx); err != nil {
 			return err
 		}
 		return s.syncIfNeeded(ctx)
@@ -193,7 +193,7 @@ func (s *Store) deleteChunk(ctx context.Context, n int, key func(dst []byte, i i
 // restart rebuilds (the node's block records); keys are datastore keys.
 func (s *Store) UnsyncedBatch(ctx context.Context) (ds.Batch, error) {
 	if s.pdb != nil {
-		return pebbleBatch{b: s.pdb.NewBatch(), wo: pebble.NoSync}, nil
+		return pebbleBatch{s.pdb.NewBatch(), pebble.NoSync}, nil
 	}
 	return s.d.Batch(ctx)
 }

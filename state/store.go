@@ -62,15 +62,14 @@ const BlockWritesMax = 1 << 17
 // the store's memory budget (target: peak RSS <= 1 GiB at 1M keys).
 const (
 	PebbleCacheBytes = 128 << 20
-	// PebbleMemTableBytes is pebble's memtable size. 16 MiB cost 40–70
-	// MiB of peak RSS at 1M keys. A 10k-key block's batch at 1M keys
+	// PebbleMemTableBytes is pebble's memtable size (16 MiB measured 40–70
+	// MiB more peak RSS at 1M keys). A 10k-key block's batch at 1M keys
 	// (~14 MB of keys and values, ~46k entries) is still more than half
 	// of it by pebble's count (each entry also counts a skiplist node of
 	// the largest height), so pebble makes it a flushable batch that
 	// holds its Go buffer until its flush; a smaller block's batch is
-	// copied into the memtable, and its buffer serves the next version
-	// (RATIONALE.md, "Why does a commit reuse its batch and record
-	// chunks…"). The
+	// copied into the memtable (RATIONALE.md, "Why does a commit not
+	// reuse its batch and record chunks…"). The
 	// logs pebble kept to recycle (three memtables' worth) were what made
 	// a larger memtable cost disk; logDeleter stops that (RATIONALE.md,
 	// "Why does pebble not recycle its write-ahead logs…?").
@@ -159,13 +158,6 @@ type Store struct {
 	// parts keeps the part batches of a version's pebble batch for the
 	// next version (batch.go).
 	parts partBatches
-	// versions keeps version batches pebble gave back after their commit,
-	// chunks the record chunks of versions whose batch holds a copy of
-	// their records, for the next versions (batch.go, commit.go).
-	versions partBatches
-	chunks   recordChunks
-	// index is the batch build's scratch for the flat index keys (batch.go).
-	index indexScratch
 	// pebbleFS and pebbleDir are where pdb keeps its files, when known
 	// (OpenPebble): an install writes its scratch runs beside them and
 	// ingests the tables it merges from them.
@@ -188,13 +180,6 @@ type Store struct {
 	// inflight is the last version CommitAsync handed to the background
 	// write, nil once a writer drained it; under commitMu.
 	inflight *pendingWrite
-	// spareOut is the out of a version whose write is over, emptied, for
-	// the next CommitAsync; under commitMu.
-	spareOut *out
-	// spareItems is the emptied items array of a version whose write is
-	// over (~2 MB for a 10k-key block), for the next CommitAsync's prepare;
-	// under commitMu.
-	spareItems []item
 	// phases times the phases of each commit; nil (nothing timed) except
 	// in the commit benchmark.
 	phases *commitPhases
