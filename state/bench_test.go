@@ -336,6 +336,11 @@ func benchCommit(b *testing.B, n int, prune, async bool) {
 	if settle {
 		settleCompactions(b, s.pdb)
 	}
+	// With a heap profile, one at the start too: pprof -base <file>.start
+	// <file> shows what the timed blocks allocated alone.
+	if p := os.Getenv("KAIROS_BENCH_HEAPPROFILE"); p != "" {
+		heapProfileTo(b, p+".start")
+	}
 	b.ResetTimer()
 	stop := profileTo(b, os.Getenv("KAIROS_BENCH_CPUPROFILE"), "")
 	cpu := startCPU()

@@ -62,10 +62,14 @@ const BlockWritesMax = 1 << 17
 // the store's memory budget (target: peak RSS <= 1 GiB at 1M keys).
 const (
 	PebbleCacheBytes = 128 << 20
-	// PebbleMemTableBytes is pebble's memtable size. A 10k-key block's
-	// batch (~14 MB) fits under half of it and is copied into the
-	// memtable instead of becoming a flushable batch that holds Go heap
-	// until its flush: 16 MiB cost 40–70 MiB of peak RSS at 1M keys. The
+	// PebbleMemTableBytes is pebble's memtable size (16 MiB measured 40–70
+	// MiB more peak RSS at 1M keys). A 10k-key block's batch at 1M keys
+	// (~14 MB of keys and values, ~46k entries) is still more than half
+	// of it by pebble's count (each entry also counts a skiplist node of
+	// the largest height), so pebble makes it a flushable batch that
+	// holds its Go buffer until its flush; a smaller block's batch is
+	// copied into the memtable (RATIONALE.md, "Why does a commit not
+	// reuse its batch and record chunks…"). The
 	// logs pebble kept to recycle (three memtables' worth) were what made
 	// a larger memtable cost disk; logDeleter stops that (RATIONALE.md,
 	// "Why does pebble not recycle its write-ahead logs…?").
