@@ -30,8 +30,8 @@ var stageBackends = []struct {
 }
 
 // stageSnapshot returns a small snapshot to import: its manifest, chunks,
-// height and root, and the store it was exported from.
-func stageSnapshot(t *testing.T) (*Manifest, [][]byte, uint64, types.Root, *Store) {
+// height and root.
+func stageSnapshot(t *testing.T) (*Manifest, [][]byte, uint64, types.Root) {
 	t.Helper()
 	src, err := OpenMemory(Options{})
 	if err != nil {
@@ -44,7 +44,7 @@ func stageSnapshot(t *testing.T) (*Manifest, [][]byte, uint64, types.Root, *Stor
 	if len(chunks) < 4 {
 		t.Fatalf("%d chunks, want several", len(chunks))
 	}
-	return m, chunks, h, root, src
+	return m, chunks, h, root
 }
 
 // TestSnapshotInstallDamagedStaging alters a staged chunk through the
@@ -58,7 +58,7 @@ func stageSnapshot(t *testing.T) (*Manifest, [][]byte, uint64, types.Root, *Stor
 func TestSnapshotInstallDamagedStaging(t *testing.T) {
 	smallInstallBatches(t, 4<<10)
 	ctx := context.Background()
-	m, chunks, h, root, _ := stageSnapshot(t)
+	m, chunks, h, root := stageSnapshot(t)
 	const bad = 2
 	valueAt := func(rec []byte) int { // offset of the first leaf's value
 		c, err := decodeChunk(chunks[bad])
