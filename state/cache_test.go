@@ -4,8 +4,13 @@ import (
 	"context"
 	"encoding/binary"
 	"math/rand/v2"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"unsafe"
+
+	ds "github.com/ipfs/go-datastore"
+	dssync "github.com/ipfs/go-datastore/sync"
 
 	"github.com/kairos-network/kairos/types"
 )
@@ -138,6 +143,62 @@ func TestNodeCacheMisses(t *testing.T) {
 	}
 	if again := s.NodeCacheMisses() - m1; again != 0 {
 		t.Fatalf("the same proof again missed %d times", again)
+	}
+}
+
+// nodeReadCounter is a datastore that counts the node records read from it.
+type nodeReadCounter struct {
+	ds.Batching
+	reads atomic.Int64
+}
+
+func (d *nodeReadCounter) Get(ctx context.Context, k ds.Key) ([]byte, error) {
+	if strings.HasPrefix(k.String(), nsNode) {
+		d.reads.Add(1)
+	}
+	return d.Batching.Get(ctx, k)
+}
+
+// TestNodeCacheMissesCountReads: NodeCacheMisses counts one miss per node
+// record read, also when a pipelined commit looks for a node of the
+// version whose write is in flight, misses it and reads it once that write
+// is over (it counted two).
+func TestNodeCacheMissesCountReads(t *testing.T) {
+	ctx := context.Background()
+	d := &nodeReadCounter{Batching: dssync.MutexWrap(ds.NewMapDatastore())}
+	s, err := Open(ctx, d, Options{CacheBytes: 1}) // every lookup misses
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	key := func(i int) types.StateKey { return types.StateKey{Key: []byte{byte(i), byte(i >> 8)}} }
+	ws := make([]Write, 0, 300)
+	for i := range 300 {
+		ws = append(ws, Write{Key: key(i), Value: []byte("v")})
+	}
+	if _, err := s.Commit(ctx, 1, ws); err != nil {
+		t.Fatal(err)
+	}
+	m0, r0 := s.NodeCacheMisses(), d.reads.Load()
+	var wait func() error
+	for h := uint64(2); h <= 12; h++ {
+		ws := make([]Write, 0, 40)
+		for i := range 40 {
+			ws = append(ws, Write{Key: key(int(h)*37 + i*7), Value: []byte{byte(h)}})
+		}
+		if _, wait, err = s.CommitAsync(ctx, h, ws); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := wait(); err != nil {
+		t.Fatal(err)
+	}
+	misses, reads := s.NodeCacheMisses()-m0, d.reads.Load()-r0
+	if reads == 0 {
+		t.Fatal("the commits read no node record")
+	}
+	if misses != uint64(reads) {
+		t.Fatalf("%d cache misses counted for %d node records read", misses, reads)
 	}
 }
 

@@ -661,6 +661,9 @@ func (c *committer) loadNode(r nodeRef) (*node, error) {
 		if err := c.awaitPrev(r.born); err != nil {
 			return nil, err
 		}
+		// The lookup above was the miss: looking again through
+		// Store.loadNode would count a second one for one read.
+		return c.s.readNode(c.ctx, r)
 	}
 	return c.s.loadNode(c.ctx, r)
 }

@@ -699,6 +699,11 @@ func (s *Store) loadNode(ctx context.Context, r nodeRef) (*node, error) {
 	if n := s.cache.get(r); n != nil {
 		return n, nil
 	}
+	return s.readNode(ctx, r)
+}
+
+// readNode reads node r from the datastore and caches it.
+func (s *Store) readNode(ctx context.Context, r nodeRef) (*node, error) {
 	b, err := s.d.Get(ctx, nodeKey(r.born, r.id))
 	if errors.Is(err, ds.ErrNotFound) {
 		return nil, fmt.Errorf("%w: missing node %s (born %d)", ErrCorrupt, r.id, r.born)
