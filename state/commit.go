@@ -468,7 +468,7 @@ func (s *Store) writeInBackground(ctx context.Context, w *pendingWrite, prev *pe
 	// in pebble, and forgets the keys it changes (valuecache.go); after a
 	// failed write it caches nothing more.
 	s.values.begin()
-	s.values.forget(s.modules, o.changes, nil)
+	s.values.forget(s.modules, o.changes)
 	switch {
 	case err != nil:
 	case b != nil:

@@ -85,8 +85,14 @@ func newValueCache(bytes int) *valueCache {
 	return c
 }
 
-// hash returns the hash that get and put take for key.
-func (c *valueCache) hash(key string) uint64 { return maphash.String(c.seed, key) | 1 }
+// hash returns the hash that get and put take for key (0, and no hashing,
+// when the cache is off: get and put then return at once).
+func (c *valueCache) hash(key string) uint64 {
+	if c.max == 0 {
+		return 0
+	}
+	return maphash.String(c.seed, key) | 1
+}
 
 func (c *valueCache) shard(h uint64) *valueShard {
 	return &c.shards[(h>>1)%valueCacheShards]
@@ -194,11 +200,12 @@ func (c *valueCache) end() {
 }
 
 // forget drops the cached values of the keys a commit changes; the caller
-// has called begin. buf is a scratch buffer, returned for reuse.
-func (c *valueCache) forget(mods *moduleTable, changes []Change, buf []byte) []byte {
+// has called begin.
+func (c *valueCache) forget(mods *moduleTable, changes []Change) {
 	if c.max == 0 || c.n.Load() == 0 {
-		return buf
+		return
 	}
+	var buf []byte
 	for i := range changes {
 		var ok bool
 		if buf, ok = mods.appendKVKey(buf[:0], changes[i].Key); !ok {
@@ -213,7 +220,6 @@ func (c *valueCache) forget(mods *moduleTable, changes []Change, buf []byte) []b
 		}
 		sh.mu.Unlock()
 	}
-	return buf
 }
 
 // clear drops every cached value: for writers that do not list the keys

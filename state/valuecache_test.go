@@ -345,14 +345,13 @@ func BenchmarkValueCacheForget(b *testing.B) {
 		}
 	}
 	fill()
-	var buf []byte
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
 		fill()
 		b.StartTimer()
 		c.begin()
-		buf = c.forget(mods, changes, buf)
+		c.forget(mods, changes)
 		c.end()
 	}
 }
@@ -417,7 +416,7 @@ func TestValueCachePutRacingWrite(t *testing.T) {
 				runtime.Gosched()
 			}
 			c.begin()
-			c.forget(nil, []Change{{Key: k, New: []byte("new")}}, nil)
+			c.forget(nil, []Change{{Key: k, New: []byte("new")}})
 			c.end()
 		})
 		close(start)
